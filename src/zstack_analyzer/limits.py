@@ -1,0 +1,113 @@
+"""Read limits: refuse a size a header declares before any buffer of that size exists.
+
+Why: a corrupt or hostile file can claim 10^6 x 10^6 pixels; allocating from that
+claim takes the process (or the server) down. Every reader passes declared
+shapes through :func:`check_declared_size` first.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from zstack_analyzer.errors import LimitExceededError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from numpy.typing import DTypeLike
+
+__all__ = ["ReadLimits", "check_declared_size"]
+
+GiB = 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLimits:
+    """Bounds on what a file may declare and what a caller may load eagerly.
+
+    Parameters
+    ----------
+    max_plane_bytes
+        Largest single plane (Y x X x S x itemsize) a reader will decode at once.
+    max_dimension
+        Largest extent of any one axis.
+    max_planes
+        Largest number of planes (T x C x Z x scenes/tiles) in one image.
+    max_eager_bytes
+        Largest array ``load_image(lazy=False)`` materialises.
+    max_metadata_bytes
+        Largest XML/metadata block parsed.
+
+    Examples
+    --------
+    >>> ReadLimits(max_eager_bytes=2 * 1024**3).max_eager_bytes
+    2147483648
+    """
+
+    max_plane_bytes: int = 4 * GiB
+    max_dimension: int = 1 << 20
+    max_planes: int = 10_000_000
+    max_eager_bytes: int = 16 * GiB
+    max_metadata_bytes: int = 256 * 1024**2
+
+
+def check_declared_size(
+    shape: Sequence[int],
+    dtype: DTypeLike,
+    *,
+    limits: ReadLimits,
+    path: Path | str | None = None,
+    plane_axes: int = 2,
+) -> int:
+    """Validate a declared shape against ``limits`` and return its size in bytes.
+
+    Parameters
+    ----------
+    shape
+        Declared shape; the last ``plane_axes`` entries form one plane (add one
+        for RGB samples).
+    dtype
+        Declared element type.
+    limits
+        Limits in force.
+    path
+        File named in the error message.
+    plane_axes
+        How many trailing axes make up one decoded plane.
+
+    Raises
+    ------
+    LimitExceededError
+        When an extent is negative or over ``max_dimension``, a plane is over
+        ``max_plane_bytes``, or there are more than ``max_planes`` planes.
+    """
+    name = getattr(path, "name", path) or "image"
+    dims = [int(s) for s in shape]
+    if any(s < 0 for s in dims):
+        msg = f"{name}: declares a negative size {tuple(dims)}"
+        raise LimitExceededError(msg, path=path)
+    if any(s > limits.max_dimension for s in dims):
+        msg = (
+            f"{name}: declares an axis of {max(dims):,} pixels, over the limit of "
+            f"{limits.max_dimension:,}; the file is probably corrupt"
+        )
+        raise LimitExceededError(msg, path=path)
+    itemsize = np.dtype(dtype).itemsize
+    plane_bytes = math.prod(dims[-plane_axes:]) * itemsize if plane_axes else itemsize
+    if plane_bytes > limits.max_plane_bytes:
+        msg = (
+            f"{name}: one plane of {tuple(dims[-plane_axes:])} {np.dtype(dtype).name} needs "
+            f"{plane_bytes / GiB:,.1f} GiB, over the limit of "
+            f"{limits.max_plane_bytes / GiB:,.1f} GiB"
+        )
+        raise LimitExceededError(msg, path=path)
+    planes = math.prod(dims[:-plane_axes]) if plane_axes else math.prod(dims)
+    if planes > limits.max_planes:
+        msg = f"{name}: declares {planes:,} planes, over the limit of {limits.max_planes:,}"
+        raise LimitExceededError(msg, path=path)
+    return planes * plane_bytes

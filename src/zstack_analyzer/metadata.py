@@ -1,0 +1,202 @@
+"""One trustworthy metadata model for every format.
+
+Why pydantic: the same objects are the library's return values and the HTTP
+service's JSON, so validation and serialisation are written once. Units are in
+the field names (``x_um``, ``emission_nm``); ``None`` means "the file does not
+say", never a stand-in 1.0. ``provenance`` says where each normalised value came
+from and ``warnings`` what was assumed or conflicting: that is what lets a user
+trust a voxel size.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime  # noqa: TC003  (pydantic needs it at runtime)
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ChannelInfo",
+    "ImageMetadata",
+    "MicroscopeInfo",
+    "ObjectiveInfo",
+    "PhysicalSize",
+    "SceneInfo",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PhysicalSize(_Model):
+    """Voxel size in micrometres; each ``None`` when the file does not state it.
+
+    Examples
+    --------
+    >>> PhysicalSize(x_um=0.1625, y_um=0.1625, z_um=0.5).z_um
+    0.5
+    """
+
+    x_um: float | None = Field(default=None, description="Pixel width in µm")
+    y_um: float | None = Field(default=None, description="Pixel height in µm")
+    z_um: float | None = Field(
+        default=None, description="Z step in µm (negative when the stack was taken downwards)"
+    )
+
+
+class ChannelInfo(_Model):
+    """One channel (C index) as the acquisition software described it.
+
+    Examples
+    --------
+    >>> ChannelInfo(index=0, name="DAPI", emission_nm=461.0).name
+    'DAPI'
+    """
+
+    index: int
+    name: str | None = None
+    excitation_nm: float | None = None
+    emission_nm: float | None = None
+    color: str | None = Field(default=None, description="Display colour as #RRGGBB")
+    fluorophore: str | None = None
+    exposure_ms: float | None = None
+    illumination: str | None = None
+    contrast_method: str | None = None
+
+
+class ObjectiveInfo(_Model):
+    """The objective lens, when the file names it.
+
+    Examples
+    --------
+    >>> ObjectiveInfo(magnification=63.0, numerical_aperture=1.4, immersion="Oil").immersion
+    'Oil'
+    """
+
+    name: str | None = None
+    magnification: float | None = None
+    numerical_aperture: float | None = None
+    immersion: str | None = None
+
+
+class MicroscopeInfo(_Model):
+    """The instrument and the software that wrote the file.
+
+    Examples
+    --------
+    >>> MicroscopeInfo(manufacturer="Zeiss").manufacturer
+    'Zeiss'
+    """
+
+    manufacturer: str | None = None
+    model: str | None = None
+    serial_number: str | None = None
+    software: str | None = None
+    software_version: str | None = None
+
+
+class SceneInfo(_Model):
+    """One scene (CZI scene, OME Image, LIF image, ND2 position) with its own sizes.
+
+    Examples
+    --------
+    >>> SceneInfo(index=0, size_x=4, size_y=3, dtype="uint8").size_z
+    1
+    """
+
+    index: int
+    name: str | None = None
+    size_t: int = 1
+    size_c: int = 1
+    size_z: int = 1
+    size_y: int = 1
+    size_x: int = 1
+    samples_per_pixel: int = 1
+    dtype: str
+    extra_dims: dict[str, int] = Field(
+        default_factory=dict,
+        description="Vendor dimensions beyond TCZYXS (size > 1), read at index 0",
+    )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Canonical T, C, Z, Y, X (+S) shape of this scene."""
+        base = (self.size_t, self.size_c, self.size_z, self.size_y, self.size_x)
+        return (*base, self.samples_per_pixel) if self.samples_per_pixel > 1 else base
+
+
+class ImageMetadata(_Model):
+    """Everything known about one scene of one file, normalised, with provenance.
+
+    Sizes are those of the canonical T, C, Z, Y, X (+S) array of the chosen
+    scene. ``samples_per_pixel`` counts RGB samples and is never confused with
+    channels.
+
+    Examples
+    --------
+    >>> md = ImageMetadata(filename="a.tif", file_format="TIFF", size_x=2048, size_y=2048,
+    ...                    size_z=50, size_c=2, dtype="uint16", bit_depth=16)
+    >>> round(md.get_memory_size_mb())
+    800
+    >>> md.should_use_lazy_loading()
+    False
+    """
+
+    filename: str
+    file_format: str = Field(description='"TIFF", "OME-TIFF", "ImageJ TIFF", "STK", "CZI", ...')
+    scene_index: int = 0
+    scene_name: str | None = None
+    size_x: int
+    size_y: int
+    size_z: int = 1
+    size_c: int = 1
+    size_t: int = 1
+    samples_per_pixel: int = 1
+    dtype: str = Field(description='numpy dtype name, e.g. "uint16"')
+    bit_depth: int = Field(description="Bits per sample of the container (16 for uint16)")
+    significant_bits: int | None = Field(
+        default=None, description="Bits actually used, where the file says (12 in uint16)"
+    )
+    physical_size: PhysicalSize = Field(default_factory=PhysicalSize)
+    time_interval_s: float | None = None
+    channels: list[ChannelInfo] = Field(default_factory=list)
+    objective: ObjectiveInfo | None = None
+    microscope: MicroscopeInfo | None = None
+    acquired_at: datetime | None = Field(
+        default=None, description="Acquisition start, UTC; None when the zone is unknown"
+    )
+    acquired_at_local: datetime | None = Field(
+        default=None, description="Acquisition start as written, naive, when no zone is known"
+    )
+    extra_dims: dict[str, int] = Field(default_factory=dict)
+    scenes: list[SceneInfo] = Field(default_factory=list)
+    pyramid_levels: list[tuple[int, int]] = Field(
+        default_factory=list, description="(Y, X) sizes of the resolution levels, full first"
+    )
+    provenance: dict[str, str] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+    vendor_metadata: dict[str, Any] = Field(
+        default_factory=dict, description="JSON-safe, size-capped copy of the vendor metadata"
+    )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Canonical T, C, Z, Y, X (+S) shape of the scene."""
+        base = (self.size_t, self.size_c, self.size_z, self.size_y, self.size_x)
+        return (*base, self.samples_per_pixel) if self.samples_per_pixel > 1 else base
+
+    def get_voxel_size_micrometers(self) -> tuple[float | None, float | None, float | None]:
+        """Return the voxel size ``(x, y, z)`` in µm, ``None`` where unknown."""
+        p = self.physical_size
+        return (p.x_um, p.y_um, p.z_um)
+
+    def get_memory_size_mb(self) -> float:
+        """Size of the whole scene in memory, in MiB, computed from the shape alone."""
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize / 1024**2
+
+    def should_use_lazy_loading(self, threshold_mb: float = 1024) -> bool:
+        """Whether the scene is larger than ``threshold_mb`` MiB (1 GiB by default)."""
+        return self.get_memory_size_mb() > threshold_mb

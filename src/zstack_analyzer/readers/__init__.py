@@ -1,0 +1,1 @@
+"""Format readers; each module holds one format and its quirks (see DESIGN.md 3)."""

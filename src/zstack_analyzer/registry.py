@@ -1,0 +1,153 @@
+"""Which reader opens a file: decided by content, in a fixed order, specific first.
+
+Why content and not extension: users rename files, and ``.tif`` covers plain
+TIFF, OME-TIFF, ImageJ and MetaMorph alike. Extensions only break ties and name
+formats in the formats table. Once a reader's ``sniff`` accepts a file, its
+errors propagate: the registry never falls through to a more generic reader,
+which would turn "corrupt CZI" into a misleading "unsupported".
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from zstack_analyzer.errors import CorruptFileError, MissingDependencyError, UnsupportedFormatError
+
+if TYPE_CHECKING:
+    from zstack_analyzer.limits import ReadLimits
+    from zstack_analyzer.readers._base import ImageReader
+
+__all__ = ["FormatInfo", "detect_reader", "known_suffixes", "open_reader", "supported_formats"]
+
+#: Readers in detection order: most specific first, plain TIFF always last.
+READER_CLASSES: tuple[str, ...] = (
+    "zstack_analyzer.readers.ome_tiff:OmeTiffReader",
+    "zstack_analyzer.readers.imagej_tiff:ImageJTiffReader",
+    "zstack_analyzer.readers.stk:StkReader",
+    "zstack_analyzer.readers.czi:CziReader",
+    "zstack_analyzer.readers.nd2:Nd2Reader",
+    "zstack_analyzer.readers.lif:LifReader",
+    "zstack_analyzer.readers.tiff:TiffReader",
+)
+
+#: Bytes handed to ``sniff``: enough for every magic number and a TIFF's first IFD offset.
+HEAD_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class FormatInfo:
+    """One row of the formats table.
+
+    Examples
+    --------
+    >>> FormatInfo("CZI", (".czi",), ("pylibCZIrw",), True).name
+    'CZI'
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    required_packages: tuple[str, ...]
+    available: bool
+
+
+@cache
+def reader_classes() -> tuple[type[ImageReader], ...]:
+    """The reader classes in detection order (imported once; their modules import nothing heavy)."""
+    classes = []
+    for spec in READER_CLASSES:
+        module_name, class_name = spec.split(":")
+        classes.append(getattr(importlib.import_module(module_name), class_name))
+    return tuple(classes)
+
+
+def _package_available(package: str) -> bool:
+    module = {"pylibCZIrw": "pylibCZIrw", "imagecodecs": "imagecodecs"}.get(package, package)
+    return importlib.util.find_spec(module) is not None
+
+
+def supported_formats() -> list[FormatInfo]:
+    """Every format we read, its extensions and whether its reader package is installed.
+
+    Examples
+    --------
+    >>> any(f.name == "CZI" for f in supported_formats())
+    True
+    """
+    return [
+        FormatInfo(
+            cls.format_name,
+            cls.suffixes,
+            cls.required_packages,
+            all(_package_available(p) for p in cls.required_packages),
+        )
+        for cls in reader_classes()
+    ]
+
+
+def known_suffixes() -> frozenset[str]:
+    """Every extension (lower case, with dot) that some reader claims."""
+    return frozenset(s for cls in reader_classes() for s in cls.suffixes)
+
+
+def _has_known_suffix(path: Path) -> bool:
+    name = path.name.lower()
+    return any(name.endswith(s) for s in known_suffixes())
+
+
+def detect_reader(path: Path | str) -> type[ImageReader]:
+    """Return the reader class for ``path`` from its content.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        When no reader claims the file, it is a directory, or it is missing and
+        its extension is one no reader knows.
+    FileNotFoundError
+        When the path does not exist (and its extension is a known one).
+    CorruptFileError
+        When the file is empty.
+    """
+    path = Path(path)
+    if not path.exists():
+        if not _has_known_suffix(path):
+            msg = f"{path.name}: unsupported format (extension {path.suffix or 'none'!r} is not a known image format)"
+            raise UnsupportedFormatError(msg, path=path)
+        msg = f"{path}: no such file"
+        raise FileNotFoundError(msg)
+    if path.is_dir():
+        msg = f"{path.name}: is a directory, not an image file"
+        raise UnsupportedFormatError(msg, path=path)
+    with path.open("rb") as fh:
+        head = fh.read(HEAD_BYTES)
+    if not head:
+        msg = f"{path.name}: the file is empty (0 bytes)"
+        raise CorruptFileError(msg, path=path)
+    for cls in reader_classes():
+        if cls.sniff(head, path):
+            return cls
+    msg = f"{path.name}: unsupported format (the content matches no reader: {', '.join(f.name for f in supported_formats())})"
+    raise UnsupportedFormatError(msg, path=path)
+
+
+def open_reader(path: Path | str, /, *, limits: ReadLimits | None = None) -> ImageReader:
+    """Detect the format of ``path`` and open it with its reader.
+
+    Raises
+    ------
+    MissingDependencyError
+        When the format is recognised but its package is not installed.
+    """
+    cls = detect_reader(path)
+    missing = [p for p in cls.required_packages if not _package_available(p)]
+    if missing:
+        msg = (
+            f"{Path(path).name}: is a {cls.format_name} file, but its reader needs the package "
+            f"{missing[0]!r}: pip install {missing[0]}"
+        )
+        raise MissingDependencyError(msg, package=missing[0], path=path)
+    return cls(path, limits=limits)

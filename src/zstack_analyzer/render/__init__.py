@@ -1,0 +1,1 @@
+"""Rendering: projections, colour, thumbnails, encoding (see DESIGN.md 6)."""
