@@ -46,7 +46,9 @@ def assert_reader_contract(
                 assert lazy.dtype == np.dtype(md.dtype)
                 assert lazy.ndim == len(CANONICAL) + (1 if md.samples_per_pixel > 1 else 0)
                 # one chunk per plane (or smaller)
-                assert all(len(c) == n for c, n in zip(lazy.chunks[:3], lazy.shape[:3], strict=True))
+                assert all(
+                    len(c) == n for c, n in zip(lazy.chunks[:3], lazy.shape[:3], strict=True)
+                )
             first = scenes[0]
             plane = reader.read_plane(0, 0, 0, 0)
             assert plane.shape == first.shape[3:]

@@ -92,7 +92,7 @@ class SceneNotFoundError(ImageLoadError, IndexError):
     code = "out_of_range"
 
 
-class MissingDependencyError(ImageLoadError, ImportError):
+class MissingDependencyError(ImageLoadError, ImportError):  # type: ignore[misc]  # .path is a Path here, a str on ImportError
     """The format is recognised but its optional reader package is not installed.
 
     Parameters

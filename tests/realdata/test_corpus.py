@@ -75,7 +75,9 @@ def test_pixels_match_reference(entry: dict[str, Any], testdata: Path) -> None:
         stack = image.to_dask(0)[0, 0]
         mip = np.asarray(stack.max(axis=0).compute())
         if np.issubdtype(mip.dtype, np.floating):
-            assert math.isclose(float(mip.astype(np.float64).sum()), expected["zmip_t0_c0_sum"], rel_tol=1e-6)
+            assert math.isclose(
+                float(mip.astype(np.float64).sum()), expected["zmip_t0_c0_sum"], rel_tol=1e-6
+            )
             assert math.isclose(float(mip.max()), expected["zmip_t0_c0_max"], rel_tol=1e-6)
         else:
             assert int(mip.astype(np.int64).sum()) == expected["zmip_t0_c0_sum"]

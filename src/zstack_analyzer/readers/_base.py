@@ -150,7 +150,11 @@ class ImageReader(abc.ABC):
     def check_plane_index(self, scene: int, t: int, c: int, z: int) -> None:
         """Raise :class:`SceneNotFoundError` unless (t, c, z) exists in ``scene``."""
         info = self.scene_info(scene)
-        for axis, value, size in (("t", t, info.size_t), ("c", c, info.size_c), ("z", z, info.size_z)):
+        for axis, value, size in (
+            ("t", t, info.size_t),
+            ("c", c, info.size_c),
+            ("z", z, info.size_z),
+        ):
             if not 0 <= value < size:
                 msg = f"{self.path.name}: {axis}={value} is out of range (0..{size - 1})"
                 raise SceneNotFoundError(msg, path=self.path)
