@@ -1,0 +1,611 @@
+"""Shared machinery of the TIFF-family readers (OME-TIFF, ImageJ, STK, plain TIFF).
+
+Why one module: the four readers differ in where their metadata lives, not in
+how pixels are stored. Sniffing the first IFD, opening tifffile with errors
+wrapped, mapping (t, c, z) to a page, checking segments against the file size,
+decoding under a lock and normalising a page to Y, X (, S) are written once
+here; each format module only builds its scene plans and metadata.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import struct
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from zstack_analyzer.errors import CorruptFileError, SceneNotFoundError, ZstackError
+from zstack_analyzer.readers._base import ImageReader, planes_to_dask
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from pathlib import Path
+
+    import dask.array as da
+
+    from zstack_analyzer.limits import ReadLimits
+    from zstack_analyzer.metadata import ImageMetadata, SceneInfo
+
+__all__ = [
+    "UNIT_TO_UM",
+    "ScenePlan",
+    "TiffFamilyReader",
+    "TiffPeek",
+    "json_safe",
+    "length_to_um",
+    "peek_tiff",
+    "series_plan",
+]
+
+logger = logging.getLogger(__name__)
+
+TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+#: Length units as vendors spell them -> factor to µm. ImageJ writes µ escaped ("\\u00B5m").
+UNIT_TO_UM: dict[str, float] = {
+    "µm": 1.0,
+    "μm": 1.0,
+    "um": 1.0,
+    "\\u00b5m": 1.0,
+    "micron": 1.0,
+    "microns": 1.0,
+    "micrometer": 1.0,
+    "micrometre": 1.0,
+    "nm": 1e-3,
+    "nanometer": 1e-3,
+    "nanometre": 1e-3,
+    "pm": 1e-6,
+    "å": 1e-4,
+    "angstrom": 1e-4,
+    "mm": 1e3,
+    "millimeter": 1e3,
+    "millimetre": 1e3,
+    "cm": 1e4,
+    "centimeter": 1e4,
+    "dm": 1e5,
+    "m": 1e6,
+    "meter": 1e6,
+    "metre": 1e6,
+    "in": 25400.0,
+    "inch": 25400.0,
+    "ft": 304800.0,
+}
+
+#: Cap on the JSON-safe vendor metadata copy (characters of a string, items of a list).
+VENDOR_STRING_CAP = 65536
+VENDOR_LIST_CAP = 256
+
+
+def length_to_um(unit: str | None) -> float | None:
+    """Factor from ``unit`` to µm, or ``None`` for unknown units ("pixel", "")."""
+    if unit is None:
+        return None
+    return UNIT_TO_UM.get(unit.strip().lower().replace("\\u00B5", "\\u00b5"))
+
+
+def json_safe(value: Any, *, depth: int = 0) -> Any:
+    """A JSON-serialisable, size-capped copy of vendor metadata.
+
+    Why: ``vendor_metadata`` goes into API responses and the database; numpy
+    arrays, datetimes and megabyte XML strings must not.
+    """
+    if depth > 8:
+        return None
+    if value is None or isinstance(value, bool | int | str):
+        if isinstance(value, str) and len(value) > VENDOR_STRING_CAP:
+            return value[:VENDOR_STRING_CAP] + "…[truncated]"
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.generic):
+        return json_safe(value.item(), depth=depth)
+    if isinstance(value, bytes):
+        return json_safe(value.decode("latin-1"), depth=depth)
+    if isinstance(value, np.ndarray):
+        if value.size > VENDOR_LIST_CAP:
+            return f"<array shape={list(value.shape)} dtype={value.dtype}>"
+        return json_safe(value.tolist(), depth=depth + 1)
+    if isinstance(value, dict):
+        return {
+            str(k): json_safe(v, depth=depth + 1) for k, v in list(value.items())[:VENDOR_LIST_CAP]
+        }
+    if isinstance(value, list | tuple):
+        return [json_safe(v, depth=depth + 1) for v in value[:VENDOR_LIST_CAP]]
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    text = str(value)
+    return text[:1024]
+
+
+# --------------------------------------------------------------------------- sniffing
+@dataclass(frozen=True, slots=True)
+class TiffPeek:
+    """What the first IFD of a TIFF says, read without tifffile (sniffing must be cheap)."""
+
+    tags: frozenset[int] = frozenset()
+    description_head: bytes = b""
+
+    @property
+    def is_ome(self) -> bool:
+        """First ImageDescription is OME-XML (as tifffile decides: ends with ``OME>``)."""
+        # The head decides, not the tail: a truncated OME-XML is a corrupt OME-TIFF,
+        # not a plain TIFF with a strange description.
+        head = self.description_head.lstrip()
+        return head.startswith(b"<") and (b"<OME" in head or b":OME" in head)
+
+    @property
+    def is_imagej(self) -> bool:
+        """First ImageDescription is an ImageJ header."""
+        return self.description_head.startswith(b"ImageJ=")
+
+    @property
+    def is_stk(self) -> bool:
+        """The first IFD carries MetaMorph UIC tags."""
+        return bool(self.tags & {33628, 33629})
+
+
+_PEEK_DESCRIPTION_HEAD = 65536
+
+
+def _peek_file(path: Path) -> TiffPeek:
+    with path.open("rb") as fh:
+        header = fh.read(16)
+        bo = "<" if header[:2] == b"II" else ">"
+        bigtiff = header[2:4] in (b"+\x00", b"\x00+")
+        if bigtiff:
+            (offset,) = struct.unpack(bo + "Q", header[8:16])
+            count_fmt, entry_size, entry_fmt = "Q", 20, "HHQ8s"
+        else:
+            (offset,) = struct.unpack(bo + "I", header[4:8])
+            count_fmt, entry_size, entry_fmt = "H", 12, "HHI4s"
+        fh.seek(offset)
+        raw = fh.read(struct.calcsize(count_fmt))
+        (count,) = struct.unpack(bo + count_fmt, raw)
+        if not 0 < count <= 4096:
+            return TiffPeek()
+        entries = fh.read(count * entry_size)
+        tags: set[int] = set()
+        head = b""
+        for i in range(len(entries) // entry_size):
+            tag, dtype, n, value = struct.unpack(
+                bo + entry_fmt, entries[i * entry_size : (i + 1) * entry_size]
+            )
+            tags.add(tag)
+            if tag == 270 and dtype in (1, 2, 7) and not head:
+                if n <= len(value):
+                    head = value[:n]
+                    continue
+                (data_offset,) = struct.unpack(bo + ("Q" if bigtiff else "I"), value)
+                fh.seek(data_offset)
+                head = fh.read(min(n, _PEEK_DESCRIPTION_HEAD))
+        return TiffPeek(frozenset(tags), head)
+
+
+@functools.lru_cache(maxsize=16)
+def _peek_cached(path: Path, _size: int, _mtime_ns: int) -> TiffPeek:
+    try:
+        return _peek_file(path)
+    except (OSError, struct.error, ValueError):
+        return TiffPeek()
+
+
+def peek_tiff(head: bytes, path: Path) -> TiffPeek | None:
+    """Parse the first IFD of ``path`` if ``head`` starts like a TIFF; never raises.
+
+    Cached on (path, size, mtime) because four readers sniff the same file in a row.
+    """
+    if head[:4] not in TIFF_MAGICS:
+        return None
+    try:
+        stat = path.stat()
+    except OSError:
+        return TiffPeek()
+    return _peek_cached(path, stat.st_size, stat.st_mtime_ns)
+
+
+# --------------------------------------------------------------------------- plans
+@dataclass
+class ScenePlan:
+    """Where the planes of one scene live and how big they are.
+
+    ``locate(t, c, z)`` gives ``(slot, sub)``: the page slot of the scene and,
+    for pages holding several planes (STK, contiguous ImageJ), the plane within
+    it. ``page(level, slot)`` returns the tifffile page (or frame) or ``None``
+    for a plane the file lacks (read as zeros).
+    """
+
+    info: SceneInfo
+    dtype: np.dtype[Any]
+    level_shapes: list[tuple[int, int]]
+    locate: Callable[[int, int, int], tuple[int, int]]
+    page: Callable[[int, int], Any]
+    planes_per_slot: int = 1
+    contiguous_offset: Callable[[int], int | None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _rename_axes(axes: str, rename: Mapping[str, str]) -> str:
+    out = []
+    for a in axes:
+        b = rename.get(a, a)
+        out.append(b if b not in out and b not in axes.replace(a, "") else a)
+    return "".join(out)
+
+
+def series_plan(
+    series: Any,
+    *,
+    index: int,
+    name: str | None = None,
+    rename: Mapping[str, str] | None = None,
+) -> tuple[ScenePlan, dict[str, int]]:
+    """A :class:`ScenePlan` for a tifffile series (ImageJ, STK, generic TIFF).
+
+    The series' leading axes (those before the page's own Y, X, S) become T, C,
+    Z where they are named so (``rename`` maps vendor letters, e.g. the generic
+    page axis ``I`` to Z); other axes take index 0 and are returned as extra
+    dimensions.
+    """
+    from zstack_analyzer.metadata import SceneInfo
+
+    keyframe = series.keyframe
+    page_axes = str(keyframe.axes)
+    series_axes = str(series.axes)
+    shape = tuple(int(s) for s in series.shape)
+    if not series_axes.endswith(page_axes):
+        msg = f"series axes {series_axes!r} do not end with the page axes {page_axes!r}"
+        raise ValueError(msg)
+    leading_axes = series_axes[: len(series_axes) - len(page_axes)]
+    leading_shape = shape[: len(leading_axes)]
+    names = _rename_axes(leading_axes, rename or {})
+    sizes: dict[str, int] = {}
+    extra: dict[str, int] = {}
+    for letter, size in zip(names, leading_shape, strict=True):
+        if letter in "TCZ":
+            sizes[letter] = size
+        elif size > 1:
+            extra[letter] = size
+    page_sizes = dict(zip(page_axes, keyframe.shape, strict=True))
+    if set(page_axes) - set("YXS"):
+        msg = f"pages with axes {page_axes!r} (volumetric tiles) are not supported"
+        raise ValueError(msg)
+    spp = int(page_sizes.get("S", 1))
+    info = SceneInfo(
+        index=index,
+        name=name,
+        size_t=sizes.get("T", 1),
+        size_c=sizes.get("C", 1),
+        size_z=sizes.get("Z", 1),
+        size_y=int(page_sizes["Y"]),
+        size_x=int(page_sizes["X"]),
+        samples_per_pixel=spp,
+        dtype=np.dtype(series.dtype).newbyteorder("=").name,
+        extra_dims=extra,
+    )
+    n_planes = math.prod(leading_shape)
+    n_pages = len(series.pages)
+    planes_per_slot = 1 if n_pages >= n_planes else max(n_planes // max(n_pages, 1), 1)
+    if n_pages < n_planes and n_pages != 1:
+        planes_per_slot = n_planes  # all in slot 0, read contiguously
+
+    def locate(t: int, c: int, z: int) -> tuple[int, int]:
+        pos = {"T": t, "C": c, "Z": z}
+        flat = 0
+        for letter, size in zip(names, leading_shape, strict=True):
+            flat = flat * size + pos.get(letter, 0)
+        if planes_per_slot == 1:
+            return flat, 0
+        return flat // planes_per_slot, flat % planes_per_slot
+
+    levels = list(series.levels)
+
+    def page(level: int, slot: int) -> Any:
+        pages = levels[level].pages
+        return pages[slot] if slot < len(pages) else None
+
+    def contiguous_offset(level: int) -> int | None:
+        offset = levels[level].dataoffset
+        return None if offset is None else int(offset)
+
+    level_shapes = []
+    for level in levels:
+        level_sizes = dict(zip(level.keyframe.axes, level.keyframe.shape, strict=True))
+        level_shapes.append((int(level_sizes["Y"]), int(level_sizes["X"])))
+    plan = ScenePlan(
+        info=info,
+        dtype=np.dtype(info.dtype),
+        level_shapes=level_shapes,
+        locate=locate,
+        page=page,
+        planes_per_slot=planes_per_slot,
+        contiguous_offset=contiguous_offset,
+    )
+    return plan, extra
+
+
+def decode_workers() -> int:
+    """Threads tifffile may use to decode the tiles of one page (its default on 2 cores is 1)."""
+    return max(os.cpu_count() or 1, 1)
+
+
+# --------------------------------------------------------------------------- reader base
+class TiffFamilyReader(ImageReader):
+    """Base of the tifffile-backed readers: open, plan, read planes, close.
+
+    Subclasses implement :meth:`_build_plans` (called once, at open) and
+    :meth:`_build_metadata` (called lazily per scene, then cached).
+    """
+
+    required_packages = ("tifffile", "imagecodecs")
+
+    def __init__(self, path: Path | str, /, *, limits: ReadLimits | None = None) -> None:
+        super().__init__(path, limits=limits)
+        self._io_lock = threading.RLock()
+        self._workers = decode_workers()
+        self._metadata_cache: dict[int, ImageMetadata] = {}
+        self.tif = self._open_tifffile(self.path)
+        try:
+            self._plans: list[ScenePlan] = self._build_plans()
+            for plan in self._plans:
+                self.check_shape(plan.info.shape, plan.dtype)
+            # The first IFD is parsed already: a single image cut short fails at open.
+            self._check_segments(self.tif.pages.first)
+        except ZstackError:
+            self.close()
+            raise
+        except (ValueError, KeyError, IndexError, TypeError, OSError, RuntimeError) as exc:
+            self.close()
+            msg = f"{self.path.name}: invalid {self.format_name} structure: {exc}"
+            raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------ to implement
+    def _build_plans(self) -> list[ScenePlan]:
+        raise NotImplementedError
+
+    def _build_metadata(self, scene: int) -> ImageMetadata:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ helpers
+    def _open_tifffile(self, path: Path) -> Any:
+        """Open ``path`` with tifffile (first IFD only), errors wrapped, closed on release."""
+        import tifffile
+
+        try:
+            tif = tifffile.TiffFile(path)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct.error...
+            msg = f"{path.name}: not a readable TIFF file: {exc}"
+            raise CorruptFileError(msg, path=path, detail=repr(exc)) from exc
+        self.close_on_release(tif.close)
+        return tif
+
+    def _check_ifd_chain(self) -> None:
+        """Refuse a file whose chain of IFDs leads past its end (a truncated multi-page TIFF).
+
+        Why: tifffile stops at the first bad IFD offset and logs it, which would
+        silently turn a truncated 100-page stack into a valid 50-page one.
+        """
+        tif = self.tif
+        position = tif.pages.next_page_offset
+        if position is None:
+            return
+        size = int(tif.filehandle.size)
+        width = int(tif.tiff.offsetsize)
+        with self._io_lock:
+            tif.filehandle.seek(position)
+            raw = tif.filehandle.read(width)
+        if len(raw) < width:
+            offset = size
+        else:
+            offset = int.from_bytes(raw, "little" if tif.byteorder == "<" else "big")
+        if offset >= size:
+            msg = (
+                f"{self.path.name}: the IFD after page {len(tif.pages) - 1} lies past the end of "
+                f"the file ({size:,} bytes); the file is truncated"
+            )
+            raise CorruptFileError(msg, path=self.path)
+
+    def _plan(self, scene: int) -> ScenePlan:
+        self.scene_info(scene)
+        return self._plans[scene]
+
+    # ------------------------------------------------------------ protocol
+    def scenes(self) -> Sequence[SceneInfo]:
+        """Every scene in file order, each with its own canonical sizes."""
+        return [plan.info for plan in self._plans]
+
+    def metadata(self, scene: int = 0) -> ImageMetadata:
+        """Normalised metadata of ``scene``; headers and XML only, never pixel data."""
+        self.scene_info(scene)
+        if scene not in self._metadata_cache:
+            try:
+                self._metadata_cache[scene] = self._build_metadata(scene)
+            except ZstackError:
+                raise
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+                msg = f"{self.path.name}: unreadable {self.format_name} metadata: {exc}"
+                raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
+        return self._metadata_cache[scene].model_copy(deep=True)
+
+    def level_count(self, scene: int = 0) -> int:
+        """Number of pyramid levels of ``scene`` (SubIFDs, SVS levels)."""
+        return len(self._plan(scene).level_shapes)
+
+    def level_shape(self, scene: int, level: int) -> tuple[int, ...]:
+        """Canonical shape of ``scene`` at pyramid ``level``."""
+        plan = self._plan(scene)
+        if not 0 <= level < len(plan.level_shapes):
+            msg = f"{self.path.name}: pyramid level {level} does not exist; scene {scene} has {len(plan.level_shapes)}"
+            raise SceneNotFoundError(msg, path=self.path)
+        ny, nx = plan.level_shapes[level]
+        info = plan.info
+        base = (info.size_t, info.size_c, info.size_z, ny, nx)
+        return (*base, info.samples_per_pixel) if info.samples_per_pixel > 1 else base
+
+    def to_dask(self, scene: int = 0, level: int = 0) -> da.Array:
+        """Lazy canonical T,C,Z,Y,X(,S) array, one chunk per stored plane."""
+        shape = self.level_shape(scene, level)
+        plan = self._plan(scene)
+        self.check_shape(shape, plan.dtype)
+        read = functools.partial(self._read_level_plane, scene, level)
+        return planes_to_dask(read, shape, plan.dtype, name=f"{type(self).__name__.lower()}")
+
+    def read_plane(self, scene: int, t: int, c: int, z: int) -> np.ndarray:
+        """One Y,X(,S) plane, decoded directly from its page (no dask)."""
+        self.check_plane_index(scene, t, c, z)
+        return self._read_level_plane(scene, 0, t, c, z)
+
+    # ------------------------------------------------------------ reading
+    def _read_level_plane(self, scene: int, level: int, t: int, c: int, z: int) -> np.ndarray:
+        if self._closed:
+            msg = f"{self.path.name}: the reader is closed"
+            raise ValueError(msg)
+        plan = self._plans[scene]
+        ny, nx = plan.level_shapes[level]
+        spp = plan.info.samples_per_pixel
+        out_shape = (ny, nx, spp) if spp > 1 else (ny, nx)
+        slot, sub = plan.locate(t, c, z)
+        try:
+            with self._io_lock:
+                page = plan.page(level, slot)
+        except ZstackError:
+            raise
+        except Exception as exc:
+            msg = f"{self.path.name}: cannot read the IFD of plane t={t} c={c} z={z}: {exc}"
+            raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
+        if page is None:
+            return np.zeros(out_shape, dtype=plan.dtype)
+        if plan.planes_per_slot > 1:
+            offset = plan.contiguous_offset(level) if plan.contiguous_offset else None
+            return self._read_contiguous(page, offset, sub, out_shape, plan.dtype)
+        self._check_segments(page)
+        try:
+            data = page.asarray(lock=self._io_lock, maxworkers=self._workers)
+        except Exception as exc:
+            msg = f"{self.path.name}: cannot decode plane t={t} c={c} z={z}: {exc}"
+            raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
+        return self._normalise(np.asarray(data), str(page.axes), out_shape, plan.dtype)
+
+    def _normalise(
+        self, data: np.ndarray, axes: str, out_shape: tuple[int, ...], dtype: np.dtype[Any]
+    ) -> np.ndarray:
+        if "S" in axes and axes.index("S") != len(axes) - 1:
+            data = np.moveaxis(data, axes.index("S"), -1)
+        if data.shape != out_shape:
+            data = data.reshape(out_shape) if data.size == math.prod(out_shape) else data
+        if data.shape != out_shape:
+            msg = f"{self.path.name}: a page holds {data.shape}, expected {out_shape}"
+            raise CorruptFileError(msg, path=self.path)
+        if data.dtype != dtype:
+            data = data.astype(dtype)
+        return np.ascontiguousarray(data)
+
+    def _check_segments(self, page: Any) -> None:
+        """Refuse a page whose strips or tiles lie past the end of its file."""
+        size = int(page.parent.filehandle.size)
+        offsets = np.asarray(page.dataoffsets, dtype=np.uint64)
+        counts = np.asarray(page.databytecounts, dtype=np.uint64)
+        if offsets.size and int((offsets + counts).max()) > size:
+            msg = (
+                f"{self.path.name}: image data of IFD {page.index} ends past the end of the "
+                f"file ({size:,} bytes); the file is truncated or corrupt"
+            )
+            raise CorruptFileError(msg, path=self.path)
+        keyframe = page.keyframe  # a TiffFrame keeps its image structure on its keyframe
+        if int(keyframe.compression) == 1 and offsets.size:
+            needed = (
+                keyframe.imagelength
+                * keyframe.imagewidth
+                * keyframe.imagedepth
+                * keyframe.samplesperpixel
+                * keyframe.bitspersample
+                // 8
+            )
+            if int(counts.sum()) < needed:
+                msg = f"{self.path.name}: IFD {page.index} holds fewer bytes than its image needs"
+                raise CorruptFileError(msg, path=self.path)
+
+    def _read_contiguous(
+        self,
+        page: Any,
+        offset: int | None,
+        sub: int,
+        out_shape: tuple[int, ...],
+        dtype: np.dtype[Any],
+    ) -> np.ndarray:
+        """Plane ``sub`` of a page holding several planes back to back (STK, big ImageJ)."""
+        if offset is None or int(page.keyframe.compression) != 1:
+            msg = f"{self.path.name}: several planes in one compressed IFD are not supported"
+            raise CorruptFileError(msg, path=self.path)
+        fh = page.parent.filehandle
+        stored = np.dtype(dtype).newbyteorder(page.parent.byteorder)
+        nbytes = math.prod(out_shape) * stored.itemsize
+        start = offset + sub * nbytes
+        if start + nbytes > int(fh.size):
+            msg = (
+                f"{self.path.name}: plane {sub} of IFD {page.index} ends past the end of the "
+                f"file ({int(fh.size):,} bytes); the file is truncated"
+            )
+            raise CorruptFileError(msg, path=self.path)
+        with self._io_lock:
+            fh.seek(start)
+            raw = fh.read(nbytes)
+        data = np.frombuffer(raw, dtype=stored)
+        planar = "S" in str(page.axes) and str(page.axes).index("S") == 0
+        if planar and len(out_shape) == 3:
+            data = data.reshape(out_shape[2], out_shape[0], out_shape[1])
+            data = np.moveaxis(data, 0, -1)
+        return np.ascontiguousarray(data.reshape(out_shape).astype(dtype))
+
+    def raw_metadata(self) -> Mapping[str, Any]:
+        """Every tag of the first IFD plus the format's own metadata blocks."""
+        first = self.tif.pages.first
+        return {
+            "tags": {tag.name: tag.value for tag in first.tags.values()},
+            "byteorder": self.tif.byteorder,
+            "is_bigtiff": bool(self.tif.is_bigtiff),
+        }
+
+
+def resolution_um(page: Any) -> tuple[float | None, float | None, str | None]:
+    """Pixel size (x, y) in µm from the TIFF resolution tags, and a warning when refused.
+
+    Per DESIGN 4: no unit, a resolution of 0 or of 1 pixel per unit, or an inch
+    resolution of 72/96 dpi (a screen default) is no calibration.
+    """
+    tags = page.tags
+    xr, yr, ru = (tags.get(k) for k in ("XResolution", "YResolution", "ResolutionUnit"))
+    if xr is None:
+        return None, None, None
+    unit = int(ru.value) if ru is not None else 2
+    factor = {2: 25400.0, 3: 10000.0}.get(unit)
+
+    def one(tag: Any) -> float | None:
+        if tag is None:
+            return None
+        num, den = (float(v) for v in tag.value)
+        if num <= 0 or den <= 0 or num == den or factor is None:
+            return None
+        if unit == 2 and round(num / den) in (72, 96):
+            return None
+        return den / num * factor
+
+    x_um, y_um = one(xr), one(yr if yr is not None else xr)
+    if x_um is None:
+        num, den = xr.value
+        return (
+            None,
+            None,
+            (f"TIFF resolution {num}/{den} (unit {unit}) is not a calibration: pixel size unknown"),
+        )
+    return x_um, y_um, None
