@@ -83,10 +83,31 @@ class ImageJTiffReader(TiffFamilyReader):
                     "file is truncated or corrupt"
                 )
                 raise CorruptFileError(msg, path=self.path)
+        else:
+            self._check_contiguous_extent(series)
         # Otherwise no IFD-chain walk here (tifffile's ImageJ series does not walk it either, so
         # opening stays constant-time): a truncated stack fails when its missing IFD or
         # plane is read, and contiguous planes are bounds-checked one by one.
         return [plan]
+
+    def _check_contiguous_extent(self, series: Any) -> None:
+        """Refuse a contiguous ImageJ stack whose pixel block runs past the end of the file.
+
+        Why: ImageJ writes every plane in one block after the first IFD, so one
+        comparison at open catches a truncated upload that would otherwise be
+        accepted and fail only when its last planes are read.
+        """
+        offset = series.dataoffset
+        if offset is None:
+            return
+        end = int(offset) + int(series.nbytes)
+        size = int(self.tif.filehandle.size)
+        if end > size:
+            msg = (
+                f"{self.path.name}: the ImageJ pixel data needs {end:,} bytes but the file holds "
+                f"{size:,}; the file is truncated"
+            )
+            raise CorruptFileError(msg, path=self.path)
 
     def _build_metadata(self, scene: int) -> ImageMetadata:
         plan = self._plans[scene]

@@ -1,0 +1,193 @@
+"""The FastAPI application: ``create_app(settings)`` and its lifespan.
+
+Why a factory and a lifespan: nothing (engine, directories, migrations,
+worker pool) exists at import; each app builds its own from the settings it
+is given, so tests run isolated apps and entry points choose the settings.
+Start-up order: directories, migrations, crash sweep, cache, worker pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from contextlib import asynccontextmanager
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from zstack_analyzer.service.config import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from fastapi import FastAPI
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["WEB_DIR", "create_app", "service_version"]
+
+logger = logging.getLogger(__name__)
+
+#: The static viewer, served at "/".
+WEB_DIR = Path(__file__).resolve().parent / "web"
+
+
+def service_version() -> str:
+    """The installed package version."""
+    try:
+        return importlib_metadata.version("zstack-analyzer")
+    except importlib_metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class RequestIdMiddleware:
+    """Give every request an id (``X-Request-ID``) that 500 bodies and logs quote."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = False
+
+        async def send_with_id(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # A bug: the client gets a problem body with the id, the log gets the traceback.
+            if started:
+                raise
+            from zstack_analyzer.service.errors import problem_response
+
+            logger.error("request %s failed with an unexpected error", request_id, exc_info=exc)
+            response = problem_response(
+                500,
+                code="internal_error",
+                detail=f"unexpected server error; quote request id {request_id} when reporting it",
+                request_id=request_id,
+            )
+            await response(scope, receive, send_with_id)
+
+
+def _startup(app: FastAPI, settings: Settings) -> None:
+    """Blocking start-up work (run in a thread): dirs, migrations, sweep, cache."""
+    from zstack_analyzer.cache import RenderCache
+    from zstack_analyzer.service.db import crud
+    from zstack_analyzer.service.db.migrations import upgrade_database
+    from zstack_analyzer.service.db.session import Database, make_engine
+    from zstack_analyzer.service.storage import Storage
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    storage = Storage(settings.images_dir, settings.tmp_dir)
+    storage.ensure_dirs()
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        upgrade_database(engine)
+        database = Database(engine)
+        if settings.storage.sweep_on_startup:
+            keep = database.call(crud.stored_names)
+            storage.sweep(keep, grace_seconds=settings.storage.sweep_grace_seconds)
+    except BaseException:
+        engine.dispose()
+        raise
+    app.state.database = database
+    app.state.storage = storage
+    app.state.cache = RenderCache(settings.cache_dir, max_bytes=settings.render.cache_max_bytes)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Build engine, storage, cache and worker pool; tear them down on shutdown."""
+    from zstack_analyzer.service.workers import WorkerPool
+
+    settings: Settings = app.state.settings
+    await anyio.to_thread.run_sync(_startup, app, settings)
+    logger.info(
+        "zstack-analyzer %s: data in %s, database %s, auth %s",
+        service_version(),
+        settings.data_dir.resolve(),
+        app.state.database.engine.url.render_as_string(hide_password=True),
+        "on" if settings.token() else "off",
+    )
+    try:
+        async with anyio.create_task_group() as task_group:
+            app.state.pool = WorkerPool(task_group, workers=settings.render.workers)
+            try:
+                yield
+            finally:
+                task_group.cancel_scope.cancel()
+    finally:
+        app.state.database.engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The service as an ASGI app; nothing touches disk until the lifespan starts.
+
+    Parameters
+    ----------
+    settings
+        Configuration; ``None`` means defaults (not the environment: entry
+        points pass ``get_settings()``).
+
+    Examples
+    --------
+    >>> from zstack_analyzer.service.config import Settings
+    >>> app = create_app(Settings(data_dir="/tmp/zstack-data"))  # doctest: +SKIP
+    """
+    from fastapi import Depends, FastAPI
+    from fastapi.middleware.cors import CORSMiddleware
+    from fastapi.staticfiles import StaticFiles
+
+    from zstack_analyzer.service.deps import require_token
+    from zstack_analyzer.service.errors import install_error_handlers
+    from zstack_analyzer.service.routes import formats, health, images, render
+
+    settings = settings or Settings()
+    app = FastAPI(
+        title="zstack-analyzer",
+        version=service_version(),
+        summary="Microscopy z-stacks: metadata, thumbnails, projections and downloads",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    auth = [Depends(require_token)]
+    # formats before images: "/formats/supported" must not match "/{image_id}".
+    app.include_router(formats.router, dependencies=auth)
+    app.include_router(health.router, dependencies=auth)
+    app.include_router(images.router, dependencies=auth)
+    app.include_router(render.router, dependencies=auth)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "If-None-Match", "Range"],
+            expose_headers=[
+                "ETag",
+                "X-Duplicate-Of",
+                "X-Request-ID",
+                "Content-Disposition",
+                "Content-Range",
+                "Location",
+            ],
+        )
+    app.add_middleware(RequestIdMiddleware)
+    if WEB_DIR.is_dir():
+        # Mounted last: the API routes win; "/" serves the viewer's index.html without auth.
+        app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
+    return app

@@ -1,0 +1,141 @@
+"""Service settings, read from the environment (prefix ``ZSTACK_``) by entry points only.
+
+Why pydantic-settings: one typed object documents every knob, validates it at
+start-up and lets tests build settings directly without touching ``os.environ``.
+Everyday settings are flat (``ZSTACK_PORT``); the rest are nested groups set
+with a ``__`` delimiter (``ZSTACK_LIMITS__MAX_UPLOAD_BYTES``).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from zstack_analyzer.limits import GiB, ReadLimits
+
+__all__ = ["LimitsSettings", "RenderSettings", "Settings", "StorageSettings", "get_settings"]
+
+
+class LimitsSettings(BaseModel):
+    """Sizes the service refuses, so a hostile upload cannot exhaust disk or memory."""
+
+    max_upload_bytes: int = Field(default=20 * GiB, gt=0, description="Largest upload body")
+    max_plane_bytes: int = Field(default=4 * GiB, gt=0)
+    max_dimension: int = Field(default=1 << 20, gt=0)
+    max_planes: int = Field(default=10_000_000, gt=0)
+    max_eager_bytes: int = Field(default=2 * GiB, gt=0)
+    max_metadata_bytes: int = Field(default=256 * 1024**2, gt=0)
+
+    def read_limits(self) -> ReadLimits:
+        """The library's :class:`ReadLimits` for these settings."""
+        return ReadLimits(
+            max_plane_bytes=self.max_plane_bytes,
+            max_dimension=self.max_dimension,
+            max_planes=self.max_planes,
+            max_eager_bytes=self.max_eager_bytes,
+            max_metadata_bytes=self.max_metadata_bytes,
+        )
+
+
+class RenderSettings(BaseModel):
+    """Worker pool and cache: bounded so rendering cannot starve the server."""
+
+    workers: int = Field(default=2, ge=1, description="Files read/rendered at once")
+    cache_max_bytes: int = Field(default=1 * GiB, ge=0)
+    thumbnail_on_upload: bool = Field(
+        default=True, description="Render the default 256x256 MIP in the background after upload"
+    )
+    max_age_seconds: int = Field(default=3600, ge=0, description="Cache-Control max-age")
+
+
+class StorageSettings(BaseModel):
+    """Start-up sweep of leftovers from a crash."""
+
+    sweep_on_startup: bool = True
+    sweep_grace_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="Leave temp/orphan files younger than this (for data dirs shared by processes)",
+    )
+
+
+def _split_origins(value: Any) -> Any:
+    """Accept a JSON list or a comma-separated string for ``ZSTACK_CORS_ORIGINS``."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything the service needs; defaults just work (SQLite + files under ``./data``).
+
+    Examples
+    --------
+    >>> s = Settings(data_dir="/tmp/zs", _env_file=None)
+    >>> s.resolved_database_url()
+    'sqlite:////tmp/zs/zstack.db'
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="ZSTACK_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    data_dir: Path = Path("data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file in the data dir"
+    )
+    api_token: SecretStr | None = Field(
+        default=None, description="When set, every /api route needs 'Authorization: Bearer ...'"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: str = "info"
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    render: RenderSettings = Field(default_factory=RenderSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+
+    _split = field_validator("cors_origins", mode="before")(_split_origins)
+
+    @property
+    def images_dir(self) -> Path:
+        """Where stored originals live, one ``<uuid><suffix>`` file each."""
+        return self.data_dir / "images"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Uploads in progress; on the same file system as ``images_dir`` so rename is atomic."""
+        return self.data_dir / "tmp"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Rendered pictures."""
+        return self.data_dir / "cache"
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to ``<data_dir>/zstack.db`` (SQLite)."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir.resolve() / 'zstack.db'}"
+
+    def token(self) -> str | None:
+        """The bearer token, or ``None`` when auth is off (an empty string also means off)."""
+        token: object = self.api_token
+        if isinstance(token, SecretStr):
+            token = token.get_secret_value()
+        # A plain str arrives via model_copy(update=...), which skips validation.
+        return token if isinstance(token, str) and token else None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, read once; only entry points (CLI) call this."""
+    return Settings()

@@ -1,0 +1,94 @@
+"""Injected dependencies: everything a route needs comes from the app's state.
+
+Why not module globals: each ``create_app(settings)`` gets its own engine,
+storage, cache and worker pool, so tests run several apps side by side and
+nothing is built at import.
+"""
+
+import secrets
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from zstack_analyzer.cache import RenderCache
+from zstack_analyzer.service.config import Settings
+from zstack_analyzer.service.db.session import Database
+from zstack_analyzer.service.storage import Storage
+from zstack_analyzer.service.workers import WorkerPool
+
+__all__ = [
+    "CacheDep",
+    "DatabaseDep",
+    "PoolDep",
+    "SessionDep",
+    "SettingsDep",
+    "StorageDep",
+    "require_token",
+]
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_database(request: Request) -> Database:
+    """The app's database (engine + session factory)."""
+    database: Database = request.app.state.database
+    return database
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session for one request, closed afterwards (sync routes run in a thread)."""
+    with get_database(request).sessions() as session:
+        yield session
+
+
+def get_storage(request: Request) -> Storage:
+    """The app's file storage."""
+    storage: Storage = request.app.state.storage
+    return storage
+
+
+def get_cache(request: Request) -> RenderCache:
+    """The app's render cache."""
+    cache: RenderCache = request.app.state.cache
+    return cache
+
+
+def get_pool(request: Request) -> WorkerPool:
+    """The app's worker pool."""
+    pool: WorkerPool = request.app.state.pool
+    return pool
+
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="Needed on every /api route when the server sets ZSTACK_API_TOKEN",
+)
+
+
+def require_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Refuse the request unless auth is off or the bearer token matches (constant time)."""
+    expected = get_settings(request).token()
+    if expected is None:
+        return
+    given = credentials.credentials if credentials is not None else ""
+    if not secrets.compare_digest(given.encode(), expected.encode()):
+        msg = "missing or invalid bearer token (send 'Authorization: Bearer <token>')"
+        raise HTTPException(401, msg, headers={"WWW-Authenticate": "Bearer"})
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+SessionDep = Annotated[Session, Depends(get_session)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
+CacheDep = Annotated[RenderCache, Depends(get_cache)]
+PoolDep = Annotated[WorkerPool, Depends(get_pool)]

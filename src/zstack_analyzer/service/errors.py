@@ -1,0 +1,185 @@
+"""Exceptions to ``application/problem+json`` (RFC 9457): never a traceback to the client.
+
+Why one table: every route raises the library's typed errors and this module
+alone decides their status codes (DESIGN.md section 5), so the mapping cannot
+drift between routes. An unexpected error is a bug: its body carries only a
+request id, and the traceback goes to the log under that id.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from zstack_analyzer.errors import (
+    ImageLoadError,
+    MissingDependencyError,
+    UnsupportedFormatError,
+    ZstackError,
+)
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI, Request
+    from starlette.responses import Response
+
+__all__ = [
+    "PROBLEM_MEDIA_TYPE",
+    "BadParameterError",
+    "BadUploadError",
+    "ImageNotFoundError",
+    "UploadTooLargeError",
+    "install_error_handlers",
+    "problem_response",
+    "status_for",
+]
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class ImageNotFoundError(ZstackError, LookupError):
+    """No image has this id (the only meaning of a 404 from ``/api/images/{id}``)."""
+
+    code = "image_not_found"
+
+
+class UploadTooLargeError(ZstackError):
+    """The upload body is over ``limits.max_upload_bytes``."""
+
+    code = "upload_too_large"
+
+
+class BadUploadError(ZstackError):
+    """The multipart body is malformed or has no ``file`` field."""
+
+    code = "bad_upload"
+
+
+class BadParameterError(ZstackError):
+    """A query parameter is malformed (422, code ``invalid_parameter``)."""
+
+    code = "invalid_parameter"
+
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def status_for(exc: ZstackError) -> int:
+    """The HTTP status of a library or service error (DESIGN.md section 5)."""
+    if isinstance(exc, ImageNotFoundError):
+        return 404
+    if isinstance(exc, UploadTooLargeError):
+        return 413
+    if isinstance(exc, UnsupportedFormatError | BadUploadError):
+        return 400
+    if isinstance(exc, MissingDependencyError):
+        return 500
+    if isinstance(exc, ImageLoadError | BadParameterError):
+        return 422
+    return 500
+
+
+def problem_response(
+    status: int,
+    *,
+    code: str,
+    detail: str,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """A problem+json response."""
+    from fastapi.responses import JSONResponse
+
+    body: dict[str, Any] = {
+        "type": f"https://zstack-analyzer.invalid/problems/{code.replace('_', '-')}",
+        "title": title or _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def request_id_of(request: Request) -> str:
+    """The id the request-id middleware gave this request (or a fresh one)."""
+    value = getattr(request.state, "request_id", None)
+    return value if isinstance(value, str) else uuid.uuid4().hex
+
+
+async def _zstack_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ZstackError)  # noqa: S101  (registered for ZstackError only)
+    status = status_for(exc)
+    extra: dict[str, Any] = {}
+    if isinstance(exc, MissingDependencyError):
+        extra["package"] = exc.package
+        extra["install"] = f"pip install {exc.package}"
+    elif status == 500:
+        request_id = request_id_of(request)
+        logger.error("request %s failed: %s", request_id, exc, exc_info=exc)
+        extra["request_id"] = request_id
+    return problem_response(status, code=exc.code, detail=exc.message, **extra)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    from starlette.exceptions import HTTPException
+
+    assert isinstance(exc, HTTPException)  # noqa: S101
+    codes = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return problem_response(
+        exc.status_code,
+        code=codes.get(exc.status_code, f"http_{exc.status_code}"),
+        detail=detail,
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import RequestValidationError
+
+    assert isinstance(exc, RequestValidationError)  # noqa: S101
+    errors = jsonable_encoder(exc.errors(), exclude={"input", "ctx", "url"})
+    parts = [
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in errors
+    ]
+    return problem_response(
+        422, code="validation_error", detail="; ".join(parts) or "invalid request", errors=errors
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    request_id = request_id_of(request)
+    logger.error("request %s failed with an unexpected error", request_id, exc_info=exc)
+    return problem_response(
+        500,
+        code="internal_error",
+        detail=f"unexpected server error; quote request id {request_id} when reporting it",
+        request_id=request_id,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the problem+json handlers on ``app``."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    app.add_exception_handler(ZstackError, _zstack_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)

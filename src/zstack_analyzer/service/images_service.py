@@ -1,0 +1,158 @@
+"""What the routes share: reading an upload's metadata, building rows, finding images.
+
+Why here and not in the routes: the routers stay thin (parse, call, respond),
+and the CLI-free logic is testable on its own.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from zstack_analyzer.service.db import crud
+from zstack_analyzer.service.db.models import Image
+from zstack_analyzer.service.errors import ImageNotFoundError
+from zstack_analyzer.service.schemas import ImagePublic
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from sqlalchemy.orm import Session
+
+    from zstack_analyzer.limits import ReadLimits
+    from zstack_analyzer.metadata import ImageMetadata, SceneInfo
+
+__all__ = [
+    "Inspection",
+    "build_image",
+    "inspect_file",
+    "json_safe",
+    "parse_image_id",
+    "require_image",
+    "to_public",
+]
+
+Inspection = tuple["ImageMetadata", list["SceneInfo"]]
+
+
+def inspect_file(path: Path, limits: ReadLimits) -> Inspection:
+    """Detect the format and read scene 0's metadata and the scene list (headers only)."""
+    from zstack_analyzer import open_image
+
+    with open_image(path, limits=limits) as reader:
+        scenes = list(reader.scenes())
+        metadata = reader.metadata(0)
+    return metadata, scenes
+
+
+def build_image(
+    *,
+    image_id: uuid.UUID,
+    filename: str,
+    stored_name: str,
+    size_bytes: int,
+    sha256: str,
+    metadata: ImageMetadata,
+    scenes: list[SceneInfo],
+) -> Image:
+    """A new row from an inspected upload."""
+    physical = metadata.physical_size
+    return Image(
+        id=image_id,
+        filename=filename,
+        stored_name=stored_name,
+        format=metadata.file_format,
+        size_bytes=size_bytes,
+        sha256=sha256,
+        width=metadata.size_x,
+        height=metadata.size_y,
+        depth=metadata.size_z,
+        channels=metadata.size_c,
+        timepoints=metadata.size_t,
+        samples_per_pixel=metadata.samples_per_pixel,
+        bit_depth=metadata.bit_depth,
+        dtype=metadata.dtype,
+        pixel_size_x=physical.x_um,
+        pixel_size_y=physical.y_um,
+        pixel_size_z=physical.z_um,
+        image_metadata={**json_safe(metadata.model_dump(mode="json")), "filename": filename},
+        scenes=[json_safe(scene.model_dump(mode="json")) for scene in scenes],
+        thumbnail_ready=False,
+    )
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` storable in every JSON column: NUL characters dropped, NaN/inf as null.
+
+    Why: vendor metadata carries C strings with embedded NULs (ImageJ overlays,
+    for one) and PostgreSQL's JSONB refuses ``\u0000``; it also has no NaN.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {json_safe(str(k)): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def to_public(image: Image) -> ImagePublic:
+    """The API view of a row."""
+    return ImagePublic(
+        id=image.id,
+        filename=image.filename,
+        width=image.width,
+        height=image.height,
+        depth=image.depth,
+        channels=image.channels,
+        bit_depth=image.bit_depth,
+        pixel_size_x=image.pixel_size_x,
+        pixel_size_y=image.pixel_size_y,
+        pixel_size_z=image.pixel_size_z,
+        metadata=image.image_metadata,
+        format=image.format,
+        size_bytes=image.size_bytes,
+        sha256=image.sha256,
+        scenes=image.scenes,
+        created_at=image.created_at,
+        timepoints=image.timepoints,
+        samples_per_pixel=image.samples_per_pixel,
+        dtype=image.dtype,
+        thumbnail_ready=image.thumbnail_ready,
+    )
+
+
+def parse_image_id(value: str) -> uuid.UUID:
+    """The id as a UUID; anything else is an unknown image (404), not a validation error."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        msg = f"no image with id {value[:64]!r}"
+        raise ImageNotFoundError(msg) from None
+
+
+def require_image(session: Session, image_id: str) -> Image:
+    """The row for ``image_id``, or :class:`ImageNotFoundError` (404)."""
+    image = crud.get_image(session, parse_image_id(image_id))
+    if image is None:
+        msg = f"no image with id {image_id!r}"
+        raise ImageNotFoundError(msg)
+    return image
+
+
+def scene_sizes(image: Image, scene: int) -> dict[str, Any]:
+    """The stored SceneInfo JSON of ``scene`` (scene 0 falls back to the summary columns)."""
+    if 0 <= scene < len(image.scenes):
+        return dict(image.scenes[scene])
+    if scene == 0:
+        return {
+            "size_t": image.timepoints,
+            "size_c": image.channels,
+            "size_z": image.depth,
+            "size_y": image.height,
+            "size_x": image.width,
+        }
+    return {}

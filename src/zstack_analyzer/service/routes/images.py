@@ -1,0 +1,395 @@
+"""Image records: upload, list, get, metadata, download, delete."""
+
+import contextlib
+import logging
+import mimetypes
+import re
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import anyio.to_thread
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import FileResponse
+
+from zstack_analyzer.cache import RenderCache
+from zstack_analyzer.errors import ZstackError
+from zstack_analyzer.limits import ReadLimits
+from zstack_analyzer.registry import known_suffixes
+from zstack_analyzer.render.spec import RenderSpec
+from zstack_analyzer.service.db import crud
+from zstack_analyzer.service.db.session import Database
+from zstack_analyzer.service.deps import (
+    CacheDep,
+    DatabaseDep,
+    PoolDep,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+)
+from zstack_analyzer.service.errors import ImageNotFoundError, problem_response
+from zstack_analyzer.service.images_service import (
+    build_image,
+    inspect_file,
+    json_safe,
+    parse_image_id,
+    require_image,
+    to_public,
+)
+from zstack_analyzer.service.routes import problems
+from zstack_analyzer.service.schemas import ImagePublic, ImagesPublic, UploadResponse
+from zstack_analyzer.service.storage import display_filename, stored_suffix
+from zstack_analyzer.service.upload import receive_upload
+from zstack_analyzer.service.workers import WorkerPool
+
+__all__ = ["router"]
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/images", tags=["images"])
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The image file; its format is detected from content",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def default_thumbnail_spec() -> RenderSpec:
+    """The gallery thumbnail rendered after upload (256x256 Z maximum projection)."""
+    return RenderSpec(kind="thumbnail", width=256, height=256)
+
+
+def _known_suffixes() -> frozenset[str]:
+    try:
+        return known_suffixes()
+    except ImportError:  # a reader module failed to import: keep only a plain suffix
+        return frozenset()
+
+
+@router.post(
+    "/upload",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UploadResponse,
+    summary="Upload an image (multipart field 'file')",
+    responses={
+        201: {
+            "description": "Stored. Header X-Duplicate-Of names an earlier image with the same bytes.",
+        },
+        **problems(400, 401, 413, 422, 500),
+    },
+    openapi_extra=UPLOAD_BODY,
+)
+async def upload_image(
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    database: DatabaseDep,
+    storage: StorageDep,
+    pool: PoolDep,
+    cache: CacheDep,
+) -> UploadResponse:
+    """Stream the upload to disk, read its metadata, then store file and row atomically.
+
+    The same bytes uploaded twice give two independent records; the second
+    response carries ``X-Duplicate-Of: <first id>``.
+    """
+    staging = storage.temp_path(f"{uuid.uuid4().hex}.upload")
+    received = await receive_upload(request, staging, max_bytes=settings.limits.max_upload_bytes)
+    filename = display_filename(received.filename)
+    suffix = stored_suffix(filename, _known_suffixes())
+    stored_name = storage.new_stored_name(suffix)
+    # Readers may use the extension to break ties, so inspect under the final name.
+    temp = storage.temp_path(stored_name)
+    try:
+        await anyio.to_thread.run_sync(staging.rename, temp)
+        try:
+            metadata, scenes = await pool.run(inspect_file, temp, settings.limits.read_limits())
+        except ZstackError as exc:
+            name_in_message(exc, {str(temp): filename, stored_name: filename})
+            raise
+        await anyio.to_thread.run_sync(storage.commit, temp, stored_name)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
+        raise
+    image = build_image(
+        image_id=uuid.uuid4(),
+        filename=filename,
+        stored_name=stored_name,
+        size_bytes=received.size_bytes,
+        sha256=received.sha256,
+        metadata=metadata,
+        scenes=scenes,
+    )
+    try:
+        duplicate = await database.run(crud.find_duplicate, received.sha256)
+        await database.run(crud.add_image, image)
+    except BaseException:
+        await anyio.to_thread.run_sync(storage.remove, stored_name)
+        raise
+    if duplicate is not None:
+        response.headers["X-Duplicate-Of"] = str(duplicate.id)
+    response.headers["Location"] = f"/api/images/{image.id}"
+    logger.info(
+        "stored %s as %s (%s, %d bytes)", filename, image.id, image.format, image.size_bytes
+    )
+    if settings.render.thumbnail_on_upload:
+        _schedule_default_thumbnail(
+            pool,
+            database,
+            cache,
+            settings.limits.read_limits(),
+            image.id,
+            storage.path(stored_name),
+            image.sha256,
+        )
+    return UploadResponse(
+        message="File uploaded successfully", id=image.id, image_stack=to_public(image)
+    )
+
+
+def name_in_message(exc: ZstackError, replacements: dict[str, str]) -> None:
+    """Make an error name the user's file, never our storage path or name (longest first)."""
+    message = exc.message
+    for internal in sorted(replacements, key=len, reverse=True):
+        message = message.replace(internal, replacements[internal])
+    exc.message = message
+    exc.args = (message,)
+
+
+def _schedule_default_thumbnail(
+    pool: WorkerPool,
+    database: Database,
+    cache: RenderCache,
+    limits: ReadLimits,
+    image_id: uuid.UUID,
+    path: Path,
+    identity: str,
+) -> None:
+    """Render the gallery thumbnail in the background; a failure only logs.
+
+    It runs under the same key a thumbnail request with default parameters
+    uses, so such a request arriving meanwhile waits for this render.
+    """
+    from zstack_analyzer.service.routes.render import render_job
+
+    spec = default_thumbnail_spec()
+
+    def _mark_ready(_result: object) -> None:
+        database.call(crud.mark_thumbnail_ready, image_id)
+
+    pool.spawn(
+        spec.cache_key(identity),
+        identity,
+        render_job,
+        path,
+        spec,
+        limits,
+        cache,
+        identity,
+        on_success=_mark_ready,
+    )
+
+
+@router.get(
+    "", response_model=ImagesPublic, include_in_schema=False
+)  # no redirect: "/" is the viewer
+@router.get(
+    "/",
+    response_model=ImagesPublic,
+    summary="List images, newest first",
+    responses=problems(401, 422),
+)
+def list_images(
+    session: SessionDep,
+    skip: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    q: Annotated[
+        str | None, Query(max_length=255, description="Case-insensitive filename substring")
+    ] = None,
+) -> ImagesPublic:
+    """One page of images and the total count."""
+    rows, count = crud.list_images(session, skip=skip, limit=limit, q=q)
+    return ImagesPublic(data=[to_public(row) for row in rows], count=count)
+
+
+@router.get(
+    "/{image_id}",
+    response_model=ImagePublic,
+    summary="One image's record",
+    responses=problems(401, 404),
+)
+def get_image(image_id: str, session: SessionDep) -> ImagePublic:
+    """The stored record of one image."""
+    return to_public(require_image(session, image_id))
+
+
+@router.get(
+    "/{image_id}/metadata",
+    response_model=dict[str, Any],
+    summary="Full ImageMetadata of one scene",
+    responses=problems(401, 404, 422, 500),
+)
+async def get_metadata(
+    image_id: str,
+    database: DatabaseDep,
+    storage: StorageDep,
+    pool: PoolDep,
+    settings: SettingsDep,
+    scene: Annotated[int, Query(description="Scene index")] = 0,
+) -> dict[str, Any]:
+    """Scene 0 from the database; other scenes are read from the file."""
+    from zstack_analyzer.errors import SceneNotFoundError
+
+    image = await database.run(require_image, image_id)
+    if scene == 0:
+        return image.image_metadata
+    if not 0 <= scene < len(image.scenes):
+        msg = f"{image.filename}: scene {scene} is out of range (0..{len(image.scenes) - 1})"
+        raise SceneNotFoundError(msg)
+    path = storage.path(image.stored_name)
+    limits = settings.limits.read_limits()
+    metadata = await pool.run(_scene_metadata, path, scene, limits)
+    return {**json_safe(metadata), "filename": image.filename}
+
+
+def _scene_metadata(path: Path, scene: int, limits: ReadLimits) -> dict[str, Any]:
+    from zstack_analyzer import open_image
+
+    with open_image(path, limits=limits) as reader:
+        return reader.metadata(scene).model_dump(mode="json")
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII fallback and the exact name as RFC 5987 ``filename*``."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\;' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+@router.get(
+    "/{image_id}/download",
+    response_class=FileResponse,
+    summary="The original file (supports HTTP Range)",
+    responses={
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+            "description": "The original bytes",
+        },
+        206: {"description": "Partial content (Range)"},
+        304: {"description": "Not modified (If-None-Match)"},
+        **problems(401, 404, 416),
+    },
+)
+def download_image(
+    image_id: str, request: Request, session: SessionDep, storage: StorageDep
+) -> Response:
+    """Stream the stored original with its display name."""
+    image = require_image(session, image_id)
+    path = storage.path(image.stored_name)
+    etag = f'"{image.sha256}"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "private, max-age=3600",
+        "Content-Disposition": content_disposition(image.filename),
+    }
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    if not path.is_file():
+        msg = f"{image.filename}: the stored file is missing"
+        raise ImageNotFoundError(msg)
+    size = path.stat().st_size
+    if not range_satisfiable(request.headers.get("range"), size):
+        return problem_response(
+            416,
+            code="range_not_satisfiable",
+            detail=f"{image.filename} has {size:,} bytes; no requested range starts inside it",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    media_type = mimetypes.guess_type(image.filename)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media_type, headers=headers)
+
+
+_RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+
+
+def range_satisfiable(header: str | None, size: int) -> bool:
+    """False only for a well-formed ``bytes=`` Range of which no part overlaps the file.
+
+    Malformed headers are left to the file response (which ignores or refuses them).
+    """
+    if not header or not header.strip().lower().startswith("bytes="):
+        return True
+    for part in header.split("=", 1)[1].split(","):
+        match = _RANGE.match(part)
+        if match is None:
+            return True
+        start, end = match.groups()
+        if start and int(start) < size:
+            return True
+        if not start and end and int(end) > 0 and size > 0:
+            return True
+    return False
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header matches ``etag`` (weak comparison, lists, ``*``)."""
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    bare = etag.strip('"')
+    return any(part.strip().removeprefix("W/").strip('"') == bare for part in header.split(","))
+
+
+@router.delete(
+    "/{image_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Delete an image, its file and its cached renderings",
+    responses={204: {"description": "Deleted"}, **problems(401, 404)},
+)
+async def delete_image(
+    image_id: str,
+    database: DatabaseDep,
+    storage: StorageDep,
+    pool: PoolDep,
+    cache: CacheDep,
+) -> Response:
+    """Row first (so no one finds a half-deleted image), then the file, then the cache."""
+    image = await database.run(require_image, image_id)
+    if not await database.run(crud.delete_image, parse_image_id(image_id)):
+        msg = f"no image with id {image_id!r}"
+        raise ImageNotFoundError(msg)
+    await anyio.to_thread.run_sync(storage.remove, image.stored_name)
+    if await database.run(crud.count_sha256, image.sha256) == 0:
+        await pool.settle(image.sha256)
+        await anyio.to_thread.run_sync(_evict, cache, image.sha256)
+    logger.info("deleted image %s (%s)", image.id, image.filename)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _evict(cache: RenderCache, identity: str) -> None:
+    """Drop every render of ``identity`` and its now-empty fan-out folder."""
+    cache.evict_identity(identity)
+    fan_out = cache.path_for(identity, "x").parent.parent
+    with contextlib.suppress(OSError):
+        fan_out.rmdir()  # only when empty: other identities may share the prefix

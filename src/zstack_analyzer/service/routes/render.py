@@ -1,0 +1,401 @@
+"""Pictures of an image: thumbnail, MIP, slice, section, orthogonal views; histograms.
+
+Every picture is named by a :class:`RenderSpec`; its cache key is the ETag, so
+a conditional request is answered (304) without opening the file, and a
+repeated one comes from the cache. Indices are checked against the stored
+scene sizes first, so an out-of-range request costs no file access.
+"""
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from zstack_analyzer.cache import RenderCache
+from zstack_analyzer.errors import SceneNotFoundError, ZstackError
+from zstack_analyzer.limits import ReadLimits
+from zstack_analyzer.render.spec import RenderSpec
+from zstack_analyzer.service.config import Settings
+from zstack_analyzer.service.db.models import Image
+from zstack_analyzer.service.db.session import Database
+from zstack_analyzer.service.deps import CacheDep, DatabaseDep, PoolDep, SettingsDep, StorageDep
+from zstack_analyzer.service.errors import BadParameterError
+from zstack_analyzer.service.images_service import require_image, scene_sizes
+from zstack_analyzer.service.routes import IMAGE_MEDIA_TYPES, problems
+from zstack_analyzer.service.routes.images import etag_matches, name_in_message
+from zstack_analyzer.service.schemas import HistogramPublic
+from zstack_analyzer.service.storage import Storage
+from zstack_analyzer.service.workers import WorkerPool
+
+if TYPE_CHECKING:
+    from zstack_analyzer.render.thumbnails import RenderResult
+
+__all__ = ["render_job", "router"]
+
+router = APIRouter(prefix="/api/images", tags=["render"])
+
+#: Most channels composited in one picture (the renderer's own cap).
+MAX_COMPOSITE_CHANNELS = 7
+_COLOR = re.compile(r"^#?[0-9a-fA-F]{6}$")
+
+IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": IMAGE_MEDIA_TYPES, "description": "The picture (PNG unless format= says)"},
+    304: {"description": "Not modified (If-None-Match matched the ETag)"},
+    **problems(401, 404, 422, 500),
+}
+
+
+def render_job(
+    path: Path, spec: RenderSpec, limits: ReadLimits, cache: RenderCache, identity: str
+) -> "RenderResult":
+    """Render (or fetch from the cache) in a worker thread."""
+    from zstack_analyzer.render.thumbnails import render_file
+
+    return render_file(path, spec, limits=limits, cache=cache, identity=identity)
+
+
+def _histogram_job(
+    path: Path, scene: int, t: int, z: int | None, limits: ReadLimits
+) -> list[dict[str, Any]]:
+    from zstack_analyzer.render.thumbnails import channel_histograms
+
+    return channel_histograms(path, scene=scene, t=t, z=z, limits=limits)
+
+
+class RenderParams:
+    """Query parameters common to every picture route."""
+
+    def __init__(
+        self,
+        scene: Annotated[int, Query(description="Scene index")] = 0,
+        t: Annotated[int, Query(description="Timepoint")] = 0,
+        channels: Annotated[
+            str | None,
+            Query(description='C indices to composite, e.g. "0,2"; default: all (up to 7)'),
+        ] = None,
+        colors: Annotated[
+            str | None,
+            Query(description='One RRGGBB per listed channel, e.g. "00ff00,ff00ff"'),
+        ] = None,
+        windows: Annotated[
+            str | None,
+            Query(description='One low:high per listed channel in raw values, e.g. "100:4000"'),
+        ] = None,
+        gamma: Annotated[float, Query(ge=0.1, le=10.0)] = 1.0,
+        image_format: Annotated[
+            Literal["png", "jpeg", "webp"], Query(alias="format", description="Encoding")
+        ] = "png",
+    ) -> None:
+        self.scene = scene
+        self.t = t
+        self.channels = _parse_ints(channels, "channels")
+        self.colors = _parse_colors(colors)
+        self.windows = _parse_windows(windows)
+        self.gamma = float(gamma)
+        self.image_format = image_format
+
+
+Params = Annotated[RenderParams, Depends()]
+Width = Annotated[int, Query(ge=1, le=4096, description="Output width bound, pixels")]
+Height = Annotated[int, Query(ge=1, le=4096, description="Output height bound, pixels")]
+
+
+def _parse_ints(text: str | None, name: str) -> tuple[int, ...] | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        msg = f"{name}: expected comma-separated integers, got {text[:64]!r}"
+        raise BadParameterError(msg) from None
+
+
+def _parse_colors(text: str | None) -> tuple[str, ...] | None:
+    if text is None or not text.strip():
+        return None
+    parts = tuple(part.strip().lstrip("#").lower() for part in text.split(","))
+    if not all(_COLOR.match(part) for part in parts):
+        msg = f"colors: expected RRGGBB hex colours separated by commas, got {text[:64]!r}"
+        raise BadParameterError(msg)
+    return parts
+
+
+def _parse_windows(text: str | None) -> tuple[tuple[float, float], ...] | None:
+    if text is None or not text.strip():
+        return None
+    windows = []
+    for part in text.split(","):
+        low, sep, high = part.partition(":")
+        try:
+            window = (float(low), float(high))
+        except ValueError:
+            window = None
+        if not sep or window is None or not window[0] < window[1]:
+            msg = f"windows: expected low:high pairs with low < high, got {part[:32]!r}"
+            raise BadParameterError(msg)
+        windows.append(window)
+    return tuple(windows)
+
+
+def _out_of_range(image: Image, what: str, value: int, size: int) -> SceneNotFoundError:
+    msg = f"{image.filename}: {what} {value} is out of range (0..{size - 1})"
+    return SceneNotFoundError(msg)
+
+
+def _check(image: Image, params: RenderParams, **indices: int | None) -> None:
+    """Refuse out-of-range indices from the stored sizes (422 out_of_range)."""
+    sizes = scene_sizes(image, params.scene)
+    if not sizes:
+        raise _out_of_range(image, "scene", params.scene, max(len(image.scenes), 1))
+    bounds = {
+        "t": int(sizes.get("size_t", 1)),
+        "z": int(sizes.get("size_z", 1)),
+        "y": int(sizes.get("size_y", 1)),
+        "x": int(sizes.get("size_x", 1)),
+    }
+    if not 0 <= params.t < bounds["t"]:
+        raise _out_of_range(image, "timepoint t", params.t, bounds["t"])
+    for name, value in indices.items():
+        if value is not None and not 0 <= value < bounds[name]:
+            raise _out_of_range(image, name, value, bounds[name])
+    size_c = int(sizes.get("size_c", 1))
+    for channel in params.channels or ():
+        if not 0 <= channel < size_c:
+            raise _out_of_range(image, "channel", channel, size_c)
+    listed = len(params.channels) if params.channels else min(size_c, MAX_COMPOSITE_CHANNELS)
+    for name, values in (("colors", params.colors), ("windows", params.windows)):
+        if values is not None and len(values) != listed:
+            msg = f"{name}: {len(values)} given for {listed} channel(s); give one per channel"
+            raise BadParameterError(msg)
+
+
+async def _respond(
+    request: Request,
+    image_id: str,
+    spec_fields: dict[str, Any],
+    params: RenderParams,
+    indices: dict[str, int | None],
+    database: Database,
+    storage: Storage,
+    pool: WorkerPool,
+    cache: RenderCache,
+    settings: Settings,
+) -> Response:
+    image: Image = await database.run(require_image, image_id)
+    _check(image, params, **indices)
+    spec = RenderSpec(
+        scene=params.scene,
+        t=params.t,
+        channels=params.channels,
+        colors=params.colors,
+        windows=params.windows,
+        gamma=params.gamma,
+        image_format=params.image_format,
+        **spec_fields,
+    )
+    etag = spec.cache_key(image.sha256)
+    headers = {
+        "ETag": f'"{etag}"',
+        "Cache-Control": f"private, max-age={settings.render.max_age_seconds}",
+    }
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    cached = await anyio.to_thread.run_sync(cache.get, image.sha256, etag)
+    if cached is not None:
+        return Response(content=cached, media_type=spec.media_type, headers=headers)
+    path = storage.path(image.stored_name)
+    try:
+        result = await pool.shared(
+            etag, image.sha256, render_job, path, spec, settings.limits.read_limits(), cache,
+            image.sha256,
+        )  # fmt: skip
+    except ZstackError as exc:
+        name_in_message(exc, {str(path): image.filename, image.stored_name: image.filename})
+        raise
+    return Response(content=result.data, media_type=result.media_type, headers=headers)
+
+
+@router.get(
+    "/{image_id}/thumbnail",
+    response_class=Response,
+    summary="Thumbnail: plane z_slice, or the Z maximum projection",
+    responses=IMAGE_RESPONSES,
+)
+async def thumbnail(
+    image_id: str,
+    request: Request,
+    params: Params,
+    database: DatabaseDep,
+    storage: StorageDep,
+    pool: PoolDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    width: Width = 256,
+    height: Height = 256,
+    z_slice: Annotated[int | None, Query(description="Z plane; omitted: Z MIP")] = None,
+) -> Response:
+    """The gallery picture; the default one is pre-rendered after upload."""
+    fields = {"kind": "thumbnail", "z": z_slice, "width": width, "height": height}
+    return await _respond(
+        request, image_id, fields, params, {"z": z_slice},
+        database, storage, pool, cache, settings,
+    )  # fmt: skip
+
+
+@router.get(
+    "/{image_id}/mip",
+    response_class=Response,
+    summary="Maximum intensity projection along axis 0=Z, 1=Y, 2=X",
+    responses=IMAGE_RESPONSES,
+)
+async def mip(
+    image_id: str,
+    request: Request,
+    params: Params,
+    database: DatabaseDep,
+    storage: StorageDep,
+    pool: PoolDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    width: Width = 512,
+    height: Height = 512,
+    axis: Annotated[int, Query(description="0=Z, 1=Y, 2=X")] = 0,
+) -> Response:
+    """A projection through the whole stack, streamed plane by plane."""
+    if axis not in (0, 1, 2):
+        msg = f"axis {axis} is out of range (0=Z, 1=Y, 2=X)"
+        raise SceneNotFoundError(msg)
+    fields = {"kind": "mip", "axis": axis, "width": width, "height": height}
+    return await _respond(
+        request, image_id, fields, params, {}, database, storage, pool, cache, settings
+    )
+
+
+@router.get(
+    "/{image_id}/slice/{z}",
+    response_class=Response,
+    summary="The XY plane z",
+    responses=IMAGE_RESPONSES,
+)
+async def slice_plane(
+    image_id: str,
+    z: int,
+    request: Request,
+    params: Params,
+    database: DatabaseDep,
+    storage: StorageDep,
+    pool: PoolDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    width: Width = 1024,
+    height: Height = 1024,
+    channel: Annotated[int | None, Query(description="One channel (seed API)")] = None,
+) -> Response:
+    """One plane; reads only that plane from the file."""
+    if channel is not None and params.channels is None:
+        params.channels = (channel,)
+    fields = {"kind": "slice", "z": z, "width": width, "height": height}
+    return await _respond(
+        request, image_id, fields, params, {"z": z}, database, storage, pool, cache, settings
+    )
+
+
+@router.get(
+    "/{image_id}/section/{plane}/{index}",
+    response_class=Response,
+    summary="XZ plane at Y=index or YZ plane at X=index, at physical aspect",
+    responses=IMAGE_RESPONSES,
+)
+async def section(
+    image_id: str,
+    plane: Literal["xz", "yz"],
+    index: int,
+    request: Request,
+    params: Params,
+    database: DatabaseDep,
+    storage: StorageDep,
+    pool: PoolDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    width: Width = 512,
+    height: Height = 512,
+) -> Response:
+    """A side view through the stack (rows = Z for xz; columns = Z for yz)."""
+    indices: dict[str, int | None] = {"y": index} if plane == "xz" else {"x": index}
+    fields = {"kind": "section", "plane": plane, "index": index, "width": width, "height": height}
+    return await _respond(
+        request, image_id, fields, params, indices, database, storage, pool, cache, settings
+    )
+
+
+@router.get(
+    "/{image_id}/orthogonal",
+    response_class=Response,
+    summary="XY, XZ and YZ maximum projections side by side",
+    responses=IMAGE_RESPONSES,
+)
+async def orthogonal(
+    image_id: str,
+    request: Request,
+    params: Params,
+    database: DatabaseDep,
+    storage: StorageDep,
+    pool: PoolDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    width: Width = 768,
+    height: Height = 256,
+) -> Response:
+    """Three projections from one pass over Z."""
+    fields = {"kind": "orthogonal", "width": width, "height": height}
+    return await _respond(
+        request, image_id, fields, params, {}, database, storage, pool, cache, settings
+    )
+
+
+@router.get(
+    "/{image_id}/histogram",
+    response_model=HistogramPublic,
+    summary="Per-channel histograms and 1/99 percentile windows",
+    responses={304: {"description": "Not modified"}, **problems(401, 404, 422, 500)},
+)
+async def histogram(
+    image_id: str,
+    request: Request,
+    response: Response,
+    database: DatabaseDep,
+    storage: StorageDep,
+    pool: PoolDep,
+    settings: SettingsDep,
+    scene: int = 0,
+    t: int = 0,
+    z: Annotated[int | None, Query(description="Z plane; omitted: a sample of the stack")] = None,
+) -> Any:
+    """What the viewer's auto-contrast and window sliders need."""
+    image: Image = await database.run(require_image, image_id)
+    params = RenderParams(scene=scene, t=t)
+    _check(image, params, z=z)
+    key_source = json.dumps({"h": 1, "id": image.sha256, "scene": scene, "t": t, "z": z})
+    etag = hashlib.sha256(key_source.encode()).hexdigest()[:32]
+    headers = {
+        "ETag": f'"{etag}"',
+        "Cache-Control": f"private, max-age={settings.render.max_age_seconds}",
+    }
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    channels = await pool.shared(
+        f"histogram:{etag}",
+        image.sha256,
+        _histogram_job,
+        storage.path(image.stored_name),
+        scene,
+        t,
+        z,
+        settings.limits.read_limits(),
+    )
+    response.headers.update(headers)
+    return HistogramPublic.model_validate({"channels": channels})

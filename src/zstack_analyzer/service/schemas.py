@@ -1,0 +1,130 @@
+"""Response bodies: the published field names (SEED.md) plus our additions.
+
+Why separate from the DB model: the API is a contract; columns can change
+(``stored_name`` is never exposed) without changing what clients see.
+"""
+
+from __future__ import annotations
+
+import uuid  # noqa: TC003  (pydantic needs it at runtime)
+from datetime import datetime  # noqa: TC003
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "FormatPublic",
+    "FormatsPublic",
+    "HealthPublic",
+    "HistogramChannel",
+    "HistogramPublic",
+    "ImagePublic",
+    "ImagesPublic",
+    "Problem",
+    "UploadResponse",
+]
+
+
+class Problem(BaseModel):
+    """An error, as ``application/problem+json`` (RFC 9457) with a stable ``code``."""
+
+    type: str = Field(description="URI naming the problem type")
+    title: str
+    status: int
+    detail: str = Field(description="What went wrong, for a person")
+    code: str = Field(description='Stable machine name, e.g. "corrupt_file", "out_of_range"')
+    request_id: str | None = Field(default=None, description="On unexpected 500s: quote it")
+    model_config = ConfigDict(extra="allow")
+
+
+class ImageBase(BaseModel):
+    """The published summary of an image (scene 0)."""
+
+    filename: str = Field(description="Display name as uploaded (sanitised); never a path")
+    width: int = Field(description="size_x of scene 0, pixels")
+    height: int = Field(description="size_y of scene 0, pixels")
+    depth: int = Field(description="size_z of scene 0 (Z planes)")
+    channels: int = Field(description="size_c of scene 0")
+    bit_depth: int = Field(description="Bits per sample of the stored dtype")
+    pixel_size_x: float | None = Field(description="Pixel width in µm; null when unknown")
+    pixel_size_y: float | None = Field(description="Pixel height in µm; null when unknown")
+    pixel_size_z: float | None = Field(description="Z step in µm; null when unknown")
+
+
+class ImagePublic(ImageBase):
+    """An image as the API returns it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    metadata: dict[str, Any] = Field(description="Full ImageMetadata JSON of scene 0")
+    format: str = Field(description='Detected format: "TIFF", "OME-TIFF", "CZI", ...')
+    size_bytes: int
+    sha256: str = Field(description="SHA-256 of the uploaded bytes (hex)")
+    scenes: list[dict[str, Any]] = Field(description="SceneInfo JSON of every scene")
+    created_at: datetime
+    timepoints: int = Field(description="size_t of scene 0")
+    samples_per_pixel: int = Field(description="RGB samples per pixel (1 for grey channels)")
+    dtype: str = Field(description='numpy dtype name, e.g. "uint16"')
+    thumbnail_ready: bool = Field(description="The default thumbnail is rendered and cached")
+
+
+class ImagesPublic(BaseModel):
+    """One page of images and the total count."""
+
+    data: list[ImagePublic]
+    count: int = Field(description="Total number of images matching the query")
+
+
+class UploadResponse(BaseModel):
+    """Body of a successful upload (201)."""
+
+    message: str
+    id: uuid.UUID
+    image_stack: ImagePublic
+
+
+class FormatPublic(BaseModel):
+    """One extension of the formats table."""
+
+    name: str
+    available: bool
+    required_package: str
+
+
+class FormatsPublic(BaseModel):
+    """Every extension we read and whether its reader package is installed."""
+
+    formats: dict[str, FormatPublic]
+    message: str
+
+
+class HealthPublic(BaseModel):
+    """Liveness and database reachability."""
+
+    status: Literal["ok", "degraded"]
+    database: Literal["ok", "error"]
+    version: str
+
+
+class HistogramChannel(BaseModel):
+    """Intensity histogram of one channel (256 bins) and its auto window."""
+
+    model_config = ConfigDict(extra="allow")
+
+    index: int
+    name: str | None = None
+    color: str | None = None
+    min: float
+    max: float
+    p_low: float = Field(description="1st percentile")
+    p_high: float = Field(description="99th percentile")
+    bins: list[int]
+    bin_edges_lo: float
+    bin_edges_hi: float
+
+
+class HistogramPublic(BaseModel):
+    """Histograms of every channel of one plane or stack sample."""
+
+    channels: list[HistogramChannel]

@@ -1,0 +1,198 @@
+"""Streaming multipart upload: straight to a temp file, hashed and size-capped on the way.
+
+Why not ``UploadFile``: Starlette spools the whole body to its own temp file
+before the route runs, so the size cap would apply only after the disk was
+already filled, and every byte would be written twice. Here the raw request
+stream goes through python-multipart's push parser; the ``file`` part's bytes
+are buffered to 1 MiB, then hashed and written in a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO
+
+import anyio.to_thread
+
+from zstack_analyzer.service.errors import BadUploadError, UploadTooLargeError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from starlette.requests import Request
+
+__all__ = ["CHUNK_BYTES", "ReceivedUpload", "receive_upload"]
+
+logger = logging.getLogger(__name__)
+
+#: Bytes buffered before a write to disk.
+CHUNK_BYTES = 1024 * 1024
+#: Allowance for multipart framing when checking Content-Length against the cap.
+FRAMING_ALLOWANCE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedUpload:
+    """The ``file`` part of an upload, written to ``path``."""
+
+    path: Path
+    filename: str | None
+    size_bytes: int
+    sha256: str
+
+
+class _Sink:
+    """python-multipart callbacks that keep the first ``file`` part and drop the rest."""
+
+    def __init__(self, field: str, max_bytes: int) -> None:
+        self.field = field
+        self.max_bytes = max_bytes
+        self.header_field = bytearray()
+        self.header_value = bytearray()
+        self.headers: dict[str, bytes] = {}
+        self.in_file = False
+        self.found = False
+        self.filename: str | None = None
+        self.pending = bytearray()
+        self.size = 0
+        self.ended = False
+
+    def on_part_begin(self) -> None:
+        self.headers = {}
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[self.header_field.decode("latin-1").lower()] = bytes(self.header_value)
+        self.header_field.clear()
+        self.header_value.clear()
+
+    def on_headers_finished(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
+        _, options = parse_options_header(self.headers.get("content-disposition", b""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if name == self.field and not self.found:
+            self.in_file = True
+            self.found = True
+            raw = options.get(b"filename")
+            self.filename = raw.decode("utf-8", "replace") if raw is not None else None
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.in_file:
+            self.pending += data[start:end]
+            self.size += end - start
+
+    def on_part_end(self) -> None:
+        self.in_file = False
+
+    def on_end(self) -> None:
+        self.ended = True
+
+
+def _write(fh: BinaryIO, hasher: hashlib._Hash, data: bytes) -> None:
+    hasher.update(data)
+    fh.write(data)
+
+
+async def receive_upload(
+    request: Request, destination: Path, *, max_bytes: int, field: str = "file"
+) -> ReceivedUpload:
+    """Stream the multipart body of ``request`` into ``destination``.
+
+    Raises
+    ------
+    UploadTooLargeError
+        When the body (or the file part) is over ``max_bytes``; checked from
+        Content-Length first, then while streaming.
+    BadUploadError
+        When the body is not multipart/form-data or is malformed/truncated.
+    fastapi.exceptions.RequestValidationError
+        When there is no ``file`` part.
+
+    The destination is removed on any failure.
+    """
+    from fastapi.exceptions import RequestValidationError
+    from python_multipart.exceptions import MultipartParseError
+    from python_multipart.multipart import MultipartParser, parse_options_header
+    from starlette.requests import ClientDisconnect
+
+    content_type, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if content_type != b"multipart/form-data" or not boundary:
+        msg = "upload must be multipart/form-data with a boundary and a 'file' field"
+        raise BadUploadError(msg)
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes + FRAMING_ALLOWANCE:
+        msg = f"upload of {int(declared):,} bytes is over the limit of {max_bytes:,} bytes"
+        raise UploadTooLargeError(msg)
+
+    sink = _Sink(field, max_bytes)
+    parser = MultipartParser(boundary, _callbacks(sink))  # type: ignore[arg-type]
+    hasher = hashlib.sha256()
+    fh = await anyio.to_thread.run_sync(destination.open, "wb")
+    try:
+        try:
+            async for chunk in request.stream():
+                if chunk:
+                    parser.write(chunk)
+                if sink.size > max_bytes:
+                    msg = f"upload is over the limit of {max_bytes:,} bytes"
+                    raise UploadTooLargeError(msg)
+                if len(sink.pending) >= CHUNK_BYTES:
+                    data = bytes(sink.pending)
+                    sink.pending.clear()
+                    await anyio.to_thread.run_sync(_write, fh, hasher, data)
+            parser.finalize()
+        except MultipartParseError as exc:
+            msg = f"malformed multipart body: {exc}"
+            raise BadUploadError(msg) from exc
+        except ClientDisconnect as exc:
+            msg = "the client disconnected before the upload finished"
+            raise BadUploadError(msg) from exc
+        if not sink.found:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "missing",
+                        "loc": ("body", field),
+                        "msg": "Field required",
+                        "input": None,
+                    }
+                ]
+            )
+        if not sink.ended:
+            msg = "the multipart body ended early (upload interrupted?)"
+            raise BadUploadError(msg)
+        if sink.pending:
+            await anyio.to_thread.run_sync(_write, fh, hasher, bytes(sink.pending))
+            sink.pending.clear()
+        await anyio.to_thread.run_sync(fh.flush)
+    except BaseException:
+        await anyio.to_thread.run_sync(fh.close)
+        destination.unlink(missing_ok=True)
+        raise
+    await anyio.to_thread.run_sync(fh.close)
+    return ReceivedUpload(destination, sink.filename, sink.size, hasher.hexdigest())
+
+
+def _callbacks(sink: _Sink) -> dict[str, object]:
+    return {
+        name: getattr(sink, name)
+        for name in (
+            "on_part_begin",
+            "on_header_field",
+            "on_header_value",
+            "on_header_end",
+            "on_headers_finished",
+            "on_part_data",
+            "on_part_end",
+            "on_end",
+        )
+    }

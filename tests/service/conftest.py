@@ -1,0 +1,162 @@
+"""Fixtures for service tests: real SQLite per test, real PostgreSQL under its marker."""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+
+from tests.service.live import make_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+    from zstack_analyzer.service.config import Settings
+
+PG_ADMIN_URL = os.environ.get("ZSTACK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _testclient_class() -> type[TestClient]:
+    # starlette warns that plain httpx is deprecated for its TestClient (it wants httpx2,
+    # which is not installed); the warning is about packaging, not about our code.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    return TestClient
+
+
+def write_ome_tiff(
+    path: Path,
+    shape: tuple[int, int, int, int] = (2, 5, 24, 32),
+    *,
+    pixel_um: tuple[float, float, float] | None = (0.5, 0.5, 2.0),
+    seed: int = 0,
+) -> Path:
+    """A small C,Z,Y,X uint16 OME-TIFF with position-dependent values."""
+    import tifffile
+
+    c, z, y, x = shape
+    data = np.arange(c * z * y * x, dtype=np.uint32).reshape(shape)
+    data = ((data * 7 + seed * 101) % 4000).astype(np.uint16)
+    metadata: dict[str, Any] = {"axes": "CZYX"}
+    if pixel_um is not None:
+        metadata.update(
+            PhysicalSizeX=pixel_um[0], PhysicalSizeY=pixel_um[1], PhysicalSizeZ=pixel_um[2]
+        )
+    tifffile.imwrite(path, data, ome=True, metadata=metadata)
+    return path
+
+
+@pytest.fixture
+def tiff_file(tmp_path: Path) -> Path:
+    return write_ome_tiff(tmp_path / "cells.ome.tif")
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[str]:
+    """The PostgreSQL server's admin URL, or a skip saying why it is unusable."""
+    import psycopg
+
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        reason = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}".strip()
+        print(reason)
+        pytest.skip(reason)
+    yield PG_ADMIN_URL
+
+
+def create_pg_database(admin_url: str) -> str:
+    """A throwaway database; returns its SQLAlchemy URL."""
+    import psycopg
+
+    name = f"zstack_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{name}"
+
+
+def drop_pg_database(admin_url: str, url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """``None`` (SQLite in the data dir) or a fresh PostgreSQL database for this test."""
+    if request.param == "sqlite":
+        yield None
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    url = create_pg_database(admin)
+    try:
+        yield url
+    finally:
+        drop_pg_database(admin, url)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
+    return make_settings(tmp_path / "data", database_url=database_url)
+
+
+@pytest.fixture
+def make_client() -> Iterator[Callable[..., TestClient]]:
+    """Factory: a started TestClient for ``create_app(settings)`` (closed at teardown)."""
+    from zstack_analyzer.service.app import create_app
+
+    test_client = _testclient_class()
+    clients: list[TestClient] = []
+
+    def factory(settings: Settings, **kwargs: Any) -> TestClient:
+        client = test_client(create_app(settings), **kwargs)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in reversed(clients):
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(settings: Settings, make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client(settings)
+
+
+def upload(client: TestClient, path: Path, name: str | None = None, **kwargs: Any) -> Any:
+    with path.open("rb") as fh:
+        return client.post("/api/images/upload", files={"file": (name or path.name, fh)}, **kwargs)
+
+
+def api_routes(app: Any) -> list[tuple[str, set[str]]]:
+    """(path, methods) of every API route, through included routers.
+
+    FastAPI >= 0.16x keeps included routers as lazy wrappers in ``app.routes``
+    (``original_router``); older versions flatten them into ``APIRoute``s.
+    """
+    from fastapi.routing import APIRoute
+
+    found: list[tuple[str, set[str]]] = []
+    pending = list(app.routes)
+    while pending:
+        route = pending.pop(0)
+        if isinstance(route, APIRoute):
+            if route.include_in_schema:
+                found.append((route.path, set(route.methods)))
+        elif getattr(route, "original_router", None) is not None:
+            pending.extend(route.original_router.routes)
+    return found

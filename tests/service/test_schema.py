@@ -1,0 +1,88 @@
+"""Models and migrations agree; OpenAPI describes exactly the routes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from tests.service.conftest import api_routes
+from zstack_analyzer.service.db.migrations import upgrade_database
+from zstack_analyzer.service.db.models import Base
+from zstack_analyzer.service.db.session import make_engine
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+
+def test_migrations_match_models(tmp_path: Path, database_url: str | None) -> None:
+    url = database_url or f"sqlite:///{tmp_path / 'm.db'}"
+    engine = make_engine(url)
+    try:
+        upgrade_database(engine)
+        upgrade_database(engine)  # idempotent
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            diff = compare_metadata(context, Base.metadata)
+            columns = {c["name"]: c for c in inspect(connection).get_columns("images")}
+        assert diff == []
+        if engine.dialect.name == "postgresql":
+            assert type(columns["metadata"]["type"]).__name__ == "JSONB"
+    finally:
+        engine.dispose()
+
+
+def test_openapi_matches_routes(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    routes = {
+        (path, method.lower()) for path, methods in api_routes(client.app) for method in methods
+    }
+    documented = {
+        (path, method) for path, operations in schema["paths"].items() for method in operations
+    }
+    assert documented == routes
+    expected = {
+        ("/api/images/upload", "post"),
+        ("/api/images/", "get"),
+        ("/api/images/{image_id}", "get"),
+        ("/api/images/{image_id}", "delete"),
+        ("/api/images/{image_id}/metadata", "get"),
+        ("/api/images/{image_id}/thumbnail", "get"),
+        ("/api/images/{image_id}/mip", "get"),
+        ("/api/images/{image_id}/slice/{z}", "get"),
+        ("/api/images/{image_id}/section/{plane}/{index}", "get"),
+        ("/api/images/{image_id}/orthogonal", "get"),
+        ("/api/images/{image_id}/histogram", "get"),
+        ("/api/images/{image_id}/download", "get"),
+        ("/api/images/formats/supported", "get"),
+        ("/api/health", "get"),
+    }
+    assert documented == expected
+    paths = schema["paths"]
+    for path in ("thumbnail", "mip", "orthogonal"):
+        ok = paths[f"/api/images/{{image_id}}/{path}"]["get"]["responses"]["200"]
+        assert "image/png" in ok["content"]
+    upload = paths["/api/images/upload"]["post"]
+    assert "multipart/form-data" in upload["requestBody"]["content"]
+    assert set(upload["responses"]) >= {"201", "400", "413", "422", "500"}
+    problem = upload["responses"]["422"]["content"]["application/problem+json"]
+    assert problem["schema"]["$ref"].endswith("/Problem")
+    image_public = schema["components"]["schemas"]["ImagePublic"]["properties"]
+    assert "µm" in image_public["pixel_size_z"]["description"]
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_startup_is_repeatable(client: TestClient) -> None:
+    """A second app on the same data dir starts on the migrated database."""
+    from tests.service.conftest import _testclient_class
+    from zstack_analyzer.service.app import create_app
+
+    settings = client.app.state.settings
+    with _testclient_class()(create_app(settings)) as second:
+        assert second.get("/api/health").json()["database"] == "ok"
