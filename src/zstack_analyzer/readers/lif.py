@@ -1,0 +1,921 @@
+"""Leica LIF files (LAS AF / LAS X) through liffile.
+
+Why our own plane reads on top of liffile: liffile parses the XML header and the
+memory-block table well, but its frame interface reads the two innermost stored
+dimensions, which for XZ scans and ``xzy`` stacks are Z,X rather than the Y,X
+plane our canonical array is made of. The XML states every dimension's byte
+increment, so one canonical plane is a strided read we compute here, bounded by
+one plane (one stitched canvas for a tile scan). Quirks of the format stay in
+this module:
+
+* an emission (λ) or excitation (Λ) sweep is the channel axis when the image
+  has no C axis, else it takes index 0 and is listed in ``extra_dims``;
+* an XZ scan (no Y dimension) is Y=1, Z=lines, Y voxel size unknown;
+* a tile scan (M) is stitched by the tiles' recorded stage positions
+  (SOURCES.md convention ``lif_tilescan``); later tiles are drawn on top;
+* LIF stores no channel names, so every channel name is ``None``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import struct
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from zstack_analyzer.errors import (
+    CorruptFileError,
+    MetadataError,
+    MissingDependencyError,
+    SceneNotFoundError,
+)
+from zstack_analyzer.metadata import (
+    ChannelInfo,
+    ImageMetadata,
+    MicroscopeInfo,
+    ObjectiveInfo,
+    PhysicalSize,
+    SceneInfo,
+)
+from zstack_analyzer.readers._base import ImageReader, planes_to_dask
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
+    from xml.etree.ElementTree import Element
+
+    import dask.array as da
+
+    from zstack_analyzer.limits import ReadLimits
+
+__all__ = ["LifReader"]
+
+logger = logging.getLogger(__name__)
+
+#: LIF header: uint32 0x70, uint32 size, byte 0x2A, uint32 XML length (UTF-16 code units).
+_HEADER = struct.Struct("<IIBI")
+_MAGIC = 0x70
+_MARK = 0x2A
+
+#: DimensionDescription DimID -> label, as liffile names them.
+_DIMENSION_ID = {
+    1: "X",
+    2: "Y",
+    3: "Z",
+    4: "T",
+    5: "λ",
+    6: "A",
+    7: "N",
+    8: "Q",
+    9: "Λ",
+    10: "M",
+    11: "L",
+}
+
+#: LAS LUT names -> display colour.
+_LUT_COLOURS = {
+    "red": "#FF0000",
+    "green": "#00FF00",
+    "blue": "#0000FF",
+    "cyan": "#00FFFF",
+    "magenta": "#FF00FF",
+    "yellow": "#FFFF00",
+    "gray": "#FFFFFF",
+    "grey": "#FFFFFF",
+    "white": "#FFFFFF",
+}
+
+#: LAS immersion codes -> OME immersion names.
+_IMMERSION = {
+    "OIL": "Oil",
+    "WATER": "Water",
+    "GLYC": "Glycerol",
+    "GLYCEROL": "Glycerol",
+    "DRY": "Air",
+    "AIR": "Air",
+    "MULTI": "Multi",
+    "SIL": "Silicone",
+    "SILICONE": "Silicone",
+}
+
+#: Windows FILETIME epoch (100 ns ticks since 1601-01-01 UTC).
+_FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
+
+#: Exceptions liffile (and the XML/struct layers under it) raise for broken files.
+_PARSE_ERRORS = (
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    SyntaxError,
+    struct.error,
+    OverflowError,
+    ZeroDivisionError,
+    NotImplementedError,
+)
+
+_VENDOR_CAP = 64 * 1024
+
+
+@dataclass(slots=True)
+class _Scene:
+    """Everything needed to read one LIF image as a canonical T,C,Z,Y,X(,S) array."""
+
+    info: SceneInfo
+    image_index: int
+    name: str
+    dims: tuple[str, ...]
+    sizes: dict[str, int]
+    dtype: np.dtype[Any]
+    channel_axis: str | None  # native label that is canonical C ("C", "λ", "Λ") or None
+    strides: dict[str, int]  # native label -> byte increment (not C, not S)
+    channel_offsets: tuple[int, ...]  # byte offset of each stored channel (sample)
+    samples: int
+    bgr: bool
+    block_offset: int
+    tile_offsets: tuple[tuple[int, int], ...] | None
+    extra_dims: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+class LifReader(ImageReader):
+    """Leica LIF container: each image with an X axis is a scene, in file order.
+
+    Examples
+    --------
+    >>> from zstack_analyzer import open_image
+    >>> with open_image("sample.lif") as image:  # doctest: +SKIP
+    ...     image.metadata(0).size_c
+    """
+
+    format_name: ClassVar[str] = "LIF"
+    suffixes: ClassVar[tuple[str, ...]] = (".lif",)
+    required_packages: ClassVar[tuple[str, ...]] = ("liffile",)
+
+    @classmethod
+    def sniff(cls, head: bytes, path: Path) -> bool:
+        """Whether ``head`` starts with a LIF header: 0x70 magic, 0x2A mark and an XML text."""
+        if len(head) < _HEADER.size + 2:
+            return False
+        magic, _size, mark, xml_chars = _HEADER.unpack_from(head)
+        return (
+            magic == _MAGIC
+            and mark == _MARK
+            and xml_chars > 0
+            and head[_HEADER.size : _HEADER.size + 2] == b"<\x00"
+        )
+
+    def __init__(self, path: Path | str, /, *, limits: ReadLimits | None = None) -> None:
+        super().__init__(path, limits=limits)
+        try:
+            import liffile
+        except ImportError as exc:  # pragma: no cover - the dev extra installs it
+            msg = f"{self.path.name}: reading LIF needs the package 'liffile': pip install liffile"
+            raise MissingDependencyError(msg, package="liffile", path=self.path) from exc
+        self._file_size = self.path.stat().st_size
+        self._xml = self._read_xml_header()
+        try:
+            lif = liffile.LifFile(self.path)
+        except FileNotFoundError:
+            raise
+        except (*_PARSE_ERRORS, OSError, liffile.LifFileError) as exc:
+            msg = f"{self.path.name}: not a readable LIF file ({exc})"
+            raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
+        self._lif = lif
+        self.close_on_release(lif.close)
+        self._metadata_cache: dict[int, ImageMetadata] = {}
+        try:
+            self._scenes = self._build_scenes()
+        except (CorruptFileError, MetadataError):
+            self.close()
+            raise
+        except _PARSE_ERRORS as exc:
+            self.close()
+            msg = f"{self.path.name}: the LIF XML header is inconsistent ({exc})"
+            raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
+        except BaseException:
+            self.close()
+            raise
+        if not self._scenes:
+            self.close()
+            msg = f"{self.path.name}: the LIF file holds no image with an X axis"
+            raise CorruptFileError(msg, path=self.path)
+
+    # ------------------------------------------------------------------ opening
+    def _read_xml_header(self) -> str:
+        """Read and check the XML header before liffile parses it.
+
+        Why: liffile reads as many bytes as the header claims and parses them with
+        ElementTree; a bounded read and a refusal of DTDs keep a hostile header from
+        costing memory or expanding entities.
+        """
+        with self.path.open("rb") as fh:
+            head = fh.read(_HEADER.size)
+            if len(head) < _HEADER.size:
+                msg = f"{self.path.name}: LIF header is truncated ({len(head)} bytes)"
+                raise CorruptFileError(msg, path=self.path)
+            magic, _size, mark, xml_chars = _HEADER.unpack(head)
+            if magic != _MAGIC or mark != _MARK:
+                msg = f"{self.path.name}: not a LIF file (bad header magic)"
+                raise CorruptFileError(msg, path=self.path)
+            nbytes = 2 * xml_chars
+            if nbytes > self.limits.max_metadata_bytes:
+                msg = (
+                    f"{self.path.name}: LIF XML header declares {nbytes:,} bytes, over the "
+                    f"metadata limit of {self.limits.max_metadata_bytes:,}"
+                )
+                raise CorruptFileError(msg, path=self.path)
+            if _HEADER.size + nbytes > self._file_size:
+                msg = (
+                    f"{self.path.name}: LIF XML header ({nbytes:,} bytes) ends past the end "
+                    f"of the file ({self._file_size:,} bytes); the file is truncated"
+                )
+                raise CorruptFileError(msg, path=self.path)
+            raw = fh.read(nbytes)
+        try:
+            xml = raw.decode("utf-16-le")
+        except UnicodeDecodeError as exc:
+            msg = f"{self.path.name}: LIF XML header is not valid UTF-16 ({exc.reason})"
+            raise CorruptFileError(msg, path=self.path) from exc
+        if "<!DOCTYPE" in xml or "<!ENTITY" in xml:
+            msg = f"{self.path.name}: LIF XML header declares a DTD or entities; refused"
+            raise CorruptFileError(msg, path=self.path)
+        return xml
+
+    def _build_scenes(self) -> list[_Scene]:
+        scenes: list[_Scene] = []
+        skipped_flim = 0
+        for image_index, image in enumerate(self._lif.images):
+            if image.is_flim:
+                skipped_flim += 1
+                continue
+            if "X" not in image.sizes:
+                continue
+            scenes.append(self._build_scene(len(scenes), image_index, image))
+        if skipped_flim:
+            logger.info("%s: %d FLIM image(s) skipped", self.path.name, skipped_flim)
+        self._skipped_flim = skipped_flim
+        return scenes
+
+    def _build_scene(self, index: int, image_index: int, image: Any) -> _Scene:
+        name = str(image.name)
+        label = f"{self.path.name}: image {name!r}"
+        sizes = {str(k): int(v) for k, v in image.sizes.items()}
+        dims = tuple(sizes)
+        try:
+            dtype = np.dtype(image.dtype)
+        except ValueError as exc:  # e.g. channels of different data types
+            msg = f"{label}: unsupported pixel layout ({exc})"
+            raise MetadataError(msg, path=self.path) from exc
+        warnings: list[str] = []
+
+        xml_dims, channels = _parse_descriptions(image.xml_element)
+        strides: dict[str, int] = {}
+        for dim in dims:
+            if dim in {"C", "S"}:
+                continue
+            if dim not in xml_dims:
+                msg = f"{label}: unsupported dimension layout {''.join(dims)}"
+                raise MetadataError(msg, path=self.path)
+            strides[dim] = xml_dims[dim]["bytes_inc"]
+        if not channels:
+            msg = f"{label}: no ChannelDescription in the XML"
+            raise CorruptFileError(msg, path=self.path)
+        channel_offsets = tuple(ch["bytes_inc"] for ch in channels)
+        samples = sizes.get("S", 1)
+        n_channel_slots = sizes.get("C", 1) * samples
+        if len(channel_offsets) < n_channel_slots:
+            msg = f"{label}: {len(channel_offsets)} channel descriptions for {n_channel_slots} channels"
+            raise CorruptFileError(msg, path=self.path)
+        bgr = (
+            samples == 3
+            and len(channels) >= 2
+            and channels[0]["tag"] == 3  # blue first
+            and channels[1]["tag"] == 2
+        )
+
+        channel_axis: str | None = "C" if "C" in dims else None
+        if channel_axis is None:
+            for sweep in ("λ", "Λ"):
+                if sweep in dims:
+                    channel_axis = sweep
+                    break
+
+        try:
+            block = image.memory_block
+        except (KeyError, IndexError) as exc:
+            msg = f"{label}: its data block {exc} is missing; the file is truncated or corrupt"
+            raise CorruptFileError(msg, path=self.path) from exc
+        if block.offset < 0 or block.offset + block.size > self._file_size:
+            msg = (
+                f"{label}: its data block ({block.size:,} bytes at {block.offset:,}) ends past "
+                f"the end of the file ({self._file_size:,} bytes); the file is truncated"
+            )
+            raise CorruptFileError(msg, path=self.path)
+        itemsize = dtype.itemsize
+        last_byte = sum((sizes[d] - 1) * abs(s) for d, s in strides.items())
+        last_byte += max(channel_offsets[:n_channel_slots]) + itemsize
+        if any(s < 0 for s in strides.values()) or last_byte > block.size:
+            msg = (
+                f"{label}: its dimensions need {last_byte:,} bytes but its data block holds "
+                f"{block.size:,}; the file is corrupt"
+            )
+            raise CorruptFileError(msg, path=self.path)
+
+        tile_offsets: tuple[tuple[int, int], ...] | None = None
+        extra: dict[str, int] = {}
+        size_y = sizes.get("Y", 1)
+        size_x = sizes["X"]
+        for dim in dims:
+            if dim in {"T", "C", "Z", "Y", "X", "S"} or dim == channel_axis:
+                continue
+            if dim == "M":
+                tile_offsets = self._tile_offsets(image, sizes, warnings, label)
+                if tile_offsets is not None:
+                    size_y = max(oy for oy, _ in tile_offsets) + sizes.get("Y", 1)
+                    size_x = max(ox for _, ox in tile_offsets) + sizes["X"]
+                    continue
+            extra[dim] = sizes[dim]
+            warnings.append(f"dimension {dim}={sizes[dim]} is read at index 0")
+        if "Y" not in dims:
+            warnings.append("XZ scan (no Y dimension): Y=1, Z=lines, Y voxel size unknown")
+
+        info = SceneInfo(
+            index=index,
+            name=name,
+            size_t=sizes.get("T", 1),
+            size_c=sizes.get(channel_axis, 1) if channel_axis else 1,
+            size_z=sizes.get("Z", 1),
+            size_y=size_y,
+            size_x=size_x,
+            samples_per_pixel=samples,
+            dtype=dtype.newbyteorder("=").name,
+            extra_dims=extra,
+        )
+        self.check_shape(info.shape, dtype)
+        return _Scene(
+            info=info,
+            image_index=image_index,
+            name=name,
+            dims=dims,
+            sizes=sizes,
+            dtype=dtype,
+            channel_axis=channel_axis,
+            strides=strides,
+            channel_offsets=channel_offsets,
+            samples=samples,
+            bgr=bgr,
+            block_offset=int(block.offset),
+            tile_offsets=tile_offsets,
+            extra_dims=extra,
+            warnings=warnings,
+        )
+
+    def _tile_offsets(
+        self, image: Any, sizes: dict[str, int], warnings: list[str], label: str
+    ) -> tuple[tuple[int, int], ...] | None:
+        """Pixel offsets (y, x) of each tile from its stage position, or None (M kept as an axis)."""
+        scan = image.tilescan
+        if scan is None or len(scan) != sizes["M"]:
+            warnings.append("tile scan without usable TileScanInfo: tiles read at index 0")
+            return None
+        steps = {}
+        for axis in ("X", "Y"):
+            coords = image.coords.get(axis)
+            if coords is None or len(coords) < 2:
+                warnings.append(f"tile scan without a {axis} pixel size: tiles read at index 0")
+                return None
+            cc = np.asarray(coords, dtype=np.float64)
+            steps[axis] = abs(float((cc[-1] - cc[0]) / (len(cc) - 1)))
+            if steps[axis] == 0:
+                return None
+        pos_x = np.asarray(scan.tiles["pos_x"], dtype=np.float64)
+        pos_y = np.asarray(scan.tiles["pos_y"], dtype=np.float64)
+        if scan.swap_xy:
+            pos_x, pos_y = pos_y, pos_x
+        if scan.flip_x:
+            pos_x = -pos_x
+        if scan.flip_y:
+            pos_y = -pos_y
+        if scan.swap_xy or scan.flip_x or scan.flip_y:
+            warnings.append(
+                "tile scan with FlipX/FlipY/SwapXY: placement follows the flags, "
+                "not verified against LAS X"
+            )
+        off_x = np.rint((pos_x - pos_x.min()) / steps["X"]).astype(np.int64)
+        off_y = np.rint((pos_y - pos_y.min()) / steps["Y"]).astype(np.int64)
+        limit = self.limits.max_dimension
+        if off_x.max() >= limit or off_y.max() >= limit:
+            msg = f"{label}: tile stage positions span more than {limit:,} pixels"
+            raise CorruptFileError(msg, path=self.path)
+        offsets = tuple((int(y), int(x)) for y, x in zip(off_y, off_x, strict=True))
+        warnings.append(
+            f"tile scan of {len(offsets)} tiles stitched by stage position "
+            f"(offsets y,x px {list(offsets)})"
+        )
+        return offsets
+
+    # ------------------------------------------------------------------ protocol
+    def scenes(self) -> Sequence[SceneInfo]:
+        """Every image with an X axis, in file order."""
+        return [s.info for s in self._scenes]
+
+    def _scene(self, scene: int) -> _Scene:
+        if not 0 <= scene < len(self._scenes):
+            msg = f"{self.path.name}: scene {scene} does not exist; it has {len(self._scenes)}"
+            raise SceneNotFoundError(msg, path=self.path)
+        return self._scenes[scene]
+
+    def metadata(self, scene: int = 0) -> ImageMetadata:
+        """Normalised metadata of one LIF image, from its XML description."""
+        entry = self._scene(scene)
+        with self._lock:
+            cached = self._metadata_cache.get(scene)
+            if cached is None:
+                image = self._lif.images[entry.image_index]
+                try:
+                    cached = self._build_metadata(entry, image)
+                except _PARSE_ERRORS as exc:
+                    msg = f"{self.path.name}: image {entry.name!r} has unreadable metadata ({exc})"
+                    raise MetadataError(msg, path=self.path, detail=repr(exc)) from exc
+                self._metadata_cache[scene] = cached
+        return cached.model_copy(deep=True)
+
+    def to_dask(self, scene: int = 0, level: int = 0) -> da.Array:
+        """Lazy canonical array, one chunk per (stitched) plane."""
+        entry = self._scene(scene)
+        if level != 0:
+            msg = f"{self.path.name}: level {level} does not exist; LIF images have 1"
+            raise SceneNotFoundError(msg, path=self.path)
+        read = functools.partial(self._read_canonical_plane, scene)
+        return planes_to_dask(read, entry.info.shape, entry.info.dtype, name=f"lif-{scene}")
+
+    def read_plane(self, scene: int, t: int, c: int, z: int) -> np.ndarray:
+        """One Y,X(,S) plane, read directly (no dask graph)."""
+        self.check_plane_index(scene, t, c, z)
+        return self._read_canonical_plane(scene, t, c, z)
+
+    def raw_metadata(self) -> Mapping[str, Any]:
+        """The LIF XML header in full, with liffile's view of each image."""
+        images = [
+            {
+                "name": s.name,
+                "dims": "".join(s.dims),
+                "shape": [s.sizes[d] for d in s.dims],
+                "dtype": s.dtype.name,
+            }
+            for s in self._scenes
+        ]
+        return {"xml_header": self._xml, "images": images}
+
+    def close(self) -> None:
+        """Close the file; waits for a read in progress."""
+        with self._lock:
+            super().close()
+
+    # ------------------------------------------------------------------ pixels
+    def _read_canonical_plane(self, scene: int, t: int, c: int, z: int) -> np.ndarray:
+        entry = self._scene(scene)
+        if entry.tile_offsets is None:
+            return self._read_stored_plane(entry, t, c, z, 0)
+        info = entry.info
+        canvas_shape: tuple[int, ...] = (info.size_y, info.size_x)
+        if entry.samples > 1:
+            canvas_shape = (*canvas_shape, entry.samples)
+        canvas = np.zeros(canvas_shape, dtype=info.dtype)
+        tile_y = entry.sizes.get("Y", 1)
+        tile_x = entry.sizes["X"]
+        # Tiles in file order, a later tile on top (convention lif_tilescan).
+        for m, (oy, ox) in enumerate(entry.tile_offsets):
+            canvas[oy : oy + tile_y, ox : ox + tile_x] = self._read_stored_plane(entry, t, c, z, m)
+        return canvas
+
+    def _read_stored_plane(self, entry: _Scene, t: int, c: int, z: int, m: int) -> np.ndarray:
+        """Read one stored Y,X(,S) plane at native indices derived from (t, c, z, m)."""
+        offset = entry.block_offset
+        for dim, stride in entry.strides.items():
+            if dim in {"Y", "X"}:
+                continue
+            if dim == "T":
+                i = t
+            elif dim == "Z":
+                i = z
+            elif dim == entry.channel_axis:
+                i = c
+            elif dim == "M" and entry.tile_offsets is not None:
+                i = m
+            else:
+                i = 0
+            offset += i * stride
+        channel = (c if entry.channel_axis == "C" else 0) * entry.samples
+        offset += entry.channel_offsets[channel]
+        samples = entry.samples
+        sample_stride = (
+            entry.channel_offsets[channel + 1] - entry.channel_offsets[channel]
+            if samples > 1
+            else entry.dtype.itemsize
+        )
+        ny = entry.sizes.get("Y", 1)
+        sy = entry.strides.get("Y", 0)
+        nx = entry.sizes["X"]
+        sx = entry.strides["X"]
+        plane = self._read_strided(offset, (ny, nx, samples), (sy, sx, sample_stride), entry.dtype)
+        if entry.bgr:
+            plane = plane[..., ::-1]
+        if samples == 1:
+            plane = plane[..., 0]
+        native = entry.dtype.newbyteorder("=")
+        return np.ascontiguousarray(plane, dtype=native)
+
+    def _read_strided(
+        self,
+        offset: int,
+        shape: tuple[int, int, int],
+        strides: tuple[int, int, int],
+        dtype: np.dtype[Any],
+    ) -> np.ndarray:
+        """Read an (ny, nx, ns) array whose elements sit at the given byte strides.
+
+        One read when the rows lie close together (a normal XY plane), otherwise one
+        read per row (an ``xzy`` plane gathers rows from Y frames): memory stays
+        within a few planes either way.
+        """
+        ny, nx, ns = shape
+        sy, sx, ss = strides
+        itemsize = dtype.itemsize
+        row_span = (nx - 1) * sx + (ns - 1) * ss + itemsize
+        plane_bytes = ny * nx * ns * itemsize
+        total_span = (ny - 1) * sy + row_span
+        with self._lock:
+            if self.closed:
+                msg = f"{self.path.name}: the reader is closed"
+                raise ValueError(msg)
+            fh = self._lif.filehandle
+            if total_span <= 4 * plane_bytes + 4096:
+                fh.seek(offset)
+                buffer = fh.read(total_span)
+                self._check_read(buffer, total_span, offset)
+                return np.ndarray(shape, dtype=dtype, buffer=buffer, strides=strides).copy()
+            out = np.empty(shape, dtype=dtype)
+            for y in range(ny):
+                fh.seek(offset + y * sy)
+                row = fh.read(row_span)
+                self._check_read(row, row_span, offset + y * sy)
+                out[y] = np.ndarray((nx, ns), dtype=dtype, buffer=row, strides=(sx, ss))
+            return out
+
+    def _check_read(self, buffer: bytes, expected: int, offset: int) -> None:
+        if len(buffer) != expected:
+            msg = (
+                f"{self.path.name}: read {len(buffer):,} of {expected:,} bytes at offset "
+                f"{offset:,}; the file is truncated"
+            )
+            raise CorruptFileError(msg, path=self.path)
+
+    # ------------------------------------------------------------------ metadata
+    def _build_metadata(self, entry: _Scene, image: Any) -> ImageMetadata:
+        info = entry.info
+        warnings = list(entry.warnings)
+        provenance: dict[str, str] = {}
+        coords = {str(k): np.asarray(v) for k, v in image.coords.items()}
+        xml_dims, channels_xml = _parse_descriptions(image.xml_element)
+
+        physical = PhysicalSize()
+        for axis in ("X", "Y", "Z"):
+            step = _step(coords, xml_dims, axis, "m")
+            if step is None:
+                if axis in entry.dims and xml_dims.get(axis, {}).get("unit") not in (None, "m"):
+                    warnings.append(
+                        f"{axis} dimension unit {xml_dims[axis]['unit']!r} is not metres"
+                    )
+                continue
+            value = step * 1e6
+            if value == 0:
+                warnings.append(f"{axis} step is 0: no calibration")
+                continue
+            if axis == "Z" and value < 0:
+                warnings.append(f"negative Z step {value:.9g} µm kept as found")
+            setattr(physical, f"{axis.lower()}_um", value)
+            provenance[f"physical_size.{axis.lower()}_um"] = (
+                "LIF DimensionDescription Length/(NumberOfElements-1)"
+            )
+
+        time_interval = None
+        step_t = _step(coords, xml_dims, "T", "s")
+        if step_t is not None and step_t > 0:
+            time_interval = step_t
+            provenance["time_interval_s"] = "LIF DimensionDescription T Length/(NumberOfElements-1)"
+
+        setting = _hardware_setting(image.xml_element)
+        channels = self._channels(
+            entry, coords, channels_xml, image.xml_element, setting, provenance
+        )
+
+        objective = None
+        microscope = None
+        if setting is not None:
+            objective = _objective(setting)
+            if objective is not None:
+                provenance["objective"] = "LIF HardwareSetting ATL*SettingDefinition"
+        hardware = image.xml_element.find("./Data/Image/Attachment[@Name='HardwareSetting']")
+        microscope = _microscope(hardware, setting)
+        if microscope is not None:
+            provenance["microscope"] = "LIF HardwareSetting attachment"
+
+        acquired_at = None
+        stamps = image.timestamps
+        if stamps is not None and len(stamps):
+            first = np.datetime64(stamps[0], "ms").astype(np.int64)
+            acquired_at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(first))
+            provenance["acquired_at"] = "LIF TimeStampList, first frame (Windows FILETIME, UTC)"
+        else:
+            experiment = self._lif.datetime
+            if experiment is not None:
+                acquired_at = experiment
+                provenance["acquired_at"] = "LIF Experiment TimeStamp (Windows FILETIME, UTC)"
+        if self._skipped_flim:
+            warnings.append(f"{self._skipped_flim} FLIM image(s) in this file are not read")
+
+        provenance.setdefault("channels[].name", "LIF stores no channel names")
+        vendor = {
+            "image_path": str(image.path),
+            "native_dims": "".join(entry.dims),
+            "native_shape": [entry.sizes[d] for d in entry.dims],
+            "channel_axis": entry.channel_axis,
+            "dimensions": dict(xml_dims),
+            "lut_names": [ch["lut"] for ch in channels_xml],
+            "tile_offsets_yx": [list(o) for o in entry.tile_offsets]
+            if entry.tile_offsets
+            else None,
+            "scan_mode": setting.get("ScanMode") if setting is not None else None,
+            "file_version": int(self._lif.version),
+        }
+        return ImageMetadata(
+            filename=self.path.name,
+            file_format=self.format_name,
+            scene_index=info.index,
+            scene_name=entry.name,
+            size_x=info.size_x,
+            size_y=info.size_y,
+            size_z=info.size_z,
+            size_c=info.size_c,
+            size_t=info.size_t,
+            samples_per_pixel=info.samples_per_pixel,
+            dtype=info.dtype,
+            bit_depth=entry.dtype.itemsize * 8,
+            significant_bits=_significant_bits(channels_xml, entry.dtype),
+            physical_size=physical,
+            time_interval_s=time_interval,
+            channels=channels,
+            objective=objective,
+            microscope=microscope,
+            acquired_at=acquired_at,
+            extra_dims=dict(entry.extra_dims),
+            scenes=list(self.scenes()),
+            provenance=provenance,
+            warnings=warnings,
+            vendor_metadata=_cap(vendor),
+        )
+
+    def _channels(
+        self,
+        entry: _Scene,
+        coords: dict[str, np.ndarray],
+        channels_xml: list[dict[str, Any]],
+        element: Element,
+        setting: dict[str, str] | None,
+        provenance: dict[str, str],
+    ) -> list[ChannelInfo]:
+        size_c = entry.info.size_c
+        emission: list[float | None] = [None] * size_c
+        excitation: list[float | None] = [None] * size_c
+        colours: list[str | None] = [None] * size_c
+        axis = entry.channel_axis
+        if axis in {"λ", "Λ"}:
+            waves = np.asarray(coords.get(axis, []), dtype=np.float64) * 1e9
+            if len(waves) == size_c:
+                target = emission if axis == "λ" else excitation
+                for i, w in enumerate(waves):
+                    target[i] = round(float(w), 6)
+                key = "emission_nm" if axis == "λ" else "excitation_nm"
+                provenance[f"channels[].{key}"] = f"LIF {axis} sweep coordinates"
+            colour = _lut_colour(channels_xml[0]["lut"]) if channels_xml else None
+            colours = [colour] * size_c
+        else:
+            for i in range(size_c):
+                slot = i * entry.samples
+                if slot < len(channels_xml) and entry.samples == 1:
+                    colours[i] = _lut_colour(channels_xml[slot]["lut"])
+            bands = _detection_bands(element)
+            if len(bands) == size_c:
+                for i, (low, high) in enumerate(bands):
+                    emission[i] = round((low + high) / 2 * 1e9, 3)
+                provenance["channels[].emission_nm"] = (
+                    "LIF ChannelAttachment Band (centre of the detection band)"
+                )
+        if axis != "Λ" and setting is not None:
+            lines = setting.get("_active_laser_lines")
+            if lines and len(lines.split(",")) == 1:
+                excitation = [float(lines)] * size_c
+                provenance["channels[].excitation_nm"] = (
+                    "LIF LaserLineSetting (the only active laser line)"
+                )
+        if any(colours):
+            provenance["channels[].color"] = "LIF ChannelDescription LUTName"
+        return [
+            ChannelInfo(
+                index=i,
+                name=None,
+                emission_nm=emission[i],
+                excitation_nm=excitation[i],
+                color=colours[i],
+            )
+            for i in range(size_c)
+        ]
+
+
+# ---------------------------------------------------------------------- helpers
+def _parse_descriptions(element: Element) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """DimensionDescription (label -> attributes) and ChannelDescription list, liffile's way."""
+    dims: dict[str, dict[str, Any]] = {}
+    for i, dim in enumerate(
+        element.findall("./Data/Image/ImageDescription/Dimensions/DimensionDescription")
+    ):
+        label = _DIMENSION_ID.get(int(dim.attrib["DimID"]), "?")
+        if label in dims:
+            label = f"{label}{i}"  # duplicate labels are renamed like liffile does
+        dims[label] = {
+            "dim_id": int(dim.attrib["DimID"]),
+            "number_elements": int(dim.attrib["NumberOfElements"]),
+            "origin": float(dim.attrib.get("Origin", "0")),
+            "length": float(dim.attrib.get("Length", "0")),
+            "unit": dim.attrib.get("Unit", ""),
+            "bytes_inc": int(dim.attrib["BytesInc"]),
+        }
+    channels: list[dict[str, Any]] = [
+        {
+            "bytes_inc": int(ch.attrib["BytesInc"]),
+            "tag": int(ch.attrib.get("ChannelTag", "0")),
+            "resolution": int(ch.attrib.get("Resolution", "0")),
+            "lut": ch.attrib.get("LUTName", ""),
+        }
+        for ch in element.findall("./Data/Image/ImageDescription/Channels/ChannelDescription")
+    ]
+    channels.sort(key=lambda ch: ch["bytes_inc"])
+    return dims, channels
+
+
+def _step(
+    coords: dict[str, np.ndarray], xml_dims: dict[str, dict[str, Any]], axis: str, unit: str
+) -> float | None:
+    """Coordinate step of ``axis`` in ``unit`` from liffile's coordinates, or None."""
+    cc = coords.get(axis)
+    if cc is None or len(cc) < 2 or xml_dims.get(axis, {}).get("unit") != unit:
+        return None
+    cc = np.asarray(cc, dtype=np.float64)
+    step = float((cc[-1] - cc[0]) / (len(cc) - 1))
+    return step if math.isfinite(step) else None
+
+
+def _significant_bits(channels: list[dict[str, Any]], dtype: np.dtype[Any]) -> int | None:
+    bits = {ch["resolution"] for ch in channels if ch["resolution"]}
+    if len(bits) == 1:
+        value = bits.pop()
+        return int(value) if 0 < value <= dtype.itemsize * 8 else None
+    return None
+
+
+def _lut_colour(name: str) -> str | None:
+    return _LUT_COLOURS.get(name.strip().lower())
+
+
+def _hardware_setting(element: Element) -> dict[str, str] | None:
+    """Attributes of the image's first confocal or camera setting, plus its active laser lines."""
+    hardware = element.find("./Data/Image/Attachment[@Name='HardwareSetting']")
+    if hardware is None:
+        return None
+    setting = None
+    for tag in ("ATLConfocalSettingDefinition", "ATLCameraSettingDefinition"):
+        setting = next(hardware.iter(tag), None)
+        if setting is not None:
+            break
+    if setting is None:
+        return None
+    attrs = dict(setting.attrib)
+    lines = set()
+    for laser in hardware.iter("LaserLineSetting"):
+        try:
+            intensity = float(laser.attrib.get("IntensityDev", "0"))
+            wavelength = float(laser.attrib.get("LaserLine", "0"))
+        except ValueError:
+            continue
+        if intensity > 0 and wavelength > 0:
+            lines.add(wavelength)
+    if lines:
+        attrs["_active_laser_lines"] = ",".join(f"{w:g}" for w in sorted(lines))
+    return attrs
+
+
+def _float(value: str | None) -> float | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        result = float(value)
+    except ValueError:
+        return None
+    return result if math.isfinite(result) and result > 0 else None
+
+
+def _objective(setting: dict[str, str]) -> ObjectiveInfo | None:
+    name = (setting.get("ObjectiveName") or "").strip() or None
+    magnification = _float(setting.get("Magnification"))
+    aperture = _float(setting.get("NumericalAperture"))
+    code = (setting.get("Immersion") or "").strip()
+    immersion = _IMMERSION.get(code.upper(), code or None)
+    if name is None and magnification is None and aperture is None:
+        return None
+    return ObjectiveInfo(
+        name=" ".join(name.split()) if name else None,
+        magnification=magnification,
+        numerical_aperture=aperture,
+        immersion=immersion,
+    )
+
+
+def _microscope(hardware: Element | None, setting: dict[str, str] | None) -> MicroscopeInfo | None:
+    if hardware is None:
+        return None
+    software_text = (hardware.attrib.get("Software") or "").strip()
+    software = version = None
+    if software_text:
+        parts = software_text.rsplit(" ", 1)
+        if len(parts) == 2 and parts[1][:1].isdigit():
+            software, version = parts[0].strip() or None, parts[1]
+        else:
+            software = software_text
+    model = (hardware.attrib.get("SystemTypeName") or "").strip() or None
+    serial = None
+    if setting is not None:
+        stand = (setting.get("MicroscopeModel") or "").strip()
+        if stand:
+            model = f"{model} ({stand})" if model else stand
+        serial = (setting.get("SystemSerialNumber") or "").strip() or None
+    return MicroscopeInfo(
+        manufacturer="Leica",
+        model=model,
+        serial_number=serial,
+        software=software,
+        software_version=version,
+    )
+
+
+def _detection_bands(element: Element) -> list[tuple[float, float]]:
+    """(low, high) detection band in metres per channel, from the ChannelAttachment."""
+    bands = []
+    attachment = element.find("./Data/Image/Attachment[@Name='ChannelAttachment']")
+    if attachment is None:
+        return []
+    for band in attachment.findall("./Band"):
+        metres = []
+        for quantity in band.findall("./Quantity"):
+            if quantity.attrib.get("Unit") == "m":
+                value = _float(quantity.attrib.get("Value"))
+                if value is not None:
+                    metres.append(value)
+        if len(metres) < 2:
+            return []
+        bands.append((metres[0], metres[1]))
+    return bands
+
+
+def _cap(value: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-safe copy, with long strings and lists shortened to keep it small."""
+
+    def clean(v: Any, depth: int = 0) -> Any:
+        if depth > 6:
+            return str(v)[:200]
+        if isinstance(v, dict):
+            return {str(k): clean(x, depth + 1) for k, x in list(v.items())[:200]}
+        if isinstance(v, list | tuple):
+            return [clean(x, depth + 1) for x in list(v)[:200]]
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        if isinstance(v, bool | int) or v is None:
+            return v
+        if isinstance(v, np.generic):
+            return clean(v.item(), depth)
+        return str(v)[:2000]
+
+    cleaned: dict[str, Any] = clean(value)
+    import json
+
+    if len(json.dumps(cleaned)) > _VENDOR_CAP:
+        cleaned = {k: v for k, v in cleaned.items() if k != "dimensions"}
+        cleaned["truncated"] = True
+    return cleaned
