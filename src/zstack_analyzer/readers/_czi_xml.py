@@ -1,0 +1,411 @@
+"""CZI metadata XML -> the pieces of :class:`~zstack_analyzer.metadata.ImageMetadata`.
+
+Why a module of its own: the mapping (units, which of several elements wins,
+what is an ID rather than a name) is the part of the CZI reader most likely to
+need fixes, and it can be checked without pixels.
+
+Why fragments: a ZEN file's XML is mostly ``Experiment`` and
+``HardwareSetting`` (hundreds of kB); the values we map live in
+``Metadata/Information`` and ``Metadata/Scaling``, a few percent of it. When
+each appears exactly once we parse just those two fragments, which is what
+keeps opening a CZI close to libCZI's own speed; otherwise we parse the whole
+document and look the elements up by path.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from zstack_analyzer.errors import MetadataError
+from zstack_analyzer.metadata import ChannelInfo, MicroscopeInfo, ObjectiveInfo, PhysicalSize
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from xml.etree.ElementTree import Element
+
+__all__ = ["CziXmlInfo", "parse_czi_xml"]
+
+logger = logging.getLogger(__name__)
+
+#: Longest string and most elements kept in ``vendor_metadata`` (a capped excerpt).
+_VENDOR_MAX_TEXT = 512
+_VENDOR_MAX_ITEMS = 64
+#: Metres to micrometres: CZI Scaling/Items/Distance values are in metres.
+_M_TO_UM = 1e6
+#: CZI ExposureTime is in nanoseconds.
+_NS_TO_MS = 1e-6
+
+
+@dataclass(slots=True)
+class CziXmlInfo:
+    """What the XML says, independent of the scene (scene names are looked up per scene)."""
+
+    physical_size: PhysicalSize = field(default_factory=PhysicalSize)
+    channels: list[ChannelInfo] = field(default_factory=list)
+    objective: ObjectiveInfo | None = None
+    microscope: MicroscopeInfo | None = None
+    acquired_at: datetime | None = None
+    acquired_at_local: datetime | None = None
+    time_interval_s: float | None = None
+    significant_bits: int | None = None
+    scene_names: dict[int, str] = field(default_factory=dict)
+    provenance: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    vendor_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _parse(text: str, path: Path) -> Element:
+    """Parse a whole document with defusedxml: DTDs and entities are refused."""
+    import defusedxml.ElementTree as DefusedET
+    from defusedxml import DefusedXmlException
+
+    try:
+        root: Element = DefusedET.fromstring(text)
+    except DefusedXmlException as exc:
+        msg = f"{path.name}: the CZI metadata XML declares entities or a DTD ({exc}); refused"
+        raise MetadataError(msg, path=path, detail=str(exc)) from exc
+    except Exception as exc:  # xml.etree.ElementTree.ParseError and friends
+        msg = f"{path.name}: the CZI metadata XML is not well-formed: {exc}"
+        raise MetadataError(msg, path=path, detail=str(exc)) from exc
+    return root
+
+
+def _parse_fragment(text: str) -> Element | None:
+    """Parse one element cut out of the document with the C parser; None if it is not well-formed.
+
+    Why the plain parser is safe here: a fragment starts at an element, so it
+    cannot carry a DTD, and without a DTD no entity can be declared; a
+    reference to an undeclared one is a parse error, after which the caller
+    parses the whole document with defusedxml.
+    """
+    from xml.etree.ElementTree import ParseError, fromstring
+
+    try:
+        return fromstring(text)  # noqa: S314  (no DTD possible: see docstring)
+    except ParseError:
+        return None
+
+
+def _fragment(xml: str, name: str) -> str | None:
+    """The one ``<name>...</name>`` element of ``xml``, or None when that is not certain.
+
+    ``find``/``rfind`` (C speed) rather than a regex or a count: together they
+    pass over a ZEN XML of half a megabyte about once. The exact start tag
+    ``<name>`` is required ("<Scaling" alone would match ``<ScalingComponent``
+    in LLS7); a unique closing tag means there is one such element (a second
+    one, nested or not, would close too).
+    """
+    opening, closing = f"<{name}>", f"</{name}>"
+    begin = xml.find(opening)
+    if begin < 0:
+        return None
+    end = xml.find(closing, begin)
+    if end < 0 or end != xml.rfind(closing):
+        return None
+    return xml[begin : end + len(closing)]
+
+
+def _sections(xml: str, path: Path) -> tuple[Element | None, Element | None]:
+    """The Metadata/Information and Metadata/Scaling elements (each None when absent)."""
+    info_text = _fragment(xml, "Information")
+    scaling_text = _fragment(xml, "Scaling")
+    if info_text is not None and scaling_text is not None:
+        information = _parse_fragment(info_text)
+        scaling = _parse_fragment(scaling_text)
+        if information is not None and scaling is not None:
+            return information, scaling
+        logger.debug("%s: fragment parse failed; parsing the whole XML", path.name)
+    root = _parse(xml, path)
+    metadata = root.find("Metadata")
+    if metadata is None:
+        return None, None
+    return metadata.find("Information"), metadata.find("Scaling")
+
+
+def _text(element: Element | None, child: str) -> str | None:
+    if element is None:
+        return None
+    found = element.find(child)
+    if found is None or found.text is None:
+        return None
+    value = found.text.strip()
+    return value or None
+
+
+def _float(element: Element | None, child: str) -> float | None:
+    value = _text(element, child)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _int(element: Element | None, child: str) -> int | None:
+    number = _float(element, child)
+    return int(number) if number is not None and number.is_integer() else None
+
+
+def _colour(value: str | None) -> str | None:
+    """ZEN writes #AARRGGBB; the model wants #RRGGBB."""
+    if value is None or not value.startswith("#"):
+        return None
+    digits = value[1:]
+    if len(digits) == 8:
+        digits = digits[2:]
+    if len(digits) != 6 or any(ch not in "0123456789abcdefABCDEF" for ch in digits):
+        return None
+    return f"#{digits.upper()}"
+
+
+def _datetime(value: str) -> tuple[datetime | None, datetime | None]:
+    """(UTC-aware, naive local) from an ISO string; one of them is None."""
+    text = value.strip()
+    # ZEN writes 7 fractional digits; Python 3.11 accepts them, older forms may not: trim to 6.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    stamp = datetime.fromisoformat(text)
+    if stamp.tzinfo is None:
+        return None, stamp
+    return stamp.astimezone(UTC), None
+
+
+def _scaling(scaling: Element | None, info: CziXmlInfo) -> None:
+    if scaling is None:
+        info.warnings.append("no Metadata/Scaling in the CZI XML: voxel size unknown")
+        return
+    values: dict[str, float | None] = {"X": None, "Y": None, "Z": None}
+    for distance in scaling.iterfind("Items/Distance"):
+        axis = distance.get("Id")
+        if axis not in values or values[axis] is not None:
+            continue
+        raw = _text(distance, "Value")
+        if raw is None:
+            continue
+        try:
+            metres = float(raw)
+        except ValueError:
+            info.warnings.append(f"CZI Scaling {axis} value {raw!r} is not a number: ignored")
+            continue
+        if not math.isfinite(metres) or metres == 0:
+            info.warnings.append(f"CZI Scaling {axis} is {raw}: no calibration")
+            continue
+        if metres < 0:
+            if axis != "Z":
+                info.warnings.append(f"CZI Scaling {axis} is negative ({raw}): ignored")
+                continue
+            info.warnings.append(f"CZI Scaling Z is negative ({raw}): kept as found")
+        # Round away the float noise of 1e-6 * 1e6 (1.6E-06 m -> 1.6 µm, not 1.5999999999999999).
+        values[axis] = float(f"{metres * _M_TO_UM:.12g}")
+        info.provenance[f"physical_size.{axis.lower()}_um"] = f"CZI Scaling/Items/Distance[{axis}]"
+    info.physical_size = PhysicalSize(x_um=values["X"], y_um=values["Y"], z_um=values["Z"])
+
+
+_ID_LIKE = re.compile(r"^(?:Channel|C):\d+$")
+
+
+def _channel(index: int, element: Element | None) -> ChannelInfo:
+    if element is None:
+        return ChannelInfo(index=index)
+    name = element.get("Name")
+    # An ID ("Channel:0", pylibCZIrw's "C:0") is not a name a person gave the channel.
+    if name is not None and (not name.strip() or name == element.get("Id") or _ID_LIKE.match(name)):
+        name = None
+    exposure_ns = _float(element, "ExposureTime")
+    return ChannelInfo(
+        index=index,
+        name=name,
+        excitation_nm=_float(element, "ExcitationWavelength"),
+        emission_nm=_float(element, "EmissionWavelength"),
+        color=_colour(_text(element, "Color")),
+        fluorophore=_text(element, "Fluor"),
+        exposure_ms=None if exposure_ns is None else exposure_ns * _NS_TO_MS,
+        illumination=_text(element, "IlluminationType"),
+        contrast_method=_text(element, "ContrastMethod"),
+    )
+
+
+def _referenced(parent: Element | None, tag: str, ref: Element | None) -> Element | None:
+    """The ``tag`` child of ``parent`` whose Id matches ``ref``'s, else the first non-empty one."""
+    if parent is None:
+        return None
+    candidates = [e for e in parent.iterfind(tag) if len(e) or e.get("Name")]
+    ref_id = None if ref is None else ref.get("Id")
+    for candidate in candidates:
+        if ref_id is not None and candidate.get("Id") == ref_id:
+            return candidate
+    return candidates[0] if candidates else None
+
+
+def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -> None:
+    instrument = information.find("Instrument")
+    objective = _referenced(
+        None if instrument is None else instrument.find("Objectives"),
+        "Objective",
+        None if image is None else image.find("ObjectiveSettings/ObjectiveRef"),
+    )
+    if objective is not None:
+        info.objective = ObjectiveInfo(
+            name=objective.get("Name") or _text(objective, "Manufacturer/Model"),
+            magnification=_float(objective, "NominalMagnification"),
+            numerical_aperture=_float(objective, "LensNA"),
+            immersion=_text(objective, "Immersion"),
+        )
+        info.provenance["objective"] = "CZI Information/Instrument/Objectives/Objective"
+    microscope = _referenced(
+        None if instrument is None else instrument.find("Microscopes"),
+        "Microscope",
+        None if image is None else image.find("MicroscopeRef"),
+    )
+    application = information.find("Application")
+    software = _text(application, "Name")
+    version = _text(application, "Version")
+    if microscope is not None or software or version:
+        info.microscope = MicroscopeInfo(
+            manufacturer=_text(microscope, "Manufacturer/Manufacturer"),
+            model=(None if microscope is None else microscope.get("Name"))
+            or _text(microscope, "Manufacturer/Model"),
+            serial_number=_text(microscope, "Manufacturer/SerialNumber"),
+            software=software,
+            software_version=version,
+        )
+
+
+def _time_interval(image: Element, info: CziXmlInfo) -> None:
+    t_axis = image.find("Dimensions/T")
+    if t_axis is None:
+        return
+    increment = _float(t_axis, "Positions/Interval/Increment")
+    if increment is not None and increment > 0:
+        info.time_interval_s = increment
+        info.provenance["time_interval_s"] = "CZI Dimensions/T/Positions/Interval/Increment"
+        return
+    offsets_text = _text(t_axis, "Positions/List/Offsets")
+    if offsets_text is None:
+        return
+    try:
+        offsets = [float(v) for v in offsets_text.split()]
+    except ValueError:
+        return
+    if len(offsets) >= 2 and offsets[-1] > offsets[0]:
+        info.time_interval_s = (offsets[-1] - offsets[0]) / (len(offsets) - 1)
+        info.provenance["time_interval_s"] = "CZI Dimensions/T/Positions/List/Offsets (mean step)"
+
+
+def _scenes(image: Element, info: CziXmlInfo) -> None:
+    for position, scene in enumerate(image.iterfind("Dimensions/S/Scenes/Scene")):
+        name = scene.get("Name") or None
+        index_text = scene.get("Index")
+        index = int(index_text) if index_text and index_text.strip().isdigit() else position
+        if name is not None:
+            info.scene_names[index] = name
+
+
+def _acquisition(image: Element, info: CziXmlInfo) -> None:
+    stamp = _text(image, "AcquisitionDateAndTime")
+    if stamp is None:
+        return
+    try:
+        aware, naive = _datetime(stamp)
+    except ValueError:
+        info.warnings.append(f"CZI AcquisitionDateAndTime {stamp!r} is not an ISO date: ignored")
+        return
+    info.acquired_at, info.acquired_at_local = aware, naive
+    if naive is not None:
+        info.warnings.append(
+            "CZI AcquisitionDateAndTime has no time zone: kept as local time (acquired_at_local)"
+        )
+        info.provenance["acquired_at_local"] = "CZI Information/Image/AcquisitionDateAndTime"
+    else:
+        info.provenance["acquired_at"] = "CZI Information/Image/AcquisitionDateAndTime"
+
+
+def _leaves(element: Element | None) -> dict[str, Any]:
+    """Attributes and childless children of ``element`` as strings (capped): a cheap excerpt."""
+    if element is None:
+        return {}
+    out: dict[str, Any] = {f"@{k}": v[:_VENDOR_MAX_TEXT] for k, v in element.attrib.items()}
+    for child in element:
+        if len(out) >= _VENDOR_MAX_ITEMS:
+            out["..."] = "truncated"
+            break
+        if len(child) == 0 and child.text and child.text.strip():
+            out.setdefault(str(child.tag), child.text.strip()[:_VENDOR_MAX_TEXT])
+    return out
+
+
+def _vendor(information: Element | None, scaling: Element | None) -> dict[str, Any]:
+    """A JSON-safe excerpt: the plain values of Application, Document, Image, channels, scaling."""
+    out: dict[str, Any] = {}
+    if information is not None:
+        for tag in ("Application", "Document", "Image"):
+            values = _leaves(information.find(tag))
+            if values:
+                out[tag] = values
+        channels = information.findall("Image/Dimensions/Channels/Channel")
+        if channels:
+            out["Channels"] = [_leaves(c) for c in channels[:_VENDOR_MAX_ITEMS]]
+    if scaling is not None:
+        distances = {
+            d.get("Id", "?"): _text(d, "Value") for d in scaling.iterfind("Items/Distance")
+        }
+        if distances:
+            out["Scaling (m)"] = distances
+    return out
+
+
+def parse_czi_xml(xml: str, *, path: Path) -> CziXmlInfo:
+    """Map a CZI metadata XML string to scene-independent metadata.
+
+    Parameters
+    ----------
+    xml
+        The document's XML (libCZI's ``GetXmlMetadata``); may be empty.
+    path
+        The file, for messages.
+
+    Raises
+    ------
+    MetadataError
+        When the XML is not well-formed or declares entities.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> xml = ("<ImageDocument><Metadata><Information/><Scaling><Items>"
+    ...        "<Distance Id='X'><Value>1.6E-06</Value></Distance>"
+    ...        "</Items></Scaling></Metadata></ImageDocument>")
+    >>> parse_czi_xml(xml, path=Path("a.czi")).physical_size.x_um
+    1.6
+    """
+    info = CziXmlInfo()
+    if not xml.strip():
+        info.warnings.append("the CZI has no metadata XML: calibration and channels unknown")
+        return info
+    information, scaling = _sections(xml, path)
+    _scaling(scaling, info)
+    if information is None:
+        info.warnings.append("no Metadata/Information in the CZI XML")
+        return info
+    image = information.find("Image")
+    if image is not None:
+        channel_elements = list(image.iterfind("Dimensions/Channels/Channel"))
+        info.channels = [_channel(i, e) for i, e in enumerate(channel_elements)]
+        bits = _int(image, "ComponentBitCount")
+        if bits is None and channel_elements:
+            bits = _int(channel_elements[0], "ComponentBitCount")
+        if bits is not None and bits > 0:
+            info.significant_bits = bits
+            info.provenance["significant_bits"] = "CZI Information/Image/ComponentBitCount"
+        _acquisition(image, info)
+        _time_interval(image, info)
+        _scenes(image, info)
+    _instrument(information, image, info)
+    info.vendor_metadata = _vendor(information, scaling)
+    return info

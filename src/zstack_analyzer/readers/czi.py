@@ -1,0 +1,584 @@
+"""Zeiss CZI files, read with pylibCZIrw (Zeiss's libCZI).
+
+Why pylibCZIrw: it is Zeiss's own reader, it stitches mosaics the way ZEN
+does, and it decodes JPEG-XR and zstd subblocks. What we add around it:
+
+* **A header check of our own** before libCZI sees the file: the file header,
+  the subblock directory and the metadata segment must lie inside the file and
+  claim no more entries or XML than the file (and the limits) can hold; then no
+  axis may span more indices than there are subblocks, and every scene passes
+  ``check_declared_size``. libCZI raises on most damage, but it trusts claimed
+  sizes enough to allocate them first (a 10^9 x 10^9 subblock ends in
+  ``std::bad_alloc``, a flipped C coordinate makes it loop over 10^9 channels).
+* **Scenes as stitched bounding boxes** (SOURCES.md "CZI mosaics"): scene ``s``
+  is ``read(plane={T,C,Z}, roi=scenes_bounding_rectangle[s], scene=s)`` at
+  zoom 1, the whole-document rectangle when the file has no S index, with
+  uncovered pixels 0.
+* **Canonical pixels:** Bgr24/Bgr48 planes come out B,G,R and are reversed to
+  R,G,B; grey planes lose libCZI's trailing sample axis.
+* **Thread safety:** a pylibCZIrw reader object is never used by two threads
+  at once. A small pool of native readers on the same file lets dask decode
+  planes in parallel (libCZI releases the GIL while decoding).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import struct
+import threading
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from zstack_analyzer.errors import (
+    CorruptFileError,
+    LimitExceededError,
+    MetadataError,
+    SceneNotFoundError,
+    UnsupportedFormatError,
+    ZstackError,
+)
+from zstack_analyzer.metadata import ChannelInfo, ImageMetadata, SceneInfo
+from zstack_analyzer.readers._base import ImageReader, planes_to_dask
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+    from pathlib import Path
+
+    import dask.array as da
+
+    from zstack_analyzer.limits import ReadLimits
+    from zstack_analyzer.readers._czi_xml import CziXmlInfo
+
+__all__ = ["CziReader", "ReaderClosedError"]
+
+logger = logging.getLogger(__name__)
+
+CZI_MAGIC = b"ZISRAWFILE"
+
+#: libCZI pixel type -> (numpy dtype, samples per pixel).
+_PIXEL_TYPES: dict[str, tuple[str, int]] = {
+    "Gray8": ("uint8", 1),
+    "Gray16": ("uint16", 1),
+    "Gray32Float": ("float32", 1),
+    "Bgr24": ("uint8", 3),
+    "Bgr48": ("uint16", 3),
+    "Bgr96Float": ("float32", 3),
+}
+
+#: Dimensions libCZI reports beyond T, C, Z (S is scenes and M is stitched, so neither is here).
+_VENDOR_DIMS = ("R", "I", "H", "V", "B")
+
+# Segment layout (CZI file format specification 1.0).
+_SEGMENT_HEADER = 32
+_FILE_HEADER = struct.Struct("<16sqqii8x16s16siqqiq")  # 112 bytes
+_DIRECTORY_HEADER = 160  # segment header + EntryCount + 124 reserved bytes
+_MIN_DIRECTORY_ENTRY = 32  # an entry with no dimension entries
+_METADATA_HEADER = 288  # segment header + XmlSize + AttachmentSize + 248 reserved bytes
+
+#: Native readers opened on one file at most (each holds libCZI's directory in memory).
+_MAX_NATIVE_READERS = min(4, os.cpu_count() or 1)
+
+
+class ReaderClosedError(ValueError):
+    """A read was asked of a closed reader (a caller's mistake, not a corrupt file)."""
+
+
+class _CziLayout:
+    """What the file header and libCZI's subblock statistics say, computed once at open."""
+
+    def __init__(
+        self,
+        *,
+        xml_size: int | None,
+        pixel_type: str,
+        dtype: str,
+        samples: int,
+        sizes: dict[str, int],
+        extra_dims: dict[str, int],
+        scene_keys: list[int | None],
+        rectangles: list[tuple[int, int, int, int]],
+        warnings: list[str],
+    ) -> None:
+        self.xml_size = xml_size
+        self.pixel_type = pixel_type
+        self.dtype = dtype
+        self.samples = samples
+        self.sizes = sizes
+        self.extra_dims = extra_dims
+        self.scene_keys = scene_keys
+        self.rectangles = rectangles
+        self.warnings = warnings
+
+
+class _NativePool:
+    """pylibCZIrw readers on one file, each lent to one thread at a time.
+
+    Why not one reader and a lock: libCZI decodes with the GIL released, so
+    parallel dask reads of zstd or JPEG-XR planes scale with the cores; but
+    nothing documents a pylibCZIrw reader object as safe to share, so none is.
+    """
+
+    def __init__(self, path: Path, first: Any) -> None:
+        self._path = path
+        self._condition = threading.Condition()
+        self._idle: list[Any] = [first]
+        self._count = 1
+        self._closed = False
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[Any]:
+        native = self._take()
+        try:
+            yield native
+        finally:
+            self._give_back(native)
+
+    def _take(self) -> Any:
+        with self._condition:
+            while True:
+                if self._closed:
+                    msg = f"{self._path.name}: the CZI reader is closed"
+                    raise ReaderClosedError(msg)
+                if self._idle:
+                    return self._idle.pop()
+                if self._count < _MAX_NATIVE_READERS:
+                    self._count += 1
+                    break
+                self._condition.wait()
+        try:
+            return _open_native(self._path)
+        except BaseException:
+            with self._condition:
+                self._count -= 1
+                self._condition.notify()
+            raise
+
+    def _give_back(self, native: Any) -> None:
+        with self._condition:
+            if self._closed:
+                native.close()
+            else:
+                self._idle.append(native)
+            self._condition.notify()
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._condition.notify_all()
+        for native in idle:
+            native.close()
+
+
+def _open_native(path: Path) -> Any:
+    from pylibCZIrw import czi as pyczi
+
+    try:
+        return pyczi.CziReader(str(path))
+    except Exception as exc:  # libCZI raises RuntimeError; wrap whatever it is
+        msg = f"{path.name}: libCZI cannot open the file: {exc}"
+        raise CorruptFileError(msg, path=path, detail=str(exc)) from exc
+
+
+def _scene_rectangles(native: Any) -> dict[int, tuple[int, int, int, int]]:
+    """Bounding rectangle (x, y, w, h) per S index; empty when the file has no S index.
+
+    Why not only ``scenes_bounding_rectangle``: pylibCZIrw refuses files whose S
+    indices have gaps (S1 and S3 but no S2: "number of scenes ... does not
+    match"), which ZEN writes when a scene is removed; libCZI's statistics
+    still hold one box per S index present, so we read those.
+    """
+    try:
+        rects = native.scenes_bounding_rectangle
+    except ValueError:
+        boxes = native._stats.sceneBoundingBoxes  # pylibCZIrw 5.x/6.x private attribute
+        return {
+            int(k): (v.boundingBox.x, v.boundingBox.y, v.boundingBox.w, v.boundingBox.h)
+            for k, v in boxes.items()
+        }
+    return {int(k): (r.x, r.y, r.w, r.h) for k, r in rects.items()}
+
+
+def _check_structure(path: Path, limits: ReadLimits) -> tuple[int, int | None]:
+    """Validate the CZI header, directory and metadata segments.
+
+    Returns the number of subblock directory entries and the XML size (None
+    without a metadata segment).
+
+    Why ourselves: these few reads (under 600 bytes) make every offset and count
+    libCZI will trust agree with the file's real size, so a truncated or hostile
+    file fails here with a clear message instead of deep inside libCZI.
+    """
+    name = path.name
+    try:
+        with path.open("rb") as fh:
+            file_size = os.fstat(fh.fileno()).st_size
+            head = fh.read(_FILE_HEADER.size)
+            if len(head) < _FILE_HEADER.size:
+                msg = f"{name}: {file_size} bytes is too short for a CZI file header"
+                raise CorruptFileError(msg, path=path)
+            (
+                magic,
+                _alloc,
+                _used,
+                major,
+                _minor,
+                _guid1,
+                _guid2,
+                _part,
+                dir_pos,
+                md_pos,
+                _pending,
+                _att,
+            ) = _FILE_HEADER.unpack(head)
+            if not magic.startswith(CZI_MAGIC):
+                msg = f"{name}: not a CZI file (no ZISRAWFILE segment at offset 0)"
+                raise CorruptFileError(msg, path=path)
+            if major != 1:
+                logger.debug("%s: CZI major version %d (expected 1)", name, major)
+            if not 0 < dir_pos <= file_size - _DIRECTORY_HEADER:
+                msg = (
+                    f"{name}: the subblock directory at offset {dir_pos} lies outside the file "
+                    f"({file_size} bytes); the file is truncated or corrupt"
+                )
+                raise CorruptFileError(msg, path=path)
+            fh.seek(dir_pos)
+            directory = fh.read(_SEGMENT_HEADER + 4)
+            if not directory.startswith(b"ZISRAWDIRECTORY"):
+                msg = f"{name}: no subblock directory segment at offset {dir_pos}; the file is corrupt"
+                raise CorruptFileError(msg, path=path)
+            (entries,) = struct.unpack_from("<i", directory, _SEGMENT_HEADER)
+            room = (file_size - dir_pos - _DIRECTORY_HEADER) // _MIN_DIRECTORY_ENTRY
+            if entries <= 0 or entries > room:
+                msg = (
+                    f"{name}: the subblock directory claims {entries} subblocks; the file has room "
+                    f"for at most {room}: it is truncated or corrupt"
+                )
+                raise CorruptFileError(msg, path=path)
+            if entries > limits.max_planes:
+                msg = f"{name}: declares {entries:,} subblocks, over the limit of {limits.max_planes:,}"
+                raise LimitExceededError(msg, path=path)
+            if md_pos == 0:
+                return int(entries), None
+            if not 0 < md_pos <= file_size - _METADATA_HEADER:
+                msg = f"{name}: the metadata segment at offset {md_pos} lies outside the file ({file_size} bytes)"
+                raise CorruptFileError(msg, path=path)
+            fh.seek(md_pos)
+            metadata = fh.read(_SEGMENT_HEADER + 4)
+            if not metadata.startswith(b"ZISRAWMETADATA"):
+                msg = f"{name}: no metadata segment at offset {md_pos}; the file is corrupt"
+                raise CorruptFileError(msg, path=path)
+            (xml_size,) = struct.unpack_from("<i", metadata, _SEGMENT_HEADER)
+    except OSError as exc:
+        msg = f"{name}: cannot read the CZI header: {exc}"
+        raise CorruptFileError(msg, path=path) from exc
+    if xml_size < 0 or md_pos + _METADATA_HEADER + xml_size > file_size:
+        msg = (
+            f"{name}: the metadata XML claims {xml_size} bytes, past the end of the file "
+            f"({file_size} bytes); the file is truncated or corrupt"
+        )
+        raise CorruptFileError(msg, path=path)
+    if xml_size > limits.max_metadata_bytes:
+        msg = (
+            f"{name}: the metadata XML is {xml_size:,} bytes, over the limit of "
+            f"{limits.max_metadata_bytes:,}"
+        )
+        raise LimitExceededError(msg, path=path)
+    return int(entries), int(xml_size)
+
+
+class CziReader(ImageReader):
+    """Zeiss CZI: scenes (stitched mosaics), T, C, Z, RGB; metadata from the XML.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> CziReader.sniff(b"ZISRAWFILE" + bytes(6), Path("cells.czi"))
+    True
+    """
+
+    format_name: ClassVar[str] = "CZI"
+    suffixes: ClassVar[tuple[str, ...]] = (".czi",)
+    required_packages: ClassVar[tuple[str, ...]] = ("pylibCZIrw",)
+
+    @classmethod
+    def sniff(cls, head: bytes, path: Path) -> bool:
+        """Whether ``head`` starts with the CZI file-header segment id; never raises."""
+        try:
+            return bytes(head[: len(CZI_MAGIC)]) == CZI_MAGIC
+        except Exception:  # sniff must never raise
+            return False
+
+    def __init__(self, path: Path | str, /, *, limits: ReadLimits | None = None) -> None:
+        super().__init__(path, limits=limits)
+        subblocks, xml_size = _check_structure(self.path, self.limits)
+        self._pool = _NativePool(self.path, _open_native(self.path))
+        self.close_on_release(self._pool.close)
+        self._xml: str | None = None
+        self._xml_info: CziXmlInfo | None = None
+        self._xml_error: MetadataError | None = None
+        try:
+            with self._pool.borrow() as native:
+                self._layout = self._read_layout(native, subblocks, xml_size)
+        except BaseException:
+            self.close()
+            raise
+        self._scenes = [self._scene_info(i) for i in range(len(self._layout.scene_keys))]
+
+    # ------------------------------------------------------------------ layout
+    def _wrap(self, exc: Exception, action: str) -> ZstackError:
+        """Our typed error for a pylibCZIrw/libCZI exception, naming the file and the action."""
+        if isinstance(exc, MemoryError):
+            msg = f"{self.path.name}: not enough memory {action}"
+            return LimitExceededError(msg, path=self.path)
+        msg = f"{self.path.name}: libCZI failed {action}: {exc}"
+        return CorruptFileError(msg, path=self.path, detail=str(exc))
+
+    def _read_layout(self, native: Any, subblocks: int, xml_size: int | None) -> _CziLayout:
+        name = self.path.name
+        try:
+            box = native.total_bounding_box
+            total = native.total_bounding_rectangle
+            scene_rects = _scene_rectangles(native)
+        except Exception as exc:  # libCZI RuntimeError
+            raise self._wrap(exc, "reading the subblock directory") from exc
+        sizes = {axis: box[axis][1] - box[axis][0] for axis in ("T", "C", "Z")}
+        extra = {
+            axis: box[axis][1] - box[axis][0]
+            for axis in _VENDOR_DIMS
+            if axis in box and box[axis][1] - box[axis][0] > 1
+        }
+        keys: list[int | None]
+        if scene_rects:
+            keys = [*sorted(scene_rects)]
+            rects = [scene_rects[k] for k in sorted(scene_rects)]
+        else:
+            keys = [None]
+            rects = [(total.x, total.y, total.w, total.h)]
+        rectangles = [(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rects]
+        # Sizes pass sanity and the limits before anything loops over them or allocates.
+        # Every index of an axis has at least one subblock, so no axis spans more
+        # indices than there are subblocks (a flipped coordinate claims millions).
+        for axis, size in {**sizes, **extra}.items():
+            if size > subblocks:
+                msg = (
+                    f"{name}: dimension {axis} spans {size:,} indices but the file holds only "
+                    f"{subblocks:,} subblocks; the subblock directory is corrupt"
+                )
+                raise CorruptFileError(msg, path=self.path)
+        for _, _, width, height in rectangles:
+            if width <= 0 or height <= 0:
+                msg = f"{name}: a scene has an empty bounding box ({width} x {height} pixels)"
+                raise CorruptFileError(msg, path=self.path)
+            self.check_shape((sizes["T"], sizes["C"], sizes["Z"], height, width), "uint8")
+        try:
+            # libCZI looks each channel up among the subblocks: a few suffice for the warning.
+            pixel_types = [
+                native.get_channel_pixel_type(c) for c in range(min(max(sizes["C"], 1), 16))
+            ]
+        except Exception as exc:
+            raise self._wrap(exc, "reading the pixel type") from exc
+        warnings: list[str] = []
+        pixel_type = pixel_types[0]
+        if pixel_type not in _PIXEL_TYPES and pixel_type in {"Invalid", ""}:
+            msg = f"{name}: the subblock directory holds an invalid pixel type; the file is corrupt"
+            raise CorruptFileError(msg, path=self.path)
+        if pixel_type not in _PIXEL_TYPES:
+            msg = f"{name}: CZI pixel type {pixel_type} is not supported (supported: {', '.join(_PIXEL_TYPES)})"
+            raise UnsupportedFormatError(msg, path=self.path)
+        if any(p != pixel_type for p in pixel_types):
+            warnings.append(
+                f"channels have different pixel types {pixel_types}: all read as {pixel_type}"
+            )
+        dtype, samples = _PIXEL_TYPES[pixel_type]
+        for _, _, width, height in rectangles:
+            shape: tuple[int, ...] = (sizes["T"], sizes["C"], sizes["Z"], height, width)
+            self.check_shape((*shape, samples) if samples > 1 else shape, dtype)
+        return _CziLayout(
+            xml_size=xml_size,
+            pixel_type=pixel_type,
+            dtype=dtype,
+            samples=samples,
+            sizes=sizes,
+            extra_dims=extra,
+            scene_keys=keys,
+            rectangles=rectangles,
+            warnings=warnings,
+        )
+
+    def _scene_info(self, index: int) -> SceneInfo:
+        layout = self._layout
+        _, _, width, height = layout.rectangles[index]
+        return SceneInfo(
+            index=index,
+            name=None,
+            size_t=layout.sizes["T"],
+            size_c=layout.sizes["C"],
+            size_z=layout.sizes["Z"],
+            size_y=height,
+            size_x=width,
+            samples_per_pixel=layout.samples,
+            dtype=layout.dtype,
+            extra_dims=dict(layout.extra_dims),
+        )
+
+    # ---------------------------------------------------------------- metadata
+    def _get_xml(self) -> str:
+        if self._xml is None:
+            if self._layout.xml_size is None:
+                self._xml = ""
+            else:
+                try:
+                    with self._pool.borrow() as native:
+                        self._xml = str(native.raw_metadata)
+                except (ZstackError, ReaderClosedError):
+                    raise
+                except Exception as exc:  # libCZI parses the XML itself (pugixml) and may refuse it
+                    msg = f"{self.path.name}: libCZI cannot read the metadata XML: {exc}"
+                    raise MetadataError(msg, path=self.path, detail=str(exc)) from exc
+        return self._xml
+
+    def _get_xml_info(self) -> CziXmlInfo:
+        with self._lock:
+            if self._xml_error is not None:
+                raise self._xml_error
+            if self._xml_info is None:
+                from zstack_analyzer.readers._czi_xml import parse_czi_xml
+
+                try:
+                    self._xml_info = parse_czi_xml(self._get_xml(), path=self.path)
+                except MetadataError as exc:
+                    self._xml_error = exc  # parse once, fail the same way every time
+                    raise
+                # Scene names live in the XML; SceneInfo carries them for every consumer.
+                names = self._xml_info.scene_names
+                self._scenes = [
+                    info.model_copy(update={"name": names.get(key)}) if key is not None else info
+                    for info, key in zip(self._scenes, self._layout.scene_keys, strict=True)
+                ]
+            return self._xml_info
+
+    def scenes(self) -> Sequence[SceneInfo]:
+        """Every scene (S index) in file order; a file without an S index has one scene."""
+        try:
+            self._get_xml_info()
+        except MetadataError:
+            # Pixels stay readable without the XML; metadata() reports the error itself.
+            logger.debug("%s: scene names unavailable (unreadable XML)", self.path.name)
+        return list(self._scenes)
+
+    def metadata(self, scene: int = 0) -> ImageMetadata:
+        """Normalised metadata of ``scene``: sizes from libCZI, the rest from the XML."""
+        xml = self._get_xml_info()
+        info = self.scene_info(scene)
+        layout = self._layout
+        size_c = info.size_c
+        warnings = [*layout.warnings, *xml.warnings]
+        channels = [
+            xml.channels[i].model_copy() if i < len(xml.channels) else ChannelInfo(index=i)
+            for i in range(size_c)
+        ]
+        if xml.channels and len(xml.channels) != size_c:
+            warnings.append(
+                f"the XML describes {len(xml.channels)} channels; the subblocks hold {size_c}"
+            )
+        bit_depth = np.dtype(layout.dtype).itemsize * 8
+        significant = xml.significant_bits
+        if significant is not None and significant > bit_depth:
+            significant = None
+        provenance = {
+            "sizes": "CZI subblock directory (libCZI bounding boxes)",
+            "channels.name": "CZI Information/Image/Dimensions/Channels/Channel/@Name",
+            **xml.provenance,
+        }
+        if info.name is not None:
+            provenance["scene_name"] = "CZI Information/Image/Dimensions/S/Scenes/Scene/@Name"
+        for axis, size in layout.extra_dims.items():
+            warnings.append(f"CZI dimension {axis} has {size} entries: index 0 is shown")
+        return ImageMetadata(
+            filename=self.path.name,
+            file_format=self.format_name,
+            scene_index=scene,
+            scene_name=info.name,
+            size_x=info.size_x,
+            size_y=info.size_y,
+            size_z=info.size_z,
+            size_c=size_c,
+            size_t=info.size_t,
+            samples_per_pixel=info.samples_per_pixel,
+            dtype=info.dtype,
+            bit_depth=bit_depth,
+            significant_bits=significant,
+            physical_size=xml.physical_size.model_copy(),
+            time_interval_s=xml.time_interval_s,
+            channels=channels,
+            objective=None if xml.objective is None else xml.objective.model_copy(),
+            microscope=None if xml.microscope is None else xml.microscope.model_copy(),
+            acquired_at=xml.acquired_at,
+            acquired_at_local=xml.acquired_at_local,
+            extra_dims=dict(info.extra_dims),
+            scenes=list(self._scenes),
+            pyramid_levels=[(info.size_y, info.size_x)],
+            provenance=provenance,
+            warnings=warnings,
+            vendor_metadata={
+                "pixel_type": layout.pixel_type,
+                "scene_s_index": layout.scene_keys[scene],
+                "bounding_rectangle": list(layout.rectangles[scene]),
+                **xml.vendor_metadata,
+            },
+        )
+
+    def raw_metadata(self) -> Mapping[str, Any]:
+        """The document's metadata XML, in full, as ``{"xml": str}``."""
+        return {"xml": self._get_xml()}
+
+    # ------------------------------------------------------------------ pixels
+    def to_dask(self, scene: int = 0, level: int = 0) -> da.Array:
+        """Lazy T,C,Z,Y,X(,S) array of ``scene``: one chunk per stitched (t, c, z) plane."""
+        info = self.scene_info(scene)
+        if level != 0:
+            msg = f"{self.path.name}: level {level} does not exist; CZI scenes are read at level 0"
+            raise SceneNotFoundError(msg, path=self.path)
+        read = functools.partial(self._read, scene)
+        return planes_to_dask(read, info.shape, info.dtype, name="czi")
+
+    def read_plane(self, scene: int, t: int, c: int, z: int) -> np.ndarray:
+        """One stitched Y,X(,S) plane, read directly (no dask graph)."""
+        self.check_plane_index(scene, t, c, z)
+        return self._read(scene, t, c, z)
+
+    def _read(self, scene: int, t: int, c: int, z: int) -> np.ndarray:
+        layout = self._layout
+        x, y, width, height = layout.rectangles[scene]
+        key = layout.scene_keys[scene]
+        try:
+            with self._pool.borrow() as native:
+                # Background 0 (SOURCES.md: pixels no tile covers are 0), said explicitly.
+                data = native.read(
+                    roi=(x, y, width, height),
+                    plane={"T": t, "C": c, "Z": z},
+                    scene=key,
+                    zoom=1.0,
+                    pixel_type=layout.pixel_type,
+                    background_pixel=(0.0, 0.0, 0.0),
+                )
+        except (ZstackError, ReaderClosedError):
+            raise
+        except Exception as exc:  # libCZI RuntimeError / MemoryError, pylibCZIrw ValueError
+            raise self._wrap(exc, f"reading plane t={t} c={c} z={z}") from exc
+        array = np.asarray(data)
+        if array.shape[:2] != (height, width):
+            msg = (
+                f"{self.path.name}: libCZI returned a {array.shape} plane for a "
+                f"{height} x {width} scene"
+            )
+            raise CorruptFileError(msg, path=self.path)
+        if layout.samples == 1:
+            return np.ascontiguousarray(array.reshape(height, width))
+        # libCZI's Bgr24/Bgr48 memory order is B, G, R; canonical S is R, G, B.
+        return np.ascontiguousarray(array[:, :, 2::-1])
