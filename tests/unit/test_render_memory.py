@@ -23,7 +23,7 @@ Z, Y, X = 72, 2048, 2048  # 72 x 8 MiB = 576 MiB of uint16
 BUDGET_MIB = 256
 
 CHILD = r"""
-import json, resource, sys
+import json, sys
 import numpy as np
 from zstack_analyzer import open_image
 from zstack_analyzer.render.projection import ReaderSource, project
@@ -36,7 +36,10 @@ ortho = render_file(path, RenderSpec(kind="orthogonal", width=768, height=256))
 with open_image(path) as reader:
     views = project(ReaderSource(reader), [0], ["xy", "xz"])
 xy, xz = views["xy"][0], views["xz"][0]
-peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so the child would
+# report the (large) pytest worker's peak instead of its own.
+with open("/proc/self/status") as status:
+    peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 print(json.dumps({
     "peak_mib": peak_kib / 1024,
     "rows": [int(xy[(z * 29) % 2048, 5]) for z in range(72)],

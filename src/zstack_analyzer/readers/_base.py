@@ -34,9 +34,16 @@ __all__ = ["ImageReader", "plane_count", "planes_to_dask"]
 _token_counter = itertools.count()
 
 
-def _read_block(read: Callable[[int, int, int], np.ndarray], t: int, c: int, z: int) -> np.ndarray:
-    plane = read(t, c, z)
-    return plane[np.newaxis, np.newaxis, np.newaxis]
+class _PlaneBlock:
+    """Picklable ``map_blocks`` callback: the block at (t, c, z) is one plane."""
+
+    def __init__(self, read: Callable[[int, int, int], np.ndarray]) -> None:
+        self.read = read
+
+    def __call__(self, block_id: tuple[int, ...] | None = None) -> np.ndarray:
+        assert block_id is not None  # noqa: S101  (dask always passes it)
+        t, c, z = block_id[:3]
+        return self.read(t, c, z)[np.newaxis, np.newaxis, np.newaxis]
 
 
 def planes_to_dask(
@@ -48,9 +55,10 @@ def planes_to_dask(
 ) -> da.Array:
     """Build a lazy T,C,Z,Y,X(,S) dask array with one chunk per plane.
 
-    Why a hand-built graph: ``da.stack`` over thousands of ``delayed`` calls
-    costs seconds for a big stack; a flat graph of (t, c, z) keys costs
-    microseconds per plane and reads exactly the planes a computation touches.
+    Why ``map_blocks`` with no inputs: it makes a single blockwise graph layer
+    whose keys are never enumerated, so building the array costs microseconds
+    whatever the plane count (a dict of ten million (t, c, z) keys would take
+    seconds and gigabytes), and slicing one plane computes only that plane.
 
     Parameters
     ----------
@@ -64,21 +72,18 @@ def planes_to_dask(
         Prefix of the graph keys; made unique here.
     """
     import dask.array as da
-    from dask.highlevelgraph import HighLevelGraph
 
     shape = tuple(int(s) for s in shape)
-    key = f"{name}-{next(_token_counter)}-{id(read):x}"
     size_t, size_c, size_z = shape[:3]
-    tail = (0,) * (len(shape) - 3)
-    layer = {
-        (key, t, c, z, *tail): (_read_block, read, t, c, z)
-        for t in range(size_t)
-        for c in range(size_c)
-        for z in range(size_z)
-    }
-    graph = HighLevelGraph.from_collections(key, layer, dependencies=())
     chunks = ((1,) * size_t, (1,) * size_c, (1,) * size_z, *((s,) for s in shape[3:]))
-    return da.Array(graph, key, chunks, dtype=np.dtype(dtype))
+    dtype = np.dtype(dtype)
+    return da.map_blocks(
+        _PlaneBlock(read),
+        chunks=chunks,
+        dtype=dtype,
+        meta=np.empty((0,) * len(shape), dtype=dtype),
+        name=f"{name}-{next(_token_counter)}-{id(read):x}",
+    )
 
 
 class ImageReader(abc.ABC):
