@@ -182,6 +182,51 @@ class ImageMetadata(_Model):
         default_factory=dict, description="JSON-safe, size-capped copy of the vendor metadata"
     )
 
+    @classmethod
+    def for_scene(
+        cls,
+        info: SceneInfo,
+        *,
+        filename: str,
+        file_format: str,
+        scenes: list[SceneInfo],
+        **fields: Any,
+    ) -> ImageMetadata:
+        """Metadata of the scene ``info`` describes, its sizes taken from ``info``.
+
+        Why: every reader already holds a ``SceneInfo`` with the scene's sizes,
+        dtype and extra dimensions; copying them field by field in each reader
+        invites one reader to forget one. ``scene_index``, ``scene_name``,
+        sizes, ``samples_per_pixel``, ``dtype``, ``bit_depth`` (the dtype's
+        item size in bits) and ``extra_dims`` come from ``info`` unless given
+        in ``fields``, which may also set any other field.
+
+        Examples
+        --------
+        >>> info = SceneInfo(index=1, name="pos 2", size_z=5, size_y=3, size_x=4, dtype="uint16")
+        >>> md = ImageMetadata.for_scene(info, filename="a.nd2", file_format="ND2", scenes=[info])
+        >>> md.scene_index, md.scene_name, md.shape, md.bit_depth
+        (1, 'pos 2', (1, 1, 5, 3, 4), 16)
+        >>> ImageMetadata.for_scene(info, filename="a.nd2", file_format="ND2", scenes=[info],
+        ...                         scene_name=None, bit_depth=12).bit_depth
+        12
+        """
+        values: dict[str, Any] = {
+            "scene_index": info.index,
+            "scene_name": info.name,
+            "size_x": info.size_x,
+            "size_y": info.size_y,
+            "size_z": info.size_z,
+            "size_c": info.size_c,
+            "size_t": info.size_t,
+            "samples_per_pixel": info.samples_per_pixel,
+            "dtype": info.dtype,
+            "bit_depth": np.dtype(info.dtype).itemsize * 8,
+            "extra_dims": dict(info.extra_dims),
+            **fields,
+        }
+        return cls(filename=filename, file_format=file_format, scenes=list(scenes), **values)
+
     @property
     def shape(self) -> tuple[int, ...]:
         """Canonical T, C, Z, Y, X (+S) shape of the scene."""

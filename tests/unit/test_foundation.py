@@ -231,3 +231,91 @@ def test_open_image_is_a_context_manager_that_closes(ome_stack: tuple[Path, np.n
         assert len(image.scenes()) == 1
         np.testing.assert_array_equal(image.read_plane(0, 1, 2, 3), data[1, 2, 3])
     assert image.closed
+
+
+def test_image_metadata_for_scene_copies_the_scene_and_takes_overrides() -> None:
+    from zstack_analyzer.metadata import SceneInfo
+
+    first = SceneInfo(index=0, name="a", size_x=2, size_y=2, dtype="uint8")
+    second = SceneInfo(
+        index=1,
+        name="pos 2",
+        size_t=3,
+        size_c=2,
+        size_z=5,
+        size_y=7,
+        size_x=11,
+        samples_per_pixel=3,
+        dtype="uint16",
+        extra_dims={"V": 4},
+    )
+    scenes = [first, second]
+    md = ImageMetadata.for_scene(
+        second,
+        filename="b.nd2",
+        file_format="ND2",
+        scenes=scenes,
+        physical_size=PhysicalSize(x_um=0.5),
+    )
+    assert (md.filename, md.file_format, md.scene_index, md.scene_name) == (
+        "b.nd2",
+        "ND2",
+        1,
+        "pos 2",
+    )
+    assert md.shape == (3, 2, 5, 7, 11, 3)
+    assert (md.dtype, md.bit_depth, md.extra_dims) == ("uint16", 16, {"V": 4})
+    assert md.scenes == scenes and md.scenes is not scenes
+    assert md.physical_size.x_um == 0.5
+    md.extra_dims["W"] = 2  # the copy is the metadata's own
+    assert second.extra_dims == {"V": 4}
+    # Explicit fields win over the scene's.
+    other = ImageMetadata.for_scene(
+        second, filename="b", file_format="X", scenes=[], scene_name=None, bit_depth=12
+    )
+    assert (other.scene_name, other.bit_depth) == (None, 12)
+
+
+def test_vendor_json_safe_and_capped_vendor() -> None:
+    import datetime
+    import json
+
+    from zstack_analyzer.vendor import TRUNCATION_MARK, capped_vendor, json_safe
+
+    value = {
+        "k\x00": np.int64(3),
+        "f": [np.float32(0.5), float("nan"), float("-inf")],
+        "b": b"a\x00b",
+        "d": datetime.date(2020, 1, 2),
+        "arr": np.arange(4, dtype=np.uint8),
+        "flag": np.bool_(True),
+    }
+    assert json_safe(value) == {
+        "k": 3,
+        "f": [0.5, None, None],
+        "b": "ab",
+        "d": "2020-01-02",
+        "arr": [0, 1, 2, 3],
+        "flag": True,
+    }
+    capped = json_safe(
+        {"s": "x" * 10, "l": list(range(10)), "a": np.zeros(10), "deep": [[[1]]]},
+        max_string=4,
+        max_items=4,
+        max_depth=2,
+    )
+    assert capped == {
+        "s": "xxxx" + TRUNCATION_MARK,
+        "l": [0, 1, 2, 3],
+        "a": "<array shape=[10] dtype=float64>",
+        "deep": [[None]],
+    }
+    small = {"a": 1, "big": "y" * 300, "bigger": "z" * 300}
+    assert capped_vendor(small) == small
+    out = capped_vendor(small, max_bytes=400, drop_first=("big", "bigger"))
+    assert out == {"a": 1, "bigger": "z" * 300, "truncated": True}
+    assert len(json.dumps(out)) <= 400
+    assert capped_vendor(small, max_bytes=10, drop_first=("big", "bigger")) == {
+        "a": 1,
+        "truncated": True,
+    }

@@ -152,6 +152,22 @@ class ImageReader(abc.ABC):
             raise SceneNotFoundError(msg, path=self.path)
         return all_scenes[scene]
 
+    def scene_metadata(self, info: SceneInfo, **fields: Any) -> ImageMetadata:
+        """:meth:`ImageMetadata.for_scene` with this file's name, format and scene list.
+
+        Why: every reader's :meth:`metadata` starts from the same four facts;
+        ``fields`` carries what the format itself knows (calibration, channels...).
+        """
+        from zstack_analyzer.metadata import ImageMetadata
+
+        return ImageMetadata.for_scene(
+            info,
+            filename=self.path.name,
+            file_format=self.format_name,
+            scenes=list(self.scenes()),
+            **fields,
+        )
+
     def check_plane_index(self, scene: int, t: int, c: int, z: int) -> None:
         """Raise :class:`SceneNotFoundError` unless (t, c, z) exists in ``scene``."""
         info = self.scene_info(scene)
@@ -182,6 +198,12 @@ class ImageReader(abc.ABC):
     def closed(self) -> bool:
         """Whether :meth:`close` has been called."""
         return self._closed
+
+    def check_open(self) -> None:
+        """Raise ``ValueError`` when the reader is closed (as reading a closed file does)."""
+        if self._closed:
+            msg = f"{self.path.name}: the reader is closed"
+            raise ValueError(msg)
 
     def close(self) -> None:
         """Close every file handle; safe to call twice."""

@@ -397,12 +397,11 @@ def _modulo_dims(doc: OmeDocument, image: Element) -> dict[str, Any]:
 def image_metadata(
     doc: OmeDocument,
     image: OmeImage,
+    info: SceneInfo,
     *,
     filename: str,
     file_format: str,
-    scene_index: int,
     scenes: list[SceneInfo],
-    dtype: str,
     pyramid_levels: list[tuple[int, int]] | None = None,
     warnings: list[str] | None = None,
 ) -> ImageMetadata:
@@ -427,19 +426,11 @@ def image_metadata(
     if modulo:
         vendor["modulo"] = modulo
     md["provenance"].setdefault("sizes", "OME-XML Pixels/@Size*")
-    return ImageMetadata(
+    return ImageMetadata.for_scene(
+        info,
         filename=filename,
         file_format=file_format,
-        scene_index=scene_index,
-        scene_name=image.name,
-        size_x=image.size_x,
-        size_y=image.size_y,
-        size_z=image.size_z,
-        size_c=image.size_c,
-        size_t=image.size_t,
-        samples_per_pixel=image.samples_per_pixel,
-        dtype=dtype,
-        bit_depth=_bit_depth(dtype),
+        scenes=scenes,
         significant_bits=int(significant) if significant else None,
         physical_size=physical,
         time_interval_s=time_interval if time_interval else None,
@@ -448,15 +439,8 @@ def image_metadata(
         microscope=md.get("microscope"),
         acquired_at=md.get("acquired_at"),
         acquired_at_local=md.get("acquired_at_local"),
-        scenes=scenes,
         pyramid_levels=pyramid_levels or [],
         provenance=md["provenance"],
         warnings=md["warnings"],
         vendor_metadata=vendor,
     )
-
-
-def _bit_depth(dtype: str) -> int:
-    import numpy as np
-
-    return int(np.dtype(dtype).itemsize * 8)

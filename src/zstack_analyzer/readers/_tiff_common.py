@@ -22,6 +22,7 @@ import numpy as np
 
 from zstack_analyzer.errors import CorruptFileError, SceneNotFoundError, ZstackError
 from zstack_analyzer.readers._base import ImageReader, planes_to_dask
+from zstack_analyzer.vendor import json_safe
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -37,10 +38,10 @@ __all__ = [
     "ScenePlan",
     "TiffFamilyReader",
     "TiffPeek",
-    "json_safe",
     "length_to_um",
     "peek_tiff",
     "series_plan",
+    "vendor_safe",
 ]
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ UNIT_TO_UM: dict[str, float] = {
 #: Cap on the JSON-safe vendor metadata copy (characters of a string, items of a list).
 VENDOR_STRING_CAP = 65536
 VENDOR_LIST_CAP = 256
+VENDOR_MAX_DEPTH = 8
 
 
 def length_to_um(unit: str | None) -> float | None:
@@ -89,38 +91,11 @@ def length_to_um(unit: str | None) -> float | None:
     return UNIT_TO_UM.get(unit.strip().lower().replace("\\u00B5", "\\u00b5"))
 
 
-def json_safe(value: Any, *, depth: int = 0) -> Any:
-    """A JSON-serialisable, size-capped copy of vendor metadata.
-
-    Why: ``vendor_metadata`` goes into API responses and the database; numpy
-    arrays, datetimes and megabyte XML strings must not.
-    """
-    if depth > 8:
-        return None
-    if value is None or isinstance(value, bool | int | str):
-        if isinstance(value, str) and len(value) > VENDOR_STRING_CAP:
-            return value[:VENDOR_STRING_CAP] + "…[truncated]"
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.generic):
-        return json_safe(value.item(), depth=depth)
-    if isinstance(value, bytes):
-        return json_safe(value.decode("latin-1"), depth=depth)
-    if isinstance(value, np.ndarray):
-        if value.size > VENDOR_LIST_CAP:
-            return f"<array shape={list(value.shape)} dtype={value.dtype}>"
-        return json_safe(value.tolist(), depth=depth + 1)
-    if isinstance(value, dict):
-        return {
-            str(k): json_safe(v, depth=depth + 1) for k, v in list(value.items())[:VENDOR_LIST_CAP]
-        }
-    if isinstance(value, list | tuple):
-        return [json_safe(v, depth=depth + 1) for v in value[:VENDOR_LIST_CAP]]
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat())
-    text = str(value)
-    return text[:1024]
+def vendor_safe(value: Any) -> Any:
+    """``json_safe`` with the TIFF family's caps (long ImageJ/STK strings and arrays)."""
+    return json_safe(
+        value, max_string=VENDOR_STRING_CAP, max_items=VENDOR_LIST_CAP, max_depth=VENDOR_MAX_DEPTH
+    )
 
 
 # --------------------------------------------------------------------------- sniffing
@@ -467,9 +442,7 @@ class TiffFamilyReader(ImageReader):
 
     # ------------------------------------------------------------ reading
     def _read_level_plane(self, scene: int, level: int, t: int, c: int, z: int) -> np.ndarray:
-        if self._closed:
-            msg = f"{self.path.name}: the reader is closed"
-            raise ValueError(msg)
+        self.check_open()
         plan = self._plans[scene]
         ny, nx = plan.level_shapes[level]
         spp = plan.info.samples_per_pixel

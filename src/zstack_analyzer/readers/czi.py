@@ -499,18 +499,8 @@ class CziReader(ImageReader):
             provenance["scene_name"] = "CZI Information/Image/Dimensions/S/Scenes/Scene/@Name"
         for axis, size in layout.extra_dims.items():
             warnings.append(f"CZI dimension {axis} has {size} entries: index 0 is shown")
-        return ImageMetadata(
-            filename=self.path.name,
-            file_format=self.format_name,
-            scene_index=scene,
-            scene_name=info.name,
-            size_x=info.size_x,
-            size_y=info.size_y,
-            size_z=info.size_z,
-            size_c=size_c,
-            size_t=info.size_t,
-            samples_per_pixel=info.samples_per_pixel,
-            dtype=info.dtype,
+        return self.scene_metadata(
+            info,
             bit_depth=bit_depth,
             significant_bits=significant,
             physical_size=xml.physical_size.model_copy(),
@@ -520,8 +510,6 @@ class CziReader(ImageReader):
             microscope=None if xml.microscope is None else xml.microscope.model_copy(),
             acquired_at=xml.acquired_at,
             acquired_at_local=xml.acquired_at_local,
-            extra_dims=dict(info.extra_dims),
-            scenes=list(self._scenes),
             pyramid_levels=[(info.size_y, info.size_x)],
             provenance=provenance,
             warnings=warnings,

@@ -18,10 +18,10 @@ from zstack_analyzer.metadata import ChannelInfo, ImageMetadata, PhysicalSize
 from zstack_analyzer.readers._tiff_common import (
     ScenePlan,
     TiffFamilyReader,
-    json_safe,
     length_to_um,
     peek_tiff,
     series_plan,
+    vendor_safe,
 )
 
 if TYPE_CHECKING:
@@ -170,26 +170,14 @@ class ImageJTiffReader(TiffFamilyReader):
         if info.extra_dims:
             warnings.append(f"axes {info.extra_dims} beyond TCZYX are read at index 0")
         vendor = {k: v for k, v in ij.items() if k not in ("LUTs", "Ranges")}
-        return ImageMetadata(
-            filename=self.path.name,
-            file_format=self.format_name,
-            scene_index=scene,
-            size_x=info.size_x,
-            size_y=info.size_y,
-            size_z=info.size_z,
-            size_c=info.size_c,
-            size_t=info.size_t,
-            samples_per_pixel=info.samples_per_pixel,
-            dtype=info.dtype,
-            bit_depth=plan.dtype.itemsize * 8,
+        return self.scene_metadata(
+            info,
             physical_size=PhysicalSize(x_um=x_um, y_um=y_um, z_um=z_um),
             time_interval_s=interval,
             channels=channels,
-            extra_dims=dict(info.extra_dims),
-            scenes=[p.info for p in self._plans],
             provenance=provenance,
             warnings=warnings,
-            vendor_metadata={"imagej": json_safe(vendor)},
+            vendor_metadata={"imagej": vendor_safe(vendor)},
         )
 
     def raw_metadata(self) -> Mapping[str, Any]:

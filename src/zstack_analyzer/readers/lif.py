@@ -43,6 +43,7 @@ from zstack_analyzer.metadata import (
     SceneInfo,
 )
 from zstack_analyzer.readers._base import ImageReader, planes_to_dask
+from zstack_analyzer.vendor import capped_vendor
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -119,8 +120,6 @@ _PARSE_ERRORS = (
     ZeroDivisionError,
     NotImplementedError,
 )
-
-_VENDOR_CAP = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -553,9 +552,7 @@ class LifReader(ImageReader):
         plane_bytes = ny * nx * ns * itemsize
         total_span = (ny - 1) * sy + row_span
         with self._lock:
-            if self.closed:
-                msg = f"{self.path.name}: the reader is closed"
-                raise ValueError(msg)
+            self.check_open()
             fh = self._lif.filehandle
             if total_span <= 4 * plane_bytes + 4096:
                 fh.seek(offset)
@@ -656,19 +653,8 @@ class LifReader(ImageReader):
             "scan_mode": setting.get("ScanMode") if setting is not None else None,
             "file_version": int(self._lif.version),
         }
-        return ImageMetadata(
-            filename=self.path.name,
-            file_format=self.format_name,
-            scene_index=info.index,
-            scene_name=entry.name,
-            size_x=info.size_x,
-            size_y=info.size_y,
-            size_z=info.size_z,
-            size_c=info.size_c,
-            size_t=info.size_t,
-            samples_per_pixel=info.samples_per_pixel,
-            dtype=info.dtype,
-            bit_depth=entry.dtype.itemsize * 8,
+        return self.scene_metadata(
+            info,
             significant_bits=_significant_bits(channels_xml, entry.dtype),
             physical_size=physical,
             time_interval_s=time_interval,
@@ -676,11 +662,9 @@ class LifReader(ImageReader):
             objective=objective,
             microscope=microscope,
             acquired_at=acquired_at,
-            extra_dims=dict(entry.extra_dims),
-            scenes=list(self.scenes()),
             provenance=provenance,
             warnings=warnings,
-            vendor_metadata=_cap(vendor),
+            vendor_metadata=capped_vendor(vendor, drop_first=("dimensions",), max_string=2000),
         )
 
     def _channels(
@@ -892,30 +876,3 @@ def _detection_bands(element: Element) -> list[tuple[float, float]]:
             return []
         bands.append((metres[0], metres[1]))
     return bands
-
-
-def _cap(value: dict[str, Any]) -> dict[str, Any]:
-    """A JSON-safe copy, with long strings and lists shortened to keep it small."""
-
-    def clean(v: Any, depth: int = 0) -> Any:
-        if depth > 6:
-            return str(v)[:200]
-        if isinstance(v, dict):
-            return {str(k): clean(x, depth + 1) for k, x in list(v.items())[:200]}
-        if isinstance(v, list | tuple):
-            return [clean(x, depth + 1) for x in list(v)[:200]]
-        if isinstance(v, float):
-            return v if math.isfinite(v) else None
-        if isinstance(v, bool | int) or v is None:
-            return v
-        if isinstance(v, np.generic):
-            return clean(v.item(), depth)
-        return str(v)[:2000]
-
-    cleaned: dict[str, Any] = clean(value)
-    import json
-
-    if len(json.dumps(cleaned)) > _VENDOR_CAP:
-        cleaned = {k: v for k, v in cleaned.items() if k != "dimensions"}
-        cleaned["truncated"] = True
-    return cleaned

@@ -44,6 +44,7 @@ from zstack_analyzer.metadata import (
     SceneInfo,
 )
 from zstack_analyzer.readers._base import ImageReader, planes_to_dask
+from zstack_analyzer.vendor import capped_vendor
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -101,8 +102,6 @@ _PARSE_ERRORS = (
     SyntaxError,  # xml.etree ParseError from damaged XML chunks
     NameError,  # nd2 0.12 raises UnboundLocalError on some damaged metadata
 )
-
-_VENDOR_CAP = 64 * 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -376,9 +375,7 @@ class Nd2Reader(ImageReader):
         layout = self._layout
         index = layout.frame_index(scene, t, z)
         with self._lock:
-            if self.closed:
-                msg = f"{self.path.name}: the reader is closed"
-                raise ValueError(msg)
+            self.check_open()
             try:
                 frame = self._frame(index)
             except (*_PARSE_ERRORS, OSError) as exc:
@@ -458,19 +455,8 @@ class Nd2Reader(ImageReader):
             "text_info": _as_plain(f.text_info),
             "position": self._stage_position(info.index),
         }
-        return ImageMetadata(
-            filename=self.path.name,
-            file_format=self.format_name,
-            scene_index=info.index,
-            scene_name=info.name,
-            size_x=info.size_x,
-            size_y=info.size_y,
-            size_z=info.size_z,
-            size_c=info.size_c,
-            size_t=info.size_t,
-            samples_per_pixel=info.samples_per_pixel,
-            dtype=info.dtype,
-            bit_depth=dtype.itemsize * 8,
+        return self.scene_metadata(
+            info,
             significant_bits=int(significant) if significant else None,
             physical_size=physical,
             time_interval_s=time_interval,
@@ -479,11 +465,9 @@ class Nd2Reader(ImageReader):
             microscope=microscope,
             acquired_at=acquired_at,
             acquired_at_local=acquired_local,
-            extra_dims=dict(info.extra_dims),
-            scenes=list(self._scenes),
             provenance=provenance,
             warnings=warnings,
-            vendor_metadata=_cap(vendor),
+            vendor_metadata=capped_vendor(vendor, drop_first=("text_info",), max_string=4000),
         )
 
     def _physical_size(
@@ -946,29 +930,3 @@ def _as_plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_as_plain(v) for v in value]
     return value
-
-
-def _cap(value: dict[str, Any]) -> dict[str, Any]:
-    """A JSON-safe copy, strings and lists shortened to keep it small."""
-    import json
-
-    def clean(v: Any, depth: int = 0) -> Any:
-        if depth > 6:
-            return str(v)[:200]
-        if isinstance(v, dict):
-            return {str(k): clean(x, depth + 1) for k, x in list(v.items())[:200]}
-        if isinstance(v, list | tuple):
-            return [clean(x, depth + 1) for x in list(v)[:200]]
-        if isinstance(v, float):
-            return v if math.isfinite(v) else None
-        if isinstance(v, bool | int) or v is None:
-            return v
-        if isinstance(v, np.generic):
-            return clean(v.item(), depth)
-        return str(v)[:4000]
-
-    cleaned: dict[str, Any] = clean(value)
-    if len(json.dumps(cleaned)) > _VENDOR_CAP:
-        cleaned.pop("text_info", None)
-        cleaned["truncated"] = True
-    return cleaned

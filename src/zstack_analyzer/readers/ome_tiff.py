@@ -250,30 +250,19 @@ class OmeTiffReader(TiffFamilyReader):
         scenes = [p.info for p in self._plans]
         if self._fallback_series:
             info = plan.info
-            return ImageMetadata(
-                filename=self.path.name,
-                file_format=self.format_name,
-                size_x=info.size_x,
-                size_y=info.size_y,
-                size_z=info.size_z,
-                size_c=info.size_c,
-                size_t=info.size_t,
-                samples_per_pixel=info.samples_per_pixel,
-                dtype=info.dtype,
-                bit_depth=plan.dtype.itemsize * 8,
+            return self.scene_metadata(
+                info,
                 channels=[ChannelInfo(index=c) for c in range(info.size_c)],
-                scenes=scenes,
                 warnings=list(self._common_warnings),
                 vendor_metadata={"ome_xml": self._own_doc.xml[:32768]},
             )
         md = image_metadata(
             self._doc,
             plan.extra["image"],
+            plan.info,
             filename=self.path.name,
             file_format=self.format_name,
-            scene_index=scene,
             scenes=scenes,
-            dtype=plan.info.dtype,
             pyramid_levels=plan.level_shapes if len(plan.level_shapes) > 1 else None,
             warnings=plan.extra["warnings"],
         )

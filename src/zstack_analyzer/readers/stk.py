@@ -17,10 +17,10 @@ from zstack_analyzer.metadata import ChannelInfo, ImageMetadata, PhysicalSize
 from zstack_analyzer.readers._tiff_common import (
     ScenePlan,
     TiffFamilyReader,
-    json_safe,
     length_to_um,
     peek_tiff,
     series_plan,
+    vendor_safe,
 )
 
 if TYPE_CHECKING:
@@ -104,26 +104,14 @@ class StkReader(TiffFamilyReader):
             warnings.append(
                 "acquisition time zone unknown: acquired_at_local holds the time as written"
             )
-        return ImageMetadata(
-            filename=self.path.name,
-            file_format=self.format_name,
-            scene_index=scene,
-            size_x=info.size_x,
-            size_y=info.size_y,
-            size_z=info.size_z,
-            size_c=info.size_c,
-            size_t=info.size_t,
-            samples_per_pixel=info.samples_per_pixel,
-            dtype=info.dtype,
-            bit_depth=plan.dtype.itemsize * 8,
+        return self.scene_metadata(
+            info,
             physical_size=PhysicalSize(x_um=x_um, y_um=y_um, z_um=z_um),
             channels=channels,
             acquired_at_local=acquired_local,
-            extra_dims=dict(info.extra_dims),
-            scenes=[p.info for p in self._plans],
             provenance=provenance,
             warnings=warnings,
-            vendor_metadata={"stk": json_safe(stk)},
+            vendor_metadata={"stk": vendor_safe(stk)},
         )
 
     def raw_metadata(self) -> Mapping[str, Any]:

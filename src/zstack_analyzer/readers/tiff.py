@@ -17,10 +17,10 @@ from zstack_analyzer.metadata import ChannelInfo, ImageMetadata, MicroscopeInfo,
 from zstack_analyzer.readers._tiff_common import (
     ScenePlan,
     TiffFamilyReader,
-    json_safe,
     peek_tiff,
     resolution_um,
     series_plan,
+    vendor_safe,
 )
 
 if TYPE_CHECKING:
@@ -125,29 +125,16 @@ class TiffReader(TiffFamilyReader):
                 acquired_local = None
         vendor: dict[str, Any] = {"series_kind": series.kind}
         if self.tif.is_fei:
-            vendor["fei"] = json_safe(self.tif.fei_metadata)
+            vendor["fei"] = vendor_safe(self.tif.fei_metadata)
         if page.description:
-            vendor["description"] = json_safe(page.description)
+            vendor["description"] = vendor_safe(page.description)
         levels = plan.level_shapes
-        return ImageMetadata(
-            filename=self.path.name,
-            file_format=self.format_name,
-            scene_index=scene,
-            scene_name=info.name,
-            size_x=info.size_x,
-            size_y=info.size_y,
-            size_z=info.size_z,
-            size_c=info.size_c,
-            size_t=info.size_t,
-            samples_per_pixel=info.samples_per_pixel,
-            dtype=info.dtype,
-            bit_depth=plan.dtype.itemsize * 8,
+        return self.scene_metadata(
+            info,
             physical_size=physical,
             channels=[ChannelInfo(index=c) for c in range(info.size_c)],
             microscope=microscope,
             acquired_at_local=acquired_local,
-            extra_dims=dict(info.extra_dims),
-            scenes=[p.info for p in self._plans],
             pyramid_levels=levels if len(levels) > 1 else [],
             provenance=provenance,
             warnings=warnings,

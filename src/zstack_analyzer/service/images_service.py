@@ -6,7 +6,6 @@ and the CLI-free logic is testable on its own.
 
 from __future__ import annotations
 
-import math
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +13,7 @@ from zstack_analyzer.service.db import crud
 from zstack_analyzer.service.db.models import Image
 from zstack_analyzer.service.errors import ImageNotFoundError
 from zstack_analyzer.service.schemas import ImagePublic
+from zstack_analyzer.vendor import json_safe
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -80,23 +80,6 @@ def build_image(
         scenes=[json_safe(scene.model_dump(mode="json")) for scene in scenes],
         thumbnail_ready=False,
     )
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` storable in every JSON column: NUL characters dropped, NaN/inf as null.
-
-    Why: vendor metadata carries C strings with embedded NULs (ImageJ overlays,
-    for one) and PostgreSQL's JSONB refuses ``\u0000``; it also has no NaN.
-    """
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {json_safe(str(k)): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def to_public(image: Image) -> ImagePublic:

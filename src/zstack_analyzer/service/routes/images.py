@@ -32,7 +32,6 @@ from zstack_analyzer.service.errors import ImageNotFoundError, problem_response
 from zstack_analyzer.service.images_service import (
     build_image,
     inspect_file,
-    json_safe,
     parse_image_id,
     require_image,
     to_public,
@@ -42,6 +41,7 @@ from zstack_analyzer.service.schemas import ImagePublic, ImagesPublic, UploadRes
 from zstack_analyzer.service.storage import display_filename, stored_suffix
 from zstack_analyzer.service.upload import receive_upload
 from zstack_analyzer.service.workers import WorkerPool
+from zstack_analyzer.vendor import json_safe
 
 __all__ = ["router"]
 

@@ -9,11 +9,13 @@ scene sizes first, so an out-of-range request costs no file access.
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.types import DecoratedCallable
 
 from zstack_analyzer.cache import RenderCache
 from zstack_analyzer.errors import SceneNotFoundError, ZstackError
@@ -21,15 +23,12 @@ from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.render.spec import RenderSpec
 from zstack_analyzer.service.config import Settings
 from zstack_analyzer.service.db.models import Image
-from zstack_analyzer.service.db.session import Database
 from zstack_analyzer.service.deps import CacheDep, DatabaseDep, PoolDep, SettingsDep, StorageDep
 from zstack_analyzer.service.errors import BadParameterError
 from zstack_analyzer.service.images_service import require_image, scene_sizes
 from zstack_analyzer.service.routes import IMAGE_MEDIA_TYPES, problems
 from zstack_analyzer.service.routes.images import etag_matches, name_in_message
 from zstack_analyzer.service.schemas import HistogramPublic
-from zstack_analyzer.service.storage import Storage
-from zstack_analyzer.service.workers import WorkerPool
 
 if TYPE_CHECKING:
     from zstack_analyzer.render.thumbnails import RenderResult
@@ -173,94 +172,100 @@ def _check(image: Image, params: RenderParams, **indices: int | None) -> None:
             raise BadParameterError(msg)
 
 
-async def _respond(
-    request: Request,
-    image_id: str,
-    spec_fields: dict[str, Any],
-    params: RenderParams,
-    indices: dict[str, int | None],
-    database: Database,
-    storage: Storage,
-    pool: WorkerPool,
-    cache: RenderCache,
-    settings: Settings,
-) -> Response:
-    image: Image = await database.run(require_image, image_id)
-    _check(image, params, **indices)
-    spec = RenderSpec(
-        scene=params.scene,
-        t=params.t,
-        channels=params.channels,
-        colors=params.colors,
-        windows=params.windows,
-        gamma=params.gamma,
-        image_format=params.image_format,
-        **spec_fields,
-    )
-    etag = spec.cache_key(image.sha256)
-    headers = {
+def _etag_headers(etag: str, settings: Settings) -> dict[str, str]:
+    return {
         "ETag": f'"{etag}"',
         "Cache-Control": f"private, max-age={settings.render.max_age_seconds}",
     }
-    if etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=headers)
-    cached = await anyio.to_thread.run_sync(cache.get, image.sha256, etag)
-    if cached is not None:
-        return Response(content=cached, media_type=spec.media_type, headers=headers)
-    path = storage.path(image.stored_name)
-    try:
-        result = await pool.shared(
-            etag, image.sha256, render_job, path, spec, settings.limits.read_limits(), cache,
-            image.sha256,
-        )  # fmt: skip
-    except ZstackError as exc:
-        name_in_message(exc, {str(path): image.filename, image.stored_name: image.filename})
-        raise
-    return Response(content=result.data, media_type=result.media_type, headers=headers)
 
 
-@router.get(
-    "/{image_id}/thumbnail",
-    response_class=Response,
-    summary="Thumbnail: plane z_slice, or the Z maximum projection",
-    responses=IMAGE_RESPONSES,
-)
+class Renderer:
+    """What every picture route shares: its common query parameters and the app's services.
+
+    Why one dependency: the routes differ only in the picture they name (the
+    ``RenderSpec`` fields) and the indices to check; finding the image, the
+    ETag, the cache and the worker pool are the same for all of them.
+    """
+
+    def __init__(
+        self,
+        request: Request,
+        params: Params,
+        database: DatabaseDep,
+        storage: StorageDep,
+        pool: PoolDep,
+        cache: CacheDep,
+        settings: SettingsDep,
+    ) -> None:
+        self.request = request
+        self.params = params
+        self.database = database
+        self.storage = storage
+        self.pool = pool
+        self.cache = cache
+        self.settings = settings
+
+    async def respond(
+        self, image_id: str, spec_fields: dict[str, Any], indices: dict[str, int | None]
+    ) -> Response:
+        """The picture ``spec_fields`` name: 304, from the cache, or rendered in the pool."""
+        params = self.params
+        image: Image = await self.database.run(require_image, image_id)
+        _check(image, params, **indices)
+        spec = RenderSpec(
+            scene=params.scene,
+            t=params.t,
+            channels=params.channels,
+            colors=params.colors,
+            windows=params.windows,
+            gamma=params.gamma,
+            image_format=params.image_format,
+            **spec_fields,
+        )
+        etag = spec.cache_key(image.sha256)
+        headers = _etag_headers(etag, self.settings)
+        if etag_matches(self.request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        cached = await anyio.to_thread.run_sync(self.cache.get, image.sha256, etag)
+        if cached is not None:
+            return Response(content=cached, media_type=spec.media_type, headers=headers)
+        path = self.storage.path(image.stored_name)
+        limits = self.settings.limits.read_limits()
+        try:
+            result = await self.pool.shared(
+                etag, image.sha256, render_job, path, spec, limits, self.cache, image.sha256
+            )
+        except ZstackError as exc:
+            name_in_message(exc, {str(path): image.filename, image.stored_name: image.filename})
+            raise
+        return Response(content=result.data, media_type=result.media_type, headers=headers)
+
+
+RendererDep = Annotated[Renderer, Depends()]
+
+
+def _picture_route(path: str, summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """A GET route answering with a picture (PNG, JPEG or WebP), documented as such."""
+    return router.get(path, response_class=Response, summary=summary, responses=IMAGE_RESPONSES)
+
+
+@_picture_route("/{image_id}/thumbnail", "Thumbnail: plane z_slice, or the Z maximum projection")
 async def thumbnail(
     image_id: str,
-    request: Request,
-    params: Params,
-    database: DatabaseDep,
-    storage: StorageDep,
-    pool: PoolDep,
-    cache: CacheDep,
-    settings: SettingsDep,
+    renderer: RendererDep,
     width: Width = 256,
     height: Height = 256,
     z_slice: Annotated[int | None, Query(description="Z plane; omitted: Z MIP")] = None,
 ) -> Response:
     """The gallery picture; the default one is pre-rendered after upload."""
     fields = {"kind": "thumbnail", "z": z_slice, "width": width, "height": height}
-    return await _respond(
-        request, image_id, fields, params, {"z": z_slice},
-        database, storage, pool, cache, settings,
-    )  # fmt: skip
+    return await renderer.respond(image_id, fields, {"z": z_slice})
 
 
-@router.get(
-    "/{image_id}/mip",
-    response_class=Response,
-    summary="Maximum intensity projection along axis 0=Z, 1=Y, 2=X",
-    responses=IMAGE_RESPONSES,
-)
+@_picture_route("/{image_id}/mip", "Maximum intensity projection along axis 0=Z, 1=Y, 2=X")
 async def mip(
     image_id: str,
-    request: Request,
-    params: Params,
-    database: DatabaseDep,
-    storage: StorageDep,
-    pool: PoolDep,
-    cache: CacheDep,
-    settings: SettingsDep,
+    renderer: RendererDep,
     width: Width = 512,
     height: Height = 512,
     axis: Annotated[int, Query(description="0=Z, 1=Y, 2=X")] = 0,
@@ -270,91 +275,53 @@ async def mip(
         msg = f"axis {axis} is out of range (0=Z, 1=Y, 2=X)"
         raise SceneNotFoundError(msg)
     fields = {"kind": "mip", "axis": axis, "width": width, "height": height}
-    return await _respond(
-        request, image_id, fields, params, {}, database, storage, pool, cache, settings
-    )
+    return await renderer.respond(image_id, fields, {})
 
 
-@router.get(
-    "/{image_id}/slice/{z}",
-    response_class=Response,
-    summary="The XY plane z",
-    responses=IMAGE_RESPONSES,
-)
+@_picture_route("/{image_id}/slice/{z}", "The XY plane z")
 async def slice_plane(
     image_id: str,
     z: int,
-    request: Request,
-    params: Params,
-    database: DatabaseDep,
-    storage: StorageDep,
-    pool: PoolDep,
-    cache: CacheDep,
-    settings: SettingsDep,
+    renderer: RendererDep,
     width: Width = 1024,
     height: Height = 1024,
     channel: Annotated[int | None, Query(description="One channel (seed API)")] = None,
 ) -> Response:
     """One plane; reads only that plane from the file."""
-    if channel is not None and params.channels is None:
-        params.channels = (channel,)
+    if channel is not None and renderer.params.channels is None:
+        renderer.params.channels = (channel,)
     fields = {"kind": "slice", "z": z, "width": width, "height": height}
-    return await _respond(
-        request, image_id, fields, params, {"z": z}, database, storage, pool, cache, settings
-    )
+    return await renderer.respond(image_id, fields, {"z": z})
 
 
-@router.get(
+@_picture_route(
     "/{image_id}/section/{plane}/{index}",
-    response_class=Response,
-    summary="XZ plane at Y=index or YZ plane at X=index, at physical aspect",
-    responses=IMAGE_RESPONSES,
+    "XZ plane at Y=index or YZ plane at X=index, at physical aspect",
 )
 async def section(
     image_id: str,
     plane: Literal["xz", "yz"],
     index: int,
-    request: Request,
-    params: Params,
-    database: DatabaseDep,
-    storage: StorageDep,
-    pool: PoolDep,
-    cache: CacheDep,
-    settings: SettingsDep,
+    renderer: RendererDep,
     width: Width = 512,
     height: Height = 512,
 ) -> Response:
     """A side view through the stack (rows = Z for xz; columns = Z for yz)."""
     indices: dict[str, int | None] = {"y": index} if plane == "xz" else {"x": index}
     fields = {"kind": "section", "plane": plane, "index": index, "width": width, "height": height}
-    return await _respond(
-        request, image_id, fields, params, indices, database, storage, pool, cache, settings
-    )
+    return await renderer.respond(image_id, fields, indices)
 
 
-@router.get(
-    "/{image_id}/orthogonal",
-    response_class=Response,
-    summary="XY, XZ and YZ maximum projections side by side",
-    responses=IMAGE_RESPONSES,
-)
+@_picture_route("/{image_id}/orthogonal", "XY, XZ and YZ maximum projections side by side")
 async def orthogonal(
     image_id: str,
-    request: Request,
-    params: Params,
-    database: DatabaseDep,
-    storage: StorageDep,
-    pool: PoolDep,
-    cache: CacheDep,
-    settings: SettingsDep,
+    renderer: RendererDep,
     width: Width = 768,
     height: Height = 256,
 ) -> Response:
     """Three projections from one pass over Z."""
     fields = {"kind": "orthogonal", "width": width, "height": height}
-    return await _respond(
-        request, image_id, fields, params, {}, database, storage, pool, cache, settings
-    )
+    return await renderer.respond(image_id, fields, {})
 
 
 @router.get(
@@ -381,10 +348,7 @@ async def histogram(
     _check(image, params, z=z)
     key_source = json.dumps({"h": 1, "id": image.sha256, "scene": scene, "t": t, "z": z})
     etag = hashlib.sha256(key_source.encode()).hexdigest()[:32]
-    headers = {
-        "ETag": f'"{etag}"',
-        "Cache-Control": f"private, max-age={settings.render.max_age_seconds}",
-    }
+    headers = _etag_headers(etag, settings)
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     channels = await pool.shared(
