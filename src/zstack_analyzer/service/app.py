@@ -89,6 +89,7 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     from zstack_analyzer.service.db import crud
     from zstack_analyzer.service.db.migrations import upgrade_database
     from zstack_analyzer.service.db.session import Database, make_engine
+    from zstack_analyzer.service.images_service import RecordMemo
     from zstack_analyzer.service.storage import Storage
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -106,6 +107,7 @@ def _startup(app: FastAPI, settings: Settings) -> None:
         raise
     app.state.database = database
     app.state.storage = storage
+    app.state.records = RecordMemo()
     app.state.cache = RenderCache(settings.cache_dir, max_bytes=settings.render.cache_max_bytes)
 
 

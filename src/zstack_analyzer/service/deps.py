@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from zstack_analyzer.cache import RenderCache
 from zstack_analyzer.service.config import Settings
 from zstack_analyzer.service.db.session import Database
+from zstack_analyzer.service.images_service import RecordMemo
 from zstack_analyzer.service.storage import Storage
 from zstack_analyzer.service.workers import WorkerPool
 
@@ -23,6 +24,7 @@ __all__ = [
     "CacheDep",
     "DatabaseDep",
     "PoolDep",
+    "RecordsDep",
     "SessionDep",
     "SettingsDep",
     "StorageDep",
@@ -30,13 +32,18 @@ __all__ = [
 ]
 
 
-def get_settings(request: Request) -> Settings:
-    """The app's settings."""
+async def get_settings(request: Request) -> Settings:
+    """The app's settings.
+
+    Why ``async def`` for these trivial getters: FastAPI runs a plain ``def``
+    dependency in its thread pool, and a thread hop per dependency cost more than
+    the whole cached-thumbnail response.
+    """
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     """The app's database (engine + session factory)."""
     database: Database = request.app.state.database
     return database
@@ -44,23 +51,30 @@ def get_database(request: Request) -> Database:
 
 def get_session(request: Request) -> Iterator[Session]:
     """A session for one request, closed afterwards (sync routes run in a thread)."""
-    with get_database(request).sessions() as session:
+    database: Database = request.app.state.database
+    with database.sessions() as session:
         yield session
 
 
-def get_storage(request: Request) -> Storage:
+async def get_storage(request: Request) -> Storage:
     """The app's file storage."""
     storage: Storage = request.app.state.storage
     return storage
 
 
-def get_cache(request: Request) -> RenderCache:
+async def get_cache(request: Request) -> RenderCache:
     """The app's render cache."""
     cache: RenderCache = request.app.state.cache
     return cache
 
 
-def get_pool(request: Request) -> WorkerPool:
+async def get_records(request: Request) -> RecordMemo:
+    """The app's memo of image rows (picture routes)."""
+    records: RecordMemo = request.app.state.records
+    return records
+
+
+async def get_pool(request: Request) -> WorkerPool:
     """The app's worker pool."""
     pool: WorkerPool = request.app.state.pool
     return pool
@@ -72,12 +86,13 @@ _bearer = HTTPBearer(
 )
 
 
-def require_token(
+async def require_token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """Refuse the request unless auth is off or the bearer token matches (constant time)."""
-    expected = get_settings(request).token()
+    settings: Settings = request.app.state.settings
+    expected = settings.token()
     if expected is None:
         return
     given = credentials.credentials if credentials is not None else ""
@@ -92,3 +107,4 @@ SessionDep = Annotated[Session, Depends(get_session)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 CacheDep = Annotated[RenderCache, Depends(get_cache)]
 PoolDep = Annotated[WorkerPool, Depends(get_pool)]
+RecordsDep = Annotated[RecordMemo, Depends(get_records)]

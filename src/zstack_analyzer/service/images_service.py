@@ -6,7 +6,9 @@ and the CLI-free logic is testable on its own.
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from zstack_analyzer.service.db import crud
@@ -22,9 +24,11 @@ if TYPE_CHECKING:
 
     from zstack_analyzer.limits import ReadLimits
     from zstack_analyzer.metadata import ImageMetadata, SceneInfo
+    from zstack_analyzer.service.db.session import Database
 
 __all__ = [
     "Inspection",
+    "RecordMemo",
     "build_image",
     "inspect_file",
     "json_safe",
@@ -124,6 +128,38 @@ def require_image(session: Session, image_id: str) -> Image:
         msg = f"no image with id {image_id!r}"
         raise ImageNotFoundError(msg)
     return image
+
+
+class RecordMemo:
+    """A short-lived, per-process memo of image rows for the picture routes.
+
+    Why: a cached thumbnail is a few syscalls, and a database round trip in a
+    worker thread doubled its latency. Rows never change after upload, so the
+    only staleness is a delete made by another server process, bounded by
+    ``ttl_s`` (a delete in this process forgets the row at once).
+    """
+
+    def __init__(self, *, ttl_s: float = 5.0, max_entries: int = 4096) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._rows: OrderedDict[str, tuple[float, Image]] = OrderedDict()
+
+    async def require(self, database: Database, image_id: str) -> Image:
+        """The row for ``image_id`` (memoised), or :class:`ImageNotFoundError`."""
+        now = time.monotonic()
+        hit = self._rows.get(image_id)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        image: Image = await database.run(require_image, image_id)
+        self._rows[image_id] = (now, image)
+        self._rows.move_to_end(image_id)
+        while len(self._rows) > self.max_entries:
+            self._rows.popitem(last=False)
+        return image
+
+    def forget(self, image_id: str) -> None:
+        """Drop ``image_id`` (called when this process deletes it)."""
+        self._rows.pop(image_id, None)
 
 
 def scene_sizes(image: Image, scene: int) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from zstack_analyzer.service.deps import (
     CacheDep,
     DatabaseDep,
     PoolDep,
+    RecordsDep,
     SessionDep,
     SettingsDep,
     StorageDep,
@@ -373,9 +374,11 @@ async def delete_image(
     storage: StorageDep,
     pool: PoolDep,
     cache: CacheDep,
+    records: RecordsDep,
 ) -> Response:
     """Row first (so no one finds a half-deleted image), then the file, then the cache."""
     image = await database.run(require_image, image_id)
+    records.forget(image_id)
     if not await database.run(crud.delete_image, parse_image_id(image_id)):
         msg = f"no image with id {image_id!r}"
         raise ImageNotFoundError(msg)

@@ -23,7 +23,14 @@ from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.render.spec import RenderSpec
 from zstack_analyzer.service.config import Settings
 from zstack_analyzer.service.db.models import Image
-from zstack_analyzer.service.deps import CacheDep, DatabaseDep, PoolDep, SettingsDep, StorageDep
+from zstack_analyzer.service.deps import (
+    CacheDep,
+    DatabaseDep,
+    PoolDep,
+    RecordsDep,
+    SettingsDep,
+    StorageDep,
+)
 from zstack_analyzer.service.errors import BadParameterError
 from zstack_analyzer.service.images_service import require_image, scene_sizes
 from zstack_analyzer.service.routes import IMAGE_MEDIA_TYPES, problems
@@ -37,6 +44,8 @@ __all__ = ["render_job", "router"]
 
 router = APIRouter(prefix="/api/images", tags=["render"])
 
+#: Cached pictures up to this size are read on the event loop (see Renderer._cached).
+INLINE_CACHE_READ_BYTES = 512 * 1024
 #: Most channels composited in one picture (the renderer's own cap).
 MAX_COMPOSITE_CHANNELS = 7
 _COLOR = re.compile(r"^#?[0-9a-fA-F]{6}$")
@@ -196,8 +205,10 @@ class Renderer:
         pool: PoolDep,
         cache: CacheDep,
         settings: SettingsDep,
+        records: RecordsDep,
     ) -> None:
         self.request = request
+        self.records = records
         self.params = params
         self.database = database
         self.storage = storage
@@ -210,7 +221,7 @@ class Renderer:
     ) -> Response:
         """The picture ``spec_fields`` name: 304, from the cache, or rendered in the pool."""
         params = self.params
-        image: Image = await self.database.run(require_image, image_id)
+        image = await self.records.require(self.database, image_id)
         _check(image, params, **indices)
         spec = RenderSpec(
             scene=params.scene,
@@ -226,9 +237,12 @@ class Renderer:
         headers = _etag_headers(etag, self.settings)
         if etag_matches(self.request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
-        cached = await anyio.to_thread.run_sync(self.cache.get, image.sha256, etag)
+        cached = await self._cached(image.sha256, etag)
         if cached is not None:
             return Response(content=cached, media_type=spec.media_type, headers=headers)
+        # A render is costly anyway: confirm the row against the database, so a memo
+        # entry that another process deleted meanwhile answers 404, not a missing file.
+        image = await self.database.run(require_image, image_id)
         path = self.storage.path(image.stored_name)
         limits = self.settings.limits.read_limits()
         try:
@@ -239,6 +253,21 @@ class Renderer:
             name_in_message(exc, {str(path): image.filename, image.stored_name: image.filename})
             raise
         return Response(content=result.data, media_type=result.media_type, headers=headers)
+
+    async def _cached(self, identity: str, key: str) -> bytes | None:
+        """The cached picture, read inline when small.
+
+        Why inline: a thumbnail is tens of KiB already in the page cache; a hop
+        to a worker thread costs more than the read. Large pictures still go to
+        a thread so the event loop never waits on a big read.
+        """
+        try:
+            size = self.cache.path_for(identity, key).stat().st_size
+        except OSError:
+            return None
+        if size <= INLINE_CACHE_READ_BYTES:
+            return self.cache.get(identity, key)
+        return await anyio.to_thread.run_sync(self.cache.get, identity, key)
 
 
 RendererDep = Annotated[Renderer, Depends()]
