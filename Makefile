@@ -5,8 +5,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
-BENCH_STAMP := $(VENV)/.installed-bench
+# Peers (bioio) live in their own venv: they must never change the versions our tests run on.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-peers
 BENCH_DATA ?= $(abspath ..)/zstack-bench-data
+BENCH_MAKE_DATA ?= $(abspath ..)/shared/bench/make_data.py
 
 .PHONY: install serve test lint typecheck pytest bench format clean browser-deps
 
@@ -42,12 +45,18 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-$(BENCH_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
+$(BENCH_VENV)/bin/python:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+
+$(BENCH_STAMP): bench/requirements-peers.txt | $(BENCH_VENV)/bin/python
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements-peers.txt
 	touch $@
 
+# Generates missing files of $(BENCH_DATA) (make_data.py --only), then runs every record.
 bench: $(STAMP) $(BENCH_STAMP)
-	$(BIN)/python bench/run.py --data $(BENCH_DATA)
+	$(BIN)/python bench/run.py --data $(BENCH_DATA) --make-data $(BENCH_MAKE_DATA) \
+		--peer-python $(BENCH_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

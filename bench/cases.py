@@ -1,0 +1,478 @@
+"""What one benchmark process does: our call or a baseline's, prepared then timed.
+
+Why this shape: every figure must come from a fresh process with its imports done
+before the clock starts (bench/README "How a figure is measured"). A case is a
+function that does the imports and any untimed preparation and returns the
+zero-argument callable that child.py times. Heavy imports stay inside the
+functions, so the same module runs in .venv (ours, tifffile, pylibCZIrw) and in
+.venv-bench (bioio) without importing the other side's packages.
+
+Each callable returns a small JSON-able dict (shape, PNG size, ...) that the run
+prints as evidence that the work was really done.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    import numpy as np
+
+THUMB_SIZE = 256
+# Default composite colours of the baselines (DAPI blue, GFP green, mCherry magenta).
+COLOURS = ((0.2, 0.4, 1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 1.0))
+
+
+# --------------------------------------------------------------------- helpers
+def _downsample(plane: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
+    """Block mean so the longer side is at most ``size`` (what a thumbnail needs)."""
+    import numpy as np
+
+    h, w = plane.shape[:2]
+    f = max(1, -(-max(h, w) // size))
+    hh, ww = (h // f) * f, (w // f) * f
+    if f == 1:
+        return plane.astype(np.float32)
+    view = plane[:hh, :ww].reshape(hh // f, f, ww // f, f)
+    return view.mean(axis=(1, 3), dtype=np.float32)
+
+
+def _png(planes: Sequence[np.ndarray]) -> bytes:
+    """Percentile-stretched composite (grey for one channel) encoded as PNG bytes."""
+    import numpy as np
+    from PIL import Image
+
+    small = [_downsample(p) for p in planes]
+    norm = []
+    for s in small:
+        lo, hi = np.percentile(s, (1.0, 99.0))
+        scale = 1.0 / (hi - lo) if hi > lo else 0.0
+        norm.append(np.clip((s - lo) * scale, 0.0, 1.0))
+    if len(norm) == 1:
+        img = Image.fromarray((norm[0] * 255.0 + 0.5).astype(np.uint8), mode="L")
+    else:
+        rgb = np.zeros((*norm[0].shape, 3), np.float32)
+        for i, n in enumerate(norm):
+            rgb += n[..., None] * np.asarray(COLOURS[i % len(COLOURS)], np.float32)
+        np.clip(rgb, 0.0, 1.0, out=rgb)
+        img = Image.fromarray((rgb * 255.0 + 0.5).astype(np.uint8), mode="RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _png_info(data: bytes) -> dict[str, Any]:
+    from PIL import Image
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    with Image.open(io.BytesIO(data)) as img:
+        return {"png_bytes": len(data), "png_size": list(img.size), "png_mode": img.mode}
+
+
+def _preimport(args: dict[str, Any], *, ours: bool) -> None:
+    """Do before the clock the imports a call would otherwise do lazily on first use.
+
+    Why: the clock covers work, not imports (import time is its own record). Our
+    registry imports reader modules and the format's package on the first call;
+    a baseline imports its library at the top. ``args["preimport"]`` names the
+    third-party modules of the file's format (tifffile, pylibCZIrw.czi, ...).
+    """
+    import importlib
+
+    for name in args.get("preimport", []):
+        if not ours and name.startswith(("zstack_analyzer", "defusedxml")):
+            continue  # our own helpers: only our side uses them
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            if ours:
+                raise
+    if ours:
+        from zstack_analyzer.registry import reader_classes
+
+        reader_classes()
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    Image.preinit()  # the PNG plugin, loaded by Pillow on first save
+
+
+# ---------------------------------------------------------------- import record
+def ours_import(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    def work() -> dict[str, Any]:
+        import zstack_analyzer
+
+        return {"module": zstack_analyzer.__name__}
+
+    return work
+
+
+# ------------------------------------------------------------------- metadata
+def ours_metadata(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    from zstack_analyzer import open_image
+
+    _preimport(args, ours=True)
+    path = args["path"]
+
+    def work() -> dict[str, Any]:
+        with open_image(path) as image:
+            md = image.metadata(0)
+        ps = md.physical_size
+        return {
+            "sizes": [md.size_t, md.size_c, md.size_z, md.size_y, md.size_x],
+            "channels": [c.name for c in md.channels],
+            "voxel_um": [ps.x_um, ps.y_um, ps.z_um] if ps is not None else None,
+            "format": md.file_format,
+        }
+
+    return work
+
+
+def tifffile_metadata(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    import xml.etree.ElementTree as ET
+
+    import tifffile
+
+    _preimport(args, ours=False)
+    path = args["path"]
+
+    def work() -> dict[str, Any]:
+        with tifffile.TiffFile(path) as tf:
+            series = tf.series[0]
+            shape, axes = series.shape, series.axes
+            ome = tf.ome_metadata
+        root = ET.fromstring(ome or "<OME/>")  # noqa: S314
+        pixels = next(el for el in root.iter() if el.tag.endswith("}Pixels"))
+        channels = [el.get("Name") for el in pixels if el.tag.endswith("}Channel")]
+        voxel = [pixels.get(f"PhysicalSize{a}") for a in "XYZ"]
+        return {"shape": list(shape), "axes": axes, "channels": channels, "voxel_um": voxel}
+
+    return work
+
+
+def czi_metadata(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    from pylibCZIrw import czi as pyczi
+
+    _preimport(args, ours=False)
+    path = args["path"]
+
+    def work() -> dict[str, Any]:
+        with pyczi.open_czi(path) as doc:
+            bbox = doc.total_bounding_box
+            md = doc.metadata["ImageDocument"]["Metadata"]
+        info = md["Information"]["Image"]
+        chans = info["Dimensions"]["Channels"]["Channel"]
+        chans = chans if isinstance(chans, list) else [chans]
+        scaling = md["Scaling"]["Items"]["Distance"]
+        return {
+            "bbox": {k: list(v) for k, v in bbox.items()},
+            "channels": [c.get("@Name") for c in chans],
+            "scaling_m": [d.get("Value") for d in scaling],
+        }
+
+    return work
+
+
+def bioio_metadata(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    from bioio import BioImage
+
+    _preimport(args, ours=False)
+    path = args["path"]
+
+    def work() -> dict[str, Any]:
+        img = BioImage(path)
+        dims = img.dims
+        pps = img.physical_pixel_sizes
+        names = img.channel_names
+        return {
+            "dims": str(dims),
+            "shape": list(dims.shape),
+            "voxel_um": [pps.X, pps.Y, pps.Z],
+            "channels": list(names),
+            "reader": type(img.reader).__module__,
+        }
+
+    return work
+
+
+# --------------------------------------------------------------- lazy / load
+def ours_lazy_open(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    import asyncio
+
+    from zstack_analyzer import ImageLoader
+
+    _preimport(args, ours=True)
+    path = args["path"]
+    loader = ImageLoader()
+
+    def work() -> dict[str, Any]:
+        array, _md = asyncio.run(loader.load_image(path, lazy=True))
+        return {
+            "type": type(array).__module__,
+            "shape": list(array.shape),
+            "dtype": str(array.dtype),
+        }
+
+    return work
+
+
+def tifffile_open(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    import tifffile
+
+    _preimport(args, ours=False)
+    path = args["path"]
+
+    def work() -> dict[str, Any]:
+        tf = tifffile.TiffFile(path)
+        series = tf.series[0]
+        out = {"shape": list(series.shape), "dtype": str(series.dtype), "axes": series.axes}
+        tf.close()
+        return out
+
+    return work
+
+
+def ours_load(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    import asyncio
+
+    import numpy as np
+
+    from zstack_analyzer import ImageLoader
+
+    _preimport(args, ours=True)
+    path = args["path"]
+    loader = ImageLoader()
+
+    def work() -> dict[str, Any]:
+        array, _md = asyncio.run(loader.load_image(path, lazy=False))
+        assert isinstance(array, np.ndarray), type(array)
+        return {"shape": list(array.shape), "probe": int(array[1, 5, 1000, 1000])}
+
+    return work
+
+
+def _tile_decode_floor(path: str, threads: int) -> np.ndarray:
+    """Decode every tile with imagecodecs on ``threads`` threads into one fresh array."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import imagecodecs
+    import numpy as np
+    import tifffile
+
+    decoders = {8: imagecodecs.deflate_decode, 32946: imagecodecs.deflate_decode}
+    with tifffile.TiffFile(path) as tf:
+        series = tf.series[0]
+        pages = list(series.pages)
+        first = pages[0]
+        assert first.is_tiled and first.predictor == 1, "floor expects tiles without predictor"
+        decode = decoders[int(first.compression)]
+        th, tw = first.tilelength, first.tilewidth
+        h, w = first.shape
+        out = np.empty(series.shape, series.dtype)
+        flat = out.reshape(-1, h, w)
+        across = -(-w // tw)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+
+            def one_page(i: int) -> None:
+                tile = np.empty((th, tw), series.dtype)
+                tile_bytes = tile.reshape(-1).view(np.uint8)
+                page = pages[i]
+                for j, (off, cnt) in enumerate(
+                    zip(page.dataoffsets, page.databytecounts, strict=True)
+                ):
+                    decode(os.pread(fd, cnt, off), out=tile_bytes)
+                    ty, tx = divmod(j, across)
+                    y0, x0 = ty * th, tx * tw
+                    hh, ww = min(th, h - y0), min(tw, w - x0)
+                    flat[i, y0 : y0 + hh, x0 : x0 + ww] = tile[:hh, :ww]
+
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(one_page, range(len(pages))))
+        finally:
+            os.close(fd)
+    return out
+
+
+def decode_floor(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    import imagecodecs  # noqa: F401  (imported before the clock)
+    import numpy as np  # noqa: F401
+    import tifffile  # noqa: F401
+
+    _preimport(args, ours=False)
+    path, threads = args["path"], int(args.get("threads", 2))
+
+    def work() -> dict[str, Any]:
+        out = _tile_decode_floor(path, threads)
+        return {"shape": list(out.shape), "probe": int(out[5, 1, 1000, 1000])}
+
+    return work
+
+
+# ------------------------------------------------------------------ thumbnails
+def _render_spec(args: dict[str, Any]) -> Any:
+    from zstack_analyzer.render.spec import RenderSpec
+
+    fields = dict(args.get("spec", {}))
+    if fields.get("channels") is not None:
+        fields["channels"] = tuple(fields["channels"])
+    return RenderSpec(**fields)
+
+
+def ours_render(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    from zstack_analyzer.render.thumbnails import render_file
+
+    _preimport(args, ours=True)
+    path = args["path"]
+    spec = _render_spec(args)
+
+    def work() -> dict[str, Any]:
+        result = render_file(path, spec)  # no cache: every call renders
+        data = getattr(result, "data", result)
+        info = _png_info(bytes(data))
+        info["from_cache"] = getattr(result, "from_cache", None)
+        return info
+
+    return work
+
+
+def tifffile_page_png(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    import numpy as np  # noqa: F401
+    import tifffile
+    from PIL import Image  # noqa: F401
+
+    _preimport(args, ours=False)
+    path, z, c = args["path"], int(args["z"]), int(args.get("c", 0))
+
+    def work() -> dict[str, Any]:
+        with tifffile.TiffFile(path) as tf:
+            series = tf.series[0]
+            size_c = series.shape[series.axes.index("C")] if "C" in series.axes else 1
+            plane = series.pages[z * size_c + c].asarray()
+        return _png_info(_png([plane]))
+
+    return work
+
+
+def streamed_mip_floor(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """Read each uncompressed plane into a reused buffer and fold it in with np.maximum."""
+    import numpy as np
+    import tifffile
+    from PIL import Image  # noqa: F401
+
+    _preimport(args, ours=False)
+    path = args["path"]
+
+    def work() -> dict[str, Any]:
+        with tifffile.TiffFile(path) as tf:
+            series = tf.series[0]
+            assert series.axes == "ZCYX", series.axes
+            _, size_c, h, w = series.shape
+            pages = list(series.pages)
+            offsets = []
+            for page in pages:
+                assert page.is_contiguous, "floor expects contiguous planes"
+                offsets.append(page.dataoffsets[0])
+            dtype = series.dtype
+        acc = np.zeros((size_c, h, w), dtype)
+        buf = np.empty((h, w), dtype)
+        view = memoryview(buf.reshape(-1).view(np.uint8))
+        with open(path, "rb", buffering=0) as fh:
+            for i, off in enumerate(offsets):
+                fh.seek(off)
+                n = fh.readinto(view)
+                assert n == buf.nbytes
+                np.maximum(acc[i % size_c], buf, out=acc[i % size_c])
+        return _png_info(_png(list(acc)))
+
+    return work
+
+
+def czi_plane_loop_mip(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    import numpy as np
+    from PIL import Image  # noqa: F401
+    from pylibCZIrw import czi as pyczi
+
+    _preimport(args, ours=False)
+    path = args["path"]
+
+    def work() -> dict[str, Any]:
+        with pyczi.open_czi(path) as doc:
+            bbox = doc.total_bounding_box
+            size_z = bbox["Z"][1] - bbox["Z"][0]
+            size_c = bbox["C"][1] - bbox["C"][0]
+            acc: list[np.ndarray] = []
+            for c in range(size_c):
+                mip = None
+                for z in range(size_z):
+                    plane = doc.read(plane={"C": c, "Z": z, "T": 0})[..., 0]
+                    mip = plane.copy() if mip is None else np.maximum(mip, plane, out=mip)
+                assert mip is not None
+                acc.append(mip)
+        return _png_info(_png(acc))
+
+    return work
+
+
+def bioio_mip(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    import numpy as np
+    from bioio import BioImage
+    from PIL import Image  # noqa: F401
+
+    _preimport(args, ours=False)
+    path = args["path"]
+
+    def work() -> dict[str, Any]:
+        img = BioImage(path)
+        data = img.get_image_dask_data("CZYX")
+        mip = np.asarray(data.max(axis=1).compute())
+        return _png_info(_png(list(mip)))
+
+    return work
+
+
+# ------------------------------------------------------------------- uploads
+def disk_write_fsync(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """The upload baseline: the same bytes written to the same file system, then fsync."""
+    src, dst = args["src"], args["dst"]
+    chunk = 1024 * 1024
+
+    def work() -> dict[str, Any]:
+        buf = bytearray(chunk)
+        view = memoryview(buf)
+        total = 0
+        with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
+            while n := fin.readinto(view):
+                fout.write(view[:n])
+                total += n
+            os.fsync(fout.fileno())
+        return {"bytes": total}
+
+    return work
+
+
+CASES: dict[str, Callable[[dict[str, Any]], Callable[[], dict[str, Any]]]] = {
+    f.__name__: f
+    for f in (
+        ours_import,
+        ours_metadata,
+        tifffile_metadata,
+        czi_metadata,
+        bioio_metadata,
+        ours_lazy_open,
+        tifffile_open,
+        ours_load,
+        decode_floor,
+        ours_render,
+        tifffile_page_png,
+        streamed_mip_floor,
+        czi_plane_loop_mip,
+        bioio_mip,
+        disk_write_fsync,
+    )
+}

@@ -1,0 +1,40 @@
+"""One measurement in a fresh process: ``python bench/child.py CASE 'JSON-ARGS'``.
+
+The case's imports and preparation run before the clock; the clock covers the
+call and its result only. The process then prints one JSON line with the
+seconds, its own peak RSS (ru_maxrss, imports included) and the case's evidence.
+A case that cannot run (a piece not written yet, a missing package) prints an
+``error`` instead, so the run can say "not measured" and go on.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+import traceback
+
+
+def main() -> int:
+    name, raw_args = sys.argv[1], sys.argv[2]
+    args = json.loads(raw_args)
+    try:
+        from cases import CASES
+
+        work = CASES[name](args)
+        t0 = time.perf_counter()
+        info = work()
+        seconds = time.perf_counter() - t0
+    except Exception as exc:
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{last.filename.rsplit('/', 1)[-1]}:{last.lineno}"
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc} ({where})"}))
+        return 3
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps({"seconds": seconds, "rss_mib": rss_mib, "info": info}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
