@@ -7,9 +7,11 @@ go through the registry and the same readers, so there is one way to read.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
-from typing import TYPE_CHECKING
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -76,7 +78,7 @@ def _load_sync(
                 f"limit of {limits.max_eager_bytes / 1024**3:.1f} GiB; use lazy=True"
             )
             raise LimitExceededError(msg, path=reader.path)
-        data = _materialise(array)
+        data = _materialise(reader, position, timepoint, tuple(array.shape), array.dtype)
     except BaseException:
         reader.close()
         raise
@@ -84,16 +86,27 @@ def _load_sync(
     return data, metadata
 
 
-def _materialise(array: da.Array) -> np.ndarray:
-    """Compute ``array`` into one preallocated buffer, planes decoded on all cores.
+def _materialise(
+    reader: ImageReader, scene: int, timepoint: int, shape: tuple[int, ...], dtype: np.dtype[Any]
+) -> np.ndarray:
+    """Decode every plane of one timepoint into one preallocated C,Z,Y,X(,S) buffer.
 
-    Why not ``array.compute()``: that holds every decoded chunk and then
-    concatenates them, doubling peak memory and adding a full copy.
+    Why not ``to_dask(...).compute()``: that holds every decoded chunk and then
+    concatenates them, doubling peak memory and adding a full copy. Here each
+    plane is decoded straight into its slot, one plane per core at a time.
     """
-    import dask.array as da
+    out = np.empty(shape, dtype=dtype)
+    slots = list(itertools.product(range(shape[0]), range(shape[1])))
 
-    out = np.empty(array.shape, dtype=array.dtype)
-    da.store(array, out, lock=False, scheduler="threads", num_workers=os.cpu_count() or 1)
+    def fill(slot: tuple[int, int]) -> None:
+        c, z = slot
+        reader.read_plane_into(scene, timepoint, c, z, out[c, z])
+
+    with ThreadPoolExecutor(
+        max_workers=os.cpu_count() or 1, thread_name_prefix="zstack-load"
+    ) as pool:
+        for _ in pool.map(fill, slots):
+            pass
     return out
 
 

@@ -138,6 +138,14 @@ class ImageReader(abc.ABC):
         self.check_plane_index(scene, t, c, z)
         return np.asarray(self.to_dask(scene)[t, c, z].compute(scheduler="sync"))
 
+    def read_plane_into(self, scene: int, t: int, c: int, z: int, out: np.ndarray) -> None:
+        """Decode one plane into ``out`` (shape Y,X(,S)); readers may avoid the copy.
+
+        Why: a full load writes every plane into one preallocated array; a reader
+        that can decode straight into that slot saves a copy of the whole image.
+        """
+        out[...] = self.read_plane(scene, t, c, z)
+
     def level_count(self, scene: int = 0) -> int:
         """Number of pyramid levels of ``scene`` (1 without a pyramid)."""
         self.scene_info(scene)

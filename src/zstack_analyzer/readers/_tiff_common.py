@@ -441,6 +441,32 @@ class TiffFamilyReader(ImageReader):
         return self._read_level_plane(scene, 0, t, c, z)
 
     # ------------------------------------------------------------ reading
+    def read_plane_into(self, scene: int, t: int, c: int, z: int, out: np.ndarray) -> None:
+        """Decode a one-page plane straight into ``out`` with one thread (the caller parallelises).
+
+        Why: a full load decodes pages on all cores already, one page per
+        thread; tifffile's per-page pool on top would oversubscribe the cores,
+        and decoding into the final buffer saves a copy of the whole image.
+        """
+        self.check_plane_index(scene, t, c, z)
+        plan = self._plans[scene]
+        slot, _ = plan.locate(t, c, z)
+        with self._io_lock:
+            page = plan.page(0, slot) if plan.planes_per_slot == 1 else None
+        if page is None or not (
+            tuple(page.shape) == out.shape
+            and np.dtype(page.dtype) == out.dtype
+            and out.flags.c_contiguous
+        ):
+            out[...] = self.read_plane(scene, t, c, z)
+            return
+        self._check_segments(page)
+        try:
+            page.asarray(out=out, lock=self._io_lock, maxworkers=1)
+        except Exception as exc:
+            msg = f"{self.path.name}: cannot decode plane t={t} c={c} z={z}: {exc}"
+            raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
+
     def _read_level_plane(self, scene: int, level: int, t: int, c: int, z: int) -> np.ndarray:
         self.check_open()
         plan = self._plans[scene]
