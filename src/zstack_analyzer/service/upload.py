@@ -9,6 +9,8 @@ are buffered to 1 MiB, then hashed and written in a worker thread.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -96,7 +98,7 @@ class _Sink:
         self.ended = True
 
 
-def _write(fh: BinaryIO, hasher: hashlib._Hash, data: bytes) -> None:
+def _write(fh: BinaryIO, hasher: hashlib._Hash, data: bytes | bytearray) -> None:
     hasher.update(data)
     fh.write(data)
 
@@ -137,6 +139,10 @@ async def receive_upload(
     parser = MultipartParser(boundary, _callbacks(sink))  # type: ignore[arg-type]
     hasher = hashlib.sha256()
     fh = await anyio.to_thread.run_sync(destination.open, "wb")
+    # One write in flight while the next chunk is received and parsed: hashing and
+    # writing (in a thread) overlap with reading the socket (on the loop).
+    loop = asyncio.get_running_loop()
+    in_flight: asyncio.Future[None] | None = None
     try:
         try:
             async for chunk in request.stream():
@@ -146,9 +152,10 @@ async def receive_upload(
                     msg = f"upload is over the limit of {max_bytes:,} bytes"
                     raise UploadTooLargeError(msg)
                 if len(sink.pending) >= CHUNK_BYTES:
-                    data = bytes(sink.pending)
-                    sink.pending.clear()
-                    await anyio.to_thread.run_sync(_write, fh, hasher, data)
+                    data, sink.pending = sink.pending, bytearray()
+                    if in_flight is not None:
+                        await in_flight
+                    in_flight = loop.run_in_executor(None, _write, fh, hasher, data)
             parser.finalize()
         except MultipartParseError as exc:
             msg = f"malformed multipart body: {exc}"
@@ -170,11 +177,17 @@ async def receive_upload(
         if not sink.ended:
             msg = "the multipart body ended early (upload interrupted?)"
             raise BadUploadError(msg)
+        if in_flight is not None:
+            await in_flight
+            in_flight = None
         if sink.pending:
-            await anyio.to_thread.run_sync(_write, fh, hasher, bytes(sink.pending))
-            sink.pending.clear()
+            await anyio.to_thread.run_sync(_write, fh, hasher, sink.pending)
+            sink.pending = bytearray()
         await anyio.to_thread.run_sync(fh.flush)
     except BaseException:
+        if in_flight is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(in_flight)
         await anyio.to_thread.run_sync(fh.close)
         destination.unlink(missing_ok=True)
         raise
