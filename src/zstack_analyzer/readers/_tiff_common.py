@@ -460,12 +460,7 @@ class TiffFamilyReader(ImageReader):
         ):
             out[...] = self.read_plane(scene, t, c, z)
             return
-        self._check_segments(page)
-        try:
-            page.asarray(out=out, lock=self._io_lock, maxworkers=1)
-        except Exception as exc:
-            msg = f"{self.path.name}: cannot decode plane t={t} c={c} z={z}: {exc}"
-            raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
+        self._decode_page(page, (t, c, z), out=out, maxworkers=1)
 
     def _read_level_plane(self, scene: int, level: int, t: int, c: int, z: int) -> np.ndarray:
         self.check_open()
@@ -487,13 +482,25 @@ class TiffFamilyReader(ImageReader):
         if plan.planes_per_slot > 1:
             offset = plan.contiguous_offset(level) if plan.contiguous_offset else None
             return self._read_contiguous(page, offset, sub, out_shape, plan.dtype)
+        data = self._decode_page(page, (t, c, z), maxworkers=self._workers)
+        return self._normalise(np.asarray(data), str(page.axes), out_shape, plan.dtype)
+
+    def _decode_page(
+        self,
+        page: Any,
+        tcz: tuple[int, int, int],
+        *,
+        maxworkers: int,
+        out: np.ndarray | None = None,
+    ) -> Any:
+        """Bounds-check ``page`` and decode it (into ``out`` when given), errors wrapped."""
         self._check_segments(page)
         try:
-            data = page.asarray(lock=self._io_lock, maxworkers=self._workers)
+            return page.asarray(out=out, lock=self._io_lock, maxworkers=maxworkers)
         except Exception as exc:
+            t, c, z = tcz
             msg = f"{self.path.name}: cannot decode plane t={t} c={c} z={z}: {exc}"
             raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
-        return self._normalise(np.asarray(data), str(page.axes), out_shape, plan.dtype)
 
     def _normalise(
         self, data: np.ndarray, axes: str, out_shape: tuple[int, ...], dtype: np.dtype[Any]
