@@ -1,4 +1,4 @@
-"""Command line: ``zstack info | thumbnail | serve | db upgrade``.
+"""Command line: ``zstack info | thumbnail | convert | serve | db upgrade``.
 
 Why typer: one typed function per command gives ``--help`` and argument
 checking for free. The CLI is a thin caller of the library and the service;
@@ -138,6 +138,43 @@ def thumbnail(
         raise _fail(exc) from exc
     out.write_bytes(result.data)
     typer.echo(f"wrote {out} ({len(result.data):,} bytes)")
+
+
+@app.command()
+def convert(
+    file: Annotated[Path, typer.Argument(help="Image file (any format we read)")],
+    out: Annotated[Path, typer.Argument(help="New OME-Zarr directory, e.g. cells.ome.zarr")],
+    ngff: Annotated[str, typer.Option(help="NGFF version: 0.4 (zarr v2) or 0.5 (zarr v3)")] = "0.4",
+    scene: Annotated[int, typer.Option(help="Scene to write")] = 0,
+    all_scenes: Annotated[
+        bool, typer.Option("--all-scenes", help="Every scene, as a bioformats2raw collection")
+    ] = False,
+    scheduler: Annotated[
+        str | None, typer.Option(help="dask.distributed scheduler address (default: local threads)")
+    ] = None,
+) -> None:
+    """Convert a file to OME-Zarr (multiscale pyramid, units, channel colours, our metadata)."""
+    from zstack_analyzer.zarr.writer import convert as convert_file
+
+    if ngff not in ("0.4", "0.5"):
+        msg = f"--ngff {ngff}: use 0.4 or 0.5"
+        raise typer.BadParameter(msg)
+    try:
+        result = convert_file(
+            file,
+            out,
+            ngff=ngff,  # type: ignore[arg-type]
+            scene=scene,
+            all_scenes=all_scenes,
+            scheduler=scheduler,
+            progress=lambda line: typer.echo(line, err=True),
+        )
+    except (ZstackError, FileNotFoundError, FileExistsError) as exc:
+        raise _fail(exc) from exc
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    levels = ", ".join(f"{y}x{x}" for y, x in result.levels[0])
+    typer.echo(f"wrote {out} (NGFF {result.ngff}, {len(result.scenes)} scene(s), levels {levels})")
 
 
 @app.command()

@@ -1,0 +1,291 @@
+"""``convert``: any file we read -> OME-Zarr (NGFF 0.4 on zarr v2, or 0.5 on zarr v3).
+
+Why plane by plane: with XY-only pyramid steps, every level of a plane comes
+from that plane alone, so one task reads a plane once, writes it, halves it,
+writes that, and so on down to <= 512 px. Memory is a few planes per worker
+whatever the file size, the source is read exactly once, and the tasks are
+independent, so dask runs them in parallel (threads, or a dask.distributed
+cluster given by its scheduler address).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from zstack_analyzer.errors import SceneNotFoundError
+from zstack_analyzer.zarr.ngff import (
+    AXES,
+    SceneLayout,
+    multiscales_attrs,
+    omero_attrs,
+    scene_layout,
+    zstack_attrs,
+)
+from zstack_analyzer.zarr.pyramid import downsample2x
+from zstack_analyzer.zarr.source import SceneSource
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from zstack_analyzer.limits import ReadLimits
+    from zstack_analyzer.readers._base import ImageReader
+
+__all__ = ["ConvertResult", "NgffVersion", "convert"]
+
+logger = logging.getLogger(__name__)
+
+NgffVersion = Literal["0.4", "0.5"]
+#: Planes sampled (evenly along Z) for each channel's display window.
+WINDOW_SAMPLE_PLANES = 16
+
+
+@dataclass
+class ConvertResult:
+    """What :func:`convert` wrote.
+
+    Examples
+    --------
+    >>> ConvertResult(Path("out.ome.zarr"), "0.4", [0], [[(1024, 1024), (512, 512)]]).scenes
+    [0]
+    """
+
+    path: Path
+    ngff: str
+    scenes: list[int]
+    levels: list[list[tuple[int, int]]]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _compressor(zarr_format: int) -> Any:
+    """Blosc LZ4 with byte shuffle: fast to write and to read, about as small as zlib on images."""
+    if zarr_format == 2:
+        from numcodecs import Blosc
+
+        return Blosc(cname="lz4", clevel=5, shuffle=Blosc.SHUFFLE)
+    from zarr.codecs import BloscCodec
+
+    return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+
+
+def _create_levels(group: Any, layout: SceneLayout, zarr_format: int) -> list[Any]:
+    arrays = []
+    for level in range(len(layout.levels)):
+        kwargs: dict[str, Any] = {
+            "name": str(level),
+            "shape": layout.level_shape(level),
+            "chunks": layout.level_chunks(level),
+            "dtype": layout.dtype,
+            "compressors": _compressor(zarr_format),
+            "fill_value": 0,
+        }
+        if zarr_format == 2:
+            kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+        else:
+            kwargs["dimension_names"] = AXES
+        arrays.append(group.create_array(**kwargs))
+    return arrays
+
+
+class _PlaneWriter:
+    """The task of one file plane: read it once, write every level of every sample of it."""
+
+    def __init__(self, reader: ImageReader, scene: int, arrays: list[Any]) -> None:
+        self.reader = reader
+        self.scene = scene
+        self.arrays = arrays
+
+    def __call__(self, t: int, c_file: int, z: int) -> int:
+        source = SceneSource(self.reader, self.scene)
+        samples = source.read_plane_samples(t, c_file, z)
+        for s in range(samples.shape[2]):
+            plane = np.ascontiguousarray(samples[:, :, s])
+            c = c_file * source.spp + s
+            for level, array in enumerate(self.arrays):
+                if level:
+                    plane = downsample2x(plane)
+                array[t, c, z] = plane
+        return 1
+
+
+def _run(tasks: list[Any], scheduler: str | None, workers: int | None) -> None:
+    """Compute ``tasks`` (dask delayed) on threads, or on the cluster at ``scheduler``."""
+    import dask
+
+    if scheduler:
+        from distributed import Client
+
+        with Client(scheduler) as client:  # type: ignore[no-untyped-call]
+            futures = client.compute(tasks)
+            client.gather(futures)
+        return
+    dask.compute(*tasks, scheduler="threads", num_workers=workers or os.cpu_count() or 1)
+
+
+def _windows(arrays: list[Any], layout: SceneLayout) -> list[tuple[float, float]]:
+    """1-99 percentile display window per channel, from the smallest level (a few planes)."""
+    from zstack_analyzer.render.colour import percentile_window
+
+    top = arrays[-1]
+    _t_size, c_size, z_size = layout.shape[:3]
+    zs = sorted(
+        {
+            round(i * (z_size - 1) / max(1, WINDOW_SAMPLE_PLANES - 1))
+            for i in range(min(z_size, WINDOW_SAMPLE_PLANES))
+        }
+    )
+    windows = []
+    for c in range(c_size):
+        data = np.stack([np.asarray(top[0, c, z]) for z in zs])
+        windows.append(percentile_window(data))
+    return windows
+
+
+def _write_scene(
+    reader: ImageReader,
+    scene: int,
+    group: Any,
+    *,
+    version: NgffVersion,
+    scheduler: str | None,
+    workers: int | None,
+    progress: Callable[[str], None] | None,
+) -> SceneLayout:
+    import dask
+
+    source = SceneSource(reader, scene)
+    metadata = source.metadata
+    layout = scene_layout(metadata, file_tile=source.file_tile())
+    zarr_format = 2 if version == "0.4" else 3
+    arrays = _create_levels(group, layout, zarr_format)
+    writer = _PlaneWriter(reader, scene, arrays)
+    t_size, _, z_size = layout.shape[:3]
+    task = dask.delayed(writer, pure=False)
+    tasks = [
+        task(t, c, z) for t in range(t_size) for c in range(metadata.size_c) for z in range(z_size)
+    ]
+    if progress is not None:
+        progress(f"scene {scene}: {len(tasks)} planes, {len(layout.levels)} levels")
+    _run(tasks, scheduler, workers)
+    name = metadata.scene_name or metadata.filename
+    multiscales = multiscales_attrs(layout, name=name, version=version)
+    omero = omero_attrs(metadata, layout, windows=_windows(arrays, layout))
+    metadata.warnings.extend(f"OME-Zarr: {w}" for w in layout.warnings)
+    ours = zstack_attrs(metadata)
+    if version == "0.4":
+        group.attrs.update({**multiscales, **omero, **ours})
+    else:
+        group.attrs.update({"ome": {"version": "0.5", **multiscales, **omero}, **ours})
+    for warning in layout.warnings:
+        logger.warning("%s scene %d: %s", reader.path.name, scene, warning)
+    return layout
+
+
+def convert(
+    path: Path | str,
+    out: Path | str,
+    /,
+    *,
+    ngff: NgffVersion = "0.4",
+    scene: int = 0,
+    all_scenes: bool = False,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    limits: ReadLimits | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ConvertResult:
+    """Write ``path`` as an OME-Zarr at ``out`` (which must not exist).
+
+    Parameters
+    ----------
+    path
+        Any file :func:`~zstack_analyzer.open_image` reads.
+    out
+        The new ``.ome.zarr`` directory.
+    ngff
+        "0.4" (zarr v2, what most tools read today) or "0.5" (zarr v3).
+    scene
+        The scene to write as one image (ignored with ``all_scenes``).
+    all_scenes
+        Write every scene as a bioformats2raw-style collection: groups "0",
+        "1", ... and an "OME" group listing them.
+    scheduler
+        Address of a dask.distributed scheduler; ``None`` runs on local threads.
+    workers
+        Threads when running locally (default: the cores).
+    progress
+        Called with a line of text per scene.
+
+    Examples
+    --------
+    >>> convert("cells.czi", "cells.ome.zarr")  # doctest: +SKIP
+    ConvertResult(path=PosixPath('cells.ome.zarr'), ngff='0.4', scenes=[0], ...)
+    """
+    import zarr
+
+    from zstack_analyzer.loader import open_image
+
+    out = Path(out)
+    if out.exists():
+        msg = f"{out}: already exists; choose a new output path"
+        raise FileExistsError(msg)
+    zarr_format: Literal[2, 3] = 2 if ngff == "0.4" else 3
+    with open_image(path, limits=limits) as reader:
+        n_scenes = len(reader.scenes())
+        if not all_scenes and not 0 <= scene < n_scenes:
+            msg = f"{reader.path.name}: scene {scene} does not exist; it has {n_scenes}"
+            raise SceneNotFoundError(msg, path=reader.path)
+        scenes: Sequence[int] = range(n_scenes) if all_scenes else [scene]
+        root = zarr.open_group(str(out), mode="w-", zarr_format=zarr_format)
+        result = ConvertResult(path=out, ngff=ngff, scenes=list(scenes), levels=[])
+        kwargs: dict[str, Any] = {
+            "version": ngff,
+            "scheduler": scheduler,
+            "workers": workers,
+            "progress": progress,
+        }
+        if all_scenes:
+            _write_collection(reader, root, scenes, result, ngff, kwargs)
+        else:
+            layout = _write_scene(reader, scene, root, **kwargs)
+            result.levels.append(layout.levels)
+            result.warnings.extend(layout.warnings)
+    return result
+
+
+def _write_collection(
+    reader: ImageReader,
+    root: Any,
+    scenes: Sequence[int],
+    result: ConvertResult,
+    ngff: NgffVersion,
+    kwargs: dict[str, Any],
+) -> None:
+    """The bioformats2raw layout: one image group per scene, plus ``OME`` listing them."""
+    for index in scenes:
+        layout = _write_scene(reader, index, root.create_group(str(index)), **kwargs)
+        result.levels.append(layout.levels)
+        result.warnings.extend(f"scene {index}: {w}" for w in layout.warnings)
+    series = [str(i) for i in scenes]
+    ome = root.create_group("OME")
+    if ngff == "0.4":
+        root.attrs.update({"bioformats2raw.layout": 3})
+        ome.attrs.update({"series": series})
+    else:
+        root.attrs.update({"ome": {"version": "0.5", "bioformats2raw.layout": 3}})
+        ome.attrs.update({"ome": {"version": "0.5", "series": series}})
+    xml = _ome_xml(reader)
+    if xml is not None:
+        (Path(result.path) / "OME" / "METADATA.ome.xml").write_text(xml, encoding="utf-8")
+
+
+def _ome_xml(reader: ImageReader) -> str | None:
+    """The file's own OME-XML when it has one (OME-TIFF), for ``OME/METADATA.ome.xml``."""
+    tif = getattr(reader, "tif", None)
+    xml = getattr(tif, "ome_metadata", None) if tif is not None else None
+    return xml if isinstance(xml, str) and xml.strip() else None
