@@ -133,6 +133,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             finally:
                 task_group.cancel_scope.cancel()
     finally:
+        stores = getattr(app.state, "zarr_stores", None)
+        if stores is not None:
+            stores.close()
         app.state.database.engine.dispose()
 
 
@@ -156,7 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from zstack_analyzer.service.deps import require_token
     from zstack_analyzer.service.errors import install_error_handlers
-    from zstack_analyzer.service.routes import formats, health, images, render
+    from zstack_analyzer.service.routes import formats, health, images, render, zarr_store
 
     settings = settings or Settings()
     app = FastAPI(
@@ -173,6 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router, dependencies=auth)
     app.include_router(images.router, dependencies=auth)
     app.include_router(render.router, dependencies=auth)
+    app.include_router(zarr_store.router, dependencies=auth)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

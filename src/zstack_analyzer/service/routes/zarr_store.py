@@ -1,0 +1,217 @@
+"""``/api/images/{id}/zarr/...``: every stored image as a virtual OME-Zarr (NGFF 0.4).
+
+Why here and not a conversion: napari, vizarr and zarr itself open the URL and
+read only the chunks they show; the chunks are made from the original file
+on request (:mod:`zstack_analyzer.zarr.virtual`), lower levels once, into the
+render cache.
+
+``/zarr/`` is scene 0, ``/zarr/{scene}/`` any scene. A key the store lacks is
+a 404 (zarr clients probe for optional keys), with code ``no_such_key`` so it
+is told apart from an unknown image (``image_not_found``). Auth, ETags and
+CORS are those of the rest of the API.
+"""
+
+import hashlib
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Path, Request, Response
+
+from zstack_analyzer.errors import ZstackError
+from zstack_analyzer.service.deps import (
+    CacheDep,
+    DatabaseDep,
+    PoolDep,
+    RecordsDep,
+    SettingsDep,
+    StorageDep,
+)
+from zstack_analyzer.service.errors import problem_response
+from zstack_analyzer.service.routes import problems
+from zstack_analyzer.service.routes.images import etag_matches, name_in_message
+from zstack_analyzer.zarr.virtual import STORE_VERSION
+
+if TYPE_CHECKING:
+    from pathlib import Path as FilePath
+
+    from zstack_analyzer.cache import RenderCache
+    from zstack_analyzer.limits import ReadLimits
+    from zstack_analyzer.service.db.models import Image
+    from zstack_analyzer.service.storage import Storage
+    from zstack_analyzer.zarr.virtual import VirtualOmeZarr
+
+__all__ = ["OpenStores", "router"]
+
+router = APIRouter(prefix="/api/images", tags=["ome-zarr"])
+
+#: Open files kept per server process (a zarr client asks for many keys in a row).
+OPEN_STORES = 8
+_JSON_NAMES = (".zgroup", ".zattrs", ".zarray", ".zmetadata")
+
+
+class OpenStores:
+    """A small LRU of open virtual stores, keyed by the image's content hash.
+
+    Why: opening an OME-TIFF parses its XML and IFDs; a viewer asks for tens
+    of keys per second, each must not reopen the file. Readers are
+    thread-safe, so one open store serves concurrent requests.
+    """
+
+    def __init__(self, *, size: int = OPEN_STORES) -> None:
+        self.size = size
+        self._stores: OrderedDict[str, VirtualOmeZarr] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(
+        self, path: "FilePath", identity: str, cache: "RenderCache", limits: "ReadLimits"
+    ) -> "VirtualOmeZarr":
+        """The store of the file at ``path`` (opened on first use)."""
+        from zstack_analyzer.loader import open_image
+        from zstack_analyzer.zarr.virtual import VirtualOmeZarr
+
+        with self._lock:
+            store = self._stores.get(identity)
+            if store is not None:
+                self._stores.move_to_end(identity)
+                return store
+        reader = open_image(path, limits=limits)
+        store = VirtualOmeZarr(reader, cache=cache, identity=identity)
+        with self._lock:
+            existing = self._stores.get(identity)
+            if existing is not None:
+                reader.close()
+                return existing
+            self._stores[identity] = store
+            while len(self._stores) > self.size:
+                _, old = self._stores.popitem(last=False)
+                old.reader.close()
+        return store
+
+    def close(self) -> None:
+        """Close every open file."""
+        with self._lock:
+            for store in self._stores.values():
+                store.reader.close()
+            self._stores.clear()
+
+
+def open_stores(request: Request) -> OpenStores:
+    """The app's :class:`OpenStores` (made on first use)."""
+    state = request.app.state
+    stores: OpenStores | None = getattr(state, "zarr_stores", None)
+    if stores is None:
+        stores = OpenStores()
+        state.zarr_stores = stores
+    return stores
+
+
+def readable_path(image: "Image", storage: "Storage") -> "FilePath":
+    """The file a reader opens for ``image`` (the one place this route asks storage)."""
+    return storage.path(image.stored_name)
+
+
+def _key_bytes(
+    stores: OpenStores,
+    path: "FilePath",
+    identity: str,
+    cache: "RenderCache",
+    limits: "ReadLimits",
+    key: str,
+) -> bytes | None:
+    store = stores.get(path, identity, cache, limits)
+    try:
+        return store.get(key)
+    except KeyError:
+        return None
+
+
+_ZARR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+        "description": "A metadata document (JSON) or a chunk (raw little-endian bytes)",
+    },
+    304: {"description": "Not modified (If-None-Match matched the ETag)"},
+    **problems(401, 404, 422, 500),
+}
+
+
+async def _serve(
+    request: Request,
+    image_id: str,
+    key: str,
+    *,
+    database: DatabaseDep,
+    storage: StorageDep,
+    pool: PoolDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    records: RecordsDep,
+) -> Response:
+    image = await records.require(database, image_id)
+    key = key.strip("/")
+    etag = hashlib.sha256(f"{STORE_VERSION}:{image.sha256}:{key}".encode()).hexdigest()[:32]
+    headers = {
+        "ETag": f'"{etag}"',
+        "Cache-Control": f"private, max-age={settings.render.max_age_seconds}",
+    }
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    path = readable_path(image, storage)
+    try:
+        data = await pool.run(
+            _key_bytes,
+            open_stores(request),
+            path,
+            image.sha256,
+            cache,
+            settings.limits.read_limits(),
+            key,
+        )
+    except ZstackError as exc:
+        name_in_message(exc, {str(path): image.filename, image.stored_name: image.filename})
+        raise
+    if data is None:
+        return problem_response(
+            404, code="no_such_key", detail=f"{image.filename}: the OME-Zarr has no key {key!r}"
+        )
+    name = key.rsplit("/", 1)[-1]
+    media_type = "application/json" if name in _JSON_NAMES else "application/octet-stream"
+    return Response(content=data, media_type=media_type, headers=headers)
+
+
+@router.api_route(
+    "/{image_id}/zarr/{key:path}",
+    methods=["GET", "HEAD"],
+    response_class=Response,
+    summary="The image as an OME-Zarr (NGFF 0.4, zarr v2): scene 0 at zarr/, scene n at zarr/{n}/",
+    responses=_ZARR_RESPONSES,
+)
+async def zarr_key(
+    request: Request,
+    image_id: str,
+    key: Annotated[
+        str, Path(description='A zarr key, e.g. ".zattrs", "0/0/.zarray", "1/0/0/0/0/0/0"')
+    ],
+    database: DatabaseDep,
+    storage: StorageDep,
+    pool: PoolDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    records: RecordsDep,
+) -> Response:
+    """One key of the virtual OME-Zarr, made from the original file on request."""
+    return await _serve(
+        request,
+        image_id,
+        key,
+        database=database,
+        storage=storage,
+        pool=pool,
+        cache=cache,
+        settings=settings,
+        records=records,
+    )

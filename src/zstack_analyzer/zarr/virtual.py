@@ -1,0 +1,236 @@
+"""A virtual OME-Zarr (NGFF 0.4, zarr v2 keys) of any file we read, made on request.
+
+Why virtual: a stored image becomes readable by napari, vizarr, neuroglancer
+or zarr itself by URL, with no conversion step and no second copy on disk.
+
+Layout (keys relative to the store root)::
+
+    .zgroup, .zattrs           scene 0 as an image; its levels are the arrays "0/0", "0/1", ...
+    {scene}/.zgroup, .zattrs   scene ``scene`` as an image, levels "0", "1", ...
+    {scene}/{level}/.zarray
+    {scene}/{level}/{t}/{c}/{z}/{cy}/{cx}   a chunk: raw little-endian bytes, C order
+
+Why scene 0's levels live under "0/": the URL of scene ``n`` is ``{root}/{n}/``,
+so a level of scene 0 named "1" at the root would be the same key as scene 1.
+NGFF dataset paths are relative paths, so "0/1" is as valid as "1".
+
+Level-0 chunks are the file's planes or tiles (read through
+:class:`~zstack_analyzer.zarr.source.SceneSource`); a chunk of a lower level
+is the 2x reduction of the region of the level above that it covers, kept in
+the render cache so each is computed once per file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from zstack_analyzer.zarr.ngff import multiscales_attrs, omero_attrs, scene_layout
+from zstack_analyzer.zarr.pyramid import downsample2x
+from zstack_analyzer.zarr.source import SceneSource
+
+if TYPE_CHECKING:
+    from zstack_analyzer.cache import RenderCache
+    from zstack_analyzer.readers._base import ImageReader
+    from zstack_analyzer.zarr.ngff import SceneLayout
+
+__all__ = ["STORE_VERSION", "VirtualOmeZarr"]
+
+logger = logging.getLogger(__name__)
+
+#: Part of every cache key and ETag: bump when the bytes served for a key change.
+STORE_VERSION = "vz1"
+_JSON = {"indent": None, "separators": (",", ":"), "sort_keys": True}
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, **_JSON).encode()  # type: ignore[arg-type]
+
+
+class VirtualOmeZarr:
+    """The keys of the virtual store of one open file.
+
+    ``get(key)`` returns the bytes of a key or raises ``KeyError`` for a key
+    the store does not have (an HTTP 404: zarr clients probe for keys).
+
+    Parameters
+    ----------
+    reader
+        The open file.
+    cache
+        Where chunks of reduced levels are kept (``None``: computed each time).
+    identity
+        Content identity of the file (the upload's SHA-256 in the service).
+
+    Examples
+    --------
+    >>> store = VirtualOmeZarr(reader, cache=None, identity="ab12")  # doctest: +SKIP
+    >>> json.loads(store.get("0/0/.zarray"))["chunks"]  # doctest: +SKIP
+    [1, 1, 1, 1024, 1024]
+    """
+
+    def __init__(self, reader: ImageReader, *, cache: RenderCache | None, identity: str) -> None:
+        self.reader = reader
+        self.cache = cache
+        self.identity = identity
+        self._sources: dict[int, SceneSource] = {}
+        self._layouts: dict[int, SceneLayout] = {}
+
+    # ------------------------------------------------------------------ scenes
+    def source(self, scene: int) -> SceneSource:
+        """The :class:`SceneSource` of ``scene`` (``KeyError`` when it does not exist)."""
+        if scene not in self._sources:
+            if not 0 <= scene < len(self.reader.scenes()):
+                raise KeyError(scene)
+            self._sources[scene] = SceneSource(self.reader, scene)
+        return self._sources[scene]
+
+    def layout(self, scene: int) -> SceneLayout:
+        """The NGFF layout of ``scene``."""
+        if scene not in self._layouts:
+            source = self.source(scene)
+            self._layouts[scene] = scene_layout(source.metadata, file_tile=source.file_tile())
+        return self._layouts[scene]
+
+    # ------------------------------------------------------------------ keys
+    def get(self, key: str) -> bytes:
+        """The bytes of ``key``; ``KeyError`` when the store has no such key."""
+        parts = key.strip("/").split("/")
+        if parts in ([".zgroup"], [".zattrs"]):
+            return self._group_key(0, parts[0], prefix="0/")
+        if not parts[0].isdigit():
+            raise KeyError(key)
+        scene = int(parts[0])
+        rest = parts[1:]
+        if rest in ([".zgroup"], [".zattrs"]):
+            return self._group_key(scene, rest[0], prefix="")
+        if len(rest) < 2 or not rest[0].isdigit():
+            raise KeyError(key)
+        level = int(rest[0])
+        layout = self.layout(scene)
+        if not 0 <= level < len(layout.levels):
+            raise KeyError(key)
+        if rest[1:] == [".zarray"]:
+            return _json(self.zarray(scene, level))
+        if rest[1:] == [".zattrs"]:
+            return b"{}"
+        if len(rest) != 6 or not all(p.isdigit() for p in rest[1:]):
+            raise KeyError(key)
+        t, c, z, cy, cx = (int(p) for p in rest[1:])
+        return self.chunk(scene, level, t, c, z, cy, cx)
+
+    def _group_key(self, scene: int, name: str, *, prefix: str) -> bytes:
+        if name == ".zgroup":
+            self.layout(scene)  # KeyError for a missing scene
+            return _json({"zarr_format": 2})
+        return _json(self.attrs(scene, prefix=prefix))
+
+    def attrs(self, scene: int, *, prefix: str = "") -> dict[str, Any]:
+        """The group attributes of ``scene``: ``multiscales`` (paths under ``prefix``) and ``omero``."""
+        layout = self.layout(scene)
+        metadata = self.source(scene).metadata
+        multiscales = multiscales_attrs(
+            layout, name=metadata.scene_name or metadata.filename, version="0.4"
+        )
+        for dataset in multiscales["multiscales"][0]["datasets"]:
+            dataset["path"] = prefix + dataset["path"]
+        return {
+            **multiscales,
+            **omero_attrs(metadata, layout),
+            "zstack": {
+                "scenes": len(self.reader.scenes()),
+                "scene": scene,
+                "warnings": [*layout.warnings],
+            },
+        }
+
+    def zarray(self, scene: int, level: int) -> dict[str, Any]:
+        """The ``.zarray`` of a level: uncompressed chunks, little-endian, C order."""
+        layout = self.layout(scene)
+        return {
+            "zarr_format": 2,
+            "shape": list(layout.level_shape(level)),
+            "chunks": list(layout.level_chunks(level)),
+            "dtype": layout.dtype.newbyteorder("<").str,
+            "compressor": None,
+            "fill_value": 0,
+            "order": "C",
+            "filters": None,
+            "dimension_separator": "/",
+        }
+
+    # ------------------------------------------------------------------ chunks
+    def chunk_grid(self, scene: int, level: int) -> tuple[int, int, int, int, int]:
+        """Number of chunks along T, C, Z, Y, X of a level."""
+        layout = self.layout(scene)
+        shape, chunks = layout.level_shape(level), layout.level_chunks(level)
+        t, c, z, y, x = (math.ceil(s / k) for s, k in zip(shape, chunks, strict=True))
+        return (t, c, z, y, x)
+
+    def chunk(self, scene: int, level: int, t: int, c: int, z: int, cy: int, cx: int) -> bytes:
+        """The bytes of one chunk (full chunk size: edge chunks are padded with 0)."""
+        grid = self.chunk_grid(scene, level)
+        if not all(0 <= v < n for v, n in zip((t, c, z, cy, cx), grid, strict=True)):
+            raise KeyError((scene, level, t, c, z, cy, cx))
+        layout = self.layout(scene)
+        ch, cw = layout.level_chunks(level)[3:]
+        data = self._chunk_array(scene, level, t, c, z, cy, cx)
+        if data.shape != (ch, cw):
+            padded = np.zeros((ch, cw), dtype=data.dtype)
+            padded[: data.shape[0], : data.shape[1]] = data
+            data = padded
+        return np.ascontiguousarray(data, dtype=layout.dtype.newbyteorder("<")).tobytes()
+
+    def _cache_key(self, scene: int, level: int, t: int, c: int, z: int, cy: int, cx: int) -> str:
+        return f"{STORE_VERSION}-s{scene}-l{level}-{t}-{c}-{z}-{cy}-{cx}"
+
+    def _chunk_array(
+        self, scene: int, level: int, t: int, c: int, z: int, cy: int, cx: int
+    ) -> np.ndarray:
+        """The chunk's pixels, unpadded (edge chunks are smaller)."""
+        layout = self.layout(scene)
+        ch, cw = layout.level_chunks(level)[3:]
+        ny, nx = layout.levels[level]
+        y0, x0 = cy * ch, cx * cw
+        y1, x1 = min(ny, y0 + ch), min(nx, x0 + cw)
+        if level == 0:
+            return self.source(scene).read_region(t, c, z, y0, y1, x0, x1)
+        key = self._cache_key(scene, level, t, c, z, cy, cx)
+        dtype = layout.dtype
+        if self.cache is not None:
+            cached = self.cache.get(self.identity, key)
+            if cached is not None and len(cached) == (y1 - y0) * (x1 - x0) * dtype.itemsize:
+                return np.frombuffer(cached, dtype=dtype).reshape(y1 - y0, x1 - x0)
+        py, px = layout.levels[level - 1]
+        above = self._region(
+            scene, level - 1, t, c, z, 2 * y0, min(py, 2 * y1), 2 * x0, min(px, 2 * x1)
+        )
+        data = downsample2x(above)[: y1 - y0, : x1 - x0]
+        data = np.ascontiguousarray(data)
+        if self.cache is not None:
+            self.cache.put(self.identity, key, data.tobytes())
+        return data
+
+    def _region(
+        self, scene: int, level: int, t: int, c: int, z: int, y0: int, y1: int, x0: int, x1: int
+    ) -> np.ndarray:
+        """Rows y0:y1, columns x0:x1 of a level, assembled from its chunks."""
+        layout = self.layout(scene)
+        if level == 0:
+            return self.source(scene).read_region(t, c, z, y0, y1, x0, x1)
+        ch, cw = layout.level_chunks(level)[3:]
+        out = np.empty((y1 - y0, x1 - x0), dtype=layout.dtype)
+        for cy in range(y0 // ch, (y1 - 1) // ch + 1):
+            for cx in range(x0 // cw, (x1 - 1) // cw + 1):
+                block = self._chunk_array(scene, level, t, c, z, cy, cx)
+                by, bx = cy * ch, cx * cw
+                sy0, sy1 = max(y0, by), min(y1, by + block.shape[0])
+                sx0, sx1 = max(x0, bx), min(x1, bx + block.shape[1])
+                out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = block[
+                    sy0 - by : sy1 - by, sx0 - bx : sx1 - bx
+                ]
+        return out
