@@ -32,6 +32,7 @@ READER_CLASSES: tuple[str, ...] = (
     "zstack_analyzer.readers.czi:CziReader",
     "zstack_analyzer.readers.nd2:Nd2Reader",
     "zstack_analyzer.readers.lif:LifReader",
+    "zstack_analyzer.zarr.reader:OmeZarrReader",
     "zstack_analyzer.readers.tiff:TiffReader",
 )
 
@@ -112,6 +113,11 @@ def detect_reader(path: Path | str) -> type[ImageReader]:
     CorruptFileError
         When the file is empty.
     """
+    if _is_url(path):
+        # A URL can only be an OME-Zarr (files are uploaded, not fetched).
+        from zstack_analyzer.zarr.reader import OmeZarrReader
+
+        return OmeZarrReader
     path = Path(path)
     if not path.exists():
         if not _has_known_suffix(path):
@@ -120,7 +126,10 @@ def detect_reader(path: Path | str) -> type[ImageReader]:
         msg = f"{path}: no such file"
         raise FileNotFoundError(msg)
     if path.is_dir():
-        msg = f"{path.name}: is a directory, not an image file"
+        for cls in reader_classes():
+            if cls.sniff(b"", path):
+                return cls
+        msg = f"{path.name}: is a directory, not an image file (nor an OME-Zarr)"
         raise UnsupportedFormatError(msg, path=path)
     with path.open("rb") as fh:
         head = fh.read(HEAD_BYTES)
@@ -132,6 +141,10 @@ def detect_reader(path: Path | str) -> type[ImageReader]:
             return cls
     msg = f"{path.name}: unsupported format (the content matches no reader: {', '.join(f.name for f in supported_formats())})"
     raise UnsupportedFormatError(msg, path=path)
+
+
+def _is_url(path: Path | str) -> bool:
+    return isinstance(path, str) and path.lower().startswith(("http://", "https://"))
 
 
 def open_reader(path: Path | str, /, *, limits: ReadLimits | None = None) -> ImageReader:
@@ -146,7 +159,7 @@ def open_reader(path: Path | str, /, *, limits: ReadLimits | None = None) -> Ima
     missing = [p for p in cls.required_packages if not _package_available(p)]
     if missing:
         msg = (
-            f"{Path(path).name}: is a {cls.format_name} file, but its reader needs the package "
+            f"{path if _is_url(path) else Path(path).name}: is a {cls.format_name} file, but its reader needs the package "
             f"{missing[0]!r}: pip install {missing[0]}"
         )
         raise MissingDependencyError(msg, package=missing[0], path=path)

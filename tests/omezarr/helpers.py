@@ -49,3 +49,18 @@ def first_multiscale(model: Any, version: str) -> Any:
     """The first ``multiscales`` entry of a validated image model of either version."""
     attrs = model.attributes if version == "0.4" else model.attributes.ome
     return attrs.multiscales[0]
+
+
+def ome_zarr_writer() -> Any:
+    """``ome_zarr.writer``, imported with its own import-time DeprecationWarning silenced.
+
+    Why: ome-zarr 0.18 instantiates its deprecated ``Scaler`` in a default
+    argument, which warns at import; our suite turns warnings into errors.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import ome_zarr.writer
+
+    return ome_zarr.writer

@@ -84,6 +84,12 @@ def test_zarr_and_ome_zarr_py_read_the_virtual_store(
         np.testing.assert_array_equal(np.asarray(node.data[0][0, 1, 2]), scene0[0, 1, 2])
         assert node.metadata["channel_names"] == ["C0", "C1"]
 
+        # Our own reader opens OME-Zarr by URL too (here: the virtual store itself).
+        with open_image(url) as remote:
+            assert remote.metadata(0).get_voxel_size_micrometers() == (0.5, 0.5, 2.0)
+            assert remote.level_count(0) == 3
+            np.testing.assert_array_equal(remote.read_plane(0, 0, 1, 1), scene0[0, 1, 1])
+
 
 def test_tiles_etags_missing_keys_and_the_render_cache(
     tmp_path: Path, files: dict[str, Path]
