@@ -12,11 +12,12 @@ CORS are those of the rest of the API.
 """
 
 import hashlib
+import json
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from zstack_analyzer.errors import ZstackError
 from zstack_analyzer.service.deps import (
@@ -28,8 +29,9 @@ from zstack_analyzer.service.deps import (
     StorageDep,
 )
 from zstack_analyzer.service.errors import problem_response
-from zstack_analyzer.service.routes import problems
+from zstack_analyzer.service.routes import IMAGE_MEDIA_TYPES, problems
 from zstack_analyzer.service.routes.images import etag_matches, name_in_message
+from zstack_analyzer.service.routes.render import Params, _check
 from zstack_analyzer.zarr.virtual import STORE_VERSION
 
 if TYPE_CHECKING:
@@ -215,3 +217,97 @@ async def zarr_key(
         settings=settings,
         records=records,
     )
+
+
+def _tile_bytes(
+    stores: OpenStores,
+    path: "FilePath",
+    identity: str,
+    cache: "RenderCache",
+    limits: "ReadLimits",
+    key: str,
+    tile: dict[str, Any],
+) -> bytes:
+    from zstack_analyzer.zarr.tiles import render_tile
+
+    cached = cache.get(identity, key)
+    if cached is not None:
+        return cached
+    store = stores.get(path, identity, cache, limits)
+    data = render_tile(store, **tile)
+    cache.put(identity, key, data)
+    return data
+
+
+@router.get(
+    "/{image_id}/tile/{level}/{row}/{column}",
+    response_class=Response,
+    summary="Deep-zoom tile: 256 x 256 pixels of pyramid level `level` of plane z",
+    responses={
+        200: {"content": IMAGE_MEDIA_TYPES, "description": "The tile (PNG unless format= says)"},
+        304: {"description": "Not modified (If-None-Match matched the ETag)"},
+        **problems(401, 404, 422, 500),
+    },
+)
+async def tile(
+    request: Request,
+    image_id: str,
+    level: int,
+    row: int,
+    column: int,
+    params: Params,
+    database: DatabaseDep,
+    storage: StorageDep,
+    pool: PoolDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    records: RecordsDep,
+    z: Annotated[int, Query(description="Z plane")] = 0,
+) -> Response:
+    """One tile of the viewer's deep zoom, from the virtual OME-Zarr's pyramid.
+
+    Level 0 is full resolution; level n is halved n times (rounded up), down to
+    <= 512 px. Tiles are 256 px of their level (smaller at the right and bottom edges).
+    """
+    image = await records.require(database, image_id)
+    _check(image, params, z=z)
+    fields = {
+        "scene": params.scene,
+        "level": level,
+        "row": row,
+        "column": column,
+        "t": params.t,
+        "z": z,
+        "channels": params.channels,
+        "colors": params.colors,
+        "windows": params.windows,
+        "gamma": params.gamma,
+        "image_format": params.image_format,
+    }
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    etag = hashlib.sha256(f"tile-{STORE_VERSION}:{image.sha256}:{canonical}".encode()).hexdigest()[
+        :32
+    ]
+    headers = {
+        "ETag": f'"{etag}"',
+        "Cache-Control": f"private, max-age={settings.render.max_age_seconds}",
+    }
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    path = readable_path(image, storage)
+    tile_fields = dict(fields)
+    try:
+        data = await pool.run(
+            _tile_bytes,
+            open_stores(request),
+            path,
+            image.sha256,
+            cache,
+            settings.limits.read_limits(),
+            f"tile-{etag}",
+            tile_fields,
+        )
+    except ZstackError as exc:
+        name_in_message(exc, {str(path): image.filename, image.stored_name: image.filename})
+        raise
+    return Response(content=data, media_type=f"image/{params.image_format}", headers=headers)

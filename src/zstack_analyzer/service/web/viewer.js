@@ -3,9 +3,12 @@
 //
 // Every picture is rendered by the server at the size it is displayed (device pixels);
 // zooming re-requests the whole plane at up to native resolution and shows it with a CSS
-// transform (no region-of-interest requests).
+// transform. A plane larger than the view is the exception (deepzoom.js): its whole-plane
+// picture stays at the view's size and tiles of the matching pyramid level cover what is
+// on screen as one zooms in.
 
 import { ApiError, debounce, downloadWithToken, getJson, setStatus, showImage, token } from "./api.js";
+import { DeepZoom, needsDeepZoom } from "./deepzoom.js";
 import { dimsText } from "./gallery.js";
 
 const $ = (id) => document.getElementById(id);
@@ -23,6 +26,7 @@ const MAX_ZOOM = 64;
 
 let v = null; // the open image's state; null when the viewer is closed
 let wired = false;
+let deep = null; // DeepZoom of the XY pane (made on first use)
 
 // ---------------------------------------------------------------- helpers
 
@@ -134,6 +138,29 @@ function applyTransform() {
   $("img-yz").style.transform = `translate(0, ${v.pan.y}px) scale(1, ${v.zoom})`;
   drawCrosshairs();
   drawScaleBar();
+  updateDeepZoomSoon();
+}
+
+// ---------------------------------------------------------------- deep zoom
+
+function deepZoomOn() {
+  return !v.mip && anyChannelOn() && needsDeepZoom(v.size, v.view);
+}
+
+function updateDeepZoom() {
+  if (!v || !v.view) return;
+  if (!deep) deep = new DeepZoom($("tiles-xy"));
+  const p = renderParams();
+  p.set("z", String(v.z));
+  deep.update({
+    enabled: deepZoomOn(),
+    base: apiBase(),
+    size: v.size,
+    view: v.view,
+    zoom: v.zoom,
+    pan: { ...v.pan },
+    params: p.toString(),
+  });
 }
 
 // ---------------------------------------------------------------- overlays
@@ -208,7 +235,9 @@ function renderXY() {
   }
   img.style.visibility = "";
   message.hidden = true;
-  const size = requestSize(v.view.w * v.zoom, v.view.h * v.zoom, v.size.x, v.size.y);
+  // Deep zoom: the whole plane only at the view's size; tiles bring the detail.
+  const zoomed = deepZoomOn() ? 1 : v.zoom;
+  const size = requestSize(v.view.w * zoomed, v.view.h * zoomed, v.size.x, v.size.y);
   const p = renderParams();
   p.set("width", String(size.width));
   p.set("height", String(size.height));
@@ -220,6 +249,7 @@ function renderXY() {
     url = `${apiBase()}/slice/${v.z}?${p}`;
   }
   showImage(img, url).then(paneShown, paneError);
+  updateDeepZoom();
 }
 
 function renderSections() {
@@ -240,6 +270,7 @@ function renderSections() {
 
 // Slider drags and typing fire many events: render once things settle.
 const renderXYSoon = debounce(() => v && renderXY(), 90);
+const updateDeepZoomSoon = debounce(() => v && updateDeepZoom(), 60);
 const renderSectionsSoon = debounce(() => v && renderSections(), 90);
 
 function renderAll() {
@@ -728,6 +759,7 @@ export async function showViewer(id) {
     wireControls();
     wired = true;
   }
+  if (deep) deep.clear();
   for (const img of [$("img-xy"), $("img-xz"), $("img-yz")]) {
     img._seq = (img._seq || 0) + 1; // drop pictures still loading for the previous image
     img.removeAttribute("src");
