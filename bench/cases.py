@@ -456,6 +456,86 @@ def disk_write_fsync(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
     return work
 
 
+# --------------------------------------------------------------- OME-Zarr (#14)
+def _fresh_out(args: dict[str, Any]) -> str:
+    """A new output path under ``args["out_dir"]`` (removed with the whole folder by the run)."""
+    import uuid
+
+    return os.path.join(args["out_dir"], f"{uuid.uuid4().hex}.ome.zarr")
+
+
+def ours_convert(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    from zstack_analyzer.zarr.writer import convert
+
+    _preimport(args, ours=True)
+    import dask.array  # noqa: F401  (imported by convert on first use)
+    import numcodecs  # noqa: F401
+    import zarr  # noqa: F401
+
+    out = _fresh_out(args)
+
+    def work() -> dict[str, Any]:
+        result = convert(args["path"], out, ngff="0.4")
+        return {"levels": result.levels[0], "out": out}
+
+    return work
+
+
+def ome_zarr_py_convert(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """ome-zarr-py's write_image of the same source: tifffile's zarr store through dask.
+
+    Same NGFF (0.4 on zarr v2), chunks (one plane), levels (2x down to <= 512 px,
+    by ``scale_factors``) and compressor (Blosc LZ4, shuffle) as ours.
+    """
+    import warnings
+
+    import dask.array as da
+    import tifffile
+    import zarr
+    from numcodecs import Blosc
+    from ome_zarr.format import FormatV04
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ome_zarr.writer import write_image
+
+    _preimport(args, ours=False)
+    out = _fresh_out(args)
+
+    def work() -> dict[str, Any]:
+        with tifffile.TiffFile(args["path"]) as tif:
+            series = tif.series[0]
+            axes = series.axes
+            store = series.aszarr()
+            array = da.from_zarr(zarr.open_array(store, mode="r"))
+            order = [axes.index(a) for a in "TCZYX" if a in axes]
+            array = array.transpose(order)
+            for position, axis in enumerate("TCZYX"):
+                if axis not in axes:
+                    array = da.expand_dims(array, position)
+            y, x = array.shape[3:]
+            factors, side = [], max(y, x)
+            while side > 512:
+                side = (side + 1) // 2
+                factors.append(2 ** (len(factors) + 1))
+            group = zarr.open_group(out, mode="w-", zarr_format=2)
+            write_image(
+                array,
+                group,
+                fmt=FormatV04(),
+                axes="tczyx",
+                scale_factors=factors,
+                storage_options={
+                    "chunks": (1, 1, 1, y, x),
+                    "compressor": Blosc(cname="lz4", clevel=5, shuffle=Blosc.SHUFFLE),
+                },
+            )
+            store.close()
+        return {"levels": len(factors) + 1, "shape": list(array.shape), "out": out}
+
+    return work
+
+
 CASES: dict[str, Callable[[dict[str, Any]], Callable[[], dict[str, Any]]]] = {
     f.__name__: f
     for f in (
@@ -474,5 +554,7 @@ CASES: dict[str, Callable[[dict[str, Any]], Callable[[], dict[str, Any]]]] = {
         czi_plane_loop_mip,
         bioio_mip,
         disk_write_fsync,
+        ours_convert,
+        ome_zarr_py_convert,
     )
 }

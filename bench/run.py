@@ -63,11 +63,12 @@ MIN_BYTES = {
     "d": 100_000_000,
     "e": 900_000_000,
 }
-ALL_GROUPS = {"issue3", "issue4", "issue5"}
+ALL_GROUPS = {"issue3", "issue4", "issue5", "issue14"}
 GROUP_IDS = {
     "issue3": ("import", "metadata", "lazy-open", "load/"),  # metadata-cold too
     "issue4": ("slice-thumb", "mip-thumb", "seed-thumb"),
     "issue5": ("thumb-cached", "upload"),
+    "issue14": ("convert/", "zarr-chunk"),
 }
 BIG = {"c", "e"}  # work over 1 GB: 3 runs instead of 5
 
@@ -630,6 +631,52 @@ def write_results(records: list[Record], path: Path, *, merge: bool) -> None:
     tmp.replace(path)
 
 
+def issue14(ctx: Context) -> list[Record | None]:
+    """OME-Zarr convert of b (against ome-zarr-py's write_image) and of c (time and RSS)."""
+    import shutil
+    import tempfile
+
+    out: list[Record | None] = []
+    out_dir = tempfile.mkdtemp(prefix="zstack-convert-", dir=str(ctx.data.parent))
+    try:
+        for key, target in (
+            ("b", Target("ratio <= 0.67 and peak RSS <= 512 MiB", 0.67, 512, rss_inclusive=True)),
+            ("c", Target("peak RSS <= 512 MiB", max_rss=512, rss_inclusive=True)),
+        ):
+            args = {"path": ctx.path(key), "preimport": modules(key), "out_dir": out_dir}
+            repeats = 1 if ctx.quick else 3
+            out.append(
+                measured(
+                    f"convert/{key}",
+                    Side("ours", ctx.ours_python, "ours_convert", args, repeats),
+                    Side(
+                        "ome-zarr-py write_image",
+                        ctx.ours_python,
+                        "ome_zarr_py_convert",
+                        args,
+                        repeats if key == "b" else 1,  # c: our time and RSS are the figures
+                    ),
+                    target,
+                    warm_keys=[key],
+                    ctx=ctx,
+                    note=(
+                        "NGFF 0.4 (zarr v2), one chunk per plane, 2x levels down to <= 512 px, "
+                        "Blosc LZ4 on both sides; baseline reads tifffile's zarr store through "
+                        "dask; median of 3"
+                    ),
+                )
+            )
+            for child in Path(out_dir).iterdir():
+                shutil.rmtree(child, ignore_errors=True)
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    if ctx.wants("zarr-chunk/service"):
+        import zarr_bench
+
+        out.extend(zarr_bench.issue14_service(ctx.path("a")))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -692,7 +739,10 @@ def main() -> int:
             service_bench.issue5(ctx.path("a"), ctx.path("b"), ctx.path("c"), quick=ctx.quick)
         )
 
-    steps = [("issue3", run3), ("issue4", run4), ("issue5", run5)]
+    def run14() -> None:
+        records.extend(r for r in issue14(ctx) if r is not None)
+
+    steps = [("issue3", run3), ("issue4", run4), ("issue5", run5), ("issue14", run14)]
     failed: list[str] = []
     for name, step in steps:
         if name in groups:

@@ -185,9 +185,8 @@ async def _serve(
     return Response(content=data, media_type=media_type, headers=headers)
 
 
-@router.api_route(
+@router.get(
     "/{image_id}/zarr/{key:path}",
-    methods=["GET", "HEAD"],
     response_class=Response,
     summary="The image as an OME-Zarr (NGFF 0.4, zarr v2): scene 0 at zarr/, scene n at zarr/{n}/",
     responses=_ZARR_RESPONSES,
