@@ -654,7 +654,9 @@ def issue14(ctx: Context) -> list[Record | None]:
                         ctx.ours_python,
                         "ome_zarr_py_convert",
                         args,
-                        repeats if key == "b" else 1,  # c: our time and RSS are the figures
+                        # c: our time and RSS are the figures; write_image of c did not
+                        # finish within the 600 s child timeout when tried (2026-12-01).
+                        repeats if key == "b" else 0,
                     ),
                     target,
                     warm_keys=[key],
@@ -663,6 +665,7 @@ def issue14(ctx: Context) -> list[Record | None]:
                         "NGFF 0.4 (zarr v2), one chunk per plane, 2x levels down to <= 512 px, "
                         "Blosc LZ4 on both sides; baseline reads tifffile's zarr store through "
                         "dask; median of 3"
+                        + ("" if key == "b" else "; c: ours only (baseline exceeds 600 s)")
                     ),
                 )
             )
