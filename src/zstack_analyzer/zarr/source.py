@@ -44,17 +44,32 @@ class SceneSource:
         self.metadata: ImageMetadata = reader.metadata(scene)
         self.spp = max(1, self.metadata.samples_per_pixel)
         self.dtype = np.dtype(self.metadata.dtype)
-        self._tiled = self._tiled_pages()
+        self._tiled: dict[int, Any] = {}
+        self._level_shapes: list[tuple[int, int]] | None = None
+
+    # ------------------------------------------------------------------ levels
+    def file_level_shapes(self) -> list[tuple[int, int]]:
+        """(Y, X) of each resolution level the file itself stores (level 0 first)."""
+        if self._level_shapes is None:
+            shapes = []
+            for level in range(self.reader.level_count(self.scene)):
+                shape = self.reader.to_dask(self.scene, level).shape
+                shapes.append((int(shape[3]), int(shape[4])))
+            self._level_shapes = shapes
+        return self._level_shapes
 
     # ------------------------------------------------------------------ tiles
-    def _tiled_pages(self) -> Any:
-        """The TIFF plan of the scene when its level-0 pages are tiled and decodable one by one."""
+    def _tiled_plan(self, level: int) -> Any:
+        """The TIFF plan when the pages of file ``level`` are tiled and decodable one by one."""
+        if level in self._tiled:
+            return self._tiled[level]
+        self._tiled[level] = None
         plans = getattr(self.reader, "_plans", None)
         if plans is None or getattr(plans[self.scene], "planes_per_slot", 1) != 1:
             return None
         plan = plans[self.scene]
         try:
-            page = plan.page(0, plan.locate(0, 0, 0)[0])
+            page = plan.page(level, plan.locate(0, 0, 0)[0])
         except Exception:  # a broken first page: the plain path reports it
             return None
         if page is None or not getattr(page, "is_tiled", False):
@@ -62,24 +77,27 @@ class SceneSource:
         keyframe = page.keyframe
         if int(keyframe.imagedepth) != 1 or (self.spp > 1 and int(keyframe.planarconfig) != 1):
             return None
-        if tuple(page.shape[:2]) != (self.metadata.size_y, self.metadata.size_x):
+        if tuple(page.shape[:2]) != self.file_level_shapes()[level]:
             return None
+        self._tiled[level] = plan
         return plan
 
     def file_tile(self) -> tuple[int, int] | None:
-        """(Y, X) of the file's own tiles, when its planes are tiled."""
-        if self._tiled is None:
+        """(Y, X) of the file's own tiles, when its level-0 planes are tiled."""
+        plan = self._tiled_plan(0)
+        if plan is None:
             return None
-        plan = self._tiled
         keyframe = plan.page(0, plan.locate(0, 0, 0)[0]).keyframe
         return (int(keyframe.tilelength), int(keyframe.tilewidth))
 
-    def _read_tiles(self, t: int, c: int, z: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        plan = self._tiled
+    def _read_tiles(
+        self, level: int, t: int, c: int, z: int, y0: int, y1: int, x0: int, x1: int
+    ) -> np.ndarray:
+        plan = self._tiled_plan(level)
         reader: Any = self.reader
         slot, _ = plan.locate(t, c, z)
         with reader._io_lock:
-            page = plan.page(0, slot)
+            page = plan.page(level, slot)
         if page is None:
             return np.zeros((y1 - y0, x1 - x0, self.spp), dtype=self.dtype)
         reader._check_segments(page)
@@ -129,15 +147,29 @@ class SceneSource:
         plane = self.reader.read_plane(self.scene, t, c_file, z)
         return plane if plane.ndim == 3 else plane[:, :, np.newaxis]
 
-    def read_region(self, t: int, c: int, z: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """NGFF channel ``c`` of plane (t, z), rows y0:y1 and columns x0:x1, as Y, X."""
+    def read_region(
+        self, t: int, c: int, z: int, y0: int, y1: int, x0: int, x1: int, *, level: int = 0
+    ) -> np.ndarray:
+        """NGFF channel ``c`` of plane (t, z), rows y0:y1 and columns x0:x1, as Y, X.
+
+        ``level`` is one of the file's own resolution levels (0: full size).
+        """
         self.check(t, c, z)
         c_file, sample = divmod(c, self.spp)
-        md = self.metadata
+        ny, nx = (
+            self.file_level_shapes()[level]
+            if level
+            else (self.metadata.size_y, self.metadata.size_x)
+        )
         y0, x0 = max(0, y0), max(0, x0)
-        y1, x1 = min(md.size_y, y1), min(md.size_x, x1)
-        if self._tiled is not None and (y1 - y0) * (x1 - x0) < md.size_y * md.size_x:
-            data = self._read_tiles(t, c_file, z, y0, y1, x0, x1)
+        y1, x1 = min(ny, y1), min(nx, x1)
+        if self._tiled_plan(level) is not None and (y1 - y0) * (x1 - x0) < ny * nx:
+            data = self._read_tiles(level, t, c_file, z, y0, y1, x0, x1)
+        elif level:
+            plane = np.asarray(
+                self.reader.to_dask(self.scene, level)[t, c_file, z].compute(scheduler="sync")
+            )
+            data = (plane if plane.ndim == 3 else plane[:, :, np.newaxis])[y0:y1, x0:x1]
         else:
             data = self.read_plane_samples(t, c_file, z)[y0:y1, x0:x1]
         return np.ascontiguousarray(data[:, :, sample])

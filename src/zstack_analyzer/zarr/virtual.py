@@ -15,9 +15,11 @@ so a level of scene 0 named "1" at the root would be the same key as scene 1.
 NGFF dataset paths are relative paths, so "0/1" is as valid as "1".
 
 Level-0 chunks are the file's planes or tiles (read through
-:class:`~zstack_analyzer.zarr.source.SceneSource`); a chunk of a lower level
-is the 2x reduction of the region of the level above that it covers, kept in
-the render cache so each is computed once per file.
+:class:`~zstack_analyzer.zarr.source.SceneSource`). A lower level is the
+file's own reduced level when it stores one of exactly that size (pyramidal
+OME-TIFF, slides); otherwise a chunk of it is the 2x reduction of the region of
+the level above that it covers, kept in the render cache so each is computed
+once per file.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class VirtualOmeZarr:
         self.identity = identity
         self._sources: dict[int, SceneSource] = {}
         self._layouts: dict[int, SceneLayout] = {}
+        self._file_levels: dict[int, dict[int, int]] = {}
 
     # ------------------------------------------------------------------ scenes
     def source(self, scene: int) -> SceneSource:
@@ -95,6 +98,23 @@ class VirtualOmeZarr:
             source = self.source(scene)
             self._layouts[scene] = scene_layout(source.metadata, file_tile=source.file_tile())
         return self._layouts[scene]
+
+    def file_level(self, scene: int, level: int) -> int | None:
+        """The file's own resolution level with exactly the shape of our ``level``, if any.
+
+        Why: a slide or pyramidal OME-TIFF already stores reduced levels; serving
+        them (their own tiles) spares decoding the whole full-resolution plane
+        to make the first, smallest view.
+        """
+        if scene not in self._file_levels:
+            ours = self.layout(scene).levels
+            theirs = self.source(scene).file_level_shapes()
+            self._file_levels[scene] = {
+                ours.index(shape): index
+                for index, shape in enumerate(theirs)
+                if index and shape in ours
+            }
+        return self._file_levels[scene].get(level)
 
     # ------------------------------------------------------------------ keys
     def get(self, key: str) -> bytes:
@@ -199,6 +219,9 @@ class VirtualOmeZarr:
         y1, x1 = min(ny, y0 + ch), min(nx, x0 + cw)
         if level == 0:
             return self.source(scene).read_region(t, c, z, y0, y1, x0, x1)
+        file_level = self.file_level(scene, level)
+        if file_level is not None:
+            return self.source(scene).read_region(t, c, z, y0, y1, x0, x1, level=file_level)
         key = self._cache_key(scene, level, t, c, z, cy, cx)
         dtype = layout.dtype
         if self.cache is not None:
@@ -222,6 +245,9 @@ class VirtualOmeZarr:
         layout = self.layout(scene)
         if level == 0:
             return self.source(scene).read_region(t, c, z, y0, y1, x0, x1)
+        file_level = self.file_level(scene, level)
+        if file_level is not None:
+            return self.source(scene).read_region(t, c, z, y0, y1, x0, x1, level=file_level)
         ch, cw = layout.level_chunks(level)[3:]
         out = np.empty((y1 - y0, x1 - x0), dtype=layout.dtype)
         for cy in range(y0 // ch, (y1 - 1) // ch + 1):
