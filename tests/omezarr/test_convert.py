@@ -182,7 +182,11 @@ def test_large_tiled_plane_is_chunked_along_the_file_tiles(tmp_path: Path) -> No
     ]
     assert str(5) not in group
     np.testing.assert_array_equal(np.asarray(group["0"][:]), stack)
-    np.testing.assert_array_equal(np.asarray(group["3"][:]), expected_level(stack, 3))
+    # Chunk by chunk, level after level, gives exactly the whole-plane pyramid.
+    for level in range(1, 5):
+        np.testing.assert_array_equal(
+            np.asarray(group[str(level)][:]), expected_level(stack, level)
+        )
 
 
 def test_convert_on_a_dask_distributed_cluster(tmp_path: Path) -> None:

@@ -6,6 +6,10 @@ writes that, and so on down to <= 512 px. Memory is a few planes per worker
 whatever the file size, the source is read exactly once, and the tasks are
 independent, so dask runs them in parallel (threads, or a dask.distributed
 cluster given by its scheduler address).
+
+A large tiled plane (a slide) is the exception: a plane may not fit in
+memory, so it goes chunk by chunk (the file's tiles), one level after the
+other, each chunk of level n made from the four chunks of level n-1 under it.
 """
 
 from __future__ import annotations
@@ -113,6 +117,55 @@ class _PlaneWriter:
         return 1
 
 
+class _ChunkWriter:
+    """The task of one chunk of a tiled large plane, level by level (memory: a few chunks).
+
+    Level 0 comes from the file's own tiles; level n from the 2x2 chunks of
+    level n-1 already written, so no task ever holds a whole slide-sized plane.
+    """
+
+    def __init__(
+        self, reader: ImageReader, scene: int, arrays: list[Any], layout: SceneLayout
+    ) -> None:
+        self.reader = reader
+        self.scene = scene
+        self.arrays = arrays
+        self.layout = layout
+
+    def __call__(self, level: int, t: int, c: int, z: int, cy: int, cx: int) -> int:
+        ch, cw = self.layout.level_chunks(level)[3:]
+        ny, nx = self.layout.levels[level]
+        y0, x0 = cy * ch, cx * cw
+        y1, x1 = min(ny, y0 + ch), min(nx, x0 + cw)
+        if level == 0:
+            data = SceneSource(self.reader, self.scene).read_region(t, c, z, y0, y1, x0, x1)
+        else:
+            py, px = self.layout.levels[level - 1]
+            above = np.asarray(
+                self.arrays[level - 1][t, c, z, 2 * y0 : min(py, 2 * y1), 2 * x0 : min(px, 2 * x1)]
+            )
+            data = downsample2x(above)[: y1 - y0, : x1 - x0]
+        self.arrays[level][t, c, z, y0:y1, x0:x1] = data
+        return 1
+
+
+def _chunk_tasks(writer: _ChunkWriter, layout: SceneLayout, level: int) -> list[Any]:
+    import dask
+
+    task = dask.delayed(writer, pure=False)
+    t_size, c_size, z_size = layout.shape[:3]
+    ny, nx = layout.levels[level]
+    ch, cw = layout.level_chunks(level)[3:]
+    return [
+        task(level, t, c, z, cy, cx)
+        for t in range(t_size)
+        for c in range(c_size)
+        for z in range(z_size)
+        for cy in range(-(-ny // ch))
+        for cx in range(-(-nx // cw))
+    ]
+
+
 def _run(tasks: list[Any], scheduler: str | None, workers: int | None) -> None:
     """Compute ``tasks`` (dask delayed) on threads, or on the cluster at ``scheduler``."""
     import dask
@@ -163,15 +216,26 @@ def _write_scene(
     layout = scene_layout(metadata, file_tile=source.file_tile())
     zarr_format = 2 if version == "0.4" else 3
     arrays = _create_levels(group, layout, zarr_format)
-    writer = _PlaneWriter(reader, scene, arrays)
     t_size, _, z_size = layout.shape[:3]
-    task = dask.delayed(writer, pure=False)
-    tasks = [
-        task(t, c, z) for t in range(t_size) for c in range(metadata.size_c) for z in range(z_size)
-    ]
-    if progress is not None:
-        progress(f"scene {scene}: {len(tasks)} planes, {len(layout.levels)} levels")
-    _run(tasks, scheduler, workers)
+    if source.file_tile() is not None and layout.chunk_yx != layout.levels[0]:
+        # A large tiled plane (a slide): chunk by chunk, level after level.
+        chunk_writer = _ChunkWriter(reader, scene, arrays, layout)
+        if progress is not None:
+            progress(f"scene {scene}: tiled plane, {len(layout.levels)} levels, chunk by chunk")
+        for level in range(len(layout.levels)):
+            _run(_chunk_tasks(chunk_writer, layout, level), scheduler, workers)
+    else:
+        writer = _PlaneWriter(reader, scene, arrays)
+        task = dask.delayed(writer, pure=False)
+        tasks = [
+            task(t, c, z)
+            for t in range(t_size)
+            for c in range(metadata.size_c)
+            for z in range(z_size)
+        ]
+        if progress is not None:
+            progress(f"scene {scene}: {len(tasks)} planes, {len(layout.levels)} levels")
+        _run(tasks, scheduler, workers)
     name = metadata.scene_name or metadata.filename
     multiscales = multiscales_attrs(layout, name=name, version=version)
     omero = omero_attrs(metadata, layout, windows=_windows(arrays, layout))
