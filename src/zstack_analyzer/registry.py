@@ -32,6 +32,7 @@ READER_CLASSES: tuple[str, ...] = (
     "zstack_analyzer.readers.czi:CziReader",
     "zstack_analyzer.readers.nd2:Nd2Reader",
     "zstack_analyzer.readers.lif:LifReader",
+    "zstack_analyzer.readers.dicom:DicomReader",
     "zstack_analyzer.readers.tiff:TiffReader",
 )
 
