@@ -138,6 +138,10 @@ class DicomFrames:
         ds = self.ds
         self.transfer_syntax = str(getattr(ds.file_meta, "TransferSyntaxUID", ""))
         if pixel_offset < 0:
+            if "Rows" in ds or "NumberOfFrames" in ds:
+                # An image header whose pixels never come: the file was cut short.
+                msg = f"{path.name}: DICOM image header without Pixel Data; the file is truncated"
+                raise CorruptFileError(msg, path=path)
             msg = f"{path.name}: DICOM file without Pixel Data (7FE0,0010): no image to read"
             raise UnsupportedFormatError(msg, path=path)
         try:
