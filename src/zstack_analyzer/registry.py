@@ -28,6 +28,7 @@ __all__ = ["FormatInfo", "detect_reader", "known_suffixes", "open_reader", "supp
 READER_CLASSES: tuple[str, ...] = (
     "zstack_analyzer.readers.ome_tiff:OmeTiffReader",
     "zstack_analyzer.readers.imagej_tiff:ImageJTiffReader",
+    "zstack_analyzer.readers.lsm:LsmReader",
     "zstack_analyzer.readers.stk:StkReader",
     "zstack_analyzer.readers.czi:CziReader",
     "zstack_analyzer.readers.nd2:Nd2Reader",
