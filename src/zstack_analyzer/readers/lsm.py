@@ -203,7 +203,7 @@ class LsmReader(TiffFamilyReader):
             provenance["time_interval_s"] = "CZ_LSMINFO TimeIntervall"
         scan = lsm.get("ScanInformation") or {}
         objective = _objective(scan.get("Objective"))
-        vendor = {
+        vendor: dict[str, Any] = {
             key: lsm.get(key)
             for key in (
                 "ScanType",

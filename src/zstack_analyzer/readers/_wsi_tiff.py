@@ -1,0 +1,167 @@
+"""Whole-slide TIFF variants (Aperio SVS, Hamamatsu NDPI, Leica SCN, Ventana BIF, PerkinElmer QPTIFF).
+
+Why a module of its own: these are plain TIFFs to the registry (tifffile reads
+their pyramids), but two things differ from a generic TIFF. The thumbnail,
+label, macro and map pages that tifffile returns as extra series are
+*associated images* of the slide, not scenes; and magnification, pixel size,
+scanner and acquisition time sit in vendor text (the SVS description, the NDPI
+private tags, SCN/QPTIFF XML, the BIF XMP). The TIFF reader asks here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+__all__ = ["ASSOCIATED_NAMES", "SlideFacts", "is_associated", "slide_facts", "wsi_kind"]
+
+#: tifffile series names of associated images (lower case).
+ASSOCIATED_NAMES = frozenset({"thumbnail", "label", "macro", "map", "overview", "probability"})
+
+_SVS_FIELD = re.compile(r"\|\s*([^=|]+?)\s*=\s*([^|]*)")
+_SVS_SOFTWARE = re.compile(r"^(Aperio [A-Za-z ]+?)\s+(v[\w.\-]+)")
+_SVS_ZONE = re.compile(r"GMT\s*([+-])(\d{1,2}):?(\d{2})?")
+
+
+def wsi_kind(tif: Any) -> str | None:
+    """``"svs"``, ``"ndpi"``, ``"scn"``, ``"bif"``, ``"qpi"`` or ``None`` for other TIFFs."""
+    for kind in ("svs", "ndpi", "scn", "bif", "qpi"):
+        if getattr(tif, f"is_{kind}", False):
+            return kind
+    return None
+
+
+def is_associated(series: Any) -> bool:
+    """Whether a tifffile series is a thumbnail/label/macro/map image of a slide."""
+    return str(series.name or "").strip().lower() in ASSOCIATED_NAMES
+
+
+@dataclass
+class SlideFacts:
+    """What the vendor text says about a slide; ``None`` where it says nothing."""
+
+    magnification: float | None = None
+    mpp: float | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    serial_number: str | None = None
+    software: str | None = None
+    software_version: str | None = None
+    acquired_at: datetime | None = None
+    acquired_at_local: datetime | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def slide_facts(tif: Any, kind: str) -> SlideFacts:
+    """Magnification, MPP, scanner, software and acquisition time of a whole-slide TIFF."""
+    page = tif.pages.first
+    if kind == "svs":
+        return _svs(str(page.description or ""))
+    if kind == "ndpi":
+        return _ndpi(page)
+    facts = SlideFacts()
+    text = str(page.description or "")
+    if kind == "bif" and 700 in page.tags:
+        raw = page.tags[700].value
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        facts.manufacturer = "Ventana"
+        _float_into(
+            facts,
+            "magnification",
+            re.search(r'Magnification="([0-9.]+)"', text),
+            "BIF XMP iScan/@Magnification",
+        )
+        _float_into(facts, "mpp", re.search(r'ScanRes="([0-9.]+)"', text), "BIF XMP iScan/@ScanRes")
+    elif kind == "scn":
+        facts.manufacturer = "Leica"
+        model = re.search(r'<device[^>]*model="([^"]+)"', text)
+        facts.model = model.group(1) if model else None
+        _float_into(
+            facts,
+            "magnification",
+            re.search(r"<objective>\s*([0-9.]+)\s*</objective>", text),
+            "SCN scanSettings/objectiveSettings/objective",
+        )
+    elif kind == "qpi":
+        facts.manufacturer = "PerkinElmer"
+        _float_into(
+            facts,
+            "magnification",
+            re.search(r"<Objective(?:Name)?>\s*([0-9.]+)\s*x?", text, re.IGNORECASE),
+            "QPTIFF Objective",
+        )
+        model = re.search(r"<InstrumentType>([^<]+)</InstrumentType>", text)
+        facts.model = model.group(1).strip() if model else None
+    return facts
+
+
+def _float_into(facts: SlideFacts, name: str, match: re.Match[str] | None, source: str) -> None:
+    if match is None:
+        return
+    try:
+        value = float(match.group(1))
+    except ValueError:
+        return
+    if value > 0:
+        setattr(facts, name, value)
+        facts.sources[name] = source
+
+
+def _svs(description: str) -> SlideFacts:
+    """Aperio: ``Aperio Image Library vX``, a geometry line, then ``|Key = Value|...``."""
+    facts = SlideFacts(manufacturer="Aperio")
+    fields = {k.strip(): v.strip() for k, v in _SVS_FIELD.findall(description)}
+    facts.fields = fields
+    software = _SVS_SOFTWARE.match(description)
+    if software:
+        facts.software, facts.software_version = software.group(1), software.group(2)
+        facts.sources["software"] = "Aperio description, first line"
+    for key, name in (("AppMag", "magnification"), ("MPP", "mpp")):
+        try:
+            value = float(fields.get(key, ""))
+        except ValueError:
+            continue
+        if value > 0:
+            setattr(facts, name, value)
+            facts.sources[name] = f"Aperio SVS {key}"
+    facts.serial_number = fields.get("ScanScope ID") or None
+    date, time = fields.get("Date"), fields.get("Time")
+    if date:
+        for pattern in ("%m/%d/%y %H:%M:%S", "%m/%d/%Y %H:%M:%S"):
+            try:
+                naive = datetime.strptime(f"{date} {time or '00:00:00'}", pattern)
+            except ValueError:
+                continue
+            zone = _SVS_ZONE.search(fields.get("Time Zone", ""))
+            if zone:
+                sign = 1 if zone.group(1) == "+" else -1
+                offset = timedelta(hours=int(zone.group(2)), minutes=int(zone.group(3) or 0)) * sign
+                facts.acquired_at = naive.replace(tzinfo=timezone(offset)).astimezone(UTC)
+                facts.sources["acquired_at"] = "Aperio SVS Date/Time/Time Zone"
+            else:
+                facts.acquired_at_local = naive
+                facts.sources["acquired_at_local"] = "Aperio SVS Date/Time"
+            break
+    return facts
+
+
+def _ndpi(page: Any) -> SlideFacts:
+    """Hamamatsu: private tags (65421 magnification) beside Make/Model/Software."""
+    facts = SlideFacts()
+    tags = getattr(page, "ndpi_tags", None) or {}
+    magnification = tags.get("Magnification")
+    if isinstance(magnification, int | float) and magnification > 0:
+        facts.magnification = float(magnification)
+        facts.sources["magnification"] = "NDPI tag 65421 (Magnification)"
+    facts.manufacturer = str(tags.get("Make") or "") or None
+    facts.model = str(tags.get("Model") or "") or None
+    facts.serial_number = str(tags.get("ScannerSerialNumber") or "") or None
+    facts.software = str(tags.get("Software") or "") or None
+    created = tags.get("CreationDate") or tags.get("DateTime")
+    if isinstance(created, datetime):
+        facts.acquired_at_local = created
+        facts.sources["acquired_at_local"] = "NDPI DateTime"
+    return facts

@@ -1,0 +1,98 @@
+"""Writers of whole-slide TIFF variants (tifffile) with their vendors' descriptions and tags.
+
+No SVS/NDPI file is in the corpus; these follow the published layouts: an
+Aperio SVS is a tiled baseline whose description starts "Aperio Image
+Library", then a strip thumbnail, tiled reduced levels, a label (NewSubfileType
+1) and a macro (NewSubfileType 9); a Hamamatsu NDPI carries tags 65420
+(format flag) and 65421 (objective magnification) beside Make/Model.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import tifffile
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+APERIO_HEAD = "Aperio Image Library v12.0.15"
+
+
+def write_svs(
+    path: Path, rgb: np.ndarray, *, levels: int = 2, mpp: float = 0.499, app_mag: int = 20
+) -> Path:
+    """An Aperio SVS pyramid of a Y,X,3 uint8 image with thumbnail, label and macro pages."""
+    height, width = rgb.shape[:2]
+    tail = (
+        f"|AppMag = {app_mag}|StripeWidth = 2040|ScanScope ID = SS1234|Filename = synth|"
+        f"Date = 12/29/09|Time = 09:59:15|Time Zone = GMT+0100|User = x|MPP = {mpp}|Left = 25.6|Top = 23.4"
+    )
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(
+            rgb,
+            tile=(64, 64),
+            photometric="rgb",
+            compression="jpeg",
+            description=f"{APERIO_HEAD}\r\n{width}x{height} [0,0 {width}x{height}] (64x64) JPEG/RGB Q=90{tail}",
+            metadata=None,
+        )
+        thumb = rgb[::8, ::8]
+        tif.write(
+            thumb,
+            photometric="rgb",
+            description=f"{APERIO_HEAD}\r\n{width}x{height} -> {thumb.shape[1]}x{thumb.shape[0]} - |AppMag = {app_mag}|MPP = {mpp}",
+            metadata=None,
+        )
+        for level in range(1, levels):
+            step = 2**level
+            small = np.ascontiguousarray(rgb[::step, ::step])
+            tif.write(
+                small,
+                tile=(64, 64),
+                photometric="rgb",
+                compression="jpeg",
+                description=f"{APERIO_HEAD}\r\n{width}x{height} [0,0 {width}x{height}] (64x64) -> {small.shape[1]}x{small.shape[0]} JPEG/RGB Q=90",
+                metadata=None,
+            )
+        label = np.full((40, 30, 3), 200, "uint8")
+        tif.write(
+            label,
+            photometric="rgb",
+            subfiletype=1,
+            description=f"{APERIO_HEAD}\r\nlabel 30x40",
+            metadata=None,
+        )
+        macro = np.full((30, 90, 3), 100, "uint8")
+        tif.write(
+            macro,
+            photometric="rgb",
+            subfiletype=9,
+            description=f"{APERIO_HEAD}\r\nmacro 90x30",
+            metadata=None,
+        )
+    return path
+
+
+def write_ndpi_like(path: Path, plane: np.ndarray, *, magnification: float = 40.0) -> Path:
+    """A Hamamatsu-style TIFF: NDPI tags 65420/65421, Make/Model, resolution in cm, reduced levels."""
+    extratags = [(65420, "I", 1, 1, True), (65421, "f", 1, magnification, True)]
+    resolution = (1e4 / 0.23, 1e4 / 0.23)  # 0.23 µm per pixel, in pixels per cm
+    with tifffile.TiffWriter(path) as tif:
+        for level in range(2):
+            step = 2**level
+            tif.write(
+                np.ascontiguousarray(plane[::step, ::step]),
+                photometric="minisblack",
+                metadata=None,
+                resolution=(resolution[0] / step, resolution[1] / step),
+                resolutionunit="CENTIMETER",
+                extratags=[
+                    *extratags,
+                    (271, "s", 0, "Hamamatsu", True),
+                    (272, "s", 0, "C13210", True),
+                ],
+                subfiletype=0 if level == 0 else 1,
+            )
+    return path
