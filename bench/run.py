@@ -63,11 +63,12 @@ MIN_BYTES = {
     "d": 100_000_000,
     "e": 900_000_000,
 }
-ALL_GROUPS = {"issue3", "issue4", "issue5"}
+ALL_GROUPS = {"issue3", "issue4", "issue5", "issue16"}
 GROUP_IDS = {
     "issue3": ("import", "metadata", "lazy-open", "load/"),  # metadata-cold too
     "issue4": ("slice-thumb", "mip-thumb", "seed-thumb"),
     "issue5": ("thumb-cached", "upload"),
+    "issue16": ("metadata/lsm", "slice-thumb/dicom-wsi"),
 }
 BIG = {"c", "e"}  # work over 1 GB: 3 runs instead of 5
 
@@ -692,7 +693,12 @@ def main() -> int:
             service_bench.issue5(ctx.path("a"), ctx.path("b"), ctx.path("c"), quick=ctx.quick)
         )
 
-    steps = [("issue3", run3), ("issue4", run4), ("issue5", run5)]
+    def run16() -> None:
+        import formats_bench
+
+        records.extend(r for r in formats_bench.issue16(ctx, measured, Target) if r is not None)
+
+    steps = [("issue3", run3), ("issue4", run4), ("issue5", run5), ("issue16", run16)]
     failed: list[str] = []
     for name, step in steps:
         if name in groups:

@@ -258,7 +258,10 @@ class DicomReader(ImageReader):
                 f"more than {MAX_SIBLINGS} DICOM files beside this one: other pyramid levels not searched"
             )
             return levels
+        marker = series.encode("ascii", "replace")
         for sibling in siblings:
+            if not _mentions(sibling, marker):
+                continue  # cheap filter: a file of another series never names this UID
             try:
                 header, _ = read_header(sibling)
             except (CorruptFileError, OSError):
@@ -548,6 +551,18 @@ class _TileBlock:
 
 
 # ---------------------------------------------------------------------- helpers
+#: Bytes of a sibling's header searched for the Series Instance UID before parsing it.
+_SIBLING_HEAD = 1 << 16
+
+
+def _mentions(path: Path, marker: bytes) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return marker in fh.read(_SIBLING_HEAD)
+    except OSError:
+        return False
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
