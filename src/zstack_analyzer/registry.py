@@ -34,6 +34,8 @@ READER_CLASSES: tuple[str, ...] = (
     "zstack_analyzer.readers.nd2:Nd2Reader",
     "zstack_analyzer.readers.lif:LifReader",
     "zstack_analyzer.readers.dicom:DicomReader",
+    "zstack_analyzer.readers.oif:OibReader",
+    "zstack_analyzer.readers.oif:OifReader",
     "zstack_analyzer.readers.tiff:TiffReader",
 )
 
