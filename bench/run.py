@@ -68,7 +68,7 @@ GROUP_IDS = {
     "issue3": ("import", "metadata", "lazy-open", "load/"),  # metadata-cold too
     "issue4": ("slice-thumb", "mip-thumb", "seed-thumb"),
     "issue5": ("thumb-cached", "upload"),
-    "issue16": ("metadata/lsm", "slice-thumb/dicom-wsi"),
+    "issue16": ("metadata/lsm", "slice-thumb/dicom-wsi", "slice-thumb/dicom-wsi-8k"),
 }
 BIG = {"c", "e"}  # work over 1 GB: 3 runs instead of 5
 
