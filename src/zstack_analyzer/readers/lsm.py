@@ -61,7 +61,8 @@ class LsmReader(TiffFamilyReader):
 
     def _build_plans(self) -> list[ScenePlan]:
         tif = self.tif
-        lsm = tif.lsm_metadata
+        # tifffile rebuilds lsm_metadata (and re-walks its blocks) on every access: keep one copy.
+        lsm = self._lsm = dict(tif.lsm_metadata or {})
         if not lsm:
             msg = "CZ_LSMINFO record unreadable"
             raise ValueError(msg)
@@ -173,7 +174,7 @@ class LsmReader(TiffFamilyReader):
     def _build_metadata(self, scene: int) -> ImageMetadata:
         plan = self._plans[scene]
         info = plan.info
-        lsm: dict[str, Any] = dict(self.tif.lsm_metadata or {})
+        lsm = self._lsm
         warnings: list[str] = []
         provenance: dict[str, str] = {"sizes": "CZ_LSMINFO Dimension*"}
         voxel = {}
@@ -277,7 +278,7 @@ class LsmReader(TiffFamilyReader):
     def raw_metadata(self) -> Mapping[str, Any]:
         """The first IFD's tags and tifffile's parsed CZ_LSMINFO with its blocks."""
         raw = dict(super().raw_metadata())
-        raw["lsm"] = dict(self.tif.lsm_metadata or {})
+        raw["lsm"] = dict(self._lsm)
         return raw
 
 
