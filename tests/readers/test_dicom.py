@@ -200,12 +200,17 @@ def test_huge_declared_matrix_is_refused_before_allocation(tmp_path: Path) -> No
     assert peak < 64 * 1024**2
 
 
-def test_frame_that_fails_to_decode(tmp_path: Path) -> None:
-    path = write_dicom_wsi(tmp_path / "bad.dcm", _stack(c=1, z=1), compression="jpeg2k")
+@pytest.mark.parametrize("compression", ["jpeg2k", "jpeg"])
+def test_frame_that_fails_to_decode(tmp_path: Path, compression: str) -> None:
+    stack = _stack(c=1, z=1)
+    if compression == "jpeg":
+        stack = (stack % 256).astype("uint8")
+    path = write_dicom_wsi(tmp_path / "bad.dcm", stack, compression=compression)
     data = bytearray(path.read_bytes())
-    # the first fragment's codestream starts with the J2K SOC marker FF4F: break it
-    soc = data.find(b"\xff\x4f\xff\x51")
-    data[soc : soc + 64] = b"\x00" * 64
+    # break the first frame's start: the J2K SOC+SIZ markers, or the JPEG SOI marker
+    marker = b"\xff\x4f\xff\x51" if compression == "jpeg2k" else b"\xff\xd8\xff"
+    start = data.find(marker)
+    data[start : start + 64] = b"\x00" * 64
     path.write_bytes(bytes(data))
     with open_image(path) as image:
         with pytest.raises(CorruptFileError, match=r"bad\.dcm: cannot decode frame 0"):

@@ -11,7 +11,7 @@ import tifffile
 
 from tests.contract import assert_reader_contract
 from tests.synthetic import encoded_stack
-from tests.synthetic_wsi import APERIO_HEAD, write_svs
+from tests.synthetic_wsi import APERIO_HEAD, write_ndpi_like, write_svs
 from zstack_analyzer import ImageLoadError, open_image
 from zstack_analyzer.readers.tiff import TiffReader
 from zstack_analyzer.render.spec import RenderSpec
@@ -103,3 +103,21 @@ def test_svs_description_that_lies_is_not_a_calibration(tmp_path: Path) -> None:
     assert md.objective is None
     assert md.acquired_at is None
     assert md.acquired_at_local is None
+
+
+def test_ndpi_tags_give_magnification_and_scanner(tmp_path: Path) -> None:
+    """Named .tif: tifffile reads a ``.ndpi`` name with NDPI's 64-bit offset extension."""
+    plane = encoded_stack(1, 1, 1, 128, 128)[0, 0, 0]
+    path = write_ndpi_like(tmp_path / "hamamatsu.tif", plane, magnification=40.0)
+    assert_reader_contract(TiffReader, path)
+    with open_image(path) as image:
+        assert len(image.scenes()) == 1
+        assert image.level_count(0) == 2
+        md = image.metadata()
+    assert md.vendor_metadata["slide_format"] == "ndpi"
+    assert md.objective is not None
+    assert md.objective.magnification == 40
+    assert md.provenance["objective.magnification"] == "NDPI tag 65421 (Magnification)"
+    assert md.physical_size.x_um == pytest.approx(0.23)
+    assert md.microscope is not None
+    assert (md.microscope.manufacturer, md.microscope.model) == ("Hamamatsu", "C13210")
