@@ -241,3 +241,19 @@ def test_header_byte_flips(tmp_path: Path, seed: int) -> None:
         _everything(path)
     except ImageLoadError as exc:
         assert "flipped.dcm" in str(exc)
+
+
+# --------------------------------------------------------------------------- real files
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    "relative", ["dicom/sm_image.dcm", "dicom/sm_image_grayscale.dcm", "dicom/dicom_file90.dcm"]
+)
+def test_corpus_dicom_files_keep_the_contract(testdata: Path, relative: str) -> None:
+    """The corpus DICOM files are read by this reader (EXPECTED.json's values are checked in realdata/)."""
+    assert_reader_contract(DicomReader, testdata / relative)
+    with open_image(testdata / relative) as image:
+        md = image.metadata()
+        assert md.file_format == "DICOM"
+        assert image.raw_metadata()
+    # the MR slice opens, saying it is not microscopy; the WSIs do not say so
+    assert any("not microscopy" in w for w in md.warnings) == relative.endswith("file90.dcm")

@@ -421,7 +421,9 @@ class DicomReader(ImageReader):
         provenance: dict[str, str] = {"sizes": "DICOM header"}
         modality = str(ds.get("Modality", "") or "")
         sop_class = str(ds.get("SOPClassUID", "") or "")
-        if modality not in ("SM", "XC", "GM", "OP") and sop_class != _WSI_SOP_CLASS:
+        if (
+            modality not in ("SM", "GM") and sop_class != _WSI_SOP_CLASS
+        ):  # slide / general microscopy
             warnings.append(
                 f"DICOM modality {modality or 'unknown'} is not microscopy: read as a plain image"
             )

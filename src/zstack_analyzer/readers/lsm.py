@@ -221,7 +221,9 @@ class LsmReader(TiffFamilyReader):
         vendor["TimeStamps"] = stamps.tolist()
         # The scan tree (hundreds of entries in real files) stays in raw_metadata(); the
         # vendor copy keeps its top-level values, which is what a person looks for.
-        vendor["ScanInformation"] = {k: v for k, v in scan.items() if not isinstance(v, list | dict)}
+        vendor["ScanInformation"] = {
+            k: v for k, v in scan.items() if not isinstance(v, list | dict)
+        }
         vendor["thumbnail_pages"] = max(len(self.tif.series) - 1, 0)
         return self.scene_metadata(
             info,
