@@ -185,10 +185,16 @@ def test_tiled_full_with_too_few_frames(tmp_path: Path) -> None:
         open_image(path)
 
 
-def test_huge_declared_matrix_is_refused_before_allocation(tmp_path: Path) -> None:
+@pytest.mark.parametrize("element", ["TotalPixelMatrixRows", "Rows", "NumberOfFrames"])
+def test_huge_declared_matrix_is_refused_before_allocation(tmp_path: Path, element: str) -> None:
     path = write_dicom_wsi(tmp_path / "huge.dcm", _stack(c=1, z=1))
     ds = pydicom.dcmread(path)
-    ds.TotalPixelMatrixRows = ds.TotalPixelMatrixColumns = 10**7
+    if element == "TotalPixelMatrixRows":
+        ds.TotalPixelMatrixRows = ds.TotalPixelMatrixColumns = 10**7
+    elif element == "Rows":
+        ds.Rows = ds.Columns = 60000  # one frame of 7.2 GB
+    else:
+        ds.NumberOfFrames = 10**8  # more planes than any limit allows
     ds.save_as(path)
     tracemalloc.start()
     try:
@@ -257,3 +263,10 @@ def test_corpus_dicom_files_keep_the_contract(testdata: Path, relative: str) -> 
         assert image.raw_metadata()
     # the MR slice opens, saying it is not microscopy; the WSIs do not say so
     assert any("not microscopy" in w for w in md.warnings) == relative.endswith("file90.dcm")
+
+
+def test_dicom_is_recognised_by_content_not_name(tmp_path: Path) -> None:
+    from zstack_analyzer.registry import detect_reader
+
+    path = write_dicom_frames(tmp_path / "export.img", encoded_stack(1, 1, 2, 8, 8)[0, 0])
+    assert detect_reader(path) is DicomReader

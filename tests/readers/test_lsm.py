@@ -136,3 +136,10 @@ def test_header_byte_flips(tmp_path: Path, seed: int) -> None:
         _everything(path)
     except ImageLoadError as exc:
         assert "flipped.lsm" in str(exc)
+
+
+def test_lsm_is_recognised_by_content_not_name(tmp_path: Path) -> None:
+    from zstack_analyzer.registry import detect_reader
+
+    path = write_lsm(tmp_path / "renamed.tif", encoded_stack(1, 1, 2, 8, 8))
+    assert detect_reader(path) is LsmReader

@@ -120,8 +120,8 @@ class DicomReader(ImageReader):
             raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
 
     def _check_frame(self, geometry: FrameGeometry) -> None:
-        frame = (geometry.count, *geometry.shape)
-        self.check_shape(frame, geometry.dtype)
+        # frames as a canonical T,C,Z,Y,X(,S) stack: each frame a plane, the count as planes
+        self.check_shape((1, 1, geometry.count, *geometry.shape), geometry.dtype)
 
     # ------------------------------------------------------------------ layout
     def _plan(self, frames: DicomFrames) -> tuple[SceneInfo, _Level]:
