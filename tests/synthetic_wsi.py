@@ -9,7 +9,7 @@ Library", then a strip thumbnail, tiled reduced levels, a label (NewSubfileType
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tifffile
@@ -95,4 +95,54 @@ def write_ndpi_like(path: Path, plane: np.ndarray, *, magnification: float = 40.
                 ],
                 subfiletype=0 if level == 0 else 1,
             )
+    return path
+
+
+def _qpi_description(image_type: str, name: str, objective: str = "20x") -> str:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><PerkinElmer-QPI-ImageDescription>'
+        f"<DescriptionVersion>2</DescriptionVersion><ImageType>{image_type}</ImageType>"
+        f"<Name>{name}</Name><Objective>{objective}</Objective>"
+        "<InstrumentType>Vectra Polaris</InstrumentType></PerkinElmer-QPI-ImageDescription>"
+    )
+
+
+def write_qptiff(path: Path, stack: np.ndarray, names: list[str], *, levels: int = 2) -> Path:
+    """A PerkinElmer QPTIFF: one tiled page per channel, a thumbnail, reduced levels, a label."""
+    options: dict[str, Any] = {
+        "photometric": "minisblack",
+        "metadata": None,
+        "software": "PerkinElmer-QPI",
+    }
+    with tifffile.TiffWriter(path) as tif:
+        for c, plane in enumerate(stack):
+            tif.write(
+                plane,
+                tile=(64, 64),
+                description=_qpi_description("FullResolution", names[c]),
+                **options,
+            )
+        thumb = np.zeros((32, 32, 3), "uint8")
+        tif.write(
+            thumb,
+            description=_qpi_description("Thumbnail", ""),
+            **{**options, "photometric": "rgb"},
+        )
+        for level in range(1, levels):
+            step = 2**level
+            for c, plane in enumerate(stack):
+                tif.write(
+                    np.ascontiguousarray(plane[::step, ::step]),
+                    tile=(64, 64),
+                    subfiletype=1,
+                    description=_qpi_description("ReducedResolution", names[c]),
+                    **options,
+                )
+        label = np.full((24, 40, 3), 50, "uint8")
+        tif.write(
+            label,
+            subfiletype=1,
+            description=_qpi_description("Label", ""),
+            **{**options, "photometric": "rgb"},
+        )
     return path

@@ -11,7 +11,7 @@ import tifffile
 
 from tests.contract import assert_reader_contract
 from tests.synthetic import encoded_stack
-from tests.synthetic_wsi import APERIO_HEAD, write_ndpi_like, write_svs
+from tests.synthetic_wsi import APERIO_HEAD, write_ndpi_like, write_qptiff, write_svs
 from zstack_analyzer import ImageLoadError, open_image
 from zstack_analyzer.readers.tiff import TiffReader
 from zstack_analyzer.render.spec import RenderSpec
@@ -121,3 +121,20 @@ def test_ndpi_tags_give_magnification_and_scanner(tmp_path: Path) -> None:
     assert md.physical_size.x_um == pytest.approx(0.23)
     assert md.microscope is not None
     assert (md.microscope.manufacturer, md.microscope.model) == ("Hamamatsu", "C13210")
+
+
+def test_qptiff_channels_levels_and_associated_images(tmp_path: Path) -> None:
+    stack = encoded_stack(1, 3, 1, 256, 192)[0, :, 0]
+    path = write_qptiff(tmp_path / "slide.qptiff", stack, ["DAPI", "FITC", "Cy5"], levels=2)
+    assert_reader_contract(TiffReader, path, stack[np.newaxis, :, np.newaxis])
+    with open_image(path) as image:
+        assert len(image.scenes()) == 1
+        assert image.level_count(0) == 2
+        md = image.metadata()
+        np.testing.assert_array_equal(np.asarray(image.to_dask(0, 1)[0, 2, 0]), stack[2, ::2, ::2])
+    assert [c.name for c in md.channels] == ["DAPI", "FITC", "Cy5"]
+    assert md.objective is not None
+    assert md.objective.magnification == 20
+    assert md.microscope is not None
+    assert (md.microscope.manufacturer, md.microscope.model) == ("PerkinElmer", "Vectra Polaris")
+    assert [a["name"] for a in md.vendor_metadata["associated_images"]] == ["Thumbnail", "Macro"]

@@ -51,6 +51,7 @@ class SlideFacts:
     software_version: str | None = None
     acquired_at: datetime | None = None
     acquired_at_local: datetime | None = None
+    channel_names: list[str | None] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     fields: dict[str, str] = field(default_factory=dict)
 
@@ -95,6 +96,14 @@ def slide_facts(tif: Any, kind: str) -> SlideFacts:
         )
         model = re.search(r"<InstrumentType>([^<]+)</InstrumentType>", text)
         facts.model = model.group(1).strip() if model else None
+        # one baseline page per channel, each naming its channel (fluorophore or filter)
+        for channel_page in tif.series[0].pages:
+            name = re.search(
+                r"<Name>([^<]*)</Name>", str(getattr(channel_page, "description", "") or "")
+            )
+            facts.channel_names.append(name.group(1).strip() or None if name else None)
+        if any(facts.channel_names):
+            facts.sources["channels.name"] = "QPTIFF ImageDescription/Name of each baseline page"
     return facts
 
 

@@ -155,14 +155,17 @@ class TiffReader(TiffFamilyReader):
         objective = None
         acquired_at = None
         kind = wsi_kind(self.tif)
+        names: list[str | None] = [None] * info.size_c
         if kind is not None:
-            microscope, objective, acquired_at, acquired_local = self._slide_metadata(
+            microscope, objective, acquired_at, acquired_local, slide_names = self._slide_metadata(
                 kind, microscope, acquired_local, provenance, warnings, vendor
             )
+            if len(slide_names) == info.size_c and scene == 0:
+                names = slide_names
         return self.scene_metadata(
             info,
             physical_size=physical,
-            channels=[ChannelInfo(index=c) for c in range(info.size_c)],
+            channels=[ChannelInfo(index=c, name=names[c]) for c in range(info.size_c)],
             microscope=microscope,
             objective=objective,
             acquired_at=acquired_at,
@@ -181,7 +184,13 @@ class TiffReader(TiffFamilyReader):
         provenance: dict[str, str],
         warnings: list[str],
         vendor: dict[str, Any],
-    ) -> tuple[MicroscopeInfo | None, ObjectiveInfo | None, datetime | None, datetime | None]:
+    ) -> tuple[
+        MicroscopeInfo | None,
+        ObjectiveInfo | None,
+        datetime | None,
+        datetime | None,
+        list[str | None],
+    ]:
         """Scanner, objective, acquisition time and associated images of a whole-slide TIFF."""
         facts = slide_facts(self.tif, kind)
         vendor["slide_format"] = kind
@@ -223,7 +232,9 @@ class TiffReader(TiffFamilyReader):
             warnings.append(
                 "acquisition time zone unknown: acquired_at_local holds the time as written"
             )
-        return microscope, objective, acquired_at, acquired_local
+        if "channels.name" in facts.sources:
+            provenance["channels.name"] = facts.sources["channels.name"]
+        return microscope, objective, acquired_at, acquired_local, facts.channel_names
 
     def raw_metadata(self) -> Mapping[str, Any]:
         """The first IFD's tags and any vendor block tifffile parsed (FEI, SVS)."""
