@@ -146,3 +146,33 @@ def write_qptiff(path: Path, stack: np.ndarray, names: list[str], *, levels: int
             **{**options, "photometric": "rgb"},
         )
     return path
+
+
+def write_bif(
+    path: Path, plane: np.ndarray, *, magnification: float = 40.0, scan_res: float = 0.25
+) -> Path:
+    """A Ventana BIF: label and thumbnail IFDs first, then ``level=N`` IFDs; XMP ``<iScan>`` on the label."""
+    xmp = f'<?xpacket?><x:xmpmeta><iScan Magnification="{magnification}" ScanRes="{scan_res}" UnitNumber="BI123"/></x:xmpmeta>'.encode()
+    options: dict[str, Any] = {"metadata": None, "software": "ScanOutputManager 1.1.0.15854"}
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        label = np.full((30, 40, 3), 90, "uint8")
+        tif.write(
+            label,
+            photometric="rgb",
+            description="Label Image",
+            extratags=[(700, 1, len(xmp), xmp, True)],
+            **options,
+        )
+        tif.write(
+            np.zeros((32, 32, 3), "uint8"), photometric="rgb", description="Thumbnail", **options
+        )
+        for level in range(2):
+            step = 2**level
+            tif.write(
+                np.ascontiguousarray(plane[::step, ::step]),
+                photometric="minisblack",
+                tile=(64, 64),
+                description=f"level={level} mag={magnification / step:g} quality=90",
+                **options,
+            )
+    return path

@@ -11,7 +11,7 @@ import tifffile
 
 from tests.contract import assert_reader_contract
 from tests.synthetic import encoded_stack
-from tests.synthetic_wsi import APERIO_HEAD, write_ndpi_like, write_qptiff, write_svs
+from tests.synthetic_wsi import APERIO_HEAD, write_bif, write_ndpi_like, write_qptiff, write_svs
 from zstack_analyzer import ImageLoadError, open_image
 from zstack_analyzer.readers.tiff import TiffReader
 from zstack_analyzer.render.spec import RenderSpec
@@ -138,3 +138,19 @@ def test_qptiff_channels_levels_and_associated_images(tmp_path: Path) -> None:
     assert md.microscope is not None
     assert (md.microscope.manufacturer, md.microscope.model) == ("PerkinElmer", "Vectra Polaris")
     assert [a["name"] for a in md.vendor_metadata["associated_images"]] == ["Thumbnail", "Macro"]
+
+
+def test_bif_label_first_is_still_not_a_scene(tmp_path: Path) -> None:
+    plane = encoded_stack(1, 1, 1, 128, 128)[0, 0, 0]
+    path = write_bif(tmp_path / "slide.bif", plane)
+    with open_image(path) as image:
+        assert len(image.scenes()) == 1
+        assert image.level_count(0) == 2
+        md = image.metadata()
+        assert (md.size_y, md.size_x) == (128, 128)
+    assert md.vendor_metadata["slide_format"] == "bif"
+    assert md.objective is not None
+    assert md.objective.magnification == 40
+    assert md.physical_size.x_um == pytest.approx(0.25)
+    assert md.provenance["physical_size.x_um"] == "BIF XMP iScan/@ScanRes"
+    assert {a["name"] for a in md.vendor_metadata["associated_images"]} == {"Label", "Thumbnail"}

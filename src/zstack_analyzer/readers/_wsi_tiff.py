@@ -65,9 +65,8 @@ def slide_facts(tif: Any, kind: str) -> SlideFacts:
         return _ndpi(page)
     facts = SlideFacts()
     text = str(page.description or "")
-    if kind == "bif" and 700 in page.tags:
-        raw = page.tags[700].value
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    if kind == "bif":
+        text = _bif_xmp(tif)
         facts.manufacturer = "Ventana"
         _float_into(
             facts,
@@ -105,6 +104,19 @@ def slide_facts(tif: Any, kind: str) -> SlideFacts:
         if any(facts.channel_names):
             facts.sources["channels.name"] = "QPTIFF ImageDescription/Name of each baseline page"
     return facts
+
+
+def _bif_xmp(tif: Any) -> str:
+    """The XMP packet holding ``<iScan ...>``: on the label or the level-0 IFD, so look at the first few."""
+    for index in range(min(len(tif.pages), 8)):
+        page = tif.pages[index]
+        if 700 not in page.tags:
+            continue
+        raw = page.tags[700].value
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        if "<iScan" in text:
+            return text
+    return ""
 
 
 def _float_into(facts: SlideFacts, name: str, match: re.Match[str] | None, source: str) -> None:

@@ -69,8 +69,9 @@ class TiffReader(TiffFamilyReader):
         # Whole-slide TIFFs: thumbnail/label/macro series are associated images, not scenes.
         self._series_of_scene: list[int] = []
         is_slide = wsi_kind(self.tif) is not None
+        has_main = any(not is_associated(s) for s in self.tif.series)
         for number, series in enumerate(self.tif.series):
-            if is_slide and is_associated(series) and self._series_of_scene:
+            if is_slide and has_main and is_associated(series):
                 continue
             plan, _ = series_plan(
                 series,
