@@ -176,3 +176,36 @@ def write_bif(
                 **options,
             )
     return path
+
+
+def write_scn(path: Path, plane: np.ndarray, *, objective: int = 20) -> Path:
+    """A Leica SCN: XML collection with an overview (view = whole slide) and a 2-level main image."""
+    height, width = plane.shape
+    macro = np.ascontiguousarray(plane[::4, ::4])
+    xml = (
+        '<?xml version="1.0"?><scn xmlns="http://www.leica-microsystems.com/scn/2010/10/01">'
+        '<collection name="slide" uuid="c1" sizeX="20000" sizeY="60000">'
+        '<image name="" uuid="i0"><device model="Leica SCN400;Leica SCN" version="1.5"/>'
+        f'<pixels sizeX="{macro.shape[1]}" sizeY="{macro.shape[0]}">'
+        f'<dimension sizeX="{macro.shape[1]}" sizeY="{macro.shape[0]}" r="0" ifd="0"/></pixels>'
+        '<view sizeX="20000" sizeY="60000" offsetX="0" offsetY="0"/>'
+        "<scanSettings><objectiveSettings><objective>1.25</objective></objectiveSettings></scanSettings></image>"
+        '<image name="" uuid="i1"><device model="Leica SCN400;Leica SCN" version="1.5"/>'
+        f'<pixels sizeX="{width}" sizeY="{height}">'
+        f'<dimension sizeX="{width}" sizeY="{height}" r="0" ifd="1"/>'
+        f'<dimension sizeX="{width // 2}" sizeY="{height // 2}" r="1" ifd="2"/></pixels>'
+        '<view sizeX="5000" sizeY="5000" offsetX="100" offsetY="200"/>'
+        f"<scanSettings><objectiveSettings><objective>{objective}</objective></objectiveSettings></scanSettings>"
+        "</image></collection></scn>"
+    )
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        tif.write(macro, photometric="minisblack", tile=(32, 32), description=xml, metadata=None)
+        tif.write(plane, photometric="minisblack", tile=(64, 64), metadata=None)
+        tif.write(
+            np.ascontiguousarray(plane[::2, ::2]),
+            photometric="minisblack",
+            tile=(64, 64),
+            subfiletype=1,
+            metadata=None,
+        )
+    return path

@@ -11,7 +11,14 @@ import tifffile
 
 from tests.contract import assert_reader_contract
 from tests.synthetic import encoded_stack
-from tests.synthetic_wsi import APERIO_HEAD, write_bif, write_ndpi_like, write_qptiff, write_svs
+from tests.synthetic_wsi import (
+    APERIO_HEAD,
+    write_bif,
+    write_ndpi_like,
+    write_qptiff,
+    write_scn,
+    write_svs,
+)
 from zstack_analyzer import ImageLoadError, open_image
 from zstack_analyzer.readers.tiff import TiffReader
 from zstack_analyzer.render.spec import RenderSpec
@@ -154,3 +161,18 @@ def test_bif_label_first_is_still_not_a_scene(tmp_path: Path) -> None:
     assert md.physical_size.x_um == pytest.approx(0.25)
     assert md.provenance["physical_size.x_um"] == "BIF XMP iScan/@ScanRes"
     assert {a["name"] for a in md.vendor_metadata["associated_images"]} == {"Label", "Thumbnail"}
+
+
+def test_scn_overview_is_associated_and_main_objective_is_used(tmp_path: Path) -> None:
+    plane = encoded_stack(1, 1, 1, 128, 128)[0, 0, 0]
+    path = write_scn(tmp_path / "slide.scn", plane, objective=20)
+    assert_reader_contract(TiffReader, path, plane[np.newaxis, np.newaxis, np.newaxis])
+    with open_image(path) as image:
+        assert len(image.scenes()) == 1
+        assert image.level_count(0) == 2
+        md = image.metadata()
+    assert md.objective is not None
+    assert md.objective.magnification == 20  # not the overview's 1.25
+    assert md.microscope is not None
+    assert md.microscope.model == "Leica SCN400;Leica SCN"
+    assert [a["shape"] for a in md.vendor_metadata["associated_images"]] == [[32, 32]]

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-__all__ = ["ASSOCIATED_NAMES", "SlideFacts", "is_associated", "slide_facts", "wsi_kind"]
+__all__ = [
+    "ASSOCIATED_NAMES",
+    "SlideFacts",
+    "associated_series",
+    "is_associated",
+    "slide_facts",
+    "wsi_kind",
+]
 
 #: tifffile series names of associated images (lower case).
 ASSOCIATED_NAMES = frozenset({"thumbnail", "label", "macro", "map", "overview", "probability"})
@@ -36,6 +43,52 @@ def wsi_kind(tif: Any) -> str | None:
 def is_associated(series: Any) -> bool:
     """Whether a tifffile series is a thumbnail/label/macro/map image of a slide."""
     return str(series.name or "").strip().lower() in ASSOCIATED_NAMES
+
+
+def associated_series(tif: Any, kind: str | None) -> set[int]:
+    """Indices of tifffile series that are associated images of a slide (empty for other TIFFs).
+
+    By name (thumbnail, label, macro, map...), and for Leica SCN the overview
+    image: the one whose view covers the whole collection (as openslide and
+    Bio-Formats decide; SCN images usually have no name).
+    """
+    if kind is None:
+        return set()
+    found = {k for k, series in enumerate(tif.series) if is_associated(series)}
+    if kind == "scn":
+        found |= _scn_overviews(str(tif.pages.first.description or ""))
+    if len(found) == len(tif.series):
+        return set()  # nothing would be left to show: keep them all as scenes
+    return found
+
+
+def _scn_overviews(xml: str) -> set[int]:
+    from defusedxml.ElementTree import fromstring
+
+    try:
+        root = fromstring(xml)
+    except Exception:  # defusedxml raises ParseError, EntitiesForbidden...
+        return set()
+    found: set[int] = set()
+    index = 0
+    for collection in root:
+        if not collection.tag.endswith("collection"):
+            continue
+        size = (collection.get("sizeX"), collection.get("sizeY"))
+        for image in collection:
+            if not image.tag.endswith("image"):
+                continue
+            has_pixels = any(
+                p.tag.endswith("pixels") and any(d.tag.endswith("dimension") for d in p)
+                for p in image
+            )
+            if not has_pixels:
+                continue
+            view = next((v for v in image if v.tag.endswith("view")), None)
+            if view is not None and (view.get("sizeX"), view.get("sizeY")) == size:
+                found.add(index)
+            index += 1
+    return found
 
 
 @dataclass
@@ -79,12 +132,20 @@ def slide_facts(tif: Any, kind: str) -> SlideFacts:
         facts.manufacturer = "Leica"
         model = re.search(r'<device[^>]*model="([^"]+)"', text)
         facts.model = model.group(1) if model else None
-        _float_into(
-            facts,
-            "magnification",
-            re.search(r"<objective>\s*([0-9.]+)\s*</objective>", text),
-            "SCN scanSettings/objectiveSettings/objective",
-        )
+        # each image has its own objective: take the first main image's, not the overview's
+        overviews = _scn_overviews(text)
+        objectives = [
+            o
+            for k, o in enumerate(re.finditer(r"<objective>\s*([0-9.]+)\s*</objective>", text))
+            if k not in overviews
+        ]
+        if objectives:
+            _float_into(
+                facts,
+                "magnification",
+                objectives[0],
+                "SCN scanSettings/objectiveSettings/objective",
+            )
     elif kind == "qpi":
         facts.manufacturer = "PerkinElmer"
         _float_into(

@@ -27,7 +27,7 @@ from zstack_analyzer.readers._tiff_common import (
     series_plan,
     vendor_safe,
 )
-from zstack_analyzer.readers._wsi_tiff import is_associated, slide_facts, wsi_kind
+from zstack_analyzer.readers._wsi_tiff import associated_series, slide_facts, wsi_kind
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -68,10 +68,9 @@ class TiffReader(TiffFamilyReader):
         plans: list[ScenePlan] = []
         # Whole-slide TIFFs: thumbnail/label/macro series are associated images, not scenes.
         self._series_of_scene: list[int] = []
-        is_slide = wsi_kind(self.tif) is not None
-        has_main = any(not is_associated(s) for s in self.tif.series)
+        self._associated = associated_series(self.tif, wsi_kind(self.tif))
         for number, series in enumerate(self.tif.series):
-            if is_slide and has_main and is_associated(series):
+            if number in self._associated:
                 continue
             plan, _ = series_plan(
                 series,
@@ -197,8 +196,8 @@ class TiffReader(TiffFamilyReader):
         vendor["slide_format"] = kind
         vendor["associated_images"] = [
             {"name": s.name, "shape": [int(v) for v in s.shape], "axes": str(s.axes)}
-            for s in self.tif.series
-            if is_associated(s)
+            for number, s in enumerate(self.tif.series)
+            if number in self._associated
         ]
         if facts.fields:
             vendor["aperio"] = vendor_safe(facts.fields)
