@@ -84,8 +84,12 @@ def write_lsm(
     objective: str = "Plan-Apochromat 63x/1.40 Oil DIC M27",
     thumbnails: bool = True,
     compression: str | None = None,
+    line_scan: bool = False,
 ) -> Path:
-    """An LSM (scan type 0/6: XYZ(T)) of canonical T,C,Z,Y,X ``stack``."""
+    """An LSM of canonical T,C,Z,Y,X ``stack``: scan type 0/6 (XYZ(T)), or 1 (XZ line scan, Y = 1).
+
+    An XZ line scan is stored as one page per channel set whose rows are the Z lines.
+    """
     size_t, size_c, size_z, size_y, size_x = stack.shape
     names = names or [f"Ch{c + 1}-T1" for c in range(size_c)]
     colors = colors or [((255, 0, 0), (0, 255, 0), (0, 0, 255))[c % 3] for c in range(size_c)]
@@ -102,9 +106,25 @@ def write_lsm(
     record["ThumbnailX"] = record["ThumbnailY"] = 16
     record["VoxelSizeX"], record["VoxelSizeY"], record["VoxelSizeZ"] = voxel_m
     record["ScanType"] = 0 if size_t == 1 else 6
+    if line_scan:
+        assert size_t == 1 and size_y == 1
+        record["ScanType"] = 1  # CZX
     record["TimeIntervall"] = 0.0
     with tifffile.TiffWriter(path, byteorder="<") as tif:
-        for t in range(size_t):
+        if line_scan:
+            lines = stack[0, :, :, 0, :]  # C, Z, X
+            tif.write(
+                lines if size_c > 1 else lines[0],
+                photometric="minisblack",
+                planarconfig="separate" if size_c > 1 else None,
+                metadata=None,
+                extratags=[(34412, 1, record.dtype.itemsize, record.tobytes(), True)],
+            )
+            if thumbnails:
+                tif.write(
+                    np.zeros((16, 16, 3), "uint8"), photometric="rgb", subfiletype=1, metadata=None
+                )
+        for t in range(size_t if not line_scan else 0):
             for z in range(size_z):
                 first = t == 0 and z == 0
                 tif.write(

@@ -143,3 +143,16 @@ def test_lsm_is_recognised_by_content_not_name(tmp_path: Path) -> None:
 
     path = write_lsm(tmp_path / "renamed.tif", encoded_stack(1, 1, 2, 8, 8))
     assert detect_reader(path) is LsmReader
+
+
+def test_xz_line_scan_is_y1_with_z_lines(tmp_path: Path) -> None:
+    """DESIGN §3: an XZ line scan is Y=1 and Z=n lines, Y voxel size None."""
+    stack = encoded_stack(1, 2, 12, 1, 30)
+    path = write_lsm(tmp_path / "xz.lsm", stack, line_scan=True)
+    assert_reader_contract(LsmReader, path, stack)
+    with open_image(path) as image:
+        md = image.metadata()
+    assert (md.size_z, md.size_y, md.size_x) == (12, 1, 30)
+    assert md.physical_size.y_um is None
+    assert md.physical_size.x_um == pytest.approx(0.2)
+    assert any("line scan" in w for w in md.warnings)
