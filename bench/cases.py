@@ -536,6 +536,64 @@ def ome_zarr_py_convert(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
     return work
 
 
+# ------------------------------------------------------------- issue 16 formats
+def tifffile_lsm_metadata(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """The same fields our LSM metadata gives, read with tifffile alone."""
+    import tifffile
+
+    _preimport(args, ours=False)
+    path = args["path"]
+
+    def work() -> dict[str, Any]:
+        with tifffile.TiffFile(path) as tf:
+            series = tf.series[0]
+            shape, axes = series.shape, series.axes
+            lsm = tf.lsm_metadata
+        colours = lsm.get("ChannelColors") or {}
+        voxel = [lsm.get(f"VoxelSize{a}", 0) * 1e6 for a in "XYZ"]
+        stamps = list(lsm.get("TimeStamps", []))
+        return {
+            "shape": list(shape),
+            "axes": axes,
+            "channels": colours.get("ColorNames"),
+            "colours": colours.get("Colors"),
+            "voxel_um": voxel,
+            "stamps": len(stamps),
+            "objective": (lsm.get("ScanInformation") or {}).get("Objective"),
+        }
+
+    return work
+
+
+def pydicom_wsi_png(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """pydicom decodes every frame, the tiles are assembled, then the usual 256 px PNG."""
+    import numpy as np
+    import pydicom
+
+    _preimport(args, ours=False)
+    path = args["path"]
+
+    def work() -> dict[str, Any]:
+        ds = pydicom.dcmread(path)
+        frames = ds.pixel_array
+        if frames.ndim == 2 or (frames.ndim == 3 and int(ds.SamplesPerPixel) == 3):
+            frames = frames[np.newaxis]
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        height, width = int(ds.TotalPixelMatrixRows), int(ds.TotalPixelMatrixColumns)
+        across = -(-width // cols)
+        plane = np.zeros(
+            (-(-height // rows) * rows, across * cols, *frames.shape[3:]), frames.dtype
+        )
+        for k in range(-(-height // rows) * across):
+            r, c = divmod(k, across)
+            plane[r * rows : (r + 1) * rows, c * cols : (c + 1) * cols] = frames[k]
+        plane = plane[:height, :width]
+        grey = plane.mean(axis=-1) if plane.ndim == 3 else plane
+        return _png_info(_png([grey]))
+
+    return work
+
+
 CASES: dict[str, Callable[[dict[str, Any]], Callable[[], dict[str, Any]]]] = {
     f.__name__: f
     for f in (
@@ -556,5 +614,7 @@ CASES: dict[str, Callable[[dict[str, Any]], Callable[[], dict[str, Any]]]] = {
         disk_write_fsync,
         ours_convert,
         ome_zarr_py_convert,
+        tifffile_lsm_metadata,
+        pydicom_wsi_png,
     )
 }

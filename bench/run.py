@@ -63,12 +63,13 @@ MIN_BYTES = {
     "d": 100_000_000,
     "e": 900_000_000,
 }
-ALL_GROUPS = {"issue3", "issue4", "issue5", "issue14"}
+ALL_GROUPS = {"issue3", "issue4", "issue5", "issue14", "issue16"}
 GROUP_IDS = {
     "issue3": ("import", "metadata", "lazy-open", "load/"),  # metadata-cold too
     "issue4": ("slice-thumb", "mip-thumb", "seed-thumb"),
     "issue5": ("thumb-cached", "upload"),
     "issue14": ("convert/", "zarr-chunk"),
+    "issue16": ("metadata/lsm", "slice-thumb/dicom-wsi", "slice-thumb/dicom-wsi-8k"),
 }
 BIG = {"c", "e"}  # work over 1 GB: 3 runs instead of 5
 
@@ -745,7 +746,18 @@ def main() -> int:
     def run14() -> None:
         records.extend(r for r in issue14(ctx) if r is not None)
 
-    steps = [("issue3", run3), ("issue4", run4), ("issue5", run5), ("issue14", run14)]
+    def run16() -> None:
+        import formats_bench
+
+        records.extend(r for r in formats_bench.issue16(ctx, measured, Target) if r is not None)
+
+    steps = [
+        ("issue3", run3),
+        ("issue4", run4),
+        ("issue5", run5),
+        ("issue14", run14),
+        ("issue16", run16),
+    ]
     failed: list[str] = []
     for name, step in steps:
         if name in groups:

@@ -28,11 +28,15 @@ __all__ = ["FormatInfo", "detect_reader", "known_suffixes", "open_reader", "supp
 READER_CLASSES: tuple[str, ...] = (
     "zstack_analyzer.readers.ome_tiff:OmeTiffReader",
     "zstack_analyzer.readers.imagej_tiff:ImageJTiffReader",
+    "zstack_analyzer.readers.lsm:LsmReader",
     "zstack_analyzer.readers.stk:StkReader",
     "zstack_analyzer.readers.czi:CziReader",
     "zstack_analyzer.readers.nd2:Nd2Reader",
     "zstack_analyzer.readers.lif:LifReader",
     "zstack_analyzer.zarr.reader:OmeZarrReader",
+    "zstack_analyzer.readers.dicom:DicomReader",
+    "zstack_analyzer.readers.oif:OibReader",
+    "zstack_analyzer.readers.oif:OifReader",
     "zstack_analyzer.readers.tiff:TiffReader",
 )
 

@@ -9,11 +9,16 @@ A stack of same-shaped pages is read as Z.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from zstack_analyzer.metadata import ChannelInfo, ImageMetadata, MicroscopeInfo, PhysicalSize
+from zstack_analyzer.metadata import (
+    ChannelInfo,
+    ImageMetadata,
+    MicroscopeInfo,
+    ObjectiveInfo,
+    PhysicalSize,
+)
 from zstack_analyzer.readers._tiff_common import (
     ScenePlan,
     TiffFamilyReader,
@@ -22,14 +27,13 @@ from zstack_analyzer.readers._tiff_common import (
     series_plan,
     vendor_safe,
 )
+from zstack_analyzer.readers._wsi_tiff import associated_series, slide_facts, wsi_kind
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
 __all__ = ["TiffReader"]
-
-_SVS_MPP = re.compile(r"MPP\s*=\s*([0-9.]+)")
 
 
 class TiffReader(TiffFamilyReader):
@@ -43,7 +47,17 @@ class TiffReader(TiffFamilyReader):
     """
 
     format_name: ClassVar[str] = "TIFF"
-    suffixes: ClassVar[tuple[str, ...]] = (".tif", ".tiff", ".btf", ".tf8", ".svs")
+    suffixes: ClassVar[tuple[str, ...]] = (
+        ".tif",
+        ".tiff",
+        ".btf",
+        ".tf8",
+        ".svs",
+        ".ndpi",
+        ".scn",
+        ".bif",
+        ".qptiff",
+    )
 
     @classmethod
     def sniff(cls, head: bytes, path: Path) -> bool:
@@ -51,12 +65,21 @@ class TiffReader(TiffFamilyReader):
         return peek_tiff(head, path) is not None
 
     def _build_plans(self) -> list[ScenePlan]:
-        plans = []
-        for index, series in enumerate(self.tif.series):
+        plans: list[ScenePlan] = []
+        # Whole-slide TIFFs: thumbnail/label/macro series are associated images, not scenes.
+        self._series_of_scene: list[int] = []
+        self._associated = associated_series(self.tif, wsi_kind(self.tif))
+        for number, series in enumerate(self.tif.series):
+            if number in self._associated:
+                continue
             plan, _ = series_plan(
-                series, index=index, name=series.name or None, rename={"I": "Z", "Q": "Z"}
+                series,
+                index=len(plans),
+                name=series.name or None,
+                rename={"I": "Z", "Q": "Z"},
             )
             plans.append(plan)
+            self._series_of_scene.append(number)
         if not plans:
             msg = "no image series"
             raise ValueError(msg)
@@ -77,13 +100,13 @@ class TiffReader(TiffFamilyReader):
                 return PhysicalSize(x_um=x, y_um=y if y is not None else x)
             warnings.append("FEI metadata without Scan/PixelWidth: pixel size unknown")
             return PhysicalSize()
-        if tif.is_svs:
-            match = _SVS_MPP.search(page.description or "")
-            if match and float(match.group(1)) > 0:
-                provenance["physical_size.x_um"] = "Aperio SVS MPP"
-                provenance["physical_size.y_um"] = "Aperio SVS MPP"
-                mpp = float(match.group(1))
-                return PhysicalSize(x_um=mpp, y_um=mpp)
+        if tif.is_svs or tif.is_bif:
+            facts = slide_facts(tif, "svs" if tif.is_svs else "bif")
+            if facts.mpp is not None:
+                source = facts.sources["mpp"]
+                provenance["physical_size.x_um"] = source
+                provenance["physical_size.y_um"] = source
+                return PhysicalSize(x_um=facts.mpp, y_um=facts.mpp)
         x_um, y_um, warning = resolution_um(page)
         if warning:
             warnings.append(warning)
@@ -95,7 +118,7 @@ class TiffReader(TiffFamilyReader):
     def _build_metadata(self, scene: int) -> ImageMetadata:
         plan = self._plans[scene]
         info = plan.info
-        series = self.tif.series[scene]
+        series = self.tif.series[self._series_of_scene[scene]]
         page = series.keyframe
         warnings: list[str] = []
         provenance: dict[str, str] = {"sizes": f"tifffile {series.kind} series"}
@@ -129,17 +152,89 @@ class TiffReader(TiffFamilyReader):
         if page.description:
             vendor["description"] = vendor_safe(page.description)
         levels = plan.level_shapes
+        objective = None
+        acquired_at = None
+        kind = wsi_kind(self.tif)
+        names: list[str | None] = [None] * info.size_c
+        if kind is not None:
+            microscope, objective, acquired_at, acquired_local, slide_names = self._slide_metadata(
+                kind, microscope, acquired_local, provenance, warnings, vendor
+            )
+            if len(slide_names) == info.size_c and scene == 0:
+                names = slide_names
         return self.scene_metadata(
             info,
             physical_size=physical,
-            channels=[ChannelInfo(index=c) for c in range(info.size_c)],
+            channels=[ChannelInfo(index=c, name=names[c]) for c in range(info.size_c)],
             microscope=microscope,
+            objective=objective,
+            acquired_at=acquired_at,
             acquired_at_local=acquired_local,
             pyramid_levels=levels if len(levels) > 1 else [],
             provenance=provenance,
             warnings=warnings,
             vendor_metadata=vendor,
         )
+
+    def _slide_metadata(
+        self,
+        kind: str,
+        microscope: MicroscopeInfo | None,
+        acquired_local: datetime | None,
+        provenance: dict[str, str],
+        warnings: list[str],
+        vendor: dict[str, Any],
+    ) -> tuple[
+        MicroscopeInfo | None,
+        ObjectiveInfo | None,
+        datetime | None,
+        datetime | None,
+        list[str | None],
+    ]:
+        """Scanner, objective, acquisition time and associated images of a whole-slide TIFF."""
+        facts = slide_facts(self.tif, kind)
+        vendor["slide_format"] = kind
+        vendor["associated_images"] = [
+            {"name": s.name, "shape": [int(v) for v in s.shape], "axes": str(s.axes)}
+            for number, s in enumerate(self.tif.series)
+            if number in self._associated
+        ]
+        if facts.fields:
+            vendor["aperio"] = vendor_safe(facts.fields)
+        objective = None
+        if facts.magnification is not None:
+            objective = ObjectiveInfo(magnification=facts.magnification)
+            provenance["objective.magnification"] = facts.sources["magnification"]
+        base = microscope or MicroscopeInfo()
+        microscope = base.model_copy(
+            update={
+                k: v
+                for k, v in {
+                    "manufacturer": facts.manufacturer,
+                    "model": facts.model,
+                    "serial_number": facts.serial_number,
+                    "software": facts.software,
+                    "software_version": facts.software_version,
+                }.items()
+                # the vendor's own software line beats a converter's Software tag
+                if v is not None and (getattr(base, k) is None or k.startswith("software"))
+            }
+        )
+        acquired_at = facts.acquired_at
+        if acquired_at is not None:
+            provenance["acquired_at"] = facts.sources["acquired_at"]
+            acquired_local = None
+            provenance.pop("acquired_at_local", None)
+            warnings[:] = [w for w in warnings if not w.startswith("acquisition time zone")]
+        elif facts.acquired_at_local is not None and acquired_local is None:
+            acquired_local = facts.acquired_at_local
+            provenance["acquired_at_local"] = facts.sources["acquired_at_local"]
+            warnings.append(
+                "acquisition time zone unknown: acquired_at_local holds the time as written"
+            )
+        if "channels.name" in facts.sources:
+            provenance["channels.name"] = facts.sources["channels.name"]
+        return microscope, objective, acquired_at, acquired_local, facts.channel_names
 
     def raw_metadata(self) -> Mapping[str, Any]:
         """The first IFD's tags and any vendor block tifffile parsed (FEI, SVS)."""
