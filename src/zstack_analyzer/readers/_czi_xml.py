@@ -110,21 +110,39 @@ def _fragment(xml: str, name: str) -> str | None:
     return xml[begin : end + len(closing)]
 
 
-def _sections(xml: str, path: Path) -> tuple[Element | None, Element | None]:
-    """The Metadata/Information and Metadata/Scaling elements (each None when absent)."""
+def _sections(
+    xml: str, path: Path
+) -> tuple[Element | None, Element | None, Element | None]:
+    """The Metadata/Information, Metadata/Scaling and Metadata/DisplaySetting elements.
+
+    Each is None when absent. DisplaySetting is optional in the fast path: a
+    document without one (RGB-8bit.czi has one, many exports do not) still
+    takes the fragment route.
+    """
     info_text = _fragment(xml, "Information")
     scaling_text = _fragment(xml, "Scaling")
-    if info_text is not None and scaling_text is not None:
+    display_text = _fragment(xml, "DisplaySetting")
+    display_ok = display_text is not None or "<DisplaySetting" not in xml
+    if info_text is not None and scaling_text is not None and display_ok:
         information = _parse_fragment(info_text)
         scaling = _parse_fragment(scaling_text)
-        if information is not None and scaling is not None:
-            return information, scaling
+        display = _parse_fragment(display_text) if display_text is not None else None
+        if (
+            information is not None
+            and scaling is not None
+            and (display is not None or display_text is None)
+        ):
+            return information, scaling, display
         logger.debug("%s: fragment parse failed; parsing the whole XML", path.name)
     root = _parse(xml, path)
     metadata = root.find("Metadata")
     if metadata is None:
-        return None, None
-    return metadata.find("Information"), metadata.find("Scaling")
+        return None, None, None
+    return (
+        metadata.find("Information"),
+        metadata.find("Scaling"),
+        metadata.find("DisplaySetting"),
+    )
 
 
 def _text(element: Element | None, child: str) -> str | None:
@@ -166,10 +184,16 @@ def _colour(value: str | None) -> str | None:
 
 
 def _datetime(value: str) -> tuple[datetime | None, datetime | None]:
-    """(UTC-aware, naive local) from an ISO string; one of them is None."""
+    """(UTC-aware, naive local) from an ISO string; both None for ZEN's year-1 placeholder.
+
+    Why the placeholder: ZEN writes ``0001-01-01T00:00:00`` (sometimes with a
+    zone offset) where it has no time; that is "unknown", not a date.
+    """
     text = value.strip()
     # ZEN writes 7 fractional digits; Python 3.11 accepts them, older forms may not: trim to 6.
     text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    if text.startswith("0001-01-01"):
+        return None, None
     stamp = datetime.fromisoformat(text)
     if stamp.tzinfo is None:
         return None, stamp
@@ -231,6 +255,39 @@ def _channel(index: int, element: Element | None) -> ChannelInfo:
     )
 
 
+def _display_colours(
+    display: Element | None, channel_elements: list[Element], info: CziXmlInfo
+) -> None:
+    """Channel colours as ZEN shows them: DisplaySetting first, the acquisition colour after.
+
+    Why this order: ZEN draws a channel with ``DisplaySetting/Channels/Channel/Color``
+    (the user's display choice, saved with the document); ``Dimensions/Channels/
+    Channel/Color`` is the colour the acquisition assigned, which ZEN black (AIM)
+    does not even write. The display channel is matched by Id (the acquisition
+    channel's Id), else by position when both lists have the same length.
+    """
+    shown: dict[int, str] = {}
+    if display is not None:
+        entries = list(display.iterfind("Channels/Channel"))
+        by_id = {e.get("Id"): e for e in entries if e.get("Id")}
+        for index, element in enumerate(channel_elements):
+            entry = by_id.get(element.get("Id"))
+            if entry is None and len(entries) == len(channel_elements):
+                entry = entries[index]
+            colour = _colour(_text(entry, "Color")) if entry is not None else None
+            if colour is not None:
+                shown[index] = colour
+    sources = set()
+    for index, channel in enumerate(info.channels):
+        if index in shown:
+            channel.color = shown[index]
+            sources.add("CZI DisplaySetting/Channels/Channel/Color (what ZEN displays)")
+        elif channel.color is not None:
+            sources.add("CZI Information/Image/Dimensions/Channels/Channel/Color")
+    if sources:
+        info.provenance["channels[].color"] = " + ".join(sorted(sources))
+
+
 def _referenced(parent: Element | None, tag: str, ref: Element | None) -> Element | None:
     """The ``tag`` child of ``parent`` whose Id matches ``ref``'s, else the first non-empty one."""
     if parent is None:
@@ -243,6 +300,12 @@ def _referenced(parent: Element | None, tag: str, ref: Element | None) -> Elemen
     return candidates[0] if candidates else None
 
 
+def _positive(element: Element | None, child: str) -> float | None:
+    """A value that must be > 0 to mean anything: 0 (ZEN's "not set") is unknown."""
+    number = _float(element, child)
+    return number if number is not None and number > 0 else None
+
+
 def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -> None:
     instrument = information.find("Instrument")
     objective = _referenced(
@@ -251,13 +314,18 @@ def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -
         None if image is None else image.find("ObjectiveSettings/ObjectiveRef"),
     )
     if objective is not None:
-        info.objective = ObjectiveInfo(
-            name=objective.get("Name") or _text(objective, "Manufacturer/Model"),
-            magnification=_float(objective, "NominalMagnification"),
-            numerical_aperture=_float(objective, "LensNA"),
+        # Never the Id ("Objective:0"): a reference is not a name. A 0 magnification or
+        # NA is ZEN's placeholder for "not set", i.e. unknown.
+        found = ObjectiveInfo(
+            name=(objective.get("Name") or "").strip()
+            or _text(objective, "Manufacturer/Model"),
+            magnification=_positive(objective, "NominalMagnification"),
+            numerical_aperture=_positive(objective, "LensNA"),
             immersion=_text(objective, "Immersion"),
         )
-        info.provenance["objective"] = "CZI Information/Instrument/Objectives/Objective"
+        if any(v is not None for v in found.model_dump().values()):
+            info.objective = found
+            info.provenance["objective"] = "CZI Information/Instrument/Objectives/Objective"
     microscope = _referenced(
         None if instrument is None else instrument.find("Microscopes"),
         "Microscope",
@@ -266,15 +334,28 @@ def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -
     application = information.find("Application")
     software = _text(application, "Name")
     version = _text(application, "Version")
+    # ZEN blue names the stand (@Name, e.g. "Axio Observer.Z1 / 7"); ZEN black (AIM) and
+    # the SEM modules write the whole system instead ("LSM 880, AxioObserver", "Crossbeam 550").
+    model = (None if microscope is None else (microscope.get("Name") or "").strip() or None)
+    model_source = "@Name"
+    if model is None:
+        model, model_source = _text(microscope, "Manufacturer/Model"), "Manufacturer/Model"
+    if model is None:
+        model, model_source = _text(microscope, "System"), "System"
     if microscope is not None or software or version:
         info.microscope = MicroscopeInfo(
             manufacturer=_text(microscope, "Manufacturer/Manufacturer"),
-            model=(None if microscope is None else microscope.get("Name"))
-            or _text(microscope, "Manufacturer/Model"),
+            model=model,
             serial_number=_text(microscope, "Manufacturer/SerialNumber"),
             software=software,
             software_version=version,
         )
+        if model is not None:
+            info.provenance["microscope.model"] = (
+                f"CZI Information/Instrument/Microscopes/Microscope/{model_source}"
+            )
+        if software or version:
+            info.provenance["microscope.software"] = "CZI Information/Application/Name, Version"
 
 
 def _time_interval(image: Element, info: CziXmlInfo) -> None:
@@ -308,22 +389,31 @@ def _scenes(image: Element, info: CziXmlInfo) -> None:
 
 
 def _acquisition(image: Element, info: CziXmlInfo) -> None:
-    stamp = _text(image, "AcquisitionDateAndTime")
-    if stamp is None:
+    """AcquisitionDateAndTime, else the T axis' StartTime (which carries a zone offset)."""
+    for child, source in (
+        ("AcquisitionDateAndTime", "CZI Information/Image/AcquisitionDateAndTime"),
+        ("Dimensions/T/StartTime", "CZI Information/Image/Dimensions/T/StartTime"),
+    ):
+        stamp = _text(image, child)
+        if stamp is None:
+            continue
+        try:
+            aware, naive = _datetime(stamp)
+        except ValueError:
+            info.warnings.append(f"CZI {child} {stamp!r} is not an ISO date: ignored")
+            continue
+        if aware is None and naive is None:
+            continue  # ZEN's year-1 placeholder: no time stated here
+        info.acquired_at, info.acquired_at_local = aware, naive
+        if naive is not None:
+            info.warnings.append(
+                f"CZI {child.rsplit('/', 1)[-1]} has no time zone: kept as local time "
+                "(acquired_at_local)"
+            )
+            info.provenance["acquired_at_local"] = source
+        else:
+            info.provenance["acquired_at"] = f"{source} (converted to UTC)"
         return
-    try:
-        aware, naive = _datetime(stamp)
-    except ValueError:
-        info.warnings.append(f"CZI AcquisitionDateAndTime {stamp!r} is not an ISO date: ignored")
-        return
-    info.acquired_at, info.acquired_at_local = aware, naive
-    if naive is not None:
-        info.warnings.append(
-            "CZI AcquisitionDateAndTime has no time zone: kept as local time (acquired_at_local)"
-        )
-        info.provenance["acquired_at_local"] = "CZI Information/Image/AcquisitionDateAndTime"
-    else:
-        info.provenance["acquired_at"] = "CZI Information/Image/AcquisitionDateAndTime"
 
 
 def _leaves(element: Element | None) -> dict[str, Any]:
@@ -388,7 +478,7 @@ def parse_czi_xml(xml: str, *, path: Path) -> CziXmlInfo:
     if not xml.strip():
         info.warnings.append("the CZI has no metadata XML: calibration and channels unknown")
         return info
-    information, scaling = _sections(xml, path)
+    information, scaling, display = _sections(xml, path)
     _scaling(scaling, info)
     if information is None:
         info.warnings.append("no Metadata/Information in the CZI XML")
@@ -397,6 +487,7 @@ def parse_czi_xml(xml: str, *, path: Path) -> CziXmlInfo:
     if image is not None:
         channel_elements = list(image.iterfind("Dimensions/Channels/Channel"))
         info.channels = [_channel(i, e) for i, e in enumerate(channel_elements)]
+        _display_colours(display, channel_elements, info)
         bits = _int(image, "ComponentBitCount")
         if bits is None and channel_elements:
             bits = _int(channel_elements[0], "ComponentBitCount")
