@@ -173,3 +173,24 @@ def test_lif_widefield_exposure_in_seconds() -> None:
         "</Attachment></Image></Data></Element>"
     )
     assert _exposures_ms(element) == [50.0, 120.0]
+
+
+def test_czi_display_setting_is_the_documents_own_not_the_experiments() -> None:
+    from zstack_analyzer.readers._czi_xml import _metadata_child_fragment
+
+    nested = (
+        "<DisplaySetting><Channels><Channel Id='Channel:0'><Color>#FFFF0000</Color></Channel>"
+        "</Channels></DisplaySetting>"
+    )
+    own = nested.replace("#FFFF0000", "#FF00FF00")
+    xml = (
+        "<ImageDocument><Metadata><Experiment><Block Format=\"a>b\"/><Text>&lt;UiName /></Text>"
+        f"{nested}</Experiment><Information><Image/></Information>{own}"
+        "<Scaling><Items/></Scaling></Metadata></ImageDocument>"
+    )
+    assert _metadata_child_fragment(xml, "DisplaySetting") == own
+    # the ">" inside an attribute and the "/>" in text do not fool the depth count
+    assert _metadata_child_fragment(xml.replace(own, ""), "DisplaySetting") is None
+    image = "<Image><Dimensions><Channels><Channel Id='Channel:0' Name='A'/></Channels></Dimensions></Image>"
+    info = parse_czi_xml(xml.replace("<Image/>", image), path=Path("a.czi"))
+    assert [c.color for c in info.channels] == ["#00FF00"]

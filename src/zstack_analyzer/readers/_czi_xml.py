@@ -110,6 +110,76 @@ def _fragment(xml: str, name: str) -> str | None:
     return xml[begin : end + len(closing)]
 
 
+#: A self-closing tag: "<", then up to "/>" no "<" and no ">" outside quoted attribute
+#: values. ("/>" alone also occurs in text, e.g. escaped XML "&lt;UiName />" in ZEN's
+#: HardwareSetting, and ">" in attribute values, e.g. Format="%N>".)
+_SELF_CLOSING = re.compile(r"""<[^<>"']*(?:(?:"[^"]*"|'[^']*')[^<>"']*)*/>""")
+
+
+#: "<" then no "<" or ">" up to "/>": a self-closing tag without ">" in its attributes (fast).
+_PLAIN_SELF_CLOSING = re.compile(r"<[^<>]*/>")
+
+
+def _depth(stretch: str) -> int:
+    """Opening minus closing and self-closing tags in ``stretch`` (C-speed counts first).
+
+    Every "/>" counted as a self-closing tag gives a lower bound (text holds
+    some); only plain ones (no ">" in attributes) give an upper bound. When
+    the bounds disagree, the quote-aware pattern decides.
+    """
+    tags = stretch.count("<") - 2 * stretch.count("</")
+    lower = tags - stretch.count("/>")
+    if lower > 0:
+        return lower
+    upper = tags - len(_PLAIN_SELF_CLOSING.findall(stretch))
+    if upper == lower:
+        return upper
+    return tags - len(_SELF_CLOSING.findall(stretch))
+
+
+def _metadata_child_fragment(
+    xml: str, name: str, boundaries: tuple[int, ...] = ()
+) -> str | None:
+    """The ``<name>`` element that is a direct child of the top ``<Metadata>``, or None if unsure.
+
+    Why not :func:`_fragment`: ZEN also writes DisplaySetting blocks inside the
+    Experiment (CD_s_1_t_3_c_2_z_5.czi has three), before or after the one that
+    matters, and a HardwareSetting may hold a ``<Metadata>`` of its own. A
+    candidate is the document's own when the tags between the first
+    ``<Metadata>`` and it balance: every tag starts with "<", which XML never
+    allows unescaped in text or attribute values, so opening tags minus closing
+    and self-closing ones is its depth (C-speed counts). A self-closing tag the
+    pattern misses makes the depth look larger, never zero: the worst case is
+    "unsure", and the caller then parses the whole document. Comments, CDATA
+    or processing instructions could hold a "<", so with any of them we are
+    unsure too. ``boundaries`` are offsets known to lie between two children
+    of Metadata (the ends of the Information and Scaling elements): counting
+    from the nearest one keeps the stretch short.
+    """
+    opening, closing = f"<{name}>", f"</{name}>"
+    top = xml.find("<Metadata>")
+    if top < 0:
+        return None
+    top += len("<Metadata>")
+    begin = xml.find(opening, top)
+    while begin >= 0:
+        start = max([top, *(b for b in boundaries if b <= begin)])
+        stretch = xml[start:begin]
+        if "<!" in stretch or "<?" in stretch:
+            return None
+        depth = _depth(stretch)
+        end = xml.find(closing, begin)
+        if end < 0:
+            return None
+        if depth == 0:
+            inner = xml.find(opening, begin + len(opening))
+            if 0 <= inner < end:
+                return None  # nested in itself: not a shape we know
+            return xml[begin : end + len(closing)]
+        begin = xml.find(opening, end)
+    return None
+
+
 def _sections(
     xml: str, path: Path
 ) -> tuple[Element | None, Element | None, Element | None]:
@@ -121,7 +191,10 @@ def _sections(
     """
     info_text = _fragment(xml, "Information")
     scaling_text = _fragment(xml, "Scaling")
-    display_text = _fragment(xml, "DisplaySetting")
+    ends = tuple(
+        xml.find(text) + len(text) for text in (info_text, scaling_text) if text is not None
+    )
+    display_text = _metadata_child_fragment(xml, "DisplaySetting", ends)
     display_ok = display_text is not None or "<DisplaySetting" not in xml
     if info_text is not None and scaling_text is not None and display_ok:
         information = _parse_fragment(info_text)
