@@ -194,3 +194,12 @@ def test_czi_display_setting_is_the_documents_own_not_the_experiments() -> None:
     image = "<Image><Dimensions><Channels><Channel Id='Channel:0' Name='A'/></Channels></Dimensions></Image>"
     info = parse_czi_xml(xml.replace("<Image/>", image), path=Path("a.czi"))
     assert [c.color for c in info.channels] == ["#00FF00"]
+
+
+def test_empty_scene_names_are_null() -> None:
+    body = '<Image ID="Image:0" Name="">' + PIXELS.format(c=1, channels='<Channel ID="C:0"/>')
+    md = _ome(body + "</Image>")
+    assert md.scene_name is None
+    assert md.scenes[0].name is None
+    assert SceneInfo(index=0, name="  ", dtype="uint8").name is None
+    assert SceneInfo(index=0, name="pos 1", dtype="uint8").name == "pos 1"
