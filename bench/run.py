@@ -313,7 +313,9 @@ def metadata_real_czi(ctx: Context) -> Record | None:
             base_medians.append(base.median_s)
         if ours.peak_rss is not None:
             rss.append(ours.peak_rss)
-        log(f"  {path.name}: ours {fmt_s(ours.median_s)}, pylibCZIrw {fmt_s(base.median_s)}, ratio {r}")
+        log(
+            f"  {path.name}: ours {fmt_s(ours.median_s)}, pylibCZIrw {fmt_s(base.median_s)}, ratio {r}"
+        )
     median = statistics.median(ratios) if ratios else None
     target = Target("median per-file ratio <= 1.0", max_ratio=1.0)
     rec = Record(

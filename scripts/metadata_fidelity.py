@@ -136,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.details:
         for name, scene, field, verdict, want, got in problems:
-            sys.stdout.write(f"{verdict:7} {name} s{scene} {field}: expected {want!r}, got {got!r}\n")
+            sys.stdout.write(
+                f"{verdict:7} {name} s{scene} {field}: expected {want!r}, got {got!r}\n"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps({"counts": counts, "totals": totals}, indent=1))
     return 0

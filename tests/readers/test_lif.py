@@ -415,7 +415,10 @@ def test_metadata_fields_against_the_raw_xml(
     assert md.microscope is not None
     software = hardware.get("Software")  # "LAS X 3.5.7.23225"
     assert f"{md.microscope.software} {md.microscope.software_version}" == software
-    assert md.microscope.model == f"{hardware.get('SystemTypeName')} ({setting.get('MicroscopeModel')})"
+    assert (
+        md.microscope.model
+        == f"{hardware.get('SystemTypeName')} ({setting.get('MicroscopeModel')})"
+    )
     assert md.microscope.serial_number == setting.get("SystemSerialNumber")
     lines = sorted(
         float(laser.get("LaserLine"))

@@ -172,6 +172,8 @@ def test_ome_values_are_in_the_raw_xml(testdata: Path) -> None:
     root = ET.fromstring(xml)  # noqa: S314  (corpus file)
     assert root.get("Creator") == "OME Bio-Formats 6.0.0-SNAPSHOT"
     ns = {"ome": "http://www.openmicroscopy.org/Schemas/OME/2016-06"}
-    assert root.findtext("ome:Image/ome:AcquisitionDate", namespaces=ns) == "2019-06-27T18:33:40.619"
+    assert (
+        root.findtext("ome:Image/ome:AcquisitionDate", namespaces=ns) == "2019-06-27T18:33:40.619"
+    )
     # The embedded original CZI XML states the same instant with its zone: Bio-Formats wrote UTC.
     assert "<AcquisitionDateAndTime>2019-06-27T18:33:40.6193715Z<" in xml

@@ -27,7 +27,12 @@ def _ome(body: str, *, creator: str | None = None, software: str | None = None) 
     image = doc.images[0]
     info = SceneInfo(index=0, size_c=image.size_c, size_y=2, size_x=2, dtype="uint8")
     return image_metadata(
-        doc, image, info, filename="a.ome.tif", file_format="OME-TIFF", scenes=[info],
+        doc,
+        image,
+        info,
+        filename="a.ome.tif",
+        file_format="OME-TIFF",
+        scenes=[info],
         software=software,
     )
 
@@ -167,7 +172,7 @@ def test_nd2_single_channel_exposure_and_stated_lasers() -> None:
 
 
 def test_lif_widefield_exposure_in_seconds() -> None:
-    element = ET.fromstring(
+    element = ET.fromstring(  # noqa: S314  (a literal written here)
         "<Element><Data><Image><Attachment Name='WideFieldChannelConfigurator'>"
         "<WideFieldChannelInfo ExposureTime='0.05'/><WideFieldChannelInfo ExposureTime='120 ms'/>"
         "</Attachment></Image></Data></Element>"
@@ -184,7 +189,7 @@ def test_czi_display_setting_is_the_documents_own_not_the_experiments() -> None:
     )
     own = nested.replace("#FFFF0000", "#FF00FF00")
     xml = (
-        "<ImageDocument><Metadata><Experiment><Block Format=\"a>b\"/><Text>&lt;UiName /></Text>"
+        '<ImageDocument><Metadata><Experiment><Block Format="a>b"/><Text>&lt;UiName /></Text>'
         f"{nested}</Experiment><Information><Image/></Information>{own}"
         "<Scaling><Items/></Scaling></Metadata></ImageDocument>"
     )

@@ -137,9 +137,7 @@ def _depth(stretch: str) -> int:
     return tags - len(_SELF_CLOSING.findall(stretch))
 
 
-def _metadata_child_fragment(
-    xml: str, name: str, boundaries: tuple[int, ...] = ()
-) -> str | None:
+def _metadata_child_fragment(xml: str, name: str, boundaries: tuple[int, ...] = ()) -> str | None:
     """The ``<name>`` element that is a direct child of the top ``<Metadata>``, or None if unsure.
 
     Why not :func:`_fragment`: ZEN also writes DisplaySetting blocks inside the
@@ -180,9 +178,7 @@ def _metadata_child_fragment(
     return None
 
 
-def _sections(
-    xml: str, path: Path
-) -> tuple[Element | None, Element | None, Element | None]:
+def _sections(xml: str, path: Path) -> tuple[Element | None, Element | None, Element | None]:
     """The Metadata/Information, Metadata/Scaling and Metadata/DisplaySetting elements.
 
     Each is None when absent. DisplaySetting is optional in the fast path: a
@@ -390,8 +386,7 @@ def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -
         # Never the Id ("Objective:0"): a reference is not a name. A 0 magnification or
         # NA is ZEN's placeholder for "not set", i.e. unknown.
         found = ObjectiveInfo(
-            name=(objective.get("Name") or "").strip()
-            or _text(objective, "Manufacturer/Model"),
+            name=(objective.get("Name") or "").strip() or _text(objective, "Manufacturer/Model"),
             magnification=_positive(objective, "NominalMagnification"),
             numerical_aperture=_positive(objective, "LensNA"),
             immersion=_text(objective, "Immersion"),
@@ -409,7 +404,7 @@ def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -
     version = _text(application, "Version")
     # ZEN blue names the stand (@Name, e.g. "Axio Observer.Z1 / 7"); ZEN black (AIM) and
     # the SEM modules write the whole system instead ("LSM 880, AxioObserver", "Crossbeam 550").
-    model = (None if microscope is None else (microscope.get("Name") or "").strip() or None)
+    model = None if microscope is None else (microscope.get("Name") or "").strip() or None
     model_source = "@Name"
     if model is None:
         model, model_source = _text(microscope, "Manufacturer/Model"), "Manufacturer/Model"

@@ -10,6 +10,7 @@ consistent across sources.
 from __future__ import annotations
 
 import colorsys
+import itertools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -387,7 +388,14 @@ def _instrument(doc: OmeDocument, image: Element, md: dict[str, Any], writer: st
 
 
 #: (nm, hue in degrees) anchors of visible light, for "does this colour fit the emission?".
-_SPECTRUM = ((400.0, 270.0), (440.0, 240.0), (490.0, 180.0), (510.0, 120.0), (580.0, 60.0), (620.0, 0.0))
+_SPECTRUM = (
+    (400.0, 270.0),
+    (440.0, 240.0),
+    (490.0, 180.0),
+    (510.0, 120.0),
+    (580.0, 60.0),
+    (620.0, 0.0),
+)
 #: How far (degrees of hue) a display colour may lie from its emission's hue and still fit.
 _HUE_TOLERANCE = 60.0
 
@@ -398,7 +406,7 @@ def _wavelength_hue(nm: float) -> float | None:
         return None
     if nm <= _SPECTRUM[0][0]:
         return _SPECTRUM[0][1]
-    for (n0, h0), (n1, h1) in zip(_SPECTRUM, _SPECTRUM[1:], strict=False):
+    for (n0, h0), (n1, h1) in itertools.pairwise(_SPECTRUM):
         if nm <= n1:
             return h0 + (h1 - h0) * (nm - n0) / (n1 - n0)
     return 0.0

@@ -905,7 +905,7 @@ def _exposures_ms(element: Element) -> list[float | None]:
     for info in element.iter("WideFieldChannelInfo"):
         text = (info.attrib.get("ExposureTime") or "").strip()
         parts = text.split()
-        factor = _TIME_UNITS_S.get(parts[1] if len(parts) > 1 else "", None)
+        factor = _TIME_UNITS_S.get(parts[1] if len(parts) > 1 else "")
         number = _float(parts[0]) if parts else None
         values.append(None if number is None or factor is None else number * factor * 1000.0)
     return values

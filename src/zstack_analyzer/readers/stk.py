@@ -127,7 +127,9 @@ class StkReader(TiffFamilyReader):
                 )
         microscope = _software(self.tif.pages.first.tags.get("Software"))
         if microscope is not None:
-            provenance["microscope.software"] = "TIFF Software tag (MetaMorph writes 'MetaMorph x.y')"
+            provenance["microscope.software"] = (
+                "TIFF Software tag (MetaMorph writes 'MetaMorph x.y')"
+            )
         objective = _objective(stk)
         if objective is not None:
             provenance["objective"] = "STK UIC PlaneProperty _MagSetting_, _MagNA_"
@@ -200,9 +202,7 @@ def _software(tag: Any) -> MicroscopeInfo | None:
 def _objective(stk: dict[str, Any]) -> ObjectiveInfo | None:
     """The objective MetaMorph names in PlaneProperty (_MagSetting_ name, _MagNA_ aperture)."""
     props = {
-        p.get("name"): p.get("value")
-        for p in stk.get("PlaneProperty") or []
-        if isinstance(p, dict)
+        p.get("name"): p.get("value") for p in stk.get("PlaneProperty") or [] if isinstance(p, dict)
     }
     name = str(props.get("_MagSetting_") or "").strip() or None
     try:

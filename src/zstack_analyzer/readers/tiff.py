@@ -185,7 +185,10 @@ def _tiff_datetime(
     """
     candidates = [
         (exif.get("DateTimeOriginal"), "EXIF DateTimeOriginal"),
-        (tags["DateTimeOriginal"].value if "DateTimeOriginal" in tags else None, "EXIF DateTimeOriginal"),
+        (
+            tags["DateTimeOriginal"].value if "DateTimeOriginal" in tags else None,
+            "EXIF DateTimeOriginal",
+        ),
         (tags["DateTime"].value if "DateTime" in tags else None, "TIFF DateTime (file write time)"),
     ]
     for value, source in candidates:
@@ -202,7 +205,7 @@ def _tiff_datetime(
 
 def _exif_exposure_ms(exif: Mapping[str, Any]) -> float | None:
     """EXIF ExposureTime (a rational in seconds) in ms; None when absent or not positive."""
-    value = exif.get("ExposureTime")
+    value: Any = exif.get("ExposureTime")
     try:
         if isinstance(value, tuple | list) and len(value) == 2:
             seconds = float(value[0]) / float(value[1])
@@ -228,8 +231,9 @@ def _fei_instrument(
     ``[User] Date`` + ``Time`` the local acquisition time (US order, 12 h clock).
     The block is FEI's private TIFF tag, so its writer is FEI's software.
     """
-    system = fei.get("System") if isinstance(fei.get("System"), dict) else {}
-    user = fei.get("User") if isinstance(fei.get("User"), dict) else {}
+    raw_system, raw_user = fei.get("System"), fei.get("User")
+    system: Mapping[str, Any] = raw_system if isinstance(raw_system, dict) else {}
+    user: Mapping[str, Any] = raw_user if isinstance(raw_user, dict) else {}
     model = str(system.get("SystemType") or "").strip() or None
     version = str(system.get("Software") or "").strip() or None
     if model or version:
