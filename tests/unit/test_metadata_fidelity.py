@@ -208,3 +208,17 @@ def test_empty_scene_names_are_null() -> None:
     assert md.scenes[0].name is None
     assert SceneInfo(index=0, name="  ", dtype="uint8").name is None
     assert SceneInfo(index=0, name="pos 1", dtype="uint8").name == "pos 1"
+
+
+def test_nd2_excitation_must_be_a_stated_laser() -> None:
+    from zstack_analyzer.readers.nd2 import _stated_excitation
+
+    warnings: list[str] = []
+    assert _stated_excitation(488.0, [488.0, 561.0], "FITC", warnings) == 488.0
+    assert _stated_excitation(405.0, [], "FITC", warnings) == 405.0  # nothing stated
+    assert warnings == []
+    assert _stated_excitation(405.0, [488.0], "FITC", warnings) == 488.0
+    assert _stated_excitation(405.0, [488.0, 561.0], "TRITC", warnings) is None
+    assert len(warnings) == 2
+    assert "405.0 nm" in warnings[1]
+    assert "488, 561 nm" in warnings[1]

@@ -553,21 +553,9 @@ class Nd2Reader(ImageReader):
                 emission = _positive(getattr(meta, "emissionLambdaNm", None))
                 excitation = _positive(getattr(meta, "excitationLambdaNm", None))
             on = lasers[i] if len(lasers) == info.size_c else []
-            if on and excitation not in on:
-                label = name or f"channel {i}"
-                stated = ", ".join(f"{w:g}" for w in on)
-                if len(on) == 1:
-                    warnings.append(
-                        f"ND2 {label}: excitation {excitation} nm in the channel metadata, but the "
-                        f"description states the laser on was {stated} nm; the laser is used"
-                    )
-                    excitation, stated_excitation = on[0], True
-                else:
-                    warnings.append(
-                        f"ND2 {label}: excitation {excitation} nm in the channel metadata is none "
-                        f"of the lasers the description states were on ({stated} nm): unknown"
-                    )
-                    excitation = None
+            checked = _stated_excitation(excitation, on, name or f"channel {i}", warnings)
+            stated_excitation = stated_excitation or (checked is not None and checked != excitation)
+            excitation = checked
             exposure = exposures[i] if len(exposures) == info.size_c else None
             result.append(
                 ChannelInfo(
@@ -970,6 +958,32 @@ def _plane_lasers(description: str | None) -> list[list[float]]:
                 on.append(wavelength)
         lasers.append(on)
     return lasers if any(lasers) else []
+
+
+def _stated_excitation(
+    excitation: float | None, lasers_on: list[float], label: str, warnings: list[str]
+) -> float | None:
+    """The channel's excitation, checked against the lasers its plane states were on.
+
+    Why: nd2's ``excitationLambdaNm`` can name a line that was off (405 nm for
+    FITC/TRITC/GFP channels acquired with 488 and 561 nm). A value among the
+    stated lasers stands; otherwise one stated laser replaces it, and with
+    several the channel's excitation is unknown. Both conflicts are warnings.
+    """
+    if not lasers_on or excitation in lasers_on:
+        return excitation
+    stated = ", ".join(f"{w:g}" for w in lasers_on)
+    if len(lasers_on) == 1:
+        warnings.append(
+            f"ND2 {label}: excitation {excitation} nm in the channel metadata, but the "
+            f"description states the laser on was {stated} nm; the laser is used"
+        )
+        return lasers_on[0]
+    warnings.append(
+        f"ND2 {label}: excitation {excitation} nm in the channel metadata is none of the "
+        f"lasers the description states were on ({stated} nm): unknown"
+    )
+    return None
 
 
 def _parse_local_dates(text: str) -> list[datetime]:
