@@ -214,10 +214,34 @@ def _sections(xml: str, path: Path) -> tuple[Element | None, Element | None, Ele
     )
 
 
+def _find(element: Element, path: str) -> Element | None:
+    """The first element at ``path`` ("A/B", plain tag names) below ``element``.
+
+    Why not ``Element.find``: ElementPath compiles each path string on its
+    first use in a process, which costs more than the lookups themselves for
+    a small document (a fresh process per request is the common case), and
+    our paths are plain child steps.
+    """
+    node: Element | None = element
+    for part in path.split("/"):
+        if node is None:
+            return None
+        node = next((child for child in node if child.tag == part), None)
+    return node
+
+
+def _findall(element: Element, path: str) -> list[Element]:
+    """Every element at ``path`` ("A/B", plain tag names) below ``element``, in document order."""
+    nodes = [element]
+    for part in path.split("/"):
+        nodes = [child for node in nodes for child in node if child.tag == part]
+    return nodes
+
+
 def _text(element: Element | None, child: str) -> str | None:
     if element is None:
         return None
-    found = element.find(child)
+    found = _find(element, child)
     if found is None or found.text is None:
         return None
     value = found.text.strip()
@@ -274,7 +298,7 @@ def _scaling(scaling: Element | None, info: CziXmlInfo) -> None:
         info.warnings.append("no Metadata/Scaling in the CZI XML: voxel size unknown")
         return
     values: dict[str, float | None] = {"X": None, "Y": None, "Z": None}
-    for distance in scaling.iterfind("Items/Distance"):
+    for distance in _findall(scaling, "Items/Distance"):
         axis = distance.get("Id")
         if axis not in values or values[axis] is not None:
             continue
@@ -337,7 +361,7 @@ def _display_colours(
     """
     shown: dict[int, str] = {}
     if display is not None:
-        entries = list(display.iterfind("Channels/Channel"))
+        entries = _findall(display, "Channels/Channel")
         by_id = {e.get("Id"): e for e in entries if e.get("Id")}
         for index, element in enumerate(channel_elements):
             entry = by_id.get(element.get("Id"))
@@ -361,7 +385,7 @@ def _referenced(parent: Element | None, tag: str, ref: Element | None) -> Elemen
     """The ``tag`` child of ``parent`` whose Id matches ``ref``'s, else the first non-empty one."""
     if parent is None:
         return None
-    candidates = [e for e in parent.iterfind(tag) if len(e) or e.get("Name")]
+    candidates = [e for e in _findall(parent, tag) if len(e) or e.get("Name")]
     ref_id = None if ref is None else ref.get("Id")
     for candidate in candidates:
         if ref_id is not None and candidate.get("Id") == ref_id:
@@ -376,11 +400,11 @@ def _positive(element: Element | None, child: str) -> float | None:
 
 
 def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -> None:
-    instrument = information.find("Instrument")
+    instrument = _find(information, "Instrument")
     objective = _referenced(
-        None if instrument is None else instrument.find("Objectives"),
+        None if instrument is None else _find(instrument, "Objectives"),
         "Objective",
-        None if image is None else image.find("ObjectiveSettings/ObjectiveRef"),
+        None if image is None else _find(image, "ObjectiveSettings/ObjectiveRef"),
     )
     if objective is not None:
         # Never the Id ("Objective:0"): a reference is not a name. A 0 magnification or
@@ -395,11 +419,11 @@ def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -
             info.objective = found
             info.provenance["objective"] = "CZI Information/Instrument/Objectives/Objective"
     microscope = _referenced(
-        None if instrument is None else instrument.find("Microscopes"),
+        None if instrument is None else _find(instrument, "Microscopes"),
         "Microscope",
-        None if image is None else image.find("MicroscopeRef"),
+        None if image is None else _find(image, "MicroscopeRef"),
     )
-    application = information.find("Application")
+    application = _find(information, "Application")
     software = _text(application, "Name")
     version = _text(application, "Version")
     # ZEN blue names the stand (@Name, e.g. "Axio Observer.Z1 / 7"); ZEN black (AIM) and
@@ -427,7 +451,7 @@ def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -
 
 
 def _time_interval(image: Element, info: CziXmlInfo) -> None:
-    t_axis = image.find("Dimensions/T")
+    t_axis = _find(image, "Dimensions/T")
     if t_axis is None:
         return
     increment = _float(t_axis, "Positions/Interval/Increment")
@@ -448,7 +472,7 @@ def _time_interval(image: Element, info: CziXmlInfo) -> None:
 
 
 def _scenes(image: Element, info: CziXmlInfo) -> None:
-    for position, scene in enumerate(image.iterfind("Dimensions/S/Scenes/Scene")):
+    for position, scene in enumerate(_findall(image, "Dimensions/S/Scenes/Scene")):
         name = scene.get("Name") or None
         index_text = scene.get("Index")
         index = int(index_text) if index_text and index_text.strip().isdigit() else position
@@ -503,15 +527,15 @@ def _vendor(information: Element | None, scaling: Element | None) -> dict[str, A
     out: dict[str, Any] = {}
     if information is not None:
         for tag in ("Application", "Document", "Image"):
-            values = _leaves(information.find(tag))
+            values = _leaves(_find(information, tag))
             if values:
                 out[tag] = values
-        channels = information.findall("Image/Dimensions/Channels/Channel")
+        channels = _findall(information, "Image/Dimensions/Channels/Channel")
         if channels:
             out["Channels"] = [_leaves(c) for c in channels[:_VENDOR_MAX_ITEMS]]
     if scaling is not None:
         distances = {
-            d.get("Id", "?"): _text(d, "Value") for d in scaling.iterfind("Items/Distance")
+            d.get("Id", "?"): _text(d, "Value") for d in _findall(scaling, "Items/Distance")
         }
         if distances:
             out["Scaling (m)"] = distances
@@ -551,9 +575,9 @@ def parse_czi_xml(xml: str, *, path: Path) -> CziXmlInfo:
     if information is None:
         info.warnings.append("no Metadata/Information in the CZI XML")
         return info
-    image = information.find("Image")
+    image = _find(information, "Image")
     if image is not None:
-        channel_elements = list(image.iterfind("Dimensions/Channels/Channel"))
+        channel_elements = _findall(image, "Dimensions/Channels/Channel")
         info.channels = [_channel(i, e) for i, e in enumerate(channel_elements)]
         _display_colours(display, channel_elements, info)
         bits = _int(image, "ComponentBitCount")
