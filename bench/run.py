@@ -297,6 +297,7 @@ def metadata_real_czi(ctx: Context) -> Record | None:
     ours_medians: list[float] = []
     base_medians: list[float] = []
     rss: list[float] = []
+    busy: list[float] = []
     for path in files:
         args = {"path": str(path), "preimport": CZI_MODULES}
         n = 1 if ctx.quick else 5
@@ -330,6 +331,12 @@ def metadata_real_czi(ctx: Context) -> Record | None:
         note=(
             f"median over {len(ratios)} real CZI files of {ctx.testdata}; ours = open_image + "
             "metadata(0); times shown are medians of the per-file medians"
+            + (
+                f"; machine busy: others used up to {max(busy):.0%} of the cores before a "
+                "round; figures noisy"
+                if busy and max(busy) > QUIET_BUSY
+                else ""
+            )
         ),
         extra={"per_file": per_file},
     )
