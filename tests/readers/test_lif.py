@@ -452,3 +452,25 @@ def test_detector_band_emission_against_the_raw_xml(testdata: Path) -> None:
         round((low + high) / 2 * 1e9, 3) for low, high in bands
     ]
     assert "detector band" in md.provenance["channels[].emission_nm"]
+
+
+def test_synthetic_widefield_exposure_and_application(tmp_path: Path) -> None:
+    """A widefield LIF: exposure per channel (seconds in the XML); software from @Application.
+
+    No HardwareSetting attachment names the software, so the attachments' own
+    ``Application`` ("LAS AF") is the writing software.
+    """
+    data = np.zeros((2, 4, 5), dtype=np.uint8)
+    path = tmp_path / "widefield.lif"
+    attachments = (
+        '<Attachment Name="WideFieldChannelConfigurator" Application="LAS AF">'
+        '<WideFieldChannelInfo ExposureTime="0.05"/><WideFieldChannelInfo ExposureTime="0.2"/>'
+        "</Attachment>"
+    )
+    _write_lif(path, data, "CYX", luts=["Green", "Red"], attachments=attachments)
+    with LifReader(path) as reader:
+        md = reader.metadata(0)
+    assert [ch.exposure_ms for ch in md.channels] == [50.0, 200.0]
+    assert md.provenance["channels[].exposure_ms"] == "LIF WideFieldChannelInfo/@ExposureTime"
+    assert md.microscope is not None
+    assert (md.microscope.software, md.microscope.software_version) == ("LAS AF", None)
