@@ -6,10 +6,22 @@ need fixes, and it can be checked without pixels.
 
 Why fragments: a ZEN file's XML is mostly ``Experiment`` and
 ``HardwareSetting`` (hundreds of kB); the values we map live in
-``Metadata/Information`` and ``Metadata/Scaling``, a few percent of it. When
-each appears exactly once we parse just those two fragments, which is what
-keeps opening a CZI close to libCZI's own speed; otherwise we parse the whole
-document and look the elements up by path.
+``Metadata/Information``, ``Metadata/Scaling`` and ``Metadata/DisplaySetting``,
+a few percent of it. When we can tell those elements apart from their
+namesakes nested elsewhere, we parse just those fragments, which is what
+keeps opening a CZI faster than libCZI's own metadata dict; otherwise we
+parse the whole document and look the elements up by path.
+
+Which value wins where the document states two (provenance says which was used):
+
+* channel colour: ``DisplaySetting/Channels/Channel/Color``, what ZEN displays,
+  before ``Information/Image/Dimensions/Channels/Channel/Color``;
+* acquisition time: ``Information/Image/AcquisitionDateAndTime``, else
+  ``Dimensions/T/StartTime`` (with its zone, in UTC); ``0001-01-01`` is a placeholder;
+* microscope: ``Microscope/@Name`` (ZEN blue's stand), else ``Manufacturer/Model``,
+  else ``System`` (ZEN black and the SEM modules: "LSM 880, AxioObserver");
+* objective: ``@Name``, else ``Manufacturer/Model``, never the ``Id``; a 0
+  magnification or NA is "not set".
 """
 
 from __future__ import annotations
