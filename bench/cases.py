@@ -178,6 +178,26 @@ def czi_metadata(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
     return work
 
 
+def czi_metadata_dict(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """pylibCZIrw's own open + its ``metadata`` dict (the whole XML as a dict), nothing picked.
+
+    Why not ``czi_metadata``: real files lack elements it indexes (no Channels in
+    an RGB file), and the point is the library's full cost of "give me the metadata".
+    """
+    from pylibCZIrw import czi as pyczi
+
+    _preimport(args, ours=False)
+    path = args["path"]
+
+    def work() -> dict[str, Any]:
+        with pyczi.open_czi(path) as doc:
+            bbox = doc.total_bounding_box
+            md = doc.metadata
+        return {"bbox": {k: list(v) for k, v in bbox.items()}, "keys": len(md)}
+
+    return work
+
+
 def bioio_metadata(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
     from bioio import BioImage
 
@@ -601,6 +621,7 @@ CASES: dict[str, Callable[[dict[str, Any]], Callable[[], dict[str, Any]]]] = {
         ours_metadata,
         tifffile_metadata,
         czi_metadata,
+        czi_metadata_dict,
         bioio_metadata,
         ours_lazy_open,
         tifffile_open,

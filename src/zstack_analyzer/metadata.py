@@ -15,7 +15,7 @@ from datetime import datetime  # noqa: TC003  (pydantic needs it at runtime)
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "ChannelInfo",
@@ -29,6 +29,13 @@ __all__ = [
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _blank_is_none(value: str | None) -> str | None:
+    """An empty or blank name is no name: ``None``, never ``''`` (search and display rely on it)."""
+    if value is None or not value.strip():
+        return None
+    return value
 
 
 class PhysicalSize(_Model):
@@ -121,6 +128,8 @@ class SceneInfo(_Model):
         description="Vendor dimensions beyond TCZYXS (size > 1), read at index 0",
     )
 
+    _name_blank_is_none = field_validator("name")(_blank_is_none)
+
     @property
     def shape(self) -> tuple[int, ...]:
         """Canonical T, C, Z, Y, X (+S) shape of this scene."""
@@ -181,6 +190,8 @@ class ImageMetadata(_Model):
     vendor_metadata: dict[str, Any] = Field(
         default_factory=dict, description="JSON-safe, size-capped copy of the vendor metadata"
     )
+
+    _scene_name_blank_is_none = field_validator("scene_name")(_blank_is_none)
 
     @classmethod
     def for_scene(

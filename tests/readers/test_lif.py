@@ -10,7 +10,7 @@ import os
 import pickle
 import struct
 from datetime import UTC
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dask
 import liffile
@@ -372,3 +372,105 @@ def test_synthetic_tiles_overlap_later_on_top(tmp_path: Path) -> None:
     expected[1:5, 0:5] = 12
     assert md.shape == (1, 1, 1, 5, 8)
     np.testing.assert_array_equal(plane, expected)
+
+
+# ------------------------------------------------------------------ independent oracles
+def _raw_lif_xml(path: Path) -> str:
+    """The LIF XML header, read from the file's own bytes (no LIF library).
+
+    Layout: int32 magic 0x70, int32 size, byte 0x2A, uint32 UTF-16 character count, XML.
+    """
+    data = path.read_bytes()
+    (chars,) = struct.unpack_from("<I", data, 9)
+    return data[13 : 13 + 2 * chars].decode("utf-16-le")
+
+
+def _image_element(xml: str, name: str) -> Any:
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml)  # noqa: S314  (corpus file)
+    for element in root.iter("Element"):
+        if element.get("Name") == name and element.find("Data/Image") is not None:
+            return element
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize(("name", "scene", "image"), [(SWEEP, 0, "x_y_lambdaEmi"), (XZ, 0, "xzt")])
+def test_metadata_fields_against_the_raw_xml(
+    testdata: Path, name: str, scene: int, image: str
+) -> None:
+    """Objective, microscope, software, laser and LUT colour, each re-read from the raw XML."""
+    element = _image_element(_raw_lif_xml(testdata / name), image)
+    hardware = element.find("Data/Image/Attachment[@Name='HardwareSetting']")
+    setting = next(hardware.iter("ATLConfocalSettingDefinition"))
+    with LifReader(testdata / name) as reader:
+        md = reader.metadata(scene)
+    assert md.scene_name == element.get("Name")
+    assert md.objective is not None
+    assert md.objective.name == " ".join(setting.get("ObjectiveName").split())
+    assert md.objective.magnification == float(setting.get("Magnification"))
+    assert md.objective.numerical_aperture == float(setting.get("NumericalAperture"))
+    assert setting.get("Immersion") == "GLYC"
+    assert md.objective.immersion == "Glycerol"
+    assert md.microscope is not None
+    software = hardware.get("Software")  # "LAS X 3.5.7.23225"
+    assert f"{md.microscope.software} {md.microscope.software_version}" == software
+    assert (
+        md.microscope.model
+        == f"{hardware.get('SystemTypeName')} ({setting.get('MicroscopeModel')})"
+    )
+    assert md.microscope.serial_number == setting.get("SystemSerialNumber")
+    lines = sorted(
+        float(laser.get("LaserLine"))
+        for laser in hardware.iter("LaserLineSetting")
+        if float(laser.get("IntensityDev", "0")) > 0
+    )
+    if len(lines) == 1:
+        assert {ch.excitation_nm for ch in md.channels} == {lines[0]}
+    else:  # several lines on: which excites which channel is not stated
+        assert {ch.excitation_nm for ch in md.channels} == {None}
+    luts = [
+        c.get("LUTName").lower()
+        for c in element.findall("Data/Image/ImageDescription/Channels/ChannelDescription")
+    ]
+    named = {"green": "#00FF00", "red": "#FF0000", "blue": "#0000FF", "gray": "#FFFFFF"}
+    assert [ch.color for ch in md.channels][: len(luts)] == [named.get(lut) for lut in luts][
+        : md.size_c
+    ]
+    assert all(ch.exposure_ms is None for ch in md.channels)  # a confocal: none stated
+
+
+def test_detector_band_emission_against_the_raw_xml(testdata: Path) -> None:
+    element = _image_element(_raw_lif_xml(testdata / TILES), "TileScan_001")
+    bands = [
+        [float(q.get("Value")) for q in band.findall("Quantity") if q.get("Unit") == "m"]
+        for band in element.findall("Data/Image/Attachment[@Name='ChannelAttachment']/Band")
+    ]
+    with LifReader(testdata / TILES) as reader:
+        md = reader.metadata(0)
+    assert [ch.emission_nm for ch in md.channels] == [
+        round((low + high) / 2 * 1e9, 3) for low, high in bands
+    ]
+    assert "detector band" in md.provenance["channels[].emission_nm"]
+
+
+def test_synthetic_widefield_exposure_and_application(tmp_path: Path) -> None:
+    """A widefield LIF: exposure per channel (seconds in the XML); software from @Application.
+
+    No HardwareSetting attachment names the software, so the attachments' own
+    ``Application`` ("LAS AF") is the writing software.
+    """
+    data = np.zeros((2, 4, 5), dtype=np.uint8)
+    path = tmp_path / "widefield.lif"
+    attachments = (
+        '<Attachment Name="WideFieldChannelConfigurator" Application="LAS AF">'
+        '<WideFieldChannelInfo ExposureTime="0.05"/><WideFieldChannelInfo ExposureTime="0.2"/>'
+        "</Attachment>"
+    )
+    _write_lif(path, data, "CYX", luts=["Green", "Red"], attachments=attachments)
+    with LifReader(path) as reader:
+        md = reader.metadata(0)
+    assert [ch.exposure_ms for ch in md.channels] == [50.0, 200.0]
+    assert md.provenance["channels[].exposure_ms"] == "LIF WideFieldChannelInfo/@ExposureTime"
+    assert md.microscope is not None
+    assert (md.microscope.software, md.microscope.software_version) == ("LAS AF", None)

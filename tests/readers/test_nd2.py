@@ -7,7 +7,7 @@ and compare against the nd2 package's own arrays and metadata.
 from __future__ import annotations
 
 import pickle
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import dask
@@ -205,3 +205,66 @@ def test_loop_axes_and_frame_index() -> None:
     )
     # frames are numbered with the first loop outermost, as nd2.loop_indices says
     assert layout.frame_index(p=1, t=2, z=3) == ((2 * 2 + 1) * 5 + 0) * 4 + 3
+
+
+# ------------------------------------------------------------------ independent oracles
+def _lite_double(data: bytes, key: str) -> list[float]:
+    """Values of a double (type 6) entry named ``key`` in ND2's CLX "lite variant" chunks.
+
+    Why here: the expected metadata must not rest on the nd2 package we wrap.
+    An entry is (type byte, name length in UTF-16 units incl. NUL, name, value).
+    """
+    import re
+    import struct
+
+    name = key.encode("utf-16-le") + b"\x00\x00"
+    found = []
+    for match in re.finditer(re.escape(name), data):
+        start = match.start()
+        if data[start - 2] == 6 and data[start - 1] == len(key) + 1:
+            found.append(struct.unpack_from("<d", data, match.end())[0])
+    return found
+
+
+def test_metadata_values_against_the_raw_file(testdata: Path) -> None:
+    """Each value the reader reports is located in the file's own bytes.
+
+    Sources: the text description (UTF-16 in ImageTextInfoLV), the lite-variant
+    doubles of ImageMetadataSeqLV|0 and ImageCalibrationLV (dObjectiveNA,
+    dRefractIndex1, dWavelength of the excitation/emission spectra, dTimeAbsolute).
+    """
+    data = (testdata / CLUSTER).read_bytes()
+
+    def text(value: str) -> bool:
+        return value.encode("utf-16-le") in data
+
+    with Nd2Reader(testdata / CLUSTER) as reader:
+        md = reader.metadata(0)
+    assert md.objective is not None
+    assert text(f"Numerical Aperture: {md.objective.numerical_aperture:g}")
+    assert _lite_double(data, "dObjectiveNA") == [md.objective.numerical_aperture]
+    assert text(md.objective.name or "")
+    # dObjectiveMag is -1 (not set): the 60 is the one the objective's name states
+    assert _lite_double(data, "dObjectiveMag") == [-1.0]
+    assert f"{md.objective.magnification:g}x" in (md.objective.name or "")
+    assert _lite_double(data, "dRefractIndex1") == [1.0]  # air
+    assert text("Refractive Index: 1\r")
+    assert md.microscope is not None
+    assert text(f"Microscope: {md.microscope.model}")
+    assert [ch.name for ch in md.channels] == ["5-FAM/pH 9.0", "FM 4-64/2% CHAPS"]
+    assert all(text(ch.name or "") for ch in md.channels)
+    # Excitation: both lasers are stated on for both planes (description and the
+    # per-plane excitation spectra); each channel's value is one of the stated lines.
+    assert text("CH2\t{Laser Wavelength}: 488.0\t{Laser Power}: 0.5")
+    assert text("CH4\t{Laser Wavelength}: 561.0\t{Laser Power}: 9.0")
+    wavelengths = _lite_double(data, "dWavelength")
+    assert wavelengths[:4] == [488.0, 561.0, 525.0, 0.0]  # plane 1: excitation x2, emission
+    assert wavelengths[4:7] == [488.0, 561.0, 700.0]  # plane 2
+    assert [ch.excitation_nm for ch in md.channels] == [488.0, 561.0]
+    assert [ch.emission_nm for ch in md.channels] == [525.0, 700.0]
+    assert not any("excitation" in w for w in md.warnings)
+    # Time: dTimeAbsolute is a Julian day (UTC); 2456827.0801 = 2014-06-18 13:55 UTC.
+    (julian,) = _lite_double(data, "dTimeAbsolute")
+    stamp = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=julian - 2440587.5)
+    assert md.acquired_at is not None
+    assert abs((md.acquired_at - stamp).total_seconds()) < 1.0

@@ -6,10 +6,22 @@ need fixes, and it can be checked without pixels.
 
 Why fragments: a ZEN file's XML is mostly ``Experiment`` and
 ``HardwareSetting`` (hundreds of kB); the values we map live in
-``Metadata/Information`` and ``Metadata/Scaling``, a few percent of it. When
-each appears exactly once we parse just those two fragments, which is what
-keeps opening a CZI close to libCZI's own speed; otherwise we parse the whole
-document and look the elements up by path.
+``Metadata/Information``, ``Metadata/Scaling`` and ``Metadata/DisplaySetting``,
+a few percent of it. When we can tell those elements apart from their
+namesakes nested elsewhere, we parse just those fragments, which is what
+keeps opening a CZI faster than libCZI's own metadata dict; otherwise we
+parse the whole document and look the elements up by path.
+
+Which value wins where the document states two (provenance says which was used):
+
+* channel colour: ``DisplaySetting/Channels/Channel/Color``, what ZEN displays,
+  before ``Information/Image/Dimensions/Channels/Channel/Color``;
+* acquisition time: ``Information/Image/AcquisitionDateAndTime``, else
+  ``Dimensions/T/StartTime`` (with its zone, in UTC); ``0001-01-01`` is a placeholder;
+* microscope: ``Microscope/@Name`` (ZEN blue's stand), else ``Manufacturer/Model``,
+  else ``System`` (ZEN black and the SEM modules: "LSM 880, AxioObserver");
+* objective: ``@Name``, else ``Manufacturer/Model``, never the ``Id``; a 0
+  magnification or NA is "not set".
 """
 
 from __future__ import annotations
@@ -110,27 +122,138 @@ def _fragment(xml: str, name: str) -> str | None:
     return xml[begin : end + len(closing)]
 
 
-def _sections(xml: str, path: Path) -> tuple[Element | None, Element | None]:
-    """The Metadata/Information and Metadata/Scaling elements (each None when absent)."""
+#: A self-closing tag: "<", then up to "/>" no "<" and no ">" outside quoted attribute
+#: values. ("/>" alone also occurs in text, e.g. escaped XML "&lt;UiName />" in ZEN's
+#: HardwareSetting, and ">" in attribute values, e.g. Format="%N>".)
+_SELF_CLOSING = re.compile(r"""<[^<>"']*(?:(?:"[^"]*"|'[^']*')[^<>"']*)*/>""")
+
+
+#: "<" then no "<" or ">" up to "/>": a self-closing tag without ">" in its attributes (fast).
+_PLAIN_SELF_CLOSING = re.compile(r"<[^<>]*/>")
+
+
+def _depth(stretch: str) -> int:
+    """Opening minus closing and self-closing tags in ``stretch`` (C-speed counts first).
+
+    Every "/>" counted as a self-closing tag gives a lower bound (text holds
+    some); only plain ones (no ">" in attributes) give an upper bound. When
+    the bounds disagree, the quote-aware pattern decides.
+    """
+    tags = stretch.count("<") - 2 * stretch.count("</")
+    lower = tags - stretch.count("/>")
+    if lower > 0:
+        return lower
+    upper = tags - len(_PLAIN_SELF_CLOSING.findall(stretch))
+    if upper == lower:
+        return upper
+    return tags - len(_SELF_CLOSING.findall(stretch))
+
+
+def _metadata_child_fragment(xml: str, name: str, boundaries: tuple[int, ...] = ()) -> str | None:
+    """The ``<name>`` element that is a direct child of the top ``<Metadata>``, or None if unsure.
+
+    Why not :func:`_fragment`: ZEN also writes DisplaySetting blocks inside the
+    Experiment (CD_s_1_t_3_c_2_z_5.czi has three), before or after the one that
+    matters, and a HardwareSetting may hold a ``<Metadata>`` of its own. A
+    candidate is the document's own when the tags between the first
+    ``<Metadata>`` and it balance: every tag starts with "<", which XML never
+    allows unescaped in text or attribute values, so opening tags minus closing
+    and self-closing ones is its depth (C-speed counts). A self-closing tag the
+    pattern misses makes the depth look larger, never zero: the worst case is
+    "unsure", and the caller then parses the whole document. Comments, CDATA
+    or processing instructions could hold a "<", so with any of them we are
+    unsure too. ``boundaries`` are offsets known to lie between two children
+    of Metadata (the ends of the Information and Scaling elements): counting
+    from the nearest one keeps the stretch short.
+    """
+    opening, closing = f"<{name}>", f"</{name}>"
+    top = xml.find("<Metadata>")
+    if top < 0:
+        return None
+    top += len("<Metadata>")
+    begin = xml.find(opening, top)
+    while begin >= 0:
+        start = max([top, *(b for b in boundaries if b <= begin)])
+        stretch = xml[start:begin]
+        if "<!" in stretch or "<?" in stretch:
+            return None
+        depth = _depth(stretch)
+        end = xml.find(closing, begin)
+        if end < 0:
+            return None
+        if depth == 0:
+            inner = xml.find(opening, begin + len(opening))
+            if 0 <= inner < end:
+                return None  # nested in itself: not a shape we know
+            return xml[begin : end + len(closing)]
+        begin = xml.find(opening, end)
+    return None
+
+
+def _sections(xml: str, path: Path) -> tuple[Element | None, Element | None, Element | None]:
+    """The Metadata/Information, Metadata/Scaling and Metadata/DisplaySetting elements.
+
+    Each is None when absent. DisplaySetting is optional in the fast path: a
+    document without one (RGB-8bit.czi has one, many exports do not) still
+    takes the fragment route.
+    """
     info_text = _fragment(xml, "Information")
     scaling_text = _fragment(xml, "Scaling")
-    if info_text is not None and scaling_text is not None:
+    ends = tuple(
+        xml.find(text) + len(text) for text in (info_text, scaling_text) if text is not None
+    )
+    display_text = _metadata_child_fragment(xml, "DisplaySetting", ends)
+    display_ok = display_text is not None or "<DisplaySetting" not in xml
+    if info_text is not None and scaling_text is not None and display_ok:
         information = _parse_fragment(info_text)
         scaling = _parse_fragment(scaling_text)
-        if information is not None and scaling is not None:
-            return information, scaling
+        display = _parse_fragment(display_text) if display_text is not None else None
+        if (
+            information is not None
+            and scaling is not None
+            and (display is not None or display_text is None)
+        ):
+            return information, scaling, display
         logger.debug("%s: fragment parse failed; parsing the whole XML", path.name)
     root = _parse(xml, path)
     metadata = root.find("Metadata")
     if metadata is None:
-        return None, None
-    return metadata.find("Information"), metadata.find("Scaling")
+        return None, None, None
+    return (
+        metadata.find("Information"),
+        metadata.find("Scaling"),
+        metadata.find("DisplaySetting"),
+    )
+
+
+def _find(element: Element, path: str) -> Element | None:
+    """The first element at ``path`` ("A/B", plain tag names) below ``element``.
+
+    Why not ``Element.find``: ElementPath compiles each path string on its
+    first use in a process, which costs more than the lookups themselves for
+    a small document (a fresh process per request is the common case), and
+    our paths are plain child steps.
+    """
+    node: Element | None = element
+    for part in path.split("/"):
+        if node is None:
+            return None
+        node = next((child for child in node if child.tag == part), None)
+    return node
+
+
+def _findall(element: Element, path: str) -> list[Element]:
+    """Every element at ``path`` ("A/B", plain tag names) below ``element``, in document order."""
+    nodes = [element]
+    for part in path.split("/"):
+        nodes = [child for node in nodes for child in node if child.tag == part]
+    return nodes
 
 
 def _text(element: Element | None, child: str) -> str | None:
     if element is None:
         return None
-    found = element.find(child)
+    found = _find(element, child)
     if found is None or found.text is None:
         return None
     value = found.text.strip()
@@ -166,10 +289,16 @@ def _colour(value: str | None) -> str | None:
 
 
 def _datetime(value: str) -> tuple[datetime | None, datetime | None]:
-    """(UTC-aware, naive local) from an ISO string; one of them is None."""
+    """(UTC-aware, naive local) from an ISO string; both None for ZEN's year-1 placeholder.
+
+    Why the placeholder: ZEN writes ``0001-01-01T00:00:00`` (sometimes with a
+    zone offset) where it has no time; that is "unknown", not a date.
+    """
     text = value.strip()
     # ZEN writes 7 fractional digits; Python 3.11 accepts them, older forms may not: trim to 6.
     text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    if text.startswith("0001-01-01"):
+        return None, None
     stamp = datetime.fromisoformat(text)
     if stamp.tzinfo is None:
         return None, stamp
@@ -181,7 +310,7 @@ def _scaling(scaling: Element | None, info: CziXmlInfo) -> None:
         info.warnings.append("no Metadata/Scaling in the CZI XML: voxel size unknown")
         return
     values: dict[str, float | None] = {"X": None, "Y": None, "Z": None}
-    for distance in scaling.iterfind("Items/Distance"):
+    for distance in _findall(scaling, "Items/Distance"):
         axis = distance.get("Id")
         if axis not in values or values[axis] is not None:
             continue
@@ -231,11 +360,44 @@ def _channel(index: int, element: Element | None) -> ChannelInfo:
     )
 
 
+def _display_colours(
+    display: Element | None, channel_elements: list[Element], info: CziXmlInfo
+) -> None:
+    """Channel colours as ZEN shows them: DisplaySetting first, the acquisition colour after.
+
+    Why this order: ZEN draws a channel with ``DisplaySetting/Channels/Channel/Color``
+    (the user's display choice, saved with the document); ``Dimensions/Channels/
+    Channel/Color`` is the colour the acquisition assigned, which ZEN black (AIM)
+    does not even write. The display channel is matched by Id (the acquisition
+    channel's Id), else by position when both lists have the same length.
+    """
+    shown: dict[int, str] = {}
+    if display is not None:
+        entries = _findall(display, "Channels/Channel")
+        by_id = {e.get("Id"): e for e in entries if e.get("Id")}
+        for index, element in enumerate(channel_elements):
+            entry = by_id.get(element.get("Id"))
+            if entry is None and len(entries) == len(channel_elements):
+                entry = entries[index]
+            colour = _colour(_text(entry, "Color")) if entry is not None else None
+            if colour is not None:
+                shown[index] = colour
+    sources = set()
+    for index, channel in enumerate(info.channels):
+        if index in shown:
+            channel.color = shown[index]
+            sources.add("CZI DisplaySetting/Channels/Channel/Color (what ZEN displays)")
+        elif channel.color is not None:
+            sources.add("CZI Information/Image/Dimensions/Channels/Channel/Color")
+    if sources:
+        info.provenance["channels[].color"] = " + ".join(sorted(sources))
+
+
 def _referenced(parent: Element | None, tag: str, ref: Element | None) -> Element | None:
     """The ``tag`` child of ``parent`` whose Id matches ``ref``'s, else the first non-empty one."""
     if parent is None:
         return None
-    candidates = [e for e in parent.iterfind(tag) if len(e) or e.get("Name")]
+    candidates = [e for e in _findall(parent, tag) if len(e) or e.get("Name")]
     ref_id = None if ref is None else ref.get("Id")
     for candidate in candidates:
         if ref_id is not None and candidate.get("Id") == ref_id:
@@ -243,42 +405,65 @@ def _referenced(parent: Element | None, tag: str, ref: Element | None) -> Elemen
     return candidates[0] if candidates else None
 
 
+def _positive(element: Element | None, child: str) -> float | None:
+    """A value that must be > 0 to mean anything: 0 (ZEN's "not set") is unknown."""
+    number = _float(element, child)
+    return number if number is not None and number > 0 else None
+
+
 def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -> None:
-    instrument = information.find("Instrument")
+    instrument = _find(information, "Instrument")
     objective = _referenced(
-        None if instrument is None else instrument.find("Objectives"),
+        None if instrument is None else _find(instrument, "Objectives"),
         "Objective",
-        None if image is None else image.find("ObjectiveSettings/ObjectiveRef"),
+        None if image is None else _find(image, "ObjectiveSettings/ObjectiveRef"),
     )
     if objective is not None:
-        info.objective = ObjectiveInfo(
-            name=objective.get("Name") or _text(objective, "Manufacturer/Model"),
-            magnification=_float(objective, "NominalMagnification"),
-            numerical_aperture=_float(objective, "LensNA"),
+        # Never the Id ("Objective:0"): a reference is not a name. A 0 magnification or
+        # NA is ZEN's placeholder for "not set", i.e. unknown.
+        found = ObjectiveInfo(
+            name=(objective.get("Name") or "").strip() or _text(objective, "Manufacturer/Model"),
+            magnification=_positive(objective, "NominalMagnification"),
+            numerical_aperture=_positive(objective, "LensNA"),
             immersion=_text(objective, "Immersion"),
         )
-        info.provenance["objective"] = "CZI Information/Instrument/Objectives/Objective"
+        if any(v is not None for v in found.model_dump().values()):
+            info.objective = found
+            info.provenance["objective"] = "CZI Information/Instrument/Objectives/Objective"
     microscope = _referenced(
-        None if instrument is None else instrument.find("Microscopes"),
+        None if instrument is None else _find(instrument, "Microscopes"),
         "Microscope",
-        None if image is None else image.find("MicroscopeRef"),
+        None if image is None else _find(image, "MicroscopeRef"),
     )
-    application = information.find("Application")
+    application = _find(information, "Application")
     software = _text(application, "Name")
     version = _text(application, "Version")
+    # ZEN blue names the stand (@Name, e.g. "Axio Observer.Z1 / 7"); ZEN black (AIM) and
+    # the SEM modules write the whole system instead ("LSM 880, AxioObserver", "Crossbeam 550").
+    model = None if microscope is None else (microscope.get("Name") or "").strip() or None
+    model_source = "@Name"
+    if model is None:
+        model, model_source = _text(microscope, "Manufacturer/Model"), "Manufacturer/Model"
+    if model is None:
+        model, model_source = _text(microscope, "System"), "System"
     if microscope is not None or software or version:
         info.microscope = MicroscopeInfo(
             manufacturer=_text(microscope, "Manufacturer/Manufacturer"),
-            model=(None if microscope is None else microscope.get("Name"))
-            or _text(microscope, "Manufacturer/Model"),
+            model=model,
             serial_number=_text(microscope, "Manufacturer/SerialNumber"),
             software=software,
             software_version=version,
         )
+        if model is not None:
+            info.provenance["microscope.model"] = (
+                f"CZI Information/Instrument/Microscopes/Microscope/{model_source}"
+            )
+        if software or version:
+            info.provenance["microscope.software"] = "CZI Information/Application/Name, Version"
 
 
 def _time_interval(image: Element, info: CziXmlInfo) -> None:
-    t_axis = image.find("Dimensions/T")
+    t_axis = _find(image, "Dimensions/T")
     if t_axis is None:
         return
     increment = _float(t_axis, "Positions/Interval/Increment")
@@ -299,7 +484,7 @@ def _time_interval(image: Element, info: CziXmlInfo) -> None:
 
 
 def _scenes(image: Element, info: CziXmlInfo) -> None:
-    for position, scene in enumerate(image.iterfind("Dimensions/S/Scenes/Scene")):
+    for position, scene in enumerate(_findall(image, "Dimensions/S/Scenes/Scene")):
         name = scene.get("Name") or None
         index_text = scene.get("Index")
         index = int(index_text) if index_text and index_text.strip().isdigit() else position
@@ -308,22 +493,31 @@ def _scenes(image: Element, info: CziXmlInfo) -> None:
 
 
 def _acquisition(image: Element, info: CziXmlInfo) -> None:
-    stamp = _text(image, "AcquisitionDateAndTime")
-    if stamp is None:
+    """AcquisitionDateAndTime, else the T axis' StartTime (which carries a zone offset)."""
+    for child, source in (
+        ("AcquisitionDateAndTime", "CZI Information/Image/AcquisitionDateAndTime"),
+        ("Dimensions/T/StartTime", "CZI Information/Image/Dimensions/T/StartTime"),
+    ):
+        stamp = _text(image, child)
+        if stamp is None:
+            continue
+        try:
+            aware, naive = _datetime(stamp)
+        except ValueError:
+            info.warnings.append(f"CZI {child} {stamp!r} is not an ISO date: ignored")
+            continue
+        if aware is None and naive is None:
+            continue  # ZEN's year-1 placeholder: no time stated here
+        info.acquired_at, info.acquired_at_local = aware, naive
+        if naive is not None:
+            info.warnings.append(
+                f"CZI {child.rsplit('/', 1)[-1]} has no time zone: kept as local time "
+                "(acquired_at_local)"
+            )
+            info.provenance["acquired_at_local"] = source
+        else:
+            info.provenance["acquired_at"] = f"{source} (converted to UTC)"
         return
-    try:
-        aware, naive = _datetime(stamp)
-    except ValueError:
-        info.warnings.append(f"CZI AcquisitionDateAndTime {stamp!r} is not an ISO date: ignored")
-        return
-    info.acquired_at, info.acquired_at_local = aware, naive
-    if naive is not None:
-        info.warnings.append(
-            "CZI AcquisitionDateAndTime has no time zone: kept as local time (acquired_at_local)"
-        )
-        info.provenance["acquired_at_local"] = "CZI Information/Image/AcquisitionDateAndTime"
-    else:
-        info.provenance["acquired_at"] = "CZI Information/Image/AcquisitionDateAndTime"
 
 
 def _leaves(element: Element | None) -> dict[str, Any]:
@@ -345,15 +539,15 @@ def _vendor(information: Element | None, scaling: Element | None) -> dict[str, A
     out: dict[str, Any] = {}
     if information is not None:
         for tag in ("Application", "Document", "Image"):
-            values = _leaves(information.find(tag))
+            values = _leaves(_find(information, tag))
             if values:
                 out[tag] = values
-        channels = information.findall("Image/Dimensions/Channels/Channel")
+        channels = _findall(information, "Image/Dimensions/Channels/Channel")
         if channels:
             out["Channels"] = [_leaves(c) for c in channels[:_VENDOR_MAX_ITEMS]]
     if scaling is not None:
         distances = {
-            d.get("Id", "?"): _text(d, "Value") for d in scaling.iterfind("Items/Distance")
+            d.get("Id", "?"): _text(d, "Value") for d in _findall(scaling, "Items/Distance")
         }
         if distances:
             out["Scaling (m)"] = distances
@@ -388,15 +582,16 @@ def parse_czi_xml(xml: str, *, path: Path) -> CziXmlInfo:
     if not xml.strip():
         info.warnings.append("the CZI has no metadata XML: calibration and channels unknown")
         return info
-    information, scaling = _sections(xml, path)
+    information, scaling, display = _sections(xml, path)
     _scaling(scaling, info)
     if information is None:
         info.warnings.append("no Metadata/Information in the CZI XML")
         return info
-    image = information.find("Image")
+    image = _find(information, "Image")
     if image is not None:
-        channel_elements = list(image.iterfind("Dimensions/Channels/Channel"))
+        channel_elements = _findall(image, "Dimensions/Channels/Channel")
         info.channels = [_channel(i, e) for i, e in enumerate(channel_elements)]
+        _display_colours(display, channel_elements, info)
         bits = _int(image, "ComponentBitCount")
         if bits is None and channel_elements:
             bits = _int(channel_elements[0], "ComponentBitCount")

@@ -9,7 +9,10 @@ consistent across sources.
 
 from __future__ import annotations
 
+import colorsys
+import itertools
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -290,59 +293,178 @@ def _wavelength_nm(element: Element, attribute: str) -> float | None:
     return None if factor is None else value * factor * 1000.0
 
 
-def _acquisition(image: Element, md: dict[str, Any]) -> None:
+#: Writers known to store OME timestamps in UTC without saying so: ome-xml's Timestamp
+#: (Bio-Formats 5.0 and later, Joda-Time) parses and prints every time as a UTC instant.
+_UTC_WRITER = re.compile(r"^OME Bio-Formats (\d+)\.")
+
+
+def _writes_utc(writer: str | None) -> bool:
+    found = _UTC_WRITER.match(writer or "")
+    return found is not None and int(found.group(1)) >= 5
+
+
+def _acquisition(image: Element, md: dict[str, Any], writer: str | None) -> None:
+    """AcquisitionDate (2011-06 on), or AcquiredDate (the 2010-06 schema's name for it).
+
+    A time without a zone is UTC when the writer is known to write UTC
+    (Bio-Formats >= 5); otherwise it stays local (``acquired_at_local``).
+    """
     node = _child(image, "AcquisitionDate")
+    name = "AcquisitionDate"
+    if node is None:
+        node, name = _child(image, "AcquiredDate"), "AcquiredDate"
     text = (node.text or "").strip() if node is not None else ""
     if not text:
         return
     try:
         stamp = datetime.fromisoformat(text)
     except ValueError:
-        md["warnings"].append(f"AcquisitionDate {text!r} is not ISO 8601: ignored")
+        md["warnings"].append(f"{name} {text!r} is not ISO 8601: ignored")
         return
-    if stamp.tzinfo is None:
+    source = f"OME-XML Image/{name}"
+    if stamp.tzinfo is None and _writes_utc(writer):
+        md["acquired_at"] = stamp.replace(tzinfo=UTC)
+        md["provenance"]["acquired_at"] = (
+            f"{source} (no zone written; the writer {writer!r} stores UTC: ome-xml Timestamp)"
+        )
+    elif stamp.tzinfo is None:
         md["acquired_at_local"] = stamp
-        md["provenance"]["acquired_at_local"] = "OME-XML Image/AcquisitionDate"
+        md["provenance"]["acquired_at_local"] = source
         md["warnings"].append(
-            "acquisition time zone unknown: acquired_at_local holds the time as written"
+            f"acquisition time zone unknown (writer {writer or 'not named'}): "
+            "acquired_at_local holds the time as written"
         )
     else:
         md["acquired_at"] = stamp.astimezone(UTC)
-        md["provenance"]["acquired_at"] = "OME-XML Image/AcquisitionDate"
+        md["provenance"]["acquired_at"] = source
 
 
-def _instrument(doc: OmeDocument, image: Element, md: dict[str, Any]) -> None:
+def _positive(value: str | None) -> float | None:
+    number = _float(value)
+    return number if number is not None and number > 0 else None
+
+
+def _instrument(doc: OmeDocument, image: Element, md: dict[str, Any], writer: str | None) -> None:
     instruments = {i.get("ID"): i for i in _children(doc.root, "Instrument")}
     ref = _child(image, "InstrumentRef")
     instrument = instruments.get(ref.get("ID")) if ref is not None else None
     if instrument is None and len(instruments) == 1:
         instrument = next(iter(instruments.values()))
-    if instrument is not None:
-        scope = _child(instrument, "Microscope")
-        if scope is not None or doc.creator:
-            md["microscope"] = MicroscopeInfo(
-                manufacturer=scope.get("Manufacturer") if scope is not None else None,
-                model=scope.get("Model") if scope is not None else None,
-                serial_number=scope.get("SerialNumber") if scope is not None else None,
-                software=doc.creator,
+    scope = _child(instrument, "Microscope") if instrument is not None else None
+    manufacturer = scope.get("Manufacturer") if scope is not None else None
+    model = scope.get("Model") if scope is not None else None
+    serial = scope.get("SerialNumber") if scope is not None else None
+    if manufacturer or model or serial or writer:
+        md["microscope"] = MicroscopeInfo(
+            manufacturer=manufacturer or None,
+            model=model or None,
+            serial_number=serial or None,
+            software=writer,
+        )
+        if writer:
+            md["provenance"]["microscope.software"] = (
+                "OME-XML OME/@Creator" if writer == doc.creator else "TIFF Software tag"
             )
-        settings = _child(image, "ObjectiveSettings")
-        objectives = {o.get("ID"): o for o in _children(instrument, "Objective")}
-        objective = objectives.get(settings.get("ID")) if settings is not None else None
-        if objective is None and len(objectives) == 1:
-            objective = next(iter(objectives.values()))
-        if objective is not None:
-            md["objective"] = ObjectiveInfo(
-                name=objective.get("Model") or objective.get("ID"),
-                magnification=_float(objective.get("NominalMagnification")),
-                numerical_aperture=_float(objective.get("LensNA")),
-                immersion=objective.get("Immersion"),
-            )
-    elif doc.creator:
-        md["microscope"] = MicroscopeInfo(software=doc.creator)
+    if instrument is None:
+        return
+    settings = _child(image, "ObjectiveSettings")
+    objectives = {o.get("ID"): o for o in _children(instrument, "Objective")}
+    objective = objectives.get(settings.get("ID")) if settings is not None else None
+    if objective is None and len(objectives) == 1:
+        objective = next(iter(objectives.values()))
+    if objective is None:
+        return
+    # The ID is a reference, never a name; NominalMagnification 0 or LensNA 0 is a
+    # writer's placeholder for "not set", i.e. unknown.
+    found = ObjectiveInfo(
+        name=(objective.get("Model") or "").strip() or None,
+        magnification=_positive(objective.get("NominalMagnification")),
+        numerical_aperture=_positive(objective.get("LensNA")),
+        immersion=objective.get("Immersion") or None,
+    )
+    if any(v is not None for v in found.model_dump().values()):
+        md["objective"] = found
+        md["provenance"]["objective"] = "OME-XML Instrument/Objective"
 
 
-def _channels(image: OmeImage, md: dict[str, Any]) -> list[ChannelInfo]:
+#: (nm, hue in degrees) anchors of visible light, for "does this colour fit the emission?".
+_SPECTRUM = (
+    (400.0, 270.0),
+    (440.0, 240.0),
+    (490.0, 180.0),
+    (510.0, 120.0),
+    (580.0, 60.0),
+    (620.0, 0.0),
+)
+#: How far (degrees of hue) a display colour may lie from its emission's hue and still fit.
+_HUE_TOLERANCE = 60.0
+
+
+def _wavelength_hue(nm: float) -> float | None:
+    """Approximate hue of monochromatic light of ``nm`` nanometres (None outside 380-750)."""
+    if not 380.0 <= nm <= 750.0:
+        return None
+    if nm <= _SPECTRUM[0][0]:
+        return _SPECTRUM[0][1]
+    for (n0, h0), (n1, h1) in itertools.pairwise(_SPECTRUM):
+        if nm <= n1:
+            return h0 + (h1 - h0) * (nm - n0) / (n1 - n0)
+    return 0.0
+
+
+def _fits_wavelength(colour: str, nm: float) -> bool | None:
+    """Whether ``#RRGGBB`` is the hue of light at ``nm``; None when it cannot say (grey, IR)."""
+    expected = _wavelength_hue(nm)
+    r, g, b = (int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    hue, _, saturation = colorsys.rgb_to_hls(r, g, b)
+    if expected is None or saturation < 0.25 or max(r, g, b) < 0.1:
+        return None
+    distance = abs(hue * 360.0 - expected) % 360.0
+    return min(distance, 360.0 - distance) <= _HUE_TOLERANCE
+
+
+def _zen_colour(value: str | None) -> str | None:
+    """OME Color as ZEN writes it, 0x00RRGGBB (not the schema's RGBA): ``#RRGGBB``."""
+    if value is None:
+        return None
+    try:
+        argb = int(value) & 0xFFFFFFFF
+    except ValueError:
+        return None
+    return f"#{(argb >> 16) & 255:02X}{(argb >> 8) & 255:02X}{argb & 255:02X}"
+
+
+def _channel_colour(
+    element: Element, emission: float | None, writer: str | None, md: dict[str, Any]
+) -> str | None:
+    """The channel's ``#RRGGBB``: RGBA per the schema, or ZEN's 0x00RRGGBB when that is what fits.
+
+    Why: ZEN writes Color as 0x00RRGGBB, so read as RGBA an EGFP channel shows
+    blue and an mCherry channel green. Only when the writer is ZEN and the
+    emission wavelength contradicts the RGBA reading while agreeing with the
+    0x00RRGGBB one do we take the latter, with a warning.
+    """
+    raw = element.get("Color")
+    colour = _ome_colour(raw)
+    if colour is None or emission is None or not re.search(r"\bZEN\b|Zeiss", writer or "", re.I):
+        return colour
+    alternative = _zen_colour(raw)
+    if (
+        alternative is not None
+        and _fits_wavelength(colour, emission) is False
+        and _fits_wavelength(alternative, emission)
+    ):
+        md["warnings"].append(
+            f"channel {element.get('ID')!r}: Color {raw} read as RGBA ({colour}) contradicts its "
+            f"emission at {emission:g} nm; the writer {writer!r} stores 0x00RRGGBB, so "
+            f"{alternative} is used"
+        )
+        md["provenance"]["channels[].color"] = "OME-XML Channel/@Color as ZEN's 0x00RRGGBB"
+        return alternative
+    return colour
+
+
+def _channels(image: OmeImage, md: dict[str, Any], writer: str | None) -> list[ChannelInfo]:
     elements = _children(image.pixels, "Channel")
     exposures: dict[int, float] = {}
     for plane in _children(image.pixels, "Plane"):
@@ -361,13 +483,14 @@ def _channels(image: OmeImage, md: dict[str, Any]) -> list[ChannelInfo]:
         if element is None:
             channels.append(ChannelInfo(index=index, exposure_ms=exposures.get(index)))
             continue
+        emission = _wavelength_nm(element, "EmissionWavelength")
         channels.append(
             ChannelInfo(
                 index=index,
                 name=element.get("Name") or None,
                 excitation_nm=_wavelength_nm(element, "ExcitationWavelength"),
-                emission_nm=_wavelength_nm(element, "EmissionWavelength"),
-                color=_ome_colour(element.get("Color")),
+                emission_nm=emission,
+                color=_channel_colour(element, emission, writer, md),
                 fluorophore=element.get("Fluor"),
                 exposure_ms=exposures.get(index),
                 illumination=element.get("IlluminationType"),
@@ -404,8 +527,13 @@ def image_metadata(
     scenes: list[SceneInfo],
     pyramid_levels: list[tuple[int, int]] | None = None,
     warnings: list[str] | None = None,
+    software: str | None = None,
 ) -> ImageMetadata:
-    """Normalised metadata of one OME Image (calibration from Pixels only, never TIFF tags)."""
+    """Normalised metadata of one OME Image (calibration from Pixels only, never TIFF tags).
+
+    ``software`` is the container's own note of the writer (the TIFF Software
+    tag), used when the OME element names no ``Creator``.
+    """
     md: dict[str, Any] = {"warnings": list(warnings or []), "provenance": {}}
     pixels = image.pixels
     physical = PhysicalSize(
@@ -417,8 +545,9 @@ def image_metadata(
     if time_interval is not None:
         time_interval *= _TIME_TO_S.get(pixels.get("TimeIncrementUnit", "s"), 1.0)
         md["provenance"]["time_interval_s"] = "OME-XML Pixels/@TimeIncrement"
-    _acquisition(image.element, md)
-    _instrument(doc, image.element, md)
+    writer = doc.creator or software
+    _acquisition(image.element, md, writer)
+    _instrument(doc, image.element, md, writer)
     significant = _float(pixels.get("SignificantBits"))
     modulo = _modulo_dims(doc, image.element)
     xml = doc.xml if len(doc.xml) <= _XML_CAP else doc.xml[:_XML_CAP] + "…[truncated]"
@@ -434,7 +563,7 @@ def image_metadata(
         significant_bits=int(significant) if significant else None,
         physical_size=physical,
         time_interval_s=time_interval if time_interval else None,
-        channels=_channels(image, md),
+        channels=_channels(image, md, writer),
         objective=md.get("objective"),
         microscope=md.get("microscope"),
         acquired_at=md.get("acquired_at"),

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from zstack_analyzer.errors import CorruptFileError
-from zstack_analyzer.metadata import ChannelInfo, ImageMetadata, PhysicalSize
+from zstack_analyzer.metadata import ChannelInfo, ImageMetadata, MicroscopeInfo, PhysicalSize
 from zstack_analyzer.readers._tiff_common import (
     ScenePlan,
     TiffFamilyReader,
@@ -170,8 +170,15 @@ class ImageJTiffReader(TiffFamilyReader):
         if info.extra_dims:
             warnings.append(f"axes {info.extra_dims} beyond TCZYX are read at index 0")
         vendor = {k: v for k, v in ij.items() if k not in ("LUTs", "Ranges")}
+        microscope = None
+        version = str(ij.get("ImageJ") or "").strip()
+        if version:
+            # "ImageJ=1.53f" opens every ImageJ description: the writing software and its version.
+            microscope = MicroscopeInfo(software="ImageJ", software_version=version)
+            provenance["microscope.software"] = "ImageJ description ImageJ="
         return self.scene_metadata(
             info,
+            microscope=microscope,
             physical_size=PhysicalSize(x_um=x_um, y_um=y_um, z_um=z_um),
             time_interval_s=interval,
             channels=channels,

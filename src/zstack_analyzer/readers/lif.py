@@ -621,6 +621,9 @@ class LifReader(ImageReader):
             if objective is not None:
                 provenance["objective"] = "LIF HardwareSetting ATL*SettingDefinition"
         hardware = image.xml_element.find("./Data/Image/Attachment[@Name='HardwareSetting']")
+        if hardware is None:
+            # No hardware record: any attachment still names the writing application.
+            hardware = image.xml_element.find("./Data/Image/Attachment[@Application]")
         microscope = _microscope(hardware, setting)
         if microscope is not None:
             provenance["microscope"] = "LIF HardwareSetting attachment"
@@ -701,7 +704,8 @@ class LifReader(ImageReader):
                 for i, (low, high) in enumerate(bands):
                     emission[i] = round((low + high) / 2 * 1e9, 3)
                 provenance["channels[].emission_nm"] = (
-                    "LIF ChannelAttachment Band (centre of the detection band)"
+                    "LIF ChannelAttachment Band: centre of the detector band (derived from "
+                    "the detection range, not a stated emission peak)"
                 )
         if axis != "Λ" and setting is not None:
             lines = setting.get("_active_laser_lines")
@@ -712,6 +716,11 @@ class LifReader(ImageReader):
                 )
         if any(colours):
             provenance["channels[].color"] = "LIF ChannelDescription LUTName"
+        exposures = _exposures_ms(element)
+        if len(exposures) != size_c:
+            exposures = [None] * size_c
+        elif any(e is not None for e in exposures):
+            provenance["channels[].exposure_ms"] = "LIF WideFieldChannelInfo/@ExposureTime"
         return [
             ChannelInfo(
                 index=i,
@@ -719,6 +728,7 @@ class LifReader(ImageReader):
                 emission_nm=emission[i],
                 excitation_nm=excitation[i],
                 color=colours[i],
+                exposure_ms=exposures[i],
             )
             for i in range(size_c)
         ]
@@ -835,7 +845,11 @@ def _objective(setting: dict[str, str]) -> ObjectiveInfo | None:
 def _microscope(hardware: Element | None, setting: dict[str, str] | None) -> MicroscopeInfo | None:
     if hardware is None:
         return None
-    software_text = (hardware.attrib.get("Software") or "").strip()
+    # "LAS X 3.5.7.23225" names the acquiring version; older files and some attachments
+    # carry only the application family ("LAS AF"), which is still the writing software.
+    software_text = (
+        hardware.attrib.get("Software") or hardware.attrib.get("Application") or ""
+    ).strip()
     software = version = None
     if software_text:
         parts = software_text.rsplit(" ", 1)
@@ -876,3 +890,22 @@ def _detection_bands(element: Element) -> list[tuple[float, float]]:
             return []
         bands.append((metres[0], metres[1]))
     return bands
+
+
+_TIME_UNITS_S = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
+
+
+def _exposures_ms(element: Element) -> list[float | None]:
+    """Per channel exposure (ms) from the widefield configurator's ``WideFieldChannelInfo``.
+
+    LAS X writes ``ExposureTime`` in seconds ("0.05"), sometimes with a unit
+    ("50 ms"); one element per channel, in channel order.
+    """
+    values: list[float | None] = []
+    for info in element.iter("WideFieldChannelInfo"):
+        text = (info.attrib.get("ExposureTime") or "").strip()
+        parts = text.split()
+        factor = _TIME_UNITS_S.get(parts[1] if len(parts) > 1 else "")
+        number = _float(parts[0]) if parts else None
+        values.append(None if number is None or factor is None else number * factor * 1000.0)
+    return values

@@ -436,7 +436,7 @@ class Nd2Reader(ImageReader):
         channels_md = list(getattr(md, "channels", None) or []) if not legacy else []
 
         physical = self._physical_size(channels_md, warnings, provenance, legacy)
-        channels = self._channels(channels_md, info, provenance)
+        channels = self._channels(channels_md, info, provenance, warnings)
         objective = self._objective(channels_md, provenance)
         microscope = self._microscope(provenance)
         time_interval = self._time_interval(provenance)
@@ -529,11 +529,18 @@ class Nd2Reader(ImageReader):
         return None
 
     def _channels(
-        self, channels_md: list[Any], info: SceneInfo, provenance: dict[str, str]
+        self,
+        channels_md: list[Any],
+        info: SceneInfo,
+        provenance: dict[str, str],
+        warnings: list[str],
     ) -> list[ChannelInfo]:
-        exposures = _plane_exposures(self._text("description"))
+        description = self._text("description")
+        exposures = _plane_exposures(description, info.size_c)
+        lasers = _plane_lasers(description)
         result = []
         use_md = len(channels_md) == info.size_c
+        stated_excitation = False
         for i in range(info.size_c):
             name = colour = None
             emission = excitation = None
@@ -545,6 +552,10 @@ class Nd2Reader(ImageReader):
                     colour = f"#{int(color.r):02X}{int(color.g):02X}{int(color.b):02X}"
                 emission = _positive(getattr(meta, "emissionLambdaNm", None))
                 excitation = _positive(getattr(meta, "excitationLambdaNm", None))
+            on = lasers[i] if len(lasers) == info.size_c else []
+            checked = _stated_excitation(excitation, on, name or f"channel {i}", warnings)
+            stated_excitation = stated_excitation or (checked is not None and checked != excitation)
+            excitation = checked
             exposure = exposures[i] if len(exposures) == info.size_c else None
             result.append(
                 ChannelInfo(
@@ -564,9 +575,15 @@ class Nd2Reader(ImageReader):
             )
             provenance["channels[].excitation_nm"] = (
                 "ND2 metadata.channels[].channel.excitationLambdaNm"
+                + (", checked against the lasers on in the text description" if lasers else "")
+                + ("; stated laser used where they conflict" if stated_excitation else "")
             )
         if any(ch.exposure_ms is not None for ch in result):
-            provenance["channels[].exposure_ms"] = "ND2 text_info description, Plane #k Exposure"
+            provenance["channels[].exposure_ms"] = (
+                "ND2 text_info description, Plane #k Exposure"
+                if "Plane #" in (description or "")
+                else "ND2 text_info description, Exposure (single-channel file)"
+            )
         return result
 
     def _objective(
@@ -893,22 +910,80 @@ def _immersion(index: float | None) -> str | None:
     return None
 
 
-def _plane_exposures(description: str | None) -> list[float | None]:
-    """Per-plane exposure (ms) from the text description's "Plane #k" sections."""
+_EXPOSURE = re.compile(r"Exposure:\s*([\d.]+)\s*(ms|s|us|µs)\b")
+_EXPOSURE_FACTOR = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}
+
+
+def _plane_exposures(description: str | None, size_c: int = 0) -> list[float | None]:
+    """Per-plane exposure (ms) from the text description.
+
+    Multi-channel files describe each channel in a "Plane #k" section; a
+    single-channel file has no sections and states "Exposure: 500 ms" once,
+    which is then the one channel's exposure.
+    """
     if not description:
         return []
     sections = re.split(r"Plane #\d+:", description)[1:]
+    if not sections:
+        if size_c != 1:
+            return []
+        sections = [description]
     exposures: list[float | None] = []
     for section in sections:
-        found = re.search(r"Exposure:\s*([\d.]+)\s*(ms|s|us|µs)\b", section)
+        found = _EXPOSURE.search(section)
         if not found:
             exposures.append(None)
             continue
-        value = float(found.group(1))
-        unit = found.group(2)
-        factor = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}[unit]
-        exposures.append(value * factor)
+        exposures.append(float(found.group(1)) * _EXPOSURE_FACTOR[found.group(2)])
     return exposures
+
+
+_LASER = re.compile(r"\{Laser Wavelength\}:\s*([\d.]+)(?:\s*\{Laser Power\}:\s*([\d.]+))?")
+
+
+def _plane_lasers(description: str | None) -> list[list[float]]:
+    """Per plane, the laser lines the description states were on (power > 0 when given)."""
+    if not description:
+        return []
+    sections = re.split(r"Plane #\d+:", description)[1:]
+    lasers = []
+    for section in sections:
+        on = []
+        for found in _LASER.finditer(section):
+            power = found.group(2)
+            if power is not None and float(power) <= 0:
+                continue
+            wavelength = float(found.group(1))
+            if wavelength > 0 and wavelength not in on:
+                on.append(wavelength)
+        lasers.append(on)
+    return lasers if any(lasers) else []
+
+
+def _stated_excitation(
+    excitation: float | None, lasers_on: list[float], label: str, warnings: list[str]
+) -> float | None:
+    """The channel's excitation, checked against the lasers its plane states were on.
+
+    Why: nd2's ``excitationLambdaNm`` can name a line that was off (405 nm for
+    FITC/TRITC/GFP channels acquired with 488 and 561 nm). A value among the
+    stated lasers stands; otherwise one stated laser replaces it, and with
+    several the channel's excitation is unknown. Both conflicts are warnings.
+    """
+    if not lasers_on or excitation in lasers_on:
+        return excitation
+    stated = ", ".join(f"{w:g}" for w in lasers_on)
+    if len(lasers_on) == 1:
+        warnings.append(
+            f"ND2 {label}: excitation {excitation} nm in the channel metadata, but the "
+            f"description states the laser on was {stated} nm; the laser is used"
+        )
+        return lasers_on[0]
+    warnings.append(
+        f"ND2 {label}: excitation {excitation} nm in the channel metadata is none of the "
+        f"lasers the description states were on ({stated} nm): unknown"
+    )
+    return None
 
 
 def _parse_local_dates(text: str) -> list[datetime]:

@@ -265,11 +265,18 @@ class OmeTiffReader(TiffFamilyReader):
             scenes=scenes,
             pyramid_levels=plan.level_shapes if len(plan.level_shapes) > 1 else None,
             warnings=plan.extra["warnings"],
+            software=None if self._companion is not None else self._tiff_software(),
         )
         if self._companion is not None:
             md.provenance["sizes"] = f"OME companion file {self._companion.name}"
             md.vendor_metadata["companion"] = self._companion.name
         return md
+
+    def _tiff_software(self) -> str | None:
+        """The first IFD's Software tag: who wrote this TIFF (and so its OME-XML)."""
+        tag = self.tif.pages.first.tags.get("Software")
+        value = str(tag.value).strip() if tag is not None else ""
+        return value or None
 
     def raw_metadata(self) -> Mapping[str, Any]:
         """The OME-XML in full (the companion's for a multi-file set) and the first IFD's tags."""

@@ -9,11 +9,18 @@ time-lapse in the strips of a single IFD. A ``.tif`` with UIC tags is STK too.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from zstack_analyzer.metadata import ChannelInfo, ImageMetadata, PhysicalSize
+from zstack_analyzer.metadata import (
+    ChannelInfo,
+    ImageMetadata,
+    MicroscopeInfo,
+    ObjectiveInfo,
+    PhysicalSize,
+)
 from zstack_analyzer.readers._tiff_common import (
     ScenePlan,
     TiffFamilyReader,
@@ -97,17 +104,42 @@ class StkReader(TiffFamilyReader):
         channels = [
             ChannelInfo(index=c, name=names[c], exposure_ms=exposure) for c in range(info.size_c)
         ]
-        created = stk.get("CreateTime")
-        acquired_local = created if hasattr(created, "isoformat") else None
+        stamps = _plane_times(stk.get("DatetimeCreated"))
+        acquired_local = stamps[0] if stamps else None
         if acquired_local is not None:
-            provenance["acquired_at_local"] = "STK UIC CreateTime"
+            provenance["acquired_at_local"] = "STK UIC3 DatetimeCreated of the first plane"
+        else:
+            created = stk.get("CreateTime")
+            acquired_local = created if hasattr(created, "isoformat") else None
+            if acquired_local is not None:
+                provenance["acquired_at_local"] = "STK UIC CreateTime"
+        if acquired_local is not None:
             warnings.append(
                 "acquisition time zone unknown: acquired_at_local holds the time as written"
             )
+        interval = None
+        if info.size_t > 1 and len(stamps) >= info.size_t:
+            span = (stamps[info.size_t - 1] - stamps[0]).total_seconds()
+            if span > 0:
+                interval = span / (info.size_t - 1)
+                provenance["time_interval_s"] = (
+                    "STK UIC3 DatetimeCreated per plane (mean step between T planes)"
+                )
+        microscope = _software(self.tif.pages.first.tags.get("Software"))
+        if microscope is not None:
+            provenance["microscope.software"] = (
+                "TIFF Software tag (MetaMorph writes 'MetaMorph x.y')"
+            )
+        objective = _objective(stk)
+        if objective is not None:
+            provenance["objective"] = "STK UIC PlaneProperty _MagSetting_, _MagNA_"
         return self.scene_metadata(
             info,
             physical_size=PhysicalSize(x_um=x_um, y_um=y_um, z_um=z_um),
+            time_interval_s=interval,
             channels=channels,
+            objective=objective,
+            microscope=microscope,
             acquired_at_local=acquired_local,
             provenance=provenance,
             warnings=warnings,
@@ -127,3 +159,58 @@ def _positive(value: Any, factor: float) -> float | None:
     except (TypeError, ValueError):
         return None
     return number * factor if number > 0 else None
+
+
+def _plane_times(value: Any) -> list[datetime]:
+    """Per-plane creation times (UIC3 DatetimeCreated, numpy datetime64) as naive datetimes.
+
+    Why not UIC1 CreateTime: MetaMorph updates it as planes are added, so in a
+    time-lapse it is the last plane's time (movie.stk: 13:49:35.392, its first
+    plane 13:49:34.528); the start of the acquisition is the first plane's.
+    """
+    if value is None:
+        return []
+    try:
+        stamps = np.asarray(value).astype("datetime64[us]").ravel()
+    except (TypeError, ValueError):
+        return []
+    out = []
+    for stamp in stamps:
+        if np.isnat(stamp):
+            return []
+        moment = stamp.astype(datetime)
+        if not isinstance(moment, datetime) or moment.year < 1900:
+            return []  # a zero Julian day: no time recorded
+        out.append(moment)
+    return out
+
+
+_SOFTWARE = re.compile(r"^\s*(MetaMorph)\s+(\S+)")
+
+
+def _software(tag: Any) -> MicroscopeInfo | None:
+    """MetaMorph's "MetaMorph 6.1" Software tag as name and version."""
+    text = str(tag.value).strip() if tag is not None else ""
+    if not text:
+        return None
+    found = _SOFTWARE.match(text)
+    if found:
+        return MicroscopeInfo(software=found.group(1), software_version=found.group(2))
+    return MicroscopeInfo(software=text)
+
+
+def _objective(stk: dict[str, Any]) -> ObjectiveInfo | None:
+    """The objective MetaMorph names in PlaneProperty (_MagSetting_ name, _MagNA_ aperture)."""
+    props = {
+        p.get("name"): p.get("value") for p in stk.get("PlaneProperty") or [] if isinstance(p, dict)
+    }
+    name = str(props.get("_MagSetting_") or "").strip() or None
+    try:
+        aperture = float(props.get("_MagNA_") or 0) or None
+    except (TypeError, ValueError):
+        aperture = None
+    if aperture is not None and aperture <= 0:
+        aperture = None
+    if name is None and aperture is None:
+        return None
+    return ObjectiveInfo(name=name, numerical_aperture=aperture)

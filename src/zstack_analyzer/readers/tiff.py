@@ -129,23 +129,31 @@ class TiffReader(TiffFamilyReader):
             warnings.append(f"axes {info.extra_dims} beyond TCZYX are read at index 0")
         tags = page.tags
         make, model, software = (
-            str(tags[k].value) if k in tags else None for k in ("Make", "Model", "Software")
+            str(tags[k].value).strip() or None if k in tags else None
+            for k in ("Make", "Model", "Software")
         )
         microscope = (
             MicroscopeInfo(manufacturer=make, model=model, software=software)
             if make or model or software
             else None
         )
+        if microscope is not None:
+            provenance["microscope"] = "TIFF Make, Model, Software tags"
+        exif = self._exif(page)
         acquired_local = None
-        if "DateTime" in tags:
-            try:
-                acquired_local = datetime.strptime(str(tags["DateTime"].value), "%Y:%m:%d %H:%M:%S")
-                provenance["acquired_at_local"] = "TIFF DateTime"
-                warnings.append(
-                    "acquisition time zone unknown: acquired_at_local holds the time as written"
-                )
-            except ValueError:
-                acquired_local = None
+        if self.tif.is_fei:
+            microscope, acquired_local = _fei_instrument(
+                self.tif.fei_metadata or {}, microscope, provenance, warnings
+            )
+        if acquired_local is None:
+            acquired_local = _tiff_datetime(exif, tags, provenance)
+        if acquired_local is not None:
+            warnings.append(
+                "acquisition time zone unknown: acquired_at_local holds the time as written"
+            )
+        exposure_ms = _exif_exposure_ms(exif)
+        if exposure_ms is not None:
+            provenance["channels[].exposure_ms"] = "EXIF ExposureTime"
         vendor: dict[str, Any] = {"series_kind": series.kind}
         if self.tif.is_fei:
             vendor["fei"] = vendor_safe(self.tif.fei_metadata)
@@ -165,7 +173,10 @@ class TiffReader(TiffFamilyReader):
         return self.scene_metadata(
             info,
             physical_size=physical,
-            channels=[ChannelInfo(index=c, name=names[c]) for c in range(info.size_c)],
+            channels=[
+                ChannelInfo(index=c, name=names[c], exposure_ms=exposure_ms)
+                for c in range(info.size_c)
+            ],
             microscope=microscope,
             objective=objective,
             acquired_at=acquired_at,
@@ -235,6 +246,11 @@ class TiffReader(TiffFamilyReader):
         if "channels.name" in facts.sources:
             provenance["channels.name"] = facts.sources["channels.name"]
         return microscope, objective, acquired_at, acquired_local, facts.channel_names
+    def _exif(self, page: Any) -> dict[str, Any]:
+        """The page's EXIF IFD as tifffile parsed it ({} when absent or unreadable)."""
+        tag = page.tags.get("ExifTag")
+        value = tag.value if tag is not None else None
+        return dict(value) if isinstance(value, dict) else {}
 
     def raw_metadata(self) -> Mapping[str, Any]:
         """The first IFD's tags and any vendor block tifffile parsed (FEI, SVS)."""
@@ -250,3 +266,94 @@ def _metres_to_um(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number * 1e6 if number > 0 else None
+
+
+_EXIF_TIME = "%Y:%m:%d %H:%M:%S"
+
+
+def _tiff_datetime(
+    exif: Mapping[str, Any], tags: Any, provenance: dict[str, str]
+) -> datetime | None:
+    """When the picture was taken: EXIF DateTimeOriginal, else the TIFF DateTime.
+
+    Why this order: TIFF DateTime is when the file was last written (a
+    conversion, an edit); DateTimeOriginal is when the image was captured. Both
+    are local wall-clock times without a zone.
+    """
+    candidates = [
+        (exif.get("DateTimeOriginal"), "EXIF DateTimeOriginal"),
+        (
+            tags["DateTimeOriginal"].value if "DateTimeOriginal" in tags else None,
+            "EXIF DateTimeOriginal",
+        ),
+        (tags["DateTime"].value if "DateTime" in tags else None, "TIFF DateTime (file write time)"),
+    ]
+    for value, source in candidates:
+        if not value:
+            continue
+        try:
+            stamp = datetime.strptime(str(value).strip(), _EXIF_TIME)
+        except ValueError:
+            continue
+        provenance["acquired_at_local"] = source
+        return stamp
+    return None
+
+
+def _exif_exposure_ms(exif: Mapping[str, Any]) -> float | None:
+    """EXIF ExposureTime (a rational in seconds) in ms; None when absent or not positive."""
+    value: Any = exif.get("ExposureTime")
+    try:
+        if isinstance(value, tuple | list) and len(value) == 2:
+            seconds = float(value[0]) / float(value[1])
+        elif value is not None:
+            seconds = float(value)
+        else:
+            return None
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return seconds * 1000.0 if seconds > 0 else None
+
+
+def _fei_instrument(
+    fei: Mapping[str, Any],
+    microscope: MicroscopeInfo | None,
+    provenance: dict[str, str],
+    warnings: list[str],
+) -> tuple[MicroscopeInfo | None, datetime | None]:
+    """System, software version and acquisition time from an FEI/Thermo metadata block.
+
+    ``[System] SystemType`` is the instrument ("Teneo", "Helios"), ``Software``
+    the version of the microscope software (its name is not written), and
+    ``[User] Date`` + ``Time`` the local acquisition time (US order, 12 h clock).
+    The block is FEI's private TIFF tag, so its writer is FEI's software.
+    """
+    raw_system, raw_user = fei.get("System"), fei.get("User")
+    system: Mapping[str, Any] = raw_system if isinstance(raw_system, dict) else {}
+    user: Mapping[str, Any] = raw_user if isinstance(raw_user, dict) else {}
+    model = str(system.get("SystemType") or "").strip() or None
+    version = str(system.get("Software") or "").strip() or None
+    if model or version:
+        base = microscope or MicroscopeInfo()
+        microscope = base.model_copy(
+            update={
+                "manufacturer": base.manufacturer or "FEI",
+                "model": model or base.model,
+                "software_version": version or base.software_version,
+            }
+        )
+        provenance["microscope"] = (
+            "FEI metadata [System] SystemType, Software (manufacturer: FEI's private TIFF tag)"
+        )
+    date, time = str(user.get("Date") or "").strip(), str(user.get("Time") or "").strip()
+    if not date:
+        return microscope, None
+    for fmt in ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y"):
+        try:
+            stamp = datetime.strptime(f"{date} {time}".strip(), fmt)
+        except ValueError:
+            continue
+        provenance["acquired_at_local"] = "FEI metadata [User] Date + Time"
+        return microscope, stamp
+    warnings.append(f"FEI [User] Date/Time {date!r} {time!r} not understood: ignored")
+    return microscope, None
