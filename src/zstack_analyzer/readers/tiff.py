@@ -246,6 +246,7 @@ class TiffReader(TiffFamilyReader):
         if "channels.name" in facts.sources:
             provenance["channels.name"] = facts.sources["channels.name"]
         return microscope, objective, acquired_at, acquired_local, facts.channel_names
+
     def _exif(self, page: Any) -> dict[str, Any]:
         """The page's EXIF IFD as tifffile parsed it ({} when absent or unreadable)."""
         tag = page.tags.get("ExifTag")
