@@ -156,7 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from zstack_analyzer.service.deps import require_token
     from zstack_analyzer.service.errors import install_error_handlers
-    from zstack_analyzer.service.routes import formats, health, images, render
+    from zstack_analyzer.service.routes import formats, health, images, render, search
 
     settings = settings or Settings()
     app = FastAPI(
@@ -171,6 +171,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # formats before images: "/formats/supported" must not match "/{image_id}".
     app.include_router(formats.router, dependencies=auth)
     app.include_router(health.router, dependencies=auth)
+    # search before images: "/search" must not match "/{image_id}".
+    app.include_router(search.router, dependencies=auth)
     app.include_router(images.router, dependencies=auth)
     app.include_router(render.router, dependencies=auth)
     if settings.cors_origins:
