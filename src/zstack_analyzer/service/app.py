@@ -90,10 +90,10 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     from zstack_analyzer.service.db.migrations import upgrade_database
     from zstack_analyzer.service.db.session import Database, make_engine
     from zstack_analyzer.service.images_service import RecordMemo
-    from zstack_analyzer.service.storage import Storage
+    from zstack_analyzer.service.storage import make_storage
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    storage = Storage(settings.images_dir, settings.tmp_dir)
+    storage = make_storage(settings)
     storage.ensure_dirs()
     engine = make_engine(settings.resolved_database_url())
     try:
