@@ -11,7 +11,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed-peers
 BENCH_DATA ?= $(abspath ..)/zstack-bench-data
 BENCH_MAKE_DATA ?= $(abspath ..)/shared/bench/make_data.py
 
-.PHONY: install serve test lint typecheck pytest bench format clean browser-deps
+.PHONY: install serve test lint typecheck pytest bench format clean browser-deps s3-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ serve: $(STAMP)
 browser-deps:
 	@bash scripts/ensure-chromium.sh
 
+s3-deps:
+	@bash scripts/ensure-seaweedfs.sh
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -36,7 +39,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) browser-deps
+pytest: $(STAMP) browser-deps s3-deps
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test: lint typecheck pytest

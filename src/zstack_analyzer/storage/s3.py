@@ -22,6 +22,7 @@ ranged GETs, listing and deletes, with its own thread pool and retries.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import threading
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from obstore import ReadableFile, WritableFile
     from obstore.store import S3Store
 
-__all__ = ["S3Location", "S3Options", "S3Storage"]
+__all__ = ["RangedFile", "S3Location", "S3Options", "S3Storage"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,48 @@ class S3Options:
     allow_http: bool = False
     part_bytes: int = 16 * 1024 * 1024
     max_concurrency: int = 4
+
+
+class RangedFile(io.RawIOBase):
+    """obstore's ranged reader as a standard binary file (returns ``bytes``, has ``readinto``)."""
+
+    def __init__(self, reader: ReadableFile, *, name: str) -> None:
+        super().__init__()
+        self._reader = reader
+        self.name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._reader.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        return self._reader.seek(offset, whence)
+
+    def readinto(self, buffer: Any, /) -> int:
+        view = memoryview(buffer).cast("B")
+        data = memoryview(self._reader.read(len(view)))
+        view[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if size is None or size < 0:
+            return bytes(self._reader.read())
+        return bytes(self._reader.read(size))
+
+    @property
+    def size(self) -> int:
+        """The object's size in bytes."""
+        return self._reader.size
+
+    def close(self) -> None:
+        if not self.closed:
+            self._reader.close()
+        super().close()
 
 
 class _Mirror:
@@ -195,11 +238,18 @@ class S3Storage(ObjectStorage):
         self._evict(keep=final)
         return final
 
-    def open_ranged(self, stored_name: str, *, buffer_bytes: int = 1024 * 1024) -> ReadableFile:
-        """A seekable, read-only file object that fetches what is read with ranged GETs."""
+    def open_ranged(self, stored_name: str, *, buffer_bytes: int = 1024 * 1024) -> RangedFile:
+        """A seekable, read-only file object that fetches what is read with ranged GETs.
+
+        Readers that accept file objects (tifffile, zarr stores) read only the
+        ranges they need, with no local copy.
+        """
         import obstore
 
-        return obstore.open_reader(self.store, self.key(stored_name), buffer_size=buffer_bytes)
+        return RangedFile(
+            obstore.open_reader(self.store, self.key(stored_name), buffer_size=buffer_bytes),
+            name=stored_name,
+        )
 
     def size(self, stored_name: str) -> int | None:
         """The object's size (HEAD), or ``None`` when it does not exist."""
