@@ -95,24 +95,30 @@ class RangedFile(io.RawIOBase):
         self.name = name
 
     def readable(self) -> bool:
+        """Always readable."""
         return True
 
     def seekable(self) -> bool:
+        """Always seekable (each read is a ranged GET)."""
         return True
 
     def tell(self) -> int:
+        """The current position."""
         return self._reader.tell()
 
     def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        """Move the position; nothing is fetched until the next read."""
         return self._reader.seek(offset, whence)
 
     def readinto(self, buffer: Any, /) -> int:
+        """Read into ``buffer``; the number of bytes read (0 at the end)."""
         view = memoryview(buffer).cast("B")
         data = memoryview(self._reader.read(len(view)))
         view[: len(data)] = data
         return len(data)
 
     def read(self, size: int | None = -1, /) -> bytes:
+        """Up to ``size`` bytes (all that is left when negative) as ``bytes``."""
         if size is None or size < 0:
             return bytes(self._reader.read())
         return bytes(self._reader.read(size))
@@ -123,6 +129,7 @@ class RangedFile(io.RawIOBase):
         return self._reader.size
 
     def close(self) -> None:
+        """Close the reader (idempotent)."""
         if not self.closed:
             self._reader.close()
         super().close()
