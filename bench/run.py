@@ -63,11 +63,12 @@ MIN_BYTES = {
     "d": 100_000_000,
     "e": 900_000_000,
 }
-ALL_GROUPS = {"issue3", "issue4", "issue5"}
+ALL_GROUPS = {"issue3", "issue4", "issue5", "issue17"}
 GROUP_IDS = {
     "issue3": ("import", "metadata", "lazy-open", "load/"),  # metadata-cold too
     "issue4": ("slice-thumb", "mip-thumb", "seed-thumb"),
-    "issue5": ("thumb-cached", "upload"),
+    "issue5": ("thumb-cached", "upload/", "upload-rss"),
+    "issue17": ("search/", "upload-s3/"),
 }
 BIG = {"c", "e"}  # work over 1 GB: 3 runs instead of 5
 
@@ -642,7 +643,7 @@ def main() -> int:
     ap.add_argument(
         "--only",
         default="",
-        help="comma list of groups (issue3, issue4, issue5) and/or record id prefixes (load/e, mip-thumb)",
+        help="comma list of groups (issue3, issue4, issue5, issue17) and/or record id prefixes (load/e, mip-thumb)",
     )
     ap.add_argument(
         "--quick", action="store_true", help="one run per side (smoke test, not for results)"
@@ -692,7 +693,12 @@ def main() -> int:
             service_bench.issue5(ctx.path("a"), ctx.path("b"), ctx.path("c"), quick=ctx.quick)
         )
 
-    steps = [("issue3", run3), ("issue4", run4), ("issue5", run5)]
+    def run17() -> None:
+        import search_bench
+
+        records.extend(search_bench.issue17(ctx.path("b"), quick=ctx.quick, wants=ctx.wants))
+
+    steps = [("issue3", run3), ("issue4", run4), ("issue5", run5), ("issue17", run17)]
     failed: list[str] = []
     for name, step in steps:
         if name in groups:
