@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.service.conftest import upload, write_ome_tiff
+from tests.service.live import make_settings
 from zstack_analyzer.metadata import (
     ChannelInfo,
     ImageMetadata,
@@ -22,6 +23,7 @@ from zstack_analyzer.service.db import crud
 from zstack_analyzer.service.images_service import build_image
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from fastapi.testclient import TestClient
@@ -90,10 +92,35 @@ WATER_40 = ObjectiveInfo(name="C-Apochromat 40x/1.2 W Korr", magnification=40, i
 AIR_10 = ObjectiveInfo(name="EC Plan-Neofluar 10x/0.30", magnification=10, immersion="Air")
 
 
-@pytest.fixture
-def corpus(client: TestClient) -> dict[str, str]:
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def search_client(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """One app per engine for the read-only cases (they share one corpus)."""
+    from tests.service.conftest import (
+        _testclient_class,
+        create_pg_database,
+        drop_pg_database,
+    )
+    from zstack_analyzer.service.app import create_app
+
+    admin = request.getfixturevalue("postgres_admin") if request.param == "postgres" else None
+    url = create_pg_database(admin) if admin else None
+    try:
+        settings = make_settings(tmp_path_factory.mktemp("search") / "data", database_url=url)
+        with _testclient_class()(create_app(settings)) as client:
+            yield client
+    finally:
+        if admin and url:
+            drop_pg_database(admin, url)
+
+
+@pytest.fixture(scope="module")
+def corpus(search_client: TestClient) -> dict[str, str]:
     """Five records with distinct metadata; returns name -> id."""
-    database: Database = client.app.state.database  # type: ignore[attr-defined]
+    database: Database = search_client.app.state.database  # type: ignore[attr-defined]
     base = datetime(2025, 1, 1, tzinfo=UTC)
     return {
         "march_dapi_63": add_record(
@@ -186,8 +213,9 @@ def names(corpus: dict[str, str], found: list[str]) -> set[str]:
     ],
 )
 def test_free_text(
-    client: TestClient, corpus: dict[str, str], query: str, expected: set[str]
+    search_client: TestClient, corpus: dict[str, str], query: str, expected: set[str]
 ) -> None:
+    client = search_client
     assert names(corpus, ids(client, q=query)) == expected
 
 
@@ -231,12 +259,14 @@ def test_free_text(
     ],
 )
 def test_typed_filters(
-    client: TestClient, corpus: dict[str, str], params: dict[str, Any], expected: set[str]
+    search_client: TestClient, corpus: dict[str, str], params: dict[str, Any], expected: set[str]
 ) -> None:
+    client = search_client
     assert names(corpus, ids(client, **params)) == expected
 
 
-def test_newest_first_with_paging(client: TestClient, corpus: dict[str, str]) -> None:
+def test_newest_first_with_paging(search_client: TestClient, corpus: dict[str, str]) -> None:
+    client = search_client
     everything = ids(client)
     assert everything == [
         corpus[k]
@@ -266,8 +296,9 @@ def test_newest_first_with_paging(client: TestClient, corpus: dict[str, str]) ->
     ],
 )
 def test_hostile_free_text_is_only_text(
-    client: TestClient, corpus: dict[str, str], query: str
+    search_client: TestClient, corpus: dict[str, str], query: str
 ) -> None:
+    client = search_client
     response = client.get("/api/images/search", params={"q": query})
     assert response.status_code == 200, response.text
     found = names(corpus, [item["id"] for item in response.json()["data"]])
@@ -291,8 +322,9 @@ def test_hostile_free_text_is_only_text(
     ],
 )
 def test_bad_parameters_are_422_naming_them(
-    client: TestClient, params: dict[str, Any], named: str
+    search_client: TestClient, params: dict[str, Any], named: str
 ) -> None:
+    client = search_client
     response = client.get("/api/images/search", params=params)
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -310,7 +342,8 @@ def test_upload_and_delete_keep_the_index_in_step(client: TestClient, tmp_path: 
     with database.engine.connect() as connection:
         channel_rows = connection.execute(text("SELECT count(*) FROM image_channels")).scalar()
         if connection.dialect.name == "sqlite":
-            fts_rows = connection.execute(text("SELECT count(*) FROM images_fts")).scalar()
+            # documents in the index itself (images_fts reads its text from images)
+            fts_rows = connection.execute(text("SELECT count(*) FROM images_fts_docsize")).scalar()
             assert fts_rows == 0
     assert channel_rows == 0
 
@@ -364,3 +397,29 @@ def test_migration_backfills_existing_rows(tmp_path: Path, database_url: str | N
         assert (by_channel, by_magnification) == (1, 1)
     finally:
         engine.dispose()
+
+
+def test_startup_repairs_an_index_a_table_rebuild_broke(tmp_path: Path, make_client: Any) -> None:
+    """A later SQLite migration that rebuilds ``images`` drops its triggers and renumbers rowids.
+
+    (SQLite only: PostgreSQL keeps its trigger and index with the table.)
+    """
+    settings = make_settings(tmp_path / "data")
+    client = make_client(settings)
+    database: Database = client.app.state.database  # type: ignore[attr-defined]
+    first = add_record(database, "first.czi", channels=(("DAPI", None),))
+    with database.engine.begin() as connection:  # what a "move and copy" rebuild leaves
+        for name in ("images_fts_insert", "images_fts_delete", "images_fts_update"):
+            connection.execute(text(f"DROP TRIGGER {name}"))
+        connection.execute(text("UPDATE images SET rowid = rowid + 1000"))
+    second = add_record(database, "second.czi", channels=(("DAPI", None),))
+    assert set(ids(client, q="dapi")) != {first, second}  # out of step
+    client.__exit__(None, None, None)
+    restarted = make_client(settings)
+    assert set(ids(restarted, q="dapi")) == {first, second}
+    third = add_record(
+        restarted.app.state.database,  # type: ignore[attr-defined]
+        "third.czi",
+        channels=(("DAPI", None),),
+    )
+    assert set(ids(restarted, q="dapi")) == {first, second, third}  # triggers back

@@ -88,6 +88,7 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     from zstack_analyzer.cache import RenderCache
     from zstack_analyzer.service.db import crud
     from zstack_analyzer.service.db.migrations import upgrade_database
+    from zstack_analyzer.service.db.search import ensure_search_index
     from zstack_analyzer.service.db.session import Database, make_engine
     from zstack_analyzer.service.images_service import RecordMemo
     from zstack_analyzer.service.storage import make_storage
@@ -98,6 +99,7 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     engine = make_engine(settings.resolved_database_url())
     try:
         upgrade_database(engine)
+        ensure_search_index(engine)
         database = Database(engine)
         if settings.storage.sweep_on_startup:
             keep = database.call(crud.stored_names)

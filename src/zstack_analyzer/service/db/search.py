@@ -10,6 +10,7 @@ bound parameter, so ``"`` or ``AND(`` are just characters.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,17 +22,22 @@ from zstack_analyzer.service.db.search_fields import words
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from sqlalchemy.engine import Engine
+
     from sqlalchemy.orm import Session
     from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 __all__ = [
     "FTS_TABLES",
     "SearchFilters",
+    "ensure_search_index",
     "fts5_query",
     "include_in_schema_compare",
     "search_images",
     "tsquery",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: SQLite FTS5 tables (and shadow tables) that the migration creates outside the models.
 FTS_TABLES = ("images_fts",)
@@ -88,6 +94,68 @@ def include_in_schema_compare(name: str | None, type_: str, _parents: Any = None
     return not (type_ == "table" and name is not None and name.startswith(FTS_TABLES))
 
 
+#: The SQLite triggers of migration 0004 (recreated when a table rebuild dropped them).
+SQLITE_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS images_fts_insert AFTER INSERT ON images BEGIN
+        INSERT INTO images_fts (rowid, search_text) VALUES (new.rowid, new.search_text);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS images_fts_delete AFTER DELETE ON images BEGIN
+        INSERT INTO images_fts (images_fts, rowid, search_text)
+        VALUES ('delete', old.rowid, old.search_text);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS images_fts_update AFTER UPDATE OF search_text ON images
+    BEGIN
+        INSERT INTO images_fts (images_fts, rowid, search_text)
+        VALUES ('delete', old.rowid, old.search_text);
+        INSERT INTO images_fts (rowid, search_text) VALUES (new.rowid, new.search_text);
+    END""",
+)
+
+
+def ensure_search_index(engine: Engine) -> bool:
+    """Make the SQLite full-text index whole again if something rebuilt ``images``; ``True`` if it did.
+
+    Why: a later migration that rebuilds the table in SQLite's "move and copy"
+    way drops its triggers and renumbers its rowids, and so does a VACUUM for
+    the rowids; the index would silently miss or mismatch records. The check
+    (FTS5 ``integrity-check`` against the table) costs about a second per
+    100,000 records; PostgreSQL needs none (its trigger and GIN index go with
+    the table).
+    """
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import DBAPIError
+
+    if engine.dialect.name != "sqlite":
+        return False
+    with engine.begin() as connection:
+        if "images_fts" not in inspect(connection).get_table_names():
+            return False
+        triggers = {
+            row[0]
+            for row in connection.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'images'"
+            )
+        }
+        missing = {"images_fts_insert", "images_fts_delete", "images_fts_update"} - triggers
+        for statement in SQLITE_TRIGGERS:
+            connection.exec_driver_sql(statement)
+    healthy = not missing
+    if healthy:
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(
+                    "INSERT INTO images_fts (images_fts, rank) VALUES ('integrity-check', 1)"
+                )
+        except DBAPIError:
+            healthy = False
+    if healthy:
+        return False
+    with engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO images_fts (images_fts) VALUES ('rebuild')")
+    logger.warning("the full-text search index was out of step with the images table: rebuilt")
+    return True
+
+
 def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -109,7 +177,7 @@ def _conditions(session: Session, filters: SearchFilters) -> list[ColumnElement[
             if query:
                 conditions.append(
                     text(
-                        "images.id IN (SELECT image_id FROM images_fts"
+                        "images.rowid IN (SELECT rowid FROM images_fts"
                         " WHERE images_fts MATCH :fts_query)"
                     ).bindparams(fts_query=query)
                 )

@@ -7,8 +7,9 @@ metadata JSON by the ORM insert hook (models.py); existing rows are backfilled
 here with the same function.
 
 Note for later SQLite migrations: a batch ("move and copy") rebuild of
-``images`` drops its triggers; such a migration must call ``create_sqlite_fts``
-again (or re-run the statements below).
+``images`` drops its triggers and renumbers its rowids; the service's start-up
+check (``search.ensure_search_index``) recreates the triggers and rebuilds the
+index when it finds it out of step (``create_sqlite_fts`` is idempotent too).
 
 Revision ID: 0004
 Revises: 0001
@@ -29,20 +30,25 @@ depends_on: str | None = None
 SearchVector = sa.Text().with_variant(postgresql.TSVECTOR(), "postgresql")
 
 SQLITE_FTS = [
-    # Its own copy of the text keyed by image id (not rowid): rowids change when a
-    # batch migration rebuilds the table, ids never do.
+    # External content: the index holds only tokens; the text stays in images.search_text.
+    # Rows are matched by rowid (an integer join, several times cheaper than an id column
+    # in the index). Rowids can change when a table is rebuilt (batch migration, VACUUM);
+    # the service checks the index at start-up and rebuilds it then (search.py).
     """CREATE VIRTUAL TABLE IF NOT EXISTS images_fts USING fts5(
-        image_id UNINDEXED, search_text, tokenize = 'unicode61 remove_diacritics 0')""",
+        search_text, content = 'images', content_rowid = 'rowid',
+        tokenize = 'unicode61 remove_diacritics 0')""",
     """CREATE TRIGGER IF NOT EXISTS images_fts_insert AFTER INSERT ON images BEGIN
-        INSERT INTO images_fts (image_id, search_text) VALUES (new.id, new.search_text);
+        INSERT INTO images_fts (rowid, search_text) VALUES (new.rowid, new.search_text);
     END""",
     """CREATE TRIGGER IF NOT EXISTS images_fts_delete AFTER DELETE ON images BEGIN
-        DELETE FROM images_fts WHERE image_id = old.id;
+        INSERT INTO images_fts (images_fts, rowid, search_text)
+        VALUES ('delete', old.rowid, old.search_text);
     END""",
     """CREATE TRIGGER IF NOT EXISTS images_fts_update AFTER UPDATE OF search_text ON images
     BEGIN
-        DELETE FROM images_fts WHERE image_id = old.id;
-        INSERT INTO images_fts (image_id, search_text) VALUES (new.id, new.search_text);
+        INSERT INTO images_fts (images_fts, rowid, search_text)
+        VALUES ('delete', old.rowid, old.search_text);
+        INSERT INTO images_fts (rowid, search_text) VALUES (new.rowid, new.search_text);
     END""",
 ]
 POSTGRES_TRIGGER = [
@@ -52,8 +58,8 @@ POSTGRES_TRIGGER = [
 ]
 
 
-def create_sqlite_fts() -> None:
-    for statement in SQLITE_FTS:
+def create_sqlite_fts(*, triggers: bool) -> None:
+    for statement in SQLITE_FTS if triggers else SQLITE_FTS[:1]:
         op.execute(statement)
 
 
@@ -90,8 +96,12 @@ def upgrade() -> None:
         for statement in POSTGRES_TRIGGER:
             op.execute(statement)
     elif dialect == "sqlite":
-        create_sqlite_fts()
+        create_sqlite_fts(triggers=False)
     _backfill()
+    if dialect == "sqlite":
+        # Index the backfilled rows in one pass, then keep it in step from now on.
+        op.execute("INSERT INTO images_fts (images_fts) VALUES ('rebuild')")
+        create_sqlite_fts(triggers=True)
 
 
 def _backfill() -> None:
