@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlalchemy.engine import Engine
-
     from sqlalchemy.orm import Session
     from sqlalchemy.sql.elements import ColumnElement, TextClause
 
