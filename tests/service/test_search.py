@@ -319,6 +319,10 @@ def test_hostile_free_text_is_only_text(
         ({"acquired_after": "2025-05-01", "acquired_before": "2025-04-01"}, "acquired_after"),
         ({"min_size_z": "many"}, "min_size_z"),
         ({"magnification": -5}, "magnification"),
+        ({"min_size_z": 10**30}, "min_size_z"),  # would overflow the engine's integer
+        ({"skip": 10**30}, "skip"),
+        ({"pixel_size_max_um": "nan"}, "pixel_size_max_um"),
+        ({"acquired_after": "99999-01-01"}, "acquired_after"),
     ],
 )
 def test_bad_parameters_are_422_naming_them(
@@ -329,6 +333,23 @@ def test_bad_parameters_are_422_naming_them(
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
     assert named in response.text
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"channel": "da\x00pi"},  # PostgreSQL refuses NUL in text
+        {"objective": "\x00"},
+        {"immersion": "oil\x1b[0m"},
+        {"acquired_before": "9999-12-31"},  # the day after is out of range
+        {"q": "\x00dapi"},
+    ],
+)
+def test_odd_text_in_typed_filters_is_not_an_error(
+    search_client: TestClient, corpus: dict[str, str], params: dict[str, Any]
+) -> None:
+    response = search_client.get("/api/images/search", params=params)
+    assert response.status_code == 200, response.text
 
 
 def test_upload_and_delete_keep_the_index_in_step(client: TestClient, tmp_path: Path) -> None:

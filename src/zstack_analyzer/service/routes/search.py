@@ -4,6 +4,7 @@ Why its own router, included before ``images``: ``/api/images/search`` must
 not be taken for an image id by ``/api/images/{image_id}``.
 """
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, TypeVar
 
@@ -21,6 +22,17 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/images", tags=["images"])
 
 _Bound = TypeVar("_Bound", float, datetime)
+#: Largest integer a query parameter may carry (every engine binds it as a 32/64-bit int).
+MAX_INT = 2**31 - 1
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _text(value: str | None) -> str | None:
+    """A filter's text without control characters (PostgreSQL refuses NUL); ``None`` if empty."""
+    if value is None:
+        return None
+    cleaned = _CONTROL.sub("", value).strip()
+    return cleaned or None
 
 
 def canonical_format(value: str) -> str:
@@ -42,9 +54,9 @@ def parse_when(value: str, name: str, *, end_of_day: bool) -> datetime:
         if len(text) <= 10:
             day = date.fromisoformat(text)
             start = datetime.combine(day, time(0), tzinfo=UTC)
-            return start + timedelta(days=1) if end_of_day else start
+            return start + timedelta(days=1) if end_of_day and day < date.max else start
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         msg = f"{name}: expected an ISO date or datetime such as 2024-03-31 or 2024-03-31T14:00:00Z, got {value[:64]!r}"
         raise BadParameterError(msg) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
@@ -85,20 +97,25 @@ def search(
         Query(max_length=255, description="Part of the objective's name (case-insensitive)"),
     ] = None,
     magnification: Annotated[
-        float | None, Query(gt=0, le=10000, description="Objective magnification, e.g. 63")
+        float | None,
+        Query(gt=0, le=10000, allow_inf_nan=False, description="Objective magnification, e.g. 63"),
     ] = None,
     immersion: Annotated[
         str | None, Query(max_length=64, description='e.g. "oil", "water", "air"')
     ] = None,
     min_size_z: Annotated[
-        int | None, Query(ge=0, description="At least this many Z planes")
+        int | None, Query(ge=0, le=MAX_INT, description="At least this many Z planes")
     ] = None,
-    max_size_z: Annotated[int | None, Query(ge=0, description="At most this many Z planes")] = None,
+    max_size_z: Annotated[
+        int | None, Query(ge=0, le=MAX_INT, description="At most this many Z planes")
+    ] = None,
     pixel_size_min_um: Annotated[
-        float | None, Query(ge=0, description="Pixel width at least this, µm")
+        float | None,
+        Query(ge=0, allow_inf_nan=False, description="Pixel width at least this, µm"),
     ] = None,
     pixel_size_max_um: Annotated[
-        float | None, Query(ge=0, description="Pixel width at most this, µm")
+        float | None,
+        Query(ge=0, allow_inf_nan=False, description="Pixel width at most this, µm"),
     ] = None,
     acquired_after: Annotated[
         str | None,
@@ -108,7 +125,7 @@ def search(
         str | None,
         Query(max_length=64, description="ISO date (that whole day included) or datetime"),
     ] = None,
-    skip: Annotated[int, Query(ge=0)] = 0,
+    skip: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SearchPublic:
     """Matching images, newest first, in the list's item shape, with the total count."""
@@ -124,10 +141,10 @@ def search(
     filters = SearchFilters(
         q=q or None,
         format=canonical_format(image_format) if image_format else None,
-        channel=channel or None,
-        objective=objective or None,
+        channel=_text(channel),
+        objective=_text(objective),
         magnification=magnification,
-        immersion=immersion or None,
+        immersion=_text(immersion),
         min_size_z=min_size_z,
         max_size_z=max_size_z,
         pixel_size_min_um=pixel_size_min_um,
