@@ -89,6 +89,14 @@ def make_storage(settings: Settings) -> Storage:
         return LocalStorage(settings.images_dir, settings.tmp_dir)
     from zstack_analyzer.storage.s3 import S3Location, S3Options, S3Storage
 
+    try:
+        import obstore  # noqa: F401
+    except ImportError as exc:
+        msg = (
+            f"ZSTACK_STORAGE_URL={settings.storage_url} needs the S3 client: "
+            "pip install 'zstack-analyzer[s3]'"
+        )
+        raise RuntimeError(msg) from exc
     secret = settings.aws_secret_access_key
     options = S3Options(
         endpoint_url=settings.aws_endpoint_url,
