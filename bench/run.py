@@ -64,13 +64,14 @@ MIN_BYTES = {
     "d": 100_000_000,
     "e": 900_000_000,
 }
-ALL_GROUPS = {"issue3", "issue4", "issue5", "issue14", "issue16"}
+ALL_GROUPS = {"issue3", "issue4", "issue5", "issue14", "issue16", "issue17"}
 GROUP_IDS = {
     "issue3": ("import", "metadata", "lazy-open", "load/"),  # metadata-cold too
     "issue4": ("slice-thumb", "mip-thumb", "seed-thumb"),
-    "issue5": ("thumb-cached", "upload"),
+    "issue5": ("thumb-cached", "upload/", "upload-rss"),
     "issue14": ("convert/", "zarr-chunk"),
     "issue16": ("metadata/lsm", "slice-thumb/dicom-wsi", "slice-thumb/dicom-wsi-8k"),
+    "issue17": ("search/", "upload-s3/"),
 }
 BIG = {"c", "e"}  # work over 1 GB: 3 runs instead of 5
 
@@ -764,7 +765,7 @@ def main() -> int:
     ap.add_argument(
         "--only",
         default="",
-        help="comma list of groups (issue3, issue4, issue5) and/or record id prefixes (load/e, mip-thumb)",
+        help="comma list of groups (issue3, issue4, issue5, issue17) and/or record id prefixes (load/e, mip-thumb)",
     )
     ap.add_argument(
         "--quick", action="store_true", help="one run per side (smoke test, not for results)"
@@ -822,12 +823,18 @@ def main() -> int:
 
         records.extend(r for r in formats_bench.issue16(ctx, measured, Target) if r is not None)
 
+    def run17() -> None:
+        import search_bench
+
+        records.extend(search_bench.issue17(ctx.path("b"), quick=ctx.quick, wants=ctx.wants))
+
     steps = [
         ("issue3", run3),
         ("issue4", run4),
         ("issue5", run5),
         ("issue14", run14),
         ("issue16", run16),
+        ("issue17", run17),
     ]
     failed: list[str] = []
     for name, step in steps:

@@ -60,7 +60,7 @@ def _free_port() -> int:
 class Server:
     """bench_server.py in a child process with its own data dir."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra_env: dict[str, str] | None = None) -> None:
         self.root = root
         self.data_dir = root / "data"
         self.static_dir = root / "static"
@@ -76,6 +76,7 @@ class Server:
         )
         env.pop("ZSTACK_API_TOKEN", None)
         env.pop("ZSTACK_DATABASE_URL", None)
+        env.update(extra_env or {})
         self.log_path = root / "server.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -131,9 +132,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[Server]:
+def running_server(extra_env: dict[str, str] | None = None) -> Iterator[Server]:
     root = Path(tempfile.mkdtemp(prefix="zstack-bench-"))
-    server = Server(root)
+    server = Server(root, extra_env)
     try:
         server.wait_ready()
         yield server

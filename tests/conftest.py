@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tests.s3server import S3Server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,3 +65,16 @@ def testdata() -> Path:
             "real corpus absent: set ZSTACK_TESTDATA or place it at ../shared/testdata",
         )
     return root
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server on loopback (SeaweedFS), one per worker."""
+    from tests.needs import unavailable
+    from tests.s3server import running_s3_server
+
+    try:
+        with running_s3_server(tmp_path_factory.mktemp("s3")) as server:
+            yield server
+    except RuntimeError as exc:
+        unavailable(f"no S3 server: {exc}")

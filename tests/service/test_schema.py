@@ -12,6 +12,7 @@ from sqlalchemy import inspect
 from tests.service.conftest import api_routes
 from zstack_analyzer.service.db.migrations import upgrade_database
 from zstack_analyzer.service.db.models import Base
+from zstack_analyzer.service.db.search import include_in_schema_compare
 from zstack_analyzer.service.db.session import make_engine
 
 if TYPE_CHECKING:
@@ -27,7 +28,10 @@ def test_migrations_match_models(tmp_path: Path, database_url: str | None) -> No
         upgrade_database(engine)
         upgrade_database(engine)  # idempotent
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                connection,
+                opts={"compare_type": True, "include_name": include_in_schema_compare},
+            )
             diff = compare_metadata(context, Base.metadata)
             columns = {c["name"]: c for c in inspect(connection).get_columns("images")}
         assert diff == []
@@ -65,6 +69,7 @@ def test_openapi_matches_routes(client: TestClient) -> None:
         ("/api/images/formats/supported", "get"),
         ("/api/images/{image_id}/zarr/{key}", "get"),
         ("/api/images/{image_id}/tile/{level}/{row}/{column}", "get"),
+        ("/api/images/search", "get"),
         ("/api/health", "get"),
     }
     assert documented == expected

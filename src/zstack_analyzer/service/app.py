@@ -88,16 +88,18 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     from zstack_analyzer.cache import RenderCache
     from zstack_analyzer.service.db import crud
     from zstack_analyzer.service.db.migrations import upgrade_database
+    from zstack_analyzer.service.db.search import ensure_search_index
     from zstack_analyzer.service.db.session import Database, make_engine
     from zstack_analyzer.service.images_service import RecordMemo
-    from zstack_analyzer.service.storage import Storage
+    from zstack_analyzer.service.storage import make_storage
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    storage = Storage(settings.images_dir, settings.tmp_dir)
+    storage = make_storage(settings)
     storage.ensure_dirs()
     engine = make_engine(settings.resolved_database_url())
     try:
         upgrade_database(engine)
+        ensure_search_index(engine)
         database = Database(engine)
         if settings.storage.sweep_on_startup:
             keep = database.call(crud.stored_names)
@@ -159,7 +161,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from zstack_analyzer.service.deps import require_token
     from zstack_analyzer.service.errors import install_error_handlers
-    from zstack_analyzer.service.routes import formats, health, images, render, zarr_store
+    from zstack_analyzer.service.routes import (
+        formats,
+        health,
+        images,
+        render,
+        search,
+        zarr_store,
+    )
 
     settings = settings or Settings()
     app = FastAPI(
@@ -174,6 +183,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # formats before images: "/formats/supported" must not match "/{image_id}".
     app.include_router(formats.router, dependencies=auth)
     app.include_router(health.router, dependencies=auth)
+    # search before images: "/search" must not match "/{image_id}".
+    app.include_router(search.router, dependencies=auth)
     app.include_router(images.router, dependencies=auth)
     app.include_router(render.router, dependencies=auth)
     app.include_router(zarr_store.router, dependencies=auth)

@@ -54,7 +54,7 @@ class RenderSettings(BaseModel):
 
 
 class StorageSettings(BaseModel):
-    """Start-up sweep of leftovers from a crash."""
+    """Start-up sweep of leftovers from a crash; object-storage transfer and cache sizes."""
 
     sweep_on_startup: bool = True
     sweep_grace_seconds: float = Field(
@@ -62,6 +62,17 @@ class StorageSettings(BaseModel):
         ge=0,
         description="Leave temp/orphan files younger than this (for data dirs shared by processes)",
     )
+    object_cache_max_bytes: int = Field(
+        default=10 * GiB,
+        ge=0,
+        description="S3 only: local copies of objects kept for readers that need a file",
+    )
+    part_bytes: int = Field(
+        default=16 * 1024**2,
+        ge=5 * 1024**2,
+        description="S3 only: multipart upload part size (memory per part in flight)",
+    )
+    max_concurrency: int = Field(default=4, ge=1, le=64, description="S3 only: parts in flight")
 
 
 def _split_origins(value: Any) -> Any:
@@ -85,7 +96,7 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="ZSTACK_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="ZSTACK_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
     )
 
     host: str = "127.0.0.1"
@@ -102,6 +113,19 @@ class Settings(BaseSettings):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     render: RenderSettings = Field(default_factory=RenderSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    storage_url: str | None = Field(
+        default=None,
+        description="s3://BUCKET/PREFIX to keep originals in S3-compatible object storage; "
+        "unset: the images folder in the data dir",
+    )
+    # The standard AWS variables (no ZSTACK_ prefix), used only with an s3:// storage URL.
+    aws_endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
+    aws_access_key_id: str | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias="AWS_SECRET_ACCESS_KEY"
+    )
+    aws_region: str | None = Field(default=None, validation_alias="AWS_REGION")
+    aws_allow_http: bool = Field(default=False, validation_alias="AWS_ALLOW_HTTP")
 
     _split = field_validator("cors_origins", mode="before")(_split_origins)
 
@@ -119,6 +143,21 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path:
         """Rendered pictures."""
         return self.data_dir / "cache"
+
+    @property
+    def object_cache_dir(self) -> Path:
+        """Local copies of S3 objects (same file system as ``tmp_dir``)."""
+        return self.data_dir / "objects"
+
+    @field_validator("storage_url")
+    @classmethod
+    def _check_storage_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from zstack_analyzer.storage.s3 import S3Location
+
+        S3Location.parse(value.strip())
+        return value.strip()
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to ``<data_dir>/zstack.db`` (SQLite)."""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from zstack_analyzer.limits import ReadLimits
     from zstack_analyzer.metadata import ImageMetadata, SceneInfo
     from zstack_analyzer.service.db.session import Database
+    from zstack_analyzer.storage.base import ObjectStorage
 
 __all__ = [
     "Inspection",
@@ -33,6 +34,7 @@ __all__ = [
     "inspect_file",
     "json_safe",
     "parse_image_id",
+    "readable_path",
     "require_image",
     "to_public",
 ]
@@ -110,6 +112,15 @@ def to_public(image: Image) -> ImagePublic:
         dtype=image.dtype,
         thumbnail_ready=image.thumbnail_ready,
     )
+
+
+def readable_path(image: Image, storage: ObjectStorage) -> Path:
+    """A local file a reader can open for ``image``: the one join point of routes and storage.
+
+    With object storage this may download the object into the bounded local
+    cache, so call it in a worker thread, never on the event loop.
+    """
+    return storage.path(image.stored_name)
 
 
 def parse_image_id(value: str) -> uuid.UUID:

@@ -21,6 +21,7 @@ __all__ = [
     "ImagePublic",
     "ImagesPublic",
     "Problem",
+    "SearchPublic",
     "UploadResponse",
 ]
 
@@ -74,6 +75,12 @@ class ImagesPublic(BaseModel):
 
     data: list[ImagePublic]
     count: int = Field(description="Total number of images matching the query")
+
+
+class SearchPublic(ImagesPublic):
+    """One page of search results: the list's shape, plus ``total`` (= ``count``, all matches)."""
+
+    total: int = Field(description="Total number of images matching the search")
 
 
 class UploadResponse(BaseModel):

@@ -1,30 +1,32 @@
-"""Stored originals: atomic writes and the start-up sweep.
+"""Stored originals as the service sees them: safe names, and the storage backends.
 
-Why this order (temp file -> fsync -> rename -> DB commit): a crash at any
-point leaves either nothing, a temp file, or a file without a row, and the
-start-up sweep removes both. A row never points at a missing or half-written
-file. Files are named ``<uuid><suffix>``: a user's filename is display text and
-never touches the file system.
+Files are named ``<uuid><suffix>``: a user's filename is display text and never
+touches the file system or a bucket key. The backends (local folder, S3) live
+in :mod:`zstack_analyzer.storage`; ``Storage`` stays the name routes type against.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import re
-import time
 import unicodedata
-import uuid
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
+from zstack_analyzer.storage.base import ObjectStorage as Storage
+from zstack_analyzer.storage.base import SweepReport
+from zstack_analyzer.storage.local import LocalStorage
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from zstack_analyzer.service.config import Settings
 
-__all__ = ["Storage", "SweepReport", "display_filename", "stored_suffix"]
-
-logger = logging.getLogger(__name__)
+__all__ = [
+    "LocalStorage",
+    "Storage",
+    "SweepReport",
+    "display_filename",
+    "make_storage",
+    "stored_suffix",
+]
 
 #: Longest display filename kept (characters).
 MAX_FILENAME_CHARS = 255
@@ -81,107 +83,34 @@ def stored_suffix(filename: str, known: frozenset[str] = frozenset()) -> str:
     return suffix if _SUFFIX.match(suffix) else ""
 
 
-@dataclass(frozen=True, slots=True)
-class SweepReport:
-    """What the start-up sweep removed."""
+def make_storage(settings: Settings) -> Storage:
+    """The backend the settings name: the data dir's images folder, or an S3 bucket."""
+    if not settings.storage_url:
+        return LocalStorage(settings.images_dir, settings.tmp_dir)
+    from zstack_analyzer.storage.s3 import S3Location, S3Options, S3Storage
 
-    temp_files: list[str]
-    orphan_files: list[str]
-
-
-class Storage:
-    """Files under a data directory: ``images/`` (originals) and ``tmp/`` (uploads in flight).
-
-    Parameters
-    ----------
-    images_dir
-        Final location of stored originals.
-    tmp_dir
-        Temp files; must be on the same file system so ``os.replace`` is atomic.
-    """
-
-    def __init__(self, images_dir: Path, tmp_dir: Path) -> None:
-        self.images_dir = images_dir
-        self.tmp_dir = tmp_dir
-
-    def ensure_dirs(self) -> None:
-        """Create the directories (idempotent)."""
-        self.images_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-
-    def new_stored_name(self, suffix: str) -> str:
-        """A fresh ``<uuid><suffix>`` name."""
-        return f"{uuid.uuid4().hex}{suffix}"
-
-    def temp_path(self, stored_name: str) -> Path:
-        """Where the upload for ``stored_name`` is written before it is committed."""
-        return self.tmp_dir / stored_name
-
-    def path(self, stored_name: str) -> Path:
-        """The stored original (``stored_name`` comes from our own database, never a user)."""
-        return self.images_dir / stored_name
-
-    def commit(self, temp: Path, stored_name: str) -> Path:
-        """Make ``temp`` durable and move it into place atomically; return the final path."""
-        with temp.open("rb") as fh:
-            os.fsync(fh.fileno())
-        final = self.path(stored_name)
-        os.replace(temp, final)
-        _fsync_dir(self.images_dir)
-        return final
-
-    def remove(self, stored_name: str) -> bool:
-        """Delete a stored original; ``False`` when it was already gone."""
-        try:
-            self.path(stored_name).unlink()
-        except FileNotFoundError:
-            return False
-        return True
-
-    def discard_temp(self, temp: Path) -> None:
-        """Delete an abandoned temp file, if any."""
-        temp.unlink(missing_ok=True)
-
-    def sweep(self, keep: set[str], *, grace_seconds: float = 0.0) -> SweepReport:
-        """Remove temp files and stored files without a row (older than ``grace_seconds``)."""
-        cutoff = time.time() - grace_seconds
-        temps = _remove_old(self.tmp_dir.iterdir(), cutoff) if self.tmp_dir.is_dir() else []
-        orphans = (
-            _remove_old((p for p in self.images_dir.iterdir() if p.name not in keep), cutoff)
-            if self.images_dir.is_dir()
-            else []
+    try:
+        import obstore  # noqa: F401
+    except ImportError as exc:
+        msg = (
+            f"ZSTACK_STORAGE_URL={settings.storage_url} needs the S3 client: "
+            "pip install 'zstack-analyzer[s3]'"
         )
-        if temps or orphans:
-            logger.warning(
-                "start-up sweep removed %d temp file(s) and %d orphan file(s)",
-                len(temps),
-                len(orphans),
-            )
-        return SweepReport(temps, orphans)
-
-
-def _remove_old(paths: Iterable[Path], cutoff: float) -> list[str]:
-    removed = []
-    for path in paths:
-        try:
-            if not path.is_file() or path.stat().st_mtime > cutoff:
-                continue
-            path.unlink()
-        except FileNotFoundError:
-            continue
-        removed.append(path.name)
-    return removed
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist a rename (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        raise RuntimeError(msg) from exc
+    secret = settings.aws_secret_access_key
+    options = S3Options(
+        endpoint_url=settings.aws_endpoint_url,
+        access_key_id=settings.aws_access_key_id,
+        secret_access_key=secret.get_secret_value() if secret is not None else None,
+        region=settings.aws_region,
+        allow_http=settings.aws_allow_http,
+        part_bytes=settings.storage.part_bytes,
+        max_concurrency=settings.storage.max_concurrency,
+    )
+    return S3Storage(
+        S3Location.parse(settings.storage_url),
+        options,
+        tmp_dir=settings.tmp_dir,
+        cache_dir=settings.object_cache_dir,
+        cache_max_bytes=settings.storage.object_cache_max_bytes,
+    )

@@ -21,9 +21,15 @@ import anyio.to_thread
 from zstack_analyzer.service.errors import BadUploadError, UploadTooLargeError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from starlette.requests import Request
+
+    from zstack_analyzer.storage.base import UploadMirror
+
+    #: Opens the mirror for the upload's (raw) filename, once its part headers are read.
+    MirrorFactory = Callable[[str | None], UploadMirror | None]
 
 __all__ = ["CHUNK_BYTES", "ReceivedUpload", "receive_upload"]
 
@@ -43,6 +49,7 @@ class ReceivedUpload:
     filename: str | None
     size_bytes: int
     sha256: str
+    mirrored: bool = False
 
 
 class _Sink:
@@ -98,15 +105,40 @@ class _Sink:
         self.ended = True
 
 
-def _write(fh: BinaryIO, hasher: hashlib._Hash, data: bytes | bytearray) -> None:
-    hasher.update(data)
-    fh.write(data)
+class _Writer:
+    """Hash, write to the temp file and (when there is one) to the mirror, in a worker thread."""
+
+    def __init__(self, fh: BinaryIO, open_mirror: MirrorFactory | None) -> None:
+        self.fh = fh
+        self.hasher = hashlib.sha256()
+        self.open_mirror = open_mirror
+        self.mirror: UploadMirror | None = None
+        self.opened = False
+
+    def __call__(self, data: bytes | bytearray, filename: str | None) -> None:
+        if not self.opened and self.open_mirror is not None:
+            self.opened = True
+            self.mirror = self.open_mirror(filename)
+        self.hasher.update(data)
+        self.fh.write(data)
+        if self.mirror is not None:
+            self.mirror.write(data)
 
 
 async def receive_upload(
-    request: Request, destination: Path, *, max_bytes: int, field: str = "file"
+    request: Request,
+    destination: Path,
+    *,
+    max_bytes: int,
+    field: str = "file",
+    open_mirror: MirrorFactory | None = None,
 ) -> ReceivedUpload:
-    """Stream the multipart body of ``request`` into ``destination``.
+    """Stream the multipart body of ``request`` into ``destination`` (and a mirror).
+
+    ``open_mirror(filename)`` is called once, in the writer thread, before the
+    first bytes are written; the mirror it returns (an S3 multipart upload)
+    gets every byte too, is completed on success and aborted on any failure.
+    A mirror completed here is named in ``ReceivedUpload.mirrored``.
 
     Raises
     ------
@@ -137,8 +169,8 @@ async def receive_upload(
 
     sink = _Sink(field, max_bytes)
     parser = MultipartParser(boundary, _callbacks(sink))  # type: ignore[arg-type]
-    hasher = hashlib.sha256()
     fh = await anyio.to_thread.run_sync(destination.open, "wb")
+    writer = _Writer(fh, open_mirror)
     # One write in flight while the next chunk is received and parsed: hashing and
     # writing (in a thread) overlap with reading the socket (on the loop).
     loop = asyncio.get_running_loop()
@@ -155,7 +187,7 @@ async def receive_upload(
                     data, sink.pending = sink.pending, bytearray()
                     if in_flight is not None:
                         await in_flight
-                    in_flight = loop.run_in_executor(None, _write, fh, hasher, data)
+                    in_flight = loop.run_in_executor(None, writer, data, sink.filename)
             parser.finalize()
         except MultipartParseError as exc:
             msg = f"malformed multipart body: {exc}"
@@ -180,19 +212,29 @@ async def receive_upload(
         if in_flight is not None:
             await in_flight
             in_flight = None
-        if sink.pending:
-            await anyio.to_thread.run_sync(_write, fh, hasher, sink.pending)
+        if sink.pending or (open_mirror is not None and not writer.opened):
+            await anyio.to_thread.run_sync(writer, sink.pending, sink.filename)
             sink.pending = bytearray()
         await anyio.to_thread.run_sync(fh.flush)
+        if writer.mirror is not None:
+            await anyio.to_thread.run_sync(writer.mirror.close)
     except BaseException:
         if in_flight is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(in_flight)
         await anyio.to_thread.run_sync(fh.close)
         destination.unlink(missing_ok=True)
+        if writer.mirror is not None:
+            await anyio.to_thread.run_sync(writer.mirror.abort)
         raise
     await anyio.to_thread.run_sync(fh.close)
-    return ReceivedUpload(destination, sink.filename, sink.size, hasher.hexdigest())
+    return ReceivedUpload(
+        destination,
+        sink.filename,
+        sink.size,
+        writer.hasher.hexdigest(),
+        mirrored=writer.mirror is not None,
+    )
 
 
 def _callbacks(sink: _Sink) -> dict[str, object]:

@@ -11,14 +11,29 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Integer, String, Uuid
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    Uuid,
+    event,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Image", "JSONVariant", "utcnow"]
+__all__ = ["Base", "Image", "ImageChannel", "JSONVariant", "SearchVector", "utcnow"]
 
 #: JSON everywhere, JSONB on PostgreSQL.
 JSONVariant = JSON().with_variant(JSONB(), "postgresql")
+#: PostgreSQL's full-text vector; elsewhere an unused text column (SQLite searches via FTS5).
+SearchVector = Text().with_variant(TSVECTOR(), "postgresql")
 
 
 def utcnow() -> datetime:
@@ -63,3 +78,78 @@ class Image(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, index=True
     )
+    # Search columns (migration 0004), derived from ``image_metadata`` on every insert by
+    # ``db/search.py`` so no code path can store a record the search does not see.
+    search_text: Mapped[str | None] = mapped_column(Text)
+    search_vector: Mapped[str | None] = mapped_column(SearchVector)
+    objective: Mapped[str | None] = mapped_column(String(255))
+    magnification: Mapped[float | None] = mapped_column(Float, index=True)
+    immersion: Mapped[str | None] = mapped_column(String(64), index=True)
+    acquired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+
+    __table_args__ = (
+        Index("ix_images_format", "format"),
+        Index("ix_images_depth", "depth"),
+        Index("ix_images_pixel_size_x", "pixel_size_x"),
+        # GIN on PostgreSQL; on SQLite a B-tree over an always-NULL column (costs nothing),
+        # kept so models and migrations agree on both engines.
+        Index("ix_images_search_vector", "search_vector", postgresql_using="gin"),
+    )
+
+
+class ImageChannel(Base):
+    """One channel of an image's scene 0, lower-cased, for the indexed ``channel`` filter.
+
+    Why a table and not JSON: a B-tree on the name answers "images with a DAPI
+    channel" on SQLite and PostgreSQL alike; rows go with their image
+    (``ON DELETE CASCADE``).
+    """
+
+    __tablename__ = "image_channels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid(), ForeignKey("images.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    name_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    fluorophore_key: Mapped[str | None] = mapped_column(String(255), index=True)
+
+
+def _fill_search_columns(_mapper: Any, _connection: Any, image: Image) -> None:
+    """Derive the search columns from the metadata before the row is written.
+
+    Why a mapper event: every code path that stores a record through the ORM
+    (upload, register, ingest) gets indexed without remembering to; the
+    database itself then keeps the full-text index in step (FTS5 triggers on
+    SQLite, a ``tsvector_update_trigger`` on PostgreSQL; see migration 0004).
+    """
+    from zstack_analyzer.service.db.search_fields import derive_fields
+
+    derived = derive_fields(image.image_metadata or {}, image.filename or "")
+    image.search_text = derived.search_text
+    image.objective = derived.objective
+    image.magnification = derived.magnification
+    image.immersion = derived.immersion
+    image.acquired_at = derived.acquired_at
+
+
+def _insert_channel_rows(_mapper: Any, connection: Any, image: Image) -> None:
+    """Write the channel rows of a new image in the same transaction."""
+    from sqlalchemy import insert
+
+    from zstack_analyzer.service.db.search_fields import derive_fields
+
+    channels = derive_fields(image.image_metadata or {}, image.filename or "").channels
+    if channels:
+        connection.execute(
+            insert(ImageChannel),
+            [
+                {"image_id": image.id, "position": p, "name_key": n, "fluorophore_key": f}
+                for p, n, f in channels
+            ],
+        )
+
+
+event.listen(Image, "before_insert", _fill_search_columns)
+event.listen(Image, "after_insert", _insert_channel_rows)

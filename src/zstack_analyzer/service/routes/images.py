@@ -1,6 +1,7 @@
 """Image records: upload, list, get, metadata, download, delete."""
 
 import contextlib
+import functools
 import logging
 import mimetypes
 import re
@@ -34,14 +35,17 @@ from zstack_analyzer.service.images_service import (
     build_image,
     inspect_file,
     parse_image_id,
+    readable_path,
     require_image,
     to_public,
 )
+from zstack_analyzer.service.ranged import stream_stored
 from zstack_analyzer.service.routes import problems
 from zstack_analyzer.service.schemas import ImagePublic, ImagesPublic, UploadResponse
 from zstack_analyzer.service.storage import display_filename, stored_suffix
 from zstack_analyzer.service.upload import receive_upload
 from zstack_analyzer.service.workers import WorkerPool
+from zstack_analyzer.storage.base import UploadMirror
 from zstack_analyzer.vendor import json_safe
 
 __all__ = ["router"]
@@ -112,10 +116,21 @@ async def upload_image(
     response carries ``X-Duplicate-Of: <first id>``.
     """
     staging = storage.temp_path(f"{uuid.uuid4().hex}.upload")
-    received = await receive_upload(request, staging, max_bytes=settings.limits.max_upload_bytes)
+    names: list[str] = []
+
+    def open_mirror(raw_filename: str | None) -> UploadMirror | None:
+        # Object storage: stream to the final key while the body arrives.
+        names.append(storage.new_stored_name(_suffix_for(raw_filename)))
+        return storage.open_mirror(names[0])
+
+    received = await receive_upload(
+        request,
+        staging,
+        max_bytes=settings.limits.max_upload_bytes,
+        open_mirror=None if storage.is_local else open_mirror,
+    )
     filename = display_filename(received.filename)
-    suffix = stored_suffix(filename, _known_suffixes())
-    stored_name = storage.new_stored_name(suffix)
+    stored_name = names[0] if names else storage.new_stored_name(_suffix_for(received.filename))
     # Readers may use the extension to break ties, so inspect under the final name.
     temp = storage.temp_path(stored_name)
     try:
@@ -125,10 +140,14 @@ async def upload_image(
         except ZstackError as exc:
             name_in_message(exc, {str(temp): filename, stored_name: filename})
             raise
-        await anyio.to_thread.run_sync(storage.commit, temp, stored_name)
+        stored_path = await anyio.to_thread.run_sync(
+            functools.partial(storage.commit, temp, stored_name, mirrored=received.mirrored)
+        )
     except BaseException:
         staging.unlink(missing_ok=True)
         temp.unlink(missing_ok=True)
+        if received.mirrored:
+            await anyio.to_thread.run_sync(storage.remove, stored_name)
         raise
     image = build_image(
         image_id=uuid.uuid4(),
@@ -158,12 +177,16 @@ async def upload_image(
             cache,
             settings.limits.read_limits(),
             image.id,
-            storage.path(stored_name),
+            stored_path,
             image.sha256,
         )
     return UploadResponse(
         message="File uploaded successfully", id=image.id, image_stack=to_public(image)
     )
+
+
+def _suffix_for(raw_filename: str | None) -> str:
+    return stored_suffix(display_filename(raw_filename), _known_suffixes())
 
 
 def name_in_message(exc: ZstackError, replacements: dict[str, str]) -> None:
@@ -265,7 +288,7 @@ async def get_metadata(
     if not 0 <= scene < len(image.scenes):
         msg = f"{image.filename}: scene {scene} is out of range (0..{len(image.scenes) - 1})"
         raise SceneNotFoundError(msg)
-    path = storage.path(image.stored_name)
+    path = await anyio.to_thread.run_sync(readable_path, image, storage)
     limits = settings.limits.read_limits()
     metadata = await pool.run(_scene_metadata, path, scene, limits)
     return {**json_safe(metadata), "filename": image.filename}
@@ -305,7 +328,6 @@ def download_image(
 ) -> Response:
     """Stream the stored original with its display name."""
     image = require_image(session, image_id)
-    path = storage.path(image.stored_name)
     etag = f'"{image.sha256}"'
     headers = {
         "ETag": etag,
@@ -314,10 +336,10 @@ def download_image(
     }
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    if not path.is_file():
+    size = storage.size(image.stored_name)
+    if size is None:
         msg = f"{image.filename}: the stored file is missing"
         raise ImageNotFoundError(msg)
-    size = path.stat().st_size
     if not range_satisfiable(request.headers.get("range"), size):
         return problem_response(
             416,
@@ -326,7 +348,10 @@ def download_image(
             headers={"Content-Range": f"bytes */{size}"},
         )
     media_type = mimetypes.guess_type(image.filename)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media_type, headers=headers)
+    if not storage.is_local:
+        range_header = request.headers.get("range")
+        return stream_stored(storage, image.stored_name, size, range_header, media_type, headers)
+    return FileResponse(storage.path(image.stored_name), media_type=media_type, headers=headers)
 
 
 _RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")

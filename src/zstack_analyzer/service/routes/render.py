@@ -32,7 +32,7 @@ from zstack_analyzer.service.deps import (
     StorageDep,
 )
 from zstack_analyzer.service.errors import BadParameterError
-from zstack_analyzer.service.images_service import require_image, scene_sizes
+from zstack_analyzer.service.images_service import readable_path, require_image, scene_sizes
 from zstack_analyzer.service.routes import IMAGE_MEDIA_TYPES, problems
 from zstack_analyzer.service.routes.images import etag_matches, name_in_message
 from zstack_analyzer.service.schemas import HistogramPublic
@@ -243,7 +243,7 @@ class Renderer:
         # A render is costly anyway: confirm the row against the database, so a memo
         # entry that another process deleted meanwhile answers 404, not a missing file.
         image = await self.database.run(require_image, image_id)
-        path = self.storage.path(image.stored_name)
+        path = await anyio.to_thread.run_sync(readable_path, image, self.storage)
         limits = self.settings.limits.read_limits()
         try:
             result = await self.pool.shared(
@@ -380,11 +380,12 @@ async def histogram(
     headers = _etag_headers(etag, settings)
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
+    path = await anyio.to_thread.run_sync(readable_path, image, storage)
     channels = await pool.shared(
         f"histogram:{etag}",
         image.sha256,
         _histogram_job,
-        storage.path(image.stored_name),
+        path,
         scene,
         t,
         z,

@@ -1,7 +1,6 @@
-// Gallery: upload (drop or picker, one progress bar per file), filter, paging, delete.
+// Gallery: upload (drop or picker, one progress bar per file), search (search.js), paging, delete.
 
 import {
-  debounce,
   deleteImage,
   getJson,
   humanBytes,
@@ -11,8 +10,9 @@ import {
   uploadErrorText,
   uploadFile,
 } from "./api.js";
+import { describeSearch, searchUrl, wireSearch } from "./search.js";
 
-const state = { page: 0, pageSize: 24, q: "", count: 0 };
+const state = { page: 0, pageSize: 24, count: 0 };
 let wired = false;
 
 const $ = (id) => document.getElementById(id);
@@ -94,16 +94,11 @@ function card(img) {
 }
 
 export async function refresh() {
-  const params = new URLSearchParams({
-    skip: String(state.page * state.pageSize),
-    limit: String(state.pageSize),
-  });
-  if (state.q) params.set("q", state.q);
   let body;
   try {
-    body = await getJson(`/api/images/?${params}`);
+    body = await getJson(searchUrl(state.page * state.pageSize, state.pageSize));
   } catch (err) {
-    setStatus(`Could not list images: ${err.message}`, true);
+    setStatus(`Could not search images: ${err.message}`, true);
     return;
   }
   state.count = body.count;
@@ -115,8 +110,9 @@ export async function refresh() {
   }
   $("grid").replaceChildren(...body.data.map(card));
   $("gallery-empty").hidden = body.count > 0;
-  $("gallery-empty").textContent = state.q
-    ? `No image name contains “${state.q}”.`
+  const filters = describeSearch();
+  $("gallery-empty").textContent = filters
+    ? `No image matches ${filters}.`
     : "No images yet: drop a file above.";
   const first = body.count ? state.page * state.pageSize + 1 : 0;
   const last = state.page * state.pageSize + body.data.length;
@@ -190,14 +186,10 @@ function wire() {
   window.addEventListener("dragover", (e) => e.preventDefault());
   window.addEventListener("drop", (e) => e.preventDefault());
 
-  $("filter").addEventListener(
-    "input",
-    debounce(() => {
-      state.q = $("filter").value.trim();
-      state.page = 0;
-      refresh();
-    }, 250),
-  );
+  wireSearch(() => {
+    state.page = 0;
+    refresh();
+  });
   $("page-size").addEventListener("change", () => {
     state.pageSize = Number($("page-size").value);
     state.page = 0;

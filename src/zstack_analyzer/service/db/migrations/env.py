@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from zstack_analyzer.service.db.models import Base
+from zstack_analyzer.service.db.search import include_in_schema_compare
 
 config = context.config
 target_metadata = Base.metadata
@@ -21,6 +22,7 @@ def run_migrations_online() -> None:
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            include_name=include_in_schema_compare,
         )
         with context.begin_transaction():
             context.run_migrations()

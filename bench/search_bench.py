@@ -1,0 +1,534 @@
+"""Issue 17: metadata search over 100,000 records, and the 500 MB upload to S3.
+
+Records:
+- ``search/100k/sqlite`` and ``search/100k/postgres``: p50 latency of five typical
+  searches (one page of 50 plus the total) through ``search_images`` and the API's
+  item conversion, against the same five queries as hand-written SQL on a bare table
+  with the same indexes (and the same full-text index) in the same engine. 100,000
+  generated rows are inserted through the ORM path every record takes (so the insert
+  hook and the triggers fill the indexes), then copied into the bare tables.
+- ``upload-s3/b``: upload of b (503 MB) through our server with its originals in an S3
+  server on loopback, against a plain multipart PUT of the same bytes to the same S3
+  server with obstore (16 MiB parts, 4 in flight, as the server is configured); plus
+  the server's peak RSS while the upload runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness import NotMeasuredError, Record, Series, fmt_s, log, ratio, wait_quiet, warm
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+REPO = Path(__file__).resolve().parent.parent
+ROWS = 100_000
+BATCH = 2_000
+PAGE = 50
+RUNS_PER_QUERY = 40  # per side, alternating in blocks of 5
+PG_ADMIN = os.environ.get("ZSTACK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+CHANNELS = ["DAPI", "Hoechst", "GFP", "AF488", "mCherry", "AF568", "Cy5", "AF647", "Brightfield"]
+OBJECTIVES = [
+    ("Plan-Apochromat 63x/1.40 Oil DIC", 63.0, "Oil"),
+    ("Plan-Apochromat 40x/1.3 Oil", 40.0, "Oil"),
+    ("C-Apochromat 40x/1.2 W Korr", 40.0, "Water"),
+    ("EC Plan-Neofluar 10x/0.30", 10.0, "Air"),
+    ("Plan Apo VC 100x/1.40 Oil", 100.0, "Oil"),
+    ("HC PL APO 20x/0.75 CS2", 20.0, "Air"),
+]
+MICROSCOPES = [("Zeiss", "LSM 980", "ZEN blue"), ("Nikon", "Ti2", "NIS-Elements AR")]
+MICROSCOPES += [("Leica", "Stellaris 8", "LAS X"), ("Olympus", "FV3000", "FluoView")]
+FORMATS = ["CZI", "ND2", "LIF", "OME-TIFF", "TIFF", "ImageJ TIFF"]
+WORDS = [
+    "nuclei",
+    "embryo",
+    "heart",
+    "liver",
+    "organoid",
+    "spheroid",
+    "neuron",
+    "retina",
+    "zebrafish",
+    "mouse",
+    "drosophila",
+]
+
+# The five typical searches: filters for search_images, and the same query as bare SQL.
+QUERIES: list[tuple[str, dict[str, Any]]] = [
+    ("q=dapi", {"q": "dapi"}),
+    ("63x oil + DAPI channel", {"magnification": 63.0, "immersion": "oil", "channel": "dapi"}),
+    (
+        "q='zeiss embryo' + March 2025",
+        {"q": "zeiss embryo", "after": (2025, 3, 1), "before": (2025, 4, 1)},
+    ),
+    (
+        "CZI, 10..100 Z, 0.05..0.2 µm",
+        {"format": "CZI", "zmin": 10, "zmax": 100, "pmin": 0.05, "pmax": 0.2},
+    ),
+    ("objective~apochromat + after 2025-06", {"objective": "apochromat", "after": (2025, 6, 1)}),
+]
+
+
+def generate_metadata(rng: random.Random, i: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """One generated record: filename, ImageMetadata-like JSON, and summary columns."""
+    fmt = rng.choice(FORMATS)
+    objective, magnification, immersion = rng.choice(OBJECTIVES)
+    maker, model, software = rng.choice(MICROSCOPES)
+    channels = rng.sample(CHANNELS, rng.randint(1, 4))
+    depth = rng.choice([1, 1, 5, 12, 30, 60, 120, 200])
+    pixel = round(rng.uniform(0.03, 1.5), 4)
+    acquired = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(
+        minutes=rng.randrange(0, 2 * 365 * 1440)
+    )
+    word = rng.choice(WORDS)
+    filename = f"{word}_{i:06d}.{fmt.lower().replace(' ', '')}"
+    metadata = {
+        "filename": filename,
+        "file_format": fmt,
+        "size_x": 1024,
+        "size_y": 1024,
+        "size_z": depth,
+        "size_c": len(channels),
+        "dtype": "uint16",
+        "bit_depth": 16,
+        "physical_size": {"x_um": pixel, "y_um": pixel, "z_um": 0.5},
+        "channels": [
+            {"index": c, "name": name, "fluorophore": name} for c, name in enumerate(channels)
+        ],
+        "objective": {"name": objective, "magnification": magnification, "immersion": immersion},
+        "microscope": {"manufacturer": maker, "model": model, "software": software},
+        "acquired_at": acquired.isoformat(),
+        "scene_name": f"Position {rng.randint(1, 96)}",
+        "vendor_metadata": {
+            "Experiment": {
+                "Operator": rng.choice(["ana", "ben", "chen", "dev"]),
+                "Plate": f"PX-{rng.randint(1000, 9999)}",
+            }
+        },
+    }
+    summary = {"format": fmt, "depth": depth, "pixel": pixel, "channels": len(channels)}
+    return filename, metadata, summary
+
+
+def populate(url: str) -> float:
+    """Migrate a fresh database and insert ROWS records through the ORM; seconds taken."""
+    from zstack_analyzer.service.db.migrations import upgrade_database
+    from zstack_analyzer.service.db.models import Image
+    from zstack_analyzer.service.db.session import Database, make_engine
+
+    engine = make_engine(url)
+    upgrade_database(engine)
+    database = Database(engine)
+    rng = random.Random(17)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    t0 = time.perf_counter()
+    for start in range(0, ROWS, BATCH):
+        with database.sessions() as session:
+            for i in range(start, min(ROWS, start + BATCH)):
+                filename, metadata, summary = generate_metadata(rng, i)
+                session.add(
+                    Image(
+                        id=uuid.UUID(int=rng.getrandbits(128)),
+                        filename=filename,
+                        stored_name=f"{i:032x}.bin",
+                        format=summary["format"],
+                        size_bytes=1000,
+                        sha256=f"{i:064x}",
+                        width=1024,
+                        height=1024,
+                        depth=summary["depth"],
+                        channels=summary["channels"],
+                        timepoints=1,
+                        samples_per_pixel=1,
+                        bit_depth=16,
+                        dtype="uint16",
+                        pixel_size_x=summary["pixel"],
+                        pixel_size_y=summary["pixel"],
+                        pixel_size_z=0.5,
+                        image_metadata=metadata,
+                        scenes=[],
+                        thumbnail_ready=False,
+                        created_at=base + timedelta(seconds=i),
+                    )
+                )
+            session.commit()
+    seconds = time.perf_counter() - t0
+    make_bare(engine)
+    engine.dispose()
+    return seconds
+
+
+def make_bare(engine: Any) -> None:
+    """The baseline: the same columns and indexes in plain tables, filled by INSERT ... SELECT."""
+    from sqlalchemy import text
+
+    pg = engine.dialect.name == "postgresql"
+    statements = [
+        "CREATE TABLE bare (id INTEGER PRIMARY KEY, filename TEXT, format TEXT, depth INTEGER,"
+        " pixel_size_x FLOAT, objective TEXT, magnification FLOAT, immersion TEXT,"
+        f" acquired_at {'TIMESTAMPTZ' if pg else 'TIMESTAMP'}, created_at {'TIMESTAMPTZ' if pg else 'TIMESTAMP'},"
+        f" search_text TEXT{', search_vector TSVECTOR' if pg else ''}, image_id TEXT)",
+        "INSERT INTO bare (id, filename, format, depth, pixel_size_x, objective, magnification,"  # noqa: S608  (constant SQL)
+        " immersion, acquired_at, created_at, search_text, image_id)"
+        " SELECT row_number() OVER (ORDER BY created_at), filename, format, depth, pixel_size_x,"
+        " objective, magnification, immersion, acquired_at, created_at, search_text,"
+        f" {'id::text' if pg else 'id'} FROM images",
+        "CREATE TABLE bare_channels (bare_id INTEGER, name_key TEXT)",
+        "INSERT INTO bare_channels SELECT b.id, c.name_key FROM image_channels c JOIN bare b"  # noqa: S608
+        f" ON b.image_id = {'c.image_id::text' if pg else 'c.image_id'}",
+        "CREATE INDEX bare_channels_name ON bare_channels (name_key)",
+        "CREATE INDEX bare_channels_id ON bare_channels (bare_id)",
+    ]
+    for column in (
+        "format",
+        "depth",
+        "pixel_size_x",
+        "magnification",
+        "immersion",
+        "acquired_at",
+        "created_at",
+    ):
+        statements.append(f"CREATE INDEX bare_{column} ON bare ({column})")
+    if pg:
+        statements += [
+            "UPDATE bare SET search_vector = to_tsvector('simple', search_text)",
+            "CREATE INDEX bare_search ON bare USING gin (search_vector)",
+            "ANALYZE",
+        ]
+    else:
+        statements += [
+            "CREATE VIRTUAL TABLE bare_fts USING fts5(search_text, content='bare', content_rowid='id',"
+            " tokenize='unicode61 remove_diacritics 0')",
+            "INSERT INTO bare_fts (rowid, search_text) SELECT id, search_text FROM bare",
+            "ANALYZE",
+        ]
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement))
+
+
+def bare_sql(pg: bool, spec: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause of the baseline query and its parameters."""
+    from zstack_analyzer.service.db.search import fts5_query, tsquery
+
+    where, params = [], {}
+    if "q" in spec:
+        if pg:
+            where.append("search_vector @@ to_tsquery('simple', :q)")
+            params["q"] = tsquery(spec["q"])
+        else:
+            where.append("id IN (SELECT rowid FROM bare_fts WHERE bare_fts MATCH :q)")
+            params["q"] = fts5_query(spec["q"])
+    if "format" in spec:
+        where.append("format = :format")
+        params["format"] = spec["format"]
+    if "channel" in spec:
+        where.append(
+            "EXISTS (SELECT 1 FROM bare_channels c WHERE c.bare_id = bare.id AND c.name_key = :channel)"
+        )
+        params["channel"] = spec["channel"]
+    if "objective" in spec:
+        where.append("objective LIKE :objective")
+        params["objective"] = f"%{spec['objective']}%"
+    if "magnification" in spec:
+        where.append("magnification = :magnification")
+        params["magnification"] = spec["magnification"]
+    if "immersion" in spec:
+        where.append("immersion = :immersion")
+        params["immersion"] = spec["immersion"]
+    for key, clause in (
+        ("zmin", "depth >= :zmin"),
+        ("zmax", "depth <= :zmax"),
+        ("pmin", "pixel_size_x >= :pmin"),
+        ("pmax", "pixel_size_x <= :pmax"),
+    ):
+        if key in spec:
+            where.append(clause)
+            params[key] = spec[key]
+    for key, clause in (("after", "acquired_at >= :after"), ("before", "acquired_at < :before")):
+        if key in spec:
+            where.append(clause)
+            value = datetime(*spec[key], tzinfo=UTC)
+            params[key] = value if pg else value.isoformat(sep=" ").replace("+00:00", "")
+    return " AND ".join(where) or "1=1", params
+
+
+def our_filters(spec: dict[str, Any]) -> Any:
+    from zstack_analyzer.service.db.search import SearchFilters
+
+    return SearchFilters(
+        q=spec.get("q"),
+        format=spec.get("format"),
+        channel=spec.get("channel"),
+        objective=spec.get("objective"),
+        magnification=spec.get("magnification"),
+        immersion=spec.get("immersion"),
+        min_size_z=spec.get("zmin"),
+        max_size_z=spec.get("zmax"),
+        pixel_size_min_um=spec.get("pmin"),
+        pixel_size_max_um=spec.get("pmax"),
+        acquired_after=datetime(*spec["after"], tzinfo=UTC) if "after" in spec else None,
+        acquired_before=datetime(*spec["before"], tzinfo=UTC) if "before" in spec else None,
+    )
+
+
+def measure_engine(url: str, engine_name: str, *, quick: bool) -> Record:
+    from sqlalchemy import text
+
+    from zstack_analyzer.service.db.search import search_images
+    from zstack_analyzer.service.db.session import Database, make_engine
+    from zstack_analyzer.service.images_service import to_public
+
+    rid = f"search/100k/{engine_name}"
+    log(f"{rid}: inserting {ROWS:,} records through the ORM ...")
+    insert_s = populate(url)
+    log(f"  inserted in {insert_s:.0f} s")
+    engine = make_engine(url)
+    database = Database(engine)
+    pg = engine.dialect.name == "postgresql"
+    runs = 3 if quick else RUNS_PER_QUERY
+    ours_lat: dict[str, list[float]] = {}
+    base_lat: dict[str, list[float]] = {}
+    matches: dict[str, list[int]] = {}
+    busy = wait_quiet()
+    try:
+        with database.sessions() as session, engine.connect() as connection:
+            for label, spec in QUERIES:
+                filters = our_filters(spec)
+                where, params = bare_sql(pg, spec)
+                page_sql = text(
+                    f"SELECT * FROM bare WHERE {where} ORDER BY created_at DESC, id LIMIT {PAGE}"  # noqa: S608
+                )
+                count_sql = text(f"SELECT count(*) FROM bare WHERE {where}")  # noqa: S608  (clauses are ours; values are bound)
+
+                def ours(filters: Any = filters) -> int:
+                    rows, total = search_images(session, filters, skip=0, limit=PAGE)
+                    [to_public(row) for row in rows]
+                    session.expunge_all()
+                    return total
+
+                def bare(
+                    page_sql: Any = page_sql,
+                    count_sql: Any = count_sql,
+                    params: dict[str, Any] = params,
+                ) -> int:
+                    connection.execute(page_sql, params).all()
+                    return int(connection.execute(count_sql, params).scalar() or 0)
+
+                totals = (ours(), bare())  # warm-up, and the same answer on both sides
+                if totals[0] != totals[1]:
+                    msg = f"{label}: ours found {totals[0]} rows, the bare query {totals[1]}"
+                    raise NotMeasuredError(msg)
+                matches[label] = list(totals)
+                ours_lat[label], base_lat[label] = [], []
+                for _ in range(max(1, runs // 5)):
+                    for side, out in ((ours, ours_lat[label]), (bare, base_lat[label])):
+                        for _ in range(5):
+                            t0 = time.perf_counter()
+                            side()
+                            out.append(time.perf_counter() - t0)
+    finally:
+        engine.dispose()
+    ours_all = [x for v in ours_lat.values() for x in v]
+    base_all = [x for v in base_lat.values() for x in v]
+    p50_o, p50_b = statistics.median(ours_all), statistics.median(base_all)
+    per_query = {
+        label: {
+            "ours_p50_s": statistics.median(ours_lat[label]),
+            "bare_p50_s": statistics.median(base_lat[label]),
+            "ratio": statistics.median(ours_lat[label]) / statistics.median(base_lat[label]),
+            "matches": matches[label][0],
+        }
+        for label, _ in QUERIES
+    }
+    log(f"  -> p50 ours {fmt_s(p50_o)}, bare {fmt_s(p50_b)}, ratio {p50_o / p50_b:.2f}")
+    for label, row in per_query.items():
+        log(
+            f"     {label}: {fmt_s(row['ours_p50_s'])} vs {fmt_s(row['bare_p50_s'])} ({row['matches']} matches)"
+        )
+    return Record(
+        id=rid,
+        ours_s=p50_o,
+        baseline=f"same 5 queries, hand-written SQL on a bare indexed table ({engine_name})",
+        baseline_s=p50_b,
+        ratio=ratio(p50_o, p50_b),
+        peak_rss_mib=None,
+        note=(
+            f"p50 over 5 queries x {len(ours_all) // len(QUERIES)} runs per side (alternating blocks "
+            f"of 5), page of {PAGE} + total, {ROWS:,} generated rows; ours = search_images + "
+            f"to_public (no HTTP); {ROWS:,} ORM inserts took {insert_s:.0f} s"
+        ),
+        extra={"per_query": per_query, "cpu_busy_before": busy, "insert_s": insert_s},
+    )
+
+
+def search_records(*, quick: bool) -> list[Record]:
+    records = []
+    with tempfile.TemporaryDirectory(prefix="zstack-search-bench-") as tmp:
+        records.append(
+            measure_engine(f"sqlite:///{Path(tmp) / 'search.db'}", "sqlite", quick=quick)
+        )
+    try:
+        with pg_database() as url:
+            records.append(measure_engine(url, "postgres", quick=quick))
+    except Exception as exc:  # PostgreSQL missing: the record says so
+        records.append(
+            Record(
+                id="search/100k/postgres",
+                ours_s=None,
+                baseline="bare indexed table (postgres)",
+                baseline_s=None,
+                ratio=None,
+                peak_rss_mib=None,
+                note=f"not measured: {exc}",
+            )
+        )
+    return records
+
+
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    import psycopg
+
+    name = f"zstack_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# ---------------------------------------------------------------- upload to S3
+PUT_CODE = """
+import sys, time
+from pathlib import Path
+import obstore
+from obstore.store import S3Store
+endpoint, bucket, path = sys.argv[1:4]
+store = S3Store(bucket, prefix="baseline", config={"endpoint": endpoint, "access_key_id": "k",
+    "secret_access_key": "s", "region": "us-east-1"}, client_options={"allow_http": True})
+t0 = time.perf_counter()
+obstore.put(store, "b.bin", Path(path), chunk_size=16 * 1024 * 1024, max_concurrency=4)
+print(time.perf_counter() - t0)
+obstore.delete(store, "b.bin")
+"""
+
+
+def upload_s3_record(path_b: str, *, quick: bool) -> Record:
+    import service_bench
+
+    sys.path.insert(0, str(REPO))
+    from tests.s3server import running_s3_server
+
+    rid = "upload-s3/b"
+    repeats = 1 if quick else 3
+    size = os.path.getsize(path_b)
+    ours, base = Series(), Series()
+    with (
+        tempfile.TemporaryDirectory(prefix="zstack-s3-bench-") as tmp,
+        running_s3_server(Path(tmp) / "s3") as s3,
+    ):
+        bucket = s3.create_bucket()
+        env = s3.env(bucket, "bench")
+        log(
+            f"{rid}: {repeats}x upload through our server / plain multipart PUT ({s3.kind} S3 server) ..."
+        )
+        with service_bench.running_server(extra_env=env) as server:
+            for _ in range(repeats):
+                busy = wait_quiet()
+                if busy is not None:
+                    ours.busy.append(busy)
+                warm([path_b])
+                try:
+                    seconds, rss, response = service_bench.curl_upload(
+                        server, path_b, sample_rss=True
+                    )
+                    ours.seconds.append(seconds)
+                    if rss is not None:
+                        ours.rss_mib.append(rss)
+                    server.settle()
+                    service_bench.delete_image(server, str(response.get("id")))
+                    server.settle()
+                except NotMeasuredError as exc:
+                    ours.error = str(exc)
+                    break
+                warm([path_b])
+                done = subprocess.run(
+                    [sys.executable, "-c", PUT_CODE, s3.endpoint, bucket, path_b],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if done.returncode != 0:
+                    base.error = done.stderr.strip()[-300:]
+                    break
+                base.seconds.append(float(done.stdout.strip().splitlines()[-1]))
+        kind = s3.kind
+    r = ratio(ours.median_s, base.median_s)
+    mb = size / 1e6
+    notes = [
+        f"{mb:.0f} MB via curl -F to our server (ZSTACK_STORAGE_URL=s3://...), {kind} S3 server on "
+        "loopback; baseline obstore.put of the file, 16 MiB parts, 4 in flight; server peak RSS "
+        "sampled every 10 ms"
+    ]
+    if ours.error:
+        notes.append(f"not measured: {ours.error}")
+    if base.error:
+        notes.append(f"baseline not measured: {base.error}")
+    log(
+        f"  -> ours {fmt_s(ours.median_s)}, PUT {fmt_s(base.median_s)}, ratio {r}, server RSS {ours.peak_rss} MiB"
+    )
+    return Record(
+        id=rid,
+        ours_s=ours.median_s,
+        baseline=f"plain multipart PUT to the same {kind} S3 server (obstore)",
+        baseline_s=base.median_s,
+        ratio=r,
+        peak_rss_mib=ours.peak_rss,
+        note="; ".join(notes),
+        extra={
+            "runs": [len(ours.seconds), len(base.seconds)],
+            "ours_runs_s": [round(x, 3) for x in ours.seconds],
+            "baseline_runs_s": [round(x, 3) for x in base.seconds],
+            "server_peak_rss_mib": ours.peak_rss,
+            "s3_server": kind,
+        },
+    )
+
+
+def issue17(path_b: str, *, quick: bool, wants: Callable[[str], bool]) -> list[Record]:
+    records: list[Record] = []
+    if wants("search/100k"):
+        records.extend(search_records(quick=quick))
+    if wants("upload-s3/b"):
+        try:
+            records.append(upload_s3_record(path_b, quick=quick))
+        except (NotMeasuredError, RuntimeError, OSError) as exc:
+            records.append(
+                Record(
+                    id="upload-s3/b",
+                    ours_s=None,
+                    baseline="plain multipart PUT to the same S3 server",
+                    baseline_s=None,
+                    ratio=None,
+                    peak_rss_mib=None,
+                    note=f"not measured: {exc}",
+                )
+            )
+    return records

@@ -1,0 +1,244 @@
+"""Metadata search over image records: typed filters plus full text, on indexes.
+
+Why in the database layer: it is a query over records. Free text goes to the
+engine's full-text index (SQLite FTS5, PostgreSQL ``tsvector`` + GIN), typed
+filters to B-tree indexed columns and the ``image_channels`` table. The user's
+text is never part of the SQL: it is split into words (letters and digits
+only), each word becomes a quoted prefix term, and the whole query string is a
+bound parameter, so ``"`` or ``AND(`` are just characters.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, exists, func, or_, select, text
+
+from zstack_analyzer.service.db.models import Image, ImageChannel
+from zstack_analyzer.service.db.search_fields import words
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
+    from sqlalchemy.sql.elements import ColumnElement, TextClause
+
+__all__ = [
+    "FTS_TABLES",
+    "SearchFilters",
+    "ensure_search_index",
+    "fts5_query",
+    "include_in_schema_compare",
+    "search_images",
+    "tsquery",
+]
+
+logger = logging.getLogger(__name__)
+
+#: SQLite FTS5 tables (and shadow tables) that the migration creates outside the models.
+FTS_TABLES = ("images_fts",)
+#: Most words of free text used (a longer query is cut, not refused).
+MAX_QUERY_WORDS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilters:
+    """A validated search: free text and typed filters (``None`` = no filter)."""
+
+    q: str | None = None
+    format: str | None = None
+    channel: str | None = None
+    objective: str | None = None
+    magnification: float | None = None
+    immersion: str | None = None
+    min_size_z: int | None = None
+    max_size_z: int | None = None
+    pixel_size_min_um: float | None = None
+    pixel_size_max_um: float | None = None
+    acquired_after: datetime | None = None
+    acquired_before: datetime | None = None
+
+
+def fts5_query(q: str) -> str | None:
+    """An FTS5 MATCH string: every word as a quoted prefix term, all required.
+
+    Examples
+    --------
+    >>> fts5_query('dapi "63x AND(')
+    '"dapi"* "63x"* "and"*'
+    >>> fts5_query('"*()') is None
+    True
+    """
+    terms = words(q)[:MAX_QUERY_WORDS]
+    return " ".join(f'"{term}"*' for term in terms) or None
+
+
+def tsquery(q: str) -> str | None:
+    """A PostgreSQL ``to_tsquery('simple', ...)`` string with the same meaning as :func:`fts5_query`.
+
+    Examples
+    --------
+    >>> tsquery("DAPI 63x/1.4")
+    "'dapi':* & '63x':* & '1':* & '4':*"
+    """
+    terms = words(q)[:MAX_QUERY_WORDS]
+    return " & ".join(f"'{term}':*" for term in terms) or None
+
+
+def include_in_schema_compare(name: str | None, type_: str, _parents: Any = None) -> bool:
+    """Alembic ``include_name`` hook: the FTS5 tables are not in the models on purpose."""
+    return not (type_ == "table" and name is not None and name.startswith(FTS_TABLES))
+
+
+#: The SQLite triggers of migration 0004 (recreated when a table rebuild dropped them).
+SQLITE_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS images_fts_insert AFTER INSERT ON images BEGIN
+        INSERT INTO images_fts (rowid, search_text) VALUES (new.rowid, new.search_text);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS images_fts_delete AFTER DELETE ON images BEGIN
+        INSERT INTO images_fts (images_fts, rowid, search_text)
+        VALUES ('delete', old.rowid, old.search_text);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS images_fts_update AFTER UPDATE OF search_text ON images
+    BEGIN
+        INSERT INTO images_fts (images_fts, rowid, search_text)
+        VALUES ('delete', old.rowid, old.search_text);
+        INSERT INTO images_fts (rowid, search_text) VALUES (new.rowid, new.search_text);
+    END""",
+)
+
+
+def ensure_search_index(engine: Engine) -> bool:
+    """Make the SQLite full-text index whole again if something rebuilt ``images``; ``True`` if it did.
+
+    Why: a later migration that rebuilds the table in SQLite's "move and copy"
+    way drops its triggers and renumbers its rowids, and so does a VACUUM for
+    the rowids; the index would silently miss or mismatch records. The check
+    (FTS5 ``integrity-check`` against the table) costs about a second per
+    100,000 records; PostgreSQL needs none (its trigger and GIN index go with
+    the table).
+    """
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import DBAPIError
+
+    if engine.dialect.name != "sqlite":
+        return False
+    with engine.begin() as connection:
+        if "images_fts" not in inspect(connection).get_table_names():
+            return False
+        triggers = {
+            row[0]
+            for row in connection.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'images'"
+            )
+        }
+        missing = {"images_fts_insert", "images_fts_delete", "images_fts_update"} - triggers
+        for statement in SQLITE_TRIGGERS:
+            connection.exec_driver_sql(statement)
+    healthy = not missing
+    if healthy:
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(
+                    "INSERT INTO images_fts (images_fts, rank) VALUES ('integrity-check', 1)"
+                )
+        except DBAPIError:
+            healthy = False
+    if healthy:
+        return False
+    with engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO images_fts (images_fts) VALUES ('rebuild')")
+    logger.warning("the full-text search index was out of step with the images table: rebuilt")
+    return True
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _conditions(session: Session, filters: SearchFilters) -> list[ColumnElement[bool] | TextClause]:
+    conditions: list[ColumnElement[bool] | TextClause] = []
+    if filters.q:
+        dialect = session.get_bind().dialect.name
+        if dialect == "postgresql":
+            query = tsquery(filters.q)
+            if query:
+                conditions.append(
+                    text("images.search_vector @@ to_tsquery('simple', :fts_query)").bindparams(
+                        fts_query=query
+                    )
+                )
+        else:
+            query = fts5_query(filters.q)
+            if query:
+                conditions.append(
+                    text(
+                        "images.rowid IN (SELECT rowid FROM images_fts"
+                        " WHERE images_fts MATCH :fts_query)"
+                    ).bindparams(fts_query=query)
+                )
+    if filters.format is not None:
+        conditions.append(Image.format == filters.format)
+    if filters.channel is not None:
+        key = filters.channel.strip().lower()
+        conditions.append(
+            exists().where(
+                and_(
+                    ImageChannel.image_id == Image.id,
+                    or_(ImageChannel.name_key == key, ImageChannel.fluorophore_key == key),
+                )
+            )
+        )
+    if filters.objective is not None:
+        pattern = f"%{_like_escape(filters.objective.strip().lower())}%"
+        conditions.append(Image.objective.like(pattern, escape="\\"))
+    if filters.magnification is not None:
+        conditions.append(Image.magnification == filters.magnification)
+    if filters.immersion is not None:
+        conditions.append(Image.immersion == filters.immersion.strip().lower())
+    if filters.min_size_z is not None:
+        conditions.append(Image.depth >= filters.min_size_z)
+    if filters.max_size_z is not None:
+        conditions.append(Image.depth <= filters.max_size_z)
+    if filters.pixel_size_min_um is not None:
+        conditions.append(Image.pixel_size_x >= filters.pixel_size_min_um)
+    if filters.pixel_size_max_um is not None:
+        conditions.append(Image.pixel_size_x <= filters.pixel_size_max_um)
+    if filters.acquired_after is not None:
+        conditions.append(Image.acquired_at >= filters.acquired_after)
+    if filters.acquired_before is not None:
+        conditions.append(Image.acquired_at < filters.acquired_before)
+    return conditions
+
+
+def search_images(
+    session: Session, filters: SearchFilters, *, skip: int = 0, limit: int = 100
+) -> tuple[list[Image], int]:
+    """One page of matching images, newest first, and the total number matching.
+
+    Why ids first: ordering thousands of matches with their metadata JSON made
+    the engines sort wide rows; the page's ids are ordered alone, then only
+    those rows are loaded.
+    """
+    conditions = _conditions(session, filters)
+    page_ids = list(
+        session.scalars(
+            select(Image.id)
+            .where(*conditions)
+            .order_by(Image.created_at.desc(), Image.id)
+            .offset(skip)
+            .limit(limit)
+        )
+    )
+    rows: list[Image] = []
+    if page_ids:
+        position = {image_id: i for i, image_id in enumerate(page_ids)}
+        rows = sorted(
+            session.scalars(select(Image).where(Image.id.in_(page_ids))),
+            key=lambda row: position[row.id],
+        )
+    total = session.scalar(select(func.count()).select_from(Image).where(*conditions)) or 0
+    return rows, int(total)

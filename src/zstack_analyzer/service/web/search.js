@@ -1,0 +1,91 @@
+// Gallery search: the filter box and a few typed filters, sent to GET /api/images/search.
+//
+// Kept apart from gallery.js so the gallery only asks "which URL lists the current page?"
+// and "how do I describe the filters in words?".
+
+import { debounce, getJson } from "./api.js";
+
+const $ = (id) => document.getElementById(id);
+
+/** The typed filters: element id -> search parameter. */
+const TYPED = {
+  "filter-format": "format",
+  "filter-channel": "channel",
+  "filter-objective": "objective",
+  "filter-after": "acquired_after",
+  "filter-before": "acquired_before",
+};
+
+/** Current filter values as search parameters (empty ones left out). */
+export function searchParams() {
+  const params = new URLSearchParams();
+  const q = $("filter").value.trim();
+  if (q) params.set("q", q);
+  for (const [id, name] of Object.entries(TYPED)) {
+    const value = $(id).value.trim();
+    if (value) params.set(name, value);
+  }
+  return params;
+}
+
+/** The URL of one page of matching images. */
+export function searchUrl(skip, limit) {
+  const params = searchParams();
+  params.set("skip", String(skip));
+  params.set("limit", String(limit));
+  return `/api/images/search?${params}`;
+}
+
+/** "“dapi”, channel DAPI, from 2025-03-01" — for the "nothing found" message. */
+export function describeSearch() {
+  const parts = [];
+  const q = $("filter").value.trim();
+  if (q) parts.push(`“${q}”`);
+  const labels = {
+    format: "format",
+    channel: "channel",
+    objective: "objective",
+    acquired_after: "from",
+    acquired_before: "until",
+  };
+  for (const [id, name] of Object.entries(TYPED)) {
+    const value = $(id).value.trim();
+    if (value) parts.push(`${labels[name]} ${value}`);
+  }
+  return parts.join(", ");
+}
+
+/** Fill the format list from the server's formats table (names only, once each). */
+async function loadFormats() {
+  const select = $("filter-format");
+  try {
+    const body = await getJson("/api/images/formats/supported");
+    const names = [...new Set(Object.values(body.formats).map((f) => f.name))].sort();
+    for (const name of names) {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = name;
+      select.append(option);
+    }
+  } catch {
+    // The search still works without the list; the select just offers "any".
+  }
+}
+
+/** Call onChange (debounced for typing) whenever a filter changes. */
+export function wireSearch(onChange) {
+  const typed = debounce(onChange, 250);
+  $("filter").addEventListener("input", typed);
+  for (const id of ["filter-channel", "filter-objective"]) {
+    $(id).addEventListener("input", typed);
+  }
+  for (const id of ["filter-format", "filter-after", "filter-before"]) {
+    $(id).addEventListener("change", onChange);
+  }
+  $("filter-clear").addEventListener("click", () => {
+    $("filter").value = "";
+    for (const id of Object.keys(TYPED)) $(id).value = "";
+    onChange();
+  });
+  loadFormats();
+}

@@ -1,0 +1,386 @@
+"""Stored originals in an S3-compatible bucket (obstore), read through a bounded local cache.
+
+Why obstore: one well-kept Rust client (object_store) for multipart uploads,
+ranged GETs, listing and deletes, with its own thread pool and retries.
+
+- Uploads stream into a multipart upload while they arrive (:meth:`open_mirror`);
+  memory is bounded by ``part_bytes`` x ``max_concurrency``.
+- Downloads stream byte ranges straight from the bucket (:meth:`iter_range`);
+  :meth:`open_ranged` gives a seekable file object doing ranged reads (tifffile
+  and zarr accept such objects).
+- Readers that need a local file get one from :meth:`path`: the object is
+  fetched once into ``cache_dir`` and kept there, least recently used first
+  out, within ``cache_max_bytes``. A fresh upload's local copy goes straight
+  into that cache, so the first thumbnail needs no download.
+- Crash safety: an object is completed before its row is committed and deleted
+  after its row is; :meth:`sweep` deletes objects without a row. Incomplete
+  multipart uploads from a killed process are invisible and hold no object;
+  a bucket lifecycle rule ("abort incomplete multipart uploads after 1 day")
+  reclaims their parts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from zstack_analyzer.storage.base import ObjectStorage, SweepReport
+from zstack_analyzer.storage.local import fsync_dir, remove_old
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from obstore import ReadableFile, WritableFile
+    from obstore.store import S3Store
+
+__all__ = ["RangedFile", "S3Location", "S3Options", "S3Storage"]
+
+logger = logging.getLogger(__name__)
+
+#: Chunk size of streamed GETs (downloads, cache fills).
+GET_CHUNK_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class S3Location:
+    """``s3://BUCKET/PREFIX`` split into its parts.
+
+    Examples
+    --------
+    >>> S3Location.parse("s3://lab-images/zstack/originals/")
+    S3Location(bucket='lab-images', prefix='zstack/originals')
+    """
+
+    bucket: str
+    prefix: str = ""
+
+    @classmethod
+    def parse(cls, url: str) -> S3Location:
+        """Parse ``s3://BUCKET[/PREFIX]``; anything else is a ``ValueError``."""
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            msg = f"storage URL {url!r}: expected s3://BUCKET/PREFIX"
+            raise ValueError(msg)
+        return cls(parsed.netloc, parsed.path.strip("/"))
+
+
+@dataclass(frozen=True, slots=True)
+class S3Options:
+    """How to reach the bucket (the service fills it from the standard ``AWS_*`` settings)."""
+
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    region: str | None = None
+    allow_http: bool = False
+    part_bytes: int = 16 * 1024 * 1024
+    max_concurrency: int = 4
+
+
+class RangedFile(io.RawIOBase):
+    """obstore's ranged reader as a standard binary file (returns ``bytes``, has ``readinto``)."""
+
+    def __init__(self, reader: ReadableFile, *, name: str) -> None:
+        super().__init__()
+        self._reader = reader
+        self.name = name
+
+    def readable(self) -> bool:
+        """Always readable."""
+        return True
+
+    def seekable(self) -> bool:
+        """Always seekable (each read is a ranged GET)."""
+        return True
+
+    def tell(self) -> int:
+        """The current position."""
+        return self._reader.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        """Move the position; nothing is fetched until the next read."""
+        return self._reader.seek(offset, whence)
+
+    def readinto(self, buffer: Any, /) -> int:
+        """Read into ``buffer``; the number of bytes read (0 at the end)."""
+        view = memoryview(buffer).cast("B")
+        data = memoryview(self._reader.read(len(view)))
+        view[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        """Up to ``size`` bytes (all that is left when negative) as ``bytes``."""
+        if size is None or size < 0:
+            return bytes(self._reader.read())
+        return bytes(self._reader.read(size))
+
+    @property
+    def size(self) -> int:
+        """The object's size in bytes."""
+        return self._reader.size
+
+    def close(self) -> None:
+        """Close the reader (idempotent)."""
+        if not self.closed:
+            self._reader.close()
+        super().close()
+
+
+class _Mirror:
+    """An obstore multipart writer with ``abort()``."""
+
+    def __init__(self, writer: WritableFile) -> None:
+        self.writer = writer
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int:
+        return self.writer.write(data)
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def abort(self) -> None:
+        # Leaving the context with an exception aborts the multipart upload.
+        with contextlib.suppress(Exception):
+            self.writer.__exit__(RuntimeError, RuntimeError("upload aborted"), None)
+
+
+class S3Storage(ObjectStorage):
+    """Originals as objects ``PREFIX/images/<stored_name>``; local temp files and cache.
+
+    Parameters
+    ----------
+    location
+        Bucket and key prefix.
+    options
+        Endpoint, credentials, multipart sizes.
+    tmp_dir
+        Uploads in flight (local).
+    cache_dir
+        Local copies for readers; same file system as ``tmp_dir``.
+    cache_max_bytes
+        Bound of the local copies (the file being read is never evicted by its own fill).
+    """
+
+    is_local = False
+
+    def __init__(
+        self,
+        location: S3Location,
+        options: S3Options,
+        *,
+        tmp_dir: Path,
+        cache_dir: Path,
+        cache_max_bytes: int,
+    ) -> None:
+        self.location = location
+        self.options = options
+        self.tmp_dir = tmp_dir
+        self.cache_dir = cache_dir
+        self.cache_max_bytes = cache_max_bytes
+        self.store = _make_store(location, options)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    @staticmethod
+    def key(stored_name: str) -> str:
+        """The object key (below the prefix) of a stored original."""
+        return f"images/{stored_name}"
+
+    def ensure_dirs(self) -> None:
+        """Create the local temp and cache directories."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+
+    def temp_path(self, stored_name: str) -> Path:
+        """Local temp file of an upload in flight."""
+        return self.tmp_dir / stored_name
+
+    def open_mirror(self, stored_name: str) -> _Mirror:
+        """A multipart upload to the final key, written while the request streams in."""
+        import obstore
+
+        writer = obstore.open_writer(
+            self.store,
+            self.key(stored_name),
+            buffer_size=self.options.part_bytes,
+            max_concurrency=self.options.max_concurrency,
+        )
+        return _Mirror(writer)
+
+    def commit(self, temp: Path, stored_name: str, *, mirrored: bool = False) -> Path:
+        """Upload ``temp`` unless it was mirrored, then keep it as the local cached copy."""
+        if not mirrored:
+            import obstore
+
+            obstore.put(
+                self.store,
+                self.key(stored_name),
+                temp,
+                chunk_size=self.options.part_bytes,
+                max_concurrency=self.options.max_concurrency,
+            )
+        final = self._cached(stored_name)
+        os.replace(temp, final)
+        self._evict(keep=final)
+        return final
+
+    def path(self, stored_name: str) -> Path:
+        """A local copy of the object, fetched once and kept in the bounded cache."""
+        final = self._cached(stored_name)
+        with self._lock(stored_name):
+            if final.is_file():
+                with contextlib.suppress(OSError):
+                    os.utime(final)  # most recently used
+                return final
+            self._fetch(stored_name, final)
+        self._evict(keep=final)
+        return final
+
+    def open_ranged(self, stored_name: str, *, buffer_bytes: int = 1024 * 1024) -> RangedFile:
+        """A seekable, read-only file object that fetches what is read with ranged GETs.
+
+        Readers that accept file objects (tifffile, zarr stores) read only the
+        ranges they need, with no local copy.
+        """
+        import obstore
+
+        return RangedFile(
+            obstore.open_reader(self.store, self.key(stored_name), buffer_size=buffer_bytes),
+            name=stored_name,
+        )
+
+    def size(self, stored_name: str) -> int | None:
+        """The object's size (HEAD), or ``None`` when it does not exist."""
+        import obstore
+
+        try:
+            meta = obstore.head(self.store, self.key(stored_name))
+        except FileNotFoundError:
+            return None
+        return int(meta["size"])
+
+    def iter_range(self, stored_name: str, start: int, end: int) -> Iterator[bytes]:
+        """Stream bytes ``start`` to ``end`` (exclusive) with one ranged GET."""
+        import obstore
+
+        if end <= start:
+            return
+        result = obstore.get(self.store, self.key(stored_name), options={"range": (start, end)})
+        for chunk in result.stream(min_chunk_size=GET_CHUNK_BYTES):
+            yield bytes(chunk)
+
+    def remove(self, stored_name: str) -> bool:
+        """Delete the object and its local copy; ``False`` when the object was already gone."""
+        import obstore
+
+        self._cached(stored_name).unlink(missing_ok=True)
+        existed = self.size(stored_name) is not None
+        obstore.delete(self.store, self.key(stored_name))
+        return existed
+
+    def stored_objects(self) -> list[tuple[str, datetime]]:
+        """Every stored name in the bucket with its last-modified time."""
+        import obstore
+
+        found = []
+        for batch in obstore.list(self.store, prefix="images/"):
+            for meta in batch:
+                name = str(meta["path"]).rsplit("/", 1)[-1]
+                found.append((name, meta["last_modified"]))
+        return found
+
+    def sweep(self, keep: set[str], *, grace_seconds: float = 0.0) -> SweepReport:
+        """Delete local temp files, and objects and cached copies without a row."""
+        import obstore
+
+        cutoff = time.time() - grace_seconds
+        temps = remove_old(self.tmp_dir.iterdir(), cutoff) if self.tmp_dir.is_dir() else []
+        orphans = []
+        threshold = datetime.fromtimestamp(cutoff, UTC)
+        for name, modified in self.stored_objects():
+            if name not in keep and modified <= threshold:
+                obstore.delete(self.store, self.key(name))
+                orphans.append(name)
+        if self.cache_dir.is_dir():
+            remove_old((p for p in self.cache_dir.iterdir() if p.name not in keep), cutoff)
+        if temps or orphans:
+            logger.warning(
+                "start-up sweep removed %d temp file(s) and %d orphan object(s) in s3://%s/%s",
+                len(temps),
+                len(orphans),
+                self.location.bucket,
+                self.location.prefix,
+            )
+        return SweepReport(temps, orphans)
+
+    def _cached(self, stored_name: str) -> Path:
+        return self.cache_dir / stored_name
+
+    def _lock(self, stored_name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(stored_name, threading.Lock())
+
+    def _fetch(self, stored_name: str, final: Path) -> None:
+        """Download the object to a temp file, then rename: a reader never sees half a copy."""
+        import obstore
+
+        partial = self.tmp_dir / f"{stored_name}.fetch"
+        try:
+            result = obstore.get(self.store, self.key(stored_name))
+            with partial.open("wb") as fh:
+                for chunk in result.stream(min_chunk_size=GET_CHUNK_BYTES):
+                    fh.write(chunk)
+            os.replace(partial, final)
+            fsync_dir(self.cache_dir)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        logger.info("fetched %s from the bucket into the local cache", stored_name)
+
+    def _evict(self, *, keep: Path) -> None:
+        """Drop least recently used copies until the cache fits its bound."""
+        entries = []
+        for entry in os.scandir(self.cache_dir):
+            with contextlib.suppress(OSError):
+                stat = entry.stat()
+                entries.append((stat.st_mtime, stat.st_size, entry.path))
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in sorted(entries):
+            if total <= self.cache_max_bytes:
+                break
+            if path == str(keep):
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                total -= size
+
+
+def _make_store(location: S3Location, options: S3Options) -> S3Store:
+    from obstore.store import S3Store
+
+    config: dict[str, Any] = {}
+    if options.endpoint_url:
+        config["endpoint"] = options.endpoint_url
+    if options.access_key_id:
+        config["access_key_id"] = options.access_key_id
+    if options.secret_access_key:
+        config["secret_access_key"] = options.secret_access_key
+    if options.region:
+        config["region"] = options.region
+    if not options.access_key_id:
+        config["skip_signature"] = True  # anonymous access (e.g. a public or test bucket)
+    return S3Store(
+        location.bucket,
+        prefix=location.prefix or None,
+        config=config,  # type: ignore[arg-type]
+        client_options={"allow_http": options.allow_http},
+    )
