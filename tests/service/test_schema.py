@@ -60,6 +60,8 @@ def test_openapi_matches_routes(client: TestClient) -> None:
         ("/api/images/{image_id}/histogram", "get"),
         ("/api/images/{image_id}/download", "get"),
         ("/api/images/formats/supported", "get"),
+        ("/api/images/register", "post"),
+        ("/api/images/lookup", "get"),
         ("/api/health", "get"),
     }
     assert documented == expected

@@ -89,7 +89,7 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     from zstack_analyzer.service.db import crud
     from zstack_analyzer.service.db.migrations import upgrade_database
     from zstack_analyzer.service.db.session import Database, make_engine
-    from zstack_analyzer.service.images_service import RecordMemo
+    from zstack_analyzer.service.images_service import RecordMemo, prune_tombstones
     from zstack_analyzer.service.storage import Storage
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +107,9 @@ def _startup(app: FastAPI, settings: Settings) -> None:
         raise
     app.state.database = database
     app.state.storage = storage
-    app.state.records = RecordMemo()
+    settings.deleted_dir.mkdir(parents=True, exist_ok=True)
+    prune_tombstones(settings.deleted_dir)
+    app.state.records = RecordMemo(deleted_dir=settings.deleted_dir)
     app.state.cache = RenderCache(settings.cache_dir, max_bytes=settings.render.cache_max_bytes)
 
 
@@ -128,10 +130,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         async with anyio.create_task_group() as task_group:
             app.state.pool = WorkerPool(task_group, workers=settings.render.workers)
+            app.state.cluster = None
+            if settings.dask_scheduler:
+                from zstack_analyzer.service.cluster import ClusterRenders
+
+                app.state.cluster = await ClusterRenders.connect(
+                    settings.dask_scheduler,
+                    task_group,
+                    cache_dir=settings.cache_dir,
+                    cache_max_bytes=settings.render.cache_max_bytes,
+                )
             try:
                 yield
             finally:
                 task_group.cancel_scope.cancel()
+                if app.state.cluster is not None:
+                    with anyio.CancelScope(shield=True):
+                        await app.state.cluster.close()
     finally:
         app.state.database.engine.dispose()
 
@@ -156,7 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from zstack_analyzer.service.deps import require_token
     from zstack_analyzer.service.errors import install_error_handlers
-    from zstack_analyzer.service.routes import formats, health, images, render
+    from zstack_analyzer.service.routes import archive, formats, health, images, render
 
     settings = settings or Settings()
     app = FastAPI(
@@ -171,6 +186,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # formats before images: "/formats/supported" must not match "/{image_id}".
     app.include_router(formats.router, dependencies=auth)
     app.include_router(health.router, dependencies=auth)
+    # archive before images: "/lookup" must not match "/{image_id}".
+    app.include_router(archive.router, dependencies=auth)
     app.include_router(images.router, dependencies=auth)
     app.include_router(render.router, dependencies=auth)
     if settings.cors_origins:

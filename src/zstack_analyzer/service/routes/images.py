@@ -20,8 +20,10 @@ from zstack_analyzer.registry import known_suffixes
 from zstack_analyzer.render.spec import RenderSpec
 from zstack_analyzer.service.db import crud
 from zstack_analyzer.service.db.session import Database
+from zstack_analyzer.service.cluster import ClusterRenders
 from zstack_analyzer.service.deps import (
     CacheDep,
+    ClusterDep,
     DatabaseDep,
     PoolDep,
     RecordsDep,
@@ -34,8 +36,10 @@ from zstack_analyzer.service.images_service import (
     build_image,
     inspect_file,
     parse_image_id,
+    readable_path,
     require_image,
     to_public,
+    write_tombstone,
 )
 from zstack_analyzer.service.routes import problems
 from zstack_analyzer.service.schemas import ImagePublic, ImagesPublic, UploadResponse
@@ -105,6 +109,7 @@ async def upload_image(
     storage: StorageDep,
     pool: PoolDep,
     cache: CacheDep,
+    cluster: ClusterDep,
 ) -> UploadResponse:
     """Stream the upload to disk, read its metadata, then store file and row atomically.
 
@@ -152,7 +157,7 @@ async def upload_image(
         "stored %s as %s (%s, %d bytes)", filename, image.id, image.format, image.size_bytes
     )
     if settings.render.thumbnail_on_upload:
-        _schedule_default_thumbnail(
+        schedule_default_thumbnail(
             pool,
             database,
             cache,
@@ -160,6 +165,7 @@ async def upload_image(
             image.id,
             storage.path(stored_name),
             image.sha256,
+            cluster=cluster,
         )
     return UploadResponse(
         message="File uploaded successfully", id=image.id, image_stack=to_public(image)
@@ -175,7 +181,7 @@ def name_in_message(exc: ZstackError, replacements: dict[str, str]) -> None:
     exc.args = (message,)
 
 
-def _schedule_default_thumbnail(
+def schedule_default_thumbnail(
     pool: WorkerPool,
     database: Database,
     cache: RenderCache,
@@ -183,18 +189,26 @@ def _schedule_default_thumbnail(
     image_id: uuid.UUID,
     path: Path,
     identity: str,
+    *,
+    cluster: ClusterRenders | None = None,
 ) -> None:
     """Render the gallery thumbnail in the background; a failure only logs.
 
-    It runs under the same key a thumbnail request with default parameters
-    uses, so such a request arriving meanwhile waits for this render.
+    With a dask cluster (``ZSTACK_DASK_SCHEDULER``) a worker renders it into the
+    shared cache. Otherwise it runs in the worker threads under the same key a
+    thumbnail request with default parameters uses, so such a request arriving
+    meanwhile waits for this render.
     """
     from zstack_analyzer.service.routes.render import render_job
 
     spec = default_thumbnail_spec()
 
-    def _mark_ready(_result: object) -> None:
+    def _mark_ready(_result: object = None) -> None:
         database.call(crud.mark_thumbnail_ready, image_id)
+
+    if cluster is not None:
+        cluster.spawn(path, spec, limits, identity, on_success=_mark_ready)
+        return
 
     pool.spawn(
         spec.cache_key(identity),
@@ -265,7 +279,7 @@ async def get_metadata(
     if not 0 <= scene < len(image.scenes):
         msg = f"{image.filename}: scene {scene} is out of range (0..{len(image.scenes) - 1})"
         raise SceneNotFoundError(msg)
-    path = storage.path(image.stored_name)
+    path = await anyio.to_thread.run_sync(readable_path, image, storage)
     limits = settings.limits.read_limits()
     metadata = await pool.run(_scene_metadata, path, scene, limits)
     return {**json_safe(metadata), "filename": image.filename}
@@ -305,7 +319,7 @@ def download_image(
 ) -> Response:
     """Stream the stored original with its display name."""
     image = require_image(session, image_id)
-    path = storage.path(image.stored_name)
+    path = readable_path(image, storage)
     etag = f'"{image.sha256}"'
     headers = {
         "ETag": etag,
@@ -316,6 +330,8 @@ def download_image(
         return Response(status_code=304, headers=headers)
     if not path.is_file():
         msg = f"{image.filename}: the stored file is missing"
+        if image.stored_in_place:  # a folder image (OME-Zarr): nothing to send as one file
+            msg = f"{image.filename}: is a folder; it cannot be downloaded as one file"
         raise ImageNotFoundError(msg)
     size = path.stat().st_size
     if not range_satisfiable(request.headers.get("range"), size):
@@ -375,14 +391,21 @@ async def delete_image(
     pool: PoolDep,
     cache: CacheDep,
     records: RecordsDep,
+    settings: SettingsDep,
 ) -> Response:
-    """Row first (so no one finds a half-deleted image), then the file, then the cache."""
+    """Row first (so no one finds a half-deleted image), then the file, then the cache.
+
+    In-place records: the record and its renders go, the original stays.
+    """
     image = await database.run(require_image, image_id)
     records.forget(image_id)
+    # The tombstone first: other server processes' memos stop serving the id at once.
+    await anyio.to_thread.run_sync(write_tombstone, settings.deleted_dir, image.id)
     if not await database.run(crud.delete_image, parse_image_id(image_id)):
         msg = f"no image with id {image_id!r}"
         raise ImageNotFoundError(msg)
-    await anyio.to_thread.run_sync(storage.remove, image.stored_name)
+    if not image.stored_in_place:  # an in-place original is never ours to delete
+        await anyio.to_thread.run_sync(storage.remove, image.stored_name)
     if await database.run(crud.count_sha256, image.sha256) == 0:
         await pool.settle(image.sha256)
         await anyio.to_thread.run_sync(_evict, cache, image.sha256)

@@ -32,7 +32,7 @@ from zstack_analyzer.service.deps import (
     StorageDep,
 )
 from zstack_analyzer.service.errors import BadParameterError
-from zstack_analyzer.service.images_service import require_image, scene_sizes
+from zstack_analyzer.service.images_service import readable_path, require_image, scene_sizes
 from zstack_analyzer.service.routes import IMAGE_MEDIA_TYPES, problems
 from zstack_analyzer.service.routes.images import etag_matches, name_in_message
 from zstack_analyzer.service.schemas import HistogramPublic
@@ -222,6 +222,9 @@ class Renderer:
         """The picture ``spec_fields`` name: 304, from the cache, or rendered in the pool."""
         params = self.params
         image = await self.records.require(self.database, image_id)
+        if image.stored_in_place:
+            # Before any ETag or cache answer: a changed original must never get old pixels.
+            await anyio.to_thread.run_sync(readable_path, image, self.storage)
         _check(image, params, **indices)
         spec = RenderSpec(
             scene=params.scene,
@@ -243,7 +246,7 @@ class Renderer:
         # A render is costly anyway: confirm the row against the database, so a memo
         # entry that another process deleted meanwhile answers 404, not a missing file.
         image = await self.database.run(require_image, image_id)
-        path = self.storage.path(image.stored_name)
+        path = await anyio.to_thread.run_sync(readable_path, image, self.storage)
         limits = self.settings.limits.read_limits()
         try:
             result = await self.pool.shared(
@@ -373,6 +376,7 @@ async def histogram(
 ) -> Any:
     """What the viewer's auto-contrast and window sliders need."""
     image: Image = await database.run(require_image, image_id)
+    path = await anyio.to_thread.run_sync(readable_path, image, storage)
     params = RenderParams(scene=scene, t=t)
     _check(image, params, z=z)
     key_source = json.dumps({"h": 1, "id": image.sha256, "scene": scene, "t": t, "z": z})
@@ -384,7 +388,7 @@ async def histogram(
         f"histogram:{etag}",
         image.sha256,
         _histogram_job,
-        storage.path(image.stored_name),
+        path,
         scene,
         t,
         z,
