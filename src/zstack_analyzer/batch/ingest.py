@@ -13,12 +13,13 @@ The library never prints: progress goes to the callback the caller passes.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from zstack_analyzer.batch.runner import open_runner
+from zstack_analyzer.batch.runner import SMALL_BATCH, open_runner
 from zstack_analyzer.batch.walk import BadEntry, FileEntry, count_files, walk
 
 if TYPE_CHECKING:
@@ -222,12 +223,18 @@ def ingest(
     def run_one(pair: tuple[FileEntry, Any]) -> Any:
         return task(pair[1])
 
+    # Decide the runner on the work actually left, not the files seen: a re-run where
+    # everything is present must not pay for starting a cluster.
+    pending = jobs()
+    head = list(itertools.islice(pending, SMALL_BATCH + 1))
     runner_cm = sink.local_runner() if not sink.uses_cluster else None
     if runner_cm is None:
-        runner_cm = open_runner(scheduler=scheduler, expected=files_total)
+        expected = len(head) if len(head) <= SMALL_BATCH else max(files_total, len(head))
+        runner_cm = open_runner(scheduler=scheduler, expected=expected)
     with runner_cm as runner:
         summary.runner = runner.description
-        for (entry, _), result in runner.map_unordered(run_one, jobs()):
+        stream = itertools.chain(head, pending)
+        for (entry, _), result in runner.map_unordered(run_one, stream):
             try:
                 commit = sink.commit(entry, result)
             except Exception as exc:

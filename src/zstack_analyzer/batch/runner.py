@@ -121,7 +121,7 @@ class DaskRunner(Generic[T]):
             futures.append(future)
         if not futures:
             return
-        completed = as_completed(list(futures))
+        completed = as_completed(list(futures), loop=self.client.loop)
         futures.clear()
         for future in completed:
             item = owner.pop(future.key)
@@ -174,7 +174,7 @@ def open_runner(
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
-                    silence_logs=logging.WARNING,
+                    silence_logs=logging.ERROR,
                 )
             )
             client = stack.enter_context(Client(cluster, set_as_default=False))

@@ -192,6 +192,10 @@ def process_file(job: FileJob) -> FileResult:
         return result
     except (ZstackError, OSError, ValueError) as exc:
         result.status, result.error = "failed", _message(job.path, exc)
+        if job.copy_to is not None:  # name the user's file, never our temp copy
+            name = Path(job.path).name
+            for internal in (job.copy_to, Path(job.copy_to).name):
+                result.error = result.error.replace(internal, name)
         return result
     finally:
         if copied and job.copy_to is not None:

@@ -176,11 +176,14 @@ def _walk_dir(top: str, dir_suffixes: frozenset[str]) -> Iterator[WalkItem]:
 def count_files(
     paths: Iterable[str | Path], /, *, dir_suffixes: frozenset[str] = frozenset()
 ) -> tuple[int, int]:
-    """How many candidate files and bytes :func:`walk` will yield (for a progress total)."""
+    """How many items (candidate files and bad entries) and bytes :func:`walk` will yield.
+
+    Bad entries count too: the progress reports every item it handles.
+    """
     files = 0
     size = 0
     for item in walk(paths, dir_suffixes=dir_suffixes):
+        files += 1
         if isinstance(item, FileEntry):
-            files += 1
             size += item.size
     return files, size
