@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,10 @@ class HttpSink:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.in_place = in_place
         self.threads = threads
+        # Hashes being uploaded right now: a second file with the same bytes in the same
+        # run counts as present instead of racing the first upload (bounded: in flight only).
+        self._in_flight: set[str] = set()
+        self._lock = threading.Lock()
         self.client = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers=headers,
@@ -138,19 +143,31 @@ class HttpSink:
                 path = os.path.realpath(entry.path)
                 return _answer(self.client.post("/api/images/register", json={"path": path}))
             sha256 = hash_file(entry.path)
-            found = self.client.get("/api/images/lookup", params={"sha256": sha256})
-            if found.status_code == 200 and found.json().get("count", 0) > 0:
-                first = found.json()["data"][0]
-                return Response(200, {"message": "Already present", "id": first["id"]})
-            if found.status_code not in (200, 404):
-                return _answer(found)
-            with open(entry.path, "rb") as fh:
-                files = {"file": (Path(entry.path).name, fh)}
-                return _answer(self.client.post("/api/images/upload", files=files))
+            with self._lock:
+                if sha256 in self._in_flight:
+                    return Response(200, {"message": "Already present (same bytes in this run)"})
+                self._in_flight.add(sha256)
+            try:
+                return self._upload_unless_present(entry, sha256)
+            finally:
+                with self._lock:
+                    self._in_flight.discard(sha256)
         except httpx.HTTPError as exc:
             return Response(0, {}, f"no answer from the server: {exc}")
         except OSError as exc:
             return Response(0, {}, f"{Path(entry.path).name}: {exc.strerror or exc}")
+
+
+    def _upload_unless_present(self, entry: FileEntry, sha256: str) -> Response:
+        found = self.client.get("/api/images/lookup", params={"sha256": sha256})
+        if found.status_code == 200 and found.json().get("count", 0) > 0:
+            first = found.json()["data"][0]
+            return Response(200, {"message": "Already present", "id": first["id"]})
+        if found.status_code != 200:
+            return _answer(found)
+        with open(entry.path, "rb") as fh:
+            files = {"file": (Path(entry.path).name, fh)}
+            return _answer(self.client.post("/api/images/upload", files=files))
 
 
 def _answer(response: Any) -> Response:

@@ -94,6 +94,7 @@ class FileResult:
     thumbnail_ready: bool = False
     error: str = ""
     seconds: float = 0.0
+    pid: int = 0  # the process that did the work (this one, or a dask worker)
 
 
 def hash_file(path: str | Path, /, *, copy_to: str | Path | None = None) -> str:
@@ -149,7 +150,7 @@ def render_to_cache(
 def process_file(job: FileJob) -> FileResult:
     """Hash (and copy), inspect and thumbnail one file; never raises for a bad file."""
     started = time.perf_counter()
-    result = FileResult(job.path, "ok")
+    result = FileResult(job.path, "ok", pid=os.getpid())
     copied = False
     try:
         before = os.stat(job.path)
