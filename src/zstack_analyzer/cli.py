@@ -44,9 +44,7 @@ def _parse_channels(text: str | None) -> tuple[int, ...] | None:
 
 @app.command()
 def info(
-    files: Annotated[
-        list[Path], typer.Argument(help="Image files (format detected from content)")
-    ],
+    files: Annotated[list[Path], typer.Argument(help="Image files (format detected from content)")],
     scene: Annotated[int, typer.Option(help="Scene index")] = 0,
     as_json: Annotated[
         bool,
@@ -177,9 +175,7 @@ def ingest(
         make_sink(server=server, token=token, in_place=in_place, scheduler=scheduler) as sink,
         progress_bar(quiet=quiet or as_json) as progress,
     ):
-        summary = run_ingest(
-            paths, sink, scheduler=scheduler, settle_s=settle, progress=progress
-        )
+        summary = run_ingest(paths, sink, scheduler=scheduler, settle_s=settle, progress=progress)
     print_summary(summary, as_json=as_json, quiet=quiet)
     if not summary.ok:
         raise typer.Exit(code=1)
@@ -221,7 +217,13 @@ def watch(
             if not quiet:
                 typer.echo(f"watching {folder} (settle {settle:g} s, {runner.description})")
             watch_folder(
-                folder, sink, runner, settle_s=settle, interval_s=interval, stop=stop, on_file=on_file
+                folder,
+                sink,
+                runner,
+                settle_s=settle,
+                interval_s=interval,
+                stop=stop,
+                on_file=on_file,
             )
 
 

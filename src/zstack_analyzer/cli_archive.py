@@ -12,13 +12,13 @@ import contextlib
 import json
 import signal
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from zstack_analyzer.batch.ingest import Commit, IngestProgress, IngestSummary, Sink
 

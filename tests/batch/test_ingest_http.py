@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from typer.testing import CliRunner
@@ -12,6 +12,9 @@ from typer.testing import CliRunner
 from tests.batch.conftest import make_archive
 from tests.service.live import live_server
 from zstack_analyzer.cli import app
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 runner = CliRunner()
 
@@ -27,10 +30,14 @@ def test_ingest_through_the_api(tmp_path: Path) -> None:
     files = make_archive(archive, n=4)
     shutil.copyfile(files[0], archive / "copy-of-0.ome.tif")
     (archive / "readme.md").write_text("# not an image")
-    with live_server(tmp_path / "data", import_roots=[archive], api_token="s3cret") as base:
+    with live_server(tmp_path / "data", import_roots=[archive], api_token="s3cret") as base:  # noqa: S106
         code, summary = _ingest(str(archive), "--server", base, "--token", "s3cret")
         assert code == 0, summary
-        assert (summary["ingested"], summary["already_present"], summary["unsupported"]) == (4, 1, 1)
+        assert (summary["ingested"], summary["already_present"], summary["unsupported"]) == (
+            4,
+            1,
+            1,
+        )
         code, again = _ingest(str(archive), "--server", base, "--token", "s3cret")
         assert (code, again["ingested"], again["already_present"]) == (0, 0, 5)
         headers = {"Authorization": "Bearer s3cret"}

@@ -28,7 +28,9 @@ def _wait_rows(data: Path, n: int, process: subprocess.Popen[bytes], log: Path) 
     deadline = time.monotonic() + 90
     while len(rows(data)) < n:
         assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, f"{len(rows(data))} of {n} rows; log:\n{log.read_text()}"
+        assert time.monotonic() < deadline, (
+            f"{len(rows(data))} of {n} rows; log:\n{log.read_text()}"
+        )
         time.sleep(0.1)
 
 
@@ -45,7 +47,10 @@ def test_watch_ingests_complete_files_once_and_catches_up(tmp_path: Path) -> Non
         # An acquisition writing for ~3 s, a chunk every 0.4 s (less than the settle time).
         target = folder / "run1" / "slow.ome.tif"
         target.parent.mkdir()
-        chunks = [payload[i : i + len(payload) // 8 + 1] for i in range(0, len(payload), len(payload) // 8 + 1)]
+        chunks = [
+            payload[i : i + len(payload) // 8 + 1]
+            for i in range(0, len(payload), len(payload) // 8 + 1)
+        ]
         with target.open("wb") as fh:
             for chunk in chunks:
                 fh.write(chunk)

@@ -6,7 +6,6 @@ import contextlib
 import socket
 import subprocess
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -17,6 +16,7 @@ from tests.service.conftest import create_pg_database, drop_pg_database, write_o
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -75,9 +75,10 @@ def test_two_processes_one_service(tmp_path: Path, postgres_admin: str) -> None:
             assert first.status_code == 201
             one = first.json()["id"]
             # Visible, rendered and downloadable through the other process.
-            assert http.get(f"{b}/api/images/{one}").json()["sha256"] == first.json()[
-                "image_stack"
-            ]["sha256"]
+            assert (
+                http.get(f"{b}/api/images/{one}").json()["sha256"]
+                == first.json()["image_stack"]["sha256"]
+            )
             thumb_b = http.get(f"{b}/api/images/{one}/thumbnail")
             assert thumb_b.status_code == 200
             assert thumb_b.content[:8] == b"\x89PNG\r\n\x1a\n"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -13,6 +12,7 @@ from tests.service.conftest import upload, write_ome_tiff
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from fastapi.testclient import TestClient
 
@@ -63,9 +63,7 @@ def test_register_then_again_is_present(in_place_client: TestClient, roots: Path
     assert in_place_client.get(f"/api/images/{body['id']}/histogram").status_code == 200
 
 
-def test_register_refusals(
-    in_place_client: TestClient, roots: Path, tmp_path: Path
-) -> None:
+def test_register_refusals(in_place_client: TestClient, roots: Path, tmp_path: Path) -> None:
     outside = write_ome_tiff(tmp_path / "outside.ome.tif")
     _problem(
         in_place_client.post("/api/images/register", json={"path": str(outside)}),

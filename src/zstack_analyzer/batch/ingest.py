@@ -243,4 +243,3 @@ def ingest(
             report(entry.path, commit, entry.size)
     summary.seconds = time.perf_counter() - started
     return summary
-

@@ -47,8 +47,10 @@ def thumbnails_of_many(
 
     paths = list(paths)
     read_limits = limits or ReadLimits()
-    total = expected if expected is not None else sum(
-        1 for item in walk(paths) if isinstance(item, FileEntry)
+    total = (
+        expected
+        if expected is not None
+        else sum(1 for item in walk(paths) if isinstance(item, FileEntry))
     )
 
     def jobs() -> Iterator[FileJob]:

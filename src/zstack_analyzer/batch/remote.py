@@ -157,7 +157,6 @@ class HttpSink:
         except OSError as exc:
             return Response(0, {}, f"{Path(entry.path).name}: {exc.strerror or exc}")
 
-
     def _upload_unless_present(self, entry: FileEntry, sha256: str) -> Response:
         found = self.client.get("/api/images/lookup", params={"sha256": sha256})
         if found.status_code == 200 and found.json().get("count", 0) > 0:
@@ -176,4 +175,3 @@ def _answer(response: Any) -> Response:
     except ValueError:
         body = {"detail": response.text[:500]}
     return Response(response.status_code, body if isinstance(body, dict) else {"data": body})
-

@@ -133,7 +133,12 @@ def inspect_path(path: str | Path, limits: ReadLimits) -> tuple[ImageMetadata, l
 
 
 def render_to_cache(
-    path: str, spec: RenderSpec, limits: ReadLimits, cache_dir: str, cache_max_bytes: int, identity: str
+    path: str,
+    spec: RenderSpec,
+    limits: ReadLimits,
+    cache_dir: str,
+    cache_max_bytes: int,
+    identity: str,
 ) -> int:
     """Render ``spec`` of ``path`` into the render cache at ``cache_dir``; the picture's size.
 
@@ -205,7 +210,11 @@ def process_file(job: FileJob) -> FileResult:
 
 
 def _changed(job: FileJob, st: os.stat_result) -> bool:
-    if job.expect_size is not None and st.st_size != job.expect_size and not os.path.isdir(job.path):
+    if (
+        job.expect_size is not None
+        and st.st_size != job.expect_size
+        and not os.path.isdir(job.path)
+    ):
         return True
     return job.expect_mtime_ns is not None and st.st_mtime_ns != job.expect_mtime_ns
 
@@ -215,4 +224,3 @@ def _message(path: str, exc: BaseException) -> str:
         return f"{Path(path).name}: {exc.strerror or exc}"
     text = str(exc)
     return text if text else f"{Path(path).name}: {type(exc).__name__}"
-

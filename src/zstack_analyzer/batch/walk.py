@@ -16,11 +16,11 @@ import logging
 import os
 import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+    from pathlib import Path
 
 __all__ = ["BadEntry", "FileEntry", "WalkItem", "count_files", "walk"]
 

@@ -78,10 +78,14 @@ def watch_folder(
         now = time.time()
         for item in walk([folder], dir_suffixes=dir_suffixes):
             if isinstance(item, BadEntry):
-                if item.path not in reported_bad and on_file is not None:
-                    if not item.reason.startswith("empty file"):  # often a file just created
-                        on_file(item.path, Commit("skipped", item.reason))
-                        reported_bad.add(item.path)
+                # An empty file is often one just created: not worth a report yet.
+                if (
+                    item.path not in reported_bad
+                    and on_file is not None
+                    and not item.reason.startswith("empty file")
+                ):
+                    on_file(item.path, Commit("skipped", item.reason))
+                    reported_bad.add(item.path)
                 continue
             state = (item.size, item.mtime_ns)
             if handled.get(item.path) == state:

@@ -16,7 +16,6 @@ removes; the re-run copies the file again.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import uuid
@@ -36,6 +35,7 @@ from zstack_analyzer.service.images_service import (
 from zstack_analyzer.service.storage import Storage, display_filename, stored_suffix
 
 if TYPE_CHECKING:
+    import contextlib
     from collections.abc import Callable
     from types import TracebackType
 
@@ -170,6 +170,7 @@ class LocalSink:
 
     # ------------------------------------------------------------------ commits
     def _commit_in_place(self, result: FileResult) -> Commit:
+        assert result.metadata is not None  # noqa: S101  (checked by commit())
         image, created, previous = self.database.call(
             functools.partial(
                 save_in_place,
@@ -220,9 +221,9 @@ class LocalSink:
         from zstack_analyzer.cache import RenderCache
 
         if self.database.call(crud.count_sha256, sha256) == 0 and self.cache_dir is not None:
-            RenderCache(self.cache_dir, max_bytes=self.settings.render.cache_max_bytes).evict_identity(
-                sha256
-            )
+            RenderCache(
+                self.cache_dir, max_bytes=self.settings.render.cache_max_bytes
+            ).evict_identity(sha256)
 
 
 def _process_or_refuse(job: FileJob | str) -> FileResult:
@@ -230,4 +231,3 @@ def _process_or_refuse(job: FileJob | str) -> FileResult:
     if isinstance(job, str):
         return FileResult("", "refused", error=job)
     return process_file(job)
-

@@ -12,25 +12,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Response, status
 
-from zstack_analyzer.cache import RenderCache
-from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.service.db import crud
 from zstack_analyzer.service.db.models import Image
-from zstack_analyzer.service.deps import (
-    CacheDep,
-    ClusterDep,
-    DatabaseDep,
-    PoolDep,
-    RecordsDep,
-    SessionDep,
-    SettingsDep,
-)
 from zstack_analyzer.service.images_service import (
     find_present,
     resolve_import_path,
@@ -40,6 +28,21 @@ from zstack_analyzer.service.images_service import (
 from zstack_analyzer.service.routes import problems
 from zstack_analyzer.service.routes.images import schedule_default_thumbnail
 from zstack_analyzer.service.schemas import ImagesPublic, RegisterRequest, UploadResponse
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from zstack_analyzer.cache import RenderCache
+    from zstack_analyzer.limits import ReadLimits
+    from zstack_analyzer.service.deps import (
+        CacheDep,
+        ClusterDep,
+        DatabaseDep,
+        PoolDep,
+        RecordsDep,
+        SessionDep,
+        SettingsDep,
+    )
 
 __all__ = ["read_original", "router"]
 

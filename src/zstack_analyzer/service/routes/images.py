@@ -18,9 +18,9 @@ from zstack_analyzer.errors import ZstackError
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.registry import known_suffixes
 from zstack_analyzer.render.spec import RenderSpec
+from zstack_analyzer.service.cluster import ClusterRenders
 from zstack_analyzer.service.db import crud
 from zstack_analyzer.service.db.session import Database
-from zstack_analyzer.service.cluster import ClusterRenders
 from zstack_analyzer.service.deps import (
     CacheDep,
     ClusterDep,
