@@ -63,11 +63,12 @@ MIN_BYTES = {
     "d": 100_000_000,
     "e": 900_000_000,
 }
-ALL_GROUPS = {"issue3", "issue4", "issue5"}
+ALL_GROUPS = {"issue3", "issue4", "issue5", "issue13"}
 GROUP_IDS = {
     "issue3": ("import", "metadata", "lazy-open", "load/"),  # metadata-cold too
     "issue4": ("slice-thumb", "mip-thumb", "seed-thumb"),
     "issue5": ("thumb-cached", "upload"),
+    "issue13": ("batch/", "ingest/"),
 }
 BIG = {"c", "e"}  # work over 1 GB: 3 runs instead of 5
 
@@ -692,7 +693,14 @@ def main() -> int:
             service_bench.issue5(ctx.path("a"), ctx.path("b"), ctx.path("c"), quick=ctx.quick)
         )
 
-    steps = [("issue3", run3), ("issue4", run4), ("issue5", run5)]
+    def run13() -> None:
+        import archive_bench
+
+        records.extend(
+            archive_bench.issue13(ctx.data, ctx.ours_python, quick=ctx.quick, wants=ctx.wants)
+        )
+
+    steps = [("issue3", run3), ("issue4", run4), ("issue5", run5), ("issue13", run13)]
     failed: list[str] = []
     for name, step in steps:
         if name in groups:

@@ -173,7 +173,11 @@ def open_runner(
                     n_workers=n,
                     threads_per_worker=1,
                     processes=True,
+                    host="127.0.0.1",
+                    # No dashboard, and its HTTP server on a free loopback port: the default
+                    # 8787 is often taken by another cluster, which costs a warning.
                     dashboard_address=None,
+                    scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
                     silence_logs=logging.ERROR,
                 )
             )
