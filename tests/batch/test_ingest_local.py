@@ -220,3 +220,15 @@ def test_kill_9_mid_run_then_rerun_finishes_without_duplicates(
     with served():  # the start-up sweep removes a copy the kill left without a row
         pass
     assert len(list((zstack_env / "images").iterdir())) == len(files)
+
+
+def test_info_prints_json_lines(tmp_path: Path) -> None:
+    first = write_ome_tiff(tmp_path / "a.ome.tif")
+    second = write_ome_tiff(tmp_path / "b.ome.tif", (1, 2, 8, 12))
+    result = runner.invoke(app, ["info", str(first), str(second), "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["path"] for line in lines] == [str(first), str(second)]
+    assert [line["size_z"] for line in lines] == [5, 2]
+    assert lines[1]["scenes"][0]["size_x"] == 12
+    assert lines[0]["file_format"] == "OME-TIFF"

@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from zstack_analyzer.batch.runner import SMALL_BATCH, open_runner
-from zstack_analyzer.batch.walk import BadEntry, FileEntry, count_files, walk
+from zstack_analyzer.batch.walk import (
+    BadEntry,
+    FileEntry,
+    count_files,
+    folder_format_suffixes,
+    walk,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -152,7 +158,7 @@ def ingest(
     settle_s: float = 0.0,
     progress: Callable[[IngestProgress], None] | None = None,
     count_first: bool = True,
-    dir_suffixes: frozenset[str] = frozenset(),
+    dir_suffixes: frozenset[str] | None = None,
 ) -> IngestSummary:
     """Ingest every file under ``paths`` into ``sink``.
 
@@ -172,6 +178,8 @@ def ingest(
         Called after each file with the running totals.
     count_first
         Walk once to count files and bytes (the progress totals, the runner choice).
+    dir_suffixes
+        Folder names that are images (default: the folder formats a reader claims).
 
     Examples
     --------
@@ -180,6 +188,8 @@ def ingest(
     (412, 0, [])
     """
     paths = list(paths)
+    if dir_suffixes is None:
+        dir_suffixes = folder_format_suffixes()
     started = time.perf_counter()
     files_total, bytes_total = (
         count_files(paths, dir_suffixes=dir_suffixes) if count_first else (0, 0)

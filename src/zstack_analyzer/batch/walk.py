@@ -22,9 +22,28 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
 
-__all__ = ["BadEntry", "FileEntry", "WalkItem", "count_files", "walk"]
+__all__ = [
+    "FOLDER_FORMAT_ENDINGS",
+    "BadEntry",
+    "FileEntry",
+    "WalkItem",
+    "count_files",
+    "folder_format_suffixes",
+    "walk",
+]
 
 logger = logging.getLogger(__name__)
+
+
+#: Name endings of image formats that are folders (OME-Zarr), when a reader claims them.
+FOLDER_FORMAT_ENDINGS = (".zarr",)
+
+
+def folder_format_suffixes() -> frozenset[str]:
+    """The known suffixes naming folder-format images: offered whole, not walked into."""
+    from zstack_analyzer.registry import known_suffixes
+
+    return frozenset(s for s in known_suffixes() if s.endswith(FOLDER_FORMAT_ENDINGS))
 
 
 @dataclass(frozen=True, slots=True)

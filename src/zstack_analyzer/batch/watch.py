@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING
 
 from zstack_analyzer.batch.ingest import Commit
-from zstack_analyzer.batch.walk import BadEntry, FileEntry, walk
+from zstack_analyzer.batch.walk import BadEntry, FileEntry, folder_format_suffixes, walk
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,7 +44,7 @@ def watch_folder(
     interval_s: float = 1.0,
     stop: threading.Event | None = None,
     on_file: Callable[[str, Commit], None] | None = None,
-    dir_suffixes: frozenset[str] = frozenset(),
+    dir_suffixes: frozenset[str] | None = None,
 ) -> None:
     """Poll ``folder`` until ``stop`` is set, ingesting each complete new file into ``sink``.
 
@@ -64,6 +64,8 @@ def watch_folder(
         Called once per handled file (and once per bad entry) with its outcome.
     """
     stop = stop or threading.Event()
+    if dir_suffixes is None:
+        dir_suffixes = folder_format_suffixes()
     pending: dict[str, tuple[int, int]] = {}  # seen once, not yet complete
     handled: dict[str, tuple[int, int]] = {}
     reported_bad: set[str] = set()

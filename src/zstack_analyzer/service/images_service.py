@@ -66,13 +66,13 @@ Inspection = tuple["ImageMetadata", list["SceneInfo"]]
 
 
 def inspect_file(path: Path, limits: ReadLimits) -> Inspection:
-    """Detect the format and read scene 0's metadata and the scene list (headers only)."""
-    from zstack_analyzer import open_image
+    """Detect the format and read scene 0's metadata and the scene list (headers only).
 
-    with open_image(path, limits=limits) as reader:
-        scenes = list(reader.scenes())
-        metadata = reader.metadata(0)
-    return metadata, scenes
+    The same function the batch tasks use (ingest, register), so records agree.
+    """
+    from zstack_analyzer.batch.tasks import inspect_path
+
+    return inspect_path(path, limits)
 
 
 def build_image(

@@ -7,18 +7,30 @@ checks it on every read (``readable_path``): a changed or vanished original is
 answered 409 or 410, never with stale pixels.
 """
 
-from __future__ import annotations
-
 import functools
 import logging
 import os
-from typing import TYPE_CHECKING, Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Response, status
 
+# Runtime imports, no ``from __future__ import annotations``: FastAPI reads these
+# annotations (the dependencies) when the routes are declared.
+from zstack_analyzer.cache import RenderCache
+from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.service.db import crud
 from zstack_analyzer.service.db.models import Image
+from zstack_analyzer.service.deps import (
+    CacheDep,
+    ClusterDep,
+    DatabaseDep,
+    PoolDep,
+    RecordsDep,
+    SessionDep,
+    SettingsDep,
+)
 from zstack_analyzer.service.images_service import (
     find_present,
     resolve_import_path,
@@ -28,21 +40,6 @@ from zstack_analyzer.service.images_service import (
 from zstack_analyzer.service.routes import problems
 from zstack_analyzer.service.routes.images import schedule_default_thumbnail
 from zstack_analyzer.service.schemas import ImagesPublic, RegisterRequest, UploadResponse
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from zstack_analyzer.cache import RenderCache
-    from zstack_analyzer.limits import ReadLimits
-    from zstack_analyzer.service.deps import (
-        CacheDep,
-        ClusterDep,
-        DatabaseDep,
-        PoolDep,
-        RecordsDep,
-        SessionDep,
-        SettingsDep,
-    )
 
 __all__ = ["read_original", "router"]
 
