@@ -171,11 +171,17 @@ def ingest(
     from zstack_analyzer.cli_archive import make_sink, paths_exist, print_summary, progress_bar
 
     paths_exist(paths)
-    with (
-        make_sink(server=server, token=token, in_place=in_place, scheduler=scheduler) as sink,
-        progress_bar(quiet=quiet or as_json) as progress,
-    ):
-        summary = run_ingest(paths, sink, scheduler=scheduler, settle_s=settle, progress=progress)
+    try:
+        with (
+            make_sink(server=server, token=token, in_place=in_place, scheduler=scheduler) as sink,
+            progress_bar(quiet=quiet or as_json) as progress,
+        ):
+            summary = run_ingest(
+                paths, sink, scheduler=scheduler, settle_s=settle, progress=progress
+            )
+    except OSError as exc:  # an unreachable scheduler or database: a message, not a traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
     print_summary(summary, as_json=as_json, quiet=quiet)
     if not summary.ok:
         raise typer.Exit(code=1)
