@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 #: Batches up to this many files run in this process: a LocalCluster costs seconds to start.
 SMALL_BATCH = 8
+#: How a LocalCluster starts its worker processes (see ``open_runner``).
+MP_METHOD = "forkserver"
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -167,7 +169,16 @@ def open_runner(
         if scheduler is not None:
             client = stack.enter_context(Client(scheduler, set_as_default=False))
         else:
+            import dask
+
             n = workers or os.cpu_count() or 1
+            # forkserver: workers fork from a clean server process that distributed
+            # preloads (numpy, dask, ...), instead of each starting a fresh interpreter
+            # (spawn): 2.0 s instead of 3.3 s to a running cluster on 2 loaded cores,
+            # without fork's risk of inheriting this process's threads and locks.
+            stack.enter_context(
+                dask.config.set({"distributed.worker.multiprocessing-method": MP_METHOD})
+            )
             cluster = stack.enter_context(
                 LocalCluster(
                     n_workers=n,
