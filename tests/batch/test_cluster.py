@@ -72,7 +72,6 @@ def test_local_cluster_renders_in_other_processes(tmp_path: Path) -> None:
     results = thumbnails_of_many([tmp_path / "archive"], cache_dir)
     assert len(results) == len(files)
     assert all(r.status == "ok" and r.thumbnail_ready for r in results)
-    assert os.getpid() not in {r.pid for r in results}  # a LocalCluster of processes ran them
     cache = RenderCache(cache_dir)
     from zstack_analyzer.batch.tasks import default_thumbnail_spec
 
@@ -81,6 +80,28 @@ def test_local_cluster_renders_in_other_processes(tmp_path: Path) -> None:
         picture = cache.get(result.sha256, spec.cache_key(result.sha256))
         assert picture is not None
         assert picture[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_local_cluster_takes_over_from_the_process() -> None:
+    """Items run here while the LocalCluster starts, then in its worker processes."""
+    from zstack_analyzer.batch.runner import StartingRunner, open_runner
+
+    here = os.getpid()
+    seen: list[int] = []
+    with open_runner(expected=1000) as runner:
+        assert isinstance(runner, StartingRunner)
+        for _, pid in runner.map_unordered(_pid_after, [0.05] * 1200):  # 60 s at most
+            seen.append(pid)
+            if pid != here:
+                break
+        assert "LocalCluster" in runner.description
+    assert seen[0] == here  # work started before the cluster was up
+    assert seen[-1] != here  # and the cluster took over
 
 
 def test_ingest_on_a_scheduler(

@@ -242,7 +242,6 @@ def ingest(
         expected = len(head) if len(head) <= SMALL_BATCH else max(files_total, len(head))
         runner_cm = open_runner(scheduler=scheduler, expected=expected)
     with runner_cm as runner:
-        summary.runner = runner.description
         stream = itertools.chain(head, pending)
         for (entry, _), result in runner.map_unordered(run_one, stream):
             try:
@@ -251,5 +250,6 @@ def ingest(
                 logger.exception("%s: commit failed", entry.path)
                 commit = Commit("failed", f"{type(exc).__name__}: {exc}")
             report(entry.path, commit, entry.size)
+        summary.runner = runner.description
     summary.seconds = time.perf_counter() - started
     return summary
