@@ -125,3 +125,29 @@ def test_unreadable_entries_as_an_unprivileged_user() -> None:
             else:
                 path.unlink()
         root.rmdir()
+
+
+def _walk_peak(root: Path) -> tuple[int, int]:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in walk([root]))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return count, peak
+
+
+def test_walk_memory_does_not_grow_with_the_number_of_files(tmp_path: Path) -> None:
+    small, large = tmp_path / "small", tmp_path / "large"
+    for root, n in ((small, 200), (large, 4000)):
+        for i in range(n):
+            folder = root / f"d{i // 100:03d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"f{i:05d}.tif").write_bytes(b"1")
+    count_small, peak_small = _walk_peak(small)
+    count_large, peak_large = _walk_peak(large)
+    assert (count_small, count_large) == (200, 4000)
+    # 20x the files, not 20x the memory: one folder's names at a time, never the tree.
+    assert peak_large < 2 * peak_small + 64 * 1024, (peak_small, peak_large)
