@@ -260,7 +260,7 @@ def get_image(image_id: str, session: SessionDep) -> ImagePublic:
     "/{image_id}/metadata",
     response_model=dict[str, Any],
     summary="Full ImageMetadata of one scene",
-    responses=problems(401, 404, 422, 500),
+    responses=problems(401, 404, 409, 410, 422, 500),
 )
 async def get_metadata(
     image_id: str,
@@ -311,7 +311,7 @@ def content_disposition(filename: str) -> str:
         },
         206: {"description": "Partial content (Range)"},
         304: {"description": "Not modified (If-None-Match)"},
-        **problems(401, 404, 416),
+        **problems(401, 404, 409, 410, 416),
     },
 )
 def download_image(

@@ -53,7 +53,7 @@ _COLOR = re.compile(r"^#?[0-9a-fA-F]{6}$")
 IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": IMAGE_MEDIA_TYPES, "description": "The picture (PNG unless format= says)"},
     304: {"description": "Not modified (If-None-Match matched the ETag)"},
-    **problems(401, 404, 422, 500),
+    **problems(401, 404, 409, 410, 422, 500),
 }
 
 
@@ -360,7 +360,7 @@ async def orthogonal(
     "/{image_id}/histogram",
     response_model=HistogramPublic,
     summary="Per-channel histograms and 1/99 percentile windows",
-    responses={304: {"description": "Not modified"}, **problems(401, 404, 422, 500)},
+    responses={304: {"description": "Not modified"}, **problems(401, 404, 409, 410, 422, 500)},
 )
 async def histogram(
     image_id: str,
