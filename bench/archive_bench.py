@@ -124,11 +124,22 @@ def batch_record(data_root: Path, ours_python: str, *, quick: bool) -> Record:
         Side("serial loop", ours_python, "serial_many", args, repeats),
         warm_paths=sorted(str(p) for p in folder.iterdir() if p.is_file()),
     )
+    log("batch/200: the machine's ceiling: a plain process pool vs the serial loop ...")
+    pool, pool_base = compare(
+        Side("process pool", ours_python, "pool_many", args, repeats),
+        Side("serial loop", ours_python, "serial_many", args, repeats),
+        warm_paths=[],
+    )
+    pool_ratio = ratio(pool.median_s, pool_base.median_s)
     r = ratio(ours.median_s, base.median_s)
     notes = [
         "same per-file function (hash, metadata, default 256 px thumbnail into a fresh cache) "
         "both sides; the batch clock includes starting the LocalCluster "
-        f"({os.cpu_count()} worker processes, 1 thread each); median of {repeats}"
+        f"({os.cpu_count()} worker processes, 1 thread each); median of {repeats}",
+        f"yardstick: a plain ProcessPoolExecutor({os.cpu_count()}) of the same function ran "
+        f"{fmt_s(pool.median_s)} against {fmt_s(pool_base.median_s)} serial (ratio "
+        f"{'-' if pool_ratio is None else f'{pool_ratio:.3f}'}): the parallel speed-up the "
+        "machine allowed in this run",
     ]
     if ours.error:
         notes.append(f"not measured: {ours.error}")
@@ -152,6 +163,10 @@ def batch_record(data_root: Path, ours_python: str, *, quick: bool) -> Record:
             "ours_info": ours.info,
             "baseline_info": base.info,
             "cpu_busy_before_rounds": max(ours.busy) if ours.busy else None,
+            "pool_s": pool.median_s,
+            "pool_serial_s": pool_base.median_s,
+            "pool_ratio": pool_ratio,
+            "pool_error": pool.error,
         },
     )
     log(

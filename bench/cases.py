@@ -515,6 +515,38 @@ def serial_many(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
     return work
 
 
+def pool_many(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """A yardstick, not ours: the same function on a plain process pool (one per core).
+
+    Why: on a shared VM the parallel speed-up the machine allows at the moment is
+    itself a figure; a pool with no cluster around it shows that ceiling.
+    """
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    from zstack_analyzer.batch.tasks import FileJob, process_file  # noqa: F401
+    from zstack_analyzer.limits import ReadLimits  # noqa: F401
+
+    _preimport({"preimport": TIFF_CZI_MODULES}, ours=True)
+    files = _batch_files(args)
+
+    def work() -> dict[str, Any]:
+        cache_dir = tempfile.mkdtemp(prefix="zstack-pool-")
+        with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
+            results = list(pool.map(partial(_pool_one, cache_dir=cache_dir), files))
+        return _batch_summary(results, cache_dir)
+
+    return work
+
+
+def _pool_one(path: str, *, cache_dir: str) -> Any:
+    from zstack_analyzer.batch.tasks import FileJob, process_file
+    from zstack_analyzer.limits import ReadLimits
+
+    return process_file(FileJob(path, ReadLimits(), cache_dir=cache_dir))
+
+
 TIFF_CZI_MODULES = [
     "tifffile",
     "imagecodecs",
@@ -545,5 +577,6 @@ CASES: dict[str, Callable[[dict[str, Any]], Callable[[], dict[str, Any]]]] = {
         disk_write_fsync,
         ours_batch_many,
         serial_many,
+        pool_many,
     )
 }
