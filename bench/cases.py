@@ -614,6 +614,107 @@ def pydicom_wsi_png(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
     return work
 
 
+# ------------------------------------------------------------ issue 13: batch/200
+def _batch_files(args: dict[str, Any]) -> list[str]:
+    folder = args["folder"]
+    return sorted(
+        os.path.join(folder, name) for name in os.listdir(folder) if not name.startswith(".")
+    )
+
+
+def _batch_summary(results: list[Any], cache_dir: str) -> dict[str, Any]:
+    import shutil
+
+    ok = sum(1 for r in results if r.status == "ok" and r.thumbnail_ready)
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    return {
+        "files": len(results),
+        "thumbnails": ok,
+        "processes": len({r.pid for r in results}),
+        "failed": [r.error for r in results if r.status != "ok"][:3],
+    }
+
+
+def ours_batch_many(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """The batch path: thumbnails_of_many starts a LocalCluster (inside the clock)."""
+    import tempfile
+
+    import distributed  # noqa: F401  (import time is not the figure)
+
+    from zstack_analyzer.batch import thumbnails_of_many
+
+    _preimport({"preimport": TIFF_CZI_MODULES}, ours=True)
+    files = _batch_files(args)
+
+    def work() -> dict[str, Any]:
+        cache_dir = tempfile.mkdtemp(prefix="zstack-batch-")
+        results = thumbnails_of_many(files, cache_dir, expected=len(files))
+        return _batch_summary(results, cache_dir)
+
+    return work
+
+
+def serial_many(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """The baseline: the same per-file function in a plain loop, one process."""
+    import tempfile
+
+    from zstack_analyzer.batch.tasks import FileJob, process_file
+    from zstack_analyzer.limits import ReadLimits
+
+    _preimport({"preimport": TIFF_CZI_MODULES}, ours=True)
+    files = _batch_files(args)
+
+    def work() -> dict[str, Any]:
+        cache_dir = tempfile.mkdtemp(prefix="zstack-serial-")
+        limits = ReadLimits()
+        results = [process_file(FileJob(f, limits, cache_dir=cache_dir)) for f in files]
+        return _batch_summary(results, cache_dir)
+
+    return work
+
+
+def pool_many(args: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """A yardstick, not ours: the same function on a plain process pool (one per core).
+
+    Why: on a shared VM the parallel speed-up the machine allows at the moment is
+    itself a figure; a pool with no cluster around it shows that ceiling.
+    """
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    from zstack_analyzer.batch.tasks import FileJob, process_file  # noqa: F401
+    from zstack_analyzer.limits import ReadLimits  # noqa: F401
+
+    _preimport({"preimport": TIFF_CZI_MODULES}, ours=True)
+    files = _batch_files(args)
+
+    def work() -> dict[str, Any]:
+        cache_dir = tempfile.mkdtemp(prefix="zstack-pool-")
+        with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
+            results = list(pool.map(partial(_pool_one, cache_dir=cache_dir), files))
+        return _batch_summary(results, cache_dir)
+
+    return work
+
+
+def _pool_one(path: str, *, cache_dir: str) -> Any:
+    from zstack_analyzer.batch.tasks import FileJob, process_file
+    from zstack_analyzer.limits import ReadLimits
+
+    return process_file(FileJob(path, ReadLimits(), cache_dir=cache_dir))
+
+
+TIFF_CZI_MODULES = [
+    "tifffile",
+    "imagecodecs",
+    "defusedxml.ElementTree",
+    "pylibCZIrw.czi",
+    "xmltodict",
+    "zstack_analyzer.readers._czi_xml",
+]
+
+
 CASES: dict[str, Callable[[dict[str, Any]], Callable[[], dict[str, Any]]]] = {
     f.__name__: f
     for f in (
@@ -637,5 +738,8 @@ CASES: dict[str, Callable[[dict[str, Any]], Callable[[], dict[str, Any]]]] = {
         ome_zarr_py_convert,
         tifffile_lsm_metadata,
         pydicom_wsi_png,
+        ours_batch_many,
+        serial_many,
+        pool_many,
     )
 }

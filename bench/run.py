@@ -64,11 +64,12 @@ MIN_BYTES = {
     "d": 100_000_000,
     "e": 900_000_000,
 }
-ALL_GROUPS = {"issue3", "issue4", "issue5", "issue14", "issue16", "issue17"}
+ALL_GROUPS = {"issue3", "issue4", "issue5", "issue13", "issue14", "issue16", "issue17"}
 GROUP_IDS = {
     "issue3": ("import", "metadata", "lazy-open", "load/"),  # metadata-cold too
     "issue4": ("slice-thumb", "mip-thumb", "seed-thumb"),
     "issue5": ("thumb-cached", "upload/", "upload-rss"),
+    "issue13": ("batch/", "ingest/"),
     "issue14": ("convert/", "zarr-chunk"),
     "issue16": ("metadata/lsm", "slice-thumb/dicom-wsi", "slice-thumb/dicom-wsi-8k"),
     "issue17": ("search/", "upload-s3/"),
@@ -815,6 +816,13 @@ def main() -> int:
             service_bench.issue5(ctx.path("a"), ctx.path("b"), ctx.path("c"), quick=ctx.quick)
         )
 
+    def run13() -> None:
+        import archive_bench
+
+        records.extend(
+            archive_bench.issue13(ctx.data, ctx.ours_python, quick=ctx.quick, wants=ctx.wants)
+        )
+
     def run14() -> None:
         records.extend(r for r in issue14(ctx) if r is not None)
 
@@ -832,6 +840,7 @@ def main() -> int:
         ("issue3", run3),
         ("issue4", run4),
         ("issue5", run5),
+        ("issue13", run13),
         ("issue14", run14),
         ("issue16", run16),
         ("issue17", run17),

@@ -17,11 +17,10 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-
-from pathlib import Path
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -1,4 +1,4 @@
-"""Command line: ``zstack info | thumbnail | convert | serve | db upgrade``.
+"""Command line: ``zstack info | thumbnail | convert | ingest | watch | serve | db upgrade``.
 
 Why typer: one typed function per command gives ``--help`` and argument
 checking for free. The CLI is a thin caller of the library and the service;
@@ -44,26 +44,33 @@ def _parse_channels(text: str | None) -> tuple[int, ...] | None:
 
 @app.command()
 def info(
-    file: Annotated[Path, typer.Argument(help="Image file (format detected from content)")],
+    files: Annotated[list[Path], typer.Argument(help="Image files (format detected from content)")],
     scene: Annotated[int, typer.Option(help="Scene index")] = 0,
     as_json: Annotated[
-        bool, typer.Option("--json/--table", help="JSON (default when piped) or a table")
+        bool,
+        typer.Option("--json/--table", help="JSON Lines, one per file (default when piped)"),
     ] = not sys.stdout.isatty(),
 ) -> None:
-    """Print a file's metadata (headers only; no pixels are read)."""
+    """Print each file's metadata (headers only; no pixels are read); exit 2 if one fails."""
     from zstack_analyzer import open_image
 
-    try:
-        with open_image(file) as reader:
-            metadata = reader.metadata(scene)
-            n_scenes = len(reader.scenes())
-    except (ZstackError, FileNotFoundError) as exc:
-        raise _fail(exc) from exc
-    data = metadata.model_dump(mode="json")
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
-        return
-    _print_table(file, data, n_scenes)
+    failed = False
+    for file in files:
+        try:
+            with open_image(file) as reader:
+                metadata = reader.metadata(scene)
+                n_scenes = len(reader.scenes())
+        except (ZstackError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            failed = True
+            continue
+        data = metadata.model_dump(mode="json")
+        if as_json:
+            typer.echo(json.dumps({"path": str(file), **data}))
+        else:
+            _print_table(file, data, n_scenes)
+    if failed:
+        raise typer.Exit(code=2)
 
 
 def _print_table(file: Path, data: dict[str, Any], n_scenes: int) -> None:
@@ -175,6 +182,92 @@ def convert(
         typer.echo(f"warning: {warning}", err=True)
     levels = ", ".join(f"{y}x{x}" for y, x in result.levels[0])
     typer.echo(f"wrote {out} (NGFF {result.ngff}, {len(result.scenes)} scene(s), levels {levels})")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders (walked recursively)")],
+    server: Annotated[
+        str | None, typer.Option(help="Server URL; omitted: the database and storage of ZSTACK_*")
+    ] = None,
+    token: Annotated[str | None, typer.Option(help="Bearer token for --server")] = None,
+    in_place: Annotated[
+        bool, typer.Option("--in-place", help="Register where they are (no copy)")
+    ] = False,
+    scheduler: Annotated[
+        str | None, typer.Option(help="dask scheduler tcp://HOST:PORT for the per-file work")
+    ] = None,
+    settle: Annotated[
+        float, typer.Option(min=0, help="Skip files modified less than this many seconds ago")
+    ] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
+) -> None:
+    """Ingest every file a reader accepts; exit 0 when all are in, 1 when some failed."""
+    from zstack_analyzer.batch import ingest as run_ingest
+    from zstack_analyzer.cli_archive import make_sink, paths_exist, print_summary, progress_bar
+
+    paths_exist(paths)
+    try:
+        with (
+            make_sink(server=server, token=token, in_place=in_place, scheduler=scheduler) as sink,
+            progress_bar(quiet=quiet or as_json) as progress,
+        ):
+            summary = run_ingest(
+                paths, sink, scheduler=scheduler, settle_s=settle, progress=progress
+            )
+    except OSError as exc:  # an unreachable scheduler or database: a message, not a traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    print_summary(summary, as_json=as_json, quiet=quiet)
+    if not summary.ok:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def watch(
+    folder: Annotated[Path, typer.Argument(help="Folder to watch (recursively)")],
+    server: Annotated[str | None, typer.Option(help="Server URL (see ingest)")] = None,
+    token: Annotated[str | None, typer.Option(help="Bearer token for --server")] = None,
+    in_place: Annotated[bool, typer.Option("--in-place", help="Register in place")] = False,
+    scheduler: Annotated[str | None, typer.Option(help="dask scheduler for the work")] = None,
+    settle: Annotated[
+        float, typer.Option(min=0, help="Seconds a file must stay unchanged before ingest")
+    ] = 5.0,
+    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between polls")] = 1.0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No line per file")] = False,
+) -> None:
+    """Ingest each new file once complete; catches up on arrivals after a restart. Ctrl-C ends."""
+    from zstack_analyzer.batch import open_runner, watch_folder
+    from zstack_analyzer.cli_archive import describe, make_sink, paths_exist, stop_on_signals
+
+    paths_exist([folder])
+    if not folder.is_dir():
+        msg = f"{folder}: not a folder"
+        raise typer.BadParameter(msg)
+
+    def on_file(path: str, commit: Any) -> None:
+        if not quiet or commit.outcome == "failed":
+            typer.echo(describe(path, commit), err=commit.outcome == "failed")
+
+    with (
+        make_sink(server=server, token=token, in_place=in_place, scheduler=scheduler) as sink,
+        stop_on_signals() as stop,
+    ):
+        local = sink.local_runner()
+        runner_cm = local if local is not None else open_runner(scheduler=scheduler, expected=0)
+        with runner_cm as runner:
+            if not quiet:
+                typer.echo(f"watching {folder} (settle {settle:g} s, {runner.description})")
+            watch_folder(
+                folder,
+                sink,
+                runner,
+                settle_s=settle,
+                interval_s=interval,
+                stop=stop,
+                on_file=on_file,
+            )
 
 
 @app.command()

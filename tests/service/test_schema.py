@@ -70,6 +70,8 @@ def test_openapi_matches_routes(client: TestClient) -> None:
         ("/api/images/{image_id}/zarr/{key}", "get"),
         ("/api/images/{image_id}/tile/{level}/{row}/{column}", "get"),
         ("/api/images/search", "get"),
+        ("/api/images/register", "post"),
+        ("/api/images/lookup", "get"),
         ("/api/health", "get"),
     }
     assert documented == expected

@@ -90,7 +90,7 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     from zstack_analyzer.service.db.migrations import upgrade_database
     from zstack_analyzer.service.db.search import ensure_search_index
     from zstack_analyzer.service.db.session import Database, make_engine
-    from zstack_analyzer.service.images_service import RecordMemo
+    from zstack_analyzer.service.images_service import RecordMemo, prune_tombstones
     from zstack_analyzer.service.storage import make_storage
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +109,9 @@ def _startup(app: FastAPI, settings: Settings) -> None:
         raise
     app.state.database = database
     app.state.storage = storage
-    app.state.records = RecordMemo()
+    settings.deleted_dir.mkdir(parents=True, exist_ok=True)
+    prune_tombstones(settings.deleted_dir)
+    app.state.records = RecordMemo(deleted_dir=settings.deleted_dir)
     app.state.cache = RenderCache(settings.cache_dir, max_bytes=settings.render.cache_max_bytes)
 
 
@@ -130,10 +132,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         async with anyio.create_task_group() as task_group:
             app.state.pool = WorkerPool(task_group, workers=settings.render.workers)
+            app.state.cluster = None
+            if settings.dask_scheduler:
+                from zstack_analyzer.service.cluster import ClusterRenders
+
+                app.state.cluster = await ClusterRenders.connect(
+                    settings.dask_scheduler,
+                    task_group,
+                    cache_dir=settings.cache_dir,
+                    cache_max_bytes=settings.render.cache_max_bytes,
+                )
             try:
                 yield
             finally:
                 task_group.cancel_scope.cancel()
+                if app.state.cluster is not None:
+                    with anyio.CancelScope(shield=True):
+                        await app.state.cluster.close()
     finally:
         stores = getattr(app.state, "zarr_stores", None)
         if stores is not None:
@@ -162,6 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from zstack_analyzer.service.deps import require_token
     from zstack_analyzer.service.errors import install_error_handlers
     from zstack_analyzer.service.routes import (
+        archive,
         formats,
         health,
         images,
@@ -185,6 +201,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router, dependencies=auth)
     # search before images: "/search" must not match "/{image_id}".
     app.include_router(search.router, dependencies=auth)
+    # archive before images: "/lookup" must not match "/{image_id}".
+    app.include_router(archive.router, dependencies=auth)
     app.include_router(images.router, dependencies=auth)
     app.include_router(render.router, dependencies=auth)
     app.include_router(zarr_store.router, dependencies=auth)

@@ -9,6 +9,7 @@ with a ``__`` delimiter (``ZSTACK_LIMITS__MAX_UPLOAD_BYTES``).
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -75,6 +76,16 @@ class StorageSettings(BaseModel):
     max_concurrency: int = Field(default=4, ge=1, le=64, description="S3 only: parts in flight")
 
 
+def _split_roots(value: Any) -> Any:
+    """Accept a JSON list or an ``os.pathsep``-separated string (like PATH) for import roots."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(os.pathsep) if part.strip()]
+    return value
+
+
 def _split_origins(value: Any) -> Any:
     """Accept a JSON list or a comma-separated string for ``ZSTACK_CORS_ORIGINS``."""
     if isinstance(value, str):
@@ -126,8 +137,27 @@ class Settings(BaseSettings):
     )
     aws_region: str | None = Field(default=None, validation_alias="AWS_REGION")
     aws_allow_http: bool = Field(default=False, validation_alias="AWS_ALLOW_HTTP")
+    import_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Absolute folders files may be registered from in place; empty: off",
+    )
+    dask_scheduler: str | None = Field(
+        default=None,
+        description="tcp://host:port of a dask scheduler for background renders; unset: threads",
+    )
 
     _split = field_validator("cors_origins", mode="before")(_split_origins)
+    _split_import_roots = field_validator("import_roots", mode="before")(_split_roots)
+
+    @field_validator("import_roots")
+    @classmethod
+    def _absolute_roots(cls, roots: list[Path]) -> list[Path]:
+        """Roots must be absolute: a relative root would depend on the working directory."""
+        for root in roots:
+            if not root.is_absolute():
+                msg = f"ZSTACK_IMPORT_ROOTS: {root} is not an absolute path"
+                raise ValueError(msg)
+        return roots
 
     @property
     def images_dir(self) -> Path:
@@ -138,6 +168,11 @@ class Settings(BaseSettings):
     def tmp_dir(self) -> Path:
         """Uploads in progress; on the same file system as ``images_dir`` so rename is atomic."""
         return self.data_dir / "tmp"
+
+    @property
+    def deleted_dir(self) -> Path:
+        """Tombstones of deleted image ids, shared by every server process on this data dir."""
+        return self.data_dir / "deleted"
 
     @property
     def cache_dir(self) -> Path:

@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from zstack_analyzer.cache import RenderCache
+from zstack_analyzer.service.cluster import ClusterRenders
 from zstack_analyzer.service.config import Settings
 from zstack_analyzer.service.db.session import Database
 from zstack_analyzer.service.images_service import RecordMemo
@@ -22,6 +23,7 @@ from zstack_analyzer.service.workers import WorkerPool
 
 __all__ = [
     "CacheDep",
+    "ClusterDep",
     "DatabaseDep",
     "PoolDep",
     "RecordsDep",
@@ -74,6 +76,12 @@ async def get_records(request: Request) -> RecordMemo:
     return records
 
 
+async def get_cluster(request: Request) -> ClusterRenders | None:
+    """The dask cluster for background renders (``None``: the worker threads do them)."""
+    cluster: ClusterRenders | None = getattr(request.app.state, "cluster", None)
+    return cluster
+
+
 async def get_pool(request: Request) -> WorkerPool:
     """The app's worker pool."""
     pool: WorkerPool = request.app.state.pool
@@ -108,3 +116,4 @@ StorageDep = Annotated[Storage, Depends(get_storage)]
 CacheDep = Annotated[RenderCache, Depends(get_cache)]
 PoolDep = Annotated[WorkerPool, Depends(get_pool)]
 RecordsDep = Annotated[RecordMemo, Depends(get_records)]
+ClusterDep = Annotated[ClusterRenders | None, Depends(get_cluster)]

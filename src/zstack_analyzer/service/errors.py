@@ -28,6 +28,10 @@ __all__ = [
     "BadParameterError",
     "BadUploadError",
     "ImageNotFoundError",
+    "ImportForbiddenError",
+    "OriginalChangedError",
+    "OriginalMissingError",
+    "SourceNotFoundError",
     "UploadTooLargeError",
     "install_error_handlers",
     "problem_response",
@@ -57,6 +61,30 @@ class BadUploadError(ZstackError):
     code = "bad_upload"
 
 
+class ImportForbiddenError(ZstackError):
+    """In-place import is off, or the path resolves outside ``ZSTACK_IMPORT_ROOTS`` (403)."""
+
+    code = "outside_import_roots"
+
+
+class SourceNotFoundError(ZstackError, LookupError):
+    """The path given to register does not exist (404, code ``path_not_found``)."""
+
+    code = "path_not_found"
+
+
+class OriginalChangedError(ZstackError):
+    """An in-place original's size or mtime differ from the registered ones (409)."""
+
+    code = "original_changed"
+
+
+class OriginalMissingError(ZstackError):
+    """An in-place original is gone (410)."""
+
+    code = "original_missing"
+
+
 class BadParameterError(ZstackError):
     """A query parameter is malformed (422, code ``invalid_parameter``)."""
 
@@ -69,6 +97,8 @@ _TITLES = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    409: "Conflict",
+    410: "Gone",
     413: "Content Too Large",
     416: "Range Not Satisfiable",
     422: "Unprocessable Content",
@@ -79,8 +109,14 @@ _TITLES = {
 
 def status_for(exc: ZstackError) -> int:
     """The HTTP status of a library or service error (DESIGN.md section 5)."""
-    if isinstance(exc, ImageNotFoundError):
+    if isinstance(exc, ImageNotFoundError | SourceNotFoundError):
         return 404
+    if isinstance(exc, ImportForbiddenError):
+        return 403
+    if isinstance(exc, OriginalChangedError):
+        return 409
+    if isinstance(exc, OriginalMissingError):
+        return 410
     if isinstance(exc, UploadTooLargeError):
         return 413
     if isinstance(exc, UnsupportedFormatError | BadUploadError):

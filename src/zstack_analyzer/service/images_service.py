@@ -6,19 +6,28 @@ and the CLI-free logic is testable on its own.
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 import uuid
 from collections import OrderedDict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zstack_analyzer.service.db import crud
 from zstack_analyzer.service.db.models import Image
-from zstack_analyzer.service.errors import ImageNotFoundError
+from zstack_analyzer.service.errors import (
+    ImageNotFoundError,
+    ImportForbiddenError,
+    OriginalChangedError,
+    OriginalMissingError,
+    SourceNotFoundError,
+)
 from zstack_analyzer.service.schemas import ImagePublic
 from zstack_analyzer.vendor import json_safe
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from collections.abc import Sequence
 
     from sqlalchemy.orm import Session
 
@@ -28,28 +37,42 @@ if TYPE_CHECKING:
     from zstack_analyzer.storage.base import ObjectStorage
 
 __all__ = [
+    "IN_PLACE_PREFIX",
+    "TOMBSTONE_KEEP_S",
     "Inspection",
     "RecordMemo",
     "build_image",
+    "find_present",
     "inspect_file",
     "json_safe",
     "parse_image_id",
+    "prune_tombstones",
     "readable_path",
     "require_image",
+    "resolve_import_path",
+    "save_in_place",
     "to_public",
+    "write_tombstone",
 ]
+
+logger = logging.getLogger(__name__)
+
+#: ``stored_name`` of an in-place record: never a file in our storage (unique, like a uuid name).
+IN_PLACE_PREFIX = "inplace-"
+#: Tombstones of deleted ids are kept this long (far longer than RecordMemo's TTL).
+TOMBSTONE_KEEP_S = 3600.0
 
 Inspection = tuple["ImageMetadata", list["SceneInfo"]]
 
 
 def inspect_file(path: Path, limits: ReadLimits) -> Inspection:
-    """Detect the format and read scene 0's metadata and the scene list (headers only)."""
-    from zstack_analyzer import open_image
+    """Detect the format and read scene 0's metadata and the scene list (headers only).
 
-    with open_image(path, limits=limits) as reader:
-        scenes = list(reader.scenes())
-        metadata = reader.metadata(0)
-    return metadata, scenes
+    The same function the batch tasks use (ingest, register), so records agree.
+    """
+    from zstack_analyzer.batch.tasks import inspect_path
+
+    return inspect_path(path, limits)
 
 
 def build_image(
@@ -61,8 +84,12 @@ def build_image(
     sha256: str,
     metadata: ImageMetadata,
     scenes: list[SceneInfo],
+    stored_in_place: bool = False,
+    source_path: str | None = None,
+    source_size: int | None = None,
+    source_mtime_ns: int | None = None,
 ) -> Image:
-    """A new row from an inspected upload."""
+    """A new row from an inspected file (upload, in-place registration or ingest)."""
     physical = metadata.physical_size
     return Image(
         id=image_id,
@@ -85,6 +112,10 @@ def build_image(
         image_metadata={**json_safe(metadata.model_dump(mode="json")), "filename": filename},
         scenes=[json_safe(scene.model_dump(mode="json")) for scene in scenes],
         thumbnail_ready=False,
+        stored_in_place=stored_in_place,
+        source_path=source_path,
+        source_size=source_size,
+        source_mtime_ns=source_mtime_ns,
     )
 
 
@@ -111,16 +142,9 @@ def to_public(image: Image) -> ImagePublic:
         samples_per_pixel=image.samples_per_pixel,
         dtype=image.dtype,
         thumbnail_ready=image.thumbnail_ready,
+        stored_in_place=bool(image.stored_in_place),
+        source_path=image.source_path if image.stored_in_place else None,
     )
-
-
-def readable_path(image: Image, storage: ObjectStorage) -> Path:
-    """A local file a reader can open for ``image``: the one join point of routes and storage.
-
-    With object storage this may download the object into the bounded local
-    cache, so call it in a worker thread, never on the event loop.
-    """
-    return storage.path(image.stored_name)
 
 
 def parse_image_id(value: str) -> uuid.UUID:
@@ -145,22 +169,38 @@ class RecordMemo:
     """A short-lived, per-process memo of image rows for the picture routes.
 
     Why: a cached thumbnail is a few syscalls, and a database round trip in a
-    worker thread doubled its latency. Rows never change after upload, so the
-    only staleness is a delete made by another server process, bounded by
-    ``ttl_s`` (a delete in this process forgets the row at once).
+    worker thread doubled its latency. Rows change only by a delete or by an
+    in-place refresh (which changes ``sha256``, hence every ETag). A delete made
+    by *another* server process is seen at once through its tombstone: every
+    memo hit checks for ``<deleted_dir>/<id>`` (one ``stat`` of the shared data
+    dir, written before the row is deleted), so no process serves a deleted
+    record. Without a ``deleted_dir`` the staleness is bounded by ``ttl_s``.
+    A refresh made elsewhere is seen within ``ttl_s`` (5 s).
     """
 
-    def __init__(self, *, ttl_s: float = 5.0, max_entries: int = 4096) -> None:
+    def __init__(
+        self, *, ttl_s: float = 5.0, max_entries: int = 4096, deleted_dir: Path | None = None
+    ) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
+        self.deleted_dir = deleted_dir
         self._rows: OrderedDict[str, tuple[float, Image]] = OrderedDict()
+
+    def _deleted_elsewhere(self, image: Image) -> bool:
+        if self.deleted_dir is None:
+            return False
+        return os.path.lexists(self.deleted_dir / str(image.id))
 
     async def require(self, database: Database, image_id: str) -> Image:
         """The row for ``image_id`` (memoised), or :class:`ImageNotFoundError`."""
         now = time.monotonic()
         hit = self._rows.get(image_id)
         if hit is not None and now - hit[0] < self.ttl_s:
-            return hit[1]
+            if not self._deleted_elsewhere(hit[1]):
+                return hit[1]
+            self._rows.pop(image_id, None)
+            msg = f"no image with id {image_id!r}"
+            raise ImageNotFoundError(msg)
         image: Image = await database.run(require_image, image_id)
         self._rows[image_id] = (now, image)
         self._rows.move_to_end(image_id)
@@ -186,3 +226,164 @@ def scene_sizes(image: Image, scene: int) -> dict[str, Any]:
             "size_x": image.width,
         }
     return {}
+
+
+def write_tombstone(deleted_dir: Path, image_id: uuid.UUID) -> None:
+    """Mark ``image_id`` deleted for every server process sharing the data dir (before the row goes)."""
+    deleted_dir.mkdir(parents=True, exist_ok=True)
+    (deleted_dir / str(image_id)).touch()
+
+
+def prune_tombstones(deleted_dir: Path, *, keep_s: float = TOMBSTONE_KEEP_S) -> int:
+    """Remove tombstones older than ``keep_s`` (start-up); how many went."""
+    if not deleted_dir.is_dir():
+        return 0
+    cutoff = time.time() - keep_s
+    removed = 0
+    with os.scandir(deleted_dir) as entries:
+        for entry in entries:
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed
+
+
+def readable_path(image: Image, storage: ObjectStorage) -> Path:
+    """The path a reader opens for ``image``: the stored copy, or the in-place original.
+
+    The one join point every route that reads a file goes through. With object
+    storage it may download the object into the bounded local cache, so call it
+    in a worker thread, never on the event loop. For an
+    in-place record it checks the original against what was registered, so a
+    changed or vanished file is reported, never rendered from stale pixels.
+
+    Raises
+    ------
+    OriginalMissingError
+        The in-place original is gone (410).
+    OriginalChangedError
+        Its size or mtime differ from the registered ones (409).
+    """
+    if not image.stored_in_place:
+        return storage.path(image.stored_name)
+    source = Path(image.source_path or "")
+    try:
+        st = source.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        msg = f"{source}: the original of image {image.id} is gone (moved or deleted)"
+        raise OriginalMissingError(msg) from None
+    if source.is_dir():
+        # A folder image (OME-Zarr): its own mtime changes when entries are added or removed.
+        changed = st.st_mtime_ns != image.source_mtime_ns
+    else:
+        changed = (st.st_size, st.st_mtime_ns) != (image.source_size, image.source_mtime_ns)
+    if changed:
+        msg = (
+            f"{source}: the original changed since it was registered "
+            f"(size {image.source_size} -> {st.st_size}); ingest it again to refresh the record"
+        )
+        raise OriginalChangedError(msg)
+    return source
+
+
+def resolve_import_path(raw: str, roots: Sequence[Path]) -> Path:
+    """``raw`` resolved (symlinks and ``..``) and checked against the import roots.
+
+    Raises
+    ------
+    ImportForbiddenError
+        In-place import is off (no roots) or the resolved path is outside them (403).
+    SourceNotFoundError
+        The path does not exist (404); checked after the roots, so nothing is
+        revealed about paths outside them.
+    """
+    if not roots:
+        msg = "in-place import is off on this server (set ZSTACK_IMPORT_ROOTS)"
+        raise ImportForbiddenError(msg)
+    candidate = Path(raw)
+    if not candidate.is_absolute():
+        msg = f"{raw[:200]!r}: give an absolute path"
+        raise ImportForbiddenError(msg)
+    resolved = candidate.resolve(strict=False)
+    if not any(resolved.is_relative_to(root.resolve(strict=False)) for root in roots):
+        msg = f"{raw[:200]}: outside the import roots ({', '.join(str(r) for r in roots)})"
+        raise ImportForbiddenError(msg)
+    if not resolved.exists():
+        msg = f"{raw[:200]}: no such file or folder"
+        raise SourceNotFoundError(msg)
+    return resolved
+
+
+def find_present(
+    session: Session, *, path: str, size: int, mtime_ns: int, in_place: bool
+) -> Image | None:
+    """The record of ``path`` ingested with this size and mtime (in place or copied), if any."""
+    from sqlalchemy import select
+
+    query = (
+        select(Image)
+        .where(Image.source_path == path)
+        .where(Image.stored_in_place == in_place)
+        .where(Image.source_mtime_ns == mtime_ns)
+    )
+    if size:  # a folder image has no size of its own
+        query = query.where(Image.source_size == size)
+    return session.scalars(query.limit(1)).first()
+
+
+def save_in_place(
+    session: Session,
+    *,
+    path: str,
+    size: int,
+    mtime_ns: int,
+    sha256: str,
+    metadata: ImageMetadata,
+    scenes: list[SceneInfo],
+) -> tuple[Image, bool, str | None]:
+    """Create or refresh the in-place record of ``path``: ``(row, created, previous sha256)``.
+
+    One function for the register route and the command-line ingest, so both
+    write the same row. A refresh keeps the id (links stay valid) and replaces
+    everything read from the file.
+    """
+    from sqlalchemy import select
+
+    fresh = build_image(
+        image_id=uuid.uuid4(),
+        filename=Path(path).name,
+        stored_name=f"{IN_PLACE_PREFIX}{uuid.uuid4().hex}",
+        size_bytes=size,
+        sha256=sha256,
+        metadata=metadata,
+        scenes=scenes,
+        stored_in_place=True,
+        source_path=path,
+        source_size=size,
+        source_mtime_ns=mtime_ns,
+    )
+    existing = session.scalars(
+        select(Image)
+        .where(Image.source_path == path)
+        .where(Image.stored_in_place == True)  # noqa: E712  (SQL, not Python)
+        .order_by(Image.created_at)
+        .limit(1)
+    ).first()
+    if existing is None:
+        session.add(fresh)
+        session.commit()
+        return fresh, True, None
+    previous = existing.sha256
+    for column in (
+        "format", "size_bytes", "sha256", "width", "height", "depth", "channels",
+        "timepoints", "samples_per_pixel", "bit_depth", "dtype", "pixel_size_x",
+        "pixel_size_y", "pixel_size_z", "image_metadata", "scenes", "source_size",
+        "source_mtime_ns",
+    ):  # fmt: skip
+        setattr(existing, column, getattr(fresh, column))
+    existing.thumbnail_ready = False
+    session.commit()
+    return existing, False, previous

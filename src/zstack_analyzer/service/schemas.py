@@ -21,6 +21,7 @@ __all__ = [
     "ImagePublic",
     "ImagesPublic",
     "Problem",
+    "RegisterRequest",
     "SearchPublic",
     "UploadResponse",
 ]
@@ -68,6 +69,23 @@ class ImagePublic(ImageBase):
     samples_per_pixel: int = Field(description="RGB samples per pixel (1 for grey channels)")
     dtype: str = Field(description='numpy dtype name, e.g. "uint16"')
     thumbnail_ready: bool = Field(description="The default thumbnail is rendered and cached")
+    stored_in_place: bool = Field(
+        default=False,
+        description="Registered in place: the server reads the original where it is, no copy",
+    )
+    source_path: str | None = Field(
+        default=None, description="Where the in-place original lives on the server (else null)"
+    )
+
+
+class RegisterRequest(BaseModel):
+    """Body of ``POST /api/images/register``."""
+
+    path: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="Absolute path on the server, inside one of ZSTACK_IMPORT_ROOTS",
+    )
 
 
 class ImagesPublic(BaseModel):

@@ -173,7 +173,7 @@ def _run(tasks: list[Any], scheduler: str | None, workers: int | None) -> None:
     if scheduler:
         from distributed import Client
 
-        with Client(scheduler) as client:  # type: ignore[no-untyped-call]
+        with Client(scheduler) as client:
             futures = client.compute(tasks)
             client.gather(futures)
         return

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     Uuid,
     event,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -78,6 +79,13 @@ class Image(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, index=True
     )
+    # In-place records (migration 0003): the original stays where it is, outside our
+    # storage; size and mtime as registered tell a changed original (409) from the one
+    # we read. Copies keep their source too, so a re-run of an ingest skips them cheaply.
+    stored_in_place: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    source_path: Mapped[str | None] = mapped_column(String(4096), index=True)
+    source_size: Mapped[int | None] = mapped_column(BigInteger)
+    source_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
     # Search columns (migration 0004), derived from ``image_metadata`` on every insert by
     # ``db/search.py`` so no code path can store a record the search does not see.
     search_text: Mapped[str | None] = mapped_column(Text)

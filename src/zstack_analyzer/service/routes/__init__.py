@@ -10,7 +10,10 @@ __all__ = ["IMAGE_MEDIA_TYPES", "problems"]
 _DESCRIPTIONS = {
     400: "Unsupported format or malformed upload",
     401: "Missing or invalid bearer token (only when the server sets ZSTACK_API_TOKEN)",
+    403: "Path outside ZSTACK_IMPORT_ROOTS (or in-place import off)",
     404: "No image with this id",
+    409: "The in-place original changed since it was registered (ingest it again)",
+    410: "The in-place original is gone",
     413: "Upload over the size limit",
     416: "Range not satisfiable",
     422: "Corrupt file, limit exceeded, index out of range or invalid parameter",

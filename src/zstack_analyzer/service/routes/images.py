@@ -19,10 +19,12 @@ from zstack_analyzer.errors import ZstackError
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.registry import known_suffixes
 from zstack_analyzer.render.spec import RenderSpec
+from zstack_analyzer.service.cluster import ClusterRenders
 from zstack_analyzer.service.db import crud
 from zstack_analyzer.service.db.session import Database
 from zstack_analyzer.service.deps import (
     CacheDep,
+    ClusterDep,
     DatabaseDep,
     PoolDep,
     RecordsDep,
@@ -38,6 +40,7 @@ from zstack_analyzer.service.images_service import (
     readable_path,
     require_image,
     to_public,
+    write_tombstone,
 )
 from zstack_analyzer.service.ranged import stream_stored
 from zstack_analyzer.service.routes import problems
@@ -109,6 +112,7 @@ async def upload_image(
     storage: StorageDep,
     pool: PoolDep,
     cache: CacheDep,
+    cluster: ClusterDep,
 ) -> UploadResponse:
     """Stream the upload to disk, read its metadata, then store file and row atomically.
 
@@ -171,7 +175,7 @@ async def upload_image(
         "stored %s as %s (%s, %d bytes)", filename, image.id, image.format, image.size_bytes
     )
     if settings.render.thumbnail_on_upload:
-        _schedule_default_thumbnail(
+        schedule_default_thumbnail(
             pool,
             database,
             cache,
@@ -179,6 +183,7 @@ async def upload_image(
             image.id,
             stored_path,
             image.sha256,
+            cluster=cluster,
         )
     return UploadResponse(
         message="File uploaded successfully", id=image.id, image_stack=to_public(image)
@@ -198,7 +203,7 @@ def name_in_message(exc: ZstackError, replacements: dict[str, str]) -> None:
     exc.args = (message,)
 
 
-def _schedule_default_thumbnail(
+def schedule_default_thumbnail(
     pool: WorkerPool,
     database: Database,
     cache: RenderCache,
@@ -206,18 +211,26 @@ def _schedule_default_thumbnail(
     image_id: uuid.UUID,
     path: Path,
     identity: str,
+    *,
+    cluster: ClusterRenders | None = None,
 ) -> None:
     """Render the gallery thumbnail in the background; a failure only logs.
 
-    It runs under the same key a thumbnail request with default parameters
-    uses, so such a request arriving meanwhile waits for this render.
+    With a dask cluster (``ZSTACK_DASK_SCHEDULER``) a worker renders it into the
+    shared cache. Otherwise it runs in the worker threads under the same key a
+    thumbnail request with default parameters uses, so such a request arriving
+    meanwhile waits for this render.
     """
     from zstack_analyzer.service.routes.render import render_job
 
     spec = default_thumbnail_spec()
 
-    def _mark_ready(_result: object) -> None:
+    def _mark_ready(_result: object = None) -> None:
         database.call(crud.mark_thumbnail_ready, image_id)
+
+    if cluster is not None:
+        cluster.spawn(path, spec, limits, identity, on_success=_mark_ready)
+        return
 
     pool.spawn(
         spec.cache_key(identity),
@@ -269,7 +282,7 @@ def get_image(image_id: str, session: SessionDep) -> ImagePublic:
     "/{image_id}/metadata",
     response_model=dict[str, Any],
     summary="Full ImageMetadata of one scene",
-    responses=problems(401, 404, 422, 500),
+    responses=problems(401, 404, 409, 410, 422, 500),
 )
 async def get_metadata(
     image_id: str,
@@ -320,7 +333,7 @@ def content_disposition(filename: str) -> str:
         },
         206: {"description": "Partial content (Range)"},
         304: {"description": "Not modified (If-None-Match)"},
-        **problems(401, 404, 416),
+        **problems(401, 404, 409, 410, 416),
     },
 )
 def download_image(
@@ -328,6 +341,9 @@ def download_image(
 ) -> Response:
     """Stream the stored original with its display name."""
     image = require_image(session, image_id)
+    # An in-place original is checked (409/410) and sent from where it is; a stored copy
+    # is sized and streamed by the storage backend without fetching it whole.
+    original = readable_path(image, storage) if image.stored_in_place else None
     etag = f'"{image.sha256}"'
     headers = {
         "ETag": etag,
@@ -336,7 +352,13 @@ def download_image(
     }
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    size = storage.size(image.stored_name)
+    if original is not None:
+        if not original.is_file():  # a folder image (OME-Zarr): nothing to send as one file
+            msg = f"{image.filename}: is a folder; it cannot be downloaded as one file"
+            raise ImageNotFoundError(msg)
+        size: int | None = original.stat().st_size
+    else:
+        size = storage.size(image.stored_name)
     if size is None:
         msg = f"{image.filename}: the stored file is missing"
         raise ImageNotFoundError(msg)
@@ -348,10 +370,12 @@ def download_image(
             headers={"Content-Range": f"bytes */{size}"},
         )
     media_type = mimetypes.guess_type(image.filename)[0] or "application/octet-stream"
-    if not storage.is_local:
+    if original is None and not storage.is_local:
         range_header = request.headers.get("range")
         return stream_stored(storage, image.stored_name, size, range_header, media_type, headers)
-    return FileResponse(storage.path(image.stored_name), media_type=media_type, headers=headers)
+    return FileResponse(
+        original or storage.path(image.stored_name), media_type=media_type, headers=headers
+    )
 
 
 _RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
@@ -400,14 +424,21 @@ async def delete_image(
     pool: PoolDep,
     cache: CacheDep,
     records: RecordsDep,
+    settings: SettingsDep,
 ) -> Response:
-    """Row first (so no one finds a half-deleted image), then the file, then the cache."""
+    """Row first (so no one finds a half-deleted image), then the file, then the cache.
+
+    In-place records: the record and its renders go, the original stays.
+    """
     image = await database.run(require_image, image_id)
     records.forget(image_id)
+    # The tombstone first: other server processes' memos stop serving the id at once.
+    await anyio.to_thread.run_sync(write_tombstone, settings.deleted_dir, image.id)
     if not await database.run(crud.delete_image, parse_image_id(image_id)):
         msg = f"no image with id {image_id!r}"
         raise ImageNotFoundError(msg)
-    await anyio.to_thread.run_sync(storage.remove, image.stored_name)
+    if not image.stored_in_place:  # an in-place original is never ours to delete
+        await anyio.to_thread.run_sync(storage.remove, image.stored_name)
     if await database.run(crud.count_sha256, image.sha256) == 0:
         await pool.settle(image.sha256)
         await anyio.to_thread.run_sync(_evict, cache, image.sha256)

@@ -53,7 +53,7 @@ _COLOR = re.compile(r"^#?[0-9a-fA-F]{6}$")
 IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": IMAGE_MEDIA_TYPES, "description": "The picture (PNG unless format= says)"},
     304: {"description": "Not modified (If-None-Match matched the ETag)"},
-    **problems(401, 404, 422, 500),
+    **problems(401, 404, 409, 410, 422, 500),
 }
 
 
@@ -222,6 +222,9 @@ class Renderer:
         """The picture ``spec_fields`` name: 304, from the cache, or rendered in the pool."""
         params = self.params
         image = await self.records.require(self.database, image_id)
+        if image.stored_in_place:
+            # Before any ETag or cache answer: a changed original must never get old pixels.
+            await anyio.to_thread.run_sync(readable_path, image, self.storage)
         _check(image, params, **indices)
         spec = RenderSpec(
             scene=params.scene,
@@ -357,7 +360,7 @@ async def orthogonal(
     "/{image_id}/histogram",
     response_model=HistogramPublic,
     summary="Per-channel histograms and 1/99 percentile windows",
-    responses={304: {"description": "Not modified"}, **problems(401, 404, 422, 500)},
+    responses={304: {"description": "Not modified"}, **problems(401, 404, 409, 410, 422, 500)},
 )
 async def histogram(
     image_id: str,
@@ -373,6 +376,9 @@ async def histogram(
 ) -> Any:
     """What the viewer's auto-contrast and window sliders need."""
     image: Image = await database.run(require_image, image_id)
+    if image.stored_in_place:
+        # Before any ETag answer: a changed original must never get old figures (409/410).
+        await anyio.to_thread.run_sync(readable_path, image, storage)
     params = RenderParams(scene=scene, t=t)
     _check(image, params, z=z)
     key_source = json.dumps({"h": 1, "id": image.sha256, "scene": scene, "t": t, "z": z})

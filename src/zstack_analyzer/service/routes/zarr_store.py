@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from zstack_analyzer.errors import ZstackError
@@ -29,6 +30,7 @@ from zstack_analyzer.service.deps import (
     StorageDep,
 )
 from zstack_analyzer.service.errors import problem_response
+from zstack_analyzer.service.images_service import readable_path
 from zstack_analyzer.service.routes import IMAGE_MEDIA_TYPES, problems
 from zstack_analyzer.service.routes.images import etag_matches, name_in_message
 from zstack_analyzer.service.routes.render import Params, _check
@@ -39,8 +41,6 @@ if TYPE_CHECKING:
 
     from zstack_analyzer.cache import RenderCache
     from zstack_analyzer.limits import ReadLimits
-    from zstack_analyzer.service.db.models import Image
-    from zstack_analyzer.service.storage import Storage
     from zstack_analyzer.zarr.virtual import VirtualOmeZarr
 
 __all__ = ["OpenStores", "router"]
@@ -108,11 +108,6 @@ def open_stores(request: Request) -> OpenStores:
     return stores
 
 
-def readable_path(image: "Image", storage: "Storage") -> "FilePath":
-    """The file a reader opens for ``image`` (the one place this route asks storage)."""
-    return storage.path(image.stored_name)
-
-
 def _key_bytes(
     stores: OpenStores,
     path: "FilePath",
@@ -160,9 +155,12 @@ async def _serve(
         "ETag": f'"{etag}"',
         "Cache-Control": f"private, max-age={settings.render.max_age_seconds}",
     }
+    if image.stored_in_place:
+        # Before any ETag answer: a changed original must never get old pixels (409/410).
+        await anyio.to_thread.run_sync(readable_path, image, storage)
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    path = readable_path(image, storage)
+    path = await anyio.to_thread.run_sync(readable_path, image, storage)
     try:
         data = await pool.run(
             _key_bytes,
@@ -291,9 +289,12 @@ async def tile(
         "ETag": f'"{etag}"',
         "Cache-Control": f"private, max-age={settings.render.max_age_seconds}",
     }
+    if image.stored_in_place:
+        # Before any ETag answer: a changed original must never get old pixels (409/410).
+        await anyio.to_thread.run_sync(readable_path, image, storage)
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    path = readable_path(image, storage)
+    path = await anyio.to_thread.run_sync(readable_path, image, storage)
     tile_fields = dict(fields)
     try:
         data = await pool.run(

@@ -1,0 +1,248 @@
+"""What one task does to one file: hash (and copy), read metadata, render the thumbnail.
+
+Why plain functions of picklable values: the same function runs in this process,
+in a thread, or on a dask.distributed worker on another machine; it gets paths
+and settings as values (never an open handle, a session or a lock) and returns
+a :class:`FileResult` that says what happened, errors included, so one bad
+file never aborts a batch. A worker writes the thumbnail straight into the
+shared render cache under the content hash, which is where the service looks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zstack_analyzer.errors import UnsupportedFormatError, ZstackError
+
+if TYPE_CHECKING:
+    from zstack_analyzer.limits import ReadLimits
+    from zstack_analyzer.metadata import ImageMetadata, SceneInfo
+    from zstack_analyzer.render.spec import RenderSpec
+
+__all__ = [
+    "FileJob",
+    "FileResult",
+    "default_thumbnail_spec",
+    "hash_file",
+    "inspect_path",
+    "process_file",
+    "render_to_cache",
+]
+
+logger = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1024 * 1024
+#: dask scheduler for the array work inside one task (see ``_local_dask``).
+TASK_SCHEDULER = "threads"
+
+
+def default_thumbnail_spec() -> RenderSpec:
+    """The gallery thumbnail (256x256 Z maximum projection) the service pre-renders."""
+    from zstack_analyzer.render.spec import RenderSpec
+
+    return RenderSpec(kind="thumbnail", width=256, height=256)
+
+
+@dataclass(frozen=True, slots=True)
+class FileJob:
+    """One file to process.
+
+    Parameters
+    ----------
+    path
+        The original.
+    limits
+        Read limits for the readers.
+    copy_to
+        Copy the bytes there while hashing (ingest by copy); ``None``: read in place.
+    cache_dir, cache_max_bytes
+        Render the default thumbnail into this render cache (``None``: no thumbnail).
+    expect_size, expect_mtime_ns
+        What the walk saw; a file that differs afterwards is still being written.
+    """
+
+    path: str
+    limits: ReadLimits
+    copy_to: str | None = None
+    cache_dir: str | None = None
+    cache_max_bytes: int = 1024**3
+    expect_size: int | None = None
+    expect_mtime_ns: int | None = None
+
+
+@dataclass(slots=True)
+class FileResult:
+    """What became of one :class:`FileJob`.
+
+    ``status`` is ``"ok"``, ``"unsupported"`` (no reader claims it), ``"changed"``
+    (it changed while being read: still being written) or ``"failed"``
+    (``error`` says why: corrupt, over limits, unreadable, ...).
+    """
+
+    path: str
+    status: str
+    size: int = 0
+    mtime_ns: int = 0
+    sha256: str = ""
+    metadata: ImageMetadata | None = None
+    scenes: list[SceneInfo] = field(default_factory=list)
+    copied_to: str | None = None
+    thumbnail_ready: bool = False
+    error: str = ""
+    seconds: float = 0.0
+    pid: int = 0  # the process that did the work (this one, or a dask worker)
+
+
+def hash_file(path: str | Path, /, *, copy_to: str | Path | None = None) -> str:
+    """SHA-256 of a file (hex), copying it to ``copy_to`` on the way (one read)."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as src:
+        if copy_to is None:
+            while chunk := src.read(CHUNK_BYTES):
+                hasher.update(chunk)
+        else:
+            with open(copy_to, "wb") as dst:
+                while chunk := src.read(CHUNK_BYTES):
+                    hasher.update(chunk)
+                    dst.write(chunk)
+    return hasher.hexdigest()
+
+
+def hash_tree(path: str | Path, /) -> str:
+    """A SHA-256 naming a folder-format image (OME-Zarr): every file's name, size and bytes."""
+    hasher = hashlib.sha256()
+    root = Path(path)
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        hasher.update(str(file.relative_to(root)).encode() + b"\0")
+        hasher.update(bytes.fromhex(hash_file(file)))
+    return hasher.hexdigest()
+
+
+def inspect_path(path: str | Path, limits: ReadLimits) -> tuple[ImageMetadata, list[SceneInfo]]:
+    """Detect the format and read scene 0's metadata and the scene list (headers only)."""
+    from zstack_analyzer import open_image
+
+    with open_image(path, limits=limits) as reader:
+        scenes = list(reader.scenes())
+        metadata = reader.metadata(0)
+    return metadata, scenes
+
+
+def render_to_cache(
+    path: str,
+    spec: RenderSpec,
+    limits: ReadLimits,
+    cache_dir: str,
+    cache_max_bytes: int,
+    identity: str,
+) -> int:
+    """Render ``spec`` of ``path`` into the render cache at ``cache_dir``; the picture's size.
+
+    Why a cache *directory* and not a cache object: this runs on dask workers,
+    which open the shared cache themselves (a RenderCache holds a lock).
+    """
+    from zstack_analyzer.cache import RenderCache
+    from zstack_analyzer.render.thumbnails import render_file
+
+    cache = RenderCache(cache_dir, max_bytes=cache_max_bytes)
+    with _local_dask():
+        result = render_file(Path(path), spec, limits=limits, cache=cache, identity=identity)
+    return len(result.data)
+
+
+def _local_dask() -> Any:
+    """Dask's scheduler for the reads inside one task: this process's threads.
+
+    Why: inside a dask.distributed worker, ``compute()`` defaults to the
+    cluster itself, so every plane of a render would become a task sent
+    through the scheduler (4x slower, measured). One file's planes belong to
+    the worker that renders it.
+    """
+    import dask
+
+    return dask.config.set(scheduler=TASK_SCHEDULER)
+
+
+def process_file(job: FileJob) -> FileResult:
+    """Hash (and copy), inspect and thumbnail one file; never raises for a bad file."""
+    with _local_dask():
+        return _process_file(job)
+
+
+def _process_file(job: FileJob) -> FileResult:
+    started = time.perf_counter()
+    result = FileResult(job.path, "ok", pid=os.getpid())
+    copied = False
+    try:
+        before = os.stat(job.path)
+        result.size, result.mtime_ns = before.st_size, before.st_mtime_ns
+        if _changed(job, before):
+            result.status = "changed"
+            result.error = "still being written (size or time changed since it was listed)"
+            return result
+        if os.path.isdir(job.path):
+            result.sha256 = hash_tree(job.path)
+        else:
+            result.sha256 = hash_file(job.path, copy_to=job.copy_to)
+            copied = job.copy_to is not None
+        readable = job.copy_to if copied and job.copy_to else job.path
+        result.metadata, result.scenes = inspect_path(readable, job.limits)
+        after = os.stat(job.path)
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            result.status = "changed"
+            result.error = "still being written (changed while it was read)"
+            return result
+        if job.cache_dir is not None:
+            try:
+                render_to_cache(
+                    readable,
+                    default_thumbnail_spec(),
+                    job.limits,
+                    job.cache_dir,
+                    job.cache_max_bytes,
+                    result.sha256,
+                )
+                result.thumbnail_ready = True
+            except (ZstackError, OSError) as exc:  # a failed thumbnail never fails an ingest
+                logger.warning("%s: thumbnail failed: %s", job.path, exc)
+        if copied:
+            result.copied_to = job.copy_to
+            copied = False  # handed over to the caller, who commits or discards it
+        return result
+    except UnsupportedFormatError as exc:
+        result.status, result.error = "unsupported", str(exc)
+        return result
+    except (ZstackError, OSError, ValueError) as exc:
+        result.status, result.error = "failed", _message(job.path, exc)
+        if job.copy_to is not None:  # name the user's file, never our temp copy
+            name = Path(job.path).name
+            for internal in (job.copy_to, Path(job.copy_to).name):
+                result.error = result.error.replace(internal, name)
+        return result
+    finally:
+        if copied and job.copy_to is not None:
+            Path(job.copy_to).unlink(missing_ok=True)
+        result.seconds = time.perf_counter() - started
+
+
+def _changed(job: FileJob, st: os.stat_result) -> bool:
+    if (
+        job.expect_size is not None
+        and st.st_size != job.expect_size
+        and not os.path.isdir(job.path)
+    ):
+        return True
+    return job.expect_mtime_ns is not None and st.st_mtime_ns != job.expect_mtime_ns
+
+
+def _message(path: str, exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, ZstackError):
+        return f"{Path(path).name}: {exc.strerror or exc}"
+    text = str(exc)
+    return text if text else f"{Path(path).name}: {type(exc).__name__}"

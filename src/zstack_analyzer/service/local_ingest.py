@@ -1,0 +1,233 @@
+"""Ingest into this machine's database and storage (``zstack ingest`` without ``--server``).
+
+Why in the service package: it writes the very rows and files the server
+serves, through the service's own functions (``build_image``, ``save_in_place``,
+``Storage.commit``), so an upload, a registration and an ingest produce the
+same record. The batch engine (``zstack_analyzer.batch``) does the walk and
+runs the per-file work anywhere; this sink only checks presence and commits,
+one file per transaction, so a run killed at any point leaves whole records
+and a re-run adds exactly the missing ones.
+
+Crash safety of copies: the worker writes the copy to ``tmp/`` under its final
+name; the commit renames it into ``images/`` and then inserts the row. A kill
+between the two leaves a file without a row, which the server's start-up sweep
+removes; the re-run copies the file again.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from zstack_analyzer.batch.ingest import Commit
+from zstack_analyzer.batch.tasks import FileJob, FileResult, process_file
+from zstack_analyzer.errors import ZstackError
+from zstack_analyzer.service.db import crud
+from zstack_analyzer.service.images_service import (
+    build_image,
+    find_present,
+    resolve_import_path,
+    save_in_place,
+)
+from zstack_analyzer.service.storage import display_filename, make_storage, stored_suffix
+
+if TYPE_CHECKING:
+    import contextlib
+    from collections.abc import Callable
+    from types import TracebackType
+
+    from zstack_analyzer.batch.runner import Runner
+    from zstack_analyzer.batch.walk import FileEntry
+    from zstack_analyzer.service.config import Settings
+
+__all__ = ["LocalSink"]
+
+logger = logging.getLogger(__name__)
+
+
+class LocalSink:
+    """Records into the database and storage named by ``settings`` (the server's own).
+
+    Parameters
+    ----------
+    settings
+        The same settings ``zstack serve`` reads (``ZSTACK_*``).
+    in_place
+        Register originals where they are (inside ``import_roots``) instead of copying.
+
+    Examples
+    --------
+    >>> with LocalSink(get_settings(), in_place=False) as sink:  # doctest: +SKIP
+    ...     summary = ingest(["/data/lab"], sink)
+    """
+
+    uses_cluster = True
+
+    def __init__(self, settings: Settings, *, in_place: bool) -> None:
+        from zstack_analyzer.registry import known_suffixes
+        from zstack_analyzer.service.db.migrations import upgrade_database
+        from zstack_analyzer.service.db.session import Database, make_engine
+
+        self.settings = settings
+        self.in_place = in_place
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.storage = make_storage(settings)
+        self.storage.ensure_dirs()
+        engine = make_engine(settings.resolved_database_url())
+        try:
+            upgrade_database(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        self.database = Database(engine)
+        self.limits = settings.limits.read_limits()
+        self.cache_dir = settings.cache_dir if settings.render.thumbnail_on_upload else None
+        self._known = known_suffixes()
+
+    def __enter__(self) -> LocalSink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.database.engine.dispose()
+
+    # ------------------------------------------------------------ the Sink protocol
+    def _source(self, entry: FileEntry) -> str:
+        if self.in_place:
+            return str(resolve_import_path(entry.path, self.settings.import_roots))
+        return str(Path(entry.path).resolve())
+
+    def is_present(self, entry: FileEntry) -> bool:
+        """Same path, size and mtime already recorded (in place, or copied from there)."""
+        try:
+            source = self._source(entry)
+        except ZstackError:
+            return False  # the job reports it
+        found = self.database.call(
+            functools.partial(
+                find_present,
+                path=source,
+                size=entry.size,
+                mtime_ns=entry.mtime_ns,
+                in_place=self.in_place,
+            )
+        )
+        return found is not None
+
+    def task(self) -> Callable[[FileJob | str], FileResult]:
+        """The per-file work (module level: it travels to dask workers)."""
+        return _process_or_refuse
+
+    def job(self, entry: FileEntry) -> FileJob | str:
+        """The worker's job; a string is a refusal decided here (outside the import roots)."""
+        try:
+            source = self._source(entry)
+        except ZstackError as exc:
+            return str(exc)
+        copy_to = None
+        if not self.in_place:
+            name = display_filename(Path(entry.path).name)
+            stored_name = self.storage.new_stored_name(stored_suffix(name, self._known))
+            copy_to = str(self.storage.temp_path(stored_name))
+        return FileJob(
+            path=source,
+            limits=self.limits,
+            copy_to=copy_to,
+            cache_dir=str(self.cache_dir) if self.cache_dir is not None else None,
+            cache_max_bytes=self.settings.render.cache_max_bytes,
+            expect_size=entry.size if not entry.is_dir else None,
+            expect_mtime_ns=entry.mtime_ns,
+        )
+
+    def commit(self, entry: FileEntry, result: FileResult) -> Commit:
+        """Insert (or refresh) the record for a processed file."""
+        if result.status == "refused":
+            return Commit("failed", result.error)
+        if result.status == "unsupported":
+            return Commit("unsupported", result.error)
+        if result.status == "changed":
+            return Commit("skipped", result.error)
+        if result.status != "ok" or result.metadata is None:
+            return Commit("failed", result.error or "unreadable")
+        if self.in_place:
+            return self._commit_in_place(result)
+        return self._commit_copy(entry, result)
+
+    def local_runner(self) -> contextlib.AbstractContextManager[Runner] | None:
+        """None: the batch engine picks a LocalCluster or the scheduler."""
+        return None
+
+    # ------------------------------------------------------------------ commits
+    def _commit_in_place(self, result: FileResult) -> Commit:
+        assert result.metadata is not None  # noqa: S101  (checked by commit())
+        image, created, previous = self.database.call(
+            functools.partial(
+                save_in_place,
+                path=result.path,
+                size=result.size if not Path(result.path).is_dir() else 0,
+                mtime_ns=result.mtime_ns,
+                sha256=result.sha256,
+                metadata=result.metadata,
+                scenes=result.scenes,
+            )
+        )
+        if previous is not None and previous != result.sha256:
+            self._evict_if_unused(previous)
+        if result.thumbnail_ready:
+            self.database.call(crud.mark_thumbnail_ready, image.id)
+        return Commit("ingested", "" if created else "refreshed", str(image.id))
+
+    def _commit_copy(self, entry: FileEntry, result: FileResult) -> Commit:
+        temp = Path(result.copied_to or "")
+        duplicate = self.database.call(crud.find_duplicate, result.sha256)
+        if duplicate is not None:
+            temp.unlink(missing_ok=True)
+            return Commit("present", f"same bytes as image {duplicate.id}", str(duplicate.id))
+        stored_name = temp.name
+        self.storage.commit(temp, stored_name)
+        assert result.metadata is not None  # noqa: S101  (checked by commit())
+        image = build_image(
+            image_id=uuid.uuid4(),
+            filename=display_filename(Path(entry.path).name),
+            stored_name=stored_name,
+            size_bytes=result.size,
+            sha256=result.sha256,
+            metadata=result.metadata,
+            scenes=result.scenes,
+            source_path=result.path,
+            source_size=result.size,
+            source_mtime_ns=result.mtime_ns,
+        )
+        image.thumbnail_ready = result.thumbnail_ready
+        try:
+            self.database.call(crud.add_image, image)
+        except BaseException:
+            self.storage.remove(stored_name)
+            raise
+        return Commit("ingested", "", str(image.id))
+
+    def _evict_if_unused(self, sha256: str) -> None:
+        from zstack_analyzer.cache import RenderCache
+
+        if self.database.call(crud.count_sha256, sha256) == 0 and self.cache_dir is not None:
+            RenderCache(
+                self.cache_dir, max_bytes=self.settings.render.cache_max_bytes
+            ).evict_identity(sha256)
+
+
+def _process_or_refuse(job: FileJob | str) -> FileResult:
+    """:func:`process_file`, or a refusal the sink decided (a message instead of a job)."""
+    if isinstance(job, str):
+        return FileResult("", "refused", error=job)
+    return process_file(job)

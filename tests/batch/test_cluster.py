@@ -1,0 +1,150 @@
+"""dask.distributed for real on loopback: a LocalCluster, and `dask scheduler` + `dask worker`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.batch.conftest import make_archive, stop
+from tests.service.conftest import _testclient_class, upload, write_ome_tiff
+from tests.service.live import make_settings
+from zstack_analyzer.batch import thumbnails_of_many
+from zstack_analyzer.cache import RenderCache
+from zstack_analyzer.cli import app
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dask")]
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A `dask scheduler` and one `dask worker` process on 127.0.0.1; yields the address."""
+    from distributed import Client
+
+    root = tmp_path_factory.mktemp("dask")
+    info = root / "scheduler.json"
+    dask = str(Path(sys.executable).with_name("dask"))
+    logs = (root / "scheduler.log").open("wb"), (root / "worker.log").open("wb")
+    processes = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+             "--scheduler-file", str(info)],
+            stdout=logs[0], stderr=subprocess.STDOUT,
+        )
+    ]  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not info.exists() or not info.read_text().strip():
+            assert processes[0].poll() is None, "dask scheduler exited"
+            assert time.monotonic() < deadline, "dask scheduler did not start"
+            time.sleep(0.1)
+        address = json.loads(info.read_text())["address"]
+        processes.append(
+            subprocess.Popen(
+                [dask, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                 "--host", "127.0.0.1"],
+                stdout=logs[1], stderr=subprocess.STDOUT,
+            )
+        )  # fmt: skip
+        with Client(address, set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=60)
+        yield address
+    finally:
+        for process in reversed(processes):
+            stop(process)
+        for log in logs:
+            log.close()
+
+
+def test_local_cluster_renders_in_other_processes(tmp_path: Path) -> None:
+    files = make_archive(tmp_path / "archive", n=10)
+    cache_dir = tmp_path / "cache"
+    results = thumbnails_of_many([tmp_path / "archive"], cache_dir)
+    assert len(results) == len(files)
+    assert all(r.status == "ok" and r.thumbnail_ready for r in results)
+    cache = RenderCache(cache_dir)
+    from zstack_analyzer.batch.tasks import default_thumbnail_spec
+
+    spec = default_thumbnail_spec()
+    for result in results:
+        picture = cache.get(result.sha256, spec.cache_key(result.sha256))
+        assert picture is not None
+        assert picture[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_local_cluster_takes_over_from_the_process() -> None:
+    """Items run here while the LocalCluster starts, then in its worker processes."""
+    from zstack_analyzer.batch.runner import StartingRunner, open_runner
+
+    here = os.getpid()
+    seen: list[int] = []
+    with open_runner(expected=1000) as runner:
+        assert isinstance(runner, StartingRunner)
+        for _, pid in runner.map_unordered(_pid_after, [0.05] * 1200):  # 60 s at most
+            seen.append(pid)
+            if pid != here:
+                break
+        assert "LocalCluster" in runner.description
+    assert seen[0] == here  # work started before the cluster was up
+    assert seen[-1] != here  # and the cluster took over
+
+
+def test_ingest_on_a_scheduler(
+    tmp_path: Path, scheduler: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zstack_analyzer.service.config import get_settings
+
+    make_archive(tmp_path / "archive", n=3)
+    monkeypatch.setenv("ZSTACK_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(
+            app,
+            ["ingest", str(tmp_path / "archive"), "--scheduler", scheduler, "--json",
+             "--settle", "0"],
+        )  # fmt: skip
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["ingested"] == 3
+    assert scheduler in summary["runner"]
+
+
+def test_server_background_renders_go_to_the_scheduler(tmp_path: Path, scheduler: str) -> None:
+    from distributed import Client
+
+    from zstack_analyzer.service.app import create_app
+
+    source = write_ome_tiff(tmp_path / "cells.ome.tif", seed=3)
+    settings = make_settings(tmp_path / "data", dask_scheduler=scheduler)
+    with Client(scheduler, set_as_default=False) as observer:
+        observer.get_task_stream()  # installs the scheduler's task-stream recorder
+        started = time.time()
+        with _testclient_class()(create_app(settings)) as client:
+            created = upload(client, source)
+            assert created.status_code == 201
+            image_id = created.json()["id"]
+            deadline = time.monotonic() + 60
+            while not client.get(f"/api/images/{image_id}").json()["thumbnail_ready"]:
+                assert time.monotonic() < deadline, "the cluster never rendered the thumbnail"
+                time.sleep(0.1)
+            thumb = client.get(f"/api/images/{image_id}/thumbnail")
+            assert thumb.status_code == 200
+        keys = [str(t["key"]) for t in observer.get_task_stream(start=started)]
+    assert any(key.startswith("zstack-render-") for key in keys), keys
