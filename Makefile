@@ -26,6 +26,7 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/zstack serve
 
+# Installs Debian's chromium when missing; under CI=true failing to is an error, not a skip.
 browser-deps:
 	@bash scripts/ensure-chromium.sh
 

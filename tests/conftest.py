@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.needs import unavailable
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,7 +41,5 @@ def expected_entries() -> list[dict[str, Any]]:
 def testdata() -> Path:
     root = testdata_dir()
     if root is None:
-        pytest.skip(
-            "real corpus absent: set ZSTACK_TESTDATA or place it at ../shared/testdata",
-        )
+        unavailable("real corpus absent: set ZSTACK_TESTDATA or place it at ../shared/testdata")
     return root

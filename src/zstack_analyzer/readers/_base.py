@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
-from zstack_analyzer.errors import SceneNotFoundError
+from zstack_analyzer.errors import CorruptFileError, SceneNotFoundError
 from zstack_analyzer.limits import ReadLimits, check_declared_size
 
 if TYPE_CHECKING:
@@ -189,7 +189,15 @@ class ImageReader(abc.ABC):
                 raise SceneNotFoundError(msg, path=self.path)
 
     def check_shape(self, shape: Sequence[int], dtype: np.dtype[Any] | str) -> None:
-        """Refuse a declared canonical shape over the limits, before anything is allocated."""
+        """Refuse a declared canonical shape over the limits, before anything is allocated.
+
+        A zero or negative extent is a corrupt header (a flipped byte), not a size
+        limit: it raises :class:`CorruptFileError`.
+        """
+        dims = [int(s) for s in shape]
+        if any(s <= 0 for s in dims):
+            msg = f"{self.path.name}: declares an empty or negative size {tuple(dims)}; the file is corrupt"
+            raise CorruptFileError(msg, path=self.path)
         plane_axes = 3 if len(shape) == 6 else 2
         check_declared_size(shape, dtype, limits=self.limits, path=self.path, plane_axes=plane_axes)
 

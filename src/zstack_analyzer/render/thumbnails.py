@@ -21,6 +21,7 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
+from zstack_analyzer._concurrency import LoopLimiters
 from zstack_analyzer.cache import RenderCache, file_identity
 from zstack_analyzer.errors import LimitExceededError, SceneNotFoundError
 from zstack_analyzer.limits import ReadLimits
@@ -563,10 +564,11 @@ class ThumbnailGenerator:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.limits = limits or ReadLimits()
         self.max_concurrency = max_concurrency
+        self._limiters = LoopLimiters(max_concurrency)
 
     def _limiter(self) -> anyio.CapacityLimiter:
-        # A limiter belongs to one event loop, so it is made per call, not stored.
-        return anyio.CapacityLimiter(self.max_concurrency)
+        # One limiter per running loop: shared by every call in that loop, so the cap holds.
+        return self._limiters.get()
 
     async def _render(
         self, image_data: Any, spec: RenderSpec, metadata: ImageMetadata | None, timepoint: int
