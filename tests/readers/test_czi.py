@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-
 @pytest.fixture(autouse=True)
 def _pylibczirw() -> None:
     """pylibCZIrw is a declared dependency: its absence fails CI instead of hiding 30 tests."""

@@ -146,6 +146,41 @@ class ImageReader(abc.ABC):
         """
         out[...] = self.read_plane(scene, t, c, z)
 
+    def region_grid(self, scene: int = 0, level: int = 0) -> tuple[int, int] | None:
+        """Rows and columns of the file's smallest independently decodable block, or ``None``.
+
+        Why: a render of a plane too large to hold reads it region by region
+        (:meth:`read_region`) and reduces as it reads. Regions aligned to this
+        grid decode each stored tile or strip once; ``None`` means the reader
+        can only decode whole planes, so such a plane cannot be rendered in
+        bounded memory and is refused.
+        """
+        self.scene_info(scene)
+        return None
+
+    def read_region(
+        self,
+        scene: int,
+        t: int,
+        c: int,
+        z: int,
+        rows: tuple[int, int],
+        cols: tuple[int, int],
+        *,
+        level: int = 0,
+    ) -> np.ndarray:
+        """Rows ``rows[0]:rows[1]`` and columns ``cols[0]:cols[1]`` of one plane at ``level``.
+
+        The default decodes the whole plane; readers with a :meth:`region_grid`
+        decode only the stored blocks the region touches.
+        """
+        self.check_plane_index(scene, t, c, z)
+        if level == 0:
+            plane = self.read_plane(scene, t, c, z)
+        else:
+            plane = np.asarray(self.to_dask(scene, level)[t, c, z].compute(scheduler="sync"))
+        return np.ascontiguousarray(plane[rows[0] : rows[1], cols[0] : cols[1]])
+
     def level_count(self, scene: int = 0) -> int:
         """Number of pyramid levels of ``scene`` (1 without a pyramid)."""
         self.scene_info(scene)
