@@ -10,6 +10,7 @@ here; each format module only builds its scene plans and metadata.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import math
 import os
@@ -126,6 +127,8 @@ class TiffPeek:
 
 
 _PEEK_DESCRIPTION_HEAD = 65536
+#: Files with more planes than this get only their first and last plane checked at open.
+MAX_PLANES_CHECKED = 65536
 
 
 def _peek_file(path: Path) -> TiffPeek:
@@ -331,6 +334,7 @@ class TiffFamilyReader(ImageReader):
                 self.check_shape(plan.info.shape, plan.dtype)
             # The first IFD is parsed already: a single image cut short fails at open.
             self._check_segments(self.tif.pages.first)
+            self._check_all_planes()
         except ZstackError:
             self.close()
             raise
@@ -387,6 +391,57 @@ class TiffFamilyReader(ImageReader):
             msg = (
                 f"{self.path.name}: the IFD after page {len(tif.pages) - 1} lies past the end of "
                 f"the file ({size:,} bytes); the file is truncated"
+            )
+            raise CorruptFileError(msg, path=self.path)
+
+    def _check_all_planes(self) -> None:
+        """Refuse, at open, a file whose planes' strips or tiles lie past its end.
+
+        Why: tifffile and ImageJ put IFDs before or after the pixel data; when they
+        come first, a file cut short still lists every page and only reads of the
+        lost planes would fail. Files are refused whole (422), as CZI, ND2 and LIF
+        are; see the README ("Truncated files"). Beyond :data:`MAX_PLANES_CHECKED`
+        planes only the first and last plane of each scene are checked at open
+        (each read checks its own page anyway).
+        """
+        for scene, plan in enumerate(self._plans):
+            info = plan.info
+            planes = list(
+                itertools.product(range(info.size_t), range(info.size_c), range(info.size_z))
+            )
+            if len(planes) > MAX_PLANES_CHECKED:
+                planes = [planes[0], planes[-1]]
+            if plan.planes_per_slot > 1:
+                planes = planes[-1:]  # back to back in one page: the last one ends last
+            seen: set[int] = set()
+            for t, c, z in planes:
+                slot, sub = plan.locate(t, c, z)
+                if slot in seen and plan.planes_per_slot == 1:
+                    continue
+                seen.add(slot)
+                with self._io_lock:
+                    page = plan.page(0, slot)
+                if page is None:
+                    continue
+                if plan.planes_per_slot > 1:
+                    offset = plan.contiguous_offset(0) if plan.contiguous_offset else None
+                    self._check_contiguous(page, offset, sub, plan, scene)
+                else:
+                    self._check_segments(page)
+
+    def _check_contiguous(
+        self, page: Any, offset: int | None, sub: int, plan: ScenePlan, scene: int
+    ) -> None:
+        if offset is None:
+            return
+        info = plan.info
+        nbytes = info.size_y * info.size_x * info.samples_per_pixel * plan.dtype.itemsize
+        end = offset + (sub + 1) * nbytes
+        size = int(page.parent.filehandle.size)
+        if end > size:
+            msg = (
+                f"{self.path.name}: the planes of scene {scene} end at byte {end:,}, past the end "
+                f"of the file ({size:,} bytes); the file is truncated"
             )
             raise CorruptFileError(msg, path=self.path)
 
