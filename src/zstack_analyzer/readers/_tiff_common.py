@@ -165,6 +165,60 @@ def _peek_file(path: Path) -> TiffPeek:
         return TiffPeek(frozenset(tags), head)
 
 
+#: Bytes per value of each TIFF field type (1 BYTE ... 18 IFD8).
+_TYPE_SIZES = {
+    1: 1,
+    2: 1,
+    3: 2,
+    4: 4,
+    5: 8,
+    6: 1,
+    7: 1,
+    8: 2,
+    9: 4,
+    10: 8,
+    11: 4,
+    12: 8,
+    13: 4,
+    16: 8,
+    17: 8,
+    18: 8,
+}
+
+
+def first_ifd_overruns(path: Path) -> list[int]:
+    """Tags of the first IFD whose values lie (partly) past the end of the file.
+
+    Why: tifffile logs such a tag and drops it, so a TIFF cut short in its
+    trailing metadata (FEI and EXIF blocks often sit at the very end) would
+    open as a valid file that silently lost its calibration.
+    """
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        header = fh.read(16)
+        bo = "<" if header[:2] == b"II" else ">"
+        bigtiff = header[2:4] in (b"+\x00", b"\x00+")
+        if bigtiff:
+            (offset,) = struct.unpack(bo + "Q", header[8:16])
+            count_fmt, entry_size, entry_fmt, inline = "Q", 20, "HHQQ", 8
+        else:
+            (offset,) = struct.unpack(bo + "I", header[4:8])
+            count_fmt, entry_size, entry_fmt, inline = "H", 12, "HHII", 4
+        fh.seek(offset)
+        raw = fh.read(struct.calcsize(count_fmt))
+        if len(raw) < struct.calcsize(count_fmt):
+            return []
+        (count,) = struct.unpack(bo + count_fmt, raw)
+        entries = fh.read(min(count, 65535) * entry_size)
+    overruns = []
+    for i in range(len(entries) // entry_size):
+        tag, dtype, n, value = struct.unpack_from(bo + entry_fmt, entries, i * entry_size)
+        nbytes = n * _TYPE_SIZES.get(dtype, 1)
+        if nbytes > inline and value + nbytes > size:
+            overruns.append(int(tag))
+    return overruns
+
+
 @functools.lru_cache(maxsize=16)
 def _peek_cached(path: Path, _size: int, _mtime_ns: int) -> TiffPeek:
     try:
@@ -335,6 +389,13 @@ class TiffFamilyReader(ImageReader):
             # The first IFD is parsed already: a single image cut short fails at open.
             self._check_segments(self.tif.pages.first)
             self._check_all_planes()
+            overruns = first_ifd_overruns(self.path)
+            if overruns:
+                msg = (
+                    f"{self.path.name}: the values of tags {overruns} of the first IFD lie past the "
+                    f"end of the file; the file is truncated"
+                )
+                raise CorruptFileError(msg, path=self.path)
         except ZstackError:
             self.close()
             raise

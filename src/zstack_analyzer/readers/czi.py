@@ -203,9 +203,7 @@ def _scene_rectangles(native: Any) -> dict[int, tuple[int, int, int, int]]:
     return {int(k): (r.x, r.y, r.w, r.h) for k, r in rects.items()}
 
 
-def _check_structure(
-    path: Path, limits: ReadLimits
-) -> tuple[int, int | None, tuple[int, int]]:
+def _check_structure(path: Path, limits: ReadLimits) -> tuple[int, int | None, tuple[int, int]]:
     """Validate the CZI header, directory (every subblock's extent) and metadata segments.
 
     Returns the number of subblock directory entries, the XML size (None
@@ -357,7 +355,9 @@ def _check_subblocks(
             if x[1] == x[2] and y[1] == y[2]:  # full resolution (not a pyramid subblock)
                 block_rows, block_cols = max(block_rows, y[2]), max(block_cols, x[2])
     if missing:
-        listed = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        listed = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
         msg = (
             f"{name}: {len(missing)} of {entries} subblocks end past the end of the file "
             f"({file_size:,} bytes): {listed}; the file is truncated"
