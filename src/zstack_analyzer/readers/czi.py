@@ -339,7 +339,7 @@ def _check_subblocks(
                 continue
             header = max(256, 16 + entry_size)
             end = position + _SEGMENT_HEADER + header
-            if 0 < position and end <= file_size:
+            if position > 0 and end <= file_size:
                 meta, attach, data = _SUBBLOCK_SIZES.unpack_from(view, position + _SEGMENT_HEADER)
                 if meta < 0 or attach < 0 or data < 0:
                     end = file_size + 1
