@@ -126,6 +126,21 @@ class TiffPeek:
         return bool(self.tags & {33628, 33629})
 
 
+#: What tifffile (and numpy under it) raise for a damaged file: a ZeroDivisionError from a
+#: zero rows-per-strip, an AssertionError from an inconsistent series (found by fuzzing).
+_BROKEN_FILE_ERRORS = (
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    OSError,
+    RuntimeError,
+    ArithmeticError,
+    AssertionError,
+    NotImplementedError,
+    struct.error,
+)
+
 _PEEK_DESCRIPTION_HEAD = 65536
 #: Files with more planes than this get only their first and last plane checked at open.
 MAX_PLANES_CHECKED = 65536
@@ -399,7 +414,7 @@ class TiffFamilyReader(ImageReader):
         except ZstackError:
             self.close()
             raise
-        except (ValueError, KeyError, IndexError, TypeError, OSError, RuntimeError) as exc:
+        except _BROKEN_FILE_ERRORS as exc:
             self.close()
             msg = f"{self.path.name}: invalid {self.format_name} structure: {exc}"
             raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
@@ -523,7 +538,7 @@ class TiffFamilyReader(ImageReader):
                 self._metadata_cache[scene] = self._build_metadata(scene)
             except ZstackError:
                 raise
-            except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            except (*_BROKEN_FILE_ERRORS, AttributeError) as exc:
                 msg = f"{self.path.name}: unreadable {self.format_name} metadata: {exc}"
                 raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
         return self._metadata_cache[scene].model_copy(deep=True)
