@@ -445,17 +445,6 @@ def test_truncated_czi_is_refused_naming_missing_planes(tmp_path: Path, fraction
         open_image(path)
 
 
-def test_non_square_pixels_keep_x_and_y_apart(tmp_path: Path) -> None:
-    """A swapped X/Y in the Scaling mapping passes every square-pixel test; this one catches it."""
-    path = tmp_path / "aniso.czi"
-    write_czi_stack(path, voxel_um=(0.25, 0.75, 2.0))
-    with open_image(path) as image:
-        md = image.metadata(0)
-    assert (md.physical_size.x_um, md.physical_size.y_um, md.physical_size.z_um) == pytest.approx(
-        (0.25, 0.75, 2.0)
-    )
-
-
 def test_region_reads_equal_the_stitched_plane(tmp_path: Path) -> None:
     path = tmp_path / "mosaic.czi"
     expected = write_czi_mosaic(path, tile=(16, 24), grid=(2, 2), with_scene=False, c=2)
