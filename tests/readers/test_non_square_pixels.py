@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pytest
 import tifffile
 
@@ -25,6 +24,8 @@ from zstack_analyzer.render.thumbnails import render_file
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import numpy as np
 
 X_UM, Y_UM = 0.25, 0.75
 ROWS, COLS = 30, 60  # 60 x 0.25 = 15 µm wide, 30 x 0.75 = 22.5 µm high: a tall picture
