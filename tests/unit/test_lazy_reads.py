@@ -59,11 +59,10 @@ def test_lazy_load_reads_no_pixels_until_asked(tmp_path: Path, fmt: str) -> None
     assert not isinstance(data, np.ndarray)
     assert data.shape == (C, Z, Y, X)
     assert spent < size // 8, f"a lazy load read {spent:,} of {size:,} bytes"
-    lazy = data
-    spent, one = _read_during(lambda: np.asarray(lazy[1, 7].compute()))
+    spent, one = _read_during(lambda array=data: np.asarray(array[1, 7].compute()))
     np.testing.assert_array_equal(one, stack[0, 1, 7])
     assert spent < 3 * plane, f"one plane ({plane:,} bytes) took {spent:,} bytes of reads"
-    del data, lazy
+    del data
     spent, (eager, _) = _read_during(lambda: asyncio.run(loader.load_image(path, lazy=False)))
     np.testing.assert_array_equal(eager, stack[0])
     assert spent >= C * Z * plane  # the counter does see pixel reads
