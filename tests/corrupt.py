@@ -272,10 +272,12 @@ def lif_xml(transform: Callable[[str], str | bytes]) -> Corruptor:
     return run
 
 
-def lif_elements(value: str) -> Corruptor:
-    """Set every ``NumberOfElements`` (a dimension's size) of the LIF XML to ``value``."""
+def lif_elements(value: str, *, count: int = 0) -> Corruptor:
+    """Set the first ``count`` (0: every) ``NumberOfElements`` (dimension sizes) of the LIF XML."""
     return lif_xml(
-        lambda xml: re.sub(r'NumberOfElements="\d+"', f'NumberOfElements="{value}"', xml)
+        lambda xml: re.sub(
+            r'NumberOfElements="\d+"', f'NumberOfElements="{value}"', xml, count=count
+        )
     )
 
 
@@ -370,6 +372,7 @@ def variants(name: str, head: bytes) -> list[Variant]:
         root = 'LMSDataContainerHeader Version="2"'
         out += [
             Variant("lying-size", "elements-0", lif_elements("0")),
+            Variant("lying-size", "first-elements-0", lif_elements("0", count=1)),
             Variant("lying-size", "elements-huge", lif_elements("4000000000")),
             Variant("lying-size", "elements-negative", lif_elements("-7")),
             Variant(

@@ -88,6 +88,7 @@ def test_zero_lif_sizes_are_corrupt(testdata: Path, tmp_path: Path) -> None:
     """liffile asserts on such a header; the assert must surface as CorruptFileError."""
     data = (testdata / "lif" / "PR2729_frameOrderCombinedScanTypes.lif").read_bytes()
     _refused(tmp_path / "zero.lif", lif_elements("0")(data))
+    _refused(tmp_path / "first.lif", lif_elements("0", count=1)(data))  # liffile's assert
 
 
 def test_zero_czi_width_is_corrupt(tmp_path: Path) -> None:
@@ -118,3 +119,15 @@ def test_tiled_tiff_without_width_is_corrupt(tmp_path: Path) -> None:
     assert data[10:12] == b"\x00\x01"  # the first entry's tag: 256, little-endian
     data[10] = 1
     _refused(path, bytes(data))
+
+
+def test_truncated_multipage_tiff_is_refused_at_open(tmp_path: Path) -> None:
+    """tifffile writes each page's IFD before its data: a cut file still lists every page."""
+    path = tmp_path / "pages.tif"
+    stack = encoded_stack(1, 1, 4, 64, 64)[0, 0]
+    tifffile.imwrite(path, stack, compression="zlib", photometric="minisblack")
+    with tifffile.TiffFile(path) as tif:
+        last = tif.pages[-1]
+        ifd, data_start = last.offset, int(last.dataoffsets[0])
+    assert ifd < data_start  # the last IFD survives the cut below
+    _refused(path, path.read_bytes()[: data_start + 10], match="IFD 3 ends past the end")
