@@ -114,7 +114,7 @@ def _tiff_ifd(data: bytes) -> tuple[str, bool, int, list[_Entry], int] | None:
         for i in range(min(count, 4096)):
             at = first + i * size
             tag, dtype, n = struct.unpack_from(bo + head, data, at)
-            entries.append(_Entry(tag, dtype, n, at + struct.calcsize(head)))
+            entries.append(_Entry(tag, dtype, n, at + struct.calcsize(bo + head)))
     except struct.error:
         return None
     return bo, big, offset, entries, first + count * size

@@ -9,7 +9,7 @@ bombs and external entities) run in two child processes
 that reads must read exactly as the original (nothing lost), and no read may
 carry the content of an external entity. The tally (cases by kind, outcomes by
 error type, worst time and RSS) is printed and written to
-``test-artifacts/corruption-summary.json``.
+``test-artifacts/corruption-summary.json`` (every case: ``corruption-cases.jsonl``).
 """
 
 from __future__ import annotations
@@ -85,18 +85,25 @@ def _run(files: list[Path]) -> list[dict[str, Any]]:
 
 
 def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
-    by_kind = collections.Counter(r["kind"] for r in results)
-    outcomes = collections.Counter(
-        r.get("error") if r["outcome"] != "read" else ("read (intact)" if r["intact"] else "read")
-        for r in results
-    )
+    kinds = collections.Counter(r["kind"] for r in results)
+
+    def label(r: dict[str, Any]) -> str:
+        if r["outcome"] != "read":
+            return str(r.get("error"))
+        return "read (intact)" if r["intact"] else "read"
+
+    outcomes = collections.Counter(label(r) for r in results)
+    by_kind: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for r in results:
+        by_kind[r["kind"]][label(r)] += 1
     worst_time = max(results, key=lambda r: r["seconds"])
     worst_rss = max(results, key=lambda r: r["peak_mib"])
     return {
         "cases": len(results),
         "files": len({r["case"].split("::")[0] for r in results}),
-        "cases_by_kind": dict(sorted(by_kind.items())),
+        "cases_by_kind": dict(sorted(kinds.items())),
         "outcomes": dict(sorted(outcomes.items(), key=lambda kv: -kv[1])),
+        "outcomes_by_kind": {k: dict(sorted(v.items())) for k, v in sorted(by_kind.items())},
         "worst_time": {"case": worst_time["case"], "seconds": round(worst_time["seconds"], 3)},
         "worst_rss": {"case": worst_rss["case"], "peak_mib": round(worst_rss["peak_mib"], 1)},
     }
@@ -114,6 +121,9 @@ def test_every_corruption_of_every_corpus_file_is_handled(testdata: Path) -> Non
     artifacts = REPO_ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     (artifacts / "corruption-summary.json").write_text(json.dumps(summary, indent=2))
+    (artifacts / "corruption-cases.jsonl").write_text(
+        "".join(json.dumps(r, sort_keys=True) + "\n" for r in results)
+    )
     print(json.dumps(summary, indent=2))  # the figures for the record (-rA or -s)
 
     failures = []
