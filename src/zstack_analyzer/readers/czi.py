@@ -335,6 +335,14 @@ def _check_subblocks(
                 )
                 dims[label.rstrip(b"\0").decode("ascii", "replace")] = (start, size, stored)
             offset += entry_size
+            for axis in ("X", "Y"):
+                extent = dims.get(axis)
+                if extent is not None and (extent[1] < 1 or extent[2] < 1):
+                    msg = (
+                        f"{name}: subblock {index} declares an empty or negative {axis} extent "
+                        f"(size {extent[1]}, stored {extent[2]}); the file is corrupt"
+                    )
+                    raise CorruptFileError(msg, path=path)
             if part != 0:  # a multi-part document's other files are not checked here
                 continue
             header = max(256, 16 + entry_size)
