@@ -11,7 +11,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed-peers
 BENCH_DATA ?= $(abspath ..)/zstack-bench-data
 BENCH_MAKE_DATA ?= $(abspath ..)/shared/bench/make_data.py
 
-.PHONY: install serve test lint typecheck pytest bench format clean browser-deps
+.PHONY: install serve test lint typecheck pytest bench format clean browser-deps fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,7 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/zstack serve
 
+# Installs Debian's chromium when missing; under CI=true failing to is an error, not a skip.
 browser-deps:
 	@bash scripts/ensure-chromium.sh
 
@@ -40,6 +41,12 @@ pytest: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test: lint typecheck pytest
+
+# Property-based fuzzing of detection and metadata parsing for FUZZ_SECONDS (random examples;
+# `make test` runs a short derandomised pass of the same properties).
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m pytest tests/fuzz -p no:xdist -p no:cacheprovider -q --timeout=0
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from tests.s3server import S3Server
+from tests.needs import unavailable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,9 +62,7 @@ def _with_current_readers(entry: dict[str, Any]) -> dict[str, Any]:
 def testdata() -> Path:
     root = testdata_dir()
     if root is None:
-        pytest.skip(
-            "real corpus absent: set ZSTACK_TESTDATA or place it at ../shared/testdata",
-        )
+        unavailable("real corpus absent: set ZSTACK_TESTDATA or place it at ../shared/testdata")
     return root
 
 

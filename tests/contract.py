@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import pickle
 import warnings
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -67,7 +68,9 @@ def assert_reader_contract(
                 np.testing.assert_array_equal(clone.read_plane(0, 0, 0, 0), plane)
             finally:
                 clone.close()
-            assert isinstance(reader.raw_metadata(), dict | object)
+            raw = reader.raw_metadata()
+            assert isinstance(raw, Mapping), f"raw_metadata() gave {type(raw).__name__}"
+            assert len(raw) > 0, "raw_metadata() is empty"
         assert reader.closed
         del reader, lazy0
         gc.collect()

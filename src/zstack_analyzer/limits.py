@@ -42,6 +42,12 @@ class ReadLimits:
         Largest array ``load_image(lazy=False)`` materialises.
     max_metadata_bytes
         Largest XML/metadata block parsed.
+    max_render_plane_bytes
+        Largest plane a render decodes whole. A larger plane is read region by
+        region (stored tiles or strips) and reduced while it is read, so a
+        render's memory stays bounded whatever the plane size; a larger plane
+        that cannot be read so (one huge strip or tile, or a reader that only
+        decodes whole planes) is refused with :class:`LimitExceededError`.
 
     Examples
     --------
@@ -54,6 +60,7 @@ class ReadLimits:
     max_planes: int = 10_000_000
     max_eager_bytes: int = 16 * GiB
     max_metadata_bytes: int = 256 * 1024**2
+    max_render_plane_bytes: int = 256 * 1024**2
 
 
 def check_declared_size(

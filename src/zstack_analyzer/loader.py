@@ -17,6 +17,7 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
+from zstack_analyzer._concurrency import LoopLimiters
 from zstack_analyzer.errors import LimitExceededError, SceneNotFoundError
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.registry import open_reader
@@ -139,10 +140,11 @@ class ImageLoader:
     def __init__(self, *, limits: ReadLimits | None = None, max_concurrency: int = 4) -> None:
         self.limits = limits or ReadLimits()
         self.max_concurrency = max_concurrency
+        self._limiters = LoopLimiters(max_concurrency)
 
     def _limiter(self) -> anyio.CapacityLimiter:
-        # A limiter belongs to one event loop, so it is made per call, not stored.
-        return anyio.CapacityLimiter(self.max_concurrency)
+        # One limiter per running loop: shared by every call in that loop, so the cap holds.
+        return self._limiters.get()
 
     async def get_metadata(self, file_path: Path | str, scene: int = 0) -> ImageMetadata:
         """Metadata of ``scene`` of ``file_path`` without reading pixel data."""

@@ -167,4 +167,37 @@ def open_reader(path: Path | str, /, *, limits: ReadLimits | None = None) -> Ima
             f"{missing[0]!r}: pip install {missing[0]}"
         )
         raise MissingDependencyError(msg, package=missing[0], path=path)
-    return cls(path, limits=limits)
+    reader = cls(path, limits=limits)
+    try:
+        _check_scene_sizes(reader)
+    except BaseException:
+        reader.close()
+        raise
+    return reader
+
+
+def _check_scene_sizes(reader: ImageReader) -> None:
+    """Refuse a reader whose scenes declare an empty or negative axis.
+
+    Why here, after every reader: a flipped byte that turns a width into 0 (or
+    a count into -1) makes every later step fail with an IndexError or a
+    zero-size array; one check at open, whatever the format, turns it into the
+    documented :class:`CorruptFileError` (422).
+    """
+    for info in reader.scenes():
+        sizes = {
+            "T": info.size_t,
+            "C": info.size_c,
+            "Z": info.size_z,
+            "Y": info.size_y,
+            "X": info.size_x,
+            "S": info.samples_per_pixel,
+        }
+        bad = {axis: size for axis, size in sizes.items() if size <= 0}
+        if bad:
+            listed = ", ".join(f"{axis}={size}" for axis, size in bad.items())
+            msg = (
+                f"{reader.path.name}: scene {info.index} declares an empty or negative size "
+                f"({listed}); the file is corrupt"
+            )
+            raise CorruptFileError(msg, path=reader.path)

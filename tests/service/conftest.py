@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
+from tests.needs import unavailable
 from tests.service.live import make_settings
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def postgres_admin() -> Iterator[str]:
     except psycopg.Error as exc:
         reason = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}".strip()
         print(reason)
-        pytest.skip(reason)
+        unavailable(reason)
     yield PG_ADMIN_URL
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.needs import unavailable
 from tests.service.live import live_server as run_live_server
 
 if TYPE_CHECKING:
@@ -55,9 +56,7 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., str]]:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.skip(
-            f"{CHROMIUM} missing: install Debian's chromium (scripts/ensure-chromium.sh)",
-        )
+        unavailable(f"{CHROMIUM} missing: install Debian's chromium (scripts/ensure-chromium.sh)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
-from zstack_analyzer.errors import SceneNotFoundError
+from zstack_analyzer.errors import CorruptFileError, SceneNotFoundError
 from zstack_analyzer.limits import ReadLimits, check_declared_size
 
 if TYPE_CHECKING:
@@ -146,6 +146,41 @@ class ImageReader(abc.ABC):
         """
         out[...] = self.read_plane(scene, t, c, z)
 
+    def region_grid(self, scene: int = 0, level: int = 0) -> tuple[int, int] | None:
+        """Rows and columns of the file's smallest independently decodable block, or ``None``.
+
+        Why: a render of a plane too large to hold reads it region by region
+        (:meth:`read_region`) and reduces as it reads. Regions aligned to this
+        grid decode each stored tile or strip once; ``None`` means the reader
+        can only decode whole planes, so such a plane cannot be rendered in
+        bounded memory and is refused.
+        """
+        self.scene_info(scene)
+        return None
+
+    def read_region(
+        self,
+        scene: int,
+        t: int,
+        c: int,
+        z: int,
+        rows: tuple[int, int],
+        cols: tuple[int, int],
+        *,
+        level: int = 0,
+    ) -> np.ndarray:
+        """Rows ``rows[0]:rows[1]`` and columns ``cols[0]:cols[1]`` of one plane at ``level``.
+
+        The default decodes the whole plane; readers with a :meth:`region_grid`
+        decode only the stored blocks the region touches.
+        """
+        self.check_plane_index(scene, t, c, z)
+        if level == 0:
+            plane = self.read_plane(scene, t, c, z)
+        else:
+            plane = np.asarray(self.to_dask(scene, level)[t, c, z].compute(scheduler="sync"))
+        return np.ascontiguousarray(plane[rows[0] : rows[1], cols[0] : cols[1]])
+
     def level_count(self, scene: int = 0) -> int:
         """Number of pyramid levels of ``scene`` (1 without a pyramid)."""
         self.scene_info(scene)
@@ -189,7 +224,15 @@ class ImageReader(abc.ABC):
                 raise SceneNotFoundError(msg, path=self.path)
 
     def check_shape(self, shape: Sequence[int], dtype: np.dtype[Any] | str) -> None:
-        """Refuse a declared canonical shape over the limits, before anything is allocated."""
+        """Refuse a declared canonical shape over the limits, before anything is allocated.
+
+        A zero or negative extent is a corrupt header (a flipped byte), not a size
+        limit: it raises :class:`CorruptFileError`.
+        """
+        dims = [int(s) for s in shape]
+        if any(s <= 0 for s in dims):
+            msg = f"{self.path.name}: declares an empty or negative size {tuple(dims)}; the file is corrupt"
+            raise CorruptFileError(msg, path=self.path)
         plane_axes = 3 if len(shape) == 6 else 2
         check_declared_size(shape, dtype, limits=self.limits, path=self.path, plane_axes=plane_axes)
 

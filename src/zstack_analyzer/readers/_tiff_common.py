@@ -10,6 +10,7 @@ here; each format module only builds its scene plans and metadata.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import math
 import os
@@ -125,7 +126,24 @@ class TiffPeek:
         return bool(self.tags & {33628, 33629})
 
 
+#: What tifffile (and numpy under it) raise for a damaged file: a ZeroDivisionError from a
+#: zero rows-per-strip, an AssertionError from an inconsistent series (found by fuzzing).
+_BROKEN_FILE_ERRORS = (
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    OSError,
+    RuntimeError,
+    ArithmeticError,
+    AssertionError,
+    NotImplementedError,
+    struct.error,
+)
+
 _PEEK_DESCRIPTION_HEAD = 65536
+#: Files with more planes than this get only their first and last plane checked at open.
+MAX_PLANES_CHECKED = 65536
 
 
 def _peek_file(path: Path) -> TiffPeek:
@@ -160,6 +178,60 @@ def _peek_file(path: Path) -> TiffPeek:
                 fh.seek(data_offset)
                 head = fh.read(min(n, _PEEK_DESCRIPTION_HEAD))
         return TiffPeek(frozenset(tags), head)
+
+
+#: Bytes per value of each TIFF field type (1 BYTE ... 18 IFD8).
+_TYPE_SIZES = {
+    1: 1,
+    2: 1,
+    3: 2,
+    4: 4,
+    5: 8,
+    6: 1,
+    7: 1,
+    8: 2,
+    9: 4,
+    10: 8,
+    11: 4,
+    12: 8,
+    13: 4,
+    16: 8,
+    17: 8,
+    18: 8,
+}
+
+
+def first_ifd_overruns(path: Path) -> list[int]:
+    """Tags of the first IFD whose values lie (partly) past the end of the file.
+
+    Why: tifffile logs such a tag and drops it, so a TIFF cut short in its
+    trailing metadata (FEI and EXIF blocks often sit at the very end) would
+    open as a valid file that silently lost its calibration.
+    """
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        header = fh.read(16)
+        bo = "<" if header[:2] == b"II" else ">"
+        bigtiff = header[2:4] in (b"+\x00", b"\x00+")
+        if bigtiff:
+            (offset,) = struct.unpack(bo + "Q", header[8:16])
+            count_fmt, entry_size, entry_fmt, inline = "Q", 20, "HHQQ", 8
+        else:
+            (offset,) = struct.unpack(bo + "I", header[4:8])
+            count_fmt, entry_size, entry_fmt, inline = "H", 12, "HHII", 4
+        fh.seek(offset)
+        raw = fh.read(struct.calcsize(count_fmt))
+        if len(raw) < struct.calcsize(count_fmt):
+            return []
+        (count,) = struct.unpack(bo + count_fmt, raw)
+        entries = fh.read(min(count, 65535) * entry_size)
+    overruns = []
+    for i in range(len(entries) // entry_size):
+        tag, dtype, n, value = struct.unpack_from(bo + entry_fmt, entries, i * entry_size)
+        nbytes = n * _TYPE_SIZES.get(dtype, 1)
+        if nbytes > inline and value + nbytes > size:
+            overruns.append(int(tag))
+    return overruns
 
 
 @functools.lru_cache(maxsize=16)
@@ -331,10 +403,18 @@ class TiffFamilyReader(ImageReader):
                 self.check_shape(plan.info.shape, plan.dtype)
             # The first IFD is parsed already: a single image cut short fails at open.
             self._check_segments(self.tif.pages.first)
+            self._check_all_planes()
+            overruns = first_ifd_overruns(self.path)
+            if overruns:
+                msg = (
+                    f"{self.path.name}: the values of tags {overruns} of the first IFD lie past the "
+                    f"end of the file; the file is truncated"
+                )
+                raise CorruptFileError(msg, path=self.path)
         except ZstackError:
             self.close()
             raise
-        except (ValueError, KeyError, IndexError, TypeError, OSError, RuntimeError) as exc:
+        except _BROKEN_FILE_ERRORS as exc:
             self.close()
             msg = f"{self.path.name}: invalid {self.format_name} structure: {exc}"
             raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
@@ -390,6 +470,57 @@ class TiffFamilyReader(ImageReader):
             )
             raise CorruptFileError(msg, path=self.path)
 
+    def _check_all_planes(self) -> None:
+        """Refuse, at open, a file whose planes' strips or tiles lie past its end.
+
+        Why: tifffile and ImageJ put IFDs before or after the pixel data; when they
+        come first, a file cut short still lists every page and only reads of the
+        lost planes would fail. Files are refused whole (422), as CZI, ND2 and LIF
+        are; see the README ("Truncated files"). Beyond :data:`MAX_PLANES_CHECKED`
+        planes only the first and last plane of each scene are checked at open
+        (each read checks its own page anyway).
+        """
+        for scene, plan in enumerate(self._plans):
+            info = plan.info
+            planes = list(
+                itertools.product(range(info.size_t), range(info.size_c), range(info.size_z))
+            )
+            if len(planes) > MAX_PLANES_CHECKED:
+                planes = [planes[0], planes[-1]]
+            if plan.planes_per_slot > 1:
+                planes = planes[-1:]  # back to back in one page: the last one ends last
+            seen: set[int] = set()
+            for t, c, z in planes:
+                slot, sub = plan.locate(t, c, z)
+                if slot in seen and plan.planes_per_slot == 1:
+                    continue
+                seen.add(slot)
+                with self._io_lock:
+                    page = plan.page(0, slot)
+                if page is None:
+                    continue
+                if plan.planes_per_slot > 1:
+                    offset = plan.contiguous_offset(0) if plan.contiguous_offset else None
+                    self._check_contiguous(page, offset, sub, plan, scene)
+                else:
+                    self._check_segments(page)
+
+    def _check_contiguous(
+        self, page: Any, offset: int | None, sub: int, plan: ScenePlan, scene: int
+    ) -> None:
+        if offset is None:
+            return
+        info = plan.info
+        nbytes = info.size_y * info.size_x * info.samples_per_pixel * plan.dtype.itemsize
+        end = offset + (sub + 1) * nbytes
+        size = int(page.parent.filehandle.size)
+        if end > size:
+            msg = (
+                f"{self.path.name}: the planes of scene {scene} end at byte {end:,}, past the end "
+                f"of the file ({size:,} bytes); the file is truncated"
+            )
+            raise CorruptFileError(msg, path=self.path)
+
     def _plan(self, scene: int) -> ScenePlan:
         self.scene_info(scene)
         return self._plans[scene]
@@ -407,7 +538,7 @@ class TiffFamilyReader(ImageReader):
                 self._metadata_cache[scene] = self._build_metadata(scene)
             except ZstackError:
                 raise
-            except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            except (*_BROKEN_FILE_ERRORS, AttributeError) as exc:
                 msg = f"{self.path.name}: unreadable {self.format_name} metadata: {exc}"
                 raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
         return self._metadata_cache[scene].model_copy(deep=True)
@@ -548,8 +679,13 @@ class TiffFamilyReader(ImageReader):
         sub: int,
         out_shape: tuple[int, ...],
         dtype: np.dtype[Any],
+        *,
+        rows: tuple[int, int] | None = None,
     ) -> np.ndarray:
-        """Plane ``sub`` of a page holding several planes back to back (STK, big ImageJ)."""
+        """Plane ``sub`` of a page holding several planes back to back (STK, big ImageJ).
+
+        With ``rows`` only those rows are read (chunky samples only).
+        """
         if offset is None or int(page.keyframe.compression) != 1:
             msg = f"{self.path.name}: several planes in one compressed IFD are not supported"
             raise CorruptFileError(msg, path=self.path)
@@ -563,15 +699,172 @@ class TiffFamilyReader(ImageReader):
                 f"file ({int(fh.size):,} bytes); the file is truncated"
             )
             raise CorruptFileError(msg, path=self.path)
+        planar = "S" in str(page.axes) and str(page.axes).index("S") == 0
+        if rows is not None and not planar:
+            row_bytes = nbytes // out_shape[0]
+            with self._io_lock:
+                fh.seek(start + rows[0] * row_bytes)
+                raw = fh.read((rows[1] - rows[0]) * row_bytes)
+            band = np.frombuffer(raw, dtype=stored).reshape(rows[1] - rows[0], *out_shape[1:])
+            return np.ascontiguousarray(band.astype(dtype))
         with self._io_lock:
             fh.seek(start)
             raw = fh.read(nbytes)
         data = np.frombuffer(raw, dtype=stored)
-        planar = "S" in str(page.axes) and str(page.axes).index("S") == 0
         if planar and len(out_shape) == 3:
             data = data.reshape(out_shape[2], out_shape[0], out_shape[1])
             data = np.moveaxis(data, 0, -1)
-        return np.ascontiguousarray(data.reshape(out_shape).astype(dtype))
+        data = data.reshape(out_shape)
+        if rows is not None:  # planar samples: the rows of each sample are apart
+            data = data[rows[0] : rows[1]]
+        return np.ascontiguousarray(data.astype(dtype))
+
+    # ------------------------------------------------------------ regions
+    def _region_page(self, scene: int, level: int, t: int, c: int, z: int) -> tuple[Any, int]:
+        plan = self._plan(scene)
+        if not 0 <= level < len(plan.level_shapes):
+            msg = f"{self.path.name}: pyramid level {level} does not exist; scene {scene} has {len(plan.level_shapes)}"
+            raise SceneNotFoundError(msg, path=self.path)
+        slot, sub = plan.locate(t, c, z)
+        try:
+            with self._io_lock:
+                page = plan.page(level, slot)
+        except ZstackError:
+            raise
+        except Exception as exc:
+            msg = f"{self.path.name}: cannot read the IFD of plane t={t} c={c} z={z}: {exc}"
+            raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
+        return page, sub
+
+    def region_grid(self, scene: int = 0, level: int = 0) -> tuple[int, int] | None:
+        """The page's tile (rows, columns), or (rows per strip, width); ``None`` when not segmented.
+
+        Several planes in one page (STK, big ImageJ) are uncompressed and
+        addressed by byte offset, so any row is a block there.
+        """
+        plan = self._plan(scene)
+        ny, nx = self.level_shape(scene, level)[3:5]
+        page, _ = self._region_page(scene, level, 0, 0, 0)
+        if page is None:
+            return None
+        if plan.planes_per_slot > 1:
+            planar = "S" in str(page.axes) and str(page.axes).index("S") == 0
+            return None if planar else (1, nx)
+        key = page.keyframe
+        if int(key.imagedepth) != 1:
+            return None
+        if _raw_offset(page) is not None:
+            return (1, nx)
+        if key.is_tiled:
+            if int(key.tiledepth) != 1:
+                return None
+            return (min(int(key.tilelength), ny), min(int(key.tilewidth), nx))
+        rows = int(key.rowsperstrip) or ny
+        return (min(rows, ny), nx)
+
+    def read_region(
+        self,
+        scene: int,
+        t: int,
+        c: int,
+        z: int,
+        rows: tuple[int, int],
+        cols: tuple[int, int],
+        *,
+        level: int = 0,
+    ) -> np.ndarray:
+        """Decode only the strips or tiles that ``rows`` x ``cols`` of one plane touch.
+
+        Why: a 30720 x 30720 zlib page is 900 MiB decoded from 1 MB on disk; a
+        render reads it a band at a time and keeps only the reduced result.
+        """
+        self.check_open()
+        self.check_plane_index(scene, t, c, z)
+        plan = self._plan(scene)
+        ny, nx = self.level_shape(scene, level)[3:5]
+        y0, y1 = max(0, rows[0]), min(ny, rows[1])
+        x0, x1 = max(0, cols[0]), min(nx, cols[1])
+        spp = plan.info.samples_per_pixel
+        tail = (spp,) if spp > 1 else ()
+        out = np.zeros((max(0, y1 - y0), max(0, x1 - x0), *tail), dtype=plan.dtype)
+        if out.size == 0:
+            return out
+        page, sub = self._region_page(scene, level, t, c, z)
+        if page is None:
+            return out
+        if plan.planes_per_slot > 1:
+            offset = plan.contiguous_offset(level) if plan.contiguous_offset else None
+            band = self._read_contiguous(
+                page, offset, sub, (ny, nx, *tail), plan.dtype, rows=(y0, y1)
+            )
+            out[...] = band[:, x0:x1]
+            return out
+        self._check_segments(page)
+        raw = _raw_offset(page)
+        if raw is not None:  # uncompressed, in order: read the rows by offset, decode nothing
+            band = self._read_contiguous(page, raw, 0, (ny, nx, *tail), plan.dtype, rows=(y0, y1))
+            out[...] = band[:, x0:x1]
+            return out
+        key = page.keyframe
+        offsets = page.dataoffsets
+        counts = page.databytecounts
+        separate = spp > 1 and int(key.planarconfig) == 2
+        planes = spp if separate else 1
+        if key.is_tiled:
+            th, tw = int(key.tilelength), int(key.tilewidth)
+        else:
+            th, tw = int(key.rowsperstrip) or ny, nx
+        across = -(-nx // tw)
+        down = -(-ny // th)
+        wanted = [
+            (s * down + ty) * across + tx
+            for s in range(planes)
+            for ty in range(y0 // th, (y1 - 1) // th + 1)
+            for tx in range(x0 // tw, (x1 - 1) // tw + 1)
+        ]
+        if wanted and max(wanted) >= len(offsets):
+            msg = f"{self.path.name}: IFD {page.index} lists {len(offsets)} segments, fewer than its size needs"
+            raise CorruptFileError(msg, path=self.path)
+        fh = page.parent.filehandle
+        decode = key.decode
+
+        def one(index: int) -> None:
+            with self._io_lock:
+                fh.seek(int(offsets[index]))
+                data = fh.read(int(counts[index]))
+            try:
+                segment, position, shape = decode(data or None, index, jpegtables=key.jpegtables)
+            except Exception as exc:
+                msg = f"{self.path.name}: cannot decode segment {index} of plane t={t} c={c} z={z}: {exc}"
+                raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
+            if segment is None:
+                return
+            s_index, _, sy, sx, _ = (int(v) for v in position)
+            block = np.asarray(segment)[0]  # length, width, samples
+            top, left = max(y0, sy), max(x0, sx)
+            bottom = min(y1, sy + int(shape[1]), sy + block.shape[0])
+            right = min(x1, sx + int(shape[2]), sx + block.shape[1])
+            if bottom <= top or right <= left:
+                return
+            piece = block[top - sy : bottom - sy, left - sx : right - sx]
+            target = out[top - y0 : bottom - y0, left - x0 : right - x0]
+            if separate:
+                target[..., s_index] = piece[..., 0]
+            elif tail:
+                target[...] = piece
+            else:
+                target[...] = piece[..., 0]
+
+        if len(wanted) > 1 and self._workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(self._workers, thread_name_prefix="zstack-tile") as pool:
+                for _ in pool.map(one, wanted):
+                    pass
+        else:
+            for index in wanted:
+                one(index)
+        return out
 
     def raw_metadata(self) -> Mapping[str, Any]:
         """Every tag of the first IFD plus the format's own metadata blocks."""
@@ -581,6 +874,26 @@ class TiffFamilyReader(ImageReader):
             "byteorder": self.tif.byteorder,
             "is_bigtiff": bool(self.tif.is_bigtiff),
         }
+
+
+def _raw_offset(page: Any) -> int | None:
+    """Offset of an uncompressed, chunky, untiled page whose strips lie back to back, else None.
+
+    Why: such a page can be read row by row at known offsets, so even one
+    900 MiB strip is rendered a band at a time.
+    """
+    key = page.keyframe
+    if key.is_tiled or int(key.compression) != 1 or int(key.fillorder) != 1:
+        return None
+    if int(key.samplesperpixel) > 1 and int(key.planarconfig) != 1:
+        return None
+    if int(key.bitspersample) not in (8, 16, 32, 64):
+        return None
+    offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+    counts = np.asarray(page.databytecounts, dtype=np.int64)
+    if offsets.size == 0 or not np.array_equal(offsets[1:], offsets[:-1] + counts[:-1]):
+        return None
+    return int(offsets[0])
 
 
 def resolution_um(page: Any) -> tuple[float | None, float | None, str | None]:

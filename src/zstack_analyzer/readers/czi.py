@@ -203,11 +203,11 @@ def _scene_rectangles(native: Any) -> dict[int, tuple[int, int, int, int]]:
     return {int(k): (r.x, r.y, r.w, r.h) for k, r in rects.items()}
 
 
-def _check_structure(path: Path, limits: ReadLimits) -> tuple[int, int | None]:
-    """Validate the CZI header, directory and metadata segments.
+def _check_structure(path: Path, limits: ReadLimits) -> tuple[int, int | None, tuple[int, int]]:
+    """Validate the CZI header, directory (every subblock's extent) and metadata segments.
 
-    Returns the number of subblock directory entries and the XML size (None
-    without a metadata segment).
+    Returns the number of subblock directory entries, the XML size (None
+    without a metadata segment) and the largest stored subblock (rows, columns).
 
     Why ourselves: these few reads (under 600 bytes) make every offset and count
     libCZI will trust agree with the file's real size, so a truncated or hostile
@@ -262,8 +262,9 @@ def _check_structure(path: Path, limits: ReadLimits) -> tuple[int, int | None]:
             if entries > limits.max_planes:
                 msg = f"{name}: declares {entries:,} subblocks, over the limit of {limits.max_planes:,}"
                 raise LimitExceededError(msg, path=path)
+            block = _check_subblocks(path, fh, file_size, dir_pos, int(entries))
             if md_pos == 0:
-                return int(entries), None
+                return int(entries), None, block
             if not 0 < md_pos <= file_size - _METADATA_HEADER:
                 msg = f"{name}: the metadata segment at offset {md_pos} lies outside the file ({file_size} bytes)"
                 raise CorruptFileError(msg, path=path)
@@ -288,7 +289,89 @@ def _check_structure(path: Path, limits: ReadLimits) -> tuple[int, int | None]:
             f"{limits.max_metadata_bytes:,}"
         )
         raise LimitExceededError(msg, path=path)
-    return int(entries), int(xml_size)
+    return int(entries), int(xml_size), block
+
+
+_DIRECTORY_ENTRY = struct.Struct("<2siqiiB5xi")  # 32 bytes, then 20 per dimension
+_DIMENSION_ENTRY = struct.Struct("<4siifi")
+_SUBBLOCK_SIZES = struct.Struct("<iiq")  # MetadataSize, AttachmentSize, DataSize
+
+
+def _check_subblocks(
+    path: Path, fh: Any, file_size: int, dir_pos: int, entries: int
+) -> tuple[int, int]:
+    """Check every subblock directory entry's extent against the file size.
+
+    Returns the largest stored (rows, columns) of a full-resolution subblock,
+    the block a region read may have to decode whole.
+
+    Why at open: ZEN writes the directory near the start, so a CZI cut short
+    still lists every subblock; libCZI opens it and fails only when a missing
+    plane is read. Truncated files are refused here (422), naming the first
+    planes whose data lie past the end, rather than opened as if whole.
+    """
+    import mmap
+
+    name = path.name
+    with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        offset = dir_pos + _DIRECTORY_HEADER
+        missing: list[str] = []
+        block_rows = block_cols = 1
+        for index in range(entries):
+            if offset + _DIRECTORY_ENTRY.size > file_size:
+                msg = f"{name}: the subblock directory ends past the end of the file; the file is truncated"
+                raise CorruptFileError(msg, path=path)
+            schema, _ptype, position, part, _comp, _pyramid, count = _DIRECTORY_ENTRY.unpack_from(
+                view, offset
+            )
+            entry_size = _DIRECTORY_ENTRY.size + 20 * count
+            if schema != b"DV" or not 0 <= count <= 64 or offset + entry_size > file_size:
+                msg = f"{name}: subblock directory entry {index} is malformed; the file is corrupt"
+                raise CorruptFileError(msg, path=path)
+            dims: dict[str, tuple[int, int, int]] = {}
+            for k in range(count):
+                label, start, size, _coord, stored = _DIMENSION_ENTRY.unpack_from(
+                    view, offset + _DIRECTORY_ENTRY.size + 20 * k
+                )
+                dims[label.rstrip(b"\0").decode("ascii", "replace")] = (start, size, stored)
+            offset += entry_size
+            for axis in ("X", "Y"):
+                extent = dims.get(axis)
+                if extent is not None and (extent[1] < 1 or extent[2] < 1):
+                    msg = (
+                        f"{name}: subblock {index} declares an empty or negative {axis} extent "
+                        f"(size {extent[1]}, stored {extent[2]}); the file is corrupt"
+                    )
+                    raise CorruptFileError(msg, path=path)
+            if part != 0:  # a multi-part document's other files are not checked here
+                continue
+            header = max(256, 16 + entry_size)
+            end = position + _SEGMENT_HEADER + header
+            if position > 0 and end <= file_size:
+                meta, attach, data = _SUBBLOCK_SIZES.unpack_from(view, position + _SEGMENT_HEADER)
+                if meta < 0 or attach < 0 or data < 0:
+                    end = file_size + 1
+                else:
+                    end += meta + attach + data
+            if position <= 0 or end > file_size:
+                where = " ".join(
+                    f"{axis}={dims[axis][0]}" for axis in ("S", "T", "C", "Z", "M") if axis in dims
+                )
+                missing.append(f"subblock {index} ({where})" if where else f"subblock {index}")
+                continue
+            x, y = dims.get("X", (0, 0, 0)), dims.get("Y", (0, 0, 0))
+            if x[1] == x[2] and y[1] == y[2]:  # full resolution (not a pyramid subblock)
+                block_rows, block_cols = max(block_rows, y[2]), max(block_cols, x[2])
+    if missing:
+        listed = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        msg = (
+            f"{name}: {len(missing)} of {entries} subblocks end past the end of the file "
+            f"({file_size:,} bytes): {listed}; the file is truncated"
+        )
+        raise CorruptFileError(msg, path=path)
+    return block_rows, block_cols
 
 
 class CziReader(ImageReader):
@@ -315,7 +398,7 @@ class CziReader(ImageReader):
 
     def __init__(self, path: Path | str, /, *, limits: ReadLimits | None = None) -> None:
         super().__init__(path, limits=limits)
-        subblocks, xml_size = _check_structure(self.path, self.limits)
+        subblocks, xml_size, self._block = _check_structure(self.path, self.limits)
         self._pool = _NativePool(self.path, _open_native(self.path))
         self.close_on_release(self._pool.close)
         self._xml: str | None = None
@@ -540,9 +623,51 @@ class CziReader(ImageReader):
         self.check_plane_index(scene, t, c, z)
         return self._read(scene, t, c, z)
 
-    def _read(self, scene: int, t: int, c: int, z: int) -> np.ndarray:
+    def region_grid(self, scene: int = 0, level: int = 0) -> tuple[int, int] | None:
+        """The largest stored subblock (rows, columns): libCZI decodes whole subblocks."""
+        info = self.scene_info(scene)
+        if level != 0:
+            msg = f"{self.path.name}: level {level} does not exist; CZI scenes are read at level 0"
+            raise SceneNotFoundError(msg, path=self.path)
+        return (min(self._block[0], info.size_y), min(self._block[1], info.size_x))
+
+    def read_region(
+        self,
+        scene: int,
+        t: int,
+        c: int,
+        z: int,
+        rows: tuple[int, int],
+        cols: tuple[int, int],
+        *,
+        level: int = 0,
+    ) -> np.ndarray:
+        """A region of one stitched plane; libCZI decodes only the subblocks it touches."""
+        info = self.scene_info(scene)
+        if level != 0:
+            msg = f"{self.path.name}: level {level} does not exist; CZI scenes are read at level 0"
+            raise SceneNotFoundError(msg, path=self.path)
+        self.check_plane_index(scene, t, c, z)
+        y0, y1 = max(0, rows[0]), min(info.size_y, rows[1])
+        x0, x1 = max(0, cols[0]), min(info.size_x, cols[1])
+        if y1 <= y0 or x1 <= x0:
+            tail = (info.samples_per_pixel,) if info.samples_per_pixel > 1 else ()
+            return np.zeros((max(0, y1 - y0), max(0, x1 - x0), *tail), dtype=info.dtype)
+        return self._read(scene, t, c, z, window=(x0, y0, x1 - x0, y1 - y0))
+
+    def _read(
+        self,
+        scene: int,
+        t: int,
+        c: int,
+        z: int,
+        *,
+        window: tuple[int, int, int, int] | None = None,
+    ) -> np.ndarray:
         layout = self._layout
         x, y, width, height = layout.rectangles[scene]
+        if window is not None:  # (x, y, w, h) within the scene
+            x, y, width, height = x + window[0], y + window[1], window[2], window[3]
         key = layout.scene_keys[scene]
         try:
             with self._pool.borrow() as native:

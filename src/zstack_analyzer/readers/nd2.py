@@ -371,9 +371,42 @@ class Nd2Reader(ImageReader):
             super().close()
 
     # ------------------------------------------------------------------ pixels
-    def _read(self, scene: int, t: int, c: int, z: int) -> np.ndarray:
+    def region_grid(self, scene: int = 0, level: int = 0) -> tuple[int, int] | None:
+        """Any row of an uncompressed frame (nd2 maps it); ``None`` for compressed frames."""
+        info = self.scene_info(scene)
+        if level != 0:
+            msg = f"{self.path.name}: level {level} does not exist; ND2 images have 1"
+            raise SceneNotFoundError(msg, path=self.path)
+        return None if self._compressed else (1, info.size_x)
+
+    def read_region(
+        self,
+        scene: int,
+        t: int,
+        c: int,
+        z: int,
+        rows: tuple[int, int],
+        cols: tuple[int, int],
+        *,
+        level: int = 0,
+    ) -> np.ndarray:
+        """A region of one plane; an uncompressed frame is copied only there."""
+        self.region_grid(scene, level)
+        self.check_plane_index(scene, t, c, z)
+        return self._read(scene, t, c, z, window=(slice(*rows), slice(*cols)))
+
+    def _read(
+        self,
+        scene: int,
+        t: int,
+        c: int,
+        z: int,
+        *,
+        window: tuple[slice, slice] = (slice(None), slice(None)),
+    ) -> np.ndarray:
         layout = self._layout
         index = layout.frame_index(scene, t, z)
+        rows, cols = window
         with self._lock:
             self.check_open()
             try:
@@ -384,11 +417,11 @@ class Nd2Reader(ImageReader):
             # frame: (channels, Y, X, components) view; copy only the plane we need,
             # so no view into nd2's memory map outlives the lock.
             if layout.components == 3:
-                plane = frame[c]
+                plane = frame[c, rows, cols]
             elif layout.components == 1:
-                plane = frame[c, :, :, 0]
+                plane = frame[c, rows, cols, 0]
             else:
-                plane = frame[c // layout.components, :, :, c % layout.components]
+                plane = frame[c // layout.components, rows, cols, c % layout.components]
             result = np.array(plane, dtype=plane.dtype.newbyteorder("="), order="C", copy=True)
             del frame, plane  # release any view into nd2's memory map before the lock
         return result

@@ -101,8 +101,15 @@ def _reader_histograms(
     colours = channel_colors(channels, metadata=metadata, total=info.size_c)
     names = {ch.index: ch.name for ch in metadata.channels}
     result: list[dict[str, Any]] = []
+    # A plane too large to read whole is sampled from its block means, read region by region.
+    from zstack_analyzer.render.projection import ReaderSource
+    from zstack_analyzer.render.reduce import bounded_source
+
+    full = ReaderSource(reader, scene, t)
+    step = max(1, int(np.ceil(np.sqrt(info.size_y * info.size_x / (MAX_SAMPLE_PIXELS * 4)))))
+    source = bounded_source(full, (step, step), mode="mean", limits=reader.limits)
     for c in channels:
-        samples = [_strided(reader.read_plane(scene, t, c, zi), per_plane) for zi in zs]
+        samples = [_strided(source.read_block(c, zi, zi + 1)[0], per_plane) for zi in zs]
         values = np.concatenate([s.reshape(-1) for s in samples])
         entry: dict[str, Any] = {
             "index": c,

@@ -62,6 +62,9 @@ class PlaneSource(abc.ABC):
     dtype: np.dtype[Any]
     #: Whether reading a block costs I/O or decoding worth doing on a thread pool.
     parallel: bool = True
+    #: Full-resolution pixels per pixel of this source along Y and X (reduced sources > 1).
+    scale_y: float = 1.0
+    scale_x: float = 1.0
 
     @abc.abstractmethod
     def read_block(self, c: int, z0: int, z1: int) -> np.ndarray:
@@ -70,6 +73,17 @@ class PlaneSource(abc.ABC):
     def z_blocks(self) -> list[tuple[int, int]]:
         """How Z is cut into blocks read at once (one plane each unless chunked)."""
         return [(z, z + 1) for z in range(self.size_z)]
+
+    def section_extent(self, plane: Literal["xz", "yz"]) -> int:
+        """How many sections ``plane`` has: the rows (xz) or columns (yz) of a plane."""
+        return self.size_y if plane == "xz" else self.size_x
+
+    def read_section_lines(
+        self, c: int, z0: int, z1: int, plane: Literal["xz", "yz"], index: int
+    ) -> np.ndarray:
+        """Row Y=``index`` (xz) or column X=``index`` (yz) of planes ``z0:z1``: (n, X|Y(, S))."""
+        block = self.read_block(c, z0, z1)
+        return block[:, index] if plane == "xz" else block[:, :, index]
 
     @property
     def plane_shape(self) -> tuple[int, ...]:
@@ -365,10 +379,10 @@ def read_section(
     workers: int | None = None,
 ) -> list[np.ndarray]:
     """The XZ section at Y=``index`` (rows Z, columns X) or YZ at X=``index`` (rows Y, columns Z)."""
-    limit = source.size_y if plane == "xz" else source.size_x
     if plane not in ("xz", "yz"):
         msg = f"{source.name}: section plane {plane!r} is not 'xz' or 'yz'"
         raise ValueError(msg)
+    limit = source.section_extent(plane)
     if not 0 <= index < limit:
         axis = "y" if plane == "xz" else "x"
         msg = f"{source.name}: section {plane} at {axis}={index} is out of range (0..{limit - 1})"
@@ -382,13 +396,37 @@ def read_section(
         else (source.size_y, source.size_z, *tail)
     )
     out = {c: np.empty(shape, source.dtype) for c in channels}
-    for c, z0, block in iter_blocks(source, list(out), workers=workers):
+    lines = _SectionLines(source, plane, index)
+    for c, z0, block in iter_blocks(lines, list(out), workers=workers):
         n = block.shape[0]
         if plane == "xz":
-            out[c][z0 : z0 + n] = block[:, index]
+            out[c][z0 : z0 + n] = block
         else:
-            out[c][:, z0 : z0 + n] = np.swapaxes(block[:, :, index], 0, 1)
+            out[c][:, z0 : z0 + n] = np.swapaxes(block, 0, 1)
     return [out[c] for c in channels]
+
+
+class _SectionLines(PlaneSource):
+    """The one row (or column) of each plane a section needs, as blocks for :func:`iter_blocks`."""
+
+    def __init__(self, source: PlaneSource, plane: Literal["xz", "yz"], index: int) -> None:
+        self.source = source
+        self.plane: Literal["xz", "yz"] = plane
+        self.index = index
+        self.name = source.name
+        self.size_c, self.size_z = source.size_c, source.size_z
+        self.size_y, self.size_x = source.size_y, source.size_x
+        self.samples = source.samples
+        self.dtype = source.dtype
+        self.parallel = source.parallel
+
+    def z_blocks(self) -> list[tuple[int, int]]:
+        """The source's own Z blocks."""
+        return self.source.z_blocks()
+
+    def read_block(self, c: int, z0: int, z1: int) -> np.ndarray:
+        """The section line of planes ``z0:z1``."""
+        return self.source.read_section_lines(c, z0, z1, self.plane, self.index)
 
 
 def block_mean(data: np.ndarray, factor_y: int, factor_x: int) -> np.ndarray:

@@ -21,6 +21,7 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
+from zstack_analyzer._concurrency import LoopLimiters
 from zstack_analyzer.cache import RenderCache, file_identity
 from zstack_analyzer.errors import LimitExceededError, SceneNotFoundError
 from zstack_analyzer.limits import ReadLimits
@@ -43,6 +44,7 @@ from zstack_analyzer.render.projection import (
     read_section,
     read_slice,
 )
+from zstack_analyzer.render.reduce import Mode, bounded_source
 from zstack_analyzer.render.spec import RenderSpec
 
 if TYPE_CHECKING:
@@ -254,7 +256,12 @@ def orthogonal_layout(
     >>> orthogonal_layout((10, 100, 100), (768, 256))["xz"]
     (258, 0, 256, 25)
     """
-    xy, xz, yz = _orthogonal_layout(sizes, box, _pixel_sizes(metadata))
+    return _layout_dict(*_orthogonal_layout(sizes, box, _pixel_sizes(metadata)))
+
+
+def _layout_dict(
+    xy: tuple[int, int], xz: tuple[int, int], yz: tuple[int, int]
+) -> dict[str, tuple[int, int, int, int]]:
     return {
         "xy": (0, 0, *xy),
         "xz": (xy[0] + PANEL_GAP, 0, *xz),
@@ -294,6 +301,8 @@ def render_source(
     box = (spec.width, spec.height)
     channels = _select_channels(source, spec.channels)
     px, py, pz = _pixel_sizes(metadata)
+    # A reduced source's pixel covers scale_y x scale_x pixels of the file.
+    px, py = px * source.scale_x, py * source.scale_y
 
     def draw(
         planes: Sequence[np.ndarray], out: tuple[int, int], spec: RenderSpec = spec
@@ -349,8 +358,8 @@ def render_source(
 
     if kind == "orthogonal":
         views = project(source, channels, ["xy", "xz", "yz"], workers=workers)
-        layout = orthogonal_layout(
-            (source.size_z, source.size_y, source.size_x), box, metadata=metadata
+        layout = _layout_dict(
+            *_orthogonal_layout((source.size_z, source.size_y, source.size_x), box, (px, py, pz))
         )
         # Each panel gets its own percentile windows: a projection over 2000 rows and one
         # over 20 planes have very different statistics, and a shared window saturates one.
@@ -408,8 +417,44 @@ def render_reader(
     """Render ``spec`` from an open reader (scene and timepoint taken from the spec)."""
     metadata = reader.metadata(spec.scene)
     level = _pick_level(reader, spec, metadata)
-    source = ReaderSource(reader, spec.scene, spec.t, level=level)
+    full = ReaderSource(reader, spec.scene, spec.t, level=level)
+    factors, mode = _reduction(full, spec, metadata)
+    source = bounded_source(full, factors, mode=mode, limits=reader.limits)
     return render_source(source, spec, metadata=metadata, workers=workers)
+
+
+def _reduction(
+    source: PlaneSource, spec: RenderSpec, metadata: ImageMetadata | None
+) -> tuple[tuple[int, int], Mode]:
+    """Y and X reduction factors that still give ``spec``'s picture its full resolution.
+
+    Used only for planes too large to read whole (see :mod:`.reduce`): slices and
+    sections are block-averaged, projections take block maxima (the maximum
+    over Z of block maxima is exactly the block maximum of the projection).
+    """
+    px, py, pz = _pixel_sizes(metadata)
+    ny, nx, nz = source.size_y, source.size_x, source.size_z
+    box = (max(1, spec.width), max(1, spec.height))
+    longest = max(box)
+    kind = spec.kind
+    if kind == "section":
+        if spec.plane == "xz":
+            out_w, _ = fit_size(nz, nx, box, pixel_height=pz, pixel_width=px)
+            return (1, nx // out_w), "mean"
+        _, out_h = fit_size(ny, nz, box, pixel_height=py, pixel_width=pz)
+        return (ny // out_h, 1), "mean"
+    if kind == "orthogonal":
+        (out_w, out_h), _, _ = _orthogonal_layout((nz, ny, nx), box, (px, py, pz))
+        return (ny // out_h, nx // out_w), "max"
+    if kind == "mip" and spec.axis == 1:
+        out_w, _ = fit_size(nz, nx, box, pixel_height=pz, pixel_width=px)
+        return (max(1, ny // longest), nx // out_w), "max"
+    if kind == "mip" and spec.axis == 2:
+        _, out_h = fit_size(ny, nz, box, pixel_height=py, pixel_width=pz)
+        return (ny // out_h, max(1, nx // longest)), "max"
+    out_w, out_h = fit_size(ny, nx, box, pixel_height=py, pixel_width=px)
+    mode: Mode = "mean" if kind == "slice" or spec.z is not None else "max"
+    return (ny // out_h, nx // out_w), mode
 
 
 def render_file(
@@ -563,10 +608,11 @@ class ThumbnailGenerator:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.limits = limits or ReadLimits()
         self.max_concurrency = max_concurrency
+        self._limiters = LoopLimiters(max_concurrency)
 
     def _limiter(self) -> anyio.CapacityLimiter:
-        # A limiter belongs to one event loop, so it is made per call, not stored.
-        return anyio.CapacityLimiter(self.max_concurrency)
+        # One limiter per running loop: shared by every call in that loop, so the cap holds.
+        return self._limiters.get()
 
     async def _render(
         self, image_data: Any, spec: RenderSpec, metadata: ImageMetadata | None, timepoint: int

@@ -31,6 +31,12 @@ class LimitsSettings(BaseModel):
     max_planes: int = Field(default=10_000_000, gt=0)
     max_eager_bytes: int = Field(default=2 * GiB, gt=0)
     max_metadata_bytes: int = Field(default=256 * 1024**2, gt=0)
+    max_render_plane_bytes: int = Field(
+        default=256 * 1024**2,
+        gt=0,
+        description="Largest plane a render decodes whole; larger ones are read tile by tile "
+        "or refused (422)",
+    )
 
     def read_limits(self) -> ReadLimits:
         """The library's :class:`ReadLimits` for these settings."""
@@ -40,6 +46,7 @@ class LimitsSettings(BaseModel):
             max_planes=self.max_planes,
             max_eager_bytes=self.max_eager_bytes,
             max_metadata_bytes=self.max_metadata_bytes,
+            max_render_plane_bytes=self.max_render_plane_bytes,
         )
 
 
