@@ -153,6 +153,7 @@ def serve(
 
     from zstack_analyzer.service.app import create_app
     from zstack_analyzer.service.config import get_settings
+    from zstack_analyzer.service.server import uvicorn_options
 
     settings = get_settings()
     updates: dict[str, Any] = {}
@@ -175,6 +176,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        **uvicorn_options(settings),
     )
 
 

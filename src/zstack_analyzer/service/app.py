@@ -156,7 +156,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from zstack_analyzer.service.deps import require_token
     from zstack_analyzer.service.errors import install_error_handlers
+    from zstack_analyzer.service.guard import HttpGuardMiddleware
     from zstack_analyzer.service.routes import formats, health, images, render
+    from zstack_analyzer.service.upload import UploadSlots
 
     settings = settings or Settings()
     app = FastAPI(
@@ -166,6 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.upload_slots = UploadSlots(settings.uploads)
     install_error_handlers(app)
     auth = [Depends(require_token)]
     # formats before images: "/formats/supported" must not match "/{image_id}".
@@ -173,6 +176,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router, dependencies=auth)
     app.include_router(images.router, dependencies=auth)
     app.include_router(render.router, dependencies=auth)
+    # Innermost of the three: CORS answers preflights first; request ids wrap everything.
+    app.add_middleware(HttpGuardMiddleware, max_headers=settings.http.max_headers)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
