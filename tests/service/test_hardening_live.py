@@ -12,7 +12,8 @@ import json
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections import Counter
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -237,3 +238,106 @@ def test_loopback_sources_are_distinct_clients() -> None:
             conn, address = server_sock.accept()
             conn.close()
     assert address[0] == "127.0.0.2"
+
+
+def test_100_concurrent_mixed_requests(tmp_path: Path, database_url: str | None) -> None:
+    """Uploads, renders, lists, ranged downloads, deletes and hostile requests at once.
+
+    No answer is a 5xx, each kind gets its documented status, and afterwards rows,
+    files and temp files agree.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.service.live import live_server
+
+    sources = [
+        write_ome_tiff(tmp_path / f"m{i}.ome.tif", (2, 3, 16, 20), seed=i) for i in range(20)
+    ]
+    with (
+        live_server(
+            tmp_path / "data", database_url=database_url, uploads={"max_concurrent_per_client": 64}
+        ) as base,
+        httpx.Client(base_url=base, timeout=120) as client,
+    ):
+
+        def post(path: Path) -> httpx.Response:
+            with path.open("rb") as fh:
+                return client.post("/api/images/upload", files={"file": (path.name, fh)})
+
+        ids = [post(path).json()["id"] for path in sources[:10]]
+        doomed = ids[5:]
+        kept = ids[:5]
+        boundary = "b" * 1000
+        jobs: list[tuple[str, Any]] = []
+        jobs += [("upload", lambda p=p: post(p)) for p in sources[10:]]
+        jobs += [
+            ("render", lambda i=i, k=k: client.get(f"/api/images/{kept[i % 5]}/{k}"))
+            for i in range(10)
+            for k in ("thumbnail", "mip?axis=1", "slice/2?channel=1")
+        ]
+        jobs += [
+            ("list", lambda n=n: client.get("/api/images/", params={"limit": n + 1}))
+            for n in range(20)
+        ]
+        jobs += [
+            (
+                "range",
+                lambda i=i: client.get(
+                    f"/api/images/{kept[i % 5]}/download", headers={"Range": "bytes=0-99"}
+                ),
+            )
+            for i in range(10)
+        ]
+        jobs += [
+            ("metadata", lambda i=i: client.get(f"/api/images/{kept[i % 5]}/metadata"))
+            for i in range(10)
+        ]
+        jobs += [
+            ("metadata", lambda i=i: client.get(f"/api/images/{kept[i]}/histogram"))
+            for i in range(5)
+        ]
+        jobs += [("delete", lambda i=i: client.delete(f"/api/images/{i}")) for i in doomed]
+        jobs += [
+            ("render-deleted", lambda i=i: client.get(f"/api/images/{i}/orthogonal"))
+            for i in doomed
+        ]
+        jobs += [
+            ("hostile", lambda: client.get("/api/images/", params={"skip": 2**63})),
+            ("hostile", lambda: client.get("/api/images/", params={"q": "\x00%_"})),
+            ("hostile", lambda: client.put(f"/api/images/{kept[0]}")),
+            (
+                "hostile",
+                lambda: client.post(
+                    "/api/images/upload",
+                    content=b"--x--",
+                    headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+                ),
+            ),
+            (
+                "hostile",
+                lambda: client.get(
+                    f"/api/images/{kept[0]}/download", headers={"Range": "bytes=oops"}
+                ),
+            ),
+        ]
+        assert len(jobs) == 100
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            results = list(pool.map(lambda job: (job[0], job[1]().status_code), jobs))
+        expected = {
+            "upload": {201},
+            "render": {200},
+            "list": {200},
+            "metadata": {200},
+            "range": {206},
+            "delete": {204},
+            "render-deleted": {200, 404},
+            "hostile": {200, 400, 405, 422},
+        }
+        outcomes: Counter[tuple[str, int]] = Counter(results)
+        assert all(status in expected[kind] for kind, status in results), outcomes
+        print(f"100 mixed requests: {dict(sorted(outcomes.items()))}")
+        listing = client.get("/api/images/", params={"limit": 1000}).json()
+        assert listing["count"] == 15
+        data_dir = tmp_path / "data"
+        assert len(list((data_dir / "images").iterdir())) == 15
+        assert not any((data_dir / "tmp").iterdir())

@@ -97,7 +97,7 @@ def test_openapi_cases_never_fail(tmp_path: Path, database_url: str | None, auth
         assert statuses[401] > 0
     assert statuses[200] > 0 and statuses[404] > 0 and statuses[422] > 0
     TALLY.update(
-        {f"{database_url and 'postgres' or 'sqlite'}/{auth}/{k}": v for k, v in statuses.items()}
+        {f"{(database_url and 'postgres') or 'sqlite'}/{auth}/{k}": v for k, v in statuses.items()}
     )
     print(
         f"schemathesis {auth} {'postgres' if database_url else 'sqlite'}: {dict(sorted(statuses.items()))}"
