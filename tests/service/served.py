@@ -53,7 +53,8 @@ class ServedProcess:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
-        headers = {"Authorization": f"Bearer {self.env.get('ZSTACK_API_TOKEN', '')}"}
+        token = self.env.get("ZSTACK_API_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         while True:
             if self.proc.poll() is not None:
                 msg = f"zstack serve exited: {self.log.read_text()[-2000:]}"

@@ -92,6 +92,24 @@ def test_huge_request_heads_are_refused_before_auth_in_bounded_memory(tmp_path: 
             assert status in (400, 431, "closed"), outcome
             assert isinstance(sent, int) and sent < 32 * MiB, "the server read the whole header"
         assert growth < 48 * MiB, f"peak RSS grew by {growth / MiB:.0f} MiB"
+        # A head and a 120 KiB body in one write (one socket read) is no oversized head,
+        # and the next request on the same connection is read afresh.
+        body = b"\0" * (120 * 1024)
+        head = (
+            "POST /api/images/upload HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        sock = raw_request(server.port, head + body)
+        try:
+            assert read_response(sock)[0] == 400  # not multipart: bad_upload, not 431
+            sock.sendall(
+                b"GET /api/health HTTP/1.1\r\nHost: x\r\n"
+                + f"Authorization: Bearer {TOKEN}\r\n\r\n".encode()
+            )
+            assert read_response(sock)[0] == 200
+        finally:
+            sock.close()
         # The server is fine, and a normal request still needs its token.
         assert httpx.get(f"{server.base_url}/api/health", headers=AUTH).status_code == 200
         assert httpx.get(f"{server.base_url}/api/health").status_code == 401

@@ -63,10 +63,12 @@ def bounded_httptools_protocol(max_head_bytes: int) -> type[Any]:
             super().__init__(*args, **kwargs)
             self._in_head = True
             self._head_bytes = 0
+            self._heads_done = 0
             self._refused = False
 
         def on_headers_complete(self) -> None:
             self._in_head = False
+            self._heads_done += 1
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
@@ -77,10 +79,13 @@ def bounded_httptools_protocol(max_head_bytes: int) -> type[Any]:
         def data_received(self, data: bytes) -> None:
             if self._refused:
                 return
-            counting = self._in_head
+            heads_before = self._heads_done
             super().data_received(data)
-            # A read that completed the head is not counted (it may carry body bytes).
-            if counting and self._in_head:
+            if self._heads_done != heads_before:
+                # A read that completed a head (it may also hold a whole body and the
+                # start of the next head) is not counted: it is at most one socket read.
+                self._head_bytes = 0
+            elif self._in_head:
                 self._head_bytes += len(data)
                 if self._head_bytes > max_head_bytes:
                     self._refused = True
