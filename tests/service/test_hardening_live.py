@@ -339,8 +339,16 @@ def test_100_concurrent_mixed_requests(tmp_path: Path, database_url: str | None)
             ),
         ]
         assert len(jobs) == 100
+        details: list[str] = []
+
+        def call(job: tuple[str, Any]) -> tuple[str, int]:
+            response = job[1]()
+            if response.status_code >= 500:
+                details.append(f"{job[0]}: {response.status_code} {response.text[:300]}")
+            return job[0], response.status_code
+
         with ThreadPoolExecutor(max_workers=32) as pool:
-            results = list(pool.map(lambda job: (job[0], job[1]().status_code), jobs))
+            results = list(pool.map(call, jobs))
         expected = {
             "upload": {201},
             "render": {200},
@@ -352,7 +360,7 @@ def test_100_concurrent_mixed_requests(tmp_path: Path, database_url: str | None)
             "hostile": {200, 400, 405, 422},
         }
         outcomes: Counter[tuple[str, int]] = Counter(results)
-        assert all(status in expected[kind] for kind, status in results), outcomes
+        assert all(status in expected[kind] for kind, status in results), (outcomes, details)
         print(f"100 mixed requests: {dict(sorted(outcomes.items()))}")
         listing = client.get("/api/images/", params={"limit": 1000}).json()
         assert listing["count"] == 15
