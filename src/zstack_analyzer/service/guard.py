@@ -29,7 +29,11 @@ API_PREFIX = "/api/"
 
 
 def api_route_table(routes: list[Any]) -> list[tuple[re.Pattern[str], frozenset[str]]]:
-    """(path regex, methods) of every route under ``/api``, through included routers."""
+    """(path regex, methods) of every route under ``/api``, through included routers.
+
+    A mounted sub-application (no ``methods``) gets the method ``"*"``: it answers
+    its own methods and unknown paths, so the guard passes its requests through.
+    """
     table: list[tuple[re.Pattern[str], frozenset[str]]] = []
     pending = list(routes)
     while pending:
@@ -41,8 +45,9 @@ def api_route_table(routes: list[Any]) -> list[tuple[re.Pattern[str], frozenset[
         path = getattr(route, "path", "")
         regex = getattr(route, "path_regex", None)
         methods = getattr(route, "methods", None)
-        if regex is not None and methods and path.startswith(API_PREFIX):
-            table.append((regex, frozenset(methods)))
+        if regex is None or not path.startswith(API_PREFIX):
+            continue
+        table.append((regex, frozenset(methods) if methods else frozenset({"*"})))
     return table
 
 
@@ -92,6 +97,9 @@ class HttpGuardMiddleware:
         for regex, methods in self._routes(scope):
             if regex.match(path):
                 allowed |= methods
+        if "*" in allowed:  # a mounted sub-application decides for itself
+            await self.app(scope, receive, send)
+            return
         if not allowed:
             response = problem_response(
                 404, code="not_found", detail=f"no API route at {path[:200]!r}"

@@ -63,27 +63,28 @@ def bounded_httptools_protocol(max_head_bytes: int) -> type[Any]:
             super().__init__(*args, **kwargs)
             self._in_head = True
             self._head_bytes = 0
-            self._heads_done = 0
+            self._parsed = 0
             self._refused = False
 
         def on_headers_complete(self) -> None:
             self._in_head = False
-            self._heads_done += 1
+            self._parsed += 1
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
             self._in_head = True  # the next bytes on this connection are the next head
+            self._parsed += 1  # (this read ended a body: it is not head bytes either)
             self._head_bytes = 0
 
         def data_received(self, data: bytes) -> None:
             if self._refused:
                 return
-            heads_before = self._heads_done
+            heads_before = self._parsed
             super().data_received(data)
-            if self._heads_done != heads_before:
-                # A read that completed a head (it may also hold a whole body and the
-                # start of the next head) is not counted: it is at most one socket read.
+            if self._parsed != heads_before:
+                # A read that completed a head or a message (it may also hold body bytes
+                # and the start of the next head) is not counted: it is one socket read.
                 self._head_bytes = 0
             elif self._in_head:
                 self._head_bytes += len(data)
