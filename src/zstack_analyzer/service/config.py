@@ -77,14 +77,14 @@ class HttpSettings(BaseModel):
 
     Why: an unauthenticated client must not make the server buffer a 100 MB
     request head or hold unbounded connections. ``zstack serve`` passes these
-    to uvicorn (h11 parser, whose buffer cap is documented) and the app checks
-    the header count itself.
+    to uvicorn (``service/server.py``: a byte cap per request head) and the app
+    checks the header count itself.
     """
 
     max_header_bytes: int = Field(
         default=64 * 1024,
         ge=1024,
-        description="Largest request line + headers; past it the connection gets 400 and is closed",
+        description="Largest request line + headers; past it 431 and the connection is closed",
     )
     max_headers: int = Field(
         default=100, ge=8, description="Most request header fields; past it 431"
