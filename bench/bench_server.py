@@ -20,6 +20,7 @@ def main() -> int:
 
     from zstack_analyzer.service.app import create_app
     from zstack_analyzer.service.config import Settings
+    from zstack_analyzer.service.server import uvicorn_options
 
     settings = Settings()
     app = create_app(settings)
@@ -27,7 +28,14 @@ def main() -> int:
     app.router.routes.insert(
         0, Mount("/bench-static", app=StaticFiles(directory=sys.argv[1]), name="bench-static")
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    # The HTTP limits of `zstack serve`, so the figures are those of what is deployed.
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        **uvicorn_options(settings),
+    )
     return 0
 
 

@@ -283,6 +283,7 @@ def serve(
 
     from zstack_analyzer.service.app import create_app
     from zstack_analyzer.service.config import get_settings
+    from zstack_analyzer.service.server import uvicorn_options
 
     settings = get_settings()
     updates: dict[str, Any] = {}
@@ -305,6 +306,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        **uvicorn_options(settings),
     )
 
 

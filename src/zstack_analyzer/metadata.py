@@ -15,9 +15,11 @@ from datetime import datetime  # noqa: TC003  (pydantic needs it at runtime)
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "MAX_TEXT_CHARS",
+    "MAX_WARNINGS",
     "ChannelInfo",
     "ImageMetadata",
     "MicroscopeInfo",
@@ -25,6 +27,14 @@ __all__ = [
     "PhysicalSize",
     "SceneInfo",
 ]
+
+
+#: Longest text taken from a file (names, descriptions, provenance, warnings), in
+#: characters; longer text is cut and ends with ``vendor.TRUNCATION_MARK``. Why: a
+#: file's 50 MB image name went into every API list and database row.
+MAX_TEXT_CHARS = 1024
+#: Most entries kept in ``warnings``.
+MAX_WARNINGS = 100
 
 
 class _Model(BaseModel):
@@ -244,6 +254,35 @@ class ImageMetadata(_Model):
         base = (self.size_t, self.size_c, self.size_z, self.size_y, self.size_x)
         return (*base, self.samples_per_pixel) if self.samples_per_pixel > 1 else base
 
+    @model_validator(mode="after")
+    def _cap_text(self) -> ImageMetadata:
+        """Cap every string to :data:`MAX_TEXT_CHARS` and the vendor block to its budget.
+
+        Why here: every reader builds this model, so one check covers every
+        format; a cut is noted in ``warnings``. Values are replaced through
+        ``__dict__`` so that the fix-up does not re-trigger assignment validation.
+        """
+        from zstack_analyzer.vendor import VENDOR_MAX_BYTES, capped_vendor
+
+        cut: list[str] = []
+        _cap_model(self, "", cut)
+        if _vendor_too_big(self.vendor_metadata, VENDOR_MAX_BYTES):
+            self.__dict__["vendor_metadata"] = capped_vendor(self.vendor_metadata)
+            cut.append("vendor_metadata")
+        warnings = self.warnings
+        if cut:
+            names = ", ".join(cut[:5]) + (f" and {len(cut) - 5} more" if len(cut) > 5 else "")
+            warnings = [
+                *warnings,
+                f"text from the file over {MAX_TEXT_CHARS} characters was truncated: {names}",
+            ]
+        if len(warnings) > MAX_WARNINGS:
+            extra = len(warnings) - (MAX_WARNINGS - 1)
+            warnings = [*warnings[: MAX_WARNINGS - 1], f"... and {extra} more warnings"]
+        if warnings is not self.warnings:
+            self.__dict__["warnings"] = warnings
+        return self
+
     def get_voxel_size_micrometers(self) -> tuple[float | None, float | None, float | None]:
         """Return the voxel size ``(x, y, z)`` in µm, ``None`` where unknown."""
         p = self.physical_size
@@ -256,3 +295,67 @@ class ImageMetadata(_Model):
     def should_use_lazy_loading(self, threshold_mb: float = 1024) -> bool:
         """Whether the scene is larger than ``threshold_mb`` MiB (1 GiB by default)."""
         return self.get_memory_size_mb() > threshold_mb
+
+
+def _cut(text: str) -> str:
+    from zstack_analyzer.vendor import TRUNCATION_MARK
+
+    return text[: MAX_TEXT_CHARS - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+
+
+def _cap_value(value: Any, where: str, cut: list[str]) -> Any:
+    """``value`` with over-long strings cut (lists, dicts and models walked); names recorded."""
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT_CHARS:
+            cut.append(where)
+            return _cut(value)
+        return value
+    if isinstance(value, BaseModel):
+        _cap_model(value, where, cut)
+        return value
+    if isinstance(value, list):
+        capped = [_cap_value(item, f"{where}[{i}]", cut) for i, item in enumerate(value)]
+        return value if all(a is b for a, b in zip(capped, value, strict=True)) else capped
+    if isinstance(value, dict):
+        capped_dict = {
+            _cap_value(key, f"{where} key", cut): _cap_value(item, f"{where}[{key!s:.32}]", cut)
+            for key, item in value.items()
+        }
+        unchanged = len(capped_dict) == len(value) and all(
+            k in value and value[k] is v for k, v in capped_dict.items()
+        )
+        return value if unchanged else capped_dict
+    return value
+
+
+def _cap_model(model: BaseModel, prefix: str, cut: list[str]) -> None:
+    """Cap the string fields of ``model`` in place (vendor_metadata has its own budget)."""
+    for name in type(model).model_fields:
+        if name == "vendor_metadata":
+            continue
+        value = model.__dict__.get(name)
+        capped = _cap_value(value, f"{prefix}{'.' if prefix else ''}{name}", cut)
+        if capped is not value:
+            model.__dict__[name] = capped
+
+
+def _vendor_too_big(value: Any, budget: int) -> bool:
+    """Whether ``value`` holds a string over 4096 characters or more text than ``budget``."""
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if len(item) > 4096:  # capped_vendor keeps 4000 + the mark
+                return True
+            total += len(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        else:
+            total += 8
+        if total > budget:
+            return True
+    return False

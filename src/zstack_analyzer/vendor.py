@@ -127,5 +127,12 @@ def capped_vendor(
         cleaned.pop(key, None)
         if len(json.dumps(cleaned)) <= max_bytes:
             break
+    # Still over: the bulkiest remaining keys go, largest first, until it fits.
+    # Why: the cap is a promise to the API and the database, whatever the reader listed.
+    sizes = sorted(((len(json.dumps(v)), k) for k, v in cleaned.items()), reverse=True)
+    for _, key in sizes:
+        if len(json.dumps(cleaned)) + len(', "truncated": true') <= max_bytes:
+            break
+        cleaned.pop(key)
     cleaned["truncated"] = True
     return cleaned

@@ -26,6 +26,7 @@ import uvicorn
 
 from zstack_analyzer.service.app import create_app
 from zstack_analyzer.service.config import Settings
+from zstack_analyzer.service.server import uvicorn_config
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -51,8 +52,9 @@ class LiveServer:
         self._socket.bind(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="on", access_log=False, ws="none"
+        # The same HTTP limits as `zstack serve` (h11 with a capped request head).
+        config = uvicorn_config(
+            self.app, settings, log_level="warning", lifespan="on", access_log=False
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -24,7 +24,10 @@ def test_parallel_uploads_and_thumbnails(tmp_path: Path, database_url: str | Non
     ]
     data_dir = tmp_path / "data"
     with (
-        live_server(data_dir, database_url=database_url) as base,
+        # N uploads at once from one address: above the default per-client cap (8).
+        live_server(
+            data_dir, database_url=database_url, uploads={"max_concurrent_per_client": N}
+        ) as base,
         httpx.Client(base_url=base, timeout=120) as client,
     ):
 

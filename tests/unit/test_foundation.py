@@ -315,7 +315,6 @@ def test_vendor_json_safe_and_capped_vendor() -> None:
     out = capped_vendor(small, max_bytes=400, drop_first=("big", "bigger"))
     assert out == {"a": 1, "bigger": "z" * 300, "truncated": True}
     assert len(json.dumps(out)) <= 400
-    assert capped_vendor(small, max_bytes=10, drop_first=("big", "bigger")) == {
-        "a": 1,
-        "truncated": True,
-    }
+    # The budget holds whatever drop_first lists: the remaining keys go too, largest first.
+    assert capped_vendor(small, max_bytes=10, drop_first=("big", "bigger")) == {"truncated": True}
+    assert capped_vendor(small, max_bytes=350) == {"a": 1, "big": "y" * 300, "truncated": True}

@@ -20,7 +20,7 @@ from zstack_analyzer import (
     SceneNotFoundError,
     ThumbnailGenerator,
 )
-from zstack_analyzer.cache import RenderCache, file_identity
+from zstack_analyzer.cache import RenderCache
 from zstack_analyzer.render.spec import RenderSpec
 from zstack_analyzer.render.thumbnails import (
     PANEL_BACKGROUND,
@@ -277,16 +277,32 @@ def test_render_file_kinds_match_numpy(ome_file: Path, stack: np.ndarray) -> Non
         # XZ section at Y=5: rows Z (2 µm) and columns X (0.5 µm): 6 rows -> 24 after scaling.
         (RenderSpec(kind="section", plane="xz", index=5, width=X, height=100, **common), None),
     ]
+    etags = []
     for spec, reference in cases:
         result = render_file(ome_file, spec)
         assert result.media_type == "image/png"
-        assert result.etag == spec.cache_key(file_identity(ome_file))
+        # The ETag names this picture: stable for the same file and spec, hex, and
+        # different for every other spec (checked after the loop).
+        assert render_file(ome_file, spec).etag == result.etag
+        assert len(result.etag) >= 32 and int(result.etag, 16) >= 0
+        etags.append(result.etag)
         assert not result.from_cache
         got = _decode(result.data)
         if reference is None:
             assert got.shape[:2] == (24, 40)
             continue
         np.testing.assert_array_equal(got, _expected(reference, (0, 65535), (0, 255, 0)))
+    assert len(set(etags)) == len(cases)
+
+
+def test_etag_follows_the_file_content(ome_file: Path, stack: np.ndarray) -> None:
+    """A rewritten file gets a new ETag for the same spec (no stale picture behind a 304)."""
+    spec = RenderSpec(kind="mip", width=X, height=Y)
+    before = render_file(ome_file, spec).etag
+    tifffile.imwrite(ome_file, stack[::-1].copy(), ome=True, metadata={"axes": "TCZYX"})
+    after = render_file(ome_file, spec).etag
+    assert after != before
+    assert render_file(ome_file, spec).etag == after
 
 
 def test_render_file_formats(ome_file: Path) -> None:
@@ -321,7 +337,10 @@ def test_render_file_uses_cache(ome_file: Path, tmp_path: Path) -> None:
     assert not first.from_cache and second.from_cache
     assert first.data == second.data and first.etag == second.etag
     third = render_file(ome_file, spec, cache=cache, identity="sha256-of-upload")
-    assert not third.from_cache and third.etag == spec.cache_key("sha256-of-upload")
+    # Another identity is another cache entry and another ETag; asking again hits it.
+    assert not third.from_cache and third.etag != first.etag
+    fourth = render_file(ome_file, spec, cache=cache, identity="sha256-of-upload")
+    assert fourth.from_cache and fourth.etag == third.etag and fourth.data == third.data
     gen = ThumbnailGenerator(cache=cache)
     assert _run(gen.render_file(ome_file, spec)).from_cache
 

@@ -185,6 +185,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         search,
         zarr_store,
     )
+    from zstack_analyzer.service.guard import HttpGuardMiddleware
+    from zstack_analyzer.service.upload import UploadSlots
 
     settings = settings or Settings()
     app = FastAPI(
@@ -194,6 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.upload_slots = UploadSlots(settings.uploads)
     install_error_handlers(app)
     auth = [Depends(require_token)]
     # formats before images: "/formats/supported" must not match "/{image_id}".
@@ -206,6 +209,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(images.router, dependencies=auth)
     app.include_router(render.router, dependencies=auth)
     app.include_router(zarr_store.router, dependencies=auth)
+    # Innermost of the three: CORS answers preflights first; request ids wrap everything.
+    app.add_middleware(HttpGuardMiddleware, max_headers=settings.http.max_headers)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -19,7 +19,15 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from zstack_analyzer.limits import GiB, ReadLimits
 
-__all__ = ["LimitsSettings", "RenderSettings", "Settings", "StorageSettings", "get_settings"]
+__all__ = [
+    "HttpSettings",
+    "LimitsSettings",
+    "RenderSettings",
+    "Settings",
+    "StorageSettings",
+    "UploadSettings",
+    "get_settings",
+]
 
 
 class LimitsSettings(BaseModel):
@@ -93,6 +101,51 @@ def _split_roots(value: Any) -> Any:
     return value
 
 
+class HttpSettings(BaseModel):
+    """Limits on the HTTP layer, applied before any route (and before auth).
+
+    Why: an unauthenticated client must not make the server buffer a 100 MB
+    request head or hold unbounded connections. ``zstack serve`` passes these
+    to uvicorn (``service/server.py``: a byte cap per request head) and the app
+    checks the header count itself.
+    """
+
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request line + headers; past it 431 and the connection is closed",
+    )
+    max_headers: int = Field(
+        default=100, ge=8, description="Most request header fields; past it 431"
+    )
+    limit_concurrency: int = Field(
+        default=1000, ge=1, description="Most connections/requests at once; past it 503"
+    )
+    keep_alive_seconds: float = Field(default=5.0, gt=0, description="Idle keep-alive timeout")
+
+
+class UploadSettings(BaseModel):
+    """Bounds on uploads in flight: each holds a socket, a temp file and its handle."""
+
+    idle_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="An upload whose body stalls this long gets 408"
+    )
+    max_concurrent: int = Field(
+        default=64, ge=1, description="Uploads in flight in all; past it 503 + Retry-After"
+    )
+    max_concurrent_per_client: int = Field(
+        default=8,
+        ge=1,
+        description="Uploads in flight per client address (a browser opens 6); past it 429",
+    )
+    max_parts: int = Field(default=16, ge=1, description="Most multipart parts; past it 400")
+    max_part_headers: int = Field(default=8, ge=1, description="Most headers per part")
+    max_part_header_bytes: int = Field(
+        default=4096, ge=256, description="Longest header line of a part"
+    )
+    retry_after_seconds: int = Field(default=5, ge=1, description="Retry-After on 429/503")
+
+
 def _split_origins(value: Any) -> Any:
     """Accept a JSON list or a comma-separated string for ``ZSTACK_CORS_ORIGINS``."""
     if isinstance(value, str):
@@ -152,6 +205,8 @@ class Settings(BaseSettings):
         default=None,
         description="tcp://host:port of a dask scheduler for background renders; unset: threads",
     )
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    uploads: UploadSettings = Field(default_factory=UploadSettings)
 
     _split = field_validator("cors_origins", mode="before")(_split_origins)
     _split_import_roots = field_validator("import_roots", mode="before")(_split_roots)

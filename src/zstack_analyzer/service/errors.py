@@ -32,6 +32,8 @@ __all__ = [
     "OriginalChangedError",
     "OriginalMissingError",
     "SourceNotFoundError",
+    "UploadBusyError",
+    "UploadTimeoutError",
     "UploadTooLargeError",
     "install_error_handlers",
     "problem_response",
@@ -83,6 +85,31 @@ class OriginalMissingError(ZstackError):
     """An in-place original is gone (410)."""
 
     code = "original_missing"
+class UploadTimeoutError(ZstackError):
+    """The upload body stalled longer than ``uploads.idle_timeout_seconds`` (408)."""
+
+    code = "upload_timeout"
+
+
+class UploadBusyError(ZstackError):
+    """Too many uploads in flight: 429 for one client, 503 for the server as a whole.
+
+    Parameters
+    ----------
+    message
+        What is over which cap.
+    status
+        429 (this client's cap) or 503 (the server's cap).
+    retry_after
+        Seconds the client should wait (sent as ``Retry-After``).
+    """
+
+    code = "too_many_uploads"
+
+    def __init__(self, message: str, *, status: int, retry_after: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
 
 
 class BadParameterError(ZstackError):
@@ -99,9 +126,12 @@ _TITLES = {
     405: "Method Not Allowed",
     409: "Conflict",
     410: "Gone",
+    408: "Request Timeout",
     413: "Content Too Large",
     416: "Range Not Satisfiable",
     422: "Unprocessable Content",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -119,6 +149,10 @@ def status_for(exc: ZstackError) -> int:
         return 410
     if isinstance(exc, UploadTooLargeError):
         return 413
+    if isinstance(exc, UploadTimeoutError):
+        return 408
+    if isinstance(exc, UploadBusyError):
+        return exc.status
     if isinstance(exc, UnsupportedFormatError | BadUploadError):
         return 400
     if isinstance(exc, MissingDependencyError):
@@ -161,6 +195,11 @@ async def _zstack_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ZstackError)  # noqa: S101  (registered for ZstackError only)
     status = status_for(exc)
     extra: dict[str, Any] = {}
+    headers: dict[str, str] | None = None
+    if isinstance(exc, UploadBusyError):
+        headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, UploadTimeoutError):
+        headers = {"Connection": "close"}
     if isinstance(exc, MissingDependencyError):
         extra["package"] = exc.package
         extra["install"] = f"pip install {exc.package}"
@@ -168,7 +207,7 @@ async def _zstack_error(request: Request, exc: Exception) -> Response:
         request_id = request_id_of(request)
         logger.error("request %s failed: %s", request_id, exc, exc_info=exc)
         extra["request_id"] = request_id
-    return problem_response(status, code=exc.code, detail=exc.message, **extra)
+    return problem_response(status, code=exc.code, detail=exc.message, headers=headers, **extra)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

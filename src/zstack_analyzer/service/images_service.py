@@ -11,6 +11,7 @@ import os
 import time
 import uuid
 from collections import OrderedDict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from zstack_analyzer.service.errors import (
     OriginalMissingError,
     SourceNotFoundError,
 )
-from zstack_analyzer.service.schemas import ImagePublic
+from zstack_analyzer.service.schemas import ImagePublic, ImageSummary
 from zstack_analyzer.vendor import json_safe
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ __all__ = [
     "find_present",
     "inspect_file",
     "json_safe",
+    "missing_file_error",
     "parse_image_id",
     "prune_tombstones",
     "readable_path",
@@ -52,6 +54,7 @@ __all__ = [
     "resolve_import_path",
     "save_in_place",
     "to_public",
+    "to_summary",
     "write_tombstone",
 ]
 
@@ -109,7 +112,11 @@ def build_image(
         pixel_size_x=physical.x_um,
         pixel_size_y=physical.y_um,
         pixel_size_z=physical.z_um,
-        image_metadata={**json_safe(metadata.model_dump(mode="json")), "filename": filename},
+        # The scene list is stored once (its own column) and put back by full_metadata().
+        image_metadata={
+            **json_safe(metadata.model_dump(mode="json", exclude={"scenes"})),
+            "filename": filename,
+        },
         scenes=[json_safe(scene.model_dump(mode="json")) for scene in scenes],
         thumbnail_ready=False,
         stored_in_place=stored_in_place,
@@ -119,9 +126,14 @@ def build_image(
     )
 
 
-def to_public(image: Image) -> ImagePublic:
-    """The API view of a row."""
-    return ImagePublic(
+def _aware(value: datetime) -> datetime:
+    """``value`` with its zone: SQLite hands back naive datetimes, stored as UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def to_summary(image: Image) -> ImageSummary:
+    """The list view of a row: summary columns only."""
+    return ImageSummary(
         id=image.id,
         filename=image.filename,
         width=image.width,
@@ -132,12 +144,47 @@ def to_public(image: Image) -> ImagePublic:
         pixel_size_x=image.pixel_size_x,
         pixel_size_y=image.pixel_size_y,
         pixel_size_z=image.pixel_size_z,
-        metadata=image.image_metadata,
+        format=image.format,
+        size_bytes=image.size_bytes,
+        sha256=image.sha256,
+        created_at=_aware(image.created_at),
+        timepoints=image.timepoints,
+        samples_per_pixel=image.samples_per_pixel,
+        dtype=image.dtype,
+        thumbnail_ready=image.thumbnail_ready,
+        scene_count=max(len(image.scenes), 1),
+        stored_in_place=bool(image.stored_in_place),
+        source_path=image.source_path if image.stored_in_place else None,
+    )
+
+
+def full_metadata(image: Image) -> dict[str, Any]:
+    """Scene 0's metadata JSON with its scene list (stored once, in the ``scenes`` column)."""
+    metadata = dict(image.image_metadata)
+    metadata.setdefault("scenes", image.scenes)
+    return metadata
+
+
+def to_public(image: Image) -> ImagePublic:
+    """The API view of a row."""
+    return ImagePublic(
+        scene_count=max(len(image.scenes), 1),
+        id=image.id,
+        filename=image.filename,
+        width=image.width,
+        height=image.height,
+        depth=image.depth,
+        channels=image.channels,
+        bit_depth=image.bit_depth,
+        pixel_size_x=image.pixel_size_x,
+        pixel_size_y=image.pixel_size_y,
+        pixel_size_z=image.pixel_size_z,
+        metadata=full_metadata(image),
         format=image.format,
         size_bytes=image.size_bytes,
         sha256=image.sha256,
         scenes=image.scenes,
-        created_at=image.created_at,
+        created_at=_aware(image.created_at),
         timepoints=image.timepoints,
         samples_per_pixel=image.samples_per_pixel,
         dtype=image.dtype,
@@ -163,6 +210,24 @@ def require_image(session: Session, image_id: str) -> Image:
         msg = f"no image with id {image_id!r}"
         raise ImageNotFoundError(msg)
     return image
+
+
+async def missing_file_error(database: Database, image_id: str, exc: OSError) -> Exception:
+    """What to raise when a job could not open an image's file.
+
+    Why: a delete removes the row, then the file. A render or metadata read
+    queued behind it finds no file; the client gets 404 (the image is gone),
+    exactly as if it had asked a moment later. A job that had already opened
+    the file finishes from its open handle (POSIX keeps unlinked files readable).
+    A file missing while its row exists is a server fault and stays a 500.
+    """
+    try:
+        parsed = parse_image_id(image_id)
+    except ImageNotFoundError as not_found:
+        return not_found
+    if await database.run(crud.get_image, parsed) is None:
+        return ImageNotFoundError(f"no image with id {image_id!r} (deleted meanwhile)")
+    return exc
 
 
 class RecordMemo:

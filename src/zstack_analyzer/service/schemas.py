@@ -19,6 +19,7 @@ __all__ = [
     "HistogramChannel",
     "HistogramPublic",
     "ImagePublic",
+    "ImageSummary",
     "ImagesPublic",
     "Problem",
     "RegisterRequest",
@@ -53,22 +54,25 @@ class ImageBase(BaseModel):
     pixel_size_z: float | None = Field(description="Z step in µm; null when unknown")
 
 
-class ImagePublic(ImageBase):
-    """An image as the API returns it."""
+class ImageSummary(ImageBase):
+    """An image as a list shows it: the summary columns, no metadata blocks.
+
+    Why: one upload with a huge metadata block must not inflate every page of
+    the list; the full record is ``GET /{id}``, the full metadata ``/metadata``.
+    """
 
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
-    metadata: dict[str, Any] = Field(description="Full ImageMetadata JSON of scene 0")
     format: str = Field(description='Detected format: "TIFF", "OME-TIFF", "CZI", ...')
     size_bytes: int
     sha256: str = Field(description="SHA-256 of the uploaded bytes (hex)")
-    scenes: list[dict[str, Any]] = Field(description="SceneInfo JSON of every scene")
-    created_at: datetime
+    created_at: datetime = Field(description="Upload time, always with its zone (UTC)")
     timepoints: int = Field(description="size_t of scene 0")
     samples_per_pixel: int = Field(description="RGB samples per pixel (1 for grey channels)")
     dtype: str = Field(description='numpy dtype name, e.g. "uint16"')
     thumbnail_ready: bool = Field(description="The default thumbnail is rendered and cached")
+    scene_count: int = Field(description="Number of scenes (series, positions) in the file")
     stored_in_place: bool = Field(
         default=False,
         description="Registered in place: the server reads the original where it is, no copy",
@@ -76,6 +80,13 @@ class ImagePublic(ImageBase):
     source_path: str | None = Field(
         default=None, description="Where the in-place original lives on the server (else null)"
     )
+
+
+class ImagePublic(ImageSummary):
+    """An image as the API returns it (one record, or an upload's ``image_stack``)."""
+
+    metadata: dict[str, Any] = Field(description="Full ImageMetadata JSON of scene 0")
+    scenes: list[dict[str, Any]] = Field(description="SceneInfo JSON of every scene")
 
 
 class RegisterRequest(BaseModel):
@@ -89,9 +100,9 @@ class RegisterRequest(BaseModel):
 
 
 class ImagesPublic(BaseModel):
-    """One page of images and the total count."""
+    """One page of images (summaries; full records at ``GET /{id}``) and the total count."""
 
-    data: list[ImagePublic]
+    data: list[ImageSummary]
     count: int = Field(description="Total number of images matching the query")
 
 

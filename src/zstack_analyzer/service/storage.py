@@ -30,15 +30,18 @@ __all__ = [
 
 #: Longest display filename kept (characters).
 MAX_FILENAME_CHARS = 255
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0/C1 controls, and the bidirectional embedding/override/isolate controls
+# (U+202A-U+202E, U+2066-U+2069) with the invisible marks U+200E, U+200F, U+061C:
+# they let "photo\u202egpj.exe" display as "photoexe.jpg".
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 _SUFFIX = re.compile(r"^(\.[a-z0-9]{1,8}){1,2}$")
 
 
 def display_filename(name: str | None) -> str:
     r"""A user's filename made safe to show and to store as text.
 
-    Path parts (either separator) and control characters are stripped, the
-    text is NFC-normalised and capped at 255 characters (keeping the
+    Path parts (either separator), control characters and bidirectional
+    controls (U+202A-U+202E, U+2066-U+2069) are stripped, the text is NFC-normalised and capped at 255 characters (keeping the
     extension). An empty result becomes ``"upload"``.
 
     Examples

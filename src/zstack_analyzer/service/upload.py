@@ -13,15 +13,22 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
+import anyio
 import anyio.to_thread
 
-from zstack_analyzer.service.errors import BadUploadError, UploadTooLargeError
+from zstack_analyzer.service.errors import (
+    BadUploadError,
+    UploadBusyError,
+    UploadTimeoutError,
+    UploadTooLargeError,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable, Iterator
     from pathlib import Path
 
     from starlette.requests import Request
@@ -31,7 +38,9 @@ if TYPE_CHECKING:
     #: Opens the mirror for the upload's (raw) filename, once its part headers are read.
     MirrorFactory = Callable[[str | None], UploadMirror | None]
 
-__all__ = ["CHUNK_BYTES", "ReceivedUpload", "receive_upload"]
+    from zstack_analyzer.service.config import UploadSettings
+
+__all__ = ["CHUNK_BYTES", "MAX_BOUNDARY_CHARS", "ReceivedUpload", "UploadSlots", "receive_upload"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +48,51 @@ logger = logging.getLogger(__name__)
 CHUNK_BYTES = 1024 * 1024
 #: Allowance for multipart framing when checking Content-Length against the cap.
 FRAMING_ALLOWANCE = 64 * 1024
+#: Longest multipart boundary (RFC 2046 section 5.1.1: 1 to 70 characters).
+MAX_BOUNDARY_CHARS = 70
+
+
+class UploadSlots:
+    """Counts uploads in flight, in all and per client address, and refuses past the caps.
+
+    Why: every upload in flight holds a socket, a temp file and its handle; an
+    idle client opening thousands of them exhausted the server's handles. Past
+    the per-client cap the answer is 429, past the total cap 503, both with
+    ``Retry-After``. All on the event loop, so plain counters need no lock.
+
+    Parameters
+    ----------
+    settings
+        The caps and the Retry-After value.
+    """
+
+    def __init__(self, settings: UploadSettings) -> None:
+        self.settings = settings
+        self.total = 0
+        self.per_client: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def hold(self, client: str) -> Iterator[None]:
+        """One slot for ``client`` for the duration of the block, or :class:`UploadBusyError`."""
+        cfg = self.settings
+        if self.per_client[client] >= cfg.max_concurrent_per_client:
+            msg = (
+                f"this client already has {self.per_client[client]} uploads in flight "
+                f"(at most {cfg.max_concurrent_per_client}); retry later"
+            )
+            raise UploadBusyError(msg, status=429, retry_after=cfg.retry_after_seconds)
+        if self.total >= cfg.max_concurrent:
+            msg = f"the server has {self.total} uploads in flight (at most {cfg.max_concurrent})"
+            raise UploadBusyError(msg, status=503, retry_after=cfg.retry_after_seconds)
+        self.total += 1
+        self.per_client[client] += 1
+        try:
+            yield
+        finally:
+            self.total -= 1
+            self.per_client[client] -= 1
+            if self.per_client[client] <= 0:
+                del self.per_client[client]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +109,11 @@ class ReceivedUpload:
 class _Sink:
     """python-multipart callbacks that keep the first ``file`` part and drop the rest."""
 
-    def __init__(self, field: str, max_bytes: int) -> None:
+    def __init__(self, field: str, max_bytes: int, max_parts: int = 16) -> None:
         self.field = field
         self.max_bytes = max_bytes
+        self.max_parts = max_parts
+        self.parts = 0
         self.header_field = bytearray()
         self.header_value = bytearray()
         self.headers: dict[str, bytes] = {}
@@ -69,6 +125,10 @@ class _Sink:
         self.ended = False
 
     def on_part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > self.max_parts:
+            msg = f"the multipart body has more than {self.max_parts} parts"
+            raise BadUploadError(msg)
         self.headers = {}
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
@@ -125,6 +185,25 @@ class _Writer:
             self.mirror.write(data)
 
 
+async def _chunks(request: Request, idle_timeout: float | None) -> AsyncIterator[bytes]:
+    """The body of ``request``; :class:`UploadTimeoutError` when no byte comes for ``idle_timeout``."""
+    stream = request.stream().__aiter__()
+    try:
+        while True:
+            try:
+                with anyio.fail_after(idle_timeout):
+                    chunk = await stream.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                msg = f"the upload body stalled for {idle_timeout:g} s; the upload was abandoned"
+                raise UploadTimeoutError(msg) from None
+            yield chunk
+    finally:
+        with contextlib.suppress(Exception):
+            await stream.aclose()  # type: ignore[attr-defined]
+
+
 async def receive_upload(
     request: Request,
     destination: Path,
@@ -132,6 +211,7 @@ async def receive_upload(
     max_bytes: int,
     field: str = "file",
     open_mirror: MirrorFactory | None = None,
+    settings: UploadSettings | None = None,
 ) -> ReceivedUpload:
     """Stream the multipart body of ``request`` into ``destination`` (and a mirror).
 
@@ -146,29 +226,48 @@ async def receive_upload(
         When the body (or the file part) is over ``max_bytes``; checked from
         Content-Length first, then while streaming.
     BadUploadError
-        When the body is not multipart/form-data or is malformed/truncated.
+        When the body is not multipart/form-data or is malformed/truncated, its
+        boundary is over 70 characters, a part has too many or too long
+        headers, or there are too many parts (``settings``).
+    UploadTimeoutError
+        When the body stalls for ``settings.idle_timeout_seconds``.
     fastapi.exceptions.RequestValidationError
         When there is no ``file`` part.
 
-    The destination is removed on any failure.
+    The destination is removed on any failure, cancellation included.
     """
     from fastapi.exceptions import RequestValidationError
-    from python_multipart.exceptions import MultipartParseError
+    from python_multipart.exceptions import FormParserError
     from python_multipart.multipart import MultipartParser, parse_options_header
     from starlette.requests import ClientDisconnect
 
+    from zstack_analyzer.service.config import UploadSettings
+
+    cfg = settings or UploadSettings()
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
         msg = "upload must be multipart/form-data with a boundary and a 'file' field"
+        raise BadUploadError(msg)
+    if len(boundary) > MAX_BOUNDARY_CHARS:
+        msg = f"multipart boundary of {len(boundary)} characters; at most {MAX_BOUNDARY_CHARS}"
         raise BadUploadError(msg)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + FRAMING_ALLOWANCE:
         msg = f"upload of {int(declared):,} bytes is over the limit of {max_bytes:,} bytes"
         raise UploadTooLargeError(msg)
 
-    sink = _Sink(field, max_bytes)
-    parser = MultipartParser(boundary, _callbacks(sink))  # type: ignore[arg-type]
+    sink = _Sink(field, max_bytes, cfg.max_parts)
+    try:
+        parser = MultipartParser(
+            boundary,
+            _callbacks(sink),  # type: ignore[arg-type]
+            max_header_count=cfg.max_part_headers,
+            max_header_size=cfg.max_part_header_bytes,
+        )
+    except FormParserError as exc:
+        msg = f"malformed multipart request: {exc}"
+        raise BadUploadError(msg) from exc
     fh = await anyio.to_thread.run_sync(destination.open, "wb")
     writer = _Writer(fh, open_mirror)
     # One write in flight while the next chunk is received and parsed: hashing and
@@ -177,7 +276,7 @@ async def receive_upload(
     in_flight: asyncio.Future[None] | None = None
     try:
         try:
-            async for chunk in request.stream():
+            async for chunk in _chunks(request, cfg.idle_timeout_seconds):
                 if chunk:
                     parser.write(chunk)
                 if sink.size > max_bytes:
@@ -189,7 +288,7 @@ async def receive_upload(
                         await in_flight
                     in_flight = loop.run_in_executor(None, writer, data, sink.filename)
             parser.finalize()
-        except MultipartParseError as exc:
+        except FormParserError as exc:
             msg = f"malformed multipart body: {exc}"
             raise BadUploadError(msg) from exc
         except ClientDisconnect as exc:
@@ -219,13 +318,18 @@ async def receive_upload(
         if writer.mirror is not None:
             await anyio.to_thread.run_sync(writer.mirror.close)
     except BaseException:
-        if in_flight is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(in_flight)
-        await anyio.to_thread.run_sync(fh.close)
-        destination.unlink(missing_ok=True)
-        if writer.mirror is not None:
-            await anyio.to_thread.run_sync(writer.mirror.abort)
+        # Shielded: a cancelled upload (client gone, server stopping) must still
+        # close and remove its temp file now, not leave it for the next start-up,
+        # and abort its mirror (an S3 multipart upload) so no part is left behind.
+        with anyio.CancelScope(shield=True):
+            if in_flight is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(in_flight)
+            await anyio.to_thread.run_sync(fh.close)
+            destination.unlink(missing_ok=True)
+            if writer.mirror is not None:
+                with contextlib.suppress(Exception):
+                    await anyio.to_thread.run_sync(writer.mirror.abort)
         raise
     await anyio.to_thread.run_sync(fh.close)
     return ReceivedUpload(

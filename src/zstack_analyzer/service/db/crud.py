@@ -19,6 +19,7 @@ __all__ = [
     "delete_image",
     "find_duplicate",
     "get_image",
+    "like_literal",
     "list_images",
     "mark_thumbnail_ready",
     "stored_names",
@@ -36,15 +37,28 @@ def list_images(
     """One page of images, newest first, and the total count matching ``q``."""
     query = select(Image)
     count_query = select(func.count()).select_from(Image)
-    if q:
-        pattern = f"%{q.lower()}%"
-        query = query.where(func.lower(Image.filename).like(pattern))
-        count_query = count_query.where(func.lower(Image.filename).like(pattern))
+    text = (q or "").replace("\x00", "")  # PostgreSQL text cannot hold NUL
+    if text:
+        pattern = f"%{like_literal(text.lower())}%"
+        condition = func.lower(Image.filename).like(pattern, escape="\\")
+        query = query.where(condition)
+        count_query = count_query.where(condition)
     rows = session.scalars(
         query.order_by(Image.created_at.desc(), Image.id).offset(skip).limit(limit)
     ).all()
     total = session.scalar(count_query) or 0
     return list(rows), int(total)
+
+
+def like_literal(text: str) -> str:
+    r"""``text`` with LIKE's wildcards escaped (escape character ``\``), matched literally.
+
+    Examples
+    --------
+    >>> like_literal("50%_a\\b")
+    '50\\%\\_a\\\\b'
+    """
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def add_image(session: Session, image: Image) -> Image:

@@ -134,7 +134,9 @@ def _fill_search_columns(_mapper: Any, _connection: Any, image: Image) -> None:
     """
     from zstack_analyzer.service.db.search_fields import derive_fields
 
-    derived = derive_fields(image.image_metadata or {}, image.filename or "")
+    # The scene list lives in its own column (stored once), not in the metadata JSON.
+    metadata = {**(image.image_metadata or {}), "scenes": image.scenes or []}
+    derived = derive_fields(metadata, image.filename or "")
     image.search_text = derived.search_text
     image.objective = derived.objective
     image.magnification = derived.magnification

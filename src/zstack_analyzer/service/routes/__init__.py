@@ -5,7 +5,12 @@ from typing import Any
 from zstack_analyzer.service.errors import PROBLEM_MEDIA_TYPE
 from zstack_analyzer.service.schemas import Problem
 
-__all__ = ["IMAGE_MEDIA_TYPES", "problems"]
+__all__ = ["IMAGE_MEDIA_TYPES", "INDEX_MAX", "problems"]
+
+#: Bound of every integer parameter (skip, scene, t, z, index): a 32-bit signed int.
+#: Why: larger values overflowed SQLite (OverflowError) and PostgreSQL bigint (500s);
+#: no file has more planes, scenes or images than this.
+INDEX_MAX = 2**31 - 1
 
 _DESCRIPTIONS = {
     400: "Unsupported format or malformed upload",
@@ -14,11 +19,14 @@ _DESCRIPTIONS = {
     404: "No image with this id",
     409: "The in-place original changed since it was registered (ingest it again)",
     410: "The in-place original is gone",
+    405: "Method not allowed (the Allow header lists the methods of this path)",
+    408: "The upload body stalled past the idle timeout",
     413: "Upload over the size limit",
     416: "Range not satisfiable",
     422: "Corrupt file, limit exceeded, index out of range or invalid parameter",
+    429: "Too many uploads in flight from this client (see Retry-After)",
     500: "Missing optional reader package (body names the pip install) or a server bug",
-    503: "Database unreachable",
+    503: "Too many uploads in flight on the server (see Retry-After), or database unreachable",
 }
 
 #: Media types a render route may answer with (the ``format`` parameter).

@@ -3,7 +3,6 @@
 import contextlib
 import functools
 import logging
-import mimetypes
 import re
 import uuid
 from pathlib import Path
@@ -35,18 +34,21 @@ from zstack_analyzer.service.deps import (
 from zstack_analyzer.service.errors import ImageNotFoundError, problem_response
 from zstack_analyzer.service.images_service import (
     build_image,
+    full_metadata,
     inspect_file,
+    missing_file_error,
     parse_image_id,
     readable_path,
     require_image,
     to_public,
+    to_summary,
     write_tombstone,
 )
 from zstack_analyzer.service.ranged import stream_stored
-from zstack_analyzer.service.routes import problems
+from zstack_analyzer.service.routes import INDEX_MAX, problems
 from zstack_analyzer.service.schemas import ImagePublic, ImagesPublic, UploadResponse
 from zstack_analyzer.service.storage import display_filename, stored_suffix
-from zstack_analyzer.service.upload import receive_upload
+from zstack_analyzer.service.upload import UploadSlots, receive_upload
 from zstack_analyzer.service.workers import WorkerPool
 from zstack_analyzer.storage.base import UploadMirror
 from zstack_analyzer.vendor import json_safe
@@ -100,7 +102,7 @@ def _known_suffixes() -> frozenset[str]:
         201: {
             "description": "Stored. Header X-Duplicate-Of names an earlier image with the same bytes.",
         },
-        **problems(400, 401, 413, 422, 500),
+        **problems(400, 401, 408, 413, 422, 429, 500, 503),
     },
     openapi_extra=UPLOAD_BODY,
 )
@@ -119,40 +121,51 @@ async def upload_image(
     The same bytes uploaded twice give two independent records; the second
     response carries ``X-Duplicate-Of: <first id>``.
     """
-    staging = storage.temp_path(f"{uuid.uuid4().hex}.upload")
+    slots: UploadSlots = request.app.state.upload_slots
+    client = request.client.host if request.client else "unknown"
+    known = _known_suffixes()
     names: list[str] = []
 
     def open_mirror(raw_filename: str | None) -> UploadMirror | None:
-        # Object storage: stream to the final key while the body arrives.
-        names.append(storage.new_stored_name(_suffix_for(raw_filename)))
+        # Object storage: stream to the final key while the body arrives (before the
+        # format is known); the key's suffix is the client's only when a reader claims it.
+        names.append(storage.new_stored_name(_hint_suffix(raw_filename, known)))
         return storage.open_mirror(names[0])
 
-    received = await receive_upload(
-        request,
-        staging,
-        max_bytes=settings.limits.max_upload_bytes,
-        open_mirror=None if storage.is_local else open_mirror,
-    )
-    filename = display_filename(received.filename)
-    stored_name = names[0] if names else storage.new_stored_name(_suffix_for(received.filename))
-    # Readers may use the extension to break ties, so inspect under the final name.
-    temp = storage.temp_path(stored_name)
-    try:
-        await anyio.to_thread.run_sync(staging.rename, temp)
-        try:
-            metadata, scenes = await pool.run(inspect_file, temp, settings.limits.read_limits())
-        except ZstackError as exc:
-            name_in_message(exc, {str(temp): filename, stored_name: filename})
-            raise
-        stored_path = await anyio.to_thread.run_sync(
-            functools.partial(storage.commit, temp, stored_name, mirrored=received.mirrored)
+    with slots.hold(client):
+        staging = storage.temp_path(f"{uuid.uuid4().hex}.upload")
+        received = await receive_upload(
+            request,
+            staging,
+            max_bytes=settings.limits.max_upload_bytes,
+            settings=settings.uploads,
+            open_mirror=None if storage.is_local else open_mirror,
         )
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        temp.unlink(missing_ok=True)
-        if received.mirrored:
-            await anyio.to_thread.run_sync(storage.remove, stored_name)
-        raise
+        filename = display_filename(received.filename)
+        # The client's extension is only a tie-break hint for detection, and only when
+        # some reader claims it; the stored file gets the detected format's suffix.
+        hint = _hint_suffix(received.filename, known)
+        temp = storage.temp_path(f"{uuid.uuid4().hex}{hint}")
+        stored_name = names[0] if names else ""
+        try:
+            await anyio.to_thread.run_sync(staging.rename, temp)
+            try:
+                metadata, scenes = await pool.run(inspect_file, temp, settings.limits.read_limits())
+            except ZstackError as exc:
+                name_in_message(exc, {str(temp): filename, temp.name: filename})
+                raise
+            if not received.mirrored:
+                stored_name = storage.new_stored_name(format_suffix(metadata.file_format, hint))
+            stored_path = await anyio.to_thread.run_sync(
+                functools.partial(storage.commit, temp, stored_name, mirrored=received.mirrored)
+            )
+        except BaseException:
+            staging.unlink(missing_ok=True)
+            temp.unlink(missing_ok=True)
+            if received.mirrored:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(storage.remove, stored_name)
+            raise
     image = build_image(
         image_id=uuid.uuid4(),
         filename=filename,
@@ -190,8 +203,33 @@ async def upload_image(
     )
 
 
-def _suffix_for(raw_filename: str | None) -> str:
-    return stored_suffix(display_filename(raw_filename), _known_suffixes())
+def _hint_suffix(raw_filename: str | None, known: frozenset[str]) -> str:
+    """The client's extension when some reader claims it (a detection tie-break), else ""."""
+    hint = stored_suffix(display_filename(raw_filename), known)
+    return hint if hint in known else ""
+
+
+def format_suffix(file_format: str, hint: str) -> str:
+    """Our suffix for a detected format: the client's ``hint`` if that format claims it.
+
+    Why: the stored name must never carry what a client chose (``.php``,
+    ``.exe``); a web server or a user's file manager may act on it.
+
+    Examples
+    --------
+    >>> format_suffix("CZI", ".php"), format_suffix("OME-TIFF", ".ome.tiff")
+    ('.czi', '.ome.tiff')
+    """
+    from zstack_analyzer.registry import supported_formats
+
+    try:
+        table = {info.name: info.suffixes for info in supported_formats()}
+    except ImportError:
+        return ""
+    suffixes = table.get(file_format, ())
+    if hint in suffixes:
+        return hint
+    return suffixes[0] if suffixes else ""
 
 
 def name_in_message(exc: ZstackError, replacements: dict[str, str]) -> None:
@@ -256,15 +294,20 @@ def schedule_default_thumbnail(
 )
 def list_images(
     session: SessionDep,
-    skip: Annotated[int, Query(ge=0)] = 0,
+    skip: Annotated[int, Query(ge=0, le=INDEX_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     q: Annotated[
-        str | None, Query(max_length=255, description="Case-insensitive filename substring")
+        str | None,
+        Query(
+            max_length=255,
+            description="Case-insensitive filename substring, matched literally "
+            "(% and _ are not wildcards; NUL characters are ignored)",
+        ),
     ] = None,
 ) -> ImagesPublic:
-    """One page of images and the total count."""
+    """One page of image summaries and the total count (full records at ``GET /{id}``)."""
     rows, count = crud.list_images(session, skip=skip, limit=limit, q=q)
-    return ImagesPublic(data=[to_public(row) for row in rows], count=count)
+    return ImagesPublic(data=[to_summary(row) for row in rows], count=count)
 
 
 @router.get(
@@ -290,20 +333,23 @@ async def get_metadata(
     storage: StorageDep,
     pool: PoolDep,
     settings: SettingsDep,
-    scene: Annotated[int, Query(description="Scene index")] = 0,
+    scene: Annotated[int, Query(ge=-INDEX_MAX, le=INDEX_MAX, description="Scene index")] = 0,
 ) -> dict[str, Any]:
     """Scene 0 from the database; other scenes are read from the file."""
     from zstack_analyzer.errors import SceneNotFoundError
 
     image = await database.run(require_image, image_id)
     if scene == 0:
-        return image.image_metadata
+        return full_metadata(image)
     if not 0 <= scene < len(image.scenes):
         msg = f"{image.filename}: scene {scene} is out of range (0..{len(image.scenes) - 1})"
         raise SceneNotFoundError(msg)
     path = await anyio.to_thread.run_sync(readable_path, image, storage)
     limits = settings.limits.read_limits()
-    metadata = await pool.run(_scene_metadata, path, scene, limits)
+    try:
+        metadata = await pool.run(_scene_metadata, path, scene, limits)
+    except OSError as exc:
+        raise await missing_file_error(database, image_id, exc) from exc
     return {**json_safe(metadata), "filename": image.filename}
 
 
@@ -362,42 +408,98 @@ def download_image(
     if size is None:
         msg = f"{image.filename}: the stored file is missing"
         raise ImageNotFoundError(msg)
-    if not range_satisfiable(request.headers.get("range"), size):
+    ranges = parse_range(request.headers.get("range"), size)
+    if ranges == []:
         return problem_response(
             416,
             code="range_not_satisfiable",
             detail=f"{image.filename} has {size:,} bytes; no requested range starts inside it",
             headers={"Content-Range": f"bytes */{size}"},
         )
-    media_type = mimetypes.guess_type(image.filename)[0] or "application/octet-stream"
+    # One media type for every format, as the OpenAPI document says: the bytes are
+    # the original file, whatever a browser would guess from the display name.
+    media_type = "application/octet-stream"
     if original is None and not storage.is_local:
-        range_header = request.headers.get("range")
+        # Object storage streams the bytes from the bucket (one range, or the whole file).
+        range_header = f"bytes={ranges[0][0]}-{ranges[0][1]}" if ranges and len(ranges) == 1 else None
         return stream_stored(storage, image.stored_name, size, range_header, media_type, headers)
-    return FileResponse(
-        original or storage.path(image.stored_name), media_type=media_type, headers=headers
+    return _RangedFileResponse(
+        original or storage.path(image.stored_name), ranges, media_type=media_type, headers=headers
     )
 
 
-_RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+#: Most ranges honoured in one request; more and the Range header is ignored (full body).
+MAX_RANGES = 16
+_RANGE_SPEC = re.compile(r"^\s*(?:(\d{1,19})\s*-\s*(\d{0,19})|-\s*(\d{1,19}))\s*$")
 
 
-def range_satisfiable(header: str | None, size: int) -> bool:
-    """False only for a well-formed ``bytes=`` Range of which no part overlaps the file.
+def parse_range(header: str | None, size: int) -> list[tuple[int, int]] | None:
+    """The satisfiable byte ranges of a ``Range`` header, as inclusive (first, last) pairs.
 
-    Malformed headers are left to the file response (which ignores or refuses them).
+    RFC 9110 section 14.2: a header that is absent, malformed, not in bytes, or
+    has more than :data:`MAX_RANGES` parts is ignored (``None``: send the whole
+    file); a valid one none of whose ranges overlaps the file gives ``[]`` (416).
+
+    Examples
+    --------
+    >>> parse_range("bytes=0-9, -5", 100)
+    [(0, 9), (95, 99)]
+    >>> parse_range("bytes=200-", 100)
+    []
+    >>> parse_range("bytes=9-3", 100) is None, parse_range("items=0-1", 100) is None
+    (True, True)
     """
-    if not header or not header.strip().lower().startswith("bytes="):
-        return True
-    for part in header.split("=", 1)[1].split(","):
-        match = _RANGE.match(part)
+    if header is None:
+        return None
+    unit, sep, specs = header.partition("=")
+    if not sep or unit.strip().lower() != "bytes":
+        return None
+    parts = specs.split(",")
+    if len(parts) > MAX_RANGES:
+        return None
+    ranges: list[tuple[int, int]] = []
+    for part in parts:
+        if not part.strip():
+            continue  # empty list elements are allowed (RFC 9110 section 5.6.1)
+        match = _RANGE_SPEC.match(part)
         if match is None:
-            return True
-        start, end = match.groups()
-        if start and int(start) < size:
-            return True
-        if not start and end and int(end) > 0 and size > 0:
-            return True
-    return False
+            return None
+        first, last, suffix = match.groups()
+        if suffix is not None:
+            length = int(suffix)
+            if length > 0 and size > 0:
+                ranges.append((max(size - length, 0), size - 1))
+            continue
+        start = int(first)
+        end = int(last) if last else size - 1
+        if last and end < start:
+            return None  # an invalid range-spec makes the whole header invalid
+        if start < size:
+            ranges.append((start, min(end, size - 1)))
+    if not ranges and not any(p.strip() for p in parts):
+        return None
+    return ranges
+
+
+class _RangedFileResponse(FileResponse):
+    """A file response that serves exactly the ranges :func:`parse_range` accepted.
+
+    Why: Starlette answers a malformed Range with a text/plain 400 and a partly
+    unsatisfiable list with 416; here it only ever sees a normalised header of
+    satisfiable ranges (or none, for the whole file).
+    """
+
+    def __init__(self, path: Path, ranges: list[tuple[int, int]] | None, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self._range = (
+            "bytes=" + ",".join(f"{first}-{last}" for first, last in ranges) if ranges else None
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"range"]
+        if self._range is not None:
+            headers.append((b"range", self._range.encode("latin-1")))
+        await super().__call__({**scope, "headers": headers}, receive, send)
 
 
 def etag_matches(header: str | None, etag: str) -> bool:

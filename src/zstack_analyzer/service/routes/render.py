@@ -10,11 +10,12 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import annotated_types
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.types import DecoratedCallable
 
 from zstack_analyzer.cache import RenderCache
@@ -32,8 +33,13 @@ from zstack_analyzer.service.deps import (
     StorageDep,
 )
 from zstack_analyzer.service.errors import BadParameterError
-from zstack_analyzer.service.images_service import readable_path, require_image, scene_sizes
-from zstack_analyzer.service.routes import IMAGE_MEDIA_TYPES, problems
+from zstack_analyzer.service.images_service import (
+    missing_file_error,
+    readable_path,
+    require_image,
+    scene_sizes,
+)
+from zstack_analyzer.service.routes import IMAGE_MEDIA_TYPES, INDEX_MAX, problems
 from zstack_analyzer.service.routes.images import etag_matches, name_in_message
 from zstack_analyzer.service.schemas import HistogramPublic
 
@@ -49,6 +55,16 @@ INLINE_CACHE_READ_BYTES = 512 * 1024
 #: Most channels composited in one picture (the renderer's own cap).
 MAX_COMPOSITE_CHANNELS = 7
 _COLOR = re.compile(r"^#?[0-9a-fA-F]{6}$")
+# The formats the OpenAPI document states for the list parameters (and FastAPI enforces);
+# an empty value means "default". Order checks (low < high, one per channel) stay in code.
+_INT = r"\s*-?\d{1,10}\s*"
+CHANNELS_PATTERN = rf"^({_INT}(,{_INT})*)?$"
+_HEX = r"\s*#?[0-9a-fA-F]{6}\s*"
+COLORS_PATTERN = rf"^({_HEX}(,{_HEX})*)?$"
+_NUM = r"\s*-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*"
+WINDOWS_PATTERN = rf"^({_NUM}:{_NUM}(,{_NUM}:{_NUM})*)?$"
+#: Longest list parameter (characters).
+MAX_LIST_CHARS = 2048
 
 IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": IMAGE_MEDIA_TYPES, "description": "The picture (PNG unless format= says)"},
@@ -58,7 +74,7 @@ IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def render_job(
-    path: Path, spec: RenderSpec, limits: ReadLimits, cache: RenderCache, identity: str
+    path: FilePath, spec: RenderSpec, limits: ReadLimits, cache: RenderCache, identity: str
 ) -> "RenderResult":
     """Render (or fetch from the cache) in a worker thread."""
     from zstack_analyzer.render.thumbnails import render_file
@@ -67,11 +83,16 @@ def render_job(
 
 
 def _histogram_job(
-    path: Path, scene: int, t: int, z: int | None, limits: ReadLimits
+    path: FilePath, scene: int, t: int, z: int | None, limits: ReadLimits
 ) -> list[dict[str, Any]]:
     from zstack_analyzer.render.thumbnails import channel_histograms
 
     return channel_histograms(path, scene=scene, t=t, z=z, limits=limits)
+
+
+#: An index parameter (scene, t, z, channel, section index): bounded so that no
+#: value overflows a database or a C integer; range checks against the image follow.
+Index = Annotated[int, annotated_types.Interval(ge=-INDEX_MAX, le=INDEX_MAX)]
 
 
 class RenderParams:
@@ -79,19 +100,31 @@ class RenderParams:
 
     def __init__(
         self,
-        scene: Annotated[int, Query(description="Scene index")] = 0,
-        t: Annotated[int, Query(description="Timepoint")] = 0,
+        scene: Annotated[Index, Query(description="Scene index")] = 0,
+        t: Annotated[Index, Query(description="Timepoint")] = 0,
         channels: Annotated[
             str | None,
-            Query(description='C indices to composite, e.g. "0,2"; default: all (up to 7)'),
+            Query(
+                description='C indices to composite, e.g. "0,2"; default: all (up to 7)',
+                pattern=CHANNELS_PATTERN,
+                max_length=MAX_LIST_CHARS,
+            ),
         ] = None,
         colors: Annotated[
             str | None,
-            Query(description='One RRGGBB per listed channel, e.g. "00ff00,ff00ff"'),
+            Query(
+                description='One RRGGBB per listed channel, e.g. "00ff00,ff00ff"',
+                pattern=COLORS_PATTERN,
+                max_length=MAX_LIST_CHARS,
+            ),
         ] = None,
         windows: Annotated[
             str | None,
-            Query(description='One low:high per listed channel in raw values, e.g. "100:4000"'),
+            Query(
+                description='One low:high per listed channel in raw values, low < high, e.g. "100:4000"',
+                pattern=WINDOWS_PATTERN,
+                max_length=MAX_LIST_CHARS,
+            ),
         ] = None,
         gamma: Annotated[float, Query(ge=0.1, le=10.0)] = 1.0,
         image_format: Annotated[
@@ -246,15 +279,18 @@ class Renderer:
         # A render is costly anyway: confirm the row against the database, so a memo
         # entry that another process deleted meanwhile answers 404, not a missing file.
         image = await self.database.run(require_image, image_id)
-        path = await anyio.to_thread.run_sync(readable_path, image, self.storage)
         limits = self.settings.limits.read_limits()
+        path = None
         try:
+            path = await anyio.to_thread.run_sync(readable_path, image, self.storage)
             result = await self.pool.shared(
                 etag, image.sha256, render_job, path, spec, limits, self.cache, image.sha256
             )
         except ZstackError as exc:
             name_in_message(exc, {str(path): image.filename, image.stored_name: image.filename})
             raise
+        except OSError as exc:
+            raise await missing_file_error(self.database, image_id, exc) from exc
         return Response(content=result.data, media_type=result.media_type, headers=headers)
 
     async def _cached(self, identity: str, key: str) -> bytes | None:
@@ -287,7 +323,7 @@ async def thumbnail(
     renderer: RendererDep,
     width: Width = 256,
     height: Height = 256,
-    z_slice: Annotated[int | None, Query(description="Z plane; omitted: Z MIP")] = None,
+    z_slice: Annotated[Index | None, Query(description="Z plane; omitted: Z MIP")] = None,
 ) -> Response:
     """The gallery picture; the default one is pre-rendered after upload."""
     fields = {"kind": "thumbnail", "z": z_slice, "width": width, "height": height}
@@ -300,12 +336,9 @@ async def mip(
     renderer: RendererDep,
     width: Width = 512,
     height: Height = 512,
-    axis: Annotated[int, Query(description="0=Z, 1=Y, 2=X")] = 0,
+    axis: Annotated[int, Query(ge=0, le=2, description="0=Z, 1=Y, 2=X")] = 0,
 ) -> Response:
     """A projection through the whole stack, streamed plane by plane."""
-    if axis not in (0, 1, 2):
-        msg = f"axis {axis} is out of range (0=Z, 1=Y, 2=X)"
-        raise SceneNotFoundError(msg)
     fields = {"kind": "mip", "axis": axis, "width": width, "height": height}
     return await renderer.respond(image_id, fields, {})
 
@@ -313,11 +346,11 @@ async def mip(
 @_picture_route("/{image_id}/slice/{z}", "The XY plane z")
 async def slice_plane(
     image_id: str,
-    z: int,
+    z: Annotated[Index, Path(description="Z plane")],
     renderer: RendererDep,
     width: Width = 1024,
     height: Height = 1024,
-    channel: Annotated[int | None, Query(description="One channel (seed API)")] = None,
+    channel: Annotated[Index | None, Query(description="One channel (seed API)")] = None,
 ) -> Response:
     """One plane; reads only that plane from the file."""
     if channel is not None and renderer.params.channels is None:
@@ -333,7 +366,7 @@ async def slice_plane(
 async def section(
     image_id: str,
     plane: Literal["xz", "yz"],
-    index: int,
+    index: Annotated[Index, Path(description="Y (xz) or X (yz) position")],
     renderer: RendererDep,
     width: Width = 512,
     height: Height = 512,
@@ -370,9 +403,9 @@ async def histogram(
     storage: StorageDep,
     pool: PoolDep,
     settings: SettingsDep,
-    scene: int = 0,
-    t: int = 0,
-    z: Annotated[int | None, Query(description="Z plane; omitted: a sample of the stack")] = None,
+    scene: Annotated[Index, Query(description="Scene index")] = 0,
+    t: Annotated[Index, Query(description="Timepoint")] = 0,
+    z: Annotated[Index | None, Query(description="Z plane; omitted: a sample of the stack")] = None,
 ) -> Any:
     """What the viewer's auto-contrast and window sliders need."""
     image: Image = await database.run(require_image, image_id)
@@ -386,16 +419,19 @@ async def histogram(
     headers = _etag_headers(etag, settings)
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    path = await anyio.to_thread.run_sync(readable_path, image, storage)
-    channels = await pool.shared(
-        f"histogram:{etag}",
-        image.sha256,
-        _histogram_job,
-        path,
-        scene,
-        t,
-        z,
-        settings.limits.read_limits(),
-    )
+    try:
+        path = await anyio.to_thread.run_sync(readable_path, image, storage)
+        channels = await pool.shared(
+            f"histogram:{etag}",
+            image.sha256,
+            _histogram_job,
+            path,
+            scene,
+            t,
+            z,
+            settings.limits.read_limits(),
+        )
+    except OSError as exc:
+        raise await missing_file_error(database, image_id, exc) from exc
     response.headers.update(headers)
     return HistogramPublic.model_validate({"channels": channels})

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from zstack_analyzer.service.db.search import SearchFilters, search_images
 from zstack_analyzer.service.deps import SessionDep
 from zstack_analyzer.service.errors import BadParameterError
-from zstack_analyzer.service.images_service import to_public
+from zstack_analyzer.service.images_service import to_summary
 from zstack_analyzer.service.routes import problems
 from zstack_analyzer.service.schemas import SearchPublic
 
@@ -153,4 +153,4 @@ def search(
         acquired_before=before,
     )
     rows, total = search_images(session, filters, skip=skip, limit=limit)
-    return SearchPublic(data=[to_public(row) for row in rows], count=total, total=total)
+    return SearchPublic(data=[to_summary(row) for row in rows], count=total, total=total)

@@ -22,7 +22,9 @@ export function dimsText(img) {
   if (img.depth > 1) parts[0] += ` × ${img.depth} Z`;
   if (img.channels > 1) parts.push(`${img.channels} ch`);
   if (img.timepoints > 1) parts.push(`${img.timepoints} T`);
-  if (img.scenes && img.scenes.length > 1) parts.push(`${img.scenes.length} scenes`);
+  // List items carry scene_count; a full record (GET /{id}) also has the scenes list.
+  const scenes = img.scene_count ?? (img.scenes ? img.scenes.length : 1);
+  if (scenes > 1) parts.push(`${scenes} scenes`);
   return parts.join(", ");
 }
 

@@ -1,0 +1,137 @@
+"""HTTP-level guards that run before routing and auth: header count, methods, HEAD.
+
+Why a pure ASGI middleware: these answers must not depend on a route being
+found. The viewer is mounted at "/" and matches every path, so without this a
+``POST /api/health`` or a ``HEAD`` on a protected route fell through to the
+static files (405 without ``Allow``, or 404 before auth). Here:
+
+- more than ``max_headers`` request headers get 431 (the byte size of the head
+  is capped by the HTTP parser, see ``service/server.py``);
+- under ``/api``, a method no route of that path accepts gets 405 with an
+  ``Allow`` listing every method that path accepts; a path no route knows
+  gets 404;
+- ``HEAD`` is answered as ``GET`` without the body (RFC 9110 section 9.3.2), so
+  it passes auth exactly as ``GET`` does (401 without the token).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import re
+
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["HttpGuardMiddleware", "api_route_table"]
+
+API_PREFIX = "/api/"
+
+
+def api_route_table(routes: list[Any]) -> list[tuple[re.Pattern[str], frozenset[str]]]:
+    """(path regex, methods) of every route under ``/api``, through included routers.
+
+    A mounted sub-application (no ``methods``) gets the method ``"*"``: it answers
+    its own methods and unknown paths, so the guard passes its requests through.
+    """
+    table: list[tuple[re.Pattern[str], frozenset[str]]] = []
+    pending = list(routes)
+    while pending:
+        route = pending.pop(0)
+        nested = getattr(route, "original_router", None)
+        if nested is not None:
+            pending.extend(nested.routes)
+            continue
+        path = getattr(route, "path", "")
+        regex = getattr(route, "path_regex", None)
+        methods = getattr(route, "methods", None)
+        if regex is None or not path.startswith(API_PREFIX):
+            continue
+        table.append((regex, frozenset(methods) if methods else frozenset({"*"})))
+    return table
+
+
+class HttpGuardMiddleware:
+    """Header-count cap, 405 with ``Allow``, 404 for unknown API paths, HEAD as GET.
+
+    Parameters
+    ----------
+    app
+        The wrapped application (its routes are read lazily, on first use).
+    max_headers
+        Most request header fields accepted.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_headers: int) -> None:
+        self.app = app
+        self.max_headers = max_headers
+        self._table: list[tuple[re.Pattern[str], frozenset[str]]] | None = None
+
+    def _routes(self, scope: Scope) -> list[tuple[re.Pattern[str], frozenset[str]]]:
+        if self._table is None:
+            self._table = api_route_table(list(scope["app"].routes))
+        return self._table
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 431/404/405 here, or pass on (HEAD as GET without its body)."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from zstack_analyzer.service.errors import problem_response
+
+        count = len(scope.get("headers", ()))
+        if count > self.max_headers:
+            response = problem_response(
+                431,
+                code="headers_too_large",
+                detail=f"{count} request header fields; at most {self.max_headers} are accepted",
+            )
+            await response(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        method: str = scope.get("method", "GET")
+        if not path.startswith(API_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        allowed: set[str] = set()
+        for regex, methods in self._routes(scope):
+            if regex.match(path):
+                allowed |= methods
+        if "*" in allowed:  # a mounted sub-application decides for itself
+            await self.app(scope, receive, send)
+            return
+        if not allowed:
+            response = problem_response(
+                404, code="not_found", detail=f"no API route at {path[:200]!r}"
+            )
+            await response(scope, receive, send)
+            return
+        if "GET" in allowed:
+            allowed.add("HEAD")
+        if method not in allowed:
+            response = problem_response(
+                405,
+                code="method_not_allowed",
+                detail=f"{method[:16]} is not allowed here; allowed: {', '.join(sorted(allowed))}",
+                headers={"Allow": ", ".join(sorted(allowed))},
+            )
+            await response(scope, receive, send)
+            return
+        if method == "HEAD":  # API routes declare GET only; HEAD is GET without the body
+            await self.app({**scope, "method": "GET"}, receive, _without_body(send))
+            return
+        await self.app(scope, receive, send)
+
+
+def _without_body(send: Send) -> Send:
+    """A ``send`` that passes the status and headers of a GET but drops its body."""
+
+    async def send_head(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            if message.get("more_body", False):
+                return
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await send(message)
+
+    return send_head
