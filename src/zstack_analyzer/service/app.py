@@ -176,6 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from zstack_analyzer.service.deps import require_token
     from zstack_analyzer.service.errors import install_error_handlers
+    from zstack_analyzer.service.guard import HttpGuardMiddleware
     from zstack_analyzer.service.routes import (
         archive,
         formats,
@@ -185,7 +186,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         search,
         zarr_store,
     )
-    from zstack_analyzer.service.guard import HttpGuardMiddleware
     from zstack_analyzer.service.upload import UploadSlots
 
     settings = settings or Settings()

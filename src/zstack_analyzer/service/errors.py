@@ -85,6 +85,8 @@ class OriginalMissingError(ZstackError):
     """An in-place original is gone (410)."""
 
     code = "original_missing"
+
+
 class UploadTimeoutError(ZstackError):
     """The upload body stalled longer than ``uploads.idle_timeout_seconds`` (408)."""
 

@@ -421,7 +421,9 @@ def download_image(
     media_type = "application/octet-stream"
     if original is None and not storage.is_local:
         # Object storage streams the bytes from the bucket (one range, or the whole file).
-        range_header = f"bytes={ranges[0][0]}-{ranges[0][1]}" if ranges and len(ranges) == 1 else None
+        range_header = (
+            f"bytes={ranges[0][0]}-{ranges[0][1]}" if ranges and len(ranges) == 1 else None
+        )
         return stream_stored(storage, image.stored_name, size, range_header, media_type, headers)
     return _RangedFileResponse(
         original or storage.path(image.stored_name), ranges, media_type=media_type, headers=headers
