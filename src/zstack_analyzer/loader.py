@@ -29,17 +29,23 @@ if TYPE_CHECKING:
 
     from zstack_analyzer.metadata import ImageMetadata
     from zstack_analyzer.readers._base import ImageReader
+    from zstack_analyzer.storage.remote import RemoteObject
 
 __all__ = ["ImageLoader", "open_image"]
 
 
-def open_image(path: Path | str, /, *, limits: ReadLimits | None = None) -> ImageReader:
+def open_image(
+    path: Path | str | RemoteObject, /, *, limits: ReadLimits | None = None
+) -> ImageReader:
     """Open a microscopy file; use it as a context manager so the file is closed.
 
     Parameters
     ----------
     path
-        The file. Its format is detected from its content.
+        The file. Its format is detected from its content. A
+        :class:`~zstack_analyzer.storage.remote.RemoteObject` (an object in an
+        S3 bucket) is read in place by ranged GETs when its format allows
+        (the TIFF family, zipped OME-Zarr).
     limits
         Read limits; the defaults refuse absurd declared sizes.
 

@@ -17,12 +17,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zstack_analyzer.errors import CorruptFileError, MissingDependencyError, UnsupportedFormatError
+from zstack_analyzer.storage.remote import RemoteObject
 
 if TYPE_CHECKING:
     from zstack_analyzer.limits import ReadLimits
     from zstack_analyzer.readers._base import ImageReader
 
-__all__ = ["FormatInfo", "detect_reader", "known_suffixes", "open_reader", "supported_formats"]
+__all__ = [
+    "FormatInfo",
+    "detect_reader",
+    "known_suffixes",
+    "open_reader",
+    "reads_remote",
+    "supported_formats",
+]
 
 #: Readers in detection order: most specific first, plain TIFF always last.
 READER_CLASSES: tuple[str, ...] = (
@@ -104,7 +112,45 @@ def _has_known_suffix(path: Path) -> bool:
     return any(name.endswith(s) for s in known_suffixes())
 
 
-def detect_reader(path: Path | str) -> type[ImageReader]:
+def reads_remote(format_name: str) -> bool:
+    """Whether the reader of ``format_name`` (a record's ``format``) reads objects by ranges.
+
+    Examples
+    --------
+    >>> reads_remote("OME-TIFF"), reads_remote("CZI")
+    (True, False)
+    """
+    return any(cls.reads_remote for cls in reader_classes() if cls.format_name == format_name)
+
+
+def _detect_remote(source: RemoteObject) -> type[ImageReader]:
+    """The reader class of an object in a bucket, from its head read by a ranged GET.
+
+    Readers that need a local file are still recognised (by ``head`` and the
+    name alone), so that a CZI is refused as "read it from a local copy",
+    not misnamed unsupported.
+    """
+    with source.open() as fh:
+        head = fh.read(HEAD_BYTES)
+    name = source.path.name
+    if not head:
+        msg = f"{name}: the file is empty (0 bytes)"
+        raise CorruptFileError(msg, path=source.path)
+    for cls in reader_classes():
+        if cls.reads_remote:
+            if cls.sniff_remote(head, source):
+                return cls
+        elif cls.sniff(head, source.path):
+            msg = (
+                f"{name}: a {cls.format_name} file is read from a local copy; its reader "
+                "cannot read it by ranges from object storage"
+            )
+            raise UnsupportedFormatError(msg, path=source.path)
+    msg = f"{name}: unsupported format (the content matches no reader that reads by ranges)"
+    raise UnsupportedFormatError(msg, path=source.path)
+
+
+def detect_reader(path: Path | str | RemoteObject) -> type[ImageReader]:
     """Return the reader class for ``path`` from its content.
 
     Raises
@@ -117,6 +163,8 @@ def detect_reader(path: Path | str) -> type[ImageReader]:
     CorruptFileError
         When the file is empty.
     """
+    if isinstance(path, RemoteObject):
+        return _detect_remote(path)
     if _is_url(path):
         # A URL can only be an OME-Zarr (files are uploaded, not fetched).
         from zstack_analyzer.zarr.reader import OmeZarrReader
@@ -147,12 +195,24 @@ def detect_reader(path: Path | str) -> type[ImageReader]:
     raise UnsupportedFormatError(msg, path=path)
 
 
-def _is_url(path: Path | str) -> bool:
+def _is_url(path: Path | str | RemoteObject) -> bool:
     return isinstance(path, str) and path.lower().startswith(("http://", "https://"))
 
 
-def open_reader(path: Path | str, /, *, limits: ReadLimits | None = None) -> ImageReader:
+def _display_name(path: Path | str | RemoteObject) -> str:
+    if isinstance(path, RemoteObject):
+        return path.path.name
+    return str(path) if _is_url(path) else Path(path).name
+
+
+def open_reader(
+    path: Path | str | RemoteObject, /, *, limits: ReadLimits | None = None
+) -> ImageReader:
     """Detect the format of ``path`` and open it with its reader.
+
+    ``path`` may be a :class:`~zstack_analyzer.storage.remote.RemoteObject`:
+    formats whose readers take file objects (the TIFF family, zipped
+    OME-Zarr) are then read by ranged GETs, without a local copy.
 
     Raises
     ------
@@ -163,10 +223,11 @@ def open_reader(path: Path | str, /, *, limits: ReadLimits | None = None) -> Ima
     missing = [p for p in cls.required_packages if not _package_available(p)]
     if missing:
         msg = (
-            f"{path if _is_url(path) else Path(path).name}: is a {cls.format_name} file, but its reader needs the package "
+            f"{_display_name(path)}: is a {cls.format_name} file, but its reader needs the package "
             f"{missing[0]!r}: pip install {missing[0]}"
         )
-        raise MissingDependencyError(msg, package=missing[0], path=path)
+        where = path.path if isinstance(path, RemoteObject) else path
+        raise MissingDependencyError(msg, package=missing[0], path=where)
     reader = cls(path, limits=limits)
     try:
         _check_scene_sizes(reader)

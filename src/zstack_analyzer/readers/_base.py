@@ -20,6 +20,7 @@ import numpy as np
 
 from zstack_analyzer.errors import CorruptFileError, SceneNotFoundError
 from zstack_analyzer.limits import ReadLimits, check_declared_size
+from zstack_analyzer.storage.remote import RemoteObject
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -103,9 +104,21 @@ class ImageReader(abc.ABC):
     format_name: ClassVar[str]
     suffixes: ClassVar[tuple[str, ...]]
     required_packages: ClassVar[tuple[str, ...]] = ()
+    #: Whether the reader reads a :class:`RemoteObject` in place (by ranged GETs).
+    reads_remote: ClassVar[bool] = False
 
-    def __init__(self, path: Path | str, /, *, limits: ReadLimits | None = None) -> None:
-        self.path = Path(path)
+    def __init__(
+        self, path: Path | str | RemoteObject, /, *, limits: ReadLimits | None = None
+    ) -> None:
+        #: What the reader reads: a local path, or an object read by ranges.
+        self.source: Path | RemoteObject
+        if isinstance(path, RemoteObject):
+            self.source = path
+            #: The file's name for messages (a remote object's display name, no folder).
+            self.path = path.path
+        else:
+            self.path = Path(path)
+            self.source = self.path
         self.limits = limits or ReadLimits()
         self._lock = threading.RLock()
         self._closers: list[weakref.finalize[Any, Any]] = []
@@ -116,6 +129,11 @@ class ImageReader(abc.ABC):
     @abc.abstractmethod
     def sniff(cls, head: bytes, path: Path) -> bool:
         """Whether the file is this reader's format; reads headers only and never raises."""
+
+    @classmethod
+    def sniff_remote(cls, head: bytes, source: RemoteObject) -> bool:
+        """:meth:`sniff` for an object read by ranges (readers with :attr:`reads_remote`)."""
+        return cls.sniff(head, source.path)
 
     @abc.abstractmethod
     def scenes(self) -> Sequence[SceneInfo]:
@@ -274,15 +292,17 @@ class ImageReader(abc.ABC):
     ) -> None:
         self.close()
 
-    # Pickle by path: dask may ship the graph (and so the reader) to other processes.
+    # Pickle by what was opened: dask may ship the graph (and so the reader) to other
+    # processes; a remote object is reopened from its descriptor, a file from its path.
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_reopen, (type(self), str(self.path), self.limits))
+        source = self.source if isinstance(self.source, RemoteObject) else str(self.path)
+        return (_reopen, (type(self), source, self.limits))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
 
 
-def _reopen(cls: type[ImageReader], path: str, limits: ReadLimits) -> ImageReader:
+def _reopen(cls: type[ImageReader], path: str | RemoteObject, limits: ReadLimits) -> ImageReader:
     return cls(path, limits=limits)
 
 

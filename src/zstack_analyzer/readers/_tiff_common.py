@@ -16,18 +16,20 @@ import math
 import os
 import struct
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from zstack_analyzer.errors import CorruptFileError, SceneNotFoundError, ZstackError
 from zstack_analyzer.readers._base import ImageReader, planes_to_dask
+from zstack_analyzer.storage.remote import RangedFile, RemoteObject, RemoteReadError
 from zstack_analyzer.vendor import json_safe
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
-    from pathlib import Path
 
     import dask.array as da
 
@@ -146,38 +148,50 @@ _PEEK_DESCRIPTION_HEAD = 65536
 MAX_PLANES_CHECKED = 65536
 
 
-def _peek_file(path: Path) -> TiffPeek:
-    with path.open("rb") as fh:
-        header = fh.read(16)
-        bo = "<" if header[:2] == b"II" else ">"
-        bigtiff = header[2:4] in (b"+\x00", b"\x00+")
-        if bigtiff:
-            (offset,) = struct.unpack(bo + "Q", header[8:16])
-            count_fmt, entry_size, entry_fmt = "Q", 20, "HHQ8s"
-        else:
-            (offset,) = struct.unpack(bo + "I", header[4:8])
-            count_fmt, entry_size, entry_fmt = "H", 12, "HHI4s"
-        fh.seek(offset)
-        raw = fh.read(struct.calcsize(count_fmt))
-        (count,) = struct.unpack(bo + count_fmt, raw)
-        if not 0 < count <= 4096:
-            return TiffPeek()
-        entries = fh.read(count * entry_size)
-        tags: set[int] = set()
-        head = b""
-        for i in range(len(entries) // entry_size):
-            tag, dtype, n, value = struct.unpack(
-                bo + entry_fmt, entries[i * entry_size : (i + 1) * entry_size]
-            )
-            tags.add(tag)
-            if tag == 270 and dtype in (1, 2, 7) and not head:
-                if n <= len(value):
-                    head = value[:n]
-                    continue
-                (data_offset,) = struct.unpack(bo + ("Q" if bigtiff else "I"), value)
-                fh.seek(data_offset)
-                head = fh.read(min(n, _PEEK_DESCRIPTION_HEAD))
-        return TiffPeek(frozenset(tags), head)
+class BinaryReadable(Protocol):
+    """What the IFD parsers here need of a file: an open file, a RangedFile, tifffile's handle."""
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        """Move the position."""
+        ...
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes."""
+        ...
+
+
+def _peek_file(fh: BinaryReadable) -> TiffPeek:
+    fh.seek(0)
+    header = fh.read(16)
+    bo = "<" if header[:2] == b"II" else ">"
+    bigtiff = header[2:4] in (b"+\x00", b"\x00+")
+    if bigtiff:
+        (offset,) = struct.unpack(bo + "Q", header[8:16])
+        count_fmt, entry_size, entry_fmt = "Q", 20, "HHQ8s"
+    else:
+        (offset,) = struct.unpack(bo + "I", header[4:8])
+        count_fmt, entry_size, entry_fmt = "H", 12, "HHI4s"
+    fh.seek(offset)
+    raw = fh.read(struct.calcsize(count_fmt))
+    (count,) = struct.unpack(bo + count_fmt, raw)
+    if not 0 < count <= 4096:
+        return TiffPeek()
+    entries = fh.read(count * entry_size)
+    tags: set[int] = set()
+    head = b""
+    for i in range(len(entries) // entry_size):
+        tag, dtype, n, value = struct.unpack(
+            bo + entry_fmt, entries[i * entry_size : (i + 1) * entry_size]
+        )
+        tags.add(tag)
+        if tag == 270 and dtype in (1, 2, 7) and not head:
+            if n <= len(value):
+                head = value[:n]
+                continue
+            (data_offset,) = struct.unpack(bo + ("Q" if bigtiff else "I"), value)
+            fh.seek(data_offset)
+            head = fh.read(min(n, _PEEK_DESCRIPTION_HEAD))
+    return TiffPeek(frozenset(tags), head)
 
 
 #: Bytes per value of each TIFF field type (1 BYTE ... 18 IFD8).
@@ -201,30 +215,31 @@ _TYPE_SIZES = {
 }
 
 
-def first_ifd_overruns(path: Path) -> list[int]:
-    """Tags of the first IFD whose values lie (partly) past the end of the file.
+def first_ifd_overruns(fh: BinaryReadable, size: int) -> list[int]:
+    """Tags of the first IFD whose values lie (partly) past ``size``, the end of the file.
 
     Why: tifffile logs such a tag and drops it, so a TIFF cut short in its
     trailing metadata (FEI and EXIF blocks often sit at the very end) would
-    open as a valid file that silently lost its calibration.
+    open as a valid file that silently lost its calibration. ``fh`` is any
+    seekable binary file (the reader passes tifffile's own handle, so a
+    remote object is not opened a second time).
     """
-    with path.open("rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        header = fh.read(16)
-        bo = "<" if header[:2] == b"II" else ">"
-        bigtiff = header[2:4] in (b"+\x00", b"\x00+")
-        if bigtiff:
-            (offset,) = struct.unpack(bo + "Q", header[8:16])
-            count_fmt, entry_size, entry_fmt, inline = "Q", 20, "HHQQ", 8
-        else:
-            (offset,) = struct.unpack(bo + "I", header[4:8])
-            count_fmt, entry_size, entry_fmt, inline = "H", 12, "HHII", 4
-        fh.seek(offset)
-        raw = fh.read(struct.calcsize(count_fmt))
-        if len(raw) < struct.calcsize(count_fmt):
-            return []
-        (count,) = struct.unpack(bo + count_fmt, raw)
-        entries = fh.read(min(count, 65535) * entry_size)
+    fh.seek(0)
+    header = fh.read(16)
+    bo = "<" if header[:2] == b"II" else ">"
+    bigtiff = header[2:4] in (b"+\x00", b"\x00+")
+    if bigtiff:
+        (offset,) = struct.unpack(bo + "Q", header[8:16])
+        count_fmt, entry_size, entry_fmt, inline = "Q", 20, "HHQQ", 8
+    else:
+        (offset,) = struct.unpack(bo + "I", header[4:8])
+        count_fmt, entry_size, entry_fmt, inline = "H", 12, "HHII", 4
+    fh.seek(offset)
+    raw = fh.read(struct.calcsize(count_fmt))
+    if len(raw) < struct.calcsize(count_fmt):
+        return []
+    (count,) = struct.unpack(bo + count_fmt, raw)
+    entries = fh.read(min(count, 65535) * entry_size)
     overruns = []
     for i in range(len(entries) // entry_size):
         tag, dtype, n, value = struct.unpack_from(bo + entry_fmt, entries, i * entry_size)
@@ -237,23 +252,54 @@ def first_ifd_overruns(path: Path) -> list[int]:
 @functools.lru_cache(maxsize=16)
 def _peek_cached(path: Path, _size: int, _mtime_ns: int) -> TiffPeek:
     try:
-        return _peek_file(path)
+        with path.open("rb") as fh:
+            return _peek_file(fh)
     except (OSError, struct.error, ValueError):
         return TiffPeek()
 
 
-def peek_tiff(head: bytes, path: Path) -> TiffPeek | None:
-    """Parse the first IFD of ``path`` if ``head`` starts like a TIFF; never raises.
+#: Peeks of remote objects (a stored object never changes under its name), newest last.
+_REMOTE_PEEKS: OrderedDict[RemoteObject, TiffPeek] = OrderedDict()
+_REMOTE_PEEKS_LOCK = threading.Lock()
+_REMOTE_PEEKS_MAX = 64
 
-    Cached on (path, size, mtime) because four readers sniff the same file in a row.
+
+def _peek_remote(source: RemoteObject) -> TiffPeek:
+    """The first IFD of a remote object, by ranged GETs; a failed fetch is not remembered."""
+    with _REMOTE_PEEKS_LOCK:
+        peek = _REMOTE_PEEKS.get(source)
+        if peek is not None:
+            _REMOTE_PEEKS.move_to_end(source)
+            return peek
+    try:
+        with source.open() as fh:
+            peek = _peek_file(fh)
+    except (struct.error, ValueError):
+        peek = TiffPeek()
+    except OSError:
+        return TiffPeek()
+    with _REMOTE_PEEKS_LOCK:
+        _REMOTE_PEEKS[source] = peek
+        while len(_REMOTE_PEEKS) > _REMOTE_PEEKS_MAX:
+            _REMOTE_PEEKS.popitem(last=False)
+    return peek
+
+
+def peek_tiff(head: bytes, source: Path | RemoteObject) -> TiffPeek | None:
+    """Parse the first IFD of ``source`` if ``head`` starts like a TIFF; never raises.
+
+    Cached on (path, size, mtime), or on the remote object, because four
+    readers sniff the same file in a row.
     """
     if head[:4] not in TIFF_MAGICS:
         return None
+    if isinstance(source, RemoteObject):
+        return _peek_remote(source)
     try:
-        stat = path.stat()
+        stat = source.stat()
     except OSError:
         return TiffPeek()
-    return _peek_cached(path, stat.st_size, stat.st_mtime_ns)
+    return _peek_cached(source, stat.st_size, stat.st_mtime_ns)
 
 
 # --------------------------------------------------------------------------- plans
@@ -390,13 +436,35 @@ class TiffFamilyReader(ImageReader):
     """
 
     required_packages = ("tifffile", "imagecodecs")
+    reads_remote = True
 
-    def __init__(self, path: Path | str, /, *, limits: ReadLimits | None = None) -> None:
+    @classmethod
+    def sniff(cls, head: bytes, path: Path) -> bool:
+        """Whether the first IFD of ``path`` is this format's (see :meth:`claims`)."""
+        peek = peek_tiff(head, path)
+        return peek is not None and cls.claims(head, peek)
+
+    @classmethod
+    def sniff_remote(cls, head: bytes, source: RemoteObject) -> bool:
+        """:meth:`sniff` for an object in a bucket (its first IFD read by ranged GETs)."""
+        peek = peek_tiff(head, source)
+        return peek is not None and cls.claims(head, peek)
+
+    @classmethod
+    def claims(cls, head: bytes, peek: TiffPeek) -> bool:
+        """Whether a TIFF starting with ``head`` whose first IFD is ``peek`` is this format."""
+        raise NotImplementedError
+
+    def __init__(
+        self, path: Path | str | RemoteObject, /, *, limits: ReadLimits | None = None
+    ) -> None:
         super().__init__(path, limits=limits)
         self._io_lock = threading.RLock()
         self._workers = decode_workers()
         self._metadata_cache: dict[int, ImageMetadata] = {}
-        self.tif = self._open_tifffile(self.path)
+        #: The ranged file of a remote object (``None`` for a local file): told what to prefetch.
+        self._ranged: RangedFile | None = None
+        self.tif = self._open_tifffile(self.source)
         try:
             self._plans: list[ScenePlan] = self._build_plans()
             for plan in self._plans:
@@ -404,14 +472,15 @@ class TiffFamilyReader(ImageReader):
             # The first IFD is parsed already: a single image cut short fails at open.
             self._check_segments(self.tif.pages.first)
             self._check_all_planes()
-            overruns = first_ifd_overruns(self.path)
+            with self._io_lock:
+                overruns = first_ifd_overruns(self.tif.filehandle, int(self.tif.filehandle.size))
             if overruns:
                 msg = (
                     f"{self.path.name}: the values of tags {overruns} of the first IFD lie past the "
                     f"end of the file; the file is truncated"
                 )
                 raise CorruptFileError(msg, path=self.path)
-        except ZstackError:
+        except (ZstackError, RemoteReadError):
             self.close()
             raise
         except _BROKEN_FILE_ERRORS as exc:
@@ -430,19 +499,61 @@ class TiffFamilyReader(ImageReader):
         raise NotImplementedError
 
     # ------------------------------------------------------------ helpers
-    def _open_tifffile(self, path: Path) -> Any:
-        """Open ``path`` with tifffile (first IFD only), errors wrapped, closed on release."""
+    def _open_tifffile(self, source: Path | RemoteObject) -> Any:
+        """Open ``source`` with tifffile (first IFD only), errors wrapped, closed on release.
+
+        A remote object is read through a :class:`RangedFile` (tifffile takes
+        file objects): only the IFDs and segments read are fetched.
+        """
         import tifffile
 
+        name = source.path.name if isinstance(source, RemoteObject) else source.name
+        ranged = source.open() if isinstance(source, RemoteObject) else None
         try:
-            tif = tifffile.TiffFile(path)
-        except FileNotFoundError:
+            if ranged is not None:
+                # A remote object has no folder: tifffile must not look for OME set
+                # members beside it (it would look in the working directory).
+                stream = cast("IO[bytes]", ranged)
+                tif = tifffile.TiffFile(stream, name=name, _multifile=False)
+            else:
+                tif = tifffile.TiffFile(cast("Path", source))
+        except (FileNotFoundError, RemoteReadError):
+            if ranged is not None:
+                ranged.close()
             raise
         except Exception as exc:  # tifffile raises TiffFileError, ValueError, struct.error...
-            msg = f"{path.name}: not a readable TIFF file: {exc}"
-            raise CorruptFileError(msg, path=path, detail=repr(exc)) from exc
+            if ranged is not None:
+                ranged.close()
+            msg = f"{name}: not a readable TIFF file: {exc}"
+            raise CorruptFileError(msg, path=Path(name), detail=repr(exc)) from exc
+        if ranged is not None:
+            self.close_on_release(ranged.close)  # closers run last first: after tif.close
+            if self._ranged is None:
+                self._ranged = ranged
         self.close_on_release(tif.close)
         return tif
+
+    def _prefetch(self, page: Any, indices: Sequence[int] | None = None) -> None:
+        """Fetch the segments ``indices`` of ``page`` (all by default) at once, if remote.
+
+        Why: tifffile and :meth:`read_region` read segments one at a time; from a
+        bucket that is one GET per tile or strip. One call fetches them together
+        (merged when close, concurrently otherwise). A no-op for local files.
+        """
+        ranged = self._ranged
+        if ranged is None or page.parent is not self.tif:
+            return
+        offsets = page.dataoffsets
+        counts = page.databytecounts
+        chosen = range(len(offsets)) if indices is None else indices
+        ranges = [
+            (int(offsets[i]), int(offsets[i]) + int(counts[i]))
+            for i in chosen
+            if i < len(offsets) and int(counts[i]) > 0
+        ]
+        if len(ranges) > 1:
+            with self._io_lock:
+                ranged.prefetch(ranges)
 
     def _check_ifd_chain(self) -> None:
         """Refuse a file whose chain of IFDs leads past its end (a truncated multi-page TIFF).
@@ -626,8 +737,11 @@ class TiffFamilyReader(ImageReader):
     ) -> Any:
         """Bounds-check ``page`` and decode it (into ``out`` when given), errors wrapped."""
         self._check_segments(page)
+        self._prefetch(page)
         try:
             return page.asarray(out=out, lock=self._io_lock, maxworkers=maxworkers)
+        except RemoteReadError:
+            raise
         except Exception as exc:
             t, c, z = tcz
             msg = f"{self.path.name}: cannot decode plane t={t} c={c} z={z}: {exc}"
@@ -827,6 +941,7 @@ class TiffFamilyReader(ImageReader):
             raise CorruptFileError(msg, path=self.path)
         fh = page.parent.filehandle
         decode = key.decode
+        self._prefetch(page, wanted)
 
         def one(index: int) -> None:
             with self._io_lock:

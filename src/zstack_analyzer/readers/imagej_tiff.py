@@ -18,15 +18,14 @@ from zstack_analyzer.metadata import ChannelInfo, ImageMetadata, MicroscopeInfo,
 from zstack_analyzer.readers._tiff_common import (
     ScenePlan,
     TiffFamilyReader,
+    TiffPeek,
     length_to_um,
-    peek_tiff,
     series_plan,
     vendor_safe,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from pathlib import Path
 
 __all__ = ["ImageJTiffReader"]
 
@@ -61,10 +60,9 @@ class ImageJTiffReader(TiffFamilyReader):
     suffixes: ClassVar[tuple[str, ...]] = (".tif", ".tiff")
 
     @classmethod
-    def sniff(cls, head: bytes, path: Path) -> bool:
+    def claims(cls, head: bytes, peek: TiffPeek) -> bool:
         """A TIFF whose first ImageDescription is an ImageJ header (and not OME-XML)."""
-        peek = peek_tiff(head, path)
-        return peek is not None and peek.is_imagej and not peek.is_ome
+        return peek.is_imagej and not peek.is_ome
 
     def _build_plans(self) -> list[ScenePlan]:
         series = self.tif.series[0]

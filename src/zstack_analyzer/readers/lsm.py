@@ -27,11 +27,10 @@ from zstack_analyzer.metadata import (
     PhysicalSize,
     SceneInfo,
 )
-from zstack_analyzer.readers._tiff_common import ScenePlan, TiffFamilyReader, peek_tiff, vendor_safe
+from zstack_analyzer.readers._tiff_common import ScenePlan, TiffFamilyReader, TiffPeek, vendor_safe
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from pathlib import Path
 
 __all__ = ["LsmReader"]
 
@@ -54,10 +53,9 @@ class LsmReader(TiffFamilyReader):
     suffixes: ClassVar[tuple[str, ...]] = (".lsm",)
 
     @classmethod
-    def sniff(cls, head: bytes, path: Path) -> bool:
+    def claims(cls, head: bytes, peek: TiffPeek) -> bool:
         """A little-endian TIFF whose first IFD carries CZ_LSMINFO (tag 34412)."""
-        peek = peek_tiff(head, path)
-        return peek is not None and head[:2] == b"II" and CZ_LSMINFO_TAG in peek.tags
+        return head[:2] == b"II" and CZ_LSMINFO_TAG in peek.tags
 
     def _build_plans(self) -> list[ScenePlan]:
         tif = self.tif

@@ -22,7 +22,7 @@ from zstack_analyzer.readers._ome import image_metadata, parse_ome_xml
 from zstack_analyzer.readers._tiff_common import (
     ScenePlan,
     TiffFamilyReader,
-    peek_tiff,
+    TiffPeek,
     series_plan,
 )
 
@@ -56,10 +56,9 @@ class OmeTiffReader(TiffFamilyReader):
     )
 
     @classmethod
-    def sniff(cls, head: bytes, path: Path) -> bool:
+    def claims(cls, head: bytes, peek: TiffPeek) -> bool:
         """A TIFF whose first ImageDescription is OME-XML."""
-        peek = peek_tiff(head, path)
-        return peek is not None and peek.is_ome
+        return peek.is_ome
 
     # ------------------------------------------------------------ plans
     def _build_plans(self) -> list[ScenePlan]:
@@ -77,9 +76,10 @@ class OmeTiffReader(TiffFamilyReader):
         self._own_doc = parse_ome_xml(description, path=self.path, limits=self.limits)
         self._doc = self._own_doc
         if self._own_doc.binary_only_file and not self._own_doc.images:
-            companion = self.path.parent / Path(self._own_doc.binary_only_file).name
-            if not companion.is_file():
-                return self._binary_only_alone(companion.name)
+            companion_name = Path(self._own_doc.binary_only_file).name
+            companion = self._beside(companion_name)
+            if companion is None or not companion.is_file():
+                return self._binary_only_alone(companion_name)
             self._companion = companion
             if companion.stat().st_size > self.limits.max_metadata_bytes:
                 msg = f"{self.path.name}: companion {companion.name} is over the metadata limit"
@@ -94,13 +94,28 @@ class OmeTiffReader(TiffFamilyReader):
             for td in image.tiff_data
             if self._file_key(td.uuid, td.filename) is not None and td.filename
         }
-        missing = sorted(n for n in names if not (self.path.parent / Path(n).name).is_file())
+        missing = sorted(n for n in names if not self._member_present(Path(n).name))
         if missing:
             self._common_warnings.append(
                 f"multi-file set: {len(missing)} member file(s) missing beside "
                 f"{self.path.name} ({', '.join(missing[:10])}): their planes read as zeros"
             )
         return [self._image_plan(i, image) for i, image in enumerate(self._doc.images)]
+
+    def _beside(self, name: str) -> Path | None:
+        """The file ``name`` in this file's folder; ``None`` for a remote object (no folder).
+
+        Why ``None``: an object in a bucket has no neighbours we may open; a
+        relative name would otherwise resolve against the working directory.
+        Its set members and companion are then missing, as for a lone file.
+        """
+        if not isinstance(self.source, Path):
+            return None
+        return self.path.parent / name
+
+    def _member_present(self, name: str) -> bool:
+        beside = self._beside(name)
+        return beside is not None and beside.is_file()
 
     def _binary_only_alone(self, companion: str) -> list[ScenePlan]:
         """A set member without its companion: the planes this file holds, and a warning."""
@@ -219,8 +234,9 @@ class OmeTiffReader(TiffFamilyReader):
         if key is None:
             return self.tif
         if key not in self._members:
-            member = self.path.parent / key
-            self._members[key] = self._open_tifffile(member) if member.is_file() else None
+            member = self._beside(key)
+            present = member is not None and member.is_file()
+            self._members[key] = self._open_tifffile(member) if member and present else None
         return self._members[key]
 
     def _load_page(self, tif: Any, ifd: int, level: int) -> Any:

@@ -24,15 +24,14 @@ from zstack_analyzer.metadata import (
 from zstack_analyzer.readers._tiff_common import (
     ScenePlan,
     TiffFamilyReader,
+    TiffPeek,
     length_to_um,
-    peek_tiff,
     series_plan,
     vendor_safe,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from pathlib import Path
 
 __all__ = ["StkReader"]
 
@@ -53,10 +52,9 @@ class StkReader(TiffFamilyReader):
     suffixes: ClassVar[tuple[str, ...]] = (".stk",)
 
     @classmethod
-    def sniff(cls, head: bytes, path: Path) -> bool:
+    def claims(cls, head: bytes, peek: TiffPeek) -> bool:
         """A TIFF whose first IFD carries MetaMorph UIC tags, whatever its extension."""
-        peek = peek_tiff(head, path)
-        return peek is not None and peek.is_stk and not peek.is_ome and not peek.is_imagej
+        return peek.is_stk and not peek.is_ome and not peek.is_imagej
 
     def _build_plans(self) -> list[ScenePlan]:
         plan, _ = series_plan(self.tif.series[0], index=0, rename={"I": "Z", "Q": "Z"})

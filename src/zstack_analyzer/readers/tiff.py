@@ -22,7 +22,7 @@ from zstack_analyzer.metadata import (
 from zstack_analyzer.readers._tiff_common import (
     ScenePlan,
     TiffFamilyReader,
-    peek_tiff,
+    TiffPeek,
     resolution_um,
     series_plan,
     vendor_safe,
@@ -31,7 +31,6 @@ from zstack_analyzer.readers._wsi_tiff import associated_series, slide_facts, ws
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from pathlib import Path
 
 __all__ = ["TiffReader"]
 
@@ -60,9 +59,9 @@ class TiffReader(TiffFamilyReader):
     )
 
     @classmethod
-    def sniff(cls, head: bytes, path: Path) -> bool:
-        """Any TIFF or BigTIFF magic number."""
-        return peek_tiff(head, path) is not None
+    def claims(cls, head: bytes, peek: TiffPeek) -> bool:
+        """Any TIFF or BigTIFF (the last reader tried: every TIFF is one)."""
+        return True
 
     def _build_plans(self) -> list[ScenePlan]:
         plans: list[ScenePlan] = []

@@ -16,6 +16,7 @@ import numpy as np
 from zstack_analyzer.errors import SceneNotFoundError
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.render.colour import channel_colors
+from zstack_analyzer.storage.remote import RemoteObject
 
 if TYPE_CHECKING:
     from zstack_analyzer.metadata import ImageMetadata
@@ -124,7 +125,7 @@ def _reader_histograms(
 
 
 def channel_histograms(
-    path: Path | str,
+    path: Path | str | RemoteObject,
     *,
     scene: int = 0,
     t: int = 0,
@@ -152,6 +153,7 @@ def channel_histograms(
     """
     from zstack_analyzer.loader import open_image
 
-    with open_image(Path(path), limits=limits or ReadLimits()) as reader:
+    source = path if isinstance(path, RemoteObject) else Path(path)
+    with open_image(source, limits=limits or ReadLimits()) as reader:
         metadata = reader.metadata(scene)
         return _reader_histograms(reader, scene, t, z, metadata)

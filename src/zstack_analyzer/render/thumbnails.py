@@ -46,6 +46,7 @@ from zstack_analyzer.render.projection import (
 )
 from zstack_analyzer.render.reduce import Mode, bounded_source
 from zstack_analyzer.render.spec import RenderSpec
+from zstack_analyzer.storage.remote import RemoteObject
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -458,7 +459,7 @@ def _reduction(
 
 
 def render_file(
-    path: Path | str,
+    path: Path | str | RemoteObject,
     spec: RenderSpec,
     *,
     limits: ReadLimits | None = None,
@@ -474,7 +475,7 @@ def render_file(
     Parameters
     ----------
     path
-        The image file.
+        The image file, or an object in a bucket read by ranges.
     spec
         What to render.
     limits
@@ -498,7 +499,12 @@ def render_file(
     """
     from zstack_analyzer.loader import open_image
 
-    ident = identity if identity is not None else file_identity(path)
+    if identity is not None:
+        ident = identity
+    elif isinstance(path, RemoteObject):
+        ident = str(path)  # a stored object never changes under its name
+    else:
+        ident = file_identity(path)
     etag = spec.cache_key(ident)
     media_type = MEDIA_TYPES[spec.image_format]
     if cache is not None:

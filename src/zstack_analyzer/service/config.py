@@ -81,7 +81,8 @@ class StorageSettings(BaseModel):
     object_cache_max_bytes: int = Field(
         default=10 * GiB,
         ge=0,
-        description="S3 only: local copies of objects kept for readers that need a file",
+        description="S3 only: local copies of objects kept for readers that need a file "
+        "(the TIFF family and zipped OME-Zarr are read by ranged GETs instead)",
     )
     part_bytes: int = Field(
         default=16 * 1024**2,

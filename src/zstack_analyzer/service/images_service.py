@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from zstack_analyzer.metadata import ImageMetadata, SceneInfo
     from zstack_analyzer.service.db.session import Database
     from zstack_analyzer.storage.base import ObjectStorage
+    from zstack_analyzer.storage.remote import RemoteObject
 
 __all__ = [
     "IN_PLACE_PREFIX",
@@ -44,12 +45,13 @@ __all__ = [
     "RecordMemo",
     "build_image",
     "find_present",
+    "in_place_original",
     "inspect_file",
     "json_safe",
     "missing_file_error",
     "parse_image_id",
     "prune_tombstones",
-    "readable_path",
+    "readable_source",
     "require_image",
     "resolve_import_path",
     "save_in_place",
@@ -316,14 +318,21 @@ def prune_tombstones(deleted_dir: Path, *, keep_s: float = TOMBSTONE_KEEP_S) -> 
     return removed
 
 
-def readable_path(image: Image, storage: ObjectStorage) -> Path:
-    """The path a reader opens for ``image``: the stored copy, or the in-place original.
+def readable_source(image: Image, storage: ObjectStorage) -> Path | RemoteObject:
+    """What a reader opens for ``image``: a local file, or the object in the bucket.
 
-    The one join point every route that reads a file goes through. With object
-    storage it may download the object into the bounded local cache, so call it
-    in a worker thread, never on the event loop. For an
-    in-place record it checks the original against what was registered, so a
-    changed or vanished file is reported, never rendered from stale pixels.
+    The one join point every route that reads an image goes through:
+
+    - an in-place record: its original, checked (:func:`in_place_original`);
+    - local storage, or an object already in the local cache: that file;
+    - object storage, a format whose reader reads by ranges (the TIFF family,
+      zipped OME-Zarr; the record's ``format`` says) and no cached copy: the
+      :class:`~zstack_analyzer.storage.remote.RemoteObject`, read in place by
+      ranged GETs, so a large stack is never downloaded whole to draw a plane;
+    - any other format (CZI, ND2, LIF, DICOM, OIB...): a local copy, fetched
+      into the bounded cache if needed.
+
+    It may stat or download, so call it in a worker thread, never on the event loop.
 
     Raises
     ------
@@ -332,8 +341,32 @@ def readable_path(image: Image, storage: ObjectStorage) -> Path:
     OriginalChangedError
         Its size or mtime differ from the registered ones (409).
     """
-    if not image.stored_in_place:
-        return storage.path(image.stored_name)
+    from zstack_analyzer.registry import reads_remote
+
+    if image.stored_in_place:
+        return in_place_original(image)
+    if reads_remote(image.format):
+        local = storage.cached_copy(image.stored_name)
+        if local is not None:
+            return local
+        remote = storage.remote_object(image.stored_name)
+        if remote is not None:
+            return remote
+    return storage.path(image.stored_name)
+
+
+def in_place_original(image: Image) -> Path:
+    """The original of an in-place record, checked against what was registered.
+
+    So a changed or vanished file is reported, never rendered from stale pixels.
+
+    Raises
+    ------
+    OriginalMissingError
+        The original is gone (410).
+    OriginalChangedError
+        Its size or mtime differ from the registered ones (409).
+    """
     source = Path(image.source_path or "")
     try:
         st = source.stat()

@@ -3,8 +3,10 @@
 Why an interface: the service, and batch work beside it, need the same few
 operations (write a new original, give a reader a file it can open, stream a
 byte range, delete, sweep leftovers) whether the bytes sit in a local folder or
-in an S3-compatible bucket. Readers always get a local, seekable path: the S3
-backend keeps a bounded local cache of the objects being read.
+in an S3-compatible bucket. Readers get a local, seekable path (:meth:`path`;
+the S3 backend keeps a bounded local cache of the objects being read) or,
+for formats read by ranges, a :class:`~zstack_analyzer.storage.remote.RemoteObject`
+(:meth:`remote_object`) that they read in place.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+
+    from zstack_analyzer.storage.remote import RemoteObject
 
 __all__ = ["ObjectStorage", "SweepReport", "UploadMirror"]
 
@@ -83,6 +87,17 @@ class ObjectStorage(abc.ABC):
     @abc.abstractmethod
     def path(self, stored_name: str) -> Path:
         """A local, seekable file with the original's bytes (may fetch it: call off the loop)."""
+
+    def cached_copy(self, stored_name: str) -> Path | None:
+        """A local file with the original's bytes if one is at hand without fetching, else ``None``.
+
+        Local storage: the original itself. Object storage: the cached copy, if any.
+        """
+        return self.path(stored_name)
+
+    def remote_object(self, stored_name: str) -> RemoteObject | None:
+        """The original as an object readers can read by ranges, or ``None`` (local storage)."""
+        return None
 
     @abc.abstractmethod
     def size(self, stored_name: str) -> int | None:

@@ -5,13 +5,16 @@ ranged GETs, listing and deletes, with its own thread pool and retries.
 
 - Uploads stream into a multipart upload while they arrive (:meth:`open_mirror`);
   memory is bounded by ``part_bytes`` x ``max_concurrency``.
-- Downloads stream byte ranges straight from the bucket (:meth:`iter_range`);
-  :meth:`open_ranged` gives a seekable file object doing ranged reads (tifffile
-  and zarr accept such objects).
+- Downloads stream byte ranges straight from the bucket (:meth:`iter_range`).
+- Readers that take a file object (the TIFF family, zipped OME-Zarr) read an
+  object in place: :meth:`remote_object` describes it and
+  :class:`~zstack_analyzer.storage.remote.RangedFile` serves their reads with
+  ranged GETs, so only headers and the planes shown are fetched.
 - Readers that need a local file get one from :meth:`path`: the object is
   fetched once into ``cache_dir`` and kept there, least recently used first
   out, within ``cache_max_bytes``. A fresh upload's local copy goes straight
-  into that cache, so the first thumbnail needs no download.
+  into that cache, so the first thumbnail needs no download; while the copy
+  is there (:meth:`cached_copy`) every reader uses it.
 - Crash safety: an object is completed before its row is committed and deleted
   after its row is; :meth:`sweep` deletes objects without a row. Incomplete
   multipart uploads from a killed process are invisible and hold no object;
@@ -22,117 +25,35 @@ ranged GETs, listing and deletes, with its own thread pool and retries.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING
 
 from zstack_analyzer.storage.base import ObjectStorage, SweepReport
 from zstack_analyzer.storage.local import fsync_dir, remove_old
+from zstack_analyzer.storage.remote import (
+    RangedFile,
+    RemoteObject,
+    S3Location,
+    S3Options,
+    store_for,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from obstore import ReadableFile, WritableFile
-    from obstore.store import S3Store
+    from obstore import WritableFile
 
-__all__ = ["RangedFile", "S3Location", "S3Options", "S3Storage"]
+__all__ = ["RangedFile", "RemoteObject", "S3Location", "S3Options", "S3Storage"]
 
 logger = logging.getLogger(__name__)
 
 #: Chunk size of streamed GETs (downloads, cache fills).
 GET_CHUNK_BYTES = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class S3Location:
-    """``s3://BUCKET/PREFIX`` split into its parts.
-
-    Examples
-    --------
-    >>> S3Location.parse("s3://lab-images/zstack/originals/")
-    S3Location(bucket='lab-images', prefix='zstack/originals')
-    """
-
-    bucket: str
-    prefix: str = ""
-
-    @classmethod
-    def parse(cls, url: str) -> S3Location:
-        """Parse ``s3://BUCKET[/PREFIX]``; anything else is a ``ValueError``."""
-        parsed = urlparse(url)
-        if parsed.scheme != "s3" or not parsed.netloc:
-            msg = f"storage URL {url!r}: expected s3://BUCKET/PREFIX"
-            raise ValueError(msg)
-        return cls(parsed.netloc, parsed.path.strip("/"))
-
-
-@dataclass(frozen=True, slots=True)
-class S3Options:
-    """How to reach the bucket (the service fills it from the standard ``AWS_*`` settings)."""
-
-    endpoint_url: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
-    region: str | None = None
-    allow_http: bool = False
-    part_bytes: int = 16 * 1024 * 1024
-    max_concurrency: int = 4
-
-
-class RangedFile(io.RawIOBase):
-    """obstore's ranged reader as a standard binary file (returns ``bytes``, has ``readinto``)."""
-
-    def __init__(self, reader: ReadableFile, *, name: str) -> None:
-        super().__init__()
-        self._reader = reader
-        self.name = name
-
-    def readable(self) -> bool:
-        """Always readable."""
-        return True
-
-    def seekable(self) -> bool:
-        """Always seekable (each read is a ranged GET)."""
-        return True
-
-    def tell(self) -> int:
-        """The current position."""
-        return self._reader.tell()
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
-        """Move the position; nothing is fetched until the next read."""
-        return self._reader.seek(offset, whence)
-
-    def readinto(self, buffer: Any, /) -> int:
-        """Read into ``buffer``; the number of bytes read (0 at the end)."""
-        view = memoryview(buffer).cast("B")
-        data = memoryview(self._reader.read(len(view)))
-        view[: len(data)] = data
-        return len(data)
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        """Up to ``size`` bytes (all that is left when negative) as ``bytes``."""
-        if size is None or size < 0:
-            return bytes(self._reader.read())
-        return bytes(self._reader.read(size))
-
-    @property
-    def size(self) -> int:
-        """The object's size in bytes."""
-        return self._reader.size
-
-    def close(self) -> None:
-        """Close the reader (idempotent)."""
-        if not self.closed:
-            self._reader.close()
-        super().close()
 
 
 class _Mirror:
@@ -186,7 +107,7 @@ class S3Storage(ObjectStorage):
         self.tmp_dir = tmp_dir
         self.cache_dir = cache_dir
         self.cache_max_bytes = cache_max_bytes
-        self.store = _make_store(location, options)
+        self.store = store_for(location, options)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -245,18 +166,26 @@ class S3Storage(ObjectStorage):
         self._evict(keep=final)
         return final
 
-    def open_ranged(self, stored_name: str, *, buffer_bytes: int = 1024 * 1024) -> RangedFile:
+    def cached_copy(self, stored_name: str) -> Path | None:
+        """The local copy if the cache holds it (marked most recently used), else ``None``."""
+        final = self._cached(stored_name)
+        try:
+            os.utime(final)
+        except OSError:
+            return None
+        return final
+
+    def remote_object(self, stored_name: str) -> RemoteObject:
+        """The object as readers that read ranges take it (nothing is fetched here)."""
+        return RemoteObject(self.location, self.options, self.key(stored_name), stored_name)
+
+    def open_ranged(self, stored_name: str) -> RangedFile:
         """A seekable, read-only file object that fetches what is read with ranged GETs.
 
-        Readers that accept file objects (tifffile, zarr stores) read only the
+        Readers that accept file objects (tifffile, zipfile) read only the
         ranges they need, with no local copy.
         """
-        import obstore
-
-        return RangedFile(
-            obstore.open_reader(self.store, self.key(stored_name), buffer_size=buffer_bytes),
-            name=stored_name,
-        )
+        return self.remote_object(stored_name).open()
 
     def size(self, stored_name: str) -> int | None:
         """The object's size (HEAD), or ``None`` when it does not exist."""
@@ -362,25 +291,3 @@ class S3Storage(ObjectStorage):
             with contextlib.suppress(OSError):
                 os.unlink(path)
                 total -= size
-
-
-def _make_store(location: S3Location, options: S3Options) -> S3Store:
-    from obstore.store import S3Store
-
-    config: dict[str, Any] = {}
-    if options.endpoint_url:
-        config["endpoint"] = options.endpoint_url
-    if options.access_key_id:
-        config["access_key_id"] = options.access_key_id
-    if options.secret_access_key:
-        config["secret_access_key"] = options.secret_access_key
-    if options.region:
-        config["region"] = options.region
-    if not options.access_key_id:
-        config["skip_signature"] = True  # anonymous access (e.g. a public or test bucket)
-    return S3Store(
-        location.bucket,
-        prefix=location.prefix or None,
-        config=config,  # type: ignore[arg-type]
-        client_options={"allow_http": options.allow_http},
-    )

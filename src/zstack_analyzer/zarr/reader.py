@@ -25,6 +25,7 @@ from zstack_analyzer.errors import (
     ZstackError,
 )
 from zstack_analyzer.readers._base import ImageReader, _reopen
+from zstack_analyzer.storage.remote import RemoteObject
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -122,6 +123,8 @@ class OmeZarrReader(ImageReader):
         ".zip",
     )
     required_packages: ClassVar[tuple[str, ...]] = ("zarr",)
+    #: A zipped OME-Zarr in a bucket is read in place (zipfile takes a ranged file).
+    reads_remote: ClassVar[bool] = True
 
     @classmethod
     def sniff(cls, head: bytes, path: Path) -> bool:
@@ -132,12 +135,26 @@ class OmeZarrReader(ImageReader):
             return looks_like_zipped_ome_zarr(head, path)
         return looks_like_ome_zarr(path)
 
-    def __init__(self, path: Path | str, /, *, limits: ReadLimits | None = None) -> None:
-        self.location = str(path)
-        super().__init__(
-            Path(path) if not is_url(path) else Path(str(path).rstrip("/").rsplit("/", 1)[-1]),
-            limits=limits,
-        )
+    @classmethod
+    def sniff_remote(cls, head: bytes, source: RemoteObject) -> bool:
+        """A zip of an OME-Zarr in a bucket (its central directory read by ranged GETs)."""
+        from zstack_analyzer.zarr.zipped import looks_like_zipped_ome_zarr
+
+        return looks_like_zipped_ome_zarr(head, source)
+
+    def __init__(
+        self, path: Path | str | RemoteObject, /, *, limits: ReadLimits | None = None
+    ) -> None:
+        #: Where the store is: a local path or URL (as a string), or a remote zip.
+        self.location: str | RemoteObject = path if isinstance(path, RemoteObject) else str(path)
+        opened: Path | RemoteObject
+        if isinstance(path, RemoteObject):
+            opened = path
+        elif is_url(path):
+            opened = Path(str(path).rstrip("/").rsplit("/", 1)[-1])
+        else:
+            opened = Path(path)
+        super().__init__(opened, limits=limits)
         try:
             self._root = self._open_root()
             self._scenes = self._find_scenes()
@@ -160,6 +177,12 @@ class OmeZarrReader(ImageReader):
     def _open_root(self) -> Any:
         import zarr
 
+        if isinstance(self.location, RemoteObject):
+            from zstack_analyzer.zarr.zipped import open_zip_group
+
+            group, store = open_zip_group(self.location, self.limits)
+            self.close_on_release(store.close)
+            return group
         if is_url(self.location):
             return zarr.open_group(self.location, mode="r")
         location = Path(self.location)

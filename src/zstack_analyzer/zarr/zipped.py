@@ -11,10 +11,16 @@ to guard against is refused here at open, before any chunk is read:
 - too many members, or a total uncompressed size over the limit;
 - members whose uncompressed size is out of all proportion to their stored
   size (zip bombs), or larger than any chunk may be.
+
+A zip stored in an S3 bucket is read in place the same way: zipfile takes a
+file object, so :class:`~zstack_analyzer.storage.remote.RangedFile` serves the
+central directory and each chunk with ranged GETs
+(:class:`~zstack_analyzer.zarr.ranged_zip.RangedZipStore`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zipfile
 from dataclasses import dataclass
@@ -22,8 +28,11 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from zstack_analyzer.errors import CorruptFileError, LimitExceededError
+from zstack_analyzer.storage.remote import RemoteObject
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from zstack_analyzer.limits import ReadLimits
 
 __all__ = ["ZipLimits", "check_zip", "looks_like_zipped_ome_zarr", "zip_root"]
@@ -70,12 +79,27 @@ def zip_root(names: list[str]) -> str | None:
     return None
 
 
-def looks_like_zipped_ome_zarr(head: bytes, path: Path) -> bool:
+@contextlib.contextmanager
+def open_zip(source: Path | RemoteObject) -> Iterator[zipfile.ZipFile]:
+    """The zip at a local path, or in a bucket (read by ranged GETs); closed on exit."""
+    if not isinstance(source, RemoteObject):
+        with zipfile.ZipFile(source) as archive:
+            yield archive
+        return
+    with source.open() as fh, zipfile.ZipFile(fh) as archive:
+        yield archive
+
+
+def _name_of(source: Path | RemoteObject) -> Path:
+    return source.path if isinstance(source, RemoteObject) else source
+
+
+def looks_like_zipped_ome_zarr(head: bytes, path: Path | RemoteObject) -> bool:
     """A zip whose root (or single top folder) is a group with NGFF attributes; never raises."""
     if not head.startswith(ZIP_MAGIC):
         return False
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open_zip(path) as archive:
             names = archive.namelist()
             root = zip_root(names)
             if root is None:
@@ -92,7 +116,9 @@ def looks_like_zipped_ome_zarr(head: bytes, path: Path) -> bool:
     return False
 
 
-def check_zip(path: Path, limits: ReadLimits, zip_limits: ZipLimits | None = None) -> str:
+def check_zip(
+    source: Path | RemoteObject, limits: ReadLimits, zip_limits: ZipLimits | None = None
+) -> str:
     """Refuse a hostile or oversized zip (see module docstring); return the OME-Zarr root in it.
 
     Raises
@@ -103,9 +129,10 @@ def check_zip(path: Path, limits: ReadLimits, zip_limits: ZipLimits | None = Non
         Too many members, too many bytes, or a member that is a zip bomb.
     """
     zl = zip_limits or ZipLimits()
+    path = _name_of(source)
     name = path.name
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open_zip(source) as archive:
             infos = archive.infolist()
     except (OSError, zipfile.BadZipFile, ValueError) as exc:
         msg = f"{name}: not a readable zip file: {exc}"
@@ -150,13 +177,20 @@ def check_zip(path: Path, limits: ReadLimits, zip_limits: ZipLimits | None = Non
     return root
 
 
-def open_zip_group(path: Path, limits: ReadLimits) -> tuple[Any, Any]:
-    """``(group, store)``: the OME-Zarr root group inside the checked zip, read-only."""
+def open_zip_group(source: Path | RemoteObject, limits: ReadLimits) -> tuple[Any, Any]:
+    """``(group, store)``: the OME-Zarr root group inside the checked zip, read-only.
+
+    A remote zip is read in place (:class:`~zstack_analyzer.zarr.ranged_zip.RangedZipStore`).
+    """
     import zarr
     from zarr.storage import ZipStore
 
-    root = check_zip(path, limits)
-    store = ZipStore(path, mode="r")
+    from zstack_analyzer.zarr.ranged_zip import RangedZipStore
+
+    root = check_zip(source, limits)
+    store: ZipStore = (
+        RangedZipStore(source) if isinstance(source, RemoteObject) else ZipStore(source, mode="r")
+    )
     try:
         group = zarr.open_group(store=store, path=root or None, mode="r")
     except BaseException:

@@ -3,7 +3,7 @@
 Why in-place registration: a lab's archive already sits on a shared disk; copying
 10^5 files of gigabytes into our storage doubles the disk and the time. The
 server reads the original where it is, under ``ZSTACK_IMPORT_ROOTS`` only, and
-checks it on every read (``readable_path``): a changed or vanished original is
+checks it on every read (``in_place_original``): a changed or vanished original is
 answered 409 or 410, never with stale pixels.
 """
 

@@ -35,10 +35,11 @@ from zstack_analyzer.service.errors import ImageNotFoundError, problem_response
 from zstack_analyzer.service.images_service import (
     build_image,
     full_metadata,
+    in_place_original,
     inspect_file,
     missing_file_error,
     parse_image_id,
-    readable_path,
+    readable_source,
     require_image,
     to_public,
     to_summary,
@@ -51,6 +52,7 @@ from zstack_analyzer.service.storage import display_filename, stored_suffix
 from zstack_analyzer.service.upload import UploadSlots, receive_upload
 from zstack_analyzer.service.workers import WorkerPool
 from zstack_analyzer.storage.base import UploadMirror
+from zstack_analyzer.storage.remote import RemoteObject
 from zstack_analyzer.vendor import json_safe
 
 __all__ = ["router"]
@@ -344,7 +346,7 @@ async def get_metadata(
     if not 0 <= scene < len(image.scenes):
         msg = f"{image.filename}: scene {scene} is out of range (0..{len(image.scenes) - 1})"
         raise SceneNotFoundError(msg)
-    path = await anyio.to_thread.run_sync(readable_path, image, storage)
+    path = await anyio.to_thread.run_sync(readable_source, image, storage)
     limits = settings.limits.read_limits()
     try:
         metadata = await pool.run(_scene_metadata, path, scene, limits)
@@ -353,7 +355,7 @@ async def get_metadata(
     return {**json_safe(metadata), "filename": image.filename}
 
 
-def _scene_metadata(path: Path, scene: int, limits: ReadLimits) -> dict[str, Any]:
+def _scene_metadata(path: Path | RemoteObject, scene: int, limits: ReadLimits) -> dict[str, Any]:
     from zstack_analyzer import open_image
 
     with open_image(path, limits=limits) as reader:
@@ -389,7 +391,7 @@ def download_image(
     image = require_image(session, image_id)
     # An in-place original is checked (409/410) and sent from where it is; a stored copy
     # is sized and streamed by the storage backend without fetching it whole.
-    original = readable_path(image, storage) if image.stored_in_place else None
+    original = in_place_original(image) if image.stored_in_place else None
     etag = f'"{image.sha256}"'
     headers = {
         "ETag": etag,

@@ -10,7 +10,6 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from pathlib import Path as FilePath
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import annotated_types
@@ -35,7 +34,7 @@ from zstack_analyzer.service.deps import (
 from zstack_analyzer.service.errors import BadParameterError
 from zstack_analyzer.service.images_service import (
     missing_file_error,
-    readable_path,
+    readable_source,
     require_image,
     scene_sizes,
 )
@@ -44,7 +43,10 @@ from zstack_analyzer.service.routes.images import etag_matches, name_in_message
 from zstack_analyzer.service.schemas import HistogramPublic
 
 if TYPE_CHECKING:
+    from pathlib import Path as FilePath
+
     from zstack_analyzer.render.thumbnails import RenderResult
+    from zstack_analyzer.storage.remote import RemoteObject
 
 __all__ = ["render_job", "router"]
 
@@ -74,7 +76,11 @@ IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def render_job(
-    path: FilePath, spec: RenderSpec, limits: ReadLimits, cache: RenderCache, identity: str
+    path: "FilePath | RemoteObject",
+    spec: RenderSpec,
+    limits: ReadLimits,
+    cache: RenderCache,
+    identity: str,
 ) -> "RenderResult":
     """Render (or fetch from the cache) in a worker thread."""
     from zstack_analyzer.render.thumbnails import render_file
@@ -83,7 +89,7 @@ def render_job(
 
 
 def _histogram_job(
-    path: FilePath, scene: int, t: int, z: int | None, limits: ReadLimits
+    path: "FilePath | RemoteObject", scene: int, t: int, z: int | None, limits: ReadLimits
 ) -> list[dict[str, Any]]:
     from zstack_analyzer.render.thumbnails import channel_histograms
 
@@ -257,7 +263,7 @@ class Renderer:
         image = await self.records.require(self.database, image_id)
         if image.stored_in_place:
             # Before any ETag or cache answer: a changed original must never get old pixels.
-            await anyio.to_thread.run_sync(readable_path, image, self.storage)
+            await anyio.to_thread.run_sync(readable_source, image, self.storage)
         _check(image, params, **indices)
         spec = RenderSpec(
             scene=params.scene,
@@ -282,7 +288,7 @@ class Renderer:
         limits = self.settings.limits.read_limits()
         path = None
         try:
-            path = await anyio.to_thread.run_sync(readable_path, image, self.storage)
+            path = await anyio.to_thread.run_sync(readable_source, image, self.storage)
             result = await self.pool.shared(
                 etag, image.sha256, render_job, path, spec, limits, self.cache, image.sha256
             )
@@ -411,7 +417,7 @@ async def histogram(
     image: Image = await database.run(require_image, image_id)
     if image.stored_in_place:
         # Before any ETag answer: a changed original must never get old figures (409/410).
-        await anyio.to_thread.run_sync(readable_path, image, storage)
+        await anyio.to_thread.run_sync(readable_source, image, storage)
     params = RenderParams(scene=scene, t=t)
     _check(image, params, z=z)
     key_source = json.dumps({"h": 1, "id": image.sha256, "scene": scene, "t": t, "z": z})
@@ -420,7 +426,7 @@ async def histogram(
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     try:
-        path = await anyio.to_thread.run_sync(readable_path, image, storage)
+        path = await anyio.to_thread.run_sync(readable_source, image, storage)
         channels = await pool.shared(
             f"histogram:{etag}",
             image.sha256,

@@ -30,7 +30,7 @@ from zstack_analyzer.service.deps import (
     StorageDep,
 )
 from zstack_analyzer.service.errors import problem_response
-from zstack_analyzer.service.images_service import readable_path
+from zstack_analyzer.service.images_service import readable_source
 from zstack_analyzer.service.routes import IMAGE_MEDIA_TYPES, problems
 from zstack_analyzer.service.routes.images import etag_matches, name_in_message
 from zstack_analyzer.service.routes.render import Params, _check
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from zstack_analyzer.cache import RenderCache
     from zstack_analyzer.limits import ReadLimits
+    from zstack_analyzer.storage.remote import RemoteObject
     from zstack_analyzer.zarr.virtual import VirtualOmeZarr
 
 __all__ = ["OpenStores", "router"]
@@ -66,9 +67,13 @@ class OpenStores:
         self._lock = threading.Lock()
 
     def get(
-        self, path: "FilePath", identity: str, cache: "RenderCache", limits: "ReadLimits"
+        self,
+        path: "FilePath | RemoteObject",
+        identity: str,
+        cache: "RenderCache",
+        limits: "ReadLimits",
     ) -> "VirtualOmeZarr":
-        """The store of the file at ``path`` (opened on first use)."""
+        """The store of the file at ``path``, or of the object in a bucket (opened on first use)."""
         from zstack_analyzer.loader import open_image
         from zstack_analyzer.zarr.virtual import VirtualOmeZarr
 
@@ -110,7 +115,7 @@ def open_stores(request: Request) -> OpenStores:
 
 def _key_bytes(
     stores: OpenStores,
-    path: "FilePath",
+    path: "FilePath | RemoteObject",
     identity: str,
     cache: "RenderCache",
     limits: "ReadLimits",
@@ -157,10 +162,10 @@ async def _serve(
     }
     if image.stored_in_place:
         # Before any ETag answer: a changed original must never get old pixels (409/410).
-        await anyio.to_thread.run_sync(readable_path, image, storage)
+        await anyio.to_thread.run_sync(readable_source, image, storage)
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    path = await anyio.to_thread.run_sync(readable_path, image, storage)
+    path = await anyio.to_thread.run_sync(readable_source, image, storage)
     try:
         data = await pool.run(
             _key_bytes,
@@ -218,7 +223,7 @@ async def zarr_key(
 
 def _tile_bytes(
     stores: OpenStores,
-    path: "FilePath",
+    path: "FilePath | RemoteObject",
     identity: str,
     cache: "RenderCache",
     limits: "ReadLimits",
@@ -291,10 +296,10 @@ async def tile(
     }
     if image.stored_in_place:
         # Before any ETag answer: a changed original must never get old pixels (409/410).
-        await anyio.to_thread.run_sync(readable_path, image, storage)
+        await anyio.to_thread.run_sync(readable_source, image, storage)
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    path = await anyio.to_thread.run_sync(readable_path, image, storage)
+    path = await anyio.to_thread.run_sync(readable_source, image, storage)
     tile_fields = dict(fields)
     try:
         data = await pool.run(
