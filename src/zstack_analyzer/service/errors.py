@@ -240,6 +240,45 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
+#: Seconds a client is told to wait when the object storage does not answer.
+STORAGE_RETRY_AFTER_S = 30
+
+
+def _storage_failures() -> tuple[type[Exception], ...]:
+    """Exception types that mean "the object storage failed", not "the file is bad".
+
+    Only importable ones: without the ``s3`` extra there is no object storage.
+    """
+    try:
+        from obstore.exceptions import BaseError
+    except ImportError:
+        return ()
+    from zstack_analyzer.storage.base import StorageUnavailableError
+
+    return (StorageUnavailableError, BaseError)
+
+
+async def _storage_unavailable(request: Request, exc: Exception) -> Response:
+    """503 with Retry-After: the bucket is down or refuses us; the request may succeed later."""
+    from obstore.exceptions import NotFoundError
+
+    # A missing object whose record exists is a server fault (500), as a missing local file is.
+    if isinstance(exc, NotFoundError | FileNotFoundError):
+        return await _unexpected_error(request, exc)
+    request_id = request_id_of(request)
+    logger.error("request %s: object storage failed: %s", request_id, exc)
+    return problem_response(
+        503,
+        code="storage_unavailable",
+        detail=(
+            "the object storage holding the originals did not answer; try again later "
+            f"(request id {request_id})"
+        ),
+        headers={"Retry-After": str(STORAGE_RETRY_AFTER_S)},
+        request_id=request_id,
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     request_id = request_id_of(request)
     logger.error("request %s failed with an unexpected error", request_id, exc_info=exc)
@@ -259,4 +298,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ZstackError, _zstack_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for failure in _storage_failures():
+        app.add_exception_handler(failure, _storage_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -22,7 +22,15 @@ if TYPE_CHECKING:
 
     from zstack_analyzer.storage.remote import RemoteObject
 
-__all__ = ["ObjectStorage", "SweepReport", "UploadMirror"]
+__all__ = ["ObjectStorage", "StorageUnavailableError", "SweepReport", "UploadMirror"]
+
+
+class StorageUnavailableError(OSError):
+    """The storage back end failed (network, permissions, its server): not the file's fault.
+
+    The service answers it with 503 and ``Retry-After``; the same request may
+    succeed once the bucket is back.
+    """
 
 
 @dataclass(frozen=True, slots=True)

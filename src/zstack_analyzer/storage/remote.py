@@ -24,6 +24,7 @@ that a thumbnail costs a few requests per plane, not the whole object.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import io
 import threading
@@ -32,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
+
+from zstack_analyzer.storage.base import StorageUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -57,6 +60,10 @@ DIRECT_BYTES = 256 * 1024
 MAX_READAHEAD_BYTES = 1024 * 1024
 #: Fetched bytes kept per open file (least recently used extent out first).
 CACHE_BYTES = 16 * 1024 * 1024
+#: Retries of one storage request, and the time they may take in all.
+STORE_MAX_RETRIES = 3
+STORE_RETRY_TIMEOUT_S = 15
+
 #: Ranges closer than this are fetched as one (object_store's own coalescing threshold).
 COALESCE_BYTES = 1024 * 1024
 
@@ -117,11 +124,17 @@ def store_for(location: S3Location, options: S3Options) -> S3Store:
         location.bucket,
         prefix=location.prefix or None,
         config=config,  # type: ignore[arg-type]
-        client_options={"allow_http": options.allow_http},
+        client_options={"allow_http": options.allow_http, "connect_timeout": "5s"},
+        # Bounded retries: an unreachable bucket answers 503 within seconds, where the
+        # client's defaults (10 retries within 3 minutes) held requests and threads.
+        retry_config={
+            "max_retries": STORE_MAX_RETRIES,
+            "retry_timeout": datetime.timedelta(seconds=STORE_RETRY_TIMEOUT_S),
+        },
     )
 
 
-class RemoteReadError(OSError):
+class RemoteReadError(StorageUnavailableError):
     """A ranged GET failed (network, permissions, server): not a fault of the file's content."""
 
 

@@ -32,7 +32,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from zstack_analyzer.storage.base import ObjectStorage, SweepReport
+from zstack_analyzer.storage.base import ObjectStorage, StorageUnavailableError, SweepReport
 from zstack_analyzer.storage.local import fsync_dir, remove_old
 from zstack_analyzer.storage.remote import (
     RangedFile,
@@ -63,15 +63,28 @@ class _Mirror:
         self.writer = writer
 
     def write(self, data: bytes | bytearray | memoryview, /) -> int:
-        return self.writer.write(data)
+        try:
+            return self.writer.write(data)
+        except Exception as exc:
+            raise _unavailable(UPLOAD, exc) from exc
 
     def close(self) -> None:
-        self.writer.close()
+        try:
+            self.writer.close()
+        except Exception as exc:
+            raise _unavailable(UPLOAD, exc) from exc
 
     def abort(self) -> None:
         # Leaving the context with an exception aborts the multipart upload.
         with contextlib.suppress(Exception):
             self.writer.__exit__(RuntimeError, RuntimeError("upload aborted"), None)
+
+
+UPLOAD, DELETE = "upload", "delete"
+
+
+def _unavailable(what: str, exc: Exception) -> StorageUnavailableError:
+    return StorageUnavailableError(f"{what} to object storage failed: {exc}")
 
 
 class S3Storage(ObjectStorage):
@@ -212,8 +225,11 @@ class S3Storage(ObjectStorage):
         import obstore
 
         self._cached(stored_name).unlink(missing_ok=True)
-        existed = self.size(stored_name) is not None
-        obstore.delete(self.store, self.key(stored_name))
+        try:
+            existed = self.size(stored_name) is not None
+            obstore.delete(self.store, self.key(stored_name))
+        except obstore.exceptions.BaseError as exc:
+            raise _unavailable(DELETE, exc) from exc
         return existed
 
     def stored_objects(self) -> list[tuple[str, datetime]]:

@@ -51,7 +51,7 @@ from zstack_analyzer.service.schemas import ImagePublic, ImagesPublic, UploadRes
 from zstack_analyzer.service.storage import display_filename, stored_suffix
 from zstack_analyzer.service.upload import UploadSlots, receive_upload
 from zstack_analyzer.service.workers import WorkerPool
-from zstack_analyzer.storage.base import UploadMirror
+from zstack_analyzer.storage.base import StorageUnavailableError, UploadMirror
 from zstack_analyzer.storage.remote import RemoteObject
 from zstack_analyzer.vendor import json_safe
 
@@ -544,7 +544,14 @@ async def delete_image(
         msg = f"no image with id {image_id!r}"
         raise ImageNotFoundError(msg)
     if not image.stored_in_place:  # an in-place original is never ours to delete
-        await anyio.to_thread.run_sync(storage.remove, image.stored_name)
+        try:
+            await anyio.to_thread.run_sync(storage.remove, image.stored_name)
+        except StorageUnavailableError as exc:
+            # The record is gone, so the delete is done for every client; the object
+            # without a record is what the start-up sweep removes.
+            logger.warning(
+                "deleted image %s, but its object stays for the sweep: %s", image.id, exc
+            )
     if await database.run(crud.count_sha256, image.sha256) == 0:
         await pool.settle(image.sha256)
         await anyio.to_thread.run_sync(_evict, cache, image.sha256)
