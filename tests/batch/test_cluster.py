@@ -148,3 +148,35 @@ def test_server_background_renders_go_to_the_scheduler(tmp_path: Path, scheduler
             assert thumb.status_code == 200
         keys = [str(t["key"]) for t in observer.get_task_stream(start=started)]
     assert any(key.startswith("zstack-render-") for key in keys), keys
+
+
+def _key_of_task(item: int) -> tuple[int, str]:
+    """The item squared and the dask task it ran in (fails for 7)."""
+    from distributed import get_worker
+
+    if item == 7:
+        msg = f"item {item} is bad"
+        raise ValueError(msg)
+    return item * item, str(get_worker().get_current_task())
+
+
+def test_dask_runner_sends_files_in_chunks_and_fails_one_item_alone() -> None:
+    from distributed import Client
+
+    from zstack_analyzer.batch.runner import DaskRunner
+
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as c:
+        runner: DaskRunner[int] = DaskRunner(c, chunk=3)
+        good = [i for i in range(11) if i != 7]
+        results = dict(runner.map_unordered(_key_of_task, good))
+        assert sorted(results) == good
+        assert all(square == item * item for item, (square, _) in results.items())
+        assert len({task for _, task in results.values()}) == 4  # ceil(10 / 3) tasks
+
+        seen: list[int] = []
+        with pytest.raises(ValueError, match="item 7 is bad"):
+            for item, _ in runner.map_unordered(_key_of_task, range(9)):
+                seen.append(item)
+        # 7's chunk is [6, 7, 8]: 6 comes back, then 7 raises for itself alone
+        assert 6 in seen
+        assert 7 not in seen

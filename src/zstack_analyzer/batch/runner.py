@@ -11,6 +11,7 @@ is submitted as one completes, and results come back in completion order.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 from collections import deque
@@ -94,30 +95,57 @@ class ThreadRunner:
                     yield pending.pop(future), future.result()
 
 
-class DaskRunner(Generic[T]):
-    """Tasks on a dask.distributed cluster through ``client``, a bounded window in flight."""
+#: Files per dask task. One task costs a few ms of scheduler, client and worker CPU, as
+#: much as a small file's own work; a few files a task amortise it. Measured on 2 cores,
+#: 200 small stacks through a LocalCluster: 5.8 s with one file a task, 5.0 s with 4
+#: (the same as 8).
+CHUNK_FILES = 4
 
-    def __init__(self, client: Any, *, window: int | None = None) -> None:
+
+def _call_each(func: Callable[[T], R], items: list[T]) -> list[tuple[bool, Any]]:
+    """``func`` over ``items`` in a worker: each result, or the exception it raised.
+
+    Why not let the task raise: one bad item must fail alone, as it would in its own task.
+    """
+    outcomes: list[tuple[bool, Any]] = []
+    for item in items:
+        try:
+            outcomes.append((True, func(item)))
+        except Exception as exc:  # re-raised for that item by map_unordered
+            outcomes.append((False, exc))
+    return outcomes
+
+
+class DaskRunner(Generic[T]):
+    """Tasks on a dask.distributed cluster through ``client``, a bounded window in flight.
+
+    Items go in chunks of ``chunk`` per task; results still come back one per item.
+    """
+
+    def __init__(self, client: Any, *, window: int | None = None, chunk: int = CHUNK_FILES) -> None:
         self.client = client
         threads = sum(client.nthreads().values()) or 1
         self.window = window or max(4, 4 * threads)
+        self.chunk = max(1, chunk)
         self.description = f"dask.distributed at {client.scheduler.address} ({threads} threads)"
 
     def map_unordered(self, func: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
-        """Submit up to ``window`` tasks, then one more per completed one."""
+        """Submit up to ``window`` chunks, then one more per completed one.
+
+        An item whose call raised re-raises here, when its turn comes.
+        """
         from distributed import as_completed
 
         source = iter(items)
         futures: deque[Any] = deque()
-        owner: dict[str, T] = {}
+        owner: dict[str, list[T]] = {}
 
         def submit_next() -> Any | None:
-            try:
-                item = next(source)
-            except StopIteration:
+            chunk = list(itertools.islice(source, self.chunk))
+            if not chunk:
                 return None
-            future = self.client.submit(func, item, pure=False)
-            owner[future.key] = item
+            future = self.client.submit(_call_each, func, chunk, pure=False)
+            owner[future.key] = chunk
             return future
 
         for _ in range(self.window):
@@ -130,15 +158,18 @@ class DaskRunner(Generic[T]):
         completed = as_completed(list(futures), loop=self.client.loop)
         futures.clear()
         for future in completed:
-            item = owner.pop(future.key)
+            chunk = owner.pop(future.key)
             try:
-                result = future.result()
+                outcomes = future.result()
             finally:
                 future.release()
             following = submit_next()
             if following is not None:
                 completed.add(following)
-            yield item, result
+            for item, (ok, value) in zip(chunk, outcomes, strict=True):
+                if not ok:
+                    raise value
+                yield item, value
 
 
 @contextlib.contextmanager
