@@ -72,7 +72,7 @@ GROUP_IDS = {
     "issue13": ("batch/", "ingest/"),
     "issue14": ("convert/", "zarr-chunk"),
     "issue16": ("metadata/lsm", "slice-thumb/dicom-wsi", "slice-thumb/dicom-wsi-8k"),
-    "issue17": ("search/", "upload-s3/"),
+    "issue17": ("search/", "upload-s3/", "s3-ranged-thumb/"),
 }
 BIG = {"c", "e"}  # work over 1 GB: 3 runs instead of 5
 

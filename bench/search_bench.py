@@ -11,6 +11,10 @@ Records:
   server on loopback, against a plain multipart PUT of the same bytes to the same S3
   server with obstore (16 MiB parts, 4 in flight, as the server is configured); plus
   the server's peak RSS while the upload runs.
+- ``s3-ranged-thumb/b``: the 256 px thumbnail of one plane of b read in place from the
+  bucket by ranged GETs (open, IFDs, the plane), no local copy, in a fresh process,
+  against one ranged GET of exactly that plane's bytes (offset known beforehand) and
+  the same PNG steps; plus GETs and bytes fetched against the object's size.
 """
 
 from __future__ import annotations
@@ -28,7 +32,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import NotMeasuredError, Record, Series, fmt_s, log, ratio, wait_quiet, warm
+from harness import (
+    NotMeasuredError,
+    Record,
+    Series,
+    Side,
+    compare,
+    fmt_s,
+    log,
+    ratio,
+    wait_quiet,
+    warm,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -512,6 +527,104 @@ def upload_s3_record(path_b: str, *, quick: bool) -> Record:
     )
 
 
+RANGED_Z, RANGED_C = 10, 0
+
+
+def _plane_extent(path: str, z: int, c: int) -> tuple[int, int, list[int], str]:
+    """Offset and length of plane (z, c) of an uncompressed TIFF, its shape and dtype."""
+    import numpy as np
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        outer = [(axis, size) for axis, size in zip(series.axes, series.shape, strict=True)]
+        outer = [(axis, size) for axis, size in outer if axis not in "YX"]
+        where = {"Z": z, "C": c}
+        index = int(
+            np.ravel_multi_index([where.get(a, 0) for a, _ in outer], [n for _, n in outer])
+        )
+        page = series.pages[index]
+        offset, length = page.is_contiguous
+        return int(offset), int(length), list(page.shape), str(page.dtype)
+
+
+def s3_ranged_record(path_b: str, *, quick: bool) -> Record:
+    import obstore
+    from obstore.store import S3Store
+
+    sys.path.insert(0, str(REPO))
+    from tests.s3server import running_s3_server
+
+    rid = "s3-ranged-thumb/b"
+    repeats = 1 if quick else 5
+    size = os.path.getsize(path_b)
+    key = os.path.basename(path_b)
+    offset, length, shape, dtype = _plane_extent(path_b, RANGED_Z, RANGED_C)
+    with (
+        tempfile.TemporaryDirectory(prefix="zstack-s3-bench-") as tmp,
+        running_s3_server(Path(tmp) / "s3") as s3,
+    ):
+        bucket = s3.create_bucket()
+        store = S3Store(
+            bucket,
+            config={"endpoint": s3.endpoint, "access_key_id": "bench",
+                    "secret_access_key": "bench-secret", "region": "us-east-1"},
+            client_options={"allow_http": True},
+        )  # fmt: skip
+        log(f"{rid}: putting b into the bucket, then {repeats}x ranged thumbnail / plane GET ...")
+        obstore.put(store, key, Path(path_b), chunk_size=16 * 1024 * 1024, max_concurrency=4)
+        where = {"endpoint": s3.endpoint, "bucket": bucket, "key": key}
+        py = sys.executable
+        ours, base = compare(
+            Side(
+                "ours (ranged reads)",
+                py,
+                "ours_s3_render",
+                {**where, "spec": {"kind": "thumbnail", "z": RANGED_Z, "channels": [RANGED_C]}},
+                repeats,
+            ),
+            Side(
+                "one GET of the plane + PNG",
+                py,
+                "s3_plane_get_png",
+                {**where, "offset": offset, "length": length, "shape": shape, "dtype": dtype},
+                repeats,
+            ),
+            warm_paths=[],
+        )
+        kind = s3.kind
+    r = ratio(ours.median_s, base.median_s)
+    fetched = ours.info.get("bytes_fetched")
+    gets = ours.info.get("gets")
+    notes = [
+        f"plane z={RANGED_Z} c={RANGED_C} of b ({size / 1e6:.0f} MB object, {kind} S3 on "
+        f"loopback), 256 px; ours opens the object (header, every IFD, OME-XML) and reads "
+        f"the plane by ranges: {gets} GETs, {0 if fetched is None else fetched / 1e6:.1f} MB "
+        f"fetched ({0 if fetched is None else 100 * fetched / size:.1f}% of the object); "
+        f"baseline one GET of the plane's {length / 1e6:.1f} MB + the same PNG steps"
+    ]
+    for side, series in (("ours", ours), ("baseline", base)):
+        if series.error:
+            notes.append(f"{side} not measured: {series.error}")
+    log(f"  -> ours {fmt_s(ours.median_s)}, plane GET {fmt_s(base.median_s)}, ratio {r}")
+    return Record(
+        id=rid,
+        ours_s=ours.median_s,
+        baseline=f"one ranged GET of the plane's bytes + PNG ({kind})",
+        baseline_s=base.median_s,
+        ratio=r,
+        peak_rss_mib=ours.peak_rss,
+        note="; ".join(notes),
+        extra={
+            "ours_runs_s": [round(x, 3) for x in ours.seconds],
+            "baseline_runs_s": [round(x, 3) for x in base.seconds],
+            "gets": gets,
+            "bytes_fetched": fetched,
+            "object_bytes": size,
+        },
+    )
+
+
 def issue17(path_b: str, *, quick: bool, wants: Callable[[str], bool]) -> list[Record]:
     records: list[Record] = []
     if wants("search/100k"):
@@ -525,6 +638,21 @@ def issue17(path_b: str, *, quick: bool, wants: Callable[[str], bool]) -> list[R
                     id="upload-s3/b",
                     ours_s=None,
                     baseline="plain multipart PUT to the same S3 server",
+                    baseline_s=None,
+                    ratio=None,
+                    peak_rss_mib=None,
+                    note=f"not measured: {exc}",
+                )
+            )
+    if wants("s3-ranged-thumb/b"):
+        try:
+            records.append(s3_ranged_record(path_b, quick=quick))
+        except (NotMeasuredError, RuntimeError, OSError) as exc:
+            records.append(
+                Record(
+                    id="s3-ranged-thumb/b",
+                    ours_s=None,
+                    baseline="one ranged GET of the plane's bytes + PNG",
                     baseline_s=None,
                     ratio=None,
                     peak_rss_mib=None,

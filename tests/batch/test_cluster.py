@@ -161,11 +161,19 @@ def _key_of_task(item: int) -> tuple[int, str]:
 
 
 def test_dask_runner_sends_files_in_chunks_and_fails_one_item_alone() -> None:
-    from distributed import Client
+    from distributed import Client, LocalCluster
 
     from zstack_analyzer.batch.runner import DaskRunner
 
-    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as c:
+    with (
+        LocalCluster(
+            processes=False,
+            n_workers=1,
+            threads_per_worker=2,
+            dashboard_address="127.0.0.1:0",  # never the shared default 8787
+        ) as cluster,
+        Client(cluster, set_as_default=False) as c,
+    ):
         runner: DaskRunner[int] = DaskRunner(c, chunk=3)
         good = [i for i in range(11) if i != 7]
         results = dict(runner.map_unordered(_key_of_task, good))
