@@ -544,8 +544,11 @@ def _plane_extent(path: str, z: int, c: int) -> tuple[int, int, list[int], str]:
             np.ravel_multi_index([where.get(a, 0) for a, _ in outer], [n for _, n in outer])
         )
         page = series.pages[index]
-        offset, length = page.is_contiguous
-        return int(offset), int(length), list(page.shape), str(page.dtype)
+        if not page.is_contiguous:
+            msg = f"{path}: plane z={z} c={c} is not stored in one piece"
+            raise NotMeasuredError(msg)
+        offset, length = int(page.dataoffsets[0]), int(sum(page.databytecounts))
+        return offset, length, list(page.shape), str(page.dtype)
 
 
 def s3_ranged_record(path_b: str, *, quick: bool) -> Record:

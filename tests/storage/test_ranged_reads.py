@@ -84,6 +84,14 @@ def test_ranged_file_reads_like_the_bytes(bucket: tuple[S3Location, S3Options]) 
             count = int(rng.choice([1, 17, 4096, 70_000, 300_000, MiB]))
             fh.seek(start)
             assert fh.read(count) == data[start : start + count]
+        for _ in range(20):  # readinto, large (straight into the buffer) and small
+            start = int(rng.integers(0, len(data)))
+            into = bytearray(int(rng.choice([100, 300_000, 2 * MiB])))
+            fh.seek(start)
+            got = fh.readinto(into)
+            assert got == min(len(into), len(data) - start)
+            assert bytes(into[:got]) == data[start : start + got]
+            assert fh.tell() == start + got
         fh.seek(len(data) - 5)
         buffer = bytearray(10)
         assert fh.readinto(buffer) == 5
