@@ -12,7 +12,8 @@ import {
 } from "./api.js";
 import { describeSearch, searchUrl, wireSearch } from "./search.js";
 
-const state = { page: 0, pageSize: 24, count: 0 };
+// `ticket` numbers the searches: only the newest one's answer may fill the grid.
+const state = { page: 0, pageSize: 24, count: 0, ticket: 0 };
 let wired = false;
 
 const $ = (id) => document.getElementById(id);
@@ -96,13 +97,17 @@ function card(img) {
 }
 
 export async function refresh() {
+  const ticket = ++state.ticket;
   let body;
   try {
     body = await getJson(searchUrl(state.page * state.pageSize, state.pageSize));
   } catch (err) {
-    setStatus(`Could not search images: ${err.message}`, true);
+    if (ticket === state.ticket) setStatus(`Could not search images: ${err.message}`, true);
     return;
   }
+  // A later search was sent meanwhile (typing, "clear"): its answer is the one to show,
+  // whichever order the answers arrive in.
+  if (ticket !== state.ticket) return;
   state.count = body.count;
   // Deleting the last card of the last page: step back a page.
   if (body.data.length === 0 && state.page > 0 && body.count > 0) {
