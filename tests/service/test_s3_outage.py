@@ -15,6 +15,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from tests.service.conftest import upload, write_ome_tiff
+from tests.service.test_s3_ranged import zipped_ome_zarr
 from tests.service.test_s3_service import bucket_of, s3_settings
 
 if TYPE_CHECKING:
@@ -52,6 +53,9 @@ def test_reads_and_uploads_answer_503_while_the_bucket_is_down(
         response = upload(client, tiff)
         assert response.status_code == 201, response.text
         image_id = response.json()["id"]
+        zipped = upload(client, zipped_ome_zarr(tmp_path))
+        assert zipped.status_code == 201, zipped.text
+        zarr_id = zipped.json()["id"]
         storage = bucket_of(client)
         for copy in storage.cache_dir.iterdir():  # as if evicted: reads go to the bucket
             copy.unlink()
@@ -60,11 +64,13 @@ def test_reads_and_uploads_answer_503_while_the_bucket_is_down(
 
         _assert_unavailable(client.get(f"/api/images/{image_id}/slice/1", params={"channels": "0"}))
         _assert_unavailable(client.get(f"/api/images/{image_id}/download"))
+        # a failed read is the storage's fault, never reported as a corrupt file (422)
+        _assert_unavailable(client.get(f"/api/images/{zarr_id}/slice/2", params={"channels": "0"}))
         refused = upload(client, write_ome_tiff(tmp_path / "more.ome.tif", seed=4))
         _assert_unavailable(refused)
         assert not list(storage.tmp_dir.iterdir())  # no half-written upload left behind
         listing = client.get("/api/images/").json()
-        assert [item["id"] for item in listing["data"]] == [image_id]  # no record without file
+        assert sorted(item["id"] for item in listing["data"]) == sorted([image_id, zarr_id])
         assert client.get(f"/api/images/{image_id}").status_code == 200
         # A delete removes the record (what every client sees); the object stays for the sweep.
         assert client.delete(f"/api/images/{image_id}").status_code == 204

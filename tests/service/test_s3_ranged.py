@@ -118,19 +118,25 @@ def test_tiff_renders_from_the_bucket_by_ranges(
     assert _get(ranged_client, f"/api/images/{remote_id}/download") == path.read_bytes()
 
 
+def zipped_ome_zarr(folder: Path) -> Path:
+    """``cells.ome.zarr.zip``: a 2 x 6 x 256 x 256 OME-Zarr (NGFF 0.5) zipped as uploaded."""
+    from zstack_analyzer.zarr.writer import convert
+
+    source = tiled_ome_tiff(folder / "src.ome.tif", shape=(2, 6, 256, 256))
+    zarr_dir = folder / "cells.ome.zarr"
+    convert(source, zarr_dir, ngff="0.5")
+    archive = folder / "cells.ome.zarr.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
+        for item in sorted(zarr_dir.rglob("*")):
+            if item.is_file():
+                zf.write(item, f"cells.ome.zarr/{item.relative_to(zarr_dir).as_posix()}")
+    return archive
+
+
 def test_zipped_ome_zarr_renders_from_the_bucket_by_ranges(
     ranged_client: TestClient, local_client: TestClient, tmp_path: Path
 ) -> None:
-    from zstack_analyzer.zarr.writer import convert
-
-    source = tiled_ome_tiff(tmp_path / "src.ome.tif", shape=(2, 6, 256, 256))
-    folder = tmp_path / "cells.ome.zarr"
-    convert(source, folder, ngff="0.5")
-    archive = tmp_path / "cells.ome.zarr.zip"
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
-        for item in sorted(folder.rglob("*")):
-            if item.is_file():
-                zf.write(item, f"cells.ome.zarr/{item.relative_to(folder).as_posix()}")
+    archive = zipped_ome_zarr(tmp_path)
     size = archive.stat().st_size
     response = upload(ranged_client, archive)
     assert response.status_code == 201, response.text
