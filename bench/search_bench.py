@@ -632,30 +632,21 @@ def issue17(path_b: str, *, quick: bool, wants: Callable[[str], bool]) -> list[R
     records: list[Record] = []
     if wants("search/100k"):
         records.extend(search_records(quick=quick))
-    if wants("upload-s3/b"):
+    s3_records = (
+        ("upload-s3/b", "plain multipart PUT to the same S3 server", upload_s3_record),
+        ("s3-ranged-thumb/b", "one ranged GET of the plane's bytes + PNG", s3_ranged_record),
+    )
+    for rid, baseline, measure in s3_records:
+        if not wants(rid):
+            continue
         try:
-            records.append(upload_s3_record(path_b, quick=quick))
+            records.append(measure(path_b, quick=quick))
         except (NotMeasuredError, RuntimeError, OSError) as exc:
             records.append(
                 Record(
-                    id="upload-s3/b",
+                    id=rid,
                     ours_s=None,
-                    baseline="plain multipart PUT to the same S3 server",
-                    baseline_s=None,
-                    ratio=None,
-                    peak_rss_mib=None,
-                    note=f"not measured: {exc}",
-                )
-            )
-    if wants("s3-ranged-thumb/b"):
-        try:
-            records.append(s3_ranged_record(path_b, quick=quick))
-        except (NotMeasuredError, RuntimeError, OSError) as exc:
-            records.append(
-                Record(
-                    id="s3-ranged-thumb/b",
-                    ours_s=None,
-                    baseline="one ranged GET of the plane's bytes + PNG",
+                    baseline=baseline,
                     baseline_s=None,
                     ratio=None,
                     peak_rss_mib=None,

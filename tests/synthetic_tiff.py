@@ -172,3 +172,24 @@ def write_ome_multifile(
     if companion:
         companion_path.write_text(xml, encoding="utf-8")
     return members, companion_path
+
+
+def write_tiled_noise_ome_tiff(
+    path: Path, shape: tuple[int, int, int, int] = (2, 8, 512, 480), *, seed: int = 7
+) -> np.ndarray:
+    """A tiled (128 px), zlib-compressed C,Z,Y,X uint16 OME-TIFF of noise; returns the pixels.
+
+    Noise, so that it does not compress away: byte counts of ranged reads then
+    say how much of a plane was fetched.
+    """
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 4000, size=shape, dtype=np.uint16)
+    tifffile.imwrite(
+        path,
+        data,
+        ome=True,
+        tile=(128, 128),
+        compression="zlib",
+        metadata={"axes": "CZYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5},
+    )
+    return data

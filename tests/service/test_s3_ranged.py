@@ -11,12 +11,12 @@ from __future__ import annotations
 import zipfile
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pytest
 
 from tests.service.conftest import upload
 from tests.service.live import make_settings
 from tests.service.test_s3_service import bucket_of, s3_settings
+from tests.synthetic_tiff import write_tiled_noise_ome_tiff
 from zstack_analyzer.storage.remote import ranged_totals
 
 if TYPE_CHECKING:
@@ -26,23 +26,6 @@ if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 
     from tests.s3server import S3Server
-
-
-def tiled_ome_tiff(path: Path, shape: tuple[int, int, int, int] = (2, 12, 512, 480)) -> Path:
-    """A tiled, zlib-compressed C,Z,Y,X OME-TIFF of noise (it does not compress away)."""
-    import tifffile
-
-    rng = np.random.default_rng(3)
-    data = rng.integers(0, 4000, size=shape, dtype=np.uint16)
-    tifffile.imwrite(
-        path,
-        data,
-        ome=True,
-        tile=(128, 128),
-        compression="zlib",
-        metadata={"axes": "CZYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5},
-    )
-    return path
 
 
 @pytest.fixture
@@ -79,7 +62,8 @@ def _get(client: TestClient, url: str, **params: Any) -> bytes:
 def test_tiff_renders_from_the_bucket_by_ranges(
     ranged_client: TestClient, local_client: TestClient, tmp_path: Path
 ) -> None:
-    path = tiled_ome_tiff(tmp_path / "cells.ome.tif")
+    path = tmp_path / "cells.ome.tif"
+    write_tiled_noise_ome_tiff(path, (2, 12, 512, 480))
     size = path.stat().st_size
     remote_id = upload(ranged_client, path).json()["id"]
     local_id = upload(local_client, path).json()["id"]
@@ -122,7 +106,8 @@ def zipped_ome_zarr(folder: Path) -> Path:
     """``cells.ome.zarr.zip``: a 2 x 6 x 256 x 256 OME-Zarr (NGFF 0.5) zipped as uploaded."""
     from zstack_analyzer.zarr.writer import convert
 
-    source = tiled_ome_tiff(folder / "src.ome.tif", shape=(2, 6, 256, 256))
+    source = folder / "src.ome.tif"
+    write_tiled_noise_ome_tiff(source, (2, 6, 256, 256))
     zarr_dir = folder / "cells.ome.zarr"
     convert(source, zarr_dir, ngff="0.5")
     archive = folder / "cells.ome.zarr.zip"
@@ -179,7 +164,8 @@ def test_a_tiff_in_the_cache_is_read_locally(
     s3_server: S3Server, tmp_path: Path, make_client: Callable[..., TestClient]
 ) -> None:
     client = make_client(s3_settings(s3_server, tmp_path / "data"))
-    path = tiled_ome_tiff(tmp_path / "cells.ome.tif", shape=(1, 3, 128, 128))
+    path = tmp_path / "cells.ome.tif"
+    write_tiled_noise_ome_tiff(path, (1, 3, 128, 128))
     image_id = upload(client, path).json()["id"]
     before = ranged_totals()
     _get(client, f"/api/images/{image_id}/slice/1")
@@ -189,7 +175,8 @@ def test_a_tiff_in_the_cache_is_read_locally(
 def test_a_corrupt_object_is_a_422_not_a_500(ranged_client: TestClient, tmp_path: Path) -> None:
     import obstore
 
-    path = tiled_ome_tiff(tmp_path / "cells.ome.tif", shape=(1, 4, 256, 256))
+    path = tmp_path / "cells.ome.tif"
+    write_tiled_noise_ome_tiff(path, (1, 4, 256, 256))
     raw = path.read_bytes()
     image_id = upload(ranged_client, path).json()["id"]
     _evict(ranged_client)

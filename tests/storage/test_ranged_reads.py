@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
+from tests.synthetic_tiff import write_tiled_noise_ome_tiff
 from zstack_analyzer import open_image
 from zstack_analyzer.errors import CorruptFileError, UnsupportedFormatError
 from zstack_analyzer.storage.remote import (
@@ -53,23 +54,6 @@ def put(bucket: tuple[S3Location, S3Options], name: str, data: bytes) -> RemoteO
     location, options = bucket
     obstore.put(store_for(location, options), f"images/{name}", data)
     return RemoteObject(location, options, f"images/{name}", name)
-
-
-def tiled_ome_tiff(path: Path, shape: tuple[int, int, int, int] = (2, 8, 512, 480)) -> np.ndarray:
-    """A tiled, zlib-compressed C,Z,Y,X OME-TIFF of noise (it does not compress away)."""
-    import tifffile
-
-    rng = np.random.default_rng(7)
-    data = rng.integers(0, 4000, size=shape, dtype=np.uint16)
-    tifffile.imwrite(
-        path,
-        data,
-        ome=True,
-        tile=(128, 128),
-        compression="zlib",
-        metadata={"axes": "CZYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5},
-    )
-    return data
 
 
 def test_ranged_file_reads_like_the_bytes(bucket: tuple[S3Location, S3Options]) -> None:
@@ -120,7 +104,7 @@ def test_open_image_on_a_remote_tiff_reads_only_what_it_needs(
     bucket: tuple[S3Location, S3Options], tmp_path: Path
 ) -> None:
     local = tmp_path / "stack.ome.tif"
-    data = tiled_ome_tiff(local)
+    data = write_tiled_noise_ome_tiff(local)
     raw = local.read_bytes()
     obj = put(bucket, "ab12.ome.tif", raw)
     requests0, bytes0 = ranged_totals()
@@ -157,7 +141,7 @@ def test_truncated_remote_tiff_is_refused_as_corrupt(
     bucket: tuple[S3Location, S3Options], tmp_path: Path
 ) -> None:
     local = tmp_path / "cut.ome.tif"
-    tiled_ome_tiff(local, shape=(1, 4, 256, 256))
+    write_tiled_noise_ome_tiff(local, shape=(1, 4, 256, 256))
     raw = local.read_bytes()
     obj = put(bucket, "cut.ome.tif", raw[: len(raw) * 2 // 3])
     with pytest.raises(CorruptFileError):
@@ -170,7 +154,7 @@ def test_a_remote_zipped_ome_zarr_reads_by_ranges(
     from zstack_analyzer.zarr.writer import convert
 
     local = tmp_path / "src.ome.tif"
-    data = tiled_ome_tiff(local, shape=(2, 4, 256, 256))
+    data = write_tiled_noise_ome_tiff(local, shape=(2, 4, 256, 256))
     folder = tmp_path / "cells.ome.zarr"
     convert(local, folder, ngff="0.5")
     archive = tmp_path / "cells.ome.zarr.zip"

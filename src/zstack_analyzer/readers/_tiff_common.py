@@ -160,16 +160,24 @@ class BinaryReadable(Protocol):
         ...
 
 
-def _peek_file(fh: BinaryReadable) -> TiffPeek:
+def _first_ifd_offset(fh: BinaryReadable) -> tuple[str, bool, int]:
+    """Byte order (struct prefix), whether BigTIFF, and the first IFD's offset, from the header."""
     fh.seek(0)
     header = fh.read(16)
     bo = "<" if header[:2] == b"II" else ">"
     bigtiff = header[2:4] in (b"+\x00", b"\x00+")
     if bigtiff:
         (offset,) = struct.unpack(bo + "Q", header[8:16])
-        count_fmt, entry_size, entry_fmt = "Q", 20, "HHQ8s"
     else:
         (offset,) = struct.unpack(bo + "I", header[4:8])
+    return bo, bigtiff, int(offset)
+
+
+def _peek_file(fh: BinaryReadable) -> TiffPeek:
+    bo, bigtiff, offset = _first_ifd_offset(fh)
+    if bigtiff:
+        count_fmt, entry_size, entry_fmt = "Q", 20, "HHQ8s"
+    else:
         count_fmt, entry_size, entry_fmt = "H", 12, "HHI4s"
     fh.seek(offset)
     raw = fh.read(struct.calcsize(count_fmt))
@@ -224,15 +232,10 @@ def first_ifd_overruns(fh: BinaryReadable, size: int) -> list[int]:
     seekable binary file (the reader passes tifffile's own handle, so a
     remote object is not opened a second time).
     """
-    fh.seek(0)
-    header = fh.read(16)
-    bo = "<" if header[:2] == b"II" else ">"
-    bigtiff = header[2:4] in (b"+\x00", b"\x00+")
+    bo, bigtiff, offset = _first_ifd_offset(fh)
     if bigtiff:
-        (offset,) = struct.unpack(bo + "Q", header[8:16])
         count_fmt, entry_size, entry_fmt, inline = "Q", 20, "HHQQ", 8
     else:
-        (offset,) = struct.unpack(bo + "I", header[4:8])
         count_fmt, entry_size, entry_fmt, inline = "H", 12, "HHII", 4
     fh.seek(offset)
     raw = fh.read(struct.calcsize(count_fmt))

@@ -439,16 +439,7 @@ class RangedFile(io.RawIOBase):
         _TOTALS.add(requests, nbytes)
 
     def _get(self, start: int, end: int) -> bytes:
-        import obstore
-
-        try:
-            data = bytes(obstore.get_range(self._store, self._key, start=start, end=end))
-        except FileNotFoundError:
-            raise
-        except Exception as exc:
-            raise self._error(exc) from exc
-        self._count(1, len(data))
-        return data
+        return bytes(self._get_view(start, end))
 
     def _get_view(self, start: int, end: int) -> memoryview:
         """Bytes ``start:end`` as a view of the GET's own buffer (no copy, not remembered)."""
