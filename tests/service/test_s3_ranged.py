@@ -189,3 +189,29 @@ def test_a_corrupt_object_is_a_422_not_a_500(ranged_client: TestClient, tmp_path
     assert response.headers["content-type"].startswith("application/problem+json")
     assert name not in response.text  # the user's filename, never our storage name
     assert "cells.ome.tif" in response.json()["detail"]
+
+
+def test_concurrent_reads_of_one_remote_tiff_match_local(
+    ranged_client: TestClient, local_client: TestClient, tmp_path: Path
+) -> None:
+    """Chunks and slices of one object asked for at once share its open reader safely."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "cells.ome.tif"
+    write_tiled_noise_ome_tiff(path, (2, 6, 256, 256))
+    remote_id = upload(ranged_client, path).json()["id"]
+    local_id = upload(local_client, path).json()["id"]
+    _evict(ranged_client)
+    urls = [f"zarr/0/0/0/{c}/{z}/0/0" for c in range(2) for z in range(6)]
+    urls += [f"slice/{z}?channels={c}" for c in range(2) for z in range(6)]
+
+    def fetch(client: TestClient, image_id: str, url: str) -> bytes:
+        response = client.get(f"/api/images/{image_id}/{url}")
+        assert response.status_code == 200, (url, response.text)
+        return response.content
+
+    with ThreadPoolExecutor(8) as pool:
+        remote = list(pool.map(lambda url: fetch(ranged_client, remote_id, url), urls * 2))
+    local = [fetch(local_client, local_id, url) for url in urls * 2]
+    assert remote == local
+    _no_local_copy(ranged_client)
