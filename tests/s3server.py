@@ -18,12 +18,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from zstack_analyzer.storage.remote import S3Options
 
 __all__ = ["S3Server", "running_s3_server"]
 
@@ -42,6 +44,19 @@ class S3Server:
         response = httpx.put(f"{self.endpoint}/{bucket}", timeout=30)
         response.raise_for_status()
         return bucket
+
+    def options(self, **overrides: Any) -> S3Options:
+        """How our client reaches this server (any key is accepted), with ``overrides``."""
+        from zstack_analyzer.storage.remote import S3Options
+
+        values: dict[str, Any] = {
+            "endpoint_url": self.endpoint,
+            "access_key_id": "zstack-test",
+            "secret_access_key": "zstack-test-secret",
+            "region": "us-east-1",
+            "allow_http": True,
+        }
+        return S3Options(**{**values, **overrides})
 
     def env(self, bucket: str, prefix: str = "lab") -> dict[str, str]:
         """The settings a user would export to point the server at this bucket."""

@@ -37,14 +37,7 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 def bucket(s3_server: S3Server) -> tuple[S3Location, S3Options]:
-    options = S3Options(
-        endpoint_url=s3_server.endpoint,
-        access_key_id="k",
-        secret_access_key="s",  # noqa: S106  (the test server accepts any key)
-        region="us-east-1",
-        allow_http=True,
-    )
-    return S3Location(s3_server.create_bucket(), "lab"), options
+    return S3Location(s3_server.create_bucket(), "lab"), s3_server.options()
 
 
 def put(bucket: tuple[S3Location, S3Options], name: str, data: bytes) -> RemoteObject:

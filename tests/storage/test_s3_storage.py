@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from zstack_analyzer.storage.s3 import S3Location, S3Options, S3Storage
+from zstack_analyzer.storage.s3 import S3Location, S3Storage
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -23,15 +23,7 @@ MiB = 1024 * 1024
 @pytest.fixture
 def storage(s3_server: S3Server, tmp_path: Path) -> S3Storage:
     bucket = s3_server.create_bucket()
-    options = S3Options(
-        endpoint_url=s3_server.endpoint,
-        access_key_id="k",
-        secret_access_key="s",  # noqa: S106  (the test server accepts any key)
-        region="us-east-1",
-        allow_http=True,
-        part_bytes=5 * MiB,
-        max_concurrency=2,
-    )
+    options = s3_server.options(part_bytes=5 * MiB, max_concurrency=2)
     store = S3Storage(
         S3Location(bucket, "lab/originals"),
         options,
@@ -85,7 +77,7 @@ def test_ranges_and_a_seekable_ranged_file(storage: S3Storage, tmp_path: Path) -
     assert b"".join(storage.iter_range("s.tif", 100, 5000)) == raw[100:5000]
     assert b"".join(storage.iter_range("s.tif", len(raw) - 3, len(raw))) == raw[-3:]
     # tifffile on the ranged file object: plane 4 without fetching the whole object
-    with storage.open_ranged("s.tif") as fh, tifffile.TiffFile(fh) as tif:
+    with storage.remote_object("s.tif").open() as fh, tifffile.TiffFile(fh) as tif:
         np.testing.assert_array_equal(tif.pages[4].asarray(), stack[4])
 
 

@@ -8,7 +8,6 @@ strided down to at most :data:`MAX_SAMPLE_PIXELS` pixels.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,11 +15,13 @@ import numpy as np
 from zstack_analyzer.errors import SceneNotFoundError
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.render.colour import channel_colors
-from zstack_analyzer.storage.remote import RemoteObject
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from zstack_analyzer.metadata import ImageMetadata
     from zstack_analyzer.readers._base import ImageReader
+    from zstack_analyzer.storage.remote import RemoteObject
 
 __all__ = ["channel_histograms", "histogram_of"]
 
@@ -153,7 +154,6 @@ def channel_histograms(
     """
     from zstack_analyzer.loader import open_image
 
-    source = path if isinstance(path, RemoteObject) else Path(path)
-    with open_image(source, limits=limits or ReadLimits()) as reader:
+    with open_image(path, limits=limits or ReadLimits()) as reader:
         metadata = reader.metadata(scene)
         return _reader_histograms(reader, scene, t, z, metadata)

@@ -281,10 +281,7 @@ class RangedFile(io.RawIOBase):
         """Up to ``size`` bytes from the position (all that is left when negative)."""
         self._check_not_closed()
         with self._lock:
-            if self._known_size is None:
-                self._fetch_block(self._pos)
-            remaining = max(self._size - self._pos, 0)
-            count = remaining if size is None or size < 0 else min(size, remaining)
+            count = self._available(size)
             if count == 0:
                 return b""
             data = self._read_at(self._pos, count)
@@ -305,19 +302,26 @@ class RangedFile(io.RawIOBase):
         view = memoryview(buffer).cast("B")
         self._check_not_closed()
         with self._lock:
-            if self._known_size is None:
-                self._fetch_block(self._pos)
             start = self._pos
-            count = min(len(view), max(self._size - start, 0))
+            count = self._available(len(view))
             if count >= DIRECT_BYTES and not self._prefix(start):
-                received = self._get_view(start, start + count)
-                view[: len(received)] = received
-                self._pos += len(received)
-                self._last_end = self._pos
-                return len(received)
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
+                data: bytes | memoryview = self._get_view(start, start + count)
+                self._last_end = start + len(data)
+            else:
+                data = self._read_at(start, count) if count else b""
+            view[: len(data)] = data
+            self._pos += len(data)
+            return len(data)
+
+    def _available(self, size: int | None) -> int:
+        """Bytes a read of ``size`` from the position gets (all left when negative).
+
+        The first read learns the object's size from its own GET (a block at the position).
+        """
+        if self._known_size is None:
+            self._fetch_block(self._pos)
+        remaining = max(self._size - self._pos, 0)
+        return remaining if size is None or size < 0 else min(size, remaining)
 
     @property
     def size(self) -> int:

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING
 from zstack_analyzer.storage.base import ObjectStorage, StorageUnavailableError, SweepReport
 from zstack_analyzer.storage.local import fsync_dir, remove_old
 from zstack_analyzer.storage.remote import (
-    RangedFile,
     RemoteObject,
     S3Location,
     S3Options,
@@ -48,7 +47,7 @@ if TYPE_CHECKING:
 
     from obstore import WritableFile
 
-__all__ = ["RangedFile", "RemoteObject", "S3Location", "S3Options", "S3Storage"]
+__all__ = ["RemoteObject", "S3Location", "S3Options", "S3Storage"]
 
 logger = logging.getLogger(__name__)
 
@@ -191,14 +190,6 @@ class S3Storage(ObjectStorage):
     def remote_object(self, stored_name: str) -> RemoteObject:
         """The object as readers that read ranges take it (nothing is fetched here)."""
         return RemoteObject(self.location, self.options, self.key(stored_name), stored_name)
-
-    def open_ranged(self, stored_name: str) -> RangedFile:
-        """A seekable, read-only file object that fetches what is read with ranged GETs.
-
-        Readers that accept file objects (tifffile, zipfile) read only the
-        ranges they need, with no local copy.
-        """
-        return self.remote_object(stored_name).open()
 
     def size(self, stored_name: str) -> int | None:
         """The object's size (HEAD), or ``None`` when it does not exist."""

@@ -33,6 +33,7 @@ from zstack_analyzer.service.deps import (
 )
 from zstack_analyzer.service.errors import BadParameterError
 from zstack_analyzer.service.images_service import (
+    in_place_original,
     missing_file_error,
     readable_source,
     require_image,
@@ -263,7 +264,7 @@ class Renderer:
         image = await self.records.require(self.database, image_id)
         if image.stored_in_place:
             # Before any ETag or cache answer: a changed original must never get old pixels.
-            await anyio.to_thread.run_sync(readable_source, image, self.storage)
+            await anyio.to_thread.run_sync(in_place_original, image)
         _check(image, params, **indices)
         spec = RenderSpec(
             scene=params.scene,
@@ -417,7 +418,7 @@ async def histogram(
     image: Image = await database.run(require_image, image_id)
     if image.stored_in_place:
         # Before any ETag answer: a changed original must never get old figures (409/410).
-        await anyio.to_thread.run_sync(readable_source, image, storage)
+        await anyio.to_thread.run_sync(in_place_original, image)
     params = RenderParams(scene=scene, t=t)
     _check(image, params, z=z)
     key_source = json.dumps({"h": 1, "id": image.sha256, "scene": scene, "t": t, "z": z})

@@ -30,7 +30,7 @@ from zstack_analyzer.service.deps import (
     StorageDep,
 )
 from zstack_analyzer.service.errors import problem_response
-from zstack_analyzer.service.images_service import readable_source
+from zstack_analyzer.service.images_service import in_place_original, readable_source
 from zstack_analyzer.service.routes import IMAGE_MEDIA_TYPES, problems
 from zstack_analyzer.service.routes.images import etag_matches, name_in_message
 from zstack_analyzer.service.routes.render import Params, _check
@@ -162,7 +162,7 @@ async def _serve(
     }
     if image.stored_in_place:
         # Before any ETag answer: a changed original must never get old pixels (409/410).
-        await anyio.to_thread.run_sync(readable_source, image, storage)
+        await anyio.to_thread.run_sync(in_place_original, image)
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     path = await anyio.to_thread.run_sync(readable_source, image, storage)
@@ -296,7 +296,7 @@ async def tile(
     }
     if image.stored_in_place:
         # Before any ETag answer: a changed original must never get old pixels (409/410).
-        await anyio.to_thread.run_sync(readable_source, image, storage)
+        await anyio.to_thread.run_sync(in_place_original, image)
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     path = await anyio.to_thread.run_sync(readable_source, image, storage)
