@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import tifffile
 
@@ -23,11 +23,22 @@ if TYPE_CHECKING:
 
 
 def oif_settings(
-    stack: np.ndarray, *, dyes: list[str] | None = None, z_step_nm: float = 1000.0
+    stack: np.ndarray,
+    *,
+    dyes: list[str] | None = None,
+    channel_names: list[str] | None = None,
+    pixel_um: tuple[float, float] = (0.207, 0.207),
+    z_step_nm: float = 1000.0,
 ) -> str:
-    """The main settings text of a T,C,Z,Y,X stack (FluoView 4 layout)."""
+    """The main settings text of a T,C,Z,Y,X stack (FluoView 4 layout).
+
+    ``channel_names`` go to ``CH Name`` (FluoView's ``CH1``, ``TD1``...), ``dyes`` to
+    ``DyeName`` (``None`` is what FluoView writes for a channel without a dye);
+    ``pixel_um`` is (width, height) of a pixel.
+    """
     size_t, size_c, size_z, size_y, size_x = stack.shape
     dyes = dyes or [f"Dye{c + 1}" for c in range(size_c)]
+    channel_names = channel_names or [f"Ch{c + 1}" for c in range(size_c)]
     axes = [("X", size_x, 0, 0, "um"), ("Y", size_y, 0, 0, "um"), ("C", size_c, 0, 0, ""),
             ("Z", size_z if size_z > 1 else 0, 0, z_step_nm * (size_z - 1), "nm"),
             ("T", size_t if size_t > 1 else 0, 0, 2000.0 * (size_t - 1), "ms"),
@@ -52,7 +63,7 @@ def oif_settings(
     for c in range(size_c):
         lines += [
             f"[Channel {c + 1} Parameters]",
-            f'CH Name="Ch{c + 1}"',
+            f'CH Name="{channel_names[c]}"',
             f'DyeName="{dyes[c]}"',
             f"EmissionWavelength={520 + 100 * c}",
             f"ExcitationWavelength={488 + 100 * c}",
@@ -63,8 +74,8 @@ def oif_settings(
         'Version="2.0.0.0"',
         "[Reference Image Parameter]",
         f"ValidBitCounts={12 if stack.dtype.itemsize > 1 else 8}",
-        "WidthConvertValue=0.207",
-        "HeightConvertValue=0.207",
+        f"WidthConvertValue={pixel_um[0]}",
+        f"HeightConvertValue={pixel_um[1]}",
         'WidthUnit="um"',
         'HeightUnit="um"',
     ]
@@ -89,11 +100,19 @@ def plane_files(stack: np.ndarray) -> dict[str, bytes]:
 
 
 def write_oif(
-    folder: Path, stack: np.ndarray, *, name: str = "cells", dyes: list[str] | None = None
+    folder: Path,
+    stack: np.ndarray,
+    *,
+    name: str = "cells",
+    dyes: list[str] | None = None,
+    **settings: Any,
 ) -> Path:
-    """``folder/<name>.oif`` and ``folder/<name>.oif.files/`` for a T,C,Z,Y,X stack."""
+    """``folder/<name>.oif`` and ``folder/<name>.oif.files/`` for a T,C,Z,Y,X stack.
+
+    ``settings`` go to :func:`oif_settings` (channel names, pixel size).
+    """
     main = folder / f"{name}.oif"
-    main.write_bytes(_utf16(oif_settings(stack, dyes=dyes)))
+    main.write_bytes(_utf16(oif_settings(stack, dyes=dyes, **settings)))
     storage = folder / f"{name}.oif.files"
     storage.mkdir()
     for file_name, data in plane_files(stack).items():
@@ -191,10 +210,15 @@ def compound_file(streams: dict[str, bytes]) -> bytes:
 
 
 def write_oib(
-    path: Path, stack: np.ndarray, *, name: str = "cells", dyes: list[str] | None = None
+    path: Path,
+    stack: np.ndarray,
+    *,
+    name: str = "cells",
+    dyes: list[str] | None = None,
+    **settings: Any,
 ) -> Path:
     """An OIB holding the OIF of ``stack``: main settings, plane TIFFs and ``OibInfo.txt``."""
-    files = {f"{name}.oif": _utf16(oif_settings(stack, dyes=dyes))}
+    files = {f"{name}.oif": _utf16(oif_settings(stack, dyes=dyes, **settings))}
     files.update({f"{name}.oif.files/{k}": v for k, v in plane_files(stack).items()})
     streams = {}
     info = ["[OibSaveInfo]", "MainFileName=Stream00000", f"Storage00001={name}.oif.files"]

@@ -50,7 +50,8 @@ def test_settings_give_channels_scaling_and_objective(tmp_path: Path, kind: str)
     with open_image(path) as image:
         md = image.metadata()
     assert md.file_format == kind.upper()
-    assert [c.name for c in md.channels] == dyes
+    assert [c.name for c in md.channels] == ["Ch1", "Ch2"]  # CH Name, never DyeName
+    assert [c.fluorophore for c in md.channels] == dyes
     assert md.channels[0].emission_nm == 520
     assert md.channels[1].excitation_nm == 588
     assert md.physical_size.x_um == pytest.approx(0.207)
@@ -60,6 +61,36 @@ def test_settings_give_channels_scaling_and_objective(tmp_path: Path, kind: str)
     assert (md.objective.magnification, md.objective.numerical_aperture) == (60, 1.42)
     assert md.objective.immersion == "Oil"
     assert md.acquired_at_local == datetime(2012, 5, 3, 14, 22, 10)
+
+
+@pytest.mark.parametrize("kind", ["oif", "oib"])
+def test_channel_name_dye_transmitted_and_non_square_pixels(tmp_path: Path, kind: str) -> None:
+    """FV1000 as Bio-Formats reads it: CH Name is the name, DyeName the fluorophore.
+
+    A DyeName of ``None`` or empty is no fluorophore; a TD (transmitted detector)
+    channel is transmitted light; width and height of a pixel are read from their own keys.
+    """
+    stack = encoded_stack(1, 3, 2, 12, 20)
+    settings = {
+        "dyes": ["Alexa Fluor 546", "None", ""],
+        "channel_names": ["CH1", "CH2", "TD1"],
+        "pixel_um": (0.124, 0.31),
+    }
+    path = (
+        write_oif(tmp_path, stack, **settings)
+        if kind == "oif"
+        else write_oib(tmp_path / "a.oib", stack, **settings)
+    )
+    with open_image(path) as image:
+        md = image.metadata()
+    assert [c.name for c in md.channels] == ["CH1", "CH2", "TD1"]
+    assert [c.fluorophore for c in md.channels] == ["Alexa Fluor 546", None, None]
+    assert [c.illumination for c in md.channels] == [None, None, "Transmitted"]
+    assert md.physical_size.x_um == pytest.approx(0.124)
+    assert md.physical_size.y_um == pytest.approx(0.31)
+    assert md.provenance["physical_size.y_um"].endswith("HeightConvertValue")
+    assert md.provenance["channels[].name"].endswith("CH Name")
+    assert md.provenance["channels[].fluorophore"].endswith("DyeName")
 
 
 def test_oif_opens_only_from_its_main_file_with_folder(tmp_path: Path) -> None:

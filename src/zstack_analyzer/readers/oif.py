@@ -10,8 +10,10 @@ MaxSize of 0 is an axis the file lacks), and the plane files must agree.
 
 Calibration: X/Y from ``[Reference Image Parameter] Width/HeightConvertValue``
 with their units; Z from the Z axis' Start/EndPosition over its steps (nm in
-FluoView files). Channel names from ``[Channel n Parameters]`` (DyeName, else
-CH Name), the objective from ``[Acquisition Parameters Common]``.
+FluoView files). Channels from ``[Channel n Parameters]``: the name is ``CH Name``,
+the fluorophore ``DyeName`` (``None`` there is no dye), a ``TD`` channel is transmitted
+light (as Bio-Formats reads FV1000 files); the objective from
+``[Acquisition Parameters Common]``.
 
 An OIB's sector chains are checked before oiffile follows them: a chain that
 loops or leaves the file would otherwise hang or crash its reader.
@@ -255,17 +257,17 @@ class _OlympusReader(ImageReader):
             if end is not None and start is not None and unit is not None and end > start:
                 interval = (end - start) / (info.size_t - 1) * unit
                 provenance["time_interval_s"] = f"{self.format_name} T axis Start/EndPosition"
-        channels = []
-        for c in range(info.size_c):
-            section = settings.get(f"Channel {c + 1} Parameters", {})
-            name = _text(section.get("DyeName")) or _text(section.get("CH Name"))
-            channels.append(
-                ChannelInfo(
-                    index=c,
-                    name=name,
-                    emission_nm=_positive(section.get("EmissionWavelength")),
-                    excitation_nm=_positive(section.get("ExcitationWavelength")),
-                )
+        channels = [
+            _channel(c, settings.get(f"Channel {c + 1} Parameters", {})) for c in range(info.size_c)
+        ]
+        section = f"{self.format_name} Channel n Parameters"
+        if any(ch.name for ch in channels):
+            provenance["channels[].name"] = f"{section}/CH Name"
+        if any(ch.fluorophore for ch in channels):
+            provenance["channels[].fluorophore"] = f"{section}/DyeName"
+        if any(ch.illumination for ch in channels):
+            provenance["channels[].illumination"] = (
+                f"{section}/CH Name: a TD (transmitted-light detector) channel is Transmitted"
             )
         common = settings.get("Acquisition Parameters Common", {})
         objective = None
@@ -414,6 +416,32 @@ def _check_chain(path: Path, fat: list[int], start: int, n_sectors: int, name: s
             raise CorruptFileError(msg, path=path)
         seen.add(sid)
         sid = fat[sid]
+
+
+#: DyeName values FluoView writes for a channel without a dye.
+_NO_DYE = {"none", "n/a", "-"}
+
+
+def _channel(index: int, section: Mapping[str, Any]) -> ChannelInfo:
+    """One ``[Channel n Parameters]`` section, read the way Bio-Formats' FV1000 reader does.
+
+    Why not DyeName as the name: FluoView's channel is ``CH Name`` (``CH1``, ``TD1``);
+    ``DyeName`` is the fluorophore chosen for it, and ``None`` there means no dye,
+    never a dye called "None". A ``TD`` channel is the transmitted-light detector.
+    """
+    name = _text(section.get("CH Name"))
+    dye = _text(section.get("DyeName"))
+    if dye is not None and dye.lower() in _NO_DYE:
+        dye = None
+    transmitted = name is not None and name.upper().startswith("TD")
+    return ChannelInfo(
+        index=index,
+        name=name,
+        fluorophore=dye,
+        emission_nm=_positive(section.get("EmissionWavelength")),
+        excitation_nm=_positive(section.get("ExcitationWavelength")),
+        illumination="Transmitted" if transmitted else None,
+    )
 
 
 def _number(value: Any) -> float | None:
