@@ -474,3 +474,73 @@ def test_synthetic_widefield_exposure_and_application(tmp_path: Path) -> None:
     assert md.provenance["channels[].exposure_ms"] == "LIF WideFieldChannelInfo/@ExposureTime"
     assert md.microscope is not None
     assert (md.microscope.software, md.microscope.software_version) == ("LAS AF", None)
+
+
+def _widefield_info(exposure: str, cube: str, method: str = "FLUO", **extra: str) -> str:
+    attributes = " ".join(f'{k}="{v}"' for k, v in extra.items())
+    return (
+        f'<WideFieldChannelInfo ExposureTime="{exposure}" FluoCubeName="{cube}" '
+        f'ContrastingMethodName="{method}" {attributes}/>'
+    )
+
+
+def test_widefield_channels_are_the_images_own_never_the_autofocus_channel(
+    tmp_path: Path,
+) -> None:
+    """LAS X widefield layout: the HardwareSetting's camera setting lists the image's channels.
+
+    The autofocus has its own camera setting (here its own attachment) with its own
+    WideFieldChannelInfo; taking every WideFieldChannelInfo of the image counted three
+    for two channels and so read no exposure at all, or would give channel 0 the
+    autofocus exposure. Exposure is in seconds; the filter cube and contrast method
+    are read per channel (Bio-Formats reads the same elements).
+    """
+    data = np.zeros((2, 4, 5), dtype=np.uint16)
+    path = tmp_path / "widefield.lif"
+    attachments = (
+        '<Attachment Name="AutoFocus" Application="LAS X">'
+        '<ATLCameraSettingDefinition><WideFieldChannelConfigurator CameraName="DFC9000">'
+        + _widefield_info("0.003", "BF", "BF", UserDefName="AF")
+        + "</WideFieldChannelConfigurator></ATLCameraSettingDefinition></Attachment>"
+        '<Attachment Name="HardwareSetting" Application="LAS X" DataSourceTypeName="Camera">'
+        '<ATLCameraSettingDefinition ObjectiveName="HC PL APO 63x/1.40 OIL" Magnification="63">'
+        '<WideFieldChannelConfigurator CameraName="DFC9000">'
+        + _widefield_info("0.05", "DAPI")
+        + _widefield_info("0.2", "BF", "BF")
+        + "</WideFieldChannelConfigurator></ATLCameraSettingDefinition></Attachment>"
+    )
+    _write_lif(path, data, "CYX", luts=["Blue", "Gray"], attachments=attachments)
+    with LifReader(path) as reader:
+        md = reader.metadata(0)
+    assert [ch.exposure_ms for ch in md.channels] == [50.0, 200.0]
+    assert [ch.illumination for ch in md.channels] == ["Epifluorescence", "Transmitted"]
+    assert [ch.contrast_method for ch in md.channels] == ["Fluorescence", "Brightfield"]
+    assert md.vendor_metadata["filter_cubes"] == ["DAPI", "BF"]
+    assert "HardwareSetting" in md.provenance["channels[].exposure_ms"]
+
+
+def test_widefield_sequential_settings_give_one_channel_each(tmp_path: Path) -> None:
+    """Sequential widefield acquisition: one camera setting per channel, in channel order."""
+    data = np.zeros((2, 4, 5), dtype=np.uint8)
+    path = tmp_path / "sequential.lif"
+
+    def setting(exposure: str, cube: str) -> str:
+        return (
+            "<ATLCameraSettingDefinition><WideFieldChannelConfigurator>"
+            + _widefield_info(exposure, cube)
+            + "</WideFieldChannelConfigurator></ATLCameraSettingDefinition>"
+        )
+
+    attachments = (
+        '<Attachment Name="HardwareSetting" Application="LAS X">'
+        + setting("0.5", "QUAD-S")  # the main setting: the last channel's state
+        + "<LDM_Block_Widefield_Sequential><LDM_Block_Sequential_List>"
+        + setting("0.01", "GFP")
+        + setting("0.5", "TXR")
+        + "</LDM_Block_Sequential_List></LDM_Block_Widefield_Sequential></Attachment>"
+    )
+    _write_lif(path, data, "CYX", luts=["Green", "Red"], attachments=attachments)
+    with LifReader(path) as reader:
+        md = reader.metadata(0)
+    assert [ch.exposure_ms for ch in md.channels] == [10.0, 500.0]
+    assert md.vendor_metadata["filter_cubes"] == ["GFP", "TXR"]

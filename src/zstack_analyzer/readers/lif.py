@@ -711,6 +711,7 @@ class LifReader(ImageReader):
             "channel_axis": entry.channel_axis,
             "dimensions": dict(xml_dims),
             "lut_names": [ch["lut"] for ch in channels_xml],
+            "filter_cubes": _filter_cubes(image.xml_element, info.size_c),
             "tile_offsets_yx": [list(o) for o in entry.tile_offsets]
             if entry.tile_offsets
             else None,
@@ -777,11 +778,21 @@ class LifReader(ImageReader):
                 )
         if any(colours):
             provenance["channels[].color"] = "LIF ChannelDescription LUTName"
-        exposures = _exposures_ms(element)
-        if len(exposures) != size_c:
-            exposures = [None] * size_c
-        elif any(e is not None for e in exposures):
-            provenance["channels[].exposure_ms"] = "LIF WideFieldChannelInfo/@ExposureTime"
+        widefield = _widefield_channels(element, size_c)
+        exposures: list[float | None] = [None] * size_c
+        illumination: list[str | None] = [None] * size_c
+        contrast: list[str | None] = [None] * size_c
+        if widefield is not None:
+            infos, source = widefield
+            exposures = [_exposure_ms(info) for info in infos]
+            methods = [(info.attrib.get("ContrastingMethodName") or "").strip() for info in infos]
+            illumination = [_ILLUMINATION.get(m.upper()) for m in methods]
+            contrast = [_CONTRAST.get(m.upper()) for m in methods]
+            if any(e is not None for e in exposures):
+                provenance["channels[].exposure_ms"] = f"{source}/@ExposureTime"
+            if any(illumination):
+                provenance["channels[].illumination"] = f"{source}/@ContrastingMethodName"
+                provenance["channels[].contrast_method"] = f"{source}/@ContrastingMethodName"
         return [
             ChannelInfo(
                 index=i,
@@ -790,6 +801,8 @@ class LifReader(ImageReader):
                 excitation_nm=excitation[i],
                 color=colours[i],
                 exposure_ms=exposures[i],
+                illumination=illumination[i],
+                contrast_method=contrast[i],
             )
             for i in range(size_c)
         ]
@@ -956,17 +969,100 @@ def _detection_bands(element: Element) -> list[tuple[float, float]]:
 _TIME_UNITS_S = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
 
 
-def _exposures_ms(element: Element) -> list[float | None]:
-    """Per channel exposure (ms) from the widefield configurator's ``WideFieldChannelInfo``.
+#: LAS X ContrastingMethodName -> OME IlluminationType / ContrastMethod.
+_ILLUMINATION = {
+    "FLUO": "Epifluorescence",
+    "BF": "Transmitted",
+    "PH": "Transmitted",
+    "DIC": "Transmitted",
+    "POL": "Transmitted",
+    "DF": "Transmitted",
+}
+_CONTRAST = {
+    "FLUO": "Fluorescence",
+    "BF": "Brightfield",
+    "PH": "Phase",
+    "DIC": "DIC",
+    "POL": "PolarizedLight",
+    "DF": "Darkfield",
+}
 
-    LAS X writes ``ExposureTime`` in seconds ("0.05"), sometimes with a unit
-    ("50 ms"); one element per channel, in channel order.
+
+def _is_autofocus(node: Element) -> bool:
+    text = f"{node.tag} {node.attrib.get('Name', '')}".lower()
+    return "autofocus" in text or "auto focus" in text
+
+
+def _widefield_channels(element: Element, size_c: int) -> tuple[list[Element], str] | None:
+    """The image's own ``WideFieldChannelInfo``, one per channel, and where they were found.
+
+    Why not every ``WideFieldChannelInfo`` of the image: LAS X also records the
+    autofocus camera setting, and a sequential acquisition records both a main
+    setting and one setting per channel. As Bio-Formats does, the per-channel
+    settings of ``LDM_Block_Sequential_List`` come first (the first info of each),
+    else the infos of the HardwareSetting's own camera setting; only without a
+    HardwareSetting camera setting are the remaining infos taken, never those under
+    an autofocus element. A count that still differs from the channels gives none.
     """
-    values: list[float | None] = []
-    for info in element.iter("WideFieldChannelInfo"):
-        text = (info.attrib.get("ExposureTime") or "").strip()
-        parts = text.split()
-        factor = _TIME_UNITS_S.get(parts[1] if len(parts) > 1 else "")
-        number = _float(parts[0]) if parts else None
-        values.append(None if number is None or factor is None else number * factor * 1000.0)
-    return values
+    hardware = element.find("./Data/Image/Attachment[@Name='HardwareSetting']")
+    candidates: list[tuple[list[Element], str]] = []
+    if hardware is not None:
+        sequential = [
+            info
+            for setting in hardware.iterfind(
+                ".//LDM_Block_Sequential_List/ATLCameraSettingDefinition"
+            )
+            if (info := next(setting.iter("WideFieldChannelInfo"), None)) is not None
+        ]
+        candidates.append(
+            (sequential, "LIF HardwareSetting LDM_Block_Sequential_List WideFieldChannelInfo")
+        )
+        main = hardware.find("./ATLCameraSettingDefinition")
+        if main is not None:
+            infos = [
+                info
+                for configurator in main.findall("./WideFieldChannelConfigurator")
+                for info in configurator.iter("WideFieldChannelInfo")
+            ]
+            candidates.append((infos, "LIF HardwareSetting WideFieldChannelInfo"))
+    if not any(infos for infos, _ in candidates):
+        loose: list[Element] = []
+        _collect_infos(element, loose)
+        candidates.append((loose, "LIF WideFieldChannelInfo"))
+    for infos, source in candidates:
+        if infos:
+            return (infos, source) if len(infos) == size_c else None
+    return None
+
+
+def _collect_infos(node: Element, out: list[Element]) -> None:
+    """Every ``WideFieldChannelInfo`` below ``node`` outside autofocus elements, in order."""
+    for child in node:
+        if _is_autofocus(child):
+            continue
+        if child.tag == "WideFieldChannelInfo":
+            out.append(child)
+        _collect_infos(child, out)
+
+
+def _exposure_ms(info: Element) -> float | None:
+    """``ExposureTime`` of one ``WideFieldChannelInfo`` in ms.
+
+    LAS X writes it in seconds ("0.05"), sometimes with a unit ("50 ms").
+    """
+    parts = (info.attrib.get("ExposureTime") or "").strip().split()
+    factor = _TIME_UNITS_S.get(parts[1] if len(parts) > 1 else "")
+    number = _float(parts[0]) if parts else None
+    return None if number is None or factor is None else number * factor * 1000.0
+
+
+def _filter_cubes(element: Element, size_c: int) -> list[str | None] | None:
+    """Per channel filter cube (``FluoCubeName``, or ``FilterCubeName``), None when not stated."""
+    widefield = _widefield_channels(element, size_c)
+    if widefield is None:
+        return None
+    cubes = [
+        (info.attrib.get("FluoCubeName") or info.attrib.get("FilterCubeName") or "").strip() or None
+        for info in widefield[0]
+    ]
+    return cubes if any(cubes) else None
