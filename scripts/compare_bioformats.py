@@ -8,7 +8,7 @@ For every file under FOLDER (default: the shared corpus) and every scene, each
 channel's name, fluorophore, excitation and emission wavelength (nm), illumination
 type and exposure (ms, Bio-Formats' first plane of that channel) are compared with
 the OME-XML Bio-Formats 7.3.1 writes for the same file (all files in one JVM, see
-scripts/bioformats.py). Prints one row per disagreement. Why a script and a test
+scripts/bioformats_ref.py). Prints one row per disagreement. Why a script and a test
 (tests/realdata/test_bioformats.py) share this code: the committed table in
 docs/bioformats-comparison.md and the regression test must mean the same thing.
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bioformats import BfChannel, images, omexml  # noqa: E402
+from bioformats_ref import BfChannel, images, omexml
 
 FIELDS = ("name", "fluorophore", "excitation_nm", "emission_nm", "illumination", "exposure_ms")
 SKIP_SUFFIXES = {".md", ".py", ".json", ".txt"}

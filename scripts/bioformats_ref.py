@@ -2,7 +2,7 @@
 
 Why a child process: the JVM (through JPype) starts once per batch, never inside the
 caller (a JVM cannot be restarted in a process, and a test run must not carry one);
-``python scripts/bioformats.py JAR FILE...`` prints ``{file: {"xml": ...} | {"error": ...}}``
+``python scripts/bioformats_ref.py JAR FILE...`` prints ``{file: {"xml": ...} | {"error": ...}}``
 as JSON. The jar and a Java runtime come from ``scripts/bioformats-jar.sh`` (cached
 outside the repository). What is read from the OME-XML is what our metadata model
 compares with: per Image, per Channel the name, fluorophore, excitation and
@@ -27,7 +27,7 @@ _LENGTH_TO_NM = {"nm": 1.0, "µm": 1e3, "um": 1e3, "pm": 1e-3, "Å": 0.1, "m": 1
 _TIME_TO_MS = {"s": 1e3, "ms": 1.0, "µs": 1e-3, "us": 1e-3, "ns": 1e-6, "min": 6e4}
 
 
-class BioFormatsUnavailable(RuntimeError):  # noqa: N818  (a reason, not a failure)
+class BioFormatsUnavailable(RuntimeError):
     """Java or the Bio-Formats jar is missing and could not be installed."""
 
 
@@ -142,7 +142,7 @@ def _child_main(jar: str, files: list[str]) -> None:
             reader.setMetadataStore(meta)
             reader.setId(name)
             out[name] = {"xml": str(service.getOMEXML(meta))}
-        except Exception as exc:  # noqa: BLE001  (Java exceptions: recorded per file)
+        except Exception as exc:
             out[name] = {"error": str(exc)}
         finally:
             reader.close()
