@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import unavailable
 from zstack_analyzer.batch.walk import BadEntry, FileEntry, count_files, walk
 
 pytestmark = pytest.mark.timeout(60)  # a FIFO opened by mistake would block: fail, not hang
@@ -82,7 +83,7 @@ def test_device_file_is_skipped() -> None:
 def test_unreadable_entries_as_an_unprivileged_user() -> None:
     """Root reads everything, so the walk runs as ``nobody`` over root-only entries."""
     if os.geteuid() != 0:
-        pytest.skip("needs root to switch to the 'nobody' user")
+        unavailable("needs root to switch to the 'nobody' user")
     root = Path(tempfile.mkdtemp(prefix="zstack-walk-"))
     try:
         root.chmod(0o755)
