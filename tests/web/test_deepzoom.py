@@ -1,12 +1,21 @@
-"""Deep zoom in a real Chromium: an 8k x 8k plane shown by tiles, never fetched whole."""
+"""Deep zoom in a real Chromium: an 8k x 8k plane shown by tiles, never fetched whole.
+
+The plane's side (8000) is not a multiple of the 256 px tile, so every level has
+partial tiles at its right and bottom edges; tiles are compared pixel for pixel
+with the plane (its 2x2-mean pyramid levels), edge tiles included.
+"""
 
 from __future__ import annotations
 
+import base64
+import io
+import re
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.synthetic_tiff import write_ome_tiff
 
@@ -17,13 +26,43 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.browser
 
-SIDE = 8192
+SIDE = 8000  # not a multiple of 256: partial edge tiles on every level
+BLOCK = 16
+TILE = 256
+_TILE_URL = re.compile(r"/tile/(\d+)/(\d+)/(\d+)\?(.*)$")
 
 
-def _big_plane(path: Path) -> Path:
-    yy, xx = np.mgrid[0:SIDE, 0:SIDE]
-    plane = ((yy // 64 + xx // 64) % 2 * 200 + (xx * 7 + yy * 3) % 40).astype(np.uint8)
+def _plane() -> np.ndarray:
+    """Random 16 px blocks of 0 or 255: no two tiles alike, and any 1-99 % window is 0..255.
+
+    So a tile's grey values are the plane's own (or its 2x2 means, exact on 16 px
+    blocks) and a tile drawn from the wrong place or cut wrong cannot match.
+    """
+    blocks = np.random.default_rng(7).integers(0, 2, (SIDE // BLOCK, SIDE // BLOCK)) * 255
+    return np.kron(blocks, np.ones((BLOCK, BLOCK))).astype(np.uint8)
+
+
+def _big_plane(path: Path, plane: np.ndarray) -> Path:
     return write_ome_tiff(path, [plane[None, None, None]], tile=(512, 512), compression="zlib")
+
+
+def _level(plane: np.ndarray, level: int) -> np.ndarray:
+    from zstack_analyzer.zarr.pyramid import downsample2x
+
+    for _ in range(level):
+        plane = downsample2x(plane)
+    return plane
+
+
+def _expected_tile(plane: np.ndarray, level: int, row: int, column: int) -> np.ndarray:
+    data = _level(plane, level)
+    return data[row * TILE : (row + 1) * TILE, column * TILE : (column + 1) * TILE]
+
+
+def _grey(png: bytes) -> np.ndarray:
+    picture = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert (picture[..., 0] == picture[..., 1]).all() and (picture[..., 1] == picture[..., 2]).all()
+    return picture[..., 0]
 
 
 def _visible_bytes(page: Page) -> int:
@@ -38,7 +77,8 @@ def _visible_bytes(page: Page) -> int:
 def test_big_plane_is_shown_by_tiles_at_the_current_zoom(
     live_server: str, page: Page, tmp_path: Path
 ) -> None:
-    source = _big_plane(tmp_path / "slide.ome.tif")
+    plane = _plane()
+    source = _big_plane(tmp_path / "slide.ome.tif", plane)
     with httpx.Client(base_url=live_server, timeout=300) as client, source.open("rb") as fh:
         response = client.post("/api/images/upload", files={"file": ("slide.ome.tif", fh)})
     assert response.status_code == 201, response.text
@@ -61,7 +101,7 @@ def test_big_plane_is_shown_by_tiles_at_the_current_zoom(
     visible = _visible_bytes(page)
     first_view = sum(n for url, n in downloads if "/slice/" in url)
     natural = page.eval_on_selector("#img-xy", "img => [img.naturalWidth, img.naturalHeight]")
-    assert max(natural) <= 1280, natural  # the view's size, not 8192
+    assert max(natural) <= 1280, natural  # the view's size, not 8000
     assert 0 < first_view < 2 * visible, (first_view, visible)
     assert not [u for u, _ in downloads if "/tile/" in u]  # at fit-to-view the picture suffices
 
@@ -81,29 +121,51 @@ def test_big_plane_is_shown_by_tiles_at_the_current_zoom(
     )
     levels = page.eval_on_selector_all("#tiles-xy img.tile", "ts => ts.map(t => +t.dataset.level)")
     zoom = page.evaluate("() => window.zstackViewer.zoom")
-    # At ~15x of a fit of 8192 px into ~700 px, screen pixels match level 0 (2 at most).
+    # At ~15x of a fit of 8000 px into ~700 px, screen pixels match level 0 (2 at most).
     assert max(levels) <= 1, (levels, zoom)
     zoomed = downloads[before:]
     assert all("/tile/" in url for url, _ in zoomed), zoomed
     zoomed_bytes = sum(n for _, n in zoomed)
     assert 0 < zoomed_bytes < 2 * visible, (zoomed_bytes, visible, len(zoomed))
 
-    # The tiles show the plane's own pixels: the checkerboard of 64 px squares at full size.
-    lit = page.evaluate(
-        """() => { const t = document.querySelector('#tiles-xy img.tile');
+    # The tiles on screen show the plane's own pixels, each from its own place.
+    shown = page.evaluate(
+        """() => [...document.querySelectorAll('#tiles-xy img.tile')].map((t) => {
                    const c = document.createElement('canvas'); c.width = t.naturalWidth; c.height = t.naturalHeight;
                    const x = c.getContext('2d'); x.drawImage(t, 0, 0);
                    const d = x.getImageData(0, 0, c.width, c.height).data;
-                   let bright = 0; for (let i = 0; i < d.length; i += 4) if (d[i] > 128) bright++;
-                   return [bright, c.width * c.height]; }"""
+                   const grey = new Uint8Array(c.width * c.height);
+                   for (let i = 0; i < grey.length; i++) grey[i] = d[4 * i];
+                   let s = ''; for (let i = 0; i < grey.length; i++) s += String.fromCharCode(grey[i]);
+                   return [t.dataset.src, c.width, c.height, btoa(s)]; })"""
     )
-    assert 0.3 < lit[0] / lit[1] < 0.7, lit
+    assert shown
+    for src, width, height, pixels in shown:
+        match = _TILE_URL.search(src)
+        assert match, src
+        level, row, column = (int(g) for g in match.groups()[:3])
+        got = np.frombuffer(base64.b64decode(pixels), np.uint8).reshape(height, width)
+        np.testing.assert_array_equal(got, _expected_tile(plane, level, row, column), err_msg=src)
+
+    # Partial edge tiles (the last row and column of a level), with the viewer's own query.
+    query = _TILE_URL.search(shown[0][0]).groups()[3]  # type: ignore[union-attr]
+    with httpx.Client(base_url=live_server, timeout=120) as client:
+        for level in (0, 1):
+            side = _level(plane, level).shape[0]
+            last = -(-side // TILE) - 1
+            for row, column in ((last, last), (3, last), (last, 0)):
+                response = client.get(f"/api/images/{image_id}/tile/{level}/{row}/{column}?{query}")
+                assert response.status_code == 200, response.text
+                expected = _expected_tile(plane, level, row, column)
+                assert expected.shape != (TILE, TILE)  # a partial tile of the edge
+                np.testing.assert_array_equal(_grey(response.content), expected)
 
     # Panning brings only the newly visible tiles.
     seen = {url for url, _ in downloads}
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] / 2 - 300, box["y"] + box["height"] / 2, steps=5)
+    # 600 screen px is over 256 plane px at this zoom: at least one new column of tiles.
+    page.mouse.move(box["x"] + box["width"] / 2 - 600, box["y"] + box["height"] / 2, steps=5)
     page.mouse.up()
     page.wait_for_function(
         """() => [...document.querySelectorAll('#tiles-xy img.tile')].every((t) => t.dataset.src)"""
@@ -111,4 +173,4 @@ def test_big_plane_is_shown_by_tiles_at_the_current_zoom(
     page.wait_for_timeout(300)
     new = [url for url, _ in downloads if url not in seen]
     assert new and all("/tile/" in url for url in new)
-    assert not [url for url, _ in downloads if "/slice/" in url and "width=8192" in url]
+    assert not [url for url, _ in downloads if "/slice/" in url and f"width={SIDE}" in url]
