@@ -82,9 +82,15 @@ def test_convert_validates_and_reads_back_identically(tmp_path: Path, ngff: str)
     attrs = dict(group.attrs)
     ome = attrs if ngff == "0.4" else attrs["ome"]
     windows = [ch["window"] for ch in ome["omero"]["channels"]]
+    assert len(windows) == 2
+    from zstack_analyzer.render.colour import percentile_window
+
     for c, window in enumerate(windows):
-        top = expected_level(expected, 1)[:, c]
-        assert top.min() <= window["start"] < window["end"] <= top.max()
+        # Each channel's own window: 1-99 % of its own planes (first T, smallest level).
+        # The channels' value ranges do not overlap here, so another channel's fails.
+        own = expected_level(expected, 1)[0, c]
+        assert own.min() <= window["start"] < window["end"] <= own.max()
+        assert (window["start"], window["end"]) == pytest.approx(percentile_window(own))
         assert (window["min"], window["max"]) == (0, 65535)
     ours = attrs["zstack"]["metadata"]
     assert ours["file_format"] == "OME-TIFF"
@@ -194,9 +200,21 @@ def test_convert_on_a_dask_distributed_cluster(tmp_path: Path) -> None:
 
     stack = encoded_stack(1, 2, 3, 64, 80)
     source = write_ome_tiff(tmp_path / "c.ome.tif", [stack], metadata=[CALIBRATED])
+    # No dashboard, and the scheduler's own HTTP server on a free port: with
+    # dashboard_address=None alone it still takes dask's default 8787, and warns (an
+    # error here) when another cluster has it.
     with LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+        n_workers=1,
+        threads_per_worker=2,
+        processes=False,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
     ) as cluster:
+        ports = [
+            sock.getsockname()[1]
+            for sock in cluster.scheduler.http_server._sockets.values()  # type: ignore[attr-defined]
+        ]
+        assert ports and 8787 not in ports, ports
         convert(source, tmp_path / "c.ome.zarr", scheduler=cluster.scheduler_address)
     group = zarr.open_group(str(tmp_path / "c.ome.zarr"), mode="r")
     np.testing.assert_array_equal(np.asarray(group["0"][:]), stack)

@@ -186,12 +186,10 @@ def _windows(arrays: list[Any], layout: SceneLayout) -> list[tuple[float, float]
 
     top = arrays[-1]
     _t_size, c_size, z_size = layout.shape[:3]
-    zs = sorted(
-        {
-            round(i * (z_size - 1) / max(1, WINDOW_SAMPLE_PLANES - 1))
-            for i in range(min(z_size, WINDOW_SAMPLE_PLANES))
-        }
-    )
+    # Evenly along Z: with fewer planes than the sample, every plane (the step was
+    # once taken for 16 samples whatever Z was, so a 3-plane stack sampled z=0 only).
+    samples = min(z_size, WINDOW_SAMPLE_PLANES)
+    zs = sorted({round(i * (z_size - 1) / max(1, samples - 1)) for i in range(samples)})
     windows = []
     for c in range(c_size):
         data = np.stack([np.asarray(top[0, c, z]) for z in zs])
