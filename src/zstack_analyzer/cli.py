@@ -200,21 +200,42 @@ def ingest(
     settle: Annotated[
         float, typer.Option(min=0, help="Skip files modified less than this many seconds ago")
     ] = 1.0,
+    dashboard: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT for the dask dashboard of the local cluster (:0 picks a free "
+            "port; needs bokeh); omitted: no dashboard. Its URL is printed."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
 ) -> None:
     """Ingest every file a reader accepts; exit 0 when all are in, 1 when some failed."""
     from zstack_analyzer.batch import ingest as run_ingest
-    from zstack_analyzer.cli_archive import make_sink, paths_exist, print_summary, progress_bar
+    from zstack_analyzer.cli_archive import (
+        check_dashboard,
+        make_sink,
+        paths_exist,
+        print_summary,
+        progress_bar,
+        say_dashboard,
+    )
 
     paths_exist(paths)
+    check_dashboard(dashboard, server=server, scheduler=scheduler)
     try:
         with (
             make_sink(server=server, token=token, in_place=in_place, scheduler=scheduler) as sink,
             progress_bar(quiet=quiet or as_json) as progress,
         ):
             summary = run_ingest(
-                paths, sink, scheduler=scheduler, settle_s=settle, progress=progress
+                paths,
+                sink,
+                scheduler=scheduler,
+                settle_s=settle,
+                progress=progress,
+                dashboard=dashboard,
+                on_dashboard=say_dashboard(requested=dashboard),
             )
     except OSError as exc:  # an unreachable scheduler or database: a message, not a traceback
         typer.echo(f"error: {exc}", err=True)

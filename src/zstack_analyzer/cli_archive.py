@@ -17,17 +17,60 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from zstack_analyzer.batch.ingest import Commit, IngestProgress, IngestSummary, Sink
 
-__all__ = ["make_sink", "print_summary", "progress_bar", "stop_on_signals"]
+__all__ = [
+    "check_dashboard",
+    "make_sink",
+    "print_summary",
+    "progress_bar",
+    "say_dashboard",
+    "stop_on_signals",
+]
 
 
 def usage_error(message: str) -> typer.BadParameter:
     """A usage error (exit status 2) with ``message``."""
     return typer.BadParameter(message)
+
+
+def check_dashboard(dashboard: str | None, *, server: str | None, scheduler: str | None) -> None:
+    """Refuse ``--dashboard`` where it cannot serve: with a server or a scheduler, or no bokeh."""
+    if dashboard is None:
+        return
+    if server:
+        msg = "--dashboard is for local ingest; with --server the server does the work"
+        raise usage_error(msg)
+    if scheduler:
+        msg = "--dashboard starts the local cluster's; a --scheduler serves its own (printed)"
+        raise usage_error(msg)
+    _host, sep, port = dashboard.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        msg = f"--dashboard {dashboard!r}: give HOST:PORT (:0 for a free port)"
+        raise usage_error(msg)
+    import importlib.util
+
+    if importlib.util.find_spec("bokeh") is None:
+        msg = "--dashboard needs bokeh: pip install 'zstack-analyzer[dashboard]'"
+        raise usage_error(msg)
+
+
+def say_dashboard(*, requested: str | None) -> Callable[[str | None], None]:
+    """A callback printing (to stderr) where the dask dashboard is, once it is known."""
+
+    def say(link: str | None) -> None:
+        if link:
+            typer.echo(f"dask dashboard: {link}", err=True)
+        elif requested:
+            typer.echo(
+                "no dask dashboard: this batch runs in this process (no cluster started)",
+                err=True,
+            )
+
+    return say
 
 
 @contextlib.contextmanager

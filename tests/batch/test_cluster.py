@@ -188,3 +188,49 @@ def test_dask_runner_sends_files_in_chunks_and_fails_one_item_alone() -> None:
         # 7's chunk is [6, 7, 8]: 6 comes back, then 7 raises for itself alone
         assert 6 in seen
         assert 7 not in seen
+
+
+def test_local_cluster_serves_its_dashboard_where_asked_and_says_where() -> None:
+    """``dashboard="127.0.0.1:0"``: a free port (never dask's 8787), told once it serves."""
+    import httpx
+
+    from zstack_analyzer.batch.runner import open_runner
+
+    told: list[str | None] = []
+    answers: list[int] = []
+
+    def on_dashboard(link: str | None) -> None:
+        told.append(link)
+        if link:  # called once the cluster is up: the dashboard answers now
+            answers.append(httpx.get(link, timeout=30, follow_redirects=True).status_code)
+
+    here = os.getpid()
+    with open_runner(expected=1000, dashboard="127.0.0.1:0", on_dashboard=on_dashboard) as runner:
+        for _, pid in runner.map_unordered(_pid_after, [0.05] * 1200):
+            if pid != here:
+                break
+    assert len(told) == 1 and told[0] is not None, told
+    assert told[0].startswith("http://127.0.0.1:") and ":8787/" not in told[0]
+    assert answers == [200]
+
+
+def test_ingest_dashboard_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No cluster for a small batch: it says so; a bad address or --server is a usage error."""
+    from zstack_analyzer.service.config import get_settings
+
+    make_archive(tmp_path / "archive", n=2)
+    monkeypatch.setenv("ZSTACK_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        done = runner.invoke(
+            app, ["ingest", str(tmp_path / "archive"), "--dashboard", ":0", "--settle", "0"]
+        )
+        assert done.exit_code == 0, done.output
+        assert "no dask dashboard: this batch runs in this process" in done.stderr
+        for extra in (["--dashboard", "8787"], ["--dashboard", ":0", "--server", "http://x"]):
+            refused = runner.invoke(app, ["ingest", str(tmp_path / "archive"), *extra])
+            assert refused.exit_code == 2, refused.output
+            assert "--dashboard" in refused.output
+    finally:
+        get_settings.cache_clear()

@@ -159,6 +159,8 @@ def ingest(
     progress: Callable[[IngestProgress], None] | None = None,
     count_first: bool = True,
     dir_suffixes: frozenset[str] | None = None,
+    dashboard: str | None = None,
+    on_dashboard: Callable[[str | None], None] | None = None,
 ) -> IngestSummary:
     """Ingest every file under ``paths`` into ``sink``.
 
@@ -180,6 +182,12 @@ def ingest(
         Walk once to count files and bytes (the progress totals, the runner choice).
     dir_suffixes
         Folder names that are images (default: the folder formats a reader claims).
+    dashboard
+        ``HOST:PORT`` for the dask dashboard of the LocalCluster a large batch
+        starts (port 0: a free port); ``None``: no dashboard.
+    on_dashboard
+        Told once where the dashboard is (a URL), or ``None`` when this run has none
+        (a small batch in process, a server doing the work).
 
     Examples
     --------
@@ -238,9 +246,13 @@ def ingest(
     pending = jobs()
     head = list(itertools.islice(pending, SMALL_BATCH + 1))
     runner_cm = sink.local_runner() if not sink.uses_cluster else None
+    if runner_cm is not None and on_dashboard is not None:
+        on_dashboard(None)
     if runner_cm is None:
         expected = len(head) if len(head) <= SMALL_BATCH else max(files_total, len(head))
-        runner_cm = open_runner(scheduler=scheduler, expected=expected)
+        runner_cm = open_runner(
+            scheduler=scheduler, expected=expected, dashboard=dashboard, on_dashboard=on_dashboard
+        )
     with runner_cm as runner:
         stream = itertools.chain(head, pending)
         for (entry, _), result in runner.map_unordered(run_one, stream):

@@ -174,7 +174,12 @@ class DaskRunner(Generic[T]):
 
 @contextlib.contextmanager
 def open_runner(
-    *, scheduler: str | None = None, expected: int = 0, workers: int | None = None
+    *,
+    scheduler: str | None = None,
+    expected: int = 0,
+    workers: int | None = None,
+    dashboard: str | None = None,
+    on_dashboard: Callable[[str | None], None] | None = None,
 ) -> Iterator[Runner]:
     """The runner for a batch of ``expected`` files.
 
@@ -188,6 +193,12 @@ def open_runner(
         ``LocalCluster`` of processes sized to the machine runs them.
     workers
         Processes of that LocalCluster (default: one per core).
+    dashboard
+        ``HOST:PORT`` of that LocalCluster's dask dashboard (port 0: a free one);
+        ``None``: no dashboard (never dask's default 8787, often taken).
+    on_dashboard
+        Told the dashboard's URL once it serves (a scheduler's own, with
+        ``scheduler``), or ``None`` when this batch has no dashboard.
 
     Examples
     --------
@@ -195,11 +206,13 @@ def open_runner(
     ...     [r for _, r in runner.map_unordered(abs, [-1, 2])]
     [1, 2]
     """
+    tell = on_dashboard or (lambda _link: None)
     if scheduler is None and expected <= SMALL_BATCH:
+        tell(None)
         yield SerialRunner()
         return
     if scheduler is None:
-        starting = StartingRunner(workers or os.cpu_count() or 1)
+        starting = StartingRunner(workers or os.cpu_count() or 1, dashboard, tell)
         try:
             yield starting
         finally:
@@ -210,11 +223,26 @@ def open_runner(
     with Client(scheduler, set_as_default=False) as client:
         runner: DaskRunner[Any] = DaskRunner(client)
         logger.info("batch runs on %s", runner.description)
+        tell(_served_dashboard(client))
         yield runner
 
 
-def _local_cluster(stack: contextlib.ExitStack, workers: int) -> DaskRunner[Any]:
-    """A LocalCluster of ``workers`` processes (one thread each) and its client, on ``stack``."""
+def _served_dashboard(client: Any) -> str | None:
+    """The dashboard URL of ``client``'s scheduler, or None when it serves none."""
+    try:
+        served = client.scheduler_info().get("services", {})
+    except Exception:  # a scheduler that cannot say has no dashboard for us
+        return None
+    return str(client.dashboard_link) if "dashboard" in served else None
+
+
+def _local_cluster(
+    stack: contextlib.ExitStack, workers: int, dashboard: str | None = None
+) -> DaskRunner[Any]:
+    """A LocalCluster of ``workers`` processes (one thread each) and its client, on ``stack``.
+
+    ``dashboard`` is the dashboard's ``HOST:PORT``; ``None`` serves none.
+    """
     import dask
     from distributed import Client, LocalCluster
 
@@ -242,10 +270,13 @@ def _local_cluster(stack: contextlib.ExitStack, workers: int) -> DaskRunner[Any]
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
-                # No dashboard, and its HTTP server on a free loopback port: the default
-                # 8787 is often taken by another cluster, which costs a warning.
-                dashboard_address=None,
-                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                # The dashboard only when asked for, where asked; otherwise none, and the
+                # scheduler's HTTP server on a free loopback port: the default 8787 is
+                # often taken by another cluster, which costs a warning.
+                dashboard_address=dashboard,
+                scheduler_kwargs=(
+                    {} if dashboard else {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
+                ),
                 silence_logs=logging.ERROR,
             )
         )
@@ -263,13 +294,29 @@ class StartingRunner:
     until the cluster is up; the rest go to the cluster.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(
+        self,
+        workers: int,
+        dashboard: str | None = None,
+        on_dashboard: Callable[[str | None], None] | None = None,
+    ) -> None:
         self._stack = contextlib.ExitStack()
         self._starter = ThreadPoolExecutor(1, thread_name_prefix="zstack-cluster-start")
         self._cluster: Future[DaskRunner[Any]] = self._starter.submit(
-            _local_cluster, self._stack, workers
+            self._start, workers, dashboard, on_dashboard or (lambda _link: None)
         )
         self.in_process = 0
+
+    def _start(
+        self, workers: int, dashboard: str | None, tell: Callable[[str | None], None]
+    ) -> DaskRunner[Any]:
+        try:
+            runner = _local_cluster(self._stack, workers, dashboard)
+        except BaseException:
+            tell(None)
+            raise
+        tell(_served_dashboard(runner.client) if dashboard else None)
+        return runner
 
     @property
     def description(self) -> str:
