@@ -6,7 +6,6 @@ it is the only place (with the server entry point) that reads the environment.
 """
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -304,7 +303,7 @@ def serve(
 
     from zstack_analyzer.service.app import create_app
     from zstack_analyzer.service.config import get_settings
-    from zstack_analyzer.service.server import uvicorn_options
+    from zstack_analyzer.service.server import configure_logging, uvicorn_options
 
     settings = get_settings()
     updates: dict[str, Any] = {}
@@ -316,11 +315,10 @@ def serve(
         updates["data_dir"] = data_dir
     if updates:
         settings = settings.model_copy(update=updates)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     typer.echo(
-        f"zstack-analyzer: http://{settings.host}:{settings.port}/ (data in {settings.data_dir})"
+        f"zstack-analyzer: http://{settings.host}:{settings.port}/ "
+        f"(data in {settings.data_dir.resolve()})"
     )
     uvicorn.run(
         create_app(settings),

@@ -121,3 +121,36 @@ def test_serve_from_environment(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+def test_serve_says_where_its_data_is_and_keeps_migrations_quiet(tmp_path: Path) -> None:
+    """A relative data folder is printed absolute; Alembic's INFO lines only at debug."""
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ZSTACK_")},
+        "ZSTACK_PORT": str(port),
+        "ZSTACK_DATA_DIR": "lab-data",  # relative to the working folder
+        "ZSTACK_LOG_LEVEL": "info",
+    }
+    script = Path(sys.executable).with_name("zstack")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "zstack_analyzer.cli"]
+    process = subprocess.Popen(
+        [*command, "serve"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.communicate()[0].decode()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0].decode()
+    data = (tmp_path / "lab-data").resolve()
+    assert f"zstack-analyzer: http://127.0.0.1:{port}/ (data in {data})" in output, output
+    assert "(data in lab-data)" not in output
+    assert "alembic" not in output.lower(), output  # "Context impl ...", "Running upgrade ..."

@@ -16,6 +16,7 @@ own cap, ``h11_max_incomplete_event_size``, is used where httptools is absent).
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -94,6 +95,25 @@ def bounded_httptools_protocol(max_head_bytes: int) -> type[Any]:
                     self.transport.close()
 
     return BoundedHttpToolsProtocol
+
+
+#: Loggers whose INFO lines are routine start-up detail: shown only at debug level.
+QUIET_AT_INFO = ("alembic",)
+
+
+def configure_logging(level: str) -> None:
+    """Log at ``level``; Alembic's per-migration INFO lines only when that level is debug.
+
+    Why: every start-up migrates the database, and Alembic says so in seven INFO
+    lines ("Context impl SQLiteImpl", "Will assume non-transactional DDL", one per
+    revision) that bury the one line a user needs (where the server and its data are).
+    """
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    quiet = logging.getLogger().getEffectiveLevel() > logging.DEBUG
+    for name in QUIET_AT_INFO:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
