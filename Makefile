@@ -26,6 +26,16 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/zstack serve
 
+# The README's demo in one command: a nested archive of DEMO_FILES small OME-TIFF stacks in
+# DEMO_DIR (written once), ingested into ./data (a re-run adds nothing), then the server.
+DEMO_DIR ?= /tmp/zstack-demo
+DEMO_FILES ?= 300
+demo: $(STAMP)
+	@[ -f "$(DEMO_DIR).written" ] || { $(BIN)/python scripts/demo_archive.py "$(DEMO_DIR)" $(DEMO_FILES) \
+		&& touch "$(DEMO_DIR).written"; }
+	$(BIN)/zstack ingest "$(DEMO_DIR)"
+	$(BIN)/zstack serve
+
 # Installs Debian's chromium when missing; under CI=true failing to is an error, not a skip.
 browser-deps:
 	@bash scripts/ensure-chromium.sh
