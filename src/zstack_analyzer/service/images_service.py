@@ -24,6 +24,7 @@ from zstack_analyzer.service.errors import (
     OriginalMissingError,
     SourceNotFoundError,
 )
+from zstack_analyzer.service.format_label import format_variant
 from zstack_analyzer.service.schemas import ImagePublic, ImageSummary
 from zstack_analyzer.vendor import json_safe
 
@@ -147,6 +148,7 @@ def to_summary(image: Image) -> ImageSummary:
         pixel_size_y=image.pixel_size_y,
         pixel_size_z=image.pixel_size_z,
         format=image.format,
+        format_variant=format_variant(image.format, image.image_metadata),
         size_bytes=image.size_bytes,
         sha256=image.sha256,
         created_at=_aware(image.created_at),
@@ -183,6 +185,7 @@ def to_public(image: Image) -> ImagePublic:
         pixel_size_z=image.pixel_size_z,
         metadata=full_metadata(image),
         format=image.format,
+        format_variant=format_variant(image.format, image.image_metadata),
         size_bytes=image.size_bytes,
         sha256=image.sha256,
         scenes=image.scenes,

@@ -65,6 +65,11 @@ class ImageSummary(ImageBase):
 
     id: uuid.UUID
     format: str = Field(description='Detected format: "TIFF", "OME-TIFF", "CZI", ...')
+    format_variant: str | None = Field(
+        default=None,
+        description='The kind of a whole-slide file, as users name it: "SVS", "NDPI", "SCN", '
+        '"BIF", "QPTIFF" (format TIFF) or "DICOM WSI" (format DICOM); null otherwise',
+    )
     size_bytes: int
     sha256: str = Field(description="SHA-256 of the uploaded bytes (hex)")
     created_at: datetime = Field(description="Upload time, always with its zone (UTC)")

@@ -75,7 +75,8 @@ function card(img) {
   dims.textContent = dimsText(img);
   const meta = document.createElement("p");
   meta.className = "meta";
-  meta.textContent = `${img.format} · ${humanBytes(img.size_bytes)}`;
+  // A whole-slide file by its variant (SVS, NDPI, ..., DICOM WSI), not the bare "TIFF".
+  meta.textContent = `${img.format_variant || img.format} · ${humanBytes(img.size_bytes)}`;
   const del = document.createElement("button");
   del.type = "button";
   del.className = "delete";

@@ -743,7 +743,7 @@ async function openScene(scene) {
   t.disabled = v.size.t <= 1;
   $("t-value").textContent = `1/${v.size.t}`;
   $("viewer-dims").textContent =
-    `${dimsText(v.image)} · ${v.image.format} · ${md.dtype}` +
+    `${dimsText(v.image)} · ${v.image.format_variant || v.image.format} · ${md.dtype}` +
     (v.um.x ? ` · ${Number(v.um.x.toPrecision(4))} µm/px` : " · pixel size unknown") +
     (v.um.z ? `, Z step ${Number(v.um.z.toPrecision(4))} µm` : "");
   showMetadata(md);
