@@ -14,7 +14,7 @@ from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.metadata import SceneInfo
 from zstack_analyzer.readers._czi_xml import parse_czi_xml
 from zstack_analyzer.readers._ome import image_metadata, parse_ome_xml
-from zstack_analyzer.readers.lif import _exposures_ms
+from zstack_analyzer.readers.lif import _exposure_ms, _widefield_channels
 from zstack_analyzer.readers.nd2 import _plane_exposures, _plane_lasers
 
 NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
@@ -177,7 +177,9 @@ def test_lif_widefield_exposure_in_seconds() -> None:
         "<WideFieldChannelInfo ExposureTime='0.05'/><WideFieldChannelInfo ExposureTime='120 ms'/>"
         "</Attachment></Image></Data></Element>"
     )
-    assert _exposures_ms(element) == [50.0, 120.0]
+    found = _widefield_channels(element, 2)
+    assert found is not None
+    assert [_exposure_ms(info) for info in found[0]] == [50.0, 120.0]
 
 
 def test_czi_display_setting_is_the_documents_own_not_the_experiments() -> None:
