@@ -544,3 +544,59 @@ def test_widefield_sequential_settings_give_one_channel_each(tmp_path: Path) -> 
         md = reader.metadata(0)
     assert [ch.exposure_ms for ch in md.channels] == [10.0, 500.0]
     assert md.vendor_metadata["filter_cubes"] == ["GFP", "TXR"]
+
+
+def test_confocal_fluorophores_are_the_active_detectors_band_dyes(testdata: Path) -> None:
+    """SP8 xz scans: HyD 1 and HyD 3 are active; their bands were set for FITC and TRITC.
+
+    Bio-Formats reads the same MultiBand DyeName (it names the channel with it).
+    """
+    xml = _raw_lif_xml(testdata / XZ)
+    with LifReader(testdata / XZ) as reader:
+        for scene in reader.scenes():
+            md = reader.metadata(scene.index)
+            element = _image_element(xml, scene.name)
+            setting = element.find(
+                "Data/Image/Attachment[@Name='HardwareSetting']/ATLConfocalSettingDefinition"
+            )
+            dyes = {b.get("Channel"): b.get("DyeName") for b in setting.iter("MultiBand")}
+            active = [
+                d.get("Channel") for d in setting.iter("Detector") if d.get("IsActive") == "1"
+            ]
+            assert [ch.fluorophore for ch in md.channels] == [dyes[c] for c in active]
+            assert [ch.fluorophore for ch in md.channels] == ["Leica/FITC", "Leica/TRITC"]
+            assert [ch.name for ch in md.channels] == [None, None]
+
+
+def test_sequential_confocal_settings_give_one_dye_per_channel(tmp_path: Path) -> None:
+    """One sequential setting per channel: each setting's active detector and its band's dye."""
+    data = np.zeros((2, 4, 5), dtype=np.uint8)
+    path = tmp_path / "sequential.lif"
+
+    def setting(channel: int, dye: str) -> str:
+        bands = "".join(
+            f'<MultiBand Channel="{k}" DyeName="{dye if k == channel else "Other"}"/>'
+            for k in (1, 2, 3)
+        )
+        detectors = "".join(
+            f'<Detector Name="HyD {k}" Channel="{k}" IsActive="{int(k == channel)}"/>'
+            for k in (1, 2, 3)
+        )
+        return (
+            f"<ATLConfocalSettingDefinition><DetectorList>{detectors}</DetectorList>"
+            f"<Spectro>{bands}</Spectro></ATLConfocalSettingDefinition>"
+        )
+
+    attachments = (
+        '<Attachment Name="HardwareSetting" Application="LAS X">'
+        + setting(2, "Alexa 488")  # the main setting: the last sequence's state
+        + "<LDM_Block_Sequence><LDM_Block_Sequential_List>"
+        + setting(1, "DAPI")
+        + setting(3, "Alexa 594")
+        + "</LDM_Block_Sequential_List></LDM_Block_Sequence></Attachment>"
+    )
+    _write_lif(path, data, "CYX", luts=["Blue", "Red"], attachments=attachments)
+    with LifReader(path) as reader:
+        md = reader.metadata(0)
+    assert [ch.fluorophore for ch in md.channels] == ["DAPI", "Alexa 594"]
+    assert "MultiBand" in md.provenance["channels[].fluorophore"]

@@ -778,6 +778,11 @@ class LifReader(ImageReader):
                 )
         if any(colours):
             provenance["channels[].color"] = "LIF ChannelDescription LUTName"
+        dyes = _detector_dyes(element, size_c) if axis not in {"λ", "Λ"} else None
+        if dyes is not None:
+            provenance["channels[].fluorophore"] = (
+                "LIF ATLConfocalSettingDefinition Spectro/MultiBand/@DyeName of each active detector"
+            )
         widefield = _widefield_channels(element, size_c)
         exposures: list[float | None] = [None] * size_c
         illumination: list[str | None] = [None] * size_c
@@ -803,6 +808,7 @@ class LifReader(ImageReader):
                 exposure_ms=exposures[i],
                 illumination=illumination[i],
                 contrast_method=contrast[i],
+                fluorophore=dyes[i] if dyes is not None else None,
             )
             for i in range(size_c)
         ]
@@ -967,6 +973,37 @@ def _detection_bands(element: Element) -> list[tuple[float, float]]:
 
 
 _TIME_UNITS_S = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
+
+
+def _detector_dyes(element: Element, size_c: int) -> list[str | None] | None:
+    """Per channel, the dye the active detector's spectral band was set for (``DyeName``).
+
+    Why this way: a confocal image's channels are its active detectors, in order (each
+    sequential setting's, else the HardwareSetting's own confocal setting's); a
+    detector's band is the ``Spectro/MultiBand`` with its ``Channel`` number, whose
+    ``DyeName`` ("Leica/FITC") names the dye the band was chosen for. Bio-Formats
+    reads the same attribute (as the channel name; here it is the fluorophore, since
+    LIF channels have no names of their own). None when the active detectors do not
+    match the channels one to one, or no band names a dye.
+    """
+    hardware = element.find("./Data/Image/Attachment[@Name='HardwareSetting']")
+    if hardware is None:
+        return None
+    settings = list(hardware.iterfind(".//LDM_Block_Sequential_List/ATLConfocalSettingDefinition"))
+    if not settings:
+        settings = hardware.findall("./ATLConfocalSettingDefinition")[:1]
+    dyes: list[str | None] = []
+    for setting in settings:
+        bands = {
+            band.attrib.get("Channel"): (band.attrib.get("DyeName") or "").strip() or None
+            for band in setting.iter("MultiBand")
+        }
+        for detector in setting.iter("Detector"):
+            if detector.attrib.get("IsActive") == "1":
+                dyes.append(bands.get(detector.attrib.get("Channel")))
+    if len(dyes) != size_c or not any(dyes):
+        return None
+    return dyes
 
 
 #: LAS X ContrastingMethodName -> OME IlluminationType / ContrastMethod.
