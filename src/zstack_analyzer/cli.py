@@ -203,7 +203,7 @@ def ingest(
         str | None,
         typer.Option(
             help="HOST:PORT for the dask dashboard of the local cluster (:0 picks a free "
-            "port; needs bokeh); omitted: no dashboard. Its URL is printed."
+            "port; needs bokeh); omitted or 'none': no dashboard. Its URL is printed."
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
@@ -221,6 +221,8 @@ def ingest(
     )
 
     paths_exist(paths)
+    if dashboard is not None and dashboard.strip().lower() in {"", "none"}:
+        dashboard = None  # said explicitly: no dashboard
     check_dashboard(dashboard, server=server, scheduler=scheduler)
     try:
         with (

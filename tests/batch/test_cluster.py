@@ -228,6 +228,11 @@ def test_ingest_dashboard_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         )
         assert done.exit_code == 0, done.output
         assert "no dask dashboard: this batch runs in this process" in done.stderr
+        quiet = runner.invoke(
+            app, ["ingest", str(tmp_path / "archive"), "--dashboard", "none", "--settle", "0"]
+        )
+        assert quiet.exit_code == 0, quiet.output
+        assert "dashboard" not in quiet.stderr
         for extra in (["--dashboard", "8787"], ["--dashboard", ":0", "--server", "http://x"]):
             refused = runner.invoke(app, ["ingest", str(tmp_path / "archive"), *extra])
             assert refused.exit_code == 2, refused.output
