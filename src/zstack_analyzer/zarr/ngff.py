@@ -19,9 +19,23 @@ import numpy as np
 from zstack_analyzer.zarr.pyramid import chunk_shape_for, level_shapes
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from zstack_analyzer.metadata import ImageMetadata
 
-__all__ = ["AXES", "SceneLayout", "multiscales_attrs", "omero_attrs", "scene_layout"]
+__all__ = [
+    "AXES",
+    "WINDOW_SAMPLE_PLANES",
+    "SceneLayout",
+    "display_windows",
+    "multiscales_attrs",
+    "omero_attrs",
+    "scene_layout",
+    "window_planes",
+]
+
+#: Planes sampled (evenly along Z, at T = 0) for each channel's display window.
+WINDOW_SAMPLE_PLANES = 16
 
 #: Axis order of every array we write or serve.
 AXES = ("t", "c", "z", "y", "x")
@@ -115,6 +129,40 @@ def scene_layout(
         units=(units[0], units[1], units[2], units[3], units[4]),
         warnings=warnings,
     )
+
+
+def window_planes(size_z: int, samples: int = WINDOW_SAMPLE_PLANES) -> list[int]:
+    """The Z planes a display window is computed from: at most ``samples``, evenly spread.
+
+    Examples
+    --------
+    >>> window_planes(3), window_planes(100, 4)
+    ([0, 1, 2], [0, 33, 66, 99])
+    """
+    return sorted(
+        {round(i * (size_z - 1) / max(1, samples - 1)) for i in range(min(size_z, samples))}
+    )
+
+
+def display_windows(
+    layout: SceneLayout, read_plane: Callable[[int, int], np.ndarray]
+) -> list[tuple[float, float]]:
+    """The 1-99 percentile display window of each channel, as the ``omero`` block gives it.
+
+    ``read_plane(c, z)`` returns plane ``(t=0, c, z)`` of the smallest level.
+    Why one function: ``zstack convert`` and the virtual store must give the
+    same windows, so a converted file and the served one look the same; and
+    why the smallest level: it is at most 512 px a side, so memory stays a few
+    planes whatever the file's size.
+    """
+    from zstack_analyzer.render.colour import percentile_window
+
+    zs = window_planes(layout.shape[2])
+    windows = []
+    for c in range(layout.shape[1]):
+        data = np.stack([np.asarray(read_plane(c, z)) for z in zs])
+        windows.append(percentile_window(data))
+    return windows
 
 
 def multiscales_attrs(layout: SceneLayout, *, name: str, version: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from zstack_analyzer.errors import SceneNotFoundError
 from zstack_analyzer.zarr.ngff import (
     AXES,
     SceneLayout,
+    display_windows,
     multiscales_attrs,
     omero_attrs,
     scene_layout,
@@ -45,8 +46,6 @@ __all__ = ["ConvertResult", "NgffVersion", "convert"]
 logger = logging.getLogger(__name__)
 
 NgffVersion = Literal["0.4", "0.5"]
-#: Planes sampled (evenly along Z) for each channel's display window.
-WINDOW_SAMPLE_PLANES = 16
 
 
 @dataclass
@@ -182,21 +181,8 @@ def _run(tasks: list[Any], scheduler: str | None, workers: int | None) -> None:
 
 def _windows(arrays: list[Any], layout: SceneLayout) -> list[tuple[float, float]]:
     """1-99 percentile display window per channel, from the smallest level (a few planes)."""
-    from zstack_analyzer.render.colour import percentile_window
-
     top = arrays[-1]
-    _t_size, c_size, z_size = layout.shape[:3]
-    zs = sorted(
-        {
-            round(i * (z_size - 1) / max(1, WINDOW_SAMPLE_PLANES - 1))
-            for i in range(min(z_size, WINDOW_SAMPLE_PLANES))
-        }
-    )
-    windows = []
-    for c in range(c_size):
-        data = np.stack([np.asarray(top[0, c, z]) for z in zs])
-        windows.append(percentile_window(data))
-    return windows
+    return display_windows(layout, lambda c, z: np.asarray(top[0, c, z]))
 
 
 def _write_scene(
