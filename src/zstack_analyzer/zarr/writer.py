@@ -32,6 +32,7 @@ from zstack_analyzer.zarr.ngff import (
     scene_layout,
     zstack_attrs,
 )
+from zstack_analyzer.zarr.ome_xml import collection_ome_xml
 from zstack_analyzer.zarr.pyramid import downsample2x
 from zstack_analyzer.zarr.source import SceneSource
 
@@ -329,9 +330,8 @@ def _write_collection(
     else:
         root.attrs.update({"ome": {"version": "0.5", "bioformats2raw.layout": 3}})
         ome.attrs.update({"ome": {"version": "0.5", "series": series}})
-    xml = _ome_xml(reader)
-    if xml is not None:
-        (Path(result.path) / "OME" / "METADATA.ome.xml").write_text(xml, encoding="utf-8")
+    xml = _ome_xml(reader) or _our_ome_xml(reader, scenes)
+    (Path(result.path) / "OME" / "METADATA.ome.xml").write_text(xml, encoding="utf-8")
 
 
 def _ome_xml(reader: ImageReader) -> str | None:
@@ -339,3 +339,15 @@ def _ome_xml(reader: ImageReader) -> str | None:
     tif = getattr(reader, "tif", None)
     xml = getattr(tif, "ome_metadata", None) if tif is not None else None
     return xml if isinstance(xml, str) and xml.strip() else None
+
+
+def _our_ome_xml(reader: ImageReader, scenes: Sequence[int]) -> str:
+    """OME-XML listing ``scenes`` for a file without its own (napari-ome-zarr needs one)."""
+    series = []
+    for index in scenes:
+        source = SceneSource(reader, index)
+        metadata = source.metadata
+        layout = scene_layout(metadata, file_tile=source.file_tile())
+        labels = [ch["label"] for ch in omero_attrs(metadata, layout)["omero"]["channels"]]
+        series.append((metadata.scene_name or metadata.filename, layout, labels))
+    return collection_ome_xml(series)
