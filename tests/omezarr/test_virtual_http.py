@@ -158,6 +158,9 @@ def test_auth_and_cors_apply(tmp_path: Path, files: dict[str, Path]) -> None:
         image_id = up.json()["id"]
         key = f"/api/images/{image_id}/zarr/.zattrs"
         assert client.get(key).status_code == 401
+        collection = f"/api/images/{image_id}.ome.zarr/OME/METADATA.ome.xml"
+        assert client.get(collection).status_code == 401
+        assert client.get(collection, headers=auth).status_code == 200
         ok = client.get(key, headers={**auth, "Origin": origin})
         assert ok.status_code == 200
         assert ok.headers["access-control-allow-origin"] == origin
