@@ -67,7 +67,7 @@ def ome_zarr_writer() -> Any:
 
 
 def dim_stack(c: int, z: int, y: int, x: int) -> np.ndarray:
-    """A 16-bit T=1 stack whose values sit at 76..304, as in a real dim CZI (1 T, ``c`` channels).
+    """A 16-bit T=1 stack whose values sit at about 76..330, as in a real dim CZI.
 
     A bright blob in the centre of every plane over a dim textured background,
     each channel with its own blob width: a whole-dtype window (0..65535)
@@ -80,5 +80,6 @@ def dim_stack(c: int, z: int, y: int, x: int) -> np.ndarray:
     for channel in range(c):
         blob = np.exp(-(yy**2 + xx**2) / (2 * (0.12 + 0.05 * channel) ** 2))
         plane = 76 + 200 * blob + texture + 8 * channel
-        planes.append(np.broadcast_to(plane, (z, y, x)))
+        depth = np.arange(z, dtype=np.float64).reshape(z, 1, 1)
+        planes.append(plane[None] + 6 * depth)  # each plane its own: a window sees them all
     return np.stack(planes)[None].round().astype("uint16")

@@ -233,6 +233,7 @@ def test_all_scenes_of_a_file_without_ome_xml_list_every_series(tmp_path: Path) 
     Why it matters: napari-ome-zarr finds the series of a bioformats2raw collection
     through that file (``Image:N`` is group ``N``); without it nothing opens.
     """
+    import ome_types
     from defusedxml import ElementTree
 
     write_czi_scenes(tmp_path / "two.czi", [(30, 40, (0, 0)), (20, 10, (100, 0))])
@@ -246,3 +247,8 @@ def test_all_scenes_of_a_file_without_ome_xml_list_every_series(tmp_path: Path) 
         for p in image.findall("ome:Pixels", ns)
     ]
     assert pixels == [("Image:0", "40", "30"), ("Image:1", "10", "20")]
+    xml = (out / "OME" / "METADATA.ome.xml").read_text(encoding="utf-8")
+    assert [i.name for i in ome_types.from_xml(xml, validate=True).images] == [
+        "two.czi #1",
+        "two.czi #2",
+    ]

@@ -178,6 +178,7 @@ def test_the_ome_zarr_url_is_a_collection_of_every_series(
     tmp_path: Path, files: dict[str, Path]
 ) -> None:
     """``/api/images/{id}.ome.zarr/``: bioformats2raw layout 3, every series read by real clients."""
+    import ome_types
     from defusedxml import ElementTree
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
@@ -196,6 +197,8 @@ def test_the_ome_zarr_url_is_a_collection_of_every_series(
         assert xml.status_code == 200
         assert xml.headers["content-type"].startswith("application/xml")
         ome = ElementTree.fromstring(xml.content)
+        validated = ome_types.from_xml(xml.text, validate=True)  # the OME 2016-06 schema
+        assert [image.name for image in validated.images] == ["Image0", "Image1"]
         ns = {"ome": "http://www.openmicroscopy.org/Schemas/OME/2016-06"}
         images = ome.findall("ome:Image", ns)
         assert [(i.get("ID"), i.get("Name")) for i in images] == [

@@ -31,6 +31,7 @@ __all__ = [
     "multiscales_attrs",
     "omero_attrs",
     "scene_layout",
+    "scene_title",
     "window_planes",
 ]
 
@@ -131,17 +132,38 @@ def scene_layout(
     )
 
 
+def scene_title(metadata: ImageMetadata, *, name: str | None = None, scenes: int = 1) -> str:
+    """The name of a scene in the OME-Zarr: the file's own, else ``name`` (``#n`` of several).
+
+    ``name`` is the name the user knows the file by (in the service, the one it
+    was uploaded or registered under: the stored file is named by a hash);
+    ``None`` takes the file's name. ``#n`` is 1-based, as Bio-Formats names
+    the unnamed series of a file.
+
+    Examples
+    --------
+    >>> from zstack_analyzer.metadata import ImageMetadata
+    >>> md = ImageMetadata(filename="ab12.czi", file_format="CZI", size_x=8, size_y=8,
+    ...                    dtype="uint16", bit_depth=16, scene_index=1)
+    >>> scene_title(md, name="cells.czi", scenes=3), scene_title(md)
+    ('cells.czi #2', 'ab12.czi')
+    """
+    if metadata.scene_name:
+        return metadata.scene_name
+    base = name or metadata.filename
+    return f"{base} #{metadata.scene_index + 1}" if scenes > 1 else base
+
+
 def window_planes(size_z: int, samples: int = WINDOW_SAMPLE_PLANES) -> list[int]:
     """The Z planes a display window is computed from: at most ``samples``, evenly spread.
 
     Examples
     --------
-    >>> window_planes(3), window_planes(100, 4)
-    ([0, 1, 2], [0, 33, 66, 99])
+    >>> window_planes(3), window_planes(10, 4), window_planes(100, 4)
+    ([0, 1, 2], [0, 3, 6, 9], [0, 33, 66, 99])
     """
-    return sorted(
-        {round(i * (size_z - 1) / max(1, samples - 1)) for i in range(min(size_z, samples))}
-    )
+    count = min(size_z, samples)
+    return sorted({round(i * (size_z - 1) / max(1, count - 1)) for i in range(count)})
 
 
 def display_windows(

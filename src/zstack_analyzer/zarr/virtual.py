@@ -38,7 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from zstack_analyzer.zarr.ngff import display_windows, multiscales_attrs, omero_attrs, scene_layout
+from zstack_analyzer.zarr.ngff import (
+    display_windows,
+    multiscales_attrs,
+    omero_attrs,
+    scene_layout,
+    scene_title,
+)
 from zstack_analyzer.zarr.ome_xml import collection_ome_xml
 from zstack_analyzer.zarr.pyramid import downsample2x
 from zstack_analyzer.zarr.source import SceneSource
@@ -203,10 +209,7 @@ class VirtualOmeZarr:
     def scene_name(self, scene: int, name: str | None = None) -> str:
         """The name of ``scene``: the file's own, else ``name`` (``#n`` when there are several)."""
         metadata = self.source(scene).metadata
-        if metadata.scene_name:
-            return metadata.scene_name
-        base = name or metadata.filename
-        return f"{base} #{scene + 1}" if len(self.reader.scenes()) > 1 else base
+        return scene_title(metadata, name=name, scenes=len(self.reader.scenes()))
 
     def windows(self, scene: int) -> list[tuple[float, float]]:
         """The 1-99 % display window of each channel of ``scene``, as ``zstack convert`` writes.

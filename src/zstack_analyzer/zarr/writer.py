@@ -30,6 +30,7 @@ from zstack_analyzer.zarr.ngff import (
     multiscales_attrs,
     omero_attrs,
     scene_layout,
+    scene_title,
     zstack_attrs,
 )
 from zstack_analyzer.zarr.ome_xml import collection_ome_xml
@@ -223,9 +224,10 @@ def _write_scene(
         if progress is not None:
             progress(f"scene {scene}: {len(tasks)} planes, {len(layout.levels)} levels")
         _run(tasks, scheduler, workers)
-    name = metadata.scene_name or metadata.filename
+    name = scene_title(metadata, scenes=len(reader.scenes()))
     multiscales = multiscales_attrs(layout, name=name, version=version)
     omero = omero_attrs(metadata, layout, windows=_windows(arrays, layout))
+    omero["omero"]["name"] = name
     metadata.warnings.extend(f"OME-Zarr: {w}" for w in layout.warnings)
     ours = zstack_attrs(metadata)
     if version == "0.4":
@@ -349,5 +351,5 @@ def _our_ome_xml(reader: ImageReader, scenes: Sequence[int]) -> str:
         metadata = source.metadata
         layout = scene_layout(metadata, file_tile=source.file_tile())
         labels = [ch["label"] for ch in omero_attrs(metadata, layout)["omero"]["channels"]]
-        series.append((metadata.scene_name or metadata.filename, layout, labels))
+        series.append((scene_title(metadata, scenes=len(reader.scenes())), layout, labels))
     return collection_ome_xml(series)
