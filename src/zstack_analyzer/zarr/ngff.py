@@ -223,11 +223,13 @@ def omero_attrs(
     layout: SceneLayout,
     *,
     windows: list[tuple[float, float]] | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """The ``omero`` rendering block: one entry per (sample) channel, label, colour, window.
 
     ``windows`` (start, end) per channel default to the full value range the
-    data can take (the dtype, or the significant bits the file states).
+    data can take (the dtype, or the significant bits the file states);
+    ``name`` defaults to :func:`scene_title` of a lone scene.
     """
     from zstack_analyzer.render.colour import channel_colors
 
@@ -276,7 +278,7 @@ def omero_attrs(
         )
     return {
         "omero": {
-            "name": metadata.scene_name or metadata.filename,
+            "name": name or scene_title(metadata),
             "version": "0.4",
             "channels": channels,
             "rdefs": {

@@ -255,8 +255,7 @@ class VirtualOmeZarr:
         multiscales = multiscales_attrs(layout, name=title, version="0.4")
         for dataset in multiscales["multiscales"][0]["datasets"]:
             dataset["path"] = prefix + dataset["path"]
-        omero = omero_attrs(metadata, layout, windows=self.windows(scene))
-        omero["omero"]["name"] = title
+        omero = omero_attrs(metadata, layout, windows=self.windows(scene), name=title)
         return {
             **multiscales,
             **omero,

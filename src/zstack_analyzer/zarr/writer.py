@@ -226,8 +226,7 @@ def _write_scene(
         _run(tasks, scheduler, workers)
     name = scene_title(metadata, scenes=len(reader.scenes()))
     multiscales = multiscales_attrs(layout, name=name, version=version)
-    omero = omero_attrs(metadata, layout, windows=_windows(arrays, layout))
-    omero["omero"]["name"] = name
+    omero = omero_attrs(metadata, layout, windows=_windows(arrays, layout), name=name)
     metadata.warnings.extend(f"OME-Zarr: {w}" for w in layout.warnings)
     ours = zstack_attrs(metadata)
     if version == "0.4":
