@@ -131,3 +131,20 @@ def test_the_collection_root_lists_every_scene(tmp_path: Path) -> None:
             except KeyError:
                 continue
             raise AssertionError(missing)
+
+
+def test_windows_of_a_pyramidal_file_come_from_its_own_smallest_level(tmp_path: Path) -> None:
+    """Bounded work: a slide-like file's windows read its stored reduced level, not level 0."""
+    from zstack_analyzer.render.colour import percentile_window
+
+    stack = dim_stack(2, 1, 1500, 1100)
+    path = write_ome_pyramid(tmp_path / "pyr.ome.tif", stack, levels=3)
+    cache = RenderCache(tmp_path / "cache")
+    with open_image(path) as reader:
+        store = VirtualOmeZarr(reader, cache=cache, identity="pyr")
+        channels = json.loads(store.get(".zattrs"))["omero"]["channels"]
+    for channel, entry in enumerate(channels):
+        # The file's level 2 is every 4th pixel (our own reduction would be 4x4 means).
+        expected = percentile_window(stack[0, channel, :, ::4, ::4])
+        assert (entry["window"]["start"], entry["window"]["end"]) == expected
+    assert not list((tmp_path / "cache").rglob("vz1-*"))  # no level computed from level 0
