@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The napari test (tests/omezarr/test_napari.py) runs napari with its PyQt5 wheel on an Xvfb
-# display. The wheel bundles Qt but not the X, xcb and OpenGL (Mesa, software) libraries it
+# The napari test (tests/omezarr/test_napari.py) runs napari with its Qt wheel on an Xvfb
+# display. The PyQt6 wheel bundles Qt but not the X, xcb and OpenGL (Mesa, software) libraries it
 # loads, and Xvfb is Debian's. Installs the missing ones once. Locally, when it cannot, it says
 # why and carries on (the test then skips); under CI=true that is an error, because a CI run
 # that skips the only test of a real viewer proves nothing.
@@ -17,7 +17,7 @@ packages=(
   libgl1 libegl1 libglx-mesa0 libgl1-mesa-dri
   libfontconfig1 libfreetype6 libdbus-1-3 libglib2.0-0
   libx11-xcb1 libxcb-glx0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
-  libxcb-render-util0 libxcb-shape0 libxcb-sync1 libxcb-xfixes0 libxcb-xinerama0 libxcb-xkb1
+  libxcb-render-util0 libxcb-shape0 libxcb-sync1 libxcb-xfixes0 libxcb-xkb1 libxcb-cursor0
   libxkbcommon0 libxkbcommon-x11-0
 )
 missing=()
