@@ -110,6 +110,7 @@ class VirtualOmeZarr:
         self._file_levels: dict[int, dict[int, int]] = {}
         self._windows: dict[int, list[tuple[float, float]]] = {}
         self._windows_lock = threading.Lock()
+        self._ome_xml: dict[str | None, str] = {}
 
     # ------------------------------------------------------------------ scenes
     def source(self, scene: int) -> SceneSource:
@@ -197,14 +198,23 @@ class VirtualOmeZarr:
         raise KeyError("/".join(parts))
 
     def ome_xml(self, *, name: str | None = None) -> str:
-        """``OME/METADATA.ome.xml``: every scene as an ``Image`` (``Image:n`` is group ``n``)."""
-        series = []
-        for scene in range(len(self.reader.scenes())):
-            layout = self.layout(scene)
-            metadata = self.source(scene).metadata
-            labels = [ch["label"] for ch in omero_attrs(metadata, layout)["omero"]["channels"]]
-            series.append((self.scene_name(scene, name), layout, labels))
-        return collection_ome_xml(series)
+        """``OME/METADATA.ome.xml``: every scene as an ``Image`` (``Image:n`` is group ``n``).
+
+        Kept per ``name``: a file of many scenes (a plate) would otherwise be
+        described scene by scene on every request.
+        """
+        xml = self._ome_xml.get(name)
+        if xml is None:
+            series = []
+            for scene in range(len(self.reader.scenes())):
+                layout = self.layout(scene)
+                metadata = self.source(scene).metadata
+                omero = omero_attrs(metadata, layout)["omero"]
+                labels = [channel["label"] for channel in omero["channels"]]
+                series.append((self.scene_name(scene, name), layout, labels))
+            xml = collection_ome_xml(series)
+            self._ome_xml[name] = xml
+        return xml
 
     def scene_name(self, scene: int, name: str | None = None) -> str:
         """The name of ``scene``: the file's own, else ``name`` (``#n`` when there are several)."""
