@@ -11,7 +11,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed-peers
 BENCH_DATA ?= $(abspath ..)/zstack-bench-data
 BENCH_MAKE_DATA ?= $(abspath ..)/shared/bench/make_data.py
 
-.PHONY: install serve test lint typecheck pytest bench format clean browser-deps bioformats-deps fuzz demo
+.PHONY: install serve test lint typecheck pytest bench format clean browser-deps bioformats-deps napari-deps fuzz demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +52,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) browser-deps bioformats-deps
+# Xvfb and the X/OpenGL libraries napari's Qt needs (tests/omezarr/test_napari.py); same rule.
+napari-deps:
+	@bash scripts/ensure-napari-deps.sh
+
+pytest: $(STAMP) browser-deps bioformats-deps napari-deps
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test: lint typecheck pytest

@@ -64,3 +64,22 @@ def ome_zarr_writer() -> Any:
         import ome_zarr.writer
 
     return ome_zarr.writer
+
+
+def dim_stack(c: int, z: int, y: int, x: int) -> np.ndarray:
+    """A 16-bit T=1 stack whose values sit at about 76..330, as in a real dim CZI.
+
+    A bright blob in the centre of every plane over a dim textured background,
+    each channel with its own blob width: a whole-dtype window (0..65535)
+    shows it black, a 1-99 % window shows the blob, and channels differ.
+    """
+    yy = (np.arange(y, dtype=np.float64)[:, None] - y / 2) / y
+    xx = (np.arange(x, dtype=np.float64)[None, :] - x / 2) / x
+    texture = (np.arange(y)[:, None] * 7 + np.arange(x)[None, :] * 3) % 17
+    planes = []
+    for channel in range(c):
+        blob = np.exp(-(yy**2 + xx**2) / (2 * (0.12 + 0.05 * channel) ** 2))
+        plane = 76 + 200 * blob + texture + 8 * channel
+        depth = np.arange(z, dtype=np.float64).reshape(z, 1, 1)
+        planes.append(plane[None] + 6 * depth)  # each plane its own: a window sees them all
+    return np.stack(planes)[None].round().astype("uint16")

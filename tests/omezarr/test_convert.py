@@ -17,7 +17,7 @@ from tests.omezarr.helpers import (
     validate_image,
 )
 from tests.synthetic import encoded_stack
-from tests.synthetic_czi import write_czi_stack
+from tests.synthetic_czi import write_czi_scenes, write_czi_stack
 from tests.synthetic_tiff import write_ome_tiff
 from zstack_analyzer.errors import SceneNotFoundError
 from zstack_analyzer.zarr.writer import convert
@@ -243,3 +243,30 @@ def test_cli_convert_and_refusals(tmp_path: Path) -> None:
     with pytest.raises(SceneNotFoundError):
         convert(source, tmp_path / "m.zarr", scene=1)
     assert not (tmp_path / "m.zarr").exists()
+
+
+def test_all_scenes_of_a_file_without_ome_xml_list_every_series(tmp_path: Path) -> None:
+    """A CZI has no OME-XML of its own: the collection still lists each series in METADATA.ome.xml.
+
+    Why it matters: napari-ome-zarr finds the series of a bioformats2raw collection
+    through that file (``Image:N`` is group ``N``); without it nothing opens.
+    """
+    import ome_types
+    from defusedxml import ElementTree
+
+    write_czi_scenes(tmp_path / "two.czi", [(30, 40, (0, 0)), (20, 10, (100, 0))])
+    out = tmp_path / "two.ome.zarr"
+    convert(tmp_path / "two.czi", out, all_scenes=True)
+    ome = ElementTree.fromstring((out / "OME" / "METADATA.ome.xml").read_bytes())
+    ns = {"ome": "http://www.openmicroscopy.org/Schemas/OME/2016-06"}
+    pixels = [
+        (image.get("ID"), p.get("SizeX"), p.get("SizeY"))
+        for image in ome.findall("ome:Image", ns)
+        for p in image.findall("ome:Pixels", ns)
+    ]
+    assert pixels == [("Image:0", "40", "30"), ("Image:1", "10", "20")]
+    xml = (out / "OME" / "METADATA.ome.xml").read_text(encoding="utf-8")
+    assert [i.name for i in ome_types.from_xml(xml, validate=True).images] == [
+        "two.czi #1",
+        "two.czi #2",
+    ]

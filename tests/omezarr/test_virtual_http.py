@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import zarr
 
-from tests.omezarr.helpers import expected_level, first_multiscale, validate_image
+from tests.omezarr.helpers import (
+    dim_stack,
+    expected_level,
+    first_multiscale,
+    ngff_planes_from_loader,
+    validate_image,
+)
 from tests.service.live import live_server
 from tests.synthetic import encoded_stack
 from tests.synthetic_tiff import write_ome_tiff
@@ -152,6 +158,9 @@ def test_auth_and_cors_apply(tmp_path: Path, files: dict[str, Path]) -> None:
         image_id = up.json()["id"]
         key = f"/api/images/{image_id}/zarr/.zattrs"
         assert client.get(key).status_code == 401
+        collection = f"/api/images/{image_id}.ome.zarr/OME/METADATA.ome.xml"
+        assert client.get(collection).status_code == 401
+        assert client.get(collection, headers=auth).status_code == 200
         ok = client.get(key, headers={**auth, "Origin": origin})
         assert ok.status_code == 200
         assert ok.headers["access-control-allow-origin"] == origin
@@ -163,3 +172,83 @@ def test_auth_and_cors_apply(tmp_path: Path, files: dict[str, Path]) -> None:
             storage_options={"headers": auth},
         )
         assert group["0/0"].shape == (1, 2, 3, 1100, 700)
+
+
+def test_the_ome_zarr_url_is_a_collection_of_every_series(
+    tmp_path: Path, files: dict[str, Path]
+) -> None:
+    """``/api/images/{id}.ome.zarr/``: bioformats2raw layout 3, every series read by real clients."""
+    import ome_types
+    from defusedxml import ElementTree
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+    from ome_zarr_models.v04.bioformats2raw import BioFormats2Raw
+
+    with live_server(tmp_path / "data") as base, httpx.Client(base_url=base, timeout=120) as client:
+        image_id = _upload(client, files["scenes"])
+        url = f"{base}/api/images/{image_id}.ome.zarr/"
+        root = zarr.open_group(url, mode="r", zarr_format=2)
+        collection = BioFormats2Raw.from_zarr(root)
+        assert collection.attributes.bioformats2raw_layout == 3
+        assert collection.image_paths == ["0", "1"]
+        assert root["OME"].attrs["series"] == ["0", "1"]
+
+        xml = client.get(f"/api/images/{image_id}.ome.zarr/OME/METADATA.ome.xml")
+        assert xml.status_code == 200
+        assert xml.headers["content-type"].startswith("application/xml")
+        ome = ElementTree.fromstring(xml.content)
+        validated = ome_types.from_xml(xml.text, validate=True)  # the OME 2016-06 schema
+        assert [image.name for image in validated.images] == ["Image0", "Image1"]
+        ns = {"ome": "http://www.openmicroscopy.org/Schemas/OME/2016-06"}
+        images = ome.findall("ome:Image", ns)
+        assert [(i.get("ID"), i.get("Name")) for i in images] == [
+            ("Image:0", "Image0"),
+            ("Image:1", "Image1"),
+        ]
+        sizes = [
+            tuple(int(p.get(f"Size{a}")) for a in "TCZYX")
+            for p in (i.find("ome:Pixels", ns) for i in images)
+            if p is not None
+        ]
+        assert sizes == [(1, 2, 3, 1100, 700), (2, 1, 2, 40, 30)]
+
+        for series in ("0", "1"):
+            expected = ngff_planes_from_loader(files["scenes"], int(series))
+            validate_image(root[series], "0.4")
+            location = parse_url(f"{url}{series}/")
+            assert location is not None
+            node = next(iter(Reader(location)()))
+            np.testing.assert_array_equal(np.asarray(node.data[0]), expected)
+            assert node.metadata["name"] == f"Image{series}"
+
+        # The single-scene URL is unchanged: scene 0 at the root, no OME group there.
+        assert "multiscales" in client.get(f"/api/images/{image_id}/zarr/.zattrs").json()
+        assert client.get(f"/api/images/{image_id}/zarr/OME/.zattrs").status_code == 404
+        single = client.get(f"/api/images/{image_id}/zarr/.zattrs").headers["etag"]
+        assert client.get(f"/api/images/{image_id}.ome.zarr/.zattrs").headers["etag"] != single
+        missing = client.get(f"/api/images/{image_id}.ome.zarr/OME/nothing")
+        assert missing.status_code == 404
+        assert missing.json()["code"] == "no_such_key"
+
+
+def test_windows_and_names_over_http(tmp_path: Path) -> None:
+    """A 16-bit image at 76..304 gets its own window; an unnamed one its uploaded name."""
+    import tifffile
+
+    from zstack_analyzer.zarr.writer import convert
+
+    plain = tmp_path / "dim cells.tif"
+    tifffile.imwrite(plain, dim_stack(1, 1, 300, 200)[0, 0, 0])
+    convert(plain, tmp_path / "dim.ome.zarr")
+    written = zarr.open_group(str(tmp_path / "dim.ome.zarr"), mode="r").attrs["omero"]
+    with live_server(tmp_path / "data") as base, httpx.Client(base_url=base, timeout=120) as client:
+        image_id = _upload(client, plain)
+        for root in (f"/api/images/{image_id}/zarr", f"/api/images/{image_id}.ome.zarr/0"):
+            attrs = client.get(f"{root}/.zattrs").json()
+            window = attrs["omero"]["channels"][0]["window"]
+            assert window == written["channels"][0]["window"]
+            assert 76 <= window["start"] < window["end"] <= 320
+            assert attrs["multiscales"][0]["name"] == "dim cells.tif"
+            assert attrs["omero"]["name"] == "dim cells.tif"
+        xml = client.get(f"/api/images/{image_id}.ome.zarr/OME/METADATA.ome.xml").text
+        assert 'Name="dim cells.tif"' in xml

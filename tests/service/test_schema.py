@@ -68,6 +68,7 @@ def test_openapi_matches_routes(client: TestClient) -> None:
         ("/api/images/{image_id}/download", "get"),
         ("/api/images/formats/supported", "get"),
         ("/api/images/{image_id}/zarr/{key}", "get"),
+        ("/api/images/{image_id}.ome.zarr/{key}", "get"),
         ("/api/images/{image_id}/tile/{level}/{row}/{column}", "get"),
         ("/api/images/search", "get"),
         ("/api/images/register", "post"),

@@ -19,9 +19,24 @@ import numpy as np
 from zstack_analyzer.zarr.pyramid import chunk_shape_for, level_shapes
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from zstack_analyzer.metadata import ImageMetadata
 
-__all__ = ["AXES", "SceneLayout", "multiscales_attrs", "omero_attrs", "scene_layout"]
+__all__ = [
+    "AXES",
+    "WINDOW_SAMPLE_PLANES",
+    "SceneLayout",
+    "display_windows",
+    "multiscales_attrs",
+    "omero_attrs",
+    "scene_layout",
+    "scene_title",
+    "window_planes",
+]
+
+#: Planes sampled (evenly along Z, at T = 0) for each channel's display window.
+WINDOW_SAMPLE_PLANES = 16
 
 #: Axis order of every array we write or serve.
 AXES = ("t", "c", "z", "y", "x")
@@ -117,6 +132,61 @@ def scene_layout(
     )
 
 
+def scene_title(metadata: ImageMetadata, *, name: str | None = None, scenes: int = 1) -> str:
+    """The name of a scene in the OME-Zarr: the file's own, else ``name`` (``#n`` of several).
+
+    ``name`` is the name the user knows the file by (in the service, the one it
+    was uploaded or registered under: the stored file is named by a hash);
+    ``None`` takes the file's name. ``#n`` is 1-based, as Bio-Formats names
+    the unnamed series of a file.
+
+    Examples
+    --------
+    >>> from zstack_analyzer.metadata import ImageMetadata
+    >>> md = ImageMetadata(filename="ab12.czi", file_format="CZI", size_x=8, size_y=8,
+    ...                    dtype="uint16", bit_depth=16, scene_index=1)
+    >>> scene_title(md, name="cells.czi", scenes=3), scene_title(md)
+    ('cells.czi #2', 'ab12.czi')
+    """
+    if metadata.scene_name:
+        return metadata.scene_name
+    base = name or metadata.filename
+    return f"{base} #{metadata.scene_index + 1}" if scenes > 1 else base
+
+
+def window_planes(size_z: int, samples: int = WINDOW_SAMPLE_PLANES) -> list[int]:
+    """The Z planes a display window is computed from: at most ``samples``, evenly spread.
+
+    Examples
+    --------
+    >>> window_planes(3), window_planes(10, 4), window_planes(100, 4)
+    ([0, 1, 2], [0, 3, 6, 9], [0, 33, 66, 99])
+    """
+    count = min(size_z, samples)
+    return sorted({round(i * (size_z - 1) / max(1, count - 1)) for i in range(count)})
+
+
+def display_windows(
+    layout: SceneLayout, read_plane: Callable[[int, int], np.ndarray]
+) -> list[tuple[float, float]]:
+    """The 1-99 percentile display window of each channel, as the ``omero`` block gives it.
+
+    ``read_plane(c, z)`` returns plane ``(t=0, c, z)`` of the smallest level.
+    Why one function: ``zstack convert`` and the virtual store must give the
+    same windows, so a converted file and the served one look the same; and
+    why the smallest level: it is at most 512 px a side, so memory stays a few
+    planes whatever the file's size.
+    """
+    from zstack_analyzer.render.colour import percentile_window
+
+    zs = window_planes(layout.shape[2])
+    windows = []
+    for c in range(layout.shape[1]):
+        data = np.stack([np.asarray(read_plane(c, z)) for z in zs])
+        windows.append(percentile_window(data))
+    return windows
+
+
 def multiscales_attrs(layout: SceneLayout, *, name: str, version: str) -> dict[str, Any]:
     """The ``multiscales`` entry (one image, its levels named "0", "1", ...).
 
@@ -153,11 +223,13 @@ def omero_attrs(
     layout: SceneLayout,
     *,
     windows: list[tuple[float, float]] | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """The ``omero`` rendering block: one entry per (sample) channel, label, colour, window.
 
     ``windows`` (start, end) per channel default to the full value range the
-    data can take (the dtype, or the significant bits the file states).
+    data can take (the dtype, or the significant bits the file states);
+    ``name`` defaults to :func:`scene_title` of a lone scene.
     """
     from zstack_analyzer.render.colour import channel_colors
 
@@ -206,7 +278,7 @@ def omero_attrs(
         )
     return {
         "omero": {
-            "name": metadata.scene_name or metadata.filename,
+            "name": name or scene_title(metadata),
             "version": "0.4",
             "channels": channels,
             "rdefs": {

@@ -10,6 +10,12 @@ Layout (keys relative to the store root)::
     {scene}/{level}/.zarray
     {scene}/{level}/{t}/{c}/{z}/{cy}/{cx}   a chunk: raw little-endian bytes, C order
 
+Seen as a collection (``collection=True``, the bioformats2raw layout that
+``zstack convert --all-scenes`` writes) the same keys serve every scene; only
+the root differs: it is no image but ``{"bioformats2raw.layout": 3}``, and
+``OME/.zgroup``, ``OME/.zattrs`` (``series``) and ``OME/METADATA.ome.xml``
+list the scenes, so generic clients (napari-ome-zarr, vizarr) find them all.
+
 Why scene 0's levels live under "0/": the URL of scene ``n`` is ``{root}/{n}/``,
 so a level of scene 0 named "1" at the root would be the same key as scene 1.
 NGFF dataset paths are relative paths, so "0/1" is as valid as "1".
@@ -27,11 +33,19 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from zstack_analyzer.zarr.ngff import multiscales_attrs, omero_attrs, scene_layout
+from zstack_analyzer.zarr.ngff import (
+    display_windows,
+    multiscales_attrs,
+    omero_attrs,
+    scene_layout,
+    scene_title,
+)
+from zstack_analyzer.zarr.ome_xml import collection_ome_xml
 from zstack_analyzer.zarr.pyramid import downsample2x
 from zstack_analyzer.zarr.source import SceneSource
 
@@ -40,12 +54,19 @@ if TYPE_CHECKING:
     from zstack_analyzer.readers._base import ImageReader
     from zstack_analyzer.zarr.ngff import SceneLayout
 
-__all__ = ["STORE_VERSION", "VirtualOmeZarr"]
+__all__ = ["BIOFORMATS2RAW_LAYOUT", "STORE_VERSION", "VirtualOmeZarr"]
 
 logger = logging.getLogger(__name__)
 
-#: Part of every cache key and ETag: bump when the bytes served for a key change.
-STORE_VERSION = "vz1"
+#: Part of every ETag: bump when the bytes served for a key change (vz2: display
+#: windows, display names, the bioformats2raw collection).
+STORE_VERSION = "vz2"
+#: Part of the cache key of a computed chunk: bump when a reduced level's pixels change.
+CHUNK_CACHE_VERSION = "vz1"
+#: Part of the cache key of a scene's display windows: bump when their computation changes.
+WINDOW_CACHE_VERSION = "vzw1"
+#: The ``bioformats2raw.layout`` version the collection follows (as bioformats2raw 0.9 writes).
+BIOFORMATS2RAW_LAYOUT = 3
 _JSON = {"indent": None, "separators": (",", ":"), "sort_keys": True}
 
 
@@ -68,6 +89,11 @@ class VirtualOmeZarr:
     identity
         Content identity of the file (the upload's SHA-256 in the service).
 
+    Names: a scene the file names keeps its name; an unnamed one is called by
+    the ``name`` given to :meth:`get` (the name the user uploaded or registered,
+    since the stored file's own name may be a content hash), with `` #n``
+    (1-based, as Bio-Formats names series) when the file has several scenes.
+
     Examples
     --------
     >>> store = VirtualOmeZarr(reader, cache=None, identity="ab12")  # doctest: +SKIP
@@ -82,6 +108,9 @@ class VirtualOmeZarr:
         self._sources: dict[int, SceneSource] = {}
         self._layouts: dict[int, SceneLayout] = {}
         self._file_levels: dict[int, dict[int, int]] = {}
+        self._windows: dict[int, list[tuple[float, float]]] = {}
+        self._windows_lock = threading.Lock()
+        self._ome_xml: dict[str | None, str] = {}
 
     # ------------------------------------------------------------------ scenes
     def source(self, scene: int) -> SceneSource:
@@ -117,17 +146,23 @@ class VirtualOmeZarr:
         return self._file_levels[scene].get(level)
 
     # ------------------------------------------------------------------ keys
-    def get(self, key: str) -> bytes:
-        """The bytes of ``key``; ``KeyError`` when the store has no such key."""
+    def get(self, key: str, *, name: str | None = None, collection: bool = False) -> bytes:
+        """The bytes of ``key``; ``KeyError`` when the store has no such key.
+
+        ``name`` names unnamed scenes (default: the file's name); ``collection``
+        serves the root as a bioformats2raw collection instead of scene 0.
+        """
         parts = key.strip("/").split("/")
+        if collection and (parts in ([".zgroup"], [".zattrs"]) or parts[0] == "OME"):
+            return self._collection_key(parts, name=name)
         if parts in ([".zgroup"], [".zattrs"]):
-            return self._group_key(0, parts[0], prefix="0/")
+            return self._group_key(0, parts[0], prefix="0/", name=name)
         if not parts[0].isdigit():
             raise KeyError(key)
         scene = int(parts[0])
         rest = parts[1:]
         if rest in ([".zgroup"], [".zattrs"]):
-            return self._group_key(scene, rest[0], prefix="")
+            return self._group_key(scene, rest[0], prefix="", name=name)
         if len(rest) < 2 or not rest[0].isdigit():
             raise KeyError(key)
         level = int(rest[0])
@@ -143,24 +178,97 @@ class VirtualOmeZarr:
         t, c, z, cy, cx = (int(p) for p in rest[1:])
         return self.chunk(scene, level, t, c, z, cy, cx)
 
-    def _group_key(self, scene: int, name: str, *, prefix: str) -> bytes:
-        if name == ".zgroup":
+    def _group_key(self, scene: int, key: str, *, prefix: str, name: str | None) -> bytes:
+        if key == ".zgroup":
             self.layout(scene)  # KeyError for a missing scene
             return _json({"zarr_format": 2})
-        return _json(self.attrs(scene, prefix=prefix))
+        return _json(self.attrs(scene, prefix=prefix, name=name))
 
-    def attrs(self, scene: int, *, prefix: str = "") -> dict[str, Any]:
+    def _collection_key(self, parts: list[str], *, name: str | None) -> bytes:
+        """A key of the collection's own: its root, and the ``OME`` group listing the series."""
+        if parts == [".zgroup"] or parts == ["OME", ".zgroup"]:
+            return _json({"zarr_format": 2})
+        if parts == [".zattrs"]:
+            return _json({"bioformats2raw.layout": BIOFORMATS2RAW_LAYOUT})
+        series = range(len(self.reader.scenes()))
+        if parts == ["OME", ".zattrs"]:
+            return _json({"series": [str(scene) for scene in series]})
+        if parts == ["OME", "METADATA.ome.xml"]:
+            return self.ome_xml(name=name).encode()
+        raise KeyError("/".join(parts))
+
+    def ome_xml(self, *, name: str | None = None) -> str:
+        """``OME/METADATA.ome.xml``: every scene as an ``Image`` (``Image:n`` is group ``n``).
+
+        Kept per ``name``: a file of many scenes (a plate) would otherwise be
+        described scene by scene on every request.
+        """
+        xml = self._ome_xml.get(name)
+        if xml is None:
+            series = []
+            for scene in range(len(self.reader.scenes())):
+                layout = self.layout(scene)
+                metadata = self.source(scene).metadata
+                omero = omero_attrs(metadata, layout)["omero"]
+                labels = [channel["label"] for channel in omero["channels"]]
+                series.append((self.scene_name(scene, name), layout, labels))
+            xml = collection_ome_xml(series)
+            self._ome_xml[name] = xml
+        return xml
+
+    def scene_name(self, scene: int, name: str | None = None) -> str:
+        """The name of ``scene``: the file's own, else ``name`` (``#n`` when there are several)."""
+        metadata = self.source(scene).metadata
+        return scene_title(metadata, name=name, scenes=len(self.reader.scenes()))
+
+    def windows(self, scene: int) -> list[tuple[float, float]]:
+        """The 1-99 % display window of each channel of ``scene``, as ``zstack convert`` writes.
+
+        Computed once from the smallest level (at most 512 px a side, a few
+        planes per channel: bounded memory whatever the file's size), then kept
+        here and in the render cache, so neither a second request nor a restart
+        reads the pixels again.
+        """
+        with self._windows_lock:
+            if scene in self._windows:
+                return self._windows[scene]
+            key = f"{WINDOW_CACHE_VERSION}-windows-s{scene}"
+            windows = self._cached_windows(key)
+            if windows is None:
+                layout = self.layout(scene)
+                top = len(layout.levels) - 1
+                ny, nx = layout.levels[top]
+                windows = display_windows(
+                    layout, lambda c, z: self._region(scene, top, 0, c, z, 0, ny, 0, nx)
+                )
+                if self.cache is not None:
+                    self.cache.put(self.identity, key, _json(windows))
+            self._windows[scene] = windows
+            return windows
+
+    def _cached_windows(self, key: str) -> list[tuple[float, float]] | None:
+        if self.cache is None:
+            return None
+        data = self.cache.get(self.identity, key)
+        if data is None:
+            return None
+        try:
+            return [(float(lo), float(hi)) for lo, hi in json.loads(data)]
+        except (ValueError, TypeError):
+            return None  # a damaged entry: compute again
+
+    def attrs(self, scene: int, *, prefix: str = "", name: str | None = None) -> dict[str, Any]:
         """The group attributes of ``scene``: ``multiscales`` (paths under ``prefix``) and ``omero``."""
         layout = self.layout(scene)
         metadata = self.source(scene).metadata
-        multiscales = multiscales_attrs(
-            layout, name=metadata.scene_name or metadata.filename, version="0.4"
-        )
+        title = self.scene_name(scene, name)
+        multiscales = multiscales_attrs(layout, name=title, version="0.4")
         for dataset in multiscales["multiscales"][0]["datasets"]:
             dataset["path"] = prefix + dataset["path"]
+        omero = omero_attrs(metadata, layout, windows=self.windows(scene), name=title)
         return {
             **multiscales,
-            **omero_attrs(metadata, layout),
+            **omero,
             "zstack": {
                 "scenes": len(self.reader.scenes()),
                 "scene": scene,
@@ -206,7 +314,7 @@ class VirtualOmeZarr:
         return np.ascontiguousarray(data, dtype=layout.dtype.newbyteorder("<")).tobytes()
 
     def _cache_key(self, scene: int, level: int, t: int, c: int, z: int, cy: int, cx: int) -> str:
-        return f"{STORE_VERSION}-s{scene}-l{level}-{t}-{c}-{z}-{cy}-{cx}"
+        return f"{CHUNK_CACHE_VERSION}-s{scene}-l{level}-{t}-{c}-{z}-{cy}-{cx}"
 
     def _chunk_array(
         self, scene: int, level: int, t: int, c: int, z: int, cy: int, cx: int

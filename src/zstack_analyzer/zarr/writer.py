@@ -26,11 +26,14 @@ from zstack_analyzer.errors import SceneNotFoundError
 from zstack_analyzer.zarr.ngff import (
     AXES,
     SceneLayout,
+    display_windows,
     multiscales_attrs,
     omero_attrs,
     scene_layout,
+    scene_title,
     zstack_attrs,
 )
+from zstack_analyzer.zarr.ome_xml import collection_ome_xml
 from zstack_analyzer.zarr.pyramid import downsample2x
 from zstack_analyzer.zarr.source import SceneSource
 
@@ -45,8 +48,6 @@ __all__ = ["ConvertResult", "NgffVersion", "convert"]
 logger = logging.getLogger(__name__)
 
 NgffVersion = Literal["0.4", "0.5"]
-#: Planes sampled (evenly along Z) for each channel's display window.
-WINDOW_SAMPLE_PLANES = 16
 
 
 @dataclass
@@ -182,19 +183,8 @@ def _run(tasks: list[Any], scheduler: str | None, workers: int | None) -> None:
 
 def _windows(arrays: list[Any], layout: SceneLayout) -> list[tuple[float, float]]:
     """1-99 percentile display window per channel, from the smallest level (a few planes)."""
-    from zstack_analyzer.render.colour import percentile_window
-
     top = arrays[-1]
-    _t_size, c_size, z_size = layout.shape[:3]
-    # Evenly along Z: with fewer planes than the sample, every plane (the step was
-    # once taken for 16 samples whatever Z was, so a 3-plane stack sampled z=0 only).
-    samples = min(z_size, WINDOW_SAMPLE_PLANES)
-    zs = sorted({round(i * (z_size - 1) / max(1, samples - 1)) for i in range(samples)})
-    windows = []
-    for c in range(c_size):
-        data = np.stack([np.asarray(top[0, c, z]) for z in zs])
-        windows.append(percentile_window(data))
-    return windows
+    return display_windows(layout, lambda c, z: np.asarray(top[0, c, z]))
 
 
 def _write_scene(
@@ -234,9 +224,9 @@ def _write_scene(
         if progress is not None:
             progress(f"scene {scene}: {len(tasks)} planes, {len(layout.levels)} levels")
         _run(tasks, scheduler, workers)
-    name = metadata.scene_name or metadata.filename
+    name = scene_title(metadata, scenes=len(reader.scenes()))
     multiscales = multiscales_attrs(layout, name=name, version=version)
-    omero = omero_attrs(metadata, layout, windows=_windows(arrays, layout))
+    omero = omero_attrs(metadata, layout, windows=_windows(arrays, layout), name=name)
     metadata.warnings.extend(f"OME-Zarr: {w}" for w in layout.warnings)
     ours = zstack_attrs(metadata)
     if version == "0.4":
@@ -341,9 +331,8 @@ def _write_collection(
     else:
         root.attrs.update({"ome": {"version": "0.5", "bioformats2raw.layout": 3}})
         ome.attrs.update({"ome": {"version": "0.5", "series": series}})
-    xml = _ome_xml(reader)
-    if xml is not None:
-        (Path(result.path) / "OME" / "METADATA.ome.xml").write_text(xml, encoding="utf-8")
+    xml = _ome_xml(reader) or _our_ome_xml(reader, scenes)
+    (Path(result.path) / "OME" / "METADATA.ome.xml").write_text(xml, encoding="utf-8")
 
 
 def _ome_xml(reader: ImageReader) -> str | None:
@@ -351,3 +340,15 @@ def _ome_xml(reader: ImageReader) -> str | None:
     tif = getattr(reader, "tif", None)
     xml = getattr(tif, "ome_metadata", None) if tif is not None else None
     return xml if isinstance(xml, str) and xml.strip() else None
+
+
+def _our_ome_xml(reader: ImageReader, scenes: Sequence[int]) -> str:
+    """OME-XML listing ``scenes`` for a file without its own (napari-ome-zarr needs one)."""
+    series = []
+    for index in scenes:
+        source = SceneSource(reader, index)
+        metadata = source.metadata
+        layout = scene_layout(metadata, file_tile=source.file_tile())
+        labels = [ch["label"] for ch in omero_attrs(metadata, layout)["omero"]["channels"]]
+        series.append((scene_title(metadata, scenes=len(reader.scenes())), layout, labels))
+    return collection_ome_xml(series)

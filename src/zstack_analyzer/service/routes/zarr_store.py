@@ -5,7 +5,10 @@ read only the chunks they show; the chunks are made from the original file
 on request (:mod:`zstack_analyzer.zarr.virtual`), lower levels once, into the
 render cache.
 
-``/zarr/`` is scene 0, ``/zarr/{scene}/`` any scene. A key the store lacks is
+``/zarr/`` is scene 0, ``/zarr/{scene}/`` any scene. ``/api/images/{id}.ome.zarr/``
+is the same store as a bioformats2raw collection (every scene, listed in
+``OME/METADATA.ome.xml``), under a path that ends in ``.zarr`` because
+napari-ome-zarr takes no other. A key the store lacks is
 a 404 (zarr clients probe for optional keys), with code ``no_such_key`` so it
 is told apart from an unknown image (``image_not_found``). Auth, ETags and
 CORS are those of the rest of the API.
@@ -51,6 +54,7 @@ router = APIRouter(prefix="/api/images", tags=["ome-zarr"])
 #: Open files kept per server process (a zarr client asks for many keys in a row).
 OPEN_STORES = 8
 _JSON_NAMES = (".zgroup", ".zattrs", ".zarray", ".zmetadata")
+_XML_NAMES = ("METADATA.ome.xml",)
 
 
 class OpenStores:
@@ -120,10 +124,12 @@ def _key_bytes(
     cache: "RenderCache",
     limits: "ReadLimits",
     key: str,
+    name: str | None = None,
+    collection: bool = False,
 ) -> bytes | None:
     store = stores.get(path, identity, cache, limits)
     try:
-        return store.get(key)
+        return store.get(key, name=name, collection=collection)
     except KeyError:
         return None
 
@@ -152,10 +158,12 @@ async def _serve(
     cache: CacheDep,
     settings: SettingsDep,
     records: RecordsDep,
+    collection: bool = False,
 ) -> Response:
     image = await records.require(database, image_id)
     key = key.strip("/")
-    etag = hashlib.sha256(f"{STORE_VERSION}:{image.sha256}:{key}".encode()).hexdigest()[:32]
+    view = "b2r:" if collection else ""
+    etag = hashlib.sha256(f"{STORE_VERSION}:{image.sha256}:{view}{key}".encode()).hexdigest()[:32]
     headers = {
         "ETag": f'"{etag}"',
         "Cache-Control": f"private, max-age={settings.render.max_age_seconds}",
@@ -175,6 +183,8 @@ async def _serve(
             cache,
             settings.limits.read_limits(),
             key,
+            image.filename,
+            collection,
         )
     except ZstackError as exc:
         name_in_message(exc, {str(path): image.filename, image.stored_name: image.filename})
@@ -185,6 +195,8 @@ async def _serve(
         )
     name = key.rsplit("/", 1)[-1]
     media_type = "application/json" if name in _JSON_NAMES else "application/octet-stream"
+    if name in _XML_NAMES:
+        media_type = "application/xml"
     return Response(content=data, media_type=media_type, headers=headers)
 
 
@@ -218,6 +230,53 @@ async def zarr_key(
         cache=cache,
         settings=settings,
         records=records,
+    )
+
+
+_COLLECTION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_ZARR_RESPONSES,
+    200: {
+        "content": {
+            **_ZARR_RESPONSES[200]["content"],
+            "application/xml": {"schema": {"type": "string"}},
+        },
+        "description": "A metadata document (JSON, or OME-XML for OME/METADATA.ome.xml) or a chunk",
+    },
+}
+
+
+@router.get(
+    "/{image_id}.ome.zarr/{key:path}",
+    response_class=Response,
+    summary="The image as a bioformats2raw OME-Zarr collection: every scene, at {id}.ome.zarr/{n}/",
+    responses=_COLLECTION_RESPONSES,
+)
+async def zarr_collection_key(
+    request: Request,
+    image_id: str,
+    key: Annotated[
+        str,
+        Path(description='A zarr key, e.g. ".zattrs", "OME/METADATA.ome.xml", "1/0/.zarray"'),
+    ],
+    database: DatabaseDep,
+    storage: StorageDep,
+    pool: PoolDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    records: RecordsDep,
+) -> Response:
+    """One key of the image as a collection (the URL napari-ome-zarr opens: it ends in .zarr)."""
+    return await _serve(
+        request,
+        image_id,
+        key,
+        database=database,
+        storage=storage,
+        pool=pool,
+        cache=cache,
+        settings=settings,
+        records=records,
+        collection=True,
     )
 
 
