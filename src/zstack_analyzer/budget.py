@@ -54,6 +54,7 @@ __all__ = [
     "DecodeBudget",
     "DecodeScope",
     "charge",
+    "check_block",
     "check_cancelled",
     "configure",
     "current_budget",
@@ -187,6 +188,27 @@ def check_cancelled(what: str = "decode", path: Path | str | None = None) -> Non
         raise DecodeCancelledError(msg, path=path)
 
 
+def check_block(nbytes: int, *, what: str, path: Path | str | None = None) -> None:
+    """Refuse one decode of ``nbytes`` over the block cap (or a cancelled request), reserving nothing.
+
+    Why: a decoder that reserves per batch checks its largest single block first,
+    before it reads anything.
+    """
+    scope = _scope.get()
+    budget = scope.budget if scope is not None else _process_budget
+    check_cancelled(what, path)
+    cap = budget.block_bytes if scope is None or scope.block_bytes is None else scope.block_bytes
+    if nbytes > cap:
+        raise LimitExceededError(_block_cap_message(what, nbytes, cap), path=path)
+
+
+def _block_cap_message(what: str, nbytes: int, cap: int) -> str:
+    return (
+        f"{what}: decoding it needs {nbytes / MiB:,.1f} MiB, over the decode limit of "
+        f"{cap / MiB:,.0f} MiB for one block"
+    )
+
+
 def charge(nbytes: int, *, what: str, path: Path | str | None = None) -> None:
     """Count ``nbytes`` decoded (and already let go) against this request's total.
 
@@ -235,11 +257,7 @@ def reserve(
     cap = budget.block_bytes if scope is None or scope.block_bytes is None else scope.block_bytes
     single = nbytes if block is None else max(0, int(block))
     if single > cap:
-        msg = (
-            f"{what}: decoding it needs {single / MiB:,.1f} MiB, over the decode limit of "
-            f"{cap / MiB:,.0f} MiB for one block"
-        )
-        raise LimitExceededError(msg, path=path)
+        raise LimitExceededError(_block_cap_message(what, single, cap), path=path)
     if nbytes > budget.total_bytes:
         msg = (
             f"{what}: decoding it needs {nbytes / MiB:,.1f} MiB at once, more than the "
