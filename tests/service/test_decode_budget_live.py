@@ -46,7 +46,10 @@ def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedProcess]:
-    with served(tmp_path_factory.mktemp("served") / "data", ZSTACK_API_TOKEN=TOKEN) as process:
+    # The per-request total at 2 GiB (default 4): the strip thumbnail still fits, the
+    # coarsest-level chunk is refused in half the time.
+    env = {"ZSTACK_API_TOKEN": TOKEN, "ZSTACK_LIMITS__MAX_REQUEST_DECODE_BYTES": str(2 << 30)}
+    with served(tmp_path_factory.mktemp("served") / "data", **env) as process:
         yield process
 
 
