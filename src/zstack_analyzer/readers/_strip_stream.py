@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -69,7 +69,8 @@ class _Cursor:
     inflater: Any
     row: int = 0
     consumed: int = 0
-    partial: bytearray = field(default_factory=bytearray)
+    #: Inflated bytes of a row not yet complete.
+    partial: bytes = b""
 
 
 class StripCursors:
@@ -124,9 +125,10 @@ class StripCursors:
         cursor = self._take(ident, first)
         what = f"{path.name}: strip {strip} of IFD {page.index}"
         predictor = int(key.predictor)
-        with reserve(STREAM_STEP + _READ_STEP, what=what, path=path):
+        step = max(1, STREAM_STEP // row_bytes) * row_bytes  # whole rows per step
+        with reserve(2 * step + _READ_STEP, what=what, path=path):
             while cursor.row < last:
-                want = min(STREAM_STEP, (last - cursor.row) * row_bytes - len(cursor.partial))
+                want = (last - cursor.row) * row_bytes - len(cursor.partial)
                 data = cursor.inflater.unconsumed_tail
                 if not data:
                     if cursor.consumed >= count or cursor.inflater.eof:
@@ -138,36 +140,35 @@ class StripCursors:
                         break
                     cursor.consumed += len(data)
                 try:
-                    piece = cursor.inflater.decompress(data, max(1, want))
+                    piece = cursor.inflater.decompress(data, max(1, min(step, want)))
                 except zlib.error as exc:
                     msg = f"{what}: corrupt deflate data: {exc}"
                     raise CorruptFileError(msg, path=path) from exc
                 if not piece:
                     continue
                 charge(len(piece), what=what, path=path)
-                cursor.partial += piece
-                whole = len(cursor.partial) // row_bytes
+                buffer = cursor.partial + piece if cursor.partial else piece
+                whole = len(buffer) // row_bytes
+                cursor.partial = buffer[whole * row_bytes :]
                 if not whole:
                     continue
                 top = cursor.row
                 cursor.row += whole
                 keep_from = max(first, top)
-                if cursor.row > keep_from:
-                    start = (keep_from - top) * row_bytes
+                keep_to = min(cursor.row, last)
+                if keep_to > keep_from:
                     block = np.frombuffer(
-                        bytes(cursor.partial[start : whole * row_bytes]), dtype=stored
+                        buffer,
+                        dtype=stored,
+                        count=(keep_to - keep_from) * nx * spp,
+                        offset=(keep_from - top) * row_bytes,
                     ).reshape(-1, nx, spp)
                     if predictor == 2:
                         block = np.cumsum(block.astype(dtype), axis=1, dtype=dtype)
-                    band = block[: max(0, min(cursor.row, last) - keep_from), cols[0] : cols[1]]
-                    target = out[
-                        keep_from + strip_top - out_top : keep_from
-                        + strip_top
-                        - out_top
-                        + band.shape[0]
-                    ]
+                    band = block[:, cols[0] : cols[1]]
+                    at = keep_from + strip_top - out_top
+                    target = out[at : at + band.shape[0]]
                     target[...] = band if target.ndim == 3 else band[..., 0]
-                del cursor.partial[: whole * row_bytes]
         if cursor.row < last and cursor.row < int(key.rowsperstrip or 0):
             # The stream ended before the rows asked for: the rest stays zero, as tifffile
             # leaves a short strip; the cursor is dropped so a retry starts afresh.
