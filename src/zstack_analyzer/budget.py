@@ -9,9 +9,12 @@ counts concurrent decodes together:
 - **per block**: one decode (a strip, a tile, a zarr chunk, a whole plane)
   may not need more than ``block_bytes`` (refused with
   :class:`~zstack_analyzer.errors.LimitExceededError`, before it allocates);
-- **per request**: the decodes of one request (a thumbnail, a chunk of a
-  reduced level that reads hundreds of chunks below it) may not add up to
-  more than ``request_bytes`` (CPU as much as memory);
+- **per request**: what one request decodes only to throw away (the rows
+  of a strip before the ones it wants, the rest of a plane decoded whole for
+  one chunk of it; a chunk of a reduced level reads hundreds of those) may
+  not add up to more than ``request_bytes``: CPU as much as memory. Decoded
+  bytes a request uses are not counted, so a projection of a long stack is
+  never refused for its length;
 - **per process**: the bytes being decoded at once, by every thread, stay
   under ``total_bytes``; a decode that does not fit waits up to
   ``wait_seconds`` for others to finish, then gives up with
@@ -76,7 +79,7 @@ class DecodeBudget:
     block_bytes
         Largest single decode.
     request_bytes
-        Largest sum of decodes of one request (one :func:`decode_scope`).
+        Most bytes one request (one :func:`decode_scope`) may decode and throw away.
     wait_seconds
         How long a decode that does not fit waits for others to finish.
     """
@@ -132,7 +135,7 @@ class DecodeBudget:
 
 @dataclass
 class DecodeScope:
-    """One request's share: what it has decoded so far, and its cancel flag."""
+    """One request's share: what it has decoded and thrown away so far, and its cancel flag."""
 
     budget: DecodeBudget
     spent: int = 0
@@ -210,11 +213,12 @@ def _block_cap_message(what: str, nbytes: int, cap: int) -> str:
 
 
 def charge(nbytes: int, *, what: str, path: Path | str | None = None) -> None:
-    """Count ``nbytes`` decoded (and already let go) against this request's total.
+    """Count ``nbytes`` decoded only to be thrown away against this request's total.
 
-    Why apart from :func:`reserve`: a streamed decode holds a few MiB at a time
-    but may inflate far more; the memory is reserved once, the work is charged
-    as it is done.
+    Why apart from :func:`reserve`: memory is held while a decode runs, waste
+    adds up over a request (a streamed strip holds a few MiB at a time but
+    may inflate hundreds of MiB before the rows it wants). Decoders charge the
+    waste before they decode where they know it, as they go where they do not.
     """
     scope = _scope.get()
     check_cancelled(what, path)
@@ -227,8 +231,9 @@ def charge(nbytes: int, *, what: str, path: Path | str | None = None) -> None:
 
 def _request_cap_message(what: str, budget: DecodeBudget) -> str:
     return (
-        f"{what}: this request would decode more than {budget.request_bytes / MiB:,.0f} "
-        f"MiB in all (the per-request decode limit); the file's layout makes it too costly"
+        f"{what}: this request would decode and throw away more than "
+        f"{budget.request_bytes / MiB:,.0f} MiB (the per-request decode limit); the "
+        f"file's layout makes what was asked too costly"
     )
 
 
@@ -264,10 +269,6 @@ def reserve(
             f"server's whole decode budget of {budget.total_bytes / MiB:,.0f} MiB"
         )
         raise LimitExceededError(msg, path=path)
-    if scope is not None:
-        if scope.spent + nbytes > budget.request_bytes:
-            raise LimitExceededError(_request_cap_message(what, budget), path=path)
-        scope.spent += nbytes
     budget.acquire(nbytes, what=what, path=path, cancel=scope.cancel if scope else None)
     try:
         yield

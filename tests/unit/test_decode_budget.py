@@ -53,19 +53,19 @@ def test_one_block_over_the_cap_is_refused_before_it_is_reserved(
     assert service_budget.in_use == 0
 
 
-def test_a_request_over_its_total_is_refused() -> None:
+def test_a_request_over_its_waste_is_refused() -> None:
+    """Decoded bytes a request throws away add up; those it uses do not count."""
     small = budget.DecodeBudget(total_bytes=8 * MiB, block_bytes=8 * MiB, request_bytes=20 * MiB)
     with budget.decode_scope(small):
-        for _ in range(5):
-            with budget.reserve(4 * MiB, what="a tile"):
+        for _ in range(50):  # a long projection: every byte used
+            with budget.reserve(4 * MiB, what="a plane"):
                 pass
-        with (
-            pytest.raises(LimitExceededError, match="per-request"),
-            budget.reserve(4 * MiB, what="a tile"),
-        ):
-            pass
-    with budget.decode_scope(small), budget.reserve(4 * MiB, what="a new request"):
-        pass  # the total is per request
+        for _ in range(5):
+            budget.charge(4 * MiB, what="a strip's rows before the region")
+        with pytest.raises(LimitExceededError, match="per-request"):
+            budget.charge(4 * MiB, what="one more")
+    with budget.decode_scope(small):
+        budget.charge(4 * MiB, what="a new request")  # the total is per request
 
 
 def test_concurrent_decodes_share_the_server_budget() -> None:

@@ -5,9 +5,9 @@ careless) writer can make one strip 240 MiB decoded out of 300 KB on disk.
 Deflate is a stream and the horizontal predictor works row by row, so the
 rows a region needs can be inflated a few MiB at a time and kept, while the
 rows before them are inflated and dropped. A region then costs its own size
-plus one step, whatever the strip size; the CPU cost (every byte inflated up
-to the last row wanted) is charged to the request's decode budget, so a
-request cannot inflate without end either.
+plus one step, whatever the strip size; what is inflated and dropped is
+charged to the request's decode budget, so a request cannot inflate without
+end either.
 
 A :class:`StripCursor` remembers where the last read of a strip stopped, so
 bands read top to bottom (a render reducing a huge plane) inflate each strip
@@ -146,16 +146,18 @@ class StripCursors:
                     raise CorruptFileError(msg, path=path) from exc
                 if not piece:
                     continue
-                charge(len(piece), what=what, path=path)
                 buffer = cursor.partial + piece if cursor.partial else piece
                 whole = len(buffer) // row_bytes
                 cursor.partial = buffer[whole * row_bytes :]
                 if not whole:
+                    charge(len(piece), what=what, path=path)  # settled with its row
                     continue
                 top = cursor.row
                 cursor.row += whole
                 keep_from = max(first, top)
                 keep_to = min(cursor.row, last)
+                kept = max(0, keep_to - keep_from) * (cols[1] - cols[0]) * spp * stored.itemsize
+                charge(max(0, len(piece) - kept), what=what, path=path)
                 if keep_to > keep_from:
                     block = np.frombuffer(
                         buffer,

@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
-from zstack_analyzer.budget import check_block, reserve
+from zstack_analyzer.budget import charge, check_block, reserve
 from zstack_analyzer.errors import CorruptFileError, SceneNotFoundError, ZstackError
 from zstack_analyzer.readers._base import ImageReader, planes_to_dask
 from zstack_analyzer.readers._strip_stream import STREAM_STEP, StripCursors, streamable
@@ -968,6 +968,7 @@ class TiffFamilyReader(ImageReader):
         segment_bytes = th * tw * (1 if separate else max(1, spp)) * plan.dtype.itemsize
         what = f"{self.path.name}: a {th:,} x {tw:,} segment of plane t={t} c={c} z={z}"
         check_block(segment_bytes, what=what, path=self.path)  # before anything is read
+        charge(max(0, segment_bytes * len(wanted) - out.nbytes), what=what, path=self.path)
         self._prefetch(page, wanted)
 
         def one(index: int) -> None:

@@ -56,7 +56,9 @@ class LimitsSettings(BaseModel):
     max_request_decode_bytes: int = Field(
         default=4 * GiB,
         gt=0,
-        description="Bytes one request may decode in all (CPU as much as memory); over it: 422",
+        description="Bytes one request may decode only to throw away (rows of a strip before "
+        "the region, a plane decoded whole for one chunk of it): CPU as much as memory; "
+        "over it: 422. Bytes a request uses are not counted",
     )
     decode_wait_seconds: float = Field(default=20.0, ge=0)
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from zarr.storage import ZipStore
 
-from zstack_analyzer.budget import reserve
+from zstack_analyzer.budget import charge, reserve
 from zstack_analyzer.errors import CorruptFileError, LimitExceededError
 
 if TYPE_CHECKING:
@@ -235,26 +235,27 @@ class BudgetedArray:
         self.label = label
         self.path = path
 
-    def _chunks_touched(self, key: Any) -> int:
+    def _extent(self, key: Any) -> tuple[int, int]:
+        """(chunks touched, elements asked for) of a read of ``key``."""
         index = key if isinstance(key, tuple) else (key,)
-        count = 1
+        chunks, elements = 1, 1
         for axis, (size, chunk) in enumerate(zip(self.shape, self.chunks, strict=True)):
             part = index[axis] if axis < len(index) else slice(None)
             if isinstance(part, slice):
-                start, stop, _ = part.indices(size)
-                count *= max(1, -(-stop // chunk) - start // chunk) if stop > start else 0
-            elif not isinstance(part, int | np.integer):
-                count *= -(-size // chunk)
-        return count
+                start, stop, step = part.indices(size)
+                chunks *= -(-stop // chunk) - start // chunk if stop > start else 0
+                elements *= len(range(start, stop, step))
+            elif not isinstance(part, int | np.integer):  # fancy: assume all of the axis
+                chunks *= -(-size // chunk)
+                elements *= size
+        return chunks, elements
 
     def __getitem__(self, key: Any) -> Any:
-        touched = self._chunks_touched(key)
+        touched, elements = self._extent(key)
         if touched == 0:
             return self.array[key]
-        with reserve(
-            self.chunk_bytes * touched,
-            block=self.chunk_bytes,
-            what=f"{self.label}: a {' x '.join(map(str, self.chunks))} chunk",
-            path=self.path,
-        ):
+        what = f"{self.label}: a {' x '.join(map(str, self.chunks))} chunk"
+        waste = self.chunk_bytes * touched - elements * self.dtype.itemsize
+        charge(max(0, waste), what=what, path=self.path)
+        with reserve(self.chunk_bytes * touched, block=self.chunk_bytes, what=what, path=self.path):
             return self.array[key]

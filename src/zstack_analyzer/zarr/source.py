@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from zstack_analyzer.budget import reserve
+from zstack_analyzer.budget import charge, reserve
 from zstack_analyzer.errors import CorruptFileError, SceneNotFoundError, ZstackError
 from zstack_analyzer.readers._base import reserve_plane
 
@@ -110,6 +110,8 @@ class SceneSource:
         fh = page.parent.filehandle
         tile_bytes = tl * tw * self.spp * self.dtype.itemsize
         what = f"{self.reader.path.name}: a {tl:,} x {tw:,} tile of plane t={t} c={c} z={z}"
+        tiles = ((y1 - 1) // tl - y0 // tl + 1) * ((x1 - 1) // tw - x0 // tw + 1)
+        charge(max(0, tiles * tile_bytes - out.nbytes), what=what, path=self.reader.path)
         for row in range(y0 // tl, (y1 - 1) // tl + 1):
             for col in range(x0 // tw, (x1 - 1) // tw + 1):
                 index = row * columns + col
@@ -181,11 +183,23 @@ class SceneSource:
             )
             data = region if region.ndim == 3 else region[:, :, np.newaxis]
         elif level:
+            if partial:
+                plane_bytes = ny * nx * self.spp * self.dtype.itemsize
+                waste = plane_bytes - (y1 - y0) * (x1 - x0) * self.spp * self.dtype.itemsize
+                charge(
+                    waste, what=f"{self.reader.path.name}: plane t={t} z={z}", path=self.reader.path
+                )
             with reserve_plane(self.reader, self.scene, level):
                 plane = np.asarray(
                     self.reader.to_dask(self.scene, level)[t, c_file, z].compute(scheduler="sync")
                 )
             data = (plane if plane.ndim == 3 else plane[:, :, np.newaxis])[y0:y1, x0:x1]
         else:
+            if partial:  # the rest of the plane is decoded for nothing
+                plane_bytes = ny * nx * self.spp * self.dtype.itemsize
+                waste = plane_bytes - (y1 - y0) * (x1 - x0) * self.spp * self.dtype.itemsize
+                charge(
+                    waste, what=f"{self.reader.path.name}: plane t={t} z={z}", path=self.reader.path
+                )
             data = self.read_plane_samples(t, c_file, z)[y0:y1, x0:x1]
         return np.ascontiguousarray(data[:, :, sample])
