@@ -117,7 +117,6 @@ def lying_zip(path: Path, declared: int = 4096, inflates_to: int = 1024 * MiB) -
         raw = deflate_zeros(inflates_to, wbits=-15)
         with archive.open(info, "w", force_zip64=False) as member:
             member.write(b"\0" * declared)  # placeholder: sizes and CRC of the declared bytes
-        del member
     data = bytearray(path.read_bytes())
     # Rewrite: replace the member's 4096-byte deflate stream with the bomb, keep the headers'
     # claim (4096 bytes, CRC of 4096 zeros), and shift the central directory.
@@ -129,8 +128,8 @@ def lying_zip(path: Path, declared: int = 4096, inflates_to: int = 1024 * MiB) -
     central = data[end:]
     struct.pack_into("<I", data, local + 18, len(raw))  # compressed size (local header)
     shift = len(raw) - old_size
-    cd = central.find(b"PK\x01\x02" + central[4:4])  # first central entry
-    while True:
+    cd = 0
+    while True:  # each central directory entry; the chunk's gets the bomb's compressed size
         cd = central.find(b"PK\x01\x02", cd)
         if cd < 0:
             break
