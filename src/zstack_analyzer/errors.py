@@ -12,6 +12,8 @@ from pathlib import Path
 
 __all__ = [
     "CorruptFileError",
+    "DecodeBusyError",
+    "DecodeCancelledError",
     "ImageLoadError",
     "LimitExceededError",
     "MetadataError",
@@ -84,6 +86,21 @@ class LimitExceededError(ImageLoadError, ValueError):
     """A size declared by the file (or asked for by the caller) is over the read limits."""
 
     code = "limit_exceeded"
+
+
+class DecodeBusyError(ZstackError):
+    """The process's decode budget stayed full for the whole wait: try again shortly.
+
+    Not an :class:`ImageLoadError`: the file is fine, the server is busy (HTTP 503).
+    """
+
+    code = "decode_busy"
+
+
+class DecodeCancelledError(ZstackError):
+    """A decode stopped because its caller went away or the process is shutting down."""
+
+    code = "decode_cancelled"
 
 
 class SceneNotFoundError(ImageLoadError, IndexError):

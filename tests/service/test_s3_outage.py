@@ -75,3 +75,52 @@ def test_reads_and_uploads_answer_503_while_the_bucket_is_down(
         # A delete removes the record (what every client sees); the object stays for the sweep.
         assert client.delete(f"/api/images/{image_id}").status_code == 204
         assert client.get(f"/api/images/{image_id}").status_code == 404
+
+
+def test_a_bucket_down_at_start_up_starts_the_server_degraded(
+    tmp_path: Path, make_client: Callable[..., TestClient]
+) -> None:
+    """Issue #21: a restart during an outage used to fail ("Application startup failed").
+
+    Now the server starts, says so in /api/health (200, degraded, storage
+    unavailable), keeps listing, metadata and cached pictures, answers 503
+    ``storage_unavailable`` where an original is needed, and retries the
+    start-up sweep in the background.
+    """
+    from tests.needs import unavailable
+    from tests.s3server import running_s3_server
+
+    stack = contextlib.ExitStack()
+    try:
+        server = stack.enter_context(running_s3_server(tmp_path / "s3"))
+    except RuntimeError as exc:
+        unavailable(f"no S3 server: {exc}")
+    with stack:
+        settings = s3_settings(
+            server,
+            tmp_path / "data",
+            storage={"object_cache_max_bytes": 0, "sweep_retry_seconds": 0.5},
+        )
+        first = make_client(settings)
+        response = upload(first, write_ome_tiff(tmp_path / "cells.ome.tif", shape=(2, 4, 40, 56)))
+        assert response.status_code == 201, response.text
+        image_id = response.json()["id"]
+        assert first.get(f"/api/images/{image_id}/thumbnail").status_code == 200  # cached now
+        assert first.get("/api/health").json()["storage"] == "ok"
+        first.__exit__(None, None, None)  # the server stops...
+        for copy in bucket_of(first).cache_dir.iterdir():
+            copy.unlink()
+        stack.close()  # ...and the bucket goes down before it restarts
+
+    restarted = make_client(settings)  # before: startup failed here
+    health = restarted.get("/api/health")
+    assert health.status_code == 200
+    assert health.json()["status"] == "degraded"
+    assert health.json()["storage"] == "unavailable"
+    listing = restarted.get("/api/images/").json()
+    assert [item["id"] for item in listing["data"]] == [image_id]
+    assert restarted.get(f"/api/images/{image_id}").status_code == 200
+    assert restarted.get(f"/api/images/{image_id}/thumbnail").status_code == 200
+    _assert_unavailable(restarted.get(f"/api/images/{image_id}/download"))
+    # The sweep is retried in the background; it keeps failing quietly while the bucket is down.
+    assert restarted.get("/api/health").json()["storage"] == "unavailable"

@@ -78,3 +78,59 @@ def test_background_failure_is_only_logged(caplog: pytest.LogCaptureFixture) -> 
 
     anyio.run(main)
     assert any("thumbnail failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_shared_render_stops_when_its_last_client_leaves() -> None:
+    """Issue #21: work whose client went away is cancelled (at its next decode), unless
+    someone else still waits for it."""
+    from zstack_analyzer.budget import reserve
+    from zstack_analyzer.errors import DecodeCancelledError
+
+    decodes: list[int] = []
+
+    def runaway() -> None:
+        while True:  # a render that would not end on its own
+            with reserve(1024, what="runaway.tif: a strip"):
+                decodes.append(1)
+            threading.Event().wait(0.01)
+
+    async def main() -> tuple[bool, bool]:
+        async with anyio.create_task_group() as tg:
+            pool = WorkerPool(tg, workers=1)
+            leaving = anyio.Event()
+            staying = anyio.CancelScope()
+
+            async def gone() -> bool:
+                return leaving.is_set()
+
+            async def never() -> bool:
+                return False
+
+            async def leaver() -> None:
+                with pytest.raises(DecodeCancelledError):
+                    await pool.shared(
+                        "k", "ident", runaway, is_disconnected=gone, poll_seconds=0.05
+                    )
+
+            async def stayer() -> None:
+                with staying:
+                    await pool.shared("k", "ident", runaway, is_disconnected=never)
+
+            async with anyio.create_task_group() as callers:
+                callers.start_soon(leaver)
+                callers.start_soon(stayer)
+                while not decodes:
+                    await anyio.sleep(0.01)
+                leaving.set()  # one client leaves: the other still waits, the job goes on
+                await anyio.sleep(0.3)
+                ran_on = len(decodes)
+                await anyio.sleep(0.1)
+                still_running = len(decodes) > ran_on
+                staying.cancel()  # the last one leaves (its request is cancelled)
+            with anyio.fail_after(10):
+                await pool.settle("ident")
+            return still_running, True
+
+    still_running, settled = anyio.run(main)
+    assert still_running
+    assert settled

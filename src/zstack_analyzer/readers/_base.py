@@ -24,6 +24,7 @@ from zstack_analyzer.storage.remote import RemoteObject
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+    from contextlib import AbstractContextManager as ContextManager
     from types import TracebackType
 
     import dask.array as da
@@ -106,6 +107,9 @@ class ImageReader(abc.ABC):
     required_packages: ClassVar[tuple[str, ...]] = ()
     #: Whether the reader reads a :class:`RemoteObject` in place (by ranged GETs).
     reads_remote: ClassVar[bool] = False
+    #: Whether the reader reserves its own decodes (per strip, tile or chunk) from the
+    #: decode budget (:mod:`zstack_analyzer.budget`); if not, callers reserve whole planes.
+    reserves_decodes: ClassVar[bool] = False
 
     def __init__(
         self, path: Path | str | RemoteObject, /, *, limits: ReadLimits | None = None
@@ -193,10 +197,11 @@ class ImageReader(abc.ABC):
         decode only the stored blocks the region touches.
         """
         self.check_plane_index(scene, t, c, z)
-        if level == 0:
-            plane = self.read_plane(scene, t, c, z)
-        else:
-            plane = np.asarray(self.to_dask(scene, level)[t, c, z].compute(scheduler="sync"))
+        with reserve_plane(self, scene, level):
+            if level == 0:
+                plane = self.read_plane(scene, t, c, z)
+            else:
+                plane = np.asarray(self.to_dask(scene, level)[t, c, z].compute(scheduler="sync"))
         return np.ascontiguousarray(plane[rows[0] : rows[1], cols[0] : cols[1]])
 
     def level_count(self, scene: int = 0) -> int:
@@ -300,6 +305,24 @@ class ImageReader(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
+
+
+def reserve_plane(reader: ImageReader, scene: int, level: int = 0) -> ContextManager[None]:
+    """Hold the decode budget of one whole plane of ``reader``.
+
+    Nothing for readers that reserve their own decodes, so nothing is counted twice.
+    """
+    import contextlib
+
+    from zstack_analyzer.budget import reserve
+
+    if reader.reserves_decodes:
+        return contextlib.nullcontext()
+    shape = reader.to_dask(scene, level).shape if level else None
+    info = reader.scene_info(scene)
+    ny, nx = (int(shape[3]), int(shape[4])) if shape is not None else (info.size_y, info.size_x)
+    nbytes = ny * nx * max(1, info.samples_per_pixel) * np.dtype(info.dtype).itemsize
+    return reserve(nbytes, what=f"{reader.path.name}: one plane", path=reader.path)
 
 
 def _reopen(cls: type[ImageReader], path: str | RemoteObject, limits: ReadLimits) -> ImageReader:

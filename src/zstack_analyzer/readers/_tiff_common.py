@@ -23,8 +23,10 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
+from zstack_analyzer.budget import charge, check_block, reserve
 from zstack_analyzer.errors import CorruptFileError, SceneNotFoundError, ZstackError
 from zstack_analyzer.readers._base import ImageReader, planes_to_dask
+from zstack_analyzer.readers._strip_stream import STREAM_STEP, StripCursors, streamable
 from zstack_analyzer.storage.remote import RangedFile, RemoteObject, RemoteReadError
 from zstack_analyzer.vendor import json_safe
 
@@ -440,6 +442,7 @@ class TiffFamilyReader(ImageReader):
 
     required_packages = ("tifffile", "imagecodecs")
     reads_remote = True
+    reserves_decodes = True
 
     @classmethod
     def sniff(cls, head: bytes, path: Path) -> bool:
@@ -464,6 +467,8 @@ class TiffFamilyReader(ImageReader):
         super().__init__(path, limits=limits)
         self._io_lock = threading.RLock()
         self._workers = decode_workers()
+        #: Where the last streamed reads of deflate strips stopped (see _strip_stream).
+        self._strip_cursors = StripCursors()
         self._metadata_cache: dict[int, ImageMetadata] = {}
         #: The ranged file of a remote object (``None`` for a local file): told what to prefetch.
         self._ranged: RangedFile | None = None
@@ -738,15 +743,23 @@ class TiffFamilyReader(ImageReader):
         maxworkers: int,
         out: np.ndarray | None = None,
     ) -> Any:
-        """Bounds-check ``page`` and decode it (into ``out`` when given), errors wrapped."""
+        """Bounds-check ``page`` and decode it (into ``out`` when given), errors wrapped.
+
+        The whole page's decoded size is held from the decode budget while it decodes.
+        """
         self._check_segments(page)
         self._prefetch(page)
+        t, c, z = tcz
         try:
-            return page.asarray(out=out, lock=self._io_lock, maxworkers=maxworkers)
-        except RemoteReadError:
+            with reserve(
+                _page_nbytes(page),
+                what=f"{self.path.name}: plane t={t} c={c} z={z}",
+                path=self.path,
+            ):
+                return page.asarray(out=out, lock=self._io_lock, maxworkers=maxworkers)
+        except (RemoteReadError, ZstackError):
             raise
         except Exception as exc:
-            t, c, z = tcz
             msg = f"{self.path.name}: cannot decode plane t={t} c={c} z={z}: {exc}"
             raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
 
@@ -817,14 +830,16 @@ class TiffFamilyReader(ImageReader):
             )
             raise CorruptFileError(msg, path=self.path)
         planar = "S" in str(page.axes) and str(page.axes).index("S") == 0
+        what = f"{self.path.name}: plane {sub} of IFD {page.index}"
         if rows is not None and not planar:
             row_bytes = nbytes // out_shape[0]
-            with self._io_lock:
-                fh.seek(start + rows[0] * row_bytes)
-                raw = fh.read((rows[1] - rows[0]) * row_bytes)
-            band = np.frombuffer(raw, dtype=stored).reshape(rows[1] - rows[0], *out_shape[1:])
-            return np.ascontiguousarray(band.astype(dtype))
-        with self._io_lock:
+            with reserve(2 * (rows[1] - rows[0]) * row_bytes, what=what, path=self.path):
+                with self._io_lock:
+                    fh.seek(start + rows[0] * row_bytes)
+                    raw = fh.read((rows[1] - rows[0]) * row_bytes)
+                band = np.frombuffer(raw, dtype=stored).reshape(rows[1] - rows[0], *out_shape[1:])
+                return np.ascontiguousarray(band.astype(dtype))
+        with reserve(nbytes, what=what, path=self.path), self._io_lock:
             fh.seek(start)
             raw = fh.read(nbytes)
         data = np.frombuffer(raw, dtype=stored)
@@ -877,6 +892,9 @@ class TiffFamilyReader(ImageReader):
                 return None
             return (min(int(key.tilelength), ny), min(int(key.tilewidth), nx))
         rows = int(key.rowsperstrip) or ny
+        if streamable(key):  # rows are read a few MiB at a time, whatever the strip size
+            row_bytes = nx * max(1, int(key.samplesperpixel)) * plan.dtype.itemsize
+            rows = min(rows, max(1, STREAM_STEP // max(1, row_bytes)))
         return (min(rows, ny), nx)
 
     def read_region(
@@ -923,6 +941,9 @@ class TiffFamilyReader(ImageReader):
             out[...] = band[:, x0:x1]
             return out
         key = page.keyframe
+        if streamable(key):
+            self._stream_region(page, (y0, y1), (x0, x1), out, plan.dtype)
+            return out
         offsets = page.dataoffsets
         counts = page.databytecounts
         separate = spp > 1 and int(key.planarconfig) == 2
@@ -944,6 +965,10 @@ class TiffFamilyReader(ImageReader):
             raise CorruptFileError(msg, path=self.path)
         fh = page.parent.filehandle
         decode = key.decode
+        segment_bytes = th * tw * (1 if separate else max(1, spp)) * plan.dtype.itemsize
+        what = f"{self.path.name}: a {th:,} x {tw:,} segment of plane t={t} c={c} z={z}"
+        check_block(segment_bytes, what=what, path=self.path)  # before anything is read
+        charge(max(0, segment_bytes * len(wanted) - out.nbytes), what=what, path=self.path)
         self._prefetch(page, wanted)
 
         def one(index: int) -> None:
@@ -973,16 +998,57 @@ class TiffFamilyReader(ImageReader):
             else:
                 target[...] = piece[..., 0]
 
-        if len(wanted) > 1 and self._workers > 1:
+        workers = min(self._workers, len(wanted))
+        if workers > 1:
+            # The budget is held here, in the caller's thread (its decode scope), for the
+            # segments decoding at once; each batch waits for room like any decode.
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(self._workers, thread_name_prefix="zstack-tile") as pool:
-                for _ in pool.map(one, wanted):
-                    pass
+            with ThreadPoolExecutor(workers, thread_name_prefix="zstack-tile") as pool:
+                for first in range(0, len(wanted), workers):
+                    batch = wanted[first : first + workers]
+                    nbytes = segment_bytes * len(batch)
+                    with reserve(nbytes, block=segment_bytes, what=what, path=self.path):
+                        for _ in pool.map(one, batch):
+                            pass
         else:
             for index in wanted:
-                one(index)
+                with reserve(segment_bytes, what=what, path=self.path):
+                    one(index)
         return out
+
+    def _stream_region(
+        self,
+        page: Any,
+        rows: tuple[int, int],
+        cols: tuple[int, int],
+        out: np.ndarray,
+        dtype: np.dtype[Any],
+    ) -> None:
+        """Rows ``rows``, columns ``cols`` of a deflate strip page, inflated as a stream.
+
+        Why not tifffile's strip decode: it inflates a whole strip at once, and
+        one strip may be hundreds of MiB (see :mod:`._strip_stream`).
+        """
+        key = page.keyframe
+        th = int(key.rowsperstrip) or int(key.imagelength)
+        if (int(key.imagelength) - 1) // th >= len(page.dataoffsets):
+            msg = f"{self.path.name}: IFD {page.index} lists {len(page.dataoffsets)} strips, fewer than its size needs"
+            raise CorruptFileError(msg, path=self.path)
+        for strip in range(rows[0] // th, (rows[1] - 1) // th + 1):
+            top = strip * th
+            self._strip_cursors.read_rows(
+                page=page,
+                strip=strip,
+                strip_top=top,
+                rows=(max(rows[0], top), min(rows[1], top + th)),
+                cols=cols,
+                out=out,
+                out_top=rows[0],
+                dtype=dtype,
+                io_lock=self._io_lock,
+                path=self.path,
+            )
 
     def raw_metadata(self) -> Mapping[str, Any]:
         """Every tag of the first IFD plus the format's own metadata blocks."""
@@ -992,6 +1058,12 @@ class TiffFamilyReader(ImageReader):
             "byteorder": self.tif.byteorder,
             "is_bigtiff": bool(self.tif.is_bigtiff),
         }
+
+
+def _page_nbytes(page: Any) -> int:
+    """Decoded size of a page (its keyframe holds the structure of a TiffFrame)."""
+    key = page.keyframe
+    return int(math.prod(int(s) for s in key.shaped)) * int(np.dtype(key.dtype).itemsize)
 
 
 def _raw_offset(page: Any) -> int | None:

@@ -18,6 +18,7 @@ import os
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -197,11 +198,17 @@ class ReaderSource(PlaneSource):
 
     def read_block(self, c: int, z0: int, z1: int) -> np.ndarray:
         """Planes ``z0:z1`` of channel ``c`` (one plane per call in practice)."""
+        from zstack_analyzer.readers._base import reserve_plane
+
         if self._level_array is not None:
-            return np.asarray(
-                self._level_array[self.t, c, z0:z1].compute(scheduler="sync"),
-            )
-        planes = [self.reader.read_plane(self.scene, self.t, c, z) for z in range(z0, z1)]
+            with reserve_plane(self.reader, self.scene, self.level):
+                return np.asarray(
+                    self._level_array[self.t, c, z0:z1].compute(scheduler="sync"),
+                )
+        planes = []
+        for z in range(z0, z1):
+            with reserve_plane(self.reader, self.scene):
+                planes.append(self.reader.read_plane(self.scene, self.t, c, z))
         if len(planes) == 1:
             return planes[0][np.newaxis]
         return np.stack(planes)
@@ -263,15 +270,24 @@ def iter_blocks(
         todo = iter(rest)
         try:
             for c, z0, z1 in todo:
-                pending.append((c, z0, pool.submit(source.read_block, c, z0, z1)))
+                # Each read runs in a copy of this context: its decodes count in this
+                # request's decode scope (zstack_analyzer.budget), and stop when it is cancelled.
+                pending.append(
+                    (c, z0, pool.submit(copy_context().run, source.read_block, c, z0, z1))
+                )
                 if len(pending) >= depth:
                     break
             while pending:
                 c, z0, future = pending.popleft()
                 block = future.result()
                 for c_next, z0_next, z1_next in todo:
+                    read = source.read_block
                     pending.append(
-                        (c_next, z0_next, pool.submit(source.read_block, c_next, z0_next, z1_next))
+                        (
+                            c_next,
+                            z0_next,
+                            pool.submit(copy_context().run, read, c_next, z0_next, z1_next),
+                        )
                     )
                     break
                 yield c, z0, block

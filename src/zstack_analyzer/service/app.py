@@ -86,7 +86,6 @@ class RequestIdMiddleware:
 def _startup(app: FastAPI, settings: Settings) -> None:
     """Blocking start-up work (run in a thread): dirs, migrations, sweep, cache."""
     from zstack_analyzer.cache import RenderCache
-    from zstack_analyzer.service.db import crud
     from zstack_analyzer.service.db.migrations import upgrade_database
     from zstack_analyzer.service.db.search import ensure_search_index
     from zstack_analyzer.service.db.session import Database, make_engine
@@ -101,26 +100,68 @@ def _startup(app: FastAPI, settings: Settings) -> None:
         upgrade_database(engine)
         ensure_search_index(engine)
         database = Database(engine)
-        if settings.storage.sweep_on_startup:
-            keep = database.call(crud.stored_names)
-            storage.sweep(keep, grace_seconds=settings.storage.sweep_grace_seconds)
     except BaseException:
         engine.dispose()
         raise
     app.state.database = database
     app.state.storage = storage
+    app.state.storage_status = "ok"
+    app.state.sweep_pending = False
+    if settings.storage.sweep_on_startup and not _sweep(app, settings):
+        app.state.sweep_pending = True
     settings.deleted_dir.mkdir(parents=True, exist_ok=True)
     prune_tombstones(settings.deleted_dir)
     app.state.records = RecordMemo(deleted_dir=settings.deleted_dir)
     app.state.cache = RenderCache(settings.cache_dir, max_bytes=settings.render.cache_max_bytes)
 
 
+def _sweep(app: FastAPI, settings: Settings) -> bool:
+    """The start-up sweep; ``False`` (logged, storage marked unavailable) when the bucket is down.
+
+    Why not fail start-up: listing, search and cached pictures need only the
+    database and the local cache, and must keep working through an S3 outage,
+    restarts included.
+    """
+    from zstack_analyzer.service.db import crud
+    from zstack_analyzer.service.errors import storage_failures
+
+    try:
+        keep = app.state.database.call(crud.stored_names)
+        app.state.storage.sweep(keep, grace_seconds=settings.storage.sweep_grace_seconds)
+    except storage_failures() as exc:
+        logger.warning(
+            "object storage unreachable (%s): serving degraded (originals answer 503 "
+            "storage_unavailable); the start-up sweep is retried every %.0f s",
+            exc,
+            settings.storage.sweep_retry_seconds,
+        )
+        app.state.storage_status = "unavailable"
+        return False
+    app.state.storage_status = "ok"
+    return True
+
+
+async def _retry_sweep(app: FastAPI, settings: Settings) -> None:
+    """Retry the start-up sweep in the background until the bucket answers."""
+    while True:
+        await anyio.sleep(settings.storage.sweep_retry_seconds)
+        if await anyio.to_thread.run_sync(_sweep, app, settings, abandon_on_cancel=True):
+            logger.warning("object storage reachable again: start-up sweep done")
+            app.state.sweep_pending = False
+            return
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Build engine, storage, cache and worker pool; tear them down on shutdown."""
+    from zstack_analyzer import budget
     from zstack_analyzer.service.workers import WorkerPool
 
     settings: Settings = app.state.settings
+    decode_budget = settings.limits.decode_budget()
+    # Process-wide: decodes outside a request's scope (threads a decoder starts) count too.
+    previous_budget = budget.configure(decode_budget)
+    app.state.decode_budget = decode_budget
     await anyio.to_thread.run_sync(_startup, app, settings)
     logger.info(
         "zstack-analyzer %s: data in %s, database %s, auth %s",
@@ -131,8 +172,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     try:
         async with anyio.create_task_group() as task_group:
-            app.state.pool = WorkerPool(task_group, workers=settings.render.workers)
+            app.state.pool = WorkerPool(
+                task_group, workers=settings.render.workers, budget=decode_budget
+            )
             app.state.cluster = None
+            if app.state.sweep_pending:
+                task_group.start_soon(_retry_sweep, app, settings)
             if settings.dask_scheduler:
                 from zstack_analyzer.service.cluster import ClusterRenders
 
@@ -145,11 +190,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             try:
                 yield
             finally:
+                # Renders still running stop at their next decode, so shutdown is bounded.
+                decode_budget.closing.set()
                 task_group.cancel_scope.cancel()
                 if app.state.cluster is not None:
                     with anyio.CancelScope(shield=True):
                         await app.state.cluster.close()
     finally:
+        budget.configure(previous_budget)
         stores = getattr(app.state, "zarr_stores", None)
         if stores is not None:
             stores.close()

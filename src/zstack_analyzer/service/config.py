@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from zstack_analyzer.budget import DecodeBudget
 from zstack_analyzer.limits import GiB, ReadLimits
 
 __all__ = [
@@ -43,8 +44,32 @@ class LimitsSettings(BaseModel):
         default=256 * 1024**2,
         gt=0,
         description="Largest plane a render decodes whole; larger ones are read tile by tile "
-        "or refused (422)",
+        "or refused (422). Also the largest single decode (a strip, tile, zarr chunk or "
+        "plane) on any path",
     )
+    max_decode_bytes: int = Field(
+        default=320 * 1024**2,
+        gt=0,
+        description="Bytes being decoded at once by the whole server (every request together); "
+        "a decode that finds no room within decode_wait_seconds answers 503 with Retry-After",
+    )
+    max_request_decode_bytes: int = Field(
+        default=4 * GiB,
+        gt=0,
+        description="Bytes one request may decode only to throw away (rows of a strip before "
+        "the region, a plane decoded whole for one chunk of it): CPU as much as memory; "
+        "over it: 422. Bytes a request uses are not counted",
+    )
+    decode_wait_seconds: float = Field(default=20.0, ge=0)
+
+    def decode_budget(self) -> DecodeBudget:
+        """The process-wide :class:`~zstack_analyzer.budget.DecodeBudget` of these settings."""
+        return DecodeBudget(
+            total_bytes=self.max_decode_bytes,
+            block_bytes=min(self.max_render_plane_bytes, self.max_decode_bytes),
+            request_bytes=self.max_request_decode_bytes,
+            wait_seconds=self.decode_wait_seconds,
+        )
 
     def read_limits(self) -> ReadLimits:
         """The library's :class:`ReadLimits` for these settings."""
@@ -77,6 +102,12 @@ class StorageSettings(BaseModel):
         default=0.0,
         ge=0,
         description="Leave temp/orphan files younger than this (for data dirs shared by processes)",
+    )
+    sweep_retry_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A bucket unreachable at start-up: the server starts degraded and retries "
+        "the start-up sweep this often until it succeeds",
     )
     object_cache_max_bytes: int = Field(
         default=10 * GiB,
@@ -123,6 +154,12 @@ class HttpSettings(BaseModel):
         default=1000, ge=1, description="Most connections/requests at once; past it 503"
     )
     keep_alive_seconds: float = Field(default=5.0, gt=0, description="Idle keep-alive timeout")
+    shutdown_grace_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="On SIGTERM/SIGINT, how long requests in flight may finish before they are "
+        "cancelled (their renders stop at the next decode)",
+    )
 
 
 class UploadSettings(BaseModel):

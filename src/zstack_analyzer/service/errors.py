@@ -13,6 +13,8 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from zstack_analyzer.errors import (
+    DecodeBusyError,
+    DecodeCancelledError,
     ImageLoadError,
     MissingDependencyError,
     UnsupportedFormatError,
@@ -43,6 +45,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+#: Retry-After of a 503 when the decode budget is full (renders take seconds, not minutes).
+DECODE_RETRY_AFTER_S = 2
 
 
 class ImageNotFoundError(ZstackError, LookupError):
@@ -155,6 +159,8 @@ def status_for(exc: ZstackError) -> int:
         return 408
     if isinstance(exc, UploadBusyError):
         return exc.status
+    if isinstance(exc, DecodeBusyError | DecodeCancelledError):
+        return 503
     if isinstance(exc, UnsupportedFormatError | BadUploadError):
         return 400
     if isinstance(exc, MissingDependencyError):
@@ -200,6 +206,8 @@ async def _zstack_error(request: Request, exc: Exception) -> Response:
     headers: dict[str, str] | None = None
     if isinstance(exc, UploadBusyError):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, DecodeBusyError | DecodeCancelledError):
+        headers = {"Retry-After": str(DECODE_RETRY_AFTER_S)}
     elif isinstance(exc, UploadTimeoutError):
         headers = {"Connection": "close"}
     if isinstance(exc, MissingDependencyError):
@@ -242,6 +250,11 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 #: Seconds a client is told to wait when the object storage does not answer.
 STORAGE_RETRY_AFTER_S = 30
+
+
+def storage_failures() -> tuple[type[Exception], ...]:
+    """Exception types that mean "the object storage failed" (public: start-up uses it)."""
+    return _storage_failures()
 
 
 def _storage_failures() -> tuple[type[Exception], ...]:

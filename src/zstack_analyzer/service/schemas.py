@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "DecodeStatus",
     "FormatPublic",
     "FormatsPublic",
     "HealthPublic",
@@ -140,12 +141,26 @@ class FormatsPublic(BaseModel):
     message: str
 
 
+class DecodeStatus(BaseModel):
+    """The server's decode budget now: bytes being decoded, of how many, by how many requests."""
+
+    in_use_bytes: int
+    budget_bytes: int
+    active_requests: int
+
+
 class HealthPublic(BaseModel):
-    """Liveness and database reachability."""
+    """Liveness, database reachability, object storage and the decode budget."""
 
     status: Literal["ok", "degraded"]
     database: Literal["ok", "error"]
     version: str
+    storage: Literal["ok", "unavailable"] = Field(
+        default="ok",
+        description="unavailable: the bucket could not be reached (at start-up or since); "
+        "listing, search and cached pictures keep working, originals answer 503",
+    )
+    decode: DecodeStatus | None = None
 
 
 class HistogramChannel(BaseModel):

@@ -135,6 +135,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "h11_max_incomplete_event_size": settings.http.max_header_bytes,
         "limit_concurrency": settings.http.limit_concurrency,
         "timeout_keep_alive": settings.http.keep_alive_seconds,
+        "timeout_graceful_shutdown": settings.http.shutdown_grace_seconds,
         "ws": "none",
     }
 

@@ -7,21 +7,32 @@ keyed by the render's cache key makes twenty identical thumbnail requests (or
 a request arriving while the post-upload thumbnail renders) wait for one
 render. Jobs run in the app's task group, so a client that disconnects does
 not cancel a render others are waiting for.
+
+Every job runs in its own decode scope (:mod:`zstack_analyzer.budget`): its
+decodes count against one request's share of the server's decode budget, and
+a job whose caller is cancelled (a client that went away, a server shutting
+down) stops at its next decode instead of running on unseen.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import anyio
 import anyio.to_thread
 
+from zstack_analyzer.budget import decode_scope
+from zstack_analyzer.errors import DecodeCancelledError
+
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from anyio.abc import TaskGroup
+
+    from zstack_analyzer.budget import DecodeBudget
 
 __all__ = ["WorkerPool"]
 
@@ -36,6 +47,11 @@ class _Job(Generic[T]):
     done: anyio.Event = field(default_factory=anyio.Event)
     result: T | None = None
     error: BaseException | None = None
+    #: Set when no one wants the result any more: the render stops at its next decode.
+    cancel: threading.Event = field(default_factory=threading.Event)
+    waiters: int = 0
+    #: Started by spawn (a post-upload thumbnail): kept running without waiters.
+    background: bool = False
 
 
 class WorkerPool:
@@ -47,16 +63,79 @@ class WorkerPool:
         The app's task group (lives as long as the app).
     workers
         How many blocking jobs run at once.
+    budget
+        The server's decode budget; each job is one request's scope of it
+        (``None``: the process's budget).
     """
 
-    def __init__(self, task_group: TaskGroup, *, workers: int) -> None:
+    def __init__(
+        self, task_group: TaskGroup, *, workers: int, budget: DecodeBudget | None = None
+    ) -> None:
         self._task_group = task_group
+        self.budget = budget
         self.limiter = anyio.CapacityLimiter(workers)
         self._jobs: dict[str, _Job[Any]] = {}
 
-    async def run(self, func: Callable[..., T], *args: Any) -> T:
-        """Run ``func(*args)`` in a worker thread under the limiter."""
-        return await anyio.to_thread.run_sync(func, *args, limiter=self.limiter)
+    async def run(
+        self, func: Callable[..., T], *args: Any, cancel: threading.Event | None = None
+    ) -> T:
+        """Run ``func(*args)`` in a worker thread under the limiter, in a decode scope of its own.
+
+        Cancelling the caller returns at once and flags the scope (``cancel``),
+        so the thread stops at its next decode (it cannot be interrupted in between).
+        """
+        cancel = cancel if cancel is not None else threading.Event()
+
+        def scoped() -> T:
+            with decode_scope(self.budget, cancel=cancel):
+                return func(*args)
+
+        try:
+            return await anyio.to_thread.run_sync(
+                scoped, limiter=self.limiter, abandon_on_cancel=True
+            )
+        except anyio.get_cancelled_exc_class():
+            cancel.set()
+            raise
+
+    async def run_while_connected(
+        self,
+        is_disconnected: Callable[[], Awaitable[bool]],
+        func: Callable[..., T],
+        *args: Any,
+        poll_seconds: float = 0.5,
+    ) -> T:
+        """:meth:`run`, cancelled when ``is_disconnected()`` turns true (the client left).
+
+        Raises
+        ------
+        DecodeCancelledError
+            The client went away before the work finished.
+        """
+        outcome: list[T] = []
+        failure: list[BaseException] = []
+
+        async def work() -> None:
+            try:
+                outcome.append(await self.run(func, *args))
+            except Exception as exc:  # re-raised below, outside the task group
+                failure.append(exc)
+            group.cancel_scope.cancel()
+
+        async def watch() -> None:
+            while not await is_disconnected():
+                await anyio.sleep(poll_seconds)
+            group.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(work)
+            group.start_soon(watch)
+        if failure:
+            raise failure[0]
+        if not outcome:
+            msg = "the client went away; its work was cancelled"
+            raise DecodeCancelledError(msg)
+        return outcome[0]
 
     def _start(self, key: str, identity: str, func: Callable[..., T], *args: Any) -> _Job[T]:
         job: _Job[T] | None = self._jobs.get(key)
@@ -70,7 +149,7 @@ class WorkerPool:
         self, key: str, job: _Job[T], func: Callable[..., T], args: tuple[Any, ...]
     ) -> None:
         try:
-            job.result = await self.run(func, *args)
+            job.result = await self.run(func, *args, cancel=job.cancel)
         except anyio.get_cancelled_exc_class():
             job.error = RuntimeError("the server is shutting down")
             raise
@@ -80,14 +159,51 @@ class WorkerPool:
             self._jobs.pop(key, None)
             job.done.set()
 
-    async def shared(self, key: str, identity: str, func: Callable[..., T], *args: Any) -> T:
+    async def shared(
+        self,
+        key: str,
+        identity: str,
+        func: Callable[..., T],
+        *args: Any,
+        is_disconnected: Callable[[], Awaitable[bool]] | None = None,
+        poll_seconds: float = 0.5,
+    ) -> T:
         """``func(*args)`` once for all concurrent callers with the same ``key``.
 
-        The job keeps running if this caller is cancelled; its exception, if
-        any, is raised in every caller.
+        The job keeps running while anyone waits for it (or it was spawned in
+        the background); when its last caller is cancelled or its client goes
+        away (``is_disconnected``), the job is cancelled at its next decode.
+        Its exception, if any, is raised in every caller.
+
+        Raises
+        ------
+        DecodeCancelledError
+            This caller's client went away.
         """
         job = self._start(key, identity, func, *args)
-        await job.done.wait()
+        job.waiters += 1
+        gone = False
+        try:
+            while not job.done.is_set():
+                with anyio.move_on_after(poll_seconds):
+                    await job.done.wait()
+                if (
+                    not job.done.is_set()
+                    and is_disconnected is not None
+                    and await is_disconnected()
+                ):
+                    gone = True
+                    break
+        except anyio.get_cancelled_exc_class():
+            gone = True
+            raise
+        finally:
+            job.waiters -= 1
+            if gone and job.waiters == 0 and not job.background:
+                job.cancel.set()
+        if gone:
+            msg = "the client went away; its render was cancelled"
+            raise DecodeCancelledError(msg)
         if job.error is not None:
             raise job.error
         return cast("T", job.result)
@@ -102,6 +218,7 @@ class WorkerPool:
     ) -> None:
         """Start a shared job in the background; failures are logged, never raised."""
         job = self._start(key, identity, func, *args)
+        job.background = True
 
         async def _follow() -> None:
             await job.done.wait()

@@ -14,7 +14,7 @@ import threading
 import zipfile
 from typing import TYPE_CHECKING, Any
 
-from zarr.storage import ZipStore
+from zstack_analyzer.zarr.bounded import BoundedZipStore
 
 if TYPE_CHECKING:
     from zstack_analyzer.storage.remote import RangedFile, RemoteObject
@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 __all__ = ["RangedZipStore"]
 
 
-class RangedZipStore(ZipStore):
+class RangedZipStore(BoundedZipStore):
     """A read-only :class:`zarr.storage.ZipStore` whose zip is a remote object.
+
+    Members are read as :class:`~zstack_analyzer.zarr.bounded.BoundedZipStore` reads them.
 
     Pickles by its :class:`~zstack_analyzer.storage.remote.RemoteObject` (the
     open file is dropped and reopened, as ZipStore does with its zip).

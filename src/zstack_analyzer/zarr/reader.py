@@ -125,6 +125,8 @@ class OmeZarrReader(ImageReader):
     required_packages: ClassVar[tuple[str, ...]] = ("zarr",)
     #: A zipped OME-Zarr in a bucket is read in place (zipfile takes a ranged file).
     reads_remote: ClassVar[bool] = True
+    #: Chunk reads hold their decoded size from the decode budget (BudgetedArray).
+    reserves_decodes: ClassVar[bool] = True
 
     @classmethod
     def sniff(cls, head: bytes, path: Path) -> bool:
@@ -259,8 +261,12 @@ class OmeZarrReader(ImageReader):
         ):
             msg = f"{self.path.name}: unsupported NGFF axes {axes}"
             raise CorruptFileError(msg, path=self.path)
+        from zstack_analyzer.zarr.bounded import guard_codecs
+
         datasets = multiscale["datasets"]
         arrays = [group[str(d["path"])] for d in datasets]
+        for array in arrays:  # a chunk may not decode to more than it declares
+            guard_codecs(array, self.path.name)
         scale: dict[str, float] = {}
         for transform in datasets[0].get("coordinateTransformations", []):
             if transform.get("type") == "scale":
@@ -303,7 +309,21 @@ class OmeZarrReader(ImageReader):
         if not 0 <= level < len(image.arrays):
             msg = f"{self.path.name}: pyramid level {level} does not exist; scene {scene} has {len(image.arrays)}"
             raise SceneNotFoundError(msg, path=self.path)
-        array = da.from_zarr(image.arrays[level])
+        from dask.base import tokenize
+
+        from zstack_analyzer.zarr.bounded import BudgetedArray
+
+        stored = image.arrays[level]
+        # Through BudgetedArray: each chunk read holds its decoded size from the decode
+        # budget first, so a chunk too large to decode is refused before zarr allocates it.
+        array = da.from_array(
+            BudgetedArray(stored, self.path.name, self.path),
+            chunks=tuple(int(c) for c in stored.chunks),
+            name=f"ome-zarr-{tokenize(str(self.location), image.path, level)}",
+            asarray=True,
+            fancy=False,
+            lock=False,
+        )
         present = [a for a in "tczyx" if a in image.axes]
         array = array.transpose([image.axes.index(a) for a in present])
         index = tuple(slice(None) if a in image.axes else np.newaxis for a in "tczyx")
@@ -314,6 +334,8 @@ class OmeZarrReader(ImageReader):
         self.check_plane_index(scene, t, c, z)
         try:
             return np.asarray(self.to_dask(scene)[t, c, z].compute(scheduler="sync"))
+        except ZstackError:
+            raise
         except Exception as exc:
             msg = f"{self.path.name}: cannot read plane t={t} c={c} z={z}: {exc}"
             raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc

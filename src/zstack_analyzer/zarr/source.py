@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from zstack_analyzer.errors import CorruptFileError, SceneNotFoundError
+from zstack_analyzer.budget import charge, reserve
+from zstack_analyzer.errors import CorruptFileError, SceneNotFoundError, ZstackError
+from zstack_analyzer.readers._base import reserve_plane
 
 if TYPE_CHECKING:
     from zstack_analyzer.metadata import ImageMetadata
@@ -106,17 +108,24 @@ class SceneSource:
         columns = math.ceil(int(keyframe.imagewidth) / tw)
         out = np.zeros((y1 - y0, x1 - x0, self.spp), dtype=self.dtype)
         fh = page.parent.filehandle
+        tile_bytes = tl * tw * self.spp * self.dtype.itemsize
+        what = f"{self.reader.path.name}: a {tl:,} x {tw:,} tile of plane t={t} c={c} z={z}"
+        tiles = ((y1 - 1) // tl - y0 // tl + 1) * ((x1 - 1) // tw - x0 // tw + 1)
+        charge(max(0, tiles * tile_bytes - out.nbytes), what=what, path=self.reader.path)
         for row in range(y0 // tl, (y1 - 1) // tl + 1):
             for col in range(x0 // tw, (x1 - 1) // tw + 1):
                 index = row * columns + col
                 offset, count = int(page.dataoffsets[index]), int(page.databytecounts[index])
                 if count == 0:
                     continue
-                with reader._io_lock:
-                    fh.seek(offset)
-                    raw = fh.read(count)
                 try:
-                    tile, _, _ = page.decode(raw, index, jpegtables=keyframe.jpegtables)
+                    with reserve(tile_bytes, what=what, path=self.reader.path):
+                        with reader._io_lock:
+                            fh.seek(offset)
+                            raw = fh.read(count)
+                        tile, _, _ = page.decode(raw, index, jpegtables=keyframe.jpegtables)
+                except ZstackError:
+                    raise
                 except Exception as exc:
                     msg = f"{self.reader.path.name}: cannot decode tile {index} of plane t={t} c={c} z={z}: {exc}"
                     raise CorruptFileError(msg, path=self.reader.path) from exc
@@ -144,7 +153,8 @@ class SceneSource:
 
     def read_plane_samples(self, t: int, c_file: int, z: int) -> np.ndarray:
         """The file's plane (t, c_file, z) as Y, X, S (S = 1 for grey)."""
-        plane = self.reader.read_plane(self.scene, t, c_file, z)
+        with reserve_plane(self.reader, self.scene):
+            plane = self.reader.read_plane(self.scene, t, c_file, z)
         return plane if plane.ndim == 3 else plane[:, :, np.newaxis]
 
     def read_region(
@@ -163,13 +173,33 @@ class SceneSource:
         )
         y0, x0 = max(0, y0), max(0, x0)
         y1, x1 = min(ny, y1), min(nx, x1)
-        if self._tiled_plan(level) is not None and (y1 - y0) * (x1 - x0) < ny * nx:
+        partial = (y1 - y0) * (x1 - x0) < ny * nx
+        if self._tiled_plan(level) is not None and partial:
             data = self._read_tiles(level, t, c_file, z, y0, y1, x0, x1)
-        elif level:
-            plane = np.asarray(
-                self.reader.to_dask(self.scene, level)[t, c_file, z].compute(scheduler="sync")
+        elif partial and self.reader.region_grid(self.scene, level) is not None:
+            # Strips (or another reader's blocks): decode only what the region touches.
+            region = self.reader.read_region(
+                self.scene, t, c_file, z, (y0, y1), (x0, x1), level=level
             )
+            data = region if region.ndim == 3 else region[:, :, np.newaxis]
+        elif level:
+            if partial:
+                plane_bytes = ny * nx * self.spp * self.dtype.itemsize
+                waste = plane_bytes - (y1 - y0) * (x1 - x0) * self.spp * self.dtype.itemsize
+                charge(
+                    waste, what=f"{self.reader.path.name}: plane t={t} z={z}", path=self.reader.path
+                )
+            with reserve_plane(self.reader, self.scene, level):
+                plane = np.asarray(
+                    self.reader.to_dask(self.scene, level)[t, c_file, z].compute(scheduler="sync")
+                )
             data = (plane if plane.ndim == 3 else plane[:, :, np.newaxis])[y0:y1, x0:x1]
         else:
+            if partial:  # the rest of the plane is decoded for nothing
+                plane_bytes = ny * nx * self.spp * self.dtype.itemsize
+                waste = plane_bytes - (y1 - y0) * (x1 - x0) * self.spp * self.dtype.itemsize
+                charge(
+                    waste, what=f"{self.reader.path.name}: plane t={t} z={z}", path=self.reader.path
+                )
             data = self.read_plane_samples(t, c_file, z)[y0:y1, x0:x1]
         return np.ascontiguousarray(data[:, :, sample])

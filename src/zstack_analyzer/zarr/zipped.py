@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from zstack_analyzer.errors import CorruptFileError, LimitExceededError
+from zstack_analyzer.errors import CorruptFileError, LimitExceededError, ZstackError
 from zstack_analyzer.storage.remote import RemoteObject
 
 if TYPE_CHECKING:
@@ -94,6 +94,13 @@ def _name_of(source: Path | RemoteObject) -> Path:
     return source.path if isinstance(source, RemoteObject) else source
 
 
+def read_member(archive: zipfile.ZipFile, name: str, cap: int, *, path: Path) -> bytes:
+    """A member's bytes, never inflated past its declared size (see :mod:`~zstack_analyzer.zarr.bounded`)."""
+    from zstack_analyzer.zarr.bounded import read_member as bounded_read
+
+    return bounded_read(archive, name, cap, path=path)
+
+
 def looks_like_zipped_ome_zarr(head: bytes, path: Path | RemoteObject) -> bool:
     """A zip whose root (or single top folder) is a group with NGFF attributes; never raises."""
     if not head.startswith(ZIP_MAGIC):
@@ -107,11 +114,11 @@ def looks_like_zipped_ome_zarr(head: bytes, path: Path | RemoteObject) -> bool:
             for name in ("zarr.json", ".zattrs"):
                 member = f"{root}/{name}" if root else name
                 if member in names and archive.getinfo(member).file_size < (16 << 20):
-                    doc = json.loads(archive.read(member))
+                    doc = json.loads(read_member(archive, member, 16 << 20, path=_name_of(path)))
                     attrs = doc.get("attributes", {}) if name == "zarr.json" else doc
                     if isinstance(attrs, dict) and any(k in attrs for k in _NGFF_KEYS):
                         return True
-    except (OSError, ValueError, zipfile.BadZipFile, KeyError, RuntimeError):
+    except (OSError, ValueError, zipfile.BadZipFile, KeyError, RuntimeError, ZstackError):
         return False
     return False
 
@@ -183,14 +190,17 @@ def open_zip_group(source: Path | RemoteObject, limits: ReadLimits) -> tuple[Any
     A remote zip is read in place (:class:`~zstack_analyzer.zarr.ranged_zip.RangedZipStore`).
     """
     import zarr
-    from zarr.storage import ZipStore
 
+    from zstack_analyzer.zarr.bounded import BoundedZipStore
     from zstack_analyzer.zarr.ranged_zip import RangedZipStore
 
     root = check_zip(source, limits)
-    store: ZipStore = (
-        RangedZipStore(source) if isinstance(source, RemoteObject) else ZipStore(source, mode="r")
+    store: BoundedZipStore = (
+        RangedZipStore(source)
+        if isinstance(source, RemoteObject)
+        else BoundedZipStore(source, mode="r")
     )
+    store.member_cap = limits.max_plane_bytes + (1 << 20)
     try:
         group = zarr.open_group(store=store, path=root or None, mode="r")
     except BaseException:

@@ -26,7 +26,8 @@ _DESCRIPTIONS = {
     422: "Corrupt file, limit exceeded, index out of range or invalid parameter",
     429: "Too many uploads in flight from this client (see Retry-After)",
     500: "Missing optional reader package (body names the pip install) or a server bug",
-    503: "Too many uploads in flight on the server (see Retry-After), or database unreachable",
+    503: "Too many uploads in flight, the decode budget full, the bucket or database "
+    "unreachable (see Retry-After)",
 }
 
 #: Media types a render route may answer with (the ``format`` parameter).

@@ -72,7 +72,7 @@ MAX_LIST_CHARS = 2048
 IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": IMAGE_MEDIA_TYPES, "description": "The picture (PNG unless format= says)"},
     304: {"description": "Not modified (If-None-Match matched the ETag)"},
-    **problems(401, 404, 409, 410, 422, 500),
+    **problems(401, 404, 409, 410, 422, 500, 503),
 }
 
 
@@ -291,7 +291,15 @@ class Renderer:
         try:
             path = await anyio.to_thread.run_sync(readable_source, image, self.storage)
             result = await self.pool.shared(
-                etag, image.sha256, render_job, path, spec, limits, self.cache, image.sha256
+                etag,
+                image.sha256,
+                render_job,
+                path,
+                spec,
+                limits,
+                self.cache,
+                image.sha256,
+                is_disconnected=self.request.is_disconnected,
             )
         except ZstackError as exc:
             name_in_message(exc, {str(path): image.filename, image.stored_name: image.filename})
@@ -400,7 +408,7 @@ async def orthogonal(
     "/{image_id}/histogram",
     response_model=HistogramPublic,
     summary="Per-channel histograms and 1/99 percentile windows",
-    responses={304: {"description": "Not modified"}, **problems(401, 404, 409, 410, 422, 500)},
+    responses={304: {"description": "Not modified"}, **problems(401, 404, 409, 410, 422, 500, 503)},
 )
 async def histogram(
     image_id: str,
@@ -437,6 +445,7 @@ async def histogram(
             t,
             z,
             settings.limits.read_limits(),
+            is_disconnected=request.is_disconnected,
         )
     except OSError as exc:
         raise await missing_file_error(database, image_id, exc) from exc

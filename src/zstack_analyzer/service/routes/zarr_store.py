@@ -143,7 +143,7 @@ _ZARR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "A metadata document (JSON) or a chunk (raw little-endian bytes)",
     },
     304: {"description": "Not modified (If-None-Match matched the ETag)"},
-    **problems(401, 404, 422, 500),
+    **problems(401, 404, 422, 500, 503),
 }
 
 
@@ -175,7 +175,8 @@ async def _serve(
         return Response(status_code=304, headers=headers)
     path = await anyio.to_thread.run_sync(readable_source, image, storage)
     try:
-        data = await pool.run(
+        data = await pool.run_while_connected(
+            request.is_disconnected,
             _key_bytes,
             open_stores(request),
             path,
@@ -307,7 +308,7 @@ def _tile_bytes(
     responses={
         200: {"content": IMAGE_MEDIA_TYPES, "description": "The tile (PNG unless format= says)"},
         304: {"description": "Not modified (If-None-Match matched the ETag)"},
-        **problems(401, 404, 422, 500),
+        **problems(401, 404, 422, 500, 503),
     },
 )
 async def tile(
@@ -361,7 +362,8 @@ async def tile(
     path = await anyio.to_thread.run_sync(readable_source, image, storage)
     tile_fields = dict(fields)
     try:
-        data = await pool.run(
+        data = await pool.run_while_connected(
+            request.is_disconnected,
             _tile_bytes,
             open_stores(request),
             path,
