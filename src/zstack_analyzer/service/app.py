@@ -86,6 +86,7 @@ class RequestIdMiddleware:
 def _startup(app: FastAPI, settings: Settings) -> None:
     """Blocking start-up work (run in a thread): dirs, migrations, sweep, cache."""
     from zstack_analyzer.cache import RenderCache
+    from zstack_analyzer.confine import confine_reads
     from zstack_analyzer.service.db import crud
     from zstack_analyzer.service.db.migrations import upgrade_database
     from zstack_analyzer.service.db.search import ensure_search_index
@@ -93,6 +94,8 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     from zstack_analyzer.service.images_service import RecordMemo, prune_tombstones
     from zstack_analyzer.service.storage import make_storage
 
+    # Before anything is read: every open beneath an import root must land inside one.
+    confine_reads(settings.import_roots)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     storage = make_storage(settings)
     storage.ensure_dirs()

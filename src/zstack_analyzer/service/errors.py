@@ -12,6 +12,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from zstack_analyzer.confine import UnsafeFileError
 from zstack_analyzer.errors import (
     ImageLoadError,
     MissingDependencyError,
@@ -29,6 +30,7 @@ __all__ = [
     "BadUploadError",
     "ImageNotFoundError",
     "ImportForbiddenError",
+    "NotRegularFileError",
     "OriginalChangedError",
     "OriginalMissingError",
     "SourceNotFoundError",
@@ -67,6 +69,12 @@ class ImportForbiddenError(ZstackError):
     """In-place import is off, or the path resolves outside ``ZSTACK_IMPORT_ROOTS`` (403)."""
 
     code = "outside_import_roots"
+
+
+class NotRegularFileError(ImportForbiddenError):
+    """The path to register is a FIFO, socket or device: refused before it is opened (403)."""
+
+    code = "not_a_regular_file"
 
 
 class SourceNotFoundError(ZstackError, LookupError):
@@ -145,7 +153,7 @@ def status_for(exc: ZstackError) -> int:
         return 404
     if isinstance(exc, ImportForbiddenError):
         return 403
-    if isinstance(exc, OriginalChangedError):
+    if isinstance(exc, OriginalChangedError | UnsafeFileError):
         return 409
     if isinstance(exc, OriginalMissingError):
         return 410
@@ -193,8 +201,28 @@ def request_id_of(request: Request) -> str:
     return value if isinstance(value, str) else uuid.uuid4().hex
 
 
+def unsafe_cause(exc: BaseException) -> UnsafeFileError | None:
+    """The :class:`UnsafeFileError` behind ``exc``, if any (readers wrap what they hit).
+
+    Why: a reader turns any failure to read a plane into ``CorruptFileError``
+    (422); a chunk refused because it leads outside the roots must still say so
+    (409), whichever reader or library it went through.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UnsafeFileError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    return None
+
+
 async def _zstack_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ZstackError)  # noqa: S101  (registered for ZstackError only)
+    exc = unsafe_cause(exc) or exc
     status = status_for(exc)
     extra: dict[str, Any] = {}
     headers: dict[str, str] | None = None
@@ -280,6 +308,9 @@ async def _storage_unavailable(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    unsafe = unsafe_cause(exc)
+    if unsafe is not None:  # wrapped by a library on its way up: still a refusal, not a fault
+        return await _zstack_error(request, unsafe)
     request_id = request_id_of(request)
     logger.error("request %s failed with an unexpected error", request_id, exc_info=exc)
     return problem_response(

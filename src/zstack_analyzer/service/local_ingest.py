@@ -31,6 +31,7 @@ from zstack_analyzer.service.images_service import (
     find_present,
     resolve_import_path,
     save_in_place,
+    signed64,
 )
 from zstack_analyzer.service.storage import display_filename, make_storage, stored_suffix
 
@@ -148,6 +149,9 @@ class LocalSink:
             cache_max_bytes=self.settings.render.cache_max_bytes,
             expect_size=entry.size if not entry.is_dir else None,
             expect_mtime_ns=entry.mtime_ns,
+            confine_to=tuple(str(root) for root in self.settings.import_roots)
+            if self.in_place
+            else (),
         )
 
     def commit(self, entry: FileEntry, result: FileResult) -> Commit:
@@ -180,6 +184,11 @@ class LocalSink:
                 sha256=result.sha256,
                 metadata=result.metadata,
                 scenes=result.scenes,
+                identity=(
+                    (signed64(result.identity[0]), signed64(result.identity[1]))
+                    if result.identity is not None
+                    else None
+                ),
             )
         )
         if previous is not None and previous != result.sha256:
