@@ -175,7 +175,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     from fastapi import Depends, FastAPI
     from fastapi.middleware.cors import CORSMiddleware
-    from fastapi.staticfiles import StaticFiles
 
     from zstack_analyzer.service.deps import require_token
     from zstack_analyzer.service.errors import install_error_handlers
@@ -190,6 +189,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         zarr_store,
     )
     from zstack_analyzer.service.upload import UploadSlots
+    from zstack_analyzer.service.viewer_files import ViewerFiles
 
     settings = settings or Settings()
     app = FastAPI(
@@ -232,5 +232,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     if WEB_DIR.is_dir():
         # Mounted last: the API routes win; "/" serves the viewer's index.html without auth.
-        app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
+        app.mount("/", ViewerFiles(directory=WEB_DIR, html=True), name="web")
     return app
