@@ -327,3 +327,32 @@ def test_ingest_task_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
     # Swapped in after the stat: the hash's own open does not block either.
     with pytest.raises(PermissionError):
         _run_bounded(lambda: hash_file(fifo) and None)
+
+
+def test_oif_plane_file_swapped_for_a_symlink_out_is_refused(
+    in_place_client: TestClient, roots: Path, tmp_path: Path
+) -> None:
+    """An OIF's plane files live in its companion folder: one symlinked to another image outside."""
+    from tests.synthetic_oif import plane_files, write_oif
+
+    stack = np.arange(1 * 2 * 3 * 16 * 20, dtype=np.uint16).reshape(1, 2, 3, 16, 20)
+    main = write_oif(roots, stack)
+    first = _register(in_place_client, main)
+    assert first.status_code == 201, first.text
+    image_id = first.json()["id"]
+    assert in_place_client.get(f"/api/images/{image_id}/slice/0").status_code == 200
+    # (Renders already cached are the registered pixels: serving them leaks nothing.)
+    # Another user's image outside the root, with the same layout (plane for plane).
+    elsewhere = tmp_path / "outside" / "private"
+    elsewhere.mkdir(parents=True)
+    secret_stack = np.full_like(stack, 4242)
+    for name, data in plane_files(secret_stack).items():
+        (elsewhere / name).write_bytes(data)
+    companion = roots / "cells.oif.files"
+    for plane in companion.iterdir():
+        if plane.suffix.lower() == ".tif":
+            plane.unlink()
+            plane.symlink_to(elsewhere / plane.name)
+    for route in ("slice/1", "mip", "zarr/0/0/0/0/1/0/0", "histogram"):
+        response = in_place_client.get(f"/api/images/{image_id}/{route}")
+        assert response.status_code == 409, (route, response.status_code, response.text[:200])

@@ -214,15 +214,16 @@ def unsafe_cause(exc: BaseException) -> UnsafeFileError | None:
         if isinstance(current, UnsafeFileError):
             return current
         seen.add(id(current))
-        current = current.__cause__ or (
-            None if current.__suppress_context__ else current.__context__
-        )
+        # The context too, even when suppressed: libraries re-raise "from None"
+        # (oiffile turns any OSError into "no such file").
+        current = current.__cause__ or current.__context__
     return None
 
 
 async def _zstack_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ZstackError)  # noqa: S101  (registered for ZstackError only)
-    exc = unsafe_cause(exc) or exc
+    if isinstance(exc, ImageLoadError):  # a reader's wrapping of what it hit
+        exc = unsafe_cause(exc) or exc
     status = status_for(exc)
     extra: dict[str, Any] = {}
     headers: dict[str, str] | None = None
