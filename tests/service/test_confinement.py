@@ -356,3 +356,21 @@ def test_oif_plane_file_swapped_for_a_symlink_out_is_refused(
     for route in ("slice/1", "mip", "zarr/0/0/0/0/1/0/0", "histogram"):
         response = in_place_client.get(f"/api/images/{image_id}/{route}")
         assert response.status_code == 409, (route, response.status_code, response.text[:200])
+
+
+def test_registering_a_swapped_file_again_refreshes_the_record(
+    in_place_client: TestClient, roots: Path, secret: Path, tmp_path: Path
+) -> None:
+    """Same path, size and mtime but another file: not 'already registered', read again."""
+    image_id, source = _registered_tiff(in_place_client, roots)
+    replacement = write_ome_tiff(tmp_path / "other.ome.tif", seed=3)
+    assert replacement.stat().st_size == source.stat().st_size
+    st = source.stat()
+    os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(replacement, source)
+    assert in_place_client.get(f"/api/images/{image_id}/slice/1").status_code == 409
+    again = _register(in_place_client, source)
+    assert again.status_code == 200, again.text
+    assert again.json()["message"].startswith("Refreshed")
+    assert again.json()["id"] == image_id
+    assert in_place_client.get(f"/api/images/{image_id}/slice/1").status_code == 200

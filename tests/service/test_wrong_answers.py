@@ -6,7 +6,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from tests.service.conftest import upload, write_ome_tiff
 
@@ -156,3 +156,57 @@ def test_401_comes_before_404_and_405(
     assert client.request("DELETE", "/api/health", headers=good).status_code == 405
     assert client.get("/api/no-such-route", headers=good).status_code == 404
     assert client.get("/api/health", headers=good).status_code == 200
+
+
+def test_migration_0005_folds_existing_duplicates_into_the_oldest(
+    settings: Settings, tmp_path: Path, make_client: Callable[..., TestClient]
+) -> None:
+    """Duplicates made before the unique index existed: the oldest record stays, once."""
+    import uuid
+
+    from alembic import command
+    from sqlalchemy.orm import Session
+
+    from zstack_analyzer.service.db.migrations import alembic_config, upgrade_database
+    from zstack_analyzer.service.db.models import Image
+    from zstack_analyzer.service.db.session import make_engine
+
+    roots = tmp_path / "archive"
+    roots.mkdir()
+    source = write_ome_tiff(roots / "dup.ome.tif")
+    client = make_client(settings.model_copy(update={"import_roots": [roots]}))
+    first = client.post("/api/images/register", json={"path": str(source)})
+    assert first.status_code == 201
+    url = client.app.state.database.engine.url  # type: ignore[attr-defined]
+    client.__exit__(None, None, None)
+    engine = make_engine(url.render_as_string(hide_password=False))
+    try:
+        # Back to a 0004 database holding duplicates (as concurrent registrations made them).
+        with engine.begin() as connection:
+            connection.execute(text("DROP INDEX ux_images_in_place_source_path"))
+        with Session(engine) as session:
+            row = session.scalars(select(Image)).one()
+            for _ in range(2):
+                session.add(
+                    Image(
+                        **{
+                            c.key: getattr(row, c.key)
+                            for c in Image.__mapper__.column_attrs
+                            if c.key not in ("id", "stored_name", "search_vector", "created_at")
+                        },
+                        id=uuid.uuid4(),
+                        stored_name=f"inplace-{uuid.uuid4().hex}",
+                    )
+                )
+            session.commit()
+            assert session.scalar(select(func.count()).select_from(Image)) == 3
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE images DROP COLUMN source_dev"))
+            connection.execute(text("ALTER TABLE images DROP COLUMN source_ino"))
+        command.stamp(alembic_config(engine), "0004")
+        upgrade_database(engine)
+        with Session(engine) as session:
+            ids = session.scalars(select(Image.id)).all()
+        assert [str(i) for i in ids] == [first.json()["id"]]
+    finally:
+        engine.dispose()

@@ -532,10 +532,21 @@ def resolve_import_path(raw: str, roots: Sequence[Path]) -> Path:
 
 
 def find_present(
-    session: Session, *, path: str, size: int, mtime_ns: int, in_place: bool
+    session: Session,
+    *,
+    path: str,
+    size: int,
+    mtime_ns: int,
+    in_place: bool,
+    identity: tuple[int, int] | None = None,
 ) -> Image | None:
-    """The record of ``path`` ingested with this size and mtime (in place or copied), if any."""
-    from sqlalchemy import select
+    """The record of ``path`` ingested with this size and mtime (in place or copied), if any.
+
+    With ``identity`` (``(device, inode)``, :func:`identity_of`), a record that
+    remembers another file is not this one: a file swapped for another with the
+    same size and mtime is read again (and its record refreshed).
+    """
+    from sqlalchemy import and_, or_, select
 
     query = (
         select(Image)
@@ -545,6 +556,13 @@ def find_present(
     )
     if size:  # a folder image has no size of its own
         query = query.where(Image.source_size == size)
+    if identity is not None:
+        query = query.where(
+            or_(
+                Image.source_ino.is_(None),
+                and_(Image.source_dev == identity[0], Image.source_ino == identity[1]),
+            )
+        )
     return session.scalars(query.limit(1)).first()
 
 

@@ -114,7 +114,12 @@ async def register_image(
     size = 0 if path.is_dir() else st.st_size
     present: Image | None = await database.run(
         functools.partial(
-            find_present, path=str(path), size=size, mtime_ns=st.st_mtime_ns, in_place=True
+            find_present,
+            path=str(path),
+            size=size,
+            mtime_ns=st.st_mtime_ns,
+            in_place=True,
+            identity=identity_of(st),
         )
     )
     if present is not None:
