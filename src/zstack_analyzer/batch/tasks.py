@@ -166,12 +166,19 @@ def render_to_cache(
     cache_dir: str,
     cache_max_bytes: int,
     identity: str,
+    confine_to: tuple[str, ...] = (),
 ) -> int:
     """Render ``spec`` of ``path`` into the render cache at ``cache_dir``; the picture's size.
 
     Why a cache *directory* and not a cache object: this runs on dask workers,
     which open the shared cache themselves (a RenderCache holds a lock).
+    ``confine_to``: the server's import roots, confined in the worker too
+    (:func:`zstack_analyzer.confine.confine_reads`).
     """
+    if confine_to:
+        from zstack_analyzer.confine import confine_reads
+
+        confine_reads(confine_to)
     from zstack_analyzer.cache import RenderCache
     from zstack_analyzer.render.thumbnails import render_file
 
