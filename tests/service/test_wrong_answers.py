@@ -210,3 +210,36 @@ def test_migration_0005_folds_existing_duplicates_into_the_oldest(
         assert [str(i) for i in ids] == [first.json()["id"]]
     finally:
         engine.dispose()
+
+
+def test_concurrent_registrations_against_a_live_server(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """The same race over real sockets (uvicorn, its worker threads): 50 requests, 5 rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from tests.service.live import live_server
+
+    roots = tmp_path / "archive"
+    roots.mkdir()
+    paths = [
+        write_ome_tiff(roots / f"p{i}.ome.tif", shape=(1, 2, 16, 16), seed=i) for i in range(5)
+    ]
+    with live_server(tmp_path / "data", database_url=database_url, import_roots=[roots]) as base:
+        barrier = threading.Barrier(50)
+
+        def register(path: Path) -> tuple[int, str]:
+            barrier.wait()
+            response = requests.post(
+                f"{base}/api/images/register", json={"path": str(path)}, timeout=120
+            )
+            return response.status_code, response.json().get("id", response.text)
+
+        with ThreadPoolExecutor(50) as pool:
+            answers = list(pool.map(register, [paths[i % 5] for i in range(50)]))
+        assert {status for status, _ in answers} <= {200, 201}, answers
+        assert len({image_id for _, image_id in answers}) == 5
+        listed = requests.get(f"{base}/api/images/", params={"limit": 100}, timeout=30).json()
+        assert listed["count"] == 5
