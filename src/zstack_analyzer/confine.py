@@ -252,7 +252,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     try:
         if not is_confined(path):
             return
-    except (TypeError, ValueError):  # not a path we can read (the open itself will say)
+    except (TypeError, ValueError, OSError):  # not a path we can judge (the open itself will say)
         return
     try:
         inspect_confined(path, allow_dir=True)
