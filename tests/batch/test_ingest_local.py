@@ -232,3 +232,30 @@ def test_info_prints_json_lines(tmp_path: Path) -> None:
     assert [line["size_z"] for line in lines] == [5, 2]
     assert lines[1]["scenes"][0]["size_x"] == 12
     assert lines[0]["file_format"] == "OME-TIFF"
+
+
+def test_ingest_sweeps_its_own_old_partial_copies(tmp_path: Path, zstack_env: Path) -> None:
+    """A killed ingest leaves ``tmp/ingest-*``; the next run removes those (old, its own only)."""
+    archive = tmp_path / "archive"
+    make_archive(archive)
+    tmp = zstack_env / "tmp"
+    tmp.mkdir(parents=True)
+    old_partial = tmp / "ingest-0123456789abcdef0123456789abcdef.ome.tif"
+    young_partial = tmp / "ingest-fedcba9876543210fedcba9876543210.ome.tif"
+    old_upload = tmp / "0123456789abcdef0123456789abcdef.czi"  # an upload's temp: not ours
+    for path in (old_partial, young_partial, old_upload):
+        path.write_bytes(b"partial" * 1000)
+    two_hours_ago = time.time() - 7200
+    for path in (old_partial, old_upload):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+
+    code, summary = ingest(str(archive))
+    assert code == 0, summary
+    assert not old_partial.exists()
+    assert young_partial.exists()  # another ingest may be writing it right now
+    assert old_upload.exists()  # the server's sweep decides about uploads
+    # The run's own copies were committed under their final names: nothing of ours is left.
+    assert sorted(p.name for p in tmp.iterdir()) == sorted([young_partial.name, old_upload.name])
+    assert len(rows(zstack_env)) == summary["ingested"]
+    stored = {name for (name,) in rows(zstack_env, "stored_name")}
+    assert not any(name.startswith("ingest-") for name in stored)

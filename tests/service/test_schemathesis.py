@@ -102,3 +102,96 @@ def test_openapi_cases_never_fail(tmp_path: Path, database_url: str | None, auth
     print(
         f"schemathesis {auth} {'postgres' if database_url else 'sqlite'}: {dict(sorted(statuses.items()))}"
     )
+
+
+#: Path segments a hostile zarr client sends: non-ASCII digits (``isdigit`` is true for
+#: all of them), Python's int-digit limit, signs, spaces, dots and empty segments.
+HOSTILE_PARTS = st.one_of(
+    st.sampled_from(
+        [
+            "0",
+            "1",
+            ".zattrs",
+            ".zarray",
+            ".zgroup",
+            "²",
+            "٠",
+            "١",
+            "𝟎",
+            "০",
+            "Ⅷ",
+            "-1",
+            "+1",
+            " 0",
+            "0x1",
+            "1e3",
+            "1_0",
+            "..",
+            ".",
+            "",
+            "0" * 5000,
+            "9" * 4301,
+            "1000000000",
+        ]
+    ),
+    st.text(alphabet=st.characters(categories=["Nd", "No", "Nl"]), min_size=1, max_size=6),
+    st.from_regex(r"[0-9]{1,12}", fullmatch=True),
+)
+HOSTILE_KEYS = st.lists(HOSTILE_PARTS, min_size=1, max_size=8).map("/".join)
+
+
+def test_zarr_and_tile_routes_with_hostile_keys(tmp_path: Path) -> None:
+    """The zarr key and tile routes, driven by schemathesis with hostile keys: never a 500."""
+    source = write_ome_tiff(tmp_path / "fuzz.ome.tif", (2, 3, 16, 20))
+    with live_server(tmp_path / "data") as base:
+        session = requests.Session()
+        with source.open("rb") as fh:
+            uploaded = session.post(
+                f"{base}/api/images/upload", files={"file": ("fuzz.ome.tif", fh)}
+            )
+        assert uploaded.status_code == 201, uploaded.text
+        real_id = uploaded.json()["id"]
+        schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
+        operations = [
+            result.ok()
+            for result in schema.get_all_operations()
+            if "/zarr/" in result.ok().path or "/tile/" in result.ok().path
+        ]
+        assert len(operations) >= 2
+        statuses: Counter[int] = Counter()
+
+        def runner(operation: Any) -> Any:
+            @given(
+                case=operation.as_strategy(),
+                key=HOSTILE_KEYS,
+                parts=st.lists(HOSTILE_PARTS, min_size=3, max_size=3),
+            )
+            @settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
+            def run(case: Any, key: str, parts: list[str]) -> None:
+                parameters = case.path_parameters or {}
+                parameters["image_id"] = real_id
+                if "key" in parameters:
+                    parameters["key"] = key
+                else:  # the tile route: level, row, column as hostile text
+                    parameters.update(zip(("level", "row", "column"), parts, strict=True))
+                case.path_parameters = parameters
+                response = case.call(session=session, timeout=120)
+                statuses[response.status_code] += 1
+                assert response.status_code < 500, (parameters, response.text[:300])
+                if "key" in parameters:
+                    case.validate_response(response, checks=CHECKS)
+
+            return run
+
+        for operation in operations:
+            runner(operation)()
+    assert not [status for status in statuses if status >= 500], statuses
+    assert statuses[404] > 0
+    print(f"schemathesis hostile zarr/tile keys: {dict(sorted(statuses.items()))}")

@@ -69,11 +69,15 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    """A fresh laptop-sized page; page errors fail the test."""
+    """A fresh laptop-sized page; page errors and Content-Security-Policy violations fail the test."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     errors: list[Any] = []
     page.on("pageerror", lambda exc: errors.append(exc))
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
     page.set_default_timeout(20_000)
     try:
         yield page

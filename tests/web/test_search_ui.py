@@ -143,5 +143,7 @@ def test_a_late_answer_to_an_older_search_never_replaces_the_newest(
     page.click("#filter-clear")  # an unfiltered search, whose answer comes late
     page.fill("#filter-channel", "dapi")  # the newest search, answered at once
     expect_cards(page, ["nuclei.ome.tif"])
-    page.wait_for_function("window.__staleDelivered === true")
+    page.wait_for_function(
+        "() => window.__staleDelivered === true"
+    )  # a function: no eval under the CSP
     assert page.locator(".card .filename").all_inner_texts() == ["nuclei.ome.tif"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,9 @@ class FileJob:
         Render the default thumbnail into this render cache (``None``: no thumbnail).
     expect_size, expect_mtime_ns
         What the walk saw; a file that differs afterwards is still being written.
+    confine_to
+        Import roots: every read beneath them must land on a regular file inside
+        them (:func:`zstack_analyzer.confine.confine_reads`, set up in the worker).
     """
 
     path: str
@@ -74,6 +78,7 @@ class FileJob:
     cache_max_bytes: int = 1024**3
     expect_size: int | None = None
     expect_mtime_ns: int | None = None
+    confine_to: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -97,12 +102,14 @@ class FileResult:
     error: str = ""
     seconds: float = 0.0
     pid: int = 0  # the process that did the work (this one, or a dask worker)
+    #: ``(st_dev, st_ino)`` of the file read (what an in-place record remembers).
+    identity: tuple[int, int] | None = None
 
 
 def hash_file(path: str | Path, /, *, copy_to: str | Path | None = None) -> str:
     """SHA-256 of a file (hex), copying it to ``copy_to`` on the way (one read)."""
     hasher = hashlib.sha256()
-    with open(path, "rb") as src:
+    with open(path, "rb", opener=_open_regular) as src:
         if copy_to is None:
             while chunk := src.read(CHUNK_BYTES):
                 hasher.update(chunk)
@@ -112,6 +119,24 @@ def hash_file(path: str | Path, /, *, copy_to: str | Path | None = None) -> str:
                     hasher.update(chunk)
                     dst.write(chunk)
     return hasher.hexdigest()
+
+
+def _open_regular(path: str, flags: int) -> int:
+    """``os.open`` that never blocks and refuses anything but a regular file.
+
+    Why: a FIFO opened for reading waits for a writer (a registration of one
+    held a worker forever); ``O_NONBLOCK`` returns at once, and the ``fstat`` of
+    the descriptor refuses FIFOs, sockets and devices before a byte is read.
+    """
+    from zstack_analyzer.confine import UnsafeFileError
+
+    fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        msg = f"{os.path.basename(path)}: not a regular file (a FIFO, socket, device or folder)"
+        raise UnsafeFileError(msg, path=path)
+    return fd
 
 
 def hash_tree(path: str | Path, /) -> str:
@@ -141,12 +166,19 @@ def render_to_cache(
     cache_dir: str,
     cache_max_bytes: int,
     identity: str,
+    confine_to: tuple[str, ...] = (),
 ) -> int:
     """Render ``spec`` of ``path`` into the render cache at ``cache_dir``; the picture's size.
 
     Why a cache *directory* and not a cache object: this runs on dask workers,
     which open the shared cache themselves (a RenderCache holds a lock).
+    ``confine_to``: the server's import roots, confined in the worker too
+    (:func:`zstack_analyzer.confine.confine_reads`).
     """
+    if confine_to:
+        from zstack_analyzer.confine import confine_reads
+
+        confine_reads(confine_to)
     from zstack_analyzer.cache import RenderCache
     from zstack_analyzer.render.thumbnails import render_file
 
@@ -171,6 +203,10 @@ def _local_dask() -> Any:
 
 def process_file(job: FileJob) -> FileResult:
     """Hash (and copy), inspect and thumbnail one file; never raises for a bad file."""
+    if job.confine_to:
+        from zstack_analyzer.confine import confine_reads
+
+        confine_reads(job.confine_to)
     with _local_dask():
         return _process_file(job)
 
@@ -180,8 +216,13 @@ def _process_file(job: FileJob) -> FileResult:
     result = FileResult(job.path, "ok", pid=os.getpid())
     copied = False
     try:
-        before = os.stat(job.path)
+        before = os.stat(job.path)  # never opens: a FIFO cannot block here
+        if not (stat.S_ISREG(before.st_mode) or stat.S_ISDIR(before.st_mode)):
+            result.status = "refused"
+            result.error = f"{job.path}: not a regular file or folder (a FIFO, socket or device)"
+            return result
         result.size, result.mtime_ns = before.st_size, before.st_mtime_ns
+        result.identity = (before.st_dev, before.st_ino)
         if _changed(job, before):
             result.status = "changed"
             result.error = "still being written (size or time changed since it was listed)"

@@ -86,12 +86,15 @@ class RequestIdMiddleware:
 def _startup(app: FastAPI, settings: Settings) -> None:
     """Blocking start-up work (run in a thread): dirs, migrations, sweep, cache."""
     from zstack_analyzer.cache import RenderCache
+    from zstack_analyzer.confine import confine_reads
     from zstack_analyzer.service.db.migrations import upgrade_database
     from zstack_analyzer.service.db.search import ensure_search_index
     from zstack_analyzer.service.db.session import Database, make_engine
     from zstack_analyzer.service.images_service import RecordMemo, prune_tombstones
     from zstack_analyzer.service.storage import make_storage
 
+    # Before anything is read: every open beneath an import root must land inside one.
+    confine_reads(settings.import_roots)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     storage = make_storage(settings)
     storage.ensure_dirs()
@@ -220,7 +223,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     from fastapi import Depends, FastAPI
     from fastapi.middleware.cors import CORSMiddleware
-    from fastapi.staticfiles import StaticFiles
 
     from zstack_analyzer.service.deps import require_token
     from zstack_analyzer.service.errors import install_error_handlers
@@ -235,6 +237,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         zarr_store,
     )
     from zstack_analyzer.service.upload import UploadSlots
+    from zstack_analyzer.service.viewer_files import ViewerFiles
 
     settings = settings or Settings()
     app = FastAPI(
@@ -277,5 +280,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     if WEB_DIR.is_dir():
         # Mounted last: the API routes win; "/" serves the viewer's index.html without auth.
-        app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
+        app.mount("/", ViewerFiles(directory=WEB_DIR, html=True), name="web")
     return app

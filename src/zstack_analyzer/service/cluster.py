@@ -88,6 +88,7 @@ class ClusterRenders:
         on_success: Callable[[], Any] | None,
     ) -> None:
         from zstack_analyzer.batch.tasks import render_to_cache
+        from zstack_analyzer.confine import confined_roots
 
         key = f"zstack-render-{identity[:16]}-{uuid.uuid4().hex[:8]}"
         try:
@@ -99,6 +100,7 @@ class ClusterRenders:
                 str(self.cache_dir),
                 self.cache_max_bytes,
                 identity,
+                confined_roots(),
                 key=key,
                 pure=False,
             )

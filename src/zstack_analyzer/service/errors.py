@@ -12,6 +12,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from zstack_analyzer.confine import UnsafeFileError
 from zstack_analyzer.errors import (
     DecodeBusyError,
     DecodeCancelledError,
@@ -31,6 +32,7 @@ __all__ = [
     "BadUploadError",
     "ImageNotFoundError",
     "ImportForbiddenError",
+    "NotRegularFileError",
     "OriginalChangedError",
     "OriginalMissingError",
     "SourceNotFoundError",
@@ -71,6 +73,12 @@ class ImportForbiddenError(ZstackError):
     """In-place import is off, or the path resolves outside ``ZSTACK_IMPORT_ROOTS`` (403)."""
 
     code = "outside_import_roots"
+
+
+class NotRegularFileError(ImportForbiddenError):
+    """The path to register is a FIFO, socket or device: refused before it is opened (403)."""
+
+    code = "not_a_regular_file"
 
 
 class SourceNotFoundError(ZstackError, LookupError):
@@ -149,7 +157,7 @@ def status_for(exc: ZstackError) -> int:
         return 404
     if isinstance(exc, ImportForbiddenError):
         return 403
-    if isinstance(exc, OriginalChangedError):
+    if isinstance(exc, OriginalChangedError | UnsafeFileError):
         return 409
     if isinstance(exc, OriginalMissingError):
         return 410
@@ -199,8 +207,29 @@ def request_id_of(request: Request) -> str:
     return value if isinstance(value, str) else uuid.uuid4().hex
 
 
+def unsafe_cause(exc: BaseException) -> UnsafeFileError | None:
+    """The :class:`UnsafeFileError` behind ``exc``, if any (readers wrap what they hit).
+
+    Why: a reader turns any failure to read a plane into ``CorruptFileError``
+    (422); a chunk refused because it leads outside the roots must still say so
+    (409), whichever reader or library it went through.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UnsafeFileError):
+            return current
+        seen.add(id(current))
+        # The context too, even when suppressed: libraries re-raise "from None"
+        # (oiffile turns any OSError into "no such file").
+        current = current.__cause__ or current.__context__
+    return None
+
+
 async def _zstack_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ZstackError)  # noqa: S101  (registered for ZstackError only)
+    if isinstance(exc, ImageLoadError):  # a reader's wrapping of what it hit
+        exc = unsafe_cause(exc) or exc
     status = status_for(exc)
     extra: dict[str, Any] = {}
     headers: dict[str, str] | None = None
@@ -293,6 +322,9 @@ async def _storage_unavailable(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    unsafe = unsafe_cause(exc)
+    if unsafe is not None:  # wrapped by a library on its way up: still a refusal, not a fault
+        return await _zstack_error(request, unsafe)
     request_id = request_id_of(request)
     logger.error("request %s failed with an unexpected error", request_id, exc_info=exc)
     return problem_response(

@@ -11,7 +11,10 @@ static files (405 without ``Allow``, or 404 before auth). Here:
   ``Allow`` listing every method that path accepts; a path no route knows
   gets 404;
 - ``HEAD`` is answered as ``GET`` without the body (RFC 9110 section 9.3.2), so
-  it passes auth exactly as ``GET`` does (401 without the token).
+  it passes auth exactly as ``GET`` does (401 without the token);
+- when a token is set, a request under ``/api`` without it gets 401 *before*
+  any 404 or 405, so routes and methods cannot be enumerated without it (the
+  routes' own ``require_token`` still guards each route).
 """
 
 from __future__ import annotations
@@ -93,6 +96,15 @@ class HttpGuardMiddleware:
         if not path.startswith(API_PREFIX):
             await self.app(scope, receive, send)
             return
+        if not _token_ok(scope):
+            response = problem_response(
+                401,
+                code="unauthorized",
+                detail="missing or invalid bearer token (send 'Authorization: Bearer <token>')",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+            await response(scope, receive, send)
+            return
         allowed: set[str] = set()
         for regex, methods in self._routes(scope):
             if regex.match(path):
@@ -121,6 +133,26 @@ class HttpGuardMiddleware:
             await self.app({**scope, "method": "GET"}, receive, _without_body(send))
             return
         await self.app(scope, receive, send)
+
+
+def _token_ok(scope: Scope) -> bool:
+    """Whether auth is off, or the request carries the bearer token (constant-time compare)."""
+    import secrets
+
+    app = scope.get("app")
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    expected = settings.token() if settings is not None else None
+    if expected is None:
+        return True
+    header = b""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"authorization":
+            header = value
+            break
+    scheme, _, given = header.partition(b" ")
+    if scheme.lower() != b"bearer":
+        return False
+    return secrets.compare_digest(given.strip(), expected.encode())
 
 
 def _without_body(send: Send) -> Send:

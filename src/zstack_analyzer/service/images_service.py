@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 import uuid
 from collections import OrderedDict
@@ -15,11 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zstack_analyzer.confine import UnsafeFileError, inspect_confined, open_confined
 from zstack_analyzer.service.db import crud
 from zstack_analyzer.service.db.models import Image
 from zstack_analyzer.service.errors import (
     ImageNotFoundError,
     ImportForbiddenError,
+    NotRegularFileError,
     OriginalChangedError,
     OriginalMissingError,
     SourceNotFoundError,
@@ -46,16 +49,20 @@ __all__ = [
     "RecordMemo",
     "build_image",
     "find_present",
+    "identity_of",
     "in_place_original",
     "inspect_file",
     "json_safe",
     "missing_file_error",
+    "open_in_place",
     "parse_image_id",
     "prune_tombstones",
     "readable_source",
+    "regular_or_folder",
     "require_image",
     "resolve_import_path",
     "save_in_place",
+    "signed64",
     "to_public",
     "to_summary",
     "write_tombstone",
@@ -358,36 +365,133 @@ def readable_source(image: Image, storage: ObjectStorage) -> Path | RemoteObject
     return storage.path(image.stored_name)
 
 
+def signed64(value: int) -> int:
+    """``value`` (an unsigned 64-bit device or inode number) as the signed BIGINT we store."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def identity_of(st: os.stat_result) -> tuple[int, int]:
+    """``(device, inode)`` of a stat result, as stored in ``source_dev`` / ``source_ino``."""
+    return signed64(st.st_dev), signed64(st.st_ino)
+
+
+def _changed_error(image: Image, source: Path, why: str) -> OriginalChangedError:
+    msg = (
+        f"{source}: the original changed since it was registered ({why}); "
+        "ingest it again to refresh the record"
+    )
+    return OriginalChangedError(msg)
+
+
 def in_place_original(image: Image) -> Path:
     """The original of an in-place record, checked against what was registered.
 
-    So a changed or vanished file is reported, never rendered from stale pixels.
+    So a changed or vanished file is reported, never rendered from stale pixels,
+    and a file swapped for a symlink, a FIFO, a socket or a device (or for
+    another file with the same size and mtime) is refused, never followed:
+
+    - the registered path itself must not have become a symlink (it was
+      resolved at registration), nor anything but a regular file or a folder;
+    - what it leads to must lie inside the import roots (a parent folder
+      swapped for a symlink out is caught here);
+    - its device and inode must be those recorded at registration (rows from
+      before migration 0005 have none: size and mtime only).
+
+    Every later open beneath the roots is checked again where it lands
+    (:mod:`zstack_analyzer.confine`).
 
     Raises
     ------
     OriginalMissingError
         The original is gone (410).
     OriginalChangedError
-        Its size or mtime differ from the registered ones (409).
+        It is no longer the registered file (409).
     """
     source = Path(image.source_path or "")
     try:
-        st = source.stat()
+        link = source.lstat()
     except (FileNotFoundError, NotADirectoryError):
         msg = f"{source}: the original of image {image.id} is gone (moved or deleted)"
         raise OriginalMissingError(msg) from None
-    if source.is_dir():
+    if not (stat.S_ISREG(link.st_mode) or stat.S_ISDIR(link.st_mode)):
+        kind = "symlink" if stat.S_ISLNK(link.st_mode) else "FIFO, socket or device"
+        raise _changed_error(image, source, f"it is now a {kind}")
+    try:
+        st = inspect_confined(source, allow_dir=True)
+    except UnsafeFileError as exc:
+        raise _changed_error(image, source, exc.message) from None
+    except (FileNotFoundError, NotADirectoryError):
+        msg = f"{source}: the original of image {image.id} is gone (moved or deleted)"
+        raise OriginalMissingError(msg) from None
+    if image.source_ino is not None and identity_of(st) != (image.source_dev, image.source_ino):
+        raise _changed_error(image, source, "another file now has its name")
+    if stat.S_ISDIR(st.st_mode):
         # A folder image (OME-Zarr): its own mtime changes when entries are added or removed.
         changed = st.st_mtime_ns != image.source_mtime_ns
     else:
         changed = (st.st_size, st.st_mtime_ns) != (image.source_size, image.source_mtime_ns)
     if changed:
-        msg = (
-            f"{source}: the original changed since it was registered "
-            f"(size {image.source_size} -> {st.st_size}); ingest it again to refresh the record"
-        )
-        raise OriginalChangedError(msg)
+        raise _changed_error(image, source, f"size {image.source_size} -> {st.st_size}")
     return source
+
+
+def open_in_place(image: Image) -> tuple[int, os.stat_result]:
+    """A descriptor of an in-place record's original file, checked on the descriptor itself.
+
+    What serves the original's bytes as they are (the download): checked like
+    :func:`in_place_original`, then opened so that the descriptor is that very
+    file (:func:`~zstack_analyzer.confine.open_confined`), whatever is swapped
+    in under its name between the check and the open. The caller closes it.
+
+    Raises
+    ------
+    OriginalMissingError, OriginalChangedError
+        As :func:`in_place_original` (409 also for a swap during the open).
+    """
+    source = in_place_original(image)
+    identity = (image.source_dev, image.source_ino) if image.source_ino is not None else None
+    try:
+        fd, st = open_confined(source, identity=None)
+    except UnsafeFileError as exc:
+        raise _changed_error(image, source, exc.message) from None
+    except (FileNotFoundError, NotADirectoryError):
+        msg = f"{source}: the original of image {image.id} is gone (moved or deleted)"
+        raise OriginalMissingError(msg) from None
+    same = (
+        identity_of(st) == identity
+        if identity is not None
+        else (st.st_size, st.st_mtime_ns) == (image.source_size, image.source_mtime_ns)
+    )
+    if not same:
+        os.close(fd)
+        raise _changed_error(image, source, "replaced while it was opened")
+    return fd, st
+
+
+def regular_or_folder(path: Path, raw: str) -> os.stat_result:
+    """``stat`` of ``path`` if it is a regular file or a folder; refuse anything else unopened.
+
+    A FIFO opened for reading blocks until someone writes to it (two such
+    registrations held both render workers); a device or socket is no image.
+    ``stat`` never opens the file, so nothing here can block.
+
+    Raises
+    ------
+    ImportForbiddenError
+        A FIFO, socket or device (403, code ``not_a_regular_file``).
+    """
+    st = path.stat()
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(st.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(st.st_mode)
+            else "a device"
+        )
+        msg = f"{raw[:200]}: {kind}, not a regular file or folder"
+        raise NotRegularFileError(msg)
+    return st
 
 
 def resolve_import_path(raw: str, roots: Sequence[Path]) -> Path:
@@ -404,25 +508,48 @@ def resolve_import_path(raw: str, roots: Sequence[Path]) -> Path:
     if not roots:
         msg = "in-place import is off on this server (set ZSTACK_IMPORT_ROOTS)"
         raise ImportForbiddenError(msg)
+    if "\x00" in raw:
+        msg = f"{raw[:200]!r}: a path cannot hold a NUL character"
+        raise ImportForbiddenError(msg)
     candidate = Path(raw)
     if not candidate.is_absolute():
         msg = f"{raw[:200]!r}: give an absolute path"
         raise ImportForbiddenError(msg)
-    resolved = candidate.resolve(strict=False)
+    try:
+        resolved = candidate.resolve(strict=False)
+    except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long
+        msg = f"{raw[:200]}: cannot be resolved ({exc})"
+        raise ImportForbiddenError(msg) from None
     if not any(resolved.is_relative_to(root.resolve(strict=False)) for root in roots):
         msg = f"{raw[:200]}: outside the import roots ({', '.join(str(r) for r in roots)})"
         raise ImportForbiddenError(msg)
-    if not resolved.exists():
+    try:
+        regular_or_folder(resolved, raw)
+    except (FileNotFoundError, NotADirectoryError):
         msg = f"{raw[:200]}: no such file or folder"
-        raise SourceNotFoundError(msg)
+        raise SourceNotFoundError(msg) from None
+    except OSError as exc:  # ELOOP, EACCES, ENAMETOOLONG: nothing to read there
+        msg = f"{raw[:200]}: cannot be read ({exc.strerror or exc})"
+        raise ImportForbiddenError(msg) from None
     return resolved
 
 
 def find_present(
-    session: Session, *, path: str, size: int, mtime_ns: int, in_place: bool
+    session: Session,
+    *,
+    path: str,
+    size: int,
+    mtime_ns: int,
+    in_place: bool,
+    identity: tuple[int, int] | None = None,
 ) -> Image | None:
-    """The record of ``path`` ingested with this size and mtime (in place or copied), if any."""
-    from sqlalchemy import select
+    """The record of ``path`` ingested with this size and mtime (in place or copied), if any.
+
+    With ``identity`` (``(device, inode)``, :func:`identity_of`), a record that
+    remembers another file is not this one: a file swapped for another with the
+    same size and mtime is read again (and its record refreshed).
+    """
+    from sqlalchemy import and_, or_, select
 
     query = (
         select(Image)
@@ -432,6 +559,13 @@ def find_present(
     )
     if size:  # a folder image has no size of its own
         query = query.where(Image.source_size == size)
+    if identity is not None:
+        query = query.where(
+            or_(
+                Image.source_ino.is_(None),
+                and_(Image.source_dev == identity[0], Image.source_ino == identity[1]),
+            )
+        )
     return session.scalars(query.limit(1)).first()
 
 
@@ -444,14 +578,20 @@ def save_in_place(
     sha256: str,
     metadata: ImageMetadata,
     scenes: list[SceneInfo],
+    identity: tuple[int, int] | None = None,
 ) -> tuple[Image, bool, str | None]:
     """Create or refresh the in-place record of ``path``: ``(row, created, previous sha256)``.
 
     One function for the register route and the command-line ingest, so both
     write the same row. A refresh keeps the id (links stay valid) and replaces
-    everything read from the file.
+    everything read from the file. ``identity`` is the original's
+    ``(device, inode)`` (:func:`identity_of`).
+
+    Concurrent calls for one path end with one row: the unique index on the
+    in-place ``source_path`` (migration 0005) refuses the second insert, which
+    then refreshes the row that won.
     """
-    from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
 
     fresh = build_image(
         image_id=uuid.uuid4(),
@@ -466,25 +606,39 @@ def save_in_place(
         source_size=size,
         source_mtime_ns=mtime_ns,
     )
-    existing = session.scalars(
+    fresh.source_dev, fresh.source_ino = identity if identity is not None else (None, None)
+    existing = _in_place_record(session, path)
+    if existing is None:
+        session.add(fresh)
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()  # another request registered it meanwhile: refresh that row
+            existing = _in_place_record(session, path)
+            if existing is None:
+                raise
+        else:
+            return fresh, True, None
+    previous = existing.sha256
+    for column in (
+        "format", "size_bytes", "sha256", "width", "height", "depth", "channels",
+        "timepoints", "samples_per_pixel", "bit_depth", "dtype", "pixel_size_x",
+        "pixel_size_y", "pixel_size_z", "image_metadata", "scenes", "source_size",
+        "source_mtime_ns", "source_dev", "source_ino",
+    ):  # fmt: skip
+        setattr(existing, column, getattr(fresh, column))
+    existing.thumbnail_ready = False
+    session.commit()
+    return existing, False, previous
+
+
+def _in_place_record(session: Session, path: str) -> Image | None:
+    from sqlalchemy import select
+
+    return session.scalars(
         select(Image)
         .where(Image.source_path == path)
         .where(Image.stored_in_place == True)  # noqa: E712  (SQL, not Python)
         .order_by(Image.created_at)
         .limit(1)
     ).first()
-    if existing is None:
-        session.add(fresh)
-        session.commit()
-        return fresh, True, None
-    previous = existing.sha256
-    for column in (
-        "format", "size_bytes", "sha256", "width", "height", "depth", "channels",
-        "timepoints", "samples_per_pixel", "bit_depth", "dtype", "pixel_size_x",
-        "pixel_size_y", "pixel_size_z", "image_metadata", "scenes", "source_size",
-        "source_mtime_ns",
-    ):  # fmt: skip
-        setattr(existing, column, getattr(fresh, column))
-    existing.thumbnail_ready = False
-    session.commit()
-    return existing, False, previous

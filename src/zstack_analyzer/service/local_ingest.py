@@ -8,16 +8,23 @@ runs the per-file work anywhere; this sink only checks presence and commits,
 one file per transaction, so a run killed at any point leaves whole records
 and a re-run adds exactly the missing ones.
 
-Crash safety of copies: the worker writes the copy to ``tmp/`` under its final
-name; the commit renames it into ``images/`` and then inserts the row. A kill
-between the two leaves a file without a row, which the server's start-up sweep
-removes; the re-run copies the file again.
+Crash safety of copies: the worker writes the copy to ``tmp/`` as
+``ingest-<final name>``; the commit renames it into ``images/`` under its final
+name and then inserts the row. A kill between the two leaves a file without a
+row, which the server's start-up sweep removes; the re-run copies the file
+again. A kill during the copy leaves a partial ``ingest-*`` file in ``tmp/``:
+the next ingest run removes those older than :data:`INGEST_TEMP_GRACE_S` (its
+own only, by their prefix: uploads in flight are never touched, nor the copies
+of another ingest running now).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
+import stat
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +38,7 @@ from zstack_analyzer.service.images_service import (
     find_present,
     resolve_import_path,
     save_in_place,
+    signed64,
 )
 from zstack_analyzer.service.storage import display_filename, make_storage, stored_suffix
 
@@ -43,9 +51,37 @@ if TYPE_CHECKING:
     from zstack_analyzer.batch.walk import FileEntry
     from zstack_analyzer.service.config import Settings
 
-__all__ = ["LocalSink"]
+__all__ = ["INGEST_TEMP_GRACE_S", "INGEST_TEMP_PREFIX", "LocalSink", "sweep_ingest_temps"]
 
 logger = logging.getLogger(__name__)
+
+#: Prefix of the partial copies an ingest writes to ``tmp/`` (what its sweep may remove).
+INGEST_TEMP_PREFIX = "ingest-"
+#: A partial copy untouched this long belongs to a run that died (a live copy is written to).
+INGEST_TEMP_GRACE_S = 3600.0
+
+
+def sweep_ingest_temps(tmp_dir: Path, *, grace_seconds: float = INGEST_TEMP_GRACE_S) -> list[str]:
+    """Remove the ``ingest-*`` regular files in ``tmp_dir`` older than ``grace_seconds``; their names."""
+    if not tmp_dir.is_dir():
+        return []
+    cutoff = time.time() - grace_seconds
+    removed = []
+    with os.scandir(tmp_dir) as entries:
+        for entry in entries:
+            if not entry.name.startswith(INGEST_TEMP_PREFIX):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode) or st.st_mtime > cutoff:
+                    continue
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            removed.append(entry.name)
+    if removed:
+        logger.warning("removed %d partial ingest copies left in %s", len(removed), tmp_dir)
+    return removed
 
 
 class LocalSink:
@@ -86,6 +122,7 @@ class LocalSink:
         self.limits = settings.limits.read_limits()
         self.cache_dir = settings.cache_dir if settings.render.thumbnail_on_upload else None
         self._known = known_suffixes()
+        self.swept = sweep_ingest_temps(self.storage.temp_path(INGEST_TEMP_PREFIX).parent)
 
     def __enter__(self) -> LocalSink:
         return self
@@ -139,7 +176,7 @@ class LocalSink:
         if not self.in_place:
             name = display_filename(Path(entry.path).name)
             stored_name = self.storage.new_stored_name(stored_suffix(name, self._known))
-            copy_to = str(self.storage.temp_path(stored_name))
+            copy_to = str(self.storage.temp_path(f"{INGEST_TEMP_PREFIX}{stored_name}"))
         return FileJob(
             path=source,
             limits=self.limits,
@@ -148,6 +185,9 @@ class LocalSink:
             cache_max_bytes=self.settings.render.cache_max_bytes,
             expect_size=entry.size if not entry.is_dir else None,
             expect_mtime_ns=entry.mtime_ns,
+            confine_to=tuple(str(root) for root in self.settings.import_roots)
+            if self.in_place
+            else (),
         )
 
     def commit(self, entry: FileEntry, result: FileResult) -> Commit:
@@ -180,6 +220,11 @@ class LocalSink:
                 sha256=result.sha256,
                 metadata=result.metadata,
                 scenes=result.scenes,
+                identity=(
+                    (signed64(result.identity[0]), signed64(result.identity[1]))
+                    if result.identity is not None
+                    else None
+                ),
             )
         )
         if previous is not None and previous != result.sha256:
@@ -194,7 +239,7 @@ class LocalSink:
         if duplicate is not None:
             temp.unlink(missing_ok=True)
             return Commit("present", f"same bytes as image {duplicate.id}", str(duplicate.id))
-        stored_name = temp.name
+        stored_name = temp.name.removeprefix(INGEST_TEMP_PREFIX)
         self.storage.commit(temp, stored_name)
         assert result.metadata is not None  # noqa: S101  (checked by commit())
         image = build_image(

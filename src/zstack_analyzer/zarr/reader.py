@@ -197,7 +197,10 @@ class OmeZarrReader(ImageReader):
             group, store = open_zip_group(location, self.limits)
             self.close_on_release(store.close)
             return group
-        return zarr.open_group(self.location, mode="r")
+        from zstack_analyzer.zarr.confined_store import ConfinedLocalStore
+
+        # Every key beneath an import root is read from a checked descriptor (no symlink out).
+        return zarr.open_group(ConfinedLocalStore(location, read_only=True), mode="r")
 
     def _find_scenes(self) -> list[_Scene]:
         attrs = _ome_attrs(dict(self._root.attrs))

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from zstack_analyzer.zarr.keys import parse_index
 from zstack_analyzer.zarr.ngff import (
     display_windows,
     multiscales_attrs,
@@ -157,15 +158,15 @@ class VirtualOmeZarr:
             return self._collection_key(parts, name=name)
         if parts in ([".zgroup"], [".zattrs"]):
             return self._group_key(0, parts[0], prefix="0/", name=name)
-        if not parts[0].isdigit():
+        scene = parse_index(parts[0])
+        if scene is None:
             raise KeyError(key)
-        scene = int(parts[0])
         rest = parts[1:]
         if rest in ([".zgroup"], [".zattrs"]):
             return self._group_key(scene, rest[0], prefix="", name=name)
-        if len(rest) < 2 or not rest[0].isdigit():
+        level = parse_index(rest[0]) if len(rest) >= 2 else None
+        if level is None:
             raise KeyError(key)
-        level = int(rest[0])
         layout = self.layout(scene)
         if not 0 <= level < len(layout.levels):
             raise KeyError(key)
@@ -173,9 +174,10 @@ class VirtualOmeZarr:
             return _json(self.zarray(scene, level))
         if rest[1:] == [".zattrs"]:
             return b"{}"
-        if len(rest) != 6 or not all(p.isdigit() for p in rest[1:]):
+        indices = [parse_index(p) for p in rest[1:]]
+        if len(rest) != 6 or None in indices:
             raise KeyError(key)
-        t, c, z, cy, cx = (int(p) for p in rest[1:])
+        t, c, z, cy, cx = (int(i) for i in indices if i is not None)
         return self.chunk(scene, level, t, c, z, cy, cx)
 
     def _group_key(self, scene: int, key: str, *, prefix: str, name: str | None) -> bytes:

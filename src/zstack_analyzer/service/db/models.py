@@ -25,6 +25,7 @@ from sqlalchemy import (
     Uuid,
     event,
     false,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -86,6 +87,10 @@ class Image(Base):
     source_path: Mapped[str | None] = mapped_column(String(4096), index=True)
     source_size: Mapped[int | None] = mapped_column(BigInteger)
     source_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    # Which file was registered (migration 0005): device and inode, as signed 64-bit
+    # values; NULL on older rows means "size and mtime only".
+    source_dev: Mapped[int | None] = mapped_column(BigInteger)
+    source_ino: Mapped[int | None] = mapped_column(BigInteger)
     # Search columns (migration 0004), derived from ``image_metadata`` on every insert by
     # ``db/search.py`` so no code path can store a record the search does not see.
     search_text: Mapped[str | None] = mapped_column(Text)
@@ -102,6 +107,14 @@ class Image(Base):
         # GIN on PostgreSQL; on SQLite a B-tree over an always-NULL column (costs nothing),
         # kept so models and migrations agree on both engines.
         Index("ix_images_search_vector", "search_vector", postgresql_using="gin"),
+        # One in-place record per original (migration 0005): the database settles races.
+        Index(
+            "ux_images_in_place_source_path",
+            "source_path",
+            unique=True,
+            sqlite_where=text("stored_in_place"),
+            postgresql_where=text("stored_in_place"),
+        ),
     )
 
 

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Query, Response, status
 # Runtime imports, no ``from __future__ import annotations``: FastAPI reads these
 # annotations (the dependencies) when the routes are declared.
 from zstack_analyzer.cache import RenderCache
+from zstack_analyzer.errors import ZstackError
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.service.db import crud
 from zstack_analyzer.service.db.models import Image
@@ -31,8 +32,11 @@ from zstack_analyzer.service.deps import (
     SessionDep,
     SettingsDep,
 )
+from zstack_analyzer.service.errors import ImportForbiddenError, unsafe_cause
 from zstack_analyzer.service.images_service import (
     find_present,
+    identity_of,
+    regular_or_folder,
     resolve_import_path,
     save_in_place,
     to_public,
@@ -48,17 +52,27 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/images", tags=["archive"])
 
 
-def read_original(path: Path, limits: ReadLimits) -> tuple[int, int, str, Any, Any]:
-    """``(size, mtime_ns, sha256, metadata, scenes)`` of an original, read where it is.
+def read_original(path: Path, limits: ReadLimits) -> tuple[int, int, str, Any, Any, Any]:
+    """``(size, mtime_ns, sha256, metadata, scenes, identity)`` of an original, read where it is.
 
     Typed reader errors propagate (400 unsupported, 422 corrupt or over limits).
+    A file beneath it that leads outside the import roots, or is a FIFO, socket
+    or device, refuses the whole registration (403): nothing is read from it.
     """
     from zstack_analyzer.batch.tasks import hash_file, hash_tree, inspect_path
 
-    before = path.stat()
-    sha256 = hash_tree(path) if path.is_dir() else hash_file(path)
-    metadata, scenes = inspect_path(path, limits)
-    return before.st_size if not path.is_dir() else 0, before.st_mtime_ns, sha256, metadata, scenes
+    try:
+        before = regular_or_folder(path, str(path))
+        sha256 = hash_tree(path) if path.is_dir() else hash_file(path)
+        metadata, scenes = inspect_path(path, limits)
+    except (ZstackError, OSError) as exc:
+        unsafe = unsafe_cause(exc)  # readers wrap what they hit
+        if unsafe is None:
+            raise
+        msg = f"{path}: refused: {unsafe.message}"
+        raise ImportForbiddenError(msg) from None
+    size = before.st_size if not path.is_dir() else 0
+    return size, before.st_mtime_ns, sha256, metadata, scenes, identity_of(before)
 
 
 def _evict_if_unused(database_call: Any, cache: RenderCache, sha256: str) -> None:
@@ -100,7 +114,12 @@ async def register_image(
     size = 0 if path.is_dir() else st.st_size
     present: Image | None = await database.run(
         functools.partial(
-            find_present, path=str(path), size=size, mtime_ns=st.st_mtime_ns, in_place=True
+            find_present,
+            path=str(path),
+            size=size,
+            mtime_ns=st.st_mtime_ns,
+            in_place=True,
+            identity=identity_of(st),
         )
     )
     if present is not None:
@@ -110,7 +129,7 @@ async def register_image(
             message="Already registered", id=present.id, image_stack=to_public(present)
         )
     limits = settings.limits.read_limits()
-    size, mtime_ns, sha256, metadata, scenes = await pool.run(read_original, path, limits)
+    size, mtime_ns, sha256, metadata, scenes, identity = await pool.run(read_original, path, limits)
     image, created, previous = await database.run(
         functools.partial(
             save_in_place,
@@ -120,6 +139,7 @@ async def register_image(
             sha256=sha256,
             metadata=metadata,
             scenes=scenes,
+            identity=identity,
         )
     )
     records.forget(str(image.id))

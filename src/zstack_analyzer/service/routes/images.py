@@ -3,6 +3,7 @@
 import contextlib
 import functools
 import logging
+import os
 import re
 import uuid
 from pathlib import Path
@@ -38,6 +39,7 @@ from zstack_analyzer.service.images_service import (
     in_place_original,
     inspect_file,
     missing_file_error,
+    open_in_place,
     parse_image_id,
     readable_source,
     require_image,
@@ -400,17 +402,23 @@ def download_image(
     }
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
+    opened: tuple[int, os.stat_result] | None = None
     if original is not None:
-        if not original.is_file():  # a folder image (OME-Zarr): nothing to send as one file
+        if original.is_dir():  # a folder image (OME-Zarr): nothing to send as one file
             msg = f"{image.filename}: is a folder; it cannot be downloaded as one file"
             raise ImageNotFoundError(msg)
-        size: int | None = original.stat().st_size
+        # The bytes come from a descriptor checked to be the registered file itself:
+        # a swap for a symlink (or another file) since the check above is refused.
+        opened = open_in_place(image)
+        size: int | None = opened[1].st_size
     else:
         size = storage.size(image.stored_name)
     if size is None:
         msg = f"{image.filename}: the stored file is missing"
         raise ImageNotFoundError(msg)
     ranges = parse_range(request.headers.get("range"), size)
+    if ranges == [] and opened is not None:
+        os.close(opened[0])
     if ranges == []:
         return problem_response(
             416,
@@ -427,8 +435,18 @@ def download_image(
             f"bytes={ranges[0][0]}-{ranges[0][1]}" if ranges and len(ranges) == 1 else None
         )
         return stream_stored(storage, image.stored_name, size, range_header, media_type, headers)
+    if opened is not None:
+        fd, st = opened
+        return _RangedFileResponse(
+            Path(f"/proc/self/fd/{fd}"),
+            ranges,
+            media_type=media_type,
+            headers=headers,
+            stat_result=st,
+            close_fd=fd,
+        )
     return _RangedFileResponse(
-        original or storage.path(image.stored_name), ranges, media_type=media_type, headers=headers
+        storage.path(image.stored_name), ranges, media_type=media_type, headers=headers
     )
 
 
@@ -493,8 +511,17 @@ class _RangedFileResponse(FileResponse):
     satisfiable ranges (or none, for the whole file).
     """
 
-    def __init__(self, path: Path, ranges: list[tuple[int, int]] | None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        path: Path,
+        ranges: list[tuple[int, int]] | None,
+        *,
+        close_fd: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(path, **kwargs)
+        #: A descriptor to close once the response is sent (``path`` reopens it).
+        self._close_fd = close_fd
         self._range = (
             "bytes=" + ",".join(f"{first}-{last}" for first, last in ranges) if ranges else None
         )
@@ -503,7 +530,12 @@ class _RangedFileResponse(FileResponse):
         headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"range"]
         if self._range is not None:
             headers.append((b"range", self._range.encode("latin-1")))
-        await super().__call__({**scope, "headers": headers}, receive, send)
+        try:
+            await super().__call__({**scope, "headers": headers}, receive, send)
+        finally:
+            if self._close_fd is not None:
+                os.close(self._close_fd)
+                self._close_fd = None
 
 
 def etag_matches(header: str | None, etag: str) -> bool:
