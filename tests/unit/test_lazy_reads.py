@@ -53,8 +53,10 @@ def test_lazy_load_reads_no_pixels_until_asked(tmp_path: Path, fmt: str) -> None
     size = path.stat().st_size
     plane = Y * X * 2
     loader = ImageLoader()
-    warm, _ = _write(tmp_path / "warm", fmt)  # first use imports modules: not the file's reads
-    asyncio.run(loader.load_image(warm, lazy=True))
+    # First use imports modules (opening, and decoding a plane): not the file's reads.
+    warm, _ = _write(tmp_path / "warm", fmt)
+    warm_data, _ = asyncio.run(loader.load_image(warm, lazy=True))
+    np.asarray(warm_data[0, 0].compute())
     spent, (data, _) = _read_during(lambda: asyncio.run(loader.load_image(path, lazy=True)))
     assert not isinstance(data, np.ndarray)
     assert data.shape == (C, Z, Y, X)
