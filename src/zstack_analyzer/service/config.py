@@ -14,13 +14,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from zstack_analyzer.limits import GiB, ReadLimits
 
 __all__ = [
     "HttpSettings",
+    "LdapSettings",
     "LimitsSettings",
     "RenderSettings",
     "Settings",
@@ -147,6 +148,81 @@ class UploadSettings(BaseModel):
     retry_after_seconds: int = Field(default=5, ge=1, description="Retry-After on 429/503")
 
 
+class LdapSettings(BaseModel):
+    """Optional LDAP login (``ZSTACK_AUTH=users``); off while ``url`` is unset.
+
+    Why two ways to find a user: a flat directory names people by a DN
+    template (``uid={username},ou=people,dc=example,dc=org``); a deep one
+    (several OUs, Active Directory) needs a search, as an optional service
+    account, under ``search_base`` with ``search_filter``. Either way the
+    password is checked by binding as the person. ``group_map`` maps LDAP
+    group DNs to our group names; a user's memberships in mapped groups follow
+    the directory at every login (memberships in unmapped groups are left to
+    the admins).
+    """
+
+    url: str | None = Field(
+        default=None, description="ldap://host:389 or ldaps://host:636; unset: LDAP login off"
+    )
+    start_tls: bool = Field(default=False, description="Upgrade ldap:// with StartTLS first")
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle for ldaps:// or StartTLS (default: system CAs)"
+    )
+    user_dn_template: str | None = Field(
+        default=None, description="Bind DN of a user, e.g. uid={username},ou=people,dc=..."
+    )
+    search_base: str | None = Field(
+        default=None, description="Where to search for the user when no DN template is set"
+    )
+    search_filter: str = Field(default="(uid={username})", description="{username} is escaped")
+    bind_dn: str | None = Field(default=None, description="Service account for the search")
+    bind_password: SecretStr | None = None
+    group_base: str | None = Field(
+        default=None, description="Where to search the user's groups (plus memberOf, if any)"
+    )
+    group_filter: str = Field(
+        default="(|(member={dn})(uniqueMember={dn}))", description="{dn} is the user's DN"
+    )
+    group_map: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON: LDAP group DN -> our group name, e.g. {"cn=imaging,ou=groups,'
+        'dc=example,dc=org": "imaging"}',
+    )
+    username_attribute: str = Field(
+        default="uid",
+        description="Attribute whose value becomes the local username (the directory's "
+        "spelling, so 'Alice' and 'alice' are one account)",
+    )
+    display_name_attribute: str = "cn"
+    email_attribute: str = "mail"
+    timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Connect and answer timeout; past it LDAP is unavailable"
+    )
+
+    @field_validator("group_map", mode="before")
+    @classmethod
+    def _json_map(cls, value: Any) -> Any:
+        """Accept the JSON text an environment variable holds."""
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @model_validator(mode="after")
+    def _how_to_find_users(self) -> LdapSettings:
+        """With a URL, one way to find a user's DN is required (refused at start-up)."""
+        if self.url and not (self.user_dn_template or self.search_base):
+            msg = "ZSTACK_LDAP__URL needs ZSTACK_LDAP__USER_DN_TEMPLATE or ZSTACK_LDAP__SEARCH_BASE"
+            raise ValueError(msg)
+        if self.user_dn_template and "{username}" not in self.user_dn_template:
+            msg = "ZSTACK_LDAP__USER_DN_TEMPLATE must contain {username}"
+            raise ValueError(msg)
+        return self
+
+    def enabled(self) -> bool:
+        """Whether LDAP login is configured."""
+        return bool(self.url)
+
+
 def _split_origins(value: Any) -> Any:
     """Accept a JSON list or a comma-separated string for ``ZSTACK_CORS_ORIGINS``."""
     if isinstance(value, str):
@@ -208,6 +284,7 @@ class Settings(BaseSettings):
     )
     http: HttpSettings = Field(default_factory=HttpSettings)
     uploads: UploadSettings = Field(default_factory=UploadSettings)
+    ldap: LdapSettings = Field(default_factory=LdapSettings)
 
     _split = field_validator("cors_origins", mode="before")(_split_origins)
     _split_import_roots = field_validator("import_roots", mode="before")(_split_roots)
