@@ -38,25 +38,28 @@ __all__ = [
     "record",
 ]
 
-#: Actions the service records (``action`` is free text so new ones need no migration;
-#: these are the ones written today, listed for the admin page and the docs).
+#: Actions the service records (``action`` is free text, so a new one needs no migration;
+#: these are the names the call sites pass to ``events.emit``, listed for the docs and UI).
 ACTIONS: tuple[str, ...] = (
     "login",
-    "login.failed",
+    "login_failed",
     "logout",
-    "image.upload",
-    "image.register",
-    "image.download",
-    "image.delete",
-    "image.move",
-    "group.create",
-    "group.update",
-    "group.member.add",
-    "group.member.remove",
-    "user.create",
-    "user.update",
-    "token.create",
-    "token.revoke",
+    "upload",
+    "register",
+    "download",
+    "delete",
+    "move",
+    "user_create",
+    "user_update",
+    "group_create",
+    "group_update",
+    "group_delete",
+    "membership_add",
+    "membership_remove",
+    "import_root_add",
+    "import_root_remove",
+    "token_create",
+    "token_revoke",
 )
 
 #: BIGINT on PostgreSQL (a busy server writes many rows); SQLite's rowid alias must be INTEGER.
@@ -140,15 +143,15 @@ class AuditQuery:
 def query_events(session: Session, query: AuditQuery) -> tuple[list[AuditEvent], int]:
     """One page of events, newest first, and how many match in all.
 
-    An ``action`` ending in ``.`` or ``.*`` selects a family (``image.`` = every
-    image action); anything else matches exactly.
+    An ``action`` ending in ``*`` selects a family (``membership_*``, ``token_*``);
+    anything else matches exactly.
     """
     conditions: list[Any] = []
     if query.username is not None:
         conditions.append(AuditEvent.username == query.username)
     if query.action:
-        family = query.action.removesuffix("*")
-        if family.endswith("."):
+        if query.action.endswith("*"):
+            family = query.action.removesuffix("*")
             conditions.append(AuditEvent.action.startswith(family, autoescape=True))
         else:
             conditions.append(AuditEvent.action == query.action)

@@ -15,6 +15,7 @@ a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import ssl
@@ -113,6 +114,17 @@ def _connection(
     )
 
 
+def _close(connection: Connection) -> None:
+    """Unbind, and close the socket ldap3 leaves open when the connect itself failed."""
+    from ldap3.core.exceptions import LDAPException
+
+    with contextlib.suppress(LDAPException):
+        connection.unbind()
+    sock = getattr(connection, "socket", None)
+    if sock is not None:
+        sock.close()
+
+
 def _open(
     settings: LdapSettings, server: Server, dn: str | None, password: str | None
 ) -> Connection | None:
@@ -131,7 +143,7 @@ def _open(
         if connection.bind():
             return connection
     except LDAPException as exc:
-        connection.unbind()
+        _close(connection)
         msg = f"LDAP server {settings.url} unavailable: {exc}"
         raise LdapUnavailableError(msg) from exc
     result: dict[str, Any] = connection.result or {}

@@ -1,0 +1,143 @@
+"""Write audit events off the request path, in order, one thread per app.
+
+Why a writer thread: ``events.emit`` is called from async routes and must
+never slow a request down or fail it; an INSERT on a busy SQLite file can wait
+seconds for the write lock, which must not happen on the event loop. Events go
+into a single-worker executor (first in, first written); ``GET /api/audit``
+calls :meth:`AuditWriter.flush` first, so an admin always sees every event
+this process emitted before the query. Shutdown drains the queue. A write
+that fails (database gone) is logged with the event, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from zstack_analyzer.service.auth.audit import record
+
+if TYPE_CHECKING:
+    from zstack_analyzer.service.db.session import Database
+
+__all__ = ["AuditEntry", "AuditWriter", "entry_from"]
+
+logger = logging.getLogger(__name__)
+
+#: Detail keys that name what the action was done to, most specific first.
+_TARGET_KEYS = ("image_id", "token_id", "group", "target_user", "path")
+#: Detail keys never written (a call site passing one by mistake must not leak it).
+_SECRET_KEYS = frozenset({"password", "secret", "token", "csrf_token", "session"})
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One event, as read from the request at the moment it happened."""
+
+    action: str
+    user_id: int | None = None
+    username: str | None = None
+    client: str | None = None
+    request_id: str | None = None
+    target: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    return str(value)
+
+
+def entry_from(action: str, principal: Any, request: Any, details: dict[str, Any]) -> AuditEntry:
+    """An :class:`AuditEntry` from ``events.emit``'s arguments (never raises on odd input).
+
+    ``principal`` may be ``None`` (a failed login names the account tried in
+    ``details["username"]``); ``request`` may be ``None`` (the CLI).
+    """
+    clean = {k: _json_safe(v) for k, v in details.items() if k not in _SECRET_KEYS}
+    user_id = getattr(principal, "user_id", None)
+    username = getattr(principal, "username", None) or None
+    if principal is None and isinstance(clean.get("username"), str):
+        username = clean.pop("username")
+    elif "username" in clean and clean["username"] != username:
+        # An admin acting on another account: the account is the target.
+        clean["target_user"] = clean.pop("username")
+    target = next((str(clean[k]) for k in _TARGET_KEYS if clean.get(k) is not None), None)
+    client = None
+    request_id = None
+    if request is not None:
+        peer = getattr(request, "client", None)
+        client = getattr(peer, "host", None)
+        state = getattr(request, "scope", {}).get("state", {})
+        request_id = state.get("request_id") if isinstance(state, dict) else None
+    via = getattr(principal, "via", None)
+    if via is not None:
+        clean.setdefault("via", via)
+    return AuditEntry(
+        action=action,
+        user_id=user_id if isinstance(user_id, int) else None,
+        username=username if isinstance(username, str) else None,
+        client=client,
+        request_id=request_id,
+        target=target,
+        details=clean,
+    )
+
+
+class AuditWriter:
+    """Appends :class:`AuditEntry` rows to ``database`` from one background thread."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zstack-audit")
+        self._closed = False
+
+    def submit(self, entry: AuditEntry) -> None:
+        """Queue ``entry`` (returns at once); after :meth:`close` it is written here and now."""
+        if self._closed:
+            self._write(entry)
+            return
+        try:
+            self._executor.submit(self._write, entry)
+        except RuntimeError:  # shut down between the check and the submit
+            self._write(entry)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every entry submitted before this call is written."""
+        if self._closed:
+            return
+        try:
+            self._executor.submit(lambda: None).result(timeout=timeout)
+        except (RuntimeError, TimeoutError):
+            logger.warning("audit: flush did not finish within %.0f s", timeout)
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread."""
+        self._closed = True
+        self._executor.shutdown(wait=True)
+
+    def _write(self, entry: AuditEntry) -> None:
+        try:
+            with self.database.sessions() as session:
+                record(
+                    session,
+                    entry.action,
+                    user_id=entry.user_id,
+                    username=entry.username,
+                    client=entry.client,
+                    request_id=entry.request_id,
+                    target=entry.target,
+                    details=entry.details,
+                )
+        except Exception:
+            # The trail must not take the service down with it; the log keeps the event.
+            logger.exception("audit: could not record %r", entry)
