@@ -174,7 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from fastapi.middleware.cors import CORSMiddleware
     from fastapi.staticfiles import StaticFiles
 
-    from zstack_analyzer.service.deps import require_token
+    from zstack_analyzer.service.auth.guard import authorize
     from zstack_analyzer.service.errors import install_error_handlers
     from zstack_analyzer.service.guard import HttpGuardMiddleware
     from zstack_analyzer.service.routes import (
@@ -198,7 +198,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.upload_slots = UploadSlots(settings.uploads)
     install_error_handlers(app)
-    auth = [Depends(require_token)]
+    # One enforcement point (service/auth/guard.py): the caller, and the image in the path.
+    auth = [Depends(authorize)]
     # formats before images: "/formats/supported" must not match "/{image_id}".
     app.include_router(formats.router, dependencies=auth)
     app.include_router(health.router, dependencies=auth)
