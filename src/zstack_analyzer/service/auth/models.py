@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime  # noqa: TC003  (SQLAlchemy resolves Mapped[] at runtime)
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     Boolean,
@@ -20,11 +21,15 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    event,
     false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from zstack_analyzer.service.db.models import Base, utcnow
+from zstack_analyzer.service.db.models import Base, Image, utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -147,3 +152,28 @@ class GroupImportRoot(Base):
         Integer, ForeignKey("groups.id", ondelete="CASCADE"), index=True
     )
     path: Mapped[str] = mapped_column(String(4096))
+
+
+def _default_group_on_insert(_mapper: object, connection: Connection, image: Image) -> None:
+    """Give an image inserted without a group (command-line ingest, none/token mode) ``default``.
+
+    Why a mapper event: every code path that stores a record (upload, register,
+    ``zstack ingest`` straight into the database) ends in a group, so no image
+    is visible to admins only by accident.
+    """
+    if image.group_id is not None:
+        return
+    from sqlalchemy import insert, select
+
+    group_id = connection.scalar(select(Group.id).where(Group.name == DEFAULT_GROUP))
+    if group_id is None:
+        inserted = connection.execute(
+            insert(Group).values(
+                name=DEFAULT_GROUP, permissions=Permission.READ_ONLY.value, created_at=utcnow()
+            )
+        ).inserted_primary_key
+        group_id = inserted[0] if inserted is not None else None
+    image.group_id = int(group_id) if group_id is not None else None
+
+
+event.listen(Image, "before_insert", _default_group_on_insert)

@@ -97,12 +97,8 @@ class Image(Base):
     # Owner and group (migration 0007, service/auth/): who may see and change the image.
     # NULL owner: made before accounts existed, or in none/token mode (admins and the
     # group's members by its level see it).
-    owner_id: Mapped[int | None] = mapped_column(
-        Integer, ForeignKey("users.id"), index=True
-    )
-    group_id: Mapped[int | None] = mapped_column(
-        Integer, ForeignKey("groups.id"), index=True
-    )
+    owner_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("users.id"), index=True)
+    group_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("groups.id"), index=True)
 
     __table_args__ = (
         Index("ix_images_format", "format"),
