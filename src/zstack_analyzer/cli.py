@@ -1,4 +1,6 @@
-"""Command line: ``zstack info | thumbnail | convert | ingest | watch | serve | db upgrade``.
+"""Command line: ``zstack info | thumbnail | convert | ingest | watch | serve | db | user | ...``.
+
+Accounts (``zstack user | group | token``) live in ``cli_accounts.py``.
 
 Why typer: one typed function per command gives ``--help`` and argument
 checking for free. The CLI is a thin caller of the library and the service;
@@ -13,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from zstack_analyzer.cli_accounts import group_app, token_app, user_app
 from zstack_analyzer.errors import ZstackError
 
 __all__ = ["app"]
@@ -25,6 +28,9 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(group_app, name="group")
+app.add_typer(token_app, name="token")
 
 
 def _fail(exc: Exception) -> typer.Exit:

@@ -127,7 +127,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service_version(),
         settings.data_dir.resolve(),
         app.state.database.engine.url.render_as_string(hide_password=True),
-        "on" if settings.token() else "off",
+        settings.auth_mode(),
     )
     try:
         async with anyio.create_task_group() as task_group:
@@ -174,10 +174,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from fastapi.middleware.cors import CORSMiddleware
     from fastapi.staticfiles import StaticFiles
 
-    from zstack_analyzer.service.deps import require_token
+    from zstack_analyzer.service.auth.guard import authorize
     from zstack_analyzer.service.errors import install_error_handlers
     from zstack_analyzer.service.guard import HttpGuardMiddleware
     from zstack_analyzer.service.routes import (
+        accounts,
         archive,
         formats,
         health,
@@ -198,10 +199,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.upload_slots = UploadSlots(settings.uploads)
     install_error_handlers(app)
-    auth = [Depends(require_token)]
+    # One enforcement point (service/auth/guard.py): the caller, and the image in the path.
+    auth = [Depends(authorize)]
     # formats before images: "/formats/supported" must not match "/{image_id}".
     app.include_router(formats.router, dependencies=auth)
     app.include_router(health.router, dependencies=auth)
+    # Accounts: login needs no credentials; the rest goes through the guard.
+    app.include_router(accounts.auth_router)
+    app.include_router(accounts.tokens_router, dependencies=auth)
+    app.include_router(accounts.admin_router, dependencies=auth)
+    app.include_router(accounts.move_router, dependencies=auth)
     # search before images: "/search" must not match "/{image_id}".
     app.include_router(search.router, dependencies=auth)
     # archive before images: "/lookup" must not match "/{image_id}".
@@ -215,8 +222,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "If-None-Match", "Range"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-None-Match",
+                "Range",
+                "X-CSRF-Token",
+            ],
             expose_headers=[
                 "ETag",
                 "X-Duplicate-Of",

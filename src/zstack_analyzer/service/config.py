@@ -12,7 +12,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from zstack_analyzer.limits import GiB, ReadLimits
 
 __all__ = [
+    "AccountSettings",
     "HttpSettings",
     "LdapSettings",
     "LimitsSettings",
@@ -148,6 +149,32 @@ class UploadSettings(BaseModel):
     retry_after_seconds: int = Field(default=5, ge=1, description="Retry-After on 429/503")
 
 
+class AccountSettings(BaseModel):
+    """Sessions, login throttling and the principal cache of ``ZSTACK_AUTH=users``.
+
+    Why a principal cache: resolving a token or session is a database round trip;
+    a cached thumbnail is a few syscalls. A revoked token, a disabled user or a
+    changed membership is seen at once by the process that made the change and
+    within ``cache_seconds`` by the others.
+    """
+
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 90, description="Session lifetime")
+    cookie_secure: bool | None = Field(
+        default=None, description="Secure flag of the session cookie; unset: when served over HTTPS"
+    )
+    max_failed_logins: int = Field(
+        default=5, ge=1, description="Consecutive failures that lock an account"
+    )
+    lockout_minutes: float = Field(default=15.0, ge=0, description="How long a lock lasts")
+    client_max_failures: int = Field(
+        default=20, ge=1, description="Failed logins per client address per window; then 429"
+    )
+    client_window_seconds: float = Field(default=300.0, gt=0)
+    cache_seconds: float = Field(
+        default=5.0, ge=0, description="How long a resolved token or session is reused"
+    )
+
+
 class LdapSettings(BaseModel):
     """Optional LDAP login (``ZSTACK_AUTH=users``); off while ``url`` is unset.
 
@@ -222,7 +249,6 @@ class LdapSettings(BaseModel):
         """Whether LDAP login is configured."""
         return bool(self.url)
 
-
 def _split_origins(value: Any) -> Any:
     """Accept a JSON list or a comma-separated string for ``ZSTACK_CORS_ORIGINS``."""
     if isinstance(value, str):
@@ -256,6 +282,12 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         default=None, description="When set, every /api route needs 'Authorization: Bearer ...'"
     )
+    auth: Literal["none", "token", "users"] | None = Field(
+        default=None,
+        description="none: open; token: ZSTACK_API_TOKEN; users: accounts, groups and "
+        "permissions (service/auth/). Unset: token if ZSTACK_API_TOKEN is set, else none",
+    )
+    accounts: AccountSettings = Field(default_factory=AccountSettings)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "info"
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
@@ -339,6 +371,19 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir.resolve() / 'zstack.db'}"
+
+    @model_validator(mode="after")
+    def _token_mode_needs_token(self) -> Settings:
+        if self.auth == "token" and self.token() is None:
+            msg = "ZSTACK_AUTH=token needs ZSTACK_API_TOKEN"
+            raise ValueError(msg)
+        return self
+
+    def auth_mode(self) -> str:
+        """``"none"``, ``"token"`` or ``"users"`` (``ZSTACK_AUTH``, else from the token)."""
+        if self.auth is not None:
+            return self.auth
+        return "token" if self.token() is not None else "none"
 
     def token(self) -> str | None:
         """The bearer token, or ``None`` when auth is off (an empty string also means off)."""

@@ -441,12 +441,15 @@ def save_in_place(
     sha256: str,
     metadata: ImageMetadata,
     scenes: list[SceneInfo],
+    owner_id: int | None = None,
+    group_id: int | None = None,
 ) -> tuple[Image, bool, str | None]:
     """Create or refresh the in-place record of ``path``: ``(row, created, previous sha256)``.
 
     One function for the register route and the command-line ingest, so both
-    write the same row. A refresh keeps the id (links stay valid) and replaces
-    everything read from the file.
+    write the same row. A refresh keeps the id (links stay valid), owner and
+    group, and replaces everything read from the file; a new row gets
+    ``owner_id`` and ``group_id``.
     """
     from sqlalchemy import select
 
@@ -463,6 +466,7 @@ def save_in_place(
         source_size=size,
         source_mtime_ns=mtime_ns,
     )
+    fresh.owner_id, fresh.group_id = owner_id, group_id
     existing = session.scalars(
         select(Image)
         .where(Image.source_path == path)

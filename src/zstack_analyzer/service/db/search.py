@@ -215,15 +215,23 @@ def _conditions(session: Session, filters: SearchFilters) -> list[ColumnElement[
 
 
 def search_images(
-    session: Session, filters: SearchFilters, *, skip: int = 0, limit: int = 100
+    session: Session,
+    filters: SearchFilters,
+    *,
+    skip: int = 0,
+    limit: int = 100,
+    visible: ColumnElement[bool] | None = None,
 ) -> tuple[list[Image], int]:
     """One page of matching images, newest first, and the total number matching.
 
     Why ids first: ordering thousands of matches with their metadata JSON made
     the engines sort wide rows; the page's ids are ordered alone, then only
-    those rows are loaded.
+    those rows are loaded. ``visible`` (``auth.permissions.visible_images_filter``)
+    is one more condition, so the page and the total see only what the caller may.
     """
     conditions = _conditions(session, filters)
+    if visible is not None:
+        conditions.append(visible)
     page_ids = list(
         session.scalars(
             select(Image.id)

@@ -10,6 +10,8 @@ from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query
 
+from zstack_analyzer.service.auth.permissions import visible_images_filter
+from zstack_analyzer.service.auth.principal import PrincipalDep
 from zstack_analyzer.service.db.search import SearchFilters, search_images
 from zstack_analyzer.service.deps import SessionDep
 from zstack_analyzer.service.errors import BadParameterError
@@ -76,6 +78,7 @@ def _check_order(low: _Bound | None, high: _Bound | None, names: str) -> None:
 )
 def search(
     session: SessionDep,
+    principal: PrincipalDep,
     q: Annotated[
         str | None,
         Query(
@@ -152,5 +155,7 @@ def search(
         acquired_after=after,
         acquired_before=before,
     )
-    rows, total = search_images(session, filters, skip=skip, limit=limit)
+    rows, total = search_images(
+        session, filters, skip=skip, limit=limit, visible=visible_images_filter(principal)
+    )
     return SearchPublic(data=[to_summary(row) for row in rows], count=total, total=total)
