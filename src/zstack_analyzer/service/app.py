@@ -109,6 +109,9 @@ def _startup(app: FastAPI, settings: Settings) -> None:
         raise
     app.state.database = database
     app.state.storage = storage
+    from zstack_analyzer.service.auth.audit_writer import AuditWriter
+
+    app.state.audit = AuditWriter(database)
     settings.deleted_dir.mkdir(parents=True, exist_ok=True)
     prune_tombstones(settings.deleted_dir)
     app.state.records = RecordMemo(deleted_dir=settings.deleted_dir)
@@ -153,6 +156,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stores = getattr(app.state, "zarr_stores", None)
         if stores is not None:
             stores.close()
+        await anyio.to_thread.run_sync(app.state.audit.close)  # writes what is queued
         app.state.database.engine.dispose()
 
 
@@ -180,6 +184,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from zstack_analyzer.service.routes import (
         accounts,
         archive,
+        audit,
         formats,
         health,
         images,
@@ -209,6 +214,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts.tokens_router, dependencies=auth)
     app.include_router(accounts.admin_router, dependencies=auth)
     app.include_router(accounts.move_router, dependencies=auth)
+    app.include_router(audit.router, dependencies=auth)
+    if settings.ldap.enabled():
+        from zstack_analyzer.service.auth.ldap_login import install_ldap
+
+        install_ldap(app, settings.ldap)
     # search before images: "/search" must not match "/{image_id}".
     app.include_router(search.router, dependencies=auth)
     # archive before images: "/lookup" must not match "/{image_id}".

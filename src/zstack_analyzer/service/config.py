@@ -249,6 +249,7 @@ class LdapSettings(BaseModel):
         """Whether LDAP login is configured."""
         return bool(self.url)
 
+
 def _split_origins(value: Any) -> Any:
     """Accept a JSON list or a comma-separated string for ``ZSTACK_CORS_ORIGINS``."""
     if isinstance(value, str):

@@ -22,7 +22,7 @@ from zstack_analyzer.service.auth.audit import record
 if TYPE_CHECKING:
     from zstack_analyzer.service.db.session import Database
 
-__all__ = ["AuditEntry", "AuditWriter", "entry_from"]
+__all__ = ["AuditEntry", "AuditWriter", "dispatch", "entry_from"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +60,21 @@ def _json_safe(value: Any) -> Any:
 def entry_from(action: str, principal: Any, request: Any, details: dict[str, Any]) -> AuditEntry:
     """An :class:`AuditEntry` from ``events.emit``'s arguments (never raises on odd input).
 
-    ``principal`` may be ``None`` (a failed login names the account tried in
-    ``details["username"]``); ``request`` may be ``None`` (the CLI).
+    ``principal`` may be ``None``: with a request it is a failed login, and
+    ``details["username"]`` names the account tried; without one it is the CLI
+    (an operator on the server machine), and ``username`` is the account acted on.
     """
-    clean = {k: _json_safe(v) for k, v in details.items() if k not in _SECRET_KEYS}
+    clean = {
+        k: _json_safe(v)
+        for k, v in details.items()
+        if not (k in _SECRET_KEYS and isinstance(v, str | bytes))
+    }
     user_id = getattr(principal, "user_id", None)
     username = getattr(principal, "username", None) or None
-    if principal is None and isinstance(clean.get("username"), str):
+    if principal is None and request is None:
+        clean["via"] = "cli"
+        clean["system_user"] = _system_user()
+    if principal is None and request is not None and isinstance(clean.get("username"), str):
         username = clean.pop("username")
     elif "username" in clean and clean["username"] != username:
         # An admin acting on another account: the account is the target.
@@ -91,6 +99,47 @@ def entry_from(action: str, principal: Any, request: Any, details: dict[str, Any
         target=target,
         details=clean,
     )
+
+
+def _system_user() -> str:
+    """The operating-system account running the CLI (who typed the command)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _write_from_cli(entry: AuditEntry) -> None:
+    """The CLI's events: written at once to the database the ``ZSTACK_*`` settings name."""
+    from zstack_analyzer.service.config import get_settings
+    from zstack_analyzer.service.db.session import Database, make_engine
+
+    engine = make_engine(get_settings().resolved_database_url())
+    try:
+        AuditWriter.write_now(Database(engine), entry)
+    finally:
+        engine.dispose()
+
+
+def dispatch(action: str, principal: Any, request: Any, details: dict[str, Any]) -> None:
+    """``events.emit``: queue the event on the app's writer (or write it, from the CLI).
+
+    Never raises: an audit problem is logged, and the action it records goes on.
+    """
+    try:
+        entry = entry_from(action, principal, request, details)
+        if request is None:
+            _write_from_cli(entry)
+            return
+        writer: AuditWriter | None = getattr(request.app.state, "audit", None)
+        if writer is None:
+            logger.warning("audit: no writer on this app; not recorded: %r", entry)
+            return
+        writer.submit(entry)
+    except Exception:
+        logger.exception("audit: could not record %s", action)
 
 
 class AuditWriter:
@@ -126,8 +175,13 @@ class AuditWriter:
         self._executor.shutdown(wait=True)
 
     def _write(self, entry: AuditEntry) -> None:
+        self.write_now(self.database, entry)
+
+    @staticmethod
+    def write_now(database: Database, entry: AuditEntry) -> None:
+        """Append ``entry`` in this thread (a failure is logged, never raised)."""
         try:
-            with self.database.sessions() as session:
+            with database.sessions() as session:
                 record(
                     session,
                     entry.action,

@@ -4,8 +4,9 @@ Why a hook and not the audit table itself: the table and ``GET /api/audit``
 are built separately (auth-extras); the call sites (login ok/failed, upload,
 register, download of an original, delete, permission and membership
 changes, token create/revoke) are already in place and pass what an audit
-row needs. Until then :func:`emit` does nothing, so it must never raise and
-never slow a request down.
+row needs. :func:`emit` hands the event to the audit writer
+(``audit_writer.dispatch``: queued, written off the request path), so it never
+raises and never slows a request down.
 
 Actions used by the call sites: ``login``, ``login_failed``, ``logout``,
 ``upload``, ``register``, ``download``, ``delete``, ``move``,
@@ -22,7 +23,7 @@ __all__ = ["emit"]
 
 
 def emit(action: str, principal: Any, request: Any, **details: Any) -> None:
-    """Record that ``principal`` did ``action`` (a no-op until the audit table exists).
+    """Record that ``principal`` did ``action`` in the audit table (``auth/audit.py``).
 
     Parameters
     ----------
@@ -36,4 +37,6 @@ def emit(action: str, principal: Any, request: Any, **details: Any) -> None:
     **details
         JSON-safe facts: ``image_id``, ``group``, ``username``, ``token_id``...
     """
-    del action, principal, request, details
+    from zstack_analyzer.service.auth.audit_writer import dispatch
+
+    dispatch(action, principal, request, details)

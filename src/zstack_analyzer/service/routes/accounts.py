@@ -142,7 +142,15 @@ async def login(
     )
 
     def check(session: Any) -> tuple[str, Principal] | None:
-        user = authenticate_password(session, body.username, body.password, client, policy=policy)
+        user = authenticate_password(
+            session,
+            body.username,
+            body.password,
+            client,
+            policy=policy,
+            # LDAP (ZSTACK_LDAP__URL) adds its authenticator per app (auth/ldap_login.py).
+            authenticators=getattr(request.app.state, "authenticators", None),
+        )
         if user is None:
             return None
         secret, row = start_session(
