@@ -85,15 +85,25 @@ class LdapServer:
     root_dn: str = ROOT_DN
     root_password: str = ROOT_PASSWORD
 
-    def add(self, ldif: str) -> None:
-        """Load entries with ``ldapadd`` (simple bind as the directory's root)."""
-        subprocess.run(
-            [LDAPADD, "-x", "-H", self.url, "-D", self.root_dn, "-w", self.root_password],
+    def _run(self, tool: str, ldif: str) -> None:
+        done = subprocess.run(
+            [tool, "-x", "-H", self.url, "-D", self.root_dn, "-w", self.root_password],
             input=ldif.encode(),
-            check=True,
+            check=False,
             capture_output=True,
             timeout=30,
         )
+        if done.returncode:
+            msg = f"{tool} exited {done.returncode}: {done.stderr.decode(errors='replace')}"
+            raise RuntimeError(msg)
+
+    def add(self, ldif: str) -> None:
+        """Load entries with ``ldapadd`` (simple bind as the directory's root)."""
+        self._run(LDAPADD, ldif)
+
+    def modify(self, ldif: str) -> None:
+        """Change entries with ``ldapmodify`` (an LDIF of ``changetype: modify`` records)."""
+        self._run("ldapmodify", ldif)
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and wait for it."""

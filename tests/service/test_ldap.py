@@ -12,6 +12,7 @@ import pytest
 
 from tests.ldapserver import BASE_DN, LdapServer, running_slapd, slapd_missing
 from tests.needs import unavailable
+from tests.service.live import make_settings
 from zstack_analyzer.service.auth.ldap import (
     LdapUnavailableError,
     directory_login,
@@ -21,7 +22,11 @@ from zstack_analyzer.service.auth.ldap import (
 from zstack_analyzer.service.config import LdapSettings
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+    from httpx import Response
 
 PEOPLE = f"ou=people,{BASE_DN}"
 GROUPS = f"ou=groups,{BASE_DN}"
@@ -56,6 +61,7 @@ dn: {IMAGING}
 objectClass: groupOfNames
 cn: imaging
 member: uid=alice,{PEOPLE}
+member: uid=placeholder,{PEOPLE}
 
 dn: {MICROSCOPY}
 objectClass: groupOfUniqueNames
@@ -170,3 +176,175 @@ def test_settings_need_a_way_to_find_users() -> None:
     with pytest.raises(ValueError, match="username"):
         LdapSettings(url="ldap://127.0.0.1:1", user_dn_template="uid=x,dc=org")
     assert not LdapSettings().enabled()
+
+
+# --- logging in over HTTP (ZSTACK_AUTH=users with ZSTACK_LDAP__*) ---------------------------
+
+
+def ldap_client(
+    tmp_path: Path,
+    make_client: Callable[..., TestClient],
+    ldap: LdapSettings,
+    database_url: str | None = None,
+) -> TestClient:
+    """A users-mode app with LDAP on; groups imaging, microscopy and local-only exist."""
+    from zstack_analyzer.service.auth import accounts
+
+    settings = make_settings(tmp_path / "data", database_url=database_url, auth="users", ldap=ldap)
+    client = make_client(settings)
+    with client.app.state.database.sessions() as session:  # type: ignore[attr-defined]
+        accounts.create_group(session, "imaging", "read-only")
+        accounts.create_group(session, "microscopy", "read-write")
+        accounts.create_group(session, "local-only", "private")
+    return client
+
+
+def login(client: TestClient, username: str, password: str) -> Response:
+    client.cookies.clear()
+    return client.post("/api/auth/login", json={"username": username, "password": password})
+
+
+def groups_of(client: TestClient, username: str) -> dict[str, str]:
+    """``group -> role`` of ``username`` as stored (read from the database)."""
+    from sqlalchemy import select
+
+    from zstack_analyzer.service.auth.models import Group, Membership, User
+
+    with client.app.state.database.sessions() as session:  # type: ignore[attr-defined]
+        rows = session.execute(
+            select(Group.name, Membership.is_owner)
+            .join(Membership, Membership.group_id == Group.id)
+            .join(User, User.id == Membership.user_id)
+            .where(User.username == username)
+        ).all()
+    return {name: "owner" if owner else "member" for name, owner in rows}
+
+
+def test_first_bind_creates_the_user_with_mapped_groups(
+    slapd: LdapServer,
+    tmp_path: Path,
+    make_client: Callable[..., TestClient],
+    database_url: str | None,
+) -> None:
+    from sqlalchemy import select
+
+    from zstack_analyzer.service.auth import accounts
+    from zstack_analyzer.service.auth.models import User
+
+    client = ldap_client(tmp_path, make_client, template_settings(slapd), database_url)
+    answer = login(client, "alice", "wonder-land-42")
+    assert answer.status_code == 200, answer.text
+    me = client.get("/api/auth/me").json()
+    assert me["username"] == "alice"
+    assert not me["is_admin"]
+    assert {(g["name"], g["permissions"], g["role"]) for g in me["groups"]} == {
+        ("imaging", "read-only", "member"),
+        ("microscopy", "read-write", "member"),
+    }
+    with client.app.state.database.sessions() as session:  # type: ignore[attr-defined]
+        alice = session.scalars(select(User).where(User.username == "alice")).one()
+        assert alice.auth_source == "ldap"
+        assert alice.password_hash is None
+        assert alice.display_name == "Alice Liddell"
+        assert alice.email == "alice@example.org"
+        # An admin adds her to a group the map does not name: the directory leaves it alone.
+        accounts.set_membership(session, "local-only", "alice")
+    # The directory takes her out of imaging: the next login follows it.
+    slapd.modify(f"dn: {IMAGING}\nchangetype: modify\ndelete: member\nmember: uid=alice,{PEOPLE}\n")
+    try:
+        assert login(client, "alice", "wonder-land-42").status_code == 200
+        assert groups_of(client, "alice") == {"microscopy": "member", "local-only": "member"}
+    finally:
+        slapd.modify(
+            f"dn: {IMAGING}\nchangetype: modify\nadd: member\nmember: uid=alice,{PEOPLE}\n"
+        )
+    assert login(client, "alice", "wonder-land-42").status_code == 200
+    assert groups_of(client, "alice") == {
+        "imaging": "member",
+        "microscopy": "member",
+        "local-only": "member",
+    }
+    # A person in no mapped group still gets an account (and no group).
+    assert login(client, "bob", "can-we-fix-it").status_code == 200
+    assert groups_of(client, "bob") == {}
+
+
+def test_wrong_password_answers_like_an_unknown_user(
+    slapd: LdapServer, tmp_path: Path, make_client: Callable[..., TestClient]
+) -> None:
+    client = ldap_client(tmp_path, make_client, search_settings(slapd))
+    assert login(client, "carol", "carols-secret").status_code == 200  # carol exists locally now
+    answers = [
+        login(client, "alice", "not-her-password"),  # in the directory, not yet here
+        login(client, "carol", "not-her-password"),  # in the directory and here
+        login(client, "nobody-at-all", "whatever"),  # nowhere
+    ]
+
+    def shape(answer: Response) -> tuple[int, str, str, str | None]:
+        body = answer.json()
+        return answer.status_code, body["code"], body["detail"], answer.headers.get("set-cookie")
+
+    assert [shape(a) for a in answers] == [
+        (401, "unauthorized", "wrong username or password", None)
+    ] * 3
+    # None of them made an account.
+    from sqlalchemy import func, select
+
+    from zstack_analyzer.service.auth.models import User
+
+    with client.app.state.database.sessions() as session:  # type: ignore[attr-defined]
+        assert session.scalar(select(func.count()).select_from(User)) == 1
+
+
+def test_local_accounts_are_not_the_directorys(
+    slapd: LdapServer, tmp_path: Path, make_client: Callable[..., TestClient]
+) -> None:
+    from zstack_analyzer.service.auth import accounts
+
+    client = ldap_client(tmp_path, make_client, template_settings(slapd))
+    with client.app.state.database.sessions() as session:  # type: ignore[attr-defined]
+        accounts.create_user(session, "bob", password="local bob's own password")  # noqa: S106
+    # The directory's bob cannot log into the local bob's account...
+    assert login(client, "bob", "can-we-fix-it").status_code == 401
+    # ...and the local bob still logs in with his own password.
+    assert login(client, "bob", "local bob's own password").status_code == 200
+
+
+def test_directory_down_is_a_clear_error_and_local_accounts_still_log_in(
+    tmp_path: Path, make_client: Callable[..., TestClient]
+) -> None:
+    from zstack_analyzer.service.auth import accounts
+
+    missing = slapd_missing()
+    if missing:
+        unavailable(missing)
+    with running_slapd() as server:
+        settings = template_settings(server)
+    # Stopped: nothing listens where the settings point.
+    client = ldap_client(tmp_path, make_client, settings)
+    with client.app.state.database.sessions() as session:  # type: ignore[attr-defined]
+        accounts.create_user(session, "lena", password="a local password")  # noqa: S106
+    down = login(client, "alice", "wonder-land-42")
+    assert down.status_code == 503
+    assert down.headers["content-type"].startswith("application/problem+json")
+    assert down.json()["code"] == "directory_unavailable"
+    assert "LDAP" in down.json()["detail"]
+    assert down.headers["Retry-After"]
+    assert "set-cookie" not in down.headers
+    assert login(client, "lena", "a local password").status_code == 200
+    # A local account's wrong password is still a plain 401 (its password never goes to LDAP).
+    assert login(client, "lena", "wrong").status_code == 401
+    # The outage is in the audit trail as a failed login.
+    client.cookies.clear()
+    with client.app.state.database.sessions() as session:  # type: ignore[attr-defined]
+        secret = accounts.create_token(session, "lena")[1]
+        accounts.update_user(session, "lena", admin=True)
+    trail = client.get(
+        "/api/audit",
+        params={"action": "login_failed"},
+        headers={"Authorization": f"Bearer {secret}"},
+    ).json()["data"]
+    assert [(e["username"], e["details"].get("reason")) for e in reversed(trail)] == [
+        ("alice", "directory unavailable"),
+        ("lena", None),
+    ]
