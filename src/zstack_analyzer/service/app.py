@@ -179,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from fastapi.staticfiles import StaticFiles
 
     from zstack_analyzer.service.auth.guard import authorize
+    from zstack_analyzer.service.auth.principal import token_unless_users
     from zstack_analyzer.service.errors import install_error_handlers
     from zstack_analyzer.service.guard import HttpGuardMiddleware
     from zstack_analyzer.service.routes import (
@@ -210,7 +211,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(formats.router, dependencies=auth)
     app.include_router(health.router, dependencies=auth)
     # Accounts: login needs no credentials; the rest goes through the guard.
-    app.include_router(accounts.auth_router)
+    app.include_router(accounts.auth_router, dependencies=[Depends(token_unless_users)])
     app.include_router(accounts.tokens_router, dependencies=auth)
     app.include_router(accounts.admin_router, dependencies=auth)
     app.include_router(accounts.move_router, dependencies=auth)

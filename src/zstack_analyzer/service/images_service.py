@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from zstack_analyzer.limits import ReadLimits
     from zstack_analyzer.metadata import ImageMetadata, SceneInfo
+    from zstack_analyzer.service.auth.labels import Labels
     from zstack_analyzer.service.db.session import Database
     from zstack_analyzer.storage.base import ObjectStorage
     from zstack_analyzer.storage.remote import RemoteObject
@@ -133,9 +134,14 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def to_summary(image: Image) -> ImageSummary:
-    """The list view of a row: summary columns only."""
+def to_summary(image: Image, labels: Labels | None = None) -> ImageSummary:
+    """The list view of a row: summary columns only (``labels``: owner and group names)."""
+    owner, group = labels.of(image) if labels is not None else (None, None)
     return ImageSummary(
+        owner_id=image.owner_id,
+        group_id=image.group_id,
+        owner=owner,
+        group=group,
         id=image.id,
         filename=image.filename,
         width=image.width,
@@ -167,9 +173,14 @@ def full_metadata(image: Image) -> dict[str, Any]:
     return metadata
 
 
-def to_public(image: Image) -> ImagePublic:
-    """The API view of a row."""
+def to_public(image: Image, labels: Labels | None = None) -> ImagePublic:
+    """The API view of a row (``labels``: owner and group names)."""
+    owner, group = labels.of(image) if labels is not None else (None, None)
     return ImagePublic(
+        owner_id=image.owner_id,
+        group_id=image.group_id,
+        owner=owner,
+        group=group,
         scene_count=max(len(image.scenes), 1),
         id=image.id,
         filename=image.filename,

@@ -46,6 +46,7 @@ __all__ = [
     "forget_principals",
     "get_principal",
     "require_principal",
+    "token_unless_users",
 ]
 
 #: The viewer's session cookie (HttpOnly, SameSite=Lax, Secure over HTTPS).
@@ -243,3 +244,18 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 async def require_principal(principal: PrincipalDep) -> None:
     """Router dependency: resolve the caller (401/403 before the route runs)."""
     del principal
+
+
+async def token_unless_users(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Router dependency of ``/api/auth``: login is open in users mode, behind the token in token mode.
+
+    Why: with ``ZSTACK_AUTH=token`` every ``/api`` route answers 401 without the
+    token, as before accounts existed; in users mode login must work without
+    credentials (it is how one gets them).
+    """
+    settings: Settings = request.app.state.settings
+    if settings.auth_mode() == "token":
+        await get_principal(request, credentials)

@@ -646,4 +646,6 @@ def move_image(
     events.emit(
         "move", principal, request, image_id=str(image.id), from_group=previous, group=target.group
     )
-    return to_public(image)
+    from zstack_analyzer.service.auth.labels import labels_for
+
+    return to_public(image, labels_for(session, [image]))

@@ -19,6 +19,7 @@ from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.registry import known_suffixes
 from zstack_analyzer.render.spec import RenderSpec
 from zstack_analyzer.service.auth import events
+from zstack_analyzer.service.auth.labels import labels_for
 from zstack_analyzer.service.auth.permissions import visible_images_filter
 from zstack_analyzer.service.auth.placement import PlacementDep
 from zstack_analyzer.service.auth.principal import PrincipalDep
@@ -320,7 +321,8 @@ def list_images(
     rows, count = crud.list_images(
         session, skip=skip, limit=limit, q=q, visible=visible_images_filter(principal)
     )
-    return ImagesPublic(data=[to_summary(row) for row in rows], count=count)
+    labels = labels_for(session, rows)
+    return ImagesPublic(data=[to_summary(row, labels) for row in rows], count=count)
 
 
 @router.get(
@@ -331,7 +333,8 @@ def list_images(
 )
 def get_image(image_id: str, session: SessionDep) -> ImagePublic:
     """The stored record of one image."""
-    return to_public(require_image(session, image_id))
+    image = require_image(session, image_id)
+    return to_public(image, labels_for(session, [image]))
 
 
 @router.get(

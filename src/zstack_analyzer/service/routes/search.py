@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query
 
+from zstack_analyzer.service.auth.labels import labels_for
 from zstack_analyzer.service.auth.permissions import visible_images_filter
 from zstack_analyzer.service.auth.principal import PrincipalDep
 from zstack_analyzer.service.db.search import SearchFilters, search_images
@@ -158,4 +159,5 @@ def search(
     rows, total = search_images(
         session, filters, skip=skip, limit=limit, visible=visible_images_filter(principal)
     )
-    return SearchPublic(data=[to_summary(row) for row in rows], count=total, total=total)
+    labels = labels_for(session, rows)
+    return SearchPublic(data=[to_summary(row, labels) for row in rows], count=total, total=total)
