@@ -295,3 +295,17 @@ def test_cli_changes_are_recorded(
     assert events[0]["details"]["target_user"] == "root"
     assert events[0]["details"]["system_user"]
     assert events[1]["target"] == "lab"
+
+
+def test_times_at_the_calendars_edges_are_not_errors(
+    tmp_path: Path, make_client: Callable[..., TestClient]
+) -> None:
+    client = make_client(make_settings(tmp_path / "data"))
+    for params in (
+        {"since": "9999-12-31T23:59:59-14:00"},
+        {"until": "0001-01-01T00:00:00+14:00"},
+        {"since": "0001-01-01T00:00:00", "until": "9999-12-31T23:59:59"},
+    ):
+        answer = client.get("/api/audit", params=params)
+        assert answer.status_code == 200, (params, answer.text)
+    assert client.get("/api/audit", params={"since": "yesterday"}).status_code == 422

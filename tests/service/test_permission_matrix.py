@@ -79,6 +79,7 @@ CATEGORIES: dict[tuple[str, str], str] = {
     ("get", "/api/admin/import-roots"): "admin",
     ("post", "/api/admin/import-roots"): "admin",
     ("delete", "/api/admin/import-roots"): "admin",
+    ("get", "/api/audit"): "admin",
 }
 #: Path parameters of the image routes (valid for the world's 2 x 3 x 16 x 20 stack).
 PATH_VALUES = {
@@ -463,6 +464,7 @@ def test_admin_routes(world: World) -> None:
             ),
             ("delete", "/api/admin/import-roots", ok(204), {"params": {"path": str(folder)}}),
             ("delete", f"/api/admin/groups/{group}", ok(204), {}),
+            ("get", "/api/audit", ok(200), {"params": {"user": user}}),
         ]
         covered = set()
         for method, path, expected, kwargs in steps:

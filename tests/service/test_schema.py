@@ -93,6 +93,7 @@ def test_openapi_matches_routes(client: TestClient) -> None:
         ("/api/admin/import-roots", "get"),
         ("/api/admin/import-roots", "post"),
         ("/api/admin/import-roots", "delete"),
+        ("/api/audit", "get"),
     }
     assert documented == expected
     paths = schema["paths"]

@@ -125,7 +125,11 @@ def as_utc(moment: datetime) -> datetime:
     """
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 shifted past the calendar's end: clamp
+        edge = datetime.max if moment.year > 1 else datetime.min
+        return edge.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
