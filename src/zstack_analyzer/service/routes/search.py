@@ -129,6 +129,12 @@ def search(
         str | None,
         Query(max_length=64, description="ISO date (that whole day included) or datetime"),
     ] = None,
+    group: Annotated[
+        str | None,
+        Query(
+            max_length=150, description="Only images of this group (by name; the viewer's filter)"
+        ),
+    ] = None,
     skip: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SearchPublic:
@@ -155,6 +161,7 @@ def search(
         pixel_size_max_um=pixel_size_max_um,
         acquired_after=after,
         acquired_before=before,
+        group=group or None,
     )
     rows, total = search_images(
         session, filters, skip=skip, limit=limit, visible=visible_images_filter(principal)
