@@ -21,9 +21,18 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.service.authworld import ALICE, LEVELS, PASSWORD, ROLES, build_world, default_group
+from tests.service.authworld import (
+    ALICE,
+    FAST_PASSWORDS,
+    LEVELS,
+    PASSWORD,
+    ROLES,
+    build_world,
+    default_group,
+)
 from tests.service.conftest import write_ome_tiff
 from tests.service.live import make_settings
+from zstack_analyzer.service.config import AccountSettings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -183,6 +192,7 @@ def _world(factory: pytest.TempPathFactory, database_url: str | None) -> Iterato
         auth="users",
         database_url=database_url,
         import_roots=[roots / "admin"],
+        accounts=AccountSettings(**FAST_PASSWORDS),
     )
     settings.render.thumbnail_on_upload = False
     tiff = write_ome_tiff(tmp / "stack.ome.tif", (2, 3, 16, 20))
