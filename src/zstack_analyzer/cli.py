@@ -196,7 +196,14 @@ def ingest(
     server: Annotated[
         str | None, typer.Option(help="Server URL; omitted: the database and storage of ZSTACK_*")
     ] = None,
-    token: Annotated[str | None, typer.Option(help="Bearer token for --server")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ZSTACK_TOKEN",
+            help="Bearer token for --server: a personal token (zstack token create USER) "
+            "or ZSTACK_API_TOKEN",
+        ),
+    ] = None,
     in_place: Annotated[
         bool, typer.Option("--in-place", help="Register where they are (no copy)")
     ] = False,
@@ -234,7 +241,14 @@ def ingest(
 def watch(
     folder: Annotated[Path, typer.Argument(help="Folder to watch (recursively)")],
     server: Annotated[str | None, typer.Option(help="Server URL (see ingest)")] = None,
-    token: Annotated[str | None, typer.Option(help="Bearer token for --server")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ZSTACK_TOKEN",
+            help="Bearer token for --server: a personal token (zstack token create USER) "
+            "or ZSTACK_API_TOKEN",
+        ),
+    ] = None,
     in_place: Annotated[bool, typer.Option("--in-place", help="Register in place")] = False,
     scheduler: Annotated[str | None, typer.Option(help="dask scheduler for the work")] = None,
     settle: Annotated[

@@ -35,6 +35,7 @@ def _session() -> Iterator[Session]:
     from zstack_analyzer.service.db.session import make_engine, make_session_factory
 
     settings = get_settings()
+    settings.accounts.apply_password_cost()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url())
     try:

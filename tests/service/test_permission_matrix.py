@@ -21,9 +21,18 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.service.authworld import ALICE, LEVELS, PASSWORD, ROLES, build_world, default_group
-from tests.service.conftest import write_ome_tiff
+from tests.service.authworld import (
+    ALICE,
+    FAST_PASSWORDS,
+    LEVELS,
+    PASSWORD,
+    ROLES,
+    build_world,
+    default_group,
+)
+from tests.service.conftest import create_pg_database, drop_pg_database, write_ome_tiff
 from tests.service.live import make_settings
+from zstack_analyzer.service.config import AccountSettings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -184,6 +193,7 @@ def _world(factory: pytest.TempPathFactory, database_url: str | None) -> Iterato
         auth="users",
         database_url=database_url,
         import_roots=[roots / "admin"],
+        accounts=AccountSettings(**FAST_PASSWORDS),
     )
     settings.render.thumbnail_on_upload = False
     tiff = write_ome_tiff(tmp / "stack.ome.tif", (2, 3, 16, 20))
@@ -224,9 +234,13 @@ def _operations(world: World, category: str) -> list[tuple[str, str]]:
 
 def test_image_view_routes(world: World) -> None:
     """Every picture, record, histogram, download, zarr key and tile: 200, 404 or 401 by the table."""
+    _image_view(world, _operations(world, "image-view"))
+
+
+def _image_view(world: World, operations: list[tuple[str, str]]) -> None:
     cases = 0
     for (method, path), role, ((owner, group), image_id) in itertools.product(
-        _operations(world, "image-view"), ALL_ROLES, world.images.items()
+        operations, ALL_ROLES, world.images.items()
     ):
         if role == "anonymous":
             expected = {401}
@@ -249,6 +263,10 @@ def _fresh(world: World, owner: str, group: str) -> str:
 
 def test_delete_and_move(world: World) -> None:
     """DELETE: 204/403/404 by the table; PATCH (move): also only the owner in both groups."""
+    _delete_and_move(world)
+
+
+def _delete_and_move(world: World) -> None:
     kinds = list(world.images)
     cases = 0
     for role, (owner, group) in itertools.product(ALL_ROLES, kinds):
@@ -293,6 +311,10 @@ def _visible(world: World, role: str) -> set[str]:
 
 def test_list_search_lookup_filter_in_the_query(world: World) -> None:
     """Pages and totals hold exactly the visible images, for list, search and lookup."""
+    _list_search_lookup(world)
+
+
+def _list_search_lookup(world: World) -> None:
     sha = world.client.get(
         f"/api/images/{world.images[(ALICE, 'g-private')]}", headers=world.headers("admin")
     ).json()["sha256"]
@@ -472,3 +494,25 @@ def test_admin_routes(world: World) -> None:
             template = path.replace(user, "{username}").replace(f"/{group}", "/{name}")
             covered.add((method, template))
         assert covered == ops
+
+
+@pytest.fixture(scope="module")
+def pg_world(tmp_path_factory: pytest.TempPathFactory, postgres_admin: str) -> Iterator[World]:
+    url = create_pg_database(postgres_admin)
+    try:
+        yield from _world(tmp_path_factory, url)
+    finally:
+        drop_pg_database(postgres_admin, url)
+
+
+@pytest.mark.postgres
+def test_matrix_subset_on_postgres(pg_world: World) -> None:
+    """On PostgreSQL: record, a picture, download; list, search and lookup; delete and move."""
+    subset = [
+        ("get", "/api/images/{image_id}"),
+        ("get", "/api/images/{image_id}/thumbnail"),
+        ("get", "/api/images/{image_id}/download"),
+    ]
+    _image_view(pg_world, subset)
+    _list_search_lookup(pg_world)
+    _delete_and_move(pg_world)

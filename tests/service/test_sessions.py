@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import select, update
 
+from tests.service.authworld import FAST_PASSWORDS
 from tests.service.conftest import upload
 from zstack_analyzer.service.auth import accounts
 from zstack_analyzer.service.auth.models import ApiToken, User, UserSession
@@ -31,7 +32,12 @@ PASSWORD = "a long enough password"  # noqa: S105  (a test account's)
 def lab(settings: Settings, make_client: Callable[..., TestClient]) -> TestClient:
     """A users-mode server with alice (member of 'lab') and an admin; low lockout thresholds."""
     accounts_settings = settings.accounts.model_copy(
-        update={"max_failed_logins": 3, "client_max_failures": 6, "cache_seconds": 5.0}
+        update={
+            "max_failed_logins": 3,
+            "client_max_failures": 6,
+            "cache_seconds": 5.0,
+            **FAST_PASSWORDS,
+        }
     )
     client = make_client(
         settings.model_copy(update={"auth": "users", "accounts": accounts_settings})

@@ -94,6 +94,7 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     from zstack_analyzer.service.storage import make_storage
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.accounts.apply_password_cost()
     storage = make_storage(settings)
     storage.ensure_dirs()
     engine = make_engine(settings.resolved_database_url())

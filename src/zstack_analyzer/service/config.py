@@ -173,6 +173,23 @@ class AccountSettings(BaseModel):
     cache_seconds: float = Field(
         default=5.0, ge=0, description="How long a resolved token or session is reused"
     )
+    password_time_cost: int = Field(default=3, ge=1, le=20, description="argon2id passes")
+    password_memory_kib: int = Field(
+        default=65536, ge=8 * 1024, le=4 * 1024 * 1024, description="argon2id memory, KiB"
+    )
+    password_parallelism: int = Field(default=4, ge=1, le=16, description="argon2id lanes")
+
+    def apply_password_cost(self) -> None:
+        """Make new password hashes with these argon2id parameters (entry points call it)."""
+        from zstack_analyzer.service.auth.passwords import Argon2Parameters, configure
+
+        configure(
+            Argon2Parameters(
+                time_cost=self.password_time_cost,
+                memory_kib=self.password_memory_kib,
+                parallelism=self.password_parallelism,
+            )
+        )
 
 
 class LdapSettings(BaseModel):

@@ -7,13 +7,31 @@ later and old hashes rehashed on the next login (:func:`needs_rehash`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
 
-__all__ = ["MAX_PASSWORD_CHARS", "hash_password", "needs_rehash", "verify_password"]
+__all__ = [
+    "MAX_PASSWORD_CHARS",
+    "Argon2Parameters",
+    "configure",
+    "hash_password",
+    "needs_rehash",
+    "verify_password",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Argon2Parameters:
+    """Cost of new hashes (argon2-cffi's defaults = RFC 9106's low-memory recommendation)."""
+
+    time_cost: int = 3
+    memory_kib: int = 65536
+    parallelism: int = 4
+
 
 #: Longer passwords are refused before hashing (argon2 would hash megabytes happily).
 MAX_PASSWORD_CHARS = 1024
@@ -23,11 +41,31 @@ MAX_PASSWORD_CHARS = 1024
 _DUMMY_PASSWORD = "not-a-password-of-anyone"  # noqa: S105
 
 
+_parameters = Argon2Parameters()
+
+
+def configure(parameters: Argon2Parameters) -> None:
+    """Set the cost of new hashes (from ``accounts.password_*`` settings, at start-up).
+
+    Verification always uses the parameters stored in the hash; a hash made
+    with other parameters is rehashed at its next successful login.
+    """
+    global _parameters  # process-wide, set from the settings by entry points
+    if parameters != _parameters:
+        _parameters = parameters
+        _hasher.cache_clear()
+        _dummy_hash.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def _hasher() -> PasswordHasher:
     from argon2 import PasswordHasher
 
-    return PasswordHasher()
+    return PasswordHasher(
+        time_cost=_parameters.time_cost,
+        memory_cost=_parameters.memory_kib,
+        parallelism=_parameters.parallelism,
+    )
 
 
 @lru_cache(maxsize=1)

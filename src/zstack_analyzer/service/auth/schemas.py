@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime  # noqa: TC003  (pydantic resolves annotations at runtime)
+from datetime import UTC, datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from zstack_analyzer.service.auth.models import Permission
 
@@ -27,6 +28,14 @@ __all__ = [
     "UserPublic",
     "UserUpdate",
 ]
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they were stored as UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+#: A datetime always answered with its zone (UTC).
+UtcDatetime = Annotated[datetime, AfterValidator(_aware)]
 
 Name = Field(min_length=1, max_length=150, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
 
@@ -78,10 +87,10 @@ class TokenPublic(BaseModel):
     id: int
     name: str
     read_only: bool
-    created_at: datetime
-    expires_at: datetime | None
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+    created_at: UtcDatetime
+    expires_at: UtcDatetime | None
+    last_used_at: UtcDatetime | None
+    revoked_at: UtcDatetime | None
 
 
 class TokenCreated(TokenPublic):
@@ -122,7 +131,7 @@ class UserPublic(BaseModel):
     is_admin: bool
     is_active: bool
     auth_source: str
-    created_at: datetime
+    created_at: UtcDatetime
     groups: list[GroupMembership] = Field(default_factory=list)
 
 

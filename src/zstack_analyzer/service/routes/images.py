@@ -109,7 +109,7 @@ def _known_suffixes() -> frozenset[str]:
         201: {
             "description": "Stored. Header X-Duplicate-Of names an earlier image with the same bytes.",
         },
-        **problems(400, 401, 408, 413, 422, 429, 500, 503),
+        **problems(400, 401, 403, 408, 413, 422, 429, 500, 503),
     },
     openapi_extra=UPLOAD_BODY,
 )
@@ -540,7 +540,7 @@ def etag_matches(header: str | None, etag: str) -> bool:
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete an image, its file and its cached renderings",
-    responses={204: {"description": "Deleted"}, **problems(401, 404)},
+    responses={204: {"description": "Deleted"}, **problems(401, 403, 404)},
 )
 async def delete_image(
     image_id: str,
