@@ -29,6 +29,7 @@ __all__ = [
     "UserUpdate",
 ]
 
+
 def _aware(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; they were stored as UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
