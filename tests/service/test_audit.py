@@ -309,3 +309,43 @@ def test_times_at_the_calendars_edges_are_not_errors(
         answer = client.get("/api/audit", params=params)
         assert answer.status_code == 200, (params, answer.text)
     assert client.get("/api/audit", params={"since": "yesterday"}).status_code == 422
+
+
+def test_writer_keeps_every_event_from_many_threads_in_order(tmp_path: Path) -> None:
+    import threading
+
+    from zstack_analyzer.service.auth.audit import AuditEvent
+    from zstack_analyzer.service.auth.audit_writer import AuditEntry, AuditWriter
+    from zstack_analyzer.service.db.migrations import upgrade_database
+    from zstack_analyzer.service.db.session import Database, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+    try:
+        upgrade_database(engine)
+        writer = AuditWriter(Database(engine))
+
+        def emit_many(thread: int) -> None:
+            for i in range(50):
+                writer.submit(
+                    AuditEntry(action="download", username=f"t{thread}", details={"i": i})
+                )
+
+        threads = [threading.Thread(target=emit_many, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        writer.flush()
+        with Database(engine).sessions() as session:
+            rows = session.query(AuditEvent).order_by(AuditEvent.id).all()
+        assert len(rows) == 400
+        for n in range(8):
+            assert [r.details["i"] for r in rows if r.username == f"t{n}"] == list(range(50))
+        # Closing writes what is still queued; later events are written at once.
+        writer.submit(AuditEntry(action="logout"))
+        writer.close()
+        writer.submit(AuditEntry(action="login"))
+        with Database(engine).sessions() as session:
+            assert session.query(AuditEvent).count() == 402
+    finally:
+        engine.dispose()

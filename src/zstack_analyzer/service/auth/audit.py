@@ -36,6 +36,7 @@ __all__ = [
     "as_utc",
     "query_events",
     "record",
+    "record_many",
 ]
 
 #: Actions the service records (``action`` is free text, so a new one needs no migration;
@@ -130,6 +131,28 @@ def as_utc(moment: datetime) -> datetime:
     except OverflowError:  # year 1 or 9999 shifted past the calendar's end: clamp
         edge = datetime.max if moment.year > 1 else datetime.min
         return edge.replace(tzinfo=UTC)
+
+
+def record_many(session: Session, events: list[dict[str, Any]]) -> None:
+    """Append several events (``record``'s keyword arguments each) in one transaction."""
+    session.add_all(
+        AuditEvent(
+            at=event.get("at") or utcnow(),
+            action=event["action"][:64],
+            user_id=event.get("user_id"),
+            username=_cut(event.get("username"), 150),
+            client=_cut(event.get("client"), 64),
+            request_id=_cut(event.get("request_id"), 64),
+            target=_cut(event.get("target"), 255),
+            details=event.get("details") or {},
+        )
+        for event in events
+    )
+    session.commit()
+
+
+def _cut(value: str | None, size: int) -> str | None:
+    return value[:size] if value is not None else None
 
 
 @dataclass(frozen=True)

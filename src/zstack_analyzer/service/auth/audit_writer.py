@@ -12,14 +12,19 @@ that fails (database gone) is logged with the event, never raised.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from zstack_analyzer.service.auth.audit import record
+from zstack_analyzer.service.auth.audit import record_many
+from zstack_analyzer.service.db.models import utcnow
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from zstack_analyzer.service.db.session import Database
 
 __all__ = ["AuditEntry", "AuditWriter", "dispatch", "entry_from"]
@@ -43,6 +48,8 @@ class AuditEntry:
     request_id: str | None = None
     target: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: When it happened (not when the writer got to it).
+    at: datetime = field(default_factory=utcnow)
 
 
 def _json_safe(value: Any) -> Any:
@@ -118,7 +125,7 @@ def _write_from_cli(entry: AuditEntry) -> None:
 
     engine = make_engine(get_settings().resolved_database_url())
     try:
-        AuditWriter.write_now(Database(engine), entry)
+        AuditWriter.write_now(Database(engine), [entry])
     finally:
         engine.dispose()
 
@@ -143,28 +150,42 @@ def dispatch(action: str, principal: Any, request: Any, details: dict[str, Any])
 
 
 class AuditWriter:
-    """Appends :class:`AuditEntry` rows to ``database`` from one background thread."""
+    """Appends :class:`AuditEntry` rows to ``database`` from one background thread.
+
+    Entries queue in memory and the thread writes everything queued in one
+    transaction, so a burst of requests (a script downloading hundreds of
+    originals) costs a few commits, not one per event.
+    """
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zstack-audit")
+        self._pending: deque[AuditEntry] = deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
         self._closed = False
 
     def submit(self, entry: AuditEntry) -> None:
         """Queue ``entry`` (returns at once); after :meth:`close` it is written here and now."""
         if self._closed:
-            self._write(entry)
+            self.write_now(self.database, [entry])
             return
+        with self._lock:
+            self._pending.append(entry)
+            if self._scheduled:
+                return  # the drain already queued will take this entry too
+            self._scheduled = True
         try:
-            self._executor.submit(self._write, entry)
+            self._executor.submit(self._drain)
         except RuntimeError:  # shut down between the check and the submit
-            self._write(entry)
+            self._drain()
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every entry submitted before this call is written."""
         if self._closed:
             return
         try:
+            # One worker, first in first out: every drain queued before this no-op is done.
             self._executor.submit(lambda: None).result(timeout=timeout)
         except (RuntimeError, TimeoutError):
             logger.warning("audit: flush did not finish within %.0f s", timeout)
@@ -173,25 +194,23 @@ class AuditWriter:
         """Write what is queued, then stop the thread."""
         self._closed = True
         self._executor.shutdown(wait=True)
+        self._drain()
 
-    def _write(self, entry: AuditEntry) -> None:
-        self.write_now(self.database, entry)
+    def _drain(self) -> None:
+        with self._lock:
+            batch = list(self._pending)
+            self._pending.clear()
+            self._scheduled = False
+        if batch:
+            self.write_now(self.database, batch)
 
     @staticmethod
-    def write_now(database: Database, entry: AuditEntry) -> None:
-        """Append ``entry`` in this thread (a failure is logged, never raised)."""
+    def write_now(database: Database, entries: list[AuditEntry]) -> None:
+        """Append ``entries`` in one transaction in this thread (failures logged, never raised)."""
         try:
             with database.sessions() as session:
-                record(
-                    session,
-                    entry.action,
-                    user_id=entry.user_id,
-                    username=entry.username,
-                    client=entry.client,
-                    request_id=entry.request_id,
-                    target=entry.target,
-                    details=entry.details,
-                )
+                record_many(session, [asdict(entry) for entry in entries])
         except Exception:
-            # The trail must not take the service down with it; the log keeps the event.
-            logger.exception("audit: could not record %r", entry)
+            # The trail must not take the service down with it; the log keeps the events.
+            for entry in entries:
+                logger.exception("audit: could not record %r", entry)
