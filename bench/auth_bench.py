@@ -248,8 +248,8 @@ def search_record(url: str, engine_name: str, *, rows: int, quick: bool) -> Reco
     )
 
 
-def issue23(*, rows: int = 100_000, quick: bool = False) -> list[Record]:
-    """Both records (PostgreSQL when it answers)."""
+def issue23(*, rows: int = 100_000, quick: bool = False, only: str = "") -> list[Record]:
+    """Both records (PostgreSQL when it answers); ``only`` = "thumb" or "search" for one."""
     import numpy as np
     import tifffile
 
@@ -286,8 +286,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", choices=["thumb", "search"], default="")
     args = ap.parse_args()
-    records = issue23(rows=args.rows, quick=args.quick)
+    records = issue23(rows=args.rows, quick=args.quick, only=args.only)
     for record in records:
         print(
             f"{record.id}: ours {fmt_s(record.ours_s)} baseline {fmt_s(record.baseline_s)} ratio {record.ratio}"
