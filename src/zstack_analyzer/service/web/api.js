@@ -28,6 +28,11 @@ export function token() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
+/** Drop a stored token (users mode logs in with a session; a stale token would win over it). */
+export function forgetToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
+}
+
 function authHeaders(headers = {}, method = "GET") {
   const t = token();
   let out = t ? { ...headers, Authorization: `Bearer ${t}` } : { ...headers };

@@ -6,7 +6,7 @@
 // session) or 401; after a 401, POST /api/auth/login with an empty body is refused as
 // invalid (422) only where logging in is open, i.e. in users mode (token mode: 401).
 
-import { ApiError, problemOf, setCsrfToken, setLoginHandler, token } from "./api.js";
+import { ApiError, forgetToken, problemOf, setCsrfToken, setLoginHandler, token } from "./api.js";
 
 export const session = {
   /** "none", "token" or "users" */
@@ -48,6 +48,9 @@ export async function detectSession() {
     });
     session.mode = probe.status === 422 ? "users" : "token";
     session.me = null;
+    // A token kept from when this server ran in token mode would be sent instead of the
+    // session cookie (and refused) on every request: users mode logs in instead.
+    if (session.mode === "users") forgetToken();
   } else {
     session.mode = "none";
     session.me = null;
