@@ -348,3 +348,12 @@ def test_directory_down_is_a_clear_error_and_local_accounts_still_log_in(
         ("alice", "directory unavailable"),
         ("lena", None),
     ]
+
+
+def test_a_broken_filter_is_unavailable_not_a_crash(slapd: LdapServer) -> None:
+    settings = search_settings(slapd, search_filter="(uid={username}")  # unbalanced
+    with pytest.raises(LdapUnavailableError):
+        directory_login(settings, "alice", "wonder-land-42")
+    # Braces other than the placeholders are kept as they are.
+    odd = template_settings(slapd, user_dn_template="uid={username},ou=people,dc=example,dc=org{x}")
+    assert directory_login(odd, "alice", "wonder-land-42") is None

@@ -171,14 +171,15 @@ def _find_dn(settings: LdapSettings, server: Server, username: str) -> str | Non
     from ldap3.utils.dn import escape_rdn
 
     if settings.user_dn_template:
-        return settings.user_dn_template.format(username=escape_rdn(username))
+        # replace, not str.format: a template may hold other braces (never a KeyError).
+        return settings.user_dn_template.replace("{username}", escape_rdn(username))
     password = settings.bind_password.get_secret_value() if settings.bind_password else None
     connection = _open(settings, server, settings.bind_dn, password)
     if connection is None:
         msg = f"LDAP server {settings.url}: the search account {settings.bind_dn} was refused"
         raise LdapUnavailableError(msg)
     try:
-        query = settings.search_filter.format(username=escape_filter_chars(username))
+        query = settings.search_filter.replace("{username}", escape_filter_chars(username))
         connection.search(
             settings.search_base or "", query, search_scope=SUBTREE, attributes=[], size_limit=2
         )
@@ -207,7 +208,7 @@ def _read_person(
     entry = entries[0] if entries else {"attributes": {}}
     groups = {normalise_dn(str(g)) for g in entry.get("attributes", {}).get("memberOf") or []}
     if settings.group_base:
-        query = settings.group_filter.format(dn=escape_filter_chars(dn))
+        query = settings.group_filter.replace("{dn}", escape_filter_chars(dn))
         connection.search(settings.group_base, query, search_scope=SUBTREE, attributes=[])
         groups |= {
             normalise_dn(str(e["dn"]))
@@ -237,8 +238,12 @@ def directory_login(settings: LdapSettings, username: str, password: str) -> Dir
         return None
     if any(ord(ch) < 32 for ch in username):
         return None
-    server = _server(settings)
-    dn = _find_dn(settings, server, username)
+    try:
+        server = _server(settings)
+        dn = _find_dn(settings, server, username)
+    except LDAPException as exc:  # a filter the server refuses, a dropped connection...
+        msg = f"LDAP server {settings.url} unavailable: {exc}"
+        raise LdapUnavailableError(msg) from exc
     if dn is None:
         return None
     connection = _open(settings, server, dn, password)
