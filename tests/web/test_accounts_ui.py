@@ -224,6 +224,18 @@ def test_admin_page_makes_a_group_and_a_member(
     page.locator('#admin-users-body tr[data-username="ben"] >> text=disabled').wait_for()
     page.screenshot(path=str(artifacts / "accounts-admin.png"), full_page=True)
 
+    # The audit trail at the bottom: root's login, and the changes just made (filtered).
+    page.locator('#audit-body tr[data-action="login"]').first.wait_for()
+    page.fill("#audit-action", "group_*")
+    page.click("#audit-form button[type=submit]")
+    page.wait_for_function(
+        """() => {
+             const rows = [...document.querySelectorAll('#audit-body tr')];
+             return rows.length === 2 && rows.every((r) => r.dataset.action.startsWith('group_'));
+           }"""
+    )
+    assert "confocal" in page.inner_text("#audit-body")
+
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}
     groups = httpx.get(f"{base}/api/admin/groups", cookies=cookies).json()
     confocal = next(g for g in groups if g["name"] == "confocal")

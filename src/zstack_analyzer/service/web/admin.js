@@ -122,7 +122,44 @@ async function refresh() {
   $("admin-groups").replaceChildren(...groups.map((g) => groupCard(g, usernames)));
 }
 
+/** The newest 100 audit events matching the filter boxes (GET /api/audit). */
+async function loadAudit() {
+  const params = new URLSearchParams({ limit: "100" });
+  const user = $("audit-user").value.trim();
+  const action = $("audit-action").value.trim();
+  if (user) params.set("user", user);
+  if (action) params.set("action", action);
+  let body;
+  try {
+    body = await getJson(`/api/audit?${params}`);
+  } catch (err) {
+    setStatus(`Could not read the audit trail: ${err.message}`, true);
+    return;
+  }
+  $("audit-body").replaceChildren(
+    ...body.data.map((e) => {
+      const tr = el(
+        "tr",
+        {},
+        el("td", { textContent: new Date(e.at).toLocaleString() }),
+        el("td", { textContent: e.username || (e.details.via === "cli" ? "(command line)" : "") }),
+        el("td", { textContent: e.action }),
+        el("td", { textContent: e.target || "" }),
+        el("td", { textContent: e.client || "" }),
+        el("td", { textContent: e.request_id ? e.request_id.slice(0, 8) : "", title: e.request_id || "" }),
+      );
+      tr.dataset.action = e.action;
+      return tr;
+    }),
+  );
+  $("audit-count").textContent = `${body.data.length} of ${body.count} events`;
+}
+
 function wire() {
+  $("audit-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    loadAudit();
+  });
   $("user-create-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const username = $("new-username").value.trim();
@@ -154,5 +191,6 @@ export function showAdmin() {
     wired = true;
   }
   document.title = "Admin · zstack-analyzer";
+  loadAudit();
   return refresh();
 }
