@@ -267,6 +267,25 @@ def test_first_bind_creates_the_user_with_mapped_groups(
     # A person in no mapped group still gets an account (and no group).
     assert login(client, "bob", "can-we-fix-it").status_code == 200
     assert groups_of(client, "bob") == {}
+    # What the directory changed is in the audit trail, with the logins.
+    client.cookies.clear()
+    with client.app.state.database.sessions() as session:  # type: ignore[attr-defined]
+        accounts.create_user(session, "root", admin=True)
+        secret = accounts.create_token(session, "root")[1]
+    trail = client.get(
+        "/api/audit",
+        params={"user": "alice", "limit": 100},
+        headers={"Authorization": f"Bearer {secret}"},
+    ).json()["data"]
+    changes = [(e["action"], e["target"], e["details"]["via"]) for e in reversed(trail)]
+    assert [c for c in changes if c[0] != "login"] == [
+        ("user_create", "alice", "ldap"),
+        ("membership_add", "imaging", "ldap"),
+        ("membership_add", "microscopy", "ldap"),
+        ("membership_remove", "imaging", "ldap"),
+        ("membership_add", "imaging", "ldap"),
+    ]
+    assert [c for c in changes if c[0] == "login"] == [("login", None, "session")] * 3
 
 
 def test_wrong_password_answers_like_an_unknown_user(

@@ -64,12 +64,15 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def sync_memberships(session: Session, user: User, wanted: set[str], managed: set[str]) -> None:
+def sync_memberships(
+    session: Session, user: User, wanted: set[str], managed: set[str]
+) -> tuple[list[str], list[str]]:
     """Make ``user``'s memberships in the ``managed`` groups exactly ``wanted``.
 
     A mapped group that does not exist here is skipped with a warning (an
     admin creates it, choosing its permission level); a group owner keeps the
-    owner flag while the directory keeps them in the group.
+    owner flag while the directory keeps them in the group. Returns the names
+    of the groups joined and left.
     """
     groups = {
         group.name: group
@@ -86,12 +89,38 @@ def sync_memberships(session: Session, user: User, wanted: set[str], managed: se
             )
         ).all()
     }
-    for name, group in groups.items():
+    joined: list[str] = []
+    left: list[str] = []
+    for name, group in sorted(groups.items()):
         if name in wanted and group.id not in current:
             session.add(Membership(user_id=user.id, group_id=group.id, is_owner=False))
+            joined.append(name)
         elif name not in wanted and group.id in current:
             session.delete(current[group.id])
+            left.append(name)
     session.flush()
+    return joined, left
+
+
+def _stage_audit(session: Session, user: User, action: str, **details: object) -> None:
+    """An audit row for a change the directory made, committed with the login itself.
+
+    Why not ``events.emit``: the authenticator runs without the request; these
+    rows name the user and ``via: ldap`` (the login event right after them has
+    the client address and request id).
+    """
+    from zstack_analyzer.service.auth.audit import AuditEvent
+
+    target = details.get("group")
+    session.add(
+        AuditEvent(
+            action=action,
+            user_id=user.id,
+            username=user.username,
+            target=str(target) if target is not None else user.username,
+            details={**details, "via": "ldap"},
+        )
+    )
 
 
 class LdapAuthenticator:
@@ -139,16 +168,21 @@ class LdapAuthenticator:
                 logger.warning("LDAP user %r cannot be created: %s", person.username, exc)
                 session.rollback()
                 return None
+            _stage_audit(session, existing, "user_create", dn=person.dn)
         else:
             existing.display_name = person.display_name[:255]
             existing.email = person.email
         if existing.is_active:
-            sync_memberships(
+            joined, left = sync_memberships(
                 session,
                 existing,
                 mapped_groups(person, self.settings.group_map),
                 set(self.settings.group_map.values()),
             )
+            for name in joined:
+                _stage_audit(session, existing, "membership_add", group=name)
+            for name in left:
+                _stage_audit(session, existing, "membership_remove", group=name)
         return existing
 
 
