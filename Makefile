@@ -11,7 +11,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed-peers
 BENCH_DATA ?= $(abspath ..)/zstack-bench-data
 BENCH_MAKE_DATA ?= $(abspath ..)/shared/bench/make_data.py
 
-.PHONY: install serve test lint typecheck pytest bench format clean browser-deps bioformats-deps napari-deps fuzz demo
+.PHONY: install serve test lint typecheck pytest bench format clean browser-deps bioformats-deps napari-deps ldap-deps fuzz demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ browser-deps:
 bioformats-deps: $(STAMP)
 	@PYTHON=$(BIN)/python bash scripts/bioformats-jar.sh >/dev/null; rc=$$?; [ $$rc -ne 1 ]
 
+# Installs Debian's slapd + ldap-utils (the LDAP login tests start their own on loopback);
+# under CI=true failing to is an error, not a skip.
+ldap-deps:
+	@bash scripts/ensure-slapd.sh
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -56,7 +61,7 @@ typecheck: $(STAMP)
 napari-deps:
 	@bash scripts/ensure-napari-deps.sh
 
-pytest: $(STAMP) browser-deps bioformats-deps napari-deps
+pytest: $(STAMP) browser-deps bioformats-deps napari-deps ldap-deps
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test: lint typecheck pytest

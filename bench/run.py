@@ -64,7 +64,7 @@ MIN_BYTES = {
     "d": 100_000_000,
     "e": 900_000_000,
 }
-ALL_GROUPS = {"issue3", "issue4", "issue5", "issue13", "issue14", "issue16", "issue17"}
+ALL_GROUPS = {"issue3", "issue4", "issue5", "issue13", "issue14", "issue16", "issue17", "issue23"}
 GROUP_IDS = {
     "issue3": ("import", "metadata", "lazy-open", "load/"),  # metadata-cold too
     "issue4": ("slice-thumb", "mip-thumb", "seed-thumb"),
@@ -73,6 +73,7 @@ GROUP_IDS = {
     "issue14": ("convert/", "zarr-chunk"),
     "issue16": ("metadata/lsm", "slice-thumb/dicom-wsi", "slice-thumb/dicom-wsi-8k"),
     "issue17": ("search/", "upload-s3/", "s3-ranged-thumb/"),
+    "issue23": ("auth/",),
 }
 BIG = {"c", "e"}  # work over 1 GB: 3 runs instead of 5
 
@@ -836,6 +837,11 @@ def main() -> int:
 
         records.extend(search_bench.issue17(ctx.path("b"), quick=ctx.quick, wants=ctx.wants))
 
+    def run23() -> None:
+        import auth_bench
+
+        records.extend(auth_bench.issue23(quick=ctx.quick))
+
     steps = [
         ("issue3", run3),
         ("issue4", run4),
@@ -844,6 +850,7 @@ def main() -> int:
         ("issue14", run14),
         ("issue16", run16),
         ("issue17", run17),
+        ("issue23", run23),
     ]
     failed: list[str] = []
     for name, step in steps:

@@ -1,4 +1,6 @@
-"""Command line: ``zstack info | thumbnail | convert | ingest | watch | serve | db upgrade``.
+"""Command line: ``zstack info | thumbnail | convert | ingest | watch | serve | db | user | ...``.
+
+Accounts (``zstack user | group | token``) live in ``cli_accounts.py``.
 
 Why typer: one typed function per command gives ``--help`` and argument
 checking for free. The CLI is a thin caller of the library and the service;
@@ -12,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from zstack_analyzer.cli_accounts import group_app, token_app, user_app
 from zstack_analyzer.errors import ZstackError
 
 __all__ = ["app"]
@@ -24,6 +27,9 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(group_app, name="group")
+app.add_typer(token_app, name="token")
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -189,7 +195,14 @@ def ingest(
     server: Annotated[
         str | None, typer.Option(help="Server URL; omitted: the database and storage of ZSTACK_*")
     ] = None,
-    token: Annotated[str | None, typer.Option(help="Bearer token for --server")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ZSTACK_TOKEN",
+            help="Bearer token for --server: a personal token (zstack token create USER) "
+            "or ZSTACK_API_TOKEN",
+        ),
+    ] = None,
     in_place: Annotated[
         bool, typer.Option("--in-place", help="Register where they are (no copy)")
     ] = False,
@@ -250,7 +263,14 @@ def ingest(
 def watch(
     folder: Annotated[Path, typer.Argument(help="Folder to watch (recursively)")],
     server: Annotated[str | None, typer.Option(help="Server URL (see ingest)")] = None,
-    token: Annotated[str | None, typer.Option(help="Bearer token for --server")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ZSTACK_TOKEN",
+            help="Bearer token for --server: a personal token (zstack token create USER) "
+            "or ZSTACK_API_TOKEN",
+        ),
+    ] = None,
     in_place: Annotated[bool, typer.Option("--in-place", help="Register in place")] = False,
     scheduler: Annotated[str | None, typer.Option(help="dask scheduler for the work")] = None,
     settle: Annotated[

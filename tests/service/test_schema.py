@@ -74,6 +74,27 @@ def test_openapi_matches_routes(client: TestClient) -> None:
         ("/api/images/register", "post"),
         ("/api/images/lookup", "get"),
         ("/api/health", "get"),
+        # Accounts (issue 23): tests/service/test_permission_matrix.py classifies each.
+        ("/api/images/{image_id}", "patch"),
+        ("/api/auth/login", "post"),
+        ("/api/auth/logout", "post"),
+        ("/api/auth/me", "get"),
+        ("/api/tokens", "get"),
+        ("/api/tokens", "post"),
+        ("/api/tokens/{token_id}", "delete"),
+        ("/api/admin/users", "get"),
+        ("/api/admin/users", "post"),
+        ("/api/admin/users/{username}", "patch"),
+        ("/api/admin/groups", "get"),
+        ("/api/admin/groups", "post"),
+        ("/api/admin/groups/{name}", "patch"),
+        ("/api/admin/groups/{name}", "delete"),
+        ("/api/admin/groups/{name}/members/{username}", "put"),
+        ("/api/admin/groups/{name}/members/{username}", "delete"),
+        ("/api/admin/import-roots", "get"),
+        ("/api/admin/import-roots", "post"),
+        ("/api/admin/import-roots", "delete"),
+        ("/api/audit", "get"),
     }
     assert documented == expected
     paths = schema["paths"]

@@ -195,3 +195,119 @@ def test_zarr_and_tile_routes_with_hostile_keys(tmp_path: Path) -> None:
     assert not [status for status in statuses if status >= 500], statuses
     assert statuses[404] > 0
     print(f"schemathesis hostile zarr/tile keys: {dict(sorted(statuses.items()))}")
+
+
+def test_private_member_never_sees_another_groups_image(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """``ZSTACK_AUTH=users``, as a member of a private group: no 5xx, nothing of another group's image.
+
+    The other group's image id is put into a third of the cases that take an
+    ``image_id``; it must answer 404 exactly like an unknown id, and neither its
+    id nor its file name may appear in any answer.
+    """
+    from tests.service.authworld import FAST_PASSWORDS, PASSWORD
+    from tests.service.live import LiveServer, make_settings
+    from zstack_analyzer.service.auth import accounts
+    from zstack_analyzer.service.config import AccountSettings
+
+    source = write_ome_tiff(tmp_path / "mine.ome.tif", (2, 3, 16, 20))
+    secret_name = "secret-of-the-other-lab.ome.tif"  # noqa: S105  (a file name)
+    server = LiveServer(
+        make_settings(
+            tmp_path / "data",
+            database_url=database_url,
+            auth="users",
+            accounts=AccountSettings(**FAST_PASSWORDS),
+        )
+    )
+    server.start()
+    try:
+        with server.app.state.database.sessions() as db:
+            accounts.create_group(db, "mine", "private")
+            accounts.create_group(db, "theirs", "read-write")
+            accounts.create_user(db, "me", password=PASSWORD)
+            accounts.create_user(db, "them", password=PASSWORD)
+            accounts.set_membership(db, "mine", "me")
+            accounts.set_membership(db, "theirs", "them")
+            mine_row, mine = accounts.create_token(db, "me")
+            theirs = accounts.create_token(db, "them")[1]
+        base = server.base_url
+        session = requests.Session()
+        headers = {"Authorization": f"Bearer {mine}"}
+        with source.open("rb") as fh:
+            own = session.post(
+                f"{base}/api/images/upload", files={"file": ("mine.ome.tif", fh)}, headers=headers
+            )
+        with source.open("rb") as fh:
+            other = session.post(
+                f"{base}/api/images/upload",
+                files={"file": (secret_name, fh)},
+                headers={"Authorization": f"Bearer {theirs}"},
+            )
+        assert own.status_code == other.status_code == 201, (own.text, other.text)
+        own_id, other_id = own.json()["id"], other.json()["id"]
+        schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
+        statuses: Counter[int] = Counter()
+        leaks: list[str] = []
+        operations = [result.ok() for result in schema.get_all_operations()]
+
+        def runner(operation: Any) -> Any:
+            @given(
+                case=operation.as_strategy(), which=st.sampled_from(["own", "other", "generated"])
+            )
+            @settings(
+                max_examples=EXAMPLES // 2,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
+            def run(case: Any, which: str) -> None:
+                path_parameters = case.path_parameters or {}
+                if "image_id" in path_parameters:
+                    if which == "other":
+                        path_parameters["image_id"] = other_id
+                    elif which == "own" and operation.method not in {"delete", "patch"}:
+                        path_parameters["image_id"] = own_id
+                if path_parameters.get("token_id") == mine_row.id:
+                    path_parameters["token_id"] = mine_row.id + 1000  # keep our own token
+                response = case.call(session=session, headers=headers, timeout=120)
+                statuses[response.status_code] += 1
+                body = response.content or b""
+                # Its name never; its id only echoed back in the 404 of a request that named it.
+                asked = other_id in response.request.path_url
+                if secret_name.encode() in body or (other_id.encode() in body and not asked):
+                    leaks.append(f"{operation.method} {response.request.path_url}")
+                if path_parameters.get("image_id") == other_id:
+                    # Exactly like an unknown id (422 only when another parameter is invalid).
+                    assert response.status_code in {404, 422}, (
+                        response.status_code,
+                        body[:200],
+                    )
+                case.validate_response(response, checks=CHECKS, headers=headers)
+
+            return run
+
+        for operation in operations:
+            runner(operation)()
+        # The other group's image is still there and whole.
+        check = session.get(
+            f"{base}/api/images/{other_id}/download", headers={"Authorization": f"Bearer {theirs}"}
+        )
+        assert check.content == source.read_bytes()
+    finally:
+        server.stop()
+    assert not leaks, leaks[:10]
+    assert not [status for status in statuses if status >= 500], statuses
+    assert statuses[404] > 0 and statuses[403] > 0
+    TALLY.update(
+        {
+            f"{(database_url and 'postgres') or 'sqlite'}/users-private/{k}": v
+            for k, v in statuses.items()
+        }
+    )
+    print(
+        f"schemathesis users-private {'postgres' if database_url else 'sqlite'}: {dict(sorted(statuses.items()))}"
+    )

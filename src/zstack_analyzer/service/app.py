@@ -96,6 +96,7 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     # Before anything is read: every open beneath an import root must land inside one.
     confine_reads(settings.import_roots)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.accounts.apply_password_cost()
     storage = make_storage(settings)
     storage.ensure_dirs()
     engine = make_engine(settings.resolved_database_url())
@@ -107,11 +108,18 @@ def _startup(app: FastAPI, settings: Settings) -> None:
         engine.dispose()
         raise
     app.state.database = database
+    # The groups' import roots (users mode) are confined like ZSTACK_IMPORT_ROOTS.
+    from zstack_analyzer.service.auth.accounts import group_roots
+
+    confine_reads(info.path for info in database.call(group_roots))
     app.state.storage = storage
     app.state.storage_status = "ok"
     app.state.sweep_pending = False
     if settings.storage.sweep_on_startup and not _sweep(app, settings):
         app.state.sweep_pending = True
+    from zstack_analyzer.service.auth.audit_writer import AuditWriter
+
+    app.state.audit = AuditWriter(database)
     settings.deleted_dir.mkdir(parents=True, exist_ok=True)
     prune_tombstones(settings.deleted_dir)
     app.state.records = RecordMemo(deleted_dir=settings.deleted_dir)
@@ -171,7 +179,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service_version(),
         settings.data_dir.resolve(),
         app.state.database.engine.url.render_as_string(hide_password=True),
-        "on" if settings.token() else "off",
+        settings.auth_mode(),
     )
     try:
         async with anyio.create_task_group() as task_group:
@@ -204,6 +212,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stores = getattr(app.state, "zarr_stores", None)
         if stores is not None:
             stores.close()
+        await anyio.to_thread.run_sync(app.state.audit.close)  # writes what is queued
         app.state.database.engine.dispose()
 
 
@@ -224,11 +233,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from fastapi import Depends, FastAPI
     from fastapi.middleware.cors import CORSMiddleware
 
-    from zstack_analyzer.service.deps import require_token
+    from zstack_analyzer.service.auth.guard import authorize
+    from zstack_analyzer.service.auth.principal import token_unless_users
     from zstack_analyzer.service.errors import install_error_handlers
     from zstack_analyzer.service.guard import HttpGuardMiddleware
     from zstack_analyzer.service.routes import (
+        accounts,
         archive,
+        audit,
         formats,
         health,
         images,
@@ -249,10 +261,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.upload_slots = UploadSlots(settings.uploads)
     install_error_handlers(app)
-    auth = [Depends(require_token)]
+    # One enforcement point (service/auth/guard.py): the caller, and the image in the path.
+    auth = [Depends(authorize)]
     # formats before images: "/formats/supported" must not match "/{image_id}".
     app.include_router(formats.router, dependencies=auth)
     app.include_router(health.router, dependencies=auth)
+    # Accounts: login needs no credentials; the rest goes through the guard.
+    app.include_router(accounts.auth_router, dependencies=[Depends(token_unless_users)])
+    app.include_router(accounts.tokens_router, dependencies=auth)
+    app.include_router(accounts.admin_router, dependencies=auth)
+    app.include_router(accounts.move_router, dependencies=auth)
+    app.include_router(audit.router, dependencies=auth)
+    if settings.ldap.enabled():
+        from zstack_analyzer.service.auth.ldap_login import install_ldap
+
+        install_ldap(app, settings.ldap)
     # search before images: "/search" must not match "/{image_id}".
     app.include_router(search.router, dependencies=auth)
     # archive before images: "/lookup" must not match "/{image_id}".
@@ -266,8 +289,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "If-None-Match", "Range"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-None-Match",
+                "Range",
+                "X-CSRF-Token",
+            ],
             expose_headers=[
                 "ETag",
                 "X-Duplicate-Of",

@@ -12,16 +12,18 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from zstack_analyzer.budget import DecodeBudget
 from zstack_analyzer.limits import GiB, ReadLimits
 
 __all__ = [
+    "AccountSettings",
     "HttpSettings",
+    "LdapSettings",
     "LimitsSettings",
     "RenderSettings",
     "Settings",
@@ -184,6 +186,124 @@ class UploadSettings(BaseModel):
     retry_after_seconds: int = Field(default=5, ge=1, description="Retry-After on 429/503")
 
 
+class AccountSettings(BaseModel):
+    """Sessions, login throttling and the principal cache of ``ZSTACK_AUTH=users``.
+
+    Why a principal cache: resolving a token or session is a database round trip;
+    a cached thumbnail is a few syscalls. A revoked token, a disabled user or a
+    changed membership is seen at once by the process that made the change and
+    within ``cache_seconds`` by the others.
+    """
+
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 90, description="Session lifetime")
+    cookie_secure: bool | None = Field(
+        default=None, description="Secure flag of the session cookie; unset: when served over HTTPS"
+    )
+    max_failed_logins: int = Field(
+        default=5, ge=1, description="Consecutive failures that lock an account"
+    )
+    lockout_minutes: float = Field(default=15.0, ge=0, description="How long a lock lasts")
+    client_max_failures: int = Field(
+        default=20, ge=1, description="Failed logins per client address per window; then 429"
+    )
+    client_window_seconds: float = Field(default=300.0, gt=0)
+    cache_seconds: float = Field(
+        default=5.0, ge=0, description="How long a resolved token or session is reused"
+    )
+    password_time_cost: int = Field(default=3, ge=1, le=20, description="argon2id passes")
+    password_memory_kib: int = Field(
+        default=65536, ge=8 * 1024, le=4 * 1024 * 1024, description="argon2id memory, KiB"
+    )
+    password_parallelism: int = Field(default=4, ge=1, le=16, description="argon2id lanes")
+
+    def apply_password_cost(self) -> None:
+        """Make new password hashes with these argon2id parameters (entry points call it)."""
+        from zstack_analyzer.service.auth.passwords import Argon2Parameters, configure
+
+        configure(
+            Argon2Parameters(
+                time_cost=self.password_time_cost,
+                memory_kib=self.password_memory_kib,
+                parallelism=self.password_parallelism,
+            )
+        )
+
+
+class LdapSettings(BaseModel):
+    """Optional LDAP login (``ZSTACK_AUTH=users``); off while ``url`` is unset.
+
+    Why two ways to find a user: a flat directory names people by a DN
+    template (``uid={username},ou=people,dc=example,dc=org``); a deep one
+    (several OUs, Active Directory) needs a search, as an optional service
+    account, under ``search_base`` with ``search_filter``. Either way the
+    password is checked by binding as the person. ``group_map`` maps LDAP
+    group DNs to our group names; a user's memberships in mapped groups follow
+    the directory at every login (memberships in unmapped groups are left to
+    the admins).
+    """
+
+    url: str | None = Field(
+        default=None, description="ldap://host:389 or ldaps://host:636; unset: LDAP login off"
+    )
+    start_tls: bool = Field(default=False, description="Upgrade ldap:// with StartTLS first")
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle for ldaps:// or StartTLS (default: system CAs)"
+    )
+    user_dn_template: str | None = Field(
+        default=None, description="Bind DN of a user, e.g. uid={username},ou=people,dc=..."
+    )
+    search_base: str | None = Field(
+        default=None, description="Where to search for the user when no DN template is set"
+    )
+    search_filter: str = Field(default="(uid={username})", description="{username} is escaped")
+    bind_dn: str | None = Field(default=None, description="Service account for the search")
+    bind_password: SecretStr | None = None
+    group_base: str | None = Field(
+        default=None, description="Where to search the user's groups (plus memberOf, if any)"
+    )
+    group_filter: str = Field(
+        default="(|(member={dn})(uniqueMember={dn}))", description="{dn} is the user's DN"
+    )
+    group_map: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON: LDAP group DN -> our group name, e.g. {"cn=imaging,ou=groups,'
+        'dc=example,dc=org": "imaging"}',
+    )
+    username_attribute: str = Field(
+        default="uid",
+        description="Attribute whose value becomes the local username (the directory's "
+        "spelling, so 'Alice' and 'alice' are one account)",
+    )
+    display_name_attribute: str = "cn"
+    email_attribute: str = "mail"
+    timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Connect and answer timeout; past it LDAP is unavailable"
+    )
+
+    @field_validator("group_map", mode="before")
+    @classmethod
+    def _json_map(cls, value: Any) -> Any:
+        """Accept the JSON text an environment variable holds."""
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @model_validator(mode="after")
+    def _how_to_find_users(self) -> LdapSettings:
+        """With a URL, one way to find a user's DN is required (refused at start-up)."""
+        if self.url and not (self.user_dn_template or self.search_base):
+            msg = "ZSTACK_LDAP__URL needs ZSTACK_LDAP__USER_DN_TEMPLATE or ZSTACK_LDAP__SEARCH_BASE"
+            raise ValueError(msg)
+        if self.user_dn_template and "{username}" not in self.user_dn_template:
+            msg = "ZSTACK_LDAP__USER_DN_TEMPLATE must contain {username}"
+            raise ValueError(msg)
+        return self
+
+    def enabled(self) -> bool:
+        """Whether LDAP login is configured."""
+        return bool(self.url)
+
+
 def _split_origins(value: Any) -> Any:
     """Accept a JSON list or a comma-separated string for ``ZSTACK_CORS_ORIGINS``."""
     if isinstance(value, str):
@@ -217,6 +337,12 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         default=None, description="When set, every /api route needs 'Authorization: Bearer ...'"
     )
+    auth: Literal["none", "token", "users"] | None = Field(
+        default=None,
+        description="none: open; token: ZSTACK_API_TOKEN; users: accounts, groups and "
+        "permissions (service/auth/). Unset: token if ZSTACK_API_TOKEN is set, else none",
+    )
+    accounts: AccountSettings = Field(default_factory=AccountSettings)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "info"
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
@@ -245,6 +371,7 @@ class Settings(BaseSettings):
     )
     http: HttpSettings = Field(default_factory=HttpSettings)
     uploads: UploadSettings = Field(default_factory=UploadSettings)
+    ldap: LdapSettings = Field(default_factory=LdapSettings)
 
     _split = field_validator("cors_origins", mode="before")(_split_origins)
     _split_import_roots = field_validator("import_roots", mode="before")(_split_roots)
@@ -299,6 +426,19 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir.resolve() / 'zstack.db'}"
+
+    @model_validator(mode="after")
+    def _token_mode_needs_token(self) -> Settings:
+        if self.auth == "token" and self.token() is None:
+            msg = "ZSTACK_AUTH=token needs ZSTACK_API_TOKEN"
+            raise ValueError(msg)
+        return self
+
+    def auth_mode(self) -> str:
+        """``"none"``, ``"token"`` or ``"users"`` (``ZSTACK_AUTH``, else from the token)."""
+        if self.auth is not None:
+            return self.auth
+        return "token" if self.token() is not None else "none"
 
     def token(self) -> str | None:
         """The bearer token, or ``None`` when auth is off (an empty string also means off)."""

@@ -1,16 +1,17 @@
 """Injected dependencies: everything a route needs comes from the app's state.
 
+Who is calling and what they may do is decided in ``service/auth/`` (``principal.py``,
+``guard.py``), not here.
+
 Why not module globals: each ``create_app(settings)`` gets its own engine,
 storage, cache and worker pool, so tests run several apps side by side and
 nothing is built at import.
 """
 
-import secrets
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from zstack_analyzer.cache import RenderCache
@@ -30,7 +31,6 @@ __all__ = [
     "SessionDep",
     "SettingsDep",
     "StorageDep",
-    "require_token",
 ]
 
 
@@ -86,27 +86,6 @@ async def get_pool(request: Request) -> WorkerPool:
     """The app's worker pool."""
     pool: WorkerPool = request.app.state.pool
     return pool
-
-
-_bearer = HTTPBearer(
-    auto_error=False,
-    description="Needed on every /api route when the server sets ZSTACK_API_TOKEN",
-)
-
-
-async def require_token(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Refuse the request unless auth is off or the bearer token matches (constant time)."""
-    settings: Settings = request.app.state.settings
-    expected = settings.token()
-    if expected is None:
-        return
-    given = credentials.credentials if credentials is not None else ""
-    if not secrets.compare_digest(given.encode(), expected.encode()):
-        msg = "missing or invalid bearer token (send 'Authorization: Bearer <token>')"
-        raise HTTPException(401, msg, headers={"WWW-Authenticate": "Bearer"})
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -253,7 +253,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     from starlette.exceptions import HTTPException
 
     assert isinstance(exc, HTTPException)  # noqa: S101
-    codes = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+    codes = {
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        409: "conflict",
+        422: "invalid_parameter",
+        429: "too_many_requests",
+    }
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     return problem_response(
         exc.status_code,

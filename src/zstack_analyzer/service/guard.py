@@ -135,24 +135,55 @@ class HttpGuardMiddleware:
         await self.app(scope, receive, send)
 
 
+#: Open without credentials in users mode (login; ``me`` answers 401 itself).
+USERS_OPEN_PREFIX = "/api/auth/"
+
+
 def _token_ok(scope: Scope) -> bool:
-    """Whether auth is off, or the request carries the bearer token (constant-time compare)."""
+    """Whether the request may reach routing: auth off, the bearer token, or (users mode) credentials.
+
+    Token mode compares the token (constant time). Users mode only asks that
+    some credential be present (a bearer token or the session cookie), since
+    checking it needs the database; ``authorize`` checks it on every route.
+    Either way an anonymous client learns nothing of which routes exist.
+    """
     import secrets
 
     app = scope.get("app")
     settings = getattr(getattr(app, "state", None), "settings", None)
+    if settings is not None and settings.auth_mode() == "users":
+        return _has_credentials(scope)
     expected = settings.token() if settings is not None else None
     if expected is None:
         return True
-    header = b""
-    for name, value in scope.get("headers", ()):
-        if name.lower() == b"authorization":
-            header = value
-            break
+    header = _header(scope, b"authorization")
     scheme, _, given = header.partition(b" ")
     if scheme.lower() != b"bearer":
         return False
     return secrets.compare_digest(given.strip(), expected.encode())
+
+
+def _header(scope: Scope, wanted: bytes) -> bytes:
+    for name, value in scope.get("headers", ()):
+        if name.lower() == wanted:
+            return bytes(value)
+    return b""
+
+
+def _has_credentials(scope: Scope) -> bool:
+    """Users mode: an open path, a bearer token or the viewer's session cookie (unchecked here)."""
+    from zstack_analyzer.service.auth.principal import COOKIE_NAME
+
+    if str(scope.get("path", "")).startswith(USERS_OPEN_PREFIX):
+        return True
+    scheme, _, given = _header(scope, b"authorization").partition(b" ")
+    if scheme.lower() == b"bearer" and given.strip():
+        return True
+    cookies = _header(scope, b"cookie").decode("latin-1")
+    return any(
+        part.strip().partition("=")[0] == COOKIE_NAME and part.partition("=")[2].strip()
+        for part in cookies.split(";")
+    )
 
 
 def _without_body(send: Send) -> Send:

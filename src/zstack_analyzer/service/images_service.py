@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from zstack_analyzer.limits import ReadLimits
     from zstack_analyzer.metadata import ImageMetadata, SceneInfo
+    from zstack_analyzer.service.auth.labels import Labels
     from zstack_analyzer.service.db.session import Database
     from zstack_analyzer.storage.base import ObjectStorage
     from zstack_analyzer.storage.remote import RemoteObject
@@ -141,9 +142,14 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def to_summary(image: Image) -> ImageSummary:
-    """The list view of a row: summary columns only."""
+def to_summary(image: Image, labels: Labels | None = None) -> ImageSummary:
+    """The list view of a row: summary columns only (``labels``: owner and group names)."""
+    owner, group = labels.of(image) if labels is not None else (None, None)
     return ImageSummary(
+        owner_id=image.owner_id,
+        group_id=image.group_id,
+        owner=owner,
+        group=group,
         id=image.id,
         filename=image.filename,
         width=image.width,
@@ -176,9 +182,14 @@ def full_metadata(image: Image) -> dict[str, Any]:
     return metadata
 
 
-def to_public(image: Image) -> ImagePublic:
-    """The API view of a row."""
+def to_public(image: Image, labels: Labels | None = None) -> ImagePublic:
+    """The API view of a row (``labels``: owner and group names)."""
+    owner, group = labels.of(image) if labels is not None else (None, None)
     return ImagePublic(
+        owner_id=image.owner_id,
+        group_id=image.group_id,
+        owner=owner,
+        group=group,
         scene_count=max(len(image.scenes), 1),
         id=image.id,
         filename=image.filename,
@@ -579,12 +590,15 @@ def save_in_place(
     metadata: ImageMetadata,
     scenes: list[SceneInfo],
     identity: tuple[int, int] | None = None,
+    owner_id: int | None = None,
+    group_id: int | None = None,
 ) -> tuple[Image, bool, str | None]:
     """Create or refresh the in-place record of ``path``: ``(row, created, previous sha256)``.
 
     One function for the register route and the command-line ingest, so both
-    write the same row. A refresh keeps the id (links stay valid) and replaces
-    everything read from the file. ``identity`` is the original's
+    write the same row. A refresh keeps the id (links stay valid), owner and
+    group, and replaces everything read from the file; a new row gets
+    ``owner_id`` and ``group_id``. ``identity`` is the original's
     ``(device, inode)`` (:func:`identity_of`).
 
     Concurrent calls for one path end with one row: the unique index on the
@@ -607,6 +621,7 @@ def save_in_place(
         source_mtime_ns=mtime_ns,
     )
     fresh.source_dev, fresh.source_ino = identity if identity is not None else (None, None)
+    fresh.owner_id, fresh.group_id = owner_id, group_id
     existing = _in_place_record(session, path)
     if existing is None:
         session.add(fresh)

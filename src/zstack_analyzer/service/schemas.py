@@ -86,6 +86,12 @@ class ImageSummary(ImageBase):
     source_path: str | None = Field(
         default=None, description="Where the in-place original lives on the server (else null)"
     )
+    owner_id: int | None = Field(
+        default=None, description="Id of the owning user; null: made before accounts existed"
+    )
+    group_id: int | None = Field(default=None, description="Id of the image's group")
+    owner: str | None = Field(default=None, description="Username of the owner (when known)")
+    group: str | None = Field(default=None, description="Name of the image's group (when known)")
 
 
 class ImagePublic(ImageSummary):

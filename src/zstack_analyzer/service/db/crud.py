@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     import uuid
 
     from sqlalchemy.orm import Session
+    from sqlalchemy.sql.elements import ColumnElement
 
 __all__ = [
     "add_image",
@@ -32,11 +33,23 @@ def get_image(session: Session, image_id: uuid.UUID) -> Image | None:
 
 
 def list_images(
-    session: Session, *, skip: int = 0, limit: int = 100, q: str | None = None
+    session: Session,
+    *,
+    skip: int = 0,
+    limit: int = 100,
+    q: str | None = None,
+    visible: ColumnElement[bool] | None = None,
 ) -> tuple[list[Image], int]:
-    """One page of images, newest first, and the total count matching ``q``."""
+    """One page of images, newest first, and the total count matching ``q``.
+
+    ``visible`` (``auth.permissions.visible_images_filter``) restricts page and
+    count alike to what the caller may see.
+    """
     query = select(Image)
     count_query = select(func.count()).select_from(Image)
+    if visible is not None:
+        query = query.where(visible)
+        count_query = count_query.where(visible)
     text = (q or "").replace("\x00", "")  # PostgreSQL text cannot hold NUL
     if text:
         pattern = f"%{like_literal(text.lower())}%"

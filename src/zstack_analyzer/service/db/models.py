@@ -99,6 +99,11 @@ class Image(Base):
     magnification: Mapped[float | None] = mapped_column(Float, index=True)
     immersion: Mapped[str | None] = mapped_column(String(64), index=True)
     acquired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    # Owner and group (migration 0007, service/auth/): who may see and change the image.
+    # NULL owner: made before accounts existed, or in none/token mode (admins and the
+    # group's members by its level see it).
+    owner_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("users.id"), index=True)
+    group_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("groups.id"), index=True)
 
     __table_args__ = (
         Index("ix_images_format", "format"),
@@ -176,3 +181,8 @@ def _insert_channel_rows(_mapper: Any, connection: Any, image: Image) -> None:
 
 event.listen(Image, "before_insert", _fill_search_columns)
 event.listen(Image, "after_insert", _insert_channel_rows)
+
+# The account tables live in service/auth/ but on this metadata (the images' foreign keys
+# name them, and Alembic compares one metadata with the migrations).
+import zstack_analyzer.service.auth.models  # noqa: E402, F401
+from zstack_analyzer.service.auth import audit as _audit_table  # noqa: E402, F401  (0008)

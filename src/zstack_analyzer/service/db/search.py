@@ -60,6 +60,8 @@ class SearchFilters:
     pixel_size_max_um: float | None = None
     acquired_after: datetime | None = None
     acquired_before: datetime | None = None
+    #: Only images of the group of this name (the viewer's group filter).
+    group: str | None = None
 
 
 def fts5_query(q: str) -> str | None:
@@ -161,6 +163,11 @@ def _like_escape(value: str) -> str:
 
 def _conditions(session: Session, filters: SearchFilters) -> list[ColumnElement[bool] | TextClause]:
     conditions: list[ColumnElement[bool] | TextClause] = []
+    if filters.group is not None:
+        from zstack_analyzer.service.auth.models import Group
+
+        group_id = select(Group.id).where(Group.name == filters.group).scalar_subquery()
+        conditions.append(Image.group_id == group_id)
     if filters.q:
         dialect = session.get_bind().dialect.name
         if dialect == "postgresql":
@@ -215,15 +222,23 @@ def _conditions(session: Session, filters: SearchFilters) -> list[ColumnElement[
 
 
 def search_images(
-    session: Session, filters: SearchFilters, *, skip: int = 0, limit: int = 100
+    session: Session,
+    filters: SearchFilters,
+    *,
+    skip: int = 0,
+    limit: int = 100,
+    visible: ColumnElement[bool] | None = None,
 ) -> tuple[list[Image], int]:
     """One page of matching images, newest first, and the total number matching.
 
     Why ids first: ordering thousands of matches with their metadata JSON made
     the engines sort wide rows; the page's ids are ordered alone, then only
-    those rows are loaded.
+    those rows are loaded. ``visible`` (``auth.permissions.visible_images_filter``)
+    is one more condition, so the page and the total see only what the caller may.
     """
     conditions = _conditions(session, filters)
+    if visible is not None:
+        conditions.append(visible)
     page_ids = list(
         session.scalars(
             select(Image.id)

@@ -14,8 +14,9 @@ INDEX_MAX = 2**31 - 1
 
 _DESCRIPTIONS = {
     400: "Unsupported format or malformed upload",
-    401: "Missing or invalid bearer token (only when the server sets ZSTACK_API_TOKEN)",
-    403: "Path outside ZSTACK_IMPORT_ROOTS (or in-place import off)",
+    401: "Missing or invalid credentials (ZSTACK_AUTH=token or users)",
+    403: "Forbidden: outside your import roots, not a member of that group, a read-only "
+    "token, no X-CSRF-Token with a session cookie, or an image you may see but not change",
     404: "No image with this id",
     409: "The in-place original changed since it was registered (ingest it again)",
     410: "The in-place original is gone",

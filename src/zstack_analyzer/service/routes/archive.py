@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 # Runtime imports, no ``from __future__ import annotations``: FastAPI reads these
 # annotations (the dependencies) when the routes are declared.
 from zstack_analyzer.cache import RenderCache
 from zstack_analyzer.errors import ZstackError
 from zstack_analyzer.limits import ReadLimits
+from zstack_analyzer.service.auth import events
+from zstack_analyzer.service.auth.permissions import visible_images_filter
+from zstack_analyzer.service.auth.placement import RegisterScopeDep, existing_in_place
+from zstack_analyzer.service.auth.principal import PrincipalDep
 from zstack_analyzer.service.db import crud
 from zstack_analyzer.service.db.models import Image
 from zstack_analyzer.service.deps import (
@@ -103,13 +107,18 @@ async def register_image(
     cache: CacheDep,
     records: RecordsDep,
     cluster: ClusterDep,
+    scope: RegisterScopeDep,
+    request: Request,
 ) -> UploadResponse:
     """Read the file's metadata where it is and record it; the original is never copied or deleted.
 
     201: a new record. 200: the path was registered before, and is unchanged
     (same size and mtime: nothing read) or was refreshed (new metadata, same id).
     """
-    path = await anyio.to_thread.run_sync(resolve_import_path, body.path, settings.import_roots)
+    # The roots this caller may use (their groups' roots; ZSTACK_IMPORT_ROOTS without accounts).
+    path = await anyio.to_thread.run_sync(resolve_import_path, body.path, scope.paths)
+    placement = scope.placement_for(path)
+    scope.check_existing(await database.run(existing_in_place, str(path)))
     st = await anyio.to_thread.run_sync(os.stat, path)
     size = 0 if path.is_dir() else st.st_size
     present: Image | None = await database.run(
@@ -140,9 +149,12 @@ async def register_image(
             metadata=metadata,
             scenes=scenes,
             identity=identity,
+            owner_id=placement.owner_id,
+            group_id=placement.group_id,
         )
     )
     records.forget(str(image.id))
+    events.emit("register", scope.principal, request, image_id=str(image.id), path=str(path))
     if previous is not None and previous != sha256:
         await anyio.to_thread.run_sync(_evict_if_unused, database.call, cache, previous)
     logger.info("registered %s in place as %s (%s)", path, image.id, image.format)
@@ -164,12 +176,16 @@ async def register_image(
 )
 def lookup_images(
     session: SessionDep,
+    principal: PrincipalDep,
     sha256: Annotated[str, Query(pattern="^[0-9a-f]{64}$", description="SHA-256, lower-case hex")],
 ) -> ImagesPublic:
     """Every record with these bytes (oldest first); an empty list when there is none."""
     from sqlalchemy import select
 
     rows = session.scalars(
-        select(Image).where(Image.sha256 == sha256).order_by(Image.created_at, Image.id).limit(100)
+        select(Image)
+        .where(Image.sha256 == sha256, visible_images_filter(principal))
+        .order_by(Image.created_at, Image.id)
+        .limit(100)
     ).all()
     return ImagesPublic(data=[to_public(row) for row in rows], count=len(rows))

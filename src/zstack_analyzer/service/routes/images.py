@@ -19,6 +19,11 @@ from zstack_analyzer.errors import ZstackError
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.registry import known_suffixes
 from zstack_analyzer.render.spec import RenderSpec
+from zstack_analyzer.service.auth import events
+from zstack_analyzer.service.auth.labels import labels_for
+from zstack_analyzer.service.auth.permissions import visible_images_filter
+from zstack_analyzer.service.auth.placement import PlacementDep
+from zstack_analyzer.service.auth.principal import PrincipalDep
 from zstack_analyzer.service.cluster import ClusterRenders
 from zstack_analyzer.service.db import crud
 from zstack_analyzer.service.db.session import Database
@@ -106,7 +111,7 @@ def _known_suffixes() -> frozenset[str]:
         201: {
             "description": "Stored. Header X-Duplicate-Of names an earlier image with the same bytes.",
         },
-        **problems(400, 401, 408, 413, 422, 429, 500, 503),
+        **problems(400, 401, 403, 408, 413, 422, 429, 500, 503),
     },
     openapi_extra=UPLOAD_BODY,
 )
@@ -119,6 +124,8 @@ async def upload_image(
     pool: PoolDep,
     cache: CacheDep,
     cluster: ClusterDep,
+    placement: PlacementDep,
+    principal: PrincipalDep,
 ) -> UploadResponse:
     """Stream the upload to disk, read its metadata, then store file and row atomically.
 
@@ -179,6 +186,7 @@ async def upload_image(
         metadata=metadata,
         scenes=scenes,
     )
+    image.owner_id, image.group_id = placement.owner_id, placement.group_id
     try:
         duplicate = await database.run(crud.find_duplicate, received.sha256)
         await database.run(crud.add_image, image)
@@ -188,6 +196,7 @@ async def upload_image(
     if duplicate is not None:
         response.headers["X-Duplicate-Of"] = str(duplicate.id)
     response.headers["Location"] = f"/api/images/{image.id}"
+    events.emit("upload", principal, request, image_id=str(image.id), group=placement.group)
     logger.info(
         "stored %s as %s (%s, %d bytes)", filename, image.id, image.format, image.size_bytes
     )
@@ -298,6 +307,7 @@ def schedule_default_thumbnail(
 )
 def list_images(
     session: SessionDep,
+    principal: PrincipalDep,
     skip: Annotated[int, Query(ge=0, le=INDEX_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     q: Annotated[
@@ -310,8 +320,11 @@ def list_images(
     ] = None,
 ) -> ImagesPublic:
     """One page of image summaries and the total count (full records at ``GET /{id}``)."""
-    rows, count = crud.list_images(session, skip=skip, limit=limit, q=q)
-    return ImagesPublic(data=[to_summary(row) for row in rows], count=count)
+    rows, count = crud.list_images(
+        session, skip=skip, limit=limit, q=q, visible=visible_images_filter(principal)
+    )
+    labels = labels_for(session, rows)
+    return ImagesPublic(data=[to_summary(row, labels) for row in rows], count=count)
 
 
 @router.get(
@@ -322,7 +335,8 @@ def list_images(
 )
 def get_image(image_id: str, session: SessionDep) -> ImagePublic:
     """The stored record of one image."""
-    return to_public(require_image(session, image_id))
+    image = require_image(session, image_id)
+    return to_public(image, labels_for(session, [image]))
 
 
 @router.get(
@@ -387,10 +401,15 @@ def content_disposition(filename: str) -> str:
     },
 )
 def download_image(
-    image_id: str, request: Request, session: SessionDep, storage: StorageDep
+    image_id: str,
+    request: Request,
+    session: SessionDep,
+    storage: StorageDep,
+    principal: PrincipalDep,
 ) -> Response:
     """Stream the stored original with its display name."""
     image = require_image(session, image_id)
+    events.emit("download", principal, request, image_id=str(image.id))
     # An in-place original is checked (409/410) and sent from where it is; a stored copy
     # is sized and streamed by the storage backend without fetching it whole.
     original = in_place_original(image) if image.stored_in_place else None
@@ -553,7 +572,7 @@ def etag_matches(header: str | None, etag: str) -> bool:
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete an image, its file and its cached renderings",
-    responses={204: {"description": "Deleted"}, **problems(401, 404)},
+    responses={204: {"description": "Deleted"}, **problems(401, 403, 404)},
 )
 async def delete_image(
     image_id: str,
@@ -563,6 +582,8 @@ async def delete_image(
     cache: CacheDep,
     records: RecordsDep,
     settings: SettingsDep,
+    request: Request,
+    principal: PrincipalDep,
 ) -> Response:
     """Row first (so no one finds a half-deleted image), then the file, then the cache.
 
@@ -587,6 +608,7 @@ async def delete_image(
     if await database.run(crud.count_sha256, image.sha256) == 0:
         await pool.settle(image.sha256)
         await anyio.to_thread.run_sync(_evict, cache, image.sha256)
+    events.emit("delete", principal, request, image_id=str(image.id))
     logger.info("deleted image %s (%s)", image.id, image.filename)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -5,16 +5,41 @@
 // and shown through blob: URLs instead.
 
 const TOKEN_KEY = "zstack-api-token";
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
 let tokenPrompt = null; // one shared prompt while several requests wait on a 401
+
+// Accounts (ZSTACK_AUTH=users): the session cookie travels by itself; a request that
+// changes state must also carry the session's CSRF token (session.js sets it), and a
+// 401 means "log in again" (the login page), not "type a token".
+let csrfToken = null;
+let onLoginNeeded = null;
+
+export function setCsrfToken(value) {
+  csrfToken = value || null;
+}
+
+/** In users mode: `handler()` shows the login page when a request answers 401. */
+export function setLoginHandler(handler) {
+  onLoginNeeded = handler;
+}
 
 export function token() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
-function authHeaders(headers = {}) {
+/** Drop a stored token (users mode logs in with a session; a stale token would win over it). */
+export function forgetToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
+}
+
+function authHeaders(headers = {}, method = "GET") {
   const t = token();
-  return t ? { ...headers, Authorization: `Bearer ${t}` } : headers;
+  let out = t ? { ...headers, Authorization: `Bearer ${t}` } : { ...headers };
+  if (csrfToken && !SAFE_METHODS.has(method.toUpperCase())) {
+    out = { ...out, "X-CSRF-Token": csrfToken };
+  }
+  return out;
 }
 
 /** Ask for the token once; concurrent 401s wait on the same dialog. */
@@ -58,15 +83,32 @@ export async function problemOf(response) {
   }
 }
 
-/** fetch() with the token; on 401 asks for a token and retries. */
+/** fetch() with the token; on 401 asks for a token and retries (users mode: the login page). */
 export async function apiFetch(url, options = {}) {
+  const headers = () => authHeaders(options.headers, options.method || "GET");
   for (let attempt = 0; attempt < 3; attempt++) {
-    const response = await fetch(url, { ...options, headers: authHeaders(options.headers) });
+    const response = await fetch(url, { ...options, headers: headers() });
     if (response.status !== 401) return response;
+    if (onLoginNeeded) {
+      onLoginNeeded();
+      return response;
+    }
     const hadToken = Boolean(token());
     if (!(await askToken(hadToken))) return response;
   }
-  return fetch(url, { ...options, headers: authHeaders(options.headers) });
+  return fetch(url, { ...options, headers: headers() });
+}
+
+/** A JSON request that changes state (POST/PATCH/PUT/DELETE); the answer's JSON, or null. */
+export async function sendJson(method, url, body) {
+  const options = { method };
+  if (body !== undefined) {
+    options.headers = { "Content-Type": "application/json" };
+    options.body = JSON.stringify(body);
+  }
+  const response = await apiFetch(url, options);
+  if (!response.ok) throw new ApiError(response.status, await problemOf(response));
+  return response.status === 204 ? null : response.json();
 }
 
 export async function getJson(url) {
@@ -83,16 +125,19 @@ export async function deleteImage(id) {
 }
 
 /**
- * Upload one file with progress (fetch cannot report upload progress, XHR can).
+ * Upload one file with progress (fetch cannot report upload progress, XHR can), to
+ * `group` when given (users mode), else the uploader's default group.
  * Resolves with the upload response; rejects with an ApiError in the API's words.
  */
-export function uploadFile(file, onProgress) {
+export function uploadFile(file, onProgress, group = null) {
+  const url = group ? `/api/images/upload?group=${encodeURIComponent(group)}` : "/api/images/upload";
   const send = () =>
     new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
-      xhr.open("POST", "/api/images/upload");
-      const t = token();
-      if (t) xhr.setRequestHeader("Authorization", `Bearer ${t}`);
+      xhr.open("POST", url);
+      for (const [name, value] of Object.entries(authHeaders({}, "POST"))) {
+        xhr.setRequestHeader(name, value);
+      }
       xhr.upload.onprogress = (e) => {
         if (e.lengthComputable) onProgress(e.loaded / e.total);
       };
@@ -112,6 +157,10 @@ export function uploadFile(file, onProgress) {
       xhr.send(form);
     });
   return send().catch(async (err) => {
+    if (err.status === 401 && onLoginNeeded) {
+      onLoginNeeded();
+      throw err;
+    }
     if (err.status === 401 && (await askToken(Boolean(token())))) return send();
     throw err;
   });

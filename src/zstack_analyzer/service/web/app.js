@@ -1,26 +1,66 @@
-// Entry point: hash routing between the gallery (#/) and the viewer (#/image/{id}).
-// Hash routes need no server routes beyond the static files.
+// Entry point: hash routing between the gallery (#/) and the viewer (#/image/{id}); with
+// accounts (ZSTACK_AUTH=users) also the login page (#/login), "my tokens" (#/tokens) and
+// the admin page (#/admin). Hash routes need no server routes beyond the static files.
 
 import { setStatus } from "./api.js";
+import { showAdmin } from "./admin.js";
 import { showGallery } from "./gallery.js";
+import { showLoginPage } from "./login.js";
+import { detectSession, onSessionChange, session, showLogin } from "./session.js";
+import { showTokens } from "./tokens.js";
+import { wireUserMenu } from "./usermenu.js";
 import { closeViewer, showViewer } from "./viewer.js";
+
+const VIEWS = ["gallery-view", "viewer-view", "login-view", "tokens-view", "admin-view"];
+
+function only(id) {
+  for (const view of VIEWS) document.getElementById(view).hidden = view !== id;
+}
 
 function route() {
   const match = location.hash.match(/^#\/image\/([^/?#]+)/);
-  const gallery = document.getElementById("gallery-view");
-  const viewer = document.getElementById("viewer-view");
   setStatus("");
-  if (match) {
-    gallery.hidden = true;
-    viewer.hidden = false; // visible first: the viewer sizes itself from its box
+  const users = session.mode === "users";
+  if (users && location.hash.startsWith("#/login")) {
+    closeViewer();
+    only("login-view");
+    showLoginPage();
+    return;
+  }
+  if (users && !session.me) {
+    showLogin(); // changes the hash; route() runs again
+    return;
+  }
+  if (users && location.hash.startsWith("#/tokens")) {
+    closeViewer();
+    only("tokens-view");
+    showTokens();
+  } else if (users && location.hash.startsWith("#/admin") && session.me.is_admin) {
+    closeViewer();
+    only("admin-view");
+    showAdmin();
+  } else if (match) {
+    only("viewer-view"); // visible first: the viewer sizes itself from its box
     showViewer(decodeURIComponent(match[1]));
   } else {
     closeViewer();
-    viewer.hidden = true;
-    gallery.hidden = false;
+    only("gallery-view");
     showGallery();
   }
 }
 
-window.addEventListener("hashchange", route);
-route();
+async function start() {
+  try {
+    await detectSession();
+  } catch {
+    // The server did not answer: behave as before accounts; the gallery says what failed.
+  }
+  wireUserMenu();
+  // Another user logs in in this tab: what was shown belonged to the one before.
+  onSessionChange(() => document.body.classList.toggle("accounts", session.mode === "users"));
+  document.body.classList.toggle("accounts", session.mode === "users");
+  window.addEventListener("hashchange", route);
+  route();
+}
+
+start();

@@ -10,7 +10,8 @@ import {
   uploadErrorText,
   uploadFile,
 } from "./api.js";
-import { describeSearch, searchUrl, wireSearch } from "./search.js";
+import { chosenGroup, describeSearch, searchUrl, wireSearch } from "./search.js";
+import { accountsOn } from "./session.js";
 
 // `ticket` numbers the searches: only the newest one's answer may fill the grid.
 const state = { page: 0, pageSize: 24, count: 0, ticket: 0 };
@@ -38,6 +39,15 @@ function confirmDelete(name) {
     dialog.returnValue = "cancel";
     dialog.showModal();
   });
+}
+
+/** "alice · imaging" under a card (users mode): whose image, in which group. */
+export function ownerLine(img) {
+  const p = document.createElement("p");
+  p.className = "owner";
+  p.textContent = `${img.owner || "no owner"} · ${img.group || "no group"}`;
+  p.title = `Owner ${img.owner || "none"}, group ${img.group || "none"}`;
+  return p;
 }
 
 function card(img) {
@@ -92,7 +102,9 @@ function card(img) {
       setStatus(`Could not delete ${img.filename}: ${err.message}`, true);
     }
   });
-  info.append(name, dims, meta, del);
+  info.append(name, dims, meta);
+  if (accountsOn()) info.append(ownerLine(img));
+  info.append(del);
   li.append(link, info);
   return li;
 }
@@ -147,11 +159,15 @@ function uploadAll(files) {
     li.append(name, bar, msg);
     list.prepend(li);
     try {
-      const body = await uploadFile(file, (fraction) => {
-        bar.value = fraction;
-        // Bytes are sent; the server still stores, hashes and reads the headers.
-        if (fraction >= 1) msg.textContent = "reading…";
-      });
+      const body = await uploadFile(
+        file,
+        (fraction) => {
+          bar.value = fraction;
+          // Bytes are sent; the server still stores, hashes and reads the headers.
+          if (fraction >= 1) msg.textContent = "reading…";
+        },
+        chosenGroup(), // users mode: the group shown in the filter; else the default group
+      );
       bar.value = 1;
       li.classList.add("ok");
       msg.textContent = `Uploaded: ${dimsText(body.image_stack)}`;

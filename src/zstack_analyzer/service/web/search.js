@@ -4,6 +4,7 @@
 // and "how do I describe the filters in words?".
 
 import { debounce, getJson } from "./api.js";
+import { onSessionChange, session } from "./session.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -14,6 +15,7 @@ const TYPED = {
   "filter-objective": "objective",
   "filter-after": "acquired_after",
   "filter-before": "acquired_before",
+  "filter-group": "group", // users mode only (hidden and empty otherwise)
 };
 
 /** Current filter values as search parameters (empty ones left out). */
@@ -47,6 +49,7 @@ export function describeSearch() {
     objective: "objective",
     acquired_after: "from",
     acquired_before: "until",
+    group: "in group",
   };
   for (const [id, name] of Object.entries(TYPED)) {
     const value = $(id).value.trim();
@@ -72,6 +75,33 @@ async function loadFormats() {
   }
 }
 
+/**
+ * The group filter (users mode): the caller's groups; an admin sees every group.
+ * Rebuilt when the user changes (log out, log in as someone else).
+ */
+async function loadGroups() {
+  const box = $("group-filter");
+  const select = $("filter-group");
+  const me = session.mode === "users" ? session.me : null;
+  select.replaceChildren(new Option(me && me.is_admin ? "all groups" : "all my groups", ""));
+  box.hidden = !me;
+  if (!me) return;
+  let names = me.groups.map((g) => g.name);
+  if (me.is_admin) {
+    try {
+      names = (await getJson("/api/admin/groups")).map((g) => g.name);
+    } catch {
+      // Keep the admin's own groups.
+    }
+  }
+  for (const name of [...new Set(names)].sort()) select.append(new Option(name, name));
+}
+
+/** The group chosen in the filter (uploads go there), or null. */
+export function chosenGroup() {
+  return $("filter-group").value || null;
+}
+
 /** Call onChange (debounced for typing) whenever a filter changes. */
 export function wireSearch(onChange) {
   const typed = debounce(onChange, 250);
@@ -79,7 +109,7 @@ export function wireSearch(onChange) {
   for (const id of ["filter-channel", "filter-objective"]) {
     $(id).addEventListener("input", typed);
   }
-  for (const id of ["filter-format", "filter-after", "filter-before"]) {
+  for (const id of ["filter-format", "filter-after", "filter-before", "filter-group"]) {
     $(id).addEventListener("change", onChange);
   }
   $("filter-clear").addEventListener("click", () => {
@@ -88,4 +118,6 @@ export function wireSearch(onChange) {
     onChange();
   });
   loadFormats();
+  loadGroups();
+  onSessionChange(loadGroups);
 }

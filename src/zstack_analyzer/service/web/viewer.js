@@ -8,6 +8,7 @@
 // on screen as one zooms in.
 
 import { ApiError, debounce, downloadWithToken, getJson, setStatus, showImage, token } from "./api.js";
+import { accountsOn } from "./session.js";
 import { DeepZoom, needsDeepZoom } from "./deepzoom.js";
 import { dimsText } from "./gallery.js";
 
@@ -610,14 +611,17 @@ async function loadChannels() {
       isFloat,
     };
   });
+  const view = v;
   try {
     const p = new URLSearchParams({ scene: String(v.scene), t: String(v.t) });
     const hist = await getJson(`${apiBase()}/histogram?${p}`);
+    if (v !== view) return; // the viewer was left (or another image opened) meanwhile
     for (const h of hist.channels) {
       const ch = v.channels.find((c) => c.index === h.index);
       if (ch) applyHistogram(ch, h, true);
     }
   } catch (err) {
+    if (v !== view) return;
     setStatus(`No histogram (the server picks the contrast): ${err.message}`, true);
   }
   box.replaceChildren(...v.channels.map(channelRow));
@@ -710,15 +714,17 @@ function showMetadata(md) {
 // ---------------------------------------------------------------- opening
 
 async function openScene(scene) {
+  const view = v;
   v.scene = scene;
   const sceneInfo = (v.image.scenes || []).find((s) => s.index === scene) || v.image.scenes?.[scene];
   let md;
   try {
     md = await getJson(`${apiBase()}/metadata?scene=${scene}`);
   } catch (err) {
-    setStatus(`Could not read the metadata: ${err.message}`, true);
+    if (v === view) setStatus(`Could not read the metadata: ${err.message}`, true);
     return;
   }
+  if (v !== view) return; // the viewer was left (or another image opened) meanwhile
   v.md = md;
   const src = sceneInfo || md;
   v.size = { x: src.size_x, y: src.size_y, z: src.size_z, c: src.size_c, t: src.size_t };
@@ -749,6 +755,7 @@ async function openScene(scene) {
   showMetadata(md);
   layout();
   await loadChannels();
+  if (v !== view) return;
   renderXY();
   renderSections();
 }
@@ -775,9 +782,13 @@ export async function showViewer(id) {
     return;
   }
   v = { id, image, scene: 0, mip: false, gamma: 1, zoom: 1, pan: { x: 0, y: 0 }, channels: [] };
+  const view = v;
   window.zstackViewer = v; // handy in the console and for the browser tests
   document.title = `${image.filename} · zstack-analyzer`;
   $("viewer-title").textContent = image.filename;
+  // Users mode: whose image and which group (none/token mode: hidden, as before accounts).
+  $("viewer-owner").hidden = !accountsOn();
+  $("viewer-owner").textContent = `Owner ${image.owner || "none"} · group ${image.group || "none"}`;
   $("download").href = `/api/images/${id}/download`;
   $("download").setAttribute("download", image.filename);
   $("mip").checked = false;
@@ -795,6 +806,7 @@ export async function showViewer(id) {
   );
   $("scene").disabled = scenes.length < 2;
   await openScene(0);
+  if (v !== view) return;
   $("pane-xy").focus({ preventScroll: true });
 }
 

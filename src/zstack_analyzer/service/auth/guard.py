@@ -1,0 +1,58 @@
+"""The one enforcement point: every ``/api`` route of the image routers depends on :func:`authorize`.
+
+It resolves the caller (401/403, ``principal.py``) and, for any route with an
+``{image_id}`` in its path (record, metadata, every picture, histogram,
+download, the virtual OME-Zarr and tiles, delete, move, and any route added
+later under that prefix), loads the image and checks it:
+
+- not visible to the caller: 404, with the same body as an unknown id (its
+  existence is not disclosed);
+- visible, but the method changes it (anything but GET/HEAD) and the caller
+  may not change it: 403.
+
+Lists, search and lookups filter in their queries instead
+(:func:`~.permissions.visible_images_filter`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import HTTPException, Request
+
+from zstack_analyzer.service.auth.permissions import Action, allows
+from zstack_analyzer.service.auth.principal import SAFE_METHODS, PrincipalDep
+from zstack_analyzer.service.errors import ImageNotFoundError
+
+if TYPE_CHECKING:
+    from zstack_analyzer.service.db.session import Database
+    from zstack_analyzer.service.images_service import RecordMemo
+
+__all__ = ["action_of", "authorize"]
+
+
+def action_of(method: str) -> Action:
+    """What a request method does to the image in its path."""
+    return Action.VIEW if method in SAFE_METHODS else Action.CHANGE
+
+
+async def authorize(request: Request, principal: PrincipalDep) -> None:
+    """Router dependency: the caller is known and may do this to the image in the path."""
+    image_id = request.path_params.get("image_id")
+    if image_id is None or principal.is_admin:
+        return  # an admin may do everything; an unknown id is the route's own 404
+    records: RecordMemo = request.app.state.records
+    database: Database = request.app.state.database
+    action = action_of(request.method)
+    if action is Action.VIEW:
+        image = await records.require(database, str(image_id))
+    else:  # a change is checked against the row as it is now, not a memo
+        from zstack_analyzer.service.images_service import require_image
+
+        image = await database.run(require_image, str(image_id))
+    if not allows(principal, image, Action.VIEW):
+        msg = f"no image with id {str(image_id)!r}"
+        raise ImageNotFoundError(msg)
+    if not allows(principal, image, action):
+        msg = f"you may see image {image_id} but not {action.value} it"
+        raise HTTPException(403, msg)

@@ -1,0 +1,272 @@
+"""The viewer with accounts (ZSTACK_AUTH=users) in a real Chromium against a live server.
+
+What a lab member does: opens the page and gets the login form, logs in, sees only
+what their groups allow (with owner and group on every card and in the image panel),
+narrows the gallery to one group, makes a token, logs out (and the session is over on
+the server, not just in the page). What an admin does: creates a group and puts a
+person in it. And single-user mode keeps its old face: no login, no user menu, no
+owner labels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from tests.service.conftest import write_ome_tiff
+from tests.service.live import LiveServer, make_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from playwright.sync_api import Page
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "a long enough passphrase"  # noqa: S105  (a test account's)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A users-mode server: ann in imaging (read-only) and cryo (private), ben in cryo,
+    cat alone in secret; root the admin. Images uploaded by their owners over HTTP."""
+    from zstack_analyzer.service.auth import accounts
+
+    server = LiveServer(make_settings(tmp_path / "data", auth="users"))
+    server.start()
+    try:
+        with server.app.state.database.sessions() as session:
+            accounts.create_user(session, "root", password=PASSWORD, admin=True)
+            for group, level in (
+                ("imaging", "read-only"),
+                ("cryo", "private"),
+                ("secret", "private"),
+            ):
+                accounts.create_group(session, group, level)
+            accounts.create_user(session, "ann", password=PASSWORD, display_name="Ann")
+            for name in ("ben", "cat", "dan"):
+                accounts.create_user(session, name)
+            for group, name in (
+                ("imaging", "ann"),
+                ("cryo", "ann"),
+                ("cryo", "ben"),
+                ("secret", "cat"),
+            ):
+                accounts.set_membership(session, group, name)
+            tokens = {n: accounts.create_token(session, n)[1] for n in ("ann", "ben", "cat")}
+        tiff = write_ome_tiff(tmp_path / "cells.ome.tif", (1, 2, 24, 32))
+        images: dict[str, str] = {}
+        for label, owner, group in (
+            ("ann-imaging", "ann", "imaging"),
+            ("ann-cryo", "ann", "cryo"),
+            ("ben-cryo", "ben", "cryo"),  # private group: ann must not see it
+            ("cat-secret", "cat", "secret"),
+        ):
+            with tiff.open("rb") as fh:
+                answer = httpx.post(
+                    f"{server.base_url}/api/images/upload",
+                    params={"group": group},
+                    files={"file": (f"{label}.ome.tif", fh)},
+                    headers={"Authorization": f"Bearer {tokens[owner]}"},
+                    timeout=60,
+                )
+            assert answer.status_code == 201, answer.text
+            images[label] = answer.json()["id"]
+        yield {"base": server.base_url, "images": images, "server": server}
+    finally:
+        server.stop()
+
+
+def log_in(page: Page, username: str, password: str = PASSWORD) -> None:
+    page.locator("#login-view").wait_for()
+    page.fill("#login-username", username)
+    page.fill("#login-password", password)
+    page.click("#login-submit")
+    page.locator("#user-menu").wait_for()
+
+
+def card_names(page: Page) -> list[str]:
+    return sorted(page.locator("#grid .card .filename").all_inner_texts())
+
+
+def wait_cards(page: Page, names: list[str]) -> None:
+    page.wait_for_function(
+        """(want) => {
+             const got = [...document.querySelectorAll('#grid .card .filename')]
+               .map((a) => a.textContent).sort();
+             return JSON.stringify(got) === JSON.stringify(want);
+           }""",
+        arg=sorted(names),
+    )
+
+
+def test_member_logs_in_sees_own_groups_filters_and_logs_out(
+    lab: dict[str, Any], page: Page, artifacts: Path
+) -> None:
+    base = lab["base"]
+    csrf_sent: list[str | None] = []
+    page.on(
+        "request",
+        lambda r: (
+            csrf_sent.append(r.headers.get("x-csrf-token"))
+            if r.method != "GET" and "/api/" in r.url and "/api/auth/login" not in r.url
+            else None
+        ),
+    )
+    # A token left in the tab from when the server ran in token mode must not get in the way.
+    page.goto(base + "/#/nothing")
+    page.evaluate("sessionStorage.setItem('zstack-api-token', 'stale-token-mode-secret')")
+    page.goto(base + "/")
+    # The API said 401: the login page, not the gallery.
+    page.locator("#login-view").wait_for()
+    assert page.locator("#gallery-view").is_hidden()
+    page.screenshot(path=str(artifacts / "accounts-login.png"))
+    page.fill("#login-username", "ann")
+    page.fill("#login-password", "wrong password")
+    page.click("#login-submit")
+    page.locator("#login-error").wait_for()
+    assert "Wrong username or password" in page.inner_text("#login-error")
+
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    page.locator("#gallery-view").wait_for()
+    assert page.inner_text("#user-name") == "ann"
+    # Ann sees her own images and imaging's, never ben's in the private cryo group or cat's.
+    wait_cards(page, ["ann-cryo.ome.tif", "ann-imaging.ome.tif"])
+    owners = page.locator("#grid .card .owner").all_inner_texts()
+    assert sorted(owners) == ["ann · cryo", "ann · imaging"]
+    page.screenshot(path=str(artifacts / "accounts-gallery.png"))
+
+    # The group filter lists her groups and narrows the gallery on the server.
+    assert page.locator("#group-filter").is_visible()
+    options = page.locator("#filter-group option").all_inner_texts()
+    assert options == ["all my groups", "cryo", "imaging"]
+    with page.expect_response(lambda r: "group=cryo" in r.url):
+        page.select_option("#filter-group", "cryo")
+    wait_cards(page, ["ann-cryo.ome.tif"])
+    page.select_option("#filter-group", "")
+    wait_cards(page, ["ann-cryo.ome.tif", "ann-imaging.ome.tif"])
+
+    # The image panel names owner and group.
+    page.click(f'#grid .card[data-id="{lab["images"]["ann-imaging"]}"] .filename')
+    page.locator("#viewer-owner").wait_for()
+    assert page.inner_text("#viewer-owner") == "Owner ann · group imaging"
+    page.go_back()
+    page.locator("#gallery-view").wait_for()
+
+    # The user menu: my tokens (a state-changing request: it carries the CSRF token).
+    page.click("#user-button")
+    page.click("#menu-tokens")
+    page.locator("#tokens-view").wait_for()
+    assert page.locator("#menu-admin").is_hidden()
+    page.fill("#token-name", "notebook")
+    page.check("#token-read-only")
+    page.click("#token-create-form button[type=submit]")
+    page.locator("#token-created").wait_for()
+    secret = page.inner_text("#token-secret")
+    assert secret
+    page.locator("#tokens-body tr").first.wait_for()
+    assert "notebook" in page.inner_text("#tokens-body")
+    me = httpx.get(f"{base}/api/auth/me", headers={"Authorization": f"Bearer {secret}"})
+    assert me.status_code == 200
+    assert (me.json()["username"], me.json()["read_only"]) == ("ann", True)
+    assert csrf_sent
+    assert all(csrf_sent), f"a state-changing request went without X-CSRF-Token: {csrf_sent}"
+
+    # Delete from the gallery (CSRF again), then log out: the session ends on the server.
+    cookie = next(c for c in page.context.cookies() if c["name"] == "zstack_session")
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Lax"
+    page.click("#user-button")
+    page.click("#menu-logout")
+    page.locator("#login-view").wait_for()
+    assert page.locator("#user-menu").is_hidden()
+    after = httpx.get(f"{base}/api/auth/me", cookies={"zstack_session": cookie["value"]})
+    assert after.status_code == 401
+    # Back in the gallery URL without a session: the login page again.
+    page.goto(base + "/#/")
+    page.locator("#login-view").wait_for()
+
+
+def test_admin_page_makes_a_group_and_a_member(
+    lab: dict[str, Any], page: Page, artifacts: Path
+) -> None:
+    base = lab["base"]
+    page.goto(base + "/")
+    log_in(page, "root")
+    # The admin sees everything, and the group filter offers every group.
+    wait_cards(
+        page, ["ann-cryo.ome.tif", "ann-imaging.ome.tif", "ben-cryo.ome.tif", "cat-secret.ome.tif"]
+    )
+    page.wait_for_function("document.querySelectorAll('#filter-group option').length === 5")
+    page.click("#user-button")
+    page.click("#menu-admin")
+    page.locator("#admin-view").wait_for()
+    page.locator('#admin-users-body tr[data-username="ann"]').wait_for()
+    page.fill("#new-group", "confocal")
+    page.select_option("#new-group-level", "read-annotate")
+    page.click("#group-create-form button[type=submit]")
+    group = page.locator('.admin-group[data-group="confocal"]')
+    group.wait_for()
+    group.locator("select[aria-label='User to add to confocal']").select_option("dan")
+    group.locator("button[type=submit]").click()
+    page.locator('.admin-group[data-group="confocal"] li[data-username="dan"]').wait_for()
+    # Change the level and disable a user, all through the admin routes.
+    page.locator('.admin-group[data-group="confocal"] select').first.select_option("read-write")
+    page.wait_for_function(
+        "document.getElementById('status').textContent.includes('confocal is now read-write')"
+    )
+    page.click("button[aria-label='Disable ben']")
+    page.locator('#admin-users-body tr[data-username="ben"] >> text=disabled').wait_for()
+    page.screenshot(path=str(artifacts / "accounts-admin.png"), full_page=True)
+
+    # The audit trail at the bottom: root's login, and the changes just made (filtered).
+    page.locator('#audit-body tr[data-action="login"]').first.wait_for()
+    page.fill("#audit-action", "group_*")
+    page.click("#audit-form button[type=submit]")
+    page.wait_for_function(
+        """() => {
+             const rows = [...document.querySelectorAll('#audit-body tr')];
+             return rows.length === 2 && rows.every((r) => r.dataset.action.startsWith('group_'));
+           }"""
+    )
+    assert "confocal" in page.inner_text("#audit-body")
+
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    groups = httpx.get(f"{base}/api/admin/groups", cookies=cookies).json()
+    confocal = next(g for g in groups if g["name"] == "confocal")
+    assert confocal["permissions"] == "read-write"
+    assert confocal["members"] == [{"username": "dan", "role": "member"}]
+    users = {u["username"]: u for u in httpx.get(f"{base}/api/admin/users", cookies=cookies).json()}
+    assert users["ben"]["is_active"] is False
+
+
+def test_single_user_mode_has_no_accounts_ui(tmp_path: Path, page: Page) -> None:
+    server = LiveServer(make_settings(tmp_path / "data"))
+    server.start()
+    try:
+        tiff = write_ome_tiff(tmp_path / "solo.ome.tif", (1, 2, 24, 32))
+        with tiff.open("rb") as fh:
+            answer = httpx.post(
+                f"{server.base_url}/api/images/upload", files={"file": ("solo.ome.tif", fh)}
+            )
+        assert answer.status_code == 201
+        page.goto(server.base_url + "/")
+        wait_cards(page, ["solo.ome.tif"])
+        assert page.locator("#login-view").is_hidden()
+        assert page.locator("#user-menu").is_hidden()
+        assert page.locator("#group-filter").is_hidden()
+        assert page.locator("#grid .card .owner").count() == 0
+        page.click("#grid .card .filename")
+        page.locator("#viewer-view").wait_for()
+        page.wait_for_function(
+            "document.getElementById('viewer-title').textContent === 'solo.ome.tif'"
+        )
+        assert page.locator("#viewer-owner").is_hidden()
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop()
