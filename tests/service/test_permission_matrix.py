@@ -332,6 +332,28 @@ def _list_search_lookup(world: World) -> None:
             ids = {item["id"] for item in answer.json()["data"]}
             assert ids & known == expected, (role, path)
             assert answer.json()["count"] == len(ids)
+        # The gallery's group filter: the visible images of that group, nothing of others.
+        for level in LEVELS:
+            group = f"g-{level}"
+            in_group = {
+                image_id
+                for (owner, where), image_id in world.images.items()
+                if where == group and image_id in expected
+            }
+            for path in (
+                f"/api/images/?limit=1000&group={group}",
+                f"/api/images/search?limit=1000&group={group}",
+            ):
+                answer = world.client.get(path, headers=world.headers(role))
+                assert {item["id"] for item in answer.json()["data"]} & known == in_group, (
+                    role,
+                    path,
+                )
+                assert all(item["group"] == group for item in answer.json()["data"])
+        nothing = world.client.get(
+            "/api/images/?group=no-such%00group", headers=world.headers(role)
+        )
+        assert nothing.status_code == 200 and nothing.json()["count"] == 0
         # A page of one: the total still counts every visible image, not the page.
         answer = world.client.get("/api/images/?limit=1", headers=world.headers(role))
         assert answer.json()["count"] >= len(expected)

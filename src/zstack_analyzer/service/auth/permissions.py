@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import false, or_, true
+from sqlalchemy import and_, false, or_, select, true
 
 from zstack_analyzer.service.auth.models import Permission
 from zstack_analyzer.service.db.models import Image
@@ -44,6 +44,7 @@ __all__ = [
     "can_change",
     "can_view",
     "visible_images_filter",
+    "visible_in_group",
 ]
 
 
@@ -182,3 +183,18 @@ def visible_images_filter(principal: Principal) -> ColumnElement[bool]:
     if not seen:
         return own
     return or_(own, Image.group_id.in_(seen))
+
+
+def visible_in_group(principal: Principal, group: str | None) -> ColumnElement[bool]:
+    """:func:`visible_images_filter`, narrowed to the group called ``group`` (the gallery's filter).
+
+    An unknown group name simply matches nothing (names are not disclosed).
+    """
+    visible = visible_images_filter(principal)
+    if group is None:
+        return visible
+    from zstack_analyzer.service.auth.models import Group
+
+    name = group.replace("\x00", "")  # PostgreSQL text cannot hold NUL; no name has one
+    in_group = Image.group_id == select(Group.id).where(Group.name == name).scalar_subquery()
+    return and_(visible, in_group)

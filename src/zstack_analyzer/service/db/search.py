@@ -60,8 +60,6 @@ class SearchFilters:
     pixel_size_max_um: float | None = None
     acquired_after: datetime | None = None
     acquired_before: datetime | None = None
-    #: Only images of the group of this name (the viewer's group filter).
-    group: str | None = None
 
 
 def fts5_query(q: str) -> str | None:
@@ -163,11 +161,6 @@ def _like_escape(value: str) -> str:
 
 def _conditions(session: Session, filters: SearchFilters) -> list[ColumnElement[bool] | TextClause]:
     conditions: list[ColumnElement[bool] | TextClause] = []
-    if filters.group is not None:
-        from zstack_analyzer.service.auth.models import Group
-
-        group_id = select(Group.id).where(Group.name == filters.group).scalar_subquery()
-        conditions.append(Image.group_id == group_id)
     if filters.q:
         dialect = session.get_bind().dialect.name
         if dialect == "postgresql":

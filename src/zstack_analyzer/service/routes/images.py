@@ -21,7 +21,7 @@ from zstack_analyzer.registry import known_suffixes
 from zstack_analyzer.render.spec import RenderSpec
 from zstack_analyzer.service.auth import events
 from zstack_analyzer.service.auth.labels import labels_for
-from zstack_analyzer.service.auth.permissions import visible_images_filter
+from zstack_analyzer.service.auth.permissions import visible_in_group
 from zstack_analyzer.service.auth.placement import PlacementDep
 from zstack_analyzer.service.auth.principal import PrincipalDep
 from zstack_analyzer.service.cluster import ClusterRenders
@@ -318,10 +318,13 @@ def list_images(
             "(% and _ are not wildcards; NUL characters are ignored)",
         ),
     ] = None,
+    group: Annotated[
+        str | None, Query(max_length=150, description="Only images of this group (by name)")
+    ] = None,
 ) -> ImagesPublic:
     """One page of image summaries and the total count (full records at ``GET /{id}``)."""
     rows, count = crud.list_images(
-        session, skip=skip, limit=limit, q=q, visible=visible_images_filter(principal)
+        session, skip=skip, limit=limit, q=q, visible=visible_in_group(principal, group)
     )
     labels = labels_for(session, rows)
     return ImagesPublic(data=[to_summary(row, labels) for row in rows], count=count)

@@ -11,7 +11,7 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Query
 
 from zstack_analyzer.service.auth.labels import labels_for
-from zstack_analyzer.service.auth.permissions import visible_images_filter
+from zstack_analyzer.service.auth.permissions import visible_in_group
 from zstack_analyzer.service.auth.principal import PrincipalDep
 from zstack_analyzer.service.db.search import SearchFilters, search_images
 from zstack_analyzer.service.deps import SessionDep
@@ -130,10 +130,7 @@ def search(
         Query(max_length=64, description="ISO date (that whole day included) or datetime"),
     ] = None,
     group: Annotated[
-        str | None,
-        Query(
-            max_length=150, description="Only images of this group (by name; the viewer's filter)"
-        ),
+        str | None, Query(max_length=150, description="Only images of this group (by name)")
     ] = None,
     skip: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -161,10 +158,9 @@ def search(
         pixel_size_max_um=pixel_size_max_um,
         acquired_after=after,
         acquired_before=before,
-        group=group or None,
     )
     rows, total = search_images(
-        session, filters, skip=skip, limit=limit, visible=visible_images_filter(principal)
+        session, filters, skip=skip, limit=limit, visible=visible_in_group(principal, group)
     )
     labels = labels_for(session, rows)
     return SearchPublic(data=[to_summary(row, labels) for row in rows], count=total, total=total)
