@@ -67,6 +67,7 @@ CATEGORIES: dict[tuple[str, str], str] = {
     ("get", "/api/images/{image_id}/histogram"): "image-view",
     ("get", "/api/images/{image_id}/download"): "image-view",
     ("get", "/api/images/{image_id}/zarr/{key}"): "image-view",
+    ("get", "/api/images/{image_id}.ome.zarr/{key}"): "image-view",
     ("get", "/api/images/{image_id}/tile/{level}/{row}/{column}"): "image-view",
     ("delete", "/api/images/{image_id}"): "image-delete",
     ("patch", "/api/images/{image_id}"): "image-move",
