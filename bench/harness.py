@@ -179,14 +179,22 @@ def compare(
     ours: Side, baseline: Side, *, warm_paths: Sequence[Path | str]
 ) -> tuple[Series, Series]:
     """Alternate ours and baseline runs, each in a fresh process after a cache warm-up."""
-    got = {ours.label: Series(), baseline.label: Series()}
-    rounds = max(ours.repeats, baseline.repeats)
+    got = compare_many([ours, baseline], warm_paths=warm_paths)
+    return got[0], got[1]
+
+
+def compare_many(sides: Sequence[Side], *, warm_paths: Sequence[Path | str]) -> list[Series]:
+    """:func:`compare` for any number of sides: each round runs every side once, in order.
+
+    The quiet-machine wait before a round is noted on the first side's series.
+    """
+    got = [Series() for _ in sides]
+    rounds = max(side.repeats for side in sides)
     for i in range(rounds):
         busy = wait_quiet()
         if busy is not None:
-            got[ours.label].busy.append(busy)
-        for side in (ours, baseline):
-            series = got[side.label]
+            got[0].busy.append(busy)
+        for side, series in zip(sides, got, strict=True):
             if i >= side.repeats or series.error is not None:
                 continue
             warm(warm_paths)
@@ -198,7 +206,7 @@ def compare(
             series.seconds.append(float(result["seconds"]))
             series.rss_mib.append(float(result["rss_mib"]))
             series.info = result.get("info", {})
-    return got[ours.label], got[baseline.label]
+    return got
 
 
 def ratio(ours_s: float | None, baseline_s: float | None) -> float | None:
