@@ -102,8 +102,9 @@ class Image(Base):
     source_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
     # Search columns (migration 0004), derived from ``image_metadata`` on every insert by
     # ``db/search.py`` so no code path can store a record the search does not see.
-    search_text: Mapped[str | None] = mapped_column(Text)
-    search_vector: Mapped[str | None] = mapped_column(SearchVector)
+    # Deferred: only the database reads them (the index); a page of results never needs them.
+    search_text: Mapped[str | None] = mapped_column(Text, deferred=True)
+    search_vector: Mapped[str | None] = mapped_column(SearchVector, deferred=True)
     objective: Mapped[str | None] = mapped_column(String(255))
     magnification: Mapped[float | None] = mapped_column(Float, index=True)
     immersion: Mapped[str | None] = mapped_column(String(64), index=True)
