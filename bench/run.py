@@ -85,7 +85,8 @@ CZI_MODULES = [
     "defusedxml.ElementTree",
     "zstack_analyzer.readers._czi_xml",
 ]
-LAZY_MODULES = ["dask.array", "anyio"]
+# anyio imports its asyncio backend on the first to_thread call: before the clock too.
+LAZY_MODULES = ["dask.array", "anyio", "anyio._backends._asyncio"]
 
 
 def modules(key: str, *, lazy: bool = False) -> list[str]:
