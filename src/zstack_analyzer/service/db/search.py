@@ -220,20 +220,27 @@ def search_images(
 ) -> tuple[list[Image], int]:
     """One page of matching images, newest first, and the total number matching.
 
-    Why one query for the page, its metadata joined: with the metadata JSON in
-    its own table (migration 0006) the ``images`` rows the engine orders are
-    narrow, so the page is selected whole and each of its rows joins its
-    metadata by primary key (no second round trip for ids, none for the JSON).
+    Why the page's ids in a subquery: the engine orders the matches by their
+    narrow key alone (SQLite otherwise joined and sorted thousands of whole
+    rows), then only the page's rows are read, each with its metadata JSON
+    (its own table since migration 0006) joined by primary key, in the same
+    query: one round trip for the page, one for the total.
     """
     conditions = _conditions(session, filters)
+    page = (
+        select(Image.id, Image.created_at)
+        .where(*conditions)
+        .order_by(Image.created_at.desc(), Image.id)
+        .offset(skip)
+        .limit(limit)
+        .subquery("page")
+    )
     rows = list(
         session.scalars(
             select(Image)
+            .join(page, Image.id == page.c.id)
             .options(joinedload(Image.details))
-            .where(*conditions)
-            .order_by(Image.created_at.desc(), Image.id)
-            .offset(skip)
-            .limit(limit)
+            .order_by(page.c.created_at.desc(), page.c.id)
         )
     )
     total = session.scalar(select(func.count()).select_from(Image).where(*conditions)) or 0
