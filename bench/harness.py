@@ -161,6 +161,7 @@ class Series:
     """Repeated measurements of one side."""
 
     seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)
     busy: list[float] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
@@ -169,6 +170,10 @@ class Series:
     @property
     def median_s(self) -> float | None:
         return statistics.median(self.seconds) if self.seconds else None
+
+    @property
+    def median_cpu_s(self) -> float | None:
+        return statistics.median(self.cpu_seconds) if self.cpu_seconds else None
 
     @property
     def peak_rss(self) -> float | None:
@@ -204,6 +209,8 @@ def compare_many(sides: Sequence[Side], *, warm_paths: Sequence[Path | str]) -> 
                 series.error = str(exc)
                 continue
             series.seconds.append(float(result["seconds"]))
+            if "cpu_seconds" in result:
+                series.cpu_seconds.append(float(result["cpu_seconds"]))
             series.rss_mib.append(float(result["rss_mib"]))
             series.info = result.get("info", {})
     return got
