@@ -11,6 +11,7 @@ bound parameter, so ``"`` or ``AND(`` are just characters.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from zstack_analyzer.service.db.models import Image, ImageChannel
 from zstack_analyzer.service.db.search_fields import words
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from datetime import datetime
 
     from sqlalchemy.engine import Engine
@@ -235,13 +237,35 @@ def search_images(
         .limit(limit)
         .subquery("page")
     )
-    rows = list(
-        session.scalars(
-            select(Image)
-            .join(page, Image.id == page.c.id)
-            .options(joinedload(Image.details))
-            .order_by(page.c.created_at.desc(), page.c.id)
+    with _index_scans(session):
+        rows = list(
+            session.scalars(
+                select(Image)
+                .join(page, Image.id == page.c.id)
+                .options(joinedload(Image.details))
+                .order_by(page.c.created_at.desc(), page.c.id)
+            )
         )
-    )
-    total = session.scalar(select(func.count()).select_from(Image).where(*conditions)) or 0
+        total = session.scalar(select(func.count()).select_from(Image).where(*conditions)) or 0
     return rows, int(total)
+
+
+@contextmanager
+def _index_scans(session: Session) -> Iterator[None]:
+    """On PostgreSQL, have the planner prefer index scans for the statements run inside.
+
+    Why: PostgreSQL prices a full-text match or a ``LIKE`` at one operator
+    cost per row, so on the narrow ``images`` rows it chose a sequential scan
+    that evaluates ``@@`` on all 100,000 rows (138 ms to count 27,846 matches)
+    over the GIN bitmap (34 ms). ``SET LOCAL`` lasts to the end of the
+    transaction, so the setting is put back right after; SQLite has no such
+    setting (its planner already uses the indexes).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    session.execute(text("SET LOCAL enable_seqscan = off"))
+    try:
+        yield
+    finally:
+        session.execute(text("SET LOCAL enable_seqscan = on"))
