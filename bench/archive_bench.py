@@ -4,8 +4,10 @@ Records:
 - ``batch/200``: metadata plus the default thumbnail of 200 generated small stacks
   (150 OME-TIFF, 50 CZI), through the batch path (``thumbnails_of_many``: a
   LocalCluster of processes sized to the machine, its start-up inside the clock)
-  against a serial loop of the same per-file function in one process, same run,
-  alternating, each in a fresh process (child.py).
+  against a plain ``ProcessPoolExecutor`` of the same per-file function (the
+  parallel speed-up the machine allows), in the same rounds, alternating, each in a
+  fresh process (child.py); target: batch <= 1.15x the pool. A serial loop of the
+  same function runs in the same rounds too, for orientation (no target).
 - ``ingest/10k``: ``zstack ingest --in-place --server`` of 10,000 small OME-TIFFs in
   100 folders against a running ``zstack serve`` (SQLite, default thumbnails on):
   files/s, and the peak RSS of the CLI process (ru_maxrss via wait4) and of the
@@ -30,7 +32,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import NotMeasuredError, Record, Side, compare, fmt_s, log, ratio
+from harness import NotMeasuredError, Record, Side, compare_many, fmt_s, log, ratio
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -117,63 +119,65 @@ def batch_record(data_root: Path, ours_python: str, *, quick: bool) -> Record:
     folder = ensure_batch_data(data_root)
     repeats = 1 if quick else 3
     args = {"folder": str(folder)}
-    log(f"batch/200: {repeats}x batch path / {repeats}x serial loop ...")
+    log(f"batch/200: {repeats}x batch path / process pool / serial loop, alternating ...")
     t0 = time.perf_counter()
-    ours, base = compare(
-        Side("batch (LocalCluster)", ours_python, "ours_batch_many", args, repeats),
-        Side("serial loop", ours_python, "serial_many", args, repeats),
+    ours, pool, serial = compare_many(
+        [
+            Side("batch (LocalCluster)", ours_python, "ours_batch_many", args, repeats),
+            Side("process pool", ours_python, "pool_many", args, repeats),
+            Side("serial loop", ours_python, "serial_many", args, repeats),
+        ],
         warm_paths=sorted(str(p) for p in folder.iterdir() if p.is_file()),
     )
-    log("batch/200: the machine's ceiling: a plain process pool vs the serial loop ...")
-    pool, pool_base = compare(
-        Side("process pool", ours_python, "pool_many", args, repeats),
-        Side("serial loop", ours_python, "serial_many", args, repeats),
-        warm_paths=[],
-    )
-    pool_ratio = ratio(pool.median_s, pool_base.median_s)
-    r = ratio(ours.median_s, base.median_s)
+    r = ratio(ours.median_s, pool.median_s)
+    serial_ratio = ratio(ours.median_s, serial.median_s)
+    pool_serial = ratio(pool.median_s, serial.median_s)
+    cores = os.cpu_count()
     notes = [
         "same per-file function (hash, metadata, default 256 px thumbnail into a fresh cache) "
-        "both sides; the batch clock includes starting the LocalCluster "
-        f"({os.cpu_count()} worker processes, 1 thread each); median of {repeats}",
-        f"yardstick: a plain ProcessPoolExecutor({os.cpu_count()}) of the same function ran "
-        f"{fmt_s(pool.median_s)} against {fmt_s(pool_base.median_s)} serial (ratio "
-        f"{'-' if pool_ratio is None else f'{pool_ratio:.3f}'}): the parallel speed-up the "
-        "machine allowed in this run",
+        "on every side; the batch clock includes starting the LocalCluster "
+        f"({cores} worker processes, 1 thread each); baseline: a plain "
+        f"ProcessPoolExecutor({cores}) of the function, the parallel speed-up the machine "
+        f"allows, in the same rounds; median of {repeats}",
+        f"orientation: a serial loop in one process ran {fmt_s(serial.median_s)} in the same "
+        f"rounds (batch/serial {_fmt_ratio(serial_ratio)}, pool/serial {_fmt_ratio(pool_serial)})",
     ]
-    if ours.error:
-        notes.append(f"not measured: {ours.error}")
-    if base.error:
-        notes.append(f"baseline not measured: {base.error}")
+    for label, series in (("ours", ours), ("pool", pool), ("serial", serial)):
+        if series.error:
+            notes.append(f"{label} not measured: {series.error}")
     if ours.busy and max(ours.busy) > 0.3:
         notes.append(f"machine busy: others used up to {max(ours.busy):.0%} of the cores")
     rec = Record(
         id="batch/200",
         ours_s=ours.median_s,
-        baseline="serial loop, one process",
-        baseline_s=base.median_s,
+        baseline=f"plain ProcessPoolExecutor({cores}) of the same function, same rounds",
+        baseline_s=pool.median_s,
         ratio=r,
         peak_rss_mib=ours.peak_rss,
-        target="ratio <= 0.55",
-        passed=None if r is None else r <= 0.55,
+        target="ratio <= 1.15",
+        passed=None if r is None else r <= 1.15,
         note="; ".join(notes),
         extra={
             "ours_runs_s": [round(x, 3) for x in ours.seconds],
-            "baseline_runs_s": [round(x, 3) for x in base.seconds],
+            "baseline_runs_s": [round(x, 3) for x in pool.seconds],
             "ours_info": ours.info,
-            "baseline_info": base.info,
+            "baseline_info": pool.info,
             "cpu_busy_before_rounds": max(ours.busy) if ours.busy else None,
-            "pool_s": pool.median_s,
-            "pool_serial_s": pool_base.median_s,
-            "pool_ratio": pool_ratio,
-            "pool_error": pool.error,
+            "serial_s": serial.median_s,
+            "serial_runs_s": [round(x, 3) for x in serial.seconds],
+            "batch_serial_ratio": serial_ratio,
+            "pool_serial_ratio": pool_serial,
         },
     )
     log(
-        f"  -> batch {fmt_s(rec.ours_s)}, serial {fmt_s(rec.baseline_s)}, ratio "
-        f"{None if r is None else round(r, 3)} ({time.perf_counter() - t0:.0f} s)"
+        f"  -> batch {fmt_s(rec.ours_s)}, pool {fmt_s(rec.baseline_s)}, ratio "
+        f"{_fmt_ratio(r)}; serial {fmt_s(serial.median_s)} ({time.perf_counter() - t0:.0f} s)"
     )
     return rec
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 # ------------------------------------------------------------------ ingest/10k

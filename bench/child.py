@@ -2,7 +2,9 @@
 
 The case's imports and preparation run before the clock; the clock covers the
 call and its result only. The process then prints one JSON line with the
-seconds, its own peak RSS (ru_maxrss, imports included) and the case's evidence.
+seconds, the CPU seconds of the process over the same span (all its threads:
+a figure other processes on a shared machine barely move), its own peak RSS
+(ru_maxrss, imports included) and the case's evidence.
 A case that cannot run (a piece not written yet, a missing package) prints an
 ``error`` instead, so the run can say "not measured" and go on.
 """
@@ -23,16 +25,19 @@ def main() -> int:
         from cases import CASES
 
         work = CASES[name](args)
+        c0 = time.process_time()
         t0 = time.perf_counter()
         info = work()
         seconds = time.perf_counter() - t0
+        cpu_seconds = time.process_time() - c0
     except Exception as exc:
         last = traceback.extract_tb(exc.__traceback__)[-1]
         where = f"{last.filename.rsplit('/', 1)[-1]}:{last.lineno}"
         print(json.dumps({"error": f"{type(exc).__name__}: {exc} ({where})"}))
         return 3
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"seconds": seconds, "rss_mib": rss_mib, "info": info}, default=str))
+    out = {"seconds": seconds, "cpu_seconds": cpu_seconds, "rss_mib": rss_mib, "info": info}
+    print(json.dumps(out, default=str))
     return 0
 
 

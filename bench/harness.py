@@ -161,6 +161,7 @@ class Series:
     """Repeated measurements of one side."""
 
     seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)
     busy: list[float] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
@@ -171,6 +172,10 @@ class Series:
         return statistics.median(self.seconds) if self.seconds else None
 
     @property
+    def median_cpu_s(self) -> float | None:
+        return statistics.median(self.cpu_seconds) if self.cpu_seconds else None
+
+    @property
     def peak_rss(self) -> float | None:
         return max(self.rss_mib) if self.rss_mib else None
 
@@ -179,14 +184,22 @@ def compare(
     ours: Side, baseline: Side, *, warm_paths: Sequence[Path | str]
 ) -> tuple[Series, Series]:
     """Alternate ours and baseline runs, each in a fresh process after a cache warm-up."""
-    got = {ours.label: Series(), baseline.label: Series()}
-    rounds = max(ours.repeats, baseline.repeats)
+    got = compare_many([ours, baseline], warm_paths=warm_paths)
+    return got[0], got[1]
+
+
+def compare_many(sides: Sequence[Side], *, warm_paths: Sequence[Path | str]) -> list[Series]:
+    """:func:`compare` for any number of sides: each round runs every side once, in order.
+
+    The quiet-machine wait before a round is noted on the first side's series.
+    """
+    got = [Series() for _ in sides]
+    rounds = max(side.repeats for side in sides)
     for i in range(rounds):
         busy = wait_quiet()
         if busy is not None:
-            got[ours.label].busy.append(busy)
-        for side in (ours, baseline):
-            series = got[side.label]
+            got[0].busy.append(busy)
+        for side, series in zip(sides, got, strict=True):
             if i >= side.repeats or series.error is not None:
                 continue
             warm(warm_paths)
@@ -196,9 +209,11 @@ def compare(
                 series.error = str(exc)
                 continue
             series.seconds.append(float(result["seconds"]))
+            if "cpu_seconds" in result:
+                series.cpu_seconds.append(float(result["cpu_seconds"]))
             series.rss_mib.append(float(result["rss_mib"]))
             series.info = result.get("info", {})
-    return got[ours.label], got[baseline.label]
+    return got
 
 
 def ratio(ours_s: float | None, baseline_s: float | None) -> float | None:

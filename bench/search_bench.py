@@ -381,6 +381,8 @@ def measure_engine(url: str, engine_name: str, *, quick: bool) -> Record:
         baseline_s=p50_b,
         ratio=ratio(p50_o, p50_b),
         peak_rss_mib=None,
+        target="ratio <= 1.2",
+        passed=p50_o / p50_b <= 1.2,
         note=(
             f"p50 over 5 queries x {len(ours_all) // len(QUERIES)} runs per side (alternating blocks "
             f"of 5), page of {PAGE} + total, {ROWS:,} generated rows; ours = search_images + "

@@ -351,8 +351,58 @@ def test_subblock_past_end_of_file_is_refused_at_open(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     struct.pack_into("<q", data, _first_entry(data) + 6, 10**12)  # FilePosition
     path.write_bytes(data)
-    with pytest.raises(CorruptFileError, match=r"past\.czi: 1 of 2 subblocks .*Z=0"):
+    # The subblock that lies last (here: past the end) is checked at open.
+    with pytest.raises(CorruptFileError, match=r"past\.czi: subblock 0 \(.*Z=0.*\).* past the end"):
         open_image(path)
+
+
+def test_subblock_data_past_end_is_refused_when_its_plane_is_read(tmp_path: Path) -> None:
+    """A subblock inside the file whose data size runs past the end: opening checks only the
+    last subblock (a constant cost), so the file opens; reading the damaged plane is refused,
+    the other planes read whole."""
+    path = tmp_path / "middle.czi"
+    expected = write_czi_stack(path, c=2, z=3)
+    data = bytearray(path.read_bytes())
+    blocks = _subblock_positions(data)
+    position = next(p for d, p in blocks if d.get("C") == 1 and d.get("Z") == 0)
+    assert position != max(p for _, p in blocks)  # not the last subblock in the file
+    struct.pack_into("<q", data, position + 32 + 8, 10**12)  # its DataSize
+    path.write_bytes(data)
+    with open_image(path) as image:
+        assert image.metadata(0).size_z == 3
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 0), expected[0, 0, 0])
+        np.testing.assert_array_equal(image.read_plane(0, 0, 1, 2), expected[0, 1, 2])
+        with pytest.raises(
+            CorruptFileError, match=r"middle\.czi: plane t=0 c=1 z=0: .*past the end"
+        ):
+            image.read_plane(0, 0, 1, 0)
+        with pytest.raises(CorruptFileError, match="past the end"):
+            image.read_region(0, 0, 1, 0, (0, 4), (0, 4))
+        with pytest.raises(CorruptFileError, match="past the end"):
+            image.to_dask(0).compute()
+
+
+def _subblock_positions(data: bytes) -> list[tuple[dict[str, int], int]]:
+    """(dimension starts, file position) of every subblock, from the directory."""
+    return [(dims, position) for dims, position, _ in _entries(data)]
+
+
+def _entries(data: bytes) -> list[tuple[dict[str, int], int, int]]:
+    directory, _ = _header(data)
+    entry = directory + 160
+    out = []
+    for _ in range(struct.unpack_from("<i", data, directory + 32)[0]):
+        position = struct.unpack_from("<q", data, entry + 6)[0]
+        count = struct.unpack_from("<i", data, entry + 28)[0]
+        dims = {
+            data[entry + 32 + 20 * k : entry + 36 + 20 * k]
+            .rstrip(b"\0")
+            .decode(): struct.unpack_from("<i", data, entry + 36 + 20 * k)[0]
+            for k in range(count)
+        }
+        out.append((dims, position, entry))
+        entry += 32 + 20 * count
+    return out
 
 
 def _subblock_data(data: bytes) -> list[tuple[dict[str, int], int, int]]:
@@ -441,7 +491,10 @@ def test_truncated_czi_is_refused_naming_missing_planes(tmp_path: Path, fraction
     cut = int(len(data) * fraction)
     assert directory < cut  # the directory survives the cut: only the extents tell
     path.write_bytes(data[:cut])
-    with pytest.raises(CorruptFileError, match=r"subblocks end past the end of the file.*Z="):
+    # The subblock that lies last in the file is checked at open: a cut always reaches it.
+    with pytest.raises(
+        CorruptFileError, match=r"subblock \d+ \(.*Z=\d.*\).* ends past the end of the file"
+    ):
         open_image(path)
 
 

@@ -130,3 +130,45 @@ def test_truncated_multipage_tiff_is_refused_at_open(tmp_path: Path) -> None:
         ifd, data_start = last.offset, int(last.dataoffsets[0])
     assert ifd < data_start  # the last IFD survives the cut below
     _refused(path, path.read_bytes()[: data_start + 10], match="IFD 3 ends past the end")
+
+
+def test_damaged_middle_plane_is_refused_when_read(tmp_path: Path) -> None:
+    """Opening checks the first and last plane of each scene (a constant cost, not one IFD
+    parse per plane); a plane in between whose strip lies past the end of the file still
+    ends in CorruptFileError, when it is read, and the other planes read whole."""
+    path = tmp_path / "middle.ome.tif"
+    stack = encoded_stack(1, 2, 4, 32, 24)
+    write_ome_tiff(path, [stack], bigtiff=True)
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == 8
+        tag = tif.pages[5].tags["StripOffsets"]
+        assert tag.count == 1  # the value sits in the IFD entry itself
+        where = tag.valueoffset
+    data[where : where + 8] = (len(data) + 4096).to_bytes(8, "little")
+    path.write_bytes(data)
+    with open_image(path) as image:  # plane 5 is t=0 c=1 z=1
+        assert image.metadata(0).size_z == 4
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 0), stack[0, 0, 0])
+        np.testing.assert_array_equal(image.read_plane(0, 0, 1, 3), stack[0, 1, 3])
+        with pytest.raises(CorruptFileError, match="IFD 5 ends past the end of the file"):
+            image.read_plane(0, 0, 1, 1)
+        with pytest.raises(CorruptFileError, match="IFD 5 ends past the end of the file"):
+            image.read_region(0, 0, 1, 1, (0, 4), (0, 4))
+        with pytest.raises(CorruptFileError, match="IFD 5 ends past the end of the file"):
+            image.to_dask(0).compute()
+
+
+def test_truncated_ome_bigtiff_with_ifds_after_the_data_is_refused_at_open(
+    tmp_path: Path,
+) -> None:
+    """Large OME-TIFFs keep the IFDs after the pixel data: a cut loses the last IFDs, and the
+    last plane's page (checked at open) can no longer be read."""
+    path = tmp_path / "cut.ome.tif"
+    write_ome_tiff(path, [encoded_stack(1, 2, 4, 32, 24)], bigtiff=True)
+    with tifffile.TiffFile(path) as tif:
+        last = tif.pages[-1]
+        cut = last.offset + 4
+    path.write_bytes(path.read_bytes()[:cut])
+    with pytest.raises(CorruptFileError, match=r"cut\.ome\.tif"):
+        open_image(path)

@@ -33,7 +33,7 @@ def test_migrations_match_models(tmp_path: Path, database_url: str | None) -> No
                 opts={"compare_type": True, "include_name": include_in_schema_compare},
             )
             diff = compare_metadata(context, Base.metadata)
-            columns = {c["name"]: c for c in inspect(connection).get_columns("images")}
+            columns = {c["name"]: c for c in inspect(connection).get_columns("image_metadata")}
         assert diff == []
         if engine.dialect.name == "postgresql":
             assert type(columns["metadata"]["type"]).__name__ == "JSONB"

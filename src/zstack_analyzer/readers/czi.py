@@ -10,6 +10,8 @@ does, and it decodes JPEG-XR and zstd subblocks. What we add around it:
   ``check_declared_size``. libCZI raises on most damage, but it trusts claimed
   sizes enough to allocate them first (a 10^9 x 10^9 subblock ends in
   ``std::bad_alloc``, a flipped C coordinate makes it loop over 10^9 channels).
+  Opening checks the extent of the subblock that lies last in the file (where a
+  cut falls); every plane's own subblocks are checked when it is first read.
 * **Scenes as stitched bounding boxes** (SOURCES.md "CZI mosaics"): scene ``s``
   is ``read(plane={T,C,Z}, roi=scenes_bounding_rectangle[s], scene=s)`` at
   zoom 1, the whole-document rectangle when the file has no S index, with
@@ -45,7 +47,7 @@ from zstack_analyzer.metadata import ChannelInfo, ImageMetadata, SceneInfo
 from zstack_analyzer.readers._base import ImageReader, planes_to_dask
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
     from pathlib import Path
 
     import dask.array as da
@@ -203,15 +205,131 @@ def _scene_rectangles(native: Any) -> dict[int, tuple[int, int, int, int]]:
     return {int(k): (r.x, r.y, r.w, r.h) for k, r in rects.items()}
 
 
-def _check_structure(path: Path, limits: ReadLimits) -> tuple[int, int | None, tuple[int, int]]:
-    """Validate the CZI header, directory (every subblock's extent) and metadata segments.
+class _Directory:
+    """The subblock directory, parsed once at open: where each subblock is and what it holds.
 
-    Returns the number of subblock directory entries, the XML size (None
-    without a metadata segment) and the largest stored subblock (rows, columns).
+    Why keep it: opening checks only what costs the same for any file (the
+    directory's own bounds, every entry's X/Y extent, the extent of the
+    subblock that lies last in the file); each plane's own subblocks are
+    checked against the file size when the plane is first read
+    (:meth:`check_plane`), so a CZI cut short still ends in
+    :class:`CorruptFileError` for every plane it lost.
+    """
 
-    Why ourselves: these few reads (under 600 bytes) make every offset and count
-    libCZI will trust agree with the file's real size, so a truncated or hostile
-    file fails here with a clear message instead of deep inside libCZI.
+    def __init__(
+        self,
+        path: Path,
+        file_size: int,
+        entries: int,
+        positions: list[int],
+        coords: Callable[[], list[dict[str, int]]],
+        header_sizes: list[int],
+        block: Callable[[], tuple[int, int]],
+    ) -> None:
+        self.path = path
+        self.file_size = file_size
+        self.entries = entries
+        self.positions = positions
+        self._coords = coords
+        self.header_sizes = header_sizes
+        self._block = block
+        self._checked: set[int] = set()
+        self._by_plane: dict[tuple[int, int, int], list[int]] | None = None
+        self._lock = threading.Lock()
+
+    @functools.cached_property
+    def coords(self) -> list[dict[str, int]]:
+        """Each subblock's dimension starts (built on first use: opening does not need them)."""
+        return self._coords()
+
+    @functools.cached_property
+    def block(self) -> tuple[int, int]:
+        """The largest stored full-resolution subblock (rows, columns): a region read decodes it whole."""
+        return self._block()
+
+    def _where(self, index: int) -> str:
+        dims = self.coords[index]
+        where = " ".join(
+            f"{axis}={dims[axis]}" for axis in ("S", "T", "C", "Z", "M") if axis in dims
+        )
+        return f"subblock {index} ({where})" if where else f"subblock {index}"
+
+    def subblock_end(self, fh: Any, index: int) -> int | None:
+        """Where subblock ``index`` ends (``None`` when its sizes are unreadable or negative)."""
+        position = self.positions[index]
+        end = position + _SEGMENT_HEADER + self.header_sizes[index]
+        if position <= 0 or end > self.file_size:
+            return None
+        fh.seek(position + _SEGMENT_HEADER)
+        raw = fh.read(_SUBBLOCK_SIZES.size)
+        if len(raw) < _SUBBLOCK_SIZES.size:
+            return None
+        meta, attach, data = _SUBBLOCK_SIZES.unpack(raw)
+        if meta < 0 or attach < 0 or data < 0:
+            return None
+        return int(end + meta + attach + data)
+
+    def check_last(self, fh: Any) -> None:
+        """Refuse a file whose last subblock (by position) ends past its end: the cut of a truncation."""
+        if not self.positions:
+            return
+        last = max(range(len(self.positions)), key=self.positions.__getitem__)
+        end = self.subblock_end(fh, last)
+        if end is None or end > self.file_size:
+            msg = (
+                f"{self.path.name}: {self._where(last)}, the last in the file, ends past the end "
+                f"of the file ({self.file_size:,} bytes); the file is truncated"
+            )
+            raise CorruptFileError(msg, path=self.path)
+        self._checked.add(last)
+
+    def check_plane(self, t: int, c: int, z: int, scene: int | None) -> None:
+        """Refuse a read of plane (t, c, z) of S index ``scene`` if one of its subblocks lies past EOF."""
+        with self._lock:
+            if self._by_plane is None:
+                by_plane: dict[tuple[int, int, int], list[int]] = {}
+                for i, dims in enumerate(self.coords):
+                    key = (dims.get("T", 0), dims.get("C", 0), dims.get("Z", 0))
+                    by_plane.setdefault(key, []).append(i)
+                self._by_plane = by_plane
+            wanted = [
+                i
+                for i in self._by_plane.get((t, c, z), ())
+                if i not in self._checked
+                and (scene is None or self.coords[i].get("S", scene) == scene)
+            ]
+        if not wanted:
+            return
+        missing: list[int] = []
+        with self._lock, self.path.open("rb") as fh:
+            for index in wanted:
+                end = self.subblock_end(fh, index)
+                if end is None or end > self.file_size:
+                    missing.append(index)
+                else:
+                    self._checked.add(index)
+        if missing:
+            listed = ", ".join(self._where(i) for i in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            msg = (
+                f"{self.path.name}: plane t={t} c={c} z={z}: {len(missing)} subblock(s) end past "
+                f"the end of the file ({self.file_size:,} bytes): {listed}{more}; the file is truncated"
+            )
+            raise CorruptFileError(msg, path=self.path)
+
+
+def _check_structure(path: Path, limits: ReadLimits) -> tuple[_Directory, int | None]:
+    """Validate the CZI header, the directory (its bounds, every entry) and the metadata segment.
+
+    Returns the parsed subblock directory and the XML size (None without a
+    metadata segment).
+
+    Why ourselves: these reads (the header, the directory in one read, one
+    subblock header, the metadata header) make every offset and count libCZI
+    will trust agree with the file's real size, so a truncated or hostile
+    file fails here with a clear message instead of deep inside libCZI. The
+    cost does not grow with the pixel data: subblocks other than the last are
+    checked when their plane is read.
     """
     name = path.name
     try:
@@ -262,9 +380,14 @@ def _check_structure(path: Path, limits: ReadLimits) -> tuple[int, int | None, t
             if entries > limits.max_planes:
                 msg = f"{name}: declares {entries:,} subblocks, over the limit of {limits.max_planes:,}"
                 raise LimitExceededError(msg, path=path)
-            block = _check_subblocks(path, fh, file_size, dir_pos, int(entries))
+            start = dir_pos + _DIRECTORY_HEADER
+            fh.seek(start)
+            # One read of at most what the entries can take (64 dimensions each) and the file holds.
+            raw = fh.read(min(file_size - start, int(entries) * (_DIRECTORY_ENTRY.size + 20 * 64)))
+            parsed = _parse_directory(path, raw, file_size, int(entries))
+            parsed.check_last(fh)
             if md_pos == 0:
-                return int(entries), None, block
+                return parsed, None
             if not 0 < md_pos <= file_size - _METADATA_HEADER:
                 msg = f"{name}: the metadata segment at offset {md_pos} lies outside the file ({file_size} bytes)"
                 raise CorruptFileError(msg, path=path)
@@ -289,7 +412,7 @@ def _check_structure(path: Path, limits: ReadLimits) -> tuple[int, int | None, t
             f"{limits.max_metadata_bytes:,}"
         )
         raise LimitExceededError(msg, path=path)
-    return int(entries), int(xml_size), block
+    return parsed, int(xml_size)
 
 
 _DIRECTORY_ENTRY = struct.Struct("<2siqiiB5xi")  # 32 bytes, then 20 per dimension
@@ -297,81 +420,151 @@ _DIMENSION_ENTRY = struct.Struct("<4siifi")
 _SUBBLOCK_SIZES = struct.Struct("<iiq")  # MetadataSize, AttachmentSize, DataSize
 
 
-def _check_subblocks(
-    path: Path, fh: Any, file_size: int, dir_pos: int, entries: int
-) -> tuple[int, int]:
-    """Check every subblock directory entry's extent against the file size.
+def _parse_directory(path: Path, raw: bytes, file_size: int, entries: int) -> _Directory:
+    """Parse every directory entry of ``raw`` (the bytes after the directory header).
 
-    Returns the largest stored (rows, columns) of a full-resolution subblock,
+    Refuses a directory that ends past the end of the file or holds a
+    malformed entry, and an entry with an empty or negative X or Y extent
+    (libCZI would read it by its other size and the mosaic would silently
+    change shape). Also finds the largest stored full-resolution subblock,
     the block a region read may have to decode whole.
 
-    Why at open: ZEN writes the directory near the start, so a CZI cut short
-    still lists every subblock; libCZI opens it and fails only when a missing
-    plane is read. Truncated files are refused here (422), naming the first
-    planes whose data lie past the end, rather than opened as if whole.
+    Why two paths: writers give every entry the same dimensions in the same
+    order, and then one struct call unpacks many entries at once (a Python
+    loop over a 48-entry directory cost more than libCZI's whole open); any
+    other directory is walked entry by entry.
     """
-    import mmap
+    uniform = _parse_uniform(path, raw, file_size, entries)
+    return uniform if uniform is not None else _parse_walk(path, raw, file_size, entries)
 
+
+def _dimension_error(path: Path, index: int, axis: str, size: int, stored: int) -> CorruptFileError:
+    msg = (
+        f"{path.name}: subblock {index} declares an empty or negative {axis} extent "
+        f"(size {size}, stored {stored}); the file is corrupt"
+    )
+    return CorruptFileError(msg, path=path)
+
+
+#: Directory entries unpacked per struct call (bounds the tuple one call builds).
+_ENTRY_CHUNK = 1024
+
+
+@functools.lru_cache(maxsize=8)
+def _entries_struct(count: int, entries: int) -> struct.Struct:
+    """``entries`` directory entries of ``count`` dimensions each, back to back (compiled once)."""
+    one = "2siqiiB5xi" + "4siifi" * count
+    return struct.Struct("<" + one * entries)
+
+
+def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Directory | None:
+    """The directory by whole-entry struct unpacks, or ``None`` unless all entries share a layout.
+
+    Each field of every entry is then a strided slice of one tuple, checked
+    with ``count``/``min`` (C loops, no per-entry Python at open); what only
+    reads need (coordinates, the largest block) is derived on first use.
+    """
+    if len(raw) < _DIRECTORY_ENTRY.size:
+        return None
+    (count,) = struct.unpack_from("<i", raw, 28)
+    stride = _DIRECTORY_ENTRY.size + 20 * count
+    if not 0 <= count <= 64 or entries * stride > len(raw):
+        return None
+    per = 7 + 5 * count  # values per entry
+    chunks: list[tuple[int, ...]] = []
+    labels: list[bytes] = []
+    for first in range(0, entries, _ENTRY_CHUNK):
+        n = min(_ENTRY_CHUNK, entries - first)
+        values = _entries_struct(count, n).unpack_from(raw, first * stride)
+        if values[6::per].count(count) != n or values[0::per].count(b"DV") != n:
+            return None  # another layout or a malformed entry: the walk names it
+        if values[3::per].count(0) != n:
+            return None  # a multi-part document: the walk skips the other parts' entries
+        labels = labels or [values[7 + 5 * k] for k in range(count)]
+        for k, label in enumerate(labels):
+            if values[7 + 5 * k :: per].count(label) != n:
+                return None  # dimensions in another order
+            if label.rstrip(b"\0") in (b"X", b"Y"):
+                sizes, stored = values[9 + 5 * k :: per], values[11 + 5 * k :: per]
+                if min(sizes) < 1 or min(stored) < 1:
+                    i = next(i for i in range(n) if sizes[i] < 1 or stored[i] < 1)
+                    axis = label.rstrip(b"\0").decode()
+                    raise _dimension_error(path, first + i, axis, sizes[i], stored[i])
+        chunks.append(values)
+    names = [label.rstrip(b"\0").decode("ascii", "replace") for label in labels]
+    positions = [p for values in chunks for p in values[2::per]]
+
+    def column(axis: str, field: int) -> list[int]:
+        k = names.index(axis)
+        return [v for values in chunks for v in values[field + 5 * k :: per]]
+
+    def coords() -> list[dict[str, int]]:
+        columns = [column(axis, 8) for axis in names]
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+    def block() -> tuple[int, int]:
+        out = [1, 1]
+        if "X" in names and "Y" in names:
+            xs, xst = column("X", 9), column("X", 11)
+            ys, yst = column("Y", 9), column("Y", 11)
+            full = [i for i in range(len(xs)) if xs[i] == xst[i] and ys[i] == yst[i]]
+            out = [max((yst[i] for i in full), default=1), max((xst[i] for i in full), default=1)]
+        return out[0], out[1]
+
+    header = max(256, 16 + stride)
+    return _Directory(path, file_size, entries, positions, coords, [header] * entries, block)
+
+
+def _parse_walk(path: Path, raw: bytes, file_size: int, entries: int) -> _Directory:
+    """The directory entry by entry (entries of different dimensions, or a malformed one)."""
     name = path.name
-    with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
-        offset = dir_pos + _DIRECTORY_HEADER
-        missing: list[str] = []
-        block_rows = block_cols = 1
-        for index in range(entries):
-            if offset + _DIRECTORY_ENTRY.size > file_size:
-                msg = f"{name}: the subblock directory ends past the end of the file; the file is truncated"
-                raise CorruptFileError(msg, path=path)
-            schema, _ptype, position, part, _comp, _pyramid, count = _DIRECTORY_ENTRY.unpack_from(
-                view, offset
-            )
-            entry_size = _DIRECTORY_ENTRY.size + 20 * count
-            if schema != b"DV" or not 0 <= count <= 64 or offset + entry_size > file_size:
-                msg = f"{name}: subblock directory entry {index} is malformed; the file is corrupt"
-                raise CorruptFileError(msg, path=path)
-            dims: dict[str, tuple[int, int, int]] = {}
-            for k in range(count):
-                label, start, size, _coord, stored = _DIMENSION_ENTRY.unpack_from(
-                    view, offset + _DIRECTORY_ENTRY.size + 20 * k
-                )
-                dims[label.rstrip(b"\0").decode("ascii", "replace")] = (start, size, stored)
-            offset += entry_size
-            for axis in ("X", "Y"):
-                extent = dims.get(axis)
-                if extent is not None and (extent[1] < 1 or extent[2] < 1):
-                    msg = (
-                        f"{name}: subblock {index} declares an empty or negative {axis} extent "
-                        f"(size {extent[1]}, stored {extent[2]}); the file is corrupt"
-                    )
-                    raise CorruptFileError(msg, path=path)
-            if part != 0:  # a multi-part document's other files are not checked here
-                continue
-            header = max(256, 16 + entry_size)
-            end = position + _SEGMENT_HEADER + header
-            if position > 0 and end <= file_size:
-                meta, attach, data = _SUBBLOCK_SIZES.unpack_from(view, position + _SEGMENT_HEADER)
-                if meta < 0 or attach < 0 or data < 0:
-                    end = file_size + 1
+    entry_unpack = _DIRECTORY_ENTRY.unpack_from
+    dim_unpack = _DIMENSION_ENTRY.unpack_from
+    positions: list[int] = []
+    coords: list[dict[str, int]] = []
+    header_sizes: list[int] = []
+    block_rows = block_cols = 1
+    offset = 0
+    end = len(raw)
+    for index in range(entries):
+        if offset + _DIRECTORY_ENTRY.size > end:
+            msg = f"{name}: the subblock directory ends past the end of the file; the file is truncated"
+            raise CorruptFileError(msg, path=path)
+        schema, _ptype, position, part, _comp, _pyramid, count = entry_unpack(raw, offset)
+        entry_size = _DIRECTORY_ENTRY.size + 20 * count
+        if schema != b"DV" or not 0 <= count <= 64 or offset + entry_size > end:
+            msg = f"{name}: subblock directory entry {index} is malformed; the file is corrupt"
+            raise CorruptFileError(msg, path=path)
+        starts: dict[str, int] = {}
+        x = y = (0, 0)
+        for k in range(offset + _DIRECTORY_ENTRY.size, offset + entry_size, 20):
+            label, start, size, _coord, stored = dim_unpack(raw, k)
+            axis = label.rstrip(b"\0").decode("ascii", "replace")
+            starts[axis] = start
+            if axis in ("X", "Y"):
+                if size < 1 or stored < 1:
+                    raise _dimension_error(path, index, axis, size, stored)
+                if axis == "X":
+                    x = (size, stored)
                 else:
-                    end += meta + attach + data
-            if position <= 0 or end > file_size:
-                where = " ".join(
-                    f"{axis}={dims[axis][0]}" for axis in ("S", "T", "C", "Z", "M") if axis in dims
-                )
-                missing.append(f"subblock {index} ({where})" if where else f"subblock {index}")
-                continue
-            x, y = dims.get("X", (0, 0, 0)), dims.get("Y", (0, 0, 0))
-            if x[1] == x[2] and y[1] == y[2]:  # full resolution (not a pyramid subblock)
-                block_rows, block_cols = max(block_rows, y[2]), max(block_cols, x[2])
-    if missing:
-        listed = ", ".join(missing[:5]) + (
-            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        )
-        msg = (
-            f"{name}: {len(missing)} of {entries} subblocks end past the end of the file "
-            f"({file_size:,} bytes): {listed}; the file is truncated"
-        )
-        raise CorruptFileError(msg, path=path)
-    return block_rows, block_cols
+                    y = (size, stored)
+        offset += entry_size
+        if part != 0:  # a multi-part document's other files are not checked here
+            continue
+        positions.append(position)
+        coords.append(starts)
+        header_sizes.append(max(256, 16 + entry_size))
+        if x[0] == x[1] and y[0] == y[1]:  # full resolution (not a pyramid subblock)
+            block_rows, block_cols = max(block_rows, y[1]), max(block_cols, x[1])
+    return _Directory(
+        path,
+        file_size,
+        entries,
+        positions,
+        lambda: coords,
+        header_sizes,
+        lambda: (block_rows, block_cols),
+    )
 
 
 class CziReader(ImageReader):
@@ -398,7 +591,8 @@ class CziReader(ImageReader):
 
     def __init__(self, path: Path | str, /, *, limits: ReadLimits | None = None) -> None:
         super().__init__(path, limits=limits)
-        subblocks, xml_size, self._block = _check_structure(self.path, self.limits)
+        self._directory, xml_size = _check_structure(self.path, self.limits)
+        subblocks = self._directory.entries
         self._pool = _NativePool(self.path, _open_native(self.path))
         self.close_on_release(self._pool.close)
         self._xml: str | None = None
@@ -629,7 +823,8 @@ class CziReader(ImageReader):
         if level != 0:
             msg = f"{self.path.name}: level {level} does not exist; CZI scenes are read at level 0"
             raise SceneNotFoundError(msg, path=self.path)
-        return (min(self._block[0], info.size_y), min(self._block[1], info.size_x))
+        block = self._directory.block
+        return (min(block[0], info.size_y), min(block[1], info.size_x))
 
     def read_region(
         self,
@@ -669,6 +864,7 @@ class CziReader(ImageReader):
         if window is not None:  # (x, y, w, h) within the scene
             x, y, width, height = x + window[0], y + window[1], window[2], window[3]
         key = layout.scene_keys[scene]
+        self._directory.check_plane(t, c, z, key)
         try:
             with self._pool.borrow() as native:
                 # Background 0 (SOURCES.md: pixels no tile covers are 0), said explicitly.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -75,6 +76,8 @@ logger = logging.getLogger(__name__)
 IN_PLACE_PREFIX = "inplace-"
 #: Tombstones of deleted ids are kept this long (far longer than RecordMemo's TTL).
 TOMBSTONE_KEEP_S = 3600.0
+#: A running server prunes old tombstones at most this often (on a delete).
+TOMBSTONE_PRUNE_EVERY_S = 60.0
 
 Inspection = tuple["ImageMetadata", list["SceneInfo"]]
 
@@ -264,15 +267,31 @@ class RecordMemo:
     dir, written before the row is deleted), so no process serves a deleted
     record. Without a ``deleted_dir`` the staleness is bounded by ``ttl_s``.
     A refresh made elsewhere is seen within ``ttl_s`` (5 s).
+
+    Tombstones are written by :meth:`tombstone` and outlive every memo entry
+    by far (``keep_s``, an hour, against ``ttl_s``); older ones are pruned
+    while the server runs, at most every ``prune_every_s`` (one directory
+    scan), so the folder holds about an hour of deletes, not every delete
+    since the last start.
     """
 
     def __init__(
-        self, *, ttl_s: float = 5.0, max_entries: int = 4096, deleted_dir: Path | None = None
+        self,
+        *,
+        ttl_s: float = 5.0,
+        max_entries: int = 4096,
+        deleted_dir: Path | None = None,
+        keep_s: float = TOMBSTONE_KEEP_S,
+        prune_every_s: float = TOMBSTONE_PRUNE_EVERY_S,
     ) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self.deleted_dir = deleted_dir
+        self.keep_s = keep_s
+        self.prune_every_s = prune_every_s
         self._rows: OrderedDict[str, tuple[float, Image]] = OrderedDict()
+        self._pruned_at: float | None = None
+        self._prune_lock = threading.Lock()
 
     def _deleted_elsewhere(self, image: Image) -> bool:
         if self.deleted_dir is None:
@@ -300,6 +319,22 @@ class RecordMemo:
         """Drop ``image_id`` (called when this process deletes it)."""
         self._rows.pop(image_id, None)
 
+    def tombstone(self, image_id: uuid.UUID) -> int:
+        """Write the tombstone of ``image_id`` (before its row goes); prune old ones if due.
+
+        Returns how many old tombstones were removed (0 when no prune was due).
+        Blocking file work: call it in a worker thread.
+        """
+        if self.deleted_dir is None:
+            return 0
+        write_tombstone(self.deleted_dir, image_id)
+        now = time.monotonic()
+        with self._prune_lock:
+            if self._pruned_at is not None and now - self._pruned_at < self.prune_every_s:
+                return 0
+            self._pruned_at = now
+        return prune_tombstones(self.deleted_dir, keep_s=self.keep_s)
+
 
 def scene_sizes(image: Image, scene: int) -> dict[str, Any]:
     """The stored SceneInfo JSON of ``scene`` (scene 0 falls back to the summary columns)."""
@@ -323,7 +358,7 @@ def write_tombstone(deleted_dir: Path, image_id: uuid.UUID) -> None:
 
 
 def prune_tombstones(deleted_dir: Path, *, keep_s: float = TOMBSTONE_KEEP_S) -> int:
-    """Remove tombstones older than ``keep_s`` (start-up); how many went."""
+    """Remove tombstones older than ``keep_s`` (at start-up, then by :meth:`RecordMemo.tombstone`); how many went."""
     if not deleted_dir.is_dir():
         return 0
     cutoff = time.time() - keep_s

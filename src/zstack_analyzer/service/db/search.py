@@ -11,15 +11,18 @@ bound parameter, so ``"`` or ``AND(`` are just characters.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, exists, func, or_, select, text
+from sqlalchemy.orm import joinedload
 
 from zstack_analyzer.service.db.models import Image, ImageChannel
 from zstack_analyzer.service.db.search_fields import words
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from datetime import datetime
 
     from sqlalchemy.engine import Engine
@@ -224,29 +227,54 @@ def search_images(
 ) -> tuple[list[Image], int]:
     """One page of matching images, newest first, and the total number matching.
 
-    Why ids first: ordering thousands of matches with their metadata JSON made
-    the engines sort wide rows; the page's ids are ordered alone, then only
-    those rows are loaded. ``visible`` (``auth.permissions.visible_images_filter``)
-    is one more condition, so the page and the total see only what the caller may.
+    Why the page's ids in a subquery: the engine orders the matches by their
+    narrow key alone (SQLite otherwise joined and sorted thousands of whole
+    rows), then only the page's rows are read, each with its metadata JSON
+    (its own table since migration 0006) joined by primary key, in the same
+    query: one round trip for the page, one for the total. ``visible``
+    (``auth.permissions.visible_images_filter``) is one more condition, so the
+    page and the total see only what the caller may.
     """
     conditions = _conditions(session, filters)
     if visible is not None:
         conditions.append(visible)
-    page_ids = list(
-        session.scalars(
-            select(Image.id)
-            .where(*conditions)
-            .order_by(Image.created_at.desc(), Image.id)
-            .offset(skip)
-            .limit(limit)
-        )
+    page = (
+        select(Image.id, Image.created_at)
+        .where(*conditions)
+        .order_by(Image.created_at.desc(), Image.id)
+        .offset(skip)
+        .limit(limit)
+        .subquery("page")
     )
-    rows: list[Image] = []
-    if page_ids:
-        position = {image_id: i for i, image_id in enumerate(page_ids)}
-        rows = sorted(
-            session.scalars(select(Image).where(Image.id.in_(page_ids))),
-            key=lambda row: position[row.id],
+    with _index_scans(session):
+        rows = list(
+            session.scalars(
+                select(Image)
+                .join(page, Image.id == page.c.id)
+                .options(joinedload(Image.details))
+                .order_by(page.c.created_at.desc(), page.c.id)
+            )
         )
-    total = session.scalar(select(func.count()).select_from(Image).where(*conditions)) or 0
+        total = session.scalar(select(func.count()).select_from(Image).where(*conditions)) or 0
     return rows, int(total)
+
+
+@contextmanager
+def _index_scans(session: Session) -> Iterator[None]:
+    """On PostgreSQL, have the planner prefer index scans for the statements run inside.
+
+    Why: PostgreSQL prices a full-text match or a ``LIKE`` at one operator
+    cost per row, so on the narrow ``images`` rows it chose a sequential scan
+    that evaluates ``@@`` on all 100,000 rows (138 ms to count 27,846 matches)
+    over the GIN bitmap (34 ms). ``SET LOCAL`` lasts to the end of the
+    transaction, so the setting is put back right after; SQLite has no such
+    setting (its planner already uses the indexes).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    session.execute(text("SET LOCAL enable_seqscan = off"))
+    try:
+        yield
+    finally:
+        session.execute(text("SET LOCAL enable_seqscan = on"))

@@ -50,7 +50,6 @@ from zstack_analyzer.service.images_service import (
     require_image,
     to_public,
     to_summary,
-    write_tombstone,
 )
 from zstack_analyzer.service.ranged import stream_stored
 from zstack_analyzer.service.routes import INDEX_MAX, problems
@@ -584,7 +583,6 @@ async def delete_image(
     pool: PoolDep,
     cache: CacheDep,
     records: RecordsDep,
-    settings: SettingsDep,
     request: Request,
     principal: PrincipalDep,
 ) -> Response:
@@ -595,7 +593,7 @@ async def delete_image(
     image = await database.run(require_image, image_id)
     records.forget(image_id)
     # The tombstone first: other server processes' memos stop serving the id at once.
-    await anyio.to_thread.run_sync(write_tombstone, settings.deleted_dir, image.id)
+    await anyio.to_thread.run_sync(records.tombstone, image.id)
     if not await database.run(crud.delete_image, parse_image_id(image_id)):
         msg = f"no image with id {image_id!r}"
         raise ImageNotFoundError(msg)
