@@ -142,9 +142,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_images_group_id", table_name="images")
     op.drop_index("ix_images_owner_id", table_name="images")
-    with op.batch_alter_table("images") as batch:
-        batch.drop_column("group_id")
-        batch.drop_column("owner_id")
+    # Plain DROP COLUMN, on SQLite too (3.35+; the columns carry no foreign key there): a batch
+    # rebuild of ``images`` would cascade-delete its metadata rows and drop the FTS triggers.
+    op.drop_column("images", "group_id")
+    op.drop_column("images", "owner_id")
     op.drop_table("group_import_roots")
     op.drop_table("sessions")
     op.drop_table("api_tokens")
