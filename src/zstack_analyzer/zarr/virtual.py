@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from zstack_analyzer.errors import LimitExceededError
 from zstack_analyzer.zarr.keys import parse_index
 from zstack_analyzer.zarr.ngff import (
     display_windows,
@@ -248,6 +249,19 @@ class VirtualOmeZarr:
             self._windows[scene] = windows
             return windows
 
+    def _windows_if_affordable(self, scene: int) -> list[tuple[float, float]] | None:
+        """:meth:`windows`, or ``None`` (the full value range) when sampling is over the decode limits.
+
+        Why: a file in huge strips can make even its smallest level cost more
+        than a request may decode (422 on that level's chunks); its group
+        attributes must still answer, or no client could open level 0 either.
+        Nothing is cached, so a later request under a larger budget computes them.
+        """
+        try:
+            return self.windows(scene)
+        except LimitExceededError:
+            return None
+
     def _cached_windows(self, key: str) -> list[tuple[float, float]] | None:
         if self.cache is None:
             return None
@@ -267,7 +281,9 @@ class VirtualOmeZarr:
         multiscales = multiscales_attrs(layout, name=title, version="0.4")
         for dataset in multiscales["multiscales"][0]["datasets"]:
             dataset["path"] = prefix + dataset["path"]
-        omero = omero_attrs(metadata, layout, windows=self.windows(scene), name=title)
+        omero = omero_attrs(
+            metadata, layout, windows=self._windows_if_affordable(scene), name=title
+        )
         return {
             **multiscales,
             **omero,
