@@ -15,12 +15,16 @@ wheel=("$WORK"/dist/*.whl)
 sdist=("$WORK"/dist/*.tar.gz)
 [ "${#wheel[@]}" -eq 1 ] && [ "${#sdist[@]}" -eq 1 ]
 # The sdist carries what a rebuild needs (sources, licence text in metadata, changelog).
-tar -tzf "${sdist[0]}" | grep -q '/src/zstack_analyzer/client/__init__.py$'
-tar -tzf "${sdist[0]}" | grep -q '/CHANGELOG.md$'
+tar -tzf "${sdist[0]}" >"$WORK/sdist.txt"
+grep -q '/src/zstack_analyzer/client/__init__.py$' "$WORK/sdist.txt"
+grep -q '/CHANGELOG.md$' "$WORK/sdist.txt"
 
 python3 -m venv "$WORK/venv"
 VPY="$WORK/venv/bin/python"
-"$VPY" -m pip install --quiet "${wheel[0]}"
+pip_install() {  # pip's warnings about local index paths go to a log shown on failure
+    "$VPY" -m pip install --quiet "$@" 2>"$WORK/pip.log" || { cat "$WORK/pip.log"; exit 1; }
+}
+pip_install "${wheel[0]}"
 cd "$WORK"  # never import the source tree by accident
 "$VPY" - <<'PY'
 import importlib.metadata as md
@@ -48,13 +52,13 @@ else:
 from zstack_analyzer.client import Client  # the client needs only core dependencies
 print(f"library alone: zstack-analyzer {zstack_analyzer.__version__} OK")
 PY
-"$VPY" -m pip install --quiet "${wheel[0]}[service]"
+pip_install "${wheel[0]}[service]"
 "$VPY" - <<'PY'
 from zstack_analyzer.service.app import create_app
 from zstack_analyzer.service.config import Settings
 import tempfile
 app = create_app(Settings(data_dir=tempfile.mkdtemp(), api_token=None, database_url=None))
-assert any(getattr(r, "path", "") == "/api/images/search" for r in app.routes)
+assert "/api/images/search" in app.openapi()["paths"]
 print("service extra: the app builds OK")
 PY
 "$WORK/venv/bin/zstack" --help >/dev/null
