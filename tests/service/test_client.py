@@ -95,6 +95,33 @@ def test_upload_read_download_delete(server: LiveServer, tmp_path: Path) -> None
         assert isinstance(missing.value, LookupError)
 
 
+def test_scenes_and_levels_match_the_loader(server: LiveServer, tmp_path: Path) -> None:
+    from tests.synthetic_czi import write_czi_scenes
+    from tests.synthetic_tiff import write_ome_pyramid
+    from zstack_analyzer.errors import SceneNotFoundError
+
+    czi = tmp_path / "two.czi"
+    write_czi_scenes(czi, [(24, 32, (0, 0)), (16, 20, (100, 0))], c=2)
+    # Over 512 px a side, so the virtual store has a level 1: the file's own reduced level.
+    stack = (np.arange(600 * 700, dtype=np.uint32).reshape(1, 1, 1, 600, 700) * 3) % 5000
+    pyramid = write_ome_pyramid(tmp_path / "pyramid.ome.tif", stack.astype(np.uint16), levels=2)
+    with Client(server.base_url, token=TOKEN) as client:
+        scenes = client.images.upload(czi)
+        levels = client.images.upload(pyramid)
+        with open_image(czi) as local:
+            for scene in (0, 1):
+                np.testing.assert_array_equal(
+                    scenes.to_dask(scene=scene).compute(), local.to_dask(scene).compute()
+                )
+        with pytest.raises(SceneNotFoundError):
+            scenes.to_dask(scene=2)
+        with open_image(pyramid) as local:
+            expected = local.to_dask(0, level=1).compute()
+        lazy = levels.to_dask(level=1)
+        assert lazy.shape == expected.shape == (1, 1, 1, 300, 350)
+        np.testing.assert_array_equal(lazy.compute(), expected)
+
+
 def test_errors_are_typed(server: LiveServer, tmp_path: Path) -> None:
     junk = tmp_path / "notes.txt"
     junk.write_bytes(b"not an image at all\n" * 10)
@@ -197,3 +224,35 @@ def test_a_ten_thousand_image_search_pages_to_the_end(server: LiveServer) -> Non
     assert len(set(ids)) == count
     assert ids[0] == str(uuid.UUID(int=count))  # newest first
     print(f"paged {count} in {time.perf_counter() - started:.1f} s")
+
+
+def test_personal_tokens_in_users_mode(tmp_path: Path, database_url: str | None) -> None:
+    from zstack_analyzer.service.auth import accounts
+
+    live = LiveServer(make_settings(tmp_path / "data", database_url=database_url, auth="users"))
+    live.start()
+    try:
+        with live.app.state.database.sessions() as session:
+            accounts.create_group(session, "lab", "private")
+            accounts.create_group(session, "other", "private")
+            accounts.create_user(session, "mia")
+            accounts.set_membership(session, "lab", "mia")
+            accounts.create_user(session, "ola")
+            accounts.set_membership(session, "other", "ola")
+            mia = accounts.create_token(session, "mia", name="notebook")[1]
+            ola = accounts.create_token(session, "ola", name="notebook")[1]
+            session.commit()
+        tiff = write_ome_tiff(tmp_path / "mine.ome.tif")
+        with Client(live.base_url, token=mia) as client:
+            image = client.images.upload(tiff)
+            assert [i.id for i in client.images.search("mine")] == [image.id]
+            assert client.images.get(image.id).metadata["size_z"] == 5
+        with Client(live.base_url, token=ola) as client:
+            assert list(client.images.search("mine")) == []
+            with pytest.raises(NotFoundError):  # another group's private image
+                client.images.get(image.id)
+        with Client(live.base_url) as client, pytest.raises(AuthError) as anonymous:
+            list(client.images.list())
+        assert anonymous.value.status == 401
+    finally:
+        live.stop()

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from zstack_analyzer.client.errors import ClientError
+from zstack_analyzer.client.errors import ClientError, RemoteSceneNotFoundError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -157,9 +157,10 @@ class Image:
         Needs the ``zarr`` extra. Nothing is fetched but the store's metadata until
         the array (or part of it) is computed.
         """
-        if scene < 0:
-            msg = f"{self.filename}: scene {scene} does not exist"
-            raise ClientError(msg, status=0, code="out_of_range")
+        scenes = int(self.record.get("scene_count") or 1)
+        if not 0 <= scene < scenes:
+            msg = f"{self.filename}: scene {scene} does not exist; the image has {scenes}"
+            raise RemoteSceneNotFoundError(msg, status=0, code="out_of_range")
         try:
             import aiohttp  # noqa: F401  (fsspec's http filesystem)
             import zarr  # noqa: F401
