@@ -32,8 +32,10 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 def server(tmp_path: Path, database_url: str | None) -> Iterator[LiveServer]:
+    (tmp_path / "archive").mkdir()
     settings = make_settings(
         tmp_path / "data",
+        import_roots=[tmp_path / "archive"],
         database_url=database_url,
         api_token=TOKEN,
         limits={"max_decode_bytes": 256 * MiB, "decode_wait_seconds": 0},
@@ -120,6 +122,20 @@ def test_scenes_and_levels_match_the_loader(server: LiveServer, tmp_path: Path) 
         lazy = levels.to_dask(level=1)
         assert lazy.shape == expected.shape == (1, 1, 1, 300, 350)
         np.testing.assert_array_equal(lazy.compute(), expected)
+
+
+def test_register_in_place(server: LiveServer, tmp_path: Path) -> None:
+    original = write_ome_tiff(tmp_path / "archive" / "kept.ome.tif")
+    with Client(server.base_url, token=TOKEN) as client:
+        image = client.images.register(str(original))
+        assert image.record["stored_in_place"] is True
+        assert client.images.register(str(original)) == image  # already there: the same id
+        with open_image(original) as local:
+            expected = local.to_dask(0)[0, 1, 2].compute()
+        np.testing.assert_array_equal(image.to_dask()[0, 1, 2].compute(), expected)
+        with pytest.raises(AuthError) as outside:
+            client.images.register(str(tmp_path / "elsewhere.ome.tif"))
+        assert outside.value.status == 403
 
 
 def test_errors_are_typed(server: LiveServer, tmp_path: Path) -> None:

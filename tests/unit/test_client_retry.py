@@ -54,3 +54,23 @@ def test_errors_by_code_then_status() -> None:
     other = error_for(409, {"code": "original_changed", "detail": "changed"})
     assert type(other) is ClientError
     assert str(other) == "409 original_changed: changed"
+
+
+def test_a_server_that_is_not_there_is_retried_then_a_transport_error() -> None:
+    import socket
+
+    import pytest
+
+    from zstack_analyzer.client import Client, TransportError
+
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        client = Client(f"http://127.0.0.1:{port}", retry=RetryPolicy(attempts=3, backoff_s=0.01))
+        waits: list[float] = []
+        client.transport._sleep = waits.append
+        with client, pytest.raises(TransportError) as failed:
+            client.images.get("00000000-0000-0000-0000-000000000001")
+    assert failed.value.status == 0
+    assert failed.value.code == "transport_error"
+    assert waits == [0.01, 0.02]
