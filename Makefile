@@ -11,7 +11,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed-peers
 BENCH_DATA ?= $(abspath ..)/zstack-bench-data
 BENCH_MAKE_DATA ?= $(abspath ..)/shared/bench/make_data.py
 
-.PHONY: install serve test lint typecheck pytest bench format clean browser-deps bioformats-deps napari-deps ldap-deps fuzz demo
+.PHONY: install serve test package-check lint typecheck pytest bench format clean browser-deps bioformats-deps napari-deps ldap-deps fuzz demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,7 +64,12 @@ napari-deps:
 pytest: $(STAMP) browser-deps bioformats-deps napari-deps ldap-deps
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-test: lint typecheck pytest
+# The wheel and sdist build, pass `twine check` and install in a clean venv (library alone,
+# then with the `service` extra); about a minute, dependencies from pip's cache.
+package-check: $(STAMP)
+	bash scripts/package-check.sh $(BIN)/python
+
+test: lint typecheck package-check pytest
 
 # Property-based fuzzing of detection and metadata parsing for FUZZ_SECONDS (random examples;
 # `make test` runs a short derandomised pass of the same properties).

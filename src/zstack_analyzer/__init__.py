@@ -7,6 +7,8 @@ Examples
 ...     md = image.metadata(0)
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from zstack_analyzer.errors import (
     CorruptFileError,
     ImageLoadError,
@@ -29,6 +31,11 @@ from zstack_analyzer.metadata import (
 )
 from zstack_analyzer.registry import supported_formats
 
+try:  # the installed distribution's version: one source of truth, pyproject.toml
+    __version__ = version("zstack-analyzer")
+except PackageNotFoundError:  # a source tree on sys.path without an install
+    __version__ = "0+unknown"
+
 __all__ = [
     "ChannelInfo",
     "CorruptFileError",
@@ -47,6 +54,7 @@ __all__ = [
     "ThumbnailGenerator",
     "UnsupportedFormatError",
     "ZstackError",
+    "__version__",
     "open_image",
     "supported_formats",
 ]

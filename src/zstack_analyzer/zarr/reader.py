@@ -145,10 +145,17 @@ class OmeZarrReader(ImageReader):
         return looks_like_zipped_ome_zarr(head, source)
 
     def __init__(
-        self, path: Path | str | RemoteObject, /, *, limits: ReadLimits | None = None
+        self,
+        path: Path | str | RemoteObject,
+        /,
+        *,
+        limits: ReadLimits | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         #: Where the store is: a local path or URL (as a string), or a remote zip.
         self.location: str | RemoteObject = path if isinstance(path, RemoteObject) else str(path)
+        #: fsspec options of a URL (e.g. ``{"headers": {"Authorization": ...}}`` for a server).
+        self.storage_options: dict[str, Any] = dict(storage_options or {})
         opened: Path | RemoteObject
         if isinstance(path, RemoteObject):
             opened = path
@@ -186,7 +193,9 @@ class OmeZarrReader(ImageReader):
             self.close_on_release(store.close)
             return group
         if is_url(self.location):
-            return zarr.open_group(self.location, mode="r")
+            return zarr.open_group(
+                self.location, mode="r", storage_options=self.storage_options or None
+            )
         location = Path(self.location)
         if not location.exists():
             msg = f"{self.location}: no such file or directory"
@@ -404,4 +413,19 @@ class OmeZarrReader(ImageReader):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # By location, not by ``path``: a URL is not a path.
+        if self.storage_options:
+            return (
+                _reopen_with_options,
+                (type(self), self.location, self.limits, self.storage_options),
+            )
         return (_reopen, (type(self), self.location, self.limits))
+
+
+def _reopen_with_options(
+    cls: type[OmeZarrReader],
+    location: str | RemoteObject,
+    limits: ReadLimits | None,
+    storage_options: Mapping[str, Any],
+) -> OmeZarrReader:
+    """Unpickle a reader of a URL opened with fsspec options (a bearer header)."""
+    return cls(location, limits=limits, storage_options=storage_options)
