@@ -167,3 +167,22 @@ def test_a_pyramidal_ome_tiff_is_a_multiscale_layer(
 
         assert tuple(layer.contrast_limits) == pytest.approx(percentile_window(levels[-1][0, c, :]))
     assert metadata.physical_size.x_um is None
+
+
+@pytest.mark.realdata
+def test_16_bit_rgb_samples_become_channels(
+    make_napari_viewer: Callable[..., Any], testdata: Path
+) -> None:
+    path = testdata / "imagej/hela-cells.tif"
+    _info, _metadata, (pixels,) = _library(path)
+    assert pixels.shape[-1] == 3 and pixels.dtype == np.uint16
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin=PLUGIN)
+    assert [layer.name for layer in layers] == ["C0 R", "C0 G", "C0 B"]
+    for s, layer in enumerate(layers):
+        assert not layer.rgb
+        assert layer.data.shape == (1, 1, 512, 672)
+        np.testing.assert_array_equal(np.asarray(layer.data), pixels[:, 0, ..., s])
+        colour = [0.0, 0.0, 0.0]
+        colour[s] = 1.0
+        assert list(layer.colormap.colors[-1][:3]) == colour

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 
 from tests.service.live import live_server
+from tests.synthetic_tiff import write_ome_tiff
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 TOKEN = "napari-widget-token"  # noqa: S105  (the test server's own token)
 
@@ -32,6 +33,7 @@ def _upload(client: httpx.Client, path: Path) -> str:
     return str(response.json()["id"])
 
 
+@pytest.mark.realdata
 def test_search_and_open_a_served_image(
     make_napari_viewer: Callable[..., Any], testdata: Path, tmp_path: Path
 ) -> None:
@@ -48,6 +50,8 @@ def test_search_and_open_a_served_image(
     ):
         image_id = _upload(client, czi)
         _upload(client, other)
+        two_scenes = testdata / "czi/xyz__multiple_images.czi"
+        two_id = _upload(client, two_scenes)
         omero = client.get(f"/api/images/{image_id}/zarr/.zattrs").json()["omero"]
 
         viewer = make_napari_viewer()
@@ -59,8 +63,8 @@ def test_search_and_open_a_served_image(
         widget.token.value = TOKEN
         widget.format.value = "CZI"
         hits = widget.search()
-        assert [hit.id for hit in hits] == [image_id]
-        assert widget.status.value == "1 image(s)"
+        assert {hit.id for hit in hits} == {image_id, two_id}
+        assert widget.status.value == "2 image(s)"
         widget.format.value = ""
         widget.q.value = "movie"
         assert [hit.filename for hit in widget.search()] == ["movie.stk"]
@@ -88,3 +92,55 @@ def test_search_and_open_a_served_image(
             window = omero["channels"][c]["window"]
             assert list(layer.contrast_limits) == [window["start"], window["end"]]
             np.testing.assert_array_equal(np.asarray(data), pixels[:, c])
+
+        # The second scene of a two-scene file, chosen in the widget.
+        widget.q.value = "xyz__multiple"
+        (hit,) = widget.search()
+        assert hit.scene_count == 2
+        widget.results.value = two_id
+        widget.scene.value = 1
+        (layer,) = widget.open_selected()
+        assert layer.name.startswith(f"{two_scenes.name} #2: ")
+        with open_image(two_scenes) as reader:
+            scene1 = np.asarray(reader.to_dask(1).compute())
+        data = layer.data[0] if layer.multiscale else layer.data
+        np.testing.assert_array_equal(np.asarray(data), scene1[:, 0])
+
+
+def test_opening_fetches_only_the_chunks_napari_shows(
+    make_napari_viewer: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """40 Z planes served, two shown: the server makes the chunks of those (and plane 0) only."""
+    from zstack_analyzer.napari.widget import ServerWidget
+    from zstack_analyzer.zarr.virtual import VirtualOmeZarr
+
+    rng = np.random.default_rng(5)
+    stack = rng.integers(0, 4000, size=(1, 1, 40, 96, 80), dtype=np.uint16)
+    path = write_ome_tiff(tmp_path / "deep.ome.tif", [stack])
+    made: list[tuple[int, ...]] = []
+    real_chunk = VirtualOmeZarr.chunk
+
+    def counted(self: VirtualOmeZarr, *index: int) -> bytes:
+        made.append(index)
+        return real_chunk(self, *index)
+
+    monkeypatch.setattr(VirtualOmeZarr, "chunk", counted)
+    with (
+        live_server(tmp_path / "data") as base,
+        httpx.Client(base_url=base, timeout=120) as client,
+    ):
+        image_id = _upload(client, path)
+        viewer = make_napari_viewer()
+        widget = ServerWidget(viewer)
+        widget.url.value = base
+        assert [hit.id for hit in widget.search()] == [image_id]
+        widget.results.value = image_id
+        (layer,) = widget.open_selected()
+        viewer.dims.set_point(1, 20)  # Z (axis 1 of T, Z, Y, X): the 21st plane
+        shown = np.asarray(layer._slice.image.view)
+    planes = {index[4] for index in made}  # (scene, level, t, c, z, cy, cx)
+    # napari shows the middle plane (19) first, reads plane 0 once when it makes the layer,
+    # then the plane asked for: 3 of the 40 planes, nothing else.
+    assert 20 in planes
+    assert planes <= {0, 19, 20}, sorted(planes)
+    np.testing.assert_array_equal(shown, stack[0, 0, 20])

@@ -189,13 +189,14 @@ def scene_layers(
         names = [f"{prefix}: {n}" if prefix else n for n in _rgb_names(metadata)]
         kwargs = {**common, "rgb": True, "channel_axis": 1, "name": names}
         return [(data, kwargs, "image")]
+    # The windows read the file's own levels (samples last), before samples become channels.
+    windows = scene_windows(reader, scene, levels=levels)
     if metadata.samples_per_pixel > 1:
         levels = [_samples_as_channels(level) for level in levels]
         data = levels if len(levels) > 1 else levels[0]
     labels = channel_labels(metadata, layout)
     names = [f"{prefix}: {label}" if prefix else label for label in labels]
     colours = hex_colors(metadata, layout)
-    windows = scene_windows(reader, scene, levels=_levels(reader, scene))
     kwargs = {
         **common,
         "channel_axis": 1,
