@@ -186,3 +186,19 @@ def test_16_bit_rgb_samples_become_channels(
         colour = [0.0, 0.0, 0.0]
         colour[s] = 1.0
         assert list(layer.colormap.colors[-1][:3]) == colour
+
+
+def test_the_server_widget_docks_from_the_plugins_menu(
+    make_napari_viewer: Callable[..., Any],
+) -> None:
+    from zstack_analyzer.napari.widget import ServerWidget
+
+    viewer = make_napari_viewer()
+    _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Open from a zstack server")
+    assert isinstance(widget, ServerWidget)
+    widget.viewer.add_image(
+        np.zeros((2, 2), dtype=np.uint8)
+    )  # napari hands it a proxy of this viewer
+    assert len(viewer.layers) == 1
+    assert widget.open_selected() == []
+    assert widget.status.value == "Search, then choose an image"
