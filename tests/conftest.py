@@ -77,3 +77,17 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             yield server
     except RuntimeError as exc:
         unavailable(f"no S3 server: {exc}")
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """The two options napari's ``make_napari_viewer`` reads (tests/napari_plugin/conftest.py).
+
+    Why here: napari's pytest plugin, which would add them, stays disabled
+    (pyproject's addopts), and options can only be added by an initial conftest.
+    When a run enables the plugin (``-p napari``) it adds them itself.
+    """
+    if pluginmanager.has_plugin("napari"):
+        return
+    group = parser.getgroup("napari", "napari viewer tests (tests/napari_plugin)")
+    group.addoption("--show-napari-viewer", action="store_true", default=False)
+    group.addoption("--save-leaked-object-graph", action="store_true", default=False)
