@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the wheel and sdist once, check them with twine, and install the wheel into one
 # clean venv: the library alone (import, version, open a synthetic file), then with the
-# `service` extra (the app imports). Dependencies come from pip's cache / local indexes.
+# `service` extra (the app imports), then the `bioio` and `napari` extras (their plugin
+# discovery finds our entry points). Dependencies come from pip's cache / local indexes.
 # Usage: scripts/package-check.sh [PYTHON]   (PYTHON has `build` and `twine`; default .venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,4 +63,21 @@ assert "/api/images/search" in app.openapi()["paths"]
 print("service extra: the app builds OK")
 PY
 "$WORK/venv/bin/zstack" --help >/dev/null
+# The plugin extras: bioio's discovery and napari's npe2 find our entry points in the wheel.
+pip_install "${wheel[0]}[bioio]"
+"$VPY" - <<'PY'
+from bioio.plugins import get_plugins
+plugins = get_plugins(use_cache=False)
+assert any(p.entrypoint.name == "zstack-analyzer" for ps in plugins.values() for p in ps), plugins
+print("bioio extra: bioio's plugin discovery lists zstack-analyzer OK")
+PY
+pip_install "${wheel[0]}[napari]"
+"$VPY" - <<'PY'
+from npe2 import PluginManager
+manager = PluginManager.instance()
+manager.discover()
+manifest = manager.get_manifest("zstack-analyzer")
+assert manifest.contributions.readers, manifest
+print("napari extra: npe2 finds the zstack-analyzer manifest and its reader OK")
+PY
 echo "package-check: OK"
