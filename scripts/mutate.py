@@ -117,6 +117,8 @@ def _run(module: str, tests: list[str], budget: float, names: list[str], *, resu
     ``names`` (mutant names or patterns) restrict the run: a module's ``only`` functions, or
     on a resumed run the last run's survivors.
     """
+    if resume:
+        _keep_kills(module)
     work = _workdir(module, tests, resume=resume)
     env = dict(os.environ, CI="true", PYTHONPATH=str(work / "mutants" / "src"))
     command = ["nice", "-n", "10", sys.executable, "-m", "mutmut", "run", "--max-children", "1"]
@@ -141,6 +143,37 @@ def _run(module: str, tests: list[str], budget: float, names: list[str], *, resu
     return time.monotonic() - start
 
 
+def _meta(module: str) -> Path:
+    return SCRATCH / _slug(module) / "mutants" / "src" / PACKAGE / (module + ".meta")
+
+
+def _codes(module: str) -> dict[str, int | None] | None:
+    """Exit code of every mutant of ``module``, kills of earlier runs included.
+
+    A resumed run may forget what the run before it killed (mutmut starts over when the
+    tests change); the source is the same, and more tests never revive a killed mutant,
+    so a kill recorded in ``.meta.killed`` stands.
+    """
+    meta = _meta(module)
+    if not meta.exists():
+        return None
+    codes: dict[str, int | None] = json.loads(meta.read_text("utf-8"))["exit_code_by_key"]
+    kept = meta.with_suffix(".meta.killed")
+    if kept.exists():
+        for name, code in json.loads(kept.read_text("utf-8")).items():
+            if name in codes and codes[name] not in _KILLED:
+                codes[name] = code
+    return codes
+
+
+def _keep_kills(module: str) -> None:
+    """Before a resumed run: remember every kill so far (see :func:`_codes`)."""
+    codes = _codes(module)
+    if codes is not None:
+        killed = {k: v for k, v in codes.items() if v in _KILLED}
+        _meta(module).with_suffix(".meta.killed").write_text(json.dumps(killed), "utf-8")
+
+
 def _names(module: str, only: list[str]) -> list[str]:
     """Name patterns (for mutmut) of the functions ``only`` lists (x_name*, xǁClassǁmethod*)."""
     return [f"{PACKAGE}.{_slug(module)}.{pattern}" for pattern in only]
@@ -149,10 +182,9 @@ def _names(module: str, only: list[str]) -> list[str]:
 def _score(
     module: str, equivalent: dict[str, str], seconds: float, only: list[str]
 ) -> Score | None:
-    meta = SCRATCH / _slug(module) / "mutants" / "src" / PACKAGE / (module + ".meta")
-    if not meta.exists():
+    codes = _codes(module)
+    if codes is None:
         return None
-    codes: dict[str, int | None] = json.loads(meta.read_text("utf-8"))["exit_code_by_key"]
     if only:
         patterns = _names(module, only)
         codes = {k: v for k, v in codes.items() if any(fnmatch(k, p) for p in patterns)}

@@ -203,6 +203,11 @@ def test_zarr_folders_are_one_item_with_their_mtime(tmp_path: Path) -> None:
     assert list(walk([image], dir_suffixes=ZARR)) == [
         FileEntry(str(image), 0, 1_234_567_890_123, is_dir=True)
     ]
+    # Roots after a folder image are walked too.
+    assert list(walk([image, other], dir_suffixes=ZARR)) == [
+        FileEntry(str(image), 0, 1_234_567_890_123, is_dir=True),
+        FileEntry(str(other), 3, other.stat().st_mtime_ns),
+    ]
     # Without folder formats it is an ordinary folder, walked into.
     walked = {Path(i.path).name for i in walk([tmp_path])}
     assert walked == {"chunk", ".zattrs", "plain.tif"}
