@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.needs import unavailable
 from zstack_analyzer.batch.walk import BadEntry, FileEntry, count_files, walk
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ ZARR = frozenset({".ome.zarr", ".zarr"})
 def _as_nobody() -> Iterator[None]:
     """Real and effective ids of ``nobody`` (saved id stays root, so they come back)."""
     if os.geteuid() != 0:
-        pytest.fail("the permission cases need root, to become 'nobody' and back")
+        unavailable("the permission cases need root, to become 'nobody' and back")
     nobody = pwd.getpwnam("nobody")
     groups = os.getgroups()
     os.setgroups([])
@@ -100,6 +101,12 @@ def test_permission_reasons_inside_and_at_the_top(public_root: Path) -> None:
     assert [Path(i.path).name for i in after] == ["late.tif"]
 
 
+def _block_device(path: Path) -> None:
+    if os.geteuid() != 0:
+        unavailable("making a block device node needs root")
+    os.mknod(path, stat.S_IFBLK | 0o600, os.makedev(7, 0))
+
+
 def test_bad_roots_keep_their_path_and_reason(tmp_path: Path) -> None:
     empty = tmp_path / "empty.tif"
     empty.write_bytes(b"")
@@ -108,7 +115,7 @@ def test_bad_roots_keep_their_path_and_reason(tmp_path: Path) -> None:
     os.symlink("loop1", tmp_path / "loop2")
     os.mkfifo(tmp_path / "pipe")
     block = tmp_path / "block"
-    os.mknod(block, stat.S_IFBLK | 0o600, os.makedev(7, 0))
+    _block_device(block)
     good = tmp_path / "good.tif"
     good.write_bytes(b"12345")
     roots = [empty, tmp_path / "broken", tmp_path / "loop1", tmp_path / "pipe", block, good]
@@ -123,7 +130,7 @@ def test_bad_roots_keep_their_path_and_reason(tmp_path: Path) -> None:
 
 
 def test_block_device_inside_a_folder(tmp_path: Path) -> None:
-    os.mknod(tmp_path / "block", stat.S_IFBLK | 0o600, os.makedev(7, 0))
+    _block_device(tmp_path / "block")
     assert list(walk([tmp_path])) == [BadEntry(str(tmp_path / "block"), "a device, not a file")]
 
 
