@@ -191,3 +191,96 @@ def test_rgb_tiles_show_the_file_colours(sqlite_client: TestClient, tmp_path: Pa
         np.testing.assert_array_equal(
             _pixels(tile.content), rgb[row * 256 : (row + 1) * 256, col * 256 : (col + 1) * 256]
         )
+
+
+def test_tiles_use_the_files_channel_colours(sqlite_client: TestClient, tmp_path: Path) -> None:
+    stack = _stack()[:1, :, :1]  # T=1, C=2, Z=1
+    path = write_ome_tiff(
+        tmp_path / "coloured.ome.tif",
+        [stack],
+        metadata=[{"Channel": {"Name": ["red", "green"], "Color": [-16776961, 16711935]}}],
+    )
+    answer = upload(sqlite_client, path)
+    assert answer.status_code == 201, answer.text
+    got = _pixels(_tile(sqlite_client, answer.json()["id"], 0, 1, 1, windows="0:255,0:255").content)
+    want = stack[0, :, 0, 256:300, 256:512]
+    np.testing.assert_array_equal(got[..., 0], want[0])
+    np.testing.assert_array_equal(got[..., 1], want[1])
+    assert not got[..., 2].any()
+
+
+def test_gamma_and_format_reach_the_picture(sqlite_client: TestClient, image_id: str) -> None:
+    plane = _stack()[0, 0, 0, :256, :256].astype(np.float64)
+    bent = _pixels(_tile(sqlite_client, image_id, 0, 0, 0, channels=0, gamma=2.0, **GREY).content)
+    np.testing.assert_allclose(bent[..., 0], np.rint((plane / 255.0) ** 2 * 255.0), atol=1)
+    jpeg = _tile(sqlite_client, image_id, 0, 0, 0, format="jpeg")
+    assert jpeg.headers["content-type"] == "image/jpeg"
+    assert jpeg.content[:3] == b"\xff\xd8\xff"
+    webp = _tile(sqlite_client, image_id, 0, 0, 0, format="webp")
+    assert webp.content[8:12] == b"WEBP"
+
+
+def test_out_of_range_details_name_what_is_missing(
+    sqlite_client: TestClient, image_id: str
+) -> None:
+    channel = _tile(sqlite_client, image_id, 0, 0, 0, channels="0,2")
+    assert channel.status_code == 422
+    assert "channel 2 is out of range (0..1)" in channel.json()["detail"]
+    tile = _tile(sqlite_client, image_id, 0, 2, 1)
+    assert "tile 2/1 of level 0 does not exist" in tile.json()["detail"]
+    scene = _tile(sqlite_client, image_id, 0, 0, 0, scene=3)
+    assert scene.status_code in (404, 422)
+    assert "3" in scene.json()["detail"]
+
+
+def test_one_grey_channel_and_rgba_and_windowed_rgb(
+    sqlite_client: TestClient, tmp_path: Path
+) -> None:
+    y, x = np.ogrid[0:NY, 0:NX]
+    grey = ((x + 2 * y) % 256).astype(np.uint8)
+    grey_path = tmp_path / "grey.tif"
+    tifffile.imwrite(grey_path, grey)
+    grey_id = upload(sqlite_client, grey_path).json()["id"]
+    got = _pixels(_tile(sqlite_client, grey_id, 0, 1, 2, windows="0:255", colors="ffffff").content)
+    np.testing.assert_array_equal(got[..., 1], grey[256:, 512:])
+
+    rgba = np.stack(np.broadcast_arrays(x % 256, y % 256, (x + y) % 256, 255 + 0 * x), axis=-1)
+    rgba_path = tmp_path / "rgba.tif"
+    tifffile.imwrite(
+        rgba_path, rgba.astype(np.uint8), photometric="rgb", extrasamples=["unassalpha"]
+    )
+    answer = upload(sqlite_client, rgba_path)
+    assert answer.status_code == 201, answer.text
+    tile = _tile(sqlite_client, answer.json()["id"], 0, 0, 0)
+    assert tile.status_code == 200, tile.text
+    np.testing.assert_array_equal(_pixels(tile.content), rgba[:256, :256, :3])
+
+    rgb = rgba[..., :3].astype(np.uint8)
+    rgb_path = tmp_path / "rgb.tif"
+    tifffile.imwrite(rgb_path, rgb, photometric="rgb")
+    rgb_id = upload(sqlite_client, rgb_path).json()["id"]
+    windowed = _pixels(_tile(sqlite_client, rgb_id, 0, 0, 0, windows="0:127").content)
+    want = np.clip(np.rint(rgb[:256, :256].astype(np.float64) / 127.0 * 255.0), 0, 255)
+    np.testing.assert_allclose(windowed, want, atol=1)
+
+
+def test_render_tile_defaults_are_the_first_plane_in_png(tmp_path: Path) -> None:
+    from zstack_analyzer import open_image
+    from zstack_analyzer.zarr.tiles import render_tile, tile_grid
+    from zstack_analyzer.zarr.virtual import VirtualOmeZarr
+
+    path = write_ome_tiff(tmp_path / "planes.ome.tif", [_stack()])
+    with open_image(path) as reader:
+        store = VirtualOmeZarr(reader, cache=None, identity="defaults")
+        assert tile_grid(store, 0, 0) == (2, 3)
+        assert tile_grid(store, 0, 1) == (1, 2)
+        default = render_tile(
+            store, 0, 0, 1, 2, channels=[1], colors=["ffffff"], windows=[(0, 255)]
+        )
+        explicit = render_tile(
+            store, 0, 0, 1, 2, t=0, z=0, channels=[1], colors=["ffffff"], windows=[(0, 255)],
+            gamma=1.0, image_format="png",
+        )  # fmt: skip
+        assert default == explicit
+        assert default[:8] == b"\x89PNG\r\n\x1a\n"
+        np.testing.assert_array_equal(_pixels(default)[..., 0], _stack()[0, 1, 0, 256:, 512:])
