@@ -229,6 +229,9 @@ def main() -> int:
     )
     parser.add_argument("--survivors", action="store_true", help="list surviving mutants")
     parser.add_argument(
+        "--only", action="append", help="mutmut function pattern (x_name*), instead of the entry's"
+    )
+    parser.add_argument(
         "--baseline", action="store_true", help="without the kill_tests (the score before them)"
     )
     parser.add_argument(
@@ -257,6 +260,8 @@ def main() -> int:
             tests += [str(t) for t in entry.get("kill_tests", [])]  # type: ignore[attr-defined]
         budget = args.budget or float(entry.get("budget_seconds", default_budget))  # type: ignore[arg-type]
         only = [str(p) for p in entry.get("only", [])]  # type: ignore[attr-defined]
+        if args.only:
+            only = args.only
         seconds = 0.0
         names: list[str] = _names(module, only)
         if args.resume:
