@@ -11,7 +11,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed-peers
 BENCH_DATA ?= $(abspath ..)/zstack-bench-data
 BENCH_MAKE_DATA ?= $(abspath ..)/shared/bench/make_data.py
 
-.PHONY: install serve test package-check lint typecheck pytest bench format clean browser-deps bioformats-deps napari-deps ldap-deps fuzz demo
+.PHONY: install serve test package-check lint typecheck pytest bench format clean browser-deps bioformats-deps napari-deps ldap-deps fuzz demo mutate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,13 @@ test: lint typecheck package-check pytest
 FUZZ_SECONDS ?= 300
 fuzz: $(STAMP)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m pytest tests/fuzz -p no:xdist -p no:cacheprovider -q --timeout=0
+
+# Mutation testing (mutmut), module by module with each module's own tests and a time
+# budget (scripts/mutate.toml); niced, one worker. MUTATE_MODULES="batch/walk.py" for one.
+MUTATE_BUDGET ?= 600
+MUTATE_MODULES ?=
+mutate: $(STAMP)
+	nice -n 10 $(BIN)/python scripts/mutate.py --budget $(MUTATE_BUDGET) $(MUTATE_MODULES)
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench
