@@ -54,7 +54,6 @@ __all__ = [
     "ThumbnailGenerator",
     "UnsupportedFormatError",
     "ZstackError",
-    "__version__",
     "open_image",
     "supported_formats",
 ]

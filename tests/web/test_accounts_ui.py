@@ -202,7 +202,7 @@ def test_admin_page_makes_a_group_and_a_member(
     wait_cards(
         page, ["ann-cryo.ome.tif", "ann-imaging.ome.tif", "ben-cryo.ome.tif", "cat-secret.ome.tif"]
     )
-    page.wait_for_function("document.querySelectorAll('#filter-group option').length === 5")
+    page.wait_for_function("() => document.querySelectorAll('#filter-group option').length === 5")
     page.click("#user-button")
     page.click("#menu-admin")
     page.locator("#admin-view").wait_for()
@@ -218,7 +218,7 @@ def test_admin_page_makes_a_group_and_a_member(
     # Change the level and disable a user, all through the admin routes.
     page.locator('.admin-group[data-group="confocal"] select').first.select_option("read-write")
     page.wait_for_function(
-        "document.getElementById('status').textContent.includes('confocal is now read-write')"
+        "() => document.getElementById('status').textContent.includes('confocal is now read-write')"
     )
     page.click("button[aria-label='Disable ben']")
     page.locator('#admin-users-body tr[data-username="ben"] >> text=disabled').wait_for()
@@ -264,7 +264,7 @@ def test_single_user_mode_has_no_accounts_ui(tmp_path: Path, page: Page) -> None
         page.click("#grid .card .filename")
         page.locator("#viewer-view").wait_for()
         page.wait_for_function(
-            "document.getElementById('viewer-title').textContent === 'solo.ome.tif'"
+            "() => document.getElementById('viewer-title').textContent === 'solo.ome.tif'"
         )
         assert page.locator("#viewer-owner").is_hidden()
     finally:
