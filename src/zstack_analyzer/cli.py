@@ -153,6 +153,45 @@ def thumbnail(
 
 
 @app.command()
+def quality(
+    paths: Annotated[list[Path], typer.Argument(help="Image files and folders (walked)")],
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", help="Write a CSV here (default: JSON Lines on stdout)")
+    ] = None,
+    scene: Annotated[
+        list[int] | None, typer.Option(help="Scene(s) to measure (default: every scene)")
+    ] = None,
+) -> None:
+    """Focus, exposure and signal of every plane, per file, scene and channel; no server.
+
+    Exit status 2 when a file could not be measured (its row says why).
+    """
+    import csv
+
+    from zstack_analyzer.quality.report import CSV_FIELDS, quality_rows
+
+    failed = False
+    handle = csv_out.open("w", newline="", encoding="utf-8") if csv_out is not None else None
+    try:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS) if handle is not None else None
+        if writer is not None:
+            writer.writeheader()
+        for row in quality_rows(paths, scenes=scene or None):
+            failed = failed or bool(row["error"])
+            if row["error"]:
+                typer.echo(f"error: {row['error']}", err=True)
+            if writer is not None:
+                writer.writerow(row)
+            else:
+                typer.echo(json.dumps(row))
+    finally:
+        if handle is not None:
+            handle.close()
+    if failed:
+        raise typer.Exit(code=2)
+
+
+@app.command()
 def convert(
     file: Annotated[Path, typer.Argument(help="Image file (any format we read)")],
     out: Annotated[Path, typer.Argument(help="New OME-Zarr directory, e.g. cells.ome.zarr")],
