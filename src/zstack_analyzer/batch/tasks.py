@@ -22,9 +22,12 @@ from typing import TYPE_CHECKING, Any
 from zstack_analyzer.errors import UnsupportedFormatError, ZstackError
 
 if TYPE_CHECKING:
+    from zstack_analyzer.cache import RenderCache
     from zstack_analyzer.limits import ReadLimits
     from zstack_analyzer.metadata import ImageMetadata, SceneInfo
+    from zstack_analyzer.quality import SceneQuality
     from zstack_analyzer.render.spec import RenderSpec
+    from zstack_analyzer.render.thumbnails import RenderResult
 
 __all__ = [
     "FileJob",
@@ -34,6 +37,7 @@ __all__ = [
     "inspect_path",
     "process_file",
     "render_to_cache",
+    "render_with_quality",
 ]
 
 logger = logging.getLogger(__name__)
@@ -287,3 +291,52 @@ def _message(path: str, exc: BaseException) -> str:
         return f"{Path(path).name}: {exc.strerror or exc}"
     text = str(exc)
     return text if text else f"{Path(path).name}: {type(exc).__name__}"
+
+
+def render_with_quality(
+    path: str | Path,
+    spec: RenderSpec,
+    limits: ReadLimits,
+    cache: RenderCache | None,
+    identity: str,
+) -> tuple[RenderResult, list[SceneQuality] | str]:
+    """Render ``spec`` into ``cache`` and measure every scene's quality, one open of the file.
+
+    The projection thumbnail's planes feed the measures of its scene as they
+    stream by (:func:`zstack_analyzer.quality.thumbnail_with_quality`); the
+    planes it does not read (other time points, channels and scenes) are read
+    afterwards. A cached thumbnail is not rendered again; the measures then
+    read the planes themselves. A failed measure never fails the thumbnail:
+    the second value is then the reason (a string).
+    """
+    from zstack_analyzer.loader import open_image
+    from zstack_analyzer.quality import measure_reader, thumbnail_with_quality
+    from zstack_analyzer.render.encode import MEDIA_TYPES, encode_image
+    from zstack_analyzer.render.thumbnails import RenderResult
+
+    etag = spec.cache_key(identity)
+    media_type = MEDIA_TYPES[spec.image_format]
+    cached = cache.get(identity, etag) if cache is not None else None
+    qualities: list[SceneQuality] = []
+    with open_image(path, limits=limits) as reader:
+        if cached is not None:
+            result = RenderResult(cached, media_type, etag, from_cache=True)
+        else:
+            image, first = thumbnail_with_quality(reader, spec)
+            data = encode_image(image, spec.image_format)
+            if cache is not None:
+                try:
+                    cache.put(identity, etag, data)
+                except OSError:
+                    logger.warning("%s: could not cache the thumbnail", path, exc_info=True)
+            result = RenderResult(data, media_type, etag, from_cache=False)
+            qualities.append(first)
+        try:
+            done = {q.scene for q in qualities}
+            for info in reader.scenes():
+                if info.index not in done:
+                    qualities.append(measure_reader(reader, info.index))
+        except (ZstackError, OSError, ValueError) as exc:
+            logger.warning("%s: quality failed: %s", path, exc)
+            return result, _message(str(path), exc)
+    return result, sorted(qualities, key=lambda q: q.scene)

@@ -7,7 +7,7 @@ import os
 import re
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import anyio.to_thread
@@ -60,6 +60,10 @@ from zstack_analyzer.service.workers import WorkerPool
 from zstack_analyzer.storage.base import StorageUnavailableError, UploadMirror
 from zstack_analyzer.storage.remote import RemoteObject
 from zstack_analyzer.vendor import json_safe
+
+if TYPE_CHECKING:
+    from zstack_analyzer.quality import SceneQuality
+    from zstack_analyzer.render.thumbnails import RenderResult
 
 __all__ = ["router"]
 
@@ -263,14 +267,20 @@ def schedule_default_thumbnail(
     identity: str,
     *,
     cluster: ClusterRenders | None = None,
+    measure_quality: bool = True,
 ) -> None:
     """Render the gallery thumbnail in the background; a failure only logs.
+
+    With ``measure_quality`` (the default) the same job measures the image's
+    quality from the same planes and stores it (``image_quality``).
 
     With a dask cluster (``ZSTACK_DASK_SCHEDULER``) a worker renders it into the
     shared cache. Otherwise it runs in the worker threads under the same key a
     thumbnail request with default parameters uses, so such a request arriving
     meanwhile waits for this render.
     """
+    from zstack_analyzer.batch.tasks import render_with_quality
+    from zstack_analyzer.service.db.quality import store_quality, store_quality_error
     from zstack_analyzer.service.routes.render import render_job
 
     spec = default_thumbnail_spec()
@@ -282,16 +292,36 @@ def schedule_default_thumbnail(
         cluster.spawn(path, spec, limits, identity, on_success=_mark_ready)
         return
 
+    measured: list[list[SceneQuality] | str] = []
+
+    def job(
+        path: Path, spec: RenderSpec, limits: ReadLimits, cache: RenderCache, identity: str
+    ) -> "RenderResult":
+        # One open, one pass: the thumbnail's planes feed the quality measures.
+        result, quality = render_with_quality(path, spec, limits, cache, identity)
+        measured.append(quality)
+        return result
+
+    def _store(_result: object = None) -> None:
+        _mark_ready()
+        if not measured:  # a thumbnail request's render ran instead: `zstack quality --missing`
+            return
+        quality = measured[0]
+        if isinstance(quality, str):
+            database.call(store_quality_error, image_id, quality)
+        else:
+            database.call(store_quality, image_id, quality)
+
     pool.spawn(
         spec.cache_key(identity),
         identity,
-        render_job,
+        job if measure_quality else render_job,
         path,
         spec,
         limits,
         cache,
         identity,
-        on_success=_mark_ready,
+        on_success=_store,
     )
 
 

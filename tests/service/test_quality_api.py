@@ -1,0 +1,54 @@
+"""Quality measured after an upload, stored (image_quality) and served per scene."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tests.service.conftest import upload
+from tests.synthetic_tiff import write_ome_tiff
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+
+def _wait_ready(client: TestClient, image_id: str, **params: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        response = client.get(f"/api/images/{image_id}/quality", params=params)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        if body["status"] != "pending":
+            return body
+        assert time.monotonic() < deadline, "quality never became ready"
+        time.sleep(0.05)
+
+
+def test_upload_measures_and_serves_quality(client: TestClient, tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    stack = rng.integers(100, 200, size=(1, 2, 5, 16, 20)).astype(np.uint16)
+    stack[0, 0, 0] = rng.integers(0, 60000, size=(16, 20))  # sharpest plane at Z=0: an edge
+    stack[0, 1, 2, :4] = 65535  # channel 1 at Z=2: a quarter saturated
+    path = write_ome_tiff(tmp_path / "q.ome.tif", [stack])
+    created = upload(client, path)
+    assert created.status_code == 201, created.text
+    image_id = created.json()["id"]
+    body = _wait_ready(client, image_id)
+    assert body["status"] == "ready", body
+    assert body["scene"] == 0
+    first, second = body["channels"]
+    assert first["channel"] == 0
+    assert first["best_focus_z"] == 0
+    assert first["focus_edge"] is True
+    assert len(first["focus"]) == 5
+    assert second["saturated_fraction"] == 0.25
+    assert body["max_saturated_fraction"] == 0.25
+    assert body["focus_edge"] is True
+    assert client.get(f"/api/images/{image_id}/quality", params={"scene": 3}).status_code == 422
+    missing = "00000000-0000-0000-0000-000000000000"
+    assert client.get(f"/api/images/{missing}/quality").status_code == 404
+    assert client.delete(f"/api/images/{image_id}").status_code in (200, 204)
