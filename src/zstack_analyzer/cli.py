@@ -154,7 +154,17 @@ def thumbnail(
 
 @app.command()
 def quality(
-    paths: Annotated[list[Path], typer.Argument(help="Image files and folders (walked)")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Image files and folders (walked)")
+    ] = None,
+    missing: Annotated[
+        bool,
+        typer.Option(
+            "--missing",
+            help="Measure the images of this machine's database that have no quality yet "
+            "(resumable: each image is committed as it is done)",
+        ),
+    ] = False,
     csv_out: Annotated[
         Path | None, typer.Option("--csv", help="Write a CSV here (default: JSON Lines on stdout)")
     ] = None,
@@ -170,6 +180,15 @@ def quality(
 
     from zstack_analyzer.quality.report import CSV_FIELDS, quality_rows
 
+    if missing:
+        if paths:
+            msg = "--missing measures the database's images: give no PATH with it"
+            raise typer.BadParameter(msg)
+        _quality_missing()
+        return
+    if not paths:
+        msg = "give image files or folders, or --missing"
+        raise typer.BadParameter(msg)
     failed = False
     handle = csv_out.open("w", newline="", encoding="utf-8") if csv_out is not None else None
     try:
@@ -189,6 +208,18 @@ def quality(
             handle.close()
     if failed:
         raise typer.Exit(code=2)
+
+
+def _quality_missing() -> None:
+    """``zstack quality --missing`` on the database of ZSTACK_DATA_DIR / ZSTACK_DATABASE_URL."""
+    from zstack_analyzer.service.config import get_settings
+    from zstack_analyzer.service.quality_backfill import backfill_quality
+
+    def progress(name: str, error: str | None) -> None:
+        typer.echo(f"{name}: {error}" if error else f"{name}: measured", err=bool(error))
+
+    summary = backfill_quality(get_settings(), progress=progress)
+    typer.echo(f"measured {summary.measured}, failed {summary.failed}")
 
 
 @app.command()

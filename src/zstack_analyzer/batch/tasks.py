@@ -73,6 +73,9 @@ class FileJob:
     confine_to
         Import roots: every read beneath them must land on a regular file inside
         them (:func:`zstack_analyzer.confine.confine_reads`, set up in the worker).
+    measure_quality
+        With a thumbnail, measure every scene's quality in the same pass
+        (:func:`render_with_quality`); ``FileResult.quality`` holds it.
     """
 
     path: str
@@ -80,6 +83,7 @@ class FileJob:
     copy_to: str | None = None
     cache_dir: str | None = None
     cache_max_bytes: int = 1024**3
+    measure_quality: bool = True
     expect_size: int | None = None
     expect_mtime_ns: int | None = None
     confine_to: tuple[str, ...] = ()
@@ -108,6 +112,8 @@ class FileResult:
     pid: int = 0  # the process that did the work (this one, or a dask worker)
     #: ``(st_dev, st_ino)`` of the file read (what an in-place record remembers).
     identity: tuple[int, int] | None = None
+    #: Every scene's quality, or why it could not be measured; ``None``: not asked.
+    quality: list[SceneQuality] | str | None = None
 
 
 def hash_file(path: str | Path, /, *, copy_to: str | Path | None = None) -> str:
@@ -245,14 +251,22 @@ def _process_file(job: FileJob) -> FileResult:
             return result
         if job.cache_dir is not None:
             try:
-                render_to_cache(
-                    readable,
-                    default_thumbnail_spec(),
-                    job.limits,
-                    job.cache_dir,
-                    job.cache_max_bytes,
-                    result.sha256,
-                )
+                if job.measure_quality:
+                    from zstack_analyzer.cache import RenderCache
+
+                    cache = RenderCache(job.cache_dir, max_bytes=job.cache_max_bytes)
+                    _, result.quality = render_with_quality(
+                        readable, default_thumbnail_spec(), job.limits, cache, result.sha256
+                    )
+                else:
+                    render_to_cache(
+                        readable,
+                        default_thumbnail_spec(),
+                        job.limits,
+                        job.cache_dir,
+                        job.cache_max_bytes,
+                        result.sha256,
+                    )
                 result.thumbnail_ready = True
             except (ZstackError, OSError) as exc:  # a failed thumbnail never fails an ingest
                 logger.warning("%s: thumbnail failed: %s", job.path, exc)
