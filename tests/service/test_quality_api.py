@@ -52,3 +52,31 @@ def test_upload_measures_and_serves_quality(client: TestClient, tmp_path: Path) 
     missing = "00000000-0000-0000-0000-000000000000"
     assert client.get(f"/api/images/{missing}/quality").status_code == 404
     assert client.delete(f"/api/images/{image_id}").status_code in (200, 204)
+
+
+def test_search_by_quality(client: TestClient, tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    base = rng.integers(100, 4000, size=(1, 1, 5, 16, 20)).astype(np.uint16)
+    good = base.copy()
+    good[0, 0, 2] = rng.integers(0, 60000, size=(16, 20))  # sharp in the middle
+    bad = base.copy()
+    bad[0, 0, 0] = rng.integers(0, 60000, size=(16, 20))  # sharp at the edge
+    bad[0, 0, 0, :8] = 65535  # half of the edge plane saturated
+    ids = {}
+    for name, stack in (("good", good), ("bad", bad)):
+        created = upload(client, write_ome_tiff(tmp_path / f"{name}.ome.tif", [stack]))
+        ids[name] = created.json()["id"]
+        _wait_ready(client, ids[name])
+
+    def found(**params: Any) -> set[str]:
+        response = client.get("/api/images/search", params=params)
+        assert response.status_code == 200, response.text
+        return {item["id"] for item in response.json()["data"]}
+
+    assert found(saturated_min=0.4) == {ids["bad"]}
+    assert found(saturated_min=0.0) == {ids["good"], ids["bad"]}
+    assert found(focus_edge="true") == {ids["bad"]}
+    assert found(focus_edge="false") == {ids["good"]}
+    assert found(snr_max=1e9) == {ids["good"], ids["bad"]}
+    assert found(snr_max=0) == set()
+    assert client.get("/api/images/search", params={"saturated_min": 2}).status_code == 422

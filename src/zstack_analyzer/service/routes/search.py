@@ -129,6 +129,30 @@ def search(
         str | None,
         Query(max_length=64, description="ISO date (that whole day included) or datetime"),
     ] = None,
+    saturated_min: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=1,
+            allow_inf_nan=False,
+            description="Quality: some channel has at least this share (0-1) of saturated "
+            "pixels in some plane",
+        ),
+    ] = None,
+    focus_edge: Annotated[
+        bool | None,
+        Query(
+            description="Quality: best focus at the first or last Z plane (true), or not (false)"
+        ),
+    ] = None,
+    snr_max: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            allow_inf_nan=False,
+            description="Quality: some channel's signal-to-background is at most this",
+        ),
+    ] = None,
     group: Annotated[
         str | None, Query(max_length=150, description="Only images of this group (by name)")
     ] = None,
@@ -158,6 +182,9 @@ def search(
         pixel_size_max_um=pixel_size_max_um,
         acquired_after=after,
         acquired_before=before,
+        saturated_min=saturated_min,
+        focus_edge=focus_edge,
+        snr_max=snr_max,
     )
     rows, total = search_images(
         session, filters, skip=skip, limit=limit, visible=visible_in_group(principal, group)
