@@ -80,3 +80,16 @@ def test_search_by_quality(client: TestClient, tmp_path: Path) -> None:
     assert found(snr_max=1e9) == {ids["good"], ids["bad"]}
     assert found(snr_max=0) == set()
     assert client.get("/api/images/search", params={"saturated_min": 2}).status_code == 422
+
+
+def test_list_and_search_carry_the_quality_badge(client: TestClient, tmp_path: Path) -> None:
+    stack = np.full((1, 1, 3, 10, 10), 50, np.uint16)
+    stack[0, 0, 1, :5] = 65535
+    created = upload(client, write_ome_tiff(tmp_path / "sat.ome.tif", [stack]))
+    image_id = created.json()["id"]
+    _wait_ready(client, image_id)
+    (item,) = client.get("/api/images/").json()["data"]
+    assert item["id"] == image_id
+    assert "saturated" in item["quality_flags"]
+    (found,) = client.get("/api/images/search", params={"saturated_min": 0.5}).json()["data"]
+    assert "saturated" in found["quality_flags"]

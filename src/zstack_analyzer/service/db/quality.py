@@ -40,6 +40,7 @@ __all__ = [
     "ImageQuality",
     "get_quality",
     "images_without_quality",
+    "quality_flags_for",
     "store_quality",
     "store_quality_error",
 ]
@@ -108,3 +109,36 @@ def images_without_quality(session: Session, *, limit: int = 100) -> list[Image]
         .limit(limit)
     )
     return list(session.scalars(query).all())
+
+
+#: Thresholds of the gallery's "suspect" badge (the filter row offers the same).
+SATURATED_FLAG = 0.01
+SNR_FLAG = 3.0
+
+
+def quality_flags_for(session: Session, image_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+    """Why each of ``image_ids`` is suspect ("saturated", "focus at edge", "weak signal").
+
+    One query for a whole page (no query per image); images without a problem
+    (or not measured yet) are left out.
+    """
+    if not image_ids:
+        return {}
+    rows = session.execute(
+        select(
+            ImageQuality.image_id,
+            ImageQuality.max_saturated_fraction,
+            ImageQuality.focus_edge,
+            ImageQuality.min_snr,
+        ).where(ImageQuality.image_id.in_(image_ids), ImageQuality.error.is_(None))
+    )
+    flags: dict[uuid.UUID, list[str]] = {}
+    for image_id, saturated, edge, snr in rows:
+        found = flags.setdefault(image_id, [])
+        if saturated is not None and saturated >= SATURATED_FLAG and "saturated" not in found:
+            found.append("saturated")
+        if edge and "focus at edge" not in found:
+            found.append("focus at edge")
+        if snr is not None and snr <= SNR_FLAG and "weak signal" not in found:
+            found.append("weak signal")
+    return {k: v for k, v in flags.items() if v}

@@ -26,6 +26,7 @@ from zstack_analyzer.service.auth.placement import PlacementDep
 from zstack_analyzer.service.auth.principal import PrincipalDep
 from zstack_analyzer.service.cluster import ClusterRenders
 from zstack_analyzer.service.db import crud
+from zstack_analyzer.service.db.quality import quality_flags_for
 from zstack_analyzer.service.db.session import Database
 from zstack_analyzer.service.deps import (
     CacheDep,
@@ -356,7 +357,8 @@ def list_images(
         session, skip=skip, limit=limit, q=q, visible=visible_in_group(principal, group)
     )
     labels = labels_for(session, rows)
-    return ImagesPublic(data=[to_summary(row, labels) for row in rows], count=count)
+    flags = quality_flags_for(session, [row.id for row in rows])
+    return ImagesPublic(data=[to_summary(row, labels, flags) for row in rows], count=count)
 
 
 @router.get(

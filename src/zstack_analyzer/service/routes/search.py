@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query
 from zstack_analyzer.service.auth.labels import labels_for
 from zstack_analyzer.service.auth.permissions import visible_in_group
 from zstack_analyzer.service.auth.principal import PrincipalDep
+from zstack_analyzer.service.db.quality import quality_flags_for
 from zstack_analyzer.service.db.search import SearchFilters, search_images
 from zstack_analyzer.service.deps import SessionDep
 from zstack_analyzer.service.errors import BadParameterError
@@ -190,4 +191,7 @@ def search(
         session, filters, skip=skip, limit=limit, visible=visible_in_group(principal, group)
     )
     labels = labels_for(session, rows)
-    return SearchPublic(data=[to_summary(row, labels) for row in rows], count=total, total=total)
+    flags = quality_flags_for(session, [row.id for row in rows])
+    return SearchPublic(
+        data=[to_summary(row, labels, flags) for row in rows], count=total, total=total
+    )
