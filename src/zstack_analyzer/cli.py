@@ -210,6 +210,66 @@ def quality(
         raise typer.Exit(code=2)
 
 
+@app.command()
+def search(
+    q: Annotated[str | None, typer.Argument(help="Words to find (filename, channels, ...)")] = None,
+    image_format: Annotated[str | None, typer.Option("--format", help='e.g. "CZI"')] = None,
+    channel: Annotated[str | None, typer.Option(help="Channel name or fluorophore")] = None,
+    saturated_min: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Some channel has this share (0-1) saturated"),
+    ] = None,
+    focus_edge: Annotated[
+        bool | None,
+        typer.Option("--focus-edge/--no-focus-edge", help="Best focus at the first/last Z"),
+    ] = None,
+    snr_max: Annotated[
+        float | None, typer.Option(min=0.0, help="Some channel's signal-to-background <= this")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+) -> None:
+    """Search this machine's database (ZSTACK_DATA_DIR / ZSTACK_DATABASE_URL): JSON Lines.
+
+    The same filters as ``GET /api/images/search``, including the quality ones.
+    """
+    from zstack_analyzer.service.config import get_settings
+    from zstack_analyzer.service.db.migrations import upgrade_database
+    from zstack_analyzer.service.db.quality import quality_flags_for
+    from zstack_analyzer.service.db.search import SearchFilters, search_images
+    from zstack_analyzer.service.db.session import Database, make_engine
+
+    filters = SearchFilters(
+        q=q or None,
+        format=image_format,
+        channel=channel,
+        saturated_min=saturated_min,
+        focus_edge=focus_edge,
+        snr_max=snr_max,
+    )
+    engine = make_engine(get_settings().resolved_database_url())
+    try:
+        upgrade_database(engine)
+
+        def run(session: Any) -> list[dict[str, Any]]:
+            rows, _ = search_images(session, filters, limit=limit)
+            flags = quality_flags_for(session, [row.id for row in rows])
+            return [
+                {
+                    "id": str(row.id),
+                    "filename": row.filename,
+                    "format": row.format,
+                    "quality_flags": flags.get(row.id, []),
+                }
+                for row in rows
+            ]
+
+        found = Database(engine).call(run)
+    finally:
+        engine.dispose()
+    for item in found:
+        typer.echo(json.dumps(item))
+
+
 def _quality_missing() -> None:
     """``zstack quality --missing`` on the database of ZSTACK_DATA_DIR / ZSTACK_DATABASE_URL."""
     from zstack_analyzer.service.config import get_settings

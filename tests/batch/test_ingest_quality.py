@@ -42,6 +42,15 @@ def test_ingest_stores_quality_and_missing_resumes(tmp_path: Path, zstack_env: P
     again = CliRunner().invoke(app, ["quality", "--missing"])
     assert "measured 0, failed 0" in again.output
 
+    everything = CliRunner().invoke(app, ["search", "--saturated-min", "0"])
+    assert everything.exit_code == 0, everything.output
+    assert len(everything.output.strip().splitlines()) == 3
+    saturated = CliRunner().invoke(app, ["search", "--saturated-min", "0.5"])
+    assert saturated.exit_code == 0, saturated.output
+    assert saturated.output.strip() == ""
+    bad = CliRunner().invoke(app, ["search", "--saturated-min", "2"])
+    assert bad.exit_code == 2
+
     with served() as client:
         listed = client.get("/api/images/").json()["data"]
         for item in listed:
