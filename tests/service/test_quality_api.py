@@ -93,3 +93,14 @@ def test_list_and_search_carry_the_quality_badge(client: TestClient, tmp_path: P
     assert "saturated" in item["quality_flags"]
     (found,) = client.get("/api/images/search", params={"saturated_min": 0.5}).json()["data"]
     assert "saturated" in found["quality_flags"]
+
+
+def test_float_data_with_nan_is_stored(client: TestClient, tmp_path: Path) -> None:
+    stack = np.ones((1, 1, 3, 8, 8), np.float32)
+    stack[0, 0, 1, 0, 0] = np.nan
+    created = upload(client, write_ome_tiff(tmp_path / "nan.ome.tif", [stack]))
+    body = _wait_ready(client, created.json()["id"])
+    assert body["status"] == "ready", body
+    channel = body["channels"][0]
+    assert channel["intensity_z"][1] is None  # NaN is unknown (null), not a 500
+    assert channel["best_focus_z"] != 1

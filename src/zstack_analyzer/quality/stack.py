@@ -181,7 +181,8 @@ class QualityBuilder:
         focus = np.array([[p.focus_score for p in row] for row in planes]).mean(axis=0)
         brenner = np.array([[p.brenner for p in row] for row in planes]).mean(axis=0)
         means = np.array([[p.mean for p in row] for row in planes])
-        best = int(np.argmax(focus))
+        # A NaN score (float data holding NaN) never wins the best plane.
+        best = int(np.argmax(np.where(np.isfinite(focus), focus, -np.inf)))
         saturated = [p.saturated_fraction for row in planes for p in row]
         snrs = [p.snr for row in planes for p in row if p.snr is not None]
         bleaching = exponential_rate(means.mean(axis=1)) if self.size_t >= 3 else None

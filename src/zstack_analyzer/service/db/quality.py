@@ -11,6 +11,7 @@ JSON, read only by the image's quality view.
 
 from __future__ import annotations
 
+import math
 import uuid  # noqa: TC003  (SQLAlchemy resolves Mapped[...] at run time)
 from datetime import datetime  # noqa: TC003
 from typing import TYPE_CHECKING, Any
@@ -77,14 +78,25 @@ def store_quality(session: Session, image_id: uuid.UUID, qualities: list[SceneQu
                 image_id=image_id,
                 scene=quality.scene,
                 version=QUALITY_VERSION,
-                max_saturated_fraction=quality.max_saturated_fraction,
+                max_saturated_fraction=_finite(quality.max_saturated_fraction),
                 focus_edge=quality.focus_edge,
-                min_snr=quality.min_snr,
+                min_snr=_finite(quality.min_snr),
                 error=None,
-                data=quality.as_dict(planes=False),
+                data=_finite(quality.as_dict(planes=False)),
             )
         )
     session.commit()
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``None`` (float data can hold them; JSON cannot)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def store_quality_error(session: Session, image_id: uuid.UUID, error: str) -> None:

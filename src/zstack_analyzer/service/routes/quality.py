@@ -25,7 +25,10 @@ router = APIRouter(prefix="/api/images", tags=["quality"])
 
 
 class ChannelQualityPublic(BaseModel):
-    """One channel's quality summary (formulas: the README's "Image quality")."""
+    """One channel's quality summary (formulas: the README's "Image quality").
+
+    ``null`` in a list is a value that float data made undefined (NaN).
+    """
 
     channel: int
     name: str | None = None
@@ -34,12 +37,16 @@ class ChannelQualityPublic(BaseModel):
     saturated_fraction: float | None = Field(
         description="Largest per-plane share of values at the saturation value (0-1)"
     )
-    min_fraction: float = Field(description="Largest per-plane share of values at the minimum")
+    min_fraction: float | None = Field(
+        description="Largest per-plane share of values at the minimum"
+    )
     snr: float | None = Field(description="Smallest per-plane foreground mean / background std")
-    focus: list[float] = Field(description="Focus score (normalised variance) per Z, mean over T")
-    brenner: list[float] = Field(description="Brenner gradient per Z, mean over T")
-    intensity_z: list[float] = Field(description="Mean intensity per Z")
-    intensity_t: list[float] = Field(description="Mean intensity per time point")
+    focus: list[float | None] = Field(
+        description="Focus score (normalised variance) per Z, mean over T"
+    )
+    brenner: list[float | None] = Field(description="Brenner gradient per Z, mean over T")
+    intensity_z: list[float | None] = Field(description="Mean intensity per Z")
+    intensity_t: list[float | None] = Field(description="Mean intensity per time point")
     z_falloff_rate: float | None = Field(description="Exponential fall-off per plane along Z")
     bleaching_rate: float | None = Field(description="Exponential decay per time point")
     bleaching_rate_per_s: float | None = None
