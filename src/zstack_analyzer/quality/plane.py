@@ -173,31 +173,35 @@ class PlaneAccumulator:
             return self._finish_histogram(self.histogram)
         return self._finish_float()
 
-    def _finish_histogram(self, hist: np.ndarray) -> PlaneQuality:
-        values = np.arange(hist.size, dtype=np.float64) + self.offset
-        present = np.flatnonzero(hist)
+    def _finish_histogram(self, full: np.ndarray) -> PlaneQuality:
+        # Work on the occupied value range only: a 16-bit histogram has 65,536 bins, a
+        # plane's values usually span a few thousand (this is most of the per-plane cost).
+        present = np.flatnonzero(full)
         low_i, high_i = int(present[0]), int(present[-1])
+        hist = full[low_i : high_i + 1]
+        values = np.arange(low_i, high_i + 1, dtype=np.float64) + self.offset
         n = self.count
         weights = hist.astype(np.float64)
         total = float(np.dot(weights, values))
         mean = total / n
-        var = max(0.0, float(np.dot(weights, (values - mean) ** 2)) / n)
+        centred = values - mean
+        var = max(0.0, float(np.dot(weights, centred * centred)) / n)
         saturated = None
         if self.saturation is not None:
-            start = max(0, int(self.saturation) - self.offset)
+            start = max(0, int(self.saturation) - self.offset - low_i)
             saturated = float(hist[start:].sum()) / n
         cumulative = np.cumsum(hist)
-        pct = [_hist_percentile(cumulative, q, n) + self.offset for q in (1.0, 50.0, 99.0)]
-        otsu_i = _otsu_index(hist[low_i : high_i + 1])
-        fg, snr, otsu = self._split(hist, values, low_i + otsu_i if otsu_i is not None else None)
+        pct = [_hist_percentile(cumulative, q, n) + low_i + self.offset for q in (1.0, 50.0, 99.0)]
+        otsu_i = _otsu_index(hist)
+        fg, snr, otsu = self._split(hist, values, otsu_i)
         return PlaneQuality(
             focus_score=self._focus(mean, var),
             brenner=self._brenner(),
             saturated_fraction=saturated,
-            max_fraction=float(hist[high_i]) / n,
-            min_fraction=float(hist[low_i]) / n,
-            min=float(values[low_i]),
-            max=float(values[high_i]),
+            max_fraction=float(hist[-1]) / n,
+            min_fraction=float(hist[0]) / n,
+            min=float(values[0]),
+            max=float(values[-1]),
             mean=mean,
             std=var**0.5,
             p1=pct[0],
