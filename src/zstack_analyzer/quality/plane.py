@@ -144,7 +144,8 @@ class PlaneAccumulator:
         self.count += values.size
         if self.histogram is not None:
             shifted = values.astype(np.int64) - self.offset if self.offset else values
-            self.histogram += np.bincount(shifted, minlength=self.histogram.size)
+            counts = np.bincount(shifted)  # only up to the largest value present
+            self.histogram[: counts.size] += counts
         else:
             data = values.astype(np.float64)
             self.total += float(data.sum())
