@@ -153,6 +153,136 @@ def thumbnail(
 
 
 @app.command()
+def quality(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Image files and folders (walked)")
+    ] = None,
+    missing: Annotated[
+        bool,
+        typer.Option(
+            "--missing",
+            help="Measure the images of this machine's database that have no quality yet "
+            "(resumable: each image is committed as it is done)",
+        ),
+    ] = False,
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", help="Write a CSV here (default: JSON Lines on stdout)")
+    ] = None,
+    scene: Annotated[
+        list[int] | None, typer.Option(help="Scene(s) to measure (default: every scene)")
+    ] = None,
+) -> None:
+    """Focus, exposure and signal of every plane, per file, scene and channel; no server.
+
+    Exit status 2 when a file could not be measured (its row says why).
+    """
+    import csv
+
+    from zstack_analyzer.quality.report import CSV_FIELDS, quality_rows
+
+    if missing:
+        if paths:
+            msg = "--missing measures the database's images: give no PATH with it"
+            raise typer.BadParameter(msg)
+        _quality_missing()
+        return
+    if not paths:
+        msg = "give image files or folders, or --missing"
+        raise typer.BadParameter(msg)
+    failed = False
+    handle = csv_out.open("w", newline="", encoding="utf-8") if csv_out is not None else None
+    try:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS) if handle is not None else None
+        if writer is not None:
+            writer.writeheader()
+        for row in quality_rows(paths, scenes=scene or None):
+            failed = failed or bool(row["error"])
+            if row["error"]:
+                typer.echo(f"error: {row['error']}", err=True)
+            if writer is not None:
+                writer.writerow(row)
+            else:
+                typer.echo(json.dumps(row))
+    finally:
+        if handle is not None:
+            handle.close()
+    if failed:
+        raise typer.Exit(code=2)
+
+
+@app.command()
+def search(
+    q: Annotated[str | None, typer.Argument(help="Words to find (filename, channels, ...)")] = None,
+    image_format: Annotated[str | None, typer.Option("--format", help='e.g. "CZI"')] = None,
+    channel: Annotated[str | None, typer.Option(help="Channel name or fluorophore")] = None,
+    saturated_min: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Some channel has this share (0-1) saturated"),
+    ] = None,
+    focus_edge: Annotated[
+        bool | None,
+        typer.Option("--focus-edge/--no-focus-edge", help="Best focus at the first/last Z"),
+    ] = None,
+    snr_max: Annotated[
+        float | None, typer.Option(min=0.0, help="Some channel's signal-to-background <= this")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+) -> None:
+    """Search this machine's database (ZSTACK_DATA_DIR / ZSTACK_DATABASE_URL): JSON Lines.
+
+    The same filters as ``GET /api/images/search``, including the quality ones.
+    """
+    from zstack_analyzer.service.config import get_settings
+    from zstack_analyzer.service.db.migrations import upgrade_database
+    from zstack_analyzer.service.db.quality import quality_flags_for
+    from zstack_analyzer.service.db.search import SearchFilters, search_images
+    from zstack_analyzer.service.db.session import Database, make_engine
+
+    filters = SearchFilters(
+        q=q or None,
+        format=image_format,
+        channel=channel,
+        saturated_min=saturated_min,
+        focus_edge=focus_edge,
+        snr_max=snr_max,
+    )
+    engine = make_engine(get_settings().resolved_database_url())
+    try:
+        upgrade_database(engine)
+
+        def run(session: Any) -> list[dict[str, Any]]:
+            rows, _ = search_images(session, filters, limit=limit)
+            flags = quality_flags_for(session, [row.id for row in rows])
+            return [
+                {
+                    "id": str(row.id),
+                    "filename": row.filename,
+                    "format": row.format,
+                    "quality_flags": flags.get(row.id, []),
+                }
+                for row in rows
+            ]
+
+        found = Database(engine).call(run)
+    finally:
+        engine.dispose()
+    for item in found:
+        typer.echo(json.dumps(item))
+
+
+def _quality_missing() -> None:
+    """``zstack quality --missing`` on the database of ZSTACK_DATA_DIR / ZSTACK_DATABASE_URL."""
+    from zstack_analyzer.service.config import get_settings
+    from zstack_analyzer.service.quality_backfill import backfill_quality
+
+    def progress(name: str, error: str | None) -> None:
+        typer.echo(f"{name}: {error}" if error else f"{name}: measured", err=bool(error))
+
+    summary = backfill_quality(get_settings(), progress=progress)
+    typer.echo(f"measured {summary.measured}, failed {summary.failed}")
+
+
+@app.command()
 def convert(
     file: Annotated[Path, typer.Argument(help="Image file (any format we read)")],
     out: Annotated[Path, typer.Argument(help="New OME-Zarr directory, e.g. cells.ome.zarr")],

@@ -59,6 +59,7 @@ CATEGORIES: dict[tuple[str, str], str] = {
     ("post", "/api/images/register"): "register",
     ("get", "/api/images/{image_id}"): "image-view",
     ("get", "/api/images/{image_id}/metadata"): "image-view",
+    ("get", "/api/images/{image_id}/quality"): "image-view",
     ("get", "/api/images/{image_id}/thumbnail"): "image-view",
     ("get", "/api/images/{image_id}/mip"): "image-view",
     ("get", "/api/images/{image_id}/slice/{z}"): "image-view",

@@ -59,6 +59,7 @@ def test_openapi_matches_routes(client: TestClient) -> None:
         ("/api/images/{image_id}", "get"),
         ("/api/images/{image_id}", "delete"),
         ("/api/images/{image_id}/metadata", "get"),
+        ("/api/images/{image_id}/quality", "get"),
         ("/api/images/{image_id}/thumbnail", "get"),
         ("/api/images/{image_id}/mip", "get"),
         ("/api/images/{image_id}/slice/{z}", "get"),

@@ -22,9 +22,12 @@ from typing import TYPE_CHECKING, Any
 from zstack_analyzer.errors import UnsupportedFormatError, ZstackError
 
 if TYPE_CHECKING:
+    from zstack_analyzer.cache import RenderCache
     from zstack_analyzer.limits import ReadLimits
     from zstack_analyzer.metadata import ImageMetadata, SceneInfo
+    from zstack_analyzer.quality import SceneQuality
     from zstack_analyzer.render.spec import RenderSpec
+    from zstack_analyzer.render.thumbnails import RenderResult
 
 __all__ = [
     "FileJob",
@@ -34,6 +37,7 @@ __all__ = [
     "inspect_path",
     "process_file",
     "render_to_cache",
+    "render_with_quality",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,6 +73,9 @@ class FileJob:
     confine_to
         Import roots: every read beneath them must land on a regular file inside
         them (:func:`zstack_analyzer.confine.confine_reads`, set up in the worker).
+    measure_quality
+        With a thumbnail, measure every scene's quality in the same pass
+        (:func:`render_with_quality`); ``FileResult.quality`` holds it.
     """
 
     path: str
@@ -76,6 +83,7 @@ class FileJob:
     copy_to: str | None = None
     cache_dir: str | None = None
     cache_max_bytes: int = 1024**3
+    measure_quality: bool = True
     expect_size: int | None = None
     expect_mtime_ns: int | None = None
     confine_to: tuple[str, ...] = ()
@@ -104,6 +112,8 @@ class FileResult:
     pid: int = 0  # the process that did the work (this one, or a dask worker)
     #: ``(st_dev, st_ino)`` of the file read (what an in-place record remembers).
     identity: tuple[int, int] | None = None
+    #: Every scene's quality, or why it could not be measured; ``None``: not asked.
+    quality: list[SceneQuality] | str | None = None
 
 
 def hash_file(path: str | Path, /, *, copy_to: str | Path | None = None) -> str:
@@ -241,14 +251,22 @@ def _process_file(job: FileJob) -> FileResult:
             return result
         if job.cache_dir is not None:
             try:
-                render_to_cache(
-                    readable,
-                    default_thumbnail_spec(),
-                    job.limits,
-                    job.cache_dir,
-                    job.cache_max_bytes,
-                    result.sha256,
-                )
+                if job.measure_quality:
+                    from zstack_analyzer.cache import RenderCache
+
+                    cache = RenderCache(job.cache_dir, max_bytes=job.cache_max_bytes)
+                    _, result.quality = render_with_quality(
+                        readable, default_thumbnail_spec(), job.limits, cache, result.sha256
+                    )
+                else:
+                    render_to_cache(
+                        readable,
+                        default_thumbnail_spec(),
+                        job.limits,
+                        job.cache_dir,
+                        job.cache_max_bytes,
+                        result.sha256,
+                    )
                 result.thumbnail_ready = True
             except (ZstackError, OSError) as exc:  # a failed thumbnail never fails an ingest
                 logger.warning("%s: thumbnail failed: %s", job.path, exc)
@@ -287,3 +305,52 @@ def _message(path: str, exc: BaseException) -> str:
         return f"{Path(path).name}: {exc.strerror or exc}"
     text = str(exc)
     return text if text else f"{Path(path).name}: {type(exc).__name__}"
+
+
+def render_with_quality(
+    path: str | Path,
+    spec: RenderSpec,
+    limits: ReadLimits,
+    cache: RenderCache | None,
+    identity: str,
+) -> tuple[RenderResult, list[SceneQuality] | str]:
+    """Render ``spec`` into ``cache`` and measure every scene's quality, one open of the file.
+
+    The projection thumbnail's planes feed the measures of its scene as they
+    stream by (:func:`zstack_analyzer.quality.thumbnail_with_quality`); the
+    planes it does not read (other time points, channels and scenes) are read
+    afterwards. A cached thumbnail is not rendered again; the measures then
+    read the planes themselves. A failed measure never fails the thumbnail:
+    the second value is then the reason (a string).
+    """
+    from zstack_analyzer.loader import open_image
+    from zstack_analyzer.quality import measure_reader, thumbnail_with_quality
+    from zstack_analyzer.render.encode import MEDIA_TYPES, encode_image
+    from zstack_analyzer.render.thumbnails import RenderResult
+
+    etag = spec.cache_key(identity)
+    media_type = MEDIA_TYPES[spec.image_format]
+    cached = cache.get(identity, etag) if cache is not None else None
+    qualities: list[SceneQuality] = []
+    with open_image(path, limits=limits) as reader:
+        if cached is not None:
+            result = RenderResult(cached, media_type, etag, from_cache=True)
+        else:
+            image, first = thumbnail_with_quality(reader, spec)
+            data = encode_image(image, spec.image_format)
+            if cache is not None:
+                try:
+                    cache.put(identity, etag, data)
+                except OSError:
+                    logger.warning("%s: could not cache the thumbnail", path, exc_info=True)
+            result = RenderResult(data, media_type, etag, from_cache=False)
+            qualities.append(first)
+        try:
+            done = {q.scene for q in qualities}
+            for info in reader.scenes():
+                if info.index not in done:
+                    qualities.append(measure_reader(reader, info.index))
+        except (ZstackError, OSError, ValueError) as exc:
+            logger.warning("%s: quality failed: %s", path, exc)
+            return result, _message(str(path), exc)
+    return result, sorted(qualities, key=lambda q: q.scene)

@@ -26,7 +26,7 @@ import numpy as np
 from zstack_analyzer.errors import SceneNotFoundError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from concurrent.futures import Future
 
     from zstack_analyzer.readers._base import ImageReader
@@ -303,13 +303,16 @@ def project(
     views: Sequence[View] = ("xy",),
     *,
     workers: int | None = None,
+    observe: Callable[[int, int, np.ndarray], None] | None = None,
 ) -> dict[View, list[np.ndarray]]:
     """Maximum projections of ``channels`` onto each of ``views``, in one pass over Z.
 
     Returns, per view, one array per channel (in the order of ``channels``):
     ``xy`` (Y, X), the projection along Z; ``xz`` (Z, X), along Y; ``yz``
     (Y, Z), along X; each with a trailing S axis for RGB data. The values are
-    exactly those of ``stack.max(axis=...)``.
+    exactly those of ``stack.max(axis=...)``. ``observe(c, z0, block)``, when
+    given, sees every block read (the quality measures ride on this pass, so
+    no plane is read twice).
 
     Examples
     --------
@@ -339,6 +342,8 @@ def project(
     unique = list(dict.fromkeys(channels))
     for c, z0, block in iter_blocks(source, unique, workers=workers):
         n = block.shape[0]
+        if observe is not None:
+            observe(c, z0, block)
         if "xy" in wanted:
             acc = xy.get(c)
             if n == 1:

@@ -49,7 +49,7 @@ from zstack_analyzer.render.spec import RenderSpec
 from zstack_analyzer.storage.remote import RemoteObject
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from PIL import Image
 
@@ -277,6 +277,7 @@ def render_source(
     *,
     metadata: ImageMetadata | None = None,
     workers: int | None = None,
+    observe: Callable[[int, int, np.ndarray], None] | None = None,
 ) -> Image.Image:
     """Render ``spec`` (its scene and timepoint already chosen by ``source``) as an RGB picture.
 
@@ -290,6 +291,9 @@ def render_source(
         For channel colours and the physical voxel aspect.
     workers
         Decoding threads (default: the cores).
+    observe
+        Sees every block a default (Z projection) thumbnail reads: see
+        :func:`~zstack_analyzer.render.projection.project`.
 
     Raises
     ------
@@ -329,10 +333,10 @@ def render_source(
     if kind == "thumbnail":
         # The seed's default: the Z projection; a Y=1 line scan shows its XZ view instead.
         if source.size_y == 1 and source.size_z > 1:
-            planes = project(source, channels, ["xz"], workers=workers)["xz"]
+            planes = project(source, channels, ["xz"], workers=workers, observe=observe)["xz"]
             out = fit_size(source.size_z, source.size_x, box, pixel_height=pz, pixel_width=px)
         else:
-            planes = project(source, channels, ["xy"], workers=workers)["xy"]
+            planes = project(source, channels, ["xy"], workers=workers, observe=observe)["xy"]
             out = fit_size(source.size_y, source.size_x, box, pixel_height=py, pixel_width=px)
         return draw(planes, out)
 
@@ -414,14 +418,21 @@ def render_reader(
     spec: RenderSpec,
     *,
     workers: int | None = None,
+    observe: Callable[[int, int, np.ndarray], None] | None = None,
 ) -> Image.Image:
-    """Render ``spec`` from an open reader (scene and timepoint taken from the spec)."""
+    """Render ``spec`` from an open reader (scene and timepoint taken from the spec).
+
+    ``observe`` sees the blocks of a default thumbnail only when they are the
+    file's full-resolution planes (not a lower pyramid level, not reduced).
+    """
     metadata = reader.metadata(spec.scene)
     level = _pick_level(reader, spec, metadata)
     full = ReaderSource(reader, spec.scene, spec.t, level=level)
     factors, mode = _reduction(full, spec, metadata)
     source = bounded_source(full, factors, mode=mode, limits=reader.limits)
-    return render_source(source, spec, metadata=metadata, workers=workers)
+    if level != 0 or source is not full:
+        observe = None
+    return render_source(source, spec, metadata=metadata, workers=workers, observe=observe)
 
 
 def _reduction(

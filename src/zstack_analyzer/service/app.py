@@ -244,6 +244,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         formats,
         health,
         images,
+        quality,
         render,
         search,
         zarr_store,
@@ -281,6 +282,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # archive before images: "/lookup" must not match "/{image_id}".
     app.include_router(archive.router, dependencies=auth)
     app.include_router(images.router, dependencies=auth)
+    app.include_router(quality.router, dependencies=auth)
     app.include_router(render.router, dependencies=auth)
     app.include_router(zarr_store.router, dependencies=auth)
     # Innermost of the three: CORS answers preflights first; request ids wrap everything.

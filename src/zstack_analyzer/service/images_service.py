@@ -145,8 +145,13 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def to_summary(image: Image, labels: Labels | None = None) -> ImageSummary:
-    """The list view of a row: summary columns only (``labels``: owner and group names)."""
+def to_summary(
+    image: Image, labels: Labels | None = None, flags: dict[uuid.UUID, list[str]] | None = None
+) -> ImageSummary:
+    """The list view of a row: summary columns only (``labels``: owner and group names).
+
+    ``flags``: the page's quality flags (:func:`~.db.quality.quality_flags_for`).
+    """
     owner, group = labels.of(image) if labels is not None else (None, None)
     return ImageSummary(
         owner_id=image.owner_id,
@@ -175,6 +180,7 @@ def to_summary(image: Image, labels: Labels | None = None) -> ImageSummary:
         scene_count=max(len(image.scenes), 1),
         stored_in_place=bool(image.stored_in_place),
         source_path=image.source_path if image.stored_in_place else None,
+        quality_flags=(flags or {}).get(image.id, []),
     )
 
 

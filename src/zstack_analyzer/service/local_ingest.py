@@ -231,7 +231,17 @@ class LocalSink:
             self._evict_if_unused(previous)
         if result.thumbnail_ready:
             self.database.call(crud.mark_thumbnail_ready, image.id)
+        self._store_quality(image.id, result)
         return Commit("ingested", "" if created else "refreshed", str(image.id))
+
+    def _store_quality(self, image_id: uuid.UUID, result: FileResult) -> None:
+        """Store what the worker measured with the thumbnail (nothing when it did not)."""
+        from zstack_analyzer.service.db.quality import store_quality, store_quality_error
+
+        if isinstance(result.quality, str):
+            self.database.call(store_quality_error, image_id, result.quality)
+        elif result.quality is not None:
+            self.database.call(store_quality, image_id, result.quality)
 
     def _commit_copy(self, entry: FileEntry, result: FileResult) -> Commit:
         temp = Path(result.copied_to or "")
@@ -260,6 +270,7 @@ class LocalSink:
         except BaseException:
             self.storage.remove(stored_name)
             raise
+        self._store_quality(image.id, result)
         return Commit("ingested", "", str(image.id))
 
     def _evict_if_unused(self, sha256: str) -> None:

@@ -86,6 +86,12 @@ class ImageSummary(ImageBase):
     source_path: str | None = Field(
         default=None, description="Where the in-place original lives on the server (else null)"
     )
+    quality_flags: list[str] = Field(
+        default_factory=list,
+        description='Why the image looks suspect: "saturated" (1%+ of a plane), "focus at '
+        'edge" (best focus at the first or last Z), "weak signal" (SNR 3 or less); empty '
+        "when fine or not measured yet",
+    )
     owner_id: int | None = Field(
         default=None, description="Id of the owning user; null: made before accounts existed"
     )

@@ -63,6 +63,12 @@ class SearchFilters:
     pixel_size_max_um: float | None = None
     acquired_after: datetime | None = None
     acquired_before: datetime | None = None
+    #: Quality (image_quality): any scene's worst channel saturated at least this share.
+    saturated_min: float | None = None
+    #: Best focus at a stack edge in some scene (True) or in none (False).
+    focus_edge: bool | None = None
+    #: Some scene's weakest channel has a signal-to-background at most this.
+    snr_max: float | None = None
 
 
 def fts5_query(q: str) -> str | None:
@@ -214,6 +220,27 @@ def _conditions(session: Session, filters: SearchFilters) -> list[ColumnElement[
         conditions.append(Image.acquired_at >= filters.acquired_after)
     if filters.acquired_before is not None:
         conditions.append(Image.acquired_at < filters.acquired_before)
+    conditions.extend(_quality_conditions(filters))
+    return conditions
+
+
+def _quality_conditions(filters: SearchFilters) -> list[ColumnElement[bool]]:
+    """The quality filters, each an indexed ``EXISTS`` on ``image_quality``."""
+    from zstack_analyzer.service.db.quality import ImageQuality
+
+    def measured(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+        return exists().where(and_(ImageQuality.image_id == Image.id, condition))
+
+    conditions: list[ColumnElement[bool]] = []
+    if filters.saturated_min is not None:
+        conditions.append(measured(ImageQuality.max_saturated_fraction >= filters.saturated_min))
+    if filters.focus_edge is True:
+        conditions.append(measured(ImageQuality.focus_edge.is_(True)))
+    elif filters.focus_edge is False:
+        conditions.append(measured(ImageQuality.error.is_(None)))
+        conditions.append(~measured(ImageQuality.focus_edge.is_(True)))
+    if filters.snr_max is not None:
+        conditions.append(measured(ImageQuality.min_snr <= filters.snr_max))
     return conditions
 
 

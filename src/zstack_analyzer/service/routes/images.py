@@ -7,7 +7,7 @@ import os
 import re
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import anyio.to_thread
@@ -26,6 +26,7 @@ from zstack_analyzer.service.auth.placement import PlacementDep
 from zstack_analyzer.service.auth.principal import PrincipalDep
 from zstack_analyzer.service.cluster import ClusterRenders
 from zstack_analyzer.service.db import crud
+from zstack_analyzer.service.db.quality import quality_flags_for
 from zstack_analyzer.service.db.session import Database
 from zstack_analyzer.service.deps import (
     CacheDep,
@@ -60,6 +61,10 @@ from zstack_analyzer.service.workers import WorkerPool
 from zstack_analyzer.storage.base import StorageUnavailableError, UploadMirror
 from zstack_analyzer.storage.remote import RemoteObject
 from zstack_analyzer.vendor import json_safe
+
+if TYPE_CHECKING:
+    from zstack_analyzer.quality import SceneQuality
+    from zstack_analyzer.render.thumbnails import RenderResult
 
 __all__ = ["router"]
 
@@ -263,14 +268,20 @@ def schedule_default_thumbnail(
     identity: str,
     *,
     cluster: ClusterRenders | None = None,
+    measure_quality: bool = True,
 ) -> None:
     """Render the gallery thumbnail in the background; a failure only logs.
+
+    With ``measure_quality`` (the default) the same job measures the image's
+    quality from the same planes and stores it (``image_quality``).
 
     With a dask cluster (``ZSTACK_DASK_SCHEDULER``) a worker renders it into the
     shared cache. Otherwise it runs in the worker threads under the same key a
     thumbnail request with default parameters uses, so such a request arriving
     meanwhile waits for this render.
     """
+    from zstack_analyzer.batch.tasks import render_with_quality
+    from zstack_analyzer.service.db.quality import store_quality, store_quality_error
     from zstack_analyzer.service.routes.render import render_job
 
     spec = default_thumbnail_spec()
@@ -282,16 +293,36 @@ def schedule_default_thumbnail(
         cluster.spawn(path, spec, limits, identity, on_success=_mark_ready)
         return
 
+    measured: list[list[SceneQuality] | str] = []
+
+    def job(
+        path: Path, spec: RenderSpec, limits: ReadLimits, cache: RenderCache, identity: str
+    ) -> "RenderResult":
+        # One open, one pass: the thumbnail's planes feed the quality measures.
+        result, quality = render_with_quality(path, spec, limits, cache, identity)
+        measured.append(quality)
+        return result
+
+    def _store(_result: object = None) -> None:
+        _mark_ready()
+        if not measured:  # a thumbnail request's render ran instead: `zstack quality --missing`
+            return
+        quality = measured[0]
+        if isinstance(quality, str):
+            database.call(store_quality_error, image_id, quality)
+        else:
+            database.call(store_quality, image_id, quality)
+
     pool.spawn(
         spec.cache_key(identity),
         identity,
-        render_job,
+        job if measure_quality else render_job,
         path,
         spec,
         limits,
         cache,
         identity,
-        on_success=_mark_ready,
+        on_success=_store,
     )
 
 
@@ -326,7 +357,8 @@ def list_images(
         session, skip=skip, limit=limit, q=q, visible=visible_in_group(principal, group)
     )
     labels = labels_for(session, rows)
-    return ImagesPublic(data=[to_summary(row, labels) for row in rows], count=count)
+    flags = quality_flags_for(session, [row.id for row in rows])
+    return ImagesPublic(data=[to_summary(row, labels, flags) for row in rows], count=count)
 
 
 @router.get(

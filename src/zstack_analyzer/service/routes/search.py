@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query
 from zstack_analyzer.service.auth.labels import labels_for
 from zstack_analyzer.service.auth.permissions import visible_in_group
 from zstack_analyzer.service.auth.principal import PrincipalDep
+from zstack_analyzer.service.db.quality import quality_flags_for
 from zstack_analyzer.service.db.search import SearchFilters, search_images
 from zstack_analyzer.service.deps import SessionDep
 from zstack_analyzer.service.errors import BadParameterError
@@ -129,6 +130,30 @@ def search(
         str | None,
         Query(max_length=64, description="ISO date (that whole day included) or datetime"),
     ] = None,
+    saturated_min: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=1,
+            allow_inf_nan=False,
+            description="Quality: some channel has at least this share (0-1) of saturated "
+            "pixels in some plane",
+        ),
+    ] = None,
+    focus_edge: Annotated[
+        bool | None,
+        Query(
+            description="Quality: best focus at the first or last Z plane (true), or not (false)"
+        ),
+    ] = None,
+    snr_max: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            allow_inf_nan=False,
+            description="Quality: some channel's signal-to-background is at most this",
+        ),
+    ] = None,
     group: Annotated[
         str | None, Query(max_length=150, description="Only images of this group (by name)")
     ] = None,
@@ -158,9 +183,15 @@ def search(
         pixel_size_max_um=pixel_size_max_um,
         acquired_after=after,
         acquired_before=before,
+        saturated_min=saturated_min,
+        focus_edge=focus_edge,
+        snr_max=snr_max,
     )
     rows, total = search_images(
         session, filters, skip=skip, limit=limit, visible=visible_in_group(principal, group)
     )
     labels = labels_for(session, rows)
-    return SearchPublic(data=[to_summary(row, labels) for row in rows], count=total, total=total)
+    flags = quality_flags_for(session, [row.id for row in rows])
+    return SearchPublic(
+        data=[to_summary(row, labels, flags) for row in rows], count=total, total=total
+    )

@@ -103,6 +103,15 @@ function card(img) {
     }
   });
   info.append(name, dims, meta);
+  const flags = img.quality_flags || [];
+  if (flags.length) {
+    // A suspect acquisition, with the reason (saturated, focus at edge, weak signal).
+    const badge = document.createElement("p");
+    badge.className = "quality-badge";
+    badge.textContent = `⚠ ${flags.join(", ")}`;
+    badge.title = `Quality: ${flags.join(", ")}`;
+    info.append(badge);
+  }
   if (accountsOn()) info.append(ownerLine(img));
   info.append(del);
   li.append(link, info);

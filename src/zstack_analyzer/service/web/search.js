@@ -27,6 +27,12 @@ export function searchParams() {
     const value = $(id).value.trim();
     if (value) params.set(name, value);
   }
+  // The quality choice carries its own parameter: "saturated_min=0.01", "focus_edge=true"...
+  const quality = $("filter-quality").value;
+  if (quality) {
+    const [name, value] = quality.split("=");
+    params.set(name, value);
+  }
   return params;
 }
 
@@ -55,6 +61,8 @@ export function describeSearch() {
     const value = $(id).value.trim();
     if (value) parts.push(`${labels[name]} ${value}`);
   }
+  const quality = $("filter-quality");
+  if (quality.value) parts.push(quality.selectedOptions[0].textContent);
   return parts.join(", ");
 }
 
@@ -109,12 +117,19 @@ export function wireSearch(onChange) {
   for (const id of ["filter-channel", "filter-objective"]) {
     $(id).addEventListener("input", typed);
   }
-  for (const id of ["filter-format", "filter-after", "filter-before", "filter-group"]) {
+  for (const id of [
+    "filter-format",
+    "filter-after",
+    "filter-before",
+    "filter-group",
+    "filter-quality",
+  ]) {
     $(id).addEventListener("change", onChange);
   }
   $("filter-clear").addEventListener("click", () => {
     $("filter").value = "";
     for (const id of Object.keys(TYPED)) $(id).value = "";
+    $("filter-quality").value = "";
     onChange();
   });
   loadFormats();

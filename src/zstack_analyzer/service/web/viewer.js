@@ -11,6 +11,7 @@ import { ApiError, debounce, downloadWithToken, getJson, setStatus, showImage, t
 import { accountsOn } from "./session.js";
 import { DeepZoom, needsDeepZoom } from "./deepzoom.js";
 import { dimsText } from "./gallery.js";
+import { showQuality } from "./quality.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -753,6 +754,9 @@ async function openScene(scene) {
     (v.um.x ? ` · ${Number(v.um.x.toPrecision(4))} µm/px` : " · pixel size unknown") +
     (v.um.z ? `, Z step ${Number(v.um.z.toPrecision(4))} µm` : "");
   showMetadata(md);
+  showQuality(v.id, scene, (z) => {
+    if (v === view) setZ(z);
+  });
   layout();
   await loadChannels();
   if (v !== view) return;

@@ -1,0 +1,160 @@
+"""Measure the quality of a file's scenes, plane by plane, in bounded memory.
+
+Why through :class:`~zstack_analyzer.render.projection.ReaderSource`: the same
+plane reads (and prefetching decode threads) as the projection thumbnail, so
+the thumbnail pass can feed the measures (:func:`thumbnail_with_quality`) and
+this module reads only the planes it did not see. Planes over
+:data:`~zstack_analyzer.render.reduce.WHOLE_PLANE_BYTES` are read in row bands
+through the reader's region reads, so memory is one band, whatever the plane.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from zstack_analyzer.quality.plane import PlaneAccumulator, measure_plane
+from zstack_analyzer.quality.stack import QualityBuilder, SceneQuality
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from PIL import Image
+
+    from zstack_analyzer.limits import ReadLimits
+    from zstack_analyzer.readers._base import ImageReader
+    from zstack_analyzer.render.spec import RenderSpec
+
+__all__ = ["builder_for", "measure_file", "measure_reader", "thumbnail_with_quality"]
+
+#: Target size of one row band of a large plane.
+BAND_BYTES = 16 * 1024**2
+
+
+def builder_for(reader: ImageReader, scene: int = 0) -> QualityBuilder:
+    """An empty :class:`QualityBuilder` sized for ``scene`` of ``reader``."""
+    metadata = reader.metadata(scene)
+    info = reader.scene_info(scene)
+    names = [ch.name for ch in metadata.channels]
+    return QualityBuilder(
+        scene=scene,
+        size_t=info.size_t,
+        size_c=info.size_c,
+        size_z=info.size_z,
+        channel_names=names + [None] * (info.size_c - len(names)),
+        time_interval_s=metadata.time_interval_s,
+    )
+
+
+def _significant_bits(reader: ImageReader, scene: int) -> int | None:
+    return reader.metadata(scene).significant_bits
+
+
+def plane_observer(
+    builder: QualityBuilder, t: int, significant_bits: int | None
+) -> Callable[[int, int, np.ndarray], None]:
+    """A callback for :func:`~zstack_analyzer.render.projection.project` feeding ``builder``."""
+
+    def observe(c: int, z0: int, block: np.ndarray) -> None:
+        for i in range(block.shape[0]):
+            builder.add(t, c, z0 + i, measure_plane(block[i], significant_bits=significant_bits))
+
+    return observe
+
+
+def measure_reader(
+    reader: ImageReader,
+    scene: int = 0,
+    *,
+    builder: QualityBuilder | None = None,
+    workers: int | None = None,
+) -> SceneQuality:
+    """Measure every plane of ``scene`` not yet in ``builder`` and summarise.
+
+    Examples
+    --------
+    >>> from zstack_analyzer import open_image
+    >>> with open_image("stack.ome.tif") as reader:  # doctest: +SKIP
+    ...     quality = measure_reader(reader)
+    >>> quality.channels[0].best_focus_z  # doctest: +SKIP
+    12
+    """
+    from zstack_analyzer.render.projection import ReaderSource, iter_blocks
+    from zstack_analyzer.render.reduce import WHOLE_PLANE_BYTES, plane_bytes
+
+    builder = builder if builder is not None else builder_for(reader, scene)
+    bits = _significant_bits(reader, scene)
+    missing = builder.missing()
+    for t in sorted({t for t, _, _ in missing}):
+        source = ReaderSource(reader, scene, t)
+        wanted = {(c, z) for tt, c, z in missing if tt == t}
+        banded = plane_bytes(source) > WHOLE_PLANE_BYTES and (
+            reader.region_grid(scene, 0) is not None
+        )
+        if banded:
+            for c, z in sorted(wanted):
+                builder.add(t, c, z, _measure_banded(reader, scene, t, c, z, source, bits))
+            continue
+        channels = sorted({c for c, _ in wanted})
+        for c, z0, block in iter_blocks(source, channels, workers=workers):
+            for i in range(block.shape[0]):
+                if (c, z0 + i) in wanted:
+                    builder.add(t, c, z0 + i, measure_plane(block[i], significant_bits=bits))
+    return builder.finish()
+
+
+def _measure_banded(
+    reader: ImageReader, scene: int, t: int, c: int, z: int, source: Any, bits: int | None
+) -> Any:
+    """One large plane, read in row bands aligned to the file's stored blocks."""
+    from zstack_analyzer.readers._base import reserve_plane
+
+    grid = reader.region_grid(scene, 0) or (1, source.size_x)
+    row_bytes = source.size_x * max(1, source.samples) * source.dtype.itemsize
+    rows = max(1, BAND_BYTES // max(1, row_bytes))
+    rows = max(grid[0], rows // max(1, grid[0]) * grid[0])
+    acc = PlaneAccumulator(source.dtype, bits)
+    for top in range(0, source.size_y, rows):
+        bottom = min(source.size_y, top + rows)
+        with reserve_plane(reader, scene):
+            band = reader.read_region(scene, t, c, z, (top, bottom), (0, source.size_x))
+        acc.add_rows(np.asarray(band))
+    return acc.finish()
+
+
+def thumbnail_with_quality(
+    reader: ImageReader, spec: RenderSpec, *, workers: int | None = None
+) -> tuple[Image.Image, SceneQuality]:
+    """Render ``spec`` and measure the quality of its scene, each plane read once.
+
+    The projection thumbnail streams the T=``spec.t`` planes of its channels
+    through the measures as it maxes them (when it reads them at full
+    resolution: not from a lower pyramid level or reduced regions); the planes
+    it did not read (other time points and channels, or all of them for a
+    reduced render) are read afterwards by :func:`measure_reader`.
+    """
+    from zstack_analyzer.render.thumbnails import render_reader
+
+    builder = builder_for(reader, spec.scene)
+    observe = plane_observer(builder, spec.t, _significant_bits(reader, spec.scene))
+    image = render_reader(reader, spec, workers=workers, observe=observe)
+    quality = measure_reader(reader, spec.scene, builder=builder, workers=workers)
+    return image, quality
+
+
+def measure_file(
+    path: Path | str,
+    *,
+    scenes: list[int] | None = None,
+    limits: ReadLimits | None = None,
+    workers: int | None = None,
+) -> list[SceneQuality]:
+    """Quality of ``scenes`` (default: every scene) of the file at ``path``."""
+    from zstack_analyzer.limits import ReadLimits
+    from zstack_analyzer.loader import open_image
+
+    with open_image(path, limits=limits or ReadLimits()) as reader:
+        wanted = scenes if scenes is not None else list(range(len(reader.scenes())))
+        return [measure_reader(reader, s, workers=workers) for s in wanted]

@@ -1,0 +1,156 @@
+"""The ``image_quality`` table (migration 0009) and its queries.
+
+Why a table of its own, one row per image and scene: the measures arrive
+after the image row (a background job), some images never get them (failed
+reads) and ``zstack quality --missing`` finds those by an anti-join. The
+three values that search filters on (the worst saturated fraction, whether
+best focus sits at a stack edge, the weakest signal-to-background) are
+indexed columns; the per-channel summaries (focus per Z, intensity per T) are
+JSON, read only by the image's quality view.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid  # noqa: TC003  (SQLAlchemy resolves Mapped[...] at run time)
+from datetime import datetime  # noqa: TC003
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Uuid,
+    delete,
+    select,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from zstack_analyzer.service.db.models import Base, Image, JSONVariant, utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from zstack_analyzer.quality import SceneQuality
+
+__all__ = [
+    "QUALITY_VERSION",
+    "ImageQuality",
+    "get_quality",
+    "images_without_quality",
+    "quality_flags_for",
+    "store_quality",
+    "store_quality_error",
+]
+
+#: Bumped when a measure's definition changes (rows of older versions are recomputed).
+QUALITY_VERSION = 1
+
+
+class ImageQuality(Base):
+    """The quality of one scene of one image (rows go with their image)."""
+
+    __tablename__ = "image_quality"
+
+    image_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid(), ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    scene: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=QUALITY_VERSION)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    max_saturated_fraction: Mapped[float | None] = mapped_column(Float, index=True)
+    focus_edge: Mapped[bool] = mapped_column(Boolean, index=True, default=False)
+    min_snr: Mapped[float | None] = mapped_column(Float, index=True)
+    #: Why the measures are missing (a read that failed); ``None`` when measured.
+    error: Mapped[str | None] = mapped_column(String(1000))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONVariant)
+
+
+def store_quality(session: Session, image_id: uuid.UUID, qualities: list[SceneQuality]) -> None:
+    """Replace the quality rows of ``image_id`` by ``qualities`` (one per scene)."""
+    session.execute(delete(ImageQuality).where(ImageQuality.image_id == image_id))
+    for quality in qualities:
+        session.add(
+            ImageQuality(
+                image_id=image_id,
+                scene=quality.scene,
+                version=QUALITY_VERSION,
+                max_saturated_fraction=_finite(quality.max_saturated_fraction),
+                focus_edge=quality.focus_edge,
+                min_snr=_finite(quality.min_snr),
+                error=None,
+                data=_finite(quality.as_dict(planes=False)),
+            )
+        )
+    session.commit()
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``None`` (float data can hold them; JSON cannot)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def store_quality_error(session: Session, image_id: uuid.UUID, error: str) -> None:
+    """Record that measuring ``image_id`` failed (``--missing`` then skips it)."""
+    session.execute(delete(ImageQuality).where(ImageQuality.image_id == image_id))
+    session.add(ImageQuality(image_id=image_id, scene=0, error=error[:1000], data={}))
+    session.commit()
+
+
+def get_quality(session: Session, image_id: uuid.UUID, scene: int) -> ImageQuality | None:
+    """The quality row of one scene, or ``None`` when it was never measured."""
+    return session.get(ImageQuality, (image_id, scene))
+
+
+def images_without_quality(session: Session, *, limit: int = 100) -> list[Image]:
+    """Images with no quality row of the current version, oldest first (resumable batches)."""
+    measured = select(ImageQuality.image_id).where(ImageQuality.version >= QUALITY_VERSION)
+    query = (
+        select(Image)
+        .where(Image.id.not_in(measured))
+        .order_by(Image.created_at, Image.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query).all())
+
+
+#: Thresholds of the gallery's "suspect" badge (the filter row offers the same).
+SATURATED_FLAG = 0.01
+SNR_FLAG = 3.0
+
+
+def quality_flags_for(session: Session, image_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+    """Why each of ``image_ids`` is suspect ("saturated", "focus at edge", "weak signal").
+
+    One query for a whole page (no query per image); images without a problem
+    (or not measured yet) are left out.
+    """
+    if not image_ids:
+        return {}
+    rows = session.execute(
+        select(
+            ImageQuality.image_id,
+            ImageQuality.max_saturated_fraction,
+            ImageQuality.focus_edge,
+            ImageQuality.min_snr,
+        ).where(ImageQuality.image_id.in_(image_ids), ImageQuality.error.is_(None))
+    )
+    flags: dict[uuid.UUID, list[str]] = {}
+    for image_id, saturated, edge, snr in rows:
+        found = flags.setdefault(image_id, [])
+        if saturated is not None and saturated >= SATURATED_FLAG and "saturated" not in found:
+            found.append("saturated")
+        if edge and "focus at edge" not in found:
+            found.append("focus at edge")
+        if snr is not None and snr <= SNR_FLAG and "weak signal" not in found:
+            found.append("weak signal")
+    return {k: v for k, v in flags.items() if v}
