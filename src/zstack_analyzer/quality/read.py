@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 
 __all__ = ["builder_for", "measure_file", "measure_reader", "thumbnail_with_quality"]
 
-#: Target size of one row band of a large plane.
-BAND_BYTES = 16 * 1024**2
+#: Target size of one row band of a large plane. Small, because the measures widen a band
+#: to int64/float64 temporaries (8x an 8-bit band, several at once): at 16 MiB the upload
+#: thumbnail of a 30720 x 30720 plane took the server to 555 MiB, past the 512 MiB bound.
+BAND_BYTES = 4 * 1024**2
 
 
 def builder_for(reader: ImageReader, scene: int = 0) -> QualityBuilder:
