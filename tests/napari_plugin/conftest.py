@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import subprocess
 import warnings
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.needs import unavailable
+from tests.xvfb import xvfb_display
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -54,33 +53,18 @@ else:
 @pytest.fixture(scope="session", autouse=True)
 def _xvfb_display(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private X display for Qt (``Xvfb -displayfd`` picks a free number; no TCP)."""
-    binary = shutil.which("Xvfb")
-    if binary is None:
-        unavailable("Xvfb (Debian's xvfb; scripts/ensure-napari-deps.sh installs it)")
-    read_fd, write_fd = os.pipe()
-    process = subprocess.Popen(
-        [binary, "-displayfd", str(write_fd), "-nolisten", "tcp", "-screen", "0", "1280x1024x24"],
-        pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
     runtime = tmp_path_factory.mktemp("xdg")
     runtime.chmod(0o700)
     saved = {k: os.environ.get(k) for k in ("DISPLAY", "QT_QPA_PLATFORM", "XDG_RUNTIME_DIR")}
-    try:
-        with os.fdopen(read_fd) as pipe:
-            number = pipe.readline().strip()
-        assert number.isdigit(), "Xvfb did not report its display"
+    with xvfb_display() as display:
         os.environ.update(
-            {"DISPLAY": f":{number}", "QT_QPA_PLATFORM": "xcb", "XDG_RUNTIME_DIR": str(runtime)}
+            {"DISPLAY": display, "QT_QPA_PLATFORM": "xcb", "XDG_RUNTIME_DIR": str(runtime)}
         )
-        yield f":{number}"
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        process.terminate()
-        process.wait(timeout=30)
+        try:
+            yield display
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value

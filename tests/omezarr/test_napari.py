@@ -11,17 +11,14 @@ collection it reads, and the 1-99 % windows (the whole dtype range shows it blac
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -30,9 +27,7 @@ from tests.needs import unavailable
 from tests.omezarr.helpers import dim_stack
 from tests.service.live import live_server
 from tests.synthetic_tiff import write_ome_tiff
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from tests.xvfb import xvfb_display
 
 pytestmark = pytest.mark.slow
 
@@ -47,30 +42,6 @@ def _readme_command() -> tuple[str, str]:
     found = README_URL.search(text)
     assert found is not None, "README: no `napari --plugin ... http://127.0.0.1:8000/...` line"
     return found.group(1), found.group(2)
-
-
-@contextlib.contextmanager
-def _xvfb() -> Iterator[str]:
-    """A private X display (``Xvfb -displayfd`` picks a free number; no TCP)."""
-    binary = shutil.which("Xvfb")
-    if binary is None:
-        unavailable("Xvfb (Debian's xvfb; scripts/ensure-napari-deps.sh installs it)")
-    read_fd, write_fd = os.pipe()
-    process = subprocess.Popen(
-        [binary, "-displayfd", str(write_fd), "-nolisten", "tcp", "-screen", "0", "1280x1024x24"],
-        pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    try:
-        with os.fdopen(read_fd) as pipe:
-            number = pipe.readline().strip()
-        assert number.isdigit(), "Xvfb did not report its display"
-        yield f":{number}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_the_readme_install_line_is_the_dev_extra() -> None:
@@ -93,7 +64,7 @@ def test_napari_opens_the_readme_url_of_a_dim_16_bit_image(tmp_path: Path) -> No
     stack = dim_stack(2, 3, 1100, 900)
     path = write_ome_tiff(tmp_path / "dim.ome.tif", [stack])
     with (
-        _xvfb() as display,
+        xvfb_display() as display,
         live_server(tmp_path / "data") as base,
         httpx.Client(base_url=base, timeout=120) as client,
     ):
