@@ -53,6 +53,7 @@ __all__ = [
     "find_present",
     "identity_of",
     "in_place_original",
+    "in_place_record",
     "inspect_file",
     "json_safe",
     "missing_file_error",
@@ -663,14 +664,14 @@ def save_in_place(
     )
     fresh.source_dev, fresh.source_ino = identity if identity is not None else (None, None)
     fresh.owner_id, fresh.group_id = owner_id, group_id
-    existing = _in_place_record(session, path)
+    existing = in_place_record(session, path)
     if existing is None:
         session.add(fresh)
         try:
             session.commit()
         except IntegrityError:
             session.rollback()  # another request registered it meanwhile: refresh that row
-            existing = _in_place_record(session, path)
+            existing = in_place_record(session, path)
             if existing is None:
                 raise
         else:
@@ -688,7 +689,8 @@ def save_in_place(
     return existing, False, previous
 
 
-def _in_place_record(session: Session, path: str) -> Image | None:
+def in_place_record(session: Session, path: str) -> Image | None:
+    """The in-place record of ``path``, if one exists (whoever's it is; at most one, by index)."""
     from sqlalchemy import select
 
     return session.scalars(

@@ -39,7 +39,6 @@ __all__ = [
     "RegisterScope",
     "RegisterScopeDep",
     "choose_group",
-    "existing_in_place",
 ]
 
 GroupQuery = Annotated[
@@ -176,16 +175,3 @@ async def register_scope(
 
 
 RegisterScopeDep = Annotated[RegisterScope, Depends(register_scope)]
-
-
-def existing_in_place(session: Session, path: str) -> Image | None:
-    """The in-place record of ``path``, if one exists (whoever's it is)."""
-    from zstack_analyzer.service.db.models import Image
-
-    return session.scalars(
-        select(Image)
-        .where(Image.source_path == path)
-        .where(Image.stored_in_place == True)  # noqa: E712  (SQL, not Python)
-        .order_by(Image.created_at)
-        .limit(1)
-    ).first()

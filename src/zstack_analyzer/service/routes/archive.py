@@ -23,7 +23,7 @@ from zstack_analyzer.errors import ZstackError
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.service.auth import events
 from zstack_analyzer.service.auth.permissions import visible_images_filter
-from zstack_analyzer.service.auth.placement import RegisterScopeDep, existing_in_place
+from zstack_analyzer.service.auth.placement import RegisterScopeDep
 from zstack_analyzer.service.auth.principal import PrincipalDep
 from zstack_analyzer.service.db import crud
 from zstack_analyzer.service.db.models import Image
@@ -40,6 +40,7 @@ from zstack_analyzer.service.errors import ImportForbiddenError, unsafe_cause
 from zstack_analyzer.service.images_service import (
     find_present,
     identity_of,
+    in_place_record,
     regular_or_folder,
     resolve_import_path,
     save_in_place,
@@ -118,7 +119,7 @@ async def register_image(
     # The roots this caller may use (their groups' roots; ZSTACK_IMPORT_ROOTS without accounts).
     path = await anyio.to_thread.run_sync(resolve_import_path, body.path, scope.paths)
     placement = scope.placement_for(path)
-    scope.check_existing(await database.run(existing_in_place, str(path)))
+    scope.check_existing(await database.run(in_place_record, str(path)))
     st = await anyio.to_thread.run_sync(os.stat, path)
     size = 0 if path.is_dir() else st.st_size
     present: Image | None = await database.run(
