@@ -319,20 +319,24 @@ def convert(
     typer.echo(f"wrote {out} (NGFF {result.ngff}, {len(result.scenes)} scene(s), levels {levels})")
 
 
+#: ``--token`` of the commands that talk to a server (``ingest``, ``watch``).
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="ZSTACK_TOKEN",
+        help="Bearer token for --server: a personal token (zstack token create USER) "
+        "or ZSTACK_API_TOKEN",
+    ),
+]
+
+
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders (walked recursively)")],
     server: Annotated[
         str | None, typer.Option(help="Server URL; omitted: the database and storage of ZSTACK_*")
     ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            envvar="ZSTACK_TOKEN",
-            help="Bearer token for --server: a personal token (zstack token create USER) "
-            "or ZSTACK_API_TOKEN",
-        ),
-    ] = None,
+    token: TokenOption = None,
     in_place: Annotated[
         bool, typer.Option("--in-place", help="Register where they are (no copy)")
     ] = False,
@@ -393,14 +397,7 @@ def ingest(
 def watch(
     folder: Annotated[Path, typer.Argument(help="Folder to watch (recursively)")],
     server: Annotated[str | None, typer.Option(help="Server URL (see ingest)")] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            envvar="ZSTACK_TOKEN",
-            help="Bearer token for --server: a personal token (zstack token create USER) "
-            "or ZSTACK_API_TOKEN",
-        ),
-    ] = None,
+    token: TokenOption = None,
     in_place: Annotated[bool, typer.Option("--in-place", help="Register in place")] = False,
     scheduler: Annotated[str | None, typer.Option(help="dask scheduler for the work")] = None,
     settle: Annotated[
