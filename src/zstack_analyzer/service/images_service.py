@@ -58,6 +58,7 @@ __all__ = [
     "json_safe",
     "missing_file_error",
     "open_in_place",
+    "page_summaries",
     "parse_image_id",
     "prune_tombstones",
     "readable_source",
@@ -144,6 +145,20 @@ def build_image(
 def _aware(value: datetime) -> datetime:
     """``value`` with its zone: SQLite hands back naive datetimes, stored as UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def page_summaries(session: Session, rows: list[Image]) -> list[ImageSummary]:
+    """The summaries of one page of rows, with their owner/group names and quality flags.
+
+    One place for the list and the search routes: a query per page for the
+    names and one for the flags, never one per row.
+    """
+    from zstack_analyzer.service.auth.labels import labels_for
+    from zstack_analyzer.service.db.quality import quality_flags_for
+
+    labels = labels_for(session, rows)
+    flags = quality_flags_for(session, [row.id for row in rows])
+    return [to_summary(row, labels, flags) for row in rows]
 
 
 def to_summary(

@@ -26,7 +26,6 @@ from zstack_analyzer.service.auth.placement import PlacementDep
 from zstack_analyzer.service.auth.principal import PrincipalDep
 from zstack_analyzer.service.cluster import ClusterRenders
 from zstack_analyzer.service.db import crud
-from zstack_analyzer.service.db.quality import quality_flags_for
 from zstack_analyzer.service.db.session import Database
 from zstack_analyzer.service.deps import (
     CacheDep,
@@ -46,11 +45,11 @@ from zstack_analyzer.service.images_service import (
     inspect_file,
     missing_file_error,
     open_in_place,
+    page_summaries,
     parse_image_id,
     readable_source,
     require_image,
     to_public,
-    to_summary,
 )
 from zstack_analyzer.service.ranged import stream_stored
 from zstack_analyzer.service.routes import INDEX_MAX, problems
@@ -356,9 +355,7 @@ def list_images(
     rows, count = crud.list_images(
         session, skip=skip, limit=limit, q=q, visible=visible_in_group(principal, group)
     )
-    labels = labels_for(session, rows)
-    flags = quality_flags_for(session, [row.id for row in rows])
-    return ImagesPublic(data=[to_summary(row, labels, flags) for row in rows], count=count)
+    return ImagesPublic(data=page_summaries(session, rows), count=count)
 
 
 @router.get(

@@ -10,14 +10,12 @@ from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query
 
-from zstack_analyzer.service.auth.labels import labels_for
 from zstack_analyzer.service.auth.permissions import visible_in_group
 from zstack_analyzer.service.auth.principal import PrincipalDep
-from zstack_analyzer.service.db.quality import quality_flags_for
 from zstack_analyzer.service.db.search import SearchFilters, search_images
 from zstack_analyzer.service.deps import SessionDep
 from zstack_analyzer.service.errors import BadParameterError
-from zstack_analyzer.service.images_service import to_summary
+from zstack_analyzer.service.images_service import page_summaries
 from zstack_analyzer.service.routes import problems
 from zstack_analyzer.service.schemas import SearchPublic
 
@@ -190,8 +188,4 @@ def search(
     rows, total = search_images(
         session, filters, skip=skip, limit=limit, visible=visible_in_group(principal, group)
     )
-    labels = labels_for(session, rows)
-    flags = quality_flags_for(session, [row.id for row in rows])
-    return SearchPublic(
-        data=[to_summary(row, labels, flags) for row in rows], count=total, total=total
-    )
+    return SearchPublic(data=page_summaries(session, rows), count=total, total=total)
