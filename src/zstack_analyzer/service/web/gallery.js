@@ -1,4 +1,5 @@
-// Gallery: upload (drop or picker, one progress bar per file), search (search.js), paging, delete.
+// Gallery: upload (drop or picker, one progress bar per file), search (search.js), paging, delete;
+// the projects/datasets tree beside it (tree.js) scopes the list and links images.
 
 import {
   deleteImage,
@@ -12,6 +13,8 @@ import {
 } from "./api.js";
 import { chosenGroup, describeSearch, searchUrl, wireSearch } from "./search.js";
 import { accountsOn } from "./session.js";
+import { loadTagNames } from "./tags.js";
+import { decorateCard, wireTree } from "./tree.js";
 
 // `ticket` numbers the searches: only the newest one's answer may fill the grid.
 const state = { page: 0, pageSize: 24, count: 0, ticket: 0 };
@@ -115,6 +118,7 @@ function card(img) {
   if (accountsOn()) info.append(ownerLine(img));
   info.append(del);
   li.append(link, info);
+  decorateCard(li, info, img); // selection box, drag onto a dataset, unlink
   return li;
 }
 
@@ -223,6 +227,10 @@ function wire() {
     state.page = 0;
     refresh();
   });
+  wireTree(() => {
+    state.page = 0;
+    refresh();
+  });
   $("page-size").addEventListener("change", () => {
     state.pageSize = Number($("page-size").value);
     state.page = 0;
@@ -244,5 +252,6 @@ export function showGallery() {
     wired = true;
   }
   document.title = "Images · zstack-analyzer";
+  loadTagNames(); // the tag filter's suggestions
   return refresh();
 }

@@ -18,11 +18,35 @@ const TYPED = {
   "filter-group": "group", // users mode only (hidden and empty otherwise)
 };
 
+// The container chosen in the tree (tree.js): {param: "dataset"|"project", id, label} or null.
+let scope = null;
+
+/** Limit the gallery to one dataset or project (null: all images). */
+export function setScope(value) {
+  scope = value;
+  const info = $("scope-info");
+  info.hidden = !scope;
+  info.textContent = scope ? `Showing ${scope.param} “${scope.label}”` : "";
+}
+
+/** "a, b" -> ["a", "b"]: the tags asked for (every one must be on an image). */
+export function tagFilter() {
+  return $("filter-tag").value.split(",").map((t) => t.trim()).filter(Boolean);
+}
+
+/** "strain:N2; drug:DMSO" -> ["strain:N2", "drug:DMSO"] (each a kv= parameter, AND). */
+export function kvFilter() {
+  return $("filter-kv").value.split(";").map((t) => t.trim()).filter((t) => t.includes(":"));
+}
+
 /** Current filter values as search parameters (empty ones left out). */
 export function searchParams() {
   const params = new URLSearchParams();
   const q = $("filter").value.trim();
   if (q) params.set("q", q);
+  for (const tag of tagFilter()) params.append("tag", tag);
+  for (const kv of kvFilter()) params.append("kv", kv);
+  if (scope) params.set(scope.param, String(scope.id));
   for (const [id, name] of Object.entries(TYPED)) {
     const value = $(id).value.trim();
     if (value) params.set(name, value);
@@ -49,6 +73,9 @@ export function describeSearch() {
   const parts = [];
   const q = $("filter").value.trim();
   if (q) parts.push(`“${q}”`);
+  for (const tag of tagFilter()) parts.push(`tag ${tag}`);
+  for (const kv of kvFilter()) parts.push(kv);
+  if (scope) parts.push(`in ${scope.param} ${scope.label}`);
   const labels = {
     format: "format",
     channel: "channel",
@@ -114,7 +141,7 @@ export function chosenGroup() {
 export function wireSearch(onChange) {
   const typed = debounce(onChange, 250);
   $("filter").addEventListener("input", typed);
-  for (const id of ["filter-channel", "filter-objective"]) {
+  for (const id of ["filter-channel", "filter-objective", "filter-tag", "filter-kv"]) {
     $(id).addEventListener("input", typed);
   }
   for (const id of [
@@ -128,7 +155,7 @@ export function wireSearch(onChange) {
   }
   $("filter-clear").addEventListener("click", () => {
     $("filter").value = "";
-    for (const id of Object.keys(TYPED)) $(id).value = "";
+    for (const id of [...Object.keys(TYPED), "filter-tag", "filter-kv"]) $(id).value = "";
     $("filter-quality").value = "";
     onChange();
   });

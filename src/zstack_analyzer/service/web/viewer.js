@@ -12,6 +12,10 @@ import { accountsOn } from "./session.js";
 import { DeepZoom, needsDeepZoom } from "./deepzoom.js";
 import { dimsText } from "./gallery.js";
 import { showQuality } from "./quality.js";
+import { showComments } from "./comments.js";
+import { showKeyValues } from "./keyvalues.js";
+import { closeRois, followView, showRois } from "./rois.js";
+import { showTags } from "./tags.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -192,6 +196,7 @@ function drawCrosshairs() {
     (v.size.z === 1 ? "" : v.mip ? ` · Z projection of ${v.size.z}` : ` · z ${v.z + 1}/${v.size.z}${um(v.z, v.um.z)}`) +
     (v.size.t > 1 ? ` · t ${v.t + 1}/${v.size.t}` : "") +
     (v.zoom > 1 ? ` · zoom ${v.zoom.toFixed(1)}×` : "");
+  followView(v); // ROI shapes of this plane, handles sized for this zoom
 }
 
 function drawScaleBar() {
@@ -758,6 +763,7 @@ async function openScene(scene) {
     if (v === view) setZ(z);
   });
   layout();
+  showRois(v);
   await loadChannels();
   if (v !== view) return;
   renderXY();
@@ -809,6 +815,10 @@ export async function showViewer(id) {
     }),
   );
   $("scene").disabled = scenes.length < 2;
+  // Annotations belong to the image, whatever the scene.
+  showTags(id);
+  showKeyValues(id);
+  showComments(id);
   await openScene(0);
   if (v !== view) return;
   $("pane-xy").focus({ preventScroll: true });
@@ -816,4 +826,5 @@ export async function showViewer(id) {
 
 export function closeViewer() {
   v = null;
+  closeRois();
 }

@@ -1,0 +1,213 @@
+"""Filing, annotating and measuring in a real Chromium against a live server.
+
+What a lab does (issue #24): make a dataset, link images to it (one by dragging its
+card, one by ticking it), tag an image, record a key-value pair, draw a rectangle on
+the plane and read its mean from the stats table, which must equal numpy's mean over
+the same pixels of the file; then find images again by tag and key-value in the gallery.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import numpy as np
+import pytest
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from playwright.sync_api import Page
+
+pytestmark = pytest.mark.browser
+
+SIZE_X, SIZE_Y = 120, 90
+
+
+def write_plane(path: Path, seed: int) -> np.ndarray:
+    """A 2-channel, one-plane uint16 OME-TIFF of random pixels; returns its C,Y,X data."""
+    import tifffile
+
+    data = np.random.default_rng(seed).integers(0, 4096, size=(2, SIZE_Y, SIZE_X), dtype=np.uint16)
+    tifffile.imwrite(
+        path,
+        data,
+        photometric="minisblack",
+        metadata={"axes": "CYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5},
+    )
+    return data
+
+
+def upload(client: httpx.Client, path: Path) -> str:
+    with path.open("rb") as fh:
+        response = client.post("/api/images/upload", files={"file": (path.name, fh)})
+    assert response.status_code == 201, response.text
+    image_id: str = response.json()["image_stack"]["id"]
+    return image_id
+
+
+def items(body: Any) -> list[Any]:
+    """A list answer, bare or paged."""
+    if isinstance(body, list):
+        return body
+    for key in ("data", "items"):
+        if isinstance(body.get(key), list):
+            found: list[Any] = body[key]
+            return found
+    return []
+
+
+def screen_point(page: Page, x: float, y: float) -> tuple[float, float]:
+    """Where image pixel coordinate (x, y) is on screen (through zoom and pan)."""
+    box = page.locator("#roi-layer").bounding_box()
+    assert box is not None
+    return box["x"] + x / SIZE_X * box["width"], box["y"] + y / SIZE_Y * box["height"]
+
+
+def test_file_tag_annotate_and_measure_a_rectangle(
+    live_server: str, page: Page, tmp_path: Path
+) -> None:
+    pixels = write_plane(tmp_path / "cells.ome.tif", seed=1)
+    write_plane(tmp_path / "control.ome.tif", seed=2)
+    with httpx.Client(base_url=live_server, timeout=60) as client:
+        cells = upload(client, tmp_path / "cells.ome.tif")
+        control = upload(client, tmp_path / "control.ome.tif")
+
+        page.goto(f"{live_server}/")
+        page.locator(".card").nth(1).wait_for()
+
+        # A dataset, made in the tree beside the gallery.
+        page.fill("#new-dataset", "Mitosis screen")
+        page.click("#dataset-form button[type=submit]")
+        node = page.locator(".tree-dataset", has_text="Mitosis screen")
+        node.wait_for()
+        datasets = items(client.get("/api/datasets").json())
+        dataset_id = next(d["id"] for d in datasets if d["name"] == "Mitosis screen")
+
+        # Link one image by dragging its card onto the dataset, the other by ticking it.
+        page.locator(f'.card[data-id="{control}"]').drag_to(node)
+        page.wait_for_function(
+            "() => document.getElementById('status').textContent.startsWith('Linked 1 image')"
+        )
+        page.check(f'.card[data-id="{cells}"] .card-select')
+        page.select_option("#link-target", str(dataset_id))
+        page.click("#link-selected")
+        page.wait_for_function(
+            "() => document.getElementById('status').textContent.startsWith('Linked 1 image')"
+            " && !document.querySelector('.card-select:checked')"
+        )
+        linked = client.get(f"/api/datasets/{dataset_id}/images").json()
+        assert sorted(i["id"] for i in items(linked)) == sorted([cells, control])
+
+        # The dataset's listing shows both images.
+        page.locator(".tree-dataset", has_text="Mitosis screen").click()
+        page.wait_for_function("() => document.querySelectorAll('.card .unlink').length === 2")
+
+        # Open one: tag it and give it a key-value pair.
+        page.locator(f'.card[data-id="{cells}"] .thumb-link').click()
+        page.wait_for_function("() => window.zstackViewer && window.zstackViewer.size")
+        page.fill("#tag-input", "mitosis")
+        page.press("#tag-input", "Enter")
+        page.locator("#tag-chips .chip", has_text="mitosis").wait_for()
+        tags = items(client.get(f"/api/images/{cells}/tags").json())
+        assert [t if isinstance(t, str) else t["name"] for t in tags] == ["mitosis"]
+
+        page.click("#kv-add")
+        page.fill("#kv-table tbody tr:last-child .kv-key", "strain")
+        page.fill("#kv-table tbody tr:last-child .kv-value", "N2")
+        page.click("#kv-save")
+        page.wait_for_function(
+            "() => document.getElementById('status').textContent.startsWith('Saved 1 key-value')"
+        )
+        pairs = items(client.get(f"/api/images/{cells}/key-values").json())
+        assert [(p["key"], p["value"]) for p in pairs] == [("strain", "N2")]
+
+        # Draw a rectangle from pixel corner (10, 8) to (40, 30).
+        page.click('.roi-tools [data-tool="rectangle"]')
+        page.mouse.move(*screen_point(page, 10, 8))
+        page.mouse.down()
+        page.mouse.move(*screen_point(page, 25, 20), steps=3)
+        page.mouse.move(*screen_point(page, 40, 30), steps=3)
+        page.mouse.up()
+        mean_cell = page.locator('#roi-stats-table tbody tr[data-channel="1"] td[data-stat="mean"]')
+        mean_cell.wait_for()
+
+        rois = items(client.get(f"/api/images/{cells}/rois").json())
+        assert len(rois) == 1
+        shape = rois[0]["shapes"][0]
+        assert (shape["type"], shape["x"], shape["y"], shape["width"], shape["height"]) == (
+            "rectangle",
+            10,
+            8,
+            30,
+            22,
+        )
+        assert page.locator("#roi-layer rect.roi-shape").count() == 1
+        for channel in (0, 1):
+            expected = pixels[channel, 8:30, 10:40].astype(np.float64)
+            row = page.locator(f'#roi-stats-table tbody tr[data-channel="{channel}"]')
+            shown = float(row.locator('td[data-stat="mean"]').get_attribute("title") or "nan")
+            assert shown == pytest.approx(expected.mean(), rel=1e-12)
+            assert int(row.locator('td[data-stat="pixel_count"]').inner_text()) == expected.size
+            assert int(row.locator('td[data-stat="max"]').inner_text()) == int(expected.max())
+        assert "µm²" in page.inner_text("#roi-size-head")
+
+        # Edit it without a mouse (the form), then delete it with the Delete key.
+        page.fill("#roi-edit-width", "5")
+        page.click("#roi-edit button[type=submit]")
+        page.wait_for_function(
+            """() => { const c = document.querySelector(
+                 '#roi-stats-table tbody tr[data-channel="0"] td[data-stat="pixel_count"]');
+               return c && c.textContent === String(5 * 22); }"""
+        )
+        assert items(client.get(f"/api/images/{cells}/rois").json())[0]["shapes"][0]["width"] == 5
+        page.focus("#pane-xy")
+        page.keyboard.press("Delete")
+        page.wait_for_function("() => !document.querySelector('#roi-list li')")
+        assert items(client.get(f"/api/images/{cells}/rois").json()) == []
+        assert page.locator("#roi-layer .roi-shape").count() == 0
+
+
+def expect_cards(page: Page, expected: list[str]) -> None:
+    """The gallery shows exactly ``expected`` once the newest search has answered."""
+    page.wait_for_function(
+        """(names) => JSON.stringify(
+             [...document.querySelectorAll('.card .filename')].map((e) => e.innerText).sort()
+           ) === JSON.stringify(names)""",
+        arg=sorted(expected),
+    )
+    page.wait_for_load_state("networkidle")
+    assert sorted(page.locator(".card .filename").all_inner_texts()) == sorted(expected)
+
+
+def test_gallery_finds_images_by_tag_and_key_value(
+    live_server: str, page: Page, tmp_path: Path
+) -> None:
+    annotations = {
+        "a.ome.tif": (["mitosis", "good"], [("strain", "N2"), ("drug", "DMSO")]),
+        "b.ome.tif": (["mitosis"], [("strain", "CB4856"), ("drug", "DMSO")]),
+        "c.ome.tif": (["good"], [("strain", "N2")]),
+    }
+    with httpx.Client(base_url=live_server, timeout=60) as client:
+        for seed, (name, (tags, pairs)) in enumerate(annotations.items()):
+            write_plane(tmp_path / name, seed=seed)
+            image_id = upload(client, tmp_path / name)
+            assert client.put(f"/api/images/{image_id}/tags", json=tags).is_success
+            body = [{"key": k, "value": v, "namespace": None} for k, v in pairs]
+            assert client.put(f"/api/images/{image_id}/key-values", json=body).is_success
+
+    page.goto(f"{live_server}/")
+    expect_cards(page, list(annotations))
+    page.fill("#filter-tag", "mitosis")
+    expect_cards(page, ["a.ome.tif", "b.ome.tif"])
+    page.fill("#filter-kv", "strain:N2")  # AND with the tag
+    expect_cards(page, ["a.ome.tif"])
+    page.fill("#filter-tag", "")
+    expect_cards(page, ["a.ome.tif", "c.ome.tif"])
+    page.fill("#filter-kv", "strain:N2; drug:DMSO")  # two pairs: both must hold
+    expect_cards(page, ["a.ome.tif"])
+    page.fill("#filter-kv", "strain:none")
+    page.locator("#gallery-empty").wait_for()
+    assert "strain:none" in page.inner_text("#gallery-empty")
+    page.click("#filter-clear")
+    expect_cards(page, list(annotations))
