@@ -14,7 +14,7 @@ import {
 import { chosenGroup, describeSearch, searchUrl, wireSearch } from "./search.js";
 import { accountsOn } from "./session.js";
 import { loadTagNames } from "./tags.js";
-import { decorateCard, wireTree } from "./tree.js";
+import { decorateCard, loadTree, wireTree } from "./tree.js";
 
 // `ticket` numbers the searches: only the newest one's answer may fill the grid.
 const state = { page: 0, pageSize: 24, count: 0, ticket: 0 };
@@ -253,5 +253,6 @@ export function showGallery() {
   }
   document.title = "Images · zstack-analyzer";
   loadTagNames(); // the tag filter's suggestions
+  loadTree(); // counts may have changed while the viewer was open
   return refresh();
 }

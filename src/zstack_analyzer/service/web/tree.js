@@ -126,9 +126,12 @@ export async function loadTree() {
     state.projects = listOf(projects, "projects");
     state.datasets = listOf(datasets, "datasets");
   } catch (err) {
-    setStatus(`Could not list projects and datasets: ${err.message}`, true);
+    // A server without the annotation routes (404): no tree, the gallery as before.
+    $("tree-panel").hidden = err.status === 404;
+    if (err.status !== 404) setStatus(`Could not list projects and datasets: ${err.message}`, true);
     return;
   }
+  $("tree-panel").hidden = false;
   // The chosen container was deleted meanwhile: back to all images.
   const gone =
     state.scope &&
@@ -247,5 +250,4 @@ export function wireTree(onChange) {
     const ds = state.datasets.find((d) => String(d.id) === $("link-target").value);
     if (ds) link(ds, [...state.selected]);
   });
-  loadTree();
 }
