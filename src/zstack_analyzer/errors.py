@@ -15,6 +15,7 @@ __all__ = [
     "DecodeBusyError",
     "DecodeCancelledError",
     "ImageLoadError",
+    "InvalidRoiError",
     "LimitExceededError",
     "MetadataError",
     "MissingDependencyError",
@@ -101,6 +102,15 @@ class DecodeCancelledError(ZstackError):
     """A decode stopped because its caller went away or the process is shutting down."""
 
     code = "decode_cancelled"
+
+
+class InvalidRoiError(ZstackError, ValueError):
+    """A region of interest is malformed: a coordinate not finite, a plane out of range, too many points.
+
+    Not an :class:`ImageLoadError`: the file is fine, the shapes asked of it are not (HTTP 422).
+    """
+
+    code = "invalid_roi"
 
 
 class SceneNotFoundError(ImageLoadError, IndexError):

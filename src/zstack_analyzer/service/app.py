@@ -246,6 +246,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         images,
         quality,
         render,
+        rois,
         search,
         zarr_store,
     )
@@ -283,6 +284,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(archive.router, dependencies=auth)
     app.include_router(images.router, dependencies=auth)
     app.include_router(quality.router, dependencies=auth)
+    app.include_router(rois.router, dependencies=auth)
     app.include_router(render.router, dependencies=auth)
     app.include_router(zarr_store.router, dependencies=auth)
     # Innermost of the three: CORS answers preflights first; request ids wrap everything.

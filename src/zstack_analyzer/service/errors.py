@@ -17,6 +17,7 @@ from zstack_analyzer.errors import (
     DecodeBusyError,
     DecodeCancelledError,
     ImageLoadError,
+    InvalidRoiError,
     MissingDependencyError,
     UnsupportedFormatError,
     ZstackError,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
     "BadParameterError",
+    "RoiNotFoundError",
     "BadUploadError",
     "ImageNotFoundError",
     "ImportForbiddenError",
@@ -55,6 +57,12 @@ class ImageNotFoundError(ZstackError, LookupError):
     """No image has this id (the only meaning of a 404 from ``/api/images/{id}``)."""
 
     code = "image_not_found"
+
+
+class RoiNotFoundError(ZstackError, LookupError):
+    """No ROI with this id on this image, or not visible to the caller (404, ``roi_not_found``)."""
+
+    code = "roi_not_found"
 
 
 class UploadTooLargeError(ZstackError):
@@ -153,7 +161,7 @@ _TITLES = {
 
 def status_for(exc: ZstackError) -> int:
     """The HTTP status of a library or service error (DESIGN.md section 5)."""
-    if isinstance(exc, ImageNotFoundError | SourceNotFoundError):
+    if isinstance(exc, ImageNotFoundError | SourceNotFoundError | RoiNotFoundError):
         return 404
     if isinstance(exc, ImportForbiddenError):
         return 403
@@ -173,7 +181,7 @@ def status_for(exc: ZstackError) -> int:
         return 400
     if isinstance(exc, MissingDependencyError):
         return 500
-    if isinstance(exc, ImageLoadError | BadParameterError):
+    if isinstance(exc, ImageLoadError | BadParameterError | InvalidRoiError):
         return 422
     return 500
 

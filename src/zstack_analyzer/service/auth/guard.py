@@ -28,12 +28,28 @@ if TYPE_CHECKING:
     from zstack_analyzer.service.db.session import Database
     from zstack_analyzer.service.images_service import RecordMemo
 
-__all__ = ["action_of", "authorize"]
+__all__ = ["ANNOTATES", "action_of", "authorize"]
 
 
-def action_of(method: str) -> Action:
-    """What a request method does to the image in its path."""
-    return Action.VIEW if method in SAFE_METHODS else Action.CHANGE
+#: The key of a route's ``openapi_extra`` that says what its unsafe methods do to the image.
+IMAGE_ACTION_KEY = "x-image-action"
+#: ``openapi_extra`` of a route that annotates its image (ROIs, tags) rather than changing it:
+#: the guard lets members of read-annotate groups through; the route checks the rest itself.
+ANNOTATES: dict[str, str] = {IMAGE_ACTION_KEY: "annotate"}
+
+
+def action_of(method: str, route: object | None = None) -> Action:
+    """What a request does to the image in its path.
+
+    Safe methods view it; others change it, unless the route declares (in its
+    ``openapi_extra``, :data:`ANNOTATES`) that it only annotates it.
+    """
+    if method in SAFE_METHODS:
+        return Action.VIEW
+    extra = getattr(route, "openapi_extra", None) or {}
+    if extra.get(IMAGE_ACTION_KEY) == Action.ANNOTATE.value:
+        return Action.ANNOTATE
+    return Action.CHANGE
 
 
 async def authorize(request: Request, principal: PrincipalDep) -> None:
@@ -43,7 +59,7 @@ async def authorize(request: Request, principal: PrincipalDep) -> None:
         return  # an admin may do everything; an unknown id is the route's own 404
     records: RecordMemo = request.app.state.records
     database: Database = request.app.state.database
-    action = action_of(request.method)
+    action = action_of(request.method, request.scope.get("route"))
     if action is Action.VIEW:
         image = await records.require(database, str(image_id))
     else:  # a change is checked against the row as it is now, not a memo

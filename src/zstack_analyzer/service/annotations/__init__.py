@@ -1,0 +1,1 @@
+"""Projects, datasets, tags, key-value pairs, comments, ROIs and their stats."""
