@@ -8,7 +8,7 @@
 // to pixel corners, lines and points to pixel centres (x + 0.5), so what a user drew
 // never cuts a pixel in half.
 
-import { ApiError, apiFetch, getJson, problemOf, sendJson, setStatus } from "./api.js";
+import { ApiError, apiFetch, downloadWithToken, getJson, problemOf, sendJson, setStatus } from "./api.js";
 import { listOf } from "./listing.js";
 
 const $ = (id) => document.getElementById(id);
@@ -307,7 +307,7 @@ function nextName(type) {
 
 async function create(shape) {
   const view = r;
-  const body = { name: nextName(shape.type), shapes: [withPlane(shape)] };
+  const body = { name: nextName(shape.type), scene: r.scene, shapes: [withPlane(shape)] };
   body.shapes[0].colour = $("roi-color").value || DEFAULT_COLOR;
   let answer;
   try {
@@ -325,7 +325,7 @@ async function create(shape) {
 /** Save an edited ROI: PUT when the server has it, else delete and add again. */
 async function update(roi) {
   const view = r;
-  const body = { name: roi.name, shapes: roi.shapes };
+  const body = { name: roi.name, scene: roi.scene ?? r.scene, shapes: roi.shapes };
   const response = await apiFetch(`${base()}/${roi.id}`, {
     method: "PUT",
     headers: { "Content-Type": "application/json" },
@@ -376,7 +376,7 @@ async function load(selectId) {
     return;
   }
   if (view !== r) return;
-  r.rois = rois;
+  r.rois = rois.filter((x) => (x.scene ?? 0) === r.scene); // the open scene's
   const wanted = selectId ?? r.selected;
   r.selected = rois.some((x) => String(x.id) === String(wanted)) ? wanted : null;
   renderList();
@@ -490,6 +490,7 @@ function fmt(x) {
 /** Area (or, for lines, length) of one channel's row and its unit. */
 function sizeOf(c) {
   if (c.area_um2 != null) return [c.area_um2, "µm²"];
+  if (c.length_um != null && c.area_px2 == null) return [c.length_um, "µm"];
   if (c.area_px2 != null) return [c.area_px2, "px²"];
   if (c.length_um != null) return [c.length_um, "µm"];
   if (c.length_px != null) return [c.length_px, "px"];
@@ -525,7 +526,7 @@ async function showStats() {
       tr.dataset.channel = String(c.channel);
       const [size, unit] = sizeOf(c);
       if (unit) units.add(unit);
-      const label = c.channel_name || names[c.channel] || `Channel ${Number(c.channel) + 1}`;
+      const label = c.name || names[c.channel] || `Channel ${Number(c.channel) + 1}`;
       const cells = [
         ["channel", label],
         ["pixel_count", c.pixel_count],
@@ -549,9 +550,36 @@ async function showStats() {
   const isLine = roi.shapes.every((s) => !AREA.has(s.type));
   $("roi-size-head").textContent = `${isLine ? "Length" : "Area"}${units.size ? ` (${[...units].join(", ")})` : ""}`;
   const notes = [];
-  if (units.has("px²") || units.has("px")) notes.push("The file gives no pixel size: sizes in pixels.");
+  if (stats.calibrated === false || units.has("px²") || units.has("px")) {
+    notes.push("The file gives no pixel size: sizes in pixels.");
+  }
   if (stats.note) notes.push(String(stats.note));
   $("roi-stats-note").textContent = notes.join(" ");
+}
+
+// ---------------------------------------------------------------- import and export
+
+/** Import an ImageJ .roi/.zip or a QuPath/GeoJSON file into the open scene. */
+async function importFile(file) {
+  const view = r;
+  const form = new FormData();
+  form.append("file", file, file.name);
+  const response = await apiFetch(`${base()}/import?scene=${r.scene}`, { method: "POST", body: form });
+  if (!response.ok) {
+    const err = new ApiError(response.status, await problemOf(response));
+    setStatus(`Could not import ${file.name}: ${err.message}`, true);
+    return;
+  }
+  const body = await response.json();
+  setStatus(`Imported ${body.count} ROI${body.count === 1 ? "" : "s"} from ${file.name}`);
+  if (view === r) await load(null);
+}
+
+function exportFile(path, ext) {
+  const stem = (r.filename || "image").replace(/\.[^.]*$/, "");
+  downloadWithToken(`/api/images/${r.id}/${path}`, `${stem}-rois.${ext}`).catch((err) =>
+    setStatus(`Export failed: ${err.message}`, true),
+  );
 }
 
 // ---------------------------------------------------------------- tools and keys
@@ -581,6 +609,13 @@ function wire() {
   for (const b of document.querySelectorAll(".roi-tools [data-tool]")) {
     b.addEventListener("click", () => setTool(b.dataset.tool));
   }
+  $("roi-import").addEventListener("change", () => {
+    const file = $("roi-import").files[0];
+    $("roi-import").value = "";
+    if (file) importFile(file);
+  });
+  $("roi-export-geojson").addEventListener("click", () => exportFile("rois.geojson", "geojson"));
+  $("roi-export-csv").addEventListener("click", () => exportFile("rois.csv", "csv"));
   document.addEventListener("keydown", (e) => {
     if (!r || $("viewer-view").hidden) return;
     if (e.target.closest("input, select, textarea, dialog[open]")) return;
@@ -608,11 +643,13 @@ export function showRois(v) {
     z: v.z,
     t: v.t,
     mip: v.mip,
+    scene: v.scene || 0,
     rois: [],
     selected: null,
     tool: "",
     draft: null,
     drag: null,
+    filename: v.image && v.image.filename,
     channelNames: Object.fromEntries(((v.md && v.md.channels) || []).map((c) => [c.index, c.name])),
   };
   setTool("");
