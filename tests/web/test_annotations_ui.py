@@ -129,7 +129,7 @@ def test_file_tag_annotate_and_measure_a_rectangle(
         page.mouse.move(*screen_point(page, 25, 20), steps=3)
         page.mouse.move(*screen_point(page, 40, 30), steps=3)
         page.mouse.up()
-        mean_cell = page.locator('#roi-stats-table tbody tr[data-channel="1"] td[data-stat="mean"]')
+        mean_cell = page.locator('#roi-stats-table td[data-channel="1"][data-stat="mean"]')
         mean_cell.wait_for()
 
         rois = items(client.get(f"/api/images/{cells}/rois").json())
@@ -145,19 +145,19 @@ def test_file_tag_annotate_and_measure_a_rectangle(
         assert page.locator("#roi-layer rect.roi-shape").count() == 1
         for channel in (0, 1):
             expected = pixels[channel, 8:30, 10:40].astype(np.float64)
-            row = page.locator(f'#roi-stats-table tbody tr[data-channel="{channel}"]')
-            shown = float(row.locator('td[data-stat="mean"]').get_attribute("title") or "nan")
+            cell = f'#roi-stats-table td[data-channel="{channel}"]'
+            shown = float(page.get_attribute(f'{cell}[data-stat="mean"]', "title") or "nan")
             assert shown == pytest.approx(expected.mean(), rel=1e-12)
-            assert int(row.locator('td[data-stat="pixel_count"]').inner_text()) == expected.size
-            assert int(row.locator('td[data-stat="max"]').inner_text()) == int(expected.max())
-        assert "µm²" in page.inner_text("#roi-size-head")
+            assert int(page.inner_text(f'{cell}[data-stat="pixel_count"]')) == expected.size
+            assert int(page.inner_text(f'{cell}[data-stat="max"]')) == int(expected.max())
+        assert "µm²" in page.inner_text('#roi-stats-table tr[data-stat="size"] th')
 
         # Edit it without a mouse (the form), then delete it with the Delete key.
         page.fill("#roi-edit-width", "5")
         page.click("#roi-edit button[type=submit]")
         page.wait_for_function(
             """() => { const c = document.querySelector(
-                 '#roi-stats-table tbody tr[data-channel="0"] td[data-stat="pixel_count"]');
+                 '#roi-stats-table td[data-channel="0"][data-stat="pixel_count"]');
                return c && c.textContent === String(5 * 22); }"""
         )
         assert items(client.get(f"/api/images/{cells}/rois").json())[0]["shapes"][0]["width"] == 5

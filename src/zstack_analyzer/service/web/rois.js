@@ -201,8 +201,10 @@ function imagePoint(e) {
 function onPointerDown(e) {
   if (!r || e.button !== 0) return;
   const layer = $("roi-layer");
+  // No text selection or native drag: either would cancel the pointer (pointercancel).
   const p = imagePoint(e);
   if (r.tool) {
+    e.preventDefault();
     e.stopPropagation(); // not a pan of the plane
     layer.setPointerCapture(e.pointerId);
     if (r.tool === "polygon" || r.tool === "polyline") {
@@ -217,6 +219,7 @@ function onPointerDown(e) {
   }
   const target = e.target.closest("[data-roi]");
   if (!target) return; // the plane: the viewer pans
+  e.preventDefault();
   e.stopPropagation();
   layer.classList.add("dragging");
   layer.setPointerCapture(e.pointerId);
@@ -322,17 +325,22 @@ async function create(shape) {
   await load(answer && answer.id != null ? answer.id : null);
 }
 
+let canPut = true; // false once the server answered that it has no PUT for an ROI
+
 /** Save an edited ROI: PUT when the server has it, else delete and add again. */
 async function update(roi) {
   const view = r;
   const body = { name: roi.name, scene: roi.scene ?? r.scene, shapes: roi.shapes };
-  const response = await apiFetch(`${base()}/${roi.id}`, {
-    method: "PUT",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  });
+  const response = canPut
+    ? await apiFetch(`${base()}/${roi.id}`, {
+        method: "PUT",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      })
+    : { status: 405 };
   let id = roi.id;
-  if (response.status === 404 || response.status === 405) {
+  if (response.status === 405) {
+    canPut = false;
     try {
       await sendJson("DELETE", `${base()}/${roi.id}`);
       id = (await sendJson("POST", base(), body)).id;
@@ -519,36 +527,54 @@ async function showStats() {
   if (view !== r || String(r.selected) !== String(id)) return; // another ROI was chosen meanwhile
   const channels = listOf(stats, "channels");
   const names = view.channelNames || {};
-  const units = new Set();
+  // One column per channel, one row per measure: narrow enough for the sidebar.
+  const head = document.createElement("tr");
+  const corner = document.createElement("th");
+  corner.scope = "col";
+  corner.textContent = "Measure";
+  head.append(corner);
+  for (const c of channels) {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.dataset.channel = String(c.channel);
+    th.textContent = c.name || names[c.channel] || `Channel ${Number(c.channel) + 1}`;
+    head.append(th);
+  }
+  $("roi-stats-table").tHead.replaceChildren(head);
+  const sizes = channels.map(sizeOf);
+  const units = new Set(sizes.map(([, unit]) => unit).filter(Boolean));
+  const isLine = roi.shapes.every((s) => !AREA.has(s.type));
+  const sizeLabel = `${isLine ? "Length" : "Area"}${units.size ? ` (${[...units].join(", ")})` : ""}`;
+  const measures = [
+    ["pixel_count", "Pixels", (c) => c.pixel_count],
+    ["min", "Min", (c) => c.min],
+    ["max", "Max", (c) => c.max],
+    ["mean", "Mean", (c) => c.mean],
+    ["std", "Std", (c) => c.std],
+    ["sum", "Sum", (c) => c.sum],
+    ["size", sizeLabel, (c, i) => sizes[i][0]],
+  ];
+  if (sizes.every(([size]) => size == null)) measures.pop(); // points: no area, no length
   body.replaceChildren(
-    ...channels.map((c) => {
+    ...measures.map(([key, label, get]) => {
       const tr = document.createElement("tr");
-      tr.dataset.channel = String(c.channel);
-      const [size, unit] = sizeOf(c);
-      if (unit) units.add(unit);
-      const label = c.name || names[c.channel] || `Channel ${Number(c.channel) + 1}`;
-      const cells = [
-        ["channel", label],
-        ["pixel_count", c.pixel_count],
-        ["min", c.min],
-        ["max", c.max],
-        ["mean", c.mean],
-        ["std", c.std],
-        ["sum", c.sum],
-        ["size", size],
-      ];
-      for (const [key, value] of cells) {
+      tr.dataset.stat = key;
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = label;
+      tr.append(th);
+      channels.forEach((c, i) => {
+        const value = get(c, i);
         const td = document.createElement("td");
         td.dataset.stat = key;
-        td.textContent = key === "channel" ? value : fmt(value);
+        td.dataset.channel = String(c.channel);
+        td.textContent = fmt(value);
         if (typeof value === "number") td.title = String(value); // every digit, on hover
         tr.append(td);
-      }
+      });
       return tr;
     }),
   );
-  const isLine = roi.shapes.every((s) => !AREA.has(s.type));
-  $("roi-size-head").textContent = `${isLine ? "Length" : "Area"}${units.size ? ` (${[...units].join(", ")})` : ""}`;
   const notes = [];
   if (stats.calibrated === false || units.has("px²") || units.has("px")) {
     notes.push("The file gives no pixel size: sizes in pixels.");
