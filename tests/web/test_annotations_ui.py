@@ -8,6 +8,7 @@ the same pixels of the file; then find images again by tag and key-value in the 
 
 from __future__ import annotations
 
+import io
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -166,6 +167,61 @@ def test_file_tag_annotate_and_measure_a_rectangle(
         page.wait_for_function("() => !document.querySelector('#roi-list li')")
         assert items(client.get(f"/api/images/{cells}/rois").json()) == []
         assert page.locator("#roi-layer .roi-shape").count() == 0
+
+
+def cyan_pixels(page: Page, clip: dict[str, float]) -> int:
+    """How many pixels of the screen region are cyan (no grey and not the yellow crosshair)."""
+    from PIL import Image
+
+    shot = Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB")
+    rgb = np.asarray(shot).astype(int)
+    return int(((rgb[..., 0] < 60) & (rgb[..., 1] > 200) & (rgb[..., 2] > 200)).sum())
+
+
+def test_rectangle_on_deep_zoom_tiles(live_server: str, page: Page, tmp_path: Path) -> None:
+    """Zoomed into a plane larger than the view, shapes are drawn over the tiles, in place."""
+    import tifffile
+
+    width, height = 2000, 1500
+    data = np.random.default_rng(3).integers(0, 256, size=(height, width), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "big.tif", data, photometric="minisblack")
+    with httpx.Client(base_url=live_server, timeout=120) as client:
+        big = upload(client, tmp_path / "big.tif")
+        page.goto(f"{live_server}/#/image/{big}")
+        page.wait_for_function("() => window.zstackViewer && window.zstackViewer.channels.length")
+        for _ in range(5):
+            page.click("#zoom-in")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#tiles-xy img.tile')].some((t) => t.dataset.src)"
+        )
+        box = page.locator("#roi-layer").bounding_box()
+        pane = page.locator("#pane-xy").bounding_box()
+        assert box is not None and pane is not None
+
+        def screen(x: float, y: float) -> tuple[float, float]:
+            return box["x"] + x / width * box["width"], box["y"] + y / height * box["height"]
+
+        # Near the pixel under the middle of the pane (clear of the crosshair): 20 x 10, in cyan.
+        x0 = round((pane["x"] + pane["width"] / 2 - box["x"]) / box["width"] * width) + 20
+        y0 = round((pane["y"] + pane["height"] / 2 - box["y"]) / box["height"] * height) + 15
+        page.fill("#roi-color", "#00ffff")
+        page.click('.roi-tools [data-tool="rectangle"]')
+        page.mouse.move(*screen(x0, y0))
+        page.mouse.down()
+        page.mouse.move(*screen(x0 + 20, y0 + 10), steps=3)
+        page.mouse.up()
+        mean = page.locator('#roi-stats-table td[data-channel="0"][data-stat="mean"]')
+        mean.wait_for()
+        shape = items(client.get(f"/api/images/{big}/rois").json())[0]["shapes"][0]
+        assert (shape["x"], shape["y"], shape["width"], shape["height"]) == (x0, y0, 20, 10)
+        expected = data[y0 : y0 + 10, x0 : x0 + 20].astype(np.float64).mean()
+        assert float(mean.get_attribute("title") or "nan") == pytest.approx(expected, rel=1e-12)
+        assert shape["colour"] == "#00ffff"
+        # Its outline shows over the tiles (grey noise has no cyan), along the top edge.
+        left, top = screen(x0, y0)
+        right, _ = screen(x0 + 20, y0)
+        page.wait_for_load_state("networkidle")
+        assert cyan_pixels(page, {"x": left, "y": top - 2, "width": right - left, "height": 4}) > 20
 
 
 def expect_cards(page: Page, expected: list[str]) -> None:

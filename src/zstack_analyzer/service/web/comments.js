@@ -14,8 +14,10 @@ function item(c) {
   const head = document.createElement("p");
   head.className = "comment-head";
   const when = c.created_at ? new Date(c.created_at) : null;
-  const author = c.author?.username ?? c.author ?? c.owner ?? "someone";
-  head.textContent = `${author}${when && !Number.isNaN(when.valueOf()) ? ` · ${when.toLocaleString()}` : ""}`;
+  // Without accounts there is one user and no name to show: the time alone.
+  const author = c.owner ?? c.author ?? null;
+  const time = when && !Number.isNaN(when.valueOf()) ? when.toLocaleString() : "";
+  head.textContent = [author, time].filter(Boolean).join(" · ");
   const text = document.createElement("p");
   text.className = "comment-text";
   text.textContent = c.text ?? c.body ?? "";

@@ -7,7 +7,7 @@ import { getJson, sendJson, setStatus } from "./api.js";
 import { listOf } from "./listing.js";
 
 const $ = (id) => document.getElementById(id);
-export const TEMPLATES_URL = "/api/kv-templates";
+export const TEMPLATES_URL = "/api/annotations/templates";
 
 let current = null; // {id} of the open image
 let templates = [];
@@ -75,13 +75,23 @@ async function save() {
   setStatus(`Saved ${pairs.length} key-value pair${pairs.length === 1 ? "" : "s"}`);
 }
 
-/** A template's fields as [{key, namespace, description, values}] whatever its spelling. */
+/** A template's fields as [{key, namespace, description, values, required, section}]. */
 function templateFields(t) {
-  const raw = t.keys || t.fields || [];
-  return raw.map((f) =>
-    typeof f === "string"
-      ? { key: f }
-      : { key: f.key || f.name, namespace: f.namespace ?? t.namespace, description: f.description, values: f.values || f.choices },
+  // Keys come grouped in sections ({title, keys}), or as one flat list.
+  const sections = Array.isArray(t.sections) ? t.sections : [{ keys: t.keys || t.fields || [] }];
+  return sections.flatMap((section) =>
+    (section.keys || []).map((f) =>
+      typeof f === "string"
+        ? { key: f, namespace: t.namespace, section: section.title }
+        : {
+            key: f.key || f.name,
+            namespace: f.namespace ?? t.namespace,
+            description: f.description,
+            values: f.values || f.choices || f.options,
+            required: Boolean(f.required),
+            section: section.title || section.name,
+          },
+    ),
   );
 }
 
@@ -94,11 +104,20 @@ function showTemplateForm(t) {
   title.className = "hint";
   title.textContent = t.description || `Template ${t.name}: fill in what applies.`;
   form.append(title);
+  let section = null;
   templateFields(t).forEach((f, i) => {
+    if (f.section && f.section !== section) {
+      section = f.section;
+      const h = document.createElement("p");
+      h.className = "kv-template-section";
+      h.textContent = section;
+      form.append(h);
+    }
     const id = `kv-tpl-${i}`;
     const label = document.createElement("label");
     label.htmlFor = id;
-    label.textContent = f.key;
+    label.textContent = f.required ? `${f.key} *` : f.key;
+    if (f.description) label.title = f.description;
     const input = document.createElement("input");
     input.type = "text";
     input.id = id;

@@ -43,7 +43,7 @@ function choose(scope) {
 
 function datasetNode(ds) {
   const li = document.createElement("li");
-  const count = ds.image_count ?? ds.images ?? null;
+  const count = ds.child_count ?? ds.image_count ?? null; // visible images of the dataset
   const b = button(count == null ? ds.name : `${ds.name} (${count})`, isScope("dataset", ds.id));
   b.classList.add("tree-dataset");
   b.dataset.datasetId = String(ds.id);
@@ -70,10 +70,13 @@ function datasetNode(ds) {
 
 function render() {
   const byProject = new Map();
+  // A dataset may sit in several projects (project_ids), or in none.
   for (const ds of state.datasets) {
-    const key = ds.project_id == null ? "" : String(ds.project_id);
-    if (!byProject.has(key)) byProject.set(key, []);
-    byProject.get(key).push(ds);
+    const ids = ds.project_ids ?? (ds.project_id == null ? [] : [ds.project_id]);
+    for (const key of ids.length ? ids.map(String) : [""]) {
+      if (!byProject.has(key)) byProject.set(key, []);
+      byProject.get(key).push(ds);
+    }
   }
   const nodes = state.projects.map((p) => {
     const li = document.createElement("li");
@@ -122,7 +125,7 @@ function render() {
 /** Reload projects and datasets (after a change here or elsewhere). */
 export async function loadTree() {
   try {
-    const [projects, datasets] = await Promise.all([getJson("/api/projects"), getJson("/api/datasets")]);
+    const [projects, datasets] = await Promise.all([getJson("/api/projects?limit=1000"), getJson("/api/datasets?limit=1000")]);
     state.projects = listOf(projects, "projects");
     state.datasets = listOf(datasets, "datasets");
   } catch (err) {
