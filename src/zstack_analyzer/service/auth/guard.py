@@ -16,7 +16,8 @@ Lists, search and lookups filter in their queries instead
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import HTTPException, Request
 
@@ -28,12 +29,46 @@ if TYPE_CHECKING:
     from zstack_analyzer.service.db.session import Database
     from zstack_analyzer.service.images_service import RecordMemo
 
-__all__ = ["action_of", "authorize"]
+__all__ = ["action_of", "annotates", "authorize", "image_action"]
 
 
-def action_of(method: str) -> Action:
-    """What a request method does to the image in its path."""
-    return Action.VIEW if method in SAFE_METHODS else Action.CHANGE
+#: The attribute :func:`image_action` sets on a route's endpoint.
+ACTION_ATTRIBUTE = "image_action"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def image_action(action: Action) -> Callable[[F], F]:
+    """Declare what a route that is not GET does to the image in its path (default: change it).
+
+    Why: a write to an annotation route (tags, key-value pairs, comments,
+    ROIs) needs only the right to annotate the image (read-annotate groups
+    let members annotate others' images), and unlinking an image from a
+    dataset changes the dataset, not the image (``Action.VIEW``). Put it
+    below the router's decorator::
+
+        @router.put("/{image_id}/tags")
+        @annotates
+        def put_tags(...): ...
+    """
+
+    def mark(endpoint: F) -> F:
+        setattr(endpoint, ACTION_ATTRIBUTE, action)
+        return endpoint
+
+    return mark
+
+
+#: :func:`image_action` for routes that annotate the image in their path.
+annotates = image_action(Action.ANNOTATE)
+
+
+def action_of(method: str, route: object = None) -> Action:
+    """What a request does to the image in its path (``route``: the matched route, if known)."""
+    if method in SAFE_METHODS:
+        return Action.VIEW
+    declared = getattr(getattr(route, "endpoint", None), ACTION_ATTRIBUTE, None)
+    return declared if isinstance(declared, Action) else Action.CHANGE
 
 
 async def authorize(request: Request, principal: PrincipalDep) -> None:
@@ -43,7 +78,7 @@ async def authorize(request: Request, principal: PrincipalDep) -> None:
         return  # an admin may do everything; an unknown id is the route's own 404
     records: RecordMemo = request.app.state.records
     database: Database = request.app.state.database
-    action = action_of(request.method)
+    action = action_of(request.method, request.scope.get("route"))
     if action is Action.VIEW:
         image = await records.require(database, str(image_id))
     else:  # a change is checked against the row as it is now, not a memo
