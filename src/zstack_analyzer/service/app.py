@@ -239,8 +239,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from zstack_analyzer.service.guard import HttpGuardMiddleware
     from zstack_analyzer.service.routes import (
         accounts,
+        annotations,
         archive,
         audit,
+        containers,
         formats,
         health,
         images,
@@ -287,6 +289,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(rois.router, dependencies=auth)
     app.include_router(render.router, dependencies=auth)
     app.include_router(zarr_store.router, dependencies=auth)
+    # Organize and annotate (service/annotations/): projects, datasets, tags, pairs, ...
+    app.include_router(containers.router, dependencies=auth)
+    app.include_router(annotations.router, dependencies=auth)
     # Innermost of the three: CORS answers preflights first; request ids wrap everything.
     app.add_middleware(HttpGuardMiddleware, max_headers=settings.http.max_headers)
     if settings.cors_origins:

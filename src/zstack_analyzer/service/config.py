@@ -229,6 +229,18 @@ class AccountSettings(BaseModel):
         )
 
 
+class AnnotationSettings(BaseModel):
+    """Projects, datasets and annotations (``service/annotations/``)."""
+
+    max_attachment_bytes: int = Field(
+        default=25 * 1024 * 1024, gt=0, description="Largest attached file (protocol PDF, ...)"
+    )
+    templates_dir: Path | None = Field(
+        default=None,
+        description="Folder of extra key-value templates (*.json) beside the shipped ones",
+    )
+
+
 class LdapSettings(BaseModel):
     """Optional LDAP login (``ZSTACK_AUTH=users``); off while ``url`` is unset.
 
@@ -372,6 +384,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     uploads: UploadSettings = Field(default_factory=UploadSettings)
     ldap: LdapSettings = Field(default_factory=LdapSettings)
+    annotations: AnnotationSettings = Field(default_factory=AnnotationSettings)
 
     _split = field_validator("cors_origins", mode="before")(_split_origins)
     _split_import_roots = field_validator("import_roots", mode="before")(_split_roots)

@@ -16,7 +16,8 @@ Lists, search and lookups filter in their queries instead
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import HTTPException, Request
 
@@ -28,24 +29,57 @@ if TYPE_CHECKING:
     from zstack_analyzer.service.db.session import Database
     from zstack_analyzer.service.images_service import RecordMemo
 
-__all__ = ["ANNOTATES", "action_of", "authorize"]
+__all__ = ["ANNOTATES", "action_of", "annotates", "authorize", "image_action"]
 
 
+#: The attribute :func:`image_action` sets on a route's endpoint.
+ACTION_ATTRIBUTE = "image_action"
 #: The key of a route's ``openapi_extra`` that says what its unsafe methods do to the image.
 IMAGE_ACTION_KEY = "x-image-action"
 #: ``openapi_extra`` of a route that annotates its image (ROIs, tags) rather than changing it:
 #: the guard lets members of read-annotate groups through; the route checks the rest itself.
 ANNOTATES: dict[str, str] = {IMAGE_ACTION_KEY: "annotate"}
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-def action_of(method: str, route: object | None = None) -> Action:
-    """What a request does to the image in its path.
 
-    Safe methods view it; others change it, unless the route declares (in its
-    ``openapi_extra``, :data:`ANNOTATES`) that it only annotates it.
+def image_action(action: Action) -> Callable[[F], F]:
+    """Declare what a route that is not GET does to the image in its path (default: change it).
+
+    Why: a write to an annotation route (tags, key-value pairs, comments,
+    ROIs) needs only the right to annotate the image (read-annotate groups
+    let members annotate others' images), and unlinking an image from a
+    dataset changes the dataset, not the image (``Action.VIEW``). Put it
+    below the router's decorator::
+
+        @router.put("/{image_id}/tags")
+        @annotates
+        def put_tags(...): ...
+    """
+
+    def mark(endpoint: F) -> F:
+        setattr(endpoint, ACTION_ATTRIBUTE, action)
+        return endpoint
+
+    return mark
+
+
+#: :func:`image_action` for routes that annotate the image in their path.
+annotates = image_action(Action.ANNOTATE)
+
+
+def action_of(method: str, route: object = None) -> Action:
+    """What a request does to the image in its path (``route``: the matched route, if known).
+
+    Safe methods view it; others change it, unless the route declares otherwise:
+    by :func:`image_action` on its endpoint, or by :data:`ANNOTATES` in its
+    ``openapi_extra`` (two spellings from two branches; the lead picks one at merge).
     """
     if method in SAFE_METHODS:
         return Action.VIEW
+    declared = getattr(getattr(route, "endpoint", None), ACTION_ATTRIBUTE, None)
+    if isinstance(declared, Action):
+        return declared
     extra = getattr(route, "openapi_extra", None) or {}
     if extra.get(IMAGE_ACTION_KEY) == Action.ANNOTATE.value:
         return Action.ANNOTATE

@@ -30,6 +30,7 @@ from zstack_analyzer.service.db.models import Image
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from sqlalchemy.orm import QueryableAttribute
     from sqlalchemy.sql.elements import ColumnElement
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "can_annotate",
     "can_change",
     "can_view",
+    "visible_filter",
     "visible_images_filter",
     "visible_in_group",
 ]
@@ -170,6 +172,19 @@ def visible_images_filter(principal: Principal) -> ColumnElement[bool]:
     >>> str(visible_images_filter(SINGLE_USER))
     'true'
     """
+    return visible_filter(principal, Image.owner_id, Image.group_id)
+
+
+def visible_filter(
+    principal: Principal,
+    owner_id: QueryableAttribute[int | None],
+    group_id: QueryableAttribute[int | None],
+) -> ColumnElement[bool]:
+    """:func:`visible_images_filter` for any table with an owner and a group column.
+
+    Why here: projects, datasets and annotations (``service/annotations/``) are
+    seen by the same table as images, so the rule is written once.
+    """
     if principal.is_admin:
         return true()
     if principal.user_id is None:
@@ -179,10 +194,10 @@ def visible_images_filter(principal: Principal) -> ColumnElement[bool]:
         for role in principal.groups.values()
         if role.is_owner or role.level is not Permission.PRIVATE
     )
-    own = Image.owner_id == principal.user_id
+    own = owner_id == principal.user_id
     if not seen:
         return own
-    return or_(own, Image.group_id.in_(seen))
+    return or_(own, group_id.in_(seen))
 
 
 def visible_in_group(principal: Principal, group: str | None) -> ColumnElement[bool]:

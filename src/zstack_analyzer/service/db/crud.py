@@ -110,5 +110,12 @@ def mark_thumbnail_ready(session: Session, image_id: uuid.UUID) -> None:
 
 
 def stored_names(session: Session) -> set[str]:
-    """Every stored file name with a row (the start-up sweep keeps exactly these)."""
-    return set(session.scalars(select(Image.stored_name)).all())
+    """Every stored file name with a row (the start-up sweep keeps exactly these).
+
+    Attachments (``service/annotations/``) are stored beside the originals.
+    """
+    from zstack_analyzer.service.annotations.models import Attachment
+
+    names = set(session.scalars(select(Image.stored_name)).all())
+    names.update(session.scalars(select(Attachment.stored_name)).all())
+    return names

@@ -64,6 +64,9 @@ from zstack_analyzer.vendor import json_safe
 if TYPE_CHECKING:
     from zstack_analyzer.quality import SceneQuality
     from zstack_analyzer.render.thumbnails import RenderResult
+    from zstack_analyzer.service.auth.permissions import Principal
+    from zstack_analyzer.service.db.models import Image
+    from zstack_analyzer.service.images_service import RecordMemo
 
 __all__ = ["router"]
 
@@ -620,6 +623,26 @@ async def delete_image(
     In-place records: the record and its renders go, the original stays.
     """
     image = await database.run(require_image, image_id)
+    await remove_image(image, database, storage, pool, cache, records, request, principal)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def remove_image(
+    image: "Image",
+    database: Database,
+    storage: StorageDep,
+    pool: WorkerPool,
+    cache: RenderCache,
+    records: "RecordMemo",
+    request: Request,
+    principal: "Principal",
+) -> None:
+    """Delete one image the caller may delete: record, then file, then renders.
+
+    Also the path of ``DELETE /api/datasets/{id}?with_images=true`` (the
+    caller's right to delete each image is checked there).
+    """
+    image_id = str(image.id)
     records.forget(image_id)
     # The tombstone first: other server processes' memos stop serving the id at once.
     await anyio.to_thread.run_sync(records.tombstone, image.id)
@@ -640,7 +663,6 @@ async def delete_image(
         await anyio.to_thread.run_sync(_evict, cache, image.sha256)
     events.emit("delete", principal, request, image_id=str(image.id))
     logger.info("deleted image %s (%s)", image.id, image.filename)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 def _evict(cache: RenderCache, identity: str) -> None:
