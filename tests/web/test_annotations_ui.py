@@ -70,12 +70,14 @@ def test_file_tag_annotate_and_measure_a_rectangle(
 ) -> None:
     pixels = write_plane(tmp_path / "cells.ome.tif", seed=1)
     write_plane(tmp_path / "control.ome.tif", seed=2)
+    write_plane(tmp_path / "other.ome.tif", seed=3)
     with httpx.Client(base_url=live_server, timeout=60) as client:
         cells = upload(client, tmp_path / "cells.ome.tif")
         control = upload(client, tmp_path / "control.ome.tif")
+        upload(client, tmp_path / "other.ome.tif")
 
         page.goto(f"{live_server}/")
-        page.locator(".card").nth(1).wait_for()
+        expect_cards(page, ["cells.ome.tif", "control.ome.tif", "other.ome.tif"])
 
         # A dataset, made in the tree beside the gallery.
         page.fill("#new-dataset", "Mitosis screen")
@@ -100,9 +102,12 @@ def test_file_tag_annotate_and_measure_a_rectangle(
         linked = client.get(f"/api/datasets/{dataset_id}/images").json()
         assert sorted(i["id"] for i in items(linked)) == sorted([cells, control])
 
-        # The dataset's listing shows both images.
-        page.locator(".tree-dataset", has_text="Mitosis screen").click()
-        page.wait_for_function("() => document.querySelectorAll('.card .unlink').length === 2")
+        # The dataset's listing shows its two images (and says how many it holds).
+        node = page.locator(".tree-dataset", has_text="Mitosis screen (2)")
+        node.click()
+        expect_cards(page, ["cells.ome.tif", "control.ome.tif"])
+        assert node.get_attribute("aria-pressed") == "true"
+        assert page.locator(".card .unlink").count() == 2
 
         # Open one: tag it and give it a key-value pair.
         page.locator(f'.card[data-id="{cells}"] .thumb-link').click()
@@ -122,6 +127,12 @@ def test_file_tag_annotate_and_measure_a_rectangle(
         )
         pairs = items(client.get(f"/api/images/{cells}/key-values").json())
         assert [(p["key"], p["value"]) for p in pairs] == [("strain", "N2")]
+
+        page.fill("#comment-text", "Prophase in the upper left")
+        page.click("#comment-form button[type=submit]")
+        page.locator("#comment-list .comment-text", has_text="Prophase").wait_for()
+        comments = items(client.get(f"/api/images/{cells}/comments").json())
+        assert [c["text"] for c in comments] == ["Prophase in the upper left"]
 
         # Draw a rectangle from pixel corner (10, 8) to (40, 30).
         page.click('.roi-tools [data-tool="rectangle"]')

@@ -63,8 +63,15 @@ export function searchParams() {
 /** The URL of one page of matching images. */
 export function searchUrl(skip, limit) {
   const params = searchParams();
+  // A dataset chosen in the tree and nothing else: its own listing (every server with
+  // datasets has it); with more filters, the search narrows by dataset= as well.
+  const onlyDataset = scope && scope.param === "dataset" && [...params.keys()].every((k) => k === "dataset");
   params.set("skip", String(skip));
   params.set("limit", String(limit));
+  if (onlyDataset) {
+    params.delete("dataset");
+    return `/api/datasets/${encodeURIComponent(scope.id)}/images?${params}`;
+  }
   return `/api/images/search?${params}`;
 }
 
