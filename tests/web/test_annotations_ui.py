@@ -18,7 +18,7 @@ import pytest
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from playwright.sync_api import Page
+    from playwright.sync_api import FloatRect, Page
 
 pytestmark = pytest.mark.browser
 
@@ -180,7 +180,7 @@ def test_file_tag_annotate_and_measure_a_rectangle(
         assert page.locator("#roi-layer .roi-shape").count() == 0
 
 
-def cyan_pixels(page: Page, clip: dict[str, float]) -> int:
+def cyan_pixels(page: Page, clip: FloatRect) -> int:
     """How many pixels of the screen region are cyan (no grey and not the yellow crosshair)."""
     from PIL import Image
 

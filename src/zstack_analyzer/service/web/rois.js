@@ -191,6 +191,23 @@ function render() {
   layer.replaceChildren(...children);
 }
 
+/** A shape of `type` around the crosshair, a tenth of the plane wide (keyboard drawing). */
+function shapeAtCrosshair(type) {
+  const { x, y } = r.cross;
+  const hw = Math.max(1, Math.round(r.size.x / 20));
+  const hh = Math.max(1, Math.round(r.size.y / 20));
+  if (type === "polygon" || type === "polyline") {
+    const pts = [
+      [x - hw, y + hh],
+      [x, y - hh],
+      [x + hw, y + hh],
+    ].map((p) => snap(type, p));
+    return { type, points: pts };
+  }
+  if (type === "point") return shapeFromDrag(type, [x, y], [x, y]);
+  return shapeFromDrag(type, [x - hw, y - hh], [x + hw + 1, y + hh + 1]);
+}
+
 // ---------------------------------------------------------------- pointer input
 
 function imagePoint(e) {
@@ -650,6 +667,10 @@ function wire() {
     } else if (e.key === "Enter" && r.draft) {
       e.preventDefault();
       finishDraft();
+    } else if (e.key === "Enter" && r.tool && e.target.closest("#pane-xy")) {
+      // Without a mouse: a shape around the crosshair, to be set exactly in the edit form.
+      e.preventDefault();
+      create(shapeAtCrosshair(r.tool));
     } else if ((e.key === "Delete" || e.key === "Backspace") && selectedRoi() && !r.draft) {
       e.preventDefault();
       remove(selectedRoi());
@@ -670,6 +691,7 @@ export function showRois(v) {
     t: v.t,
     mip: v.mip,
     scene: v.scene || 0,
+    cross: { x: v.x, y: v.y },
     rois: [],
     selected: null,
     tool: "",
@@ -691,6 +713,7 @@ export function followView(v) {
   r.z = v.z;
   r.t = v.t;
   r.mip = v.mip;
+  r.cross = { x: v.x, y: v.y };
   render();
 }
 
