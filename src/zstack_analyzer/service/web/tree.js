@@ -35,6 +35,8 @@ function isScope(param, id) {
 function choose(scope) {
   state.scope = scope;
   setScope(scope);
+  $("scope-form").hidden = !scope;
+  if (scope) $("scope-name").value = scope.label;
   $("tree-all").setAttribute("aria-pressed", String(!scope));
   if (scope && scope.param === "dataset") $("link-target").value = String(scope.id);
   render();
@@ -230,10 +232,58 @@ async function create(url, body, input, what) {
   await loadTree();
 }
 
+/** Ask before deleting the chosen container; resolves true only on an explicit "Delete". */
+function confirmDelete(scope) {
+  const dialog = $("confirm-dialog");
+  $("confirm-text").textContent =
+    `Delete the ${scope.param} “${scope.label}”? Its images stay in the archive` +
+    (scope.param === "project" ? "; its datasets stay too." : ".");
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.returnValue = "cancel";
+    dialog.showModal();
+  });
+}
+
+async function renameScope() {
+  const scope = state.scope;
+  const name = $("scope-name").value.trim();
+  if (!scope || !name || name === scope.label) return;
+  try {
+    await sendJson("PATCH", `/api/${scope.param}s/${scope.id}`, { name });
+  } catch (err) {
+    setStatus(`Could not rename ${scope.label}: ${err.message}`, true);
+    return;
+  }
+  setStatus(`Renamed ${scope.label} to ${name}`);
+  scope.label = name;
+  setScope(scope);
+  await loadTree();
+}
+
+async function deleteScope() {
+  const scope = state.scope;
+  if (!scope || !(await confirmDelete(scope))) return;
+  try {
+    await sendJson("DELETE", `/api/${scope.param}s/${scope.id}`);
+  } catch (err) {
+    setStatus(`Could not delete ${scope.label}: ${err.message}`, true);
+    return;
+  }
+  setStatus(`Deleted ${scope.param} ${scope.label}`);
+  choose(null);
+  await loadTree();
+}
+
 /** Wire the panel once; `onChange()` refreshes the gallery after a scope or link change. */
 export function wireTree(onChange) {
   state.onChange = onChange;
   $("tree-all").addEventListener("click", () => choose(null));
+  $("scope-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    renameScope();
+  });
+  $("scope-delete").addEventListener("click", deleteScope);
   $("project-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const name = $("new-project").value.trim();
