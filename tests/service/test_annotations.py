@@ -60,7 +60,9 @@ def test_containers_links_and_delete(api: Any) -> None:
     assert _ok(client.get("/api/projects"))["count"] == 1
     listed = _ok(client.get("/api/datasets", params={"project_id": project["id"]}))
     assert [d["name"] for d in listed["data"]] == ["Plate 1"]
-    assert _ok(client.get("/api/datasets", params={"name": "plate 2"}))["data"][0]["id"] == other["id"]
+    assert (
+        _ok(client.get("/api/datasets", params={"name": "plate 2"}))["data"][0]["id"] == other["id"]
+    )
     assert _ok(client.get(f"/api/projects/{project['id']}"))["child_count"] == 1
     assert _ok(client.get(f"/api/datasets/{dataset['id']}"))["child_count"] == 3
     renamed = _ok(client.patch(f"/api/datasets/{dataset['id']}", json={"name": "Plate 1b"}))
@@ -85,7 +87,12 @@ def test_containers_links_and_delete(api: Any) -> None:
     assert client.get("/api/projects/99999999999").status_code == 404
     # Deleting a project keeps its datasets and images; a dataset keeps its images ...
     gone = _ok(client.delete(f"/api/projects/{project['id']}"))
-    assert gone == {"deleted": "project", "id": project["id"], "images_deleted": [], "images_kept": []}
+    assert gone == {
+        "deleted": "project",
+        "id": project["id"],
+        "images_deleted": [],
+        "images_kept": [],
+    }
     assert client.get(f"/api/datasets/{dataset['id']}").status_code == 200
     _ok(client.delete(f"/api/datasets/{other['id']}"))
     assert client.get(f"/api/images/{a}").status_code == 200
@@ -132,9 +139,7 @@ def test_annotations_of_each_kind(api: Any, kind: str) -> None:
     assert _ok(client.get(f"{base}/comments")) == []
     # Attachments: stored like originals, size-capped, downloaded as attachments.
     pdf = b"%PDF-1.4\n" + bytes(range(256)) * 4
-    made = _ok(
-        client.post(f"{base}/attachments", files={"file": ("../protocol.pdf", pdf)}), 201
-    )
+    made = _ok(client.post(f"{base}/attachments", files={"file": ("../protocol.pdf", pdf)}), 201)
     assert made["filename"] == "protocol.pdf" and made["size_bytes"] == len(pdf)
     assert made["media_type"] == "application/pdf"
     got = client.get(f"/api/attachments/{made['id']}")
@@ -172,7 +177,10 @@ def test_tags_list_rename_merge(api: Any) -> None:
     assert renamed["name"] == "DAPI stain" and renamed["count"] == 3
     merged = _ok(client.post(f"/api/tags/{ids['Mitoses']}/merge", json={"into": ids["mitosis"]}))
     assert merged["name"] == "mitosis" and merged["count"] == 2
-    assert [t["name"] for t in _ok(client.get(f"/api/images/{b}/tags"))] == ["DAPI stain", "mitosis"]
+    assert [t["name"] for t in _ok(client.get(f"/api/images/{b}/tags"))] == [
+        "DAPI stain",
+        "mitosis",
+    ]
     assert client.patch(f"/api/tags/{ids['Mitoses']}", json={"name": "x"}).status_code == 404
     itself = client.post(f"/api/tags/{ids['mitosis']}/merge", json={"into": ids["mitosis"]})
     assert itself.status_code == 422
@@ -214,7 +222,9 @@ def test_bulk_table(api: Any) -> None:
         {"key": "strain", "value": "CB4856", "namespace": None}
     ]
     # The same table again changes nothing; a key given again replaces only that key.
-    assert _ok(client.post("/api/annotations/bulk", json={**body, "dry_run": False}))["changes"] == []
+    assert (
+        _ok(client.post("/api/annotations/bulk", json={**body, "dry_run": False}))["changes"] == []
+    )
     _ok(client.post("/api/annotations/bulk", json={"csv": f"id,strain\n{a},PD1074\n"}))
     assert _ok(client.get(f"/api/images/{a}/key-values")) == [
         {"key": "treatment", "value": "DMSO", "namespace": None},
@@ -246,7 +256,12 @@ def test_search_by_annotations(api: Any) -> None:
     _ok(client.put(f"/api/images/{b}/tags", json=["mitosis"]))
     _ok(client.put(f"/api/images/{a}/key-values", json=[{"key": "Strain", "value": "N2"}]))
     _ok(client.put(f"/api/images/{c}/key-values", json=[{"key": "strain", "value": "CB4856"}]))
-    _ok(client.put(f"/api/images/{c}/key-values", json=[{"key": "strain", "value": "CB4856"}, {"key": "treatment", "value": "wild type"}]))
+    _ok(
+        client.put(
+            f"/api/images/{c}/key-values",
+            json=[{"key": "strain", "value": "CB4856"}, {"key": "treatment", "value": "wild type"}],
+        )
+    )
 
     def found(*params: tuple[str, str]) -> set[str]:
         answer = _ok(client.get("/api/images/search", params=list(params)))
