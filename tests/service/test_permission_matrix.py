@@ -91,6 +91,52 @@ CATEGORIES: dict[tuple[str, str], str] = {
     ("post", "/api/admin/import-roots"): "admin",
     ("delete", "/api/admin/import-roots"): "admin",
     ("get", "/api/audit"): "admin",
+    # Organize and annotate (issue 24). Reading an image's annotations is seeing the image;
+    # writing them is annotating it (read-annotate lets members annotate others' images).
+    **{
+        ("get", f"/api/images/{{image_id}}/{part}"): "image-view"
+        for part in ("tags", "key-values", "comments", "attachments")
+    },
+    ("put", "/api/images/{image_id}/tags"): "image-annotate",
+    ("put", "/api/images/{image_id}/key-values"): "image-annotate",
+    ("post", "/api/images/{image_id}/comments"): "image-annotate",
+    ("post", "/api/images/{image_id}/attachments"): "image-annotate",
+    # Containers, their annotations, tags, bulk: tests/service/test_annotation_permissions.py.
+    **{
+        (method, f"/api/{plural}"): "annotations"
+        for plural in ("projects", "datasets")
+        for method in ("get", "post")
+    },
+    **{
+        (method, f"/api/{plural}/{{{kind}_id}}"): "annotations"
+        for plural, kind in (("projects", "project"), ("datasets", "dataset"))
+        for method in ("get", "patch", "delete")
+    },
+    **{
+        (method, f"/api/{plural}/{{{kind}_id}}/{part}"): "annotations"
+        for plural, kind in (("projects", "project"), ("datasets", "dataset"))
+        for part, method in (
+            ("tags", "get"),
+            ("tags", "put"),
+            ("key-values", "get"),
+            ("key-values", "put"),
+            ("comments", "get"),
+            ("comments", "post"),
+            ("attachments", "get"),
+            ("attachments", "post"),
+        )
+    },
+    ("post", "/api/datasets/{dataset_id}/images"): "annotations",
+    ("get", "/api/datasets/{dataset_id}/images"): "annotations",
+    ("delete", "/api/datasets/{dataset_id}/images/{image_id}"): "annotations",
+    ("get", "/api/tags"): "annotations",
+    ("patch", "/api/tags/{tag_id}"): "annotations",
+    ("post", "/api/tags/{tag_id}/merge"): "annotations",
+    ("delete", "/api/comments/{comment_id}"): "annotations",
+    ("get", "/api/attachments/{attachment_id}"): "annotations",
+    ("delete", "/api/attachments/{attachment_id}"): "annotations",
+    ("get", "/api/annotations/templates"): "annotations",
+    ("post", "/api/annotations/bulk"): "annotations",
 }
 #: Path parameters of the image routes (valid for the world's 2 x 3 x 16 x 20 stack).
 PATH_VALUES = {
@@ -150,6 +196,19 @@ def expect_change(role: str, owner: str, group: str) -> bool:
         return True
     level = _level(group)
     return group in member and level is not None and LEVEL_TABLE[level][2]
+
+
+def expect_annotate(role: str, owner: str, group: str) -> bool:
+    """The issue's table: may ``role`` annotate it (tags, key-value pairs, comments)?"""
+    if role == "anonymous" or ROLES[role][4]:
+        return False
+    if ROLES[role][3] or role == owner:
+        return True
+    member, owned = _groups(role)
+    if group in owned:
+        return True
+    level = _level(group)
+    return group in member and level is not None and LEVEL_TABLE[level][1]
 
 
 def _fill(path: str, image_id: str) -> str:
@@ -254,6 +313,37 @@ def _image_view(world: World, operations: list[tuple[str, str]]) -> None:
     for role in ROLES:
         _check(world, role, "get", "/api/images/00000000-0000-4000-8000-000000000000", {404})
     print(f"image-view matrix: {cases} cases")
+
+
+#: A request body for each image-annotate route (the last segment of its path).
+ANNOTATE_BODIES: dict[str, dict[str, Any]] = {
+    "tags": {"json": ["matrix"]},
+    "key-values": {"json": [{"key": "matrix", "value": "1"}]},
+    "comments": {"json": {"text": "matrix"}},
+    "attachments": {"files": {"file": ("m.txt", b"matrix")}},
+}
+
+
+def test_image_annotate_routes(world: World) -> None:
+    """Tags, pairs, comments, attachments of an image: 2xx/403/404/401 by the annotate column."""
+    cases = 0
+    for (method, path), role, ((owner, group), image_id) in itertools.product(
+        _operations(world, "image-annotate"), ALL_ROLES, world.images.items()
+    ):
+        if role == "anonymous":
+            expected = 401
+        elif ROLES[role][4]:
+            expected = 403  # a read-only token may not even try
+        elif not expect_see(role, owner, group):
+            expected = 404
+        elif not expect_annotate(role, owner, group):
+            expected = 403
+        else:
+            expected = 201 if method == "post" else 200
+        body = ANNOTATE_BODIES[path.rsplit("/", 1)[1]]
+        _check(world, role, method, _fill(path, image_id), {expected}, **body)
+        cases += 1
+    print(f"image-annotate matrix: {cases} cases")
 
 
 def _fresh(world: World, owner: str, group: str) -> str:

@@ -41,6 +41,21 @@ def test_migrations_match_models(tmp_path: Path, database_url: str | None) -> No
         engine.dispose()
 
 
+def _annotation_routes() -> set[tuple[str, str]]:
+    from tests.service.test_permission_matrix import CATEGORIES
+
+    return {
+        key
+        for key, category in CATEGORIES.items()
+        if category in {"annotations", "image-annotate"}
+        or (category == "image-view" and key[1].rsplit("/", 1)[1] in ANNOTATION_PARTS)
+    }
+
+
+ANNOTATION_PARTS = {"tags", "key-values", "comments", "attachments"}
+ANNOTATION_ROUTES = _annotation_routes()
+
+
 def test_openapi_matches_routes(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     # A "{key:path}" parameter is documented as "{key}".
@@ -97,6 +112,8 @@ def test_openapi_matches_routes(client: TestClient) -> None:
         ("/api/admin/import-roots", "delete"),
         ("/api/audit", "get"),
     }
+    # Organize and annotate (issue 24): classified in test_permission_matrix.py too.
+    expected |= {(path, method) for method, path in ANNOTATION_ROUTES}
     assert documented == expected
     paths = schema["paths"]
     for path in ("thumbnail", "mip", "orthogonal"):

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
     from sqlalchemy.sql.elements import ColumnElement, TextClause
 
+    from zstack_analyzer.service.auth.permissions import Principal
+
 __all__ = [
     "FTS_TABLES",
     "SearchFilters",
@@ -69,6 +71,13 @@ class SearchFilters:
     focus_edge: bool | None = None
     #: Some scene's weakest channel has a signal-to-background at most this.
     snr_max: float | None = None
+    #: Annotations (service/annotations/search.py): every tag named (AND) ...
+    tags: tuple[str, ...] = ()
+    #: ... every (key, value) pair (value ``None``: any value) ...
+    kvs: tuple[tuple[str, str | None], ...] = ()
+    #: ... in a project / dataset of this name (or id) the caller can see.
+    project: str | None = None
+    dataset: str | None = None
 
 
 def fts5_query(q: str) -> str | None:
@@ -168,27 +177,41 @@ def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _conditions(session: Session, filters: SearchFilters) -> list[ColumnElement[bool] | TextClause]:
+def _conditions(
+    session: Session, filters: SearchFilters, principal: Principal | None = None
+) -> list[ColumnElement[bool] | TextClause]:
+    from zstack_analyzer.service.annotations.search import annotation_conditions, text_condition
+
     conditions: list[ColumnElement[bool] | TextClause] = []
     if filters.q:
         dialect = session.get_bind().dialect.name
+        full_text: TextClause | None = None
         if dialect == "postgresql":
             query = tsquery(filters.q)
             if query:
-                conditions.append(
-                    text("images.search_vector @@ to_tsquery('simple', :fts_query)").bindparams(
-                        fts_query=query
-                    )
-                )
+                full_text = text(
+                    "images.search_vector @@ to_tsquery('simple', :fts_query)"
+                ).bindparams(fts_query=query)
         else:
             query = fts5_query(filters.q)
             if query:
-                conditions.append(
-                    text(
-                        "images.rowid IN (SELECT rowid FROM images_fts"
-                        " WHERE images_fts MATCH :fts_query)"
-                    ).bindparams(fts_query=query)
-                )
+                full_text = text(
+                    "images.rowid IN (SELECT rowid FROM images_fts WHERE images_fts MATCH :fts_query)"
+                ).bindparams(fts_query=query)
+        # q also finds images by a tag name, a key or a value that starts with it.
+        annotated = text_condition(filters.q)
+        parts = [part for part in (full_text, annotated) if part is not None]
+        if parts:
+            conditions.append(or_(*parts) if len(parts) > 1 else parts[0])
+    conditions.extend(
+        annotation_conditions(
+            tags=filters.tags,
+            kvs=filters.kvs,
+            project=filters.project,
+            dataset=filters.dataset,
+            principal=principal,
+        )
+    )
     if filters.format is not None:
         conditions.append(Image.format == filters.format)
     if filters.channel is not None:
@@ -251,6 +274,7 @@ def search_images(
     skip: int = 0,
     limit: int = 100,
     visible: ColumnElement[bool] | None = None,
+    principal: Principal | None = None,
 ) -> tuple[list[Image], int]:
     """One page of matching images, newest first, and the total number matching.
 
@@ -262,7 +286,7 @@ def search_images(
     (``auth.permissions.visible_images_filter``) is one more condition, so the
     page and the total see only what the caller may.
     """
-    conditions = _conditions(session, filters)
+    conditions = _conditions(session, filters, principal)
     if visible is not None:
         conditions.append(visible)
     page = (

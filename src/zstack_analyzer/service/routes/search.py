@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query
 
+from zstack_analyzer.service.annotations.search import parse_kv
 from zstack_analyzer.service.auth.permissions import visible_in_group
 from zstack_analyzer.service.auth.principal import PrincipalDep
 from zstack_analyzer.service.db.search import SearchFilters, search_images
@@ -155,6 +156,24 @@ def search(
     group: Annotated[
         str | None, Query(max_length=150, description="Only images of this group (by name)")
     ] = None,
+    tag: Annotated[
+        list[str] | None,
+        Query(max_length=64, description="A tag the image carries (repeatable: all of them)"),
+    ] = None,
+    kv: Annotated[
+        list[str] | None,
+        Query(
+            max_length=64,
+            description="KEY:VALUE pair the image carries, case-insensitive (KEY alone: any "
+            "value); repeatable: all of them",
+        ),
+    ] = None,
+    project: Annotated[
+        str | None, Query(max_length=255, description="In a dataset of this project (name or id)")
+    ] = None,
+    dataset: Annotated[
+        str | None, Query(max_length=255, description="In this dataset (name or id)")
+    ] = None,
     skip: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SearchPublic:
@@ -184,8 +203,17 @@ def search(
         saturated_min=saturated_min,
         focus_edge=focus_edge,
         snr_max=snr_max,
+        tags=tuple(t for t in (_text(t) for t in tag or ()) if t is not None),
+        kvs=tuple(parse_kv(_text(item) or "") for item in kv or ()),
+        project=_text(project),
+        dataset=_text(dataset),
     )
     rows, total = search_images(
-        session, filters, skip=skip, limit=limit, visible=visible_in_group(principal, group)
+        session,
+        filters,
+        skip=skip,
+        limit=limit,
+        visible=visible_in_group(principal, group),
+        principal=principal,
     )
     return SearchPublic(data=page_summaries(session, rows), count=total, total=total)

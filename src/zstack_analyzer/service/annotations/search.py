@@ -1,0 +1,142 @@
+"""Search conditions over annotations: ``tag=``, ``kv=KEY:VALUE``, ``project=``, ``dataset=`` and ``q``.
+
+Why ``images.id IN (SELECT image_id ...)``: each condition is answered from
+an index of its own table (``uq_tag_links_image``, ``ix_key_values_search``,
+``dataset_images``' primary key) into a set of ids, which the engine then
+probes by primary key, for the page and the count alike; a correlated
+``EXISTS`` made both engines walk every image and probe per row. Several
+``tag=`` or ``kv=`` parameters all apply (AND). The caller's visibility is a
+condition of the same query (``visible_images_filter``), and a container is
+found by name only among those the caller can see.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, func, or_, select
+
+from zstack_analyzer.service.annotations.models import (
+    KEY_INDEX_CHARS,
+    Dataset,
+    DatasetImage,
+    KeyValue,
+    Project,
+    ProjectDataset,
+    Tag,
+    TagLink,
+    index_key,
+)
+from zstack_analyzer.service.auth.permissions import SINGLE_USER, Principal, visible_filter
+from zstack_analyzer.service.db.models import Image
+from zstack_analyzer.service.errors import BadParameterError
+
+if TYPE_CHECKING:
+    from sqlalchemy.sql.elements import ColumnElement
+
+__all__ = [
+    "annotation_conditions",
+    "container_condition",
+    "kv_condition",
+    "parse_kv",
+    "tag_condition",
+    "text_condition",
+]
+
+
+def parse_kv(raw: str) -> tuple[str, str | None]:
+    """``"KEY:VALUE"`` as ``(key, value)``; ``"KEY"`` (no colon) as ``(key, None)``: any value.
+
+    The first colon separates (a value may hold colons, a key may not).
+
+    Examples
+    --------
+    >>> parse_kv("strain: N2"), parse_kv("time:12:30"), parse_kv("antibody")
+    (('strain', 'N2'), ('time', '12:30'), ('antibody', None))
+    """
+    key, sep, value = raw.partition(":")
+    key = key.strip()
+    if not key:
+        msg = f"kv: expected KEY:VALUE (or KEY), got {raw[:100]!r}"
+        raise BadParameterError(msg)
+    return key, (value.strip() if sep else None)
+
+
+def tag_condition(name: str) -> ColumnElement[bool]:
+    """Images carrying a tag of this name (in any group whose tags the image can carry)."""
+    tag_ids = select(Tag.id).where(Tag.name_key == index_key(name))
+    return Image.id.in_(
+        select(TagLink.image_id).where(TagLink.tag_id.in_(tag_ids), TagLink.image_id.is_not(None))
+    )
+
+
+def kv_condition(key: str, value: str | None) -> ColumnElement[bool]:
+    """Images with a pair ``key`` = ``value`` (case-insensitive; ``None``: any value)."""
+    conditions = [KeyValue.key_key == index_key(key)]
+    if value is not None:
+        conditions.append(KeyValue.value_key == index_key(value))
+        if len(value.strip()) > KEY_INDEX_CHARS:  # past the indexed prefix: the whole value
+            conditions.append(KeyValue.value == value.strip())
+    return Image.id.in_(select(KeyValue.image_id).where(*conditions))
+
+
+def _named(model: type[Project] | type[Dataset], name: str) -> ColumnElement[bool]:
+    text = name.strip()
+    by_name = func.lower(model.name) == text.lower()
+    if text.isdigit() and len(text) < 10:
+        return or_(model.id == int(text), by_name)
+    return by_name
+
+
+def container_condition(kind: str, name: str, principal: Principal) -> ColumnElement[bool]:
+    """Images in a dataset (or a project's datasets) named ``name`` (or with that id) the caller sees."""
+    if kind == "dataset":
+        datasets = select(Dataset.id).where(
+            _named(Dataset, name), visible_filter(principal, Dataset.owner_id, Dataset.group_id)
+        )
+    else:
+        projects = select(Project.id).where(
+            _named(Project, name), visible_filter(principal, Project.owner_id, Project.group_id)
+        )
+        datasets = select(ProjectDataset.dataset_id).where(ProjectDataset.project_id.in_(projects))
+    return Image.id.in_(select(DatasetImage.image_id).where(DatasetImage.dataset_id.in_(datasets)))
+
+
+def text_condition(q: str) -> ColumnElement[bool] | None:
+    """Images with a tag name, a key or a value starting with ``q`` (case-insensitive).
+
+    A prefix is a range on the indexed copies (``>= q`` and ``< q + U+FFFF``), so
+    both engines answer it from their B-trees.
+    """
+    prefix = index_key(q)
+    if not prefix:
+        return None
+    end = prefix + "\uffff"
+    tag_ids = select(Tag.id).where(and_(Tag.name_key >= prefix, Tag.name_key < end))
+    tagged = select(TagLink.image_id).where(TagLink.tag_id.in_(tag_ids))
+    by_value = select(KeyValue.image_id).where(
+        and_(KeyValue.value_key >= prefix, KeyValue.value_key < end)
+    )
+    by_key = select(KeyValue.image_id).where(
+        and_(KeyValue.key_key >= prefix, KeyValue.key_key < end)
+    )
+    return or_(Image.id.in_(tagged), Image.id.in_(by_value), Image.id.in_(by_key))
+
+
+def annotation_conditions(
+    *,
+    tags: tuple[str, ...] = (),
+    kvs: tuple[tuple[str, str | None], ...] = (),
+    project: str | None = None,
+    dataset: str | None = None,
+    principal: Principal | None = None,
+) -> list[ColumnElement[bool]]:
+    """Every annotation condition of a search (all must hold)."""
+    who = principal if principal is not None else SINGLE_USER
+    conditions = [tag_condition(name) for name in tags if index_key(name)]
+    conditions.extend(kv_condition(key, value) for key, value in kvs)
+    if project is not None:
+        conditions.append(container_condition("project", project, who))
+    if dataset is not None:
+        conditions.append(container_condition("dataset", dataset, who))
+    return conditions

@@ -1,0 +1,280 @@
+"""Permissions of projects, datasets, tags and annotations per group level (issue 24), SQLite and PostgreSQL.
+
+The lab of ``authworld.py`` (users mode): alice, a member of every level
+group, makes a dataset in each; every role then reads, annotates, changes,
+links and deletes, and the expected status comes from the issue's table
+(``expect_see``, ``expect_annotate``, ``expect_change`` of the permission
+matrix, written there by hand). Lists, tag counts and search must hold
+exactly what the role may see.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.service.authworld import ALICE, LEVELS, ROLES
+from tests.service.conftest import create_pg_database, drop_pg_database
+from tests.service.test_permission_matrix import (
+    ALL_ROLES,
+    _world,
+    expect_annotate,
+    expect_change,
+    expect_see,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tests.service.authworld import World
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    if request.param == "sqlite":
+        yield from _world(tmp_path_factory, None)
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    url = create_pg_database(admin)
+    try:
+        yield from _world(tmp_path_factory, url)
+    finally:
+        drop_pg_database(admin, url)
+
+
+def _as(world: World, role: str, method: str, path: str, **kw: Any) -> Any:
+    world.client.cookies.clear()
+    return world.client.request(method.upper(), path, headers=world.headers(role), **kw)
+
+
+def _expected(role: str, group: str, *, allowed: bool, ok: int) -> int:
+    """401 anonymous, 403 read-only token (any write), 404 unseen, 403 seen-not-allowed, else ok."""
+    if role == "anonymous":
+        return 401
+    if ROLES[role][4]:
+        return 403
+    if not expect_see(role, ALICE, group):
+        return 404
+    return ok if allowed else 403
+
+
+@pytest.fixture(scope="module")
+def alice_datasets(world: World) -> dict[str, int]:
+    """A dataset of alice's in each level group, holding her image of that group, tagged."""
+    made = {}
+    for level in LEVELS:
+        group = f"g-{level}"
+        answer = _as(
+            world,
+            ALICE,
+            "post",
+            "/api/datasets",
+            params={"group": group},
+            json={"name": f"ds {level}"},
+        )
+        assert answer.status_code == 201, answer.text
+        dataset = answer.json()["id"]
+        image = world.images[(ALICE, group)]
+        linked = _as(
+            world, ALICE, "post", f"/api/datasets/{dataset}/images", json={"image_ids": [image]}
+        )
+        assert linked.status_code == 200, linked.text
+        tagged = _as(world, ALICE, "put", f"/api/images/{image}/tags", json=[f"alice-{level}"])
+        assert tagged.status_code == 200, tagged.text
+        made[group] = dataset
+    return made
+
+
+def test_containers_per_level(world: World, alice_datasets: dict[str, int]) -> None:
+    for role in ALL_ROLES:
+        listed = _as(world, role, "get", "/api/datasets", params={"limit": 1000})
+        if role == "anonymous":
+            assert listed.status_code == 401
+        else:
+            seen = {d["id"] for d in listed.json()["data"]}
+        for group, dataset in alice_datasets.items():
+            see = role != "anonymous" and expect_see(role, ALICE, group)
+            if role != "anonymous":
+                assert (dataset in seen) is see, (role, group)
+            view = _as(world, role, "get", f"/api/datasets/{dataset}")
+            assert view.status_code == (401 if role == "anonymous" else 200 if see else 404)
+            images = _as(world, role, "get", f"/api/datasets/{dataset}/images")
+            assert images.status_code == view.status_code
+            if see:
+                assert images.json()["count"] == 1
+            tags = _as(world, role, "put", f"/api/datasets/{dataset}/tags", json=[f"by-{role}"])
+            annotate = expect_annotate(role, ALICE, group)
+            assert tags.status_code == _expected(role, group, allowed=annotate, ok=200), (
+                role,
+                group,
+                tags.text,
+            )
+            comment = _as(
+                world, role, "post", f"/api/datasets/{dataset}/comments", json={"text": "hi"}
+            )
+            assert comment.status_code == _expected(role, group, allowed=annotate, ok=201)
+            change = expect_change(role, ALICE, group)
+            patch = _as(
+                world, role, "patch", f"/api/datasets/{dataset}", json={"description": role}
+            )
+            assert patch.status_code == _expected(role, group, allowed=change, ok=200), (
+                role,
+                group,
+            )
+            image = world.images[(ALICE, group)]
+            unlink = _as(world, role, "delete", f"/api/datasets/{dataset}/images/{image}")
+            assert unlink.status_code == _expected(role, group, allowed=change, ok=204), (
+                role,
+                group,
+            )
+            if unlink.status_code == 204:  # put it back for the next role
+                back = _as(
+                    world,
+                    ALICE,
+                    "post",
+                    f"/api/datasets/{dataset}/images",
+                    json={"image_ids": [image]},
+                )
+                assert back.status_code == 200
+
+
+def test_filing_others_images_needs_annotate(world: World) -> None:
+    """A member files a colleague's image into their own dataset only where they may annotate it."""
+    for role in ROLES:
+        if ROLES[role][4]:
+            continue
+        own = _as(world, role, "post", "/api/datasets", json={"name": f"mine {role}"})
+        assert own.status_code == 201, own.text
+        dataset = own.json()["id"]
+        for level in LEVELS:
+            group = f"g-{level}"
+            answer = _as(
+                world,
+                role,
+                "post",
+                f"/api/datasets/{dataset}/images",
+                json={"image_ids": [world.images[(ALICE, group)]]},
+            )
+            annotate = expect_annotate(role, ALICE, group)
+            expected = _expected(role, group, allowed=annotate, ok=200)
+            assert answer.status_code == expected, (role, group, answer.text)
+
+
+def test_tags_counts_and_search_are_filtered(world: World, alice_datasets: dict[str, int]) -> None:
+    del alice_datasets
+    for role in ALL_ROLES:
+        tags = _as(world, role, "get", "/api/tags", params={"q": "alice-", "limit": 1000})
+        if role == "anonymous":
+            assert tags.status_code == 401
+            continue
+        for level in LEVELS:
+            group = f"g-{level}"
+            see = expect_see(role, ALICE, group)
+            found = _as(world, role, "get", "/api/images/search", params={"tag": f"alice-{level}"})
+            ids = {item["id"] for item in found.json()["data"]}
+            assert (world.images[(ALICE, group)] in ids) is see, (role, level)
+            counts = {t["name"]: t["count"] for t in tags.json()["data"]}
+            if f"alice-{level}" in counts:
+                assert counts[f"alice-{level}"] == (1 if see else 0), (role, level)
+            by_dataset = _as(
+                world, role, "get", "/api/images/search", params={"dataset": f"ds {level}"}
+            )
+            assert (by_dataset.json()["count"] > 0) is see, (role, level)
+
+
+def test_tag_rename_by_owner_or_group_owner(world: World, alice_datasets: dict[str, int]) -> None:
+    del alice_datasets
+    admin_tags = _as(world, "admin", "get", "/api/tags", params={"q": "alice-read-annotate"}).json()
+    tag = admin_tags["data"][0]
+    assert tag["owner"] == ALICE
+    for role, expected in (
+        ("outsider", 404),
+        ("member-read-annotate", 403),
+        ("member-read-write", 404),
+        ("read-only-token", 403),
+        ("anonymous", 401),
+    ):
+        answer = _as(world, role, "patch", f"/api/tags/{tag['id']}", json={"name": "renamed"})
+        assert answer.status_code == expected, (role, answer.text)
+    renamed = _as(world, "group-owner", "patch", f"/api/tags/{tag['id']}", json={"name": "ra-tag"})
+    assert renamed.status_code == 200 and renamed.json()["name"] == "ra-tag"
+    back = _as(world, ALICE, "patch", f"/api/tags/{tag['id']}", json={"name": tag["name"]})
+    assert back.status_code == 200
+
+
+def test_comments_and_attachments_belong_to_their_author(world: World) -> None:
+    image = world.images[(ALICE, "g-read-annotate")]
+    comment = _as(
+        world,
+        "member-read-annotate",
+        "post",
+        f"/api/images/{image}/comments",
+        json={"text": "mine"},
+    )
+    assert (
+        comment.status_code == 201 and comment.json()["owner"] == ROLES["member-read-annotate"][0]
+    )
+    cid = comment.json()["id"]
+    assert _as(world, "member-read-only", "delete", f"/api/comments/{cid}").status_code == 404
+    assert _as(world, "outsider", "delete", f"/api/comments/{cid}").status_code == 404
+    assert _as(world, "member-read-annotate", "delete", f"/api/comments/{cid}").status_code == 204
+    attached = _as(
+        world,
+        "member-read-annotate",
+        "post",
+        f"/api/images/{image}/attachments",
+        files={"file": ("n.txt", b"notes")},
+    )
+    assert attached.status_code == 201, attached.text
+    aid = attached.json()["id"]
+    assert _as(world, "member-read-only", "get", f"/api/attachments/{aid}").status_code == 404
+    assert _as(world, "group-owner", "get", f"/api/attachments/{aid}").content == b"notes"
+    assert (
+        _as(world, ALICE, "delete", f"/api/attachments/{aid}").status_code == 204
+    )  # the image's owner
+
+
+def test_bulk_obeys_the_table(world: World) -> None:
+    for level in LEVELS:
+        group = f"g-{level}"
+        image = world.images[(ALICE, group)]
+        table = f"id,tag,stage\n{image},bulk-{level},S1\n"
+        for role in ("member-read-annotate", "member-read-only", "outsider"):
+            answer = _as(world, role, "post", "/api/annotations/bulk", json={"csv": table})
+            if expect_annotate(role, ALICE, group):
+                assert answer.status_code == 200, (role, level, answer.text)
+            else:
+                assert answer.status_code == 422, (role, level)
+                assert answer.json()["errors"][0]["row"] == 2
+    templates = _as(world, "outsider", "get", "/api/annotations/templates")
+    assert templates.status_code == 200
+    assert _as(world, "anonymous", "get", "/api/annotations/templates").status_code == 401
+
+
+def test_delete_with_images_only_deletes_what_the_caller_may(world: World) -> None:
+    """A read-write member deletes their dataset with images: alice's (read-annotate) stays."""
+    role = "member-read-write"
+    upload = world.upload(role, "g-read-write")
+    assert upload.status_code == 201
+    own_image = upload.json()["id"]
+    made = _as(world, role, "post", "/api/datasets", json={"name": "to delete"})
+    dataset = made.json()["id"]
+    others = world.images[(ALICE, "g-read-only")]
+    linked = _as(
+        world,
+        "admin",
+        "post",
+        f"/api/datasets/{dataset}/images",
+        json={"image_ids": [own_image, others]},
+    )
+    assert linked.status_code == 200, linked.text
+    gone = _as(world, role, "delete", f"/api/datasets/{dataset}", params={"with_images": "true"})
+    assert gone.status_code == 200, gone.text
+    assert gone.json()["images_deleted"] == [own_image]
+    assert _as(world, "admin", "get", f"/api/images/{others}").status_code == 200
+    assert _as(world, "admin", "get", f"/api/images/{own_image}").status_code == 404
