@@ -370,7 +370,8 @@ def parse_shape(data: Any, sizes: PlaneSizes, *, where: str = "shape") -> Shape:
         name=_text(data, "name", where),
         colour=colour,
     )
-    if shape.pixel_box(sizes) is None:
+    xmin, ymin, xmax, ymax = shape.extent()
+    if xmax < 0 or ymax < 0 or xmin >= sizes.size_x or ymin >= sizes.size_y:
         raise _fail(where, f"the {kind} lies wholly outside the {sizes.size_x} x {sizes.size_y} plane")
     return shape
 
