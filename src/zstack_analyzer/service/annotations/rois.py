@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -116,9 +117,14 @@ def roi_public(roi: Roi, owner: str | None = None) -> dict[str, Any]:
         "owner_id": roi.owner_id,
         "owner": owner,
         "group_id": roi.group_id,
-        "created": roi.created_at.isoformat(),
+        "created": _aware(roi.created_at).isoformat(),
         "shapes": [s.to_dict() for s in roi_shapes(roi)],
     }
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands datetimes back without their zone; they were stored as UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def create_roi(

@@ -452,6 +452,8 @@ def _import(
         from zstack_analyzer.roi.geojson import rois_from_geojson
 
         parsed = rois_from_geojson(document, sizes)
+    if not parsed:
+        raise InvalidRoiError("the file holds no ROIs")
     if len(parsed) > service.MAX_ROIS_PER_IMAGE:
         msg = f"{len(parsed)} ROIs in the file; at most {service.MAX_ROIS_PER_IMAGE} are kept"
         raise InvalidRoiError(msg)
