@@ -78,7 +78,15 @@ def _shapes(nx: int, ny: int, z: int, t: int) -> list[dict[str, Any]]:
             "z": z,
             "t": t,
         },
-        {"type": "line", "x1": 0.9 * nx, "y1": 0.05 * ny, "x2": 0.1 * nx, "y2": 0.95 * ny, "z": z, "t": t},
+        {
+            "type": "line",
+            "x1": 0.9 * nx,
+            "y1": 0.05 * ny,
+            "x2": 0.1 * nx,
+            "y2": 0.95 * ny,
+            "z": z,
+            "t": t,
+        },
     ]
 
 
@@ -177,7 +185,9 @@ def test_roi_stats_equal_numpy_on_real_files(testdata: Path, name: str) -> None:
     assert _check(name, testdata, exact=True) > 0
 
 
-def test_roi_stats_in_many_bands_equal_numpy(testdata: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_roi_stats_in_many_bands_equal_numpy(
+    testdata: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A band of a few rows: the accumulators combine bands exactly (counts, sums) or to rounding."""
     monkeypatch.setattr(roi_stats, "REGION_BYTES", 4096)
     for name in ("tiff/fei-sem-rbc.tif", "imagej/CalibZAPWfixed_000154_max-16.tif"):

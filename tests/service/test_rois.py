@@ -57,7 +57,15 @@ def test_every_roi_route(client: TestClient, stack: tuple[Path, np.ndarray]) -> 
     body = {
         "name": "nucleus",
         "shapes": [
-            {"type": "rectangle", "x": 3, "y": 4.5, "width": 10, "height": 6, "z": 2, "colour": "#00ff00"},
+            {
+                "type": "rectangle",
+                "x": 3,
+                "y": 4.5,
+                "width": 10,
+                "height": 6,
+                "z": 2,
+                "colour": "#00ff00",
+            },
             {"type": "ellipse", "x": 20, "y": 12, "radius_x": 6.5, "radius_y": 4, "z": 2},
         ],
     }
@@ -115,7 +123,9 @@ def test_every_roi_route(client: TestClient, stack: tuple[Path, np.ndarray]) -> 
     assert {int(r["z"]) for r in rows} == set(range(SHAPE[1]))
 
     # A line: length in µm, its sampled pixels.
-    line = client.post(base, json={"shapes": [{"type": "line", "x1": 1, "y1": 1, "x2": 25, "y2": 8}]})
+    line = client.post(
+        base, json={"shapes": [{"type": "line", "x1": 1, "y1": 1, "x2": 25, "y2": 8}]}
+    )
     line_id = line.json()["id"]
     entry = client.get(f"{base}/{line_id}/stats").json()["channels"][0]
     assert entry["length_um"] == pytest.approx(0.5 * math.hypot(24, 7))
@@ -207,7 +217,9 @@ def test_rois_go_with_their_image(client: TestClient, stack: tuple[Path, np.ndar
 
 
 @pytest.mark.parametrize("database_url", [None], ids=["sqlite"])  # not about the database
-def test_non_square_pixels_give_areas_in_square_micrometres(tmp_path: Path, client: TestClient) -> None:
+def test_non_square_pixels_give_areas_in_square_micrometres(
+    tmp_path: Path, client: TestClient
+) -> None:
     """A synthetic OIB with 0.2 x 0.5 µm pixels: area = pixels x 0.1 µm²; lengths scale per axis."""
     from tests.synthetic_oif import write_oib
 
@@ -267,20 +279,32 @@ HOSTILE: list[tuple[str, Any, str]] = [
     ("z out of range", {"shapes": [{"type": "point", "x": 1, "y": 1, "z": 5}]}, "invalid_roi"),
     ("t out of range", {"shapes": [{"type": "point", "x": 1, "y": 1, "t": 1}]}, "invalid_roi"),
     ("c out of range", {"shapes": [{"type": "point", "x": 1, "y": 1, "c": 2}]}, "invalid_roi"),
-    ("scene out of range", {"scene": 3, "shapes": [{"type": "point", "x": 1, "y": 1}]}, "invalid_roi"),
+    (
+        "scene out of range",
+        {"scene": 3, "shapes": [{"type": "point", "x": 1, "y": 1}]},
+        "invalid_roi",
+    ),
     ("outside the image", {"shapes": [{"type": "point", "x": 32, "y": 1}]}, "invalid_roi"),
     (
         "rectangle left of the image",
         {"shapes": [{"type": "rectangle", "x": -100, "y": 0, "width": 50, "height": 5}]},
         "invalid_roi",
     ),
-    ("two-point polygon", {"shapes": [{"type": "polygon", "points": [[1, 1], [2, 2]]}]}, "invalid_roi"),
+    (
+        "two-point polygon",
+        {"shapes": [{"type": "polygon", "points": [[1, 1], [2, 2]]}]},
+        "invalid_roi",
+    ),
     (
         "zero width",
         {"shapes": [{"type": "rectangle", "x": 1, "y": 1, "width": 0, "height": 2}]},
         "validation_error",
     ),
-    ("bad colour", {"shapes": [{"type": "point", "x": 1, "y": 1, "colour": "red"}]}, "validation_error"),
+    (
+        "bad colour",
+        {"shapes": [{"type": "point", "x": 1, "y": 1, "colour": "red"}]},
+        "validation_error",
+    ),
 ]
 
 

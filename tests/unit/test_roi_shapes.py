@@ -258,7 +258,10 @@ def test_qupath_geojson_without_our_properties() -> None:
                 "id": "0f6c",
                 "geometry": {
                     "type": "Polygon",
-                    "coordinates": [[[1, 1], [20, 1], [20, 9], [1, 9], [1, 1]], [[2, 2], [3, 2], [3, 3]]],
+                    "coordinates": [
+                        [[1, 1], [20, 1], [20, 9], [1, 9], [1, 1]],
+                        [[2, 2], [3, 2], [3, 3]],
+                    ],
                 },
                 "properties": {
                     "objectType": "annotation",
@@ -267,8 +270,14 @@ def test_qupath_geojson_without_our_properties() -> None:
                 },
                 "plane": {"c": -1, "z": 2, "t": 1},
             },
-            {"type": "Feature", "geometry": {"type": "MultiPoint", "coordinates": [[1, 2], [3, 4]]}},
-            {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[0, 0], [5, 5]]}},
+            {
+                "type": "Feature",
+                "geometry": {"type": "MultiPoint", "coordinates": [[1, 2], [3, 4]]},
+            },
+            {
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": [[0, 0], [5, 5]]},
+            },
         ],
     }
     (name, [polygon]), (_, points), (_, [line]) = rois_from_geojson(document, SIZES)
@@ -284,7 +293,10 @@ def test_qupath_geojson_without_our_properties() -> None:
     [
         {"type": "Topology"},
         {"type": "FeatureCollection", "features": "x"},
-        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, float("nan")], [2, 0]]]}},
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, float("nan")], [2, 0]]]},
+        },
         {"type": "Feature", "geometry": {"type": "GeometryCollection", "coordinates": []}},
         {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": None}]},
     ],

@@ -283,7 +283,9 @@ def stats_csv(rows: Sequence[tuple[int, str | None, dict[str, Any]]]) -> str:
                     "z": plane["z"] if plane["z"] is not None else "",
                     "channel_name": _safe_cell(entry.get("name")),
                 }
-                writer.writerow(["" if values.get(c) is None else values.get(c) for c in CSV_COLUMNS])
+                writer.writerow(
+                    ["" if values.get(c) is None else values.get(c) for c in CSV_COLUMNS]
+                )
     return buffer.getvalue()
 
 

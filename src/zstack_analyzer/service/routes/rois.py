@@ -9,8 +9,6 @@ image, and for the writing routes (declared :data:`ANNOTATES`) that they may
 annotate it; deleting an ROI is checked here (its author, or who may change it).
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 import anyio.to_thread
@@ -183,7 +181,9 @@ def _create(session: Any, image_id: str, principal: Any, body: RoiCreate) -> Roi
     sizes = service.sizes_of(image, body.scene)
     raw = [s.model_dump(exclude_none=False) for s in body.shapes]
     shapes = parse_shapes(raw, sizes)
-    roi = service.create_roi(session, image, principal, name=body.name, scene=body.scene, shapes=shapes)
+    roi = service.create_roi(
+        session, image, principal, name=body.name, scene=body.scene, shapes=shapes
+    )
     return _public(session, roi)
 
 
@@ -348,7 +348,7 @@ async def roi_stats(
     pool: PoolDep,
     settings: SettingsDep,
     z: ZQuery = None,
-    format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",  # noqa: A002
+    format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
 ) -> Any:
     """Pixel count, min, max, mean, sum, std, area (µm², or px² uncalibrated), line length."""
     image, roi = await database.run(_stats_input, image_id, roi_id)
@@ -432,9 +432,7 @@ async def rois_geojson(image_id: str, database: DatabaseDep) -> Response:
     return Response(json.dumps(collection), media_type="application/geo+json")
 
 
-def _import(
-    session: Any, image_id: str, principal: Any, data: bytes, scene: int
-) -> RoisImported:
+def _import(session: Any, image_id: str, principal: Any, data: bytes, scene: int) -> RoisImported:
     image = require_image(session, image_id)
     sizes = service.sizes_of(image, scene)
     if data[:4] == b"Iout" or data[:2] == b"PK":
@@ -453,7 +451,8 @@ def _import(
 
         parsed = rois_from_geojson(document, sizes)
     if not parsed:
-        raise InvalidRoiError("the file holds no ROIs")
+        msg = "the file holds no ROIs"
+        raise InvalidRoiError(msg)
     if len(parsed) > service.MAX_ROIS_PER_IMAGE:
         msg = f"{len(parsed)} ROIs in the file; at most {service.MAX_ROIS_PER_IMAGE} are kept"
         raise InvalidRoiError(msg)
