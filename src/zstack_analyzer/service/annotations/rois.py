@@ -50,9 +50,11 @@ __all__ = [
     "delete_rois",
     "get_roi",
     "image_rois_geojson",
+    "import_rois",
     "list_rois",
     "may_delete",
     "owner_names",
+    "parse_roi_file",
     "roi_public",
     "roi_shapes",
     "roi_stats_job",
@@ -167,6 +169,45 @@ def create_roi(
     if commit:
         session.commit()
     return roi
+
+
+def parse_roi_file(data: bytes, sizes: PlaneSizes) -> list[tuple[str | None, list[Shape]]]:
+    """The ROIs of an ImageJ ``.roi``/``.zip`` or a GeoJSON file, told apart by content."""
+    if data[:4] == b"Iout" or data[:2] == b"PK":
+        from zstack_analyzer.roi.imagej import rois_from_imagej
+
+        parsed = rois_from_imagej(data, sizes)
+    else:
+        import json
+
+        try:
+            document = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            msg = "neither an ImageJ ROI (.roi, .zip) nor GeoJSON"
+            raise InvalidRoiError(msg) from exc
+        from zstack_analyzer.roi.geojson import rois_from_geojson
+
+        parsed = rois_from_geojson(document, sizes)
+    if not parsed:
+        msg = "the file holds no ROIs"
+        raise InvalidRoiError(msg)
+    if len(parsed) > MAX_ROIS_PER_IMAGE:
+        msg = f"{len(parsed)} ROIs in the file; at most {MAX_ROIS_PER_IMAGE} are kept"
+        raise InvalidRoiError(msg)
+    return parsed
+
+
+def import_rois(
+    session: Session, image: Image, principal: Principal, data: bytes, *, scene: int = 0
+) -> list[int]:
+    """Store every ROI of an ImageJ or GeoJSON file on ``image`` (all or none); their ids."""
+    parsed = parse_roi_file(data, sizes_of(image, scene))
+    rois = [
+        create_roi(session, image, principal, name=name, scene=scene, shapes=shapes, commit=False)
+        for name, shapes in parsed
+    ]
+    session.commit()
+    return [roi.id for roi in rois]
 
 
 def _geometry_json(shape: Shape) -> dict[str, Any]:

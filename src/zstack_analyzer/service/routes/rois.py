@@ -434,36 +434,8 @@ async def rois_geojson(image_id: str, database: DatabaseDep) -> Response:
 
 def _import(session: Any, image_id: str, principal: Any, data: bytes, scene: int) -> RoisImported:
     image = require_image(session, image_id)
-    sizes = service.sizes_of(image, scene)
-    if data[:4] == b"Iout" or data[:2] == b"PK":
-        from zstack_analyzer.roi.imagej import rois_from_imagej
-
-        parsed = rois_from_imagej(data, sizes)
-    else:
-        import json
-
-        try:
-            document = json.loads(data)
-        except (ValueError, RecursionError) as exc:
-            msg = "neither an ImageJ ROI (.roi, .zip) nor GeoJSON"
-            raise InvalidRoiError(msg) from exc
-        from zstack_analyzer.roi.geojson import rois_from_geojson
-
-        parsed = rois_from_geojson(document, sizes)
-    if not parsed:
-        msg = "the file holds no ROIs"
-        raise InvalidRoiError(msg)
-    if len(parsed) > service.MAX_ROIS_PER_IMAGE:
-        msg = f"{len(parsed)} ROIs in the file; at most {service.MAX_ROIS_PER_IMAGE} are kept"
-        raise InvalidRoiError(msg)
-    rois = [
-        service.create_roi(
-            session, image, principal, name=name, scene=scene, shapes=shapes, commit=False
-        )
-        for name, shapes in parsed
-    ]
-    session.commit()
-    return RoisImported(ids=[r.id for r in rois], count=len(rois))
+    ids = service.import_rois(session, image, principal, data, scene=scene)
+    return RoisImported(ids=ids, count=len(ids))
 
 
 @router.post(
