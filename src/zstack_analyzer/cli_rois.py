@@ -7,8 +7,6 @@ single local user. Both call the same function of
 ``service/annotations/rois.py``, so the two stay in step.
 """
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Annotated, Any
