@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.needs import unavailable
 from zstack_analyzer.errors import InvalidRoiError
 from zstack_analyzer.roi.geojson import feature_collection, rois_from_geojson
 from zstack_analyzer.roi.shapes import (
@@ -17,6 +19,16 @@ from zstack_analyzer.roi.shapes import (
     parse_shape,
     parse_shapes,
 )
+
+
+def need_roifile() -> Any:
+    """roifile (the ``roi`` extra): skipped locally without it, a failure under CI."""
+    try:
+        import roifile
+    except ImportError:
+        unavailable("roifile is not installed (pip install 'zstack-analyzer[roi]')")
+    return roifile
+
 
 SIZES = PlaneSizes(size_x=60, size_y=45, size_z=4, size_t=3, size_c=2)
 
@@ -165,7 +177,7 @@ def _shapes() -> list[Shape]:
 
 
 def test_imagej_round_trip_through_roifile_bytes() -> None:
-    roifile = pytest.importorskip("roifile")
+    roifile = need_roifile()
     from zstack_analyzer.roi.imagej import imagej_zip, rois_from_imagej, to_imagej
 
     shapes = _shapes()
@@ -184,7 +196,7 @@ def test_imagej_round_trip_through_roifile_bytes() -> None:
 
 def test_imagej_files_made_by_roifile_import() -> None:
     """ROIs written by roifile's own constructors (integer ImageJ coordinates, stack position)."""
-    roifile = pytest.importorskip("roifile")
+    roifile = need_roifile()
     from zstack_analyzer.roi.imagej import rois_from_imagej
 
     poly = roifile.ImagejRoi.frompoints([[5, 5], [25, 6], [15, 30]], name="p", z=2, t=1)
@@ -211,7 +223,7 @@ def test_imagej_files_made_by_roifile_import() -> None:
     ],
 )
 def test_broken_imagej_input_is_refused(blob: bytes) -> None:
-    pytest.importorskip("roifile")
+    need_roifile()
     from zstack_analyzer.roi.imagej import rois_from_imagej
 
     with pytest.raises(InvalidRoiError):
@@ -222,7 +234,7 @@ def test_zip_member_declaring_more_than_the_cap_is_refused_before_inflating() ->
     import io
     import zipfile
 
-    pytest.importorskip("roifile")
+    need_roifile()
     from zstack_analyzer.roi.imagej import MAX_MEMBER_BYTES, rois_from_imagej
 
     buffer = io.BytesIO()
