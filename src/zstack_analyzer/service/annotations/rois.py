@@ -271,17 +271,19 @@ def image_rois_geojson(session: Session, image_id: uuid.UUID | str) -> dict[str,
 
 def roi_stats_job(
     path: Path | RemoteObject,
-    scene: int,
-    shapes: Sequence[Shape],
+    rois: Sequence[tuple[int, Sequence[Shape]]],
     all_z: bool,
     limits: ReadLimits,
-) -> dict[str, Any]:
-    """The ROI's statistics (:func:`zstack_analyzer.roi.measure_roi`), in a worker thread."""
+) -> list[dict[str, Any]]:
+    """The statistics of each ``(scene, shapes)`` (:func:`zstack_analyzer.roi.measure_roi`).
+
+    Runs in a worker thread; the file is opened once for all of them.
+    """
     from zstack_analyzer.loader import open_image
     from zstack_analyzer.roi.stats import measure_roi
 
     with open_image(path, limits=limits) as reader:
-        return measure_roi(reader, shapes, scene=scene, all_z=all_z)
+        return [measure_roi(reader, shapes, scene=scene, all_z=all_z) for scene, shapes in rois]
 
 
 #: Columns of the stats CSV, in order.

@@ -16,7 +16,7 @@ from fastapi import APIRouter, File, HTTPException, Path, Query, Request, Respon
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from zstack_analyzer.errors import InvalidRoiError
-from zstack_analyzer.roi.shapes import MAX_POINTS, MAX_SHAPES, Shape, parse_shapes
+from zstack_analyzer.roi.shapes import MAX_POINTS, MAX_SHAPES, parse_shapes
 from zstack_analyzer.service.annotations import rois as service
 from zstack_analyzer.service.auth.guard import ANNOTATES
 from zstack_analyzer.service.auth.principal import PrincipalDep
@@ -305,20 +305,10 @@ async def _measure(
     limits = settings.limits.read_limits()
     try:
         path = await anyio.to_thread.run_sync(readable_source, image, storage)
-        results = []
-        for roi in rois:
-            shapes: list[Shape] = service.roi_shapes(roi)
-            results.append(
-                await pool.run_while_connected(
-                    request.is_disconnected,
-                    service.roi_stats_job,
-                    path,
-                    roi.scene,
-                    shapes,
-                    all_z,
-                    limits,
-                )
-            )
+        work = [(roi.scene, service.roi_shapes(roi)) for roi in rois]
+        results: list[dict[str, Any]] = await pool.run_while_connected(
+            request.is_disconnected, service.roi_stats_job, path, work, all_z, limits
+        )
     except OSError as exc:
         raise await missing_file_error(database, str(image.id), exc) from exc
     return results
