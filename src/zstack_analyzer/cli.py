@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from zstack_analyzer.cli_accounts import group_app, token_app, user_app
+from zstack_analyzer.cli_rois import rois_app
 from zstack_analyzer.errors import ZstackError
 
 __all__ = ["app"]
@@ -30,6 +31,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(group_app, name="group")
 app.add_typer(token_app, name="token")
+app.add_typer(rois_app, name="rois")
 
 
 def _fail(exc: Exception) -> typer.Exit:

@@ -397,7 +397,12 @@ def test_unexpected_error_is_500_with_request_id(
 
 def test_error_table() -> None:
     from zstack_analyzer import errors
-    from zstack_analyzer.service.errors import ImageNotFoundError, UploadTooLargeError, status_for
+    from zstack_analyzer.service.errors import (
+        ImageNotFoundError,
+        RoiNotFoundError,
+        UploadTooLargeError,
+        status_for,
+    )
 
     assert status_for(errors.UnsupportedFormatError("x")) == 400
     assert status_for(errors.CorruptFileError("x")) == 422
@@ -407,6 +412,8 @@ def test_error_table() -> None:
     assert status_for(errors.MissingDependencyError("x", package="nd2")) == 500
     assert status_for(ImageNotFoundError("x")) == 404
     assert status_for(UploadTooLargeError("x")) == 413
+    assert status_for(errors.InvalidRoiError("x")) == 422
+    assert status_for(RoiNotFoundError("x")) == 404
 
 
 def test_histogram(client: TestClient, tiff_file: Path) -> None:

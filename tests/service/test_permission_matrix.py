@@ -137,6 +137,15 @@ CATEGORIES: dict[tuple[str, str], str] = {
     ("delete", "/api/attachments/{attachment_id}"): "annotations",
     ("get", "/api/annotations/templates"): "annotations",
     ("post", "/api/annotations/bulk"): "annotations",
+    ("get", "/api/images/{image_id}/rois"): "roi-view",
+    ("get", "/api/images/{image_id}/rois/{roi_id}"): "roi-view",
+    ("get", "/api/images/{image_id}/rois/{roi_id}/stats"): "roi-view",
+    ("get", "/api/images/{image_id}/rois.csv"): "roi-view",
+    ("get", "/api/images/{image_id}/rois.geojson"): "roi-view",
+    ("post", "/api/images/{image_id}/rois"): "roi-annotate",
+    ("post", "/api/images/{image_id}/rois/import"): "roi-annotate",
+    ("delete", "/api/images/{image_id}/rois"): "roi-delete",
+    ("delete", "/api/images/{image_id}/rois/{roi_id}"): "roi-delete",
 }
 #: Path parameters of the image routes (valid for the world's 2 x 3 x 16 x 20 stack).
 PATH_VALUES = {
@@ -199,7 +208,7 @@ def expect_change(role: str, owner: str, group: str) -> bool:
 
 
 def expect_annotate(role: str, owner: str, group: str) -> bool:
-    """The issue's table: may ``role`` annotate it (tags, key-value pairs, comments)?"""
+    """The issue's table: may ``role`` annotate it (tags, key-value pairs, comments, ROIs)?"""
     if role == "anonymous" or ROLES[role][4]:
         return False
     if ROLES[role][3] or role == owner:
@@ -610,6 +619,99 @@ def test_admin_routes(world: World) -> None:
         assert covered == ops
 
 
+ROI_BODY = {"name": "m", "shapes": [{"type": "rectangle", "x": 1, "y": 2, "width": 5, "height": 4}]}
+
+
+def _roi_on(world: World, image_id: str, role: str) -> int:
+    """A fresh ROI on ``image_id``, drawn by ``role`` (who may annotate it)."""
+    writer = f"{role}/writer" if f"{role}/writer" in world.tokens else role
+    answer = world.client.post(
+        f"/api/images/{image_id}/rois", json=ROI_BODY, headers=world.headers(writer)
+    )
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["id"])
+
+
+def test_roi_view_routes(world: World) -> None:
+    """List, one ROI, its stats, CSV, GeoJSON: 200 to whoever sees the image, else 404 (401 anonymous)."""
+    _roi_view(world, _operations(world, "roi-view"))
+
+
+def _roi_view(world: World, operations: list[tuple[str, str]]) -> None:
+    rois = {image_id: _roi_on(world, image_id, "admin") for image_id in world.images.values()}
+    for (method, path), role, ((owner, group), image_id) in itertools.product(
+        operations, ALL_ROLES, world.images.items()
+    ):
+        if owner != ALICE and path.endswith(("/stats", ".csv")):
+            continue  # measuring reads the file: alice's four levels suffice for these two
+        if role == "anonymous":
+            expected = {401}
+        else:
+            expected = {200} if expect_see(role, owner, group) else {404}
+        url = _fill(path, image_id).replace("{roi_id}", str(rois[image_id]))
+        _check(world, role, method, url, expected)
+
+
+def _annotate_status(role: str, owner: str, group: str) -> int:
+    if role == "anonymous":
+        return 401
+    if ROLES[role][4]:
+        return 403  # a read-only token may not even try
+    if not expect_see(role, owner, group):
+        return 404
+    return 201 if expect_annotate(role, owner, group) else 403
+
+
+def test_roi_create_and_import(world: World) -> None:
+    """POST an ROI or an import: 201 where the group's level lets the caller annotate (read-annotate too)."""
+    _roi_create(world)
+
+
+def _roi_create(world: World) -> None:
+    geojson = b'{"type": "Feature", "geometry": {"type": "Point", "coordinates": [3, 4]}}'
+    for role, ((owner, group), image_id) in itertools.product(ALL_ROLES, world.images.items()):
+        expected = _annotate_status(role, owner, group)
+        base = f"/api/images/{image_id}/rois"
+        _check(world, role, "post", base, {expected}, json=ROI_BODY)
+        _check(
+            world, role, "post", f"{base}/import", {expected}, files={"file": ("a.json", geojson)}
+        )
+
+
+def test_roi_delete(world: World) -> None:
+    """DELETE an ROI: its author always; someone else's by the change table; DELETE all keeps the rest."""
+    _roi_delete(world)
+
+
+def _roi_delete(world: World) -> None:
+    for role, level in itertools.product(ALL_ROLES, LEVELS):
+        group = f"g-{level}"
+        image_id = world.images[(ALICE, group)]
+        base = f"/api/images/{image_id}/rois"
+        alices = _roi_on(world, image_id, ALICE)
+        annotate = _annotate_status(role, ALICE, group)
+        if annotate == 201:
+            expected = 204 if expect_change(role, ALICE, group) else 403
+        else:
+            expected = annotate
+        _check(world, role, "delete", f"{base}/{alices}", {expected})
+        if annotate != 201:
+            _check(world, role, "delete", base, {annotate})
+            continue
+        # Members who may annotate delete their own ROI, and others' only by the change table.
+        own = _roi_on(world, image_id, role)
+        alices = _roi_on(world, image_id, ALICE)
+        answer = world.client.delete(base, headers=world.headers(role))
+        assert answer.status_code == 200, answer.text
+        after = world.client.get(f"{base}/{own}", headers=world.headers("admin"))
+        assert after.status_code == 404, (role, group)
+        after = world.client.get(f"{base}/{alices}", headers=world.headers("admin"))
+        assert after.status_code == (404 if expect_change(role, ALICE, group) else 200), (
+            role,
+            group,
+        )
+
+
 @pytest.fixture(scope="module")
 def pg_world(tmp_path_factory: pytest.TempPathFactory, postgres_admin: str) -> Iterator[World]:
     url = create_pg_database(postgres_admin)
@@ -630,6 +732,9 @@ def test_matrix_subset_on_postgres(pg_world: World) -> None:
     _image_view(pg_world, subset)
     _list_search_lookup(pg_world)
     _delete_and_move(pg_world)
+    # ROIs: one route of each kind (creating is part of the delete cases).
+    _roi_view(pg_world, [("get", "/api/images/{image_id}/rois/{roi_id}")])
+    _roi_delete(pg_world)
 
 
 def test_zz_matrix_size() -> None:

@@ -111,6 +111,16 @@ def test_openapi_matches_routes(client: TestClient) -> None:
         ("/api/admin/import-roots", "post"),
         ("/api/admin/import-roots", "delete"),
         ("/api/audit", "get"),
+        # ROIs and measurements (issue 24).
+        ("/api/images/{image_id}/rois", "get"),
+        ("/api/images/{image_id}/rois", "post"),
+        ("/api/images/{image_id}/rois", "delete"),
+        ("/api/images/{image_id}/rois/{roi_id}", "get"),
+        ("/api/images/{image_id}/rois/{roi_id}", "delete"),
+        ("/api/images/{image_id}/rois/{roi_id}/stats", "get"),
+        ("/api/images/{image_id}/rois/import", "post"),
+        ("/api/images/{image_id}/rois.csv", "get"),
+        ("/api/images/{image_id}/rois.geojson", "get"),
     }
     # Organize and annotate (issue 24): classified in test_permission_matrix.py too.
     expected |= {(path, method) for method, path in ANNOTATION_ROUTES}

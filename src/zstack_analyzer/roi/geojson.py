@@ -59,7 +59,9 @@ def _geometry(shape: Shape) -> dict[str, Any]:
     return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
 
 
-def feature_collection(rois: Iterable[tuple[int | None, str | None, Sequence[Shape]]]) -> dict[str, Any]:
+def feature_collection(
+    rois: Iterable[tuple[int | None, str | None, Sequence[Shape]]],
+) -> dict[str, Any]:
     """A FeatureCollection of ``(roi_id, roi_name, shapes)``, one Feature per shape."""
     features: list[dict[str, Any]] = []
     for roi_id, roi_name, shapes in rois:
@@ -75,11 +77,14 @@ def feature_collection(rois: Iterable[tuple[int | None, str | None, Sequence[Sha
             rgb = _hex_rgb(shape.colour)
             if rgb is not None:
                 properties["color"] = rgb
-            features.append({"type": "Feature", "geometry": _geometry(shape), "properties": properties})
+            features.append(
+                {"type": "Feature", "geometry": _geometry(shape), "properties": properties}
+            )
     return {"type": "FeatureCollection", "features": features}
 
 
 def _features(data: Any) -> list[dict[str, Any]]:
+    items: Any
     if isinstance(data, list):
         items = data
     elif isinstance(data, dict) and data.get("type") == "FeatureCollection":
@@ -89,14 +94,18 @@ def _features(data: Any) -> list[dict[str, Any]]:
     elif isinstance(data, dict) and "coordinates" in data:
         items = [{"type": "Feature", "geometry": data, "properties": {}}]
     else:
-        raise InvalidRoiError("not GeoJSON: expected a FeatureCollection, a Feature or a geometry")
+        msg = "not GeoJSON: expected a FeatureCollection, a Feature or a geometry"
+        raise InvalidRoiError(msg)
     if not isinstance(items, list):
-        raise InvalidRoiError("GeoJSON 'features' must be a list")
+        msg = "GeoJSON 'features' must be a list"
+        raise InvalidRoiError(msg)
     if len(items) > MAX_FEATURES:
-        raise InvalidRoiError(f"{len(items)} features; at most {MAX_FEATURES} are accepted")
+        msg = f"{len(items)} features; at most {MAX_FEATURES} are accepted"
+        raise InvalidRoiError(msg)
     for number, item in enumerate(items):
         if not isinstance(item, dict):
-            raise InvalidRoiError(f"feature {number}: must be a JSON object")
+            msg = f"feature {number}: must be a JSON object"
+            raise InvalidRoiError(msg)
     return items
 
 
@@ -126,15 +135,18 @@ def _colour(properties: dict[str, Any]) -> str | None:
 
 def _shapes_of_geometry(geometry: Any, where: str) -> list[dict[str, Any]]:
     if not isinstance(geometry, dict):
-        raise InvalidRoiError(f"{where}: 'geometry' must be a GeoJSON geometry")
+        msg = f"{where}: 'geometry' must be a GeoJSON geometry"
+        raise InvalidRoiError(msg)
     kind = geometry.get("type")
     coords = geometry.get("coordinates")
     if not isinstance(coords, list):
-        raise InvalidRoiError(f"{where}: 'coordinates' must be a list")
+        msg = f"{where}: 'coordinates' must be a list"
+        raise InvalidRoiError(msg)
 
     def ring(points: Any) -> dict[str, Any]:
         if not isinstance(points, list) or not points:
-            raise InvalidRoiError(f"{where}: a polygon needs a ring of points")
+            msg = f"{where}: a polygon needs a ring of points"
+            raise InvalidRoiError(msg)
         outer = points[:-1] if len(points) > 1 and points[0] == points[-1] else points
         return {"type": "polygon", "points": outer}
 
@@ -151,12 +163,14 @@ def _shapes_of_geometry(geometry: Any, where: str) -> list[dict[str, Any]]:
         return [_point(coords, where)]
     if kind == "MultiPoint":
         return [_point(p, where) for p in coords]
-    raise InvalidRoiError(f"{where}: geometry type {kind!r} is not supported")
+    msg = f"{where}: geometry type {kind!r} is not supported"
+    raise InvalidRoiError(msg)
 
 
 def _point(coords: Any, where: str) -> dict[str, Any]:
     if not isinstance(coords, list) or len(coords) < 2:
-        raise InvalidRoiError(f"{where}: a point needs [x, y]")
+        msg = f"{where}: a point needs [x, y]"
+        raise InvalidRoiError(msg)
     return {"type": "point", "x": coords[0], "y": coords[1]}
 
 
@@ -174,7 +188,8 @@ def rois_from_geojson(data: Any, sizes: PlaneSizes) -> list[tuple[str | None, li
         where = f"feature {number}"
         properties = feature.get("properties") or {}
         if not isinstance(properties, dict):
-            raise InvalidRoiError(f"{where}: 'properties' must be an object")
+            msg = f"{where}: 'properties' must be an object"
+            raise InvalidRoiError(msg)
         exact = properties.get("shape")
         if isinstance(exact, dict) and exact.get("type"):
             raw = [exact]
@@ -187,10 +202,15 @@ def rois_from_geojson(data: Any, sizes: PlaneSizes) -> list[tuple[str | None, li
             raw = [{**s, **extra} for s in _shapes_of_geometry(feature.get("geometry"), where)]
         shapes = [parse_shape(item, sizes, where=where) for item in raw]
         roi_id = properties.get("roi_id")
-        key = ("roi", roi_id) if isinstance(roi_id, int | str) and roi_id != "" else ("feature", number)
+        key = (
+            ("roi", roi_id)
+            if isinstance(roi_id, int | str) and roi_id != ""
+            else ("feature", number)
+        )
         name = properties.get("roi_name") if key[0] == "roi" else properties.get("name")
         entry = grouped.setdefault(key, (name if isinstance(name, str) else None, []))
         entry[1].extend(shapes)
         if len(entry[1]) > MAX_SHAPES:
-            raise InvalidRoiError(f"{where}: more than {MAX_SHAPES} shapes in one ROI")
+            msg = f"{where}: more than {MAX_SHAPES} shapes in one ROI"
+            raise InvalidRoiError(msg)
     return list(grouped.values())

@@ -19,8 +19,8 @@ sizes are checked before anything is inflated.
 from __future__ import annotations
 
 import io
-import re
 import math
+import re
 import zipfile
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ from zstack_analyzer.roi.shapes import MAX_SHAPES, PlaneSizes, Shape, parse_shap
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["MAX_MEMBER_BYTES", "MAX_MEMBERS", "imagej_zip", "rois_from_imagej", "to_imagej"]
+__all__ = ["MAX_MEMBERS", "MAX_MEMBER_BYTES", "imagej_zip", "rois_from_imagej", "to_imagej"]
 
 #: Most members of a zip ROI set.
 MAX_MEMBERS = 10_000
@@ -121,7 +121,13 @@ def _raw_shapes(roi: Any, rf: Any) -> list[dict[str, Any]]:
     if roi.roitype == kind.OVAL and not roi.composite:
         x, y, w, h = _bounds(roi)
         return [
-            {"type": "ellipse", "x": x + w / 2, "y": y + h / 2, "radius_x": w / 2, "radius_y": h / 2}
+            {
+                "type": "ellipse",
+                "x": x + w / 2,
+                "y": y + h / 2,
+                "radius_x": w / 2,
+                "radius_y": h / 2,
+            }
         ]
     if roi.roitype == kind.LINE:
         return [{"type": "line", "x1": roi.x1, "y1": roi.y1, "x2": roi.x2, "y2": roi.y2}]
@@ -179,7 +185,6 @@ def to_imagej(shape: Shape, name: str | None = None) -> Any:
     """One shape as a ``roifile.ImagejRoi`` (write it with ``tobytes()``)."""
     rf = _roifile()
     g = shape.geometry
-    positions = {"c": shape.c, "z": shape.z, "t": shape.t}
     if shape.type in ("rectangle", "ellipse"):
         if shape.type == "rectangle":
             x, y, w, h = g["x"], g["y"], g["width"], g["height"]
@@ -209,9 +214,9 @@ def to_imagej(shape: Shape, name: str | None = None) -> Any:
             "point": rf.ROI_TYPE.POINT,
         }[shape.type]
     roi.name = name or shape.name or ""
-    roi.c_position = positions["c"] + 1 if positions["c"] is not None else 0
-    roi.z_position = positions["z"] + 1
-    roi.t_position = positions["t"] + 1
+    roi.c_position = shape.c + 1 if shape.c is not None else 0
+    roi.z_position = shape.z + 1
+    roi.t_position = shape.t + 1
     colour = _colour_bytes(shape.colour)
     if colour is not None:
         roi.stroke_color = colour

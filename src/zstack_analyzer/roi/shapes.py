@@ -26,6 +26,7 @@ one request's work and memory bounded. Every failure is an
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -179,7 +180,9 @@ class Shape:
         return data
 
 
-def _polygon_mask(points: Sequence[tuple[float, float]], cy: np.ndarray, cx: np.ndarray) -> np.ndarray:
+def _polygon_mask(
+    points: Sequence[tuple[float, float]], cy: np.ndarray, cx: np.ndarray
+) -> np.ndarray:
     """Even-odd rule at the centres ``cy`` (rows) x ``cx`` (columns), pnpoly's crossing test."""
     pts = np.asarray(points, dtype=np.float64)
     x0, y0 = pts[:, 0], pts[:, 1]
@@ -218,7 +221,7 @@ def line_samples(
     else:
         col_parts: list[np.ndarray] = []
         row_parts: list[np.ndarray] = []
-        for (xa, ya), (xb, yb) in zip(pts[:-1], pts[1:], strict=True):
+        for (xa, ya), (xb, yb) in itertools.pairwise(pts):
             n = max(1, math.ceil(math.hypot(xb - xa, yb - ya)))
             span = _clip_segment(xa, ya, xb, yb, (c0 - 1.0, c1 + 1.0), (r0 - 1.0, r1 + 1.0))
             if span is None:
@@ -280,7 +283,9 @@ def _number(data: Mapping[str, Any], key: str, where: str) -> float:
     return result
 
 
-def _index(data: Mapping[str, Any], key: str, size: int, where: str, *, optional: bool) -> int | None:
+def _index(
+    data: Mapping[str, Any], key: str, size: int, where: str, *, optional: bool
+) -> int | None:
     value = data.get(key)
     if value is None:
         if optional:
@@ -370,19 +375,25 @@ def parse_shape(data: Any, sizes: PlaneSizes, *, where: str = "shape") -> Shape:
         name=_text(data, "name", where),
         colour=colour,
     )
-    if shape.pixel_box(sizes) is None:
-        raise _fail(where, f"the {kind} lies wholly outside the {sizes.size_x} x {sizes.size_y} plane")
+    xmin, ymin, xmax, ymax = shape.extent()
+    if xmax < 0 or ymax < 0 or xmin >= sizes.size_x or ymin >= sizes.size_y:
+        raise _fail(
+            where, f"the {kind} lies wholly outside the {sizes.size_x} x {sizes.size_y} plane"
+        )
     return shape
 
 
 def parse_shapes(items: Any, sizes: PlaneSizes) -> list[Shape]:
     """The shapes of one ROI (at least one, at most :data:`MAX_SHAPES` and :data:`MAX_TOTAL_POINTS`)."""
     if not isinstance(items, list) or not items:
-        raise InvalidRoiError("'shapes' must be a non-empty list")
+        msg = "'shapes' must be a non-empty list"
+        raise InvalidRoiError(msg)
     if len(items) > MAX_SHAPES:
-        raise InvalidRoiError(f"{len(items)} shapes; at most {MAX_SHAPES} are accepted")
+        msg = f"{len(items)} shapes; at most {MAX_SHAPES} are accepted"
+        raise InvalidRoiError(msg)
     shapes = [parse_shape(item, sizes, where=f"shape {i}") for i, item in enumerate(items)]
     total = sum(len(s.geometry.get("points", ())) for s in shapes)
     if total > MAX_TOTAL_POINTS:
-        raise InvalidRoiError(f"{total} points in all; at most {MAX_TOTAL_POINTS} are accepted")
+        msg = f"{total} points in all; at most {MAX_TOTAL_POINTS} are accepted"
+        raise InvalidRoiError(msg)
     return shapes

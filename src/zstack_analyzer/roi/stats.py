@@ -84,10 +84,23 @@ class Accumulator:
             self._merge(other.n, other.total, other.mean, other.m2, other.low, other.high)
 
     def _merge(
-        self, n: int, total: float | int, mean: float, m2: float, low: float | int, high: float | int
+        self,
+        n: int,
+        total: float | int,
+        mean: float,
+        m2: float,
+        low: float | int,
+        high: float | int,
     ) -> None:
         if self.n == 0:
-            self.n, self.total, self.mean, self.m2, self.low, self.high = n, total, mean, m2, low, high
+            self.n, self.total, self.mean, self.m2, self.low, self.high = (
+                n,
+                total,
+                mean,
+                m2,
+                low,
+                high,
+            )
             return
         count = self.n + n
         delta = mean - self.mean

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -49,9 +50,11 @@ __all__ = [
     "delete_rois",
     "get_roi",
     "image_rois_geojson",
+    "import_rois",
     "list_rois",
     "may_delete",
     "owner_names",
+    "parse_roi_file",
     "roi_public",
     "roi_shapes",
     "roi_stats_job",
@@ -116,9 +119,14 @@ def roi_public(roi: Roi, owner: str | None = None) -> dict[str, Any]:
         "owner_id": roi.owner_id,
         "owner": owner,
         "group_id": roi.group_id,
-        "created": roi.created_at.isoformat(),
+        "created": _aware(roi.created_at).isoformat(),
         "shapes": [s.to_dict() for s in roi_shapes(roi)],
     }
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands datetimes back without their zone; they were stored as UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def create_roi(
@@ -161,6 +169,45 @@ def create_roi(
     if commit:
         session.commit()
     return roi
+
+
+def parse_roi_file(data: bytes, sizes: PlaneSizes) -> list[tuple[str | None, list[Shape]]]:
+    """The ROIs of an ImageJ ``.roi``/``.zip`` or a GeoJSON file, told apart by content."""
+    if data[:4] == b"Iout" or data[:2] == b"PK":
+        from zstack_analyzer.roi.imagej import rois_from_imagej
+
+        parsed = rois_from_imagej(data, sizes)
+    else:
+        import json
+
+        try:
+            document = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            msg = "neither an ImageJ ROI (.roi, .zip) nor GeoJSON"
+            raise InvalidRoiError(msg) from exc
+        from zstack_analyzer.roi.geojson import rois_from_geojson
+
+        parsed = rois_from_geojson(document, sizes)
+    if not parsed:
+        msg = "the file holds no ROIs"
+        raise InvalidRoiError(msg)
+    if len(parsed) > MAX_ROIS_PER_IMAGE:
+        msg = f"{len(parsed)} ROIs in the file; at most {MAX_ROIS_PER_IMAGE} are kept"
+        raise InvalidRoiError(msg)
+    return parsed
+
+
+def import_rois(
+    session: Session, image: Image, principal: Principal, data: bytes, *, scene: int = 0
+) -> list[int]:
+    """Store every ROI of an ImageJ or GeoJSON file on ``image`` (all or none); their ids."""
+    parsed = parse_roi_file(data, sizes_of(image, scene))
+    rois = [
+        create_roi(session, image, principal, name=name, scene=scene, shapes=shapes, commit=False)
+        for name, shapes in parsed
+    ]
+    session.commit()
+    return [roi.id for roi in rois]
 
 
 def _geometry_json(shape: Shape) -> dict[str, Any]:
@@ -224,17 +271,19 @@ def image_rois_geojson(session: Session, image_id: uuid.UUID | str) -> dict[str,
 
 def roi_stats_job(
     path: Path | RemoteObject,
-    scene: int,
-    shapes: Sequence[Shape],
+    rois: Sequence[tuple[int, Sequence[Shape]]],
     all_z: bool,
     limits: ReadLimits,
-) -> dict[str, Any]:
-    """The ROI's statistics (:func:`zstack_analyzer.roi.measure_roi`), in a worker thread."""
+) -> list[dict[str, Any]]:
+    """The statistics of each ``(scene, shapes)`` (:func:`zstack_analyzer.roi.measure_roi`).
+
+    Runs in a worker thread; the file is opened once for all of them.
+    """
     from zstack_analyzer.loader import open_image
     from zstack_analyzer.roi.stats import measure_roi
 
     with open_image(path, limits=limits) as reader:
-        return measure_roi(reader, shapes, scene=scene, all_z=all_z)
+        return [measure_roi(reader, shapes, scene=scene, all_z=all_z) for scene, shapes in rois]
 
 
 #: Columns of the stats CSV, in order.
@@ -277,7 +326,9 @@ def stats_csv(rows: Sequence[tuple[int, str | None, dict[str, Any]]]) -> str:
                     "z": plane["z"] if plane["z"] is not None else "",
                     "channel_name": _safe_cell(entry.get("name")),
                 }
-                writer.writerow(["" if values.get(c) is None else values.get(c) for c in CSV_COLUMNS])
+                writer.writerow(
+                    ["" if values.get(c) is None else values.get(c) for c in CSV_COLUMNS]
+                )
     return buffer.getvalue()
 
 

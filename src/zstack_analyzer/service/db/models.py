@@ -232,6 +232,6 @@ event.listen(Image, "after_insert", _insert_channel_rows)
 # name them, and Alembic compares one metadata with the migrations).
 import zstack_analyzer.service.auth.models  # noqa: E402, F401
 from zstack_analyzer.service.annotations import models as _annotation_tables  # noqa: E402, F401  (0010)
+from zstack_analyzer.service.annotations import roi_models as _roi_tables  # noqa: E402, F401  (0011)
 from zstack_analyzer.service.auth import audit as _audit_table  # noqa: E402, F401  (0008)
 from zstack_analyzer.service.db import quality as _quality_table  # noqa: E402, F401  (0009)
-from zstack_analyzer.service.annotations import roi_models as _roi_tables  # noqa: E402, F401  (0011)

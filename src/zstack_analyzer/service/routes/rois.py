@@ -9,8 +9,6 @@ image, and for the writing routes (declared :data:`ANNOTATES`) that they may
 annotate it; deleting an ROI is checked here (its author, or who may change it).
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 import anyio.to_thread
@@ -18,7 +16,7 @@ from fastapi import APIRouter, File, HTTPException, Path, Query, Request, Respon
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from zstack_analyzer.errors import InvalidRoiError
-from zstack_analyzer.roi.shapes import MAX_POINTS, MAX_SHAPES, Shape, parse_shapes
+from zstack_analyzer.roi.shapes import MAX_POINTS, MAX_SHAPES, parse_shapes
 from zstack_analyzer.service.annotations import rois as service
 from zstack_analyzer.service.auth.guard import ANNOTATES
 from zstack_analyzer.service.auth.principal import PrincipalDep
@@ -183,7 +181,9 @@ def _create(session: Any, image_id: str, principal: Any, body: RoiCreate) -> Roi
     sizes = service.sizes_of(image, body.scene)
     raw = [s.model_dump(exclude_none=False) for s in body.shapes]
     shapes = parse_shapes(raw, sizes)
-    roi = service.create_roi(session, image, principal, name=body.name, scene=body.scene, shapes=shapes)
+    roi = service.create_roi(
+        session, image, principal, name=body.name, scene=body.scene, shapes=shapes
+    )
     return _public(session, roi)
 
 
@@ -305,20 +305,10 @@ async def _measure(
     limits = settings.limits.read_limits()
     try:
         path = await anyio.to_thread.run_sync(readable_source, image, storage)
-        results = []
-        for roi in rois:
-            shapes: list[Shape] = service.roi_shapes(roi)
-            results.append(
-                await pool.run_while_connected(
-                    request.is_disconnected,
-                    service.roi_stats_job,
-                    path,
-                    roi.scene,
-                    shapes,
-                    all_z,
-                    limits,
-                )
-            )
+        work = [(roi.scene, service.roi_shapes(roi)) for roi in rois]
+        results: list[dict[str, Any]] = await pool.run_while_connected(
+            request.is_disconnected, service.roi_stats_job, path, work, all_z, limits
+        )
     except OSError as exc:
         raise await missing_file_error(database, str(image.id), exc) from exc
     return results
@@ -348,7 +338,7 @@ async def roi_stats(
     pool: PoolDep,
     settings: SettingsDep,
     z: ZQuery = None,
-    format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",  # noqa: A002
+    format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
 ) -> Any:
     """Pixel count, min, max, mean, sum, std, area (µm², or px² uncalibrated), line length."""
     image, roi = await database.run(_stats_input, image_id, roi_id)
@@ -432,37 +422,10 @@ async def rois_geojson(image_id: str, database: DatabaseDep) -> Response:
     return Response(json.dumps(collection), media_type="application/geo+json")
 
 
-def _import(
-    session: Any, image_id: str, principal: Any, data: bytes, scene: int
-) -> RoisImported:
+def _import(session: Any, image_id: str, principal: Any, data: bytes, scene: int) -> RoisImported:
     image = require_image(session, image_id)
-    sizes = service.sizes_of(image, scene)
-    if data[:4] == b"Iout" or data[:2] == b"PK":
-        from zstack_analyzer.roi.imagej import rois_from_imagej
-
-        parsed = rois_from_imagej(data, sizes)
-    else:
-        import json
-
-        try:
-            document = json.loads(data)
-        except (ValueError, RecursionError) as exc:
-            msg = "neither an ImageJ ROI (.roi, .zip) nor GeoJSON"
-            raise InvalidRoiError(msg) from exc
-        from zstack_analyzer.roi.geojson import rois_from_geojson
-
-        parsed = rois_from_geojson(document, sizes)
-    if len(parsed) > service.MAX_ROIS_PER_IMAGE:
-        msg = f"{len(parsed)} ROIs in the file; at most {service.MAX_ROIS_PER_IMAGE} are kept"
-        raise InvalidRoiError(msg)
-    rois = [
-        service.create_roi(
-            session, image, principal, name=name, scene=scene, shapes=shapes, commit=False
-        )
-        for name, shapes in parsed
-    ]
-    session.commit()
-    return RoisImported(ids=[r.id for r in rois], count=len(rois))
+    ids = service.import_rois(session, image, principal, data, scene=scene)
+    return RoisImported(ids=ids, count=len(ids))
 
 
 @router.post(
