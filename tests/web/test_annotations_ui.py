@@ -255,13 +255,18 @@ def test_gallery_finds_images_by_tag_and_key_value(
         "b.ome.tif": (["mitosis"], [("strain", "CB4856"), ("drug", "DMSO")]),
         "c.ome.tif": (["good"], [("strain", "N2")]),
     }
+    ids: dict[str, str] = {}
     with httpx.Client(base_url=live_server, timeout=60) as client:
         for seed, (name, (tags, pairs)) in enumerate(annotations.items()):
             write_plane(tmp_path / name, seed=seed)
-            image_id = upload(client, tmp_path / name)
+            ids[name] = image_id = upload(client, tmp_path / name)
             assert client.put(f"/api/images/{image_id}/tags", json=tags).is_success
             body = [{"key": k, "value": v, "namespace": None} for k, v in pairs]
             assert client.put(f"/api/images/{image_id}/key-values", json=body).is_success
+        dataset = client.post("/api/datasets", json={"name": "Plate 7"}).json()
+        linked = [ids["b.ome.tif"], ids["c.ome.tif"]]
+        link = client.post(f"/api/datasets/{dataset['id']}/images", json={"image_ids": linked})
+        assert link.is_success, link.text
 
     page.goto(f"{live_server}/")
     expect_cards(page, list(annotations))
@@ -273,8 +278,19 @@ def test_gallery_finds_images_by_tag_and_key_value(
     expect_cards(page, ["a.ome.tif", "c.ome.tif"])
     page.fill("#filter-kv", "strain:N2; drug:DMSO")  # two pairs: both must hold
     expect_cards(page, ["a.ome.tif"])
+    page.fill("#filter-kv", "drug")  # a key alone: any value
+    expect_cards(page, ["a.ome.tif", "b.ome.tif"])
     page.fill("#filter-kv", "strain:none")
     page.locator("#gallery-empty").wait_for()
     assert "strain:none" in page.inner_text("#gallery-empty")
     page.click("#filter-clear")
     expect_cards(page, list(annotations))
+
+    # Within a dataset chosen in the tree, the filters narrow its images.
+    page.locator(".tree-dataset", has_text="Plate 7").click()
+    expect_cards(page, ["b.ome.tif", "c.ome.tif"])
+    page.fill("#filter-tag", "good")
+    expect_cards(page, ["c.ome.tif"])
+    assert page.inner_text("#scope-info") == "Showing dataset “Plate 7”"
+    page.click("#tree-all")
+    expect_cards(page, ["a.ome.tif", "c.ome.tif"])

@@ -34,9 +34,9 @@ export function tagFilter() {
   return $("filter-tag").value.split(",").map((t) => t.trim()).filter(Boolean);
 }
 
-/** "strain:N2; drug:DMSO" -> ["strain:N2", "drug:DMSO"] (each a kv= parameter, AND). */
+/** "strain:N2; drug" -> ["strain:N2", "drug"] (each a kv= parameter, AND; a key alone: any value). */
 export function kvFilter() {
-  return $("filter-kv").value.split(";").map((t) => t.trim()).filter((t) => t.includes(":"));
+  return $("filter-kv").value.split(";").map((t) => t.trim()).filter((t) => t && !t.startsWith(":"));
 }
 
 /** Current filter values as search parameters (empty ones left out). */
