@@ -164,15 +164,25 @@ def test_file_tag_annotate_and_measure_a_rectangle(
             assert int(page.inner_text(f'{cell}[data-stat="max"]')) == int(expected.max())
         assert "µm²" in page.inner_text('#roi-stats-table tr[data-stat="size"] th')
 
-        # Edit it without a mouse (the form), then delete it with the Delete key.
+        # Reshape it by its bottom-right handle, then without a mouse (the form's fields).
+        page.click('.roi-tools [data-tool=""]')
+        page.mouse.move(*screen_point(page, 40, 30))
+        page.mouse.down()
+        page.mouse.move(*screen_point(page, 45, 34), steps=4)
+        page.mouse.up()
+        pixel_count = '#roi-stats-table td[data-channel="0"][data-stat="pixel_count"]'
+        page.wait_for_function(
+            "([sel, n]) => document.querySelector(sel)?.textContent === n",
+            arg=[pixel_count, str(35 * 26)],
+        )
         page.fill("#roi-edit-width", "5")
         page.click("#roi-edit button[type=submit]")
         page.wait_for_function(
-            """() => { const c = document.querySelector(
-                 '#roi-stats-table td[data-channel="0"][data-stat="pixel_count"]');
-               return c && c.textContent === String(5 * 22); }"""
+            "([sel, n]) => document.querySelector(sel)?.textContent === n",
+            arg=[pixel_count, str(5 * 26)],
         )
-        assert items(client.get(f"/api/images/{cells}/rois").json())[0]["shapes"][0]["width"] == 5
+        shape = items(client.get(f"/api/images/{cells}/rois").json())[0]["shapes"][0]
+        assert (shape["x"], shape["y"], shape["width"], shape["height"]) == (10, 8, 5, 26)
         page.focus("#pane-xy")
         page.keyboard.press("Delete")
         page.wait_for_function("() => !document.querySelector('#roi-list li')")

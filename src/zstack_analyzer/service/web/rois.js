@@ -434,7 +434,12 @@ function renderList() {
     const where = roi.shapes[0] && roi.shapes[0].z != null ? ` · z ${roi.shapes[0].z + 1}` : "";
     pick.textContent = `${roi.name || `ROI ${roi.id}`} · ${types}${where}`;
     pick.setAttribute("aria-pressed", String(String(roi.id) === String(r.selected)));
-    pick.addEventListener("click", () => select(roi.id));
+    pick.addEventListener("click", () => {
+      select(roi.id);
+      // Drawn on another plane: go there, so the shape is on screen.
+      const s = roi.shapes[0];
+      if (s && !roi.shapes.some(onPlane)) r.goTo(s.z ?? null, s.t ?? null);
+    });
     const del = document.createElement("button");
     del.type = "button";
     del.className = "small danger";
@@ -598,6 +603,55 @@ async function showStats() {
   }
   if (stats.note) notes.push(String(stats.note));
   $("roi-stats-note").textContent = notes.join(" ");
+  $("roi-allz-row").hidden = r.sizeZ <= 1;
+  if ($("roi-allz").checked && r.sizeZ > 1) showPlanes(view, id);
+  else $("roi-planes-table").hidden = true;
+}
+
+/** The ROI's footprint measured on every Z plane (?z=all): the mean per channel and plane. */
+async function showPlanes(view, id) {
+  const table = $("roi-planes-table");
+  let stats;
+  try {
+    stats = await getJson(`${base()}/${id}/stats?z=all`);
+  } catch (err) {
+    if (view === r) setStatus(`No per-plane measurement: ${err.message}`, true);
+    return;
+  }
+  if (view !== r || String(r.selected) !== String(id) || !$("roi-allz").checked) return;
+  const planes = listOf(stats, "planes");
+  const channels = planes.length ? listOf(planes[0], "channels") : [];
+  const head = document.createElement("tr");
+  const corner = document.createElement("th");
+  corner.scope = "col";
+  corner.textContent = "Z";
+  head.append(corner);
+  for (const c of channels) {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.textContent = `Mean ${c.name || (view.channelNames || {})[c.channel] || `channel ${Number(c.channel) + 1}`}`;
+    head.append(th);
+  }
+  table.tHead.replaceChildren(head);
+  table.tBodies[0].replaceChildren(
+    ...planes.map((plane) => {
+      const tr = document.createElement("tr");
+      tr.dataset.z = String(plane.z);
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = String(plane.z + 1);
+      tr.append(th);
+      for (const c of listOf(plane, "channels")) {
+        const td = document.createElement("td");
+        td.dataset.channel = String(c.channel);
+        td.textContent = fmt(c.mean);
+        if (typeof c.mean === "number") td.title = String(c.mean);
+        tr.append(td);
+      }
+      return tr;
+    }),
+  );
+  table.hidden = false;
 }
 
 // ---------------------------------------------------------------- import and export
@@ -657,6 +711,7 @@ function wire() {
     $("roi-import").value = "";
     if (file) importFile(file);
   });
+  $("roi-allz").addEventListener("change", () => r && showStats());
   $("roi-export-geojson").addEventListener("click", () => exportFile("rois.geojson", "geojson"));
   $("roi-export-csv").addEventListener("click", () => exportFile("rois.csv", "csv"));
   document.addEventListener("keydown", (e) => {
@@ -678,8 +733,11 @@ function wire() {
   });
 }
 
-/** Start on a newly opened image (or scene): `v` is the viewer's state. */
-export function showRois(v) {
+/**
+ * Start on a newly opened image (or scene): `v` is the viewer's state; `goTo(z, t)`
+ * moves the viewer to another plane (an ROI chosen in the list may be drawn there).
+ */
+export function showRois(v, goTo = () => {}) {
   if (!wired) {
     wire();
     wired = true;
@@ -698,6 +756,8 @@ export function showRois(v) {
     draft: null,
     drag: null,
     filename: v.image && v.image.filename,
+    sizeZ: v.size.z,
+    goTo,
     channelNames: Object.fromEntries(((v.md && v.md.channels) || []).map((c) => [c.index, c.name])),
   };
   setTool("");

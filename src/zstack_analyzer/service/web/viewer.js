@@ -763,7 +763,13 @@ async function openScene(scene) {
     if (v === view) setZ(z);
   });
   layout();
-  showRois(v);
+  // Choosing an ROI drawn on another plane brings the viewer there.
+  showRois(v, (z, t) => {
+    if (v !== view) return;
+    if (v.mip && z != null) setMip(false);
+    if (t != null) setT(t);
+    if (z != null) setZ(z);
+  });
   await loadChannels();
   if (v !== view) return;
   renderXY();
