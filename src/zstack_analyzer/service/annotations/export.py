@@ -16,6 +16,7 @@ the CLI only parses options and prints progress.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -169,8 +170,7 @@ def export_dataset(
             )
         )
         summary = ExportSummary(dataset=dataset.name)
-        for sub in ("images", "annotations", "rois"):
-            (out / sub).mkdir(parents=True, exist_ok=True)
+        (out / "images").mkdir(parents=True, exist_ok=True)
         crate = ROCrate()
         crate.name = dataset.name
         crate.description = (
@@ -179,8 +179,8 @@ def export_dataset(
         crate.root_dataset["datePublished"] = aware(dataset.updated_at).date().isoformat()
         dataset_notes = {"dataset": {"id": dataset.id, "name": dataset.name}}
         dataset_notes.update(_annotations(session, Target("dataset", dataset)))
-        (out / "dataset.json").write_text(json.dumps(dataset_notes, indent=2), encoding="utf-8")
         crate.add_file(
+            io.StringIO(json.dumps(dataset_notes, indent=2)),
             dest_path="dataset.json",
             properties={"name": "Annotations of the dataset", "encodingFormat": "application/json"},
         )
@@ -209,8 +209,8 @@ def export_dataset(
                 **_annotations(session, Target("image", image)),
             }
             notes_name = f"annotations/{slug}.json"
-            (out / notes_name).write_text(json.dumps(notes, indent=2), encoding="utf-8")
             notes_entity = crate.add_file(
+                io.StringIO(json.dumps(notes, indent=2)),
                 dest_path=notes_name,
                 properties={
                     "name": f"Annotations of {image.filename}",
@@ -235,8 +235,8 @@ def export_dataset(
             rois = image_rois_geojson(session, image_id)
             if rois is not None:
                 rois_name = f"rois/{slug}.geojson"
-                (out / rois_name).write_text(json.dumps(rois), encoding="utf-8")
                 crate.add_file(
+                    io.StringIO(json.dumps(rois)),
                     dest_path=rois_name,
                     properties={
                         "name": f"ROIs of {image.filename}",
@@ -245,11 +245,7 @@ def export_dataset(
                     },
                 )
             crate.add_dataset(dest_path=zarr_name, properties=props)
-    crate.write(out)
-    for sub in ("rois",):
-        folder = out / sub
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+    crate.write(out)  # the JSON files (from memory) and ro-crate-metadata.json
     return summary
 
 
