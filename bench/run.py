@@ -64,7 +64,17 @@ MIN_BYTES = {
     "d": 100_000_000,
     "e": 900_000_000,
 }
-ALL_GROUPS = {"issue3", "issue4", "issue5", "issue13", "issue14", "issue16", "issue17", "issue23"}
+ALL_GROUPS = {
+    "issue3",
+    "issue4",
+    "issue5",
+    "issue13",
+    "issue14",
+    "issue16",
+    "issue17",
+    "issue23",
+    "issue24",
+}
 GROUP_IDS = {
     "issue3": ("import", "metadata", "lazy-open", "load/"),  # metadata-cold too
     "issue4": ("slice-thumb", "mip-thumb", "seed-thumb"),
@@ -74,6 +84,7 @@ GROUP_IDS = {
     "issue16": ("metadata/lsm", "slice-thumb/dicom-wsi", "slice-thumb/dicom-wsi-8k"),
     "issue17": ("search/", "upload-s3/", "s3-ranged-thumb/"),
     "issue23": ("auth/",),
+    "issue24": ("annotate-bulk/", "search-kv/"),
 }
 BIG = {"c", "e"}  # work over 1 GB: 3 runs instead of 5
 
@@ -869,6 +880,11 @@ def main() -> int:
 
         records.extend(auth_bench.issue23(quick=ctx.quick))
 
+    def run24() -> None:
+        import annotations_bench
+
+        records.extend(annotations_bench.issue24(quick=ctx.quick))
+
     steps = [
         ("issue3", run3),
         ("issue4", run4),
@@ -878,6 +894,7 @@ def main() -> int:
         ("issue16", run16),
         ("issue17", run17),
         ("issue23", run23),
+        ("issue24", run24),
     ]
     failed: list[str] = []
     for name, step in steps:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from zstack_analyzer.cli_accounts import group_app, token_app, user_app
+from zstack_analyzer.cli_annotate import annotate, export
 from zstack_analyzer.cli_rois import rois_app
 from zstack_analyzer.errors import ZstackError
 
@@ -32,6 +33,8 @@ app.add_typer(user_app, name="user")
 app.add_typer(group_app, name="group")
 app.add_typer(token_app, name="token")
 app.add_typer(rois_app, name="rois")
+app.command()(annotate)
+app.command()(export)
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -321,6 +324,44 @@ def convert(
     typer.echo(f"wrote {out} (NGFF {result.ngff}, {len(result.scenes)} scene(s), levels {levels})")
 
 
+#: Filing options of ``ingest`` and ``watch`` (projects and datasets, issue 24).
+ProjectOption = Annotated[
+    str | None, typer.Option(help="Project the datasets go in (made on first use)")
+]
+DatasetOption = Annotated[
+    str | None, typer.Option(help="Dataset every ingested image is linked into (made on first use)")
+]
+FromFolderOption = Annotated[
+    bool,
+    typer.Option(
+        "--dataset-from-folder",
+        help="One dataset per folder, named by its path below the ingested folder",
+    ),
+]
+
+
+def _filing(project: str | None, dataset: str | None, from_folder: bool, roots: list[Path]) -> Any:
+    """The :class:`~zstack_analyzer.batch.filing.Filing` of these options (usage errors: exit 2)."""
+    from zstack_analyzer.batch.filing import Filing, filing_roots
+
+    if dataset is not None and from_folder:
+        msg = "give --dataset or --dataset-from-folder, not both"
+        raise typer.BadParameter(msg)
+    if project is not None and dataset is None and not from_folder:
+        msg = "--project needs --dataset or --dataset-from-folder (images are filed in datasets)"
+        raise typer.BadParameter(msg)
+    for name, value in (("--project", project), ("--dataset", dataset)):
+        if value is not None and not value.strip():
+            msg = f"{name}: give a name"
+            raise typer.BadParameter(msg)
+    return Filing(
+        project=project.strip() if project else None,
+        dataset=dataset.strip() if dataset else None,
+        from_folder=from_folder,
+        roots=filing_roots(roots),
+    )
+
+
 #: ``--token`` of the commands that talk to a server (``ingest``, ``watch``).
 TokenOption = Annotated[
     str | None,
@@ -357,6 +398,9 @@ def ingest(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar")] = False,
+    project: ProjectOption = None,
+    dataset: DatasetOption = None,
+    dataset_from_folder: FromFolderOption = False,
 ) -> None:
     """Ingest every file a reader accepts; exit 0 when all are in, 1 when some failed."""
     from zstack_analyzer.batch import ingest as run_ingest
@@ -370,12 +414,19 @@ def ingest(
     )
 
     paths_exist(paths)
+    filing = _filing(project, dataset, dataset_from_folder, paths)
     if dashboard is not None and dashboard.strip().lower() in {"", "none"}:
         dashboard = None  # said explicitly: no dashboard
     check_dashboard(dashboard, server=server, scheduler=scheduler)
     try:
         with (
-            make_sink(server=server, token=token, in_place=in_place, scheduler=scheduler) as sink,
+            make_sink(
+                server=server,
+                token=token,
+                in_place=in_place,
+                scheduler=scheduler,
+                filing=filing,
+            ) as sink,
             progress_bar(quiet=quiet or as_json) as progress,
         ):
             summary = run_ingest(
@@ -407,6 +458,9 @@ def watch(
     ] = 5.0,
     interval: Annotated[float, typer.Option(min=0.05, help="Seconds between polls")] = 1.0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No line per file")] = False,
+    project: ProjectOption = None,
+    dataset: DatasetOption = None,
+    dataset_from_folder: FromFolderOption = False,
 ) -> None:
     """Ingest each new file once complete; catches up on arrivals after a restart. Ctrl-C ends."""
     from zstack_analyzer.batch import open_runner, watch_folder
@@ -416,13 +470,16 @@ def watch(
     if not folder.is_dir():
         msg = f"{folder}: not a folder"
         raise typer.BadParameter(msg)
+    filing = _filing(project, dataset, dataset_from_folder, [folder])
 
     def on_file(path: str, commit: Any) -> None:
         if not quiet or commit.outcome == "failed":
             typer.echo(describe(path, commit), err=commit.outcome == "failed")
 
     with (
-        make_sink(server=server, token=token, in_place=in_place, scheduler=scheduler) as sink,
+        make_sink(
+            server=server, token=token, in_place=in_place, scheduler=scheduler, filing=filing
+        ) as sink,
         stop_on_signals() as stop,
     ):
         local = sink.local_runner()

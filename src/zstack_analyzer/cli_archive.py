@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
+    from zstack_analyzer.batch.filing import Filing
     from zstack_analyzer.batch.ingest import Commit, IngestProgress, IngestSummary, Sink
 
 __all__ = [
@@ -75,9 +76,18 @@ def say_dashboard(*, requested: str | None) -> Callable[[str | None], None]:
 
 @contextlib.contextmanager
 def make_sink(
-    *, server: str | None, token: str | None, in_place: bool, scheduler: str | None
+    *,
+    server: str | None,
+    token: str | None,
+    in_place: bool,
+    scheduler: str | None,
+    filing: Filing | None = None,
 ) -> Iterator[Sink]:
-    """The sink for these options: a server's API, or the database and storage of ZSTACK_*."""
+    """The sink for these options: a server's API, or the database and storage of ZSTACK_*.
+
+    With ``filing`` (``--project``, ``--dataset``, ``--dataset-from-folder``) each
+    new record is also linked into its dataset, through the same server or database.
+    """
     if token and not server:
         msg = "--token needs --server (without it, ingest writes to the local database)"
         raise usage_error(msg)
@@ -88,7 +98,12 @@ def make_sink(
         from zstack_analyzer.batch.remote import HttpSink
 
         with HttpSink(server, token=token, in_place=in_place) as sink:
-            yield sink
+            if filing is not None and filing.active:
+                from zstack_analyzer.batch.filing import FilingSink, HttpFiler
+
+                yield FilingSink(sink, HttpFiler(sink.client), filing)
+            else:
+                yield sink
         return
     from zstack_analyzer.service.config import get_settings
     from zstack_analyzer.service.local_ingest import LocalSink
@@ -98,7 +113,13 @@ def make_sink(
         msg = "--in-place needs ZSTACK_IMPORT_ROOTS (the folders records may point into)"
         raise usage_error(msg)
     with LocalSink(settings, in_place=in_place) as local:
-        yield local
+        if filing is not None and filing.active:
+            from zstack_analyzer.batch.filing import FilingSink
+            from zstack_analyzer.service.annotations.filing import LocalFiler
+
+            yield FilingSink(local, LocalFiler(local.database), filing)
+        else:
+            yield local
 
 
 @contextlib.contextmanager

@@ -196,7 +196,7 @@ def test_templates(api: Any) -> None:
 
 
 def test_bulk_table(api: Any) -> None:
-    client, (a, b, c) = api
+    client, (a, b, _) = api
     dataset = _ok(client.post("/api/datasets", json={"name": "Plate"}), 201)
     _ok(client.post(f"/api/datasets/{dataset['id']}/images", json={"image_ids": [a, b]}))
     table = (

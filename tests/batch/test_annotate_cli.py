@@ -1,0 +1,180 @@
+"""``zstack ingest --project/--dataset/--dataset-from-folder``, ``zstack annotate`` and ``zstack export`` (issue 24).
+
+On real files (small OME-TIFFs in nested folders), locally (the database of
+ZSTACK_*) and through a live server's API; the export's RO-Crate is read back
+with ro-crate-py and its OME-Zarr images with our own reader.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from typer.testing import CliRunner
+
+from tests.batch.conftest import make_archive
+from tests.service.live import live_server
+from zstack_analyzer.cli import app
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+runner = CliRunner()
+
+
+def _run(*args: str) -> Any:
+    result = runner.invoke(app, list(args))
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def _local_api() -> Any:
+    """The service on the database of ZSTACK_* (what the CLI wrote), as a test client."""
+    import warnings
+
+    from zstack_analyzer.service.app import create_app
+    from zstack_analyzer.service.config import get_settings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    return TestClient(create_app(get_settings()))
+
+
+def test_ingest_files_into_datasets_locally(tmp_path: Path, zstack_env: Path) -> None:
+    archive = tmp_path / "screen"
+    make_archive(archive, n=4)  # day0/well0, day1/well1, day0/well2, day1/well0
+    done = _run(
+        "ingest",
+        str(archive / "day0"),
+        "--project",
+        "Screen",
+        "--dataset",
+        "Day 0",
+        "--settle",
+        "0",
+        "--quiet",
+    )
+    assert done.exit_code == 0, done.output
+    by_folder = _run(
+        "ingest",
+        str(archive),
+        "--project",
+        "Screen",
+        "--dataset-from-folder",
+        "--settle",
+        "0",
+        "--quiet",
+    )
+    assert by_folder.exit_code == 0, by_folder.output
+    refused = _run("ingest", str(archive), "--dataset", "x", "--dataset-from-folder")
+    assert refused.exit_code == 2
+    assert _run("ingest", str(archive), "--project", "P").exit_code == 2
+    with _local_api() as client:
+        projects = client.get("/api/projects").json()["data"]
+        assert [p["name"] for p in projects] == ["Screen"]
+        datasets = client.get("/api/datasets", params={"project_id": projects[0]["id"]}).json()
+        counts = {d["name"]: d["child_count"] for d in datasets["data"]}
+        # Files already present from the first run are not filed again (see batch/filing.py).
+        assert counts == {"Day 0": 2, "day1/well0": 1, "day1/well1": 1}
+
+
+def test_ingest_files_into_datasets_over_http(tmp_path: Path) -> None:
+    archive = tmp_path / "screen"
+    make_archive(archive, n=4)
+    with live_server(tmp_path / "data", api_token="s3cret") as base:  # noqa: S106
+        done = _run(
+            "ingest",
+            str(archive),
+            "--server",
+            base,
+            "--token",
+            "s3cret",
+            "--project",
+            "Screen",
+            "--dataset-from-folder",
+            "--settle",
+            "0",
+            "--quiet",
+        )
+        assert done.exit_code == 0, done.output
+        # A re-run finds every file present by its hash, and files them all the same.
+        again = _run(
+            "ingest",
+            str(archive),
+            "--server",
+            base,
+            "--token",
+            "s3cret",
+            "--dataset",
+            "All",
+            "--settle",
+            "0",
+            "--quiet",
+        )
+        assert again.exit_code == 0, again.output
+        headers = {"Authorization": "Bearer s3cret"}
+        datasets = httpx.get(f"{base}/api/datasets", headers=headers).json()["data"]
+        counts = {d["name"]: (d["child_count"], len(d["project_ids"])) for d in datasets}
+        assert counts == {
+            "day0/well0": (1, 1),
+            "day0/well2": (1, 1),
+            "day1/well0": (1, 1),
+            "day1/well1": (1, 1),
+            "All": (4, 0),
+        }
+
+
+def test_annotate_and_export(tmp_path: Path, zstack_env: Path) -> None:
+    from rocrate.rocrate import ROCrate
+
+    from zstack_analyzer import open_image
+
+    archive = tmp_path / "plate"
+    files = make_archive(archive, n=3)
+    assert (
+        _run("ingest", str(archive), "--dataset", "Plate", "--settle", "0", "--quiet").exit_code
+        == 0
+    )
+    table = tmp_path / "table.csv"
+    table.write_text(
+        "filename,tag,strain,antibody\n"
+        f"{files[0].name},mitosis,N2,anti-tubulin\n"
+        f"{files[1].name},interphase,CB4856,\n",
+        encoding="utf-8",
+    )
+    dry = _run("annotate", str(table), "--dataset", "Plate", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert f"row 2: {files[0].name}" in dry.output and "tags +mitosis" in dry.output
+    assert "would change 2 image(s)" in dry.output
+    done = _run("annotate", str(table), "--dataset", "Plate", "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["applied"] is True
+    again = _run("annotate", str(table), "--dataset", "Plate")
+    assert "changed 0 image(s)" in again.output
+    faulty = tmp_path / "faulty.csv"
+    faulty.write_text(f"filename,tag\n{files[2].name},ok\nmissing.tif,x\n", encoding="utf-8")
+    refused = _run("annotate", str(faulty), "--dataset", "Plate")
+    assert refused.exit_code == 1
+    assert "faulty.csv: row 3: no image with filename 'missing.tif'" in refused.output
+    # Export: OME-Zarr per image, annotations, RO-Crate.
+    out = tmp_path / "export"
+    exported = _run("export", "Plate", str(out))
+    assert exported.exit_code == 0, exported.output
+    assert "3 image(s)" in exported.output
+    crate = ROCrate(out)
+    assert crate.name == "Plate"
+    images = [e for e in crate.data_entities if e.id.endswith(".ome.zarr/")]
+    assert len(images) == 3
+    tagged = next(e for e in images if e["name"] == files[0].name)
+    assert tagged["keywords"] == ["mitosis"]
+    notes_id = tagged["subjectOf"].id
+    notes = json.loads((out / notes_id).read_text())
+    assert notes["tags"] == ["mitosis"]
+    assert {"key": "strain", "value": "N2", "namespace": None} in notes["key_values"]
+    assert crate.get(notes_id)["about"].id == tagged.id
+    with open_image(out / tagged.id.rstrip("/")) as reader:
+        assert reader.metadata().size_z == 3
+    assert _run("export", "Plate", str(out)).exit_code == 2  # not empty: refused
+    assert _run("export", "No such", str(tmp_path / "x")).exit_code == 2
