@@ -218,9 +218,9 @@ function imagePoint(e) {
 function onPointerDown(e) {
   if (!r || e.button !== 0) return;
   const layer = $("roi-layer");
-  // No text selection or native drag: either would cancel the pointer (pointercancel).
   const p = imagePoint(e);
   if (r.tool) {
+    // No text selection or native drag: either would cancel the pointer (pointercancel).
     e.preventDefault();
     e.stopPropagation(); // not a pan of the plane
     layer.setPointerCapture(e.pointerId);
@@ -359,8 +359,9 @@ async function update(roi) {
   if (response.status === 405) {
     canPut = false;
     try {
-      await sendJson("DELETE", `${base()}/${roi.id}`);
+      // The new one first: should the server refuse it, the old one is still there.
       id = (await sendJson("POST", base(), body)).id;
+      await sendJson("DELETE", `${base()}/${roi.id}`);
     } catch (err) {
       setStatus(`Could not save the changed ROI: ${err.message}`, true);
     }
