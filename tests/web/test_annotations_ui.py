@@ -203,7 +203,7 @@ def test_rectangle_on_deep_zoom_tiles(live_server: str, page: Page, tmp_path: Pa
     """Zoomed into a plane larger than the view, shapes are drawn over the tiles, in place."""
     import tifffile
 
-    width, height = 2000, 1500
+    width, height = 1200, 900  # larger than the view: deep zoom
     data = np.random.default_rng(3).integers(0, 256, size=(height, width), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "big.tif", data, photometric="minisblack")
     with httpx.Client(base_url=live_server, timeout=120) as client:
