@@ -179,8 +179,10 @@ def test_tags_counts_and_search_are_filtered(world: World, alice_datasets: dict[
             ids = {item["id"] for item in found.json()["data"]}
             assert (world.images[(ALICE, group)] in ids) is see, (role, level)
             counts = {t["name"]: t["count"] for t in tags.json()["data"]}
-            if f"alice-{level}" in counts:
-                assert counts[f"alice-{level}"] == (1 if see else 0), (role, level)
+            # Tags are seen like images: alice's tag in g-LEVEL exactly where her image is.
+            assert (f"alice-{level}" in counts) is see, (role, level)
+            if see:
+                assert counts[f"alice-{level}"] == 1, (role, level)
             by_dataset = _as(
                 world, role, "get", "/api/images/search", params={"dataset": f"ds {level}"}
             )

@@ -188,8 +188,8 @@ def _resolve_dataset(session: Session, principal: Principal, dataset: str | None
     """The dataset id named by id or by name (one the caller can see), or ``None``."""
     if dataset is None or not dataset.strip():
         return None
-    text = dataset.strip()
-    if text.isdigit():
+    text = dataset.replace("\x00", "").strip()
+    if text.isascii() and text.isdigit():
         return load_container(session, principal, "dataset", text, Action.VIEW).id
     from zstack_analyzer.service.annotations.containers import visible_containers
 

@@ -196,7 +196,7 @@ def list_containers(
     model = _model(kind)
     conditions: list[ColumnElement[bool]] = [visible_containers(principal, kind)]
     if name is not None:
-        conditions.append(func.lower(model.name) == name.strip().lower())
+        conditions.append(func.lower(model.name) == name.replace("\x00", "").strip().lower())
     if project_id is not None:
         load_container(session, principal, "project", project_id, Action.VIEW)
         conditions.append(

@@ -80,8 +80,8 @@ def find_dataset(session: Session, principal: Principal, ref: str) -> Dataset:
     """The dataset named ``ref`` (an id, or a name only one visible dataset has)."""
     from zstack_analyzer.service.annotations.containers import visible_containers
 
-    text = ref.strip()
-    if text.isdigit():
+    text = ref.replace("\x00", "").strip()
+    if text.isascii() and text.isdigit():
         row = load_container(session, principal, "dataset", text, Action.VIEW)
         assert isinstance(row, Dataset)  # noqa: S101  (kind "dataset")
         return row

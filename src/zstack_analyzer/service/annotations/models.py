@@ -57,14 +57,14 @@ KEY_INDEX_CHARS = 200
 
 
 def index_key(text: str) -> str:
-    """The indexed form of a tag name, key or value: lower-cased, capped.
+    """The indexed form of a tag name, key or value: lower-cased, capped, without NUL.
 
     Examples
     --------
     >>> index_key("  DAPI ")
     'dapi'
     """
-    return text.strip().lower()[:KEY_INDEX_CHARS]
+    return text.replace("\x00", "").strip().lower()[:KEY_INDEX_CHARS]
 
 
 def _owner() -> Mapped[int | None]:

@@ -83,7 +83,7 @@ def kv_condition(key: str, value: str | None) -> ColumnElement[bool]:
 def _named(model: type[Project] | type[Dataset], name: str) -> ColumnElement[bool]:
     text = name.strip()
     by_name = func.lower(model.name) == text.lower()
-    if text.isdigit() and len(text) < 10:
+    if (text.isascii() and text.isdigit()) and len(text) < 10:
         return or_(model.id == int(text), by_name)
     return by_name
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fastapi import HTTPException
-from sqlalchemy import and_, delete, func, or_, select, true, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from zstack_analyzer.service.annotations.access import names_for
@@ -55,13 +55,12 @@ MAX_TAGS = 1000
 
 
 def visible_tags(principal: Principal) -> ColumnElement[bool]:
-    """Tags of the caller's groups (any level) or made by the caller; every tag for an admin."""
-    if principal.is_admin:
-        return true()
-    groups = sorted(principal.groups)
-    own = Tag.owner_id == principal.user_id if principal.user_id is not None else None
-    clauses = [c for c in (own, Tag.group_id.in_(groups) if groups else None) if c is not None]
-    return or_(*clauses) if clauses else Tag.id.is_(None)
+    """Tags seen like images: one's own, and those of groups whose members see each other's.
+
+    So in a private group a member lists only the tags they made (the tags on
+    an image they can see are shown with the image all the same).
+    """
+    return visible_filter(principal, Tag.owner_id, Tag.group_id)
 
 
 def _unique_names(names: Iterable[str]) -> list[str]:

@@ -362,11 +362,11 @@ def download_attachment(
         "X-Content-Type-Options": "nosniff",
         "ETag": f'"{row.sha256}"',
     }
+    # One media type, as documented (the file's own is in the listing): a download, not a page.
+    media_type = "application/octet-stream"
     if storage.is_local:
-        return FileResponse(
-            storage.path(row.stored_name), media_type=row.media_type, headers=headers
-        )
-    return stream_stored(storage, row.stored_name, row.size_bytes, None, row.media_type, headers)
+        return FileResponse(storage.path(row.stored_name), media_type=media_type, headers=headers)
+    return stream_stored(storage, row.stored_name, row.size_bytes, None, media_type, headers)
 
 
 @router.delete(
