@@ -260,6 +260,37 @@ async def get_roi(image_id: str, roi_id: RoiId, database: DatabaseDep) -> RoiPub
     return await database.run(_get, image_id, roi_id)
 
 
+def _replace(
+    session: Any, image_id: str, roi_id: int, principal: Any, body: RoiCreate
+) -> RoiPublic | None:
+    image = require_image(session, image_id)
+    roi = service.get_roi(session, image, roi_id)
+    if not service.may_delete(principal, image, roi):
+        return None
+    if body.scene != roi.scene:
+        msg = f"an ROI stays on its scene ({roi.scene}); create a new one for scene {body.scene}"
+        raise InvalidRoiError(msg)
+    shapes = parse_shapes([s.model_dump() for s in body.shapes], service.sizes_of(image, roi.scene))
+    return _public(session, service.replace_roi(session, roi, name=body.name, shapes=shapes))
+
+
+@router.put(
+    "/{image_id}/rois/{roi_id}",
+    response_model=RoiPublic,
+    summary="Replace an ROI's name and shapes (an edit)",
+    responses=problems(401, 403, 404, 422),
+    openapi_extra=ANNOTATES,
+)
+async def replace_roi(
+    image_id: str, roi_id: RoiId, body: RoiCreate, database: DatabaseDep, principal: PrincipalDep
+) -> RoiPublic:
+    """The same body as a new ROI; who may delete the ROI may change it. Id and author stay."""
+    replaced = await database.run(_replace, image_id, roi_id, principal, body)
+    if replaced is None:
+        raise HTTPException(403, f"you may not change ROI {roi_id}: it is someone else's")
+    return replaced
+
+
 def _delete_one(session: Any, image_id: str, roi_id: int, principal: Any) -> bool:
     image = require_image(session, image_id)
     roi = service.get_roi(session, image, roi_id)
