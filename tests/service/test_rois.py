@@ -200,6 +200,19 @@ def test_every_roi_route(client: TestClient, stack: tuple[Path, np.ndarray]) -> 
     assert tri["channels"][0]["pixel_count"] == 0  # the polygon belongs to channel 1 only
     assert tri["channels"][1]["pixel_count"] > 0
 
+    # An edit: new name and shapes, same id and author; a bad edit changes nothing.
+    edit = {"name": "moved", "shapes": [{"type": "point", "x": 5, "y": 6, "z": 4}]}
+    edited = client.put(f"{base}/{roi_id}", json=edit)
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["id"] == roi_id and edited.json()["name"] == "moved"
+    assert [s["type"] for s in client.get(f"{base}/{roi_id}").json()["shapes"]] == ["point"]
+    bad = client.put(
+        f"{base}/{roi_id}", json={"shapes": [{"type": "point", "x": 5, "y": 6, "z": 9}]}
+    )
+    assert bad.status_code == 422
+    assert client.get(f"{base}/{roi_id}").json()["name"] == "moved"
+    assert client.put(f"{base}/999999", json=edit).status_code == 404
+
     # Delete one, then the rest.
     assert client.delete(f"{base}/{roi_id}").status_code == 204
     gone = client.get(f"{base}/{roi_id}")

@@ -117,6 +117,7 @@ def test_openapi_matches_routes(client: TestClient) -> None:
         ("/api/images/{image_id}/rois", "delete"),
         ("/api/images/{image_id}/rois/{roi_id}", "get"),
         ("/api/images/{image_id}/rois/{roi_id}", "delete"),
+        ("/api/images/{image_id}/rois/{roi_id}", "put"),
         ("/api/images/{image_id}/rois/{roi_id}/stats", "get"),
         ("/api/images/{image_id}/rois/import", "post"),
         ("/api/images/{image_id}/rois.csv", "get"),

@@ -33,10 +33,12 @@ if TYPE_CHECKING:
 
     from zstack_analyzer.readers._base import ImageReader
 
-__all__ = ["REGION_BYTES", "Accumulator", "measure_roi"]
+__all__ = ["MAX_SHAPE_TABLE", "REGION_BYTES", "Accumulator", "measure_roi"]
 
 #: Target size of one band read (bytes of pixels).
 REGION_BYTES = 16 * 1024 * 1024
+#: Most shapes measured one by one for the per-shape table (each is a read of its own box).
+MAX_SHAPE_TABLE = 100
 
 
 @dataclass(slots=True)
@@ -243,6 +245,7 @@ def measure_roi(
     """Statistics of the ROI made of ``shapes``, per channel, at full resolution.
 
     Returns ``{"calibrated", "pixel_size_um", "channels": [...], "shapes": [...]}``
+    (``shapes``: each shape alone, for ROIs of at most :data:`MAX_SHAPE_TABLE` shapes)
     and, with ``all_z``, ``"planes": [{"z", "channels"}]``: the ROI's footprint
     (every shape, whatever its own z) measured on each plane of the stack.
     ``channels`` measures every shape on its own plane, the shapes of one plane
@@ -295,7 +298,7 @@ def measure_roi(
         "pixel_size_um": {"x": px, "y": py} if calibrated else None,
         "channels": entries(measure(_plane_groups(shapes, None)), shapes),
     }
-    if per_shape:
+    if per_shape and len(shapes) <= MAX_SHAPE_TABLE:
         result["shapes"] = [
             {
                 "index": i,

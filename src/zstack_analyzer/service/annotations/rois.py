@@ -6,7 +6,7 @@ Who may do what (service/auth/permissions.py, the one table):
   guard has checked it before any of this runs);
 - create one: whoever may annotate the image (the route declares itself an
   annotation, so the guard lets read-annotate members through);
-- delete one: its author, or whoever may change it as a record of the image's
+- change (replace its shapes) or delete one: its author, or whoever may change it as a record of the image's
   group (group owner, read-write member, admin), or whoever may change the image.
 
 An ROI's owner is its author (``None`` without accounts) and its group the
@@ -55,6 +55,7 @@ __all__ = [
     "may_delete",
     "owner_names",
     "parse_roi_file",
+    "replace_roi",
     "roi_public",
     "roi_shapes",
     "roi_stats_job",
@@ -151,19 +152,7 @@ def create_roi(
         name=name,
         owner_id=principal.user_id,
         group_id=image.group_id,
-        shapes=[
-            RoiShape(
-                position=i,
-                type=s.type,
-                z=s.z,
-                t=s.t,
-                c=s.c,
-                name=s.name,
-                colour=s.colour,
-                geometry=_geometry_json(s),
-            )
-            for i, s in enumerate(shapes)
-        ],
+        shapes=_shape_rows(shapes),
     )
     session.add(roi)
     if commit:
@@ -235,6 +224,30 @@ def get_roi(session: Session, image: Image, roi_id: int) -> Roi:
 def may_delete(principal: Principal, image: Image, roi: Roi) -> bool:
     """Its author, whoever may change records of its group, or whoever may change the image."""
     return allows(principal, roi, Action.CHANGE) or can_change(principal, image)
+
+
+def replace_roi(session: Session, roi: Roi, *, name: str | None, shapes: Sequence[Shape]) -> Roi:
+    """Give ``roi`` a new name and shapes (an edit in the viewer); id, author and group stay."""
+    roi.name = name
+    roi.shapes = _shape_rows(shapes)
+    session.commit()
+    return roi
+
+
+def _shape_rows(shapes: Sequence[Shape]) -> list[RoiShape]:
+    return [
+        RoiShape(
+            position=i,
+            type=s.type,
+            z=s.z,
+            t=s.t,
+            c=s.c,
+            name=s.name,
+            colour=s.colour,
+            geometry=_geometry_json(s),
+        )
+        for i, s in enumerate(shapes)
+    ]
 
 
 def delete_roi(session: Session, roi: Roi) -> None:

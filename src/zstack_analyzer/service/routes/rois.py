@@ -13,11 +13,20 @@ from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 from fastapi import APIRouter, File, HTTPException, Path, Query, Request, Response, UploadFile
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from zstack_analyzer.errors import InvalidRoiError
-from zstack_analyzer.roi.shapes import MAX_POINTS, MAX_SHAPES, parse_shapes
+from zstack_analyzer.roi.shapes import parse_shapes
 from zstack_analyzer.service.annotations import rois as service
+from zstack_analyzer.service.annotations.roi_schemas import (
+    PlaneIndex,
+    RoiCreate,
+    RoiCreated,
+    RoiPublic,
+    RoisDeleted,
+    RoisImported,
+    RoisPublic,
+    RoiStatsPublic,
+)
 from zstack_analyzer.service.auth.guard import ANNOTATES
 from zstack_analyzer.service.auth.principal import PrincipalDep
 from zstack_analyzer.service.deps import DatabaseDep, PoolDep, SettingsDep, StorageDep
@@ -37,138 +46,7 @@ MAX_IMPORT_BYTES = 16 * 1024 * 1024
 #: Most ROIs measured for one stats CSV of an image.
 MAX_CSV_ROIS = 1_000
 
-Coordinate = Annotated[
-    float, Field(allow_inf_nan=False, ge=-(2**31), le=2**31, description="Pixels (full resolution)")
-]
-Extent = Annotated[float, Field(allow_inf_nan=False, gt=0, le=2**31)]
-PlaneIndex = Annotated[int, Field(ge=0, le=INDEX_MAX)]
 RoiId = Annotated[int, Path(ge=1, le=INDEX_MAX, description="The ROI's id")]
-
-
-class _ShapeIn(BaseModel):
-    """Fields every shape has: its plane and how it is shown."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    z: PlaneIndex = 0
-    t: PlaneIndex = 0
-    c: PlaneIndex | None = Field(None, description="Channel; omitted: every channel")
-    name: str | None = Field(None, max_length=255)
-    colour: str | None = Field(
-        None,
-        pattern=r"^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$",
-        validation_alias=AliasChoices("colour", "color"),
-        description="#RRGGBB or #RRGGBBAA",
-    )
-
-
-class RectangleIn(_ShapeIn):
-    """A rectangle: top-left corner and size."""
-
-    type: Literal["rectangle"]
-    x: Coordinate
-    y: Coordinate
-    width: Extent
-    height: Extent
-
-
-class EllipseIn(_ShapeIn):
-    """An ellipse: centre and radii."""
-
-    type: Literal["ellipse"]
-    x: Coordinate
-    y: Coordinate
-    radius_x: Extent
-    radius_y: Extent
-
-
-class PolygonIn(_ShapeIn):
-    """A closed polygon (at least 3 points) or an open polyline (at least 2)."""
-
-    type: Literal["polygon", "polyline"]
-    points: list[tuple[Coordinate, Coordinate]] = Field(min_length=2, max_length=MAX_POINTS)
-
-
-class LineIn(_ShapeIn):
-    """A straight line."""
-
-    type: Literal["line"]
-    x1: Coordinate
-    y1: Coordinate
-    x2: Coordinate
-    y2: Coordinate
-
-
-class PointIn(_ShapeIn):
-    """A point."""
-
-    type: Literal["point"]
-    x: Coordinate
-    y: Coordinate
-
-
-ShapeIn = Annotated[
-    RectangleIn | EllipseIn | PolygonIn | LineIn | PointIn, Field(discriminator="type")
-]
-
-
-class RoiCreate(BaseModel):
-    """A new ROI: a name and its shapes, in full-resolution pixel coordinates."""
-
-    name: str | None = Field(None, max_length=255)
-    scene: PlaneIndex = 0
-    shapes: list[ShapeIn] = Field(min_length=1, max_length=MAX_SHAPES)
-
-
-class RoiPublic(BaseModel):
-    """One ROI as stored."""
-
-    id: int
-    image_id: str
-    scene: int
-    name: str | None
-    owner_id: int | None
-    owner: str | None
-    group_id: int | None
-    created: str
-    shapes: list[dict[str, Any]]
-
-
-class RoisPublic(BaseModel):
-    """The ROIs of an image."""
-
-    data: list[RoiPublic]
-    count: int
-
-
-class RoiCreated(RoiPublic):
-    """The stored ROI (its ``id`` names it from now on)."""
-
-
-class RoisDeleted(BaseModel):
-    """What ``DELETE /rois`` did: the caller's deletable ROIs went, others' stayed."""
-
-    deleted: int
-    kept: int
-
-
-class RoisImported(BaseModel):
-    """The ROIs an import created."""
-
-    ids: list[int]
-    count: int
-
-
-class RoiStatsPublic(BaseModel):
-    """Per-channel statistics of an ROI at full resolution (see ``zstack_analyzer.roi.stats``)."""
-
-    roi_id: int
-    image_id: str
-    calibrated: bool = Field(description="False: areas and lengths are in pixels (px2, px)")
-    pixel_size_um: dict[str, float | None] | None
-    channels: list[dict[str, Any]]
-    shapes: list[dict[str, Any]] | None = None
-    planes: list[dict[str, Any]] | None = Field(None, description="With z=all: one entry per Z")
 
 
 def _public(session: Any, roi: Any) -> RoiPublic:
@@ -258,6 +136,37 @@ def _get(session: Any, image_id: str, roi_id: int) -> RoiPublic:
 async def get_roi(image_id: str, roi_id: RoiId, database: DatabaseDep) -> RoiPublic:
     """404 (``roi_not_found``) when the image has no such ROI."""
     return await database.run(_get, image_id, roi_id)
+
+
+def _replace(
+    session: Any, image_id: str, roi_id: int, principal: Any, body: RoiCreate
+) -> RoiPublic | None:
+    image = require_image(session, image_id)
+    roi = service.get_roi(session, image, roi_id)
+    if not service.may_delete(principal, image, roi):
+        return None
+    if body.scene != roi.scene:
+        msg = f"an ROI stays on its scene ({roi.scene}); create a new one for scene {body.scene}"
+        raise InvalidRoiError(msg)
+    shapes = parse_shapes([s.model_dump() for s in body.shapes], service.sizes_of(image, roi.scene))
+    return _public(session, service.replace_roi(session, roi, name=body.name, shapes=shapes))
+
+
+@router.put(
+    "/{image_id}/rois/{roi_id}",
+    response_model=RoiPublic,
+    summary="Replace an ROI's name and shapes (an edit)",
+    responses=problems(401, 403, 404, 422),
+    openapi_extra=ANNOTATES,
+)
+async def replace_roi(
+    image_id: str, roi_id: RoiId, body: RoiCreate, database: DatabaseDep, principal: PrincipalDep
+) -> RoiPublic:
+    """The same body as a new ROI; who may delete the ROI may change it. Id and author stay."""
+    replaced = await database.run(_replace, image_id, roi_id, principal, body)
+    if replaced is None:
+        raise HTTPException(403, f"you may not change ROI {roi_id}: it is someone else's")
+    return replaced
 
 
 def _delete_one(session: Any, image_id: str, roi_id: int, principal: Any) -> bool:
