@@ -4,107 +4,19 @@
 // The shapes live in an <svg> inside the XY stage, whose CSS transform the viewer sets
 // for zoom and pan: drawn in full-resolution pixel coordinates (viewBox = the plane),
 // they follow the picture and the deep-zoom tiles with no arithmetic of their own.
-// Coordinates follow the API: (0, 0) is the image's top-left corner; area shapes snap
-// to pixel corners, lines and points to pixel centres (x + 0.5), so what a user drew
-// never cuts a pixel in half.
+// Geometry (snapping, handles, reshaping) is roi-geometry.js; the tables roi-stats.js.
 
 import { ApiError, apiFetch, downloadWithToken, getJson, problemOf, sendJson, setStatus } from "./api.js";
 import { listOf } from "./listing.js";
+import { FIELDS, handles, isEmpty, reshape, shapeAround, shapeFromDrag, snap, translate } from "./roi-geometry.js";
+import { showStats as measure } from "./roi-stats.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
-const AREA = new Set(["rectangle", "ellipse", "polygon"]);
 const DEFAULT_COLOR = "#ffd700";
 
-/** The fields of each shape type (besides type, z, t, c), as the API spells them. */
-const FIELDS = {
-  rectangle: ["x", "y", "width", "height"],
-  ellipse: ["x", "y", "radius_x", "radius_y"],
-  line: ["x1", "y1", "x2", "y2"],
-  point: ["x", "y"],
-  polygon: ["points"],
-  polyline: ["points"],
-};
-
-let r = null; // {id, size, z, t, mip, rois, selected, tool, draft, drag}
+let r = null; // the open image's ROI state (showRois): size, plane, rois, selection, tool, draft, drag
 let wired = false;
-
-// ---------------------------------------------------------------- geometry
-
-const snapCorner = (value, max) => Math.min(max, Math.max(0, Math.round(value)));
-const snapCentre = (value, max) => Math.min(max - 0.5, Math.max(0.5, Math.floor(value) + 0.5));
-
-function snap(type, p) {
-  const f = AREA.has(type) ? snapCorner : snapCentre;
-  return [f(p[0], r.size.x), f(p[1], r.size.y)];
-}
-
-/** A new shape of `type` from two corners of a drag (or one point). */
-function shapeFromDrag(type, a, b) {
-  const [x0, y0] = snap(type, a);
-  const [x1, y1] = snap(type, b);
-  const box = { x: Math.min(x0, x1), y: Math.min(y0, y1), w: Math.abs(x1 - x0), h: Math.abs(y1 - y0) };
-  if (type === "rectangle") return { type, x: box.x, y: box.y, width: box.w, height: box.h };
-  if (type === "ellipse") {
-    return { type, x: box.x + box.w / 2, y: box.y + box.h / 2, radius_x: box.w / 2, radius_y: box.h / 2 };
-  }
-  if (type === "line") return { type, x1: x0, y1: y0, x2: x1, y2: y1 };
-  return { type: "point", x: x1, y: y1 };
-}
-
-/** The handles of a shape: [x, y] points a user can drag to reshape it. */
-function handles(s) {
-  switch (s.type) {
-    case "rectangle":
-      return [
-        [s.x, s.y],
-        [s.x + s.width, s.y],
-        [s.x + s.width, s.y + s.height],
-        [s.x, s.y + s.height],
-      ];
-    case "ellipse":
-      return [
-        [s.x - s.radius_x, s.y - s.radius_y],
-        [s.x + s.radius_x, s.y - s.radius_y],
-        [s.x + s.radius_x, s.y + s.radius_y],
-        [s.x - s.radius_x, s.y + s.radius_y],
-      ];
-    case "line":
-      return [
-        [s.x1, s.y1],
-        [s.x2, s.y2],
-      ];
-    case "point":
-      return [[s.x, s.y]];
-    default:
-      return s.points.map((p) => [p[0], p[1]]);
-  }
-}
-
-/** `s` with handle `i` moved to `p` (the opposite corner stays for boxes). */
-function reshape(s, i, p) {
-  const q = snap(s.type, p);
-  if (s.type === "rectangle" || s.type === "ellipse") {
-    const opposite = handles(s)[(i + 2) % 4];
-    return { ...s, ...shapeFromDrag(s.type, opposite, q) };
-  }
-  if (s.type === "line") return i === 0 ? { ...s, x1: q[0], y1: q[1] } : { ...s, x2: q[0], y2: q[1] };
-  if (s.type === "point") return { ...s, x: q[0], y: q[1] };
-  return { ...s, points: s.points.map((pt, j) => (j === i ? q : pt)) };
-}
-
-/** `s` moved by whole pixels (dx, dy). */
-function translate(s, dx, dy) {
-  switch (s.type) {
-    case "line":
-      return { ...s, x1: s.x1 + dx, y1: s.y1 + dy, x2: s.x2 + dx, y2: s.y2 + dy };
-    case "polygon":
-    case "polyline":
-      return { ...s, points: s.points.map(([x, y]) => [x + dx, y + dy]) };
-    default:
-      return { ...s, x: s.x + dx, y: s.y + dy };
-  }
-}
 
 function onPlane(s) {
   const zOk = r.mip || s.z == null || s.z === r.z;
@@ -191,23 +103,6 @@ function render() {
   layer.replaceChildren(...children);
 }
 
-/** A shape of `type` around the crosshair, a tenth of the plane wide (keyboard drawing). */
-function shapeAtCrosshair(type) {
-  const { x, y } = r.cross;
-  const hw = Math.max(1, Math.round(r.size.x / 20));
-  const hh = Math.max(1, Math.round(r.size.y / 20));
-  if (type === "polygon" || type === "polyline") {
-    const pts = [
-      [x - hw, y + hh],
-      [x, y - hh],
-      [x + hw, y + hh],
-    ].map((p) => snap(type, p));
-    return { type, points: pts };
-  }
-  if (type === "point") return shapeFromDrag(type, [x, y], [x, y]);
-  return shapeFromDrag(type, [x - hw, y - hh], [x + hw + 1, y + hh + 1]);
-}
-
 // ---------------------------------------------------------------- pointer input
 
 function imagePoint(e) {
@@ -225,11 +120,11 @@ function onPointerDown(e) {
     e.stopPropagation(); // not a pan of the plane
     layer.setPointerCapture(e.pointerId);
     if (r.tool === "polygon" || r.tool === "polyline") {
-      const q = snap(r.tool, p);
+      const q = snap(r.tool, p, r.size);
       if (!r.draft) r.draft = { shape: { type: r.tool, points: [q, q] } };
       else r.draft.shape.points.splice(-1, 0, q); // the last point follows the pointer
     } else {
-      r.draft = { start: p, shape: shapeFromDrag(r.tool, p, p) };
+      r.draft = { start: p, shape: shapeFromDrag(r.tool, p, p, r.size) };
     }
     render();
     return;
@@ -258,8 +153,8 @@ function onPointerMove(e) {
   const p = imagePoint(e);
   if (r.draft) {
     const s = r.draft.shape;
-    if (s.type === "polygon" || s.type === "polyline") s.points[s.points.length - 1] = snap(s.type, p);
-    else if (r.draft.start) r.draft.shape = shapeFromDrag(r.tool, r.draft.start, p);
+    if (s.type === "polygon" || s.type === "polyline") s.points[s.points.length - 1] = snap(s.type, p, r.size);
+    else if (r.draft.start) r.draft.shape = shapeFromDrag(r.tool, r.draft.start, p, r.size);
     render();
     return;
   }
@@ -269,7 +164,7 @@ function onPointerMove(e) {
   const dy = Math.round(p[1] - d.start[1]);
   if (!d.moved && Math.abs(dx) < 1 && Math.abs(dy) < 1) return;
   d.moved = true;
-  d.roi.shapes[d.index] = d.handle == null ? translate(d.original, dx, dy) : reshape(d.original, d.handle, p);
+  d.roi.shapes[d.index] = d.handle == null ? translate(d.original, dx, dy) : reshape(d.original, d.handle, p, r.size);
   render();
 }
 
@@ -279,11 +174,7 @@ function onPointerUp() {
     const s = r.draft.shape;
     r.draft = null;
     // A click with a box tool draws nothing (a point needs no drag).
-    const empty =
-      (s.type === "rectangle" && (s.width === 0 || s.height === 0)) ||
-      (s.type === "ellipse" && (s.radius_x === 0 || s.radius_y === 0)) ||
-      (s.type === "line" && s.x1 === s.x2 && s.y1 === s.y2);
-    if (empty) render();
+    if (isEmpty(s)) render();
     else create(s);
     return;
   }
@@ -512,147 +403,18 @@ function showEdit() {
   box.replaceChildren(form);
 }
 
-function fmt(x) {
-  if (x == null) return "";
-  if (typeof x !== "number") return String(x);
-  return Number.isInteger(x) ? String(x) : String(Number(x.toPrecision(7)));
-}
-
-/** Area (or, for lines, length) of one channel's row and its unit. */
-function sizeOf(c) {
-  if (c.area_um2 != null) return [c.area_um2, "µm²"];
-  if (c.length_um != null && c.area_px2 == null) return [c.length_um, "µm"];
-  if (c.area_px2 != null) return [c.area_px2, "px²"];
-  if (c.length_um != null) return [c.length_um, "µm"];
-  if (c.length_px != null) return [c.length_px, "px"];
-  if (c.area != null) return [c.area, c.area_unit || c.unit || ""];
-  if (c.length != null) return [c.length, c.length_unit || c.unit || ""];
-  return [null, ""];
-}
-
-async function showStats() {
-  const box = $("roi-stats");
-  const roi = selectedRoi();
-  box.hidden = !roi;
-  if (!roi) return;
+/** The selected ROI's measurements (roi-stats.js), dropped if the selection changes meanwhile. */
+function showStats() {
   const view = r;
-  const id = roi.id;
-  const body = $("roi-stats-table").tBodies[0];
-  body.replaceChildren();
-  $("roi-stats-note").textContent = "measuring…";
-  let stats;
-  try {
-    stats = await getJson(`${base()}/${id}/stats`);
-  } catch (err) {
-    if (view === r && String(r.selected) === String(id)) $("roi-stats-note").textContent = `No measurement: ${err.message}`;
-    return;
-  }
-  if (view !== r || String(r.selected) !== String(id)) return; // another ROI was chosen meanwhile
-  const channels = listOf(stats, "channels");
-  const names = view.channelNames || {};
-  // One column per channel, one row per measure: narrow enough for the sidebar.
-  const head = document.createElement("tr");
-  const corner = document.createElement("th");
-  corner.scope = "col";
-  corner.textContent = "Measure";
-  head.append(corner);
-  for (const c of channels) {
-    const th = document.createElement("th");
-    th.scope = "col";
-    th.dataset.channel = String(c.channel);
-    th.textContent = c.name || names[c.channel] || `Channel ${Number(c.channel) + 1}`;
-    head.append(th);
-  }
-  $("roi-stats-table").tHead.replaceChildren(head);
-  const sizes = channels.map(sizeOf);
-  const units = new Set(sizes.map(([, unit]) => unit).filter(Boolean));
-  const isLine = roi.shapes.every((s) => !AREA.has(s.type));
-  const sizeLabel = `${isLine ? "Length" : "Area"}${units.size ? ` (${[...units].join(", ")})` : ""}`;
-  const measures = [
-    ["pixel_count", "Pixels", (c) => c.pixel_count],
-    ["min", "Min", (c) => c.min],
-    ["max", "Max", (c) => c.max],
-    ["mean", "Mean", (c) => c.mean],
-    ["std", "Std", (c) => c.std],
-    ["sum", "Sum", (c) => c.sum],
-    ["size", sizeLabel, (c, i) => sizes[i][0]],
-  ];
-  if (sizes.every(([size]) => size == null)) measures.pop(); // points: no area, no length
-  body.replaceChildren(
-    ...measures.map(([key, label, get]) => {
-      const tr = document.createElement("tr");
-      tr.dataset.stat = key;
-      const th = document.createElement("th");
-      th.scope = "row";
-      th.textContent = label;
-      tr.append(th);
-      channels.forEach((c, i) => {
-        const value = get(c, i);
-        const td = document.createElement("td");
-        td.dataset.stat = key;
-        td.dataset.channel = String(c.channel);
-        td.textContent = fmt(value);
-        if (typeof value === "number") td.title = String(value); // every digit, on hover
-        tr.append(td);
-      });
-      return tr;
-    }),
-  );
-  const notes = [];
-  if (stats.calibrated === false || units.has("px²") || units.has("px")) {
-    notes.push("The file gives no pixel size: sizes in pixels.");
-  }
-  if (stats.note) notes.push(String(stats.note));
-  $("roi-stats-note").textContent = notes.join(" ");
-  $("roi-allz-row").hidden = r.sizeZ <= 1;
-  if ($("roi-allz").checked && r.sizeZ > 1) showPlanes(view, id);
-  else $("roi-planes-table").hidden = true;
-}
-
-/** The ROI's footprint measured on every Z plane (?z=all): the mean per channel and plane. */
-async function showPlanes(view, id) {
-  const table = $("roi-planes-table");
-  let stats;
-  try {
-    stats = await getJson(`${base()}/${id}/stats?z=all`);
-  } catch (err) {
-    if (view === r) setStatus(`No per-plane measurement: ${err.message}`, true);
-    return;
-  }
-  if (view !== r || String(r.selected) !== String(id) || !$("roi-allz").checked) return;
-  const planes = listOf(stats, "planes");
-  const channels = planes.length ? listOf(planes[0], "channels") : [];
-  const head = document.createElement("tr");
-  const corner = document.createElement("th");
-  corner.scope = "col";
-  corner.textContent = "Z";
-  head.append(corner);
-  for (const c of channels) {
-    const th = document.createElement("th");
-    th.scope = "col";
-    th.textContent = `Mean ${c.name || (view.channelNames || {})[c.channel] || `channel ${Number(c.channel) + 1}`}`;
-    head.append(th);
-  }
-  table.tHead.replaceChildren(head);
-  table.tBodies[0].replaceChildren(
-    ...planes.map((plane) => {
-      const tr = document.createElement("tr");
-      tr.dataset.z = String(plane.z);
-      const th = document.createElement("th");
-      th.scope = "row";
-      th.textContent = String(plane.z + 1);
-      tr.append(th);
-      for (const c of listOf(plane, "channels")) {
-        const td = document.createElement("td");
-        td.dataset.channel = String(c.channel);
-        td.textContent = fmt(c.mean);
-        if (typeof c.mean === "number") td.title = String(c.mean);
-        tr.append(td);
-      }
-      return tr;
-    }),
-  );
-  table.hidden = false;
+  const roi = selectedRoi();
+  const id = roi ? roi.id : null;
+  return measure({
+    roi,
+    url: roi ? `${base()}/${id}` : "",
+    channelNames: r.channelNames,
+    sizeZ: r.sizeZ,
+    isCurrent: () => view === r && String(r.selected) === String(id),
+  });
 }
 
 // ---------------------------------------------------------------- import and export
@@ -726,7 +488,7 @@ function wire() {
     } else if (e.key === "Enter" && r.tool && e.target.closest("#pane-xy")) {
       // Without a mouse: a shape around the crosshair, to be set exactly in the edit form.
       e.preventDefault();
-      create(shapeAtCrosshair(r.tool));
+      create(shapeAround(r.tool, r.cross, r.size));
     } else if ((e.key === "Delete" || e.key === "Backspace") && selectedRoi() && !r.draft) {
       e.preventDefault();
       remove(selectedRoi());
