@@ -25,16 +25,17 @@ pytestmark = pytest.mark.browser
 SIZE_X, SIZE_Y = 120, 90
 
 
-def write_plane(path: Path, seed: int) -> np.ndarray:
-    """A 2-channel, one-plane uint16 OME-TIFF of random pixels; returns its C,Y,X data."""
+def write_plane(path: Path, seed: int, size_z: int = 1) -> np.ndarray:
+    """A 2-channel uint16 OME-TIFF of random pixels, 0.5 µm pixels; returns its Z,C,Y,X data."""
     import tifffile
 
-    data = np.random.default_rng(seed).integers(0, 4096, size=(2, SIZE_Y, SIZE_X), dtype=np.uint16)
+    shape = (size_z, 2, SIZE_Y, SIZE_X)
+    data = np.random.default_rng(seed).integers(0, 4096, size=shape, dtype=np.uint16)
     tifffile.imwrite(
         path,
         data,
         photometric="minisblack",
-        metadata={"axes": "CYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5},
+        metadata={"axes": "ZCYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5},
     )
     return data
 
@@ -68,7 +69,8 @@ def screen_point(page: Page, x: float, y: float) -> tuple[float, float]:
 def test_file_tag_annotate_and_measure_a_rectangle(
     live_server: str, page: Page, tmp_path: Path
 ) -> None:
-    pixels = write_plane(tmp_path / "cells.ome.tif", seed=1)
+    stack = write_plane(tmp_path / "cells.ome.tif", seed=1, size_z=3)
+    pixels = stack[1]  # the viewer opens a stack on its middle plane
     write_plane(tmp_path / "control.ome.tif", seed=2)
     write_plane(tmp_path / "other.ome.tif", seed=3)
     with httpx.Client(base_url=live_server, timeout=60) as client:
@@ -147,13 +149,8 @@ def test_file_tag_annotate_and_measure_a_rectangle(
         rois = items(client.get(f"/api/images/{cells}/rois").json())
         assert len(rois) == 1
         shape = rois[0]["shapes"][0]
-        assert (shape["type"], shape["x"], shape["y"], shape["width"], shape["height"]) == (
-            "rectangle",
-            10,
-            8,
-            30,
-            22,
-        )
+        drawn = [shape[k] for k in ("type", "x", "y", "width", "height", "z", "t")]
+        assert drawn == ["rectangle", 10, 8, 30, 22, 1, 0]  # on the plane shown
         assert page.locator("#roi-layer rect.roi-shape").count() == 1
         for channel in (0, 1):
             expected = pixels[channel, 8:30, 10:40].astype(np.float64)
@@ -163,6 +160,16 @@ def test_file_tag_annotate_and_measure_a_rectangle(
             assert int(page.inner_text(f'{cell}[data-stat="pixel_count"]')) == expected.size
             assert int(page.inner_text(f'{cell}[data-stat="max"]')) == int(expected.max())
         assert "µm²" in page.inner_text('#roi-stats-table tr[data-stat="size"] th')
+        assert float(page.inner_text(f'{cell}[data-stat="size"]')) == 22 * 30 * 0.25
+        # The same footprint on every Z plane.
+        page.check("#roi-allz")
+        page.locator('#roi-planes-table tr[data-z="2"]').wait_for()
+        for z in range(3):
+            shown = float(
+                page.get_attribute(f'#roi-planes-table tr[data-z="{z}"] td', "title") or ""
+            )
+            assert shown == pytest.approx(stack[z, 0, 8:30, 10:40].mean(), rel=1e-12)
+        page.uncheck("#roi-allz")
 
         # Reshape it by its bottom-right handle, then without a mouse (the form's fields).
         page.click('.roi-tools [data-tool=""]')
