@@ -71,6 +71,7 @@ def choose_group(session: Session, principal: Principal, group: str | None) -> P
 
     owner = principal.user_id
     if group is not None:
+        group = group.replace("\x00", "")  # PostgreSQL text cannot hold NUL; no name has one
         if principal.user_id is not None and not principal.is_admin:
             for role in principal.groups.values():
                 if role.name == group:
