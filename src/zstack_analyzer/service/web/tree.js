@@ -6,7 +6,7 @@
 
 import { getJson, sendJson, setStatus } from "./api.js";
 import { listOf } from "./listing.js";
-import { setScope } from "./search.js";
+import { chosenGroup, setScope } from "./search.js";
 
 const $ = (id) => document.getElementById(id);
 const DRAG_TYPE = "application/x-zstack-image-ids";
@@ -221,8 +221,11 @@ export function decorateCard(li, info, img) {
 }
 
 async function create(url, body, input, what) {
+  // Users mode: into the group shown in the gallery's filter (as uploads), else the default.
+  const group = chosenGroup();
+  const target = group ? `${url}?group=${encodeURIComponent(group)}` : url;
   try {
-    await sendJson("POST", url, body);
+    await sendJson("POST", target, body);
   } catch (err) {
     setStatus(`Could not create the ${what}: ${err.message}`, true);
     return;
