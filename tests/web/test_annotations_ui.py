@@ -9,6 +9,7 @@ the same pixels of the file; then find images again by tag and key-value in the 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -16,8 +17,6 @@ import numpy as np
 import pytest
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from playwright.sync_api import FloatRect, Page
 
 pytestmark = pytest.mark.browser
@@ -135,6 +134,15 @@ def test_file_tag_annotate_and_measure_a_rectangle(
         page.locator("#comment-list .comment-text", has_text="Prophase").wait_for()
         comments = items(client.get(f"/api/images/{cells}/comments").json())
         assert [c["text"] for c in comments] == ["Prophase in the upper left"]
+
+        protocol = tmp_path / "protocol.txt"
+        protocol.write_text("Fix 15 min in 4% PFA.\n")
+        page.set_input_files("#attachment-input", str(protocol))
+        attached = page.locator("#attachment-list .link-button", has_text="protocol.txt")
+        with page.expect_download() as download:
+            attached.click()
+        assert download.value.suggested_filename == "protocol.txt"
+        assert Path(download.value.path()).read_text() == "Fix 15 min in 4% PFA.\n"
 
         # Draw a rectangle from pixel corner (10, 8) to (40, 30).
         page.click('.roi-tools [data-tool="rectangle"]')

@@ -12,6 +12,7 @@ import { accountsOn } from "./session.js";
 import { DeepZoom, needsDeepZoom } from "./deepzoom.js";
 import { dimsText } from "./gallery.js";
 import { showQuality } from "./quality.js";
+import { showAttachments } from "./attachments.js";
 import { showComments } from "./comments.js";
 import { showKeyValues } from "./keyvalues.js";
 import { closeRois, followView, showRois } from "./rois.js";
@@ -825,6 +826,7 @@ export async function showViewer(id) {
   showTags(id);
   showKeyValues(id);
   showComments(id);
+  showAttachments(id);
   await openScene(0);
   if (v !== view) return;
   $("pane-xy").focus({ preventScroll: true });
