@@ -8,9 +8,12 @@ those rows only, and the selected values are folded into a small
 accumulator. Memory is one band plus its mask, whatever the ROI or plane
 size; every decode goes through the decode budget like any other read.
 
-Why the figures equal numpy's: within a band, ``mean`` and ``std`` are
-numpy's own (``np.mean``, the two-pass ``sum((v - mean)^2)``) over the values
-as float64; bands are combined with Chan's parallel formula. ``sum`` of
+Why the figures equal numpy's: within a chunk of up to :data:`CHUNK` values of
+one band, ``mean`` and ``std`` are computed as numpy computes them (the
+pairwise float64 sum divided by the count, then the two-pass
+``sum((v - mean)^2)``), so an ROI of one chunk gets numpy's figures to the
+bit; chunks and bands are combined with Chan's parallel formula (within
+float rounding). ``sum`` of
 integer data is exact (Python integers); ``min`` and ``max`` are the stored
 values. ``std`` is the population standard deviation (``ddof=0``, numpy's
 default). NaN values of float data are left out and counted (``nan_count``).
@@ -33,10 +36,12 @@ if TYPE_CHECKING:
 
     from zstack_analyzer.readers._base import ImageReader
 
-__all__ = ["MAX_SHAPE_TABLE", "REGION_BYTES", "Accumulator", "measure_roi"]
+__all__ = ["CHUNK", "MAX_SHAPE_TABLE", "REGION_BYTES", "Accumulator", "measure_roi"]
 
 #: Target size of one band read (bytes of pixels).
-REGION_BYTES = 16 * 1024 * 1024
+REGION_BYTES = 4 * 1024 * 1024
+#: Values folded in at once: float64 temporaries stay at 8 MiB whatever the band or plane.
+CHUNK = 1 << 20
 #: Most shapes measured one by one for the per-shape table (each is a read of its own box).
 MAX_SHAPE_TABLE = 100
 
@@ -55,19 +60,28 @@ class Accumulator:
     nan_count: int = 0
 
     def add(self, values: np.ndarray) -> None:
-        """Fold one band's selected values (1-D) in."""
+        """Fold one band's selected values (1-D) in, :data:`CHUNK` values at a time."""
         if not self.integer:
             nan = np.isnan(values)
             if nan.any():
                 self.nan_count += int(nan.sum())
                 values = values[~nan]
+        for start in range(0, values.size, CHUNK):
+            self._add_chunk(values[start : start + CHUNK])
+
+    def _add_chunk(self, values: np.ndarray) -> None:
+        """The mean and two-pass deviation as numpy computes them, with one float64 temporary."""
         if values.size == 0:
             return
-        as_float = values.astype(np.float64)
-        mean = float(as_float.mean())
-        m2 = float(np.square(as_float - mean).sum())
+        work = values.astype(np.float64)
+        float_total = float(work.sum())
+        mean = float_total / values.size  # what np.mean computes: the same sum, divided
+        work -= mean
+        np.square(work, out=work)
+        m2 = float(work.sum())
+        del work
         if self.integer:
-            # int64 cannot overflow for 32-bit data in one band (< 2^31 values); 64-bit: exact ints.
+            # int64 cannot overflow for 32-bit data in one chunk; 64-bit data: exact ints.
             if values.dtype.itemsize <= 4:
                 total: float | int = int(values.sum(dtype=np.int64))
             else:
@@ -75,7 +89,7 @@ class Accumulator:
             low: float | int = int(values.min())
             high: float | int = int(values.max())
         else:
-            total, low, high = float(as_float.sum()), float(values.min()), float(values.max())
+            total, low, high = float_total, float(values.min()), float(values.max())
         self._merge(values.size, total, mean, m2, low, high)
 
     def merge(self, other: Accumulator) -> None:
