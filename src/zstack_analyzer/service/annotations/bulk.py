@@ -29,13 +29,12 @@ import io
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 from sqlalchemy import and_, delete, insert, select
 
 from zstack_analyzer.service.annotations.access import load_container
-from zstack_analyzer.service.annotations.keyvalues import kv_row
 from zstack_analyzer.service.annotations.models import (
     Dataset,
     DatasetImage,
@@ -50,7 +49,6 @@ from zstack_analyzer.service.annotations.schemas import (
     BulkChange,
     BulkError,
     BulkResult,
-    KeyValueItem,
 )
 from zstack_analyzer.service.auth.permissions import Action, Principal, allows
 from zstack_analyzer.service.db.models import Image, utcnow
@@ -60,6 +58,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from sqlalchemy.orm import Session
+    from sqlalchemy.sql.elements import ColumnElement
 
 __all__ = ["MAX_ROWS", "apply_table", "parse_table"]
 
@@ -71,6 +70,25 @@ _TAG_COLUMNS = {"tag", "tags"}
 _ID_HEADERS = {"id", "image_id", "image id", "uuid"}
 _PATH_HEADERS = {"path", "source_path", "file_path"}
 _NAME_HEADERS = {"filename", "file", "name", "file name", "image_name"}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """What the table needs of an image: who may annotate it, and how to name it."""
+
+    id: uuid.UUID
+    filename: str
+    source_path: str | None
+    owner_id: int | None
+    group_id: int | None
+
+
+#: The columns of :class:`ImageRef` (no metadata JSON is loaded for a table's images).
+_REF_COLUMNS = (Image.id, Image.filename, Image.source_path, Image.owner_id, Image.group_id)
+
+
+def _refs(session: Session, condition: Any) -> list[ImageRef]:
+    return [ImageRef(*row) for row in session.execute(select(*_REF_COLUMNS).where(condition))]
 
 
 @dataclass
@@ -209,14 +227,14 @@ def _resolve_dataset(session: Session, principal: Principal, dataset: str | None
 
 def _lookup(
     session: Session, principal: Principal, rows: list[Row], dataset_id: int | None
-) -> tuple[dict[int, Image], list[BulkError]]:
+) -> tuple[dict[int, ImageRef], list[BulkError]]:
     """``row number -> image`` for every row, or an error naming the row."""
     by_how: dict[str, set[str]] = defaultdict(set)
     for row in rows:
         by_how[row.how].add(row.ref)
-    ids: dict[str, list[Image]] = {}
-    paths: dict[str, list[Image]] = defaultdict(list)
-    names: dict[str, list[Image]] = defaultdict(list)
+    ids: dict[str, list[ImageRef]] = {}
+    paths: dict[str, list[ImageRef]] = defaultdict(list)
+    names: dict[str, list[ImageRef]] = defaultdict(list)
     valid_ids: list[tuple[str, uuid.UUID]] = []
     for ref in by_how["id"]:
         try:
@@ -225,28 +243,26 @@ def _lookup(
             continue
     for chunk_start in range(0, len(valid_ids), CHUNK):
         pairs = valid_ids[chunk_start : chunk_start + CHUNK]
-        found = {
-            i.id: i
-            for i in session.scalars(select(Image).where(Image.id.in_([u for _, u in pairs])))
-        }
+        found = {i.id: i for i in _refs(session, Image.id.in_([u for _, u in pairs]))}
         for ref, key in pairs:
             if key in found:
                 ids[ref] = [found[key]]
     for chunk in _chunks(sorted(by_how["path"])):
-        for image in session.scalars(select(Image).where(Image.source_path.in_(chunk))):
+        for image in _refs(session, Image.source_path.in_(chunk)):
             paths[str(image.source_path)].append(image)
     for chunk in _chunks(sorted(by_how["filename"])):
-        query = select(Image).where(Image.filename.in_(chunk))
+        condition: ColumnElement[bool] = Image.filename.in_(chunk)
         if dataset_id is not None:
-            query = query.where(
+            condition = and_(
+                condition,
                 Image.id.in_(
                     select(DatasetImage.image_id).where(DatasetImage.dataset_id == dataset_id)
-                )
+                ),
             )
-        for image in session.scalars(query):
+        for image in _refs(session, condition):
             names[image.filename].append(image)
     table = {"id": ids, "path": paths, "filename": names}
-    resolved: dict[int, Image] = {}
+    resolved: dict[int, ImageRef] = {}
     errors: list[BulkError] = []
     where = " in the dataset" if dataset_id is not None else ""
     for row in rows:
@@ -278,13 +294,13 @@ def _lookup(
 class Plan:
     """What one image gets: tags to add, and keys to set (in first-row order)."""
 
-    image: Image
+    image: ImageRef
     first_row: int
     tags: list[str] = field(default_factory=list)
     pairs: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _plans(rows: list[Row], resolved: dict[int, Image]) -> dict[uuid.UUID, Plan]:
+def _plans(rows: list[Row], resolved: dict[int, ImageRef]) -> dict[uuid.UUID, Plan]:
     plans: dict[uuid.UUID, Plan] = {}
     for row in rows:
         image = resolved[row.number]
@@ -330,7 +346,7 @@ def _existing(
 def _change(plan: Plan, tag_keys: set[str], pairs: dict[str, list[str]]) -> BulkChange:
     added = [t for t in plan.tags if index_key(t) not in tag_keys]
     changed = {k: v for k, v in plan.pairs.items() if pairs.get(index_key(k)) != v}
-    return BulkChange(
+    return BulkChange.model_construct(  # our own values: no validation needed
         row=plan.first_row,
         image_id=str(plan.image.id),
         filename=plan.image.filename,
@@ -377,66 +393,86 @@ def apply_table(
     plans = _plans(valid_rows, resolved)
     image_ids = list(plans)
     tag_keys, pairs, next_position = _existing(session, image_ids, namespace)
-    changes = [_change(plans[i], tag_keys[i], pairs[i]) for i in image_ids]
-    changes = [c for c in changes if c.tags_added or c.key_values]
-    if not dry_run and changes:
-        _write(session, principal, plans, changes, next_position, namespace)
-    return BulkResult(
-        dry_run=dry_run, applied=not dry_run, rows=len(table.rows), changes=changes, errors=[]
+    work = [(plans[i], _change(plans[i], tag_keys[i], pairs[i])) for i in image_ids]
+    work = [(plan, c) for plan, c in work if c.tags_added or c.key_values]
+    if not dry_run and work:
+        _write(session, principal, work, pairs, next_position, namespace)
+    return BulkResult.model_construct(
+        dry_run=dry_run,
+        applied=not dry_run,
+        rows=len(table.rows),
+        changes=[change for _, change in work],
+        errors=[],
     )
 
 
 def _write(
     session: Session,
     principal: Principal,
-    plans: dict[uuid.UUID, Plan],
-    changes: list[BulkChange],
+    work: list[tuple[Plan, BulkChange]],
+    existing: dict[uuid.UUID, dict[str, list[str]]],
     next_position: dict[uuid.UUID, int],
     namespace: str | None,
 ) -> None:
     """Write the changes in one transaction (tags first: see ``tags.ensure_tags``)."""
     from zstack_analyzer.service.annotations.tags import ensure_tags, group_for_tags
 
+    groups = {
+        group_id: group_for_tags(session, group_id)
+        for group_id in {plan.image.group_id for plan, _ in work}
+    }
     by_group: dict[int, list[str]] = defaultdict(list)
-    for change in changes:
-        image = plans[uuid.UUID(change.image_id)].image
-        by_group[group_for_tags(session, image.group_id)].extend(change.tags_added)
+    for plan, change in work:
+        by_group[groups[plan.image.group_id]].extend(change.tags_added)
     tags_by_group = {
         group_id: ensure_tags(session, group_id, _distinct(names), principal.user_id)
         for group_id, names in by_group.items()
         if names
     }
     now = utcnow()
+    owner = principal.user_id
     links: list[dict[str, object]] = []
     new_pairs: list[dict[str, object]] = []
-    drops: dict[tuple[str, str | None], list[uuid.UUID]] = defaultdict(list)
-    for change in changes:
-        image = plans[uuid.UUID(change.image_id)].image
-        group = group_for_tags(session, image.group_id)
+    drops: dict[str, list[uuid.UUID]] = defaultdict(list)
+    for plan, change in work:
+        image = plan.image
+        group_tags = tags_by_group.get(groups[image.group_id], {})
         links.extend(
             {
-                "tag_id": tags_by_group[group][index_key(name)].id,
+                "tag_id": group_tags[index_key(name)].id,
                 "image_id": image.id,
-                "owner_id": principal.user_id,
+                "owner_id": owner,
                 "group_id": image.group_id,
                 "created_at": now,
             }
             for name in change.tags_added
         )
         position = next_position[image.id]
+        had = existing.get(image.id, {})
         for key, values in change.key_values.items():
-            drops[(index_key(key), namespace)].append(image.id)
+            key_key = index_key(key)
+            if key_key in had:  # only pairs that exist need deleting
+                drops[key_key].append(image.id)
             for value in values:
-                item = KeyValueItem.model_construct(key=key, value=value, namespace=namespace)
                 new_pairs.append(
                     {
-                        **kv_row(item, position, principal.user_id, image.group_id),
                         "image_id": image.id,
+                        "position": position,
+                        "namespace": namespace,
+                        "key": key,
+                        "value": value,
+                        "key_key": key_key,
+                        "value_key": index_key(value),
+                        "owner_id": owner,
+                        "group_id": image.group_id,
+                        "created_at": now,
                     }
                 )
                 position += 1
-    for (key_key, ns), ids in drops.items():
-        namespace_is = KeyValue.namespace.is_(None) if ns is None else KeyValue.namespace == ns
+    namespace_is = (
+        KeyValue.namespace.is_(None) if namespace is None else KeyValue.namespace == namespace
+    )
+    for key_key, ids in drops.items():
         for start in range(0, len(ids), CHUNK):
             session.execute(
                 delete(KeyValue).where(
@@ -447,10 +483,12 @@ def _write(
                     )
                 )
             )
+    # Core executemany: the rows are complete, the ORM's bulk path only added work.
+    connection = session.connection()
     if links:
-        session.execute(insert(TagLink), links)
+        connection.execute(insert(TagLink.__table__), links)  # type: ignore[arg-type]
     if new_pairs:
-        session.execute(insert(KeyValue), new_pairs)
+        connection.execute(insert(KeyValue.__table__), new_pairs)  # type: ignore[arg-type]
     session.commit()
 
 

@@ -168,9 +168,14 @@ def upgrade() -> None:
     for table in TARGETED:
         for column in ("image_id", "dataset_id", "project_id", "owner_id", "group_id"):
             op.create_index(f"ix_{table}_{column}", table, [column])
+    # Search by annotation yields image ids; visibility and order come from this index alone.
+    op.create_index(
+        "ix_images_id_visibility", "images", ["id", "created_at", "owner_id", "group_id"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_images_id_visibility", table_name="images")
     for table in reversed(TARGETED):
         op.drop_table(table)
     for table in ("tags", "dataset_images", "project_datasets", "datasets", "projects"):
