@@ -11,6 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from tests.batch.conftest import make_archive
@@ -178,3 +179,54 @@ def test_annotate_and_export(tmp_path: Path, zstack_env: Path) -> None:
         assert reader.metadata().size_z == 3
     assert _run("export", "Plate", str(out)).exit_code == 2  # not empty: refused
     assert _run("export", "No such", str(tmp_path / "x")).exit_code == 2
+
+
+@pytest.mark.slow
+def test_watch_files_into_datasets_from_folders(tmp_path: Path) -> None:
+    """``zstack watch --dataset-from-folder``: each complete new file lands in its folder's dataset."""
+    import sqlite3
+    import subprocess
+    import time
+
+    from tests.batch.conftest import child_env, stop, zstack_command
+
+    folder = tmp_path / "incoming"
+    make_archive(folder, n=2)  # day0/well0, day1/well1
+    data = tmp_path / "data"
+    log = tmp_path / "watch.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [
+                *zstack_command(),
+                "watch",
+                str(folder),
+                "--settle",
+                "0",
+                "--interval",
+                "0.2",
+                "--dataset-from-folder",
+                "--project",
+                "Live",
+            ],
+            env=child_env(ZSTACK_DATA_DIR=str(data)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    query = (
+        "SELECT d.name, count(l.image_id) FROM datasets d JOIN dataset_images l"
+        " ON l.dataset_id = d.id GROUP BY d.name ORDER BY d.name"
+    )
+    found: list[tuple[str, int]] = []
+    try:
+        deadline = time.monotonic() + 120
+        while found != [("day0/well0", 1), ("day1/well1", 1)]:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, (found, log.read_text())
+            time.sleep(0.2)
+            try:
+                with sqlite3.connect(data / "zstack.db") as conn:
+                    found = conn.execute(query).fetchall()
+            except sqlite3.OperationalError:  # not created or migrated yet
+                found = []
+    finally:
+        stop(process)

@@ -8,7 +8,11 @@ later under that prefix), loads the image and checks it:
 - not visible to the caller: 404, with the same body as an unknown id (its
   existence is not disclosed);
 - visible, but the method changes it (anything but GET/HEAD) and the caller
-  may not change it: 403.
+  may not change it: 403;
+- a route marked :func:`annotates` (tags, key-value pairs, comments,
+  attachments; ROIs) asks for the right to annotate instead, one marked
+  ``image_action(Action.VIEW)`` (unlinking from a dataset, which changes the
+  dataset) only for the right to see.
 
 Lists, search and lookups filter in their queries instead
 (:func:`~.permissions.visible_images_filter`).
