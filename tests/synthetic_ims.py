@@ -25,7 +25,6 @@ def chars(value: object) -> np.ndarray:
 
 def ims_pixels(t: int, c: int, shape: tuple[int, int, int], dtype: str) -> np.ndarray:
     """A (Z, Y, X) volume whose values say which (t, c, z, y, x) they are."""
-    z, y, x = shape
     grid = np.indices(shape)
     values = grid[0] * 7 + grid[1] * 3 + grid[2] + 50 * c + 200 * t
     return values.astype(dtype)

@@ -7,6 +7,12 @@ of a read-only memory map and a region is a slice of that slice: nothing is
 decoded, so reads cost what the bytes cost. The format modules only parse
 their header, map (t, c, z) to a section and build the metadata.
 
+Rows are turned over: MRC and DeltaVision put the origin at the lower left
+(the first stored row is the bottom of the image, y pointing up, as IMOD and
+softWoRx display it), while our planes, like every image array, start at the
+top row. Bio-Formats' MRCReader and DeltavisionReader turn them the same way,
+so plane checksums agree with theirs.
+
 The size check is what keeps the memory map safe: the file must hold every
 section the header declares before the map exists, otherwise a read of a
 section past the end of a truncated file would be a SIGBUS, not an error.
@@ -98,7 +104,7 @@ class SectionStackReader(ImageReader):
         """Copy the section straight into ``out`` (converting byte order if needed)."""
         self.check_plane_index(scene, t, c, z)
         self.check_open()
-        out[...] = self._sections[self._section_of(t, c, z)]
+        out[...] = self._sections[self._section_of(t, c, z)][::-1]
 
     def region_grid(self, scene: int = 0, level: int = 0) -> tuple[int, int] | None:
         """Any row is addressable: the data are uncompressed and memory-mapped."""
@@ -128,11 +134,14 @@ class SectionStackReader(ImageReader):
         y0, y1 = max(0, rows[0]), min(info.size_y, rows[1])
         x0, x1 = max(0, cols[0]), min(info.size_x, cols[1])
         section = self._sections[self._section_of(t, c, z)]
-        return _native(section[y0:y1, x0:x1], info.dtype)
+        ny = info.size_y
+        # Display rows y0:y1 are stored rows ny-y1 .. ny-y0, bottom first: read those only.
+        stored = section[ny - y1 : ny - y0, x0:x1] if y1 > y0 else section[0:0, x0:x1]
+        return _native(stored[::-1], info.dtype)
 
     def _read(self, scene: int, t: int, c: int, z: int) -> np.ndarray:
         self.check_open()
-        return _native(self._sections[self._section_of(t, c, z)], self._info.dtype)
+        return _native(self._sections[self._section_of(t, c, z)][::-1], self._info.dtype)
 
     def raw_metadata(self) -> dict[str, Any]:
         """The header fields (format modules add their own blocks)."""
