@@ -29,6 +29,7 @@ DISPLAY_BLOCK = 347834724
 COMMENTS_HEADER = 99384722
 COMMENTS_BLOCK = 84720485
 SUMMARY_HEADER = 2355492
+NDTIFF_MAGIC = 483729
 
 _ASCII, _SHORT, _LONG = 2, 3, 4
 
@@ -51,11 +52,21 @@ def write_mm_file(
     summary: dict[str, Any],
     *,
     description: str | None = None,
+    ndtiff: list[tuple[Any, int, int, int]] | None = None,
 ) -> Path:
-    """Write one Micro-Manager file holding ``planes``: ((c, z, t, p), pixels, plane JSON) each."""
+    """Write one Micro-Manager file holding ``planes``: ((c, z, t, p), pixels, plane JSON) each.
+
+    With ``ndtiff`` (a list to fill) the file is an NDTiff v3 stack instead: its
+    header at byte 8 is NDTiff's (483729, major 3, minor 0, 2355492, summary
+    length) and no index map is written; ``ndtiff`` receives, per plane, its
+    indices, pixel offset, metadata offset and metadata length for NDTiff.index.
+    """
     summary_bytes = json.dumps(summary).encode()
     out = bytearray(b"II*\x00" + b"\x00" * 4)
-    out += b"\x00" * 32  # the Micro-Manager header, filled in at the end
+    if ndtiff is not None:
+        out += struct.pack("<5I", NDTIFF_MAGIC, 3, 0, SUMMARY_HEADER, len(summary_bytes))
+    else:
+        out += b"\x00" * 32  # the Micro-Manager header, filled in at the end
     out += summary_bytes
     index_rows: list[tuple[int, int, int, int, int]] = []
     previous_next_at: int | None = None
@@ -114,6 +125,13 @@ def write_mm_file(
         out += data
         c, z, t, p = indices
         index_rows.append((c, z, t, p, ifd_at))
+        if ndtiff is not None:
+            meta_at = text_offsets[51123]
+            meta_len = len(texts[-1][1]) - 1
+            ndtiff.append((indices, data_at, meta_at, meta_len))
+    if ndtiff is not None:
+        path.write_bytes(bytes(out))
+        return path
     index_at = len(out)
     out += struct.pack("<2I", INDEX_MAP_BLOCK, len(index_rows))
     for row in index_rows:
@@ -216,4 +234,68 @@ def write_mm_dataset(
                 else None
             )
             written.append(write_mm_file(folder / name, chunk, summary, description=description))
+    return written
+
+
+def write_ndtiff_dataset(
+    folder: Path,
+    *,
+    prefix: str = "acq",
+    positions: int = 1,
+    frames: int = 2,
+    channels: int = 2,
+    slices: int = 3,
+    shape: tuple[int, int] = (20, 28),
+    split: int | None = None,
+    z_offset: int = 0,
+) -> list[Path]:
+    """An NDTiff v3 dataset: ``<prefix>_NDTiffStack[_k].tif`` files and their ``NDTiff.index``.
+
+    NDTiff.index (as tifffile's ``read_ndtiff_index`` reads it): per image, a
+    uint32 length and the axes JSON (``{"time": t, "channel": name, "z": z,
+    "position": p}``), a uint32 length and the file name, then eight int32
+    fields: pixel offset, width, height, pixel type (1: 16-bit), compression
+    (0), metadata offset, metadata length, metadata compression (0).
+    """
+    names = ["DAPI", "GFP", "RFP"][:channels]
+    summary = {
+        "Prefix": prefix,
+        "PixelType": "GRAY16",
+        "Width": shape[1],
+        "Height": shape[0],
+        "PixelSize_um": 0.325,
+        "z-step_um": 0.8,
+        "ChNames": names,
+        "StartTime": "2024-05-06 07:08:09.010 +0000",
+        "MicroManagerVersion": "2.0.3",
+    }
+    planes = []
+    for p in range(positions):
+        for t in range(frames):
+            for c in range(channels):
+                for z in range(slices):
+                    plane_json = {"Exposure-ms": 5.0 * (c + 1), "ElapsedTime-ms": 1000.0 * t}
+                    planes.append(
+                        ((c, z, t, p), mm_pixels(c, z, t, p, shape, "uint16"), plane_json)
+                    )
+    chunks = (
+        [planes] if split is None else [planes[i : i + split] for i in range(0, len(planes), split)]
+    )
+    index = bytearray()
+    written = []
+    for k, chunk in enumerate(chunks):
+        name = f"{prefix}_NDTiffStack{'' if k == 0 else f'_{k}'}.tif"
+        where: list[tuple[Any, int, int, int]] = []
+        written.append(write_mm_file(folder / name, chunk, summary, ndtiff=where))
+        for (c, z, t, p), data_at, meta_at, meta_len in where:
+            axes = {"time": t, "channel": names[c], "z": z + z_offset}
+            if positions > 1:
+                axes["position"] = p
+            text = json.dumps(axes).encode()
+            index += struct.pack("<I", len(text)) + text
+            index += struct.pack("<I", len(name.encode())) + name.encode()
+            index += struct.pack(
+                "<IiiiiIii", data_at, shape[1], shape[0], 1, 0, meta_at, meta_len, 0
+            )
+    (folder / "NDTiff.index").write_bytes(bytes(index))
     return written

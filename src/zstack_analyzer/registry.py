@@ -36,6 +36,7 @@ __all__ = [
 READER_CLASSES: tuple[str, ...] = (
     # Micro-Manager datasets are OME-TIFFs (or ImageJ TIFFs) with MM's own header: first.
     "zstack_analyzer.readers.micromanager:MicroManagerReader",
+    "zstack_analyzer.readers.ndtiff:NdTiffReader",
     "zstack_analyzer.readers.ome_tiff:OmeTiffReader",
     "zstack_analyzer.readers.imagej_tiff:ImageJTiffReader",
     "zstack_analyzer.readers.lsm:LsmReader",

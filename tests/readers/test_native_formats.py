@@ -20,12 +20,13 @@ from tests.contract import assert_reader_contract
 from tests.synthetic import encoded_stack
 from tests.synthetic_dv import write_dv
 from tests.synthetic_ims import ims_pixels, write_ims
-from tests.synthetic_mm import mm_pixels, write_mm_dataset
+from tests.synthetic_mm import mm_pixels, write_mm_dataset, write_ndtiff_dataset
 from zstack_analyzer import CorruptFileError, LimitExceededError, UnsupportedFormatError, open_image
 from zstack_analyzer.readers.dv import DeltaVisionReader
 from zstack_analyzer.readers.ims import ImarisReader
 from zstack_analyzer.readers.micromanager import MicroManagerReader
 from zstack_analyzer.readers.mrc import MrcReader
+from zstack_analyzer.readers.ndtiff import NdTiffReader
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -312,3 +313,64 @@ def test_mm_index_map_lies_are_typed_errors(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptFileError, match="summary claims"):
         open_image(path)
+
+
+# ----------------------------------------------------------------------------- NDTiff
+def _ndtiff_expected(positions: int, frames: int, channels: int, slices: int) -> np.ndarray:
+    return np.stack(
+        [
+            np.stack(
+                [
+                    np.stack([mm_pixels(c, z, t, 0, (20, 28), "uint16") for z in range(slices)])
+                    for c in range(channels)
+                ]
+            )
+            for t in range(frames)
+        ]
+    )
+
+
+def test_ndtiff_contract_agrees_with_tifffile(tmp_path: Path) -> None:
+    import tifffile
+
+    files = write_ndtiff_dataset(tmp_path, frames=2, channels=2, slices=3, split=5, z_offset=-2)
+    expected = _ndtiff_expected(1, 2, 2, 3)
+    assert_reader_contract(NdTiffReader, files[1], expected)
+    with tifffile.TiffFile(files[0]) as tif:  # tifffile's own NDTiff series: the same pixels
+        np.testing.assert_array_equal(tif.series[0].asarray(), expected)
+    with open_image(files[0]) as image:
+        md = image.metadata()
+        assert md.file_format == "NDTiff"
+        assert [c.name for c in md.channels] == ["DAPI", "GFP"]
+        assert [c.exposure_ms for c in md.channels] == [5.0, 10.0]
+        assert (md.physical_size.x_um, md.physical_size.z_um) == (0.325, 0.8)
+        assert md.time_interval_s == pytest.approx(1.0)
+        region = image.read_region(0, 1, 1, 2, (4, 15), (3, 22))
+        np.testing.assert_array_equal(region, expected[1, 1, 2, 4:15, 3:22])
+
+
+def test_ndtiff_positions_are_scenes(tmp_path: Path) -> None:
+    files = write_ndtiff_dataset(tmp_path, positions=3, frames=1, channels=1, slices=2)
+    with open_image(files[0]) as image:
+        assert len(image.scenes()) == 3
+        np.testing.assert_array_equal(
+            image.read_plane(2, 0, 0, 1), mm_pixels(0, 1, 0, 2, (20, 28), "uint16")
+        )
+
+
+def test_ndtiff_broken_datasets_are_typed_errors(tmp_path: Path) -> None:
+    files = write_ndtiff_dataset(tmp_path, frames=1, channels=1, slices=2, split=1)
+    index = tmp_path / "NDTiff.index"
+    original = index.read_bytes()
+    files[1].write_bytes(files[1].read_bytes()[:300])  # the second stack cut short
+    with pytest.raises(CorruptFileError, match="past the end"):
+        open_image(files[0])
+    index.write_bytes(original[:-10])
+    with pytest.raises(CorruptFileError, match="cut short"):
+        open_image(files[0])
+    index.write_bytes(original.replace(b"acq_NDTiffStack.tif", b"../aNDTiffStack.tif", 1))
+    with pytest.raises(CorruptFileError, match="not a file beside it"):
+        open_image(files[0])
+    index.unlink()
+    with pytest.raises(CorruptFileError, match=r"NDTiff\.index is not beside it"):
+        open_image(files[0])
