@@ -374,3 +374,16 @@ def test_ndtiff_broken_datasets_are_typed_errors(tmp_path: Path) -> None:
     index.unlink()
     with pytest.raises(CorruptFileError, match=r"NDTiff\.index is not beside it"):
         open_image(files[0])
+
+
+def test_mm_file_never_closed_is_read_from_its_pages(tmp_path: Path) -> None:
+    (path,) = write_mm_dataset(tmp_path, positions=1, frames=2, channels=2, slices=2)
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, 12, 0)  # the index map offset Micro-Manager writes at close
+    path.write_bytes(bytes(data))
+    with open_image(path) as image:
+        assert image.scenes()[0].shape == (2, 2, 2, 24, 32)
+        np.testing.assert_array_equal(
+            image.read_plane(0, 1, 1, 0), mm_pixels(1, 0, 1, 0, (24, 32), "uint16")
+        )
+        assert any("no index map" in w for w in image.metadata().warnings)

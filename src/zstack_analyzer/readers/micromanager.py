@@ -81,11 +81,15 @@ def is_mm_head(head: bytes) -> bool:
     return bool(index_header == INDEX_MAP_HEADER and summary_header == SUMMARY_HEADER)
 
 
-def read_mm_header(path: Path, *, max_metadata_bytes: int) -> tuple[dict[str, Any], np.ndarray]:
+def read_mm_header(
+    path: Path, *, max_metadata_bytes: int
+) -> tuple[dict[str, Any], np.ndarray | None]:
     """The summary and the index map of one Micro-Manager file, every size checked first.
 
     Returns the summary dict and an ``(n, 5)`` uint64 array of
-    ``(channel, slice, frame, position, IFD offset)``.
+    ``(channel, slice, frame, position, IFD offset)``; ``None`` for the index
+    map of a file whose acquisition never closed it (offset 0: Micro-Manager
+    writes the map when the file is finished).
     """
     size = path.stat().st_size
     with path.open("rb") as fh:
@@ -109,6 +113,8 @@ def read_mm_header(path: Path, *, max_metadata_bytes: int) -> tuple[dict[str, An
         if not isinstance(summary, dict):
             msg = f"{path.name}: the Micro-Manager summary is not a JSON object"
             raise CorruptFileError(msg, path=path)
+        if index_offset == 0:
+            return summary, None
         if not 40 <= index_offset <= size - 8:
             msg = f"{path.name}: the index map offset {index_offset:,} lies outside the file ({size:,} bytes); the file is truncated or was not closed"
             raise CorruptFileError(msg, path=path)
@@ -172,6 +178,8 @@ class MicroManagerReader(TiffFamilyReader):
         limit = self.limits.max_metadata_bytes
         self._summary, own_rows = read_mm_header(self.path, max_metadata_bytes=limit)
         self._warnings: list[str] = []
+        if own_rows is None:
+            own_rows = self._rows_from_pages()
         members: list[tuple[Path, np.ndarray]] = []
         for member in self._members(self._summary):
             if member == self.path:
@@ -181,6 +189,11 @@ class MicroManagerReader(TiffFamilyReader):
                 other, rows = read_mm_header(member, max_metadata_bytes=limit)
             except CorruptFileError as exc:
                 self._warnings.append(f"dataset file {member.name} skipped: {exc}")
+                continue
+            if rows is None:
+                self._warnings.append(
+                    f"dataset file {member.name} skipped: its index map was never written"
+                )
                 continue
             if other.get("Prefix", self._summary.get("Prefix")) != self._summary.get("Prefix"):
                 continue
@@ -259,6 +272,48 @@ class MicroManagerReader(TiffFamilyReader):
                 "acquisition stopped): they read as zeros"
             )
         return plans
+
+    def _rows_from_pages(self) -> np.ndarray:
+        """The index map rebuilt from each page's MicroManagerMetadata, for a file never closed.
+
+        Why: Micro-Manager writes the index map when it closes a file; after a
+        crash the planes are there but the map is not. Every IFD is parsed
+        (at most ``max_planes``), its indices read from tag 51123 (ChannelIndex,
+        SliceIndex, FrameIndex, PositionIndex), as Bio-Formats does.
+        """
+        tif = self.tif
+        rows: list[list[int]] = []
+        # An IFD takes at least 2 + 12 + 4 bytes: more pages than that would be a loop.
+        most = min(self.limits.max_planes, int(tif.filehandle.size) // 18)
+        for page in tif.pages:
+            if len(rows) >= most:
+                msg = f"{self.path.name}: over {most:,} pages without an index map; the IFD chain loops or the file is too large"
+                raise CorruptFileError(msg, path=self.path)
+            tag = page.tags.get(MM_METADATA_TAG)
+            value = tag.value if tag is not None else None
+            if isinstance(value, str | bytes):
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    value = None
+            if not isinstance(value, dict):
+                msg = f"{self.path.name}: page {page.index} has no readable MicroManagerMetadata and the file has no index map"
+                raise CorruptFileError(msg, path=self.path)
+            keys = ("ChannelIndex", "SliceIndex", "FrameIndex", "PositionIndex")
+            found = [_int(value.get(key, 0)) for key in keys]
+            indices = [i for i in found if i is not None and i >= 0]
+            if len(indices) != len(keys):
+                msg = f"{self.path.name}: page {page.index} has no valid plane indices"
+                raise CorruptFileError(msg, path=self.path)
+            rows.append([*indices, int(page.offset)])
+        if not rows:
+            msg = f"{self.path.name}: no planes and no index map"
+            raise CorruptFileError(msg, path=self.path)
+        self._warnings.append(
+            f"{self.path.name} has no index map (the acquisition did not close it): "
+            "planes located from each page's MicroManagerMetadata"
+        )
+        return np.asarray(rows, dtype=np.uint64)
 
     def _plan_for(self, position: int, info: SceneInfo, dtype: np.dtype[Any]) -> ScenePlan:
         table = self._table[position]
