@@ -459,6 +459,7 @@ def mm_variants() -> list[Variant]:
     return [
         Variant("lying-size", "mm-summary-huge", header_int(36, 2**31 - 1, "<I")),
         Variant("lying-size", "mm-index-offset-past-end", header_int(12, 2**32 - 16, "<I")),
+        Variant("lying-size", "mm-index-never-written", header_int(12, 0, "<I")),
         Variant("lying-size", "mm-index-count-huge", mm_index(1, 10**8)),
         Variant("lying-size", "mm-index-frame-huge", mm_index(4, 4_000_000_000)),
         Variant("loop", "mm-index-ifd-at-header", mm_index(6, 8)),
