@@ -148,11 +148,9 @@ class SectionStackReader(ImageReader):
         raise NotImplementedError
 
     def close(self) -> None:
-        """Drop the memory map (numpy closes it when the last view goes)."""
+        """Drop the memory map: numpy unmaps it when the last view goes (reads copy)."""
         super().close()
-        self._sections = np.empty(
-            (0, 0, 0), dtype=self._info.dtype if hasattr(self, "_info") else "u1"
-        )
+        self.__dict__.pop("_sections", None)
 
 
 def _native(block: np.ndarray, dtype: str) -> np.ndarray:

@@ -246,9 +246,15 @@ class ImarisReader(ImageReader):
     def region_grid(self, scene: int = 0, level: int = 0) -> tuple[int, int] | None:
         """The dataset's chunk (rows, columns): a region decodes only the chunks it touches."""
         _, ny, nx = self._check_level(scene, level)
-        with self._io_lock:
-            node = self._dataset(level, 0, 0)
-        chunks = (node.chunks if node is not None else None) or (1, ny, nx)
+        try:
+            with self._io_lock:
+                node = self._dataset(level, 0, 0)
+                chunks = (node.chunks if node is not None else None) or (1, ny, nx)
+        except ZstackError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            msg = f"{self.path.name}: unreadable Imaris dataset layout: {exc}"
+            raise CorruptFileError(msg, path=self.path, detail=repr(exc)) from exc
         return (min(int(chunks[1]), ny), min(int(chunks[2]), nx))
 
     def read_region(
