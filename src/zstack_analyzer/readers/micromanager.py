@@ -172,7 +172,9 @@ class MicroManagerReader(TiffFamilyReader):
         if len(found) > MAX_MEMBERS:
             msg = f"{name}: {len(found):,} files in the dataset, over {MAX_MEMBERS:,}"
             raise LimitExceededError(msg, path=self.path)
-        return found or [self.path]
+        if self.path not in found:  # a name whose case differs from the glob's
+            found = sorted([*found, self.path])
+        return found
 
     def _build_plans(self) -> list[ScenePlan]:
         limit = self.limits.max_metadata_bytes
