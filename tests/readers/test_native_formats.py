@@ -387,3 +387,19 @@ def test_mm_file_never_closed_is_read_from_its_pages(tmp_path: Path) -> None:
             image.read_plane(0, 1, 1, 0), mm_pixels(1, 0, 1, 0, (24, 32), "uint16")
         )
         assert any("no index map" in w for w in image.metadata().warnings)
+
+
+@pytest.mark.parametrize(
+    ("stamp", "flags", "dtype"),
+    [(0, 0, "int8"), (1146047817, 1, "int8"), (1146047817, 0, "uint8")],
+    ids=["mrc2014", "imod-signed", "imod-unsigned"],
+)
+def test_mrc_mode_0_sign_follows_imods_flag(
+    tmp_path: Path, stamp: int, flags: int, dtype: str
+) -> None:
+    raw = (np.arange(2 * 6 * 8) * 5 % 256).astype(np.uint8).reshape(2, 6, 8)
+    path = _write_mrc(tmp_path / "bytes.mrc", raw.view(np.int8))
+    _patched(path, 152, "<2i", stamp, flags)
+    with open_image(path) as image:
+        assert image.metadata().dtype == dtype
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 1), raw[1][::-1].view(dtype))

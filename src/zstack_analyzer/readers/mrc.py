@@ -12,9 +12,12 @@ Conventions (MRC2014, as Bio-Formats' MRCReader reads the same files):
   volumes are T;
 - the pixel spacing is ``cella / (mx, my, mz)`` in Å (µm here); a zero sampling
   or cell length means no calibration;
-- mode 0 is int8 (MRC2014; older writers meant uint8), 1 int16, 2 float32,
-  6 uint16, 12 float16, 4 complex64; mode 3 (complex int16) and 101 (packed
-  4-bit) are refused as unsupported.
+- mode 0 is int8 (MRC2014, as mrcfile reads it), except in a file IMOD
+  stamped (``imodStamp`` 1146047817 at byte 152) without the signed-bytes flag
+  (bit 0 of ``imodFlags``, byte 156): IMOD wrote unsigned bytes there, so
+  uint8. Bio-Formats reads every mode-0 file as uint8;
+- 1 int16, 2 float32, 6 uint16, 12 float16, 4 complex64; mode 3 (complex
+  int16) and 101 (packed 4-bit) are refused as unsupported.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ __all__ = ["MrcReader"]
 
 HEADER_BYTES = 1024
 ANGSTROM_TO_UM = 1e-4
+IMOD_STAMP = 1146047817
 _MODES = {0: "i1", 1: "i2", 2: "f4", 4: "c8", 6: "u2", 12: "f2"}
 _SUFFIXES = (".mrc", ".st", ".map", ".rec", ".mrcs", ".ali")
 
@@ -123,7 +127,12 @@ class MrcReader(SectionStackReader):
         size_t, size_z = 1, nz
         if 401 <= ispg <= 630 and 0 < mz < nz and nz % mz == 0:
             size_t, size_z = nz // mz, mz
-        dtype = np.dtype(bo + _MODES[mode])
+        code = _MODES[mode]
+        imod_stamp, imod_flags = struct.unpack(bo + "2i", head[152:160])
+        if mode == 0 and imod_stamp == IMOD_STAMP and not imod_flags & 1:
+            code = "u1"
+            self._notes.append("IMOD file without the signed-bytes flag: mode 0 read as uint8")
+        dtype = np.dtype(bo + code)
         info = SceneInfo(
             index=0,
             size_t=size_t,
@@ -163,7 +172,7 @@ class MrcReader(SectionStackReader):
                 extended = mrc.extended_header
                 fields["extended_header_bytes"] = int(getattr(extended, "nbytes", 0) or 0)
                 fields["voxel_size_angstrom"] = [float(v) for v in mrc.voxel_size.tolist()]
-        self._notes = [f"mrcfile: {w.message}" for w in caught]
+        self._notes += [f"mrcfile: {w.message}" for w in caught]
         labels = fields.pop("label", [])
         count = int(fields.get("nlabl", 0) or 0)
         fields["labels"] = [str(v).strip() for v in list(labels)[: max(0, min(count, 10))]]
