@@ -178,8 +178,9 @@ def test_manifest_parser_reads_units() -> None:
 
 
 def test_synthetic_files_agree_with_bioformats_except_the_documented(tmp_path: Path) -> None:
-    """The DeltaVision cases the real file lacks agree with Bio-Formats plane for plane; the
-    MRC cases where we part (docs/bioformats-comparison.md) still part the documented way."""
+    """The DeltaVision cases the real file lacks, and an Imaris file, agree with Bio-Formats plane
+    for plane; the MRC cases where we part (docs/bioformats-comparison.md) still part the
+    documented way."""
     if importlib.util.find_spec("jpype") is None:
         unavailable("jpype1 (the dev extra) is not installed: Bio-Formats runs through it")
     import mrcfile
@@ -195,7 +196,7 @@ def test_synthetic_files_agree_with_bioformats_except_the_documented(tmp_path: P
         jar = bioformats_ref.jar_path()
     except bioformats_ref.BioFormatsUnavailable as exc:
         unavailable(f"Bio-Formats: {exc}")
-    dv = [
+    agreeing = [
         write_dv(
             tmp_path / f"seq{s}.dv",
             encoded_stack(2, 3, 4, 20, 24),
@@ -204,7 +205,7 @@ def test_synthetic_files_agree_with_bioformats_except_the_documented(tmp_path: P
         )
         for s in (0, 1, 2)
     ]
-    dv.append(
+    agreeing.append(
         write_dv(tmp_path / "be.dv", encoded_stack(1, 2, 3, 20, 24), byteorder=">", extended=False)
     )
     int8 = tmp_path / "int8.mrc"
@@ -215,8 +216,8 @@ def test_synthetic_files_agree_with_bioformats_except_the_documented(tmp_path: P
         mrc.set_data(np.arange(3 * 4 * 6 * 8, dtype=np.float32).reshape(3, 4, 6, 8))
         mrc.header.ispg = 401
         mrc.header.mz = 4
-    reference = bioformats_planes.planes([*dv, int8, vols], jar)
-    for path in dv:
+    reference = bioformats_planes.planes([*agreeing, int8, vols], jar)
+    for path in agreeing:
         theirs = reference[str(path)]
         ours = _ours(path)
         assert ours["sizes"] == theirs["sizes"], path.name
