@@ -322,6 +322,151 @@ def inline_xml(xml: bytes) -> Corruptor:
     return run
 
 
+# --------------------------------------------------------------------------- MRC / DeltaVision
+def header_int(offset: int, value: int, fmt: str = "<i") -> Corruptor:
+    """Set the little-endian integer at ``offset`` of a fixed header (MRC, DeltaVision, MM)."""
+
+    def run(data: bytes) -> bytes | None:
+        if len(data) < offset + struct.calcsize(fmt):
+            return None
+        out = bytearray(data)
+        struct.pack_into(fmt, out, offset, value)
+        return bytes(out)
+
+    return run
+
+
+def _mrc_family(name: str) -> bool:
+    return name.lower().endswith((".dv", ".r3d", ".mrc", ".st", ".map", ".rec", ".mrcs"))
+
+
+def mrc_family_variants() -> list[Variant]:
+    """Lying sizes of the 1024-byte MRC/DeltaVision header (shared layout, bytes 0-16 and 92)."""
+    return [
+        Variant("lying-size", "nx-0", header_int(0, 0)),
+        Variant("lying-size", "nx-huge", header_int(0, 2**31 - 1)),
+        Variant("lying-size", "ny-negative", header_int(4, -3)),
+        Variant("lying-size", "sections-huge", header_int(8, 2**30)),
+        Variant(
+            "lying-size",
+            "sections-plus-one",
+            lambda d: header_int(8, struct.unpack_from("<i", d, 8)[0] + 1)(d),
+        ),
+        Variant("lying-size", "mode-complex", header_int(12, 3)),
+        Variant("lying-size", "mode-unknown", header_int(12, 77)),
+        Variant("lying-size", "extended-header-huge", header_int(92, 2**31 - 1)),
+        Variant("lying-size", "extended-header-past-end", lambda d: header_int(92, len(d))(d)),
+    ]
+
+
+def dv_variants() -> list[Variant]:
+    """DeltaVision's own fields: times and waves that do not divide the sections, a bad sequence."""
+    return [
+        Variant("lying-size", "times-huge", header_int(180, 32767, "<h")),
+        Variant("lying-size", "waves-negative", header_int(196, -2, "<h")),
+        Variant("lying-size", "sequence-unknown", header_int(182, 9, "<h")),
+    ]
+
+
+# --------------------------------------------------------------------------- Imaris (HDF5)
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def ims_edit(edit: Callable[[object], None]) -> Corruptor:
+    """Apply ``edit(h5py.File)`` to an in-memory copy of an HDF5 file: an internally consistent lie."""
+
+    def run(data: bytes) -> bytes | None:
+        import io
+
+        import h5py
+
+        if not data.startswith(HDF5_MAGIC):
+            return None
+        buffer = io.BytesIO(data)
+        try:
+            with h5py.File(buffer, "r+") as f:
+                edit(f)
+        except (OSError, KeyError, ValueError):
+            return None
+        return buffer.getvalue()
+
+    return run
+
+
+def _chars(value: object) -> np.ndarray:
+    return np.array([c.encode() for c in str(value)], dtype="S1")
+
+
+def _set_attr(group: str, name: str, value: object) -> Callable[[object], None]:
+    def edit(f: object) -> None:
+        f[group].attrs[name] = _chars(value)  # type: ignore[index]
+
+    return edit
+
+
+def _external_data(f: object) -> None:
+    group = f["DataSet/ResolutionLevel 0/TimePoint 0/Channel 0"]  # type: ignore[index]
+    shape, dtype = group["Data"].shape, group["Data"].dtype
+    del group["Data"]
+    group.create_dataset("Data", shape=shape, dtype=dtype, external=[("/etc/passwd", 0, 10**6)])
+
+
+def _drop_channel(f: object) -> None:
+    del f["DataSet/ResolutionLevel 0/TimePoint 0/Channel 0/Data"]  # type: ignore[index]
+
+
+def ims_variants() -> list[Variant]:
+    """Lies an Imaris file can tell in its own structure, written through HDF5."""
+    image = "DataSetInfo/Image"
+    channel = "DataSet/ResolutionLevel 0/TimePoint 0/Channel 0"
+    return [
+        Variant("lying-size", "x-huge", ims_edit(_set_attr(image, "X", 10**9))),
+        Variant("lying-size", "x-0", ims_edit(_set_attr(image, "X", 0))),
+        Variant("lying-size", "z-larger-than-data", ims_edit(_set_attr(image, "Z", 4096))),
+        Variant(
+            "lying-size",
+            "imagesize-not-a-number",
+            ims_edit(_set_attr(channel, "ImageSizeY", "many")),
+        ),
+        Variant("loop", "data-in-another-file", ims_edit(_external_data)),
+        Variant("lying-size", "data-missing", ims_edit(_drop_channel)),
+    ]
+
+
+# --------------------------------------------------------------------------- Micro-Manager
+def _mm_index_at(data: bytes) -> int | None:
+    if len(data) < 40 or struct.unpack_from("<I", data, 8)[0] != 54773648:
+        return None
+    return int(struct.unpack_from("<I", data, 12)[0])
+
+
+def mm_index(field: int, value: int) -> Corruptor:
+    """Set word ``field`` of the index map (0 block header, 1 count, 2.. the rows' words)."""
+
+    def run(data: bytes) -> bytes | None:
+        at = _mm_index_at(data)
+        if at is None or at + 4 * field + 4 > len(data):
+            return None
+        out = bytearray(data)
+        struct.pack_into("<I", out, at + 4 * field, value & 0xFFFFFFFF)
+        return bytes(out)
+
+    return run
+
+
+def mm_variants() -> list[Variant]:
+    """Micro-Manager's header and index map telling lies (the TIFF's own lies are above)."""
+    return [
+        Variant("lying-size", "mm-summary-huge", header_int(36, 2**31 - 1, "<I")),
+        Variant("lying-size", "mm-index-offset-past-end", header_int(12, 2**32 - 16, "<I")),
+        Variant("lying-size", "mm-index-never-written", header_int(12, 0, "<I")),
+        Variant("lying-size", "mm-index-count-huge", mm_index(1, 10**8)),
+        Variant("lying-size", "mm-index-frame-huge", mm_index(4, 4_000_000_000)),
+        Variant("loop", "mm-index-ifd-at-header", mm_index(6, 8)),
+        Variant("lying-size", "mm-index-ifd-past-end", mm_index(6, 2**31)),
+    ]
+
+
 # --------------------------------------------------------------------------- catalogue
 _OME_ROOT = 'OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"'
 
@@ -340,7 +485,15 @@ def variants(name: str, head: bytes) -> list[Variant]:
         Variant("body-flip", "flip-tail-64", flip(-64, None)),
     ]
     is_tiff = head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-    if is_tiff:
+    if is_tiff and len(head) >= 16 and head[8:12] == struct.pack("<I", 54773648):
+        out += mm_variants()  # Micro-Manager: a TIFF, with the TIFF lies below too
+    if _mrc_family(name):
+        out += mrc_family_variants()
+        if name.lower().endswith((".dv", ".r3d")):
+            out += dv_variants()
+    elif head.startswith(HDF5_MAGIC):
+        out += ims_variants()
+    elif is_tiff:
         out += [
             Variant("lying-size", "width-0", tiff_tag(256, 0)),
             Variant("lying-size", "width-huge", tiff_tag(256, 0xFFFFFFFF)),

@@ -34,6 +34,9 @@ __all__ = [
 
 #: Readers in detection order: most specific first, plain TIFF always last.
 READER_CLASSES: tuple[str, ...] = (
+    # Micro-Manager datasets are OME-TIFFs (or ImageJ TIFFs) with MM's own header: first.
+    "zstack_analyzer.readers.micromanager:MicroManagerReader",
+    "zstack_analyzer.readers.ndtiff:NdTiffReader",
     "zstack_analyzer.readers.ome_tiff:OmeTiffReader",
     "zstack_analyzer.readers.imagej_tiff:ImageJTiffReader",
     "zstack_analyzer.readers.lsm:LsmReader",
@@ -45,6 +48,10 @@ READER_CLASSES: tuple[str, ...] = (
     "zstack_analyzer.readers.dicom:DicomReader",
     "zstack_analyzer.readers.oif:OibReader",
     "zstack_analyzer.readers.oif:OifReader",
+    # DeltaVision before MRC: a .dv is an MRC variant (its id at byte 96, no "MAP" at 208).
+    "zstack_analyzer.readers.dv:DeltaVisionReader",
+    "zstack_analyzer.readers.mrc:MrcReader",
+    "zstack_analyzer.readers.ims:ImarisReader",
     "zstack_analyzer.readers.tiff:TiffReader",
 )
 

@@ -46,6 +46,7 @@ MAGICS = [
     b"\x00\x00\x00\x0cjP  \r\n\x87\n",
     b"\x70\x00\x00\x00",
     b"<?xml version='1.0'?><OME",
+    b"\x89HDF\r\n\x1a\n",
     b"",
 ]
 
@@ -75,6 +76,24 @@ def _seed_files(root: Path) -> dict[str, bytes]:
     seeds["tiled.tif"] = root / "seed-tiled.tif"
     write_czi_stack(root / "seed.czi", c=2, z=3, y=16, x=20, voxel_um=(0.5, 0.7, 2.0))
     seeds["czi.czi"] = root / "seed.czi"
+    # The native long-tail readers: DeltaVision, MRC, Imaris, a one-file Micro-Manager dataset.
+    import mrcfile
+
+    from tests.synthetic_dv import write_dv
+    from tests.synthetic_ims import write_ims
+    from tests.synthetic_mm import write_mm_dataset
+
+    seeds["seed.dv"] = write_dv(root / "seed.dv", stack)
+    with mrcfile.new(root / "seed.mrc") as mrc:
+        mrc.set_data(stack[0, 0])
+        mrc.voxel_size = 2.0
+    seeds["seed.mrc"] = root / "seed.mrc"
+    seeds["seed.ims"] = write_ims(root / "seed.ims", shape=(3, 16, 20), times=1, channels=2)
+    (root / "mm").mkdir()
+    (mm,) = write_mm_dataset(
+        root / "mm", positions=1, frames=1, channels=2, slices=3, shape=(16, 20)
+    )
+    seeds["seed_MMStack_Pos0.ome.tif"] = mm
     corpus = corpus_dir()
     if corpus is not None:
         for rel in (
@@ -163,6 +182,10 @@ edits = st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 255)), max_size
             "cluster.nd2",
             "PR2729_frameOrderCombinedScanTypes.lif",
             "movie.stk",
+            "seed.dv",
+            "seed.mrc",
+            "seed.ims",
+            "seed_MMStack_Pos0.ome.tif",
         ]
     ),
     changes=edits,
