@@ -18,6 +18,7 @@ __all__ = [
     "LimitExceededError",
     "MetadataError",
     "MissingDependencyError",
+    "ReaderTimeoutError",
     "SceneNotFoundError",
     "UnsupportedFormatError",
     "ZstackError",
@@ -101,6 +102,16 @@ class DecodeCancelledError(ZstackError):
     """A decode stopped because its caller went away or the process is shutting down."""
 
     code = "decode_cancelled"
+
+
+class ReaderTimeoutError(ImageLoadError, TimeoutError):
+    """A reader running in a worker process gave no answer in time; the worker was stopped.
+
+    Why an :class:`ImageLoadError` (422): a file that makes its reader loop
+    (Bio-Formats on a hostile file) is a file we cannot read, not a busy server.
+    """
+
+    code = "read_timeout"
 
 
 class SceneNotFoundError(ImageLoadError, IndexError):
