@@ -68,6 +68,8 @@ class FormatInfo:
     suffixes: tuple[str, ...]
     required_packages: tuple[str, ...]
     available: bool
+    #: The reader that opens it: our class name, or "Bio-Formats <its reader class>".
+    reader: str | None = None
 
 
 @cache
@@ -99,6 +101,7 @@ def supported_formats() -> list[FormatInfo]:
             cls.suffixes,
             cls.required_packages,
             all(_package_available(p) for p in cls.required_packages),
+            cls.__name__,
         )
         for cls in reader_classes()
         if cls.format_name != "Bio-Formats"
@@ -122,7 +125,13 @@ def _bioformats_rows(native: set[str]) -> list[FormatInfo]:
         added = tuple(s for s in fmt.suffixes if s not in native)
         if added:
             rows.append(
-                FormatInfo(fmt.file_format, added, ("zstack-analyzer[bioformats]",), available)
+                FormatInfo(
+                    fmt.file_format,
+                    added,
+                    ("zstack-analyzer[bioformats]",),
+                    available,
+                    f"Bio-Formats {fmt.reader}",
+                )
             )
     return rows
 

@@ -18,6 +18,7 @@ work as on native formats.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -103,6 +104,7 @@ class BioformatsReader(ImageReader):
         self._series: list[dict[str, Any]] = found["series"]
         self._xml: str = found["ome_xml"]
         self._doc: OmeDocument | None = None
+        self._warnings: list[str] = []
         self._scenes = [self._scene(i, s) for i, s in enumerate(self._series)]
         if not self._scenes:
             msg = f"{self.path.name}: Bio-Formats found no image in it"
@@ -146,7 +148,13 @@ class BioformatsReader(ImageReader):
         from zstack_analyzer.readers._ome import parse_ome_xml
 
         if self._doc is None:
-            self._doc = parse_ome_xml(self._xml, path=self.path, limits=self.limits)
+            xml, dropped = _xml_1_0(self._xml)
+            self._doc = parse_ome_xml(xml, path=self.path, limits=self.limits)
+            if dropped:
+                self._warnings.append(
+                    f"Bio-Formats' OME-XML held {dropped} character reference(s) XML 1.0 "
+                    "forbids (control characters copied from the file's text); dropped"
+                )
         return self._doc
 
     def metadata(self, scene: int = 0) -> ImageMetadata:
@@ -170,6 +178,7 @@ class BioformatsReader(ImageReader):
             scenes=list(self._scenes),
         )
         provenance = {field: f"{source} ({value})" for field, value in md.provenance.items()}
+        warnings = [*md.warnings, *self._warnings]
         provenance["file_format"] = source
         provenance["sizes"] = f"{source} (series {scene} sizes)"
         vendor = dict(md.vendor_metadata)
@@ -178,7 +187,9 @@ class BioformatsReader(ImageReader):
             "format": self._format,
             "used_files": [Path(f).name for f in self._used_files],
         }
-        return md.model_copy(update={"provenance": provenance, "vendor_metadata": vendor})
+        return md.model_copy(
+            update={"provenance": provenance, "vendor_metadata": vendor, "warnings": warnings}
+        )
 
     def to_dask(self, scene: int = 0, level: int = 0) -> da.Array:
         """Lazy T,C,Z,Y,X(,S): one chunk per plane, each read by a worker when computed."""
@@ -281,6 +292,36 @@ class BioformatsReader(ImageReader):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopen, (str(self.path), self.limits, self.options))
+
+
+_CHAR_REF = re.compile(r"&#(x[0-9a-fA-F]+|[0-9]+);")
+
+
+def _xml_1_0(xml: str) -> tuple[str, int]:
+    """Bio-Formats' OME-XML without the character references XML 1.0 forbids, and their count.
+
+    Why: Bio-Formats copies a file's free text (a NIfTI description) into the
+    XML and escapes a NUL as ``&#0;``, which no XML 1.0 parser accepts; the
+    rest of the document is sound, so only those references go.
+    """
+    dropped = 0
+
+    def keep(match: re.Match[str]) -> str:
+        nonlocal dropped
+        text = match.group(1)
+        code = int(text[1:], 16) if text[0] == "x" else int(text)
+        allowed = (
+            code in (0x9, 0xA, 0xD)
+            or 0x20 <= code <= 0xD7FF
+            or 0xE000 <= code <= 0xFFFD
+            or 0x10000 <= code <= 0x10FFFF
+        )
+        if allowed:
+            return match.group(0)
+        dropped += 1
+        return ""
+
+    return _CHAR_REF.sub(keep, xml), dropped
 
 
 def _reopen(path: str, limits: ReadLimits, options: PoolOptions) -> BioformatsReader:
