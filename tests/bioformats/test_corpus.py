@@ -14,7 +14,6 @@ values and are what the fallback reports.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +24,8 @@ from zstack_analyzer import open_image
 from zstack_analyzer.readers.bioformats.reader import BioformatsReader
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from zstack_analyzer.readers.bioformats.pool import WorkerPool
 
 pytestmark = [pytest.mark.realdata, pytest.mark.xdist_group("bioformats")]

@@ -70,6 +70,10 @@ class _Worker:
         }
         self.classes["loci.common.DebugTools"].setRootLevel("OFF")
         self.readers: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
+        # Load every reader class now, while starting: the first request is then as fast as
+        # the rest and its deadline measures the file, not the JVM's class loading.
+        self.classes["loci.formats.ImageReader"]().getReaders()
+        self.classes["loci.formats.MetadataTools"].createOMEXMLMetadata()
 
     # ------------------------------------------------------------------ readers
     def _reader(self, path: str) -> Any:
