@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from zstack_analyzer.readers.bioformats.pool import WorkerPool
 
 
-def testdata_more_dir() -> Path | None:
+def long_tail_dir() -> Path | None:
     """``$ZSTACK_TESTDATA_MORE``, else ../shared/testdata-more beside the checkout."""
     configured = os.environ.get("ZSTACK_TESTDATA_MORE")
     if configured:
@@ -36,7 +36,7 @@ def testdata_more_dir() -> Path | None:
 
 def manifest_rows() -> list[dict[str, str]]:
     """Rows of testdata-more/MANIFEST.md (companions excluded), as column -> text."""
-    root = testdata_more_dir()
+    root = long_tail_dir()
     if root is None or not (root / "MANIFEST.md").is_file():
         return []
     lines = [
@@ -68,7 +68,7 @@ def length_um(text: str) -> float | None:
 @pytest.fixture(scope="session")
 def testdata_more() -> Path:
     """The folder of long-tail files, or skip (fail on CI)."""
-    root = testdata_more_dir()
+    root = long_tail_dir()
     if root is None:
         unavailable(
             "testdata-more absent: set ZSTACK_TESTDATA_MORE or place ../shared/testdata-more"
