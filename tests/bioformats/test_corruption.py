@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import shutil
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -30,6 +29,7 @@ from zstack_analyzer.render.thumbnails import render_reader
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from zstack_analyzer.readers.bioformats.pool import WorkerPool
 
