@@ -28,6 +28,7 @@ from zstack_analyzer.errors import CorruptFileError, SceneNotFoundError, Unsuppo
 from zstack_analyzer.metadata import SceneInfo
 from zstack_analyzer.readers._base import ImageReader, planes_to_dask
 from zstack_analyzer.readers.bioformats.companions import check_used_files
+from zstack_analyzer.readers.bioformats.extent import check_extent
 from zstack_analyzer.readers.bioformats.formats import claimed_suffixes, format_for
 from zstack_analyzer.readers.bioformats.pool import PoolOptions, get_pool, pool_options
 from zstack_analyzer.storage.remote import RemoteObject
@@ -111,6 +112,13 @@ class BioformatsReader(ImageReader):
             raise CorruptFileError(msg, path=self.path)
         for info in self._scenes:
             self.check_shape(info.shape, info.dtype)
+        check_extent(
+            self._reader_name,
+            self.path,
+            self._used_files,
+            self._series,
+            lambda dtype: np.dtype(dtype).itemsize,
+        )
 
     def _scene(self, index: int, series: dict[str, Any]) -> SceneInfo:
         try:
