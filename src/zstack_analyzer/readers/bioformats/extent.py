@@ -51,8 +51,8 @@ def _mrc_like_end(path: Path, itemsize: int) -> int | None:
     if len(head) < 96:
         return None
     for order in "<>":
-        nx, ny, nz = struct.unpack_from(f"{order}3i", head, 0)
-        extended = struct.unpack_from(f"{order}i", head, 92)[0]
+        nx, ny, nz = (int(v) for v in struct.unpack_from(f"{order}3i", head, 0))
+        extended = int(struct.unpack_from(f"{order}i", head, 92)[0])
         if 0 < nx <= 1 << 20 and 0 < ny <= 1 << 20 and 0 < nz <= 1 << 24 and extended >= 0:
             return 1024 + extended + nx * ny * nz * itemsize
     return None
