@@ -20,8 +20,6 @@ from tests.conftest import REPO_ROOT
 from tests.needs import unavailable
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from zstack_analyzer.readers.bioformats.pool import WorkerPool
 
 
@@ -77,15 +75,26 @@ def testdata_more() -> Path:
 
 
 @pytest.fixture(scope="session")
-def bf_pool() -> Iterator[WorkerPool]:
-    """This process's warm pool (one worker started), after checking Java, JPype1 and the jar."""
+def bf_runtime() -> None:
+    """Java, JPype1 and the jar are there, or skip (fail on CI)."""
     from zstack_analyzer.errors import MissingDependencyError
-    from zstack_analyzer.readers.bioformats import get_pool, pool_options, require_runtime
+    from zstack_analyzer.readers.bioformats import pool_options, require_runtime
 
     try:
         require_runtime(pool_options().jar)
     except MissingDependencyError as exc:
         unavailable(str(exc))
+
+
+@pytest.fixture
+def bf_pool(bf_runtime: None) -> WorkerPool:
+    """This process's pool, with one worker warm (started once; kept between tests).
+
+    Function-scoped because a test may configure other options for a while
+    (which replaces the process's pool); the next test gets the current one.
+    """
+    from zstack_analyzer.readers.bioformats import get_pool
+
     pool = get_pool()
     pool.warm(1)
     return pool

@@ -60,8 +60,8 @@ def _peak_mib(pid: int) -> float:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 
 
-@pytest.fixture(scope="module")
-def short_pool(bf_pool: WorkerPool) -> Iterator[WorkerPool]:
+@pytest.fixture
+def short_pool(bf_runtime: None) -> Iterator[WorkerPool]:
     """The process's pool with a 10 s deadline and a 512 MiB heap, for this module only."""
     previous = configure(PoolOptions(workers=1, heap_mb=HEAP_MB, timeout_s=10.0))
     yield get_pool()
