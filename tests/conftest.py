@@ -55,6 +55,11 @@ def _with_current_readers(entry: dict[str, Any]) -> dict[str, Any]:
     readable = {f.name for f in supported_formats() if f.available}
     if entry["expect"] == "unsupported" and entry.get("scenes") and entry["format"] in readable:
         return {**entry, "expect": "ok"}
+    fallback = {f.name for f in supported_formats() if f.name.endswith("(Bio-Formats)")}
+    if entry["expect"] == "unsupported" and f"{entry['format']} (Bio-Formats)" in fallback:
+        # Read by the Bio-Formats fallback now (Cellomics C01): it has no values here, so
+        # tests/readers/bioformats checks it against testdata-more/MANIFEST.md instead.
+        return {**entry, "expect": "bioformats"}
     return entry
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "LimitExceededError",
     "MetadataError",
     "MissingDependencyError",
+    "ReaderTimeoutError",
     "SceneNotFoundError",
     "UnsupportedFormatError",
     "ZstackError",
@@ -111,6 +112,15 @@ class InvalidRoiError(ZstackError, ValueError):
     """
 
     code = "invalid_roi"
+
+class ReaderTimeoutError(ImageLoadError, TimeoutError):
+    """A reader running in a worker process gave no answer in time; the worker was stopped.
+
+    Why an :class:`ImageLoadError` (422): a file that makes its reader loop
+    (Bio-Formats on a hostile file) is a file we cannot read, not a busy server.
+    """
+
+    code = "read_timeout"
 
 
 class SceneNotFoundError(ImageLoadError, IndexError):

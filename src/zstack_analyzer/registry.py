@@ -53,6 +53,8 @@ READER_CLASSES: tuple[str, ...] = (
     "zstack_analyzer.readers.mrc:MrcReader",
     "zstack_analyzer.readers.ims:ImarisReader",
     "zstack_analyzer.readers.tiff:TiffReader",
+    # The fallback: files no native reader claims, by a Bio-Formats suffix (readers/bioformats/).
+    "zstack_analyzer.readers.bioformats.reader:BioformatsReader",
 )
 
 #: Bytes handed to ``sniff``: enough for every magic number and a TIFF's first IFD offset.
@@ -73,6 +75,8 @@ class FormatInfo:
     suffixes: tuple[str, ...]
     required_packages: tuple[str, ...]
     available: bool
+    #: The reader that opens it: our class name, or "Bio-Formats <its reader class>".
+    reader: str | None = None
 
 
 @cache
@@ -98,15 +102,45 @@ def supported_formats() -> list[FormatInfo]:
     >>> any(f.name == "CZI" for f in supported_formats())
     True
     """
-    return [
+    rows = [
         FormatInfo(
             cls.format_name,
             cls.suffixes,
             cls.required_packages,
             all(_package_available(p) for p in cls.required_packages),
+            cls.__name__,
         )
         for cls in reader_classes()
+        if cls.format_name != "Bio-Formats"
     ]
+    return rows + _bioformats_rows({s for row in rows for s in row.suffixes})
+
+
+def _bioformats_rows(native: set[str]) -> list[FormatInfo]:
+    """One row per Bio-Formats reader, with only the suffixes it adds to the native ones.
+
+    Why per reader and not one "Bio-Formats" row: a lab looks for its format
+    by name ("Gatan Digital Micrograph"), and a record's ``file_format`` is
+    that name, so the stored upload gets its suffix from this table.
+    """
+    from zstack_analyzer.readers.bioformats import is_available
+    from zstack_analyzer.readers.bioformats.formats import bioformats_formats
+
+    available = is_available()
+    rows = []
+    for fmt in bioformats_formats():
+        added = tuple(s for s in fmt.suffixes if s not in native)
+        if added:
+            rows.append(
+                FormatInfo(
+                    fmt.file_format,
+                    added,
+                    ("zstack-analyzer[bioformats]",),
+                    available,
+                    f"Bio-Formats {fmt.reader}",
+                )
+            )
+    return rows
 
 
 def known_suffixes() -> frozenset[str]:
@@ -198,7 +232,11 @@ def detect_reader(path: Path | str | RemoteObject) -> type[ImageReader]:
     for cls in reader_classes():
         if cls.sniff(head, path):
             return cls
-    msg = f"{path.name}: unsupported format (the content matches no reader: {', '.join(f.name for f in supported_formats())})"
+    native = [cls.format_name for cls in reader_classes() if cls.format_name != "Bio-Formats"]
+    msg = (
+        f"{path.name}: unsupported format (the content matches no reader: {', '.join(native)}; "
+        "nor is its extension one of the Bio-Formats formats)"
+    )
     raise UnsupportedFormatError(msg, path=path)
 
 

@@ -359,6 +359,7 @@ def test_formats_and_health(client: TestClient) -> None:
         "name": "TIFF",
         "available": True,
         "required_package": "tifffile",
+        "reader": "TiffReader",
     }
     assert body["formats"][".czi"]["name"] == "CZI"
     assert body["formats"][".nd2"]["required_package"] == "nd2"

