@@ -121,8 +121,6 @@ def flip_pixel(member: Path) -> None:
         value = fh.read(1)
         fh.seek(offset)
         fh.write(bytes([value[0] ^ 0xFF]))
-    st = member.stat()
-    os.utime(member, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
 
 
 def test_copy_ingest_one_record_per_set_every_plane_and_changes(
@@ -256,7 +254,7 @@ def test_watch_offers_a_set_once_through_its_main_file(tmp_path: Path) -> None:
             return entry
 
         def commit(self, entry: Any, result: object) -> Commit:
-            seen.append((Path(entry.path).name, ",".join(entry.members)))
+            seen.append((Path(entry.path).name, ",".join(getattr(entry, "members", ()))))
             return Commit("ingested")
 
         def local_runner(self) -> None:
@@ -279,3 +277,28 @@ def test_watch_offers_a_set_once_through_its_main_file(tmp_path: Path) -> None:
     assert len(seen) == 1
     assert seen[0][0] == "run_MMStack_Pos0.ome.tif"
     assert sorted(seen[0][1].split(",")) == sorted(p.name for p in written[1:])
+
+
+def test_http_ingest_registers_each_set_once_and_refuses_uploading_one(tmp_path: Path) -> None:
+    """``zstack ingest --server``: in place, one record per set; a copy of a set is refused."""
+    from tests.service.live import live_server
+
+    archive = tmp_path / "archive"
+    mains = make_sets(archive)
+    with live_server(tmp_path / "data", import_roots=[archive]) as base:
+        code, placed = ingest(str(archive), "--server", base, "--in-place")
+        assert placed["failed"] == [], placed
+        assert placed["ingested"] == 4
+        assert placed["members"] == len(all_files(archive)) - 5
+        code, again = ingest(str(archive), "--server", base, "--in-place")
+        assert (again["ingested"], again["already_present"]) == (0, 4), again
+
+        flip_pixel(archive / "ome" / "set-Z3.ome.tiff")
+        code, refreshed = ingest(str(archive), "--server", base, "--in-place")
+        assert (refreshed["ingested"], refreshed["already_present"]) == (1, 3), refreshed
+        assert refreshed["failed"] == []
+
+        code, copied = ingest(str(archive), "--server", base)
+        failed = {Path(f["path"]).name: f["reason"] for f in copied["failed"]}
+        assert set(failed) == {mains[k].name for k in ("mm", "ome", "oif", "ics")}
+        assert all("cannot be uploaded over HTTP" in reason for reason in failed.values())
