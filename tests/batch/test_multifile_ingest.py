@@ -13,10 +13,9 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pytest
 import tifffile
 from typer.testing import CliRunner
 
@@ -28,12 +27,15 @@ from tests.synthetic_tiff import write_ome_multifile
 from zstack_analyzer import open_image
 from zstack_analyzer.cli import app
 
+if TYPE_CHECKING:
+    import pytest
+
 runner = CliRunner()
 
 MM = {"positions": 2, "frames": 2, "channels": 1, "slices": 3, "shape": (8, 12), "split": 3}
 #: T, C, Z, Y, X of the OME-TIFF set and of the OIF.
-OME_STACK = (np.arange(4 * 10 * 14, dtype=np.uint16).reshape(1, 1, 4, 10, 14) * 3 + 5)
-OIF_STACK = (np.arange(2 * 3 * 9 * 11, dtype=np.uint16).reshape(1, 2, 3, 9, 11) * 7 + 1)
+OME_STACK = np.arange(4 * 10 * 14, dtype=np.uint16).reshape(1, 1, 4, 10, 14) * 3 + 5
+OIF_STACK = np.arange(2 * 3 * 9 * 11, dtype=np.uint16).reshape(1, 2, 3, 9, 11) * 7 + 1
 
 
 def write_ics_pair(folder: Path, name: str = "beads") -> tuple[Path, Path]:
@@ -130,7 +132,7 @@ def test_copy_ingest_one_record_per_set_every_plane_and_changes(
     mains = make_sets(archive)
     files = all_files(archive)
 
-    code, summary = ingest(str(archive))
+    _, summary = ingest(str(archive))
     assert summary["failed"] == [], summary
     assert summary["ingested"] == 4  # MM, OME-TIFF set, OIF, the single file
     assert summary["unsupported_files"] == [str(mains["ics"])]  # the .ids is never listed
@@ -162,12 +164,12 @@ def test_copy_ingest_one_record_per_set_every_plane_and_changes(
             assert sorted(zf.namelist()) == sorted(p.name for p in (archive / "mm").iterdir())
             assert zf.read(mains["mm"].name) == mains["mm"].read_bytes()
 
-    code, again = ingest(str(archive))
+    _, again = ingest(str(archive))
     assert (again["ingested"], again["already_present"]) == (0, 4), again
 
     # One member of the Micro-Manager set changes: that image (only) is read again.
     flip_pixel(archive / "mm" / "run_MMStack_Pos1_1.ome.tif")
-    code, changed = ingest(str(archive))
+    _code, changed = ingest(str(archive))
     assert (changed["ingested"], changed["already_present"]) == (1, 3), changed
     assert len(rows(zstack_env)) == 5  # a copy is kept per version, as for single files
 
@@ -179,7 +181,7 @@ def test_in_place_ingest_refreshes_a_set_when_one_member_changes(
     mains = make_sets(archive)
     monkeypatch.setenv("ZSTACK_IMPORT_ROOTS", str(archive))
 
-    code, summary = ingest(str(archive), "--in-place")
+    _, summary = ingest(str(archive), "--in-place")
     assert summary["failed"] == [], summary
     assert summary["ingested"] == 4
     assert summary["members"] == len(all_files(archive)) - 5
@@ -198,7 +200,7 @@ def test_in_place_ingest_refreshes_a_set_when_one_member_changes(
         # The main file is untouched, yet the record knows its set changed.
         assert client.get(f"/api/images/{oif_id}/thumbnail?z_slice=0").status_code == 409
 
-    code, refreshed = ingest(str(archive), "--in-place")
+    _code, refreshed = ingest(str(archive), "--in-place")
     assert (refreshed["ingested"], refreshed["already_present"]) == (1, 3), refreshed
     after = {Path(p).name: (i, h) for i, p, h in rows(zstack_env, "id, source_path, sha256")}
     assert after["cells.oif"][0] == before["cells.oif"][0]  # same record, refreshed
@@ -286,19 +288,19 @@ def test_http_ingest_registers_each_set_once_and_refuses_uploading_one(tmp_path:
     archive = tmp_path / "archive"
     mains = make_sets(archive)
     with live_server(tmp_path / "data", import_roots=[archive]) as base:
-        code, placed = ingest(str(archive), "--server", base, "--in-place")
+        _, placed = ingest(str(archive), "--server", base, "--in-place")
         assert placed["failed"] == [], placed
         assert placed["ingested"] == 4
         assert placed["members"] == len(all_files(archive)) - 5
-        code, again = ingest(str(archive), "--server", base, "--in-place")
+        _, again = ingest(str(archive), "--server", base, "--in-place")
         assert (again["ingested"], again["already_present"]) == (0, 4), again
 
         flip_pixel(archive / "ome" / "set-Z3.ome.tiff")
-        code, refreshed = ingest(str(archive), "--server", base, "--in-place")
+        _, refreshed = ingest(str(archive), "--server", base, "--in-place")
         assert (refreshed["ingested"], refreshed["already_present"]) == (1, 3), refreshed
         assert refreshed["failed"] == []
 
-        code, copied = ingest(str(archive), "--server", base)
+        _code, copied = ingest(str(archive), "--server", base)
         failed = {Path(f["path"]).name: f["reason"] for f in copied["failed"]}
         assert set(failed) == {mains[k].name for k in ("mm", "ome", "oif", "ics")}
         assert all("cannot be uploaded over HTTP" in reason for reason in failed.values())

@@ -91,10 +91,7 @@ class OmeTiffReader(TiffFamilyReader):
             companions.append(companion)
             doc = parse_ome_xml(companion.read_bytes(), path=companion, limits=limits)
         names = {
-            Path(td.filename).name
-            for image in doc.images
-            for td in image.tiff_data
-            if td.filename
+            Path(td.filename).name for image in doc.images for td in image.tiff_data if td.filename
         }
         tiffs = sorted({path, *(path.parent / n for n in names if (path.parent / n).is_file())})
         if len(tiffs) == 1 and not companions:

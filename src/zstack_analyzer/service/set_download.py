@@ -69,6 +69,9 @@ class _Pipe:
     def flush(self) -> None:
         return None
 
+    def close(self) -> None:
+        return None
+
     def take(self) -> bytes:
         data = b"".join(self.parts)
         self.parts.clear()
@@ -78,7 +81,7 @@ class _Pipe:
 def zip_chunks(files: FileSet) -> Iterator[bytes]:
     """The zip of ``files``, chunk by chunk (ZIP64 when needed, entries stored)."""
     pipe = _Pipe()
-    with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:  # type: ignore[arg-type]
+    with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for name in files.names:
             path = files.folder / name
             with path.open("rb") as src, zf.open(name, "w", force_zip64=True) as dst:

@@ -10,6 +10,7 @@ answered 409 or 410, never with stale pixels.
 import functools
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,8 +20,6 @@ from fastapi import APIRouter, Query, Request, Response, status
 # Runtime imports, no ``from __future__ import annotations``: FastAPI reads these
 # annotations (the dependencies) when the routes are declared.
 from zstack_analyzer.cache import RenderCache
-from collections.abc import Sequence
-
 from zstack_analyzer.errors import ZstackError
 from zstack_analyzer.filesets import SetState
 from zstack_analyzer.limits import ReadLimits
@@ -68,7 +67,6 @@ def read_original(path: Path, limits: ReadLimits) -> tuple[int, int, str, Any, A
     or device, refuses the whole registration (403): nothing is read from it.
     """
     from zstack_analyzer.batch.tasks import hash_file, hash_tree, inspect_path
-
     from zstack_analyzer.filesets import file_set, hash_set, set_state
 
     try:

@@ -38,7 +38,6 @@ from zstack_analyzer.service.deps import (
     StorageDep,
 )
 from zstack_analyzer.service.errors import ImageNotFoundError, problem_response
-from zstack_analyzer.service.set_download import image_file_set, zip_chunks
 from zstack_analyzer.service.images_service import (
     build_image,
     full_metadata,
@@ -55,6 +54,7 @@ from zstack_analyzer.service.images_service import (
 from zstack_analyzer.service.ranged import stream_stored
 from zstack_analyzer.service.routes import INDEX_MAX, problems
 from zstack_analyzer.service.schemas import ImagePublic, ImagesPublic, UploadResponse
+from zstack_analyzer.service.set_download import image_file_set, zip_chunks
 from zstack_analyzer.service.storage import display_filename, stored_suffix
 from zstack_analyzer.service.upload import UploadSlots, receive_upload
 from zstack_analyzer.service.workers import WorkerPool
