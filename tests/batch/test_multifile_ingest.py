@@ -304,3 +304,31 @@ def test_http_ingest_registers_each_set_once_and_refuses_uploading_one(tmp_path:
         failed = {Path(f["path"]).name: f["reason"] for f in copied["failed"]}
         assert set(failed) == {mains[k].name for k in ("mm", "ome", "oif", "ics")}
         assert all("cannot be uploaded over HTTP" in reason for reason in failed.values())
+
+
+def test_in_place_set_with_a_member_outside_the_roots_is_refused(
+    tmp_path: Path, zstack_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every member is confined, not only the main file: a companion linked out refuses the set."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_oif(archive, OIF_STACK)
+    outside = tmp_path / "outside.tif"
+    member = archive / "cells.oif.files" / "s_C002Z003T001.tif"
+    outside.write_bytes(member.read_bytes())
+    member.unlink()
+    member.symlink_to(outside)
+    monkeypatch.setenv("ZSTACK_IMPORT_ROOTS", str(archive))
+
+    _, summary = ingest(str(archive), "--in-place")
+    assert summary["ingested"] == 0
+    assert [Path(f["path"]).name for f in summary["failed"]] == ["cells.oif"]
+    assert "outside the import roots" in summary["failed"][0]["reason"]
+    assert rows(zstack_env) == []
+
+    from tests.batch.test_ingest_local import served
+
+    with served() as client:
+        answer = client.post("/api/images/register", json={"path": str(archive / "cells.oif")})
+        assert answer.status_code == 403, answer.text
+        assert "outside the import roots" in answer.json()["detail"]
