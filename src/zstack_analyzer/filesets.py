@@ -38,8 +38,10 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_SET_FILES",
     "FileSet",
+    "SetMemo",
     "SetState",
     "file_set",
+    "find_file_set",
     "hash_set",
     "set_state",
 ]
@@ -228,7 +230,48 @@ def _nd_set(path: Path) -> FileSet | None:
 _NAME_RULES = (_ics_set, _nd_set)
 
 
-def file_set(path: str | Path, limits: ReadLimits | None = None) -> FileSet:
+class SetMemo:
+    """Sets already found in one walk, by every member's path (bounded).
+
+    Why: a walk asks about every file of a set in turn; without a memo each
+    member repeats the listing (a Micro-Manager run of N files would cost N
+    listings of N names). Valid for one walk (or one poll of a watch folder).
+    """
+
+    def __init__(self, max_paths: int = 4 * MAX_SET_FILES) -> None:
+        self.max_paths = max_paths
+        self._by_path: dict[Path, FileSet] = {}
+
+    def get(self, path: Path) -> FileSet | None:
+        """The set ``path`` was found in, if any."""
+        return self._by_path.get(path)
+
+    def add(self, files: FileSet) -> None:
+        """Remember a multi-file set under each of its members."""
+        if not files.is_multi:
+            return
+        if len(self._by_path) + len(files.names) > self.max_paths:
+            self._by_path.clear()
+        for member in files.paths():
+            self._by_path[member] = files
+
+
+def file_set(
+    path: str | Path, limits: ReadLimits | None = None, *, memo: SetMemo | None = None
+) -> FileSet:
+    """:func:`find_file_set`, remembered in ``memo`` for the other members of the set."""
+    absolute = Path(os.path.abspath(path))
+    if memo is not None:
+        known = memo.get(absolute)
+        if known is not None:
+            return known
+    found = find_file_set(absolute, limits)
+    if memo is not None:
+        memo.add(found)
+    return found
+
+
+def find_file_set(path: str | Path, limits: ReadLimits | None = None) -> FileSet:
     """The image ``path`` belongs to: its main file and every member (a single file: itself).
 
     Cheap: names, the first bytes and, for some formats, a bounded header

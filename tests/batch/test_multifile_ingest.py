@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from tests.batch.conftest import rows
 from tests.service.conftest import write_ome_tiff
-from tests.synthetic_mm import mm_pixels, write_mm_dataset
+from tests.synthetic_mm import mm_pixels, write_mm_dataset, write_ndtiff_dataset
 from tests.synthetic_oif import write_oif
 from tests.synthetic_tiff import write_ome_multifile
 from zstack_analyzer import open_image
@@ -68,12 +68,15 @@ def make_sets(root: Path) -> dict[str, Path]:
     write_ome_multifile(root / "ome", OME_STACK)
     (root / "oif").mkdir()
     write_oif(root / "oif", OIF_STACK)
+    (root / "ndtiff").mkdir()
+    write_ndtiff_dataset(root / "ndtiff", frames=1, channels=2, slices=2, shape=(6, 10), split=2)
     ics, _ = write_ics_pair(root / "ics")
     single = write_ome_tiff(root / "single.ome.tif", (1, 2, 8, 8))
     return {
         "mm": root / "mm" / "run_MMStack_Pos0.ome.tif",
         "ome": root / "ome" / "set-Z1.ome.tiff",
         "oif": root / "oif" / "cells.oif",
+        "ndtiff": root / "ndtiff" / "acq_NDTiffStack.tif",
         "ics": ics,
         "single": single,
     }
@@ -102,6 +105,13 @@ def assert_every_plane(path: Path) -> None:
                     for z in range(3):
                         expected = mm_pixels(0, z, t, p, (8, 12), "uint16")
                         np.testing.assert_array_equal(image.read_plane(p, t, 0, z), expected)
+        elif "NDTiffStack" in name:
+            info = image.scenes()[0]
+            assert (info.size_t, info.size_c, info.size_z) == (1, 2, 2)
+            for c in range(2):
+                for z in range(2):
+                    expected = mm_pixels(c, z, 0, 0, (6, 10), "uint16")
+                    np.testing.assert_array_equal(image.read_plane(0, 0, c, z), expected)
         elif name.endswith(".ome.tiff"):
             assert image.scenes()[0].size_z == 4
             for z in range(4):
@@ -134,12 +144,12 @@ def test_copy_ingest_one_record_per_set_every_plane_and_changes(
 
     _, summary = ingest(str(archive))
     assert summary["failed"] == [], summary
-    assert summary["ingested"] == 4  # MM, OME-TIFF set, OIF, the single file
+    assert summary["ingested"] == 5  # MM, OME-TIFF set, OIF, NDTiff, the single file
     assert summary["unsupported_files"] == [str(mains["ics"])]  # the .ids is never listed
-    assert summary["members"] == len(files) - 5
+    assert summary["members"] == len(files) - 6
     stored = {Path(f).name: s for f, s in rows(zstack_env, "source_path, stored_name")}
-    assert set(stored) == {mains[k].name for k in ("mm", "ome", "oif", "single")}
-    for key in ("mm", "ome", "oif"):
+    assert set(stored) == {mains[k].name for k in ("mm", "ome", "oif", "ndtiff", "single")}
+    for key in ("mm", "ome", "oif", "ndtiff"):
         key_folder, main_name = stored[mains[key].name].split("/")
         assert main_name == mains[key].name  # the set's folder keeps the names
         copy = zstack_env / "images" / key_folder
@@ -165,13 +175,13 @@ def test_copy_ingest_one_record_per_set_every_plane_and_changes(
             assert zf.read(mains["mm"].name) == mains["mm"].read_bytes()
 
     _, again = ingest(str(archive))
-    assert (again["ingested"], again["already_present"]) == (0, 4), again
+    assert (again["ingested"], again["already_present"]) == (0, 5), again
 
     # One member of the Micro-Manager set changes: that image (only) is read again.
     flip_pixel(archive / "mm" / "run_MMStack_Pos1_1.ome.tif")
     _code, changed = ingest(str(archive))
-    assert (changed["ingested"], changed["already_present"]) == (1, 3), changed
-    assert len(rows(zstack_env)) == 5  # a copy is kept per version, as for single files
+    assert (changed["ingested"], changed["already_present"]) == (1, 4), changed
+    assert len(rows(zstack_env)) == 6  # a copy is kept per version, as for single files
 
 
 def test_in_place_ingest_refreshes_a_set_when_one_member_changes(
@@ -183,10 +193,10 @@ def test_in_place_ingest_refreshes_a_set_when_one_member_changes(
 
     _, summary = ingest(str(archive), "--in-place")
     assert summary["failed"] == [], summary
-    assert summary["ingested"] == 4
-    assert summary["members"] == len(all_files(archive)) - 5
+    assert summary["ingested"] == 5
+    assert summary["members"] == len(all_files(archive)) - 6
     before = {Path(p).name: (i, h) for i, p, h in rows(zstack_env, "id, source_path, sha256")}
-    for key in ("mm", "ome", "oif"):
+    for key in ("mm", "ome", "oif", "ndtiff"):
         assert_every_plane(mains[key])
 
     from tests.batch.test_ingest_local import served
@@ -201,7 +211,7 @@ def test_in_place_ingest_refreshes_a_set_when_one_member_changes(
         assert client.get(f"/api/images/{oif_id}/thumbnail?z_slice=0").status_code == 409
 
     _code, refreshed = ingest(str(archive), "--in-place")
-    assert (refreshed["ingested"], refreshed["already_present"]) == (1, 3), refreshed
+    assert (refreshed["ingested"], refreshed["already_present"]) == (1, 4), refreshed
     after = {Path(p).name: (i, h) for i, p, h in rows(zstack_env, "id, source_path, sha256")}
     assert after["cells.oif"][0] == before["cells.oif"][0]  # same record, refreshed
     assert after["cells.oif"][1] != before["cells.oif"][1]
@@ -290,19 +300,19 @@ def test_http_ingest_registers_each_set_once_and_refuses_uploading_one(tmp_path:
     with live_server(tmp_path / "data", import_roots=[archive]) as base:
         _, placed = ingest(str(archive), "--server", base, "--in-place")
         assert placed["failed"] == [], placed
-        assert placed["ingested"] == 4
-        assert placed["members"] == len(all_files(archive)) - 5
+        assert placed["ingested"] == 5
+        assert placed["members"] == len(all_files(archive)) - 6
         _, again = ingest(str(archive), "--server", base, "--in-place")
-        assert (again["ingested"], again["already_present"]) == (0, 4), again
+        assert (again["ingested"], again["already_present"]) == (0, 5), again
 
         flip_pixel(archive / "ome" / "set-Z3.ome.tiff")
         _, refreshed = ingest(str(archive), "--server", base, "--in-place")
-        assert (refreshed["ingested"], refreshed["already_present"]) == (1, 3), refreshed
+        assert (refreshed["ingested"], refreshed["already_present"]) == (1, 4), refreshed
         assert refreshed["failed"] == []
 
         _code, copied = ingest(str(archive), "--server", base)
         failed = {Path(f["path"]).name: f["reason"] for f in copied["failed"]}
-        assert set(failed) == {mains[k].name for k in ("mm", "ome", "oif", "ics")}
+        assert set(failed) == {mains[k].name for k in ("mm", "ome", "oif", "ndtiff", "ics")}
         assert all("cannot be uploaded over HTTP" in reason for reason in failed.values())
 
 
@@ -332,3 +342,21 @@ def test_in_place_set_with_a_member_outside_the_roots_is_refused(
         answer = client.post("/api/images/register", json={"path": str(archive / "cells.oif")})
         assert answer.status_code == 403, answer.text
         assert "outside the import roots" in answer.json()["detail"]
+
+
+def test_metamorph_nd_and_ics_grouping_by_name(tmp_path: Path) -> None:
+    """The name rules: an ``.nd`` owns the TIFF/STK files named from its base; ICS owns its IDS."""
+    from zstack_analyzer.filesets import file_set
+
+    nd = tmp_path / "exp1.nd"
+    nd.write_text('"NDInfoFile", Version 1.0\n"DoWave", TRUE\n"EndFile"\n')
+    members = ["exp1_w1DAPI_s1_t1.TIF", "exp1_w2GFP_s1_t1.TIF", "exp1.stk"]
+    for name in [*members, "exp10_w1DAPI.TIF", "other.tif", "exp1_notes.txt"]:
+        (tmp_path / name).write_bytes(b"II*\x00")
+    found = file_set(tmp_path / "exp1_w2GFP_s1_t1.TIF")
+    assert found.main == nd
+    assert sorted(found.names) == sorted([nd.name, *members])
+    assert not file_set(tmp_path / "other.tif").is_multi
+    ics, ids = write_ics_pair(tmp_path / "ics")
+    assert file_set(ids).main == ics
+    assert file_set(ics).names == (ics.name, ids.name)

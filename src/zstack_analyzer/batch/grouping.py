@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from zstack_analyzer.filesets import file_set, set_state
+from zstack_analyzer.filesets import SetMemo, file_set, set_state
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from zstack_analyzer.batch.walk import FileEntry
     from zstack_analyzer.limits import ReadLimits
 
-__all__ = ["Member", "group_entry", "walk_roots"]
+__all__ = ["Member", "SetMemo", "group_entry", "walk_roots"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +50,19 @@ def _inside(path: str, roots: tuple[str, ...]) -> bool:
 
 
 def group_entry(
-    entry: FileEntry, roots: tuple[str, ...], limits: ReadLimits | None = None
+    entry: FileEntry,
+    roots: tuple[str, ...],
+    limits: ReadLimits | None = None,
+    *,
+    memo: SetMemo | None = None,
 ) -> FileEntry | Member:
-    """``entry`` as the walk should offer it: itself, a set's main entry, or a :class:`Member`."""
+    """``entry`` as the walk should offer it: itself, a set's main entry, or a :class:`Member`.
+
+    ``memo``: one per walk, so the members of a set are found once (see :class:`SetMemo`).
+    """
     if entry.is_dir:
         return entry
-    files = file_set(entry.path, limits)
+    files = file_set(entry.path, limits, memo=memo)
     if not files.is_multi:
         return entry
     main = str(files.main)

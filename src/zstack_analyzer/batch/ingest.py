@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from zstack_analyzer.batch.grouping import Member, group_entry, walk_roots
+from zstack_analyzer.batch.grouping import Member, SetMemo, group_entry, walk_roots
 from zstack_analyzer.batch.runner import SMALL_BATCH, open_runner
 from zstack_analyzer.batch.walk import (
     BadEntry,
@@ -224,13 +224,14 @@ def ingest(
             )
 
     roots = walk_roots(paths)
+    memo = SetMemo()
 
     def jobs() -> Iterator[tuple[FileEntry, Any]]:
         for walked in walk(paths, dir_suffixes=dir_suffixes):
             if isinstance(walked, BadEntry):
                 report(walked.path, Commit("skipped", walked.reason), 0)
                 continue
-            item = group_entry(walked, roots)
+            item = group_entry(walked, roots, memo=memo)
             if isinstance(item, Member):
                 report(item.path, Commit("member", f"part of {item.main}"), item.size)
                 continue

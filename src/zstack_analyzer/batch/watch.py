@@ -25,7 +25,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from zstack_analyzer.batch.grouping import Member, group_entry, walk_roots
+from zstack_analyzer.batch.grouping import Member, SetMemo, group_entry, walk_roots
 from zstack_analyzer.batch.ingest import Commit
 from zstack_analyzer.batch.walk import BadEntry, FileEntry, folder_format_suffixes, walk
 
@@ -86,8 +86,9 @@ def watch_folder(
         ready: list[FileEntry] = []
         still_pending: dict[str, tuple[int, int]] = {}
         now = time.time()
+        memo = SetMemo()  # one per poll: a set found once per poll
         for walked in walk([folder], dir_suffixes=dir_suffixes):
-            item = walked if isinstance(walked, BadEntry) else group_entry(walked, roots)
+            item = walked if isinstance(walked, BadEntry) else group_entry(walked, roots, memo=memo)
             if isinstance(item, Member):
                 if item.path not in reported_members and on_file is not None:
                     on_file(item.path, Commit("member", f"part of {item.main}"))
