@@ -360,3 +360,33 @@ def test_metamorph_nd_and_ics_grouping_by_name(tmp_path: Path) -> None:
     ics, ids = write_ics_pair(tmp_path / "ics")
     assert file_set(ids).main == ics
     assert file_set(ics).names == (ics.name, ids.name)
+
+
+def test_local_storage_keeps_set_folders_of_records_and_sweeps_orphans(tmp_path: Path) -> None:
+    """A set's folder is one stored original: committed whole, removed whole, swept as one."""
+    from zstack_analyzer.service.local_ingest import sweep_ingest_temps
+    from zstack_analyzer.storage.local import LocalStorage
+
+    storage = LocalStorage(tmp_path / "images", tmp_path / "tmp")
+    storage.ensure_dirs()
+    for key in ("kept", "orphan"):
+        temp = storage.temp_path(f"ingest-{key}")
+        (temp / "sub").mkdir(parents=True)
+        (temp / "main.tif").write_bytes(b"1")
+        (temp / "sub" / "plane.tif").write_bytes(b"2")
+        storage.commit_folder(temp, key)
+    assert storage.path("kept/main.tif").read_bytes() == b"1"
+    report = storage.sweep({"kept/main.tif"})
+    assert report.orphan_files == ["orphan"]
+    assert (tmp_path / "images" / "kept" / "sub" / "plane.tif").is_file()
+    assert storage.remove("kept/main.tif")
+    assert not (tmp_path / "images" / "kept").exists()
+    assert not storage.remove("kept/main.tif")
+
+    partial = storage.temp_path("ingest-dead")
+    partial.mkdir()
+    (partial / "half.tif").write_bytes(b"3")
+    old = 1_000_000_000
+    os.utime(partial, (old, old))
+    assert sweep_ingest_temps(tmp_path / "tmp") == ["ingest-dead"]
+    assert not partial.exists()
