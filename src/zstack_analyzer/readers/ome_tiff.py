@@ -82,6 +82,8 @@ class OmeTiffReader(TiffFamilyReader):
             description = tif.pages.first.description or ""
         if len(description) > limits.max_metadata_bytes:
             return None
+        if "BinaryOnly" not in description and "FileName" not in description:
+            return None  # names no other file: a single-file OME-TIFF, no XML parsed
         doc = parse_ome_xml(description, path=path, limits=limits)
         companions: list[Path] = []
         if doc.binary_only_file and not doc.images:

@@ -87,6 +87,9 @@ def zip_chunks(files: FileSet) -> Iterator[bytes]:
             with path.open("rb") as src, zf.open(name, "w", force_zip64=True) as dst:
                 while chunk := src.read(CHUNK_BYTES):
                     dst.write(chunk)
-                    yield pipe.take()
-            yield pipe.take()
-    yield pipe.take()
+                    if data := pipe.take():
+                        yield data
+            if data := pipe.take():
+                yield data
+    if data := pipe.take():
+        yield data
