@@ -172,7 +172,8 @@ def print_summary(summary: IngestSummary, *, as_json: bool, quiet: bool) -> None
     lines = [
         f"ingested {summary.ingested}, already present {summary.present}, "
         f"unsupported {summary.unsupported}, skipped {len(summary.skipped)}, "
-        f"failed {len(summary.failed)} ({summary.seconds:.1f} s, {summary.runner})"
+        + (f"part of multi-file images {summary.members}, " if summary.members else "")
+        + f"failed {len(summary.failed)} ({summary.seconds:.1f} s, {summary.runner})"
     ]
     lines += [f"  skipped {path}: {reason}" for path, reason in summary.skipped]
     lines += [f"  FAILED  {path}: {reason}" for path, reason in summary.failed]

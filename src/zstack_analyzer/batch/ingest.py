@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from zstack_analyzer.batch.grouping import Member, SetMemo, group_entry, walk_roots
 from zstack_analyzer.batch.runner import SMALL_BATCH, open_runner
 from zstack_analyzer.batch.walk import (
     BadEntry,
@@ -50,7 +51,8 @@ logger = logging.getLogger(__name__)
 #: Unsupported files listed by name in a summary (the rest are counted).
 MAX_LISTED = 100
 
-Outcome = Literal["ingested", "present", "unsupported", "skipped", "failed"]
+#: ``member``: a file of a multi-file image whose main file carries the record.
+Outcome = Literal["ingested", "present", "unsupported", "skipped", "failed", "member"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,8 @@ class IngestSummary:
     present: int = 0
     unsupported: int = 0
     unsupported_listed: list[str] = field(default_factory=list)
+    #: Files that are part of a multi-file image ingested through its main file.
+    members: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     bytes_done: int = 0
@@ -103,6 +107,8 @@ class IngestSummary:
             self.unsupported += 1
             if len(self.unsupported_listed) < MAX_LISTED:
                 self.unsupported_listed.append(path)
+        elif commit.outcome == "member":
+            self.members += 1
         elif commit.outcome == "skipped":
             self.skipped.append((path, commit.reason))
         else:
@@ -115,6 +121,7 @@ class IngestSummary:
             "already_present": self.present,
             "unsupported": self.unsupported,
             "unsupported_files": self.unsupported_listed,
+            "members": self.members,
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "failed": [{"path": p, "reason": r} for p, r in self.failed],
             "bytes": self.bytes_done,
@@ -216,10 +223,17 @@ def ingest(
                 )
             )
 
+    roots = walk_roots(paths)
+    memo = SetMemo()
+
     def jobs() -> Iterator[tuple[FileEntry, Any]]:
-        for item in walk(paths, dir_suffixes=dir_suffixes):
-            if isinstance(item, BadEntry):
-                report(item.path, Commit("skipped", item.reason), 0)
+        for walked in walk(paths, dir_suffixes=dir_suffixes):
+            if isinstance(walked, BadEntry):
+                report(walked.path, Commit("skipped", walked.reason), 0)
+                continue
+            item = group_entry(walked, roots, memo=memo)
+            if isinstance(item, Member):
+                report(item.path, Commit("member", f"part of {item.main}"), item.size)
                 continue
             age_s = time.time() - item.mtime_ns / 1e9
             if age_s < settle_s:

@@ -6,6 +6,10 @@ hashed here first and looked up (``GET /api/images/lookup``), so a re-run
 uploads nothing already there; in place, ``POST /api/images/register`` decides
 (201 new, 200 already there or refreshed). A few requests run at once in
 threads: the server does the CPU work.
+
+A multi-file image (an entry with ``members``) is registered through its main
+file, and the server reads the set beside it; uploading a set is not possible
+(the upload route takes one file), so a copy-mode set fails with that reason.
 """
 
 from __future__ import annotations
@@ -142,6 +146,16 @@ class HttpSink:
             if self.in_place:
                 path = os.path.realpath(entry.path)
                 return _answer(self.client.post("/api/images/register", json={"path": path}))
+            if entry.members:
+                # One upload is one file: the server would store the main file alone
+                # and read only it. A set goes in place, or through a local ingest.
+                return Response(
+                    0,
+                    {},
+                    f"{Path(entry.path).name}: a multi-file image ({len(entry.members) + 1} "
+                    "files) cannot be uploaded over HTTP; register it in place (--in-place) "
+                    "or run the ingest on the server's machine",
+                )
             sha256 = hash_file(entry.path)
             with self._lock:
                 if sha256 in self._in_flight:

@@ -76,6 +76,12 @@ class FileJob:
     measure_quality
         With a thumbnail, measure every scene's quality in the same pass
         (:func:`render_with_quality`); ``FileResult.quality`` holds it.
+    members
+        A multi-file image (:mod:`zstack_analyzer.filesets`): the other files'
+        names relative to ``path``'s folder. Size and mtime are then the set's
+        (total, newest), the hash is :func:`~zstack_analyzer.filesets.hash_set`,
+        and ``copy_to`` is a *folder* that receives every file under its
+        relative name, so the reader finds the companions beside the copy.
     """
 
     path: str
@@ -87,6 +93,7 @@ class FileJob:
     expect_size: int | None = None
     expect_mtime_ns: int | None = None
     confine_to: tuple[str, ...] = ()
+    members: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -114,6 +121,8 @@ class FileResult:
     identity: tuple[int, int] | None = None
     #: Every scene's quality, or why it could not be measured; ``None``: not asked.
     quality: list[SceneQuality] | str | None = None
+    #: The other files of a multi-file image (relative names), as the job gave them.
+    members: tuple[str, ...] = ()
 
 
 def hash_file(path: str | Path, /, *, copy_to: str | Path | None = None) -> str:
@@ -222,6 +231,8 @@ def process_file(job: FileJob) -> FileResult:
 
 
 def _process_file(job: FileJob) -> FileResult:
+    if job.members:
+        return _process_set(job)
     started = time.perf_counter()
     result = FileResult(job.path, "ok", pid=os.getpid())
     copied = False
@@ -287,6 +298,89 @@ def _process_file(job: FileJob) -> FileResult:
     finally:
         if copied and job.copy_to is not None:
             Path(job.copy_to).unlink(missing_ok=True)
+        result.seconds = time.perf_counter() - started
+
+
+def _process_set(job: FileJob) -> FileResult:
+    """:func:`_process_file` for a multi-file image: every member hashed (and copied) in turn."""
+    import shutil
+
+    from zstack_analyzer.filesets import FileSet, hash_set, set_state
+
+    started = time.perf_counter()
+    result = FileResult(job.path, "ok", pid=os.getpid(), members=job.members)
+    main = Path(job.path)
+    files = FileSet.of(main, [Path(n) for n in job.members])
+    copy_dir = Path(job.copy_to) if job.copy_to is not None else None
+    handed_over = False
+    try:
+        main_st = os.stat(main)
+        result.identity = (main_st.st_dev, main_st.st_ino)
+        before = set_state(files)
+        result.size, result.mtime_ns = before.size, before.mtime_ns
+        if before.missing:
+            result.status = "changed"
+            result.error = f"member file(s) gone or not regular: {', '.join(before.missing[:5])}"
+            return result
+        if (job.expect_size is not None and before.size != job.expect_size) or (
+            job.expect_mtime_ns is not None and before.mtime_ns != job.expect_mtime_ns
+        ):
+            result.status = "changed"
+            result.error = "still being written (a member changed since it was listed)"
+            return result
+
+        def hash_member(path: Path) -> str:
+            if copy_dir is None:
+                return hash_file(path)
+            target = copy_dir / path.relative_to(files.folder)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            return hash_file(path, copy_to=target)
+
+        if copy_dir is not None:
+            copy_dir.mkdir(parents=True, exist_ok=False)
+        result.sha256 = hash_set(files, hash_member)
+        readable = copy_dir / main.name if copy_dir is not None else main
+        result.metadata, result.scenes = inspect_path(readable, job.limits)
+        if set_state(files) != before:
+            result.status = "changed"
+            result.error = "still being written (a member changed while it was read)"
+            return result
+        if job.cache_dir is not None:
+            try:
+                from zstack_analyzer.cache import RenderCache
+
+                cache = RenderCache(job.cache_dir, max_bytes=job.cache_max_bytes)
+                if job.measure_quality:
+                    _, result.quality = render_with_quality(
+                        readable, default_thumbnail_spec(), job.limits, cache, result.sha256
+                    )
+                else:
+                    render_to_cache(
+                        str(readable),
+                        default_thumbnail_spec(),
+                        job.limits,
+                        job.cache_dir,
+                        job.cache_max_bytes,
+                        result.sha256,
+                    )
+                result.thumbnail_ready = True
+            except (ZstackError, OSError) as exc:
+                logger.warning("%s: thumbnail failed: %s", job.path, exc)
+        if copy_dir is not None:
+            result.copied_to = str(copy_dir)
+            handed_over = True
+        return result
+    except UnsupportedFormatError as exc:
+        result.status, result.error = "unsupported", str(exc)
+        return result
+    except (ZstackError, OSError, ValueError) as exc:
+        result.status, result.error = "failed", _message(job.path, exc)
+        if copy_dir is not None:
+            result.error = result.error.replace(str(copy_dir), str(files.folder))
+        return result
+    finally:
+        if copy_dir is not None and not handed_over:
+            shutil.rmtree(copy_dir, ignore_errors=True)
         result.seconds = time.perf_counter() - started
 
 

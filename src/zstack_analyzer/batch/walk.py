@@ -52,12 +52,16 @@ class FileEntry:
 
     ``path`` is absolute but not resolved (symlinks kept, so the archive's own
     names are reported); ``size`` and ``mtime_ns`` come from the walk's stat.
+    For the main file of a multi-file image (:mod:`zstack_analyzer.batch.grouping`),
+    ``members`` names the other files (relative to its folder) and ``size`` and
+    ``mtime_ns`` are the whole set's (total size, newest mtime).
     """
 
     path: str
     size: int
     mtime_ns: int
     is_dir: bool = False
+    members: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,11 @@ recognised by the sink (same path, size, mtime or same hash) and cost no
 work, so the watcher catches up on exactly the files that arrived while it
 was down.
 
+A multi-file image (:mod:`zstack_analyzer.batch.grouping`) is one entry, its
+main file, whose size and mtime are the whole set's: it is complete only when
+every member is, and a member rewritten later makes the set new again. Its
+members are reported once as ``member`` and never ingested on their own.
+
 Memory: one small entry per file not yet complete, plus ``(size, mtime)`` per
 file already handled, so a handled file is not asked about again each poll.
 """
@@ -20,6 +25,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from zstack_analyzer.batch.grouping import Member, SetMemo, group_entry, walk_roots
 from zstack_analyzer.batch.ingest import Commit
 from zstack_analyzer.batch.walk import BadEntry, FileEntry, folder_format_suffixes, walk
 
@@ -69,6 +75,8 @@ def watch_folder(
     pending: dict[str, tuple[int, int]] = {}  # seen once, not yet complete
     handled: dict[str, tuple[int, int]] = {}
     reported_bad: set[str] = set()
+    reported_members: set[str] = set()
+    roots = walk_roots([folder])
     task = sink.task()
 
     def run_one(pair: tuple[FileEntry, object]) -> object:
@@ -78,7 +86,14 @@ def watch_folder(
         ready: list[FileEntry] = []
         still_pending: dict[str, tuple[int, int]] = {}
         now = time.time()
-        for item in walk([folder], dir_suffixes=dir_suffixes):
+        memo = SetMemo()  # one per poll: a set found once per poll
+        for walked in walk([folder], dir_suffixes=dir_suffixes):
+            item = walked if isinstance(walked, BadEntry) else group_entry(walked, roots, memo=memo)
+            if isinstance(item, Member):
+                if item.path not in reported_members and on_file is not None:
+                    on_file(item.path, Commit("member", f"part of {item.main}"))
+                reported_members.add(item.path)
+                continue
             if isinstance(item, BadEntry):
                 # An empty file is often one just created: not worth a report yet.
                 if (

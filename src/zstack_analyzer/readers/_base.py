@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     import dask.array as da
 
+    from zstack_analyzer.filesets import FileSet
     from zstack_analyzer.metadata import ImageMetadata, SceneInfo
 
 __all__ = ["ImageReader", "plane_count", "planes_to_dask"]
@@ -138,6 +139,28 @@ class ImageReader(abc.ABC):
     def sniff_remote(cls, head: bytes, source: RemoteObject) -> bool:
         """:meth:`sniff` for an object read by ranges (readers with :attr:`reads_remote`)."""
         return cls.sniff(head, source.path)
+
+    @classmethod
+    def file_set(cls, path: Path, limits: ReadLimits) -> FileSet | None:
+        """The files that make one image with ``path`` (which this reader claims), or ``None``.
+
+        Why a hook on the reader: only the format knows which neighbours belong
+        to an image (an index map, OME-XML file names, a ``.files`` folder),
+        and the batch code must group them without knowing any format. It must
+        be cheap (names and headers only, bounded by ``limits``) and name only
+        files beside ``path`` or below its folder (:mod:`zstack_analyzer.filesets`
+        checks that). ``None``: a single-file image (the default).
+        """
+        return None
+
+    @classmethod
+    def main_for_member(cls, path: Path) -> Path | None:
+        """The main file of the image ``path`` is a member of, from its name alone, or ``None``.
+
+        For members the format's reader does not claim itself (a plane TIFF in
+        an OIF's ``.oif.files`` folder). Names only: no file is opened.
+        """
+        return None
 
     @abc.abstractmethod
     def scenes(self) -> Sequence[SceneInfo]:

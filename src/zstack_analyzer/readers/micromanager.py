@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
+    from zstack_analyzer.filesets import FileSet
+    from zstack_analyzer.limits import ReadLimits
     from zstack_analyzer.storage.remote import RemoteObject
 
 __all__ = ["MicroManagerReader", "read_mm_header"]
@@ -153,6 +155,32 @@ class MicroManagerReader(TiffFamilyReader):
     def sniff_remote(cls, head: bytes, source: RemoteObject) -> bool:
         """A dataset spans files beside each other: read from a local folder only."""
         return False
+
+    @classmethod
+    def file_set(cls, path: Path, limits: ReadLimits) -> FileSet | None:
+        """Every ``<prefix>_MMStack*`` file beside ``path``; the main file is the first by name.
+
+        Position 0's first file sorts first (``run_MMStack_Pos0.ome.tif`` before
+        its continuation ``..._Pos0_1.ome.tif``), and it is the one Micro-Manager
+        writes first, so the main file stays the same while a run grows.
+        """
+        from zstack_analyzer.filesets import FileSet
+
+        name = path.name
+        if not _MEMBER.search(name):
+            return None
+        prefix = name[: name.lower().index("_mmstack")]
+        found = []
+        for p in path.parent.glob(f"{glob_escape(prefix)}_MMStack*"):
+            if p.name[: len(prefix)] == prefix and _MEMBER.search(p.name) and p.is_file():
+                found.append(p)
+                if len(found) > MAX_MEMBERS:
+                    msg = f"{name}: over {MAX_MEMBERS:,} files in the dataset"
+                    raise LimitExceededError(msg, path=path)
+        if path not in found:
+            found.append(path)
+        found.sort(key=lambda p: p.name)
+        return FileSet.of(found[0], found)
 
     # ------------------------------------------------------------ plans
     def _members(self, summary: Mapping[str, Any]) -> list[Path]:

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     import dask.array as da
 
+    from zstack_analyzer.filesets import FileSet
     from zstack_analyzer.limits import ReadLimits
 
 __all__ = ["NdTiffReader"]
@@ -182,6 +183,19 @@ class NdTiffReader(ImageReader):
     def sniff(cls, head: bytes, path: Path) -> bool:
         """A little-endian TIFF with NDTiff's header (483729) at byte 8."""
         return _is_ndtiff_head(head)
+
+    @classmethod
+    def file_set(cls, path: Path, limits: ReadLimits) -> FileSet | None:
+        """``NDTiff.index`` and every ``*_NDTiffStack*.tif`` beside it; main: the first by name."""
+        return _ndtiff_set(path.parent, path)
+
+    @classmethod
+    def main_for_member(cls, path: Path) -> Path | None:
+        """``NDTiff.index`` (which no reader claims) belongs to the stacks beside it."""
+        if path.name != INDEX_NAME:
+            return None
+        found = _ndtiff_set(path.parent, None)
+        return found.main if found is not None else None
 
     def __init__(self, path: Path | str, /, *, limits: ReadLimits | None = None) -> None:
         super().__init__(path, limits=limits)
@@ -512,3 +526,24 @@ class NdTiffReader(ImageReader):
             "files": [str(p) for p in self._files],
             "axes": {k: list(v) for k, v in self._orders.items()},
         }
+
+
+def _ndtiff_set(folder: Path, opened: Path | None) -> FileSet | None:
+    """The NDTiff dataset in ``folder`` (names only), or ``None`` when it holds no stack file."""
+    from zstack_analyzer.filesets import MAX_SET_FILES, FileSet
+
+    stacks = []
+    for p in folder.glob("*_NDTiffStack*.tif"):
+        if p.is_file():
+            stacks.append(p)
+            if len(stacks) > MAX_SET_FILES:
+                msg = f"{folder.name}: over {MAX_SET_FILES:,} NDTiff stack files"
+                raise LimitExceededError(msg, path=folder)
+    if opened is not None and opened not in stacks:
+        stacks.append(opened)
+    if not stacks:
+        return None
+    stacks.sort(key=lambda p: p.name)
+    index = folder / INDEX_NAME
+    members = [*stacks, index] if index.is_file() else stacks
+    return FileSet.of(stacks[0], members)

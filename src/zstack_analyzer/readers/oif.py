@@ -48,9 +48,15 @@ if TYPE_CHECKING:
 
     import dask.array as da
 
+    from zstack_analyzer.filesets import FileSet
     from zstack_analyzer.limits import ReadLimits
 
 __all__ = ["OibReader", "OifReader"]
+
+#: The companion folder of ``<name>.oif`` is ``<name>.oif.files``.
+OIF_FILES_SUFFIX = ".files"
+#: Folder levels above a file searched for an ``.oif.files`` folder.
+_OIF_DEPTH = 3
 
 _CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _UTF16_SECTION = b"\xff\xfe[\x00"
@@ -339,6 +345,33 @@ class OifReader(_OlympusReader):
             return False
         text = head[2:].decode("utf-16-le", "ignore")
         return path.suffix.lower() == ".oif" or "Parameters Common]" in text
+
+    @classmethod
+    def file_set(cls, path: Path, limits: ReadLimits) -> FileSet | None:
+        """The settings file and every file in its ``<name>.oif.files`` folder."""
+        from zstack_analyzer.errors import LimitExceededError
+        from zstack_analyzer.filesets import MAX_SET_FILES, FileSet
+
+        folder = path.parent / f"{path.name}{OIF_FILES_SUFFIX}"
+        if not folder.is_dir() or folder.is_symlink():
+            return None
+        members = []
+        for p in folder.rglob("*"):
+            if p.is_file():
+                members.append(p)
+                if len(members) > MAX_SET_FILES:
+                    msg = f"{path.name}: over {MAX_SET_FILES:,} files in {folder.name}"
+                    raise LimitExceededError(msg, path=path)
+        return FileSet.of(path, members)
+
+    @classmethod
+    def main_for_member(cls, path: Path) -> Path | None:
+        """A file under ``<name>.oif.files/`` belongs to ``<name>.oif`` beside that folder."""
+        for parent in list(path.parents)[:_OIF_DEPTH]:
+            if parent.name.lower().endswith(".oif" + OIF_FILES_SUFFIX):
+                main = parent.with_name(parent.name[: -len(OIF_FILES_SUFFIX)])
+                return main if main.is_file() else None
+        return None
 
 
 class OibReader(_OlympusReader):

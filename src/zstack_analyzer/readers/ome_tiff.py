@@ -29,11 +29,16 @@ from zstack_analyzer.readers._tiff_common import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from zstack_analyzer.filesets import FileSet
+    from zstack_analyzer.limits import ReadLimits
     from zstack_analyzer.readers._ome import OmeDocument, OmeImage
 
 __all__ = ["OmeTiffReader"]
 
 logger = logging.getLogger(__name__)
+
+#: Name ending of a multi-file set's metadata file (Bio-Formats' convention).
+COMPANION_SUFFIX = ".companion.ome"
 
 
 class OmeTiffReader(TiffFamilyReader):
@@ -59,6 +64,60 @@ class OmeTiffReader(TiffFamilyReader):
     def claims(cls, head: bytes, peek: TiffPeek) -> bool:
         """A TIFF whose first ImageDescription is OME-XML."""
         return peek.is_ome
+
+    @classmethod
+    def file_set(cls, path: Path, limits: ReadLimits) -> FileSet | None:
+        """A multi-file set: the files its OME-XML names (``TiffData/UUID@FileName``) and companion.
+
+        Reads the first IFD's description only (and a BinaryOnly member's
+        companion ``.ome``), both bounded by the metadata limit. The main file is
+        the first TIFF of the set by name: any member opens the whole set, and
+        the same one is chosen whichever member is asked about.
+        """
+        import tifffile
+
+        from zstack_analyzer.filesets import FileSet
+
+        with tifffile.TiffFile(path) as tif:
+            description = tif.pages.first.description or ""
+        if len(description) > limits.max_metadata_bytes:
+            return None
+        if "BinaryOnly" not in description and "FileName" not in description:
+            return None  # names no other file: a single-file OME-TIFF, no XML parsed
+        doc = parse_ome_xml(description, path=path, limits=limits)
+        companions: list[Path] = []
+        if doc.binary_only_file and not doc.images:
+            companion = path.parent / Path(doc.binary_only_file).name
+            if not companion.is_file() or companion.stat().st_size > limits.max_metadata_bytes:
+                return None
+            companions.append(companion)
+            doc = parse_ome_xml(companion.read_bytes(), path=companion, limits=limits)
+        names = {
+            Path(td.filename).name for image in doc.images for td in image.tiff_data if td.filename
+        }
+        tiffs = sorted({path, *(path.parent / n for n in names if (path.parent / n).is_file())})
+        if len(tiffs) == 1 and not companions:
+            return None
+        return FileSet.of(tiffs[0], [*tiffs, *companions])
+
+    @classmethod
+    def main_for_member(cls, path: Path) -> Path | None:
+        """A ``.companion.ome`` (which no reader opens) belongs to the TIFFs its XML names."""
+        from zstack_analyzer.limits import ReadLimits
+
+        if not path.name.lower().endswith(COMPANION_SUFFIX):
+            return None
+        limits = ReadLimits()
+        if not path.is_file() or path.stat().st_size > limits.max_metadata_bytes:
+            return None
+        doc = parse_ome_xml(path.read_bytes(), path=path, limits=limits)
+        names = sorted(
+            Path(td.filename).name
+            for image in doc.images
+            for td in image.tiff_data
+            if td.filename and (path.parent / Path(td.filename).name).is_file()
+        )
+        return path.parent / names[0] if names else None
 
     # ------------------------------------------------------------ plans
     def _build_plans(self) -> list[ScenePlan]:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import Session
 
+    from zstack_analyzer.filesets import SetState
     from zstack_analyzer.limits import ReadLimits
     from zstack_analyzer.metadata import ImageMetadata, SceneInfo
     from zstack_analyzer.service.auth.labels import Labels
@@ -498,9 +499,33 @@ def in_place_original(image: Image) -> Path:
         changed = st.st_mtime_ns != image.source_mtime_ns
     else:
         changed = (st.st_size, st.st_mtime_ns) != (image.source_size, image.source_mtime_ns)
+        if changed:
+            state = set_state_of(source)
+            if state is not None:
+                # A multi-file image remembers its set's total size and newest mtime.
+                changed = (state.size, state.mtime_ns) != (
+                    image.source_size,
+                    image.source_mtime_ns,
+                )
+                if changed:
+                    detail = f"its files changed (size {image.source_size} -> {state.size})"
+                    raise _changed_error(image, source, detail)
     if changed:
         raise _changed_error(image, source, f"size {image.source_size} -> {st.st_size}")
     return source
+
+
+def set_state_of(path: Path) -> SetState | None:
+    """Total size and newest mtime of the multi-file image ``path`` is the main file of.
+
+    ``None`` when ``path`` is a single-file image (or a member, not the main file).
+    """
+    from zstack_analyzer.filesets import file_set, set_state
+
+    files = file_set(path)
+    if not files.is_multi or files.main != Path(os.path.abspath(path)):
+        return None
+    return set_state(files)
 
 
 def open_in_place(image: Image) -> tuple[int, os.stat_result]:

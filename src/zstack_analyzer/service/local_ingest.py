@@ -16,6 +16,15 @@ again. A kill during the copy leaves a partial ``ingest-*`` file in ``tmp/``:
 the next ingest run removes those older than :data:`INGEST_TEMP_GRACE_S` (its
 own only, by their prefix: uploads in flight are never touched, nor the copies
 of another ingest running now).
+
+Multi-file images (an entry with ``members``, see
+:mod:`zstack_analyzer.batch.grouping`): in place, every member must resolve
+inside the import roots, in the main file's folder layout; by copy, the set is
+copied into a temp folder ``tmp/ingest-<key>/`` under its relative names, and
+the commit renames that folder to ``images/<key>/``. The record's
+``stored_name`` is ``<key>/<main file name>``: the reader opens the main file
+and finds its companions beside it, as in the original folder. (Only local
+storage holds folders; with S3 storage a set is refused: ingest it in place.)
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import stat
 import time
 import uuid
@@ -41,6 +51,7 @@ from zstack_analyzer.service.images_service import (
     signed64,
 )
 from zstack_analyzer.service.storage import display_filename, make_storage, stored_suffix
+from zstack_analyzer.storage.local import LocalStorage
 
 if TYPE_CHECKING:
     import contextlib
@@ -73,9 +84,14 @@ def sweep_ingest_temps(tmp_dir: Path, *, grace_seconds: float = INGEST_TEMP_GRAC
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
-                if not stat.S_ISREG(st.st_mode) or st.st_mtime > cutoff:
+                if st.st_mtime > cutoff:
                     continue
-                os.unlink(entry.path)
+                if stat.S_ISDIR(st.st_mode):  # a multi-file image's partial copy
+                    shutil.rmtree(entry.path)
+                elif stat.S_ISREG(st.st_mode):
+                    os.unlink(entry.path)
+                else:
+                    continue
             except FileNotFoundError:
                 continue
             removed.append(entry.name)
@@ -172,8 +188,15 @@ class LocalSink:
             source = self._source(entry)
         except ZstackError as exc:
             return str(exc)
+        if entry.members:
+            refusal = self._check_members(entry, source)
+            if refusal:
+                return refusal
         copy_to = None
-        if not self.in_place:
+        if not self.in_place and entry.members:
+            key = uuid.uuid4().hex
+            copy_to = str(self.storage.temp_path(f"{INGEST_TEMP_PREFIX}{key}"))
+        elif not self.in_place:
             name = display_filename(Path(entry.path).name)
             stored_name = self.storage.new_stored_name(stored_suffix(name, self._known))
             copy_to = str(self.storage.temp_path(f"{INGEST_TEMP_PREFIX}{stored_name}"))
@@ -188,7 +211,31 @@ class LocalSink:
             confine_to=tuple(str(root) for root in self.settings.import_roots)
             if self.in_place
             else (),
+            members=entry.members,
         )
+
+    def _check_members(self, entry: FileEntry, source: str) -> str:
+        """Why a set cannot be read as it is (empty: it can).
+
+        Every member must resolve inside the import roots (in place) and the
+        main file must resolve into its own folder (a symlinked main file
+        elsewhere would make the members' relative names wrong).
+        """
+        folder = Path(entry.path).parent
+        if Path(source).parent != folder.resolve():
+            return f"{entry.path}: the main file of a multi-file image is a link to another folder"
+        if not self.in_place and not isinstance(self.storage, LocalStorage):
+            return (
+                f"{entry.path}: a multi-file image is copied only into local storage; "
+                "ingest it in place (--in-place)"
+            )
+        if self.in_place:
+            for name in entry.members:
+                try:
+                    resolve_import_path(str(folder / name), self.settings.import_roots)
+                except ZstackError as exc:
+                    return f"{entry.path}: member {name}: {exc}"
+        return ""
 
     def commit(self, entry: FileEntry, result: FileResult) -> Commit:
         """Insert (or refresh) the record for a processed file."""
@@ -247,10 +294,18 @@ class LocalSink:
         temp = Path(result.copied_to or "")
         duplicate = self.database.call(crud.find_duplicate, result.sha256)
         if duplicate is not None:
-            temp.unlink(missing_ok=True)
+            if result.members:
+                shutil.rmtree(temp, ignore_errors=True)
+            else:
+                temp.unlink(missing_ok=True)
             return Commit("present", f"same bytes as image {duplicate.id}", str(duplicate.id))
         stored_name = temp.name.removeprefix(INGEST_TEMP_PREFIX)
-        self.storage.commit(temp, stored_name)
+        if result.members:
+            assert isinstance(self.storage, LocalStorage)  # noqa: S101  (refused in job())
+            self.storage.commit_folder(temp, stored_name)
+            stored_name = f"{stored_name}/{Path(result.path).name}"
+        else:
+            self.storage.commit(temp, stored_name)
         assert result.metadata is not None  # noqa: S101  (checked by commit())
         image = build_image(
             image_id=uuid.uuid4(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from typing import TYPE_CHECKING
 
@@ -66,6 +67,27 @@ class LocalStorage(ObjectStorage):
         fsync_dir(self.images_dir)
         return final
 
+    def commit_folder(self, temp: Path, key: str) -> Path:
+        """Make the folder ``temp`` (a multi-file image's copy) durable and rename it to ``key``.
+
+        Why a folder: the files of one image keep their names side by side, so
+        the reader finds the companions of the main file (stored as
+        ``<key>/<main name>``). One rename of the folder: all of it or nothing.
+        """
+        for path in sorted(temp.rglob("*")):
+            if path.is_file():
+                with path.open("rb") as fh:
+                    os.fsync(fh.fileno())
+        final = self.images_dir / key
+        os.replace(temp, final)
+        fsync_dir(self.images_dir)
+        return final
+
+    def set_folder(self, stored_name: str) -> Path | None:
+        """The folder of a multi-file image's stored copy (``<key>/<main>``), else ``None``."""
+        key, sep, _ = stored_name.partition("/")
+        return self.images_dir / key if sep and key not in ("", ".", "..") else None
+
     def size(self, stored_name: str) -> int | None:
         """The file's size, or ``None`` when it is missing."""
         try:
@@ -86,7 +108,13 @@ class LocalStorage(ObjectStorage):
                 yield chunk
 
     def remove(self, stored_name: str) -> bool:
-        """Delete a stored original; ``False`` when it was already gone."""
+        """Delete a stored original (a multi-file image: its folder); ``False`` when already gone."""
+        folder = self.set_folder(stored_name)
+        if folder is not None:
+            if not folder.is_dir():
+                return False
+            shutil.rmtree(folder)
+            return True
         try:
             self.path(stored_name).unlink()
         except FileNotFoundError:
@@ -97,8 +125,11 @@ class LocalStorage(ObjectStorage):
         """Remove temp files and stored files without a row (older than ``grace_seconds``)."""
         cutoff = time.time() - grace_seconds
         temps = remove_old(self.tmp_dir.iterdir(), cutoff) if self.tmp_dir.is_dir() else []
+        keep = keep | {name.partition("/")[0] for name in keep if "/" in name}
         orphans = (
-            remove_old((p for p in self.images_dir.iterdir() if p.name not in keep), cutoff)
+            remove_old(
+                (p for p in self.images_dir.iterdir() if p.name not in keep), cutoff, folders=True
+            )
             if self.images_dir.is_dir()
             else []
         )
@@ -111,11 +142,20 @@ class LocalStorage(ObjectStorage):
         return SweepReport(temps, orphans)
 
 
-def remove_old(paths: Iterable[Path], cutoff: float) -> list[str]:
-    """Unlink the regular files among ``paths`` last modified before ``cutoff``; their names."""
+def remove_old(paths: Iterable[Path], cutoff: float, *, folders: bool = False) -> list[str]:
+    """Unlink the regular files among ``paths`` last modified before ``cutoff``; their names.
+
+    ``folders``: remove old folders too (the stored copies of multi-file images).
+    """
     removed = []
     for path in paths:
         try:
+            if folders and path.is_dir() and not path.is_symlink():  # a multi-file image
+                if path.stat().st_mtime > cutoff:
+                    continue
+                shutil.rmtree(path)
+                removed.append(path.name)
+                continue
             if not path.is_file() or path.stat().st_mtime > cutoff:
                 continue
             path.unlink()

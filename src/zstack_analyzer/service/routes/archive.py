@@ -10,6 +10,7 @@ answered 409 or 410, never with stale pixels.
 import functools
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 # annotations (the dependencies) when the routes are declared.
 from zstack_analyzer.cache import RenderCache
 from zstack_analyzer.errors import ZstackError
+from zstack_analyzer.filesets import SetState
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.service.auth import events
 from zstack_analyzer.service.auth.permissions import visible_images_filter
@@ -65,9 +67,17 @@ def read_original(path: Path, limits: ReadLimits) -> tuple[int, int, str, Any, A
     or device, refuses the whole registration (403): nothing is read from it.
     """
     from zstack_analyzer.batch.tasks import hash_file, hash_tree, inspect_path
+    from zstack_analyzer.filesets import file_set, hash_set, set_state
 
     try:
         before = regular_or_folder(path, str(path))
+        files = file_set(path, limits) if not path.is_dir() else None
+        if files is not None and files.is_multi and files.main == path:
+            # A multi-file image: the set's hash, total size and newest mtime.
+            state = set_state(files)
+            sha256 = hash_set(files, hash_file)
+            metadata, scenes = inspect_path(path, limits)
+            return state.size, state.mtime_ns, sha256, metadata, scenes, identity_of(before)
         sha256 = hash_tree(path) if path.is_dir() else hash_file(path)
         metadata, scenes = inspect_path(path, limits)
     except (ZstackError, OSError) as exc:
@@ -78,6 +88,23 @@ def read_original(path: Path, limits: ReadLimits) -> tuple[int, int, str, Any, A
         raise ImportForbiddenError(msg) from None
     size = before.st_size if not path.is_dir() else 0
     return size, before.st_mtime_ns, sha256, metadata, scenes, identity_of(before)
+
+
+def _set_state_confined(path: Path, roots: Sequence[Path]) -> SetState | None:
+    """The set state of a multi-file image whose main file is ``path`` (``None``: one file).
+
+    Every member must resolve inside the caller's import roots (403 otherwise),
+    as the main file did: a companion that is a link out of the roots refuses
+    the whole registration.
+    """
+    from zstack_analyzer.filesets import file_set, set_state
+
+    files = file_set(path)
+    if not files.is_multi or files.main != path:
+        return None
+    for member in files.paths():
+        resolve_import_path(str(member), roots)
+    return set_state(files)
 
 
 def _evict_if_unused(database_call: Any, cache: RenderCache, sha256: str) -> None:
@@ -122,12 +149,17 @@ async def register_image(
     scope.check_existing(await database.run(in_place_record, str(path)))
     st = await anyio.to_thread.run_sync(os.stat, path)
     size = 0 if path.is_dir() else st.st_size
+    mtime_ns = st.st_mtime_ns
+    if not path.is_dir():
+        state = await anyio.to_thread.run_sync(_set_state_confined, path, scope.paths)
+        if state is not None:
+            size, mtime_ns = state.size, state.mtime_ns
     present: Image | None = await database.run(
         functools.partial(
             find_present,
             path=str(path),
             size=size,
-            mtime_ns=st.st_mtime_ns,
+            mtime_ns=mtime_ns,
             in_place=True,
             identity=identity_of(st),
         )

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from zstack_analyzer.cache import RenderCache
 from zstack_analyzer.errors import ZstackError
@@ -54,6 +54,7 @@ from zstack_analyzer.service.images_service import (
 from zstack_analyzer.service.ranged import stream_stored
 from zstack_analyzer.service.routes import INDEX_MAX, problems
 from zstack_analyzer.service.schemas import ImagePublic, ImagesPublic, UploadResponse
+from zstack_analyzer.service.set_download import image_file_set, zip_chunks
 from zstack_analyzer.service.storage import display_filename, stored_suffix
 from zstack_analyzer.service.upload import UploadSlots, receive_upload
 from zstack_analyzer.service.workers import WorkerPool
@@ -425,9 +426,10 @@ def content_disposition(filename: str) -> str:
     responses={
         200: {
             "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "application/zip": {"schema": {"type": "string", "format": "binary"}},
             },
-            "description": "The original bytes",
+            "description": "The original bytes; a multi-file image's files as one zip",
         },
         206: {"description": "Partial content (Range)"},
         304: {"description": "Not modified (If-None-Match)"},
@@ -455,6 +457,11 @@ def download_image(
     }
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
+    files = image_file_set(image, storage, original)
+    if files is not None:
+        # A multi-file image: its files in one zip, names kept (whole, no ranges).
+        headers["Content-Disposition"] = content_disposition(f"{image.filename}.zip")
+        return StreamingResponse(zip_chunks(files), media_type="application/zip", headers=headers)
     opened: tuple[int, os.stat_result] | None = None
     if original is not None:
         if original.is_dir():  # a folder image (OME-Zarr): nothing to send as one file
