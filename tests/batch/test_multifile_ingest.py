@@ -116,6 +116,9 @@ def assert_every_plane(path: Path) -> None:
             assert image.scenes()[0].size_z == 4
             for z in range(4):
                 np.testing.assert_array_equal(image.read_plane(0, 0, 0, z), OME_STACK[0, 0, z])
+        elif name.endswith(".ics"):  # read by Bio-Formats from the .ids beside it
+            expected = np.arange(12, dtype=np.uint16).reshape(3, 4)
+            np.testing.assert_array_equal(image.read_plane(0, 0, 0, 0), expected)
         else:
             info = image.scenes()[0]
             assert (info.size_c, info.size_z) == (2, 3)
@@ -144,12 +147,13 @@ def test_copy_ingest_one_record_per_set_every_plane_and_changes(
 
     _, summary = ingest(str(archive))
     assert summary["failed"] == [], summary
-    assert summary["ingested"] == 5  # MM, OME-TIFF set, OIF, NDTiff, the single file
-    assert summary["unsupported_files"] == [str(mains["ics"])]  # the .ids is never listed
+    # MM, OME-TIFF set, OIF, NDTiff, the ICS/IDS pair (through Bio-Formats), the single file
+    assert summary["ingested"] == 6
+    assert summary["unsupported_files"] == []  # the .ids is a member, never listed
     assert summary["members"] == len(files) - 6
     stored = {Path(f).name: s for f, s in rows(zstack_env, "source_path, stored_name")}
-    assert set(stored) == {mains[k].name for k in ("mm", "ome", "oif", "ndtiff", "single")}
-    for key in ("mm", "ome", "oif", "ndtiff"):
+    assert set(stored) == {mains[k].name for k in ("mm", "ome", "oif", "ndtiff", "ics", "single")}
+    for key in ("mm", "ome", "oif", "ndtiff", "ics"):
         key_folder, main_name = stored[mains[key].name].split("/")
         assert main_name == mains[key].name  # the set's folder keeps the names
         copy = zstack_env / "images" / key_folder
@@ -175,13 +179,13 @@ def test_copy_ingest_one_record_per_set_every_plane_and_changes(
             assert zf.read(mains["mm"].name) == mains["mm"].read_bytes()
 
     _, again = ingest(str(archive))
-    assert (again["ingested"], again["already_present"]) == (0, 5), again
+    assert (again["ingested"], again["already_present"]) == (0, 6), again
 
     # One member of the Micro-Manager set changes: that image (only) is read again.
     flip_pixel(archive / "mm" / "run_MMStack_Pos1_1.ome.tif")
     _code, changed = ingest(str(archive))
-    assert (changed["ingested"], changed["already_present"]) == (1, 4), changed
-    assert len(rows(zstack_env)) == 6  # a copy is kept per version, as for single files
+    assert (changed["ingested"], changed["already_present"]) == (1, 5), changed
+    assert len(rows(zstack_env)) == 7  # a copy is kept per version, as for single files
 
 
 def test_in_place_ingest_refreshes_a_set_when_one_member_changes(
@@ -193,7 +197,7 @@ def test_in_place_ingest_refreshes_a_set_when_one_member_changes(
 
     _, summary = ingest(str(archive), "--in-place")
     assert summary["failed"] == [], summary
-    assert summary["ingested"] == 5
+    assert summary["ingested"] == 6
     assert summary["members"] == len(all_files(archive)) - 6
     before = {Path(p).name: (i, h) for i, p, h in rows(zstack_env, "id, source_path, sha256")}
     for key in ("mm", "ome", "oif", "ndtiff"):
@@ -211,7 +215,7 @@ def test_in_place_ingest_refreshes_a_set_when_one_member_changes(
         assert client.get(f"/api/images/{oif_id}/thumbnail?z_slice=0").status_code == 409
 
     _code, refreshed = ingest(str(archive), "--in-place")
-    assert (refreshed["ingested"], refreshed["already_present"]) == (1, 4), refreshed
+    assert (refreshed["ingested"], refreshed["already_present"]) == (1, 5), refreshed
     after = {Path(p).name: (i, h) for i, p, h in rows(zstack_env, "id, source_path, sha256")}
     assert after["cells.oif"][0] == before["cells.oif"][0]  # same record, refreshed
     assert after["cells.oif"][1] != before["cells.oif"][1]
@@ -300,14 +304,14 @@ def test_http_ingest_registers_each_set_once_and_refuses_uploading_one(tmp_path:
     with live_server(tmp_path / "data", import_roots=[archive]) as base:
         _, placed = ingest(str(archive), "--server", base, "--in-place")
         assert placed["failed"] == [], placed
-        assert placed["ingested"] == 5
+        assert placed["ingested"] == 6
         assert placed["members"] == len(all_files(archive)) - 6
         _, again = ingest(str(archive), "--server", base, "--in-place")
-        assert (again["ingested"], again["already_present"]) == (0, 5), again
+        assert (again["ingested"], again["already_present"]) == (0, 6), again
 
         flip_pixel(archive / "ome" / "set-Z3.ome.tiff")
         _, refreshed = ingest(str(archive), "--server", base, "--in-place")
-        assert (refreshed["ingested"], refreshed["already_present"]) == (1, 4), refreshed
+        assert (refreshed["ingested"], refreshed["already_present"]) == (1, 5), refreshed
         assert refreshed["failed"] == []
 
         _code, copied = ingest(str(archive), "--server", base)
