@@ -24,6 +24,7 @@ Summaries per channel:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,30 @@ import numpy as np
 if TYPE_CHECKING:
     from zstack_analyzer.quality.plane import PlaneQuality
 
-__all__ = ["ChannelQuality", "QualityBuilder", "SceneQuality", "exponential_rate"]
+__all__ = [
+    "ChannelQuality",
+    "QualityBuilder",
+    "SceneQuality",
+    "exponential_rate",
+    "finite",
+]
+
+
+def finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``None`` (float data can hold them; JSON cannot).
+
+    Examples
+    --------
+    >>> finite({"a": [1.0, float("nan")], "b": float("inf")})
+    {'a': [1.0, None], 'b': None}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
 
 
 def exponential_rate(values: list[float] | np.ndarray) -> float | None:
@@ -105,6 +129,23 @@ class SceneQuality:
         """The weakest channel's signal-to-background."""
         values = [c.snr for c in self.channels if c.snr is not None]
         return min(values) if values else None
+
+    def public(self) -> dict[str, Any]:
+        """The structure of the service's ``GET /api/images/{id}/quality`` for this scene.
+
+        ``status`` is ``"ready"`` (the service also answers ``pending`` and
+        ``failed``); NaN and infinities (float data) are ``None``, as in JSON.
+        """
+        summary = finite(self.as_dict(planes=False))
+        return {
+            "scene": self.scene,
+            "status": "ready",
+            "error": None,
+            "max_saturated_fraction": summary["max_saturated_fraction"],
+            "focus_edge": summary["focus_edge"],
+            "min_snr": summary["min_snr"],
+            "channels": summary["channels"],
+        }
 
     def as_dict(self, *, planes: bool = True) -> dict[str, Any]:
         """JSON-safe values."""
