@@ -245,6 +245,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health,
         images,
         quality,
+        quality_admin,
         render,
         search,
         zarr_store,
@@ -283,6 +284,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(archive.router, dependencies=auth)
     app.include_router(images.router, dependencies=auth)
     app.include_router(quality.router, dependencies=auth)
+    app.include_router(quality_admin.router, dependencies=auth)
     app.include_router(render.router, dependencies=auth)
     app.include_router(zarr_store.router, dependencies=auth)
     # Innermost of the three: CORS answers preflights first; request ids wrap everything.

@@ -208,6 +208,10 @@ class WorkerPool:
             raise job.error
         return cast("T", job.result)
 
+    def start_soon(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run the coroutine ``func(*args)`` in the app's task group (outlives the request)."""
+        self._task_group.start_soon(func, *args)
+
     def spawn(
         self,
         key: str,
