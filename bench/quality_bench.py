@@ -34,7 +34,9 @@ from zstack_analyzer.quality._kernels import numba_scan
 def _process(path: Path, cache: str, *, quality: bool) -> tuple[float, float]:
     """(wall, CPU) seconds of one file's ingest work."""
     wall, cpu = time.perf_counter(), time.process_time()
-    result = process_file(FileJob(str(path), ReadLimits(), cache_dir=cache, measure_quality=quality))
+    result = process_file(
+        FileJob(str(path), ReadLimits(), cache_dir=cache, measure_quality=quality)
+    )
     took = time.perf_counter() - wall, time.process_time() - cpu
     if result.status != "ok" or (quality and not isinstance(result.quality, list)):
         msg = f"{path}: {result.status} {result.error} {result.quality!r}"

@@ -154,9 +154,9 @@ def test_server_background_renders_go_to_the_scheduler(tmp_path: Path, scheduler
             thumb = client.get(f"/api/images/{image_id}/thumbnail")
             assert thumb.status_code == 200
             # The worker measured the quality in the same pass; the server stored it.
-            while (
-                quality := client.get(f"/api/images/{image_id}/quality").json()
-            )["status"] == "pending":
+            while (quality := client.get(f"/api/images/{image_id}/quality").json())[
+                "status"
+            ] == "pending":
                 assert time.monotonic() < deadline, "the cluster's quality was never stored"
                 time.sleep(0.1)
             assert quality["status"] == "ready", quality

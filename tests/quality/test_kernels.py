@@ -15,6 +15,7 @@ from tests.needs import unavailable
 from zstack_analyzer.quality import PlaneAccumulator, measure_plane
 from zstack_analyzer.quality import _kernels as kernels
 
+
 def _reference(plane: np.ndarray) -> dict[str, float]:
     data = plane.astype(np.float64)
     horizontal = data[:, 2:] - data[:, :-2]

@@ -116,9 +116,7 @@ def _backfill_done(client: TestClient) -> dict[str, Any]:
         time.sleep(0.05)
 
 
-def test_admin_backfill_measures_images_without_quality(
-    client: TestClient, tmp_path: Path
-) -> None:
+def test_admin_backfill_measures_images_without_quality(client: TestClient, tmp_path: Path) -> None:
     """Rows lost (images stored before quality existed): the admin route measures them again."""
     from sqlalchemy import delete
 

@@ -36,8 +36,8 @@ __all__ = [
     "hash_file",
     "inspect_path",
     "process_file",
-    "render_to_cache",
     "render_and_measure_to_cache",
+    "render_to_cache",
     "render_with_quality",
 ]
 

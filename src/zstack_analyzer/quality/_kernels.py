@@ -35,9 +35,9 @@ FLOAT_BINS = 256
 
 __all__ = [
     "FLOAT_BINS",
-    "inner",
     "Scan",
     "Summary",
+    "inner",
     "kernels",
     "numba_scan",
     "numpy_scan",
@@ -85,8 +85,11 @@ def numpy_summary(hist: np.ndarray, first: float, saturation_index: int) -> np.n
 
 
 def inner(a: np.ndarray, b: np.ndarray) -> float:
-    """Inner product without BLAS (OpenBLAS starts threads for long vectors; on a busy
-    machine that costs milliseconds a plane)."""
+    """Inner product without BLAS.
+
+    Why: OpenBLAS starts threads for long vectors; on a busy machine that costs
+    milliseconds a plane.
+    """
     return float(np.einsum("i,i->", a.reshape(-1), b.reshape(-1)))
 
 
@@ -162,7 +165,7 @@ def _compile_numba() -> tuple[Scan, Summary] | None:
     except ImportError:
         return None
 
-    @numba.njit(nogil=True, cache=True)  # type: ignore[untyped-decorator]
+    @numba.njit(nogil=True, cache=True)
     def percentile(hist: Any, n: int, q: float) -> float:  # pragma: no cover - compiled
         position = q / 100.0 * (n - 1)
         below = int(np.floor(position))
@@ -179,7 +182,7 @@ def _compile_numba() -> tuple[Scan, Summary] | None:
                 break
         return lo + (hi - lo) * frac
 
-    @numba.njit(nogil=True, cache=True)  # type: ignore[untyped-decorator]
+    @numba.njit(nogil=True, cache=True)
     def summary(hist: Any, first: float, saturation_index: int) -> Any:  # pragma: no cover
         out = np.full(9, np.nan)
         size = hist.size
@@ -254,16 +257,16 @@ def _compile_numba() -> tuple[Scan, Summary] | None:
 
     # Loops over whole 1-D slices, so LLVM sees non-negative indices and vectorises them
     # (indexing rows inside one loop with ``x - 2`` kept the wrap-around checks: 15x slower).
-    @numba.njit(nogil=True, cache=True)  # type: ignore[untyped-decorator]
-    def squared_differences(p: Any, q: Any) -> int:  # pragma: no cover - compiled
+    @numba.njit(nogil=True, cache=True)
+    def squared_differences(p: Any, q: Any) -> Any:  # pragma: no cover - compiled
         total = np.int64(0)
         for x in range(p.size):
             d = np.int64(p[x]) - np.int64(q[x])
             total += d * d
         return total
 
-    @numba.njit(nogil=True, cache=True)  # type: ignore[untyped-decorator]
-    def value_range(values: Any) -> tuple[int, int]:  # pragma: no cover - compiled
+    @numba.njit(nogil=True, cache=True)
+    def value_range(values: Any) -> Any:  # pragma: no cover - compiled
         low = values[0]
         high = values[0]
         for x in range(values.size):
@@ -271,7 +274,7 @@ def _compile_numba() -> tuple[Scan, Summary] | None:
             high = max(high, values[x])
         return np.int64(low), np.int64(high)
 
-    @numba.njit(nogil=True, cache=True)  # type: ignore[untyped-decorator]
+    @numba.njit(nogil=True, cache=True)
     def count(values: Any, offset: int, hist: Any) -> None:  # pragma: no cover - compiled
         if offset == 0:
             for x in range(values.size):
@@ -280,7 +283,7 @@ def _compile_numba() -> tuple[Scan, Summary] | None:
             for x in range(values.size):
                 hist[np.int64(values[x]) - offset] += 1
 
-    @numba.njit(nogil=True, cache=True)  # type: ignore[untyped-decorator]
+    @numba.njit(nogil=True, cache=True)
     def scan(
         band: Any, prev: Any, hstep: int, offset: int, hist: Any
     ) -> tuple[int, int, float, int]:  # pragma: no cover - compiled
@@ -312,7 +315,7 @@ _TRIED = False
 
 
 def _numba() -> tuple[Scan, Summary] | None:
-    global _NUMBA, _TRIED  # noqa: PLW0603 - one compile per process
+    global _NUMBA, _TRIED
     if not _TRIED:
         _TRIED = True
         _NUMBA = _compile_numba()
@@ -326,8 +329,10 @@ def numba_scan() -> Scan | None:
 
 
 def kernels() -> tuple[Scan, Summary]:
-    """The scan and the histogram summary to use: compiled when numba is there, unless
-    ``ZSTACK_QUALITY_KERNEL=numpy``."""
+    """The scan and the histogram summary to use.
+
+    Compiled when numba is there, unless ``ZSTACK_QUALITY_KERNEL=numpy``.
+    """
     if os.environ.get("ZSTACK_QUALITY_KERNEL", "").lower() != "numpy":
         compiled = _numba()
         if compiled is not None:

@@ -211,7 +211,9 @@ class PlaneAccumulator:
             raise ValueError(msg)
         if self.histogram is not None:
             quality = self._finish_histogram(self.histogram)
-            _give_histogram(self.histogram, int(self.low) - self.offset, int(self.high) - self.offset)
+            _give_histogram(
+                self.histogram, int(self.low) - self.offset, int(self.high) - self.offset
+            )
             self.histogram = None
             return quality
         return self._finish_float()

@@ -28,7 +28,7 @@ from zstack_analyzer.budget import decode_scope
 from zstack_analyzer.errors import DecodeCancelledError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Coroutine
 
     from anyio.abc import TaskGroup
 
@@ -208,7 +208,7 @@ class WorkerPool:
             raise job.error
         return cast("T", job.result)
 
-    def start_soon(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    def start_soon(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         """Run the coroutine ``func(*args)`` in the app's task group (outlives the request)."""
         self._task_group.start_soon(func, *args)
 

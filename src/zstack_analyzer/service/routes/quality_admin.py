@@ -35,9 +35,7 @@ class BackfillStatus(BaseModel):
     started: bool = Field(default=False, description="This request started the run")
     measured: int = Field(description="Images measured by the current (or last) run")
     failed: int = Field(description="Images the current (or last) run could not read")
-    remaining: int = Field(
-        description=f"Images without quality now (counted up to {COUNT_CAP:,})"
-    )
+    remaining: int = Field(description=f"Images without quality now (counted up to {COUNT_CAP:,})")
     last_error: str | None = None
 
 
