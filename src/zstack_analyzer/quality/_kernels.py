@@ -166,36 +166,44 @@ def _compile_numba() -> tuple[Scan, Summary] | None:
         return None
 
     @numba.njit(nogil=True, cache=True)
-    def percentile(hist: Any, n: int, q: float) -> float:  # pragma: no cover - compiled
-        position = q / 100.0 * (n - 1)
-        below = int(np.floor(position))
-        frac = position - below
-        above = min(below + 1, n - 1)
-        lo = hi = -1
+    def order_statistics(hist: Any, ranks: Any) -> Any:  # pragma: no cover - compiled
+        # The bin of each (ascending) 0-based rank, in one walk up the histogram.
+        found = np.empty(ranks.size, np.int64)
+        k = 0
         seen = 0
         for i in range(hist.size):
             seen += hist[i]
-            if lo < 0 and seen > below:
-                lo = i
-            if seen > above:
-                hi = i
+            while k < ranks.size and seen > ranks[k]:
+                found[k] = i
+                k += 1
+            if k == ranks.size:
                 break
-        return lo + (hi - lo) * frac
+        return found
 
     @numba.njit(nogil=True, cache=True)
     def summary(hist: Any, first: float, saturation_index: int) -> Any:  # pragma: no cover
+        # Empty bins are skipped wherever they cannot change a sum (a 16-bit plane's
+        # values are usually a few thousand of the range, often in separate clumps).
         out = np.full(9, np.nan)
         size = hist.size
         n = 0
         total = 0.0
+        all_m = 0.0
+        occupied = 0
         for i in range(size):
-            n += hist[i]
-            total += hist[i] * (first + i)
+            h = hist[i]
+            if h == 0:
+                continue
+            n += h
+            total += h * (first + i)
+            all_m += h * float(i)
+            occupied += 1
         mean = total / n
         var = 0.0
         for i in range(size):
-            d = first + i - mean
-            var += hist[i] * d * d
+            if hist[i] != 0:
+                d = first + i - mean
+                var += hist[i] * d * d
         out[0] = mean
         out[1] = max(0.0, var / n)
         if saturation_index >= 0:
@@ -203,29 +211,37 @@ def _compile_numba() -> tuple[Scan, Summary] | None:
             for i in range(max(0, saturation_index), size):
                 count += hist[i]
             out[2] = count
-        out[3] = percentile(hist, n, 1.0) + first
-        out[4] = percentile(hist, n, 50.0) + first
-        out[5] = percentile(hist, n, 99.0) + first
-        occupied = 0
-        for i in range(size):
-            if hist[i] > 0:
-                occupied += 1
+        # numpy's linear percentiles: between the order statistics floor(p) and floor(p) + 1.
+        ranks = np.empty(6, np.int64)
+        fracs = np.empty(3)
+        for j, q in enumerate((1.0, 50.0, 99.0)):
+            position = q / 100.0 * (n - 1)
+            below = int(np.floor(position))
+            fracs[j] = position - below
+            ranks[2 * j] = below
+            ranks[2 * j + 1] = min(below + 1, n - 1)
+        found = order_statistics(hist, ranks)
+        for j in range(3):
+            lo, hi = found[2 * j], found[2 * j + 1]
+            out[3 + j] = lo + (hi - lo) * fracs[j] + first
         if occupied < 2:
             return out
-        # Otsu on the bin indices (as _otsu_index: the last background bin of the best split).
+        # Otsu on the bin indices (as otsu_index: the last background bin of the best
+        # split). An empty bin repeats the previous split's score, which never wins the
+        # strict comparison, so it is skipped.
         all_w = float(n)
-        all_m = 0.0
-        for i in range(size):
-            all_m += hist[i] * float(i)
         w0 = 0.0
         m0 = 0.0
         best = -1.0
         best_i = 0
         for i in range(size - 1):
-            w0 += hist[i]
-            m0 += hist[i] * float(i)
+            h = hist[i]
+            if h == 0:
+                continue
+            w0 += h
+            m0 += h * float(i)
             w1 = all_w - w0
-            if w0 > 0 and w1 > 0:
+            if w1 > 0:
                 gap = m0 / w0 - (all_m - m0) / w1
                 between = w0 * w1 * gap * gap
                 if between > best:
@@ -237,19 +253,23 @@ def _compile_numba() -> tuple[Scan, Summary] | None:
         bg_n = 0.0
         bg_sum = 0.0
         for i in range(size):
+            h = hist[i]
+            if h == 0:
+                continue
             if i > best_i:
-                fg_n += hist[i]
-                fg_sum += hist[i] * (first + i)
+                fg_n += h
+                fg_sum += h * (first + i)
             else:
-                bg_n += hist[i]
-                bg_sum += hist[i] * (first + i)
+                bg_n += h
+                bg_sum += h * (first + i)
         out[7] = fg_n
         if fg_n > 0 and bg_n > 0:
             bg_mean = bg_sum / bg_n
             bg_var = 0.0
             for i in range(best_i + 1):
-                d = first + i - bg_mean
-                bg_var += hist[i] * d * d
+                if hist[i] != 0:
+                    d = first + i - bg_mean
+                    bg_var += hist[i] * d * d
             bg_std = (bg_var / bg_n) ** 0.5
             if bg_std > 0:
                 out[8] = (fg_sum / fg_n) / bg_std
