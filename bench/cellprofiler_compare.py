@@ -14,9 +14,11 @@ For every readable corpus file (scene 0, T=0, every channel, the middle Z plane)
 prints a Markdown table: the largest relative difference of FocusScore, the
 largest absolute difference of PercentMaximal / PercentMinimal (in percent
 points), and for Otsu the threshold of each definition and the foreground
-fractions they give. Needs ``pip install centrosome`` (bench only).
+fractions they give. Needs ``centrosome`` (bench only). It pins ``pillow<12``, so
+install it in a throwaway venv, never the project's: ``python -m venv /tmp/cp &&
+/tmp/cp/bin/pip install -e '.[quality]' centrosome``.
 
-Run: ``python bench/cellprofiler_compare.py [CORPUS_DIR]``.
+Run: ``/tmp/cp/bin/python bench/cellprofiler_compare.py [CORPUS_DIR]``.
 """
 
 from __future__ import annotations
