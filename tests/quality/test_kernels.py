@@ -8,6 +8,9 @@ with interleaved samples (RGB), where an index slip would show.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -101,3 +104,27 @@ def test_histograms_are_reused_clean() -> None:
     second = measure_plane(dark)
     assert (second.min, second.max, second.max_fraction) == (10.0, 11.0, 1 / 400)
     assert second.p99 == pytest.approx(np.percentile(dark, 99))
+
+
+def test_compiled_scan_is_loaded_from_numbas_cache() -> None:
+    """A new process (a dask worker, the next ingest) loads the compiled scan from disk.
+
+    Compiled as closures, the kernels were compiled again in every process: 7 s on the
+    first plane of each worker. The second of two fresh processes must hit the cache.
+    """
+    _scan("numba")
+    code = (
+        "import numpy as np\n"
+        "from zstack_analyzer.quality import measure_plane\n"
+        "from zstack_analyzer.quality import _compiled\n"
+        "measure_plane(np.zeros((4, 4), np.uint16))\n"
+        "print(sum(_compiled.scan.stats.cache_hits.values()),"
+        " sum(_compiled.summary.stats.cache_hits.values()))\n"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+        for _ in range(2)
+    ]
+    assert runs[1] == ["1", "1"], runs
