@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from tests.batch.conftest import make_archive, stop
 from tests.service.conftest import _testclient_class, upload, write_ome_tiff
 from tests.service.live import make_settings
+from zstack_analyzer import open_image
 from zstack_analyzer.batch import thumbnails_of_many
 from zstack_analyzer.cache import RenderCache
 from zstack_analyzer.cli import app
@@ -124,6 +126,11 @@ def test_ingest_on_a_scheduler(
     summary = json.loads(result.stdout)
     assert summary["ingested"] == 3
     assert scheduler in summary["runner"]
+    # The scheduler's workers measured quality with each thumbnail; the ingest stored it.
+    with sqlite3.connect(tmp_path / "data" / "zstack.db") as conn:
+        rows = conn.execute("SELECT scene, error, data FROM image_quality").fetchall()
+    assert len(rows) == 3
+    assert all(error is None and json.loads(data)["channels"] for _, error, data in rows)
 
 
 def test_server_background_renders_go_to_the_scheduler(tmp_path: Path, scheduler: str) -> None:
@@ -146,6 +153,15 @@ def test_server_background_renders_go_to_the_scheduler(tmp_path: Path, scheduler
                 time.sleep(0.1)
             thumb = client.get(f"/api/images/{image_id}/thumbnail")
             assert thumb.status_code == 200
+            # The worker measured the quality in the same pass; the server stored it.
+            while (quality := client.get(f"/api/images/{image_id}/quality").json())[
+                "status"
+            ] == "pending":
+                assert time.monotonic() < deadline, "the cluster's quality was never stored"
+                time.sleep(0.1)
+            assert quality["status"] == "ready", quality
+            with open_image(source) as local:
+                assert quality["channels"] == local.quality(0)["channels"]
         keys = [str(t["key"]) for t in observer.get_task_stream(start=started)]
     assert any(key.startswith("zstack-render-") for key in keys), keys
 

@@ -200,3 +200,31 @@ def test_large_planes_are_measured_in_bands(
         quality = measure_reader(reader)
     for z in range(2):
         assert quality.channels[0].planes[0][z] == measure_plane(stack[z])
+
+
+def test_image_quality_is_the_endpoint_structure(tmp_path: Path) -> None:
+    """``open_image(path).quality(scene)``: every scene, the keys the service serves."""
+    from zstack_analyzer.errors import SceneNotFoundError
+    from zstack_analyzer.service.routes.quality import ChannelQualityPublic, QualityPublic
+
+    rng = np.random.default_rng(2)
+    first = rng.integers(100, 200, size=(1, 2, 4, 12, 14)).astype(np.uint16)
+    second = rng.integers(100, 200, size=(3, 1, 5, 10, 9)).astype(np.uint16)
+    second[:, 0, 4] = rng.integers(0, 9000, size=(3, 10, 9))  # sharpest at the last Z
+    path = write_ome_tiff(tmp_path / "two.ome.tif", [first, second])
+    with open_image(path) as image:
+        zero = image.quality()
+        one = image.quality(1)
+        with pytest.raises(SceneNotFoundError):
+            image.quality(2)
+        expected = measure_reader(image, 1).as_dict(planes=False)
+    assert list(zero) == list(QualityPublic.model_fields)
+    assert list(one["channels"][0]) == list(ChannelQualityPublic.model_fields) or set(
+        one["channels"][0]
+    ) == set(ChannelQualityPublic.model_fields)
+    assert (zero["scene"], zero["status"], len(zero["channels"])) == (0, "ready", 2)
+    assert one["scene"] == 1
+    assert one["channels"][0]["best_focus_z"] == 4
+    assert one["focus_edge"] is True
+    assert one["channels"] == expected["channels"]
+    assert QualityPublic.model_validate(one).model_dump() == one

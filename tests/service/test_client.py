@@ -20,7 +20,7 @@ from tests.service.live import LiveServer, make_settings
 from zstack_analyzer import open_image
 from zstack_analyzer.client import AuthError, Client, NotFoundError, RetryPolicy
 from zstack_analyzer.client.errors import RemoteUnsupportedFormatError, ServiceUnavailableError
-from zstack_analyzer.errors import DecodeBusyError, UnsupportedFormatError
+from zstack_analyzer.errors import DecodeBusyError, SceneNotFoundError, UnsupportedFormatError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -272,3 +272,19 @@ def test_personal_tokens_in_users_mode(tmp_path: Path, database_url: str | None)
         assert anonymous.value.status == 401
     finally:
         live.stop()
+
+
+def test_image_quality_is_the_librarys(server: LiveServer, tmp_path: Path) -> None:
+    """``Image.quality(scene)`` over HTTP: the structure and values of ``open_image(...).quality``."""
+    tiff = write_ome_tiff(tmp_path / "q.ome.tif", shape=(2, 5, 24, 32), seed=5)
+    with Client(server.base_url, token=TOKEN) as client:
+        image = client.images.upload(tiff)
+        deadline = time.monotonic() + 60
+        while (served := image.quality())["status"] == "pending":
+            assert time.monotonic() < deadline, "the upload's quality was never stored"
+            time.sleep(0.1)
+        with open_image(tiff) as local:
+            assert served == local.quality(0)
+        with pytest.raises(SceneNotFoundError) as out_of_range:  # the library's error type
+            image.quality(3)
+        assert out_of_range.value.status == 422

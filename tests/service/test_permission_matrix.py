@@ -90,6 +90,8 @@ CATEGORIES: dict[tuple[str, str], str] = {
     ("get", "/api/admin/import-roots"): "admin",
     ("post", "/api/admin/import-roots"): "admin",
     ("delete", "/api/admin/import-roots"): "admin",
+    ("get", "/api/admin/quality/backfill"): "admin",
+    ("post", "/api/admin/quality/backfill"): "admin",
     ("get", "/api/audit"): "admin",
     # Organize and annotate (issue 24). Reading an image's annotations is seeing the image;
     # writing them is annotating it (read-annotate lets members annotate others' images).
@@ -610,6 +612,8 @@ def test_admin_routes(world: World) -> None:
             ),
             ("delete", "/api/admin/import-roots", ok(204), {"params": {"path": str(folder)}}),
             ("delete", f"/api/admin/groups/{group}", ok(204), {}),
+            ("get", "/api/admin/quality/backfill", ok(200), {}),
+            ("post", "/api/admin/quality/backfill", ok(202), {}),
             ("get", "/api/audit", ok(200), {"params": {"user": user}}),
         ]
         covered = set()

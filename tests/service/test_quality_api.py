@@ -104,3 +104,45 @@ def test_float_data_with_nan_is_stored(client: TestClient, tmp_path: Path) -> No
     channel = body["channels"][0]
     assert channel["intensity_z"][1] is None  # NaN is unknown (null), not a 500
     assert channel["best_focus_z"] != 1
+
+
+def _backfill_done(client: TestClient) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        body: dict[str, Any] = client.get("/api/admin/quality/backfill").json()
+        if not body["running"]:
+            return body
+        assert time.monotonic() < deadline, "the backfill never finished"
+        time.sleep(0.05)
+
+
+def test_admin_backfill_measures_images_without_quality(client: TestClient, tmp_path: Path) -> None:
+    """Rows lost (images stored before quality existed): the admin route measures them again."""
+    from sqlalchemy import delete
+
+    from zstack_analyzer.service.db.quality import ImageQuality
+
+    rng = np.random.default_rng(12)
+    ids = []
+    for i in range(2):
+        stack = rng.integers(100, 900, size=(1, 1, 3, 12, 10)).astype(np.uint16)
+        created = upload(client, write_ome_tiff(tmp_path / f"b{i}.ome.tif", [stack]))
+        assert created.status_code == 201, created.text
+        ids.append(created.json()["id"])
+        assert _wait_ready(client, ids[-1])["status"] == "ready"
+    before = client.get(f"/api/images/{ids[0]}/quality").json()
+    with client.app.state.database.sessions() as session:  # type: ignore[attr-defined]
+        session.execute(delete(ImageQuality))
+        session.commit()
+    assert client.get(f"/api/images/{ids[0]}/quality").json()["status"] == "pending"
+    assert _backfill_done(client)["remaining"] == 2
+
+    started = client.post("/api/admin/quality/backfill")
+    assert started.status_code == 202, started.text
+    assert started.json()["started"] is True
+    done = _backfill_done(client)
+    assert (done["measured"], done["failed"], done["remaining"]) == (2, 0, 0), done
+    assert client.get(f"/api/images/{ids[0]}/quality").json() == before
+    # Nothing left: a new run measures nothing and ends at once.
+    assert client.post("/api/admin/quality/backfill").status_code == 202
+    assert _backfill_done(client)["measured"] == 0

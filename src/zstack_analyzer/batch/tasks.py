@@ -36,6 +36,7 @@ __all__ = [
     "hash_file",
     "inspect_path",
     "process_file",
+    "render_and_measure_to_cache",
     "render_to_cache",
     "render_with_quality",
 ]
@@ -205,6 +206,33 @@ def render_to_cache(
     with _local_dask():
         result = render_file(Path(path), spec, limits=limits, cache=cache, identity=identity)
     return len(result.data)
+
+
+def render_and_measure_to_cache(
+    path: str,
+    spec: RenderSpec,
+    limits: ReadLimits,
+    cache_dir: str,
+    cache_max_bytes: int,
+    identity: str,
+    confine_to: tuple[str, ...] = (),
+) -> list[SceneQuality] | str:
+    """:func:`render_to_cache` measuring every scene's quality in the same pass.
+
+    What a dask worker runs for the service's upload job: the thumbnail goes
+    into the shared cache, the measures come back to the server, which stores
+    them (:func:`render_with_quality`; a string is why they failed).
+    """
+    if confine_to:
+        from zstack_analyzer.confine import confine_reads
+
+        confine_reads(confine_to)
+    from zstack_analyzer.cache import RenderCache
+
+    cache = RenderCache(cache_dir, max_bytes=cache_max_bytes)
+    with _local_dask():
+        _, quality = render_with_quality(Path(path), spec, limits, cache, identity)
+    return quality
 
 
 def _local_dask() -> Any:

@@ -146,6 +146,18 @@ class Image:
         picture.load()
         return picture
 
+    def quality(self, scene: int = 0) -> dict[str, Any]:
+        """Focus, exposure and signal of ``scene`` per channel (``GET .../quality``).
+
+        The same structure as :meth:`zstack_analyzer.readers._base.ImageReader.quality`
+        on a local file; ``status`` is ``"pending"`` until the server's background
+        job has measured the image, ``"failed"`` (with ``error``) when it could not.
+        """
+        body = self._http.request(
+            "GET", f"/api/images/{self.id}/quality", params={"scene": scene}
+        ).json()
+        return body if isinstance(body, dict) else {}
+
     def zarr_url(self, scene: int = 0) -> str:
         """URL of the virtual OME-Zarr of ``scene`` (what napari or zarr can open)."""
         suffix = "" if scene == 0 else f"{scene}/"

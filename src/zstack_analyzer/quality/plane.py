@@ -31,15 +31,16 @@ number of values):
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["PlaneAccumulator", "PlaneQuality", "measure_plane", "saturation_value"]
+from zstack_analyzer.quality._kernels import FLOAT_BINS, inner, kernels, otsu_index
 
-#: Bins of the float-data Otsu histogram (scikit-image's default).
-FLOAT_BINS = 256
+__all__ = ["PlaneAccumulator", "PlaneQuality", "measure_plane", "saturation_value"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,43 @@ def _scale(dtype: np.dtype[Any]) -> float:
     return 1.0
 
 
+#: Zeroed histograms ready for the next plane (a 16-bit one is 512 KiB: allocating and
+#: zeroing it for every plane cost as much as a small plane's measures).
+_SPARE: list[np.ndarray] = []
+_SPARE_MAX = 8
+
+
+def _take_histogram(itemsize: int) -> np.ndarray:
+    size = 2 ** (8 * itemsize)
+    for _ in range(len(_SPARE)):
+        try:
+            hist = _SPARE.pop()
+        except IndexError:  # another thread took the last one
+            break
+        if hist.size == size:
+            return hist
+    return np.zeros(size, np.int64)
+
+
+def _give_histogram(hist: np.ndarray, low: int, high: int) -> None:
+    """Zero the used bins (only those) and keep the histogram for the next plane."""
+    if len(_SPARE) < _SPARE_MAX:
+        hist[low : high + 1] = 0
+        _SPARE.append(hist)
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype_facts(
+    dtype: np.dtype[Any], significant_bits: int | None
+) -> tuple[float | None, float, bool, int]:
+    """Saturation value, scale, histogram mode and value offset of a dtype.
+
+    Cached: ``np.iinfo`` for every plane cost a tenth of a small plane's measures.
+    """
+    offset = int(np.iinfo(dtype).min) if dtype.kind == "i" else 0
+    return saturation_value(dtype, significant_bits), _scale(dtype), _uses_histogram(dtype), offset
+
+
 def _uses_histogram(dtype: np.dtype[Any]) -> bool:
     return dtype.kind in "uib" and dtype.itemsize <= 2
 
@@ -116,12 +154,11 @@ class PlaneAccumulator:
 
     def __init__(self, dtype: np.dtype[Any], significant_bits: int | None = None) -> None:
         self.dtype = np.dtype(dtype)
-        self.saturation = saturation_value(self.dtype, significant_bits)
-        self.scale = _scale(self.dtype)
-        self.histogram_mode = _uses_histogram(self.dtype)
-        self.offset = int(np.iinfo(self.dtype).min) if self.dtype.kind == "i" else 0
-        size = 2 ** (8 * self.dtype.itemsize) if self.histogram_mode else 0
-        self.histogram = np.zeros(size, np.int64) if self.histogram_mode else None
+        self.saturation, self.scale, self.histogram_mode, self.offset = _dtype_facts(
+            self.dtype, significant_bits
+        )
+        self.histogram = _take_histogram(self.dtype.itemsize) if self.histogram_mode else None
+        self.scan, self.summary = kernels()
         self.count = 0
         self.total = 0.0
         self.total_sq = 0.0
@@ -138,32 +175,46 @@ class PlaneAccumulator:
         if band.shape[0] == 0:
             return
         self.bands += 1
+        if self.histogram is not None:
+            self._add_integer(band)
+            return
         # Float data keep the plane when it comes whole, for exact percentiles and Otsu.
-        self.whole = band if self.bands == 1 and not self.histogram_mode else None
+        self.whole = band if self.bands == 1 else None
         values = band.reshape(-1)
         self.count += values.size
-        if self.histogram is not None:
-            shifted = values.astype(np.int64) - self.offset if self.offset else values
-            counts = np.bincount(shifted)  # only up to the largest value present
-            self.histogram[: counts.size] += counts
-        else:
-            data = values.astype(np.float64)
-            self.total += float(data.sum())
-            self.total_sq += float(np.dot(data, data))
-            self.low = min(self.low, float(data.min()))
-            self.high = max(self.high, float(data.max()))
-        work = np.int64 if self.dtype.kind in "uib" else np.float64
+        data = values.astype(np.float64)
+        self.total += float(data.sum())
+        self.total_sq += float(inner(data, data))
+        self.low = min(self.low, float(data.min()))
+        self.high = max(self.high, float(data.max()))
         # Horizontal pairs lie within the band; vertical pairs may reach back two rows.
         if band.shape[1] > 2:
-            diff = np.subtract(band[:, 2:], band[:, :-2], dtype=work)
-            self.grad_sum += float(np.vdot(diff, diff))
+            diff = np.subtract(band[:, 2:], band[:, :-2], dtype=np.float64)
+            self.grad_sum += float(inner(diff, diff))
             self.grad_pairs += diff.size
         rows = band if self.carry is None else np.concatenate((self.carry, band))
         if rows.shape[0] > 2:
-            diff = np.subtract(rows[2:], rows[:-2], dtype=work)
-            self.grad_sum += float(np.vdot(diff, diff))
+            diff = np.subtract(rows[2:], rows[:-2], dtype=np.float64)
+            self.grad_sum += float(inner(diff, diff))
             self.grad_pairs += diff.size
         self.carry = np.array(rows[-2:], copy=True)
+
+    def _add_integer(self, band: np.ndarray) -> None:
+        """8/16-bit rows: one scan (:mod:`._kernels`) feeds the histogram and the gradients."""
+        assert self.histogram is not None  # noqa: S101  (the caller checked)
+        samples = band.shape[2] if band.ndim == 3 else 1
+        rows = np.ascontiguousarray(band).reshape(band.shape[0], -1)
+        if rows.dtype.kind == "b":
+            rows = rows.view(np.uint8)
+        prev = self.carry if self.carry is not None else rows[:0]
+        low, high, grad, pairs = self.scan(rows, prev, 2 * samples, self.offset, self.histogram)
+        self.count += rows.size
+        self.low = min(self.low, float(low))
+        self.high = max(self.high, float(high))
+        self.grad_sum += grad
+        self.grad_pairs += pairs
+        tail = rows[-2:] if rows.shape[0] >= 2 else np.concatenate((prev, rows))[-2:]
+        self.carry = np.array(tail, copy=True)
 
     def finish(self) -> PlaneQuality:
         """The plane's measures; call once every row has been added."""
@@ -171,66 +222,47 @@ class PlaneAccumulator:
             msg = "no pixels were added"
             raise ValueError(msg)
         if self.histogram is not None:
-            return self._finish_histogram(self.histogram)
+            quality = self._finish_histogram(self.histogram)
+            _give_histogram(
+                self.histogram, int(self.low) - self.offset, int(self.high) - self.offset
+            )
+            self.histogram = None
+            return quality
         return self._finish_float()
 
     def _finish_histogram(self, full: np.ndarray) -> PlaneQuality:
         # Work on the occupied value range only: a 16-bit histogram has 65,536 bins, a
-        # plane's values usually span a few thousand (this is most of the per-plane cost).
-        present = np.flatnonzero(full)
-        low_i, high_i = int(present[0]), int(present[-1])
+        # plane's values usually span a few thousand.
+        low_i, high_i = int(self.low) - self.offset, int(self.high) - self.offset
         hist = full[low_i : high_i + 1]
-        values = np.arange(low_i, high_i + 1, dtype=np.float64) + self.offset
-        n = self.count
-        weights = hist.astype(np.float64)
-        total = float(np.dot(weights, values))
-        mean = total / n
-        centred = values - mean
-        var = max(0.0, float(np.dot(weights, centred * centred)) / n)
-        saturated = None
+        first = float(low_i + self.offset)
+        sat_i = -1
         if self.saturation is not None:
-            start = max(0, int(self.saturation) - self.offset - low_i)
-            saturated = float(hist[start:].sum()) / n
-        cumulative = np.cumsum(hist)
-        pct = [_hist_percentile(cumulative, q, n) + low_i + self.offset for q in (1.0, 50.0, 99.0)]
-        otsu_i = _otsu_index(hist)
-        fg, snr, otsu = self._split(hist, values, otsu_i)
+            sat_i = max(0, int(self.saturation) - self.offset - low_i)
+        mean, var, sat, p1, p50, p99, otsu_i, fg_n, snr = (
+            float(v) for v in self.summary(hist, first, sat_i)
+        )
+        n = self.count
+        otsu = fg = None
+        if not math.isnan(otsu_i):
+            otsu, fg = first + otsu_i, fg_n / n
         return PlaneQuality(
             focus_score=self._focus(mean, var),
             brenner=self._brenner(),
-            saturated_fraction=saturated,
+            saturated_fraction=None if math.isnan(sat) else sat / n,
             max_fraction=float(hist[-1]) / n,
             min_fraction=float(hist[0]) / n,
-            min=float(values[0]),
-            max=float(values[-1]),
+            min=self.low,
+            max=self.high,
             mean=mean,
             std=var**0.5,
-            p1=pct[0],
-            p50=pct[1],
-            p99=pct[2],
+            p1=p1,
+            p50=p50,
+            p99=p99,
             otsu=otsu,
             foreground_fraction=fg,
-            snr=snr,
+            snr=None if math.isnan(snr) else snr,
         )
-
-    def _split(
-        self, hist: np.ndarray, values: np.ndarray, threshold_i: int | None
-    ) -> tuple[float | None, float | None, float | None]:
-        """Foreground fraction and SNR split at histogram index ``threshold_i``."""
-        if threshold_i is None:
-            return None, None, None
-        n = self.count
-        fg_w = hist[threshold_i + 1 :].astype(np.float64)
-        bg_w = hist[: threshold_i + 1].astype(np.float64)
-        fg_n, bg_n = float(fg_w.sum()), float(bg_w.sum())
-        otsu = float(values[threshold_i])
-        if fg_n == 0 or bg_n == 0:
-            return fg_n / n, None, otsu
-        fg_mean = float(np.dot(fg_w, values[threshold_i + 1 :])) / fg_n
-        bg_vals = values[: threshold_i + 1]
-        bg_mean = float(np.dot(bg_w, bg_vals)) / bg_n
-        bg_std = (float(np.dot(bg_w, (bg_vals - bg_mean) ** 2)) / bg_n) ** 0.5
-        return fg_n / n, (fg_mean / bg_std if bg_std > 0 else None), otsu
 
     def _finish_float(self) -> PlaneQuality:
         n = self.count
@@ -247,7 +279,7 @@ class PlaneAccumulator:
             if self.high > self.low:
                 hist, edges = np.histogram(data, bins=FLOAT_BINS, range=(self.low, self.high))
                 centres = (edges[:-1] + edges[1:]) / 2
-                index = _otsu_index(hist)
+                index = otsu_index(hist)
                 if index is not None:
                     otsu = float(centres[index])
                     fore, back = data[data > otsu], data[data <= otsu]
@@ -283,35 +315,6 @@ class PlaneAccumulator:
         if self.grad_pairs == 0:
             return 0.0
         return self.grad_sum / self.grad_pairs / self.scale**2
-
-
-def _hist_percentile(cumulative: np.ndarray, q: float, n: int) -> float:
-    """Numpy's linear percentile from a cumulative histogram of integer values."""
-    position = q / 100.0 * (n - 1)
-    below = int(np.floor(position))
-    frac = position - below
-    lo = int(np.searchsorted(cumulative, below, side="right"))
-    hi = int(np.searchsorted(cumulative, min(below + 1, n - 1), side="right"))
-    return float(lo + (hi - lo) * frac)
-
-
-def _otsu_index(hist: np.ndarray) -> int | None:
-    """Index of the last background bin maximising the between-class variance.
-
-    Returns ``None`` for fewer than two occupied bins (nothing to separate).
-    """
-    if np.count_nonzero(hist) < 2:
-        return None
-    weights = hist.astype(np.float64)
-    bins = np.arange(weights.size, dtype=np.float64)
-    w0 = np.cumsum(weights)[:-1]
-    w1 = weights.sum() - w0
-    m0 = np.cumsum(weights * bins)[:-1]
-    m1 = float(np.dot(weights, bins)) - m0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = w0 * w1 * (m0 / w0 - m1 / w1) ** 2
-    between = np.nan_to_num(between, nan=-1.0)
-    return int(np.argmax(between))
 
 
 def measure_plane(plane: np.ndarray, *, significant_bits: int | None = None) -> PlaneQuality:

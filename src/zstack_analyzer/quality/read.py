@@ -47,11 +47,8 @@ def builder_for(reader: ImageReader, scene: int = 0) -> QualityBuilder:
         size_z=info.size_z,
         channel_names=names + [None] * (info.size_c - len(names)),
         time_interval_s=metadata.time_interval_s,
+        significant_bits=metadata.significant_bits,
     )
-
-
-def _significant_bits(reader: ImageReader, scene: int) -> int | None:
-    return reader.metadata(scene).significant_bits
 
 
 def plane_observer(
@@ -87,7 +84,7 @@ def measure_reader(
     from zstack_analyzer.render.reduce import WHOLE_PLANE_BYTES, plane_bytes
 
     builder = builder if builder is not None else builder_for(reader, scene)
-    bits = _significant_bits(reader, scene)
+    bits = builder.significant_bits
     missing = builder.missing()
     for t in sorted({t for t, _, _ in missing}):
         source = ReaderSource(reader, scene, t)
@@ -140,7 +137,7 @@ def thumbnail_with_quality(
     from zstack_analyzer.render.thumbnails import render_reader
 
     builder = builder_for(reader, spec.scene)
-    observe = plane_observer(builder, spec.t, _significant_bits(reader, spec.scene))
+    observe = plane_observer(builder, spec.t, builder.significant_bits)
     image = render_reader(reader, spec, workers=workers, observe=observe)
     quality = measure_reader(reader, spec.scene, builder=builder, workers=workers)
     return image, quality

@@ -183,6 +183,24 @@ class ImageReader(abc.ABC):
         self.check_plane_index(scene, t, c, z)
         return np.asarray(self.to_dask(scene)[t, c, z].compute(scheduler="sync"))
 
+    def quality(self, scene: int = 0) -> dict[str, Any]:
+        """Focus, exposure and signal of ``scene`` per channel, read now (every plane once).
+
+        The same structure as the service's ``GET /api/images/{id}/quality``
+        (:meth:`zstack_analyzer.quality.SceneQuality.public`), so a notebook
+        reads a local file and a served image alike.
+
+        Examples
+        --------
+        >>> with open_image("stack.ome.tif") as image:  # doctest: +SKIP
+        ...     image.quality(0)["channels"][0]["best_focus_z"]
+        12
+        """
+        from zstack_analyzer.quality.read import measure_reader
+
+        self.scene_info(scene)  # a typed SceneNotFoundError for a scene out of range
+        return measure_reader(self, scene).public()
+
     def read_plane_into(self, scene: int, t: int, c: int, z: int, out: np.ndarray) -> None:
         """Decode one plane into ``out`` (shape Y,X(,S)); readers may avoid the copy.
 

@@ -251,6 +251,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health,
         images,
         quality,
+        quality_admin,
         render,
         rois,
         search,
@@ -291,6 +292,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(images.router, dependencies=auth)
     app.include_router(quality.router, dependencies=auth)
     app.include_router(rois.router, dependencies=auth)
+    app.include_router(quality_admin.router, dependencies=auth)
     app.include_router(render.router, dependencies=auth)
     app.include_router(zarr_store.router, dependencies=auth)
     # Organize and annotate (service/annotations/): projects, datasets, tags, pairs, ...

@@ -74,10 +74,19 @@ class ClusterRenders:
         limits: ReadLimits,
         identity: str,
         *,
-        on_success: Callable[[], Any] | None = None,
+        on_success: Callable[[Any], Any] | None = None,
+        measure_quality: bool = False,
     ) -> None:
-        """Render ``spec`` of ``path`` on the cluster; a failure only logs."""
-        self._task_group.start_soon(self._run, path, spec, limits, identity, on_success)
+        """Render ``spec`` of ``path`` on the cluster; a failure only logs.
+
+        With ``measure_quality`` the worker measures every scene's quality in
+        the same pass and ``on_success`` receives it (a list of
+        :class:`~zstack_analyzer.quality.SceneQuality`, or why it failed);
+        otherwise it receives the picture's size.
+        """
+        self._task_group.start_soon(
+            self._run, path, spec, limits, identity, on_success, measure_quality
+        )
 
     async def _run(
         self,
@@ -85,15 +94,17 @@ class ClusterRenders:
         spec: RenderSpec,
         limits: ReadLimits,
         identity: str,
-        on_success: Callable[[], Any] | None,
+        on_success: Callable[[Any], Any] | None,
+        measure_quality: bool,
     ) -> None:
-        from zstack_analyzer.batch.tasks import render_to_cache
+        from zstack_analyzer.batch.tasks import render_and_measure_to_cache, render_to_cache
         from zstack_analyzer.confine import confined_roots
 
         key = f"zstack-render-{identity[:16]}-{uuid.uuid4().hex[:8]}"
+        task = render_and_measure_to_cache if measure_quality else render_to_cache
         try:
             future = self.client.submit(
-                render_to_cache,
+                task,
                 str(path),
                 spec,
                 limits,
@@ -104,12 +115,12 @@ class ClusterRenders:
                 key=key,
                 pure=False,
             )
-            await future
+            result = await future
         except Exception as exc:
             logger.warning("background render %s on the cluster failed: %s", key, exc)
             return
         if on_success is not None:
             try:
-                await anyio.to_thread.run_sync(on_success)
+                await anyio.to_thread.run_sync(on_success, result)
             except Exception:
                 logger.exception("after background render %s", key)

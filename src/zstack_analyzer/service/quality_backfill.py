@@ -1,4 +1,4 @@
-"""``zstack quality --missing``: measure the images that have no quality yet.
+"""``zstack quality --missing`` and the admin backfill: measure images that have no quality yet.
 
 Why resumable by construction: each image's rows are committed as soon as it
 is measured (or its failure is recorded), and the next batch is asked of the
@@ -23,9 +23,11 @@ if TYPE_CHECKING:
     from zstack_analyzer.quality import SceneQuality
     from zstack_analyzer.service.config import Settings
     from zstack_analyzer.service.db.models import Image
+    from zstack_analyzer.service.db.session import Database
+    from zstack_analyzer.service.workers import WorkerPool
     from zstack_analyzer.storage.base import ObjectStorage
 
-__all__ = ["BackfillSummary", "backfill_quality"]
+__all__ = ["BackfillJob", "BackfillSummary", "backfill_quality", "measure_and_store"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,15 @@ class BackfillSummary:
 
     measured: int = 0
     failed: int = 0
+    last_error: str | None = None
+
+    def add(self, error: str | None) -> None:
+        """Count one image (``error``: why it failed, ``None`` when measured)."""
+        if error is None:
+            self.measured += 1
+        else:
+            self.failed += 1
+            self.last_error = error
 
 
 def backfill_quality(
@@ -51,11 +62,7 @@ def backfill_quality(
     ``None`` when it was measured).
     """
     from zstack_analyzer.service.db.migrations import upgrade_database
-    from zstack_analyzer.service.db.quality import (
-        images_without_quality,
-        store_quality,
-        store_quality_error,
-    )
+    from zstack_analyzer.service.db.quality import images_without_quality
     from zstack_analyzer.service.db.session import Database, make_engine
     from zstack_analyzer.service.storage import make_storage
 
@@ -66,28 +73,50 @@ def backfill_quality(
         database = Database(engine)
         storage = make_storage(settings)
         limits = settings.limits.read_limits()
+        tried: set[object] = set()
         while limit is None or summary.measured + summary.failed < limit:
             size = batch if limit is None else min(batch, limit - summary.measured - summary.failed)
             images = database.call(lambda s, n=size: images_without_quality(s, limit=n))
-            if not images:
+            fresh = [image for image in images if image.id not in tried]
+            if not fresh:
                 break
-            for image in images:
-                try:
-                    qualities = _measure(image, storage, limits)
-                except (ZstackError, OSError, ValueError) as exc:
-                    error = str(exc) or type(exc).__name__
-                    database.call(store_quality_error, image.id, error)
-                    summary.failed += 1
-                    if progress is not None:
-                        progress(image.filename, error)
-                    continue
-                database.call(store_quality, image.id, qualities)
-                summary.measured += 1
+            for image in fresh:
+                tried.add(image.id)
+                error = measure_and_store(database, storage, limits, image)
+                summary.add(error)
                 if progress is not None:
-                    progress(image.filename, None)
+                    progress(image.filename, error)
     finally:
         engine.dispose()
     return summary
+
+
+def measure_and_store(
+    database: Database, storage: ObjectStorage, limits: ReadLimits, image: Image
+) -> str | None:
+    """Measure every scene of ``image`` and store it (or why it failed); the error or ``None``.
+
+    An image deleted meanwhile (its rows cannot reference it any more) counts
+    as failed and is not retried: the next batch no longer lists it.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    from zstack_analyzer.service.db.quality import store_quality, store_quality_error
+
+    try:
+        qualities = _measure(image, storage, limits)
+    except (ZstackError, OSError, ValueError) as exc:
+        error = str(exc) or type(exc).__name__
+        try:
+            database.call(store_quality_error, image.id, error)
+        except IntegrityError:
+            logger.info("%s was deleted while it was measured", image.id)
+        return error
+    try:
+        database.call(store_quality, image.id, qualities)
+    except IntegrityError:  # deleted, or stored by an upload's job at the same moment
+        return "not stored: the image changed while it was measured"
+    return None
 
 
 def _measure(image: Image, storage: ObjectStorage, limits: ReadLimits) -> list[SceneQuality]:
@@ -99,3 +128,62 @@ def _measure(image: Image, storage: ObjectStorage, limits: ReadLimits) -> list[S
     source = readable_source(image, storage)
     with open_image(source, limits=limits) as reader:
         return [measure_reader(reader, info.index) for info in reader.scenes()]
+
+
+class BackfillJob:
+    """The service's backfill (``POST /api/admin/quality/backfill``): one at a time.
+
+    Why in the worker pool, image by image: each image is measured by one
+    :meth:`~zstack_analyzer.service.workers.WorkerPool.run` call, under the
+    same thread limit and decode budget as renders, so a backfill of 100,000
+    images never crowds out the viewers, and a shutdown stops it between two
+    decodes. Resumable: each image's rows are committed as it is measured, so
+    a new start (after a restart) carries on with what is still missing.
+    """
+
+    def __init__(self) -> None:
+        self.running = False
+        self.summary = BackfillSummary()
+
+    def start(
+        self,
+        pool: WorkerPool,
+        database: Database,
+        storage: ObjectStorage,
+        limits: ReadLimits,
+        *,
+        batch: int = 50,
+    ) -> bool:
+        """Start the run in the background unless one runs; whether this call started it."""
+        if self.running:
+            return False
+        self.running = True
+        self.summary = BackfillSummary()
+        pool.start_soon(self._run, pool, database, storage, limits, batch)
+        return True
+
+    async def _run(
+        self,
+        pool: WorkerPool,
+        database: Database,
+        storage: ObjectStorage,
+        limits: ReadLimits,
+        batch: int,
+    ) -> None:
+        from zstack_analyzer.service.db.quality import images_without_quality
+
+        tried: set[object] = set()
+        try:
+            while True:
+                images = await database.run(lambda s: images_without_quality(s, limit=batch))
+                fresh = [image for image in images if image.id not in tried]
+                if not fresh:
+                    break
+                for image in fresh:
+                    tried.add(image.id)
+                    error = await pool.run(measure_and_store, database, storage, limits, image)
+                    self.summary.add(error)
+        except Exception:
+            logger.exception("quality backfill stopped")
+        finally:
+            self.running = False

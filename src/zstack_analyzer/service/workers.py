@@ -28,7 +28,7 @@ from zstack_analyzer.budget import decode_scope
 from zstack_analyzer.errors import DecodeCancelledError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Coroutine
 
     from anyio.abc import TaskGroup
 
@@ -207,6 +207,10 @@ class WorkerPool:
         if job.error is not None:
             raise job.error
         return cast("T", job.result)
+
+    def start_soon(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Run the coroutine ``func(*args)`` in the app's task group (outlives the request)."""
+        self._task_group.start_soon(func, *args)
 
     def spawn(
         self,

@@ -11,7 +11,6 @@ JSON, read only by the image's quality view.
 
 from __future__ import annotations
 
-import math
 import uuid  # noqa: TC003  (SQLAlchemy resolves Mapped[...] at run time)
 from datetime import datetime  # noqa: TC003
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from zstack_analyzer.quality.stack import finite
 from zstack_analyzer.service.db.models import Base, Image, JSONVariant, utcnow
 
 if TYPE_CHECKING:
@@ -78,25 +78,14 @@ def store_quality(session: Session, image_id: uuid.UUID, qualities: list[SceneQu
                 image_id=image_id,
                 scene=quality.scene,
                 version=QUALITY_VERSION,
-                max_saturated_fraction=_finite(quality.max_saturated_fraction),
+                max_saturated_fraction=finite(quality.max_saturated_fraction),
                 focus_edge=quality.focus_edge,
-                min_snr=_finite(quality.min_snr),
+                min_snr=finite(quality.min_snr),
                 error=None,
-                data=_finite(quality.as_dict(planes=False)),
+                data=finite(quality.as_dict(planes=False)),
             )
         )
     session.commit()
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with NaN and infinities as ``None`` (float data can hold them; JSON cannot)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def store_quality_error(session: Session, image_id: uuid.UUID, error: str) -> None:

@@ -279,7 +279,7 @@ def schedule_default_thumbnail(
     quality from the same planes and stores it (``image_quality``).
 
     With a dask cluster (``ZSTACK_DASK_SCHEDULER``) a worker renders it into the
-    shared cache. Otherwise it runs in the worker threads under the same key a
+    shared cache (and measures the quality, which comes back here to be stored). Otherwise it runs in the worker threads under the same key a
     thumbnail request with default parameters uses, so such a request arriving
     meanwhile waits for this render.
     """
@@ -292,8 +292,26 @@ def schedule_default_thumbnail(
     def _mark_ready(_result: object = None) -> None:
         database.call(crud.mark_thumbnail_ready, image_id)
 
+    def _store_quality(quality: "list[SceneQuality] | str") -> None:
+        if isinstance(quality, str):
+            database.call(store_quality_error, image_id, quality)
+        else:
+            database.call(store_quality, image_id, quality)
+
+    def _after_cluster(result: "list[SceneQuality] | str | int") -> None:
+        _mark_ready()
+        if measure_quality and not isinstance(result, int):
+            _store_quality(result)
+
     if cluster is not None:
-        cluster.spawn(path, spec, limits, identity, on_success=_mark_ready)
+        cluster.spawn(
+            path,
+            spec,
+            limits,
+            identity,
+            on_success=_after_cluster,
+            measure_quality=measure_quality,
+        )
         return
 
     measured: list[list[SceneQuality] | str] = []
@@ -308,13 +326,8 @@ def schedule_default_thumbnail(
 
     def _store(_result: object = None) -> None:
         _mark_ready()
-        if not measured:  # a thumbnail request's render ran instead: `zstack quality --missing`
-            return
-        quality = measured[0]
-        if isinstance(quality, str):
-            database.call(store_quality_error, image_id, quality)
-        else:
-            database.call(store_quality, image_id, quality)
+        if measured:  # else a thumbnail request's render ran instead: `zstack quality --missing`
+            _store_quality(measured[0])
 
     pool.spawn(
         spec.cache_key(identity),

@@ -1,0 +1,111 @@
+"""Issue 27: ``zstack quality`` over a 2 GB stack against the streamed-read floor.
+
+``quality/2GB``: :func:`zstack_analyzer.quality.measure_file` over every plane of
+file c of ``/work/shared/bench/make_data.py`` (OME-BigTIFF, 128 x 2 x 2048 x 2048
+uint16, 2.15 GB; made with ``make_data.py OUTDIR --only c``, outside the repo)
+against the floor: the same planes streamed through the same reads
+(:func:`~zstack_analyzer.render.projection.iter_blocks`, prefetching decode
+threads) and nothing done with them. Each side runs in a fresh process after an
+untimed read of the file (page cache warm), alternating, ``--rounds`` times; the
+median ratio is the figure (target <= 1.3x) and each side's peak RSS is reported
+(bounded memory: a few planes, never the stack).
+
+Run: ``python bench/quality_large_bench.py PATH [--rounds N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _floor(path: str) -> None:
+    from zstack_analyzer.loader import open_image
+    from zstack_analyzer.render.projection import ReaderSource, iter_blocks
+
+    with open_image(path) as reader:
+        for scene in range(len(reader.scenes())):
+            info = reader.scene_info(scene)
+            for t in range(info.size_t):
+                source = ReaderSource(reader, scene, t)
+                for _c, _z0, block in iter_blocks(source, list(range(info.size_c))):
+                    del block
+
+
+def _quality(path: str) -> None:
+    from zstack_analyzer.quality import measure_file
+
+    measure_file(path)
+
+
+def child(mode: str, path: str) -> None:
+    """One timed side in this (fresh) process; prints seconds and peak RSS."""
+    import numpy as np
+
+    from zstack_analyzer.quality import measure_plane
+
+    # Imports and the compiled scan's load from numba's cache are not the work measured.
+    for dtype in ("uint8", "uint16"):
+        measure_plane(np.zeros((4, 4), dtype))
+    started = time.perf_counter()
+    (_floor if mode == "floor" else _quality)(path)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_rss_mib": round(peak, 1)}))
+
+
+def _run(mode: str, path: Path) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("path", type=Path)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--child", choices=["floor", "quality"])
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, str(args.path))
+        return
+    with args.path.open("rb") as fh:  # untimed read: the page cache holds the file
+        while fh.read(64 * 1024**2):
+            pass
+    floor: list[dict[str, float]] = []
+    quality: list[dict[str, float]] = []
+    for n in range(args.rounds):
+        order = ("floor", "quality") if n % 2 == 0 else ("quality", "floor")
+        for mode in order:
+            (floor if mode == "floor" else quality).append(_run(mode, args.path))
+    ratios = [q["seconds"] / f["seconds"] for q, f in zip(quality, floor, strict=True)]
+    print(
+        json.dumps(
+            {
+                "id": "quality/2GB",
+                "bytes": args.path.stat().st_size,
+                "seconds_floor": [round(f["seconds"], 2) for f in floor],
+                "seconds_quality": [round(q["seconds"], 2) for q in quality],
+                "ratio_per_round": [round(r, 3) for r in ratios],
+                "ratio_median": round(statistics.median(ratios), 3),
+                "peak_rss_mib_floor": max(f["peak_rss_mib"] for f in floor),
+                "peak_rss_mib_quality": max(q["peak_rss_mib"] for q in quality),
+                "target": 1.3,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
