@@ -113,6 +113,7 @@ class InvalidRoiError(ZstackError, ValueError):
 
     code = "invalid_roi"
 
+
 class ReaderTimeoutError(ImageLoadError, TimeoutError):
     """A reader running in a worker process gave no answer in time; the worker was stopped.
 

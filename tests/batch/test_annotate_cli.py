@@ -159,7 +159,33 @@ def test_annotate_and_export(tmp_path: Path, zstack_env: Path) -> None:
     refused = _run("annotate", str(faulty), "--dataset", "Plate")
     assert refused.exit_code == 1
     assert "faulty.csv: row 3: no image with filename 'missing.tif'" in refused.output
-    # Export: OME-Zarr per image, annotations, RO-Crate.
+    # One image gets an ROI (through `zstack rois import`): the export carries it as GeoJSON.
+    import sqlite3
+
+    with sqlite3.connect(zstack_env / "zstack.db") as conn:
+        (roi_image,) = conn.execute(
+            "SELECT id FROM images WHERE filename = ?", (files[1].name,)
+        ).fetchone()
+    shapes = tmp_path / "cell.geojson"
+    square = [[1, 1], [5, 1], [5, 4], [1, 4], [1, 1]]
+    shapes.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "geometry": {"type": "Polygon", "coordinates": [square]},
+                        "properties": {"name": "cell"},
+                    }
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    imported = _run("rois", "import", str(roi_image), str(shapes))
+    assert imported.exit_code == 0, imported.output
+    # Export: OME-Zarr per image, annotations, ROIs, RO-Crate.
     out = tmp_path / "export"
     exported = _run("export", "Plate", str(out))
     assert exported.exit_code == 0, exported.output
@@ -175,6 +201,12 @@ def test_annotate_and_export(tmp_path: Path, zstack_env: Path) -> None:
     assert notes["tags"] == ["mitosis"]
     assert {"key": "strain", "value": "N2", "namespace": None} in notes["key_values"]
     assert crate.get(notes_id)["about"].id == tagged.id
+    roi_files = [e for e in crate.data_entities if e.id.startswith("rois/")]
+    assert len(roi_files) == 1
+    measured = next(e for e in images if e["name"] == files[1].name)
+    assert roi_files[0]["about"].id == measured.id
+    exported_rois = json.loads((out / roi_files[0].id).read_text())
+    assert [f["properties"]["name"] for f in exported_rois["features"]] == ["cell"]
     with open_image(out / tagged.id.rstrip("/")) as reader:
         assert reader.metadata().size_z == 3
     assert _run("export", "Plate", str(out)).exit_code == 2  # not empty: refused

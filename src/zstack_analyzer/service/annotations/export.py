@@ -59,21 +59,15 @@ class ExportSummary:
 
 
 def image_rois_geojson(session: Session, image_id: str) -> dict[str, Any] | None:
-    """THE ROI HOOK: the image's ROIs as a GeoJSON FeatureCollection, or ``None``.
+    """The image's ROIs as a GeoJSON FeatureCollection, or ``None`` when it has none.
 
-    The ROI room (``zstack_analyzer.service.annotations.rois``, another
-    change) provides ``rois_geojson(session, image_id)``; until it exists, an
-    export has no ``rois/`` files.
+    ``None`` rather than an empty collection so that an export writes a ``rois/`` file only
+    for images that have ROIs.
     """
-    try:
-        from zstack_analyzer.service.annotations import rois  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    exporter = getattr(rois, "rois_geojson", None)
-    if exporter is None:
-        return None
-    result = exporter(session, image_id)
-    return result if isinstance(result, dict) and result.get("features") else None
+    from zstack_analyzer.service.annotations.rois import image_rois_geojson as collection
+
+    result = collection(session, image_id)
+    return result if result.get("features") else None
 
 
 def find_dataset(session: Session, principal: Principal, ref: str) -> Dataset:
