@@ -33,17 +33,11 @@ if TYPE_CHECKING:
     from zstack_analyzer.service.db.session import Database
     from zstack_analyzer.service.images_service import RecordMemo
 
-__all__ = ["ANNOTATES", "action_of", "annotates", "authorize", "image_action"]
+__all__ = ["action_of", "annotates", "authorize", "image_action"]
 
 
 #: The attribute :func:`image_action` sets on a route's endpoint.
 ACTION_ATTRIBUTE = "image_action"
-#: The key of a route's ``openapi_extra`` that says what its unsafe methods do to the image.
-IMAGE_ACTION_KEY = "x-image-action"
-#: ``openapi_extra`` of a route that annotates its image (ROIs, tags) rather than changing it:
-#: the guard lets members of read-annotate groups through; the route checks the rest itself.
-ANNOTATES: dict[str, str] = {IMAGE_ACTION_KEY: "annotate"}
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -76,17 +70,13 @@ def action_of(method: str, route: object = None) -> Action:
     """What a request does to the image in its path (``route``: the matched route, if known).
 
     Safe methods view it; others change it, unless the route declares otherwise:
-    by :func:`image_action` on its endpoint, or by :data:`ANNOTATES` in its
-    ``openapi_extra`` (two spellings from two branches; the lead picks one at merge).
+    by :func:`image_action` (or :data:`annotates`) on its endpoint.
     """
     if method in SAFE_METHODS:
         return Action.VIEW
     declared = getattr(getattr(route, "endpoint", None), ACTION_ATTRIBUTE, None)
     if isinstance(declared, Action):
         return declared
-    extra = getattr(route, "openapi_extra", None) or {}
-    if extra.get(IMAGE_ACTION_KEY) == Action.ANNOTATE.value:
-        return Action.ANNOTATE
     return Action.CHANGE
 
 

@@ -5,7 +5,7 @@ library checks the shapes against the image's sizes
 (``zstack_analyzer.roi.shapes``), ``service/annotations/rois.py`` stores them
 and the stats are measured in a worker thread under the decode budget. The
 guard (service/auth/guard.py) has already checked that the caller may see the
-image, and for the writing routes (declared :data:`ANNOTATES`) that they may
+image, and for the writing routes (marked :func:`annotates`) that they may
 annotate it; deleting an ROI is checked here (its author, or who may change it).
 """
 
@@ -27,7 +27,7 @@ from zstack_analyzer.service.annotations.roi_schemas import (
     RoisPublic,
     RoiStatsPublic,
 )
-from zstack_analyzer.service.auth.guard import ANNOTATES
+from zstack_analyzer.service.auth.guard import annotates
 from zstack_analyzer.service.auth.principal import PrincipalDep
 from zstack_analyzer.service.deps import DatabaseDep, PoolDep, SettingsDep, StorageDep
 from zstack_analyzer.service.images_service import (
@@ -71,8 +71,8 @@ def _create(session: Any, image_id: str, principal: Any, body: RoiCreate) -> Roi
     response_model=RoiCreated,
     summary="Create an ROI of one or more shapes",
     responses=problems(401, 403, 404, 422),
-    openapi_extra=ANNOTATES,
 )
+@annotates
 async def create_roi(
     image_id: str, body: RoiCreate, database: DatabaseDep, principal: PrincipalDep
 ) -> RoiPublic:
@@ -115,8 +115,8 @@ def _delete_all(session: Any, image_id: str, principal: Any) -> RoisDeleted:
     response_model=RoisDeleted,
     summary="Delete the image's ROIs that the caller may delete",
     responses=problems(401, 403, 404, 422),
-    openapi_extra=ANNOTATES,
 )
+@annotates
 async def delete_rois(image_id: str, database: DatabaseDep, principal: PrincipalDep) -> RoisDeleted:
     """One's own ROIs, and others' where one may change them; the rest stay (counted in ``kept``)."""
     return await database.run(_delete_all, image_id, principal)
@@ -157,8 +157,8 @@ def _replace(
     response_model=RoiPublic,
     summary="Replace an ROI's name and shapes (an edit)",
     responses=problems(401, 403, 404, 422),
-    openapi_extra=ANNOTATES,
 )
+@annotates
 async def replace_roi(
     image_id: str, roi_id: RoiId, body: RoiCreate, database: DatabaseDep, principal: PrincipalDep
 ) -> RoiPublic:
@@ -183,8 +183,8 @@ def _delete_one(session: Any, image_id: str, roi_id: int, principal: Any) -> boo
     status_code=204,
     summary="Delete one ROI",
     responses=problems(401, 403, 404, 422),
-    openapi_extra=ANNOTATES,
 )
+@annotates
 async def delete_roi(
     image_id: str, roi_id: RoiId, database: DatabaseDep, principal: PrincipalDep
 ) -> Response:
@@ -343,8 +343,8 @@ def _import(session: Any, image_id: str, principal: Any, data: bytes, scene: int
     response_model=RoisImported,
     summary="Import ROIs: ImageJ .roi / RoiManager .zip, or QuPath / GeoJSON",
     responses=problems(401, 403, 404, 413, 422),
-    openapi_extra=ANNOTATES,
 )
+@annotates
 async def import_rois(
     image_id: str,
     database: DatabaseDep,
