@@ -11,7 +11,7 @@ trust a voxel size.
 from __future__ import annotations
 
 import math
-from datetime import datetime  # noqa: TC003  (pydantic needs it at runtime)
+from datetime import datetime
 from typing import Any
 
 import numpy as np

@@ -505,11 +505,18 @@ def _check_structure(path: Path, limits: ReadLimits) -> _Structure:
             msg = f"{name}: declares {entries:,} subblocks, over the limit of {limits.max_planes:,}"
             raise LimitExceededError(msg, path=path)
         start = dir_pos + _DIRECTORY_HEADER
-        # One read of at most what the entries can take (64 dimensions each) and the file holds.
-        raw = os.pread(
-            fd, min(file_size - start, int(entries) * (_DIRECTORY_ENTRY.size + 20 * 64)), start
-        )
-        parsed = _parse_directory(path, raw, file_size, int(entries))
+        # Entries of one layout (the usual case) are read exactly, their size known from the
+        # first entry's dimension count: a read of what 64 dimensions each could take cost
+        # more in fresh pages than the parse. Any other directory is read up to that bound.
+        first = os.pread(fd, _DIRECTORY_ENTRY.size, start)
+        count = struct.unpack_from("<i", first, 28)[0] if len(first) == _DIRECTORY_ENTRY.size else 0
+        exact = int(entries) * (_DIRECTORY_ENTRY.size + 20 * min(max(count, 0), 64))
+        raw = os.pread(fd, min(file_size - start, exact), start)
+        parsed = _parse_uniform(path, raw, file_size, int(entries))
+        if parsed is None:
+            bound = int(entries) * (_DIRECTORY_ENTRY.size + 20 * 64)
+            raw = os.pread(fd, min(file_size - start, bound), start)
+            parsed = _parse_walk(path, raw, file_size, int(entries))
         parsed.check_last(fd)
         if md_pos == 0:
             return _Structure(parsed, 0, None)
@@ -549,6 +556,7 @@ _SUBBLOCK_SIZES = struct.Struct("<iiq")  # MetadataSize, AttachmentSize, DataSiz
 def _parse_directory(path: Path, raw: bytes, file_size: int, entries: int) -> _Directory:
     """Parse every directory entry of ``raw`` (the bytes after the directory header).
 
+    (Opening calls the two paths itself, reading only what the first needs.)
     Refuses a directory that ends past the end of the file or holds a
     malformed entry, and an entry with an empty, negative or missing X or Y
     extent (libCZI would read it by its other size and the mosaic would
