@@ -125,8 +125,14 @@ class Image(Base):
         Index("ix_images_depth", "depth"),
         Index("ix_images_pixel_size_x", "pixel_size_x"),
         # GIN on PostgreSQL; on SQLite a B-tree over an always-NULL column (costs nothing),
-        # kept so models and migrations agree on both engines.
-        Index("ix_images_search_vector", "search_vector", postgresql_using="gin"),
+        # kept so models and migrations agree on both engines. No pending list (0014):
+        # rows inserted one by one would otherwise be scanned linearly by every search.
+        Index(
+            "ix_images_search_vector",
+            "search_vector",
+            postgresql_using="gin",
+            postgresql_with={"fastupdate": "off"},
+        ),
         # One in-place record per original (migration 0005): the database settles races.
         Index(
             "ux_images_in_place_source_path",
