@@ -931,6 +931,7 @@ def main() -> int:
     ]
     failed: list[str] = []
     rounds: list[list[Record]] = []
+    provenance = run_provenance()  # the code as the run starts: children import it fresh
     for n in range(max(1, args.rounds)):
         if args.rounds > 1:
             log(f"round {n + 1} of {args.rounds}")
@@ -944,7 +945,12 @@ def main() -> int:
                     failed.append(name)
         rounds.append(list(records))
     records[:] = median_rounds(rounds)
-    provenance = run_provenance()
+    after = run_provenance()
+    if (after["commit"], after["code_dirty"]) != (provenance["commit"], provenance["code_dirty"]):
+        # Each measuring process imports the working tree when it starts: a commit during
+        # the run means records measured different code. Say so; re-run what must be fresh.
+        provenance["code_changed_during_run"] = after["commit"]
+        log(f"the code changed during the run ({provenance['commit']} -> {after['commit']})")
     for rec in records:
         rec.extra.update(provenance)
 
