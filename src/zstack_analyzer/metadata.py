@@ -11,7 +11,7 @@ trust a voxel size.
 from __future__ import annotations
 
 import math
-from datetime import datetime  # noqa: TC003  (pydantic needs it at runtime)
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -265,7 +265,8 @@ class ImageMetadata(_Model):
         from zstack_analyzer.vendor import VENDOR_MAX_BYTES, capped_vendor
 
         cut: list[str] = []
-        _cap_model(self, "", cut)
+        if not _all_text_short(self):
+            _cap_model(self, "", cut)
         if _vendor_too_big(self.vendor_metadata, VENDOR_MAX_BYTES):
             self.__dict__["vendor_metadata"] = capped_vendor(self.vendor_metadata)
             cut.append("vendor_metadata")
@@ -328,6 +329,40 @@ def _cap_value(value: Any, where: str, cut: list[str]) -> Any:
     return value
 
 
+#: Value types that hold no text (skipped first by :func:`_all_text_short`).
+_SCALARS = frozenset({int, float, bool, type(None), datetime})
+
+
+def _all_text_short(model: BaseModel) -> bool:
+    """Whether no string of ``model`` (vendor_metadata aside) is over :data:`MAX_TEXT_CHARS`.
+
+    Why a walk of its own: :func:`_cap_model` names every value it visits (a
+    formatted path per item), which made it the largest cost of reading a
+    small file's metadata; this walk only looks, and the naming walk runs only
+    when something must be cut. Unknown containers (subclasses) answer
+    ``False``, so the naming walk decides for them.
+    """
+    stack: list[Any] = [v for k, v in model.__dict__.items() if k != "vendor_metadata"]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind in _SCALARS:  # most values: before any isinstance (pydantic's is slow)
+            continue
+        if kind is str:
+            if len(item) > MAX_TEXT_CHARS:
+                return False
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        elif kind is dict:
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, BaseModel):
+            stack.extend(v for k, v in item.__dict__.items() if k != "vendor_metadata")
+        elif isinstance(item, str | list | tuple | dict):
+            return False
+    return True
+
+
 def _cap_model(model: BaseModel, prefix: str, cut: list[str]) -> None:
     """Cap the string fields of ``model`` in place (vendor_metadata has its own budget)."""
     for name in type(model).model_fields:
@@ -345,14 +380,17 @@ def _vendor_too_big(value: Any, budget: int) -> bool:
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, str):
+        kind = type(item)  # exact types first: isinstance with a union costs more per item
+        if kind in _SCALARS:
+            total += 8
+        elif kind is str or (kind is not dict and kind is not list and isinstance(item, str)):
             if len(item) > 4096:  # capped_vendor keeps 4000 + the mark
                 return True
             total += len(item)
-        elif isinstance(item, dict):
+        elif kind is dict or isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
-        elif isinstance(item, list | tuple):
+        elif kind is list or isinstance(item, list | tuple):
             stack.extend(item)
         else:
             total += 8

@@ -270,3 +270,35 @@ def test_dicom_is_recognised_by_content_not_name(tmp_path: Path) -> None:
 
     path = write_dicom_frames(tmp_path / "export.img", encoded_stack(1, 1, 2, 8, 8)[0, 0])
     assert detect_reader(path) is DicomReader
+
+
+def test_illumination_in_the_ome_vocabulary(tmp_path: Path) -> None:
+    """IlluminationTypeCodeSequence (CID 8123) becomes OME's IlluminationType and ContrastMethod.
+
+    Issue 22: the reader gave the code meaning ("Brightfield illumination") where
+    every other reader gives OME's enum ("Transmitted").
+    """
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    path = write_dicom_wsi(tmp_path / "paths.dcm", encoded_stack(1, 4, 1, 16, 16)[0])
+    ds = pydicom.dcmread(path)
+    codes = [
+        ("111744", "DCM", "Brightfield illumination"),
+        ("111743", "DCM", "Epifluorescence illumination"),
+        ("X1", "99LOCAL", "Differential interference contrast"),  # known by its meaning
+        ("X2", "99LOCAL", "Laser sheet"),
+    ]
+    for item, (value, scheme, meaning) in zip(ds.OpticalPathSequence, codes, strict=True):
+        code = Dataset()
+        code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = value, scheme, meaning
+        item.IlluminationTypeCodeSequence = Sequence([code])
+    ds.save_as(path)
+    with open_image(path) as image:
+        channels = image.metadata(0).channels
+    assert [(c.illumination, c.contrast_method) for c in channels] == [
+        ("Transmitted", "Brightfield"),
+        ("Epifluorescence", "Fluorescence"),
+        ("Transmitted", "DIC"),
+        ("Other", None),
+    ]

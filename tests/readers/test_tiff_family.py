@@ -29,6 +29,7 @@ from zstack_analyzer import CorruptFileError, MetadataError, SceneNotFoundError,
 from zstack_analyzer.readers.imagej_tiff import ImageJTiffReader
 from zstack_analyzer.readers.ome_tiff import OmeTiffReader
 from zstack_analyzer.readers.tiff import TiffReader
+from zstack_analyzer.registry import detect_reader
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -461,3 +462,30 @@ def test_corpus_largeimg_levels(testdata: Path) -> None:
         assert small.shape[:3] == (1, 2, 1)
         assert small.shape[3] < 512
         assert np.asarray(small[0, 1, 0]).any()
+
+
+def test_the_companion_file_opens_the_set_it_describes(tmp_path: Path) -> None:
+    """Issue 22: ``set.companion.ome`` opens as the whole set (Bio-Formats opens it too)."""
+    stack = encoded_stack(1, 1, 4, 12, 10, dtype="uint8")
+    _, companion = write_ome_multifile(tmp_path, stack)
+    assert detect_reader(companion) is OmeTiffReader
+    assert_reader_contract(OmeTiffReader, companion, stack)
+    with open_image(companion) as image:
+        md = image.metadata()
+        assert (md.size_z, md.physical_size.z_um) == (4, 2.0)
+        assert [c.name for c in md.channels] == ["only"]
+
+
+def test_a_companion_reads_only_beside_itself(tmp_path: Path) -> None:
+    """Member names are names, not paths: ``../`` in a FileName cannot leave the folder."""
+    stack = encoded_stack(1, 1, 2, 12, 10, dtype="uint8")
+    folder = tmp_path / "set"
+    folder.mkdir()
+    members, companion = write_ome_multifile(folder, stack)
+    xml = companion.read_text(encoding="utf-8")
+    for member in members:
+        xml = xml.replace(f'FileName="{member.name}"', f'FileName="../{member.name}"')
+        member.rename(tmp_path / member.name)  # only reachable through "../"
+    companion.write_text(xml, encoding="utf-8")
+    with pytest.raises(MetadataError, match="beside it"):
+        open_image(companion)

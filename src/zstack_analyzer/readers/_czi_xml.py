@@ -234,11 +234,14 @@ def _find(element: Element, path: str) -> Element | None:
     a small document (a fresh process per request is the common case), and
     our paths are plain child steps.
     """
-    node: Element | None = element
+    node = element
     for part in path.split("/"):
-        if node is None:
+        for child in node:  # a plain loop: no generator per step (issue 22's open cost)
+            if child.tag == part:
+                node = child
+                break
+        else:
             return None
-        node = next((child for child in node if child.tag == part), None)
     return node
 
 

@@ -12,6 +12,11 @@ does, and it decodes JPEG-XR and zstd subblocks. What we add around it:
   ``std::bad_alloc``, a flipped C coordinate makes it loop over 10^9 channels).
   Opening checks the extent of the subblock that lies last in the file (where a
   cut falls); every plane's own subblocks are checked when it is first read.
+* **Opening without libCZI:** the sizes, bounding boxes and pixel type come
+  from the directory we parse anyway (the statistics libCZI derives from the
+  same entries) and the XML from the metadata segment, read as stored; libCZI
+  opens the file on the first pixel read. Opening and reading the metadata
+  then cost no more than libCZI's own open (issue 22: it cost 2.5x).
 * **Scenes as stitched bounding boxes** (SOURCES.md "CZI mosaics"): scene ``s``
   is ``read(plane={T,C,Z}, roi=scenes_bounding_rectangle[s], scene=s)`` at
   zoom 1, the whole-document rectangle when the file has no S index, with
@@ -25,9 +30,11 @@ does, and it decodes JPEG-XR and zstd subblocks. What we add around it:
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import functools
 import logging
+import operator
 import os
 import struct
 import threading
@@ -124,11 +131,11 @@ class _NativePool:
     nothing documents a pylibCZIrw reader object as safe to share, so none is.
     """
 
-    def __init__(self, path: Path, first: Any) -> None:
+    def __init__(self, path: Path) -> None:
         self._path = path
         self._condition = threading.Condition()
-        self._idle: list[Any] = [first]
-        self._count = 1
+        self._idle: list[Any] = []  # the first reader is opened by the first borrow
+        self._count = 0
         self._closed = False
 
     @contextlib.contextmanager
@@ -186,23 +193,120 @@ def _open_native(path: Path) -> Any:
         raise CorruptFileError(msg, path=path, detail=str(exc)) from exc
 
 
-def _scene_rectangles(native: Any) -> dict[int, tuple[int, int, int, int]]:
-    """Bounding rectangle (x, y, w, h) per S index; empty when the file has no S index.
+#: libCZI's pixel type codes, as directory entries store them -> libCZI's names.
+_PIXEL_TYPE_NAMES = {
+    0: "Gray8",
+    1: "Gray16",
+    2: "Gray32Float",
+    3: "Bgr24",
+    4: "Bgr48",
+    8: "Bgr96Float",
+    9: "Bgra32",
+    10: "Gray64ComplexFloat",
+    11: "Bgr192ComplexFloat",
+    12: "Gray32",
+    13: "Gray64Float",
+}
+#: Directory dimensions libCZI keeps bounds of (X, Y are the rectangle, M the tile index).
+_LIBCZI_DIMS = frozenset("ZCTRIHVBS")
 
-    Why not only ``scenes_bounding_rectangle``: pylibCZIrw refuses files whose S
-    indices have gaps (S1 and S3 but no S2: "number of scenes ... does not
-    match"), which ZEN writes when a scene is removed; libCZI's statistics
-    still hold one box per S index present, so we read those.
+Rect = tuple[int, int, int, int]
+#: An S or C column's value for an entry without that dimension (no int32 index is this).
+_ABSENT = -(2**40)
+
+
+def _union(xs: Sequence[int], ys: Sequence[int], ws: Sequence[int], hs: Sequence[int]) -> Rect:
+    """The rectangle (x, y, w, h) that holds every (xs[i], ys[i], ws[i], hs[i]) (C-speed min/max)."""
+    x0, y0 = min(xs), min(ys)
+    x1, y1 = max(map(operator.add, xs, ws)), max(map(operator.add, ys, hs))
+    return x0, y0, x1 - x0, y1 - y0
+
+
+class _Statistics:
+    """What libCZI's subblock statistics hold, derived from the directory we parse anyway.
+
+    Why not ask libCZI: opening its reader, then its bounding boxes and pixel
+    types, cost more than everything else of an open (issue 22); the same
+    figures follow from the entries: per dimension the interval of the
+    subblocks' start indices (libCZI's ``dimBounds``), the union of every
+    subblock's rectangle (``boundingBox``), that union per S index
+    (``sceneBoundingBoxes``), and a channel's pixel type from its first
+    subblock in directory order (``GetChannelPixelType``).
+    ``tests/readers/test_czi_statistics.py`` holds them equal to libCZI's on
+    every CZI of the corpus.
     """
-    try:
-        rects = native.scenes_bounding_rectangle
-    except ValueError:
-        boxes = native._stats.sceneBoundingBoxes  # pylibCZIrw 5.x/6.x private attribute
-        return {
-            int(k): (v.boundingBox.x, v.boundingBox.y, v.boundingBox.w, v.boundingBox.h)
-            for k, v in boxes.items()
-        }
-    return {int(k): (r.x, r.y, r.w, r.h) for k, r in rects.items()}
+
+    def __init__(
+        self,
+        bounds: dict[str, tuple[int, int]],
+        box: Rect,
+        scenes: dict[int, Rect],
+        channel_of: Sequence[int] | None,
+        pixel_codes: Sequence[int],
+    ) -> None:
+        #: Dimension -> (first index, number of indices), like libCZI's ``dimBounds``.
+        self.bounds = bounds
+        #: The rectangle of every subblock (libCZI's ``total_bounding_rectangle``).
+        self.box = box
+        #: S index -> its rectangle; empty without an S dimension.
+        self.scenes = scenes
+        self._channel_of = channel_of
+        self._pixel_codes = pixel_codes
+
+    def pixel_type(self, channel: int) -> str:
+        """The pixel type of the first subblock of ``channel`` ("Invalid" when it has none)."""
+        if self._channel_of is None or "C" not in self.bounds:
+            code = self._pixel_codes[0] if self._pixel_codes else 0xFF
+        else:
+            try:
+                code = self._pixel_codes[self._channel_of.index(channel)]
+            except ValueError:
+                code = 0xFF
+        if code == 0xFF:
+            return "Invalid"
+        return _PIXEL_TYPE_NAMES.get(code, f"code {code}")
+
+
+def _statistics(
+    xs: Sequence[int],
+    ys: Sequence[int],
+    ws: Sequence[int],
+    hs: Sequence[int],
+    starts: Mapping[str, Sequence[int]],
+    pixel_codes: Sequence[int],
+) -> _Statistics:
+    """:class:`_Statistics` from the directory's columns (``starts``: a dimension's start indices).
+
+    In the entry-by-entry walk a column may be shorter than the directory
+    (entries without that dimension), except S and C: they have one value per
+    entry, :data:`_ABSENT` where the entry has none.
+    """
+    bounds: dict[str, tuple[int, int]] = {}
+    for axis, column in starts.items():
+        present = [v for v in column if v != _ABSENT] if _ABSENT in column else column
+        if present:
+            low = min(present)
+            bounds[axis] = (low, max(present) - low + 1)
+    box = _union(xs, ys, ws, hs)
+    scenes: dict[int, Rect] = {}
+    if "S" in bounds:
+        s_of = starts["S"]
+        low, count = bounds["S"]
+        if count == 1 and min(s_of) == low:
+            scenes[low] = box
+        else:
+            members: dict[int, list[int]] = {}
+            for i, s in enumerate(s_of):
+                if s != _ABSENT:
+                    members.setdefault(s, []).append(i)
+            for s, idx in members.items():
+                scenes[s] = _union(
+                    [xs[i] for i in idx],
+                    [ys[i] for i in idx],
+                    [ws[i] for i in idx],
+                    [hs[i] for i in idx],
+                )
+    return _Statistics(bounds, box, scenes, starts.get("C"), pixel_codes)
 
 
 class _Directory:
@@ -225,6 +329,7 @@ class _Directory:
         coords: Callable[[], list[dict[str, int]]],
         header_sizes: list[int],
         block: Callable[[], tuple[int, int]],
+        statistics: _Statistics,
     ) -> None:
         self.path = path
         self.file_size = file_size
@@ -233,6 +338,8 @@ class _Directory:
         self._coords = coords
         self.header_sizes = header_sizes
         self._block = block
+        #: libCZI's statistics of the subblocks, from the same entries.
+        self.statistics = statistics
         self._checked: set[int] = set()
         self._by_plane: dict[tuple[int, int, int], list[int]] | None = None
         self._lock = threading.Lock()
@@ -254,14 +361,13 @@ class _Directory:
         )
         return f"subblock {index} ({where})" if where else f"subblock {index}"
 
-    def subblock_end(self, fh: Any, index: int) -> int | None:
+    def subblock_end(self, fd: int, index: int) -> int | None:
         """Where subblock ``index`` ends (``None`` when its sizes are unreadable or negative)."""
         position = self.positions[index]
         end = position + _SEGMENT_HEADER + self.header_sizes[index]
         if position <= 0 or end > self.file_size:
             return None
-        fh.seek(position + _SEGMENT_HEADER)
-        raw = fh.read(_SUBBLOCK_SIZES.size)
+        raw = os.pread(fd, _SUBBLOCK_SIZES.size, position + _SEGMENT_HEADER)
         if len(raw) < _SUBBLOCK_SIZES.size:
             return None
         meta, attach, data = _SUBBLOCK_SIZES.unpack(raw)
@@ -269,12 +375,12 @@ class _Directory:
             return None
         return int(end + meta + attach + data)
 
-    def check_last(self, fh: Any) -> None:
+    def check_last(self, fd: int) -> None:
         """Refuse a file whose last subblock (by position) ends past its end: the cut of a truncation."""
         if not self.positions:
             return
         last = max(range(len(self.positions)), key=self.positions.__getitem__)
-        end = self.subblock_end(fh, last)
+        end = self.subblock_end(fd, last)
         if end is None or end > self.file_size:
             msg = (
                 f"{self.path.name}: {self._where(last)}, the last in the file, ends past the end "
@@ -301,13 +407,17 @@ class _Directory:
         if not wanted:
             return
         missing: list[int] = []
-        with self._lock, self.path.open("rb") as fh:
-            for index in wanted:
-                end = self.subblock_end(fh, index)
-                if end is None or end > self.file_size:
-                    missing.append(index)
-                else:
-                    self._checked.add(index)
+        with self._lock:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                for index in wanted:
+                    end = self.subblock_end(fd, index)
+                    if end is None or end > self.file_size:
+                        missing.append(index)
+                    else:
+                        self._checked.add(index)
+            finally:
+                os.close(fd)
         if missing:
             listed = ", ".join(self._where(i) for i in missing[:5])
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
@@ -318,88 +428,111 @@ class _Directory:
             raise CorruptFileError(msg, path=self.path)
 
 
-def _check_structure(path: Path, limits: ReadLimits) -> tuple[_Directory, int | None]:
+class _Structure:
+    """What opening reads of a CZI: the parsed directory and where the metadata XML lies."""
+
+    def __init__(self, directory: _Directory, xml_at: int, xml_size: int | None) -> None:
+        self.directory = directory
+        #: File offset of the XML (after the metadata segment's header).
+        self.xml_at = xml_at
+        #: Its size in bytes; ``None`` without a metadata segment.
+        self.xml_size = xml_size
+
+
+def _check_structure(path: Path, limits: ReadLimits) -> _Structure:
     """Validate the CZI header, the directory (its bounds, every entry) and the metadata segment.
 
-    Returns the parsed subblock directory and the XML size (None without a
-    metadata segment).
+    Returns the parsed subblock directory and where the XML lies.
 
     Why ourselves: these reads (the header, the directory in one read, one
     subblock header, the metadata header) make every offset and count libCZI
     will trust agree with the file's real size, so a truncated or hostile
     file fails here with a clear message instead of deep inside libCZI. The
     cost does not grow with the pixel data: subblocks other than the last are
-    checked when their plane is read.
+    checked when their plane is read. ``os.pread`` on one descriptor: each
+    read is one system call, no buffer to fill and no seek.
     """
     name = path.name
     try:
-        with path.open("rb") as fh:
-            file_size = os.fstat(fh.fileno()).st_size
-            head = fh.read(_FILE_HEADER.size)
-            if len(head) < _FILE_HEADER.size:
-                msg = f"{name}: {file_size} bytes is too short for a CZI file header"
-                raise CorruptFileError(msg, path=path)
-            (
-                magic,
-                _alloc,
-                _used,
-                major,
-                _minor,
-                _guid1,
-                _guid2,
-                _part,
-                dir_pos,
-                md_pos,
-                _pending,
-                _att,
-            ) = _FILE_HEADER.unpack(head)
-            if not magic.startswith(CZI_MAGIC):
-                msg = f"{name}: not a CZI file (no ZISRAWFILE segment at offset 0)"
-                raise CorruptFileError(msg, path=path)
-            if major != 1:
-                logger.debug("%s: CZI major version %d (expected 1)", name, major)
-            if not 0 < dir_pos <= file_size - _DIRECTORY_HEADER:
-                msg = (
-                    f"{name}: the subblock directory at offset {dir_pos} lies outside the file "
-                    f"({file_size} bytes); the file is truncated or corrupt"
-                )
-                raise CorruptFileError(msg, path=path)
-            fh.seek(dir_pos)
-            directory = fh.read(_SEGMENT_HEADER + 4)
-            if not directory.startswith(b"ZISRAWDIRECTORY"):
-                msg = f"{name}: no subblock directory segment at offset {dir_pos}; the file is corrupt"
-                raise CorruptFileError(msg, path=path)
-            (entries,) = struct.unpack_from("<i", directory, _SEGMENT_HEADER)
-            room = (file_size - dir_pos - _DIRECTORY_HEADER) // _MIN_DIRECTORY_ENTRY
-            if entries <= 0 or entries > room:
-                msg = (
-                    f"{name}: the subblock directory claims {entries} subblocks; the file has room "
-                    f"for at most {room}: it is truncated or corrupt"
-                )
-                raise CorruptFileError(msg, path=path)
-            if entries > limits.max_planes:
-                msg = f"{name}: declares {entries:,} subblocks, over the limit of {limits.max_planes:,}"
-                raise LimitExceededError(msg, path=path)
-            start = dir_pos + _DIRECTORY_HEADER
-            fh.seek(start)
-            # One read of at most what the entries can take (64 dimensions each) and the file holds.
-            raw = fh.read(min(file_size - start, int(entries) * (_DIRECTORY_ENTRY.size + 20 * 64)))
-            parsed = _parse_directory(path, raw, file_size, int(entries))
-            parsed.check_last(fh)
-            if md_pos == 0:
-                return parsed, None
-            if not 0 < md_pos <= file_size - _METADATA_HEADER:
-                msg = f"{name}: the metadata segment at offset {md_pos} lies outside the file ({file_size} bytes)"
-                raise CorruptFileError(msg, path=path)
-            fh.seek(md_pos)
-            metadata = fh.read(_SEGMENT_HEADER + 4)
-            if not metadata.startswith(b"ZISRAWMETADATA"):
-                msg = f"{name}: no metadata segment at offset {md_pos}; the file is corrupt"
-                raise CorruptFileError(msg, path=path)
-            (xml_size,) = struct.unpack_from("<i", metadata, _SEGMENT_HEADER)
+        fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         msg = f"{name}: cannot read the CZI header: {exc}"
         raise CorruptFileError(msg, path=path) from exc
+    try:
+        file_size = os.fstat(fd).st_size
+        head = os.pread(fd, _FILE_HEADER.size, 0)
+        if len(head) < _FILE_HEADER.size:
+            msg = f"{name}: {file_size} bytes is too short for a CZI file header"
+            raise CorruptFileError(msg, path=path)
+        (
+            magic,
+            _alloc,
+            _used,
+            major,
+            _minor,
+            _guid1,
+            _guid2,
+            _part,
+            dir_pos,
+            md_pos,
+            _pending,
+            _att,
+        ) = _FILE_HEADER.unpack(head)
+        if not magic.startswith(CZI_MAGIC):
+            msg = f"{name}: not a CZI file (no ZISRAWFILE segment at offset 0)"
+            raise CorruptFileError(msg, path=path)
+        if major != 1:
+            logger.debug("%s: CZI major version %d (expected 1)", name, major)
+        if not 0 < dir_pos <= file_size - _DIRECTORY_HEADER:
+            msg = (
+                f"{name}: the subblock directory at offset {dir_pos} lies outside the file "
+                f"({file_size} bytes); the file is truncated or corrupt"
+            )
+            raise CorruptFileError(msg, path=path)
+        directory = os.pread(fd, _SEGMENT_HEADER + 4, dir_pos)
+        if not directory.startswith(b"ZISRAWDIRECTORY"):
+            msg = f"{name}: no subblock directory segment at offset {dir_pos}; the file is corrupt"
+            raise CorruptFileError(msg, path=path)
+        (entries,) = struct.unpack_from("<i", directory, _SEGMENT_HEADER)
+        room = (file_size - dir_pos - _DIRECTORY_HEADER) // _MIN_DIRECTORY_ENTRY
+        if entries <= 0 or entries > room:
+            msg = (
+                f"{name}: the subblock directory claims {entries} subblocks; the file has room "
+                f"for at most {room}: it is truncated or corrupt"
+            )
+            raise CorruptFileError(msg, path=path)
+        if entries > limits.max_planes:
+            msg = f"{name}: declares {entries:,} subblocks, over the limit of {limits.max_planes:,}"
+            raise LimitExceededError(msg, path=path)
+        start = dir_pos + _DIRECTORY_HEADER
+        # Entries of one layout (the usual case) are read exactly, their size known from the
+        # first entry's dimension count: a read of what 64 dimensions each could take cost
+        # more in fresh pages than the parse. Any other directory is read up to that bound.
+        first = os.pread(fd, _DIRECTORY_ENTRY.size, start)
+        count = struct.unpack_from("<i", first, 28)[0] if len(first) == _DIRECTORY_ENTRY.size else 0
+        exact = int(entries) * (_DIRECTORY_ENTRY.size + 20 * min(max(count, 0), 64))
+        raw = os.pread(fd, min(file_size - start, exact), start)
+        parsed = _parse_uniform(path, raw, file_size, int(entries))
+        if parsed is None:
+            bound = int(entries) * (_DIRECTORY_ENTRY.size + 20 * 64)
+            raw = os.pread(fd, min(file_size - start, bound), start)
+            parsed = _parse_walk(path, raw, file_size, int(entries))
+        parsed.check_last(fd)
+        if md_pos == 0:
+            return _Structure(parsed, 0, None)
+        if not 0 < md_pos <= file_size - _METADATA_HEADER:
+            msg = f"{name}: the metadata segment at offset {md_pos} lies outside the file ({file_size} bytes)"
+            raise CorruptFileError(msg, path=path)
+        metadata = os.pread(fd, _SEGMENT_HEADER + 4, md_pos)
+        if not metadata.startswith(b"ZISRAWMETADATA"):
+            msg = f"{name}: no metadata segment at offset {md_pos}; the file is corrupt"
+            raise CorruptFileError(msg, path=path)
+        (xml_size,) = struct.unpack_from("<i", metadata, _SEGMENT_HEADER)
+    except OSError as exc:
+        msg = f"{name}: cannot read the CZI header: {exc}"
+        raise CorruptFileError(msg, path=path) from exc
+    finally:
+        os.close(fd)
     if xml_size < 0 or md_pos + _METADATA_HEADER + xml_size > file_size:
         msg = (
             f"{name}: the metadata XML claims {xml_size} bytes, past the end of the file "
@@ -412,7 +545,7 @@ def _check_structure(path: Path, limits: ReadLimits) -> tuple[_Directory, int | 
             f"{limits.max_metadata_bytes:,}"
         )
         raise LimitExceededError(msg, path=path)
-    return parsed, int(xml_size)
+    return _Structure(parsed, md_pos + _METADATA_HEADER, int(xml_size))
 
 
 _DIRECTORY_ENTRY = struct.Struct("<2siqiiB5xi")  # 32 bytes, then 20 per dimension
@@ -423,11 +556,13 @@ _SUBBLOCK_SIZES = struct.Struct("<iiq")  # MetadataSize, AttachmentSize, DataSiz
 def _parse_directory(path: Path, raw: bytes, file_size: int, entries: int) -> _Directory:
     """Parse every directory entry of ``raw`` (the bytes after the directory header).
 
+    (Opening calls the two paths itself, reading only what the first needs.)
     Refuses a directory that ends past the end of the file or holds a
-    malformed entry, and an entry with an empty or negative X or Y extent
-    (libCZI would read it by its other size and the mosaic would silently
-    change shape). Also finds the largest stored full-resolution subblock,
-    the block a region read may have to decode whole.
+    malformed entry, and an entry with an empty, negative or missing X or Y
+    extent (libCZI would read it by its other size and the mosaic would
+    silently change shape). Also finds the largest stored full-resolution
+    subblock, the block a region read may have to decode whole, and libCZI's
+    statistics (:class:`_Statistics`).
 
     Why two paths: writers give every entry the same dimensions in the same
     order, and then one struct call unpacks many entries at once (a Python
@@ -443,6 +578,11 @@ def _dimension_error(path: Path, index: int, axis: str, size: int, stored: int) 
         f"{path.name}: subblock {index} declares an empty or negative {axis} extent "
         f"(size {size}, stored {stored}); the file is corrupt"
     )
+    return CorruptFileError(msg, path=path)
+
+
+def _no_extent_error(path: Path, index: int) -> CorruptFileError:
+    msg = f"{path.name}: subblock {index} has no X or no Y extent; the file is corrupt"
     return CorruptFileError(msg, path=path)
 
 
@@ -492,10 +632,14 @@ def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Dir
                     raise _dimension_error(path, first + i, axis, sizes[i], stored[i])
         chunks.append(values)
     names = [label.rstrip(b"\0").decode("ascii", "replace") for label in labels]
+    if "X" not in names or "Y" not in names:
+        raise _no_extent_error(path, 0)
     positions = [p for values in chunks for p in values[2::per]]
 
     def column(axis: str, field: int) -> list[int]:
         k = names.index(axis)
+        if len(chunks) == 1:
+            return list(chunks[0][field + 5 * k :: per])
         return [v for values in chunks for v in values[field + 5 * k :: per]]
 
     def coords() -> list[dict[str, int]]:
@@ -503,16 +647,24 @@ def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Dir
         return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
     def block() -> tuple[int, int]:
-        out = [1, 1]
-        if "X" in names and "Y" in names:
-            xs, xst = column("X", 9), column("X", 11)
-            ys, yst = column("Y", 9), column("Y", 11)
-            full = [i for i in range(len(xs)) if xs[i] == xst[i] and ys[i] == yst[i]]
-            out = [max((yst[i] for i in full), default=1), max((xst[i] for i in full), default=1)]
+        xs, xst = column("X", 9), column("X", 11)
+        ys, yst = column("Y", 9), column("Y", 11)
+        full = [i for i in range(len(xs)) if xs[i] == xst[i] and ys[i] == yst[i]]
+        out = [max((yst[i] for i in full), default=1), max((xst[i] for i in full), default=1)]
         return out[0], out[1]
 
+    statistics = _statistics(
+        column("X", 8),
+        column("Y", 8),
+        column("X", 9),
+        column("Y", 9),
+        {axis: column(axis, 8) for axis in dict.fromkeys(names) if axis in _LIBCZI_DIMS},
+        [code for values in chunks for code in values[1::per]],
+    )
     header = max(256, 16 + stride)
-    return _Directory(path, file_size, entries, positions, coords, [header] * entries, block)
+    return _Directory(
+        path, file_size, entries, positions, coords, [header] * entries, block, statistics
+    )
 
 
 def _parse_walk(path: Path, raw: bytes, file_size: int, entries: int) -> _Directory:
@@ -523,6 +675,13 @@ def _parse_walk(path: Path, raw: bytes, file_size: int, entries: int) -> _Direct
     positions: list[int] = []
     coords: list[dict[str, int]] = []
     header_sizes: list[int] = []
+    # libCZI's statistics count every entry, the other parts' of a multi-part document too.
+    rect_x: list[int] = []
+    rect_y: list[int] = []
+    rect_w: list[int] = []
+    rect_h: list[int] = []
+    codes: list[int] = []
+    starts: dict[str, list[int]] = {"S": [], "C": []}
     block_rows = block_cols = 1
     offset = 0
     end = len(raw)
@@ -530,32 +689,48 @@ def _parse_walk(path: Path, raw: bytes, file_size: int, entries: int) -> _Direct
         if offset + _DIRECTORY_ENTRY.size > end:
             msg = f"{name}: the subblock directory ends past the end of the file; the file is truncated"
             raise CorruptFileError(msg, path=path)
-        schema, _ptype, position, part, _comp, _pyramid, count = entry_unpack(raw, offset)
+        schema, ptype, position, part, _comp, _pyramid, count = entry_unpack(raw, offset)
         entry_size = _DIRECTORY_ENTRY.size + 20 * count
         if schema != b"DV" or not 0 <= count <= 64 or offset + entry_size > end:
             msg = f"{name}: subblock directory entry {index} is malformed; the file is corrupt"
             raise CorruptFileError(msg, path=path)
-        starts: dict[str, int] = {}
-        x = y = (0, 0)
+        entry_starts: dict[str, int] = {}
+        x = y = None
         for k in range(offset + _DIRECTORY_ENTRY.size, offset + entry_size, 20):
             label, start, size, _coord, stored = dim_unpack(raw, k)
             axis = label.rstrip(b"\0").decode("ascii", "replace")
-            starts[axis] = start
+            entry_starts[axis] = start
             if axis in ("X", "Y"):
                 if size < 1 or stored < 1:
                     raise _dimension_error(path, index, axis, size, stored)
                 if axis == "X":
-                    x = (size, stored)
+                    x = (start, size, stored)
                 else:
-                    y = (size, stored)
+                    y = (start, size, stored)
+        if x is None or y is None:
+            raise _no_extent_error(path, index)
         offset += entry_size
+        rect_x.append(x[0])
+        rect_y.append(y[0])
+        rect_w.append(x[1])
+        rect_h.append(y[1])
+        codes.append(ptype)
+        for axis, start in entry_starts.items():
+            if axis in _LIBCZI_DIMS and axis not in ("S", "C"):
+                starts.setdefault(axis, []).append(start)
+        starts["S"].append(entry_starts.get("S", _ABSENT))
+        starts["C"].append(entry_starts.get("C", _ABSENT))
         if part != 0:  # a multi-part document's other files are not checked here
             continue
         positions.append(position)
-        coords.append(starts)
+        coords.append(entry_starts)
         header_sizes.append(max(256, 16 + entry_size))
-        if x[0] == x[1] and y[0] == y[1]:  # full resolution (not a pyramid subblock)
-            block_rows, block_cols = max(block_rows, y[1]), max(block_cols, x[1])
+        if x[1] == x[2] and y[1] == y[2]:  # full resolution (not a pyramid subblock)
+            block_rows, block_cols = max(block_rows, y[2]), max(block_cols, x[2])
+    for axis in ("S", "C"):
+        if max(starts[axis], default=_ABSENT) == _ABSENT:
+            del starts[axis]
+    statistics = _statistics(rect_x, rect_y, rect_w, rect_h, starts, codes)
     return _Directory(
         path,
         file_size,
@@ -564,6 +739,7 @@ def _parse_walk(path: Path, raw: bytes, file_size: int, entries: int) -> _Direct
         lambda: coords,
         header_sizes,
         lambda: (block_rows, block_cols),
+        statistics,
     )
 
 
@@ -591,19 +767,16 @@ class CziReader(ImageReader):
 
     def __init__(self, path: Path | str, /, *, limits: ReadLimits | None = None) -> None:
         super().__init__(path, limits=limits)
-        self._directory, xml_size = _check_structure(self.path, self.limits)
-        subblocks = self._directory.entries
-        self._pool = _NativePool(self.path, _open_native(self.path))
+        structure = _check_structure(self.path, self.limits)
+        self._directory = structure.directory
+        self._xml_at = structure.xml_at
+        # libCZI's reader is opened by the first pixel read (or a fallback for the XML).
+        self._pool = _NativePool(self.path)
         self.close_on_release(self._pool.close)
         self._xml: str | None = None
         self._xml_info: CziXmlInfo | None = None
         self._xml_error: MetadataError | None = None
-        try:
-            with self._pool.borrow() as native:
-                self._layout = self._read_layout(native, subblocks, xml_size)
-        except BaseException:
-            self.close()
-            raise
+        self._layout = self._read_layout(structure.directory, structure.xml_size)
         self._scenes = [self._scene_info(i) for i in range(len(self._layout.scene_keys))]
 
     # ------------------------------------------------------------------ layout
@@ -615,28 +788,24 @@ class CziReader(ImageReader):
         msg = f"{self.path.name}: libCZI failed {action}: {exc}"
         return CorruptFileError(msg, path=self.path, detail=str(exc))
 
-    def _read_layout(self, native: Any, subblocks: int, xml_size: int | None) -> _CziLayout:
+    def _read_layout(self, directory: _Directory, xml_size: int | None) -> _CziLayout:
         name = self.path.name
-        try:
-            box = native.total_bounding_box
-            total = native.total_bounding_rectangle
-            scene_rects = _scene_rectangles(native)
-        except Exception as exc:  # libCZI RuntimeError
-            raise self._wrap(exc, "reading the subblock directory") from exc
-        sizes = {axis: box[axis][1] - box[axis][0] for axis in ("T", "C", "Z")}
+        stats = directory.statistics
+        subblocks = directory.entries
+        # Like pylibCZIrw's total_bounding_box: T, C, Z count 1 where the file has none.
+        sizes = {axis: stats.bounds.get(axis, (0, 1))[1] for axis in ("T", "C", "Z")}
         extra = {
-            axis: box[axis][1] - box[axis][0]
+            axis: stats.bounds[axis][1]
             for axis in _VENDOR_DIMS
-            if axis in box and box[axis][1] - box[axis][0] > 1
+            if axis in stats.bounds and stats.bounds[axis][1] > 1
         }
         keys: list[int | None]
-        if scene_rects:
-            keys = [*sorted(scene_rects)]
-            rects = [scene_rects[k] for k in sorted(scene_rects)]
+        if stats.scenes:
+            keys = [*sorted(stats.scenes)]
+            rectangles = [stats.scenes[k] for k in keys if k is not None]
         else:
             keys = [None]
-            rects = [(total.x, total.y, total.w, total.h)]
-        rectangles = [(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rects]
+            rectangles = [stats.box]
         # Sizes pass sanity and the limits before anything loops over them or allocates.
         # Every index of an axis has at least one subblock, so no axis spans more
         # indices than there are subblocks (a flipped coordinate claims millions).
@@ -651,17 +820,11 @@ class CziReader(ImageReader):
             if width <= 0 or height <= 0:
                 msg = f"{name}: a scene has an empty bounding box ({width} x {height} pixels)"
                 raise CorruptFileError(msg, path=self.path)
-            self.check_shape((sizes["T"], sizes["C"], sizes["Z"], height, width), "uint8")
-        try:
-            # libCZI looks each channel up among the subblocks: a few suffice for the warning.
-            pixel_types = [
-                native.get_channel_pixel_type(c) for c in range(min(max(sizes["C"], 1), 16))
-            ]
-        except Exception as exc:
-            raise self._wrap(exc, "reading the pixel type") from exc
+        # libCZI looks each channel up among the subblocks: a few suffice for the warning.
+        pixel_types = [stats.pixel_type(c) for c in range(min(max(sizes["C"], 1), 16))]
         warnings: list[str] = []
         pixel_type = pixel_types[0]
-        if pixel_type not in _PIXEL_TYPES and pixel_type in {"Invalid", ""}:
+        if pixel_type == "Invalid":
             msg = f"{name}: the subblock directory holds an invalid pixel type; the file is corrupt"
             raise CorruptFileError(msg, path=self.path)
         if pixel_type not in _PIXEL_TYPES:
@@ -705,19 +868,47 @@ class CziReader(ImageReader):
 
     # ---------------------------------------------------------------- metadata
     def _get_xml(self) -> str:
+        """The metadata XML as the file stores it (UTF-8); libCZI's copy if it is not UTF-8.
+
+        Why not libCZI's ``GetXmlMetadata`` first: it parses the whole document
+        (pugixml) and writes it out again, which costs more than our parse of
+        the parts we map; the stored text is what ZEN wrote.
+        """
         if self._xml is None:
-            if self._layout.xml_size is None:
+            size = self._layout.xml_size
+            if size is None:
                 self._xml = ""
             else:
                 try:
-                    with self._pool.borrow() as native:
-                        self._xml = str(native.raw_metadata)
-                except (ZstackError, ReaderClosedError):
-                    raise
-                except Exception as exc:  # libCZI parses the XML itself (pugixml) and may refuse it
-                    msg = f"{self.path.name}: libCZI cannot read the metadata XML: {exc}"
-                    raise MetadataError(msg, path=self.path, detail=str(exc)) from exc
+                    fd = os.open(self.path, os.O_RDONLY)
+                    try:
+                        raw = os.pread(fd, size, self._xml_at)
+                    finally:
+                        os.close(fd)
+                except OSError as exc:
+                    msg = f"{self.path.name}: cannot read the metadata XML: {exc}"
+                    raise CorruptFileError(msg, path=self.path) from exc
+                if len(raw) < size:
+                    msg = f"{self.path.name}: the metadata XML ends past the end of the file"
+                    raise CorruptFileError(msg, path=self.path)
+                # No "utf-8-sig" codec: its lookup imports a module on first use (~0.3 ms).
+                raw = raw.rstrip(b"\0")
+                try:
+                    self._xml = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+                except UnicodeDecodeError:
+                    self._xml = self._libczi_xml()
         return self._xml
+
+    def _libczi_xml(self) -> str:
+        """The XML as libCZI gives it: parsed (pugixml: no DTD, any encoding), written as UTF-8."""
+        try:
+            with self._pool.borrow() as native:
+                return str(native.raw_metadata)
+        except (ZstackError, ReaderClosedError):
+            raise
+        except Exception as exc:  # libCZI parses the XML itself (pugixml) and may refuse it
+            msg = f"{self.path.name}: libCZI cannot read the metadata XML: {exc}"
+            raise MetadataError(msg, path=self.path, detail=str(exc)) from exc
 
     def _get_xml_info(self) -> CziXmlInfo:
         with self._lock:
@@ -729,8 +920,13 @@ class CziReader(ImageReader):
                 try:
                     self._xml_info = parse_czi_xml(self._get_xml(), path=self.path)
                 except MetadataError as exc:
-                    self._xml_error = exc  # parse once, fail the same way every time
-                    raise
+                    # A DTD (refused by our parser) or another quirk libCZI's copy does not
+                    # have: that copy is what this reader read before it read the file's own.
+                    try:
+                        self._xml_info = parse_czi_xml(self._libczi_xml(), path=self.path)
+                    except ZstackError:
+                        self._xml_error = exc  # parse once, fail the same way every time
+                        raise exc from None
                 # Scene names live in the XML; SceneInfo carries them for every consumer.
                 names = self._xml_info.scene_names
                 self._scenes = [

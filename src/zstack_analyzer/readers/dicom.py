@@ -515,7 +515,7 @@ class DicomReader(ImageReader):
                     index=c,
                     name=_text(item.get("OpticalPathDescription")),
                     excitation_nm=float(wavelength) if wavelength else None,
-                    illumination=_code_meaning(item.get("IlluminationTypeCodeSequence")),
+                    **_illumination(item.get("IlluminationTypeCodeSequence")),
                 )
             )
         return channels
@@ -576,6 +576,57 @@ def _first(value: Any) -> Any:
     if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
         return value[0] if len(value) else None
     return value
+
+
+#: DICOM CID 8123 "Microscopy Illumination Method" (scheme DCM) -> OME IlluminationType and
+#: ContrastMethod, the vocabulary the CZI, OME, LIF and OIF readers report (issue 22).
+_ILLUMINATION_CODES: dict[str, tuple[str, str | None]] = {
+    "111741": ("Transmitted", None),  # Transmission illumination
+    "111742": ("Other", None),  # Reflection illumination (OME has no reflected light)
+    "111743": ("Epifluorescence", "Fluorescence"),  # Epifluorescence illumination
+    "111744": ("Transmitted", "Brightfield"),  # Brightfield illumination
+    "111745": ("Transmitted", "Darkfield"),  # Darkfield illumination
+    "111746": ("Oblique", "ObliqueIllumination"),  # Oblique illumination
+    "111747": ("Transmitted", "Phase"),  # Phase contrast illumination
+    "111748": ("Transmitted", "DIC"),  # Differential interference contrast
+    "111749": ("Epifluorescence", "Fluorescence"),  # Total internal reflection fluorescence
+}
+#: The same by code meaning (lower case), for files that give a meaning without the DCM code.
+_ILLUMINATION_MEANINGS = {
+    "transmission illumination": "111741",
+    "reflection illumination": "111742",
+    "epifluorescence illumination": "111743",
+    "brightfield illumination": "111744",
+    "darkfield illumination": "111745",
+    "oblique illumination": "111746",
+    "phase contrast illumination": "111747",
+    "differential interference contrast": "111748",
+    "total internal reflection fluorescence": "111749",
+}
+
+
+def _illumination(sequence: Any) -> dict[str, str | None]:
+    """``illumination`` and ``contrast_method`` of a channel from its IlluminationTypeCodeSequence.
+
+    Why not the code meaning as found: every other reader reports OME's
+    IlluminationType ("Transmitted", "Epifluorescence", ...), and a search or a
+    comparison across formats needs one vocabulary. A code we do not know is
+    "Other" (the file does state one).
+    """
+    if not sequence:
+        return {}
+    item = sequence[0]
+    code = _text(item.get("CodeValue"))
+    if code not in _ILLUMINATION_CODES or _text(item.get("CodingSchemeDesignator")) not in (
+        "DCM",
+        None,
+    ):
+        meaning = (_code_meaning(sequence) or "").lower()
+        code = _ILLUMINATION_MEANINGS.get(meaning)
+    if code is None:
+        return {"illumination": "Other"} if _code_meaning(sequence) or item.get("CodeValue") else {}
+    illumination, contrast = _ILLUMINATION_CODES[code]
+    return {"illumination": illumination, "contrast_method": contrast}
 
 
 def _code_meaning(sequence: Any) -> str | None:

@@ -5,7 +5,9 @@ IFD of every file before it returns a series, which makes opening a large
 BigTIFF cost as much as its IFD count. The OME ``TiffData`` elements already
 say which IFD of which file holds plane (t, c, z), so opening here reads the
 first IFD and the XML only; pages are parsed when a plane is read. The same
-table opens a multi-file set from any member via its companion ``.ome`` file.
+table opens a multi-file set from any member via its companion ``.ome`` file,
+and from the companion itself (``*.companion.ome``, as Bio-Formats does): it is
+opened as the set it describes, through its first member present beside it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from zstack_analyzer.errors import CorruptFileError, MetadataError
+from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.metadata import ChannelInfo, ImageMetadata, SceneInfo
 from zstack_analyzer.readers._ome import image_metadata, parse_ome_xml
 from zstack_analyzer.readers._tiff_common import (
@@ -32,6 +35,10 @@ if TYPE_CHECKING:
     from zstack_analyzer.filesets import FileSet
     from zstack_analyzer.limits import ReadLimits
     from zstack_analyzer.readers._ome import OmeDocument, OmeImage
+    from zstack_analyzer.storage.remote import RemoteObject
+
+#: The name Bio-Formats and bfconvert give a multi-file set's metadata file.
+COMPANION_SUFFIX = ".companion.ome"
 
 __all__ = ["OmeTiffReader"]
 
@@ -58,7 +65,22 @@ class OmeTiffReader(TiffFamilyReader):
         ".ome.btf",
         ".ome.tf2",
         ".ome.tf8",
+        COMPANION_SUFFIX,
     )
+
+    def __init__(
+        self, path: Path | str | RemoteObject, /, *, limits: ReadLimits | None = None
+    ) -> None:
+        if isinstance(path, str | Path) and _is_companion_name(Path(path)):
+            path = _first_member(Path(path), limits or ReadLimits())
+        super().__init__(path, limits=limits)
+
+    @classmethod
+    def sniff(cls, head: bytes, path: Path) -> bool:
+        """An OME-TIFF (first IFD's description is OME-XML), or a set's ``.companion.ome``."""
+        if _is_companion_name(path):
+            return bytes(head[:1]) == b"<" and b"<OME" in bytes(head)
+        return super().sniff(head, path)
 
     @classmethod
     def claims(cls, head: bytes, peek: TiffPeek) -> bool:
@@ -366,3 +388,42 @@ class OmeTiffReader(TiffFamilyReader):
     def ome_document(self) -> OmeDocument:
         """The parsed OME-XML that describes the images."""
         return self._doc
+
+
+def _is_companion_name(path: Path) -> bool:
+    return path.name.lower().endswith(COMPANION_SUFFIX)
+
+
+def _first_member(companion: Path, limits: ReadLimits) -> Path:
+    """The first member TIFF the companion names that lies beside it (names only, no paths).
+
+    Why beside and by name: a ``FileName`` is data from the file; taking only its
+    last part keeps every open in the companion's folder (and so beneath an import
+    root the companion is in; :mod:`zstack_analyzer.confine` checks where each
+    open lands). The member then finds the companion through its ``BinaryOnly``
+    reference and opens the whole set.
+    """
+    try:
+        size = companion.stat().st_size
+    except OSError as exc:
+        msg = f"{companion.name}: cannot read the companion file: {exc}"
+        raise CorruptFileError(msg, path=companion) from exc
+    if size > limits.max_metadata_bytes:
+        msg = f"{companion.name}: the companion is over the metadata limit"
+        raise MetadataError(msg, path=companion)
+    doc = parse_ome_xml(companion.read_bytes(), path=companion, limits=limits)
+    names = [
+        Path(td.filename).name
+        for image in doc.images
+        for td in image.tiff_data
+        if td.filename and Path(td.filename).name not in ("", ".", "..")
+    ]
+    for name in dict.fromkeys(names):
+        member = companion.parent / name
+        if member.is_file():
+            return member
+    msg = (
+        f"{companion.name}: none of the {len(set(names))} TIFF file(s) the companion names "
+        f"is beside it ({', '.join(sorted(set(names))[:5]) or 'it names none'})"
+    )
+    raise MetadataError(msg, path=companion)

@@ -125,8 +125,14 @@ class Image(Base):
         Index("ix_images_depth", "depth"),
         Index("ix_images_pixel_size_x", "pixel_size_x"),
         # GIN on PostgreSQL; on SQLite a B-tree over an always-NULL column (costs nothing),
-        # kept so models and migrations agree on both engines.
-        Index("ix_images_search_vector", "search_vector", postgresql_using="gin"),
+        # kept so models and migrations agree on both engines. No pending list (0014):
+        # rows inserted one by one would otherwise be scanned linearly by every search.
+        Index(
+            "ix_images_search_vector",
+            "search_vector",
+            postgresql_using="gin",
+            postgresql_with={"fastupdate": "off"},
+        ),
         # Migration 0010: answers "which of these ids may the caller see, and when were they
         # made" from the index alone (an annotation search gives ids; a row read was ~10x).
         Index("ix_images_id_visibility", "id", "created_at", "owner_id", "group_id"),
