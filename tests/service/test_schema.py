@@ -102,6 +102,8 @@ def test_openapi_matches_routes(client: TestClient) -> None:
         ("/api/admin/users", "post"),
         ("/api/admin/users/{username}", "patch"),
         ("/api/admin/groups", "get"),
+        ("/api/admin/quality/backfill", "get"),
+        ("/api/admin/quality/backfill", "post"),
         ("/api/admin/groups", "post"),
         ("/api/admin/groups/{name}", "patch"),
         ("/api/admin/groups/{name}", "delete"),
