@@ -280,3 +280,90 @@ def test_delete_with_images_only_deletes_what_the_caller_may(world: World) -> No
     assert gone.json()["images_deleted"] == [own_image]
     assert _as(world, "admin", "get", f"/api/images/{others}").status_code == 200
     assert _as(world, "admin", "get", f"/api/images/{own_image}").status_code == 404
+
+
+def test_an_images_datasets_are_only_those_the_caller_sees(
+    world: World, alice_datasets: dict[str, int]
+) -> None:
+    """Alice files her read-annotate image in a private dataset too: only some roles see that one."""
+    image = world.images[(ALICE, "g-read-annotate")]
+    made = _as(
+        world, ALICE, "post", "/api/datasets", params={"group": "g-private"}, json={"name": "hid"}
+    )
+    hidden = made.json()["id"]
+    linked = _as(
+        world, ALICE, "post", f"/api/datasets/{hidden}/images", json={"image_ids": [image]}
+    )
+    assert linked.status_code == 200, linked.text
+    for role in ALL_ROLES:
+        answer = _as(world, role, "get", f"/api/images/{image}/datasets")
+        if role == "anonymous":
+            assert answer.status_code == 401
+            continue
+        if not expect_see(role, ALICE, "g-read-annotate"):
+            assert answer.status_code == 404, role
+            continue
+        assert answer.status_code == 200, (role, answer.text)
+        shown = {d["id"] for d in answer.json()["data"]}
+        assert answer.json()["count"] == len(shown)
+        visible = {
+            d["id"]
+            for d in _as(world, role, "get", "/api/datasets", params={"limit": 1000}).json()["data"]
+        }
+        assert shown <= visible, role
+        assert alice_datasets["g-read-annotate"] in shown, role
+        assert (hidden in shown) is expect_see(role, ALICE, "g-private"), role
+    unknown = _as(world, ALICE, "get", "/api/images/00000000-0000-0000-0000-000000000000/datasets")
+    assert unknown.status_code == 404
+
+
+def test_linking_datasets_into_projects(world: World, alice_datasets: dict[str, int]) -> None:
+    """Linking needs change on the project and annotate on the dataset, as filing images."""
+    projects = {}
+    for level in LEVELS:
+        group = f"g-{level}"
+        made = _as(
+            world, ALICE, "post", "/api/projects", params={"group": group}, json={"name": level}
+        )
+        assert made.status_code == 201, made.text
+        projects[group] = made.json()["id"]
+    for role in ALL_ROLES:
+        for group, project in projects.items():
+            dataset = alice_datasets[group]
+            path = f"/api/projects/{project}/datasets"
+            link = _as(world, role, "post", path, json={"dataset_ids": [dataset]})
+            expected = _expected(role, group, allowed=expect_change(role, ALICE, group), ok=200)
+            assert link.status_code == expected, (role, group, link.text)
+            if expected != 200:
+                continue
+            assert link.json() == {"project_id": project, "linked": [dataset], "already": []}
+            again = _as(world, role, "post", path, json={"dataset_ids": [dataset, dataset]})
+            assert again.json()["already"] == [dataset]
+            inside = _as(world, role, "get", "/api/datasets", params={"project_id": project})
+            assert [d["id"] for d in inside.json()["data"]] == [dataset]
+            assert _as(world, role, "delete", f"{path}/{dataset}").status_code == 204
+            assert _as(world, role, "delete", f"{path}/{dataset}").status_code == 404
+    # Into one's own project: the colleague's dataset must be one's to annotate.
+    for role in ROLES:
+        if ROLES[role][4]:
+            continue
+        own = _as(world, role, "post", "/api/projects", json={"name": f"mine {role}"}).json()["id"]
+        for group, dataset in alice_datasets.items():
+            link = _as(
+                world,
+                role,
+                "post",
+                f"/api/projects/{own}/datasets",
+                json={"dataset_ids": [dataset]},
+            )
+            allowed = expect_annotate(role, ALICE, group)
+            assert link.status_code == _expected(role, group, allowed=allowed, ok=200), (
+                role,
+                group,
+            )
+    bad = _as(world, ALICE, "post", f"/api/projects/{own}/datasets", json={"dataset_ids": []})
+    assert bad.status_code == 422
+    absent = _as(
+        world, "admin", "post", f"/api/projects/{own}/datasets", json={"dataset_ids": [9999]}
+    )
+    assert absent.status_code == 404

@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import httpx
 import numpy as np
 import pytest
 
@@ -19,7 +20,11 @@ from tests.service.conftest import write_ome_tiff
 from tests.service.live import LiveServer, make_settings
 from zstack_analyzer import open_image
 from zstack_analyzer.client import AuthError, Client, NotFoundError, RetryPolicy
-from zstack_analyzer.client.errors import RemoteUnsupportedFormatError, ServiceUnavailableError
+from zstack_analyzer.client.errors import (
+    ClientError,
+    RemoteUnsupportedFormatError,
+    ServiceUnavailableError,
+)
 from zstack_analyzer.errors import DecodeBusyError, SceneNotFoundError, UnsupportedFormatError
 
 if TYPE_CHECKING:
@@ -288,3 +293,56 @@ def test_image_quality_is_the_librarys(server: LiveServer, tmp_path: Path) -> No
         with pytest.raises(SceneNotFoundError) as out_of_range:  # the library's error type
             image.quality(3)
         assert out_of_range.value.status == 422
+
+
+def test_image_rois_tags_and_key_values(server: LiveServer, tmp_path: Path) -> None:
+    """``Image.rois()``, ``tags()``/``set_tags()``, ``key_values()``/``set_key_values()`` over HTTP."""
+    tiff = write_ome_tiff(tmp_path / "a.ome.tif", shape=(1, 2, 24, 32), seed=6)
+    with Client(server.base_url, token=TOKEN) as client:
+        image = client.images.upload(tiff)
+        assert image.rois() == []
+        assert image.tags() == []
+        assert image.key_values() == []
+        drawn = httpx.post(
+            f"{server.base_url}/api/images/{image.id}/rois",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            json={
+                "name": "nucleus",
+                "scene": 0,
+                "shapes": [
+                    {"type": "rectangle", "x": 2, "y": 3, "width": 5, "height": 4, "z": 1, "t": 0}
+                ],
+            },
+        )
+        assert drawn.status_code == 201, drawn.text
+        (roi,) = image.rois()
+        assert (roi["id"], roi["name"]) == (drawn.json()["id"], "nucleus")
+        shape = roi["shapes"][0]
+        assert [shape[k] for k in ("type", "x", "y", "width", "height", "z")] == [
+            "rectangle", 2, 3, 5, 4, 1,
+        ]  # fmt: skip
+
+        assert sorted(image.set_tags(["mitosis", "good", "mitosis"])) == ["good", "mitosis"]
+        assert sorted(image.tags()) == ["good", "mitosis"]
+        assert image.set_tags("only") == ["only"]  # one name, not its letters
+        assert image.set_tags([]) == []
+
+        pairs = image.set_key_values([("stain", "DAPI"), ("stain", "GFP"), ("strain", "N2")])
+        assert [(p["key"], p["value"]) for p in pairs] == [
+            ("stain", "DAPI"), ("stain", "GFP"), ("strain", "N2"),
+        ]  # fmt: skip
+        assert image.key_values() == pairs
+        image.set_key_values({"lens": "63x"})
+        assert [(p["key"], p["value"]) for p in image.key_values()] == [("lens", "63x")]
+        with pytest.raises(ClientError) as empty_key:
+            image.set_key_values({"": "x"})
+        assert empty_key.value.status == 422
+        assert [p["key"] for p in image.key_values()] == [
+            "lens"
+        ]  # the refused write changed nothing
+
+        image.delete()
+        with pytest.raises(NotFoundError):
+            image.tags()
+        with pytest.raises(NotFoundError):
+            image.rois()

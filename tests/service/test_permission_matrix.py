@@ -97,7 +97,7 @@ CATEGORIES: dict[tuple[str, str], str] = {
     # writing them is annotating it (read-annotate lets members annotate others' images).
     **{
         ("get", f"/api/images/{{image_id}}/{part}"): "image-view"
-        for part in ("tags", "key-values", "comments", "attachments")
+        for part in ("tags", "key-values", "comments", "attachments", "datasets")
     },
     ("put", "/api/images/{image_id}/tags"): "image-annotate",
     ("put", "/api/images/{image_id}/key-values"): "image-annotate",
@@ -131,6 +131,8 @@ CATEGORIES: dict[tuple[str, str], str] = {
     ("post", "/api/datasets/{dataset_id}/images"): "annotations",
     ("get", "/api/datasets/{dataset_id}/images"): "annotations",
     ("delete", "/api/datasets/{dataset_id}/images/{image_id}"): "annotations",
+    ("post", "/api/projects/{project_id}/datasets"): "annotations",
+    ("delete", "/api/projects/{project_id}/datasets/{dataset_id}"): "annotations",
     ("get", "/api/tags"): "annotations",
     ("patch", "/api/tags/{tag_id}"): "annotations",
     ("post", "/api/tags/{tag_id}/merge"): "annotations",

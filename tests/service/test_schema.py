@@ -52,7 +52,7 @@ def _annotation_routes() -> set[tuple[str, str]]:
     }
 
 
-ANNOTATION_PARTS = {"tags", "key-values", "comments", "attachments"}
+ANNOTATION_PARTS = {"tags", "key-values", "comments", "attachments", "datasets"}
 ANNOTATION_ROUTES = _annotation_routes()
 
 
@@ -112,6 +112,8 @@ def test_openapi_matches_routes(client: TestClient) -> None:
         ("/api/admin/import-roots", "get"),
         ("/api/admin/import-roots", "post"),
         ("/api/admin/import-roots", "delete"),
+        ("/api/admin/quality/backfill", "get"),
+        ("/api/admin/quality/backfill", "post"),
         ("/api/audit", "get"),
         # ROIs and measurements (issue 24).
         ("/api/images/{image_id}/rois", "get"),

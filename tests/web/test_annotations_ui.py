@@ -113,6 +113,11 @@ def test_file_tag_annotate_and_measure_a_rectangle(
         # Open one: tag it and give it a key-value pair.
         page.locator(f'.card[data-id="{cells}"] .thumb-link').click()
         page.wait_for_function("() => window.zstackViewer && window.zstackViewer.size")
+        # The image panel names the dataset it is in.
+        filed = page.locator(f'#dataset-chips .chip[data-dataset-id="{dataset_id}"]')
+        filed.wait_for()
+        assert filed.inner_text() == "Mitosis screen"
+        assert page.locator("#dataset-chips .chip").count() == 1
         page.fill("#tag-input", "mitosis")
         page.press("#tag-input", "Enter")
         page.locator("#tag-chips .chip", has_text="mitosis").wait_for()
@@ -156,6 +161,7 @@ def test_file_tag_annotate_and_measure_a_rectangle(
 
         rois = items(client.get(f"/api/images/{cells}/rois").json())
         assert len(rois) == 1
+        roi_id = rois[0]["id"]
         shape = rois[0]["shapes"][0]
         drawn = [shape[k] for k in ("type", "x", "y", "width", "height", "z", "t")]
         assert drawn == ["rectangle", 10, 8, 30, 22, 1, 0]  # on the plane shown
@@ -196,7 +202,9 @@ def test_file_tag_annotate_and_measure_a_rectangle(
             "([sel, n]) => document.querySelector(sel)?.textContent === n",
             arg=[pixel_count, str(5 * 26)],
         )
-        shape = items(client.get(f"/api/images/{cells}/rois").json())[0]["shapes"][0]
+        edited = items(client.get(f"/api/images/{cells}/rois").json())
+        assert [roi["id"] for roi in edited] == [roi_id]  # edited in place, not re-created
+        shape = edited[0]["shapes"][0]
         assert (shape["x"], shape["y"], shape["width"], shape["height"]) == (10, 8, 5, 26)
         page.focus("#pane-xy")
         page.keyboard.press("Delete")

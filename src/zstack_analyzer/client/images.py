@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from zstack_analyzer.client.annotations import AnnotationsMixin
 from zstack_analyzer.client.errors import ClientError, RemoteSceneNotFoundError
 
 if TYPE_CHECKING:
@@ -70,8 +71,8 @@ class _ProgressFile(io.RawIOBase):
         return len(data)
 
 
-class Image:
-    """One image of the server: its record, and what the API makes of it.
+class Image(AnnotationsMixin):
+    """One image of the server: its record, and what the API makes of it (annotations too).
 
     Attributes
     ----------

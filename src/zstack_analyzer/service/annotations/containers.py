@@ -34,6 +34,7 @@ from zstack_analyzer.service.annotations.models import (
 from zstack_analyzer.service.annotations.schemas import (
     ContainerPublic,
     ContainersPublic,
+    DatasetLinkResult,
     LinkResult,
 )
 from zstack_analyzer.service.auth.permissions import (
@@ -60,10 +61,13 @@ __all__ = [
     "dataset_images",
     "delete_container",
     "find_or_create",
+    "image_datasets",
     "image_ids_of",
     "link_dataset",
+    "link_datasets",
     "link_images",
     "list_containers",
+    "unlink_dataset",
     "unlink_image",
     "update_container",
     "visible_containers",
@@ -364,6 +368,84 @@ def link_dataset(session: Session, principal: Principal, project_id: int, datase
     )
     session.commit()
     return True
+
+
+def link_datasets(
+    session: Session, principal: Principal, raw_id: object, dataset_ids: list[int]
+) -> DatasetLinkResult:
+    """Link datasets into a project (the caller changes the project and annotates each dataset).
+
+    The rule of :func:`link_images`, all or nothing: one unknown or invisible
+    dataset answers 404, one the caller may see but not annotate 403, and
+    nothing is linked.
+    """
+    project = load_container(session, principal, "project", raw_id, Action.CHANGE)
+    wanted = list(dict.fromkeys(dataset_ids))
+    for dataset_id in wanted:
+        load_container(session, principal, "dataset", dataset_id, Action.ANNOTATE)
+    present: set[int] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        present.update(
+            session.scalars(
+                select(ProjectDataset.dataset_id).where(
+                    ProjectDataset.project_id == project.id, ProjectDataset.dataset_id.in_(chunk)
+                )
+            )
+        )
+    new = [dataset_id for dataset_id in wanted if dataset_id not in present]
+    session.add_all(
+        ProjectDataset(project_id=project.id, dataset_id=dataset_id, owner_id=principal.user_id)
+        for dataset_id in new
+    )
+    project.updated_at = utcnow()
+    session.commit()
+    return DatasetLinkResult(
+        project_id=project.id, linked=new, already=[i for i in wanted if i in present]
+    )
+
+
+def unlink_dataset(
+    session: Session, principal: Principal, raw_id: object, dataset_raw_id: str
+) -> None:
+    """Take a dataset out of a project the caller may change (404 when it was not in it).
+
+    Like unlinking an image: the dataset itself stays, and it must be visible.
+    """
+    project = load_container(session, principal, "project", raw_id, Action.CHANGE)
+    dataset = load_container(session, principal, "dataset", dataset_raw_id, Action.VIEW)
+    removed = session.execute(
+        delete(ProjectDataset).where(
+            and_(ProjectDataset.project_id == project.id, ProjectDataset.dataset_id == dataset.id)
+        )
+    )
+    if not getattr(removed, "rowcount", 0):
+        session.rollback()
+        raise HTTPException(404, f"dataset {dataset.id} is not in project {project.id}")
+    project.updated_at = utcnow()
+    session.commit()
+
+
+def image_datasets(session: Session, principal: Principal, image: Image) -> ContainersPublic:
+    """The datasets ``image`` is in that the caller may see, by name (all of them: no paging).
+
+    The image itself is checked by the router's guard; datasets of other
+    groups the caller cannot see are left out, as in every list.
+    """
+    rows: list[Project | Dataset] = list(
+        session.scalars(
+            select(Dataset)
+            .where(
+                Dataset.id.in_(
+                    select(DatasetImage.dataset_id).where(DatasetImage.image_id == image.id)
+                ),
+                visible_containers(principal, "dataset"),
+            )
+            .order_by(Dataset.name, Dataset.id)
+        )
+    )
+    data = container_public(session, principal, "dataset", rows)
+    return ContainersPublic(data=data, count=len(data))
 
 
 def dataset_images(

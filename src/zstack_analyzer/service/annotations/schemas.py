@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime  # noqa: TC003  (pydantic needs it at runtime)
+from typing import Annotated
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -19,8 +20,10 @@ __all__ = [
     "ContainerUpdate",
     "ContainersPublic",
     "DatasetCreate",
+    "DatasetLinkResult",
     "DeleteResult",
     "KeyValueItem",
+    "LinkDatasets",
     "LinkImages",
     "LinkResult",
     "TagMerge",
@@ -135,6 +138,22 @@ class LinkResult(BaseModel):
     dataset_id: int
     linked: list[str] = Field(description="Image ids newly linked")
     already: list[str] = Field(description="Image ids that were linked before")
+
+
+class LinkDatasets(BaseModel):
+    """Datasets to link into a project."""
+
+    dataset_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
+        min_length=1, max_length=MAX_ITEMS
+    )
+
+
+class DatasetLinkResult(BaseModel):
+    """What linking datasets into a project did."""
+
+    project_id: int
+    linked: list[int] = Field(description="Dataset ids newly linked")
+    already: list[int] = Field(description="Dataset ids that were linked before")
 
 
 class DeleteResult(BaseModel):

@@ -18,7 +18,9 @@ from zstack_analyzer.service.annotations.schemas import (
     ContainersPublic,
     ContainerUpdate,
     DatasetCreate,
+    DatasetLinkResult,
     DeleteResult,
+    LinkDatasets,
     LinkImages,
     LinkResult,
 )
@@ -266,3 +268,44 @@ def dataset_images(
     """One page of the dataset's visible images and their total."""
     rows, total = containers.dataset_images(session, principal, dataset_id, skip=skip, limit=limit)
     return ImagesPublic(data=page_summaries(session, rows), count=total)
+
+
+@router.post(
+    "/projects/{project_id}/datasets",
+    response_model=DatasetLinkResult,
+    summary="Link existing datasets into a project (JSON {'dataset_ids': [...]})",
+    responses=problems(401, 403, 404, 422),
+)
+def link_datasets(
+    project_id: ContainerId, body: LinkDatasets, session: SessionDep, principal: PrincipalDep
+) -> DatasetLinkResult:
+    """All or nothing: every dataset must be yours to annotate; already linked ones are listed."""
+    return containers.link_datasets(session, principal, project_id, body.dataset_ids)
+
+
+@router.delete(
+    "/projects/{project_id}/datasets/{dataset_id}",
+    status_code=204,
+    summary="Unlink a dataset from a project (the dataset stays)",
+    responses={204: {"description": "Unlinked"}, **problems(401, 403, 404)},
+)
+def unlink_dataset(
+    project_id: ContainerId, dataset_id: ContainerId, session: SessionDep, principal: PrincipalDep
+) -> None:
+    """Take the dataset out of the project."""
+    containers.unlink_dataset(session, principal, project_id, dataset_id)
+
+
+@router.get(
+    "/images/{image_id}/datasets",
+    response_model=ContainersPublic,
+    summary="The datasets an image is in (those you can see), by name",
+    responses=problems(401, 404),
+)
+def image_datasets(
+    image_id: Annotated[str, Path(max_length=64)], session: SessionDep, principal: PrincipalDep
+) -> ContainersPublic:
+    """Every visible dataset holding the image (the guard has checked the image)."""
+    from zstack_analyzer.service.images_service import require_image
+
+    return containers.image_datasets(session, principal, require_image(session, image_id))

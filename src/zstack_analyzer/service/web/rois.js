@@ -233,34 +233,16 @@ async function create(shape) {
   await load(answer && answer.id != null ? answer.id : null);
 }
 
-let canPut = true; // false once the server answered that it has no PUT for an ROI
-
-/** Save an edited ROI: PUT when the server has it, else delete and add again. */
+/** Save an edited ROI in place (PUT): its id, author and links stay the same. */
 async function update(roi) {
   const view = r;
   const body = { name: roi.name, scene: roi.scene ?? r.scene, shapes: roi.shapes };
-  const response = canPut
-    ? await apiFetch(`${base()}/${roi.id}`, {
-        method: "PUT",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(body),
-      })
-    : { status: 405 };
-  let id = roi.id;
-  if (response.status === 405) {
-    canPut = false;
-    try {
-      // The new one first: should the server refuse it, the old one is still there.
-      id = (await sendJson("POST", base(), body)).id;
-      await sendJson("DELETE", `${base()}/${roi.id}`);
-    } catch (err) {
-      setStatus(`Could not save the changed ROI: ${err.message}`, true);
-    }
-  } else if (!response.ok) {
-    const err = new ApiError(response.status, await problemOf(response));
+  try {
+    await sendJson("PUT", `${base()}/${roi.id}`, body);
+  } catch (err) {
     setStatus(`Could not save the changed ROI: ${err.message}`, true);
   }
-  if (view === r) await load(id);
+  if (view === r) await load(roi.id);
 }
 
 async function remove(roi) {

@@ -17,6 +17,7 @@ import { showComments } from "./comments.js";
 import { showKeyValues } from "./keyvalues.js";
 import { closeRois, followView, showRois } from "./rois.js";
 import { showTags } from "./tags.js";
+import { showDatasets } from "./image-datasets.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -823,6 +824,7 @@ export async function showViewer(id) {
   );
   $("scene").disabled = scenes.length < 2;
   // Annotations belong to the image, whatever the scene.
+  showDatasets(id);
   showTags(id);
   showKeyValues(id);
   showComments(id);
