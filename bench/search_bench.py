@@ -415,14 +415,23 @@ TEMPLATE_VERSION = 1
 
 
 def template_key() -> str:
-    """What a populated database depends on: the schema head, the row count, the generator."""
+    """What a populated database depends on: the schema, the row count, the generator.
+
+    The schema is named by its head and a digest of every migration file: a merge that
+    re-chains migrations keeps the head's id but changes what the database holds.
+    """
+    import hashlib
+
     from alembic.script import ScriptDirectory
 
     from zstack_analyzer.service.db.migrations import MIGRATIONS_DIR
 
     script = ScriptDirectory(str(MIGRATIONS_DIR))
     heads = "_".join(sorted(script.get_heads()))
-    return f"{heads}_{ROWS}_v{TEMPLATE_VERSION}"
+    digest = hashlib.sha256()
+    for migration in sorted(Path(MIGRATIONS_DIR, "versions").glob("*.py")):
+        digest.update(migration.name.encode() + b"\0" + migration.read_bytes())
+    return f"{heads}_{digest.hexdigest()[:10]}_{ROWS}_v{TEMPLATE_VERSION}"
 
 
 def search_records(
