@@ -376,7 +376,10 @@ def test_collection_ome_xml_lists_every_series() -> None:
     assert root.tag == f"{{{OME_NAMESPACE}}}OME"
     assert root.get("Creator") == "zstack-analyzer"
     images = root.findall("ome:Image", ns)
-    assert [(i.get("ID"), i.get("Name")) for i in images] == [("Image:0", "cells"), ("Image:1", "rgb")]
+    assert [(i.get("ID"), i.get("Name")) for i in images] == [
+        ("Image:0", "cells"),
+        ("Image:1", "rgb"),
+    ]
     pixels = images[0].find("ome:Pixels", ns)
     assert pixels is not None
     assert pixels.attrib == {
