@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from fastapi import APIRouter, FastAPI
 from starlette.responses import PlainTextResponse, StreamingResponse
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket  # noqa: TC002 - FastAPI reads the annotation
 
 from tests.service.conftest import _testclient_class
 from tests.service.live import make_settings

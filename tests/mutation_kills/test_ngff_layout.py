@@ -7,11 +7,11 @@ converted and every served OME-Zarr. Each test states the NGFF a viewer would re
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from typing import Any
 
 import numpy as np
 import pytest
+from defusedxml import ElementTree as ET
 
 from zstack_analyzer.metadata import ChannelInfo, ImageMetadata, PhysicalSize
 from zstack_analyzer.zarr.ngff import (
@@ -237,7 +237,7 @@ def test_multiscales_attrs() -> None:
     old = multiscales_attrs(layout, name="cells", version="0.4")["multiscales"]
     assert len(old) == 1
     entry = old[0]
-    assert list(entry)[0] == "version"
+    assert next(iter(entry)) == "version"
     assert entry["version"] == "0.4"
     assert entry["name"] == "cells"
     assert entry["type"] == "mean"
