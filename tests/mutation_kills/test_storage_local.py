@@ -119,7 +119,7 @@ def test_sweep_removes_only_old_leftovers_without_a_row(
     assert kept.exists()
     assert fresh_orphan.exists()
     assert folder.is_dir()
-    assert "removed 1 temp file(s) and 1 orphan file(s)" in caplog.text
+    assert caplog.messages == ["start-up sweep removed 1 temp file(s) and 1 orphan file(s)"]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger=local.__name__):
         again = storage.sweep({"kept.tif"}, grace_seconds=60)
@@ -129,6 +129,25 @@ def test_sweep_removes_only_old_leftovers_without_a_row(
     later = storage.sweep({"kept.tif"})
     assert sorted(later.temp_files) == ["new-upload"]
     assert later.orphan_files == ["fresh.tif"]
+
+
+def test_sweep_reports_temp_files_alone_and_has_no_grace_by_default(
+    storage: LocalStorage, caplog: pytest.LogCaptureFixture
+) -> None:
+    temp = storage.tmp_dir / "upload"
+    temp.write_bytes(b"x")
+    _age(temp, 0.5)  # half a second old: no grace period unless asked for
+    with caplog.at_level(logging.WARNING, logger=local.__name__):
+        report = storage.sweep(set())
+    assert report.temp_files == ["upload"]
+    assert report.orphan_files == []
+    assert caplog.messages == ["start-up sweep removed 1 temp file(s) and 0 orphan file(s)"]
+
+
+def test_a_file_modified_exactly_at_the_cutoff_is_removed(tmp_path: Path) -> None:
+    path = tmp_path / "edge"
+    path.write_bytes(b"x")
+    assert remove_old([path], path.stat().st_mtime) == ["edge"]
 
 
 def test_sweep_of_missing_folders_is_empty(tmp_path: Path) -> None:
