@@ -235,7 +235,7 @@ def test_watch_handles_each_complete_file_once(folder: Path) -> None:
     with _watching(folder, sink) as events:
         _until(lambda: len(events) >= 4)
         time.sleep(0.3)  # several more polls: nothing is reported again
-        by_path = {path: commit for path, commit in events}
+        by_path = dict(events)
         assert len(events) == 4, events
         assert by_path[str(folder / "a.tif")] == Commit("present")
         assert by_path[str(folder / "sub" / "b.tif")].outcome == "ingested"
