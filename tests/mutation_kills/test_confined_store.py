@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteRequest
-from zarr.core.buffer import default_buffer_prototype
+from zarr.core.buffer import BufferPrototype, cpu, default_buffer_prototype
 from zarr.storage import LocalStore
 
 from zstack_analyzer.confine import UnsafeFileError, confine_reads
@@ -103,3 +103,21 @@ def test_outside_the_roots_it_is_localstore(tmp_path: Path) -> None:
     assert _get(store, "k", RangeByteRequest(1, 3)) == DATA[1:3]
     assert _get(store, "link") == b"not confined"  # no root here: zarr's own read
     assert _get(store, "none") is None
+
+
+class _TaggedBuffer(cpu.Buffer):
+    """A buffer class of our own, to see which prototype a read used."""
+
+
+def test_the_callers_buffer_prototype_is_used_inside_and_outside_the_roots(
+    root: Path, tmp_path: Path
+) -> None:
+    prototype = BufferPrototype(buffer=_TaggedBuffer, nd_buffer=cpu.NDBuffer)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "k").write_bytes(DATA)
+    for folder, key in ((root, "0/0"), (outside, "k")):
+        store = ConfinedLocalStore(folder, read_only=True)
+        buffer = asyncio.run(store.get(key, prototype=prototype))
+        assert isinstance(buffer, _TaggedBuffer), folder
+        assert buffer.to_bytes() == DATA
