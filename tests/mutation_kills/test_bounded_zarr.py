@@ -239,6 +239,7 @@ def _zstd_head(descriptor: int, fields: bytes) -> bytes:
 )
 def test_zstd_frame_content_size(head: bytes, size: int) -> None:
     assert _zstd_content_size(head + b"tail") == size
+    assert _zstd_content_size(head) == size  # the header alone is enough
 
 
 @pytest.mark.parametrize(
@@ -248,6 +249,7 @@ def test_zstd_frame_content_size(head: bytes, size: int) -> None:
         b"\x28\xb5\x2f\xfd",  # no descriptor
         b"\x28\xb5\x2f\xfc\x20\xc8",  # wrong magic
         _zstd_head(0b0000_0000, b"\x58"),  # flag 0, not single segment: no size
+        _zstd_head(0b0000_0000, b"\x58\x10\x20\x30"),  # ... whatever follows
         _zstd_head(0b0110_0000, b"\xe8"),  # a 2-byte size cut short
         _zstd_head(0b1110_0000, b"\x01\x02\x03"),  # an 8-byte size cut short
     ],
@@ -299,6 +301,30 @@ def test_guard_codecs_allows_for_filters(tmp_path: Path) -> None:
     assert _compressor(array).max_out == 10 * 15 * 2 * 8
 
 
+def test_guard_codecs_leaves_what_is_not_a_zarr_array() -> None:
+    plain = np.zeros((4, 4), dtype=np.uint8)
+    guard_codecs(plain, "plain")  # no codec pipeline to bound: nothing happens, no error
+    assert not hasattr(plain, "_async_array")
+
+
+def test_a_budgeted_array_with_partial_edge_chunks(tmp_path: Path) -> None:
+    array = zarr.open_array(
+        str(tmp_path / "edge.zarr"),
+        mode="w",
+        shape=(25, 31),
+        chunks=(10, 15),
+        dtype="uint8",
+        zarr_format=2,
+    )
+    array[...] = 1
+    budgeted = BudgetedArray(array, "edge.zarr", tmp_path / "edge.zarr")
+    for key, touched in (((slice(None), slice(None)), 9), (([0, 24], slice(0, 31)), 9)):
+        budget = DecodeBudget()
+        with decode_scope(budget):
+            budgeted[key]
+        assert budget.peak == 150 * touched, key
+
+
 def test_guard_codecs_leaves_uncompressed_and_v3_arrays(tmp_path: Path) -> None:
     array = _array(tmp_path, compressor=None)
     guard_codecs(array, "a.zarr")
@@ -340,6 +366,8 @@ def test_budgeted_array_describes_its_array(budgeted: BudgetedArray) -> None:
         (slice(0, 10), 2, 300),
         (4, 2, 30),
         (([1, 2], slice(0, 15)), 2, 300),
+        ((slice(0, 10), [1, 2]), 2, 300),
+        ((slice(None), [1, 2]), 4, 600),
     ],
 )
 def test_a_read_holds_the_chunks_it_touches(
