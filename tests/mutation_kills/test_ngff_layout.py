@@ -439,3 +439,25 @@ def test_pixel_types(dtype: str, pixel_type: str) -> None:
     pixels = root.find(f"{{{OME_NAMESPACE}}}Image/{{{OME_NAMESPACE}}}Pixels")
     assert pixels is not None
     assert pixels.get("Type") == pixel_type
+
+
+@pytest.mark.parametrize(
+    ("dtype", "bits", "low", "high"),
+    [
+        ("uint16", 12, 0.0, 4095.0),
+        ("uint16", 15, 0.0, 32767.0),
+        ("uint16", 16, 0.0, 65535.0),
+        ("uint16", None, 0.0, 65535.0),
+        ("uint16", 0, 0.0, 65535.0),
+        ("uint8", 8, 0.0, 255.0),
+        ("uint8", 1, 0.0, 1.0),
+        ("int16", 12, -32768.0, 32767.0),
+        ("float32", 12, 0.0, 1.0),
+    ],
+)
+def test_omero_value_range_from_significant_bits(
+    dtype: str, bits: int | None, low: float, high: float
+) -> None:
+    md = _md(dtype=dtype, significant_bits=bits, size_c=2)
+    for channel in omero_attrs(md, scene_layout(md))["omero"]["channels"]:
+        assert channel["window"] == {"min": low, "max": high, "start": low, "end": high}
