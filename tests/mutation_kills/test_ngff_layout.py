@@ -371,6 +371,10 @@ def test_collection_ome_xml_lists_every_series() -> None:
         [("cells", scene_layout(first), ["DAPI"]), ("rgb", scene_layout(second), [])]
     )
     assert xml.startswith("<?xml")
+    # OME is the default namespace (clients match the unprefixed form), never ns0: or another prefix.
+    assert f'<OME xmlns="{OME_NAMESPACE}"' in xml
+    assert "<Image " in xml
+    assert "ns0:" not in xml
     ns = {"ome": OME_NAMESPACE}
     root = ET.fromstring(xml)
     assert root.tag == f"{{{OME_NAMESPACE}}}OME"
