@@ -465,3 +465,25 @@ def test_omero_value_range_from_significant_bits(
     md = _md(dtype=dtype, significant_bits=bits, size_c=2)
     for channel in omero_attrs(md, scene_layout(md))["omero"]["channels"]:
         assert channel["window"] == {"min": low, "max": high, "start": low, "end": high}
+
+
+def test_two_channels_are_a_colour_model_and_more_bits_than_the_dtype_are_its_range() -> None:
+    md = _md(size_c=2, significant_bits=17)
+    omero = omero_attrs(md, scene_layout(md))["omero"]
+    assert omero["rdefs"]["model"] == "color"
+    assert {c["window"]["max"] for c in omero["channels"]} == {65535.0}
+
+
+def test_two_samples_per_pixel_are_samples_of_one_channel() -> None:
+    md = _md(samples_per_pixel=2, dtype="uint8", bit_depth=8)
+    channels = omero_attrs(md, scene_layout(md))["omero"]["channels"]
+    assert [c["label"] for c in channels] == ["C0 R", "C0 G"]
+    assert [c["color"] for c in channels] == ["FF0000", "00FF00"]
+
+
+def test_each_axis_keeps_its_own_unit() -> None:
+    only_z = scene_layout(_md(size_z=3, physical_size=PhysicalSize(z_um=2.0)))
+    assert only_z.units == (None, None, "micrometer", None, None)
+    only_x = scene_layout(_md(size_z=3, physical_size=PhysicalSize(x_um=0.5, z_um=2.0)))
+    assert only_x.units == (None, None, "micrometer", None, "micrometer")
+    assert only_x.scale == (1.0, 1.0, 2.0, 1.0, 0.5)
