@@ -72,6 +72,8 @@ def test_anything_else_is_no_index(part: str) -> None:
         ("bytes=-500", 100, (0, 100)),
         ("  BYTES = 3 - 4  ", 100, (3, 5)),
         ("Bytes=3-4", 100, (3, 5)),
+        ("bytes=0-0", 1, (0, 1)),
+        ("bytes=-1", 1, (0, 1)),
     ],
 )
 def test_one_satisfiable_range(header: str, size: int, span: tuple[int, int]) -> None:
