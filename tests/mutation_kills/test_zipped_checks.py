@@ -227,3 +227,68 @@ def test_open_zip_group_opens_the_root_with_the_plane_cap(tmp_path: Path) -> Non
         store.close()
     with pytest.raises(CorruptFileError):
         open_zip_group(_zip(tmp_path / "none.zip", {"x": b"1"}), ReadLimits())
+
+
+def test_every_refusal_names_the_zip_and_cuts_long_member_names(tmp_path: Path) -> None:
+    long = "0/" + "m" * 120
+    cases = [
+        (_ok(tmp_path, {"../" + long: b"x"}), ReadLimits(), None, "points outside the archive"),
+        (
+            _zip(tmp_path / "big.zip", {".zattrs": ATTRS, long: bytes(MiB + 1)}),
+            ReadLimits(max_plane_bytes=0),
+            ZipLimits(ratio_floor=10**9),
+            "expands to 1,048,577 bytes",
+        ),
+        (
+            _zip(tmp_path / "bomb.zip", {".zattrs": ATTRS, long: bytes(100_000)}),
+            ReadLimits(),
+            ZipLimits(ratio_floor=1000, max_ratio=2),
+            "a zip bomb is refused",
+        ),
+    ]
+    for path, limits, zl, what in cases:
+        with pytest.raises((CorruptFileError, LimitExceededError)) as info:
+            check_zip(path, limits, zl)
+        text = str(info.value)
+        assert what in text, text
+        assert str(info.value.path) == str(path)
+        assert f"member {('../' + long if 'outside' in what else long)[:80]!r} " in text
+    info_ = zipfile.ZipFile(tmp_path / "bomb.zip").getinfo(long)
+    ratio = info_.file_size / info_.compress_size
+    with pytest.raises(LimitExceededError) as bomb:
+        check_zip(tmp_path / "bomb.zip", ReadLimits(), ZipLimits(ratio_floor=1000, max_ratio=2))
+    assert f"expands {ratio:,.0f}-fold ({info_.compress_size:,} -> 100,000 bytes)" in str(
+        bomb.value
+    )
+
+
+def test_other_refusals_carry_the_path(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"PK\x03\x04 not really")
+    rootless = _zip(tmp_path / "rootless.zip", {"a/b/.zattrs": ATTRS})
+    ok = _ok(tmp_path)
+    for path, zl in (
+        (bad, None),
+        (rootless, None),
+        (ok, ZipLimits(max_members=1)),
+        (ok, ZipLimits(max_total_bytes=1)),
+    ):
+        with pytest.raises((CorruptFileError, LimitExceededError)) as info:
+            check_zip(path, ReadLimits(), zl)
+        assert str(info.value.path) == str(path)
+
+
+def test_a_ratio_exactly_at_the_cap_passes(tmp_path: Path) -> None:
+    stored = _zip(tmp_path / "s.zip", {".zattrs": ATTRS, "0/1": bytes(5000)}, zipfile.ZIP_STORED)
+    assert check_zip(stored, ReadLimits(), ZipLimits(ratio_floor=10, max_ratio=1)) == ""
+
+
+def test_the_zipped_read_member_names_the_file(tmp_path: Path) -> None:
+    from zstack_analyzer.zarr.zipped import read_member
+
+    path = _zip(tmp_path / "r.zip", {"m": bytes(100)})
+    with zipfile.ZipFile(path) as archive:
+        assert read_member(archive, "m", 100, path=path) == bytes(100)
+        with pytest.raises(LimitExceededError) as info:
+            read_member(archive, "m", 99, path=path)
+    assert str(info.value.path) == str(path)
