@@ -418,3 +418,36 @@ def test_waste_counts_against_the_request(budgeted: BudgetedArray) -> None:
         with pytest.raises(LimitExceededError, match=r"a\.zarr: a 10 x 15 chunk") as info:
             budgeted[0:1, 0:1]
         assert str(info.value.path) == str(budgeted.path)
+
+
+@pytest.mark.parametrize(
+    "inner", [numcodecs.Blosc(), numcodecs.LZ4(), numcodecs.Zstd()], ids=lambda c: c.codec_id
+)
+def test_decoding_into_a_given_buffer(inner: Any) -> None:
+    out = np.zeros(len(DATA), dtype=np.uint8)
+    result = _BoundedCodec(inner, len(DATA), "x").decode(inner.encode(DATA), out)
+    assert bytes(memoryview(result).cast("B")) == DATA
+    assert out.tobytes() == DATA  # written where asked
+
+
+def test_an_undeclared_size_is_named_once_decoded() -> None:
+    with pytest.raises(LimitExceededError, match="bz2 data decodes to 1,000 bytes, past the 999"):
+        _BoundedCodec(numcodecs.BZ2(), 999, "x").decode(numcodecs.BZ2().encode(DATA))
+
+
+def test_corrupt_zlib_names_the_array() -> None:
+    with pytest.raises(CorruptFileError) as info:
+        _BoundedCodec(numcodecs.Zlib(), 10, "cells.zarr").decode(b"\x00not zlib")
+    assert str(info.value.path) == "cells.zarr"
+
+
+def test_a_long_member_name_is_cut_in_the_message(tmp_path: Path) -> None:
+    long = "d/" + "n" * 120
+    data = bytes(range(256)) * 16
+    path = _zip(tmp_path / "crc.zip", {long: data}, zipfile.ZIP_STORED)
+    raw = bytearray(path.read_bytes())
+    raw[raw.find(data) + 100] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with zipfile.ZipFile(path) as archive, pytest.raises(CorruptFileError) as info:
+        read_member(archive, long, 4 * MiB, path=path)
+    assert str(info.value).startswith(f"crc.zip: member {long[:80]!r} does not inflate")
