@@ -314,3 +314,132 @@ def test_locations_and_remote_objects() -> None:
     assert str(bare) == "s3://lab/ab.tif"
     options = S3Options(access_key_id="k", secret_access_key="hidden")  # noqa: S106
     assert "hidden" not in repr(options)
+
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def big(tmp_path: Path) -> tuple[LocalStore, bytes]:
+    blob = np.random.default_rng(5).integers(0, 256, 3 * MiB + 4096, dtype=np.uint8).tobytes()
+    (tmp_path / "big.bin").write_bytes(blob)
+    return LocalStore(str(tmp_path)), blob
+
+
+def _big(store: LocalStore, **kw: int) -> RangedFile:
+    return RangedFile(store, "big.bin", name="big.bin", **kw)  # type: ignore[arg-type]
+
+
+def test_prefetch_takes_spans_in_order_while_the_budget_lasts(
+    big: tuple[LocalStore, bytes],
+) -> None:
+    store, blob = big
+    f = _big(store, block_bytes=10, cache_bytes=250)
+    _ = f.size  # 10 bytes at 0
+    f.prefetch([(1000, 1100), (MiB + 5000, MiB + 5120), (3 * MiB, 3 * MiB + 40)])
+    # 100 + 120 fit the 250-byte budget; the 40 after them do not (230 + 40 > 250).
+    # (A prefetch counts one request per range it fetches.)
+    assert (f.requests, f.bytes_fetched) == (3, 10 + 220)
+    for start, end in ((1000, 1100), (MiB + 5000, MiB + 5120)):
+        f.seek(start)
+        assert f.read(end - start) == blob[start:end]
+    assert f.requests == 3
+
+
+def test_prefetch_coalesces_ranges_up_to_one_mebibyte_apart(
+    big: tuple[LocalStore, bytes],
+) -> None:
+    store, _ = big
+    f = _big(store, block_bytes=10)
+    _ = f.size
+    f.prefetch([(100, 200), (200 + MiB, 300 + MiB)])  # exactly 1 MiB apart: one span
+    assert (f.requests, f.bytes_fetched) == (2, 10 + 200 + MiB)
+    g = _big(store, block_bytes=10)
+    _ = g.size
+    g.prefetch([(100, 200), (201 + MiB, 301 + MiB)])  # one byte more: two spans
+    assert (g.requests, g.bytes_fetched) == (3, 10 + 200)
+
+
+def test_prefetch_learns_the_size_from_the_first_block(store: LocalStore, data: bytes) -> None:
+    f = _file(store, block_bytes=100)
+    f.prefetch([(0, 5)])  # inside the first block, which the size's GET fetched
+    assert (f.requests, f.bytes_fetched) == (1, 100)
+    g = _file(store, block_bytes=10)
+    _ = g.size
+    g.prefetch([(0, 50)])
+    assert g.bytes_fetched == 10 + 50
+    before = g.requests
+    g.prefetch([(SIZE, SIZE + 10)])  # empty once cut at the end: nothing to fetch
+    assert g.requests == before
+
+
+def test_read_zero_and_readinto_at_the_end_fetch_nothing(store: LocalStore) -> None:
+    f = _file(store, block_bytes=100)
+    f.seek(50)
+    assert f.read(0) == b""
+    assert f.tell() == 50
+    g = _file(store, block_bytes=100)
+    _ = g.size
+    g.seek(SIZE)
+    assert g.readinto(bytearray(10)) == 0
+    assert g.requests == 1
+
+
+def test_a_read_of_exactly_the_direct_size_is_not_kept(store: LocalStore, data: bytes) -> None:
+    f = _file(store, block_bytes=100)
+    _ = f.size
+    for _ in range(2):
+        f.seek(400000)
+        assert f.read(DIRECT_BYTES) == data[400000 : 400000 + DIRECT_BYTES]
+    assert (f.requests, f.bytes_fetched) == (3, 100 + 2 * DIRECT_BYTES)
+
+
+def test_a_direct_readinto_is_followed_by_read_ahead(store: LocalStore, data: bytes) -> None:
+    f = _file(store, block_bytes=100)
+    _ = f.size
+    f.seek(300000)
+    f.readinto(bytearray(DIRECT_BYTES))
+    before = f.bytes_fetched
+    assert f.read(10) == data[300000 + DIRECT_BYTES : 300010 + DIRECT_BYTES]
+    assert f.bytes_fetched - before == 200  # sequential: the read-ahead doubled
+
+
+def test_a_held_start_is_used_by_readinto(store: LocalStore, data: bytes) -> None:
+    f = _file(store, block_bytes=1000)
+    f.read(10)
+    buffer = bytearray(DIRECT_BYTES)
+    f.seek(500)
+    f.readinto(buffer)
+    assert bytes(buffer) == data[500 : 500 + DIRECT_BYTES]
+    assert f.bytes_fetched == 1000 + DIRECT_BYTES - 500
+
+
+def test_an_extent_fetched_again_replaces_the_old_one_in_the_count(store: LocalStore) -> None:
+    f = _file(store, block_bytes=1000, cache_bytes=2500)
+    _ = f.size  # 1000 bytes at 0
+    f.prefetch([(0, 1500)])  # replaces them: 1500 held, not 2500
+    f.seek(10000)
+    f.read(1)  # 1000 more: 2500 held, exactly the cache
+    requests = f.requests
+    f.seek(0)
+    f.read(1500)  # still held
+    f.seek(10000)
+    f.read(1)
+    assert f.requests == requests
+
+
+def test_two_extents_over_the_cache_keep_the_newest(store: LocalStore) -> None:
+    f = _file(store, block_bytes=1000, cache_bytes=1500)
+    _ = f.size
+    f.seek(10000)
+    f.read(1)
+    f.seek(10000)
+    f.read(1)
+    assert f.requests == 2
+    f.seek(0)
+    f.read(1)  # dropped when the second came
+    assert f.requests == 3
+
+
+def test_a_prefix_starting_with_the_strip_character() -> None:
+    assert S3Location.parse("s3://lab/Xrays/") == S3Location("lab", "Xrays")
