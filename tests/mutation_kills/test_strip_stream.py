@@ -18,7 +18,7 @@ import tifffile
 
 from zstack_analyzer import open_image
 from zstack_analyzer.budget import DecodeBudget, decode_scope
-from zstack_analyzer.errors import CorruptFileError
+from zstack_analyzer.errors import CorruptFileError, LimitExceededError
 from zstack_analyzer.readers._strip_stream import STREAM_STEP, StripCursors, streamable
 
 if TYPE_CHECKING:
@@ -145,6 +145,7 @@ def test_corrupt_deflate_data_is_a_typed_error(tmp_path: Path) -> None:
     with open_image(path) as reader, pytest.raises(CorruptFileError) as info:
         reader.read_region(0, 0, 0, 0, (0, 10), (0, 220))
     assert "strip 0 of IFD 0: corrupt deflate data" in str(info.value)
+    assert str(info.value.path) == str(path)
 
 
 def test_a_stream_that_ends_early_leaves_the_rest_zero(tmp_path: Path) -> None:
@@ -247,3 +248,23 @@ def test_layouts_not_streamed(changes: dict[str, Any]) -> None:
 
 def test_a_key_without_the_tags_is_not_streamed() -> None:
     assert not streamable(object())
+
+
+def test_budget_refusals_name_the_strip_and_the_file(tmp_path: Path) -> None:
+    data = _pattern((300, 220), "uint8")
+    path = _write(tmp_path / "s.tif", data)
+    with open_image(path) as reader:
+        for budget in (DecodeBudget(request_bytes=1000), DecodeBudget(block_bytes=1000)):
+            with decode_scope(budget), pytest.raises(LimitExceededError) as info:
+                reader.read_region(0, 0, 0, 0, (200, 210), (0, 10))
+            assert str(info.value).startswith("s.tif: strip 0 of IFD 0"), str(info.value)
+            assert str(info.value.path) == str(path)
+
+
+def test_the_waste_of_rgb_rows_counts_every_sample(tmp_path: Path) -> None:
+    data = _pattern((300, 220, 3), "uint8")
+    path = _write(tmp_path / "rgb.tif", data, photometric="rgb")
+    with open_image(path) as reader, decode_scope(DecodeBudget()) as scope:
+        region = reader.read_region(0, 0, 0, 0, (100, 120), (10, 30))
+        np.testing.assert_array_equal(region, data[100:120, 10:30])
+        assert scope.spent == 120 * 220 * 3 - 20 * 20 * 3
