@@ -1,0 +1,242 @@
+"""The HTTP guard in front of routing (``service/guard.py``) on a small app of known routes.
+
+Why a small app: the answers depend only on the route table, the settings' auth mode and the
+request's head, so each rule (431, 401 before 404/405, 404 for unknown API paths, 405 with a
+complete ``Allow``, HEAD as GET without a body, mounted sub-apps deciding for themselves,
+non-API paths untouched) can be checked exactly, and quickly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from fastapi import APIRouter, FastAPI
+from starlette.responses import PlainTextResponse, StreamingResponse
+from starlette.websockets import WebSocket  # noqa: TC002 - FastAPI reads the annotation
+
+from tests.service.conftest import _testclient_class
+from tests.service.live import make_settings
+from zstack_analyzer.service.guard import HttpGuardMiddleware, api_route_table
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+MAX_HEADERS = 12
+
+
+def _app(settings: Any) -> FastAPI:
+    app = FastAPI()
+    router = APIRouter(prefix="/api")
+
+    @router.get("/items")
+    def list_items() -> dict[str, str]:
+        return {"items": "all"}
+
+    @router.post("/items")
+    def add_item() -> dict[str, str]:
+        return {"added": "yes"}
+
+    @router.delete("/items/{item_id}")
+    def delete_item(item_id: int) -> dict[str, int]:
+        return {"deleted": item_id}
+
+    @router.put("/items/{item_id}")
+    def put_item(item_id: int) -> dict[str, int]:
+        return {"put": item_id}
+
+    @router.get("/stream")
+    def stream() -> StreamingResponse:
+        return StreamingResponse(iter([b"one ", b"two ", b"three"]), media_type="text/plain")
+
+    nested = APIRouter()
+
+    @nested.patch("/api/nested/thing")
+    def patch_thing() -> dict[str, str]:
+        return {"patched": "yes"}
+
+    router_outer = APIRouter()
+    router_outer.include_router(nested)
+    app.include_router(router)
+    app.include_router(router_outer)
+
+    sub = FastAPI()
+
+    @sub.get("/hello")
+    def hello() -> PlainTextResponse:
+        return PlainTextResponse("sub says hello")
+
+    app.mount("/api/sub", sub)
+
+    @app.get("/page")
+    def page() -> PlainTextResponse:
+        return PlainTextResponse("a page")
+
+    app.state.settings = settings
+    app.add_middleware(HttpGuardMiddleware, max_headers=MAX_HEADERS)
+    return app
+
+
+@pytest.fixture
+def open_client(tmp_path: Path) -> Iterator[TestClient]:
+    with _testclient_class()(_app(make_settings(tmp_path))) as client:
+        yield client
+
+
+@pytest.fixture
+def token_client(tmp_path: Path) -> Iterator[TestClient]:
+    settings = make_settings(tmp_path).model_copy(update={"api_token": "s3cret"})
+    with _testclient_class()(_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def users_client(tmp_path: Path) -> Iterator[TestClient]:
+    settings = make_settings(tmp_path).model_copy(update={"auth": "users"})
+    with _testclient_class()(_app(settings)) as client:
+        yield client
+
+
+def test_routes_answer_when_allowed(open_client: TestClient) -> None:
+    assert open_client.get("/api/items").json() == {"items": "all"}
+    assert open_client.post("/api/items").json() == {"added": "yes"}
+    assert open_client.delete("/api/items/3").json() == {"deleted": 3}
+    assert open_client.patch("/api/nested/thing").json() == {"patched": "yes"}
+    assert open_client.get("/page").text == "a page"
+
+
+def test_an_unknown_api_path_is_404_here(open_client: TestClient) -> None:
+    response = open_client.get("/api/nothing/here")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    assert "no API route at '/api/nothing/here'" in response.json()["detail"]
+    long = open_client.get("/api/" + "x" * 500)
+    assert long.status_code == 404
+    assert "x" * 195 in long.json()["detail"]
+    assert "x" * 300 not in long.json()["detail"]
+
+
+def test_a_method_no_route_accepts_is_405_with_every_allowed_method(
+    open_client: TestClient,
+) -> None:
+    response = open_client.patch("/api/items")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD, POST"
+    assert response.json()["code"] == "method_not_allowed"
+    assert response.json()["detail"] == "PATCH is not allowed here; allowed: GET, HEAD, POST"
+    one = open_client.get("/api/items/7")
+    assert one.status_code == 405
+    assert one.headers["allow"] == "DELETE, PUT"  # no GET here, so no HEAD either
+    head = open_client.head("/api/items/7")
+    assert head.status_code == 405
+    nested = open_client.get("/api/nested/thing")
+    assert nested.status_code == 405
+    assert nested.headers["allow"] == "PATCH"
+    odd = open_client.request("X" * 40, "/api/items")
+    assert odd.status_code == 405
+    assert odd.json()["detail"].startswith("X" * 16 + " is not allowed")
+
+
+def test_head_is_get_without_the_body(open_client: TestClient) -> None:
+    head = open_client.head("/api/items")
+    get = open_client.get("/api/items")
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == get.headers["content-length"]
+    assert head.headers["content-type"] == get.headers["content-type"]
+    streamed = open_client.head("/api/stream")
+    assert streamed.status_code == 200
+    assert streamed.content == b""
+    assert open_client.get("/api/stream").content == b"one two three"
+
+
+def test_mounted_sub_apps_decide_for_themselves(open_client: TestClient) -> None:
+    assert open_client.get("/api/sub/hello").text == "sub says hello"
+    assert open_client.get("/api/sub/other").status_code == 404
+    assert open_client.post("/api/sub/hello").status_code == 405
+
+
+def test_too_many_headers_is_431(open_client: TestClient) -> None:
+    base = len(open_client.build_request("GET", "/api/items").headers)
+    fits = {f"x-h{i}": "v" for i in range(MAX_HEADERS - base)}
+    assert open_client.get("/api/items", headers=fits).status_code == 200
+    over = {f"x-h{i}": "v" for i in range(MAX_HEADERS - base + 1)}
+    response = open_client.get("/page", headers=over)
+    assert response.status_code == 431
+    assert response.json()["code"] == "headers_too_large"
+    assert response.json()["detail"] == (
+        f"{MAX_HEADERS + 1} request header fields; at most {MAX_HEADERS} are accepted"
+    )
+
+
+def test_a_token_is_asked_for_before_any_404_or_405(token_client: TestClient) -> None:
+    for method, path in (
+        ("GET", "/api/items"),
+        ("GET", "/api/nothing"),
+        ("PATCH", "/api/items"),
+        ("HEAD", "/api/items"),
+        ("GET", "/api/sub/hello"),
+    ):
+        response = token_client.request(method, path)
+        assert response.status_code == 401, (method, path)
+        assert response.headers["www-authenticate"] == "Bearer"
+        if method != "HEAD":
+            assert response.json()["code"] == "unauthorized"
+    for header in ("Bearer wrong", "Basic s3cret", "s3cret", "Bearer", ""):
+        response = token_client.get("/api/items", headers={"Authorization": header})
+        assert response.status_code == 401, header
+    for header in ("Bearer s3cret", "bearer s3cret", "BEARER  s3cret ", "Bearer s3cret"):
+        response = token_client.get("/api/items", headers={"Authorization": header})
+        assert response.status_code == 200, header
+    good = {"Authorization": "Bearer s3cret"}
+    assert token_client.get("/api/nothing", headers=good).status_code == 404
+    assert token_client.patch("/api/items", headers=good).status_code == 405
+    assert token_client.get("/page").status_code == 200  # not under /api: no token needed
+
+
+def test_users_mode_asks_only_for_some_credential(users_client: TestClient) -> None:
+    assert users_client.get("/api/items").status_code == 401
+    assert users_client.get("/api/auth/login").status_code == 404  # open path: routing answers
+    assert users_client.get("/api/items", headers={"Authorization": "Bearer x"}).status_code == 200
+    assert users_client.get("/api/items", headers={"Authorization": "Bearer "}).status_code == 401
+    assert users_client.get("/api/items", headers={"Authorization": "Basic x"}).status_code == 401
+    for cookie, status in (
+        ("zstack_session=abc", 200),
+        ("other=1; zstack_session=abc", 200),
+        ("  zstack_session=abc ;x=y", 200),
+        ("zstack_session=", 401),
+        ("zstack_session= ; other=1", 401),
+        ("zstack_sessionx=abc", 401),
+        ("other=zstack_session", 401),
+    ):
+        users_client.cookies.clear()
+        response = users_client.get("/api/items", headers={"Cookie": cookie})
+        assert response.status_code == status, cookie
+
+
+def test_the_route_table_lists_api_routes_through_included_routers(tmp_path: Path) -> None:
+    app = _app(make_settings(tmp_path))
+    table = api_route_table(list(app.routes))
+    by_path = {regex.pattern: methods for regex, methods in table}
+    assert frozenset({"GET"}) in by_path.values()
+    assert any(m == frozenset({"*"}) for m in by_path.values())  # the mounted sub-app
+    assert all("page" not in pattern for pattern in by_path)
+    matching = [m for regex, m in table if regex.match("/api/items/3")]
+    assert sorted(sorted(m) for m in matching) == [["DELETE"], ["PUT"]]
+    assert [m for regex, m in table if regex.match("/api/nested/thing")] == [frozenset({"PATCH"})]
+
+
+def test_websockets_and_lifespan_pass_through(tmp_path: Path) -> None:
+    app = _app(make_settings(tmp_path))
+
+    @app.websocket("/api/ws")
+    async def ws(socket: WebSocket) -> None:
+        await socket.accept()
+        await socket.send_text("hi")
+        await socket.close()
+
+    with _testclient_class()(app) as client, client.websocket_connect("/api/ws") as socket:
+        assert socket.receive_text() == "hi"
