@@ -24,16 +24,14 @@ import math
 import struct
 import zipfile
 import zlib
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from zarr.storage import ZipStore
 
 from zstack_analyzer.budget import charge, reserve
 from zstack_analyzer.errors import CorruptFileError, LimitExceededError
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 __all__ = ["BoundedZipStore", "BudgetedArray", "guard_codecs", "read_member"]
 
@@ -55,7 +53,9 @@ def read_member(archive: zipfile.ZipFile, name: str, cap: int, *, path: Path | s
         The member inflates to more (or less) than it declares, or fails its CRC.
     """
     info = archive.getinfo(name)
-    label = getattr(path, "name", path)
+    # The file name only: the message is an HTTP problem's detail, and a server path is not
+    # the client's to see (callers pass text paths too).
+    label = Path(path).name
     if info.file_size > cap:
         msg = f"{label}: member {name[:80]!r} declares {info.file_size:,} bytes, over the limit of {cap:,}"
         raise LimitExceededError(msg, path=path)
