@@ -23,7 +23,12 @@ if TYPE_CHECKING:
 
 def test_formats_endpoint_lists_the_native_readers(client: TestClient) -> None:
     formats = client.get("/api/images/formats/supported").json()["formats"]
-    assert formats[".dv"] == {"name": "DeltaVision", "available": True, "required_package": "mrc"}
+    assert formats[".dv"] == {
+        "name": "DeltaVision",
+        "available": True,
+        "required_package": "mrc",
+        "reader": "DeltaVisionReader",
+    }
     assert formats[".mrc"]["name"] == "MRC"
     assert formats[".ims"]["name"] == "Imaris"
     assert formats[".ome.tif"]["name"] == "OME-TIFF"  # a shared suffix keeps its generic name

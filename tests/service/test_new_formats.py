@@ -27,7 +27,12 @@ def test_formats_endpoint_lists_the_new_readers(client: TestClient) -> None:
     assert formats[".lsm"]["name"] == "LSM"
     assert formats[".oib"]["name"] == "OIB"
     assert formats[".oif"]["name"] == "OIF"
-    assert formats[".dcm"] == {"name": "DICOM", "available": True, "required_package": "pydicom"}
+    assert formats[".dcm"] == {
+        "name": "DICOM",
+        "available": True,
+        "required_package": "pydicom",
+        "reader": "DicomReader",
+    }
     assert formats[".svs"]["name"] == "TIFF"
     assert all(formats[s]["available"] for s in (".lsm", ".oib", ".oif", ".dcm"))
 
