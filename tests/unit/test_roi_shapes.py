@@ -316,3 +316,12 @@ def test_qupath_geojson_without_our_properties() -> None:
 def test_bad_geojson_is_refused(document: object) -> None:
     with pytest.raises(InvalidRoiError):
         rois_from_geojson(document, SIZES)
+
+
+def test_an_ellipse_with_a_subnormal_radius_covers_only_its_centre_pixel() -> None:
+    """Found by schemathesis: radius 1e-308 overflowed the quotient (a warning, then a 500)."""
+    shape = parse_shape(
+        {"type": "ellipse", "x": 3.5, "y": 2.5, "radius_x": 1e-308, "radius_y": 1e-308}, SIZES
+    )
+    mask = shape.mask((0, 6), (0, 8))
+    assert mask.sum() == 1 and mask[2, 3]

@@ -160,9 +160,12 @@ class Shape:
             inside_y = (cy >= g["y"]) & (cy < g["y"] + g["height"])
             return np.asarray(inside_x & inside_y)
         if self.type == "ellipse":
-            dx = (cx - g["x"]) / g["radius_x"]
-            dy = (cy - g["y"]) / g["radius_y"]
-            return np.asarray(dx * dx + dy * dy <= 1.0)
+            # A radius near the smallest float overflows the quotient to inf: outside, as it
+            # should be (a NumPy warning here was a 500 wherever warnings are errors).
+            with np.errstate(over="ignore"):
+                dx = (cx - g["x"]) / g["radius_x"]
+                dy = (cy - g["y"]) / g["radius_y"]
+                return np.asarray(dx * dx + dy * dy <= 1.0)
         if self.type == "polygon":
             return _polygon_mask(self.vertices(), cy[:, 0], cx[0])
         # line, polyline, point: the sampled pixels
