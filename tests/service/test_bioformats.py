@@ -98,3 +98,14 @@ def test_upload_view_and_a_hanging_file_does_not_hang_the_server(
     assert registered.json()["image_stack"]["depth"] == 2
     image = registered.json()["id"]
     assert client.get(f"/api/images/{image}/slice/1").status_code == 200
+
+
+def test_a_long_bioformats_format_name_is_stored_on_every_engine(
+    tmp_path: Path, make_client: Callable[..., TestClient], more: Path, database_url: str | None
+) -> None:
+    """PostgreSQL refused "Gatan Digital Micrograph (Bio-Formats)" in a 32-character column (500)."""
+    client = make_client(make_settings(tmp_path / "data", database_url=database_url))
+    uploaded = upload(client, more / "gatan" / "dmTest_3D_int16_64,65,66.dm4")
+    assert uploaded.status_code == 201, uploaded.text
+    listed = client.get("/api/images/").json()["data"]
+    assert [item["format"] for item in listed] == ["Gatan Digital Micrograph (Bio-Formats)"]

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from zstack_analyzer.filesets import FileSet
-    from zstack_analyzer.limits import ReadLimits
     from zstack_analyzer.readers._ome import OmeDocument, OmeImage
     from zstack_analyzer.storage.remote import RemoteObject
 

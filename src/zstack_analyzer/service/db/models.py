@@ -71,7 +71,7 @@ class Image(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid.uuid4)
     filename: Mapped[str] = mapped_column(String(255))
     stored_name: Mapped[str] = mapped_column(String(64), unique=True)
-    format: Mapped[str] = mapped_column(String(32))
+    format: Mapped[str] = mapped_column(String(128))  # Bio-Formats names are long (0015)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     width: Mapped[int] = mapped_column(Integer)
