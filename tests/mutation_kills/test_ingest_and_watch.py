@@ -183,6 +183,7 @@ def test_summary_lists_at_most_max_listed_unsupported() -> None:
         "already_present": 1,
         "unsupported": MAX_LISTED + 5,
         "unsupported_files": [f"f{n}" for n in range(MAX_LISTED)],
+        "members": 0,
         "skipped": [{"path": "s", "reason": "why"}],
         "failed": [{"path": "x", "reason": "broken"}],
         "bytes": 7,

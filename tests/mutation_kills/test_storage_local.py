@@ -100,9 +100,12 @@ def test_sweep_removes_only_old_leftovers_without_a_row(
     kept = storage.images_dir / "kept.tif"
     orphan = storage.images_dir / "orphan.tif"
     fresh_orphan = storage.images_dir / "fresh.tif"
-    folder = storage.images_dir / "a-folder"
+    folder = storage.images_dir / "a-folder"  # a multi-file image's copy without a row
     folder.mkdir()
     _age(folder, 3600)
+    kept_set = storage.images_dir / "kept-set"  # one with a row (stored as "kept-set/main")
+    kept_set.mkdir()
+    _age(kept_set, 3600)
     for path in (old_temp, new_temp, kept, orphan, fresh_orphan):
         path.write_bytes(b"x")
     for path in (old_temp, kept, orphan):
@@ -110,23 +113,24 @@ def test_sweep_removes_only_old_leftovers_without_a_row(
     for path in (new_temp, fresh_orphan):
         _age(path, 5)
     with caplog.at_level(logging.WARNING, logger=local.__name__):
-        report = storage.sweep({"kept.tif"}, grace_seconds=60)
+        report = storage.sweep({"kept.tif", "kept-set/main.tif"}, grace_seconds=60)
     assert report.temp_files == ["old-upload"]
-    assert report.orphan_files == ["orphan.tif"]
+    assert sorted(report.orphan_files) == ["a-folder", "orphan.tif"]
     assert not old_temp.exists()
     assert not orphan.exists()
     assert new_temp.exists()
     assert kept.exists()
     assert fresh_orphan.exists()
-    assert folder.is_dir()
-    assert caplog.messages == ["start-up sweep removed 1 temp file(s) and 1 orphan file(s)"]
+    assert not folder.exists()
+    assert kept_set.is_dir()
+    assert caplog.messages == ["start-up sweep removed 1 temp file(s) and 2 orphan file(s)"]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger=local.__name__):
-        again = storage.sweep({"kept.tif"}, grace_seconds=60)
+        again = storage.sweep({"kept.tif", "kept-set/main.tif"}, grace_seconds=60)
     assert (again.temp_files, again.orphan_files) == ([], [])
     assert caplog.text == ""
     # Without a grace period everything without a row goes (modified "now" is not after now).
-    later = storage.sweep({"kept.tif"})
+    later = storage.sweep({"kept.tif", "kept-set/main.tif"})
     assert sorted(later.temp_files) == ["new-upload"]
     assert later.orphan_files == ["fresh.tif"]
 
