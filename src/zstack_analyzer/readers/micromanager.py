@@ -473,17 +473,12 @@ class MicroManagerReader(TiffFamilyReader):
             elif _positive(summary.get("Interval_ms")) is not None:
                 interval = float(summary["Interval_ms"]) / 1000.0
                 provenance["time_interval_s"] = "Micro-Manager summary Interval_ms (as planned)"
-        started = _timestamp(summary.get("StartTime") or summary.get("Time"))
-        acquired = acquired_local = None
-        if started is not None and started.tzinfo is not None:
-            acquired = started.astimezone(UTC)
-            provenance["acquired_at"] = "Micro-Manager summary StartTime (with its UTC offset)"
-        elif started is not None:
-            acquired_local = started
-            provenance["acquired_at_local"] = "Micro-Manager summary StartTime"
-            warnings.append(
-                "acquisition time zone unknown: acquired_at_local holds the time as written"
-            )
+        acquired, acquired_local = _start_time(
+            summary.get("StartTime") or summary.get("Time"),
+            "Micro-Manager summary StartTime",
+            provenance,
+            warnings,
+        )
         version = summary.get("MicroManagerVersion")
         microscope = MicroscopeInfo(
             software="Micro-Manager", software_version=str(version) if version else None
@@ -564,6 +559,25 @@ def _argb(value: Any) -> str | None:
         return None
     number &= 0xFFFFFF
     return f"#{number >> 16 & 0xFF:02X}{number >> 8 & 0xFF:02X}{number & 0xFF:02X}"
+
+
+def _start_time(
+    value: Any, source: str, provenance: dict[str, str], warnings: list[str]
+) -> tuple[datetime | None, datetime | None]:
+    """``(acquired_at, acquired_at_local)`` from a summary's start time, with its provenance.
+
+    Why one helper: Micro-Manager and NDTiff (its successor) write the same StartTime; one
+    with a UTC offset is an instant, one without is local time and says so in a warning.
+    """
+    started = _timestamp(value)
+    if started is None:
+        return None, None
+    if started.tzinfo is not None:
+        provenance["acquired_at"] = f"{source} (with its UTC offset)"
+        return started.astimezone(UTC), None
+    provenance["acquired_at_local"] = source
+    warnings.append("acquisition time zone unknown: acquired_at_local holds the time as written")
+    return None, started
 
 
 def _timestamp(value: Any) -> datetime | None:

@@ -44,7 +44,13 @@ from zstack_analyzer.metadata import (
 )
 from zstack_analyzer.readers._base import ImageReader, planes_to_dask
 from zstack_analyzer.readers._tiff_common import vendor_safe
-from zstack_analyzer.readers.micromanager import _argb, _list, _number, _positive, _timestamp
+from zstack_analyzer.readers.micromanager import (
+    _argb,
+    _list,
+    _number,
+    _positive,
+    _start_time,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -482,19 +488,9 @@ class NdTiffReader(ImageReader):
                 provenance["time_interval_s"] = (
                     "NDTiff image metadata ElapsedTime-ms (first to last frame)"
                 )
-        started = _timestamp(summary.get("StartTime"))
-        acquired = acquired_local = None
-        if started is not None and started.tzinfo is not None:
-            from datetime import UTC
-
-            acquired = started.astimezone(UTC)
-            provenance["acquired_at"] = "NDTiff summary StartTime (with its UTC offset)"
-        elif started is not None:
-            acquired_local = started
-            provenance["acquired_at_local"] = "NDTiff summary StartTime"
-            warnings.append(
-                "acquisition time zone unknown: acquired_at_local holds the time as written"
-            )
+        acquired, acquired_local = _start_time(
+            summary.get("StartTime"), "NDTiff summary StartTime", provenance, warnings
+        )
         version = summary.get("MicroManagerVersion")
         vendor = {
             "summary": summary,
