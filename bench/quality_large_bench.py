@@ -53,11 +53,19 @@ def child(mode: str, path: str) -> None:
     # Imports and the compiled scan's load from numba's cache are not the work measured.
     for dtype in ("uint8", "uint16"):
         measure_plane(np.zeros((4, 4), dtype))
+    cpu_started = _cpu()
     started = time.perf_counter()
     (_floor if mode == "floor" else _quality)(path)
     seconds = time.perf_counter() - started
+    cpu = _cpu() - cpu_started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_rss_mib": round(peak, 1)}))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": round(peak, 1)}))
+
+
+def _cpu() -> float:
+    """User + system CPU seconds of this process, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _run(mode: str, path: Path) -> dict[str, float]:
@@ -90,6 +98,7 @@ def main() -> None:
         for mode in order:
             (floor if mode == "floor" else quality).append(_run(mode, args.path))
     ratios = [q["seconds"] / f["seconds"] for q, f in zip(quality, floor, strict=True)]
+    cpu_ratios = [q["cpu_seconds"] / f["cpu_seconds"] for q, f in zip(quality, floor, strict=True)]
     print(
         json.dumps(
             {
@@ -99,6 +108,9 @@ def main() -> None:
                 "seconds_quality": [round(q["seconds"], 2) for q in quality],
                 "ratio_per_round": [round(r, 3) for r in ratios],
                 "ratio_median": round(statistics.median(ratios), 3),
+                "cpu_seconds_floor": [round(f["cpu_seconds"], 2) for f in floor],
+                "cpu_seconds_quality": [round(q["cpu_seconds"], 2) for q in quality],
+                "cpu_ratio_median": round(statistics.median(cpu_ratios), 3),
                 "peak_rss_mib_floor": max(f["peak_rss_mib"] for f in floor),
                 "peak_rss_mib_quality": max(q["peak_rss_mib"] for q in quality),
                 "target": 1.3,

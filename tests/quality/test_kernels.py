@@ -128,3 +128,43 @@ def test_compiled_scan_is_loaded_from_numbas_cache() -> None:
         for _ in range(2)
     ]
     assert runs[1] == ["1", "1"], runs
+
+
+@pytest.mark.parametrize("name", SCANS)
+@pytest.mark.parametrize("dtype", ["uint16", "int8"])
+def test_scan_of_wide_rows_with_extremes_in_later_rows(name: str, dtype: str) -> None:
+    """The scan goes row by row: range, counts and differences of every row are kept.
+
+    Rows wider than any vector width (and not a multiple of one), the plane's
+    extremes only in later rows of a band (never its first row), and the largest
+    possible differences (dtype minimum next to maximum, two apart) so a narrowed
+    integer would overflow.
+    """
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(23)
+    middle = (int(info.min) + int(info.max)) // 2
+    plane = rng.integers(middle - 20, middle + 20, size=(13, 1031)).astype(dtype)
+    plane[5, 100:110:2] = info.max
+    plane[5, 101:111:2] = info.min
+    plane[7, 999] = info.min
+    plane[9, 1030] = info.max
+    plane[11, 3] = info.min
+    scan = _scan(name)
+    offset = int(info.min) if info.kind == "i" else 0
+    hist = np.zeros(2 ** (8 * plane.dtype.itemsize), np.int64)
+    prev = plane[:0]
+    results = []
+    for start, stop in ((0, 1), (1, 4), (4, 9), (9, 13)):
+        band = np.ascontiguousarray(plane[start:stop])
+        results.append(scan(band, prev, 2, offset, hist))
+        prev = np.concatenate((prev, band))[-2:]
+    expected = _reference(plane)
+    data = plane.astype(np.float64)
+    assert sum(r[2] for r in results) == expected["brenner_sum"]
+    assert sum(r[3] for r in results) == expected["pairs"]
+    bands = [plane[0:1], plane[1:4], plane[4:9], plane[9:13]]
+    assert [(r[0], r[1]) for r in results] == [(b.min(), b.max()) for b in bands]
+    assert (min(r[0] for r in results), max(r[1] for r in results)) == (data.min(), data.max())
+    values, counts = np.unique(plane.astype(np.int64) - offset, return_counts=True)
+    assert np.array_equal(np.flatnonzero(hist), values)
+    assert np.array_equal(hist[values], counts)

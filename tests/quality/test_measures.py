@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -200,6 +201,42 @@ def test_large_planes_are_measured_in_bands(
         quality = measure_reader(reader)
     for z in range(2):
         assert quality.channels[0].planes[0][z] == measure_plane(stack[z])
+
+
+def test_large_planes_are_measured_on_threads_with_the_same_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planes of 1 MiB and more are measured on threads while the next are read.
+
+    Every plane's measures must land on its own (t, c, z), whichever thread
+    finished first; a single thread (``workers=1``) measures in line.
+    """
+    rng = np.random.default_rng(4)
+    stack = rng.integers(0, 4000, size=(2, 2, 3, 1024, 512)).astype(np.uint16)
+    for index in np.ndindex(stack.shape[:3]):  # each plane its own range: a swap shows
+        stack[index] += np.uint16(1000 * (index[1] * 3 + index[2]))
+    path = write_ome_tiff(tmp_path / "big.ome.tif", [stack])
+    threads: set[str] = set()
+    measure = measure_plane
+
+    def recording(plane: np.ndarray, **kwargs: Any) -> Any:
+        threads.add(threading.current_thread().name)
+        return measure(plane, **kwargs)
+
+    monkeypatch.setattr(quality_read, "measure_plane", recording)
+    with open_image(path) as reader:
+        threaded = measure_reader(reader, workers=2)
+        assert threads and all(name.startswith("zstack-quality") for name in threads)
+        threads.clear()
+        inline = measure_reader(reader, workers=1)
+        assert threads == {threading.current_thread().name}
+    for t in range(2):
+        for c in range(2):
+            for z in range(3):
+                expected = measure(stack[t, c, z])
+                assert threaded.channels[c].planes[t][z] == expected
+                assert inline.channels[c].planes[t][z] == expected
+    assert threaded.as_dict() == inline.as_dict()
 
 
 def test_image_quality_is_the_endpoint_structure(tmp_path: Path) -> None:

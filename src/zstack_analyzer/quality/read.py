@@ -10,15 +10,17 @@ through the reader's region reads, so memory is one band, whatever the plane.
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from zstack_analyzer.quality.plane import PlaneAccumulator, measure_plane
+from zstack_analyzer.quality.plane import PlaneAccumulator, PlaneQuality, measure_plane
 from zstack_analyzer.quality.stack import QualityBuilder, SceneQuality
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from pathlib import Path
 
     from PIL import Image
@@ -33,6 +35,11 @@ __all__ = ["builder_for", "measure_file", "measure_reader", "thumbnail_with_qual
 #: to int64/float64 temporaries (8x an 8-bit band, several at once): at 16 MiB the upload
 #: thumbnail of a 30720 x 30720 plane took the server to 555 MiB, past the 512 MiB bound.
 BAND_BYTES = 4 * 1024**2
+
+#: Planes from this size on are measured on threads while the next planes are read. Why
+#: not smaller ones: a thread hand-off costs tens of microseconds, as much as measuring a
+#: small plane (the ingest batch's stacks); a 2048 x 2048 16-bit plane takes 3 ms.
+THREAD_PLANE_BYTES = 1024**2
 
 
 def builder_for(reader: ImageReader, scene: int = 0) -> QualityBuilder:
@@ -80,7 +87,7 @@ def measure_reader(
     >>> quality.channels[0].best_focus_z  # doctest: +SKIP
     12
     """
-    from zstack_analyzer.render.projection import ReaderSource, iter_blocks
+    from zstack_analyzer.render.projection import ReaderSource, _default_workers, iter_blocks
     from zstack_analyzer.render.reduce import WHOLE_PLANE_BYTES, plane_bytes
 
     builder = builder if builder is not None else builder_for(reader, scene)
@@ -97,11 +104,51 @@ def measure_reader(
                 builder.add(t, c, z, _measure_banded(reader, scene, t, c, z, source, bits))
             continue
         channels = sorted({c for c, _ in wanted})
-        for c, z0, block in iter_blocks(source, channels, workers=workers):
-            for i in range(block.shape[0]):
-                if (c, z0 + i) in wanted:
-                    builder.add(t, c, z0 + i, measure_plane(block[i], significant_bits=bits))
+        planes = (
+            (c, z0 + i, block[i])
+            for c, z0, block in iter_blocks(source, channels, workers=workers)
+            for i in range(block.shape[0])
+            if (c, z0 + i) in wanted
+        )
+        threads = _default_workers() if workers is None else max(1, workers)
+        if threads > 1 and len(wanted) > 1 and plane_bytes(source) >= THREAD_PLANE_BYTES:
+            _measure_threaded(builder, t, planes, bits, threads)
+        else:
+            for c, z, plane in planes:
+                builder.add(t, c, z, measure_plane(plane, significant_bits=bits))
     return builder.finish()
+
+
+def _measure_threaded(
+    builder: QualityBuilder,
+    t: int,
+    planes: Iterable[tuple[int, int, np.ndarray]],
+    bits: int | None,
+    threads: int,
+) -> None:
+    """Measure ``planes`` on ``threads`` threads while this thread reads the next ones.
+
+    Why: uncompressed planes from the page cache are read in line (no decode
+    threads), so read and measure ran one after the other on one core; the
+    compiled scan holds no GIL, so the measures of planes k, k - 1, ... overlap
+    the read of plane k + 1. At most ``threads + 1`` planes wait or are being
+    measured, which bounds memory to a few planes.
+    """
+    pending: deque[tuple[int, int, Future[PlaneQuality]]] = deque()
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="zstack-quality") as pool:
+        try:
+            for c, z, plane in planes:
+                pending.append((c, z, pool.submit(measure_plane, plane, significant_bits=bits)))
+                del plane
+                while len(pending) > threads:
+                    c_done, z_done, future = pending.popleft()
+                    builder.add(t, c_done, z_done, future.result())
+            while pending:
+                c_done, z_done, future = pending.popleft()
+                builder.add(t, c_done, z_done, future.result())
+        finally:
+            for _, _, future in pending:
+                future.cancel()
 
 
 def _measure_banded(
