@@ -8,7 +8,9 @@ against the floor: the same planes streamed through the same reads
 threads) and nothing done with them. Each side runs in a fresh process after an
 untimed read of the file (page cache warm), alternating, ``--rounds`` times; the
 median ratio is the figure (target <= 1.3x) and each side's peak RSS is reported
-(bounded memory: a few planes, never the stack).
+(bounded memory: a few planes, never the stack), with each side's CPU time (every
+thread) and their median ratio: on a shared machine the wall ratio measures the
+share of the cores each side got as much as the work.
 
 Run: ``python bench/quality_large_bench.py PATH [--rounds N]``.
 """
