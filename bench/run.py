@@ -933,7 +933,7 @@ def main() -> int:
     def run24() -> None:
         import annotations_bench
 
-        records.extend(annotations_bench.issue24(quick=ctx.quick))
+        records.extend(annotations_bench.issue24(quick=ctx.quick, cache_dir=ctx.data))
 
     steps = [
         ("issue3", run3),

@@ -444,24 +444,11 @@ def search_records(
     database populated by the same :func:`populate` at the same schema head
     (``template_key``) is the same database.
     """
-    import shutil
-
     records = []
     key = template_key()
     if wants("search/100k/sqlite"):
-        with tempfile.TemporaryDirectory(prefix="zstack-search-bench-") as tmp:
-            db = Path(tmp) / "search.db"
-            template = (cache_dir or Path(tmp)) / f"search-template-{key}.db"
-            insert_s: float | None = None
-            if template.exists():
-                shutil.copyfile(template, db)
-                insert_s = float(template.with_suffix(".seconds").read_text() or 0)
-            records.append(
-                measure_engine(f"sqlite:///{db}", "sqlite", quick=quick, insert_s=insert_s)
-            )
-            if insert_s is None and cache_dir is not None:
-                shutil.copyfile(db, template)
-                template.with_suffix(".seconds").write_text(str(records[-1].extra["insert_s"]))
+        with populated_sqlite_database(cache_dir) as (url, insert_s):
+            records.append(measure_engine(url, "sqlite", quick=quick, insert_s=insert_s))
     if not wants("search/100k/postgres"):
         return records
     try:
@@ -480,6 +467,32 @@ def search_records(
             )
         )
     return records
+
+
+@contextlib.contextmanager
+def populated_sqlite_database(cache_dir: Path | None) -> Iterator[tuple[str, float]]:
+    """A fresh copy of the populated SQLite template in ``cache_dir`` (populated first if missing).
+
+    Yields the copy's URL and how long populating the template took; without a
+    ``cache_dir`` the database is populated in a temporary folder and not kept.
+    """
+    import shutil
+
+    with tempfile.TemporaryDirectory(prefix="zstack-search-bench-") as tmp:
+        db = Path(tmp) / "search.db"
+        template = (cache_dir or Path(tmp)) / f"search-template-{template_key()}.db"
+        seconds_file = template.with_suffix(".seconds")
+        if template.exists() and seconds_file.exists():
+            shutil.copyfile(template, db)
+            insert_s = float(seconds_file.read_text() or 0)
+        else:
+            log(f"populating a SQLite template of {ROWS:,} records through the ORM ...")
+            insert_s = populate(f"sqlite:///{db}")
+            log(f"  inserted in {insert_s:.0f} s")
+            if cache_dir is not None:
+                shutil.copyfile(db, template)
+                seconds_file.write_text(str(insert_s))
+        yield f"sqlite:///{db}", insert_s
 
 
 @contextlib.contextmanager

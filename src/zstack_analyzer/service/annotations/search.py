@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, any_, func, or_, select, union
 
 from zstack_analyzer.service.annotations.models import (
     KEY_INDEX_CHARS,
@@ -102,25 +102,40 @@ def container_condition(kind: str, name: str, principal: Principal) -> ColumnEle
     return Image.id.in_(select(DatasetImage.image_id).where(DatasetImage.dataset_id.in_(datasets)))
 
 
-def text_condition(q: str) -> ColumnElement[bool] | None:
+def text_condition(q: str, *, as_array: bool = False) -> ColumnElement[bool] | None:
     """Images with a tag name, a key or a value starting with ``q`` (case-insensitive).
 
     A prefix is a range on the indexed copies (``>= q`` and ``< q + U+FFFF``), so
-    both engines answer it from their B-trees.
+    both engines answer it from their B-trees. The three id sets are one
+    ``UNION``: the caller ORs this condition with the full-text match.
+
+    Why ``as_array`` (PostgreSQL): ``search_vector @@ q OR images.id IN (...)``
+    cannot be answered from indexes (PostgreSQL has no bitmap for a
+    semi-join), so the count walked every image and probed the subqueries per
+    row (1.2 s for ``q=dapi`` at 100,000 records, 16x the bare full-text
+    query). ``images.id = ANY(ARRAY(...))`` is computed once and is an index
+    condition, so the match becomes one ``BitmapOr`` of the GIN index and the
+    primary key, the bare query's plan.
     """
     prefix = index_key(q)
     if not prefix:
         return None
     end = prefix + "\uffff"
     tag_ids = select(Tag.id).where(and_(Tag.name_key >= prefix, Tag.name_key < end))
-    tagged = select(TagLink.image_id).where(TagLink.tag_id.in_(tag_ids))
+    tagged = select(TagLink.image_id).where(
+        TagLink.tag_id.in_(tag_ids), TagLink.image_id.is_not(None)
+    )
     by_value = select(KeyValue.image_id).where(
-        and_(KeyValue.value_key >= prefix, KeyValue.value_key < end)
+        and_(KeyValue.value_key >= prefix, KeyValue.value_key < end),
+        KeyValue.image_id.is_not(None),
     )
     by_key = select(KeyValue.image_id).where(
-        and_(KeyValue.key_key >= prefix, KeyValue.key_key < end)
+        and_(KeyValue.key_key >= prefix, KeyValue.key_key < end), KeyValue.image_id.is_not(None)
     )
-    return or_(Image.id.in_(tagged), Image.id.in_(by_value), Image.id.in_(by_key))
+    annotated = union(tagged, by_value, by_key)
+    if as_array:
+        return Image.id == any_(func.array(annotated.scalar_subquery()))
+    return Image.id.in_(annotated)
 
 
 def annotation_conditions(
