@@ -156,3 +156,53 @@ def test_xz_line_scan_is_y1_with_z_lines(tmp_path: Path) -> None:
     assert md.physical_size.y_um is None
     assert md.physical_size.x_um == pytest.approx(0.2)
     assert any("line scan" in w for w in md.warnings)
+
+
+# --------------------------------------------------------------------------- open without series
+@pytest.mark.parametrize(
+    ("shape", "options"),
+    [
+        ((2, 3, 4, 20, 24), {}),
+        ((1, 1, 2, 32, 30), {"compression": "zlib"}),
+        ((1, 2, 12, 1, 30), {"line_scan": True}),
+        ((3, 1, 1, 8, 8), {}),
+    ],
+)
+def test_layout_agrees_with_tifffile_series(
+    tmp_path: Path, shape: tuple[int, ...], options: dict[str, object]
+) -> None:
+    """Opening computes axes and shape from CZ_LSMINFO and page 0: the same as tifffile's series."""
+    from zstack_analyzer.readers.lsm import _series_layout
+
+    path = write_lsm(tmp_path / "layout.lsm", encoded_stack(*shape), **options)  # type: ignore[arg-type]
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        expected = (str(series.axes), tuple(int(n) for n in series.shape))
+        thumbnails = len(tif.series) - 1
+        assert _series_layout(tif.lsm_metadata or {}, tif.pages.first) == expected
+    with open_image(path) as image:
+        assert image.metadata().vendor_metadata["thumbnail_pages"] == thumbnails
+
+
+def test_middle_plane_past_the_end_is_refused_when_read(tmp_path: Path) -> None:
+    """Open checks the last plane only; a middle plane whose strip lies past EOF fails on read.
+
+    The file is whole except that plane's StripOffsets, pointed past the end: the
+    IFD chain and the last plane are fine, so only the per-plane check catches it.
+    """
+    stack = encoded_stack(1, 1, 4, 16, 16)
+    path = write_lsm(tmp_path / "lying.lsm", stack)
+    size = path.stat().st_size
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[2]  # image IFD of plane z=1
+        assert isinstance(page, tifffile.TiffPage)
+        tag = page.tags["StripOffsets"]
+        assert tag.count == 1
+        where = tag.valueoffset
+    data = bytearray(path.read_bytes())
+    data[where : where + 4] = struct.pack("<I", size + 1000)
+    path.write_bytes(bytes(data))
+    with open_image(path) as image:
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 3), stack[0, 0, 3])
+        with pytest.raises(CorruptFileError, match=r"lying\.lsm"):
+            image.read_plane(0, 0, 0, 1)

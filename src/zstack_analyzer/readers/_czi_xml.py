@@ -205,15 +205,17 @@ def _sections(xml: str, path: Path) -> tuple[Element | None, Element | None, Ele
     display_text = _metadata_child_fragment(xml, "DisplaySetting", ends)
     display_ok = display_text is not None or "<DisplaySetting" not in xml
     if info_text is not None and scaling_text is not None and display_ok:
-        information = _parse_fragment(info_text)
-        scaling = _parse_fragment(scaling_text)
-        display = _parse_fragment(display_text) if display_text is not None else None
-        if (
-            information is not None
-            and scaling is not None
-            and (display is not None or display_text is None)
-        ):
-            return information, scaling, display
+        # One parse of the fragments side by side under a wrapper: each parser set up
+        # costs more than a small fragment's parse (a fresh process per open is common).
+        parts = (
+            (info_text, scaling_text)
+            if display_text is None
+            else (info_text, scaling_text, display_text)
+        )
+        wrapper = _parse_fragment("<_>" + "".join(parts) + "</_>")
+        if wrapper is not None and len(wrapper) == len(parts):
+            children = list(wrapper)
+            return children[0], children[1], children[2] if display_text is not None else None
         logger.debug("%s: fragment parse failed; parsing the whole XML", path.name)
     root = _parse(xml, path)
     metadata = root.find("Metadata")

@@ -586,23 +586,20 @@ def _no_extent_error(path: Path, index: int) -> CorruptFileError:
     return CorruptFileError(msg, path=path)
 
 
-#: Directory entries unpacked per struct call (bounds the tuple one call builds).
-_ENTRY_CHUNK = 1024
-
-
 @functools.lru_cache(maxsize=8)
-def _entries_struct(count: int, entries: int) -> struct.Struct:
-    """``entries`` directory entries of ``count`` dimensions each, back to back (compiled once)."""
-    one = "2siqiiB5xi" + "4siifi" * count
-    return struct.Struct("<" + one * entries)
+def _entry_struct(count: int) -> struct.Struct:
+    """One directory entry of ``count`` dimensions (compiled once per layout)."""
+    return struct.Struct("<2siqiiB5xi" + "4siifi" * count)
 
 
 def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Directory | None:
-    """The directory by whole-entry struct unpacks, or ``None`` unless all entries share a layout.
+    """The directory by one struct per entry layout, or ``None`` unless all entries share it.
 
-    Each field of every entry is then a strided slice of one tuple, checked
-    with ``count``/``min`` (C loops, no per-entry Python at open); what only
-    reads need (coordinates, the largest block) is derived on first use.
+    ``iter_unpack`` reads every entry (a C loop) and ``zip`` turns the rows into
+    one column per field, checked with ``count``/``min`` (C loops, no per-entry
+    Python at open); what only reads need (coordinates, the largest block) is
+    derived on first use. Why not one struct for all entries: compiling a format
+    of thousands of fields cost about as much as unpacking them (issue 22).
     """
     if len(raw) < _DIRECTORY_ENTRY.size:
         return None
@@ -610,37 +607,31 @@ def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Dir
     stride = _DIRECTORY_ENTRY.size + 20 * count
     if not 0 <= count <= 64 or entries * stride > len(raw):
         return None
-    per = 7 + 5 * count  # values per entry
-    chunks: list[tuple[int, ...]] = []
-    labels: list[bytes] = []
-    for first in range(0, entries, _ENTRY_CHUNK):
-        n = min(_ENTRY_CHUNK, entries - first)
-        values = _entries_struct(count, n).unpack_from(raw, first * stride)
-        if values[6::per].count(count) != n or values[0::per].count(b"DV") != n:
-            return None  # another layout or a malformed entry: the walk names it
-        if values[3::per].count(0) != n:
-            return None  # a multi-part document: the walk skips the other parts' entries
-        labels = labels or [values[7 + 5 * k] for k in range(count)]
-        for k, label in enumerate(labels):
-            if values[7 + 5 * k :: per].count(label) != n:
-                return None  # dimensions in another order
-            if label.rstrip(b"\0") in (b"X", b"Y"):
-                sizes, stored = values[9 + 5 * k :: per], values[11 + 5 * k :: per]
-                if min(sizes) < 1 or min(stored) < 1:
-                    i = next(i for i in range(n) if sizes[i] < 1 or stored[i] < 1)
-                    axis = label.rstrip(b"\0").decode()
-                    raise _dimension_error(path, first + i, axis, sizes[i], stored[i])
-        chunks.append(values)
+    rows = _entry_struct(count).iter_unpack(memoryview(raw)[: entries * stride])
+    fields = list(zip(*rows, strict=True))
+    if not fields:
+        return None
+    if fields[6].count(count) != entries or fields[0].count(b"DV") != entries:
+        return None  # another layout or a malformed entry: the walk names it
+    if fields[3].count(0) != entries:
+        return None  # a multi-part document: the walk skips the other parts' entries
+    labels = [fields[7 + 5 * k][0] for k in range(count)]
+    for k, label in enumerate(labels):
+        if fields[7 + 5 * k].count(label) != entries:
+            return None  # dimensions in another order
+        if label.rstrip(b"\0") in (b"X", b"Y"):
+            sizes, stored = fields[9 + 5 * k], fields[11 + 5 * k]
+            if min(sizes) < 1 or min(stored) < 1:
+                i = next(i for i in range(entries) if sizes[i] < 1 or stored[i] < 1)
+                axis = label.rstrip(b"\0").decode()
+                raise _dimension_error(path, i, axis, sizes[i], stored[i])
     names = [label.rstrip(b"\0").decode("ascii", "replace") for label in labels]
     if "X" not in names or "Y" not in names:
         raise _no_extent_error(path, 0)
-    positions = [p for values in chunks for p in values[2::per]]
+    positions = list(fields[2])
 
     def column(axis: str, field: int) -> list[int]:
-        k = names.index(axis)
-        if len(chunks) == 1:
-            return list(chunks[0][field + 5 * k :: per])
-        return [v for values in chunks for v in values[field + 5 * k :: per]]
+        return list(fields[field + 5 * names.index(axis)])
 
     def coords() -> list[dict[str, int]]:
         columns = [column(axis, 8) for axis in names]
@@ -659,7 +650,7 @@ def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Dir
         column("X", 9),
         column("Y", 9),
         {axis: column(axis, 8) for axis in dict.fromkeys(names) if axis in _LIBCZI_DIMS},
-        [code for values in chunks for code in values[1::per]],
+        fields[1],
     )
     header = max(256, 16 + stride)
     return _Directory(

@@ -64,14 +64,9 @@ class LsmReader(TiffFamilyReader):
         if not lsm:
             msg = "CZ_LSMINFO record unreadable"
             raise ValueError(msg)
-        series = tif.series[0]
-        if series.kind != "lsm":
-            msg = f"tifffile did not read the file as LSM (series kind {series.kind!r})"
-            raise ValueError(msg)
-        axes = str(series.axes)
-        shape = tuple(int(s) for s in series.shape)
+        axes, shape = _series_layout(lsm, tif.pages.first)
         sizes = dict(zip(axes, shape, strict=True))
-        keyframe = series.keyframe
+        keyframe = tif.pages.first
         page_axes = str(keyframe.axes)
         spp = 1
         channels_in_page = "S" in page_axes and int(keyframe.planarconfig) == 2
@@ -98,14 +93,19 @@ class LsmReader(TiffFamilyReader):
             size_y=1 if line_axis else rows,
             size_x=columns,
             samples_per_pixel=spp,
-            dtype=np.dtype(series.dtype).newbyteorder("=").name,
+            dtype=np.dtype(keyframe.dtype).newbyteorder("=").name,
             extra_dims=extra,
         )
-        pages = series.pages
+        # Image IFDs are the even ones (each is followed by its thumbnail), as tifffile's
+        # LSM series takes them. Counting the IFDs walks their chain (a few bytes each);
+        # a page is parsed when a plane is read (tifffile's series parsed all of them at
+        # open: most of the cost of opening an LSM, issue 22).
+        pages = tif.pages
+        image_ifds = (len(pages) + 1) // 2
         page_sizes = [sizes[a] for a in page_index_axes]
-        if len(pages) < math.prod(page_sizes):
+        if image_ifds < math.prod(page_sizes):
             msg = (
-                f"{len(pages)} image IFDs for {math.prod(page_sizes)} planes declared in CZ_LSMINFO"
+                f"{image_ifds} image IFDs for {math.prod(page_sizes)} planes declared in CZ_LSMINFO"
             )
             raise ValueError(msg)
 
@@ -122,7 +122,7 @@ class LsmReader(TiffFamilyReader):
             return flat, sub
 
         def page(level: int, slot: int) -> Any:
-            return pages[slot]
+            return pages[2 * slot]  # callers hold the reader's I/O lock
 
         plan = ScenePlan(
             info=info,
@@ -222,7 +222,7 @@ class LsmReader(TiffFamilyReader):
         vendor["ScanInformation"] = {
             k: v for k, v in scan.items() if not isinstance(v, list | dict)
         }
-        vendor["thumbnail_pages"] = max(len(self.tif.series) - 1, 0)
+        vendor["thumbnail_pages"] = self._thumbnail_series()
         return self.scene_metadata(
             info,
             physical_size=PhysicalSize(x_um=voxel["X"], y_um=voxel["Y"], z_um=voxel["Z"]),
@@ -277,11 +277,49 @@ class LsmReader(TiffFamilyReader):
             )
         return channels
 
+    def _thumbnail_series(self) -> int:
+        """1 when the odd IFDs are reduced-size thumbnails (tifffile's second LSM series), else 0."""
+        pages = self.tif.pages
+        if len(pages) < 2:
+            return 0
+        with self._io_lock:
+            second = pages[1]
+        return 1 if getattr(second, "is_reduced", False) else 0
+
     def raw_metadata(self) -> Mapping[str, Any]:
         """The first IFD's tags and tifffile's parsed CZ_LSMINFO with its blocks."""
         raw = dict(super().raw_metadata())
         raw["lsm"] = dict(self._lsm)
         return raw
+
+
+def _series_layout(lsm: Mapping[str, Any], page0: Any) -> tuple[str, tuple[int, ...]]:
+    """Axes and shape of the image series, as tifffile's LSM series states them (squeezed).
+
+    Why not ``TiffFile.series``: it parses every IFD (image and thumbnail) to
+    build its page list; the axes and shape follow from CZ_LSMINFO and the
+    first page alone (tifffile's ``_series_lsm``, then ``squeeze_axes``).
+    ``tests/readers/test_lsm.py`` holds them equal to tifffile's series.
+    """
+    from tifffile.tifffile import TIFF, squeeze_axes
+
+    scan_type = lsm.get("ScanType")
+    try:
+        axes = str(TIFF.CZ_LSMINFO_SCANTYPE[int(scan_type)])  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError):
+        msg = f"CZ_LSMINFO ScanType {scan_type!r} is not a known scan type"
+        raise ValueError(msg) from None
+    if page0.planarconfig == 1:
+        axes = axes.replace("C", "").replace("X", "XC")
+    elif page0.planarconfig != 2 and page0.samplesperpixel == 1:
+        axes = axes.replace("C", "")
+    if lsm.get("DimensionP", 0) > 0:
+        axes = "P" + axes
+    if lsm.get("DimensionM", 0) > 0:
+        axes = "M" + axes
+    full = tuple(int(lsm[TIFF.CZ_LSMINFO_DIMENSIONS[a]]) for a in axes)
+    shape, squeezed, _ = squeeze_axes(full, axes)
+    return str(squeezed), tuple(int(n) for n in shape)
 
 
 def _metres_to_um(value: Any) -> float | None:
