@@ -84,7 +84,7 @@ GROUP_IDS = {
     "issue16": ("metadata/lsm", "slice-thumb/dicom-wsi", "slice-thumb/dicom-wsi-8k"),
     "issue17": ("search/", "upload-s3/", "s3-ranged-thumb/"),
     "issue23": ("auth/",),
-    "issue24": ("annotate-bulk/", "search-kv/"),
+    "issue24": ("annotate-bulk/", "search-kv/", "search-kv-member/"),
 }
 BIG = {"c", "e"}  # work over 1 GB: 3 runs instead of 5
 

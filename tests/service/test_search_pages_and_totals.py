@@ -157,6 +157,19 @@ def _populate(database: Database) -> Database:
                 session.add(TagLink(tag_id=tags[name].id, image_id=key, group_id=group))
             if in_dataset:
                 session.add(DatasetImage(dataset_id=dataset.id, image_id=key))
+        # A pair on the dataset itself (no image): never an image match, never counted.
+        session.add(
+            KeyValue(
+                dataset_id=dataset.id,
+                position=0,
+                key="strain",
+                value="N2",
+                key_key="strain",
+                value_key="n2",
+                group_id=SHARED,
+                created_at=now,
+            )
+        )
         session.commit()
     return database
 
@@ -229,6 +242,15 @@ CASES: list[tuple[str, SearchFilters, Any]] = [
         lambda s: ("zygote" in s[0] or "zygote" in s[4]) and ("strain", "n2") in _pairs(s),
     ),
     ("kv=strain:nope", SearchFilters(kvs=(("strain", "nope"),)), lambda _s: False),
+    # Annotations only: for a caller who sees everything the total is counted from the
+    # annotation tables alone (db/search.py _annotation_total); it must be the same number.
+    ("tag=mitosis", SearchFilters(tags=("mitosis",)), lambda s: "mitosis" in s[4]),
+    ("dataset=Plate", SearchFilters(dataset="plate"), lambda s: s[5]),
+    (
+        "tag=mitosis & dataset=Plate & kv=strain",
+        SearchFilters(tags=("mitosis",), dataset="plate", kvs=(("strain", None),)),
+        lambda s: "mitosis" in s[4] and s[5] and any(k == "strain" for k, _ in _pairs(s)),
+    ),
 ]
 
 

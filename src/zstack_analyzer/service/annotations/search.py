@@ -12,9 +12,9 @@ found by name only among those the caller can see.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, any_, func, or_, select, union
+from sqlalchemy import Select, and_, any_, func, intersect, or_, select, union
 
 from zstack_analyzer.service.annotations.models import (
     KEY_INDEX_CHARS,
@@ -32,14 +32,21 @@ from zstack_analyzer.service.db.models import Image
 from zstack_analyzer.service.errors import BadParameterError
 
 if TYPE_CHECKING:
+    import uuid
+
     from sqlalchemy.sql.elements import ColumnElement
 
 __all__ = [
     "annotation_conditions",
+    "annotation_id_sets",
     "container_condition",
+    "container_ids",
+    "count_in_all",
     "kv_condition",
+    "kv_ids",
     "parse_kv",
     "tag_condition",
+    "tag_ids",
     "text_condition",
 ]
 
@@ -62,22 +69,30 @@ def parse_kv(raw: str) -> tuple[str, str | None]:
     return key, (value.strip() if sep else None)
 
 
+def tag_ids(name: str) -> Select[uuid.UUID | None]:
+    """The ids of the images carrying a tag of this name (in any group whose tags the image can carry)."""
+    tags = select(Tag.id).where(Tag.name_key == index_key(name))
+    return select(TagLink.image_id).where(TagLink.tag_id.in_(tags), TagLink.image_id.is_not(None))
+
+
 def tag_condition(name: str) -> ColumnElement[bool]:
-    """Images carrying a tag of this name (in any group whose tags the image can carry)."""
-    tag_ids = select(Tag.id).where(Tag.name_key == index_key(name))
-    return Image.id.in_(
-        select(TagLink.image_id).where(TagLink.tag_id.in_(tag_ids), TagLink.image_id.is_not(None))
-    )
+    """Images carrying a tag of this name (:func:`tag_ids`)."""
+    return Image.id.in_(tag_ids(name))
 
 
-def kv_condition(key: str, value: str | None) -> ColumnElement[bool]:
-    """Images with a pair ``key`` = ``value`` (case-insensitive; ``None``: any value)."""
-    conditions = [KeyValue.key_key == index_key(key)]
+def kv_ids(key: str, value: str | None) -> Select[uuid.UUID | None]:
+    """The ids of the images with a pair ``key`` = ``value`` (case-insensitive; ``None``: any value)."""
+    conditions = [KeyValue.key_key == index_key(key), KeyValue.image_id.is_not(None)]
     if value is not None:
         conditions.append(KeyValue.value_key == index_key(value))
         if len(value.strip()) > KEY_INDEX_CHARS:  # past the indexed prefix: the whole value
             conditions.append(KeyValue.value == value.strip())
-    return Image.id.in_(select(KeyValue.image_id).where(*conditions))
+    return select(KeyValue.image_id).where(*conditions)
+
+
+def kv_condition(key: str, value: str | None) -> ColumnElement[bool]:
+    """Images with a pair ``key`` = ``value`` (:func:`kv_ids`)."""
+    return Image.id.in_(kv_ids(key, value))
 
 
 def _named(model: type[Project] | type[Dataset], name: str) -> ColumnElement[bool]:
@@ -88,8 +103,8 @@ def _named(model: type[Project] | type[Dataset], name: str) -> ColumnElement[boo
     return by_name
 
 
-def container_condition(kind: str, name: str, principal: Principal) -> ColumnElement[bool]:
-    """Images in a dataset (or a project's datasets) named ``name`` (or with that id) the caller sees."""
+def container_ids(kind: str, name: str, principal: Principal) -> Select[uuid.UUID]:
+    """The ids of the images in a dataset (or a project's datasets) named ``name`` (or with that id) the caller sees."""
     if kind == "dataset":
         datasets = select(Dataset.id).where(
             _named(Dataset, name), visible_filter(principal, Dataset.owner_id, Dataset.group_id)
@@ -99,7 +114,12 @@ def container_condition(kind: str, name: str, principal: Principal) -> ColumnEle
             _named(Project, name), visible_filter(principal, Project.owner_id, Project.group_id)
         )
         datasets = select(ProjectDataset.dataset_id).where(ProjectDataset.project_id.in_(projects))
-    return Image.id.in_(select(DatasetImage.image_id).where(DatasetImage.dataset_id.in_(datasets)))
+    return select(DatasetImage.image_id).where(DatasetImage.dataset_id.in_(datasets))
+
+
+def container_condition(kind: str, name: str, principal: Principal) -> ColumnElement[bool]:
+    """Images in a dataset (or a project's datasets) named ``name`` the caller sees (:func:`container_ids`)."""
+    return Image.id.in_(container_ids(kind, name, principal))
 
 
 def text_condition(q: str, *, as_array: bool = False) -> ColumnElement[bool] | None:
@@ -138,6 +158,25 @@ def text_condition(q: str, *, as_array: bool = False) -> ColumnElement[bool] | N
     return Image.id.in_(annotated)
 
 
+def annotation_id_sets(
+    *,
+    tags: tuple[str, ...] = (),
+    kvs: tuple[tuple[str, str | None], ...] = (),
+    project: str | None = None,
+    dataset: str | None = None,
+    principal: Principal | None = None,
+) -> list[Select[Any]]:
+    """Every annotation condition of a search as the set of image ids it admits (all must hold)."""
+    who = principal if principal is not None else SINGLE_USER
+    sets: list[Select[Any]] = [tag_ids(name) for name in tags if index_key(name)]
+    sets.extend(kv_ids(key, value) for key, value in kvs)
+    if project is not None:
+        sets.append(container_ids("project", project, who))
+    if dataset is not None:
+        sets.append(container_ids("dataset", dataset, who))
+    return sets
+
+
 def annotation_conditions(
     *,
     tags: tuple[str, ...] = (),
@@ -146,12 +185,23 @@ def annotation_conditions(
     dataset: str | None = None,
     principal: Principal | None = None,
 ) -> list[ColumnElement[bool]]:
-    """Every annotation condition of a search (all must hold)."""
-    who = principal if principal is not None else SINGLE_USER
-    conditions = [tag_condition(name) for name in tags if index_key(name)]
-    conditions.extend(kv_condition(key, value) for key, value in kvs)
-    if project is not None:
-        conditions.append(container_condition("project", project, who))
-    if dataset is not None:
-        conditions.append(container_condition("dataset", dataset, who))
-    return conditions
+    """Every annotation condition of a search (all must hold): ``images.id IN`` each id set."""
+    sets = annotation_id_sets(
+        tags=tags, kvs=kvs, project=project, dataset=dataset, principal=principal
+    )
+    return [Image.id.in_(ids) for ids in sets]
+
+
+def count_in_all(sets: list[Select[Any]]) -> Select[int]:
+    """How many images are in every one of ``sets`` (at least one), counted from the sets alone.
+
+    Why: for a caller who sees every image and a search of annotations only,
+    the total needs no image row. Every id in a set is an image (each table's
+    ``image_id`` is a foreign key with ``ON DELETE CASCADE``, enforced on both
+    engines), so counting the intersection of the sets' index entries is the
+    same number as counting images whose id is in each set, without the
+    primary-key probe per match (5,000 probes were most of a ``kv=`` search's
+    time on PostgreSQL at 100,000 images).
+    """
+    ids = intersect(*sets) if len(sets) > 1 else sets[0].distinct()
+    return select(func.count()).select_from(ids.subquery("annotated"))

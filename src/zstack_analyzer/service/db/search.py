@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, exists, func, or_, select, text
+from sqlalchemy import Select, and_, exists, func, or_, select, text
 from sqlalchemy.orm import joinedload
+from sqlalchemy.sql.elements import True_
 
 from zstack_analyzer.service.db.models import Image, ImageChannel
 from zstack_analyzer.service.db.search_fields import words
@@ -299,9 +300,10 @@ def search_images(
         .subquery("page")
     )
     # correlate(None): the count has its own FROM images, not the page row's.
-    total = (
-        select(func.count()).select_from(Image).where(*conditions).correlate(None).scalar_subquery()
-    )
+    counted_query = _annotation_total(filters, visible, principal)
+    if counted_query is None:
+        counted_query = select(func.count()).select_from(Image).where(*conditions)
+    total = counted_query.correlate(None).scalar_subquery()
     with _index_scans(session):
         found = session.execute(
             select(Image, total.label("total"))
@@ -314,6 +316,33 @@ def search_images(
         # An empty first page means no match; past the end, the total is asked for alone.
         counted = 0 if skip == 0 and limit > 0 else session.scalar(select(total))
     return [], int(counted or 0)
+
+
+def _annotation_total(
+    filters: SearchFilters, visible: ColumnElement[bool] | None, principal: Principal | None
+) -> Select[int] | None:
+    """The total counted from the annotation tables alone, where that is the same number.
+
+    That is a search of tags, key-value pairs and containers only (no text, no
+    image column, no quality), by a caller who sees every image (no accounts,
+    or an admin without a group narrowing). Anything else: ``None``, the count
+    over ``images``. See :func:`~zstack_analyzer.service.annotations.search.count_in_all`.
+    """
+    if visible is not None and not isinstance(visible, True_):
+        return None
+    only_annotations = replace(filters, tags=(), kvs=(), project=None, dataset=None)
+    if only_annotations != SearchFilters():
+        return None
+    from zstack_analyzer.service.annotations.search import annotation_id_sets, count_in_all
+
+    sets = annotation_id_sets(
+        tags=filters.tags,
+        kvs=filters.kvs,
+        project=filters.project,
+        dataset=filters.dataset,
+        principal=principal,
+    )
+    return count_in_all(sets) if sets else None
 
 
 @contextmanager
