@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -31,6 +32,8 @@ from tests.service.live import live_server
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from zstack_analyzer.service.config import Settings
 
 #: Generated cases per operation with auth off (SQLite and PostgreSQL x 101 operations).
 EXAMPLES = 40
@@ -52,10 +55,11 @@ TALLY: Counter[str] = Counter()
 
 
 @pytest.mark.parametrize("auth", ["auth-off", "auth-on"])
-def test_openapi_cases_never_fail(tmp_path: Path, database_url: str | None, auth: str) -> None:
+def test_openapi_cases_never_fail(tmp_path: Path, settings: Settings, auth: str) -> None:
     token = TOKEN if auth == "auth-on" else None
+    database_url = settings.database_url  # migrated already (tests/service/conftest.py)
     source = write_ome_tiff(tmp_path / "fuzz.ome.tif", (2, 3, 16, 20))
-    with live_server(tmp_path / "data", database_url=database_url, api_token=token) as base:
+    with live_server(settings.data_dir, database_url=database_url, api_token=token) as base:
         session = requests.Session()
         headers = {"Authorization": f"Bearer {TOKEN}"}
         with source.open("rb") as fh:
@@ -73,7 +77,7 @@ def test_openapi_cases_never_fail(tmp_path: Path, database_url: str | None, auth
 
         def runner(operation: Any) -> Any:
             @given(case=operation.as_strategy(), use_real=st.booleans(), send_token=st.booleans())
-            @settings(
+            @hypothesis_settings(
                 max_examples=EXAMPLES if token is None else EXAMPLES_AUTH_ON,
                 deadline=None,
                 database=None,
@@ -172,7 +176,7 @@ def test_zarr_and_tile_routes_with_hostile_keys(tmp_path: Path) -> None:
                 key=HOSTILE_KEYS,
                 parts=st.lists(HOSTILE_PARTS, min_size=3, max_size=3),
             )
-            @settings(
+            @hypothesis_settings(
                 max_examples=EXAMPLES,
                 deadline=None,
                 database=None,
@@ -203,9 +207,7 @@ def test_zarr_and_tile_routes_with_hostile_keys(tmp_path: Path) -> None:
     print(f"schemathesis hostile zarr/tile keys: {dict(sorted(statuses.items()))}")
 
 
-def test_private_member_never_sees_another_groups_image(
-    tmp_path: Path, database_url: str | None
-) -> None:
+def test_private_member_never_sees_another_groups_image(tmp_path: Path, settings: Settings) -> None:
     """``ZSTACK_AUTH=users``, as a member of a private group: no 5xx, nothing of another group's image.
 
     The other group's image id is put into a third of the cases that take an
@@ -217,11 +219,12 @@ def test_private_member_never_sees_another_groups_image(
     from zstack_analyzer.service.auth import accounts
     from zstack_analyzer.service.config import AccountSettings
 
+    database_url = settings.database_url  # migrated already (tests/service/conftest.py)
     source = write_ome_tiff(tmp_path / "mine.ome.tif", (2, 3, 16, 20))
     secret_name = "secret-of-the-other-lab.ome.tif"  # noqa: S105  (a file name)
     server = LiveServer(
         make_settings(
-            tmp_path / "data",
+            settings.data_dir,
             database_url=database_url,
             auth="users",
             accounts=AccountSettings(**FAST_PASSWORDS),
@@ -262,7 +265,7 @@ def test_private_member_never_sees_another_groups_image(
             @given(
                 case=operation.as_strategy(), which=st.sampled_from(["own", "other", "generated"])
             )
-            @settings(
+            @hypothesis_settings(
                 max_examples=EXAMPLES // 2,
                 deadline=None,
                 database=None,
