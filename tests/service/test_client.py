@@ -31,17 +31,19 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from zstack_analyzer.service.config import Settings
+
 TOKEN = "client-test-token"  # noqa: S105  (a test server's token)
 MiB = 1024 * 1024
 
 
 @pytest.fixture
-def server(tmp_path: Path, database_url: str | None) -> Iterator[LiveServer]:
+def server(tmp_path: Path, settings: Settings) -> Iterator[LiveServer]:
     (tmp_path / "archive").mkdir()
     settings = make_settings(
-        tmp_path / "data",
+        settings.data_dir,  # its database migrated already (tests/service/conftest.py)
         import_roots=[tmp_path / "archive"],
-        database_url=database_url,
+        database_url=settings.database_url,
         api_token=TOKEN,
         limits={"max_decode_bytes": 256 * MiB, "decode_wait_seconds": 0},
     )

@@ -34,9 +34,46 @@ if TYPE_CHECKING:
 
     import dask.array as da
 
+    from zstack_analyzer.limits import ReadLimits
     from zstack_analyzer.metadata import ImageMetadata, SceneInfo
 
-__all__ = ["SectionStackReader", "check_data_extent"]
+__all__ = [
+    "HEADER_BYTES",
+    "SectionStackReader",
+    "check_data_extent",
+    "data_block_offset",
+    "read_fixed_header",
+]
+
+#: The fixed header both formats start with (DeltaVision is an MRC variant).
+HEADER_BYTES = 1024
+
+
+def read_fixed_header(path: Path, format_name: str) -> bytes:
+    """The first :data:`HEADER_BYTES` bytes; a shorter file is corrupt, not a short read."""
+    with path.open("rb") as fh:
+        head = fh.read(HEADER_BYTES)
+    if len(head) < HEADER_BYTES:
+        msg = f"{path.name}: the {HEADER_BYTES}-byte {format_name} header is cut short ({len(head)} bytes)"
+        raise CorruptFileError(msg, path=path)
+    return head
+
+
+def data_block_offset(
+    path: Path, *, extended_bytes: int, data_bytes: int, limits: ReadLimits, format_name: str
+) -> int:
+    """Where the sections start, once the extended header and the data block are checked.
+
+    The extended header's declared length must be non-negative and within the
+    metadata limit (it is parsed into memory), and the file must hold all
+    ``data_bytes`` after it (:func:`check_data_extent`) before anything is mapped.
+    """
+    if extended_bytes < 0 or extended_bytes > limits.max_metadata_bytes:
+        msg = f"{path.name}: extended header of {extended_bytes:,} bytes is negative or over the metadata limit"
+        raise CorruptFileError(msg, path=path)
+    offset = HEADER_BYTES + extended_bytes
+    check_data_extent(path, offset=offset, nbytes=data_bytes, what=f"the {format_name} header")
+    return offset
 
 
 def check_data_extent(path: Path, *, offset: int, nbytes: int, what: str) -> None:

@@ -39,7 +39,11 @@ from zstack_analyzer.metadata import (
     PhysicalSize,
     SceneInfo,
 )
-from zstack_analyzer.readers._section_stack import SectionStackReader, check_data_extent
+from zstack_analyzer.readers._section_stack import (
+    SectionStackReader,
+    data_block_offset,
+    read_fixed_header,
+)
 from zstack_analyzer.readers._tiff_common import vendor_safe
 
 if TYPE_CHECKING:
@@ -49,7 +53,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DeltaVisionReader"]
 
-HEADER_BYTES = 1024
 _DV_ID_LE = b"\xa0\xc0"
 _DV_ID_BE = b"\xc0\xa0"
 #: Pixel types the data block can hold (mode -> numpy code); 3 (complex int16) has no numpy type.
@@ -91,11 +94,7 @@ class DeltaVisionReader(SectionStackReader):
 
     def _open(self) -> None:
         path = self.path
-        with path.open("rb") as fh:
-            head = fh.read(HEADER_BYTES)
-        if len(head) < HEADER_BYTES:
-            msg = f"{path.name}: the {HEADER_BYTES}-byte DeltaVision header is cut short ({len(head)} bytes)"
-            raise CorruptFileError(msg, path=path)
+        head = read_fixed_header(path, "DeltaVision")
         bo = "<" if head[96:98] == _DV_ID_LE else ">"
         nx, ny, n_sections, mode = struct.unpack(bo + "4i", head[:16])
         (ext_len,) = struct.unpack(bo + "i", head[92:96])
@@ -130,13 +129,12 @@ class DeltaVisionReader(SectionStackReader):
             dtype=dtype.newbyteorder("=").name,
         )
         self.check_shape(info.shape, dtype)
-        if ext_len < 0 or ext_len > self.limits.max_metadata_bytes:
-            msg = f"{path.name}: extended header of {ext_len:,} bytes is negative or over the metadata limit"
-            raise CorruptFileError(msg, path=path)
-        offset = HEADER_BYTES + ext_len
-        plane_bytes = nx * ny * dtype.itemsize
-        check_data_extent(
-            path, offset=offset, nbytes=plane_bytes * n_sections, what="the DeltaVision header"
+        offset = data_block_offset(
+            path,
+            extended_bytes=ext_len,
+            data_bytes=nx * ny * dtype.itemsize * n_sections,
+            limits=self.limits,
+            format_name="DeltaVision",
         )
         self._header, self._extended = self._parse(n_ints, n_floats, ext_len, n_sections)
         self._byteorder = bo

@@ -31,7 +31,11 @@ import numpy as np
 
 from zstack_analyzer.errors import CorruptFileError, UnsupportedFormatError, ZstackError
 from zstack_analyzer.metadata import ChannelInfo, ImageMetadata, PhysicalSize, SceneInfo
-from zstack_analyzer.readers._section_stack import SectionStackReader, check_data_extent
+from zstack_analyzer.readers._section_stack import (
+    SectionStackReader,
+    data_block_offset,
+    read_fixed_header,
+)
 from zstack_analyzer.readers._tiff_common import vendor_safe
 
 if TYPE_CHECKING:
@@ -41,7 +45,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MrcReader"]
 
-HEADER_BYTES = 1024
 ANGSTROM_TO_UM = 1e-4
 IMOD_STAMP = 1146047817
 _MODES = {0: "i1", 1: "i2", 2: "f4", 4: "c8", 6: "u2", 12: "f2"}
@@ -101,13 +104,7 @@ class MrcReader(SectionStackReader):
 
     def _open(self) -> None:
         path = self.path
-        with path.open("rb") as fh:
-            head = fh.read(HEADER_BYTES)
-        if len(head) < HEADER_BYTES:
-            msg = (
-                f"{path.name}: the {HEADER_BYTES}-byte MRC header is cut short ({len(head)} bytes)"
-            )
-            raise CorruptFileError(msg, path=path)
+        head = read_fixed_header(path, "MRC")
         bo = self._byte_order(head)
         nx, ny, nz, mode = struct.unpack(bo + "4i", head[:16])
         (ispg, nsymbt) = struct.unpack(bo + "2i", head[88:96])
@@ -142,12 +139,12 @@ class MrcReader(SectionStackReader):
             dtype=dtype.newbyteorder("=").name,
         )
         self.check_shape(info.shape, dtype)
-        if nsymbt < 0 or nsymbt > self.limits.max_metadata_bytes:
-            msg = f"{path.name}: extended header of {nsymbt:,} bytes is negative or over the metadata limit"
-            raise CorruptFileError(msg, path=path)
-        offset = HEADER_BYTES + nsymbt
-        check_data_extent(
-            path, offset=offset, nbytes=nx * ny * nz * dtype.itemsize, what="the MRC header"
+        offset = data_block_offset(
+            path,
+            extended_bytes=nsymbt,
+            data_bytes=nx * ny * nz * dtype.itemsize,
+            limits=self.limits,
+            format_name="MRC",
         )
         self._header = self._parse()
         self._mxyz = (mx, my, mz)

@@ -43,6 +43,7 @@ from zstack_analyzer.service.auth.permissions import Action
 from zstack_analyzer.service.auth.principal import PrincipalDep
 from zstack_analyzer.service.deps import DatabaseDep, SessionDep, SettingsDep, StorageDep
 from zstack_analyzer.service.routes import INDEX_MAX, problems
+from zstack_analyzer.service.routes._path_id import named_path_id
 
 __all__ = ["router"]
 
@@ -73,8 +74,9 @@ def _register(kind: Kind) -> None:
     """The tag, key-value, comment and attachment routes of one kind of target."""
     plural = f"{kind}s"
     base = f"/{plural}/{{{kind}_id}}"
-    TargetId = Annotated[str, Path(alias=f"{kind}_id", max_length=64)]
+    TargetId = Annotated[str, Path(max_length=64)]
     mark = annotates if kind == "image" else _unmarked
+    named = named_path_id(f"{kind}_id")
     absent = 404
 
     @router.get(
@@ -84,6 +86,7 @@ def _register(kind: Kind) -> None:
         responses=problems(401, absent),
         name=f"{kind}_tags",
     )
+    @named
     def get_tags(session: SessionDep, principal: PrincipalDep, raw_id: TargetId) -> list[TagRef]:
         return tags.target_tags(session, load_target(session, principal, kind, raw_id, Action.VIEW))
 
@@ -95,6 +98,7 @@ def _register(kind: Kind) -> None:
         name=f"put_{kind}_tags",
     )
     @mark
+    @named
     def put_tags(
         names: TagNames, session: SessionDep, principal: PrincipalDep, raw_id: TargetId
     ) -> list[TagRef]:
@@ -108,6 +112,7 @@ def _register(kind: Kind) -> None:
         responses=problems(401, absent),
         name=f"{kind}_key_values",
     )
+    @named
     def get_key_values(
         session: SessionDep, principal: PrincipalDep, raw_id: TargetId
     ) -> list[KeyValueItem]:
@@ -122,6 +127,7 @@ def _register(kind: Kind) -> None:
         name=f"put_{kind}_key_values",
     )
     @mark
+    @named
     def put_key_values(
         items: KeyValues, session: SessionDep, principal: PrincipalDep, raw_id: TargetId
     ) -> list[KeyValueItem]:
@@ -135,6 +141,7 @@ def _register(kind: Kind) -> None:
         responses=problems(401, absent),
         name=f"{kind}_comments",
     )
+    @named
     def get_comments(
         session: SessionDep, principal: PrincipalDep, raw_id: TargetId
     ) -> list[CommentPublic]:
@@ -150,6 +157,7 @@ def _register(kind: Kind) -> None:
         name=f"post_{kind}_comment",
     )
     @mark
+    @named
     def post_comment(
         body: CommentCreate, session: SessionDep, principal: PrincipalDep, raw_id: TargetId
     ) -> CommentPublic:
@@ -163,6 +171,7 @@ def _register(kind: Kind) -> None:
         responses=problems(401, absent),
         name=f"{kind}_attachments",
     )
+    @named
     def get_attachments(
         session: SessionDep, principal: PrincipalDep, raw_id: TargetId
     ) -> list[AttachmentPublic]:
@@ -179,6 +188,7 @@ def _register(kind: Kind) -> None:
         openapi_extra=_ATTACHMENT_BODY,
     )
     @mark
+    @named
     async def post_attachment(
         request: Request,
         database: DatabaseDep,

@@ -38,6 +38,7 @@ from zstack_analyzer.service.deps import (
 )
 from zstack_analyzer.service.images_service import page_summaries
 from zstack_analyzer.service.routes import INDEX_MAX, problems
+from zstack_analyzer.service.routes._path_id import named_path_id
 from zstack_analyzer.service.schemas import ImagesPublic
 
 __all__ = ["router"]
@@ -140,6 +141,7 @@ def list_datasets(
 
 def _register_one(kind: Kind) -> None:
     plural = f"{kind}s"
+    named = named_path_id(f"{kind}_id")
 
     @router.get(
         f"/{plural}/{{{kind}_id}}",
@@ -148,10 +150,11 @@ def _register_one(kind: Kind) -> None:
         responses=problems(401, 404),
         name=f"get_{kind}",
     )
+    @named
     def get_one(
         session: SessionDep,
         principal: PrincipalDep,
-        raw_id: Annotated[str, Path(alias=f"{kind}_id", max_length=32)],
+        raw_id: ContainerId,
     ) -> ContainerPublic:
         return _one(session, principal, kind, raw_id)
 
@@ -162,11 +165,12 @@ def _register_one(kind: Kind) -> None:
         responses=problems(401, 403, 404, 422),
         name=f"update_{kind}",
     )
+    @named
     def update_one(
         body: ContainerUpdate,
         session: SessionDep,
         principal: PrincipalDep,
-        raw_id: Annotated[str, Path(alias=f"{kind}_id", max_length=32)],
+        raw_id: ContainerId,
     ) -> ContainerPublic:
         row = containers.update_container(
             session, principal, kind, raw_id, name=body.name, description=body.description
@@ -180,6 +184,7 @@ def _register_one(kind: Kind) -> None:
         responses=problems(401, 403, 404, 422),
         name=f"delete_{kind}",
     )
+    @named
     async def delete_one(
         request: Request,
         database: DatabaseDep,
@@ -188,7 +193,7 @@ def _register_one(kind: Kind) -> None:
         cache: CacheDep,
         records: RecordsDep,
         principal: PrincipalDep,
-        raw_id: Annotated[str, Path(alias=f"{kind}_id", max_length=32)],
+        raw_id: ContainerId,
         with_images: Annotated[
             bool,
             Query(description="Also delete the images inside that you may delete"),

@@ -134,8 +134,8 @@ class RenderParams:
             ),
         ] = None,
         gamma: Annotated[float, Query(ge=0.1, le=10.0)] = 1.0,
-        image_format: Annotated[
-            Literal["png", "jpeg", "webp"], Query(alias="format", description="Encoding")
+        format: Annotated[  # the query's name; no alias (see routes/_path_id.py for why)
+            Literal["png", "jpeg", "webp"], Query(description="Encoding")
         ] = "png",
     ) -> None:
         self.scene = scene
@@ -144,7 +144,7 @@ class RenderParams:
         self.colors = _parse_colors(colors)
         self.windows = _parse_windows(windows)
         self.gamma = float(gamma)
-        self.image_format = image_format
+        self.image_format = format
 
 
 Params = Annotated[RenderParams, Depends()]

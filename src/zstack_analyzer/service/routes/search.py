@@ -89,8 +89,8 @@ def search(
             "and vendor metadata values",
         ),
     ] = None,
-    image_format: Annotated[
-        str | None, Query(alias="format", max_length=64, description='e.g. "CZI", "OME-TIFF"')
+    format: Annotated[  # the query's name; no alias (see routes/_path_id.py for why)
+        str | None, Query(max_length=64, description='e.g. "CZI", "OME-TIFF"')
     ] = None,
     channel: Annotated[
         str | None,
@@ -189,7 +189,7 @@ def search(
     _check_order(after, before, "acquired_after/acquired_before")
     filters = SearchFilters(
         q=q or None,
-        format=canonical_format(image_format) if image_format else None,
+        format=canonical_format(format) if format else None,
         channel=_text(channel),
         objective=_text(objective),
         magnification=magnification,
