@@ -255,3 +255,69 @@ def test_ingest_dashboard_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             assert "--dashboard" in refused.output
     finally:
         get_settings.cache_clear()
+
+
+_WORKER_STATE_SCRIPT = '''
+import json, os, sys, time
+
+
+def state(pause):
+    """What this process had loaded when a task that imports nothing reached it."""
+    import dask
+
+    time.sleep(pause)  # the items this process runs while the cluster starts take a while
+    compiled = sys.modules.get("zstack_analyzer.quality._compiled")
+    return os.getpid(), {
+        "modules": sorted(
+            m for m in ("zstack_analyzer.render.thumbnails", "zstack_analyzer.quality",
+                        "zstack_analyzer.readers.czi", "tifffile", "pandas")
+            if m in sys.modules
+        ),
+        "numba_kernel_loaded": None if compiled is None else bool(compiled.scan.signatures),
+        "profiling": dask.config.get("distributed.worker.profile.enabled", default=None),
+    }
+
+
+if __name__ == "__main__":
+    from zstack_analyzer.batch.runner import open_runner
+
+    here = os.getpid()
+    found = None
+    with open_runner(expected=1000) as runner:
+        for _, (pid, seen) in runner.map_unordered(state, [0.05] * 2400):  # 120 s at most
+            if pid != here:
+                found = seen
+                break
+    print(json.dumps(found))
+'''
+
+
+def test_local_cluster_workers_start_with_the_task_code_loaded(tmp_path: Path) -> None:
+    """A worker's first task finds the readers, renderer and numba kernels already loaded.
+
+    They come from the forkserver's preload (imported once, inherited by every
+    worker), not pandas, which distributed would preload and no task uses; and the
+    workers run without dask's statistical profiler. A fresh process, so that its
+    forkserver is the one the LocalCluster starts.
+    """
+    import importlib.util
+
+    script = tmp_path / "worker_state.py"
+    script.write_text(_WORKER_STATE_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZSTACK_")}
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=280, env=env,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found is not None, "the LocalCluster never ran an item"
+    assert found["modules"] == [
+        "tifffile",
+        "zstack_analyzer.quality",
+        "zstack_analyzer.readers.czi",
+        "zstack_analyzer.render.thumbnails",
+    ]
+    if importlib.util.find_spec("numba") is not None:
+        assert found["numba_kernel_loaded"] is True
+    assert found["profiling"] is False

@@ -37,6 +37,17 @@ logger = logging.getLogger(__name__)
 SMALL_BATCH = 8
 #: How a LocalCluster starts its worker processes (see ``open_runner``).
 MP_METHOD = "forkserver"
+#: What the forkserver imports before it forks a worker (see ``_preload_forkserver``).
+FORKSERVER_PRELOAD = (
+    "distributed",
+    "dask",
+    "numpy",
+    "msgpack",
+    "cloudpickle",
+    "tornado",
+    "toolz",
+    "zstack_analyzer.batch.preload",
+)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -236,6 +247,28 @@ def _served_dashboard(client: Any) -> str | None:
     return str(client.dashboard_link) if "dashboard" in served else None
 
 
+def _preload_forkserver() -> None:
+    """Make the forkserver import the per-file task's code once, before it forks a worker.
+
+    Why: each worker otherwise imports the readers, renderer and numba kernels on
+    its first task (:mod:`zstack_analyzer.batch.preload`). distributed sets the
+    forkserver's preload list itself the first time it needs the context, to its
+    own packages plus pandas and lz4, importing each in *this* process first; the
+    workers never use pandas (1 s of CPU in this process and again in the
+    server). Its flag says the list is set; without it (another distributed)
+    distributed overwrites our list and the workers import lazily, as before.
+    Only the first call of a process counts: the server starts once.
+    """
+    import multiprocessing
+
+    from distributed import utils as dask_utils
+
+    if getattr(dask_utils, "_forkserver_preload_set", True):
+        return
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    dask_utils._forkserver_preload_set = True
+
+
 def _local_cluster(
     stack: contextlib.ExitStack, workers: int, dashboard: str | None = None
 ) -> DaskRunner[Any]:
@@ -262,7 +295,12 @@ def _local_cluster(
     settings = {
         "distributed.worker.multiprocessing-method": MP_METHOD,
         "distributed.nanny.pre-spawn-environ": environ,
+        # The statistical profiler samples every thread's stack every 10 ms, in every
+        # worker, for the dashboard's profile page: CPU taken from the files.
+        "distributed.worker.profile.enabled": False,
     }
+    if MP_METHOD == "forkserver":
+        _preload_forkserver()
     with dask.config.set(settings):
         cluster = stack.enter_context(
             LocalCluster(
