@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import anyio.to_thread
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
 from fastapi.responses import FileResponse, StreamingResponse
 
 from zstack_analyzer.cache import RenderCache
@@ -125,6 +125,7 @@ def _known_suffixes() -> frozenset[str]:
 async def upload_image(
     request: Request,
     response: Response,
+    after_response: BackgroundTasks,
     settings: SettingsDep,
     database: DatabaseDep,
     storage: StorageDep,
@@ -208,16 +209,22 @@ async def upload_image(
         "stored %s as %s (%s, %d bytes)", filename, image.id, image.format, image.size_bytes
     )
     if settings.render.thumbnail_on_upload:
-        schedule_default_thumbnail(
-            pool,
-            database,
-            cache,
-            settings.limits.read_limits(),
-            image.id,
-            stored_path,
-            image.sha256,
-            cluster=cluster,
-        )
+        # After the 201 is sent (Starlette runs background tasks then): the render's
+        # reads and buffers never hold up the answer or share the request's memory peak.
+        # An async task, so it is scheduled on the event loop like any other job.
+        async def render_after_response() -> None:
+            schedule_default_thumbnail(
+                pool,
+                database,
+                cache,
+                settings.limits.read_limits(),
+                image.id,
+                stored_path,
+                image.sha256,
+                cluster=cluster,
+            )
+
+        after_response.add_task(render_after_response)
     return UploadResponse(
         message="File uploaded successfully", id=image.id, image_stack=to_public(image)
     )
