@@ -265,7 +265,9 @@ def test_request_bodies_reach_every_route_the_guard_lets_through(
     assert token_client.post("/form", content=b"y=2").text == "page got y=2"
 
 
-def test_the_refusals_say_what_was_refused(open_client: TestClient, token_client: TestClient) -> None:
+def test_the_refusals_say_what_was_refused(
+    open_client: TestClient, token_client: TestClient
+) -> None:
     """The problem details of 401 and 404 in full (a path is cut at 200 characters)."""
     refused = token_client.get("/api/items")
     assert refused.headers["content-type"] == "application/problem+json"

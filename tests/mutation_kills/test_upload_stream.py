@@ -208,7 +208,11 @@ def test_not_multipart_or_a_bad_boundary_is_400(tmp_path: Path) -> None:
     app, _ = _app(tmp_path)
     body = _body([('name="file"; filename="a.tif"', b"abc")])
     with _client(app) as client:
-        for content_type in ("application/octet-stream", "multipart/form-data", "text/plain; boundary=bnd"):
+        for content_type in (
+            "application/octet-stream",
+            "multipart/form-data",
+            "text/plain; boundary=bnd",
+        ):
             refused = client.post("/upload", content=body, headers={"content-type": content_type})
             assert refused.status_code == 400, content_type
             assert refused.json()["code"] == "bad_upload"
@@ -276,7 +280,7 @@ def test_parts_and_their_headers_are_capped(tmp_path: Path) -> None:
         refused = _post(client, _body([('name="z"', b"0"), *three]))
         assert refused.status_code == 400
         assert refused.json()["detail"] == "the multipart body has more than 3 parts"
-        headers = b"Content-Disposition: form-data; name=\"file\"\r\nX-A: 1\r\nX-B: 2\r\n"
+        headers = b'Content-Disposition: form-data; name="file"\r\nX-A: 1\r\nX-B: 2\r\n'
         many = b"--bnd\r\n" + headers + b"\r\nabc\r\n--bnd--\r\n"
         refused = _post(client, many)
         assert refused.status_code == 400
@@ -394,7 +398,9 @@ def test_a_stalled_body_is_408_and_leaves_nothing(tmp_path: Path) -> None:
     start = _body([('name="file"; filename="s.tif"', _pixels(CHUNK_BYTES + 5))], end=False)
     status, body = _answer(_drive(app, _messages(start)[:-1]))  # then nothing more comes
     assert status == 408
-    assert json.loads(body)["detail"] == "the upload body stalled for 0.25 s; the upload was abandoned"
+    assert (
+        json.loads(body)["detail"] == "the upload body stalled for 0.25 s; the upload was abandoned"
+    )
     assert log == ["open s.tif", "abort"]
     assert _left(tmp_path) == []
 
@@ -405,7 +411,10 @@ def test_a_client_gone_mid_upload_is_400_and_leaves_nothing(tmp_path: Path) -> N
     status, body = _answer(
         _drive(
             app,
-            [{"type": "http.request", "body": start, "more_body": True}, {"type": "http.disconnect"}],
+            [
+                {"type": "http.request", "body": start, "more_body": True},
+                {"type": "http.disconnect"},
+            ],
         )
     )
     assert status == 400
@@ -439,18 +448,16 @@ def test_slots_cap_uploads_per_client_then_in_all() -> None:
         UploadSettings(max_concurrent=3, max_concurrent_per_client=2, retry_after_seconds=7)
     )
     with slots.hold("a"), slots.hold("a"):
-        with pytest.raises(UploadBusyError) as busy:
-            with slots.hold("a"):
-                pass
+        with pytest.raises(UploadBusyError) as busy, slots.hold("a"):
+            pass
         assert busy.value.status == 429
         assert busy.value.retry_after == 7
         assert str(busy.value) == (
             "this client already has 2 uploads in flight (at most 2); retry later"
         )
         with slots.hold("b"):
-            with pytest.raises(UploadBusyError) as full:
-                with slots.hold("c"):
-                    pass
+            with pytest.raises(UploadBusyError) as full, slots.hold("c"):
+                pass
             assert full.value.status == 503
             assert full.value.retry_after == 7
             assert str(full.value) == "the server has 3 uploads in flight (at most 3)"
@@ -466,10 +473,10 @@ def test_parts_with_odd_or_no_names_are_skipped(tmp_path: Path) -> None:
     """A part whose name is not UTF-8, or that has no name or no Content-Disposition, is not the file."""
     app, _ = _app(tmp_path)
     body = (
-        b"--bnd\r\nContent-Disposition: form-data; name=\"\xff\xfe\"\r\n\r\nodd\r\n"
-        b"--bnd\r\nContent-Disposition: form-data; filename=\"nameless.tif\"\r\n\r\nnone\r\n"
+        b'--bnd\r\nContent-Disposition: form-data; name="\xff\xfe"\r\n\r\nodd\r\n'
+        b'--bnd\r\nContent-Disposition: form-data; filename="nameless.tif"\r\n\r\nnone\r\n'
         b"--bnd\r\nContent-Type: text/plain\r\n\r\nbare\r\n"
-        b"--bnd\r\nContent-Disposition: form-data; name=\"file\"; filename=\"real.tif\"\r\n\r\n"
+        b'--bnd\r\nContent-Disposition: form-data; name="file"; filename="real.tif"\r\n\r\n'
         b"the file\r\n--bnd--\r\n"
     )
     with _client(app) as client:
@@ -485,7 +492,7 @@ def test_part_header_lines_are_capped_as_configured(tmp_path: Path) -> None:
         for size, status in ((200, 200), (300, 400)):
             header = f"X-Note: {'n' * size}\r\n".encode()
             body = (
-                b"--bnd\r\nContent-Disposition: form-data; name=\"file\"\r\n"
+                b'--bnd\r\nContent-Disposition: form-data; name="file"\r\n'
                 + header
                 + b"\r\nabc\r\n--bnd--\r\n"
             )
