@@ -66,11 +66,14 @@ def test_objective_text_is_literal(client: TestClient) -> None:
     under = add_record(database, "a.czi", objective=ObjectiveInfo(name="Lens x_ray 20x"))
     other = add_record(database, "b.czi", objective=ObjectiveInfo(name="Lens xAray 20x"))
     slash = add_record(database, "c.czi", objective=ObjectiveInfo(name="Lens a\\b 10x"))
+    percent = add_record(database, "d.czi", objective=ObjectiveInfo(name="Lens 5%x"))
     assert _found(client, objective="x_r")[0] == [under]
     assert _found(client, objective="xar")[0] == [other]
     assert _found(client, objective="a\\b")[0] == [slash]
     assert _found(client, objective="  LENS X_RAY ")[0] == [under]
-    assert sorted(_found(client, objective="lens")[0]) == sorted([under, other, slash])
+    assert _found(client, objective="5%x")[0] == [percent]
+    assert _found(client, objective="%")[0] == [percent]  # a character, not "anything"
+    assert sorted(_found(client, objective="lens")[0]) == sorted([under, other, slash, percent])
 
 
 def test_pages_and_totals_with_tied_creation_times(client: TestClient) -> None:
@@ -148,6 +151,19 @@ def test_the_index_is_rebuilt_only_when_broken(
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE images_fts"))
     assert ensure_search_index(engine) is False  # no index table: nothing to repair
+
+
+def test_postgresql_needs_no_repair() -> None:
+    """PostgreSQL keeps its trigger and GIN index with the table: nothing to check or rebuild."""
+    from sqlalchemy import create_engine
+
+    from tests.service.conftest import PG_ADMIN_URL
+
+    engine = create_engine(PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        assert ensure_search_index(engine) is False
+    finally:
+        engine.dispose()
 
 
 def test_fts_tables_are_left_out_of_the_schema_comparison() -> None:
