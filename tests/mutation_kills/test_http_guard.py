@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from fastapi import APIRouter, FastAPI
+from starlette.requests import Request  # noqa: TC002 - FastAPI reads the annotation
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.websockets import WebSocket  # noqa: TC002 - FastAPI reads the annotation
 
@@ -48,6 +49,10 @@ def _app(settings: Any) -> FastAPI:
     def put_item(item_id: int) -> dict[str, int]:
         return {"put": item_id}
 
+    @router.post("/echo")
+    async def echo(request: Request) -> dict[str, str]:
+        return {"echo": (await request.body()).decode()}
+
     @router.get("/stream")
     def stream() -> StreamingResponse:
         return StreamingResponse(iter([b"one ", b"two ", b"three"]), media_type="text/plain")
@@ -69,11 +74,19 @@ def _app(settings: Any) -> FastAPI:
     def hello() -> PlainTextResponse:
         return PlainTextResponse("sub says hello")
 
+    @sub.post("/echo")
+    async def sub_echo(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(b"sub got " + await request.body())
+
     app.mount("/api/sub", sub)
 
     @app.get("/page")
     def page() -> PlainTextResponse:
         return PlainTextResponse("a page")
+
+    @app.post("/form")
+    async def form(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(b"page got " + await request.body())
 
     app.state.settings = settings
     app.add_middleware(HttpGuardMiddleware, max_headers=MAX_HEADERS)
@@ -240,3 +253,131 @@ def test_websockets_and_lifespan_pass_through(tmp_path: Path) -> None:
 
     with _testclient_class()(app) as client, client.websocket_connect("/api/ws") as socket:
         assert socket.receive_text() == "hi"
+
+
+def test_request_bodies_reach_every_route_the_guard_lets_through(
+    open_client: TestClient, token_client: TestClient
+) -> None:
+    """API routes, mounted sub-apps and pages outside ``/api`` all read the body they were sent."""
+    assert open_client.post("/api/echo", content=b"payload").json() == {"echo": "payload"}
+    assert open_client.post("/api/sub/echo", content=b"abc").text == "sub got abc"
+    assert open_client.post("/form", content=b"x=1").text == "page got x=1"
+    assert token_client.post("/form", content=b"y=2").text == "page got y=2"
+
+
+def test_the_refusals_say_what_was_refused(
+    open_client: TestClient, token_client: TestClient
+) -> None:
+    """The problem details of 401 and 404 in full (a path is cut at 200 characters)."""
+    refused = token_client.get("/api/items")
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json() == {
+        "type": "https://zstack-analyzer.invalid/problems/unauthorized",
+        "title": refused.json()["title"],
+        "status": 401,
+        "detail": "missing or invalid bearer token (send 'Authorization: Bearer <token>')",
+        "code": "unauthorized",
+    }
+    path = "/api/" + "y" * 500
+    missing = open_client.get(path)
+    assert missing.json()["detail"] == f"no API route at {path[:200]!r}"
+    assert missing.json()["status"] == 404
+
+
+def test_more_credentials_in_users_mode(users_client: TestClient) -> None:
+    """A bearer value with spaces, cookie values holding '=' and cookies in any order."""
+    for header, status in (("Bearer  two spaces", 200), ("Bearer a b", 200), ("Bearer   ", 401)):
+        response = users_client.get("/api/items", headers={"Authorization": header})
+        assert response.status_code == status, header
+    for cookie, status in (
+        ("zstack_session=abc=", 200),  # base64 padding: '=' inside a value is allowed
+        ("zstack_session=a=b", 200),
+        ("x=y;zstack_session=abc", 200),
+        ("a=1;b=2;zstack_session=ok", 200),
+        ("x=zstack_session=abc", 401),
+    ):
+        users_client.cookies.clear()
+        response = users_client.get("/api/items", headers={"Cookie": cookie})
+        assert response.status_code == status, cookie
+
+
+def test_an_app_without_settings_asks_for_no_credentials(tmp_path: Path) -> None:
+    """The guard reads the auth mode from ``app.state.settings``; without settings auth is off."""
+    app = _app(make_settings(tmp_path))
+    del app.state.settings
+    with _testclient_class()(app) as client:
+        assert client.get("/api/items").json() == {"items": "all"}
+        assert client.get("/api/nothing").status_code == 404
+
+
+def _asgi_messages(app: Any, method: str, path: str) -> list[dict[str, Any]]:
+    """Every message ``app`` sends for one request, driven as an ASGI server would."""
+    import anyio
+
+    sent: list[dict[str, Any]] = []
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await anyio.sleep_forever()
+        raise AssertionError  # pragma: no cover - sleep_forever never returns
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    anyio.run(app, scope, receive, send)
+    return sent
+
+
+def test_head_completes_the_response_with_one_empty_body_message(tmp_path: Path) -> None:
+    """As an ASGI server sees it: the GET's start, then exactly one final, empty body message.
+
+    A server waits for ``more_body: False`` to end the response; a HEAD that never sends it
+    (or sends more after it) leaves the client hanging or breaks the connection.
+    """
+    app = _app(make_settings(tmp_path))
+    for path in ("/api/items", "/api/stream"):
+        get = _asgi_messages(app, "GET", path)
+        head = _asgi_messages(app, "HEAD", path)
+        assert head[0]["type"] == "http.response.start"
+        assert head[0]["status"] == get[0]["status"] == 200
+        assert head[0]["headers"] == get[0]["headers"]
+        bodies = head[1:]
+        assert [m["type"] for m in bodies] == ["http.response.body"], path
+        assert bodies[0].get("body", b"") == b""
+        assert bodies[0].get("more_body", False) is False
+
+
+def test_routes_without_a_path_are_skipped(tmp_path: Path) -> None:
+    """A ``Host`` route (matched by host name, no path) does not break the guard or its table."""
+    from starlette.routing import Host
+
+    app = _app(make_settings(tmp_path))
+    other = FastAPI()
+
+    @other.get("/api/elsewhere")
+    def elsewhere() -> dict[str, str]:
+        return {"on": "other host"}
+
+    app.router.routes.append(Host("files.example", app=other))
+    assert len(api_route_table(list(app.routes))) == len(api_route_table(list(app.routes)[:-1]))
+    with _testclient_class()(app) as client:
+        assert client.get("/api/items").json() == {"items": "all"}
+        assert client.get("/api/nothing").status_code == 404
