@@ -509,3 +509,32 @@ def test_an_ifd_chain_pointing_past_the_end_is_refused(tmp_path: Path) -> None:
         else:
             with open_image(path) as image:
                 assert image.scenes()[0].size_z == 2
+
+
+# --------------------------------------------------------------------------- STK (one IFD)
+def test_stk_planes_by_offset_and_cut_to_the_byte(tmp_path: Path) -> None:
+    from tests.synthetic_stk import write_stk
+
+    planes = encoded_stack(1, 1, 5, 12, 10)[0, 0]
+    path = write_stk(tmp_path / "s.stk", planes)
+    data = path.read_bytes()
+    with tifffile.TiffFile(path) as tif:
+        start = int(tif.pages.first.dataoffsets[0])
+    end = start + planes.nbytes
+    with open_image(path) as image:
+        assert image.format_name == "STK"
+        assert image.region_grid() == (1, 10)
+        for z in (0, 2, 4):
+            np.testing.assert_array_equal(image.read_plane(0, 0, 0, z), planes[z])
+            np.testing.assert_array_equal(
+                image.read_region(0, 0, 0, z, (3, 11), (1, 8)), planes[z, 3:11, 1:8]
+            )
+        np.testing.assert_array_equal(image.to_dask(0).compute()[0, 0], planes)
+    if end == len(data):  # the pixels are the file's last bytes: cut them by one
+        path.write_bytes(data[: end - 1])
+        with pytest.raises(
+            CorruptFileError,
+            match=rf"s\.stk: the planes of scene 0 end at byte {end:,}, past the end of the file "
+            rf"\({end - 1:,} bytes\); the file is truncated",
+        ):
+            open_image(path)
