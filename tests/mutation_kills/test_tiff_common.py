@@ -538,3 +538,89 @@ def test_stk_planes_by_offset_and_cut_to_the_byte(tmp_path: Path) -> None:
             rf"\({end - 1:,} bytes\); the file is truncated",
         ):
             open_image(path)
+
+
+def _cut_after_first_ifd(path: Path) -> None:
+    """End the IFD chain after the first page: its planes then follow it back to back."""
+    with tifffile.TiffFile(path) as tif:
+        start, byteorder = tif.pages.first.offset, tif.byteorder
+    data = bytearray(path.read_bytes())
+    (count,) = struct.unpack(byteorder + "H", data[start : start + 2])
+    data[start + 2 + count * 12 : start + 6 + count * 12] = b"\0\0\0\0"
+    path.write_bytes(bytes(data))
+
+
+def test_planar_rgb_planes_in_one_ifd(tmp_path: Path) -> None:
+    stack = (np.arange(2 * 3 * 8 * 10).reshape(2, 3, 8, 10) % 251).astype("uint8")
+    path = tmp_path / "planar.tif"
+    tifffile.imwrite(path, stack, photometric="rgb", planarconfig="separate", contiguous=True)
+    _cut_after_first_ifd(path)
+    with open_image(path) as image:
+        assert image.scenes()[0].size_z == 2
+        assert image.region_grid() is None  # the rows of each sample lie apart
+        for z in range(2):
+            rgb = np.moveaxis(stack[z], 0, -1)
+            np.testing.assert_array_equal(image.read_plane(0, 0, 0, z), rgb)
+            np.testing.assert_array_equal(image.read_region(0, 0, 0, z, (2, 7), (1, 9)), rgb[2:7, 1:9])
+
+
+def test_chunky_rgb_planes_in_one_ifd(tmp_path: Path) -> None:
+    stack = (np.arange(3 * 8 * 10 * 3).reshape(3, 8, 10, 3) % 251).astype("uint8")
+    path = tmp_path / "chunky.tif"
+    tifffile.imwrite(path, stack, photometric="rgb", contiguous=True)
+    _cut_after_first_ifd(path)
+    with open_image(path) as image:
+        assert image.region_grid() == (1, 10)
+        for z in range(3):
+            np.testing.assert_array_equal(image.read_plane(0, 0, 0, z), stack[z])
+            np.testing.assert_array_equal(image.read_region(0, 0, 0, z, (2, 7), (1, 9)), stack[z, 2:7, 1:9])
+
+
+def test_big_endian_planes_in_one_ifd(tmp_path: Path) -> None:
+    stack = encoded_stack(1, 1, 3, 8, 6)[0, 0]
+    path = tmp_path / "be.tif"
+    tifffile.imwrite(path, stack, byteorder=">", contiguous=True, photometric="minisblack")
+    _cut_after_first_ifd(path)
+    with open_image(path) as image:
+        assert image.scenes()[0].dtype == "uint16"
+        for z in range(3):
+            np.testing.assert_array_equal(image.read_plane(0, 0, 0, z), stack[z])
+            np.testing.assert_array_equal(image.read_region(0, 0, 0, z, (1, 5), (0, 6)), stack[z, 1:5])
+
+
+def test_strips_apart_are_decoded_not_read_as_raw_rows(tmp_path: Path) -> None:
+    plane = encoded_stack(1, 1, 1, 12, 8)[0, 0, 0]
+    path = tmp_path / "gap.tif"
+    tifffile.imwrite(path, plane, rowsperstrip=4, metadata=None, photometric="minisblack")
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages.first.tags["StripOffsets"]
+        where, offsets = tag.valueoffset, list(tif.pages.first.dataoffsets)
+        nbytes = int(tif.pages.first.databytecounts[1])
+    moved = len(data)
+    data += data[offsets[1] : offsets[1] + nbytes]  # strip 1 moved to the end ...
+    data[offsets[1] : offsets[1] + nbytes] = bytes(nbytes)  # ... and zeros where it was
+    struct.pack_into("<I", data, where + 4, moved)
+    path.write_bytes(bytes(data))
+    with open_image(path) as image:
+        assert image.region_grid() == (4, 8)
+        np.testing.assert_array_equal(image.read_region(0, 0, 0, 0, (2, 11), (1, 7)), plane[2:11, 1:7])
+
+
+def test_one_sample_with_planar_configuration_2_is_still_raw_rows(tmp_path: Path) -> None:
+    plane = encoded_stack(1, 1, 1, 12, 8)[0, 0, 0]
+    path = tmp_path / "pc2.tif"
+    tifffile.imwrite(path, plane, rowsperstrip=4, metadata=None, photometric="minisblack")
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        ifd = tif.pages.first.offset
+    (count,) = struct.unpack_from("<H", data, ifd)
+    codes = [struct.unpack_from("<H", data, ifd + 2 + 12 * i)[0] for i in range(count)]
+    at = ifd + 2 + 12 * codes.index(296)  # ResolutionUnit (SHORT) becomes PlanarConfiguration 2
+    struct.pack_into("<HHIH", data, at, 284, 3, 1, 2)
+    path.write_bytes(bytes(data))
+    with tifffile.TiffFile(path) as tif:
+        assert int(tif.pages.first.tags["PlanarConfiguration"].value) == 2
+    with open_image(path) as image:
+        assert image.region_grid() == (1, 8)
+        np.testing.assert_array_equal(image.read_region(0, 0, 0, 0, (2, 11), (1, 7)), plane[2:11, 1:7])
