@@ -624,3 +624,112 @@ def test_one_sample_with_planar_configuration_2_is_still_raw_rows(tmp_path: Path
     with open_image(path) as image:
         assert image.region_grid() == (1, 8)
         np.testing.assert_array_equal(image.read_region(0, 0, 0, 0, (2, 11), (1, 7)), plane[2:11, 1:7])
+
+
+# --------------------------------------------------------------------------- checks at open
+def _strip_offset_past_the_end(path: Path, page_index: int) -> None:
+    """Point the (single) strip of page ``page_index`` past the end of the file."""
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages[page_index].tags["StripOffsets"]
+        assert tag.count == 1
+        where, width = tag.valueoffset, 8 if tif.is_bigtiff else 4
+        order = "little" if tif.byteorder == "<" else "big"
+    data[where : where + width] = (len(data) + 4096).to_bytes(width, order)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damaged", ["first", "last"])
+def test_the_first_and_last_plane_of_every_scene_are_checked_at_open(
+    tmp_path: Path, damaged: str
+) -> None:
+    """Scene 1 of an OME-TIFF (2 x 2 x 2 planes, pages 1-8): its first or its last plane past
+    the end of the file is refused at open, with the file's path."""
+    path = tmp_path / "two.ome.tif"
+    write_ome_tiff(path, [encoded_stack(1, 1, 1, 8, 6), encoded_stack(2, 2, 2, 8, 6)], bigtiff=True)
+    _strip_offset_past_the_end(path, 1 if damaged == "first" else 8)
+    with pytest.raises(CorruptFileError, match=f"IFD {1 if damaged == 'first' else 8} ends past") as info:
+        open_image(path)
+    assert info.value.path == path
+
+
+def test_a_middle_plane_is_not_checked_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "mid.ome.tif"
+    stack = encoded_stack(2, 2, 2, 8, 6)
+    write_ome_tiff(path, [stack], bigtiff=True)
+    _strip_offset_past_the_end(path, 3)
+    with open_image(path) as image:
+        np.testing.assert_array_equal(image.read_plane(0, 1, 1, 1), stack[1, 1, 1])
+        with pytest.raises(CorruptFileError, match="IFD 3 ends past"):
+            image.read_plane(0, 0, 1, 1)
+
+
+def test_a_missing_first_member_does_not_stop_the_last_plane_check(tmp_path: Path) -> None:
+    from tests.synthetic_tiff import write_ome_multifile
+
+    stack = encoded_stack(1, 1, 3, 8, 6, dtype="uint8")
+    members, _ = write_ome_multifile(tmp_path, stack)
+    members[0].unlink()
+    _strip_offset_past_the_end(members[2], 0)
+    with pytest.raises(CorruptFileError, match="ends past the end of the file"):
+        open_image(members[1])
+
+
+def test_an_ifd_chain_cut_inside_its_pointer_or_past_the_end_big_endian(tmp_path: Path) -> None:
+    stack = encoded_stack(1, 1, 3, 8, 8)[0, 0]
+    path = tmp_path / "be.tif"
+    with tifffile.TiffWriter(path, byteorder=">") as tif:
+        for plane in stack:
+            tif.write(plane, metadata=None, photometric="minisblack")
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[1]
+        next_at = page.offset + 2 + 12 * len(page.tags)
+    data = bytearray(path.read_bytes())
+    # 16 MiB big-endian (01 00 00 00) is past this file's end; read little-endian it is 1
+    data[next_at : next_at + 4] = (1 << 24).to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match="the IFD after page 1 lies past the end") as info:
+        open_image(path)
+    assert info.value.path == path
+    # a valid big-endian chain opens whole
+    path.write_bytes(bytes(data[:next_at]) + (0).to_bytes(4, "big") + bytes(data[next_at + 4 :]))
+    with open_image(path) as image:
+        assert image.scenes()[0].size_z == 2
+
+
+# --------------------------------------------------------------------------- shapes and grids
+def test_level_shapes_of_grey_and_rgb(tmp_path: Path) -> None:
+    grey = write_plain_pages(tmp_path / "g.tif", encoded_stack(1, 1, 2, 6, 5)[0, 0])
+    with open_image(grey) as image:
+        assert image.level_shape(0, 0) == (1, 1, 2, 6, 5)
+        assert image.to_dask(0).shape == (1, 1, 2, 6, 5)
+        with pytest.raises(SceneNotFoundError) as info:
+            image.level_shape(0, 3)
+        assert info.value.path == grey
+
+
+def test_deflate_strips_are_read_a_few_mib_of_rows_at_a_time(tmp_path: Path) -> None:
+    grey = tmp_path / "grey.tif"
+    tifffile.imwrite(
+        grey, np.zeros((600, 4096), "uint16"), rowsperstrip=600, compression="zlib", metadata=None
+    )
+    rgb = tmp_path / "rgb.tif"
+    tifffile.imwrite(
+        rgb, np.zeros((1000, 2048, 3), "uint16"), rowsperstrip=1000, compression="zlib",
+        photometric="rgb", metadata=None,
+    )
+    wide = tmp_path / "wide.tif"
+    tifffile.imwrite(
+        wide, np.zeros((2, 1_000_000, 3), "uint16"), rowsperstrip=2, compression="zlib",
+        photometric="rgb", metadata=None,
+    )
+    small = tmp_path / "small.tif"
+    tifffile.imwrite(small, np.zeros((40, 30), "uint8"), rowsperstrip=16, compression="zlib", metadata=None)
+    with open_image(grey) as image:
+        assert image.region_grid() == (512, 4096)  # 4 MiB of 8 KiB rows
+    with open_image(rgb) as image:
+        assert image.region_grid() == (341, 2048)  # 4 MiB // 12 KiB rows
+    with open_image(wide) as image:
+        assert image.region_grid() == (1, 1_000_000)  # at least one row
+    with open_image(small) as image:
+        assert image.region_grid() == (16, 30)
