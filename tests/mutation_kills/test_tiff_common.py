@@ -733,3 +733,26 @@ def test_deflate_strips_are_read_a_few_mib_of_rows_at_a_time(tmp_path: Path) -> 
         assert image.region_grid() == (1, 1_000_000)  # at least one row
     with open_image(small) as image:
         assert image.region_grid() == (16, 30)
+
+
+def test_one_uncompressed_strip_is_read_by_rows(tmp_path: Path) -> None:
+    plane = encoded_stack(1, 1, 1, 12, 8)[0, 0, 0]
+    path = tmp_path / "one.tif"
+    tifffile.imwrite(path, plane, rowsperstrip=12, metadata=None, photometric="minisblack")
+    with open_image(path) as image:
+        assert image.region_grid() == (1, 8)
+        np.testing.assert_array_equal(image.read_region(0, 0, 0, 0, (3, 9), (2, 7)), plane[3:9, 2:7])
+
+
+def test_two_separate_samples_are_not_read_as_raw_rows(tmp_path: Path) -> None:
+    samples = (np.arange(2 * 8 * 10).reshape(2, 8, 10) % 251).astype("uint8")
+    path = tmp_path / "two.tif"
+    tifffile.imwrite(
+        path, samples, photometric="minisblack", planarconfig="separate",
+        extrasamples=["unspecified"], rowsperstrip=3, metadata=None,
+    )
+    with open_image(path) as image:
+        assert image.scenes()[0].samples_per_pixel == 2
+        yxs = np.moveaxis(samples, 0, -1)
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 0), yxs)
+        np.testing.assert_array_equal(image.read_region(0, 0, 0, 0, (1, 7), (2, 9)), yxs[1:7, 2:9])
