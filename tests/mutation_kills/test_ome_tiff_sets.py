@@ -331,3 +331,198 @@ def test_a_companion_naming_nothing_present(tmp_path: Path) -> None:
     companion.unlink()
     with pytest.raises(CorruptFileError, match="cannot read the companion file"):
         OmeTiffReader(companion)
+
+
+# --------------------------------------------------------------------------- round 3, second pass
+def test_the_description_limit_is_inclusive(tmp_path: Path) -> None:
+    planes = encoded_stack(1, 1, 2, 6, 5, dtype="uint8")[0, 0]
+    tiffdata = (
+        '<TiffData FirstZ="0" IFD="0" PlaneCount="1"><UUID FileName="a.ome.tif">urn:uuid:a</UUID></TiffData>'
+        '<TiffData FirstZ="1" IFD="0" PlaneCount="1"><UUID FileName="b.ome.tif">urn:uuid:b</UUID></TiffData>'
+    )
+    xml = _ome(_pixels(2, tiffdata))
+    a = _pages(tmp_path / "a.ome.tif", planes[:1], xml)
+    _pages(tmp_path / "b.ome.tif", planes[1:], xml)
+    with tifffile.TiffFile(a) as tif:
+        size = len(tif.pages.first.description)
+    assert OmeTiffReader.file_set(a, ReadLimits(max_metadata_bytes=size)) is not None
+    assert OmeTiffReader.file_set(a, ReadLimits(max_metadata_bytes=size - 1)) is None
+
+
+def test_a_file_naming_only_itself_is_no_set(tmp_path: Path) -> None:
+    tiffdata = '<TiffData IFD="0" PlaneCount="1"><UUID FileName="self.ome.tif">urn:uuid:s</UUID></TiffData>'
+    path = _pages(tmp_path / "self.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0], _ome(_pixels(1, tiffdata)))
+    assert OmeTiffReader.file_set(path, ReadLimits()) is None
+
+
+def test_a_document_without_images_naming_files_is_no_set(tmp_path: Path) -> None:
+    xml = (
+        f'<?xml version="1.0"?><OME xmlns="{NS}"><StructuredAnnotations>'
+        '<CommentAnnotation ID="Annotation:0"><Value>FileName</Value></CommentAnnotation>'
+        "</StructuredAnnotations></OME>"
+    )
+    path = _pages(tmp_path / "noimg.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0], xml)
+    assert OmeTiffReader.file_set(path, ReadLimits()) is None
+
+
+def test_malformed_xml_errors_name_their_file(tmp_path: Path) -> None:
+    stack = encoded_stack(1, 1, 2, 6, 5, dtype="uint8")
+    members, companion = write_ome_multifile(tmp_path, stack)
+    companion.write_text("<OME><Image></OME>", encoding="utf-8")
+    with pytest.raises(MetadataError) as info:
+        OmeTiffReader.file_set(members[0], ReadLimits())
+    assert info.value.path == companion
+    with pytest.raises(MetadataError) as info:
+        OmeTiffReader.main_for_member(companion)
+    assert info.value.path == companion
+    broken = _pages(
+        tmp_path / "broken.ome.tif", stack[0, 0, :1], '<OME xmlns="x"><BinaryOnly FileName="y"></OME>'
+    )
+    with pytest.raises(MetadataError) as info:
+        OmeTiffReader.file_set(broken, ReadLimits())
+    assert info.value.path == broken
+
+
+def test_a_lone_member_of_several_pages_is_a_z_stack(tmp_path: Path) -> None:
+    planes = encoded_stack(1, 1, 3, 6, 5, dtype="uint8")[0, 0]
+    description = (
+        f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{NS}" UUID="urn:uuid:m">'
+        '<BinaryOnly MetadataFile="gone.companion.ome" UUID="urn:uuid:c"/></OME>'
+    )
+    path = _pages(tmp_path / "m.ome.tif", planes, description)
+    with open_image(path) as image:
+        assert (image.scenes()[0].size_z, image.scenes()[0].extra_dims) == (3, {})
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 2), planes[2])
+        assert "only the 3 plane(s) this file holds are read" in image.metadata().warnings[0]
+
+
+def test_tiffdata_uuid_without_file_name_and_file_name_without_uuid(tmp_path: Path) -> None:
+    planes = encoded_stack(1, 1, 2, 6, 5, dtype="uint8")[0, 0]
+    # z=0: a UUID naming no file (another UUID than this file's): this file's IFD 0
+    # z=1: a FileName with an empty UUID: the member b's IFD 0
+    tiffdata = (
+        '<TiffData FirstZ="0" IFD="0" PlaneCount="1"><UUID>urn:uuid:other</UUID></TiffData>'
+        '<TiffData FirstZ="1" IFD="0" PlaneCount="1"><UUID FileName="b.ome.tif"/></TiffData>'
+    )
+    xml = _ome(_pixels(2, tiffdata), uuid="urn:uuid:a")
+    a = _pages(tmp_path / "a.ome.tif", planes[:1], xml)
+    _pages(tmp_path / "b.ome.tif", planes[1:], xml)
+    with open_image(a) as image:
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 0), planes[0])
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 1), planes[1])
+
+
+def test_a_plane_limit_counts_the_declared_type(tmp_path: Path) -> None:
+    plane = encoded_stack(1, 1, 1, 60, 50, dtype="uint8")[0, 0]
+    path = _pages(tmp_path / "lim.ome.tif", plane, _ome(_pixels(1, "<TiffData/>", y=60, x=50)))
+    with OmeTiffReader(path, limits=ReadLimits(max_plane_bytes=3000)) as image:
+        assert image.scenes()[0].dtype == "uint8"
+
+
+def test_pixels_without_tiffdata_are_the_ifds_in_order(tmp_path: Path) -> None:
+    planes = encoded_stack(1, 1, 3, 6, 5, dtype="uint8")[0, 0]
+    path = _pages(tmp_path / "plain.ome.tif", planes, _ome(_pixels(3, "")))
+    with open_image(path) as image:
+        for z in range(3):
+            np.testing.assert_array_equal(image.read_plane(0, 0, 0, z), planes[z])
+        assert image.metadata().warnings == []
+
+
+def test_tiffdata_out_of_range_are_skipped_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stack = encoded_stack(2, 2, 2, 6, 5, dtype="uint8")
+    # XYZCT: plane (t, c, z) is IFD z + 2 * (c + 2 * t)
+    good = "".join(
+        f'<TiffData FirstT="{t}" FirstC="{c}" FirstZ="{z}" IFD="{z + 2 * (c + 2 * t)}" PlaneCount="1"/>'
+        for t in range(2)
+        for c in range(2)
+        for z in range(2)
+    )
+    bogus = (
+        '<TiffData FirstZ="2" IFD="0" PlaneCount="1"/>'
+        '<TiffData FirstC="2" IFD="0" PlaneCount="1"/>'
+        '<TiffData FirstT="2" IFD="0" PlaneCount="1"/>'
+    )
+    pixels = (
+        f'<Pixels DimensionOrder="XYZCT" ID="Pixels:0" Type="uint8" SizeC="2" SizeT="2" SizeX="5" '
+        f'SizeY="6" SizeZ="2"><Channel ID="Channel:0" SamplesPerPixel="1"/>'
+        f'<Channel ID="Channel:1" SamplesPerPixel="1"/>{bogus}{good}{bogus}</Pixels>'
+    )
+    stored = stack.reshape(8, 6, 5)
+    path = _pages(tmp_path / "range.ome.tif", stored, _ome(pixels))
+    with caplog.at_level("WARNING"), open_image(path) as image:
+        info = image.scenes()[0]
+        assert (info.name, info.size_t, info.size_c, info.size_z, info.size_y, info.size_x) == (
+            "img", 2, 2, 2, 6, 5,
+        )
+        assert info.samples_per_pixel == 1
+        for t in range(2):
+            for c in range(2):
+                for z in range(2):
+                    np.testing.assert_array_equal(image.read_plane(0, t, c, z), stack[t, c, z])
+        assert image.metadata().warnings == []
+    messages = [r.getMessage() for r in caplog.records]
+    assert "range.ome.tif: TiffData index {'T': 0, 'C': 0, 'Z': 2} out of range" in messages
+
+
+def test_plane_counts_of_zero_and_counts_from_the_member_holding_them(tmp_path: Path) -> None:
+    planes = encoded_stack(1, 1, 4, 6, 5, dtype="uint8")[0, 0]
+    tiffdata = (
+        '<TiffData FirstZ="0" IFD="0" PlaneCount="1"/>'
+        '<TiffData FirstZ="3" IFD="0" PlaneCount="0"/>'
+        '<TiffData FirstZ="1"><UUID FileName="b.ome.tif">urn:uuid:b</UUID></TiffData>'
+    )
+    xml = _ome(_pixels(4, tiffdata))
+    a = _pages(tmp_path / "a.ome.tif", planes[:1], xml)
+    _pages(tmp_path / "b.ome.tif", planes[1:3], xml)  # two pages: z=1 and z=2
+    with open_image(a) as image:
+        for z in range(3):
+            np.testing.assert_array_equal(image.read_plane(0, 0, 0, z), planes[z])
+        assert not image.read_plane(0, 0, 0, 3).any()
+        assert "1 of 4 planes have no TiffData: read as zeros" in image.metadata().warnings
+    (tmp_path / "b.ome.tif").unlink()  # its planes: zeros, with a warning
+    with open_image(a) as image:
+        assert not image.read_plane(0, 0, 0, 2).any()
+        assert any("1 member file(s) missing" in w for w in image.metadata().warnings)
+
+
+def test_this_files_planes_without_a_count_stop_at_its_last_ifd(tmp_path: Path) -> None:
+    planes = encoded_stack(1, 1, 4, 6, 5, dtype="uint8")[0, 0]
+    path = _pages(tmp_path / "two.ome.tif", planes[:2], _ome(_pixels(4, '<TiffData FirstZ="0"/>')))
+    with open_image(path) as image:
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 1), planes[1])
+        assert not image.read_plane(0, 0, 0, 2).any()
+        assert "2 of 4 planes have no TiffData: read as zeros" in image.metadata().warnings
+
+
+def test_two_levels_are_a_pyramid(tmp_path: Path) -> None:
+    path = write_ome_pyramid(tmp_path / "p2.ome.tif", encoded_stack(1, 1, 1, 64, 48), levels=2)
+    with open_image(path) as image:
+        assert image.metadata().pyramid_levels == [(64, 48), (32, 24)]
+
+
+def test_no_writer_without_creator_or_software_and_none_for_sets(tmp_path: Path) -> None:
+    plain = _pages(
+        tmp_path / "nosw.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0],
+        _ome(_pixels(1, "<TiffData/>")), software=False,
+    )
+    with open_image(plain) as image:
+        md = image.metadata()
+    assert md.microscope is None or md.microscope.software is None
+    members, _ = write_ome_multifile(tmp_path, encoded_stack(1, 1, 2, 6, 5, dtype="uint8"))
+    with tifffile.TiffFile(members[0]) as tif:
+        assert "Software" in tif.pages.first.tags  # tifffile's own name
+    with open_image(members[0]) as image:
+        md = image.metadata()
+    assert md.microscope is None or md.microscope.software is None
+
+
+def test_size_mismatch_error_names_the_file(tmp_path: Path) -> None:
+    path = _pages(
+        tmp_path / "size.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0],
+        _ome(_pixels(1, "<TiffData/>", y=7, x=5)),
+    )
+    with pytest.raises(MetadataError) as info:
+        open_image(path)
+    assert info.value.path == path
