@@ -131,8 +131,13 @@ def test_the_main_file_of_a_companion(tmp_path: Path) -> None:
 def test_a_cut_description_is_refused(tmp_path: Path) -> None:
     xml = _ome(_pixels(1, "<TiffData/>"))
     path = _pages(tmp_path / "cut.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0], xml[:-20])
-    with pytest.raises(CorruptFileError, match=r"cut\.ome\.tif: the OME-XML ImageDescription is cut short"):
+    with pytest.raises(
+        CorruptFileError,
+        match=r"cut\.ome\.tif: the OME-XML ImageDescription is cut short or unreadable; "
+        r"the file is truncated or corrupt$",
+    ) as info:
         open_image(path)
+    assert info.value.path == path
     # trailing NULs and blanks after the closing tag are fine
     ok = _pages(tmp_path / "ok.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0], xml + " \r\n\t")
     with open_image(ok) as image:
@@ -142,8 +147,9 @@ def test_a_cut_description_is_refused(tmp_path: Path) -> None:
 def test_a_document_without_images_is_refused(tmp_path: Path) -> None:
     xml = f'<?xml version="1.0"?><OME xmlns="{NS}"></OME>'
     path = _pages(tmp_path / "empty.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0], xml)
-    with pytest.raises(MetadataError, match=r"empty\.ome\.tif: the OME-XML describes no Image"):
+    with pytest.raises(MetadataError, match=r"empty\.ome\.tif: the OME-XML describes no Image") as info:
         open_image(path)
+    assert info.value.path == path
 
 
 def test_pixels_sizes_must_match_the_ifd(tmp_path: Path) -> None:
@@ -207,8 +213,11 @@ def test_an_ifd_the_file_lacks_is_refused(tmp_path: Path) -> None:
     planes = encoded_stack(1, 1, 2, 6, 5, dtype="uint8")[0, 0]
     tiffdata = '<TiffData FirstZ="0" IFD="0" PlaneCount="1"/><TiffData FirstZ="1" IFD="5" PlaneCount="1"/>'
     path = _pages(tmp_path / "lack.ome.tif", planes[:1], _ome(_pixels(2, tiffdata)))
-    with pytest.raises(CorruptFileError, match=r"points to IFD 5 of lack\.ome\.tif, which has only 1"):
-        open_image(path).read_plane(0, 0, 0, 1)
+    with pytest.raises(
+        CorruptFileError, match=r"points to IFD 5 of lack\.ome\.tif, which has only 1"
+    ) as info:
+        open_image(path)  # the last plane is checked at open
+    assert info.value.path == path
 
 
 def test_pyramid_levels_and_metadata(tmp_path: Path) -> None:
@@ -265,8 +274,9 @@ def test_a_companion_over_the_limit_is_refused(tmp_path: Path) -> None:
     members, companion = write_ome_multifile(tmp_path, stack)
     size = companion.stat().st_size
     limits = ReadLimits(max_metadata_bytes=size - 1)
-    with pytest.raises(MetadataError, match=f"companion {companion.name} is over the metadata limit"):
+    with pytest.raises(MetadataError, match=f"companion {companion.name} is over the metadata limit") as info:
         OmeTiffReader(members[0], limits=limits)
+    assert info.value.path == members[0]
     with pytest.raises(MetadataError, match="the companion is over the metadata limit"):
         OmeTiffReader(companion, limits=limits)
     with OmeTiffReader(members[0], limits=ReadLimits(max_metadata_bytes=size)) as image:
@@ -526,3 +536,87 @@ def test_size_mismatch_error_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(MetadataError) as info:
         open_image(path)
     assert info.value.path == path
+
+
+def test_xml_errors_at_open_name_the_file_that_holds_them(tmp_path: Path) -> None:
+    path = _pages(tmp_path / "bad.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0],
+                  '<OME xmlns="x"><Image ID="a"><Pixels/></Image></OME>')
+    with pytest.raises(MetadataError) as info:
+        open_image(path)
+    assert info.value.path == path
+    members, companion = write_ome_multifile(tmp_path, encoded_stack(1, 1, 2, 6, 5, dtype="uint8"))
+    companion.write_text(f'<OME xmlns="{NS}"><Image ID="Image:0"><Pixels/></Image></OME>', encoding="utf-8")
+    with pytest.raises(MetadataError) as info:
+        OmeTiffReader(members[0])
+    assert info.value.path == companion
+
+
+def test_more_than_ten_missing_members_list_the_first_ten(tmp_path: Path) -> None:
+    stack = encoded_stack(1, 1, 12, 4, 3, dtype="uint8")
+    members, _ = write_ome_multifile(tmp_path, stack)
+    for member in members[1:]:
+        member.unlink()
+    with open_image(members[0]) as image:
+        warnings = image.metadata().warnings
+    names = sorted(m.name for m in members[1:])
+    assert (
+        f"multi-file set: 11 member file(s) missing beside {members[0].name} "
+        f"({', '.join(names[:10])}): their planes read as zeros"
+    ) in warnings
+
+
+def test_first_t_at_the_size_is_skipped_whatever_the_order(tmp_path: Path) -> None:
+    stack = encoded_stack(2, 2, 1, 6, 5, dtype="uint8")
+    # XYZTC: plane (t, c) is IFD t + 2 * c; FirstT=2 would land on c + 1 if it were taken
+    good = "".join(
+        f'<TiffData FirstT="{t}" FirstC="{c}" IFD="{t + 2 * c}" PlaneCount="1"/>'
+        for t in range(2)
+        for c in range(2)
+    )
+    pixels = (
+        '<Pixels DimensionOrder="XYZTC" ID="Pixels:0" Type="uint8" SizeC="2" SizeT="2" SizeX="5" '
+        'SizeY="6" SizeZ="1"><Channel ID="Channel:0" SamplesPerPixel="1"/>'
+        f'<Channel ID="Channel:1" SamplesPerPixel="1"/>{good}<TiffData FirstT="2" IFD="0" PlaneCount="1"/></Pixels>'
+    )
+    stored = np.stack([stack[0, 0, 0], stack[1, 0, 0], stack[0, 1, 0], stack[1, 1, 0]])
+    path = _pages(tmp_path / "tc.ome.tif", stored, _ome(pixels))
+    with open_image(path) as image:
+        for t in range(2):
+            for c in range(2):
+                np.testing.assert_array_equal(image.read_plane(0, t, c, 0), stack[t, c, 0])
+
+
+def test_ome_rgb_samples_from_the_channel(tmp_path: Path) -> None:
+    rgb = (np.arange(6 * 5 * 3).reshape(6, 5, 3) % 251).astype("uint8")
+    pixels = (
+        '<Pixels DimensionOrder="XYCZT" ID="Pixels:0" Type="uint8" SizeC="3" SizeT="1" SizeX="5" '
+        'SizeY="6" SizeZ="1" Interleaved="true"><Channel ID="Channel:0" SamplesPerPixel="3"/>'
+        '<TiffData IFD="0" PlaneCount="1"/></Pixels>'
+    )
+    path = tmp_path / "rgb.ome.tif"
+    tifffile.imwrite(path, rgb, photometric="rgb", description=_ome(pixels), metadata=None)
+    with open_image(path) as image:
+        assert image.scenes()[0].samples_per_pixel == 3
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 0), rgb)
+
+
+def test_the_size_check_uses_the_first_plane_present(tmp_path: Path) -> None:
+    planes = encoded_stack(1, 1, 2, 6, 5, dtype="uint8")[0, 0]
+    xml = _ome(_pixels(2, '<TiffData FirstZ="1" IFD="0" PlaneCount="1"/>', y=7, x=5))
+    path = _pages(tmp_path / "late.ome.tif", planes[:1], xml)
+    with pytest.raises(MetadataError, match="OME Pixels says 7x5 pixels but IFD 0 holds 6x5"):
+        open_image(path)
+
+
+def test_the_keyframe_comes_from_the_member_holding_the_first_plane(tmp_path: Path) -> None:
+    planes = encoded_stack(1, 1, 2, 6, 5, dtype="uint8")[0, 0]
+    tiffdata = "".join(
+        f'<TiffData FirstZ="{z}" IFD="{z}" PlaneCount="1"><UUID FileName="b.ome.tif">urn:uuid:b</UUID></TiffData>'
+        for z in range(2)
+    )
+    xml = _ome(_pixels(2, tiffdata), uuid="urn:uuid:a")
+    a = _pages(tmp_path / "a.ome.tif", np.zeros((1, 4, 4), "uint8"), xml)  # holds no plane
+    _pages(tmp_path / "b.ome.tif", planes, xml)
+    with open_image(a) as image:
+        for z in range(2):
+            np.testing.assert_array_equal(image.read_plane(0, 0, 0, z), planes[z])
