@@ -281,3 +281,40 @@ def test_a_multipage_stack_is_z_and_a_cut_chain_is_refused(tmp_path: Path) -> No
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptFileError, match="the IFD after page 0 lies past the end"):
         open_image(path)
+
+
+@pytest.mark.realdata
+def test_exif_exposure_and_capture_time_of_a_nikon_tiff(testdata: Path) -> None:
+    with open_image(testdata / "tiff" / "NikonTIF.tif") as image:
+        assert image.format_name == "TIFF"
+        md = image.metadata()
+    assert [c.exposure_ms for c in md.channels] == [pytest.approx(500.0)] * md.size_c
+    assert md.provenance["channels[].exposure_ms"] == "EXIF ExposureTime"
+    assert md.acquired_at_local == datetime(2010, 4, 8, 9, 18, 2)
+    assert md.provenance["acquired_at_local"] == "EXIF DateTimeOriginal"
+
+
+def test_a_model_alone_is_a_microscope(tmp_path: Path) -> None:
+    path = tmp_path / "model.tif"
+    tifffile.imwrite(
+        path, np.zeros((4, 6), "uint8"), metadata=None, software=False,
+        extratags=[(272, "s", 0, "Scope 9", True)],
+    )
+    with open_image(path) as image:
+        md = image.metadata()
+    assert md.microscope is not None
+    assert (md.microscope.manufacturer, md.microscope.model, md.microscope.software) == (
+        None, "Scope 9", None,
+    )
+    assert [c.exposure_ms for c in md.channels] == [None]
+    assert "channels[].exposure_ms" not in md.provenance
+
+
+def test_fei_without_a_scan_section(tmp_path: Path) -> None:
+    path = _fei(tmp_path / "noscan.tif", {"System": {"SystemType": "Quanta"}})
+    with open_image(path) as image:
+        md = image.metadata()
+    assert md.physical_size.x_um is None
+    assert "FEI metadata without Scan/PixelWidth: pixel size unknown" in md.warnings
+    assert md.microscope is not None and md.microscope.model == "Quanta"
+
