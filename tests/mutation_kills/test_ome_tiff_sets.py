@@ -4,7 +4,7 @@ levels, refusals and their messages, metadata of sets and of lone members."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -15,6 +15,9 @@ from tests.synthetic_tiff import write_ome_multifile, write_ome_pyramid, write_o
 from zstack_analyzer import CorruptFileError, MetadataError, open_image
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.readers.ome_tiff import OmeTiffReader
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
 
@@ -130,7 +133,9 @@ def test_the_main_file_of_a_companion(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- opening
 def test_a_cut_description_is_refused(tmp_path: Path) -> None:
     xml = _ome(_pixels(1, "<TiffData/>"))
-    path = _pages(tmp_path / "cut.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0], xml[:-20])
+    path = _pages(
+        tmp_path / "cut.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0], xml[:-20]
+    )
     with pytest.raises(
         CorruptFileError,
         match=r"cut\.ome\.tif: the OME-XML ImageDescription is cut short or unreadable; "
@@ -139,15 +144,21 @@ def test_a_cut_description_is_refused(tmp_path: Path) -> None:
         open_image(path)
     assert info.value.path == path
     # trailing NULs and blanks after the closing tag are fine
-    ok = _pages(tmp_path / "ok.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0], xml + " \r\n\t")
+    ok = _pages(
+        tmp_path / "ok.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0], xml + " \r\n\t"
+    )
     with open_image(ok) as image:
         assert image.scenes()[0].size_z == 1
 
 
 def test_a_document_without_images_is_refused(tmp_path: Path) -> None:
     xml = f'<?xml version="1.0"?><OME xmlns="{NS}"></OME>'
-    path = _pages(tmp_path / "empty.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0], xml)
-    with pytest.raises(MetadataError, match=r"empty\.ome\.tif: the OME-XML describes no Image") as info:
+    path = _pages(
+        tmp_path / "empty.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0], xml
+    )
+    with pytest.raises(
+        MetadataError, match=r"empty\.ome\.tif: the OME-XML describes no Image"
+    ) as info:
         open_image(path)
     assert info.value.path == path
 
@@ -166,7 +177,10 @@ def test_the_stored_type_wins_over_the_declared_one(tmp_path: Path) -> None:
     with open_image(path) as image:
         assert image.scenes()[0].dtype == "uint16"
         np.testing.assert_array_equal(image.read_plane(0, 0, 0, 1), planes[1])
-        assert "OME Pixels Type uint8 but the TIFF stores uint16: using uint16" in image.metadata().warnings
+        assert (
+            "OME Pixels Type uint8 but the TIFF stores uint16: using uint16"
+            in image.metadata().warnings
+        )
 
 
 def test_the_plane_table_from_tiffdata(tmp_path: Path) -> None:
@@ -201,7 +215,9 @@ def test_tiffdata_without_a_plane_count(tmp_path: Path) -> None:
         np.testing.assert_array_equal(image.read_plane(0, 0, 0, 2), planes[0])
         np.testing.assert_array_equal(image.read_plane(0, 0, 0, 3), planes[1])
         assert "2 of 4 planes have no TiffData: read as zeros" in image.metadata().warnings
-    path = _pages(tmp_path / "one.ome.tif", planes, _ome(_pixels(4, '<TiffData FirstZ="1" IFD="2"/>')))
+    path = _pages(
+        tmp_path / "one.ome.tif", planes, _ome(_pixels(4, '<TiffData FirstZ="1" IFD="2"/>'))
+    )
     with open_image(path) as image:
         np.testing.assert_array_equal(image.read_plane(0, 0, 0, 1), planes[2])
         for z in (0, 2, 3):
@@ -211,7 +227,9 @@ def test_tiffdata_without_a_plane_count(tmp_path: Path) -> None:
 
 def test_an_ifd_the_file_lacks_is_refused(tmp_path: Path) -> None:
     planes = encoded_stack(1, 1, 2, 6, 5, dtype="uint8")[0, 0]
-    tiffdata = '<TiffData FirstZ="0" IFD="0" PlaneCount="1"/><TiffData FirstZ="1" IFD="5" PlaneCount="1"/>'
+    tiffdata = (
+        '<TiffData FirstZ="0" IFD="0" PlaneCount="1"/><TiffData FirstZ="1" IFD="5" PlaneCount="1"/>'
+    )
     path = _pages(tmp_path / "lack.ome.tif", planes[:1], _ome(_pixels(2, tiffdata)))
     with pytest.raises(
         CorruptFileError, match=r"points to IFD 5 of lack\.ome\.tif, which has only 1"
@@ -226,7 +244,9 @@ def test_pyramid_levels_and_metadata(tmp_path: Path) -> None:
     with open_image(path) as image:
         assert image.level_count() == 3
         assert image.level_shape(0, 2)[3:] == (16, 12)
-        np.testing.assert_array_equal(image.read_region(0, 0, 0, 0, (0, 16), (0, 12), level=2), stack[0, 0, 0, ::4, ::4])
+        np.testing.assert_array_equal(
+            image.read_region(0, 0, 0, 0, (0, 16), (0, 12), level=2), stack[0, 0, 0, ::4, ::4]
+        )
         assert image.metadata().pyramid_levels == [(64, 48), (32, 24), (16, 12)]
     single = write_ome_tiff(tmp_path / "s.ome.tif", [stack])
     with open_image(single) as image:
@@ -274,7 +294,9 @@ def test_a_companion_over_the_limit_is_refused(tmp_path: Path) -> None:
     members, companion = write_ome_multifile(tmp_path, stack)
     size = companion.stat().st_size
     limits = ReadLimits(max_metadata_bytes=size - 1)
-    with pytest.raises(MetadataError, match=f"companion {companion.name} is over the metadata limit") as info:
+    with pytest.raises(
+        MetadataError, match=f"companion {companion.name} is over the metadata limit"
+    ) as info:
         OmeTiffReader(members[0], limits=limits)
     assert info.value.path == members[0]
     with pytest.raises(MetadataError, match="the companion is over the metadata limit"):
@@ -361,7 +383,11 @@ def test_the_description_limit_is_inclusive(tmp_path: Path) -> None:
 
 def test_a_file_naming_only_itself_is_no_set(tmp_path: Path) -> None:
     tiffdata = '<TiffData IFD="0" PlaneCount="1"><UUID FileName="self.ome.tif">urn:uuid:s</UUID></TiffData>'
-    path = _pages(tmp_path / "self.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0], _ome(_pixels(1, tiffdata)))
+    path = _pages(
+        tmp_path / "self.ome.tif",
+        encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0],
+        _ome(_pixels(1, tiffdata)),
+    )
     assert OmeTiffReader.file_set(path, ReadLimits()) is None
 
 
@@ -371,7 +397,9 @@ def test_a_document_without_images_naming_files_is_no_set(tmp_path: Path) -> Non
         '<CommentAnnotation ID="Annotation:0"><Value>FileName</Value></CommentAnnotation>'
         "</StructuredAnnotations></OME>"
     )
-    path = _pages(tmp_path / "noimg.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0], xml)
+    path = _pages(
+        tmp_path / "noimg.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0], xml
+    )
     assert OmeTiffReader.file_set(path, ReadLimits()) is None
 
 
@@ -386,7 +414,9 @@ def test_malformed_xml_errors_name_their_file(tmp_path: Path) -> None:
         OmeTiffReader.main_for_member(companion)
     assert info.value.path == companion
     broken = _pages(
-        tmp_path / "broken.ome.tif", stack[0, 0, :1], '<OME xmlns="x"><BinaryOnly FileName="y"></OME>'
+        tmp_path / "broken.ome.tif",
+        stack[0, 0, :1],
+        '<OME xmlns="x"><BinaryOnly FileName="y"></OME>',
     )
     with pytest.raises(MetadataError) as info:
         OmeTiffReader.file_set(broken, ReadLimits())
@@ -464,7 +494,12 @@ def test_tiffdata_out_of_range_are_skipped_and_logged(
     with caplog.at_level("WARNING"), open_image(path) as image:
         info = image.scenes()[0]
         assert (info.name, info.size_t, info.size_c, info.size_z, info.size_y, info.size_x) == (
-            "img", 2, 2, 2, 6, 5,
+            "img",
+            2,
+            2,
+            2,
+            6,
+            5,
         )
         assert info.samples_per_pixel == 1
         for t in range(2):
@@ -514,8 +549,10 @@ def test_two_levels_are_a_pyramid(tmp_path: Path) -> None:
 
 def test_no_writer_without_creator_or_software_and_none_for_sets(tmp_path: Path) -> None:
     plain = _pages(
-        tmp_path / "nosw.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0],
-        _ome(_pixels(1, "<TiffData/>")), software=False,
+        tmp_path / "nosw.ome.tif",
+        encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0],
+        _ome(_pixels(1, "<TiffData/>")),
+        software=False,
     )
     with open_image(plain) as image:
         md = image.metadata()
@@ -530,7 +567,8 @@ def test_no_writer_without_creator_or_software_and_none_for_sets(tmp_path: Path)
 
 def test_size_mismatch_error_names_the_file(tmp_path: Path) -> None:
     path = _pages(
-        tmp_path / "size.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0],
+        tmp_path / "size.ome.tif",
+        encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0],
         _ome(_pixels(1, "<TiffData/>", y=7, x=5)),
     )
     with pytest.raises(MetadataError) as info:
@@ -539,13 +577,18 @@ def test_size_mismatch_error_names_the_file(tmp_path: Path) -> None:
 
 
 def test_xml_errors_at_open_name_the_file_that_holds_them(tmp_path: Path) -> None:
-    path = _pages(tmp_path / "bad.ome.tif", encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0],
-                  '<OME xmlns="x"><Image ID="a"><Pixels/></Image></OME>')
+    path = _pages(
+        tmp_path / "bad.ome.tif",
+        encoded_stack(1, 1, 1, 6, 5, dtype="uint8")[0, 0],
+        '<OME xmlns="x"><Image ID="a"><Pixels/></Image></OME>',
+    )
     with pytest.raises(MetadataError) as info:
         open_image(path)
     assert info.value.path == path
     members, companion = write_ome_multifile(tmp_path, encoded_stack(1, 1, 2, 6, 5, dtype="uint8"))
-    companion.write_text(f'<OME xmlns="{NS}"><Image ID="Image:0"><Pixels/></Image></OME>', encoding="utf-8")
+    companion.write_text(
+        f'<OME xmlns="{NS}"><Image ID="Image:0"><Pixels/></Image></OME>', encoding="utf-8"
+    )
     with pytest.raises(MetadataError) as info:
         OmeTiffReader(members[0])
     assert info.value.path == companion

@@ -76,10 +76,15 @@ def test_fei_without_pixel_height_is_square_and_other_times(tmp_path: Path) -> N
     )
     with open_image(path) as image:
         md = image.metadata()
-    assert (md.physical_size.x_um, md.physical_size.y_um) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert (md.physical_size.x_um, md.physical_size.y_um) == (
+        pytest.approx(1.0),
+        pytest.approx(1.0),
+    )
     assert md.acquired_at_local == datetime(2021, 2, 3, 14, 5, 6)
     assert md.microscope is None
-    path = _fei(tmp_path / "date.tif", {"User": {"Date": "02/03/2021"}, "Scan": {"PixelWidth": "1e-06"}})
+    path = _fei(
+        tmp_path / "date.tif", {"User": {"Date": "02/03/2021"}, "Scan": {"PixelWidth": "1e-06"}}
+    )
     with open_image(path) as image:
         assert image.metadata().acquired_at_local == datetime(2021, 2, 3)
 
@@ -109,7 +114,11 @@ def test_fei_model_keeps_make_tag_and_software(tmp_path: Path) -> None:
         np.zeros((4, 6), "uint8"),
         metadata=None,
         software="xT",
-        extratags=[(34682, "s", 0, ini, True), (271, "s", 0, "Thermo", True), (272, "s", 0, "Scios", True)],
+        extratags=[
+            (34682, "s", 0, ini, True),
+            (271, "s", 0, "Thermo", True),
+            (272, "s", 0, "Scios", True),
+        ],
     )
     with open_image(path) as image:
         md = image.metadata()
@@ -149,7 +158,9 @@ def test_make_model_software_and_datetime_tags(tmp_path: Path) -> None:
     assert md.physical_size.y_um == pytest.approx(1.0)
     assert md.provenance["physical_size.x_um"] == "TIFF XResolution/ResolutionUnit"
     assert md.provenance["physical_size.y_um"] == "TIFF YResolution/ResolutionUnit"
-    assert md.provenance["sizes"].startswith("tifffile ") and md.provenance["sizes"].endswith(" series")
+    assert md.provenance["sizes"].startswith("tifffile ") and md.provenance["sizes"].endswith(
+        " series"
+    )
     assert md.vendor_metadata["description"] == "hello"
     assert "series_kind" in md.vendor_metadata
     assert md.pyramid_levels == []
@@ -159,7 +170,10 @@ def test_make_model_software_and_datetime_tags(tmp_path: Path) -> None:
 def test_no_make_model_or_software_is_no_microscope(tmp_path: Path) -> None:
     path = tmp_path / "bare.tif"
     tifffile.imwrite(
-        path, np.zeros((4, 6), "uint8"), metadata=None, software=False,
+        path,
+        np.zeros((4, 6), "uint8"),
+        metadata=None,
+        software=False,
         extratags=[(306, "s", 0, "not a date", True)],
     )
     with open_image(path) as image:
@@ -172,7 +186,13 @@ def test_no_make_model_or_software_is_no_microscope(tmp_path: Path) -> None:
 
 def test_a_refused_resolution_warns(tmp_path: Path) -> None:
     path = tmp_path / "dpi.tif"
-    tifffile.imwrite(path, np.zeros((4, 6), "uint8"), metadata=None, resolution=((72, 1), (72, 1)), resolutionunit="INCH")
+    tifffile.imwrite(
+        path,
+        np.zeros((4, 6), "uint8"),
+        metadata=None,
+        resolution=((72, 1), (72, 1)),
+        resolutionunit="INCH",
+    )
     with open_image(path) as image:
         md = image.metadata()
     assert "TIFF resolution 72/1 (unit 2) is not a calibration: pixel size unknown" in md.warnings
@@ -200,29 +220,42 @@ def test_exif_datetime_original_wins(tmp_path: Path) -> None:
     from zstack_analyzer.readers.tiff import _tiff_datetime
 
     tags_path = tmp_path / "t.tif"
-    tifffile.imwrite(tags_path, np.zeros((2, 2), "uint8"), metadata=None, datetime="2001:01:01 00:00:00")
+    tifffile.imwrite(
+        tags_path, np.zeros((2, 2), "uint8"), metadata=None, datetime="2001:01:01 00:00:00"
+    )
     with tifffile.TiffFile(tags_path) as tif:
         tags = tif.pages.first.tags
         provenance: dict[str, str] = {}
-        assert _tiff_datetime({"DateTimeOriginal": " 2010:02:03 04:05:06 "}, tags, provenance) == datetime(2010, 2, 3, 4, 5, 6)
+        assert _tiff_datetime(
+            {"DateTimeOriginal": " 2010:02:03 04:05:06 "}, tags, provenance
+        ) == datetime(2010, 2, 3, 4, 5, 6)
         assert provenance["acquired_at_local"] == "EXIF DateTimeOriginal"
         provenance = {}
-        assert _tiff_datetime({"DateTimeOriginal": "garbage"}, tags, provenance) == datetime(2001, 1, 1)
+        assert _tiff_datetime({"DateTimeOriginal": "garbage"}, tags, provenance) == datetime(
+            2001, 1, 1
+        )
         assert provenance["acquired_at_local"] == "TIFF DateTime (file write time)"
         provenance = {}
         assert _tiff_datetime({"DateTimeOriginal": ""}, tags, provenance) == datetime(2001, 1, 1)
     bare = tmp_path / "b.tif"
     tifffile.imwrite(bare, np.zeros((2, 2), "uint8"), metadata=None, datetime=False)
     orig = tmp_path / "o.tif"
-    tifffile.imwrite(orig, np.zeros((2, 2), "uint8"), metadata=None, datetime="2001:01:01 00:00:00",
-                     extratags=[(36867, "s", 0, "2015:06:07 08:09:10", True)])
+    tifffile.imwrite(
+        orig,
+        np.zeros((2, 2), "uint8"),
+        metadata=None,
+        datetime="2001:01:01 00:00:00",
+        extratags=[(36867, "s", 0, "2015:06:07 08:09:10", True)],
+    )
     with tifffile.TiffFile(bare) as tif:
         provenance = {}
         assert _tiff_datetime({}, tif.pages.first.tags, provenance) is None
         assert provenance == {}
     with tifffile.TiffFile(orig) as tif:
         provenance = {}
-        assert _tiff_datetime({}, tif.pages.first.tags, provenance) == datetime(2015, 6, 7, 8, 9, 10)
+        assert _tiff_datetime({}, tif.pages.first.tags, provenance) == datetime(
+            2015, 6, 7, 8, 9, 10
+        )
         assert provenance["acquired_at_local"] == "EXIF DateTimeOriginal"
 
 
@@ -243,7 +276,10 @@ def test_palette_and_extra_axes_warn(tmp_path: Path) -> None:
     assert "axes {'I': 2} beyond TCZYX are read at index 0" in md.warnings
     plain = tmp_path / "plain.tif"
     tifffile.imwrite(
-        plain, np.zeros((4, 5), "uint16"), metadata=None, resolution=((2, 1), (2, 1)),
+        plain,
+        np.zeros((4, 5), "uint16"),
+        metadata=None,
+        resolution=((2, 1), (2, 1)),
         resolutionunit="CENTIMETER",
     )
     with open_image(plain) as image:
@@ -297,14 +333,19 @@ def test_exif_exposure_and_capture_time_of_a_nikon_tiff(testdata: Path) -> None:
 def test_a_model_alone_is_a_microscope(tmp_path: Path) -> None:
     path = tmp_path / "model.tif"
     tifffile.imwrite(
-        path, np.zeros((4, 6), "uint8"), metadata=None, software=False,
+        path,
+        np.zeros((4, 6), "uint8"),
+        metadata=None,
+        software=False,
         extratags=[(272, "s", 0, "Scope 9", True)],
     )
     with open_image(path) as image:
         md = image.metadata()
     assert md.microscope is not None
     assert (md.microscope.manufacturer, md.microscope.model, md.microscope.software) == (
-        None, "Scope 9", None,
+        None,
+        "Scope 9",
+        None,
     )
     assert [c.exposure_ms for c in md.channels] == [None]
     assert "channels[].exposure_ms" not in md.provenance
@@ -317,4 +358,3 @@ def test_fei_without_a_scan_section(tmp_path: Path) -> None:
     assert md.physical_size.x_um is None
     assert "FEI metadata without Scan/PixelWidth: pixel size unknown" in md.warnings
     assert md.microscope is not None and md.microscope.model == "Quanta"
-

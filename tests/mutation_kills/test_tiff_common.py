@@ -22,7 +22,6 @@ from zstack_analyzer.readers._tiff_common import (
     series_plan,
 )
 from zstack_analyzer.readers.imagej_tiff import ImageJTiffReader
-from zstack_analyzer.readers.tiff import TiffReader
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -273,18 +272,25 @@ def test_resolution_tags_to_micrometres(tmp_path: Path) -> None:
         tmp_path, resolution=((20000, 1), (10000, 1)), resolutionunit="CENTIMETER"
     )
     assert (x, y, warning) == (pytest.approx(0.5), pytest.approx(1.0), None)
-    x, y, warning = _page_resolution(tmp_path, resolution=((254, 1), (127, 1)), resolutionunit="INCH")
+    x, y, warning = _page_resolution(
+        tmp_path, resolution=((254, 1), (127, 1)), resolutionunit="INCH"
+    )
     assert (x, y, warning) == (pytest.approx(100.0), pytest.approx(200.0), None)
     x, y, warning = _page_resolution(tmp_path, resolution=((73, 1), (73, 1)), resolutionunit="INCH")
     assert x == pytest.approx(25400 / 73)
-    x, y, warning = _page_resolution(tmp_path, resolution=((3, 2), (3, 2)), resolutionunit="CENTIMETER")
+    x, y, warning = _page_resolution(
+        tmp_path, resolution=((3, 2), (3, 2)), resolutionunit="CENTIMETER"
+    )
     assert x == pytest.approx(10000 * 2 / 3)
 
 
 def _patched(path: Path, xres: tuple[int, int], unit: str) -> Path:
     """A 4 x 4 TIFF whose XResolution and YResolution hold exactly ``xres`` (unreduced)."""
     tifffile.imwrite(
-        path, np.zeros((4, 4), "uint8"), metadata=None, resolution=((7, 3), (7, 3)),
+        path,
+        np.zeros((4, 4), "uint8"),
+        metadata=None,
+        resolution=((7, 3), (7, 3)),
         resolutionunit=unit,
     )
     data = bytearray(path.read_bytes())
@@ -351,7 +357,9 @@ def test_no_resolution_tag_is_silent(tmp_path: Path) -> None:
 def test_inch_without_a_unit_tag_and_a_missing_y(tmp_path: Path) -> None:
     """No ResolutionUnit means inches (the TIFF default); a missing YResolution takes X's."""
     path = tmp_path / "nounit.tif"
-    tifffile.imwrite(path, np.zeros((4, 4), "uint8"), metadata=None, resolution=((254, 1), (127, 1)))
+    tifffile.imwrite(
+        path, np.zeros((4, 4), "uint8"), metadata=None, resolution=((254, 1), (127, 1))
+    )
     data = bytearray(path.read_bytes())
     with tifffile.TiffFile(path) as tif:
         ifd = tif.pages.first.offset
@@ -383,7 +391,9 @@ def test_uncompressed_strips_read_by_rows(tmp_path: Path) -> None:
         # out-of-range windows are clipped; an empty window is empty
         assert image.read_region(0, 0, 0, 0, (-5, 3), (28, 99)).shape == (3, 2)
         assert image.read_region(0, 0, 0, 0, (10, 10), (0, 30)).shape == (0, 30)
-        with pytest.raises(SceneNotFoundError, match="pyramid level 1 does not exist; scene 0 has 1"):
+        with pytest.raises(
+            SceneNotFoundError, match="pyramid level 1 does not exist; scene 0 has 1"
+        ):
             image.level_shape(0, 1)
         with pytest.raises(SceneNotFoundError):
             image.level_shape(0, -1)
@@ -396,11 +406,13 @@ def test_raw_rows_of_every_byte_width(tmp_path: Path, dtype: str) -> None:
     tifffile.imwrite(path, plane, rowsperstrip=5, metadata=None, photometric="minisblack")
     with open_image(path) as image:
         assert image.region_grid() == (1, 10)
-        np.testing.assert_array_equal(image.read_region(0, 0, 0, 0, (3, 17), (1, 9)), plane[3:17, 1:9])
+        np.testing.assert_array_equal(
+            image.read_region(0, 0, 0, 0, (3, 17), (1, 9)), plane[3:17, 1:9]
+        )
 
 
 def test_bilevel_pages_are_not_read_as_raw_rows(tmp_path: Path) -> None:
-    plane = (np.arange(16 * 24).reshape(16, 24) % 3 == 0)
+    plane = np.arange(16 * 24).reshape(16, 24) % 3 == 0
     path = tmp_path / "bits.tif"
     tifffile.imwrite(path, plane, rowsperstrip=4, metadata=None)
     with open_image(path) as image:
@@ -421,27 +433,42 @@ def test_compressed_strips_and_tiles_grids(tmp_path: Path) -> None:
     tifffile.imwrite(big_tile, plane[:20, :20], tile=(32, 32), metadata=None)
     with open_image(lzw) as image:
         assert image.region_grid() == (8, 40)
-        np.testing.assert_array_equal(image.read_region(0, 0, 0, 0, (7, 33), (2, 39)), plane[7:33, 2:39])
+        np.testing.assert_array_equal(
+            image.read_region(0, 0, 0, 0, (7, 33), (2, 39)), plane[7:33, 2:39]
+        )
     with open_image(tiled) as image:
         assert image.region_grid() == (32, 16)
-        np.testing.assert_array_equal(image.read_region(0, 0, 0, 0, (5, 45), (15, 33)), plane[5:45, 15:33])
+        np.testing.assert_array_equal(
+            image.read_region(0, 0, 0, 0, (5, 45), (15, 33)), plane[5:45, 15:33]
+        )
     with open_image(big_tile) as image:
         assert image.region_grid() == (20, 20)
 
 
 def test_rgb_regions_chunky_and_planar(tmp_path: Path) -> None:
-    rgb = np.stack([encoded_stack(1, 1, 1, 20, 30, dtype="uint8")[0, 0, 0] + k for k in range(3)], -1)
+    rgb = np.stack(
+        [encoded_stack(1, 1, 1, 20, 30, dtype="uint8")[0, 0, 0] + k for k in range(3)], -1
+    )
     chunky = tmp_path / "chunky.tif"
     tifffile.imwrite(chunky, rgb, photometric="rgb", rowsperstrip=6, metadata=None)
     planar = tmp_path / "planar.tif"
     tifffile.imwrite(
-        planar, np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate",
-        rowsperstrip=6, compression="lzw", metadata=None,
+        planar,
+        np.moveaxis(rgb, -1, 0),
+        photometric="rgb",
+        planarconfig="separate",
+        rowsperstrip=6,
+        compression="lzw",
+        metadata=None,
     )
     planar_raw = tmp_path / "planar_raw.tif"
     tifffile.imwrite(
-        planar_raw, np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate",
-        rowsperstrip=6, metadata=None,
+        planar_raw,
+        np.moveaxis(rgb, -1, 0),
+        photometric="rgb",
+        planarconfig="separate",
+        rowsperstrip=6,
+        metadata=None,
     )
     for path in (chunky, planar, planar_raw):
         with open_image(path) as image:
@@ -561,7 +588,9 @@ def test_planar_rgb_planes_in_one_ifd(tmp_path: Path) -> None:
         for z in range(2):
             rgb = np.moveaxis(stack[z], 0, -1)
             np.testing.assert_array_equal(image.read_plane(0, 0, 0, z), rgb)
-            np.testing.assert_array_equal(image.read_region(0, 0, 0, z, (2, 7), (1, 9)), rgb[2:7, 1:9])
+            np.testing.assert_array_equal(
+                image.read_region(0, 0, 0, z, (2, 7), (1, 9)), rgb[2:7, 1:9]
+            )
 
 
 def test_chunky_rgb_planes_in_one_ifd(tmp_path: Path) -> None:
@@ -573,7 +602,9 @@ def test_chunky_rgb_planes_in_one_ifd(tmp_path: Path) -> None:
         assert image.region_grid() == (1, 10)
         for z in range(3):
             np.testing.assert_array_equal(image.read_plane(0, 0, 0, z), stack[z])
-            np.testing.assert_array_equal(image.read_region(0, 0, 0, z, (2, 7), (1, 9)), stack[z, 2:7, 1:9])
+            np.testing.assert_array_equal(
+                image.read_region(0, 0, 0, z, (2, 7), (1, 9)), stack[z, 2:7, 1:9]
+            )
 
 
 def test_big_endian_planes_in_one_ifd(tmp_path: Path) -> None:
@@ -585,7 +616,9 @@ def test_big_endian_planes_in_one_ifd(tmp_path: Path) -> None:
         assert image.scenes()[0].dtype == "uint16"
         for z in range(3):
             np.testing.assert_array_equal(image.read_plane(0, 0, 0, z), stack[z])
-            np.testing.assert_array_equal(image.read_region(0, 0, 0, z, (1, 5), (0, 6)), stack[z, 1:5])
+            np.testing.assert_array_equal(
+                image.read_region(0, 0, 0, z, (1, 5), (0, 6)), stack[z, 1:5]
+            )
 
 
 def test_strips_apart_are_decoded_not_read_as_raw_rows(tmp_path: Path) -> None:
@@ -604,7 +637,9 @@ def test_strips_apart_are_decoded_not_read_as_raw_rows(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with open_image(path) as image:
         assert image.region_grid() == (4, 8)
-        np.testing.assert_array_equal(image.read_region(0, 0, 0, 0, (2, 11), (1, 7)), plane[2:11, 1:7])
+        np.testing.assert_array_equal(
+            image.read_region(0, 0, 0, 0, (2, 11), (1, 7)), plane[2:11, 1:7]
+        )
 
 
 def test_one_sample_with_planar_configuration_2_is_still_raw_rows(tmp_path: Path) -> None:
@@ -623,7 +658,9 @@ def test_one_sample_with_planar_configuration_2_is_still_raw_rows(tmp_path: Path
         assert int(tif.pages.first.tags["PlanarConfiguration"].value) == 2
     with open_image(path) as image:
         assert image.region_grid() == (1, 8)
-        np.testing.assert_array_equal(image.read_region(0, 0, 0, 0, (2, 11), (1, 7)), plane[2:11, 1:7])
+        np.testing.assert_array_equal(
+            image.read_region(0, 0, 0, 0, (2, 11), (1, 7)), plane[2:11, 1:7]
+        )
 
 
 # --------------------------------------------------------------------------- checks at open
@@ -648,7 +685,9 @@ def test_the_first_and_last_plane_of_every_scene_are_checked_at_open(
     path = tmp_path / "two.ome.tif"
     write_ome_tiff(path, [encoded_stack(1, 1, 1, 8, 6), encoded_stack(2, 2, 2, 8, 6)], bigtiff=True)
     _strip_offset_past_the_end(path, 1 if damaged == "first" else 8)
-    with pytest.raises(CorruptFileError, match=f"IFD {1 if damaged == 'first' else 8} ends past") as info:
+    with pytest.raises(
+        CorruptFileError, match=f"IFD {1 if damaged == 'first' else 8} ends past"
+    ) as info:
         open_image(path)
     assert info.value.path == path
 
@@ -715,16 +754,26 @@ def test_deflate_strips_are_read_a_few_mib_of_rows_at_a_time(tmp_path: Path) -> 
     )
     rgb = tmp_path / "rgb.tif"
     tifffile.imwrite(
-        rgb, np.zeros((1000, 2048, 3), "uint16"), rowsperstrip=1000, compression="zlib",
-        photometric="rgb", metadata=None,
+        rgb,
+        np.zeros((1000, 2048, 3), "uint16"),
+        rowsperstrip=1000,
+        compression="zlib",
+        photometric="rgb",
+        metadata=None,
     )
     wide = tmp_path / "wide.tif"
     tifffile.imwrite(
-        wide, np.zeros((2, 1_000_000, 3), "uint16"), rowsperstrip=2, compression="zlib",
-        photometric="rgb", metadata=None,
+        wide,
+        np.zeros((2, 1_000_000, 3), "uint16"),
+        rowsperstrip=2,
+        compression="zlib",
+        photometric="rgb",
+        metadata=None,
     )
     small = tmp_path / "small.tif"
-    tifffile.imwrite(small, np.zeros((40, 30), "uint8"), rowsperstrip=16, compression="zlib", metadata=None)
+    tifffile.imwrite(
+        small, np.zeros((40, 30), "uint8"), rowsperstrip=16, compression="zlib", metadata=None
+    )
     with open_image(grey) as image:
         assert image.region_grid() == (512, 4096)  # 4 MiB of 8 KiB rows
     with open_image(rgb) as image:
@@ -741,15 +790,22 @@ def test_one_uncompressed_strip_is_read_by_rows(tmp_path: Path) -> None:
     tifffile.imwrite(path, plane, rowsperstrip=12, metadata=None, photometric="minisblack")
     with open_image(path) as image:
         assert image.region_grid() == (1, 8)
-        np.testing.assert_array_equal(image.read_region(0, 0, 0, 0, (3, 9), (2, 7)), plane[3:9, 2:7])
+        np.testing.assert_array_equal(
+            image.read_region(0, 0, 0, 0, (3, 9), (2, 7)), plane[3:9, 2:7]
+        )
 
 
 def test_two_separate_samples_are_not_read_as_raw_rows(tmp_path: Path) -> None:
     samples = (np.arange(2 * 8 * 10).reshape(2, 8, 10) % 251).astype("uint8")
     path = tmp_path / "two.tif"
     tifffile.imwrite(
-        path, samples, photometric="minisblack", planarconfig="separate",
-        extrasamples=["unspecified"], rowsperstrip=3, metadata=None,
+        path,
+        samples,
+        photometric="minisblack",
+        planarconfig="separate",
+        extrasamples=["unspecified"],
+        rowsperstrip=3,
+        metadata=None,
     )
     with open_image(path) as image:
         assert image.scenes()[0].samples_per_pixel == 2
