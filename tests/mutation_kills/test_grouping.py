@@ -85,3 +85,20 @@ def test_folders_are_never_grouped(tmp_path: Path) -> None:
     st = as_folder.stat()
     entry = FileEntry(str(as_folder), 0, st.st_mtime_ns, is_dir=True)
     assert group_entry(entry, walk_roots([tmp_path])) == entry
+
+
+def test_sets_are_found_within_the_read_limits_given(tmp_path: Path) -> None:
+    """A multi-file OME-TIFF's set comes from its OME-XML, read within the caller's limits."""
+    import numpy as np
+
+    from tests.synthetic_tiff import write_ome_multifile
+    from zstack_analyzer.limits import ReadLimits
+
+    write_ome_multifile(tmp_path, np.zeros((1, 1, 4, 10, 14), np.uint16))
+    roots = walk_roots([tmp_path])
+    entries = [item for item in walk([tmp_path]) if isinstance(item, FileEntry)]
+    grouped = [group_entry(item, roots) for item in entries]
+    assert sum(isinstance(g, Member) for g in grouped) == 4
+    # OME-XML over the metadata limit: no set is known, each file is offered as it is
+    tight = ReadLimits(max_metadata_bytes=64)
+    assert [group_entry(item, roots, tight) for item in entries] == entries
