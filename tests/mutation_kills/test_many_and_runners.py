@@ -257,3 +257,17 @@ def test_thumbnails_of_many_runs_here_when_told_the_batch_is_small(
     few = thumbnails_of_many([tmp_path / "archive" / "day0"], tmp_path / "cache")
     assert len(few) == 5
     assert "batch runs on" not in caplog.text  # 5 files: no cluster either
+
+
+def test_thumbnails_of_many_on_the_scheduler_given(
+    tmp_path: Path, in_process_cluster: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from zstack_analyzer.batch import thumbnails_of_many
+
+    caplog.set_level(logging.INFO, logger="zstack_analyzer.batch.runner")
+    make_archive(tmp_path / "archive", n=2)
+    results = thumbnails_of_many(
+        [tmp_path / "archive"], tmp_path / "cache", scheduler=in_process_cluster
+    )
+    assert sorted(r.status for r in results) == ["ok", "ok"]
+    assert f"batch runs on dask.distributed at {in_process_cluster}" in caplog.text
