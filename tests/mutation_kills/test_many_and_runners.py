@@ -106,6 +106,36 @@ def test_thread_runner_uses_its_threads() -> None:
     assert sorted(i for i, _ in ThreadRunner(3).map_unordered(meet, range(3))) == [0, 1, 2]
 
 
+def test_thread_runner_yields_each_result_as_it_comes() -> None:
+    """A slow item does not hold back the others' results (nor does it run alongside more
+    threads than asked for)."""
+    released = threading.Event()
+
+    def slow_first(i: int) -> tuple[bool, str]:
+        name = threading.current_thread().name
+        if i == 0:
+            return released.wait(30), name
+        return True, name
+
+    results = ThreadRunner(2).map_unordered(slow_first, range(4))
+    first, _ = next(results)
+    assert first != 0  # a fast item came back while item 0 still waits
+    released.set()
+    outcomes = dict([(first, (True, "")), *results])
+    assert outcomes[0][0] is True
+    assert all(name.startswith("zstack-batch") for _, name in outcomes.values() if name)
+
+    started = threading.Event()
+
+    def alone(i: int) -> bool:
+        if i == 0:
+            return started.wait(2)  # item 1 would set it if it ran at the same time
+        started.set()
+        return True
+
+    assert dict(ThreadRunner(1).map_unordered(alone, range(2))) == {0: False, 1: True}
+
+
 def test_dask_runner_window_chunks_and_description(in_process_cluster: str) -> None:
     from distributed import Client
 
