@@ -9,6 +9,7 @@ watcher without a callback still ingests.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -21,6 +22,7 @@ from zstack_analyzer.batch.runner import SerialRunner
 from zstack_analyzer.batch.watch import watch_folder
 
 if TYPE_CHECKING:
+    import pytest
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
@@ -189,3 +191,23 @@ def test_folder_images_are_one_item(tmp_path: Path) -> None:
         "cells.foo",
         "plate.zarr/zarr.json",
     ]
+
+
+def test_a_failed_commit_is_logged_with_its_path_and_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Failing(CountingSink):
+        def commit(self, entry: FileEntry, result: Any) -> Commit:
+            msg = "disk full"
+            raise OSError(msg)
+
+    folder = tmp_path / "in"
+    bad = _old(folder / "bad.tif")
+    caplog.set_level(logging.ERROR, logger="zstack_analyzer.batch.watch")
+    with _watching(folder, Failing()) as events:
+        _until(lambda: len(events) >= 1)
+    assert events[0] == (str(bad), Commit("failed", "OSError: disk full"))
+    logged = [r for r in caplog.records if r.name == "zstack_analyzer.batch.watch"]
+    assert logged[0].getMessage() == f"{bad}: commit failed"
+    assert logged[0].exc_info is not None
+    assert "disk full" in str(logged[0].exc_info[1])
