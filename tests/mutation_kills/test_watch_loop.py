@@ -22,9 +22,10 @@ from zstack_analyzer.batch.runner import SerialRunner
 from zstack_analyzer.batch.watch import watch_folder
 
 if TYPE_CHECKING:
-    import pytest
     from collections.abc import Callable, Iterator
     from pathlib import Path
+
+    import pytest
 
     from zstack_analyzer.batch.walk import FileEntry
 
