@@ -137,7 +137,8 @@ def test_folder_images_are_one_item(tmp_path: Path) -> None:
         ("cells.foo/a", "ingested"),
         ("plate.zarr", "ingested"),
     ]
-    assert {(p.files_total, p.bytes_total) for p in seen} == {(2, 1)}  # a folder image's own entry counts 0 bytes
+    # a folder image's own entry counts 0 bytes
+    assert {(p.files_total, p.bytes_total) for p in seen} == {(2, 1)}
     assert summary.ingested == 2
     # folder suffixes given: those, and only those, are folder images
     seen.clear()
