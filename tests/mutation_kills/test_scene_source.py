@@ -166,3 +166,30 @@ def test_plain_planes_charge_what_a_region_drops(tmp_path: Path) -> None:
         samples = source.read_plane_samples(0, 0, 0)
         assert samples.shape == (50, 70, 1)
         np.testing.assert_array_equal(samples[:, :, 0], plane)
+
+
+def test_planes_read_whole_charge_what_a_region_drops(tmp_path: Path) -> None:
+    """An OIF: its reader decodes planes whole (no region grid), so a region drops the rest."""
+    from tests.synthetic_oif import write_oif
+
+    stack = (np.arange(1 * 2 * 3 * 9 * 11, dtype=np.uint16) * 7 + 1).reshape(1, 2, 3, 9, 11)
+    path = write_oif(tmp_path, stack)
+    with open_image(path) as reader:
+        assert reader.region_grid(0, 0) is None
+        source = SceneSource(reader, 0)
+        for c, z, (y0, y1, x0, x1) in [(1, 2, (2, 7, 3, 10)), (0, 1, (-3, 4, 8, 40))]:
+            budget = DecodeBudget()
+            with decode_scope(budget) as scope:
+                region = source.read_region(0, c, z, y0, y1, x0, x1)
+            ys, xs = slice(max(0, y0), min(9, y1)), slice(max(0, x0), min(11, x1))
+            np.testing.assert_array_equal(region, stack[0, c, z][ys, xs])
+            kept = (ys.stop - ys.start) * (xs.stop - xs.start)
+            assert scope.spent == (9 * 11 - kept) * 2
+            assert budget.peak == 9 * 11 * 2  # the whole plane reserved while it is read
+        with decode_scope(DecodeBudget()) as scope:
+            whole = source.read_region(0, 1, 0, 0, 9, 0, 11)
+        np.testing.assert_array_equal(whole, stack[0, 1, 0])
+        assert scope.spent == 0
+        with decode_scope(DecodeBudget(request_bytes=10)), pytest.raises(Exception) as info:
+            source.read_region(0, 1, 0, 0, 2, 0, 2)
+        assert "cells.oif: plane t=0 z=0" in str(info.value)
