@@ -193,3 +193,27 @@ def test_planes_read_whole_charge_what_a_region_drops(tmp_path: Path) -> None:
         with decode_scope(DecodeBudget(request_bytes=10)), pytest.raises(Exception) as info:
             source.read_region(0, 1, 0, 0, 2, 0, 2)
         assert "cells.oif: plane t=0 z=0" in str(info.value)
+
+
+def test_planar_rgb_tiles_are_read_through_the_reader(tmp_path: Path) -> None:
+    """Tiles of separate colour planes are not one tile of samples: read as the reader does."""
+    rgb = (np.arange(50 * 70 * 3, dtype=np.uint32) % 241).astype(np.uint8).reshape(50, 70, 3)
+    path = tmp_path / "planar.tif"
+    tifffile.imwrite(
+        path,
+        np.moveaxis(rgb, 2, 0),
+        photometric="rgb",
+        planarconfig="separate",
+        tile=(16, 16),
+        metadata=None,
+    )
+    with open_image(path) as reader:
+        source = SceneSource(reader, 0)
+        assert source.spp == 3
+        assert source.file_tile() is None
+        for c in range(3):
+            for y0, y1, x0, x1 in REGIONS:
+                ys, xs = _clip(y0, y1, x0, x1)
+                np.testing.assert_array_equal(
+                    source.read_region(0, c, 0, y0, y1, x0, x1), rgb[ys, xs, c]
+                )
