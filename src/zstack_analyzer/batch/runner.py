@@ -239,12 +239,27 @@ def open_runner(
 
 
 def _served_dashboard(client: Any) -> str | None:
-    """The dashboard URL of ``client``'s scheduler, or None when it serves none."""
+    """The dashboard URL of ``client``'s scheduler, or None when it serves none.
+
+    Why ask the page itself: a scheduler lists its HTTP server as the ``dashboard``
+    service whether or not it serves the dashboard (``dask scheduler --no-dashboard``,
+    or no bokeh), and that server answers 404 at ``/status``; only a page that answers
+    is worth telling the user about.
+    """
+    import httpx
+
     try:
         served = client.scheduler_info().get("services", {})
     except Exception:  # a scheduler that cannot say has no dashboard for us
         return None
-    return str(client.dashboard_link) if "dashboard" in served else None
+    if "dashboard" not in served:
+        return None
+    link = str(client.dashboard_link)
+    try:
+        answer = httpx.get(link, timeout=10, follow_redirects=True)
+    except httpx.HTTPError:
+        return None
+    return link if answer.status_code == 200 else None
 
 
 def _preload_forkserver() -> None:

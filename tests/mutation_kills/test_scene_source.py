@@ -1,0 +1,219 @@
+"""Regions of planes as NGFF sees them (``zarr/source.py``), against the pixels written.
+
+Tiled TIFFs decode only the tiles under a region (and charge the rest of those tiles to
+the request); striped and other files go through the reader; reduced levels of a pyramid;
+RGB samples as channels; planes out of range refused by name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+import tifffile
+
+from tests.synthetic_tiff import write_ome_pyramid, write_ome_tiff, write_rgb
+from zstack_analyzer import open_image
+from zstack_analyzer.budget import DecodeBudget, decode_scope
+from zstack_analyzer.errors import CorruptFileError, SceneNotFoundError
+from zstack_analyzer.zarr.source import SceneSource
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+#: T, C, Z, Y, X: planes of 50 x 70, tiles of 16 x 16 (partial tiles on both edges).
+STACK = (
+    (np.arange(2 * 2 * 3 * 50 * 70, dtype=np.uint32) % 65521)
+    .astype(np.uint16)
+    .reshape(2, 2, 3, 50, 70)
+)
+REGIONS = [
+    (0, 50, 0, 70),  # the whole plane
+    (0, 16, 0, 16),  # one tile
+    (5, 20, 10, 40),  # across tiles
+    (17, 50, 33, 70),  # to the edges (partial tiles)
+    (-5, 3, 60, 100),  # clipped to the plane
+    (48, 49, 69, 70),  # one pixel in the last, partial tile
+]
+
+
+def _clip(y0: int, y1: int, x0: int, x1: int) -> tuple[slice, slice]:
+    return slice(max(0, y0), min(50, y1)), slice(max(0, x0), min(70, x1))
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_tiled_regions_decode_the_tiles_under_them(tmp_path: Path, compression: str | None) -> None:
+    path = write_ome_tiff(tmp_path / "t.ome.tif", [STACK], tile=(16, 16), compression=compression)
+    with open_image(path) as reader:
+        source = SceneSource(reader, 0)
+        assert source.file_tile() == (16, 16)
+        assert source.file_level_shapes() == [(50, 70)]
+        tile_bytes = 16 * 16 * 2
+        for t, c, z in [(0, 0, 0), (1, 1, 2), (0, 1, 1)]:
+            for y0, y1, x0, x1 in REGIONS:
+                budget = DecodeBudget()
+                with decode_scope(budget) as scope:
+                    region = source.read_region(t, c, z, y0, y1, x0, x1)
+                ys, xs = _clip(y0, y1, x0, x1)
+                np.testing.assert_array_equal(region, STACK[t, c, z][ys, xs])
+                assert region.flags.c_contiguous
+                rows = range(ys.start // 16, (ys.stop - 1) // 16 + 1)
+                cols = range(xs.start // 16, (xs.stop - 1) // 16 + 1)
+                if (ys.stop - ys.start) * (xs.stop - xs.start) < 50 * 70:
+                    tiles = len(rows) * len(cols)
+                    assert scope.spent == tiles * tile_bytes - region.nbytes
+                    assert budget.peak == tile_bytes  # one tile reserved at a time
+                else:
+                    assert scope.spent == 0
+
+
+def test_a_corrupt_tile_is_named(tmp_path: Path) -> None:
+    path = write_ome_tiff(tmp_path / "t.ome.tif", [STACK], tile=(16, 16), compression="zlib")
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[4]  # t=0, c=1, z=1: page (t * 2 + c) * 3 + z
+        offset, count = page.dataoffsets[5], page.databytecounts[5]
+    with path.open("r+b") as fh:
+        fh.seek(offset)
+        fh.write(b"\xff" * count)
+    with open_image(path) as reader:
+        source = SceneSource(reader, 0)
+        np.testing.assert_array_equal(
+            source.read_region(0, 1, 1, 0, 16, 0, 16), STACK[0, 1, 1, :16, :16]
+        )
+        with pytest.raises(CorruptFileError) as info:
+            source.read_region(0, 1, 1, 16, 20, 0, 4)  # tile 5: row 1, column 0 (5 a row)
+    assert str(info.value).startswith("t.ome.tif: cannot decode tile 5 of plane t=0 c=1 z=1: ")
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_striped_regions_equal_the_pixels(tmp_path: Path, compression: str | None) -> None:
+    path = write_ome_tiff(tmp_path / "s.ome.tif", [STACK], compression=compression)
+    with open_image(path) as reader:
+        source = SceneSource(reader, 0)
+        assert source.file_tile() is None
+        for y0, y1, x0, x1 in REGIONS:
+            region = source.read_region(1, 0, 2, y0, y1, x0, x1)
+            ys, xs = _clip(y0, y1, x0, x1)
+            np.testing.assert_array_equal(region, STACK[1, 0, 2][ys, xs])
+
+
+def test_rgb_samples_are_channels(tmp_path: Path) -> None:
+    rgb = (np.arange(50 * 70 * 3, dtype=np.uint32) % 251).astype(np.uint8).reshape(50, 70, 3)
+    for tile in (None, (16, 16)):
+        path = write_rgb(tmp_path / f"rgb{tile is None}.tif", rgb, tile=tile)
+        with open_image(path) as reader:
+            source = SceneSource(reader, 0)
+            assert source.spp == 3
+            for c in range(3):
+                for y0, y1, x0, x1 in REGIONS:
+                    ys, xs = _clip(y0, y1, x0, x1)
+                    np.testing.assert_array_equal(
+                        source.read_region(0, c, 0, y0, y1, x0, x1), rgb[ys, xs, c]
+                    )
+            with pytest.raises(SceneNotFoundError, match=r"c=3 is out of range \(0\.\.2\)"):
+                source.read_region(0, 3, 0, 0, 1, 0, 1)
+
+
+def test_planes_out_of_range_are_refused_by_name(tmp_path: Path) -> None:
+    path = write_ome_tiff(tmp_path / "t.ome.tif", [STACK])
+    with open_image(path) as reader:
+        source = SceneSource(reader, 0)
+        source.check(1, 1, 2)
+        for (t, c, z), text in [
+            ((2, 0, 0), "t=2 is out of range (0..1)"),
+            ((-1, 0, 0), "t=-1 is out of range (0..1)"),
+            ((0, 2, 0), "c=2 is out of range (0..1)"),
+            ((0, -1, 0), "c=-1 is out of range (0..1)"),
+            ((0, 0, 3), "z=3 is out of range (0..2)"),
+            ((0, 0, -1), "z=-1 is out of range (0..2)"),
+        ]:
+            with pytest.raises(SceneNotFoundError) as info:
+                source.read_region(t, c, z, 0, 1, 0, 1)
+            assert str(info.value) == f"t.ome.tif: {text}"
+
+
+def test_pyramid_levels_of_the_file(tmp_path: Path) -> None:
+    stack = (np.arange(1 * 2 * 1 * 96 * 80, dtype=np.uint32) % 4093).astype(np.uint16)
+    stack = stack.reshape(1, 2, 1, 96, 80)
+    path = write_ome_pyramid(tmp_path / "p.ome.tif", stack, levels=3)
+    with open_image(path) as reader:
+        source = SceneSource(reader, 0)
+        assert source.file_level_shapes() == [(96, 80), (48, 40), (24, 20)]
+        assert source.file_tile() == (32, 32)
+        for level in (0, 1, 2):
+            data = stack[0, 1, 0, :: 2**level, :: 2**level]
+            ny, nx = data.shape
+            for y0, y1, x0, x1 in [(0, ny, 0, nx), (3, 20, 5, 33), (0, 1, nx - 1, nx + 9)]:
+                region = source.read_region(0, 1, 0, y0, y1, x0, x1, level=level)
+                np.testing.assert_array_equal(region, data[max(0, y0) : y1, x0:x1])
+
+
+def test_plain_planes_charge_what_a_region_drops(tmp_path: Path) -> None:
+    """A file the reader decodes only whole (an uncompressed single strip here)."""
+    plane = (np.arange(50 * 70, dtype=np.uint32) % 60000).astype(np.uint16).reshape(50, 70)
+    path = tmp_path / "one.tif"
+    tifffile.imwrite(path, plane, rowsperstrip=50, compression="zlib", metadata=None)
+    with open_image(path) as reader:
+        source = SceneSource(reader, 0)
+        plain = reader.region_grid(0, 0) is None
+        budget = DecodeBudget()
+        with decode_scope(budget) as scope:
+            region = source.read_region(0, 0, 0, 10, 20, 5, 25)
+        np.testing.assert_array_equal(region, plane[10:20, 5:25])
+        if plain:
+            assert scope.spent == (50 * 70 - 10 * 20) * 2
+        samples = source.read_plane_samples(0, 0, 0)
+        assert samples.shape == (50, 70, 1)
+        np.testing.assert_array_equal(samples[:, :, 0], plane)
+
+
+def test_planes_read_whole_charge_what_a_region_drops(tmp_path: Path) -> None:
+    """An OIF: its reader decodes planes whole (no region grid), so a region drops the rest."""
+    from tests.synthetic_oif import write_oif
+
+    stack = (np.arange(1 * 2 * 3 * 9 * 11, dtype=np.uint16) * 7 + 1).reshape(1, 2, 3, 9, 11)
+    path = write_oif(tmp_path, stack)
+    with open_image(path) as reader:
+        assert reader.region_grid(0, 0) is None
+        source = SceneSource(reader, 0)
+        for c, z, (y0, y1, x0, x1) in [(1, 2, (2, 7, 3, 10)), (0, 1, (-3, 4, 8, 40))]:
+            budget = DecodeBudget()
+            with decode_scope(budget) as scope:
+                region = source.read_region(0, c, z, y0, y1, x0, x1)
+            ys, xs = slice(max(0, y0), min(9, y1)), slice(max(0, x0), min(11, x1))
+            np.testing.assert_array_equal(region, stack[0, c, z][ys, xs])
+            kept = (ys.stop - ys.start) * (xs.stop - xs.start)
+            assert scope.spent == (9 * 11 - kept) * 2
+            assert budget.peak == 9 * 11 * 2  # the whole plane reserved while it is read
+        with decode_scope(DecodeBudget()) as scope:
+            whole = source.read_region(0, 1, 0, 0, 9, 0, 11)
+        np.testing.assert_array_equal(whole, stack[0, 1, 0])
+        assert scope.spent == 0
+        with decode_scope(DecodeBudget(request_bytes=10)), pytest.raises(Exception) as info:
+            source.read_region(0, 1, 0, 0, 2, 0, 2)
+        assert "cells.oif: plane t=0 z=0" in str(info.value)
+
+
+def test_planar_rgb_tiles_are_read_through_the_reader(tmp_path: Path) -> None:
+    """Tiles of separate colour planes are not one tile of samples: read as the reader does."""
+    rgb = (np.arange(50 * 70 * 3, dtype=np.uint32) % 241).astype(np.uint8).reshape(50, 70, 3)
+    path = tmp_path / "planar.tif"
+    tifffile.imwrite(
+        path,
+        np.moveaxis(rgb, 2, 0),
+        photometric="rgb",
+        planarconfig="separate",
+        tile=(16, 16),
+        metadata=None,
+    )
+    with open_image(path) as reader:
+        source = SceneSource(reader, 0)
+        assert source.spp == 3
+        assert source.file_tile() is None
+        for c in range(3):
+            for y0, y1, x0, x1 in REGIONS:
+                ys, xs = _clip(y0, y1, x0, x1)
+                np.testing.assert_array_equal(
+                    source.read_region(0, c, 0, y0, y1, x0, x1), rgb[ys, xs, c]
+                )
