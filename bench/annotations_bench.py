@@ -196,7 +196,7 @@ def _haystack(engine: Any, ids: list[str]) -> None:
         " i.owner_id, i.group_id FROM bare b JOIN images i"
         f" ON b.image_id = {'i.id::text' if pg else 'i.id'} ORDER BY b.id",
         "CREATE UNIQUE INDEX bare_seen_id ON bare_seen (id)",
-        "CREATE INDEX bare_seen_created_at ON bare_seen (created_at)",
+        "CREATE INDEX bare_seen_created_at ON bare_seen (created_at, id)",
         "CREATE INDEX bare_seen_visibility ON bare_seen (id, created_at, owner_id, group_id)",
         "ANALYZE",
     ]
@@ -322,6 +322,7 @@ def search_records(engine: Any, engine_name: str, *, quick: bool) -> list[Record
 
 def measure(url: str, engine_name: str, *, quick: bool) -> list[Record]:
     """Both records on a copy of the populated 100,000-image database at ``url``."""
+    from search_bench import vacuum
     from zstack_analyzer.service.db.session import make_engine
 
     engine = make_engine(url)
@@ -329,6 +330,7 @@ def measure(url: str, engine_name: str, *, quick: bool) -> list[Record]:
         ids = _ids(engine)
         records = [bulk_record(engine, engine_name, ids)]
         _haystack(engine, ids)
+        vacuum(engine)
         records.extend(search_records(engine, engine_name, quick=quick))
     finally:
         engine.dispose()

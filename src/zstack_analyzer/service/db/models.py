@@ -91,9 +91,9 @@ class Image(Base):
     )
     scenes: Mapped[list[dict[str, Any]]] = mapped_column(JSONVariant)
     thumbnail_ready: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, index=True
-    )
+    # Indexed with the id (ix_images_created_at_id, migration 0016): every page is
+    # "newest first, then by id".
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # In-place records (migration 0003): the original stays where it is, outside our
     # storage; size and mtime as registered tell a changed original (409) from the one
     # we read. Copies keep their source too, so a re-run of an ingest skips them cheaply.
@@ -136,6 +136,11 @@ class Image(Base):
         # Migration 0010: answers "which of these ids may the caller see, and when were they
         # made" from the index alone (an annotation search gives ids; a row read was ~10x).
         Index("ix_images_id_visibility", "id", "created_at", "owner_id", "group_id"),
+        # Migration 0016: a page's order (created_at DESC, id) read from the index alone.
+        # A search walks it newest first, probing each id against its conditions until the
+        # page is full; with only created_at indexed, each step read the wide image row
+        # from the heap (the page of a kv= search: 8.3 ms -> 2.2 ms at 100,000 images).
+        Index("ix_images_created_at_id", "created_at", "id"),
         # One in-place record per original (migration 0005): the database settles races.
         Index(
             "ux_images_in_place_source_path",
