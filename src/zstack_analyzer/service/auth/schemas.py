@@ -44,7 +44,9 @@ Name = Field(min_length=1, max_length=150, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]
 class LoginRequest(BaseModel):
     """Body of ``POST /api/auth/login``."""
 
-    username: str = Field(min_length=1, max_length=150)
+    #: No NUL: no account has one in its name, and PostgreSQL refuses one in any text
+    #: it is asked about (the lookup answered 500); such a login is a bad request (422).
+    username: str = Field(min_length=1, max_length=150, pattern=r"^[^\x00]+$")
     password: str = Field(min_length=1, max_length=1024)
 
 
