@@ -39,13 +39,10 @@ if TYPE_CHECKING:
 __all__ = [
     "annotation_conditions",
     "annotation_id_sets",
-    "container_condition",
     "container_ids",
     "count_in_all",
-    "kv_condition",
     "kv_ids",
     "parse_kv",
-    "tag_condition",
     "tag_ids",
     "text_condition",
 ]
@@ -75,11 +72,6 @@ def tag_ids(name: str) -> Select[uuid.UUID | None]:
     return select(TagLink.image_id).where(TagLink.tag_id.in_(tags), TagLink.image_id.is_not(None))
 
 
-def tag_condition(name: str) -> ColumnElement[bool]:
-    """Images carrying a tag of this name (:func:`tag_ids`)."""
-    return Image.id.in_(tag_ids(name))
-
-
 def kv_ids(key: str, value: str | None) -> Select[uuid.UUID | None]:
     """The ids of the images with a pair ``key`` = ``value`` (case-insensitive; ``None``: any value)."""
     conditions = [KeyValue.key_key == index_key(key), KeyValue.image_id.is_not(None)]
@@ -88,11 +80,6 @@ def kv_ids(key: str, value: str | None) -> Select[uuid.UUID | None]:
         if len(value.strip()) > KEY_INDEX_CHARS:  # past the indexed prefix: the whole value
             conditions.append(KeyValue.value == value.strip())
     return select(KeyValue.image_id).where(*conditions)
-
-
-def kv_condition(key: str, value: str | None) -> ColumnElement[bool]:
-    """Images with a pair ``key`` = ``value`` (:func:`kv_ids`)."""
-    return Image.id.in_(kv_ids(key, value))
 
 
 def _named(model: type[Project] | type[Dataset], name: str) -> ColumnElement[bool]:
@@ -115,11 +102,6 @@ def container_ids(kind: str, name: str, principal: Principal) -> Select[uuid.UUI
         )
         datasets = select(ProjectDataset.dataset_id).where(ProjectDataset.project_id.in_(projects))
     return select(DatasetImage.image_id).where(DatasetImage.dataset_id.in_(datasets))
-
-
-def container_condition(kind: str, name: str, principal: Principal) -> ColumnElement[bool]:
-    """Images in a dataset (or a project's datasets) named ``name`` the caller sees (:func:`container_ids`)."""
-    return Image.id.in_(container_ids(kind, name, principal))
 
 
 def text_condition(q: str, *, as_array: bool = False) -> ColumnElement[bool] | None:
