@@ -6,7 +6,7 @@
   blocks of 50. Target: ratio <= 1.10.
 - ``auth/search-100k/sqlite`` (and ``/postgres``): the five typical searches of
   ``search_bench.py`` over 100,000 records spread over 20 groups and 100 owners, through
-  ``search_images`` with the permission filter of a member of three groups (private,
+  ``search_summaries`` (the search route's page) with the permission filter of a member of three groups (private,
   read-only, read-annotate) against the same call without a filter (what an admin runs).
   Target: ratio <= 1.2.
 
@@ -180,8 +180,7 @@ def _populate(url: str, rows: int) -> tuple[Any, Any]:
 def search_record(url: str, engine_name: str, *, rows: int, quick: bool) -> Record:
     import search_bench
     from zstack_analyzer.service.auth.permissions import visible_images_filter
-    from zstack_analyzer.service.db.search import search_images
-    from zstack_analyzer.service.images_service import to_summary
+    from zstack_analyzer.service.image_summaries import search_summaries
 
     rid = f"auth/search-100k/{engine_name}"
     log(f"{rid}: {rows:,} records over {GROUPS} groups ...")
@@ -199,11 +198,9 @@ def search_record(url: str, engine_name: str, *, rows: int, quick: bool) -> Reco
                 filters = search_bench.our_filters(spec)
 
                 def run(where: Any, filters: Any = filters) -> int:
-                    rows_, total = search_images(
+                    _summaries, total = search_summaries(
                         session, filters, skip=0, limit=search_bench.PAGE, visible=where
                     )
-                    [to_summary(row) for row in rows_]
-                    session.expunge_all()
                     return total
 
                 totals = (run(visible), run(None))

@@ -2,8 +2,8 @@
 
 Records:
 - ``search/100k/sqlite`` and ``search/100k/postgres``: p50 latency of five typical
-  searches (one page of 50 plus the total) through ``search_images`` and the API's
-  item conversion, against the same five queries as hand-written SQL on a bare table
+  searches (one page of 50 summaries plus the total) through ``search_summaries``,
+  what the search route answers with, against the same five queries as hand-written SQL on a bare table
   with the same indexes (and the same full-text index) in the same engine. 100,000
   generated rows are inserted through the ORM path every record takes (so the insert
   hook and the triggers fill the indexes), then copied into the bare tables.
@@ -81,7 +81,7 @@ WORDS = [
     "drosophila",
 ]
 
-# The five typical searches: filters for search_images, and the same query as bare SQL.
+# The five typical searches: filters for search_summaries, and the same query as bare SQL.
 QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("q=dapi", {"q": "dapi"}),
     ("63x oil + DAPI channel", {"magnification": 63.0, "immersion": "oil", "channel": "dapi"}),
@@ -323,17 +323,16 @@ def measure_engine(
 ) -> Record:
     """Ours against the bare table on a database :func:`populate` filled (now, or ``insert_s`` ago).
 
-    Ours is what ``GET /api/search`` does (routes/search.py): ``search_images``
-    with the caller's permission filter (the default single-user mode's) and
-    the page's summaries with their quality flags and owner names
-    (``page_summaries``).
+    Ours is what ``GET /api/images/search`` does (routes/search.py):
+    ``search_summaries`` with the caller's permission filter (the default
+    single-user mode's): the page's summaries with their quality flags and
+    owner names, and the total.
     """
     from sqlalchemy import text
 
     from zstack_analyzer.service.auth.permissions import SINGLE_USER, visible_images_filter
-    from zstack_analyzer.service.db.search import search_images
     from zstack_analyzer.service.db.session import Database, make_engine
-    from zstack_analyzer.service.images_service import page_summaries
+    from zstack_analyzer.service.image_summaries import search_summaries
 
     rid = f"search/100k/{engine_name}"
     if insert_s is None:
@@ -362,11 +361,9 @@ def measure_engine(
                 count_sql = text(f"SELECT count(*) FROM bare WHERE {where}")  # noqa: S608  (clauses are ours; values are bound)
 
                 def ours(filters: Any = filters) -> int:
-                    rows, total = search_images(
+                    _summaries, total = search_summaries(
                         session, filters, skip=0, limit=PAGE, visible=visible
                     )
-                    page_summaries(session, rows)
-                    session.expunge_all()
                     return total
 
                 def bare(
@@ -420,8 +417,8 @@ def measure_engine(
         note=(
             f"p50 over 5 queries x {len(ours_all) // len(QUERIES)} runs per side (alternating blocks "
             f"of 5), page of {PAGE} + total, {ROWS:,} generated rows; ours = what GET "
-            "/api/search does without HTTP: search_images with the permission filter + "
-            f"page_summaries (quality flags, owner names); {ROWS:,} ORM inserts took "
+            "/api/images/search does without HTTP: search_summaries with the permission "
+            f"filter (summaries with quality flags, owner names); {ROWS:,} ORM inserts took "
             f"{insert_s:.0f} s (a populated template is reused while the schema is the same)"
         ),
         extra={"per_query": per_query, "cpu_busy_before": busy, "insert_s": insert_s},

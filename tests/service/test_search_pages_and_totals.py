@@ -39,6 +39,7 @@ from zstack_analyzer.service.db.migrations import upgrade_database
 from zstack_analyzer.service.db.models import Image
 from zstack_analyzer.service.db.search import SearchFilters, search_images
 from zstack_analyzer.service.db.session import Database, make_engine
+from zstack_analyzer.service.image_summaries import search_summaries
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -254,18 +255,26 @@ CASES: list[tuple[str, SearchFilters, Any]] = [
 ]
 
 
+@pytest.mark.parametrize("path", ["records", "summaries"])
 @pytest.mark.parametrize("who", sorted(PRINCIPALS))
 @pytest.mark.parametrize(("label", "filters", "keep"), CASES, ids=[c[0] for c in CASES])
 def test_pages_and_totals_match_the_rule(
-    world: tuple[Database, list[str]], who: str, label: str, filters: SearchFilters, keep: Any
+    world: tuple[Database, list[str]],
+    who: str,
+    label: str,
+    filters: SearchFilters,
+    keep: Any,
+    path: str,
 ) -> None:
+    """``records``: ``search_images`` (whole records); ``summaries``: the search route's page."""
     database, ids = world
     principal = PRINCIPALS[who]
     expected = _expected(ids, principal, keep)
+    run = search_images if path == "records" else search_summaries
 
     def search(skip: int, limit: int) -> tuple[list[str], int]:
         rows, total = database.call(
-            lambda session: search_images(
+            lambda session: run(
                 session,
                 filters,
                 skip=skip,

@@ -185,5 +185,9 @@ def count_in_all(sets: list[Select[Any]]) -> Select[int]:
     primary-key probe per match (5,000 probes were most of a ``kv=`` search's
     time on PostgreSQL at 100,000 images).
     """
-    ids = intersect(*sets) if len(sets) > 1 else sets[0].distinct()
-    return select(func.count()).select_from(ids.subquery("annotated"))
+    if len(sets) > 1:
+        return select(func.count()).select_from(intersect(*sets).subquery("annotated"))
+    # GROUP BY, not DISTINCT: the same ids, but PostgreSQL groups the sorted index
+    # entries in 1.0 ms where its Unique node took 1.25 ms (5,020 of 100,000 images).
+    (column,) = sets[0].selected_columns
+    return select(func.count()).select_from(sets[0].group_by(column).subquery("annotated"))

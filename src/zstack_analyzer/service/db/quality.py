@@ -23,7 +23,9 @@ from sqlalchemy import (
     Integer,
     String,
     Uuid,
+    case,
     delete,
+    func,
     select,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -33,14 +35,18 @@ from zstack_analyzer.service.db.models import Base, Image, JSONVariant, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+    from sqlalchemy.sql.selectable import ScalarSelect
 
     from zstack_analyzer.quality import SceneQuality
 
 __all__ = [
+    "FLAG_BITS",
     "QUALITY_VERSION",
     "ImageQuality",
+    "flags_of_mask",
     "get_quality",
     "images_without_quality",
+    "quality_flag_mask",
     "quality_flags_for",
     "store_quality",
     "store_quality_error",
@@ -115,6 +121,38 @@ def images_without_quality(session: Session, *, limit: int = 100) -> list[Image]
 #: Thresholds of the gallery's "suspect" badge (the filter row offers the same).
 SATURATED_FLAG = 0.01
 SNR_FLAG = 3.0
+
+
+#: The flags in the order a page shows them, with their bit in :func:`quality_flag_mask`.
+FLAG_BITS = (("saturated", 1), ("focus at edge", 2), ("weak signal", 4))
+
+
+def quality_flag_mask() -> ScalarSelect[int]:
+    """A column expression for a query over ``images``: the image's flags as a bit mask.
+
+    Why: a page of search results gets its flags in its own statement (one
+    index probe per row) instead of a second round trip; the rules are those of
+    :func:`quality_flags_for` (any measured scene, errors left out), the bits
+    those of :data:`FLAG_BITS`. ``NULL`` when the image has no quality row.
+    """
+    return (
+        select(
+            func.max(case((ImageQuality.max_saturated_fraction >= SATURATED_FLAG, 1), else_=0))
+            + func.max(case((ImageQuality.focus_edge.is_(True), 2), else_=0))
+            + func.max(case((ImageQuality.min_snr <= SNR_FLAG, 4), else_=0))
+        )
+        .where(ImageQuality.image_id == Image.id, ImageQuality.error.is_(None))
+        .scalar_subquery()
+    )
+
+
+def flags_of_mask(mask: int | None) -> list[str]:
+    """The flag names of a :func:`quality_flag_mask` value, in :data:`FLAG_BITS` order.
+
+    >>> flags_of_mask(5), flags_of_mask(None)
+    (['saturated', 'weak signal'], [])
+    """
+    return [name for name, bit in FLAG_BITS if mask and mask & bit]
 
 
 def quality_flags_for(session: Session, image_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:

@@ -23,12 +23,13 @@ from zstack_analyzer.service.db.models import Image, ImageChannel
 from zstack_analyzer.service.db.search_fields import words
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
     from datetime import datetime
 
     from sqlalchemy.engine import Engine
-    from sqlalchemy.orm import Session
+    from sqlalchemy.orm import QueryableAttribute, Session
     from sqlalchemy.sql.elements import ColumnElement, TextClause
+    from sqlalchemy.sql.selectable import ScalarSelect, Subquery
 
     from zstack_analyzer.service.auth.permissions import Principal
 
@@ -39,6 +40,7 @@ __all__ = [
     "fts5_query",
     "include_in_schema_compare",
     "search_images",
+    "search_rows",
     "tsquery",
 ]
 
@@ -277,16 +279,82 @@ def search_images(
     visible: ColumnElement[bool] | None = None,
     principal: Principal | None = None,
 ) -> tuple[list[Image], int]:
-    """One page of matching images, newest first, and the total number matching.
+    """One page of matching images (whole records), newest first, and the total number matching.
+
+    Each image comes with its metadata JSON (its own table since migration
+    0006) joined by primary key. A list of results needs far less: see
+    :func:`search_rows`, which the search route uses.
+    """
+    page, total, plain_walk = _page_and_total(session, filters, skip, limit, visible, principal)
+    statement = (
+        select(Image, total.label("total"))
+        .join(page, Image.id == page.c.id)
+        .options(joinedload(Image.details))
+        .order_by(page.c.created_at.desc(), page.c.id)
+    )
+    with _index_scans(session, needed=not plain_walk):
+        found = session.execute(statement).all()
+        if found:
+            return [row[0] for row in found], int(found[0][-1])
+        return [], _total_past_the_end(session, total, skip, limit)
+
+
+def search_rows(
+    session: Session,
+    filters: SearchFilters,
+    columns: Sequence[ColumnElement[Any] | QueryableAttribute[Any]],
+    *,
+    skip: int = 0,
+    limit: int = 100,
+    visible: ColumnElement[bool] | None = None,
+    principal: Principal | None = None,
+) -> tuple[list[Sequence[Any]], int]:
+    """One page of matching images as plain rows of ``columns``, newest first, and the total.
+
+    ``columns`` are expressions over ``images`` (columns, or scalar subqueries
+    correlated to it, such as a page's owner names or quality flags), so a
+    page of results is one statement that reads only what it shows. Why not
+    ORM objects: building 50 whole records (and decoding their metadata and
+    scene JSON) cost more than the query itself on PostgreSQL.
+    """
+    page, total, plain_walk = _page_and_total(session, filters, skip, limit, visible, principal)
+    statement = (
+        select(*columns, total.label("total"))
+        .select_from(Image)
+        .join(page, Image.id == page.c.id)
+        .order_by(page.c.created_at.desc(), page.c.id)
+    )
+    with _index_scans(session, needed=not plain_walk):
+        # Core, not the ORM: plain rows need none of its loading machinery.
+        found: list[Sequence[Any]] = list(session.connection().execute(statement).all())
+        if found:
+            return found, int(found[0][-1])
+        return [], _total_past_the_end(session, total, skip, limit)
+
+
+def _page_and_total(
+    session: Session,
+    filters: SearchFilters,
+    skip: int,
+    limit: int,
+    visible: ColumnElement[bool] | None,
+    principal: Principal | None,
+) -> tuple[Subquery, ScalarSelect[int], bool]:
+    """The page's ``(id, created_at)``, the total, and whether the search is a plain walk.
 
     Why the page's ids in a subquery: the engine orders the matches by their
     narrow key alone (SQLite otherwise joined and sorted thousands of whole
-    rows), then only the page's rows are read, each with its metadata JSON
-    (its own table since migration 0006) joined by primary key. The total is
-    a scalar subquery of the same statement (computed once), so a search is
-    one round trip; only a page past the end asks for the total on its own.
-    ``visible`` (``auth.permissions.visible_images_filter``) is one more
-    condition, so the page and the total see only what the caller may.
+    rows), then only the page's rows are read. The total is a scalar subquery
+    of the same statement (computed once), so a search is one round trip; only
+    a page past the end asks for the total on its own. ``visible``
+    (``auth.permissions.visible_images_filter``) is one more condition, so the
+    page and the total see only what the caller may.
+
+    A plain walk is a search whose total comes from the annotation tables
+    alone (:func:`_annotation_total`): its page walks the ``(created_at, id)``
+    index with one annotation index probe per image, and nothing in it is a
+    scan of ``images`` the planner could misprice, so it needs no
+    :func:`_index_scans` (two round trips saved).
     """
     conditions = _conditions(session, filters, principal)
     if visible is not None:
@@ -301,21 +369,16 @@ def search_images(
     )
     # correlate(None): the count has its own FROM images, not the page row's.
     counted_query = _annotation_total(filters, visible, principal)
+    plain_walk = counted_query is not None
     if counted_query is None:
         counted_query = select(func.count()).select_from(Image).where(*conditions)
-    total = counted_query.correlate(None).scalar_subquery()
-    with _index_scans(session):
-        found = session.execute(
-            select(Image, total.label("total"))
-            .join(page, Image.id == page.c.id)
-            .options(joinedload(Image.details))
-            .order_by(page.c.created_at.desc(), page.c.id)
-        ).all()
-        if found:
-            return [row[0] for row in found], int(found[0][1])
-        # An empty first page means no match; past the end, the total is asked for alone.
-        counted = 0 if skip == 0 and limit > 0 else session.scalar(select(total))
-    return [], int(counted or 0)
+    return page, counted_query.correlate(None).scalar_subquery(), plain_walk
+
+
+def _total_past_the_end(session: Session, total: ScalarSelect[int], skip: int, limit: int) -> int:
+    """The total when the page came back empty: 0 on the first page, else asked for alone."""
+    counted = 0 if skip == 0 and limit > 0 else session.scalar(select(total))
+    return int(counted or 0)
 
 
 def _annotation_total(
@@ -346,7 +409,7 @@ def _annotation_total(
 
 
 @contextmanager
-def _index_scans(session: Session) -> Iterator[None]:
+def _index_scans(session: Session, *, needed: bool = True) -> Iterator[None]:
     """On PostgreSQL, have the planner prefer index scans for the statements run inside.
 
     Why: PostgreSQL prices a full-text match or a ``LIKE`` at one operator
@@ -355,14 +418,17 @@ def _index_scans(session: Session) -> Iterator[None]:
     over the GIN bitmap (34 ms). ``SET LOCAL`` lasts to the end of the
     transaction, so the setting is put back right after; SQLite has no such
     setting (its planner already uses the indexes). A ``kv=`` search needs it
-    too: priced by ``random_page_cost``, the count's 5,000 primary-key probes
-    lost to a sequential scan of every image that took 3x as long.
+    too when its total is counted over ``images`` (a group member's): priced
+    by ``random_page_cost``, the count's 5,000 primary-key probes lost to a
+    sequential scan of every image that took 3x as long. ``needed=False``
+    (a plain walk, see :func:`_page_and_total`) runs the statements as they are.
     """
-    if session.get_bind().dialect.name != "postgresql":
+    if not needed or session.get_bind().dialect.name != "postgresql":
         yield
         return
-    session.execute(text("SET LOCAL enable_seqscan = off"))
+    connection = session.connection()
+    connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
     try:
         yield
     finally:
-        session.execute(text("SET LOCAL enable_seqscan = on"))
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = on")

@@ -13,10 +13,10 @@ from fastapi import APIRouter, Query
 from zstack_analyzer.service.annotations.search import parse_kv
 from zstack_analyzer.service.auth.permissions import visible_in_group
 from zstack_analyzer.service.auth.principal import PrincipalDep
-from zstack_analyzer.service.db.search import SearchFilters, search_images
+from zstack_analyzer.service.db.search import SearchFilters
 from zstack_analyzer.service.deps import SessionDep
 from zstack_analyzer.service.errors import BadParameterError
-from zstack_analyzer.service.images_service import page_summaries
+from zstack_analyzer.service.image_summaries import search_summaries
 from zstack_analyzer.service.routes import problems
 from zstack_analyzer.service.schemas import SearchPublic
 
@@ -208,7 +208,7 @@ def search(
         project=_text(project),
         dataset=_text(dataset),
     )
-    rows, total = search_images(
+    summaries, total = search_summaries(
         session,
         filters,
         skip=skip,
@@ -216,4 +216,4 @@ def search(
         visible=visible_in_group(principal, group),
         principal=principal,
     )
-    return SearchPublic(data=page_summaries(session, rows), count=total, total=total)
+    return SearchPublic(data=summaries, count=total, total=total)

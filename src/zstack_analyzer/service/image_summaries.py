@@ -1,0 +1,153 @@
+"""A page of image summaries as one statement: the columns a list shows, read in SQL.
+
+Why its own module: the search route answers pages of 50 summaries, and
+building them from whole ORM records (each with its metadata document and
+scene list decoded from JSON) cost more than the search itself on PostgreSQL
+(5.9 ms against 2.3 ms for the bare query, at 100,000 images). Here the page
+reads only the summary columns, the scene count and the one vendor value
+that names a whole-slide variant, with the owner's and group's names and the
+quality flags as scalar subqueries of the same statement (so no second or
+third round trip), and the rows become :class:`ImageSummary` directly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import case, func, select
+
+from zstack_analyzer.service.auth.models import Group, User
+from zstack_analyzer.service.db.models import Image, ImageMetadataRecord
+from zstack_analyzer.service.db.quality import flags_of_mask, quality_flag_mask
+from zstack_analyzer.service.db.search import search_rows
+from zstack_analyzer.service.format_label import VARIANT_KEYS, variant_of
+from zstack_analyzer.service.schemas import ImageSummary
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy.orm import QueryableAttribute, Session
+    from sqlalchemy.sql.elements import ColumnElement
+
+    from zstack_analyzer.service.auth.permissions import Principal
+    from zstack_analyzer.service.db.search import SearchFilters
+
+__all__ = ["search_summaries", "summary_columns", "summary_of_row"]
+
+#: The ``images`` columns a summary shows as they are.
+_PLAIN = (
+    Image.id,
+    Image.filename,
+    Image.width,
+    Image.height,
+    Image.depth,
+    Image.channels,
+    Image.bit_depth,
+    Image.pixel_size_x,
+    Image.pixel_size_y,
+    Image.pixel_size_z,
+    Image.format,
+    Image.size_bytes,
+    Image.sha256,
+    Image.created_at,
+    Image.timepoints,
+    Image.samples_per_pixel,
+    Image.dtype,
+    Image.thumbnail_ready,
+    Image.stored_in_place,
+    Image.source_path,
+    Image.owner_id,
+    Image.group_id,
+)
+
+
+@cache
+def summary_columns(dialect: str) -> tuple[ColumnElement[Any] | QueryableAttribute[Any], ...]:
+    """What a page of summaries selects from ``images`` (``dialect``: the engine's name).
+
+    Built once per dialect: the expressions are immutable, and building them
+    per request cost a third of a page's Python time.
+    """
+    return (
+        *_PLAIN,
+        _scene_count(dialect).label("scene_count"),
+        _variant_value().label("variant_value"),
+        select(User.username)
+        .where(User.id == Image.owner_id)
+        .scalar_subquery()
+        .label("owner_name"),
+        select(Group.name).where(Group.id == Image.group_id).scalar_subquery().label("group_name"),
+        quality_flag_mask().label("quality_mask"),
+    )
+
+
+def _scene_count(dialect: str) -> ColumnElement[int]:
+    """The length of the ``scenes`` JSON list, counted by the engine (the list is not read)."""
+    if dialect == "postgresql":
+        return case(
+            (func.jsonb_typeof(Image.scenes) == "array", func.jsonb_array_length(Image.scenes)),
+            else_=0,
+        )
+    return func.coalesce(func.json_array_length(Image.scenes), 0)
+
+
+def _variant_value() -> ColumnElement[str | None]:
+    """The vendor value that names a whole-slide variant (``format_label.VARIANT_KEYS``).
+
+    Only rows of those formats read their metadata row (``CASE`` evaluates
+    the subquery of the matching branch alone), one primary-key probe each.
+    """
+
+    def vendor_value(key: str) -> ColumnElement[str | None]:
+        path = ImageMetadataRecord.data[("vendor_metadata", key)].as_string()
+        return select(path).where(ImageMetadataRecord.image_id == Image.id).scalar_subquery()
+
+    branches = [(Image.format == name, vendor_value(key)) for name, key in VARIANT_KEYS.items()]
+    return case(*branches, else_=None)
+
+
+#: The summary fields :data:`_PLAIN` fills, in its order (rows are read as tuples:
+#: attribute access on a row cost 1 µs a field, 1.3 ms a page).
+_PLAIN_FIELDS = tuple(column.key for column in _PLAIN)
+
+
+def summary_of_row(row: Sequence[Any]) -> ImageSummary:
+    """The summary of one row of :func:`summary_columns` (what ``to_summary`` gives a record)."""
+    fields = dict(zip(_PLAIN_FIELDS, row, strict=False))
+    scene_count, variant_value, owner_name, group_name, quality_mask = row[
+        len(_PLAIN_FIELDS) : len(_PLAIN_FIELDS) + 5
+    ]
+    created_at = fields["created_at"]
+    if created_at.tzinfo is None:  # SQLite hands back naive datetimes, stored as UTC
+        fields["created_at"] = created_at.replace(tzinfo=UTC)
+    in_place = bool(fields["stored_in_place"])
+    fields["stored_in_place"] = in_place
+    if not in_place:
+        fields["source_path"] = None
+    return ImageSummary(
+        **fields,
+        owner=owner_name if fields["owner_id"] is not None else None,
+        group=group_name if fields["group_id"] is not None else None,
+        format_variant=variant_of(fields["format"], variant_value),
+        scene_count=max(scene_count or 0, 1),
+        quality_flags=flags_of_mask(quality_mask),
+    )
+
+
+def search_summaries(
+    session: Session,
+    filters: SearchFilters,
+    *,
+    skip: int = 0,
+    limit: int = 100,
+    visible: ColumnElement[bool] | None = None,
+    principal: Principal | None = None,
+) -> tuple[list[ImageSummary], int]:
+    """One page of search results as summaries, newest first, and the total: one statement."""
+    columns = summary_columns(session.get_bind().dialect.name)
+    rows, total = search_rows(
+        session, filters, columns, skip=skip, limit=limit, visible=visible, principal=principal
+    )
+    return [summary_of_row(row) for row in rows], total
