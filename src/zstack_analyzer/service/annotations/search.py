@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.elements import ColumnElement
 
 __all__ = [
-    "annotation_conditions",
     "annotation_id_sets",
     "container_ids",
     "count_in_all",
@@ -157,21 +156,6 @@ def annotation_id_sets(
     if dataset is not None:
         sets.append(container_ids("dataset", dataset, who))
     return sets
-
-
-def annotation_conditions(
-    *,
-    tags: tuple[str, ...] = (),
-    kvs: tuple[tuple[str, str | None], ...] = (),
-    project: str | None = None,
-    dataset: str | None = None,
-    principal: Principal | None = None,
-) -> list[ColumnElement[bool]]:
-    """Every annotation condition of a search (all must hold): ``images.id IN`` each id set."""
-    sets = annotation_id_sets(
-        tags=tags, kvs=kvs, project=project, dataset=dataset, principal=principal
-    )
-    return [Image.id.in_(ids) for ids in sets]
 
 
 def count_in_all(sets: list[Select[Any]]) -> Select[int]:

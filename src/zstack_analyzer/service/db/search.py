@@ -181,9 +181,10 @@ def _like_escape(value: str) -> str:
 
 
 def _conditions(
-    session: Session, filters: SearchFilters, principal: Principal | None = None
+    session: Session, filters: SearchFilters, id_sets: list[Select[Any]]
 ) -> list[ColumnElement[bool] | TextClause]:
-    from zstack_analyzer.service.annotations.search import annotation_conditions, text_condition
+    """Every condition of ``filters`` on ``images``; ``id_sets``: its annotation id sets."""
+    from zstack_analyzer.service.annotations.search import text_condition
 
     conditions: list[ColumnElement[bool] | TextClause] = []
     dialect = session.get_bind().dialect.name
@@ -206,15 +207,7 @@ def _conditions(
         parts = [part for part in (full_text, annotated) if part is not None]
         if parts:
             conditions.append(or_(*parts) if len(parts) > 1 else parts[0])
-    conditions.extend(
-        annotation_conditions(
-            tags=filters.tags,
-            kvs=filters.kvs,
-            project=filters.project,
-            dataset=filters.dataset,
-            principal=principal,
-        )
-    )
+    conditions.extend(Image.id.in_(ids) for ids in id_sets)
     if filters.format is not None:
         conditions.append(Image.format == filters.format)
     if filters.channel is not None:
@@ -356,7 +349,16 @@ def _page_and_total(
     scan of ``images`` the planner could misprice, so it needs no
     :func:`_index_scans` (two round trips saved).
     """
-    conditions = _conditions(session, filters, principal)
+    from zstack_analyzer.service.annotations.search import annotation_id_sets
+
+    annotated = annotation_id_sets(
+        tags=filters.tags,
+        kvs=filters.kvs,
+        project=filters.project,
+        dataset=filters.dataset,
+        principal=principal,
+    )
+    conditions = _conditions(session, filters, annotated)
     if visible is not None:
         conditions.append(visible)
     page = (
@@ -368,7 +370,7 @@ def _page_and_total(
         .subquery("page")
     )
     # correlate(None): the count has its own FROM images, not the page row's.
-    counted_query = _annotation_total(filters, visible, principal)
+    counted_query = _annotation_total(filters, visible, annotated)
     plain_walk = counted_query is not None
     if counted_query is None:
         counted_query = select(func.count()).select_from(Image).where(*conditions)
@@ -382,30 +384,24 @@ def _total_past_the_end(session: Session, total: ScalarSelect[int], skip: int, l
 
 
 def _annotation_total(
-    filters: SearchFilters, visible: ColumnElement[bool] | None, principal: Principal | None
+    filters: SearchFilters, visible: ColumnElement[bool] | None, annotated: list[Select[Any]]
 ) -> Select[int] | None:
     """The total counted from the annotation tables alone, where that is the same number.
 
     That is a search of tags, key-value pairs and containers only (no text, no
-    image column, no quality), by a caller who sees every image (no accounts,
-    or an admin without a group narrowing). Anything else: ``None``, the count
-    over ``images``. See :func:`~zstack_analyzer.service.annotations.search.count_in_all`.
+    image column, no quality; ``annotated``: their id sets), by a caller who
+    sees every image (no accounts, or an admin without a group narrowing).
+    Anything else: ``None``, the count over ``images``. See
+    :func:`~zstack_analyzer.service.annotations.search.count_in_all`.
     """
     if visible is not None and not isinstance(visible, True_):
         return None
     only_annotations = replace(filters, tags=(), kvs=(), project=None, dataset=None)
     if only_annotations != SearchFilters():
         return None
-    from zstack_analyzer.service.annotations.search import annotation_id_sets, count_in_all
+    from zstack_analyzer.service.annotations.search import count_in_all
 
-    sets = annotation_id_sets(
-        tags=filters.tags,
-        kvs=filters.kvs,
-        project=filters.project,
-        dataset=filters.dataset,
-        principal=principal,
-    )
-    return count_in_all(sets) if sets else None
+    return count_in_all(annotated) if annotated else None
 
 
 @contextmanager
