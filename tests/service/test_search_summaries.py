@@ -1,9 +1,12 @@
-"""A page of search summaries read in SQL equals the summaries of the whole records.
+"""A page of summaries read in SQL says what the whole records say.
 
-Why: the search route builds its page from :func:`search_summaries` (one
-statement: the summary columns, the scene count, the whole-slide variant's
-vendor value, the owner's and group's names and the quality flags as
-subqueries), no longer from ORM records through ``page_summaries``. Each of
+Why: the image list, a dataset's images and the search route build their
+pages from :mod:`~zstack_analyzer.service.image_summaries` (one statement: the
+summary columns, the scene count, the whole-slide variant's vendor value, the
+owner's and group's names and the quality flags as subqueries), no longer
+from ORM records. The reference here is the record's own view
+(``to_public``, what ``GET /api/images/{id}`` answers) with its quality flags
+(``quality_flags_for``). Each of
 those derived values has its own SQL on each engine (``jsonb_array_length`` or
 ``json_array_length``, a JSON path, an aggregate bit mask); a wrong one gives
 a wrong badge or count on one engine only. Checked on SQLite and PostgreSQL
@@ -20,6 +23,7 @@ import pytest
 from sqlalchemy import insert, update
 
 from tests.service.test_search import add_record
+from zstack_analyzer.service.auth.labels import labels_for
 from zstack_analyzer.service.auth.models import Group, Permission, User
 from zstack_analyzer.service.auth.permissions import (
     SINGLE_USER,
@@ -29,16 +33,16 @@ from zstack_analyzer.service.auth.permissions import (
 )
 from zstack_analyzer.service.db.migrations import upgrade_database
 from zstack_analyzer.service.db.models import Image
-from zstack_analyzer.service.db.quality import ImageQuality
+from zstack_analyzer.service.db.quality import ImageQuality, quality_flags_for
 from zstack_analyzer.service.db.search import SearchFilters, search_images
 from zstack_analyzer.service.db.session import Database, make_engine
-from zstack_analyzer.service.image_summaries import search_summaries
-from zstack_analyzer.service.images_service import page_summaries
+from zstack_analyzer.service.image_summaries import search_summaries, summaries_page
+from zstack_analyzer.service.images_service import to_public
+from zstack_analyzer.service.schemas import ImageSummary
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from zstack_analyzer.service.schemas import ImageSummary
 
 DICOM_WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 LAB, OWNER = 301, 401
@@ -160,7 +164,19 @@ def _records(
 ) -> tuple[list[ImageSummary], int]:
     def run(session: Any) -> tuple[list[ImageSummary], int]:
         rows, total = search_images(session, filters, **kw)
-        return page_summaries(session, rows), total
+        labels = labels_for(session, rows)
+        flags = quality_flags_for(session, [row.id for row in rows])
+        fields = set(ImageSummary.model_fields)
+        summaries = [
+            ImageSummary(
+                **{
+                    **to_public(row, labels).model_dump(include=fields),
+                    "quality_flags": flags.get(row.id, []),
+                }
+            )
+            for row in rows
+        ]
+        return summaries, total
 
     return database.call(run)
 
@@ -233,3 +249,30 @@ def test_visibility_applies(archive: Database) -> None:
         archive, SearchFilters(), visible=visible_images_filter(SINGLE_USER)
     )
     assert (len(everyone), everyone_total) == (len(FILES), len(FILES))
+
+
+def test_a_plain_list_page(archive: Database) -> None:
+    """``summaries_page`` (the image list, a dataset's images): conditions, paging, total."""
+    from zstack_analyzer.service.db.crud import image_list_conditions
+
+    def page(q: str | None, skip: int, limit: int) -> tuple[list[str], int]:
+        conditions = image_list_conditions(q, visible_images_filter(SINGLE_USER))
+        summaries, total = archive.call(
+            lambda session: summaries_page(session, conditions, skip=skip, limit=limit)
+        )
+        return [s.filename for s in summaries], total
+
+    newest_first = list(reversed(FILES))
+    assert page(None, 0, 100) == (newest_first, len(FILES))
+    assert page(None, 2, 3) == (newest_first[2:5], len(FILES))
+    assert page("SLIDE.", 0, 100) == (["slide.ndpi", "slide.svs"], 2)  # any case
+    assert page("slide.", 1, 100) == (["slide.svs"], 2)
+    assert page("%", 0, 100) == ([], 0)  # matched literally
+    assert page(None, 50, 10) == ([], len(FILES))
+    whole, _ = _records(archive, SearchFilters(), limit=100)
+    lean, _ = archive.call(
+        lambda session: summaries_page(
+            session, image_list_conditions(None, None), skip=0, limit=100
+        )
+    )
+    assert _without_flag_order(lean) == _without_flag_order(whole)

@@ -29,7 +29,7 @@ from zstack_analyzer.service.errors import (
     SourceNotFoundError,
 )
 from zstack_analyzer.service.format_label import format_variant
-from zstack_analyzer.service.schemas import ImagePublic, ImageSummary
+from zstack_analyzer.service.schemas import ImagePublic
 from zstack_analyzer.vendor import json_safe
 
 if TYPE_CHECKING:
@@ -59,7 +59,6 @@ __all__ = [
     "json_safe",
     "missing_file_error",
     "open_in_place",
-    "page_summaries",
     "parse_image_id",
     "prune_tombstones",
     "readable_source",
@@ -69,7 +68,6 @@ __all__ = [
     "save_in_place",
     "signed64",
     "to_public",
-    "to_summary",
     "write_tombstone",
 ]
 
@@ -146,59 +144,6 @@ def build_image(
 def _aware(value: datetime) -> datetime:
     """``value`` with its zone: SQLite hands back naive datetimes, stored as UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def page_summaries(session: Session, rows: list[Image]) -> list[ImageSummary]:
-    """The summaries of one page of rows, with their owner/group names and quality flags.
-
-    One place for the list and the search routes: a query per page for the
-    names and one for the flags, never one per row.
-    """
-    from zstack_analyzer.service.auth.labels import labels_for
-    from zstack_analyzer.service.db.quality import quality_flags_for
-
-    labels = labels_for(session, rows)
-    flags = quality_flags_for(session, [row.id for row in rows])
-    return [to_summary(row, labels, flags) for row in rows]
-
-
-def to_summary(
-    image: Image, labels: Labels | None = None, flags: dict[uuid.UUID, list[str]] | None = None
-) -> ImageSummary:
-    """The list view of a row: summary columns only (``labels``: owner and group names).
-
-    ``flags``: the page's quality flags (:func:`~.db.quality.quality_flags_for`).
-    """
-    owner, group = labels.of(image) if labels is not None else (None, None)
-    return ImageSummary(
-        owner_id=image.owner_id,
-        group_id=image.group_id,
-        owner=owner,
-        group=group,
-        id=image.id,
-        filename=image.filename,
-        width=image.width,
-        height=image.height,
-        depth=image.depth,
-        channels=image.channels,
-        bit_depth=image.bit_depth,
-        pixel_size_x=image.pixel_size_x,
-        pixel_size_y=image.pixel_size_y,
-        pixel_size_z=image.pixel_size_z,
-        format=image.format,
-        format_variant=format_variant(image.format, image.image_metadata),
-        size_bytes=image.size_bytes,
-        sha256=image.sha256,
-        created_at=_aware(image.created_at),
-        timepoints=image.timepoints,
-        samples_per_pixel=image.samples_per_pixel,
-        dtype=image.dtype,
-        thumbnail_ready=image.thumbnail_ready,
-        scene_count=max(len(image.scenes), 1),
-        stored_in_place=bool(image.stored_in_place),
-        source_path=image.source_path if image.stored_in_place else None,
-        quality_flags=(flags or {}).get(image.id, []),
-    )
 
 
 def full_metadata(image: Image) -> dict[str, Any]:

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 __all__ = [
     "container_public",
     "create_container",
-    "dataset_images",
+    "dataset_image_conditions",
     "delete_container",
     "find_or_create",
     "image_datasets",
@@ -448,26 +448,18 @@ def image_datasets(session: Session, principal: Principal, image: Image) -> Cont
     return ContainersPublic(data=data, count=len(data))
 
 
-def dataset_images(
-    session: Session, principal: Principal, raw_id: object, *, skip: int, limit: int
-) -> tuple[list[Image], int]:
-    """One page of a dataset's visible images, newest first, and their total."""
+def dataset_image_conditions(
+    session: Session, principal: Principal, raw_id: object
+) -> list[ColumnElement[bool]]:
+    """The conditions of a dataset's image list: in the dataset, and visible to the caller.
+
+    The dataset itself must be visible (else 404), as for every container route.
+    """
     dataset = load_container(session, principal, "dataset", raw_id, Action.VIEW)
-    conditions = [
+    return [
         Image.id.in_(select(DatasetImage.image_id).where(DatasetImage.dataset_id == dataset.id)),
         visible_images_filter(principal),
     ]
-    rows = list(
-        session.scalars(
-            select(Image)
-            .where(*conditions)
-            .order_by(Image.created_at.desc(), Image.id)
-            .offset(skip)
-            .limit(limit)
-        )
-    )
-    total = session.scalar(select(func.count()).select_from(Image).where(*conditions)) or 0
-    return rows, int(total)
 
 
 def find_or_create(

@@ -20,8 +20,8 @@ __all__ = [
     "delete_image",
     "find_duplicate",
     "get_image",
+    "image_list_conditions",
     "like_literal",
-    "list_images",
     "mark_thumbnail_ready",
     "stored_names",
 ]
@@ -32,35 +32,20 @@ def get_image(session: Session, image_id: uuid.UUID) -> Image | None:
     return session.get(Image, image_id)
 
 
-def list_images(
-    session: Session,
-    *,
-    skip: int = 0,
-    limit: int = 100,
-    q: str | None = None,
-    visible: ColumnElement[bool] | None = None,
-) -> tuple[list[Image], int]:
-    """One page of images, newest first, and the total count matching ``q``.
+def image_list_conditions(
+    q: str | None = None, visible: ColumnElement[bool] | None = None
+) -> list[ColumnElement[bool]]:
+    """The conditions of the image list: a filename substring ``q`` and what the caller may see.
 
     ``visible`` (``auth.permissions.visible_images_filter``) restricts page and
     count alike to what the caller may see.
     """
-    query = select(Image)
-    count_query = select(func.count()).select_from(Image)
-    if visible is not None:
-        query = query.where(visible)
-        count_query = count_query.where(visible)
+    conditions = [] if visible is None else [visible]
     text = (q or "").replace("\x00", "")  # PostgreSQL text cannot hold NUL
     if text:
         pattern = f"%{like_literal(text.lower())}%"
-        condition = func.lower(Image.filename).like(pattern, escape="\\")
-        query = query.where(condition)
-        count_query = count_query.where(condition)
-    rows = session.scalars(
-        query.order_by(Image.created_at.desc(), Image.id).offset(skip).limit(limit)
-    ).all()
-    total = session.scalar(count_query) or 0
-    return list(rows), int(total)
+        conditions.append(func.lower(Image.filename).like(pattern, escape="\\"))
+    return conditions
 
 
 def like_literal(text: str) -> str:

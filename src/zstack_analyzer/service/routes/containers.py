@@ -36,7 +36,7 @@ from zstack_analyzer.service.deps import (
     SessionDep,
     StorageDep,
 )
-from zstack_analyzer.service.images_service import page_summaries
+from zstack_analyzer.service.image_summaries import summaries_page
 from zstack_analyzer.service.routes import INDEX_MAX, problems
 from zstack_analyzer.service.routes._path_id import named_path_id
 from zstack_analyzer.service.schemas import ImagesPublic
@@ -271,8 +271,9 @@ def dataset_images(
     limit: Limit = 100,
 ) -> ImagesPublic:
     """One page of the dataset's visible images and their total."""
-    rows, total = containers.dataset_images(session, principal, dataset_id, skip=skip, limit=limit)
-    return ImagesPublic(data=page_summaries(session, rows), count=total)
+    conditions = containers.dataset_image_conditions(session, principal, dataset_id)
+    summaries, total = summaries_page(session, conditions, skip=skip, limit=limit)
+    return ImagesPublic(data=summaries, count=total)
 
 
 @router.post(

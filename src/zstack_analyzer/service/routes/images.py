@@ -38,6 +38,7 @@ from zstack_analyzer.service.deps import (
     StorageDep,
 )
 from zstack_analyzer.service.errors import ImageNotFoundError, problem_response
+from zstack_analyzer.service.image_summaries import summaries_page
 from zstack_analyzer.service.images_service import (
     build_image,
     full_metadata,
@@ -45,7 +46,6 @@ from zstack_analyzer.service.images_service import (
     inspect_file,
     missing_file_error,
     open_in_place,
-    page_summaries,
     parse_image_id,
     readable_source,
     require_image,
@@ -376,10 +376,9 @@ def list_images(
     ] = None,
 ) -> ImagesPublic:
     """One page of image summaries and the total count (full records at ``GET /{id}``)."""
-    rows, count = crud.list_images(
-        session, skip=skip, limit=limit, q=q, visible=visible_in_group(principal, group)
-    )
-    return ImagesPublic(data=page_summaries(session, rows), count=count)
+    conditions = crud.image_list_conditions(q, visible_in_group(principal, group))
+    summaries, count = summaries_page(session, conditions, skip=skip, limit=limit)
+    return ImagesPublic(data=summaries, count=count)
 
 
 @router.get(
