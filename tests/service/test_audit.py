@@ -265,6 +265,31 @@ def test_single_user_mode_records_as_the_local_user(
     assert [(e["action"], e["username"]) for e in body["data"]] == [("upload", "local")]
 
 
+def test_container_deletes_are_recorded(
+    tmp_path: Path, make_client: Callable[..., TestClient], tiff_file: Path
+) -> None:
+    """Deleting a dataset is an event, and so is each image deleted with it (its own ``delete``)."""
+    client = make_client(make_settings(tmp_path / "data"))
+    image_id = upload(client, tiff_file).json()["id"]
+    kept = client.post("/api/datasets", json={"name": "kept images"}).json()["id"]
+    emptied = client.post("/api/datasets", json={"name": "emptied"}).json()["id"]
+    linked = client.post(f"/api/datasets/{emptied}/images", json={"image_ids": [image_id]})
+    assert linked.status_code == 200, linked.text
+    assert client.delete(f"/api/datasets/{kept}").status_code == 200
+    gone = client.delete(f"/api/datasets/{emptied}", params={"with_images": "true"})
+    assert gone.status_code == 200, gone.text
+    assert gone.json()["images_deleted"] == [image_id]
+    events = list(reversed(client.get("/api/audit").json()["data"]))
+    assert [(e["action"], e["target"]) for e in events] == [
+        ("upload", image_id),
+        ("container_delete", f"dataset {kept}"),
+        ("container_delete", f"dataset {emptied}"),
+        ("delete", image_id),
+    ]
+    assert [e["details"].get("with_images") for e in events[1:3]] == [False, True]
+    assert events[3]["request_id"] == events[2]["request_id"] == gone.headers["X-Request-ID"]
+
+
 def test_cli_changes_are_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_client: Callable[..., TestClient]
 ) -> None:

@@ -32,7 +32,7 @@ __all__ = ["AuditEntry", "AuditWriter", "dispatch", "entry_from"]
 logger = logging.getLogger(__name__)
 
 #: Detail keys that name what the action was done to, most specific first.
-_TARGET_KEYS = ("image_id", "token_id", "group", "target_user", "path")
+_TARGET_KEYS = ("image_id", "token_id", "group", "target_user", "path", "container")
 #: Detail keys never written (a call site passing one by mistake must not leak it).
 _SECRET_KEYS = frozenset({"password", "secret", "token", "csrf_token", "session"})
 

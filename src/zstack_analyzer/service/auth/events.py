@@ -9,7 +9,8 @@ row needs. :func:`emit` hands the event to the audit writer
 raises and never slows a request down.
 
 Actions used by the call sites: ``login``, ``login_failed``, ``logout``,
-``upload``, ``register``, ``download``, ``delete``, ``move``,
+``upload``, ``register``, ``download``, ``delete``, ``move``, ``container_delete``
+(a project or dataset; each image deleted with it is a ``delete`` of its own),
 ``user_create``, ``user_update``, ``group_create``, ``group_update``,
 ``group_delete``, ``membership_add``, ``membership_remove``,
 ``import_root_add``, ``import_root_remove``, ``token_create``, ``token_revoke``.

@@ -24,6 +24,7 @@ from zstack_analyzer.service.annotations.schemas import (
     LinkImages,
     LinkResult,
 )
+from zstack_analyzer.service.auth import events
 from zstack_analyzer.service.auth.guard import image_action
 from zstack_analyzer.service.auth.permissions import Action
 from zstack_analyzer.service.auth.placement import PlacementDep
@@ -203,6 +204,13 @@ def _register_one(kind: Kind) -> None:
             containers.delete_container, principal, kind, raw_id
         )
         result = DeleteResult(deleted=kind, id=container_id)
+        events.emit(
+            "container_delete",
+            principal,
+            request,
+            container=f"{kind} {container_id}",
+            with_images=with_images,
+        )
         if not with_images:
             return result
         from zstack_analyzer.service.auth.permissions import allows
