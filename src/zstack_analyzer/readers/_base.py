@@ -74,6 +74,9 @@ def planes_to_dask(
     name
         Prefix of the graph keys; made unique here.
     """
+    from zstack_analyzer._dask_import import dask_array
+
+    dask_array()  # the process's first import of dask.array, without xarray and scipy
     import dask.array as da
 
     shape = tuple(int(s) for s in shape)

@@ -333,6 +333,9 @@ class DicomReader(ImageReader):
 
     def to_dask(self, scene: int = 0, level: int = 0) -> da.Array:
         """Lazy T,C,Z,Y,X(,S) array; one chunk per tile (frame) of the level."""
+        from zstack_analyzer._dask_import import dask_array
+
+        dask_array()  # the process's first import of dask.array, without xarray and scipy
         import dask.array as da
 
         lv = self._level(scene, level)

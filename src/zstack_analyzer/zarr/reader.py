@@ -315,6 +315,9 @@ class OmeZarrReader(ImageReader):
 
     def to_dask(self, scene: int = 0, level: int = 0) -> da.Array:
         """Canonical T, C, Z, Y, X of ``scene`` at ``level``, one dask chunk per zarr chunk."""
+        from zstack_analyzer._dask_import import dask_array
+
+        dask_array()  # the process's first import of dask.array, without xarray and scipy
         import dask.array as da
 
         image = self._scene(scene)
