@@ -31,6 +31,7 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.util
+import logging
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 __all__ = ["dask_array"]
+
+logger = logging.getLogger(__name__)
 
 #: Packages dask.array imports eagerly only to recognise their types (see the module docstring).
 DEFERRED = ("xarray", "scipy")
@@ -124,6 +127,30 @@ def _put_back(hidden: tuple[str, ...]) -> None:
             fft.scipy = _ScipyOnFirstUse()  # type: ignore[attr-defined]
 
 
+def _import_hiding(hidden: tuple[str, ...]) -> ModuleType | None:
+    """``dask.array`` imported with ``hidden`` unimportable in this thread; ``None`` if it needs them.
+
+    Why ``None`` and not the error: a dask release that imports one of them
+    unconditionally must cost memory, never a lazy open. What the attempt left
+    half-imported of dask is dropped, so the caller's plain import starts
+    clean (``tests/unit/test_lean_imports.py`` still fails loudly on such a
+    release, so we hear of it).
+    """
+    finder = _Hide(hidden)
+    before = set(sys.modules)
+    sys.meta_path.insert(0, finder)
+    try:
+        return importlib.import_module("dask.array")
+    except ImportError as exc:
+        for name in set(sys.modules) - before:
+            if name.split(".")[0] == "dask":
+                del sys.modules[name]
+        logger.debug("dask.array needs one of %s at import: importing it plainly (%s)", hidden, exc)
+        return None
+    finally:
+        sys.meta_path.remove(finder)
+
+
 def dask_array() -> ModuleType:
     """``dask.array``; the first import in the process leaves xarray and scipy for later.
 
@@ -146,11 +173,8 @@ def dask_array() -> ModuleType:
             for name in DEFERRED
             if name not in sys.modules and importlib.util.find_spec(name) is not None
         )
-        finder = _Hide(hidden)
-        sys.meta_path.insert(0, finder)
-        try:
-            module = importlib.import_module("dask.array")
-        finally:
-            sys.meta_path.remove(finder)
+        module = _import_hiding(hidden)
+        if module is None:  # see _import_hiding: the plain way, as dask expects it
+            return importlib.import_module("dask.array")
         _put_back(hidden)
         return module

@@ -179,3 +179,26 @@ def test_packages_are_hidden_from_the_importing_thread_only() -> None:
     other.start()
     other.join()
     assert seen == [None]
+
+
+_NEEDS_WHAT_IS_HIDDEN = """
+import json, sys
+from zstack_analyzer import _dask_import
+# As a dask release that imports a hidden package unconditionally would: dask itself hidden.
+assert "dask.array" not in sys.modules
+failed = _dask_import._import_hiding(("dask",))
+left = sorted(m for m in sys.modules if m.split(".")[0] == "dask")
+da = _dask_import.dask_array()  # then the plain way
+print(json.dumps({
+    "failed": failed is None,
+    "left": left,
+    "sum": int(da.ones((2, 3), chunks=1).sum().compute()),
+    "finders": sum(type(f).__name__ == "_Hide" for f in sys.meta_path),
+}))
+"""
+
+
+def test_a_dask_that_needs_a_hidden_package_is_imported_plainly() -> None:
+    """The lean import failing costs memory, never the open: nothing half-imported is left."""
+    found = _run(_NEEDS_WHAT_IS_HIDDEN)
+    assert found == {"failed": True, "left": [], "sum": 6, "finders": 0}
