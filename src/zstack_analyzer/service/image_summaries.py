@@ -114,7 +114,11 @@ _PLAIN_FIELDS = tuple(column.key for column in _PLAIN)
 
 
 def summary_of_row(row: Sequence[Any]) -> ImageSummary:
-    """The summary of one row of :func:`summary_columns` (what ``to_summary`` gives a record)."""
+    """The summary of one row of :func:`summary_columns` (what ``to_public`` says of the record).
+
+    The names' subqueries are ``NULL`` for a record without an owner or group,
+    and the scene count is a number on both engines (``0`` for an empty list).
+    """
     fields = dict(zip(_PLAIN_FIELDS, row, strict=False))
     scene_count, variant_value, owner_name, group_name, quality_mask = row[
         len(_PLAIN_FIELDS) : len(_PLAIN_FIELDS) + 5
@@ -122,16 +126,14 @@ def summary_of_row(row: Sequence[Any]) -> ImageSummary:
     created_at = fields["created_at"]
     if created_at.tzinfo is None:  # SQLite hands back naive datetimes, stored as UTC
         fields["created_at"] = created_at.replace(tzinfo=UTC)
-    in_place = bool(fields["stored_in_place"])
-    fields["stored_in_place"] = in_place
-    if not in_place:
+    if not fields["stored_in_place"]:  # a copy's former place is not shown
         fields["source_path"] = None
     return ImageSummary(
         **fields,
-        owner=owner_name if fields["owner_id"] is not None else None,
-        group=group_name if fields["group_id"] is not None else None,
+        owner=owner_name,
+        group=group_name,
         format_variant=variant_of(fields["format"], variant_value),
-        scene_count=max(scene_count or 0, 1),
+        scene_count=max(scene_count, 1),
         quality_flags=flags_of_mask(quality_mask),
     )
 
@@ -140,9 +142,9 @@ def search_summaries(
     session: Session,
     filters: SearchFilters,
     *,
-    skip: int = 0,
-    limit: int = 100,
-    visible: ColumnElement[bool] | None = None,
+    skip: int,
+    limit: int,
+    visible: ColumnElement[bool] | None,
     principal: Principal | None = None,
 ) -> tuple[list[ImageSummary], int]:
     """One page of search results as summaries, newest first, and the total: one statement."""
