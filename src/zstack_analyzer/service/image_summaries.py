@@ -84,13 +84,14 @@ def summary_columns(dialect: str) -> tuple[ColumnElement[Any] | QueryableAttribu
 
 
 def _scene_count(dialect: str) -> ColumnElement[int]:
-    """The length of the ``scenes`` JSON list, counted by the engine (the list is not read)."""
+    """The length of the ``scenes`` JSON list, counted by the engine (the list is not read).
+
+    ``scenes`` is always a list (every writer stores one; the record's own
+    view, ``to_public``, refuses anything else too).
+    """
     if dialect == "postgresql":
-        return case(
-            (func.jsonb_typeof(Image.scenes) == "array", func.jsonb_array_length(Image.scenes)),
-            else_=0,
-        )
-    return func.coalesce(func.json_array_length(Image.scenes), 0)
+        return func.jsonb_array_length(Image.scenes)
+    return func.json_array_length(Image.scenes)
 
 
 def _variant_value() -> ColumnElement[str | None]:
@@ -105,7 +106,7 @@ def _variant_value() -> ColumnElement[str | None]:
         return select(path).where(ImageMetadataRecord.image_id == Image.id).scalar_subquery()
 
     branches = [(Image.format == name, vendor_value(key)) for name, key in VARIANT_KEYS.items()]
-    return case(*branches, else_=None)
+    return case(*branches)  # no branch: NULL
 
 
 #: The summary fields :data:`_PLAIN` fills, in its order (rows are read as tuples:
