@@ -253,6 +253,7 @@ def search_records(engine: Any, engine_name: str, *, quick: bool) -> list[Record
             _summaries, total = search_summaries(
                 session,
                 filters,
+                skip=0,
                 limit=PAGE,
                 visible=visible_images_filter(principal),
                 principal=principal,

@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import insert, update
 
 from tests.service.test_search import add_record
+from zstack_analyzer.service.annotations.models import Dataset, DatasetImage
 from zstack_analyzer.service.auth.labels import labels_for
 from zstack_analyzer.service.auth.models import Group, Permission, User
 from zstack_analyzer.service.auth.permissions import (
@@ -50,6 +51,9 @@ if TYPE_CHECKING:
 
 DICOM_WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
 LAB, OWNER = 301, 401
+HIDDEN = 302  # a group the member below is not in: its dataset holds one of the lab's images
+#: Records made at the same minute as the one before them: a page orders ties by id.
+TIES = {"odd.tif", "named.dcm"}
 #: filename -> (format, vendor metadata, the variant a list must show)
 FILES: dict[str, tuple[str, dict[str, Any], str | None]] = {
     "slide.svs": ("TIFF", {"slide_format": "svs"}, "SVS"),
@@ -117,22 +121,26 @@ def archive(
 
 def _populate(database: Database) -> Database:
     start = datetime(2026, 3, 1, tzinfo=UTC)
-    ids = {
-        name: uuid.UUID(
-            add_record(
-                database,
-                name,
-                file_format=file_format,
-                vendor=vendor,
-                created_at=start + timedelta(minutes=n),
-            )
+    minutes = 0
+    ids = {}
+    for name, (file_format, vendor, _variant) in FILES.items():
+        minutes += name not in TIES
+        made = start + timedelta(minutes=minutes)
+        ids[name] = uuid.UUID(
+            add_record(database, name, file_format=file_format, vendor=vendor, created_at=made)
         )
-        for n, (name, (file_format, vendor, _variant)) in enumerate(FILES.items())
-    }
     with database.sessions() as session:
         session.execute(
-            insert(Group), [{"id": LAB, "name": "lab", "permissions": Permission.READ_ONLY.value}]
+            insert(Group),
+            [
+                {"id": LAB, "name": "lab", "permissions": Permission.READ_ONLY.value},
+                {"id": HIDDEN, "name": "hidden", "permissions": Permission.PRIVATE.value},
+            ],
         )
+        hidden = Dataset(name="Secret plate", group_id=HIDDEN)
+        session.add(hidden)
+        session.flush()
+        session.add(DatasetImage(dataset_id=hidden.id, image_id=ids["slide.svs"]))
         session.execute(insert(User), [{"id": OWNER, "username": "ada"}])
         for name, rows in QUALITY.items():
             for scene, saturated, edge, snr, error in rows:
@@ -171,7 +179,9 @@ def _populate(database: Database) -> Database:
 
 
 def _lean(database: Database, filters: SearchFilters, **kw: Any) -> tuple[list[ImageSummary], int]:
-    return database.call(lambda session: search_summaries(session, filters, **kw))
+    """``search_summaries`` with the first page of 100 and no visibility narrowing unless given."""
+    options: dict[str, Any] = {"skip": 0, "limit": 100, "visible": None, **kw}
+    return database.call(lambda session: search_summaries(session, filters, **options))
 
 
 def _records(
@@ -196,11 +206,40 @@ def _records(
     return database.call(run)
 
 
+def _newest_first(database: Database) -> list[str]:
+    """Every filename in page order: newest first, ties by id (the rule written out)."""
+    from sqlalchemy import select
+
+    rows = database.call(
+        lambda session: session.execute(select(Image.filename, Image.created_at, Image.id)).all()
+    )
+    by_id = sorted(rows, key=lambda row: row.id)
+    return [row.filename for row in sorted(by_id, key=lambda row: row.created_at, reverse=True)]
+
+
+def test_the_fixture_has_ties(archive: Database) -> None:
+    """Guards the order checks: tied records whose ids are not in insertion order."""
+    from sqlalchemy import func, select
+
+    assert len(_newest_first(archive)) == len(FILES)
+    tied = archive.call(
+        lambda session: session.scalar(
+            select(func.count()).select_from(
+                select(Image.created_at)
+                .group_by(Image.created_at)
+                .having(func.count() > 1)
+                .subquery()
+            )
+        )
+    )
+    assert tied == len(TIES)
+
+
 def test_every_derived_value(archive: Database) -> None:
     summaries, total = _lean(archive, SearchFilters())
     assert total == len(FILES)
     by_name = {s.filename: s for s in summaries}
-    assert [s.filename for s in summaries] == list(reversed(FILES))  # newest first
+    assert [s.filename for s in summaries] == _newest_first(archive)
     for name, (file_format, _vendor, variant) in FILES.items():
         summary = by_name[name]
         assert summary.format == file_format, name
@@ -260,6 +299,17 @@ def test_visibility_applies(archive: Database) -> None:
     )
     assert sorted(s.filename for s in summaries) == ["ct.dcm", "slide.svs", "wsi.dcm"]
     assert total == 3
+    # The lab's slide is in a dataset of a group the member is not in: by that dataset,
+    # the member finds nothing; the admin finds the slide.
+    secret = SearchFilters(dataset="secret plate")
+    assert _lean(archive, secret, visible=visible_images_filter(member), principal=member) == (
+        [],
+        0,
+    )
+    found, found_total = _lean(
+        archive, secret, visible=visible_images_filter(SINGLE_USER), principal=SINGLE_USER
+    )
+    assert ([s.filename for s in found], found_total) == (["slide.svs"], 1)
     everyone, everyone_total = _lean(
         archive, SearchFilters(), visible=visible_images_filter(SINGLE_USER)
     )
@@ -277,10 +327,12 @@ def test_a_plain_list_page(archive: Database) -> None:
         )
         return [s.filename for s in summaries], total
 
-    newest_first = list(reversed(FILES))
+    newest_first = _newest_first(archive)
     assert page(None, 0, 100) == (newest_first, len(FILES))
     assert page(None, 2, 3) == (newest_first[2:5], len(FILES))
     assert page("SLIDE.", 0, 100) == (["slide.ndpi", "slide.svs"], 2)  # any case
+    # Ties are paged by id, page after page.
+    assert [page(None, n, 1)[0][0] for n in range(len(FILES))] == newest_first
     assert page("slide.", 1, 100) == (["slide.svs"], 2)
     assert page("%", 0, 100) == ([], 0)  # matched literally
     assert page(None, 50, 10) == ([], len(FILES))

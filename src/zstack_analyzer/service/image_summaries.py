@@ -84,13 +84,14 @@ def summary_columns(dialect: str) -> tuple[ColumnElement[Any] | QueryableAttribu
 
 
 def _scene_count(dialect: str) -> ColumnElement[int]:
-    """The length of the ``scenes`` JSON list, counted by the engine (the list is not read)."""
+    """The length of the ``scenes`` JSON list, counted by the engine (the list is not read).
+
+    ``scenes`` is always a list (every writer stores one; the record's own
+    view, ``to_public``, refuses anything else too).
+    """
     if dialect == "postgresql":
-        return case(
-            (func.jsonb_typeof(Image.scenes) == "array", func.jsonb_array_length(Image.scenes)),
-            else_=0,
-        )
-    return func.coalesce(func.json_array_length(Image.scenes), 0)
+        return func.jsonb_array_length(Image.scenes)
+    return func.json_array_length(Image.scenes)
 
 
 def _variant_value() -> ColumnElement[str | None]:
@@ -105,7 +106,7 @@ def _variant_value() -> ColumnElement[str | None]:
         return select(path).where(ImageMetadataRecord.image_id == Image.id).scalar_subquery()
 
     branches = [(Image.format == name, vendor_value(key)) for name, key in VARIANT_KEYS.items()]
-    return case(*branches, else_=None)
+    return case(*branches)  # no branch: NULL
 
 
 #: The summary fields :data:`_PLAIN` fills, in its order (rows are read as tuples:
@@ -114,7 +115,11 @@ _PLAIN_FIELDS = tuple(column.key for column in _PLAIN)
 
 
 def summary_of_row(row: Sequence[Any]) -> ImageSummary:
-    """The summary of one row of :func:`summary_columns` (what ``to_summary`` gives a record)."""
+    """The summary of one row of :func:`summary_columns` (what ``to_public`` says of the record).
+
+    The names' subqueries are ``NULL`` for a record without an owner or group,
+    and the scene count is a number on both engines (``0`` for an empty list).
+    """
     fields = dict(zip(_PLAIN_FIELDS, row, strict=False))
     scene_count, variant_value, owner_name, group_name, quality_mask = row[
         len(_PLAIN_FIELDS) : len(_PLAIN_FIELDS) + 5
@@ -122,16 +127,14 @@ def summary_of_row(row: Sequence[Any]) -> ImageSummary:
     created_at = fields["created_at"]
     if created_at.tzinfo is None:  # SQLite hands back naive datetimes, stored as UTC
         fields["created_at"] = created_at.replace(tzinfo=UTC)
-    in_place = bool(fields["stored_in_place"])
-    fields["stored_in_place"] = in_place
-    if not in_place:
+    if not fields["stored_in_place"]:  # a copy's former place is not shown
         fields["source_path"] = None
     return ImageSummary(
         **fields,
-        owner=owner_name if fields["owner_id"] is not None else None,
-        group=group_name if fields["group_id"] is not None else None,
+        owner=owner_name,
+        group=group_name,
         format_variant=variant_of(fields["format"], variant_value),
-        scene_count=max(scene_count or 0, 1),
+        scene_count=max(scene_count, 1),
         quality_flags=flags_of_mask(quality_mask),
     )
 
@@ -140,9 +143,9 @@ def search_summaries(
     session: Session,
     filters: SearchFilters,
     *,
-    skip: int = 0,
-    limit: int = 100,
-    visible: ColumnElement[bool] | None = None,
+    skip: int,
+    limit: int,
+    visible: ColumnElement[bool] | None,
     principal: Principal | None = None,
 ) -> tuple[list[ImageSummary], int]:
     """One page of search results as summaries, newest first, and the total: one statement."""
