@@ -56,6 +56,8 @@ BATCHES_IN_FLIGHT = 4
 FLUSH_BYTES = 64 * 1024 * 1024
 #: Most buffers one ``writev`` takes (POSIX IOV_MAX; Linux: 1024).
 _IOV_MAX = 1024
+#: Data only (no metadata) where the system has it (macOS has no fdatasync).
+_fdatasync = getattr(os, "fdatasync", os.fsync)
 #: A slice of the file part: a received chunk itself, a view of it, or a copy.
 Piece = bytes | memoryview
 #: Allowance for multipart framing when checking Content-Length against the cap.
@@ -198,6 +200,12 @@ class _Sink:
 
 def _write_all(fd: int, pieces: list[Piece]) -> None:
     """Write ``pieces`` to ``fd`` in order, with as few system calls as it takes."""
+    if not hasattr(os, "writev"):  # pragma: no cover - Windows
+        for piece in pieces:
+            rest = memoryview(piece)
+            while rest:
+                rest = rest[os.write(fd, rest) :]
+        return
     i = 0
     while i < len(pieces):
         batch = pieces[i : i + _IOV_MAX]
@@ -281,7 +289,7 @@ class _Pipeline:
 
     def _flush(self) -> None:
         if not self.stopped:
-            os.fdatasync(self.fd)
+            _fdatasync(self.fd)
 
     async def _settle_oldest(self) -> None:
         hashed, written = self._in_flight[0]
