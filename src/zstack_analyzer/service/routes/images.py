@@ -729,6 +729,13 @@ async def remove_image(
     if not await database.run(crud.delete_image, parse_image_id(image_id)):
         msg = f"no image with id {image_id!r}"
         raise ImageNotFoundError(msg)
+    others = await database.run(crud.count_sha256, image.sha256)
+    if others:
+        # Jobs are shared by content: the render (and quality) job of an identical
+        # upload may be reading *this* file, and in a child process it opens the file
+        # only once the child has started. Removed under it, the job would fail for
+        # the record that stays (its thumbnail and quality never made).
+        await pool.settle(image.sha256)
     if not image.stored_in_place:  # an in-place original is never ours to delete
         try:
             await anyio.to_thread.run_sync(storage.remove, image.stored_name)
@@ -738,7 +745,7 @@ async def remove_image(
             logger.warning(
                 "deleted image %s, but its object stays for the sweep: %s", image.id, exc
             )
-    if await database.run(crud.count_sha256, image.sha256) == 0:
+    if not others:
         await pool.settle(image.sha256)
         await anyio.to_thread.run_sync(_evict, cache, image.sha256)
     events.emit("delete", principal, request, image_id=str(image.id))
