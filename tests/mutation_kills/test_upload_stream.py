@@ -443,6 +443,19 @@ def test_a_body_in_many_small_messages(tmp_path: Path) -> None:
     assert log == ["open p.tif", "close"]
 
 
+def test_a_batch_of_more_pieces_than_one_writev_takes(tmp_path: Path) -> None:
+    """Messages of 300 bytes: one write batch holds over 3,000 pieces, more than IOV_MAX (1024)."""
+    app, log = _app(tmp_path, mirror=True)
+    data = _pixels(CHUNK_BYTES + 4321)
+    whole = _body([('name="file"; filename="t.tif"', data)])
+    status, body = _answer(_drive(app, _messages(whole, step=300)))
+    assert status == 200
+    assert hashlib.sha256(data).hexdigest().encode() in body
+    assert (tmp_path / "staging.upload").read_bytes() == data
+    assert (tmp_path / "mirror" / "mirror.done").read_bytes() == data
+    assert log == ["open t.tif", "close"]
+
+
 def test_slots_cap_uploads_per_client_then_in_all() -> None:
     slots = UploadSlots(
         UploadSettings(max_concurrent=3, max_concurrent_per_client=2, retry_after_seconds=7)

@@ -186,8 +186,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     try:
         async with anyio.create_task_group() as task_group:
+            processes = None
+            if settings.render.background_processes > 0:
+                from zstack_analyzer.service.children import ChildProcesses
+
+                processes = ChildProcesses(
+                    workers=settings.render.background_processes,
+                    idle_seconds=settings.render.background_idle_seconds,
+                    limits=settings.limits,
+                    bioformats=settings.bioformats,
+                )
             app.state.pool = WorkerPool(
-                task_group, workers=settings.render.workers, budget=decode_budget
+                task_group,
+                workers=settings.render.workers,
+                budget=decode_budget,
+                processes=processes,
             )
             app.state.cluster = None
             if app.state.sweep_pending:
@@ -206,6 +219,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             finally:
                 # Renders still running stop at their next decode, so shutdown is bounded.
                 decode_budget.closing.set()
+                if processes is not None:
+                    # Ends a background job's child too; its waiting thread then returns.
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(processes.close)
                 task_group.cancel_scope.cancel()
                 if app.state.cluster is not None:
                     with anyio.CancelScope(shield=True):

@@ -98,6 +98,19 @@ class RenderSettings(BaseModel):
         default=True, description="Render the default 256x256 MIP in the background after upload"
     )
     max_age_seconds: int = Field(default=3600, ge=0, description="Cache-Control max-age")
+    background_processes: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="Worker processes for the thumbnail and quality job after an upload or "
+        "registration; 0: the server's own worker threads (the server then loads numba and "
+        "the quality kernels, about 130 MiB it keeps)",
+    )
+    background_idle_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="The background worker processes exit after this long without a job",
+    )
 
 
 class BioformatsSettings(BaseModel):

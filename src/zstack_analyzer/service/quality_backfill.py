@@ -21,13 +21,20 @@ if TYPE_CHECKING:
 
     from zstack_analyzer.limits import ReadLimits
     from zstack_analyzer.quality import SceneQuality
+    from zstack_analyzer.service.children import ChildProcesses
     from zstack_analyzer.service.config import Settings
     from zstack_analyzer.service.db.models import Image
     from zstack_analyzer.service.db.session import Database
     from zstack_analyzer.service.workers import WorkerPool
     from zstack_analyzer.storage.base import ObjectStorage
 
-__all__ = ["BackfillJob", "BackfillSummary", "backfill_quality", "measure_and_store"]
+__all__ = [
+    "BackfillJob",
+    "BackfillSummary",
+    "backfill_quality",
+    "measure_and_store",
+    "measure_file",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -92,20 +99,29 @@ def backfill_quality(
 
 
 def measure_and_store(
-    database: Database, storage: ObjectStorage, limits: ReadLimits, image: Image
+    database: Database,
+    storage: ObjectStorage,
+    limits: ReadLimits,
+    image: Image,
+    processes: ChildProcesses | None = None,
 ) -> str | None:
     """Measure every scene of ``image`` and store it (or why it failed); the error or ``None``.
 
     An image deleted meanwhile (its rows cannot reference it any more) counts
-    as failed and is not retried: the next batch no longer lists it.
+    as failed and is not retried: the next batch no longer lists it. With
+    ``processes`` (the server's), a local file is measured in a child process,
+    so the server never loads numba and the quality kernels; a child that dies
+    on a file fails that image only.
     """
+    from concurrent.futures.process import BrokenProcessPool
+
     from sqlalchemy.exc import IntegrityError
 
     from zstack_analyzer.service.db.quality import store_quality, store_quality_error
 
     try:
-        qualities = _measure(image, storage, limits)
-    except (ZstackError, OSError, ValueError) as exc:
+        qualities = _measure(image, storage, limits, processes)
+    except (ZstackError, OSError, ValueError, BrokenProcessPool) as exc:
         error = str(exc) or type(exc).__name__
         try:
             database.call(store_quality_error, image.id, error)
@@ -119,14 +135,39 @@ def measure_and_store(
     return None
 
 
-def _measure(image: Image, storage: ObjectStorage, limits: ReadLimits) -> list[SceneQuality]:
-    """Every scene of one stored image."""
+def _measure(
+    image: Image, storage: ObjectStorage, limits: ReadLimits, processes: ChildProcesses | None
+) -> list[SceneQuality]:
+    """Every scene of one stored image (a local file in a child process when there are some)."""
+    from pathlib import Path
+
+    from zstack_analyzer.confine import confined_roots
     from zstack_analyzer.loader import open_image
     from zstack_analyzer.quality import measure_reader
     from zstack_analyzer.service.images_service import readable_source
 
     source = readable_source(image, storage)
+    if processes is not None and isinstance(source, Path):
+        return processes.call(measure_file, str(source), limits, confined_roots())
     with open_image(source, limits=limits) as reader:
+        return [measure_reader(reader, info.index) for info in reader.scenes()]
+
+
+def measure_file(
+    path: str, limits: ReadLimits, confine_to: tuple[str, ...] = ()
+) -> list[SceneQuality]:
+    """Every scene of the file at ``path``: what a child process runs for the server.
+
+    ``confine_to``: the server's import roots, confined in the child too.
+    """
+    from zstack_analyzer.loader import open_image
+    from zstack_analyzer.quality import measure_reader
+
+    if confine_to:
+        from zstack_analyzer.confine import confine_reads
+
+        confine_reads(confine_to)
+    with open_image(path, limits=limits) as reader:
         return [measure_reader(reader, info.index) for info in reader.scenes()]
 
 
@@ -181,7 +222,9 @@ class BackfillJob:
                     break
                 for image in fresh:
                     tried.add(image.id)
-                    error = await pool.run(measure_and_store, database, storage, limits, image)
+                    error = await pool.run(
+                        measure_and_store, database, storage, limits, image, pool.processes
+                    )
                     self.summary.add(error)
         except Exception:
             logger.exception("quality backfill stopped")

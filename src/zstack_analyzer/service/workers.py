@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from zstack_analyzer.budget import DecodeBudget
+    from zstack_analyzer.service.children import ChildProcesses
 
 __all__ = ["WorkerPool"]
 
@@ -66,13 +67,23 @@ class WorkerPool:
     budget
         The server's decode budget; each job is one request's scope of it
         (``None``: the process's budget).
+    processes
+        Child processes for background jobs that must not grow the server
+        (the post-upload thumbnail and quality job); ``None``: those run in
+        the worker threads too.
     """
 
     def __init__(
-        self, task_group: TaskGroup, *, workers: int, budget: DecodeBudget | None = None
+        self,
+        task_group: TaskGroup,
+        *,
+        workers: int,
+        budget: DecodeBudget | None = None,
+        processes: ChildProcesses | None = None,
     ) -> None:
         self._task_group = task_group
         self.budget = budget
+        self.processes = processes
         self.limiter = anyio.CapacityLimiter(workers)
         self._jobs: dict[str, _Job[Any]] = {}
 

@@ -63,9 +63,12 @@ from zstack_analyzer.storage.remote import RemoteObject
 from zstack_analyzer.vendor import json_safe
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from zstack_analyzer.quality import SceneQuality
     from zstack_analyzer.render.thumbnails import RenderResult
     from zstack_analyzer.service.auth.permissions import Principal
+    from zstack_analyzer.service.children import ChildProcesses
     from zstack_analyzer.service.db.models import Image
     from zstack_analyzer.service.images_service import RecordMemo
 
@@ -286,9 +289,14 @@ def schedule_default_thumbnail(
     quality from the same planes and stores it (``image_quality``).
 
     With a dask cluster (``ZSTACK_DASK_SCHEDULER``) a worker renders it into the
-    shared cache (and measures the quality, which comes back here to be stored). Otherwise it runs in the worker threads under the same key a
-    thumbnail request with default parameters uses, so such a request arriving
-    meanwhile waits for this render.
+    shared cache (and measures the quality, which comes back here to be stored).
+    Otherwise it runs as a worker-thread job under the same key a thumbnail
+    request with default parameters uses, so such a request arriving meanwhile
+    waits for this render. With the pool's child processes
+    (``render.background_processes``, the default) that job hands the render
+    and the measures to a child, which writes the picture into the render
+    cache, and reads it back from there: the server never loads numba and the
+    quality kernels, nor holds the render's buffers.
     """
     from zstack_analyzer.batch.tasks import render_with_quality
     from zstack_analyzer.service.db.quality import store_quality, store_quality_error
@@ -336,10 +344,15 @@ def schedule_default_thumbnail(
         if measured:  # else a thumbnail request's render ran instead: `zstack quality --missing`
             _store_quality(measured[0])
 
+    work: Callable[..., RenderResult] = render_job
+    if measure_quality:
+        work = job
+        if pool.processes is not None:
+            work = functools.partial(render_and_measure_in_child, pool.processes, measured)
     pool.spawn(
         spec.cache_key(identity),
         identity,
-        job if measure_quality else render_job,
+        work,
         path,
         spec,
         limits,
@@ -347,6 +360,46 @@ def schedule_default_thumbnail(
         identity,
         on_success=_store,
     )
+
+
+def render_and_measure_in_child(
+    processes: "ChildProcesses",
+    measured: "list[list[SceneQuality] | str]",
+    path: Path,
+    spec: RenderSpec,
+    limits: ReadLimits,
+    cache: RenderCache,
+    identity: str,
+) -> "RenderResult":
+    """The upload's render and quality job in a child process (a worker thread waits for it).
+
+    The child writes the picture into the render cache and returns the
+    measures (appended to ``measured``); the picture is read back from the
+    cache for whoever waits on the same job. Not kept there (a cache of 0
+    bytes, a full disk): it is rendered here, which needs no numba.
+    """
+    from zstack_analyzer.batch.tasks import render_and_measure_to_cache
+    from zstack_analyzer.confine import confined_roots
+    from zstack_analyzer.render.encode import MEDIA_TYPES
+    from zstack_analyzer.render.thumbnails import RenderResult
+    from zstack_analyzer.service.routes.render import render_job
+
+    quality = processes.call(
+        render_and_measure_to_cache,
+        str(path),
+        spec,
+        limits,
+        str(cache.directory),
+        cache.max_bytes,
+        identity,
+        confined_roots(),
+    )
+    measured.append(quality)
+    etag = spec.cache_key(identity)
+    data = cache.get(identity, etag)
+    if data is None:
+        return render_job(path, spec, limits, cache, identity)
+    return RenderResult(data, MEDIA_TYPES[spec.image_format], etag, from_cache=False)
 
 
 @router.get(
@@ -675,6 +728,13 @@ async def remove_image(
     if not await database.run(crud.delete_image, parse_image_id(image_id)):
         msg = f"no image with id {image_id!r}"
         raise ImageNotFoundError(msg)
+    others = await database.run(crud.count_sha256, image.sha256)
+    if others:
+        # Jobs are shared by content: the render (and quality) job of an identical
+        # upload may be reading *this* file, and in a child process it opens the file
+        # only once the child has started. Removed under it, the job would fail for
+        # the record that stays (its thumbnail and quality never made).
+        await pool.settle(image.sha256)
     if not image.stored_in_place:  # an in-place original is never ours to delete
         try:
             await anyio.to_thread.run_sync(storage.remove, image.stored_name)
@@ -684,7 +744,7 @@ async def remove_image(
             logger.warning(
                 "deleted image %s, but its object stays for the sweep: %s", image.id, exc
             )
-    if await database.run(crud.count_sha256, image.sha256) == 0:
+    if not others:
         await pool.settle(image.sha256)
         await anyio.to_thread.run_sync(_evict, cache, image.sha256)
     events.emit("delete", principal, request, image_id=str(image.id))
