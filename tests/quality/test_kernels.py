@@ -118,7 +118,7 @@ def test_compiled_scan_is_loaded_from_numbas_cache() -> None:
         "from zstack_analyzer.quality import measure_plane\n"
         "from zstack_analyzer.quality import _compiled\n"
         "measure_plane(np.zeros((4, 4), np.uint16))\n"
-        "print(sum(_compiled.scan.stats.cache_hits.values()),"
+        "print(sum(_compiled.scan_lanes.stats.cache_hits.values()),"
         " sum(_compiled.summary.stats.cache_hits.values()))\n"
     )
     runs = [
