@@ -38,7 +38,7 @@ __all__ = ["builder_for", "measure_file", "measure_reader", "thumbnail_with_qual
 #: thumbnail of a 30720 x 30720 plane took the server to 555 MiB, past the 512 MiB bound.
 BAND_BYTES = 4 * 1024**2
 
-#: Planes from this size on are measured on threads while the next planes are read. Why
+#: Planes from this size on are read and measured on threads, several planes at once. Why
 #: not smaller ones: a thread hand-off costs tens of microseconds, as much as measuring a
 #: small plane (the ingest batch's stacks); a 2048 x 2048 16-bit plane takes 3 ms.
 THREAD_PLANE_BYTES = 1024**2
