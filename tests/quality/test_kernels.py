@@ -130,6 +130,34 @@ def test_compiled_scan_is_loaded_from_numbas_cache() -> None:
     assert runs[1] == ["1", "1"], runs
 
 
+def test_threads_measuring_first_all_get_the_compiled_kernels() -> None:
+    """Threads that measure the first planes of a process at once all get the compiled scan.
+
+    The kernels were loaded on first use with a flag set before the load finished:
+    a second thread asking meanwhile got ``None`` and measured with the numpy
+    kernels, whose float sums differ in the last bits (a 2 GB stack's quality,
+    measured on threads from its first plane, differed from run to run).
+    """
+    _scan("numba")
+    code = (
+        "import threading\n"
+        "from zstack_analyzer.quality import _kernels\n"
+        "barrier = threading.Barrier(8)\n"
+        "got = []\n"
+        "def first():\n"
+        "    barrier.wait()\n"
+        "    got.append(_kernels.kernels())\n"
+        "threads = [threading.Thread(target=first) for _ in range(8)]\n"
+        "for t in threads: t.start()\n"
+        "for t in threads: t.join()\n"
+        "print(sum(k[1] is _kernels.numpy_summary for k in got), len({id(k[0]) for k in got}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["0", "1"], out
+
+
 @pytest.mark.parametrize("name", SCANS)
 @pytest.mark.parametrize("dtype", ["uint16", "int8"])
 def test_scan_of_wide_rows_with_extremes_in_later_rows(name: str, dtype: str) -> None:

@@ -186,13 +186,23 @@ def _compile_numba() -> tuple[Scan, Summary] | None:
 
 _NUMBA: tuple[Scan, Summary] | None = None
 _TRIED = False
+_LOADING = threading.Lock()
 
 
 def _numba() -> tuple[Scan, Summary] | None:
+    """The compiled kernels, loaded once; ``None`` without numba.
+
+    Why the lock, and the flag set only after the load: threads measuring the
+    first planes of a process at once (``measure_reader``'s pool) asked while
+    the first was still loading, got ``None`` and measured with the numpy
+    kernels, whose float sums differ in the last bits.
+    """
     global _NUMBA, _TRIED
     if not _TRIED:
-        _TRIED = True
-        _NUMBA = _compile_numba()
+        with _LOADING:
+            if not _TRIED:
+                _NUMBA = _compile_numba()
+                _TRIED = True
     return _NUMBA
 
 

@@ -107,7 +107,10 @@ def measure_reader(
             continue
         threads = _default_workers() if workers is None else max(1, workers)
         threaded = threads > 1 and len(wanted) > 1 and plane_bytes(source) >= THREAD_PLANE_BYTES
-        if threaded and _reads_into(reader):
+        # Each pooled thread decodes its own plane on one core: with fewer planes than
+        # twice the threads, iter_blocks' reads (every core on the tiles of one plane) keep
+        # more cores busy.
+        if threaded and len(wanted) >= 2 * threads and _reads_into(reader):
             _measure_pooled(builder, source, sorted(wanted), bits, threads)
             continue
         channels = sorted({c for c, _ in wanted})
