@@ -118,7 +118,7 @@ def test_compiled_scan_is_loaded_from_numbas_cache() -> None:
         "from zstack_analyzer.quality import measure_plane\n"
         "from zstack_analyzer.quality import _compiled\n"
         "measure_plane(np.zeros((4, 4), np.uint16))\n"
-        "print(sum(_compiled.scan.stats.cache_hits.values()),"
+        "print(sum(_compiled.scan_lanes.stats.cache_hits.values()),"
         " sum(_compiled.summary.stats.cache_hits.values()))\n"
     )
     runs = [
@@ -128,6 +128,34 @@ def test_compiled_scan_is_loaded_from_numbas_cache() -> None:
         for _ in range(2)
     ]
     assert runs[1] == ["1", "1"], runs
+
+
+def test_threads_measuring_first_all_get_the_compiled_kernels() -> None:
+    """Threads that measure the first planes of a process at once all get the compiled scan.
+
+    The kernels were loaded on first use with a flag set before the load finished:
+    a second thread asking meanwhile got ``None`` and measured with the numpy
+    kernels, whose float sums differ in the last bits (a 2 GB stack's quality,
+    measured on threads from its first plane, differed from run to run).
+    """
+    _scan("numba")
+    code = (
+        "import threading\n"
+        "from zstack_analyzer.quality import _kernels\n"
+        "barrier = threading.Barrier(8)\n"
+        "got = []\n"
+        "def first():\n"
+        "    barrier.wait()\n"
+        "    got.append(_kernels.kernels())\n"
+        "threads = [threading.Thread(target=first) for _ in range(8)]\n"
+        "for t in threads: t.start()\n"
+        "for t in threads: t.join()\n"
+        "print(sum(k[1] is _kernels.numpy_summary for k in got), len({id(k[0]) for k in got}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["0", "1"], out
 
 
 @pytest.mark.parametrize("name", SCANS)

@@ -12,7 +12,7 @@ from typing import Any
 import numba
 import numpy as np
 
-__all__ = ["scan", "summary"]
+__all__ = ["scan", "scan_lanes", "summary"]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -189,4 +189,83 @@ def scan(
         elif kept + y >= 2:
             total += squared_differences(line, prev[kept + y - 2])
             pairs += width
+    return low, high, float(total), pairs
+
+
+# Four counters a value, interleaved (value v's are lanes[4v:4v+4]): consecutive pixels of
+# a plane often hold the same value, and one counter for all of them made each increment
+# wait for the previous one's store. Pixel x goes to counter x % 4, so repeated values
+# land in different counters; 32-bit counters keep the four of a value in 16 bytes.
+@numba.njit(nogil=True, cache=True)
+def count_lanes(values: Any, offset: int, lanes: Any) -> None:  # pragma: no cover - compiled
+    n = values.size
+    m = n - n % 4
+    if offset == 0:
+        for x in range(0, m, 4):
+            lanes[np.int64(values[x]) * 4] += 1
+            lanes[np.int64(values[x + 1]) * 4 + 1] += 1
+            lanes[np.int64(values[x + 2]) * 4 + 2] += 1
+            lanes[np.int64(values[x + 3]) * 4 + 3] += 1
+        for x in range(m, n):
+            lanes[np.int64(values[x]) * 4] += 1
+        return
+    for x in range(0, m, 4):
+        lanes[(np.int64(values[x]) - offset) * 4] += 1
+        lanes[(np.int64(values[x + 1]) - offset) * 4 + 1] += 1
+        lanes[(np.int64(values[x + 2]) - offset) * 4 + 2] += 1
+        lanes[(np.int64(values[x + 3]) - offset) * 4 + 3] += 1
+    for x in range(m, n):
+        lanes[(np.int64(values[x]) - offset) * 4] += 1
+
+
+#: Pixels one :func:`scan_lanes` call may count into its 32-bit lanes (a quarter each).
+LANE_PIXELS = 2**33
+
+
+@numba.njit(nogil=True, cache=True)
+def scan_lanes(
+    band: Any, prev: Any, hstep: int, offset: int, hist: Any, lanes: Any
+) -> tuple[int, int, float, int]:  # pragma: no cover - compiled
+    """:func:`scan` counting into ``lanes`` (4 x the bins, zero), then added to ``hist``.
+
+    ``lanes`` is left zero again. Bands of :data:`LANE_PIXELS` and more (a 32-bit
+    counter could wrap) are counted by :func:`scan` itself.
+    """
+    rows, width = band.shape
+    kept = prev.shape[0]
+    if band.size == 0:
+        return 0, -1, 0.0, 0
+    if band.size >= LANE_PIXELS:
+        return scan(band, prev, hstep, offset, hist)
+    low, high = value_range(band[0])
+    total = np.int64(0)
+    pairs = 0
+    for y in range(rows):
+        line = band[y]
+        count_lanes(line, offset, lanes)
+        line_low, line_high = value_range(line)
+        low = min(low, line_low)
+        high = max(high, line_high)
+        if width > hstep:
+            total += squared_differences(line[hstep:], line[: width - hstep])
+            pairs += width - hstep
+        if y >= 2:
+            total += squared_differences(line, band[y - 2])
+            pairs += width
+        elif kept + y >= 2:
+            total += squared_differences(line, prev[kept + y - 2])
+            pairs += width
+    # Only the band's value range was counted: add those bins up and zero them.
+    for v in range(np.int64(low) - offset, np.int64(high) - offset + 1):
+        j = v * 4
+        hist[v] += (
+            np.int64(lanes[j])
+            + np.int64(lanes[j + 1])
+            + np.int64(lanes[j + 2])
+            + np.int64(lanes[j + 3])
+        )
+        lanes[j] = 0
+        lanes[j + 1] = 0
+        lanes[j + 2] = 0
+        lanes[j + 3] = 0
     return low, high, float(total), pairs

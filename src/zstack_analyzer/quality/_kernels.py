@@ -5,9 +5,11 @@ quality at ingest (everything after it works on a histogram of at most 65,536
 bins). Two implementations give the same numbers:
 
 - :func:`numba_scan` (when ``numba`` is installed, the ``quality`` extra): one
-  compiled pass over the band that counts each value, tracks the range and sums
-  the squared Brenner differences in exact integer arithmetic, without holding
-  the GIL (so a measuring thread overlaps the reader's decode threads);
+  compiled pass over the band that counts each value (into four interleaved
+  32-bit counters a value, added into the histogram at the end of the band),
+  tracks the range and sums the squared Brenner differences in exact integer
+  arithmetic, without holding the GIL (so measuring threads overlap each other
+  and the reads);
 - :func:`numpy_scan`: ``np.bincount`` for the histogram and the differences on
   one float64 copy of the band, exact for 8- and 16-bit values (squared in
   place and summed by numpy, not by a BLAS dot: OpenBLAS starts threads for
@@ -25,6 +27,7 @@ into, and return ``(low, high, squared_difference_sum, pairs)``.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -163,18 +166,43 @@ def _compile_numba() -> tuple[Scan, Summary] | None:
         from zstack_analyzer.quality import _compiled
     except ImportError:
         return None
-    return _compiled.scan, _compiled.summary
+    lanes_scan = _compiled.scan_lanes
+    local = threading.local()
+
+    def scan(
+        band: np.ndarray, prev: np.ndarray, hstep: int, offset: int, hist: np.ndarray
+    ) -> tuple[int, int, float, int]:
+        # The compiled scan's four counters a value, one zeroed array a thread (1 MiB for
+        # 16-bit data), made once: the scan leaves it zero again.
+        made: dict[int, np.ndarray] = local.__dict__.setdefault("lanes", {})
+        lanes = made.get(hist.size)
+        if lanes is None:
+            lanes = made[hist.size] = np.zeros(4 * hist.size, np.uint32)
+        result: tuple[int, int, float, int] = lanes_scan(band, prev, hstep, offset, hist, lanes)
+        return result
+
+    return scan, _compiled.summary
 
 
 _NUMBA: tuple[Scan, Summary] | None = None
 _TRIED = False
+_LOADING = threading.Lock()
 
 
 def _numba() -> tuple[Scan, Summary] | None:
+    """The compiled kernels, loaded once; ``None`` without numba.
+
+    Why the lock, and the flag set only after the load: threads measuring the
+    first planes of a process at once (``measure_reader``'s pool) asked while
+    the first was still loading, got ``None`` and measured with the numpy
+    kernels, whose float sums differ in the last bits.
+    """
     global _NUMBA, _TRIED
     if not _TRIED:
-        _TRIED = True
-        _NUMBA = _compile_numba()
+        with _LOADING:
+            if not _TRIED:
+                _NUMBA = _compile_numba()
+                _TRIED = True
     return _NUMBA
 
 
