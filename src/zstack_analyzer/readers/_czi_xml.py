@@ -418,10 +418,15 @@ def _positive(element: Element | None, child: str) -> float | None:
 
 def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -> None:
     instrument = _find(information, "Instrument")
-    objective = _referenced(
-        None if instrument is None else _find(instrument, "Objectives"),
-        "Objective",
-        None if image is None else _find(image, "ObjectiveSettings/ObjectiveRef"),
+    # Without an Instrument there is nothing to reference: no lookups (opening is timed).
+    objective = (
+        None
+        if instrument is None
+        else _referenced(
+            _find(instrument, "Objectives"),
+            "Objective",
+            None if image is None else _find(image, "ObjectiveSettings/ObjectiveRef"),
+        )
     )
     if objective is not None:
         # Never the Id ("Objective:0"): a reference is not a name. A 0 magnification or
@@ -435,10 +440,14 @@ def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -
         if any(v is not None for v in found.model_dump().values()):
             info.objective = found
             info.provenance["objective"] = "CZI Information/Instrument/Objectives/Objective"
-    microscope = _referenced(
-        None if instrument is None else _find(instrument, "Microscopes"),
-        "Microscope",
-        None if image is None else _find(image, "MicroscopeRef"),
+    microscope = (
+        None
+        if instrument is None
+        else _referenced(
+            _find(instrument, "Microscopes"),
+            "Microscope",
+            None if image is None else _find(image, "MicroscopeRef"),
+        )
     )
     application = _find(information, "Application")
     software = _text(application, "Name")
