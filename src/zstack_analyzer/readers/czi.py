@@ -87,6 +87,8 @@ _FILE_HEADER = struct.Struct("<16sqqii8x16s16siqqiq")  # 112 bytes
 _DIRECTORY_HEADER = 160  # segment header + EntryCount + 124 reserved bytes
 _MIN_DIRECTORY_ENTRY = 32  # an entry with no dimension entries
 _METADATA_HEADER = 288  # segment header + XmlSize + AttachmentSize + 248 reserved bytes
+#: XML bytes read with the metadata segment's header: a small document needs no second read.
+_XML_IN_HEADER_READ = 4096
 
 #: Native readers opened on one file at most (each holds libCZI's directory in memory).
 _MAX_NATIVE_READERS = min(4, os.cpu_count() or 1)
@@ -528,7 +530,8 @@ def _check_structure(path: Path, limits: ReadLimits) -> _Structure:
         if not 0 < md_pos <= file_size - _METADATA_HEADER:
             msg = f"{name}: the metadata segment at offset {md_pos} lies outside the file ({file_size} bytes)"
             raise CorruptFileError(msg, path=path)
-        metadata = os.pread(fd, _SEGMENT_HEADER + 4, md_pos)
+        # The segment's header and, in the same read, a small XML (each read is a system call).
+        metadata = os.pread(fd, _METADATA_HEADER + _XML_IN_HEADER_READ, md_pos)
         if not metadata.startswith(b"ZISRAWMETADATA"):
             msg = f"{name}: no metadata segment at offset {md_pos}; the file is corrupt"
             raise CorruptFileError(msg, path=path)
@@ -551,10 +554,12 @@ def _check_structure(path: Path, limits: ReadLimits) -> _Structure:
     else:
         # Opening through the registry reads the XML at once (scene names): read it here on
         # this descriptor. A failed or short read leaves it to CziReader._get_xml, as before.
-        try:
-            xml: bytes | None = os.pread(fd, int(xml_size), md_pos + _METADATA_HEADER)
-        except OSError:
-            xml = None
+        xml: bytes | None = metadata[_METADATA_HEADER : _METADATA_HEADER + xml_size]
+        if len(metadata) < _METADATA_HEADER + xml_size:
+            try:
+                xml = os.pread(fd, int(xml_size), md_pos + _METADATA_HEADER)
+            except OSError:
+                xml = None
     finally:
         os.close(fd)
     if xml is not None and len(xml) < xml_size:
