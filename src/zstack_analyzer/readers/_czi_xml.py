@@ -231,18 +231,18 @@ def _sections(xml: str, path: Path) -> tuple[Element | None, Element | None, Ele
 def _find(element: Element, path: str) -> Element | None:
     """The first element at ``path`` ("A/B", plain tag names) below ``element``.
 
-    Why not ``Element.find``: ElementPath compiles each path string on its
-    first use in a process, which costs more than the lookups themselves for
-    a small document (a fresh process per request is the common case), and
-    our paths are plain child steps.
+    Why one ``find`` per step: ``Element.find`` with a plain tag name is a C
+    loop over the children, while a path with "/" goes through ElementPath,
+    which compiles each path string on its first use in a process and costs
+    more than the lookups themselves for a small document (a fresh process
+    per request is the common case).
     """
-    node = element
+    if "/" not in path:
+        return element.find(path)
+    node: Element | None = element
     for part in path.split("/"):
-        for child in node:  # a plain loop: no generator per step (issue 22's open cost)
-            if child.tag == part:
-                node = child
-                break
-        else:
+        node = node.find(part)
+        if node is None:
             return None
     return node
 
@@ -251,18 +251,24 @@ def _findall(element: Element, path: str) -> list[Element]:
     """Every element at ``path`` ("A/B", plain tag names) below ``element``, in document order."""
     nodes = [element]
     for part in path.split("/"):
-        nodes = [child for node in nodes for child in node if child.tag == part]
+        nodes = [child for node in nodes for child in node.findall(part)]
     return nodes
 
 
 def _text(element: Element | None, child: str) -> str | None:
     if element is None:
         return None
-    found = _find(element, child)
-    if found is None or found.text is None:
-        return None
-    value = found.text.strip()
-    return value or None
+    if "/" in child:
+        found = _find(element, child)
+        if found is None or found.text is None:
+            return None
+        value = found.text
+    else:
+        # A C loop: the child's text, "" when it has none, None when there is no such child.
+        value = element.findtext(child)
+        if value is None:
+            return None
+    return value.strip() or None
 
 
 def _float(element: Element | None, child: str) -> float | None:

@@ -217,8 +217,26 @@ Rect = tuple[int, int, int, int]
 _ABSENT = -(2**40)
 
 
+def _same(column: Sequence[int]) -> bool:
+    """Whether every value of the (non-empty) ``column`` is its first.
+
+    Why: most directory columns hold one value (T, S, tile sizes), and ``count``
+    (a C loop that first compares identity) costs less than ``min`` and ``max``.
+    """
+    return column.count(column[0]) == len(column)
+
+
+def _low_high(column: Sequence[int]) -> tuple[int, int]:
+    """``min`` and ``max`` of a non-empty column."""
+    if _same(column):
+        return column[0], column[0]
+    return min(column), max(column)
+
+
 def _union(xs: Sequence[int], ys: Sequence[int], ws: Sequence[int], hs: Sequence[int]) -> Rect:
     """The rectangle (x, y, w, h) that holds every (xs[i], ys[i], ws[i], hs[i]) (C-speed min/max)."""
+    if _same(xs) and _same(ys) and _same(ws) and _same(hs):
+        return xs[0], ys[0], ws[0], hs[0]  # every rectangle is the same one (a plain stack)
     x0, y0 = min(xs), min(ys)
     x1, y1 = max(map(operator.add, xs, ws)), max(map(operator.add, ys, hs))
     return x0, y0, x1 - x0, y1 - y0
@@ -287,14 +305,14 @@ def _statistics(
     for axis, column in starts.items():
         present = [v for v in column if v != _ABSENT] if _ABSENT in column else column
         if present:
-            low = min(present)
-            bounds[axis] = (low, max(present) - low + 1)
+            low, high = _low_high(present)
+            bounds[axis] = (low, high - low + 1)
     box = _union(xs, ys, ws, hs)
     scenes: dict[int, Rect] = {}
     if "S" in bounds:
         s_of = starts["S"]
         low, count = bounds["S"]
-        if count == 1 and min(s_of) == low:
+        if count == 1 and _same(s_of):  # one S index and no entry without one
             scenes[low] = box
         else:
             members: dict[int, list[int]] = {}
@@ -663,7 +681,7 @@ def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Dir
             return None  # dimensions in another order
         if xy[k]:
             sizes, stored = fields[at[k] + 2], fields[at[k] + 3]
-            if min(sizes) < 1 or min(stored) < 1:
+            if _low_high(sizes)[0] < 1 or _low_high(stored)[0] < 1:
                 i = next(i for i in range(entries) if sizes[i] < 1 or stored[i] < 1)
                 raise _dimension_error(path, i, stripped[k].decode(), sizes[i], stored[i])
     names = [label.decode("ascii", "replace") for label in stripped]
