@@ -239,11 +239,12 @@ def _find(element: Element, path: str) -> Element | None:
     """
     if "/" not in path:
         return element.find(path)
-    node: Element | None = element
+    node = element
     for part in path.split("/"):
-        node = node.find(part)
-        if node is None:
+        found = node.find(part)
+        if found is None:
             return None
+        node = found
     return node
 
 
@@ -258,16 +259,15 @@ def _findall(element: Element, path: str) -> list[Element]:
 def _text(element: Element | None, child: str) -> str | None:
     if element is None:
         return None
+    value: str | None
     if "/" in child:
         found = _find(element, child)
-        if found is None or found.text is None:
-            return None
-        value = found.text
+        value = None if found is None else found.text
     else:
         # A C loop: the child's text, "" when it has none, None when there is no such child.
         value = element.findtext(child)
-        if value is None:
-            return None
+    if value is None:
+        return None
     return value.strip() or None
 
 
