@@ -231,19 +231,20 @@ def _sections(xml: str, path: Path) -> tuple[Element | None, Element | None, Ele
 def _find(element: Element, path: str) -> Element | None:
     """The first element at ``path`` ("A/B", plain tag names) below ``element``.
 
-    Why not ``Element.find``: ElementPath compiles each path string on its
-    first use in a process, which costs more than the lookups themselves for
-    a small document (a fresh process per request is the common case), and
-    our paths are plain child steps.
+    Why one ``find`` per step: ``Element.find`` with a plain tag name is a C
+    loop over the children, while a path with "/" goes through ElementPath,
+    which compiles each path string on its first use in a process and costs
+    more than the lookups themselves for a small document (a fresh process
+    per request is the common case).
     """
+    if "/" not in path:
+        return element.find(path)
     node = element
     for part in path.split("/"):
-        for child in node:  # a plain loop: no generator per step (issue 22's open cost)
-            if child.tag == part:
-                node = child
-                break
-        else:
+        found = node.find(part)
+        if found is None:
             return None
+        node = found
     return node
 
 
@@ -251,18 +252,23 @@ def _findall(element: Element, path: str) -> list[Element]:
     """Every element at ``path`` ("A/B", plain tag names) below ``element``, in document order."""
     nodes = [element]
     for part in path.split("/"):
-        nodes = [child for node in nodes for child in node if child.tag == part]
+        nodes = [child for node in nodes for child in node.findall(part)]
     return nodes
 
 
 def _text(element: Element | None, child: str) -> str | None:
     if element is None:
         return None
-    found = _find(element, child)
-    if found is None or found.text is None:
+    value: str | None
+    if "/" in child:
+        found = _find(element, child)
+        value = None if found is None else found.text
+    else:
+        # A C loop: the child's text, "" when it has none, None when there is no such child.
+        value = element.findtext(child)
+    if value is None:
         return None
-    value = found.text.strip()
-    return value or None
+    return value.strip() or None
 
 
 def _float(element: Element | None, child: str) -> float | None:
@@ -418,10 +424,15 @@ def _positive(element: Element | None, child: str) -> float | None:
 
 def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -> None:
     instrument = _find(information, "Instrument")
-    objective = _referenced(
-        None if instrument is None else _find(instrument, "Objectives"),
-        "Objective",
-        None if image is None else _find(image, "ObjectiveSettings/ObjectiveRef"),
+    # Without an Instrument there is nothing to reference: no lookups (opening is timed).
+    objective = (
+        None
+        if instrument is None
+        else _referenced(
+            _find(instrument, "Objectives"),
+            "Objective",
+            None if image is None else _find(image, "ObjectiveSettings/ObjectiveRef"),
+        )
     )
     if objective is not None:
         # Never the Id ("Objective:0"): a reference is not a name. A 0 magnification or
@@ -435,10 +446,14 @@ def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -
         if any(v is not None for v in found.model_dump().values()):
             info.objective = found
             info.provenance["objective"] = "CZI Information/Instrument/Objectives/Objective"
-    microscope = _referenced(
-        None if instrument is None else _find(instrument, "Microscopes"),
-        "Microscope",
-        None if image is None else _find(image, "MicroscopeRef"),
+    microscope = (
+        None
+        if instrument is None
+        else _referenced(
+            _find(instrument, "Microscopes"),
+            "Microscope",
+            None if image is None else _find(image, "MicroscopeRef"),
+        )
     )
     application = _find(information, "Application")
     software = _text(application, "Name")

@@ -87,6 +87,8 @@ _FILE_HEADER = struct.Struct("<16sqqii8x16s16siqqiq")  # 112 bytes
 _DIRECTORY_HEADER = 160  # segment header + EntryCount + 124 reserved bytes
 _MIN_DIRECTORY_ENTRY = 32  # an entry with no dimension entries
 _METADATA_HEADER = 288  # segment header + XmlSize + AttachmentSize + 248 reserved bytes
+#: XML bytes read with the metadata segment's header: a small document needs no second read.
+_XML_IN_HEADER_READ = 4096
 
 #: Native readers opened on one file at most (each holds libCZI's directory in memory).
 _MAX_NATIVE_READERS = min(4, os.cpu_count() or 1)
@@ -215,8 +217,26 @@ Rect = tuple[int, int, int, int]
 _ABSENT = -(2**40)
 
 
+def _same(column: Sequence[int]) -> bool:
+    """Whether every value of the (non-empty) ``column`` is its first.
+
+    Why: most directory columns hold one value (T, S, tile sizes), and ``count``
+    (a C loop that first compares identity) costs less than ``min`` and ``max``.
+    """
+    return column.count(column[0]) == len(column)
+
+
+def _low_high(column: Sequence[int]) -> tuple[int, int]:
+    """``min`` and ``max`` of a non-empty column."""
+    if _same(column):
+        return column[0], column[0]
+    return min(column), max(column)
+
+
 def _union(xs: Sequence[int], ys: Sequence[int], ws: Sequence[int], hs: Sequence[int]) -> Rect:
     """The rectangle (x, y, w, h) that holds every (xs[i], ys[i], ws[i], hs[i]) (C-speed min/max)."""
+    if _same(xs) and _same(ys) and _same(ws) and _same(hs):
+        return xs[0], ys[0], ws[0], hs[0]  # every rectangle is the same one (a plain stack)
     x0, y0 = min(xs), min(ys)
     x1, y1 = max(map(operator.add, xs, ws)), max(map(operator.add, ys, hs))
     return x0, y0, x1 - x0, y1 - y0
@@ -285,14 +305,14 @@ def _statistics(
     for axis, column in starts.items():
         present = [v for v in column if v != _ABSENT] if _ABSENT in column else column
         if present:
-            low = min(present)
-            bounds[axis] = (low, max(present) - low + 1)
+            low, high = _low_high(present)
+            bounds[axis] = (low, high - low + 1)
     box = _union(xs, ys, ws, hs)
     scenes: dict[int, Rect] = {}
     if "S" in bounds:
         s_of = starts["S"]
         low, count = bounds["S"]
-        if count == 1 and min(s_of) == low:
+        if count == 1 and _same(s_of):  # one S index and no entry without one
             scenes[low] = box
         else:
             members: dict[int, list[int]] = {}
@@ -431,12 +451,16 @@ class _Directory:
 class _Structure:
     """What opening reads of a CZI: the parsed directory and where the metadata XML lies."""
 
-    def __init__(self, directory: _Directory, xml_at: int, xml_size: int | None) -> None:
+    def __init__(
+        self, directory: _Directory, xml_at: int, xml_size: int | None, xml: bytes | None = None
+    ) -> None:
         self.directory = directory
         #: File offset of the XML (after the metadata segment's header).
         self.xml_at = xml_at
         #: Its size in bytes; ``None`` without a metadata segment.
         self.xml_size = xml_size
+        #: The XML as stored, read with the header on the same descriptor (``None``: read later).
+        self.xml = xml
 
 
 def _check_structure(path: Path, limits: ReadLimits) -> _Structure:
@@ -489,7 +513,8 @@ def _check_structure(path: Path, limits: ReadLimits) -> _Structure:
                 f"({file_size} bytes); the file is truncated or corrupt"
             )
             raise CorruptFileError(msg, path=path)
-        directory = os.pread(fd, _SEGMENT_HEADER + 4, dir_pos)
+        # The directory's header and its first entry in one read (each read is a system call).
+        directory = os.pread(fd, _DIRECTORY_HEADER + _DIRECTORY_ENTRY.size, dir_pos)
         if not directory.startswith(b"ZISRAWDIRECTORY"):
             msg = f"{name}: no subblock directory segment at offset {dir_pos}; the file is corrupt"
             raise CorruptFileError(msg, path=path)
@@ -508,7 +533,7 @@ def _check_structure(path: Path, limits: ReadLimits) -> _Structure:
         # Entries of one layout (the usual case) are read exactly, their size known from the
         # first entry's dimension count: a read of what 64 dimensions each could take cost
         # more in fresh pages than the parse. Any other directory is read up to that bound.
-        first = os.pread(fd, _DIRECTORY_ENTRY.size, start)
+        first = directory[_DIRECTORY_HEADER:]
         count = struct.unpack_from("<i", first, 28)[0] if len(first) == _DIRECTORY_ENTRY.size else 0
         exact = int(entries) * (_DIRECTORY_ENTRY.size + 20 * min(max(count, 0), 64))
         raw = os.pread(fd, min(file_size - start, exact), start)
@@ -523,29 +548,41 @@ def _check_structure(path: Path, limits: ReadLimits) -> _Structure:
         if not 0 < md_pos <= file_size - _METADATA_HEADER:
             msg = f"{name}: the metadata segment at offset {md_pos} lies outside the file ({file_size} bytes)"
             raise CorruptFileError(msg, path=path)
-        metadata = os.pread(fd, _SEGMENT_HEADER + 4, md_pos)
+        # The segment's header and, in the same read, a small XML (each read is a system call).
+        metadata = os.pread(fd, _METADATA_HEADER + _XML_IN_HEADER_READ, md_pos)
         if not metadata.startswith(b"ZISRAWMETADATA"):
             msg = f"{name}: no metadata segment at offset {md_pos}; the file is corrupt"
             raise CorruptFileError(msg, path=path)
         (xml_size,) = struct.unpack_from("<i", metadata, _SEGMENT_HEADER)
+        if xml_size < 0 or md_pos + _METADATA_HEADER + xml_size > file_size:
+            msg = (
+                f"{name}: the metadata XML claims {xml_size} bytes, past the end of the file "
+                f"({file_size} bytes); the file is truncated or corrupt"
+            )
+            raise CorruptFileError(msg, path=path)
+        if xml_size > limits.max_metadata_bytes:
+            msg = (
+                f"{name}: the metadata XML is {xml_size:,} bytes, over the limit of "
+                f"{limits.max_metadata_bytes:,}"
+            )
+            raise LimitExceededError(msg, path=path)
     except OSError as exc:
         msg = f"{name}: cannot read the CZI header: {exc}"
         raise CorruptFileError(msg, path=path) from exc
+    else:
+        # Opening through the registry reads the XML at once (scene names): read it here on
+        # this descriptor. A failed or short read leaves it to CziReader._get_xml, as before.
+        xml: bytes | None = metadata[_METADATA_HEADER : _METADATA_HEADER + xml_size]
+        if len(metadata) < _METADATA_HEADER + xml_size:
+            try:
+                xml = os.pread(fd, int(xml_size), md_pos + _METADATA_HEADER)
+            except OSError:
+                xml = None
     finally:
         os.close(fd)
-    if xml_size < 0 or md_pos + _METADATA_HEADER + xml_size > file_size:
-        msg = (
-            f"{name}: the metadata XML claims {xml_size} bytes, past the end of the file "
-            f"({file_size} bytes); the file is truncated or corrupt"
-        )
-        raise CorruptFileError(msg, path=path)
-    if xml_size > limits.max_metadata_bytes:
-        msg = (
-            f"{name}: the metadata XML is {xml_size:,} bytes, over the limit of "
-            f"{limits.max_metadata_bytes:,}"
-        )
-        raise LimitExceededError(msg, path=path)
-    return _Structure(parsed, md_pos + _METADATA_HEADER, int(xml_size))
+    if xml is not None and len(xml) < xml_size:
+        xml = None
+    return _Structure(parsed, md_pos + _METADATA_HEADER, int(xml_size), xml)
 
 
 _DIRECTORY_ENTRY = struct.Struct("<2siqiiB5xi")  # 32 bytes, then 20 per dimension
@@ -586,10 +623,23 @@ def _no_extent_error(path: Path, index: int) -> CorruptFileError:
     return CorruptFileError(msg, path=path)
 
 
+#: A directory entry's SchemaType "DV" as the little-endian uint16 the entry struct reads.
+_DV = int.from_bytes(b"DV", "little")
+
+
 @functools.lru_cache(maxsize=8)
-def _entry_struct(count: int) -> struct.Struct:
-    """One directory entry of ``count`` dimensions (compiled once per layout)."""
-    return struct.Struct("<2siqiiB5xi" + "4siifi" * count)
+def _entry_struct(layout: bytes) -> struct.Struct:
+    """One directory entry whose dimensions are ``layout`` (1 per dimension: X/Y or not).
+
+    Only what opening or a read uses is unpacked, the rest is skipped as pad
+    bytes: SchemaType (as an int), PixelType, FilePosition, FilePart,
+    DimensionCount, and per dimension its label (its 4 bytes as an int: a
+    one-letter label is a small int Python does not allocate) and start, plus
+    size and stored size for X and Y. Each value unpacked is an object made,
+    and the directory of a 2 GB stack has thousands (issue 22).
+    """
+    dims = "".join("iii4xi" if xy else "ii12x" for xy in layout)
+    return struct.Struct("<Hiqi10xi" + dims)
 
 
 def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Directory | None:
@@ -600,6 +650,8 @@ def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Dir
     Python at open); what only reads need (coordinates, the largest block) is
     derived on first use. Why not one struct for all entries: compiling a format
     of thousands of fields cost about as much as unpacking them (issue 22).
+    The layout (which dimension is X or Y) comes from the first entry; every
+    entry must carry the same labels, checked column by column.
     """
     if len(raw) < _DIRECTORY_ENTRY.size:
         return None
@@ -607,49 +659,57 @@ def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Dir
     stride = _DIRECTORY_ENTRY.size + 20 * count
     if not 0 <= count <= 64 or entries * stride > len(raw):
         return None
-    rows = _entry_struct(count).iter_unpack(memoryview(raw)[: entries * stride])
+    raw_labels = [raw[32 + 20 * k : 36 + 20 * k] for k in range(count)]
+    stripped = [label.rstrip(b"\0") for label in raw_labels]
+    xy = bytes(label in (b"X", b"Y") for label in stripped)
+    rows = _entry_struct(xy).iter_unpack(memoryview(raw)[: entries * stride])
     fields = list(zip(*rows, strict=True))
     if not fields:
         return None
-    if fields[6].count(count) != entries or fields[0].count(b"DV") != entries:
+    if fields[4].count(count) != entries or fields[0].count(_DV) != entries:
         return None  # another layout or a malformed entry: the walk names it
     if fields[3].count(0) != entries:
         return None  # a multi-part document: the walk skips the other parts' entries
-    labels = [fields[7 + 5 * k][0] for k in range(count)]
-    for k, label in enumerate(labels):
-        if fields[7 + 5 * k].count(label) != entries:
+    # Where each dimension's columns start: label, start (then size, stored for X/Y).
+    at: list[int] = []
+    field = 5
+    for k in range(count):
+        at.append(field)
+        field += 4 if xy[k] else 2
+    for k in range(count):
+        if fields[at[k]].count(int.from_bytes(raw_labels[k], "little", signed=True)) != entries:
             return None  # dimensions in another order
-        if label.rstrip(b"\0") in (b"X", b"Y"):
-            sizes, stored = fields[9 + 5 * k], fields[11 + 5 * k]
-            if min(sizes) < 1 or min(stored) < 1:
+        if xy[k]:
+            sizes, stored = fields[at[k] + 2], fields[at[k] + 3]
+            if _low_high(sizes)[0] < 1 or _low_high(stored)[0] < 1:
                 i = next(i for i in range(entries) if sizes[i] < 1 or stored[i] < 1)
-                axis = label.rstrip(b"\0").decode()
-                raise _dimension_error(path, i, axis, sizes[i], stored[i])
-    names = [label.rstrip(b"\0").decode("ascii", "replace") for label in labels]
+                raise _dimension_error(path, i, stripped[k].decode(), sizes[i], stored[i])
+    names = [label.decode("ascii", "replace") for label in stripped]
     if "X" not in names or "Y" not in names:
         raise _no_extent_error(path, 0)
     positions = list(fields[2])
 
-    def column(axis: str, field: int) -> list[int]:
-        return list(fields[field + 5 * names.index(axis)])
+    def column(axis: str, offset: int) -> Sequence[int]:
+        """The column ``offset`` after the label of dimension ``axis`` (1 start, 2 size, 3 stored)."""
+        return fields[at[names.index(axis)] + offset]
 
     def coords() -> list[dict[str, int]]:
-        columns = [column(axis, 8) for axis in names]
+        columns = [fields[at[k] + 1] for k in range(count)]
         return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
     def block() -> tuple[int, int]:
-        xs, xst = column("X", 9), column("X", 11)
-        ys, yst = column("Y", 9), column("Y", 11)
+        xs, xst = column("X", 2), column("X", 3)
+        ys, yst = column("Y", 2), column("Y", 3)
         full = [i for i in range(len(xs)) if xs[i] == xst[i] and ys[i] == yst[i]]
         out = [max((yst[i] for i in full), default=1), max((xst[i] for i in full), default=1)]
         return out[0], out[1]
 
     statistics = _statistics(
-        column("X", 8),
-        column("Y", 8),
-        column("X", 9),
-        column("Y", 9),
-        {axis: column(axis, 8) for axis in dict.fromkeys(names) if axis in _LIBCZI_DIMS},
+        column("X", 1),
+        column("Y", 1),
+        column("X", 2),
+        column("Y", 2),
+        {axis: column(axis, 1) for axis in dict.fromkeys(names) if axis in _LIBCZI_DIMS},
         fields[1],
     )
     header = max(256, 16 + stride)
@@ -761,6 +821,7 @@ class CziReader(ImageReader):
         structure = _check_structure(self.path, self.limits)
         self._directory = structure.directory
         self._xml_at = structure.xml_at
+        self._xml_stored = structure.xml
         # libCZI's reader is opened by the first pixel read (or a fallback for the XML).
         self._pool = _NativePool(self.path)
         self.close_on_release(self._pool.close)
@@ -870,12 +931,14 @@ class CziReader(ImageReader):
             if size is None:
                 self._xml = ""
             else:
+                raw, self._xml_stored = self._xml_stored, None  # read at open, used once
                 try:
-                    fd = os.open(self.path, os.O_RDONLY)
-                    try:
-                        raw = os.pread(fd, size, self._xml_at)
-                    finally:
-                        os.close(fd)
+                    if raw is None:
+                        fd = os.open(self.path, os.O_RDONLY)
+                        try:
+                            raw = os.pread(fd, size, self._xml_at)
+                        finally:
+                            os.close(fd)
                 except OSError as exc:
                     msg = f"{self.path.name}: cannot read the metadata XML: {exc}"
                     raise CorruptFileError(msg, path=self.path) from exc
@@ -920,8 +983,11 @@ class CziReader(ImageReader):
                         raise exc from None
                 # Scene names live in the XML; SceneInfo carries them for every consumer.
                 names = self._xml_info.scene_names
+                # A scene the XML names nothing keeps its SceneInfo (name None, as made).
                 self._scenes = [
-                    info.model_copy(update={"name": names.get(key)}) if key is not None else info
+                    info.model_copy(update={"name": names[key]})
+                    if key is not None and names.get(key) is not None
+                    else info
                     for info, key in zip(self._scenes, self._layout.scene_keys, strict=True)
                 ]
             return self._xml_info
