@@ -273,7 +273,7 @@ def state(pause):
                         "zstack_analyzer.readers.czi", "tifffile", "pandas")
             if m in sys.modules
         ),
-        "numba_kernel_loaded": None if compiled is None else bool(compiled.scan.signatures),
+        "numba_kernel_loaded": None if compiled is None else bool(compiled.scan_lanes.signatures),
         "profiling": dask.config.get("distributed.worker.profile.enabled", default=None),
     }
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import unavailable
 from zstack_analyzer.service.children import ChildProcesses
 from zstack_analyzer.service.config import BioformatsSettings, LimitsSettings
 
@@ -103,7 +104,10 @@ def test_the_upload_job_and_the_backfill_run_in_a_child_and_the_server_never_loa
 
 def test_without_child_processes_the_server_measures_in_its_threads(tmp_path: Path) -> None:
     """``background_processes=0``: the old way still works, and loads numba in the server."""
-    pytest.importorskip("numba")
+    import importlib.util
+
+    if importlib.util.find_spec("numba") is None:
+        unavailable("numba is not installed (the quality extra brings it)")
     answer = _serve_one_upload(tmp_path, background_processes=0)
     assert answer == {
         "quality": "ready",

@@ -347,7 +347,9 @@ def schedule_default_thumbnail(
     work: Callable[..., RenderResult] = render_job
     if measure_quality:
         work = job
-        if pool.processes is not None:
+        # A local file only: the child opens a path. An object read in place from the
+        # bucket (``readable_source``'s RemoteObject) is measured here, as before.
+        if pool.processes is not None and isinstance(path, Path):
             work = functools.partial(render_and_measure_in_child, pool.processes, measured)
     pool.spawn(
         spec.cache_key(identity),
