@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import select
 
+from tests.mutation_kills import service_db
 from tests.mutation_kills.service_db import (
     add_group,
     add_image,
     add_user,
     principal_of,
-    session,  # noqa: F401  (the fixture)
 )
 from zstack_analyzer.service.annotations import bulk
 from zstack_analyzer.service.annotations.bulk import apply_table, parse_table
@@ -28,6 +28,9 @@ from zstack_analyzer.service.annotations.models import Dataset, DatasetImage, Ke
 from zstack_analyzer.service.auth.accounts import default_group_id
 from zstack_analyzer.service.auth.models import Permission
 from zstack_analyzer.service.auth.permissions import SINGLE_USER
+
+#: A session on a migrated SQLite copy (the fixture of service_db.py, used here by name).
+session = service_db.session
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -111,7 +114,9 @@ def test_other_headers_let_each_value_decide() -> None:
 def test_tab_separated_tables_are_read_by_their_first_line() -> None:
     table = parse_table("filename\ttag\tstrain\na.tif\tx,y\tN2\n")
     assert table.errors == []
-    assert [(r.ref, r.tags, r.pairs) for r in table.rows] == [("a.tif", ["x,y"], [("strain", "N2")])]
+    assert [(r.ref, r.tags, r.pairs) for r in table.rows] == [
+        ("a.tif", ["x,y"], [("strain", "N2")])
+    ]
     # A tab in a later line only: still a CSV table.
     csv_table = parse_table("filename,tag\na.tif,x\ty\n")
     assert [(r.ref, r.tags) for r in csv_table.rows] == [("a.tif", ["x\ty"])]
@@ -292,15 +297,7 @@ def test_errors_name_their_rows_and_nothing_is_written(session: Session) -> None
     add_image(session, "twin.tif")
     add_image(session, "twin.tif")
     missing = uuid.UUID(int=99)
-    table = (
-        "image,tag\n"
-        f"{a},new\n"
-        f"{missing},x\n"
-        "twin.tif,y\n"
-        "/no/such.tif,z\n"
-        ",w\n"
-        f"{'n' * 300}.tif,v\n"
-    )
+    table = f"image,tag\n{a},new\n{missing},x\ntwin.tif,y\n/no/such.tif,z\n,w\n{'n' * 300}.tif,v\n"
     result = apply_table(session, SINGLE_USER, table, dry_run=True)
     assert result.dry_run is True and result.applied is False and result.rows == 6
     assert result.changes == []
@@ -415,7 +412,9 @@ def test_work_is_split_in_chunks(session: Session, monkeypatch: pytest.MonkeyPat
         assert _tags(session, image_id) == [f"t{n}"]
         assert _pairs(session, image_id) == [(None, "k", "new", 1)]
     # Lookups in chunks: every row of five ids, paths and filenames is found.
-    names = apply_table(session, SINGLE_USER, "filename,k\n" + "".join(f"f{n}.tif,x\n" for n in range(5)))
+    names = apply_table(
+        session, SINGLE_USER, "filename,k\n" + "".join(f"f{n}.tif,x\n" for n in range(5))
+    )
     assert names.errors == [] and len(names.changes) == 5
     paths = apply_table(
         session, SINGLE_USER, "path,k\n" + "".join(f"/d/f{n}.tif,y\n" for n in range(5))
@@ -429,7 +428,11 @@ def test_positions_follow_every_namespace(session: Session) -> None:
     a = add_image(session, "a.tif")
     apply_table(session, SINGLE_USER, f"id,x,y\n{a},1,2\n", namespace="other")
     apply_table(session, SINGLE_USER, f"id,z\n{a},3\n")
-    assert _pairs(session, a) == [("other", "x", "1", 0), ("other", "y", "2", 1), (None, "z", "3", 2)]
+    assert _pairs(session, a) == [
+        ("other", "x", "1", 0),
+        ("other", "y", "2", 1),
+        (None, "z", "3", 2),
+    ]
     # A table with no change for an image writes nothing for it.
     nothing = apply_table(session, SINGLE_USER, f"id,tag,z\n{a},,3\n")
     assert nothing.changes == [] and nothing.rows == 1

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.mutation_kills import service_db
 from tests.mutation_kills.service_db import (
     add_group,
     add_image,
     add_user,
-    session,  # noqa: F401  (the fixture)
 )
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.service import images_service as svc
@@ -41,6 +41,9 @@ from zstack_analyzer.service.errors import (
     OriginalChangedError,
     OriginalMissingError,
 )
+
+#: A session on a migrated SQLite copy (the fixture of service_db.py, used here by name).
+session = service_db.session
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -310,9 +313,7 @@ def test_tombstones_are_written_and_pruned(tmp_path: Path) -> None:
     assert eager.tombstone(uuid.UUID(int=7)) == 1
     _aged(deleted / str(uuid.UUID(int=7)), 500.0)
     assert eager.tombstone(uuid.UUID(int=8)) == 1
-    assert sorted(p.name for p in deleted.iterdir()) == [
-        str(uuid.UUID(int=n)) for n in (6, 8)
-    ]
+    assert sorted(p.name for p in deleted.iterdir()) == [str(uuid.UUID(int=n)) for n in (6, 8)]
 
 
 # ---------------------------------------------------------------------------- sources

@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from tests.mutation_kills import service_db
 from tests.mutation_kills.service_db import (
     add_group,
     add_image,
     add_user,
     principal_of,
-    session,  # noqa: F401  (the fixture)
 )
 from zstack_analyzer.errors import InvalidRoiError
 from zstack_analyzer.limits import ReadLimits
@@ -37,6 +37,9 @@ from zstack_analyzer.service.auth.models import Permission
 from zstack_analyzer.service.auth.permissions import SINGLE_USER
 from zstack_analyzer.service.db.models import Image
 from zstack_analyzer.service.errors import ImageNotFoundError, RoiNotFoundError
+
+#: A session on a migrated SQLite copy (the fixture of service_db.py, used here by name).
+session = service_db.session
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -115,7 +118,15 @@ def test_create_and_read_back(session: Session) -> None:
     got = service.get_roi(session, image, roi.id)
     assert service.roi_shapes(got) == [
         RECT,
-        Shape("polygon", {"points": [[1.0, 1.0], [9.0, 1.0], [5.0, 7.0]]}, 2, 0, None, "tri", "#ff000080"),
+        Shape(
+            "polygon",
+            {"points": [[1.0, 1.0], [9.0, 1.0], [5.0, 7.0]]},
+            2,
+            0,
+            None,
+            "tri",
+            "#ff000080",
+        ),
         LINE,
     ]
     public = service.roi_public(got, "alice")
@@ -280,7 +291,9 @@ def test_who_may_delete_and_replace(session: Session) -> None:
 def test_geojson_of_an_image(session: Session) -> None:
     image = _image(session)
     other = _image(session)
-    first = service.create_roi(session, image, SINGLE_USER, name="one", scene=0, shapes=[RECT, LINE])
+    first = service.create_roi(
+        session, image, SINGLE_USER, name="one", scene=0, shapes=[RECT, LINE]
+    )
     service.create_roi(session, other, SINGLE_USER, name="else", scene=0, shapes=[RECT])
     second = service.create_roi(session, image, SINGLE_USER, name=None, scene=0, shapes=[POLY])
     for key in (image.id, str(image.id)):
