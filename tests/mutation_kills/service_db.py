@@ -10,7 +10,9 @@ each test.
 from __future__ import annotations
 
 import shutil
+import tempfile
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -21,35 +23,40 @@ from zstack_analyzer.service.db.models import Image
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from sqlalchemy.orm import Session
 
 _TEMPLATE: dict[str, Path] = {}
 
 
-def _template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if "path" not in _TEMPLATE:
+def _template() -> Path:
+    """The migrated database of this process (made once; forks of it, as mutmut's, reuse it).
+
+    Outside pytest's temporary folders on purpose: pytest keeps only its last three
+    base folders, and mutmut runs a pytest session per mutant in forks of one process.
+    """
+    path = _TEMPLATE.get("path")
+    if path is None or not path.is_file():
         from zstack_analyzer.service.db.migrations import upgrade_database
         from zstack_analyzer.service.db.session import make_engine
 
-        path = tmp_path_factory.mktemp("migrated") / "zstack.db"
+        path = Path(tempfile.mkdtemp(prefix="zstack-kills-db-")) / "zstack.db"
         engine = make_engine(f"sqlite:///{path}")
         try:
             upgrade_database(engine)
         finally:
             engine.dispose()
         _TEMPLATE["path"] = path
-    return _TEMPLATE["path"]
+    return path
 
 
 @pytest.fixture
-def session(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
+def session(tmp_path: Path) -> Iterator[Session]:
     """A session on this test's own copy of the migrated database."""
     from zstack_analyzer.service.db.session import make_engine, make_session_factory
 
     path = tmp_path / "zstack.db"
-    shutil.copyfile(_template(tmp_path_factory), path)
+    shutil.copyfile(_template(), path)
     engine = make_engine(f"sqlite:///{path}")
     with make_session_factory(engine)() as db:
         yield db
