@@ -154,6 +154,8 @@ def test_rows_are_numbered_as_in_a_spreadsheet() -> None:
     ]
     assert _messages(table) == [(6, "the first column (the image) is empty")]
     assert parse_table("filename,tag\n").rows == []
+    # The byte-order mark is no part of the first header (which then decides: a path).
+    assert [r.how for r in parse_table("\ufeffpath,tag\nfoo.tif,x\n").rows] == ["path"]
 
 
 def test_too_many_cells_and_too_long_values() -> None:
@@ -230,6 +232,7 @@ def test_single_user_table_applies_once(session: Session) -> None:
 
     done = apply_table(session, SINGLE_USER, table)
     assert done.dry_run is False and done.applied is True and done.rows == 3
+    session.rollback()  # what follows was committed, not only flushed
     assert [c.model_dump() for c in done.changes] == [c.model_dump() for c in dry.changes]
     assert _tags(session, a) == ["mitosis", "late", "bright", "dim"]
     assert _tags(session, b) == ["mitosis"]  # one tag per name in the group (first spelling)
@@ -287,6 +290,8 @@ def test_a_key_given_again_replaces_only_that_key(session: Session) -> None:
     # A blank namespace is none.
     blank = apply_table(session, SINGLE_USER, f"id,stage\n{a},L4\n", namespace="  ")
     assert blank.changes == []
+    # A key in another case with the same values: nothing to change.
+    assert apply_table(session, SINGLE_USER, f"id,Stage\n{a},L4\n").changes == []
     # Values compared in order and exactly.
     case = apply_table(session, SINGLE_USER, f"id,stage\n{a},l4\n")
     assert [c.key_values for c in case.changes] == [{"stage": ["l4"]}]
@@ -389,6 +394,16 @@ def test_who_may_annotate_what(session: Session) -> None:
     pair = session.scalars(select(KeyValue).where(KeyValue.image_id == theirs_annotate)).one()
     assert (pair.owner_id, pair.group_id, pair.value) == (bob, annotate, "1")
     assert _tags(session, mine) == ["Shared"]
+    # A dataset of alice's in the read-annotate group: bob sees it, by id and by name, and
+    # names its images by filename in it (seeing is enough; changing it is not needed).
+    shared = _dataset(session, "Shared", [theirs_annotate], owner_id=alice, group_id=annotate)
+    for name in (str(shared), "Shared"):
+        found = apply_table(session, as_bob, "filename,tag\na.tif,Seen\n", dataset=name)
+        assert found.errors == [] and [c.image_id for c in found.changes] in (
+            [str(theirs_annotate)],
+            [],
+        )
+    assert "Seen" in _tags(session, theirs_annotate)
     # A dataset bob cannot see is unknown by id and by name.
     hidden = _dataset(session, "Hidden", [], owner_id=alice, group_id=private)
     assert _errors(apply_table(session, as_bob, "id,tag\n", dataset=str(hidden))) == [
