@@ -161,6 +161,36 @@ def test_list_and_api_views_of_rows(session: Session) -> None:
     assert [s.thumbnail_ready for s in summaries] == [False, True, False]
     assert summaries[0].created_at.tzinfo is not None
     assert svc.to_summary(copied).owner is None
+    columns = (
+        "id", "filename", "width", "height", "depth", "channels", "bit_depth", "pixel_size_x",
+        "pixel_size_y", "pixel_size_z", "format", "size_bytes", "sha256", "timepoints",
+        "samples_per_pixel", "dtype",
+    )  # fmt: skip
+    spots = _row(
+        session,
+        add_image(
+            session,
+            "s.tif",
+            width=89,
+            height=88,
+            depth=17,
+            channels=2,
+            bit_depth=12,
+            pixel_size_x=0.1,
+            pixel_size_y=0.2,
+            pixel_size_z=0.4,
+            size_bytes=4321,
+            sha256="ab" * 32,
+            timepoints=3,
+            samples_per_pixel=3,
+            dtype="uint16",
+            format="TIFF",
+            image_metadata={"vendor_metadata": {"slide_format": "svs"}},
+        ),
+    )
+    for view in (svc.to_summary(spots), svc.to_public(spots)):
+        assert {c: getattr(view, c) for c in columns} == {c: getattr(spots, c) for c in columns}
+        assert view.format_variant == "SVS"
 
     labels = labels_for(session, [copied])
     public = svc.to_public(copied, labels)

@@ -112,7 +112,7 @@ def test_create_and_read_back(session: Session) -> None:
     second = service.create_roi(session, image, SINGLE_USER, name=None, scene=0, shapes=[LINE])
     assert second.owner_id is None
     mine = service.create_roi(session, other, SINGLE_USER, name="x", scene=0, shapes=[RECT])
-    session.expire_all()
+    session.rollback()  # committed, not only flushed
 
     assert [r.id for r in service.list_rois(session, image)] == [roi.id, second.id]
     got = service.get_roi(session, image, roi.id)
@@ -224,6 +224,7 @@ def test_parse_and_import_files(session: Session, monkeypatch: pytest.MonkeyPatc
     scenes = [{"size_x": 32, "size_y": 24}, {"size_x": 4, "size_y": 4}]
     image = _image(session, scenes=scenes)
     ids = service.import_rois(session, image, SINGLE_USER, _geojson("a", "b"))
+    session.rollback()  # committed
     stored = service.list_rois(session, image)
     assert [r.id for r in stored] == ids and len(ids) == 2
     assert [(r.name, r.scene) for r in stored] == [("a", 0), ("b", 0)]
@@ -233,7 +234,8 @@ def test_parse_and_import_files(session: Session, monkeypatch: pytest.MonkeyPatc
     inside = json.dumps([{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]}}])
     [new] = service.import_rois(session, image, SINGLE_USER, inside.encode(), scene=1)
     assert service.get_roi(session, image, new).scene == 1
-    # All or none: the third ROI is over the cap, the first two are not kept either.
+    # All or none: the fifth ROI is over the cap, the fourth is not kept either.
+    monkeypatch.setattr(service, "MAX_ROIS_PER_IMAGE", 4)
     with pytest.raises(InvalidRoiError):
         service.import_rois(session, image, SINGLE_USER, _geojson("d", "e"))
     session.rollback()
@@ -263,13 +265,14 @@ def test_who_may_delete_and_replace(session: Session) -> None:
     assert service.may_delete(as_bob, shared, on_shared)
 
     assert service.delete_rois(session, as_bob, image) == (1, 1)
+    session.rollback()  # committed
     assert [r.name for r in service.list_rois(session, image)] == ["a"]
     assert service.delete_rois(session, as_alice, image) == (1, 0)
     assert service.list_rois(session, image) == []
     assert service.delete_rois(session, as_alice, image) == (0, 0)
 
     replaced = service.replace_roi(session, on_shared, name="renamed", shapes=[LINE, RECT])
-    session.expire_all()
+    session.rollback()  # committed, not only flushed
     again = service.get_roi(session, shared, replaced.id)
     assert (again.id, again.name, again.owner_id, again.group_id) == (
         on_shared.id,
@@ -280,7 +283,7 @@ def test_who_may_delete_and_replace(session: Session) -> None:
     assert service.roi_shapes(again) == [LINE, RECT]
     assert session.scalar(select(func.count()).select_from(RoiShape)) == 2
     service.delete_roi(session, again)
-    session.expire_all()
+    session.rollback()  # committed, not only flushed
     assert session.scalar(select(func.count()).select_from(Roi)) == 0
     assert session.scalar(select(func.count()).select_from(RoiShape)) == 0
 
