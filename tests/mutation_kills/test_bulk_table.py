@@ -354,6 +354,12 @@ def test_filenames_within_a_dataset(session: Session) -> None:
     assert _errors(apply_table(session, SINGLE_USER, "id,tag\n", dataset="Twin")) == [
         (1, "dataset: 2 datasets are called 'Twin'; give its id")
     ]
+    twins = "T" * 120
+    _dataset(session, twins, [])
+    _dataset(session, twins, [])
+    assert _errors(apply_table(session, SINGLE_USER, "id,tag\n", dataset=twins)) == [
+        (1, f"dataset: 2 datasets are called {twins[:100]!r}; give its id")
+    ]
     assert _errors(apply_table(session, SINGLE_USER, "id,tag\n", dataset="987")) == [
         (1, "dataset: no dataset with id '987'")
     ]

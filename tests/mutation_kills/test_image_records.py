@@ -331,6 +331,21 @@ def test_tombstones_are_written_and_pruned(tmp_path: Path) -> None:
     assert svc.prune_tombstones(deleted, keep_s=2000.0) == 0
     (tmp_path / "file").write_bytes(b"")
     assert svc.prune_tombstones(tmp_path / "file") == 0
+    # A tombstone that vanishes while the folder is scanned (pruned by another process; a
+    # dangling symlink here) is skipped, and the scan goes on to the ones after it.
+    racing = tmp_path / "racing"
+    racing.mkdir()
+    (racing / "gone").symlink_to(tmp_path / "nothing")
+    n = 0
+    while True:
+        svc.write_tombstone(racing, uuid.UUID(int=100 + n))
+        _aged(racing / str(uuid.UUID(int=100 + n)), 7200.0)
+        n += 1
+        order = [entry.name for entry in os.scandir(racing)]
+        if n >= 3 and order.index("gone") < len(order) - 1:
+            break
+    assert svc.prune_tombstones(racing) == n
+    assert [p.name for p in racing.iterdir()] == ["gone"]
 
     memo = svc.RecordMemo(deleted_dir=deleted, keep_s=100.0, prune_every_s=3600.0)
     _aged(deleted / str(uuid.UUID(int=1)), 500.0)
@@ -389,6 +404,19 @@ def test_readable_source_on_local_and_object_storage(session: Session, tmp_path:
         source_mtime_ns=st.st_mtime_ns,
     )
     assert svc.readable_source(placed, local) == original
+
+
+def test_the_in_place_record_of_a_path(session: Session) -> None:
+    copied = add_image(session, "a.tif", source_path="/data/a.tif")
+    placed = add_image(
+        session, "a.tif", source_path="/data/a.tif", stored_in_place=True, stored_name="inplace-a"
+    )
+    add_image(session, "b.tif", source_path="/data/b.tif", stored_in_place=True)
+    found = svc.in_place_record(session, "/data/a.tif")
+    assert found is not None and found.id == placed and found.id != copied
+    assert svc.in_place_record(session, "/data/c.tif") is None
+    add_image(session, "c.tif", source_path="/data/c.tif")
+    assert svc.in_place_record(session, "/data/c.tif") is None
 
 
 def test_signed_identities(tmp_path: Path) -> None:

@@ -404,6 +404,8 @@ def test_stats_csv_cells() -> None:
         ("", ""),
         (None, None),
         ("plain", "plain"),
+        ("Xenopus", "Xenopus"),
+        ("X=1", "X=1"),
     ],
 )
 def test_names_never_run_as_formulas(name: str | None, cell: str | None) -> None:
