@@ -443,6 +443,19 @@ def test_work_is_split_in_chunks(session: Session, monkeypatch: pytest.MonkeyPat
     assert paths.errors == [] and len(paths.changes) == 5
     for image_id in ids:
         assert _pairs(session, image_id) == [(None, "k", "y", 3)]
+    # Filenames within a dataset, in chunks: each found once.
+    _dataset(session, "All", ids)
+    table = "filename,k\n" + "".join(f"f{n}.tif,z\n" for n in range(5))
+    in_dataset = apply_table(session, SINGLE_USER, table, dataset="All")
+    assert in_dataset.errors == [] and len(in_dataset.changes) == 5
+
+
+def test_ids_that_are_no_uuid_do_not_hide_the_others(session: Session) -> None:
+    ids = [add_image(session, f"f{n}.tif") for n in range(5)]
+    bad = [f"not-a-uuid-{n}" for n in range(5)]
+    rows = [f"{i},x\n" for i in ids] + [f"{b},x\n" for b in bad]
+    result = apply_table(session, SINGLE_USER, "id,tag\n" + "".join(rows))
+    assert _errors(result) == [(7 + n, f"no image with id 'not-a-uuid-{n}'") for n in range(5)]
 
 
 def test_positions_follow_every_namespace(session: Session) -> None:
