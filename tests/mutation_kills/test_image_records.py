@@ -532,3 +532,75 @@ def test_only_regular_files_and_folders(tmp_path: Path) -> None:
     assert str(caught.value) == "sock: a socket, not a regular file or folder"
     with pytest.raises(FileNotFoundError):
         svc.regular_or_folder(tmp_path / "missing", "m")
+
+
+def test_in_place_folders_and_multi_file_sets(tmp_path: Path) -> None:
+    # A folder image (an OME-Zarr, say): checked by the folder's own mtime, never refused as a folder.
+    folder = tmp_path / "image.zarr"
+    folder.mkdir()
+    (folder / ".zattrs").write_text("{}")
+    record = _placed(folder)
+    assert svc.in_place_original(record) == folder
+    os.utime(folder, ns=(1, 1))
+    with pytest.raises(OriginalChangedError) as caught:
+        svc.in_place_original(record)
+    assert f"(size {record.source_size} -> " in str(caught.value)
+
+    # A multi-file OME-TIFF set: the record holds the set's total size and newest mtime.
+    source = Path("/work/shared/testdata/ome-tiff/multifile")
+    copy = tmp_path / "multifile"
+    shutil.copytree(source, copy)
+    main = copy / "multifile-Z1.ome.tiff"
+    state = svc.set_state_of(main)
+    assert state is not None
+    assert state.size == sum(p.stat().st_size for p in copy.iterdir())
+    assert state.mtime_ns == max(p.stat().st_mtime_ns for p in copy.iterdir())
+    assert svc.set_state_of(copy / "multifile-Z3.ome.tiff") is None  # a member, not the main file
+    assert svc.set_state_of(copy / "multifile.companion.ome") is None
+    single = tmp_path / "single.ome.tif"
+    shutil.copyfile(TEXT_STACK, single)
+    assert svc.set_state_of(single) is None
+    dev, ino = svc.identity_of(main.stat())
+    image = Image(
+        id=uuid.UUID(int=6),
+        stored_in_place=True,
+        source_path=str(main),
+        source_size=state.size,
+        source_mtime_ns=state.mtime_ns,
+        source_dev=dev,
+        source_ino=ino,
+    )
+    assert svc.in_place_original(image) == main
+    member = copy / "multifile-Z4.ome.tiff"
+    with member.open("ab") as handle:
+        handle.write(b"\0" * 10)
+    with pytest.raises(OriginalChangedError) as caught:
+        svc.in_place_original(image)
+    assert str(caught.value) == (
+        f"{main}: the original changed since it was registered (its files changed "
+        f"(size {state.size} -> {state.size + 10})); ingest it again to refresh the record"
+    )
+
+
+def test_in_place_messages_name_the_path(tmp_path: Path) -> None:
+    original = tmp_path / "a.tif"
+    original.write_bytes(b"abc")
+    record = _placed(original, identity=False)
+    target = tmp_path / "b.tif"
+    target.write_bytes(b"abc")
+    original.unlink()
+    original.symlink_to(target)
+    with pytest.raises(OriginalChangedError) as caught:
+        svc.in_place_original(record)
+    assert str(caught.value) == (
+        f"{original}: the original changed since it was registered (it is now a symlink); "
+        "ingest it again to refresh the record"
+    )
+    original.unlink()
+    original.write_bytes(b"abcd")
+    with pytest.raises(OriginalChangedError) as caught:
+        svc.in_place_original(record)
+    assert str(caught.value) == (
+        f"{original}: the original changed since it was registered (size 3 -> 4); "
+        "ingest it again to refresh the record"
+    )
