@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,7 @@ from tests.mutation_kills.service_db import (
     add_user,
     principal_of,
 )
-from zstack_analyzer.errors import InvalidRoiError
+from zstack_analyzer.errors import InvalidRoiError, LimitExceededError
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.roi.shapes import PlaneSizes, Shape
 from zstack_analyzer.service.annotations import rois as service
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 SPOTS_FILE = Path("/work/shared/testdata/imagej/xyzc_16bit__spots.tif")
 
 RECT = Shape("rectangle", {"x": 2.0, "y": 3.0, "width": 5.0, "height": 4.0}, z=1, t=0)
-LINE = Shape("line", {"x1": 0.5, "y1": 0.5, "x2": 8.5, "y2": 0.5}, z=0, t=0, c=1, name="l")
+LINE = Shape("line", {"x1": 0.5, "y1": 0.5, "x2": 8.5, "y2": 0.5}, z=0, t=2, c=1, name="l")
 POLY = Shape(
     "polygon",
     {"points": [(1.0, 1.0), (9.0, 1.0), (5.0, 7.0)]},
@@ -105,7 +105,7 @@ def test_create_and_read_back(session: Session) -> None:
     assert [(r.position, r.type, r.z, r.t, r.c, r.name, r.colour) for r in rows] == [
         (0, "rectangle", 1, 0, None, None, None),
         (1, "polygon", 2, 0, None, "tri", "#ff000080"),
-        (2, "line", 0, 0, 1, "l", None),
+        (2, "line", 0, 2, 1, "l", None),
     ]
     assert rows[1].geometry == {"points": [[1.0, 1.0], [9.0, 1.0], [5.0, 7.0]]}
     assert rows[0].geometry == {"x": 2.0, "y": 3.0, "width": 5.0, "height": 4.0}
@@ -158,6 +158,9 @@ def test_an_aware_time_stays_as_it_is() -> None:
     zoned = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     roi = Roi(id=1, image_id=uuid.UUID(int=1), scene=2, name="n", created_at=zoned, shapes=[])
     assert service.roi_public(roi)["created"] == "2026-01-02T03:04:05+00:00"
+    plus_two = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2)))
+    roi.created_at = plus_two
+    assert service.roi_public(roi)["created"] == "2026-01-02T03:04:05+02:00"
     naive = Roi(id=1, image_id=uuid.UUID(int=1), scene=2, name="n", created_at=datetime(2026, 1, 2))
     assert service.roi_public(naive)["created"] == "2026-01-02T00:00:00+00:00"
 
@@ -172,10 +175,17 @@ def test_at_most_so_many_rois_per_image(session: Session, monkeypatch: pytest.Mo
     with pytest.raises(InvalidRoiError) as caught:
         service.create_roi(session, image, SINGLE_USER, name=None, scene=0, shapes=[RECT])
     assert str(caught.value) == "the image already has 2 ROIs; at most 2 are kept"
+    monkeypatch.setattr(service, "MAX_ROIS_PER_IMAGE", 1)
+    fresh = _image(session)
+    service.create_roi(session, fresh, SINGLE_USER, name=None, scene=0, shapes=[RECT])
+    with pytest.raises(InvalidRoiError) as caught:
+        service.create_roi(session, fresh, SINGLE_USER, name=None, scene=0, shapes=[RECT])
+    assert str(caught.value) == "the image already has 1 ROIs; at most 1 are kept"
+    monkeypatch.setattr(service, "MAX_ROIS_PER_IMAGE", 2)
     # Without commit the ROI is only pending: a rollback drops it.
     service.create_roi(session, other, SINGLE_USER, name=None, scene=0, shapes=[RECT], commit=False)
     session.rollback()
-    assert session.scalar(select(func.count()).select_from(Roi)) == 3
+    assert session.scalar(select(func.count()).select_from(Roi)) == 4
 
 
 # ---------------------------------------------------------------------------- files
@@ -196,7 +206,7 @@ def _geojson(*names: str) -> bytes:
 def test_parse_and_import_files(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
     from zstack_analyzer.roi.imagej import imagej_zip, to_imagej
 
-    sizes = PlaneSizes(32, 24, 5, 1, 2)
+    sizes = PlaneSizes(32, 24, 5, 3, 2)
     assert service.parse_roi_file(_geojson("a", "b"), sizes) == [
         ("a", [Shape("point", {"x": 3.0, "y": 4.0}, name="a")]),
         ("b", [Shape("point", {"x": 3.0, "y": 4.0}, name="b")]),
@@ -264,10 +274,12 @@ def test_who_may_delete_and_replace(session: Session) -> None:
     on_shared = service.create_roi(session, shared, as_alice, name="s", scene=0, shapes=[RECT])
     assert service.may_delete(as_bob, shared, on_shared)
 
-    assert service.delete_rois(session, as_bob, image) == (1, 1)
+    service.create_roi(session, image, as_bob, name="b2", scene=0, shapes=[RECT])
+    service.create_roi(session, image, as_alice, name="a2", scene=0, shapes=[RECT])
+    assert service.delete_rois(session, as_bob, image) == (2, 2)
     session.rollback()  # committed
-    assert [r.name for r in service.list_rois(session, image)] == ["a"]
-    assert service.delete_rois(session, as_alice, image) == (1, 0)
+    assert [r.name for r in service.list_rois(session, image)] == ["a", "a2"]
+    assert service.delete_rois(session, as_alice, image) == (2, 0)
     assert service.list_rois(session, image) == []
     assert service.delete_rois(session, as_alice, image) == (0, 0)
 
@@ -410,3 +422,24 @@ def test_stats_csv_cells() -> None:
 )
 def test_names_never_run_as_formulas(name: str | None, cell: str | None) -> None:
     assert service._safe_cell(name) == cell
+
+
+def test_stats_job_reads_the_scene_asked_with_the_limits_given() -> None:
+    czi = Path("/work/shared/testdata/czi/xyz__multiple_images.czi")
+    box = Shape("rectangle", {"x": 20.0, "y": 30.0, "width": 40.0, "height": 25.0}, z=1)
+    stats = service.roi_stats_job(czi, [(0, [box]), (1, [box])], False, ReadLimits())
+    from zstack_analyzer.loader import open_image
+
+    with open_image(czi) as reader:
+        expected = [
+            int(reader.read_plane(scene, 0, 0, 1)[30:55, 20:60].astype(np.int64).sum())
+            for scene in (0, 1)
+        ]
+    assert expected[0] != expected[1]
+    assert [s["channels"][0]["sum"] for s in stats] == expected
+    # The limits given are the reader's: a whole-plane format over them is refused.
+    dicom = Path("/work/shared/testdata/dicom/dicom_file90.dcm")
+    point = Shape("point", {"x": 3.0, "y": 4.0})
+    assert service.roi_stats_job(dicom, [(0, [point])], False, ReadLimits())[0]["channels"]
+    with pytest.raises(LimitExceededError):
+        service.roi_stats_job(dicom, [(0, [point])], False, ReadLimits(max_render_plane_bytes=1000))
