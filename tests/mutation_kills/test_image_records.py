@@ -28,6 +28,7 @@ from tests.mutation_kills.service_db import (
     add_image,
     add_user,
 )
+from zstack_analyzer.errors import LimitExceededError
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.service import images_service as svc
 from zstack_analyzer.service.auth.labels import labels_for
@@ -124,6 +125,26 @@ def test_a_row_takes_every_column_from_a_real_file(session: Session) -> None:
     assert public.metadata["scenes"] == stored.scenes
     assert public.metadata["filename"] == "spots.tif"
     assert public.scene_count == 1 and public.depth == 17 and public.channels == 2
+
+
+def test_metadata_is_stored_as_json_writes_it() -> None:
+    czi = Path("/work/shared/testdata/czi/CD_s_1_t_3_c_2_z_5.czi")
+    metadata, scenes = svc.inspect_file(czi, ReadLimits())
+    row = svc.build_image(
+        image_id=uuid.uuid4(),
+        filename="cd.czi",
+        stored_name="x",
+        size_bytes=1,
+        sha256="0" * 64,
+        metadata=metadata,
+        scenes=scenes,
+    )
+    # Pydantic's JSON form of a UTC time (a "Z"), as every record made before.
+    assert row.image_metadata["acquired_at"] == "2016-02-12T09:41:02.491560Z"
+    assert len(row.scenes) == len(scenes)
+    # The limits given are the reader's.
+    with pytest.raises(LimitExceededError):
+        svc.inspect_file(SPOTS, ReadLimits(max_plane_bytes=1000))
 
 
 def test_list_and_api_views_of_rows(session: Session) -> None:
@@ -308,6 +329,9 @@ def test_the_record_memo(session: Session, tmp_path: Path) -> None:
     assert (default.ttl_s, default.max_entries, default.deleted_dir) == (5.0, 4096, None)
     assert (default.keep_s, default.prune_every_s) == (3600.0, 60.0)
     assert default.tombstone(uuid.UUID(int=1)) == 0
+    # Without a tombstone folder a hit is served from the memo.
+    again = asyncio.run(default.require(database, ids[2]))
+    assert asyncio.run(default.require(database, ids[2])) is again
     assert asyncio.run(default.require(database, ids[2])).filename == "2.tif"
 
 
