@@ -156,6 +156,8 @@ def test_rows_are_numbered_as_in_a_spreadsheet() -> None:
     assert parse_table("filename,tag\n").rows == []
     # The byte-order mark is no part of the first header (which then decides: a path).
     assert [r.how for r in parse_table("\ufeffpath,tag\nfoo.tif,x\n").rows] == ["path"]
+    # Only the mark is stripped: a header "Xname" is no "name" (its values decide).
+    assert [r.how for r in parse_table("Xname,tag\n/x/y.tif,t\n").rows] == ["path"]
 
 
 def test_too_many_cells_and_too_long_values() -> None:
@@ -297,6 +299,43 @@ def test_a_key_given_again_replaces_only_that_key(session: Session) -> None:
     assert [c.key_values for c in case.changes] == [{"stage": ["l4"]}]
 
 
+def test_a_key_replaced_on_one_image_stays_on_the_others(session: Session) -> None:
+    a = add_image(session, "a.tif")
+    b = add_image(session, "b.tif")
+    apply_table(session, SINGLE_USER, f"id,strain\n{a},N2\n{b},N2\n")
+    apply_table(session, SINGLE_USER, f"id,strain\n{a},PD1074\n")
+    assert _pairs(session, a) == [(None, "strain", "PD1074", 1)]
+    assert _pairs(session, b) == [(None, "strain", "N2", 0)]
+    empty = apply_table(session, SINGLE_USER, "")
+    assert (empty.rows, empty.applied, _errors(empty)) == (
+        0,
+        False,
+        [(1, "the table has no header row")],
+    )
+
+
+def test_existing_values_are_compared_in_position_order(session: Session) -> None:
+    """Pairs written by other routes may have positions out of id order: positions decide."""
+    from zstack_analyzer.service.annotations.models import index_key
+
+    a = add_image(session, "a.tif")
+    for position, value in ((5, "B"), (2, "A")):
+        session.add(
+            KeyValue(
+                image_id=a,
+                position=position,
+                namespace=None,
+                key="strain",
+                value=value,
+                key_key="strain",
+                value_key=index_key(value),
+            )
+        )
+    session.commit()
+    same = apply_table(session, SINGLE_USER, f"id,strain\n{a},A\n{a},B\n")
+    assert same.changes == []
+
+
 def test_errors_name_their_rows_and_nothing_is_written(session: Session) -> None:
     a = add_image(session, "a.tif")
     add_image(session, "twin.tif")
@@ -319,6 +358,13 @@ def test_errors_name_their_rows_and_nothing_is_written(session: Session) -> None
     bad = apply_table(session, SINGLE_USER, "id,tag\nnot-a-uuid,x\n")
     assert _errors(bad) == [(2, "no image with id 'not-a-uuid'")]
     # Header errors and row errors come sorted by row.
+    long_twin = "w" * 250
+    add_image(session, long_twin)
+    add_image(session, long_twin)
+    twins = apply_table(session, SINGLE_USER, f"filename,tag\n{long_twin},x\n")
+    assert _errors(twins) == [
+        (2, f"2 images have filename {long_twin[:200]!r}; name it by id"),
+    ]
     mixed = apply_table(session, SINGLE_USER, "filename,,tag\nnope.tif,,x\n")
     assert _errors(mixed) == [(1, "column 2 has no name"), (2, "no image with filename 'nope.tif'")]
     # NUL characters are dropped from the table.
@@ -360,8 +406,11 @@ def test_filenames_within_a_dataset(session: Session) -> None:
     assert _errors(apply_table(session, SINGLE_USER, "id,tag\n", dataset=twins)) == [
         (1, f"dataset: 2 datasets are called {twins[:100]!r}; give its id")
     ]
-    assert _errors(apply_table(session, SINGLE_USER, "id,tag\n", dataset="987")) == [
-        (1, "dataset: no dataset with id '987'")
+    assert _errors(
+        apply_table(session, SINGLE_USER, "filename,tag\ncell.tif,x\n", dataset="987")
+    ) == [
+        (1, "dataset: no dataset with id '987'"),
+        (2, "2 images have filename 'cell.tif'; name it by id"),
     ]
     # Blank: no dataset; a number in other digits is a name.
     assert apply_table(session, SINGLE_USER, f"id,tag\n{a},y\n", dataset="  ").errors == []
