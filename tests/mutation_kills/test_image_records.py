@@ -16,7 +16,7 @@ import shutil
 import socket
 import time
 import uuid
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -628,3 +628,39 @@ def test_in_place_messages_name_the_path(tmp_path: Path) -> None:
         f"{original}: the original changed since it was registered (size 3 -> 4); "
         "ingest it again to refresh the record"
     )
+
+
+def test_an_original_now_reached_through_a_symlink_out_of_the_roots(tmp_path: Path) -> None:
+    """A parent folder swapped for a symlink out of the import roots: refused, naming the path.
+
+    (confine_reads installs the process's read confinement for this test's own root only.)
+    """
+    from zstack_analyzer.confine import confine_reads
+
+    root = tmp_path / "root"
+    inside = root / "folder"
+    inside.mkdir(parents=True)
+    source = inside / "a.tif"
+    source.write_bytes(b"abc")
+    record = _placed(source)
+    confine_reads([root])
+    assert svc.in_place_original(record) == source
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.replace(source, outside / "a.tif")
+    inside.rmdir()
+    inside.symlink_to(outside)
+    with pytest.raises(OriginalChangedError) as caught:
+        svc.in_place_original(record)
+    message = str(caught.value)
+    assert message.startswith(f"{source}: the original changed since it was registered (")
+    assert "leads outside the import roots" in message
+    assert message.endswith("); ingest it again to refresh the record")
+
+
+def test_times_keep_their_zone() -> None:
+    from datetime import timedelta, timezone
+
+    plus_two = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=2)))
+    assert svc._aware(plus_two) is plus_two
+    assert svc._aware(datetime(2026, 3, 4, 5, 6, 7)) == datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
