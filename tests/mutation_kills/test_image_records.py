@@ -630,12 +630,19 @@ def test_in_place_messages_name_the_path(tmp_path: Path) -> None:
     )
 
 
-def test_an_original_now_reached_through_a_symlink_out_of_the_roots(tmp_path: Path) -> None:
+def test_an_original_now_reached_through_a_symlink_out_of_the_roots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A parent folder swapped for a symlink out of the import roots: refused, naming the path.
 
-    (confine_reads installs the process's read confinement for this test's own root only.)
+    (confine_reads confines the whole process; the roots are put back as they were after
+    the test, so later tests are not confined to this test's folder.)
     """
+    from zstack_analyzer import confine
     from zstack_analyzer.confine import confine_reads
+
+    monkeypatch.setattr(confine._STATE, "real", confine._STATE.real)
+    monkeypatch.setattr(confine._STATE, "prefixes", confine._STATE.prefixes)
 
     root = tmp_path / "root"
     inside = root / "folder"
