@@ -351,6 +351,9 @@ def test_stats_of_several_planes_and_channels_equal_numpy() -> None:
         assert entry["mean"] == pytest.approx(values.mean(), rel=1e-12)
         assert entry["std"] == pytest.approx(values.std(), rel=1e-9)
         assert entry["nan_count"] == 0
+        # Integer data: the sum, min and max are exact integers, the mean the exact quotient.
+        assert type(entry["sum"]) is int and type(entry["min"]) is int
+        assert type(entry["max"]) is int and entry["mean"] == int(values.sum()) / values.size
         assert entry["area_unit"] == "um2" and entry["area_px2"] == float(values.size)
         assert entry["area"] == pytest.approx(values.size * px * px)
         assert entry["area_um2"] == entry["area"]
