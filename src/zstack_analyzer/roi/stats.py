@@ -74,11 +74,14 @@ class Accumulator:
         if values.size == 0:
             return
         work = values.astype(np.float64)
-        float_total = float(work.sum())
-        mean = float_total / values.size  # what np.mean computes: the same sum, divided
-        work -= mean
-        np.square(work, out=work)
-        m2 = float(work.sum())
+        # Float data may hold inf: inf - inf is NaN, which result() reports as null; NumPy's
+        # warning about it is no fault of the file (and an error wherever warnings are errors).
+        with np.errstate(invalid="ignore", over="ignore"):
+            float_total = float(work.sum())
+            mean = float_total / values.size  # what np.mean computes: the same sum, divided
+            work -= mean
+            np.square(work, out=work)
+            m2 = float(work.sum())
         del work
         if self.integer:
             # int64 cannot overflow for 32-bit data in one chunk; 64-bit data: exact ints.
