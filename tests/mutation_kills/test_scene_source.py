@@ -217,3 +217,92 @@ def test_planar_rgb_tiles_are_read_through_the_reader(tmp_path: Path) -> None:
                 np.testing.assert_array_equal(
                     source.read_region(0, c, 0, y0, y1, x0, x1), rgb[ys, xs, c]
                 )
+
+
+def test_a_missing_member_of_a_tiled_set_reads_zeros(tmp_path: Path) -> None:
+    """A member file gone: its plane is zeros of the region's shape and the file's type."""
+    from tests.synthetic_tiff import write_ome_multifile
+
+    stack = (np.arange(3 * 40 * 36, dtype=np.uint32) % 251 + 1).astype(np.uint8)
+    stack = stack.reshape(1, 1, 3, 40, 36)
+    members, _ = write_ome_multifile(tmp_path, stack, tile=(16, 16))
+    members[2].unlink()
+    with open_image(members[0]) as reader:
+        source = SceneSource(reader, 0)
+        assert source.file_tile() == (16, 16)
+        np.testing.assert_array_equal(
+            source.read_region(0, 0, 1, 5, 30, 7, 20), stack[0, 0, 1, 5:30, 7:20]
+        )
+        gone = source.read_region(0, 0, 2, 5, 30, 7, 20)
+        assert gone.shape == (25, 13)
+        assert gone.dtype == np.uint8
+        assert not gone.any()
+
+
+def test_tiled_rgb_charges_and_reserves_whole_pixels(tmp_path: Path) -> None:
+    rgb = (np.arange(50 * 70 * 3, dtype=np.uint32) % 251).astype(np.uint8).reshape(50, 70, 3)
+    path = write_rgb(tmp_path / "rgb.tif", rgb, tile=(16, 16))
+    with open_image(path) as reader:
+        source = SceneSource(reader, 0)
+        assert source.file_tile() == (16, 16)
+        budget = DecodeBudget()
+        with decode_scope(budget) as scope:
+            region = source.read_region(0, 1, 0, 5, 20, 10, 40)  # 2 x 3 tiles
+        np.testing.assert_array_equal(region, rgb[5:20, 10:40, 1])
+        assert scope.spent == 6 * 16 * 16 * 3 - 15 * 30 * 3
+        assert budget.peak == 16 * 16 * 3
+
+
+def test_a_tile_over_the_request_budget_is_named(tmp_path: Path) -> None:
+    path = write_ome_tiff(tmp_path / "t.ome.tif", [STACK], tile=(16, 16))
+    with open_image(path) as reader:
+        source = SceneSource(reader, 0)
+        with decode_scope(DecodeBudget(request_bytes=100)), pytest.raises(Exception) as info:
+            source.read_region(1, 1, 2, 0, 4, 0, 4)
+    assert "t.ome.tif: a 16 x 16 tile of plane t=1 c=1 z=2" in str(info.value)
+
+
+def test_sparse_tiles_read_as_zeros(tmp_path: Path) -> None:
+    """A tile with byte count 0 (never written, as sparse TIFF writers leave them) is zeros."""
+    path = write_ome_tiff(tmp_path / "t.ome.tif", [STACK], tile=(16, 16))
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]  # t=0, c=0, z=0
+        tag = page.tags["TileByteCounts"]
+        at, kind = tag.valueoffset, tag.dtype
+    width = np.dtype(tifffile.TIFF.DATA_FORMATS[kind]).itemsize
+    with path.open("r+b") as fh:
+        for index in (6, 7):  # row 1, columns 1 and 2 (5 tiles a row)
+            fh.seek(at + index * width)
+            fh.write(b"\0" * width)
+    expected = STACK[0, 0, 0].copy()
+    expected[16:32, 16:48] = 0
+    with open_image(path) as reader:
+        source = SceneSource(reader, 0)
+        for y0, y1, x0, x1 in [(0, 50, 0, 69), (10, 40, 10, 60), (17, 20, 20, 70)]:
+            np.testing.assert_array_equal(
+                source.read_region(0, 0, 0, y0, y1, x0, x1), expected[y0:y1, x0:x1]
+            )
+
+
+def test_a_reduced_level_without_blocks_charges_what_a_region_drops(tmp_path: Path) -> None:
+    """DICOM levels decode only whole (no region grid): a region of level 1 drops the rest."""
+    from tests.synthetic_dicom import write_dicom_pyramid
+
+    plane = (np.arange(128 * 96, dtype=np.uint32) % 251).astype(np.uint8).reshape(128, 96)
+    paths = write_dicom_pyramid(tmp_path, plane, levels=2)
+    with open_image(paths[0]) as reader:
+        assert reader.region_grid(0, 1) is None
+        source = SceneSource(reader, 0)
+        assert source.file_level_shapes() == [(128, 96), (64, 48)]
+        level = plane[::2, ::2]
+        with decode_scope(DecodeBudget()) as scope:
+            region = source.read_region(0, 0, 0, 10, 30, 5, 25, level=1)
+        np.testing.assert_array_equal(region, level[10:30, 5:25])
+        assert scope.spent == (64 * 48 - 20 * 20) * source.spp
+        with decode_scope(DecodeBudget()) as scope:
+            whole = source.read_region(0, 0, 0, 0, 64, 0, 48, level=1)
+        np.testing.assert_array_equal(whole, level)
+        assert scope.spent == 0
+        with decode_scope(DecodeBudget(request_bytes=10)), pytest.raises(Exception) as info:
+            source.read_region(0, 0, 0, 0, 2, 0, 2, level=1)
+        assert f"{reader.path.name}: plane t=0 z=0" in str(info.value)
