@@ -254,12 +254,60 @@ def test_tiled_rgb_charges_and_reserves_whole_pixels(tmp_path: Path) -> None:
 
 
 def test_a_tile_over_the_request_budget_is_named(tmp_path: Path) -> None:
+    from zstack_analyzer.errors import LimitExceededError
+
     path = write_ome_tiff(tmp_path / "t.ome.tif", [STACK], tile=(16, 16))
     with open_image(path) as reader:
         source = SceneSource(reader, 0)
-        with decode_scope(DecodeBudget(request_bytes=100)), pytest.raises(Exception) as info:
-            source.read_region(1, 1, 2, 0, 4, 0, 4)
-    assert "t.ome.tif: a 16 x 16 tile of plane t=1 c=1 z=2" in str(info.value)
+        with decode_scope(DecodeBudget(request_bytes=100)), pytest.raises(LimitExceededError) as info:
+            source.read_region(1, 1, 2, 0, 4, 0, 4)  # the rest of the tile is charged first
+        assert "t.ome.tif: a 16 x 16 tile of plane t=1 c=1 z=2" in str(info.value)
+        assert info.value.path == reader.path
+        with decode_scope(DecodeBudget(block_bytes=100)), pytest.raises(LimitExceededError) as info:
+            source.read_region(0, 1, 0, 0, 4, 0, 4)  # one tile's decode over the block cap
+        assert "t.ome.tif: a 16 x 16 tile of plane t=0 c=1 z=0" in str(info.value)
+        assert info.value.path == reader.path
+
+
+def test_tiles_are_counted_to_the_last_column_and_row(tmp_path: Path) -> None:
+    """A region ending one pixel into a tile charges that tile; one ending before it does not."""
+    path = write_ome_tiff(tmp_path / "t.ome.tif", [STACK], tile=(16, 16))
+    with open_image(path) as reader:
+        source = SceneSource(reader, 0)
+        for (y0, y1, x0, x1), tiles in [
+            ((3, 17, 1, 17), 4),
+            ((3, 16, 1, 17), 2),
+            ((3, 17, 1, 16), 2),
+            ((0, 15, 0, 15), 1),
+        ]:
+            with decode_scope(DecodeBudget()) as scope:
+                region = source.read_region(0, 0, 0, y0, y1, x0, x1)
+            np.testing.assert_array_equal(region, STACK[0, 0, 0, y0:y1, x0:x1])
+            assert scope.spent == tiles * 16 * 16 * 2 - region.nbytes, (y0, y1, x0, x1)
+
+
+def test_only_the_tiles_under_a_region_are_decoded(tmp_path: Path) -> None:
+    """A corrupt tile just right of (or below) a region is never read for it."""
+    path = write_ome_tiff(tmp_path / "t.ome.tif", [STACK], tile=(16, 16), compression="zlib")
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        spans = [(page.dataoffsets[i], page.databytecounts[i]) for i in (1, 5)]
+    with path.open("r+b") as fh:
+        for offset, count in spans:  # tile 1: row 0, column 1; tile 5: row 1, column 0
+            fh.seek(offset)
+            fh.write(b"\xff" * count)
+    with open_image(path) as reader:
+        source = SceneSource(reader, 0)
+        np.testing.assert_array_equal(
+            source.read_region(0, 0, 0, 0, 15, 0, 15), STACK[0, 0, 0, :15, :15]
+        )
+        np.testing.assert_array_equal(
+            source.read_region(0, 0, 0, 0, 16, 0, 16), STACK[0, 0, 0, :16, :16]
+        )
+        with pytest.raises(CorruptFileError) as info:
+            source.read_region(0, 0, 0, 0, 4, 0, 17)
+        assert str(info.value).startswith("t.ome.tif: cannot decode tile 1 of plane t=0 c=0 z=0: ")
+        assert info.value.path == reader.path
 
 
 def test_sparse_tiles_read_as_zeros(tmp_path: Path) -> None:
