@@ -354,3 +354,55 @@ def test_a_reduced_level_without_blocks_charges_what_a_region_drops(tmp_path: Pa
         with decode_scope(DecodeBudget(request_bytes=10)), pytest.raises(Exception) as info:
             source.read_region(0, 0, 0, 0, 2, 0, 2, level=1)
         assert f"{reader.path.name}: plane t=0 z=0" in str(info.value)
+
+
+def _jpeg_segments(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(marker, segment) of a JPEG stream up to its scan; the scan and the rest as one piece."""
+    import struct
+
+    out, at = [], 2
+    while data[at : at + 2] != b"\xff\xda":
+        (length,) = struct.unpack(">H", data[at + 2 : at + 4])
+        out.append((data[at : at + 2], data[at : at + 2 + length]))
+        at += 2 + length
+    out.append((b"\xff\xda", data[at:]))
+    return out
+
+
+def test_jpeg_tiles_with_shared_tables(tmp_path: Path) -> None:
+    """Tiles whose quantisation and Huffman tables are in the page's JPEGTables (as in slides)."""
+    import imagecodecs
+
+    plane = ((np.indices((64, 48)).sum(0) * 3) % 200 + 20).astype(np.uint8)
+    shared = {b"\xff\xdb", b"\xff\xc4"}  # DQT, DHT
+    tiles, tables = [], None
+    for y in range(0, 64, 16):
+        for x in range(0, 48, 16):
+            parts = _jpeg_segments(imagecodecs.jpeg8_encode(plane[y : y + 16, x : x + 16], level=90))
+            these = b"".join(seg for marker, seg in parts if marker in shared)
+            assert tables in (None, these)  # the same tables in every tile
+            tables = these
+            kept = (seg for marker, seg in parts if marker not in {*shared, b"\xff\xe0"})
+            tiles.append(b"\xff\xd8" + b"".join(kept))
+    jpegtables = b"\xff\xd8" + (tables or b"") + b"\xff\xd9"
+    path = tmp_path / "slide.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(
+            iter(tiles),
+            shape=(64, 48),
+            dtype="uint8",
+            tile=(16, 16),
+            compression="jpeg",
+            photometric="minisblack",
+            extratags=[(347, 7, len(jpegtables), jpegtables, True)],
+            metadata=None,
+        )
+    with tifffile.TiffFile(path) as tif:
+        expected = tif.pages[0].asarray()
+    with open_image(path) as reader:
+        source = SceneSource(reader, 0)
+        assert source.file_tile() == (16, 16)
+        for y0, y1, x0, x1 in [(0, 16, 0, 16), (5, 40, 7, 45), (50, 64, 0, 48)]:
+            np.testing.assert_array_equal(
+                source.read_region(0, 0, 0, y0, y1, x0, x1), expected[y0:y1, x0:x1]
+            )
