@@ -172,3 +172,12 @@ def test_fts_tables_are_left_out_of_the_schema_comparison() -> None:
     assert include_in_schema_compare("images", "table") is True
     assert include_in_schema_compare("images_fts", "index") is True
     assert include_in_schema_compare(None, "table") is True
+
+
+def test_free_text_without_a_word_matches_by_annotations_only(client: TestClient) -> None:
+    """``q`` of punctuation only has no full-text term: only a tag, key or value can match it."""
+    database = _database(client)
+    add_record(database, "plain.czi")
+    assert _found(client, q="*()") == ([], 0)
+    assert _found(client, q="+-") == ([], 0)
+    assert len(_found(client)[0]) == 1
