@@ -10,13 +10,14 @@ With this running, export its endpoint and the fixture uses it instead::
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.s3server import running_s3_server  # noqa: E402 - after the path above
+from tests.s3server import running_s3_server
 
 
 def main() -> int:
@@ -24,10 +25,8 @@ def main() -> int:
     folder = Path(sys.argv[1] if len(sys.argv) > 1 else "s3-for-mutation")
     with running_s3_server(folder) as server:
         print(server.endpoint, flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 MiB = 1024 * 1024
 
 
-def _storage(server: S3Server, tmp_path: Path, *, bound: int = 8 * MiB, **options: int) -> S3Storage:
+def _storage(
+    server: S3Server, tmp_path: Path, *, bound: int = 8 * MiB, **options: int
+) -> S3Storage:
     bucket = server.create_bucket()
     storage = S3Storage(
         S3Location(bucket, "lab/originals"),
@@ -48,7 +50,13 @@ def _unreachable(tmp_path: Path) -> S3Storage:
     """A storage whose endpoint nobody listens on (port 1): every request fails at once."""
     from zstack_analyzer.storage.remote import S3Options
 
-    options = S3Options(endpoint_url="http://127.0.0.1:1", access_key_id="k", secret_access_key="s", region="us-east-1", allow_http=True)
+    options = S3Options(
+        endpoint_url="http://127.0.0.1:1",
+        access_key_id="k",
+        secret_access_key="s",  # noqa: S106 - nobody listens
+        region="us-east-1",
+        allow_http=True,
+    )
     storage = S3Storage(
         S3Location("gone", "p"),
         options,
@@ -77,7 +85,9 @@ def storage(s3_server: S3Server, tmp_path: Path) -> S3Storage:
     return _storage(s3_server, tmp_path)
 
 
-def test_objects_are_images_slash_name_below_the_prefix(storage: S3Storage, s3_server: S3Server) -> None:
+def test_objects_are_images_slash_name_below_the_prefix(
+    storage: S3Storage, s3_server: S3Server
+) -> None:
     assert S3Storage.key("a.tif") == "images/a.tif"
     _commit(storage, "a.tif", b"abc")
     whole = obstore.store.S3Store(
@@ -164,7 +174,7 @@ def test_failures_of_the_bucket_are_storage_failures(tmp_path: Path) -> None:
 
 
 def test_ranges_stream_in_chunks_of_at_least_get_chunk_bytes(storage: S3Storage) -> None:
-    assert GET_CHUNK_BYTES == 8 * MiB
+    assert 8 * MiB == GET_CHUNK_BYTES
     data = os.urandom(20 * MiB)
     _commit(storage, "r.bin", data)
     chunks = list(storage.iter_range("r.bin", 0, len(data)))
@@ -224,7 +234,9 @@ def test_a_read_marks_the_copy_most_recently_used(s3_server: S3Server, tmp_path:
     assert _cached(storage) == ["c", "d"]
 
 
-def test_a_failed_fetch_leaves_no_partial_copy(storage: S3Storage, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failed_fetch_leaves_no_partial_copy(
+    storage: S3Storage, caplog: pytest.LogCaptureFixture
+) -> None:
     with pytest.raises(FileNotFoundError):
         storage.path("missing.tif")
     assert list(storage.tmp_dir.iterdir()) == []
@@ -250,7 +262,7 @@ def test_one_lock_per_stored_name(storage: S3Storage) -> None:
     def read() -> None:
         try:
             results.append(storage.path("shared.tif").read_bytes())
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=read) for _ in range(4)]

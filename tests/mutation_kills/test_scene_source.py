@@ -259,7 +259,10 @@ def test_a_tile_over_the_request_budget_is_named(tmp_path: Path) -> None:
     path = write_ome_tiff(tmp_path / "t.ome.tif", [STACK], tile=(16, 16))
     with open_image(path) as reader:
         source = SceneSource(reader, 0)
-        with decode_scope(DecodeBudget(request_bytes=100)), pytest.raises(LimitExceededError) as info:
+        with (
+            decode_scope(DecodeBudget(request_bytes=100)),
+            pytest.raises(LimitExceededError) as info,
+        ):
             source.read_region(1, 1, 2, 0, 4, 0, 4)  # the rest of the tile is charged first
         assert "t.ome.tif: a 16 x 16 tile of plane t=1 c=1 z=2" in str(info.value)
         assert info.value.path == reader.path
@@ -378,7 +381,9 @@ def test_jpeg_tiles_with_shared_tables(tmp_path: Path) -> None:
     tiles, tables = [], None
     for y in range(0, 64, 16):
         for x in range(0, 48, 16):
-            parts = _jpeg_segments(imagecodecs.jpeg8_encode(plane[y : y + 16, x : x + 16], level=90))
+            parts = _jpeg_segments(
+                imagecodecs.jpeg8_encode(plane[y : y + 16, x : x + 16], level=90)
+            )
             these = b"".join(seg for marker, seg in parts if marker in shared)
             assert tables in (None, these)  # the same tables in every tile
             tables = these
