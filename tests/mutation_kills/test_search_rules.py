@@ -137,7 +137,9 @@ def test_the_index_is_rebuilt_only_when_broken(
     assert _found(client, q="dapi")[0] == []
     with caplog.at_level("WARNING"):
         assert ensure_search_index(engine) is True
-    assert "out of step with the images table: rebuilt" in caplog.text
+    assert caplog.messages == [
+        "the full-text search index was out of step with the images table: rebuilt"
+    ]
     assert _found(client, q="dapi")[0] == [first]
     assert ensure_search_index(engine) is False
     for trigger in ("images_fts_insert", "images_fts_delete", "images_fts_update"):
@@ -181,3 +183,25 @@ def test_free_text_without_a_word_matches_by_annotations_only(client: TestClient
     assert _found(client, q="*()") == ([], 0)
     assert _found(client, q="+-") == ([], 0)
     assert len(_found(client)[0]) == 1
+
+
+def test_a_direct_search_defaults_to_the_first_100(client: TestClient) -> None:
+    """``search_images(session, filters)`` as the CLI calls it (no skip): the newest 100 of 101."""
+    from datetime import timedelta
+
+    from zstack_analyzer.service.db.search import SearchFilters, search_images
+
+    database = _database(client)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    made = [
+        add_record(database, f"n{i}.czi", created_at=start + timedelta(minutes=i))
+        for i in range(101)
+    ]
+
+    def run(session: Any) -> tuple[list[str], int]:
+        rows, total = search_images(session, SearchFilters())
+        return [str(row.id) for row in rows], total
+
+    found, total = database.call(run)
+    assert total == 101
+    assert found == made[::-1][:100]
