@@ -205,3 +205,8 @@ def test_a_direct_search_defaults_to_the_first_100(client: TestClient) -> None:
     found, total = database.call(run)
     assert total == 101
     assert found == made[::-1][:100]
+    # limit=0 reads no page, so the total is asked for on its own (it is not "no match").
+    assert database.call(lambda session: search_images(session, SearchFilters(), limit=0)) == (
+        [],
+        101,
+    )
