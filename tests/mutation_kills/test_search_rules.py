@@ -210,3 +210,39 @@ def test_a_direct_search_defaults_to_the_first_100(client: TestClient) -> None:
         [],
         101,
     )
+
+
+def test_typed_filters_at_their_exact_bounds(client: TestClient) -> None:
+    """Z, pixel size and magnification bounds hold at equality; ``acquired_before`` does not."""
+    from zstack_analyzer.service.db.search import SearchFilters, search_images
+
+    database = _database(client)
+    when = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
+    lens = ObjectiveInfo(name="Plan 63x/1.4 Oil", magnification=63, immersion="Oil")
+    exact = add_record(
+        database, "exact.czi", size_z=5, pixel_um=0.5, acquired_at=when, objective=lens
+    )
+    other = add_record(database, "other.czi", size_z=9, pixel_um=2.0, file_format="OME-TIFF")
+
+    def found(**fields: Any) -> set[str]:
+        rows, total = database.call(lambda session: search_images(session, SearchFilters(**fields)))
+        assert total == len(rows)
+        return {str(row.id) for row in rows}
+
+    assert found(min_size_z=5) == {exact, other}
+    assert found(min_size_z=6) == {other}
+    assert found(max_size_z=5) == {exact}
+    assert found(max_size_z=4) == set()
+    assert found(pixel_size_min_um=0.5) == {exact, other}
+    assert found(pixel_size_min_um=0.6) == {other}
+    assert found(pixel_size_max_um=0.5) == {exact}
+    assert found(pixel_size_max_um=0.4) == set()
+    assert found(acquired_after=when) == {exact}
+    assert found(acquired_before=when) == set()
+    assert found(acquired_before=when.replace(second=8)) == {exact}
+    assert found(magnification=63.0) == {exact}
+    assert found(magnification=40.0) == set()
+    assert found(immersion=" OIL ") == {exact}
+    assert found(immersion="water") == set()
+    assert found(format="CZI") == {exact}
+    assert found(format="OME-TIFF") == {other}
