@@ -411,3 +411,23 @@ def test_jpeg_tiles_with_shared_tables(tmp_path: Path) -> None:
             np.testing.assert_array_equal(
                 source.read_region(0, 0, 0, y0, y1, x0, x1), expected[y0:y1, x0:x1]
             )
+
+
+def test_a_planar_page_as_square_as_its_samples_is_not_read_as_tiles(tmp_path: Path) -> None:
+    """3 x 3 pixels of 3 separate samples: the page's shape (3, 3, 3) starts like the plane's."""
+    data = (np.arange(27, dtype=np.uint8) * 7 + 1).reshape(3, 3, 3)
+    path = tmp_path / "tiny.tif"
+    tifffile.imwrite(
+        path,
+        data,
+        photometric="minisblack",
+        planarconfig="separate",
+        tile=(16, 16),
+        metadata=None,
+    )
+    with open_image(path) as reader:
+        source = SceneSource(reader, 0)
+        assert source.spp == 3
+        assert source.file_tile() is None
+        for c in range(3):
+            np.testing.assert_array_equal(source.read_region(0, c, 0, 0, 2, 0, 2), data[c, :2, :2])
