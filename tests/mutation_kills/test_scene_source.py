@@ -131,6 +131,7 @@ def test_planes_out_of_range_are_refused_by_name(tmp_path: Path) -> None:
             with pytest.raises(SceneNotFoundError) as info:
                 source.read_region(t, c, z, 0, 1, 0, 1)
             assert str(info.value) == f"t.ome.tif: {text}"
+            assert info.value.path == reader.path
 
 
 def test_pyramid_levels_of_the_file(tmp_path: Path) -> None:
@@ -413,9 +414,12 @@ def test_jpeg_tiles_with_shared_tables(tmp_path: Path) -> None:
             )
 
 
-def test_a_planar_page_as_square_as_its_samples_is_not_read_as_tiles(tmp_path: Path) -> None:
-    """3 x 3 pixels of 3 separate samples: the page's shape (3, 3, 3) starts like the plane's."""
-    data = (np.arange(27, dtype=np.uint8) * 7 + 1).reshape(3, 3, 3)
+@pytest.mark.parametrize("samples", [2, 3])
+def test_a_planar_page_as_square_as_its_samples_is_not_read_as_tiles(
+    tmp_path: Path, samples: int
+) -> None:
+    """n x n pixels of n separate samples: the page's shape (n, n, n) starts like the plane's."""
+    data = (np.arange(samples**3, dtype=np.uint8) * 7 + 1).reshape(samples, samples, samples)
     path = tmp_path / "tiny.tif"
     tifffile.imwrite(
         path,
@@ -426,8 +430,9 @@ def test_a_planar_page_as_square_as_its_samples_is_not_read_as_tiles(tmp_path: P
         metadata=None,
     )
     with open_image(path) as reader:
-        source = SceneSource(reader, 0)
-        assert source.spp == 3
+        source = SceneSource(reader)  # scene 0 by default
+        assert source.scene == 0
+        assert source.spp == samples
         assert source.file_tile() is None
-        for c in range(3):
+        for c in range(samples):
             np.testing.assert_array_equal(source.read_region(0, c, 0, 0, 2, 0, 2), data[c, :2, :2])
