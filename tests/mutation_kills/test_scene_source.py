@@ -35,6 +35,8 @@ REGIONS = [
     (17, 50, 33, 70),  # to the edges (partial tiles)
     (-5, 3, 60, 100),  # clipped to the plane
     (48, 49, 69, 70),  # one pixel in the last, partial tile
+    (25, 50, 0, 70),  # the lower half: (y1 + y0) x width would be over the plane's area
+    (0, 50, 35, 70),  # the right half
 ]
 
 
@@ -194,6 +196,7 @@ def test_planes_read_whole_charge_what_a_region_drops(tmp_path: Path) -> None:
         with decode_scope(DecodeBudget(request_bytes=10)), pytest.raises(Exception) as info:
             source.read_region(0, 1, 0, 0, 2, 0, 2)
         assert "cells.oif: plane t=0 z=0" in str(info.value)
+        assert info.value.path == reader.path  # type: ignore[attr-defined]
 
 
 def test_planar_rgb_tiles_are_read_through_the_reader(tmp_path: Path) -> None:
@@ -358,6 +361,47 @@ def test_a_reduced_level_without_blocks_charges_what_a_region_drops(tmp_path: Pa
         with decode_scope(DecodeBudget(request_bytes=10)), pytest.raises(Exception) as info:
             source.read_region(0, 0, 0, 0, 2, 0, 2, level=1)
         assert f"{reader.path.name}: plane t=0 z=0" in str(info.value)
+        assert info.value.path == reader.path  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("kind", ["rgb8", "grey16"])
+def test_dicom_levels_charge_and_reserve_their_own_plane(tmp_path: Path, kind: str) -> None:
+    """Whole-plane levels (DICOM) of RGB and 16-bit data: samples and bytes in every figure."""
+    from tests.synthetic_dicom import write_dicom_wsi
+
+    if kind == "rgb8":
+        plane = (np.arange(128 * 96 * 3, dtype=np.uint32) % 251).astype(np.uint8)
+        plane = plane.reshape(128, 96, 3)
+        stack = plane[np.newaxis, np.newaxis]
+    else:
+        plane = (np.arange(128 * 96, dtype=np.uint32) * 37 % 60000).astype(np.uint16)
+        plane = plane.reshape(128, 96)
+        stack = plane[np.newaxis, np.newaxis]
+    uid = "1.2.826.0.1.3680043.8.498.77"
+    for level in (0, 1):
+        step = 2**level
+        write_dicom_wsi(
+            tmp_path / f"level{level}.dcm",
+            stack[:, :, ::step, ::step],
+            tile=(32, 32),
+            series_uid=uid,
+            pixel_spacing_mm=0.00025 * step,
+        )
+    pixel = plane.itemsize * (3 if kind == "rgb8" else 1)
+    with open_image(tmp_path / "level0.dcm") as reader:
+        source = SceneSource(reader, 0)
+        assert source.file_level_shapes() == [(128, 96), (64, 48)]
+        for level, (ny, nx) in ((1, (64, 48)), (0, (128, 96))):
+            step = 2**level
+            expected = plane[::step, ::step]
+            for c in range(source.spp):
+                budget = DecodeBudget()
+                with decode_scope(budget) as scope:
+                    region = source.read_region(0, c, 0, 10, 30, 5, 25, level=level)
+                want = expected[10:30, 5:25, c] if expected.ndim == 3 else expected[10:30, 5:25]
+                np.testing.assert_array_equal(region, want)
+                assert scope.spent == (ny * nx - 20 * 20) * pixel
+                assert budget.peak == ny * nx * pixel  # this level's plane, reserved once
 
 
 def _jpeg_segments(data: bytes) -> list[tuple[bytes, bytes]]:
@@ -436,3 +480,19 @@ def test_a_planar_page_as_square_as_its_samples_is_not_read_as_tiles(
         assert source.file_tile() is None
         for c in range(samples):
             np.testing.assert_array_equal(source.read_region(0, c, 0, 0, 2, 0, 2), data[c, :2, :2])
+
+
+def test_reduced_levels_in_blocks_are_read_by_region_at_their_level(tmp_path: Path) -> None:
+    """An Imaris file: chunked levels (not TIFF tiles), so a region goes to the reader's own."""
+    from tests.synthetic_ims import write_ims
+
+    path = write_ims(tmp_path / "s.ims", levels=2)
+    with open_image(path) as reader:
+        source = SceneSource(reader, 0)
+        assert reader.region_grid(0, 1) is not None
+        (ny, nx) = source.file_level_shapes()[1]
+        level = np.asarray(reader.to_dask(0, 1)[1, 1, 2])
+        assert level.shape == (ny, nx)
+        np.testing.assert_array_equal(
+            source.read_region(1, 1, 2, 3, 15, 2, nx - 1, level=1), level[3:15, 2 : nx - 1]
+        )
