@@ -10,6 +10,7 @@ one ``ZSTACK_TEST_S3_ENDPOINT`` names, for mutation runs: see ``tests/conftest.p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -17,6 +18,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import httpx
 import obstore
 import pytest
 
@@ -24,17 +26,32 @@ from zstack_analyzer.storage.base import StorageUnavailableError
 from zstack_analyzer.storage.s3 import GET_CHUNK_BYTES, S3Location, S3Storage
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from tests.s3server import S3Server
 
 MiB = 1024 * 1024
+#: Buckets made by the running test, deleted after it (see :func:`_drop_buckets`).
+_MADE: list[tuple[S3Server, str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _drop_buckets() -> Iterator[None]:
+    """Delete each test's buckets: SeaweedFS gives a bucket 7 volumes of its 1,000, so a
+    server shared by a whole mutation run (thousands of tests) would run out after ~140."""
+    yield
+    while _MADE:
+        server, bucket = _MADE.pop()
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.delete(f"{server.endpoint}/{bucket}", timeout=30)
 
 
 def _storage(
     server: S3Server, tmp_path: Path, *, bound: int = 8 * MiB, **options: int
 ) -> S3Storage:
     bucket = server.create_bucket()
+    _MADE.append((server, bucket))
     storage = S3Storage(
         S3Location(bucket, "lab/originals"),
         server.options(**{"part_bytes": 5 * MiB, "max_concurrency": 2, **options}),
