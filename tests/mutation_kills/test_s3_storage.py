@@ -168,10 +168,15 @@ def test_a_mirror_refuses_writes_after_close_as_a_storage_failure(storage: S3Sto
     assert b"".join(storage.iter_range("c.tif", 0, 1)) == b"x"
 
 
-def test_an_aborted_mirror_leaves_no_object_even_after_many_parts(storage: S3Storage) -> None:
+def test_an_aborted_mirror_leaves_no_object_even_after_many_parts(
+    storage: S3Storage, s3_server: S3Server
+) -> None:
+    uploads = f"{s3_server.endpoint}/{storage.location.bucket}?uploads"
     mirror = storage.open_mirror("a.tif")
     mirror.write(os.urandom(11 * MiB))  # two parts sent already
+    assert "<Upload>" in httpx.get(uploads, timeout=30).text  # a multipart upload in flight
     mirror.abort()
+    assert "<Upload>" not in httpx.get(uploads, timeout=30).text  # aborted, its parts gone
     assert storage.size("a.tif") is None
     assert storage.stored_objects() == []
 
@@ -187,6 +192,7 @@ def test_failures_of_the_bucket_are_storage_failures(tmp_path: Path) -> None:
     with pytest.raises(StorageUnavailableError) as info:
         storage.remove("d.tif")
     assert str(info.value).startswith("delete to object storage failed: ")
+    assert "127.0.0.1:1" in str(info.value)  # the client's own error, not lost
     assert not (storage.cache_dir / "d.tif").exists()  # the copy goes first
 
 

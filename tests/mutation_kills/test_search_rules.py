@@ -220,7 +220,13 @@ def test_typed_filters_at_their_exact_bounds(client: TestClient) -> None:
     when = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
     lens = ObjectiveInfo(name="Plan 63x/1.4 Oil", magnification=63, immersion="Oil")
     exact = add_record(
-        database, "exact.czi", size_z=5, pixel_um=0.5, acquired_at=when, objective=lens
+        database,
+        "exact.czi",
+        size_z=5,
+        pixel_um=0.5,
+        acquired_at=when,
+        objective=lens,
+        channels=(("DAPI", "Hoechst 33342"),),
     )
     other = add_record(database, "other.czi", size_z=9, pixel_um=2.0, file_format="OME-TIFF")
 
@@ -246,3 +252,6 @@ def test_typed_filters_at_their_exact_bounds(client: TestClient) -> None:
     assert found(immersion="water") == set()
     assert found(format="CZI") == {exact}
     assert found(format="OME-TIFF") == {other}
+    assert found(channel=" DAPI ") == {exact}
+    assert found(channel="hoechst 33342") == {exact}
+    assert found(channel="egfp") == set()
