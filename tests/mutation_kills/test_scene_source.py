@@ -491,7 +491,7 @@ def test_reduced_levels_in_blocks_are_read_by_region_at_their_level(tmp_path: Pa
         source = SceneSource(reader, 0)
         assert reader.region_grid(0, 1) is not None
         (ny, nx) = source.file_level_shapes()[1]
-        level = np.asarray(reader.to_dask(0, 1)[1, 1, 2])
+        level = np.asarray(reader.to_dask(0, 1)[1, 1, 2].compute(scheduler="sync"))
         assert level.shape == (ny, nx)
         np.testing.assert_array_equal(
             source.read_region(1, 1, 2, 3, 15, 2, nx - 1, level=1), level[3:15, 2 : nx - 1]
