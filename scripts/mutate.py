@@ -81,10 +81,12 @@ def _slug(module: str) -> str:
     return module.removesuffix(".py").replace("/", ".")
 
 
-def _workdir(module: str, tests: list[str], *, resume: bool) -> Path:
+def _workdir(module: str, tests: list[str], *, resume: bool, isolation: str = "fork") -> Path:
     """Scratch folder whose pyproject mutates ``module`` only, testing with ``tests`` only.
 
     With ``resume`` the last run's mutants and results are kept (tests are copied anew).
+    ``isolation`` is mutmut's ``process_isolation``: "forkserver" for modules whose tests
+    use obstore, whose Rust runtime does not survive a fork (see :func:`main`).
     """
     work = SCRATCH / _slug(module)
     if work.exists() and not resume:
@@ -107,6 +109,7 @@ def _workdir(module: str, tests: list[str], *, resume: bool) -> Path:
         # A mutant that makes the tests hang (a timeout counts as killed) should not take
         # 15x the tests' own time of a scarce CPU: 3x, plus 5 s.
         "timeout_multiplier = 3.0\ntimeout_constant = 5.0\n"
+        f'process_isolation = "{isolation}"\n'
     )
     (work / "pyproject.toml").write_text(ours + section, "utf-8")
     # Made now, so that PYTHONPATH names an existing folder at start-up: Python caches a
@@ -115,7 +118,15 @@ def _workdir(module: str, tests: list[str], *, resume: bool) -> Path:
     return work
 
 
-def _run(module: str, tests: list[str], budget: float, names: list[str], *, resume: bool) -> float:
+def _run(
+    module: str,
+    tests: list[str],
+    budget: float,
+    names: list[str],
+    *,
+    resume: bool,
+    isolation: str = "fork",
+) -> float:
     """Run mutmut for ``module`` for at most ``budget`` seconds; return the time it took.
 
     ``names`` (mutant names or patterns) restrict the run: a module's ``only`` functions, or
@@ -123,7 +134,7 @@ def _run(module: str, tests: list[str], budget: float, names: list[str], *, resu
     """
     if resume:
         _keep_kills(module)
-    work = _workdir(module, tests, resume=resume)
+    work = _workdir(module, tests, resume=resume, isolation=isolation)
     env = dict(os.environ, CI="true", PYTHONPATH=str(work / "mutants" / "src"))
     command = ["nice", "-n", "10", sys.executable, "-m", "mutmut", "run", "--max-children", "1"]
     command += names
@@ -283,7 +294,12 @@ def main() -> int:
                 f"mutating {module} with {len(tests)} test path(s), budget {budget:.0f} s",
                 flush=True,
             )
-            seconds = _run(module, tests, budget, names, resume=args.resume)
+            # obstore (S3 and its local store) runs requests on a Rust runtime that hangs in a
+            # child forked after the parent used it: mutmut's default forks every mutant from
+            # the process that ran the tests once, so each such mutant would "time out" (be
+            # counted killed). Such modules set process_isolation = "forkserver".
+            isolation = str(entry.get("process_isolation", "fork"))
+            seconds = _run(module, tests, budget, names, resume=args.resume, isolation=isolation)
         score = _score(module, equivalent, seconds, only)
         if score is None:
             print(f"  {module}: no mutmut results (see .mutate/{_slug(module)}/mutmut.log)")

@@ -73,10 +73,20 @@ def testdata() -> Path:
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """A real S3-compatible server on loopback (SeaweedFS), one per worker."""
-    from tests.needs import unavailable
-    from tests.s3server import running_s3_server
+    """A real S3-compatible server on loopback (SeaweedFS), one per worker.
 
+    ``ZSTACK_TEST_S3_ENDPOINT`` names one already running instead (anonymous, as
+    :mod:`tests.s3server` starts it). Why: a mutation run forks a fresh pytest per
+    mutant, and a server started per fork costs 5 to 30 s of a shared CPU each time;
+    ``scripts/s3_for_mutation.py`` starts one for the whole run.
+    """
+    from tests.needs import unavailable
+    from tests.s3server import S3Server, running_s3_server
+
+    endpoint = os.environ.get("ZSTACK_TEST_S3_ENDPOINT")
+    if endpoint:
+        yield S3Server(endpoint.rstrip("/"), "external", 0)
+        return
     try:
         with running_s3_server(tmp_path_factory.mktemp("s3")) as server:
             yield server

@@ -129,11 +129,13 @@ def write_ome_multifile(
     *,
     prefix: str = "set",
     companion: bool = True,
+    **options: Any,
 ) -> tuple[list[Path], Path]:
     """A BinaryOnly multi-file OME-TIFF set: one file per Z plane plus a companion ``.ome``.
 
     ``stack`` is canonical T,C,Z,Y,X with T = C = 1. Returns the member paths
-    and the companion path (written only when ``companion``).
+    and the companion path (written only when ``companion``). ``options`` go to
+    ``tifffile.imwrite`` (``tile=`` for tiled members).
     """
     size_t, size_c, size_z, size_y, size_x = stack.shape
     assert size_t == size_c == 1
@@ -151,7 +153,12 @@ def write_ome_multifile(
         )
         path = folder / name
         tifffile.imwrite(
-            path, stack[0, 0, z], description=description, metadata=None, photometric="minisblack"
+            path,
+            stack[0, 0, z],
+            description=description,
+            metadata=None,
+            photometric="minisblack",
+            **options,
         )
         members.append(path)
         uuids.append(file_uuid)

@@ -137,7 +137,9 @@ def test_the_index_is_rebuilt_only_when_broken(
     assert _found(client, q="dapi")[0] == []
     with caplog.at_level("WARNING"):
         assert ensure_search_index(engine) is True
-    assert "out of step with the images table: rebuilt" in caplog.text
+    assert caplog.messages == [
+        "the full-text search index was out of step with the images table: rebuilt"
+    ]
     assert _found(client, q="dapi")[0] == [first]
     assert ensure_search_index(engine) is False
     for trigger in ("images_fts_insert", "images_fts_delete", "images_fts_update"):
@@ -172,3 +174,84 @@ def test_fts_tables_are_left_out_of_the_schema_comparison() -> None:
     assert include_in_schema_compare("images", "table") is True
     assert include_in_schema_compare("images_fts", "index") is True
     assert include_in_schema_compare(None, "table") is True
+
+
+def test_free_text_without_a_word_matches_by_annotations_only(client: TestClient) -> None:
+    """``q`` of punctuation only has no full-text term: only a tag, key or value can match it."""
+    database = _database(client)
+    add_record(database, "plain.czi")
+    assert _found(client, q="*()") == ([], 0)
+    assert _found(client, q="+-") == ([], 0)
+    assert len(_found(client)[0]) == 1
+
+
+def test_a_direct_search_defaults_to_the_first_100(client: TestClient) -> None:
+    """``search_images(session, filters)`` as the CLI calls it (no skip): the newest 100 of 101."""
+    from datetime import timedelta
+
+    from zstack_analyzer.service.db.search import SearchFilters, search_images
+
+    database = _database(client)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    made = [
+        add_record(database, f"n{i}.czi", created_at=start + timedelta(minutes=i))
+        for i in range(101)
+    ]
+
+    def run(session: Any) -> tuple[list[str], int]:
+        rows, total = search_images(session, SearchFilters())
+        return [str(row.id) for row in rows], total
+
+    found, total = database.call(run)
+    assert total == 101
+    assert found == made[::-1][:100]
+    # limit=0 reads no page, so the total is asked for on its own (it is not "no match").
+    assert database.call(lambda session: search_images(session, SearchFilters(), limit=0)) == (
+        [],
+        101,
+    )
+
+
+def test_typed_filters_at_their_exact_bounds(client: TestClient) -> None:
+    """Z, pixel size and magnification bounds hold at equality; ``acquired_before`` does not."""
+    from zstack_analyzer.service.db.search import SearchFilters, search_images
+
+    database = _database(client)
+    when = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
+    lens = ObjectiveInfo(name="Plan 63x/1.4 Oil", magnification=63, immersion="Oil")
+    exact = add_record(
+        database,
+        "exact.czi",
+        size_z=5,
+        pixel_um=0.5,
+        acquired_at=when,
+        objective=lens,
+        channels=(("DAPI", "Hoechst 33342"),),
+    )
+    other = add_record(database, "other.czi", size_z=9, pixel_um=2.0, file_format="OME-TIFF")
+
+    def found(**fields: Any) -> set[str]:
+        rows, total = database.call(lambda session: search_images(session, SearchFilters(**fields)))
+        assert total == len(rows)
+        return {str(row.id) for row in rows}
+
+    assert found(min_size_z=5) == {exact, other}
+    assert found(min_size_z=6) == {other}
+    assert found(max_size_z=5) == {exact}
+    assert found(max_size_z=4) == set()
+    assert found(pixel_size_min_um=0.5) == {exact, other}
+    assert found(pixel_size_min_um=0.6) == {other}
+    assert found(pixel_size_max_um=0.5) == {exact}
+    assert found(pixel_size_max_um=0.4) == set()
+    assert found(acquired_after=when) == {exact}
+    assert found(acquired_before=when) == set()
+    assert found(acquired_before=when.replace(second=8)) == {exact}
+    assert found(magnification=63.0) == {exact}
+    assert found(magnification=40.0) == set()
+    assert found(immersion=" OIL ") == {exact}
+    assert found(immersion="water") == set()
+    assert found(format="CZI") == {exact}
+    assert found(format="OME-TIFF") == {other}
+    assert found(channel=" DAPI ") == {exact}
+    assert found(channel="hoechst 33342") == {exact}
+    assert found(channel="egfp") == set()

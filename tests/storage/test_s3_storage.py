@@ -13,6 +13,7 @@ import pytest
 from zstack_analyzer.storage.s3 import S3Location, S3Storage
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from tests.s3server import S3Server
@@ -21,7 +22,9 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture
-def storage(s3_server: S3Server, tmp_path: Path) -> S3Storage:
+def storage(s3_server: S3Server, tmp_path: Path) -> Iterator[S3Storage]:
+    import httpx
+
     bucket = s3_server.create_bucket()
     options = s3_server.options(part_bytes=5 * MiB, max_concurrency=2)
     store = S3Storage(
@@ -32,7 +35,10 @@ def storage(s3_server: S3Server, tmp_path: Path) -> S3Storage:
         cache_max_bytes=8 * MiB,
     )
     store.ensure_dirs()
-    return store
+    yield store
+    # SeaweedFS gives each bucket 7 of its 1,000 volumes: a server shared by many tests (a
+    # mutation run's, see tests/conftest.py) runs out unless they are given back.
+    httpx.delete(f"{s3_server.endpoint}/{bucket}", timeout=30)
 
 
 def _object_bytes(storage: S3Storage, name: str) -> bytes:
