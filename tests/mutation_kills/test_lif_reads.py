@@ -107,7 +107,9 @@ def test_an_xml_header_ending_at_the_file_end_is_read_one_byte_short_is_truncate
 def test_an_xml_header_that_is_not_utf16_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "surrogate.lif"
     path.write_bytes(_header(2) + b"<\x00\x00\xd8")  # "<" then a lone high surrogate
-    with pytest.raises(CorruptFileError, match=r"surrogate\.lif: LIF XML header is not valid UTF-16"):
+    with pytest.raises(
+        CorruptFileError, match=r"surrogate\.lif: LIF XML header is not valid UTF-16"
+    ):
         LifReader(path)
 
 
@@ -151,8 +153,9 @@ def test_scenes_and_calibration_equal_expected_json(testdata: Path, name: str) -
             assert md.bit_depth == 8
         pixels = expected["scene0_pixels"]
         plane = reader.read_plane(0, 0, 0, 0)
-        assert hashlib.sha256(np.ascontiguousarray(plane).tobytes()).hexdigest() == (
-            pixels["plane_t0_c0_z0_sha256"]
+        assert (
+            hashlib.sha256(np.ascontiguousarray(plane).tobytes()).hexdigest()
+            == (pixels["plane_t0_c0_z0_sha256"])
         )
         stack = np.stack([reader.read_plane(0, 0, 0, z) for z in range(scenes[0].size_z)])
         mip = stack.max(axis=0)
@@ -360,7 +363,9 @@ def test_a_read_past_the_end_is_corrupt_not_short(testdata: Path, tmp_path: Path
         reader.read_plane(0, 1, 1, 2)
         with path.open("r+b") as fh:
             fh.truncate(path.stat().st_size - 100)
-        with pytest.raises(CorruptFileError, match=r"copy\.lif: read \d[\d,]* of 4,096 bytes at offset"):
+        with pytest.raises(
+            CorruptFileError, match=r"copy\.lif: read \d[\d,]* of 4,096 bytes at offset"
+        ):
             reader.read_plane(0, 1, 1, 2)
 
 
