@@ -19,8 +19,8 @@ import tifffile
 from tests.synthetic import encoded_stack
 from tests.synthetic_lsm import LSM_MAGIC, write_lsm
 from zstack_analyzer import CorruptFileError, open_image
-from zstack_analyzer.readers.lsm import LsmReader, _metres_to_um, _objective
 from zstack_analyzer.readers._tiff_common import TiffPeek
+from zstack_analyzer.readers.lsm import LsmReader, _metres_to_um, _objective
 
 if TYPE_CHECKING:
     from pathlib import Path
