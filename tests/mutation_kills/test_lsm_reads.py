@@ -212,15 +212,6 @@ def test_an_unknown_scan_type_is_corrupt(tmp_path: Path) -> None:
         open_image(path).metadata()
 
 
-def test_a_single_page_has_no_thumbnail_series(tmp_path: Path) -> None:
-    stack = encoded_stack(1, 1, 1, 8, 8)
-    single = write_lsm(tmp_path / "single.lsm", stack, thumbnails=False)
-    with open_image(single) as image:
-        md = image.metadata()
-        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 0), stack[0, 0, 0])
-    assert md.vendor_metadata["thumbnail_pages"] == 0
-
-
 def test_a_z_voxel_of_a_single_slice_is_kept_when_stated(tmp_path: Path) -> None:
     path = write_lsm(
         tmp_path / "flat.lsm", encoded_stack(1, 1, 1, 8, 8), voxel_m=(1e-7, 1e-7, 2e-6)
