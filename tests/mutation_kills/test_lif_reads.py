@@ -46,6 +46,10 @@ def test_sniff_needs_magic_mark_length_and_an_xml_start(testdata: Path) -> None:
     assert LifReader.sniff(head, path)
     assert LifReader.sniff(head[:15], path)  # exactly the header and "<" in UTF-16
     assert not LifReader.sniff(head[:14], path)
+    assert not LifReader.sniff(head[:12], path)  # shorter than the header: no unpack error
+    assert not LifReader.sniff(b"", path)
+    one_char = struct.pack("<IIBI", 0x70, 0, 0x2A, 1) + b"<\x00"
+    assert LifReader.sniff(one_char, path)  # an XML of one character still starts with "<"
     assert not LifReader.sniff(b"\x71" + head[1:], path)  # magic
     assert not LifReader.sniff(head[:8] + b"\x2b" + head[9:], path)  # mark
     assert not LifReader.sniff(head[:9] + b"\0\0\0\0" + head[13:], path)  # no XML
@@ -337,12 +341,17 @@ def test_levels_and_scenes_out_of_range(testdata: Path) -> None:
             reader.region_grid(0, 1)
         with pytest.raises(SceneNotFoundError, match="level 1 does not exist; LIF images have 1"):
             reader.to_dask(0, 1)
+        with pytest.raises(SceneNotFoundError, match="level 1 does not exist; LIF images have 1"):
+            reader.read_region(0, 0, 0, 0, (0, 4), (0, 4), level=1)
         with pytest.raises(SceneNotFoundError, match="scene 1 does not exist; it has 1"):
             reader.metadata(1)
         with pytest.raises(SceneNotFoundError, match="scene -1 does not exist"):
             reader.to_dask(-1)
     with LifReader(testdata / XZ) as reader:
         assert reader.region_grid(2) == (1, 512)
+        # a scene that exists, a level that does not (the scene is not taken for the level)
+        with pytest.raises(SceneNotFoundError, match="level 1 does not exist; LIF images have 1"):
+            reader.read_region(1, 0, 0, 0, (0, 4), (0, 4), level=1)
 
 
 def test_a_data_block_past_the_end_of_the_file_is_refused(testdata: Path, tmp_path: Path) -> None:

@@ -382,6 +382,12 @@ def test_loop_axes_name_repeats_and_custom_loops() -> None:
     assert _loop_axes([("XYPosLoop", 2), ("NETimeLoop", 2)]) == ([("P", 2), ("T", 2)], {})
 
 
+def test_sniff_the_real_head(testdata: Path, tmp_path: Path) -> None:
+    head = (testdata / CLUSTER).read_bytes()[:64]
+    assert Nd2Reader.sniff(head, tmp_path / "renamed.bin")
+    assert Nd2Reader.sniff(head[:4], tmp_path / "renamed.bin")
+
+
 def test_sniff_suffix_is_case_blind(tmp_path: Path) -> None:
     jp2 = b"\x00\x00\x00\x0cjP  \r\n\x87\n" + bytes(4)
     assert Nd2Reader.sniff(jp2, tmp_path / "OLD.ND2")
