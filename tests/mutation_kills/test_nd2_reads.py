@@ -393,3 +393,21 @@ def test_sniff_suffix_is_case_blind(tmp_path: Path) -> None:
     assert Nd2Reader.sniff(jp2, tmp_path / "OLD.ND2")
     assert not Nd2Reader.sniff(jp2[:-5] + b"\x00" + jp2[-4:], tmp_path / "old.nd2")
     assert not Nd2Reader.sniff(b"\xda\xce\xbe\x0b", tmp_path / "a.nd2")
+
+
+def test_axes_the_file_marks_uncalibrated_have_no_size(testdata: Path, tmp_path: Path) -> None:
+    """bCalibrated = 0 (ImageCalibrationLV): nd2 reports X and Y uncalibrated; Z keeps its step."""
+    name = "bCalibrated".encode("utf-16-le") + b"\x00\x00"
+
+    def uncalibrate(data: bytearray) -> None:
+        at = data.index(name) + len(name)
+        assert data[at] == 1
+        data[at] = 0
+
+    path = _copy(testdata, tmp_path, uncalibrate)
+    with Nd2Reader(path) as reader:
+        md = reader.metadata(0)
+    assert (md.physical_size.x_um, md.physical_size.y_um) == (None, None)
+    assert md.physical_size.z_um == pytest.approx(0.5)
+    assert "physical_size.x_um" not in md.provenance
+    assert md.provenance["physical_size.z_um"] == "ND2 metadata.channels[0].volume.axesCalibration"
