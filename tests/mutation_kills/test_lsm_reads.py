@@ -55,7 +55,9 @@ def test_every_plane_and_the_metadata_of_a_time_series(tmp_path: Path) -> None:
         for t in range(2):
             for c in range(3):
                 for z in range(2):
-                    np.testing.assert_array_equal(image.read_plane(0, t, c, z), stack[t, c, z])
+                    plane = image.read_plane(0, t, c, z)
+                    assert plane.dtype == stack.dtype
+                    np.testing.assert_array_equal(plane, stack[t, c, z])
         out = np.zeros((12, 14), dtype=stack.dtype)
         image.read_plane_into(0, 1, 2, 1, out)
         np.testing.assert_array_equal(out, stack[1, 2, 1])
@@ -175,6 +177,7 @@ def test_a_line_scan_reads_each_line_of_each_channel(tmp_path: Path) -> None:
             for z in (0, 3, 6):
                 plane = image.read_plane(0, 0, c, z)
                 assert plane.shape == (1, 20)
+                assert plane.dtype == stack.dtype
                 np.testing.assert_array_equal(plane, stack[0, c, z])
         md = image.metadata()
     assert md.physical_size.y_um is None
@@ -286,3 +289,20 @@ def test_objective_text(
 @pytest.mark.parametrize("text", [None, "", 63, b"63x/1.4"])
 def test_no_objective_text(text: object) -> None:
     assert _objective(text) is None
+
+
+def test_a_page_of_another_size_is_corrupt_when_read(tmp_path: Path) -> None:
+    """The second image IFD says 8 rows where CZ_LSMINFO and the first page say 16."""
+    stack = encoded_stack(1, 1, 3, 16, 16)
+    path = write_lsm(tmp_path / "short.lsm", stack)
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages[2].tags["ImageLength"]
+        where = tag.valueoffset
+    data = bytearray(path.read_bytes())
+    data[where : where + 2] = struct.pack("<H", 8)
+    path.write_bytes(bytes(data))
+    with open_image(path) as image:
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 0), stack[0, 0, 0])
+        with pytest.raises(CorruptFileError) as caught:
+            image.read_plane(0, 0, 0, 1)
+    assert str(caught.value) == "short.lsm: an LSM page holds (8, 16), expected (16, 16)"

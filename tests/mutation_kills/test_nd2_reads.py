@@ -411,3 +411,21 @@ def test_axes_the_file_marks_uncalibrated_have_no_size(testdata: Path, tmp_path:
     assert md.physical_size.z_um == pytest.approx(0.5)
     assert "physical_size.x_um" not in md.provenance
     assert md.provenance["physical_size.z_um"] == "ND2 metadata.channels[0].volume.axesCalibration"
+
+
+def test_a_calibration_of_exactly_one_micrometre_is_kept(testdata: Path, tmp_path: Path) -> None:
+    """dCalibration = 1.0 in both metadata chunks: a real 1 µm pixel, not a default."""
+    name = "dCalibration".encode("utf-16-le") + b"\x00\x00"
+
+    def one_micrometre(data: bytearray) -> None:
+        start = 0
+        while (at := data.find(name, start)) >= 0:
+            struct.pack_into("<d", data, at + len(name), 1.0)
+            start = at + 1
+
+    path = _copy(testdata, tmp_path, one_micrometre)
+    with Nd2Reader(path) as reader:
+        md = reader.metadata(0)
+    assert (md.physical_size.x_um, md.physical_size.y_um) == (1.0, 1.0)
+    assert md.physical_size.z_um == pytest.approx(0.5)
+    assert not any("calibration" in w for w in md.warnings)
