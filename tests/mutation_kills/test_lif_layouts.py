@@ -248,3 +248,19 @@ def test_a_data_block_smaller_than_its_dimensions_is_corrupt(tmp_path: Path) -> 
     path.write_bytes(raw)
     with LifReader(path) as reader:  # 1 x 20 + 19 + 1 = 40: exactly the block
         assert reader.scenes()[0].shape == (1, 1, 2, 4, 5)
+
+
+def test_a_dimension_not_in_metres_is_no_calibration(tmp_path: Path) -> None:
+    data = np.zeros((3, 4, 5), dtype=np.uint8)
+    path = tmp_path / "units.lif"
+    _write_lif(path, data, "ZYX", luts=["Gray"])
+    raw = path.read_bytes()
+    metres = 'Unit="m"'.encode("utf-16-le")
+    assert raw.count(metres) == 3  # Z, Y, X in file order
+    path.write_bytes(raw.replace(metres, 'Unit="s"'.encode("utf-16-le"), 1))
+    with LifReader(path) as reader:
+        md = reader.metadata(0)
+    assert md.physical_size.z_um is None
+    assert md.physical_size.y_um == pytest.approx(2.0)
+    assert md.physical_size.x_um == pytest.approx(1.0)
+    assert md.warnings == ["Z dimension unit 's' is not metres"]

@@ -133,6 +133,7 @@ def test_the_time_intervall_field_when_there_are_no_stamps(tmp_path: Path) -> No
         md = image.metadata()
     assert md.time_interval_s == pytest.approx(2.5)
     assert md.provenance["time_interval_s"] == "CZ_LSMINFO TimeIntervall"
+    assert md.vendor_metadata["TimeStamps"] == []
     one = write_lsm(tmp_path / "one.lsm", encoded_stack(1, 1, 2, 8, 8), timestamps=[1.0, 2.0])
     _patch(one, "TimeIntervall", "<d", 2.5)
     with open_image(one) as image:
@@ -306,3 +307,16 @@ def test_a_page_of_another_size_is_corrupt_when_read(tmp_path: Path) -> None:
         with pytest.raises(CorruptFileError) as caught:
             image.read_plane(0, 0, 0, 1)
     assert str(caught.value) == "short.lsm: an LSM page holds (8, 16), expected (16, 16)"
+
+
+@pytest.mark.parametrize(
+    ("stamps", "interval"), [([100.0, 103.0], 3.0), ([7.0, 7.5], 0.5), ([1.0, 2.0, 4.0], 1.0)]
+)
+def test_two_time_points_take_the_mean_step_of_their_stamps(
+    tmp_path: Path, stamps: list[float], interval: float
+) -> None:
+    path = write_lsm(tmp_path / "two.lsm", encoded_stack(2, 1, 1, 8, 8), timestamps=stamps)
+    with open_image(path) as image:
+        md = image.metadata()
+    assert md.time_interval_s == pytest.approx(interval)
+    assert md.provenance["time_interval_s"] == "LSM TimeStamps (mean step)"
