@@ -155,6 +155,7 @@ def test_scenes_and_calibration_equal_expected_json(testdata: Path, name: str) -
             assert [c.name for c in md.channels] == want["channel_names"]
             assert md.provenance["channels[].name"] == "LIF stores no channel names"
             assert md.bit_depth == 8
+            assert md.significant_bits == 8  # every ChannelDescription says Resolution="8"
         pixels = expected["scene0_pixels"]
         plane = reader.read_plane(0, 0, 0, 0)
         assert (
@@ -383,3 +384,31 @@ def test_a_closed_reader_refuses_reads(testdata: Path) -> None:
     reader.close()
     with pytest.raises(Exception, match="closed"):
         reader.read_plane(0, 0, 0, 0)
+
+
+def test_significant_bits_need_one_stated_resolution_within_the_type() -> None:
+    from zstack_analyzer.readers.lif import _significant_bits
+
+    u16 = np.dtype("uint16")
+    assert _significant_bits([{"resolution": 12}, {"resolution": 12}], u16) == 12
+    assert _significant_bits([{"resolution": 12}, {"resolution": 0}], u16) == 12  # 0: not stated
+    assert _significant_bits([{"resolution": 12}, {"resolution": 10}], u16) is None
+    assert _significant_bits([{"resolution": 0}], u16) is None
+    assert _significant_bits([], u16) is None
+    assert _significant_bits([{"resolution": 16}], u16) == 16
+    assert _significant_bits([{"resolution": 17}], u16) is None
+    assert _significant_bits([{"resolution": 1}], np.dtype("uint8")) == 1
+    assert _significant_bits([{"resolution": 9}], np.dtype("uint8")) is None
+    assert _significant_bits([{"resolution": -3}], np.dtype("uint8")) is None
+
+
+def test_a_step_that_is_not_finite_is_no_step() -> None:
+    from zstack_analyzer.readers.lif import _step
+
+    dims = {"X": {"unit": "m"}, "T": {"unit": "s"}}
+    assert _step({"X": np.array([0.0, 2e-7, 4e-7])}, dims, "X", "m") == pytest.approx(2e-7)
+    assert _step({"X": np.array([0.0, np.inf])}, dims, "X", "m") is None
+    assert _step({"X": np.array([np.nan, 1.0])}, dims, "X", "m") is None
+    assert _step({"X": np.array([0.0])}, dims, "X", "m") is None
+    assert _step({"X": np.array([0.0, 1.0])}, dims, "X", "s") is None
+    assert _step({}, dims, "X", "m") is None

@@ -78,6 +78,14 @@ def test_every_plane_and_the_metadata_of_a_time_series(tmp_path: Path) -> None:
     assert md.provenance["physical_size.z_um"] == "CZ_LSMINFO VoxelSizeZ (m)"
     assert md.warnings == []
     assert md.vendor_metadata["ScanType"] == 6
+    for key in ("SpectralScan", "TypeOfData", "DimensionP", "DimensionM"):
+        assert md.vendor_metadata[key] == 0, key
+    for key in ("OriginX", "OriginY", "OriginZ"):
+        assert md.vendor_metadata[key] == 0.0, key
+    assert md.objective is not None
+    assert md.objective.name == "Plan-Apochromat 63x/1.40 Oil DIC M27"
+    assert (md.objective.magnification, md.objective.numerical_aperture) == (63.0, 1.4)
+    assert md.objective.immersion == "Oil"
     assert md.vendor_metadata["TimeStamps"] == [10.0, 14.0, 99.0]
     assert md.vendor_metadata["ScanInformation"] == {
         "Name": "synthetic",
