@@ -328,3 +328,25 @@ def test_two_time_points_take_the_mean_step_of_their_stamps(
         md = image.metadata()
     assert md.time_interval_s == pytest.approx(interval)
     assert md.provenance["time_interval_s"] == "LSM TimeStamps (mean step)"
+
+
+def test_one_plane_and_its_thumbnail_is_a_thumbnail_series(tmp_path: Path) -> None:
+    stack = encoded_stack(1, 1, 1, 8, 8)
+    path = write_lsm(tmp_path / "one.lsm", stack)
+    with open_image(path) as image:
+        md = image.metadata()
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 0), stack[0, 0, 0])
+    assert md.vendor_metadata["thumbnail_pages"] == 1
+
+
+def test_a_laser_line_of_zero_is_no_excitation(tmp_path: Path) -> None:
+    path = write_lsm(tmp_path / "laser.lsm", encoded_stack(1, 2, 1, 8, 8))
+    data = bytearray(path.read_bytes())
+    line = struct.pack("<IIId", 0x90000003, 5, 8, 488.0)
+    assert data.count(line) == 1
+    at = data.index(line)
+    data[at : at + len(line)] = struct.pack("<IIId", 0x90000003, 5, 8, 0.0)
+    path.write_bytes(bytes(data))
+    with open_image(path) as image:
+        md = image.metadata()
+    assert [c.excitation_nm for c in md.channels] == [None, 588.0]
