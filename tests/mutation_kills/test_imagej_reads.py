@@ -312,3 +312,4 @@ def test_a_declared_image_count_over_the_pages_is_truncated(testdata: Path, tmp_
         "claims.tif: the ImageJ description declares 9 images but the file holds 3 page(s) "
         "and too few bytes for the rest; the file is truncated or corrupt"
     )
+    assert caught.value.path == path
