@@ -350,3 +350,21 @@ def test_a_laser_line_of_zero_is_no_excitation(tmp_path: Path) -> None:
     with open_image(path) as image:
         md = image.metadata()
     assert [c.excitation_nm for c in md.channels] == [None, 588.0]
+
+
+def test_one_channel_is_one_scene_of_one_channel_with_regions(tmp_path: Path) -> None:
+    stack = encoded_stack(2, 1, 3, 12, 10)
+    path = write_lsm(tmp_path / "mono.lsm", stack, timestamps=[0.0, 1.0])
+    with open_image(path) as image:
+        (info,) = image.scenes()
+        assert (info.index, info.name) == (0, None)
+        assert info.shape == (2, 1, 3, 12, 10)
+        assert image.region_grid(0) is not None
+        for t, z in [(0, 0), (1, 2)]:
+            plane = image.read_plane(0, t, 0, z)
+            np.testing.assert_array_equal(plane, stack[t, 0, z])
+            region = image.read_region(0, t, 0, z, (2, 9), (1, 7))
+            np.testing.assert_array_equal(region, stack[t, 0, z, 2:9, 1:7])
+        md = image.metadata()
+    assert (md.size_t, md.size_c, md.size_z) == (2, 1, 3)
+    assert len(md.channels) == 1
