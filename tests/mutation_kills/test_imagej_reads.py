@@ -48,6 +48,7 @@ def test_values_equal_expected_json(testdata: Path, name: str) -> None:
     want = expected["scenes"][0]
     with open_image(testdata / name) as image:
         assert isinstance(image, ImageJTiffReader)
+        assert [info.index for info in image.scenes()] == [0]
         md = image.metadata()
         sizes = want["sizes"]
         shape = (sizes["T"], sizes["C"], sizes["Z"], sizes["Y"], sizes["X"])
