@@ -1,0 +1,266 @@
+"""LIF layouts the corpus lacks, written with the XML rules liffile reads: tiles, flips, refusals.
+
+Why: the corpus has one tile scan (no flip flags, no unusable positions) and no damaged
+descriptions; the reader's tile placement and its open-time refusals are pinned here on
+files written by ``tests/readers/test_lif.py``'s writer, against liffile's own arrays.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import liffile
+import numpy as np
+import pytest
+
+from tests.readers.test_lif import _write_lif
+from zstack_analyzer import CorruptFileError
+from zstack_analyzer.limits import ReadLimits
+from zstack_analyzer.readers.lif import LifReader
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _tiles(
+    positions: list[tuple[float, float]], *, flip_x: int = 0, flip_y: int = 0, swap: int = 0
+) -> str:
+    tiles = "".join(
+        f'<Tile FieldX="{m}" FieldY="0" PosX="{x}" PosY="{y}" PosZ="0"/>'
+        for m, (x, y) in enumerate(positions)
+    )
+    return (
+        f'<Attachment Name="TileScanInfo" Application="LAS AF" FlipX="{flip_x}" FlipY="{flip_y}" '
+        f'SwapXY="{swap}">{tiles}</Attachment>'
+    )
+
+
+def _tile_stack(n: int, ny: int = 4, nx: int = 5) -> np.ndarray:
+    return np.stack([np.full((ny, nx), 10 + m, dtype=np.uint8) for m in range(n)])
+
+
+@pytest.mark.parametrize(
+    ("flags", "offsets"),
+    [
+        ({}, [(0, 0), (0, 3), (1, 0)]),
+        ({"flip_x": 1}, [(0, 3), (0, 0), (1, 3)]),
+        ({"flip_y": 1}, [(1, 0), (1, 3), (0, 0)]),
+        ({"swap": 1}, [(0, 0), (2, 0), (0, 2)]),  # 3 µm / 2 µm = 1.5 -> 2 (rint)
+    ],
+)
+def test_tile_flags_place_the_tiles(
+    tmp_path: Path, flags: dict[str, int], offsets: list[tuple[int, int]]
+) -> None:
+    """X steps are 1 µm and Y steps 2 µm; tiles at (x, y) µm (0, 0), (3, 0), (0, 2)."""
+    data = _tile_stack(3)
+    path = tmp_path / "tiles.lif"
+    attachment = _tiles([(0.0, 0.0), (3e-6, 0.0), (0.0, 2e-6)], **flags)
+    _write_lif(path, data, "MYX", luts=["Gray"], attachments=attachment)
+    with LifReader(path) as reader:
+        md = reader.metadata(0)
+        plane = reader.read_plane(0, 0, 0, 0)
+        assert md.vendor_metadata["tile_offsets_yx"] == [list(o) for o in offsets]
+        height = max(oy for oy, _ in offsets) + 4
+        width = max(ox for _, ox in offsets) + 5
+        assert md.shape == (1, 1, 1, height, width)
+        expected = np.zeros((height, width), dtype=np.uint8)
+        for m, (oy, ox) in enumerate(offsets):
+            expected[oy : oy + 4, ox : ox + 5] = 10 + m
+        np.testing.assert_array_equal(plane, expected)
+        for rows, cols in [
+            ((0, height), (0, width)),
+            ((1, 3), (2, 6)),
+            ((height - 1, height), (0, 2)),
+        ]:
+            np.testing.assert_array_equal(
+                reader.read_region(0, 0, 0, 0, rows, cols), expected[slice(*rows), slice(*cols)]
+            )
+    flagged = [w for w in md.warnings if "FlipX/FlipY/SwapXY" in w]
+    assert flagged == (
+        []
+        if not flags
+        else [
+            "tile scan with FlipX/FlipY/SwapXY: placement follows the flags, not verified against LAS X"
+        ]
+    )
+    assert (
+        f"tile scan of 3 tiles stitched by stage position (offsets y,x px {offsets})" in md.warnings
+    )
+    assert md.extra_dims == {}
+
+
+def test_tiles_round_to_the_nearest_pixel(tmp_path: Path) -> None:
+    data = _tile_stack(3)
+    path = tmp_path / "round.lif"
+    # 2.6 µm / 1 µm -> 3 px; 2.4 µm / 1 µm -> 2 px; Y 2.9 µm / 2 µm -> 1 px
+    attachment = _tiles([(0.0, 0.0), (2.6e-6, 0.0), (2.4e-6, 2.9e-6)])
+    _write_lif(path, data, "MYX", luts=["Gray"], attachments=attachment)
+    with LifReader(path) as reader:
+        assert reader.metadata(0).vendor_metadata["tile_offsets_yx"] == [[0, 0], [0, 3], [1, 2]]
+
+
+def test_a_tile_count_that_differs_from_m_keeps_m_an_axis(tmp_path: Path) -> None:
+    data = _tile_stack(3)
+    path = tmp_path / "count.lif"
+    _write_lif(path, data, "MYX", luts=["Gray"], attachments=_tiles([(0.0, 0.0), (3e-6, 0.0)]))
+    with LifReader(path) as reader:
+        md = reader.metadata(0)
+        np.testing.assert_array_equal(reader.read_plane(0, 0, 0, 0), data[0])
+    assert md.extra_dims == {"M": 3}
+    assert md.shape == (1, 1, 1, 4, 5)
+    assert md.warnings == [
+        "tile scan without usable TileScanInfo: tiles read at index 0",
+        "dimension M=3 is read at index 0",
+    ]
+
+
+def test_tiles_of_a_single_row_have_no_y_step(tmp_path: Path) -> None:
+    data = np.arange(2 * 1 * 3, dtype=np.uint8).reshape(2, 1, 3)
+    path = tmp_path / "row.lif"
+    _write_lif(path, data, "MYX", luts=["Gray"], attachments=_tiles([(0.0, 0.0), (3e-6, 0.0)]))
+    with LifReader(path) as reader:
+        md = reader.metadata(0)
+    assert md.extra_dims == {"M": 2}
+    assert "tile scan without a Y pixel size: tiles read at index 0" in md.warnings
+
+
+def test_tile_positions_past_the_dimension_limit_are_corrupt(tmp_path: Path) -> None:
+    data = _tile_stack(2)
+    path = tmp_path / "far.lif"
+    _write_lif(path, data, "MYX", luts=["Gray"], attachments=_tiles([(0.0, 0.0), (100e-6, 0.0)]))
+    with LifReader(path, limits=ReadLimits(max_dimension=105)) as reader:
+        assert reader.scenes()[0].size_x == 105  # offset 100 < 105
+    with pytest.raises(
+        CorruptFileError,
+        match=r"far\.lif: image 'image': tile stage positions span more than 100 pixels",
+    ):
+        LifReader(path, limits=ReadLimits(max_dimension=100))
+    _write_lif(path, data, "MYX", luts=["Gray"], attachments=_tiles([(0.0, 0.0), (0.0, 200e-6)]))
+    with pytest.raises(CorruptFileError, match="span more than 100 pixels"):
+        LifReader(path, limits=ReadLimits(max_dimension=100))
+
+
+def test_tiles_with_z_and_time_stitch_every_plane(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    data = rng.integers(0, 60000, size=(2, 3, 2, 4, 5), dtype=np.uint16)  # T, M, Z, Y, X
+    path = tmp_path / "tzm.lif"
+    _write_lif(
+        path,
+        data,
+        "TMZYX",
+        luts=["Gray"],
+        attachments=_tiles([(0.0, 0.0), (3e-6, 0.0), (0.0, 2e-6)]),
+    )
+    with LifReader(path) as reader:
+        for t in range(2):
+            for z in range(2):
+                expected = np.zeros((5, 8), dtype=np.uint16)
+                for m, (oy, ox) in enumerate([(0, 0), (0, 3), (1, 0)]):
+                    expected[oy : oy + 4, ox : ox + 5] = data[t, m, z]
+                np.testing.assert_array_equal(reader.read_plane(0, t, 0, z), expected)
+                np.testing.assert_array_equal(
+                    reader.read_region(0, t, 0, z, (1, 5), (4, 8)), expected[1:5, 4:8]
+                )
+
+
+def test_channels_and_samples_against_liffile(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    data = rng.integers(0, 250, size=(2, 3, 4, 6, 3), dtype=np.uint8)  # C, Z, Y, X, S (RGB)
+    path = tmp_path / "rgb.lif"
+    _write_lif(path, data, "CZYXS", luts=["Red", "Green", "Blue"], tags=[1, 2, 3] * 2)
+    with liffile.LifFile(path) as lif:
+        reference = np.asarray(lif.images[0].asarray())
+    np.testing.assert_array_equal(reference, data)  # RGB order kept (not BGR tags)
+    with LifReader(path) as reader:
+        info = reader.scenes()[0]
+        assert info.shape == (1, 2, 3, 4, 6, 3)
+        assert info.samples_per_pixel == 3
+        for c in range(2):
+            for z in range(3):
+                np.testing.assert_array_equal(reader.read_plane(0, 0, c, z), data[c, z])
+                np.testing.assert_array_equal(
+                    reader.read_region(0, 0, c, z, (1, 3), (2, 5)), data[c, z, 1:3, 2:5]
+                )
+
+
+def test_bgr_needs_blue_then_green_tags(tmp_path: Path) -> None:
+    data = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    for tags, reverse in [
+        ([3, 2, 1], True),
+        ([3, 1, 2], False),
+        ([2, 2, 1], False),
+        ([1, 2, 3], False),
+    ]:
+        path = tmp_path / "order.lif"
+        _write_lif(path, data, "YXS", luts=["Gray"], tags=tags)
+        with LifReader(path) as reader:
+            plane = reader.read_plane(0, 0, 0, 0)
+        np.testing.assert_array_equal(
+            plane, data[..., ::-1] if reverse else data, err_msg=str(tags)
+        )
+
+
+def test_big_endian_free_native_dtype_and_16_bit_values(tmp_path: Path) -> None:
+    data = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5) * 1000
+    path = tmp_path / "u16.lif"
+    _write_lif(path, data, "ZYX", luts=["Gray"])
+    with LifReader(path) as reader:
+        md = reader.metadata(0)
+        assert md.dtype == "uint16"
+        assert md.significant_bits == 16
+        for z in range(3):
+            plane = reader.read_plane(0, 0, 0, z)
+            assert plane.dtype == np.dtype("uint16")
+            np.testing.assert_array_equal(plane, data[z])
+
+
+def test_an_unknown_dimension_is_refused(tmp_path: Path) -> None:
+    data = np.zeros((2, 4, 5), dtype=np.uint8)
+    path = tmp_path / "dims.lif"
+    _write_lif(path, data, "ZYX", luts=["Gray"])
+    raw = path.read_bytes()
+    path.write_bytes(
+        raw.replace('DimID="3"'.encode("utf-16-le"), 'DimID="6"'.encode("utf-16-le"), 1)
+    )
+    with LifReader(path) as reader:  # DimID 6 is "A": an extra axis read at index 0
+        md = reader.metadata(0)
+    assert md.extra_dims == {"A": 2}
+    assert md.warnings == ["dimension A=2 is read at index 0"]
+
+
+def test_a_data_block_smaller_than_its_dimensions_is_corrupt(tmp_path: Path) -> None:
+    data = np.zeros((2, 4, 5), dtype=np.uint8)
+    path = tmp_path / "small.lif"
+    _write_lif(path, data, "ZYX", luts=["Gray"])
+    raw = path.read_bytes()
+    old = 'BytesInc="20"'.encode("utf-16-le")  # Z stride of 4 x 5 bytes
+    assert raw.count(old) == 1
+    path.write_bytes(raw.replace(old, 'BytesInc="21"'.encode("utf-16-le")))
+    with pytest.raises(CorruptFileError) as caught:
+        LifReader(path)
+    assert str(caught.value) == (
+        "small.lif: image 'image': its dimensions need 41 bytes but its data block holds 40; "
+        "the file is corrupt"
+    )
+    path.write_bytes(raw.replace(old, 'BytesInc="-2"'.encode("utf-16-le")))
+    with pytest.raises(CorruptFileError, match="its dimensions need"):
+        LifReader(path)
+    path.write_bytes(raw)
+    with LifReader(path) as reader:  # 1 x 20 + 19 + 1 = 40: exactly the block
+        assert reader.scenes()[0].shape == (1, 1, 2, 4, 5)
+
+
+def test_a_dimension_not_in_metres_is_no_calibration(tmp_path: Path) -> None:
+    data = np.zeros((3, 4, 5), dtype=np.uint8)
+    path = tmp_path / "units.lif"
+    _write_lif(path, data, "ZYX", luts=["Gray"])
+    raw = path.read_bytes()
+    metres = 'Unit="m"'.encode("utf-16-le")
+    assert raw.count(metres) == 3  # Z, Y, X in file order
+    path.write_bytes(raw.replace(metres, 'Unit="s"'.encode("utf-16-le"), 1))
+    with LifReader(path) as reader:
+        md = reader.metadata(0)
+    assert md.physical_size.z_um is None
+    assert md.physical_size.y_um == pytest.approx(2.0)
+    assert md.physical_size.x_um == pytest.approx(1.0)
+    assert md.warnings == ["Z dimension unit 's' is not metres"]
