@@ -64,7 +64,13 @@ def test_layout_grid_and_zarray_of_every_level(tall: ImageReader) -> None:
     store = VirtualOmeZarr(tall, cache=None, identity="tall")
     assert store.layout(0).levels == LEVELS
     grids = [store.chunk_grid(0, level) for level in range(5)]
-    assert grids == [(1, 2, 2, 65, 5), (1, 2, 2, 33, 3), (1, 2, 2, 17, 2), (1, 2, 2, 9, 1), (1, 2, 2, 5, 1)]
+    assert grids == [
+        (1, 2, 2, 65, 5),
+        (1, 2, 2, 33, 3),
+        (1, 2, 2, 17, 2),
+        (1, 2, 2, 9, 1),
+        (1, 2, 2, 5, 1),
+    ]
     for level, (ny, nx) in enumerate(LEVELS):
         for key in (f"0/{level}/.zarray", f"/0/{level}/.zarray/"):
             assert json.loads(store.get(key)) == {
@@ -148,9 +154,7 @@ def test_a_cached_chunk_is_served_and_a_damaged_one_recomputed(
     )
     # The entry of another identity is not this file's.
     other = VirtualOmeZarr(tall, cache=cache, identity="other")
-    np.testing.assert_array_equal(
-        _chunk(other, "0/1/0/0/0/0/0"), tall_levels[1][0, 0, 0, :64, :64]
-    )
+    np.testing.assert_array_equal(_chunk(other, "0/1/0/0/0/0/0"), tall_levels[1][0, 0, 0, :64, :64])
 
 
 def test_chunk_keys_out_of_range_or_malformed_are_missing(tall: ImageReader) -> None:
@@ -311,9 +315,7 @@ def test_collection_keys_name_every_scene(tmp_path: Path) -> None:
         assert attrs["zstack"] == {"scenes": 2, "scene": 1, "warnings": NO_UNIT}
         assert [d["path"] for d in attrs["multiscales"][0]["datasets"]] == ["0"]
         assert json.loads(store.get("1/0/.zarray"))["shape"] == [1, 1, 3, 20, 10]
-        np.testing.assert_array_equal(
-            _chunk(store, "1/0/0/0/2/0/0", (20, 10)), two[1][0, 0, 2]
-        )
+        np.testing.assert_array_equal(_chunk(store, "1/0/0/0/2/0/0", (20, 10)), two[1][0, 0, 2])
         assert store.scene_name(1, "pair") == store.scene_name(1, "pair")
         assert attrs["multiscales"][0]["name"] == store.scene_name(1)
         # The root without collection is scene 0, whatever the collection says.
