@@ -488,3 +488,21 @@ def test_a_store_over_http_is_named_by_its_last_segment(tmp_path: Path, served: 
     (tmp_path / "www" / "junk.ome.zarr" / ".zgroup").write_text("{not json")
     with pytest.raises(CorruptFileError, match=r"^junk\.ome\.zarr: unreadable OME-Zarr: "):
         OmeZarrReader(f"{served}/junk.ome.zarr")
+
+
+def test_a_zipped_store_is_sniffed_by_its_head_and_read(tmp_path: Path) -> None:
+    import zipfile
+
+    folder = tmp_path / "z.ome.zarr"
+    _image(_store(folder), [STACK], axes=_axes("czyx"))
+    packed = tmp_path / "z.ome.zarr.zip"
+    with zipfile.ZipFile(packed, "w") as archive:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                archive.write(file, file.relative_to(folder).as_posix())
+    head = packed.read_bytes()[:512]
+    assert OmeZarrReader.sniff(head, packed)
+    assert not OmeZarrReader.sniff(b"", packed)
+    with OmeZarrReader(packed) as reader:
+        assert reader.path.name == "z.ome.zarr.zip"
+        np.testing.assert_array_equal(reader.read_plane(0, 0, 1, 2), STACK[1, 2])
