@@ -402,6 +402,17 @@ def test_plates_name_fields_by_well_and_skip_wells_without_fields(tmp_path: Path
         ]
         assert [int(reader.read_plane(i, 0, 0, 0)[0, 0]) for i in range(3)] == [20, 21, 10]
         assert sorted(reader.raw_metadata()["scenes"]) == ["A/1/x", "B/3/f0", "B/3/f1"]
+    # A plate without wells, and wells without fields (no "well", no "images"): no image.
+    for index, wells in enumerate([None, {"well": {}}, {}]):
+        empty = _store(tmp_path / f"empty{index}.ome.zarr")
+        if wells is None:
+            empty.attrs.update({"plate": {}})
+        else:
+            empty.attrs.update({"plate": {"wells": [{"path": "A/1"}]}})
+            empty.require_group("A/1").attrs.update(wells)
+        with pytest.raises(CorruptFileError) as caught:
+            OmeZarrReader(tmp_path / f"empty{index}.ome.zarr")
+        assert str(caught.value) == f"empty{index}.ome.zarr: an OME-Zarr with no image in it"
     bad = _store(tmp_path / "bad.ome.zarr")
     bad.attrs.update({"plate": {"wells": [{"path": "A/1"}]}})
     bad.require_group("A/1").attrs.update({"well": {"images": [{"path": "0"}]}})

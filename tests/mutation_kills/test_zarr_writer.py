@@ -142,6 +142,18 @@ def test_a_tall_tiled_plane_is_written_chunk_by_chunk_for_every_plane(tmp_path: 
         [ch["window"]["start"], ch["window"]["end"]] for ch in group.attrs["omero"]["channels"]
     ]
     assert windows == _windows(expected_level(stack, 4), source)
+    # The second scene of a file, tiled and tall, is read from that scene.
+    pair = write_ome_tiff(
+        tmp_path / "pair.ome.tif",
+        [encoded_stack(1, 1, 1, 20, 10, dtype="uint8"), stack[:, :1, :, :, :130]],
+        tile=(128, 128),
+    )
+    convert(pair, tmp_path / "pair.ome.zarr", scene=1)
+    second = zarr.open_group(str(tmp_path / "pair.ome.zarr"), mode="r")
+    for level in (0, 1, 4):
+        np.testing.assert_array_equal(
+            np.asarray(second[str(level)][:]), expected_level(stack[:, :1, :, :, :130], level)
+        )
 
 
 def test_a_small_tiled_plane_and_a_large_striped_one_go_plane_by_plane(tmp_path: Path) -> None:
