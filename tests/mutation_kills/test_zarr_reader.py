@@ -21,6 +21,7 @@ import zarr
 
 from zstack_analyzer import open_image
 from zstack_analyzer.errors import CorruptFileError, SceneNotFoundError, UnsupportedFormatError
+from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.zarr.reader import (
     SPACE_UNIT_UM,
     TIME_UNIT_S,
@@ -371,6 +372,7 @@ def test_collections_by_their_series_or_their_groups(tmp_path: Path, zarr_format
         assert "bioformats2raw.layout" in json.dumps(raw["root"])
     counted = _store(tmp_path / "counted.ome.zarr", zarr_format)
     counted.attrs.update({"bioformats2raw.layout": 3})
+    counted.create_group("OME")  # an OME group that lists no series: the groups are counted
     for i in (0, 1, 3):  # no "2": counting stops at the first gap
         _image(counted.create_group(str(i)), [planes[i]], axes=_axes("yx"))
     with OmeZarrReader(tmp_path / "counted.ome.zarr") as reader:
@@ -380,6 +382,7 @@ def test_collections_by_their_series_or_their_groups(tmp_path: Path, zarr_format
         ]
         with pytest.raises(SceneNotFoundError):
             reader.to_dask(2)
+        assert reader.level_count() == reader.level_count(0) == 1
 
 
 def test_plates_name_fields_by_well_and_skip_wells_without_fields(tmp_path: Path) -> None:
@@ -447,11 +450,15 @@ def test_an_unreadable_chunk_names_its_plane(tmp_path: Path) -> None:
 def test_pickling_keeps_the_location_and_the_fsspec_options(tmp_path: Path) -> None:
     group = _store(tmp_path / "p.ome.zarr")
     _image(group, [STACK], axes=_axes("czyx"))
-    with OmeZarrReader(tmp_path / "p.ome.zarr", storage_options={"headers": {"A": "b"}}) as reader:
+    limits = ReadLimits(max_plane_bytes=1 << 20)
+    with OmeZarrReader(
+        tmp_path / "p.ome.zarr", storage_options={"headers": {"A": "b"}}, limits=limits
+    ) as reader:
         assert reader.storage_options == {"headers": {"A": "b"}}
         assert reader.location == str(tmp_path / "p.ome.zarr")
         clone = pickle.loads(pickle.dumps(reader))
         assert clone.storage_options == {"headers": {"A": "b"}}
+        assert clone.limits == limits
         np.testing.assert_array_equal(clone.read_plane(0, 0, 1, 0), STACK[1, 0])
         clone.close()
     with OmeZarrReader(tmp_path / "p.ome.zarr") as reader:
