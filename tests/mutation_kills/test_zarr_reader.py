@@ -121,6 +121,7 @@ def test_detection_by_zattrs_and_zarr_json(tmp_path: Path) -> None:
     assert not looks_like_ome_zarr(
         folder("v2-attributes", {".zattrs": '{"attributes": {"plate": 1}}'})
     )
+    assert not looks_like_ome_zarr(folder("v3-bare", {"zarr.json": '{"zarr_format": 3}'}))
     assert not looks_like_ome_zarr(folder("plain", {".zattrs": '{"other": 1}'}))
     assert not looks_like_ome_zarr(folder("empty", {}))
     assert not looks_like_ome_zarr(folder("bad-json", {".zattrs": "{not json"}))
