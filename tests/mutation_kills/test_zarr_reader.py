@@ -384,6 +384,8 @@ def test_collections_by_their_series_or_their_groups(tmp_path: Path, zarr_format
         with pytest.raises(SceneNotFoundError):
             reader.to_dask(2)
         assert reader.level_count() == reader.level_count(0) == 1
+        assert reader.metadata() == reader.metadata(0)
+        assert reader.metadata().size_x == 5
 
 
 def test_plates_name_fields_by_well_and_skip_wells_without_fields(tmp_path: Path) -> None:

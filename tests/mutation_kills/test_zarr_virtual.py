@@ -182,6 +182,8 @@ def test_chunk_keys_out_of_range_or_malformed_are_missing(tall: ImageReader) -> 
         "0/.zarray",
         "OME/.zattrs",
         "",
+        "0/0/.zarrayX",  # only slashes are stripped from a key's ends
+        "X0/.zattrs",
     ]:
         _missing(store, key)
     with pytest.raises(KeyError):
@@ -341,6 +343,8 @@ def test_scene_names_of_a_file_of_several_unnamed_scenes(tmp_path: Path) -> None
             "cells.tif #1",
             "cells.tif #2",
         ]
+        root = json.loads(store.get(".zattrs", name="cells.tif"))
+        assert root["multiscales"][0]["name"] == "cells.tif #1"
         attrs = json.loads(store.get("1/.zattrs", name="cells.tif"))
         assert attrs["multiscales"][0]["name"] == "cells.tif #2"
         assert attrs["omero"]["name"] == "cells.tif #2"

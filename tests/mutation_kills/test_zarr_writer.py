@@ -273,3 +273,14 @@ def test_a_collection_of_a_file_without_ome_xml_describes_each_scene(tmp_path: P
         root["0"].attrs["omero"]["channels"][0]["label"],
         root["1"].attrs["omero"]["channels"][0]["label"],
     ]
+
+
+def test_a_collection_of_a_file_that_is_no_tiff_describes_each_scene(tmp_path: Path) -> None:
+    """A CZI reader has no TIFF to take OME-XML from: ours is written."""
+    from tests.synthetic_czi import write_czi_scenes
+
+    write_czi_scenes(tmp_path / "two.czi", [(30, 40, (0, 0)), (20, 10, (100, 0))])
+    out = tmp_path / "two.ome.zarr"
+    convert(tmp_path / "two.czi", out, all_scenes=True)
+    xml = (out / "OME" / "METADATA.ome.xml").read_text(encoding="utf-8")
+    assert 'Name="two.czi #1"' in xml and 'Name="two.czi #2"' in xml
