@@ -302,6 +302,7 @@ def test_scales_of_the_dataset_times_those_of_the_multiscale(tmp_path: Path) -> 
         for level in (-1, 2):
             with pytest.raises(SceneNotFoundError) as caught:
                 reader.to_dask(0, level)
+            assert caught.value.path == reader.path
             assert str(caught.value) == (
                 f"s.ome.zarr: pyramid level {level} does not exist; scene 0 has 2"
             )
@@ -384,6 +385,7 @@ def test_collections_by_their_series_or_their_groups(tmp_path: Path, zarr_format
         with pytest.raises(SceneNotFoundError):
             reader.to_dask(2)
         assert reader.level_count() == reader.level_count(0) == 1
+        assert reader.to_dask().compute()[0, 0, 0, 0, 0] == 0
         assert reader.metadata() == reader.metadata(0)
         assert reader.metadata().size_x == 5
 
@@ -447,7 +449,8 @@ def test_an_unreadable_chunk_names_its_plane(tmp_path: Path) -> None:
         with pytest.raises(CorruptFileError) as caught:
             reader.read_plane(0, 0, 1, 2)
         assert str(caught.value).startswith("broken.ome.zarr: cannot read plane t=0 c=1 z=2: ")
-        assert caught.value.detail
+        assert caught.value.detail == repr(caught.value.__cause__)
+        assert caught.value.path == reader.path
 
 
 def test_pickling_keeps_the_location_and_the_fsspec_options(tmp_path: Path) -> None:
@@ -527,3 +530,37 @@ def test_a_zipped_store_is_sniffed_by_its_head_and_read(tmp_path: Path) -> None:
     with OmeZarrReader(packed) as reader:
         assert reader.path.name == "z.ome.zarr.zip"
         np.testing.assert_array_equal(reader.read_plane(0, 0, 1, 2), STACK[1, 2])
+
+
+def test_arrays_of_other_stores_scenes_and_levels_never_share_dask_keys(tmp_path: Path) -> None:
+    """Computed together, every array keeps its own chunks (dask merges equal names)."""
+    import dask
+    import dask.array as da
+
+    for name, offset in (("a", 0), ("b", 100)):
+        root = _store(tmp_path / f"{name}.ome.zarr")
+        root.attrs.update({"bioformats2raw.layout": 3})
+        for scene in range(2):
+            plane = (np.arange(8 * 6, dtype="u1").reshape(8, 6) + offset + 10 * scene).astype("u1")
+            _image(root.create_group(str(scene)), [plane, plane[::2, ::2]], axes=_axes("yx"))
+    with OmeZarrReader(tmp_path / "a.ome.zarr") as a, OmeZarrReader(tmp_path / "b.ome.zarr") as b:
+        stacked = da.stack([a.to_dask(0), a.to_dask(1), b.to_dask(0), b.to_dask(1)]).compute()
+        assert [int(v) for v in stacked[:, 0, 0, 0, 0, 0]] == [0, 10, 100, 110]
+        full, half = dask.compute(a.to_dask(1, 0), a.to_dask(1, 1))
+        assert full.shape[3:] == (8, 6) and half.shape[3:] == (4, 3)
+        np.testing.assert_array_equal(half[0, 0, 0], full[0, 0, 0, ::2, ::2])
+
+
+def test_a_chunk_over_the_decode_budget_is_refused_by_name(tmp_path: Path) -> None:
+    from zstack_analyzer.budget import DecodeBudget, decode_scope
+    from zstack_analyzer.errors import LimitExceededError
+
+    _image(_store(tmp_path / "big.ome.zarr"), [STACK], axes=_axes("czyx"))
+    with OmeZarrReader(tmp_path / "big.ome.zarr") as reader:
+        with (
+            decode_scope(DecodeBudget(block_bytes=16)),
+            pytest.raises(LimitExceededError) as caught,
+        ):
+            reader.read_plane(0, 0, 0, 0)
+        assert "big.ome.zarr" in str(caught.value)
+        assert caught.value.path == reader.path

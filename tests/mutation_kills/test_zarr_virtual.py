@@ -228,6 +228,13 @@ def test_windows_come_from_the_smallest_level_assembled_from_its_chunks(
     assert saved is not None and json.loads(saved) == [list(w) for w in want]
 
 
+def test_cached_windows_are_served_as_they_are(tall: ImageReader, tmp_path: Path) -> None:
+    cache = RenderCache(tmp_path / "cache")
+    cache.put("tall", "vzw1-windows-s0", b"[[1, 2], [3, 4.5]]")
+    store = VirtualOmeZarr(tall, cache=cache, identity="tall")
+    assert store.windows(0) == [(1.0, 2.0), (3.0, 4.5)]
+
+
 @pytest.mark.parametrize("damaged", [b"not json", b'[["a", 1]]', b"[1, 2]", b"[[1]]"])
 def test_a_damaged_cached_window_is_computed_again(
     tall: ImageReader, tall_levels: list[np.ndarray], tmp_path: Path, damaged: bytes

@@ -284,3 +284,14 @@ def test_a_collection_of_a_file_that_is_no_tiff_describes_each_scene(tmp_path: P
     convert(tmp_path / "two.czi", out, all_scenes=True)
     xml = (out / "OME" / "METADATA.ome.xml").read_text(encoding="utf-8")
     assert 'Name="two.czi #1"' in xml and 'Name="two.czi #2"' in xml
+
+
+def test_v3_bytes_are_shuffled_whatever_the_dtype(tmp_path: Path) -> None:
+    """Byte shuffle, also for 8-bit data (zarr's own choice there would be bit shuffle)."""
+    source = write_ome_tiff(
+        tmp_path / "u8.ome.tif", [encoded_stack(1, 1, 1, 30, 40, dtype="uint8")]
+    )
+    convert(source, tmp_path / "u8.ome.zarr", ngff="0.5")
+    meta = _json(tmp_path / "u8.ome.zarr" / "0" / "zarr.json")
+    blosc = [c for c in meta["codecs"] if c["name"] == "blosc"]  # type: ignore[union-attr]
+    assert blosc[0]["configuration"]["shuffle"] == "shuffle"
