@@ -235,6 +235,22 @@ def test_cached_windows_are_served_as_they_are(tall: ImageReader, tmp_path: Path
     assert store.windows(0) == [(1.0, 2.0), (3.0, 4.5)]
 
 
+def test_windows_see_the_first_row_and_column(tmp_path: Path) -> None:
+    """A one-level plane whose bright pixels are all in row 0 and column 0."""
+    import tifffile
+
+    plane = np.zeros((10, 10), dtype=np.uint16)
+    plane[0, :] = 700
+    plane[:, 0] = 900
+    tifffile.imwrite(tmp_path / "edges.tif", plane)
+    with open_image(tmp_path / "edges.tif") as reader:
+        store = VirtualOmeZarr(reader, cache=None, identity="edges")
+        windows = store.windows(0)
+        assert windows == display_windows(store.layout(0), lambda c, z: plane)
+    assert windows != display_windows(store.layout(0), lambda c, z: plane[1:])
+    assert windows != display_windows(store.layout(0), lambda c, z: plane[:, 1:])
+
+
 @pytest.mark.parametrize("damaged", [b"not json", b'[["a", 1]]', b"[1, 2]", b"[[1]]"])
 def test_a_damaged_cached_window_is_computed_again(
     tall: ImageReader, tall_levels: list[np.ndarray], tmp_path: Path, damaged: bytes
