@@ -236,19 +236,23 @@ def test_cached_windows_are_served_as_they_are(tall: ImageReader, tmp_path: Path
 
 
 def test_windows_see_the_first_row_and_column(tmp_path: Path) -> None:
-    """A one-level plane whose bright pixels are all in row 0 and column 0."""
+    """One-level planes whose only bright pixels are in row 0, or in column 0."""
     import tifffile
 
-    plane = np.zeros((10, 10), dtype=np.uint16)
-    plane[0, :] = 700
-    plane[:, 0] = 900
-    tifffile.imwrite(tmp_path / "edges.tif", plane)
-    with open_image(tmp_path / "edges.tif") as reader:
-        store = VirtualOmeZarr(reader, cache=None, identity="edges")
-        windows = store.windows(0)
-        assert windows == display_windows(store.layout(0), lambda c, z: plane)
-    assert windows != display_windows(store.layout(0), lambda c, z: plane[1:])
-    assert windows != display_windows(store.layout(0), lambda c, z: plane[:, 1:])
+    for edge in ("row", "column"):
+        plane = np.zeros((10, 10), dtype=np.uint16)
+        if edge == "row":
+            plane[0, :] = 700
+        else:
+            plane[:, 0] = 700
+        tifffile.imwrite(tmp_path / f"{edge}.tif", plane)
+        with open_image(tmp_path / f"{edge}.tif") as reader:
+            store = VirtualOmeZarr(reader, cache=None, identity=edge)
+            windows = store.windows(0)
+            layout = store.layout(0)
+        assert windows == display_windows(layout, lambda c, z, p=plane: p)
+        inner = plane[1:] if edge == "row" else plane[:, 1:]
+        assert windows != display_windows(layout, lambda c, z, p=inner: p)
 
 
 @pytest.mark.parametrize("damaged", [b"not json", b'[["a", 1]]', b"[1, 2]", b"[[1]]"])
