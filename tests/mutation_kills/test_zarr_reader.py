@@ -13,6 +13,7 @@ import http.server
 import json
 import pickle
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,7 +34,6 @@ from zstack_analyzer.zarr.reader import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 ZYX = [
     {"name": "z", "type": "space"},
@@ -501,11 +501,15 @@ def test_a_store_over_http_is_named_by_its_last_segment(tmp_path: Path, served: 
     _image(group, [STACK], axes=_axes("czyx"))
     url = f"{served}/web.ome.zarr/"
     with OmeZarrReader(url) as reader:
-        assert reader.path.name == "web.ome.zarr"
+        assert reader.path == Path("web.ome.zarr")
         assert reader.location == url
         np.testing.assert_array_equal(reader.read_plane(0, 0, 1, 2), STACK[1, 2])
     with open_image(url) as reader:
         assert type(reader).__name__ == "OmeZarrReader"
+    # Only slashes are stripped from the URL's end, not the name's own letters.
+    _image(_store(tmp_path / "www" / "planeX"), [STACK], axes=_axes("czyx"))
+    with OmeZarrReader(f"{served}/planeX/") as reader:
+        assert reader.path == Path("planeX")
     with pytest.raises(FileNotFoundError):
         OmeZarrReader(f"{served}/nothing.ome.zarr")
     (tmp_path / "www" / "junk.ome.zarr").mkdir()
@@ -564,3 +568,16 @@ def test_a_chunk_over_the_decode_budget_is_refused_by_name(tmp_path: Path) -> No
             reader.read_plane(0, 0, 0, 0)
         assert "big.ome.zarr" in str(caught.value)
         assert caught.value.path == reader.path
+
+
+def test_the_default_scene_is_the_first(tmp_path: Path) -> None:
+    root = _store(tmp_path / "pair.ome.zarr")
+    root.attrs.update({"bioformats2raw.layout": 3})
+    small = np.full((4, 5), 1, dtype="u1")
+    large = np.full((6, 8), 2, dtype="u1")
+    _image(root.create_group("0"), [small], axes=_axes("yx"))
+    _image(root.create_group("1"), [large, large[::2, ::2]], axes=_axes("yx"))
+    with OmeZarrReader(tmp_path / "pair.ome.zarr") as reader:
+        assert (reader.level_count(), reader.level_count(1)) == (1, 2)
+        assert (reader.metadata().size_x, reader.metadata(1).size_x) == (5, 8)
+        assert reader.to_dask().shape == (1, 1, 1, 4, 5)
