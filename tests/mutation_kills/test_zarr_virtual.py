@@ -146,9 +146,11 @@ def test_a_cached_chunk_is_served_and_a_damaged_one_recomputed(
     cache = RenderCache(tmp_path / "cache")
     planted = np.arange(64 * 64, dtype="<u2").reshape(64, 64)
     cache.put("tall", "vz1-s0-l1-0-0-0-0-0", planted.tobytes())
+    cache.put("tall", "vz1-s0-l1-0-0-0-2-1", planted[::-1].tobytes())  # not at the origin
     cache.put("tall", "vz1-s0-l1-0-0-0-1-0", b"\x01\x02\x03")  # wrong length: damaged
     store = VirtualOmeZarr(tall, cache=cache, identity="tall")
     np.testing.assert_array_equal(_chunk(store, "0/1/0/0/0/0/0"), planted)
+    np.testing.assert_array_equal(_chunk(store, "0/1/0/0/0/2/1"), planted[::-1])
     np.testing.assert_array_equal(
         _chunk(store, "0/1/0/0/0/1/0"), tall_levels[1][0, 0, 0, 64:128, 0:64]
     )
@@ -379,3 +381,16 @@ def test_scene_names_of_a_file_of_several_unnamed_scenes(tmp_path: Path) -> None
         other = store.get("OME/METADATA.ome.xml", name="other.tif", collection=True).decode()
         assert 'Name="cells.tif #2"' in cells and "other.tif" not in cells
         assert 'Name="other.tif #1"' in other and "cells.tif" not in other
+
+
+def test_reduced_levels_round_their_means_at_every_level(tmp_path: Path) -> None:
+    """Noise, whose 2x2 means fall on halves: every computed level rounds as the pyramid does."""
+    noise = np.random.default_rng(7).integers(0, 60000, size=(1, 1, 1, 4100, 130), dtype=np.uint16)
+    path = write_ome_tiff(tmp_path / "noise.ome.tif", [noise], tile=(64, 64))
+    with open_image(path) as reader:
+        store = VirtualOmeZarr(reader, cache=None, identity="noise")
+        for level in (2, 3):
+            want = expected_level(noise, level)[0, 0, 0]
+            nx = want.shape[1]
+            got = _chunk(store, f"0/{level}/0/0/0/1/0", (64, min(64, nx)))
+            np.testing.assert_array_equal(got, want[64:128, :64])

@@ -84,6 +84,7 @@ def test_v2_levels_codec_chunk_keys_pixels_and_attributes(
     assert sorted(attrs) == ["multiscales", "omero", "zstack"]
     assert attrs["multiscales"][0]["name"] == "Image0"  # the OME-TIFF's own name
     assert [d["path"] for d in attrs["multiscales"][0]["datasets"]] == ["0", "1", "2"]
+    assert attrs["multiscales"][0]["version"] == "0.4"
     assert attrs["omero"]["name"] == "Image0"
     windows = [[ch["window"]["start"], ch["window"]["end"]] for ch in attrs["omero"]["channels"]]
     assert windows == _windows(expected_level(MID, 2), source)
@@ -254,6 +255,7 @@ def test_a_collection_of_a_file_without_ome_xml_describes_each_scene(tmp_path: P
     root = zarr.open_group(str(out), mode="r")
     assert root["0"].attrs["multiscales"][0]["name"] == "pair.tif #1"
     assert root["1"].attrs["multiscales"][0]["name"] == "pair.tif #2"
+    assert root["1"].attrs["omero"]["name"] == "pair.tif #2"
     ome = ElementTree.fromstring((out / "OME" / "METADATA.ome.xml").read_bytes())
     ns = {"ome": "http://www.openmicroscopy.org/Schemas/OME/2016-06"}
     images = [
