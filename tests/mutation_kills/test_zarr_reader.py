@@ -165,15 +165,17 @@ def test_refusals_and_their_messages(tmp_path: Path) -> None:
     empty.attrs.update({"bioformats2raw.layout": 3})
     with pytest.raises(
         CorruptFileError, match=r"^empty\.ome\.zarr: an OME-Zarr with no image in it$"
-    ):
+    ) as caught:
         OmeZarrReader(tmp_path / "empty.ome.zarr")
+    assert caught.value.path == tmp_path / "empty.ome.zarr"
     lost = _store(tmp_path / "lost.ome.zarr")
     lost.attrs.update({"multiscales": [{"datasets": [{"path": "0"}]}]})
     with pytest.raises(
         CorruptFileError, match=r"^lost\.ome\.zarr: unreadable OME-Zarr: "
     ) as caught:
         OmeZarrReader(tmp_path / "lost.ome.zarr")
-    assert caught.value.detail
+    assert caught.value.detail == repr(caught.value.__cause__)
+    assert caught.value.path == tmp_path / "lost.ome.zarr"
     nested = _store(tmp_path / "nested.ome.zarr")
     nested.attrs.update({"bioformats2raw.layout": 3})
     nested.create_group("0").attrs.update({"other": 1})
@@ -581,3 +583,51 @@ def test_the_default_scene_is_the_first(tmp_path: Path) -> None:
         assert (reader.level_count(), reader.level_count(1)) == (1, 2)
         assert (reader.metadata().size_x, reader.metadata(1).size_x) == (5, 8)
         assert reader.to_dask().shape == (1, 1, 1, 4, 5)
+
+
+def test_the_plane_size_limit_counts_the_stored_dtype(tmp_path: Path) -> None:
+    """4 x 5 planes of uint16 are 40 bytes: under a 100-byte limit, over a 30-byte one."""
+    from zstack_analyzer.errors import LimitExceededError
+
+    _image(_store(tmp_path / "lim.ome.zarr"), [STACK], axes=_axes("czyx"))
+    with OmeZarrReader(tmp_path / "lim.ome.zarr", limits=ReadLimits(max_plane_bytes=100)) as r:
+        assert r.scenes()[0].shape == (1, 2, 3, 4, 5)
+    with pytest.raises(LimitExceededError):
+        OmeZarrReader(tmp_path / "lim.ome.zarr", limits=ReadLimits(max_plane_bytes=30))
+
+
+def test_fsspec_options_reach_the_server(tmp_path: Path) -> None:
+    """A server that answers only requests with the bearer header given in storage_options."""
+    www = tmp_path / "www"
+    _image(_store(www / "private.ome.zarr"), [STACK], axes=_axes("czyx"))
+
+    class Guarded(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.headers.get("Authorization") != "Bearer secret":
+                self.send_error(401)
+                return
+            super().do_GET()
+
+        def do_HEAD(self) -> None:
+            if self.headers.get("Authorization") != "Bearer secret":
+                self.send_error(401)
+                return
+            super().do_HEAD()
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Guarded, directory=str(www))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/private.ome.zarr"
+        options = {"headers": {"Authorization": "Bearer secret"}}
+        with OmeZarrReader(url, storage_options=options) as reader:
+            np.testing.assert_array_equal(reader.read_plane(0, 0, 1, 2), STACK[1, 2])
+        with pytest.raises((CorruptFileError, FileNotFoundError)):
+            OmeZarrReader(url)
+    finally:
+        server.shutdown()
+        server.server_close()
