@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,26 @@ if TYPE_CHECKING:
 from tests.needs import unavailable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fresh_dask_pools_in_a_forked_child() -> None:
+    """Forget dask's cached thread pools in a forked child process.
+
+    Why: mutmut forks every mutant's test run from a process that already ran the
+    tests; dask keeps its threaded scheduler's pools per thread, and in a forked
+    child those pools have lost their threads, so the first threaded compute (every
+    ``convert``) waits for ever. mutmut then records a timeout, which counts as a
+    kill whatever the mutant did. New pools are made on the next compute.
+    """
+    threaded = sys.modules.get("dask.threaded")
+    if threaded is None:
+        return
+    threaded.pools_lock = threading.Lock()
+    threaded.default_pool = None
+    threaded.pools.clear()
+
+
+os.register_at_fork(after_in_child=_fresh_dask_pools_in_a_forked_child)
 
 
 def testdata_dir() -> Path | None:
