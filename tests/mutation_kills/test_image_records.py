@@ -149,6 +149,21 @@ def test_metadata_is_stored_as_json_writes_it() -> None:
         svc.inspect_file(SPOTS, ReadLimits(max_plane_bytes=1000))
 
 
+@pytest.fixture(autouse=True)
+def _unconfined(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no import roots confined, and leaves them as it found them.
+
+    Why: ``confine_reads`` confines the whole process and its roots add up; in a full
+    run, apps made by earlier tests in the same worker confined their own roots, and
+    this module's in-place records (in their own temporary folders) were refused as
+    leading outside them.
+    """
+    from zstack_analyzer import confine
+
+    monkeypatch.setattr(confine._STATE, "real", ())
+    monkeypatch.setattr(confine._STATE, "prefixes", ())
+
+
 def _summaries(session: Session, rows: list[Image]) -> list[ImageSummary]:
     """The list's summaries of ``rows`` (``image_summaries.summaries_page``), in their order."""
     from zstack_analyzer.service.image_summaries import summaries_page

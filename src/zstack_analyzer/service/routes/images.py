@@ -225,6 +225,7 @@ async def upload_image(
                 stored_path,
                 image.sha256,
                 cluster=cluster,
+                stays_put=storage.is_local,
             )
 
         after_response.add_task(render_after_response)
@@ -282,8 +283,14 @@ def schedule_default_thumbnail(
     *,
     cluster: ClusterRenders | None = None,
     measure_quality: bool = True,
+    stays_put: bool = True,
 ) -> None:
     """Render the gallery thumbnail in the background; a failure only logs.
+
+    ``stays_put``: ``path`` lasts as long as the record (local storage, an
+    in-place original), so a child process started seconds later still finds
+    it. An object storage's local copy may be evicted by then: that job stays
+    in the server's threads, which start at once.
 
     With ``measure_quality`` (the default) the same job measures the image's
     quality from the same planes and stores it (``image_quality``).
@@ -349,7 +356,7 @@ def schedule_default_thumbnail(
         work = job
         # A local file only: the child opens a path. An object read in place from the
         # bucket (``readable_source``'s RemoteObject) is measured here, as before.
-        if pool.processes is not None and isinstance(path, Path):
+        if pool.processes is not None and stays_put and isinstance(path, Path):
             work = functools.partial(render_and_measure_in_child, pool.processes, measured)
     pool.spawn(
         spec.cache_key(identity),
