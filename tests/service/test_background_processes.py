@@ -178,3 +178,46 @@ def test_close_ends_a_running_job_and_refuses_new_ones() -> None:
     assert not children.running
     with pytest.raises(RuntimeError, match="shutting down"):
         children.call(os.getpid)
+
+
+_KILLED_SERVER = """
+import os, sys, time
+from zstack_analyzer.service.children import ChildProcesses
+from zstack_analyzer.service.config import BioformatsSettings, LimitsSettings
+children = ChildProcesses(
+    workers=1, idle_seconds=600, limits=LimitsSettings(), bioformats=BioformatsSettings()
+)
+print(children.call(os.getpid), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_child_ends_when_its_server_is_killed() -> None:
+    """SIGKILL runs no shutdown and no idle timer: the child must notice and go by itself."""
+    import signal
+
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    server = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_SERVER], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert server.stdout is not None
+        child = int(server.stdout.readline())
+        assert child != server.pid
+        os.kill(child, 0)  # alive while its server is
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            assert time.monotonic() < deadline, f"child {child} outlived its killed server"
+            time.sleep(0.1)
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+        if server.stdout is not None:
+            server.stdout.close()

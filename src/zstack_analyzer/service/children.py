@@ -20,7 +20,9 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import multiprocessing
+import os
 import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,11 +43,32 @@ T = TypeVar("T")
 POLL_SECONDS = 0.25
 
 
+#: How often a child checks that the server that started it is still there.
+PARENT_CHECK_SECONDS = 1.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this child once its server is gone (killed, or crashed past its shutdown)."""
+    while True:
+        time.sleep(PARENT_CHECK_SECONDS)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
 def _child_start(limits: LimitsSettings, bioformats: BioformatsSettings) -> None:
-    """In the child: the server's decode budget and Bio-Formats options, process-wide."""
+    """In the child: the server's decode budget and Bio-Formats options, process-wide.
+
+    Also a watcher that ends the child when the server is gone. Why: a server
+    killed with SIGKILL (or a test app never shut down) never runs
+    :meth:`ChildProcesses.close`, and its idle timer dies with it; the child,
+    waiting for work that cannot come, would otherwise stay for good.
+    """
     from zstack_analyzer import budget
     from zstack_analyzer.readers.bioformats import pool
 
+    threading.Thread(
+        target=_exit_with_parent, args=(os.getppid(),), name="exit-with-server", daemon=True
+    ).start()
     budget.configure(limits.decode_budget())
     pool.configure(bioformats.pool_options())
 
