@@ -114,6 +114,34 @@ def test_remove_deletes_object_and_copy(storage: S3Storage) -> None:
     assert storage.remove("gone.czi") is False
 
 
+def test_remove_from_a_missing_bucket_is_storage_unavailable(
+    s3_server: S3Server, storage: S3Storage
+) -> None:
+    """A delete whose bucket is gone (renamed, deleted, wrong config) is an outage, not a 500.
+
+    S3 answers a delete of a missing key with success, so the 404 obstore raises
+    as ``FileNotFoundError`` here means the bucket itself is missing; the delete
+    route keeps the record's deletion and leaves the object to the sweep only
+    for :class:`StorageUnavailableError`.
+    """
+    import httpx
+
+    from zstack_analyzer.storage.base import StorageUnavailableError
+
+    missing = S3Storage(
+        S3Location(f"{storage.location.bucket}-gone", "lab/originals"),
+        s3_server.options(),
+        tmp_dir=storage.tmp_dir,
+        cache_dir=storage.cache_dir,
+        cache_max_bytes=MiB,
+    )
+    assert (
+        httpx.head(f"{s3_server.endpoint}/{missing.location.bucket}", timeout=30).status_code == 404
+    )
+    with pytest.raises(StorageUnavailableError, match="object storage"):
+        missing.remove("any.czi")
+
+
 def test_sweep_removes_objects_without_a_row(storage: S3Storage) -> None:
     for name in ("kept.tif", "orphan.tif"):
         temp = storage.temp_path(name)

@@ -219,7 +219,9 @@ class S3Storage(ObjectStorage):
         try:
             existed = self.size(stored_name) is not None
             obstore.delete(self.store, self.key(stored_name))
-        except obstore.exceptions.BaseError as exc:
+        # S3 deletes a missing key with success: a 404 (obstore's FileNotFoundError,
+        # not one of its BaseErrors) is a missing bucket, an outage like any other.
+        except (obstore.exceptions.BaseError, FileNotFoundError) as exc:
             raise _unavailable(DELETE, exc) from exc
         return existed
 
