@@ -70,9 +70,7 @@ def _stored(engine: Engine) -> dict[str, tuple[str | None, str | None]]:
     with engine.connect() as connection:
         return {
             uuid.UUID(str(row[0])).hex: (row[1], None if row[2] is None else str(row[2]))
-            for row in connection.execute(
-                text("SELECT id, search_text, search_vector FROM images")
-            )
+            for row in connection.execute(text("SELECT id, search_text, search_vector FROM images"))
         }
 
 

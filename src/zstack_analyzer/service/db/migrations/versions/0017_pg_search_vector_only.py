@@ -90,7 +90,9 @@ def _derive_search_text() -> None:
         sa.column("scenes", jsonb),
         sa.column("search_text", sa.Text()),
     )
-    details = sa.table("image_metadata", sa.column("image_id", sa.Uuid()), sa.column("metadata", jsonb))
+    details = sa.table(
+        "image_metadata", sa.column("image_id", sa.Uuid()), sa.column("metadata", jsonb)
+    )
     rows = bind.execute(
         sa.select(images.c.id, images.c.filename, images.c.scenes, details.c.metadata).outerjoin(
             details, details.c.image_id == images.c.id
