@@ -155,5 +155,22 @@ def test_postgresql_keeps_only_the_vector_and_the_downgrade_brings_the_text_back
         assert _found(database, "dapi 63x") == {image.id.hex for image in old}
         if pg:
             assert all(search_text is None for search_text, _ in _stored(engine).values())
+            # The rebuilt table: the search columns first, every column kept.
+            with engine.connect() as connection:
+                order = list(connection.execute(text("SELECT * FROM images LIMIT 0")).keys())
+            assert tuple(order[:3]) == ("id", "created_at", "depth")
+            assert order.index("search_vector") < order.index("filename")
+            assert set(order) == {column.name for column in Image.__table__.columns}
+        # The foreign keys naming images came back with their cascade.
+        gone = old[0].id
+        assert database.call(crud.delete_image, gone)
+        with engine.connect() as connection:
+            for table in ("image_metadata", "image_channels"):
+                left = connection.execute(
+                    text(f"SELECT count(*) FROM {table} WHERE image_id = :id"),  # noqa: S608
+                    {"id": gone if pg else gone.hex},
+                ).scalar_one()
+                assert left == 0, table
+        assert _found(database, "dapi") == {old[1].id.hex}
     finally:
         engine.dispose()
