@@ -150,11 +150,13 @@ def populate(url: str) -> float:
     rng = random.Random(17)
     base = datetime(2026, 1, 1, tzinfo=UTC)
     t0 = time.perf_counter()
+    texts: list[tuple[uuid.UUID, str]] = []  # each record's search text, for the bare table
     for start in range(0, ROWS, BATCH):
         with database.sessions() as session:
+            added = []
             for i in range(start, min(ROWS, start + BATCH)):
                 filename, metadata, summary = generate_metadata(rng, i)
-                session.add(
+                added.append(
                     Image(
                         id=uuid.UUID(int=rng.getrandbits(128)),
                         filename=filename,
@@ -179,9 +181,16 @@ def populate(url: str) -> float:
                         created_at=base + timedelta(seconds=i),
                     )
                 )
+            session.add_all(added)
             session.commit()
+            # The insert hook derived it; PostgreSQL keeps only its vector (migration 0017).
+            for image in added:
+                if image.search_text is None:  # pragma: no cover - the hook always sets it
+                    msg = f"{image.filename}: no search text after the insert hook"
+                    raise RuntimeError(msg)
+                texts.append((image.id, image.search_text))
     seconds = time.perf_counter() - t0
-    make_bare(engine)
+    make_bare(engine, texts)
     vacuum(engine)
     engine.dispose()
     return seconds
@@ -203,11 +212,30 @@ def vacuum(engine: Any) -> None:
         connection.execute(text("VACUUM ANALYZE"))
 
 
-def make_bare(engine: Any) -> None:
-    """The baseline: the same columns and indexes in plain tables, filled by INSERT ... SELECT."""
+def make_bare(engine: Any, texts: list[tuple[uuid.UUID, str]]) -> None:
+    """The baseline: the same columns and indexes in plain tables, filled by INSERT ... SELECT.
+
+    ``texts``: each record's search text as the insert hook derived it (the
+    bare table stores it, and indexes it with positions, as ``images`` did up
+    to migration 0017; PostgreSQL's ``images`` no longer keeps the text).
+    """
+    import sqlalchemy as sa
     from sqlalchemy import text
 
     pg = engine.dialect.name == "postgresql"
+    bare_texts = sa.Table(
+        "bare_texts",
+        sa.MetaData(),
+        sa.Column("image_id", sa.Uuid(), primary_key=True),
+        sa.Column("search_text", sa.Text()),
+    )
+    with engine.begin() as connection:
+        bare_texts.create(connection)
+        for start in range(0, len(texts), 10_000):
+            connection.execute(
+                bare_texts.insert(),
+                [{"image_id": i, "search_text": t} for i, t in texts[start : start + 10_000]],
+            )
     statements = [
         "CREATE TABLE bare (id INTEGER PRIMARY KEY, filename TEXT, format TEXT, depth INTEGER,"
         " pixel_size_x FLOAT, objective TEXT, magnification FLOAT, immersion TEXT,"
@@ -216,8 +244,9 @@ def make_bare(engine: Any) -> None:
         "INSERT INTO bare (id, filename, format, depth, pixel_size_x, objective, magnification,"  # noqa: S608  (constant SQL)
         " immersion, acquired_at, created_at, search_text, image_id)"
         " SELECT row_number() OVER (ORDER BY created_at), filename, format, depth, pixel_size_x,"
-        " objective, magnification, immersion, acquired_at, created_at, search_text,"
-        f" {'id::text' if pg else 'id'} FROM images",
+        " objective, magnification, immersion, acquired_at, created_at, t.search_text,"
+        f" {'id::text' if pg else 'id'} FROM images JOIN bare_texts t ON t.image_id = images.id",
+        "DROP TABLE bare_texts",
         "CREATE TABLE bare_channels (bare_id INTEGER, name_key TEXT)",
         "INSERT INTO bare_channels SELECT b.id, c.name_key FROM image_channels c JOIN bare b"  # noqa: S608
         f" ON b.image_id = {'c.image_id::text' if pg else 'c.image_id'}",

@@ -94,14 +94,64 @@ def test_a_search_on_postgresql_turns_seqscans_off_for_its_statements(
         def run(session: Any) -> tuple[int, str]:
             rows, total = search_images(session, SearchFilters(q="one"))
             after = session.execute(text("SHOW enable_seqscan")).scalar_one()
-            return len(rows) + 100 * total, str(after)
+            mode = session.execute(text("SHOW plan_cache_mode")).scalar_one()
+            return len(rows) + 100 * total, f"{after} {mode}"
 
         counted, after = database.call(run)
     finally:
         event.remove(database.engine, "before_cursor_execute", record)
     assert counted == 101
-    assert after == "on"
+    assert after == "on auto"
     hints = [s for s in sent if "enable_seqscan" in s and not s.startswith("SHOW")]
-    assert hints == ["SET LOCAL enable_seqscan = off", "SET LOCAL enable_seqscan = on"]
+    assert hints == [
+        "SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_custom_plan",
+        "SET LOCAL enable_seqscan = on; SET LOCAL plan_cache_mode = auto",
+    ]
     first, last = (sent.index(h) for h in hints)
     assert any(s.startswith("SELECT") and "images" in s for s in sent[first + 1 : last])
+
+
+def test_a_repeated_search_is_planned_for_its_own_values(pg_client: TestClient) -> None:
+    """From its sixth run a statement is prepared on the server; it must keep a custom plan.
+
+    Why: a generic plan prices every bound ``tsquery`` or range at a default
+    500 rows (issue #22: the page of ``q=dapi`` read and sorted all 27,846
+    matches, a search cost 1.9x the bare query). ``auto_explain`` reports the
+    plan the server ran: a custom plan has the words as constants, a generic
+    one a parameter (``$1``) in their place.
+    """
+    database = _database(pg_client)
+    for n in range(3):
+        add_record(database, f"nuclei{n}.czi", channels=(("DAPI", None),))
+    add_record(database, "cells.czi", channels=(("EGFP", None),))
+
+    def plans(session: Any) -> list[str]:
+        raw = session.connection().connection.dbapi_connection
+        notices: list[str] = []
+        raw.add_notice_handler(lambda diag: notices.append(str(diag.message_primary)))
+        for _ in range(15):  # psycopg prepares on the 5th run; the server may go generic 5 later
+            _rows, total = search_images(session, SearchFilters(q="dapi"))
+            assert total == 3
+        for setting in (
+            "LOAD 'auto_explain'",
+            "SET LOCAL auto_explain.log_min_duration = 0",
+            "SET LOCAL auto_explain.log_level = notice",
+            "SET LOCAL client_min_messages = notice",
+        ):
+            session.execute(text(setting))
+        _rows, total = search_images(session, SearchFilters(q="dapi"))
+        assert total == 3
+        return [n for n in notices if "images_fts" in n or "search_vector" in n]
+
+    found = database.call(plans)
+    conditions = [
+        line.strip()
+        for plan in found
+        for line in plan.splitlines()
+        if line.strip().startswith(("Recheck Cond:", "Index Cond:", "Filter:"))
+        and "search_vector" in line
+    ]
+    assert conditions, f"auto_explain reported no plan of the search: {found}"
+    for condition in conditions:
+        assert "'dapi''" in condition, condition  # the words planned as a constant ...
+        assert "to_tsquery(" not in condition, condition  # ... not a parameter to convert

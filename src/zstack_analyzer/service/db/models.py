@@ -108,6 +108,10 @@ class Image(Base):
     # Search columns (migration 0004), derived from ``image_metadata`` on every insert by
     # ``db/search.py`` so no code path can store a record the search does not see.
     # Deferred: only the database reads them (the index); a page of results never needs them.
+    # On PostgreSQL the insert trigger turns the text into the vector (lexemes only, no
+    # positions) and stores NULL in its place (migration 0017): a count reads every
+    # matching row, and the text made it a fifth wider for nothing. SQLite keeps the text
+    # (its FTS5 index reads it from here).
     search_text: Mapped[str | None] = mapped_column(Text, deferred=True)
     search_vector: Mapped[str | None] = mapped_column(SearchVector, deferred=True)
     objective: Mapped[str | None] = mapped_column(String(255))
@@ -208,7 +212,7 @@ def _fill_search_columns(_mapper: Any, _connection: Any, image: Image) -> None:
     Why a mapper event: every code path that stores a record through the ORM
     (upload, register, ingest) gets indexed without remembering to; the
     database itself then keeps the full-text index in step (FTS5 triggers on
-    SQLite, a ``tsvector_update_trigger`` on PostgreSQL; see migration 0004).
+    SQLite, a trigger that derives the vector on PostgreSQL; migrations 0004, 0017).
     """
     from zstack_analyzer.service.db.search_fields import derive_fields
 
