@@ -46,7 +46,7 @@ _SQLITE_ADD = """INSERT INTO key_value_images (key_key, value_key, image_id, pai
         SELECT new.key_key, new.value_key, new.image_id, 1 WHERE new.image_id IS NOT NULL
         ON CONFLICT (key_key, value_key, image_id) DO UPDATE SET pairs = pairs + 1;"""
 _SQLITE_REMOVE = f"""DELETE FROM key_value_images WHERE {_MATCH.format(row="old")} AND pairs = 1;
-        UPDATE key_value_images SET pairs = pairs - 1 WHERE {_MATCH.format(row="old")};"""
+        UPDATE key_value_images SET pairs = pairs - 1 WHERE {_MATCH.format(row="old")};"""  # noqa: S608  (constant SQL)
 
 SQLITE_TRIGGERS = (
     f"""CREATE TRIGGER IF NOT EXISTS key_value_images_insert AFTER INSERT ON key_values
@@ -82,7 +82,7 @@ BEGIN
     END IF;
     RETURN NULL;
 END
-$$"""
+$$"""  # noqa: S608  (constant SQL)
 POSTGRES_TRIGGER = """CREATE TRIGGER key_value_images_sync
     AFTER INSERT OR DELETE OR UPDATE OF key_key, value_key, image_id ON key_values
     FOR EACH ROW EXECUTE FUNCTION key_value_images_sync()"""
