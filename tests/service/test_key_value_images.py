@@ -219,3 +219,38 @@ def test_the_migration_fills_the_table_and_its_downgrade_removes_it(empty_url: s
         assert _rows(engine, KEPT) == _rows(engine, DERIVED) == set()
     finally:
         engine.dispose()
+
+
+def test_values_past_the_indexed_prefix_and_tags_by_shape(api: Any) -> None:
+    """Values alike in their first 200 characters differ by the rest; searches of one shape keep their values.
+
+    Why: searches of tags and pairs are built once per shape with bind
+    parameters (``db/prepared_search.py``); a value past the indexed prefix is
+    a shape of its own (the whole value compared too), and a second search of
+    a shape must answer with its own values, not the first one's.
+    """
+    client, (a, b, c, _d) = api
+    prefix = "x" * 200
+    _put(client, a, [("note", prefix + " first"), ("note", prefix + " first"), ("strain", "N2")])
+    _put(client, b, [("note", prefix + " second"), ("strain", "CB4856")])
+    _put(client, c, [("note", prefix), ("strain", "N2")])
+    _kept_right(client)
+    assert _found(client, f"note:{prefix} first") == ({a}, 1)
+    assert _found(client, f"note:{prefix} second") == ({b}, 1)
+    assert _found(client, f"note:{prefix}") == ({a, b, c}, 3)  # the indexed prefix alone
+    assert _found(client, "strain:N2") == ({a, c}, 2)
+    assert _found(client, "strain:cb4856") == ({b}, 1)
+    for image_id, tags in ((a, ["mitosis"]), (b, ["mitosis", "bright"]), (c, ["bright"])):
+        assert client.put(f"/api/images/{image_id}/tags", json=tags).status_code == 200
+
+    def tagged(*params: tuple[str, str], skip: int = 0) -> tuple[set[str], int]:
+        answer = client.get("/api/images/search", params=[*params, ("skip", str(skip))])
+        assert answer.status_code == 200, answer.text
+        return {item["id"] for item in answer.json()["data"]}, answer.json()["total"]
+
+    assert tagged(("tag", "mitosis")) == ({a, b}, 2)
+    assert tagged(("tag", "bright")) == ({b, c}, 2)
+    assert tagged(("tag", "bright"), ("kv", "strain:N2")) == ({c}, 1)
+    assert tagged(("tag", "mitosis"), ("kv", "strain:N2")) == ({a}, 1)
+    assert tagged(("tag", "mitosis"), ("kv", "strain")) == ({a, b}, 2)
+    assert tagged(("tag", "bright"), skip=5) == (set(), 2)  # past the end: the total still
