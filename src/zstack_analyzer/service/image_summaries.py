@@ -16,6 +16,7 @@ from datetime import UTC
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import case, func, select
 
 from zstack_analyzer.service.auth.models import Group, User
@@ -34,7 +35,13 @@ if TYPE_CHECKING:
     from zstack_analyzer.service.auth.permissions import Principal
     from zstack_analyzer.service.db.search import SearchFilters
 
-__all__ = ["search_summaries", "summaries_page", "summary_columns", "summary_of_row"]
+__all__ = [
+    "search_summaries",
+    "summaries_of_rows",
+    "summaries_page",
+    "summary_columns",
+    "summary_of_row",
+]
 
 #: The ``images`` columns a summary shows as they are.
 _PLAIN = (
@@ -112,6 +119,7 @@ def _variant_value() -> ColumnElement[str | None]:
 #: The summary fields :data:`_PLAIN` fills, in its order (rows are read as tuples:
 #: attribute access on a row cost 1 µs a field, 1.3 ms a page).
 _PLAIN_FIELDS = tuple(column.key for column in _PLAIN)
+_SUMMARY_LIST = TypeAdapter(list[ImageSummary])
 
 
 def summary_of_row(row: Sequence[Any]) -> ImageSummary:
@@ -120,6 +128,19 @@ def summary_of_row(row: Sequence[Any]) -> ImageSummary:
     The names' subqueries are ``NULL`` for a record without an owner or group,
     and the scene count is a number on both engines (``0`` for an empty list).
     """
+    return ImageSummary.model_validate(_fields_of_row(row))
+
+
+def summaries_of_rows(rows: Sequence[Sequence[Any]]) -> list[ImageSummary]:
+    """:func:`summary_of_row` of each row, validated as one list.
+
+    Why: one call into pydantic's validator for the page instead of one per
+    row (0.26 -> 0.17 ms for a page of 50).
+    """
+    return _SUMMARY_LIST.validate_python([_fields_of_row(row) for row in rows])
+
+
+def _fields_of_row(row: Sequence[Any]) -> dict[str, Any]:
     fields = dict(zip(_PLAIN_FIELDS, row, strict=False))
     scene_count, variant_value, owner_name, group_name, quality_mask = row[
         len(_PLAIN_FIELDS) : len(_PLAIN_FIELDS) + 5
@@ -129,14 +150,12 @@ def summary_of_row(row: Sequence[Any]) -> ImageSummary:
         fields["created_at"] = created_at.replace(tzinfo=UTC)
     if not fields["stored_in_place"]:  # a copy's former place is not shown
         fields["source_path"] = None
-    return ImageSummary(
-        **fields,
-        owner=owner_name,
-        group=group_name,
-        format_variant=variant_of(fields["format"], variant_value),
-        scene_count=max(scene_count, 1),
-        quality_flags=flags_of_mask(quality_mask),
-    )
+    fields["owner"] = owner_name
+    fields["group"] = group_name
+    fields["format_variant"] = variant_of(fields["format"], variant_value)
+    fields["scene_count"] = max(scene_count, 1)
+    fields["quality_flags"] = flags_of_mask(quality_mask)
+    return fields
 
 
 def search_summaries(
@@ -153,7 +172,7 @@ def search_summaries(
     rows, total = search_rows(
         session, filters, columns, skip=skip, limit=limit, visible=visible, principal=principal
     )
-    return [summary_of_row(row) for row in rows], total
+    return summaries_of_rows(rows), total
 
 
 def summaries_page(
@@ -176,4 +195,4 @@ def summaries_page(
     total = connection.execute(
         select(func.count()).select_from(Image).where(*conditions)
     ).scalar_one()
-    return [summary_of_row(row) for row in rows], int(total)
+    return summaries_of_rows(rows), int(total)

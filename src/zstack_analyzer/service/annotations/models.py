@@ -16,6 +16,8 @@ Why these shapes:
 - **Search** reads tag links by ``(tag_id, image_id)`` and key-value pairs by
   ``(key_key, value_key, image_id)``: lower-cased, length-capped copies of
   key and value that a B-tree indexes on SQLite and PostgreSQL alike.
+  ``key_value_images`` holds each such triple of an image once (kept by
+  triggers, migration 0018), so a ``kv=KEY:VALUE`` total is a plain count.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
     "Dataset",
     "DatasetImage",
     "KeyValue",
+    "KeyValueImage",
     "Project",
     "ProjectDataset",
     "Tag",
@@ -202,6 +205,36 @@ class KeyValue(Base):
     owner_id: Mapped[int | None] = _owner()
     group_id: Mapped[int | None] = _group()
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class KeyValueImage(Base):
+    """Each ``(key_key, value_key, image_id)`` of the images' pairs once, with how many pairs have it.
+
+    Why: ``kv=KEY:VALUE`` must count an image once even when it carries the
+    same pair twice (keys may repeat), and counting distinct ids from
+    ``key_values`` grouped 5,000 index entries per search (a fifth of a
+    search's time on PostgreSQL at 100,000 images). Here the ids are distinct
+    by the primary key, so the total is an index-only ``count(*)``.
+
+    Nothing in the service writes this table: the database's triggers on
+    ``key_values`` (migration 0018, both engines) add a triple or count one
+    more pair on every insert, count one fewer (and drop the triple at zero)
+    on every delete, cascades from a deleted image included, and both on an
+    update of the triple's columns. So every writer (the editor's PUT, the
+    bulk table, a template's form, raw SQL) keeps it right.
+    """
+
+    __tablename__ = "key_value_images"
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012  (SQLAlchemy's own attribute)
+
+    key_key: Mapped[str] = mapped_column(String(KEY_INDEX_CHARS), primary_key=True)
+    value_key: Mapped[str] = mapped_column(String(KEY_INDEX_CHARS), primary_key=True)
+    #: No foreign key of its own: a deleted image's pairs go by ``key_values``' cascade,
+    #: whose delete trigger takes them off here (a second check per inserted pair
+    #: would only slow a bulk table down).
+    image_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    #: How many of the image's pairs have this triple (the row goes when it reaches 0).
+    pairs: Mapped[int] = mapped_column(Integer)
 
 
 class Comment(Base):

@@ -310,13 +310,13 @@ def search_rows(
     ORM objects: building 50 whole records (and decoding their metadata and
     scene JSON) cost more than the query itself on PostgreSQL.
     """
+    from zstack_analyzer.service.db.prepared_search import prepared_search
+
+    prepared = prepared_search(filters, columns, skip=skip, limit=limit, visible=visible)
+    if prepared is not None:  # the same statement, built once for searches of its shape
+        return prepared.run(session)
     page, total, plain_walk = _page_and_total(session, filters, skip, limit, visible, principal)
-    statement = (
-        select(*columns, total.label("total"))
-        .select_from(Image)
-        .join(page, Image.id == page.c.id)
-        .order_by(page.c.created_at.desc(), page.c.id)
-    )
+    statement = rows_statement(columns, page, total)
     with _index_scans(session, needed=not plain_walk):
         # Core, not the ORM: plain rows need none of its loading machinery.
         found: list[Sequence[Any]] = list(session.connection().execute(statement).all())
@@ -361,7 +361,23 @@ def _page_and_total(
     conditions = _conditions(session, filters, annotated)
     if visible is not None:
         conditions.append(visible)
-    page = (
+    page = page_subquery(conditions, skip, limit)
+    # correlate(None): the count has its own FROM images, not the page row's.
+    counted_query = _annotation_total(filters, visible, annotated)
+    plain_walk = counted_query is not None
+    if counted_query is None:
+        counted_query = select(func.count()).select_from(Image).where(*conditions)
+    return page, counted_query.correlate(None).scalar_subquery(), plain_walk
+
+
+def page_subquery(
+    conditions: Sequence[ColumnElement[bool] | TextClause], skip: Any, limit: Any
+) -> Subquery:
+    """The page's ``(id, created_at)`` of the images meeting ``conditions``, newest first.
+
+    ``skip`` and ``limit``: numbers, or bind parameters (``prepared_search``).
+    """
+    return (
         select(Image.id, Image.created_at)
         .where(*conditions)
         .order_by(Image.created_at.desc(), Image.id)
@@ -369,12 +385,20 @@ def _page_and_total(
         .limit(limit)
         .subquery("page")
     )
-    # correlate(None): the count has its own FROM images, not the page row's.
-    counted_query = _annotation_total(filters, visible, annotated)
-    plain_walk = counted_query is not None
-    if counted_query is None:
-        counted_query = select(func.count()).select_from(Image).where(*conditions)
-    return page, counted_query.correlate(None).scalar_subquery(), plain_walk
+
+
+def rows_statement(
+    columns: Sequence[ColumnElement[Any] | QueryableAttribute[Any]],
+    page: Subquery,
+    total: ScalarSelect[int],
+) -> Select[Any]:
+    """The page's rows of ``columns`` (expressions over ``images``) with the total in each, in page order."""
+    return (
+        select(*columns, total.label("total"))
+        .select_from(Image)
+        .join(page, Image.id == page.c.id)
+        .order_by(page.c.created_at.desc(), page.c.id)
+    )
 
 
 def _total_past_the_end(session: Session, total: ScalarSelect[int], skip: int, limit: int) -> int:
