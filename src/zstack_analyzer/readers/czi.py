@@ -37,6 +37,7 @@ import logging
 import operator
 import os
 import struct
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -623,83 +624,80 @@ def _no_extent_error(path: Path, index: int) -> CorruptFileError:
     return CorruptFileError(msg, path=path)
 
 
-#: A directory entry's SchemaType "DV" as the little-endian uint16 the entry struct reads.
+#: A directory entry's SchemaType "DV" as the little-endian uint16 it is stored as.
 _DV = int.from_bytes(b"DV", "little")
-
-
-@functools.lru_cache(maxsize=8)
-def _entry_struct(layout: bytes) -> struct.Struct:
-    """One directory entry whose dimensions are ``layout`` (1 per dimension: X/Y or not).
-
-    Only what opening or a read uses is unpacked, the rest is skipped as pad
-    bytes: SchemaType (as an int), PixelType, FilePosition, FilePart,
-    DimensionCount, and per dimension its label (its 4 bytes as an int: a
-    one-letter label is a small int Python does not allocate) and start, plus
-    size and stored size for X and Y. Each value unpacked is an object made,
-    and the directory of a 2 GB stack has thousands (issue 22).
-    """
-    dims = "".join("iii4xi" if xy else "ii12x" for xy in layout)
-    return struct.Struct("<Hiqi10xi" + dims)
+#: Whether a ``memoryview.cast`` (native order) reads the file's little-endian integers.
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Directory | None:
-    """The directory by one struct per entry layout, or ``None`` unless all entries share it.
+    """The directory read column by column, or ``None`` unless all entries share one layout.
 
-    ``iter_unpack`` reads every entry (a C loop) and ``zip`` turns the rows into
-    one column per field, checked with ``count``/``min`` (C loops, no per-entry
-    Python at open); what only reads need (coordinates, the largest block) is
-    derived on first use. Why not one struct for all entries: compiling a format
-    of thousands of fields cost about as much as unpacking them (issue 22).
+    An entry of one layout is ``stride`` bytes, so a field is every ``stride``-th
+    word of the directory: ``memoryview.cast`` and a stepped slice give that
+    column, ``tolist`` its values (C loops, no per-entry Python at open), and
+    ``count``/``min``/``max`` check it. Only the columns opening needs become
+    Python ints; what only reads need (coordinates, the largest block) is
+    derived on first use. Why not ``struct.iter_unpack``: its rows and their
+    transposition made more objects than the parse needs, which cost most of
+    a first open in a fresh process (issue 22).
     The layout (which dimension is X or Y) comes from the first entry; every
     entry must carry the same labels, checked column by column.
+
+    Fields at their byte offsets: SchemaType 0 (2 bytes), PixelType 2,
+    FilePosition 6 (8 bytes), FilePart 14, DimensionCount 28; per dimension,
+    at 32 + 20 k: label, start, size, start coordinate (float), stored size.
     """
-    if len(raw) < _DIRECTORY_ENTRY.size:
+    if len(raw) < _DIRECTORY_ENTRY.size or not _LITTLE_ENDIAN:
         return None
     (count,) = struct.unpack_from("<i", raw, 28)
     stride = _DIRECTORY_ENTRY.size + 20 * count
-    if not 0 <= count <= 64 or entries * stride > len(raw):
+    size = entries * stride
+    if not 0 <= count <= 64 or size > len(raw):
         return None
+    view = memoryview(raw)[:size]
+    words = view.cast("i")  # 4-byte fields at offsets 4 k: DimensionCount, dimensions
+    step = stride // 4
+    # 4-byte fields at offsets 2 + 4 k: PixelType, FilePosition's low and high halves, FilePart.
+    shifted = view[2 : size - 2].cast("i")
+    if (
+        words[7::step].tolist().count(count) != entries
+        or view.cast("H")[:: stride // 2].tolist().count(_DV) != entries
+    ):
+        return None  # another layout or a malformed entry: the walk names it
+    if shifted[3::step].tolist().count(0) != entries:
+        return None  # a multi-part document: the walk skips the other parts' entries
+    high = shifted[2::step].tolist()
+    if high.count(0) != entries:
+        return None  # a file over 4 GB: the walk reads the 64-bit positions
     raw_labels = [raw[32 + 20 * k : 36 + 20 * k] for k in range(count)]
     stripped = [label.rstrip(b"\0") for label in raw_labels]
-    xy = bytes(label in (b"X", b"Y") for label in stripped)
-    rows = _entry_struct(xy).iter_unpack(memoryview(raw)[: entries * stride])
-    fields = list(zip(*rows, strict=True))
-    if not fields:
-        return None
-    if fields[4].count(count) != entries or fields[0].count(_DV) != entries:
-        return None  # another layout or a malformed entry: the walk names it
-    if fields[3].count(0) != entries:
-        return None  # a multi-part document: the walk skips the other parts' entries
-    # Where each dimension's columns start: label, start (then size, stored for X/Y).
-    at: list[int] = []
-    field = 5
-    for k in range(count):
-        at.append(field)
-        field += 4 if xy[k] else 2
-    for k in range(count):
-        if fields[at[k]].count(int.from_bytes(raw_labels[k], "little", signed=True)) != entries:
-            return None  # dimensions in another order
-        if xy[k]:
-            sizes, stored = fields[at[k] + 2], fields[at[k] + 3]
-            if _low_high(sizes)[0] < 1 or _low_high(stored)[0] < 1:
-                i = next(i for i in range(entries) if sizes[i] < 1 or stored[i] < 1)
-                raise _dimension_error(path, i, stripped[k].decode(), sizes[i], stored[i])
     names = [label.decode("ascii", "replace") for label in stripped]
+    for k in range(count):
+        label = int.from_bytes(raw_labels[k], "little", signed=True)
+        if words[8 + 5 * k :: step].tolist().count(label) != entries:
+            return None  # dimensions in another order
     if "X" not in names or "Y" not in names:
         raise _no_extent_error(path, 0)
-    positions = list(fields[2])
 
-    def column(axis: str, offset: int) -> Sequence[int]:
-        """The column ``offset`` after the label of dimension ``axis`` (1 start, 2 size, 3 stored)."""
-        return fields[at[names.index(axis)] + offset]
+    def column(axis: str, offset: int) -> list[int]:
+        """Dimension ``axis``'s column ``offset`` after its label (1 start, 2 size, 4 stored)."""
+        return words[8 + 5 * names.index(axis) + offset :: step].tolist()
+
+    for axis in ("X", "Y"):
+        sizes, stored = column(axis, 2), column(axis, 4)
+        if min(sizes) < 1 or min(stored) < 1:
+            i = next(i for i in range(entries) if sizes[i] < 1 or stored[i] < 1)
+            raise _dimension_error(path, i, axis, sizes[i], stored[i])
+    positions = view[2 : size - 2].cast("I")[1::step].tolist()
 
     def coords() -> list[dict[str, int]]:
-        columns = [fields[at[k] + 1] for k in range(count)]
+        columns = [words[8 + 5 * k + 1 :: step].tolist() for k in range(count)]
         return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
     def block() -> tuple[int, int]:
-        xs, xst = column("X", 2), column("X", 3)
-        ys, yst = column("Y", 2), column("Y", 3)
+        xs, xst = column("X", 2), column("X", 4)
+        ys, yst = column("Y", 2), column("Y", 4)
         full = [i for i in range(len(xs)) if xs[i] == xst[i] and ys[i] == yst[i]]
         out = [max((yst[i] for i in full), default=1), max((xst[i] for i in full), default=1)]
         return out[0], out[1]
@@ -710,7 +708,7 @@ def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Dir
         column("X", 2),
         column("Y", 2),
         {axis: column(axis, 1) for axis in dict.fromkeys(names) if axis in _LIBCZI_DIMS},
-        fields[1],
+        shifted[::step].tolist(),
     )
     header = max(256, 16 + stride)
     return _Directory(
