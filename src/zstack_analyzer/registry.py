@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import os
 import stat
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -95,8 +96,8 @@ def reader_classes() -> tuple[type[ImageReader], ...]:
 
 
 def _package_available(package: str) -> bool:
-    module = {"pylibCZIrw": "pylibCZIrw", "imagecodecs": "imagecodecs"}.get(package, package)
-    return importlib.util.find_spec(module) is not None
+    """Whether ``package`` can be imported (one already imported is: no finder is asked)."""
+    return sys.modules.get(package) is not None or importlib.util.find_spec(package) is not None
 
 
 def supported_formats() -> list[FormatInfo]:

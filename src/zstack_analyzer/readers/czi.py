@@ -51,7 +51,8 @@ from zstack_analyzer.errors import (
     UnsupportedFormatError,
     ZstackError,
 )
-from zstack_analyzer.metadata import ChannelInfo, ImageMetadata, SceneInfo
+from zstack_analyzer.limits import itemsize
+from zstack_analyzer.metadata import ImageMetadata, SceneInfo
 from zstack_analyzer.readers._base import ImageReader, planes_to_dask
 
 if TYPE_CHECKING:
@@ -820,14 +821,35 @@ class CziReader(ImageReader):
         self._directory = structure.directory
         self._xml_at = structure.xml_at
         self._xml_stored = structure.xml
-        # libCZI's reader is opened by the first pixel read (or a fallback for the XML).
-        self._pool = _NativePool(self.path)
-        self.close_on_release(self._pool.close)
+        # libCZI's readers (and their pool) are made by the first pixel read or XML fallback.
+        self._pool_made: _NativePool | None = None
         self._xml: str | None = None
         self._xml_info: CziXmlInfo | None = None
         self._xml_error: MetadataError | None = None
         self._layout = self._read_layout(structure.directory, structure.xml_size)
         self._scenes = [self._scene_info(i) for i in range(len(self._layout.scene_keys))]
+
+    def _pool(self) -> _NativePool:
+        """The pool of libCZI readers, made on first use.
+
+        Why not at open: opening and reading metadata need no libCZI reader, and
+        the pool's condition variable and close hook cost as much as the rest of
+        the open's bookkeeping (issue 22: opening is timed in a fresh process).
+        """
+        pool = self._pool_made
+        if pool is None:
+            with self._lock:
+                pool = self._pool_made
+                if pool is None:
+                    if self.closed:
+                        msg = f"{self.path.name}: the CZI reader is closed"
+                        raise ReaderClosedError(msg)
+                    pool = _NativePool(self.path)
+                    self.close_on_release(pool.close)
+                    self._pool_made = pool
+                    if self.closed:  # closed while the pool was made: it lends nothing
+                        pool.close()
+        return pool
 
     # ------------------------------------------------------------------ layout
     def _wrap(self, exc: Exception, action: str) -> ZstackError:
@@ -954,7 +976,7 @@ class CziReader(ImageReader):
     def _libczi_xml(self) -> str:
         """The XML as libCZI gives it: parsed (pugixml: no DTD, any encoding), written as UTF-8."""
         try:
-            with self._pool.borrow() as native:
+            with self._pool().borrow() as native:
                 return str(native.raw_metadata)
         except (ZstackError, ReaderClosedError):
             raise
@@ -1006,15 +1028,17 @@ class CziReader(ImageReader):
         layout = self._layout
         size_c = info.size_c
         warnings = [*layout.warnings, *xml.warnings]
+        # The parsed models' fields as dicts: validating the record builds fresh models from
+        # them in one pass (pydantic-core), cheaper than a Python-level copy of each model.
         channels = [
-            xml.channels[i].model_copy() if i < len(xml.channels) else ChannelInfo(index=i)
+            xml.channels[i].__dict__ if i < len(xml.channels) else {"index": i}
             for i in range(size_c)
         ]
         if xml.channels and len(xml.channels) != size_c:
             warnings.append(
                 f"the XML describes {len(xml.channels)} channels; the subblocks hold {size_c}"
             )
-        bit_depth = np.dtype(layout.dtype).itemsize * 8
+        bit_depth = itemsize(layout.dtype) * 8
         significant = xml.significant_bits
         if significant is not None and significant > bit_depth:
             significant = None
@@ -1031,11 +1055,11 @@ class CziReader(ImageReader):
             info,
             bit_depth=bit_depth,
             significant_bits=significant,
-            physical_size=xml.physical_size.model_copy(),
+            physical_size=xml.physical_size.__dict__,
             time_interval_s=xml.time_interval_s,
             channels=channels,
-            objective=None if xml.objective is None else xml.objective.model_copy(),
-            microscope=None if xml.microscope is None else xml.microscope.model_copy(),
+            objective=None if xml.objective is None else xml.objective.__dict__,
+            microscope=None if xml.microscope is None else xml.microscope.__dict__,
             acquired_at=xml.acquired_at,
             acquired_at_local=xml.acquired_at_local,
             pyramid_levels=[(info.size_y, info.size_x)],
@@ -1117,7 +1141,7 @@ class CziReader(ImageReader):
         key = layout.scene_keys[scene]
         self._directory.check_plane(t, c, z, key)
         try:
-            with self._pool.borrow() as native:
+            with self._pool().borrow() as native:
                 # Background 0 (SOURCES.md: pixels no tile covers are 0), said explicitly.
                 data = native.read(
                     roi=(x, y, width, height),
