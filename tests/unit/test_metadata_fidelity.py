@@ -151,11 +151,11 @@ def test_czi_display_colour_wins_and_objective_placeholders_are_null() -> None:
         "<Channel Id='Channel:1'/></Channels></DisplaySetting>"
     )
     info = parse_czi_xml(CZI.format(info=image, display=display), path=Path("a.czi"))
-    assert [c.color for c in info.channels] == ["#00FF00", "#FF0000"]
+    assert [c["color"] for c in info.channels] == ["#00FF00", "#FF0000"]
     assert "DisplaySetting" in info.provenance["channels[].color"]
     assert info.objective is None
     assert info.microscope is not None
-    assert info.microscope.model == "Crossbeam 550"
+    assert info.microscope["model"] == "Crossbeam 550"
 
 
 def test_nd2_single_channel_exposure_and_stated_lasers() -> None:
@@ -200,7 +200,7 @@ def test_czi_display_setting_is_the_documents_own_not_the_experiments() -> None:
     assert _metadata_child_fragment(xml.replace(own, ""), "DisplaySetting") is None
     image = "<Image><Dimensions><Channels><Channel Id='Channel:0' Name='A'/></Channels></Dimensions></Image>"
     info = parse_czi_xml(xml.replace("<Image/>", image), path=Path("a.czi"))
-    assert [c.color for c in info.channels] == ["#00FF00"]
+    assert [c["color"] for c in info.channels] == ["#00FF00"]
 
 
 def test_empty_scene_names_are_null() -> None:

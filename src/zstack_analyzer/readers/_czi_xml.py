@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from zstack_analyzer.errors import MetadataError
-from zstack_analyzer.metadata import ChannelInfo, MicroscopeInfo, ObjectiveInfo, PhysicalSize
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -55,12 +54,20 @@ _NS_TO_MS = 1e-6
 
 @dataclass(slots=True)
 class CziXmlInfo:
-    """What the XML says, independent of the scene (scene names are looked up per scene)."""
+    """What the XML says, independent of the scene (scene names are looked up per scene).
 
-    physical_size: PhysicalSize = field(default_factory=PhysicalSize)
-    channels: list[ChannelInfo] = field(default_factory=list)
-    objective: ObjectiveInfo | None = None
-    microscope: MicroscopeInfo | None = None
+    The parts of the record are the fields of its models as dicts (``physical_size``
+    holds :class:`~zstack_analyzer.metadata.PhysicalSize`'s, each channel
+    :class:`~zstack_analyzer.metadata.ChannelInfo`'s, ...). Why not the models:
+    the record validates them once, nested, when it is built; models made here
+    too were built twice and copied per record, the largest cost of a first
+    metadata read in a process after the parse itself (issue 22).
+    """
+
+    physical_size: dict[str, float | None] = field(default_factory=dict)
+    channels: list[dict[str, Any]] = field(default_factory=list)
+    objective: dict[str, Any] | None = None
+    microscope: dict[str, Any] | None = None
     acquired_at: datetime | None = None
     acquired_at_local: datetime | None = None
     time_interval_s: float | None = None
@@ -344,31 +351,32 @@ def _scaling(scaling: Element | None, info: CziXmlInfo) -> None:
         # Round away the float noise of 1e-6 * 1e6 (1.6E-06 m -> 1.6 µm, not 1.5999999999999999).
         values[axis] = float(f"{metres * _M_TO_UM:.12g}")
         info.provenance[f"physical_size.{axis.lower()}_um"] = f"CZI Scaling/Items/Distance[{axis}]"
-    info.physical_size = PhysicalSize(x_um=values["X"], y_um=values["Y"], z_um=values["Z"])
+    info.physical_size = {"x_um": values["X"], "y_um": values["Y"], "z_um": values["Z"]}
 
 
 _ID_LIKE = re.compile(r"^(?:Channel|C):\d+$")
 
 
-def _channel(index: int, element: Element | None) -> ChannelInfo:
+def _channel(index: int, element: Element | None) -> dict[str, Any]:
+    """The fields of channel ``index``'s :class:`~zstack_analyzer.metadata.ChannelInfo`."""
     if element is None:
-        return ChannelInfo(index=index)
+        return {"index": index}
     name = element.get("Name")
     # An ID ("Channel:0", pylibCZIrw's "C:0") is not a name a person gave the channel.
     if name is not None and (not name.strip() or name == element.get("Id") or _ID_LIKE.match(name)):
         name = None
     exposure_ns = _float(element, "ExposureTime")
-    return ChannelInfo(
-        index=index,
-        name=name,
-        excitation_nm=_float(element, "ExcitationWavelength"),
-        emission_nm=_float(element, "EmissionWavelength"),
-        color=_colour(_text(element, "Color")),
-        fluorophore=_text(element, "Fluor"),
-        exposure_ms=None if exposure_ns is None else exposure_ns * _NS_TO_MS,
-        illumination=_text(element, "IlluminationType"),
-        contrast_method=_text(element, "ContrastMethod"),
-    )
+    return {
+        "index": index,
+        "name": name,
+        "excitation_nm": _float(element, "ExcitationWavelength"),
+        "emission_nm": _float(element, "EmissionWavelength"),
+        "color": _colour(_text(element, "Color")),
+        "fluorophore": _text(element, "Fluor"),
+        "exposure_ms": None if exposure_ns is None else exposure_ns * _NS_TO_MS,
+        "illumination": _text(element, "IlluminationType"),
+        "contrast_method": _text(element, "ContrastMethod"),
+    }
 
 
 def _display_colours(
@@ -396,9 +404,9 @@ def _display_colours(
     sources = set()
     for index, channel in enumerate(info.channels):
         if index in shown:
-            channel.color = shown[index]
+            channel["color"] = shown[index]
             sources.add("CZI DisplaySetting/Channels/Channel/Color (what ZEN displays)")
-        elif channel.color is not None:
+        elif channel.get("color") is not None:
             sources.add("CZI Information/Image/Dimensions/Channels/Channel/Color")
     if sources:
         info.provenance["channels[].color"] = " + ".join(sorted(sources))
@@ -437,13 +445,13 @@ def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -
     if objective is not None:
         # Never the Id ("Objective:0"): a reference is not a name. A 0 magnification or
         # NA is ZEN's placeholder for "not set", i.e. unknown.
-        found = ObjectiveInfo(
-            name=(objective.get("Name") or "").strip() or _text(objective, "Manufacturer/Model"),
-            magnification=_positive(objective, "NominalMagnification"),
-            numerical_aperture=_positive(objective, "LensNA"),
-            immersion=_text(objective, "Immersion"),
-        )
-        if any(v is not None for v in found.model_dump().values()):
+        found = {
+            "name": (objective.get("Name") or "").strip() or _text(objective, "Manufacturer/Model"),
+            "magnification": _positive(objective, "NominalMagnification"),
+            "numerical_aperture": _positive(objective, "LensNA"),
+            "immersion": _text(objective, "Immersion"),
+        }
+        if any(v is not None for v in found.values()):
             info.objective = found
             info.provenance["objective"] = "CZI Information/Instrument/Objectives/Objective"
     microscope = (
@@ -467,13 +475,13 @@ def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -
     if model is None:
         model, model_source = _text(microscope, "System"), "System"
     if microscope is not None or software or version:
-        info.microscope = MicroscopeInfo(
-            manufacturer=_text(microscope, "Manufacturer/Manufacturer"),
-            model=model,
-            serial_number=_text(microscope, "Manufacturer/SerialNumber"),
-            software=software,
-            software_version=version,
-        )
+        info.microscope = {
+            "manufacturer": _text(microscope, "Manufacturer/Manufacturer"),
+            "model": model,
+            "serial_number": _text(microscope, "Manufacturer/SerialNumber"),
+            "software": software,
+            "software_version": version,
+        }
         if model is not None:
             info.provenance["microscope.model"] = (
                 f"CZI Information/Instrument/Microscopes/Microscope/{model_source}"
@@ -595,7 +603,7 @@ def parse_czi_xml(xml: str, *, path: Path) -> CziXmlInfo:
     >>> xml = ("<ImageDocument><Metadata><Information/><Scaling><Items>"
     ...        "<Distance Id='X'><Value>1.6E-06</Value></Distance>"
     ...        "</Items></Scaling></Metadata></ImageDocument>")
-    >>> parse_czi_xml(xml, path=Path("a.czi")).physical_size.x_um
+    >>> parse_czi_xml(xml, path=Path("a.czi")).physical_size["x_um"]
     1.6
     """
     info = CziXmlInfo()

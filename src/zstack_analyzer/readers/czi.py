@@ -1028,11 +1028,10 @@ class CziReader(ImageReader):
         layout = self._layout
         size_c = info.size_c
         warnings = [*layout.warnings, *xml.warnings]
-        # The parsed models' fields as dicts: validating the record builds fresh models from
-        # them in one pass (pydantic-core), cheaper than a Python-level copy of each model.
+        # The parsed fields as dicts: validating the record builds its models from them in
+        # one pass (pydantic-core), and no record shares a model with the parse or another.
         channels = [
-            xml.channels[i].__dict__ if i < len(xml.channels) else {"index": i}
-            for i in range(size_c)
+            xml.channels[i] if i < len(xml.channels) else {"index": i} for i in range(size_c)
         ]
         if xml.channels and len(xml.channels) != size_c:
             warnings.append(
@@ -1055,11 +1054,11 @@ class CziReader(ImageReader):
             info,
             bit_depth=bit_depth,
             significant_bits=significant,
-            physical_size=xml.physical_size.__dict__,
+            physical_size=xml.physical_size,
             time_interval_s=xml.time_interval_s,
             channels=channels,
-            objective=None if xml.objective is None else xml.objective.__dict__,
-            microscope=None if xml.microscope is None else xml.microscope.__dict__,
+            objective=xml.objective,
+            microscope=xml.microscope,
             acquired_at=xml.acquired_at,
             acquired_at_local=xml.acquired_at_local,
             pyramid_levels=[(info.size_y, info.size_x)],
