@@ -217,7 +217,7 @@ def detect_reader(path: Path | str | RemoteObject) -> type[ImageReader]:
         from zstack_analyzer.zarr.reader import OmeZarrReader
 
         return OmeZarrReader
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     mode = _mode(path)  # one stat for "exists" and "is a folder" (opening is timed: issue 22)
     if mode is None:
         if not _has_known_suffix(path):
@@ -286,6 +286,8 @@ def open_reader(
     MissingDependencyError
         When the format is recognised but its package is not installed.
     """
+    if isinstance(path, str) and not _is_url(path):
+        path = Path(path)  # parsed once, for detection and the reader (opening is timed)
     cls = detect_reader(path)
     missing = [p for p in cls.required_packages if not _package_available(p)]
     if missing:

@@ -125,7 +125,7 @@ class ImageReader(abc.ABC):
             #: The file's name for messages (a remote object's display name, no folder).
             self.path = path.path
         else:
-            self.path = Path(path)
+            self.path = path if isinstance(path, Path) else Path(path)
             self.source = self.path
         self.limits = limits or ReadLimits()
         self._lock = threading.RLock()
