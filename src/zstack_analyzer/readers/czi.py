@@ -520,7 +520,7 @@ def _check_structure(path: Path, limits: ReadLimits) -> _Structure:
         if not directory.startswith(b"ZISRAWDIRECTORY"):
             msg = f"{name}: no subblock directory segment at offset {dir_pos}; the file is corrupt"
             raise CorruptFileError(msg, path=path)
-        (entries,) = struct.unpack_from("<i", directory, _SEGMENT_HEADER)
+        (entries,) = _INT32.unpack_from(directory, _SEGMENT_HEADER)
         room = (file_size - dir_pos - _DIRECTORY_HEADER) // _MIN_DIRECTORY_ENTRY
         if entries <= 0 or entries > room:
             msg = (
@@ -536,7 +536,7 @@ def _check_structure(path: Path, limits: ReadLimits) -> _Structure:
         # first entry's dimension count: a read of what 64 dimensions each could take cost
         # more in fresh pages than the parse. Any other directory is read up to that bound.
         first = directory[_DIRECTORY_HEADER:]
-        count = struct.unpack_from("<i", first, 28)[0] if len(first) == _DIRECTORY_ENTRY.size else 0
+        count = _INT32.unpack_from(first, 28)[0] if len(first) == _DIRECTORY_ENTRY.size else 0
         exact = int(entries) * (_DIRECTORY_ENTRY.size + 20 * min(max(count, 0), 64))
         raw = os.pread(fd, min(file_size - start, exact), start)
         parsed = _parse_uniform(path, raw, file_size, int(entries))
@@ -555,7 +555,7 @@ def _check_structure(path: Path, limits: ReadLimits) -> _Structure:
         if not metadata.startswith(b"ZISRAWMETADATA"):
             msg = f"{name}: no metadata segment at offset {md_pos}; the file is corrupt"
             raise CorruptFileError(msg, path=path)
-        (xml_size,) = struct.unpack_from("<i", metadata, _SEGMENT_HEADER)
+        (xml_size,) = _INT32.unpack_from(metadata, _SEGMENT_HEADER)
         if xml_size < 0 or md_pos + _METADATA_HEADER + xml_size > file_size:
             msg = (
                 f"{name}: the metadata XML claims {xml_size} bytes, past the end of the file "
@@ -590,6 +590,8 @@ def _check_structure(path: Path, limits: ReadLimits) -> _Structure:
 _DIRECTORY_ENTRY = struct.Struct("<2siqiiB5xi")  # 32 bytes, then 20 per dimension
 _DIMENSION_ENTRY = struct.Struct("<4siifi")
 _SUBBLOCK_SIZES = struct.Struct("<iiq")  # MetadataSize, AttachmentSize, DataSize
+#: One little-endian int32 (counts and sizes in segment headers), compiled at import.
+_INT32 = struct.Struct("<i")
 
 
 def _parse_directory(path: Path, raw: bytes, file_size: int, entries: int) -> _Directory:
@@ -651,7 +653,7 @@ def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Dir
     """
     if len(raw) < _DIRECTORY_ENTRY.size or not _LITTLE_ENDIAN:
         return None
-    (count,) = struct.unpack_from("<i", raw, 28)
+    (count,) = _INT32.unpack_from(raw, 28)
     stride = _DIRECTORY_ENTRY.size + 20 * count
     size = entries * stride
     if not 0 <= count <= 64 or size > len(raw):
