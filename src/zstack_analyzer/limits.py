@@ -124,10 +124,10 @@ def check_declared_size(
     """
     name = getattr(path, "name", path) or "image"
     dims = [int(s) for s in shape]
-    if any(s < 0 for s in dims):
+    if min(dims, default=0) < 0:
         msg = f"{name}: declares a negative size {tuple(dims)}"
         raise LimitExceededError(msg, path=path)
-    if any(s > limits.max_dimension for s in dims):
+    if max(dims, default=0) > limits.max_dimension:
         msg = (
             f"{name}: declares an axis of {max(dims):,} pixels, over the limit of "
             f"{limits.max_dimension:,}; the file is probably corrupt"

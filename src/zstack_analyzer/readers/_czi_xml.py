@@ -348,16 +348,16 @@ def _micrometres(raw: str, metres: float) -> float:
     return float(f"{metres * _M_TO_UM:.12g}")
 
 
-def _scaling(scaling: Element | None, info: CziXmlInfo) -> None:
+def _scaling(scaling: Element | None, info: CziXmlInfo) -> list[tuple[str | None, str | None]]:
+    """The voxel size from ``Scaling/Items/Distance``; returns every (Id, Value) for the excerpt."""
     if scaling is None:
         info.warnings.append("no Metadata/Scaling in the CZI XML: voxel size unknown")
-        return
+        return []
+    stated = [(d.get("Id"), _text(d, "Value")) for d in _findall(scaling, "Items/Distance")]
     values: dict[str, float | None] = {"X": None, "Y": None, "Z": None}
-    for distance in _findall(scaling, "Items/Distance"):
-        axis = distance.get("Id")
+    for axis, raw in stated:
         if axis not in values or values[axis] is not None:
             continue
-        raw = _text(distance, "Value")
         if raw is None:
             continue
         try:
@@ -376,6 +376,7 @@ def _scaling(scaling: Element | None, info: CziXmlInfo) -> None:
         values[axis] = _micrometres(raw, metres)
         info.provenance[f"physical_size.{axis.lower()}_um"] = f"CZI Scaling/Items/Distance[{axis}]"
     info.physical_size = {"x_um": values["X"], "y_um": values["Y"], "z_um": values["Z"]}
+    return stated
 
 
 _ID_LIKE = re.compile(r"^(?:Channel|C):\d+$")
@@ -576,17 +577,23 @@ def _leaves(element: Element | None) -> dict[str, Any]:
     """Attributes and childless children of ``element`` as strings (capped): a cheap excerpt."""
     if element is None:
         return {}
-    out: dict[str, Any] = {f"@{k}": v[:_VENDOR_MAX_TEXT] for k, v in element.attrib.items()}
+    # items(), not attrib: the C element makes (and keeps) an attribute dict on first access.
+    out: dict[str, Any] = {f"@{k}": v[:_VENDOR_MAX_TEXT] for k, v in element.items()}
     for child in element:
         if len(out) >= _VENDOR_MAX_ITEMS:
             out["..."] = "truncated"
             break
-        if len(child) == 0 and child.text and child.text.strip():
-            out.setdefault(str(child.tag), child.text.strip()[:_VENDOR_MAX_TEXT])
+        text = child.text
+        if text and len(child) == 0:
+            text = text.strip()
+            if text:
+                out.setdefault(str(child.tag), text[:_VENDOR_MAX_TEXT])
     return out
 
 
-def _vendor(information: Element | None, scaling: Element | None) -> dict[str, Any]:
+def _vendor(
+    information: Element | None, distances: list[tuple[str | None, str | None]]
+) -> dict[str, Any]:
     """A JSON-safe excerpt: the plain values of Application, Document, Image, channels, scaling."""
     out: dict[str, Any] = {}
     if information is not None:
@@ -597,12 +604,8 @@ def _vendor(information: Element | None, scaling: Element | None) -> dict[str, A
         channels = _findall(information, "Image/Dimensions/Channels/Channel")
         if channels:
             out["Channels"] = [_leaves(c) for c in channels[:_VENDOR_MAX_ITEMS]]
-    if scaling is not None:
-        distances = {
-            d.get("Id", "?"): _text(d, "Value") for d in _findall(scaling, "Items/Distance")
-        }
-        if distances:
-            out["Scaling (m)"] = distances
+    if distances:  # every Scaling/Items/Distance, as _scaling found them
+        out["Scaling (m)"] = {"?" if axis is None else axis: raw for axis, raw in distances}
     return out
 
 
@@ -631,11 +634,11 @@ def parse_czi_xml(xml: str, *, path: Path) -> CziXmlInfo:
     1.6
     """
     info = CziXmlInfo()
-    if not xml.strip():
+    if not xml or xml.isspace():  # not strip(): that copies a ZEN document of 500 kB
         info.warnings.append("the CZI has no metadata XML: calibration and channels unknown")
         return info
     information, scaling, display = _sections(xml, path)
-    _scaling(scaling, info)
+    distances = _scaling(scaling, info)
     if information is None:
         info.warnings.append("no Metadata/Information in the CZI XML")
         return info
@@ -654,5 +657,5 @@ def parse_czi_xml(xml: str, *, path: Path) -> CziXmlInfo:
         _time_interval(image, info)
         _scenes(image, info)
     _instrument(information, image, info)
-    info.vendor_metadata = _vendor(information, scaling)
+    info.vendor_metadata = _vendor(information, distances)
     return info
