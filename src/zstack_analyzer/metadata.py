@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from zstack_analyzer.limits import itemsize
+
 __all__ = [
     "MAX_TEXT_CHARS",
     "MAX_WARNINGS",
@@ -242,7 +244,7 @@ class ImageMetadata(_Model):
             "size_t": info.size_t,
             "samples_per_pixel": info.samples_per_pixel,
             "dtype": info.dtype,
-            "bit_depth": np.dtype(info.dtype).itemsize * 8,
+            "bit_depth": itemsize(info.dtype) * 8,
             "extra_dims": dict(info.extra_dims),
             **fields,
         }

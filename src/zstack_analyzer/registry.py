@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import os
 import stat
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -95,8 +96,8 @@ def reader_classes() -> tuple[type[ImageReader], ...]:
 
 
 def _package_available(package: str) -> bool:
-    module = {"pylibCZIrw": "pylibCZIrw", "imagecodecs": "imagecodecs"}.get(package, package)
-    return importlib.util.find_spec(module) is not None
+    """Whether ``package`` can be imported (one already imported is: no finder is asked)."""
+    return sys.modules.get(package) is not None or importlib.util.find_spec(package) is not None
 
 
 def supported_formats() -> list[FormatInfo]:
@@ -216,7 +217,7 @@ def detect_reader(path: Path | str | RemoteObject) -> type[ImageReader]:
         from zstack_analyzer.zarr.reader import OmeZarrReader
 
         return OmeZarrReader
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     mode = _mode(path)  # one stat for "exists" and "is a folder" (opening is timed: issue 22)
     if mode is None:
         if not _has_known_suffix(path):
@@ -285,6 +286,8 @@ def open_reader(
     MissingDependencyError
         When the format is recognised but its package is not installed.
     """
+    if isinstance(path, str) and not _is_url(path):
+        path = Path(path)  # parsed once, for detection and the reader (opening is timed)
     cls = detect_reader(path)
     missing = [p for p in cls.required_packages if not _package_available(p)]
     if missing:

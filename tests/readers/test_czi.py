@@ -554,6 +554,18 @@ def test_broken_xml_fails_metadata_but_not_pixels(tmp_path: Path) -> None:
         np.testing.assert_array_equal(image.read_plane(0, 0, 0, 1), expected[0, 0, 1])
 
 
+def test_closed_before_any_pixel_read_refuses_reads(tmp_path: Path) -> None:
+    """libCZI's readers are made by the first pixel read: a reader closed before one makes none."""
+    path = tmp_path / "early.czi"
+    write_czi_stack(path, z=2)
+    image = open_image(path)
+    assert image.metadata(0).size_z == 2
+    image.close()
+    for _ in range(2):
+        with pytest.raises(ValueError, match="closed"):
+            image.read_plane(0, 0, 0, 1)
+
+
 def test_no_handle_left_after_close(tmp_path: Path) -> None:
     path = tmp_path / "close.czi"
     write_czi_stack(path, z=3)

@@ -10,6 +10,8 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.metadata import SceneInfo
 from zstack_analyzer.readers._czi_xml import parse_czi_xml
@@ -123,6 +125,34 @@ CZI = (
 )
 
 
+@pytest.mark.parametrize(
+    "metres",
+    [
+        "1.6E-06",  # 1.6 µm, not 1.5999999999999999
+        "1.625e-07",
+        "6.4999999999999994E-08",  # ZEN's 17 digits: rounded to 12
+        "1.2345678901234e-7",  # 14 digits
+        "999999999999e-18",
+        "0.0000001625",
+        ".5e-6",
+        "5.e-7",
+        "+2.0000000000000000E-06",
+        "-5e-07",  # a negative Z step is kept
+        "1E+0",
+        "1_000e-9",  # Python's float() reads underscores; not a plain decimal
+    ],
+)
+def test_czi_scaling_is_micrometres_to_12_significant_digits(metres: str) -> None:
+    """The micrometres are the metres x 1e6 rounded to 12 significant digits, however written.
+
+    Why: values of at most 12 digits are read by moving the exponent (no float
+    formatting), longer ones are formatted; both ways must give this one value.
+    """
+    xml = CZI.format(info="", display="").replace("Id='X'", "Id='Z'").replace("1E-06", metres)
+    info = parse_czi_xml(xml, path=Path("a.czi"))
+    assert info.physical_size["z_um"] == float(f"{float(metres) * 1e6:.12g}")
+
+
 def test_czi_start_time_is_the_fallback_and_year_1_is_a_placeholder() -> None:
     image = (
         "<Image><Dimensions><T><StartTime>2021-06-15T08:09:43.03+02:00</StartTime></T>"
@@ -151,11 +181,11 @@ def test_czi_display_colour_wins_and_objective_placeholders_are_null() -> None:
         "<Channel Id='Channel:1'/></Channels></DisplaySetting>"
     )
     info = parse_czi_xml(CZI.format(info=image, display=display), path=Path("a.czi"))
-    assert [c.color for c in info.channels] == ["#00FF00", "#FF0000"]
+    assert [c["color"] for c in info.channels] == ["#00FF00", "#FF0000"]
     assert "DisplaySetting" in info.provenance["channels[].color"]
     assert info.objective is None
     assert info.microscope is not None
-    assert info.microscope.model == "Crossbeam 550"
+    assert info.microscope["model"] == "Crossbeam 550"
 
 
 def test_nd2_single_channel_exposure_and_stated_lasers() -> None:
@@ -200,7 +230,7 @@ def test_czi_display_setting_is_the_documents_own_not_the_experiments() -> None:
     assert _metadata_child_fragment(xml.replace(own, ""), "DisplaySetting") is None
     image = "<Image><Dimensions><Channels><Channel Id='Channel:0' Name='A'/></Channels></Dimensions></Image>"
     info = parse_czi_xml(xml.replace("<Image/>", image), path=Path("a.czi"))
-    assert [c.color for c in info.channels] == ["#00FF00"]
+    assert [c["color"] for c in info.channels] == ["#00FF00"]
 
 
 def test_empty_scene_names_are_null() -> None:

@@ -125,7 +125,7 @@ class ImageReader(abc.ABC):
             #: The file's name for messages (a remote object's display name, no folder).
             self.path = path.path
         else:
-            self.path = Path(path)
+            self.path = path if isinstance(path, Path) else Path(path)
             self.source = self.path
         self.limits = limits or ReadLimits()
         self._lock = threading.RLock()
@@ -297,7 +297,7 @@ class ImageReader(abc.ABC):
         limit: it raises :class:`CorruptFileError`.
         """
         dims = [int(s) for s in shape]
-        if any(s <= 0 for s in dims):
+        if min(dims, default=1) <= 0:
             msg = f"{self.path.name}: declares an empty or negative size {tuple(dims)}; the file is corrupt"
             raise CorruptFileError(msg, path=self.path)
         plane_axes = 3 if len(shape) == 6 else 2

@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from zstack_analyzer.errors import MetadataError
-from zstack_analyzer.metadata import ChannelInfo, MicroscopeInfo, ObjectiveInfo, PhysicalSize
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -55,12 +54,20 @@ _NS_TO_MS = 1e-6
 
 @dataclass(slots=True)
 class CziXmlInfo:
-    """What the XML says, independent of the scene (scene names are looked up per scene)."""
+    """What the XML says, independent of the scene (scene names are looked up per scene).
 
-    physical_size: PhysicalSize = field(default_factory=PhysicalSize)
-    channels: list[ChannelInfo] = field(default_factory=list)
-    objective: ObjectiveInfo | None = None
-    microscope: MicroscopeInfo | None = None
+    The parts of the record are the fields of its models as dicts (``physical_size``
+    holds :class:`~zstack_analyzer.metadata.PhysicalSize`'s, each channel
+    :class:`~zstack_analyzer.metadata.ChannelInfo`'s, ...). Why not the models:
+    the record validates them once, nested, when it is built; models made here
+    too were built twice and copied per record, the largest cost of a first
+    metadata read in a process after the parse itself (issue 22).
+    """
+
+    physical_size: dict[str, float | None] = field(default_factory=dict)
+    channels: list[dict[str, Any]] = field(default_factory=list)
+    objective: dict[str, Any] | None = None
+    microscope: dict[str, Any] | None = None
     acquired_at: datetime | None = None
     acquired_at_local: datetime | None = None
     time_interval_s: float | None = None
@@ -316,16 +323,41 @@ def _datetime(value: str) -> tuple[datetime | None, datetime | None]:
     return stamp.astimezone(UTC), None
 
 
-def _scaling(scaling: Element | None, info: CziXmlInfo) -> None:
+#: A plain decimal number: sign, integer digits, fraction digits, a short exponent.
+_DECIMAL = re.compile(r"([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,3}))?")
+
+
+def _micrometres(raw: str, metres: float) -> float:
+    """``metres`` (finite, non-zero, parsed from ``raw``) in µm to 12 significant digits.
+
+    The rounding takes away the float noise of 1e-6 * 1e6 (1.6E-06 m is 1.6 µm,
+    not 1.5999999999999999). A value written with at most 12 significant digits
+    is that decimal with its exponent moved by 6, read once: the product's error
+    (a few units in the 16th digit) is far below half a 12th-digit step, so
+    rounding it to 12 digits gives back the same decimal. Why not always format:
+    the first float formatting in a process costs as much as the rest of the
+    scaling (opening is timed in a fresh process, issue 22).
+    """
+    match = _DECIMAL.fullmatch(raw)
+    if match is not None:
+        sign, whole, fraction, exponent = match.groups(default="")
+        digits = (whole + fraction).strip("0")
+        shifted = int(exponent or 0) + 6
+        if (whole or fraction) and len(digits) <= 12 and -200 < shifted < 200:
+            return float(f"{sign}{whole or 0}.{fraction}e{shifted}")
+    return float(f"{metres * _M_TO_UM:.12g}")
+
+
+def _scaling(scaling: Element | None, info: CziXmlInfo) -> list[tuple[str | None, str | None]]:
+    """The voxel size from ``Scaling/Items/Distance``; returns every (Id, Value) for the excerpt."""
     if scaling is None:
         info.warnings.append("no Metadata/Scaling in the CZI XML: voxel size unknown")
-        return
+        return []
+    stated = [(d.get("Id"), _text(d, "Value")) for d in _findall(scaling, "Items/Distance")]
     values: dict[str, float | None] = {"X": None, "Y": None, "Z": None}
-    for distance in _findall(scaling, "Items/Distance"):
-        axis = distance.get("Id")
+    for axis, raw in stated:
         if axis not in values or values[axis] is not None:
             continue
-        raw = _text(distance, "Value")
         if raw is None:
             continue
         try:
@@ -341,34 +373,35 @@ def _scaling(scaling: Element | None, info: CziXmlInfo) -> None:
                 info.warnings.append(f"CZI Scaling {axis} is negative ({raw}): ignored")
                 continue
             info.warnings.append(f"CZI Scaling Z is negative ({raw}): kept as found")
-        # Round away the float noise of 1e-6 * 1e6 (1.6E-06 m -> 1.6 µm, not 1.5999999999999999).
-        values[axis] = float(f"{metres * _M_TO_UM:.12g}")
+        values[axis] = _micrometres(raw, metres)
         info.provenance[f"physical_size.{axis.lower()}_um"] = f"CZI Scaling/Items/Distance[{axis}]"
-    info.physical_size = PhysicalSize(x_um=values["X"], y_um=values["Y"], z_um=values["Z"])
+    info.physical_size = {"x_um": values["X"], "y_um": values["Y"], "z_um": values["Z"]}
+    return stated
 
 
 _ID_LIKE = re.compile(r"^(?:Channel|C):\d+$")
 
 
-def _channel(index: int, element: Element | None) -> ChannelInfo:
+def _channel(index: int, element: Element | None) -> dict[str, Any]:
+    """The fields of channel ``index``'s :class:`~zstack_analyzer.metadata.ChannelInfo`."""
     if element is None:
-        return ChannelInfo(index=index)
+        return {"index": index}
     name = element.get("Name")
     # An ID ("Channel:0", pylibCZIrw's "C:0") is not a name a person gave the channel.
     if name is not None and (not name.strip() or name == element.get("Id") or _ID_LIKE.match(name)):
         name = None
     exposure_ns = _float(element, "ExposureTime")
-    return ChannelInfo(
-        index=index,
-        name=name,
-        excitation_nm=_float(element, "ExcitationWavelength"),
-        emission_nm=_float(element, "EmissionWavelength"),
-        color=_colour(_text(element, "Color")),
-        fluorophore=_text(element, "Fluor"),
-        exposure_ms=None if exposure_ns is None else exposure_ns * _NS_TO_MS,
-        illumination=_text(element, "IlluminationType"),
-        contrast_method=_text(element, "ContrastMethod"),
-    )
+    return {
+        "index": index,
+        "name": name,
+        "excitation_nm": _float(element, "ExcitationWavelength"),
+        "emission_nm": _float(element, "EmissionWavelength"),
+        "color": _colour(_text(element, "Color")),
+        "fluorophore": _text(element, "Fluor"),
+        "exposure_ms": None if exposure_ns is None else exposure_ns * _NS_TO_MS,
+        "illumination": _text(element, "IlluminationType"),
+        "contrast_method": _text(element, "ContrastMethod"),
+    }
 
 
 def _display_colours(
@@ -396,9 +429,9 @@ def _display_colours(
     sources = set()
     for index, channel in enumerate(info.channels):
         if index in shown:
-            channel.color = shown[index]
+            channel["color"] = shown[index]
             sources.add("CZI DisplaySetting/Channels/Channel/Color (what ZEN displays)")
-        elif channel.color is not None:
+        elif channel.get("color") is not None:
             sources.add("CZI Information/Image/Dimensions/Channels/Channel/Color")
     if sources:
         info.provenance["channels[].color"] = " + ".join(sorted(sources))
@@ -437,13 +470,13 @@ def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -
     if objective is not None:
         # Never the Id ("Objective:0"): a reference is not a name. A 0 magnification or
         # NA is ZEN's placeholder for "not set", i.e. unknown.
-        found = ObjectiveInfo(
-            name=(objective.get("Name") or "").strip() or _text(objective, "Manufacturer/Model"),
-            magnification=_positive(objective, "NominalMagnification"),
-            numerical_aperture=_positive(objective, "LensNA"),
-            immersion=_text(objective, "Immersion"),
-        )
-        if any(v is not None for v in found.model_dump().values()):
+        found = {
+            "name": (objective.get("Name") or "").strip() or _text(objective, "Manufacturer/Model"),
+            "magnification": _positive(objective, "NominalMagnification"),
+            "numerical_aperture": _positive(objective, "LensNA"),
+            "immersion": _text(objective, "Immersion"),
+        }
+        if any(v is not None for v in found.values()):
             info.objective = found
             info.provenance["objective"] = "CZI Information/Instrument/Objectives/Objective"
     microscope = (
@@ -467,13 +500,13 @@ def _instrument(information: Element, image: Element | None, info: CziXmlInfo) -
     if model is None:
         model, model_source = _text(microscope, "System"), "System"
     if microscope is not None or software or version:
-        info.microscope = MicroscopeInfo(
-            manufacturer=_text(microscope, "Manufacturer/Manufacturer"),
-            model=model,
-            serial_number=_text(microscope, "Manufacturer/SerialNumber"),
-            software=software,
-            software_version=version,
-        )
+        info.microscope = {
+            "manufacturer": _text(microscope, "Manufacturer/Manufacturer"),
+            "model": model,
+            "serial_number": _text(microscope, "Manufacturer/SerialNumber"),
+            "software": software,
+            "software_version": version,
+        }
         if model is not None:
             info.provenance["microscope.model"] = (
                 f"CZI Information/Instrument/Microscopes/Microscope/{model_source}"
@@ -544,17 +577,23 @@ def _leaves(element: Element | None) -> dict[str, Any]:
     """Attributes and childless children of ``element`` as strings (capped): a cheap excerpt."""
     if element is None:
         return {}
-    out: dict[str, Any] = {f"@{k}": v[:_VENDOR_MAX_TEXT] for k, v in element.attrib.items()}
+    # items(), not attrib: the C element makes (and keeps) an attribute dict on first access.
+    out: dict[str, Any] = {f"@{k}": v[:_VENDOR_MAX_TEXT] for k, v in element.items()}
     for child in element:
         if len(out) >= _VENDOR_MAX_ITEMS:
             out["..."] = "truncated"
             break
-        if len(child) == 0 and child.text and child.text.strip():
-            out.setdefault(str(child.tag), child.text.strip()[:_VENDOR_MAX_TEXT])
+        text = child.text
+        if text and len(child) == 0:
+            text = text.strip()
+            if text:
+                out.setdefault(str(child.tag), text[:_VENDOR_MAX_TEXT])
     return out
 
 
-def _vendor(information: Element | None, scaling: Element | None) -> dict[str, Any]:
+def _vendor(
+    information: Element | None, distances: list[tuple[str | None, str | None]]
+) -> dict[str, Any]:
     """A JSON-safe excerpt: the plain values of Application, Document, Image, channels, scaling."""
     out: dict[str, Any] = {}
     if information is not None:
@@ -565,12 +604,8 @@ def _vendor(information: Element | None, scaling: Element | None) -> dict[str, A
         channels = _findall(information, "Image/Dimensions/Channels/Channel")
         if channels:
             out["Channels"] = [_leaves(c) for c in channels[:_VENDOR_MAX_ITEMS]]
-    if scaling is not None:
-        distances = {
-            d.get("Id", "?"): _text(d, "Value") for d in _findall(scaling, "Items/Distance")
-        }
-        if distances:
-            out["Scaling (m)"] = distances
+    if distances:  # every Scaling/Items/Distance, as _scaling found them
+        out["Scaling (m)"] = {"?" if axis is None else axis: raw for axis, raw in distances}
     return out
 
 
@@ -595,15 +630,15 @@ def parse_czi_xml(xml: str, *, path: Path) -> CziXmlInfo:
     >>> xml = ("<ImageDocument><Metadata><Information/><Scaling><Items>"
     ...        "<Distance Id='X'><Value>1.6E-06</Value></Distance>"
     ...        "</Items></Scaling></Metadata></ImageDocument>")
-    >>> parse_czi_xml(xml, path=Path("a.czi")).physical_size.x_um
+    >>> parse_czi_xml(xml, path=Path("a.czi")).physical_size["x_um"]
     1.6
     """
     info = CziXmlInfo()
-    if not xml.strip():
+    if not xml or xml.isspace():  # not strip(): that copies a ZEN document of 500 kB
         info.warnings.append("the CZI has no metadata XML: calibration and channels unknown")
         return info
     information, scaling, display = _sections(xml, path)
-    _scaling(scaling, info)
+    distances = _scaling(scaling, info)
     if information is None:
         info.warnings.append("no Metadata/Information in the CZI XML")
         return info
@@ -622,5 +657,5 @@ def parse_czi_xml(xml: str, *, path: Path) -> CziXmlInfo:
         _time_interval(image, info)
         _scenes(image, info)
     _instrument(information, image, info)
-    info.vendor_metadata = _vendor(information, scaling)
+    info.vendor_metadata = _vendor(information, distances)
     return info

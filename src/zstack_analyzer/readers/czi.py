@@ -37,6 +37,7 @@ import logging
 import operator
 import os
 import struct
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -50,7 +51,8 @@ from zstack_analyzer.errors import (
     UnsupportedFormatError,
     ZstackError,
 )
-from zstack_analyzer.metadata import ChannelInfo, ImageMetadata, SceneInfo
+from zstack_analyzer.limits import itemsize
+from zstack_analyzer.metadata import ImageMetadata, SceneInfo
 from zstack_analyzer.readers._base import ImageReader, planes_to_dask
 
 if TYPE_CHECKING:
@@ -518,7 +520,7 @@ def _check_structure(path: Path, limits: ReadLimits) -> _Structure:
         if not directory.startswith(b"ZISRAWDIRECTORY"):
             msg = f"{name}: no subblock directory segment at offset {dir_pos}; the file is corrupt"
             raise CorruptFileError(msg, path=path)
-        (entries,) = struct.unpack_from("<i", directory, _SEGMENT_HEADER)
+        (entries,) = _INT32.unpack_from(directory, _SEGMENT_HEADER)
         room = (file_size - dir_pos - _DIRECTORY_HEADER) // _MIN_DIRECTORY_ENTRY
         if entries <= 0 or entries > room:
             msg = (
@@ -534,7 +536,7 @@ def _check_structure(path: Path, limits: ReadLimits) -> _Structure:
         # first entry's dimension count: a read of what 64 dimensions each could take cost
         # more in fresh pages than the parse. Any other directory is read up to that bound.
         first = directory[_DIRECTORY_HEADER:]
-        count = struct.unpack_from("<i", first, 28)[0] if len(first) == _DIRECTORY_ENTRY.size else 0
+        count = _INT32.unpack_from(first, 28)[0] if len(first) == _DIRECTORY_ENTRY.size else 0
         exact = int(entries) * (_DIRECTORY_ENTRY.size + 20 * min(max(count, 0), 64))
         raw = os.pread(fd, min(file_size - start, exact), start)
         parsed = _parse_uniform(path, raw, file_size, int(entries))
@@ -553,7 +555,7 @@ def _check_structure(path: Path, limits: ReadLimits) -> _Structure:
         if not metadata.startswith(b"ZISRAWMETADATA"):
             msg = f"{name}: no metadata segment at offset {md_pos}; the file is corrupt"
             raise CorruptFileError(msg, path=path)
-        (xml_size,) = struct.unpack_from("<i", metadata, _SEGMENT_HEADER)
+        (xml_size,) = _INT32.unpack_from(metadata, _SEGMENT_HEADER)
         if xml_size < 0 or md_pos + _METADATA_HEADER + xml_size > file_size:
             msg = (
                 f"{name}: the metadata XML claims {xml_size} bytes, past the end of the file "
@@ -588,6 +590,8 @@ def _check_structure(path: Path, limits: ReadLimits) -> _Structure:
 _DIRECTORY_ENTRY = struct.Struct("<2siqiiB5xi")  # 32 bytes, then 20 per dimension
 _DIMENSION_ENTRY = struct.Struct("<4siifi")
 _SUBBLOCK_SIZES = struct.Struct("<iiq")  # MetadataSize, AttachmentSize, DataSize
+#: One little-endian int32 (counts and sizes in segment headers), compiled at import.
+_INT32 = struct.Struct("<i")
 
 
 def _parse_directory(path: Path, raw: bytes, file_size: int, entries: int) -> _Directory:
@@ -623,83 +627,80 @@ def _no_extent_error(path: Path, index: int) -> CorruptFileError:
     return CorruptFileError(msg, path=path)
 
 
-#: A directory entry's SchemaType "DV" as the little-endian uint16 the entry struct reads.
+#: A directory entry's SchemaType "DV" as the little-endian uint16 it is stored as.
 _DV = int.from_bytes(b"DV", "little")
-
-
-@functools.lru_cache(maxsize=8)
-def _entry_struct(layout: bytes) -> struct.Struct:
-    """One directory entry whose dimensions are ``layout`` (1 per dimension: X/Y or not).
-
-    Only what opening or a read uses is unpacked, the rest is skipped as pad
-    bytes: SchemaType (as an int), PixelType, FilePosition, FilePart,
-    DimensionCount, and per dimension its label (its 4 bytes as an int: a
-    one-letter label is a small int Python does not allocate) and start, plus
-    size and stored size for X and Y. Each value unpacked is an object made,
-    and the directory of a 2 GB stack has thousands (issue 22).
-    """
-    dims = "".join("iii4xi" if xy else "ii12x" for xy in layout)
-    return struct.Struct("<Hiqi10xi" + dims)
+#: Whether a ``memoryview.cast`` (native order) reads the file's little-endian integers.
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Directory | None:
-    """The directory by one struct per entry layout, or ``None`` unless all entries share it.
+    """The directory read column by column, or ``None`` unless all entries share one layout.
 
-    ``iter_unpack`` reads every entry (a C loop) and ``zip`` turns the rows into
-    one column per field, checked with ``count``/``min`` (C loops, no per-entry
-    Python at open); what only reads need (coordinates, the largest block) is
-    derived on first use. Why not one struct for all entries: compiling a format
-    of thousands of fields cost about as much as unpacking them (issue 22).
+    An entry of one layout is ``stride`` bytes, so a field is every ``stride``-th
+    word of the directory: ``memoryview.cast`` and a stepped slice give that
+    column, ``tolist`` its values (C loops, no per-entry Python at open), and
+    ``count``/``min``/``max`` check it. Only the columns opening needs become
+    Python ints; what only reads need (coordinates, the largest block) is
+    derived on first use. Why not ``struct.iter_unpack``: its rows and their
+    transposition made more objects than the parse needs, which cost most of
+    a first open in a fresh process (issue 22).
     The layout (which dimension is X or Y) comes from the first entry; every
     entry must carry the same labels, checked column by column.
+
+    Fields at their byte offsets: SchemaType 0 (2 bytes), PixelType 2,
+    FilePosition 6 (8 bytes), FilePart 14, DimensionCount 28; per dimension,
+    at 32 + 20 k: label, start, size, start coordinate (float), stored size.
     """
-    if len(raw) < _DIRECTORY_ENTRY.size:
+    if len(raw) < _DIRECTORY_ENTRY.size or not _LITTLE_ENDIAN:
         return None
-    (count,) = struct.unpack_from("<i", raw, 28)
+    (count,) = _INT32.unpack_from(raw, 28)
     stride = _DIRECTORY_ENTRY.size + 20 * count
-    if not 0 <= count <= 64 or entries * stride > len(raw):
+    size = entries * stride
+    if not 0 <= count <= 64 or size > len(raw):
         return None
+    view = memoryview(raw)[:size]
+    words = view.cast("i")  # 4-byte fields at offsets 4 k: DimensionCount, dimensions
+    step = stride // 4
+    # 4-byte fields at offsets 2 + 4 k: PixelType, FilePosition's low and high halves, FilePart.
+    shifted = view[2 : size - 2].cast("i")
+    if (
+        words[7::step].tolist().count(count) != entries
+        or view.cast("H")[:: stride // 2].tolist().count(_DV) != entries
+    ):
+        return None  # another layout or a malformed entry: the walk names it
+    if shifted[3::step].tolist().count(0) != entries:
+        return None  # a multi-part document: the walk skips the other parts' entries
+    high = shifted[2::step].tolist()
+    if high.count(0) != entries:
+        return None  # a file over 4 GB: the walk reads the 64-bit positions
     raw_labels = [raw[32 + 20 * k : 36 + 20 * k] for k in range(count)]
     stripped = [label.rstrip(b"\0") for label in raw_labels]
-    xy = bytes(label in (b"X", b"Y") for label in stripped)
-    rows = _entry_struct(xy).iter_unpack(memoryview(raw)[: entries * stride])
-    fields = list(zip(*rows, strict=True))
-    if not fields:
-        return None
-    if fields[4].count(count) != entries or fields[0].count(_DV) != entries:
-        return None  # another layout or a malformed entry: the walk names it
-    if fields[3].count(0) != entries:
-        return None  # a multi-part document: the walk skips the other parts' entries
-    # Where each dimension's columns start: label, start (then size, stored for X/Y).
-    at: list[int] = []
-    field = 5
-    for k in range(count):
-        at.append(field)
-        field += 4 if xy[k] else 2
-    for k in range(count):
-        if fields[at[k]].count(int.from_bytes(raw_labels[k], "little", signed=True)) != entries:
-            return None  # dimensions in another order
-        if xy[k]:
-            sizes, stored = fields[at[k] + 2], fields[at[k] + 3]
-            if _low_high(sizes)[0] < 1 or _low_high(stored)[0] < 1:
-                i = next(i for i in range(entries) if sizes[i] < 1 or stored[i] < 1)
-                raise _dimension_error(path, i, stripped[k].decode(), sizes[i], stored[i])
     names = [label.decode("ascii", "replace") for label in stripped]
+    for k in range(count):
+        label = int.from_bytes(raw_labels[k], "little", signed=True)
+        if words[8 + 5 * k :: step].tolist().count(label) != entries:
+            return None  # dimensions in another order
     if "X" not in names or "Y" not in names:
         raise _no_extent_error(path, 0)
-    positions = list(fields[2])
 
-    def column(axis: str, offset: int) -> Sequence[int]:
-        """The column ``offset`` after the label of dimension ``axis`` (1 start, 2 size, 3 stored)."""
-        return fields[at[names.index(axis)] + offset]
+    def column(axis: str, offset: int) -> list[int]:
+        """Dimension ``axis``'s column ``offset`` after its label (1 start, 2 size, 4 stored)."""
+        return words[8 + 5 * names.index(axis) + offset :: step].tolist()
+
+    for axis in ("X", "Y"):
+        sizes, stored = column(axis, 2), column(axis, 4)
+        if min(sizes) < 1 or min(stored) < 1:
+            i = next(i for i in range(entries) if sizes[i] < 1 or stored[i] < 1)
+            raise _dimension_error(path, i, axis, sizes[i], stored[i])
+    positions = view[2 : size - 2].cast("I")[1::step].tolist()
 
     def coords() -> list[dict[str, int]]:
-        columns = [fields[at[k] + 1] for k in range(count)]
+        columns = [words[8 + 5 * k + 1 :: step].tolist() for k in range(count)]
         return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
     def block() -> tuple[int, int]:
-        xs, xst = column("X", 2), column("X", 3)
-        ys, yst = column("Y", 2), column("Y", 3)
+        xs, xst = column("X", 2), column("X", 4)
+        ys, yst = column("Y", 2), column("Y", 4)
         full = [i for i in range(len(xs)) if xs[i] == xst[i] and ys[i] == yst[i]]
         out = [max((yst[i] for i in full), default=1), max((xst[i] for i in full), default=1)]
         return out[0], out[1]
@@ -710,7 +711,7 @@ def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Dir
         column("X", 2),
         column("Y", 2),
         {axis: column(axis, 1) for axis in dict.fromkeys(names) if axis in _LIBCZI_DIMS},
-        fields[1],
+        shifted[::step].tolist(),
     )
     header = max(256, 16 + stride)
     return _Directory(
@@ -822,14 +823,35 @@ class CziReader(ImageReader):
         self._directory = structure.directory
         self._xml_at = structure.xml_at
         self._xml_stored = structure.xml
-        # libCZI's reader is opened by the first pixel read (or a fallback for the XML).
-        self._pool = _NativePool(self.path)
-        self.close_on_release(self._pool.close)
+        # libCZI's readers (and their pool) are made by the first pixel read or XML fallback.
+        self._pool_made: _NativePool | None = None
         self._xml: str | None = None
         self._xml_info: CziXmlInfo | None = None
         self._xml_error: MetadataError | None = None
         self._layout = self._read_layout(structure.directory, structure.xml_size)
         self._scenes = [self._scene_info(i) for i in range(len(self._layout.scene_keys))]
+
+    def _pool(self) -> _NativePool:
+        """The pool of libCZI readers, made on first use.
+
+        Why not at open: opening and reading metadata need no libCZI reader, and
+        the pool's condition variable and close hook cost as much as the rest of
+        the open's bookkeeping (issue 22: opening is timed in a fresh process).
+        """
+        pool = self._pool_made
+        if pool is None:
+            with self._lock:
+                pool = self._pool_made
+                if pool is None:
+                    if self.closed:
+                        msg = f"{self.path.name}: the CZI reader is closed"
+                        raise ReaderClosedError(msg)
+                    pool = _NativePool(self.path)
+                    self.close_on_release(pool.close)
+                    self._pool_made = pool
+                    if self.closed:  # closed while the pool was made: it lends nothing
+                        pool.close()
+        return pool
 
     # ------------------------------------------------------------------ layout
     def _wrap(self, exc: Exception, action: str) -> ZstackError:
@@ -956,7 +978,7 @@ class CziReader(ImageReader):
     def _libczi_xml(self) -> str:
         """The XML as libCZI gives it: parsed (pugixml: no DTD, any encoding), written as UTF-8."""
         try:
-            with self._pool.borrow() as native:
+            with self._pool().borrow() as native:
                 return str(native.raw_metadata)
         except (ZstackError, ReaderClosedError):
             raise
@@ -1008,15 +1030,16 @@ class CziReader(ImageReader):
         layout = self._layout
         size_c = info.size_c
         warnings = [*layout.warnings, *xml.warnings]
+        # The parsed fields as dicts: validating the record builds its models from them in
+        # one pass (pydantic-core), and no record shares a model with the parse or another.
         channels = [
-            xml.channels[i].model_copy() if i < len(xml.channels) else ChannelInfo(index=i)
-            for i in range(size_c)
+            xml.channels[i] if i < len(xml.channels) else {"index": i} for i in range(size_c)
         ]
         if xml.channels and len(xml.channels) != size_c:
             warnings.append(
                 f"the XML describes {len(xml.channels)} channels; the subblocks hold {size_c}"
             )
-        bit_depth = np.dtype(layout.dtype).itemsize * 8
+        bit_depth = itemsize(layout.dtype) * 8
         significant = xml.significant_bits
         if significant is not None and significant > bit_depth:
             significant = None
@@ -1033,11 +1056,11 @@ class CziReader(ImageReader):
             info,
             bit_depth=bit_depth,
             significant_bits=significant,
-            physical_size=xml.physical_size.model_copy(),
+            physical_size=xml.physical_size,
             time_interval_s=xml.time_interval_s,
             channels=channels,
-            objective=None if xml.objective is None else xml.objective.model_copy(),
-            microscope=None if xml.microscope is None else xml.microscope.model_copy(),
+            objective=xml.objective,
+            microscope=xml.microscope,
             acquired_at=xml.acquired_at,
             acquired_at_local=xml.acquired_at_local,
             pyramid_levels=[(info.size_y, info.size_x)],
@@ -1119,7 +1142,7 @@ class CziReader(ImageReader):
         key = layout.scene_keys[scene]
         self._directory.check_plane(t, c, z, key)
         try:
-            with self._pool.borrow() as native:
+            with self._pool().borrow() as native:
                 # Background 0 (SOURCES.md: pixels no tile covers are 0), said explicitly.
                 data = native.read(
                     roi=(x, y, width, height),
