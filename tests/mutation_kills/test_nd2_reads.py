@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from typing import TYPE_CHECKING, Any
 
@@ -429,3 +430,52 @@ def test_a_calibration_of_exactly_one_micrometre_is_kept(testdata: Path, tmp_pat
     assert (md.physical_size.x_um, md.physical_size.y_um) == (1.0, 1.0)
     assert md.physical_size.z_um == pytest.approx(0.5)
     assert not any("calibration" in w for w in md.warnings)
+
+
+# ------------------------------------------------------- Z loops of one and two slices
+def _z_count(count: int) -> Any:
+    """Set the Z loop's uiCount (10 in the file, ImageMetadataLV) to ``count``."""
+    name = "uiCount".encode("utf-16-le") + b"\x00\x00"
+
+    def edit(data: bytearray) -> None:
+        ends = [m.end() for m in re.finditer(re.escape(name), data)]
+        (at,) = [e for e in ends if struct.unpack_from("<I", data, e)[0] == 10]  # T is 3
+        struct.pack_into("<I", data, at, count)
+
+    return edit
+
+
+def test_the_whole_files_metadata_has_no_warnings(testdata: Path) -> None:
+    """cluster.nd2 is whole and consistent: its Z step is positive and matches its loop."""
+    with Nd2Reader(testdata / CLUSTER) as reader:
+        assert reader.metadata(0).warnings == []
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_z_loop_of_one_or_two_slices(testdata: Path, tmp_path: Path, count: int) -> None:
+    """One slice: no Z step (nd2 still reports 0.5 µm); two slices: the step is kept."""
+    path = _copy(testdata, tmp_path, _z_count(count), f"z{count}.nd2")
+    with nd2.ND2File(path) as f:
+        assert f.metadata.channels[0].volume.axesCalibration[2] == 0.5
+        native = np.asarray(f.asarray())
+        if count == 1:
+            native = native[:, np.newaxis]  # nd2 drops Z; T, Z, C, Y, X here
+    with Nd2Reader(path) as reader:
+        (info,) = reader.scenes()
+        assert info.shape == (3, 2, count, 31, 38)
+        md = reader.metadata(0)
+        for t in range(3):
+            for c in range(2):
+                for z in range(count):
+                    np.testing.assert_array_equal(reader.read_plane(0, t, c, z), native[t, z, c])
+    frames = 3 * count
+    assert md.warnings == [f"the experiment loops give {frames} frames but the file declares 30"]
+    assert md.physical_size.x_um == pytest.approx(0.167808983)
+    if count == 1:
+        assert md.physical_size.z_um is None
+        assert "physical_size.z_um" not in md.provenance
+    else:
+        assert md.physical_size.z_um == 0.5
+        assert md.provenance["physical_size.z_um"] == (
+            "ND2 metadata.channels[0].volume.axesCalibration"
+        )
