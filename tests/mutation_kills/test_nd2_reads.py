@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import struct
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import nd2
@@ -479,3 +480,88 @@ def test_a_z_loop_of_one_or_two_slices(testdata: Path, tmp_path: Path, count: in
         assert md.provenance["physical_size.z_um"] == (
             "ND2 metadata.channels[0].volume.axesCalibration"
         )
+
+
+# ------------------------------------------------------------- lossless-compressed frames
+def _compress_frames(data: bytearray) -> None:
+    """Rewrite cluster.nd2 as NIS-Elements' lossless ND2: eCompression 0, zlib frame chunks.
+
+    Each frame chunk keeps its place and its 8-byte timestamp; the pixels after it are
+    zlib-compressed and the chunk's data length shrinks to match (nd2 decompresses
+    ``chunk[8:]`` when ImageAttributesLV says "lossless").
+    """
+    location = int.from_bytes(data[-8:], "little")
+    _, name_length, _ = struct.unpack_from("<IIQ", data, location)
+    entries = _chunkmap_entries(bytes(data[location + 16 + name_length : len(data) - 40]))
+    for name, offset in entries:
+        if not name.startswith(b"ImageDataSeq|"):
+            continue
+        _, chunk_name, size = struct.unpack_from("<IIQ", data, offset)
+        start = offset + 16 + chunk_name
+        packed = bytes(data[start : start + 8]) + zlib.compress(bytes(data[start + 8 : start + size]))
+        data[start : start + size] = packed + bytes(size - len(packed))
+        struct.pack_into("<Q", data, offset + 8, len(packed))
+    name = "eCompression".encode("utf-16-le") + b"\x00\x00"
+    at = data.index(name) + len(name)
+    assert struct.unpack_from("<I", data, at)[0] == 2  # none
+    struct.pack_into("<I", data, at, 0)  # lossless
+
+
+def test_lossless_compressed_frames_read_like_the_original(testdata: Path, tmp_path: Path) -> None:
+    native = _native(testdata)
+    path = _copy(testdata, tmp_path, _compress_frames, "lossless.nd2")
+    with nd2.ND2File(path) as f:
+        assert f.attributes.compressionType == "lossless"
+        np.testing.assert_array_equal(f.asarray(), native)
+    with Nd2Reader(path) as reader:
+        assert reader.region_grid(0) is None  # a compressed frame has no row to map
+        md = reader.metadata(0)
+        assert md.warnings == []
+        decompressed: list[int] = []
+        read_frame = reader._nd2.read_frame
+
+        def counted(index: int) -> np.ndarray:
+            decompressed.append(index)
+            return read_frame(index)
+
+        reader._nd2.read_frame = counted  # type: ignore[method-assign]
+        for t in range(3):
+            for z in range(10):
+                for c in range(2):
+                    plane = reader.read_plane(0, t, c, z)
+                    np.testing.assert_array_equal(plane, native[t, z, c])
+                    assert plane.flags["C_CONTIGUOUS"]
+                    assert plane.flags["WRITEABLE"]
+        # Both channels of a frame come from one decompression (the frame is kept).
+        assert decompressed == list(range(30))
+        region = reader.read_region(0, 1, 1, 4, (3, 9), (10, 37))
+        np.testing.assert_array_equal(region, native[1, 4, 1][3:9, 10:37])
+        np.testing.assert_array_equal(
+            reader.to_dask(0).compute(scheduler="sync"), native.transpose(0, 2, 1, 3, 4)
+        )
+
+
+def test_a_compressed_frame_whose_chunk_overruns_the_file_is_refused(
+    testdata: Path, tmp_path: Path
+) -> None:
+    """The frame chunk's own header is checked before nd2 reads that many bytes."""
+    size = (testdata / CLUSTER).stat().st_size
+    where: list[int] = []
+
+    def damage(data: bytearray) -> None:
+        _compress_frames(data)
+        at = _chunkmap_entry(data, b"ImageDataSeq|5!") + len(b"ImageDataSeq|5!")
+        (offset,) = struct.unpack_from("<Q", data, at)
+        struct.pack_into("<Q", data, offset + 8, size)  # frame 5 claims the whole file
+        where.append(offset)
+
+    path = _copy(testdata, tmp_path, damage, "overrun.nd2")
+    native = _native(testdata)
+    with Nd2Reader(path) as reader:  # frame chunks are not walked at open
+        np.testing.assert_array_equal(reader.read_plane(0, 0, 1, 4), native[0, 4, 1])
+        with pytest.raises(CorruptFileError) as caught:
+            reader.read_plane(0, 0, 1, 5)
+    assert str(caught.value) == (
+        f"overrun.nd2: frame 5 cannot be read (overrun.nd2: ND2 chunk at {where[0]:,} is "
+        f"damaged (magic 0xabeceda, {size:,} data bytes, file {size:,} bytes))"
+    )
