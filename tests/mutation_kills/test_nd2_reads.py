@@ -561,7 +561,38 @@ def test_a_compressed_frame_whose_chunk_overruns_the_file_is_refused(
         np.testing.assert_array_equal(reader.read_plane(0, 0, 1, 4), native[0, 4, 1])
         with pytest.raises(CorruptFileError) as caught:
             reader.read_plane(0, 0, 1, 5)
+    cause = caught.value.__cause__
+    assert isinstance(cause, CorruptFileError)
+    assert caught.value.path == path
+    assert caught.value.detail == repr(cause)
     assert str(caught.value) == (
         f"overrun.nd2: frame 5 cannot be read (overrun.nd2: ND2 chunk at {where[0]:,} is "
         f"damaged (magic 0xabeceda, {size:,} data bytes, file {size:,} bytes))"
     )
+
+
+def test_a_custom_loop_is_an_extra_axis_read_at_index_0(testdata: Path, tmp_path: Path) -> None:
+    """The Z loop's eType set to 7 (CustomLoop): nd2 calls it U; here it is an extra axis."""
+    name = "eType".encode("utf-16-le") + b"\x00\x00"
+
+    def customise(data: bytearray) -> None:
+        ends = [m.end() for m in re.finditer(re.escape(name), data)]
+        at = next(e for e in ends if struct.unpack_from("<I", data, e)[0] == 4)  # ZStackLoop
+        struct.pack_into("<I", data, at, 7)
+
+    path = _copy(testdata, tmp_path, customise, "custom.nd2")
+    with nd2.ND2File(path) as f:
+        assert dict(f.sizes) == {"T": 3, "U": 10, "C": 2, "Y": 31, "X": 38}
+        native = np.asarray(f.asarray())  # T, U, C, Y, X
+    with Nd2Reader(path) as reader:
+        (info,) = reader.scenes()
+        assert info.shape == (3, 2, 1, 31, 38)
+        assert dict(info.extra_dims) == {"U": 10}
+        md = reader.metadata(0)
+        for t in range(3):
+            for c in range(2):
+                np.testing.assert_array_equal(reader.read_plane(0, t, c, 0), native[t, 0, c])
+    assert md.extra_dims == {"U": 10}
+    assert md.physical_size.z_um is None  # no Z loop: no step
+    assert md.physical_size.x_um == pytest.approx(0.167808983)
+    assert md.warnings == []
