@@ -596,3 +596,26 @@ def test_a_custom_loop_is_an_extra_axis_read_at_index_0(testdata: Path, tmp_path
     assert md.physical_size.z_um is None  # no Z loop: no step
     assert md.physical_size.x_um == pytest.approx(0.167808983)
     assert md.warnings == []
+
+
+def test_planes_and_regions_are_copies_not_views_of_the_file(testdata: Path) -> None:
+    """nd2 maps uncompressed frames from the file; what the reader returns owns its memory.
+
+    A one-pixel or one-row region of a frame is contiguous even as a view: it must still
+    be copied (the memory map is read-only and closes with the file).
+    """
+    native = _native(testdata)
+    with Nd2Reader(testdata / CLUSTER) as reader:
+        pieces = [
+            reader.read_region(0, 2, 1, 9, (30, 31), (0, 1)),
+            reader.read_region(0, 0, 0, 3, (4, 5), (0, 38)),
+            reader.read_plane(0, 1, 1, 0),
+        ]
+        for piece in pieces:  # checked while open: a view would crash once the map closes
+            assert piece.flags["OWNDATA"]
+            assert piece.flags["WRITEABLE"]
+    np.testing.assert_array_equal(pieces[0], native[2, 9, 1][30:31, 0:1])
+    np.testing.assert_array_equal(pieces[1], native[0, 3, 0][4:5])
+    np.testing.assert_array_equal(pieces[2], native[1, 0, 1])
+    for piece in pieces:
+        piece[0, 0] = 7  # usable after the file is closed
