@@ -22,6 +22,7 @@ import pytest
 
 from zstack_analyzer import CorruptFileError, SceneNotFoundError
 from zstack_analyzer.limits import ReadLimits
+from tests.synthetic_nd2_legacy import write_legacy_nd2
 from zstack_analyzer.readers.nd2 import (
     Nd2Reader,
     _check_chunk_header,
@@ -619,3 +620,59 @@ def test_planes_and_regions_are_copies_not_views_of_the_file(testdata: Path) -> 
     np.testing.assert_array_equal(pieces[2], native[1, 0, 1])
     for piece in pieces:
         piece[0, 0] = 7  # usable after the file is closed
+
+
+# -------------------------------------------------------------- legacy (JPEG 2000) files
+def _legacy(tmp_path: Path, calibration_um: float | None, z_step_um: float) -> tuple[Path, Any]:
+    planes = np.random.default_rng(7).integers(0, 4096, (3, 2, 20, 24), dtype=np.uint16)
+    path = tmp_path / "legacy.nd2"
+    write_legacy_nd2(
+        path,
+        planes,
+        calibration_um=calibration_um,
+        z_step_um=z_step_um,
+        channel_names=["DAPI", "GFP"],
+    )
+    return path, planes
+
+
+def test_a_legacy_file_reads_its_planes_and_calibration(tmp_path: Path) -> None:
+    path, planes = _legacy(tmp_path, 0.25, 0.5)
+    with nd2.ND2File(path) as f:
+        assert f.is_legacy
+        assert tuple(f.voxel_size()) == (0.25, 0.25, 0.5)
+        np.testing.assert_array_equal(f.asarray(), planes)  # Z, C, Y, X
+    with Nd2Reader(path) as reader:
+        (info,) = reader.scenes()
+        assert info.shape == (1, 2, 3, 20, 24)
+        md = reader.metadata(0)
+        for z in range(3):
+            for c in range(2):
+                np.testing.assert_array_equal(reader.read_plane(0, 0, c, z), planes[z, c])
+    assert (md.physical_size.x_um, md.physical_size.y_um, md.physical_size.z_um) == (
+        0.25,
+        0.25,
+        0.5,
+    )
+    for axis in "xyz":
+        assert md.provenance[f"physical_size.{axis}_um"] == "nd2 voxel_size() (legacy ND2)"
+    assert md.warnings == []
+
+
+def test_a_legacy_file_without_calibration_has_no_sizes(tmp_path: Path) -> None:
+    """No dCalibration and a Z step of 1 µm: nd2 answers 1.0 for each, its default."""
+    path, _ = _legacy(tmp_path, None, 1.0)
+    with nd2.ND2File(path) as f:
+        assert tuple(f.voxel_size()) == (1.0, 1.0, 1.0)
+    with Nd2Reader(path) as reader:
+        md = reader.metadata(0)
+    assert (md.physical_size.x_um, md.physical_size.y_um, md.physical_size.z_um) == (
+        None,
+        None,
+        None,
+    )
+    assert not any(key.startswith("physical_size") for key in md.provenance)
+    assert md.warnings == [
+        f"legacy ND2: {axis} calibration 1.0 is nd2's default; treated as unknown"
+        for axis in "xyz"
+    ]
