@@ -46,21 +46,23 @@ def write_legacy_nd2(
     z_step_um: float,
     channel_names: list[str],
 ) -> None:
-    """Write ``planes`` (Z, C, Y, X, uint8 or uint16) as a legacy ND2 with one Z loop.
+    """Write ``planes`` (Z, C, Y, X[, S]) as a legacy ND2 with one Z loop.
 
+    With S (3: RGB) each channel's codestream holds its samples as components.
     ``calibration_um`` None leaves ``dCalibration`` out (nd2 then reports 1.0).
     """
-    size_z, size_c, height, width = planes.shape
+    size_z, size_c, height, width = planes.shape[:4]
+    samples = planes.shape[4] if planes.ndim == 5 else 1
     bits = planes.dtype.itemsize * 8
     boxes: list[tuple[bytes, bytes, bytes]] = []  # (box type, LIM type, box bytes)
     boxes.append((b"ftyp", b"ftyp", _box(b"ftyp", b"jp2 \x00\x00\x00\x00jp2 ")))
-    ihdr = _box(b"ihdr", struct.pack(">iihBBBB", height, width, 1, bits - 1, 7, 0, 0))
+    ihdr = _box(b"ihdr", struct.pack(">iihBBBB", height, width, samples, bits - 1, 7, 0, 0))
     boxes.append((b"jp2h", b"jp2h", _box(b"jp2h", ihdr)))
     plane_xml = "".join(
         f'<a{i} runtype="CLxListVariant">'
         + _value("sOpticalConfigName", "CLxStringW", name)
         + _value("uiColor", "lx_uint32", 0xFF)
-        + _value("uiCompCount", "lx_uint32", 1)
+        + _value("uiCompCount", "lx_uint32", samples)
         + f"</a{i}>"
         for i, name in enumerate(channel_names)
     )
@@ -70,7 +72,7 @@ def write_legacy_nd2(
         + _value("bCalibrated", "bool", "true" if calibration_um else "")
         + '<PicturePlanes runtype="CLxListVariant">'
         + _value("uiCount", "lx_uint32", size_c)
-        + _value("uiCompCount", "lx_uint32", size_c)
+        + _value("uiCompCount", "lx_uint32", size_c * samples)
         + f'<Plane runtype="CLxListVariant">{plane_xml}</Plane>'
         + "</PicturePlanes></no_name>"
     )

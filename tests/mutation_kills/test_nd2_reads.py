@@ -676,3 +676,46 @@ def test_a_legacy_file_without_calibration_has_no_sizes(tmp_path: Path) -> None:
         f"legacy ND2: {axis} calibration 1.0 is nd2's default; treated as unknown"
         for axis in "xyz"
     ]
+
+
+def test_a_legacy_rgb_file_has_samples(tmp_path: Path) -> None:
+    """One channel of three components (RGB): samples of a plane, not channels."""
+    planes = np.random.default_rng(8).integers(0, 256, (2, 1, 20, 24, 3), dtype=np.uint8)
+    path = tmp_path / "rgb.nd2"
+    write_legacy_nd2(path, planes, calibration_um=0.25, z_step_um=0.5, channel_names=["RGB"])
+    with nd2.ND2File(path) as f:
+        assert f.is_rgb
+        np.testing.assert_array_equal(f.asarray(), planes[:, 0])  # Z, Y, X, S
+    with Nd2Reader(path) as reader:
+        (info,) = reader.scenes()
+        assert info.shape == (1, 1, 2, 20, 24, 3)
+        assert (info.samples_per_pixel, info.dtype) == (3, "uint8")
+        for z in range(2):
+            np.testing.assert_array_equal(reader.read_plane(0, 0, 0, z), planes[z, 0])
+        region = reader.read_region(0, 0, 0, 1, (2, 5), (3, 9))
+        np.testing.assert_array_equal(region, planes[1, 0, 2:5, 3:9])
+        assert region.flags["OWNDATA"]
+        np.testing.assert_array_equal(reader.to_dask(0).compute(scheduler="sync")[0, 0], planes[:, 0])
+
+
+def test_a_legacy_channel_of_two_components_is_two_channels(tmp_path: Path) -> None:
+    """Two components in one picture plane: nd2 counts two channels; so does the reader.
+
+    The reference is nd2's ``read_frame`` (Y, X, components); its ``asarray`` reads such a
+    frame's interleaved components as if they were planar.
+    """
+    planes = np.random.default_rng(9).integers(0, 256, (2, 1, 20, 24, 2), dtype=np.uint8)
+    path = tmp_path / "two.nd2"
+    write_legacy_nd2(path, planes, calibration_um=0.25, z_step_um=0.5, channel_names=["A"])
+    with nd2.ND2File(path) as f:
+        assert dict(f.sizes) == {"Z": 2, "C": 2, "Y": 20, "X": 24}
+        native = np.stack([f.read_frame(z) for z in range(2)])  # Z, Y, X, C
+    with Nd2Reader(path) as reader:
+        (info,) = reader.scenes()
+        assert info.shape == (1, 2, 2, 20, 24)
+        assert info.samples_per_pixel == 1
+        for z in range(2):
+            for c in range(2):
+                plane = reader.read_plane(0, 0, c, z)
+                np.testing.assert_array_equal(plane, native[z, :, :, c])
+                np.testing.assert_array_equal(plane, planes[z, 0, :, :, c])
