@@ -20,7 +20,7 @@ import nd2
 import numpy as np
 import pytest
 
-from zstack_analyzer import CorruptFileError, SceneNotFoundError
+from zstack_analyzer import CorruptFileError, LimitExceededError, SceneNotFoundError
 from zstack_analyzer.limits import ReadLimits
 from tests.synthetic_nd2_legacy import write_legacy_nd2
 from zstack_analyzer.readers.nd2 import (
@@ -719,3 +719,30 @@ def test_a_legacy_channel_of_two_components_is_two_channels(tmp_path: Path) -> N
                 plane = reader.read_plane(0, 0, c, z)
                 np.testing.assert_array_equal(plane, native[z, :, :, c])
                 np.testing.assert_array_equal(plane, planes[z, 0, :, :, c])
+
+
+# ------------------------------------------------------------------------ read limits
+def test_the_plane_limits_count_planes_of_y_x(testdata: Path) -> None:
+    """max_plane_bytes bounds one Y,X plane and max_planes counts every T, C, Z plane.
+
+    cluster.nd2: 60 planes (T 3, C 2, Z 10) of 31 x 38 uint16 = 2,356 bytes each.
+    """
+    exact = ReadLimits(max_plane_bytes=31 * 38 * 2, max_planes=60)
+    with Nd2Reader(testdata / CLUSTER, limits=exact) as reader:
+        assert reader.read_plane(0, 2, 1, 9).shape == (31, 38)
+    with pytest.raises(LimitExceededError, match=r"one plane of \(31, 38\) uint16 needs"):
+        Nd2Reader(testdata / CLUSTER, limits=ReadLimits(max_plane_bytes=31 * 38 * 2 - 1))
+    with pytest.raises(LimitExceededError, match="declares 60 planes, over the limit of 59"):
+        Nd2Reader(testdata / CLUSTER, limits=ReadLimits(max_planes=59))
+
+
+def test_the_plane_limits_of_an_rgb_file_count_its_samples(tmp_path: Path) -> None:
+    planes = np.zeros((2, 1, 20, 24, 3), dtype=np.uint8)
+    path = tmp_path / "rgb.nd2"
+    write_legacy_nd2(path, planes, calibration_um=0.25, z_step_um=0.5, channel_names=["RGB"])
+    with Nd2Reader(path, limits=ReadLimits(max_plane_bytes=20 * 24 * 3, max_planes=2)) as reader:
+        assert reader.read_plane(0, 0, 0, 1).shape == (20, 24, 3)
+    with pytest.raises(LimitExceededError, match=r"one plane of \(20, 24, 3\) uint8 needs"):
+        Nd2Reader(path, limits=ReadLimits(max_plane_bytes=20 * 24 * 3 - 1))
+    with pytest.raises(LimitExceededError, match="declares 2 planes, over the limit of 1"):
+        Nd2Reader(path, limits=ReadLimits(max_planes=1))
