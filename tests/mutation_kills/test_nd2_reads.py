@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import nd2
 import numpy as np
 import pytest
 
-from zstack_analyzer import CorruptFileError, SceneNotFoundError
+from zstack_analyzer import CorruptFileError, LimitExceededError, SceneNotFoundError
 from zstack_analyzer.limits import ReadLimits
+from tests.synthetic_nd2_legacy import write_legacy_nd2
 from zstack_analyzer.readers.nd2 import (
     Nd2Reader,
     _check_chunk_header,
@@ -429,3 +432,317 @@ def test_a_calibration_of_exactly_one_micrometre_is_kept(testdata: Path, tmp_pat
     assert (md.physical_size.x_um, md.physical_size.y_um) == (1.0, 1.0)
     assert md.physical_size.z_um == pytest.approx(0.5)
     assert not any("calibration" in w for w in md.warnings)
+
+
+# ------------------------------------------------------- Z loops of one and two slices
+def _z_count(count: int) -> Any:
+    """Set the Z loop's uiCount (10 in the file, ImageMetadataLV) to ``count``."""
+    name = "uiCount".encode("utf-16-le") + b"\x00\x00"
+
+    def edit(data: bytearray) -> None:
+        ends = [m.end() for m in re.finditer(re.escape(name), data)]
+        (at,) = [e for e in ends if struct.unpack_from("<I", data, e)[0] == 10]  # T is 3
+        struct.pack_into("<I", data, at, count)
+
+    return edit
+
+
+def test_the_whole_files_metadata_has_no_warnings(testdata: Path) -> None:
+    """cluster.nd2 is whole and consistent: its Z step is positive and matches its loop."""
+    with Nd2Reader(testdata / CLUSTER) as reader:
+        assert reader.metadata(0).warnings == []
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_z_loop_of_one_or_two_slices(testdata: Path, tmp_path: Path, count: int) -> None:
+    """One slice: no Z step (nd2 still reports 0.5 µm); two slices: the step is kept."""
+    path = _copy(testdata, tmp_path, _z_count(count), f"z{count}.nd2")
+    with nd2.ND2File(path) as f:
+        assert f.metadata.channels[0].volume.axesCalibration[2] == 0.5
+        native = np.asarray(f.asarray())
+        if count == 1:
+            native = native[:, np.newaxis]  # nd2 drops Z; T, Z, C, Y, X here
+    with Nd2Reader(path) as reader:
+        (info,) = reader.scenes()
+        assert info.shape == (3, 2, count, 31, 38)
+        md = reader.metadata(0)
+        for t in range(3):
+            for c in range(2):
+                for z in range(count):
+                    np.testing.assert_array_equal(reader.read_plane(0, t, c, z), native[t, z, c])
+    frames = 3 * count
+    assert md.warnings == [f"the experiment loops give {frames} frames but the file declares 30"]
+    assert md.physical_size.x_um == pytest.approx(0.167808983)
+    if count == 1:
+        assert md.physical_size.z_um is None
+        assert "physical_size.z_um" not in md.provenance
+    else:
+        assert md.physical_size.z_um == 0.5
+        assert md.provenance["physical_size.z_um"] == (
+            "ND2 metadata.channels[0].volume.axesCalibration"
+        )
+
+
+# ------------------------------------------------------------- lossless-compressed frames
+def _compress_frames(data: bytearray) -> None:
+    """Rewrite cluster.nd2 as NIS-Elements' lossless ND2: eCompression 0, zlib frame chunks.
+
+    Each frame chunk keeps its place and its 8-byte timestamp; the pixels after it are
+    zlib-compressed and the chunk's data length shrinks to match (nd2 decompresses
+    ``chunk[8:]`` when ImageAttributesLV says "lossless").
+    """
+    location = int.from_bytes(data[-8:], "little")
+    _, name_length, _ = struct.unpack_from("<IIQ", data, location)
+    entries = _chunkmap_entries(bytes(data[location + 16 + name_length : len(data) - 40]))
+    for name, offset in entries:
+        if not name.startswith(b"ImageDataSeq|"):
+            continue
+        _, chunk_name, size = struct.unpack_from("<IIQ", data, offset)
+        start = offset + 16 + chunk_name
+        packed = bytes(data[start : start + 8]) + zlib.compress(bytes(data[start + 8 : start + size]))
+        data[start : start + size] = packed + bytes(size - len(packed))
+        struct.pack_into("<Q", data, offset + 8, len(packed))
+    name = "eCompression".encode("utf-16-le") + b"\x00\x00"
+    at = data.index(name) + len(name)
+    assert struct.unpack_from("<I", data, at)[0] == 2  # none
+    struct.pack_into("<I", data, at, 0)  # lossless
+
+
+def test_lossless_compressed_frames_read_like_the_original(testdata: Path, tmp_path: Path) -> None:
+    native = _native(testdata)
+    path = _copy(testdata, tmp_path, _compress_frames, "lossless.nd2")
+    with nd2.ND2File(path) as f:
+        assert f.attributes.compressionType == "lossless"
+        np.testing.assert_array_equal(f.asarray(), native)
+    with Nd2Reader(path) as reader:
+        assert reader.region_grid(0) is None  # a compressed frame has no row to map
+        md = reader.metadata(0)
+        assert md.warnings == []
+        decompressed: list[int] = []
+        read_frame = reader._nd2.read_frame
+
+        def counted(index: int) -> np.ndarray:
+            decompressed.append(index)
+            return read_frame(index)
+
+        reader._nd2.read_frame = counted  # type: ignore[method-assign]
+        for t in range(3):
+            for z in range(10):
+                for c in range(2):
+                    plane = reader.read_plane(0, t, c, z)
+                    np.testing.assert_array_equal(plane, native[t, z, c])
+                    assert plane.flags["C_CONTIGUOUS"]
+                    assert plane.flags["WRITEABLE"]
+        # Both channels of a frame come from one decompression (the frame is kept).
+        assert decompressed == list(range(30))
+        region = reader.read_region(0, 1, 1, 4, (3, 9), (10, 37))
+        np.testing.assert_array_equal(region, native[1, 4, 1][3:9, 10:37])
+        np.testing.assert_array_equal(
+            reader.to_dask(0).compute(scheduler="sync"), native.transpose(0, 2, 1, 3, 4)
+        )
+
+
+def test_a_compressed_frame_whose_chunk_overruns_the_file_is_refused(
+    testdata: Path, tmp_path: Path
+) -> None:
+    """The frame chunk's own header is checked before nd2 reads that many bytes."""
+    size = (testdata / CLUSTER).stat().st_size
+    where: list[int] = []
+
+    def damage(data: bytearray) -> None:
+        _compress_frames(data)
+        at = _chunkmap_entry(data, b"ImageDataSeq|5!") + len(b"ImageDataSeq|5!")
+        (offset,) = struct.unpack_from("<Q", data, at)
+        struct.pack_into("<Q", data, offset + 8, size)  # frame 5 claims the whole file
+        where.append(offset)
+
+    path = _copy(testdata, tmp_path, damage, "overrun.nd2")
+    native = _native(testdata)
+    with Nd2Reader(path) as reader:  # frame chunks are not walked at open
+        np.testing.assert_array_equal(reader.read_plane(0, 0, 1, 4), native[0, 4, 1])
+        with pytest.raises(CorruptFileError) as caught:
+            reader.read_plane(0, 0, 1, 5)
+    cause = caught.value.__cause__
+    assert isinstance(cause, CorruptFileError)
+    assert caught.value.path == path
+    assert caught.value.detail == repr(cause)
+    assert str(caught.value) == (
+        f"overrun.nd2: frame 5 cannot be read (overrun.nd2: ND2 chunk at {where[0]:,} is "
+        f"damaged (magic 0xabeceda, {size:,} data bytes, file {size:,} bytes))"
+    )
+
+
+def test_a_custom_loop_is_an_extra_axis_read_at_index_0(testdata: Path, tmp_path: Path) -> None:
+    """The Z loop's eType set to 7 (CustomLoop): nd2 calls it U; here it is an extra axis."""
+    name = "eType".encode("utf-16-le") + b"\x00\x00"
+
+    def customise(data: bytearray) -> None:
+        ends = [m.end() for m in re.finditer(re.escape(name), data)]
+        at = next(e for e in ends if struct.unpack_from("<I", data, e)[0] == 4)  # ZStackLoop
+        struct.pack_into("<I", data, at, 7)
+
+    path = _copy(testdata, tmp_path, customise, "custom.nd2")
+    with nd2.ND2File(path) as f:
+        assert dict(f.sizes) == {"T": 3, "U": 10, "C": 2, "Y": 31, "X": 38}
+        native = np.asarray(f.asarray())  # T, U, C, Y, X
+    with Nd2Reader(path) as reader:
+        (info,) = reader.scenes()
+        assert info.shape == (3, 2, 1, 31, 38)
+        assert dict(info.extra_dims) == {"U": 10}
+        md = reader.metadata(0)
+        for t in range(3):
+            for c in range(2):
+                np.testing.assert_array_equal(reader.read_plane(0, t, c, 0), native[t, 0, c])
+    assert md.extra_dims == {"U": 10}
+    assert md.physical_size.z_um is None  # no Z loop: no step
+    assert md.physical_size.x_um == pytest.approx(0.167808983)
+    assert md.warnings == []
+
+
+def test_planes_and_regions_are_copies_not_views_of_the_file(testdata: Path) -> None:
+    """nd2 maps uncompressed frames from the file; what the reader returns owns its memory.
+
+    A one-pixel or one-row region of a frame is contiguous even as a view: it must still
+    be copied (the memory map is read-only and closes with the file).
+    """
+    native = _native(testdata)
+    with Nd2Reader(testdata / CLUSTER) as reader:
+        pieces = [
+            reader.read_region(0, 2, 1, 9, (30, 31), (0, 1)),
+            reader.read_region(0, 0, 0, 3, (4, 5), (0, 38)),
+            reader.read_plane(0, 1, 1, 0),
+        ]
+        for piece in pieces:  # checked while open: a view would crash once the map closes
+            assert piece.flags["OWNDATA"]
+            assert piece.flags["WRITEABLE"]
+    np.testing.assert_array_equal(pieces[0], native[2, 9, 1][30:31, 0:1])
+    np.testing.assert_array_equal(pieces[1], native[0, 3, 0][4:5])
+    np.testing.assert_array_equal(pieces[2], native[1, 0, 1])
+    for piece in pieces:
+        piece[0, 0] = 7  # usable after the file is closed
+
+
+# -------------------------------------------------------------- legacy (JPEG 2000) files
+def _legacy(tmp_path: Path, calibration_um: float | None, z_step_um: float) -> tuple[Path, Any]:
+    planes = np.random.default_rng(7).integers(0, 4096, (3, 2, 20, 24), dtype=np.uint16)
+    path = tmp_path / "legacy.nd2"
+    write_legacy_nd2(
+        path,
+        planes,
+        calibration_um=calibration_um,
+        z_step_um=z_step_um,
+        channel_names=["DAPI", "GFP"],
+    )
+    return path, planes
+
+
+def test_a_legacy_file_reads_its_planes_and_calibration(tmp_path: Path) -> None:
+    path, planes = _legacy(tmp_path, 0.25, 0.5)
+    with nd2.ND2File(path) as f:
+        assert f.is_legacy
+        assert tuple(f.voxel_size()) == (0.25, 0.25, 0.5)
+        np.testing.assert_array_equal(f.asarray(), planes)  # Z, C, Y, X
+    with Nd2Reader(path) as reader:
+        (info,) = reader.scenes()
+        assert info.shape == (1, 2, 3, 20, 24)
+        md = reader.metadata(0)
+        for z in range(3):
+            for c in range(2):
+                np.testing.assert_array_equal(reader.read_plane(0, 0, c, z), planes[z, c])
+    assert (md.physical_size.x_um, md.physical_size.y_um, md.physical_size.z_um) == (
+        0.25,
+        0.25,
+        0.5,
+    )
+    for axis in "xyz":
+        assert md.provenance[f"physical_size.{axis}_um"] == "nd2 voxel_size() (legacy ND2)"
+    assert md.warnings == []
+
+
+def test_a_legacy_file_without_calibration_has_no_sizes(tmp_path: Path) -> None:
+    """No dCalibration and a Z step of 1 µm: nd2 answers 1.0 for each, its default."""
+    path, _ = _legacy(tmp_path, None, 1.0)
+    with nd2.ND2File(path) as f:
+        assert tuple(f.voxel_size()) == (1.0, 1.0, 1.0)
+    with Nd2Reader(path) as reader:
+        md = reader.metadata(0)
+    assert (md.physical_size.x_um, md.physical_size.y_um, md.physical_size.z_um) == (
+        None,
+        None,
+        None,
+    )
+    assert not any(key.startswith("physical_size") for key in md.provenance)
+    assert md.warnings == [
+        f"legacy ND2: {axis} calibration 1.0 is nd2's default; treated as unknown"
+        for axis in "xyz"
+    ]
+
+
+def test_a_legacy_rgb_file_has_samples(tmp_path: Path) -> None:
+    """One channel of three components (RGB): samples of a plane, not channels."""
+    planes = np.random.default_rng(8).integers(0, 256, (2, 1, 20, 24, 3), dtype=np.uint8)
+    path = tmp_path / "rgb.nd2"
+    write_legacy_nd2(path, planes, calibration_um=0.25, z_step_um=0.5, channel_names=["RGB"])
+    with nd2.ND2File(path) as f:
+        assert f.is_rgb
+        np.testing.assert_array_equal(f.asarray(), planes[:, 0])  # Z, Y, X, S
+    with Nd2Reader(path) as reader:
+        (info,) = reader.scenes()
+        assert info.shape == (1, 1, 2, 20, 24, 3)
+        assert (info.samples_per_pixel, info.dtype) == (3, "uint8")
+        for z in range(2):
+            np.testing.assert_array_equal(reader.read_plane(0, 0, 0, z), planes[z, 0])
+        region = reader.read_region(0, 0, 0, 1, (2, 5), (3, 9))
+        np.testing.assert_array_equal(region, planes[1, 0, 2:5, 3:9])
+        assert region.flags["OWNDATA"]
+        np.testing.assert_array_equal(reader.to_dask(0).compute(scheduler="sync")[0, 0], planes[:, 0])
+
+
+def test_a_legacy_channel_of_two_components_is_two_channels(tmp_path: Path) -> None:
+    """Two components in one picture plane: nd2 counts two channels; so does the reader.
+
+    The reference is nd2's ``read_frame`` (Y, X, components); its ``asarray`` reads such a
+    frame's interleaved components as if they were planar.
+    """
+    planes = np.random.default_rng(9).integers(0, 256, (2, 1, 20, 24, 2), dtype=np.uint8)
+    path = tmp_path / "two.nd2"
+    write_legacy_nd2(path, planes, calibration_um=0.25, z_step_um=0.5, channel_names=["A"])
+    with nd2.ND2File(path) as f:
+        assert dict(f.sizes) == {"Z": 2, "C": 2, "Y": 20, "X": 24}
+        native = np.stack([f.read_frame(z) for z in range(2)])  # Z, Y, X, C
+    with Nd2Reader(path) as reader:
+        (info,) = reader.scenes()
+        assert info.shape == (1, 2, 2, 20, 24)
+        assert info.samples_per_pixel == 1
+        for z in range(2):
+            for c in range(2):
+                plane = reader.read_plane(0, 0, c, z)
+                np.testing.assert_array_equal(plane, native[z, :, :, c])
+                np.testing.assert_array_equal(plane, planes[z, 0, :, :, c])
+
+
+# ------------------------------------------------------------------------ read limits
+def test_the_plane_limits_count_planes_of_y_x(testdata: Path) -> None:
+    """max_plane_bytes bounds one Y,X plane and max_planes counts every T, C, Z plane.
+
+    cluster.nd2: 60 planes (T 3, C 2, Z 10) of 31 x 38 uint16 = 2,356 bytes each.
+    """
+    exact = ReadLimits(max_plane_bytes=31 * 38 * 2, max_planes=60)
+    with Nd2Reader(testdata / CLUSTER, limits=exact) as reader:
+        assert reader.read_plane(0, 2, 1, 9).shape == (31, 38)
+    with pytest.raises(LimitExceededError, match=r"one plane of \(31, 38\) uint16 needs"):
+        Nd2Reader(testdata / CLUSTER, limits=ReadLimits(max_plane_bytes=31 * 38 * 2 - 1))
+    with pytest.raises(LimitExceededError, match="declares 60 planes, over the limit of 59"):
+        Nd2Reader(testdata / CLUSTER, limits=ReadLimits(max_planes=59))
+
+
+def test_the_plane_limits_of_an_rgb_file_count_its_samples(tmp_path: Path) -> None:
+    planes = np.zeros((2, 1, 20, 24, 3), dtype=np.uint8)
+    path = tmp_path / "rgb.nd2"
+    write_legacy_nd2(path, planes, calibration_um=0.25, z_step_um=0.5, channel_names=["RGB"])
+    with Nd2Reader(path, limits=ReadLimits(max_plane_bytes=20 * 24 * 3, max_planes=2)) as reader:
+        assert reader.read_plane(0, 0, 0, 1).shape == (20, 24, 3)
+    with pytest.raises(LimitExceededError, match=r"one plane of \(20, 24, 3\) uint8 needs"):
+        Nd2Reader(path, limits=ReadLimits(max_plane_bytes=20 * 24 * 3 - 1))
+    with pytest.raises(LimitExceededError, match="declares 2 planes, over the limit of 1"):
+        Nd2Reader(path, limits=ReadLimits(max_planes=1))

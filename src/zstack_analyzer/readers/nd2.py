@@ -31,6 +31,7 @@ import numpy as np
 
 from zstack_analyzer.errors import (
     CorruptFileError,
+    LimitExceededError,
     MetadataError,
     MissingDependencyError,
     SceneNotFoundError,
@@ -182,7 +183,7 @@ class Nd2Reader(ImageReader):
                 self._open_warnings = self._check_frames()
                 self._scenes = self._build_scenes()
             self._open_warnings.extend(f"nd2: {w.message}" for w in caught)
-        except (CorruptFileError, MetadataError):
+        except (CorruptFileError, MetadataError, LimitExceededError):
             self.close()
             raise
         except (*_PARSE_ERRORS, OSError) as exc:
@@ -224,7 +225,9 @@ class Nd2Reader(ImageReader):
             width=width,
             extra=extra,
         )
-        shape = [layout.size_p, layout.size_t, size_c, layout.size_z, height, width]
+        # Canonical (T, C, Z, Y, X[, S]) with the positions folded into T: the limits count
+        # every plane of the file and bound one Y, X(, S) plane.
+        shape = [layout.size_p * layout.size_t, size_c, layout.size_z, height, width]
         if samples > 1:
             shape.append(samples)
         self.check_shape(shape, f.dtype)
