@@ -30,6 +30,7 @@ import numpy as np
 
 from zstack_analyzer.errors import (
     CorruptFileError,
+    LimitExceededError,
     MetadataError,
     MissingDependencyError,
     SceneNotFoundError,
@@ -194,7 +195,9 @@ class LifReader(ImageReader):
         self._metadata_cache: dict[int, ImageMetadata] = {}
         try:
             self._scenes = self._build_scenes()
-        except (CorruptFileError, MetadataError):
+        except (CorruptFileError, MetadataError, LimitExceededError):
+            # Our own refusals pass as they are: LimitExceededError is also a ValueError,
+            # which the next clause would report as an inconsistent header.
             self.close()
             raise
         except _PARSE_ERRORS as exc:
