@@ -7,6 +7,7 @@ files written by ``tests/readers/test_lif.py``'s writer, against liffile's own a
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from typing import TYPE_CHECKING
@@ -416,30 +417,31 @@ def test_four_samples_are_never_reversed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("nx", "nz", "dtype", "one_read"),
+    ("nx", "nz", "dtype", "samples", "one_read"),
     [
-        (64, 71, "uint8", True),  # span 4,608 = 4 planes of 128 bytes + 4,096: one read
-        (64, 72, "uint8", False),  # span 4,672: a read per row
-        (17, 248, "uint8", False),  # span 4,233, one byte over 4 x 34 + 4,096
-        (32, 71, "uint16", True),  # 16 bits: span 4,608 = 4 x 128 + 4,096
+        (64, 71, "uint8", 1, True),  # span 4,608 = 4 planes of 128 bytes + 4,096: one read
+        (64, 72, "uint8", 1, False),  # span 4,672: a read per row
+        (17, 248, "uint8", 1, False),  # span 4,233, one byte over 4 x 34 + 4,096
+        (32, 71, "uint16", 1, True),  # 16 bits: span 4,608 = 4 x 128 + 4,096
+        (64, 28, "uint8", 3, True),  # RGB: span 5,568 <= 4 x 384 + 4,096 = 5,632
     ],
 )
 def test_rows_far_apart_are_read_one_by_one(
-    tmp_path: Path, nx: int, nz: int, dtype: str, one_read: bool
+    tmp_path: Path, nx: int, nz: int, dtype: str, samples: int, one_read: bool
 ) -> None:
-    """Y outermost (Y, Z, X stored): a plane's two rows lie a Z stack apart.
+    """Y outermost (Y, Z, X(, S) stored): a plane's two rows lie a Z stack apart.
 
     The reader reads a plane in one read when its rows span at most four planes plus
     4 KiB, else row by row; a file cut one byte short shows which: the failed read
     names how many bytes it asked for and where.
     """
-    data = np.arange(2 * nz * nx, dtype=np.uint16).astype(dtype).reshape(2, nz, nx)
+    shape = (2, nz, nx, samples) if samples > 1 else (2, nz, nx)
+    data = np.arange(math.prod(shape), dtype=np.uint16).astype(dtype).reshape(shape)
     path = tmp_path / "yzx.lif"
-    _write_lif(path, data, "YZX", luts=["Gray"])
+    _write_lif(path, data, "YZXS" if samples > 1 else "YZX", luts=["Gray"])
     size = path.stat().st_size
     block = size - data.nbytes
-    itemsize = data.dtype.itemsize
-    row = nx * itemsize
+    row = nx * samples * data.dtype.itemsize
     first = block + (nz - 1) * row  # row 0 of the last Z plane
     last = first + nz * row  # row 1: the file's last bytes
     with LifReader(path) as reader:
