@@ -136,8 +136,9 @@ def test_tile_positions_past_the_dimension_limit_are_corrupt(tmp_path: Path) -> 
     with pytest.raises(
         CorruptFileError,
         match=r"far\.lif: image 'image': tile stage positions span more than 100 pixels",
-    ):
+    ) as caught:
         LifReader(path, limits=ReadLimits(max_dimension=100))
+    assert caught.value.path == path
     _write_lif(path, data, "MYX", luts=["Gray"], attachments=_tiles([(0.0, 0.0), (0.0, 200e-6)]))
     with pytest.raises(CorruptFileError, match="span more than 100 pixels"):
         LifReader(path, limits=ReadLimits(max_dimension=100))
@@ -178,6 +179,8 @@ def test_channels_and_samples_against_liffile(tmp_path: Path) -> None:
         info = reader.scenes()[0]
         assert info.shape == (1, 2, 3, 4, 6, 3)
         assert info.samples_per_pixel == 3
+        assert dict(info.extra_dims) == {}  # S is the samples axis, not an extra one
+        assert reader.metadata(0).warnings == []
         for c in range(2):
             for z in range(3):
                 np.testing.assert_array_equal(reader.read_plane(0, 0, c, z), data[c, z])
@@ -460,3 +463,41 @@ def test_rows_far_apart_are_read_one_by_one(
             reader.read_plane(0, 0, 0, nz - 1)
     assert str(caught.value) == f"yzx.lif: {message}; the file is truncated"
     assert caught.value.path == path
+
+
+def test_tiles_of_two_pixels_are_stitched(tmp_path: Path) -> None:
+    """Two pixels along X and Y are enough for a pixel step: the tiles are placed."""
+    data = _tile_stack(2, ny=2, nx=2)
+    path = tmp_path / "small_tiles.lif"
+    _write_lif(path, data, "MYX", luts=["Gray"], attachments=_tiles([(0.0, 0.0), (3e-6, 2e-6)]))
+    with LifReader(path) as reader:
+        md = reader.metadata(0)
+        plane = reader.read_plane(0, 0, 0, 0)
+    assert md.vendor_metadata["tile_offsets_yx"] == [[0, 0], [1, 3]]
+    assert md.extra_dims == {}
+    expected = np.zeros((3, 5), dtype=np.uint8)
+    expected[0:2, 0:2] = 10
+    expected[1:3, 3:5] = 11
+    np.testing.assert_array_equal(plane, expected)
+
+
+def test_tile_steps_do_not_depend_on_the_dimension_origin(tmp_path: Path) -> None:
+    """LAS X writes the stage position as X and Y's Origin; the pixel step is Length/(n-1)."""
+    data = _tile_stack(3)
+    path = tmp_path / "origin.lif"
+    attachment = _tiles([(0.0, 0.0), (3e-6, 0.0), (0.0, 2e-6)])
+    _write_lif(path, data, "MYX", luts=["Gray"], attachments=attachment)
+    _edit_xml(
+        path,
+        'DimID="1" NumberOfElements="5" Origin="0.0"',
+        'DimID="1" NumberOfElements="5" Origin="0.0123"',
+    )
+    _edit_xml(
+        path,
+        'DimID="2" NumberOfElements="4" Origin="0.0"',
+        'DimID="2" NumberOfElements="4" Origin="-0.0045"',
+    )
+    with liffile.LifFile(path) as lif:
+        assert lif.images[0].coords["X"][0] == pytest.approx(0.0123)
+    with LifReader(path) as reader:
+        assert reader.metadata(0).vendor_metadata["tile_offsets_yx"] == [[0, 0], [0, 3], [1, 0]]
