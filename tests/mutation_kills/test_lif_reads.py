@@ -17,7 +17,7 @@ import liffile
 import numpy as np
 import pytest
 
-from zstack_analyzer import CorruptFileError, SceneNotFoundError
+from zstack_analyzer import CorruptFileError, LimitExceededError, SceneNotFoundError
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.readers.lif import LifReader
 
@@ -61,8 +61,11 @@ def test_sniff_needs_magic_mark_length_and_an_xml_start(testdata: Path) -> None:
 def test_a_header_shorter_than_13_bytes_is_truncated(tmp_path: Path) -> None:
     path = tmp_path / "short.lif"
     path.write_bytes(_header(4)[:12])
-    with pytest.raises(CorruptFileError, match=r"short\.lif: LIF header is truncated \(12 bytes\)"):
+    with pytest.raises(
+        CorruptFileError, match=r"short\.lif: LIF header is truncated \(12 bytes\)"
+    ) as caught:
         LifReader(path)
+    assert caught.value.path == path
 
 
 @pytest.mark.parametrize("fields", [{"magic": 0x71}, {"mark": 0x2B}])
@@ -70,8 +73,11 @@ def test_a_bad_magic_or_mark_is_not_a_lif(tmp_path: Path, fields: dict[str, int]
     path = tmp_path / "bad.lif"
     xml = "<LMSDataContainerHeader/>"
     path.write_bytes(_header(len(xml), **fields) + xml.encode("utf-16-le"))
-    with pytest.raises(CorruptFileError, match=r"bad\.lif: not a LIF file \(bad header magic\)"):
+    with pytest.raises(
+        CorruptFileError, match=r"bad\.lif: not a LIF file \(bad header magic\)"
+    ) as caught:
         LifReader(path)
+    assert caught.value.path == path
 
 
 def test_the_metadata_limit_is_inclusive_and_named(testdata: Path) -> None:
@@ -86,6 +92,7 @@ def test_the_metadata_limit_is_inclusive_and_named(testdata: Path) -> None:
         f"{path.name}: LIF XML header declares {nbytes:,} bytes, over the metadata limit "
         f"of {nbytes - 1:,}"
     )
+    assert caught.value.path == path
 
 
 def test_an_xml_header_ending_at_the_file_end_is_read_one_byte_short_is_truncated(
@@ -101,6 +108,7 @@ def test_an_xml_header_ending_at_the_file_end_is_read_one_byte_short_is_truncate
         f"cut.lif: LIF XML header ({2 * len(xml):,} bytes) ends past the end of the file "
         f"({len(whole) - 1:,} bytes); the file is truncated"
     )
+    assert caught.value.path == path
     # Whole: the header checks pass and liffile is the one to find no image in it.
     path.write_bytes(whole)
     with pytest.raises(CorruptFileError) as caught:
@@ -113,8 +121,9 @@ def test_an_xml_header_that_is_not_utf16_is_refused(tmp_path: Path) -> None:
     path.write_bytes(_header(2) + b"<\x00\x00\xd8")  # "<" then a lone high surrogate
     with pytest.raises(
         CorruptFileError, match=r"surrogate\.lif: LIF XML header is not valid UTF-16"
-    ):
+    ) as caught:
         LifReader(path)
+    assert caught.value.path == path
 
 
 def test_an_entity_without_a_doctype_is_refused(tmp_path: Path) -> None:
@@ -123,8 +132,9 @@ def test_an_entity_without_a_doctype_is_refused(tmp_path: Path) -> None:
     path.write_bytes(_header(len(xml)) + xml.encode("utf-16-le"))
     with pytest.raises(
         CorruptFileError, match=r"entity\.lif: LIF XML header declares a DTD or entities; refused"
-    ):
+    ) as caught:
         LifReader(path)
+    assert caught.value.path == path
 
 
 # --------------------------------------------------------------------- scenes and values
@@ -364,6 +374,7 @@ def test_a_data_block_past_the_end_of_the_file_is_refused(testdata: Path, tmp_pa
     message = str(caught.value)
     assert message.startswith("short.lif: image 'TileScan_001': its data block (")
     assert message.endswith(f"the end of the file ({len(data) - 1:,} bytes); the file is truncated")
+    assert caught.value.path == path
 
 
 def test_a_read_past_the_end_is_corrupt_not_short(testdata: Path, tmp_path: Path) -> None:
@@ -412,3 +423,40 @@ def test_a_step_that_is_not_finite_is_no_step() -> None:
     assert _step({"X": np.array([0.0])}, dims, "X", "m") is None
     assert _step({"X": np.array([0.0, 1.0])}, dims, "X", "s") is None
     assert _step({}, dims, "X", "m") is None
+
+
+# ------------------------------------------------------------ fifth round: refusals, limits
+def test_a_doctype_without_entities_is_refused(tmp_path: Path) -> None:
+    xml = "<!DOCTYPE LMSDataContainerHeader><LMSDataContainerHeader/>"
+    path = tmp_path / "doctype.lif"
+    path.write_bytes(_header(len(xml)) + xml.encode("utf-16-le"))
+    with pytest.raises(CorruptFileError) as caught:
+        LifReader(path)
+    assert str(caught.value) == "doctype.lif: LIF XML header declares a DTD or entities; refused"
+    assert caught.value.path == path
+
+
+def test_a_header_of_exactly_13_bytes_is_not_truncated(tmp_path: Path) -> None:
+    """The 13 header bytes are all there (an XML of 0 characters): liffile refuses the rest."""
+    path = tmp_path / "empty.lif"
+    path.write_bytes(_header(0))
+    with pytest.raises(CorruptFileError) as caught:
+        LifReader(path)
+    assert str(caught.value).startswith("empty.lif: not a readable LIF file (")
+    assert caught.value.path == path
+
+
+@pytest.mark.parametrize("name", [SWEEP, XZ, TILES])
+def test_the_raw_xml_header_is_the_files_own(testdata: Path, name: str) -> None:
+    data = (testdata / name).read_bytes()
+    (chars,) = struct.unpack_from("<I", data, 9)
+    with LifReader(testdata / name) as reader:
+        assert reader.raw_metadata()["xml_header"] == data[13 : 13 + 2 * chars].decode("utf-16-le")
+
+
+def test_the_plane_byte_limit_counts_the_files_own_data_type(testdata: Path) -> None:
+    """The stitched canvas is 97 x 97 uint8 = 9,409 bytes: allowed at that limit, not below."""
+    with LifReader(testdata / TILES, limits=ReadLimits(max_plane_bytes=97 * 97)) as reader:
+        assert reader.scenes()[0].shape == (2, 2, 3, 97, 97)
+    with pytest.raises(LimitExceededError, match=r"one plane of \(97, 97\) uint8"):
+        LifReader(testdata / TILES, limits=ReadLimits(max_plane_bytes=97 * 97 - 1))

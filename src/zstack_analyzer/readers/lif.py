@@ -30,6 +30,7 @@ import numpy as np
 
 from zstack_analyzer.errors import (
     CorruptFileError,
+    LimitExceededError,
     MetadataError,
     MissingDependencyError,
     SceneNotFoundError,
@@ -194,7 +195,9 @@ class LifReader(ImageReader):
         self._metadata_cache: dict[int, ImageMetadata] = {}
         try:
             self._scenes = self._build_scenes()
-        except (CorruptFileError, MetadataError):
+        except (CorruptFileError, MetadataError, LimitExceededError):
+            # Our own refusals pass as they are: LimitExceededError is also a ValueError,
+            # which the next clause would report as an inconsistent header.
             self.close()
             raise
         except _PARSE_ERRORS as exc:
@@ -320,10 +323,15 @@ class LifReader(ImageReader):
                 f"the end of the file ({self._file_size:,} bytes); the file is truncated"
             )
             raise CorruptFileError(msg, path=self.path)
+        # liffile keeps only dimensions of two or more elements: a byte increment of 0 would
+        # read the same plane at every index of one, a negative one reads before the block.
+        if any(s <= 0 for s in strides.values()):
+            msg = f"{label}: byte increments {strides} are not all positive; the file is corrupt"
+            raise CorruptFileError(msg, path=self.path)
         itemsize = dtype.itemsize
-        last_byte = sum((sizes[d] - 1) * abs(s) for d, s in strides.items())
+        last_byte = sum((sizes[d] - 1) * s for d, s in strides.items())
         last_byte += max(channel_offsets[:n_channel_slots]) + itemsize
-        if any(s < 0 for s in strides.values()) or last_byte > block.size:
+        if last_byte > block.size:
             msg = (
                 f"{label}: its dimensions need {last_byte:,} bytes but its data block holds "
                 f"{block.size:,}; the file is corrupt"
