@@ -12,8 +12,8 @@ modes, machine stamp, volume stacks; MetaMorph's UIC tags).
 from __future__ import annotations
 
 import hashlib
-import struct
 import json
+import struct
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
