@@ -431,6 +431,9 @@ def test_real_mrc_gives_bioformats_sizes_calibration_and_plane(tmp_path: Path) -
         assert raw["voxel_size_angstrom"] == pytest.approx(mrc.voxel_size.tolist())
         assert raw["exttyp"] == header.exttyp.item().decode() == "FEI2"
         assert raw["map"] == "MAP "
+        # void fields as text up to their first NUL: all zeros in this file, so empty
+        assert bytes(header.extra1.item()) == bytes(8)
+        assert (raw["extra1"], raw["extra2"]) == ("", "")
         assert raw["machst"] == [68, 68, 0, 0]
     assert md.vendor_metadata == {
         "mode": 6,
