@@ -87,6 +87,7 @@ def test_real_stk_files_give_the_recorded_values(testdata: Path, relative: str) 
     assert "acquisition time zone unknown: acquired_at_local holds the time as written" in (
         md.warnings
     )
+    assert md.provenance["sizes"] == "tifffile STK series (UIC2 NumberPlanes)"
 
 
 def test_movie_stk_without_a_unit_says_so(testdata: Path) -> None:
@@ -201,6 +202,31 @@ def test_z_step_is_the_mean_uic2_distance_after_the_first_plane(tmp_path: Path) 
     )
     md, _ = _metadata(uneven)
     assert md.physical_size.z_um == pytest.approx(0.4)
+
+
+def test_two_planes_make_a_z_step_and_a_time_series_has_none(tmp_path: Path) -> None:
+    two = write_stk(
+        tmp_path / "two.stk", _planes(2), z_um=[0.0, 0.3], uic1=_calibrated((1, 2), (1, 2), "um")
+    )
+    md, _ = _metadata(two)
+    assert md.size_z == 2
+    assert md.physical_size.z_um == pytest.approx(0.3)
+    # Plane times that differ and a Z distance of 0 for plane 0: tifffile makes the planes T.
+    created = [(2459000, 0), (2459000, 500), (2459000, 1000)]
+    series = write_stk(
+        tmp_path / "t.stk",
+        _planes(3),
+        z_um=[0.0, 0.5, 0.5],
+        created=created,
+        uic1=_calibrated((1, 2), (1, 2), "um"),
+    )
+    with tifffile.TiffFile(series) as tif:
+        assert tif.series[0].axes == "TYX"
+    md, _ = _metadata(series)
+    assert (md.size_t, md.size_z) == (3, 1)
+    assert md.physical_size.x_um == pytest.approx(0.5)
+    assert md.physical_size.z_um is None
+    assert md.time_interval_s == pytest.approx(0.5)
 
 
 def test_no_z_step_for_one_plane_or_zero_distances(tmp_path: Path) -> None:
