@@ -744,3 +744,40 @@ def test_an_old_header_without_map_opens_by_name(tmp_path: Path) -> None:
     with open_image(path) as image:
         assert image.format_name == "MRC"
         np.testing.assert_array_equal(image.read_plane(0, 0, 0, 1), data[1][::-1])
+
+
+def test_one_sample_and_sub_angstrom_cells_are_sizes_as_mrcfile_says(tmp_path: Path) -> None:
+    """mz = 1 (the cell's Z length is one section) and a cell under 1 Å still calibrate."""
+    import mrcfile
+
+    path = _mrc(tmp_path / "s.mrc", np.zeros((3, 4, 5), np.int16), voxel=(0.05, 0.07, 2.5))
+    _poke(path, 36, "<i", 1)  # mz = 1
+    _poke(path, 48, "<f", 2.5)  # cella.z = 2.5 Å for that one sample
+    with mrcfile.open(path, permissive=True) as mrc:
+        reference = mrc.voxel_size
+        assert float(mrc.header.cella.x) < 1.0
+    with open_image(path) as image:
+        md = image.metadata()
+    assert md.size_z == 3
+    assert md.physical_size.x_um == pytest.approx(float(reference.x) * 1e-4, rel=1e-6)
+    assert md.physical_size.y_um == pytest.approx(float(reference.y) * 1e-4, rel=1e-6)
+    assert md.physical_size.z_um == pytest.approx(float(reference.z) * 1e-4, rel=1e-6)
+    assert md.physical_size.z_um == pytest.approx(2.5e-4)
+
+
+def test_a_single_section_has_no_z_spacing(tmp_path: Path) -> None:
+    """mrcfile writes cella.z = voxel for a 2-D image; one section has no Z step (Bio-Formats: -)."""
+    import mrcfile
+
+    path = _mrc(tmp_path / "one.mrc", np.zeros((4, 5), np.int16), voxel=2.5)
+    with mrcfile.open(path) as mrc:
+        assert float(mrc.voxel_size.z) == pytest.approx(2.5)
+    with open_image(path) as image:
+        md = image.metadata()
+    assert md.size_z == 1
+    assert md.physical_size.x_um == pytest.approx(2.5e-4)
+    assert md.physical_size.z_um is None
+    assert "physical_size.z_um" not in md.provenance
+    two = _mrc(tmp_path / "two.mrc", np.zeros((2, 4, 5), np.int16), voxel=2.5)
+    with open_image(two) as image:
+        assert image.metadata().physical_size.z_um == pytest.approx(2.5e-4)
