@@ -22,6 +22,7 @@ from zstack_analyzer.storage.remote import (
     DIRECT_BYTES,
     MAX_READAHEAD_BYTES,
     RangedFile,
+    RemoteReadError,
     RemoteObject,
     S3Location,
     S3Options,
@@ -443,3 +444,62 @@ def test_two_extents_over_the_cache_keep_the_newest(store: LocalStore) -> None:
 
 def test_a_prefix_starting_with_the_strip_character() -> None:
     assert S3Location.parse("s3://lab/Xrays/") == S3Location("lab", "Xrays")
+
+
+def test_a_fresh_process_counts_from_zero_across_threads(tmp_path: Path) -> None:
+    """``ranged_totals`` of a new process starts at (0, 0) and adds every file's GETs.
+
+    In a child process: the count is made at import, which a test in this process
+    cannot see again.
+    """
+    import subprocess
+    import sys
+
+    (tmp_path / "o.bin").write_bytes(bytes(range(256)) * 400)
+    script = f"""
+import threading
+from obstore.store import LocalStore
+from zstack_analyzer.storage.remote import RangedFile, ranged_totals
+assert ranged_totals() == (0, 0), ranged_totals()
+store = LocalStore({str(tmp_path)!r})
+def one():
+    RangedFile(store, "o.bin", name="o.bin", block_bytes=1000).read(5)
+threads = [threading.Thread(target=one) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(ranged_totals())
+"""
+    done = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(4, 4000)"
+
+
+def test_an_object_that_shrinks_under_the_reader_is_a_remote_read_error(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    """The size was learnt from the first GET; a later GET past the new end names the file."""
+    f = _file(store)
+    fresh = _file(store)
+    assert len(f.read(10)) == 10
+    (tmp_path / "obj.bin").write_bytes(b"x" * 100)
+    f.seek(2 * DIRECT_BYTES)
+    with pytest.raises(RemoteReadError) as caught:
+        f.read(DIRECT_BYTES)  # a direct read
+    # The store's own error is kept in the message (what went wrong, for the log).
+    cause = caught.value.__cause__
+    assert cause is not None
+    assert "Requested range was invalid" in str(cause)
+    assert str(caught.value) == f"obj.bin: ranged read from object storage failed: {cause}"
+    with pytest.raises(RemoteReadError) as caught:
+        f.prefetch([(DIRECT_BYTES, DIRECT_BYTES + 10)])
+    cause = caught.value.__cause__
+    assert "Requested range was invalid" in str(cause)
+    assert str(caught.value) == f"obj.bin: ranged read from object storage failed: {cause}"
+    # A first read past the new end: its block GET fails and the object is not empty.
+    fresh.seek(DIRECT_BYTES)
+    with pytest.raises(RemoteReadError, match=r"^obj\.bin: ranged read from object storage"):
+        fresh.read(1)

@@ -18,7 +18,7 @@ from tests.service.conftest import upload, write_ome_tiff
 from tests.service.live import make_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from fastapi.testclient import TestClient
@@ -45,8 +45,14 @@ def s3_settings(server: S3Server, data_dir: Path, **overrides: Any) -> Settings:
 @pytest.fixture
 def s3_client(
     s3_server: S3Server, tmp_path: Path, make_client: Callable[..., TestClient]
-) -> TestClient:
-    return make_client(s3_settings(s3_server, tmp_path / "data"))
+) -> Iterator[TestClient]:
+    import httpx
+
+    settings = s3_settings(s3_server, tmp_path / "data")
+    yield make_client(settings)
+    # Give the bucket back (SeaweedFS has volumes for ~140 buckets; a mutation run shares one).
+    bucket = str(settings.storage_url).removeprefix("s3://").split("/", 1)[0]
+    httpx.delete(f"{s3_server.endpoint}/{bucket}", timeout=30)
 
 
 def bucket_of(client: TestClient) -> S3Storage:

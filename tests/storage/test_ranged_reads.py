@@ -28,6 +28,7 @@ from zstack_analyzer.storage.remote import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from tests.s3server import S3Server
@@ -36,8 +37,14 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture
-def bucket(s3_server: S3Server) -> tuple[S3Location, S3Options]:
-    return S3Location(s3_server.create_bucket(), "lab"), s3_server.options()
+def bucket(s3_server: S3Server) -> Iterator[tuple[S3Location, S3Options]]:
+    import httpx
+
+    name = s3_server.create_bucket()
+    yield S3Location(name, "lab"), s3_server.options()
+    # SeaweedFS gives each bucket 7 of its 1,000 volumes: a server shared by many tests (a
+    # mutation run's, see tests/conftest.py) runs out unless they are given back.
+    httpx.delete(f"{s3_server.endpoint}/{name}", timeout=30)
 
 
 def put(bucket: tuple[S3Location, S3Options], name: str, data: bytes) -> RemoteObject:
