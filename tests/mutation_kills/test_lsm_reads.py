@@ -18,7 +18,7 @@ import tifffile
 
 from tests.synthetic import encoded_stack
 from tests.synthetic_lsm import LSM_MAGIC, write_lsm
-from zstack_analyzer import CorruptFileError, open_image
+from zstack_analyzer import CorruptFileError, SceneNotFoundError, open_image
 from zstack_analyzer.readers._tiff_common import TiffPeek
 from zstack_analyzer.readers.lsm import LsmReader, _metres_to_um, _objective
 
@@ -610,6 +610,20 @@ def test_a_region_of_every_channel_is_that_channel(tmp_path: Path, compression: 
                     np.testing.assert_array_equal(chunk, reference[t, c, z, 0:6, 7:14])
         clipped = image.read_region(0, 1, 2, 1, (-4, 5), (10, 40))
         np.testing.assert_array_equal(clipped, reference[1, 2, 1, 0:5, 10:14])
+        whole = image.read_region(0, 0, 1, 0, (0, 12), (0, 14))
+        np.testing.assert_array_equal(whole, reference[0, 1, 0])
+        np.testing.assert_array_equal(
+            image.read_region(0, 0, 1, 0, (0, 1), (0, 1)), reference[0, 1, 0, :1, :1]
+        )
+        above = image.read_region(0, 0, 1, 0, (-4, -1), (0, 14))
+        left = image.read_region(0, 0, 1, 0, (0, 12), (-9, -2))
+        assert image.region_grid() is None
+    # Clipping as the TIFF strip path clips (a one-channel page): the same shapes.
+    one = write_lsm(tmp_path / "one.lsm", stack[:, :1], compression=compression)
+    with open_image(one) as image:
+        assert image.region_grid() is not None
+        assert image.read_region(0, 0, 0, 0, (-4, -1), (0, 14)).shape == above.shape == (0, 14)
+        assert image.read_region(0, 0, 0, 0, (0, 12), (-9, -2)).shape == left.shape == (12, 0)
 
 
 def test_a_region_of_a_line_scan_is_that_line(tmp_path: Path) -> None:
@@ -632,5 +646,8 @@ def test_a_single_channel_page_keeps_its_strip_grid(tmp_path: Path) -> None:
         rows = int(tif.pages.first.rowsperstrip)
     with open_image(path) as image:
         assert image.region_grid(0) == (min(rows, 40), 24)
+        assert image.region_grid() == image.region_grid(0, 0)
+        with pytest.raises(SceneNotFoundError, match=r"pyramid level 1 does not exist"):
+            image.region_grid(0, 1)
         region = image.read_region(0, 0, 0, 1, (5, 33), (4, 20))
     np.testing.assert_array_equal(region, stack[0, 0, 1, 5:33, 4:20])
