@@ -315,6 +315,7 @@ def test_a_page_of_another_size_is_corrupt_when_read(tmp_path: Path) -> None:
         with pytest.raises(CorruptFileError) as caught:
             image.read_plane(0, 0, 0, 1)
     assert str(caught.value) == "short.lsm: an LSM page holds (8, 16), expected (16, 16)"
+    assert caught.value.path == path
 
 
 @pytest.mark.parametrize(
@@ -618,6 +619,8 @@ def test_a_region_of_every_channel_is_that_channel(tmp_path: Path, compression: 
         above = image.read_region(0, 0, 1, 0, (-4, -1), (0, 14))
         left = image.read_region(0, 0, 1, 0, (0, 12), (-9, -2))
         assert image.region_grid() is None
+        with pytest.raises(SceneNotFoundError, match=r"pyramid level 1 does not exist"):
+            image.read_region(0, 0, 1, 0, (0, 4), (0, 4), level=1)
     # Clipping as the TIFF strip path clips (a one-channel page): the same shapes.
     one = write_lsm(tmp_path / "one.lsm", stack[:, :1], compression=compression)
     with open_image(one) as image:
@@ -650,4 +653,41 @@ def test_a_single_channel_page_keeps_its_strip_grid(tmp_path: Path) -> None:
         with pytest.raises(SceneNotFoundError, match=r"pyramid level 1 does not exist"):
             image.region_grid(0, 1)
         region = image.read_region(0, 0, 0, 1, (5, 33), (4, 20))
+        with pytest.raises(SceneNotFoundError, match=r"pyramid level 1 does not exist"):
+            image.read_region(0, 0, 0, 1, (5, 33), (4, 20), level=1)
     np.testing.assert_array_equal(region, stack[0, 0, 1, 5:33, 4:20])
+
+
+def test_without_thumbnails_there_is_no_thumbnail_series(tmp_path: Path) -> None:
+    """Two full-size image IFDs and CZ_LSMINFO stating one plane: no thumbnail series.
+
+    tifffile's LSM series takes the even IFDs as planes and adds a second series only
+    when IFD 1 is reduced (a thumbnail); the reader says the same in ``thumbnail_pages``.
+    """
+    stack = encoded_stack(1, 1, 2, 8, 8)
+    path = write_lsm(tmp_path / "bare.lsm", stack, thumbnails=False)
+    _patch(path, "DimensionZ", "<i", 1)
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == 2
+        assert not tif.pages[1].is_reduced
+        thumbnail_series = len(tif.series) - 1
+        reference = tif.series[0].asarray()
+    assert thumbnail_series == 0
+    with open_image(path) as image:
+        md = image.metadata()
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 0), reference)
+    assert md.vendor_metadata["thumbnail_pages"] == thumbnail_series
+    assert md.size_z == 1
+
+
+def test_an_empty_lsminfo_record_is_corrupt(tmp_path: Path) -> None:
+    """StructureSize 0: tifffile reads CZ_LSMINFO as no fields at all; the file is refused."""
+    path = write_lsm(tmp_path / "empty.lsm", encoded_stack(1, 1, 2, 8, 8))
+    _patch(path, "StructureSize", "<i", 0)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_lsm
+        assert tif.lsm_metadata == {}
+    with pytest.raises(CorruptFileError) as caught:
+        open_image(path).metadata()
+    assert str(caught.value) == "empty.lsm: invalid LSM structure: CZ_LSMINFO record unreadable"
+    assert caught.value.path == path
