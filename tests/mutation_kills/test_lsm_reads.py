@@ -691,3 +691,25 @@ def test_an_empty_lsminfo_record_is_corrupt(tmp_path: Path) -> None:
         open_image(path).metadata()
     assert str(caught.value) == "empty.lsm: invalid LSM structure: CZ_LSMINFO record unreadable"
     assert caught.value.path == path
+
+
+@pytest.mark.parametrize("rgb", [None, "planar"])
+def test_planar_pages_under_one_declared_channel_read_their_first_sample(
+    tmp_path: Path, rgb: str | None
+) -> None:
+    """CZ_LSMINFO says one channel over planar three-sample pages: channel 0 is sample 0.
+
+    tifffile's series squeezes the channel away (ZYX) and cannot shape the pages; the
+    reference is each image page as tifffile decodes it, whose first sample is read.
+    """
+    stack = encoded_stack(1, 3, 2, 8, 10, dtype="uint8")
+    path = write_lsm(tmp_path / "planar1.lsm", stack, rgb=rgb)
+    _patch(path, "DimensionChannels", "<i", 1)
+    with tifffile.TiffFile(path) as tif:
+        assert str(tif.series[0].axes) == "ZYX"
+        pages = [tif.pages[2 * z].asarray() for z in range(2)]
+    with open_image(path) as image:
+        (info,) = image.scenes()
+        assert info.shape == (1, 1, 2, 8, 10)
+        for z in range(2):
+            np.testing.assert_array_equal(image.read_plane(0, 0, 0, z), pages[z][0])
