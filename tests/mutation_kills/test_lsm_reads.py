@@ -713,3 +713,27 @@ def test_planar_pages_under_one_declared_channel_read_their_first_sample(
         assert info.shape == (1, 1, 2, 8, 10)
         for z in range(2):
             np.testing.assert_array_equal(image.read_plane(0, 0, 0, z), pages[z][0])
+
+
+def test_a_shorter_lsminfo_record_without_position_fields_opens(tmp_path: Path) -> None:
+    """An older, shorter CZ_LSMINFO (StructureSize ends before DimensionP): no P or M axis.
+
+    tifffile reads the fields the StructureSize covers and nothing after; its LSM series
+    takes a missing DimensionP or DimensionM as 0, and so does the reader.
+    """
+    stack = encoded_stack(1, 2, 3, 8, 10)
+    path = write_lsm(tmp_path / "short.lsm", stack, timestamps=None)
+    end = np.dtype(tifffile.TIFF.CZ_LSMINFO).fields["DimensionP"][1]  # type: ignore[index]
+    _patch(path, "StructureSize", "<i", end)
+    with tifffile.TiffFile(path) as tif:
+        lsm = tif.lsm_metadata or {}
+        assert "DimensionP" not in lsm
+        assert "DimensionM" not in lsm
+        assert lsm["ScanType"] == 0
+    reference = _tifffile_tczyx(path)
+    np.testing.assert_array_equal(reference, stack)
+    np.testing.assert_array_equal(_read_all(path), reference)
+    with open_image(path) as image:
+        md = image.metadata()
+    assert md.extra_dims == {}
+    assert "DimensionP" not in md.vendor_metadata
