@@ -7,6 +7,13 @@ Each image IFD holds one (T, Z) plane with the channels as planar samples and
 is followed by a reduced-resolution thumbnail IFD (NewSubfileType 1). tifffile
 writes the TIFF part; the blocks are appended and their offsets patched in.
 The record layout is tifffile's ``TIFF.CZ_LSMINFO`` (the published structure).
+
+Two layouts beyond the planar grey pages: RGB pages (PhotometricInterpretation 2)
+with the channels as planar samples, as Zeiss writes three-channel 8-bit scans,
+or as contiguous samples (PlanarConfiguration 1; tifffile's LSM series puts them
+on a C axis after X, Bio-Formats splits them into channels); and sequential
+scans whose channels come from several tracks of the ScanInformation tree
+(Recording > Tracks > Track > DataChannels / IlluminationChannels).
 """
 
 from __future__ import annotations
@@ -50,27 +57,62 @@ _END = 0xFFFFFFFF
 
 
 def _scan_info(
-    objective: str, names: list[str], colors: list[tuple[int, int, int]], wavelengths: list[float]
+    objective: str,
+    names: list[str],
+    colors: list[tuple[int, int, int]],
+    wavelengths: list[float | None],
+    tracks: list[int],
 ) -> bytes:
+    """Recording > Tracks > one Track per entry of ``tracks`` (its channel count), in order.
+
+    Each track lists its own DataChannels (name, colour as 0x00BBGGRR) and
+    IlluminationChannels (laser line); a sequential scan's channels are the
+    tracks' data channels one after the other.
+    """
     parts = [_entry(0x10000000), _entry(0x10000001, "synthetic"), _entry(0x10000004, objective)]
-    parts += [_entry(0x20000000), _entry(0x40000000), _entry(0xC0000000)]
-    for name, (r, g, b) in zip(names, colors, strict=True):
+    parts += [_entry(0x20000000)]
+    first = 0
+    for number, count in enumerate(tracks):
+        channels = range(first, first + count)
+        first += count
         parts += [
-            _entry(0xD0000000),
-            _entry(0xD0000001, name),
-            _entry(0xD0000004, r | g << 8 | b << 16),
-            _entry(_END),
+            _entry(0x40000000),
+            _entry(0x4000000C, f"Track{number + 1}"),
+            _entry(0x40000006, 1),
+            _entry(0xC0000000),
         ]
-    parts += [_entry(_END), _entry(0x80000000)]
-    for wavelength in wavelengths:
-        parts += [
-            _entry(0x90000000),
-            _entry(0x90000003, wavelength),
-            _entry(0x90000004, 1),
-            _entry(_END),
-        ]
-    parts += [_entry(_END), _entry(_END), _entry(_END), _entry(_END)]
+        for c in channels:
+            r, g, b = colors[c]
+            parts += [
+                _entry(0xD0000000),
+                _entry(0xD0000001, names[c]),
+                _entry(0xD0000004, r | g << 8 | b << 16),
+                _entry(_END),
+            ]
+        parts += [_entry(_END), _entry(0x80000000)]
+        for c in channels:
+            if wavelengths[c] is None:  # no illumination channel listed for this one
+                continue
+            parts += [
+                _entry(0x90000000),
+                _entry(0x90000003, wavelengths[c]),
+                _entry(0x90000004, 1),
+                _entry(_END),
+            ]
+        parts += [_entry(_END), _entry(_END)]  # IlluminationChannels, Track
+    parts += [_entry(_END), _entry(_END)]  # Tracks, Recording
     return b"".join(parts)
+
+
+def _page(plane: np.ndarray, rgb: str | None) -> tuple[np.ndarray, dict[str, str | None]]:
+    """A C,rows,X page and how tifffile writes it: planar grey, planar RGB or contiguous RGB."""
+    size_c = plane.shape[0]
+    if rgb == "contig":
+        return np.moveaxis(plane, 0, -1), {"photometric": "rgb", "planarconfig": "contig"}
+    photometric = "rgb" if rgb == "planar" else "minisblack"
+    if size_c == 1:
+        return plane[0], {"photometric": photometric, "planarconfig": None}
+    return plane, {"photometric": photometric, "planarconfig": "separate"}
 
 
 def write_lsm(
@@ -85,12 +127,24 @@ def write_lsm(
     thumbnails: bool = True,
     compression: str | None = None,
     line_scan: bool = False,
+    rgb: str | None = None,
+    tracks: list[int] | None = None,
+    wavelengths: list[float | None] | None = None,
 ) -> Path:
     """An LSM of canonical T,C,Z,Y,X ``stack``: scan type 0/6 (XYZ(T)), or 1 (XZ line scan, Y = 1).
 
     An XZ line scan is stored as one page per channel set whose rows are the Z lines.
+    ``rgb``: None (grey pages, channels as planar samples), ``"planar"`` (the same
+    samples marked RGB, three channels) or ``"contig"`` (RGB samples interleaved per
+    pixel). ``tracks``: the channel count of each track of the scan information
+    (default one track of every channel); ``wavelengths``: each channel's laser line
+    (None: the track lists no illumination channel for it).
     """
     size_t, size_c, size_z, size_y, size_x = stack.shape
+    tracks = tracks or [size_c]
+    assert sum(tracks) == size_c
+    if rgb is not None:
+        assert size_c == 3 and stack.dtype == np.uint8
     names = names or [f"Ch{c + 1}-T1" for c in range(size_c)]
     colors = colors or [((255, 0, 0), (0, 255, 0), (0, 0, 255))[c % 3] for c in range(size_c)]
     record = np.zeros((), dtype=np.dtype(tifffile.TIFF.CZ_LSMINFO).newbyteorder("<"))
@@ -112,11 +166,10 @@ def write_lsm(
     record["TimeIntervall"] = 0.0
     with tifffile.TiffWriter(path, byteorder="<") as tif:
         if line_scan:
-            lines = stack[0, :, :, 0, :]  # C, Z, X
+            lines, layout = _page(stack[0, :, :, 0, :], rgb)  # C, Z, X
             tif.write(
-                lines if size_c > 1 else lines[0],
-                photometric="minisblack",
-                planarconfig="separate" if size_c > 1 else None,
+                lines,
+                **layout,  # type: ignore[arg-type]
                 metadata=None,
                 extratags=[(34412, 1, record.dtype.itemsize, record.tobytes(), True)],
             )
@@ -127,10 +180,10 @@ def write_lsm(
         for t in range(size_t if not line_scan else 0):
             for z in range(size_z):
                 first = t == 0 and z == 0
+                page, layout = _page(stack[t, :, z], rgb)
                 tif.write(
-                    stack[t, :, z] if size_c > 1 else stack[t, 0, z],
-                    photometric="minisblack",
-                    planarconfig="separate" if size_c > 1 else None,
+                    page,
+                    **layout,  # type: ignore[arg-type]
                     compression=compression,
                     metadata=None,
                     extratags=[(34412, 1, record.dtype.itemsize, record.tobytes(), True)]
@@ -146,7 +199,11 @@ def write_lsm(
     blocks = {
         "OffsetChannelColors": _channel_colors(names, colors),
         "OffsetScanInformation": _scan_info(
-            objective, names, colors, [488.0 + 100 * c for c in range(size_c)]
+            objective,
+            names,
+            colors,
+            wavelengths or [488.0 + 100 * c for c in range(size_c)],
+            tracks,
         ),
     }
     if timestamps is not None:

@@ -27,6 +27,7 @@ from zstack_analyzer.metadata import (
     PhysicalSize,
     SceneInfo,
 )
+from zstack_analyzer.readers._base import ImageReader
 from zstack_analyzer.readers._tiff_common import ScenePlan, TiffFamilyReader, TiffPeek, vendor_safe
 
 if TYPE_CHECKING:
@@ -69,7 +70,11 @@ class LsmReader(TiffFamilyReader):
         keyframe = tif.pages.first
         page_axes = str(keyframe.axes)
         spp = 1
-        channels_in_page = "S" in page_axes and int(keyframe.planarconfig) == 2
+        # The page's samples are the channels: planar (Zeiss's usual layout) or, in an RGB
+        # LSM, interleaved per pixel, which tifffile's series puts on a C axis after X and
+        # Bio-Formats splits into channels. Only interleaved samples the series has no C
+        # axis for (CZ_LSMINFO states one channel) are the RGB samples of one channel.
+        channels_in_page = "S" in page_axes and (int(keyframe.planarconfig) == 2 or "C" in axes)
         if "S" in page_axes and not channels_in_page:
             spp = int(dict(zip(page_axes, keyframe.shape, strict=True))["S"])  # RGB samples
         rows = int(keyframe.imagelength)
@@ -168,6 +173,42 @@ class LsmReader(TiffFamilyReader):
     def read_plane_into(self, scene: int, t: int, c: int, z: int, out: np.ndarray) -> None:
         """Planes are channels of a page: no direct decode into ``out``."""
         out[...] = self.read_plane(scene, t, c, z)
+
+    def _planes_share_pages(self, scene: int) -> bool:
+        """True when a page holds several planes: channels as samples, or a line scan's lines."""
+        extra = self._plan(scene).extra
+        return bool(extra["channels_in_page"]) or extra["line_axis"] is not None
+
+    def region_grid(self, scene: int = 0, level: int = 0) -> tuple[int, int] | None:
+        """``None`` when a page holds several planes: a region is cut from its whole plane.
+
+        Why: the TIFF region path reads the strips of a page's first plane (the
+        ``sub`` index of a channel or a line is not a strip of its own), so a
+        region of channel 1 of a multi-channel LSM came back as channel 0's.
+        """
+        if self._planes_share_pages(scene):
+            return None
+        return super().region_grid(scene, level)
+
+    def read_region(
+        self,
+        scene: int,
+        t: int,
+        c: int,
+        z: int,
+        rows: tuple[int, int],
+        cols: tuple[int, int],
+        *,
+        level: int = 0,
+    ) -> np.ndarray:
+        """Strips of a one-plane page; otherwise the region of the decoded plane (see above)."""
+        if self._planes_share_pages(scene):
+            # Clipped to the plane as the TIFF path clips (a negative start is row 0, not
+            # a count from the end as a slice would take it).
+            rows = (max(0, rows[0]), max(0, rows[1]))
+            cols = (max(0, cols[0]), max(0, cols[1]))
+            return ImageReader.read_region(self, scene, t, c, z, rows, cols, level=level)
+        return super().read_region(scene, t, c, z, rows, cols, level=level)
 
     def _build_metadata(self, scene: int) -> ImageMetadata:
         plan = self._plans[scene]
