@@ -1,0 +1,277 @@
+"""Structure checks of the TIFF family on real and damaged files (mutation kills, round 5).
+
+What decides whether a damaged or lying TIFF is refused or read: the values of the first
+IFD past the end of the file (every field type, both byte orders, classic and BigTIFF,
+with tifffile's own value offsets and byte counts as the reference), the IFD chain, the
+extents of the first and last plane of every scene, the bytes a page's segments must hold.
+Damaged files are copies of real files of the shared corpus (or of files tifffile writes
+here) changed to the byte.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+import tifffile
+
+from zstack_analyzer import CorruptFileError, open_image
+from zstack_analyzer.readers._tiff_common import first_ifd_overruns
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+#: One private tag (>= 32768, as vendors' are) per TIFF field type, each with a value of
+#: count values: (code, type, count, value). Counts are chosen so that every value is
+#: stored out of line in a classic TIFF (more than 4 bytes), the byte types with 5 bytes:
+#: one more than fits in the entry.
+_CLASSIC_TAGS: list[tuple[int, int, int, Any]] = [
+    (65000, 1, 5, b"abcde"),
+    (65001, 2, 5, "abcd"),  # ASCII: 4 characters and the NUL
+    (65002, 3, 3, (1, 2, 3)),
+    (65003, 4, 2, (1, 2)),
+    (65004, 5, 1, (1, 2)),
+    (65005, 6, 5, (1, 2, 3, 4, 5)),
+    (65006, 7, 5, b"abcde"),
+    (65007, 8, 3, (1, 2, 3)),
+    (65008, 9, 2, (1, 2)),
+    (65009, 10, 1, (1, 2)),
+    (65010, 11, 2, (1.0, 2.0)),
+    (65011, 12, 1, (1.0,)),
+    (65012, 13, 2, (1, 2)),
+]
+
+#: The same for a BigTIFF (values of more than 8 bytes out of line), with the 64-bit types.
+_BIG_TAGS: list[tuple[int, int, int, Any]] = [
+    (65000, 1, 9, b"abcdefghi"),
+    (65001, 2, 9, "abcdefgh"),
+    (65002, 3, 5, (1, 2, 3, 4, 5)),
+    (65003, 4, 3, (1, 2, 3)),
+    (65004, 5, 2, (1, 2, 3, 4)),
+    (65005, 6, 9, tuple(range(9))),
+    (65006, 7, 9, b"abcdefghi"),
+    (65007, 8, 5, (1, 2, 3, 4, 5)),
+    (65008, 9, 3, (1, 2, 3)),
+    (65009, 10, 2, (1, 2, 3, 4)),
+    (65010, 11, 3, (1.0, 2.0, 3.0)),
+    (65011, 12, 2, (1.0, 2.0)),
+    (65012, 13, 3, (1, 2, 3)),
+    (65013, 16, 2, (1, 2)),
+    (65014, 17, 2, (1, 2)),
+    (65015, 18, 2, (1, 2)),
+]
+
+
+def _value_ends(path: Path) -> tuple[dict[int, int], dict[int, int]]:
+    """tifffile's view of the first IFD: out-of-line value ends, and inline tags' values."""
+    with tifffile.TiffFile(path) as tif:
+        inline = 8 if tif.is_bigtiff else 4
+        tags = list(tif.pages.first.tags.values())
+        ends = {
+            tag.code: tag.valueoffset + tag.valuebytecount
+            for tag in tags
+            if tag.valuebytecount > inline
+        }
+        inlined = {tag.code: tag.valuebytecount for tag in tags if tag.valuebytecount <= inline}
+    return ends, inlined
+
+
+@pytest.mark.parametrize("bigtiff", [False, True])
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+def test_every_field_type_is_measured_to_the_byte(
+    tmp_path: Path, bigtiff: bool, byteorder: str
+) -> None:
+    """Each out-of-line value is whole when the file ends at its last byte, cut one byte
+    before; tifffile's value offset and byte count are the reference."""
+    path = tmp_path / "types.tif"
+    tags = _BIG_TAGS if bigtiff else _CLASSIC_TAGS
+    with tifffile.TiffWriter(path, bigtiff=bigtiff, byteorder=byteorder) as tif:
+        tif.write(
+            np.zeros((4, 5), "uint8"),
+            metadata=None,
+            extratags=[(code, dtype, count, value, False) for code, dtype, count, value in tags],
+        )
+    ends, inlined = _value_ends(path)
+    assert {code for code, *_ in tags} <= set(ends)  # every private value is out of line
+    assert 256 in inlined and 257 in inlined
+    with path.open("rb") as fh:
+        # nothing stored inline is ever past the end, however short the file
+        assert set(first_ifd_overruns(fh, 0)) == set(ends)
+        for code, end in ends.items():
+            assert code in first_ifd_overruns(fh, end - 1), code
+            assert code not in first_ifd_overruns(fh, end), code
+
+
+def _with_entries(source: Path, target: Path, extra: list[tuple[int, int, int, int]]) -> Path:
+    """A copy of ``source`` whose first IFD is rewritten at the end of the file with the
+    entries ``extra`` (code, type, count, raw value field) added, in code order.
+
+    Every other byte stays where it was (the first IFD's own values, the pixels, the rest of
+    the chain), so the copy reads as the original plus the added tags.
+    """
+    data = bytearray(source.read_bytes())
+    with tifffile.TiffFile(source) as tif:
+        bo, big, ifd = tif.byteorder, tif.is_bigtiff, tif.pages.first.offset
+    count_fmt, entry_size, entry_fmt, pointer = (
+        ("Q", 20, "HHQQ", "Q") if big else ("H", 12, "HHII", "I")
+    )
+    (count,) = struct.unpack_from(bo + count_fmt, data, ifd)
+    first = ifd + struct.calcsize(count_fmt)
+    entries = [
+        bytes(data[first + entry_size * i : first + entry_size * (i + 1)]) for i in range(count)
+    ]
+    entries += [struct.pack(bo + entry_fmt, *entry) for entry in extra]
+    entries.sort(key=lambda e: struct.unpack_from(bo + "H", e)[0])
+    (next_ifd,) = struct.unpack_from(bo + pointer, data, first + entry_size * count)
+    new_ifd = len(data) + len(data) % 2
+    data += bytes(new_ifd - len(data))
+    struct.pack_into(bo + pointer, data, 8 if big else 4, new_ifd)
+    data += struct.pack(bo + count_fmt, len(entries)) + b"".join(entries)
+    data += struct.pack(bo + pointer, next_ifd)
+    target.write_bytes(bytes(data))
+    return target
+
+
+@pytest.mark.parametrize(
+    "name", ["tiff/fei-sem-rbc.tif", "imagej/hela-cells.tif", "ome-tiff/largeimg.ome.tiff"]
+)
+def test_large_inline_values_and_unknown_types_are_no_overrun(
+    testdata: Path, tmp_path: Path, name: str
+) -> None:
+    """A private LONG holding a number larger than the file, and a tag of a type TIFF does not
+    define (tifffile skips it), are stored in the entry: the file opens and reads as before."""
+    source = testdata / name
+    with open_image(source) as image:
+        expected = image.read_plane(0, 0, 0, 0)
+    big = 0xF000_0000
+    with tifffile.TiffFile(source) as tif:
+        wide = 16 if tif.is_bigtiff else 4  # LONG8 fills a BigTIFF entry, LONG a classic one
+    path = _with_entries(
+        source, tmp_path / source.name, [(65100, wide, 1, big), (65101, 19, 3, big)]
+    )
+    with tifffile.TiffFile(path) as tif:
+        tags = tif.pages.first.tags
+        assert tags[65100].value == big and 65101 not in tags  # tifffile: kept, and skipped
+    with path.open("rb") as fh:
+        assert first_ifd_overruns(fh, path.stat().st_size) == []
+    with open_image(path) as image:
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 0), expected)
+
+
+@pytest.mark.parametrize("name", ["tiff/fei-sem-rbc.tif", "imagej/hela-cells.tif"])
+def test_a_value_at_an_offset_beyond_2_gib_is_past_the_end(
+    testdata: Path, tmp_path: Path, name: str
+) -> None:
+    """An out-of-line value whose offset has its top bit set (an unsigned offset, far past
+    this file's end) is refused at open, with its tag number as TIFF counts it."""
+    source = testdata / name
+    path = _with_entries(source, tmp_path / source.name, [(65100, 2, 16, 0x9000_0000)])
+    with pytest.raises(CorruptFileError, match=r"tags \[65100\] of the first IFD lie past the end"):
+        open_image(path)
+
+
+# --------------------------------------------------------------------------- series shapes
+def test_volumetric_tiles_are_refused_with_their_axes(tmp_path: Path) -> None:
+    path = tmp_path / "vol.tif"
+    volume = np.arange(8 * 16 * 16, dtype="uint8").reshape(8, 16, 16)
+    tifffile.imwrite(
+        path, volume, volumetric=True, tile=(4, 16, 16), photometric="minisblack", metadata=None
+    )
+    with pytest.raises(
+        CorruptFileError,
+        match=r"vol\.tif: invalid TIFF structure: pages with axes 'ZYX' \(volumetric tiles\) "
+        "are not supported",
+    ):
+        open_image(path)
+
+
+# --------------------------------------------------------------------------- planes in one IFD
+def test_stk_reads_hold_the_bytes_they_read_and_name_the_plane(
+    testdata: Path, tmp_path: Path
+) -> None:
+    """MetaMorph's movie.stk (2 planes of 20 x 20 uint16 in one IFD): a plane holds its 800
+    bytes of decode budget, a band of rows twice its bytes (read, then converted); over the
+    block cap the error names the file and the plane."""
+    from zstack_analyzer.budget import DecodeBudget, decode_scope
+    from zstack_analyzer.errors import LimitExceededError
+
+    path = testdata / "tiff" / "movie.stk"
+    with tifffile.TiffFile(path) as tif:
+        reference = tif.series[0].asarray()
+    assert reference.shape == (2, 20, 20)
+    with open_image(path) as image:
+        budget = DecodeBudget()
+        with decode_scope(budget):
+            plane = image.read_plane(0, 1, 0, 0)
+        assert plane.dtype == np.uint16 and budget.peak == 800
+        np.testing.assert_array_equal(plane, reference[1])
+        budget = DecodeBudget()
+        with decode_scope(budget):
+            band = image.read_region(0, 1, 0, 0, (3, 11), (2, 9))
+        assert band.dtype == np.uint16 and budget.peak == 2 * 8 * 40
+        np.testing.assert_array_equal(band, reference[1, 3:11, 2:9])
+        with decode_scope(DecodeBudget(block_bytes=2 * 8 * 40)):
+            image.read_region(0, 1, 0, 0, (3, 11), (2, 9))  # exactly at the cap
+        with (
+            decode_scope(DecodeBudget(block_bytes=2 * 8 * 40 - 1)),
+            pytest.raises(LimitExceededError, match=r"^movie\.stk: plane 1 of IFD 0: ") as info,
+        ):
+            image.read_region(0, 1, 0, 0, (3, 11), (2, 9))
+        assert info.value.path == path
+        with (
+            decode_scope(DecodeBudget(block_bytes=799)),
+            pytest.raises(LimitExceededError, match=r"^movie\.stk: plane 1 of IFD 0: ") as info,
+        ):
+            image.read_plane(0, 1, 0, 0)
+        assert info.value.path == path
+
+
+def test_planes_in_one_compressed_ifd_are_refused_when_read(testdata: Path, tmp_path: Path) -> None:
+    """movie.stk with its Compression tag set to deflate: tifffile gives its series no data
+    offset, so the second plane cannot be found by offset; every read is refused."""
+    source = testdata / "tiff" / "movie.stk"
+    with tifffile.TiffFile(source) as tif:
+        where = tif.pages.first.tags["Compression"].valueoffset
+    data = bytearray(source.read_bytes())
+    struct.pack_into("<H", data, where, 8)
+    path = tmp_path / "deflated.stk"
+    path.write_bytes(bytes(data))
+    with tifffile.TiffFile(path) as tif:
+        assert tif.series[0].dataoffset is None
+    with open_image(path) as image:
+        for read in (
+            lambda: image.read_plane(0, 1, 0, 0),
+            lambda: image.read_region(0, 0, 0, 0, (2, 5), (0, 4)),
+        ):
+            with pytest.raises(
+                CorruptFileError,
+                match=r"^deflated\.stk: several planes in one compressed IFD are not supported$",
+            ) as info:
+                read()
+            assert info.value.path == path
+
+
+def test_stk_planes_moved_past_the_end_are_refused_at_open(testdata: Path, tmp_path: Path) -> None:
+    """movie.stk's strip offset moved so that its second plane ends one byte past the end of
+    the file: refused at open with the file's path; one byte earlier it opens."""
+    source = testdata / "tiff" / "movie.stk"
+    with tifffile.TiffFile(source) as tif:
+        where = tif.pages.first.tags["StripOffsets"].valueoffset
+    data = bytearray(source.read_bytes())
+    size = len(data)
+    path = tmp_path / "moved.stk"
+    struct.pack_into("<I", data, where, size - 1600)
+    path.write_bytes(bytes(data))
+    with open_image(path) as image:
+        assert image.scenes()[0].size_t == 2
+    struct.pack_into("<I", data, where, size - 1599)
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        CorruptFileError,
+        match=rf"^moved\.stk: the planes of scene 0 end at byte {size + 1:,}, past the end of "
+        rf"the file \({size:,} bytes\); the file is truncated$",
+    ) as info:
+        open_image(path)
+    assert info.value.path == path
