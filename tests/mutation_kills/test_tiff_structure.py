@@ -18,7 +18,7 @@ import pytest
 import tifffile
 
 from zstack_analyzer import CorruptFileError, open_image
-from zstack_analyzer.readers._tiff_common import first_ifd_overruns
+from zstack_analyzer.readers._tiff_common import first_ifd_overruns, peek_tiff
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -95,6 +95,8 @@ def test_every_field_type_is_measured_to_the_byte(
         )
     ends, inlined = _value_ends(path)
     assert {code for code, *_ in tags} <= set(ends)  # every private value is out of line
+    peek = peek_tiff(path.read_bytes()[:16], path)  # the sniffer sees every tag tifffile sees
+    assert peek is not None and peek.tags == frozenset(ends) | frozenset(inlined)
     assert 256 in inlined and 257 in inlined
     with path.open("rb") as fh:
         # nothing stored inline is ever past the end, however short the file
@@ -275,3 +277,86 @@ def test_stk_planes_moved_past_the_end_are_refused_at_open(testdata: Path, tmp_p
     ) as info:
         open_image(path)
     assert info.value.path == path
+
+
+# --------------------------------------------------------------------------- sniffing
+@pytest.mark.parametrize("bigtiff", [False, True])
+def test_a_description_filling_the_entry_is_read_inline(tmp_path: Path, bigtiff: bool) -> None:
+    """A description of exactly 4 bytes (8 in a BigTIFF), its NUL included, sits in the entry
+    itself; the tags after it are still seen."""
+    text = "abcdefg" if bigtiff else "abc"
+    path = tmp_path / "inline.tif"
+    with tifffile.TiffWriter(path, bigtiff=bigtiff) as tif:
+        tif.write(
+            np.zeros((4, 5), "uint8"),
+            description=text,
+            metadata=None,
+            extratags=[(305, 2, 0, "soft", True), (65000, 3, 1, 7, True)],
+        )
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages.first.tags["ImageDescription"]
+        assert tag.valuebytecount == (8 if bigtiff else 4) and tag.value == text
+        codes = set(tif.pages.first.tags.keys())
+    peek = peek_tiff(path.read_bytes()[:16], path)
+    assert peek is not None
+    assert peek.description_head == text.encode() + b"\0"
+    assert peek.tags == codes and {305, 65000} <= peek.tags
+
+
+@pytest.mark.parametrize("dtype", [1, 7])
+def test_an_imagej_description_stored_as_bytes_is_sniffed(
+    testdata: Path, tmp_path: Path, dtype: int
+) -> None:
+    """hela-cells.tif with its ImageDescription typed BYTE or UNDEFINED instead of ASCII: the
+    header is the same bytes, still an ImageJ header."""
+    source = testdata / "imagej" / "hela-cells.tif"
+    with tifffile.TiffFile(source) as tif:
+        ifd, bo = tif.pages.first.offset, tif.byteorder
+    data = bytearray(source.read_bytes())
+    (count,) = struct.unpack_from(bo + "H", data, ifd)
+    for i in range(count):
+        at = ifd + 2 + 12 * i
+        if struct.unpack_from(bo + "H", data, at)[0] == 270:
+            struct.pack_into(bo + "H", data, at + 2, dtype)
+    path = tmp_path / f"bytes{dtype}.tif"
+    path.write_bytes(bytes(data))
+    peek = peek_tiff(bytes(data[:16]), path)
+    assert peek is not None and peek.is_imagej
+    assert peek.description_head.startswith(b"ImageJ=1.")
+
+
+def test_a_first_ifd_past_2_gib_is_sniffed_and_read(testdata: Path, tmp_path: Path) -> None:
+    """ImageJ writes its IFDs after the pixels, so a classic TIFF over 2 GiB has its first IFD
+    (and its description) past offset 2**31: offsets are unsigned. A sparse copy of
+    5channel.tif with its first IFD and description moved there is still sniffed as ImageJ,
+    opens, and reads as the original."""
+    source = testdata / "imagej" / "5channel.tif"
+    with open_image(source) as image:
+        expected = [image.read_plane(0, 0, c, 0) for c in range(5)]
+    with tifffile.TiffFile(source) as tif:
+        bo, ifd = tif.byteorder, tif.pages.first.offset
+        description = tif.pages.first.tags["ImageDescription"]
+        text_at, text_len = description.valueoffset, description.valuebytecount
+    data = source.read_bytes()
+    (count,) = struct.unpack_from(bo + "H", data, ifd)
+    block = bytearray(data[ifd : ifd + 2 + 12 * count + 4])
+    new_ifd = 0x8000_0000 + 16
+    new_text = new_ifd + len(block)
+    for i in range(count):
+        if struct.unpack_from(bo + "H", block, 2 + 12 * i)[0] == 270:
+            struct.pack_into(bo + "I", block, 2 + 12 * i + 8, new_text)
+    head = bytearray(data)
+    struct.pack_into(bo + "I", head, 4, new_ifd)
+    path = tmp_path / "past2gib.tif"
+    with path.open("wb") as fh:  # sparse: the gap takes no disk
+        fh.write(head)
+        fh.seek(new_ifd)
+        fh.write(bytes(block) + data[text_at : text_at + text_len])
+    peek = peek_tiff(bytes(head[:16]), path)
+    assert peek is not None and peek.is_imagej
+    with path.open("rb") as fh:
+        assert first_ifd_overruns(fh, path.stat().st_size) == []
+    with open_image(path) as image:
+        assert image.format_name == "ImageJ TIFF"
+        for c in range(5):
+            np.testing.assert_array_equal(image.read_plane(0, 0, c, 0), expected[c])
