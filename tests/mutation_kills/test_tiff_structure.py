@@ -360,3 +360,57 @@ def test_a_first_ifd_past_2_gib_is_sniffed_and_read(testdata: Path, tmp_path: Pa
         assert image.format_name == "ImageJ TIFF"
         for c in range(5):
             np.testing.assert_array_equal(image.read_plane(0, 0, c, 0), expected[c])
+
+
+# --------------------------------------------------------------------------- calibration, axes, grids
+def test_72_pixels_per_centimetre_is_a_calibration(tmp_path: Path) -> None:
+    """Only an inch resolution of 72 or 96 is a screen default; 72 pixels a centimetre is
+    138.9 µm a pixel (tifffile's XResolution and unit as the reference)."""
+    from zstack_analyzer.readers._tiff_common import resolution_um
+
+    path = tmp_path / "cm72.tif"
+    tifffile.imwrite(
+        path,
+        np.zeros((4, 4), "uint8"),
+        metadata=None,
+        resolution=((72, 1), (96, 1)),
+        resolutionunit="CENTIMETER",
+    )
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        assert page.tags["XResolution"].value == (72, 1) and page.tags["ResolutionUnit"].value == 3
+        assert resolution_um(page) == (pytest.approx(1e4 / 72), pytest.approx(1e4 / 96), None)
+
+
+def test_a_generic_and_a_shaped_axis_both_named_z(tmp_path: Path) -> None:
+    """A series with axes Q and I (both renamed to Z by the ImageJ/OME/STK readers): the first
+    becomes Z, the second stays an extra dimension (two Z axes would overwrite each other)."""
+    from zstack_analyzer.readers._tiff_common import series_plan
+
+    path = tmp_path / "qi.tif"
+    data = np.arange(3 * 2 * 4 * 5, dtype="uint16").reshape(3, 2, 4, 5)
+    tifffile.imwrite(path, data, metadata={"axes": "QIYX"})
+    with tifffile.TiffFile(path) as tif:
+        assert tif.series[0].axes == "QIYX"
+        plan, extra = series_plan(tif.series[0], index=0, rename={"I": "Z", "Q": "Z"})
+    assert (plan.info.size_z, extra) == (3, {"I": 2})
+    assert plan.locate(0, 0, 2) == (4, 0)  # z = 2, I = 0: page 2 * 2
+
+
+def test_two_samples_are_the_last_axis_of_the_shape(tmp_path: Path) -> None:
+    samples = (np.arange(2 * 8 * 10).reshape(2, 8, 10) % 251).astype("uint8")
+    path = tmp_path / "two.tif"
+    tifffile.imwrite(
+        path,
+        samples,
+        photometric="minisblack",
+        planarconfig="separate",
+        extrasamples=["unspecified"],
+        metadata=None,
+    )
+    with open_image(path) as image:
+        assert image.level_shape(0, 0) == (1, 1, 1, 8, 10, 2)
+        assert image.to_dask(0).shape == (1, 1, 1, 8, 10, 2)
+        np.testing.assert_array_equal(
+            image.to_dask(0)[0, 0, 0].compute(), np.moveaxis(samples, 0, -1)
+        )
