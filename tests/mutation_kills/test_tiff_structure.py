@@ -406,11 +406,29 @@ def test_two_samples_are_the_last_axis_of_the_shape(tmp_path: Path) -> None:
         photometric="minisblack",
         planarconfig="separate",
         extrasamples=["unspecified"],
+        rowsperstrip=3,
         metadata=None,
     )
     with open_image(path) as image:
         assert image.level_shape(0, 0) == (1, 1, 1, 8, 10, 2)
+        # the rows of each sample lie apart: a band costs its strips, not one row
+        assert image.region_grid() == (3, 10)
         assert image.to_dask(0).shape == (1, 1, 1, 8, 10, 2)
         np.testing.assert_array_equal(
             image.to_dask(0)[0, 0, 0].compute(), np.moveaxis(samples, 0, -1)
         )
+
+
+def test_raw_rows_of_64_bit_integers_keep_every_bit(tmp_path: Path) -> None:
+    """Uncompressed uint64 strips are read as raw rows: values above 2**53 (which a float
+    would round) come back exactly, as tifffile reads them."""
+    plane = np.arange(12 * 6, dtype=np.uint64).reshape(12, 6) + np.uint64(2**63 + 1)
+    path = tmp_path / "u64.tif"
+    tifffile.imwrite(path, plane, rowsperstrip=4, metadata=None, photometric="minisblack")
+    with tifffile.TiffFile(path) as tif:
+        reference = tif.pages.first.asarray()
+    with open_image(path) as image:
+        assert image.region_grid() == (1, 6)
+        region = image.read_region(0, 0, 0, 0, (3, 10), (1, 5))
+    assert region.dtype == np.uint64
+    assert (region == reference[3:10, 1:5]).all()
