@@ -432,3 +432,21 @@ def test_raw_rows_of_64_bit_integers_keep_every_bit(tmp_path: Path) -> None:
         region = image.read_region(0, 0, 0, 0, (3, 10), (1, 5))
     assert region.dtype == np.uint64
     assert (region == reference[3:10, 1:5]).all()
+
+
+def test_the_grid_of_a_set_missing_its_second_member_is_its_first_planes(tmp_path: Path) -> None:
+    """A multi-file OME-TIFF set whose Z2 member is gone: the scene's grid is its first
+    plane's (raw rows), and the missing plane reads as zeros."""
+    from tests.synthetic import encoded_stack
+    from tests.synthetic_tiff import write_ome_multifile
+
+    stack = encoded_stack(1, 1, 3, 8, 6, dtype="uint8")
+    members, _ = write_ome_multifile(tmp_path, stack, rowsperstrip=2)
+    members[1].unlink()
+    with open_image(members[0]) as image:
+        assert image.scenes()[0].size_z == 3
+        assert image.region_grid() == (1, 6)
+        np.testing.assert_array_equal(
+            image.read_region(0, 0, 0, 0, (1, 7), (0, 6)), stack[0, 0, 0, 1:7]
+        )
+        assert not image.read_plane(0, 0, 0, 1).any()
