@@ -450,3 +450,24 @@ def test_the_grid_of_a_set_missing_its_second_member_is_its_first_planes(tmp_pat
             image.read_region(0, 0, 0, 0, (1, 7), (0, 6)), stack[0, 0, 0, 1:7]
         )
         assert not image.read_plane(0, 0, 0, 1).any()
+
+
+# --------------------------------------------------------------------------- IFD chain
+def test_a_file_cut_inside_a_next_ifd_pointer_is_truncated(tmp_path: Path) -> None:
+    """A 3-page TIFF cut two bytes into page 1's next-IFD pointer: tifffile reads 2 pages and
+    stops; the reader refuses the file as truncated, naming the page and the file's size."""
+    from tests.synthetic import encoded_stack
+    from tests.synthetic_tiff import write_plain_pages
+
+    path = write_plain_pages(tmp_path / "cut.tif", encoded_stack(1, 1, 3, 8, 8)[0, 0])
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[1]
+        next_at = page.offset + 2 + 12 * len(page.tags)
+    path.write_bytes(path.read_bytes()[: next_at + 2])
+    with pytest.raises(
+        CorruptFileError,
+        match=rf"^cut\.tif: the IFD after page 1 lies past the end of the file "
+        rf"\({next_at + 2:,} bytes\); the file is truncated$",
+    ) as info:
+        open_image(path)
+    assert info.value.path == path
