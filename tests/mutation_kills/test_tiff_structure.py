@@ -471,3 +471,38 @@ def test_a_file_cut_inside_a_next_ifd_pointer_is_truncated(tmp_path: Path) -> No
     ) as info:
         open_image(path)
     assert info.value.path == path
+
+
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+def test_a_chain_leading_to_an_unreadable_ifd_is_corrupt(tmp_path: Path, byteorder: str) -> None:
+    """A 3-page TIFF whose page 1 points to an IFD claiming 65535 tags (tifffile refuses more
+    than 4096, logs it and keeps 2 pages): refused as corrupt, not opened as 2 planes. The
+    pointer is read in the file's byte order (1 << 24 big-endian is 1 little-endian)."""
+    from tests.synthetic import encoded_stack
+
+    path = tmp_path / "bad.tif"
+    with tifffile.TiffWriter(path, byteorder=byteorder) as tif:
+        for plane in encoded_stack(1, 1, 3, 8, 8)[0, 0]:
+            tif.write(plane, metadata=None, photometric="minisblack")
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[1]
+        next_at = page.offset + 2 + 12 * len(page.tags)
+        bad, third = int(tif.pages[2].dataoffsets[0]), tif.pages[2].offset
+    data = bytearray(path.read_bytes())
+    struct.pack_into(byteorder + "I", data, next_at, bad)
+    data[bad : bad + 2] = b"\xff\xff"
+    path.write_bytes(bytes(data))
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == 2  # what tifffile alone would give
+    with pytest.raises(
+        CorruptFileError,
+        match=rf"^bad\.tif: the IFD after page 1 \(at byte {bad:,}\) is unreadable; the file is "
+        "corrupt$",
+    ) as info:
+        open_image(path)
+    assert info.value.path == path
+    # pointing back at page 2's own IFD, the file opens whole
+    struct.pack_into(byteorder + "I", data, next_at, third)
+    path.write_bytes(bytes(data))
+    with open_image(path) as image:
+        assert image.scenes()[0].size_z == 3
