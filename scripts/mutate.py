@@ -126,6 +126,7 @@ def _run(
     *,
     resume: bool,
     isolation: str = "fork",
+    children: int = 1,
 ) -> float:
     """Run mutmut for ``module`` for at most ``budget`` seconds; return the time it took.
 
@@ -136,7 +137,8 @@ def _run(
         _keep_kills(module)
     work = _workdir(module, tests, resume=resume, isolation=isolation)
     env = dict(os.environ, CI="true", PYTHONPATH=str(work / "mutants" / "src"))
-    command = ["nice", "-n", "10", sys.executable, "-m", "mutmut", "run", "--max-children", "1"]
+    command = ["nice", "-n", "10", sys.executable, "-m", "mutmut", "run"]
+    command += ["--max-children", str(children)]
     command += names
     start = time.monotonic()
     log = (work / "mutmut.log").open("wb")
@@ -259,6 +261,12 @@ def main() -> int:
         "--report-only", action="store_true", help="score the last runs, run nothing"
     )
     parser.add_argument("--json", type=Path, help="also write the scores to this file")
+    parser.add_argument(
+        "--max-children",
+        type=int,
+        default=1,
+        help="mutants tested at once (default 1; each is a forked pytest run under nice)",
+    )
     args = parser.parse_args()
 
     config = tomllib.loads(CONFIG.read_text("utf-8"))
@@ -299,7 +307,15 @@ def main() -> int:
             # the process that ran the tests once, so each such mutant would "time out" (be
             # counted killed). Such modules set process_isolation = "forkserver".
             isolation = str(entry.get("process_isolation", "fork"))
-            seconds = _run(module, tests, budget, names, resume=args.resume, isolation=isolation)
+            seconds = _run(
+                module,
+                tests,
+                budget,
+                names,
+                resume=args.resume,
+                isolation=isolation,
+                children=args.max_children,
+            )
         score = _score(module, equivalent, seconds, only)
         if score is None:
             print(f"  {module}: no mutmut results (see .mutate/{_slug(module)}/mutmut.log)")

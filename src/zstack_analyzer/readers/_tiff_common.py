@@ -561,7 +561,9 @@ class TiffFamilyReader(ImageReader):
                 ranged.prefetch(ranges)
 
     def _check_ifd_chain(self) -> None:
-        """Refuse a file whose chain of IFDs leads past its end (a truncated multi-page TIFF).
+        """Refuse a file whose chain of IFDs leads past its end or to an IFD tifffile cannot read.
+
+        A chain past the end is a truncated multi-page TIFF; an unreadable IFD a damaged one.
 
         Why: tifffile stops at the first bad IFD offset and logs it, which would
         silently turn a truncated 100-page stack into a valid 50-page one.
@@ -585,6 +587,20 @@ class TiffFamilyReader(ImageReader):
                 f"the file ({size:,} bytes); the file is truncated"
             )
             raise CorruptFileError(msg, path=self.path)
+        if offset:
+            # tifffile also stops, and keeps the pages before it, at an IFD whose tag count
+            # it cannot read or finds over 4096: the rest of the stack would be lost silently.
+            count_size = int(tif.tiff.tagnosize)
+            with self._io_lock:
+                tif.filehandle.seek(offset)
+                raw = tif.filehandle.read(count_size)
+            count = int.from_bytes(raw, "little" if tif.byteorder == "<" else "big")
+            if len(raw) < count_size or count > 4096:
+                msg = (
+                    f"{self.path.name}: the IFD after page {len(tif.pages) - 1} (at byte "
+                    f"{offset:,}) is unreadable; the file is corrupt"
+                )
+                raise CorruptFileError(msg, path=self.path)
 
     def _check_plane_extents(self) -> None:
         """Refuse, at open, a file whose first or last plane of a scene lies past its end.
