@@ -21,7 +21,7 @@ Note for later SQLite migrations: a batch ("move and copy") rebuild of
 refill the table (``FILL``) in that migration.
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-07
 """
 
