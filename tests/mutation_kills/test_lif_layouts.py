@@ -501,3 +501,26 @@ def test_tile_steps_do_not_depend_on_the_dimension_origin(tmp_path: Path) -> Non
         assert lif.images[0].coords["X"][0] == pytest.approx(0.0123)
     with LifReader(path) as reader:
         assert reader.metadata(0).vendor_metadata["tile_offsets_yx"] == [[0, 0], [0, 3], [1, 0]]
+
+
+def test_rgb_tiles_are_stitched_with_their_samples(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    data = rng.integers(0, 250, size=(2, 4, 5, 3), dtype=np.uint8)  # M, Y, X, S
+    path = tmp_path / "rgb_tiles.lif"
+    _write_lif(
+        path,
+        data,
+        "MYXS",
+        luts=["Gray"],
+        tags=[1, 2, 3],
+        attachments=_tiles([(0.0, 0.0), (3e-6, 0.0)]),
+    )
+    expected = np.zeros((4, 8, 3), dtype=np.uint8)
+    expected[:, 0:5] = data[0]
+    expected[:, 3:8] = data[1]
+    with LifReader(path) as reader:
+        assert reader.scenes()[0].shape == (1, 1, 1, 4, 8, 3)
+        np.testing.assert_array_equal(reader.read_plane(0, 0, 0, 0), expected)
+        np.testing.assert_array_equal(
+            reader.read_region(0, 0, 0, 0, (1, 3), (2, 7)), expected[1:3, 2:7]
+        )
