@@ -737,3 +737,27 @@ def test_a_shorter_lsminfo_record_without_position_fields_opens(tmp_path: Path) 
         md = image.metadata()
     assert md.extra_dims == {}
     assert "DimensionP" not in md.vendor_metadata
+
+
+@pytest.mark.parametrize("axis", ["P", "M"])
+def test_a_position_or_mosaic_axis_is_laid_out_as_tifffile_does(tmp_path: Path, axis: str) -> None:
+    """Dimension{P,M} = 2 over six pages of Z = 3: the layout is tifffile's series, index 0 read."""
+    from zstack_analyzer.readers.lsm import _series_layout
+
+    stack = encoded_stack(1, 2, 6, 8, 10)
+    path = write_lsm(tmp_path / f"{axis}.lsm", stack)
+    _patch(path, "DimensionZ", "<i", 3)
+    _patch(path, f"Dimension{axis}", "<i", 2)
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        expected = (str(series.axes), tuple(int(n) for n in series.shape))
+        assert _series_layout(tif.lsm_metadata or {}, tif.pages.first) == expected
+        reference = series.asarray()
+    assert expected == (f"{axis}ZCYX", (2, 3, 2, 8, 10))
+    with open_image(path) as image:
+        md = image.metadata()
+        for c in range(2):
+            for z in range(3):
+                np.testing.assert_array_equal(image.read_plane(0, 0, c, z), reference[0, z, c])
+    assert md.extra_dims == {axis: 2}
+    assert md.vendor_metadata[f"Dimension{axis}"] == 2
