@@ -91,7 +91,7 @@ def _rebuild_search_columns_first() -> None:
     to the one it needs (no fixed offsets after a text column). The search
     columns came last (migrations 0004, 0007), behind every file and source
     column, and a count of ``objective ~ apochromat`` over 29,000 rows took
-    23 ms against 16 ms with the same rows reordered. The table's constraints,
+    23-33 ms against 18-19 ms with the same rows reordered. The table's constraints,
     indexes and the foreign keys that name it are read from the catalog before
     the old table goes and are recreated as they were, under their names.
     """
