@@ -343,8 +343,12 @@ def test_no_interval_when_time_goes_back_and_no_stamp_before_1900(tmp_path: Path
     assert md.provenance["acquired_at_local"] == "STK UIC CreateTime"
 
 
-def test_no_time_at_all(tmp_path: Path) -> None:
-    md, _ = _metadata(write_stk(tmp_path / "n.stk", _planes(2), created=[(0, 0), (0, 0)]))
+@pytest.mark.parametrize("uic1", [[(0, 1)], [(0, 1), (CREATE_TIME, 0)]], ids=["none", "bad"])
+def test_no_time_at_all(tmp_path: Path, uic1: list[tuple[int, Any]]) -> None:
+    """No plane time and no CreateTime, or one whose offset is invalid (tifffile gives 0)."""
+    path = write_stk(tmp_path / "n.stk", _planes(2), created=[(0, 0), (0, 0)], uic1=uic1)
+    md, stk = _metadata(path)
+    assert stk.get("CreateTime") in (None, 0)
     assert md.acquired_at_local is None
     assert "acquired_at_local" not in md.provenance
     assert not any("time zone" in w for w in md.warnings)
