@@ -343,8 +343,12 @@ def test_no_interval_when_time_goes_back_and_no_stamp_before_1900(tmp_path: Path
     assert md.provenance["acquired_at_local"] == "STK UIC CreateTime"
 
 
-def test_no_time_at_all(tmp_path: Path) -> None:
-    md, _ = _metadata(write_stk(tmp_path / "n.stk", _planes(2), created=[(0, 0), (0, 0)]))
+@pytest.mark.parametrize("uic1", [[(0, 1)], [(0, 1), (CREATE_TIME, 0)]], ids=["none", "bad"])
+def test_no_time_at_all(tmp_path: Path, uic1: list[tuple[int, Any]]) -> None:
+    """No plane time and no CreateTime, or one whose offset is invalid (tifffile gives 0)."""
+    path = write_stk(tmp_path / "n.stk", _planes(2), created=[(0, 0), (0, 0)], uic1=uic1)
+    md, stk = _metadata(path)
+    assert stk.get("CreateTime") in (None, 0)
     assert md.acquired_at_local is None
     assert "acquired_at_local" not in md.provenance
     assert not any("time zone" in w for w in md.warnings)
@@ -781,3 +785,63 @@ def test_a_single_section_has_no_z_spacing(tmp_path: Path) -> None:
     two = _mrc(tmp_path / "two.mrc", np.zeros((2, 4, 5), np.int16), voxel=2.5)
     with open_image(two) as image:
         assert image.metadata().physical_size.z_um == pytest.approx(2.5e-4)
+
+
+def test_the_callers_limits_are_the_readers(tmp_path: Path) -> None:
+    """HAADFscan.mrc's 909,312-byte extended header is over a 100 kB metadata limit."""
+    from zstack_analyzer import CorruptFileError
+    from zstack_analyzer.limits import ReadLimits
+    from zstack_analyzer.readers.mrc import MrcReader
+
+    path = _more() / "mrc" / "HAADFscan.mrc"
+    with pytest.raises(CorruptFileError, match="909,312 bytes is negative or over the metadata"):
+        MrcReader(path, limits=ReadLimits(max_metadata_bytes=100_000))
+    with MrcReader(path, limits=ReadLimits(max_metadata_bytes=1_000_000)) as reader:
+        assert reader.metadata().size_x == 16
+
+
+def test_imods_da_stamp_is_little_endian_and_a_bad_mode_is_named_as_written(
+    tmp_path: Path,
+) -> None:
+    """MRC2014 allows 0x44 0x41 ("DA", IMOD) for little-endian: the mode is read that way."""
+    from zstack_analyzer import CorruptFileError
+
+    path = _mrc(tmp_path / "da.mrc", np.zeros((1, 4, 4), np.int16))
+    _poke(path, 212, "4B", 0x44, 0x41, 0, 0)
+    _poke(path, 12, "<i", 42)
+    with pytest.raises(CorruptFileError, match=r"MRC mode 42 is not one the format defines"):
+        open_image(path)
+
+
+@pytest.mark.parametrize(("mode", "kind"), [(3, "complex int16"), (101, "packed 4-bit")])
+def test_unsupported_modes_without_a_stamp_are_little_endian(
+    tmp_path: Path, mode: int, kind: str
+) -> None:
+    from zstack_analyzer import UnsupportedFormatError
+
+    path = _mrc(tmp_path / "u.mrc", np.zeros((1, 4, 4), np.int16))
+    _poke(path, 212, "4B", 0, 0, 0, 0)
+    _poke(path, 12, "<i", mode)
+    with pytest.raises(UnsupportedFormatError, match=rf"MRC mode {mode} \({kind}\)"):
+        open_image(path)
+
+
+def test_a_cut_header_and_a_negative_extended_header_are_named(tmp_path: Path) -> None:
+    from zstack_analyzer import CorruptFileError
+
+    path = _mrc(tmp_path / "c.mrc", np.zeros((1, 4, 4), np.int16))
+    whole = path.read_bytes()
+    path.write_bytes(whole[:500])
+    with pytest.raises(CorruptFileError, match=r"the 1024-byte MRC header is cut short \(500"):
+        open_image(path)
+    path.write_bytes(whole)
+    _poke(path, 92, "<i", -8)  # nsymbt
+    with pytest.raises(CorruptFileError, match=r"extended header of -8 bytes is negative"):
+        open_image(path)
+
+
+def test_a_label_is_its_text_up_to_the_first_nul(tmp_path: Path) -> None:
+    path = _mrc(tmp_path / "l.mrc", np.zeros((1, 4, 4), np.uint16), labels=["x"])
+    _poke(path, 224 + 80, "80s", b"before\x00after")  # label 2 (nlabl is 2)
+    with open_image(path) as image:
+        assert image.metadata().vendor_metadata["labels"][1] == "before"

@@ -22,8 +22,8 @@ from zstack_analyzer.storage.remote import (
     DIRECT_BYTES,
     MAX_READAHEAD_BYTES,
     RangedFile,
-    RemoteReadError,
     RemoteObject,
+    RemoteReadError,
     S3Location,
     S3Options,
     ranged_totals,
@@ -471,7 +471,7 @@ for t in threads:
     t.join()
 print(ranged_totals())
 """
-    done = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+    done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr

@@ -61,6 +61,7 @@ def test_ranged_file_reads_like_the_bytes(bucket: tuple[S3Location, S3Options]) 
     obj = put(bucket, "blob.bin", data)
     rng = np.random.default_rng(1)
     with obj.open() as fh:
+        assert fh.name == "blob.bin"  # what tifffile's and our messages name
         assert fh.size == len(data)
         assert fh.seek(0, io.SEEK_END) == len(data)
         for _ in range(40):
