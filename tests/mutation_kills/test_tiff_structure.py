@@ -475,9 +475,9 @@ def test_a_file_cut_inside_a_next_ifd_pointer_is_truncated(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("byteorder", ["<", ">"])
 def test_a_chain_leading_to_an_unreadable_ifd_is_corrupt(tmp_path: Path, byteorder: str) -> None:
-    """A 3-page TIFF whose page 1 points to an IFD claiming 65535 tags (tifffile refuses more
+    """A 3-page TIFF whose page 1 points to an IFD claiming 4097 tags (tifffile refuses more
     than 4096, logs it and keeps 2 pages): refused as corrupt, not opened as 2 planes. The
-    pointer is read in the file's byte order (1 << 24 big-endian is 1 little-endian)."""
+    count is read in the file's byte order (read in the other it is 272)."""
     from tests.synthetic import encoded_stack
 
     path = tmp_path / "bad.tif"
@@ -490,7 +490,8 @@ def test_a_chain_leading_to_an_unreadable_ifd_is_corrupt(tmp_path: Path, byteord
         bad, third = int(tif.pages[2].dataoffsets[0]), tif.pages[2].offset
     data = bytearray(path.read_bytes())
     struct.pack_into(byteorder + "I", data, next_at, bad)
-    data[bad : bad + 2] = b"\xff\xff"
+    # 4097 tags in the file's byte order (one over tifffile's limit), 272 in the other
+    data[bad : bad + 2] = (4097).to_bytes(2, "little" if byteorder == "<" else "big")
     path.write_bytes(bytes(data))
     with tifffile.TiffFile(path) as tif:
         assert len(tif.pages) == 2  # what tifffile alone would give
@@ -506,3 +507,43 @@ def test_a_chain_leading_to_an_unreadable_ifd_is_corrupt(tmp_path: Path, byteord
     path.write_bytes(bytes(data))
     with open_image(path) as image:
         assert image.scenes()[0].size_z == 3
+
+
+# --------------------------------------------------------------------------- pages unlike their series
+def _with_page_size(source: Path, target: Path, page: int, width: int, length: int) -> Path:
+    data = bytearray(source.read_bytes())
+    with tifffile.TiffFile(source) as tif:
+        tags = tif.pages[page].tags
+        for name, value in (("ImageWidth", width), ("ImageLength", length)):
+            tag = tags[name]
+            struct.pack_into("<H" if tag.dtype == 3 else "<I", data, tag.valueoffset, value)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_a_page_whose_size_tags_lie_is_read_or_refused_by_its_bytes(
+    testdata: Path, tmp_path: Path
+) -> None:
+    """18x24y5z5t2c8b-text.ome.tiff (50 pages of 24 x 18) with page 7's size tags changed:
+    to 36 x 12 (the same 432 bytes) the plane is its bytes in the series' shape, equal to the
+    original; to 12 x 18 (half the bytes) reading it is refused with both shapes."""
+    source = testdata / "ome-tiff" / "18x24y5z5t2c8b-text.ome.tiff"
+    with open_image(source) as image:
+        t_, c_, z_ = image.scenes()[0].shape[:3]
+        planes = [(t, c, z) for t in range(t_) for c in range(c_) for z in range(z_)]
+        original = {p: image.read_plane(0, *p) for p in planes}
+    same = _with_page_size(source, tmp_path / "same.ome.tiff", 7, 12, 36)
+    with open_image(same) as image:
+        for p in planes:
+            np.testing.assert_array_equal(image.read_plane(0, *p), original[p], err_msg=str(p))
+    half = _with_page_size(source, tmp_path / "half.ome.tiff", 7, 18, 12)
+    refused = []
+    with open_image(half) as image:
+        for p in planes:
+            try:
+                np.testing.assert_array_equal(image.read_plane(0, *p), original[p])
+            except CorruptFileError as exc:
+                assert str(exc) == "half.ome.tiff: a page holds (12, 18), expected (24, 18)"
+                assert exc.path == half
+                refused.append(p)
+    assert len(refused) == 1
