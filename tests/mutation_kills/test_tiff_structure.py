@@ -547,3 +547,29 @@ def test_a_page_whose_size_tags_lie_is_read_or_refused_by_its_bytes(
                 assert exc.path == half
                 refused.append(p)
     assert len(refused) == 1
+
+
+def test_a_page_stored_unsigned_in_a_signed_series_reads_in_the_series_type(
+    testdata: Path, tmp_path: Path
+) -> None:
+    """FLIM-modulo-sample.ome.tif (int8) with page 5's SampleFormat changed to unsigned: the
+    same bytes, read in the scene's type (int8) and equal to the original plane."""
+    source = testdata / "ome-tiff" / "FLIM-modulo-sample.ome.tif"
+    data = bytearray(source.read_bytes())
+    with tifffile.TiffFile(source) as tif:
+        tag = tif.pages[5].tags["SampleFormat"]
+        struct.pack_into(tif.byteorder + "H", data, tag.valueoffset, 1)
+    path = tmp_path / "unsigned.ome.tif"
+    path.write_bytes(bytes(data))
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages[5].dtype == np.uint8
+    with open_image(source) as image:
+        t_, c_, z_ = image.scenes()[0].shape[:3]
+        planes = [(t, c, z) for t in range(t_) for c in range(c_) for z in range(z_)]
+        original = {p: image.read_plane(0, *p) for p in planes}
+    with open_image(path) as image:
+        assert image.scenes()[0].dtype == "int8"
+        for p in planes:
+            plane = image.read_plane(0, *p)
+            assert plane.dtype == np.int8
+            np.testing.assert_array_equal(plane, original[p], err_msg=str(p))
