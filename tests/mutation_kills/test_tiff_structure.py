@@ -18,7 +18,7 @@ import pytest
 import tifffile
 
 from zstack_analyzer import CorruptFileError, open_image
-from zstack_analyzer.readers._tiff_common import first_ifd_overruns, peek_tiff
+from zstack_analyzer.readers._tiff_common import TiffPeek, first_ifd_overruns, peek_tiff
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -573,3 +573,43 @@ def test_a_page_stored_unsigned_in_a_signed_series_reads_in_the_series_type(
             plane = image.read_plane(0, *p)
             assert plane.dtype == np.int8
             np.testing.assert_array_equal(plane, original[p], err_msg=str(p))
+
+
+def test_an_rgb_page_one_byte_short_is_refused_at_open(testdata: Path, tmp_path: Path) -> None:
+    """hela-cells.tif (512 x 672 x 3 uint16, uncompressed): its StripByteCounts one byte short
+    of its 3 samples is refused at open with the file's path."""
+    source = testdata / "imagej" / "hela-cells.tif"
+    data = bytearray(source.read_bytes())
+    with tifffile.TiffFile(source) as tif:
+        page, bo = tif.pages.first, tif.byteorder
+        tag = page.tags["StripByteCounts"]
+        counts = [int(c) for c in page.databytecounts]
+    assert sum(counts) == 512 * 672 * 3 * 2
+    width = 2 if tag.dtype == 3 else 4
+    where = tag.valueoffset + width * (len(counts) - 1)
+    struct.pack_into(bo + ("H" if width == 2 else "I"), data, where, counts[-1] - 1)
+    path = tmp_path / "short.tif"
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        CorruptFileError, match=r"^short\.tif: IFD 0 holds fewer bytes than its image needs$"
+    ) as info:
+        open_image(path)
+    assert info.value.path == path
+
+
+def test_no_description_gives_an_empty_head(tmp_path: Path) -> None:
+    """A TIFF without ImageDescription (but with Software, ASCII): the head is empty, not
+    another tag's value; a first IFD of one entry is still read."""
+    path = tmp_path / "nodesc.tif"
+    tifffile.imwrite(path, np.zeros((4, 5), "uint8"), metadata=None, software="writer")
+    with tifffile.TiffFile(path) as tif:
+        codes = set(tif.pages.first.tags.keys())
+    assert 270 not in codes and 305 in codes
+    peek = peek_tiff(path.read_bytes()[:16], path)
+    assert peek is not None and peek.description_head == b"" and peek.tags == codes
+    one = tmp_path / "one.tif"
+    one.write_bytes(
+        b"II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHII", 256, 4, 1, 5) + bytes(4)
+    )
+    peek = peek_tiff(one.read_bytes()[:16], one)
+    assert peek == TiffPeek(frozenset({256}), b"")
