@@ -18,7 +18,7 @@ import pytest
 import tifffile
 
 from zstack_analyzer import CorruptFileError, open_image
-from zstack_analyzer.readers._tiff_common import first_ifd_overruns, peek_tiff
+from zstack_analyzer.readers._tiff_common import TiffPeek, first_ifd_overruns, peek_tiff
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -475,9 +475,9 @@ def test_a_file_cut_inside_a_next_ifd_pointer_is_truncated(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("byteorder", ["<", ">"])
 def test_a_chain_leading_to_an_unreadable_ifd_is_corrupt(tmp_path: Path, byteorder: str) -> None:
-    """A 3-page TIFF whose page 1 points to an IFD claiming 65535 tags (tifffile refuses more
+    """A 3-page TIFF whose page 1 points to an IFD claiming 4097 tags (tifffile refuses more
     than 4096, logs it and keeps 2 pages): refused as corrupt, not opened as 2 planes. The
-    pointer is read in the file's byte order (1 << 24 big-endian is 1 little-endian)."""
+    count is read in the file's byte order (read in the other it is 272)."""
     from tests.synthetic import encoded_stack
 
     path = tmp_path / "bad.tif"
@@ -490,7 +490,8 @@ def test_a_chain_leading_to_an_unreadable_ifd_is_corrupt(tmp_path: Path, byteord
         bad, third = int(tif.pages[2].dataoffsets[0]), tif.pages[2].offset
     data = bytearray(path.read_bytes())
     struct.pack_into(byteorder + "I", data, next_at, bad)
-    data[bad : bad + 2] = b"\xff\xff"
+    # 4097 tags in the file's byte order (one over tifffile's limit), 272 in the other
+    data[bad : bad + 2] = (4097).to_bytes(2, "little" if byteorder == "<" else "big")
     path.write_bytes(bytes(data))
     with tifffile.TiffFile(path) as tif:
         assert len(tif.pages) == 2  # what tifffile alone would give
@@ -506,3 +507,109 @@ def test_a_chain_leading_to_an_unreadable_ifd_is_corrupt(tmp_path: Path, byteord
     path.write_bytes(bytes(data))
     with open_image(path) as image:
         assert image.scenes()[0].size_z == 3
+
+
+# --------------------------------------------------------------------------- pages unlike their series
+def _with_page_size(source: Path, target: Path, page: int, width: int, length: int) -> Path:
+    data = bytearray(source.read_bytes())
+    with tifffile.TiffFile(source) as tif:
+        tags = tif.pages[page].tags
+        for name, value in (("ImageWidth", width), ("ImageLength", length)):
+            tag = tags[name]
+            struct.pack_into("<H" if tag.dtype == 3 else "<I", data, tag.valueoffset, value)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_a_page_whose_size_tags_lie_is_read_or_refused_by_its_bytes(
+    testdata: Path, tmp_path: Path
+) -> None:
+    """18x24y5z5t2c8b-text.ome.tiff (50 pages of 24 x 18) with page 7's size tags changed:
+    to 36 x 12 (the same 432 bytes) the plane is its bytes in the series' shape, equal to the
+    original; to 12 x 18 (half the bytes) reading it is refused with both shapes."""
+    source = testdata / "ome-tiff" / "18x24y5z5t2c8b-text.ome.tiff"
+    with open_image(source) as image:
+        t_, c_, z_ = image.scenes()[0].shape[:3]
+        planes = [(t, c, z) for t in range(t_) for c in range(c_) for z in range(z_)]
+        original = {p: image.read_plane(0, *p) for p in planes}
+    same = _with_page_size(source, tmp_path / "same.ome.tiff", 7, 12, 36)
+    with open_image(same) as image:
+        for p in planes:
+            np.testing.assert_array_equal(image.read_plane(0, *p), original[p], err_msg=str(p))
+    half = _with_page_size(source, tmp_path / "half.ome.tiff", 7, 18, 12)
+    refused = []
+    with open_image(half) as image:
+        for p in planes:
+            try:
+                np.testing.assert_array_equal(image.read_plane(0, *p), original[p])
+            except CorruptFileError as exc:
+                assert str(exc) == "half.ome.tiff: a page holds (12, 18), expected (24, 18)"
+                assert exc.path == half
+                refused.append(p)
+    assert len(refused) == 1
+
+
+def test_a_page_stored_unsigned_in_a_signed_series_reads_in_the_series_type(
+    testdata: Path, tmp_path: Path
+) -> None:
+    """FLIM-modulo-sample.ome.tif (int8) with page 5's SampleFormat changed to unsigned: the
+    same bytes, read in the scene's type (int8) and equal to the original plane."""
+    source = testdata / "ome-tiff" / "FLIM-modulo-sample.ome.tif"
+    data = bytearray(source.read_bytes())
+    with tifffile.TiffFile(source) as tif:
+        tag = tif.pages[5].tags["SampleFormat"]
+        struct.pack_into(tif.byteorder + "H", data, tag.valueoffset, 1)
+    path = tmp_path / "unsigned.ome.tif"
+    path.write_bytes(bytes(data))
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages[5].dtype == np.uint8
+    with open_image(source) as image:
+        t_, c_, z_ = image.scenes()[0].shape[:3]
+        planes = [(t, c, z) for t in range(t_) for c in range(c_) for z in range(z_)]
+        original = {p: image.read_plane(0, *p) for p in planes}
+    with open_image(path) as image:
+        assert image.scenes()[0].dtype == "int8"
+        for p in planes:
+            plane = image.read_plane(0, *p)
+            assert plane.dtype == np.int8
+            np.testing.assert_array_equal(plane, original[p], err_msg=str(p))
+
+
+def test_an_rgb_page_one_byte_short_is_refused_at_open(testdata: Path, tmp_path: Path) -> None:
+    """hela-cells.tif (512 x 672 x 3 uint16, uncompressed): its StripByteCounts one byte short
+    of its 3 samples is refused at open with the file's path."""
+    source = testdata / "imagej" / "hela-cells.tif"
+    data = bytearray(source.read_bytes())
+    with tifffile.TiffFile(source) as tif:
+        page, bo = tif.pages.first, tif.byteorder
+        tag = page.tags["StripByteCounts"]
+        counts = [int(c) for c in page.databytecounts]
+    assert sum(counts) == 512 * 672 * 3 * 2
+    width = 2 if tag.dtype == 3 else 4
+    where = tag.valueoffset + width * (len(counts) - 1)
+    struct.pack_into(bo + ("H" if width == 2 else "I"), data, where, counts[-1] - 1)
+    path = tmp_path / "short.tif"
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        CorruptFileError, match=r"^short\.tif: IFD 0 holds fewer bytes than its image needs$"
+    ) as info:
+        open_image(path)
+    assert info.value.path == path
+
+
+def test_no_description_gives_an_empty_head(tmp_path: Path) -> None:
+    """A TIFF without ImageDescription (but with Software, ASCII): the head is empty, not
+    another tag's value; a first IFD of one entry is still read."""
+    path = tmp_path / "nodesc.tif"
+    tifffile.imwrite(path, np.zeros((4, 5), "uint8"), metadata=None, software="writer")
+    with tifffile.TiffFile(path) as tif:
+        codes = set(tif.pages.first.tags.keys())
+    assert 270 not in codes and 305 in codes
+    peek = peek_tiff(path.read_bytes()[:16], path)
+    assert peek is not None and peek.description_head == b"" and peek.tags == codes
+    one = tmp_path / "one.tif"
+    one.write_bytes(
+        b"II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHII", 256, 4, 1, 5) + bytes(4)
+    )
+    peek = peek_tiff(one.read_bytes()[:16], one)
+    assert peek == TiffPeek(frozenset({256}), b"")
