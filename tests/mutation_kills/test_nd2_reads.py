@@ -20,9 +20,9 @@ import nd2
 import numpy as np
 import pytest
 
+from tests.synthetic_nd2_legacy import write_legacy_nd2
 from zstack_analyzer import CorruptFileError, LimitExceededError, SceneNotFoundError
 from zstack_analyzer.limits import ReadLimits
-from tests.synthetic_nd2_legacy import write_legacy_nd2
 from zstack_analyzer.readers.nd2 import (
     Nd2Reader,
     _check_chunk_header,
@@ -499,7 +499,9 @@ def _compress_frames(data: bytearray) -> None:
             continue
         _, chunk_name, size = struct.unpack_from("<IIQ", data, offset)
         start = offset + 16 + chunk_name
-        packed = bytes(data[start : start + 8]) + zlib.compress(bytes(data[start + 8 : start + size]))
+        packed = bytes(data[start : start + 8]) + zlib.compress(
+            bytes(data[start + 8 : start + size])
+        )
         data[start : start + size] = packed + bytes(size - len(packed))
         struct.pack_into("<Q", data, offset + 8, len(packed))
     name = "eCompression".encode("utf-16-le") + b"\x00\x00"
@@ -673,8 +675,7 @@ def test_a_legacy_file_without_calibration_has_no_sizes(tmp_path: Path) -> None:
     )
     assert not any(key.startswith("physical_size") for key in md.provenance)
     assert md.warnings == [
-        f"legacy ND2: {axis} calibration 1.0 is nd2's default; treated as unknown"
-        for axis in "xyz"
+        f"legacy ND2: {axis} calibration 1.0 is nd2's default; treated as unknown" for axis in "xyz"
     ]
 
 
@@ -695,7 +696,9 @@ def test_a_legacy_rgb_file_has_samples(tmp_path: Path) -> None:
         region = reader.read_region(0, 0, 0, 1, (2, 5), (3, 9))
         np.testing.assert_array_equal(region, planes[1, 0, 2:5, 3:9])
         assert region.flags["OWNDATA"]
-        np.testing.assert_array_equal(reader.to_dask(0).compute(scheduler="sync")[0, 0], planes[:, 0])
+        np.testing.assert_array_equal(
+            reader.to_dask(0).compute(scheduler="sync")[0, 0], planes[:, 0]
+        )
 
 
 def test_a_legacy_channel_of_two_components_is_two_channels(tmp_path: Path) -> None:
