@@ -749,3 +749,28 @@ def test_the_plane_limits_of_an_rgb_file_count_its_samples(tmp_path: Path) -> No
         Nd2Reader(path, limits=ReadLimits(max_plane_bytes=20 * 24 * 3 - 1))
     with pytest.raises(LimitExceededError, match="declares 2 planes, over the limit of 1"):
         Nd2Reader(path, limits=ReadLimits(max_planes=1))
+
+
+@pytest.mark.parametrize(("height", "width"), [(0, 24), (20, 0)])
+def test_a_frame_of_no_rows_or_columns_is_corrupt(tmp_path: Path, height: int, width: int) -> None:
+    """The ihdr box of a legacy file declares the frame: a zero extent is a damaged header."""
+    path = tmp_path / "empty.nd2"
+    planes = np.zeros((2, 1, 20, 24), dtype=np.uint8)
+    write_legacy_nd2(path, planes, calibration_um=0.25, z_step_um=0.5, channel_names=["A"])
+    data = bytearray(path.read_bytes())
+    at = data.index(b"ihdr") + 4
+    struct.pack_into(">ii", data, at, height, width)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError) as caught:
+        Nd2Reader(path)
+    assert str(caught.value) == f"empty.nd2: ND2 attributes declare a {width}x{height} frame"
+    assert caught.value.path == path
+
+
+def test_a_one_pixel_frame_opens(tmp_path: Path) -> None:
+    path = tmp_path / "pixel.nd2"
+    planes = np.full((2, 1, 1, 1), 9, dtype=np.uint8)
+    write_legacy_nd2(path, planes, calibration_um=0.25, z_step_um=0.5, channel_names=["A"])
+    with Nd2Reader(path) as reader:
+        assert reader.scenes()[0].shape == (1, 1, 2, 1, 1)
+        assert reader.read_plane(0, 0, 0, 1).tolist() == [[9]]
