@@ -16,10 +16,11 @@ import struct
 from typing import TYPE_CHECKING
 
 import imagecodecs
-import numpy as np
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import numpy as np
 
 SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
 _MAP_SIGNATURE = b"LABORATORY IMAGING ND BOX MAP 00"

@@ -20,9 +20,9 @@ import nd2
 import numpy as np
 import pytest
 
+from tests.synthetic_nd2_legacy import write_legacy_nd2
 from zstack_analyzer import CorruptFileError, LimitExceededError, SceneNotFoundError
 from zstack_analyzer.limits import ReadLimits
-from tests.synthetic_nd2_legacy import write_legacy_nd2
 from zstack_analyzer.readers.nd2 import (
     Nd2Reader,
     _check_chunk_header,
@@ -499,7 +499,9 @@ def _compress_frames(data: bytearray) -> None:
             continue
         _, chunk_name, size = struct.unpack_from("<IIQ", data, offset)
         start = offset + 16 + chunk_name
-        packed = bytes(data[start : start + 8]) + zlib.compress(bytes(data[start + 8 : start + size]))
+        packed = bytes(data[start : start + 8]) + zlib.compress(
+            bytes(data[start + 8 : start + size])
+        )
         data[start : start + size] = packed + bytes(size - len(packed))
         struct.pack_into("<Q", data, offset + 8, len(packed))
     name = "eCompression".encode("utf-16-le") + b"\x00\x00"
@@ -673,8 +675,7 @@ def test_a_legacy_file_without_calibration_has_no_sizes(tmp_path: Path) -> None:
     )
     assert not any(key.startswith("physical_size") for key in md.provenance)
     assert md.warnings == [
-        f"legacy ND2: {axis} calibration 1.0 is nd2's default; treated as unknown"
-        for axis in "xyz"
+        f"legacy ND2: {axis} calibration 1.0 is nd2's default; treated as unknown" for axis in "xyz"
     ]
 
 
@@ -695,7 +696,9 @@ def test_a_legacy_rgb_file_has_samples(tmp_path: Path) -> None:
         region = reader.read_region(0, 0, 0, 1, (2, 5), (3, 9))
         np.testing.assert_array_equal(region, planes[1, 0, 2:5, 3:9])
         assert region.flags["OWNDATA"]
-        np.testing.assert_array_equal(reader.to_dask(0).compute(scheduler="sync")[0, 0], planes[:, 0])
+        np.testing.assert_array_equal(
+            reader.to_dask(0).compute(scheduler="sync")[0, 0], planes[:, 0]
+        )
 
 
 def test_a_legacy_channel_of_two_components_is_two_channels(tmp_path: Path) -> None:
@@ -746,3 +749,28 @@ def test_the_plane_limits_of_an_rgb_file_count_its_samples(tmp_path: Path) -> No
         Nd2Reader(path, limits=ReadLimits(max_plane_bytes=20 * 24 * 3 - 1))
     with pytest.raises(LimitExceededError, match="declares 2 planes, over the limit of 1"):
         Nd2Reader(path, limits=ReadLimits(max_planes=1))
+
+
+@pytest.mark.parametrize(("height", "width"), [(0, 24), (20, 0)])
+def test_a_frame_of_no_rows_or_columns_is_corrupt(tmp_path: Path, height: int, width: int) -> None:
+    """The ihdr box of a legacy file declares the frame: a zero extent is a damaged header."""
+    path = tmp_path / "empty.nd2"
+    planes = np.zeros((2, 1, 20, 24), dtype=np.uint8)
+    write_legacy_nd2(path, planes, calibration_um=0.25, z_step_um=0.5, channel_names=["A"])
+    data = bytearray(path.read_bytes())
+    at = data.index(b"ihdr") + 4
+    struct.pack_into(">ii", data, at, height, width)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError) as caught:
+        Nd2Reader(path)
+    assert str(caught.value) == f"empty.nd2: ND2 attributes declare a {width}x{height} frame"
+    assert caught.value.path == path
+
+
+def test_a_one_pixel_frame_opens(tmp_path: Path) -> None:
+    path = tmp_path / "pixel.nd2"
+    planes = np.full((2, 1, 1, 1), 9, dtype=np.uint8)
+    write_legacy_nd2(path, planes, calibration_um=0.25, z_step_um=0.5, channel_names=["A"])
+    with Nd2Reader(path) as reader:
+        assert reader.scenes()[0].shape == (1, 1, 2, 1, 1)
+        assert reader.read_plane(0, 0, 0, 1).tolist() == [[9]]
