@@ -390,11 +390,14 @@ def test_stk_claims_uic_tiffs_but_not_ome_or_imagej(tmp_path: Path) -> None:
 
 # ============================================================================ MRC
 def _more() -> Path:
+    from tests.needs import unavailable
     from tests.realdata.test_native_vs_bioformats import more_dir
 
     root = more_dir()
     if root is None:
-        pytest.skip("testdata-more absent")
+        unavailable(
+            "testdata-more absent: set ZSTACK_TESTDATA_MORE or place it at ../shared/testdata-more"
+        )
     return root
 
 
