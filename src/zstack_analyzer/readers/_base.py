@@ -238,7 +238,9 @@ class ImageReader(abc.ABC):
         """Rows ``rows[0]:rows[1]`` and columns ``cols[0]:cols[1]`` of one plane at ``level``.
 
         The default decodes the whole plane; readers with a :meth:`region_grid`
-        decode only the stored blocks the region touches.
+        decode only the stored blocks the region touches. Bounds are clipped to
+        the plane as the TIFF region path clips them: a negative bound is 0, not
+        a count from the end as a slice would take it.
         """
         self.check_plane_index(scene, t, c, z)
         with reserve_plane(self, scene, level):
@@ -246,7 +248,9 @@ class ImageReader(abc.ABC):
                 plane = self.read_plane(scene, t, c, z)
             else:
                 plane = np.asarray(self.to_dask(scene, level)[t, c, z].compute(scheduler="sync"))
-        return np.ascontiguousarray(plane[rows[0] : rows[1], cols[0] : cols[1]])
+        top, bottom = max(0, rows[0]), max(0, rows[1])
+        left, right = max(0, cols[0]), max(0, cols[1])
+        return np.ascontiguousarray(plane[top:bottom, left:right])
 
     def level_count(self, scene: int = 0) -> int:
         """Number of pyramid levels of ``scene`` (1 without a pyramid)."""

@@ -203,10 +203,6 @@ class LsmReader(TiffFamilyReader):
     ) -> np.ndarray:
         """Strips of a one-plane page; otherwise the region of the decoded plane (see above)."""
         if self._planes_share_pages(scene):
-            # Clipped to the plane as the TIFF path clips (a negative start is row 0, not
-            # a count from the end as a slice would take it).
-            rows = (max(0, rows[0]), max(0, rows[1]))
-            cols = (max(0, cols[0]), max(0, cols[1]))
             return ImageReader.read_region(self, scene, t, c, z, rows, cols, level=level)
         return super().read_region(scene, t, c, z, rows, cols, level=level)
 
