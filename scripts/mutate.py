@@ -271,7 +271,11 @@ def main() -> int:
 
     config = tomllib.loads(CONFIG.read_text("utf-8"))
     modules: dict[str, dict[str, object]] = config["modules"]
-    equivalent: dict[str, str] = config.get("equivalent", {})
+    # Equivalent mutants: the shared [equivalent] table, and each module's own
+    # [modules."<path>".equivalent] sub-table (new entries go there: no merge conflicts).
+    equivalent: dict[str, str] = dict(config.get("equivalent", {}))
+    for entry in config["modules"].values():
+        equivalent.update(entry.get("equivalent", {}))
     default_budget = float(config.get("budget_seconds", 600))
     chosen = args.modules or list(modules)
     unknown = [m for m in chosen if m not in modules]

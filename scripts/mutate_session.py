@@ -1,0 +1,277 @@
+"""Mutation testing of one module inside one pytest session: collect once, switch mutants.
+
+Why: ``scripts/mutate.py`` drives mutmut, which starts a pytest run (fork, plugins,
+collection, every fixture) for each mutant. On this two-core machine that is 0.05 to 1
+mutant a second, and most of it is start-up, not the tests: ~70 modules of #22 would take
+days. mutmut's trampoline picks the active mutant at every call
+(``mutmut.mutation.trampoline.get_mutant_under_test``), so one pytest session that has
+collected the module's tests once can run them under mutant after mutant, keeping the
+fixtures whose set-up is most of a test's cost.
+
+What keeps the verdicts honest:
+
+* Mutants and their names are mutmut's own (its generator writes ``.mutate/<module>/``
+  exactly as ``scripts/mutate.py`` does), and verdicts go into mutmut's ``.meta`` file with
+  mutmut's exit codes, so ``scripts/mutate.py --report-only/--survivors`` and the
+  ``[equivalent]`` list work unchanged. A kill of an earlier run stands (more tests never
+  revive a mutant of unchanged source).
+* Which tests reach which function is measured in this session, like mutmut's stats run:
+  each test once with the ``stats`` mutant, which records every mutated function it calls.
+  A test that fails with no mutant is dropped (and listed), never counted as a kill.
+* Its tests run in collection order, except that the test that killed the previous mutant
+  of the same function runs first (it usually kills the next one too).
+* A mutant is killed when one of its tests fails in set-up, call or tear-down, or times out
+  (pytest-timeout, 3x the test's clean time plus 10 s: a timeout counts as killed, as in
+  mutmut).
+* State: after every mutant, every fixture but the session-scoped ones is torn down, so a
+  fixture built or dirtied under a mutant is not reused. Every ``--check-every`` mutants
+  (and at least five times the clean suite's time apart, so checks cost at most about a
+  sixth of the run), and at the end, all tests run again with no mutant; if one fails, the verdicts since the
+  last good check are thrown away (reported as not run) and everything is torn down.
+* Tests run in a subprocess (the CLI, a child process of the service) inherit
+  ``MUTANT_UNDER_TEST`` and the mutants' ``PYTHONPATH``, as under mutmut.
+
+Usage::
+
+    python scripts/mutate_session.py service/auth/principal.py [--budget 900]
+        [--baseline | --kill-tests-only] [--rerun] [--only 'x_name*' ...]
+
+``--rerun`` runs again the mutants that are not killed (after new tests); by default only
+mutants with no verdict run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import mutate  # noqa: E402 - our sibling script: the scratch folder and config
+
+KILLED, SURVIVED, NO_TESTS, TIMEOUT = 1, 0, 33, 36
+_GENERATE = """
+import os, sys
+from pathlib import Path
+from mutmut.mutation.trampoline import set_mutant_under_test
+from mutmut.utils.file_utils import copy_src_dir, copy_also_copy_files, setup_source_paths
+from mutmut.__main__ import create_mutants
+set_mutant_under_test("mutant_generation")
+os.makedirs("mutants", exist_ok=True)
+copy_src_dir(); copy_also_copy_files(); setup_source_paths()
+create_mutants(1)
+"""
+
+
+def generate(module: str, tests: list[str]) -> Path:
+    """The mutants mutmut makes of ``module`` (kept from earlier runs when its source is unchanged)."""
+    work = mutate._workdir(module, tests, resume=True)
+    subprocess.run(  # noqa: S603 - our interpreter, fixed arguments
+        [sys.executable, "-c", _GENERATE],
+        cwd=work,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env=dict(os.environ, PYTHONPATH=""),
+    )
+    return work
+
+
+class MutantLoop:
+    """A pytest plugin that replaces the run loop by the mutant loop described above."""
+
+    def __init__(self, meta: Path, names: list[str], budget: float, check_every: int) -> None:
+        self.meta = meta
+        self.names = names
+        self.budget = budget
+        self.check_every = check_every
+        self.failed = False
+        self.log = open(meta.with_suffix(".session.log"), "a", encoding="utf-8")  # noqa: SIM115
+
+    # -- hooks -------------------------------------------------------------------------
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        """Remember that the test being run failed (in any phase)."""
+        if report.failed:
+            self.failed = True
+
+    def pytest_runtestloop(self, session: Any) -> bool:
+        """Stats, then every chosen mutant against the tests that reach its function."""
+        from mutmut.mutation.trampoline import set_mutant_under_test
+        from mutmut.state import state
+        from mutmut.utils.format_utils import mangled_name_from_mutant_name
+
+        items = list(session.items)
+        started = time.monotonic()
+        # Which functions each test reaches, and its clean time.
+        reaches: dict[str, list[Any]] = {}
+        durations: dict[str, float] = {}
+        dropped: list[str] = []
+        set_mutant_under_test("stats")
+        for item in items:
+            state()._stats.clear()
+            t0 = time.monotonic()
+            if not self._run(item, None, timeout=600):
+                dropped.append(item.nodeid)
+                continue
+            durations[item.nodeid] = time.monotonic() - t0
+            for function in state()._stats:
+                reaches.setdefault(function, []).append(item)
+        state()._stats.clear()
+        set_mutant_under_test("")
+        items = [i for i in items if i.nodeid not in dropped]
+        self._say(
+            f"stats: {len(items)} tests pass with no mutant in {time.monotonic() - started:.0f} s"
+            + (f"; dropped (fail with no mutant): {dropped}" if dropped else "")
+        )
+        data = json.loads(self.meta.read_text("utf-8"))
+        codes: dict[str, int | None] = data["exit_code_by_key"]
+        window: list[str] = []
+        last_killer: dict[str, Any] = {}
+        clean_seconds = sum(durations.values())
+        last_check = time.monotonic()
+        done = 0
+        for name in self.names:
+            if time.monotonic() - started > self.budget:
+                self._say(f"budget of {self.budget:.0f} s spent")
+                break
+            function = mangled_name_from_mutant_name(name)
+            tests = reaches.get(function, [])
+            killer = last_killer.get(function)
+            if killer in tests:  # the test that killed this function's last mutant first
+                tests = [killer, *(t for t in tests if t is not killer)]
+            if not tests:
+                codes[name] = NO_TESTS
+                continue
+            set_mutant_under_test(name)
+            verdict, by = SURVIVED, ""
+            t0 = time.monotonic()
+            for item in tests:
+                if not self._run(item, None, timeout=3 * durations[item.nodeid] + 10):
+                    verdict, by = KILLED, item.nodeid
+                    last_killer[function] = item
+                    break
+            set_mutant_under_test("")
+            self._teardown(session, keep_session=True)
+            codes[name] = verdict
+            window.append(name)
+            done += 1
+            mark = "killed" if verdict == KILLED else "survived"
+            self._say(f"{mark:8} {name} {by} {time.monotonic() - t0:.1f}s")
+            # A clean check costs the whole suite's time: at most about a sixth of the run.
+            since = time.monotonic() - last_check
+            if len(window) >= self.check_every and since >= 5 * clean_seconds:
+                self._check(session, items, codes, window)
+                window = []
+                self._save(data, codes)
+                last_check = time.monotonic()
+        self._check(session, items, codes, window)
+        self._save(data, codes)
+        rate = done / max(time.monotonic() - started, 1e-9)
+        self._say(f"{done} mutants in {time.monotonic() - started:.0f} s ({rate:.2f}/s)")
+        return True
+
+    # -- helpers -------------------------------------------------------------------------
+    def _run(self, item: Any, nextitem: Any, *, timeout: float) -> bool:
+        """Run one test through pytest's whole protocol (fixtures, timeout); True if it passed."""
+        import pytest
+
+        for mark in [m for m in item.own_markers if m.name == "timeout"]:
+            item.own_markers.remove(mark)
+        item.add_marker(pytest.mark.timeout(max(1, round(timeout))))
+        self.failed = False
+        item.session._setupstate.teardown_exact(item)  # what the item does not share goes
+        item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem or item.parent)
+        return not self.failed
+
+    @staticmethod
+    def _teardown(session: Any, *, keep_session: bool) -> None:
+        session._setupstate.teardown_exact(session if keep_session else None)
+
+    def _check(
+        self, session: Any, items: list[Any], codes: dict[str, Any], window: list[str]
+    ) -> None:
+        """Every test again with no mutant; on a failure the window's verdicts are void."""
+        self._teardown(session, keep_session=True)
+        bad = [i.nodeid for i in items if not self._run(i, None, timeout=600)]
+        self._teardown(session, keep_session=True)
+        if bad:
+            for name in window:
+                codes[name] = None
+            self._teardown(session, keep_session=False)
+            self._say(f"clean check FAILED ({bad[:3]}): {len(window)} verdicts voided")
+        else:
+            self._say(f"clean check passed after {len(window)} mutants")
+
+    def _save(self, data: dict[str, Any], codes: dict[str, Any]) -> None:
+        data["exit_code_by_key"] = codes
+        self.meta.write_text(json.dumps(data), "utf-8")
+
+    def _say(self, line: str) -> None:
+        self.log.write(line + "\n")
+        self.log.flush()
+        print(line, file=sys.stderr, flush=True)
+
+
+def main() -> int:
+    """Generate the module's mutants, then test the chosen ones in one pytest session."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("module", help="path under src/zstack_analyzer, e.g. batch/walk.py")
+    parser.add_argument("--budget", type=float, default=1800.0, help="seconds (default 1800)")
+    parser.add_argument("--baseline", action="store_true", help="without the kill_tests")
+    parser.add_argument("--kill-tests-only", action="store_true", help="only the kill_tests")
+    parser.add_argument("--rerun", action="store_true", help="also re-run survivors")
+    parser.add_argument("--only", action="append", help="function pattern (x_name*)")
+    parser.add_argument("--check-every", type=int, default=40, help="mutants per clean check")
+    args = parser.parse_args()
+
+    config = tomllib.loads(mutate.CONFIG.read_text("utf-8"))
+    entry = config["modules"].get(args.module)
+    if entry is None:
+        parser.error(f"{args.module} has no entry in {mutate.CONFIG.name}")
+    tests = [] if args.kill_tests_only else [str(t) for t in entry["tests"]]
+    if not args.baseline:
+        tests += [str(t) for t in entry.get("kill_tests", [])]
+    only = args.only or [str(p) for p in entry.get("only", [])]
+
+    work = generate(args.module, tests)
+    meta = mutate._meta(args.module)
+    codes = json.loads(meta.read_text("utf-8"))["exit_code_by_key"]
+    patterns = mutate._names(args.module, only)
+    chosen = [n for n in codes if not patterns or any(fnmatch.fnmatch(n, p) for p in patterns)]
+    wanted = {None} | ({SURVIVED, NO_TESTS} if args.rerun else set())
+    names = [n for n in chosen if codes[n] in wanted or codes[n] not in mutate._KILLED | {0, 5, 33}]
+    print(f"{args.module}: {len(chosen)} mutants, {len(names)} to run", file=sys.stderr)
+    if not names:
+        return 0
+
+    os.chdir(work / "mutants")
+    sys.path.insert(0, str(work / "mutants" / "src"))
+    os.environ["PYTHONPATH"] = str(work / "mutants" / "src")
+    os.environ.setdefault("CI", "true")
+    import pytest
+
+    loop = MutantLoop(meta, names, args.budget, args.check_every)
+    code = pytest.main(
+        ["--rootdir=.", "-q", "--tb=line", "-p", "no:randomly", *mutate._PYTEST_ARGS, *tests],
+        plugins=[loop],
+    )
+    import zstack_analyzer
+
+    if ".mutate" not in str(zstack_analyzer.__file__):
+        print(f"tests imported {zstack_analyzer.__file__}, not the mutants", file=sys.stderr)
+        return 2
+    return 0 if code in (0, 1) else int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
