@@ -84,12 +84,19 @@ FUZZ_SECONDS ?= 300
 fuzz: $(STAMP)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m pytest tests/fuzz -p no:xdist -p no:cacheprovider -q --timeout=0
 
-# Mutation testing (mutmut), module by module with each module's own tests and a time
-# budget (scripts/mutate.toml); niced, one worker. MUTATE_MODULES="batch/walk.py" for one.
+# Mutation testing (mutmut's mutants), module by module with each module's own tests and a
+# time budget (scripts/mutate.toml); niced. MUTATE_MODULES="batch/walk.py" for one. The
+# default runner tests a module's mutants in one pytest session (scripts/mutate_session.py);
+# MUTATE_RUNNER=mutmut runs mutmut itself, a forked pytest run per mutant (scripts/mutate.py).
 MUTATE_BUDGET ?= 600
 MUTATE_MODULES ?=
+MUTATE_RUNNER ?= session
 mutate: $(STAMP)
+ifeq ($(MUTATE_RUNNER),mutmut)
 	nice -n 10 $(BIN)/python scripts/mutate.py --budget $(MUTATE_BUDGET) $(MUTATE_MODULES)
+else
+	nice -n 10 $(BIN)/python scripts/mutate_session.py --budget $(MUTATE_BUDGET) $(MUTATE_MODULES)
+endif
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench

@@ -31,7 +31,8 @@ What keeps the verdicts honest:
 * Tests run in a subprocess (the CLI, a child process of the service) inherit
   ``MUTANT_UNDER_TEST`` and the mutants' ``PYTHONPATH``, as under mutmut.
 
-Usage::
+Usage (several modules, or none for every configured one: one process per module, then
+``scripts/mutate.py --report-only`` scores them)::
 
     python scripts/mutate_session.py service/auth/principal.py [--budget 900]
         [--baseline | --kill-tests-only] [--rerun] [--only 'x_name*' ...]
@@ -225,7 +226,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("module", help="path under src/zstack_analyzer, e.g. batch/walk.py")
+    parser.add_argument(
+        "modules",
+        nargs="*",
+        help="paths under src/zstack_analyzer, e.g. batch/walk.py (default: every configured one)",
+    )
     parser.add_argument("--budget", type=float, default=1800.0, help="seconds (default 1800)")
     parser.add_argument("--baseline", action="store_true", help="without the kill_tests")
     parser.add_argument("--kill-tests-only", action="store_true", help="only the kill_tests")
@@ -235,9 +240,20 @@ def main() -> int:
     args = parser.parse_args()
 
     config = tomllib.loads(mutate.CONFIG.read_text("utf-8"))
-    entry = config["modules"].get(args.module)
-    if entry is None:
-        parser.error(f"{args.module} has no entry in {mutate.CONFIG.name}")
+    unknown = [m for m in args.modules if m not in config["modules"]]
+    if unknown:
+        parser.error(f"not in {mutate.CONFIG.name}: {', '.join(unknown)}")
+    if len(args.modules) != 1:
+        # One pytest session per module, each in its own process (a session imports one
+        # module's mutants); then mutate.py scores them all from their .meta files.
+        chosen = args.modules or list(config["modules"])
+        flags = [f for f in sys.argv[1:] if f not in args.modules]
+        for module in chosen:
+            subprocess.run([sys.executable, __file__, module, *flags], check=False)  # noqa: S603
+        report = [sys.executable, str(ROOT / "scripts" / "mutate.py"), "--report-only", *chosen]
+        return subprocess.run(report, check=False).returncode  # noqa: S603
+    args.module = args.modules[0]
+    entry = config["modules"][args.module]
     tests = [] if args.kill_tests_only else [str(t) for t in entry["tests"]]
     if not args.baseline:
         tests += [str(t) for t in entry.get("kill_tests", [])]
