@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -550,3 +550,15 @@ def test_cache_bound_keeps_many() -> None:
     assert len(cache._entries) == 10_000
     assert cache.get("0") is None
     assert cache.get("1") is not None
+
+
+def test_principal_cache_short_ttls_and_zoned_expiries() -> None:
+    short = PrincipalCache(ttl_s=0.5)
+    short.put("x", _who("x"), not_after=None)
+    assert list(short._entries) == ["x"]
+    # An expiry in another zone (PostgreSQL may answer in the session's zone) is that instant.
+    cache = PrincipalCache(ttl_s=3600)
+    plus_two = timezone(timedelta(hours=2))
+    cache.put("zoned", _who("z"), not_after=datetime.now(plus_two) + timedelta(seconds=10))
+    deadline, _ = cache._entries["zoned"]
+    assert deadline <= time.monotonic() + 10
