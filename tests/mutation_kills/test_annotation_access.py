@@ -193,7 +193,10 @@ def test_unknown_targets_are_404(session: Session, world: dict[str, object]) -> 
         )
         with pytest.raises(HTTPException) as caught:
             load_container(session, admin, kind, "nine", Action.VIEW)
-        assert caught.value.status_code == 404
+        assert (caught.value.status_code, caught.value.detail) == (
+            404,
+            f"no {kind} with id 'nine'",
+        )
 
 
 def test_container_kind_picks_its_table(session: Session, world: dict[str, object]) -> None:
@@ -255,3 +258,7 @@ def test_names_for_rows(session: Session, world: dict[str, object]) -> None:
     assert none_stored.group(None) is None
     assert none_stored.user(0) == "zero"
     assert none_stored.group(0) == "zero"
+    # No owner or group is no name, whatever the mapping holds.
+    odd = Names({None: "u"}, {None: "g"})  # type: ignore[dict-item]
+    assert odd.user(None) is None
+    assert odd.group(None) is None

@@ -23,6 +23,7 @@ from tests.mutation_kills.service_db import _template
 from tests.service.conftest import _testclient_class
 from tests.service.live import make_settings
 from zstack_analyzer.service.auth import accounts
+from zstack_analyzer.service.auth import principal as principal_module
 from zstack_analyzer.service.auth.models import ApiToken, Group, User, UserSession
 from zstack_analyzer.service.auth.permissions import Principal
 from zstack_analyzer.service.auth.principal import (
@@ -539,8 +540,8 @@ def test_principal_cache_respects_the_credentials_expiry() -> None:
     assert deadline <= time.monotonic() + 60
     zero = PrincipalCache(ttl_s=0)
     zero.put("x", _who("x"), not_after=None)
+    assert not zero._entries  # not even kept until the next read
     assert zero.get("x") is None
-    assert not zero._entries
 
 
 def test_cache_bound_keeps_many() -> None:
@@ -562,3 +563,44 @@ def test_principal_cache_short_ttls_and_zoned_expiries() -> None:
     cache.put("zoned", _who("z"), not_after=datetime.now(plus_two) + timedelta(seconds=10))
     deadline, _ = cache._entries["zoned"]
     assert deadline <= time.monotonic() + 10
+
+
+def test_principal_cache_deadline_is_exclusive(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [500.0]
+    monkeypatch.setattr(principal_module.time, "monotonic", lambda: clock[0])
+    cache = PrincipalCache(ttl_s=10)
+    cache.put("k", _who("k"), not_after=None)
+    clock[0] = 509.5
+    assert cache.get("k") == _who("k")
+    clock[0] = 510.0  # the deadline itself: stale
+    assert cache.get("k") is None
+
+
+def test_alive_until_the_expiry_instant() -> None:
+    now = datetime.now(UTC)
+    assert principal_module._alive(None, now) is True
+    assert principal_module._alive(now + timedelta(microseconds=1), now) is True
+    assert principal_module._alive(now, now) is False
+    assert principal_module._alive(now.replace(tzinfo=None), now) is False
+
+
+def test_last_use_exactly_a_minute_ago_is_not_written(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fixed = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:
+            return fixed
+
+    monkeypatch.setattr(principal_module, "datetime", Frozen)
+    _set_last_used(lab, "rw", fixed - timedelta(minutes=1))
+    with lab.db() as session:
+        found = principal_module.resolve_api_token(session, lab.secrets["rw"])
+    assert found is not None
+    assert _last_used(lab, "rw") == fixed - timedelta(minutes=1)
+    _set_last_used(lab, "rw", fixed - timedelta(minutes=1, microseconds=1))
+    with lab.db() as session:
+        principal_module.resolve_api_token(session, lab.secrets["rw"])
+    assert _last_used(lab, "rw") == fixed
