@@ -200,6 +200,7 @@ def test_other_modes_use_the_servers_roots(session: Session, lab: dict[str, Any]
         )
         default = Placement(None, lab["default"], DEFAULT_GROUP)
         scope = _register_scope(session, SINGLE_USER, settings, None)
+        assert scope.principal is SINGLE_USER
         assert _roots(scope) == [(str(tmp / "env"), default), (str(tmp / "roots"), default)]
         in_lab = Placement(None, lab["lab"], "lab")
         assert _roots(_register_scope(session, SINGLE_USER, settings, "lab")) == [
