@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import shutil
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import select
 
 from tests.mutation_kills.service_db import _template
 from zstack_analyzer.service.auth import accounts
+from zstack_analyzer.service.auth import sessions as sessions_module
 from zstack_analyzer.service.auth.models import UserSession
 from zstack_analyzer.service.auth.sessions import end_session, start_session
 from zstack_analyzer.service.auth.tokens import hash_secret
@@ -117,3 +118,39 @@ def test_logout(database: Database) -> None:
         assert end_session(session, mine) is False
         assert end_session(session, "never-issued") is False
     assert set(_rows(database)) == {hash_secret(theirs)}
+
+
+def test_times_are_utc_and_the_sweep_keeps_the_expiry_instant(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fixed = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    class HostClock(datetime):
+        """A host nine hours east of UTC: only an explicit zone gives UTC."""
+
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:
+            if tz is not None:
+                return fixed.astimezone(tz)
+            return (fixed + timedelta(hours=9)).replace(tzinfo=None)
+
+    monkeypatch.setattr(sessions_module, "datetime", HostClock)
+    with database.sessions() as session:
+        session.add_all(
+            [
+                UserSession(id_hash="edge", user_id=2, csrf_token=CSRF, expires_at=fixed),
+                UserSession(
+                    id_hash="past",
+                    user_id=2,
+                    csrf_token=CSRF,
+                    expires_at=fixed - timedelta(microseconds=1),
+                ),
+            ]
+        )
+        session.commit()
+        secret, _ = start_session(session, 1, hours=1, client="a", previous=None)
+    rows = _rows(database)
+    assert set(rows) == {"edge", hash_secret(secret)}
+    mine = rows[hash_secret(secret)]
+    assert mine.created_at.replace(tzinfo=UTC) == fixed
+    assert mine.expires_at.replace(tzinfo=UTC) == fixed + timedelta(hours=1)
