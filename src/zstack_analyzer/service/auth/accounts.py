@@ -56,7 +56,9 @@ __all__ = [
     "update_user",
 ]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,149}$")
+#: A user or group name; matched whole (``fullmatch``: ``$`` alone would let a trailing
+#: newline through, making ``"root\n"`` a second account that prints like ``root``).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,149}")
 #: Longest a token may live (days); ``None`` means no expiry.
 MAX_TOKEN_DAYS = 3650
 
@@ -74,7 +76,7 @@ class AccountConflictError(AccountError):
 
 
 def _check_name(name: str, what: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         msg = (
             f"{what} {name[:64]!r}: use 1-150 letters, digits, '.', '_', '@' or '-', "
             "starting with a letter or digit"
