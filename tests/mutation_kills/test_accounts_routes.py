@@ -11,6 +11,7 @@ the 409 of accounts routes on a server without accounts, and the 403 of admin ro
 from __future__ import annotations
 
 import shutil
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -42,54 +43,81 @@ def _start(tmp_path: Path, **overrides: Any) -> Any:
     return _testclient_class()(create_app(settings))
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    """Users mode: admin root; alice joins 'b-lab' (owner) then 'a-lab'; bob only in 'a-lab'.
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
+    """One users-mode app for the session (the mutation runner keeps it); its first admin.
 
-    Returns the client and API tokens by name (``alice-ro`` is alice's read-only token).
+    Why session-scoped: starting the app costs seconds under load; each test makes its own
+    users and groups under a fresh prefix, so tests and repeated runs never see each other's.
     """
     from zstack_analyzer.service.auth import accounts
 
-    with _start(tmp_path, auth="users") as client:
-        tokens: dict[str, str] = {}
+    with _start(tmp_path_factory.mktemp("accounts"), auth="users") as client:
         with client.app.state.database.sessions() as session:
             accounts.create_user(session, "root", admin=True)
-            accounts.create_group(session, "a-lab", "read-annotate")  # the lower group id
-            accounts.create_group(session, "b-lab", "read-only")
-            accounts.create_user(session, "alice", password=PASSWORD, display_name="Alice L")
-            accounts.create_user(session, "bob")
-            # alice joins the group of the higher id first: her groups list in joining order.
-            accounts.set_membership(session, "b-lab", "alice", owner=True)
-            accounts.set_membership(session, "a-lab", "alice")
-            accounts.set_membership(session, "a-lab", "bob")
-            for name in ("root", "alice", "bob"):
-                tokens[name] = accounts.create_token(session, name, name="t")[1]
-            tokens["alice-ro"] = accounts.create_token(session, "alice", read_only=True)[1]
-        yield client, tokens
+            root = accounts.create_token(session, "root", name="t")[1]
+        yield client, root
+
+
+@pytest.fixture
+def lab(server: tuple[TestClient, str]) -> Iterator[tuple[TestClient, dict[str, str], str]]:
+    """Under a fresh prefix P: alice joins 'P-b' (owner) then 'P-a'; bob only 'P-a'.
+
+    Returns the client, API tokens by name (``alice-ro`` is alice's read-only token, ``root``
+    the first admin's) and the prefix.
+    """
+    from zstack_analyzer.service.auth import accounts
+
+    client, root = server
+    p = "p" + uuid.uuid4().hex[:8]
+    tokens: dict[str, str] = {"root": root}
+    with client.app.state.database.sessions() as session:
+        accounts.create_group(session, f"{p}-a", "read-annotate")  # the lower group id
+        accounts.create_group(session, f"{p}-b", "read-only")
+        accounts.create_user(session, f"{p}alice", password=PASSWORD, display_name="Alice L")
+        accounts.create_user(session, f"{p}bob")
+        # alice joins the group of the higher id first: her groups list in joining order.
+        accounts.set_membership(session, f"{p}-b", f"{p}alice", owner=True)
+        accounts.set_membership(session, f"{p}-a", f"{p}alice")
+        accounts.set_membership(session, f"{p}-a", f"{p}bob")
+        for name in ("alice", "bob"):
+            tokens[name] = accounts.create_token(session, f"{p}{name}", name="t")[1]
+        tokens["alice-ro"] = accounts.create_token(session, f"{p}alice", read_only=True)[1]
+    try:
+        yield client, tokens, p
+    finally:
+        client.cookies.clear()
 
 
 def _as(tokens: dict[str, str], name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens[name]}"}
 
 
-ALICE_GROUPS = [
-    {"name": "b-lab", "permissions": "read-only", "role": "owner"},
-    {"name": "a-lab", "permissions": "read-annotate", "role": "member"},
-]
-BOB_GROUPS = [{"name": "a-lab", "permissions": "read-annotate", "role": "member"}]
+def _alice_groups(p: str) -> list[dict[str, str]]:
+    return [
+        {"name": f"{p}-b", "permissions": "read-only", "role": "owner"},
+        {"name": f"{p}-a", "permissions": "read-annotate", "role": "member"},
+    ]
+
+
+def _bob_groups(p: str) -> list[dict[str, str]]:
+    return [{"name": f"{p}-a", "permissions": "read-annotate", "role": "member"}]
+
+
 ROOT_GROUPS = [{"name": "default", "permissions": "read-only", "role": "owner"}]
+Lab = tuple["TestClient", dict[str, str], str]
 
 
-def test_me_says_who_and_how(lab: tuple[TestClient, dict[str, str]]) -> None:
-    client, tokens = lab
+def test_me_says_who_and_how(lab: Lab) -> None:
+    client, tokens, p = lab
     me = client.get("/api/auth/me", headers=_as(tokens, "alice"))
     assert me.status_code == 200
     assert me.headers["Cache-Control"] == "no-store"
     body = me.json()
     assert {**body, "groups": sorted(body["groups"], key=lambda g: g["name"])} == {
-        "username": "alice",
+        "username": f"{p}alice",
         "is_admin": False,
-        "groups": sorted(ALICE_GROUPS, key=lambda g: g["name"]),
+        "groups": sorted(_alice_groups(p), key=lambda g: g["name"]),
         "read_only": False,
         "auth": "api-token",
         "csrf_token": None,
@@ -100,7 +128,7 @@ def test_me_says_who_and_how(lab: tuple[TestClient, dict[str, str]]) -> None:
     # The first admin owns the "default" group (adopting what was there before accounts).
     assert (root["username"], root["is_admin"], root["groups"]) == ("root", True, ROOT_GROUPS)
     # A session: the login answer and /me name it and carry its CSRF token.
-    login = client.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
+    login = client.post("/api/auth/login", json={"username": f"{p}alice", "password": PASSWORD})
     assert login.status_code == 200, login.text
     assert login.json()["auth"] == "session"
     csrf = login.json()["csrf_token"]
@@ -109,79 +137,84 @@ def test_me_says_who_and_how(lab: tuple[TestClient, dict[str, str]]) -> None:
     assert client.get("/api/auth/me").json()["csrf_token"] == csrf
 
 
-def test_admin_lists_users_with_their_groups_in_joining_order(
-    lab: tuple[TestClient, dict[str, str]],
-) -> None:
-    client, tokens = lab
+def test_admin_lists_users_with_their_groups_in_joining_order(lab: Lab) -> None:
+    client, tokens, p = lab
     answer = client.get("/api/admin/users", headers=_as(tokens, "root"))
     assert answer.status_code == 200, answer.text
     users = {u["username"]: u for u in answer.json()}
-    assert list(users) == ["alice", "bob", "root"]
-    assert users["alice"]["groups"] == ALICE_GROUPS
-    assert users["bob"]["groups"] == BOB_GROUPS
+    names = [u["username"] for u in answer.json()]
+    assert names == sorted(names)
+    assert users[f"{p}alice"]["groups"] == _alice_groups(p)
+    assert users[f"{p}bob"]["groups"] == _bob_groups(p)
     assert users["root"]["groups"] == ROOT_GROUPS
-    assert users["alice"]["display_name"] == "Alice L"
+    assert users[f"{p}alice"]["display_name"] == "Alice L"
     # Created and changed users answer with their own groups.
     made = client.post(
-        "/api/admin/users", json={"username": "carl", "is_admin": True}, headers=_as(tokens, "root")
+        "/api/admin/users",
+        json={"username": f"{p}carl", "is_admin": True},
+        headers=_as(tokens, "root"),
     )
     assert made.status_code == 201, made.text
     assert (made.json()["username"], made.json()["is_admin"], made.json()["groups"]) == (
-        "carl",
+        f"{p}carl",
         True,
         [],
     )
     changed = client.patch(
-        "/api/admin/users/alice", json={"display_name": "Alice"}, headers=_as(tokens, "root")
+        f"/api/admin/users/{p}alice", json={"display_name": "Alice"}, headers=_as(tokens, "root")
     )
     assert changed.status_code == 200, changed.text
-    assert changed.json()["username"] == "alice"
+    assert changed.json()["username"] == f"{p}alice"
     assert changed.json()["display_name"] == "Alice"
-    assert changed.json()["groups"] == ALICE_GROUPS
+    assert changed.json()["groups"] == _alice_groups(p)
     bob = client.patch(
-        "/api/admin/users/bob", json={"email": "bob@example.org"}, headers=_as(tokens, "root")
+        f"/api/admin/users/{p}bob", json={"email": "bob@example.org"}, headers=_as(tokens, "root")
     )
-    assert bob.json()["groups"] == BOB_GROUPS
+    assert bob.json()["groups"] == _bob_groups(p)
 
 
-def test_admin_sees_groups_with_members_and_roles(
-    lab: tuple[TestClient, dict[str, str]],
-) -> None:
-    client, tokens = lab
+def test_admin_sees_groups_with_members_and_roles(lab: Lab) -> None:
+    client, tokens, p = lab
     root = _as(tokens, "root")
     groups = client.get("/api/admin/groups", headers=root).json()
+    names = [g["name"] for g in groups]
+    assert names == sorted(names)
     by_name = {g["name"]: g for g in groups}
-    assert [g["name"] for g in groups] == ["a-lab", "b-lab", "default"]
-    assert by_name["a-lab"]["permissions"] == "read-annotate"
-    assert by_name["a-lab"]["members"] == [
-        {"username": "alice", "role": "member"},
-        {"username": "bob", "role": "member"},
+    assert by_name["default"]["permissions"] == "read-only"
+    assert by_name[f"{p}-a"]["permissions"] == "read-annotate"
+    assert by_name[f"{p}-a"]["members"] == [
+        {"username": f"{p}alice", "role": "member"},
+        {"username": f"{p}bob", "role": "member"},
     ]
-    assert by_name["b-lab"]["members"] == [{"username": "alice", "role": "owner"}]
-    assert by_name["a-lab"]["id"] < by_name["b-lab"]["id"]
-    made = client.post("/api/admin/groups", json={"name": "c-lab"}, headers=root)
+    assert by_name[f"{p}-b"]["members"] == [{"username": f"{p}alice", "role": "owner"}]
+    assert by_name[f"{p}-a"]["id"] < by_name[f"{p}-b"]["id"]
+    made = client.post("/api/admin/groups", json={"name": f"{p}-c"}, headers=root)
     assert made.status_code == 201, made.text
     assert made.json()["members"] == []
     assert isinstance(made.json()["id"], int)
-    assert made.json()["id"] > by_name["b-lab"]["id"]
-    put = client.put("/api/admin/groups/c-lab/members/bob", json={"is_owner": True}, headers=root)
+    assert made.json()["id"] > by_name[f"{p}-b"]["id"]
+    put = client.put(
+        f"/api/admin/groups/{p}-c/members/{p}bob", json={"is_owner": True}, headers=root
+    )
     assert put.status_code == 200, put.text
     assert put.json() == {
         "id": made.json()["id"],
-        "name": "c-lab",
+        "name": f"{p}-c",
         "permissions": made.json()["permissions"],
-        "members": [{"username": "bob", "role": "owner"}],
+        "members": [{"username": f"{p}bob", "role": "owner"}],
     }
-    changed = client.patch("/api/admin/groups/c-lab", json={"permissions": "private"}, headers=root)
+    changed = client.patch(
+        f"/api/admin/groups/{p}-c", json={"permissions": "private"}, headers=root
+    )
     assert changed.json()["permissions"] == "private"
-    assert changed.json()["members"] == [{"username": "bob", "role": "owner"}]
-    removed = client.delete("/api/admin/groups/a-lab/members/bob", headers=root)
+    assert changed.json()["members"] == [{"username": f"{p}bob", "role": "owner"}]
+    removed = client.delete(f"/api/admin/groups/{p}-a/members/{p}bob", headers=root)
     assert removed.status_code == 200, removed.text
-    assert removed.json()["members"] == [{"username": "alice", "role": "member"}]
+    assert removed.json()["members"] == [{"username": f"{p}alice", "role": "member"}]
 
 
-def test_admin_routes_refuse_others(lab: tuple[TestClient, dict[str, str]]) -> None:
-    client, tokens = lab
+def test_admin_routes_refuse_others(lab: Lab) -> None:
+    client, tokens, _ = lab
     for name in ("alice", "bob"):
         for method, path in (("get", "/api/admin/users"), ("get", "/api/admin/groups")):
             answer = client.request(method, path, headers=_as(tokens, name))
@@ -190,18 +223,25 @@ def test_admin_routes_refuse_others(lab: tuple[TestClient, dict[str, str]]) -> N
     assert client.get("/api/admin/users", headers=_as(tokens, "root")).status_code == 200
 
 
-def test_without_accounts_login_and_tokens_say_why(tmp_path: Path) -> None:
-    with _start(tmp_path) as client:  # ZSTACK_AUTH unset, no token: auth "none"
-        login = client.post("/api/auth/login", json={"username": "a", "password": "b"})
-        assert login.status_code == 409
-        assert login.json()["detail"] == (
-            "accounts are off on this server (ZSTACK_AUTH=users turns them on)"
-        )
-        tokens = client.get("/api/tokens")
-        assert tokens.status_code == 409
-        assert tokens.json()["detail"] == "personal tokens need ZSTACK_AUTH=users and a user"
-        created = client.post("/api/tokens", json={"name": "x"})
-        assert created.status_code == 409
+@pytest.fixture(scope="session")
+def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """An app without accounts (ZSTACK_AUTH unset, no token: auth "none"), for the session."""
+    with _start(tmp_path_factory.mktemp("open")) as client:
+        yield client
+
+
+def test_without_accounts_login_and_tokens_say_why(open_server: TestClient) -> None:
+    client = open_server
+    login = client.post("/api/auth/login", json={"username": "a", "password": "b"})
+    assert login.status_code == 409
+    assert login.json()["detail"] == (
+        "accounts are off on this server (ZSTACK_AUTH=users turns them on)"
+    )
+    tokens = client.get("/api/tokens")
+    assert tokens.status_code == 409
+    assert tokens.json()["detail"] == "personal tokens need ZSTACK_AUTH=users and a user"
+    created = client.post("/api/tokens", json={"name": "x"})
+    assert created.status_code == 409
 
 
 def test_client_address_or_unknown() -> None:
