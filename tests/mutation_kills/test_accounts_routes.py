@@ -208,6 +208,16 @@ def test_admin_sees_groups_with_members_and_roles(lab: Lab) -> None:
     )
     assert changed.json()["permissions"] == "private"
     assert changed.json()["members"] == [{"username": f"{p}bob", "role": "owner"}]
+    # Members by name, not by when they joined.
+    made_aaron = client.post("/api/admin/users", json={"username": f"{p}aaron"}, headers=root)
+    assert made_aaron.status_code == 201, made_aaron.text
+    joined = client.put(f"/api/admin/groups/{p}-a/members/{p}aaron", json={}, headers=root)
+    assert [m["username"] for m in joined.json()["members"]] == [
+        f"{p}aaron",
+        f"{p}alice",
+        f"{p}bob",
+    ]
+    client.delete(f"/api/admin/groups/{p}-a/members/{p}aaron", headers=root)
     removed = client.delete(f"/api/admin/groups/{p}-a/members/{p}bob", headers=root)
     assert removed.status_code == 200, removed.text
     assert removed.json()["members"] == [{"username": f"{p}alice", "role": "member"}]

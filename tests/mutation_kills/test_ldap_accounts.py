@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -391,6 +391,11 @@ def test_disabled_and_locked_accounts(slapd: LdapServer, lab: Session) -> None:
     user.locked_until = (datetime.now(UTC) - timedelta(minutes=1)).replace(tzinfo=None)
     lab.commit()
     assert check(lab, "alice", SECRET, user) is user
+    # An aware time in another zone is that instant (ended a minute ago: not locked).
+    user.locked_until = (datetime.now(UTC) - timedelta(minutes=1)).astimezone(
+        timezone(timedelta(hours=5))
+    )
+    assert check(lab, "alice", SECRET, user) is user
 
 
 def test_local_accounts_are_never_the_directorys(
@@ -419,7 +424,8 @@ def test_a_name_we_cannot_hold_is_refused(
     with caplog.at_level(logging.WARNING, "zstack_analyzer.service.auth.ldap_login"):
         assert check(lab, "mary ann", SECRET, None) is None  # a space: not a valid username
     assert len(caplog.messages) == 1
-    assert caplog.messages[0].startswith("LDAP user 'mary ann' cannot be created: ")
+    assert caplog.messages[0].startswith("LDAP user 'mary ann' cannot be created: username ")
+    assert "use 1-150 letters" in caplog.messages[0]
     assert lab.scalars(select(User)).all() == []
     assert _trail(lab) == []
 
@@ -495,6 +501,7 @@ def test_directory_down_over_http(tmp_path: Path) -> None:
             "(accounts with a local password can still log in)",
         )
         assert body["title"]
+        assert body["request_id"] == down.headers["X-Request-ID"]
         assert down.headers["Retry-After"] == "30"
         assert down.headers["X-Request-ID"]
         trail = client.get(
@@ -505,3 +512,41 @@ def test_directory_down_over_http(tmp_path: Path) -> None:
     assert failed[0]["username"] == "alice"
     assert failed[0]["details"] == {"reason": "directory unavailable"}
     assert failed[0]["request_id"] == down.headers["X-Request-ID"]
+
+
+def test_other_spellings_count_toward_the_lockout(slapd: LdapServer, lab: Session) -> None:
+    """The directory compares names case-blind: ``ALICE`` is alice, failures included.
+
+    Before the fix, a wrong password under another spelling found no local account, so it
+    never counted toward alice's lockout: unlimited guesses as ``ALICE``, ``Alice``...
+    """
+    from zstack_analyzer.service.auth import accounts
+    from zstack_analyzer.service.auth.login import (
+        LoginPolicy,
+        authenticate_password,
+        local_password,
+    )
+
+    policy = LoginPolicy(max_failures=2, lockout=timedelta(minutes=5))
+    chain = [local_password, LdapAuthenticator(_template(slapd))]
+
+    def login(name: str, password: str) -> User | None:
+        return authenticate_password(
+            lab, name, password, "10.0.0.1", policy=policy, authenticators=chain
+        )
+
+    alice = login("alice", SECRET)
+    assert alice is not None
+    assert login("ALICE", SECRET) is alice  # the same account
+    assert login("ALICE", "wrong") is None
+    assert login("Alice", "wrong") is None
+    lab.refresh(alice)
+    assert alice.locked_until is not None
+    assert login("alice", SECRET) is None
+    assert login("aLiCe", SECRET) is None
+    # A local account is its own spelling only: "BOB" is not the local bob.
+    bob = accounts.create_user(lab, "bob", password="bob's local password")  # noqa: S106
+    assert login("BOB", "wrong") is None
+    assert login("BOB", "wrong") is None
+    lab.refresh(bob)
+    assert (bob.failed_logins, bob.locked_until) == (0, None)
