@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from zstack_analyzer.service.auth.models import User
 from zstack_analyzer.service.auth.passwords import hash_password, needs_rehash, verify_password
@@ -78,6 +78,23 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def _directory_account(session: Session, username: str) -> User | None:
+    """The one non-local (LDAP) account spelled like ``username`` but for case, if any.
+
+    Why: a directory compares names case-blind (``ALICE`` binds as ``alice``), so a
+    login as ``ALICE`` is a login to alice's account. Without this lookup it found no
+    local user: its failures never counted toward alice's lockout (unlimited guesses
+    under other spellings) and her lock and disabled flag were not checked first. Local
+    accounts are their own spelling only.
+    """
+    rows = session.scalars(
+        select(User)
+        .where(func.lower(User.username) == username.lower(), User.auth_source != "local")
+        .limit(2)
+    ).all()
+    return rows[0] if len(rows) == 1 else None
+
+
 def authenticate_password(
     session: Session,
     username: str,
@@ -97,6 +114,8 @@ def authenticate_password(
     policy = policy or LoginPolicy()
     now = datetime.now(UTC)
     user = session.scalars(select(User).where(User.username == username)).first()
+    if user is None:
+        user = _directory_account(session, username)
     locked = user is not None and (
         not user.is_active or (user.locked_until is not None and _aware(user.locked_until) > now)
     )
