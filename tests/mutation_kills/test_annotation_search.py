@@ -16,6 +16,12 @@ from sqlalchemy import select
 
 from tests.mutation_kills import service_db
 from tests.mutation_kills.service_db import add_group, add_image, add_user, principal_of
+from tests.service.conftest import (
+    create_pg_database,
+    drop_pg_database,
+    postgres_admin,  # noqa: F401 - a fixture used by name
+    postgres_template,  # noqa: F401 - a fixture used by name
+)
 from zstack_analyzer.service.annotations import search
 from zstack_analyzer.service.annotations.models import (
     KEY_INDEX_CHARS,
@@ -121,6 +127,7 @@ def test_kv_ids_by_value_any_value_and_past_the_prefix(session: Session) -> None
     _kv(session, "strain", "n2", image_id=a)
     _kv(session, "strain", "CB4856", image_id=b)
     _kv(session, "strain", "N2", dataset_id=dataset.id)
+    _kv(session, "other", "n2", image_id=b)
     _kv(session, "long", prefix, image_id=c)
     _kv(session, "long", prefix + "y", image_id=d)
     assert _ids(session, search.kv_ids("STRAIN", " n2 ")) == [a]
@@ -206,6 +213,7 @@ def test_text_condition_matches_tag_key_or_value_prefixes(session: Session) -> N
     session.add(dataset)
     session.commit()
     _tag(session, group, "Nucleus", image_id=by_tag)
+    _tag(session, group, "actin", image_id=none)
     _tag(session, group, "nuke", dataset_id=dataset.id)
     _kv(session, "NUCLEAR", "yes", image_id=by_key)
     _kv(session, "stain", "nucleolin", image_id=by_value)
@@ -223,6 +231,11 @@ def test_text_condition_matches_tag_key_or_value_prefixes(session: Session) -> N
     assert matching("nucleol") == [by_value]
     assert matching("nuc\x00lear") == [by_key]
     assert matching("nub") == []
+    # A prefix that is the whole name, key or value matches it (the range starts there).
+    assert matching("nucleus") == [by_tag]
+    assert matching("nucleolin") == [by_value]
+    assert matching("nuclear") == [by_key]
+    assert matching("nu") == sorted([by_tag, by_key, by_value, none])
     assert search.text_condition(" \x00 ") is None
 
 
@@ -239,5 +252,32 @@ def test_annotation_id_sets_and_their_count(session: Session) -> None:
     assert _count(session, sets) == 1
     assert _count(session, search.annotation_id_sets(tags=("t",), kvs=(("k", None),))) == 2
     assert _count(session, search.annotation_id_sets(kvs=(("k", None),))) == 3
+    assert _count(session, search.annotation_id_sets(kvs=(("k", "v"),))) == 2
     assert search.annotation_id_sets() == []
     assert search.annotation_id_sets(tags=("\x00",)) == []
+
+
+@pytest.mark.postgres
+def test_text_condition_as_an_array_on_postgresql(
+    postgres_admin: str,  # noqa: F811 - the fixture imported above
+    postgres_template: str,  # noqa: F811 - the fixture imported above
+) -> None:
+    """PostgreSQL's form (``images.id = ANY(ARRAY(...))``) admits the same images."""
+    from zstack_analyzer.service.db.session import make_engine, make_session_factory
+
+    url = create_pg_database(postgres_admin, postgres_template)
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as db:
+            group = add_group(db, "g", Permission.READ_ONLY)
+            tagged, valued, other = _images(db, 3)
+            _tag(db, group, "Nucleus", image_id=tagged)
+            _kv(db, "stain", "nucleolin", image_id=valued)
+            _kv(db, "other", "x", image_id=other)
+            for q, expected in (("NUC", [tagged, valued]), ("nucleol", [valued]), ("zz", [])):
+                condition = search.text_condition(q, as_array=True)
+                assert condition is not None
+                assert _ids(db, select(Image.id).where(condition)) == sorted(expected)
+    finally:
+        engine.dispose()
+        drop_pg_database(postgres_admin, url)

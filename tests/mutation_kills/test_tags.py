@@ -148,6 +148,13 @@ def test_tags_of_a_target_without_group_go_to_default(session: Session) -> None:
     [ref] = tags.replace_tags(session, SINGLE_USER, target, ["x"])
     assert ref.group_id == default_group_id(session) and ref.owner_id is None
     assert tags.group_for_tags(session, 7) == 7
+    loose = Dataset(name="loose", description="")
+    session.add(loose)
+    session.commit()
+    assert loose.group_id is None
+    [ref] = tags.replace_tags(session, SINGLE_USER, Target("dataset", loose), ["y"])
+    assert ref.group_id == default_group_id(session)
+    assert tags.group_for_tags(session, None) == default_group_id(session)
 
 
 def test_the_limit_of_tags_per_target(session: Session, lab: Lab) -> None:
@@ -163,7 +170,9 @@ def test_the_limit_of_tags_per_target(session: Session, lab: Lab) -> None:
 
 
 def test_ensure_tags_reuses_case_insensitively(session: Session, lab: Lab) -> None:
+    tags.ensure_tags(session, lab.ra, ["unrelated"], lab.alice_id)
     first = tags.ensure_tags(session, lab.ra, ["Nucleus", "Cyto"], lab.alice_id)
+    assert set(first) == {"nucleus", "cyto"}
     session.commit()
     again = tags.ensure_tags(session, lab.ra, ["NUCLEUS", "cyto"], lab.bob_id)
     assert set(again) == {"nucleus", "cyto"}
@@ -211,16 +220,22 @@ def test_counts_per_kind_are_of_what_the_caller_sees(session: Session, lab: Lab)
         tags.replace_tags(session, lab.alice, target, ["x"])
     tags.replace_tags(session, lab.alice, unseen, ["x"])
     tags.replace_tags(session, lab.alice, hidden_dataset, ["x"])
+    private_project = _container(session, Project, lab.alice_id, lab.private)
+    tags.replace_tags(session, lab.alice, private_project, ["x"])
+    # bob's own tag of the private group, also on alice's image there (which he cannot see).
+    bobs = _image(session, lab.bob_id, lab.private)
+    tags.replace_tags(session, lab.bob, bobs, ["p"])
+    tags.replace_tags(session, lab.alice, unseen, ["x", "p"])
     listed = tags.list_tags(session, lab.bob)
     shown = {(t.name, t.group): (t.count, t.dataset_count, t.project_count) for t in listed.data}
-    assert shown == {("x", "g-ra"): (1, 1, 2)}
-    assert listed.count == 1
-    [tag] = listed.data
+    assert shown == {("x", "g-ra"): (1, 1, 2), ("p", "g-private"): (1, 0, 0)}
+    assert listed.count == 2
+    [tag] = [t for t in listed.data if t.name == "x"]
     assert (tag.owner, tag.owner_id, tag.description) == ("alice", lab.alice_id, "")
     mine = tags.list_tags(session, lab.alice)
     assert {(t.group, t.count, t.dataset_count, t.project_count) for t in mine.data} == {
         ("g-ra", 1, 1, 2),
-        ("g-private", 1, 1, 0),
+        ("g-private", 1, 1, 1),
     }
     assert tags.list_tags(session, lab.bob, q="nothing").data == []
 
@@ -233,6 +248,7 @@ def test_list_by_prefix_group_and_page(session: Session, lab: Lab) -> None:
     found = tags.list_tags(session, lab.alice, q=" ALP ")
     assert [t.name for t in found.data] == ["alp", "alpha", "Alphabet", "alpi", "alpine"]
     assert found.count == 5
+    assert {(t.count, t.dataset_count, t.project_count) for t in found.data} == {(0, 0, 0)}
     assert [t.name for t in tags.list_tags(session, lab.alice, q="alp", group="g-ra").data] == [
         "alp",
         "alpha",
@@ -270,6 +286,11 @@ def test_rename_by_owner_group_owner_or_admin(session: Session, lab: Lab) -> Non
     assert (described.name, described.description) == ("New", "d")
     recased = tags.update_tag(session, SINGLE_USER, tag_id, name="NEW", description=None)
     assert recased.name == "NEW"
+    tags.ensure_tags(session, lab.private, ["elsewhere"], lab.alice_id)
+    session.commit()
+    moved = tags.update_tag(session, lab.alice, tag_id, name="Elsewhere", description=None)
+    assert moved.name == "Elsewhere"
+    tags.update_tag(session, lab.alice, tag_id, name="NEW", description=None)
     with pytest.raises(HTTPException) as error:
         tags.update_tag(session, lab.bob, tag_id, name="x", description=None)
     assert _status(error) == (
@@ -301,6 +322,7 @@ def test_rename_by_owner_group_owner_or_admin(session: Session, lab: Lab) -> Non
 
 def test_a_private_groups_tag_is_not_found_by_others(session: Session, lab: Lab) -> None:
     made = tags.ensure_tags(session, lab.private, ["mine"], lab.alice_id)
+    tags.ensure_tags(session, lab.ra, ["seen", "also seen"], lab.alice_id)
     session.commit()
     tag_id = made["mine"].id
     with pytest.raises(HTTPException) as error:
@@ -317,7 +339,7 @@ def test_merge_moves_links_and_keeps_one_per_target(session: Session, lab: Lab) 
     only_source = _image(session, lab.alice_id, lab.ra)
     dataset = _container(session, Dataset, lab.alice_id, lab.ra)
     project = _container(session, Project, lab.alice_id, lab.ra)
-    tags.replace_tags(session, lab.alice, both, ["src", "dst"])
+    tags.replace_tags(session, lab.alice, both, ["src", "dst", "keep"])
     tags.replace_tags(session, lab.alice, only_source, ["src"])
     tags.replace_tags(session, lab.alice, dataset, ["src", "dst"])
     tags.replace_tags(session, lab.alice, project, ["src", "dst"])
@@ -326,6 +348,7 @@ def test_merge_moves_links_and_keeps_one_per_target(session: Session, lab: Lab) 
     assert (merged.id, merged.name, merged.count) == (ids["dst"], "dst", 2)
     assert (merged.dataset_count, merged.project_count) == (1, 1)
     assert session.get(Tag, ids["src"]) is None
+    assert [r.name for r in tags.target_tags(session, both)] == ["dst", "keep"]
     assert _links(session, ids["dst"]) == {
         (str(both.key), None, None),
         (str(only_source.key), None, None),
@@ -365,3 +388,31 @@ def test_target_tags_are_by_name(session: Session, lab: Lab) -> None:
     assert [r.name for r in refs] == ["a", "b", "C"]
     assert {r.group_id for r in refs} == {lab.ra} and {r.owner_id for r in refs} == {lab.alice_id}
     assert uuid.UUID(str(target.key))
+
+
+def test_a_rename_that_loses_a_race_is_a_conflict(session: Session, lab: Lab) -> None:
+    """Another writer makes the name between the clash check and the commit: 409, not 500."""
+    tag_id = tags.ensure_tags(session, lab.ra, ["old"], lab.alice_id)["old"].id
+    session.commit()
+    bind = session.get_bind()
+
+    made: list[int] = []
+
+    @event.listens_for(session, "before_flush")
+    def other_writer(*_: object) -> None:
+        if made:
+            return
+        made.append(1)
+        with bind.connect() as other:  # type: ignore[union-attr]
+            other.execute(
+                Tag.__table__.insert().values(
+                    group_id=lab.ra, name="race", name_key="race", description=""
+                )
+            )
+            other.commit()
+
+    with pytest.raises(HTTPException) as error:
+        tags.update_tag(session, lab.alice, tag_id, name="Race", description=None)
+    event.remove(session, "before_flush", other_writer)
+    assert _status(error) == (409, "the group already has a tag 'Race'")
+    assert session.get(Tag, tag_id).name == "old"  # type: ignore[union-attr]
