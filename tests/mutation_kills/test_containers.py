@@ -331,6 +331,12 @@ def test_link_images_is_all_or_nothing(session: Session, lab: Lab) -> None:
     with pytest.raises(HTTPException) as error:
         containers.link_images(session, frozen, dataset, [str(mine)])
     assert error.value.status_code == 403
+    with pytest.raises(HTTPException) as error:
+        containers.link_images(session, lab.alice, dataset, [str(mine)])
+    assert _status(error) == (403, f"you may see dataset {dataset} but not change it")
+    with pytest.raises(HTTPException) as error:
+        containers.link_images(session, lab.bob, 999, [str(mine)])
+    assert _status(error) == (404, "no dataset with id '999'")
     with pytest.raises(BadParameterError) as bad:
         containers.link_images(session, lab.bob, dataset, [str(mine), "x" * 70])
     assert str(bad.value) == f"image_ids: {'x' * 64!r} is not an image id"
@@ -355,7 +361,7 @@ def test_link_images_the_caller_may_see_but_not_annotate(session: Session) -> No
 
 def test_link_images_in_chunks_of_500(session: Session, lab: Lab) -> None:
     dataset = _new(session, lab, "dataset", "D", lab.alice, lab.ra)
-    ids = [uuid.uuid4() for _ in range(501)]
+    ids = [uuid.uuid4() for _ in range(1001)]
     session.add_all(
         Image(
             id=i,
@@ -379,12 +385,12 @@ def test_link_images_in_chunks_of_500(session: Session, lab: Lab) -> None:
         for i in ids
     )
     session.commit()
-    # Already linked: the first and the last of the 501 (a chunk of 500 and one of 1).
-    containers.link_images(session, lab.alice, dataset, [str(ids[0]), str(ids[500])])
+    # Already linked: the first and the last of the 1001 (two chunks of 500 and one of 1).
+    containers.link_images(session, lab.alice, dataset, [str(ids[0]), str(ids[1000])])
     result = containers.link_images(session, lab.alice, dataset, [str(i) for i in ids])
-    assert result.already == [str(ids[0]), str(ids[500])]
-    assert result.linked == [str(i) for i in ids[1:500]]
-    assert len(_links(session)) == 501
+    assert result.already == [str(ids[0]), str(ids[1000])]
+    assert result.linked == [str(i) for i in ids[1:1000]]
+    assert len(_links(session)) == 1001
 
 
 def test_unlink_image(session: Session, lab: Lab) -> None:
@@ -403,7 +409,15 @@ def test_unlink_image(session: Session, lab: Lab) -> None:
     assert _status(error) == (404, f"image {'y' * 64!r} is not in dataset {first}")
     with pytest.raises(HTTPException) as error:
         containers.unlink_image(session, lab.bob, first, str(b))
-    assert error.value.status_code == 403
+    assert _status(error) == (403, f"you may see dataset {first} but not change it")
+    with pytest.raises(HTTPException) as error:
+        containers.unlink_image(session, lab.alice, 999, str(b))
+    assert _status(error) == (404, "no dataset with id '999'")
+    # A valid id may be long (hyphens are ignored): the message keeps its first 64 characters.
+    padded = "-" * 40 + str(uuid.uuid4())
+    with pytest.raises(HTTPException) as error:
+        containers.unlink_image(session, lab.alice, first, padded)
+    assert _status(error) == (404, f"image {padded[:64]!r} is not in dataset {first}")
     assert len(_links(session)) == 2
 
 
@@ -441,6 +455,9 @@ def test_link_datasets_new_already_and_all_or_nothing(session: Session, lab: Lab
     with pytest.raises(HTTPException) as error:
         containers.link_datasets(session, lab.bob, project.id, [hidden, c])
     assert _status(error) == (404, f"no dataset with id '{hidden}'")
+    with pytest.raises(HTTPException) as error:
+        containers.link_datasets(session, lab.alice, project.id, [c])
+    assert _status(error) == (403, f"you may see project {project.id} but not change it")
     assert _project_links(session) == sorted((project.id, d, lab.bob_id) for d in (a, b, c))
 
 
@@ -485,6 +502,11 @@ def test_unlink_dataset(session: Session, lab: Lab) -> None:
         containers.unlink_dataset(session, lab.bob, project.id, str(b))
     assert error.value.status_code == 403
     assert len(_project_links(session)) == 2
+    # bob's own project may lose alice's dataset (which he sees but may not change).
+    bobs = _new(session, lab, "project", "B", lab.bob, lab.ra)
+    containers.link_dataset(session, lab.bob, bobs, b)
+    containers.unlink_dataset(session, lab.bob, bobs, str(b))
+    assert len(_project_links(session)) == 2
 
 
 # ---------------------------------------------------------------------------- an image's
@@ -497,14 +519,20 @@ def test_image_datasets_and_dataset_image_conditions(session: Session, lab: Lab)
     alpha = _new(session, lab, "dataset", "alpha", lab.alice, lab.ra)
     alpha2 = _new(session, lab, "dataset", "alpha", lab.alice, lab.ra)
     hidden = _new(session, lab, "dataset", "aaa", lab.alice, lab.private)
-    _new(session, lab, "dataset", "empty", lab.alice, lab.ra)
+    elsewhere = _new(session, lab, "dataset", "elsewhere", lab.alice, lab.ra)
     for dataset in (beta, alpha2, alpha, hidden):
         containers.link_images(session, lab.alice, dataset, [str(image), str(hidden_image)])
+    stray = add_image(session, "s.tif", owner_id=lab.alice_id, group_id=lab.ra)
+    containers.link_images(session, lab.alice, elsewhere, [str(stray)])
     row = session.get(Image, image)
     assert row is not None
     listed = containers.image_datasets(session, lab.bob, row)
     assert [d.id for d in listed.data] == [alpha, alpha2, beta] and listed.count == 3
     assert [d.child_count for d in listed.data] == [1, 1, 1]
+    assert {d.kind for d in listed.data} == {"dataset"}
+    project = _new(session, lab, "project", "P", lab.alice, lab.ra)
+    containers.link_dataset(session, lab.alice, project, alpha)
+    assert containers.image_datasets(session, lab.bob, row).data[0].project_ids == [project]
     assert containers.image_datasets(session, lab.alice, row).count == 4
     conditions = containers.dataset_image_conditions(session, lab.bob, str(beta))
     assert list(session.scalars(select(Image.id).where(*conditions))) == [image]
