@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pytest
@@ -25,7 +27,7 @@ from zstack_analyzer.service.annotations import export
 from zstack_analyzer.service.annotations.access import Target
 from zstack_analyzer.service.annotations.comments import add_comment
 from zstack_analyzer.service.annotations.keyvalues import replace_key_values
-from zstack_analyzer.service.annotations.models import Dataset, DatasetImage
+from zstack_analyzer.service.annotations.models import Attachment, Dataset, DatasetImage
 from zstack_analyzer.service.annotations.rois import create_roi
 from zstack_analyzer.service.annotations.schemas import KeyValueItem
 from zstack_analyzer.service.annotations.tags import replace_tags
@@ -38,7 +40,6 @@ from zstack_analyzer.service.errors import BadParameterError
 session = service_db.session
 
 if TYPE_CHECKING:
-    import uuid
     from collections.abc import Iterator
     from pathlib import Path
 
@@ -84,7 +85,10 @@ def test_find_dataset_by_id_or_a_unique_visible_name(session: Session) -> None:
     assert str(error.value) == f"no dataset called {('plate ' + 'x' * 200)[:100]!r}"
     with pytest.raises(HTTPException) as caught:
         export.find_dataset(session, as_bob, str(hidden))
-    assert caught.value.status_code == 404
+    assert (caught.value.status_code, caught.value.detail) == (
+        404,
+        f"no dataset with id '{hidden}'",
+    )
     assert export.find_dataset(session, SINGLE_USER, "Hidden").id == hidden
 
 
@@ -188,6 +192,19 @@ def stored(session: Session, tmp_path: Path) -> Iterator[tuple[object, object, d
     replace_tags(session, as_bob, Target("image", cells), ["mitosis", "DAPI"])
     replace_key_values(session, as_bob, Target("image", cells), [KeyValueItem(key="k", value="v")])
     add_comment(session, as_bob, Target("dataset", dataset), "about the plate")
+    session.add(
+        Attachment(
+            dataset_id=dataset.id,
+            filename="protocol.pdf",
+            stored_name=uuid.uuid4().hex,
+            media_type="application/pdf",
+            size_bytes=3,
+            sha256="e" * 64,
+            owner_id=bob,
+            group_id=group,
+        )
+    )
+    session.commit()
     replace_tags(session, as_bob, Target("dataset", dataset), ["screen"])
     square = Shape("rectangle", {"x": 1.0, "y": 1.0, "width": 3.0, "height": 2.0}, z=0, t=0)
     create_roi(session, session.get(Image, ids["d"]), as_bob, name="cell", scene=0, shapes=[square])
@@ -239,7 +256,13 @@ def test_export_for_a_caller(
     assert notes["dataset"] == {"id": info["dataset"], "name": "Plate"}
     assert notes["tags"] == ["screen"] and notes["key_values"] == []
     assert [c["text"] for c in notes["comments"]] == ["about the plate"]
-    assert notes["attachments"] == []
+    [attached] = notes["attachments"]
+    assert (attached["filename"], attached["size_bytes"], attached["owner"]) == (
+        "protocol.pdf",
+        3,
+        "bob",
+    )
+    assert attached["created_at"].startswith(str(datetime.now(UTC).year))
     entity = crate.get(cells + "/")
     assert entity["name"] == "b cells.ome.tif"
     assert entity["encodingFormat"] == "https://ngff.openmicroscopy.org/0.4"
