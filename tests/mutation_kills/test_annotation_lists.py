@@ -301,3 +301,21 @@ def test_local_filing_makes_project_and_dataset_once(tmp_path: Path) -> None:
         ("", "Loose"): loose,
     }
     engine.dispose()
+
+
+def test_pairs_are_listed_by_position_not_by_insertion(session: Session) -> None:
+    """Writers other than the editor (the bulk table) may insert a later position first."""
+    target = _image(session, None, None)
+    for position, key in ((2, "c"), (0, "a"), (1, "b")):
+        session.add(
+            KeyValue(
+                image_id=target.key,
+                position=position,
+                key=key,
+                value="",
+                key_key=key,
+                value_key="",
+            )
+        )
+    session.commit()
+    assert [i.key for i in keyvalues.target_key_values(session, target)] == ["a", "b", "c"]
