@@ -159,15 +159,17 @@ def stored(session: Session, tmp_path: Path) -> Iterator[tuple[object, object, d
     stack = write_ome_tiff(tmp_path / "stack.ome.tif", (1, 2, 8, 10))
     metadata = {"microscope": {"manufacturer": "Zeiss", "model": "LSM 980"}, "objective": {}}
     ids = {}
-    for name, owner, where, readable in (
-        ("b cells.ome.tif", bob, group, True),
-        ("a broken.ome.tif", bob, group, False),
-        ("c secret.ome.tif", alice, private, True),
-        ("d roi.ome.tif", bob, group, True),
+    # Ids in the reverse order of the names: the export goes by name.
+    for name, owner, where, readable, first in (
+        ("b cells.ome.tif", bob, group, True, "e"),
+        ("a broken.ome.tif", bob, group, False, "f"),
+        ("c secret.ome.tif", alice, private, True, "d"),
+        ("d roi.ome.tif", bob, group, True, "c"),
     ):
         image_id = add_image(
             session,
             name,
+            id=uuid.UUID(first * 8 + uuid.uuid4().hex[8:]),
             owner_id=owner,
             group_id=where,
             width=10,
@@ -244,6 +246,13 @@ def test_export_for_a_caller(
         f"a broken.ome.tif -> images/a_broken-{str(ids['a'])[:8]}.ome.zarr",
         f"b cells.ome.tif -> {cells}",
         f"d roi.ome.tif -> {roi}",
+    ]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "annotations",
+        "dataset.json",
+        "images",
+        "ro-crate-metadata.json",
+        "rois",
     ]
     assert sorted(p.name for p in (out / "images").iterdir()) == sorted(
         [cells.split("/")[1], roi.split("/")[1]]
