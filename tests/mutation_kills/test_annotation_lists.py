@@ -319,3 +319,73 @@ def test_pairs_are_listed_by_position_not_by_insertion(session: Session) -> None
         )
     session.commit()
     assert [i.key for i in keyvalues.target_key_values(session, target)] == ["a", "b", "c"]
+
+
+# ---------------------------------------------------------------------------- attachments
+
+
+def test_attachments_rows_and_who_may_remove_them(session: Session) -> None:
+    from zstack_analyzer.service.annotations import attachments
+
+    ra = add_group(session, "ra", Permission.READ_ANNOTATE)
+    ro = add_group(session, "ro", Permission.READ_ONLY)
+    private = add_group(session, "private", Permission.PRIVATE)
+    owner = add_user(session, "owner", {ra: False, ro: False, private: False})
+    author = add_user(session, "author", {ra: False, ro: False, private: False})
+    other = add_user(session, "other", {ra: False})
+    as_owner, as_author, as_other = (principal_of(session, u) for u in (owner, author, other))
+    image = _image(session, owner, ra)
+    elsewhere = _image(session, owner, ra)
+
+    def attach(who: Principal, target: Target, name: str, stored: str) -> int:
+        shown = attachments.add_attachment(
+            session, who, target, filename=name, stored_name=stored, size_bytes=5, sha256="a" * 64
+        )
+        assert (shown.filename, shown.size_bytes, shown.sha256) == (name, 5, "a" * 64)
+        assert shown.created_at.tzinfo is not None and _recent(shown.created_at)
+        return shown.id
+
+    mine = attach(as_author, image, "protocol.pdf", "s1")
+    theirs = attach(as_owner, image, "notes", "s2")
+    attach(as_owner, elsewhere, "x.txt", "s3")
+    listed = attachments.target_attachments(session, image)
+    assert [(a.id, a.media_type, a.owner, a.owner_id) for a in listed] == [
+        (mine, "application/pdf", "author", author),
+        (theirs, "application/octet-stream", "owner", owner),
+    ]
+    row = session.get(attachments.Attachment, mine)
+    assert row is not None and (row.group_id, row.image_id, row.dataset_id) == (ra, image.key, None)
+    assert attachments.readable_attachment(session, as_other, mine).stored_name == "s1"
+    with pytest.raises(HTTPException) as error:
+        attachments.removable_attachment(session, as_other, mine)
+    assert (error.value.status_code, error.value.detail) == (
+        403,
+        f"attachment {mine} is not yours to delete",
+    )
+    with pytest.raises(HTTPException) as error:
+        attachments.removable_attachment(session, as_author, theirs)
+    assert error.value.status_code == 403
+    assert attachments.removable_attachment(session, as_author, mine) == "s1"
+    assert attachments.removable_attachment(session, as_owner, theirs) == "s2"
+    assert attachments.target_attachments(session, image) == []
+    # The author in a read-only group may no longer remove it; unseen targets answer 404.
+    frozen = _image(session, owner, ro)
+    stale = attach(as_owner, frozen, "a.pdf", "s4")
+    session.get(attachments.Attachment, stale).owner_id = author  # type: ignore[union-attr]
+    session.commit()
+    with pytest.raises(HTTPException) as error:
+        attachments.removable_attachment(session, as_author, stale)
+    assert error.value.status_code == 403
+    hidden = _image(session, owner, private)
+    unseen = attach(as_owner, hidden, "h.pdf", "s5")
+    for call in (attachments.readable_attachment, attachments.removable_attachment):
+        with pytest.raises(HTTPException) as error:
+            call(session, as_other, unseen)
+        assert (error.value.status_code, error.value.detail) == (
+            404,
+            f"no attachment with id {unseen}",
+        )
+        with pytest.raises(HTTPException) as error:
+            call(session, as_owner, 9999)
+        assert (error.value.status_code, error.value.detail) == (404, "no attachment with id 9999")
+    assert attachments.media_type_of("plate.CSV") == "text/csv"
