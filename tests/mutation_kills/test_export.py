@@ -261,7 +261,12 @@ def test_export_for_a_caller(
     assert crate.name == "Plate"
     assert crate.description == "Dataset Plate exported by zstack-analyzer"
     assert len(crate.root_dataset["datePublished"]) == 10
-    notes = json.loads((out / "dataset.json").read_text("utf-8"))
+    text = (out / "dataset.json").read_text("utf-8")
+    assert text.startswith('{\n  "dataset": {\n    "id": ')  # indented by 2
+    notes = json.loads(text)
+    described = crate.get("dataset.json")
+    assert described["name"] == "Annotations of the dataset"
+    assert described["encodingFormat"] == "application/json"
     assert notes["dataset"] == {"id": info["dataset"], "name": "Plate"}
     assert notes["tags"] == ["screen"] and notes["key_values"] == []
     assert [c["text"] for c in notes["comments"]] == ["about the plate"]
@@ -279,7 +284,10 @@ def test_export_for_a_caller(
     assert entity["keywords"] == ["DAPI", "mitosis"]
     assert entity["instrument"].id == "#instrument-zeiss-lsm-980"
     assert crate.get("#instrument-zeiss-lsm-980")["name"] == "Zeiss LSM 980"
-    image_notes = json.loads((out / entity["subjectOf"].id).read_text("utf-8"))
+    text = (out / entity["subjectOf"].id).read_text("utf-8")
+    assert text.startswith('{\n  "image": {\n    "id": ')
+    image_notes = json.loads(text)
+    assert (out / cells / ".zattrs").is_file() and not (out / cells / "zarr.json").exists()
     assert image_notes["image"] == {
         "id": str(ids["b"]),
         "filename": "b cells.ome.tif",
@@ -321,3 +329,4 @@ def test_export_as_the_single_user_with_a_description(
     assert crate.description == "A plate."
     entity = crate.get(summary.images[0] + "/")
     assert entity["encodingFormat"] == "https://ngff.openmicroscopy.org/0.5"
+    assert (out / summary.images[0] / "zarr.json").is_file()
