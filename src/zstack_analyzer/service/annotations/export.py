@@ -183,9 +183,9 @@ def export_dataset(
             image_id = str(image.id)
             slug = _slug(image.filename, image_id)
             zarr_name = f"images/{slug}.ome.zarr"
-            say(f"{image.filename} -> {zarr_name}")
             if not allows_view(principal, image):
-                continue
+                continue  # not written, and not named in the progress lines either
+            say(f"{image.filename} -> {zarr_name}")
             try:
                 source = readable_source(image, storage)
                 convert(source, out / zarr_name, ngff=ngff)  # type: ignore[arg-type]
