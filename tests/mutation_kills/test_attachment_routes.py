@@ -4,7 +4,7 @@ Found by mutation testing: the route test attaches in single-user mode, where
 every target may be annotated, and checks a refused upload only by its status.
 Here a read-only member is refused on a dataset (whose route has no guard of its
 own: the right to annotate is checked only here), and after every refusal (no
-such target, too big, not allowed) neither the stored object nor the staged
+such target, too many parts for the app's upload bounds, too big, not allowed) neither the stored object nor the staged
 upload stays behind.
 """
 
@@ -34,6 +34,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
     settings = make_settings(tmp_path_factory.mktemp("data"), auth="users")
     settings.render.thumbnail_on_upload = False
     settings.annotations.max_attachment_bytes = 4096
+    settings.uploads.max_parts = 1  # the app's upload bounds, not the defaults (16 parts)
     with _testclient_class()(create_app(settings)) as client:
         app: Any = client.app
         with app.state.database.sessions() as session:
@@ -74,6 +75,9 @@ def test_refused_attachments_leave_nothing(lab: tuple[TestClient, dict[str, str]
         "/api/datasets/99999/attachments", files={"file": ("p.pdf", PDF)}, headers=tokens["root"]
     )
     assert absent.status_code == 404
+    assert _leftovers(client) == before
+    two = client.post(base, files={"file": ("p.pdf", PDF)}, data={"a": "b"}, headers=tokens["root"])
+    assert two.status_code == 400, two.text
     assert _leftovers(client) == before
     big = client.post(base, files={"file": ("big.bin", b"x" * 5000)}, headers=tokens["root"])
     assert big.status_code == 413
