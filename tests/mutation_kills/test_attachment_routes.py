@@ -5,7 +5,9 @@ every target may be annotated, and checks a refused upload only by its status.
 Here a read-only member is refused on a dataset (whose route has no guard of its
 own: the right to annotate is checked only here), and after every refusal (no
 such target, too many parts for the app's upload bounds, too big, not allowed) neither the stored object nor the staged
-upload stays behind.
+upload stays behind. The right to annotate is checked twice, before the body is
+read and when the row is added: a read-annotate member passes both, and a dataset
+deleted while its attachment was being stored leaves no stored object.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
             accounts.create_group(session, "lab", "read-only")
             accounts.set_membership(session, "lab", "root", owner=True)
             accounts.set_membership(session, "lab", "mia")
+            accounts.create_group(session, "notes", "read-annotate")
+            accounts.set_membership(session, "notes", "root", owner=True)
+            accounts.set_membership(session, "notes", "mia")
             tokens = {
                 name: {"Authorization": f"Bearer {accounts.create_token(session, name)[1]}"}
                 for name in ("root", "mia")
@@ -91,3 +96,51 @@ def test_refused_attachments_leave_nothing(lab: tuple[TestClient, dict[str, str]
     (new,) = set(stored) - set(before[0])
     assert new.endswith(".pdf")
     assert client.get(f"/api/attachments/{ok.json()['id']}", headers=tokens["mia"]).content == PDF
+
+
+def _dataset(client: TestClient, token: dict[str, str], group: str) -> int:
+    made = client.post("/api/datasets", params={"group": group}, json={"name": "d"}, headers=token)
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
+
+
+def test_a_read_annotate_member_may_attach(lab: tuple[TestClient, dict[str, str]]) -> None:
+    client, tokens = lab
+    dataset = _dataset(client, tokens["root"], "notes")
+    answer = client.post(
+        f"/api/datasets/{dataset}/attachments",
+        files={"file": ("m.pdf", PDF)},
+        headers=tokens["mia"],
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["filename"] == "m.pdf"
+
+
+def test_a_dataset_deleted_during_the_upload_keeps_no_object(
+    lab: tuple[TestClient, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zstack_analyzer.service.annotations.models import Dataset
+
+    client, tokens = lab
+    app: Any = client.app
+    dataset = _dataset(client, tokens["root"], "lab")
+    storage = app.state.storage
+    commit = storage.commit
+
+    def commit_then_delete(*args: Any, **kwargs: Any) -> Any:
+        """The real commit, then the dataset goes (another client's delete, meanwhile)."""
+        stored = commit(*args, **kwargs)
+        with app.state.database.sessions() as session:
+            session.delete(session.get(Dataset, dataset))
+            session.commit()
+        return stored
+
+    monkeypatch.setattr(storage, "commit", commit_then_delete)
+    before = _leftovers(client)
+    answer = client.post(
+        f"/api/datasets/{dataset}/attachments",
+        files={"file": ("g.pdf", PDF)},
+        headers=tokens["root"],
+    )
+    assert answer.status_code == 404, answer.text
+    assert _leftovers(client) == before
