@@ -50,12 +50,15 @@ def test_zoned_datetimes_are_utc_on_a_server_in_another_zone(
     time_module.tzset()
     try:
         zoned = parse_when("2025-03-01T10:30:00-02:00", "acquired_after", end_of_day=False)
+        naive = parse_when("2025-03-01T10:30:00", "acquired_after", end_of_day=False)
     finally:
         monkeypatch.undo()
         time_module.tzset()
     assert zoned.utcoffset() == timedelta(0)
     assert zoned.replace(tzinfo=None) == datetime(2025, 3, 1, 12, 30)
     assert zoned.tzinfo is UTC
+    # A datetime without a zone is UTC, not the server's local time.
+    assert naive == datetime(2025, 3, 1, 10, 30, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("value", ["last march", "2025-13-01", "2025-03-01Z", "x" * 100])
