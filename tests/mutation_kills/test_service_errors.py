@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pytest
+from fastapi import Query
 
 from tests.service.conftest import _testclient_class
 from zstack_analyzer import errors as lib
@@ -92,8 +93,17 @@ RAISED: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
+DETAILS = {
+    "busy-client": "8 per client",
+    "busy-server": "64 in all",
+    "decode-busy": "decode budget full",
+    "decode-cancelled": "shutting down",
+}
+
+
+@pytest.fixture
 def client() -> Iterator[TestClient]:
+    """A fresh app per test: every test reaches the handler table (cheap: no service)."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import HTTPException
 
@@ -120,6 +130,10 @@ def client() -> Iterator[TestClient]:
     @app.get("/count")
     def _count(n: int, m: int) -> int:
         return n + m
+
+    @app.get("/positive")
+    def _positive(n: Annotated[int, Query(gt=0)]) -> int:
+        return n
 
     with _testclient_class()(app, raise_server_exceptions=False) as test_client:
         yield test_client
@@ -192,6 +206,7 @@ def test_busy_errors_say_when_to_retry(
 ) -> None:
     response = client.get(f"/raise/{kind}")
     body = problem(response, status, RAISED[kind]().code)
+    assert body["detail"] == DETAILS[kind]
     assert response.headers["retry-after"] == retry_after
     assert body["title"] == title
     assert "connection" not in response.headers or response.headers["connection"] != "close"
@@ -261,14 +276,26 @@ def test_object_storage_failing_is_503_retry_later(
     assert body["request_id"] == REQUEST_ID
     assert response.headers["retry-after"] == "30"
     [record] = [r for r in caplog.records if r.name == "zstack_analyzer.service.errors"]
-    assert record.getMessage().startswith(f"request {REQUEST_ID}: object storage failed: ")
+    assert record.getMessage() == (
+        f"request {REQUEST_ID}: object storage failed: {_storage_errors()[kind]}"
+    )
 
 
-def test_a_missing_object_is_a_server_fault(client: TestClient) -> None:
-    response = client.get("/raise/storage-missing", params={"id": "given"})
+def test_a_missing_object_is_a_server_fault(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    from obstore.exceptions import NotFoundError
+
+    with caplog.at_level(logging.ERROR, logger="zstack_analyzer.service.errors"):
+        response = client.get("/raise/storage-missing", params={"id": "given"})
     body = problem(response, 500, "internal_error")
     assert body["request_id"] == REQUEST_ID
     assert "retry-after" not in response.headers
+    # The log's traceback is the missing object's, not a fault of the handler.
+    [record] = [r for r in caplog.records if r.name == "zstack_analyzer.service.errors"]
+    assert record.getMessage() == f"request {REQUEST_ID} failed with an unexpected error"
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], NotFoundError)
 
 
 @pytest.mark.parametrize(
@@ -308,6 +335,14 @@ def test_validation_error_names_every_field(client: TestClient) -> None:
     )
     assert [e["loc"] for e in body["errors"]] == [["query", "n"], ["query", "m"]]
     assert all("input" not in e and "ctx" not in e and "url" not in e for e in body["errors"])
+
+
+def test_validation_error_leaves_out_the_context(client: TestClient) -> None:
+    body = problem(client.get("/positive", params={"n": "-1"}), 422, "validation_error")
+    assert body["detail"] == "query.n: Input should be greater than 0"
+    assert body["errors"] == [
+        {"type": "greater_than", "loc": ["query", "n"], "msg": "Input should be greater than 0"}
+    ]
 
 
 def test_problem_response_title_and_extra() -> None:
