@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import struct
 import sys
 import zipfile
 from typing import TYPE_CHECKING
@@ -66,6 +68,9 @@ def test_display_filename_cap_at_its_bounds() -> None:
     assert display_filename("n" * 300 + ".") == "n" * 255
     one_over = "b" * 252 + ".tif"
     assert display_filename(one_over) == "b" * 251 + ".tif"
+    # The last dot's extension is kept, however short; the rest is the stem.
+    assert display_filename("x" * 300 + ".ome.tiff") == "x" * 250 + ".tiff"
+    assert display_filename("s" * 300 + ".c") == "s" * 253 + ".c"
 
 
 def test_stored_suffix_prefers_the_longest_known() -> None:
@@ -204,7 +209,18 @@ def test_zip_of_a_set_streams_every_file_under_its_name(tmp_path: Path) -> None:
     chunks = list(zip_chunks(files))
     assert len(chunks) >= 3
     assert all(chunks)
+    # Streamed: no piece holds more than one read of a file (plus its headers).
+    assert max(len(c) for c in chunks) <= CHUNK_BYTES + 4096
     data = b"".join(chunks)
+    # The central directory is where the end record says (nothing before the first entry).
+    eocd = data.rindex(b"PK\x05\x06")
+    (cd_offset,) = struct.unpack("<I", data[eocd + 16 : eocd + 20])
+    assert cd_offset == data.index(b"PK\x01\x02")
+    # Every entry is written as ZIP64 (sizes unknown while streaming: members over 2 GiB).
+    for start in (m.start() for m in re.finditer(b"PK\x03\x04", data[:cd_offset])):
+        name_len, extra_len = struct.unpack("<HH", data[start + 26 : start + 30])
+        extra = data[start + 30 + name_len : start + 30 + name_len + extra_len]
+        assert extra[:2] == b"\x01\x00", "no ZIP64 extra field in the local header"
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         assert zf.testzip() is None
         infos = zf.infolist()
