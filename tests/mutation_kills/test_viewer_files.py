@@ -1,6 +1,7 @@
 """The viewer's static files (``service/viewer_files.py``): every answer carries the policy.
 
-What the broader tests leave open: all three headers, on a plain file and on a folder's index.
+What the broader tests leave open: all three headers, on a plain file and on a folder's index;
+a revalidation answered 304.
 """
 
 from __future__ import annotations
@@ -48,3 +49,10 @@ def test_a_file_and_the_index(client: TestClient) -> None:
     assert index.status_code == 200
     assert "<title>viewer</title>" in index.text
     _secured(index)
+
+
+def test_a_revalidation_is_304(client: TestClient) -> None:
+    etag = client.get("/app.js").headers["etag"]
+    again = client.get("/app.js", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.headers["etag"] == etag
