@@ -22,8 +22,8 @@ from tests.service.conftest import write_ome_tiff
 from tests.service.test_confinement import SECRET, write_ome_zarr
 from tests.synthetic_tiff import write_ome_multifile
 from zstack_analyzer.batch.tasks import hash_file, hash_tree
-from zstack_analyzer.errors import ZstackError
-from zstack_analyzer.filesets import file_set, hash_set, set_state
+from zstack_analyzer.errors import LimitExceededError, ZstackError
+from zstack_analyzer.filesets import FileSet, file_set, hash_set, set_state
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.service.errors import ImportForbiddenError, NotRegularFileError
 from zstack_analyzer.service.routes.archive import (
@@ -65,11 +65,17 @@ def test_a_folder_image(tmp_path: Path) -> None:
     assert identity == _identity(folder)
 
 
-def test_a_multi_file_set(tmp_path: Path) -> None:
+def _ome_set(folder: Path) -> FileSet:
+    folder.mkdir(parents=True, exist_ok=True)
     stack = np.arange(3 * 8 * 8, dtype=np.uint8).reshape(1, 1, 3, 8, 8)
-    members, _companion = write_ome_multifile(tmp_path, stack)
+    members, _companion = write_ome_multifile(folder, stack)
     files = file_set(members[0])
     assert files.is_multi
+    return files
+
+
+def test_a_multi_file_set(tmp_path: Path) -> None:
+    files = _ome_set(tmp_path)
     main = files.main
     for age, member in enumerate(files.paths()):
         os.utime(member, ns=(10**18 + age, 10**18 + age))
@@ -141,8 +147,9 @@ def test_other_read_errors_pass_unchanged(tmp_path: Path) -> None:
     assert not isinstance(caught.value, ImportForbiddenError)
     fifo = tmp_path / "pipe.tif"
     os.mkfifo(fifo)
-    with pytest.raises(NotRegularFileError):
+    with pytest.raises(NotRegularFileError) as refused:
         read_original(fifo, ReadLimits())
+    assert refused.value.message == f"{fifo}: a FIFO, not a regular file or folder"
     with pytest.raises(FileNotFoundError):
         read_original(tmp_path / "gone.tif", ReadLimits())
 
@@ -178,3 +185,13 @@ def test_renders_are_dropped_only_when_no_record_keeps_the_hash(tmp_path: Path) 
         assert cache.get(gone, "mip") is None
     finally:
         engine.dispose()
+
+
+def test_the_read_limits_are_the_callers(tmp_path: Path) -> None:
+    tight = ReadLimits(max_dimension=4)
+    single = write_ome_tiff(tmp_path / "one.ome.tif")
+    with pytest.raises(LimitExceededError):
+        read_original(single, tight)
+    files = _ome_set(tmp_path / "set")
+    with pytest.raises(LimitExceededError):
+        read_original(files.main, tight)
