@@ -11,7 +11,6 @@ the PostgreSQL engine's pool, which is read without connecting.
 from __future__ import annotations
 
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from zstack_analyzer.service.db.models import Image, ImageChannel, ImageMetadata
 from zstack_analyzer.service.db.session import Database, make_engine, make_session_factory
 
 if TYPE_CHECKING:
+    import uuid
     from pathlib import Path
 
     from sqlalchemy.orm import Session
@@ -220,7 +220,7 @@ def test_sqlite_connections_are_set_up_for_concurrent_writers(tmp_path: Path) ->
             def use() -> None:
                 try:
                     connection.exec_driver_sql("SELECT 1").scalar()
-                except BaseException as exc:  # noqa: BLE001 - reported below
+                except BaseException as exc:
                     errors.append(exc)
 
             thread = threading.Thread(target=use)

@@ -8,7 +8,7 @@ Pure functions: no database.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from zstack_analyzer.service.db.search_fields import (
     MAX_SEARCH_TEXT,
@@ -39,7 +39,7 @@ def test_times_without_a_zone_are_utc_and_others_are_converted() -> None:
     assert plus_two == datetime(2026, 3, 4, 3, 6, 7, tzinfo=UTC)
     assert plus_two is not None and plus_two.utcoffset() == timedelta(0)
     assert plus_two.tzinfo is UTC
-    for bad in ("", "yesterday", None, 12, datetime(2026, 1, 1, tzinfo=timezone.utc)):
+    for bad in ("", "yesterday", None, 12, datetime(2026, 1, 1, tzinfo=UTC)):
         assert parse_datetime(bad) is None, bad
 
 
@@ -142,7 +142,7 @@ def test_vendor_values_their_depth_list_and_length_limits() -> None:
     assert "v" * MAX_VENDOR_VALUE in text
     assert "v" * (MAX_VENDOR_VALUE + 1) not in text
     assert "42" in text
-    assert ["0", "5"] == text[text.index("42") + 1 : text.index("42") + 3]
+    assert text[text.index("42") + 1 : text.index("42") + 3] == ["0", "5"]
     assert "true" not in text
     assert "none" not in text
     assert "keyword" not in text  # keys are not searched
