@@ -606,6 +606,48 @@ def test_pixel_type_without_channels(tmp_path: Path) -> None:
     assert [stats.pixel_type(c) for c in range(3)] == ["Gray8"] * 3
 
 
+def test_a_channel_without_subblocks_has_an_invalid_pixel_type(tmp_path: Path) -> None:
+    """C indices 0 and 2: channel 1 has no subblock, libCZI calls its pixel type invalid."""
+    from pylibCZIrw import czi as pyczi
+
+    path = tmp_path / "gap.czi"
+    plane = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    with pyczi.create_czi(str(path)) as writer:
+        for c in (0, 2):
+            for z in range(2):
+                writer.write(plane, plane={"C": c, "Z": z})
+        writer.write_metadata()
+    with CziReader(path) as reader:
+        md = reader.metadata(0)
+        assert md.size_c == 3
+        assert (
+            "channels have different pixel types ['Gray16', 'Invalid', 'Gray16']: "
+            "all read as Gray16" in md.warnings
+        )
+        np.testing.assert_array_equal(reader.read_plane(0, 0, 2, 1), plane)
+
+
+def test_entries_without_a_channel_among_entries_with_one(
+    tmp_path: Path, stack: tuple[bytes, np.ndarray]
+) -> None:
+    """One entry's C renamed: the C interval comes from the entries that have a C."""
+    data = bytearray(stack[0])
+    entries = _entries(data)
+    index = next(i for i, (_, dims) in enumerate(entries) if _start(data, dims, "C") == 1)
+    _, dims = entries[index]
+    data[dims["C"] : dims["C"] + 4] = b"V\0\0\0"
+    raw, count = _directory_raw(bytes(data))
+    walk = _parse_walk(tmp_path / "w.czi", raw, len(data), count)
+    assert walk.statistics.bounds["C"] == (0, 2)
+    assert walk.statistics.bounds["V"] == (1, 1)
+    assert [walk.statistics.pixel_type(c) for c in range(2)] == ["Gray16", "Gray16"]
+    # Every entry without C: no C interval at all.
+    for _, dims in entries:
+        data[dims["C"] : dims["C"] + 4] = b"V\0\0\0"
+    raw, count = _directory_raw(bytes(data))
+    assert "C" not in _parse_walk(tmp_path / "w.czi", raw, len(data), count).statistics.bounds
+
+
 def test_a_dimension_spanning_more_indices_than_subblocks(
     tmp_path: Path, stack: tuple[bytes, np.ndarray]
 ) -> None:

@@ -59,7 +59,7 @@ def test_entities_are_refused_with_the_files_name() -> None:
     assert str(error).startswith("doc.czi: the CZI metadata XML declares entities or a DTD (")
     assert str(error).endswith("); refused")
     assert error.path == PATH
-    assert error.detail and error.detail in str(error)
+    assert error.detail == "EntitiesForbidden(name='e', system_id=None, public_id=None)"
 
 
 def test_malformed_xml_is_refused_with_the_parsers_words() -> None:
@@ -134,6 +134,9 @@ def test_fragment_closing_before_the_opening() -> None:
         ("<a>t/>", 1),
         ("<a><b>t/></b>", 1),
         ("</a>", -1),
+        # Bounds that agree are the answer: every "/>" ends a plain tag (here a stray quote
+        # would make the quote-aware pattern see one tag fewer).
+        ('<x a="1/><y/>', 0),
     ],
 )
 def test_depth_counts_open_elements(stretch: str, depth: int) -> None:
@@ -148,8 +151,8 @@ def test_metadata_child_fragment_finds_the_documents_own() -> None:
     assert _metadata_child_fragment(xml.replace(own, ""), "DisplaySetting") is None
     assert _metadata_child_fragment(f"<D>{own}</D>", "DisplaySetting") is None  # no <Metadata>
     assert _metadata_child_fragment(f"<D><Metadata>{own}</Metadata></D>", "DisplaySetting") == own
-    # A comment or processing instruction before it: not sure.
-    for odd in ("<!-- c -->", "<?pi x?>"):
+    # A comment or processing instruction before it: not sure (even one that counts as 0).
+    for odd in ("<!-- c -->", "<?pi x?>", "<!-- a/> -->", "<?pi a/>?>"):
         assert (
             _metadata_child_fragment(f"<D><Metadata>{odd}{own}</Metadata></D>", "DisplaySetting")
             is None
@@ -161,6 +164,21 @@ def test_metadata_child_fragment_finds_the_documents_own() -> None:
     )
     # Never closed.
     assert _metadata_child_fragment("<D><Metadata><DisplaySetting>", "DisplaySetting") is None
+    # A <Metadata> nested in a HardwareSetting: the count starts at the document's own.
+    hardware = f"<D><Metadata><HW><Metadata></Metadata></HW>{own}</Metadata></D>"
+    assert _metadata_child_fragment(hardware, "DisplaySetting") == own
+    assert _metadata_child_fragment(f"<Metadata>{own}</Metadata>", "DisplaySetting") == own
+    # The document's own first, a nested one after it; nested ones on both sides.
+    after = f"<D><Metadata>{own}<Experiment>{nested}</Experiment></Metadata></D>"
+    assert _metadata_child_fragment(after, "DisplaySetting") == own
+    sides = f"<D><Metadata><E>{nested}</E>{own}<F>{nested}</F></Metadata></D>"
+    assert _metadata_child_fragment(sides, "DisplaySetting") == own
+    # Nested in itself, with a namesake later in the document: still not a shape we know.
+    selfish = (
+        "<D><Metadata><DisplaySetting><DisplaySetting></DisplaySetting></DisplaySetting>"
+        f"<X>{nested}</X></Metadata></D>"
+    )
+    assert _metadata_child_fragment(selfish, "DisplaySetting") is None
     # The element before <Metadata> does not count.
     early = f"<D>{own}<Metadata><X/></Metadata></D>"
     assert _metadata_child_fragment(early, "DisplaySetting") is None
@@ -172,6 +190,11 @@ def test_metadata_child_fragment_counts_from_the_nearest_boundary() -> None:
     xml = f"<D><Metadata>{info}{own}</Metadata></D>"
     boundary = xml.find(info) + len(info)
     assert _metadata_child_fragment(xml, "DisplaySetting", (boundary,)) == own
+    # A boundary exactly at the candidate: nothing lies between (a comment before it is past).
+    commented = f"<D><Metadata><!-- c -->{info}{own}</Metadata></D>"
+    at = commented.find(own)
+    assert _metadata_child_fragment(commented, "DisplaySetting", (at,)) == own
+    assert _metadata_child_fragment(commented, "DisplaySetting", (at + 1,)) is None
     # A boundary after the candidate is not used; one before <Metadata> neither.
     assert _metadata_child_fragment(xml, "DisplaySetting", (len(xml), 0)) == own
     # A boundary inside an open element would make the count wrong: it is only a hint
@@ -216,6 +239,25 @@ def test_fragments_that_do_not_parse_fall_back_to_the_document() -> None:
     broken = _doc(_image("<T>&bogus;</T>"))
     with pytest.raises(MetadataError, match="not well-formed"):
         parse_czi_xml(broken, path=PATH)
+
+
+def test_damage_outside_the_fragments_does_not_matter() -> None:
+    """Information and Scaling are read as fragments: a broken Experiment does not fail them.
+
+    Why pinned: ZEN's Experiment and HardwareSetting blocks are most of a document, and a
+    document whose mapped parts are whole keeps its calibration.
+    """
+    xml = _doc(
+        _image("<ComponentBitCount>10</ComponentBitCount>"),
+        extra="<Experiment><a></b></Experiment>",
+    )
+    info = parse_czi_xml(xml, path=PATH)
+    assert info.physical_size == {"x_um": 0.2, "y_um": 0.3, "z_um": 1.0}
+    assert info.significant_bits == 10
+    # Without the Information fragment the whole document is parsed, and refused.
+    whole = xml.replace("<Information>", "<Information >")
+    with pytest.raises(MetadataError, match="not well-formed"):
+        parse_czi_xml(whole, path=PATH)
 
 
 def test_no_metadata_in_a_whole_parse() -> None:
