@@ -8,6 +8,7 @@ parse, the messages users read).
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -258,6 +259,40 @@ def test_damage_outside_the_fragments_does_not_matter() -> None:
     whole = xml.replace("<Information>", "<Information >")
     with pytest.raises(MetadataError, match="not well-formed"):
         parse_czi_xml(whole, path=PATH)
+
+
+def test_display_setting_as_a_fragment_beside_a_broken_experiment() -> None:
+    """Information, Scaling and DisplaySetting as fragments: the Experiment is never parsed.
+
+    The comment inside Scaling is skipped by counting from the end of Scaling (a
+    boundary), not from the top of Metadata.
+    """
+    display = (
+        "<DisplaySetting><Channels><Channel Id='Channel:0'><Color>#FF0A0B0C</Color></Channel>"
+        "</Channels></DisplaySetting>"
+    )
+    scaling = SCALING.replace("<Items>", "<!-- µm --><Items>")
+    channels = _channels("<Channel Id='Channel:0'/>")
+    xml = (
+        "<ImageDocument><Metadata><Experiment><a></b></Experiment>"
+        f"<Information>{channels}</Information>"
+        f"{scaling}{display}</Metadata></ImageDocument>"
+    )
+    info = parse_czi_xml(xml, path=PATH)
+    assert info.channels[0]["color"] == "#0A0B0C"
+    assert info.physical_size == {"x_um": 0.2, "y_um": 0.3, "z_um": 1.0}
+
+
+def test_a_failed_fragment_parse_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    broken = _doc(_image("<T>&bogus;</T>"))
+    with (
+        caplog.at_level(logging.DEBUG, logger="zstack_analyzer.readers._czi_xml"),
+        pytest.raises(MetadataError),
+    ):
+        parse_czi_xml(broken, path=PATH)
+    assert [r.getMessage() for r in caplog.records] == [
+        "doc.czi: fragment parse failed; parsing the whole XML"
+    ]
 
 
 def test_no_metadata_in_a_whole_parse() -> None:
