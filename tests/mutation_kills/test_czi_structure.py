@@ -1008,3 +1008,31 @@ def test_check_structure_closes_its_descriptor(
         _check_structure(broken, ReadLimits())
     open_files = {os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")}
     assert str(path) not in open_files and str(broken) not in open_files
+
+
+def test_overlapping_scenes_read_only_their_own_subblocks(tmp_path: Path) -> None:
+    """Scene 1's rectangle covers part of scene 0: its read takes only S=1's subblocks."""
+    path = tmp_path / "overlap.czi"
+    expected = write_czi_scenes(path, [(10, 12, (0, 0)), (10, 12, (4, 3))])
+    with CziReader(path) as reader:
+        for s in range(2):
+            np.testing.assert_array_equal(reader.read_plane(s, 0, 0, 0), expected[s][0, 0, 0])
+
+
+def test_channels_of_different_pixel_types_read_as_the_first(tmp_path: Path) -> None:
+    """Gray16 then Gray8: every channel is read as Gray16 (one dtype for the array)."""
+    from pylibCZIrw import czi as pyczi
+
+    path = tmp_path / "mixed.czi"
+    wide = np.arange(20, dtype=np.uint16).reshape(4, 5) * 1000
+    narrow = np.arange(20, dtype=np.uint8).reshape(4, 5) + 3
+    with pyczi.create_czi(str(path)) as writer:
+        writer.write(wide, plane={"C": 0})
+        writer.write(narrow, plane={"C": 1})
+        writer.write_metadata()
+    with CziReader(path) as reader:
+        assert reader.metadata(0).dtype == "uint16"
+        np.testing.assert_array_equal(reader.read_plane(0, 0, 0, 0), wide)
+        second = reader.read_plane(0, 0, 1, 0)
+        assert second.dtype == np.uint16
+        np.testing.assert_array_equal(second, narrow.astype(np.uint16))

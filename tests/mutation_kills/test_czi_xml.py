@@ -766,3 +766,94 @@ def test_vendor_excerpt_caps_the_channel_list() -> None:
     empty = parse_czi_xml(_doc("<Application/><Document></Document>"), path=PATH)
     assert set(empty.vendor_metadata) == {"Scaling (m)"}
     assert parse_czi_xml(_doc(scaling="<Scaling/>"), path=PATH).vendor_metadata == {}
+
+
+# ------------------------------------------------------------ more of the same rules
+
+
+def test_start_time_alone_is_the_acquisition_time() -> None:
+    image = _image("<Dimensions><T><StartTime>2021-01-02T03:04:05Z</StartTime></T></Dimensions>")
+    info = parse_czi_xml(_doc(image), path=PATH)
+    assert info.acquired_at == datetime(2021, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert info.provenance["acquired_at"] == (
+        "CZI Information/Image/Dimensions/T/StartTime (converted to UTC)"
+    )
+
+
+def test_acquisition_time_is_utc_whatever_the_local_zone() -> None:
+    import os
+    import time
+
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Tokyo"
+    time.tzset()
+    try:
+        aware, _ = _datetime("2021-06-15T08:09:43+02:00")
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+    assert aware is not None
+    assert aware.tzinfo is UTC
+    assert aware.isoformat() == "2021-06-15T06:09:43+00:00"
+
+
+@pytest.mark.parametrize(
+    ("positions", "interval"),
+    [
+        ("<Interval><Increment>0.5</Increment></Interval>", 0.5),
+        ("<List><Offsets>0 5 0</Offsets></List>", None),
+        ("<List><Offsets>0 5 -3</Offsets></List>", None),
+    ],
+)
+def test_time_interval_edges(positions: str, interval: float | None) -> None:
+    image = _image(f"<Dimensions><T><Positions>{positions}</Positions></T></Dimensions>")
+    assert parse_czi_xml(_doc(image), path=PATH).time_interval_s == interval
+
+
+def test_an_objective_with_only_a_name_is_a_candidate() -> None:
+    instrument = (
+        "<Instrument><Objectives><Objective Id='O:0'/><Objective Id='O:1' Name='Named 20x'/>"
+        "</Objectives></Instrument>"
+    )
+    info = parse_czi_xml(_doc(instrument), path=PATH)
+    assert info.objective is not None and info.objective["name"] == "Named 20x"
+    empty = "<Instrument><Objectives><Objective Id='O:0'/></Objectives><Microscopes/></Instrument>"
+    bare = parse_czi_xml(_doc(empty), path=PATH)
+    assert bare.objective is None
+    assert bare.microscope is None
+
+
+def test_the_first_element_of_a_path_is_taken_step_by_step() -> None:
+    """ "A/B" is the first A's B: a second A is not searched (ZEN writes one of each)."""
+    image = _image(
+        "<ObjectiveSettings/><ObjectiveSettings><ObjectiveRef Id='Objective:2'/></ObjectiveSettings>"
+    )
+    info = parse_czi_xml(_doc(image + INSTRUMENT), path=PATH)
+    assert info.objective is not None and info.objective["name"] == "EC Plan 10x"
+    two = INSTRUMENT.replace(
+        "<Microscope Id='Microscope:2' Name=''>",
+        "<Microscope Id='Microscope:2' Name=''><Manufacturer/><Manufacturer><Model>M</Model>"
+        "</Manufacturer>",
+    )
+    info = parse_czi_xml(_doc(_image("<MicroscopeRef Id='Microscope:2'/>") + two), path=PATH)
+    assert info.microscope is not None and info.microscope["model"] == "Crossbeam 550"
+
+
+def test_scaling_goes_on_after_an_axis_it_skips() -> None:
+    scaling = (
+        "<Scaling><Items><Distance Id='X'/><Distance Id='Y'><Value>0</Value></Distance>"
+        "<Distance Id='Z'><Value>2E-06</Value></Distance>"
+        "<Distance Id='X'><Value>1.2345678901234e-7</Value></Distance>"
+        "<Distance Id='Y'><Value>1_000e-9</Value></Distance></Items></Scaling>"
+    )
+    info = parse_czi_xml(_doc(scaling=scaling), path=PATH)
+    assert info.physical_size == {"x_um": 0.123456789012, "y_um": 1.0, "z_um": 2.0}
+    assert info.warnings == ["CZI Scaling Y is 0: no calibration"]
+
+
+def test_colour_digits_must_be_hexadecimal() -> None:
+    assert _colour("#XX0000") is None
+    assert _colour("#FFXX0000") is None
