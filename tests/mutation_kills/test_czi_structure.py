@@ -1036,3 +1036,55 @@ def test_channels_of_different_pixel_types_read_as_the_first(tmp_path: Path) -> 
         second = reader.read_plane(0, 0, 1, 0)
         assert second.dtype == np.uint16
         np.testing.assert_array_equal(second, narrow.astype(np.uint16))
+
+
+def test_scene_rectangle_leaves_out_entries_without_s(
+    tmp_path: Path, stack: tuple[bytes, np.ndarray]
+) -> None:
+    """One S index, one entry without S (moved 100 px right): the scene's box is S=0's only."""
+    data = bytearray(stack[0])
+    _, dims = _entries(data)[2]
+    data[dims["S"] : dims["S"] + 4] = b"V\0\0\0"
+    struct.pack_into("<i", data, dims["X"] + 4, 100)
+    raw, count = _directory_raw(bytes(data))
+    stats = _parse_walk(tmp_path / "s.czi", raw, len(data), count).statistics
+    assert stats.box == (0, 0, 108, 6)
+    assert stats.scenes == {0: (0, 0, 8, 6)}
+
+
+def test_a_subblock_without_plane_dimensions_is_named_by_index(
+    tmp_path: Path, stack: tuple[bytes, np.ndarray]
+) -> None:
+    data = bytearray(stack[0])
+    _, dims = _entries(data)[1]
+    for axis, label in zip("STCZM", "RIHVB", strict=True):
+        data[dims[axis] : dims[axis] + 4] = label.encode() + b"\0\0\0"
+    raw, count = _directory_raw(bytes(data))
+    walk = _parse_walk(tmp_path / "w.czi", raw, len(data), count)
+    assert walk._where(1) == "subblock 1"
+    assert walk._where(0) == "subblock 0 (S=0 T=0 C=0 Z=0 M=0)"
+
+
+def test_a_libczi_failure_names_the_plane_and_keeps_libczis_words(tmp_path: Path) -> None:
+    path = tmp_path / "zstd.czi"
+    write_czi_stack(path, z=2, y=32, x=32, compression="zstd1:ExplicitLevel=1")
+    data = bytearray(path.read_bytes())
+    for entry, dims in _entries(data):
+        if _start(data, dims, "Z") == 1:
+            position = struct.unpack_from("<q", data, entry + 6)[0]
+            meta, _, size = struct.unpack_from("<iiq", data, position + 32)
+            entry_size = 32 + 20 * struct.unpack_from("<i", data, entry + 28)[0]
+            start = position + 32 + max(256, 16 + entry_size) + meta
+            data[start + 8 : start + size] = bytes(range(256)) * ((size - 8) // 256) + bytes(
+                (size - 8) % 256
+            )
+    with (
+        CziReader(_write(tmp_path, bytes(data), "zstd.czi")) as reader,
+        pytest.raises(CorruptFileError) as caught,
+    ):
+        reader.read_plane(0, 0, 0, 1)
+    error = caught.value
+    assert str(error).startswith("zstd.czi: libCZI failed reading plane t=0 c=0 z=1: ")
+    assert error.detail and error.detail != "None"
+    assert str(error).endswith(error.detail)
+    assert error.path == tmp_path / "zstd.czi"

@@ -857,3 +857,15 @@ def test_scaling_goes_on_after_an_axis_it_skips() -> None:
 def test_colour_digits_must_be_hexadecimal() -> None:
     assert _colour("#XX0000") is None
     assert _colour("#FFXX0000") is None
+
+
+def test_a_display_setting_that_cannot_be_told_apart_is_read_from_the_whole_document() -> None:
+    """A comment before the document's own DisplaySetting: unsure, so the whole XML is parsed."""
+    display = (
+        "<DisplaySetting><Channels><Channel Id='Channel:0'><Color>#FF0A0B0C</Color></Channel>"
+        "</Channels></DisplaySetting>"
+    )
+    channels = _channels("<Channel Id='Channel:0'><Color>#FF010203</Color></Channel>")
+    xml = _doc(channels, extra=f"<!-- shown -->{display}")
+    info = parse_czi_xml(xml, path=PATH)
+    assert info.channels[0]["color"] == "#0A0B0C"
