@@ -831,6 +831,18 @@ def test_a_subblock_ending_exactly_at_the_end_is_whole(
                 short.check_last(fd)
     finally:
         os.close(fd)
+    # A last subblock with no metadata, attachment or data that ends the file is whole.
+    empty = bytearray(data)
+    struct.pack_into("<iiq", empty, position + 32, 0, 0, 0)
+    header_end = position + 32 + max(256, 16 + entry_size)
+    path = _write(tmp_path, bytes(empty), "empty.czi")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        exact = _parse_walk(path, raw, header_end, count)
+        assert exact.subblock_end(fd, index) == header_end
+        exact.check_last(fd)
+    finally:
+        os.close(fd)
 
 
 def test_subblock_position_zero_is_refused(tmp_path: Path, stack: tuple[bytes, np.ndarray]) -> None:
@@ -940,8 +952,11 @@ def test_region_refuses_levels_and_planes_out_of_range(
 ) -> None:
     path, _ = scenes_file
     with CziReader(path) as reader:
-        with pytest.raises(SceneNotFoundError, match=r"scenes\.czi: level 1 does not exist; CZI"):
+        with pytest.raises(
+            SceneNotFoundError, match=r"scenes\.czi: level 1 does not exist; CZI"
+        ) as caught:
             reader.read_region(0, 0, 0, 0, (0, 2), (0, 2), level=1)
+        assert caught.value.path == path
         with pytest.raises(SceneNotFoundError, match="z=2 is out of range"):
             reader.read_region(0, 0, 0, 2, (0, 2), (0, 2))
         with pytest.raises(SceneNotFoundError, match="c=2 is out of range"):
