@@ -1103,3 +1103,20 @@ def test_a_libczi_failure_names_the_plane_and_keeps_libczis_words(tmp_path: Path
     assert error.detail and error.detail != "None"
     assert str(error).endswith(error.detail)
     assert error.path == tmp_path / "zstd.czi"
+
+
+def test_an_empty_region_of_a_cut_plane_reads_nothing(
+    tmp_path: Path, stack: tuple[bytes, np.ndarray]
+) -> None:
+    """A region with no rows is empty before any subblock is looked at: no error, no read."""
+    data = bytearray(stack[0])
+    blocks = _data_size_fields(data)
+    last = max(p for _, p, _ in blocks)
+    starts, _, field = next(b for b in blocks if b[1] != last)
+    struct.pack_into("<q", data, field, 10**12)
+    with CziReader(_write(tmp_path, bytes(data))) as reader:
+        c, z = starts["C"], starts["Z"]
+        assert reader.read_region(0, 0, c, z, (2, 2), (0, 4)).shape == (0, 4)
+        assert reader.read_region(0, 0, c, z, (0, 3), (5, 5)).shape == (3, 0)
+        with pytest.raises(CorruptFileError, match="past the end"):
+            reader.read_region(0, 0, c, z, (0, 1), (0, 1))
