@@ -442,8 +442,9 @@ def test_a_position_over_4_gb_takes_the_walk(
     assert _parse_walk(path, raw, len(data), count).positions[0] == 2**32 + 64
     with pytest.raises(
         CorruptFileError, match=r"subblock 0 \(.*\), the last in the file, ends past"
-    ):
+    ) as caught:
         CziReader(_write(tmp_path, bytes(data), "big.czi"))
+    assert caught.value.path == tmp_path / "big.czi"
 
 
 def test_uniform_parse_of_exact_bytes_equals_the_walk(stack: tuple[bytes, np.ndarray]) -> None:
@@ -965,8 +966,9 @@ def test_region_refuses_levels_and_planes_out_of_range(
             reader.read_region(2, 0, 0, 0, (0, 2), (0, 2))
         with pytest.raises(
             SceneNotFoundError, match=r"level 2 does not exist; CZI scenes are read"
-        ):
+        ) as caught:
             reader.region_grid(0, level=2)
+        assert caught.value.path == path
         with pytest.raises(SceneNotFoundError, match=r"level 1 does not exist"):
             reader.to_dask(1, level=1)
         with pytest.raises(SceneNotFoundError, match="t=1 is out of range"):
@@ -979,6 +981,7 @@ def test_region_grid_is_the_block_within_the_scene(
     path, _ = scenes_file
     with CziReader(path) as reader:
         assert reader.region_grid(0) == (12, 16)
+        assert reader.region_grid() == (12, 16)  # scene 0, level 0
         assert reader.region_grid(1) == (5, 6)  # the largest block is scene 0's
     tall = tmp_path / "tall.czi"
     write_czi_scenes(tall, [(20, 3, (0, 0)), (4, 9, (40, 0))])
