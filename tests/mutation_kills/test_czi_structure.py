@@ -832,6 +832,15 @@ def test_a_subblock_ending_exactly_at_the_end_is_whole(
                 short.check_last(fd)
     finally:
         os.close(fd)
+    # Sizes split differently between data and attachment: the same end.
+    moved = bytearray(data)
+    struct.pack_into("<iiq", moved, position + 32, meta, attach + 8, size - 8)
+    path = _write(tmp_path, bytes(moved), "moved.czi")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert _parse_walk(path, raw, end, count).subblock_end(fd, index) == end
+    finally:
+        os.close(fd)
     # A last subblock with no metadata, attachment or data that ends the file is whole.
     empty = bytearray(data)
     struct.pack_into("<iiq", empty, position + 32, 0, 0, 0)
@@ -996,10 +1005,33 @@ def test_planes_of_every_scene_and_dask(scenes_file: tuple[Path, list[np.ndarray
         for s, stack in enumerate(expected):
             lazy = reader.to_dask(s)
             assert lazy.shape == stack.shape and lazy.dtype == np.uint16
+            assert lazy.name.startswith("czi-")
             np.testing.assert_array_equal(lazy.compute(), stack)
             plane = reader.read_plane(s, 0, 1, 0)
             np.testing.assert_array_equal(plane, stack[0, 1, 0])
             assert plane.flags.c_contiguous and plane.flags.owndata | (plane.base is not None)
+        assert reader.to_dask().shape == expected[0].shape  # scene 0 by default
+        with pytest.raises(SceneNotFoundError, match="level 3 does not exist") as caught:
+            reader.to_dask(0, level=3)
+        assert caught.value.path == path
+
+
+def test_a_file_without_t_still_checks_its_planes(
+    tmp_path: Path, stack: tuple[bytes, np.ndarray]
+) -> None:
+    """Entries with no T dimension: their plane is T=0 for the check, and a cut is found."""
+    data = bytearray(stack[0])
+    for _, dims in _entries(data):
+        data[dims["T"] : dims["T"] + 4] = b"B\0\0\0"
+    blocks = _data_size_fields(data)
+    last = max(p for _, p, _ in blocks)
+    starts, _, field = next(b for b in blocks if b[1] != last)
+    struct.pack_into("<q", data, field, 10**12)
+    with (
+        CziReader(_write(tmp_path, bytes(data))) as reader,
+        pytest.raises(CorruptFileError, match="past the end"),
+    ):
+        reader.read_plane(0, 0, starts["C"], starts["Z"])
 
 
 def test_sniff_reads_only_the_magic() -> None:
