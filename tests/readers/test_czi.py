@@ -176,6 +176,42 @@ def test_vendor_dimension_takes_index_zero(tmp_path: Path) -> None:
         assert any("dimension H" in w for w in md.warnings)
 
 
+def test_indices_that_do_not_start_at_zero(tmp_path: Path) -> None:
+    """T, C and Z indices from 1, 2 and 3 (libCZI keeps them as stored): plane 0 is the first stored.
+
+    Before the fix the reader asked libCZI for C=0, which no subblock has: opening
+    refused the file as corrupt (channel 0 "has an invalid pixel type"), and with C
+    from 0 a Z from 3 read as "out-of-range" for z=0..2 and lost the last planes.
+    """
+    from pylibCZIrw import czi as pyczi
+
+    expected = write_czi_stack(tmp_path / "unused.czi", t=2, c=2, z=3, y=6, x=8)
+    path = tmp_path / "offset.czi"
+    with pyczi.create_czi(str(path)) as writer:
+        for t in range(2):
+            for c in range(2):
+                for z in range(3):
+                    writer.write(expected[t, c, z], plane={"T": t + 1, "C": c + 2, "Z": z + 3})
+        writer.write_metadata(channel_names={2: "first", 3: "second"})
+    assert_reader_contract(CziReader, path, expected)
+    with open_image(path) as image:
+        assert image.metadata(0).shape == (2, 2, 3, 6, 8)
+        np.testing.assert_array_equal(
+            image.read_region(0, 1, 1, 2, (1, 4), (2, 7)), expected[1, 1, 2, 1:4, 2:7]
+        )
+    # The subblock of plane (0, 0, 0), stored as T=1 C=2 Z=3, cut: that plane is refused.
+    data = bytearray(path.read_bytes())
+    blocks = _subblock_positions(data)
+    position = next(p for d, p in blocks if (d["T"], d["C"], d["Z"]) == (1, 2, 3))
+    assert position != max(p for _, p in blocks)
+    struct.pack_into("<q", data, position + 32 + 8, 10**12)  # its DataSize
+    path.write_bytes(data)
+    with open_image(path) as image:
+        np.testing.assert_array_equal(image.read_plane(0, 1, 1, 2), expected[1, 1, 2])
+        with pytest.raises(CorruptFileError, match=r"plane t=0 c=0 z=0: 1 subblock\(s\) end past"):
+            image.read_plane(0, 0, 0, 0)
+
+
 # ------------------------------------------------------------------- metadata
 @pytest.mark.parametrize("decoy_scaling", [True, False], ids=["whole-xml", "fragments"])
 def test_xml_mapping(tmp_path: Path, decoy_scaling: bool) -> None:

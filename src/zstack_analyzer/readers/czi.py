@@ -111,6 +111,7 @@ class _CziLayout:
         dtype: str,
         samples: int,
         sizes: dict[str, int],
+        origin: tuple[int, int, int],
         extra_dims: dict[str, int],
         scene_keys: list[int | None],
         rectangles: list[tuple[int, int, int, int]],
@@ -121,6 +122,9 @@ class _CziLayout:
         self.dtype = dtype
         self.samples = samples
         self.sizes = sizes
+        #: The stored T, C, Z index of canonical plane (0, 0, 0): libCZI keeps a file's own
+        #: start indices (a Z from 3 is read as Z=3), the canonical axes count from 0.
+        self.origin = origin
         self.extra_dims = extra_dims
         self.scene_keys = scene_keys
         self.rectangles = rectangles
@@ -411,8 +415,14 @@ class _Directory:
             raise CorruptFileError(msg, path=self.path)
         self._checked.add(last)
 
-    def check_plane(self, t: int, c: int, z: int, scene: int | None) -> None:
-        """Refuse a read of plane (t, c, z) of S index ``scene`` if one of its subblocks lies past EOF."""
+    def check_plane(
+        self, t: int, c: int, z: int, scene: int | None, *, origin: tuple[int, int, int] = (0, 0, 0)
+    ) -> None:
+        """Refuse a read of plane (t, c, z) of S index ``scene`` if one of its subblocks lies past EOF.
+
+        ``origin`` is the stored (T, C, Z) index of plane (0, 0, 0); messages name the plane
+        as asked.
+        """
         with self._lock:
             if self._by_plane is None:
                 by_plane: dict[tuple[int, int, int], list[int]] = {}
@@ -422,7 +432,7 @@ class _Directory:
                 self._by_plane = by_plane
             wanted = [
                 i
-                for i in self._by_plane.get((t, c, z), ())
+                for i in self._by_plane.get((origin[0] + t, origin[1] + c, origin[2] + z), ())
                 if i not in self._checked
                 and (scene is None or self.coords[i].get("S", scene) == scene)
             ]
@@ -868,6 +878,7 @@ class CziReader(ImageReader):
         subblocks = directory.entries
         # Like pylibCZIrw's total_bounding_box: T, C, Z count 1 where the file has none.
         sizes = {axis: stats.bounds.get(axis, (0, 1))[1] for axis in ("T", "C", "Z")}
+        t0, c0, z0 = (stats.bounds.get(axis, (0, 1))[0] for axis in ("T", "C", "Z"))
         extra = {
             axis: stats.bounds[axis][1]
             for axis in _VENDOR_DIMS
@@ -895,7 +906,7 @@ class CziReader(ImageReader):
                 msg = f"{name}: a scene has an empty bounding box ({width} x {height} pixels)"
                 raise CorruptFileError(msg, path=self.path)
         # libCZI looks each channel up among the subblocks: a few suffice for the warning.
-        pixel_types = [stats.pixel_type(c) for c in range(min(max(sizes["C"], 1), 16))]
+        pixel_types = [stats.pixel_type(c0 + c) for c in range(min(max(sizes["C"], 1), 16))]
         warnings: list[str] = []
         pixel_type = pixel_types[0]
         if pixel_type == "Invalid":
@@ -918,6 +929,7 @@ class CziReader(ImageReader):
             dtype=dtype,
             samples=samples,
             sizes=sizes,
+            origin=(t0, c0, z0),
             extra_dims=extra,
             scene_keys=keys,
             rectangles=rectangles,
@@ -1140,13 +1152,14 @@ class CziReader(ImageReader):
         if window is not None:  # (x, y, w, h) within the scene
             x, y, width, height = x + window[0], y + window[1], window[2], window[3]
         key = layout.scene_keys[scene]
-        self._directory.check_plane(t, c, z, key)
+        t0, c0, z0 = layout.origin
+        self._directory.check_plane(t, c, z, key, origin=layout.origin)
         try:
             with self._pool().borrow() as native:
                 # Background 0 (SOURCES.md: pixels no tile covers are 0), said explicitly.
                 data = native.read(
                     roi=(x, y, width, height),
-                    plane={"T": t, "C": c, "Z": z},
+                    plane={"T": t0 + t, "C": c0 + c, "Z": z0 + z},
                     scene=key,
                     zoom=1.0,
                     pixel_type=layout.pixel_type,
