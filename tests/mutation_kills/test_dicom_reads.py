@@ -1,0 +1,1 @@
+"""DICOM frames and reader (mutation kills, sixth round)."""
