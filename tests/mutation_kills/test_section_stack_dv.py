@@ -8,14 +8,20 @@ clipping (a negative bound is 0, not a count from the end).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.synthetic import encoded_stack
 from tests.synthetic_dv import write_dv
-from zstack_analyzer import CorruptFileError, SceneNotFoundError, open_image
+from zstack_analyzer import (
+    CorruptFileError,
+    SceneNotFoundError,
+    UnsupportedFormatError,
+    open_image,
+)
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.readers._base import ImageReader
 from zstack_analyzer.readers._section_stack import (
@@ -24,9 +30,6 @@ from zstack_analyzer.readers._section_stack import (
     data_block_offset,
     read_fixed_header,
 )
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 STACK = encoded_stack(1, 1, 2, 12, 16)
 
@@ -207,3 +210,249 @@ def test_big_endian_reads_are_native_writable_copies(tmp_path: Path) -> None:
         assert got.flags.writeable
         assert got.flags.c_contiguous
         np.testing.assert_array_equal(got, want)
+
+
+# ============================================================================ DeltaVision
+DV_STACK = encoded_stack(1, 2, 3, 16, 16)  # 6 sections, NumTimes 1, NumWaves 2
+
+
+def _patch(path: Path, *edits: tuple[int, str, int]) -> Path:
+    data = bytearray(path.read_bytes())
+    for offset, fmt, value in edits:
+        struct.pack_into(fmt, data, offset, value)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _dv_with_extended(
+    path: Path,
+    stack: np.ndarray,
+    *,
+    n_ints: int,
+    n_floats: int,
+    short_by: int = 0,
+    byteorder: str = "<",
+) -> Path:
+    """A DeltaVision file whose extended header has ``n_ints`` ints and ``n_floats`` floats a section.
+
+    Floats as softWoRx writes them: [1] time stamp (s), [8] exposure (s),
+    [10] excitation and [11] emission (nm), when there are that many. The
+    block is ``short_by`` bytes shorter than the sections need.
+    """
+    plain = write_dv(path, stack, extended=False, waves=(0, 0), byteorder=byteorder).read_bytes()
+    t_n, c_n, z_n = stack.shape[:3]
+    rows = []
+    for t in range(t_n):
+        for c in range(c_n):
+            for _z in range(z_n):  # ImgSequence 0 (ZTW) is z fastest, then t, then c
+                floats = [0.0] * n_floats
+                for index, value in ((1, 3.0 * t), (8, 0.02 * (c + 1)), (10, 400.0 + c)):
+                    if index < n_floats:
+                        floats[index] = value
+                rows.append(
+                    struct.pack(f"{byteorder}{n_ints}i{n_floats}f", *([7] * n_ints), *floats)
+                )
+    # order the rows as the file stores sections: c outermost, then t, then z
+    ordered = [
+        rows[(t * c_n + c) * z_n + z] for c in range(c_n) for t in range(t_n) for z in range(z_n)
+    ]
+    extended = b"".join(ordered)
+    extended = extended[: len(extended) - short_by]
+    head = bytearray(plain[:1024])
+    struct.pack_into(byteorder + "i", head, 92, len(extended))
+    struct.pack_into(byteorder + "2h", head, 128, n_ints, n_floats)
+    path.write_bytes(bytes(head) + extended + plain[1024:])
+    return path
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [(98, True), (97, False), (1024, True)],
+)
+def test_dv_sniff_needs_the_id_at_byte_96(size: int, expected: bool) -> None:
+    from zstack_analyzer.readers.dv import DeltaVisionReader
+
+    for dv_id in (b"\xa0\xc0", b"\xc0\xa0"):
+        head = (bytes(96) + dv_id).ljust(size, b"\0")[:size]
+        assert DeltaVisionReader.sniff(head, Path("x.dv")) is expected
+    assert DeltaVisionReader.sniff(bytes(96) + b"\xa0\xa0", Path("x.dv")) is False
+
+
+@pytest.mark.parametrize(
+    ("edits", "error", "message"),
+    [
+        ([(0, "<i", -5)], "corrupt", "the header declares -5 x 16 pixels, 6 sections, T=1, C=2"),
+        ([(0, "<i", 0)], "corrupt", "the header declares 0 x 16 pixels, 6 sections, T=1, C=2"),
+        ([(4, "<i", 0)], "corrupt", "the header declares 16 x 0 pixels, 6 sections, T=1, C=2"),
+        ([(8, "<i", 0)], "corrupt", "the header declares 16 x 16 pixels, 0 sections, T=1, C=2"),
+        (
+            [(180, "<h", -1)],
+            "corrupt",
+            "16 x 16 pixels, 6 sections, T=-1, C=2; the file is corrupt",
+        ),
+        (
+            [(196, "<h", -2)],
+            "corrupt",
+            "16 x 16 pixels, 6 sections, T=1, C=-2; the file is corrupt",
+        ),
+        (
+            [(196, "<h", 4)],
+            "corrupt",
+            "6 sections do not divide into T=1 x C=4; the header is corrupt",
+        ),
+        (
+            [(182, "<h", -1)],
+            "corrupt",
+            "image sequence -1 is not one DeltaVision defines (0, 1, 2)",
+        ),
+        ([(182, "<h", 3)], "corrupt", "image sequence 3 is not one DeltaVision defines (0, 1, 2)"),
+        ([(92, "<i", -1)], "corrupt", "extended header of -1 bytes is negative or over"),
+        (
+            [(12, "<i", 3)],
+            "unsupported",
+            "DeltaVision pixel type 3 (complex int16) is not supported",
+        ),
+        ([(12, "<i", 8)], "corrupt", "DeltaVision pixel type 8 is not one the format defines"),
+        ([(128, "<h", -1)], "corrupt", "invalid DeltaVision structure: bad char in struct format"),
+        ([(4, "<i", 17)], "corrupt", "the DeltaVision header declares 3,264 bytes of pixels"),
+    ],
+)
+def test_dv_header_lies_name_the_file_and_the_field(
+    tmp_path: Path, edits: list[tuple[int, str, int]], error: str, message: str
+) -> None:
+    from zstack_analyzer.readers.dv import DeltaVisionReader
+
+    # with an extended header: mrc parses it by NumIntegers, which must not be negative
+    path = _patch(write_dv(tmp_path / "lie.dv", DV_STACK, extended=edits[0][0] == 128), *edits)
+    kind = UnsupportedFormatError if error == "unsupported" else CorruptFileError
+    with pytest.raises(kind) as caught:
+        DeltaVisionReader(path)
+    assert type(caught.value) is kind
+    assert caught.value.path == path
+    assert str(caught.value).startswith(f"lie.dv: {message}") or (
+        message in str(caught.value) and str(caught.value).startswith("lie.dv: ")
+    )
+    if "invalid" in message:
+        assert caught.value.detail == "error('bad char in struct format')"
+        assert isinstance(caught.value.__cause__, struct.error)
+
+
+def test_dv_cut_header_names_the_format(tmp_path: Path) -> None:
+    path = write_dv(tmp_path / "cut.dv", DV_STACK)
+    path.write_bytes(path.read_bytes()[:700])
+    with pytest.raises(CorruptFileError, match=r"^cut\.dv: the 1024-byte DeltaVision header"):
+        open_image(path)
+
+
+@pytest.mark.parametrize(("offset", "field"), [(180, "T"), (196, "C")])
+def test_dv_zero_times_or_waves_mean_one(tmp_path: Path, offset: int, field: str) -> None:
+    path = _patch(write_dv(tmp_path / "zero.dv", DV_STACK, extended=False), (offset, "<h", 0))
+    with open_image(path) as image:
+        info = image.scenes()[0]
+    assert (info.size_t, info.size_c, info.size_z) == ((1, 1, 6) if field == "C" else (1, 2, 3))
+
+
+def test_dv_single_pixel_single_section(tmp_path: Path) -> None:
+    stack = np.full((1, 1, 1, 1, 1), 77, np.uint16)
+    path = write_dv(tmp_path / "one.dv", stack, waves=(520,))
+    with open_image(path) as image:
+        assert image.read_plane(0, 0, 0, 0).tolist() == [[77]]
+        md = image.metadata()
+    assert md.physical_size.z_um is None  # one section: no Z step
+    assert (md.physical_size.x_um, md.physical_size.y_um) == (0.1, 0.1)
+    assert "physical_size.z_um" not in md.provenance
+    assert md.provenance["physical_size.x_um"] == "DeltaVision header dx (µm)"
+
+
+def test_dv_limits_count_the_stored_pixel_size(tmp_path: Path) -> None:
+    from zstack_analyzer import LimitExceededError
+    from zstack_analyzer.readers.dv import DeltaVisionReader
+
+    path = write_dv(tmp_path / "limit.dv", DV_STACK)
+    with DeltaVisionReader(path, limits=ReadLimits(max_plane_bytes=16 * 16 * 2)) as image:
+        assert image.limits.max_plane_bytes == 512
+    with pytest.raises(LimitExceededError) as caught:
+        DeltaVisionReader(path, limits=ReadLimits(max_plane_bytes=16 * 16 * 2 - 1))
+    assert caught.value.path == path
+
+
+def test_dv_map_is_read_only(tmp_path: Path) -> None:
+    """The sections are mapped read-only: no read path can write to the user's file."""
+    path = write_dv(tmp_path / "ro.dv", DV_STACK)
+    with open_image(path) as image:
+        assert not image._sections.flags.writeable  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("n_ints", "n_floats", "byteorder"),
+    [(8, 14, "<"), (8, 32, ">"), (0, 14, "<"), (4, 32, "<"), (10, 20, ">")],
+)
+def test_dv_extended_header_frames_are_read(
+    tmp_path: Path, n_ints: int, n_floats: int, byteorder: str
+) -> None:
+    """The extended header's exposure, excitation and time stamps, in the file's byte order.
+
+    14 floats a section hold them; the ints before them may be any number.
+    Before the fix (mrc's ExtHeader.frame, which unpacks in the machine's
+    byte order and takes the floats from the 9th number whatever NumIntegers
+    says) a big-endian file gave an excitation of 8.8e-41 nm and no exposure,
+    and a file with other than 8 ints a section was refused as corrupt.
+    """
+    path = _dv_with_extended(
+        tmp_path / "ext.dv",
+        encoded_stack(2, 2, 2, 8, 8),
+        n_ints=n_ints,
+        n_floats=n_floats,
+        byteorder=byteorder,
+    )
+    with open_image(path) as image:
+        md = image.metadata()
+        raw = image.raw_metadata()
+    assert len(raw["extended_header"]) == 8
+    assert md.vendor_metadata["extended_header_frames"] == 8
+    assert [c.exposure_ms for c in md.channels] == pytest.approx([20.0, 40.0])
+    assert [c.excitation_nm for c in md.channels] == [400.0, 401.0]
+    assert md.time_interval_s == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(
+    ("n_floats", "short_by"), [(13, 0), (32, 4), (32, 4 * 40 * 8 - 4 * 40 * 2)]
+)
+def test_dv_extended_header_too_small_is_not_read(
+    tmp_path: Path, n_floats: int, short_by: int
+) -> None:
+    """Fewer than 14 floats, or a block shorter than the sections need: no frames, still opens."""
+    stack = encoded_stack(2, 2, 2, 8, 8)
+    path = _dv_with_extended(
+        tmp_path / "ext.dv", stack, n_ints=8, n_floats=n_floats, short_by=short_by
+    )
+    with open_image(path) as image:
+        md = image.metadata()
+        raw = image.raw_metadata()
+        np.testing.assert_array_equal(image.read_plane(0, 1, 1, 1), stack[1, 1, 1])
+    assert raw["extended_header"] == []
+    assert md.vendor_metadata["extended_header_frames"] == 0
+    assert [c.exposure_ms for c in md.channels] == [None, None]
+    assert md.time_interval_s is None
+
+
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+def test_dv_metadata_records(tmp_path: Path, byteorder: str) -> None:
+    path = write_dv(tmp_path / "md.dv", DV_STACK, byteorder=byteorder, extended=False)
+    _patch(path, (162, byteorder + "h", 10003))  # LensNum: mrc's table names the lens
+    with open_image(path) as image:
+        md = image.metadata()
+        raw = image.raw_metadata()
+    assert md.provenance["sizes"] == (
+        "DeltaVision header (n_sections, NumTimes, NumWaves, ImgSequence)"
+    )
+    assert md.vendor_metadata["byte_order"] == ("little" if byteorder == "<" else "big")
+    assert md.vendor_metadata["image_sequence"] == "ZTW"
+    assert "blank" not in raw["header"]
+    assert raw["header"]["lens"] == "Olympus 100X/1.35, U Plan Apo, IX70"
+    assert md.objective is not None
+    assert md.objective.name == "Olympus 100X/1.35, U Plan Apo, IX70"
+    assert (md.objective.magnification, md.objective.numerical_aperture) == (100.0, 1.35)
+    assert md.objective.immersion is None
+    assert md.provenance["objective"] == "DeltaVision header LensNum (mrc's lens table)"
+    assert (md.physical_size.x_um, md.physical_size.y_um, md.physical_size.z_um) == (0.1, 0.1, 0.25)
