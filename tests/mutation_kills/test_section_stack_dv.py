@@ -456,3 +456,143 @@ def test_dv_metadata_records(tmp_path: Path, byteorder: str) -> None:
     assert md.objective.immersion is None
     assert md.provenance["objective"] == "DeltaVision header LensNum (mrc's lens table)"
     assert (md.physical_size.x_um, md.physical_size.y_um, md.physical_size.z_um) == (0.1, 0.1, 0.25)
+
+
+def test_dv_full_metadata_of_a_time_lapse_with_an_extended_header(tmp_path: Path) -> None:
+    """Every field the header and extended header give, with the provenance of each."""
+    stack = encoded_stack(3, 6, 2, 8, 8)
+    waves = (450, 0, 615, 680, 705, 760)  # no wave 2 anywhere; wave 6 only in the frames
+    path = write_dv(tmp_path / "lapse.dv", stack, sequence=1, waves=waves, voxel_um=(0.2, 0.3, 0.5))
+    with open_image(path) as image:
+        md = image.metadata()
+        raw = image.raw_metadata()
+    assert [c.emission_nm for c in md.channels] == [450.0, None, 615.0, 680.0, 705.0, 760.0]
+    assert [c.excitation_nm for c in md.channels] == [488.0 + 100 * c for c in range(6)]
+    assert [c.exposure_ms for c in md.channels] == pytest.approx([50.0 * (c + 1) for c in range(6)])
+    assert [c.index for c in md.channels] == list(range(6))
+    assert md.time_interval_s == pytest.approx(2.5)
+    assert (md.physical_size.x_um, md.physical_size.y_um, md.physical_size.z_um) == (0.2, 0.3, 0.5)
+    assert md.provenance == {
+        "sizes": "DeltaVision header (n_sections, NumTimes, NumWaves, ImgSequence)",
+        "physical_size.x_um": "DeltaVision header dx (µm)",
+        "physical_size.y_um": "DeltaVision header dy (µm)",
+        "physical_size.z_um": "DeltaVision header dz (µm)",
+        # the header has 5 wavelengths: the 6th channel's is the extended header's
+        "channels[].emission_nm": (
+            "DeltaVision header wavelengths (nm), else extended header emWavelen"
+        ),
+        "channels[].excitation_nm": "DeltaVision extended header exWavelen",
+        "channels[].exposure_ms": "DeltaVision extended header expTime (s)",
+        "time_interval_s": "DeltaVision extended header timeStampSeconds (mean step)",
+    }
+    assert md.warnings == []
+    assert md.objective is None
+    vendor = md.vendor_metadata
+    assert vendor["image_sequence"] == "WZT"
+    assert vendor["extended_header_frames"] == 36
+    assert vendor["header"]["title"] == ["synthetic DeltaVision file"]
+    assert vendor["header"]["nc"] == 6
+    assert set(raw) == {"header", "extended_header"}
+    assert raw["header"]["nt"] == 3
+    assert raw["header"]["lens"] is None
+    assert len(raw["extended_header"]) == 36
+    assert raw["extended_header"][0]["timeStampSeconds"] == 0.0
+    assert raw["extended_header"][-1]["timeStampSeconds"] == 5.0
+
+
+def test_dv_frames_fill_a_missing_header_wavelength(tmp_path: Path) -> None:
+    stack = encoded_stack(1, 2, 1, 8, 8)
+    path = _dv_with_extended(tmp_path / "em.dv", stack, n_ints=8, n_floats=32)
+    data = bytearray(path.read_bytes())
+    # emission (float 11) of the first section of each channel (c outermost, one section each)
+    for c, value in enumerate((520.0, 0.0)):
+        struct.pack_into("<f", data, 1024 + c * 160 + 32 + 11 * 4, value)
+    path.write_bytes(bytes(data))
+    with open_image(path) as image:
+        md = image.metadata()
+    assert [c.emission_nm for c in md.channels] == [520.0, None]
+    # Before the fix the provenance named the header, which holds no wavelength here.
+    assert md.provenance["channels[].emission_nm"] == (
+        "DeltaVision header wavelengths (nm), else extended header emWavelen"
+    )
+    assert md.time_interval_s is None  # one time point
+
+
+@pytest.mark.parametrize("stamps", [(0.0, 0.0, 0.0), (4.0, 2.0, 0.0), (0.0, float("nan"), 1.0)])
+def test_dv_time_interval_needs_a_finite_positive_mean_step(
+    tmp_path: Path, stamps: tuple[float, ...]
+) -> None:
+    stack = encoded_stack(3, 1, 1, 8, 8)
+    path = _dv_with_extended(tmp_path / "t.dv", stack, n_ints=8, n_floats=32)
+    data = bytearray(path.read_bytes())
+    for t, stamp in enumerate(stamps):
+        struct.pack_into("<f", data, 1024 + t * 160 + 32 + 4, stamp)
+    path.write_bytes(bytes(data))
+    with open_image(path) as image:
+        md = image.metadata()
+    assert md.time_interval_s is None
+    assert "time_interval_s" not in md.provenance
+
+
+def test_dv_no_channel_information_gives_no_provenance(tmp_path: Path) -> None:
+    path = write_dv(tmp_path / "bare.dv", DV_STACK, waves=(0, 0), extended=False)
+    with open_image(path) as image:
+        md = image.metadata()
+    assert [(c.emission_nm, c.excitation_nm, c.exposure_ms) for c in md.channels] == [
+        (None, None, None)
+    ] * 2
+    assert not any(key.startswith("channels") for key in md.provenance)
+
+
+@pytest.mark.parametrize(
+    ("lens", "expected"),
+    [
+        (None, None),
+        ("", None),
+        (
+            "  Olympus 40X/1.30, UPLFLN 40XO, U PLAN Fluorite 40X Oil  ",
+            ("Olympus 40X/1.30, UPLFLN 40XO, U PLAN Fluorite 40X Oil", 40.0, 1.3, "Oil"),
+        ),
+        ("Nikon 60x / 1.2 Water", ("Nikon 60x / 1.2 Water", 60.0, 1.2, "Water")),
+        ("Zeiss 10X/0.3 air", ("Zeiss 10X/0.3 air", 10.0, 0.3, "Air")),
+        ("Olympus 30X/1.05 SIL", ("Olympus 30X/1.05 SIL", 30.0, 1.05, "Silicone")),
+        ("Leica 63X/1.3 Glycerol", ("Leica 63X/1.3 Glycerol", 63.0, 1.3, "Glycerol")),
+        ("custom lens", ("custom lens", None, None, None)),
+    ],
+)
+def test_dv_objective_from_the_lens_name(
+    lens: str | None, expected: tuple[str, float | None, float | None, str | None] | None
+) -> None:
+    from zstack_analyzer.readers.dv import _objective
+
+    objective = _objective(lens)
+    if expected is None:
+        assert objective is None
+        return
+    assert objective is not None
+    got = (
+        objective.name,
+        objective.magnification,
+        objective.numerical_aperture,
+        objective.immersion,
+    )
+    assert got == expected
+
+
+def test_dv_titles_decimals_and_positive_numbers() -> None:
+    from zstack_analyzer.readers.dv import _decimal, _positive, _titles
+
+    raw = b"first line".ljust(80, b" ") + bytes(80) + b"  third\x00junk".ljust(80, b"\x00")
+    assert _titles(raw) == ["first line", "third"]
+    assert _titles(bytearray(b"caf\xe9".ljust(80))) == ["caf\u00e9"]
+    assert _titles(b"x" * 85) == ["x" * 80, "xxxxx"]
+    assert _titles("not bytes") == []
+    assert _titles(None) == []
+    assert _decimal(np.float32(0.13262)) == 0.13262
+    assert _decimal(None) is not None and np.isnan(_decimal(None))  # float32(None) is NaN
+    assert _decimal("not a number") is None
+    assert _decimal(object()) is None
+    assert _positive(2) == 2.0
+    assert _positive("3.5") == 3.5
+    for bad in (0, -1, float("inf"), float("nan"), None, "x"):
+        assert _positive(bad) is None

@@ -245,6 +245,7 @@ class DeltaVisionReader(SectionStackReader):
         waves = [hdr.get(f"wave{i}") for i in range(1, 6)]
         frames = self._extended
         channels = []
+        from_frames = False  # an emission the header lacks, taken from the extended header
         for c in range(info.size_c):
             emission = _positive(waves[c]) if c < len(waves) else None
             excitation = exposure = None
@@ -253,14 +254,20 @@ class DeltaVisionReader(SectionStackReader):
                 excitation = _positive(frame.get("exWavelen"))
                 exposure_s = _positive(frame.get("expTime"))
                 exposure = exposure_s * 1000.0 if exposure_s is not None else None
-                emission = emission or _positive(frame.get("emWavelen"))
+                if emission is None:
+                    emission = _positive(frame.get("emWavelen"))
+                    from_frames = from_frames or emission is not None
             channels.append(
                 ChannelInfo(
                     index=c, emission_nm=emission, excitation_nm=excitation, exposure_ms=exposure
                 )
             )
         if any(ch.emission_nm for ch in channels):
-            provenance["channels[].emission_nm"] = "DeltaVision header wavelengths (nm)"
+            provenance["channels[].emission_nm"] = (
+                "DeltaVision header wavelengths (nm), else extended header emWavelen"
+                if from_frames
+                else "DeltaVision header wavelengths (nm)"
+            )
         if any(ch.excitation_nm for ch in channels):
             provenance["channels[].excitation_nm"] = "DeltaVision extended header exWavelen"
         if any(ch.exposure_ms for ch in channels):
