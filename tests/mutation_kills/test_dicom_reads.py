@@ -227,3 +227,245 @@ def test_invalid_rows_is_corrupt_with_the_cause(tmp_path: Path) -> None:
     assert caught.value.path == path
     assert caught.value.detail == repr(caught.value.__cause__)
     assert isinstance(caught.value.__cause__, AttributeError)
+
+
+# ============================================================================ encapsulated
+def _encapsulated(
+    path: Path,
+    frames: list[np.ndarray],
+    *,
+    syntax: str,
+    codestreams: list[bytes],
+    fragments_per_frame: int = 1,
+    has_bot: bool = True,
+    photometric: str = "MONOCHROME2",
+) -> Path:
+    from pydicom.encaps import encapsulate
+
+    first = frames[0]
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7.3"
+    ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality = "SM"
+    ds.Rows, ds.Columns = first.shape[:2]
+    ds.NumberOfFrames = len(frames)
+    ds.SamplesPerPixel = first.shape[2] if first.ndim == 3 else 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = ds.BitsStored = first.dtype.itemsize * 8
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 0
+    if first.ndim == 3:
+        ds.PlanarConfiguration = 0
+    ds.PixelData = encapsulate(
+        codestreams, fragments_per_frame=fragments_per_frame, has_bot=has_bot
+    )
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _j2k(frames: list[np.ndarray]) -> list[bytes]:
+    import imagecodecs
+
+    return [imagecodecs.jpeg2k_encode(f, level=0, codecformat="j2k") for f in frames]
+
+
+@pytest.mark.parametrize(("fragments", "bot"), [(1, True), (2, True), (3, True)])
+def test_frames_of_several_fragments_through_the_offset_table(
+    tmp_path: Path, fragments: int, bot: bool
+) -> None:
+    frames = list(_frames(3, 12, 10, "u2"))
+    streams = _j2k(frames)
+    # encapsulate splits each stream into `fragments` pieces; the offset table finds frame starts
+    path = _encapsulated(
+        tmp_path / "frag.dcm",
+        frames,
+        syntax="1.2.840.10008.1.2.4.90",
+        codestreams=streams,
+        fragments_per_frame=fragments,
+        has_bot=bot,
+    )
+    reader = DicomFrames(path)
+    try:
+        assert reader.codec == "jpeg2k"
+        for index in (2, 0, 1):
+            np.testing.assert_array_equal(reader.read(index), frames[index])
+    finally:
+        reader.close()
+
+
+def test_one_frame_of_many_fragments_without_an_offset_table(tmp_path: Path) -> None:
+    frames = list(_frames(1, 12, 10, "u2"))
+    path = _encapsulated(
+        tmp_path / "one.dcm",
+        frames,
+        syntax="1.2.840.10008.1.2.4.90",
+        codestreams=_j2k(frames),
+        fragments_per_frame=3,
+        has_bot=False,
+    )
+    reader = DicomFrames(path)
+    try:
+        np.testing.assert_array_equal(reader.read(0), frames[0])
+    finally:
+        reader.close()
+
+
+def test_several_fragments_a_frame_without_an_offset_table_cannot_be_mapped(
+    tmp_path: Path,
+) -> None:
+    frames = list(_frames(2, 12, 10, "u2"))
+    path = _encapsulated(
+        tmp_path / "nobot.dcm",
+        frames,
+        syntax="1.2.840.10008.1.2.4.90",
+        codestreams=_j2k(frames),
+        fragments_per_frame=2,
+        has_bot=False,
+    )
+    with pytest.raises(CorruptFileError) as caught:
+        DicomFrames(path)
+    assert str(caught.value) == (
+        "nobot.dcm: 4 compressed fragment(s) cannot be mapped to 2 frame(s) "
+        "(NumberOfFrames lies or the offset table is missing)"
+    )
+    assert caught.value.path == path
+
+
+@pytest.mark.parametrize("codec", ["jpegls", "jpeg"])
+def test_jpeg_family_frames(tmp_path: Path, codec: str) -> None:
+    import imagecodecs
+
+    if codec == "jpegls":
+        frames = list(_frames(2, 9, 11, "u2"))
+        streams = [imagecodecs.jpegls_encode(f, level=0) for f in frames]
+        syntax = "1.2.840.10008.1.2.4.80"
+    else:
+        frames = list(_frames(2, 8, 8, "u1"))
+        streams = [imagecodecs.jpeg8_encode(f, lossless=True) for f in frames]
+        syntax = "1.2.840.10008.1.2.4.70"
+    path = _encapsulated(tmp_path / "j.dcm", frames, syntax=syntax, codestreams=streams)
+    reader = DicomFrames(path)
+    try:
+        assert reader.codec == codec
+        for index in (1, 0):
+            frame = reader.read(index)
+            assert frame.dtype == frames[index].dtype
+            np.testing.assert_array_equal(frame, frames[index])
+    finally:
+        reader.close()
+
+
+def test_unsupported_transfer_syntax(tmp_path: Path) -> None:
+    frames = list(_frames(1, 4, 4, "u2"))
+    path = _encapsulated(
+        tmp_path / "mpeg.dcm", frames, syntax="1.2.840.10008.1.2.4.100", codestreams=[b"\0" * 8]
+    )
+    with pytest.raises(UnsupportedFormatError) as caught:
+        DicomFrames(path)
+    assert str(caught.value) == (
+        "mpeg.dcm: DICOM transfer syntax 1.2.840.10008.1.2.4.100 is not supported"
+    )
+    assert caught.value.path == path
+
+
+def test_native_pixel_data_lies(tmp_path: Path) -> None:
+    frames = _frames(3, 5, 7, "u2")
+    path = _write(tmp_path / "few.dcm", frames, extra={"NumberOfFrames": 4})
+    with pytest.raises(CorruptFileError) as caught:
+        DicomFrames(path)
+    assert str(caught.value) == (
+        "few.dcm: Pixel Data holds 210 bytes, but 4 frame(s) of (5, 7) need 280"
+    )
+    assert caught.value.path == path
+    cut = _write(tmp_path / "cut.dcm", frames)
+    cut.write_bytes(cut.read_bytes()[:-2])
+    with pytest.raises(CorruptFileError) as caught:
+        DicomFrames(cut)
+    size = cut.stat().st_size
+    assert str(caught.value) == (
+        f"cut.dcm: Pixel Data ends past the end of the file ({size:,} bytes); the file is truncated"
+    )
+    assert caught.value.path == cut
+    # exactly the frames the header declares: reads
+    whole = _write(tmp_path / "whole.dcm", frames)
+    reader = DicomFrames(whole)
+    try:
+        np.testing.assert_array_equal(reader.read(2), frames[2])
+    finally:
+        reader.close()
+
+
+def test_planar_rgb_and_ybr_full_native(tmp_path: Path) -> None:
+    from pydicom.pixels.processing import convert_color_space
+
+    rgb = (np.arange(4 * 5 * 3).reshape(4, 5, 3) * 7 % 256).astype("u1")
+    planar = np.ascontiguousarray(np.moveaxis(rgb, -1, 0))  # R plane, G plane, B plane
+    extra = {"SamplesPerPixel": 3, "PhotometricInterpretation": "RGB", "PlanarConfiguration": 1}
+    path = _write(tmp_path / "planar.dcm", planar.reshape(1, 4, 15)[:, :, :], extra=extra)
+    # _write took the frame as 4 x 15 bytes: fix Rows/Columns to the 4 x 5 x 3 image
+    ds = pydicom.dcmread(path)
+    ds.Rows, ds.Columns = 4, 5
+    ds.save_as(path)
+    reader = DicomFrames(path)
+    try:
+        assert reader.planar
+        assert reader.geometry.shape == (4, 5, 3)
+        np.testing.assert_array_equal(reader.read(0), rgb)
+    finally:
+        reader.close()
+    ds.PlanarConfiguration = 0
+    ds.PhotometricInterpretation = "YBR_FULL"
+    ds.PixelData = rgb.tobytes()
+    ds.save_as(path)
+    reader = DicomFrames(path)
+    try:
+        assert not reader.planar
+        assert reader.photometric == "YBR_FULL"
+        expected = convert_color_space(rgb, "YBR_FULL", "RGB")
+        np.testing.assert_array_equal(reader.read(0), expected)
+    finally:
+        reader.close()
+
+
+def test_rle_segments_must_match_the_pixel_layout(tmp_path: Path) -> None:
+    from tests.synthetic_dicom import _rle_frame
+
+    frames = list(_frames(1, 6, 6, "u2"))
+    good = _rle_frame(frames[0])
+    path = _encapsulated(
+        tmp_path / "rle.dcm", frames, syntax="1.2.840.10008.1.2.5", codestreams=[good]
+    )
+    reader = DicomFrames(path)
+    try:
+        np.testing.assert_array_equal(reader.read(0), frames[0])
+    finally:
+        reader.close()
+    one_segment = _rle_frame(frames[0].astype("u1"))
+    path = _encapsulated(
+        tmp_path / "seg.dcm", frames, syntax="1.2.840.10008.1.2.5", codestreams=[one_segment]
+    )
+    reader = DicomFrames(path)
+    try:
+        with pytest.raises(CorruptFileError) as caught:
+            reader.read(0)
+        assert str(caught.value) == "seg.dcm: RLE frame has 1 segments, expected 2"
+        assert caught.value.path == path
+    finally:
+        reader.close()
+    short = _rle_frame(np.zeros((6, 5), "u2"))
+    path = _encapsulated(
+        tmp_path / "short.dcm", frames, syntax="1.2.840.10008.1.2.5", codestreams=[short]
+    )
+    reader = DicomFrames(path)
+    try:
+        with pytest.raises(CorruptFileError) as caught:
+            reader.read(0)
+        assert str(caught.value) == "short.dcm: RLE segment 0 decodes to 30 of 36 bytes"
+    finally:
+        reader.close()
