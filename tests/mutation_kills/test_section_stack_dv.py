@@ -596,3 +596,37 @@ def test_dv_titles_decimals_and_positive_numbers() -> None:
     assert _positive("3.5") == 3.5
     for bad in (0, -1, float("inf"), float("nan"), None, "x"):
         assert _positive(bad) is None
+
+
+def test_dv_negative_float_count_reads_no_frames(tmp_path: Path) -> None:
+    """NumFloats -1 is not 65535: even with an extended header long enough for 65535, no frames."""
+    stack = encoded_stack(1, 1, 1, 4, 4)
+    path = _dv_with_extended(tmp_path / "neg.dv", stack, n_ints=8, n_floats=32)
+    data = bytearray(path.read_bytes())
+    big = (8 + 0xFFFF) * 4
+    pixels = data[1024 + 160 :]
+    head = data[:1024]
+    struct.pack_into("<i", head, 92, big)
+    struct.pack_into("<2h", head, 128, 8, -1)
+    path.write_bytes(bytes(head) + bytes(data[1024 : 1024 + 160]).ljust(big, b"\0") + pixels)
+    with open_image(path) as image:
+        raw = image.raw_metadata()
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 0), stack[0, 0, 0])
+    assert raw["extended_header"] == []
+
+
+def test_dv_extended_header_read_stays_within_its_block(tmp_path: Path) -> None:
+    """Opening reads the extended header's sections, not the pixel data after them."""
+    import tracemalloc
+
+    stack = np.zeros((1, 1, 2, 1024, 1024), np.uint16)  # 4 MiB of pixels
+    path = _dv_with_extended(tmp_path / "big.dv", stack, n_ints=8, n_floats=32)
+    tracemalloc.start()
+    try:
+        with open_image(path) as image:
+            frames = image.raw_metadata()["extended_header"]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(frames) == 2
+    assert peak < 2 * 1024**2
