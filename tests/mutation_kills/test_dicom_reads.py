@@ -469,3 +469,32 @@ def test_rle_segments_must_match_the_pixel_layout(tmp_path: Path) -> None:
         assert str(caught.value) == "short.dcm: RLE segment 0 decodes to 30 of 36 bytes"
     finally:
         reader.close()
+
+
+def test_file_meta_without_a_transfer_syntax(tmp_path: Path) -> None:
+    path = _write(tmp_path / "nots.dcm", _frames(1, 4, 4, "u2"))
+    ds = pydicom.dcmread(path)
+    del ds.file_meta.TransferSyntaxUID
+    ds.save_as(path, implicit_vr=False, little_endian=True, enforce_file_format=False)
+    with pytest.raises(UnsupportedFormatError) as caught:
+        DicomFrames(path)
+    assert str(caught.value) == "nots.dcm: DICOM transfer syntax  is not supported"
+
+
+@pytest.mark.parametrize("element", ["SamplesPerPixel", "NumberOfFrames"])
+def test_zero_samples_or_frames_mean_one(tmp_path: Path, element: str) -> None:
+    frames = _frames(1, 3, 4, "u2")
+    path = _write(tmp_path / "z.dcm", frames, extra={element: 0})
+    reader = DicomFrames(path)
+    try:
+        assert (reader.geometry.count, reader.geometry.samples) == (1, 1)
+        np.testing.assert_array_equal(reader.read(0), frames[0])
+    finally:
+        reader.close()
+
+
+def test_missing_bits_allocated_is_zero_bits(tmp_path: Path) -> None:
+    path = _write(tmp_path / "nb.dcm", _frames(1, 3, 4, "u2"), drop=("BitsAllocated",))
+    with pytest.raises(UnsupportedFormatError) as caught:
+        DicomFrames(path)
+    assert str(caught.value) == "nb.dcm: BitsAllocated 0 is not supported (8, 16 or 32 bits only)"
