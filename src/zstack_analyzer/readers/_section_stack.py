@@ -161,15 +161,19 @@ class SectionStackReader(ImageReader):
         *,
         level: int = 0,
     ) -> np.ndarray:
-        """Rows and columns of one plane, sliced from the memory map (only those pages are read)."""
+        """Rows and columns of one plane, sliced from the memory map (only those pages are read).
+
+        Bounds clip as :meth:`ImageReader.read_region` clips them: a negative
+        bound (start or end) is 0, not a count from the end as a slice would take it.
+        """
         self.check_plane_index(scene, t, c, z)
         if level != 0:
             msg = f"{self.path.name}: pyramid level {level} does not exist; it has 1"
             raise SceneNotFoundError(msg, path=self.path)
         self.check_open()
         info = self._info
-        y0, y1 = max(0, rows[0]), min(info.size_y, rows[1])
-        x0, x1 = max(0, cols[0]), min(info.size_x, cols[1])
+        y0, y1 = max(0, rows[0]), max(0, min(info.size_y, rows[1]))
+        x0, x1 = max(0, cols[0]), max(0, min(info.size_x, cols[1]))
         section = self._sections[self._section_of(t, c, z)]
         ny = info.size_y
         # Display rows y0:y1 are stored rows ny-y1 .. ny-y0, bottom first: read those only.

@@ -40,6 +40,7 @@ from zstack_analyzer.metadata import (
     SceneInfo,
 )
 from zstack_analyzer.readers._section_stack import (
+    HEADER_BYTES,
     SectionStackReader,
     data_block_offset,
     read_fixed_header,
@@ -58,6 +59,23 @@ _DV_ID_BE = b"\xc0\xa0"
 #: Pixel types the data block can hold (mode -> numpy code); 3 (complex int16) has no numpy type.
 _MODES = {0: "u1", 1: "i2", 2: "f4", 4: "c8", 5: "i2", 6: "u2", 7: "i4"}
 _SEQUENCES = {0: "ZTW", 1: "WZT", 2: "ZWT"}
+#: The floats each section's extended header starts with (softWoRx; mrc's ExtHeaderFrame names).
+_FRAME_FIELDS = (
+    "photosensorReading",
+    "timeStampSeconds",
+    "stageXCoord",
+    "stageYCoord",
+    "stageZCoord",
+    "minInten",
+    "maxInten",
+    "meanInten",
+    "expTime",
+    "ndFilter",
+    "exWavelen",
+    "emWavelen",
+    "intenScaling",
+    "energyConvFactor",
+)
 
 
 class DeltaVisionReader(SectionStackReader):
@@ -136,8 +154,8 @@ class DeltaVisionReader(SectionStackReader):
             limits=self.limits,
             format_name="DeltaVision",
         )
-        self._header, self._extended = self._parse(n_ints, n_floats, ext_len, n_sections)
         self._byteorder = bo
+        self._header, self._extended = self._parse(n_ints, n_floats, ext_len, n_sections)
         self._sequence = _SEQUENCES[sequence]
         self._info = info
         self._sections = np.memmap(
@@ -173,19 +191,40 @@ class DeltaVisionReader(SectionStackReader):
             header.pop("blank", None)
             header["lens"] = dv.lens or None
             header["title"] = _titles(getattr(dv, "_title", b""))
-            frames: list[dict[str, float]] = []
-            per_section = (n_ints + n_floats) * 4
-            # mrc's frame() reads 14 floats after the ints: only when the block holds them.
-            if (
-                dv.ext_hdr is not None
-                and n_ints >= 0
-                and n_floats >= 14
-                and per_section * n_sections <= ext_len
-            ):
-                frames = [dv.ext_hdr.frame(i)._asdict() for i in range(n_sections)]
         finally:
             dv.close()
-        return header, frames
+        return header, self._frames(n_ints, n_floats, ext_len, n_sections)
+
+    def _frames(
+        self, n_ints: int, n_floats: int, ext_len: int, n_sections: int
+    ) -> list[dict[str, float]]:
+        """Per section, the first 14 floats of the extended header (time stamp, exposure, wavelengths).
+
+        Why not ``mrc``'s ``ExtHeader.frame``: it unpacks in the machine's byte
+        order (a big-endian file's values come out as 1e-41) and takes the
+        floats from the 9th number whatever NumIntegers says (a file with other
+        than 8 ints a section fails to parse). Here each section's floats start
+        after its ``n_ints`` ints, in the header's byte order. Read only when
+        every section's block is within the declared extended header, which
+        :func:`data_block_offset` checked against the file and the metadata limit.
+        """
+        per_section = (n_ints + n_floats) * 4
+        if n_ints < 0 or n_floats < len(_FRAME_FIELDS) or per_section * n_sections > ext_len:
+            return []
+        with self.path.open("rb") as fh:
+            fh.seek(HEADER_BYTES)
+            block = fh.read(per_section * n_sections)
+        layout = struct.Struct(f"{self._byteorder}{len(_FRAME_FIELDS)}f")
+        return [
+            dict(
+                zip(
+                    _FRAME_FIELDS,
+                    layout.unpack_from(block, i * per_section + n_ints * 4),
+                    strict=True,
+                )
+            )
+            for i in range(n_sections)
+        ]
 
     # ------------------------------------------------------------------ metadata
     def _build_metadata(self) -> ImageMetadata:
@@ -206,6 +245,7 @@ class DeltaVisionReader(SectionStackReader):
         waves = [hdr.get(f"wave{i}") for i in range(1, 6)]
         frames = self._extended
         channels = []
+        from_frames = False  # an emission the header lacks, taken from the extended header
         for c in range(info.size_c):
             emission = _positive(waves[c]) if c < len(waves) else None
             excitation = exposure = None
@@ -214,14 +254,20 @@ class DeltaVisionReader(SectionStackReader):
                 excitation = _positive(frame.get("exWavelen"))
                 exposure_s = _positive(frame.get("expTime"))
                 exposure = exposure_s * 1000.0 if exposure_s is not None else None
-                emission = emission or _positive(frame.get("emWavelen"))
+                if emission is None:
+                    emission = _positive(frame.get("emWavelen"))
+                    from_frames = from_frames or emission is not None
             channels.append(
                 ChannelInfo(
                     index=c, emission_nm=emission, excitation_nm=excitation, exposure_ms=exposure
                 )
             )
         if any(ch.emission_nm for ch in channels):
-            provenance["channels[].emission_nm"] = "DeltaVision header wavelengths (nm)"
+            provenance["channels[].emission_nm"] = (
+                "DeltaVision header wavelengths (nm), else extended header emWavelen"
+                if from_frames
+                else "DeltaVision header wavelengths (nm)"
+            )
         if any(ch.excitation_nm for ch in channels):
             provenance["channels[].excitation_nm"] = "DeltaVision extended header exWavelen"
         if any(ch.exposure_ms for ch in channels):
