@@ -180,6 +180,7 @@ def test_query_filters_order_and_pages(trail: Session) -> None:
         ("token_create", "root"),
         ("login", "mia"),
     ]
+    assert _ask(trail, username="nobody") == ([], 0)
     assert _ask(trail, username="root") == ([("tokenXcreate", "root"), ("token_create", "root")], 2)
     assert _ask(trail, action="login")[1] == 2
     assert _ask(trail, action="token_*") == (
@@ -201,6 +202,10 @@ def test_query_filters_order_and_pages(trail: Session) -> None:
     assert both == ([("tokenXcreate", "root"), ("token_create", "root")], 2)
     page = _ask(trail, skip=2, limit=3)
     assert page == (everything[2:5], 7)
+    # Order is by time, not by when a row was written.
+    record_many(trail, [{"action": "upload", "username": "late", "at": T0 - timedelta(hours=1)}])
+    assert _ask(trail)[0][-1] == ("upload", "late")
+    assert _ask(trail, limit=1)[0] == [("login", "ola")]
 
 
 # --- audit_writer.py: what an event becomes ---------------------------------------------------
@@ -290,6 +295,11 @@ def test_targets_in_order_and_who_acted() -> None:
     assert "via" not in unnamed.details
     stateless = entry_from("upload", ALICE, SimpleNamespace(client=None, scope={"state": 1}), {})
     assert (stateless.client, stateless.request_id) == (None, None)
+    # Requests without a peer or a scope at all, a principal whose name is no text.
+    bare = entry_from("upload", ALICE, SimpleNamespace(), {})
+    assert (bare.client, bare.request_id, bare.username) == (None, None, "alice")
+    odd_name = entry_from("upload", SimpleNamespace(user_id=3, username=5), _request(), {})
+    assert (odd_name.user_id, odd_name.username) == (3, None)
 
 
 def test_an_event_of_the_cli(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -374,6 +384,13 @@ def test_emit_never_raises(database: Database, caplog: pytest.LogCaptureFixture)
         .startswith("audit: no writer on this app; not recorded: AuditEntry(action='upload'")
     )
     caplog.clear()
+    stateless_app = _request()
+    stateless_app.scope["app"] = SimpleNamespace(state=SimpleNamespace())  # no "audit" at all
+    with caplog.at_level(logging.WARNING, "zstack_analyzer.service.auth.audit_writer"):
+        events.emit("upload", ALICE, stateless_app, image_id="i")
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert caplog.records[0].getMessage().startswith("audit: no writer on this app")
+    caplog.clear()
     broken = SimpleNamespace(client=None, scope={}, app=None)  # no app state: an odd request
     with caplog.at_level(logging.WARNING, "zstack_analyzer.service.auth.audit_writer"):
         events.emit("upload", ALICE, broken)
@@ -432,6 +449,16 @@ def test_writer_order_flush_close_and_failures(
     assert len(rows) == 160
     for n in range(4):
         assert [r[5]["i"] for r in rows if r[1] == f"t{n}"] == list(range(40))
+    # A flush that cannot finish in time says so (and returns).
+    release = threading.Event()
+    writer._executor.submit(release.wait, 30)
+    try:
+        with caplog.at_level(logging.WARNING, "zstack_analyzer.service.auth.audit_writer"):
+            writer.flush(timeout=0.6)
+    finally:
+        release.set()
+    assert [r.getMessage() for r in caplog.records] == ["audit: flush did not finish within 1 s"]
+    caplog.clear()
     # close() writes everything queued before it returns.
     for i in range(200):
         writer.submit(AuditEntry(action="logout", details={"i": i}))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import select
 
+from tests import ldapserver
 from tests.ldapserver import BASE_DN, running_slapd, slapd_missing
 from tests.mutation_kills import service_db
 from tests.needs import unavailable
@@ -93,9 +94,20 @@ def slapd() -> Iterator[LdapServer]:
     missing = slapd_missing()
     if missing:
         unavailable(missing)
-    with running_slapd() as server:
-        server.add(_directory())
-        yield server
+    # With the memberof overlay: people get memberOf for their groupOfNames groups, the
+    # attribute the module reads besides the group search.
+    plain_config = ldapserver._CONFIG
+    ldapserver._CONFIG = (
+        plain_config.replace("moduleload back_mdb\n", "moduleload back_mdb\nmoduleload memberof\n")
+        + "overlay memberof\n"
+    )
+    try:
+        with running_slapd() as server:
+            server.add(_directory())
+            ldapserver._CONFIG = plain_config
+            yield server
+    finally:
+        ldapserver._CONFIG = plain_config
 
 
 GROUP_MAP = {"CN=Imaging, OU=groups,dc=example,dc=org": "imaging", MICROSCOPY: "microscopy"}
@@ -161,12 +173,18 @@ def test_person_groups_and_attributes(slapd: LdapServer) -> None:
     # Without a group base only memberOf counts (this directory has none).
     bare = directory_login(_template(slapd, group_base=None), "alice", SECRET)
     assert bare is not None
-    assert bare.groups == frozenset()
-    # A group filter of one's own.
+    assert bare.groups == {normalise_dn(IMAGING), normalise_dn(OTHERS)}  # groupOfNames only
+    plain_groups = directory_login(_template(slapd, group_base=None), "plain", SECRET)
+    assert plain_groups is not None
+    assert plain_groups.groups == frozenset()
+    # A group filter of one's own: its groups are added to memberOf's.
     only_unique = _template(slapd, group_filter="(uniqueMember={dn})")
     unique = directory_login(only_unique, "alice", SECRET)
     assert unique is not None
-    assert unique.groups == {normalise_dn(MICROSCOPY)}
+    assert unique.groups == {normalise_dn(dn) for dn in (IMAGING, OTHERS, MICROSCOPY)}
+    only_plain = directory_login(only_unique, "plain", SECRET)
+    assert only_plain is not None
+    assert only_plain.groups == {normalise_dn(MICROSCOPY)}
 
 
 def test_username_limits(slapd: LdapServer) -> None:
@@ -228,6 +246,9 @@ def test_server_and_connection_options(slapd: LdapServer) -> None:
         None,
     )
     assert plain.connect_timeout == 2.5
+    # Only trailing slashes go (a host may end in any letter).
+    named = ldap_mod._server(_template(slapd, url="ldap://directoryX//"))
+    assert (named.host, named.port) == ("directoryX", 389)
     assert plain.get_info == "NO_INFO"
     ca = "/etc/ssl/certs/ca-certificates.crt"
     secure = ldap_mod._server(_template(slapd, url="LDAPS://127.0.0.1:636", ca_file=ca))
@@ -342,17 +363,17 @@ def test_later_logins_follow_the_directory(slapd: LdapServer, lab: Session) -> N
     lab.commit()
     assert _groups(lab, "alice") == {"imaging": False, "microscopy": True, "local-only": False}
     # Imaging is not managed by that map: it stays. With the full map and alice out of
-    # imaging in the directory's eyes (a filter that finds only uniqueMember groups):
-    only_unique = LdapAuthenticator(_template(slapd, group_filter="(uniqueMember={dn})"))
-    assert only_unique(lab, "alice", SECRET, user) is user
+    # microscopy in the directory's eyes (a filter that finds only groupOfNames groups):
+    only_names = LdapAuthenticator(_template(slapd, group_filter="(member={dn})"))
+    assert only_names(lab, "alice", SECRET, user) is user
     lab.commit()
-    assert _groups(lab, "alice") == {"microscopy": True, "local-only": False}
+    assert _groups(lab, "alice") == {"imaging": False, "local-only": False}
     assert (user.display_name, user.email) == ("Alice Liddell", "alice@example.org")
     assert _trail(lab)[-1] == (
         "membership_remove",
         "alice",
-        "imaging",
-        {"group": "imaging", "via": "ldap"},
+        "microscopy",
+        {"group": "microscopy", "via": "ldap"},
         user.id,
     )
     # A long directory name is cut to the column's 255 characters.
