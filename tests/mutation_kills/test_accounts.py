@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import select
@@ -409,8 +409,9 @@ def test_principal_for_user(session: Session) -> None:
     accounts.create_user(session, "bob")
     for name, level in (("zeta", "read-write"), ("alpha", "read-only"), ("mid", "private")):
         accounts.create_group(session, name, level)
-    accounts.set_membership(session, "zeta", "alice", owner=True)
+    # Joined alpha first (its membership row comes first), but zeta has the lower group id.
     accounts.set_membership(session, "alpha", "alice")
+    accounts.set_membership(session, "zeta", "alice", owner=True)
     accounts.set_membership(session, "mid", "bob")
     session.execute(
         Membership.__table__.update()
@@ -428,7 +429,8 @@ def test_principal_for_user(session: Session) -> None:
         csrf_token="c",  # noqa: S106
         token_id=7,
     )
-    assert list(principal.groups) == sorted([zeta, alpha])  # same join time: by group id
+    assert zeta < alpha
+    assert list(principal.groups) == [zeta, alpha]  # same join time: by group id
     assert principal.groups[zeta] == GroupRole(zeta, "zeta", Permission.READ_WRITE, True)
     assert principal.groups[alpha] == GroupRole(alpha, "alpha", Permission.READ_ONLY, False)
     assert (
@@ -442,12 +444,12 @@ def test_principal_for_user(session: Session) -> None:
     ) == (user.id, "alice", False, True, "api-token", "c", 7)
     session.execute(
         Membership.__table__.update()
-        .where(Membership.group_id == zeta)
+        .where(Membership.group_id == alpha)
         .values(created_at=datetime(2023, 1, 1, tzinfo=UTC))
     )
     session.commit()
     plain = accounts.principal_for_user(session, user, via="session")
-    assert list(plain.groups) == [zeta, alpha]  # joined first comes first
+    assert list(plain.groups) == [alpha, zeta]  # joined first comes first
     assert (plain.read_only, plain.csrf_token, plain.token_id, plain.via) == (
         False,
         None,
@@ -456,3 +458,25 @@ def test_principal_for_user(session: Session) -> None:
     )
     root = accounts.create_user(session, "root", admin=True)
     assert accounts.principal_for_user(session, root, via="session").is_admin is True
+
+
+def test_token_times_are_utc_on_any_host(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    fixed = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    class HostClock(datetime):
+        """A host nine hours east of UTC: only an explicit zone gives UTC."""
+
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:
+            if tz is not None:
+                return fixed.astimezone(tz)
+            return (fixed + timedelta(hours=9)).replace(tzinfo=None)
+
+    monkeypatch.setattr(accounts, "datetime", HostClock)
+    accounts.create_user(session, "alice")
+    row, _ = accounts.create_token(session, "alice", expires_days=1)
+    accounts.revoke_token(session, row.id)
+    session.expire_all()
+    stored = session.get(ApiToken, row.id)
+    assert stored.expires_at.replace(tzinfo=UTC) == fixed + timedelta(days=1)
+    assert stored.revoked_at.replace(tzinfo=UTC) == fixed

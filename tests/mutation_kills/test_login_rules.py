@@ -8,8 +8,8 @@ argon2id runs at its lowest cost so each check takes milliseconds.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -214,3 +214,25 @@ def test_client_throttle_real_clock() -> None:
     throttle.failed("x")
     assert 1 <= throttle.retry_after("x") <= 61
     assert time.monotonic() > 0
+
+
+def test_a_lock_ends_at_its_instant(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    fixed = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:
+            return fixed.astimezone(tz)
+
+    monkeypatch.setattr(login, "datetime", Frozen)
+    user = _user(session)
+    user.locked_until = fixed
+    session.commit()
+    assert authenticate_password(session, "alice", PASSWORD, "c") is not None
+    # A lock stored in another zone (PostgreSQL answers in the session's zone) is that instant.
+    user = _row(session)
+    user.locked_until = fixed + timedelta(seconds=1)
+    session.commit()
+    assert authenticate_password(session, "alice", PASSWORD, "c") is None
+    later = fixed.astimezone(timezone(timedelta(hours=-5))) + timedelta(seconds=1)
+    assert login._aware(later) is later
