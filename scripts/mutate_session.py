@@ -231,7 +231,9 @@ def main() -> int:
         nargs="*",
         help="paths under src/zstack_analyzer, e.g. batch/walk.py (default: every configured one)",
     )
-    parser.add_argument("--budget", type=float, default=1800.0, help="seconds (default 1800)")
+    parser.add_argument(
+        "--budget", type=float, help="seconds (default: the entry's budget_seconds, else 1800)"
+    )
     parser.add_argument("--baseline", action="store_true", help="without the kill_tests")
     parser.add_argument("--kill-tests-only", action="store_true", help="only the kill_tests")
     parser.add_argument("--rerun", action="store_true", help="also re-run survivors")
@@ -254,6 +256,8 @@ def main() -> int:
         return subprocess.run(report, check=False).returncode  # noqa: S603
     args.module = args.modules[0]
     entry = config["modules"][args.module]
+    if args.budget is None:
+        args.budget = float(entry.get("budget_seconds", 1800))
     tests = [] if args.kill_tests_only else [str(t) for t in entry["tests"]]
     if not args.baseline:
         tests += [str(t) for t in entry.get("kill_tests", [])]
