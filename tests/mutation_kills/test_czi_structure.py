@@ -1023,6 +1023,8 @@ def test_a_file_without_t_still_checks_its_planes(
     data = bytearray(stack[0])
     for _, dims in _entries(data):
         data[dims["T"] : dims["T"] + 4] = b"B\0\0\0"
+    with CziReader(_write(tmp_path, bytes(data), "not.czi")) as reader:
+        assert reader.scenes()[0].shape == (1, 2, 3, 6, 8)
     blocks = _data_size_fields(data)
     last = max(p for _, p, _ in blocks)
     starts, _, field = next(b for b in blocks if b[1] != last)
@@ -1155,3 +1157,24 @@ def test_an_empty_region_of_a_cut_plane_reads_nothing(
         assert reader.read_region(0, 0, c, z, (0, 3), (5, 5)).shape == (3, 0)
         with pytest.raises(CorruptFileError, match="past the end"):
             reader.read_region(0, 0, c, z, (0, 1), (0, 1))
+
+
+def test_a_file_without_c_checks_its_planes(tmp_path: Path) -> None:
+    """Entries with no C dimension: one channel, plane C=0 for the check, and a cut is found."""
+    path = tmp_path / "noc.czi"
+    expected = write_czi_stack(path, z=3, y=4, x=5)
+    data = bytearray(path.read_bytes())
+    for _, dims in _entries(data):
+        data[dims["C"] : dims["C"] + 4] = b"B\0\0\0"
+    # (libCZI itself refuses the planes: each subblock repeats its entry, with a C.)
+    with CziReader(_write(tmp_path, bytes(data), "noc.czi")) as reader:
+        assert reader.scenes()[0].shape == expected.shape
+    blocks = _data_size_fields(data)
+    last = max(p for _, p, _ in blocks)
+    starts, _, field = next(b for b in blocks if b[1] != last)
+    struct.pack_into("<q", data, field, 10**12)
+    with (
+        CziReader(_write(tmp_path, bytes(data), "noc.czi")) as reader,
+        pytest.raises(CorruptFileError, match="past the end"),
+    ):
+        reader.read_plane(0, 0, 0, starts["Z"])
