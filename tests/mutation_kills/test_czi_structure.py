@@ -662,8 +662,9 @@ def test_a_dimension_spanning_more_indices_than_subblocks(
             r"f\.czi: dimension Z spans 7 indices but the file holds only 6 subblocks; "
             "the subblock directory is corrupt"
         ),
-    ):
+    ) as caught:
         CziReader(_write(tmp_path, bytes(data)))
+    assert caught.value.path == tmp_path / "f.czi"
     struct.pack_into("<i", data, z0[0]["Z"] + 4, 5)  # Z 0..5: six indices
     with CziReader(_write(tmp_path, bytes(data))) as reader:
         assert reader.scenes()[0].size_z == 6
@@ -1025,6 +1026,7 @@ def test_a_file_without_t_still_checks_its_planes(
         data[dims["T"] : dims["T"] + 4] = b"B\0\0\0"
     with CziReader(_write(tmp_path, bytes(data), "not.czi")) as reader:
         assert reader.scenes()[0].shape == (1, 2, 3, 6, 8)
+        assert reader.scenes()[0].extra_dims == {}  # B spans one index: no extra axis
     blocks = _data_size_fields(data)
     last = max(p for _, p, _ in blocks)
     starts, _, field = next(b for b in blocks if b[1] != last)
@@ -1159,22 +1161,23 @@ def test_an_empty_region_of_a_cut_plane_reads_nothing(
             reader.read_region(0, 0, c, z, (0, 1), (0, 1))
 
 
-def test_a_file_without_c_checks_its_planes(tmp_path: Path) -> None:
-    """Entries with no C dimension: one channel, plane C=0 for the check, and a cut is found."""
-    path = tmp_path / "noc.czi"
-    expected = write_czi_stack(path, z=3, y=4, x=5)
+@pytest.mark.parametrize("axis", ["C", "Z"])
+def test_a_file_without_c_or_z_checks_its_planes(tmp_path: Path, axis: str) -> None:
+    """Entries with no C (or Z) dimension: plane index 0 for the check, and a cut is found."""
+    path = tmp_path / "no.czi"
+    expected = write_czi_stack(path, c=1 if axis == "C" else 2, z=3 if axis == "C" else 1, y=4, x=5)
     data = bytearray(path.read_bytes())
     for _, dims in _entries(data):
-        data[dims["C"] : dims["C"] + 4] = b"B\0\0\0"
-    # (libCZI itself refuses the planes: each subblock repeats its entry, with a C.)
-    with CziReader(_write(tmp_path, bytes(data), "noc.czi")) as reader:
+        data[dims[axis] : dims[axis] + 4] = b"B\0\0\0"
+    # (libCZI itself refuses the planes: each subblock repeats its entry, with the axis.)
+    with CziReader(_write(tmp_path, bytes(data), "no.czi")) as reader:
         assert reader.scenes()[0].shape == expected.shape
     blocks = _data_size_fields(data)
     last = max(p for _, p, _ in blocks)
     starts, _, field = next(b for b in blocks if b[1] != last)
     struct.pack_into("<q", data, field, 10**12)
     with (
-        CziReader(_write(tmp_path, bytes(data), "noc.czi")) as reader,
+        CziReader(_write(tmp_path, bytes(data), "no.czi")) as reader,
         pytest.raises(CorruptFileError, match="past the end"),
     ):
-        reader.read_plane(0, 0, 0, starts["Z"])
+        reader.read_plane(0, 0, starts.get("C", 0), starts.get("Z", 0))
