@@ -559,8 +559,24 @@ def test_pixel_types_refused(
 ) -> None:
     data = bytearray(stack[0])
     _set_pixel_type(data, code)
-    with pytest.raises(error, match=match):
+    with pytest.raises(error, match=match) as caught:
         CziReader(_write(tmp_path, bytes(data)))
+    assert caught.value.path == tmp_path / "f.czi"
+
+
+def test_pixel_types_of_the_first_16_channels_are_compared(tmp_path: Path) -> None:
+    """One channel: no comparison; channel 17 of 17 is not looked at (libCZI's lookups cost)."""
+    path = tmp_path / "many.czi"
+    write_czi_stack(path, c=17, y=2, x=2)
+    data = bytearray(path.read_bytes())
+    last = [i for i, (_, dims) in enumerate(_entries(data)) if _start(data, dims, "C") == 16]
+    _set_pixel_type(data, 0, last)
+    with CziReader(_write(tmp_path, bytes(data), "many.czi")) as reader:
+        assert not [w for w in reader.metadata(0).warnings if "pixel types" in w]
+    one = tmp_path / "one.czi"
+    write_czi_stack(one, y=2, x=2)
+    with CziReader(one) as reader:
+        assert not [w for w in reader.metadata(0).warnings if "pixel types" in w]
 
 
 def test_channels_of_different_pixel_types_warn(
