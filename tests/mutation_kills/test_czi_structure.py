@@ -348,8 +348,14 @@ def test_directory_cut_inside_an_entry(stack: tuple[bytes, np.ndarray], tmp_path
     path = tmp_path / "cut.czi"
     with pytest.raises(CorruptFileError, match="entry 2 is malformed"):
         _parse_walk(path, raw[: 2 * entry_size + 40], 10**9, count)
-    with pytest.raises(CorruptFileError, match="directory ends past the end of the file"):
+    with pytest.raises(CorruptFileError, match="directory ends past the end of the file") as caught:
         _parse_walk(path, raw[: 2 * entry_size + 31], 10**9, count)
+    assert caught.value.path == path
+    # A third entry of no dimensions ends the bytes exactly: it is read, and has no X.
+    bare = bytearray(raw[2 * entry_size : 2 * entry_size + 32])
+    struct.pack_into("<i", bare, 28, 0)
+    with pytest.raises(CorruptFileError, match="subblock 2 has no X or no Y extent"):
+        _parse_walk(path, raw[: 2 * entry_size] + bytes(bare), 10**9, 3)
     assert _parse_uniform(path, raw[: 6 * entry_size - 1], 10**9, count) is None
     assert _parse_uniform(path, raw[:31], 10**9, count) is None
 
@@ -1197,3 +1203,15 @@ def test_a_file_without_c_or_z_checks_its_planes(tmp_path: Path, axis: str) -> N
         pytest.raises(CorruptFileError, match="past the end"),
     ):
         reader.read_plane(0, 0, starts.get("C", 0), starts.get("Z", 0))
+
+
+def test_the_largest_block_of_one_row_tiles(tmp_path: Path) -> None:
+    """Tiles one row high stacked in two rows: the block a region read decodes is 1 x 4."""
+    path = tmp_path / "rows.czi"
+    write_czi_mosaic(path, tile=(1, 4), grid=(2, 1))
+    raw, count = _directory_raw(path.read_bytes())
+    size = path.stat().st_size
+    assert _parse_walk(path, raw, size, count).block == (1, 4)
+    with CziReader(path) as reader:
+        assert reader.scenes()[0].shape[-2:] == (2, 4)
+        assert reader.region_grid(0) == (1, 4)
