@@ -327,8 +327,30 @@ def test_entry_malformed_schema_is_named(tmp_path: Path, stack: tuple[bytes, np.
     data = bytearray(stack[0])
     entry, _ = _entries(data)[2]
     data[entry : entry + 2] = b"DX"
-    with pytest.raises(CorruptFileError, match="subblock directory entry 2 is malformed"):
+    with pytest.raises(CorruptFileError, match="subblock directory entry 2 is malformed") as caught:
         CziReader(_write(tmp_path, bytes(data)))
+    assert caught.value.path == tmp_path / "f.czi"
+
+
+@pytest.mark.parametrize(("dimensions", "whole"), [(64, True), (65, False)])
+def test_an_entry_may_hold_64_dimensions(
+    tmp_path: Path, stack: tuple[bytes, np.ndarray], dimensions: int, whole: bool
+) -> None:
+    """The walk takes up to 64 dimension entries (libCZI's bound); 65 is malformed."""
+    data = stack[0]
+    (entry, dims), (second, _) = _entries(data)[:2]
+    fixed = bytearray(data[entry : entry + 32])
+    struct.pack_into("<i", fixed, 28, dimensions)
+    own = data[entry + 32 : second]
+    filler = struct.pack("<4siifi", b"B", 0, 1, 0.0, 1) * (dimensions - len(dims))
+    raw = bytes(fixed) + own + filler
+    path = tmp_path / "wide.czi"
+    if whole:
+        walk = _parse_walk(path, raw, 10**9, 1)
+        assert walk.coords[0]["B"] == 0 and walk.statistics.box == (0, 0, 8, 6)
+    else:
+        with pytest.raises(CorruptFileError, match="entry 0 is malformed"):
+            _parse_walk(path, raw, 10**9, 1)
 
 
 @pytest.mark.parametrize("count", [65, -1])
