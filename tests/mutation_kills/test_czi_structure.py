@@ -670,6 +670,7 @@ def test_a_channel_without_subblocks_has_an_invalid_pixel_type(tmp_path: Path) -
             "all read as Gray16" in md.warnings
         )
         np.testing.assert_array_equal(reader.read_plane(0, 0, 2, 1), plane)
+        assert not reader.read_plane(0, 0, 1, 0).any()  # no subblock: background
 
 
 def test_entries_without_a_channel_among_entries_with_one(
@@ -1237,3 +1238,34 @@ def test_the_largest_block_of_one_row_tiles(tmp_path: Path) -> None:
     with CziReader(path) as reader:
         assert reader.scenes()[0].shape[-2:] == (2, 4)
         assert reader.region_grid(0) == (1, 4)
+
+
+def test_cut_subblocks_of_a_later_t_and_a_later_z(tmp_path: Path) -> None:
+    path = tmp_path / "tz.czi"
+    expected = write_czi_stack(path, t=2, z=2, y=4, x=5)
+    data = bytearray(path.read_bytes())
+    blocks = _data_size_fields(data)
+    last = max(p for _, p, _ in blocks)
+    for starts, position, field in blocks:
+        if position != last and (starts["T"], starts["Z"]) in ((1, 0), (0, 1)):
+            struct.pack_into("<q", data, field, 10**12)
+    with CziReader(_write(tmp_path, bytes(data), "tz.czi")) as reader:
+        np.testing.assert_array_equal(reader.read_plane(0, 0, 0, 0), expected[0, 0, 0])
+        for t, z in ((1, 0), (0, 1)):
+            with pytest.raises(CorruptFileError, match=f"plane t={t} c=0 z={z}: 1 subblock"):
+                reader.read_plane(0, t, 0, z)
+
+
+def test_walk_labels_and_logical_sizes(tmp_path: Path, stack: tuple[bytes, np.ndarray]) -> None:
+    """A label that is not ASCII is kept (replaced characters); boxes use logical sizes."""
+    data = _mixed(stack[0])
+    _, dims = _entries(data)[3]
+    struct.pack_into("<iii", data, dims["X"] + 4, 10, 8, 0)  # X start 10, size 8
+    struct.pack_into("<i", data, dims["X"] + 16, 4)  # stored 4 (a pyramid subblock)
+    struct.pack_into("<iii", data, dims["Y"] + 4, 2, 6, 0)
+    struct.pack_into("<i", data, dims["Y"] + 16, 3)
+    data[dims["M"] : dims["M"] + 4] = b"\xff\0\0\0"
+    raw, count = _directory_raw(bytes(data))
+    walk = _parse_walk(tmp_path / "w.czi", raw, len(data), count)
+    assert walk.statistics.box == (0, 0, 18, 8)
+    assert walk.coords[3]["\ufffd"] == 0
