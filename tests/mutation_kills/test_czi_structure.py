@@ -348,6 +348,7 @@ def test_an_entry_may_hold_64_dimensions(
     if whole:
         walk = _parse_walk(path, raw, 10**9, 1)
         assert walk.coords[0]["B"] == 0 and walk.statistics.box == (0, 0, 8, 6)
+        assert walk.header_sizes == [16 + 32 + 20 * 64]
     else:
         with pytest.raises(CorruptFileError, match="entry 0 is malformed"):
             _parse_walk(path, raw, 10**9, 1)
@@ -442,7 +443,7 @@ def test_other_file_part_is_counted_but_not_checked(
     """An entry of a multi-part document's other file: in the statistics, not in the checks."""
     data = bytearray(stack[0])
     entries = _entries(data)
-    entry, _dims = entries[5]
+    entry, _dims = entries[2]
     struct.pack_into("<i", data, entry + 14, 1)  # FilePart
     struct.pack_into("<q", data, entry + 6, 10**12)  # a position in the other file
     raw, count = _directory_raw(bytes(data))
@@ -811,6 +812,7 @@ def test_many_missing_subblocks_are_listed_five_and_counted(tmp_path: Path) -> N
     assert message.startswith("tiles.czi: plane t=0 c=0 z=0: 7 subblock(s) end past the end")
     assert f"of the file ({len(data):,} bytes): subblock " in message
     assert message.count("subblock ") == 5  # "7 subblock(s)" has no trailing space
+    assert message.count("), subblock ") == 4
     assert message.endswith(" and 2 more; the file is truncated")
 
 
@@ -1259,13 +1261,18 @@ def test_cut_subblocks_of_a_later_t_and_a_later_z(tmp_path: Path) -> None:
 def test_walk_labels_and_logical_sizes(tmp_path: Path, stack: tuple[bytes, np.ndarray]) -> None:
     """A label that is not ASCII is kept (replaced characters); boxes use logical sizes."""
     data = _mixed(stack[0])
-    _, dims = _entries(data)[3]
+    entries = _entries(data)
+    _, dims = entries[3]
     struct.pack_into("<iii", data, dims["X"] + 4, 10, 8, 0)  # X start 10, size 8
     struct.pack_into("<i", data, dims["X"] + 16, 4)  # stored 4 (a pyramid subblock)
     struct.pack_into("<iii", data, dims["Y"] + 4, 2, 6, 0)
     struct.pack_into("<i", data, dims["Y"] + 16, 3)
     data[dims["M"] : dims["M"] + 4] = b"\xff\0\0\0"
+    _, dims = entries[4]
+    struct.pack_into("<i", data, dims["Y"] + 8, 20)  # Y size 20, stored 10: not full resolution
+    struct.pack_into("<i", data, dims["Y"] + 16, 10)
     raw, count = _directory_raw(bytes(data))
     walk = _parse_walk(tmp_path / "w.czi", raw, len(data), count)
-    assert walk.statistics.box == (0, 0, 18, 8)
+    assert walk.statistics.box == (0, 0, 18, 20)
     assert walk.coords[3]["\ufffd"] == 0
+    assert walk.block == (6, 8)
