@@ -101,8 +101,11 @@ def _open(path: Path, **limits: int) -> CziReader:
 
 def test_a_file_shorter_than_the_header_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, b"ZISRAWFILE" + bytes(101))  # 111 bytes: one short of a header
-    with pytest.raises(CorruptFileError, match=r"f\.czi: 111 bytes is too short for a CZI file"):
+    with pytest.raises(
+        CorruptFileError, match=r"f\.czi: 111 bytes is too short for a CZI file"
+    ) as caught:
         CziReader(path)
+    assert caught.value.path == path
 
 
 def test_another_magic_is_refused(tmp_path: Path, stack: tuple[bytes, np.ndarray]) -> None:
@@ -113,8 +116,11 @@ def test_another_magic_is_refused(tmp_path: Path, stack: tuple[bytes, np.ndarray
 
 
 def test_a_missing_file_is_a_corrupt_file_error(tmp_path: Path) -> None:
-    with pytest.raises(CorruptFileError, match=r"absent\.czi: cannot read the CZI header"):
+    with pytest.raises(
+        CorruptFileError, match=r"absent\.czi: cannot read the CZI header"
+    ) as caught:
         CziReader(tmp_path / "absent.czi")
+    assert caught.value.path == tmp_path / "absent.czi"
 
 
 def test_other_major_version_still_opens(tmp_path: Path, stack: tuple[bytes, np.ndarray]) -> None:
@@ -529,8 +535,9 @@ def test_empty_extent_of_a_later_entry_is_named(
             rf"e\.czi: subblock 4 declares an empty or negative {axis} extent "
             rf"\(size {size}, stored {stored}\); the file is corrupt"
         ),
-    ):
+    ) as caught:
         function(path, raw, len(data), count)
+    assert caught.value.path == path
 
 
 @pytest.mark.parametrize("parse", ["uniform", "walk"])
@@ -561,8 +568,9 @@ def test_an_entry_without_x_or_y_is_refused(
     index = 0 if parse == "uniform" else 3
     with pytest.raises(
         CorruptFileError, match=f"subblock {index} has no X or no Y extent; the file is corrupt"
-    ):
+    ) as caught:
         _parse_directory(tmp_path / "n.czi", raw, len(data), count)
+    assert caught.value.path == tmp_path / "n.czi"
 
 
 # ---------------------------------------------------------------- statistics and layout
