@@ -101,8 +101,11 @@ def _open(path: Path, **limits: int) -> CziReader:
 
 def test_a_file_shorter_than_the_header_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, b"ZISRAWFILE" + bytes(101))  # 111 bytes: one short of a header
-    with pytest.raises(CorruptFileError, match=r"f\.czi: 111 bytes is too short for a CZI file"):
+    with pytest.raises(
+        CorruptFileError, match=r"f\.czi: 111 bytes is too short for a CZI file"
+    ) as caught:
         CziReader(path)
+    assert caught.value.path == path
 
 
 def test_another_magic_is_refused(tmp_path: Path, stack: tuple[bytes, np.ndarray]) -> None:
@@ -113,8 +116,11 @@ def test_another_magic_is_refused(tmp_path: Path, stack: tuple[bytes, np.ndarray
 
 
 def test_a_missing_file_is_a_corrupt_file_error(tmp_path: Path) -> None:
-    with pytest.raises(CorruptFileError, match=r"absent\.czi: cannot read the CZI header"):
+    with pytest.raises(
+        CorruptFileError, match=r"absent\.czi: cannot read the CZI header"
+    ) as caught:
         CziReader(tmp_path / "absent.czi")
+    assert caught.value.path == tmp_path / "absent.czi"
 
 
 def test_other_major_version_still_opens(tmp_path: Path, stack: tuple[bytes, np.ndarray]) -> None:
@@ -327,8 +333,31 @@ def test_entry_malformed_schema_is_named(tmp_path: Path, stack: tuple[bytes, np.
     data = bytearray(stack[0])
     entry, _ = _entries(data)[2]
     data[entry : entry + 2] = b"DX"
-    with pytest.raises(CorruptFileError, match="subblock directory entry 2 is malformed"):
+    with pytest.raises(CorruptFileError, match="subblock directory entry 2 is malformed") as caught:
         CziReader(_write(tmp_path, bytes(data)))
+    assert caught.value.path == tmp_path / "f.czi"
+
+
+@pytest.mark.parametrize(("dimensions", "whole"), [(64, True), (65, False)])
+def test_an_entry_may_hold_64_dimensions(
+    tmp_path: Path, stack: tuple[bytes, np.ndarray], dimensions: int, whole: bool
+) -> None:
+    """The walk takes up to 64 dimension entries (libCZI's bound); 65 is malformed."""
+    data = stack[0]
+    (entry, dims), (second, _) = _entries(data)[:2]
+    fixed = bytearray(data[entry : entry + 32])
+    struct.pack_into("<i", fixed, 28, dimensions)
+    own = data[entry + 32 : second]
+    filler = struct.pack("<4siifi", b"B", 0, 1, 0.0, 1) * (dimensions - len(dims))
+    raw = bytes(fixed) + own + filler
+    path = tmp_path / "wide.czi"
+    if whole:
+        walk = _parse_walk(path, raw, 10**9, 1)
+        assert walk.coords[0]["B"] == 0 and walk.statistics.box == (0, 0, 8, 6)
+        assert walk.header_sizes == [16 + 32 + 20 * 64]
+    else:
+        with pytest.raises(CorruptFileError, match="entry 0 is malformed"):
+            _parse_walk(path, raw, 10**9, 1)
 
 
 @pytest.mark.parametrize("count", [65, -1])
@@ -348,8 +377,14 @@ def test_directory_cut_inside_an_entry(stack: tuple[bytes, np.ndarray], tmp_path
     path = tmp_path / "cut.czi"
     with pytest.raises(CorruptFileError, match="entry 2 is malformed"):
         _parse_walk(path, raw[: 2 * entry_size + 40], 10**9, count)
-    with pytest.raises(CorruptFileError, match="directory ends past the end of the file"):
+    with pytest.raises(CorruptFileError, match="directory ends past the end of the file") as caught:
         _parse_walk(path, raw[: 2 * entry_size + 31], 10**9, count)
+    assert caught.value.path == path
+    # A third entry of no dimensions ends the bytes exactly: it is read, and has no X.
+    bare = bytearray(raw[2 * entry_size : 2 * entry_size + 32])
+    struct.pack_into("<i", bare, 28, 0)
+    with pytest.raises(CorruptFileError, match="subblock 2 has no X or no Y extent"):
+        _parse_walk(path, raw[: 2 * entry_size] + bytes(bare), 10**9, 3)
     assert _parse_uniform(path, raw[: 6 * entry_size - 1], 10**9, count) is None
     assert _parse_uniform(path, raw[:31], 10**9, count) is None
 
@@ -414,7 +449,7 @@ def test_other_file_part_is_counted_but_not_checked(
     """An entry of a multi-part document's other file: in the statistics, not in the checks."""
     data = bytearray(stack[0])
     entries = _entries(data)
-    entry, _dims = entries[5]
+    entry, _dims = entries[2]
     struct.pack_into("<i", data, entry + 14, 1)  # FilePart
     struct.pack_into("<q", data, entry + 6, 10**12)  # a position in the other file
     raw, count = _directory_raw(bytes(data))
@@ -500,8 +535,9 @@ def test_empty_extent_of_a_later_entry_is_named(
             rf"e\.czi: subblock 4 declares an empty or negative {axis} extent "
             rf"\(size {size}, stored {stored}\); the file is corrupt"
         ),
-    ):
+    ) as caught:
         function(path, raw, len(data), count)
+    assert caught.value.path == path
 
 
 @pytest.mark.parametrize("parse", ["uniform", "walk"])
@@ -532,8 +568,9 @@ def test_an_entry_without_x_or_y_is_refused(
     index = 0 if parse == "uniform" else 3
     with pytest.raises(
         CorruptFileError, match=f"subblock {index} has no X or no Y extent; the file is corrupt"
-    ):
+    ) as caught:
         _parse_directory(tmp_path / "n.czi", raw, len(data), count)
+    assert caught.value.path == tmp_path / "n.czi"
 
 
 # ---------------------------------------------------------------- statistics and layout
@@ -559,8 +596,24 @@ def test_pixel_types_refused(
 ) -> None:
     data = bytearray(stack[0])
     _set_pixel_type(data, code)
-    with pytest.raises(error, match=match):
+    with pytest.raises(error, match=match) as caught:
         CziReader(_write(tmp_path, bytes(data)))
+    assert caught.value.path == tmp_path / "f.czi"
+
+
+def test_pixel_types_of_the_first_16_channels_are_compared(tmp_path: Path) -> None:
+    """One channel: no comparison; channel 17 of 17 is not looked at (libCZI's lookups cost)."""
+    path = tmp_path / "many.czi"
+    write_czi_stack(path, c=17, y=2, x=2)
+    data = bytearray(path.read_bytes())
+    last = [i for i, (_, dims) in enumerate(_entries(data)) if _start(data, dims, "C") == 16]
+    _set_pixel_type(data, 0, last)
+    with CziReader(_write(tmp_path, bytes(data), "many.czi")) as reader:
+        assert not [w for w in reader.metadata(0).warnings if "pixel types" in w]
+    one = tmp_path / "one.czi"
+    write_czi_stack(one, y=2, x=2)
+    with CziReader(one) as reader:
+        assert not [w for w in reader.metadata(0).warnings if "pixel types" in w]
 
 
 def test_channels_of_different_pixel_types_warn(
@@ -626,6 +679,7 @@ def test_a_channel_without_subblocks_has_an_invalid_pixel_type(tmp_path: Path) -
             "all read as Gray16" in md.warnings
         )
         np.testing.assert_array_equal(reader.read_plane(0, 0, 2, 1), plane)
+        assert not reader.read_plane(0, 0, 1, 0).any()  # no subblock: background
 
 
 def test_entries_without_a_channel_among_entries_with_one(
@@ -662,8 +716,9 @@ def test_a_dimension_spanning_more_indices_than_subblocks(
             r"f\.czi: dimension Z spans 7 indices but the file holds only 6 subblocks; "
             "the subblock directory is corrupt"
         ),
-    ):
+    ) as caught:
         CziReader(_write(tmp_path, bytes(data)))
+    assert caught.value.path == tmp_path / "f.czi"
     struct.pack_into("<i", data, z0[0]["Z"] + 4, 5)  # Z 0..5: six indices
     with CziReader(_write(tmp_path, bytes(data))) as reader:
         assert reader.scenes()[0].size_z == 6
@@ -765,6 +820,7 @@ def test_many_missing_subblocks_are_listed_five_and_counted(tmp_path: Path) -> N
     assert message.startswith("tiles.czi: plane t=0 c=0 z=0: 7 subblock(s) end past the end")
     assert f"of the file ({len(data):,} bytes): subblock " in message
     assert message.count("subblock ") == 5  # "7 subblock(s)" has no trailing space
+    assert message.count("), subblock ") == 4
     assert message.endswith(" and 2 more; the file is truncated")
 
 
@@ -1023,6 +1079,9 @@ def test_a_file_without_t_still_checks_its_planes(
     data = bytearray(stack[0])
     for _, dims in _entries(data):
         data[dims["T"] : dims["T"] + 4] = b"B\0\0\0"
+    with CziReader(_write(tmp_path, bytes(data), "not.czi")) as reader:
+        assert reader.scenes()[0].shape == (1, 2, 3, 6, 8)
+        assert reader.scenes()[0].extra_dims == {}  # B spans one index: no extra axis
     blocks = _data_size_fields(data)
     last = max(p for _, p, _ in blocks)
     starts, _, field = next(b for b in blocks if b[1] != last)
@@ -1155,3 +1214,73 @@ def test_an_empty_region_of_a_cut_plane_reads_nothing(
         assert reader.read_region(0, 0, c, z, (0, 3), (5, 5)).shape == (3, 0)
         with pytest.raises(CorruptFileError, match="past the end"):
             reader.read_region(0, 0, c, z, (0, 1), (0, 1))
+
+
+@pytest.mark.parametrize("axis", ["C", "Z"])
+def test_a_file_without_c_or_z_checks_its_planes(tmp_path: Path, axis: str) -> None:
+    """Entries with no C (or Z) dimension: plane index 0 for the check, and a cut is found."""
+    path = tmp_path / "no.czi"
+    expected = write_czi_stack(path, c=1 if axis == "C" else 2, z=3 if axis == "C" else 1, y=4, x=5)
+    data = bytearray(path.read_bytes())
+    for _, dims in _entries(data):
+        data[dims[axis] : dims[axis] + 4] = b"B\0\0\0"
+    # (libCZI itself refuses the planes: each subblock repeats its entry, with the axis.)
+    with CziReader(_write(tmp_path, bytes(data), "no.czi")) as reader:
+        assert reader.scenes()[0].shape == expected.shape
+    blocks = _data_size_fields(data)
+    last = max(p for _, p, _ in blocks)
+    starts, _, field = next(b for b in blocks if b[1] != last)
+    struct.pack_into("<q", data, field, 10**12)
+    with (
+        CziReader(_write(tmp_path, bytes(data), "no.czi")) as reader,
+        pytest.raises(CorruptFileError, match="past the end"),
+    ):
+        reader.read_plane(0, 0, starts.get("C", 0), starts.get("Z", 0))
+
+
+def test_the_largest_block_of_one_row_tiles(tmp_path: Path) -> None:
+    """Tiles one row high stacked in two rows: the block a region read decodes is 1 x 4."""
+    path = tmp_path / "rows.czi"
+    write_czi_mosaic(path, tile=(1, 4), grid=(2, 1))
+    raw, count = _directory_raw(path.read_bytes())
+    size = path.stat().st_size
+    assert _parse_walk(path, raw, size, count).block == (1, 4)
+    with CziReader(path) as reader:
+        assert reader.scenes()[0].shape[-2:] == (2, 4)
+        assert reader.region_grid(0) == (1, 4)
+
+
+def test_cut_subblocks_of_a_later_t_and_a_later_z(tmp_path: Path) -> None:
+    path = tmp_path / "tz.czi"
+    expected = write_czi_stack(path, t=2, z=2, y=4, x=5)
+    data = bytearray(path.read_bytes())
+    blocks = _data_size_fields(data)
+    last = max(p for _, p, _ in blocks)
+    for starts, position, field in blocks:
+        if position != last and (starts["T"], starts["Z"]) in ((1, 0), (0, 1)):
+            struct.pack_into("<q", data, field, 10**12)
+    with CziReader(_write(tmp_path, bytes(data), "tz.czi")) as reader:
+        np.testing.assert_array_equal(reader.read_plane(0, 0, 0, 0), expected[0, 0, 0])
+        for t, z in ((1, 0), (0, 1)):
+            with pytest.raises(CorruptFileError, match=f"plane t={t} c=0 z={z}: 1 subblock"):
+                reader.read_plane(0, t, 0, z)
+
+
+def test_walk_labels_and_logical_sizes(tmp_path: Path, stack: tuple[bytes, np.ndarray]) -> None:
+    """A label that is not ASCII is kept (replaced characters); boxes use logical sizes."""
+    data = _mixed(stack[0])
+    entries = _entries(data)
+    _, dims = entries[3]
+    struct.pack_into("<iii", data, dims["X"] + 4, 10, 8, 0)  # X start 10, size 8
+    struct.pack_into("<i", data, dims["X"] + 16, 4)  # stored 4 (a pyramid subblock)
+    struct.pack_into("<iii", data, dims["Y"] + 4, 2, 6, 0)
+    struct.pack_into("<i", data, dims["Y"] + 16, 3)
+    data[dims["M"] : dims["M"] + 4] = b"\xff\0\0\0"
+    _, dims = entries[4]
+    struct.pack_into("<i", data, dims["Y"] + 8, 20)  # Y size 20, stored 10: not full resolution
+    struct.pack_into("<i", data, dims["Y"] + 16, 10)
+    raw, count = _directory_raw(bytes(data))
+    walk = _parse_walk(tmp_path / "w.czi", raw, len(data), count)
+    assert walk.statistics.box == (0, 0, 18, 20)
+    assert walk.coords[3]["\ufffd"] == 0
+    assert walk.block == (6, 8)
