@@ -389,3 +389,20 @@ def test_attachments_rows_and_who_may_remove_them(session: Session) -> None:
             call(session, as_owner, 9999)
         assert (error.value.status_code, error.value.detail) == (404, "no attachment with id 9999")
     assert attachments.media_type_of("plate.CSV") == "text/csv"
+    # Strict types only: ".pict" is known to mimetypes as a common but non-standard type.
+    assert attachments.media_type_of("scan.pict") == "application/octet-stream"
+
+
+# ---------------------------------------------------------------------------- clean_text
+
+
+def test_clean_text_keeps_spaces_tabs_and_newlines_and_counts_to_the_limit() -> None:
+    from zstack_analyzer.service.annotations.schemas import clean_text
+
+    assert clean_text(" a b\x00\x07\tc\nd \x1f", "name") == "a b\tc\nd"
+    assert clean_text("x" * 255, "name") == "x" * 255
+    with pytest.raises(ValueError, match=r"^name: at most 255 characters$"):
+        clean_text("x" * 256, "name")
+    assert clean_text("", "value", empty_ok=True) == ""
+    with pytest.raises(ValueError, match=r"^key: must not be empty$"):
+        clean_text("\x00 ", "key")

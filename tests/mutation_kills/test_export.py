@@ -157,7 +157,7 @@ def stored(session: Session, tmp_path: Path) -> Iterator[tuple[object, object, d
     storage = LocalStorage(tmp_path / "images", tmp_path / "tmp")
     storage.ensure_dirs()
     stack = write_ome_tiff(tmp_path / "stack.ome.tif", (1, 2, 8, 10))
-    metadata = {"microscope": {"manufacturer": "Zeiss", "model": "LSM 980"}, "objective": {}}
+    metadata = {"microscope": {"manufacturer": "(Zeiss)", "model": "LSM 980 X!"}, "objective": {}}
     ids = {}
     # Ids in the reverse order of the names: the export goes by name.
     for name, owner, where, readable, first in (
@@ -282,8 +282,8 @@ def test_export_for_a_caller(
     assert entity["encodingFormat"] == "https://ngff.openmicroscopy.org/0.4"
     assert entity["identifier"] == str(ids["b"]) and entity["sha256"] == "b" * 64
     assert entity["keywords"] == ["DAPI", "mitosis"]
-    assert entity["instrument"].id == "#instrument-zeiss-lsm-980"
-    assert crate.get("#instrument-zeiss-lsm-980")["name"] == "Zeiss LSM 980"
+    assert entity["instrument"].id == "#instrument-zeiss-lsm-980-x"
+    assert crate.get("#instrument-zeiss-lsm-980-x")["name"] == "(Zeiss) LSM 980 X!"
     text = (out / entity["subjectOf"].id).read_text("utf-8")
     assert text.startswith('{\n  "image": {\n    "id": ')
     image_notes = json.loads(text)
