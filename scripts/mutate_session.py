@@ -21,8 +21,9 @@ What keeps the verdicts honest:
 * Its tests run in collection order, except that the test that killed the previous mutant
   of the same function runs first (it usually kills the next one too).
 * A mutant is killed when one of its tests fails in set-up, call or tear-down, or times out
-  (pytest-timeout, 3x the test's clean time plus 10 s: a timeout counts as killed, as in
-  mutmut).
+  (pytest-timeout, 3x the test's clean time plus 10 s, and then again at 10x plus 60 s: a
+  loaded machine can overrun the first limit; a timeout counts as killed, as in mutmut).
+  Verdicts are saved after every mutant.
 * State: after every mutant, every fixture but the session-scoped ones is torn down, so a
   fixture built or dirtied under a mutant is not reused. Every ``--check-every`` mutants
   (and at least five times the clean suite's time apart, so checks cost at most about a
@@ -95,6 +96,7 @@ class MutantLoop:
         self.budget = budget
         self.check_every = check_every
         self.failed = False
+        self.timed_out = False
         self.log = open(meta.with_suffix(".session.log"), "a", encoding="utf-8")  # noqa: SIM115
 
     # -- hooks -------------------------------------------------------------------------
@@ -102,6 +104,8 @@ class MutantLoop:
         """Remember that the test being run failed (in any phase)."""
         if report.failed:
             self.failed = True
+            if "Timeout" in str(report.longrepr):  # pytest-timeout's "Failed: Timeout >Ns"
+                self.timed_out = True
 
     def pytest_runtestloop(self, session: Any) -> bool:
         """Stats, then every chosen mutant against the tests that reach its function."""
@@ -155,17 +159,27 @@ class MutantLoop:
             verdict, by = SURVIVED, ""
             t0 = time.monotonic()
             for item in tests:
-                if not self._run(item, None, timeout=3 * durations[item.nodeid] + 10):
-                    verdict, by = KILLED, item.nodeid
-                    last_killer[function] = item
-                    break
+                clean = durations[item.nodeid]
+                if self._run(item, None, timeout=3 * clean + 10):
+                    continue
+                if self.timed_out:
+                    # On a loaded machine a test can overrun 3x its clean time without
+                    # hanging: only a second overrun of a far longer limit counts as a kill.
+                    self._teardown(session, keep_session=True)
+                    if self._run(item, None, timeout=10 * clean + 60):
+                        continue
+                verdict = TIMEOUT if self.timed_out else KILLED
+                by = item.nodeid
+                last_killer[function] = item
+                break
             set_mutant_under_test("")
             self._teardown(session, keep_session=True)
             codes[name] = verdict
             window.append(name)
             done += 1
-            mark = "killed" if verdict == KILLED else "survived"
+            mark = {KILLED: "killed", TIMEOUT: "timeout"}.get(verdict, "survived")
             self._say(f"{mark:8} {name} {by} {time.monotonic() - t0:.1f}s")
+            self._save(data, codes)  # a crash later loses nothing (the check still voids)
             # A clean check costs the whole suite's time: at most about a sixth of the run.
             since = time.monotonic() - last_check
             if len(window) >= self.check_every and since >= 5 * clean_seconds:
@@ -187,7 +201,7 @@ class MutantLoop:
         for mark in [m for m in item.own_markers if m.name == "timeout"]:
             item.own_markers.remove(mark)
         item.add_marker(pytest.mark.timeout(max(1, round(timeout))))
-        self.failed = False
+        self.failed = self.timed_out = False
         item.session._setupstate.teardown_exact(item)  # what the item does not share goes
         item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem or item.parent)
         return not self.failed
