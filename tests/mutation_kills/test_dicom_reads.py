@@ -498,3 +498,85 @@ def test_missing_bits_allocated_is_zero_bits(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedFormatError) as caught:
         DicomFrames(path)
     assert str(caught.value) == "nb.dcm: BitsAllocated 0 is not supported (8, 16 or 32 bits only)"
+
+
+def test_single_row_or_column_frames(tmp_path: Path) -> None:
+    for shape in ((2, 1, 5), (2, 5, 1)):
+        frames = _frames(*shape, "u2")
+        path = _write(tmp_path / "thin.dcm", frames)
+        reader = DicomFrames(path)
+        try:
+            np.testing.assert_array_equal(reader.read(1), frames[1])
+        finally:
+            reader.close()
+
+
+def test_absent_photometric_and_planar_configuration(tmp_path: Path) -> None:
+    rgb = (np.arange(3 * 4 * 3).reshape(3, 4, 3) * 11 % 256).astype("u1")
+    path = _write(tmp_path / "rgb.dcm", rgb.reshape(1, 3, 12), extra={"SamplesPerPixel": 3})
+    ds = pydicom.dcmread(path)
+    ds.Rows, ds.Columns = 3, 4
+    del ds.PhotometricInterpretation
+    ds.save_as(path)
+    reader = DicomFrames(path)
+    try:
+        assert reader.photometric == "MONOCHROME2"
+        assert not reader.planar  # no PlanarConfiguration: samples interleaved
+        np.testing.assert_array_equal(reader.read(0), rgb)
+    finally:
+        reader.close()
+
+
+def test_big_endian_pixel_data_length_is_read_big_endian(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "be.dcm", _frames(3, 5, 7, "u2"), syntax="big", extra={"NumberOfFrames": 4}
+    )
+    with pytest.raises(CorruptFileError) as caught:
+        DicomFrames(path)
+    assert (
+        str(caught.value) == "be.dcm: Pixel Data holds 210 bytes, but 4 frame(s) of (5, 7) need 280"
+    )
+
+
+def test_pixel_data_element_cut_after_its_header(tmp_path: Path) -> None:
+    """An implicit-VR Pixel Data header (8 bytes) that ends the file: the data are missing."""
+    path = _write(tmp_path / "cut8.dcm", _frames(1, 4, 4, "u2"), syntax="implicit")
+    _, offset = read_header(path)
+    path.write_bytes(path.read_bytes()[: offset + 8])
+    with pytest.raises(CorruptFileError) as caught:
+        DicomFrames(path)
+    size = offset + 8
+    assert str(caught.value) == (
+        f"cut8.dcm: Pixel Data ends past the end of the file ({size:,} bytes); the file is truncated"
+    )
+    assert caught.value.path == path
+
+
+def test_pixel_data_with_a_short_value_representation(tmp_path: Path) -> None:
+    """Explicit VR 'US' (2-byte length) on Pixel Data: its length is the 2 bytes after the VR."""
+    path = _write(tmp_path / "us.dcm", _frames(1, 4, 4, "u2"))
+    _, offset = read_header(path)
+    data = bytearray(path.read_bytes())
+    assert data[offset + 4 : offset + 6] == b"OW"
+    data[offset + 4 : offset + 6] = b"US"
+    data[offset + 6 : offset + 8] = (20).to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError) as caught:
+        DicomFrames(path)
+    assert (
+        str(caught.value) == "us.dcm: Pixel Data holds 20 bytes, but 1 frame(s) of (4, 4) need 32"
+    )
+
+
+def test_opening_does_not_read_the_pixel_data(tmp_path: Path) -> None:
+    import tracemalloc
+
+    path = _write(tmp_path / "big.dcm", np.zeros((4, 512, 1024), "u2"))  # 4 MiB of pixels
+    tracemalloc.start()
+    try:
+        reader = DicomFrames(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    reader.close()
+    assert peak < 2 * 1024**2

@@ -447,6 +447,8 @@ def test_dv_metadata_records(tmp_path: Path, byteorder: str) -> None:
         "DeltaVision header (n_sections, NumTimes, NumWaves, ImgSequence)"
     )
     assert md.vendor_metadata["byte_order"] == ("little" if byteorder == "<" else "big")
+    assert [c.emission_nm for c in md.channels] == [525.0, 615.0]
+    assert md.provenance["channels[].emission_nm"] == "DeltaVision header wavelengths (nm)"
     assert md.vendor_metadata["image_sequence"] == "ZTW"
     assert "blank" not in raw["header"]
     assert raw["header"]["lens"] == "Olympus 100X/1.35, U Plan Apo, IX70"
@@ -500,21 +502,36 @@ def test_dv_full_metadata_of_a_time_lapse_with_an_extended_header(tmp_path: Path
     assert raw["extended_header"][-1]["timeStampSeconds"] == 5.0
 
 
-def test_dv_frames_fill_a_missing_header_wavelength(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("header_wave", "frame_wave", "source"),
+    [
+        (0, 520.0, "DeltaVision header wavelengths (nm), else extended header emWavelen"),
+        (520, 0.0, "DeltaVision header wavelengths (nm)"),
+        (520, 610.0, "DeltaVision header wavelengths (nm)"),  # the header wins
+    ],
+)
+def test_dv_emission_from_the_header_else_the_frames(
+    tmp_path: Path, header_wave: int, frame_wave: float, source: str
+) -> None:
+    """Channel 0's emission: the header's wavelength, else its first section's emWavelen.
+
+    Before the fix the provenance named the header even when it had no
+    wavelength and the value came from the extended header.
+    """
     stack = encoded_stack(1, 2, 1, 8, 8)
     path = _dv_with_extended(tmp_path / "em.dv", stack, n_ints=8, n_floats=32)
     data = bytearray(path.read_bytes())
-    # emission (float 11) of the first section of each channel (c outermost, one section each)
-    for c, value in enumerate((520.0, 0.0)):
-        struct.pack_into("<f", data, 1024 + c * 160 + 32 + 11 * 4, value)
+    struct.pack_into("<h", data, 198, header_wave)  # wave1
+    # emission (float 11) and exposure (float 8) of each channel's section (c outermost)
+    for c, (emission, exposure) in enumerate(((frame_wave, 0.03), (0.0, 0.0))):
+        struct.pack_into("<f", data, 1024 + c * 160 + 32 + 11 * 4, emission)
+        struct.pack_into("<f", data, 1024 + c * 160 + 32 + 8 * 4, exposure)
     path.write_bytes(bytes(data))
     with open_image(path) as image:
         md = image.metadata()
     assert [c.emission_nm for c in md.channels] == [520.0, None]
-    # Before the fix the provenance named the header, which holds no wavelength here.
-    assert md.provenance["channels[].emission_nm"] == (
-        "DeltaVision header wavelengths (nm), else extended header emWavelen"
-    )
+    assert md.provenance["channels[].emission_nm"] == source
+    assert [c.exposure_ms for c in md.channels] == [pytest.approx(30.0), None]
     assert md.time_interval_s is None  # one time point
 
 
@@ -532,6 +549,17 @@ def test_dv_time_interval_needs_a_finite_positive_mean_step(
         md = image.metadata()
     assert md.time_interval_s is None
     assert "time_interval_s" not in md.provenance
+
+
+def test_dv_time_interval_below_a_second(tmp_path: Path) -> None:
+    stack = encoded_stack(3, 1, 1, 8, 8)
+    path = _dv_with_extended(tmp_path / "fast.dv", stack, n_ints=8, n_floats=32)
+    data = bytearray(path.read_bytes())
+    for t in range(3):
+        struct.pack_into("<f", data, 1024 + t * 160 + 32 + 4, 0.25 * t)
+    path.write_bytes(bytes(data))
+    with open_image(path) as image:
+        assert image.metadata().time_interval_s == 0.25
 
 
 def test_dv_no_channel_information_gives_no_provenance(tmp_path: Path) -> None:
