@@ -288,6 +288,14 @@ def main() -> int:
     if not names:
         return 0
 
+    # The tests run from a copy under .mutate/, where "../shared beside the checkout" does
+    # not resolve: name the corpora, or their tests fail clean and are dropped.
+    for variable, folder in (
+        ("ZSTACK_TESTDATA", "testdata"),
+        ("ZSTACK_TESTDATA_MORE", "testdata-more"),
+    ):
+        if (ROOT.parent / "shared" / folder).is_dir():
+            os.environ.setdefault(variable, str(ROOT.parent / "shared" / folder))
     os.chdir(work / "mutants")
     sys.path.insert(0, str(work / "mutants" / "src"))
     os.environ["PYTHONPATH"] = str(work / "mutants" / "src")
