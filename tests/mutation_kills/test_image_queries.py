@@ -200,8 +200,31 @@ def test_add_image_commits_and_derives_the_search_columns(tmp_path: Path) -> Non
             assert db.scalar(
                 text("SELECT search_text FROM images WHERE filename = 'bare.tif'")
             ) == ("bare tif")
+        # No filename at all: nothing stands in for it in the text.
+        nameless = Image(**{**{c: getattr(bare, c) for c in _REQUIRED}, "stored_name": "n1"})
+        nameless.filename = ""
+        database.call(crud.add_image, nameless)
+        with database.sessions() as db:
+            assert db.scalar(text("SELECT search_text FROM images WHERE stored_name = 'n1'")) == ""
     finally:
         engine.dispose()
+
+
+_REQUIRED = (
+    "filename",
+    "format",
+    "size_bytes",
+    "sha256",
+    "width",
+    "height",
+    "depth",
+    "channels",
+    "timepoints",
+    "samples_per_pixel",
+    "bit_depth",
+    "dtype",
+    "scenes",
+)
 
 
 def test_utcnow_is_aware() -> None:
