@@ -272,3 +272,40 @@ def test_start_soon_runs_in_the_pools_task_group() -> None:
 
     anyio.run(main)
     assert ran == [3]
+
+
+def test_settle_waits_for_a_shared_job_and_spawn_passes_its_arguments() -> None:
+    release = threading.Event()
+    order: list[str] = []
+    doubled: list[int] = []
+    children = object()
+
+    def held() -> str:
+        release.wait(WAIT)
+        order.append("job")
+        return "done"
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            pool = WorkerPool(tg, workers=2, processes=children)  # type: ignore[arg-type]
+            assert pool.processes is children
+
+            async def caller() -> None:
+                order.append(await pool.shared("k", "ident", held))
+
+            tg.start_soon(caller)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(_release_soon, release)
+            await pool.settle("ident")
+            order.append("settled")
+            pool.spawn("d", "other", lambda a, b: a * b, 4, 5, on_success=doubled.append)
+            await pool.settle("other")
+
+    anyio.run(main)
+    assert "settled" in order and order.index("job") < order.index("settled")
+    assert doubled == [20]
+
+
+async def _release_soon(release: threading.Event) -> None:
+    await anyio.sleep(0.05)
+    release.set()
