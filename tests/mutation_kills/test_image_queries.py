@@ -11,6 +11,7 @@ the PostgreSQL engine's pool, which is read without connecting.
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,6 @@ from zstack_analyzer.service.db.models import Image, ImageChannel, ImageMetadata
 from zstack_analyzer.service.db.session import Database, make_engine, make_session_factory
 
 if TYPE_CHECKING:
-    import uuid
     from pathlib import Path
 
     from sqlalchemy.orm import Session
@@ -62,11 +62,18 @@ def test_the_list_filter_is_a_literal_case_insensitive_substring(
 
 def test_duplicates_counts_deletes_and_thumbnails(session: Session) -> None:  # noqa: F811
     same = "a" * 64
-    newer = add_image(session, "newer.tif", sha256=same, created_at=START + timedelta(hours=1))
-    # Two of the same age: the smaller id first.
-    tied = sorted(
-        add_image(session, f"tied{n}.tif", sha256=same, created_at=START) for n in range(2)
+    # The newest has the smallest id; of the two of the same age, the larger id is written first.
+    newer = add_image(
+        session,
+        "newer.tif",
+        sha256=same,
+        created_at=START + timedelta(hours=1),
+        id=uuid.UUID(int=1),
     )
+    tied = [uuid.UUID(int=3), uuid.UUID(int=5)]
+    for n, image_id in enumerate(reversed(tied)):
+        add_image(session, f"tied{n}.tif", sha256=same, created_at=START, id=image_id)
+    tied.sort()
     other = add_image(session, "other.tif", sha256="b" * 64)
     found = crud.find_duplicate(session, same)
     assert found is not None and found.id == tied[0]
@@ -193,8 +200,31 @@ def test_add_image_commits_and_derives_the_search_columns(tmp_path: Path) -> Non
             assert db.scalar(
                 text("SELECT search_text FROM images WHERE filename = 'bare.tif'")
             ) == ("bare tif")
+        # No filename at all: nothing stands in for it in the text.
+        nameless = Image(**{**{c: getattr(bare, c) for c in _REQUIRED}, "stored_name": "n1"})
+        nameless.filename = ""
+        database.call(crud.add_image, nameless)
+        with database.sessions() as db:
+            assert db.scalar(text("SELECT search_text FROM images WHERE stored_name = 'n1'")) == ""
     finally:
         engine.dispose()
+
+
+_REQUIRED = (
+    "filename",
+    "format",
+    "size_bytes",
+    "sha256",
+    "width",
+    "height",
+    "depth",
+    "channels",
+    "timepoints",
+    "samples_per_pixel",
+    "bit_depth",
+    "dtype",
+    "scenes",
+)
 
 
 def test_utcnow_is_aware() -> None:

@@ -8,14 +8,22 @@ order and limit, and the flags at their thresholds (errors left out, each flag o
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import pytest
 from sqlalchemy import select, update
 
 from tests.mutation_kills.service_db import (
     add_image,
     session,  # noqa: F401 - a fixture used by name
+)
+from tests.service.conftest import (
+    create_pg_database,
+    drop_pg_database,
+    postgres_admin,  # noqa: F401 - a fixture used by name
+    postgres_template,  # noqa: F401 - a fixture used by name
 )
 from zstack_analyzer.quality.stack import ChannelQuality, SceneQuality
 from zstack_analyzer.service.db.models import Image
@@ -30,10 +38,9 @@ from zstack_analyzer.service.db.quality import (
     store_quality,
     store_quality_error,
 )
+from zstack_analyzer.service.db.session import make_engine, make_session_factory
 
 if TYPE_CHECKING:
-    import uuid
-
     from sqlalchemy.orm import Session
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -126,6 +133,11 @@ def test_images_without_quality_oldest_first_with_older_versions(
     )
     session.commit()
     assert [i.id for i in images_without_quality(session)] == [ids[0], ids[2]]
+    # Made at the same moment: by id (here inserted the other way round).
+    late = START + timedelta(days=1)
+    high = add_image(session, "high.czi", created_at=late, id=uuid.UUID(int=(1 << 128) - 1))
+    low = add_image(session, "low.czi", created_at=late, id=uuid.UUID(int=1))
+    assert [i.id for i in images_without_quality(session)] == [ids[0], ids[2], low, high]
 
 
 def test_images_without_quality_default_to_100(session: Session) -> None:  # noqa: F811
@@ -193,6 +205,28 @@ def test_flags_at_their_thresholds(session: Session) -> None:  # noqa: F811
     )
     assert [masks[i] for i in ids] == [5, 0, 7, None, None, 2]
     assert quality_flags_for(session, []) == {}
+    assert quality_flags_for(session, [ids[5], ids[1]]) == {ids[5]: ["focus at edge"]}
     assert flags_of_mask(0) == []
     assert flags_of_mask(7) == ["saturated", "focus at edge", "weak signal"]
     assert flags_of_mask(2) == ["focus at edge"]
+
+
+@pytest.mark.postgres
+def test_images_made_at_the_same_moment_come_by_id_on_postgresql(
+    postgres_admin: str,  # noqa: F811 - the fixture imported above
+    postgres_template: str,  # noqa: F811 - the fixture imported above
+) -> None:
+    """Why PostgreSQL: SQLite walks ``ix_images_created_at_id`` and gives ties by id anyway;
+    PostgreSQL sorts a small table, ties in the order the rows were written."""
+    url = create_pg_database(postgres_admin, postgres_template)
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as db:
+            ids = [
+                add_image(db, f"t{n}.czi", created_at=START, id=uuid.UUID(int=n + 1))
+                for n in (5, 3, 0, 4, 1, 2)
+            ]
+            assert [i.id for i in images_without_quality(db)] == sorted(ids)
+    finally:
+        engine.dispose()
+        drop_pg_database(postgres_admin, url)
