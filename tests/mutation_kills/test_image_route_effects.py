@@ -5,7 +5,8 @@ removes, but not that deleting one of two uploads of the same bytes keeps their
 shared renders, that a render folder shared by two files stays, the audit event
 and the log line of a delete, a delete during an object-storage outage, that the
 descriptor of an in-place original is closed after a download (whole, ranged or
-refused with 416), nor the metadata of a scene other than the first; the upload's
+refused with 416), nor the metadata of a scene other than the first (whose read
+errors named the stored file, not the user's: fixed); the upload's
 background job (thumbnail into the cache, quality into the database, in a child
 process only for a file that stays put) was only seen through its effects on the
 next thumbnail request.
@@ -188,7 +189,7 @@ def test_in_place_downloads_close_the_original_and_delete_keeps_it(
 
 
 def test_metadata_of_a_later_scene_is_read_from_the_file(
-    client: TestClient, tmp_path: Path
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "two.ome.tif"
     with tifffile.TiffWriter(path, ome=True) as tif:
@@ -207,6 +208,14 @@ def test_metadata_of_a_later_scene_is_read_from_the_file(
     assert isinstance(body["provenance"], dict)
     missing = client.get(f"/api/images/{uuid.uuid4()}/metadata", params={"scene": 1})
     assert missing.status_code == 404
+    # The file is read under the app's limits (here smaller than the file), not the defaults.
+    monkeypatch.setattr(client.app.state.settings.limits, "max_dimension", 8)  # type: ignore[attr-defined]
+    refused = client.get(f"/api/images/{image_id}/metadata", params={"scene": 1})
+    assert (refused.status_code, refused.json()["code"]) == (422, "limit_exceeded")
+    # ... and the message names the user's file, never the stored one (a defect, fixed).
+    stored, _sha = _stored(client, image_id)
+    assert refused.json()["detail"].startswith("pair.ome.tif: ")
+    assert stored.name not in refused.json()["detail"]
 
 
 def _stored(client: TestClient, image_id: str) -> tuple[Path, str]:
@@ -307,3 +316,18 @@ def test_the_child_job_returns_the_cached_picture_and_the_measures(
         False,
     )
     assert [q.scene for q in again[0]] == [0]
+
+
+def test_the_file_response_sees_our_range_and_the_clients_other_headers(
+    client: TestClient, tmp_path: Path
+) -> None:
+    source = write_ome_tiff(tmp_path / "ranged.ome.tif", seed=31)
+    data = source.read_bytes()
+    url = f"/api/images/{upload(client, source).json()['id']}/download"
+    etag = client.get(url).headers["etag"]
+    invalid = client.get(url, headers={"Range": "bytes=9-3"})  # ignored: the whole file
+    assert (invalid.status_code, invalid.content) == (200, data)
+    stale = client.get(url, headers={"Range": "bytes=0-9", "If-Range": '"stale"'})
+    assert (stale.status_code, stale.content) == (200, data)
+    fresh = client.get(url, headers={"Range": "bytes=0-9", "If-Range": etag})
+    assert (fresh.status_code, fresh.content) == (206, data[:10])

@@ -482,6 +482,10 @@ async def get_metadata(
     limits = settings.limits.read_limits()
     try:
         metadata = await pool.run(_scene_metadata, path, scene, limits)
+    except ZstackError as exc:
+        # As the picture routes do: the message names the user's file, never our storage name.
+        name_in_message(exc, {str(path): image.filename, image.stored_name: image.filename})
+        raise
     except OSError as exc:
         raise await missing_file_error(database, image_id, exc) from exc
     return {**json_safe(metadata), "filename": image.filename}
