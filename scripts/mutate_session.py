@@ -29,6 +29,8 @@ What keeps the verdicts honest:
   (and at least five times the clean suite's time apart, so checks cost at most about a
   sixth of the run), and at the end, all tests run again with no mutant; if one fails, the verdicts since the
   last good check are thrown away (reported as not run) and everything is torn down.
+* A mutant that hangs where pytest-timeout cannot end it is recorded as a timeout by a
+  watchdog (20x its tests' clean time plus 300 s), and the script starts again.
 * Tests run in a subprocess (the CLI, a child process of the service) inherit
   ``MUTANT_UNDER_TEST`` and the mutants' ``PYTHONPATH``, as under mutmut.
 
@@ -50,6 +52,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -61,6 +64,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import mutate  # noqa: E402 - our sibling script: the scratch folder and config
 
 KILLED, SURVIVED, NO_TESTS, TIMEOUT = 1, 0, 33, 36
+_REAL_STDOUT, _REAL_STDERR = os.dup(1), os.dup(2)  # before pytest's capture replaces them
 _GENERATE = """
 import os, sys
 from pathlib import Path
@@ -97,6 +101,7 @@ class MutantLoop:
         self.check_every = check_every
         self.failed = False
         self.timed_out = False
+        self.argv = sys.argv[1:]
         self.log = open(meta.with_suffix(".session.log"), "a", encoding="utf-8")  # noqa: SIM115
 
     # -- hooks -------------------------------------------------------------------------
@@ -158,6 +163,9 @@ class MutantLoop:
             set_mutant_under_test(name)
             verdict, by = SURVIVED, ""
             t0 = time.monotonic()
+            watchdog = self._watchdog(
+                name, data, codes, started, sum(durations[i.nodeid] for i in tests)
+            )
             for item in tests:
                 clean = durations[item.nodeid]
                 if self._run(item, None, timeout=3 * clean + 10):
@@ -172,6 +180,7 @@ class MutantLoop:
                 by = item.nodeid
                 last_killer[function] = item
                 break
+            watchdog.cancel()
             set_mutant_under_test("")
             self._teardown(session, keep_session=True)
             codes[name] = verdict
@@ -194,6 +203,46 @@ class MutantLoop:
         return True
 
     # -- helpers -------------------------------------------------------------------------
+    def _watchdog(
+        self, name: str, data: dict[str, Any], codes: dict[str, Any], started: float, clean: float
+    ) -> threading.Timer:
+        """A hang pytest-timeout cannot end (a loop that swallows its exception): a timeout.
+
+        After 20x the tests' clean time plus 300 s the mutant is recorded as timed out (a
+        kill, as in mutmut), and this script starts again in the same process (``exec``)
+        with the budget that is left; the mutants already judged are not run again.
+        """
+
+        def fire() -> None:
+            codes[name] = TIMEOUT
+            self._save(data, codes)
+            left = max(60.0, self.budget - (time.monotonic() - started))
+            cleaned: list[str] = []
+            skip = False
+            for arg in self.argv:  # drop "--budget N" and "--budget=N"
+                if skip:
+                    skip = False
+                elif arg == "--budget":
+                    skip = True
+                elif not arg.startswith("--budget="):
+                    cleaned.append(arg)
+            # pytest captures fds 1 and 2 during a test: give the next process the real ones.
+            os.dup2(_REAL_STDOUT, 1)
+            os.dup2(_REAL_STDERR, 2)
+            command = [
+                sys.executable,
+                str(ROOT / "scripts" / Path(__file__).name),
+                *cleaned,
+                "--budget",
+                str(left),
+            ]
+            os.execv(sys.executable, command)  # noqa: S606 - our interpreter, our own arguments
+
+        timer = threading.Timer(20 * clean + 300, fire)
+        timer.daemon = True
+        timer.start()
+        return timer
+
     def _run(self, item: Any, nextitem: Any, *, timeout: float) -> bool:
         """Run one test through pytest's whole protocol (fixtures, timeout); True if it passed."""
         import pytest
