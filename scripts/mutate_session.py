@@ -229,6 +229,7 @@ class MutantLoop:
             # pytest captures fds 1 and 2 during a test: give the next process the real ones.
             os.dup2(_REAL_STDOUT, 1)
             os.dup2(_REAL_STDERR, 2)
+            self._say(f"timeout  {name} (hung past the watchdog; restarting the session)")
             command = [
                 sys.executable,
                 str(ROOT / "scripts" / Path(__file__).name),
