@@ -144,7 +144,7 @@ def _request(path: str, *, body: bytes = b"", extra: str = "", close: bool = Fal
 
 def _pause() -> None:
     """Let the server read what was sent (so the next send is a read of its own)."""
-    threading.Event().wait(0.3)
+    threading.Event().wait(0.1)
 
 
 def test_without_httptools_uvicorn_parses_with_h11(monkeypatch: pytest.MonkeyPatch) -> None:
