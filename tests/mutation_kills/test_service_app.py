@@ -133,3 +133,35 @@ def test_other_scopes_pass_through_untouched() -> None:
 
 def test_service_version_is_the_installed_one() -> None:
     assert service_version() == metadata.version("zstack-analyzer")
+
+
+def test_an_answer_without_headers_still_gets_the_id() -> None:
+    async def bare(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204})
+        await send({"type": "http.response.body", "body": b""})
+
+    scope: dict[str, Any] = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    start, _body = _run(bare, scope)
+    assert start["headers"] == [(b"x-request-id", scope["state"]["request_id"].encode())]
+
+
+def test_the_openapi_names_the_service(tmp_path: Path) -> None:
+    app = create_app(Settings(_env_file=None, data_dir=tmp_path))  # type: ignore[call-arg]
+    assert (app.title, app.version) == ("zstack-analyzer", service_version())
+    assert app.summary == "Microscopy z-stacks: metadata, thumbnails, projections and downloads"
+
+
+def test_version_of_a_source_tree_without_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_installed(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)  # as in an uninstalled checkout
+    assert service_version() == "0+unknown"
+
+
+def test_the_openapi_version_is_the_installed_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metadata, "version", lambda name: "9.8.7")  # another release
+    app = create_app(Settings(_env_file=None, data_dir=tmp_path))  # type: ignore[call-arg]
+    assert app.version == "9.8.7"

@@ -73,7 +73,9 @@ def test_uvicorn_options_follow_the_http_settings() -> None:
 
     assert issubclass(protocol, HttpToolsProtocol)
     assert protocol.__name__ == "BoundedHttpToolsProtocol"
-    config = uvicorn_config(lambda *a: None, settings, limit_concurrency=3, log_level="error")
+    app = _echo_length
+    config = uvicorn_config(app, settings, limit_concurrency=3, log_level="error")
+    assert config.app is app
     assert (config.limit_concurrency, config.timeout_keep_alive) == (3, 1.5)
     assert config.http is protocol or config.http.__name__ == "BoundedHttpToolsProtocol"
 
@@ -99,8 +101,9 @@ async def _echo_length(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def port() -> Iterator[int]:
+    """A uvicorn server of its own per test (each test reaches the protocol's set-up)."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -139,12 +142,37 @@ def _request(path: str, *, body: bytes = b"", extra: str = "", close: bool = Fal
     return headers.encode() + b"\r\n"
 
 
+def _pause() -> None:
+    """Let the server read what was sent (so the next send is a read of its own)."""
+    threading.Event().wait(0.1)
+
+
+def test_without_httptools_uvicorn_parses_with_h11(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "httptools", None)  # find_spec: not installed
+    options = uvicorn_options(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert options["http"] == "h11"
+    assert options["h11_max_incomplete_event_size"] == 64 * 1024
+
+
 def test_a_head_over_the_cap_is_refused_and_closed(port: int) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nx-pad: " + b"a" * 700)
+        _pause()
         sock.sendall(b"b" * 700)
         answer = _read_all(sock)
     assert answer == _refusal(CAP)
+
+
+def test_a_head_of_exactly_the_cap_passes(port: int) -> None:
+    start = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-pad: "
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(start + b"a" * (CAP - len(start)))
+        _pause()
+        sock.sendall(b"\r\n\r\n")
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 200 OK")
 
 
 def test_heads_and_bodies_under_the_cap_pass(port: int) -> None:
@@ -152,10 +180,17 @@ def test_heads_and_bodies_under_the_cap_pass(port: int) -> None:
     big_body = b"z" * (20 * CAP)
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(_request("/one", body=big_body, extra=pad))
+        _pause()
         sock.sendall(big_body[: 10 * CAP])
+        _pause()
         sock.sendall(big_body[10 * CAP :])
         for _ in range(3):  # heads of 700 bytes each, 2100 on one connection
-            sock.sendall(_request("/again", extra=pad))
+            _pause()
+            half = _request("/again", extra=pad)
+            sock.sendall(half[:400])  # a head in two reads, each under the cap
+            _pause()
+            sock.sendall(half[400:])
+        _pause()
         sock.sendall(_request("/last", extra=pad, close=True))
         answer = _read_all(sock)
     assert answer.count(b"HTTP/1.1 200 OK") == 5
@@ -185,3 +220,35 @@ def test_logging_level_format_and_alembic_only_at_debug() -> None:
         root.handlers = saved_handlers
         root.setLevel(saved_level)
         alembic.setLevel(logging.NOTSET)
+
+
+def test_whole_requests_in_one_read_each_are_not_head_bytes(port: int) -> None:
+    pad = "x-pad: " + "p" * 600 + "\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        for _ in range(3):  # 700 bytes a read, each a whole request: 2100 in all
+            sock.sendall(_request("/whole", body=b"abc", extra=pad) + b"abc")
+            _pause()
+        sock.sendall(_request("/last", close=True))
+        answer = _read_all(sock)
+    assert answer.count(b"HTTP/1.1 200 OK") == 4
+
+
+def test_the_next_head_on_a_connection_is_capped_too(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(_request("/first"))
+        _pause()
+        start = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-pad: "
+        sock.sendall(start + b"a" * (CAP - len(start)))  # exactly the cap: still fine
+        _pause()
+        sock.sendall(b"\r\n\r\n")
+        answer = _read_all(sock)
+    assert answer.count(b"HTTP/1.1 200 OK") == 2
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(_request("/first"))
+        _pause()
+        sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nx-pad: " + b"a" * 700)
+        _pause()
+        sock.sendall(b"b" * 700)
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    assert answer.endswith(_refusal(CAP))
