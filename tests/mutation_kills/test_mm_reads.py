@@ -123,6 +123,13 @@ def test_index_map_at_the_last_8_bytes_with_no_rows(tmp_path: Path) -> None:
         (b"{}", 47, b"\0" * 12, "the index map offset 47 lies outside the file"),
         (b"{}", 42, struct.pack("<2I", INDEX_MAP_BLOCK + 1, 0), "no index map at byte 42"),
         (b"{}", 42, struct.pack("<2I", INDEX_MAP_BLOCK, 1) + b"\0" * 19, "lists 1 planes"),
+        (b"{}", 0xFFFFFFF0, b"\0" * 16, "the index map offset 4,294,967,280 lies outside"),
+        (
+            b"{}",
+            42,
+            struct.pack("<2I", INDEX_MAP_BLOCK, 0xFFFFFFFF) + b"\0" * 40,
+            "lists 4,294,967,295 planes, more than the file holds",
+        ),
     ],
 )
 def test_header_lies_are_typed_errors(
@@ -142,6 +149,10 @@ def test_header_summary_up_to_the_file_end_and_not_a_mm_file(tmp_path: Path) -> 
     struct.pack_into("<I", data, 36, len(data) - 39)  # one byte more than the file has
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptFileError, match="summary claims 9 bytes"):
+        read_mm_header(path, max_metadata_bytes=1000)
+    struct.pack_into("<I", data, 36, 0xFFFFFFFF)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match="summary claims 4,294,967,295 bytes"):
         read_mm_header(path, max_metadata_bytes=1000)
     path.write_bytes(b"II*\0" + b"\0" * 60)
     with pytest.raises(CorruptFileError, match=r"s\.tif: not a Micro-Manager file"):
@@ -443,3 +454,62 @@ def test_small_helpers() -> None:
     assert _timestamp("01/03/2024") is None
     assert _timestamp("   ") is None
     assert _timestamp(5) is None
+
+
+def test_errors_name_the_file(tmp_path: Path) -> None:
+    summary = b"{}"
+    path = tmp_path / "n_MMStack_Pos0.ome.tif"
+    path.write_bytes(_header("<", 0, b"[1]"))
+    with pytest.raises(CorruptFileError) as info:
+        read_mm_header(path, max_metadata_bytes=1000)
+    assert info.value.path == path
+    path.write_bytes(_header("<", 42, summary) + struct.pack("<2I", INDEX_MAP_BLOCK, 0))
+    with pytest.raises(CorruptFileError, match="the index map lists no planes") as info:
+        open_image(path)
+    assert info.value.path == path
+    for index_at, tail in [(20, b"\0" * 16), (42, struct.pack("<2I", 1, 0)), (99, b"")]:
+        path.write_bytes(_header("<", index_at, summary) + tail)
+        with pytest.raises(CorruptFileError) as info:
+            read_mm_header(path, max_metadata_bytes=1000)
+        assert info.value.path == path
+    path.write_bytes(b"II*\0" + b"\0" * 60)
+    with pytest.raises(CorruptFileError) as info:
+        read_mm_header(path, max_metadata_bytes=1000)
+    assert info.value.path == path
+    path.write_bytes(_header("<", 0, b"{x"))
+    with pytest.raises(CorruptFileError) as info:
+        read_mm_header(path, max_metadata_bytes=1000)
+    assert info.value.path == path
+    wide = write_mm_file(tmp_path / "w_MMStack_Pos0.ome.tif", _planes([(0, 0, 0, 0)]), {"Width": 1})
+    with pytest.raises(MetadataError) as meta_info:
+        open_image(wide)
+    assert meta_info.value.path == wide
+
+
+def test_index_map_pointing_at_no_ifd(tmp_path: Path) -> None:
+    (path,) = write_mm_dataset(tmp_path, positions=1, frames=1, channels=1, slices=2)
+    data = bytearray(path.read_bytes())
+    (index_at,) = struct.unpack_from("<I", data, 12)
+    original = bytes(data)
+    struct.pack_into("<I", data, index_at + 8 + 16, len(data))  # one past the last byte
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match=f"points to byte {len(data):,} of") as info:
+        open_image(path)
+    assert info.value.path == path
+    data = bytearray(original)
+    struct.pack_into("<I", data, index_at + 8 + 16, 4)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match="points to byte 4 of run_MMStack_Pos0"):
+        open_image(path)
+
+
+def test_plane_without_its_metadata_tag(tmp_path: Path) -> None:
+    (path,) = write_mm_dataset(tmp_path, positions=1, frames=1, channels=2, slices=1)
+    raw = bytearray(path.read_bytes())
+    tag = struct.pack("<HH", 51123, 2)
+    second = raw.index(tag, raw.index(tag) + 1)
+    struct.pack_into("<H", raw, second, 51124)  # channel 1's page loses tag 51123
+    path.write_bytes(bytes(raw))
+    with open_image(path) as image:
+        assert image._plane_json(0, 0, 1, 0) == {}
+        assert [c.exposure_ms for c in image.metadata().channels] == [10.0, None]
