@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.synthetic_mm import mm_pixels, write_mm_dataset, write_mm_file
-from zstack_analyzer import CorruptFileError, MetadataError, open_image
+from zstack_analyzer import CorruptFileError, LimitExceededError, MetadataError, open_image
 from zstack_analyzer.limits import ReadLimits
 from zstack_analyzer.readers.micromanager import (
     INDEX_MAP_BLOCK,
@@ -119,6 +119,7 @@ def test_index_map_at_the_last_8_bytes_with_no_rows(tmp_path: Path) -> None:
         (b"{nope", 0, b"", "the Micro-Manager summary is not valid JSON"),
         (b'{"a": "\xff"}', 0, b"", "the Micro-Manager summary is not valid JSON"),
         (b"{}", 20, b"\0" * 16, "the index map offset 20 lies outside the file"),
+        (b"{}", 40, b"\0" * 16, "no index map at byte 40"),
         (b"{}", 39, b"\0" * 16, "the index map offset 39 lies outside the file"),
         (b"{}", 47, b"\0" * 12, "the index map offset 47 lies outside the file"),
         (b"{}", 42, struct.pack("<2I", INDEX_MAP_BLOCK + 1, 0), "no index map at byte 42"),
@@ -182,7 +183,7 @@ def test_a_file_whose_summary_names_another_prefix_opens_alone(tmp_path: Path) -
     files = write_mm_dataset(tmp_path, prefix="run", positions=2, frames=1, channels=1, slices=1)
     renamed = tmp_path / "old_MMStack_Pos0.ome.tif"
     files[0].rename(renamed)
-    write_mm_file(tmp_path / "old_MMStack_Pos1.ome.tif", _planes([(0, 0, 0, 1)]), {"Prefix": "x"})
+    write_mm_file(tmp_path / "old_MMStack_Pos1.ome.tif", _planes([(0, 0, 0, 1)]), {"Prefix": "run"})
     with open_image(renamed) as image:
         assert len(image.scenes()) == 1
         assert image.raw_metadata()["files"] == [str(renamed)]
@@ -219,7 +220,9 @@ def test_members_that_cannot_join_are_skipped_with_a_reason(tmp_path: Path) -> N
 
 
 def test_member_without_prefix_in_its_summary_joins(tmp_path: Path) -> None:
-    main = write_mm_file(tmp_path / "a_MMStack_Pos0.ome.tif", _planes([(0, 0, 0, 0)]), {})
+    main = write_mm_file(
+        tmp_path / "a_MMStack_Pos0.ome.tif", _planes([(0, 0, 0, 0)]), {"Prefix": "a"}
+    )
     write_mm_file(tmp_path / "a_MMStack_Pos1.ome.tif", _planes([(0, 0, 0, 1)]), {})
     with open_image(main) as image:
         assert len(image.scenes()) == 2
@@ -247,13 +250,13 @@ def test_planes_missing_from_the_maps_read_as_zeros_with_a_count(tmp_path: Path)
 
 
 def test_planned_sizes_larger_than_written_are_named(tmp_path: Path) -> None:
-    summary = {"Frames": 5, "Slices": 1, "Channels": "x", "Positions": 3}
+    summary = {"Frames": "x", "Slices": 2, "Channels": 4, "Positions": 3}
     path = write_mm_file(tmp_path / "p_MMStack_Pos0.ome.tif", _planes([(0, 0, 0, 0)]), summary)
     with open_image(path) as image:
         warnings = image.metadata().warnings
     assert (
-        "the acquisition planned Frames=5, Positions=3 but the files hold Frames=1, "
-        "Positions=1: sizes are what was written"
+        "the acquisition planned Slices=2, Channels=4, Positions=3 but the files hold "
+        "Slices=1, Channels=1, Positions=1: sizes are what was written"
     ) in warnings
 
 
@@ -397,13 +400,14 @@ def test_metadata_from_summary_and_planes(tmp_path: Path) -> None:
     assert md.microscope is not None and md.microscope.software_version == "2"
     assert md.provenance["microscope.software"] == "Micro-Manager summary MicroManagerVersion"
     assert md.provenance["sizes"].startswith("Micro-Manager index maps")
+    assert md.vendor_metadata["summary"]["ChNames"] == [" A ", "B"]
 
 
 def test_zero_z_step_and_unordered_elapsed_times(tmp_path: Path) -> None:
     planes = _planes([(0, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0)])
     planes[0][2]["ElapsedTime-ms"] = 500.0
     planes[2][2]["ElapsedTime-ms"] = 500.0  # no time passed: not an interval
-    summary = {"z-step_um": 0, "PixelSize_um": -1, "Interval_ms": 0}
+    summary = {"z-step_um": 0, "PixelSize_um": "inf", "Interval_ms": 0}
     path = write_mm_file(tmp_path / "z_MMStack_Pos0.ome.tif", planes, summary)
     with open_image(path) as image:
         md = image.metadata()
@@ -472,6 +476,14 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
         with pytest.raises(CorruptFileError) as info:
             read_mm_header(path, max_metadata_bytes=1000)
         assert info.value.path == path
+    path.write_bytes(_header("<", 42, summary) + struct.pack("<2I", INDEX_MAP_BLOCK, 9))
+    with pytest.raises(CorruptFileError, match="more than the file holds") as info:
+        read_mm_header(path, max_metadata_bytes=1000)
+    assert info.value.path == path
+    path.write_bytes(_header("<", 0, summary))
+    with pytest.raises(CorruptFileError, match="summary claims") as info:
+        read_mm_header(path, max_metadata_bytes=1)
+    assert info.value.path == path
     path.write_bytes(b"II*\0" + b"\0" * 60)
     with pytest.raises(CorruptFileError) as info:
         read_mm_header(path, max_metadata_bytes=1000)
@@ -513,3 +525,58 @@ def test_plane_without_its_metadata_tag(tmp_path: Path) -> None:
     with open_image(path) as image:
         assert image._plane_json(0, 0, 1, 0) == {}
         assert [c.exposure_ms for c in image.metadata().channels] == [10.0, None]
+
+
+def _unclose(path: Path) -> Path:
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, 12, 0)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_never_closed_file_positions_limits_and_missing_tags(tmp_path: Path) -> None:
+    planes = _planes([(0, 0, 0, 0), (0, 0, 0, 1), (0, 0, 1, 1)])
+    path = _unclose(write_mm_file(tmp_path / "u_MMStack_Pos0.ome.tif", planes, {}))
+    with open_image(path) as image:
+        assert [s.shape for s in image.scenes()] == [(2, 1, 1, *SHAPE)] * 2
+        np.testing.assert_array_equal(
+            image.read_plane(1, 1, 0, 0), mm_pixels(0, 0, 1, 1, SHAPE, "uint16")
+        )
+    with pytest.raises(CorruptFileError, match="over 2 pages without an index map") as info:
+        open_image(path, limits=ReadLimits(max_planes=2))
+    assert info.value.path == path
+    raw = bytearray(path.read_bytes())
+    struct.pack_into("<H", raw, raw.index(struct.pack("<HH", 51123, 2)), 51124)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(
+        CorruptFileError, match="page 0 has no readable MicroManagerMetadata"
+    ) as info:
+        open_image(path)
+    assert info.value.path == path
+
+
+def test_one_frame_has_no_interval(tmp_path: Path) -> None:
+    path = write_mm_file(
+        tmp_path / "i_MMStack_Pos0.ome.tif", _planes([(0, 0, 0, 0)]), {"Interval_ms": 100}
+    )
+    with open_image(path) as image:
+        md = image.metadata()
+    assert md.time_interval_s is None and "time_interval_s" not in md.provenance
+
+
+def test_dataset_member_limit(tmp_path: Path) -> None:
+    main = write_mm_file(tmp_path / "L_MMStack_Pos0.ome.tif", _planes([(0, 0, 0, 0)]), {})
+    for k in range(1, 4096):
+        (tmp_path / f"L_MMStack_Pos{k}.ome.tif").touch()
+    limits = ReadLimits()
+    fs = MicroManagerReader.file_set(main, limits)
+    assert fs is not None and len(fs.names) == 4096
+    with open_image(main) as image:  # exactly the limit: the empty members are skipped
+        assert len(image.scenes()) == 1
+    (tmp_path / "L_MMStack_Pos4096.ome.tif").touch()
+    with pytest.raises(LimitExceededError, match="over 4,096 files in the dataset") as info:
+        MicroManagerReader.file_set(main, limits)
+    assert info.value.path == main
+    with pytest.raises(LimitExceededError, match="4,097 files in the dataset, over 4,096") as info:
+        open_image(main)
+    assert info.value.path == main
