@@ -285,8 +285,9 @@ def test_never_closed_file_needs_plane_indices(tmp_path: Path) -> None:
 
     with pytest.raises(CorruptFileError, match="page 1 has no valid plane indices"):
         open_image(unclosed("a_MMStack_Pos0.ome.tif", {"SliceIndex": -1}))
-    with pytest.raises(CorruptFileError, match="page 1 has no valid plane indices"):
+    with pytest.raises(CorruptFileError, match="page 1 has no valid plane indices") as info:
         open_image(unclosed("b_MMStack_Pos0.ome.tif", {"FrameIndex": "x"}))
+    assert info.value.path == tmp_path / "b_MMStack_Pos0.ome.tif"
     # Missing indices are 0 (a single-position, single-frame run leaves them out).
     path = unclosed("c_MMStack_Pos0.ome.tif", {})
     planes = _planes([(0, 0, 0, 0)])
@@ -513,6 +514,13 @@ def test_index_map_pointing_at_no_ifd(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptFileError, match="points to byte 4 of run_MMStack_Pos0"):
         open_image(path)
+    data = bytearray(original)
+    struct.pack_into("<I", data, index_at + 8 + 16, 40)  # the summary JSON, no IFD
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match="unreadable IFD at byte 40 of run_MMStack") as info:
+        open_image(path)
+    assert info.value.path == path
+    assert info.value.detail
 
 
 def test_plane_without_its_metadata_tag(tmp_path: Path) -> None:
