@@ -272,6 +272,15 @@ def name_in_message(exc: ZstackError, replacements: dict[str, str]) -> None:
     exc.args = (message,)
 
 
+def name_image_in_message(exc: ZstackError, image: "Image", path: object) -> None:
+    """:func:`name_in_message` for an error reading a stored image from ``path``.
+
+    ``path`` is where it was read (a local path or a remote object); its ``str`` and the
+    stored name are what a reader's message may show.
+    """
+    name_in_message(exc, {str(path): image.filename, image.stored_name: image.filename})
+
+
 def schedule_default_thumbnail(
     pool: WorkerPool,
     database: Database,
@@ -484,7 +493,7 @@ async def get_metadata(
         metadata = await pool.run(_scene_metadata, path, scene, limits)
     except ZstackError as exc:
         # As the picture routes do: the message names the user's file, never our storage name.
-        name_in_message(exc, {str(path): image.filename, image.stored_name: image.filename})
+        name_image_in_message(exc, image, path)
         raise
     except OSError as exc:
         raise await missing_file_error(database, image_id, exc) from exc

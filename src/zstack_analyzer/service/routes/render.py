@@ -40,7 +40,7 @@ from zstack_analyzer.service.images_service import (
     scene_sizes,
 )
 from zstack_analyzer.service.routes import IMAGE_MEDIA_TYPES, INDEX_MAX, problems
-from zstack_analyzer.service.routes.images import etag_matches, name_in_message
+from zstack_analyzer.service.routes.images import etag_matches, name_image_in_message
 from zstack_analyzer.service.schemas import HistogramPublic
 
 if TYPE_CHECKING:
@@ -302,7 +302,7 @@ class Renderer:
                 is_disconnected=self.request.is_disconnected,
             )
         except ZstackError as exc:
-            name_in_message(exc, {str(path): image.filename, image.stored_name: image.filename})
+            name_image_in_message(exc, image, path)
             raise
         except OSError as exc:
             raise await missing_file_error(self.database, image_id, exc) from exc

@@ -35,7 +35,7 @@ from zstack_analyzer.service.deps import (
 from zstack_analyzer.service.errors import problem_response
 from zstack_analyzer.service.images_service import in_place_original, readable_source
 from zstack_analyzer.service.routes import IMAGE_MEDIA_TYPES, problems
-from zstack_analyzer.service.routes.images import etag_matches, name_in_message
+from zstack_analyzer.service.routes.images import etag_matches, name_image_in_message
 from zstack_analyzer.service.routes.render import Params, _check
 from zstack_analyzer.zarr.virtual import STORE_VERSION
 
@@ -188,7 +188,7 @@ async def _serve(
             collection,
         )
     except ZstackError as exc:
-        name_in_message(exc, {str(path): image.filename, image.stored_name: image.filename})
+        name_image_in_message(exc, image, path)
         raise
     if data is None:
         return problem_response(
@@ -374,6 +374,6 @@ async def tile(
             tile_fields,
         )
     except ZstackError as exc:
-        name_in_message(exc, {str(path): image.filename, image.stored_name: image.filename})
+        name_image_in_message(exc, image, path)
         raise
     return Response(content=data, media_type=f"image/{params.image_format}", headers=headers)
