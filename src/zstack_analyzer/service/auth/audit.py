@@ -50,6 +50,7 @@ ACTIONS: tuple[str, ...] = (
     "download",
     "delete",
     "move",
+    "container_delete",
     "user_create",
     "user_update",
     "group_create",
