@@ -331,7 +331,7 @@ def test_the_record_memo(session: Session, tmp_path: Path) -> None:
     memo.forget(ids[1])
     assert list(memo._rows) == [ids[2]]
     # A fetch again after the TTL renews the entry and puts it last.
-    memo._rows[ids[2]] = (memo._rows[ids[2]][0] - 7200.0, memo._rows[ids[2]][1])
+    memo._rows[ids[2]] = (memo._rows[ids[2]][0] - 7200.0, *memo._rows[ids[2]][1:])
     asyncio.run(memo.require(database, ids[1]))
     assert list(memo._rows) == [ids[2], ids[1]]
     asyncio.run(memo.require(database, ids[2]))

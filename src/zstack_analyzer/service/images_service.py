@@ -79,6 +79,10 @@ IN_PLACE_PREFIX = "inplace-"
 TOMBSTONE_KEEP_S = 3600.0
 #: A running server prunes old tombstones at most this often (on a delete).
 TOMBSTONE_PRUNE_EVERY_S = 60.0
+#: The file name suffix of a "moved" marker beside the tombstones (``<id>.changed``).
+CHANGE_SUFFIX = ".changed"
+#: How much earlier than a memo's fetch a marker may be and still count (clock skew).
+CHANGE_MARGIN_NS = 2_000_000_000
 
 Inspection = tuple["ImageMetadata", list["SceneInfo"]]
 
@@ -236,6 +240,14 @@ class RecordMemo:
     record. Without a ``deleted_dir`` the staleness is bounded by ``ttl_s``.
     A refresh made elsewhere is seen within ``ttl_s`` (5 s).
 
+    A move to another group changes who may see the row, so it may not wait for
+    ``ttl_s``: the mover writes ``<deleted_dir>/<id>.changed`` (:meth:`mark_changed`,
+    after the commit, its mtime set to the clock then) and every memo hit also
+    stats that marker: a row fetched before the marker's time (less
+    ``CHANGE_MARGIN_NS`` for clock skew between hosts sharing the data dir) is
+    fetched again. Without it, another server process kept showing a moved image
+    to its old group for up to ``ttl_s``.
+
     Tombstones are written by :meth:`tombstone` and outlive every memo entry
     by far (``keep_s``, an hour, against ``ttl_s``); older ones are pruned
     while the server runs, at most every ``prune_every_s`` (one directory
@@ -257,7 +269,8 @@ class RecordMemo:
         self.deleted_dir = deleted_dir
         self.keep_s = keep_s
         self.prune_every_s = prune_every_s
-        self._rows: OrderedDict[str, tuple[float, Image]] = OrderedDict()
+        #: id -> (monotonic time of the fetch, wall-clock ns when the fetch began, row)
+        self._rows: OrderedDict[str, tuple[float, int, Image]] = OrderedDict()
         self._pruned_at: float | None = None
         self._prune_lock = threading.Lock()
 
@@ -266,18 +279,31 @@ class RecordMemo:
             return False
         return os.path.lexists(self.deleted_dir / str(image.id))
 
+    def _changed_elsewhere(self, image_id: str, fetched_ns: int) -> bool:
+        """Whether a move was marked after (or about when) this row was fetched."""
+        if self.deleted_dir is None:
+            return False
+        try:
+            marked_ns = os.stat(self.deleted_dir / f"{image_id}{CHANGE_SUFFIX}").st_mtime_ns
+        except OSError:
+            return False
+        return marked_ns + CHANGE_MARGIN_NS >= fetched_ns
+
     async def require(self, database: Database, image_id: str) -> Image:
         """The row for ``image_id`` (memoised), or :class:`ImageNotFoundError`."""
         now = time.monotonic()
         hit = self._rows.get(image_id)
         if hit is not None and now - hit[0] < self.ttl_s:
-            if not self._deleted_elsewhere(hit[1]):
-                return hit[1]
-            self._rows.pop(image_id, None)
-            msg = f"no image with id {image_id!r}"
-            raise ImageNotFoundError(msg)
+            _, fetched_ns, row = hit
+            if self._deleted_elsewhere(row):
+                self._rows.pop(image_id, None)
+                msg = f"no image with id {image_id!r}"
+                raise ImageNotFoundError(msg)
+            if not self._changed_elsewhere(image_id, fetched_ns):
+                return row
+        fetched_ns = time.time_ns()  # before the query: a move committed during it is "after"
         image: Image = await database.run(require_image, image_id)
-        self._rows[image_id] = (now, image)
+        self._rows[image_id] = (now, fetched_ns, image)
         self._rows.move_to_end(image_id)
         while len(self._rows) > self.max_entries:
             self._rows.popitem(last=False)
@@ -286,6 +312,21 @@ class RecordMemo:
     def forget(self, image_id: str) -> None:
         """Drop ``image_id`` (called when this process deletes it)."""
         self._rows.pop(image_id, None)
+
+    def mark_changed(self, image_id: str) -> None:
+        """After a committed move: other processes' memos fetch ``image_id`` again.
+
+        Blocking file work (one touch): call it in a worker thread. The marker's mtime is
+        set explicitly to the clock now, not left to the file system's coarser clock.
+        """
+        self.forget(image_id)
+        if self.deleted_dir is None:
+            return
+        self.deleted_dir.mkdir(parents=True, exist_ok=True)
+        marker = self.deleted_dir / f"{image_id}{CHANGE_SUFFIX}"
+        marker.touch()
+        now_ns = time.time_ns()
+        os.utime(marker, ns=(now_ns, now_ns))
 
     def tombstone(self, image_id: uuid.UUID) -> int:
         """Write the tombstone of ``image_id`` (before its row goes); prune old ones if due.

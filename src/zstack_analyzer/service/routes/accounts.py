@@ -642,7 +642,8 @@ def move_image(
     previous = image.group_id
     image.group_id = target.group_id
     session.commit()
-    records.forget(image_id)
+    # Other server processes' memos must not show the image to its old group any longer.
+    records.mark_changed(image_id)
     events.emit(
         "move", principal, request, image_id=str(image.id), from_group=previous, group=target.group
     )
