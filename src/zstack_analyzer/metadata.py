@@ -269,7 +269,9 @@ class ImageMetadata(_Model):
         cut: list[str] = []
         if not _all_text_short(self):
             _cap_model(self, "", cut)
-        if _vendor_too_big(self.vendor_metadata, VENDOR_MAX_BYTES):
+        if not _vendor_json_small(self.vendor_metadata, VENDOR_MAX_BYTES) and _vendor_too_big(
+            self.vendor_metadata, VENDOR_MAX_BYTES
+        ):
             self.__dict__["vendor_metadata"] = capped_vendor(self.vendor_metadata)
             cut.append("vendor_metadata")
         warnings = self.warnings
@@ -329,6 +331,25 @@ def _cap_value(value: Any, where: str, cut: list[str]) -> Any:
         )
         return value if unchanged else capped_dict
     return value
+
+
+def _vendor_json_small(value: Any, budget: int) -> bool:
+    """A certain "not too big" (:func:`_vendor_too_big` is ``False``) from the JSON of ``value``.
+
+    Every leaf :func:`_vendor_too_big` counts takes at least one byte of the
+    JSON and counts at most 8 (a string counts its length, never more than
+    its literal), so JSON of at most ``budget / 8`` bytes is within the
+    budget, and of at most 4096 bytes holds no longer string. Why: that walk
+    visits every value in Python (issue 22); ``pydantic_core.to_json`` does
+    it in Rust. A value it cannot serialize (or cycles) answers ``False``.
+    """
+    from pydantic_core import to_json
+
+    try:
+        text = to_json(value)
+    except Exception:
+        return False
+    return len(text) <= min(budget // 8, 4096)
 
 
 #: Value types that hold no text (skipped first by :func:`_all_text_short`).
