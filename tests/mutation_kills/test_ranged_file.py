@@ -499,7 +499,21 @@ def test_an_object_that_shrinks_under_the_reader_is_a_remote_read_error(
     cause = caught.value.__cause__
     assert "Requested range was invalid" in str(cause)
     assert str(caught.value) == f"obj.bin: ranged read from object storage failed: {cause}"
-    # A first read past the new end: its block GET fails and the object is not empty.
+    # A fresh file's first read past the (new) end is at EOF, as in any file.
     fresh.seek(DIRECT_BYTES)
-    with pytest.raises(RemoteReadError, match=r"^obj\.bin: ranged read from object storage"):
-        fresh.read(1)
+    assert fresh.read(1) == b""
+    assert fresh.size == 100
+
+
+def test_a_first_read_at_or_past_the_end_is_at_eof(store: LocalStore) -> None:
+    """Regression: the block GET of a first read past the end is refused (S3's 416), which was
+    reported as a RemoteReadError (storage unavailable) instead of the end of the file."""
+    past = _file(store)
+    past.seek(SIZE + 100)
+    assert past.read(1) == b""
+    assert past.tell() == SIZE + 100
+    assert past.size == SIZE
+    at_end = _file(store)
+    at_end.seek(SIZE)
+    assert at_end.readinto(bytearray(10)) == 0
+    assert at_end.size == SIZE
