@@ -499,7 +499,88 @@ def test_an_object_that_shrinks_under_the_reader_is_a_remote_read_error(
     cause = caught.value.__cause__
     assert "Requested range was invalid" in str(cause)
     assert str(caught.value) == f"obj.bin: ranged read from object storage failed: {cause}"
-    # A first read past the new end: its block GET fails and the object is not empty.
+    # A fresh file's first read past the (new) end is at EOF, as in any file.
     fresh.seek(DIRECT_BYTES)
-    with pytest.raises(RemoteReadError, match=r"^obj\.bin: ranged read from object storage"):
-        fresh.read(1)
+    assert fresh.read(1) == b""
+    assert fresh.size == 100
+
+
+def test_a_first_read_at_or_past_the_end_is_at_eof(store: LocalStore) -> None:
+    """Regression: the block GET of a first read past the end is refused (S3's 416), which was
+    reported as a RemoteReadError (storage unavailable) instead of the end of the file."""
+    past = _file(store)
+    past.seek(SIZE + 100)
+    assert past.read(1) == b""
+    assert past.tell() == SIZE + 100
+    assert past.size == SIZE
+    at_end = _file(store)
+    at_end.seek(SIZE)
+    assert at_end.readinto(bytearray(10)) == 0
+    assert at_end.size == SIZE
+
+
+def test_empty_object_read_from_its_end(store: LocalStore) -> None:
+    """A suffix GET of an empty object is refused too: the HEAD's size 0 says it is empty."""
+    empty = RangedFile(store, "empty.bin", name="e")  # type: ignore[arg-type]
+    assert empty.seek(0, io.SEEK_END) == 0
+    assert empty.read() == b""
+
+
+class _FailingGets:
+    """A loopback HTTP server whose GETs fail (500) and whose HEAD answers per path."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(500)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_HEAD(self) -> None:
+                if self.path.endswith("/sized.bin"):
+                    self.send_response(200)
+                    self.send_header("Content-Length", "1000")
+                    self.send_header("Last-Modified", "Mon, 07 Dec 2026 10:00:00 GMT")
+                else:
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_failing_get_is_a_remote_read_error_naming_its_cause() -> None:
+    """The server fails the block GET: with or without a size from HEAD, the error says why."""
+    import datetime
+
+    from obstore.store import HTTPStore
+
+    server = _FailingGets()
+    try:
+        store = HTTPStore.from_url(
+            server.url,
+            client_options={"allow_http": True},
+            retry_config={"max_retries": 0, "retry_timeout": datetime.timedelta(seconds=5)},
+        )
+        for key in ("sized.bin", "unsized.bin"):
+            f = RangedFile(store, key, name=key)  # type: ignore[arg-type]
+            with pytest.raises(RemoteReadError) as caught:
+                f.read(1)
+            cause = caught.value.__cause__
+            assert cause is not None
+            assert str(caught.value) == f"{key}: ranged read from object storage failed: {cause}"
+    finally:
+        server.close()

@@ -231,7 +231,7 @@ def _svs(description: str) -> SlideFacts:
 
 
 def _ndpi(page: Any) -> SlideFacts:
-    """Hamamatsu: private tags (65421 magnification) beside Make/Model/Software."""
+    """Hamamatsu: private tags (65421 magnification, 65442 serial) beside Make/Model/Software."""
     facts = SlideFacts()
     tags = getattr(page, "ndpi_tags", None) or {}
     magnification = tags.get("Magnification")
@@ -242,8 +242,7 @@ def _ndpi(page: Any) -> SlideFacts:
     facts.model = str(tags.get("Model") or "") or None
     facts.serial_number = str(tags.get("ScannerSerialNumber") or "") or None
     facts.software = str(tags.get("Software") or "") or None
-    created = tags.get("CreationDate") or tags.get("DateTime")
-    if isinstance(created, datetime):
-        facts.acquired_at_local = created
-        facts.sources["acquired_at_local"] = "NDPI DateTime"
+    # No scan time here: tifffile's ndpi_tags hold Make, Model, Software and the private
+    # tags only, and the scan time is the TIFF DateTime, which the TIFF reader reads as
+    # it does for every TIFF.
     return facts

@@ -415,15 +415,17 @@ class RangedFile(io.RawIOBase):
         except FileNotFoundError:
             raise
         except Exception as exc:
-            # S3 refuses any range of an empty object (416); ask for its size instead.
+            # S3 refuses a range that starts at or past the end (416): of an empty object,
+            # or a first read past the end. Ask for the size instead: that read is at EOF.
             try:
-                if int(obstore.head(self._store, self._key)["size"]) == 0:
-                    self._known_size = 0
-                    return
+                size = int(obstore.head(self._store, self._key)["size"])
             except FileNotFoundError:
                 raise
-            except Exception:  # noqa: S110  (the GET's error is the one to report)
-                pass
+            except Exception:  # (the GET's error is the one to report)
+                size = None
+            if size is not None and (size == 0 or (start is not None and start >= size)):
+                self._known_size = size
+                return
             raise self._error(exc) from exc
         self._count(1, len(data))
         self._known_size = int(result.meta["size"])

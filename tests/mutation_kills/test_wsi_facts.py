@@ -1,0 +1,426 @@
+"""Whole-slide TIFF vendor facts (``readers/_wsi_tiff.py``), on files written here by tifffile.
+
+Why these: the vendors' text is where magnification, pixel size, scanner and scan time of
+a slide live, and each variant has its own corners: an SVS description with a field
+missing, a four-digit year or a zone with minutes; NDPI tags absent or zero; a BIF whose
+XMP sits on the level-0 IFD, is stored as ASCII or holds a byte that is not UTF-8; an SCN
+collection with a barcode and a named label; a QPTIFF page without a channel name. Each
+test writes such a file and checks what ``slide_facts`` (public) and the TIFF reader say,
+sources included (the provenance a user sees).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+import tifffile
+
+from tests.synthetic import encoded_stack
+from tests.synthetic_wsi import APERIO_HEAD, write_bif, write_scn, write_svs
+from zstack_analyzer import open_image
+from zstack_analyzer.readers._wsi_tiff import (
+    SlideFacts,
+    _scn_overviews,
+    associated_series,
+    slide_facts,
+    wsi_kind,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+def _facts(path: Path, kind: str) -> SlideFacts:
+    with tifffile.TiffFile(path) as tif:
+        assert wsi_kind(tif) == kind
+        return slide_facts(tif, kind)
+
+
+def _plane(size: int = 64) -> np.ndarray:
+    return encoded_stack(1, 1, 1, size, size, dtype="uint8")[0, 0, 0]
+
+
+# ------------------------------------------------------------------ Aperio SVS
+def _svs(path: Path, fields: str) -> Path:
+    rgb = np.repeat(_plane()[..., np.newaxis], 3, axis=2)
+    description = f"{APERIO_HEAD}\r\n64x64 [0,0 64x64] (64x64) JPEG/RGB Q=30{fields}"
+    tifffile.imwrite(
+        path, rgb, tile=(64, 64), photometric="rgb", description=description, metadata=None
+    )
+    return path
+
+
+def test_svs_facts_name_aperio_and_every_source(tmp_path: Path) -> None:
+    path = write_svs(tmp_path / "slide.svs", np.zeros((128, 128, 3), "uint8"), levels=1)
+    facts = _facts(path, "svs")
+    assert facts.manufacturer == "Aperio"
+    assert (facts.software, facts.software_version) == ("Aperio Image Library", "v12.0.15")
+    assert facts.sources == {
+        "software": "Aperio description, first line",
+        "magnification": "Aperio SVS AppMag",
+        "mpp": "Aperio SVS MPP",
+        "acquired_at": "Aperio SVS Date/Time/Time Zone",
+    }
+    with open_image(path) as image:
+        md = image.metadata()
+    assert md.microscope is not None
+    assert md.microscope.manufacturer == "Aperio"
+    assert md.provenance["acquired_at"] == "Aperio SVS Date/Time/Time Zone"
+
+
+@pytest.mark.parametrize(
+    ("fields", "magnification", "mpp"),
+    [
+        ("|AppMag = many|MPP = 0.5", None, 0.5),  # a bad AppMag does not hide the MPP
+        ("|AppMag = 20", 20.0, None),  # no MPP field at all
+        ("|MPP = 0.25", None, 0.25),  # no AppMag field at all
+        ("|AppMag = 20|MPP = 0", 20.0, None),  # 0 µm is no calibration
+    ],
+)
+def test_svs_fields_missing_or_unusable(
+    tmp_path: Path, fields: str, magnification: float | None, mpp: float | None
+) -> None:
+    facts = _facts(_svs(tmp_path / "f.svs", fields), "svs")
+    assert (facts.magnification, facts.mpp) == (magnification, mpp)
+    assert ("magnification" in facts.sources) == (magnification is not None)
+    assert ("mpp" in facts.sources) == (mpp is not None)
+
+
+def test_svs_four_digit_year_and_missing_time_are_local_times(tmp_path: Path) -> None:
+    four = _facts(_svs(tmp_path / "a.svs", "|Date = 12/29/2009|Time = 09:59:15"), "svs")
+    assert four.acquired_at is None
+    assert four.acquired_at_local == datetime(2009, 12, 29, 9, 59, 15)
+    assert four.sources["acquired_at_local"] == "Aperio SVS Date/Time"
+    midnight = _facts(_svs(tmp_path / "b.svs", "|Date = 01/02/21"), "svs")
+    assert midnight.acquired_at_local == datetime(2021, 1, 2, 0, 0, 0)
+    path = _svs(tmp_path / "c.svs", "|Date = 01/02/21|Time = 03:04:05")
+    with open_image(path) as image:
+        md = image.metadata()
+    assert md.acquired_at_local == datetime(2021, 1, 2, 3, 4, 5)
+    assert md.provenance["acquired_at_local"] == "Aperio SVS Date/Time"
+
+
+@pytest.mark.parametrize(
+    ("zone", "utc"),
+    [
+        ("GMT-0500", datetime(2009, 12, 29, 14, 59, 15, tzinfo=UTC)),
+        ("GMT-05", datetime(2009, 12, 29, 14, 59, 15, tzinfo=UTC)),  # no minutes: 0
+        ("GMT+1", datetime(2009, 12, 29, 8, 59, 15, tzinfo=UTC)),
+        ("GMT+05:30", datetime(2009, 12, 29, 4, 29, 15, tzinfo=UTC)),
+        ("GMT-03:30", datetime(2009, 12, 29, 13, 29, 15, tzinfo=UTC)),
+    ],
+)
+def test_svs_time_zones(tmp_path: Path, zone: str, utc: datetime) -> None:
+    fields = f"|Date = 12/29/09|Time = 09:59:15|Time Zone = {zone}"
+    facts = _facts(_svs(tmp_path / "z.svs", fields), "svs")
+    assert facts.acquired_at == utc
+    assert facts.acquired_at_local is None
+
+
+@pytest.fixture
+def tokyo() -> Iterator[None]:
+    """The process's local zone set to Asia/Tokyo (UTC+9), then restored."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Tokyo"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+@pytest.mark.usefixtures("tokyo")
+def test_svs_scan_time_is_utc_whatever_the_servers_zone(tmp_path: Path) -> None:
+    fields = "|Date = 12/29/09|Time = 09:59:15|Time Zone = GMT+0100"
+    facts = _facts(_svs(tmp_path / "z.svs", fields), "svs")
+    assert facts.acquired_at is not None
+    assert facts.acquired_at.utcoffset() == timedelta(0)
+    assert facts.acquired_at.hour == 8
+
+
+# ------------------------------------------------------------------ Hamamatsu NDPI
+def _ndpi(path: Path, extratags: list[tuple[Any, ...]], **options: Any) -> Path:
+    tifffile.imwrite(
+        path,
+        _plane(),
+        photometric="minisblack",
+        metadata=None,
+        extratags=[(65420, "I", 1, 1, True), *extratags],
+        **options,
+    )
+    return path
+
+
+def test_ndpi_scanner_serial_software_and_time(tmp_path: Path) -> None:
+    path = _ndpi(
+        tmp_path / "scan.tif",
+        [
+            (65421, "f", 1, 20.0, True),
+            (271, "s", 0, "Hamamatsu", True),
+            (272, "s", 0, "C13210", True),
+            (65442, "s", 0, "SN-0042", True),
+            (306, "s", 0, "2021:03:04 05:06:07", True),
+        ],
+        software="NDP.scan 3.2.15",
+    )
+    facts = _facts(path, "ndpi")
+    assert facts == SlideFacts(
+        magnification=20.0,
+        manufacturer="Hamamatsu",
+        model="C13210",
+        serial_number="SN-0042",
+        software="NDP.scan 3.2.15",
+        sources={"magnification": "NDPI tag 65421 (Magnification)"},
+    )
+    with open_image(path) as image:
+        md = image.metadata()
+    assert md.microscope is not None
+    assert (md.microscope.serial_number, md.microscope.software) == ("SN-0042", "NDP.scan 3.2.15")
+    # the scan time is the TIFF DateTime, read as for every TIFF
+    assert md.acquired_at_local == datetime(2021, 3, 4, 5, 6, 7)
+
+
+def test_ndpi_without_model_software_or_serial_says_none(tmp_path: Path) -> None:
+    path = _ndpi(tmp_path / "bare.tif", [(271, "s", 0, "", True)], software=False)
+    facts = _facts(path, "ndpi")
+    assert facts == SlideFacts()  # no magnification tag either: nothing said
+
+
+@pytest.mark.parametrize(("stored", "magnification"), [(0.0, None), (-1.0, None), (1.0, 1.0)])
+def test_ndpi_magnification_must_be_positive(
+    tmp_path: Path, stored: float, magnification: float | None
+) -> None:
+    """Hamamatsu writes -1 on its macro image; 0 says nothing; a 1x lens is a magnification."""
+    path = _ndpi(
+        tmp_path / "m.tif", [(65421, "f", 1, stored, True), (271, "s", 0, "Hamamatsu", True)]
+    )
+    facts = _facts(path, "ndpi")
+    assert facts.magnification == magnification
+    assert ("magnification" in facts.sources) == (magnification is not None)
+
+
+# ------------------------------------------------------------------ Ventana BIF
+def _xmp(magnification: str = "40", scan_res: str = "0.25") -> bytes:
+    return (
+        f'<?xpacket?><x:xmpmeta><iScan Magnification="{magnification}" ScanRes="{scan_res}"'
+        ' UnitNumber="BI123"/></x:xmpmeta>'
+    ).encode()
+
+
+def _bif(path: Path, xmps: list[tuple[Any, ...] | None], *, pages: int | None = None) -> Path:
+    """A BIF-like BigTIFF: IFD k carries tag 700 ``xmps[k]`` (``None``: no tag 700)."""
+    options: dict[str, Any] = {"metadata": None, "software": "ScanOutputManager 1.1.0.15854"}
+    count = pages if pages is not None else len(xmps)
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        for index in range(count):
+            tag = xmps[index] if index < len(xmps) else None
+            description = "Label Image" if index == 0 else f"level={index - 1} mag=40 quality=90"
+            tif.write(
+                _plane(32),
+                photometric="minisblack",
+                description=description,
+                extratags=[tag] if tag is not None else [],
+                **options,
+            )
+    return path
+
+
+def test_bif_facts_name_ventana_and_the_xmp_source(tmp_path: Path) -> None:
+    path = write_bif(tmp_path / "slide.bif", _plane(128))
+    facts = _facts(path, "bif")
+    assert facts.manufacturer == "Ventana"
+    assert facts.sources == {
+        "magnification": "BIF XMP iScan/@Magnification",
+        "mpp": "BIF XMP iScan/@ScanRes",
+    }
+    with open_image(path) as image:
+        md = image.metadata()
+    assert md.microscope is not None
+    assert md.microscope.manufacturer == "Ventana"
+    assert md.provenance["objective.magnification"] == "BIF XMP iScan/@Magnification"
+
+
+def test_bif_xmp_on_the_level_zero_ifd_past_one_without_it(tmp_path: Path) -> None:
+    """The label's XMP has no iScan, the next IFD no XMP at all: the level-0 IFD's is used."""
+    plain = b"<?xpacket?><x:xmpmeta/>"
+    path = _bif(
+        tmp_path / "l0.bif",
+        [(700, 1, len(plain), plain, True), None, (700, 1, len(_xmp()), _xmp(), True)],
+    )
+    facts = _facts(path, "bif")
+    assert (facts.magnification, facts.mpp) == (40.0, 0.25)
+
+
+def test_bif_xmp_stored_as_ascii_text_is_read(tmp_path: Path) -> None:
+    text = _xmp("20", "0.5").decode()
+    facts = _facts(_bif(tmp_path / "a.bif", [(700, "s", 0, text, True)]), "bif")
+    assert (facts.magnification, facts.mpp) == (20.0, 0.5)
+
+
+def test_bif_xmp_with_a_byte_that_is_not_utf8_is_still_read(tmp_path: Path) -> None:
+    raw = _xmp().replace(b'UnitNumber="BI123"', b'UnitNumber="BI123" Operator="J\xfcrgen"')
+    assert b"\xfc" in raw
+    facts = _facts(_bif(tmp_path / "u.bif", [(700, 1, len(raw), raw, True)]), "bif")
+    assert (facts.magnification, facts.mpp) == (40.0, 0.25)
+
+
+def test_bif_zero_or_garbled_values_are_no_facts(tmp_path: Path) -> None:
+    raw = _xmp("0", "1.2.3")
+    facts = _facts(_bif(tmp_path / "z.bif", [(700, 1, len(raw), raw, True)]), "bif")
+    assert (facts.magnification, facts.mpp) == (None, None)
+    assert facts.sources == {}
+
+
+def test_bif_xmp_is_looked_for_in_the_first_eight_ifds_only(tmp_path: Path) -> None:
+    """A bound: the search never walks a long IFD chain (the iScan XMP is on IFD 0 or level 0)."""
+    plain = b"<?xpacket?><x:xmpmeta/>"
+    tags: list[tuple[Any, ...] | None] = [(700, 1, len(plain), plain, True)] + [None] * 6
+    seventh = _bif(tmp_path / "7.bif", [*tags, (700, 1, len(_xmp()), _xmp(), True)])
+    assert _facts(seventh, "bif").magnification == 40.0  # IFD 7, the eighth: read
+    ninth = _bif(tmp_path / "9.bif", [*tags, None, (700, 1, len(_xmp()), _xmp(), True)])
+    assert _facts(ninth, "bif").magnification is None  # IFD 8, the ninth: not looked at
+
+
+# ------------------------------------------------------------------ Leica SCN
+def test_scn_facts_name_leica_and_the_objective_source(tmp_path: Path) -> None:
+    path = write_scn(tmp_path / "slide.scn", _plane(128), objective=20)
+    facts = _facts(path, "scn")
+    assert facts.manufacturer == "Leica"
+    assert facts.sources == {"magnification": "SCN scanSettings/objectiveSettings/objective"}
+    with open_image(path) as image:
+        md = image.metadata()
+    assert md.microscope is not None
+    assert md.microscope.manufacturer == "Leica"
+
+
+_SCN = "http://www.leica-microsystems.com/scn/2010/10/01"
+
+
+def _scn_image(name: str, size: int, ifd: int, view: int, *, device: bool = True) -> str:
+    model = '<device model="Leica SCN400" version="1.5"/>' if device else ""
+    return (
+        f'<image name="{name}">{model}<pixels sizeX="{size}" sizeY="{size}">'
+        f'<dimension sizeX="{size}" sizeY="{size}" r="0" ifd="{ifd}"/></pixels>'
+        f'<view sizeX="{view}" sizeY="{view}" offsetX="0" offsetY="0"/>'
+        "<scanSettings><objectiveSettings><objective>10</objective></objectiveSettings>"
+        "</scanSettings></image>"
+    )
+
+
+def _scn(path: Path, images: list[tuple[str, int]], *, device: bool = True) -> Path:
+    """An SCN whose collection (20000 nm square) starts with a barcode, then ``(name, view)`` images."""
+    body = "".join(
+        _scn_image(name, 32, k, view, device=device) for k, (name, view) in enumerate(images)
+    )
+    xml = (
+        f'<?xml version="1.0"?><scn xmlns="{_SCN}">'
+        '<collection name="slide" sizeX="20000" sizeY="20000">'
+        f"<barcode>NC123</barcode>{body}</collection></scn>"
+    )
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        for k in range(len(images)):
+            tif.write(
+                _plane(32),
+                photometric="minisblack",
+                description=xml if k == 0 else None,
+                metadata=None,
+            )
+    return path
+
+
+def test_scn_named_label_and_overview_are_both_associated(tmp_path: Path) -> None:
+    path = _scn(tmp_path / "s.scn", [("", 20000), ("", 5000), ("label", 3000)])
+    with tifffile.TiffFile(path) as tif:
+        assert [s.name for s in tif.series] == ["", "", "label"]
+        assert associated_series(tif, "scn") == {0, 2}
+    with open_image(path) as image:
+        assert len(image.scenes()) == 1
+
+
+def test_scn_without_a_device_has_no_model(tmp_path: Path) -> None:
+    facts = _facts(_scn(tmp_path / "d.scn", [("", 20000), ("", 5000)], device=False), "scn")
+    assert facts.model is None
+    assert facts.manufacturer == "Leica"
+    assert facts.magnification == 10.0
+
+
+def test_scn_overviews_count_only_images_with_pixels() -> None:
+    """Images are numbered as tifffile makes series of them: those with a pixels dimension."""
+    xml = (
+        f'<scn xmlns="{_SCN}"><note>not a collection</note>'
+        '<collection sizeX="20000" sizeY="60000"><barcode>X</barcode>'
+        '<image><pixels><dimension ifd="0"/></pixels><view sizeX="5000" sizeY="5000"/></image>'
+        '<image><view sizeX="20000" sizeY="60000"/></image>'  # no pixels: no series
+        '<image><pixels sizeX="1" sizeY="1"></pixels><view sizeX="20000" sizeY="60000"/></image>'
+        '<image><pixels><dimension ifd="1"/></pixels></image>'  # no view: not an overview
+        '<image><pixels><dimension ifd="2"/></pixels><view sizeX="20000" sizeY="60000"/></image>'
+        "</collection></scn>"
+    )
+    assert _scn_overviews(xml) == {2}
+    assert _scn_overviews("<scn><collection") == set()  # not XML: no overview, no error
+
+
+# ------------------------------------------------------------------ PerkinElmer QPTIFF
+def _qptiff(path: Path, descriptions: list[str]) -> Path:
+    with tifffile.TiffWriter(path) as tif:
+        for description in descriptions:
+            tif.write(
+                _plane(),
+                photometric="minisblack",
+                metadata=None,
+                software="PerkinElmer-QPI",
+                description=description,
+            )
+    return path
+
+
+def _qpi(inner: str) -> str:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><PerkinElmer-QPI-ImageDescription>'
+        f"<DescriptionVersion>2</DescriptionVersion><ImageType>FullResolution</ImageType>{inner}"
+        "</PerkinElmer-QPI-ImageDescription>"
+    )
+
+
+def test_qptiff_sources_of_objective_and_channel_names(tmp_path: Path) -> None:
+    path = _qptiff(
+        tmp_path / "q.qptiff",
+        [_qpi("<Name>DAPI</Name><Objective>20x</Objective>"), _qpi("<Name>FITC</Name>")],
+    )
+    facts = _facts(path, "qpi")
+    assert facts.channel_names == ["DAPI", "FITC"]
+    assert facts.sources == {
+        "magnification": "QPTIFF Objective",
+        "channels.name": "QPTIFF ImageDescription/Name of each baseline page",
+    }
+    with open_image(path) as image:
+        md = image.metadata()
+    assert md.provenance["channels.name"] == "QPTIFF ImageDescription/Name of each baseline page"
+    assert md.provenance["objective.magnification"] == "QPTIFF Objective"
+
+
+def test_qptiff_without_instrument_or_some_names(tmp_path: Path) -> None:
+    """Tag names in another case still give the objective; a page without Name has none."""
+    path = _qptiff(
+        tmp_path / "n.qptiff",
+        [
+            _qpi("<Name>DAPI</Name><OBJECTIVENAME>10X</OBJECTIVENAME>"),
+            _qpi(""),
+            _qpi("<Name> </Name>"),
+        ],
+    )
+    facts = _facts(path, "qpi")
+    assert facts.model is None
+    assert facts.manufacturer == "PerkinElmer"
+    assert facts.magnification == 10.0
+    assert facts.channel_names == ["DAPI", None, None]
