@@ -246,8 +246,9 @@ def test_broken_layouts_are_typed_errors(
 ) -> None:
     path = write_ims(tmp_path / "x.ims", shape=SHAPE, times=2, channels=2, levels=2)
     _edit(path, change)
-    with pytest.raises(CorruptFileError, match=words):
-        open_image(path)
+    with pytest.raises(CorruptFileError, match=words) as caught:
+        ImarisReader(path)
+    assert caught.value.path == path
 
 
 def test_a_data_set_that_is_a_group_or_an_image_group_that_is_a_dataset(tmp_path: Path) -> None:
@@ -278,8 +279,11 @@ def test_too_many_groups_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with open_image(path) as image:  # three time points: at the bound, allowed
         assert image.scenes()[0].size_t == 3
     monkeypatch.setattr(ims, "MAX_GROUPS", 2)
-    with pytest.raises(CorruptFileError, match="3 groups under /DataSet/ResolutionLevel 0, over 2"):
-        open_image(path)
+    with pytest.raises(
+        CorruptFileError, match="3 groups under /DataSet/ResolutionLevel 0, over 2"
+    ) as caught:
+        ImarisReader(path)
+    assert caught.value.path == path
 
 
 def test_chunks_over_the_plane_limit_are_refused(tmp_path: Path) -> None:
@@ -312,6 +316,11 @@ def test_sizes_come_from_the_image_info_else_the_channel_group(tmp_path: Path) -
         np.testing.assert_array_equal(
             image.read_plane(0, 0, 0, 2), ims_pixels(0, 0, (4, 16, 24), "uint16")[2, :, :20]
         )
+    # a declared single plane is one plane, whatever the channel group says
+    one = write_ims(tmp_path / "one.ims", shape=(4, 16, 24), times=1, channels=1, levels=1)
+    _edit(one, lambda f: f["DataSetInfo/Image"].attrs.__setitem__("Z", chars(1)))
+    with open_image(one) as image:
+        assert image.scenes()[0].size_z == 1
     # a zero declared size falls back to the channel group's
     zero = write_ims(tmp_path / "z.ims", shape=(4, 16, 24), times=1, channels=1, levels=1)
     _edit(zero, lambda f: f["DataSetInfo/Image"].attrs.__setitem__("Y", chars(0)))
@@ -332,17 +341,22 @@ def test_no_image_info_at_all_uses_the_channel_group(tmp_path: Path) -> None:
         assert image.raw_metadata() == {"root": md.vendor_metadata["root"]}
 
 
-@pytest.mark.parametrize("axis", ["X", "Y", "Z"])
-def test_no_size_anywhere_is_corrupt(tmp_path: Path, axis: str) -> None:
+@pytest.mark.parametrize(("axis", "stored"), [("X", "-1"), ("Y", "0"), ("Z", "0")])
+def test_no_size_anywhere_is_corrupt(tmp_path: Path, axis: str, stored: str) -> None:
     path = write_ims(tmp_path / "n.ims", shape=(4, 16, 24), times=1, channels=1, levels=1)
 
     def no_size(f: h5py.File) -> None:
         del f["DataSetInfo/Image"].attrs[axis]
-        f["DataSet/ResolutionLevel 0/TimePoint 0/Channel 0"].attrs[f"ImageSize{axis}"] = chars("-1")
+        f["DataSet/ResolutionLevel 0/TimePoint 0/Channel 0"].attrs[f"ImageSize{axis}"] = chars(
+            stored
+        )
 
     _edit(path, no_size)
-    with pytest.raises(CorruptFileError, match=r"the image size \(X, Y, Z\) is missing"):
-        open_image(path)
+    with pytest.raises(
+        CorruptFileError, match=r"image size \(X, Y, Z\) is missing or not positive"
+    ) as caught:
+        ImarisReader(path)
+    assert caught.value.path == path
 
 
 def test_level_extents_fall_back_to_the_dataset_shape(tmp_path: Path) -> None:
@@ -624,3 +638,14 @@ def test_timestamps_with_and_without_fractions() -> None:
     assert ims._timestamp("04/05/2023") is None
     assert ims._timestamp("") is None
     assert ims._timestamp(None) is None
+
+
+def test_a_file_h5py_cannot_open_is_corrupt_with_the_cause(tmp_path: Path) -> None:
+    path = write_ims(tmp_path / "cut.ims", shape=(2, 8, 8), times=1, channels=1, levels=1)
+    path.write_bytes(path.read_bytes()[:600])
+    with pytest.raises(CorruptFileError) as caught:
+        ImarisReader(path)
+    assert str(caught.value).startswith("cut.ims: invalid Imaris (HDF5) structure: ")
+    assert caught.value.path == path
+    assert caught.value.detail is not None
+    assert caught.value.detail.startswith("OSError(")

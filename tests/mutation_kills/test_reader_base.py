@@ -12,6 +12,7 @@ corpus (the reader that serialises its reads with the base's lock).
 from __future__ import annotations
 
 import pickle
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -50,6 +51,7 @@ class NpyReader(ImageReader):
 
     def __init__(self, path: Path | str | RemoteObject, /, *, limits: ReadLimits | None = None):
         super().__init__(path, limits=limits)
+        self.threads: set[int] = set()  # the threads planes were decoded in
         if isinstance(self.source, RemoteObject):
             self._array = None
             return
@@ -68,10 +70,19 @@ class NpyReader(ImageReader):
     def _plane(self, t: int, c: int, z: int) -> np.ndarray:
         self.check_open()
         assert self._array is not None
+        self.threads.add(threading.get_ident())
         return np.array(self._array[t, c, z])
 
+    def _half(self, t: int, c: int, z: int) -> np.ndarray:
+        return np.ascontiguousarray(self._plane(t, c, z)[::2, ::2])
+
     def to_dask(self, scene: int = 0, level: int = 0) -> da.Array:
+        """Level 1 is every second row and column: a two-level pyramid."""
         self.scene_info(scene)
+        if level == 1:
+            info = self._info
+            shape = (*info.shape[:3], -(-info.size_y // 2), -(-info.size_x // 2))
+            return planes_to_dask(self._half, shape, info.dtype, name="npyreader")
         return planes_to_dask(self._plane, self._info.shape, self._info.dtype, name="npyreader")
 
     def raw_metadata(self) -> Mapping[str, Any]:
@@ -163,6 +174,25 @@ def test_default_region_read_of_a_lower_level(
         np.testing.assert_array_equal(full, _clipped(plane, rows, cols))
 
 
+def test_default_reads_decode_in_the_calling_thread(reader: NpyReader) -> None:
+    """The synchronous scheduler: the caller's decode scope (a context variable) holds."""
+    reader.read_plane(0, 1, 1, 1)
+    np.testing.assert_array_equal(
+        reader.read_region(0, 1, 1, 1, (0, 4), (2, 6), level=1), STACK[1, 1, 1, ::2, ::2][0:4, 2:6]
+    )
+    assert reader.threads == {threading.get_ident()}
+
+
+def test_a_lower_level_region_reserves_only_its_own_plane(reader: NpyReader) -> None:
+    level1_bytes = 6 * 8 * 2
+    fits = budget.DecodeBudget(total_bytes=1 << 20, block_bytes=level1_bytes)
+    with budget.decode_scope(fits):
+        region = reader.read_region(0, 0, 1, 2, (1, 5), (-2, 3), level=1)
+    np.testing.assert_array_equal(region, STACK[0, 1, 2, ::2, ::2][1:5, 0:3])
+    assert _reserved(reader, 1) == level1_bytes
+    assert _reserved(reader, 0) == 12 * 16 * 2
+
+
 def test_region_and_plane_indexes_are_checked(reader: NpyReader) -> None:
     with pytest.raises(SceneNotFoundError, match=r"stack.npy: c=3 is out of range \(0..2\)"):
         reader.read_region(0, 0, 3, 0, (0, 1), (0, 1))
@@ -172,7 +202,9 @@ def test_region_and_plane_indexes_are_checked(reader: NpyReader) -> None:
 
 def test_default_grid_and_levels(reader: NpyReader) -> None:
     assert reader.region_grid(0) is None
+    assert reader.region_grid() is None
     assert reader.level_count(0) == 1
+    assert reader.level_count() == 1
     for call in (reader.region_grid, reader.level_count):
         with pytest.raises(SceneNotFoundError):
             call(1)
@@ -181,6 +213,7 @@ def test_default_grid_and_levels(reader: NpyReader) -> None:
 def test_quality_reads_a_scene_or_refuses_a_missing_one(reader: NpyReader) -> None:
     report = reader.quality(0)
     assert len(report["channels"]) == 3
+    assert reader.quality() == report
     with pytest.raises(SceneNotFoundError, match="scene 1 does not exist; it has 1"):
         reader.quality(1)
 
@@ -220,6 +253,10 @@ def test_plane_indexes_out_of_range(
 def test_the_last_plane_index_is_in_range(reader: NpyReader) -> None:
     reader.check_plane_index(0, 1, 2, 3)
     np.testing.assert_array_equal(reader.read_region(0, 1, 2, 3, (0, 12), (0, 16)), STACK[1, 2, 3])
+
+
+def test_an_empty_shape_is_not_corrupt(reader: NpyReader) -> None:
+    reader.check_shape((), "uint8")  # no extent at all: nothing declared negative or zero
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 0, 4, 4), (1, -2, 1, 4, 4), (1, 1, 1, 4, 4, 0)])
@@ -374,3 +411,14 @@ def test_nd2_reads_under_the_base_lock(testdata: Path) -> None:
         plane = image.read_plane(0, 0, 0, 0)
         assert plane.shape[:2] == (image.scenes()[0].size_y, image.scenes()[0].size_x)
         assert image.metadata().file_format == "ND2"
+
+
+def test_quality_measures_the_scene_asked_for(tmp_path: Path) -> None:
+    from tests.synthetic_mm import write_mm_dataset
+
+    files = write_mm_dataset(tmp_path, positions=2, frames=1, channels=1, slices=2)
+    with open_image(files[0]) as image:
+        first, second = image.quality(0), image.quality(1)
+    # the writer's second position is 1000 brighter than its first
+    assert first["channels"][0]["intensity_z"] == [50.0, 51.0]
+    assert second["channels"][0]["intensity_z"] == [1050.0, 1051.0]
