@@ -277,8 +277,9 @@ def test_declared_shapes_are_checked_against_the_limits(stack_file: Path) -> Non
         small.check_shape((1, 1, 1, 1, 1), "uint8")
         with pytest.raises(LimitExceededError, match=r"one plane of \(100, 101, 3\)"):
             small.check_shape((1, 1, 1, 100, 101, 3), "uint8")
-        with pytest.raises(LimitExceededError, match=r"one plane of \(150, 101\)"):
+        with pytest.raises(LimitExceededError, match=r"one plane of \(150, 101\)") as caught:
             small.check_shape((1, 1, 1, 150, 101), "uint16")
+        assert caught.value.path == stack_file
     with NpyReader(stack_file) as default:
         assert default.limits == ReadLimits()
 
@@ -292,12 +293,16 @@ def _reserved(reader: ImageReader, level: int) -> int:
 
 def test_one_plane_is_reserved_for_a_default_read(reader: NpyReader) -> None:
     assert _reserved(reader, 0) == 12 * 16 * 2
+    own = budget.DecodeBudget(total_bytes=1 << 30, block_bytes=1 << 30)
+    with budget.decode_scope(own), reserve_plane(reader, 0):  # level 0 by default
+        assert own.in_use == 12 * 16 * 2
     tight = budget.DecodeBudget(total_bytes=1 << 20, block_bytes=12 * 16 * 2 - 1)
     with (
         budget.decode_scope(tight),
-        pytest.raises(LimitExceededError, match=r"stack\.npy: one plane"),
+        pytest.raises(LimitExceededError, match=r"stack\.npy: one plane") as caught,
     ):
         reader.read_region(0, 0, 0, 0, (0, 2), (0, 2))
+    assert caught.value.path == reader.path
     exact = budget.DecodeBudget(total_bytes=1 << 20, block_bytes=12 * 16 * 2)
     with budget.decode_scope(exact):
         assert reader.read_region(0, 0, 0, 0, (0, 2), (0, 2)).shape == (2, 2)
