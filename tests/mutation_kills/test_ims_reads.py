@@ -236,6 +236,12 @@ LAST = "DataSet/ResolutionLevel 0/TimePoint 1/Channel 1"
             _replace_data(LAST, np.zeros((40, 52), "u2")),
             "has 2 dimensions, not Z, Y, X",
         ),
+        (
+            _replace_data(
+                "DataSet/ResolutionLevel 1/TimePoint 0/Channel 0", np.zeros((3, 20, 26), "u1")
+            ),
+            "ResolutionLevel 1/TimePoint 0/Channel 0/Data holds uint8",
+        ),
         (_replace_data(LAST, np.zeros((6, 40, 51), "u2")), "smaller than the declared"),
         (_replace_data(LAST, np.zeros((6, 39, 64), "u2")), "smaller than the declared"),
         (_replace_data(LAST, np.zeros((5, 48, 64), "u2")), "smaller than the declared"),
@@ -649,3 +655,31 @@ def test_a_file_h5py_cannot_open_is_corrupt_with_the_cause(tmp_path: Path) -> No
     assert caught.value.path == path
     assert caught.value.detail is not None
     assert caught.value.detail.startswith("OSError(")
+
+
+def test_a_closed_reader_says_so_instead_of_blaming_the_file(tmp_path: Path) -> None:
+    """Before: metadata() raised CorruptFileError, raw_metadata() a bare KeyError, and
+    region_grid() answered the whole-plane grid (a closed h5py file finds no node)."""
+    path = write_ims(
+        tmp_path / "c.ims", shape=(2, 16, 24), times=1, channels=1, levels=1, chunks=(1, 4, 8)
+    )
+    image = open_image(path)
+    assert image.region_grid(0) == (4, 8)
+    image.close()
+    for call in (image.metadata, image.raw_metadata, lambda: image.region_grid(0)):
+        with pytest.raises(ValueError, match=r"^c\.ims: the reader is closed$"):
+            call()
+    cached = open_image(path)
+    expected = cached.metadata()
+    cached.close()
+    assert cached.metadata() == expected  # built before the close: no read needed
+
+
+def test_defaults_and_names(cells: Path) -> None:
+    with open_image(cells) as image:
+        assert image.to_dask().shape == (3, 2, 6, 40, 52)
+        assert image.to_dask().name.startswith("imarisreader-")
+        assert image.region_grid() == (16, 16)
+        with pytest.raises(SceneNotFoundError) as caught:
+            image.to_dask(0, 7)
+        assert caught.value.path == cells

@@ -172,7 +172,6 @@ class ImarisReader(ImageReader):
         for level in levels:
             self._dataset(level, 0, 0)  # shape, dtype, layout and chunks of the first ...
             self._dataset(level, size_t - 1, size_c - 1)  # ... and of the last planes
-        self._missing = 0
 
     def _channel_group(self, level: int, t: int, c: int) -> Any:
         return self._group(f"DataSet/ResolutionLevel {level}/TimePoint {t}/Channel {c}")
@@ -246,6 +245,7 @@ class ImarisReader(ImageReader):
     def region_grid(self, scene: int = 0, level: int = 0) -> tuple[int, int] | None:
         """The dataset's chunk (rows, columns): a region decodes only the chunks it touches."""
         _, ny, nx = self._check_level(scene, level)
+        self.check_open()  # a closed h5py file answers None for every node: not "no chunks"
         try:
             with self._io_lock:
                 node = self._dataset(level, 0, 0)
@@ -304,6 +304,7 @@ class ImarisReader(ImageReader):
         """Normalised metadata from ``DataSetInfo`` (built once, copied per call)."""
         self.scene_info(scene)
         if self._metadata_cache is None:
+            self.check_open()  # reading a closed file is the caller's error, not a corrupt file
             try:
                 self._metadata_cache = self._build_metadata()
             except ZstackError:
@@ -401,6 +402,7 @@ class ImarisReader(ImageReader):
 
     def raw_metadata(self) -> Mapping[str, Any]:
         """Every ``DataSetInfo`` group's attributes, decoded to text, and the root's."""
+        self.check_open()
         out: dict[str, Any] = {"root": {str(k): _text(v) for k, v in self._h5.attrs.items()}}
         info = self._h5.get("DataSetInfo")
         if info is not None:
