@@ -24,6 +24,7 @@ from tests.synthetic import encoded_stack
 from tests.synthetic_dicom import write_dicom_frames, write_dicom_pyramid, write_dicom_wsi
 from zstack_analyzer import CorruptFileError, SceneNotFoundError, open_image
 from zstack_analyzer.readers import dicom
+from zstack_analyzer.readers.dicom import DicomReader
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -726,3 +727,87 @@ def test_raw_metadata_is_the_json_header_without_pixels(tmp_path: Path) -> None:
         raw = image.raw_metadata()
         assert raw["00080060"] == {"vr": "CS", "Value": ["OT"]}
         assert "7FE00010" not in raw or raw["7FE00010"].get("BulkDataURI", "") == ""
+
+
+# ----------------------------------------------------------------------------- open
+def test_sniff_wants_dicm_after_the_preamble(tmp_path: Path) -> None:
+    head = b"\0" * 128 + b"DICM"
+    assert DicomReader.sniff(head, tmp_path / "x")
+    assert not DicomReader.sniff(head[:131], tmp_path / "x")
+    assert not DicomReader.sniff(b"\0" * 128 + b"DICX" + b"\0" * 100, tmp_path / "x")
+
+
+def test_declared_sizes_are_checked_with_the_callers_limits(tmp_path: Path) -> None:
+    from zstack_analyzer.errors import LimitExceededError
+    from zstack_analyzer.limits import ReadLimits
+
+    frames = encoded_stack(1, 1, 3, 8, 10)[0, 0]  # three uint16 frames of 8 x 10
+    path = write_dicom_frames(tmp_path / "f.dcm", frames)
+    exact = ReadLimits(max_plane_bytes=8 * 10 * 2, max_planes=3)
+    with DicomReader(path, limits=exact) as image:
+        assert image.limits is exact
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 2), frames[2])
+    with pytest.raises(LimitExceededError) as caught:
+        DicomReader(path, limits=ReadLimits(max_plane_bytes=8 * 10 * 2 - 1))
+    assert caught.value.path == path
+    with pytest.raises(LimitExceededError):
+        DicomReader(path, limits=ReadLimits(max_planes=2))
+
+
+def test_a_structure_pydicom_cannot_follow_is_corrupt_with_the_cause(tmp_path: Path) -> None:
+    path = write_dicom_wsi(tmp_path / "sp.dcm", _stack(y=16, x=32), tile=(16, 16), sparse=True)
+    _edit(
+        path,
+        lambda ds: ds.PerFrameFunctionalGroupsSequence[1].__delattr__("PlanePositionSlideSequence"),
+    )
+    with pytest.raises(CorruptFileError) as caught:
+        DicomReader(path)
+    assert str(caught.value).startswith("sp.dcm: invalid DICOM structure: ")
+    assert caught.value.path == path
+    assert caught.value.detail is not None
+    assert caught.value.detail.startswith("AttributeError(")
+
+
+def test_a_plain_file_with_one_matrix_element_is_plain_frames(tmp_path: Path) -> None:
+    frames = encoded_stack(1, 1, 2, 8, 10)[0, 0]
+    path = write_dicom_frames(tmp_path / "f.dcm", frames)
+
+    def half_matrix(ds: Dataset) -> None:
+        ds.TotalPixelMatrixRows = 8
+        ds.SeriesDescription = "  plain series "
+
+    _edit(path, half_matrix)
+    with open_image(path) as image:
+        info = image.scenes()[0]
+        assert info.shape == (1, 1, 2, 8, 10)
+        assert info.name == "plain series"
+        lazy = image.to_dask(0)
+        assert lazy.chunks == ((1,), (1,), (1, 1), (8,), (10,))
+        np.testing.assert_array_equal(lazy.compute()[0, 0], frames)
+
+
+def test_two_frames_with_a_time_pointer_are_two_time_points(tmp_path: Path) -> None:
+    frames = encoded_stack(1, 1, 2, 8, 10)[0, 0]
+    path = write_dicom_frames(tmp_path / "t.dcm", frames)
+    _edit(path, lambda ds: setattr(ds, "FrameIncrementPointer", 0x00181065))
+    with open_image(path) as image:
+        assert image.scenes()[0].shape == (2, 1, 1, 8, 10)
+        np.testing.assert_array_equal(image.read_plane(0, 1, 0, 0), frames[1])
+
+
+@pytest.mark.parametrize("value", [None, 0])
+def test_absent_or_zero_paths_and_planes_are_one(tmp_path: Path, value: int | None) -> None:
+    stack = _stack(y=16, x=32)
+    path = write_dicom_wsi(tmp_path / "s.dcm", stack, tile=(16, 16))
+
+    def sizes(ds: Dataset) -> None:
+        for key in ("NumberOfOpticalPaths", "TotalPixelMatrixFocalPlanes"):
+            if value is None:
+                delattr(ds, key)
+            else:
+                setattr(ds, key, value)
+
+    _edit(path, sizes)
+    with open_image(path) as image:
+        assert image.scenes()[0].shape == (1, 1, 1, 16, 32)
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 0), stack[0, 0])
