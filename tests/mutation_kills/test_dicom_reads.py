@@ -580,3 +580,19 @@ def test_opening_does_not_read_the_pixel_data(tmp_path: Path) -> None:
         tracemalloc.stop()
     reader.close()
     assert peak < 2 * 1024**2
+
+
+def test_pixel_data_with_a_short_value_representation_reads_its_frames(tmp_path: Path) -> None:
+    """Explicit VR 'US' with its 2-byte length (unsigned: 32,768 here), the value right after it."""
+    frames = _frames(1, 128, 128, "u2")  # 32,768 bytes: the high bit of the 2-byte length set
+    path = _write(tmp_path / "us.dcm", frames)
+    _, offset = read_header(path)
+    data = bytearray(path.read_bytes())
+    assert data[offset + 4 : offset + 6] == b"OW"
+    data[offset + 4 : offset + 12] = b"US" + (32768).to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+    reader = DicomFrames(path)
+    try:
+        np.testing.assert_array_equal(reader.read(0), frames[0])
+    finally:
+        reader.close()
