@@ -266,8 +266,11 @@ def test_a_data_set_that_is_a_group_or_an_image_group_that_is_a_dataset(tmp_path
         group.create_group("Data")
 
     _edit(path, data_as_group)
-    with pytest.raises(CorruptFileError, match="Channel 0/Data is missing or not a dataset"):
-        open_image(path)
+    with pytest.raises(
+        CorruptFileError, match="Channel 0/Data is missing or not a dataset"
+    ) as caught:
+        ImarisReader(path)
+    assert caught.value.path == path
     other = write_ims(tmp_path / "h.ims", shape=(2, 8, 8), times=1, channels=1, levels=1)
 
     def image_as_dataset(f: h5py.File) -> None:
@@ -683,3 +686,20 @@ def test_defaults_and_names(cells: Path) -> None:
         with pytest.raises(SceneNotFoundError) as caught:
             image.to_dask(0, 7)
         assert caught.value.path == cells
+
+
+def test_data_stored_in_another_file_is_refused_naming_this_one(tmp_path: Path) -> None:
+    path = write_ims(tmp_path / "ext.ims", shape=(2, 8, 8), times=1, channels=1, levels=1)
+    (tmp_path / "other.bin").write_bytes(b"\x01" * 256)
+
+    def external(f: h5py.File) -> None:
+        group = f["DataSet/ResolutionLevel 0/TimePoint 0/Channel 0"]
+        del group["Data"]
+        group.create_dataset(
+            "Data", shape=(2, 8, 8), dtype="u2", external=[(str(tmp_path / "other.bin"), 0, 256)]
+        )
+
+    _edit(path, external)
+    with pytest.raises(CorruptFileError, match="external or virtual") as caught:
+        ImarisReader(path)
+    assert caught.value.path == path
