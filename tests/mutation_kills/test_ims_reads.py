@@ -302,8 +302,11 @@ def test_chunks_over_the_plane_limit_are_refused(tmp_path: Path) -> None:
     )
     with ImarisReader(path, limits=ReadLimits(max_plane_bytes=2048)) as image:
         assert image.level_count() == 1
-    with pytest.raises(CorruptFileError, match="chunks of 2,048 bytes, over the plane limit"):
+    with pytest.raises(
+        CorruptFileError, match="chunks of 2,048 bytes, over the plane limit"
+    ) as caught:
         ImarisReader(path, limits=ReadLimits(max_plane_bytes=2047))
+    assert caught.value.path == path
 
 
 # ----------------------------------------------------------------------------- sizes
@@ -701,5 +704,27 @@ def test_data_stored_in_another_file_is_refused_naming_this_one(tmp_path: Path) 
 
     _edit(path, external)
     with pytest.raises(CorruptFileError, match="external or virtual") as caught:
+        ImarisReader(path)
+    assert caught.value.path == path
+
+
+@pytest.mark.parametrize(
+    "where", ["ResolutionLevel 0/TimePoint 0/Channel 0", "ResolutionLevel 1/TimePoint 1/Channel 1"]
+)
+def test_an_external_link_to_another_files_data_is_refused(tmp_path: Path, where: str) -> None:
+    """Before: the link was followed, and the pixels of any HDF5 file the server can read came back."""
+    import h5py
+
+    path = write_ims(tmp_path / "link.ims", shape=(2, 8, 8), times=2, channels=2, levels=2)
+    with h5py.File(tmp_path / "secret.h5", "w") as f:
+        f.create_dataset("data", data=np.full((2, 8, 8), 4242, "u2"))
+
+    def link(f: h5py.File) -> None:
+        group = f[f"DataSet/{where}"]
+        del group["Data"]
+        group["Data"] = h5py.ExternalLink(str(tmp_path / "secret.h5"), "/data")
+
+    _edit(path, link)
+    with pytest.raises(CorruptFileError, match="links into another file; refused") as caught:
         ImarisReader(path)
     assert caught.value.path == path

@@ -20,9 +20,10 @@ Pyramid levels halve X and Y, and Z when the stack is deep; a level with
 fewer Z planes than the full resolution serves plane z from its plane
 ``z * Z_level // Z`` (noted in the record's warnings).
 
-Safety: datasets with external storage or virtual layouts are refused (they
-would read other files), as are datasets smaller than the declared sizes or
-chunks over the plane limit; a truncated HDF5 file fails in h5py at open.
+Safety: datasets with external storage or virtual layouts, and external links
+to another file's dataset, are refused (they would read other files), as are
+datasets smaller than the declared sizes or chunks over the plane limit; a
+truncated HDF5 file fails in h5py at open.
 """
 
 from __future__ import annotations
@@ -192,6 +193,9 @@ class ImarisReader(ImageReader):
             raise CorruptFileError(msg, path=self.path)
         if node.is_virtual or node.external:
             msg = f"{self.path.name}: {where} stores its data in other files (external or virtual); refused"
+            raise CorruptFileError(msg, path=self.path)
+        if node.file.filename != self._h5.filename:  # an HDF5 external link: another file's data
+            msg = f"{self.path.name}: {where} links into another file; refused"
             raise CorruptFileError(msg, path=self.path)
         if not check:
             return node
