@@ -728,3 +728,21 @@ def test_an_external_link_to_another_files_data_is_refused(tmp_path: Path, where
     with pytest.raises(CorruptFileError, match="links into another file; refused") as caught:
         ImarisReader(path)
     assert caught.value.path == path
+
+
+def test_the_first_time_point_wins_over_the_recording_date_and_short_steps_count(
+    tmp_path: Path,
+) -> None:
+    path = write_ims(tmp_path / "w.ims", shape=(2, 8, 8), times=3, channels=1, levels=1)
+
+    def dates(f: h5py.File) -> None:
+        f["DataSetInfo/Image"].attrs["RecordingDate"] = chars("2020-01-01 00:00:00.000")
+        info = f["DataSetInfo/TimeInfo"].attrs
+        info["TimePoint2"] = chars("2023-05-04 10:11:12.250")
+        info["TimePoint3"] = chars("2023-05-04 10:11:12.500")
+
+    _edit(path, dates)
+    with open_image(path) as image:
+        md = image.metadata()
+        assert md.acquired_at_local == datetime(2023, 5, 4, 10, 11, 12)
+        assert md.time_interval_s == pytest.approx(0.25)  # steps under a second are steps
