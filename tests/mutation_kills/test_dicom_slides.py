@@ -229,8 +229,9 @@ def test_tiled_full_frame_count_must_cover_every_tile(tmp_path: Path) -> None:
     with pytest.raises(
         CorruptFileError,
         match=r"TILED_FULL needs 12 frames \(2x3 tiles x 1 focal planes x 2 optical paths\), the file has 11",
-    ):
-        open_image(path)
+    ) as caught:
+        DicomReader(path)
+    assert caught.value.path == path
 
 
 def test_sparse_tiles_by_position_and_absent_tiles_read_zero(tmp_path: Path) -> None:
@@ -355,8 +356,9 @@ def test_sparse_positions_that_lie(
     tmp_path: Path, change: Callable[[Dataset], object], words: str
 ) -> None:
     path = _sparse_edit(change)(tmp_path)
-    with pytest.raises(CorruptFileError, match=words):
-        open_image(path)
+    with pytest.raises(CorruptFileError, match=words) as caught:
+        DicomReader(path)
+    assert caught.value.path == path
 
 
 def test_sparse_last_tile_at_the_matrix_edge_is_in(tmp_path: Path) -> None:
@@ -462,6 +464,8 @@ def test_siblings_of_other_series_shapes_or_types_are_not_levels(tmp_path: Path)
         tmp_path / "zz_other.dcm", plane[np.newaxis, np.newaxis, ::4, ::4], tile=(16, 16)
     )
     _edit(other, lambda ds: setattr(ds, "SeriesDescription", series))
+    # a file of another series sorted before every level: passed over, the search goes on
+    write_dicom_wsi(tmp_path / "aa_unrelated.dcm", _stack(y=16, x=16), tile=(16, 16))
     # a non-DICOM file that names the series, and a thumbnail with no matrix
     (tmp_path / "zz_junk.dcm").write_bytes(series.encode() + b"\0" * 200)
     thumb = write_dicom_frames(tmp_path / "zz_thumb.dcm", np.zeros((1, 6, 5), np.uint16))
@@ -811,3 +815,28 @@ def test_absent_or_zero_paths_and_planes_are_one(tmp_path: Path, value: int | No
     with open_image(path) as image:
         assert image.scenes()[0].shape == (1, 1, 1, 16, 32)
         np.testing.assert_array_equal(image.read_plane(0, 0, 0, 0), stack[0, 0])
+
+
+def test_no_series_uid_no_pyramid(tmp_path: Path) -> None:
+    plane = encoded_stack(1, 1, 1, 64, 48)[0, 0, 0]
+    paths = write_dicom_pyramid(tmp_path, plane, levels=2, tile=(16, 16))
+    for path in (*paths, tmp_path / "label.dcm"):
+        _edit(path, lambda ds: ds.__delattr__("SeriesInstanceUID"))
+    with open_image(paths[0]) as image:
+        assert image.level_count() == 1
+        assert image.metadata().vendor_metadata["associated_images"] == []
+
+
+def test_a_slide_at_the_limits_opens(tmp_path: Path) -> None:
+    from zstack_analyzer.errors import LimitExceededError
+    from zstack_analyzer.limits import ReadLimits
+
+    stack = _stack(c=2, z=1, y=16, x=32)  # two planes of 16 x 32 uint16, one tile each
+    path = write_dicom_wsi(tmp_path / "s.dcm", stack, tile=(16, 32))
+    exact = ReadLimits(max_plane_bytes=16 * 32 * 2, max_planes=2)
+    with DicomReader(path, limits=exact) as image:
+        np.testing.assert_array_equal(image.read_plane(0, 0, 1, 0), stack[1, 0])
+    with pytest.raises(LimitExceededError):
+        DicomReader(path, limits=ReadLimits(max_plane_bytes=16 * 32 * 2 - 1))
+    with pytest.raises(LimitExceededError):
+        DicomReader(path, limits=ReadLimits(max_planes=1))
