@@ -612,6 +612,11 @@ def test_attribute_text_from_bytes_arrays_and_numbers() -> None:
     assert ims._text(np.array([1, 2, 3], "u4")) == "1 2 3"
     assert ims._text(np.array([[1.5], [2.0]])) == "1.5 2.0"
     assert ims._text("plain") == "plain"
+    # only trailing NULs go: not letters or spaces
+    assert ims._text(b"BOX \x00") == "BOX "
+    assert ims._text(b"BOX\x00") == "BOX"
+    assert ims._text(chars("BOX ")) == "BOX "
+    assert ims._text(chars("BOX")) == "BOX"
 
 
 def test_numbers_from_attributes() -> None:
