@@ -580,3 +580,124 @@ def test_opening_does_not_read_the_pixel_data(tmp_path: Path) -> None:
         tracemalloc.stop()
     reader.close()
     assert peak < 2 * 1024**2
+
+
+def test_pixel_data_with_a_short_value_representation_reads_its_frames(tmp_path: Path) -> None:
+    """Explicit VR 'US' with its 2-byte length (unsigned: 32,768 here), the value right after it."""
+    frames = _frames(1, 128, 128, "u2")  # 32,768 bytes: the high bit of the 2-byte length set
+    path = _write(tmp_path / "us.dcm", frames)
+    _, offset = read_header(path)
+    data = bytearray(path.read_bytes())
+    assert data[offset + 4 : offset + 6] == b"OW"
+    data[offset + 4 : offset + 12] = b"US" + (32768).to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+    reader = DicomFrames(path)
+    try:
+        np.testing.assert_array_equal(reader.read(0), frames[0])
+    finally:
+        reader.close()
+
+
+# ============================================================================ seventh round
+def _one_j2k(tmp_path: Path, name: str, *, fragments: int = 1, bot: bool = False) -> Path:
+    frames = list(_frames(1, 12, 10, "u2"))
+    return _encapsulated(
+        tmp_path / name,
+        frames,
+        syntax="1.2.840.10008.1.2.4.90",
+        codestreams=_j2k(frames),
+        fragments_per_frame=fragments,
+        has_bot=bot,
+    )
+
+
+def test_one_frame_in_exactly_two_fragments_without_an_offset_table(tmp_path: Path) -> None:
+    path = _one_j2k(tmp_path, "two.dcm", fragments=2)
+    reader = DicomFrames(path)
+    try:
+        np.testing.assert_array_equal(reader.read(0), _frames(1, 12, 10, "u2")[0])
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize(("syntax", "at"), [("explicit", 8), ("implicit", 4)])
+def test_native_pixel_data_of_undefined_length(tmp_path: Path, syntax: str, at: int) -> None:
+    path = _write(tmp_path / "u.dcm", _frames(1, 4, 4, "u2"), syntax=syntax)
+    _, offset = read_header(path)
+    data = bytearray(path.read_bytes())
+    data[offset + at : offset + at + 4] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError) as caught:
+        DicomFrames(path)
+    assert str(caught.value) == "u.dcm: native Pixel Data with undefined length"
+    assert caught.value.path == path
+
+
+def test_encapsulated_pixel_data_of_defined_length(tmp_path: Path) -> None:
+    path = _one_j2k(tmp_path, "d.dcm")
+    _, offset = read_header(path)
+    data = bytearray(path.read_bytes())
+    assert data[offset + 8 : offset + 12] == b"\xff\xff\xff\xff"
+    data[offset + 8 : offset + 12] = (len(data) - offset - 12).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError) as caught:
+        DicomFrames(path)
+    assert str(caught.value) == "d.dcm: encapsulated Pixel Data must have undefined length"
+    assert caught.value.path == path
+
+
+def test_a_broken_fragment_sequence_is_corrupt_with_the_cause(tmp_path: Path) -> None:
+    path = _one_j2k(tmp_path, "b.dcm")
+    _, offset = read_header(path)
+    data = bytearray(path.read_bytes())
+    table = offset + 12  # the basic offset table item: (FFFE,E000), length 0
+    assert data[table : table + 4] == b"\xfe\xff\x00\xe0"
+    data[table + 8 : table + 12] = b"\x00\x00\x00\x00"  # the first fragment's tag wiped
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError) as caught:
+        DicomFrames(path)
+    assert str(caught.value).startswith("b.dcm: encapsulated Pixel Data is corrupt: ")
+    assert caught.value.path == path
+    assert caught.value.detail == repr(caught.value.__cause__)
+
+
+@pytest.mark.parametrize("size", [0x80000000, 0xFFFFFFF0])
+def test_a_fragment_longer_than_the_file(tmp_path: Path, size: int) -> None:
+    path = _one_j2k(tmp_path, "l.dcm")
+    _, offset = read_header(path)
+    data = bytearray(path.read_bytes())
+    item = offset + 12 + 8  # after the empty offset table: the fragment's item header
+    assert data[item : item + 4] == b"\xfe\xff\x00\xe0"
+    data[item + 4 : item + 8] = size.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError) as caught:
+        DicomFrames(path)
+    assert str(caught.value).startswith("l.dcm: a compressed frame ends past the end of the file (")
+    assert caught.value.path == path
+
+
+def test_a_fragment_ending_at_the_end_of_the_file_is_read(tmp_path: Path) -> None:
+    """No sequence delimiter after the last fragment: its data still all lie in the file."""
+    path = _one_j2k(tmp_path, "e.dcm")
+    data = path.read_bytes()
+    assert data[-8:] == b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    path.write_bytes(data[:-8])
+    reader = DicomFrames(path)
+    try:
+        np.testing.assert_array_equal(reader.read(0), _frames(1, 12, 10, "u2")[0])
+    finally:
+        reader.close()
+
+
+def test_a_file_cut_after_opening_is_reported_at_the_read(tmp_path: Path) -> None:
+    path = _write(tmp_path / "c.dcm", _frames(2, 4, 4, "u2"))
+    reader = DicomFrames(path)
+    try:
+        path.write_bytes(path.read_bytes()[:-10])
+        with pytest.raises(CorruptFileError) as caught:
+            reader.read(1)
+        assert str(caught.value).startswith("c.dcm: frame data at ")
+        assert str(caught.value).endswith(" is cut short (file changed?)")
+        assert caught.value.path == path
+    finally:
+        reader.close()

@@ -24,6 +24,7 @@ import itertools
 import logging
 import math
 import re
+from collections import abc
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -135,9 +136,11 @@ class DicomReader(ImageReader):
             size_t = 1
         else:
             size_t = size_z = 1
+            # One tag or several: pydicom gives several as a MultiValue, not a list.
             pointer = ds.get("FrameIncrementPointer")
+            several = isinstance(pointer, abc.Sequence) and not isinstance(pointer, str)
             pointers = (
-                {int(p) for p in (pointer if isinstance(pointer, list | tuple) else [pointer])}
+                {int(p) for p in (pointer if several else [pointer])}
                 if pointer is not None
                 else set()
             )
@@ -165,6 +168,7 @@ class DicomReader(ImageReader):
         return info, level
 
     def _tiled_level(self, frames: DicomFrames) -> _Level:
+        # Messages name frames.path: a sibling level's faults are its own, not the opened file's.
         ds = frames.ds
         g = frames.geometry
         size_y, size_x = int(ds.TotalPixelMatrixRows), int(ds.TotalPixelMatrixColumns)
@@ -177,11 +181,11 @@ class DicomReader(ImageReader):
             expected = tiles_x * tiles_y * size_z * size_c
             if g.count < expected:
                 msg = (
-                    f"{self.path.name}: TILED_FULL needs {expected} frames "
+                    f"{frames.path.name}: TILED_FULL needs {expected} frames "
                     f"({tiles_x}x{tiles_y} tiles x {size_z} focal planes x {size_c} optical paths), "
                     f"the file has {g.count}"
                 )
-                raise CorruptFileError(msg, path=self.path)
+                raise CorruptFileError(msg, path=frames.path)
 
             def frame_of(t: int, c: int, z: int, row: int, col: int) -> int:
                 return ((c * size_z + z) * tiles_y + row) * tiles_x + col
@@ -205,8 +209,8 @@ class DicomReader(ImageReader):
         g = frames.geometry
         groups = ds.get("PerFrameFunctionalGroupsSequence")
         if groups is None or len(groups) != g.count:
-            msg = f"{self.path.name}: tiled DICOM without TILED_FULL nor a position for each of its {g.count} frames"
-            raise CorruptFileError(msg, path=self.path)
+            msg = f"{frames.path.name}: tiled DICOM without TILED_FULL nor a position for each of its {g.count} frames"
+            raise CorruptFileError(msg, path=frames.path)
         z_values: list[float] = []
         paths: list[str] = []
         positions = []
@@ -224,17 +228,17 @@ class DicomReader(ImageReader):
                 paths.append(path_id)
         z_values.sort()
         if len(z_values) > size_z or len(paths) > size_c:
-            msg = f"{self.path.name}: frames lie in {len(z_values)} focal planes and {len(paths)} optical paths, more than declared"
-            raise CorruptFileError(msg, path=self.path)
+            msg = f"{frames.path.name}: frames lie in {len(z_values)} focal planes and {len(paths)} optical paths, more than declared"
+            raise CorruptFileError(msg, path=frames.path)
         table = {}
         for index, (path_id, z, row, column) in enumerate(positions):
             if row % g.rows or column % g.columns or row < 0 or column < 0:
-                msg = f"{self.path.name}: frame {index} at ({row + 1}, {column + 1}) is off the tile grid"
-                raise CorruptFileError(msg, path=self.path)
+                msg = f"{frames.path.name}: frame {index} at ({row + 1}, {column + 1}) is off the tile grid"
+                raise CorruptFileError(msg, path=frames.path)
             key = (paths.index(path_id), z_values.index(z), row // g.rows, column // g.columns)
             if key[2] >= tiles_y or key[3] >= tiles_x:
-                msg = f"{self.path.name}: frame {index} lies outside the total pixel matrix"
-                raise CorruptFileError(msg, path=self.path)
+                msg = f"{frames.path.name}: frame {index} lies outside the total pixel matrix"
+                raise CorruptFileError(msg, path=frames.path)
             table[key] = index
         if len(table) < tiles_x * tiles_y * size_z * size_c:
             self._warnings.append("TILED_SPARSE: some tiles are absent; their pixels read as 0")

@@ -20,9 +20,10 @@ Pyramid levels halve X and Y, and Z when the stack is deep; a level with
 fewer Z planes than the full resolution serves plane z from its plane
 ``z * Z_level // Z`` (noted in the record's warnings).
 
-Safety: datasets with external storage or virtual layouts are refused (they
-would read other files), as are datasets smaller than the declared sizes or
-chunks over the plane limit; a truncated HDF5 file fails in h5py at open.
+Safety: datasets with external storage or virtual layouts, and external links
+to another file's dataset, are refused (they would read other files), as are
+datasets smaller than the declared sizes or chunks over the plane limit; a
+truncated HDF5 file fails in h5py at open.
 """
 
 from __future__ import annotations
@@ -172,7 +173,6 @@ class ImarisReader(ImageReader):
         for level in levels:
             self._dataset(level, 0, 0)  # shape, dtype, layout and chunks of the first ...
             self._dataset(level, size_t - 1, size_c - 1)  # ... and of the last planes
-        self._missing = 0
 
     def _channel_group(self, level: int, t: int, c: int) -> Any:
         return self._group(f"DataSet/ResolutionLevel {level}/TimePoint {t}/Channel {c}")
@@ -193,6 +193,9 @@ class ImarisReader(ImageReader):
             raise CorruptFileError(msg, path=self.path)
         if node.is_virtual or node.external:
             msg = f"{self.path.name}: {where} stores its data in other files (external or virtual); refused"
+            raise CorruptFileError(msg, path=self.path)
+        if node.file.filename != self._h5.filename:  # an HDF5 external link: another file's data
+            msg = f"{self.path.name}: {where} links into another file; refused"
             raise CorruptFileError(msg, path=self.path)
         if not check:
             return node
@@ -246,6 +249,7 @@ class ImarisReader(ImageReader):
     def region_grid(self, scene: int = 0, level: int = 0) -> tuple[int, int] | None:
         """The dataset's chunk (rows, columns): a region decodes only the chunks it touches."""
         _, ny, nx = self._check_level(scene, level)
+        self.check_open()  # a closed h5py file answers None for every node: not "no chunks"
         try:
             with self._io_lock:
                 node = self._dataset(level, 0, 0)
@@ -304,6 +308,7 @@ class ImarisReader(ImageReader):
         """Normalised metadata from ``DataSetInfo`` (built once, copied per call)."""
         self.scene_info(scene)
         if self._metadata_cache is None:
+            self.check_open()  # reading a closed file is the caller's error, not a corrupt file
             try:
                 self._metadata_cache = self._build_metadata()
             except ZstackError:
@@ -401,6 +406,7 @@ class ImarisReader(ImageReader):
 
     def raw_metadata(self) -> Mapping[str, Any]:
         """Every ``DataSetInfo`` group's attributes, decoded to text, and the root's."""
+        self.check_open()
         out: dict[str, Any] = {"root": {str(k): _text(v) for k, v in self._h5.attrs.items()}}
         info = self._h5.get("DataSetInfo")
         if info is not None:
