@@ -9,6 +9,7 @@ image). Datasets are written by ``write_ndtiff_dataset``; edited ones rewrite it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -37,6 +38,7 @@ from zstack_analyzer.readers.ndtiff import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.timeout(60)
@@ -73,6 +75,14 @@ def _with_field(entries: list[Entry], k: int, value: int, only: int | None = Non
     return out
 
 
+@contextlib.contextmanager
+def _refused(kind: type[Exception], path: Path, match: str | None = None) -> Iterator[Any]:
+    """``pytest.raises`` that also holds the error to the file it names (``path``)."""
+    with pytest.raises(kind, match=match) as info:
+        yield info
+    assert getattr(info.value, "path", None) == path
+
+
 def _open_fds() -> int:
     if not os.path.isdir("/proc/self/fd"):
         unavailable("/proc/self/fd (Linux) to count open files")
@@ -104,41 +114,41 @@ def test_v2_and_v3_summaries_are_read(tmp_path: Path) -> None:
         tmp_path, struct.pack("<5I", NDTIFF_MAGIC, 3, 1, SUMMARY_HEADER, len(text)), text, "b.tif"
     )
     assert _read_summary(v3, len(text)) == ({"Prefix": "a", "n": 1}, 3)  # exactly the limit
-    with pytest.raises(CorruptFileError, match="more than the file or the metadata limit"):
+    with _refused(CorruptFileError, v3, match="more than the file or the metadata limit"):
         _read_summary(v3, len(text) - 1)
     # The summary running exactly to the end of the file is whole; one byte more is not.
     assert _read_summary(v2, 10**6)[0] == {"Prefix": "a", "n": 1}
     cut = _stack(
         tmp_path, struct.pack("<4I", NDTIFF_MAGIC, 2, SUMMARY_HEADER, len(text) + 1), text, "c.tif"
     )
-    with pytest.raises(CorruptFileError, match=r"c\.tif: the NDTiff summary claims 24 bytes"):
+    with _refused(CorruptFileError, cut, match=r"c\.tif: the NDTiff summary claims 24 bytes"):
         _read_summary(cut, 10**6)
 
 
 def test_broken_headers_and_summaries_are_corrupt(tmp_path: Path) -> None:
     magic = struct.pack("<I", NDTIFF_MAGIC)
     short = _stack(tmp_path, magic + struct.pack("<2I", 3, 0), b"", "short.tif")  # 20 bytes
-    with pytest.raises(CorruptFileError, match=r"short\.tif: not an NDTiff stack"):
+    with _refused(CorruptFileError, short, match=r"short\.tif: not an NDTiff stack"):
         _read_summary(short, 1000)
     exact = _stack(tmp_path, magic + struct.pack("<3I", 2, SUMMARY_HEADER, 2), b"{}", "exact.tif")
     assert _read_summary(exact, 1000) == ({}, 2)  # 24 + 2 bytes: a v2 header is enough
     plain = tmp_path / "plain.tif"
     plain.write_bytes(b"II*\x00" + b"\x00" * 30)
-    with pytest.raises(CorruptFileError, match="no NDTiff header at byte 8"):
+    with _refused(CorruptFileError, plain, match="no NDTiff header at byte 8"):
         _read_summary(plain, 1000)
     none = _stack(tmp_path, struct.pack("<5I", NDTIFF_MAGIC, 3, 0, 7, 2), b"{}", "none.tif")
-    with pytest.raises(CorruptFileError, match=r"none\.tif: the NDTiff header has no summary"):
+    with _refused(CorruptFileError, none, match=r"none\.tif: the NDTiff header has no summary"):
         _read_summary(none, 1000)
     # A v3 header cut after the summary marker (24 bytes): no length to read.
     v3cut = _stack(tmp_path, struct.pack("<4I", NDTIFF_MAGIC, 3, 0, SUMMARY_HEADER), b"", "v3.tif")
-    with pytest.raises(CorruptFileError, match="no summary block"):
+    with _refused(CorruptFileError, v3cut, match="no summary block"):
         _read_summary(v3cut, 1000)
     for name, body in (("json.tif", b"{nope"), ("utf.tif", b"\xff\xfe"), ("list.tif", b"[1]")):
         path = _stack(
             tmp_path, struct.pack("<4I", NDTIFF_MAGIC, 2, SUMMARY_HEADER, len(body)), body, name
         )
         expected = "is not a JSON object" if name == "list.tif" else "is not valid JSON"
-        with pytest.raises(CorruptFileError, match=rf"{name}: the NDTiff summary {expected}"):
+        with _refused(CorruptFileError, path, match=rf"{name}: the NDTiff summary {expected}"):
             _read_summary(path, 1000)
 
 
@@ -151,22 +161,22 @@ def test_the_index_parses_to_axes_names_and_signed_fields(tmp_path: Path) -> Non
     ]
     data = _index_bytes(entries)
     assert parse_index(data, where=where, max_entries=2) == entries
-    with pytest.raises(LimitExceededError, match=r"NDTiff\.index lists over 1 images"):
+    with _refused(LimitExceededError, where, match=r"NDTiff\.index lists over 1 images"):
         parse_index(data, where=where, max_entries=1)
-    with pytest.raises(CorruptFileError, match=r"NDTiff\.index lists no images"):
+    with _refused(CorruptFileError, where, match=r"NDTiff\.index lists no images"):
         parse_index(b"", where=where, max_entries=5)
     head, tail = _index_bytes(entries[:1]), _index_bytes(entries[1:])
     for cut in (1, 3, 5, 10, 20, 30, len(tail) - 32, len(tail) - 1):
-        with pytest.raises(CorruptFileError, match="entry 1 is cut short or unreadable"):
+        with _refused(CorruptFileError, where, match="entry 1 is cut short or unreadable"):
             parse_index(head + tail[:cut], where=where, max_entries=5)
     first = _index_bytes(entries[:1])
-    with pytest.raises(CorruptFileError, match=r"^NDTiff\.index: NDTiff\.index entry 0 is cut"):
+    with _refused(CorruptFileError, where, match=r"^NDTiff\.index: NDTiff\.index entry 0 is cut"):
         parse_index(first[:-1], where=where, max_entries=5)
     bad_utf = first.replace(b"a_NDTiffStack", b"\xff_NDTiffStack")
-    with pytest.raises(CorruptFileError, match="entry 0 is cut short or unreadable"):
+    with _refused(CorruptFileError, where, match="entry 0 is cut short or unreadable"):
         parse_index(bad_utf, where=where, max_entries=5)
     bad_json = first.replace(b'"time"', b"'time'")
-    with pytest.raises(CorruptFileError, match="entry 0 is cut short"):
+    with _refused(CorruptFileError, where, match="entry 0 is cut short"):
         parse_index(bad_json, where=where, max_entries=5)
 
 
@@ -175,11 +185,11 @@ def test_index_entries_without_axes_or_with_a_path_are_corrupt(tmp_path: Path) -
     fields = (0, 28, 20, 1, 0, 0, 0, 0)
     good: Entry = ({"z": 0}, "a.tif", fields)
     listed = _index_bytes([good]) + _index_bytes([good]).replace(b'{"z": 0}', b"[1, 2]  ")
-    with pytest.raises(CorruptFileError, match="entry 1 has no axes object"):
+    with _refused(CorruptFileError, where, match="entry 1 has no axes object"):
         parse_index(listed, where=where, max_entries=5)
     for name in ("", "a/b.tif", "a\\b.tif", ".", ".."):
         data = _index_bytes([good, ({"z": 1}, name, fields)])
-        with pytest.raises(CorruptFileError, match="which is not a file beside it") as info:
+        with _refused(CorruptFileError, where, match="which is not a file beside it") as info:
             parse_index(data, where=where, max_entries=5)
         assert repr(name) in str(info.value)
     assert parse_index(_index_bytes([({}, "...", fields)]), where=where, max_entries=1)
@@ -212,13 +222,13 @@ def test_pixel_types_give_their_dtype_and_significant_bits(tmp_path: Path) -> No
         expected = np.frombuffer(files[0].read_bytes()[at : at + 20 * 28], np.uint8)
         np.testing.assert_array_equal(reader.read_plane(0, 0, 0, 1), expected.reshape(SHAPE))
     _rewrite(tmp_path, _with_field(original, 3, 2))
-    with pytest.raises(UnsupportedFormatError, match="8-bit RGB images are not supported"):
+    with _refused(UnsupportedFormatError, files[0], match="8-bit RGB images are not supported"):
         NdTiffReader(files[0])
     _rewrite(tmp_path, _with_field(original, 3, 7))
-    with pytest.raises(CorruptFileError, match="NDTiff pixel type 7 is unknown"):
+    with _refused(CorruptFileError, files[0], match="NDTiff pixel type 7 is unknown"):
         NdTiffReader(files[0])
     _rewrite(tmp_path, _with_field(original, 4, 1))
-    with pytest.raises(UnsupportedFormatError, match="NDTiff compression 1 is not supported"):
+    with _refused(UnsupportedFormatError, files[0], match="NDTiff compression 1 is not supported"):
         NdTiffReader(files[0])
 
 
@@ -227,7 +237,7 @@ def test_images_must_agree_in_size_type_and_compression(tmp_path: Path) -> None:
     original = _entries(tmp_path)
     for k, value in ((1, 27), (2, 19), (3, 3), (4, 1)):
         _rewrite(tmp_path, _with_field(original, k, value, only=1))
-        with pytest.raises(CorruptFileError, match=r"images of acq_NDTiffStack_1\.tif differ"):
+        with _refused(CorruptFileError, files[0], match=r"images of acq_NDTiffStack_1\.tif differ"):
             NdTiffReader(files[0])
     # The metadata fields (offset, length, compression) may differ.
     _rewrite(tmp_path, _with_field(original, 7, 3, only=1))
@@ -241,20 +251,20 @@ def test_empty_sizes_and_the_index_limit(tmp_path: Path) -> None:
     for k in (1, 2):
         for value in (0, -3):
             _rewrite(tmp_path, _with_field(original, k, value))
-            with pytest.raises(CorruptFileError):
+            with _refused(CorruptFileError, files[0]):
                 NdTiffReader(files[0])
     _rewrite(tmp_path, original)
     size = (tmp_path / "NDTiff.index").stat().st_size
     with NdTiffReader(files[0], limits=ReadLimits(max_metadata_bytes=size)) as reader:
         assert reader.scenes()[0].size_z == 4
-    with pytest.raises(LimitExceededError, match=r"NDTiff\.index is over the metadata limit"):
+    with _refused(LimitExceededError, files[0], match=r"NDTiff\.index is over the metadata limit"):
         NdTiffReader(files[0], limits=ReadLimits(max_metadata_bytes=size - 1))
-    with pytest.raises(LimitExceededError, match="lists over 3 images"):
+    with _refused(LimitExceededError, tmp_path / "NDTiff.index", match="lists over 3 images"):
         NdTiffReader(files[0], limits=ReadLimits(max_planes=3))
     # The summary counts against the same limit.
     summary = _read_summary(files[0], 10**6)[0]
     small = len(json.dumps(summary)) - 1
-    with pytest.raises(CorruptFileError, match="summary claims"):
+    with _refused(CorruptFileError, files[0], match="summary claims"):
         NdTiffReader(files[0], limits=ReadLimits(max_metadata_bytes=small))
 
 
@@ -265,14 +275,14 @@ def test_plane_limits_count_positions_times_frames(tmp_path: Path) -> None:
     with NdTiffReader(files[0], limits=ReadLimits(max_planes=6)) as reader:
         assert len(reader.scenes()) == 3
         assert reader.read_plane(2, 1, 0, 0).max() == 0
-    with pytest.raises(LimitExceededError):
+    with _refused(LimitExceededError, files[0]):
         NdTiffReader(files[0], limits=ReadLimits(max_planes=5))
     plane = SHAPE[0] * SHAPE[1] * 2
     with NdTiffReader(files[0], limits=ReadLimits(max_plane_bytes=plane)) as reader:
         np.testing.assert_array_equal(
             reader.read_plane(1, 1, 0, 0), mm_pixels(0, 0, 1, 1, SHAPE, "uint16")
         )
-    with pytest.raises(LimitExceededError):
+    with _refused(LimitExceededError, files[0]):
         NdTiffReader(files[0], limits=ReadLimits(max_plane_bytes=plane - 1))
 
 
@@ -289,7 +299,7 @@ def test_extents_are_checked_against_each_file(tmp_path: Path) -> None:
             reader.read_plane(0, 0, 0, 2), np.frombuffer(raw, "<u2").reshape(SHAPE)
         )
     _rewrite(tmp_path, _with_field(original, 0, last - plane + 1, only=2))
-    with pytest.raises(CorruptFileError) as info:
+    with _refused(CorruptFileError, files[0]) as info:
         NdTiffReader(files[0])
     assert "image 2 of NDTiff.index lies past the end of acq_NDTiffStack_2.tif" in str(info.value)
     _rewrite(tmp_path, original)
@@ -640,7 +650,9 @@ def test_too_many_stack_files_are_a_limit(tmp_path: Path) -> None:
     assert found is not None
     assert len(found.names) == MAX_SET_FILES
     (tmp_path / f"acq_NDTiffStack_{MAX_SET_FILES}.tif").touch()
-    with pytest.raises(LimitExceededError, match=f"{tmp_path.name}: over 4,096 NDTiff stack files"):
+    with _refused(
+        LimitExceededError, tmp_path, match=f"{tmp_path.name}: over 4,096 NDTiff stack files"
+    ):
         NdTiffReader.file_set(files[0], ReadLimits())
 
 
@@ -664,3 +676,87 @@ def test_a_v2_dataset_opens_with_its_summary(tmp_path: Path) -> None:
         np.testing.assert_array_equal(
             reader.read_plane(0, 0, 1, 1), mm_pixels(1, 1, 0, 0, SHAPE, "uint16")
         )
+
+
+def test_index_records_past_the_end_say_which_part(tmp_path: Path) -> None:
+    where = tmp_path / "NDTiff.index"
+    entry = _index_bytes([({"z": 0}, "a.tif", (0, 28, 20, 1, 0, 0, 0, 0))])
+    k = len(b'{"z": 0}')
+    for data in (
+        entry[: 4 + k - 3],  # the axes JSON cut short
+        struct.pack("<I", 2**32 - 1) + entry[4:],  # a length no file holds (unsigned)
+    ):
+        with _refused(CorruptFileError, where, match=r"\(axes record past the end\)"):
+            parse_index(data, where=where, max_entries=5)
+    # The data ending right after the axes JSON: the name's length is what is missing.
+    with _refused(CorruptFileError, where, match=r"entry 0 is cut short or unreadable \(unpack"):
+        parse_index(entry[: 4 + k], where=where, max_entries=5)
+    for data in (
+        entry[:-1],  # the last field cut
+        entry[:-32],  # no fields
+        entry[: 4 + k] + struct.pack("<I", 2**32 - 1) + entry[8 + k :],  # a huge name length
+        entry[: 4 + k + 4 + 2],  # the name cut
+    ):
+        with _refused(CorruptFileError, where, match=r"\(file name or fields past the end\)"):
+            parse_index(data, where=where, max_entries=5)
+
+
+def test_header_numbers_are_unsigned(tmp_path: Path) -> None:
+    text = b"{}"
+    big = 2**32 - 1
+    v2 = _stack(tmp_path, struct.pack("<4I", NDTIFF_MAGIC, 2, SUMMARY_HEADER, big), text)
+    with _refused(CorruptFileError, v2, match="the NDTiff summary claims 4,294,967,295 bytes"):
+        _read_summary(v2, 10**6)
+    v3 = _stack(
+        tmp_path, struct.pack("<5I", NDTIFF_MAGIC, 3, 0, SUMMARY_HEADER, big), text, "3.tif"
+    )
+    with _refused(CorruptFileError, v3, match="the NDTiff summary claims 4,294,967,295 bytes"):
+        _read_summary(v3, 10**6)
+    odd = _stack(tmp_path, struct.pack("<4I", NDTIFF_MAGIC, big, SUMMARY_HEADER, 2), text, "o.tif")
+    assert _read_summary(odd, 10**6) == ({}, big)
+
+
+def test_an_index_that_breaks_the_layout_is_a_typed_error(tmp_path: Path) -> None:
+    files = write_ndtiff_dataset(tmp_path, frames=1, channels=1, slices=2)
+    entries = _entries(tmp_path)
+    _rewrite(tmp_path, [({**a, "z": [a["z"]]}, n, f) for a, n, f in entries])  # unhashable
+    with _refused(CorruptFileError, files[0]) as info:
+        NdTiffReader(files[0])
+    assert str(info.value).startswith("acq_NDTiffStack.tif: invalid NDTiff dataset: unhashable")
+    assert info.value.detail is not None
+    assert info.value.detail.startswith("TypeError(")
+
+
+def test_a_one_pixel_wide_dataset_opens(tmp_path: Path) -> None:
+    files = write_ndtiff_dataset(tmp_path, frames=1, channels=1, slices=2, shape=(3, 1))
+    with NdTiffReader(files[0]) as reader:
+        assert reader.scenes()[0].shape[-2:] == (3, 1)
+        np.testing.assert_array_equal(
+            reader.read_plane(0, 0, 0, 1), mm_pixels(0, 1, 0, 0, (3, 1), "uint16")
+        )
+
+
+def test_the_first_image_is_checked_against_its_file_too(tmp_path: Path) -> None:
+    files = write_ndtiff_dataset(tmp_path, frames=1, channels=1, slices=2, split=1)
+    entries = _entries(tmp_path)
+    size = files[0].stat().st_size
+    _rewrite(tmp_path, _with_field(entries, 0, size - SHAPE[0] * SHAPE[1] * 2 + 2, only=0))
+    with _refused(CorruptFileError, files[0], match="image 0 of NDTiff.index lies past the end"):
+        NdTiffReader(files[0])
+    # A one-byte image at offset 0 of a file that is gone is still refused.
+    tiny = [(a, n, (0, 1, 1, 0, 0, 0, 0, 0)) for a, n, _ in entries]
+    tiny[1] = (tiny[1][0], "gone_NDTiffStack.tif", tiny[1][2])
+    _rewrite(tmp_path, tiny)
+    with _refused(CorruptFileError, files[0], match="image 1 of NDTiff.index lies past the end"):
+        NdTiffReader(files[0])
+
+
+def test_one_row_and_no_column_regions(tmp_path: Path) -> None:
+    files = write_ndtiff_dataset(tmp_path, frames=1, channels=1, slices=1)
+    expected = mm_pixels(0, 0, 0, 0, SHAPE, "uint16")
+    with NdTiffReader(files[0]) as reader:
+        np.testing.assert_array_equal(
+            reader.read_region(0, 0, 0, 0, (5, 6), (2, 9)), expected[5:6, 2:9]
+        )
+        assert reader.read_region(0, 0, 0, 0, (5, 5), (2, 2)).shape == (0, 0)
+        assert reader.read_region(0, 0, 0, 0, (5, 6), (2, 2)).shape == (1, 0)
