@@ -1,0 +1,81 @@
+"""CZI: the pool of libCZI readers and libCZI's refusal to open a file (mutation kills).
+
+References: the pool's documented rule (at most ``_MAX_NATIVE_READERS`` libCZI readers on
+one file, each lent to one thread at a time; a borrower waits for one to come back; a
+failed open gives its place back) and the reader's typed errors (a file libCZI cannot open
+is a :class:`CorruptFileError` naming it, with libCZI's message as its detail). Files are
+written by pylibCZIrw (``tests/synthetic_czi.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+
+from tests.synthetic_czi import write_czi_stack
+from zstack_analyzer import CorruptFileError
+from zstack_analyzer.readers.czi import _MAX_NATIVE_READERS, CziReader, _NativePool
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _garbage(path: Path) -> bytes:
+    """Replace ``path`` by as many bytes of zeros (libCZI refuses it); return the old bytes."""
+    original = path.read_bytes()
+    path.write_bytes(bytes(len(original)))
+    return original
+
+
+def test_a_file_libczi_cannot_open_is_a_corrupt_file_error(tmp_path: Path) -> None:
+    path = tmp_path / "gone.czi"
+    write_czi_stack(path, z=2)
+    with CziReader(path) as reader:  # opening reads the header only: libCZI comes with pixels
+        _garbage(path)
+        with pytest.raises(CorruptFileError) as info:
+            reader.read_plane(0, 0, 0, 1)
+    error = info.value
+    assert str(error).startswith("gone.czi: libCZI cannot open the file: ")
+    assert error.path == path
+    assert error.detail
+    assert str(error) == f"gone.czi: libCZI cannot open the file: {error.detail}"
+
+
+def test_the_pool_lends_at_most_its_readers_and_reuses_returned_ones(tmp_path: Path) -> None:
+    path = tmp_path / "pool.czi"
+    expected = write_czi_stack(path, z=2)
+    original = _garbage(path)
+    pool = _NativePool(path)
+    # Failed opens give their place back: as many failures as the pool has places and more.
+    for _ in range(_MAX_NATIVE_READERS + 2):
+        with pytest.raises(CorruptFileError, match="libCZI cannot open the file"), pool.borrow():
+            pass
+    path.write_bytes(original)
+    got: list[Any] = []
+    with contextlib.ExitStack() as stack:
+        lent = [stack.enter_context(pool.borrow()) for _ in range(_MAX_NATIVE_READERS)]
+        assert len({id(native) for native in lent}) == _MAX_NATIVE_READERS
+
+        def borrow_one() -> None:
+            with pool.borrow() as native:
+                got.append(native)
+
+        waiter = threading.Thread(target=borrow_one)
+        waiter.start()
+        # Every place is taken: the thread waits on the pool (or, if it did not, it is done).
+        while waiter.is_alive() and not pool._condition._waiters:  # type: ignore[attr-defined]
+            waiter.join(0.01)
+        stack.pop_all().close()  # every reader back; the waiter takes one of them
+        waiter.join(30)
+    assert not waiter.is_alive()
+    assert len(got) == 1
+    assert any(got[0] is native for native in lent)  # a returned reader, not a new one
+    plane = got[0].read(plane={"T": 0, "C": 0, "Z": 1})
+    np.testing.assert_array_equal(np.asarray(plane)[..., 0], expected[0, 0, 1])
+    pool.close()
