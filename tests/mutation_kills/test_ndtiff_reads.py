@@ -411,9 +411,11 @@ def test_regions_are_clamped_and_cut_from_the_rows(tmp_path: Path) -> None:
         )
         assert reader.read_region(0, 0, 1, 1, (6, 6), (2, 9)).shape == (0, 7)
         assert reader.read_region(0, 0, 1, 1, (8, 5), (2, 9)).shape == (0, 7)
-        with pytest.raises(SceneNotFoundError, match="pyramid level 1 does not exist; it has 1"):
+        with _refused(
+            SceneNotFoundError, files[0], match="pyramid level 1 does not exist; it has 1"
+        ):
             reader.read_region(0, 0, 0, 0, (0, 1), (0, 1), level=1)
-        with pytest.raises(SceneNotFoundError, match="level 2 does not exist"):
+        with _refused(SceneNotFoundError, files[0], match="level 2 does not exist"):
             reader.to_dask(0, 2)
         with pytest.raises(SceneNotFoundError):
             reader.read_region(0, 0, 2, 0, (0, 1), (0, 1))
@@ -428,8 +430,10 @@ def test_a_file_cut_after_open_is_a_typed_error(tmp_path: Path) -> None:
     files = write_ndtiff_dataset(tmp_path, frames=1, channels=1, slices=2, split=1)
     with NdTiffReader(files[0]) as reader:
         files[1].write_bytes(files[1].read_bytes()[:-100])
-        with pytest.raises(
-            CorruptFileError, match=r"plane t=0 c=0 z=1 is cut short in acq_NDTiffStack_1\.tif"
+        with _refused(
+            CorruptFileError,
+            files[0],
+            match=r"plane t=0 c=0 z=1 is cut short in acq_NDTiffStack_1\.tif",
         ):
             reader.read_plane(0, 0, 0, 1)
         np.testing.assert_array_equal(
@@ -760,3 +764,29 @@ def test_one_row_and_no_column_regions(tmp_path: Path) -> None:
         )
         assert reader.read_region(0, 0, 0, 0, (5, 5), (2, 2)).shape == (0, 0)
         assert reader.read_region(0, 0, 0, 0, (5, 6), (2, 2)).shape == (1, 0)
+
+
+def test_defaults_are_the_first_scene_and_dask_names_the_reader(tmp_path: Path) -> None:
+    files = write_ndtiff_dataset(tmp_path, frames=1, channels=1, slices=2)
+    with NdTiffReader(files[0]) as reader:
+        assert reader.region_grid() == (1, 28)
+        lazy = reader.to_dask()
+        assert lazy.name.startswith("ndtiffreader-")
+        np.testing.assert_array_equal(
+            lazy[0, 0, 1].compute(), mm_pixels(0, 1, 0, 0, SHAPE, "uint16")
+        )
+
+
+def test_image_metadata_of_exactly_one_mebibyte_is_read(tmp_path: Path) -> None:
+    from zstack_analyzer.readers.ndtiff import MAX_PLANE_METADATA
+
+    files = write_ndtiff_dataset(tmp_path, frames=1, channels=1, slices=1)
+    entries = _entries(tmp_path)
+    at = files[0].stat().st_size
+    text = b'{"Exposure-ms": 7.5}'
+    with files[0].open("ab") as fh:
+        fh.write(text + b" " * (MAX_PLANE_METADATA - len(text)) + b" ")
+    for length, exposure in ((MAX_PLANE_METADATA, 7.5), (MAX_PLANE_METADATA + 1, None)):
+        _rewrite(tmp_path, [(a, n, (*f[:5], at, length, f[7])) for a, n, f in entries])
+        with NdTiffReader(files[0]) as reader:
+            assert reader.metadata().channels[0].exposure_ms == exposure
