@@ -10,14 +10,16 @@ written by pylibCZIrw (``tests/synthetic_czi.py``).
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
+from tests.needs import unavailable
 from tests.synthetic_czi import write_czi_stack
-from zstack_analyzer import CorruptFileError
+from zstack_analyzer import CorruptFileError, LimitExceededError
 from zstack_analyzer.readers.czi import _MAX_NATIVE_READERS, CziReader, _NativePool
 
 if TYPE_CHECKING:
@@ -79,3 +81,49 @@ def test_the_pool_lends_at_most_its_readers_and_reuses_returned_ones(tmp_path: P
     plane = got[0].read(plane={"T": 0, "C": 0, "Z": 1})
     np.testing.assert_array_equal(np.asarray(plane)[..., 0], expected[0, 0, 1])
     pool.close()
+
+
+def _open_on(path: Path) -> int:
+    """How many of this process's descriptors are open on ``path``."""
+    folder = "/proc/self/fd"
+    if not os.path.isdir(folder):
+        unavailable("/proc/self/fd (Linux) to see which files are open")
+    found = 0
+    for fd in os.listdir(folder):
+        with contextlib.suppress(OSError):
+            found += os.path.realpath(f"{folder}/{fd}") == str(path)
+    return found
+
+
+def test_sequential_reads_share_one_libczi_reader(tmp_path: Path) -> None:
+    path = tmp_path / "one.czi"
+    expected = write_czi_stack(path, z=3)
+    with CziReader(path) as reader:
+        assert _open_on(path) == 0  # opening needs no libCZI reader
+        for z in (0, 1, 2, 1):
+            np.testing.assert_array_equal(reader.read_plane(0, 0, 0, z), expected[0, 0, z])
+        assert _open_on(path) == 1
+    assert _open_on(path) == 0
+
+
+def test_the_xml_read_at_open_serves_metadata_later(tmp_path: Path) -> None:
+    path = tmp_path / "named.czi"
+    write_czi_stack(path, c=2, channel_names=["DAPI", "GFP"])
+    with CziReader(path) as reader:
+        path.unlink()  # the XML was read with the header: nothing is read again for it
+        assert [c.name for c in reader.metadata().channels] == ["DAPI", "GFP"]
+        assert "DAPI" in reader.raw_metadata()["xml"]
+
+
+def test_libczi_running_out_of_memory_is_a_limit(tmp_path: Path) -> None:
+    path = tmp_path / "m.czi"
+    write_czi_stack(path)
+    with CziReader(path) as reader:
+        error = reader._wrap(MemoryError(), "reading plane t=0 c=0 z=0")
+        other = reader._wrap(RuntimeError("bad"), "reading plane t=0 c=0 z=0")
+    assert isinstance(error, LimitExceededError)
+    assert str(error) == "m.czi: not enough memory reading plane t=0 c=0 z=0"
+    assert error.path == path
+    assert isinstance(other, CorruptFileError)
+    assert str(other) == "m.czi: libCZI failed reading plane t=0 c=0 z=0: bad"
+    assert (other.path, other.detail) == (path, "bad")

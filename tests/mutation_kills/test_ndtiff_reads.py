@@ -790,3 +790,23 @@ def test_image_metadata_of_exactly_one_mebibyte_is_read(tmp_path: Path) -> None:
         _rewrite(tmp_path, [(a, n, (*f[:5], at, length, f[7])) for a, n, f in entries])
         with NdTiffReader(files[0]) as reader:
             assert reader.metadata().channels[0].exposure_ms == exposure
+
+
+def test_channel_names_come_from_the_index_before_the_summary(tmp_path: Path) -> None:
+    files = write_ndtiff_dataset(tmp_path, frames=1, channels=2, slices=1)
+    _resummarise(files[0], {"ChNames": ["x", "y"]})
+    with NdTiffReader(files[0]) as reader:
+        assert [c.name for c in reader.metadata().channels] == ["DAPI", "GFP"]
+
+
+def test_a_dataset_without_channel_and_z_axes(tmp_path: Path) -> None:
+    files = write_ndtiff_dataset(tmp_path, frames=2, channels=1, slices=1)
+    _rewrite(tmp_path, [({"time": a["time"]}, n, f) for a, n, f in _entries(tmp_path)])
+    with NdTiffReader(files[0]) as reader:
+        md = reader.metadata()
+        assert (md.size_t, md.size_c, md.size_z) == (2, 1, 1)
+        assert [c.name for c in md.channels] == ["DAPI"]  # from the summary's ChNames
+        assert md.vendor_metadata["z_values"] == []
+        np.testing.assert_array_equal(
+            reader.read_plane(0, 1, 0, 0), mm_pixels(0, 0, 1, 0, SHAPE, "uint16")
+        )
