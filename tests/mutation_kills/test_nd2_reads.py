@@ -356,6 +356,31 @@ def test_check_chunk_header_bounds() -> None:
         _check_chunk_header(bad, 0, 8, P("x.nd2"), len(chunk))
 
 
+def test_chunk_header_errors_name_the_file_and_a_header_at_the_last_16_bytes_is_read(
+    tmp_path: Path,
+) -> None:
+    import io
+
+    chunk = struct.pack("<IIQ", 0x0ABECEDA, 4, 8) + b"abc!" + bytes(8)
+    path = tmp_path / "x.nd2"
+    fh = io.BytesIO(chunk)
+    # The last 16 bytes are read as a header (here not one: damaged, not past the end).
+    with pytest.raises(CorruptFileError, match="is damaged") as caught:
+        _check_chunk_header(fh, len(chunk) - 16, 8, path, len(chunk))
+    assert caught.value.path == path
+    with pytest.raises(CorruptFileError, match="lies past the end") as caught:
+        _check_chunk_header(fh, len(chunk) - 15, 8, path, len(chunk))
+    assert caught.value.path == path
+
+
+def test_container_errors_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.nd2"
+    path.write_bytes(struct.pack("<IIQ", 0x0ABECEDA, 4, 0) + b"abc!")
+    with pytest.raises(CorruptFileError, match="truncated") as caught:
+        Nd2Reader(path)
+    assert caught.value.path == path
+
+
 def test_chunkmap_entries() -> None:
     def entry(name: bytes, offset: int, size: int = 0) -> bytes:
         return name + struct.pack("<QQ", offset, size)
