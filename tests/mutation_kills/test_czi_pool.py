@@ -19,7 +19,7 @@ import pytest
 
 from tests.needs import unavailable
 from tests.synthetic_czi import write_czi_stack
-from zstack_analyzer import CorruptFileError, LimitExceededError
+from zstack_analyzer import CorruptFileError, LimitExceededError, MetadataError
 from zstack_analyzer.readers.czi import _MAX_NATIVE_READERS, CziReader, _NativePool
 
 if TYPE_CHECKING:
@@ -127,3 +127,32 @@ def test_libczi_running_out_of_memory_is_a_limit(tmp_path: Path) -> None:
     assert isinstance(other, CorruptFileError)
     assert str(other) == "m.czi: libCZI failed reading plane t=0 c=0 z=0: bad"
     assert (other.path, other.detail) == (path, "bad")
+
+
+def test_xml_that_is_not_utf8_is_read_through_libczi(tmp_path: Path) -> None:
+    path = tmp_path / "latin.czi"
+    write_czi_stack(path, c=2, channel_names=["CafX", "GFP"])
+    path.write_bytes(path.read_bytes().replace(b"CafX", b"Caf\xe9"))  # one byte not UTF-8
+    with CziReader(path) as reader:
+        assert [c.name for c in reader.metadata().channels] == ["Caf", "GFP"]
+        assert reader.raw_metadata()["xml"].startswith('<?xml version="1.0"?>')  # libCZI's copy
+
+
+def test_xml_neither_we_nor_libczi_can_read_fails_the_same_way_each_time(tmp_path: Path) -> None:
+    path = tmp_path / "broken.czi"
+    expected = write_czi_stack(path, z=2)
+    data = path.read_bytes().replace(b"</ImageDocument>", b"</ImageDocum\xe9nt>")
+    path.write_bytes(data)
+    with CziReader(path) as reader:
+        with pytest.raises(
+            MetadataError, match=r"broken\.czi: libCZI cannot read the metadata XML: "
+        ) as first:
+            reader.metadata()
+        assert first.value.path == path
+        assert first.value.detail
+        assert str(first.value).endswith(first.value.detail)
+        with pytest.raises(MetadataError) as second:
+            reader.metadata()
+        assert second.value is first.value  # parsed once
+        assert [s.name for s in reader.scenes()] == [None]  # pixels stay readable
+        np.testing.assert_array_equal(reader.read_plane(0, 0, 0, 1), expected[0, 0, 1])
