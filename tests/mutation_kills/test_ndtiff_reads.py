@@ -810,3 +810,10 @@ def test_a_dataset_without_channel_and_z_axes(tmp_path: Path) -> None:
         np.testing.assert_array_equal(
             reader.read_plane(0, 1, 0, 0), mm_pixels(0, 0, 1, 0, SHAPE, "uint16")
         )
+
+
+def test_a_stack_without_its_index_names_the_stack(tmp_path: Path) -> None:
+    files = write_ndtiff_dataset(tmp_path, frames=1, channels=1, slices=1)
+    (tmp_path / "NDTiff.index").unlink()
+    with _refused(CorruptFileError, files[0], match=r"NDTiff\.index is not beside it"):
+        NdTiffReader(files[0])
