@@ -10,6 +10,7 @@ written by pylibCZIrw (``tests/synthetic_czi.py``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from typing import TYPE_CHECKING, Any
@@ -138,7 +139,9 @@ def test_xml_that_is_not_utf8_is_read_through_libczi(tmp_path: Path) -> None:
         assert reader.raw_metadata()["xml"].startswith('<?xml version="1.0"?>')  # libCZI's copy
 
 
-def test_xml_neither_we_nor_libczi_can_read_fails_the_same_way_each_time(tmp_path: Path) -> None:
+def test_xml_neither_we_nor_libczi_can_read_fails_the_same_way_each_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "broken.czi"
     expected = write_czi_stack(path, z=2)
     data = path.read_bytes().replace(b"</ImageDocument>", b"</ImageDocum\xe9nt>")
@@ -154,5 +157,9 @@ def test_xml_neither_we_nor_libczi_can_read_fails_the_same_way_each_time(tmp_pat
         with pytest.raises(MetadataError) as second:
             reader.metadata()
         assert second.value is first.value  # parsed once
-        assert [s.name for s in reader.scenes()] == [None]  # pixels stay readable
+        with caplog.at_level(logging.DEBUG, logger="zstack_analyzer.readers.czi"):
+            assert [s.name for s in reader.scenes()] == [None]  # pixels stay readable
+        assert [r.getMessage() for r in caplog.records] == [
+            "broken.czi: scene names unavailable (unreadable XML)"
+        ]
         np.testing.assert_array_equal(reader.read_plane(0, 0, 0, 1), expected[0, 0, 1])

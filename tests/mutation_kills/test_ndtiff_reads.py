@@ -817,9 +817,3 @@ def test_a_stack_without_its_index_names_the_stack(tmp_path: Path) -> None:
     (tmp_path / "NDTiff.index").unlink()
     with _refused(CorruptFileError, files[0], match=r"NDTiff\.index is not beside it"):
         NdTiffReader(files[0])
-
-
-def test_vendor_metadata_lists_the_first_256_z_values(tmp_path: Path) -> None:
-    files = write_ndtiff_dataset(tmp_path, frames=1, channels=1, slices=257, shape=(2, 2))
-    with NdTiffReader(files[0]) as reader:
-        assert reader.metadata().vendor_metadata["z_values"] == list(range(256))
