@@ -163,3 +163,23 @@ def test_xml_neither_we_nor_libczi_can_read_fails_the_same_way_each_time(
             "broken.czi: scene names unavailable (unreadable XML)"
         ]
         np.testing.assert_array_equal(reader.read_plane(0, 0, 0, 1), expected[0, 0, 1])
+
+
+def test_metadata_says_where_sizes_channel_and_scene_names_come_from(
+    tmp_path: Path, testdata: Path
+) -> None:
+    path = tmp_path / "plain.czi"
+    write_czi_stack(path, c=2, y=6, x=8, channel_names=["DAPI", "GFP"])
+    with CziReader(path) as reader:
+        md = reader.metadata(0)
+    assert md.provenance["sizes"] == "CZI subblock directory (libCZI bounding boxes)"
+    assert md.provenance["channels.name"] == (
+        "CZI Information/Image/Dimensions/Channels/Channel/@Name"
+    )
+    assert "scene_name" not in md.provenance
+    assert md.pyramid_levels == [(6, 8)]
+    with CziReader(testdata / "czi" / "mosaic_test.czi") as reader:
+        md = reader.metadata(0)
+    assert md.scene_name == "TR1"
+    assert md.provenance["scene_name"] == "CZI Information/Image/Dimensions/S/Scenes/Scene/@Name"
+    assert md.pyramid_levels == [(624, 1756)]
