@@ -196,6 +196,42 @@ def test_a_frame_entry_pointing_past_the_end_is_truncated(testdata: Path, tmp_pa
     )
 
 
+def test_frame_entries_at_offset_0_and_ending_at_the_file_end_open(
+    testdata: Path, tmp_path: Path
+) -> None:
+    """The frame check's bounds: offset 0 and an end exactly at the file's end are inside it.
+
+    Its errors name the file (``path``), as every reader error does.
+    """
+    size = (testdata / CLUSTER).stat().st_size
+    frame_bytes = 4096 + 31 * 152  # an uncompressed frame is mapped 4096 bytes past its chunk
+
+    def move(offset: int) -> Any:
+        def edit(data: bytearray) -> None:
+            at = _chunkmap_entry(data, b"ImageDataSeq|7!") + len(b"ImageDataSeq|7!")
+            data[at : at + 8] = struct.pack("<Q", offset)
+
+        return edit
+
+    for offset in (0, size - frame_bytes):
+        path = _copy(testdata, tmp_path, move(offset), f"at{offset}.nd2")
+        with Nd2Reader(path) as reader:
+            assert reader.scenes()[0].size_t == 3
+    path = _copy(testdata, tmp_path, move(size - frame_bytes + 1), "past.nd2")
+    with pytest.raises(CorruptFileError, match="ends past the end of the file") as caught:
+        Nd2Reader(path)
+    assert caught.value.path == path
+
+    def rename_all(data: bytearray) -> None:
+        location = int.from_bytes(data[-8:], "little")
+        data[location:] = data[location:].replace(b"ImageDataSeq|", b"ImageDataSeX|")
+
+    path = _copy(testdata, tmp_path, rename_all, "none.nd2")
+    with pytest.raises(CorruptFileError, match="lists none of its 30 frames") as caught:
+        Nd2Reader(path)
+    assert caught.value.path == path
+
+
 def test_the_frames_of_the_file_fit_it_exactly_enough(testdata: Path) -> None:
     """Every frame entry of the real file lies inside it (the check passes on a whole file)."""
     with Nd2Reader(testdata / CLUSTER) as reader:
@@ -318,6 +354,31 @@ def test_check_chunk_header_bounds() -> None:
         match=r"x\.nd2: ND2 chunk at 0 is damaged \(magic 0xabecedb, 8 data bytes, file 28 bytes\)",
     ):
         _check_chunk_header(bad, 0, 8, P("x.nd2"), len(chunk))
+
+
+def test_chunk_header_errors_name_the_file_and_a_header_at_the_last_16_bytes_is_read(
+    tmp_path: Path,
+) -> None:
+    import io
+
+    chunk = struct.pack("<IIQ", 0x0ABECEDA, 4, 8) + b"abc!" + bytes(8)
+    path = tmp_path / "x.nd2"
+    fh = io.BytesIO(chunk)
+    # The last 16 bytes are read as a header (here not one: damaged, not past the end).
+    with pytest.raises(CorruptFileError, match="is damaged") as caught:
+        _check_chunk_header(fh, len(chunk) - 16, 8, path, len(chunk))
+    assert caught.value.path == path
+    with pytest.raises(CorruptFileError, match="lies past the end") as caught:
+        _check_chunk_header(fh, len(chunk) - 15, 8, path, len(chunk))
+    assert caught.value.path == path
+
+
+def test_container_errors_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.nd2"
+    path.write_bytes(struct.pack("<IIQ", 0x0ABECEDA, 4, 0) + b"abc!")
+    with pytest.raises(CorruptFileError, match="truncated") as caught:
+        Nd2Reader(path)
+    assert caught.value.path == path
 
 
 def test_chunkmap_entries() -> None:

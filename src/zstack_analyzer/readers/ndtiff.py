@@ -96,8 +96,8 @@ def _read_summary(path: Path, max_bytes: int) -> tuple[dict[str, Any], int]:
             msg = f"{path.name}: not an NDTiff stack (no NDTiff header at byte 8)"
             raise CorruptFileError(msg, path=path)
         major, word, third = struct.unpack_from("<3I", head, 12)
-        if word == SUMMARY_HEADER:  # v2: summary header, then its length
-            length, start = third, 20
+        if word == SUMMARY_HEADER:  # v2: summary header, its length, the summary at 24
+            length, start = third, 24
         elif third == SUMMARY_HEADER and len(head) >= 28:  # v3: minor version first
             (length,) = struct.unpack_from("<I", head, 24)
             start = 28
