@@ -308,8 +308,9 @@ def test_mrc_like_sizes_out_of_range_are_not_believed(
 ) -> None:
     path = tmp_path / "a.mrc"
     # Both byte orders out of range (a swapped 1 is 2**24): no end is known, nothing refused.
+    # 100 bytes: any end believed (at least 1024) would refuse the file.
     head = bytearray(_mrc_header(*sizes))
-    path.write_bytes(bytes(head))
+    path.write_bytes(bytes(head[:100]))
     swapped = struct.unpack_from(">3i", head, 0) + struct.unpack_from(">i", head, 92)
     if all(0 < v <= 1 << 24 for v in swapped[:3]) and swapped[3] >= 0:
         pytest.fail(f"the big-endian reading of {sizes} is in range: pick another case")
@@ -452,3 +453,15 @@ def test_ics_compression_line_past_the_first_64_kib_is_not_seen(tmp_path: Path) 
     late = b"\t\nics_version\t2.0\n" + b"history\t" + b"x" * 65536 + b"\n"
     ics.write_bytes(late + b"representation\tcompression\tuncompressed\n")
     _check("ICSReader", ics, [_series(size_x=10**6, dtype="uint8")])
+
+
+def test_ics_compression_is_looked_for_in_the_first_64_kib_exactly(tmp_path: Path) -> None:
+    ics = tmp_path / "edge.ics"
+    line = b"compression\tuncompressed"
+    head = b"\t\nics_version\t2.0\nhistory\t"
+    pad = b"x" * (65536 - len(head) - len(line) + 1)  # the line's last byte is byte 65,536
+    ics.write_bytes(head + pad + line + b"\n")
+    _check("ICSReader", ics, [_series(size_x=10**6, dtype="uint8")])  # not seen: not checked
+    ics.write_bytes(head + pad[1:] + line + b"\n")  # now it ends at byte 65,535: seen
+    with pytest.raises(CorruptFileError):
+        _check("ICSReader", ics, [_series(size_x=10**6, dtype="uint8")])
