@@ -14,6 +14,7 @@ import pytest
 
 from zstack_analyzer.errors import CorruptFileError, DecodeBusyError, UnsupportedFormatError
 from zstack_analyzer.readers.bioformats.pool import (
+    _CURRENT,
     PoolOptions,
     WorkerPool,
     _raise,
@@ -29,11 +30,19 @@ pytestmark = pytest.mark.xdist_group("bioformats")
 
 
 @pytest.fixture
-def restored() -> Iterator[PoolOptions]:
-    """The process's options before the test; put back after it (the warm pool restarts)."""
-    previous = pool_options()
+def restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[PoolOptions]:
+    """The process's options before the test; its pool and options put back untouched after.
+
+    Set aside rather than closed (the session's warm worker survives), and put back by
+    monkeypatch, not by ``configure``: a mutation test of ``configure`` must not leave a
+    broken pool behind for the tests that follow.
+    """
+    previous = _CURRENT.options
+    monkeypatch.setattr(_CURRENT, "pool", None)
+    monkeypatch.setattr(_CURRENT, "options", previous)
     yield previous
-    configure(previous)
+    if _CURRENT.pool is not None:
+        _CURRENT.pool.close()
 
 
 def test_raise_turns_each_kind_into_its_error() -> None:
@@ -96,7 +105,17 @@ def test_a_closed_pool_refuses_and_a_full_one_says_busy() -> None:
         full.warm(1)
 
 
-def test_answers_payloads_and_errors_of_a_warm_worker(bf_pool: WorkerPool, tmp_path: Path) -> None:
+@pytest.fixture
+def own_pool(bf_runtime: None) -> Iterator[WorkerPool]:
+    """A one-worker pool of the test's own (not the process's), warm."""
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128))
+    pool.warm()
+    yield pool
+    pool.close()
+
+
+def test_answers_payloads_and_errors_of_a_warm_worker(own_pool: WorkerPool, tmp_path: Path) -> None:
+    bf_pool = own_pool
     path = tmp_path / "a&sizeX=4&sizeY=3&pixelType=uint16.fake"
     path.write_bytes(b"fake")
     (pid,) = bf_pool.pids()
