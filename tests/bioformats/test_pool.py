@@ -44,8 +44,8 @@ def _fake(folder: Path, name: str) -> Path:
 
 
 @pytest.fixture
-def small_pool(bf_pool: WorkerPool) -> Iterator[WorkerPool]:
-    """A pool of one worker with a 5 s deadline and a 128 MiB heap."""
+def small_pool(bf_runtime: None) -> Iterator[WorkerPool]:
+    """A pool of one worker with a 5 s deadline and a 128 MiB heap (not the process's pool)."""
     pool = WorkerPool(PoolOptions(workers=1, heap_mb=128, timeout_s=5.0))
     yield pool
     pool.close()

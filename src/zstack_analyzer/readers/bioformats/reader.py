@@ -171,8 +171,9 @@ class BioformatsReader(ImageReader):
 
         info = self.scene_info(scene)
         doc = self._document()
-        fmt = format_for(self.path.name)
-        file_format = fmt.file_format if fmt is not None else f"{self._format} (Bio-Formats)"
+        # The format of the reader that read it, not the first one claiming its suffix: an
+        # FEI SEM .tif read by FEITiffReader is not "InCell 1000/2000" (the first .tif reader).
+        file_format = f"{self._format} (Bio-Formats)"
         source = f"Bio-Formats {self._reader_name}"
         if scene >= len(doc.images):
             msg = f"{self.path.name}: Bio-Formats' OME-XML has no Image for series {scene}"

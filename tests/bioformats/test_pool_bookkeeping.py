@@ -1,0 +1,153 @@
+"""The pool's bookkeeping: which options run, what a closed or full pool says, how a worker's
+answer becomes a result or a typed error.
+
+Most of it needs no worker at all (a pool starts workers only on a request); the rest uses
+the session's warm worker, and one test starts a pool of its own to see ``warm``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from zstack_analyzer.errors import CorruptFileError, DecodeBusyError, UnsupportedFormatError
+from zstack_analyzer.readers.bioformats.pool import (
+    _CURRENT,
+    PoolOptions,
+    WorkerPool,
+    _raise,
+    configure,
+    get_pool,
+    pool_options,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = pytest.mark.xdist_group("bioformats")
+
+
+@pytest.fixture
+def restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[PoolOptions]:
+    """The process's options before the test; its pool and options put back untouched after.
+
+    Set aside rather than closed (the session's warm worker survives), and put back by
+    monkeypatch, not by ``configure``: a mutation test of ``configure`` must not leave a
+    broken pool behind for the tests that follow.
+    """
+    previous = _CURRENT.options
+    monkeypatch.setattr(_CURRENT, "pool", None)
+    monkeypatch.setattr(_CURRENT, "options", previous)
+    yield previous
+    if _CURRENT.pool is not None:
+        _CURRENT.pool.close()
+
+
+def test_raise_turns_each_kind_into_its_error() -> None:
+    path = Path("/data/a.dm3")
+    with pytest.raises(FileNotFoundError) as missing:
+        _raise({"ok": False, "kind": "missing", "message": "gone"}, path)
+    assert str(missing.value) == "/data/a.dm3: no such file"
+    long = "x" * 3000
+    with pytest.raises(UnsupportedFormatError) as unsupported:
+        _raise({"ok": False, "kind": "unsupported", "message": long}, path)
+    assert str(unsupported.value) == "a.dm3: Bio-Formats recognises no format in its content"
+    assert unsupported.value.path == path
+    assert unsupported.value.detail == "x" * 2000
+    with pytest.raises(CorruptFileError) as corrupt:
+        _raise({"ok": False, "kind": "corrupt", "message": long}, path)
+    assert str(corrupt.value) == f"a.dm3: Bio-Formats could not read it: {'x' * 300}"
+    assert corrupt.value.path == path
+    assert corrupt.value.detail == "x" * 2000
+    with pytest.raises(CorruptFileError) as bare:
+        _raise({"ok": False}, path)
+    assert str(bare.value) == "a.dm3: Bio-Formats could not read it: "
+    assert bare.value.detail == ""
+
+
+def test_configure_replaces_the_pool_only_when_the_options_change(
+    restored: PoolOptions,
+) -> None:
+    first = PoolOptions(workers=1, heap_mb=300)
+    assert configure(first) == restored
+    pool = get_pool()
+    assert pool.options == first and pool_options() == first
+    assert configure(PoolOptions(workers=1, heap_mb=300)) == first  # equal: kept running
+    assert get_pool() is pool
+    second = PoolOptions(workers=1, heap_mb=301)
+    assert configure(second) == first
+    assert pool._closed  # the old pool is closed
+    assert get_pool() is not pool and get_pool().options == second
+    # A reader's options configure a pool only when none runs yet.
+    assert get_pool(PoolOptions(workers=3)).options == second
+    configure(PoolOptions(workers=1, heap_mb=302))
+    third = PoolOptions(workers=1, heap_mb=303)
+    assert get_pool(third).options == third
+    assert pool_options() == third
+
+
+def test_a_closed_pool_refuses_and_a_full_one_says_busy() -> None:
+    path = Path("/data/a.dm3")
+    closed = WorkerPool(PoolOptions(workers=1))
+    assert closed.restarts == 0 and closed.pids() == []
+    closed.close()
+    with pytest.raises(DecodeBusyError) as info:
+        closed.request(path, {"op": "ping"})
+    assert str(info.value) == "the Bio-Formats worker pool is closed"
+    assert info.value.path == path
+    full = WorkerPool(PoolOptions(workers=0, timeout_s=0.05))  # never a free worker
+    with pytest.raises(DecodeBusyError) as busy:
+        full.request(path, {"op": "ping"})
+    assert str(busy.value) == "a.dm3: all 0 Bio-Formats workers stayed busy; try again shortly"
+    with pytest.raises(DecodeBusyError, match=r"^Bio-Formats: all 0 Bio-Formats workers"):
+        full.warm(1)
+
+
+@pytest.fixture
+def own_pool(bf_runtime: None) -> Iterator[WorkerPool]:
+    """A one-worker pool of the test's own (not the process's), warm."""
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128))
+    pool.warm()
+    yield pool
+    pool.close()
+
+
+def test_answers_payloads_and_errors_of_a_warm_worker(own_pool: WorkerPool, tmp_path: Path) -> None:
+    bf_pool = own_pool
+    path = tmp_path / "a&sizeX=4&sizeY=3&pixelType=uint16.fake"
+    path.write_bytes(b"fake")
+    (pid,) = bf_pool.pids()
+    answer = bf_pool.request(path, {"op": "ping"})
+    assert answer.header == {"ok": True, "result": pid} and answer.payload is None
+    assert bf_pool.pids() == [pid]  # released, healthy, reused
+    bf_pool.request(path, {"op": "open", "path": str(path)})
+    read = {"op": "read", "path": str(path), "series": 0, "t": 0, "c": 0, "z": 0}
+    answer = bf_pool.request(path, {**read, "region": [1, 1, 2, 2]})
+    assert answer.header == {"ok": True, "nbytes": 8}
+    assert answer.payload is not None and len(answer.payload) == 8
+    with pytest.raises(CorruptFileError, match=r"could not read it: unknown op 'nope'"):
+        bf_pool.request(path, {"op": "nope"})
+    assert bf_pool.pids() == [pid]  # an error answer is a healthy worker
+    restarts = bf_pool.restarts
+    with pytest.raises(FileNotFoundError):
+        bf_pool.request(tmp_path / "gone.fake", {"op": "open", "path": str(tmp_path / "gone.fake")})
+    assert bf_pool.restarts == restarts
+
+
+def test_warm_starts_the_configured_number_and_close_ends_them(bf_runtime: None) -> None:
+    import psutil
+
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128))
+    try:
+        pool.warm()
+        (pid,) = pool.pids()
+        assert psutil.pid_exists(pid)
+        assert pool._live == 1
+        pool.warm()  # already warm: the same worker
+        assert pool.pids() == [pid]
+    finally:
+        pool.close()
+    assert pool.pids() == [] and pool._live == 0
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
