@@ -25,7 +25,9 @@ from zstack_analyzer.service.app import create_app
 from zstack_analyzer.service.auth.guard import action_of
 from zstack_analyzer.service.auth.permissions import Action
 from zstack_analyzer.service.config import Settings
+from zstack_analyzer.service.errors import PROBLEM_MEDIA_TYPE
 from zstack_analyzer.service.routes import annotations
+from zstack_analyzer.service.schemas import Problem
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -244,3 +246,16 @@ def test_the_service_documents_the_same_and_names_what_is_missing(
     }
     for path, (method, description) in conflicts.items():
         assert served[path][method]["responses"]["409"]["description"] == description
+
+
+def test_the_tag_routes_problems_say_what_clashed() -> None:
+    """The tag routes' responses are made at import; here made again, as the decorators do."""
+    problem = {PROBLEM_MEDIA_TYPE: PROBLEM}
+    made = annotations._problems(401, 404, 409, missing="tag", conflict="Taken")
+    assert made == {
+        401: {"model": Problem, "description": DESCRIPTIONS[401], "content": problem},
+        404: {"model": Problem, "description": "No tag with this id", "content": problem},
+        409: {"model": Problem, "description": "Taken", "content": problem},
+    }
+    shared = annotations._problems(404, 409, missing="comment")[409]["description"]
+    assert shared == "The in-place original changed since it was registered (ingest it again)"
