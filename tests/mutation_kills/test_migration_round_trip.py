@@ -25,7 +25,7 @@ from alembic.script import ScriptDirectory
 
 from tests.needs import unavailable
 from tests.service.conftest import PG_ADMIN_URL, create_pg_database, drop_pg_database
-from zstack_analyzer.service.db.migrations import alembic_config, upgrade_database
+from zstack_analyzer.service.db.migrations import MIGRATIONS_DIR, alembic_config, upgrade_database
 from zstack_analyzer.service.db.session import make_engine
 
 if TYPE_CHECKING:
@@ -278,3 +278,26 @@ def test_accounts_put_existing_images_in_the_default_group(engine: Engine) -> No
         ).one()
     assert [(name, level) for _, name, level in groups] == [("default", "read-only")]
     assert tuple(row) == (None, groups[0][0])
+
+
+@pytest.mark.parametrize(
+    ("url", "dialect_type"),
+    [("sqlite:///unused.db", "JSON"), ("postgresql+psycopg://nobody@127.0.0.1/unused", "JSONB")],
+)
+def test_offline_sql_is_written_for_the_engines_dialect(url: str, dialect_type: str) -> None:
+    """``alembic upgrade --sql`` (no connection): the config's URL names the dialect."""
+    import io
+
+    engine = sa.create_engine(url)
+    config = alembic_config(engine)
+    assert config.get_main_option("sqlalchemy.url") == url
+    assert config.get_main_option("script_location") == str(MIGRATIONS_DIR)
+    config.output_buffer = io.StringIO()
+    command.upgrade(config, "0001", sql=True)
+    script = config.output_buffer.getvalue()
+    assert "CREATE TABLE images (" in script
+    assert f"metadata {dialect_type} NOT NULL" in script
+    assert "UPDATE alembic_version SET version_num='0001'" in script or (
+        "INSERT INTO alembic_version (version_num) VALUES ('0001')" in script
+    )
+    engine.dispose()
