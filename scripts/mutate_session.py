@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import gc
 import json
 import os
 import subprocess
@@ -183,6 +184,10 @@ class MutantLoop:
             watchdog.cancel()
             set_mutant_under_test("")
             self._teardown(session, keep_session=True)
+            # What a mutant's failure left unclosed (a connection, a file) is collected now,
+            # outside any test: else its ResourceWarning fails whichever test runs next
+            # (filterwarnings = error), a clean check included.
+            gc.collect()
             codes[name] = verdict
             window.append(name)
             done += 1
