@@ -282,7 +282,10 @@ def test_accounts_put_existing_images_in_the_default_group(engine: Engine) -> No
 
 @pytest.mark.parametrize(
     ("url", "dialect_type"),
-    [("sqlite:///unused.db", "JSON"), ("postgresql+psycopg://nobody@127.0.0.1/unused", "JSONB")],
+    [
+        ("sqlite:///unused.db", "JSON"),
+        ("postgresql+psycopg://nobody:p%40ss@127.0.0.1/unused", "JSONB"),
+    ],
 )
 def test_offline_sql_is_written_for_the_engines_dialect(url: str, dialect_type: str) -> None:
     """``alembic upgrade --sql`` (no connection): the config's URL names the dialect."""
@@ -290,6 +293,7 @@ def test_offline_sql_is_written_for_the_engines_dialect(url: str, dialect_type: 
 
     engine = sa.create_engine(url)
     config = alembic_config(engine)
+    # The password as given ("p%40ss": an escaped "@"), not hidden.
     assert config.get_main_option("sqlalchemy.url") == url
     assert config.get_main_option("script_location") == str(MIGRATIONS_DIR)
     config.output_buffer = io.StringIO()
@@ -301,3 +305,17 @@ def test_offline_sql_is_written_for_the_engines_dialect(url: str, dialect_type: 
         "INSERT INTO alembic_version (version_num) VALUES ('0001')" in script
     )
     engine.dispose()
+
+
+def test_a_percent_sign_in_the_database_path_is_no_obstacle(tmp_path: Path) -> None:
+    """``configparser`` interpolation must not see the URL's ``%`` (the service would not start)."""
+    folder = tmp_path / "50% done"
+    folder.mkdir()
+    engine = make_engine(f"sqlite:///{folder / 'm.db'}")
+    try:
+        upgrade_database(engine)
+        with engine.connect() as connection:
+            version = connection.exec_driver_sql("SELECT version_num FROM alembic_version")
+            assert version.scalar_one() == _revisions(engine)[-1]
+    finally:
+        engine.dispose()
