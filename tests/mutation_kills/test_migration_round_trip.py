@@ -319,3 +319,22 @@ def test_a_percent_sign_in_the_database_path_is_no_obstacle(tmp_path: Path) -> N
             assert version.scalar_one() == _revisions(engine)[-1]
     finally:
         engine.dispose()
+
+
+def test_a_percent_sign_in_the_install_folder_is_no_obstacle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scripts' folder goes through the same interpolation (a venv under ``50%``)."""
+    import shutil
+
+    from zstack_analyzer.service.db import migrations
+
+    copy = tmp_path / "50%" / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(migrations, "MIGRATIONS_DIR", copy)
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    try:
+        assert alembic_config(engine).get_main_option("script_location") == str(copy)
+        upgrade_database(engine, "0001")
+    finally:
+        engine.dispose()
