@@ -338,3 +338,15 @@ def test_a_percent_sign_in_the_install_folder_is_no_obstacle(
         upgrade_database(engine, "0001")
     finally:
         engine.dispose()
+
+
+def test_the_callers_engine_is_the_one_migrated() -> None:
+    """An in-memory database exists only in its engine: env.py must use the one passed."""
+    from sqlalchemy.pool import StaticPool
+
+    engine = sa.create_engine("sqlite://", poolclass=StaticPool)
+    try:
+        upgrade_database(engine, "0001")
+        assert sa.inspect(engine).get_table_names() == ["alembic_version", "images"]
+    finally:
+        engine.dispose()
