@@ -314,6 +314,32 @@ class MutantLoop:
         print(line, file=sys.stderr, flush=True)
 
 
+def load_alembic_scripts_as_package_modules(src: Path) -> None:
+    """Alembic loads ``env.py`` and each revision by path, as a module named after the file.
+
+    mutmut's trampoline activates a mutant only in the module its name gives
+    (``zstack_analyzer.service.db.migrations.versions.0006_metadata_table``), and the
+    stats name the functions a test reaches by ``__module__``: under Alembic's own name
+    (``0006_metadata_table_py``) no mutant would ever run and no test would reach one.
+    Files below ``src`` are loaded under their dotted package name instead; nothing
+    else about the load changes.
+    """
+    from alembic.util import pyfiles
+
+    original = pyfiles.load_module_py
+
+    def load_module_py(module_id: str, path: Any) -> Any:
+        try:
+            relative = Path(path).resolve().relative_to(src.resolve())
+        except ValueError:
+            return original(module_id, path)
+        if relative.suffix != ".py":
+            return original(module_id, path)
+        return original(".".join(relative.with_suffix("").parts), path)
+
+    pyfiles.load_module_py = load_module_py  # type: ignore[assignment]
+
+
 def main() -> int:
     """Generate the module's mutants, then test the chosen ones in one pytest session."""
     parser = argparse.ArgumentParser(
@@ -379,6 +405,8 @@ def main() -> int:
     sys.path.insert(0, str(work / "mutants" / "src"))
     os.environ["PYTHONPATH"] = str(work / "mutants" / "src")
     os.environ.setdefault("CI", "true")
+    if args.module.startswith("service/db/migrations/"):
+        load_alembic_scripts_as_package_modules(work / "mutants" / "src")
     import pytest
 
     loop = MutantLoop(meta, names, args.budget, args.check_every)

@@ -70,6 +70,22 @@ def _unmarked(endpoint: F) -> F:
     return endpoint
 
 
+def _problems(
+    *statuses: int, missing: str, conflict: str | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """:func:`problems`, with the 404 naming what is missing and the 409 saying what clashed.
+
+    Why: the shared descriptions are the image routes'; a dataset's, a tag's or a
+    comment's route documented "No image with this id" for its 404, and the tag
+    routes their 409 as an in-place original that changed.
+    """
+    responses = problems(*statuses)
+    responses[404] = {**responses[404], "description": f"No {missing} with this id"}
+    if conflict is not None:
+        responses[409] = {**responses[409], "description": conflict}
+    return responses
+
+
 def _register(kind: Kind) -> None:
     """The tag, key-value, comment and attachment routes of one kind of target."""
     plural = f"{kind}s"
@@ -78,12 +94,14 @@ def _register(kind: Kind) -> None:
     mark = annotates if kind == "image" else _unmarked
     named = named_path_id(f"{kind}_id")
     absent = 404
+    # "an image", "a dataset", "a project": the summaries are read by people.
+    a_kind = f"an {kind}" if kind == "image" else f"a {kind}"
 
     @router.get(
         f"{base}/tags",
         response_model=list[TagRef],
-        summary=f"The tags of a {kind}",
-        responses=problems(401, absent),
+        summary=f"The tags of {a_kind}",
+        responses=_problems(401, absent, missing=kind),
         name=f"{kind}_tags",
     )
     @named
@@ -93,8 +111,8 @@ def _register(kind: Kind) -> None:
     @router.put(
         f"{base}/tags",
         response_model=list[TagRef],
-        summary=f"Replace the tags of a {kind} (names made on first use in its group)",
-        responses=problems(401, 403, absent, 422),
+        summary=f"Replace the tags of {a_kind} (names made on first use in its group)",
+        responses=_problems(401, 403, absent, 422, missing=kind),
         name=f"put_{kind}_tags",
     )
     @mark
@@ -108,8 +126,8 @@ def _register(kind: Kind) -> None:
     @router.get(
         f"{base}/key-values",
         response_model=list[KeyValueItem],
-        summary=f"The key-value pairs of a {kind}, in order",
-        responses=problems(401, absent),
+        summary=f"The key-value pairs of {a_kind}, in order",
+        responses=_problems(401, absent, missing=kind),
         name=f"{kind}_key_values",
     )
     @named
@@ -122,8 +140,8 @@ def _register(kind: Kind) -> None:
     @router.put(
         f"{base}/key-values",
         response_model=list[KeyValueItem],
-        summary=f"Replace the key-value pairs of a {kind}",
-        responses=problems(401, 403, absent, 422),
+        summary=f"Replace the key-value pairs of {a_kind}",
+        responses=_problems(401, 403, absent, 422, missing=kind),
         name=f"put_{kind}_key_values",
     )
     @mark
@@ -137,8 +155,8 @@ def _register(kind: Kind) -> None:
     @router.get(
         f"{base}/comments",
         response_model=list[CommentPublic],
-        summary=f"The comments on a {kind}, oldest first",
-        responses=problems(401, absent),
+        summary=f"The comments on {a_kind}, oldest first",
+        responses=_problems(401, absent, missing=kind),
         name=f"{kind}_comments",
     )
     @named
@@ -152,8 +170,8 @@ def _register(kind: Kind) -> None:
         f"{base}/comments",
         status_code=201,
         response_model=CommentPublic,
-        summary=f"Comment on a {kind}",
-        responses=problems(401, 403, absent, 422),
+        summary=f"Comment on {a_kind}",
+        responses=_problems(401, 403, absent, 422, missing=kind),
         name=f"post_{kind}_comment",
     )
     @mark
@@ -167,8 +185,8 @@ def _register(kind: Kind) -> None:
     @router.get(
         f"{base}/attachments",
         response_model=list[AttachmentPublic],
-        summary=f"The files attached to a {kind}",
-        responses=problems(401, absent),
+        summary=f"The files attached to {a_kind}",
+        responses=_problems(401, absent, missing=kind),
         name=f"{kind}_attachments",
     )
     @named
@@ -182,8 +200,8 @@ def _register(kind: Kind) -> None:
         f"{base}/attachments",
         status_code=201,
         response_model=AttachmentPublic,
-        summary=f"Attach a small file to a {kind} (multipart field 'file', size-capped)",
-        responses=problems(400, 401, 403, absent, 413, 422),
+        summary=f"Attach a small file to {a_kind} (multipart field 'file', size-capped)",
+        responses=_problems(400, 401, 403, absent, 413, 422, missing=kind),
         name=f"post_{kind}_attachment",
         openapi_extra=_ATTACHMENT_BODY,
     )
@@ -305,7 +323,9 @@ def list_tags(
     "/tags/{tag_id}",
     response_model=TagPublic,
     summary="Rename a tag (its owner or a group owner); 409 if the name is taken: merge",
-    responses=problems(401, 403, 404, 409, 422),
+    responses=_problems(
+        401, 403, 404, 409, 422, missing="tag", conflict="Its group has a tag of that name"
+    ),
 )
 def update_tag(
     tag_id: TagId, body: TagUpdate, session: SessionDep, principal: PrincipalDep
@@ -318,7 +338,9 @@ def update_tag(
     "/tags/{tag_id}/merge",
     response_model=TagPublic,
     summary="Merge a tag into another of its group (its links move; it is deleted)",
-    responses=problems(401, 403, 404, 409, 422),
+    responses=_problems(
+        401, 403, 404, 409, 422, missing="tag", conflict="The two tags are of different groups"
+    ),
 )
 def merge_tag(
     tag_id: TagId, body: TagMerge, session: SessionDep, principal: PrincipalDep
@@ -331,7 +353,7 @@ def merge_tag(
     "/comments/{comment_id}",
     status_code=204,
     summary="Delete a comment (its author, or whoever may change the target)",
-    responses={204: {"description": "Deleted"}, **problems(401, 403, 404)},
+    responses={204: {"description": "Deleted"}, **_problems(401, 403, 404, missing="comment")},
 )
 def delete_comment(
     comment_id: Annotated[int, Path(ge=1, le=INDEX_MAX)],
@@ -353,7 +375,7 @@ def delete_comment(
             },
             "description": "The file's bytes",
         },
-        **problems(401, 404),
+        **_problems(401, 404, missing="attachment"),
     },
 )
 def download_attachment(
@@ -383,7 +405,7 @@ def download_attachment(
     "/attachments/{attachment_id}",
     status_code=204,
     summary="Delete an attached file (its author, or whoever may change the target)",
-    responses={204: {"description": "Deleted"}, **problems(401, 403, 404)},
+    responses={204: {"description": "Deleted"}, **_problems(401, 403, 404, missing="attachment")},
 )
 async def delete_attachment(
     attachment_id: Annotated[int, Path(ge=1, le=INDEX_MAX)],

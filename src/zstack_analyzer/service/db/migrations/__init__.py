@@ -22,10 +22,16 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent
 
 
 def alembic_config(engine: Engine) -> Config:
-    """Alembic config bound to ``engine`` (env.py takes the connection from attributes)."""
+    """Alembic config bound to ``engine`` (env.py takes the connection from attributes).
+
+    Alembic's options go through ``configparser`` interpolation: a ``%`` (a password
+    with an escaped character, ``p%40ss``, or a folder named ``50%``) is doubled, or
+    setting the option fails and the service cannot start.
+    """
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    url = engine.url.render_as_string(hide_password=False)
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     config.attributes["engine"] = engine
     return config
 
