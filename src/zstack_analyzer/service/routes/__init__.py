@@ -39,12 +39,19 @@ IMAGE_MEDIA_TYPES: dict[str, dict[str, Any]] = {
 }
 
 
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries for problem+json errors."""
+def problems(*statuses: int, missing: str | None = None) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for problem+json errors.
+
+    ``missing``: what a 404 of this route did not find ("dataset", "project or dataset");
+    without it, the image routes' "No image with this id".
+    """
+    described = dict(_DESCRIPTIONS)
+    if missing is not None:
+        described[404] = f"No {missing} with this id"
     return {
         status: {
             "model": Problem,
-            "description": _DESCRIPTIONS.get(status, "Error"),
+            "description": described.get(status, "Error"),
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
         for status in statuses

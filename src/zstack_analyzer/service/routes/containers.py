@@ -102,7 +102,7 @@ def list_projects(
     status_code=201,
     response_model=ContainerPublic,
     summary="Create a dataset, optionally in a project (project_id)",
-    responses=problems(401, 403, 404, 422),
+    responses=problems(401, 403, 404, 422, missing="project"),
 )
 def create_dataset(
     body: DatasetCreate, session: SessionDep, principal: PrincipalDep, placement: PlacementDep
@@ -124,7 +124,7 @@ def create_dataset(
     "/datasets",
     response_model=ContainersPublic,
     summary="List the datasets you can see (of one project with project_id)",
-    responses=problems(401, 404, 422),
+    responses=problems(401, 404, 422, missing="project"),
 )
 def list_datasets(
     session: SessionDep,
@@ -148,7 +148,7 @@ def _register_one(kind: Kind) -> None:
         f"/{plural}/{{{kind}_id}}",
         response_model=ContainerPublic,
         summary=f"One {kind}",
-        responses=problems(401, 404),
+        responses=problems(401, 404, missing=kind),
         name=f"get_{kind}",
     )
     @named
@@ -163,7 +163,7 @@ def _register_one(kind: Kind) -> None:
         f"/{plural}/{{{kind}_id}}",
         response_model=ContainerPublic,
         summary=f"Rename or redescribe a {kind}",
-        responses=problems(401, 403, 404, 422),
+        responses=problems(401, 403, 404, 422, missing=kind),
         name=f"update_{kind}",
     )
     @named
@@ -182,7 +182,7 @@ def _register_one(kind: Kind) -> None:
         f"/{plural}/{{{kind}_id}}",
         response_model=DeleteResult,
         summary=f"Delete a {kind} (its images too only with ?with_images=true)",
-        responses=problems(401, 403, 404, 422),
+        responses=problems(401, 403, 404, 422, missing=kind),
         name=f"delete_{kind}",
     )
     @named
@@ -239,7 +239,7 @@ for _kind in _CONTAINER_KINDS:
     "/datasets/{dataset_id}/images",
     response_model=LinkResult,
     summary="Link images into a dataset (JSON {'image_ids': [...]})",
-    responses=problems(401, 403, 404, 422),
+    responses=problems(401, 403, 404, 422, missing="dataset or image"),
 )
 def link_images(
     dataset_id: ContainerId, body: LinkImages, session: SessionDep, principal: PrincipalDep
@@ -252,7 +252,10 @@ def link_images(
     "/datasets/{dataset_id}/images/{image_id}",
     status_code=204,
     summary="Unlink an image from a dataset (the image stays)",
-    responses={204: {"description": "Unlinked"}, **problems(401, 403, 404)},
+    responses={
+        204: {"description": "Unlinked"},
+        **problems(401, 403, 404, missing="dataset or image"),
+    },
 )
 @image_action(Action.VIEW)  # the dataset changes (checked inside); the image is only seen
 def unlink_image(
@@ -269,7 +272,7 @@ def unlink_image(
     "/datasets/{dataset_id}/images",
     response_model=ImagesPublic,
     summary="The images of a dataset, newest first (paged like the image list)",
-    responses=problems(401, 404, 422),
+    responses=problems(401, 404, 422, missing="dataset"),
 )
 def dataset_images(
     dataset_id: ContainerId,
@@ -288,7 +291,7 @@ def dataset_images(
     "/projects/{project_id}/datasets",
     response_model=DatasetLinkResult,
     summary="Link existing datasets into a project (JSON {'dataset_ids': [...]})",
-    responses=problems(401, 403, 404, 422),
+    responses=problems(401, 403, 404, 422, missing="project or dataset"),
 )
 def link_datasets(
     project_id: ContainerId, body: LinkDatasets, session: SessionDep, principal: PrincipalDep
@@ -301,7 +304,10 @@ def link_datasets(
     "/projects/{project_id}/datasets/{dataset_id}",
     status_code=204,
     summary="Unlink a dataset from a project (the dataset stays)",
-    responses={204: {"description": "Unlinked"}, **problems(401, 403, 404)},
+    responses={
+        204: {"description": "Unlinked"},
+        **problems(401, 403, 404, missing="project or dataset"),
+    },
 )
 def unlink_dataset(
     project_id: ContainerId, dataset_id: ContainerId, session: SessionDep, principal: PrincipalDep
