@@ -50,7 +50,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 class Service:
     """The settings, database and storage of one test's service."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, **settings: Any) -> None:
         from zstack_analyzer.service.db.session import Database, make_engine
         from zstack_analyzer.service.storage import make_storage
 
@@ -58,20 +58,37 @@ class Service:
         data.mkdir()
         shutil.copyfile(_template(), data / "zstack.db")
         self.root = root
-        self.settings: Settings = make_settings(data)
+        self.settings: Settings = make_settings(data, **settings)
         self.storage: ObjectStorage = make_storage(self.settings)
         self.storage.ensure_dirs()
         self.database: Database = Database(make_engine(self.settings.resolved_database_url()))
         self.count = 0
 
-    def add(self, name: str, *, broken: bool = False, channels: int = 2) -> uuid.UUID:
-        """A stored image (a real OME-TIFF, or bytes no reader takes), the next one by age."""
+    def add(
+        self,
+        name: str,
+        *,
+        broken: bool = False,
+        channels: int = 2,
+        size: int = 12,
+        scenes: int = 1,
+        link_to: Path | None = None,
+    ) -> uuid.UUID:
+        """A stored image (a real OME-TIFF, or bytes no reader takes), the next one by age.
+
+        ``scenes=2``: a second series of one channel, 8 x 8; ``link_to``: the stored
+        original is a symbolic link to that file.
+        """
         stored = self.storage.new_stored_name(".ome.tif")
         target = self.storage.path(stored)
-        if broken:
+        if link_to is not None:
+            target.symlink_to(link_to)
+        elif broken:
             target.write_bytes(b"II*\x00" + b"\xff" * 60)
+        elif scenes == 2:
+            write_two_scenes(target)
         else:
-            write_ome_tiff(target, (channels, 3, 12, 10), seed=self.count)
+            write_ome_tiff(target, (channels, 3, size, 10), seed=self.count)
         self.count += 1
         created = T0 + timedelta(minutes=self.count)
 
@@ -112,6 +129,19 @@ class Service:
 
     def close(self) -> None:
         self.database.engine.dispose()
+
+
+def write_two_scenes(path: Path) -> Path:
+    """An OME-TIFF of two series: 2 channels of 12 x 10, then 1 channel of 8 x 8."""
+    import numpy as np
+    import tifffile
+
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        first = np.arange(2 * 3 * 12 * 10).reshape(2, 3, 12, 10) % 4000
+        tif.write(first.astype(np.uint16), metadata={"axes": "CZYX"})
+        second = np.arange(3 * 8 * 8).reshape(1, 3, 8, 8) % 4000
+        tif.write(second.astype(np.uint16), metadata={"axes": "CZYX"})
+    return path
 
 
 @pytest.fixture
@@ -178,6 +208,40 @@ def test_limit_counts_failures_and_batch_only_pages(service: Service) -> None:
     assert len(service.rows()) == 6
 
 
+def test_what_is_left_of_the_limit_sizes_the_next_page(service: Service) -> None:
+    """A failure counts against ``limit`` when the next page is sized, as a success does."""
+    for i in range(6):
+        service.add(f"{i}.ome.tif", broken=i == 0)
+    summary = backfill_quality(service.settings, limit=3, batch=2)
+    assert (summary.measured, summary.failed) == (2, 1)
+    assert len(service.rows()) == 3
+
+
+def test_every_scene_is_measured_in_its_own_row(service: Service, tmp_path: Path) -> None:
+    image_id = service.add("two.ome.tif", scenes=2)
+    assert backfill_quality(service.settings).measured == 1
+    assert service.rows()[image_id] == [(0, 1, None, 2), (1, 1, None, 1)]
+    qualities = measure_file(str(write_two_scenes(tmp_path / "two.ome.tif")), ReadLimits())
+    assert [(q.scene, len(q.as_dict(planes=False)["channels"])) for q in qualities] == [
+        (0, 2),
+        (1, 1),
+    ]
+
+
+def test_the_settings_read_limits_apply_to_the_command(tmp_path: Path) -> None:
+    service = Service(tmp_path, limits={"max_dimension": 11})
+    try:
+        wide = service.add("wide.ome.tif", size=12)
+        small = service.add("small.ome.tif", size=10)
+        summary = backfill_quality(service.settings)
+        assert (summary.measured, summary.failed) == (1, 1)
+        rows = service.rows()
+        assert rows[small] == [(0, 1, None, 2)]
+        assert "11" in str(rows[wide][0][2])
+    finally:
+        service.close()
+
+
 def test_without_progress_the_run_still_counts(service: Service) -> None:
     service.add("a.ome.tif")
     assert backfill_quality(service.settings).measured == 1
@@ -207,7 +271,8 @@ def test_an_image_deleted_while_it_is_measured(
         failed = measure_and_store(service.database, service.storage, ReadLimits(), broken)
     assert failed
     assert failed != "not stored: the image changed while it was measured"
-    assert f"{broken.id} was deleted while it was measured" in caplog.text
+    said = [r.getMessage() for r in caplog.records if r.name.endswith("quality_backfill")]
+    assert said == [f"{broken.id} was deleted while it was measured"]
     assert service.rows() == {}
 
 
@@ -242,7 +307,14 @@ def test_measure_file_reads_every_scene_under_its_limits_and_roots(tmp_path: Pat
     assert len(measure_file(str(free / "link.ome.tif"), ReadLimits())) == 1
 
 
-def _run_job(job: BackfillJob, service: Service, *, batch: int, processes: Any = None) -> bool:
+def _run_job(
+    job: BackfillJob,
+    service: Service,
+    *,
+    batch: int,
+    processes: Any = None,
+    limits: ReadLimits | None = None,
+) -> bool:
     """Start ``job`` in a real worker pool and wait for it; whether a second start was refused."""
     from zstack_analyzer.service.workers import WorkerPool
 
@@ -251,11 +323,11 @@ def _run_job(job: BackfillJob, service: Service, *, batch: int, processes: Any =
     async def main() -> None:
         async with anyio.create_task_group() as group:
             pool = WorkerPool(group, workers=1, processes=processes)
-            limits = ReadLimits()
-            assert job.start(pool, service.database, service.storage, limits, batch=batch)
+            chosen = ReadLimits() if limits is None else limits
+            assert job.start(pool, service.database, service.storage, chosen, batch=batch)
             assert job.running
             refused.append(
-                not job.start(pool, service.database, service.storage, limits, batch=batch)
+                not job.start(pool, service.database, service.storage, chosen, batch=batch)
             )
             with anyio.fail_after(120):
                 while job.running:
@@ -279,6 +351,17 @@ def test_the_service_job_measures_page_by_page_once_at_a_time(service: Service) 
     assert (job.summary.measured, job.summary.failed, job.summary.last_error) == (0, 0, None)
 
 
+def test_the_service_job_reads_under_the_servers_limits(service: Service) -> None:
+    wide = service.add("wide.ome.tif", size=12)
+    small = service.add("small.ome.tif", size=10)
+    job = BackfillJob()
+    _run_job(job, service, batch=50, limits=ReadLimits(max_dimension=11))
+    assert (job.summary.measured, job.summary.failed) == (1, 1)
+    rows = service.rows()
+    assert rows[small] == [(0, 1, None, 2)]
+    assert "11" in str(rows[wide][0][2])
+
+
 def test_the_service_job_stops_on_a_database_error_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -300,21 +383,34 @@ def test_the_service_job_stops_on_a_database_error_and_says_so(
 def test_a_local_file_is_measured_in_a_child_when_there_are_some(service: Service) -> None:
     import os
 
+    from zstack_analyzer.confine import confine_reads
     from zstack_analyzer.service.children import ChildProcesses
     from zstack_analyzer.service.config import BioformatsSettings, LimitsSettings
 
-    ids = [service.add("a.ome.tif"), service.add("b.ome.tif", broken=True)]
+    outside = write_ome_tiff(service.root / "outside.ome.tif", (1, 3, 10, 10))
+    ids = [
+        service.add("a.ome.tif", size=10),
+        service.add("b.ome.tif", broken=True),
+        service.add("wide.ome.tif", size=12),
+        service.add("link.ome.tif", link_to=outside),
+    ]
+    # The server's confined roots go to the child: here the storage folder, where a
+    # stored original that is a link out of it is refused.
+    confine_reads([service.storage.path("x").parent])
     children = ChildProcesses(
         workers=1, idle_seconds=60, limits=LimitsSettings(), bioformats=BioformatsSettings()
     )
     try:
         job = BackfillJob()
-        _run_job(job, service, batch=50, processes=children)
+        _run_job(job, service, batch=50, processes=children, limits=ReadLimits(max_dimension=11))
         assert children.starts == 1
         assert children.call(os.getpid) != os.getpid()
     finally:
         children.close()
-    assert (job.summary.measured, job.summary.failed) == (1, 1)
+    assert (job.summary.measured, job.summary.failed) == (1, 3)
     rows = service.rows()
     assert rows[ids[0]] == [(0, 1, None, 2)]
     assert rows[ids[1]][0][2]
+    assert "11" in str(rows[ids[2]][0][2])  # the limits went to the child
+    assert "link.ome.tif" not in str(rows[ids[3]][0][2])  # the stored name, refused there
+    assert rows[ids[3]][0][2]
