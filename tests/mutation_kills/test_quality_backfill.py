@@ -377,7 +377,9 @@ def test_the_service_job_stops_on_a_database_error_and_says_so(
     finally:
         broken.database.engine.dispose()
     assert job.running is False
-    assert "quality backfill stopped" in caplog.text
+    said = [r for r in caplog.records if r.name.endswith("quality_backfill")]
+    assert [r.getMessage() for r in said] == ["quality backfill stopped"]
+    assert said[0].exc_info is not None
 
 
 def test_a_local_file_is_measured_in_a_child_when_there_are_some(service: Service) -> None:
