@@ -59,6 +59,9 @@ def _render(
     cache_max_bytes: int = 1 << 30,
 ) -> tuple[list[str], str]:
     """One background render through ClusterRenders; the task keys run, the client's state."""
+    import dask
+    from distributed import default_client
+
     keys: list[str] = []
     status: list[str] = []
 
@@ -68,6 +71,10 @@ def _render(
                 scheduler, group, cache_dir=cache_dir, cache_max_bytes=cache_max_bytes
             )
             assert renders.cache_dir == cache_dir
+            # Not this process's default client: the server's own dask work stays local.
+            assert dask.config.get("scheduler", None) != "dask.distributed"
+            with pytest.raises(ValueError, match="No clients found"):
+                default_client()
             assert renders.cache_max_bytes == cache_max_bytes
             await renders.client.get_task_stream()  # installs the scheduler's recorder
             started = time.time()
@@ -102,7 +109,8 @@ def test_a_render_goes_to_the_cache_under_its_identity_with_a_named_key(
     assert key.startswith("zstack-render-0123456789abcdef-")
     assert len(key) == len("zstack-render-0123456789abcdef-") + 8
     assert status == "closed"
-    assert f"background renders go to the dask scheduler at {scheduler}" in caplog.text
+    said = [r.getMessage() for r in caplog.records if r.name == "zstack_analyzer.service.cluster"]
+    assert said == [f"background renders go to the dask scheduler at {scheduler}"]
     assert "failed" not in caplog.text
 
 
