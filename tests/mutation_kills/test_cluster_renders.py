@@ -48,6 +48,26 @@ def scheduler() -> Iterator[str]:
         yield cluster.scheduler_address
 
 
+@pytest.fixture(autouse=True)
+def _no_default_client_left() -> Iterator[None]:
+    """Whatever a test's client did to dask's configuration and default client is undone.
+
+    Why: the mutation runner runs every test again after a mutant that made its
+    client the process default (``set_as_default=True``); that must fail the test
+    of that mutant, not every later one.
+    """
+    import copy
+
+    import dask
+    from distributed import client as distributed_client
+
+    saved = copy.deepcopy(dask.config.config)
+    yield
+    dask.config.config.clear()
+    dask.config.config.update(saved)
+    distributed_client._global_clients.clear()
+
+
 def _render(
     scheduler: str,
     path: Path,
