@@ -57,12 +57,14 @@ def _no_default_client_left() -> Iterator[None]:
     of that mutant, not every later one.
     """
     import copy
+    import gc
 
     import dask
     from distributed import client as distributed_client
 
     saved = copy.deepcopy(dask.config.config)
     yield
+    gc.collect()  # a client a test left behind is collected in that test, not a later one
     dask.config.config.clear()
     dask.config.config.update(saved)
     distributed_client._global_clients.clear()
@@ -86,10 +88,21 @@ def _render(
     status: list[str] = []
 
     async def main() -> None:
+        try:
+            await run(renders_of)
+        finally:  # a client left open would fail a later test when it is collected
+            for renders in renders_of:
+                if renders.client.status != "closed":
+                    await renders.client.close()
+
+    renders_of: list[ClusterRenders] = []
+
+    async def run(made: list[ClusterRenders]) -> None:
         async with anyio.create_task_group() as group:
             renders = await ClusterRenders.connect(
                 scheduler, group, cache_dir=cache_dir, cache_max_bytes=cache_max_bytes
             )
+            made.append(renders)
             assert renders.cache_dir == cache_dir
             # Not this process's default client: the server's own dask work stays local.
             assert dask.config.get("scheduler", None) != "dask.distributed"
