@@ -155,11 +155,17 @@ class HttpFiler:
 
 
 def _raise(response: Any) -> None:
+    """Raise an answer of 400 or more as the server's detail (else the body as text).
+
+    The body may be JSON that is not an object (a proxy's or an old server's list or
+    string): it is then said as text, never an AttributeError of its own.
+    """
     if response.status_code >= 400:
         try:
-            detail = response.json().get("detail", response.text)
+            body = response.json()
         except ValueError:
-            detail = response.text
+            body = None
+        detail = body.get("detail", response.text) if isinstance(body, dict) else response.text
         msg = f"HTTP {response.status_code}: {str(detail)[:300]}"
         raise RuntimeError(msg)
 
