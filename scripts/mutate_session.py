@@ -66,8 +66,12 @@ import mutate  # noqa: E402 - our sibling script: the scratch folder and config
 KILLED, SURVIVED, NO_TESTS, TIMEOUT = 1, 0, 33, 36
 _REAL_STDOUT, _REAL_STDERR = os.dup(1), os.dup(2)  # before pytest's capture replaces them
 _GENERATE = """
-import os, sys
+import multiprocessing, os, sys
 from pathlib import Path
+sys.path.insert(0, {scripts!r})
+import mutate_decorated
+mutate_decorated.install()  # route bodies too (see its docstring)
+multiprocessing.set_start_method("fork")  # the generator's pool inherits the patch
 from mutmut.mutation.trampoline import set_mutant_under_test
 from mutmut.utils.file_utils import copy_src_dir, copy_also_copy_files, setup_source_paths
 from mutmut.__main__ import create_mutants
@@ -82,7 +86,7 @@ def generate(module: str, tests: list[str]) -> Path:
     """The mutants mutmut makes of ``module`` (kept from earlier runs when its source is unchanged)."""
     work = mutate._workdir(module, tests, resume=True)
     subprocess.run(  # noqa: S603 - our interpreter, fixed arguments
-        [sys.executable, "-c", _GENERATE],
+        [sys.executable, "-c", _GENERATE.format(scripts=str(ROOT / "scripts"))],
         cwd=work,
         check=True,
         stdout=subprocess.DEVNULL,
