@@ -77,7 +77,7 @@ def _audit(client: TestClient, action: str) -> list[tuple[str | None, dict[str, 
 def test_upload_answers_headers_record_event_and_log(
     server: tuple[TestClient, dict[str, str]], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client, auth = server
+    client, _ = server
     source = _stack(tmp_path)
     name = f"u{uuid.uuid4().hex[:6]}.ome.tif"
     with caplog.at_level(logging.INFO, logger=LOGGER):
@@ -105,7 +105,7 @@ def test_upload_answers_headers_record_event_and_log(
     assert second.headers["x-duplicate-of"] == image_id
     assert second.json()["id"] != image_id
     stored = client.app.state.settings.images_dir  # type: ignore[attr-defined]
-    assert not [p for p in stored.rglob("*.upload")]  # the staging file was renamed
+    assert not list(stored.rglob("*.upload"))  # the staging file was renamed
 
 
 def test_a_refused_upload_names_the_users_file_and_leaves_nothing(
