@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from tests.service.conftest import _testclient_class, write_ome_tiff
 from tests.service.live import make_settings
 from zstack_analyzer.service.auth.audit import AuditEvent
 from zstack_analyzer.service.config import AccountSettings
+from zstack_analyzer.service.routes.images import default_thumbnail_spec
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -218,3 +220,34 @@ def test_delete_answers_204_and_the_record_is_gone(
     assert deleted.content == b""
     assert client.get(f"/api/images/{image_id}", headers=auth).status_code == 404
     assert client.delete(f"/api/images/{image_id}", headers=auth).status_code == 404
+
+
+def _until(what: str, ready: Any) -> None:
+    deadline = time.monotonic() + 120
+    while not ready():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_an_upload_schedules_its_thumbnail_and_quality(
+    server: tuple[TestClient, dict[str, str]], tmp_path: Path
+) -> None:
+    """With ``thumbnail_on_upload`` the route schedules the default thumbnail after the 201."""
+    client, auth = server
+    settings: Any = client.app.state.settings  # type: ignore[attr-defined]
+    settings.render.thumbnail_on_upload = True
+    try:
+        body = _upload(server, _stack(tmp_path)).json()
+    finally:
+        settings.render.thumbnail_on_upload = False
+    url = f"/api/images/{body['id']}"
+    _until("never marked ready", lambda: client.get(url, headers=auth).json()["thumbnail_ready"])
+    _until(
+        "quality never stored",
+        lambda: client.get(f"{url}/quality", headers=auth).json()["status"] == "ready",
+    )
+    sha = body["image_stack"]["sha256"]
+    cache: Any = client.app.state.cache  # type: ignore[attr-defined]
+    cached = cache.get(sha, default_thumbnail_spec().cache_key(sha))
+    assert cached is not None
+    assert cached.startswith(b"\x89PNG")
