@@ -11,10 +11,18 @@ fixtures whose set-up is most of a test's cost.
 What keeps the verdicts honest:
 
 * Mutants and their names are mutmut's own (its generator writes ``.mutate/<module>/``
-  exactly as ``scripts/mutate.py`` does), and verdicts go into mutmut's ``.meta`` file with
+  as ``scripts/mutate.py`` does), and verdicts go into mutmut's ``.meta`` file with
   mutmut's exit codes, so ``scripts/mutate.py --report-only/--survivors`` and the
   ``[equivalent]`` list work unchanged. A kill of an earlier run stands (more tests never
   revive a mutant of unchanged source).
+* One addition to mutmut's generator (``scripts/mutate_decorated.py``): the bodies of
+  decorated module-level functions are mutated too, so FastAPI route bodies are scored.
+  mutmut skips every decorated function; here the trampoline keeps the decorators (and,
+  through ``functools.wraps``, the original's signature, annotations and globals, which
+  FastAPI reads for dependency injection), its copies carry none (no route is registered
+  twice), and the parameter list is not mutated (FastAPI passes every parameter). Such
+  mutants are named like any other (``x_upload_image__mutmut_3``). A ``.mutate/<module>``
+  generated before this change is reused as it is: delete it to get the route mutants.
 * Which tests reach which function is measured in this session, like mutmut's stats run:
   each test once with the ``stats`` mutant, which records every mutated function it calls.
   A test that fails with no mutant is dropped (and listed), never counted as a kill.
