@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -42,7 +43,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient
     from zstack_analyzer.service.app import create_app
 
     folder = tmp_path_factory.mktemp("render-routes")
-    settings = make_settings(folder / "data")
+    (folder / "archive").mkdir()
+    settings = make_settings(folder / "data", import_roots=[folder / "archive"])
     settings.render.thumbnail_on_upload = False
     with _testclient_class()(create_app(settings)) as client:
         record = upload(client, write_ome_tiff(folder / "cells.ome.tif", SHAPE)).json()
@@ -286,3 +288,22 @@ def test_a_damaged_files_error_names_the_upload(
     detail = response.json()["detail"]
     assert detail.startswith("precious.ome.tif: ")
     assert stored_name not in detail
+
+
+@pytest.mark.parametrize("route", ["histogram", "mip"])
+def test_an_in_place_original_is_checked_before_any_answer(
+    stack: tuple[TestClient, str, str], route: str
+) -> None:
+    """A registered original that changed answers 409, and one that is gone 410."""
+    client = stack[0]
+    settings: Any = client.app.state.settings  # type: ignore[attr-defined]
+    source = settings.import_roots[0] / f"{uuid.uuid4().hex}.ome.tif"
+    write_ome_tiff(source, seed=3)
+    created = client.post("/api/images/register", json={"path": str(source)})
+    assert created.status_code == 201, created.text
+    url = f"/api/images/{created.json()['id']}/{route}"
+    assert client.get(url).status_code == 200
+    write_ome_tiff(source, seed=4)  # another picture, same size
+    assert client.get(url).status_code == 409
+    source.unlink()
+    assert client.get(url).status_code == 410
