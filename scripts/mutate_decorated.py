@@ -19,7 +19,8 @@ What this changes, applied by ``scripts/mutate_session.py``'s generator only (mu
   ``inspect.unwrap(...).__globals__`` see the original function). The ``__mutmut_orig``
   copy and the mutants are plain functions without decorators: no route is registered twice.
 
-Methods (a decorated method may be a ``@property``) keep mutmut's behaviour. Mutants of a
+Methods (a decorated method may be a ``@property``) keep mutmut's behaviour, and so do
+functions with a decorator of ``NEVER`` (numba's compilers, caches). Mutants of a
 decorated function are named like any other (``x_upload_image__mutmut_3``), so verdicts,
 reports and the ``[equivalent]`` lists work unchanged.
 """
@@ -32,6 +33,31 @@ import libcst as cst
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+
+#: Decorators whose functions stay unmutated (by the last part of the decorator's name):
+#: numba compiles the function it decorates (a trampoline cannot be compiled), and a cache
+#: would serve a result computed under one mutant to the next mutant or the clean checks.
+NEVER = frozenset(
+    {"njit", "jit", "vectorize", "cache", "lru_cache", "cached_property", "property"}
+    | {"overload", "singledispatch"}
+)
+
+
+def _name(decorator: cst.BaseExpression) -> str:
+    """``numba.njit(nogil=True)`` -> ``njit``; ``router.get(...)`` -> ``get``."""
+    if isinstance(decorator, cst.Call):
+        decorator = decorator.func
+    if isinstance(decorator, cst.Attribute):
+        return decorator.attr.value
+    return decorator.value if isinstance(decorator, cst.Name) else ""
+
+
+def _mutable(function: cst.FunctionDef) -> bool:
+    """A decorated function whose body this module mutates (none of its decorators is NEVER)."""
+    return not _plain(function) and not any(
+        _name(d.decorator) in NEVER for d in function.decorators
+    )
 
 
 def _plain(function: cst.FunctionDef) -> bool:
@@ -55,7 +81,7 @@ def install() -> None:
 
     def skip_node_and_children(self: Any, node: cst.CSTNode) -> bool:
         if isinstance(node, cst.Module):
-            decorated = [s for s in node.body if isinstance(s, cst.FunctionDef) and not _plain(s)]
+            decorated = [s for s in node.body if isinstance(s, cst.FunctionDef) and _mutable(s)]
             self._deco_functions = {id(f) for f in decorated}
             self._deco_params = {id(f.params) for f in decorated}
         if id(node) in getattr(self, "_deco_params", ()):
@@ -73,7 +99,7 @@ def install() -> None:
         function: cst.FunctionDef, mutants: Any, class_name: str | None
     ) -> tuple[Sequence[Any], Sequence[Any], Sequence[Any], Sequence[str]]:
         empty, nodes, assign, names = arrange(function, mutants, class_name)
-        if class_name is None and not _plain(function):
+        if class_name is None and _mutable(function):
             # nodes[0] is the decorated trampoline; the original's copy and the mutants
             # must not run the decorators again.
             nodes = [nodes[0], *(n.with_changes(decorators=[]) for n in nodes[1:])]
