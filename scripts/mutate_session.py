@@ -11,10 +11,18 @@ fixtures whose set-up is most of a test's cost.
 What keeps the verdicts honest:
 
 * Mutants and their names are mutmut's own (its generator writes ``.mutate/<module>/``
-  exactly as ``scripts/mutate.py`` does), and verdicts go into mutmut's ``.meta`` file with
+  as ``scripts/mutate.py`` does), and verdicts go into mutmut's ``.meta`` file with
   mutmut's exit codes, so ``scripts/mutate.py --report-only/--survivors`` and the
   ``[equivalent]`` list work unchanged. A kill of an earlier run stands (more tests never
   revive a mutant of unchanged source).
+* One addition to mutmut's generator (``scripts/mutate_decorated.py``): the bodies of
+  decorated module-level functions are mutated too, so FastAPI route bodies are scored.
+  mutmut skips every decorated function; here the trampoline keeps the decorators (and,
+  through ``functools.wraps``, the original's signature, annotations and globals, which
+  FastAPI reads for dependency injection), its copies carry none (no route is registered
+  twice), and the parameter list is not mutated (FastAPI passes every parameter). Such
+  mutants are named like any other (``x_upload_image__mutmut_3``). A ``.mutate/<module>``
+  generated before this change is reused as it is: delete it to get the route mutants.
 * Which tests reach which function is measured in this session, like mutmut's stats run:
   each test once with the ``stats`` mutant, which records every mutated function it calls.
   A test that fails with no mutant is dropped (and listed), never counted as a kill.
@@ -66,8 +74,12 @@ import mutate  # noqa: E402 - our sibling script: the scratch folder and config
 KILLED, SURVIVED, NO_TESTS, TIMEOUT = 1, 0, 33, 36
 _REAL_STDOUT, _REAL_STDERR = os.dup(1), os.dup(2)  # before pytest's capture replaces them
 _GENERATE = """
-import os, sys
+import multiprocessing, os, sys
 from pathlib import Path
+sys.path.insert(0, {scripts!r})
+import mutate_decorated
+mutate_decorated.install()  # route bodies too (see its docstring)
+multiprocessing.set_start_method("fork")  # the generator's pool inherits the patch
 from mutmut.mutation.trampoline import set_mutant_under_test
 from mutmut.utils.file_utils import copy_src_dir, copy_also_copy_files, setup_source_paths
 from mutmut.__main__ import create_mutants
@@ -82,7 +94,7 @@ def generate(module: str, tests: list[str]) -> Path:
     """The mutants mutmut makes of ``module`` (kept from earlier runs when its source is unchanged)."""
     work = mutate._workdir(module, tests, resume=True)
     subprocess.run(  # noqa: S603 - our interpreter, fixed arguments
-        [sys.executable, "-c", _GENERATE],
+        [sys.executable, "-c", _GENERATE.format(scripts=str(ROOT / "scripts"))],
         cwd=work,
         check=True,
         stdout=subprocess.DEVNULL,

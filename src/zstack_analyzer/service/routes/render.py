@@ -434,6 +434,7 @@ async def histogram(
     headers = _etag_headers(etag, settings)
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
+    path = None
     try:
         path = await anyio.to_thread.run_sync(readable_source, image, storage)
         channels = await pool.shared(
@@ -447,6 +448,10 @@ async def histogram(
             settings.limits.read_limits(),
             is_disconnected=request.is_disconnected,
         )
+    except ZstackError as exc:
+        # As the picture routes do: the message names the user's file, never our storage name.
+        name_image_in_message(exc, image, path)
+        raise
     except OSError as exc:
         raise await missing_file_error(database, image_id, exc) from exc
     response.headers.update(headers)
