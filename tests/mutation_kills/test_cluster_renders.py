@@ -43,7 +43,10 @@ def scheduler() -> Iterator[str]:
         processes=True,
         host="127.0.0.1",
         scheduler_port=0,
+        # dashboard_address=None alone still takes dask's default 8787 (and fails when it
+        # is taken): the scheduler's own dashboard is switched off too.
         dashboard_address=None,
+        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
     ) as cluster:
         yield cluster.scheduler_address
 
