@@ -255,6 +255,10 @@ def test_sparse_tiles_by_position_and_absent_tiles_read_zero(tmp_path: Path) -> 
         np.testing.assert_array_equal(image.read_plane(0, 0, 1, 0), stack[1, 0])
         md = image.metadata()
         assert "TILED_SPARSE: some tiles are absent; their pixels read as 0" in md.warnings
+        absent = image.read_tile(0, 0, 0, 1, 1, 1, 1)  # an absent tile keeps the pixel type
+        assert absent.dtype == np.uint16
+        assert absent.shape == (16, 16)
+        assert not absent.any()
 
 
 def test_sparse_paths_and_planes_in_first_seen_and_sorted_order(tmp_path: Path) -> None:
@@ -840,3 +844,40 @@ def test_a_slide_at_the_limits_opens(tmp_path: Path) -> None:
         DicomReader(path, limits=ReadLimits(max_plane_bytes=16 * 32 * 2 - 1))
     with pytest.raises(LimitExceededError):
         DicomReader(path, limits=ReadLimits(max_planes=1))
+
+
+def test_to_dask_defaults_to_scene_0_level_0_and_grey_has_no_sample_axis(tmp_path: Path) -> None:
+    """A grey slide's lazy array is T,C,Z,Y,X (no trailing S axis), read without arguments.
+
+    The limits are exact for uint16 planes: the lazy array's size check uses the pixel type.
+    """
+    from zstack_analyzer.limits import ReadLimits
+
+    stack = _stack(y=20, x=24)
+    path = write_dicom_wsi(tmp_path / "s.dcm", stack, tile=(8, 16))
+    reader = DicomReader(path, limits=ReadLimits(max_plane_bytes=20 * 24 * 2))
+    try:
+        array = reader.to_dask()
+        assert array.shape == (1, 1, 1, 20, 24)
+        assert array.chunks[3:] == ((8, 8, 4), (16, 8))
+        np.testing.assert_array_equal(array.compute()[0], stack)
+    finally:
+        reader.close()
+
+
+def test_an_rgb_planes_rows_are_not_counted_as_planes(tmp_path: Path) -> None:
+    """Reading a whole RGB plane is one plane of Y x X x S bytes, whatever ``max_planes``.
+
+    The old check passed (1, Y, X, S), whose last two axes (X, S) were taken as the plane,
+    so the plane's Y rows counted as planes: a 48-row plane was refused under 47 planes.
+    """
+    from zstack_analyzer.errors import LimitExceededError
+    from zstack_analyzer.limits import ReadLimits
+
+    rgb = np.zeros((1, 1, 48, 64, 3), "uint8")
+    rgb[0, 0, :, :, 0] = np.arange(64, dtype=np.uint8)
+    path = write_dicom_wsi(tmp_path / "rgb.dcm", rgb, tile=(16, 16))
+    with DicomReader(path, limits=ReadLimits(max_plane_bytes=48 * 64 * 3, max_planes=47)) as image:
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 0), rgb[0, 0])
+    with pytest.raises(LimitExceededError, match=r"one plane of \(48, 64, 3\) uint8"):
+        DicomReader(path, limits=ReadLimits(max_plane_bytes=48 * 64 * 3 - 1))
