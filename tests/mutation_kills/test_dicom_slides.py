@@ -881,3 +881,21 @@ def test_an_rgb_planes_rows_are_not_counted_as_planes(tmp_path: Path) -> None:
         np.testing.assert_array_equal(image.read_plane(0, 0, 0, 0), rgb[0, 0])
     with pytest.raises(LimitExceededError, match=r"one plane of \(48, 64, 3\) uint8"):
         DicomReader(path, limits=ReadLimits(max_plane_bytes=48 * 64 * 3 - 1))
+
+
+def test_a_header_the_metadata_cannot_follow_is_corrupt_with_the_cause(tmp_path: Path) -> None:
+    """An empty Pixel Measures sequence (IndexError) is the file's fault, named and kept."""
+    path = write_dicom_wsi(tmp_path / "s.dcm", _stack(y=20, x=24), tile=(8, 16))
+
+    def empty_measures(ds: Dataset) -> None:
+        shared = Dataset()
+        shared.PixelMeasuresSequence = Sequence([])
+        ds.SharedFunctionalGroupsSequence = Sequence([shared])
+
+    _edit(path, empty_measures)
+    with DicomReader(path) as image, pytest.raises(CorruptFileError) as caught:
+        image.metadata()
+    assert str(caught.value).startswith("s.dcm: unreadable DICOM metadata: ")
+    assert caught.value.path == path
+    assert caught.value.detail is not None
+    assert caught.value.detail.startswith("IndexError(")
