@@ -899,3 +899,32 @@ def test_a_header_the_metadata_cannot_follow_is_corrupt_with_the_cause(tmp_path:
     assert caught.value.path == path
     assert caught.value.detail is not None
     assert caught.value.detail.startswith("IndexError(")
+
+
+def test_vendor_metadata_without_modality_or_sop_class(tmp_path: Path) -> None:
+    """No Modality and no SOP Class: 'unknown' in the warning, both None, syntax still named."""
+    frames = encoded_stack(1, 1, 1, 8, 10)[0, 0]
+    path = write_dicom_frames(tmp_path / "f.dcm", frames)
+
+    def strip(ds: Dataset) -> None:
+        del ds.Modality
+        del ds.SOPClassUID
+
+    _edit(path, strip)
+    with DicomReader(path) as image:
+        md = image.metadata()
+    assert "DICOM modality unknown is not microscopy: read as a plain image" in md.warnings
+    assert md.vendor_metadata["modality"] is None
+    assert md.vendor_metadata["sop_class"] is None
+    assert md.vendor_metadata["transfer_syntax"] == str(
+        pydicom.dcmread(path).file_meta.TransferSyntaxUID
+    )
+
+
+def test_a_microscopy_modality_is_enough_without_the_slide_sop_class(tmp_path: Path) -> None:
+    frames = encoded_stack(1, 1, 1, 8, 10)[0, 0]
+    path = write_dicom_frames(tmp_path / "f.dcm", frames, modality="SM")
+    with DicomReader(path) as image:
+        md = image.metadata()
+    assert not [w for w in md.warnings if "not microscopy" in w]
+    assert md.vendor_metadata["modality"] == "SM"
