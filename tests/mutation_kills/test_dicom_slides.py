@@ -861,6 +861,7 @@ def test_to_dask_defaults_to_scene_0_level_0_and_grey_has_no_sample_axis(tmp_pat
         assert array.shape == (1, 1, 1, 20, 24)
         assert array.chunks[3:] == ((8, 8, 4), (16, 8))
         np.testing.assert_array_equal(array.compute()[0], stack)
+        assert reader.read_plane(0, 0, 0, 0).dtype == np.uint16  # assembled from 6 tiles
     finally:
         reader.close()
 
