@@ -255,6 +255,10 @@ def test_sparse_tiles_by_position_and_absent_tiles_read_zero(tmp_path: Path) -> 
         np.testing.assert_array_equal(image.read_plane(0, 0, 1, 0), stack[1, 0])
         md = image.metadata()
         assert "TILED_SPARSE: some tiles are absent; their pixels read as 0" in md.warnings
+        absent = image.read_tile(0, 0, 0, 1, 1, 1, 1)  # an absent tile keeps the pixel type
+        assert absent.dtype == np.uint16
+        assert absent.shape == (16, 16)
+        assert not absent.any()
 
 
 def test_sparse_paths_and_planes_in_first_seen_and_sorted_order(tmp_path: Path) -> None:
@@ -840,3 +844,88 @@ def test_a_slide_at_the_limits_opens(tmp_path: Path) -> None:
         DicomReader(path, limits=ReadLimits(max_plane_bytes=16 * 32 * 2 - 1))
     with pytest.raises(LimitExceededError):
         DicomReader(path, limits=ReadLimits(max_planes=1))
+
+
+def test_to_dask_defaults_to_scene_0_level_0_and_grey_has_no_sample_axis(tmp_path: Path) -> None:
+    """A grey slide's lazy array is T,C,Z,Y,X (no trailing S axis), read without arguments.
+
+    The limits are exact for uint16 planes: the lazy array's size check uses the pixel type.
+    """
+    from zstack_analyzer.limits import ReadLimits
+
+    stack = _stack(y=20, x=24)
+    path = write_dicom_wsi(tmp_path / "s.dcm", stack, tile=(8, 16))
+    reader = DicomReader(path, limits=ReadLimits(max_plane_bytes=20 * 24 * 2))
+    try:
+        array = reader.to_dask()
+        assert array.shape == (1, 1, 1, 20, 24)
+        assert array.chunks[3:] == ((8, 8, 4), (16, 8))
+        np.testing.assert_array_equal(array.compute()[0], stack)
+        assert reader.read_plane(0, 0, 0, 0).dtype == np.uint16  # assembled from 6 tiles
+    finally:
+        reader.close()
+
+
+def test_an_rgb_planes_rows_are_not_counted_as_planes(tmp_path: Path) -> None:
+    """Reading a whole RGB plane is one plane of Y x X x S bytes, whatever ``max_planes``.
+
+    The old check passed (1, Y, X, S), whose last two axes (X, S) were taken as the plane,
+    so the plane's Y rows counted as planes: a 48-row plane was refused under 47 planes.
+    """
+    from zstack_analyzer.errors import LimitExceededError
+    from zstack_analyzer.limits import ReadLimits
+
+    rgb = np.zeros((1, 1, 48, 64, 3), "uint8")
+    rgb[0, 0, :, :, 0] = np.arange(64, dtype=np.uint8)
+    path = write_dicom_wsi(tmp_path / "rgb.dcm", rgb, tile=(16, 16))
+    with DicomReader(path, limits=ReadLimits(max_plane_bytes=48 * 64 * 3, max_planes=47)) as image:
+        np.testing.assert_array_equal(image.read_plane(0, 0, 0, 0), rgb[0, 0])
+    with pytest.raises(LimitExceededError, match=r"one plane of \(48, 64, 3\) uint8"):
+        DicomReader(path, limits=ReadLimits(max_plane_bytes=48 * 64 * 3 - 1))
+
+
+def test_a_header_the_metadata_cannot_follow_is_corrupt_with_the_cause(tmp_path: Path) -> None:
+    """An empty Pixel Measures sequence (IndexError) is the file's fault, named and kept."""
+    path = write_dicom_wsi(tmp_path / "s.dcm", _stack(y=20, x=24), tile=(8, 16))
+
+    def empty_measures(ds: Dataset) -> None:
+        shared = Dataset()
+        shared.PixelMeasuresSequence = Sequence([])
+        ds.SharedFunctionalGroupsSequence = Sequence([shared])
+
+    _edit(path, empty_measures)
+    with DicomReader(path) as image, pytest.raises(CorruptFileError) as caught:
+        image.metadata()
+    assert str(caught.value).startswith("s.dcm: unreadable DICOM metadata: ")
+    assert caught.value.path == path
+    assert caught.value.detail is not None
+    assert caught.value.detail.startswith("IndexError(")
+
+
+def test_vendor_metadata_without_modality_or_sop_class(tmp_path: Path) -> None:
+    """No Modality and no SOP Class: 'unknown' in the warning, both None, syntax still named."""
+    frames = encoded_stack(1, 1, 1, 8, 10)[0, 0]
+    path = write_dicom_frames(tmp_path / "f.dcm", frames)
+
+    def strip(ds: Dataset) -> None:
+        del ds.Modality
+        del ds.SOPClassUID
+
+    _edit(path, strip)
+    with DicomReader(path) as image:
+        md = image.metadata()
+    assert "DICOM modality unknown is not microscopy: read as a plain image" in md.warnings
+    assert md.vendor_metadata["modality"] is None
+    assert md.vendor_metadata["sop_class"] is None
+    assert md.vendor_metadata["transfer_syntax"] == str(
+        pydicom.dcmread(path).file_meta.TransferSyntaxUID
+    )
+
+
+def test_a_microscopy_modality_is_enough_without_the_slide_sop_class(tmp_path: Path) -> None:
+    frames = encoded_stack(1, 1, 1, 8, 10)[0, 0]
+    path = write_dicom_frames(tmp_path / "f.dcm", frames, modality="SM")
+    with DicomReader(path) as image:
+        md = image.metadata()
+    assert not [w for w in md.warnings if "not microscopy" in w]
+    assert md.vendor_metadata["modality"] == "SM"

@@ -394,7 +394,8 @@ class DicomReader(ImageReader):
         lv = self._level(scene, level)
         g = lv.frames.geometry
         shape = (lv.size_y, lv.size_x, g.samples) if g.samples > 1 else (lv.size_y, lv.size_x)
-        self.check_shape(shape if g.samples == 1 else (1, *shape), g.dtype)
+        # RGB: a 6-D shape, so that check_shape takes Y, X and S as the plane (not X, S)
+        self.check_shape(shape if g.samples == 1 else (1, 1, 1, *shape), g.dtype)
         if lv.tiles_y == lv.tiles_x == 1:
             return self.read_tile(scene, level, t, c, z, 0, 0)
         out = np.zeros(shape, g.dtype)
