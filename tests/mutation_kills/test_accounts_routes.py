@@ -87,6 +87,8 @@ def lab(server: tuple[TestClient, str]) -> Iterator[tuple[TestClient, dict[str, 
         yield client, tokens, p
     finally:
         client.cookies.clear()
+        # Failed logins of a test must not add up to a 429 over repeated runs (mutants).
+        client.app.state.login_throttle = None  # type: ignore[attr-defined]
 
 
 def _as(tokens: dict[str, str], name: str) -> dict[str, str]:
@@ -322,8 +324,6 @@ def test_login_sets_the_cookie_and_a_failure_says_401_then_429(lab: Lab) -> None
 
 def test_logout_ends_the_session_and_clears_the_cookie(lab: Lab) -> None:
     client, tokens, p = lab
-    login = client.post("/api/auth/login", json={"username": f"{p}bob2", "password": PASSWORD})
-    assert login.status_code == 401  # bob has no password
     login = client.post("/api/auth/login", json={"username": f"{p}alice", "password": PASSWORD})
     csrf = login.json()["csrf_token"]
     cookie = client.cookies.get("zstack_session")
@@ -527,6 +527,9 @@ def test_move_needs_the_owner_in_both_groups_or_an_admin(lab: Lab, tmp_path: Pat
     assert moved.json()["group"] == f"{p}-a"
     assert moved.json()["owner"] == f"{p}alice"
     assert client.get(f"/api/images/{image_id}", headers=root).json()["group"] == f"{p}-a"
+    # Other processes' memos are told: the image's change marker is touched.
+    records: Any = client.app.state.records  # type: ignore[attr-defined]
+    assert (records.deleted_dir / f"{image_id}.changed").is_file()
     events = [(t, d) for _, t, d in _events(client, "move")]
     assert any(
         t == image_id and d["group"] == f"{p}-a" and d["image_id"] == image_id for t, d in events
@@ -597,3 +600,78 @@ def test_login_uses_the_configured_lockout_and_client_limit_and_rotates_the_sess
     finally:
         (accounts.max_failed_logins, accounts.lockout_minutes, accounts.client_max_failures) = saved
         app.state.login_throttle = None
+
+
+def test_admin_made_and_changed_users_get_every_field(lab: Lab) -> None:
+    client, tokens, p = lab
+    root = _as(tokens, "root")
+    made = client.post(
+        "/api/admin/users",
+        json={
+            "username": f"{p}erin",
+            "password": PASSWORD,
+            "is_admin": False,
+            "display_name": "Erin E",
+            "email": "erin@example.org",
+        },
+        headers=root,
+    )
+    assert made.status_code == 201, made.text
+    body = made.json()
+    assert (body["display_name"], body["email"], body["is_admin"]) == (
+        "Erin E",
+        "erin@example.org",
+        False,
+    )
+    listed = {u["username"]: u for u in client.get("/api/admin/users", headers=root).json()}
+    assert listed[f"{p}erin"]["groups"] == []  # no group: an empty list, not null
+    login = {"username": f"{p}erin", "password": PASSWORD}
+    assert client.post("/api/auth/login", json=login).status_code == 200
+    client.cookies.clear()
+    new = "another long enough password"
+    changed = client.patch(
+        f"/api/admin/users/{p}erin",
+        json={
+            "password": new,
+            "is_admin": True,
+            "display_name": "Erin F",
+            "email": "f@example.org",
+        },
+        headers=root,
+    )
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert (body["display_name"], body["email"], body["is_admin"], body["is_active"]) == (
+        "Erin F",
+        "f@example.org",
+        True,
+        True,
+    )
+    assert client.post("/api/auth/login", json=login).status_code == 401
+    again = client.post("/api/auth/login", json={"username": f"{p}erin", "password": new})
+    assert again.status_code == 200
+    client.cookies.clear()
+    # The revoke event names who revoked.
+    own = client.post("/api/tokens", json={"name": "r"}, headers=_as(tokens, "bob")).json()
+    assert client.delete(f"/api/tokens/{own['id']}", headers=_as(tokens, "bob")).status_code == 204
+    revoked = [(a, d) for a, _, d in _events(client, "token_revoke")]
+    assert (f"{p}bob", {"token_id": own["id"]}) in revoked
+
+
+def test_logout_with_a_token_leaves_the_browser_session_alone(lab: Lab) -> None:
+    client, tokens, p = lab
+    login = client.post("/api/auth/login", json={"username": f"{p}alice", "password": PASSWORD})
+    assert login.status_code == 200
+    cookie = client.cookies.get("zstack_session")
+    # bob's token wins over alice's cookie: bob has no session to end; alice's stays.
+    out = client.post("/api/auth/logout", headers=_as(tokens, "bob"))
+    assert out.status_code == 204
+    client.cookies.clear()  # the answer told the browser to drop it; the server kept it
+    client.cookies.set("zstack_session", cookie)
+    assert client.get("/api/auth/me").json()["username"] == f"{p}alice"
+    csrf = login.json()["csrf_token"]
+    ended = client.post("/api/auth/logout", headers={"X-CSRF-Token": csrf})
+    cleared = ended.headers["set-cookie"]
+    assert "HttpOnly" in cleared
+    assert "SameSite=lax" in cleared
+    assert "Path=/" in cleared
