@@ -395,9 +395,9 @@ def test_admin_changes_take_effect_at_once_and_are_audited(lab: Lab) -> None:
     ]
     # A membership added or removed shows at once.
     client.post(
-        "/api/admin/groups", json={"name": f"{p}-d", "permissions": "private"}, headers=root
+        "/api/admin/groups", json={"name": f"{p}-d", "permissions": "read-write"}, headers=root
     )
-    assert ("root", None, {"group": f"{p}-d", "permissions": "private"}) in [
+    assert ("root", None, {"group": f"{p}-d", "permissions": "read-write"}) in [
         (a, None, d) for a, _, d in _events(client, "group_create")
     ]
     added = client.put(f"/api/admin/groups/{p}-d/members/{p}bob", json={}, headers=root)
@@ -431,7 +431,7 @@ def test_admin_changes_take_effect_at_once_and_are_audited(lab: Lab) -> None:
     deleted = client.delete(f"/api/admin/groups/{p}-d", headers=root)
     assert deleted.status_code == 204
     assert deleted.content == b""
-    assert {"group": f"{p}-d"} in [d for _, _, d in _events(client, "group_delete")]
+    assert ("root", {"group": f"{p}-d"}) in [(a, d) for a, _, d in _events(client, "group_delete")]
     assert client.delete(f"/api/admin/groups/{p}-d", headers=root).status_code == 404
     # Disabling a user: their token stops working at once; the event names what changed.
     off = client.patch(
@@ -476,7 +476,7 @@ def test_import_roots_added_listed_and_removed(lab: Lab, tmp_path: Path) -> None
     listed = client.get("/api/admin/import-roots", headers=root).json()
     assert {"path": str(folder.resolve()), "group": f"{p}-a"} in listed
     event = {"group": f"{p}-a", "path": str(folder.resolve())}
-    assert event in [d for _, _, d in _events(client, "import_root_add")]
+    assert ("root", event) in [(a, d) for a, _, d in _events(client, "import_root_add")]
     unknown = client.post(
         "/api/admin/import-roots", json={"group": f"{p}-zz", "path": str(folder)}, headers=root
     )
@@ -484,7 +484,8 @@ def test_import_roots_added_listed_and_removed(lab: Lab, tmp_path: Path) -> None
     gone = client.delete("/api/admin/import-roots", params={"path": str(folder)}, headers=root)
     assert gone.status_code == 204
     assert gone.content == b""
-    assert {"path": str(folder)} in [d for _, _, d in _events(client, "import_root_remove")]
+    removed = [(a, d) for a, _, d in _events(client, "import_root_remove")]
+    assert ("root", {"path": str(folder)}) in removed
     listed = client.get("/api/admin/import-roots", headers=root).json()
     assert all(r["path"] != str(folder.resolve()) for r in listed)
     again = client.delete("/api/admin/import-roots", params={"path": str(folder)}, headers=root)
@@ -530,10 +531,11 @@ def test_move_needs_the_owner_in_both_groups_or_an_admin(lab: Lab, tmp_path: Pat
     # Other processes' memos are told: the image's change marker is touched.
     records: Any = client.app.state.records  # type: ignore[attr-defined]
     assert (records.deleted_dir / f"{image_id}.changed").is_file()
-    events = [(t, d) for _, t, d in _events(client, "move")]
-    assert any(
-        t == image_id and d["group"] == f"{p}-a" and d["image_id"] == image_id for t, d in events
-    )
+    with client.app.state.database.sessions() as session:  # type: ignore[attr-defined]
+        w_id = accounts.find_group(session, f"{p}-w").id
+    moves = [(a, t, d) for a, t, d in _events(client, "move")]
+    event = {"image_id": image_id, "from_group": w_id, "group": f"{p}-a"}
+    assert (f"{p}alice", image_id, event) in moves
     # Back to -w, then alice leaves -w: she may no longer move it out of there.
     assert (
         client.patch(f"/api/images/{image_id}", json={"group": f"{p}-w"}, headers=root).status_code
