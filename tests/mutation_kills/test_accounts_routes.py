@@ -677,3 +677,36 @@ def test_logout_with_a_token_leaves_the_browser_session_alone(lab: Lab) -> None:
     assert "HttpOnly" in cleared
     assert "SameSite=lax" in cleared
     assert "Path=/" in cleared
+
+
+@pytest.mark.parametrize(
+    ("base", "setting", "secure"),
+    [
+        ("https://testserver", None, True),  # unset: Secure when served over HTTPS
+        ("http://testserver", None, False),
+        ("http://testserver", True, True),  # behind a TLS proxy that speaks HTTP to us
+        ("https://testserver", False, False),
+    ],
+)
+def test_the_session_cookie_is_secure_over_https_or_when_configured(
+    lab: Lab, base: str, setting: bool | None, secure: bool
+) -> None:
+    """The Secure flag follows ``cookie_secure``, or the request's scheme when it is unset.
+
+    Why: a session cookie without Secure goes out over plain HTTP too; no other test logged
+    in over HTTPS or set ``cookie_secure``, so a login that dropped the flag passed.
+    """
+    client, _, p = lab
+    accounts = client.app.state.settings.accounts  # type: ignore[attr-defined]
+    before = accounts.cookie_secure
+    accounts.cookie_secure = setting
+    try:
+        ok = client.post(
+            f"{base}/api/auth/login", json={"username": f"{p}alice", "password": PASSWORD}
+        )
+        assert ok.status_code == 200, ok.text
+        attributes = [a.strip().lower() for a in ok.headers["set-cookie"].split(";")]
+        assert ("secure" in attributes) is secure, attributes
+        assert "httponly" in attributes
+    finally:
+        accounts.cookie_secure = before
