@@ -10,6 +10,7 @@ and what ``close`` does to an idle pool and to a pool never started.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -215,7 +216,10 @@ def test_close_of_an_idle_or_never_started_pool() -> None:
     idle.close()  # twice: nothing left to do
 
 
-def test_an_idle_pool_stops_its_processes_and_only_when_idle() -> None:
+def test_an_idle_pool_stops_its_processes_and_only_when_idle(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="zstack_analyzer.service.children")
     children = _children(idle_seconds=0.2)
     try:
         pid = children.call(os.getpid)
@@ -232,6 +236,7 @@ def test_an_idle_pool_stops_its_processes_and_only_when_idle() -> None:
                 break
             assert time.monotonic() < deadline, f"child {pid} outlived its idle stop"
             time.sleep(0.05)
+        assert caplog.messages.count("background worker process idle for 0.2 s: stopped") == 1
         # A job longer than the idle time is not stopped under it.
         assert children.call(time.sleep, 0.6) is None
         assert children.starts == 2

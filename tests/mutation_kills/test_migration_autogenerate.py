@@ -55,12 +55,27 @@ def test_autogenerate_at_head_finds_nothing_then_a_changed_type_in_batch(
             op = Operations(MigrationContext.configure(connection))
             with op.batch_alter_table("image_channels") as batch:
                 batch.alter_column("position", type_=sa.String(20))
+                batch.alter_column("name_key", type_=sa.Integer())
         ops, opts = _autogenerate(engine)
         diffs = [d for group in ops.as_diffs() for d in group]
-        assert [(d[0], d[2], d[3]) for d in diffs] == [
-            ("modify_type", "image_channels", "position")
+        assert sorted((d[0], d[2], d[3]) for d in diffs) == [
+            ("modify_type", "image_channels", "name_key"),
+            ("modify_type", "image_channels", "position"),
         ]
         code = render_python_code(ops, render_as_batch=opts["render_as_batch"])
         assert "batch_alter_table('image_channels'" in code
+    finally:
+        engine.dispose()
+
+
+def test_without_the_callers_engine_env_migrates_the_configured_url(tmp_path: Path) -> None:
+    """A config with only ``sqlalchemy.url`` (Alembic's own command line) still migrates."""
+    path = tmp_path / "u.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        config = alembic_config(engine)
+        del config.attributes["engine"]
+        command.upgrade(config, "0001")
+        assert sorted(sa.inspect(engine).get_table_names()) == ["alembic_version", "images"]
     finally:
         engine.dispose()
