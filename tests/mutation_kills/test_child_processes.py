@@ -229,6 +229,9 @@ def test_an_idle_pool_stops_its_processes_and_only_when_idle(
             time.sleep(0.05)
         for timer in _timers(children):  # the timer's thread is still shutting it down
             timer.join(timeout=30)
+        # The stop waits for the process to exit (it is reaped, not left to end later).
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
         while True:  # stopped means ended, not only forgotten
             try:
                 os.kill(pid, 0)
