@@ -10,6 +10,7 @@ and what ``close`` does to an idle pool and to a pool never started.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -215,7 +216,10 @@ def test_close_of_an_idle_or_never_started_pool() -> None:
     idle.close()  # twice: nothing left to do
 
 
-def test_an_idle_pool_stops_its_processes_and_only_when_idle() -> None:
+def test_an_idle_pool_stops_its_processes_and_only_when_idle(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="zstack_analyzer.service.children")
     children = _children(idle_seconds=0.2)
     try:
         pid = children.call(os.getpid)
@@ -225,6 +229,9 @@ def test_an_idle_pool_stops_its_processes_and_only_when_idle() -> None:
             time.sleep(0.05)
         for timer in _timers(children):  # the timer's thread is still shutting it down
             timer.join(timeout=30)
+        # The stop waits for the process to exit (it is reaped, not left to end later).
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
         while True:  # stopped means ended, not only forgotten
             try:
                 os.kill(pid, 0)
@@ -232,8 +239,74 @@ def test_an_idle_pool_stops_its_processes_and_only_when_idle() -> None:
                 break
             assert time.monotonic() < deadline, f"child {pid} outlived its idle stop"
             time.sleep(0.05)
+        assert caplog.messages.count("background worker process idle for 0.2 s: stopped") == 1
         # A job longer than the idle time is not stopped under it.
         assert children.call(time.sleep, 0.6) is None
         assert children.starts == 2
+    finally:
+        children.close()
+
+
+def test_one_worker_runs_jobs_given_at_once_one_after_the_other() -> None:
+    """``workers`` is the pool's size, not the machine's core count (2 here)."""
+    children = _children(workers=1)
+    try:
+        seen: set[int] = set()
+        gate = threading.Barrier(2)
+
+        def one() -> None:
+            gate.wait(timeout=60)
+            seen.add(children.call(child_state, 1.0)["pid"])
+
+        threads = [threading.Thread(target=one) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert len(seen) == 1
+    finally:
+        children.close()
+
+
+#: Set in the server process only: a forked child would inherit it, a spawned one imports
+#: this module afresh.
+_SET_IN_THE_SERVER: list[str] = []
+
+
+def inherited_state() -> tuple[list[str], int]:
+    """What a child sees of its server's state (runs in the child)."""
+    return _SET_IN_THE_SERVER, os.getppid()
+
+
+def test_children_are_spawned_not_forked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fork of a threaded server copies its locks and state; children start afresh."""
+    monkeypatch.setattr(f"{__name__}._SET_IN_THE_SERVER", ["server"])
+    children = _children()
+    try:
+        assert children.call(inherited_state) == ([], os.getpid())
+    finally:
+        children.close()
+
+
+def test_a_late_idle_timer_leaves_a_busy_or_stopped_pool_alone() -> None:
+    """The timer may fire just as a job starts (it waits for the lock): the job goes on."""
+    never = _children()
+    never._stop_if_idle()  # nothing started: nothing to stop
+    assert never.running is False
+
+    children = _children()
+    try:
+        result: list[dict[str, Any]] = []
+        job = threading.Thread(target=lambda: result.append(children.call(child_state, 1.0)))
+        job.start()
+        deadline = time.monotonic() + 60
+        while not children._active:
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.01)
+        children._stop_if_idle()
+        assert children.running is True
+        job.join(timeout=120)
+        assert len(result) == 1
+        assert children.running is True
     finally:
         children.close()
