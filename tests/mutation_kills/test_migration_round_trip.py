@@ -152,14 +152,13 @@ def _matches_the_models(engine: Engine) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from tests.service.test_schema import _compare_type
     from zstack_analyzer.service.db.models import Base
-    from zstack_analyzer.service.db.search import include_in_schema_compare
+    from zstack_analyzer.service.db.search import compare_schema_types, include_in_schema_compare
 
     with engine.connect() as connection:
         context = MigrationContext.configure(
             connection,
-            opts={"compare_type": _compare_type, "include_name": include_in_schema_compare},
+            opts={"compare_type": compare_schema_types, "include_name": include_in_schema_compare},
         )
         assert compare_metadata(context, Base.metadata) == []
         # Alembic's comparison leaves out keys and ON DELETE: compared here.

@@ -7,37 +7,18 @@ from typing import TYPE_CHECKING
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import String, inspect
+from sqlalchemy import inspect
 
 from tests.service.conftest import api_routes
 from zstack_analyzer.service.db.migrations import upgrade_database
 from zstack_analyzer.service.db.models import Base
-from zstack_analyzer.service.db.search import include_in_schema_compare
+from zstack_analyzer.service.db.search import compare_schema_types, include_in_schema_compare
 from zstack_analyzer.service.db.session import make_engine
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from fastapi.testclient import TestClient
-    from sqlalchemy.types import TypeEngine
-
-
-def _compare_type(
-    context: MigrationContext,
-    inspected_column: object,
-    metadata_column: object,
-    inspected_type: TypeEngine[object],
-    metadata_type: TypeEngine[object],
-) -> bool | None:
-    """Alembic's type comparison, except VARCHAR lengths on SQLite, which SQLite ignores.
-
-    Why: widening a column there means rebuilding the table (and losing ``images``' FTS
-    triggers), so migrations widen columns on PostgreSQL only (0015).
-    """
-    both_text = isinstance(inspected_type, String) and isinstance(metadata_type, String)
-    if context.dialect.name == "sqlite" and both_text and type(metadata_type) is String:
-        return False
-    return None
 
 
 def test_migrations_match_models(tmp_path: Path, database_url: str | None) -> None:
@@ -49,7 +30,10 @@ def test_migrations_match_models(tmp_path: Path, database_url: str | None) -> No
         with engine.connect() as connection:
             context = MigrationContext.configure(
                 connection,
-                opts={"compare_type": _compare_type, "include_name": include_in_schema_compare},
+                opts={
+                    "compare_type": compare_schema_types,
+                    "include_name": include_in_schema_compare,
+                },
             )
             diff = compare_metadata(context, Base.metadata)
             columns = {c["name"]: c for c in inspect(connection).get_columns("image_metadata")}

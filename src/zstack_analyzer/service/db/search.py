@@ -114,6 +114,25 @@ def include_in_schema_compare(name: str | None, type_: str, _parents: Any = None
     return not (type_ == "table" and name is not None and name.startswith(FTS_TABLES))
 
 
+def compare_schema_types(
+    migration: Any, _inspected: Any, _declared: Any, inspected_type: Any, declared_type: Any
+) -> bool | None:
+    """Alembic ``compare_type`` hook: its comparison, except VARCHAR lengths on SQLite.
+
+    Why: SQLite ignores the lengths, and widening a column there means rebuilding the
+    table, which drops ``images``' FTS triggers, so revisions widen columns on PostgreSQL
+    only (0015). Without this, ``alembic revision --autogenerate`` on SQLite proposed
+    rebuilding ``images`` to widen ``format``. ``None`` leaves the decision to Alembic.
+    Used by the migrations' ``env.py`` and by the schema test.
+    """
+    from sqlalchemy import String
+
+    both_text = isinstance(inspected_type, String) and isinstance(declared_type, String)
+    if migration.dialect.name == "sqlite" and both_text and type(declared_type) is String:
+        return False
+    return None
+
+
 #: The SQLite triggers of migration 0004 (recreated when a table rebuild dropped them).
 SQLITE_TRIGGERS = (
     """CREATE TRIGGER IF NOT EXISTS images_fts_insert AFTER INSERT ON images BEGIN
