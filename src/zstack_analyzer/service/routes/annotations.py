@@ -79,8 +79,7 @@ def _problems(
     comment's route documented "No image with this id" for its 404, and the tag
     routes their 409 as an in-place original that changed.
     """
-    responses = problems(*statuses)
-    responses[404] = {**responses[404], "description": f"No {missing} with this id"}
+    responses = problems(*statuses, missing=missing)
     if conflict is not None:
         responses[409] = {**responses[409], "description": conflict}
     return responses
