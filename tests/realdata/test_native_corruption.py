@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.corrupt import variants
-from tests.needs import unavailable
 from tests.realdata.test_corruption_suite import MIN_VARIANTS, PEAK_LIMIT_MIB, _run
-from tests.realdata.test_native_vs_bioformats import NATIVE, manifest_rows, more_dir
+from tests.realdata.test_native_vs_bioformats import NATIVE
 from tests.synthetic import encoded_stack
 from tests.synthetic_dv import write_dv
 from tests.synthetic_ims import write_ims
 from tests.synthetic_mm import write_mm_dataset
+from tests.testdata_more import manifest_rows, require_testdata_more
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -33,9 +33,7 @@ pytestmark = [pytest.mark.realdata, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _files(tmp_path: Path) -> list[Path]:
-    root = more_dir()
-    if root is None:
-        unavailable("../shared/testdata-more (or $ZSTACK_TESTDATA_MORE) is absent")
+    root = require_testdata_more()
     real = [root / row["file (local)"] for row in manifest_rows(root) if row["format"] in NATIVE]
     import mrcfile
 
