@@ -22,15 +22,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zstack_analyzer.service.config import LdapSettings
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 __all__ = [
     "BASE_DN",
+    "GROUPS",
+    "GROUP_MAP",
+    "IMAGING",
+    "MICROSCOPY",
+    "OTHERS",
+    "PEOPLE",
     "SLAPD",
     "LdapServer",
     "running_slapd",
+    "search_settings",
     "slapd_missing",
+    "template_settings",
 ]
 
 SLAPD = Path("/usr/sbin/slapd")
@@ -40,6 +50,16 @@ MODULE_DIR = Path("/usr/lib/ldap")
 BASE_DN = "dc=example,dc=org"
 ROOT_DN = f"cn=admin,{BASE_DN}"
 ROOT_PASSWORD = "admin-secret"  # noqa: S105 - a throwaway test directory
+PEOPLE = f"ou=people,{BASE_DN}"
+GROUPS = f"ou=groups,{BASE_DN}"
+IMAGING = f"cn=imaging,{GROUPS}"
+MICROSCOPY = f"cn=microscopy,{GROUPS}"
+OTHERS = f"cn=others,{GROUPS}"
+
+#: Directory groups -> our groups. Imaging is spelled differently from the server on
+#: purpose (attribute types and values in capitals, a space after the comma): DNs compare
+#: case- and space-blind.
+GROUP_MAP = {"CN=Imaging, OU=groups,dc=example,dc=org": "imaging", MICROSCOPY: "microscopy"}
 
 _CONFIG = """\
 include {schema}/core.schema
@@ -47,7 +67,7 @@ include {schema}/cosine.schema
 include {schema}/inetorgperson.schema
 modulepath {modules}
 moduleload back_mdb
-pidfile {root}/slapd.pid
+{modules_extra}pidfile {root}/slapd.pid
 argsfile {root}/slapd.args
 loglevel none
 
@@ -59,7 +79,7 @@ rootpw {rootpw}
 directory {root}/db
 access to attrs=userPassword by self write by anonymous auth by * none
 access to * by * read
-"""
+{overlays}"""
 
 
 def slapd_missing() -> str | None:
@@ -129,7 +149,7 @@ def _accepts(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _start(root: Path) -> LdapServer:
+def _start(root: Path, *, member_of: bool) -> LdapServer:
     """Start slapd on a free loopback port; retry when another process took the port."""
     (root / "db").mkdir(exist_ok=True)
     config = root / "slapd.conf"
@@ -141,6 +161,8 @@ def _start(root: Path) -> LdapServer:
             base=BASE_DN,
             rootdn=ROOT_DN,
             rootpw=ROOT_PASSWORD,
+            modules_extra="moduleload memberof\n" if member_of else "",
+            overlays="overlay memberof\n" if member_of else "",
         )
     )
     last_error = ""
@@ -188,12 +210,40 @@ ou: groups
 
 
 @contextlib.contextmanager
-def running_slapd() -> Iterator[LdapServer]:
-    """A fresh slapd with the base, ``ou=people`` and ``ou=groups``; stopped afterwards."""
+def running_slapd(*, member_of: bool = False) -> Iterator[LdapServer]:
+    """A fresh slapd with the base, ``ou=people`` and ``ou=groups``; stopped afterwards.
+
+    ``member_of``: with the memberof overlay, so people get ``memberOf`` for their
+    ``groupOfNames`` groups (an attribute the login reads besides the group search).
+    """
     with tempfile.TemporaryDirectory(prefix="zstack-slapd-") as tmp:
-        server = _start(Path(tmp))
+        server = _start(Path(tmp), member_of=member_of)
         try:
             server.add(_base_entries())
             yield server
         finally:
             server.stop()
+
+
+def template_settings(server: LdapServer, **overrides: object) -> LdapSettings:
+    """Login settings that bind as ``uid={username},ou=people,...`` (no service account)."""
+    values: dict[str, object] = {
+        "url": server.url,
+        "user_dn_template": f"uid={{username}},{PEOPLE}",
+        "group_base": GROUPS,
+        "group_map": GROUP_MAP,
+    }
+    return LdapSettings.model_validate({**values, **overrides})
+
+
+def search_settings(server: LdapServer, **overrides: object) -> LdapSettings:
+    """Login settings that find the person by a search as the directory's root, then bind."""
+    values: dict[str, object] = {
+        "url": server.url,
+        "search_base": BASE_DN,
+        "bind_dn": server.root_dn,
+        "bind_password": server.root_password,
+        "group_base": GROUPS,
+        "group_map": GROUP_MAP,
+    }
+    return LdapSettings.model_validate({**values, **overrides})

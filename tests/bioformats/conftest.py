@@ -9,69 +9,23 @@ run in one worker process, which starts one JVM.
 
 from __future__ import annotations
 
-import os
-import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT
 from tests.needs import unavailable
+from tests.testdata_more import require_testdata_more
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from zstack_analyzer.readers.bioformats.pool import WorkerPool
-
-
-def long_tail_dir() -> Path | None:
-    """``$ZSTACK_TESTDATA_MORE``, else ../shared/testdata-more beside the checkout."""
-    configured = os.environ.get("ZSTACK_TESTDATA_MORE")
-    if configured:
-        return Path(configured)
-    default = REPO_ROOT.parent / "shared" / "testdata-more"
-    return default if default.is_dir() else None
-
-
-def manifest_rows() -> list[dict[str, str]]:
-    """Rows of testdata-more/MANIFEST.md (companions excluded), as column -> text."""
-    root = long_tail_dir()
-    if root is None or not (root / "MANIFEST.md").is_file():
-        return []
-    lines = [
-        line
-        for line in (root / "MANIFEST.md").read_text(encoding="utf-8").splitlines()
-        if line.startswith("|")
-    ]
-    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
-    rows = []
-    for line in lines[2:]:
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        row = dict(zip(header, cells, strict=True))
-        if row["BF reader"] != "(companion)":
-            rows.append(row)
-    return rows
-
-
-_UNITS_UM = {"µm": 1.0, "nm": 1e-3, "Å": 1e-4, "mm": 1e3}
-
-
-def length_um(text: str) -> float | None:
-    """A MANIFEST length ("2 µm", "56.7913 Å", "-") in µm."""
-    found = re.fullmatch(r"([-+0-9.e]+)\s*(\S+)", text.strip())
-    if not found:
-        return None
-    return float(found.group(1)) * _UNITS_UM[found.group(2)]
 
 
 @pytest.fixture(scope="session")
 def testdata_more() -> Path:
     """The folder of long-tail files, or skip (fail on CI)."""
-    root = long_tail_dir()
-    if root is None:
-        unavailable(
-            "testdata-more absent: set ZSTACK_TESTDATA_MORE or place ../shared/testdata-more"
-        )
-    return root
+    return require_testdata_more()
 
 
 @pytest.fixture(scope="session")

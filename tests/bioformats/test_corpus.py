@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from tests.bioformats.conftest import length_um, manifest_rows, sizes
+from tests.bioformats.conftest import sizes
+from tests.testdata_more import length_um, manifest_rows
 from zstack_analyzer import open_image
 from zstack_analyzer.readers.bioformats.reader import BioformatsReader
 

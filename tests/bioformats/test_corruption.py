@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.bioformats.conftest import manifest_rows
 from tests.corrupt import variants
+from tests.testdata_more import manifest_rows
 from zstack_analyzer import ZstackError, open_image
 from zstack_analyzer.readers.bioformats.pool import PoolOptions, configure, get_pool
 from zstack_analyzer.readers.bioformats.reader import BioformatsReader

@@ -96,16 +96,13 @@ def principal_of(session: Session, user_id: int) -> Principal:
     return Principal(user_id=user_id, username=user.username, groups=roles, via="session")
 
 
-def add_image(
-    session: Session,
-    filename: str,
-    *,
-    owner_id: int | None = None,
-    group_id: int | None = None,
-    source_path: str | None = None,
-    **columns: Any,
-) -> uuid.UUID:
-    """An image record (no file behind it: what the annotation and ROI services read)."""
+def image_row(filename: str, **columns: Any) -> Image:
+    """An unsaved image row with every required column filled (no file behind it).
+
+    Why one builder: the tests that need rows in bulk or with odd values (1001 images, a
+    nameless one, given ids and creation times) give only what they test; the rest is
+    a plausible 16-bit OME-TIFF stack.
+    """
     values: dict[str, Any] = {
         "filename": filename,
         "stored_name": uuid.uuid4().hex,
@@ -121,12 +118,24 @@ def add_image(
         "bit_depth": 16,
         "dtype": "uint16",
         "scenes": [],
-        "owner_id": owner_id,
-        "group_id": group_id,
-        "source_path": source_path,
     }
     values.update(columns)
-    image = Image(**values)
+    return Image(**values)
+
+
+def add_image(
+    session: Session,
+    filename: str,
+    *,
+    owner_id: int | None = None,
+    group_id: int | None = None,
+    source_path: str | None = None,
+    **columns: Any,
+) -> uuid.UUID:
+    """An image record (what the annotation and ROI services read), committed; its id."""
+    image = image_row(
+        filename, owner_id=owner_id, group_id=group_id, source_path=source_path, **columns
+    )
     session.add(image)
     session.commit()
     return image.id

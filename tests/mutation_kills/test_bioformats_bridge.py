@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.bioformats.conftest import long_tail_dir
 from tests.needs import unavailable
+from tests.testdata_more import require_testdata_more
 from zstack_analyzer import confine
 from zstack_analyzer.confine import UnsafeFileError, confine_reads
 from zstack_analyzer.errors import CorruptFileError, MissingDependencyError
@@ -33,10 +33,7 @@ from zstack_analyzer.readers.bioformats.extent import check_extent
 @pytest.fixture(scope="module")
 def more() -> Path:
     """testdata-more, or skip (fail on CI)."""
-    root = long_tail_dir()
-    if root is None or not root.is_dir():
-        unavailable("testdata-more absent: set ZSTACK_TESTDATA_MORE")
-    return root
+    return require_testdata_more()
 
 
 # --------------------------------------------------------------------------- jar.py

@@ -10,12 +10,13 @@ and what ``close`` does to an idle pool and to a pool never started.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,6 +24,9 @@ from zstack_analyzer.budget import DecodeBudget, decode_scope
 from zstack_analyzer.errors import DecodeCancelledError
 from zstack_analyzer.service.children import ChildProcesses
 from zstack_analyzer.service.config import BioformatsSettings, LimitsSettings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 LIMITS = LimitsSettings(
     max_decode_bytes=96 * 1024**2,
@@ -62,6 +66,45 @@ def _children(workers: int = 1, idle_seconds: float = 60.0) -> ChildProcesses:
     )
 
 
+@contextlib.contextmanager
+def _pool(workers: int = 1, idle_seconds: float = 60.0) -> Iterator[ChildProcesses]:
+    """A pool closed afterwards, whatever the test did (no child outlives its test)."""
+    children = _children(workers, idle_seconds)
+    try:
+        yield children
+    finally:
+        children.close()
+
+
+def _wait_until_gone(pid: int, what: str) -> None:
+    """Wait (up to 60 s) until process ``pid`` has ended and been reaped."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, f"child {pid} {what}"
+        time.sleep(0.05)
+
+
+def _pids_of_two_jobs_given_at_once(children: ChildProcesses) -> set[int]:
+    """The processes two 1-second jobs, started together from two threads, ran in."""
+    seen: set[int] = set()
+    gate = threading.Barrier(2)
+
+    def one() -> None:
+        gate.wait(timeout=60)
+        seen.add(children.call(child_state, 1.0)["pid"])
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return seen
+
+
 def _timers(children: ChildProcesses) -> list[threading.Timer]:
     return [
         t
@@ -74,8 +117,7 @@ def _timers(children: ChildProcesses) -> list[threading.Timer]:
 
 
 def test_a_child_gets_the_servers_budget_options_and_watcher() -> None:
-    children = _children()
-    try:
+    with _pool() as children:
         assert children.starts == 0
         assert children.running is False
         first = children.call(child_state)
@@ -89,34 +131,17 @@ def test_a_child_gets_the_servers_budget_options_and_watcher() -> None:
         assert again["watchers"] == [("exit-with-server", True)]
         assert children.starts == 1
         assert children.running is True
-    finally:
-        children.close()
 
 
 def test_a_pool_runs_as_many_processes_as_workers() -> None:
-    children = _children(workers=2)
-    try:
-        seen: set[int] = set()
-        gate = threading.Barrier(2)
-
-        def one() -> None:
-            gate.wait(timeout=60)
-            seen.add(children.call(child_state, 1.0)["pid"])
-
-        threads = [threading.Thread(target=one) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+    with _pool(workers=2) as children:
+        seen = _pids_of_two_jobs_given_at_once(children)
         assert len(seen) == 2  # both ran at once, each in its own process
         assert children.starts == 1
-    finally:
-        children.close()
 
 
 def test_each_job_resets_the_idle_timer_and_none_pile_up() -> None:
-    children = _children(idle_seconds=600)
-    try:
+    with _pool(idle_seconds=600) as children:
         assert _timers(children) == []
         pids = {children.call(os.getpid) for _ in range(4)}
         assert len(pids) == 1
@@ -124,61 +149,45 @@ def test_each_job_resets_the_idle_timer_and_none_pile_up() -> None:
         assert len(timers) == 1
         assert timers[0].interval == 600
         assert timers[0].daemon is True
-    finally:
-        children.close()
     assert timers[0].finished.is_set()  # close cancels it
 
 
 def test_a_child_killed_while_idle_is_replaced_before_the_job(tmp_path: Any) -> None:
     import signal
 
-    children = _children()
-    try:
+    with _pool() as children:
         first = children.call(os.getpid)
         os.kill(first, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while True:  # the executor notices the death on its own thread
-            try:
-                os.kill(first, 0)
-            except ProcessLookupError:
-                break
-            assert time.monotonic() < deadline, "the killed child never went away"
-            time.sleep(0.05)
+        _wait_until_gone(first, "never went away after SIGKILL")  # seen on the executor's thread
         time.sleep(0.5)
         assert children.call(pow, 2, 10) == 1024  # the job, with its arguments, on a new child
         second = children.call(os.getpid)
         assert second not in (first, os.getpid())
         assert children.starts == 2
-    finally:
-        children.close()
 
 
 def test_a_job_that_dies_with_its_child_leaves_an_idle_pool_with_nothing_running() -> None:
-    children = _children()
-    try:
+    with _pool() as children:
         with pytest.raises(BrokenProcessPool):
             children.call(os._exit, 5)
         assert children.running is False
         assert _timers(children) == []  # no executor: nothing to stop later
         assert children.call(os.getpid) != os.getpid()
         assert children.starts == 2
-    finally:
-        children.close()
 
 
 def test_a_cancelled_job_stops_waiting() -> None:
-    children = _children()
     cancel = threading.Event()
     outcome: list[BaseException] = []
+    with _pool() as children:
 
-    def wait() -> None:
-        with decode_scope(DecodeBudget(), cancel=cancel):
-            try:
-                children.call(time.sleep, 60)
-            except BaseException as exc:
-                outcome.append(exc)
+        def wait() -> None:
+            with decode_scope(DecodeBudget(), cancel=cancel):
+                try:
+                    children.call(time.sleep, 60)
+                except BaseException as exc:
+                    outcome.append(exc)
 
-    try:
         children.call(os.getpid)
         waiter = threading.Thread(target=wait)
         waiter.start()
@@ -189,8 +198,6 @@ def test_a_cancelled_job_stops_waiting() -> None:
         assert len(outcome) == 1
         assert isinstance(outcome[0], DecodeCancelledError)
         assert str(outcome[0]).startswith("background job: cancelled")
-    finally:
-        children.close()
 
 
 def test_close_of_an_idle_or_never_started_pool() -> None:
@@ -205,14 +212,7 @@ def test_close_of_an_idle_or_never_started_pool() -> None:
     pid = idle.call(os.getpid)
     idle.close()
     assert idle.running is False
-    deadline = time.monotonic() + 30
-    while True:  # the idle child was ended with the pool
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        assert time.monotonic() < deadline, f"child {pid} outlived close()"
-        time.sleep(0.05)
+    _wait_until_gone(pid, "outlived close()")  # the idle child was ended with the pool
     idle.close()  # twice: nothing left to do
 
 
@@ -220,8 +220,7 @@ def test_an_idle_pool_stops_its_processes_and_only_when_idle(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="zstack_analyzer.service.children")
-    children = _children(idle_seconds=0.2)
-    try:
+    with _pool(idle_seconds=0.2) as children:
         pid = children.call(os.getpid)
         deadline = time.monotonic() + 30
         while children.running:
@@ -230,42 +229,19 @@ def test_an_idle_pool_stops_its_processes_and_only_when_idle(
         for timer in _timers(children):  # the timer's thread is still shutting it down
             timer.join(timeout=30)
         # The stop waits for the process to exit (it is reaped, not left to end later).
-        with pytest.raises(ProcessLookupError):
+        with pytest.raises(ProcessLookupError):  # stopped means ended, not only forgotten
             os.kill(pid, 0)
-        while True:  # stopped means ended, not only forgotten
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            assert time.monotonic() < deadline, f"child {pid} outlived its idle stop"
-            time.sleep(0.05)
         assert caplog.messages.count("background worker process idle for 0.2 s: stopped") == 1
         # A job longer than the idle time is not stopped under it.
         assert children.call(time.sleep, 0.6) is None
         assert children.starts == 2
-    finally:
-        children.close()
 
 
 def test_one_worker_runs_jobs_given_at_once_one_after_the_other() -> None:
     """``workers`` is the pool's size, not the machine's core count (2 here)."""
-    children = _children(workers=1)
-    try:
-        seen: set[int] = set()
-        gate = threading.Barrier(2)
-
-        def one() -> None:
-            gate.wait(timeout=60)
-            seen.add(children.call(child_state, 1.0)["pid"])
-
-        threads = [threading.Thread(target=one) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+    with _pool(workers=1) as children:
+        seen = _pids_of_two_jobs_given_at_once(children)
         assert len(seen) == 1
-    finally:
-        children.close()
 
 
 #: Set in the server process only: a forked child would inherit it, a spawned one imports
@@ -281,11 +257,8 @@ def inherited_state() -> tuple[list[str], int]:
 def test_children_are_spawned_not_forked(monkeypatch: pytest.MonkeyPatch) -> None:
     """A fork of a threaded server copies its locks and state; children start afresh."""
     monkeypatch.setattr(f"{__name__}._SET_IN_THE_SERVER", ["server"])
-    children = _children()
-    try:
+    with _pool() as children:
         assert children.call(inherited_state) == ([], os.getpid())
-    finally:
-        children.close()
 
 
 def test_a_late_idle_timer_leaves_a_busy_or_stopped_pool_alone() -> None:
@@ -294,8 +267,7 @@ def test_a_late_idle_timer_leaves_a_busy_or_stopped_pool_alone() -> None:
     never._stop_if_idle()  # nothing started: nothing to stop
     assert never.running is False
 
-    children = _children()
-    try:
+    with _pool() as children:
         result: list[dict[str, Any]] = []
         job = threading.Thread(target=lambda: result.append(children.call(child_state, 1.0)))
         job.start()
@@ -308,5 +280,3 @@ def test_a_late_idle_timer_leaves_a_busy_or_stopped_pool_alone() -> None:
         job.join(timeout=120)
         assert len(result) == 1
         assert children.running is True
-    finally:
-        children.close()

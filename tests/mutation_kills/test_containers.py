@@ -19,7 +19,13 @@ from fastapi import HTTPException
 from sqlalchemy import func, select
 
 from tests.mutation_kills import service_db
-from tests.mutation_kills.service_db import add_group, add_image, add_user, principal_of
+from tests.mutation_kills.service_db import (
+    add_group,
+    add_image,
+    add_user,
+    image_row,
+    principal_of,
+)
 from zstack_analyzer.service.annotations import containers
 from zstack_analyzer.service.annotations.models import (
     Dataset,
@@ -363,26 +369,7 @@ def test_link_images_in_chunks_of_500(session: Session, lab: Lab) -> None:
     dataset = _new(session, lab, "dataset", "D", lab.alice, lab.ra)
     ids = [uuid.uuid4() for _ in range(1001)]
     session.add_all(
-        Image(
-            id=i,
-            filename="f",
-            stored_name=i.hex,
-            format="OME-TIFF",
-            size_bytes=1,
-            sha256="0" * 64,
-            width=1,
-            height=1,
-            depth=1,
-            channels=1,
-            timepoints=1,
-            samples_per_pixel=1,
-            bit_depth=8,
-            dtype="uint8",
-            scenes=[],
-            owner_id=lab.alice_id,
-            group_id=lab.ra,
-        )
-        for i in ids
+        image_row("f", id=i, stored_name=i.hex, owner_id=lab.alice_id, group_id=lab.ra) for i in ids
     )
     session.commit()
     # Already linked: the first and the last of the 1001 (two chunks of 500 and one of 1).

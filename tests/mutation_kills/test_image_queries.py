@@ -20,6 +20,7 @@ from sqlalchemy import select, text
 
 from tests.mutation_kills.service_db import (
     add_image,
+    image_row,
     session,  # noqa: F401 - a fixture used by name
 )
 from zstack_analyzer.service.annotations.models import Attachment
@@ -132,21 +133,8 @@ def test_add_image_commits_and_derives_the_search_columns(tmp_path: Path) -> Non
             "acquired_at": "2026-02-03T04:05:06+01:00",
             "file_format": "CZI",
         }
-        image = Image(
-            filename="Embryo.czi",
-            stored_name="e1",
-            format="CZI",
-            size_bytes=1,
-            sha256="0" * 64,
-            width=1,
-            height=1,
-            depth=1,
-            channels=2,
-            timepoints=1,
-            samples_per_pixel=1,
-            bit_depth=8,
-            dtype="uint8",
-            scenes=[{"name": "Well B2"}],
+        image = image_row(
+            "Embryo.czi", stored_name="e1", format="CZI", scenes=[{"name": "Well B2"}]
         )
         image.image_metadata = metadata
         assert image.image_metadata == metadata
@@ -175,22 +163,7 @@ def test_add_image_commits_and_derives_the_search_columns(tmp_path: Path) -> Non
             assert db.scalar(select(ImageMetadataRecord.data)) == {"file_format": "TIFF"}
             assert len(db.scalars(select(ImageMetadataRecord)).all()) == 1
         # A record without metadata or channels: none of either.
-        bare = Image(
-            filename="bare.tif",
-            stored_name="b1",
-            format="TIFF",
-            size_bytes=1,
-            sha256="1" * 64,
-            width=1,
-            height=1,
-            depth=1,
-            channels=1,
-            timepoints=1,
-            samples_per_pixel=1,
-            bit_depth=8,
-            dtype="uint8",
-            scenes=[],
-        )
+        bare = image_row("bare.tif", stored_name="b1", format="TIFF", sha256="1" * 64, channels=1)
         assert bare.image_metadata == {}
         database.call(crud.add_image, bare)
         with database.sessions() as db:
@@ -201,30 +174,12 @@ def test_add_image_commits_and_derives_the_search_columns(tmp_path: Path) -> Non
                 text("SELECT search_text FROM images WHERE filename = 'bare.tif'")
             ) == ("bare tif")
         # No filename at all: nothing stands in for it in the text.
-        nameless = Image(**{**{c: getattr(bare, c) for c in _REQUIRED}, "stored_name": "n1"})
-        nameless.filename = ""
+        nameless = image_row("", stored_name="n1", format="TIFF", sha256="1" * 64, channels=1)
         database.call(crud.add_image, nameless)
         with database.sessions() as db:
             assert db.scalar(text("SELECT search_text FROM images WHERE stored_name = 'n1'")) == ""
     finally:
         engine.dispose()
-
-
-_REQUIRED = (
-    "filename",
-    "format",
-    "size_bytes",
-    "sha256",
-    "width",
-    "height",
-    "depth",
-    "channels",
-    "timepoints",
-    "samples_per_pixel",
-    "bit_depth",
-    "dtype",
-    "scenes",
-)
 
 
 def test_utcnow_is_aware() -> None:

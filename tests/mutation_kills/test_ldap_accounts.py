@@ -19,8 +19,18 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import select
 
-from tests import ldapserver
-from tests.ldapserver import BASE_DN, running_slapd, slapd_missing
+from tests.ldapserver import (
+    GROUP_MAP,
+    GROUPS,
+    IMAGING,
+    MICROSCOPY,
+    OTHERS,
+    PEOPLE,
+    running_slapd,
+    search_settings,
+    slapd_missing,
+    template_settings,
+)
 from tests.mutation_kills import service_db
 from tests.needs import unavailable
 from zstack_analyzer.service.auth import ldap as ldap_mod
@@ -51,11 +61,6 @@ if TYPE_CHECKING:
 
     from tests.ldapserver import LdapServer
 
-PEOPLE = f"ou=people,{BASE_DN}"
-GROUPS = f"ou=groups,{BASE_DN}"
-IMAGING = f"cn=imaging,{GROUPS}"
-MICROSCOPY = f"cn=microscopy,{GROUPS}"
-OTHERS = f"cn=others,{GROUPS}"
 LONGEST = "l" * 150
 TOO_LONG = "m" * 151
 SECRET = "open-sesame-7"  # noqa: S105 - every test person's password
@@ -94,45 +99,9 @@ def slapd() -> Iterator[LdapServer]:
     missing = slapd_missing()
     if missing:
         unavailable(missing)
-    # With the memberof overlay: people get memberOf for their groupOfNames groups, the
-    # attribute the module reads besides the group search.
-    plain_config = ldapserver._CONFIG
-    ldapserver._CONFIG = (
-        plain_config.replace("moduleload back_mdb\n", "moduleload back_mdb\nmoduleload memberof\n")
-        + "overlay memberof\n"
-    )
-    try:
-        with running_slapd() as server:
-            server.add(_directory())
-            ldapserver._CONFIG = plain_config
-            yield server
-    finally:
-        ldapserver._CONFIG = plain_config
-
-
-GROUP_MAP = {"CN=Imaging, OU=groups,dc=example,dc=org": "imaging", MICROSCOPY: "microscopy"}
-
-
-def _template(server: LdapServer, **overrides: Any) -> LdapSettings:
-    values: dict[str, Any] = {
-        "url": server.url,
-        "user_dn_template": f"uid={{username}},{PEOPLE}",
-        "group_base": GROUPS,
-        "group_map": GROUP_MAP,
-    }
-    return LdapSettings.model_validate({**values, **overrides})
-
-
-def _search(server: LdapServer, **overrides: Any) -> LdapSettings:
-    values: dict[str, Any] = {
-        "url": server.url,
-        "search_base": BASE_DN,
-        "bind_dn": server.root_dn,
-        "bind_password": server.root_password,
-        "group_base": GROUPS,
-        "group_map": GROUP_MAP,
-    }
-    return LdapSettings.model_validate({**values, **overrides})
+    with running_slapd(member_of=True) as server:
+        server.add(_directory())
+        yield server
 
 
 def _dead_url() -> str:
@@ -147,7 +116,7 @@ def _dead_url() -> str:
 
 
 def test_person_groups_and_attributes(slapd: LdapServer) -> None:
-    for settings in (_template(slapd), _search(slapd)):
+    for settings in (template_settings(slapd), search_settings(slapd)):
         alice = directory_login(settings, "alice", SECRET)
         assert alice == DirectoryUser(
             username="alice",
@@ -158,27 +127,29 @@ def test_person_groups_and_attributes(slapd: LdapServer) -> None:
         )
     # Other attributes by configuration; a missing one falls back (name) or is None (e-mail).
     plain = directory_login(
-        _template(slapd, display_name_attribute="displayName", email_attribute="mail"),
+        template_settings(slapd, display_name_attribute="displayName", email_attribute="mail"),
         "plain",
         SECRET,
     )
     assert plain is not None
     assert (plain.display_name, plain.email) == ("Plain Person", None)
-    alice = directory_login(_template(slapd, display_name_attribute="displayName"), "alice", SECRET)
+    alice = directory_login(
+        template_settings(slapd, display_name_attribute="displayName"), "alice", SECRET
+    )
     assert alice is not None
     assert alice.display_name == "alice"
-    by_cn = directory_login(_template(slapd, username_attribute="cn"), "mary ann", SECRET)
+    by_cn = directory_login(template_settings(slapd, username_attribute="cn"), "mary ann", SECRET)
     assert by_cn is not None
     assert by_cn.username == "Mary Ann"
     # Without a group base only memberOf counts (this directory has none).
-    bare = directory_login(_template(slapd, group_base=None), "alice", SECRET)
+    bare = directory_login(template_settings(slapd, group_base=None), "alice", SECRET)
     assert bare is not None
     assert bare.groups == {normalise_dn(IMAGING), normalise_dn(OTHERS)}  # groupOfNames only
-    plain_groups = directory_login(_template(slapd, group_base=None), "plain", SECRET)
+    plain_groups = directory_login(template_settings(slapd, group_base=None), "plain", SECRET)
     assert plain_groups is not None
     assert plain_groups.groups == frozenset()
     # A group filter of one's own: its groups are added to memberOf's.
-    only_unique = _template(slapd, group_filter="(uniqueMember={dn})")
+    only_unique = template_settings(slapd, group_filter="(uniqueMember={dn})")
     unique = directory_login(only_unique, "alice", SECRET)
     assert unique is not None
     assert unique.groups == {normalise_dn(dn) for dn in (IMAGING, OTHERS, MICROSCOPY)}
@@ -188,7 +159,7 @@ def test_person_groups_and_attributes(slapd: LdapServer) -> None:
 
 
 def test_username_limits(slapd: LdapServer) -> None:
-    settings = _template(slapd)
+    settings = template_settings(slapd)
     assert directory_login(settings, LONGEST, SECRET) is not None
     assert directory_login(settings, TOO_LONG, SECRET) is None  # the directory has it; we don't
     spaced = directory_login(settings, "mary ann", SECRET)
@@ -202,43 +173,43 @@ def test_username_limits(slapd: LdapServer) -> None:
 
 
 def test_search_needs_exactly_one_person(slapd: LdapServer) -> None:
-    twins = _search(slapd, search_filter="(description={username})")
+    twins = search_settings(slapd, search_filter="(description={username})")
     assert directory_login(twins, "twin", SECRET) is None  # bob and dora: ambiguous
-    one = _search(slapd, search_filter="(cn={username})")
+    one = search_settings(slapd, search_filter="(cn={username})")
     found = directory_login(one, "Bob Builder", SECRET)
     assert found is not None
     assert found.dn == f"uid=bob,{PEOPLE}"
     # The search looks under search_base only.
-    elsewhere = _search(slapd, search_base=GROUPS)
+    elsewhere = search_settings(slapd, search_base=GROUPS)
     assert directory_login(elsewhere, "alice", SECRET) is None
     # An anonymous search (no service account) works where the directory allows reading.
-    anonymous = _search(slapd, bind_dn=None, bind_password=None)
+    anonymous = search_settings(slapd, bind_dn=None, bind_password=None)
     assert directory_login(anonymous, "alice", SECRET) is not None
 
 
 def test_refusals_and_outages(slapd: LdapServer) -> None:
-    refused = _search(slapd, bind_password="wrong")  # noqa: S106
+    refused = search_settings(slapd, bind_password="wrong")  # noqa: S106
     with pytest.raises(LdapUnavailableError) as raised:
         directory_login(refused, "alice", SECRET)
     assert str(raised.value) == (
         f"LDAP server {slapd.url}: the search account {slapd.root_dn} was refused"
     )
-    dead = _template(slapd, url=_dead_url())
+    dead = template_settings(slapd, url=_dead_url())
     with pytest.raises(LdapUnavailableError) as raised:
         directory_login(dead, "alice", SECRET)
     assert str(raised.value).startswith(f"LDAP server {dead.url} unavailable: ")
-    broken = _search(slapd, search_filter="(uid={username}")
+    broken = search_settings(slapd, search_filter="(uid={username}")
     with pytest.raises(LdapUnavailableError) as raised:
         directory_login(broken, "alice", SECRET)
     assert str(raised.value).startswith(f"LDAP server {slapd.url} unavailable: ")
-    tls = _template(slapd, start_tls=True)
+    tls = template_settings(slapd, start_tls=True)
     with pytest.raises(LdapUnavailableError) as raised:
         directory_login(tls, "alice", SECRET)
     assert str(raised.value).startswith(f"LDAP server {slapd.url}")
 
 
 def test_server_and_connection_options(slapd: LdapServer) -> None:
-    plain = ldap_mod._server(_template(slapd, url=slapd.url + "/", timeout_seconds=2.5))
+    plain = ldap_mod._server(template_settings(slapd, url=slapd.url + "/", timeout_seconds=2.5))
     assert (plain.host, plain.port, plain.ssl, plain.tls) == (
         "127.0.0.1",
         int(slapd.url.rsplit(":", 1)[1]),
@@ -247,23 +218,25 @@ def test_server_and_connection_options(slapd: LdapServer) -> None:
     )
     assert plain.connect_timeout == 2.5
     # Only trailing slashes go (a host may end in any letter).
-    named = ldap_mod._server(_template(slapd, url="ldap://directoryX//"))
+    named = ldap_mod._server(template_settings(slapd, url="ldap://directoryX//"))
     assert (named.host, named.port) == ("directoryX", 389)
     assert plain.get_info == "NO_INFO"
     ca = "/etc/ssl/certs/ca-certificates.crt"
-    secure = ldap_mod._server(_template(slapd, url="LDAPS://127.0.0.1:636", ca_file=ca))
+    secure = ldap_mod._server(template_settings(slapd, url="LDAPS://127.0.0.1:636", ca_file=ca))
     assert secure.ssl is True
     assert secure.tls.validate == ssl.CERT_REQUIRED
     assert secure.tls.ca_certs_file == ca
-    starttls = ldap_mod._server(_template(slapd, start_tls=True))
+    starttls = ldap_mod._server(template_settings(slapd, start_tls=True))
     assert starttls.tls.validate == ssl.CERT_REQUIRED
     assert starttls.tls.ca_certs_file is None
-    settings = _template(slapd, timeout_seconds=1.2)
+    settings = template_settings(slapd, timeout_seconds=1.2)
     bound = ldap_mod._connection(settings, plain, "uid=x", "pw")
     assert (bound.user, bound.password, bound.authentication) == ("uid=x", "pw", "SIMPLE")
     assert bound.receive_timeout == 2
     assert (bound.raise_exceptions, bound.read_only, bound.check_names) == (False, True, False)
-    anonymous = ldap_mod._connection(_template(slapd, timeout_seconds=0.2), plain, None, None)
+    anonymous = ldap_mod._connection(
+        template_settings(slapd, timeout_seconds=0.2), plain, None, None
+    )
     assert anonymous.authentication == "ANONYMOUS"
     assert anonymous.receive_timeout == 1
 
@@ -315,7 +288,7 @@ def test_first_login_creates_the_user_with_mapped_groups(
     lab: Session,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    check = LdapAuthenticator(_template(slapd, group_map={**GROUP_MAP, OTHERS: "missing"}))
+    check = LdapAuthenticator(template_settings(slapd, group_map={**GROUP_MAP, OTHERS: "missing"}))
     with caplog.at_level(logging.WARNING, "zstack_analyzer.service.auth.ldap_login"):
         user = check(lab, "alice", SECRET, None)
     assert isinstance(user, User)
@@ -346,7 +319,7 @@ def test_first_login_creates_the_user_with_mapped_groups(
 def test_later_logins_follow_the_directory(slapd: LdapServer, lab: Session) -> None:
     from zstack_analyzer.service.auth import accounts
 
-    check = LdapAuthenticator(_template(slapd))
+    check = LdapAuthenticator(template_settings(slapd))
     user = check(lab, "alice", SECRET, None)
     assert user is not None
     lab.commit()
@@ -357,14 +330,14 @@ def test_later_logins_follow_the_directory(slapd: LdapServer, lab: Session) -> N
     user.display_name = "old"
     user.email = "old@example.org"
     lab.commit()
-    narrowed = LdapAuthenticator(_template(slapd, group_map={MICROSCOPY: "microscopy"}))
+    narrowed = LdapAuthenticator(template_settings(slapd, group_map={MICROSCOPY: "microscopy"}))
     narrowed_check = narrowed(lab, "alice", SECRET, user)
     assert narrowed_check is user
     lab.commit()
     assert _groups(lab, "alice") == {"imaging": False, "microscopy": True, "local-only": False}
     # Imaging is not managed by that map: it stays. With the full map and alice out of
     # microscopy in the directory's eyes (a filter that finds only groupOfNames groups):
-    only_names = LdapAuthenticator(_template(slapd, group_filter="(member={dn})"))
+    only_names = LdapAuthenticator(template_settings(slapd, group_filter="(member={dn})"))
     assert only_names(lab, "alice", SECRET, user) is user
     lab.commit()
     assert _groups(lab, "alice") == {"imaging": False, "local-only": False}
@@ -387,7 +360,7 @@ def test_later_logins_follow_the_directory(slapd: LdapServer, lab: Session) -> N
 
 
 def test_disabled_and_locked_accounts(slapd: LdapServer, lab: Session) -> None:
-    check = LdapAuthenticator(_template(slapd))
+    check = LdapAuthenticator(template_settings(slapd))
     user = check(lab, "alice", SECRET, None)
     assert user is not None
     lab.commit()
@@ -425,9 +398,12 @@ def test_local_accounts_are_never_the_directorys(
     from zstack_analyzer.service.auth import accounts
 
     local = accounts.create_user(lab, "alice", password="a local password")  # noqa: S106
-    check = LdapAuthenticator(_template(slapd))
+    check = LdapAuthenticator(template_settings(slapd))
     # Passed the local account: the directory is not even asked (a dead URL would raise).
-    assert LdapAuthenticator(_template(slapd, url=_dead_url()))(lab, "alice", SECRET, local) is None
+    assert (
+        LdapAuthenticator(template_settings(slapd, url=_dead_url()))(lab, "alice", SECRET, local)
+        is None
+    )
     # Logging in as "ALICE" finds no local "ALICE", but the directory's spelling is "alice".
     with caplog.at_level(logging.WARNING, "zstack_analyzer.service.auth.ldap_login"):
         assert check(lab, "ALICE", SECRET, None) is None
@@ -441,7 +417,7 @@ def test_local_accounts_are_never_the_directorys(
 def test_a_name_we_cannot_hold_is_refused(
     slapd: LdapServer, lab: Session, caplog: pytest.LogCaptureFixture
 ) -> None:
-    check = LdapAuthenticator(_template(slapd))
+    check = LdapAuthenticator(template_settings(slapd))
     with caplog.at_level(logging.WARNING, "zstack_analyzer.service.auth.ldap_login"):
         assert check(lab, "mary ann", SECRET, None) is None  # a space: not a valid username
     assert len(caplog.messages) == 1
@@ -549,7 +525,7 @@ def test_other_spellings_count_toward_the_lockout(slapd: LdapServer, lab: Sessio
     )
 
     policy = LoginPolicy(max_failures=2, lockout=timedelta(minutes=5))
-    chain = [local_password, LdapAuthenticator(_template(slapd))]
+    chain = [local_password, LdapAuthenticator(template_settings(slapd))]
 
     def login(name: str, password: str) -> User | None:
         return authenticate_password(

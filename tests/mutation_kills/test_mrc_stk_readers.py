@@ -390,15 +390,9 @@ def test_stk_claims_uic_tiffs_but_not_ome_or_imagej(tmp_path: Path) -> None:
 
 # ============================================================================ MRC
 def _more() -> Path:
-    from tests.needs import unavailable
-    from tests.realdata.test_native_vs_bioformats import more_dir
+    from tests.testdata_more import require_testdata_more
 
-    root = more_dir()
-    if root is None:
-        unavailable(
-            "testdata-more absent: set ZSTACK_TESTDATA_MORE or place it at ../shared/testdata-more"
-        )
-    return root
+    return require_testdata_more()
 
 
 def _mrc(

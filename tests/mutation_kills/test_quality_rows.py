@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from tests.mutation_kills.service_db import (
     add_image,
+    image_row,
     session,  # noqa: F401 - a fixture used by name
 )
 from tests.service.conftest import (
@@ -143,23 +144,7 @@ def test_images_without_quality_oldest_first_with_older_versions(
 def test_images_without_quality_default_to_100(session: Session) -> None:  # noqa: F811
     for n in range(101):
         session.add(
-            Image(
-                filename=f"f{n}",
-                stored_name=f"s{n}",
-                format="TIFF",
-                size_bytes=1,
-                sha256="0" * 64,
-                width=1,
-                height=1,
-                depth=1,
-                channels=1,
-                timepoints=1,
-                samples_per_pixel=1,
-                bit_depth=8,
-                dtype="uint8",
-                scenes=[],
-                created_at=START + timedelta(seconds=n),
-            )
+            image_row(f"f{n}", stored_name=f"s{n}", created_at=START + timedelta(seconds=n))
         )
     session.commit()
     found = images_without_quality(session)

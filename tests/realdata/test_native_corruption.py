@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.corrupt import variants
-from tests.needs import unavailable
-from tests.realdata.test_corruption_suite import MIN_VARIANTS, PEAK_LIMIT_MIB, _run
-from tests.realdata.test_native_vs_bioformats import NATIVE, manifest_rows, more_dir
+from tests.realdata.test_corruption_suite import MIN_VARIANTS, _run, assert_all_handled
+from tests.realdata.test_native_vs_bioformats import NATIVE
 from tests.synthetic import encoded_stack
 from tests.synthetic_dv import write_dv
 from tests.synthetic_ims import write_ims
 from tests.synthetic_mm import write_mm_dataset
+from tests.testdata_more import manifest_rows, require_testdata_more
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -33,9 +33,7 @@ pytestmark = [pytest.mark.realdata, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _files(tmp_path: Path) -> list[Path]:
-    root = more_dir()
-    if root is None:
-        unavailable("../shared/testdata-more (or $ZSTACK_TESTDATA_MORE) is absent")
+    root = require_testdata_more()
     real = [root / row["file (local)"] for row in manifest_rows(root) if row["format"] in NATIVE]
     import mrcfile
 
@@ -65,14 +63,4 @@ def test_every_corruption_of_the_native_formats_is_handled(tmp_path: Path) -> No
     assert {r["case"].split("::")[0] for r in results} == {p.name for p in files}
     lying = collections.Counter(r["outcome"] for r in results if r["kind"] == "lying-size")
     assert lying["error"] > 20, lying  # the formats' own lies were tried and refused
-    failures = []
-    for r in results:
-        if r["outcome"] in ("crash", "child-died"):
-            failures.append(f"{r['case']}: {r['outcome']} {r['error']}\n{r['message']}")
-        elif r["outcome"] == "read" and r["kind"] == "truncation" and not r["intact"]:
-            failures.append(f"{r['case']}: a truncated file read as whole, with other content")
-        elif r.get("leaks_passwd"):
-            failures.append(f"{r['case']}: another file's content reached the metadata")
-        elif r["peak_mib"] > PEAK_LIMIT_MIB:
-            failures.append(f"{r['case']}: peak RSS {r['peak_mib']:.0f} MiB")
-    assert not failures, "\n\n".join(failures[:20])
+    assert_all_handled(results)

@@ -13,71 +13,37 @@ Imaris and Micro-Manager have no real file here: tests/readers/test_native_forma
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.needs import unavailable
+from tests.testdata_more import (
+    length_um,
+    manifest_rows,
+    require_testdata_more,
+)
 from zstack_analyzer import open_image
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = [pytest.mark.realdata, pytest.mark.timeout(300)]
 
 SCRIPTS = REPO_ROOT / "scripts"
 #: MANIFEST "format" column -> the native reader that must open the file.
 NATIVE = {"dv": "DeltaVision", "mrc": "MRC"}
-_UNITS_TO_UM = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "Å": 1e-4, "mm": 1e3}
 _TYPES = {"float": "float32", "double": "float64"}
 #: Bio-Formats writes voxel sizes as float32 (and MANIFEST rounds to 6 digits).
 REL = 1e-5
 
 
-def more_dir() -> Path | None:
-    """$ZSTACK_TESTDATA_MORE, else ../shared/testdata-more beside the checkout."""
-    configured = os.environ.get("ZSTACK_TESTDATA_MORE")
-    if configured:
-        return Path(configured) if Path(configured).is_dir() else None
-    default = REPO_ROOT.parent / "shared" / "testdata-more"
-    return default if default.is_dir() else None
-
-
-def manifest_rows(root: Path) -> list[dict[str, str]]:
-    """The MANIFEST.md table as dicts keyed by its header (companion rows left out)."""
-    lines = [
-        line
-        for line in (root / "MANIFEST.md").read_text(encoding="utf-8").splitlines()
-        if line.startswith("|")
-    ]
-    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
-    rows = []
-    for line in lines[2:]:
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        row = dict(zip(header, cells, strict=True))
-        if row["BF reader"] != "(companion)":
-            rows.append(row)
-    return rows
-
-
-def length_um(text: str) -> float | None:
-    """'0.13262 µm', '56.7913 Å', '-' as µm."""
-    if text in ("", "-"):
-        return None
-    value, unit = text.split()
-    return float(value) * _UNITS_TO_UM[unit]
-
-
 @pytest.fixture(scope="module")
 def more() -> Path:
-    root = more_dir()
-    if root is None or not (root / "MANIFEST.md").is_file():
-        unavailable(
-            "../shared/testdata-more (or $ZSTACK_TESTDATA_MORE) with its MANIFEST.md is absent"
-        )
-    return root
+    return require_testdata_more()
 
 
 @pytest.fixture(scope="module")

@@ -158,6 +158,26 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
         drop_pg_database(admin, url)
 
 
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def module_database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """``None`` (SQLite, the caller's choice of file) or an empty PostgreSQL database of this module's own.
+
+    For module-scoped worlds (a corpus, an app, a populated archive) that every test of
+    the module reads on both engines; dropped after the module.
+    """
+    if request.param == "sqlite":
+        yield None
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    url = create_pg_database(admin)
+    try:
+        yield url
+    finally:
+        drop_pg_database(admin, url)
+
+
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str | None, request: pytest.FixtureRequest) -> Settings:
     """An app's settings on this test's database, migrated already (copied from a template)."""

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.service.authworld import ALICE, LEVELS, ROLES
-from tests.service.conftest import create_pg_database, drop_pg_database
 from tests.service.test_permission_matrix import (
     ALL_ROLES,
     _world,
@@ -30,21 +29,11 @@ if TYPE_CHECKING:
     from tests.service.authworld import World
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module")
 def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    module_database_url: str | None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
-    if request.param == "sqlite":
-        yield from _world(tmp_path_factory, None)
-        return
-    admin = request.getfixturevalue("postgres_admin")
-    url = create_pg_database(admin)
-    try:
-        yield from _world(tmp_path_factory, url)
-    finally:
-        drop_pg_database(admin, url)
+    yield from _world(tmp_path_factory, module_database_url)
 
 
 def _as(world: World, role: str, method: str, path: str, **kw: Any) -> Any:

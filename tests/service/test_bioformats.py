@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.bioformats.conftest import long_tail_dir
 from tests.needs import unavailable
 from tests.service.conftest import upload
 from tests.service.live import make_settings
+from tests.testdata_more import require_testdata_more
 from zstack_analyzer.errors import MissingDependencyError
 from zstack_analyzer.readers.bioformats import require_runtime
 from zstack_analyzer.service.config import BioformatsSettings
@@ -36,10 +36,7 @@ def more() -> Path:
         require_runtime()
     except MissingDependencyError as exc:
         unavailable(str(exc))
-    root = long_tail_dir()
-    if root is None:
-        unavailable("testdata-more absent (../shared/testdata-more or ZSTACK_TESTDATA_MORE)")
-    return root
+    return require_testdata_more()
 
 
 def test_formats_table_lists_every_bioformats_extension(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.conftest import expected_entries
-from tests.service.conftest import _testclient_class, create_pg_database, drop_pg_database
+from tests.service.conftest import _testclient_class
 from tests.service.live import make_settings
 
 if TYPE_CHECKING:
@@ -25,27 +25,17 @@ OK = [e for e in ENTRIES if e["expect"] == "ok"]
 UNSUPPORTED = [e for e in ENTRIES if e["expect"] == "unsupported"]
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module")
 def corpus_client(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    module_database_url: str | None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
     """One app per database engine for the whole corpus (JSONB on PostgreSQL is stricter)."""
     from zstack_analyzer.service.app import create_app
 
-    database_url = None
-    admin = None
-    if request.param == "postgres":
-        admin = request.getfixturevalue("postgres_admin")
-        database_url = create_pg_database(admin)
-    settings = make_settings(tmp_path_factory.mktemp("corpus") / "data", database_url=database_url)
-    try:
-        with _testclient_class()(create_app(settings)) as client:
-            yield client
-    finally:
-        if admin is not None and database_url is not None:
-            drop_pg_database(admin, database_url)
+    data = tmp_path_factory.mktemp("corpus") / "data"
+    settings = make_settings(data, database_url=module_database_url)
+    with _testclient_class()(create_app(settings)) as client:
+        yield client
 
 
 def _planes_alone(entry: dict[str, Any]) -> int | None:

@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.ldapserver import BASE_DN, LdapServer, running_slapd, slapd_missing
+from tests.ldapserver import (
+    BASE_DN,
+    IMAGING,
+    MICROSCOPY,
+    OTHERS,
+    PEOPLE,
+    LdapServer,
+    running_slapd,
+    search_settings,
+    slapd_missing,
+    template_settings,
+)
 from tests.needs import unavailable
 from tests.service.live import make_settings
 from zstack_analyzer.service.auth.ldap import (
@@ -27,12 +38,6 @@ if TYPE_CHECKING:
 
     from fastapi.testclient import TestClient
     from httpx import Response
-
-PEOPLE = f"ou=people,{BASE_DN}"
-GROUPS = f"ou=groups,{BASE_DN}"
-IMAGING = f"cn=imaging,{GROUPS}"
-MICROSCOPY = f"cn=microscopy,{GROUPS}"
-OTHERS = f"cn=others,{GROUPS}"
 
 DIRECTORY = f"""\
 dn: uid=alice,{PEOPLE}
@@ -75,12 +80,6 @@ cn: others
 member: uid=bob,{PEOPLE}
 """
 
-GROUP_MAP = {
-    # Spelled differently from the server on purpose: DNs compare case- and space-blind.
-    "cn=Imaging, ou=groups,dc=example,dc=org": "imaging",
-    MICROSCOPY: "microscopy",
-}
-
 
 @pytest.fixture(scope="module")
 def slapd() -> Iterator[LdapServer]:
@@ -91,28 +90,6 @@ def slapd() -> Iterator[LdapServer]:
     with running_slapd() as server:
         server.add(DIRECTORY)
         yield server
-
-
-def template_settings(server: LdapServer, **overrides: object) -> LdapSettings:
-    values: dict[str, object] = {
-        "url": server.url,
-        "user_dn_template": f"uid={{username}},{PEOPLE}",
-        "group_base": GROUPS,
-        "group_map": GROUP_MAP,
-    }
-    return LdapSettings.model_validate({**values, **overrides})
-
-
-def search_settings(server: LdapServer, **overrides: object) -> LdapSettings:
-    values: dict[str, object] = {
-        "url": server.url,
-        "search_base": BASE_DN,
-        "bind_dn": server.root_dn,
-        "bind_password": server.root_password,
-        "group_base": GROUPS,
-        "group_map": GROUP_MAP,
-    }
-    return LdapSettings.model_validate({**values, **overrides})
 
 
 @pytest.mark.parametrize("make", [template_settings, search_settings], ids=["template", "search"])

@@ -186,9 +186,14 @@ def _level(group: str) -> str | None:
     return name if name in LEVEL_TABLE else None
 
 
-def expect_see(role: str, owner: str, group: str) -> bool:
-    """The issue's table: may ``role`` see an image of ``owner`` in ``group``?"""
-    if role == "anonymous":
+def _expect(role: str, owner: str, group: str, column: int, *, writes: bool) -> bool:
+    """The issue's table for one right: ``column`` of :data:`LEVEL_TABLE` (see, annotate, change).
+
+    Everyone but an anonymous caller (and, for ``writes``, a read-only token) may do it to
+    what they own, in a group they own, or as an admin; a member, when the group's level
+    grants it.
+    """
+    if role == "anonymous" or (writes and ROLES[role][4]):
         return False
     if ROLES[role][3] or role == owner:
         return True
@@ -196,33 +201,22 @@ def expect_see(role: str, owner: str, group: str) -> bool:
     if group in owned:
         return True
     level = _level(group)
-    return group in member and level is not None and LEVEL_TABLE[level][0]
+    return group in member and level is not None and LEVEL_TABLE[level][column]
+
+
+def expect_see(role: str, owner: str, group: str) -> bool:
+    """The issue's table: may ``role`` see an image of ``owner`` in ``group``?"""
+    return _expect(role, owner, group, 0, writes=False)
 
 
 def expect_change(role: str, owner: str, group: str) -> bool:
     """The issue's table: may ``role`` change or delete it?"""
-    if role == "anonymous" or ROLES[role][4]:
-        return False
-    if ROLES[role][3] or role == owner:
-        return True
-    member, owned = _groups(role)
-    if group in owned:
-        return True
-    level = _level(group)
-    return group in member and level is not None and LEVEL_TABLE[level][2]
+    return _expect(role, owner, group, 2, writes=True)
 
 
 def expect_annotate(role: str, owner: str, group: str) -> bool:
     """The issue's table: may ``role`` annotate it (tags, key-value pairs, comments, ROIs)?"""
-    if role == "anonymous" or ROLES[role][4]:
-        return False
-    if ROLES[role][3] or role == owner:
-        return True
-    member, owned = _groups(role)
-    if group in owned:
-        return True
-    level = _level(group)
-    return group in member and level is not None and LEVEL_TABLE[level][1]
+    return _expect(role, owner, group, 1, writes=True)
 
 
 def _fill(path: str, image_id: str) -> str:

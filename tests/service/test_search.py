@@ -92,29 +92,18 @@ WATER_40 = ObjectiveInfo(name="C-Apochromat 40x/1.2 W Korr", magnification=40, i
 AIR_10 = ObjectiveInfo(name="EC Plan-Neofluar 10x/0.30", magnification=10, immersion="Air")
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module")
 def search_client(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    module_database_url: str | None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
     """One app per engine for the read-only cases (they share one corpus)."""
-    from tests.service.conftest import (
-        _testclient_class,
-        create_pg_database,
-        drop_pg_database,
-    )
+    from tests.service.conftest import _testclient_class
     from zstack_analyzer.service.app import create_app
 
-    admin = request.getfixturevalue("postgres_admin") if request.param == "postgres" else None
-    url = create_pg_database(admin) if admin else None
-    try:
-        settings = make_settings(tmp_path_factory.mktemp("search") / "data", database_url=url)
-        with _testclient_class()(create_app(settings)) as client:
-            yield client
-    finally:
-        if admin and url:
-            drop_pg_database(admin, url)
+    data = tmp_path_factory.mktemp("search") / "data"
+    settings = make_settings(data, database_url=module_database_url)
+    with _testclient_class()(create_app(settings)) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

@@ -76,29 +76,20 @@ MEMBER_PRINCIPAL = Principal(
 PRINCIPALS = {"admin": SINGLE_USER, "member": MEMBER_PRINCIPAL}
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module")
 def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    module_database_url: str | None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Database, list[str]]]:
     """A migrated database with :data:`IMAGES`, their pairs, tags and one dataset."""
-    from tests.service.conftest import create_pg_database, drop_pg_database
-
-    admin: str | None = None
-    if request.param == "postgres":
-        admin = request.getfixturevalue("postgres_admin")
-        url = create_pg_database(admin)
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('search-pages') / 'search.db'}"
+    url = (
+        module_database_url or f"sqlite:///{tmp_path_factory.mktemp('search-pages') / 'search.db'}"
+    )
     engine = make_engine(url)
     try:
         upgrade_database(engine)
         yield _populate(Database(engine)), _ids(engine)
     finally:
         engine.dispose()
-        if admin is not None:
-            drop_pg_database(admin, url)
 
 
 def _ids(engine: Any) -> list[str]:

@@ -94,29 +94,20 @@ def _columns_built_here() -> None:
     summary_columns.cache_clear()
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module")
 def archive(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    module_database_url: str | None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Database]:
     """A migrated database with :data:`FILES`, their quality rows, scenes, owner and group."""
-    from tests.service.conftest import create_pg_database, drop_pg_database
-
-    admin: str | None = None
-    if request.param == "postgres":
-        admin = request.getfixturevalue("postgres_admin")
-        url = create_pg_database(admin)
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('summaries') / 'summaries.db'}"
+    url = (
+        module_database_url or f"sqlite:///{tmp_path_factory.mktemp('summaries') / 'summaries.db'}"
+    )
     engine = make_engine(url)
     try:
         upgrade_database(engine)
         yield _populate(Database(engine))
     finally:
         engine.dispose()
-        if admin is not None:
-            drop_pg_database(admin, url)
 
 
 def _populate(database: Database) -> Database:
