@@ -35,17 +35,14 @@ def health(session: SessionDep, request: Request, response: Response) -> HealthP
     """
     from zstack_analyzer.service.app import service_version
 
+    # Both are set when the service starts (the lifespan), before any request is served.
     state = request.app.state
-    storage = getattr(state, "storage_status", "ok")
-    budget = getattr(state, "decode_budget", None)
-    decode = (
-        DecodeStatus(
-            in_use_bytes=budget.in_use,
-            budget_bytes=budget.total_bytes,
-            active_requests=budget.active,
-        )
-        if budget is not None
-        else None
+    storage = state.storage_status
+    budget = state.decode_budget
+    decode = DecodeStatus(
+        in_use_bytes=budget.in_use,
+        budget_bytes=budget.total_bytes,
+        active_requests=budget.active,
     )
     try:
         session.execute(text("SELECT 1"))
