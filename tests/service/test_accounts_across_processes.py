@@ -179,7 +179,9 @@ def test_a_lowered_group_level_is_enforced_by_every_process(processes: Processes
     bob = processes.auth("bob")
     assert processes.second.get(image, headers=bob).status_code == 200
     lowered = processes.first.patch(
-        "/api/admin/groups/g-shared", json={"permissions": "private"}, headers=processes.auth("root")
+        "/api/admin/groups/g-shared",
+        json={"permissions": "private"},
+        headers=processes.auth("root"),
     )
     assert lowered.status_code == 200, lowered.text
     # private: members no longer see each other's images.
@@ -193,7 +195,9 @@ def test_a_group_owner_made_a_member_loses_the_owners_rights_in_every_process(
     bob = processes.auth("bob")
     assert processes.second.get(image, headers=bob).status_code == 200  # the group's owner
     demoted = processes.first.put(
-        "/api/admin/groups/g-led/members/bob", json={"is_owner": False}, headers=processes.auth("root")
+        "/api/admin/groups/g-led/members/bob",
+        json={"is_owner": False},
+        headers=processes.auth("root"),
     )
     assert demoted.status_code == 200, demoted.text
     # A member of a private group does not see another member's image.

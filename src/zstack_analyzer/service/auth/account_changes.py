@@ -119,7 +119,8 @@ class AccountChanges:
         if mapper is None or mapper.class_ not in WATCHED:
             return None
         result = state.invoke_statement()
-        if getattr(result, "rowcount", 1) != 0:  # deleting nothing (no expired sessions) is no change
+        # Deleting nothing (a login finding no expired sessions) is no change.
+        if getattr(result, "rowcount", 1) != 0:
             state.session.info[_FLAG] = True
         return result
 
