@@ -3,7 +3,9 @@
 Why on the command line: the first admin must exist before anyone can log in,
 and an operator on the server machine needs no running server. The commands
 open the database the ``ZSTACK_*`` settings name (migrating it first) and call
-the same functions as the admin routes (``service/auth/accounts.py``).
+the same functions as the admin routes (``service/auth/accounts.py``). A change
+is seen at once by every server on the same data dir (``ZSTACK_DATA_DIR``): the
+commit touches its accounts-changed marker (``service/auth/account_changes.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ token_app = typer.Typer(help="Personal API tokens (ZSTACK_AUTH=users).", no_args
 @contextlib.contextmanager
 def _session() -> Iterator[Session]:
     """A session on the configured database; account errors exit 2 with their message."""
+    from zstack_analyzer.service.auth.account_changes import AccountChanges
     from zstack_analyzer.service.auth.accounts import AccountError
     from zstack_analyzer.service.config import get_settings
     from zstack_analyzer.service.db.migrations import upgrade_database
@@ -40,7 +43,10 @@ def _session() -> Iterator[Session]:
     engine = make_engine(settings.resolved_database_url())
     try:
         upgrade_database(engine)
-        with make_session_factory(engine)() as session:
+        sessions = make_session_factory(engine)
+        # A running server's cached principals drop at once what this command changes.
+        AccountChanges(settings.accounts_marker).watch(sessions)
+        with sessions() as session:
             yield session
     except (AccountError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -31,7 +31,7 @@ from zstack_analyzer.service.auth.principal import (
     CSRF_HEADER,
     PrincipalCache,
     PrincipalDep,
-    forget_principals,
+    principal_cache,
     require_principal,
     token_unless_users,
 )
@@ -85,7 +85,7 @@ def _app(settings: Any, database: Database) -> FastAPI:
 
     @app.get("/forget")
     async def forget(request: Request) -> dict[str, bool]:
-        forget_principals(request)
+        principal_cache(request).clear()
         return {"forgotten": True}
 
     return app
@@ -490,7 +490,7 @@ def test_cache_never_outlives_the_credential(lab: Lab) -> None:
         session.commit()
     client.get("/who", headers=_bearer(lab.secrets["rw"]))
     cache = client.app.state.principal_cache
-    ((deadline, principal),) = cache._entries.values()
+    ((deadline, _, principal),) = cache._entries.values()
     assert principal.username == "alice"
     assert deadline <= time.monotonic() + 30
     assert deadline > time.monotonic() + 20
@@ -507,7 +507,7 @@ def test_principal_cache_ttl_expiry_and_bound() -> None:
     cache.put("a", _who("a"), not_after=None)
     cache.put("b", _who("b"), not_after=None)
     assert cache.get("a") == _who("a")
-    deadline, _ = cache._entries["a"]
+    deadline, _, _ = cache._entries["a"]
     assert time.monotonic() + 50 < deadline <= time.monotonic() + 60
     # Putting "a" again makes it the newest: "b" is the one dropped by the third.
     cache.put("a", _who("a2"), not_after=None)
@@ -517,7 +517,7 @@ def test_principal_cache_ttl_expiry_and_bound() -> None:
     assert cache.get("c") == _who("c")
     assert list(cache._entries) == ["a", "c"]
     # A stale entry is dropped when read.
-    cache._entries["c"] = (time.monotonic() - 1, _who("c"))
+    cache._entries["c"] = (time.monotonic() - 1, time.time_ns(), _who("c"))
     assert cache.get("c") is None
     assert list(cache._entries) == ["a"]
     cache.clear()
@@ -533,10 +533,10 @@ def test_principal_cache_respects_the_credentials_expiry() -> None:
     assert "gone" not in cache._entries
     # A naive expiry (SQLite) is UTC.
     cache.put("naive", _who("naive"), not_after=(now + timedelta(seconds=10)).replace(tzinfo=None))
-    deadline, _ = cache._entries["naive"]
+    deadline, _, _ = cache._entries["naive"]
     assert time.monotonic() + 5 < deadline <= time.monotonic() + 10
     cache.put("later", _who("later"), not_after=now + timedelta(hours=1))
-    deadline, _ = cache._entries["later"]
+    deadline, _, _ = cache._entries["later"]
     assert deadline <= time.monotonic() + 60
     zero = PrincipalCache(ttl_s=0)
     zero.put("x", _who("x"), not_after=None)
@@ -561,7 +561,7 @@ def test_principal_cache_short_ttls_and_zoned_expiries() -> None:
     cache = PrincipalCache(ttl_s=3600)
     plus_two = timezone(timedelta(hours=2))
     cache.put("zoned", _who("z"), not_after=datetime.now(plus_two) + timedelta(seconds=10))
-    deadline, _ = cache._entries["zoned"]
+    deadline, _, _ = cache._entries["zoned"]
     assert deadline <= time.monotonic() + 10
 
 

@@ -108,6 +108,10 @@ def _startup(app: FastAPI, settings: Settings) -> None:
         engine.dispose()
         raise
     app.state.database = database
+    # Every commit that changes accounts touches the marker all principal caches stat.
+    from zstack_analyzer.service.auth.account_changes import AccountChanges
+
+    AccountChanges(settings.accounts_marker).watch(database.sessions)
     # The groups' import roots (users mode) are confined like ZSTACK_IMPORT_ROOTS.
     from zstack_analyzer.service.auth.accounts import group_roots
 

@@ -247,9 +247,11 @@ class AccountSettings(BaseModel):
     """Sessions, login throttling and the principal cache of ``ZSTACK_AUTH=users``.
 
     Why a principal cache: resolving a token or session is a database round trip;
-    a cached thumbnail is a few syscalls. A revoked token, a disabled user or a
-    changed membership is seen at once by the process that made the change and
-    within ``cache_seconds`` by the others.
+    a cached thumbnail is a few syscalls. A revoked token, an ended session, a
+    disabled user, a changed membership or role and a changed group level are
+    seen at once by every server process sharing the data dir, however long
+    ``cache_seconds`` is: the change touches ``<data_dir>/accounts.changed``
+    after its commit and every cache hit stats it (``auth/account_changes.py``).
     """
 
     session_hours: float = Field(default=12.0, gt=0, le=24 * 90, description="Session lifetime")
@@ -265,7 +267,10 @@ class AccountSettings(BaseModel):
     )
     client_window_seconds: float = Field(default=300.0, gt=0)
     cache_seconds: float = Field(
-        default=5.0, ge=0, description="How long a resolved token or session is reused"
+        default=5.0,
+        ge=0,
+        description="How long a resolved token or session is reused; an account change "
+        "ends the reuse at once in every process sharing the data dir",
     )
     password_time_cost: int = Field(default=3, ge=1, le=20, description="argon2id passes")
     password_memory_kib: int = Field(
@@ -471,6 +476,11 @@ class Settings(BaseSettings):
     def deleted_dir(self) -> Path:
         """Tombstones of deleted image ids, shared by every server process on this data dir."""
         return self.data_dir / "deleted"
+
+    @property
+    def accounts_marker(self) -> Path:
+        """Touched after every account change; every server process on this data dir stats it."""
+        return self.data_dir / "accounts.changed"
 
     @property
     def cache_dir(self) -> Path:

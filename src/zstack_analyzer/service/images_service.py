@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zstack_analyzer.confine import UnsafeFileError, inspect_confined, open_confined
+from zstack_analyzer.service.change_markers import marked_since, touch_marker
 from zstack_analyzer.service.db import crud
 from zstack_analyzer.service.db.models import Image
 from zstack_analyzer.service.errors import (
@@ -81,8 +82,6 @@ TOMBSTONE_KEEP_S = 3600.0
 TOMBSTONE_PRUNE_EVERY_S = 60.0
 #: The file name suffix of a "moved" marker beside the tombstones (``<id>.changed``).
 CHANGE_SUFFIX = ".changed"
-#: How much earlier than a memo's fetch a marker may be and still count (clock skew).
-CHANGE_MARGIN_NS = 2_000_000_000
 
 Inspection = tuple["ImageMetadata", list["SceneInfo"]]
 
@@ -243,8 +242,8 @@ class RecordMemo:
     A move to another group changes who may see the row, so it may not wait for
     ``ttl_s``: the mover writes ``<deleted_dir>/<id>.changed`` (:meth:`mark_changed`,
     after the commit, its mtime set to the clock then) and every memo hit also
-    stats that marker: a row fetched before the marker's time (less
-    ``CHANGE_MARGIN_NS`` for clock skew between hosts sharing the data dir) is
+    stats that marker: a row fetched before the marker's time (less a margin;
+    the clock rules are in :mod:`~zstack_analyzer.service.change_markers`) is
     fetched again. Without it, another server process kept showing a moved image
     to its old group for up to ``ttl_s``.
 
@@ -283,11 +282,7 @@ class RecordMemo:
         """Whether a move was marked after (or about when) this row was fetched."""
         if self.deleted_dir is None:
             return False
-        try:
-            marked_ns = os.stat(self.deleted_dir / f"{image_id}{CHANGE_SUFFIX}").st_mtime_ns
-        except OSError:
-            return False
-        return marked_ns + CHANGE_MARGIN_NS >= fetched_ns
+        return marked_since(self.deleted_dir / f"{image_id}{CHANGE_SUFFIX}", fetched_ns)
 
     async def require(self, database: Database, image_id: str) -> Image:
         """The row for ``image_id`` (memoised), or :class:`ImageNotFoundError`."""
@@ -322,11 +317,7 @@ class RecordMemo:
         self.forget(image_id)
         if self.deleted_dir is None:
             return
-        self.deleted_dir.mkdir(parents=True, exist_ok=True)
-        marker = self.deleted_dir / f"{image_id}{CHANGE_SUFFIX}"
-        marker.touch()
-        now_ns = time.time_ns()
-        os.utime(marker, ns=(now_ns, now_ns))
+        touch_marker(self.deleted_dir / f"{image_id}{CHANGE_SUFFIX}")
 
     def tombstone(self, image_id: uuid.UUID) -> int:
         """Write the tombstone of ``image_id`` (before its row goes); prune old ones if due.

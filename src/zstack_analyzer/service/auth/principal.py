@@ -11,8 +11,12 @@
 
 Why a small cache (:class:`PrincipalCache`): resolving a token or session is
 one database round trip in a worker thread, more than a cached thumbnail
-costs. Entries live ``accounts.cache_seconds``; this process drops them at
-once when it changes an account (:func:`forget_principals`).
+costs. Entries live ``accounts.cache_seconds`` (never past the credential's
+own expiry), but every hit first stats the shared "accounts changed" marker
+(:class:`~.account_changes.AccountChanges`): an entry fetched before the last
+account change, made by this process, another one or the CLI, is resolved
+again. So a revoked token or a removed membership stops working at once in
+every process sharing the data dir.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select, update
+from sqlalchemy import select
 
+from zstack_analyzer.service.auth.account_changes import AccountChanges
 from zstack_analyzer.service.auth.models import ApiToken, User, UserSession
 from zstack_analyzer.service.auth.permissions import SINGLE_USER, Principal
 from zstack_analyzer.service.auth.tokens import hash_secret
@@ -43,7 +48,6 @@ __all__ = [
     "CSRF_HEADER",
     "PrincipalCache",
     "PrincipalDep",
-    "forget_principals",
     "get_principal",
     "require_principal",
     "token_unless_users",
@@ -72,16 +76,24 @@ def unauthorized(detail: str) -> HTTPException:
 
 
 class PrincipalCache:
-    """``key -> (deadline, Principal)`` for resolved tokens and sessions; bounded, thread-safe."""
+    """``key -> (deadline, fetched_ns, Principal)`` for resolved credentials; bounded, thread-safe.
 
-    def __init__(self, *, ttl_s: float, max_entries: int = 10_000) -> None:
+    ``changes``: the shared marker; a hit fetched before its time is dropped
+    (one ``stat`` per hit). ``fetched_ns`` is the wall clock (ns) taken before
+    the database was asked (:func:`time.time_ns`, the marker's clock).
+    """
+
+    def __init__(
+        self, *, ttl_s: float, max_entries: int = 10_000, changes: AccountChanges | None = None
+    ) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self.changes = changes
+        self._entries: OrderedDict[str, tuple[float, int, Principal]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: str) -> Principal | None:
-        """The cached principal, if still fresh."""
+        """The cached principal, if still fresh and fetched after the last account change."""
         with self._lock:
             hit = self._entries.get(key)
             if hit is None:
@@ -89,23 +101,40 @@ class PrincipalCache:
             if time.monotonic() >= hit[0]:
                 self._entries.pop(key, None)
                 return None
-            return hit[1]
+        if self.changes is not None and self.changes.changed_since(hit[1]):
+            with self._lock:
+                if self._entries.get(key) is hit:
+                    self._entries.pop(key)
+            return None
+        return hit[2]
 
-    def put(self, key: str, principal: Principal, *, not_after: datetime | None) -> None:
-        """Keep ``principal`` for the TTL (never past the credential's own expiry)."""
+    def put(
+        self,
+        key: str,
+        principal: Principal,
+        *,
+        not_after: datetime | None,
+        fetched_ns: int | None = None,
+    ) -> None:
+        """Keep ``principal`` for the TTL (never past the credential's own expiry).
+
+        ``fetched_ns``: when its resolution began (default: now; pass the time
+        taken *before* the query, so a change committed during it counts as later).
+        """
         ttl = self.ttl_s
         if not_after is not None:
             ttl = min(ttl, (_aware(not_after) - datetime.now(UTC)).total_seconds())
         if ttl <= 0:
             return
+        fetched = time.time_ns() if fetched_ns is None else fetched_ns
         with self._lock:
-            self._entries[key] = (time.monotonic() + ttl, principal)
+            self._entries[key] = (time.monotonic() + ttl, fetched, principal)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
     def clear(self) -> None:
-        """Forget everything (an account, group, membership or token changed)."""
+        """Forget everything."""
         with self._lock:
             self._entries.clear()
 
@@ -116,14 +145,12 @@ def principal_cache(request: Request) -> PrincipalCache:
     cache: PrincipalCache | None = getattr(state, "principal_cache", None)
     if cache is None:
         settings: Settings = state.settings
-        cache = PrincipalCache(ttl_s=settings.accounts.cache_seconds)
+        cache = PrincipalCache(
+            ttl_s=settings.accounts.cache_seconds,
+            changes=AccountChanges(settings.accounts_marker),
+        )
         state.principal_cache = cache
     return cache
-
-
-def forget_principals(request: Request) -> None:
-    """Drop this process's cached principals (call after any account change)."""
-    principal_cache(request).clear()
 
 
 def _aware(value: datetime) -> datetime:
@@ -150,7 +177,8 @@ def resolve_api_token(session: Session, secret: str) -> tuple[Principal, datetim
     if token.revoked_at is not None or not _alive(token.expires_at, now) or not user.is_active:
         return None
     if token.last_used_at is None or now - _aware(token.last_used_at) > LAST_USED_EVERY:
-        session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
+        # A row change, not a bulk UPDATE: account_changes knows last_used_at changes no principal.
+        token.last_used_at = now
         session.commit()
     principal = principal_for_user(
         session, user, via="api-token", read_only=bool(token.read_only), token_id=token.id
@@ -185,11 +213,12 @@ async def _resolve(request: Request, kind: str, secret: str) -> Principal | None
         return cached
     database: Database = request.app.state.database
     resolver = resolve_api_token if kind == "t" else resolve_session
+    fetched_ns = time.time_ns()  # before the query: a change committed during it is "after"
     found = await database.run(resolver, secret)
     if found is None:
         return None
     principal, not_after = found
-    cache.put(key, principal, not_after=not_after)
+    cache.put(key, principal, not_after=not_after, fetched_ns=fetched_ns)
     return principal
 
 

@@ -4,6 +4,8 @@ Why thin: every rule (names, levels, last admin, adoption, token hashing,
 lockout) lives in ``service/auth/``; these routes parse, call, and answer.
 ``auth_router`` is included without the global guard (login must work
 without credentials); everything else goes through ``auth.guard.authorize``.
+No route tells the principal caches about a change: the commit itself does
+(``auth/account_changes.py``), for every server process and for the CLI.
 """
 
 import contextlib
@@ -25,7 +27,6 @@ from zstack_analyzer.service.auth.permissions import Principal
 from zstack_analyzer.service.auth.principal import (
     COOKIE_NAME,
     PrincipalDep,
-    forget_principals,
     get_principal,
 )
 from zstack_analyzer.service.auth.schemas import (
@@ -200,7 +201,6 @@ async def logout(request: Request, database: DatabaseDep, principal: PrincipalDe
     cookie = request.cookies.get(COOKIE_NAME)
     if cookie and principal.via == "session":
         await database.run(end_session, cookie)
-        forget_principals(request)
         events.emit("logout", principal, request)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="lax")
@@ -283,12 +283,11 @@ def revoke_own_token(
     session: SessionDep,
     principal: PrincipalDep,
 ) -> Response:
-    """Revoked at once in this process, within ``accounts.cache_seconds`` in others."""
+    """Refused at once by every server process sharing the data dir (``auth/account_changes.py``)."""
     from zstack_analyzer.service.auth.accounts import revoke_token
 
     with account_errors():
         revoke_token(session, token_id, user_id=_user_id(principal))
-    forget_principals(request)
     events.emit("token_revoke", principal, request, token_id=token_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -402,7 +401,6 @@ def admin_update_user(
             display_name=body.display_name,
             email=body.email,
         )
-    forget_principals(request)
     changed = sorted(k for k, v in body.model_dump(exclude={"password"}).items() if v is not None)
     events.emit(
         "user_update",
@@ -473,12 +471,11 @@ def admin_create_group(
 def admin_update_group(
     name: str, body: GroupUpdate, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> GroupPublic:
-    """Takes effect on the members' next request (other processes: within seconds)."""
+    """Takes effect on the members' next request, in every server process."""
     from zstack_analyzer.service.auth.accounts import update_group
 
     with account_errors():
         group = update_group(session, name, permissions=body.permissions.value)
-    forget_principals(request)
     events.emit("group_update", principal, request, group=name, permissions=group.permissions)
     return _group_public(session, group)
 
@@ -499,7 +496,6 @@ def admin_delete_group(
 
     with account_errors():
         delete_group(session, name)
-    forget_principals(request)
     events.emit("group_delete", principal, request, group=name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -525,7 +521,6 @@ def admin_put_member(
     with account_errors():
         set_membership(session, name, username, owner=body.is_owner)
         group = find_group(session, name)
-    forget_principals(request)
     events.emit(
         "membership_add", principal, request, group=name, username=username, owner=body.is_owner
     )
@@ -548,7 +543,6 @@ def admin_remove_member(
     with account_errors():
         set_membership(session, name, username, remove=True)
         group = find_group(session, name)
-    forget_principals(request)
     events.emit("membership_remove", principal, request, group=name, username=username)
     return _group_public(session, group)
 
