@@ -351,11 +351,14 @@ class NdTiffReader(ImageReader):
             return np.zeros((rows, max(0, x1 - x0)), dtype=self._dtype)
         row_bytes = info.size_x * self._dtype.itemsize
         start = int(self._offsets[entry]) + y0 * row_bytes
+        # Read into a bytearray, not bytes: the plane is then the caller's to change
+        # (`plane -= background`) without a copy, as from every other reader.
+        raw = bytearray(rows * row_bytes)
         with self._io_lock:
             handle = self._handle(int(self._file_index[entry]))
             handle.seek(start)
-            raw = handle.read(rows * row_bytes)
-        if len(raw) != rows * row_bytes:
+            got = handle.readinto(raw)
+        if got != rows * row_bytes:
             msg = f"{self.path.name}: plane t={t} c={c} z={z} is cut short in {self._files[int(self._file_index[entry])].name}"
             raise CorruptFileError(msg, path=self.path)
         band = np.frombuffer(raw, dtype=self._dtype.newbyteorder("<")).reshape(rows, info.size_x)

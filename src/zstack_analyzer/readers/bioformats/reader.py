@@ -281,7 +281,10 @@ class BioformatsReader(ImageReader):
             pixels = flat.reshape(h, w, samples)
         else:
             pixels = flat.reshape(samples, h, w).transpose(1, 2, 0)
-        return np.ascontiguousarray(pixels, dtype=dtype.newbyteorder("="))
+        out = np.ascontiguousarray(pixels, dtype=dtype.newbyteorder("="))
+        # A view of the answer's bytes is read-only: copy only then (a byte swap or an
+        # interleave already made a new array), so the plane is the caller's to change.
+        return out if out.flags.writeable else out.copy()
 
     def _check_level(self, scene: int, level: int) -> None:
         self.scene_info(scene)
