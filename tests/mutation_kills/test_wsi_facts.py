@@ -186,8 +186,13 @@ def test_ndpi_scanner_serial_software_and_time(tmp_path: Path) -> None:
         md = image.metadata()
     assert md.microscope is not None
     assert (md.microscope.serial_number, md.microscope.software) == ("SN-0042", "NDP.scan 3.2.15")
-    # the scan time is the TIFF DateTime, read as for every TIFF
+    # the scan time is the TIFF DateTime, read as for every TIFF, and said to be the scan time:
+    # NDP.scan writes it when it scans (Bio-Formats' NDPIReader takes it as the acquisition date),
+    # not a converter's "file write time" as in any other TIFF
     assert md.acquired_at_local == datetime(2021, 3, 4, 5, 6, 7)
+    assert md.provenance["acquired_at_local"] == "NDPI TIFF DateTime (the scan time, as the scanner wrote it)"
+    assert md.acquired_at is None
+    assert any(w.startswith("acquisition time zone unknown") for w in md.warnings)
 
 
 def test_ndpi_without_model_software_or_serial_says_none(tmp_path: Path) -> None:

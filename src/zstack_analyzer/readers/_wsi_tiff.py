@@ -244,5 +244,5 @@ def _ndpi(page: Any) -> SlideFacts:
     facts.software = str(tags.get("Software") or "") or None
     # No scan time here: tifffile's ndpi_tags hold Make, Model, Software and the private
     # tags only, and the scan time is the TIFF DateTime, which the TIFF reader reads as
-    # it does for every TIFF.
+    # for every TIFF and labels as the NDPI scan time.
     return facts
