@@ -167,7 +167,13 @@ class TiffReader(TiffFamilyReader):
         names: list[str | None] = [None] * info.size_c
         if kind is not None:
             microscope, objective, acquired_at, acquired_local, slide_names = self._slide_metadata(
-                kind, microscope, acquired_local, provenance, warnings, vendor
+                kind,
+                self._series_of_scene[scene],
+                microscope,
+                acquired_local,
+                provenance,
+                warnings,
+                vendor,
             )
             if len(slide_names) == info.size_c and scene == 0:
                 names = slide_names
@@ -191,6 +197,7 @@ class TiffReader(TiffFamilyReader):
     def _slide_metadata(
         self,
         kind: str,
+        series: int,
         microscope: MicroscopeInfo | None,
         acquired_local: datetime | None,
         provenance: dict[str, str],
@@ -203,8 +210,11 @@ class TiffReader(TiffFamilyReader):
         datetime | None,
         list[str | None],
     ]:
-        """Scanner, objective, acquisition time and associated images of a whole-slide TIFF."""
-        facts = slide_facts(self.tif, kind)
+        """Scanner, objective, acquisition time and associated images of a whole-slide TIFF.
+
+        ``series``: the tifffile series of the scene (an SCN says each image's objective).
+        """
+        facts = slide_facts(self.tif, kind, series)
         vendor["slide_format"] = kind
         vendor["associated_images"] = [
             {"name": s.name, "shape": [int(v) for v in s.shape], "axes": str(s.axes)}
