@@ -32,7 +32,18 @@ runner = CliRunner()
 def _ingest(path: Path, base: str, token: str, *options: str) -> dict[str, Any]:
     result = runner.invoke(
         app,
-        ["ingest", str(path), "--server", base, "--token", token, *options, "--json", "--settle", "0"],
+        [
+            "ingest",
+            str(path),
+            "--server",
+            base,
+            "--token",
+            token,
+            *options,
+            "--json",
+            "--settle",
+            "0",
+        ],
     )
     assert "Traceback" not in result.output, result.output
     summary: dict[str, Any] = json.loads(result.stdout)
@@ -73,7 +84,11 @@ def test_filing_uses_containers_the_caller_may_change(tmp_path: Path) -> None:
             accounts.create_user(session, "alice", password="x" * 12)
             for level in ("read-only", "read-annotate", "read-write"):
                 accounts.set_membership(session, f"g-{level}", "alice")
-            for user, level in (("rolf", "read-only"), ("ada", "read-annotate"), ("walt", "read-write")):
+            for user, level in (
+                ("rolf", "read-only"),
+                ("ada", "read-annotate"),
+                ("walt", "read-write"),
+            ):
                 accounts.create_user(session, user, password="x" * 12)
                 accounts.set_membership(session, f"g-{level}", user)
             for user in ("alice", "rolf", "ada", "walt"):
@@ -96,7 +111,9 @@ def test_filing_uses_containers_the_caller_may_change(tmp_path: Path) -> None:
 
         for seed, user in enumerate(("rolf", "ada"), start=1):
             stack = write_ome_tiff(tmp_path / f"{user}.ome.tif", (1, 1, 8, 8), seed=seed)
-            summary = _ingest(stack, base, tokens[user], "--project", "Screen", "--dataset", "Plate")
+            summary = _ingest(
+                stack, base, tokens[user], "--project", "Screen", "--dataset", "Plate"
+            )
             assert (summary["ingested"], summary["failed"]) == (1, []), summary
             tree = _tree(base, tokens[user])
             # Alice's stay as they were; the caller's own were made and hold the image.
@@ -132,5 +149,30 @@ def test_filing_uses_containers_the_caller_may_change(tmp_path: Path) -> None:
         assert tree["Loose", "walt"]["id"] == mine["id"]
         assert tree["Loose", "walt"]["child_count"] == 1
         assert tree["Loose", "alice"]["child_count"] == 0
+        # The in-process filer's choice (find_or_create) is the same, for the same callers.
+        _in_process_choices(server, tokens, _tree(base, tokens["rolf"]), tree)
     finally:
         server.stop()
+
+
+def _in_process_choices(
+    server: LiveServer,
+    tokens: dict[str, str],
+    rolf_tree: dict[tuple[str, str], dict[str, Any]],
+    walt_tree: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    from zstack_analyzer.service.annotations.containers import find_or_create
+    from zstack_analyzer.service.auth.placement import choose_group
+    from zstack_analyzer.service.auth.principal import resolve_api_token
+
+    with server.app.state.database.sessions() as session:
+        for user, tree, name in (("rolf", rolf_tree, "Plate"), ("walt", walt_tree, "Loose")):
+            resolved = resolve_api_token(session, tokens[user])
+            assert resolved is not None
+            principal = resolved[0]
+            placement = choose_group(session, principal, None)
+            row = find_or_create(session, principal, "dataset", name, placement)
+            assert row.id == tree[name, user]["id"], user
+        # walt's "Plate" is alice's, which he may change (he has none of his own)
+        row = find_or_create(session, principal, "dataset", "Plate", placement)
+        assert row.id == walt_tree["Plate", "alice"]["id"]

@@ -328,7 +328,6 @@ def test_scene_sizes_from_real_files(
         assert reader.scene_info(0).shape == (1, 2, 17, 128, 128)  # C = 2 (MANIFEST)
 
 
-
 def test_planes_and_regions_are_the_callers_to_change(
     bf_pool: WorkerPool, testdata_more: Path
 ) -> None:

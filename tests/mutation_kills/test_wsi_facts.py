@@ -190,7 +190,10 @@ def test_ndpi_scanner_serial_software_and_time(tmp_path: Path) -> None:
     # NDP.scan writes it when it scans (Bio-Formats' NDPIReader takes it as the acquisition date),
     # not a converter's "file write time" as in any other TIFF
     assert md.acquired_at_local == datetime(2021, 3, 4, 5, 6, 7)
-    assert md.provenance["acquired_at_local"] == "NDPI TIFF DateTime (the scan time, as the scanner wrote it)"
+    assert (
+        md.provenance["acquired_at_local"]
+        == "NDPI TIFF DateTime (the scan time, as the scanner wrote it)"
+    )
     assert md.acquired_at is None
     assert any(w.startswith("acquisition time zone unknown") for w in md.warnings)
 
@@ -405,7 +408,10 @@ def _scn_layout(path: Path, images: list[tuple[str, int, str | None]]) -> Path:
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
         for k in range(len(images)):
             tif.write(
-                _plane(32), photometric="minisblack", description=xml if k == 0 else None, metadata=None
+                _plane(32),
+                photometric="minisblack",
+                description=xml if k == 0 else None,
+                metadata=None,
             )
     return path
 

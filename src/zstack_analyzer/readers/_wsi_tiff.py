@@ -114,7 +114,9 @@ def _scn_images(xml: str) -> list[_ScnImage]:
             found.append(
                 _ScnImage(
                     overview=view is not None and (view.get("sizeX"), view.get("sizeY")) == size,
-                    objective=objective if objective is not None and 0 < objective < math.inf else None,
+                    objective=objective
+                    if objective is not None and 0 < objective < math.inf
+                    else None,
                 )
             )
     return found

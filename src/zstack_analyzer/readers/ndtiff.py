@@ -24,7 +24,7 @@ import functools
 import json
 import struct
 import threading
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -53,6 +53,7 @@ from zstack_analyzer.readers.micromanager import (
 )
 
 if TYPE_CHECKING:
+    import io
     from collections.abc import Mapping, Sequence
     from pathlib import Path
 
@@ -206,7 +207,7 @@ class NdTiffReader(ImageReader):
     def __init__(self, path: Path | str, /, *, limits: ReadLimits | None = None) -> None:
         super().__init__(path, limits=limits)
         self._io_lock = threading.RLock()
-        self._handles: dict[int, IO[bytes]] = {}
+        self._handles: dict[int, io.BufferedReader] = {}
         self._metadata_cache: dict[int, ImageMetadata] = {}
         try:
             self._open()
@@ -331,7 +332,7 @@ class NdTiffReader(ImageReader):
         del ignored
 
     # ------------------------------------------------------------------ reading
-    def _handle(self, member: int) -> IO[bytes]:
+    def _handle(self, member: int) -> io.BufferedReader:
         handle = self._handles.get(member)
         if handle is None:
             handle = self._files[member].open("rb")
