@@ -26,6 +26,8 @@ def assert_reader_contract(
 ) -> None:
     """Check one file against the reader protocol.
 
+    Planes and regions come back writable (the caller owns them), as from every reader.
+
     ``expected`` is the canonical T,C,Z,Y,X(,S) array of scene 0 when the test knows it.
     """
     assert detect_reader(path) is reader_cls
@@ -53,6 +55,12 @@ def assert_reader_contract(
             first = scenes[0]
             plane = reader.read_plane(0, 0, 0, 0)
             assert plane.shape == first.shape[3:]
+            # The caller owns what it is given: `plane -= background` must work on every reader.
+            assert plane.flags.writeable, f"{reader_cls.__name__}.read_plane gave a read-only array"
+            corner = reader.read_region(0, 0, 0, 0, (0, first.size_y), (0, first.size_x))
+            assert corner.flags.writeable, (
+                f"{reader_cls.__name__}.read_region gave a read-only array"
+            )
             lazy0 = reader.to_dask(0)
             last = (first.size_t - 1, first.size_c - 1, first.size_z - 1)
             np.testing.assert_array_equal(reader.read_plane(0, *last), np.asarray(lazy0[last]))

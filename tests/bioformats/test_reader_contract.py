@@ -326,3 +326,23 @@ def test_scene_sizes_from_real_files(
     shutil.copyfile(testdata_more / "dv" / "toxo.dv", copy)
     with BioformatsReader(copy) as reader:
         assert reader.scene_info(0).shape == (1, 2, 17, 128, 128)  # C = 2 (MANIFEST)
+
+
+def test_planes_and_regions_are_the_callers_to_change(
+    bf_pool: WorkerPool, testdata_more: Path
+) -> None:
+    """Writable, as from every other reader (``tests/contract.py``).
+
+    Regression: planes were views of the worker's answer bytes (read-only), so
+    ``plane -= background`` raised "assignment destination is read-only" here only.
+    """
+    for name in ("gatan/test_STEM_image.dm3", "ics/testim.ics"):
+        with BioformatsReader(testdata_more / name) as reader:
+            plane = reader.read_plane(0, 0, 0, 0)
+            region = reader.read_region(0, 0, 0, 0, (1, 3), (0, 2))
+            assert plane.flags.writeable, name
+            assert region.flags.writeable, name
+            before = plane.copy()
+            plane -= plane.min()  # what a user does with a background
+            np.testing.assert_array_equal(plane, before - before.min())
+            np.testing.assert_array_equal(reader.read_plane(0, 0, 0, 0), before)  # not shared

@@ -186,8 +186,16 @@ def test_ndpi_scanner_serial_software_and_time(tmp_path: Path) -> None:
         md = image.metadata()
     assert md.microscope is not None
     assert (md.microscope.serial_number, md.microscope.software) == ("SN-0042", "NDP.scan 3.2.15")
-    # the scan time is the TIFF DateTime, read as for every TIFF
+    # the scan time is the TIFF DateTime, read as for every TIFF, and said to be the scan time:
+    # NDP.scan writes it when it scans (Bio-Formats' NDPIReader takes it as the acquisition date),
+    # not a converter's "file write time" as in any other TIFF
     assert md.acquired_at_local == datetime(2021, 3, 4, 5, 6, 7)
+    assert (
+        md.provenance["acquired_at_local"]
+        == "NDPI TIFF DateTime (the scan time, as the scanner wrote it)"
+    )
+    assert md.acquired_at is None
+    assert any(w.startswith("acquisition time zone unknown") for w in md.warnings)
 
 
 def test_ndpi_without_model_software_or_serial_says_none(tmp_path: Path) -> None:
@@ -368,6 +376,88 @@ def test_scn_overviews_count_only_images_with_pixels() -> None:
     )
     assert _scn_overviews(xml) == {2}
     assert _scn_overviews("<scn><collection") == set()  # not XML: no overview, no error
+
+
+def _scn_layout(path: Path, images: list[tuple[str, int, str | None]]) -> Path:
+    """An SCN of ``(name, view size, objective or None)`` images, laid out as Leica writes them.
+
+    The order of a real slide (openslide's and Bio-Formats' samples): a label scanned
+    without an objective element, the macro (view = the whole 20000 nm collection,
+    its own objective of about 0.6x), then the main images, each with its objective.
+    """
+    body = ""
+    for k, (name, view, objective) in enumerate(images):
+        lens = (
+            f"<objectiveSettings><objective>{objective}</objective></objectiveSettings>"
+            if objective is not None
+            else ""
+        )
+        body += (
+            f'<image name="{name}"><creationDate>2012-05-02T14:00:29.07Z</creationDate>'
+            '<device model="Leica SCN400;Leica SCN" version="1.5"/>'
+            f'<pixels sizeX="32" sizeY="32"><dimension sizeX="32" sizeY="32" r="0" ifd="{k}"/>'
+            f'</pixels><view sizeX="{view}" sizeY="{view}" offsetX="0" offsetY="0"/>'
+            f"<scanSettings>{lens}<illuminationSettings><numericalAperture>0.4"
+            "</numericalAperture><illuminationSource>brightfield</illuminationSource>"
+            "</illuminationSettings></scanSettings></image>"
+        )
+    xml = (
+        f'<?xml version="1.0"?><scn xmlns="{_SCN}">'
+        f'<collection name="slide" sizeX="20000" sizeY="20000">{body}</collection></scn>'
+    )
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        for k in range(len(images)):
+            tif.write(
+                _plane(32),
+                photometric="minisblack",
+                description=xml if k == 0 else None,
+                metadata=None,
+            )
+    return path
+
+
+def test_scn_a_label_without_objective_does_not_give_the_macro_s_lens_to_the_main_image(
+    tmp_path: Path,
+) -> None:
+    """Regression: objectives were counted over the whole XML, overviews over images with
+    pixels; a label without an objective shifted one against the other, so the main image
+    was given the macro's 0.60833x."""
+    path = _scn_layout(
+        tmp_path / "slide.scn",
+        [("label", 3000, None), ("", 20000, "0.60833"), ("", 5000, "20")],
+    )
+    assert _facts(path, "scn").magnification == 20.0
+    with open_image(path) as image:
+        assert len(image.scenes()) == 1  # label and macro are associated images
+        md = image.metadata(0)
+    assert md.objective is not None
+    assert md.objective.magnification == 20.0
+    # an image without an objective of its own is given none (not a neighbour's)
+    unnamed = _scn_layout(
+        tmp_path / "unnamed.scn", [("", 3000, None), ("", 20000, "0.6"), ("", 5000, "20")]
+    )
+    with open_image(unnamed) as image:
+        lenses = [image.metadata(k).objective for k in range(len(image.scenes()))]
+    assert lenses[0] is None
+    assert lenses[1] is not None and lenses[1].magnification == 20.0
+
+
+def test_scn_each_main_image_has_its_own_objective(tmp_path: Path) -> None:
+    """Two regions scanned with different lenses: not the first one's for both."""
+    path = _scn_layout(
+        tmp_path / "two.scn",
+        [("", 20000, "0.60833"), ("", 5000, "20"), ("", 4000, "40")],
+    )
+    with open_image(path) as image:
+        assert len(image.scenes()) == 2
+        first, second = (image.metadata(k) for k in range(2))
+    assert first.objective is not None and first.objective.magnification == 20.0
+    assert second.objective is not None and second.objective.magnification == 40.0
+    assert second.provenance["objective.magnification"] == (
+        "SCN scanSettings/objectiveSettings/objective"
+    )
+    # the file's facts (no scene asked): scene 0's lens
+    assert _facts(path, "scn").magnification == 20.0
 
 
 # ------------------------------------------------------------------ PerkinElmer QPTIFF

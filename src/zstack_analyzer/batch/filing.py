@@ -116,7 +116,12 @@ class FilingSink:
 
 
 class HttpFiler:
-    """Files records through a server's API (the same client and token as the upload)."""
+    """Files records through a server's API (the same client and token as the upload).
+
+    A project or dataset is chosen as the in-process filer chooses it
+    (:func:`~zstack_analyzer.service.annotations.containers.find_or_create`): the
+    caller's own of that name, else another's the caller may change, else a new one.
+    """
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -134,8 +139,13 @@ class HttpFiler:
             found = self.client.get(f"/api/{kind}s", params=params)
             _raise(found)
             exact = [row for row in found.json()["data"] if row["name"] == name]
-            if exact:
-                self._ids[key] = int(exact[0]["id"])
+            # Never one the caller may only see (every link into it answers 403): their own
+            # first, then another's they may change, oldest first; else a new one. A server
+            # without these fields (older) says nothing: its first, as before.
+            usable = [row for row in exact if row.get("can_change", True)]
+            usable.sort(key=lambda row: (not row.get("owned_by_you", True), int(row["id"])))
+            if usable:
+                self._ids[key] = int(usable[0]["id"])
             else:
                 body: dict[str, Any] = {"name": name}
                 if project_id is not None:

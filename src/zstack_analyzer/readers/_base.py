@@ -32,9 +32,19 @@ if TYPE_CHECKING:
     from zstack_analyzer.filesets import FileSet
     from zstack_analyzer.metadata import ImageMetadata, SceneInfo
 
-__all__ = ["ImageReader", "plane_count", "planes_to_dask"]
+__all__ = ["ImageReader", "owned", "plane_count", "planes_to_dask"]
 
 _token_counter = itertools.count()
+
+
+def owned(array: np.ndarray) -> np.ndarray:
+    """``array`` when it is writable, else a writable copy of it.
+
+    Why: a plane a reader returns is the caller's to change (``plane -= background``).
+    ``np.frombuffer`` over the ``bytes`` a file or worker gave is a read-only view;
+    copying only then keeps the common path (an array already made) free of a copy.
+    """
+    return array if array.flags.writeable else array.copy()
 
 
 class _PlaneBlock:

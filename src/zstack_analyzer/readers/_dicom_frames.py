@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from zstack_analyzer.errors import CorruptFileError, UnsupportedFormatError
+from zstack_analyzer.readers._base import owned
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -307,7 +308,8 @@ class DicomFrames:
             frame = frame.reshape(geometry.shape).astype(geometry.dtype, copy=False)
             if self.photometric.startswith("YBR_FULL") and geometry.samples == 3:
                 frame = _ybr_to_rgb(frame)
-            return np.ascontiguousarray(frame)
+            # a view of the file's bytes is read-only; the caller owns the frame it is given
+            return owned(np.ascontiguousarray(frame))
         data = self._compressed(index)
         try:
             frame = self._decode(data)

@@ -10,6 +10,7 @@ private tags, SCN/QPTIFF XML, the BIF XMP). The TIFF reader asks here.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -63,14 +64,32 @@ def associated_series(tif: Any, kind: str | None) -> set[int]:
 
 
 def _scn_overviews(xml: str) -> set[int]:
+    return {k for k, image in enumerate(_scn_images(xml)) if image.overview}
+
+
+@dataclass(frozen=True, slots=True)
+class _ScnImage:
+    """One SCN ``<image>`` as tifffile makes a series of it: overview or not, its own lens."""
+
+    overview: bool
+    objective: float | None
+
+
+def _scn_images(xml: str) -> list[_ScnImage]:
+    """The SCN images tifffile makes series of (those with a pixels dimension), in its order.
+
+    Why one list: an image's objective and whether it is the overview are read from
+    the same ``<image>`` element, so they cannot be paired with another image's (a
+    label without an ``<objective>`` once shifted the macro's 0.6x onto the main
+    image). Bio-Formats' LeicaSCNReader pairs them the same way, image by image.
+    """
     from defusedxml.ElementTree import fromstring
 
     try:
         root = fromstring(xml)
     except Exception:  # defusedxml raises ParseError, EntitiesForbidden...
-        return set()
-    found: set[int] = set()
-    index = 0
+        return []
+    found: list[_ScnImage] = []
     for collection in root:
         if not collection.tag.endswith("collection"):
             continue
@@ -85,9 +104,21 @@ def _scn_overviews(xml: str) -> set[int]:
             if not has_pixels:
                 continue
             view = next((v for v in image if v.tag.endswith("view")), None)
-            if view is not None and (view.get("sizeX"), view.get("sizeY")) == size:
-                found.add(index)
-            index += 1
+            lens = next(
+                (e.text for e in image.iter() if e.tag.rsplit("}", 1)[-1] == "objective"), None
+            )
+            try:
+                objective: float | None = float(str(lens).strip())
+            except ValueError:
+                objective = None
+            found.append(
+                _ScnImage(
+                    overview=view is not None and (view.get("sizeX"), view.get("sizeY")) == size,
+                    objective=objective
+                    if objective is not None and 0 < objective < math.inf
+                    else None,
+                )
+            )
     return found
 
 
@@ -109,8 +140,12 @@ class SlideFacts:
     fields: dict[str, str] = field(default_factory=dict)
 
 
-def slide_facts(tif: Any, kind: str) -> SlideFacts:
-    """Magnification, MPP, scanner, software and acquisition time of a whole-slide TIFF."""
+def slide_facts(tif: Any, kind: str, series: int | None = None) -> SlideFacts:
+    """Magnification, MPP, scanner, software and acquisition time of a whole-slide TIFF.
+
+    ``series`` (a tifffile series index): the facts of that image where a slide
+    says them per image (an SCN's objective); ``None``: those of the first scene.
+    """
     page = tif.pages.first
     if kind == "svs":
         return _svs(str(page.description or ""))
@@ -132,20 +167,16 @@ def slide_facts(tif: Any, kind: str) -> SlideFacts:
         facts.manufacturer = "Leica"
         model = re.search(r'<device[^>]*model="([^"]+)"', text)
         facts.model = model.group(1) if model else None
-        # each image has its own objective: take the first main image's, not the overview's
-        overviews = _scn_overviews(text)
-        objectives = [
-            o
-            for k, o in enumerate(re.finditer(r"<objective>\s*([0-9.]+)\s*</objective>", text))
-            if k not in overviews
-        ]
-        if objectives:
-            _float_into(
-                facts,
-                "magnification",
-                objectives[0],
-                "SCN scanSettings/objectiveSettings/objective",
-            )
+        # each image has its own objective: that of the image asked for (else scene 0's)
+        images = _scn_images(text)
+        if series is None:
+            associated = associated_series(tif, kind)
+            series = next((k for k in range(len(images)) if k not in associated), None)
+        if series is not None and 0 <= series < len(images):
+            lens = images[series].objective
+            if lens is not None:
+                facts.magnification = lens
+                facts.sources["magnification"] = "SCN scanSettings/objectiveSettings/objective"
     elif kind == "qpi":
         facts.manufacturer = "PerkinElmer"
         _float_into(
@@ -244,5 +275,5 @@ def _ndpi(page: Any) -> SlideFacts:
     facts.software = str(tags.get("Software") or "") or None
     # No scan time here: tifffile's ndpi_tags hold Make, Model, Software and the private
     # tags only, and the scan time is the TIFF DateTime, which the TIFF reader reads as
-    # it does for every TIFF.
+    # for every TIFF and labels as the NDPI scan time.
     return facts

@@ -24,7 +24,7 @@ import functools
 import json
 import struct
 import threading
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -53,6 +53,7 @@ from zstack_analyzer.readers.micromanager import (
 )
 
 if TYPE_CHECKING:
+    import io
     from collections.abc import Mapping, Sequence
     from pathlib import Path
 
@@ -206,7 +207,7 @@ class NdTiffReader(ImageReader):
     def __init__(self, path: Path | str, /, *, limits: ReadLimits | None = None) -> None:
         super().__init__(path, limits=limits)
         self._io_lock = threading.RLock()
-        self._handles: dict[int, IO[bytes]] = {}
+        self._handles: dict[int, io.BufferedReader] = {}
         self._metadata_cache: dict[int, ImageMetadata] = {}
         try:
             self._open()
@@ -331,7 +332,7 @@ class NdTiffReader(ImageReader):
         del ignored
 
     # ------------------------------------------------------------------ reading
-    def _handle(self, member: int) -> IO[bytes]:
+    def _handle(self, member: int) -> io.BufferedReader:
         handle = self._handles.get(member)
         if handle is None:
             handle = self._files[member].open("rb")
@@ -351,11 +352,14 @@ class NdTiffReader(ImageReader):
             return np.zeros((rows, max(0, x1 - x0)), dtype=self._dtype)
         row_bytes = info.size_x * self._dtype.itemsize
         start = int(self._offsets[entry]) + y0 * row_bytes
+        # Read into a bytearray, not bytes: the plane is then the caller's to change
+        # (`plane -= background`) without a copy, as from every other reader.
+        raw = bytearray(rows * row_bytes)
         with self._io_lock:
             handle = self._handle(int(self._file_index[entry]))
             handle.seek(start)
-            raw = handle.read(rows * row_bytes)
-        if len(raw) != rows * row_bytes:
+            got = handle.readinto(raw)
+        if got != rows * row_bytes:
             msg = f"{self.path.name}: plane t={t} c={c} z={z} is cut short in {self._files[int(self._file_index[entry])].name}"
             raise CorruptFileError(msg, path=self.path)
         band = np.frombuffer(raw, dtype=self._dtype.newbyteorder("<")).reshape(rows, info.size_x)

@@ -144,8 +144,11 @@ class TiffReader(TiffFamilyReader):
             microscope, acquired_local = _fei_instrument(
                 self.tif.fei_metadata or {}, microscope, provenance, warnings
             )
+        kind = wsi_kind(self.tif)
         if acquired_local is None:
-            acquired_local = _tiff_datetime(exif, tags, provenance)
+            acquired_local = _tiff_datetime(
+                exif, tags, provenance, _NDPI_DATETIME if kind == "ndpi" else _FILE_DATETIME
+            )
         if acquired_local is not None:
             warnings.append(
                 "acquisition time zone unknown: acquired_at_local holds the time as written"
@@ -161,11 +164,16 @@ class TiffReader(TiffFamilyReader):
         levels = plan.level_shapes
         objective = None
         acquired_at = None
-        kind = wsi_kind(self.tif)
         names: list[str | None] = [None] * info.size_c
         if kind is not None:
             microscope, objective, acquired_at, acquired_local, slide_names = self._slide_metadata(
-                kind, microscope, acquired_local, provenance, warnings, vendor
+                kind,
+                self._series_of_scene[scene],
+                microscope,
+                acquired_local,
+                provenance,
+                warnings,
+                vendor,
             )
             if len(slide_names) == info.size_c and scene == 0:
                 names = slide_names
@@ -189,6 +197,7 @@ class TiffReader(TiffFamilyReader):
     def _slide_metadata(
         self,
         kind: str,
+        series: int,
         microscope: MicroscopeInfo | None,
         acquired_local: datetime | None,
         provenance: dict[str, str],
@@ -201,8 +210,11 @@ class TiffReader(TiffFamilyReader):
         datetime | None,
         list[str | None],
     ]:
-        """Scanner, objective, acquisition time and associated images of a whole-slide TIFF."""
-        facts = slide_facts(self.tif, kind)
+        """Scanner, objective, acquisition time and associated images of a whole-slide TIFF.
+
+        ``series``: the tifffile series of the scene (an SCN says each image's objective).
+        """
+        facts = slide_facts(self.tif, kind, series)
         vendor["slide_format"] = kind
         vendor["associated_images"] = [
             {"name": s.name, "shape": [int(v) for v in s.shape], "axes": str(s.axes)}
@@ -271,10 +283,17 @@ def _metres_to_um(value: Any) -> float | None:
 _EXIF_TIME = "%Y:%m:%d %H:%M:%S"
 
 
+#: What a TIFF DateTime is, as its provenance says: for most TIFFs the time the file was written.
+_FILE_DATETIME = "TIFF DateTime (file write time)"
+#: An NDPI is written by the scanner as it scans (no converter makes one): its DateTime is the
+#: scan time, which Bio-Formats' NDPIReader reports as the acquisition date too.
+_NDPI_DATETIME = "NDPI TIFF DateTime (the scan time, as the scanner wrote it)"
+
+
 def _tiff_datetime(
-    exif: Mapping[str, Any], tags: Any, provenance: dict[str, str]
+    exif: Mapping[str, Any], tags: Any, provenance: dict[str, str], label: str = _FILE_DATETIME
 ) -> datetime | None:
-    """When the picture was taken: EXIF DateTimeOriginal, else the TIFF DateTime.
+    """When the picture was taken: EXIF DateTimeOriginal, else the TIFF DateTime (``label``).
 
     Why this order: TIFF DateTime is when the file was last written (a
     conversion, an edit); DateTimeOriginal is when the image was captured. Both
@@ -286,7 +305,7 @@ def _tiff_datetime(
             tags["DateTimeOriginal"].value if "DateTimeOriginal" in tags else None,
             "EXIF DateTimeOriginal",
         ),
-        (tags["DateTime"].value if "DateTime" in tags else None, "TIFF DateTime (file write time)"),
+        (tags["DateTime"].value if "DateTime" in tags else None, label),
     ]
     for value, source in candidates:
         if not value:

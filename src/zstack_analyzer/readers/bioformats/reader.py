@@ -26,7 +26,7 @@ import numpy as np
 
 from zstack_analyzer.errors import CorruptFileError, SceneNotFoundError, UnsupportedFormatError
 from zstack_analyzer.metadata import SceneInfo
-from zstack_analyzer.readers._base import ImageReader, planes_to_dask
+from zstack_analyzer.readers._base import ImageReader, owned, planes_to_dask
 from zstack_analyzer.readers.bioformats.companions import check_used_files
 from zstack_analyzer.readers.bioformats.extent import check_extent
 from zstack_analyzer.readers.bioformats.formats import claimed_suffixes, format_for
@@ -281,7 +281,9 @@ class BioformatsReader(ImageReader):
             pixels = flat.reshape(h, w, samples)
         else:
             pixels = flat.reshape(samples, h, w).transpose(1, 2, 0)
-        return np.ascontiguousarray(pixels, dtype=dtype.newbyteorder("="))
+        # a view of the answer's bytes is read-only: copied only then (a byte swap or a
+        # planar-to-interleaved reorder has already made a new array)
+        return owned(np.ascontiguousarray(pixels, dtype=dtype.newbyteorder("=")))
 
     def _check_level(self, scene: int, level: int) -> None:
         self.scene_info(scene)

@@ -121,6 +121,11 @@ def _projects_of(session: Session, principal: Principal, ids: list[int]) -> dict
     return found
 
 
+def _owned_by(principal: Principal, row: Project | Dataset) -> bool:
+    """Whether ``principal`` owns ``row`` (the single user of none/token mode owns the ownerless)."""
+    return row.owner_id == principal.user_id
+
+
 def container_public(
     session: Session, principal: Principal, kind: Kind, rows: Sequence[Project | Dataset]
 ) -> list[ContainerPublic]:
@@ -143,6 +148,8 @@ def container_public(
             updated_at=aware(row.updated_at),
             child_count=counts.get(row.id, 0),
             project_ids=projects.get(row.id, []),
+            can_change=allows(principal, row, Action.CHANGE),
+            owned_by_you=_owned_by(principal, row),
         )
         for row in rows
     ]
@@ -471,11 +478,15 @@ def find_or_create(
     *,
     project_id: int | None = None,
 ) -> Project | Dataset:
-    """The visible container called ``name`` that the caller may change, or a new one.
+    """The container called ``name`` that the caller may change, or a new one.
 
     Used by ingest (``--project``, ``--dataset``, ``--dataset-from-folder``): a
-    dataset is looked up within ``project_id`` when given. Several matches: the
-    oldest (lowest id).
+    dataset is looked up within ``project_id`` when given. The caller's own come
+    first, then others' the caller may change (a read-write group's); one the
+    caller may only see (another's in a read-only or read-annotate group) is never
+    taken, as every link into it would be refused. Several matches: the oldest
+    (lowest id). The HTTP filer (``batch/filing.py``) chooses the same way from
+    ``can_change`` and ``owned_by_you``.
     """
     model = _model(kind)
     conditions: list[ColumnElement[bool]] = [
@@ -491,7 +502,8 @@ def find_or_create(
     rows: list[Project | Dataset] = list(
         session.scalars(select(model).where(*conditions).order_by(model.id))
     )
-    for row in rows:
-        if allows(principal, row, Action.CHANGE):
-            return row
+    usable = [row for row in rows if allows(principal, row, Action.CHANGE)]
+    usable.sort(key=lambda row: not _owned_by(principal, row))  # stable: oldest first in each
+    if usable:
+        return usable[0]
     return create_container(session, principal, kind, placement, name=name, project_id=project_id)

@@ -117,6 +117,12 @@ class ContainerPublic(BaseModel):
     project_ids: list[int] = Field(
         default_factory=list, description="A dataset's projects (visible ones)"
     )
+    can_change: bool = Field(
+        description="Whether you may change it: rename, delete, link images (a dataset) or "
+        "datasets (a project) into it. Another member's in a read-only or read-annotate "
+        "group is visible but not yours to change"
+    )
+    owned_by_you: bool = Field(description="Whether you own it (you made it)")
 
 
 class ContainersPublic(BaseModel):
