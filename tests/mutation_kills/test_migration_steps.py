@@ -89,7 +89,8 @@ def _full_schema(engine: Engine) -> dict[Any, Any]:
 
     SQLite: each table's ``CREATE TABLE`` as stored (declared types, constraint names,
     ``WITHOUT ROWID``). PostgreSQL: every constraint's definition under its name and each
-    table's column order (0017 rebuilds ``images`` with the search columns first).
+    table's column order (0017 rebuilds ``images`` with the search columns first) and each
+    column's type as the catalog names it (``timestamp with time zone``).
     """
     found = _schema(engine)
     with engine.connect() as connection:
@@ -117,6 +118,15 @@ def _full_schema(engine: Engine) -> dict[Any, Any]:
                 " AND NOT a.attisdropped AND c.relname <> 'alembic_version' GROUP BY c.relname"
             ):
                 found[(table, "column order")] = tuple(columns)
+            # The reflected type's name leaves out "with time zone": the catalog's own name.
+            for table, column, type_ in connection.exec_driver_sql(
+                "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod)"
+                " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0"
+                " AND NOT a.attisdropped AND c.relname <> 'alembic_version'"
+            ):
+                found[(table, column, "type on PostgreSQL")] = type_
     return found
 
 
@@ -242,8 +252,20 @@ class Step:
     def postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
 
-    def up(self) -> None:
-        upgrade_database(self.engine, self.revision)
+    def up(self, *, enforce_foreign_keys: bool = True) -> None:
+        """One step up; without foreign keys enforced as Alembic's command line runs it.
+
+        (``alembic upgrade`` with only the URL: env.py makes a plain engine, and SQLite then
+        enforces no foreign key, so no ``ON DELETE CASCADE`` tidies up after the revision.)
+        """
+        if enforce_foreign_keys:
+            upgrade_database(self.engine, self.revision)
+        else:
+            plain = sa.create_engine(self.engine.url)
+            try:
+                upgrade_database(plain, self.revision)
+            finally:
+                plain.dispose()
         found = _full_schema(self.engine)
         assert _differences(self.clean.schema(self.revision), found) == {}, "upgrade"
         assert self._version() == self.revision
@@ -529,13 +551,13 @@ def _duplicates_folded(step: Step) -> None:
         )
         _add_image(connection, id=at(3), filename="z", source_path="/archive/x.tif")  # a copy
         connection.exec_driver_sql(
-            "INSERT INTO image_channels (image_id, position, name_key) VALUES "
+            "INSERT INTO image_channels (image_id, position, name_key) VALUES "  # noqa: S608 (our constants)
             + ", ".join(
                 f"('{i.hex if not step.postgres else i}', 0, '{n}')"
                 for i, n in ((at(1), "a"), (at(9), "b"), (at(5), "c"))
             )
         )
-    step.up()
+    step.up(enforce_foreign_keys=False)  # the revision deletes the channels itself
     assert _column(step.engine, "filename") == ["x3", "y", "z"]
     assert _column(step.engine, "source_dev") == [None, None, None]
     with step.engine.connect() as connection:
@@ -624,9 +646,11 @@ def _audit(step: Step) -> None:
     if step.postgres:
         statements.append("TRUNCATE audit_events")
     for statement in statements:
-        with pytest.raises(sa.exc.DatabaseError, match="audit_events is append-only"):
-            with step.engine.begin() as connection:
-                connection.exec_driver_sql(statement)
+        with (
+            pytest.raises(sa.exc.DatabaseError, match="audit_events is append-only"),
+            step.engine.begin() as connection,
+        ):
+            connection.exec_driver_sql(statement)
     assert _count(step.engine, "audit_events") == 1
     step.down()
 
@@ -670,6 +694,16 @@ def _format_length(step: Step) -> None:
     assert _column(step.engine, "format") == [cut, "TIFF"]
 
 
+def _analyzed(step: Step, table: str) -> bool:
+    """Whether the planner has column statistics of ``table`` (only ANALYZE makes them)."""
+    with step.engine.connect() as connection:
+        found = connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_stats WHERE schemaname = 'public' AND tablename = %(t)s",
+            {"t": table},
+        ).scalar_one()
+    return int(found) > 0
+
+
 def _vectors(step: Step) -> list[tuple[Any, ...]]:
     with step.engine.connect() as connection:
         return [
@@ -704,10 +738,12 @@ def _vector_only(step: Step) -> None:
         )
     if step.postgres:
         assert _vectors(step)[0][2] == "'embryo':2 'zebrafish':1,3"
+        assert not _analyzed(step, "images")
     step.up()
     if not step.postgres:
         step.down()
         return
+    assert _analyzed(step, "images")  # the rebuilt table's statistics, at once
     # The text consumed, the vector without positions; rows, their metadata and links kept.
     assert _vectors(step) == [("a.czi", None, "'embryo' 'zebrafish'"), ("b.czi", None, "'medaka'")]
     assert _count(step.engine, "image_metadata") == 1
@@ -774,6 +810,8 @@ def _key_value_images(step: Step) -> None:
     with step.engine.begin() as connection:
         connection.exec_driver_sql("DELETE FROM key_values WHERE key_key = 'treatment'")
     assert ("treatment", "cb", first, 1) not in _kept(step)
+    if step.postgres:  # the planner knows the filled table at once (ANALYZE)
+        assert _analyzed(step, "key_value_images")
     step.down()
     assert _count(step.engine, "key_values") == 5
 
