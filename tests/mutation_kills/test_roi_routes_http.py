@@ -12,8 +12,11 @@ and olga is in another group (she sees nothing of root's).
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -24,7 +27,6 @@ from zstack_analyzer.service.routes.rois import MAX_IMPORT_BYTES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from fastapi.testclient import TestClient
 
@@ -56,7 +58,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
                 name: {"Authorization": f"Bearer {accounts.create_token(session, name)[1]}"}
                 for name in ("root", "mia", "walt", "olga")
             }
-        stack = write_ome_tiff(tmp_path / "cells.ome.tif", (1, 1, 8, 10))
+        stack = write_ome_tiff(tmp_path / "cells.ome.tif", (1, 3, 8, 10))
         with stack.open("rb") as fh:
             made = client.post(
                 "/api/images/upload",
@@ -66,6 +68,18 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             )
         assert made.status_code == 201, made.text
         yield client, tokens, made.json()["id"]
+
+
+def _upload(client: TestClient, token: Headers, path: Path) -> str:
+    with path.open("rb") as fh:
+        made = client.post(
+            "/api/images/upload",
+            files={"file": (path.name, fh)},
+            params={"group": "notes"},
+            headers=token,
+        )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
 
 
 def _create(client: TestClient, token: Headers, base: str, name: str) -> int:
@@ -160,3 +174,70 @@ def test_the_servers_read_limits_bound_an_rois_stats(lab: Lab) -> None:
         assert problem["code"] == "limit_exceeded"
         assert problem["detail"].startswith("cells.ome.tif: one plane of (8, 10) uint16 needs")
         assert stored_name not in problem["detail"]
+
+
+def test_stats_answer_json_or_csv_of_one_plane_or_every_plane(lab: Lab) -> None:
+    client, tokens, image = lab
+    base = f"/api/images/{image}/rois"
+    roi = _create(client, tokens["mia"], base, "cell")
+    stats = client.get(f"{base}/{roi}/stats", headers=tokens["walt"])
+    assert stats.status_code == 200, stats.text
+    assert (stats.json()["roi_id"], stats.json()["image_id"]) == (roi, image)
+    for path in (f"{base}/{roi}/stats", f"{base}.csv"):
+        one = client.get(path, params={"format": "csv"}, headers=tokens["walt"])
+        every = client.get(path, params={"format": "csv", "z": "all"}, headers=tokens["walt"])
+        for table in (one, every):
+            assert table.status_code == 200, table.text
+            assert table.headers["content-type"] == "text/csv; charset=utf-8"
+        one_rows = list(csv.DictReader(io.StringIO(one.text)))
+        every_rows = list(csv.DictReader(io.StringIO(every.text)))
+        # The ROI's own plane (no z column value), or its footprint on each of the three planes.
+        assert [(r["roi_id"], r["z"]) for r in one_rows] == [(str(roi), "")]
+        assert [(r["roi_id"], r["z"]) for r in every_rows] == [(str(roi), z) for z in "012"]
+
+
+def test_stats_of_an_image_deleted_meanwhile_is_404_and_of_a_lost_file_500(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file goes between the record's lookup and the read: if the record went too (a
+    delete in progress) the image is gone (404); if only the file went, a server fault."""
+    from zstack_analyzer.service.db import crud
+    from zstack_analyzer.service.routes import rois as routes
+
+    client, tokens, image = lab
+    app: Any = client.app
+    real = routes.readable_source
+    other = _upload(client, tokens["root"], write_ome_tiff(tmp_path / "b.ome.tif", (1, 1, 8, 10)))
+    rois = {i: _create(client, tokens["mia"], f"/api/images/{i}/rois", "c") for i in (image, other)}
+
+    def file_of(image_id: str) -> Path:
+        with app.state.database.sessions() as session:
+            record = crud.get_image(session, uuid.UUID(image_id))
+            assert record is not None
+            return Path(app.state.storage.path(record.stored_name))
+
+    def losing_the_file(record: Any, storage: Any) -> Any:
+        file_of(str(record.id)).unlink()
+        return real(record, storage)
+
+    monkeypatch.setattr(routes, "readable_source", losing_the_file)
+    lost = client.get(f"/api/images/{image}/rois/{rois[image]}/stats", headers=tokens["mia"])
+    assert lost.status_code == 500, lost.text
+    assert lost.json()["code"] == "internal_error"
+
+    def deleting_the_image(record: Any, storage: Any) -> Any:
+        path = file_of(str(record.id))
+        with app.state.database.sessions() as session:
+            assert crud.delete_image(session, record.id)
+        path.unlink(missing_ok=True)
+        return real(record, storage)
+
+    monkeypatch.setattr(routes, "readable_source", deleting_the_image)
+    for image_id, path in (
+        (image, f"/api/images/{image}/rois/{rois[image]}/stats"),
+        (other, f"/api/images/{other}/rois.csv"),
+    ):
+        gone = client.get(path, headers=tokens["mia"])
+        assert gone.status_code == 404, gone.text
+        assert gone.json()["code"] == "image_not_found"
+        assert gone.json()["detail"] == f"no image with id {image_id!r} (deleted meanwhile)"
