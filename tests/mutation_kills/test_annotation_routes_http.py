@@ -319,3 +319,22 @@ def test_a_bulk_table_writes_its_pairs_in_the_namespace(lab: Lab) -> None:
     assert lab.ok("mia", "get", f"/api/images/{lab.image}/key-values") == [
         {"key": "strain", "value": "N2", "namespace": "rembi"}
     ]
+
+
+def test_the_servers_own_templates_are_listed_after_the_shipped_ones(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """A template in ``annotations.templates_dir`` is served with the shipped REMBI one."""
+    import json
+
+    from zstack_analyzer.service.annotations.templates import SHIPPED_DIR
+
+    ours = json.loads((SHIPPED_DIR / "rembi.json").read_text("utf-8"))
+    ours["name"] = "lab-screen"
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "lab.json").write_text(json.dumps(ours), "utf-8")
+    app: Any = lab.client.app
+    app.state.settings.annotations.templates_dir = folder
+    names = [t["name"] for t in lab.ok("walt", "get", "/api/annotations/templates")]
+    assert names == ["lab-screen", "rembi"]

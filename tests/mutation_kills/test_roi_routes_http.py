@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,7 +198,7 @@ def test_stats_answer_json_or_csv_of_one_plane_or_every_plane(lab: Lab) -> None:
 
 
 def test_stats_of_an_image_deleted_meanwhile_is_404_and_of_a_lost_file_500(
-    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The file goes between the record's lookup and the read: if the record went too (a
     delete in progress) the image is gone (404); if only the file went, a server fault."""
@@ -221,9 +222,13 @@ def test_stats_of_an_image_deleted_meanwhile_is_404_and_of_a_lost_file_500(
         return real(record, storage)
 
     monkeypatch.setattr(routes, "readable_source", losing_the_file)
-    lost = client.get(f"/api/images/{image}/rois/{rois[image]}/stats", headers=tokens["mia"])
+    with caplog.at_level(logging.ERROR):
+        lost = client.get(f"/api/images/{image}/rois/{rois[image]}/stats", headers=tokens["mia"])
     assert lost.status_code == 500, lost.text
     assert lost.json()["code"] == "internal_error"
+    request_id = lost.json()["request_id"]
+    (logged,) = [r for r in caplog.records if request_id in r.getMessage() and r.exc_info]
+    assert isinstance(logged.exc_info[1], FileNotFoundError)  # type: ignore[index]
 
     def deleting_the_image(record: Any, storage: Any) -> Any:
         path = file_of(str(record.id))
