@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import anyio.to_thread
 from fastapi import APIRouter, File, HTTPException, Path, Query, Request, Response, UploadFile
 
-from zstack_analyzer.errors import InvalidRoiError
+from zstack_analyzer.errors import InvalidRoiError, ZstackError
 from zstack_analyzer.roi.shapes import parse_shapes
 from zstack_analyzer.service.annotations import rois as service
 from zstack_analyzer.service.annotations.roi_schemas import (
@@ -36,6 +36,7 @@ from zstack_analyzer.service.images_service import (
     require_image,
 )
 from zstack_analyzer.service.routes import INDEX_MAX, problems
+from zstack_analyzer.service.routes.images import name_image_in_message
 
 __all__ = ["router"]
 
@@ -212,12 +213,17 @@ async def _measure(
     settings: SettingsDep,
 ) -> list[dict[str, Any]]:
     limits = settings.limits.read_limits()
+    path = None
     try:
         path = await anyio.to_thread.run_sync(readable_source, image, storage)
         work = [(roi.scene, service.roi_shapes(roi)) for roi in rois]
         results: list[dict[str, Any]] = await pool.run_while_connected(
             request.is_disconnected, service.roi_stats_job, path, work, all_z, limits
         )
+    except ZstackError as exc:
+        # As the picture routes do: the message names the user's file, never our storage name.
+        name_image_in_message(exc, image, path)
+        raise
     except OSError as exc:
         raise await missing_file_error(database, str(image.id), exc) from exc
     return results
