@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.mutation_kills.service_db import image_row
 from zstack_analyzer.errors import ZstackError
 from zstack_analyzer.registry import known_suffixes
 from zstack_analyzer.render.spec import RenderSpec
@@ -22,6 +23,7 @@ from zstack_analyzer.service.routes.images import (
     default_thumbnail_spec,
     etag_matches,
     format_suffix,
+    name_image_in_message,
     name_in_message,
     parse_range,
 )
@@ -137,6 +139,17 @@ def test_name_in_message_replaces_longest_first() -> None:
     assert exc.message == "cannot read cells.tif (cells.tif): bad"
     assert exc.args == ("cannot read cells.tif (cells.tif): bad",)
     assert str(exc) == "cannot read cells.tif (cells.tif): bad"
+
+
+def test_an_error_before_the_path_is_known_keeps_the_word_none() -> None:
+    """Render and histogram name the file with ``path=None`` when finding the original failed."""
+    image = image_row("cells.tif", stored_name="0a1b.tif")
+    exc = ZstackError("0a1b.tif: the original changed (size None, was 42)")
+    name_image_in_message(exc, image, None)
+    assert exc.message == "cells.tif: the original changed (size None, was 42)"
+    read = ZstackError("cannot read /data/originals/0a1b.tif: None of its planes")
+    name_image_in_message(read, image, "/data/originals/0a1b.tif")
+    assert read.message == "cannot read cells.tif: None of its planes"
 
 
 def test_default_thumbnail_spec() -> None:

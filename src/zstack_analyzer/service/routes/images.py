@@ -276,9 +276,14 @@ def name_image_in_message(exc: ZstackError, image: "Image", path: object) -> Non
     """:func:`name_in_message` for an error reading a stored image from ``path``.
 
     ``path`` is where it was read (a local path or a remote object); its ``str`` and the
-    stored name are what a reader's message may show.
+    stored name are what a reader's message may show. ``None``: the error came before a
+    path was known (finding the original), so only the stored name is replaced, never
+    the word "None" in the message.
     """
-    name_in_message(exc, {str(path): image.filename, image.stored_name: image.filename})
+    replacements = {image.stored_name: image.filename}
+    if path is not None:
+        replacements[str(path)] = image.filename
+    name_in_message(exc, replacements)
 
 
 def schedule_default_thumbnail(
