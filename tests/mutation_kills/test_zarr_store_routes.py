@@ -206,6 +206,8 @@ def test_an_unnamed_scene_is_called_by_the_uploaded_name(
     image = _upload(client, testdata / RGB, "nikon cells.tif")
     assert image["id"]
     url = f"/api/images/{image['id']}"
+    cache = client.app.state.cache  # type: ignore[attr-defined]
+    before = cache.total_bytes()  # no thumbnail on upload: nothing of it yet
     attrs = client.get(f"{url}/zarr/.zattrs").json()
     assert attrs["multiscales"][0]["name"] == "nikon cells.tif"
     assert [d["path"] for d in attrs["multiscales"][0]["datasets"]] == ["0/0", "0/1"]
@@ -214,11 +216,12 @@ def test_an_unnamed_scene_is_called_by_the_uploaded_name(
     assert client.get(f"{url}.ome.zarr/0/.zattrs").json()["multiscales"][0]["name"] == (
         "nikon cells.tif"
     )
-    # The lower level, made from the file into the render cache.
+    # The lower level, made from the file once, into the render cache.
     level = client.get(f"{url}/zarr/0/1/.zarray").json()
     chunk = client.get(f"{url}/zarr/0/1/0/0/0/0/0")
     assert chunk.status_code == 200, chunk.text
     assert len(chunk.content) == int(np.prod(level["chunks"])) * np.dtype(level["dtype"]).itemsize
+    assert cache.total_bytes() >= before + len(chunk.content)
 
 
 def test_open_files_are_kept_between_requests(client: TestClient, testdata: Path) -> None:
