@@ -144,3 +144,77 @@ def test_a_changed_member_of_a_set_is_a_change(
     refreshed = _register(client, main, 200)
     assert refreshed["message"] == "Refreshed (the original had changed)"
     assert refreshed["id"] == first["id"]
+
+
+def test_with_accounts_a_path_is_answered_only_to_who_may_see_it(
+    tmp_path: Path, testdata: Path
+) -> None:
+    """ann registers a file of her private group's root; ben, in that group, may not see it.
+
+    ben registering the same path gets 409 (not ann's record), cid who may see it (the
+    read-only group's root) but not change it gets 403, and ``lookup`` of its hash lists it
+    only for whoever may see it.
+    """
+    from tests.service.authworld import FAST_PASSWORDS
+    from zstack_analyzer.service.auth import accounts
+    from zstack_analyzer.service.config import AccountSettings
+
+    private, shared = tmp_path / "roots" / "private", tmp_path / "roots" / "shared"
+    for folder in (private, shared):
+        folder.mkdir(parents=True)
+        shutil.copyfile(testdata / STACK, folder / "cells.ome.tiff")
+    settings = {"auth": "users", "accounts": AccountSettings(**FAST_PASSWORDS)}
+    with _start(tmp_path / "data", **settings) as client:
+        with client.app.state.database.sessions() as session:  # type: ignore[attr-defined]
+            accounts.create_group(session, "priv", "private")
+            accounts.create_group(session, "ro", "read-only")
+            for name in ("ann", "ben", "cid"):
+                accounts.create_user(session, name)
+            for group, name in (("priv", "ann"), ("priv", "ben"), ("ro", "ann"), ("ro", "cid")):
+                accounts.set_membership(session, group, name)
+            accounts.add_import_root(session, "priv", str(private))
+            accounts.add_import_root(session, "ro", str(shared))
+            tokens = {n: accounts.create_token(session, n)[1] for n in ("ann", "ben", "cid")}
+
+        def register(name: str, path: Path) -> Any:
+            return client.post(
+                "/api/images/register",
+                json={"path": str(path)},
+                headers={"Authorization": f"Bearer {tokens[name]}"},
+            )
+
+        first = register("ann", private / "cells.ome.tiff")
+        assert first.status_code == 201, first.text
+        record = client.get(
+            f"/api/images/{first.json()['id']}",
+            headers={"Authorization": f"Bearer {tokens['ann']}"},
+        ).json()
+        assert (record["owner"], record["group"]) == ("ann", "priv")
+        hidden = register("ben", private / "cells.ome.tiff")
+        assert hidden.status_code == 409, hidden.text
+        assert first.json()["id"] not in hidden.text
+        assert hidden.json()["detail"] == "this path is registered already, in a group you are not in"
+        assert register("ann", private / "cells.ome.tiff").json()["message"] == "Already registered"
+
+        in_ro = register("ann", shared / "cells.ome.tiff")
+        assert in_ro.status_code == 201, in_ro.text
+        refused = register("cid", shared / "cells.ome.tiff")
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["detail"] == (
+            f"image {in_ro.json()['id']} is registered from this path; you may not refresh it"
+        )
+
+        sha = _sha256(private / "cells.ome.tiff")
+
+        def lookup(name: str) -> list[str]:
+            answer = client.get(
+                "/api/images/lookup",
+                params={"sha256": sha},
+                headers={"Authorization": f"Bearer {tokens[name]}"},
+            )
+            assert answer.status_code == 200, answer.text
+            return [item["id"] for item in answer.json()["data"]]
+
+        assert lookup("ann") == [first.json()["id"], in_ro.json()["id"]]
+        assert lookup("ben") == []
+        assert lookup("cid") == [in_ro.json()["id"]]

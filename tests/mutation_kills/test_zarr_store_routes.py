@@ -134,6 +134,9 @@ def test_missing_keys_and_unknown_images(client: TestClient, testdata: Path) -> 
     image_id = _upload(client, testdata / STACK, "cells.ome.tiff")["id"]
     detail = _problem(client.get(f"/api/images/{image_id}/zarr/0/9/.zarray"), 404, "no_such_key")
     assert detail == "cells.ome.tiff: the OME-Zarr has no key '0/9/.zarray'"
+    # Only slashes around a key are dropped: a near miss is still no key.
+    detail = _problem(client.get(f"/api/images/{image_id}/zarr/0/0/.zarrayX"), 404, "no_such_key")
+    assert detail == "cells.ome.tiff: the OME-Zarr has no key '0/0/.zarrayX'"
     detail = _problem(client.get(f"/api/images/{image_id}.ome.zarr/7/.zattrs"), 404, "no_such_key")
     assert detail == "cells.ome.tiff: the OME-Zarr has no key '7/.zattrs'"
     for url in (f"/api/images/{uuid.uuid4()}/zarr/.zattrs", f"/api/images/{uuid.uuid4()}.ome.zarr/.zattrs"):
