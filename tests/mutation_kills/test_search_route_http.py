@@ -52,6 +52,8 @@ def _detail(client: TestClient, **params: Any) -> str:
         ),
         ({"acquired_after": "soon"}, "acquired_after: expected an ISO date or datetime"),
         ({"acquired_before": "2024-02-30"}, "acquired_before: expected an ISO date or datetime"),
+        # A pair that is only control characters is no pair (not "any image with a key").
+        ({"kv": "\x01\x02"}, "kv: expected KEY:VALUE (or KEY), got ''"),
     ],
 )
 def test_details_start_with_the_parameter(
