@@ -54,9 +54,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_register_again_refresh_and_lookup(
-    client: TestClient, roots: Path, testdata: Path
-) -> None:
+def test_register_again_refresh_and_lookup(client: TestClient, roots: Path, testdata: Path) -> None:
     source = roots / "cells.ome.tiff"
     shutil.copyfile(testdata / STACK, source)
     first = _register(client, source, 201)
@@ -193,7 +191,9 @@ def test_with_accounts_a_path_is_answered_only_to_who_may_see_it(
         hidden = register("ben", private / "cells.ome.tiff")
         assert hidden.status_code == 409, hidden.text
         assert first.json()["id"] not in hidden.text
-        assert hidden.json()["detail"] == "this path is registered already, in a group you are not in"
+        assert (
+            hidden.json()["detail"] == "this path is registered already, in a group you are not in"
+        )
         assert register("ann", private / "cells.ome.tiff").json()["message"] == "Already registered"
 
         in_ro = register("ann", shared / "cells.ome.tiff")

@@ -81,9 +81,7 @@ def test_bare_dates_are_whole_days(client: TestClient, testdata: Path) -> None:
     assert not found(acquired_after="2013-01-15T17:02:41Z")
 
 
-def test_group_and_dataset_filters_see_what_the_caller_may(
-    tmp_path: Path, testdata: Path
-) -> None:
+def test_group_and_dataset_filters_see_what_the_caller_may(tmp_path: Path, testdata: Path) -> None:
     """With accounts: ``group=`` narrows to that group; a dataset the caller cannot see is no filter.
 
     vic's image is in the read-only group "lab" that uma shares; vic also files it in his
@@ -95,7 +93,9 @@ def test_group_and_dataset_filters_see_what_the_caller_may(
     from zstack_analyzer.service.auth import accounts
     from zstack_analyzer.service.config import AccountSettings
 
-    with _start(tmp_path / "data", auth="users", accounts=AccountSettings(**FAST_PASSWORDS)) as client:
+    with _start(
+        tmp_path / "data", auth="users", accounts=AccountSettings(**FAST_PASSWORDS)
+    ) as client:
         with client.app.state.database.sessions() as session:  # type: ignore[attr-defined]
             accounts.create_group(session, "lab", "read-only")
             accounts.create_group(session, "vault", "private")
@@ -114,7 +114,10 @@ def test_group_and_dataset_filters_see_what_the_caller_may(
         assert answer.status_code == 201, answer.text
         image_id = answer.json()["id"]
         dataset = client.post(
-            "/api/datasets", json={"name": "Secret set"}, params={"group": "vault"}, headers=as_("vic")
+            "/api/datasets",
+            json={"name": "Secret set"},
+            params={"group": "vault"},
+            headers=as_("vic"),
         )
         assert dataset.status_code == 201, dataset.text
         linked = client.post(

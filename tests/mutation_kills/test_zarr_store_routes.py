@@ -139,7 +139,10 @@ def test_missing_keys_and_unknown_images(client: TestClient, testdata: Path) -> 
     assert detail == "cells.ome.tiff: the OME-Zarr has no key '0/0/.zarrayX'"
     detail = _problem(client.get(f"/api/images/{image_id}.ome.zarr/7/.zattrs"), 404, "no_such_key")
     assert detail == "cells.ome.tiff: the OME-Zarr has no key '7/.zattrs'"
-    for url in (f"/api/images/{uuid.uuid4()}/zarr/.zattrs", f"/api/images/{uuid.uuid4()}.ome.zarr/.zattrs"):
+    for url in (
+        f"/api/images/{uuid.uuid4()}/zarr/.zattrs",
+        f"/api/images/{uuid.uuid4()}.ome.zarr/.zattrs",
+    ):
         _problem(client.get(url), 404, "image_not_found")
 
 
