@@ -42,3 +42,38 @@ def test_members_are_refused_and_admins_see_every_action(tmp_path: Path) -> None
         assert body["count"] == 1
         mine = client.get("/api/audit", params={"user": "mia"}, headers=as_root).json()
         assert mine == {"data": [], "count": 0}
+
+
+def test_the_trail_waits_for_what_was_recorded_before_the_call(
+    tmp_path: Path, testdata: Path
+) -> None:
+    """The writer is held back (another connection holds SQLite's write lock) when the trail is read.
+
+    The route flushes the writer first, so the answer waits for the release and has the
+    event; a route that did not flush would answer at once, without it. The action is a
+    download, which writes nothing else.
+    """
+    import sqlite3
+    import threading
+
+    from tests.service.conftest import upload
+
+    with _start(tmp_path / "data") as client:  # single user: the local user is admin
+        image_id = upload(client, testdata / "ome-tiff/6x4y1z1t1c8b-swatch-1s1p4w2ws.ome.tiff")
+        assert image_id.status_code == 201, image_id.text
+        client.get("/api/audit")  # the upload's event written
+        blocker = sqlite3.connect(tmp_path / "data" / "zstack.db", check_same_thread=False)
+        blocker.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(1.0, blocker.rollback)
+        try:
+            got = client.get(f"/api/images/{image_id.json()['id']}/download")
+            assert got.status_code == 200
+            release.start()
+            trail = client.get("/api/audit").json()
+        finally:
+            if release.is_alive() or not release.finished.is_set():
+                release.cancel()
+                blocker.rollback()
+            release.join()
+            blocker.close()
+        assert [e["action"] for e in trail["data"]] == ["download", "upload"]
