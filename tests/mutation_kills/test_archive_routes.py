@@ -103,11 +103,11 @@ def test_register_again_refresh_and_lookup(client: TestClient, roots: Path, test
 
     # The trail: one register event per new or refreshed record, with its path.
     events = client.get("/api/audit", params={"action": "register"}).json()["data"]
-    targets = [(e["target"], e["details"].get("path")) for e in reversed(events)]
+    targets = [(e["target"], e["details"].get("path"), e["username"]) for e in reversed(events)]
     assert targets == [
-        (first["id"], str(source)),
-        (first["id"], str(source)),
-        (second["id"], str(copy)),
+        (first["id"], str(source), "local"),
+        (first["id"], str(source), "local"),
+        (second["id"], str(copy), "local"),
     ]
 
 
@@ -218,3 +218,63 @@ def test_with_accounts_a_path_is_answered_only_to_who_may_see_it(
         assert lookup("ann") == [first.json()["id"], in_ro.json()["id"]]
         assert lookup("ben") == []
         assert lookup("cid") == [in_ro.json()["id"]]
+
+
+def test_new_bytes_with_the_old_mtime_are_read_again(
+    client: TestClient, roots: Path, testdata: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rewritten in place (same inode) and its mtime put back (``cp -p``): the size tells."""
+    import logging
+    import os
+
+    source = roots / "cells.ome.tiff"
+    shutil.copyfile(testdata / STACK, source)
+    with caplog.at_level(logging.INFO, logger="zstack_analyzer.service.routes.archive"):
+        first = _register(client, source, 201)
+    said = [r.getMessage() for r in caplog.records if r.name.endswith("routes.archive")]
+    assert said == [f"registered {source} in place as {first['id']} (OME-TIFF)"]
+    stat = source.stat()
+    shutil.copyfile(testdata / SWATCH, source)  # same file, other bytes, other size
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert source.stat().st_ino == stat.st_ino
+    refreshed = _register(client, source, 200)
+    assert refreshed["message"] == "Refreshed (the original had changed)"
+    assert refreshed["image_stack"]["width"] == 6
+
+
+def test_registering_applies_the_servers_limits(
+    tmp_path: Path, roots: Path, testdata: Path
+) -> None:
+    from zstack_analyzer.service.config import LimitsSettings
+
+    source = roots / "cells.ome.tiff"
+    shutil.copyfile(testdata / STACK, source)
+    limits = LimitsSettings(max_dimension=20)
+    with _start(tmp_path / "data", import_roots=[roots], limits=limits) as client:
+        answer = client.post("/api/images/register", json={"path": str(source)})
+        assert answer.status_code == 422, answer.text
+        assert "over the limit of 20" in answer.json()["detail"]
+
+
+def test_a_registered_image_gets_its_thumbnail_and_quality(
+    tmp_path: Path, roots: Path, testdata: Path
+) -> None:
+    import time
+
+    from zstack_analyzer.service.config import RenderSettings
+
+    source = roots / "cells.ome.tiff"
+    shutil.copyfile(testdata / STACK, source)
+    render = RenderSettings(thumbnail_on_upload=True)
+    with _start(tmp_path / "data", import_roots=[roots], render=render) as client:
+        image_id = _register(client, source, 201)["id"]
+        deadline = time.monotonic() + 60
+        while True:
+            record = client.get(f"/api/images/{image_id}").json()
+            quality = client.get(f"/api/images/{image_id}/quality").json()
+            if record.get("thumbnail_ready") and quality["status"] != "pending":
+                break
+            assert time.monotonic() < deadline, (record, quality)
+            time.sleep(0.1)
+        assert quality["status"] == "ready", quality
+        assert len(quality["channels"]) == 2
