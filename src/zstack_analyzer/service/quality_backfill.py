@@ -122,6 +122,8 @@ def measure_and_store(
     try:
         qualities = _measure(image, storage, limits, processes)
     except (ZstackError, OSError, ValueError, BrokenProcessPool) as exc:
+        if isinstance(exc, ZstackError):
+            _name_image(exc, image, storage)
         error = str(exc) or type(exc).__name__
         try:
             database.call(store_quality_error, image.id, error)
@@ -133,6 +135,22 @@ def measure_and_store(
     except IntegrityError:  # deleted, or stored by an upload's job at the same moment
         return "not stored: the image changed while it was measured"
     return None
+
+
+def _name_image(exc: ZstackError, image: Image, storage: ObjectStorage) -> None:
+    """Make a reader's error name the user's file, as the routes do, never the stored name.
+
+    Why: the error is stored as the image's quality (``status: "failed"``) and shown by
+    the backfill's status; a storage name (a content hash) tells the user nothing.
+    """
+    from zstack_analyzer.service.images_service import readable_source
+    from zstack_analyzer.service.routes.images import name_image_in_message
+
+    try:
+        source: object = readable_source(image, storage)
+    except (ZstackError, OSError):
+        source = image.stored_name
+    name_image_in_message(exc, image, source)
 
 
 def _measure(
