@@ -42,7 +42,9 @@ MAX_PARTS, PER_CLIENT = 3, 2
 
 
 @pytest.fixture(scope="session")
-def bucket_app(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+def bucket_app(
+    s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
     """An app whose originals live in a bucket of the real S3 server."""
     from zstack_analyzer.service.app import create_app
 
@@ -195,7 +197,7 @@ def test_upload_slots_are_counted_per_peer_address(local_app: TestClient, tmp_pa
 
 def test_an_upload_from_a_peer_without_an_address(local_app: TestClient, tmp_path: Path) -> None:
     """A Unix-socket peer (ASGI ``client`` None) can upload; its slots are one shared key."""
-    transport: Any = local_app._transport  # noqa: SLF001 - the ASGI scope's client
+    transport: Any = local_app._transport  # its `client` is the ASGI scope's peer
     saved = transport.client
     transport.client = None
     try:
@@ -214,6 +216,26 @@ def test_the_configured_part_limit_applies(local_app: TestClient, tmp_path: Path
     fits = {f"note{i}": str(i) for i in range(MAX_PARTS - 1)}
     assert _post(local_app, path, "cells.ome.tif", data=fits).status_code == 201
 
+
+@pytest.mark.parametrize(
+    ("name", "suffix"),
+    [
+        ("cells.ome.tiff", ".ome.tiff"),  # the detected format claims the client's suffix
+        ("cells.tif", ".ome.tif"),  # it does not (plain TIFF's): the format's own
+        ("cells.php", ".ome.tif"),  # no reader claims it
+    ],
+)
+def test_a_local_upload_is_stored_under_the_detected_formats_suffix(
+    local_app: TestClient, tmp_path: Path, name: str, suffix: str
+) -> None:
+    """The stored file's suffix is the client's only when the detected format claims it."""
+    from zstack_analyzer.service.db.models import Image
+
+    response = _post(local_app, _stack(tmp_path), name)
+    assert response.status_code == 201, response.text
+    with local_app.app.state.database.sessions() as session:  # type: ignore[attr-defined]
+        stored = session.get(Image, uuid.UUID(response.json()["id"])).stored_name
+    assert re.fullmatch(r"[0-9a-f]{32}" + re.escape(suffix), stored), stored
 
 
 def test_a_multi_file_original_downloads_as_one_zip(local_app: TestClient, roots: Path) -> None:
