@@ -73,7 +73,8 @@ def local_app(tmp_path_factory: pytest.TempPathFactory, roots: Path) -> Iterator
         import_roots=[roots],
     )
     settings.render.thumbnail_on_upload = False
-    with _testclient_class()(create_app(settings)) as client:
+    # A failing request answers its 500 here instead of raising in the test.
+    with _testclient_class()(create_app(settings), raise_server_exceptions=False) as client:
         yield client
 
 
@@ -236,6 +237,34 @@ def test_a_local_upload_is_stored_under_the_detected_formats_suffix(
     with local_app.app.state.database.sessions() as session:  # type: ignore[attr-defined]
         stored = session.get(Image, uuid.UUID(response.json()["id"])).stored_name
     assert re.fullmatch(r"[0-9a-f]{32}" + re.escape(suffix), stored), stored
+
+
+def test_an_upload_whose_row_cannot_be_written_leaves_no_file(
+    local_app: TestClient, tmp_path: Path
+) -> None:
+    """The database refuses the insert: 500, and the file already stored is removed again."""
+    from sqlalchemy import text
+
+    app: Any = local_app.app
+    images_dir = app.state.storage.images_dir
+    name = f"refused-{uuid.uuid4().hex[:8]}.ome.tif"
+    trigger = f"refuse_{uuid.uuid4().hex[:8]}"
+    with app.state.database.engine.begin() as connection:
+        connection.execute(
+            text(
+                f"CREATE TRIGGER {trigger} BEFORE INSERT ON images WHEN NEW.filename = '{name}' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+        )
+    before = set(images_dir.iterdir())
+    try:
+        refused = _post(local_app, _stack(tmp_path), name)
+    finally:
+        with app.state.database.engine.begin() as connection:
+            connection.execute(text(f"DROP TRIGGER {trigger}"))
+    assert refused.status_code == 500
+    assert set(images_dir.iterdir()) == before
+    assert not list(app.state.storage.tmp_dir.iterdir())
 
 
 def test_a_multi_file_original_downloads_as_one_zip(local_app: TestClient, roots: Path) -> None:
