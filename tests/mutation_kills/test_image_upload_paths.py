@@ -268,6 +268,22 @@ def test_an_upload_whose_row_cannot_be_written_leaves_no_file(
     assert set(app.state.storage.tmp_dir.iterdir()) <= staged
 
 
+def test_an_upload_is_inspected_under_the_configured_read_limits(
+    local_app: TestClient, tmp_path: Path
+) -> None:
+    """A file over the server's ``max_planes`` is refused at upload, whatever the defaults allow."""
+    limits: Any = local_app.app.state.settings.limits  # type: ignore[attr-defined]
+    saved = limits.max_planes
+    limits.max_planes = 3  # the stack has 2 x 5 planes
+    try:
+        refused = _post(local_app, _stack(tmp_path), "cells.ome.tif")
+    finally:
+        limits.max_planes = saved
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "limit_exceeded"
+    assert refused.json()["detail"] == "cells.ome.tif: declares 10 planes, over the limit of 3"
+
+
 def test_a_multi_file_original_downloads_as_one_zip(local_app: TestClient, roots: Path) -> None:
     """An in-place multi-file OME-TIFF: every file of the set in one zip named after the image."""
     folder = roots / uuid.uuid4().hex
