@@ -284,6 +284,22 @@ def test_an_upload_is_inspected_under_the_configured_read_limits(
     assert refused.json()["detail"] == "cells.ome.tif: declares 10 planes, over the limit of 3"
 
 
+def test_a_download_whose_stored_file_went_away_says_so(
+    local_app: TestClient, tmp_path: Path
+) -> None:
+    """The record stays but its stored copy is gone: 404 naming the user's file and why."""
+    from zstack_analyzer.service.db.models import Image
+
+    image_id = _post(local_app, _stack(tmp_path), "lost.ome.tif").json()["id"]
+    app: Any = local_app.app
+    with app.state.database.sessions() as session:
+        stored = session.get(Image, uuid.UUID(image_id)).stored_name
+    app.state.storage.path(stored).unlink()
+    got = local_app.get(f"/api/images/{image_id}/download")
+    assert got.status_code == 404
+    assert got.json()["detail"] == "lost.ome.tif: the stored file is missing"
+
+
 def test_a_multi_file_original_downloads_as_one_zip(local_app: TestClient, roots: Path) -> None:
     """An in-place multi-file OME-TIFF: every file of the set in one zip named after the image."""
     folder = roots / uuid.uuid4().hex
