@@ -174,6 +174,7 @@ def test_a_download_from_the_bucket_sends_one_range_or_the_whole_file(
 
     outside = bucket_app.get(url, headers={"Range": f"bytes={size}-"})
     assert outside.status_code == 416
+    assert outside.json()["code"] == "range_not_satisfiable"
     assert outside.headers["content-range"] == f"bytes */{size}"
 
     assert bucket_app.delete(f"/api/images/{image_id}").status_code == 204
@@ -298,6 +299,23 @@ def test_a_download_whose_stored_file_went_away_says_so(
     got = local_app.get(f"/api/images/{image_id}/download")
     assert got.status_code == 404
     assert got.json()["detail"] == "lost.ome.tif: the stored file is missing"
+
+
+def test_an_in_place_original_downloads_with_the_documented_headers(
+    local_app: TestClient, roots: Path
+) -> None:
+    """Sent from its descriptor: octet-stream, the content ETag, the display name, its length."""
+    source = write_ome_tiff(roots / f"{uuid.uuid4().hex[:8]}.ome.tif", seed=77)
+    data = source.read_bytes()
+    image_id = local_app.post("/api/images/register", json={"path": str(source)}).json()["id"]
+    got = local_app.get(f"/api/images/{image_id}/download")
+    assert got.status_code == 200
+    assert got.content == data
+    assert got.headers["content-type"] == "application/octet-stream"
+    assert got.headers["etag"] == f'"{hashlib.sha256(data).hexdigest()}"'
+    assert got.headers["cache-control"] == "private, max-age=3600"
+    assert got.headers["content-disposition"].startswith(f'attachment; filename="{source.name}"')
+    assert got.headers["content-length"] == str(len(data))
 
 
 def test_a_multi_file_original_downloads_as_one_zip(local_app: TestClient, roots: Path) -> None:
