@@ -710,3 +710,32 @@ def test_the_session_cookie_is_secure_over_https_or_when_configured(
         assert "httponly" in attributes
     finally:
         accounts.cookie_secure = before
+
+
+# --- login's throttle window (helper mut-imgs, eighth round) -----------------------------------
+
+
+def test_the_client_throttle_uses_the_configured_window(lab: Lab) -> None:
+    """A throttled client is told to wait at most ``client_window_seconds``, not the default.
+
+    Why: the throttle the route builds took the configured failure count but no test set
+    the window, so a throttle built with ``ClientThrottle``'s own 300 s window passed.
+    """
+    client, _, p = lab
+    app: Any = client.app
+    accounts = app.state.settings.accounts
+    saved = (accounts.client_max_failures, accounts.client_window_seconds)
+    app.state.login_throttle = None
+    try:
+        accounts.client_max_failures, accounts.client_window_seconds = 2, 40.0
+        for _ in range(2):
+            body = {"username": f"{p}nobody", "password": "wrong"}
+            assert client.post("/api/auth/login", json=body).status_code == 401
+        right = {"username": f"{p}alice", "password": PASSWORD}
+        throttled = client.post("/api/auth/login", json=right)
+        assert throttled.status_code == 429
+        # The first failure is at most 40 s old: the wait is within the configured window.
+        assert 1 <= int(throttled.headers["Retry-After"]) <= 41
+    finally:
+        accounts.client_max_failures, accounts.client_window_seconds = saved
+        app.state.login_throttle = None
