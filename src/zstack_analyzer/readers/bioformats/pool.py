@@ -206,7 +206,13 @@ class WorkerPool:
                 if self._idle:
                     chosen = next((w for w in self._idle if key in w.opened), self._idle[-1])
                     self._idle.remove(chosen)
-                    return chosen
+                    if chosen.popen.poll() is None:
+                        return chosen
+                    # It died while idle (the kernel's OOM killer, a signal): its place is free.
+                    chosen.kill()
+                    self._live -= 1
+                    self.restarts += 1
+                    continue
                 if self._live < self.options.workers:
                     self._live += 1
                     break
