@@ -55,7 +55,8 @@ _WORKER_MODULE = "zstack_analyzer.readers.bioformats.worker"
 #: ``python worker.py``: its code would live in ``__main__`` (so a name such as
 #: ``__module__`` says ``__main__``, and mutation testing, which switches mutants per
 #: module, never reaches it); why not ``python -m``: that imports ``zstack_analyzer``
-#: and with it numpy and pydantic, memory every worker would carry beside its JVM.
+#: and with it pydantic and the package's modules, memory every worker would carry beside
+#: its JVM (numpy comes anyway: JPype imports it).
 #: ``-P`` keeps the current folder off ``sys.path``: a ``json.py`` in the server's
 #: working folder must not be imported by a worker.
 _LAUNCHER = (
