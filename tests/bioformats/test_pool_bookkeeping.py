@@ -173,7 +173,7 @@ class _InThread:
     def _run(self, pool: WorkerPool, path: Path, message: dict[str, object]) -> None:
         try:
             self.result = pool.request(path, message)
-        except Exception as exc:  # noqa: BLE001 - handed to the test
+        except Exception as exc:  # handed to the test
             self.result = exc
 
     def join(self) -> object:
@@ -196,9 +196,7 @@ def _slow(folder: Path, name: str) -> tuple[Path, dict[str, object]]:
     return path, {"op": "open", "path": str(path)}
 
 
-def test_a_request_waits_for_the_busy_worker_and_gets_it(
-    bf_runtime: None, tmp_path: Path
-) -> None:
+def test_a_request_waits_for_the_busy_worker_and_gets_it(bf_runtime: None, tmp_path: Path) -> None:
     pool = WorkerPool(PoolOptions(workers=1, heap_mb=128, timeout_s=90.0))
     try:
         pool.warm()

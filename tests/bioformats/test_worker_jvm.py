@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import xml.etree.ElementTree as ET
 import zipfile
 from importlib import resources
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import psutil
 import pytest
+from defusedxml import ElementTree as ET
 
 from zstack_analyzer.errors import (
     CorruptFileError,
@@ -163,7 +163,7 @@ def test_java_errors_are_unsupported_corrupt_or_missing(worker: WorkerPool, tmp_
     assert corrupt.value.detail == "loci.formats.FormatException: invalid header"
     folder = tmp_path / "folder.dm3"  # Java cannot open it: its FileNotFoundException
     folder.mkdir()
-    with pytest.raises(FileNotFoundError, match="folder.dm3: no such file"):
+    with pytest.raises(FileNotFoundError, match=r"folder\.dm3: no such file"):
         _open(worker, folder)
     fake = _fake(tmp_path, "f&sizeX=6&sizeY=2.fake")
     with pytest.raises(CorruptFileError) as outside:
@@ -184,7 +184,6 @@ def test_formats_and_version_are_the_jars(worker: WorkerPool) -> None:
     here = Path(__file__)
     assert worker.request(here, {"op": "formats"}).header["result"] == table["readers"]
     assert worker.request(here, {"op": "version"}).header["result"] == table["bioformats_version"]
-
 
 
 def test_a_file_is_opened_again_when_its_size_or_time_changes_only(
