@@ -31,7 +31,8 @@ What keeps the verdicts honest:
   (children import it at start: they get the mutants' ``PYTHONPATH``) and a hook in this
   process (for forked children) make every other process append the functions it reaches
   to a file of its own while the stats run; each test is credited with what its children
-  wrote during it. A function is credited once per call, so a loop that one call keeps
+  wrote during it (the runner takes the files after each test; a child that finds its
+  file gone reports every function again, so a worker kept across tests credits each). A function is credited once per call, so a loop that one call keeps
   running across tests (a worker's ``serve``, started by a module's fixture) is credited
   to the test that started it only: an entry's ``every_test`` (function patterns, as
   ``only``) runs those functions' mutants against every test that passes with no mutant.
@@ -124,9 +125,12 @@ def _install_child_stats():
         pid = os.getpid()
         if pid == runner:
             return original(name, caller=caller)
+        path = os.path.join(folder, str(pid))
+        if not os.path.exists(path):  # the runner took it: a new test, report afresh
+            seen.clear()
         if (pid, name) not in seen:  # a fork inherits its parent's set: keyed by pid
             seen.add((pid, name))
-            with open(os.path.join(folder, str(pid)), "a", encoding="utf-8") as out:
+            with open(path, "a", encoding="utf-8") as out:
                 out.write(name + "\\n")
         return None
 
