@@ -105,6 +105,7 @@ def test_missing_runtime_names_the_extra_and_java(tmp_path: Path) -> None:
     assert "Java" in message
     assert "absent.jar" in message
     assert info.value.package == "zstack-analyzer[bioformats]"
+    assert info.value.path == path and message.startswith("a.fake: Bio-Formats is not available")
 
 
 def test_lying_sizes_are_refused_before_any_read(bf_pool: WorkerPool, tmp_path: Path) -> None:

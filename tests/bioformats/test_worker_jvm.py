@@ -266,6 +266,11 @@ def test_a_plane_larger_than_the_heap_ends_the_worker_not_the_pool(
     big = _fake(tmp_path, "big&sizeX=12000&sizeY=12000&pixelType=uint16.fake")  # 275 MiB plane
     _open(worker, big)
     (pid,) = worker.pids()
+    # A session of its own: a terminal's Ctrl-C reaches the server, which ends its workers.
+    assert os.getsid(pid) == pid and os.getpgid(pid) == pid
+    # Its input and output are nobody's: the JVM's "Terminating due to
+    # java.lang.OutOfMemoryError" below is not written into the server's log.
+    assert [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in (0, 1, 2)] == ["/dev/null"] * 3
     with pytest.raises(LimitExceededError, match=r"exhausted the Bio-Formats worker's heap"):
         _read(worker, big, region=[0, 0, 12000, 12000])
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
