@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from zstack_analyzer.errors import CorruptFileError, DecodeBusyError, UnsupportedFormatError
+from zstack_analyzer.errors import (
+    CorruptFileError,
+    DecodeBusyError,
+    ReaderTimeoutError,
+    UnsupportedFormatError,
+)
 from zstack_analyzer.readers.bioformats.pool import (
     _CURRENT,
     PoolOptions,
@@ -267,5 +272,27 @@ def test_a_worker_that_died_while_idle_is_replaced(bf_runtime: None, tmp_path: P
         assert answer.header["ok"] is True and answer.header["result"] != pid
         assert pool.pids() == [answer.header["result"]]
         assert pool._live == 1 and pool.restarts == 1
+    finally:
+        pool.close()
+
+
+def test_a_worker_that_does_not_start_in_time_is_stopped(bf_runtime: None, tmp_path: Path) -> None:
+    import psutil
+
+    # A JVM with Bio-Formats' readers loaded takes seconds to start, never a fifth of one.
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128, start_timeout_s=0.2))
+    path = tmp_path / "a.fake"
+    before = {p.pid for p in psutil.Process().children()}
+    try:
+        with pytest.raises(ReaderTimeoutError) as info:
+            pool.request(path, {"op": "ping"})
+        assert str(info.value) == (
+            "a.fake: Bio-Formats gave no answer to start within 0.2 s; "
+            "the worker was stopped and will be restarted"
+        )
+        assert info.value.path == path
+        assert pool.pids() == [] and pool._live == 0
+        # Stopped and reaped, not left running (nor as a zombie) beside the server.
+        assert {p.pid for p in psutil.Process().children()} - before == set()
     finally:
         pool.close()
