@@ -144,13 +144,17 @@ def test_answers_payloads_and_errors_of_a_warm_worker(own_pool: WorkerPool, tmp_
     assert bf_pool.restarts == restarts
 
 
-def test_warm_starts_the_configured_number_and_close_ends_them(bf_runtime: None) -> None:
+def test_warm_starts_the_configured_number_and_close_ends_them(
+    bf_runtime: None, caplog: pytest.LogCaptureFixture
+) -> None:
     import psutil
 
     pool = WorkerPool(PoolOptions(workers=1, heap_mb=128))
     try:
-        pool.warm()
+        with caplog.at_level("INFO", logger="zstack_analyzer.readers.bioformats.pool"):
+            pool.warm()
         (pid,) = pool.pids()
+        assert f"Bio-Formats worker {pid} started" in caplog.messages
         assert psutil.pid_exists(pid)
         assert pool._live == 1
         pool.warm()  # already warm: the same worker
