@@ -24,7 +24,18 @@ What keeps the verdicts honest:
   mutants are named like any other (``x_upload_image__mutmut_3``). A ``.mutate/<module>``
   generated before this change is reused as it is: delete it to get the route mutants.
 * Which tests reach which function is measured in this session, like mutmut's stats run:
-  each test once with the ``stats`` mutant, which records every mutated function it calls.
+  each test once with the ``stats`` mutant, which records every mutated function it calls,
+  in this process and in its child processes: mutmut records a call only in the process
+  that makes it, so a function that runs only in a child (the Bio-Formats worker, a
+  spawned job process) would be "no tests". A ``sitecustomize.py`` beside the mutants
+  (children import it at start: they get the mutants' ``PYTHONPATH``) and a hook in this
+  process (for forked children) make every other process append the functions it reaches
+  to a file of its own while the stats run; each test is credited with what its children
+  wrote during it (the runner takes the files after each test; a child that finds its
+  file gone reports every function again, so a worker kept across tests credits each). A function is credited once per call, so a loop that one call keeps
+  running across tests (a worker's ``serve``, started by a module's fixture) is credited
+  to the test that started it only: an entry's ``every_test`` (function patterns, as
+  ``only``) runs those functions' mutants against every test that passes with no mutant.
   A test that fails with no mutant is dropped (and listed), never counted as a kill.
 * Its tests run in collection order, except that the test that killed the previous mutant
   of the same function runs first (it usually kills the next one too).
@@ -90,6 +101,55 @@ create_mutants(1)
 """
 
 
+#: Where child processes write the functions they reach during the stats run, and the pid
+#: of the runner (whose own calls mutmut's state records).
+_CHILD_STATS, _RUNNER_PID = "ZSTACK_MUTATE_CHILD_STATS", "ZSTACK_MUTATE_RUNNER_PID"
+#: Installed in every child (as ``sitecustomize``) and in the runner (for forks): in a process
+#: other than the runner, each mutated function reached is appended to ``<folder>/<pid>``.
+_CHILD_STATS_HOOK = """
+\"\"\"Written by scripts/mutate_session.py: child processes report the mutated functions they reach.\"\"\"
+import os
+
+
+def _install_child_stats():
+    folder = os.environ.get("ZSTACK_MUTATE_CHILD_STATS")
+    if not folder:
+        return
+    runner = int(os.environ.get("ZSTACK_MUTATE_RUNNER_PID", "0"))
+    import mutmut.mutation.trampoline as trampoline
+
+    original = trampoline.record_trampoline_hit
+    seen = set()
+
+    def record(name, caller=None):
+        pid = os.getpid()
+        if pid == runner:
+            return original(name, caller=caller)
+        path = os.path.join(folder, str(pid))
+        if not os.path.exists(path):  # the runner took it: a new test, report afresh
+            seen.clear()
+        if (pid, name) not in seen:  # a fork inherits its parent's set: keyed by pid
+            seen.add((pid, name))
+            with open(path, "a", encoding="utf-8") as out:
+                out.write(name + "\\n")
+        return None
+
+    trampoline.record_trampoline_hit = record
+
+
+_install_child_stats()
+"""
+
+
+def _child_stats_reached(folder: Path) -> set[str]:
+    """The functions children wrote since the last call (their files are emptied)."""
+    names: set[str] = set()
+    for file in folder.iterdir():
+        names.update(file.read_text("utf-8").split())
+        file.unlink()
+    return names
+
+
 def generate(module: str, tests: list[str]) -> Path:
     """The mutants mutmut makes of ``module`` (kept from earlier runs when its source is unchanged)."""
     work = mutate._workdir(module, tests, resume=True)
@@ -106,8 +166,16 @@ def generate(module: str, tests: list[str]) -> Path:
 class MutantLoop:
     """A pytest plugin that replaces the run loop by the mutant loop described above."""
 
-    def __init__(self, meta: Path, names: list[str], budget: float, check_every: int) -> None:
+    def __init__(
+        self,
+        meta: Path,
+        names: list[str],
+        budget: float,
+        check_every: int,
+        every_test: list[str] | None = None,
+    ) -> None:
         self.meta = meta
+        self.every_test = every_test or []
         self.names = names
         self.budget = budget
         self.check_every = check_every
@@ -136,18 +204,25 @@ class MutantLoop:
         reaches: dict[str, list[Any]] = {}
         durations: dict[str, float] = {}
         dropped: list[str] = []
+        children = self.meta.parent / "child-stats"
+        children.mkdir(exist_ok=True)
+        _child_stats_reached(children)
+        os.environ[_CHILD_STATS], os.environ[_RUNNER_PID] = str(children), str(os.getpid())
+        exec(compile(_CHILD_STATS_HOOK, "<child stats hook>", "exec"), {})  # noqa: S102 - ours
         set_mutant_under_test("stats")
         for item in items:
             state()._stats.clear()
+            _child_stats_reached(children)  # a late write of an earlier test's child
             t0 = time.monotonic()
             if not self._run(item, None, timeout=600):
                 dropped.append(item.nodeid)
                 continue
             durations[item.nodeid] = time.monotonic() - t0
-            for function in state()._stats:
+            for function in state()._stats | _child_stats_reached(children):
                 reaches.setdefault(function, []).append(item)
         state()._stats.clear()
         set_mutant_under_test("")
+        del os.environ[_CHILD_STATS]
         items = [i for i in items if i.nodeid not in dropped]
         self._say(
             f"stats: {len(items)} tests pass with no mutant in {time.monotonic() - started:.0f} s"
@@ -166,6 +241,8 @@ class MutantLoop:
                 break
             function = mangled_name_from_mutant_name(name)
             tests = reaches.get(function, [])
+            if any(fnmatch.fnmatch(name, p) for p in self.every_test):
+                tests = items  # a loop one call keeps running: it serves every test
             killer = last_killer.get(function)
             if killer in tests:  # the test that killed this function's last mutant first
                 tests = [killer, *(t for t in tests if t is not killer)]
@@ -395,6 +472,7 @@ def main() -> int:
     only = args.only or [str(p) for p in entry.get("only", [])]
 
     work = generate(args.module, tests)
+    (work / "mutants" / "src" / "sitecustomize.py").write_text(_CHILD_STATS_HOOK, "utf-8")
     meta = mutate._meta(args.module)
     codes = json.loads(meta.read_text("utf-8"))["exit_code_by_key"]
     patterns = mutate._names(args.module, only)
@@ -421,7 +499,8 @@ def main() -> int:
         load_alembic_scripts_as_package_modules(work / "mutants" / "src")
     import pytest
 
-    loop = MutantLoop(meta, names, args.budget, args.check_every)
+    every_test = mutate._names(args.module, [str(p) for p in entry.get("every_test", [])])
+    loop = MutantLoop(meta, names, args.budget, args.check_every, every_test)
     code = pytest.main(
         ["--rootdir=.", "-q", "--tb=line", "-p", "no:randomly", *mutate._PYTEST_ARGS, *tests],
         plugins=[loop],

@@ -105,6 +105,7 @@ def test_missing_runtime_names_the_extra_and_java(tmp_path: Path) -> None:
     assert "Java" in message
     assert "absent.jar" in message
     assert info.value.package == "zstack-analyzer[bioformats]"
+    assert info.value.path == path and message.startswith("a.fake: Bio-Formats is not available")
 
 
 def test_lying_sizes_are_refused_before_any_read(bf_pool: WorkerPool, tmp_path: Path) -> None:
@@ -156,3 +157,23 @@ def test_a_companion_outside_the_folder_is_refused(
     (here / "testim.ids").write_bytes((outside / "testim.ids").read_bytes())
     with BioformatsReader(here / "testim.ics") as reader:
         assert sorted(reader.used_files) == [str(here / "testim.ics"), str(here / "testim.ids")]
+
+
+def test_a_worker_runs_without_the_package_and_ignores_the_working_folder(
+    bf_runtime: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A module of the server's working folder shadowing the standard library is not imported.
+    (tmp_path / "json.py").write_text("raise SystemExit('imported from the working folder')\n")
+    monkeypatch.chdir(tmp_path)
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128))
+    try:
+        path = _fake(tmp_path, "a&sizeX=8&sizeY=4.fake")
+        assert _open(pool, path)["series"][0]["size_x"] == 8  # type: ignore[index]
+        (pid,) = pool.pids()
+        # The worker loads its own module, not the package: no pydantic beside the JVM
+        # (numpy is there: JPype imports it for its array support).
+        mapped = [m.path for m in psutil.Process(pid).memory_maps()]
+        assert [p for p in mapped if "libjvm" in p]
+        assert not [p for p in mapped if "pydantic" in p]
+    finally:
+        pool.close()

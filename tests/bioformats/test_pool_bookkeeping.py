@@ -7,12 +7,19 @@ the session's warm worker, and one test starts a pool of its own to see ``warm``
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from zstack_analyzer.errors import CorruptFileError, DecodeBusyError, UnsupportedFormatError
+from zstack_analyzer.errors import (
+    CorruptFileError,
+    DecodeBusyError,
+    ReaderTimeoutError,
+    UnsupportedFormatError,
+)
 from zstack_analyzer.readers.bioformats.pool import (
     _CURRENT,
     PoolOptions,
@@ -24,7 +31,7 @@ from zstack_analyzer.readers.bioformats.pool import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 pytestmark = pytest.mark.xdist_group("bioformats")
 
@@ -101,6 +108,7 @@ def test_a_closed_pool_refuses_and_a_full_one_says_busy() -> None:
     with pytest.raises(DecodeBusyError) as busy:
         full.request(path, {"op": "ping"})
     assert str(busy.value) == "a.dm3: all 0 Bio-Formats workers stayed busy; try again shortly"
+    assert busy.value.path == path
     with pytest.raises(DecodeBusyError, match=r"^Bio-Formats: all 0 Bio-Formats workers"):
         full.warm(1)
 
@@ -136,13 +144,17 @@ def test_answers_payloads_and_errors_of_a_warm_worker(own_pool: WorkerPool, tmp_
     assert bf_pool.restarts == restarts
 
 
-def test_warm_starts_the_configured_number_and_close_ends_them(bf_runtime: None) -> None:
+def test_warm_starts_the_configured_number_and_close_ends_them(
+    bf_runtime: None, caplog: pytest.LogCaptureFixture
+) -> None:
     import psutil
 
     pool = WorkerPool(PoolOptions(workers=1, heap_mb=128))
     try:
-        pool.warm()
+        with caplog.at_level("INFO", logger="zstack_analyzer.readers.bioformats.pool"):
+            pool.warm()
         (pid,) = pool.pids()
+        assert f"Bio-Formats worker {pid} started" in caplog.messages
         assert psutil.pid_exists(pid)
         assert pool._live == 1
         pool.warm()  # already warm: the same worker
@@ -151,3 +163,140 @@ def test_warm_starts_the_configured_number_and_close_ends_them(bf_runtime: None)
         pool.close()
     assert pool.pids() == [] and pool._live == 0
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+def _fake(folder: Path, name: str) -> Path:
+    path = folder / name
+    path.write_bytes(b"fake")
+    return path
+
+
+class _InThread:
+    """A request run in a thread (a render thread of the server), its answer or error kept."""
+
+    def __init__(self, pool: WorkerPool, path: Path, message: dict[str, object]) -> None:
+        self.result: object = None
+        self.thread = threading.Thread(target=self._run, args=(pool, path, message))
+        self.thread.start()
+
+    def _run(self, pool: WorkerPool, path: Path, message: dict[str, object]) -> None:
+        try:
+            self.result = pool.request(path, message)
+        except Exception as exc:  # handed to the test
+            self.result = exc
+
+    def join(self) -> object:
+        self.thread.join(120)
+        assert not self.thread.is_alive()
+        return self.result
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    """Wait (at most a minute: a loaded machine) until ``condition`` holds."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.02)
+
+
+def _slow(folder: Path, name: str) -> tuple[Path, dict[str, object]]:
+    """An open request Bio-Formats takes 3 s to answer (FakeReader's sleepInitFile)."""
+    path = _fake(folder, f"{name}&sleepInitFile=3000.fake")
+    return path, {"op": "open", "path": str(path)}
+
+
+def test_a_request_waits_for_the_busy_worker_and_gets_it(bf_runtime: None, tmp_path: Path) -> None:
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128, timeout_s=90.0))
+    try:
+        pool.warm()
+        (pid,) = pool.pids()
+        busy = _InThread(pool, *_slow(tmp_path, "slow"))
+        _until(lambda: pool.pids() == [])  # the thread holds the only worker
+        answer = pool.request(tmp_path / "b.fake", {"op": "ping"})  # waits, then is served
+        assert answer.header == {"ok": True, "result": pid}
+        assert not isinstance(busy.join(), Exception)
+        assert pool.pids() == [pid] and pool._live == 1 and pool.restarts == 0
+    finally:
+        pool.close()
+
+
+def test_a_request_goes_to_the_worker_that_has_its_file_open(
+    bf_runtime: None, tmp_path: Path
+) -> None:
+    pool = WorkerPool(PoolOptions(workers=2, heap_mb=128, timeout_s=90.0))
+    mine = tmp_path / "mine.fake"
+    try:
+        pool.warm()
+        assert len(pool.pids()) == 2 and pool._live == 2
+        busy = _InThread(pool, *_slow(tmp_path, "slow"))
+        _until(lambda: len(pool.pids()) == 1)
+        (free,) = pool.pids()
+        # The free worker answers for `mine` (and now has it), while the other is busy.
+        assert pool.request(mine, {"op": "ping"}).header["result"] == free
+        assert not isinstance(busy.join(), Exception)
+        assert sorted(pool.pids()) != [free] and len(pool.pids()) == 2
+        for _ in range(3):  # whichever worker was released last, `mine` goes to its own
+            assert pool.request(mine, {"op": "ping"}).header["result"] == free
+            other = _InThread(pool, *_slow(tmp_path, "again"))
+            assert not isinstance(other.join(), Exception)
+        assert pool._live == 2 and pool.restarts == 0
+    finally:
+        pool.close()
+
+
+def test_a_worker_busy_when_the_pool_closes_ends_when_it_is_released(
+    bf_runtime: None, tmp_path: Path
+) -> None:
+    import psutil
+
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128, timeout_s=90.0))
+    pool.warm()
+    (pid,) = pool.pids()
+    busy = _InThread(pool, *_slow(tmp_path, "slow"))
+    _until(lambda: pool.pids() == [])
+    pool.close()
+    assert psutil.pid_exists(pid)  # busy: not killed under the request
+    result = busy.join()
+    assert not isinstance(result, Exception)  # the request in flight was answered
+    assert pool.pids() == [] and pool._live == 0
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+def test_a_worker_that_died_while_idle_is_replaced(bf_runtime: None, tmp_path: Path) -> None:
+    import psutil
+
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128, timeout_s=90.0))
+    try:
+        pool.warm()
+        (pid,) = pool.pids()
+        victim = psutil.Process(pid)
+        victim.kill()  # the kernel's OOM killer, an operator, a crash of the JVM
+        victim.wait(30)
+        answer = pool.request(tmp_path / "a.fake", {"op": "ping"})
+        assert answer.header["ok"] is True and answer.header["result"] != pid
+        assert pool.pids() == [answer.header["result"]]
+        assert pool._live == 1 and pool.restarts == 1
+    finally:
+        pool.close()
+
+
+def test_a_worker_that_does_not_start_in_time_is_stopped(bf_runtime: None, tmp_path: Path) -> None:
+    import psutil
+
+    # A JVM with Bio-Formats' readers loaded takes seconds to start, never a fifth of one.
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128, start_timeout_s=0.2))
+    path = tmp_path / "a.fake"
+    before = {p.pid for p in psutil.Process().children()}
+    try:
+        with pytest.raises(ReaderTimeoutError) as info:
+            pool.request(path, {"op": "ping"})
+        assert str(info.value) == (
+            "a.fake: Bio-Formats gave no answer to start within 0.2 s; "
+            "the worker was stopped and will be restarted"
+        )
+        assert info.value.path == path
+        assert pool.pids() == [] and pool._live == 0
+        # Stopped and reaped, not left running (nor as a zombie) beside the server.
+        assert {p.pid for p in psutil.Process().children()} - before == set()
+    finally:
+        pool.close()

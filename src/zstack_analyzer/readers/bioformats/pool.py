@@ -50,6 +50,23 @@ __all__ = ["PoolOptions", "WorkerPool", "configure", "get_pool", "pool_options"]
 logger = logging.getLogger(__name__)
 
 _WORKER_SCRIPT = str(Path(__file__).with_name("worker.py"))
+_WORKER_MODULE = "zstack_analyzer.readers.bioformats.worker"
+#: Runs worker.py under its module name without importing the package. Why not
+#: ``python worker.py``: its code would live in ``__main__`` (so a name such as
+#: ``__module__`` says ``__main__``, and mutation testing, which switches mutants per
+#: module, never reaches it); why not ``python -m``: that imports ``zstack_analyzer``
+#: and with it pydantic and the package's modules, memory every worker would carry beside
+#: its JVM (numpy comes anyway: JPype imports it).
+#: ``-P`` keeps the current folder off ``sys.path``: a ``json.py`` in the server's
+#: working folder must not be imported by a worker.
+_LAUNCHER = (
+    "import importlib.util, sys\n"
+    "spec = importlib.util.spec_from_file_location(sys.argv[1], sys.argv[2])\n"
+    "module = importlib.util.module_from_spec(spec)\n"
+    "sys.modules[spec.name] = module\n"
+    "spec.loader.exec_module(module)\n"
+    "sys.exit(module.main(sys.argv[3:]))\n"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +141,10 @@ class WorkerPool:
             popen = subprocess.Popen(  # noqa: S603  (our own script, no shell)
                 [
                     sys.executable,
+                    "-P",
+                    "-c",
+                    _LAUNCHER,
+                    _WORKER_MODULE,
                     _WORKER_SCRIPT,
                     str(child.fileno()),
                     str(jar),
@@ -186,7 +207,13 @@ class WorkerPool:
                 if self._idle:
                     chosen = next((w for w in self._idle if key in w.opened), self._idle[-1])
                     self._idle.remove(chosen)
-                    return chosen
+                    if chosen.popen.poll() is None:
+                        return chosen
+                    # It died while idle (the kernel's OOM killer, a signal): its place is free.
+                    chosen.kill()
+                    self._live -= 1
+                    self.restarts += 1
+                    continue
                 if self._live < self.options.workers:
                     self._live += 1
                     break

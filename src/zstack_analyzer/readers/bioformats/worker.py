@@ -9,7 +9,8 @@ run code in the parent). The JVM runs with ``-XX:+ExitOnOutOfMemoryError``:
 a heap exhausted by one file ends this worker (exit code 3), the parent
 restarts it and tells the caller :class:`~zstack_analyzer.errors.LimitExceededError`.
 
-Run as ``python -m zstack_analyzer.readers.bioformats.worker FD JAR HEAP_MB``.
+The pool runs it under its module name without importing the package (see
+``pool._LAUNCHER``); ``python worker.py FD JAR HEAP_MB`` runs it too.
 """
 
 from __future__ import annotations
