@@ -37,6 +37,7 @@ import logging
 import operator
 import os
 import struct
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -598,9 +599,7 @@ def _check_structure(path: Path, limits: ReadLimits) -> _Structure:
 
 _DIRECTORY_ENTRY = struct.Struct("<2siqiiB5xi")  # 32 bytes, then 20 per dimension
 _DIMENSION_ENTRY = struct.Struct("<4siifi")
-_SUBBLOCK_SIZES = struct.Struct("<iiq")
-#: A directory entry's SchemaType, PixelType and FilePosition (low, high half), FilePart.
-_ENTRY_HEAD = struct.Struct("<2siIii")  # MetadataSize, AttachmentSize, DataSize
+_SUBBLOCK_SIZES = struct.Struct("<iiq")  # MetadataSize, AttachmentSize, DataSize
 #: One little-endian int32 (counts and sizes in segment headers), compiled at import.
 _INT32 = struct.Struct("<i")
 
@@ -617,9 +616,8 @@ def _parse_directory(path: Path, raw: bytes, file_size: int, entries: int) -> _D
     statistics (:class:`_Statistics`).
 
     Why two paths: writers give every entry the same dimensions in the same
-    order, and then the directory is one numpy table checked and reduced a
-    column at a time (a Python loop over a 48-entry directory cost more than
-    libCZI's whole open); any
+    order, and then one struct call unpacks many entries at once (a Python
+    loop over a 48-entry directory cost more than libCZI's whole open); any
     other directory is walked entry by entry.
     """
     uniform = _parse_uniform(path, raw, file_size, entries)
@@ -639,122 +637,96 @@ def _no_extent_error(path: Path, index: int) -> CorruptFileError:
     return CorruptFileError(msg, path=path)
 
 
-#: numpy views of the directory's fields, as stored (little-endian); made once at import.
-_I4 = np.dtype("<i4")
-_U4 = np.dtype("<u4")
-_U1 = np.dtype("u1")
-#: Bytes every entry of a one-layout directory shares: SchemaType (0-1), FilePosition's high
-#: half and FilePart (10-17), DimensionCount (28-31); then each dimension's label (4 of 20).
-_FIXED_HEAD = b"\xff" * 2 + bytes(8) + b"\xff" * 8 + bytes(10) + b"\xff" * 4
-_FIXED_DIMENSION = b"\xff" * 4 + bytes(16)
+#: A directory entry's SchemaType "DV" as the little-endian uint16 it is stored as.
+_DV = int.from_bytes(b"DV", "little")
+#: Whether a ``memoryview.cast`` (native order) reads the file's little-endian integers.
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Directory | None:
-    """The directory as one numpy table, or ``None`` unless all entries share one layout.
+    """The directory read column by column, or ``None`` unless all entries share one layout.
 
-    An entry of one layout is ``stride`` bytes, so the directory is an
-    ``entries x stride`` table. Which layout: every entry's fixed bytes (schema,
-    dimension count and labels, file part, the high half of the position) must
-    equal the first entry's, checked with one mask over the table and one
-    bytes comparison, and the first entry must be a single-part "DV" entry
-    below 4 GB. The numbers are then an ``entries x stride/4`` table of int32
-    words (per dimension: label, start, size, start coordinate, stored size),
-    whose columns opening needs are taken once and reduced once (``min`` and
-    ``max`` per column): a handful of numpy calls whatever the entry count,
-    and no Python object per entry (issue 22: a Python loop over a 48-entry
-    directory cost more than libCZI's whole open, and a ``tolist`` and
-    ``count`` per column still cost a fifth of a first metadata read). What
-    only reads need (coordinates, the largest block) is derived on first use.
+    An entry of one layout is ``stride`` bytes, so a field is every ``stride``-th
+    word of the directory: ``memoryview.cast`` and a stepped slice give that
+    column, ``tolist`` its values (C loops, no per-entry Python at open), and
+    ``count``/``min``/``max`` check it. Only the columns opening needs become
+    Python ints; what only reads need (coordinates, the largest block) is
+    derived on first use. Why not ``struct.iter_unpack``: its rows and their
+    transposition made more objects than the parse needs, which cost most of
+    a first open in a fresh process (issue 22).
+    The layout (which dimension is X or Y) comes from the first entry; every
+    entry must carry the same labels, checked column by column.
 
     Fields at their byte offsets: SchemaType 0 (2 bytes), PixelType 2,
     FilePosition 6 (8 bytes), FilePart 14, DimensionCount 28; per dimension,
     at 32 + 20 k: label, start, size, start coordinate (float), stored size.
     """
-    if len(raw) < _DIRECTORY_ENTRY.size:
+    if len(raw) < _DIRECTORY_ENTRY.size or not _LITTLE_ENDIAN:
         return None
-    schema, _ptype, _low, high, part = _ENTRY_HEAD.unpack_from(raw)
     (count,) = _INT32.unpack_from(raw, 28)
     stride = _DIRECTORY_ENTRY.size + 20 * count
     size = entries * stride
-    if not 0 <= count <= 64 or size > len(raw) or schema != b"DV":
+    if not 0 <= count <= 64 or size > len(raw):
+        return None
+    view = memoryview(raw)[:size]
+    words = view.cast("i")  # 4-byte fields at offsets 4 k: DimensionCount, dimensions
+    step = stride // 4
+    # 4-byte fields at offsets 2 + 4 k: PixelType, FilePosition's low and high halves, FilePart.
+    shifted = view[2 : size - 2].cast("i")
+    if (
+        words[7::step].tolist().count(count) != entries
+        or view.cast("H")[:: stride // 2].tolist().count(_DV) != entries
+    ):
         return None  # another layout or a malformed entry: the walk names it
-    if part != 0:
+    if shifted[3::step].tolist().count(0) != entries:
         return None  # a multi-part document: the walk skips the other parts' entries
-    if high != 0:
+    high = shifted[2::step].tolist()
+    if high.count(0) != entries:
         return None  # a file over 4 GB: the walk reads the 64-bit positions
-    table = np.frombuffer(raw, _U1, count=size).reshape(entries, stride)
-    mask = np.frombuffer(_FIXED_HEAD + _FIXED_DIMENSION * count, _U1)
-    fixed = np.bitwise_and(table, mask).tobytes()
-    if fixed != fixed[:stride] * entries:
-        return None  # entries of different layouts (or another schema, part, size class)
-    names = [
-        raw[32 + 20 * k : 36 + 20 * k].rstrip(b"\0").decode("ascii", "replace")
-        for k in range(count)
-    ]
+    raw_labels = [raw[32 + 20 * k : 36 + 20 * k] for k in range(count)]
+    stripped = [label.rstrip(b"\0") for label in raw_labels]
+    names = [label.decode("ascii", "replace") for label in stripped]
+    for k in range(count):
+        label = int.from_bytes(raw_labels[k], "little", signed=True)
+        if words[8 + 5 * k :: step].tolist().count(label) != entries:
+            return None  # dimensions in another order
     if "X" not in names or "Y" not in names:
         raise _no_extent_error(path, 0)
-    words = np.frombuffer(raw, _I4, count=size // 4).reshape(entries, stride // 4)
-    x, y = 8 + 5 * names.index("X"), 8 + 5 * names.index("Y")
-    axes = [axis for axis in dict.fromkeys(names) if axis in _LIBCZI_DIMS]
-    starts = [9 + 5 * names.index(axis) for axis in axes]
-    # X, Y start and size; X, Y stored size; every libCZI dimension's start (int64: a
-    # hostile start plus size must not wrap). One min and one max per column.
-    columns = words[:, [x + 1, y + 1, x + 2, y + 2, x + 4, y + 4, *starts]].astype(np.int64)
-    lows = columns.min(0).tolist()
-    if min(lows[2:6]) < 1:  # X is checked over every entry before Y, like the walk's order
-        for axis, k in (("X", 2), ("Y", 3)):
-            bad = (columns[:, k] < 1) | (columns[:, k + 2] < 1)
-            if bad.any():
-                i = int(bad.argmax())
-                raise _dimension_error(path, i, axis, int(columns[i, k]), int(columns[i, k + 2]))
-    highs = columns.max(0).tolist()
-    x1, y1 = (columns[:, 0:2] + columns[:, 2:4]).max(0).tolist()
-    box = (lows[0], lows[1], x1 - lows[0], y1 - lows[1])
-    bounds = {
-        axis: (low, high - low + 1)
-        for axis, low, high in zip(axes, lows[6:], highs[6:], strict=True)
-    }
-    positions = np.ndarray((entries,), _U4, raw, 6, (stride,)).tolist()
-    pixel_codes = np.ndarray((entries,), _I4, raw, 2, (stride,)).tolist()
-    channel_of = words[:, starts[axes.index("C")]].tolist() if "C" in bounds else None
-    scenes: dict[int, Rect] = {}
-    if "S" in bounds:
-        low, span = bounds["S"]
-        if span == 1:
-            scenes[low] = box
-        else:
-            scenes = _scene_boxes(words[:, starts[axes.index("S")]].tolist(), columns)
+
+    def column(axis: str, offset: int) -> list[int]:
+        """Dimension ``axis``'s column ``offset`` after its label (1 start, 2 size, 4 stored)."""
+        return words[8 + 5 * names.index(axis) + offset :: step].tolist()
+
+    for axis in ("X", "Y"):
+        sizes, stored = column(axis, 2), column(axis, 4)
+        if min(sizes) < 1 or min(stored) < 1:
+            i = next(i for i in range(entries) if sizes[i] < 1 or stored[i] < 1)
+            raise _dimension_error(path, i, axis, sizes[i], stored[i])
+    positions = view[2 : size - 2].cast("I")[1::step].tolist()
 
     def coords() -> list[dict[str, int]]:
-        rows = words[:, 9 : 9 + 5 * count : 5].tolist()
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        columns = [words[8 + 5 * k + 1 :: step].tolist() for k in range(count)]
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
     def block() -> tuple[int, int]:
-        sizes = columns[:, 2:6]  # X size, Y size, X stored, Y stored
-        full = sizes[(sizes[:, 0] == sizes[:, 2]) & (sizes[:, 1] == sizes[:, 3])]
-        if not len(full):
-            return 1, 1
-        return int(full[:, 3].max()), int(full[:, 2].max())
+        xs, xst = column("X", 2), column("X", 4)
+        ys, yst = column("Y", 2), column("Y", 4)
+        full = [i for i in range(len(xs)) if xs[i] == xst[i] and ys[i] == yst[i]]
+        out = [max((yst[i] for i in full), default=1), max((xst[i] for i in full), default=1)]
+        return out[0], out[1]
 
-    statistics = _Statistics(bounds, box, scenes, channel_of, pixel_codes)
+    statistics = _statistics(
+        column("X", 1),
+        column("Y", 1),
+        column("X", 2),
+        column("Y", 2),
+        {axis: column(axis, 1) for axis in dict.fromkeys(names) if axis in _LIBCZI_DIMS},
+        shifted[::step].tolist(),
+    )
     header = max(256, 16 + stride)
     return _Directory(
         path, file_size, entries, positions, coords, [header] * entries, block, statistics
     )
-
-
-def _scene_boxes(s_of: list[int], columns: np.ndarray) -> dict[int, Rect]:
-    """S index -> the union of its entries' rectangles (``columns``: X, Y start, X, Y size first)."""
-    xs, ys, ws, hs = (columns[:, k].tolist() for k in range(4))
-    members: dict[int, list[int]] = {}
-    for i, s in enumerate(s_of):
-        members.setdefault(s, []).append(i)
-    return {
-        s: _union(
-            [xs[i] for i in idx], [ys[i] for i in idx], [ws[i] for i in idx], [hs[i] for i in idx]
-        )
-        for s, idx in members.items()
-    }
 
 
 def _parse_walk(path: Path, raw: bytes, file_size: int, entries: int) -> _Directory:
