@@ -18,6 +18,7 @@ from zstack_analyzer.errors import ZstackError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from zstack_analyzer.limits import ReadLimits
     from zstack_analyzer.quality import SceneQuality
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from zstack_analyzer.service.db.session import Database
     from zstack_analyzer.service.workers import WorkerPool
     from zstack_analyzer.storage.base import ObjectStorage
+    from zstack_analyzer.storage.remote import RemoteObject
 
 __all__ = [
     "BackfillJob",
@@ -118,12 +120,17 @@ def measure_and_store(
     from sqlalchemy.exc import IntegrityError
 
     from zstack_analyzer.service.db.quality import store_quality, store_quality_error
+    from zstack_analyzer.service.images_service import readable_source
+    from zstack_analyzer.service.routes.images import name_image_in_message
 
+    source: Path | RemoteObject | None = None
     try:
-        qualities = _measure(image, storage, limits, processes)
+        source = readable_source(image, storage)
+        qualities = _measure(source, limits, processes)
     except (ZstackError, OSError, ValueError, BrokenProcessPool) as exc:
         if isinstance(exc, ZstackError):
-            _name_image(exc, image, storage)
+            # As the routes do: the stored error names the user's file, never our stored name.
+            name_image_in_message(exc, image, source)
         error = str(exc) or type(exc).__name__
         try:
             database.call(store_quality_error, image.id, error)
@@ -137,24 +144,8 @@ def measure_and_store(
     return None
 
 
-def _name_image(exc: ZstackError, image: Image, storage: ObjectStorage) -> None:
-    """Make a reader's error name the user's file, as the routes do, never the stored name.
-
-    Why: the error is stored as the image's quality (``status: "failed"``) and shown by
-    the backfill's status; a storage name (a content hash) tells the user nothing.
-    """
-    from zstack_analyzer.service.images_service import readable_source
-    from zstack_analyzer.service.routes.images import name_image_in_message
-
-    try:
-        source: object = readable_source(image, storage)
-    except (ZstackError, OSError):
-        source = image.stored_name
-    name_image_in_message(exc, image, source)
-
-
 def _measure(
-    image: Image, storage: ObjectStorage, limits: ReadLimits, processes: ChildProcesses | None
+    source: Path | RemoteObject, limits: ReadLimits, processes: ChildProcesses | None
 ) -> list[SceneQuality]:
     """Every scene of one stored image (a local file in a child process when there are some)."""
     from pathlib import Path
@@ -162,9 +153,7 @@ def _measure(
     from zstack_analyzer.confine import confined_roots
     from zstack_analyzer.loader import open_image
     from zstack_analyzer.quality import measure_reader
-    from zstack_analyzer.service.images_service import readable_source
 
-    source = readable_source(image, storage)
     if processes is not None and isinstance(source, Path):
         return processes.call(measure_file, str(source), limits, confined_roots())
     with open_image(source, limits=limits) as reader:
