@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from fastapi import APIRouter, FastAPI
 
-from tests.service.conftest import _testclient_class, write_ome_tiff
-from tests.service.live import make_settings
+from tests.mutation_kills.users_lab import upload_into, users_app
+from tests.service.conftest import write_ome_tiff
 from zstack_analyzer.service.routes import containers as routes
 
 if TYPE_CHECKING:
@@ -35,37 +35,15 @@ MISSING_IMAGE = "00000000-0000-4000-8000-000000000000"
 def lab(tmp_path: Path) -> Iterator[Lab]:
     """A users-mode app: root (admin, owns "lab" and "secret"), mia (member of "lab");
     their tokens; two images of root's in "lab"."""
-    from zstack_analyzer.service.app import create_app
-    from zstack_analyzer.service.auth import accounts
-
-    settings = make_settings(tmp_path / "data", auth="users")
-    settings.render.thumbnail_on_upload = False
-    with _testclient_class()(create_app(settings)) as client:
-        app: Any = client.app
-        with app.state.database.sessions() as session:
-            accounts.create_user(session, "root", admin=True)
-            accounts.create_user(session, "mia")
-            accounts.create_group(session, "lab", "read-only")
-            accounts.set_membership(session, "lab", "root", owner=True)
-            accounts.set_membership(session, "lab", "mia")
-            accounts.create_group(session, "secret", "private")
-            accounts.set_membership(session, "secret", "root", owner=True)
-            tokens = {
-                name: {"Authorization": f"Bearer {accounts.create_token(session, name)[1]}"}
-                for name in ("root", "mia")
-            }
+    groups = {
+        "lab": ("read-only", {"root": True, "mia": False}),
+        "secret": ("private", {"root": True}),
+    }
+    with users_app(tmp_path, groups) as (client, tokens):
         stack = write_ome_tiff(tmp_path / "cells.ome.tif", (1, 1, 8, 10))
-        images = []
-        for n in range(2):
-            with stack.open("rb") as fh:
-                answer = client.post(
-                    "/api/images/upload",
-                    files={"file": (f"cell{n}.ome.tif", fh)},
-                    params={"group": "lab"},
-                    headers=tokens["root"],
-                )
-            assert answer.status_code == 201, answer.text
-            images.append(answer.json()["id"])
+        images = [
+            upload_into(client, tokens["root"], stack, f"cell{n}.ome.tif", "lab") for n in range(2)
+        ]
         yield client, tokens, images
 
 

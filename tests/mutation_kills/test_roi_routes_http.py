@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.service.conftest import _testclient_class, write_ome_tiff
-from tests.service.live import make_settings
+from tests.mutation_kills.users_lab import upload_into, users_app
+from tests.service.conftest import write_ome_tiff
 from zstack_analyzer.service.routes.rois import MAX_IMPORT_BYTES
 
 if TYPE_CHECKING:
@@ -38,37 +38,13 @@ RECT = {"type": "rectangle", "x": 1, "y": 2, "width": 3, "height": 4}
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
-    from zstack_analyzer.service.app import create_app
-    from zstack_analyzer.service.auth import accounts
-
-    settings = make_settings(tmp_path / "data", auth="users")
-    settings.render.thumbnail_on_upload = False
-    with _testclient_class()(create_app(settings)) as client:
-        app: Any = client.app
-        with app.state.database.sessions() as session:
-            accounts.create_user(session, "root", admin=True)
-            for name in ("mia", "walt", "olga"):
-                accounts.create_user(session, name)
-            accounts.create_group(session, "notes", "read-annotate")
-            accounts.set_membership(session, "notes", "root", owner=True)
-            accounts.set_membership(session, "notes", "mia")
-            accounts.set_membership(session, "notes", "walt")
-            accounts.create_group(session, "other", "read-annotate")
-            accounts.set_membership(session, "other", "olga")
-            tokens = {
-                name: {"Authorization": f"Bearer {accounts.create_token(session, name)[1]}"}
-                for name in ("root", "mia", "walt", "olga")
-            }
+    groups = {
+        "notes": ("read-annotate", {"root": True, "mia": False, "walt": False}),
+        "other": ("read-annotate", {"olga": False}),
+    }
+    with users_app(tmp_path, groups) as (client, tokens):
         stack = write_ome_tiff(tmp_path / "cells.ome.tif", (1, 3, 8, 10))
-        with stack.open("rb") as fh:
-            made = client.post(
-                "/api/images/upload",
-                files={"file": ("cells.ome.tif", fh)},
-                params={"group": "notes"},
-                headers=tokens["root"],
-            )
-        assert made.status_code == 201, made.text
-        yield client, tokens, made.json()["id"]
+        yield client, tokens, upload_into(client, tokens["root"], stack, "cells.ome.tif", "notes")
 
 
 def _upload(client: TestClient, token: Headers, path: Path) -> str:
