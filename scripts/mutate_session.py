@@ -50,6 +50,10 @@ What keeps the verdicts honest:
   last good check are thrown away (reported as not run) and everything is torn down.
 * A mutant that hangs where pytest-timeout cannot end it is recorded as a timeout by a
   watchdog (20x its tests' clean time plus 300 s), and the script starts again.
+* A mutant that ends the pytest session itself (an error escaping the test protocol, an
+  exit from a fixture) leaves its name in ``<meta>.running``; the next run tries it
+  first, and a mutant that ends the session twice is recorded as killed (its tests did
+  not pass), so it no longer ends every later run without a verdict.
 * Tests run in a subprocess (the CLI, a child process of the service) inherit
   ``MUTANT_UNDER_TEST`` and the mutants' ``PYTHONPATH``, as under mutmut.
 
@@ -59,13 +63,14 @@ Usage (several modules, or none for every configured one: one process per module
     python scripts/mutate_session.py service/auth/principal.py [--budget 900]
         [--baseline | --kill-tests-only] [--rerun] [--only 'x_name*' ...]
 
-``--rerun`` runs again the mutants that are not killed (after new tests); by default only
-mutants with no verdict run.
+``--rerun`` runs again the mutants that are not killed (after new tests), except those
+judged equivalent in ``mutate.toml``; by default only mutants with no verdict run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import json
 import os
@@ -249,6 +254,7 @@ class MutantLoop:
             if not tests:
                 codes[name] = NO_TESTS
                 continue
+            self._mark_running(name)
             set_mutant_under_test(name)
             verdict, by = SURVIVED, ""
             t0 = time.monotonic()
@@ -279,6 +285,7 @@ class MutantLoop:
             mark = {KILLED: "killed", TIMEOUT: "timeout"}.get(verdict, "survived")
             self._say(f"{mark:8} {name} {by} {time.monotonic() - t0:.1f}s")
             self._save(data, codes)  # a crash later loses nothing (the check still voids)
+            running_marker(self.meta).unlink(missing_ok=True)
             # A clean check costs the whole suite's time: at most about a sixth of the run.
             since = time.monotonic() - last_check
             if len(window) >= self.check_every and since >= 5 * clean_seconds:
@@ -393,6 +400,16 @@ class MutantLoop:
         else:
             self._say(f"clean check passed after {len(window)} mutants")
 
+    def _mark_running(self, name: str) -> None:
+        """Note ``name`` as under test (and how often it was), in case it ends the session."""
+        marker = running_marker(self.meta)
+        tries = 1
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            before = json.loads(marker.read_text("utf-8"))
+            if before.get("name") == name:
+                tries = int(before.get("tries", 0)) + 1
+        marker.write_text(json.dumps({"name": name, "tries": tries}), "utf-8")
+
     def _save(self, data: dict[str, Any], codes: dict[str, Any]) -> None:
         data["exit_code_by_key"] = codes
         self.meta.write_text(json.dumps(data), "utf-8")
@@ -401,6 +418,36 @@ class MutantLoop:
         self.log.write(line + "\n")
         self.log.flush()
         print(line, file=sys.stderr, flush=True)
+
+
+def running_marker(meta: Path) -> Path:
+    """Where the mutant under test is noted (see the module docstring)."""
+    return meta.with_name(meta.name + ".running")
+
+
+def settle_session_enders(meta: Path, names: list[str]) -> list[str]:
+    """``names`` with a mutant that ended the last session first; killed if it did so twice.
+
+    A mutant whose verdict was saved (the watchdog's timeout) leaves nothing to settle.
+    """
+    marker = running_marker(meta)
+    try:
+        noted = json.loads(marker.read_text("utf-8"))
+        name, tries = str(noted["name"]), int(noted["tries"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return names
+    data = json.loads(meta.read_text("utf-8"))
+    codes = data["exit_code_by_key"]
+    if codes.get(name, KILLED) is not None:
+        marker.unlink(missing_ok=True)
+        return names
+    if tries >= 2:
+        codes[name] = KILLED
+        meta.write_text(json.dumps(data), "utf-8")
+        marker.unlink(missing_ok=True)
+        print(f"killed   {name} (ended the pytest session {tries} times)", file=sys.stderr)
+        return [n for n in names if n != name]
+    return [name, *(n for n in names if n != name)] if name in names else names
 
 
 def load_alembic_scripts_as_package_modules(src: Path) -> None:
@@ -478,7 +525,15 @@ def main() -> int:
     patterns = mutate._names(args.module, only)
     chosen = [n for n in codes if not patterns or any(fnmatch.fnmatch(n, p) for p in patterns)]
     wanted = {None} | ({SURVIVED, NO_TESTS} if args.rerun else set())
-    names = [n for n in chosen if codes[n] in wanted or codes[n] not in mutate._KILLED | {0, 5, 33}]
+    # A mutant judged equivalent survives any test: --rerun does not spend time on it.
+    equivalent = set(config.get("equivalent", {})) | set(entry.get("equivalent", {}))
+    names = [
+        n
+        for n in chosen
+        if (codes[n] in wanted or codes[n] not in mutate._KILLED | {0, 5, 33})
+        and not (codes[n] in mutate._SURVIVED | mutate._NO_TESTS and n in equivalent)
+    ]
+    names = settle_session_enders(meta, names)
     print(f"{args.module}: {len(chosen)} mutants, {len(names)} to run", file=sys.stderr)
     if not names:
         return 0

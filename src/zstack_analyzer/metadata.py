@@ -363,9 +363,13 @@ def _all_text_short(model: BaseModel) -> bool:
     formatted path per item), which made it the largest cost of reading a
     small file's metadata; this walk only looks, and the naming walk runs only
     when something must be cut. Unknown containers (subclasses) answer
-    ``False``, so the naming walk decides for them.
+    ``False``, so the naming walk decides for them. Fields go on the stack by
+    C-level copies and extends, not comprehensions (issue 22: reading
+    metadata is timed in a fresh process).
     """
-    stack: list[Any] = [v for k, v in model.__dict__.items() if k != "vendor_metadata"]
+    fields = dict(model.__dict__)
+    fields.pop("vendor_metadata", None)
+    stack: list[Any] = list(fields.values())
     while stack:
         item = stack.pop()
         kind = type(item)
@@ -380,7 +384,9 @@ def _all_text_short(model: BaseModel) -> bool:
             stack.extend(item)
             stack.extend(item.values())
         elif isinstance(item, BaseModel):
-            stack.extend(v for k, v in item.__dict__.items() if k != "vendor_metadata")
+            # Every field, even one named vendor_metadata (no nested model has one): a long
+            # string there answers False, and the naming walk, which skips it, cuts nothing.
+            stack.extend(item.__dict__.values())
         elif isinstance(item, str | list | tuple | dict):
             return False
     return True

@@ -271,3 +271,95 @@ def test_single_user_mode_has_no_accounts_ui(tmp_path: Path, page: Page) -> None
     finally:
         with contextlib.suppress(Exception):
             server.stop()
+
+
+def test_the_tree_offers_no_change_of_another_members_containers(
+    lab: dict[str, Any], page: Page, tmp_path: Path
+) -> None:
+    """In a read-only group ann sees dan's project and dataset but is offered nothing to change.
+
+    The server refuses ann's rename, delete, link and unlink of dan's containers (403);
+    the tree must not offer them: no rename form, no drop target, not among the link
+    targets or the projects a new dataset may go into, no "Unlink" on its cards.
+    """
+    from zstack_analyzer.service.auth import accounts
+
+    base, server = lab["base"], lab["server"]
+    with server.app.state.database.sessions() as session:
+        accounts.set_membership(session, "imaging", "dan")
+        dan_token = accounts.create_token(session, "dan")[1]
+        ann_token = accounts.create_token(session, "ann")[1]
+
+    def api(token: str, method: str, path: str, **kwargs: Any) -> Any:
+        answer = httpx.request(
+            method,
+            f"{base}{path}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+            **kwargs,
+        )
+        assert answer.status_code < 300, answer.text
+        return answer.json() if answer.content else None
+
+    tiff = write_ome_tiff(tmp_path / "dan.ome.tif", (1, 2, 24, 32))
+    with tiff.open("rb") as fh:
+        dan_image = api(
+            dan_token,
+            "POST",
+            "/api/images/upload",
+            params={"group": "imaging"},
+            files={"file": ("dan-imaging.ome.tif", fh)},
+        )["id"]
+    dan_project = api(
+        dan_token, "POST", "/api/projects", params={"group": "imaging"}, json={"name": "dan-proj"}
+    )
+    dan_dataset = api(
+        dan_token,
+        "POST",
+        "/api/datasets",
+        params={"group": "imaging"},
+        json={"name": "dan-ds", "project_id": dan_project["id"]},
+    )
+    api(
+        dan_token,
+        "POST",
+        f"/api/datasets/{dan_dataset['id']}/images",
+        json={"image_ids": [dan_image]},
+    )
+    api(ann_token, "POST", "/api/projects", params={"group": "imaging"}, json={"name": "ann-proj"})
+    api(ann_token, "POST", "/api/datasets", params={"group": "imaging"}, json={"name": "ann-ds"})
+
+    page.goto(base + "/")
+    log_in(page, "ann")
+    dan_node = page.locator(f'.tree-dataset[data-dataset-id="{dan_dataset["id"]}"]')
+    dan_node.wait_for()
+    assert "read-only" in (dan_node.get_attribute("class") or "")
+    assert "dan's" in (dan_node.get_attribute("title") or "")
+    ann_node = page.locator(".tree-dataset", has_text="ann-ds")
+    assert "read-only" not in (ann_node.get_attribute("class") or "")
+    # Only what ann may change is offered as a link target or a new dataset's project.
+    assert page.locator("#link-target option").all_inner_texts() == ["choose…", "ann-ds"]
+    assert page.locator("#new-dataset-project option").all_inner_texts() == [
+        "no project",
+        "ann-proj",
+    ]
+
+    # Dan's dataset: its images, but no rename/delete form and no "Unlink" on its cards.
+    dan_node.click()
+    wait_cards(page, ["dan-imaging.ome.tif"])
+    assert page.locator("#scope-form").is_hidden()
+    assert page.inner_text("#scope-read-only") == "dan's: you may view it, not change it"
+    assert page.locator("#grid .card .unlink").count() == 0
+    # The server agrees: ann may not rename it.
+    refused = httpx.patch(
+        f"{base}/api/datasets/{dan_dataset['id']}",
+        json={"name": "mine now"},
+        headers={"Authorization": f"Bearer {ann_token}"},
+    )
+    assert refused.status_code == 403, refused.text
+
+    # Her own dataset: the form, and no read-only note.
+    ann_node.click()
+    page.locator("#scope-form").wait_for()
+    assert page.locator("#scope-read-only").is_hidden()
+    assert page.input_value("#scope-name") == "ann-ds"

@@ -3,6 +3,10 @@
 //
 // Plain buttons in nested lists rather than an ARIA tree widget: Tab and Enter reach
 // every container, and screen readers announce the nesting of the lists.
+//
+// A container the API marks `can_change: false` (another member's, in a read-only or
+// read-annotate group) is shown but offers no rename, delete, drop, link or unlink: the
+// server would refuse each with 403, so the page does not offer them.
 
 import { getJson, sendJson, setStatus } from "./api.js";
 import { listOf } from "./listing.js";
@@ -28,19 +32,44 @@ function button(label, pressed) {
   return b;
 }
 
+/** Whether the API lets you change a container (older servers send no flag: yes). */
+const mayChange = (container) => container.can_change !== false;
+
+/** "ann's: you may view it, not change it": why a container offers nothing to change. */
+function readOnlyNote(container) {
+  return `${container.owner ? `${container.owner}'s` : "Not yours"}: you may view it, not change it`;
+}
+
 function isScope(param, id) {
   return Boolean(state.scope && state.scope.param === param && String(state.scope.id) === String(id));
+}
+
+/** The rename/delete form for a container you may change, else a note saying whose it is. */
+function showScopeForm(scope) {
+  $("scope-form").hidden = !scope || !scope.canChange;
+  $("scope-read-only").hidden = !scope || scope.canChange;
+  if (scope && !scope.canChange) $("scope-read-only").textContent = scope.note;
 }
 
 function choose(scope) {
   state.scope = scope;
   setScope(scope);
-  $("scope-form").hidden = !scope;
+  showScopeForm(scope);
   if (scope) $("scope-name").value = scope.label;
   $("tree-all").setAttribute("aria-pressed", String(!scope));
-  if (scope && scope.param === "dataset") $("link-target").value = String(scope.id);
+  if (scope && scope.param === "dataset" && scope.canChange) $("link-target").value = String(scope.id);
   render();
   state.onChange();
+}
+
+function scopeOf(param, container) {
+  return {
+    param,
+    id: container.id,
+    label: container.name,
+    canChange: mayChange(container),
+    note: readOnlyNote(container),
+  };
 }
 
 function datasetNode(ds) {
@@ -49,8 +78,14 @@ function datasetNode(ds) {
   const b = button(count == null ? ds.name : `${ds.name} (${count})`, isScope("dataset", ds.id));
   b.classList.add("tree-dataset");
   b.dataset.datasetId = String(ds.id);
+  b.addEventListener("click", () => choose(scopeOf("dataset", ds)));
+  if (!mayChange(ds)) {
+    b.classList.add("read-only");
+    b.title = `${ds.description ? `${ds.description}. ` : ""}${readOnlyNote(ds)}`;
+    li.append(b);
+    return li;
+  }
   b.title = ds.description || `Dataset ${ds.name}: drop images here to link them`;
-  b.addEventListener("click", () => choose({ param: "dataset", id: ds.id, label: ds.name }));
   b.addEventListener("dragover", (e) => {
     if (!e.dataTransfer.types.includes(DRAG_TYPE)) return;
     e.preventDefault();
@@ -86,7 +121,11 @@ function render() {
     const b = button(p.name, isScope("project", p.id));
     b.classList.add("tree-project-node");
     b.title = p.description || `Project ${p.name}`;
-    b.addEventListener("click", () => choose({ param: "project", id: p.id, label: p.name }));
+    if (!mayChange(p)) {
+      b.classList.add("read-only");
+      b.title = `${p.description ? `${p.description}. ` : ""}${readOnlyNote(p)}`;
+    }
+    b.addEventListener("click", () => choose(scopeOf("project", p)));
     const ul = document.createElement("ul");
     ul.setAttribute("aria-label", `Datasets of ${p.name}`);
     ul.append(...(byProject.get(String(p.id)) || []).map(datasetNode));
@@ -112,15 +151,18 @@ function render() {
   const keepProject = $("new-dataset-project").value;
   $("new-dataset-project").replaceChildren(
     option("", "no project"),
-    ...state.projects.map((p) => option(p.id, p.name)),
+    // A dataset goes into a project you may change (linking into another's is refused).
+    ...state.projects.filter(mayChange).map((p) => option(p.id, p.name)),
   );
   $("new-dataset-project").value = keepProject;
   const keepTarget = $("link-target").value;
   $("link-target").replaceChildren(
     option("", "choose…"),
-    ...state.datasets.map((ds) => option(ds.id, ds.name)),
+    ...state.datasets.filter(mayChange).map((ds) => option(ds.id, ds.name)),
   );
+  // A kept choice that is no longer offered falls back to "choose…" (the select has no such value).
   $("link-target").value = keepTarget;
+  if ($("link-target").value !== keepTarget) $("link-target").value = "";
   updateSelection();
 }
 
@@ -144,7 +186,16 @@ export async function loadTree() {
       (c) => String(c.id) === String(state.scope.id),
     );
   if (gone) choose(null);
-  else render();
+  else {
+    if (state.scope) {
+      // Your rights may have changed meanwhile (a group's new level): the form follows them.
+      const list = state.scope.param === "dataset" ? state.datasets : state.projects;
+      const current = list.find((c) => String(c.id) === String(state.scope.id));
+      Object.assign(state.scope, { canChange: mayChange(current), note: readOnlyNote(current) });
+      showScopeForm(state.scope);
+    }
+    render();
+  }
 }
 
 async function link(ds, ids) {
@@ -209,7 +260,7 @@ export function decorateCard(li, info, img) {
     e.dataTransfer.setData("text/plain", ids.join("\n"));
     e.dataTransfer.effectAllowed = "link";
   });
-  if (state.scope && state.scope.param === "dataset") {
+  if (state.scope && state.scope.param === "dataset" && state.scope.canChange) {
     const out = document.createElement("button");
     out.type = "button";
     out.className = "small unlink";
