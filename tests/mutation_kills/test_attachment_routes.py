@@ -16,43 +16,31 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.service.conftest import _testclient_class
-from tests.service.live import make_settings
+from tests.mutation_kills.users_lab import users_app
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from fastapi.testclient import TestClient
 
+    from zstack_analyzer.service.config import Settings
+
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 4
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    """A users-mode app: admin root owns group 'lab' (read-only), mia is a member; tokens."""
-    from zstack_analyzer.service.app import create_app
-    from zstack_analyzer.service.auth import accounts
+    """A users-mode app: admin root owns 'lab' (read-only) and 'notes' (read-annotate),
+    mia is a member of both; the app's own upload bounds, not the defaults (16 parts)."""
 
-    settings = make_settings(tmp_path_factory.mktemp("data"), auth="users")
-    settings.render.thumbnail_on_upload = False
-    settings.annotations.max_attachment_bytes = 4096
-    settings.uploads.max_parts = 1  # the app's upload bounds, not the defaults (16 parts)
-    with _testclient_class()(create_app(settings)) as client:
-        app: Any = client.app
-        with app.state.database.sessions() as session:
-            accounts.create_user(session, "root", admin=True)
-            accounts.create_user(session, "mia")
-            accounts.create_group(session, "lab", "read-only")
-            accounts.set_membership(session, "lab", "root", owner=True)
-            accounts.set_membership(session, "lab", "mia")
-            accounts.create_group(session, "notes", "read-annotate")
-            accounts.set_membership(session, "notes", "root", owner=True)
-            accounts.set_membership(session, "notes", "mia")
-            tokens = {
-                name: {"Authorization": f"Bearer {accounts.create_token(session, name)[1]}"}
-                for name in ("root", "mia")
-            }
-        yield client, tokens
+    def bounds(settings: Settings) -> None:
+        settings.annotations.max_attachment_bytes = 4096
+        settings.uploads.max_parts = 1
+
+    members = {"root": True, "mia": False}
+    groups = {"lab": ("read-only", members), "notes": ("read-annotate", members)}
+    with users_app(tmp_path_factory.mktemp("lab"), groups, configure=bounds) as built:
+        yield built
 
 
 def _leftovers(client: TestClient) -> tuple[list[str], list[str]]:

@@ -14,22 +14,27 @@ from tests.service.conftest import _testclient_class
 from tests.service.live import make_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping
     from pathlib import Path
 
     from fastapi.testclient import TestClient
+
+    from zstack_analyzer.service.config import Settings
 
 Headers = dict[str, str]
 
 
 @contextlib.contextmanager
 def users_app(
-    tmp_path: Path, groups: Mapping[str, tuple[str, Mapping[str, bool]]]
+    tmp_path: Path,
+    groups: Mapping[str, tuple[str, Mapping[str, bool]]],
+    configure: Callable[[Settings], None] | None = None,
 ) -> Iterator[tuple[TestClient, dict[str, Headers]]]:
     """The app (no thumbnail on upload), and each person's ``Authorization`` header.
 
     ``groups``: name -> (its level, its members: username -> is owner). ``root`` is an
     admin; everyone else named there is a plain user, made in the order first named.
+    ``configure`` changes the settings (a test's own bounds) before the app is made.
     """
     from zstack_analyzer.service.app import create_app
     from zstack_analyzer.service.auth import accounts
@@ -39,6 +44,8 @@ def users_app(
         people += [name for name in members if name not in people]
     settings = make_settings(tmp_path / "data", auth="users")
     settings.render.thumbnail_on_upload = False
+    if configure is not None:
+        configure(settings)
     with _testclient_class()(create_app(settings)) as client:
         app: Any = client.app
         with app.state.database.sessions() as session:
