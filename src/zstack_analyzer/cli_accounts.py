@@ -131,7 +131,7 @@ def user_passwd(
         bool, typer.Option("--password-stdin", help="Read the password from standard input")
     ] = False,
 ) -> None:
-    """Set a user's password (and lift a lockout)."""
+    """Set a password and lift a lockout; the sessions end, the API tokens are revoked."""
     from zstack_analyzer.service.auth import events
     from zstack_analyzer.service.auth.accounts import update_user
 
@@ -139,7 +139,7 @@ def user_passwd(
     with _session() as session:
         update_user(session, name, password=password)
         events.emit("user_update", None, None, username=name, password=True)
-    typer.echo(f"password of {name} changed")
+    typer.echo(f"password of {name} changed; their sessions ended, their API tokens revoked")
 
 
 @group_app.command("add")

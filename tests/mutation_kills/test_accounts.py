@@ -32,7 +32,7 @@ from zstack_analyzer.service.auth.models import (
     UserSession,
 )
 from zstack_analyzer.service.auth.permissions import GroupRole
-from zstack_analyzer.service.auth.sessions import start_session
+from zstack_analyzer.service.auth.sessions import renew_session, start_session
 from zstack_analyzer.service.auth.tokens import hash_secret
 from zstack_analyzer.service.db.models import Image
 
@@ -216,13 +216,13 @@ def test_update_user_fields(session: Session) -> None:
     user.failed_logins = 4
     user.locked_until = datetime.now(UTC) + timedelta(minutes=5)
     session.commit()
-    secret, _ = start_session(session, user.id, hours=1, client="t", previous=None)
     accounts.update_user(session, "alice", password=PASSWORD)
     session.expire_all()
     row = session.get(User, user.id)
     assert passwords.verify_password(row.password_hash, PASSWORD)
     assert (row.failed_logins, row.locked_until) == (0, None)
     # Re-enabling keeps sessions; disabling ends them.
+    secret, _ = start_session(session, user.id, hours=1, client="t", previous=None)
     accounts.update_user(session, "alice", active=True)
     assert session.scalar(select(UserSession.user_id)) == user.id
     accounts.update_user(session, "alice", display_name="D" * 300, email="")
@@ -241,6 +241,66 @@ def test_update_user_fields(session: Session) -> None:
     assert session.get(User, user.id).is_active is False
     assert session.scalar(select(UserSession.id_hash)) is None
     assert secret
+
+
+def _live_sessions(session: Session) -> dict[str, int]:
+    rows = session.execute(select(UserSession.id_hash, UserSession.user_id)).all()
+    return dict(rows)
+
+
+def _live_tokens(session: Session) -> list[int]:
+    session.expire_all()
+    return list(session.scalars(select(ApiToken.id).where(ApiToken.revoked_at.is_(None))))
+
+
+def test_a_password_reset_ends_the_users_sessions_and_revokes_their_tokens(
+    session: Session,
+) -> None:
+    alice = accounts.create_user(session, "alice", password="old password")  # noqa: S106
+    bob = accounts.create_user(session, "bob")
+    for user_id in (alice.id, alice.id, bob.id):
+        start_session(session, user_id, hours=1, client="t", previous=None)
+    alices, _ = accounts.create_token(session, "alice")
+    bobs, _ = accounts.create_token(session, "bob")
+    revoked, _ = accounts.create_token(session, "alice", name="old")
+    accounts.revoke_token(session, revoked.id)
+    session.expire_all()
+    when = session.get(ApiToken, revoked.id).revoked_at
+    accounts.update_user(session, "alice", password=PASSWORD)
+    assert set(_live_sessions(session).values()) == {bob.id}  # bob's stays
+    assert _live_tokens(session) == [bobs.id]
+    assert session.get(ApiToken, alices.id).revoked_at is not None
+    assert session.get(ApiToken, revoked.id).revoked_at == when  # revoked once, not again
+    # Other changes end nothing.
+    start_session(session, alice.id, hours=1, client="t", previous=None)
+    accounts.update_user(session, "alice", display_name="A", email="a@x", admin=True, active=True)
+    assert sorted(_live_sessions(session).values()) == sorted([alice.id, bob.id])
+
+
+def test_ones_own_password_change_keeps_that_session_and_the_tokens(session: Session) -> None:
+    alice = accounts.create_user(session, "alice", password="old password")  # noqa: S106
+    mine, _ = start_session(session, alice.id, hours=1, client="t", previous=None)
+    start_session(session, alice.id, hours=1, client="t", previous=None)
+    token, _ = accounts.create_token(session, "alice")
+    accounts.update_user(session, "alice", password=PASSWORD, keep_session=mine, keep_tokens=True)
+    assert _live_sessions(session) == {hash_secret(mine): alice.id}
+    assert _live_tokens(session) == [token.id]
+
+
+def test_renew_session_gives_the_same_session_a_new_id(session: Session) -> None:
+    alice = accounts.create_user(session, "alice")
+    old, row = start_session(session, alice.id, hours=1, client="t", previous=None)
+    csrf, expires = row.csrf_token, row.expires_at
+    renewed = renew_session(session, old)
+    assert renewed is not None
+    new, expires_at = renewed
+    assert new != old
+    assert expires_at.tzinfo is not None
+    assert expires_at == expires.replace(tzinfo=expires_at.tzinfo)
+    session.expire_all()
+    (kept,) = session.scalars(select(UserSession)).all()
+    assert (kept.id_hash, kept.csrf_token, kept.user_id) == (hash_secret(new), csrf, alice.id)
+    assert renew_session(session, old) is None  # the old cookie names nothing any more
 
 
 def test_other_users_sessions_stay_when_one_is_disabled(session: Session) -> None:

@@ -86,7 +86,8 @@ def test_changes_that_narrow_access_mark_and_others_do_not(watched: Watched) -> 
     assert not marks(lambda s: resolve_api_token(s, secret))  # writes last_used_at
     assert not marks(lambda s: authenticate_password(s, "bob", "wrong password", "c"))
     assert not marks(lambda s: accounts.update_user(s, "bob", display_name="Bob", email="b@x"))
-    assert not marks(lambda s: accounts.update_user(s, "bob", password="another password"))  # noqa: S106
+    # carol has no session and no token: her new password ends nothing (see below).
+    assert not marks(lambda s: accounts.update_user(s, "carol", password="another password"))  # noqa: S106
     assert not marks(lambda s: end_session(s, "no such session"))
     # Each change that takes rights away.
     assert marks(lambda s: accounts.set_membership(s, "g", "bob", owner=True))  # role
@@ -135,6 +136,50 @@ def test_an_ldap_login_that_leaves_a_group_marks(watched: Watched) -> None:
 
     assert not watched.marks(sync({"g-a", "g-b"}))  # the directory agrees: no change
     assert watched.marks(sync({"g-a"}))  # dora left g-b
+
+
+def test_a_new_password_marks_when_it_ends_a_session_or_revokes_a_token(watched: Watched) -> None:
+    def new_password(
+        session: Session, *, keep_session: str | None = None, keep_tokens: bool = False
+    ) -> None:
+        accounts.update_user(
+            session,
+            "bob",
+            password="another password",  # noqa: S106
+            keep_session=keep_session,
+            keep_tokens=keep_tokens,
+        )
+
+    watched.marks(lambda s: accounts.create_user(s, "bob", password=PASSWORD))
+    assert not watched.marks(new_password)  # nothing to end
+    secrets: list[str] = []
+    watched.marks(
+        lambda s: secrets.append(start_session(s, 1, hours=1, client="c", previous=None)[0])
+    )
+    assert not watched.marks(lambda s: new_password(s, keep_session=secrets[0]))  # kept
+    assert watched.marks(new_password)  # ended
+    watched.marks(lambda s: accounts.create_token(s, "bob"))
+    assert not watched.marks(lambda s: new_password(s, keep_tokens=True))  # kept
+    assert watched.marks(new_password)  # revoked
+    assert not watched.marks(new_password)  # revoked already
+
+
+def test_the_changing_process_honours_its_change_without_the_marker(tmp_path: Path) -> None:
+    """A mark that could not be written still drops the marking instance's older entries."""
+    marker = tmp_path / "a-file" / "accounts.changed"
+    (tmp_path / "a-file").write_text("not a directory")
+    changes = AccountChanges(marker)
+    cache = PrincipalCache(ttl_s=3600, changes=changes)
+    cache.put("k", _principal(), not_after=None)
+    with pytest.raises(OSError):  # a real failure: the marker's folder is a file
+        changes.mark()
+    assert cache.get("k") is None
+    cache.put("k", _principal(), not_after=None)  # fetched after the change
+    assert cache.get("k") == _principal()
+    # Another instance on the same path (another process) has only the file to go by.
+    other = PrincipalCache(ttl_s=3600, changes=AccountChanges(marker))
+    other.put("k", _principal(), not_after=None, fetched_ns=time.time_ns() - 10**9)
+    assert other.get("k") == _principal()
 
 
 def test_a_rolled_back_change_does_not_mark(watched: Watched) -> None:

@@ -68,10 +68,10 @@ class Processes:
         image_id: str = answer.json()["id"]
         return image_id
 
-    def login(self, username: str) -> tuple[str, str]:
+    def login(self, username: str, password: str = PASSWORD) -> tuple[str, str]:
         """A session of ``username`` made through the first app: (cookie, CSRF token)."""
         answer = self.first.post(
-            "/api/auth/login", json={"username": username, "password": PASSWORD}
+            "/api/auth/login", json={"username": username, "password": password}
         )
         assert answer.status_code == 200, answer.text
         cookie = answer.cookies[COOKIE_NAME]
@@ -158,6 +158,116 @@ def test_a_disabled_user_is_refused_by_every_process(processes: Processes) -> No
     assert disabled.status_code == 200, disabled.text
     assert _me(processes.second, headers=processes.auth("bob")) == 401
     assert _session_me(processes.second, cookie) == 401
+
+
+NEW_PASSWORD = "a brand new long password"  # noqa: S105  (a test account's)
+
+
+def test_an_admins_password_reset_ends_the_users_sessions_and_tokens_in_every_process(
+    processes: Processes,
+) -> None:
+    """A reset presumes the account compromised: every login and every token of it ends."""
+    cookies = [processes.login("alice")[0] for _ in range(2)]
+    alice = processes.auth("alice")
+    for cookie in cookies:
+        assert _session_me(processes.second, cookie) == 200  # cached in the second process
+    assert _me(processes.second, headers=alice) == 200
+    reset = processes.first.patch(
+        "/api/admin/users/alice", json={"password": NEW_PASSWORD}, headers=processes.auth("root")
+    )
+    assert reset.status_code == 200, reset.text
+    assert COOKIE_NAME not in reset.cookies  # the admin's own credentials are untouched
+    for client in (processes.second, processes.first):
+        for cookie in cookies:
+            assert _session_me(client, cookie) == 401
+        assert _me(client, headers=alice) == 401
+    # Nobody else lost anything; alice logs in with the new password only.
+    assert _me(processes.second, headers=processes.auth("bob")) == 200
+    refused = processes.first.post(
+        "/api/auth/login", json={"username": "alice", "password": PASSWORD}
+    )
+    assert refused.status_code == 401
+    cookie, _ = processes.login("alice", NEW_PASSWORD)
+    assert _session_me(processes.second, cookie) == 200
+
+
+def test_ones_own_password_change_keeps_that_session_renewed_and_the_tokens(
+    processes: Processes,
+) -> None:
+    """Like Django's update_session_auth_hash: the changing session stays, under a new id."""
+    mine, csrf = processes.login("carol")
+    other, _ = processes.login("carol")
+    carol = processes.auth("carol")
+    for cookie in (mine, other):
+        assert _session_me(processes.second, cookie) == 200
+    assert _me(processes.second, headers=carol) == 200
+    processes.first.cookies.set(COOKIE_NAME, mine)
+    changed = processes.first.patch(
+        "/api/admin/users/carol", json={"password": NEW_PASSWORD}, headers={CSRF_HEADER: csrf}
+    )
+    processes.first.cookies.clear()
+    assert changed.status_code == 200, changed.text
+    renewed = changed.cookies[COOKIE_NAME]
+    assert renewed not in (mine, other)
+    assert changed.headers["Cache-Control"] == "no-store"
+    for client in (processes.second, processes.first):
+        assert _session_me(client, other) == 401
+        assert _session_me(client, mine) == 401  # a copy of the old cookie is dead too
+        assert _session_me(client, renewed) == 200
+        assert _me(client, headers=carol) == 200  # tokens one made oneself stay
+    # The renewed session keeps its CSRF token.
+    processes.second.cookies.set(COOKIE_NAME, renewed)
+    ended = processes.second.post("/api/auth/logout", headers={CSRF_HEADER: csrf})
+    processes.second.cookies.clear()
+    assert ended.status_code == 204, ended.text
+    assert _session_me(processes.first, renewed) == 401
+
+
+def test_ones_own_password_change_with_a_token_ends_every_session(processes: Processes) -> None:
+    cookie, _ = processes.login("carol")
+    assert _session_me(processes.second, cookie) == 200
+    changed = processes.first.patch(
+        "/api/admin/users/carol", json={"password": NEW_PASSWORD}, headers=processes.auth("carol")
+    )
+    assert changed.status_code == 200, changed.text
+    assert COOKIE_NAME not in changed.cookies
+    assert _session_me(processes.second, cookie) == 401
+    assert _me(processes.second, headers=processes.auth("carol")) == 200
+
+
+def test_a_committed_change_whose_marker_cannot_be_written_answers_its_success(
+    processes: Processes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The marker's path cannot be a file (it leads through a regular file): the commit stands.
+
+    The revoke is committed, so it answers 204, not 500; the failure is logged as
+    an error naming the marker; the process that made the change refuses the
+    token at once all the same (its own cache, an hour long here, is told).
+    """
+    from zstack_analyzer.service.change_markers import touch_marker
+
+    marker = processes.settings.accounts_marker
+    blocker = marker.parent / "a-file"
+    blocker.write_text("not a directory")
+    marker.unlink(missing_ok=True)
+    marker.symlink_to(blocker / "accounts.changed")
+    with pytest.raises(OSError, match="Not a directory"):
+        touch_marker(marker)  # a real failure of the file system, not a mock
+    laptop = processes.auth("bob/laptop")
+    assert _me(processes.second, headers=laptop) == 200  # cached for an hour
+    with caplog.at_level("ERROR", logger="zstack_analyzer.service.auth.account_changes"):
+        revoked = processes.second.delete(
+            f"/api/tokens/{processes.token_ids['bob/laptop']}", headers=processes.auth("bob")
+        )
+    assert revoked.status_code == 204, revoked.text
+    (record,) = [r for r in caplog.records if r.name.endswith("account_changes")]
+    assert record.levelname == "ERROR"
+    assert str(marker) in record.getMessage()
+    assert "committed" in record.getMessage()
+    assert "ZSTACK_ACCOUNTS__CACHE_SECONDS" in record.getMessage()
+    assert _me(processes.second, headers=laptop) == 401
+    assert _me(processes.first, headers=laptop) == 401  # the database has it
+    assert _me(processes.second, headers=processes.auth("bob")) == 200
 
 
 def test_a_removed_membership_hides_the_groups_images_in_every_process(
@@ -261,13 +371,14 @@ def _fresh_settings() -> Iterator[None]:
     get_settings.cache_clear()
 
 
-def _zstack(processes: Processes, *args: str) -> None:
+def _zstack(processes: Processes, *args: str, stdin: str | None = None) -> str:
     from zstack_analyzer.cli import app
 
     env = {"ZSTACK_DATA_DIR": str(processes.settings.data_dir), "ZSTACK_AUTH": "users"}
     env.update({f"ZSTACK_ACCOUNTS__{k.upper()}": str(v) for k, v in FAST_PASSWORDS.items()})
-    result = runner.invoke(app, list(args), env=env)
+    result = runner.invoke(app, list(args), env=env, input=stdin)
     assert result.exit_code == 0, result.output
+    return result.output
 
 
 @pytest.mark.usefixtures("_fresh_settings")
@@ -289,3 +400,24 @@ def test_zstack_group_member_remove_is_seen_by_every_running_server(
     assert processes.second.get(image, headers=bob).status_code == 200
     _zstack(processes, "group", "member", "g-shared", "bob", "--remove")
     assert processes.second.get(image, headers=bob).status_code == 404
+
+
+@pytest.mark.usefixtures("_fresh_settings")
+def test_zstack_user_passwd_ends_sessions_and_tokens_in_every_running_server(
+    processes: Processes,
+) -> None:
+    cookie, _ = processes.login("bob")
+    bob = processes.auth("bob")
+    for client in (processes.first, processes.second):
+        assert _session_me(client, cookie) == 200
+        assert _me(client, headers=bob) == 200
+    said = _zstack(
+        processes, "user", "passwd", "bob", "--password-stdin", stdin=NEW_PASSWORD + "\n"
+    )
+    for client in (processes.first, processes.second):
+        assert _session_me(client, cookie) == 401
+        assert _me(client, headers=bob) == 401
+        assert _me(client, headers=processes.auth("bob/laptop")) == 401
+        assert _me(client, headers=processes.auth("alice")) == 200
+    assert "sessions ended" in said
+    assert "tokens revoked" in said

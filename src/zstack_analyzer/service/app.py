@@ -111,7 +111,10 @@ def _startup(app: FastAPI, settings: Settings) -> None:
     # Every commit that changes accounts touches the marker all principal caches stat.
     from zstack_analyzer.service.auth.account_changes import AccountChanges
 
-    AccountChanges(settings.accounts_marker).watch(database.sessions)
+    # One instance for the hook and the principal cache: this process honours its own
+    # changes at once even when the marker cannot be written.
+    app.state.account_changes = AccountChanges(settings.accounts_marker)
+    app.state.account_changes.watch(database.sessions)
     # The groups' import roots (users mode) are confined like ZSTACK_IMPORT_ROOTS.
     from zstack_analyzer.service.auth.accounts import group_roots
 

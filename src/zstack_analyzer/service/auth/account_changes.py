@@ -20,7 +20,8 @@ the credential again from the database. A rollback drops the flag.
 What does not mark: new users, groups, tokens and sessions (no cached
 principal can depend on a row that did not exist), a token's ``last_used_at``
 and the lockout counters (they change no principal), display names, e-mails
-and password hashes. Cost: one ``stat`` per request with a cached principal
+and password hashes (a new password marks through what it ends: the user's
+sessions and tokens, ``accounts.update_user``). Cost: one ``stat`` per request with a cached principal
 (see ``bench/principal_marker.py``), and after a change one database round
 trip per cached credential and process.
 
@@ -28,11 +29,22 @@ The marker is a single file: a change to one account drops every cached
 principal of every process, like :meth:`~.principal.PrincipalCache.clear`
 did in the changing process before. Account changes are rare, so a per-user
 or per-group marker would buy little and cost more stats per request.
+
+When the marker cannot be written (a read-only or full data dir, a marker
+path that cannot be a file): the change *is* committed, so the request or
+command succeeds as it should; an ERROR is logged naming the marker and the
+consequence. The process that made the change honours it at once all the
+same (each :class:`AccountChanges` also remembers when it last marked, and
+the app's principal cache uses the app's instance); other processes honour
+it only when their cached entries expire (``accounts.cache_seconds``, 5 s).
+Answering 500 instead would tell the caller a committed change failed, and
+a retry would find nothing left to change.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, inspect
@@ -85,14 +97,23 @@ class AccountChanges:
 
     def __init__(self, marker: Path | None) -> None:
         self.marker = marker
+        #: The wall clock (ns) of this instance's last mark, written or not.
+        self.marked_ns: int | None = None
 
     def mark(self) -> None:
-        """Every process's cached principals fetched before now are stale (after a commit)."""
+        """Every process's cached principals fetched before now are stale (after a commit).
+
+        Raises :class:`OSError` when the marker cannot be written; this instance
+        remembers the change all the same (:meth:`changed_since`).
+        """
+        self.marked_ns = time.time_ns()
         if self.marker is not None:
             touch_marker(self.marker)
 
     def changed_since(self, fetched_ns: int) -> bool:
         """Whether accounts changed after (or about when) a fetch begun at ``fetched_ns``."""
+        if self.marked_ns is not None and self.marked_ns >= fetched_ns:
+            return True
         if self.marker is None:
             return False
         return marked_since(self.marker, fetched_ns)
@@ -128,11 +149,16 @@ class AccountChanges:
         if session.info.pop(_FLAG, False):
             try:
                 self.mark()
-            except OSError:
-                # The change is committed; other processes will see it only within
-                # accounts.cache_seconds. Fail the request loudly rather than pretend.
-                logger.exception("cannot write the accounts-changed marker %s", self.marker)
-                raise
+            except OSError as exc:
+                # Committed: answer the success it is, and say loudly what is delayed.
+                logger.error(
+                    "account change committed, but the accounts-changed marker %s cannot be "
+                    "written (%s): other server processes honour it only when their cached "
+                    "credentials expire (ZSTACK_ACCOUNTS__CACHE_SECONDS); make the data dir "
+                    "writable",
+                    self.marker,
+                    exc,
+                )
 
     @staticmethod
     def _after_rollback(session: Session) -> None:

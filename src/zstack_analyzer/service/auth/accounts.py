@@ -27,6 +27,7 @@ from zstack_analyzer.service.auth.models import (
 )
 from zstack_analyzer.service.auth.passwords import hash_password
 from zstack_analyzer.service.auth.permissions import GroupRole, Principal
+from zstack_analyzer.service.auth.sessions import end_user_sessions
 from zstack_analyzer.service.auth.tokens import hash_secret, new_token
 from zstack_analyzer.service.db.models import Image
 
@@ -175,8 +176,16 @@ def update_user(
     admin: bool | None = None,
     display_name: str | None = None,
     email: str | None = None,
+    keep_session: str | None = None,
+    keep_tokens: bool = False,
 ) -> User:
-    """Change a user; refuses to disable or demote the last active admin."""
+    """Change a user; refuses to disable or demote the last active admin.
+
+    A new ``password`` ends every session of the user, in the same commit, and
+    revokes their API tokens: a reset presumes the account compromised. One's
+    own change passes ``keep_session`` (the cookie of the session making it,
+    which stays) and ``keep_tokens`` (tokens one made oneself stay valid).
+    """
     user = find_user(session, username)
     losing_admin = user.is_admin and (active is False or admin is False)
     if losing_admin:
@@ -192,14 +201,18 @@ def update_user(
         user.password_hash = hash_password(password)
         user.failed_logins = 0
         user.locked_until = None
+        # Logins made with the old password end now, in every process (account_changes).
+        end_user_sessions(session, user.id, keep=keep_session)
+        if not keep_tokens:
+            session.execute(
+                update(ApiToken)
+                .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
     if active is not None:
         user.is_active = active
         if not active:  # a disabled user's sessions end now
-            from sqlalchemy import delete
-
-            from zstack_analyzer.service.auth.models import UserSession
-
-            session.execute(delete(UserSession).where(UserSession.user_id == user.id))
+            end_user_sessions(session, user.id)
     if admin is not None:
         user.is_admin = admin
     if display_name is not None:

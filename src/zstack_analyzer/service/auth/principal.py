@@ -145,9 +145,11 @@ def principal_cache(request: Request) -> PrincipalCache:
     cache: PrincipalCache | None = getattr(state, "principal_cache", None)
     if cache is None:
         settings: Settings = state.settings
+        # The instance that marks this app's commits (app start-up), when there is one.
+        changes = getattr(state, "account_changes", None)
         cache = PrincipalCache(
             ttl_s=settings.accounts.cache_seconds,
-            changes=AccountChanges(settings.accounts_marker),
+            changes=changes if changes is not None else AccountChanges(settings.accounts_marker),
         )
         state.principal_cache = cache
     return cache

@@ -3,6 +3,11 @@
 Why the secret only in the cookie: the row keeps its SHA-256, so reading the
 database gives no usable session. A new id at every login prevents session
 fixation: whatever cookie the browser sent before is deleted, never promoted.
+
+A new password ends the user's sessions (:func:`end_user_sessions`, called by
+``accounts.update_user``); one's own change keeps the session that made it,
+under a new id (:func:`renew_session`), as Django's ``update_session_auth_hash``
+keeps and cycles the current session: a copy of the old cookie dies too.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select, update
 
 from zstack_analyzer.service.auth.models import UserSession
 from zstack_analyzer.service.auth.tokens import hash_secret, new_secret
@@ -18,7 +23,7 @@ from zstack_analyzer.service.auth.tokens import hash_secret, new_secret
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["end_session", "start_session"]
+__all__ = ["end_session", "end_user_sessions", "renew_session", "start_session"]
 
 
 def start_session(
@@ -49,3 +54,37 @@ def end_session(session: Session, secret: str) -> bool:
     result = session.execute(delete(UserSession).where(UserSession.id_hash == hash_secret(secret)))
     session.commit()
     return bool(getattr(result, "rowcount", 0))
+
+
+def end_user_sessions(session: Session, user_id: int, *, keep: str | None = None) -> int:
+    """Delete every session of ``user_id`` but the one whose cookie is ``keep``; how many.
+
+    Does not commit (the caller's change and the ending are one transaction).
+    """
+    statement = delete(UserSession).where(UserSession.user_id == user_id)
+    if keep:
+        statement = statement.where(UserSession.id_hash != hash_secret(keep))
+    result = session.execute(statement)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def renew_session(session: Session, secret: str) -> tuple[str, datetime] | None:
+    """Give the session ``secret`` a new id: ``(new cookie secret, its expiry in UTC)``, or ``None``.
+
+    The row (user, CSRF token, expiry) stays; the old cookie stops working.
+    """
+    old_hash = hash_secret(secret)
+    expires_at = session.scalar(
+        select(UserSession.expires_at).where(UserSession.id_hash == old_hash)
+    )
+    if expires_at is None:
+        return None
+    fresh = new_secret()
+    session.execute(
+        update(UserSession)
+        .where(UserSession.id_hash == old_hash)
+        .values(id_hash=hash_secret(fresh))
+    )
+    session.commit()
+    # SQLite hands back naive datetimes; they were stored as UTC.
+    return fresh, expires_at if expires_at.tzinfo is not None else expires_at.replace(tzinfo=UTC)

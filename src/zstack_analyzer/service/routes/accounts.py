@@ -10,7 +10,7 @@ No route tells the principal caches about a change: the commit itself does
 
 import contextlib
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
@@ -101,6 +101,16 @@ def _me(principal: Principal) -> MePublic:
 # --- login, logout, me ---------------------------------------------------------------
 
 
+def _set_session_cookie(request: Request, response: Response, secret: str, *, max_age: int) -> None:
+    """The session cookie: HttpOnly, SameSite=Lax, Secure over HTTPS (or as configured)."""
+    secure = request.app.state.settings.accounts.cookie_secure
+    if secure is None:
+        secure = request.url.scheme == "https"
+    response.set_cookie(
+        COOKIE_NAME, secret, max_age=max_age, httponly=True, samesite="lax", secure=secure, path="/"
+    )
+
+
 @auth_router.post(
     "/login",
     response_model=MePublic,
@@ -170,18 +180,7 @@ async def login(
         msg = "wrong username or password"
         raise HTTPException(401, msg, headers={"WWW-Authenticate": "Bearer"})
     secret, principal = result
-    secure = accounts.cookie_secure
-    if secure is None:
-        secure = request.url.scheme == "https"
-    response.set_cookie(
-        COOKIE_NAME,
-        secret,
-        max_age=int(accounts.session_hours * 3600),
-        httponly=True,
-        samesite="lax",
-        secure=secure,
-        path="/",
-    )
+    _set_session_cookie(request, response, secret, max_age=int(accounts.session_hours * 3600))
     response.headers["Cache-Control"] = "no-store"
     events.emit("login", principal, request)
     return _me(principal)
@@ -385,12 +384,23 @@ def admin_update_user(
     username: str,
     body: UserUpdate,
     request: Request,
+    response: Response,
     session: SessionDep,
     principal: PrincipalDep,
 ) -> UserPublic:
-    """Disabling a user ends their sessions; their tokens stop working."""
-    from zstack_analyzer.service.auth.accounts import update_user
+    """Disabling a user ends their sessions; their tokens stop working.
 
+    A new password ends every session of the user at once, in every server
+    process, and revokes their API tokens (a reset presumes the account
+    compromised). An admin changing their own password keeps their tokens and
+    the session making the change, which gets a new id (a new cookie in this
+    answer; the CSRF token stays).
+    """
+    from zstack_analyzer.service.auth.accounts import update_user
+    from zstack_analyzer.service.auth.sessions import renew_session
+
+    own = principal.user_id is not None and principal.username == username
+    cookie = request.cookies.get(COOKIE_NAME) if own and principal.via == "session" else None
     with account_errors():
         user = update_user(
             session,
@@ -400,7 +410,16 @@ def admin_update_user(
             admin=body.is_admin,
             display_name=body.display_name,
             email=body.email,
+            keep_session=cookie,
+            keep_tokens=own,
         )
+    if body.password is not None and cookie:
+        renewed = renew_session(session, cookie)
+        if renewed is not None:
+            secret, expires_at = renewed
+            left = (expires_at - datetime.now(UTC)).total_seconds()
+            _set_session_cookie(request, response, secret, max_age=max(int(left), 0))
+            response.headers["Cache-Control"] = "no-store"
     changed = sorted(k for k, v in body.model_dump(exclude={"password"}).items() if v is not None)
     events.emit(
         "user_update",
