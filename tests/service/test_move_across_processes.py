@@ -9,6 +9,7 @@ one's memo is made long-lived so the test does not depend on how fast the machin
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from tests.service.authworld import FAST_PASSWORDS, PASSWORD
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
+    import pytest
     from fastapi.testclient import TestClient
 
 
@@ -68,3 +70,50 @@ def test_a_move_into_a_private_group_hides_the_image_in_every_process(
     assert second.get(f"/api/images/{image_id}", headers=bob).status_code == 404
     # alice, in the new group, still sees it there.
     assert second.get(thumbnail, headers=alice).status_code == 200
+
+
+def test_a_committed_move_whose_marker_cannot_be_written_answers_its_success(
+    tmp_path: Path, make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The move is committed: 200 and an ERROR naming the marker, never a 500.
+
+    The marker's path leads through a regular file (ENOTDIR), as on a data dir gone
+    read-only or full; the moving process itself no longer serves its memoised row.
+    """
+    from zstack_analyzer.service.auth import accounts
+
+    settings = make_settings(
+        tmp_path / "data", auth="users", accounts=AccountSettings(**FAST_PASSWORDS)
+    )
+    settings.render.thumbnail_on_upload = False
+    client = make_client(settings)
+    client.app.state.records.ttl_s = 3600.0
+    with client.app.state.database.sessions() as session:
+        accounts.create_group(session, "g-shared", "read-only")
+        accounts.create_group(session, "g-private", "private")
+        for name in ("alice", "bob"):
+            accounts.create_user(session, name, password=PASSWORD)
+            accounts.set_membership(session, "g-shared", name)
+        accounts.set_membership(session, "g-private", "alice")
+        alice = _bearer(accounts.create_token(session, "alice", name="t")[1])
+        bob = _bearer(accounts.create_token(session, "bob", name="t")[1])
+    created = upload(
+        client, write_ome_tiff(tmp_path / "a.ome.tif"), headers=alice, params={"group": "g-shared"}
+    )
+    assert created.status_code == 201, created.text
+    image_id = created.json()["id"]
+    thumbnail = f"/api/images/{image_id}/thumbnail"
+    assert client.get(thumbnail, headers=bob).status_code == 200  # memoised
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    marker = client.app.state.records.deleted_dir / f"{image_id}.changed"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.symlink_to(blocker / "marker")
+
+    with caplog.at_level(logging.ERROR, logger="zstack_analyzer.service.images_service"):
+        moved = client.patch(f"/api/images/{image_id}", json={"group": "g-private"}, headers=alice)
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["group"] == "g-private"
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(str(marker) in e and "cannot be written" in e for e in errors), errors
+    assert client.get(thumbnail, headers=bob).status_code == 404

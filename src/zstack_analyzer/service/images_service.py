@@ -313,11 +313,27 @@ class RecordMemo:
 
         Blocking file work (one touch): call it in a worker thread. The marker's mtime is
         set explicitly to the clock now, not left to the file system's coarser clock.
+        A marker that cannot be written (a read-only or full data dir) is logged as an
+        ERROR and the move stands: it is committed, and this process has forgotten the
+        row; other processes see it when their entries expire (``ttl_s``). A 500 would
+        tell the caller that a committed move failed.
         """
         self.forget(image_id)
         if self.deleted_dir is None:
             return
-        touch_marker(self.deleted_dir / f"{image_id}{CHANGE_SUFFIX}")
+        marker = self.deleted_dir / f"{image_id}{CHANGE_SUFFIX}"
+        try:
+            touch_marker(marker)
+        except OSError as exc:
+            logger.error(
+                "image %s moved, but its change marker %s cannot be written (%s): other server "
+                "processes may show it to its old group for up to %.0f s; make the data dir "
+                "writable",
+                image_id,
+                marker,
+                exc,
+                self.ttl_s,
+            )
 
     def tombstone(self, image_id: uuid.UUID) -> int:
         """Write the tombstone of ``image_id`` (before its row goes); prune old ones if due.
