@@ -239,6 +239,18 @@ def test_ndpi_model_and_serial_come_from_the_property_map(tmp_path: Path) -> Non
     assert facts.sources["microscope.serial_number"] == "NDPI tag 65442"
 
 
+def test_ndpi_property_map_as_bytes_with_odd_lines(tmp_path: Path) -> None:
+    """Tag 65449 stored as UNDEFINED bytes (a byte that is not UTF-8 replaced), a value with
+    "=" in it, and a key on a line of its own before its real line."""
+    raw = b"NDP.S/N\r\nProduct=C\xe9\r\nNDP.S/N=12=34\r\n"
+    path = _ndpi(
+        tmp_path / "bytes.tif",
+        [(271, "s", 0, "Hamamatsu", True), (65449, 7, len(raw), raw, True)],
+    )
+    facts = _facts(path, "ndpi")
+    assert (facts.model, facts.serial_number) == ("C\ufffd", "12=34")
+
+
 def test_ndpi_without_model_software_or_serial_says_none(tmp_path: Path) -> None:
     path = _ndpi(tmp_path / "bare.tif", [(271, "s", 0, "", True)], software=False)
     facts = _facts(path, "ndpi")
@@ -619,6 +631,15 @@ def test_scn_each_image_has_its_own_date_device_aperture_and_illumination(tmp_pa
     assert facts.sources["acquired_at"] == "SCN image/creationDate"
 
 
+@pytest.mark.usefixtures("tokyo")
+def test_scn_creation_date_is_utc_whatever_the_servers_zone(tmp_path: Path) -> None:
+    path = write_scn_images(tmp_path / "z.scn", SCN_TWO_REGIONS)
+    facts = _facts(path, "scn")
+    assert facts.acquired_at is not None
+    assert facts.acquired_at.utcoffset() == timedelta(0)
+    assert facts.acquired_at.hour == 14
+
+
 def test_scn_creation_date_without_zone_is_local_and_beats_the_file_write_time(
     tmp_path: Path,
 ) -> None:
@@ -645,7 +666,9 @@ def test_scn_creation_date_without_zone_is_local_and_beats_the_file_write_time(
     assert undated.provenance["acquired_at_local"] == "TIFF DateTime (file write time)"
 
 
-@pytest.mark.parametrize("created", ["yesterday", "2012-05-02", "2012-13-45T25:00:00Z", " "])
+@pytest.mark.parametrize(
+    "created", ["yesterday", "2012-05-02", "2012-13-45T25:00:00Z", " ", "", "x" * 70]
+)
 def test_scn_malformed_creation_date_is_a_warning_not_an_error(
     tmp_path: Path, created: str
 ) -> None:
@@ -659,7 +682,7 @@ def test_scn_malformed_creation_date_is_a_warning_not_an_error(
     said = [w for w in md.warnings if "creationDate" in w]
     if created.strip():
         assert said == [
-            f"SCN image 1: creationDate {created!r} is not an ISO 8601 date and time: "
+            f"SCN image 1: creationDate {created[:64]!r} is not an ISO 8601 date and time: "
             "acquisition time not read"
         ]
     else:
@@ -685,10 +708,18 @@ def test_scn_pixel_size_is_the_view_over_the_full_resolution_dimension() -> None
         + image('<dimension sizeX="10" sizeY="10" r="1"/>')
         + image('<dimension sizeX="0" sizeY="30" r="0"/>')
         + image('<dimension sizeX="80" sizeY="30" z="0" r="0"/>', '<view sizeX="8000"/>')
+        + image(
+            '<dimension sizeX="10" sizeY="10" r="0" z="1"/>'  # another focal plane first
+            '<dimension sizeX="80" sizeY="30" r="0" z="0"/>'
+        )
+        + image('<dimension sizeX="80" sizeY="30"/>', '<view sizeX="inf" sizeY="6000"/>')
         + "</collection></scn>"
     )
     sizes = [found.pixel_size_um for found in _scn_images(xml)]
-    assert sizes == [(0.1, 0.2), None, None, None, None]
+    assert sizes == [(0.1, 0.2), None, None, None, None, (0.1, 0.2), None]
+    # no namespace: the same names
+    plain = xml.replace(f' xmlns="{_SCN}"', "")
+    assert [found.pixel_size_um for found in _scn_images(plain)] == sizes
 
 
 # ------------------------------------------------------------------ PerkinElmer QPTIFF
