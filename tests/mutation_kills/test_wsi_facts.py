@@ -180,7 +180,12 @@ def test_ndpi_scanner_serial_software_and_time(tmp_path: Path) -> None:
         model="C13210",
         serial_number="SN-0042",
         software="NDP.scan 3.2.15",
-        sources={"magnification": "NDPI tag 65421 (Magnification)"},
+        sources={
+            "magnification": "NDPI tag 65421 (Magnification)",
+            # no property map (tag 65449): the TIFF Model and tag 65442
+            "microscope.model": "TIFF Model",
+            "microscope.serial_number": "NDPI tag 65442",
+        },
     )
     with open_image(path) as image:
         md = image.metadata()
@@ -196,6 +201,54 @@ def test_ndpi_scanner_serial_software_and_time(tmp_path: Path) -> None:
     )
     assert md.acquired_at is None
     assert any(w.startswith("acquisition time zone unknown") for w in md.warnings)
+
+
+def test_ndpi_model_and_serial_come_from_the_property_map(tmp_path: Path) -> None:
+    """Regression: model and serial came from the TIFF Model tag and tag 65442; Bio-Formats'
+    NDPIReader (and openslide's hamamatsu.Product, hamamatsu.NDP.S/N) read them from the
+    scanner's property map, tag 65449, where Hamamatsu writes them (CR LF lines)."""
+    properties = "Created=2016/01/01\r\nProduct=C13210-01\r\nNDP.S/N=000003\r\nUpdated=x\r\n"
+    path = _ndpi(
+        tmp_path / "map.tif",
+        [
+            (271, "s", 0, "Hamamatsu", True),
+            (272, "s", 0, "C13210", True),
+            (65442, "s", 0, "SN-0042", True),
+            (65449, "s", 0, properties, True),
+        ],
+    )
+    facts = _facts(path, "ndpi")
+    assert (facts.model, facts.serial_number) == ("C13210-01", "000003")
+    assert facts.sources["microscope.model"] == "NDPI tag 65449 Product"
+    assert facts.sources["microscope.serial_number"] == "NDPI tag 65449 NDP.S/N"
+    with open_image(path) as image:
+        md = image.metadata()
+    assert md.microscope is not None
+    # the map's model beats the TIFF Model tag the TIFF reader read first
+    assert (md.microscope.model, md.microscope.serial_number) == ("C13210-01", "000003")
+    assert md.provenance["microscope.model"] == "NDPI tag 65449 Product"
+    # a map without them (bare CR lines, a line without "="): the tags, as before
+    other = "Created=2016/01/01\rnot a property\r=orphan\rProduct=\r"
+    path = _ndpi(
+        tmp_path / "tags.tif",
+        [(271, "s", 0, "Hamamatsu", True), (272, "s", 0, "C13210", True),
+         (65442, "s", 0, "SN-0042", True), (65449, "s", 0, other, True)],
+    )  # fmt: skip
+    facts = _facts(path, "ndpi")
+    assert (facts.model, facts.serial_number) == ("C13210", "SN-0042")
+    assert facts.sources["microscope.serial_number"] == "NDPI tag 65442"
+
+
+def test_ndpi_property_map_as_bytes_with_odd_lines(tmp_path: Path) -> None:
+    """Tag 65449 stored as UNDEFINED bytes (a byte that is not UTF-8 replaced), a value with
+    "=" in it, and a key on a line of its own before its real line."""
+    raw = b"NDP.S/N\r\nProduct=C\xe9\r\nNDP.S/N=12=34\r\n"
+    path = _ndpi(
+        tmp_path / "bytes.tif",
+        [(271, "s", 0, "Hamamatsu", True), (65449, 7, len(raw), raw, True)],
+    )
+    facts = _facts(path, "ndpi")
+    assert (facts.model, facts.serial_number) == ("C\ufffd", "12=34")
 
 
 def test_ndpi_without_model_software_or_serial_says_none(tmp_path: Path) -> None:
@@ -304,7 +357,12 @@ def test_scn_facts_name_leica_and_the_objective_source(tmp_path: Path) -> None:
     path = write_scn(tmp_path / "slide.scn", _plane(128), objective=20)
     facts = _facts(path, "scn")
     assert facts.manufacturer == "Leica"
-    assert facts.sources == {"magnification": "SCN scanSettings/objectiveSettings/objective"}
+    assert facts.sources == {
+        "magnification": "SCN scanSettings/objectiveSettings/objective",
+        "microscope.model": "SCN image/device/@model",
+        "microscope.software_version": "SCN image/device/@version",
+        "pixel_size": "SCN image/view/@sizeX, @sizeY (nm) / pixels/dimension r=0",
+    }
     with open_image(path) as image:
         md = image.metadata()
     assert md.microscope is not None
@@ -438,7 +496,8 @@ def test_scn_a_label_without_objective_does_not_give_the_macro_s_lens_to_the_mai
     )
     with open_image(unnamed) as image:
         lenses = [image.metadata(k).objective for k in range(len(image.scenes()))]
-    assert lenses[0] is None
+    # its own numerical aperture only
+    assert lenses[0] is not None and lenses[0].magnification is None
     assert lenses[1] is not None and lenses[1].magnification == 20.0
 
 
@@ -458,6 +517,209 @@ def test_scn_each_main_image_has_its_own_objective(tmp_path: Path) -> None:
     )
     # the file's facts (no scene asked): scene 0's lens
     assert _facts(path, "scn").magnification == 20.0
+
+
+def write_scn_images(path: Path, images: list[dict[str, str]], *, tiff_datetime: str = "") -> Path:
+    """An SCN of 32-pixel images, each ``<image>`` holding only what its dict says.
+
+    Keys: ``view`` (nm; 20000 is the whole collection, the macro), ``created``
+    (creationDate), ``model``/``version`` (device), ``objective``, ``na``
+    (illuminationSettings/numericalAperture), ``source`` (illuminationSource), laid out
+    as Leica writes them (creationDate, device, pixels, view, scanSettings).
+    """
+    body = ""
+    for k, image in enumerate(images):
+        created = f"<creationDate>{image['created']}</creationDate>" if "created" in image else ""
+        device = (
+            f'<device model="{image["model"]}" version="{image.get("version", "")}"/>'
+            if "model" in image
+            else ""
+        )
+        lens = (
+            f"<objectiveSettings><objective>{image['objective']}</objective></objectiveSettings>"
+            if "objective" in image
+            else ""
+        )
+        light = "".join(
+            f"<{tag}>{image[key]}</{tag}>"
+            for key, tag in (("na", "numericalAperture"), ("source", "illuminationSource"))
+            if key in image
+        )
+        view = image.get("view", "5000")
+        body += (
+            f'<image name="" uuid="urn:uuid:{k}">{created}{device}'
+            f'<pixels sizeX="32" sizeY="32"><dimension sizeX="32" sizeY="32" r="0" ifd="{k}"/>'
+            f'</pixels><view sizeX="{view}" sizeY="{view}" offsetX="0" offsetY="0"/>'
+            f"<scanSettings>{lens}<illuminationSettings>{light}</illuminationSettings>"
+            "</scanSettings></image>"
+        )
+    xml = (
+        f'<?xml version="1.0"?><scn xmlns="{_SCN}">'
+        f'<collection name="slide" sizeX="20000" sizeY="20000">{body}</collection></scn>'
+    )
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        for k in range(len(images)):
+            tif.write(
+                _plane(32),
+                photometric="minisblack",
+                description=xml if k == 0 else None,
+                datetime=tiff_datetime or None,
+                metadata=None,
+            )
+    return path
+
+
+#: A macro and two regions scanned at different times, by two devices, lenses and lights.
+SCN_TWO_REGIONS = [
+    {"view": "20000", "created": "2012-05-02T13:59:00Z", "model": "Leica SCN400;Leica SCN",
+     "version": "1.4.0.9691 2011/03/30 10:30:59;1.4.0.9708", "objective": "0.60833", "na": "0.02",
+     "source": "brightfield"},
+    {"created": "2012-05-02T14:00:29.07Z", "model": "Leica SCN400;Leica SCN",
+     "version": "1.4.0.9691 2011/03/30 10:30:59;1.4.0.9708", "objective": "20", "na": "0.4",
+     "source": "brightfield"},
+    {"created": "2012-05-03T16:30:00+02:00", "model": "Leica SCN400F;Leica SCN",
+     "version": "1.5", "objective": "40", "na": "0.65", "source": "fluorescence"},
+]  # fmt: skip
+
+
+def test_scn_each_image_has_its_own_date_device_aperture_and_illumination(tmp_path: Path) -> None:
+    """Regression: an SCN had no acquisition time, no NA nor illumination, and every image the
+    first ``<device>`` of the file. As Bio-Formats' LeicaSCNReader, each ``<image>`` says its
+    own: creationDate (UTC), device model and version, numericalAperture, illuminationSource."""
+    path = write_scn_images(tmp_path / "two.scn", SCN_TWO_REGIONS)
+    with open_image(path) as image:
+        assert len(image.scenes()) == 2  # the macro is an associated image
+        first, second = (image.metadata(k) for k in range(2))
+    assert first.acquired_at == datetime(2012, 5, 2, 14, 0, 29, 70000, tzinfo=UTC)
+    assert second.acquired_at == datetime(2012, 5, 3, 14, 30, tzinfo=UTC)  # +02:00, in UTC
+    assert first.acquired_at_local is None
+    assert first.provenance["acquired_at"] == "SCN image/creationDate"
+    assert not any(w.startswith("acquisition time zone") for w in first.warnings)
+    assert first.objective is not None and second.objective is not None
+    assert (first.objective.magnification, first.objective.numerical_aperture) == (20.0, 0.4)
+    assert (second.objective.magnification, second.objective.numerical_aperture) == (40.0, 0.65)
+    assert first.provenance["objective.numerical_aperture"] == (
+        "SCN scanSettings/illuminationSettings/numericalAperture"
+    )
+    # brightfield: transmitted light, as Bio-Formats says; any other source: Other
+    assert (first.channels[0].illumination, first.channels[0].contrast_method) == (
+        "Transmitted",
+        "Brightfield",
+    )
+    assert (second.channels[0].illumination, second.channels[0].contrast_method) == ("Other", None)
+    assert first.provenance["channels[].illumination"] == (
+        "SCN scanSettings/illuminationSettings/illuminationSource"
+    )
+    assert first.microscope is not None and second.microscope is not None
+    assert (first.microscope.model, first.microscope.software_version) == (
+        "Leica SCN400;Leica SCN",
+        "1.4.0.9691 2011/03/30 10:30:59;1.4.0.9708",
+    )
+    assert (second.microscope.model, second.microscope.software_version) == (
+        "Leica SCN400F;Leica SCN",
+        "1.5",
+    )
+    assert second.provenance["microscope.model"] == "SCN image/device/@model"
+    # pixel size: the view (5000 nm) over the full resolution's 32 pixels, as Bio-Formats
+    assert (first.physical_size.x_um, first.physical_size.y_um) == (0.15625, 0.15625)
+    assert first.provenance["physical_size.x_um"] == (
+        "SCN image/view/@sizeX, @sizeY (nm) / pixels/dimension r=0"
+    )
+    # the file's facts (no scene asked): scene 0's
+    facts = _facts(path, "scn")
+    assert facts.acquired_at == first.acquired_at
+    assert facts.sources["acquired_at"] == "SCN image/creationDate"
+
+
+@pytest.mark.usefixtures("tokyo")
+def test_scn_creation_date_is_utc_whatever_the_servers_zone(tmp_path: Path) -> None:
+    path = write_scn_images(tmp_path / "z.scn", SCN_TWO_REGIONS)
+    facts = _facts(path, "scn")
+    assert facts.acquired_at is not None
+    assert facts.acquired_at.utcoffset() == timedelta(0)
+    assert facts.acquired_at.hour == 14
+
+
+def test_scn_creation_date_without_zone_is_local_and_beats_the_file_write_time(
+    tmp_path: Path,
+) -> None:
+    """A creationDate without a zone is a wall-clock time (acquired_at_local), and it is the
+    scan's: the TIFF DateTime beside it is only when the file was written."""
+    images = [
+        {"view": "20000", "objective": "0.6"},
+        {"created": "2013-01-02T03:04:05", "objective": "20"},
+        {"objective": "10"},  # no creationDate: no time of its own
+    ]
+    path = write_scn_images(tmp_path / "local.scn", images, tiff_datetime="2020:01:01 00:00:00")
+    with open_image(path) as image:
+        dated, undated = (image.metadata(k) for k in range(2))
+    assert dated.acquired_at is None
+    assert dated.acquired_at_local == datetime(2013, 1, 2, 3, 4, 5)
+    assert dated.provenance["acquired_at_local"] == "SCN image/creationDate"
+    zone = [w for w in dated.warnings if w.startswith("acquisition time zone")]
+    assert len(zone) == 1  # said once, not once per source
+    assert dated.objective is not None and dated.objective.numerical_aperture is None
+    assert dated.channels[0].illumination is None
+    assert dated.microscope is not None and dated.microscope.model is None  # no <device>
+    # not the neighbour's creationDate: the TIFF DateTime, said to be the file's write time
+    assert undated.acquired_at_local == datetime(2020, 1, 1)
+    assert undated.provenance["acquired_at_local"] == "TIFF DateTime (file write time)"
+
+
+@pytest.mark.parametrize(
+    "created", ["yesterday", "2012-05-02", "2012-13-45T25:00:00Z", " ", "", "x" * 70]
+)
+def test_scn_malformed_creation_date_is_a_warning_not_an_error(
+    tmp_path: Path, created: str
+) -> None:
+    images = [{"view": "20000", "created": created}, {"created": created, "objective": "20"}]
+    path = write_scn_images(tmp_path / "bad.scn", images)
+    with open_image(path) as image:
+        md = image.metadata(0)
+    assert md.acquired_at is None
+    assert md.acquired_at_local is None
+    assert md.objective is not None and md.objective.magnification == 20.0
+    said = [w for w in md.warnings if "creationDate" in w]
+    if created.strip():
+        assert said == [
+            f"SCN image 1: creationDate {created[:64]!r} is not an ISO 8601 date and time: "
+            "acquisition time not read"
+        ]
+    else:
+        assert said == []  # blank: says nothing, nothing to warn of
+
+
+def test_scn_pixel_size_is_the_view_over_the_full_resolution_dimension() -> None:
+    """x and y each, from the dimension r=0 (z=0, c=0) wherever it is listed; none without a
+    view, a full-resolution dimension or a positive size."""
+    from zstack_analyzer.readers._wsi_tiff import _scn_images
+
+    def image(dims: str, view: str = '<view sizeX="8000" sizeY="6000"/>') -> str:
+        return f"<image><pixels>{dims}</pixels>{view}</image>"
+
+    xml = (
+        f'<scn xmlns="{_SCN}"><collection sizeX="20000" sizeY="20000">'
+        + image(
+            '<dimension sizeX="10" sizeY="10" r="1" ifd="1"/>'
+            '<dimension sizeX="40" sizeY="20" r="0" c="1" ifd="2"/>'
+            '<dimension sizeX="80" sizeY="30" ifd="0"/>'  # r, z, c absent: 0
+        )
+        + image('<dimension sizeX="80" sizeY="30" r="0"/>', view="")
+        + image('<dimension sizeX="10" sizeY="10" r="1"/>')
+        + image('<dimension sizeX="0" sizeY="30" r="0"/>')
+        + image('<dimension sizeX="80" sizeY="30" z="0" r="0"/>', '<view sizeX="8000"/>')
+        + image(
+            '<dimension sizeX="10" sizeY="10" r="0" z="1"/>'  # another focal plane first
+            '<dimension sizeX="80" sizeY="30" r="0" z="0"/>'
+        )
+        + image('<dimension sizeX="80" sizeY="30"/>', '<view sizeX="inf" sizeY="6000"/>')
+        + "</collection></scn>"
+    )
+    sizes = [found.pixel_size_um for found in _scn_images(xml)]
+    assert sizes == [(0.1, 0.2), None, None, None, None, (0.1, 0.2), None]
+    # no namespace: the same names
+    plain = xml.replace(f' xmlns="{_SCN}"', "")
+    assert [found.pixel_size_um for found in _scn_images(plain)] == sizes
 
 
 # ------------------------------------------------------------------ PerkinElmer QPTIFF

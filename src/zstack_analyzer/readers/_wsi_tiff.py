@@ -69,10 +69,70 @@ def _scn_overviews(xml: str) -> set[int]:
 
 @dataclass(frozen=True, slots=True)
 class _ScnImage:
-    """One SCN ``<image>`` as tifffile makes a series of it: overview or not, its own lens."""
+    """One SCN ``<image>`` as tifffile makes a series of it: overview or not, its own facts.
+
+    Each is what that ``<image>`` element says (``None`` where it says nothing), as
+    Bio-Formats' LeicaSCNReader takes them image by image: ``creationDate`` (its
+    AcquisitionDate), ``device/@model`` and ``@version``, the objective,
+    ``illuminationSettings/numericalAperture`` (its objective's LensNA) and
+    ``illuminationSource`` (its channel's IlluminationType).
+    """
 
     overview: bool
     objective: float | None
+    created: str | None = None
+    device_model: str | None = None
+    device_version: str | None = None
+    numerical_aperture: float | None = None
+    illumination_source: str | None = None
+    #: µm per pixel (x, y) of its full resolution: view size (nm) over that dimension's pixels
+    pixel_size_um: tuple[float, float] | None = None
+
+
+def _local_name(element: Any) -> str:
+    return str(element.tag).rsplit("}", 1)[-1]
+
+
+def _text_of(image: Any, name: str) -> str | None:
+    """Stripped text of the first element called ``name`` under ``image`` (``None``: none or blank)."""
+    found = next((e for e in image.iter() if _local_name(e) == name), None)
+    text = (found.text or "").strip() if found is not None else ""
+    return text or None
+
+
+def _positive(text: str | None) -> float | None:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        return None
+    return value if 0 < value < math.inf else None
+
+
+def _scn_pixel_size(image: Any, view: Any) -> tuple[float, float] | None:
+    """The view's size (nm) over the pixels of the full-resolution dimension (r, z, c = 0), in µm.
+
+    As Bio-Formats' LeicaSCNReader computes an image's PhysicalSizeX/Y; ``None`` where
+    the view or that dimension is missing or a size is not a positive number.
+    """
+    if view is None:
+        return None
+    pixels = next((p for p in image if _local_name(p) == "pixels"), None)
+    first = next(
+        (
+            d
+            for d in (pixels if pixels is not None else [])
+            if _local_name(d) == "dimension"
+            and all(d.get(axis, "0").strip() == "0" for axis in ("r", "z", "c"))
+        ),
+        None,
+    )
+    if first is None:
+        return None
+    x_nm, y_nm = _positive(view.get("sizeX")), _positive(view.get("sizeY"))
+    x_px, y_px = _positive(first.get("sizeX")), _positive(first.get("sizeY"))
+    if x_nm is None or y_nm is None or x_px is None or y_px is None:
+        return None
+    return (x_nm / 1000 / x_px, y_nm / 1000 / y_px)
 
 
 def _scn_images(xml: str) -> list[_ScnImage]:
@@ -81,7 +141,8 @@ def _scn_images(xml: str) -> list[_ScnImage]:
     Why one list: an image's objective and whether it is the overview are read from
     the same ``<image>`` element, so they cannot be paired with another image's (a
     label without an ``<objective>`` once shifted the macro's 0.6x onto the main
-    image). Bio-Formats' LeicaSCNReader pairs them the same way, image by image.
+    image). Bio-Formats' LeicaSCNReader pairs them the same way, image by image, and
+    so its creation date, device, numerical aperture and illumination source.
     """
     from defusedxml.ElementTree import fromstring
 
@@ -104,19 +165,21 @@ def _scn_images(xml: str) -> list[_ScnImage]:
             if not has_pixels:
                 continue
             view = next((v for v in image if v.tag.endswith("view")), None)
-            lens = next(
-                (e.text for e in image.iter() if e.tag.rsplit("}", 1)[-1] == "objective"), None
-            )
-            try:
-                objective: float | None = float(str(lens).strip())
-            except ValueError:
-                objective = None
+            device = next((d for d in image if _local_name(d) == "device"), None)
             found.append(
                 _ScnImage(
                     overview=view is not None and (view.get("sizeX"), view.get("sizeY")) == size,
-                    objective=objective
-                    if objective is not None and 0 < objective < math.inf
+                    objective=_positive(_text_of(image, "objective")),
+                    created=_text_of(image, "creationDate"),
+                    device_model=(device.get("model") or "").strip() or None
+                    if device is not None
                     else None,
+                    device_version=(device.get("version") or "").strip() or None
+                    if device is not None
+                    else None,
+                    numerical_aperture=_positive(_text_of(image, "numericalAperture")),
+                    illumination_source=_text_of(image, "illuminationSource"),
+                    pixel_size_um=_scn_pixel_size(image, view),
                 )
             )
     return found
@@ -135,9 +198,17 @@ class SlideFacts:
     software_version: str | None = None
     acquired_at: datetime | None = None
     acquired_at_local: datetime | None = None
+    numerical_aperture: float | None = None
+    #: µm per pixel (x, y), where the slide says it per image (an SCN's view over its pixels).
+    pixel_size_um: tuple[float, float] | None = None
+    #: OME IlluminationType and contrast method of every channel (an SCN image's source).
+    illumination: str | None = None
+    contrast_method: str | None = None
     channel_names: list[str | None] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     fields: dict[str, str] = field(default_factory=dict)
+    #: What could not be read and was left out (a malformed date...), for the metadata's warnings.
+    warnings: list[str] = field(default_factory=list)
 
 
 def slide_facts(tif: Any, kind: str, series: int | None = None) -> SlideFacts:
@@ -165,18 +236,13 @@ def slide_facts(tif: Any, kind: str, series: int | None = None) -> SlideFacts:
         _float_into(facts, "mpp", re.search(r'ScanRes="([0-9.]+)"', text), "BIF XMP iScan/@ScanRes")
     elif kind == "scn":
         facts.manufacturer = "Leica"
-        model = re.search(r'<device[^>]*model="([^"]+)"', text)
-        facts.model = model.group(1) if model else None
-        # each image has its own objective: that of the image asked for (else scene 0's)
+        # each image says its own facts: those of the image asked for (else scene 0's)
         images = _scn_images(text)
         if series is None:
             associated = associated_series(tif, kind)
             series = next((k for k in range(len(images)) if k not in associated), None)
         if series is not None and 0 <= series < len(images):
-            lens = images[series].objective
-            if lens is not None:
-                facts.magnification = lens
-                facts.sources["magnification"] = "SCN scanSettings/objectiveSettings/objective"
+            _scn_facts(facts, images[series], series)
     elif kind == "qpi":
         facts.manufacturer = "PerkinElmer"
         _float_into(
@@ -196,6 +262,57 @@ def slide_facts(tif: Any, kind: str, series: int | None = None) -> SlideFacts:
         if any(facts.channel_names):
             facts.sources["channels.name"] = "QPTIFF ImageDescription/Name of each baseline page"
     return facts
+
+
+#: An SCN image's illuminationSource as OME IlluminationType and contrast method: Bio-Formats'
+#: LeicaSCNReader says Transmitted for "brightfield" (the only source Leica is known to
+#: write) and Other for any other source.
+_SCN_ILLUMINATION = {"brightfield": ("Transmitted", "Brightfield")}
+
+
+def _scn_facts(facts: SlideFacts, image: _ScnImage, series: int) -> None:
+    """What one SCN ``<image>`` says, into ``facts``, each with its source."""
+    if image.objective is not None:
+        facts.magnification = image.objective
+        facts.sources["magnification"] = "SCN scanSettings/objectiveSettings/objective"
+    if image.pixel_size_um is not None:
+        facts.pixel_size_um = image.pixel_size_um
+        facts.sources["pixel_size"] = "SCN image/view/@sizeX, @sizeY (nm) / pixels/dimension r=0"
+    if image.numerical_aperture is not None:
+        facts.numerical_aperture = image.numerical_aperture
+        facts.sources["numerical_aperture"] = (
+            "SCN scanSettings/illuminationSettings/numericalAperture"
+        )
+    if image.illumination_source is not None:
+        facts.illumination, facts.contrast_method = _SCN_ILLUMINATION.get(
+            image.illumination_source.lower(), ("Other", None)
+        )
+        facts.sources["illumination"] = "SCN scanSettings/illuminationSettings/illuminationSource"
+    # as written: "Leica SCN400;Leica SCN" with "<scanner build>;<SCN software build>"
+    facts.model = image.device_model
+    facts.software_version = image.device_version
+    if image.device_model is not None:
+        facts.sources["microscope.model"] = "SCN image/device/@model"
+    if image.device_version is not None:
+        facts.sources["microscope.software_version"] = "SCN image/device/@version"
+    if image.created is None:
+        return
+    try:
+        if "T" not in image.created:
+            raise ValueError(image.created)  # a date alone is no time of day
+        stamp = datetime.fromisoformat(image.created)
+    except ValueError:
+        facts.warnings.append(
+            f"SCN image {series}: creationDate {image.created[:64]!r} is not an ISO 8601 "
+            "date and time: acquisition time not read"
+        )
+        return
+    if stamp.tzinfo is not None:
+        facts.acquired_at = stamp.astimezone(UTC)
+        facts.sources["acquired_at"] = "SCN image/creationDate"
+    else:
+        facts.acquired_at_local = stamp
+        facts.sources["acquired_at_local"] = "SCN image/creationDate"
 
 
 def _bif_xmp(tif: Any) -> str:
@@ -261,17 +378,49 @@ def _svs(description: str) -> SlideFacts:
     return facts
 
 
+def _ndpi_properties(tags: dict[str, Any]) -> dict[str, str]:
+    """Tag 65449, the scanner's ``key=value`` property map (lines end in CR LF or CR), as a dict."""
+    raw = tags.get("Comments")
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    if not isinstance(raw, str):
+        return {}
+    found: dict[str, str] = {}
+    for line in re.split(r"[\r\n]+", raw):
+        key, sep, value = line.partition("=")
+        if sep and key.strip():
+            found.setdefault(key.strip(), value.strip())
+    return found
+
+
 def _ndpi(page: Any) -> SlideFacts:
-    """Hamamatsu: private tags (65421 magnification, 65442 serial) beside Make/Model/Software."""
+    """Hamamatsu: private tags (65421 magnification, 65449 property map) beside Make/Model/Software.
+
+    Model and serial number come from the property map (tag 65449: ``Product``,
+    ``NDP.S/N``), as Bio-Formats' NDPIReader takes them (its Microscope Model and, for
+    the slide image, its Image Description) and as openslide shows them
+    (``hamamatsu.Product``, ``hamamatsu.NDP.S/N``); the TIFF Model tag and the
+    undocumented tag 65442 (tifffile's guess "ScannerSerialNumber") only where the map
+    says nothing.
+    """
     facts = SlideFacts()
     tags = getattr(page, "ndpi_tags", None) or {}
     magnification = tags.get("Magnification")
     if isinstance(magnification, int | float) and magnification > 0:
         facts.magnification = float(magnification)
         facts.sources["magnification"] = "NDPI tag 65421 (Magnification)"
+    properties = _ndpi_properties(tags)
     facts.manufacturer = str(tags.get("Make") or "") or None
-    facts.model = str(tags.get("Model") or "") or None
-    facts.serial_number = str(tags.get("ScannerSerialNumber") or "") or None
+    for name, key, tag, fallback in (
+        ("model", "Product", "Model", "TIFF Model"),
+        ("serial_number", "NDP.S/N", "ScannerSerialNumber", "NDPI tag 65442"),
+    ):
+        if properties.get(key):
+            setattr(facts, name, properties[key])
+            facts.sources[f"microscope.{name}"] = f"NDPI tag 65449 {key}"
+        elif str(tags.get(tag) or ""):
+            setattr(facts, name, str(tags[tag]))
+            facts.sources[f"microscope.{name}"] = fallback
     facts.software = str(tags.get("Software") or "") or None
     # No scan time here: tifffile's ndpi_tags hold Make, Model, Software and the private
     # tags only, and the scan time is the TIFF DateTime, which the TIFF reader reads as

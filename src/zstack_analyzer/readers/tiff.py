@@ -27,7 +27,12 @@ from zstack_analyzer.readers._tiff_common import (
     series_plan,
     vendor_safe,
 )
-from zstack_analyzer.readers._wsi_tiff import associated_series, slide_facts, wsi_kind
+from zstack_analyzer.readers._wsi_tiff import (
+    SlideFacts,
+    associated_series,
+    slide_facts,
+    wsi_kind,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -165,8 +170,9 @@ class TiffReader(TiffFamilyReader):
         objective = None
         acquired_at = None
         names: list[str | None] = [None] * info.size_c
+        lighting: tuple[str | None, str | None] = (None, None)
         if kind is not None:
-            microscope, objective, acquired_at, acquired_local, slide_names = self._slide_metadata(
+            microscope, objective, acquired_at, acquired_local, facts = self._slide_metadata(
                 kind,
                 self._series_of_scene[scene],
                 microscope,
@@ -175,13 +181,26 @@ class TiffReader(TiffFamilyReader):
                 warnings,
                 vendor,
             )
-            if len(slide_names) == info.size_c and scene == 0:
-                names = slide_names
+            if len(facts.channel_names) == info.size_c and scene == 0:
+                names = facts.channel_names
+            lighting = (facts.illumination, facts.contrast_method)
+            if facts.pixel_size_um is not None:
+                # the slide's own geometry beats the TIFF resolution tags, as in Bio-Formats
+                x_um, y_um = facts.pixel_size_um
+                physical = physical.model_copy(update={"x_um": x_um, "y_um": y_um})
+                provenance["physical_size.x_um"] = facts.sources["pixel_size"]
+                provenance["physical_size.y_um"] = facts.sources["pixel_size"]
         return self.scene_metadata(
             info,
             physical_size=physical,
             channels=[
-                ChannelInfo(index=c, name=names[c], exposure_ms=exposure_ms)
+                ChannelInfo(
+                    index=c,
+                    name=names[c],
+                    exposure_ms=exposure_ms,
+                    illumination=lighting[0],
+                    contrast_method=lighting[1],
+                )
                 for c in range(info.size_c)
             ],
             microscope=microscope,
@@ -208,7 +227,7 @@ class TiffReader(TiffFamilyReader):
         ObjectiveInfo | None,
         datetime | None,
         datetime | None,
-        list[str | None],
+        SlideFacts,
     ]:
         """Scanner, objective, acquisition time and associated images of a whole-slide TIFF.
 
@@ -224,9 +243,19 @@ class TiffReader(TiffFamilyReader):
         if facts.fields:
             vendor["aperio"] = vendor_safe(facts.fields)
         objective = None
-        if facts.magnification is not None:
-            objective = ObjectiveInfo(magnification=facts.magnification)
-            provenance["objective.magnification"] = facts.sources["magnification"]
+        if facts.magnification is not None or facts.numerical_aperture is not None:
+            objective = ObjectiveInfo(
+                magnification=facts.magnification, numerical_aperture=facts.numerical_aperture
+            )
+        for name in ("magnification", "numerical_aperture"):
+            if name in facts.sources:
+                provenance[f"objective.{name}"] = facts.sources[name]
+        for name, source in facts.sources.items():
+            if name.startswith("microscope"):
+                provenance[name] = source
+        if "illumination" in facts.sources:
+            provenance["channels[].illumination"] = facts.sources["illumination"]
+        warnings.extend(facts.warnings)
         base = microscope or MicroscopeInfo()
         microscope = base.model_copy(
             update={
@@ -238,8 +267,14 @@ class TiffReader(TiffFamilyReader):
                     "software": facts.software,
                     "software_version": facts.software_version,
                 }.items()
-                # the vendor's own software line beats a converter's Software tag
-                if v is not None and (getattr(base, k) is None or k.startswith("software"))
+                # the vendor's own software line beats a converter's Software tag, and
+                # a model or serial from the vendor's text the TIFF Model tag
+                if v is not None
+                and (
+                    getattr(base, k) is None
+                    or k.startswith("software")
+                    or f"microscope.{k}" in facts.sources
+                )
             }
         )
         acquired_at = facts.acquired_at
@@ -248,15 +283,18 @@ class TiffReader(TiffFamilyReader):
             acquired_local = None
             provenance.pop("acquired_at_local", None)
             warnings[:] = [w for w in warnings if not w.startswith("acquisition time zone")]
-        elif facts.acquired_at_local is not None and acquired_local is None:
+        elif facts.acquired_at_local is not None and (
+            # the slide's own time beats a TIFF DateTime, the time the file was written
+            acquired_local is None or provenance.get("acquired_at_local") == _FILE_DATETIME
+        ):
             acquired_local = facts.acquired_at_local
             provenance["acquired_at_local"] = facts.sources["acquired_at_local"]
-            warnings.append(
-                "acquisition time zone unknown: acquired_at_local holds the time as written"
-            )
+            zone = "acquisition time zone unknown: acquired_at_local holds the time as written"
+            if zone not in warnings:
+                warnings.append(zone)
         if "channels.name" in facts.sources:
             provenance["channels.name"] = facts.sources["channels.name"]
-        return microscope, objective, acquired_at, acquired_local, facts.channel_names
+        return microscope, objective, acquired_at, acquired_local, facts
 
     def _exif(self, page: Any) -> dict[str, Any]:
         """The page's EXIF IFD as tifffile parsed it ({} when absent or unreadable)."""
