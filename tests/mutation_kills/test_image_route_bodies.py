@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ import pytest
 
 from tests.mutation_kills.service_db import _template
 from tests.service.authworld import FAST_PASSWORDS
-from tests.service.conftest import _testclient_class, write_ome_tiff
+from tests.service.conftest import _testclient_class, until_done, write_ome_tiff
 from tests.service.live import make_settings
 from zstack_analyzer.service.auth.audit import AuditEvent
 from zstack_analyzer.service.config import AccountSettings
@@ -222,13 +221,6 @@ def test_delete_answers_204_and_the_record_is_gone(
     assert client.delete(f"/api/images/{image_id}", headers=auth).status_code == 404
 
 
-def _until(what: str, ready: Any) -> None:
-    deadline = time.monotonic() + 120
-    while not ready():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-
-
 def test_an_upload_schedules_its_thumbnail_and_quality(
     server: tuple[TestClient, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -241,11 +233,18 @@ def test_an_upload_schedules_its_thumbnail_and_quality(
     finally:
         settings.render.thumbnail_on_upload = False
     url = f"/api/images/{body['id']}"
-    _until("never marked ready", lambda: client.get(url, headers=auth).json()["thumbnail_ready"])
-    _until(
-        "quality never stored",
-        lambda: client.get(f"{url}/quality", headers=auth).json()["status"] == "ready",
+    until_done(
+        "never marked ready",
+        lambda: client.get(url, headers=auth).json()["thumbnail_ready"],
+        client,
     )
+    quality = f"{url}/quality"
+    until_done(
+        "quality never stored",
+        lambda: client.get(quality, headers=auth).json()["status"] != "pending",
+        client,
+    )
+    assert client.get(quality, headers=auth).json()["status"] == "ready"
     sha = body["image_stack"]["sha256"]
     cache: Any = client.app.state.cache  # type: ignore[attr-defined]
     cached = cache.get(sha, default_thumbnail_spec().cache_key(sha))

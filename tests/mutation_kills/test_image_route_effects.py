@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from tests.service.conftest import _testclient_class, upload, write_ome_tiff
+from tests.service.conftest import _testclient_class, until_done, upload, write_ome_tiff
 from tests.service.live import make_settings
 from zstack_analyzer.cache import RenderCache
 from zstack_analyzer.service.auth.audit import AuditEvent
@@ -256,12 +256,14 @@ def _background_job(client: TestClient, tmp_path: Path, seed: int, **options: An
 
     client.portal.call(schedule)  # type: ignore[union-attr]
     url = f"/api/images/{image_id}"
-    _until("never marked ready", lambda: client.get(url).json()["thumbnail_ready"])
-    _until(
+    until_done("never marked ready", lambda: client.get(url).json()["thumbnail_ready"], client)
+    until_done(
         "quality never stored",
-        lambda: client.get(f"{url}/quality").json()["status"] == "ready",
+        lambda: client.get(f"{url}/quality").json()["status"] != "pending",
+        client,
     )
     quality = client.get(f"{url}/quality").json()
+    assert quality["status"] == "ready", quality
     assert quality["scene"] == 0
     spec = default_thumbnail_spec()
     cached = app.state.cache.get(sha, spec.cache_key(sha))
