@@ -122,6 +122,9 @@ def test_a_refused_upload_names_the_users_file_and_leaves_nothing(
     detail = response.json()["detail"]
     assert "mine.ome.tif" in detail
     assert ".upload" not in detail
+    # The staging file's whole path is replaced, not only its name inside the path.
+    assert str(client.app.state.storage.tmp_dir) not in detail  # type: ignore[attr-defined]
+    assert str(settings.data_dir) not in detail
     after = sorted(p.name for p in settings.images_dir.rglob("*") if p.is_file())
     assert after == before
 
@@ -219,6 +222,42 @@ def test_delete_answers_204_and_the_record_is_gone(
     assert deleted.content == b""
     assert client.get(f"/api/images/{image_id}", headers=auth).status_code == 404
     assert client.delete(f"/api/images/{image_id}", headers=auth).status_code == 404
+    app: Any = client.app
+    app.state.audit.flush()
+    with app.state.database.sessions() as session:
+        rows = session.query(AuditEvent).filter_by(action="delete", target=image_id).all()
+        # Who deleted it, from where: the route's principal and request reach the event.
+        assert [(r.username, r.client, r.details) for r in rows] == [
+            ("root", "testclient", {"image_id": image_id, "via": "api-token"})
+        ]
+
+
+def test_a_second_delete_of_a_row_already_gone_is_a_404_naming_the_id(
+    server: tuple[TestClient, dict[str, str]], tmp_path: Path
+) -> None:
+    """Two deletes of one image at once: the one that finds no row left answers 404."""
+    from zstack_analyzer.service.db.models import Image
+    from zstack_analyzer.service.errors import ImageNotFoundError
+    from zstack_analyzer.service.routes.images import remove_image
+
+    client, auth = server
+    app: Any = client.app
+    image_id = _upload(server, _stack(tmp_path)).json()["id"]
+    with app.state.database.sessions() as session:
+        image = session.get(Image, uuid.UUID(image_id))
+        assert image is not None
+        session.expunge(image)
+    assert client.delete(f"/api/images/{image_id}", headers=auth).status_code == 204
+    state = app.state
+
+    async def again() -> None:
+        await remove_image(
+            image, state.database, state.storage, state.pool, state.cache, state.records, None, None
+        )
+
+    with pytest.raises(ImageNotFoundError) as raised:
+        client.portal.call(again)  # type: ignore[union-attr]
+    assert raised.value.message == f"no image with id {image_id!r}"
 
 
 def test_an_upload_schedules_its_thumbnail_and_quality(
