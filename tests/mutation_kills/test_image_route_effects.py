@@ -25,7 +25,13 @@ import numpy as np
 import pytest
 import tifffile
 
-from tests.service.conftest import _testclient_class, until_done, upload, write_ome_tiff
+from tests.service.conftest import (
+    _testclient_class,
+    pool_idle,
+    until_done,
+    upload,
+    write_ome_tiff,
+)
 from tests.service.live import make_settings
 from zstack_analyzer.cache import RenderCache
 from zstack_analyzer.service.auth.audit import AuditEvent
@@ -451,3 +457,77 @@ def test_an_uploads_failed_quality_is_stored_naming_the_users_file(
     assert quality["error"].startswith("pair.ome.tif: cannot decode plane"), quality
     stored, _sha = _stored(client, image_id)
     assert stored.name not in quality["error"]  # our storage name is never shown
+
+
+def _schedule(client: TestClient, image_id: str, limits: Any, **options: Any) -> None:
+    app: Any = client.app
+    path, sha = _stored(client, image_id)
+
+    async def schedule() -> None:
+        schedule_default_thumbnail(
+            app.state.pool,
+            app.state.database,
+            app.state.cache,
+            limits,
+            uuid.UUID(image_id),
+            path,
+            sha,
+            **options,
+        )
+
+    client.portal.call(schedule)  # type: ignore[union-attr]
+
+
+def test_without_measures_the_job_only_renders(client: TestClient, tmp_path: Path) -> None:
+    app: Any = client.app
+    image_id = upload(client, write_ome_tiff(tmp_path / "r.ome.tif", seed=45)).json()["id"]
+    _schedule(client, image_id, app.state.settings.limits.read_limits(), measure_quality=False)
+    url = f"/api/images/{image_id}"
+    until_done("never marked ready", lambda: client.get(url).json()["thumbnail_ready"], client)
+    pool_idle(client)  # the follow-up is over: it stored no measures
+    assert client.get(f"{url}/quality").json()["status"] == "pending"
+    _path, sha = _stored(client, image_id)
+    assert app.state.cache.get(sha, default_thumbnail_spec().cache_key(sha)) is not None
+
+
+def test_the_job_reads_under_the_limits_it_is_given(
+    client: TestClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Limits tighter than the file (the server's, changed since): the job refuses it."""
+    from zstack_analyzer.limits import ReadLimits
+
+    image_id = upload(client, write_ome_tiff(tmp_path / "l.ome.tif", seed=46)).json()["id"]
+    url = f"/api/images/{image_id}"
+    with caplog.at_level(logging.WARNING, logger="zstack_analyzer.service.workers"):
+        _schedule(client, image_id, ReadLimits(max_dimension=8), stays_put=False)
+        pool_idle(client)
+    assert not client.get(url).json()["thumbnail_ready"]
+    assert client.get(f"{url}/quality").json()["status"] == "pending"
+    failed = [r.getMessage() for r in caplog.records if "background job" in r.getMessage()]
+    assert any("over the limit of 8" in m for m in failed), failed
+
+
+def test_two_images_jobs_at_once_each_render_their_own(client: TestClient, tmp_path: Path) -> None:
+    """Jobs are shared by render key: two different files' jobs never share one."""
+    app: Any = client.app
+    ids = [
+        upload(client, write_ome_tiff(tmp_path / f"{seed}.ome.tif", seed=seed)).json()["id"]
+        for seed in (47, 48)
+    ]
+    limits = app.state.settings.limits.read_limits()
+    stored = [(uuid.UUID(image_id), *_stored(client, image_id)) for image_id in ids]
+
+    async def schedule_both() -> None:
+        for image_id, path, sha in stored:
+            schedule_default_thumbnail(
+                app.state.pool, app.state.database, app.state.cache, limits, image_id, path, sha
+            )
+
+    client.portal.call(schedule_both)  # type: ignore[union-attr]
+    pool_idle(client)
+    spec = default_thumbnail_spec()
+    for image_id, _path, sha in stored:
+        url = f"/api/images/{image_id}"
+        assert client.get(url).json()["thumbnail_ready"]
+        assert client.get(f"{url}/quality").json()["status"] == "ready"
+        assert app.state.cache.get(sha, spec.cache_key(sha)) is not None

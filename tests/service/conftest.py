@@ -254,6 +254,14 @@ def until_done(
         time.sleep(0.05)
 
 
+def pool_idle(client: TestClient, *, bound: float = 120) -> None:
+    """Wait until the app's worker pool has no job or follow-up left (see :func:`pool_busy`)."""
+    deadline = time.monotonic() + bound
+    while pool_busy(client):
+        assert time.monotonic() < deadline, "the worker pool never went idle"
+        time.sleep(0.05)
+
+
 def api_routes(app: Any) -> list[tuple[str, set[str]]]:
     """(path, methods) of every API route, through included routers.
 
