@@ -531,3 +531,18 @@ def test_two_images_jobs_at_once_each_render_their_own(client: TestClient, tmp_p
         assert client.get(url).json()["thumbnail_ready"]
         assert client.get(f"{url}/quality").json()["status"] == "ready"
         assert app.state.cache.get(sha, spec.cache_key(sha)) is not None
+
+
+def test_a_delete_during_the_job_leaves_no_render_behind(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """The last copy deleted while its job renders: the render is evicted after the job ends."""
+    app: Any = client.app
+    source = write_ome_tiff(tmp_path / "big.ome.tif", (1, 20, 512, 512), seed=49)
+    image_id = upload(client, source).json()["id"]
+    _path, sha = _stored(client, image_id)
+    _schedule(client, image_id, app.state.settings.limits.read_limits(), stays_put=False)
+    assert client.delete(f"/api/images/{image_id}").status_code == 204
+    pool_idle(client)
+    assert app.state.cache.get(sha, default_thumbnail_spec().cache_key(sha)) is None
+    assert not _identity_dir(client, sha).exists()
