@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ import pytest
 
 from tests.mutation_kills.service_db import _template
 from tests.service.authworld import FAST_PASSWORDS
-from tests.service.conftest import _testclient_class, write_ome_tiff
+from tests.service.conftest import _testclient_class, until_done, write_ome_tiff
 from tests.service.live import make_settings
 from zstack_analyzer.service.auth.audit import AuditEvent
 from zstack_analyzer.service.config import AccountSettings
@@ -123,6 +122,9 @@ def test_a_refused_upload_names_the_users_file_and_leaves_nothing(
     detail = response.json()["detail"]
     assert "mine.ome.tif" in detail
     assert ".upload" not in detail
+    # The staging file's whole path is replaced, not only its name inside the path.
+    assert str(client.app.state.storage.tmp_dir) not in detail  # type: ignore[attr-defined]
+    assert str(settings.data_dir) not in detail
     after = sorted(p.name for p in settings.images_dir.rglob("*") if p.is_file())
     assert after == before
 
@@ -220,13 +222,42 @@ def test_delete_answers_204_and_the_record_is_gone(
     assert deleted.content == b""
     assert client.get(f"/api/images/{image_id}", headers=auth).status_code == 404
     assert client.delete(f"/api/images/{image_id}", headers=auth).status_code == 404
+    app: Any = client.app
+    app.state.audit.flush()
+    with app.state.database.sessions() as session:
+        rows = session.query(AuditEvent).filter_by(action="delete", target=image_id).all()
+        # Who deleted it, from where: the route's principal and request reach the event.
+        assert [(r.username, r.client, r.details) for r in rows] == [
+            ("root", "testclient", {"image_id": image_id, "via": "api-token"})
+        ]
 
 
-def _until(what: str, ready: Any) -> None:
-    deadline = time.monotonic() + 120
-    while not ready():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
+def test_a_second_delete_of_a_row_already_gone_is_a_404_naming_the_id(
+    server: tuple[TestClient, dict[str, str]], tmp_path: Path
+) -> None:
+    """Two deletes of one image at once: the one that finds no row left answers 404."""
+    from zstack_analyzer.service.db.models import Image
+    from zstack_analyzer.service.errors import ImageNotFoundError
+    from zstack_analyzer.service.routes.images import remove_image
+
+    client, auth = server
+    app: Any = client.app
+    image_id = _upload(server, _stack(tmp_path)).json()["id"]
+    with app.state.database.sessions() as session:
+        image = session.get(Image, uuid.UUID(image_id))
+        assert image is not None
+        session.expunge(image)
+    assert client.delete(f"/api/images/{image_id}", headers=auth).status_code == 204
+    state = app.state
+
+    async def again() -> None:
+        await remove_image(
+            image, state.database, state.storage, state.pool, state.cache, state.records, None, None
+        )
+
+    with pytest.raises(ImageNotFoundError) as raised:
+        client.portal.call(again)  # type: ignore[union-attr]
+    assert raised.value.message == f"no image with id {image_id!r}"
 
 
 def test_an_upload_schedules_its_thumbnail_and_quality(
@@ -241,11 +272,18 @@ def test_an_upload_schedules_its_thumbnail_and_quality(
     finally:
         settings.render.thumbnail_on_upload = False
     url = f"/api/images/{body['id']}"
-    _until("never marked ready", lambda: client.get(url, headers=auth).json()["thumbnail_ready"])
-    _until(
-        "quality never stored",
-        lambda: client.get(f"{url}/quality", headers=auth).json()["status"] == "ready",
+    until_done(
+        "never marked ready",
+        lambda: client.get(url, headers=auth).json()["thumbnail_ready"],
+        client,
     )
+    quality = f"{url}/quality"
+    until_done(
+        "quality never stored",
+        lambda: client.get(quality, headers=auth).json()["status"] != "pending",
+        client,
+    )
+    assert client.get(quality, headers=auth).json()["status"] == "ready"
     sha = body["image_stack"]["sha256"]
     cache: Any = client.app.state.cache  # type: ignore[attr-defined]
     cached = cache.get(sha, default_thumbnail_spec().cache_key(sha))

@@ -25,7 +25,13 @@ import numpy as np
 import pytest
 import tifffile
 
-from tests.service.conftest import _testclient_class, upload, write_ome_tiff
+from tests.service.conftest import (
+    _testclient_class,
+    pool_idle,
+    until_done,
+    upload,
+    write_ome_tiff,
+)
 from tests.service.live import make_settings
 from zstack_analyzer.cache import RenderCache
 from zstack_analyzer.service.auth.audit import AuditEvent
@@ -256,12 +262,14 @@ def _background_job(client: TestClient, tmp_path: Path, seed: int, **options: An
 
     client.portal.call(schedule)  # type: ignore[union-attr]
     url = f"/api/images/{image_id}"
-    _until("never marked ready", lambda: client.get(url).json()["thumbnail_ready"])
-    _until(
+    until_done("never marked ready", lambda: client.get(url).json()["thumbnail_ready"], client)
+    until_done(
         "quality never stored",
-        lambda: client.get(f"{url}/quality").json()["status"] == "ready",
+        lambda: client.get(f"{url}/quality").json()["status"] != "pending",
+        client,
     )
     quality = client.get(f"{url}/quality").json()
+    assert quality["status"] == "ready", quality
     assert quality["scene"] == 0
     spec = default_thumbnail_spec()
     cached = app.state.cache.get(sha, spec.cache_key(sha))
@@ -331,3 +339,210 @@ def test_the_file_response_sees_our_range_and_the_clients_other_headers(
     assert (stale.status_code, stale.content) == (200, data)
     fresh = client.get(url, headers={"Range": "bytes=0-9", "If-Range": etag})
     assert (fresh.status_code, fresh.content) == (206, data[:10])
+
+
+def test_a_delete_is_seen_at_once_by_another_server_process(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """Another app on the same data dir stops serving a deleted image within its memo's TTL."""
+    from zstack_analyzer.service.app import create_app
+
+    app: Any = client.app
+    image_id = upload(client, write_ome_tiff(tmp_path / "seen.ome.tif", seed=41)).json()["id"]
+    with _testclient_class()(create_app(app.state.settings)) as other:
+        url = f"/api/images/{image_id}/thumbnail"
+        first = other.get(url)  # its memo now holds the row
+        assert first.status_code == 200
+        assert client.delete(f"/api/images/{image_id}").status_code == 204
+        again = other.get(url, headers={"If-None-Match": first.headers["etag"]})
+        assert again.status_code == 404, "another process served a deleted image"
+
+
+def test_deleting_a_copy_waits_for_the_job_the_other_copy_shares(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """Two uploads of the same bytes share one thumbnail job, which reads the first's file.
+
+    Deleting the first while that job runs must not remove the file under it: the copy
+    that stays would never get its thumbnail.
+    """
+    app: Any = client.app
+    source = write_ome_tiff(tmp_path / "shared.ome.tif", seed=42)
+    app.state.settings.render.thumbnail_on_upload = True
+    try:
+        first = upload(client, source).json()["id"]
+        kept = upload(client, source, name="kept.ome.tif").json()
+    finally:
+        app.state.settings.render.thumbnail_on_upload = False
+    assert client.delete(f"/api/images/{first}").status_code == 204
+    url = f"/api/images/{kept['id']}"
+    until_done(
+        "the copy never got its thumbnail",
+        lambda: client.get(url).json()["thumbnail_ready"],
+        client,
+    )
+    sha = kept["image_stack"]["sha256"]
+    cached = app.state.cache.get(sha, default_thumbnail_spec().cache_key(sha))
+    assert cached is not None and cached.startswith(b"\x89PNG")
+    assert client.delete(url).status_code == 204
+
+
+def test_an_uploads_own_job_renders_and_measures_in_a_child(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """The route schedules its job for a file that stays put (local storage): in a child."""
+    app: Any = client.app
+    processes = app.state.pool.processes
+    _until("the children never stopped", lambda: not processes.running)
+    starts = processes.starts
+    app.state.settings.render.thumbnail_on_upload = True
+    try:
+        body = upload(client, write_ome_tiff(tmp_path / "own.ome.tif", seed=43)).json()
+    finally:
+        app.state.settings.render.thumbnail_on_upload = False
+    url = f"/api/images/{body['id']}"
+    until_done("never marked ready", lambda: client.get(url).json()["thumbnail_ready"], client)
+    until_done(
+        "quality never stored",
+        lambda: client.get(f"{url}/quality").json()["status"] != "pending",
+        client,
+    )
+    assert client.get(f"{url}/quality").json()["status"] == "ready"
+    assert processes.starts - starts == 1
+
+
+def _second_scene_undecodable(path: Path) -> Path:
+    """Two scenes; the second's compressed planes are garbage (its metadata is intact)."""
+    rng = np.random.default_rng(44)
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(rng.integers(0, 4000, (2, 16, 20)).astype(np.uint16), metadata={"axes": "ZYX"})
+        tif.write(
+            rng.integers(0, 4000, (2, 16, 20)).astype(np.uint16),
+            metadata={"axes": "ZYX"},
+            compression="zlib",
+        )
+    with tifffile.TiffFile(path) as tif:
+        strips = [
+            (offset, count)
+            for page in tif.series[1].pages
+            for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True)
+        ]
+    raw = bytearray(path.read_bytes())
+    for offset, count in strips:
+        raw[offset : offset + count] = b"\xff" * count
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_an_uploads_failed_quality_is_stored_naming_the_users_file(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """The thumbnail (scene 0) is made; the measures fail on scene 1: stored as failed, why."""
+    app: Any = client.app
+    source = _second_scene_undecodable(tmp_path / "bad.ome.tif")
+    app.state.settings.render.thumbnail_on_upload = True
+    try:
+        image_id = upload(client, source, name="pair.ome.tif").json()["id"]
+    finally:
+        app.state.settings.render.thumbnail_on_upload = False
+    url = f"/api/images/{image_id}"
+    until_done("never marked ready", lambda: client.get(url).json()["thumbnail_ready"], client)
+    until_done(
+        "no quality stored",
+        lambda: client.get(f"{url}/quality").json()["status"] != "pending",
+        client,
+    )
+    quality = client.get(f"{url}/quality").json()
+    assert quality["status"] == "failed", quality
+    assert quality["error"].startswith("pair.ome.tif: cannot decode plane"), quality
+    stored, _sha = _stored(client, image_id)
+    assert stored.name not in quality["error"]  # our storage name is never shown
+
+
+def _schedule(client: TestClient, image_id: str, limits: Any, **options: Any) -> None:
+    app: Any = client.app
+    path, sha = _stored(client, image_id)
+
+    async def schedule() -> None:
+        schedule_default_thumbnail(
+            app.state.pool,
+            app.state.database,
+            app.state.cache,
+            limits,
+            uuid.UUID(image_id),
+            path,
+            sha,
+            **options,
+        )
+
+    client.portal.call(schedule)  # type: ignore[union-attr]
+
+
+def test_without_measures_the_job_only_renders(client: TestClient, tmp_path: Path) -> None:
+    app: Any = client.app
+    image_id = upload(client, write_ome_tiff(tmp_path / "r.ome.tif", seed=45)).json()["id"]
+    _schedule(client, image_id, app.state.settings.limits.read_limits(), measure_quality=False)
+    url = f"/api/images/{image_id}"
+    until_done("never marked ready", lambda: client.get(url).json()["thumbnail_ready"], client)
+    pool_idle(client)  # the follow-up is over: it stored no measures
+    assert client.get(f"{url}/quality").json()["status"] == "pending"
+    _path, sha = _stored(client, image_id)
+    assert app.state.cache.get(sha, default_thumbnail_spec().cache_key(sha)) is not None
+
+
+def test_the_job_reads_under_the_limits_it_is_given(
+    client: TestClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Limits tighter than the file (the server's, changed since): the job refuses it."""
+    from zstack_analyzer.limits import ReadLimits
+
+    image_id = upload(client, write_ome_tiff(tmp_path / "l.ome.tif", seed=46)).json()["id"]
+    url = f"/api/images/{image_id}"
+    with caplog.at_level(logging.WARNING, logger="zstack_analyzer.service.workers"):
+        _schedule(client, image_id, ReadLimits(max_dimension=8), stays_put=False)
+        pool_idle(client)
+    assert not client.get(url).json()["thumbnail_ready"]
+    assert client.get(f"{url}/quality").json()["status"] == "pending"
+    failed = [r.getMessage() for r in caplog.records if "background job" in r.getMessage()]
+    assert any("over the limit of 8" in m for m in failed), failed
+
+
+def test_two_images_jobs_at_once_each_render_their_own(client: TestClient, tmp_path: Path) -> None:
+    """Jobs are shared by render key: two different files' jobs never share one."""
+    app: Any = client.app
+    ids = [
+        upload(client, write_ome_tiff(tmp_path / f"{seed}.ome.tif", seed=seed)).json()["id"]
+        for seed in (47, 48)
+    ]
+    limits = app.state.settings.limits.read_limits()
+    stored = [(uuid.UUID(image_id), *_stored(client, image_id)) for image_id in ids]
+
+    async def schedule_both() -> None:
+        for image_id, path, sha in stored:
+            schedule_default_thumbnail(
+                app.state.pool, app.state.database, app.state.cache, limits, image_id, path, sha
+            )
+
+    client.portal.call(schedule_both)  # type: ignore[union-attr]
+    pool_idle(client)
+    spec = default_thumbnail_spec()
+    for image_id, _path, sha in stored:
+        url = f"/api/images/{image_id}"
+        assert client.get(url).json()["thumbnail_ready"]
+        assert client.get(f"{url}/quality").json()["status"] == "ready"
+        assert app.state.cache.get(sha, spec.cache_key(sha)) is not None
+
+
+def test_a_delete_during_the_job_leaves_no_render_behind(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """The last copy deleted while its job renders: the render is evicted after the job ends."""
+    app: Any = client.app
+    source = write_ome_tiff(tmp_path / "big.ome.tif", (1, 20, 512, 512), seed=49)
+    image_id = upload(client, source).json()["id"]
+    _path, sha = _stored(client, image_id)
+    _schedule(client, image_id, app.state.settings.limits.read_limits(), stays_put=False)
+    assert client.delete(f"/api/images/{image_id}").status_code == 204
+    pool_idle(client)
+    assert app.state.cache.get(sha, default_thumbnail_spec().cache_key(sha)) is None
+    assert not _identity_dir(client, sha).exists()

@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.service.conftest import _testclient_class, write_ome_tiff
+from tests.service.conftest import _testclient_class, until_done, write_ome_tiff
 from tests.service.live import make_settings
 from tests.service.test_s3_service import s3_settings
 from tests.synthetic_tiff import write_ome_multifile
@@ -94,6 +94,30 @@ def _keys(client: TestClient) -> set[str]:
 
 
 # --- object storage ---------------------------------------------------------------------------
+def test_a_bucket_uploads_own_job_is_done_in_the_server(
+    bucket_app: TestClient, tmp_path: Path
+) -> None:
+    """The local copy of a bucket object may be evicted before a child starts: no child."""
+    app: Any = bucket_app.app
+    processes = app.state.pool.processes
+    starts = processes.starts
+    app.state.settings.render.thumbnail_on_upload = True
+    try:
+        response = _post(bucket_app, _stack(tmp_path), "cells.ome.tif")
+    finally:
+        app.state.settings.render.thumbnail_on_upload = False
+    assert response.status_code == 201, response.text
+    url = f"/api/images/{response.json()['id']}"
+    until_done(
+        "never marked ready", lambda: bucket_app.get(url).json()["thumbnail_ready"], bucket_app
+    )
+    until_done(
+        "quality never stored",
+        lambda: bucket_app.get(f"{url}/quality").json()["status"] != "pending",
+        bucket_app,
+    )
+    assert bucket_app.get(f"{url}/quality").json()["status"] == "ready"
+    assert processes.starts == starts
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import time
 import uuid
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -215,6 +217,49 @@ def client(settings: Settings, make_client: Callable[..., TestClient]) -> TestCl
 def upload(client: TestClient, path: Path, name: str | None = None, **kwargs: Any) -> Any:
     with path.open("rb") as fh:
         return client.post("/api/images/upload", files={"file": (name or path.name, fh)}, **kwargs)
+
+
+def pool_busy(client: TestClient) -> bool:
+    """Whether the app's worker pool still runs a job or a background job's follow-up.
+
+    Each job (``WorkerPool._execute``) and each background job's follow-up (``spawn``'s
+    ``_follow``, which hands the result to ``on_success``: the upload's thumbnail flag and
+    quality rows) is a task of the app's task group, which anyio names after its function
+    (module first). Once none is left, the pool will store nothing more.
+    """
+    from zstack_analyzer.service import workers
+
+    prefix = f"{workers.__name__}."
+
+    async def pending() -> list[str]:
+        return [task.get_name() for task in asyncio.all_tasks() if not task.done()]
+
+    return any(name.startswith(prefix) for name in client.portal.call(pending))  # type: ignore[union-attr]
+
+
+def until_done(
+    what: str, outcome: Callable[[], bool], client: TestClient, *, bound: float = 120
+) -> None:
+    """Wait for ``outcome()`` of a background job; fail with ``what`` once it cannot come.
+
+    It cannot come when the pool has no job or follow-up left (the job failed, or stored
+    something else); ``bound`` seconds is only for a very slow machine.
+    """
+    deadline = time.monotonic() + bound
+    while not outcome():
+        if not pool_busy(client):
+            assert outcome(), what  # it may have come between the two looks
+            return
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def pool_idle(client: TestClient, *, bound: float = 120) -> None:
+    """Wait until the app's worker pool has no job or follow-up left (see :func:`pool_busy`)."""
+    deadline = time.monotonic() + bound
+    while pool_busy(client):
+        assert time.monotonic() < deadline, "the worker pool never went idle"
+        time.sleep(0.05)
 
 
 def api_routes(app: Any) -> list[tuple[str, set[str]]]:

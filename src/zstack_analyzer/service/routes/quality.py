@@ -64,6 +64,17 @@ class QualityPublic(BaseModel):
     channels: list[ChannelQualityPublic] = Field(default_factory=list)
 
 
+def _named(error: str, image: Any) -> str:
+    """The stored reason, naming the user's file where it names our stored copy.
+
+    The upload's own job (and a cluster's) measures the stored copy, whose name the
+    reader's message carries; never shown (as every route's errors).
+    """
+    if not image.stored_name:
+        return error
+    return error.replace(image.stored_name, image.filename)
+
+
 def _read(session: Any, image_id: str, scene: int) -> QualityPublic:
     image = require_image(session, image_id)
     if not 0 <= scene < max(1, len(image.scenes or [])):
@@ -73,10 +84,10 @@ def _read(session: Any, image_id: str, scene: int) -> QualityPublic:
     if row is None:
         failed = get_quality(session, image.id, 0)
         if failed is not None and failed.error:
-            return QualityPublic(scene=scene, status="failed", error=failed.error)
+            return QualityPublic(scene=scene, status="failed", error=_named(failed.error, image))
         return QualityPublic(scene=scene, status="pending")
     if row.error:
-        return QualityPublic(scene=scene, status="failed", error=row.error)
+        return QualityPublic(scene=scene, status="failed", error=_named(row.error, image))
     data = row.data
     return QualityPublic(
         scene=scene,
