@@ -298,14 +298,19 @@ def test_metadata_of_an_image_deleted_meanwhile_is_404_and_of_a_lost_file_500(
     assert gone.json()["detail"] == f"no image with id {ids[1]!r} (deleted meanwhile)"
 
 
-def test_the_upload_job_reads_in_the_child_as_confined_as_the_server(tmp_path: Path) -> None:
-    """The child gets the server's confined roots: a stored file that is a link out of
-    them is refused there, and nothing is measured or cached."""
+def test_the_upload_job_reads_in_the_child_as_confined_as_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child gets the server's confined roots: a file inside them is rendered and
+    measured there (the picture read back from the cache, or rendered here only when the
+    cache keeps nothing); a stored file that is a link out of them is refused there, and
+    nothing is measured or cached."""
     from zstack_analyzer.cache import RenderCache
     from zstack_analyzer.confine import UnsafeFileError, confine_reads
     from zstack_analyzer.limits import ReadLimits
     from zstack_analyzer.service.children import ChildProcesses
     from zstack_analyzer.service.config import BioformatsSettings, LimitsSettings
+    from zstack_analyzer.service.routes import render
     from zstack_analyzer.service.routes.images import (
         default_thumbnail_spec,
         render_and_measure_in_child,
@@ -313,25 +318,52 @@ def test_the_upload_job_reads_in_the_child_as_confined_as_the_server(tmp_path: P
 
     root = tmp_path / "confined"
     root.mkdir()
+    inside = write_ome_tiff(root / "inside.ome.tif", (1, 2, 8, 8), seed=5)
     outside = write_ome_tiff(tmp_path / "outside.ome.tif", (1, 2, 8, 8))
     link = root / "link.ome.tif"
     link.symlink_to(outside)
     confine_reads([root])
     cache = RenderCache(tmp_path / "cache", max_bytes=10_000_000)
-    spec = default_thumbnail_spec()
+    nothing = RenderCache(tmp_path / "zero", max_bytes=0)
+    spec, limits = default_thumbnail_spec(), ReadLimits()
     children = ChildProcesses(
         workers=1, idle_seconds=60, limits=LimitsSettings(), bioformats=BioformatsSettings()
     )
     measured: list[Any] = []
+    rendered_here: list[Any] = []
+    real_render_job = render.render_job
+
+    def render_job(*args: Any) -> Any:
+        rendered_here.append(args[3])
+        return real_render_job(*args)
+
+    monkeypatch.setattr(render, "render_job", render_job)
     try:
+        kept = render_and_measure_in_child(children, measured, inside, spec, limits, cache, "in")
+        assert rendered_here == []
+        here = render_and_measure_in_child(children, measured, inside, spec, limits, nothing, "in")
         with pytest.raises(UnsafeFileError, match="outside the import roots"):
-            render_and_measure_in_child(
-                children, measured, link, spec, ReadLimits(), cache, "link-identity"
-            )
+            render_and_measure_in_child(children, measured, link, spec, limits, cache, "link")
     finally:
         children.close()
-    assert measured == []
-    assert cache.get("link-identity", spec.cache_key("link-identity")) is None
+    assert kept.data == cache.get("in", spec.cache_key("in"))
+    assert kept.data.startswith(b"\x89PNG")
+    assert (kept.media_type, kept.etag, kept.from_cache) == (
+        "image/png",
+        spec.cache_key("in"),
+        False,
+    )
+    assert here.data == kept.data
+    assert (here.media_type, here.etag, here.from_cache) == (
+        "image/png",
+        spec.cache_key("in"),
+        False,
+    )
+    assert nothing.get("in", spec.cache_key("in")) is None
+    assert rendered_here == [nothing]
+    assert [[q.scene for q in m] for m in measured] == [[0], [0]]
+    assert measured[0][0].size_z == 2
+    assert cache.get("link", spec.cache_key("link")) is None
 
 
 def test_a_later_scenes_metadata_is_json_as_the_first_scenes(
