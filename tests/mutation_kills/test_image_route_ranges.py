@@ -307,6 +307,7 @@ def test_the_upload_job_reads_in_the_child_as_confined_as_the_server(
     nothing is measured or cached."""
     from zstack_analyzer.cache import RenderCache
     from zstack_analyzer.confine import UnsafeFileError, confine_reads
+    from zstack_analyzer.errors import LimitExceededError
     from zstack_analyzer.limits import ReadLimits
     from zstack_analyzer.service.children import ChildProcesses
     from zstack_analyzer.service.config import BioformatsSettings, LimitsSettings
@@ -342,6 +343,10 @@ def test_the_upload_job_reads_in_the_child_as_confined_as_the_server(
         kept = render_and_measure_in_child(children, measured, inside, spec, limits, cache, "in")
         assert rendered_here == []
         here = render_and_measure_in_child(children, measured, inside, spec, limits, nothing, "in")
+        # The read limits go to the child: a plane wider than they allow is refused there.
+        with pytest.raises(LimitExceededError):
+            small = ReadLimits(max_dimension=4)
+            render_and_measure_in_child(children, measured, inside, spec, small, cache, "small")
         with pytest.raises(UnsafeFileError, match="outside the import roots"):
             render_and_measure_in_child(children, measured, link, spec, limits, cache, "link")
     finally:
@@ -364,6 +369,7 @@ def test_the_upload_job_reads_in_the_child_as_confined_as_the_server(
     assert [[q.scene for q in m] for m in measured] == [[0], [0]]
     assert measured[0][0].size_z == 2
     assert cache.get("link", spec.cache_key("link")) is None
+    assert cache.get("small", spec.cache_key("small")) is None
 
 
 def test_a_later_scenes_metadata_is_json_as_the_first_scenes(
