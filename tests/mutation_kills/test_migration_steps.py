@@ -860,3 +860,52 @@ def _kept(step: Step) -> set[tuple[Any, ...]]:
     )
     with step.engine.connect() as connection:
         return {tuple(r) for r in connection.execute(sa.select(table))}
+
+
+# -- ninth round (helper mut-mig10): 0004's backfill beside its step test -------------------------
+
+
+@pytest.mark.parametrize("revision", ["0004"])
+def test_0004_backfill_derives_what_the_insert_hook_derives(step: Step, revision: str) -> None:
+    """Records stored before 0004 get the search text a new record gets from the insert hook.
+
+    The hook (``models._fill_search_columns``) derives it from the file name, the metadata
+    and the scene names (the scene list is its own column, not in the metadata JSON); an
+    empty file name adds no word.
+    """
+    with step.engine.begin() as connection:
+        blank = _add_image(connection, filename="", metadata={"channels": [{"name": "GFP"}]})
+        wells = _add_image(
+            connection,
+            filename="plate.czi",
+            metadata={"file_format": "CZI"},
+            scenes=[{"name": "Well B2"}, {"name": "Well C3"}, "not a scene"],
+        )
+    step.up()
+    with step.engine.connect() as connection:
+        images = _images(connection)
+        texts = dict(connection.execute(sa.select(images.c.id, images.c.search_text)).all())
+    assert texts == {blank: "gfp", wells: "plate czi czi well b2 well c3"}
+    assert (_found(step, "c3"), _found(step, "gfp")) == ({str(wells)}, {str(blank)})
+    step.down()
+
+
+@pytest.mark.parametrize("revision", ["0017"])
+def test_0017_downgrade_derives_no_word_from_an_empty_file_name(step: Step, revision: str) -> None:
+    """The downgrade's text of a record with an empty file name is its metadata's and scenes' words."""
+    with step.engine.begin() as connection:
+        blank = _add_image(connection, filename="", search_text="gfp", scenes=[{"name": "B2"}])
+        connection.execute(
+            sa.text("INSERT INTO image_metadata (image_id, metadata) VALUES (:i, :m)").bindparams(
+                sa.bindparam("i", type_=sa.Uuid()), sa.bindparam("m", type_=JSON)
+            ),
+            {"i": blank, "m": {"channels": [{"name": "GFP"}]}},
+        )
+    step.up()
+    if not step.postgres:  # 0017 changes nothing on SQLite
+        step.down()
+        assert _column(step.engine, "search_text") == ["gfp"]
+        return
+    order = step.clean.schema(step.revision)[("images", "column order")]
+    step.down({("images", "column order"): {"found": order, "expected": _order_below(step)}})
+    assert _vectors(step) == [("", "gfp b2", "'b2':2 'gfp':1")]

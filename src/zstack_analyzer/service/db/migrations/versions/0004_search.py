@@ -114,6 +114,7 @@ def _backfill() -> None:
         sa.column("id", sa.Uuid()),
         sa.column("filename", sa.String()),
         sa.column("metadata", sa.JSON().with_variant(postgresql.JSONB(), "postgresql")),
+        sa.column("scenes", sa.JSON().with_variant(postgresql.JSONB(), "postgresql")),
         sa.column("search_text", sa.Text()),
         sa.column("objective", sa.String()),
         sa.column("magnification", sa.Float()),
@@ -127,9 +128,12 @@ def _backfill() -> None:
         sa.column("name_key", sa.String()),
         sa.column("fluorophore_key", sa.String()),
     )
-    rows = bind.execute(sa.select(images.c.id, images.c.filename, images.c.metadata)).all()
-    for image_id, filename, metadata in rows:
-        derived = derive_fields(metadata or {}, filename or "")
+    rows = bind.execute(
+        sa.select(images.c.id, images.c.filename, images.c.metadata, images.c.scenes)
+    ).all()
+    for image_id, filename, metadata, scenes in rows:
+        # As the insert hook: the scene names come from their own column, not the metadata.
+        derived = derive_fields({**(metadata or {}), "scenes": scenes or []}, filename or "")
         bind.execute(
             sa.update(images)
             .where(images.c.id == image_id)
