@@ -7,6 +7,11 @@ the session's warm worker, and one test starts a pool of its own to see ``warm``
 
 from __future__ import annotations
 
+import fcntl
+import os
+import signal
+import struct
+import termios
 import threading
 import time
 from pathlib import Path
@@ -24,7 +29,9 @@ from zstack_analyzer.readers.bioformats.pool import (
     _CURRENT,
     PoolOptions,
     WorkerPool,
+    _Answer,
     _raise,
+    _Worker,
     configure,
     get_pool,
     pool_options,
@@ -298,5 +305,104 @@ def test_a_worker_that_does_not_start_in_time_is_stopped(bf_runtime: None, tmp_p
         assert pool.pids() == [] and pool._live == 0
         # Stopped and reaped, not left running (nor as a zombie) beside the server.
         assert {p.pid for p in psutil.Process().children()} - before == set()
+    finally:
+        pool.close()
+
+
+def _dead_unreaped(pid: int) -> None:
+    """SIGKILL the worker ``pid`` and wait until it is dead (its socket closed), not reaped."""
+    os.kill(pid, signal.SIGKILL)
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+
+
+def test_a_worker_that_dies_after_the_check_is_replaced_and_the_request_sent_again(
+    bf_runtime: None, tmp_path: Path
+) -> None:
+    """The worker dies between ``_acquire``'s ``poll()`` and the send: the send fails.
+
+    The race made certain: the worker is dead before the request, and ``poll()`` cannot
+    see it while another thread holds its Popen's waitpid lock (as a thread busy waiting
+    for it does: "we know nothing yet", says ``poll``). The lock is let go once the pool
+    has closed that worker's socket, so that its ``kill()`` can reap it.
+    """
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128, timeout_s=90.0))
+    try:
+        pool.warm()
+        (worker,) = pool._idle
+        _dead_unreaped(worker.pid)
+        with worker.popen._waitpid_lock:  # type: ignore[attr-defined]
+            request = _InThread(pool, tmp_path / "a.fake", {"op": "ping"})
+            _until(lambda: worker.conn.closed)
+        answer = request.join()
+        assert isinstance(answer, _Answer), answer  # not a BrokenPipeError
+        assert answer.header["ok"] is True and answer.header["result"] != worker.pid
+        assert worker.popen.returncode == -signal.SIGKILL  # reaped by the pool
+        assert pool.pids() == [answer.header["result"]]
+        assert pool._live == 1 and pool.restarts == 1
+    finally:
+        pool.close()
+
+
+def _unread_bytes(worker: _Worker) -> int:
+    """Bytes sent to ``worker`` that it has not read yet (Linux's SIOCOUTQ of our end)."""
+    out = fcntl.ioctl(worker.conn.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+    return int(struct.unpack("i", out)[0])
+
+
+def test_a_worker_that_dies_with_the_request_unread_is_replaced_and_it_sent_again(
+    bf_runtime: None, tmp_path: Path
+) -> None:
+    """The send succeeds (the socket buffers it) but the worker dies before it reads it."""
+    import psutil
+
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128, timeout_s=90.0))
+    try:
+        pool.warm()
+        (worker,) = pool._idle
+        os.kill(worker.pid, signal.SIGSTOP)  # alive for poll(), but reads nothing
+        _until(lambda: psutil.Process(worker.pid).status() == psutil.STATUS_STOPPED)
+        request = _InThread(pool, tmp_path / "a.fake", {"op": "ping"})
+        _until(lambda: _unread_bytes(worker) > 0)
+        _dead_unreaped(worker.pid)
+        answer = request.join()
+        assert isinstance(answer, _Answer), answer  # not "the worker died during ping"
+        assert answer.header["ok"] is True and answer.header["result"] != worker.pid
+        assert worker.popen.returncode == -signal.SIGKILL
+        assert pool.pids() == [answer.header["result"]]
+        assert pool._live == 1 and pool.restarts == 1
+    finally:
+        pool.close()
+
+
+def test_a_request_whose_worker_dies_unread_twice_is_busy(bf_runtime: None, tmp_path: Path) -> None:
+    """Two workers in a row die before they read it: a 503 to try again, never a raw OSError."""
+    pool = WorkerPool(PoolOptions(workers=2, heap_mb=128, timeout_s=90.0))
+    path = tmp_path / "a.fake"
+    try:
+        pool.warm()
+        workers = list(pool._idle)
+        for worker in workers:
+            _dead_unreaped(worker.pid)
+        held = list(workers)
+        for worker in held:
+            worker.popen._waitpid_lock.acquire()  # type: ignore[attr-defined]
+        try:
+            request = _InThread(pool, path, {"op": "ping"})
+            while held:  # each lock let go once the pool has closed that worker's socket
+                _until(lambda: any(w.conn.closed for w in held))
+                for worker in [w for w in held if w.conn.closed]:
+                    worker.popen._waitpid_lock.release()  # type: ignore[attr-defined]
+                    held.remove(worker)
+        finally:
+            for worker in held:
+                worker.popen._waitpid_lock.release()  # type: ignore[attr-defined]
+        error = request.join()
+        assert isinstance(error, DecodeBusyError), error
+        assert str(error) == (
+            "a.fake: two Bio-Formats workers died before they read the request; try again shortly"
+        )
+        assert error.path == path
+        assert [w.popen.returncode for w in workers] == [-signal.SIGKILL] * 2
+        assert pool.pids() == [] and pool._live == 0 and pool.restarts == 2
     finally:
         pool.close()
