@@ -11,6 +11,8 @@ import fcntl
 import os
 import signal
 import struct
+import subprocess
+import sys
 import termios
 import threading
 import time
@@ -339,6 +341,8 @@ def test_a_worker_that_dies_after_the_check_is_replaced_and_the_request_sent_aga
         assert worker.popen.returncode == -signal.SIGKILL  # reaped by the pool
         assert pool.pids() == [answer.header["result"]]
         assert pool._live == 1 and pool.restarts == 1
+        # The worker that answered is the one known to have the file open now.
+        assert [w.opened for w in pool._idle] == [{str(tmp_path / "a.fake")}]
     finally:
         pool.close()
 
@@ -406,3 +410,113 @@ def test_a_request_whose_worker_dies_unread_twice_is_busy(bf_runtime: None, tmp_
         assert pool.pids() == [] and pool._live == 0 and pool.restarts == 2
     finally:
         pool.close()
+
+
+def _sleepy(folder: Path, name: str, ms: int) -> tuple[Path, dict[str, object]]:
+    """An open request Bio-Formats takes at least ``ms`` to answer (FakeReader's sleepInitFile)."""
+    path = _fake(folder, f"{name}&sleepInitFile={ms}.fake")
+    return path, {"op": "open", "path": str(path)}
+
+
+def test_a_request_without_an_answer_in_time_stops_its_worker(
+    bf_runtime: None, tmp_path: Path
+) -> None:
+    """The deadline is the request's (``timeout_s``), not the start's; the worker is stopped.
+
+    Why an answer that comes after 0.4 s against a 0.2 s deadline: it never comes in time
+    (the sleep is a lower bound), and a deadline stretched to a second would see it.
+    """
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128, timeout_s=0.2))
+    path, message = _sleepy(tmp_path, "slow", 400)
+    try:
+        with pytest.raises(ReaderTimeoutError) as info:
+            pool.request(path, message)  # the start has its own deadline (start_timeout_s)
+        assert str(info.value) == (
+            f"{path.name}: Bio-Formats gave no answer to open within 0.2 s; "
+            "the worker was stopped and will be restarted"
+        )
+        assert info.value.path == path
+        assert pool.pids() == [] and pool._live == 0 and pool.restarts == 1
+    finally:
+        pool.close()
+
+
+def test_a_worker_that_dies_while_it_works_on_a_request_is_not_sent_it_again(
+    bf_runtime: None, tmp_path: Path
+) -> None:
+    """Once the worker has read the request, its death may be the file's doing: no retry."""
+    import psutil
+
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128, timeout_s=90.0))
+    path, message = _sleepy(tmp_path, "hang", 600_000)
+    try:
+        pool.warm()
+        (worker,) = pool._idle
+        os.kill(worker.pid, signal.SIGSTOP)
+        _until(lambda: psutil.Process(worker.pid).status() == psutil.STATUS_STOPPED)
+        request = _InThread(pool, path, message)
+        _until(lambda: _unread_bytes(worker) > 0)  # sent
+        os.kill(worker.pid, signal.SIGCONT)
+        _until(lambda: _unread_bytes(worker) == 0)  # read: it works on it (for 10 minutes)
+        _dead_unreaped(worker.pid)
+        error = request.join()
+        assert isinstance(error, CorruptFileError), error
+        assert str(error) == (
+            f"{path.name}: the Bio-Formats worker died during open (exit -9); it was restarted"
+        )
+        assert error.path == path
+        assert pool.pids() == [] and pool._live == 0 and pool.restarts == 1
+    finally:
+        pool.close()
+
+
+def test_a_request_sent_again_keeps_its_file_its_op_and_its_deadline(
+    bf_runtime: None, tmp_path: Path
+) -> None:
+    """The second attempt is the same request: its errors name the file and the op."""
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128, timeout_s=0.2))
+    path, message = _sleepy(tmp_path, "slow", 400)
+    try:
+        pool.warm()
+        (worker,) = pool._idle
+        _dead_unreaped(worker.pid)
+        with worker.popen._waitpid_lock:  # type: ignore[attr-defined]
+            request = _InThread(pool, path, message)
+            _until(lambda: worker.conn.closed)
+        error = request.join()
+        assert isinstance(error, ReaderTimeoutError), error
+        assert str(error) == (
+            f"{path.name}: Bio-Formats gave no answer to open within 0.2 s; "
+            "the worker was stopped and will be restarted"
+        )
+        assert error.path == path
+        assert pool.pids() == [] and pool._live == 0 and pool.restarts == 2
+    finally:
+        pool.close()
+
+
+_CHILD = """
+import sys
+from zstack_analyzer.readers.bioformats.pool import PoolOptions, WorkerPool, get_pool, pool_options
+assert pool_options() == PoolOptions(), pool_options()
+pool = get_pool()
+assert isinstance(pool, WorkerPool) and pool.options == PoolOptions() and get_pool() is pool
+pool.warm(1)
+print(pool.pids()[0], flush=True)
+"""
+
+
+def test_a_process_starts_with_the_default_options_and_ends_its_workers_at_exit(
+    bf_runtime: None,
+) -> None:
+    """In a process of its own: the options it starts with, and its workers killed at exit."""
+    import psutil
+
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # nothing failed at exit either
+    pid = int(done.stdout)
+    # Killed and reaped by the process's own exit, not left to notice its parent went away.
+    assert not psutil.pid_exists(pid)
