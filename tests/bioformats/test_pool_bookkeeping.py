@@ -307,6 +307,13 @@ def test_a_worker_that_does_not_start_in_time_is_stopped(bf_runtime: None, tmp_p
         assert pool.pids() == [] and pool._live == 0
         # Stopped and reaped, not left running (nor as a zombie) beside the server.
         assert {p.pid for p in psutil.Process().children()} - before == set()
+        with pytest.raises(ReaderTimeoutError) as warming:  # no file: the pool names itself
+            pool.warm()
+        assert str(warming.value) == (
+            "Bio-Formats: Bio-Formats gave no answer to start within 0.2 s; "
+            "the worker was stopped and will be restarted"
+        )
+        assert warming.value.path is None
     finally:
         pool.close()
 
@@ -496,20 +503,26 @@ def test_a_request_sent_again_keeps_its_file_its_op_and_its_deadline(
 
 
 _CHILD = """
-import sys
+import os, signal
 from zstack_analyzer.readers.bioformats.pool import PoolOptions, WorkerPool, get_pool, pool_options
 assert pool_options() == PoolOptions(), pool_options()
 pool = get_pool()
 assert isinstance(pool, WorkerPool) and pool.options == PoolOptions() and get_pool() is pool
 pool.warm(1)
-print(pool.pids()[0], flush=True)
+(pid,) = pool.pids()
+os.kill(pid, signal.SIGSTOP)  # a worker that would not notice its parent went away
+print(pid, flush=True)
 """
 
 
 def test_a_process_starts_with_the_default_options_and_ends_its_workers_at_exit(
     bf_runtime: None,
 ) -> None:
-    """In a process of its own: the options it starts with, and its workers killed at exit."""
+    """In a process of its own: the options it starts with, and its workers killed at exit.
+
+    The worker is stopped before the exit: one that would notice that its parent went
+    away (its socket's end) ends by itself, but one hung or stopped would stay forever.
+    """
     import psutil
 
     done = subprocess.run(
@@ -518,5 +531,8 @@ def test_a_process_starts_with_the_default_options_and_ends_its_workers_at_exit(
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # nothing failed at exit either
     pid = int(done.stdout)
+    left = psutil.pid_exists(pid)
+    if left:  # not killed at exit: end it here
+        psutil.Process(pid).kill()
     # Killed and reaped by the process's own exit, not left to notice its parent went away.
-    assert not psutil.pid_exists(pid)
+    assert not left
