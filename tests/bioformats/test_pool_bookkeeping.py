@@ -374,7 +374,7 @@ def test_a_worker_that_dies_with_the_request_unread_is_replaced_and_it_sent_agai
         _until(lambda: psutil.Process(worker.pid).status() == psutil.STATUS_STOPPED)
         request = _InThread(pool, tmp_path / "a.fake", {"op": "ping"})
         _until(lambda: _unread_bytes(worker) > 0)
-        _dead_unreaped(worker.pid)
+        os.kill(worker.pid, signal.SIGKILL)  # the request's thread sees it die (and reaps it)
         answer = request.join()
         assert isinstance(answer, _Answer), answer  # not "the worker died during ping"
         assert answer.header["ok"] is True and answer.header["result"] != worker.pid
@@ -465,7 +465,7 @@ def test_a_worker_that_dies_while_it_works_on_a_request_is_not_sent_it_again(
         _until(lambda: _unread_bytes(worker) > 0)  # sent
         os.kill(worker.pid, signal.SIGCONT)
         _until(lambda: _unread_bytes(worker) == 0)  # read: it works on it (for 10 minutes)
-        _dead_unreaped(worker.pid)
+        os.kill(worker.pid, signal.SIGKILL)
         error = request.join()
         assert isinstance(error, CorruptFileError), error
         assert str(error) == (
