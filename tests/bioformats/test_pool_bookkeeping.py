@@ -7,6 +7,13 @@ the session's warm worker, and one test starts a pool of its own to see ``warm``
 
 from __future__ import annotations
 
+import fcntl
+import os
+import signal
+import struct
+import subprocess
+import sys
+import termios
 import threading
 import time
 from pathlib import Path
@@ -24,7 +31,9 @@ from zstack_analyzer.readers.bioformats.pool import (
     _CURRENT,
     PoolOptions,
     WorkerPool,
+    _Answer,
     _raise,
+    _Worker,
     configure,
     get_pool,
     pool_options,
@@ -298,5 +307,232 @@ def test_a_worker_that_does_not_start_in_time_is_stopped(bf_runtime: None, tmp_p
         assert pool.pids() == [] and pool._live == 0
         # Stopped and reaped, not left running (nor as a zombie) beside the server.
         assert {p.pid for p in psutil.Process().children()} - before == set()
+        with pytest.raises(ReaderTimeoutError) as warming:  # no file: the pool names itself
+            pool.warm()
+        assert str(warming.value) == (
+            "Bio-Formats: Bio-Formats gave no answer to start within 0.2 s; "
+            "the worker was stopped and will be restarted"
+        )
+        assert warming.value.path is None
     finally:
         pool.close()
+
+
+def _dead_unreaped(pid: int) -> None:
+    """SIGKILL the worker ``pid`` and wait until it is dead (its socket closed), not reaped."""
+    os.kill(pid, signal.SIGKILL)
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+
+
+def test_a_worker_that_dies_after_the_check_is_replaced_and_the_request_sent_again(
+    bf_runtime: None, tmp_path: Path
+) -> None:
+    """The worker dies between ``_acquire``'s ``poll()`` and the send: the send fails.
+
+    The race made certain: the worker is dead before the request, and ``poll()`` cannot
+    see it while another thread holds its Popen's waitpid lock (as a thread busy waiting
+    for it does: "we know nothing yet", says ``poll``). The lock is let go once the pool
+    has closed that worker's socket, so that its ``kill()`` can reap it.
+    """
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128, timeout_s=90.0))
+    try:
+        pool.warm()
+        (worker,) = pool._idle
+        _dead_unreaped(worker.pid)
+        with worker.popen._waitpid_lock:  # type: ignore[attr-defined]
+            request = _InThread(pool, tmp_path / "a.fake", {"op": "ping"})
+            _until(lambda: worker.conn.closed)
+        answer = request.join()
+        assert isinstance(answer, _Answer), answer  # not a BrokenPipeError
+        assert answer.header["ok"] is True and answer.header["result"] != worker.pid
+        assert worker.popen.returncode == -signal.SIGKILL  # reaped by the pool
+        assert pool.pids() == [answer.header["result"]]
+        assert pool._live == 1 and pool.restarts == 1
+        # The worker that answered is the one known to have the file open now.
+        assert [w.opened for w in pool._idle] == [{str(tmp_path / "a.fake")}]
+    finally:
+        pool.close()
+
+
+def _unread_bytes(worker: _Worker) -> int:
+    """Bytes sent to ``worker`` that it has not read yet (Linux's SIOCOUTQ of our end)."""
+    out = fcntl.ioctl(worker.conn.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+    return int(struct.unpack("i", out)[0])
+
+
+def test_a_worker_that_dies_with_the_request_unread_is_replaced_and_it_sent_again(
+    bf_runtime: None, tmp_path: Path
+) -> None:
+    """The send succeeds (the socket buffers it) but the worker dies before it reads it."""
+    import psutil
+
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128, timeout_s=90.0))
+    try:
+        pool.warm()
+        (worker,) = pool._idle
+        os.kill(worker.pid, signal.SIGSTOP)  # alive for poll(), but reads nothing
+        _until(lambda: psutil.Process(worker.pid).status() == psutil.STATUS_STOPPED)
+        request = _InThread(pool, tmp_path / "a.fake", {"op": "ping"})
+        _until(lambda: _unread_bytes(worker) > 0)
+        os.kill(worker.pid, signal.SIGKILL)  # the request's thread sees it die (and reaps it)
+        answer = request.join()
+        assert isinstance(answer, _Answer), answer  # not "the worker died during ping"
+        assert answer.header["ok"] is True and answer.header["result"] != worker.pid
+        assert worker.popen.returncode == -signal.SIGKILL
+        assert pool.pids() == [answer.header["result"]]
+        assert pool._live == 1 and pool.restarts == 1
+    finally:
+        pool.close()
+
+
+def test_a_request_whose_worker_dies_unread_twice_is_busy(bf_runtime: None, tmp_path: Path) -> None:
+    """Two workers in a row die before they read it: a 503 to try again, never a raw OSError."""
+    pool = WorkerPool(PoolOptions(workers=2, heap_mb=128, timeout_s=90.0))
+    path = tmp_path / "a.fake"
+    try:
+        pool.warm()
+        workers = list(pool._idle)
+        for worker in workers:
+            _dead_unreaped(worker.pid)
+        held = list(workers)
+        for worker in held:
+            worker.popen._waitpid_lock.acquire()  # type: ignore[attr-defined]
+        try:
+            request = _InThread(pool, path, {"op": "ping"})
+            while held:  # each lock let go once the pool has closed that worker's socket
+                _until(lambda: any(w.conn.closed for w in held))
+                for worker in [w for w in held if w.conn.closed]:
+                    worker.popen._waitpid_lock.release()  # type: ignore[attr-defined]
+                    held.remove(worker)
+        finally:
+            for worker in held:
+                worker.popen._waitpid_lock.release()  # type: ignore[attr-defined]
+        error = request.join()
+        assert isinstance(error, DecodeBusyError), error
+        assert str(error) == (
+            "a.fake: two Bio-Formats workers died before they read the request; try again shortly"
+        )
+        assert error.path == path
+        assert [w.popen.returncode for w in workers] == [-signal.SIGKILL] * 2
+        assert pool.pids() == [] and pool._live == 0 and pool.restarts == 2
+    finally:
+        pool.close()
+
+
+def _sleepy(folder: Path, name: str, ms: int) -> tuple[Path, dict[str, object]]:
+    """An open request Bio-Formats takes at least ``ms`` to answer (FakeReader's sleepInitFile)."""
+    path = _fake(folder, f"{name}&sleepInitFile={ms}.fake")
+    return path, {"op": "open", "path": str(path)}
+
+
+def test_a_request_without_an_answer_in_time_stops_its_worker(
+    bf_runtime: None, tmp_path: Path
+) -> None:
+    """The deadline is the request's (``timeout_s``), not the start's; the worker is stopped.
+
+    Why an answer that comes after 0.4 s against a 0.2 s deadline: it never comes in time
+    (the sleep is a lower bound), and a deadline stretched to a second would see it.
+    """
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128, timeout_s=0.2))
+    path, message = _sleepy(tmp_path, "slow", 400)
+    try:
+        with pytest.raises(ReaderTimeoutError) as info:
+            pool.request(path, message)  # the start has its own deadline (start_timeout_s)
+        assert str(info.value) == (
+            f"{path.name}: Bio-Formats gave no answer to open within 0.2 s; "
+            "the worker was stopped and will be restarted"
+        )
+        assert info.value.path == path
+        assert pool.pids() == [] and pool._live == 0 and pool.restarts == 1
+    finally:
+        pool.close()
+
+
+def test_a_worker_that_dies_while_it_works_on_a_request_is_not_sent_it_again(
+    bf_runtime: None, tmp_path: Path
+) -> None:
+    """Once the worker has read the request, its death may be the file's doing: no retry."""
+    import psutil
+
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128, timeout_s=90.0))
+    path, message = _sleepy(tmp_path, "hang", 600_000)
+    try:
+        pool.warm()
+        (worker,) = pool._idle
+        os.kill(worker.pid, signal.SIGSTOP)
+        _until(lambda: psutil.Process(worker.pid).status() == psutil.STATUS_STOPPED)
+        request = _InThread(pool, path, message)
+        _until(lambda: _unread_bytes(worker) > 0)  # sent
+        os.kill(worker.pid, signal.SIGCONT)
+        _until(lambda: _unread_bytes(worker) == 0)  # read: it works on it (for 10 minutes)
+        os.kill(worker.pid, signal.SIGKILL)
+        error = request.join()
+        assert isinstance(error, CorruptFileError), error
+        assert str(error) == (
+            f"{path.name}: the Bio-Formats worker died during open (exit -9); it was restarted"
+        )
+        assert error.path == path
+        assert pool.pids() == [] and pool._live == 0 and pool.restarts == 1
+    finally:
+        pool.close()
+
+
+def test_a_request_sent_again_keeps_its_file_its_op_and_its_deadline(
+    bf_runtime: None, tmp_path: Path
+) -> None:
+    """The second attempt is the same request: its errors name the file and the op."""
+    pool = WorkerPool(PoolOptions(workers=1, heap_mb=128, timeout_s=0.2))
+    path, message = _sleepy(tmp_path, "slow", 400)
+    try:
+        pool.warm()
+        (worker,) = pool._idle
+        _dead_unreaped(worker.pid)
+        with worker.popen._waitpid_lock:  # type: ignore[attr-defined]
+            request = _InThread(pool, path, message)
+            _until(lambda: worker.conn.closed)
+        error = request.join()
+        assert isinstance(error, ReaderTimeoutError), error
+        assert str(error) == (
+            f"{path.name}: Bio-Formats gave no answer to open within 0.2 s; "
+            "the worker was stopped and will be restarted"
+        )
+        assert error.path == path
+        assert pool.pids() == [] and pool._live == 0 and pool.restarts == 2
+    finally:
+        pool.close()
+
+
+_CHILD = """
+import os, signal
+from zstack_analyzer.readers.bioformats.pool import PoolOptions, WorkerPool, get_pool, pool_options
+assert pool_options() == PoolOptions(), pool_options()
+pool = get_pool()
+assert isinstance(pool, WorkerPool) and pool.options == PoolOptions() and get_pool() is pool
+pool.warm(1)
+(pid,) = pool.pids()
+os.kill(pid, signal.SIGSTOP)  # a worker that would not notice its parent went away
+print(pid, flush=True)
+"""
+
+
+def test_a_process_starts_with_the_default_options_and_ends_its_workers_at_exit(
+    bf_runtime: None,
+) -> None:
+    """In a process of its own: the options it starts with, and its workers killed at exit.
+
+    The worker is stopped before the exit: one that would notice that its parent went
+    away (its socket's end) ends by itself, but one hung or stopped would stay forever.
+    """
+    import psutil
+
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # nothing failed at exit either
+    pid = int(done.stdout)
+    left = psutil.pid_exists(pid)
+    if left:  # not killed at exit: end it here
+        psutil.Process(pid).kill()
+    # Killed and reaped by the process's own exit, not left to notice its parent went away.
+    assert not left

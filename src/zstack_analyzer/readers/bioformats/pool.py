@@ -11,7 +11,10 @@ raises :class:`~zstack_analyzer.errors.ReaderTimeoutError`.
 **The time a caller waits at most:** ``start_timeout_s`` for a worker to
 start (only when none is warm), plus ``timeout_s`` for the request itself;
 a request that finds every worker busy waits for one at most ``timeout_s``
-and then gets :class:`~zstack_analyzer.errors.DecodeBusyError` (503).
+and then gets :class:`~zstack_analyzer.errors.DecodeBusyError` (503). A worker
+found dead before it read the request (it died after the pool saw it alive)
+did nothing: the request is sent once more, to another worker, within as much
+time again.
 
 The pool is per process (:func:`get_pool`): the server, the CLI and each dask
 worker of a batch ingest have their own, configured by :func:`configure` (the
@@ -84,6 +87,10 @@ class PoolOptions:
     timeout_s: float = 60.0
     start_timeout_s: float = 120.0
     jar: str | None = None
+
+
+class _Unread(Exception):
+    """The worker died before it read the request: nothing was done, another may answer it."""
 
 
 @dataclass
@@ -247,6 +254,10 @@ class WorkerPool:
     def request(self, path: Path, message: dict[str, Any]) -> _Answer:
         """Send ``message`` about ``path`` to a worker; the answer, or the typed error.
 
+        A worker that turns out dead before it read the request (it died after
+        :meth:`_acquire` saw it alive: the kernel's OOM killer, a signal) did no
+        harm: the request goes once more to another worker.
+
         Raises
         ------
         ReaderTimeoutError
@@ -255,23 +266,43 @@ class WorkerPool:
             The file exhausted the worker's heap (the worker is replaced).
         CorruptFileError, UnsupportedFormatError, FileNotFoundError
             What Bio-Formats said of the file.
+        DecodeBusyError
+            The pool is closed, every worker stayed busy, or two workers in a row died
+            before they read the request.
         """
         key = str(path)
+        data = json.dumps(message).encode("utf-8")
+        answer = self._attempt(path, key, data, message["op"])
+        if answer is None:
+            answer = self._attempt(path, key, data, message["op"])
+        if answer is None:
+            msg = (
+                f"{path.name}: two Bio-Formats workers died before they read the request; "
+                "try again shortly"
+            )
+            raise DecodeBusyError(msg, path=path)
+        if not answer.header.get("ok"):
+            _raise(answer.header, path)
+        return answer
+
+    def _attempt(self, path: Path, key: str, data: bytes, what: str) -> _Answer | None:
+        """One worker's answer to ``data``; None if the worker died before it read it."""
         worker = self._acquire(path, key)
-        healthy = False
+        answer = None
         try:
-            worker.conn.send_bytes(json.dumps(message).encode("utf-8"))
-            answer = self._receive(worker, self.options.timeout_s, path=path, what=message["op"])
-            healthy = True
+            with contextlib.suppress(_Unread):
+                try:
+                    worker.conn.send_bytes(data)
+                except OSError:  # its end of the socket is closed: it died after _acquire looked
+                    raise _Unread from None
+                answer = self._receive(worker, self.options.timeout_s, path=path, what=what)
         finally:
-            if healthy:
+            if answer is not None:
                 worker.opened.add(key)
             else:
                 with self._cond:
                     self.restarts += 1
-            self._release(worker, healthy=healthy)
-        if not answer.header.get("ok"):
-            _raise(answer.header, path)
+            self._release(worker, healthy=answer is not None)
         return answer
 
     def _receive(self, worker: _Worker, timeout: float, *, path: Path | None, what: str) -> _Answer:
@@ -288,6 +319,10 @@ class WorkerPool:
             ready = worker.conn.poll(max(0.0, deadline - time.monotonic()))
             if ready:
                 return worker.conn.recv_bytes()
+        except ConnectionResetError:
+            # Linux resets (rather than ends) a socket whose peer closed with bytes unread, and
+            # the request is all a worker is sent: it died before it read it, let alone acted.
+            raise _Unread from None
         except (EOFError, OSError):
             worker.kill()
             code = worker.popen.returncode
