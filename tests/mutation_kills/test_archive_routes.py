@@ -278,3 +278,65 @@ def test_a_registered_image_gets_its_thumbnail_and_quality(
             time.sleep(0.1)
         assert quality["status"] == "ready", quality
         assert len(quality["channels"]) == 2
+
+
+def test_an_unchanged_folder_image_is_already_registered(client: TestClient, roots: Path) -> None:
+    """A folder's size is 0 (what is saved), never the folder entry's own size."""
+    from tests.service.test_confinement import write_ome_zarr
+
+    folder = roots / "cells.zarr"
+    write_ome_zarr(folder)
+    assert folder.stat().st_size > 1  # the directory entry's size, which must not count
+    first = _register(client, folder, 201)
+    assert first["image_stack"]["size_bytes"] == 0
+    again = _register(client, folder, 200)
+    assert again["message"] == "Already registered"
+    assert again["id"] == first["id"]
+
+
+def test_lookup_answers_the_oldest_hundred_and_ties_by_id(client: TestClient) -> None:
+    """Many records of one hash: a bounded answer, the oldest; records made in the same
+    instant come in id order, so two calls (and two servers) list them alike."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from tests.mutation_kills.service_db import add_image
+
+    sha = "ab" * 32
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    made: list[tuple[datetime, uuid.UUID]] = []
+
+    def run(session: Any) -> None:
+        for i in range(101):
+            # Three records per instant, each instant's ids written highest first.
+            when = t0 + timedelta(seconds=i // 3)
+            image_id = uuid.UUID(int=(1000 - i) * (1 << 64) + i)
+            add_image(session, f"{i}.tif", id=image_id, sha256=sha, created_at=when)
+            made.append((when, image_id))
+
+    client.app.state.database.call(run)  # type: ignore[attr-defined]
+    answer = client.get("/api/images/lookup", params={"sha256": sha})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["count"] == 100
+    assert [item["id"] for item in body["data"]] == [str(i) for _, i in sorted(made)[:100]]
+
+
+def test_a_registered_images_thumbnail_is_rendered_under_the_servers_limits(
+    tmp_path: Path, roots: Path, testdata: Path
+) -> None:
+    """The background render gets the server's read limits, as the registration did."""
+    from zstack_analyzer.service.config import LimitsSettings, RenderSettings
+
+    source = roots / "cells.ome.tiff"
+    shutil.copyfile(testdata / STACK, source)
+    render = RenderSettings(thumbnail_on_upload=True)
+    # Metadata reads fit; decoding a block of the file does not.
+    limits = LimitsSettings(max_render_plane_bytes=10)
+    with _start(tmp_path / "data", import_roots=[roots], render=render, limits=limits) as client:
+        image_id = _register(client, source, 201)["id"]
+        # Waits for the registration's render (same key), or renders under the same limits.
+        thumbnail = client.get(f"/api/images/{image_id}/thumbnail")
+        assert thumbnail.status_code == 422, thumbnail.text
+        assert "over the render limit" in thumbnail.json()["detail"]
+        assert client.get(f"/api/images/{image_id}").json()["thumbnail_ready"] is False

@@ -252,8 +252,8 @@ def test_a_missing_original_fails_with_its_os_error(service: Service) -> None:
     image = service.image(image_id)
     service.storage.path(image.stored_name).unlink()
     error = measure_and_store(service.database, service.storage, ReadLimits(), image)
-    assert error is not None
-    assert error.endswith(": no such file")
+    # Named by the upload, as a reader's errors are: never our storage path.
+    assert error == "gone.ome.tif: no such file"
     assert service.rows()[image_id] == [(0, 1, error, 0)]
 
 
@@ -417,3 +417,28 @@ def test_a_local_file_is_measured_in_a_child_when_there_are_some(service: Servic
     # Refused in the child (confined there too), the error naming the upload, not the
     # stored name (routes/quality_admin's backfill shows it to the admin).
     assert str(rows[ids[3]][0][2]).startswith("link.ome.tif: leads outside the import roots")
+
+
+def test_an_in_place_original_that_is_gone_is_named_by_its_path(
+    service: Service, tmp_path: Path
+) -> None:
+    """Finding the original fails: its error is stored as it is (no path was read)."""
+    original = tmp_path / "archive" / "cells.ome.tif"
+
+    def run(session: Any) -> uuid.UUID:
+        return add_image(
+            session,
+            "cells.ome.tif",
+            stored_name="inplace-0123456789abcdef",
+            stored_in_place=True,
+            source_path=str(original),
+            source_size=1000,
+            source_mtime_ns=1,
+        )
+
+    image_id = service.database.call(run)
+    error = measure_and_store(
+        service.database, service.storage, ReadLimits(), service.image(image_id)
+    )
+    assert error == f"{original}: the original of image {image_id} is gone (moved or deleted)"
+    assert service.rows()[image_id] == [(0, 1, error, 0)]

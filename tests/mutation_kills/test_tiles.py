@@ -228,6 +228,12 @@ def test_out_of_range_details_name_what_is_missing(
     assert "channel 2 is out of range (0..1)" in channel.json()["detail"]
     tile = _tile(sqlite_client, image_id, 0, 2, 1)
     assert "tile 2/1 of level 0 does not exist" in tile.json()["detail"]
+    # Planes are checked against the stored sizes before the file is opened.
+    plane = _tile(sqlite_client, image_id, 0, 0, 0, z=Z)
+    assert plane.status_code == 422
+    assert plane.json()["detail"] == f"planes.ome.tif: z {Z} is out of range (0..{Z - 1})"
+    time = _tile(sqlite_client, image_id, 0, 0, 0, t=T)
+    assert time.json()["detail"] == f"planes.ome.tif: timepoint t {T} is out of range (0..{T - 1})"
     scene = _tile(sqlite_client, image_id, 0, 0, 0, scene=3)
     assert scene.status_code in (404, 422)
     assert "3" in scene.json()["detail"]

@@ -323,3 +323,50 @@ def test_open_stores_of_one_apply_the_limits(tmp_path: Path, testdata: Path) -> 
     one = stores.get(testdata / STACK, "x", RenderCache(tmp_path / "c"), ReadLimits())
     assert not one.reader.closed
     assert _chunk(one) == _plane(testdata / STACK, 0, 0, 0)
+
+
+def _stored_path(client: TestClient, image_id: str) -> Path:
+    """Where local storage keeps the upload (``stored_name`` is never in an answer)."""
+    from zstack_analyzer.service.db.models import Image
+
+    app = client.app
+    stored = app.state.database.call(  # type: ignore[attr-defined]
+        lambda session: session.get(Image, uuid.UUID(image_id)).stored_name
+    )
+    path: Path = app.state.storage.path(stored)  # type: ignore[attr-defined]
+    return path
+
+
+def test_a_rendered_tile_is_served_from_the_render_cache_after_a_restart(
+    tmp_path: Path, testdata: Path
+) -> None:
+    """Rendered once, a tile comes from the render cache: no file is opened for it again."""
+    data = tmp_path / "data"
+    params = {"t": 1, "z": 2, "channels": "1"}
+    with _start(data) as client:
+        image_id = _upload(client, testdata / STACK)["id"]
+        url = f"/api/images/{image_id}/tile/0/0/0"
+        first = client.get(url, params=params)
+        assert first.status_code == 200, first.text
+        original = _stored_path(client, image_id)
+    original.unlink()  # a new process: no open store; only the cache can answer
+    with _start(data) as client:
+        again = client.get(url, params=params)
+        assert again.status_code == 200, again.text
+        assert again.content == first.content
+        assert again.headers["etag"] == first.headers["etag"]
+        # A tile never rendered needs the file, which is gone.
+        assert client.get(url, params={**params, "t": 2}).status_code >= 400
+
+
+def test_a_lower_levels_tile_makes_that_level_once_into_the_render_cache(
+    client: TestClient, testdata: Path
+) -> None:
+    """As for zarr chunks: the pixels of a level the file lacks are kept, not only the PNG."""
+    image_id = _upload(client, testdata / RGB)["id"]
+    cache = client.app.state.cache  # type: ignore[attr-defined]
+    before = cache.total_bytes()
+    tile = client.get(f"/api/images/{image_id}/tile/1/0/0")
+    assert tile.status_code == 200, tile.text
+    # Level 1 of the 731 x 805 RGB file: its top-left 256 x 256 of three samples at least.
+    assert cache.total_bytes() >= before + len(tile.content) + 3 * 256 * 256

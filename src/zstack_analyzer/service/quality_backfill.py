@@ -132,6 +132,10 @@ def measure_and_store(
             # As the routes do: the stored error names the user's file, never our stored name.
             name_image_in_message(exc, image, source)
         error = str(exc) or type(exc).__name__
+        if source is not None:
+            # An OS error quotes the path it failed on: our storage path, never shown
+            # (a reader's error no longer holds it: renamed above).
+            error = error.replace(str(source), image.filename)
         try:
             database.call(store_quality_error, image.id, error)
         except IntegrityError:
