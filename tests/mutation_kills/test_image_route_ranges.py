@@ -7,7 +7,10 @@ carry their own Content-Range), a suffix range, a list whose unsatisfiable parts
 dropped rather than refused, the 16-range cap and a malformed header (the whole
 file, where Starlette alone answers 400) were only checked on the helper, not on
 what a client receives; likewise a weak or listed If-None-Match and a non-ASCII
-display name. One app for the module, real uploaded files.
+display name. Also: a later scene's metadata in the JSON form of scene 0, the metadata
+route's lost file (500) and image deleted meanwhile (404), and the upload's child job
+(``render_and_measure_in_child``) given the server's confined roots and read limits. One
+app for the module, real uploaded files.
 """
 
 from __future__ import annotations
