@@ -65,6 +65,7 @@ PUBLIC_WITH_ACCOUNTS = {("POST", "/api/auth/login")}
 AUTH_OPERATIONS = {
     ("POST", "/api/auth/login"),
     ("POST", "/api/auth/logout"),
+    ("POST", "/api/auth/password"),
     ("GET", "/api/auth/me"),
 }
 

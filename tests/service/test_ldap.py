@@ -306,6 +306,34 @@ def test_local_accounts_are_not_the_directorys(
     assert login(client, "bob", "local bob's own password").status_code == 200
 
 
+def test_a_directory_account_cannot_change_its_password_here(
+    slapd: LdapServer, tmp_path: Path, make_client: Callable[..., TestClient]
+) -> None:
+    """Its password lives in the directory: 409 saying so; nothing is stored or counted."""
+    from sqlalchemy import select
+
+    from zstack_analyzer.service.auth.models import User
+
+    client = ldap_client(tmp_path, make_client, template_settings(slapd))
+    logged_in = login(client, "alice", "wonder-land-42")
+    assert logged_in.status_code == 200, logged_in.text
+    refused = client.post(
+        "/api/auth/password",
+        json={"current_password": "wonder-land-42", "new_password": "a local one at last"},
+        headers={"X-CSRF-Token": logged_in.json()["csrf_token"]},
+    )
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert "directory (ldap)" in refused.json()["detail"]
+    assert "set-cookie" not in refused.headers
+    assert client.get("/api/auth/me").status_code == 200  # her session goes on
+    with client.app.state.database.sessions() as session:  # type: ignore[attr-defined]
+        alice = session.scalars(select(User).where(User.username == "alice")).one()
+        assert (alice.password_hash, alice.failed_logins) == (None, 0)
+    assert login(client, "alice", "wonder-land-42").status_code == 200
+    assert login(client, "alice", "a local one at last").status_code == 401
+
+
 def test_directory_down_is_a_clear_error_and_local_accounts_still_log_in(
     tmp_path: Path, make_client: Callable[..., TestClient]
 ) -> None:

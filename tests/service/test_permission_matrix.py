@@ -75,6 +75,7 @@ CATEGORIES: dict[tuple[str, str], str] = {
     ("post", "/api/auth/login"): "login",
     ("post", "/api/auth/logout"): "self",
     ("get", "/api/auth/me"): "self",
+    ("post", "/api/auth/password"): "self",
     ("get", "/api/tokens"): "self",
     ("post", "/api/tokens"): "self",
     ("delete", "/api/tokens/{token_id}"): "self",
@@ -521,7 +522,7 @@ def test_register_only_under_the_roots_of_ones_groups(world: World) -> None:
 
 
 def test_open_self_and_login_routes(world: World) -> None:
-    """Health/formats: anyone authenticated. me/tokens/logout: one's own. Login: no credentials."""
+    """Health/formats: anyone authenticated. me/tokens/logout/password: one's own. Login: open."""
     for role in ALL_ROLES:
         ok = role != "anonymous"
         for method, path in _operations(world, "open"):
@@ -552,6 +553,16 @@ def test_open_self_and_login_routes(world: World) -> None:
             "post",
             "/api/auth/logout",
             {204} if ok and not read_only else {403} if ok else {401},
+        )
+        # One's own password: in a session only (tests/service/test_own_password.py); every
+        # role here holds a token, which is refused (403), and nobody else gets in (401).
+        _check(
+            world,
+            role,
+            "post",
+            "/api/auth/password",
+            {403} if ok else {401},
+            json={"current_password": PASSWORD, "new_password": "a new long password"},
         )
         username = ROLES[role][0] if ok else ALICE
         _check(

@@ -97,6 +97,7 @@ def test_openapi_matches_routes(client: TestClient) -> None:
         ("/api/images/{image_id}", "patch"),
         ("/api/auth/login", "post"),
         ("/api/auth/logout", "post"),
+        ("/api/auth/password", "post"),
         ("/api/auth/me", "get"),
         ("/api/tokens", "get"),
         ("/api/tokens", "post"),

@@ -2,8 +2,9 @@
 
 What a lab member does: opens the page and gets the login form, logs in, sees only
 what their groups allow (with owner and group on every card and in the image panel),
-narrows the gallery to one group, makes a token, logs out (and the session is over on
-the server, not just in the page). What an admin does: creates a group and puts a
+narrows the gallery to one group, makes a token, changes their password (their other
+sessions end, this page goes on), logs out (and the session is over on the server, not
+just in the page). What an admin does: creates a group and puts a
 person in it. And single-user mode keeps its old face: no login, no user menu, no
 owner labels.
 """
@@ -191,6 +192,88 @@ def test_member_logs_in_sees_own_groups_filters_and_logs_out(
     # Back in the gallery URL without a session: the login page again.
     page.goto(base + "/#/")
     page.locator("#login-view").wait_for()
+
+
+def test_member_changes_own_password_and_the_page_goes_on(
+    lab: dict[str, Any], page: Page, artifacts: Path
+) -> None:
+    base = lab["base"]
+    new_password = "another passphrase, longer"  # noqa: S105  (a test account's)
+    # Ann is logged in elsewhere too (a laptop): that session must end with the change.
+    elsewhere = httpx.post(
+        f"{base}/api/auth/login", json={"username": "ann", "password": PASSWORD}, timeout=30
+    )
+    assert elsewhere.status_code == 200, elsewhere.text
+    page.goto(base + "/")
+    log_in(page, "ann")
+    page.locator("#gallery-view").wait_for()
+    before = next(c for c in page.context.cookies() if c["name"] == "zstack_session")
+    page.click("#user-button")
+    page.click("#menu-password")
+    page.locator("#password-view").wait_for()
+    assert page.evaluate("document.activeElement.id") == "password-current"
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.method) if "/api/auth/password" in r.url else None)
+
+    def submit(current: str, new: str, repeat: str) -> None:
+        page.fill("#password-current", current)
+        page.fill("#password-new", new)
+        page.fill("#password-repeat", repeat)
+        page.click("#password-submit")
+
+    # Mistakes the page catches itself: nothing is sent.
+    submit(PASSWORD, new_password, new_password + "!")
+    page.locator("#password-error").wait_for()
+    assert page.inner_text("#password-error") == "The two new passwords differ."
+    submit(PASSWORD, "short", "short")
+    page.wait_for_function(
+        "document.getElementById('password-error').textContent.includes('at least 8')"
+    )
+    assert sent == []
+    # A wrong current password: the server refuses, the page says so and stays logged in.
+    with page.expect_response("**/api/auth/password") as refused:
+        submit("not my password", new_password, new_password)
+    assert refused.value.status == 403
+    page.wait_for_function(
+        "document.getElementById('password-error').textContent === 'The current password is wrong.'"
+    )
+    assert page.locator("#password-done").is_hidden()
+    assert page.locator("#password-view").is_visible()
+    # The right one: changed.
+    with page.expect_response("**/api/auth/password") as changed:
+        submit(PASSWORD, new_password, new_password)
+    assert changed.value.status == 200
+    page.locator("#password-done").wait_for()
+    assert "Password changed" in page.inner_text("#password-done")
+    assert page.locator("#password-error").is_hidden()
+    assert [page.input_value(f"#password-{f}") for f in ("current", "new", "repeat")] == [""] * 3
+    page.screenshot(path=str(artifacts / "accounts-password.png"))
+    after = next(c for c in page.context.cookies() if c["name"] == "zstack_session")
+    assert after["value"] != before["value"]
+    assert after["httpOnly"]
+    # The laptop's session is over; the old password no longer logs in, the new one does.
+    gone = httpx.get(
+        f"{base}/api/auth/me", cookies={"zstack_session": elsewhere.cookies["zstack_session"]}
+    )
+    assert gone.status_code == 401
+    for password, status in ((PASSWORD, 401), (new_password, 200)):
+        answer = httpx.post(
+            f"{base}/api/auth/login", json={"username": "ann", "password": password}, timeout=30
+        )
+        assert answer.status_code == status, answer.text
+    # This page goes on with its renewed cookie: a change (CSRF) and a reload.
+    page.click("#user-button")
+    page.click("#menu-tokens")
+    page.locator("#tokens-view").wait_for()
+    page.fill("#token-name", "after the change")
+    page.click("#token-create-form button[type=submit]")
+    page.locator("#token-created").wait_for()
+    page.goto(base + "/#/")
+    page.reload()
+    page.locator("#gallery-view").wait_for()
+    wait_cards(page, ["ann-cryo.ome.tif", "ann-imaging.ome.tif"])
+    assert page.inner_text("#user-name") == "ann"
+    assert page.locator("#login-view").is_hidden()
 
 
 def test_admin_page_makes_a_group_and_a_member(

@@ -16,6 +16,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
 
+from zstack_analyzer.service.auth.login import (
+    LoginPolicy,
+    authenticate_password,
+    local_password,
+    locked_for,
+)
 from zstack_analyzer.service.auth.models import (
     DEFAULT_GROUP,
     ApiToken,
@@ -37,9 +43,12 @@ if TYPE_CHECKING:
 __all__ = [
     "AccountConflictError",
     "AccountError",
+    "AccountLockedError",
     "AccountNotFoundError",
     "ImportRootInfo",
+    "WrongPasswordError",
     "add_import_root",
+    "change_own_password",
     "create_group",
     "create_token",
     "create_user",
@@ -74,6 +83,20 @@ class AccountNotFoundError(AccountError, LookupError):
 
 class AccountConflictError(AccountError):
     """The name is taken, or the change would leave a group with images undeletable: 409."""
+
+
+class WrongPasswordError(AccountError):
+    """The current password given for one's own change is wrong: 403 over HTTP."""
+
+
+class AccountLockedError(AccountError):
+    """Too many wrong passwords: the account is locked for ``retry_after`` s (429 over HTTP)."""
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"too many wrong passwords: this account is locked; try again in {retry_after} s"
+        )
 
 
 def _check_name(name: str, what: str) -> str:
@@ -221,6 +244,53 @@ def update_user(
         user.email = email or None
     session.commit()
     return user
+
+
+def change_own_password(
+    session: Session,
+    username: str,
+    current_password: str,
+    new_password: str,
+    *,
+    client: str,
+    policy: LoginPolicy,
+    keep_session: str | None,
+) -> User:
+    """Change ``username``'s own password after checking the current one as a login does.
+
+    Why through :func:`~.login.authenticate_password`: the same argon2id check
+    (and rehash), and a wrong current password counts toward the account's
+    lockout exactly like a failed login, so a stolen session cannot guess the
+    password faster than the login form can. A locked account is refused
+    before any check (:class:`AccountLockedError`); the person is logged in,
+    so telling them it is locked discloses nothing. Only the local check is
+    asked: an account whose password lives elsewhere (LDAP) is refused first
+    (:class:`AccountConflictError`), its password is changed in the directory.
+
+    The change itself is :func:`update_user`'s: every other session of the
+    user ends, ``keep_session`` (the cookie making the change) stays, and the
+    user's own API tokens stay (the user proved the password: no compromise
+    is presumed, unlike an admin's reset).
+    """
+    user = find_user(session, username)
+    if user.auth_source != "local":
+        msg = (
+            f"the password of {username!r} is kept by the directory ({user.auth_source}): "
+            "change it there; this server never stores it"
+        )
+        raise AccountConflictError(msg)
+    wait = locked_for(user)
+    if wait:
+        raise AccountLockedError(wait)
+    checked = authenticate_password(
+        session, username, current_password, client, policy=policy, authenticators=[local_password]
+    )
+    if checked is None:
+        msg = "the current password is wrong"
+        raise WrongPasswordError(msg)
+    return update_user(
+        session, username, password=new_password, keep_session=keep_session, keep_tokens=True
+    )
 
 
 def create_group(session: Session, name: str, permissions: str = "private") -> Group:

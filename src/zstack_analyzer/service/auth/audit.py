@@ -45,6 +45,8 @@ ACTIONS: tuple[str, ...] = (
     "login",
     "login_failed",
     "logout",
+    "password_change",
+    "password_change_failed",
     "upload",
     "register",
     "download",

@@ -9,6 +9,7 @@ row needs. :func:`emit` hands the event to the audit writer
 raises and never slows a request down.
 
 Actions used by the call sites: ``login``, ``login_failed``, ``logout``,
+``password_change``, ``password_change_failed`` (one's own, wrong current password),
 ``upload``, ``register``, ``download``, ``delete``, ``move``, ``container_delete``
 (a project or dataset; each image deleted with it is a ``delete`` of its own),
 ``user_create``, ``user_update``, ``group_create``, ``group_update``,

@@ -14,6 +14,7 @@ has to slow one address down, and it must not need a write per attempt.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict, deque
@@ -36,6 +37,7 @@ __all__ = [
     "LoginPolicy",
     "authenticate_password",
     "local_password",
+    "locked_for",
 ]
 
 
@@ -78,6 +80,14 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def locked_for(user: User, now: datetime | None = None) -> int:
+    """Whole seconds (rounded up) until ``user``'s lockout ends; 0 when not locked."""
+    if user.locked_until is None:
+        return 0
+    left = (_aware(user.locked_until) - (now or datetime.now(UTC))).total_seconds()
+    return max(0, math.ceil(left))
+
+
 def _directory_account(session: Session, username: str) -> User | None:
     """The one non-local (LDAP) account spelled like ``username`` but for case, if any.
 
@@ -116,9 +126,7 @@ def authenticate_password(
     user = session.scalars(select(User).where(User.username == username)).first()
     if user is None:
         user = _directory_account(session, username)
-    locked = user is not None and (
-        not user.is_active or (user.locked_until is not None and _aware(user.locked_until) > now)
-    )
+    locked = user is not None and (not user.is_active or locked_for(user, now) > 0)
     if locked:
         verify_password(None, password)  # the same cost as a real check
         return None

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from zstack_analyzer.service.auth.models import Permission
+from zstack_analyzer.service.auth.passwords import MAX_PASSWORD_CHARS
 
 __all__ = [
     "GroupCreate",
@@ -21,6 +22,7 @@ __all__ = [
     "MemberPublic",
     "MembershipUpdate",
     "MoveRequest",
+    "PasswordChange",
     "TokenCreate",
     "TokenCreated",
     "TokenPublic",
@@ -38,6 +40,9 @@ def _aware(value: datetime) -> datetime:
 #: A datetime always answered with its zone (UTC).
 UtcDatetime = Annotated[datetime, AfterValidator(_aware)]
 
+#: The one strength rule of a new password set over HTTP (by an admin or by its owner).
+MIN_NEW_PASSWORD_CHARS = 8
+
 Name = Field(min_length=1, max_length=150, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
 
 
@@ -47,7 +52,14 @@ class LoginRequest(BaseModel):
     #: No NUL: no account has one in its name, and PostgreSQL refuses one in any text
     #: it is asked about (the lookup answered 500); such a login is a bad request (422).
     username: str = Field(min_length=1, max_length=150, pattern=r"^[^\x00]+$")
-    password: str = Field(min_length=1, max_length=1024)
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD_CHARS)
+
+
+class PasswordChange(BaseModel):
+    """Body of ``POST /api/auth/password``: one's own password, the current one first."""
+
+    current_password: str = Field(min_length=1, max_length=MAX_PASSWORD_CHARS)
+    new_password: str = Field(min_length=MIN_NEW_PASSWORD_CHARS, max_length=MAX_PASSWORD_CHARS)
 
 
 class GroupMembership(BaseModel):
@@ -106,7 +118,9 @@ class UserCreate(BaseModel):
     """Body of ``POST /api/admin/users``."""
 
     username: str = Name
-    password: str | None = Field(default=None, min_length=8, max_length=1024)
+    password: str | None = Field(
+        default=None, min_length=MIN_NEW_PASSWORD_CHARS, max_length=MAX_PASSWORD_CHARS
+    )
     is_admin: bool = False
     display_name: str = Field(default="", max_length=255)
     email: str | None = Field(default=None, max_length=320)
@@ -115,7 +129,9 @@ class UserCreate(BaseModel):
 class UserUpdate(BaseModel):
     """Body of ``PATCH /api/admin/users/{username}`` (only the fields given change)."""
 
-    password: str | None = Field(default=None, min_length=8, max_length=1024)
+    password: str | None = Field(
+        default=None, min_length=MIN_NEW_PASSWORD_CHARS, max_length=MAX_PASSWORD_CHARS
+    )
     is_active: bool | None = None
     is_admin: bool | None = None
     display_name: str | None = Field(default=None, max_length=255)

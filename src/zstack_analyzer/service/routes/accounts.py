@@ -1,4 +1,4 @@
-"""Accounts over HTTP: login/logout/me, one's own API tokens, admin routes, moving an image.
+"""Accounts over HTTP: login/logout/me, one's own password and tokens, admin routes, moving.
 
 Why thin: every rule (names, levels, last admin, adoption, token hashing,
 lockout) lives in ``service/auth/``; these routes parse, call, and answer.
@@ -20,8 +20,11 @@ from zstack_analyzer.service.auth import events
 from zstack_analyzer.service.auth.accounts import (
     AccountConflictError,
     AccountError,
+    AccountLockedError,
     AccountNotFoundError,
+    WrongPasswordError,
 )
+from zstack_analyzer.service.auth.login import ClientThrottle, LoginPolicy
 from zstack_analyzer.service.auth.models import ApiToken, Group, Membership, Permission, User
 from zstack_analyzer.service.auth.permissions import Principal
 from zstack_analyzer.service.auth.principal import (
@@ -41,6 +44,7 @@ from zstack_analyzer.service.auth.schemas import (
     MembershipUpdate,
     MePublic,
     MoveRequest,
+    PasswordChange,
     TokenCreate,
     TokenCreated,
     TokenPublic,
@@ -111,6 +115,47 @@ def _set_session_cookie(request: Request, response: Response, secret: str, *, ma
     )
 
 
+def _login_throttle(request: Request) -> ClientThrottle:
+    """The app's per-client throttle of password attempts (logins and own password changes)."""
+    throttle: ClientThrottle | None = getattr(request.app.state, "login_throttle", None)
+    if throttle is None:
+        accounts = request.app.state.settings.accounts
+        throttle = ClientThrottle(
+            max_failures=accounts.client_max_failures, window_s=accounts.client_window_seconds
+        )
+        request.app.state.login_throttle = throttle
+    return throttle
+
+
+def _throttled(throttle: ClientThrottle, client: str, what: str) -> None:
+    """429 with Retry-After while ``client`` has had too many failed password attempts."""
+    wait = throttle.retry_after(client)
+    if wait:
+        msg = f"too many {what} from {client}; try again in {wait} s"
+        raise HTTPException(429, msg, headers={"Retry-After": str(wait)})
+
+
+def _login_policy(request: Request) -> LoginPolicy:
+    """The account lockout (``accounts.max_failed_logins``, ``accounts.lockout_minutes``)."""
+    accounts = request.app.state.settings.accounts
+    return LoginPolicy(
+        max_failures=accounts.max_failed_logins,
+        lockout=timedelta(minutes=accounts.lockout_minutes),
+    )
+
+
+def _renew_own_session(request: Request, response: Response, session: Any, cookie: str) -> None:
+    """After one's own password change: the session making it gets a new id (a new cookie)."""
+    from zstack_analyzer.service.auth.sessions import renew_session
+
+    renewed = renew_session(session, cookie)
+    if renewed is not None:
+        secret, expires_at = renewed
+        left = (expires_at - datetime.now(UTC)).total_seconds()
+        _set_session_cookie(request, response, secret, max_age=max(int(left), 0))
+        response.headers["Cache-Control"] = "no-store"
+
+
 @auth_router.post(
     "/login",
     response_model=MePublic,
@@ -126,31 +171,15 @@ async def login(
     answer the same 401. Too many failures from one address: 429.
     """
     from zstack_analyzer.service.auth.accounts import principal_for_user
-    from zstack_analyzer.service.auth.login import (
-        ClientThrottle,
-        LoginPolicy,
-        authenticate_password,
-    )
+    from zstack_analyzer.service.auth.login import authenticate_password
     from zstack_analyzer.service.auth.sessions import start_session
 
     _accounts_on(request)
-    settings = request.app.state.settings
-    accounts = settings.accounts
-    throttle: ClientThrottle | None = getattr(request.app.state, "login_throttle", None)
-    if throttle is None:
-        throttle = ClientThrottle(
-            max_failures=accounts.client_max_failures, window_s=accounts.client_window_seconds
-        )
-        request.app.state.login_throttle = throttle
+    accounts = request.app.state.settings.accounts
+    throttle = _login_throttle(request)
     client = _client(request)
-    wait = throttle.retry_after(client)
-    if wait:
-        msg = f"too many failed logins from {client}; try again in {wait} s"
-        raise HTTPException(429, msg, headers={"Retry-After": str(wait)})
-    policy = LoginPolicy(
-        max_failures=accounts.max_failed_logins,
-        lockout=timedelta(minutes=accounts.lockout_minutes),
-    )
+    _throttled(throttle, client, "failed logins")
+    policy = _login_policy(request)
 
     def check(session: Any) -> tuple[str, Principal] | None:
         user = authenticate_password(
@@ -204,6 +233,75 @@ async def logout(request: Request, database: DatabaseDep, principal: PrincipalDe
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="lax")
     return response
+
+
+@auth_router.post(
+    "/password",
+    response_model=MePublic,
+    summary="Change your own password (the current one first); your other sessions end",
+    responses=problems(401, 403, 409, 422, 429),
+)
+def change_password(
+    body: PasswordChange,
+    request: Request,
+    response: Response,
+    principal: PrincipalDep,  # first: an anonymous caller is refused before the database
+    session: SessionDep,
+) -> MePublic:
+    """Your new password; the session making the change stays, under a new id (new cookie).
+
+    The current password is checked like a login (argon2id), and a wrong one
+    counts toward the account's lockout and the client's throttle, so a stolen
+    session cannot be used to guess the password: 403 ``forbidden`` (not 401:
+    the session is valid, and 401 would send the viewer to its login page),
+    429 once the account is locked or the address throttled. The new password
+    follows the rule of every password set over HTTP (8 to 1024 characters;
+    422). Your other sessions end at once in every server process; your API
+    tokens stay (you proved the password; an admin's reset revokes them). A
+    directory (LDAP) account is refused with 409: its password is changed in
+    the directory.
+
+    Only a session may do it (the viewer, or ``POST /api/auth/login``); an API
+    token is refused with 403. A token is a credential for scripts, often kept
+    in files and CI settings: a leaked one must not become a way to take the
+    account over, nor to lock its owner out by failing on purpose. Changing a
+    password is the person's own act; an admin may still set one for anyone
+    (``PATCH /api/admin/users/{name}``).
+    """
+    from zstack_analyzer.service.auth.accounts import change_own_password
+
+    _accounts_on(request)
+    cookie = request.cookies.get(COOKIE_NAME)
+    if principal.via != "session" or principal.user_id is None or not cookie:
+        msg = (
+            "change your password in a logged-in session (the viewer, or POST /api/auth/login); "
+            "an API token cannot change it"
+        )
+        raise HTTPException(403, msg)
+    throttle = _login_throttle(request)
+    client = _client(request)
+    _throttled(throttle, client, "failed password attempts")
+    with account_errors():
+        try:
+            change_own_password(
+                session,
+                principal.username,
+                body.current_password,
+                body.new_password,
+                client=client,
+                policy=_login_policy(request),
+                keep_session=cookie,
+            )
+        except WrongPasswordError as exc:
+            throttle.failed(client)
+            events.emit("password_change_failed", principal, request)
+            raise HTTPException(403, str(exc)) from None
+        except AccountLockedError as exc:
+            headers = {"Retry-After": str(exc.retry_after)}
+            raise HTTPException(429, str(exc), headers=headers) from None
+    _renew_own_session(request, response, session, cookie)
+    events.emit("password_change", principal, request)
+    return _me(principal)
 
 
 @auth_router.get(
@@ -397,7 +495,6 @@ def admin_update_user(
     answer; the CSRF token stays).
     """
     from zstack_analyzer.service.auth.accounts import update_user
-    from zstack_analyzer.service.auth.sessions import renew_session
 
     own = principal.user_id is not None and principal.username == username
     cookie = request.cookies.get(COOKIE_NAME) if own and principal.via == "session" else None
@@ -414,12 +511,7 @@ def admin_update_user(
             keep_tokens=own,
         )
     if body.password is not None and cookie:
-        renewed = renew_session(session, cookie)
-        if renewed is not None:
-            secret, expires_at = renewed
-            left = (expires_at - datetime.now(UTC)).total_seconds()
-            _set_session_cookie(request, response, secret, max_age=max(int(left), 0))
-            response.headers["Cache-Control"] = "no-store"
+        _renew_own_session(request, response, session, cookie)
     changed = sorted(k for k, v in body.model_dump(exclude={"password"}).items() if v is not None)
     events.emit(
         "user_update",

@@ -1,17 +1,18 @@
 // Entry point: hash routing between the gallery (#/) and the viewer (#/image/{id}); with
-// accounts (ZSTACK_AUTH=users) also the login page (#/login), "my tokens" (#/tokens) and
-// the admin page (#/admin). Hash routes need no server routes beyond the static files.
+// accounts (ZSTACK_AUTH=users) also the login page (#/login), "my tokens" (#/tokens),
+// "change password" (#/password) and the admin page (#/admin). Hash routes need no server routes beyond the static files.
 
 import { setStatus } from "./api.js";
 import { showAdmin } from "./admin.js";
 import { showGallery } from "./gallery.js";
 import { showLoginPage } from "./login.js";
+import { showPasswordPage } from "./password.js";
 import { detectSession, onSessionChange, session, showLogin } from "./session.js";
 import { showTokens } from "./tokens.js";
 import { wireUserMenu } from "./usermenu.js";
 import { closeViewer, showViewer } from "./viewer.js";
 
-const VIEWS = ["gallery-view", "viewer-view", "login-view", "tokens-view", "admin-view"];
+const VIEWS = ["gallery-view", "viewer-view", "login-view", "tokens-view", "password-view", "admin-view"];
 
 function only(id) {
   for (const view of VIEWS) document.getElementById(view).hidden = view !== id;
@@ -35,6 +36,10 @@ function route() {
     closeViewer();
     only("tokens-view");
     showTokens();
+  } else if (users && location.hash.startsWith("#/password")) {
+    closeViewer();
+    only("password-view");
+    showPasswordPage();
   } else if (users && location.hash.startsWith("#/admin") && session.me.is_admin) {
     closeViewer();
     only("admin-view");

@@ -6,7 +6,15 @@
 // session) or 401; after a 401, POST /api/auth/login with an empty body is refused as
 // invalid (422) only where logging in is open, i.e. in users mode (token mode: 401).
 
-import { ApiError, forgetToken, problemOf, setCsrfToken, setLoginHandler, token } from "./api.js";
+import {
+  ApiError,
+  forgetToken,
+  problemOf,
+  sendJson,
+  setCsrfToken,
+  setLoginHandler,
+  token,
+} from "./api.js";
 
 export const session = {
   /** "none", "token" or "users" */
@@ -82,6 +90,18 @@ export async function logIn(username, password) {
   if (!response.ok) throw new ApiError(response.status, await problemOf(response));
   session.me = await response.json();
   changed();
+  return session.me;
+}
+
+/**
+ * Change one's own password (the current one first). The server ends the other sessions
+ * and renews this one's cookie in its answer; the CSRF token and `session.me` stay.
+ */
+export async function changePassword(current, next) {
+  session.me = await sendJson("POST", "/api/auth/password", {
+    current_password: current,
+    new_password: next,
+  });
   return session.me;
 }
 
