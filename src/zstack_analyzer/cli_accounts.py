@@ -56,14 +56,27 @@ def _session() -> Iterator[Session]:
 
 
 def _read_password(from_stdin: bool, *, confirm: bool = True) -> str:
-    """The password from one line of standard input, or asked twice without echo."""
+    """A new password from one line of standard input, or asked twice without echo.
+
+    It must follow the rule of every new password (the HTTP routes' too): from
+    ``MIN_NEW_PASSWORD_CHARS`` to ``MAX_PASSWORD_CHARS`` characters.
+    """
+    from zstack_analyzer.service.auth.passwords import MAX_PASSWORD_CHARS, MIN_NEW_PASSWORD_CHARS
+
     if from_stdin:
-        line = sys.stdin.readline().rstrip("\r\n")
-        if not line:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
             typer.echo("error: no password on standard input", err=True)
             raise typer.Exit(code=2)
-        return line
-    password: str = typer.prompt("password", hide_input=True, confirmation_prompt=confirm)
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=confirm)
+    if not MIN_NEW_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
+        typer.echo(
+            f"error: a password must have {MIN_NEW_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} "
+            f"characters (this one has {len(password)})",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     return password
 
 

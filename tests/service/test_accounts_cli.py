@@ -214,3 +214,44 @@ def test_ingest_to_a_server_with_a_personal_token(tmp_path: Path, database_url: 
         assert [(i["owner"], i["group"]) for i in page["data"]] == [("ann", "lab")]
     finally:
         server.stop()
+
+
+def test_a_new_password_from_the_cli_follows_the_rule_of_the_http_routes(tmp_path: Path) -> None:
+    """``user add`` and ``user passwd`` refuse what ``POST /api/admin/users`` refuses (exit 2)."""
+    from zstack_analyzer.service.auth.passwords import MIN_NEW_PASSWORD_CHARS
+
+    env = _env(tmp_path / "data", None)
+    short = "x" * (MIN_NEW_PASSWORD_CHARS - 1)
+    refused = runner.invoke(
+        app, ["user", "add", "ann", "--password-stdin"], input=short + "\n", env=env
+    )
+    assert refused.exit_code == 2, refused.output
+    assert f"a password must have {MIN_NEW_PASSWORD_CHARS} to 1024 characters" in refused.output
+    assert "Traceback" not in refused.output
+    assert "ann" not in runner.invoke(app, ["user", "list"], env=env).output  # nobody made
+    long_enough = "y" * MIN_NEW_PASSWORD_CHARS
+    made = runner.invoke(
+        app, ["user", "add", "ann", "--password-stdin"], input=long_enough + "\n", env=env
+    )
+    assert made.exit_code == 0, made.output
+    too_long = runner.invoke(
+        app, ["user", "passwd", "ann", "--password-stdin"], input="z" * 1025 + "\n", env=env
+    )
+    assert too_long.exit_code == 2 and "this one has 1025" in too_long.output
+    short_passwd = runner.invoke(
+        app, ["user", "passwd", "ann", "--password-stdin"], input=short + "\n", env=env
+    )
+    assert short_passwd.exit_code == 2
+    # The password set by "add" still holds: neither refused change reached the database.
+    from sqlalchemy.orm import Session
+
+    from zstack_analyzer.service.auth.models import User
+    from zstack_analyzer.service.auth.passwords import verify_password
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'zstack.db'}")
+    try:
+        with Session(engine) as session:
+            user = session.scalars(select(User).where(User.username == "ann")).one()
+            assert verify_password(user.password_hash, long_enough)
+    finally:
+        engine.dispose()

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_PASSWORD_CHARS",
+    "MIN_NEW_PASSWORD_CHARS",
     "Argon2Parameters",
     "configure",
     "hash_password",
@@ -35,6 +36,10 @@ class Argon2Parameters:
 
 #: Longer passwords are refused before hashing (argon2 would hash megabytes happily).
 MAX_PASSWORD_CHARS = 1024
+#: The one strength rule of a new password, however it is set (over HTTP by an admin or
+#: its owner, or ``zstack user add/passwd``). Not applied to logins: an older, shorter
+#: password still logs in until it is changed.
+MIN_NEW_PASSWORD_CHARS = 8
 
 #: A hash nobody's password matches, verified when the user does not exist, so a wrong
 #: username costs the same time as a wrong password (no account enumeration by timing).

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from zstack_analyzer.service.auth.models import Permission
-from zstack_analyzer.service.auth.passwords import MAX_PASSWORD_CHARS
+from zstack_analyzer.service.auth.passwords import MAX_PASSWORD_CHARS, MIN_NEW_PASSWORD_CHARS
 
 __all__ = [
     "GroupCreate",
@@ -39,9 +39,6 @@ def _aware(value: datetime) -> datetime:
 
 #: A datetime always answered with its zone (UTC).
 UtcDatetime = Annotated[datetime, AfterValidator(_aware)]
-
-#: The one strength rule of a new password set over HTTP (by an admin or by its owner).
-MIN_NEW_PASSWORD_CHARS = 8
 
 Name = Field(min_length=1, max_length=150, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
 
