@@ -14,7 +14,7 @@ SQLite: the two columns are added with plain ``ALTER TABLE ADD COLUMN`` (a
 not rebuilt and its full-text triggers and rowids stay as they are.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 Create Date: 2026-12-06
 """
 
@@ -142,8 +142,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_images_group_id", table_name="images")
     op.drop_index("ix_images_owner_id", table_name="images")
-    # Plain DROP COLUMN, on SQLite too (3.35+; the columns carry no foreign key there): a batch
-    # rebuild of ``images`` would cascade-delete its metadata rows and drop the FTS triggers.
+    # Plain DROP COLUMN, on SQLite too (3.35+; it drops the columns' REFERENCES clauses with
+    # them): a batch rebuild of ``images`` would cascade-delete its metadata rows and drop the
+    # FTS triggers.
     op.drop_column("images", "group_id")
     op.drop_column("images", "owner_id")
     op.drop_table("group_import_roots")
