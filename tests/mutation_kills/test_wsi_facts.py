@@ -689,6 +689,19 @@ def test_scn_malformed_creation_date_is_a_warning_not_an_error(
         assert said == []  # blank: says nothing, nothing to warn of
 
 
+def test_scn_device_without_model_or_version_names_none() -> None:
+    from zstack_analyzer.readers._wsi_tiff import _scn_images
+
+    pixels = '<pixels><dimension sizeX="8" sizeY="8" r="0"/></pixels>'
+    xml = (
+        f'<scn xmlns="{_SCN}"><collection sizeX="20000" sizeY="20000">'
+        f"<image><device/>{pixels}</image>"
+        f'<image><device model=" " version=""/>{pixels}</image>'
+        "</collection></scn>"
+    )
+    assert [(i.device_model, i.device_version) for i in _scn_images(xml)] == [(None, None)] * 2
+
+
 def test_scn_pixel_size_is_the_view_over_the_full_resolution_dimension() -> None:
     """x and y each, from the dimension r=0 (z=0, c=0) wherever it is listed; none without a
     view, a full-resolution dimension or a positive size."""
