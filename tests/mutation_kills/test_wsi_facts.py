@@ -689,6 +689,19 @@ def test_scn_malformed_creation_date_is_a_warning_not_an_error(
         assert said == []  # blank: says nothing, nothing to warn of
 
 
+def test_scn_facts_of_no_image_or_a_series_past_the_images(tmp_path: Path) -> None:
+    """An SCN collection without images says only Leica; a series index past the XML's
+    images says nothing of an image (no error either way)."""
+    empty = tmp_path / "empty.scn"
+    xml = f'<?xml version="1.0"?><scn xmlns="{_SCN}"><collection sizeX="1" sizeY="1"/></scn>'
+    tifffile.imwrite(empty, _plane(32), photometric="minisblack", description=xml, metadata=None)
+    assert _facts(empty, "scn") == SlideFacts(manufacturer="Leica")
+    two = write_scn_images(tmp_path / "two.scn", SCN_TWO_REGIONS)
+    with tifffile.TiffFile(two) as tif:
+        assert slide_facts(tif, "scn", 2).magnification == 40.0
+        assert slide_facts(tif, "scn", 3) == SlideFacts(manufacturer="Leica")
+
+
 def test_scn_device_without_model_or_version_names_none() -> None:
     from zstack_analyzer.readers._wsi_tiff import _scn_images
 
