@@ -689,6 +689,32 @@ def test_scn_malformed_creation_date_is_a_warning_not_an_error(
         assert said == []  # blank: says nothing, nothing to warn of
 
 
+def test_scn_facts_of_no_image_or_a_series_past_the_images(tmp_path: Path) -> None:
+    """An SCN collection without images says only Leica; a series index past the XML's
+    images says nothing of an image (no error either way)."""
+    empty = tmp_path / "empty.scn"
+    xml = f'<?xml version="1.0"?><scn xmlns="{_SCN}"><collection sizeX="1" sizeY="1"/></scn>'
+    tifffile.imwrite(empty, _plane(32), photometric="minisblack", description=xml, metadata=None)
+    assert _facts(empty, "scn") == SlideFacts(manufacturer="Leica")
+    two = write_scn_images(tmp_path / "two.scn", SCN_TWO_REGIONS)
+    with tifffile.TiffFile(two) as tif:
+        assert slide_facts(tif, "scn", 2).magnification == 40.0
+        assert slide_facts(tif, "scn", 3) == SlideFacts(manufacturer="Leica")
+
+
+def test_scn_device_without_model_or_version_names_none() -> None:
+    from zstack_analyzer.readers._wsi_tiff import _scn_images
+
+    pixels = '<pixels><dimension sizeX="8" sizeY="8" r="0"/></pixels>'
+    xml = (
+        f'<scn xmlns="{_SCN}"><collection sizeX="20000" sizeY="20000">'
+        f"<image><device/>{pixels}</image>"
+        f'<image><device model=" " version=""/>{pixels}</image>'
+        "</collection></scn>"
+    )
+    assert [(i.device_model, i.device_version) for i in _scn_images(xml)] == [(None, None)] * 2
+
+
 def test_scn_pixel_size_is_the_view_over_the_full_resolution_dimension() -> None:
     """x and y each, from the dimension r=0 (z=0, c=0) wherever it is listed; none without a
     view, a full-resolution dimension or a positive size."""
