@@ -85,6 +85,15 @@ def _with_current_readers(entry: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
+@pytest.fixture
+def tokyo() -> Iterator[None]:
+    """The process's local zone set to Asia/Tokyo (UTC+9, no daylight saving), then restored."""
+    from tests.local_zone import local_zone
+
+    with local_zone("Asia/Tokyo"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def testdata() -> Path:
     root = testdata_dir()

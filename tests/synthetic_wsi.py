@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tifffile
 
+from tests.synthetic import encoded_stack
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -209,3 +211,70 @@ def write_scn(path: Path, plane: np.ndarray, *, objective: int = 20) -> Path:
             metadata=None,
         )
     return path
+
+
+#: The namespace of Leica SCN's collection XML.
+SCN_NAMESPACE = "http://www.leica-microsystems.com/scn/2010/10/01"
+
+
+def write_scn_images(path: Path, images: list[dict[str, str]], *, tiff_datetime: str = "") -> Path:
+    """An SCN of 32-pixel images, each ``<image>`` holding only what its dict says.
+
+    Keys: ``view`` (nm; 20000 is the whole collection, the macro), ``created``
+    (creationDate), ``model``/``version`` (device), ``objective``, ``na``
+    (illuminationSettings/numericalAperture), ``source`` (illuminationSource), laid out
+    as Leica writes them (creationDate, device, pixels, view, scanSettings).
+    """
+    body = ""
+    for k, image in enumerate(images):
+        created = f"<creationDate>{image['created']}</creationDate>" if "created" in image else ""
+        device = (
+            f'<device model="{image["model"]}" version="{image.get("version", "")}"/>'
+            if "model" in image
+            else ""
+        )
+        lens = (
+            f"<objectiveSettings><objective>{image['objective']}</objective></objectiveSettings>"
+            if "objective" in image
+            else ""
+        )
+        light = "".join(
+            f"<{tag}>{image[key]}</{tag}>"
+            for key, tag in (("na", "numericalAperture"), ("source", "illuminationSource"))
+            if key in image
+        )
+        view = image.get("view", "5000")
+        body += (
+            f'<image name="" uuid="urn:uuid:{k}">{created}{device}'
+            f'<pixels sizeX="32" sizeY="32"><dimension sizeX="32" sizeY="32" r="0" ifd="{k}"/>'
+            f'</pixels><view sizeX="{view}" sizeY="{view}" offsetX="0" offsetY="0"/>'
+            f"<scanSettings>{lens}<illuminationSettings>{light}</illuminationSettings>"
+            "</scanSettings></image>"
+        )
+    xml = (
+        f'<?xml version="1.0"?><scn xmlns="{SCN_NAMESPACE}">'
+        f'<collection name="slide" sizeX="20000" sizeY="20000">{body}</collection></scn>'
+    )
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        for k in range(len(images)):
+            tif.write(
+                encoded_stack(1, 1, 1, 32, 32, dtype="uint8")[0, 0, 0],
+                photometric="minisblack",
+                description=xml if k == 0 else None,
+                datetime=tiff_datetime or None,
+                metadata=None,
+            )
+    return path
+
+
+#: A macro and two regions scanned at different times, by two devices, lenses and lights.
+SCN_TWO_REGIONS = [
+    {"view": "20000", "created": "2012-05-02T13:59:00Z", "model": "Leica SCN400;Leica SCN",
+     "version": "1.4.0.9691 2011/03/30 10:30:59;1.4.0.9708", "objective": "0.60833", "na": "0.02",
+     "source": "brightfield"},
+    {"created": "2012-05-02T14:00:29.07Z", "model": "Leica SCN400;Leica SCN",
+     "version": "1.4.0.9691 2011/03/30 10:30:59;1.4.0.9708", "objective": "20", "na": "0.4",
+     "source": "brightfield"},
+    {"created": "2012-05-03T16:30:00+02:00", "model": "Leica SCN400F;Leica SCN",
+     "version": "1.5", "objective": "40", "na": "0.65", "source": "fluorescence"},
+]  # fmt: skip

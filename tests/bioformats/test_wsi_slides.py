@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from tests.mutation_kills.test_wsi_facts import SCN_TWO_REGIONS, write_scn_images
+from tests.synthetic_wsi import SCN_TWO_REGIONS, write_scn_images
 from zstack_analyzer import open_image
 from zstack_analyzer.readers.bioformats.reader import BioformatsReader
 

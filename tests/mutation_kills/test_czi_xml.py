@@ -780,21 +780,9 @@ def test_start_time_alone_is_the_acquisition_time() -> None:
     )
 
 
+@pytest.mark.usefixtures("tokyo")
 def test_acquisition_time_is_utc_whatever_the_local_zone() -> None:
-    import os
-    import time
-
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "Asia/Tokyo"
-    time.tzset()
-    try:
-        aware, _ = _datetime("2021-06-15T08:09:43+02:00")
-    finally:
-        if old is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = old
-        time.tzset()
+    aware, _ = _datetime("2021-06-15T08:09:43+02:00")
     assert aware is not None
     assert aware.tzinfo is UTC
     assert aware.isoformat() == "2021-06-15T06:09:43+00:00"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -923,22 +922,6 @@ def test_0017_downgrade_derives_no_word_from_an_empty_file_name(step: Step, revi
 # UTC (``datetime.now()``): on SQLite both are stored as the same text. Elsewhere the second is
 # hours off, on SQLite (wall-clock text) and on PostgreSQL (a naive value is read in the server's
 # zone), so the upgrade is run here with the process in Tokyo (UTC+9).
-
-
-@pytest.fixture
-def tokyo() -> Iterator[None]:
-    """The process's local zone set to Asia/Tokyo (UTC+9, no daylight saving), then restored."""
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "Asia/Tokyo"
-    time.tzset()
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = old
-        time.tzset()
 
 
 @pytest.mark.usefixtures("tokyo")

@@ -11,8 +11,6 @@ sources included (the provenance a user sees).
 
 from __future__ import annotations
 
-import os
-import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +19,14 @@ import pytest
 import tifffile
 
 from tests.synthetic import encoded_stack
-from tests.synthetic_wsi import APERIO_HEAD, write_bif, write_scn, write_svs
+from tests.synthetic_wsi import (
+    APERIO_HEAD,
+    SCN_TWO_REGIONS,
+    write_bif,
+    write_scn,
+    write_scn_images,
+    write_svs,
+)
 from zstack_analyzer import open_image
 from zstack_analyzer.readers._wsi_tiff import (
     SlideFacts,
@@ -32,7 +37,6 @@ from zstack_analyzer.readers._wsi_tiff import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -121,22 +125,6 @@ def test_svs_time_zones(tmp_path: Path, zone: str, utc: datetime) -> None:
     facts = _facts(_svs(tmp_path / "z.svs", fields), "svs")
     assert facts.acquired_at == utc
     assert facts.acquired_at_local is None
-
-
-@pytest.fixture
-def tokyo() -> Iterator[None]:
-    """The process's local zone set to Asia/Tokyo (UTC+9), then restored."""
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "Asia/Tokyo"
-    time.tzset()
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = old
-        time.tzset()
 
 
 @pytest.mark.usefixtures("tokyo")
@@ -517,69 +505,6 @@ def test_scn_each_main_image_has_its_own_objective(tmp_path: Path) -> None:
     )
     # the file's facts (no scene asked): scene 0's lens
     assert _facts(path, "scn").magnification == 20.0
-
-
-def write_scn_images(path: Path, images: list[dict[str, str]], *, tiff_datetime: str = "") -> Path:
-    """An SCN of 32-pixel images, each ``<image>`` holding only what its dict says.
-
-    Keys: ``view`` (nm; 20000 is the whole collection, the macro), ``created``
-    (creationDate), ``model``/``version`` (device), ``objective``, ``na``
-    (illuminationSettings/numericalAperture), ``source`` (illuminationSource), laid out
-    as Leica writes them (creationDate, device, pixels, view, scanSettings).
-    """
-    body = ""
-    for k, image in enumerate(images):
-        created = f"<creationDate>{image['created']}</creationDate>" if "created" in image else ""
-        device = (
-            f'<device model="{image["model"]}" version="{image.get("version", "")}"/>'
-            if "model" in image
-            else ""
-        )
-        lens = (
-            f"<objectiveSettings><objective>{image['objective']}</objective></objectiveSettings>"
-            if "objective" in image
-            else ""
-        )
-        light = "".join(
-            f"<{tag}>{image[key]}</{tag}>"
-            for key, tag in (("na", "numericalAperture"), ("source", "illuminationSource"))
-            if key in image
-        )
-        view = image.get("view", "5000")
-        body += (
-            f'<image name="" uuid="urn:uuid:{k}">{created}{device}'
-            f'<pixels sizeX="32" sizeY="32"><dimension sizeX="32" sizeY="32" r="0" ifd="{k}"/>'
-            f'</pixels><view sizeX="{view}" sizeY="{view}" offsetX="0" offsetY="0"/>'
-            f"<scanSettings>{lens}<illuminationSettings>{light}</illuminationSettings>"
-            "</scanSettings></image>"
-        )
-    xml = (
-        f'<?xml version="1.0"?><scn xmlns="{_SCN}">'
-        f'<collection name="slide" sizeX="20000" sizeY="20000">{body}</collection></scn>'
-    )
-    with tifffile.TiffWriter(path, bigtiff=True) as tif:
-        for k in range(len(images)):
-            tif.write(
-                _plane(32),
-                photometric="minisblack",
-                description=xml if k == 0 else None,
-                datetime=tiff_datetime or None,
-                metadata=None,
-            )
-    return path
-
-
-#: A macro and two regions scanned at different times, by two devices, lenses and lights.
-SCN_TWO_REGIONS = [
-    {"view": "20000", "created": "2012-05-02T13:59:00Z", "model": "Leica SCN400;Leica SCN",
-     "version": "1.4.0.9691 2011/03/30 10:30:59;1.4.0.9708", "objective": "0.60833", "na": "0.02",
-     "source": "brightfield"},
-    {"created": "2012-05-02T14:00:29.07Z", "model": "Leica SCN400;Leica SCN",
-     "version": "1.4.0.9691 2011/03/30 10:30:59;1.4.0.9708", "objective": "20", "na": "0.4",
-     "source": "brightfield"},
-    {"created": "2012-05-03T16:30:00+02:00", "model": "Leica SCN400F;Leica SCN",
-     "version": "1.5", "objective": "40", "na": "0.65", "source": "fluorescence"},
-]  # fmt: skip
 
 
 def test_scn_each_image_has_its_own_date_device_aperture_and_illumination(tmp_path: Path) -> None:
