@@ -285,6 +285,12 @@ def test_a_worker_that_died_while_idle_is_replaced(bf_runtime: None, tmp_path: P
         assert answer.header["ok"] is True and answer.header["result"] != pid
         assert pool.pids() == [answer.header["result"]]
         assert pool._live == 1 and pool.restarts == 1
+        again = psutil.Process(answer.header["result"])  # and its replacement: counted again
+        again.kill()
+        again.wait(30)
+        last = pool.request(tmp_path / "a.fake", {"op": "ping"})
+        assert last.header["result"] not in {pid, again.pid}
+        assert pool._live == 1 and pool.restarts == 2
     finally:
         pool.close()
 
