@@ -227,7 +227,7 @@ def test_member_changes_own_password_and_the_page_goes_on(
     assert page.inner_text("#password-error") == "The two new passwords differ."
     submit(PASSWORD, "short", "short")
     page.wait_for_function(
-        "document.getElementById('password-error').textContent.includes('at least 8')"
+        "() => document.getElementById('password-error').textContent.includes('at least 8')"
     )
     assert sent == []
     # A wrong current password: the server refuses, the page says so and stays logged in.
@@ -235,7 +235,8 @@ def test_member_changes_own_password_and_the_page_goes_on(
         submit("not my password", new_password, new_password)
     assert refused.value.status == 403
     page.wait_for_function(
-        "document.getElementById('password-error').textContent === 'The current password is wrong.'"
+        "() => document.getElementById('password-error').textContent"
+        " === 'The current password is wrong.'"
     )
     assert page.locator("#password-done").is_hidden()
     assert page.locator("#password-view").is_visible()
