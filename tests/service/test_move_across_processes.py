@@ -24,24 +24,29 @@ if TYPE_CHECKING:
     import pytest
     from fastapi.testclient import TestClient
 
+    from zstack_analyzer.service.config import Settings
+
+Headers = dict[str, str]
+
 
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_a_move_into_a_private_group_hides_the_image_in_every_process(
-    tmp_path: Path, make_client: Callable[..., TestClient]
-) -> None:
-    from zstack_analyzer.service.auth import accounts
-
+def _settings(tmp_path: Path) -> Settings:
     settings = make_settings(
         tmp_path / "data", auth="users", accounts=AccountSettings(**FAST_PASSWORDS)
     )
     settings.render.thumbnail_on_upload = False
-    first = make_client(settings)
-    second = make_client(settings)
-    second.app.state.records.ttl_s = 3600.0  # only the marker may end its memo entry
-    with first.app.state.database.sessions() as session:
+    return settings
+
+
+def _shared_image(client: TestClient, tmp_path: Path) -> tuple[str, Headers, Headers]:
+    """alice and bob in read-only g-shared, alice also in private g-private; alice's image
+    in g-shared. The image's id, alice's and bob's headers."""
+    from zstack_analyzer.service.auth import accounts
+
+    with client.app.state.database.sessions() as session:
         accounts.create_group(session, "g-shared", "read-only")
         accounts.create_group(session, "g-private", "private")
         for name in ("alice", "bob"):
@@ -50,12 +55,21 @@ def test_a_move_into_a_private_group_hides_the_image_in_every_process(
         accounts.set_membership(session, "g-private", "alice")
         alice = _bearer(accounts.create_token(session, "alice", name="t")[1])
         bob = _bearer(accounts.create_token(session, "bob", name="t")[1])
-
     created = upload(
-        first, write_ome_tiff(tmp_path / "a.ome.tif"), headers=alice, params={"group": "g-shared"}
+        client, write_ome_tiff(tmp_path / "a.ome.tif"), headers=alice, params={"group": "g-shared"}
     )
     assert created.status_code == 201, created.text
-    image_id = created.json()["id"]
+    return created.json()["id"], alice, bob
+
+
+def test_a_move_into_a_private_group_hides_the_image_in_every_process(
+    tmp_path: Path, make_client: Callable[..., TestClient]
+) -> None:
+    settings = _settings(tmp_path)
+    first = make_client(settings)
+    second = make_client(settings)
+    second.app.state.records.ttl_s = 3600.0  # only the marker may end its memo entry
+    image_id, alice, bob = _shared_image(first, tmp_path)
     thumbnail = f"/api/images/{image_id}/thumbnail"
     # bob sees it through the second process, which now has the row memoised.
     assert second.get(f"/api/images/{image_id}", headers=bob).status_code == 200
@@ -80,28 +94,9 @@ def test_a_committed_move_whose_marker_cannot_be_written_answers_its_success(
     The marker's path leads through a regular file (ENOTDIR), as on a data dir gone
     read-only or full; the moving process itself no longer serves its memoised row.
     """
-    from zstack_analyzer.service.auth import accounts
-
-    settings = make_settings(
-        tmp_path / "data", auth="users", accounts=AccountSettings(**FAST_PASSWORDS)
-    )
-    settings.render.thumbnail_on_upload = False
-    client = make_client(settings)
+    client = make_client(_settings(tmp_path))
     client.app.state.records.ttl_s = 3600.0
-    with client.app.state.database.sessions() as session:
-        accounts.create_group(session, "g-shared", "read-only")
-        accounts.create_group(session, "g-private", "private")
-        for name in ("alice", "bob"):
-            accounts.create_user(session, name, password=PASSWORD)
-            accounts.set_membership(session, "g-shared", name)
-        accounts.set_membership(session, "g-private", "alice")
-        alice = _bearer(accounts.create_token(session, "alice", name="t")[1])
-        bob = _bearer(accounts.create_token(session, "bob", name="t")[1])
-    created = upload(
-        client, write_ome_tiff(tmp_path / "a.ome.tif"), headers=alice, params={"group": "g-shared"}
-    )
-    assert created.status_code == 201, created.text
-    image_id = created.json()["id"]
+    image_id, alice, bob = _shared_image(client, tmp_path)
     thumbnail = f"/api/images/{image_id}/thumbnail"
     assert client.get(thumbnail, headers=bob).status_code == 200  # memoised
     blocker = tmp_path / "a-file"
