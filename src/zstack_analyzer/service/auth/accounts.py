@@ -532,4 +532,5 @@ def principal_for_user(
         via=via,
         csrf_token=csrf_token,
         token_id=token_id,
+        auth_source=user.auth_source,
     )

@@ -99,6 +99,7 @@ def _me(principal: Principal) -> MePublic:
         read_only=principal.read_only,
         auth=principal.via,
         csrf_token=principal.csrf_token,
+        password_changeable=principal.user_id is not None and principal.auth_source == "local",
     )
 
 
