@@ -127,14 +127,22 @@ def user_disable(
     name: Annotated[str, typer.Argument(help="Username")],
     enable: Annotated[bool, typer.Option("--enable", help="Enable again instead")] = False,
 ) -> None:
-    """Disable a user: their sessions end, their tokens and password stop working."""
+    """Disable a user: their sessions end, their API tokens are revoked, their password stops working.
+
+    ``--enable`` lets the password work again; the revoked tokens stay revoked.
+    """
     from zstack_analyzer.service.auth import events
-    from zstack_analyzer.service.auth.accounts import update_user
+    from zstack_analyzer.service.auth.accounts import change_user
 
     with _session() as session:
-        update_user(session, name, active=enable)
+        change = change_user(session, name, active=enable)
         events.emit("user_update", None, None, username=name, changed=["is_active"])
-    typer.echo(f"user {name} {'enabled' if enable else 'disabled'}")
+        for token_id in change.revoked_tokens:
+            events.emit("token_revoke", None, None, token_id=token_id, username=name)
+    if enable:
+        typer.echo(f"user {name} enabled")
+    else:
+        typer.echo(f"user {name} disabled; their sessions ended, their API tokens revoked")
 
 
 @user_app.command("passwd")
@@ -146,12 +154,14 @@ def user_passwd(
 ) -> None:
     """Set a password and lift a lockout; the sessions end, the API tokens are revoked."""
     from zstack_analyzer.service.auth import events
-    from zstack_analyzer.service.auth.accounts import update_user
+    from zstack_analyzer.service.auth.accounts import change_user
 
     password = _read_password(password_stdin)
     with _session() as session:
-        update_user(session, name, password=password)
+        change = change_user(session, name, password=password)
         events.emit("user_update", None, None, username=name, password=True)
+        for token_id in change.revoked_tokens:
+            events.emit("token_revoke", None, None, token_id=token_id, username=name)
     typer.echo(f"password of {name} changed; their sessions ended, their API tokens revoked")
 
 

@@ -123,6 +123,7 @@ def test_me_says_who_and_how(lab: Lab) -> None:
         "read_only": False,
         "auth": "api-token",
         "csrf_token": None,
+        "password_changeable": True,
     }
     read_only = client.get("/api/auth/me", headers=_as(tokens, "alice-ro")).json()
     assert (read_only["read_only"], read_only["is_admin"]) == (True, False)

@@ -8,12 +8,14 @@ order and limit, and the flags at their thresholds (errors left out, each flag o
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 
 from tests.mutation_kills.service_db import (
     add_image,
@@ -42,6 +44,8 @@ from zstack_analyzer.service.db.quality import (
 from zstack_analyzer.service.db.session import make_engine, make_session_factory
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from sqlalchemy.orm import Session
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -215,3 +219,52 @@ def test_images_made_at_the_same_moment_come_by_id_on_postgresql(
     finally:
         engine.dispose()
         drop_pg_database(postgres_admin, url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_db(request: pytest.FixtureRequest) -> Iterator[Session]:
+    """A session on a migrated database of its own: SQLite, then PostgreSQL."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("session")
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    url = create_pg_database(admin, request.getfixturevalue("postgres_template"))
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as db:
+            yield db
+    finally:
+        engine.dispose()
+        drop_pg_database(admin, url)
+
+
+def test_quality_of_an_image_deleted_meanwhile_is_dropped_quietly(
+    any_db: Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The image went while its quality was measured: nothing stored, nothing raised, no ERROR.
+
+    A refusal for an image that still exists (two rows for one scene) is raised, and
+    its earlier rows stay.
+    """
+    gone, kept = _image(any_db, 0), _image(any_db, 1)
+    store_quality(any_db, kept, [_scene(0, 0.5, True, 2.0)])
+    any_db.execute(delete(Image).where(Image.id == gone))
+    any_db.commit()
+    caplog.set_level(logging.DEBUG, logger="zstack_analyzer")
+    store_quality(any_db, gone, [_scene(0, 0.5, True, 2.0), _scene(1, 0.0, False, 9.0)])
+    store_quality_error(any_db, gone, "unreadable")
+    assert [r for r in caplog.records if r.levelno > logging.DEBUG] == []
+    said = [
+        r.getMessage() for r in caplog.records if r.name == "zstack_analyzer.service.db.quality"
+    ]
+    assert len(said) == 2
+    assert all(str(gone) in line and "deleted" in line for line in said)
+    any_db.expire_all()
+    assert any_db.scalars(select(ImageQuality).where(ImageQuality.image_id == gone)).all() == []
+    # The session goes on, and a genuine refusal still surfaces.
+    with pytest.raises(IntegrityError):
+        store_quality(any_db, kept, [_scene(0, 0.0, False, 9.0), _scene(0, 0.1, False, 8.0)])
+    any_db.rollback()
+    row = get_quality(any_db, kept, 0)
+    assert row is not None
+    assert (row.max_saturated_fraction, row.focus_edge) == (0.5, True)

@@ -160,6 +160,24 @@ def test_a_disabled_user_is_refused_by_every_process(processes: Processes) -> No
     assert _session_me(processes.second, cookie) == 401
 
 
+def test_a_disabled_users_tokens_stay_dead_in_every_process_after_enabling(
+    processes: Processes,
+) -> None:
+    """Disabling revokes the user's tokens: enabling again brings none back, in any process."""
+    bob = [processes.auth("bob"), processes.auth("bob/laptop")]
+    for headers in bob:
+        assert _me(processes.second, headers=headers) == 200  # cached in the second process
+    for active in (False, True):
+        changed = processes.first.patch(
+            "/api/admin/users/bob", json={"is_active": active}, headers=processes.auth("root")
+        )
+        assert changed.status_code == 200, changed.text
+    for client in (processes.first, processes.second):
+        for headers in bob:
+            assert _me(client, headers=headers) == 401
+    assert _me(processes.second, headers=processes.auth("alice")) == 200  # others' stay
+
+
 NEW_PASSWORD = "a brand new long password"  # noqa: S105  (a test account's)
 
 
@@ -389,6 +407,11 @@ def test_zstack_user_disable_is_seen_by_every_running_server(processes: Processe
     _zstack(processes, "user", "disable", "bob")
     assert _me(processes.first, headers=bob) == 401
     assert _me(processes.second, headers=bob) == 401
+    # Enabled again: the password works, the old tokens stay revoked.
+    _zstack(processes, "user", "disable", "bob", "--enable")
+    assert _me(processes.first, headers=bob) == 401
+    assert _me(processes.second, headers=bob) == 401
+    processes.login("bob")
 
 
 @pytest.mark.usefixtures("_fresh_settings")

@@ -309,12 +309,27 @@ def test_cli_changes_are_recorded(
         )
         assert made.exit_code == 0, made.output
         assert runner.invoke(cli, ["group", "add", "lab"]).exit_code == 0
+        # Disabling revokes the user's tokens: each revocation is recorded.
+        assert runner.invoke(cli, ["user", "add", "leaver", "--no-password"]).exit_code == 0
+        assert runner.invoke(cli, ["token", "create", "leaver"]).exit_code == 0
+        disabled = runner.invoke(cli, ["user", "disable", "leaver"])
+        assert disabled.exit_code == 0, disabled.output
+        assert "API tokens revoked" in disabled.output
     finally:
         get_settings.cache_clear()
     client = make_client(make_settings(data, auth="users"))
     body = audit(client, admin_token(client))
     events = list(reversed(body["data"]))
-    assert [e["action"] for e in events] == ["user_create", "group_create"]
+    assert [e["action"] for e in events] == [
+        "user_create",
+        "group_create",
+        "user_create",
+        "token_create",
+        "user_update",
+        "token_revoke",
+    ]
+    assert events[5]["target"] == events[3]["target"]
+    assert events[5]["details"]["target_user"] == "leaver"
     assert events[0]["username"] is None
     assert events[0]["details"]["via"] == "cli"
     assert events[0]["details"]["target_user"] == "root"

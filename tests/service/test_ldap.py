@@ -334,6 +334,36 @@ def test_a_directory_account_cannot_change_its_password_here(
     assert login(client, "alice", "a local one at last").status_code == 401
 
 
+def test_me_says_whose_password_this_server_can_change(
+    slapd: LdapServer, tmp_path: Path, make_client: Callable[..., TestClient]
+) -> None:
+    """``password_changeable``: true for a local account, false for a directory one.
+
+    The viewer shows "Change password" only when it is true (the server answers
+    409 for a directory account); the field is the same in the login answer,
+    ``GET /api/auth/me`` and with an API token of the account.
+    """
+    from zstack_analyzer.service.auth import accounts
+
+    client = ldap_client(tmp_path, make_client, template_settings(slapd))
+    with client.app.state.database.sessions() as session:  # type: ignore[attr-defined]
+        accounts.create_user(session, "dora", password="dora's local password")  # noqa: S106
+    for username, password, changeable in (
+        ("dora", "dora's local password", True),
+        ("alice", "wonder-land-42", False),
+    ):
+        logged_in = login(client, username, password)
+        assert logged_in.status_code == 200, logged_in.text
+        me = client.get("/api/auth/me").json()
+        assert (me["username"], me["auth"]) == (username, "session")
+        assert logged_in.json()["password_changeable"] is me["password_changeable"] is changeable
+        client.cookies.clear()
+        with client.app.state.database.sessions() as session:  # type: ignore[attr-defined]
+            token = accounts.create_token(session, username)[1]
+        by_token = client.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert by_token.json()["password_changeable"] is changeable
+
+
 def test_directory_down_is_a_clear_error_and_local_accounts_still_log_in(
     tmp_path: Path, make_client: Callable[..., TestClient]
 ) -> None:

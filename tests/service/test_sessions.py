@@ -232,6 +232,39 @@ def test_disabled_user_is_locked_out_everywhere(lab: TestClient) -> None:
     assert disabled.json()["detail"] == wrong.json()["detail"] == unknown.json()["detail"]
 
 
+def test_disabling_a_user_revokes_their_tokens_for_good(lab: TestClient) -> None:
+    """A leaver's old token stays dead after the account is enabled again; new ones work."""
+    with _db(lab) as session:
+        row, token = accounts.create_token(session, "alice", name="laptop")
+        old_id = row.id
+    old = {"Authorization": f"Bearer {token}"}
+    assert lab.get("/api/auth/me", headers=old).status_code == 200
+    csrf = {CSRF_HEADER: _login(lab, "root").json()["csrf_token"]}
+    for active in (False, True):
+        answer = lab.patch("/api/admin/users/alice", json={"is_active": active}, headers=csrf)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["is_active"] is active
+    # The trail says who revoked which token of whom.
+    trail = lab.get("/api/audit", params={"action": "token_revoke"}).json()["data"]
+    assert [(e["username"], e["target"], e["details"]["target_user"]) for e in trail] == [
+        ("root", str(old_id), "alice")
+    ]
+    lab.cookies.clear()
+    answer = lab.get("/api/auth/me", headers=old)
+    assert answer.status_code == 401
+    assert answer.json()["detail"] == "invalid, expired or revoked token"
+    with _db(lab) as session:
+        assert session.get(ApiToken, old_id).revoked_at is not None
+    # Enabled again, alice logs in and makes a new token, which works.
+    alice = {CSRF_HEADER: _login(lab).json()["csrf_token"]}
+    made = lab.post("/api/tokens", json={"name": "new laptop"}, headers=alice)
+    assert made.status_code == 201, made.text
+    lab.cookies.clear()
+    new = {"Authorization": f"Bearer {made.json()['token']}"}
+    assert lab.get("/api/auth/me", headers=new).json()["username"] == "alice"
+    assert lab.get("/api/auth/me", headers=old).status_code == 401
+
+
 def test_brute_force_locks_the_account_silently(lab: TestClient) -> None:
     """After 3 failures the right password also fails (same answer) until the lock ends."""
     for _ in range(3):

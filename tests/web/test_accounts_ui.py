@@ -277,6 +277,57 @@ def test_member_changes_own_password_and_the_page_goes_on(
     assert page.locator("#login-view").is_hidden()
 
 
+def test_change_password_is_offered_only_where_the_server_keeps_the_password(
+    tmp_path: Path, page: Page
+) -> None:
+    """A local account sees "Change password"; a directory (LDAP) account does not.
+
+    The server answers 409 to a directory account's change (its password is changed
+    in the directory), so the viewer does not offer it, nor open the page by its address.
+    """
+    from tests.ldapserver import PEOPLE, running_slapd, slapd_missing, template_settings
+    from tests.needs import unavailable
+    from zstack_analyzer.service.auth import accounts
+
+    missing = slapd_missing()
+    if missing:
+        unavailable(missing)
+    directory_password = "kept-in-the-directory-7"  # noqa: S105  (a test account's)
+    with running_slapd() as slapd:
+        slapd.add(
+            f"dn: uid=lena,{PEOPLE}\nobjectClass: inetOrgPerson\nuid: lena\ncn: Lena\n"
+            f"sn: L\nuserPassword: {directory_password}\n"
+        )
+        settings = make_settings(tmp_path / "data", auth="users", ldap=template_settings(slapd))
+        server = LiveServer(settings)
+        server.start()
+        try:
+            with server.app.state.database.sessions() as session:
+                accounts.create_user(session, "ann", password=PASSWORD)
+            for username, password, offered in (
+                ("ann", PASSWORD, True),
+                ("lena", directory_password, False),
+            ):
+                page.goto(server.base_url + "/#/")
+                log_in(page, username, password)
+                page.locator("#gallery-view").wait_for()
+                assert page.inner_text("#user-name") == username
+                page.click("#user-button")
+                page.locator("#menu-tokens").wait_for()
+                assert page.locator("#menu-password").is_visible() is offered
+                page.keyboard.press("Escape")
+                # Typing the page's address: the password form only where it can work.
+                page.goto(server.base_url + "/#/password")
+                shown = "#password-view" if offered else "#gallery-view"
+                page.locator(shown).wait_for()
+                assert page.locator("#password-view").is_visible() is offered
+                page.click("#user-button")
+                page.click("#menu-logout")
+                page.locator("#login-view").wait_for()
+        finally:
+            server.stop()
+
+
 def test_admin_page_makes_a_group_and_a_member(
     lab: dict[str, Any], page: Page, artifacts: Path
 ) -> None:

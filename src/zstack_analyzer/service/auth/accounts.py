@@ -46,9 +46,11 @@ __all__ = [
     "AccountLockedError",
     "AccountNotFoundError",
     "ImportRootInfo",
+    "UserChange",
     "WrongPasswordError",
     "add_import_root",
     "change_own_password",
+    "change_user",
     "create_group",
     "create_token",
     "create_user",
@@ -61,6 +63,7 @@ __all__ = [
     "principal_for_user",
     "remove_import_root",
     "revoke_token",
+    "revoke_user_tokens",
     "set_membership",
     "update_group",
     "update_user",
@@ -190,7 +193,38 @@ def create_user(
     return user
 
 
-def update_user(
+@dataclass(frozen=True, slots=True)
+class UserChange:
+    """What :func:`change_user` did: the changed user, and the API tokens it revoked.
+
+    Why the ids: each revocation is recorded in the audit trail as a
+    ``token_revoke`` of its own (the route or command that made the change
+    emits them), so "when did token 7 die, and why" has one answer whether
+    its owner, an admin, a reset or a disable revoked it.
+    """
+
+    user: User
+    revoked_tokens: tuple[int, ...] = ()
+
+
+def revoke_user_tokens(session: Session, user_id: int) -> tuple[int, ...]:
+    """Revoke every live API token of ``user_id``; the ids revoked, in order.
+
+    Does not commit (the caller's change and the revocation are one
+    transaction). The bulk update on ``api_tokens`` marks the accounts as
+    changed (:mod:`.account_changes`), so every server process drops the
+    tokens it cached.
+    """
+    live = ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None)
+    ids = tuple(session.scalars(select(ApiToken.id).where(*live).order_by(ApiToken.id)))
+    if ids:
+        session.execute(
+            update(ApiToken).where(ApiToken.id.in_(ids), *live).values(revoked_at=datetime.now(UTC))
+        )
+    return ids
+
+
+def change_user(
     session: Session,
     username: str,
     *,
@@ -201,13 +235,18 @@ def update_user(
     email: str | None = None,
     keep_session: str | None = None,
     keep_tokens: bool = False,
-) -> User:
+) -> UserChange:
     """Change a user; refuses to disable or demote the last active admin.
 
     A new ``password`` ends every session of the user, in the same commit, and
     revokes their API tokens: a reset presumes the account compromised. One's
     own change passes ``keep_session`` (the cookie of the session making it,
     which stays) and ``keep_tokens`` (tokens one made oneself stay valid).
+
+    Disabling (``active=False``) ends every session and revokes every API token
+    of the user, in the same commit, whatever ``keep_tokens`` says: a facility
+    disabling a leaver expects the old credentials dead for good, and enabling
+    the account again must not bring them back (the person makes new ones).
     """
     user = find_user(session, username)
     losing_admin = user.is_admin and (active is False or admin is False)
@@ -220,6 +259,7 @@ def update_user(
         if not others:
             msg = f"{username!r} is the last active admin; make another admin first"
             raise AccountError(msg)
+    revoked: tuple[int, ...] = ()
     if password is not None:
         user.password_hash = hash_password(password)
         user.failed_logins = 0
@@ -227,15 +267,12 @@ def update_user(
         # Logins made with the old password end now, in every process (account_changes).
         end_user_sessions(session, user.id, keep=keep_session)
         if not keep_tokens:
-            session.execute(
-                update(ApiToken)
-                .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-                .values(revoked_at=datetime.now(UTC))
-            )
+            revoked = revoke_user_tokens(session, user.id)
     if active is not None:
         user.is_active = active
-        if not active:  # a disabled user's sessions end now
+        if not active:  # a disabled user's sessions end and tokens die now
             end_user_sessions(session, user.id)
+            revoked += revoke_user_tokens(session, user.id)
     if admin is not None:
         user.is_admin = admin
     if display_name is not None:
@@ -243,7 +280,33 @@ def update_user(
     if email is not None:
         user.email = email or None
     session.commit()
-    return user
+    return UserChange(user, revoked)
+
+
+def update_user(
+    session: Session,
+    username: str,
+    *,
+    password: str | None = None,
+    active: bool | None = None,
+    admin: bool | None = None,
+    display_name: str | None = None,
+    email: str | None = None,
+    keep_session: str | None = None,
+    keep_tokens: bool = False,
+) -> User:
+    """:func:`change_user` for callers that need only the user (not the revoked token ids)."""
+    return change_user(
+        session,
+        username,
+        password=password,
+        active=active,
+        admin=admin,
+        display_name=display_name,
+        email=email,
+        keep_session=keep_session,
+        keep_tokens=keep_tokens,
+    ).user
 
 
 def change_own_password(
@@ -469,4 +532,5 @@ def principal_for_user(
         via=via,
         csrf_token=csrf_token,
         token_id=token_id,
+        auth_source=user.auth_source,
     )

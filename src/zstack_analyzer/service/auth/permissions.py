@@ -82,6 +82,10 @@ class Principal:
     how the caller proved who they are (``"none"``, ``"token"`` for
     ``ZSTACK_API_TOKEN``, ``"session"``, ``"api-token"``), ``csrf_token`` is set
     for a session (a cookie request must echo it), ``token_id`` for a personal token.
+    ``auth_source`` says where the user's password is checked (``"local"``: this
+    server, which can change it; ``"ldap"``: the directory); ``None`` without a
+    user. No permission check reads it: ``GET /api/auth/me`` shows it so the
+    viewer offers "Change password" only where the server can change it.
     """
 
     user_id: int | None
@@ -92,6 +96,7 @@ class Principal:
     via: str = "none"
     csrf_token: str | None = None
     token_id: int | None = None
+    auth_source: str | None = None
 
     @property
     def is_authenticated(self) -> bool:

@@ -81,6 +81,12 @@ class MePublic(BaseModel):
         description="Send it as X-CSRF-Token on every state-changing request made with the "
         "session cookie; null without a session"
     )
+    password_changeable: bool = Field(
+        default=False,
+        description="Whether this server keeps the account's password, so POST "
+        "/api/auth/password can change it: false for a directory (LDAP) account, whose "
+        "password is changed in the directory, and without a user account",
+    )
 
 
 class TokenCreate(BaseModel):

@@ -11,6 +11,7 @@ JSON, read only by the image's quality view.
 
 from __future__ import annotations
 
+import logging
 import uuid  # noqa: TC003  (SQLAlchemy resolves Mapped[...] at run time)
 from datetime import datetime  # noqa: TC003
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zstack_analyzer.quality.stack import finite
@@ -51,6 +53,8 @@ __all__ = [
     "store_quality",
     "store_quality_error",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Bumped when a measure's definition changes (rows of older versions are recomputed).
 QUALITY_VERSION = 1
@@ -76,10 +80,14 @@ class ImageQuality(Base):
 
 
 def store_quality(session: Session, image_id: uuid.UUID, qualities: list[SceneQuality]) -> None:
-    """Replace the quality rows of ``image_id`` by ``qualities`` (one per scene)."""
-    session.execute(delete(ImageQuality).where(ImageQuality.image_id == image_id))
-    for quality in qualities:
-        session.add(
+    """Replace the quality rows of ``image_id`` by ``qualities`` (one per scene).
+
+    An image deleted meanwhile stores nothing, quietly (:func:`_replace_rows`).
+    """
+    _replace_rows(
+        session,
+        image_id,
+        [
             ImageQuality(
                 image_id=image_id,
                 scene=quality.scene,
@@ -90,15 +98,38 @@ def store_quality(session: Session, image_id: uuid.UUID, qualities: list[SceneQu
                 error=None,
                 data=finite(quality.as_dict(planes=False)),
             )
-        )
-    session.commit()
+            for quality in qualities
+        ],
+    )
 
 
 def store_quality_error(session: Session, image_id: uuid.UUID, error: str) -> None:
     """Record that measuring ``image_id`` failed (``--missing`` then skips it)."""
-    session.execute(delete(ImageQuality).where(ImageQuality.image_id == image_id))
-    session.add(ImageQuality(image_id=image_id, scene=0, error=error[:1000], data={}))
-    session.commit()
+    _replace_rows(
+        session, image_id, [ImageQuality(image_id=image_id, scene=0, error=error[:1000], data={})]
+    )
+
+
+def _replace_rows(session: Session, image_id: uuid.UUID, rows: list[ImageQuality]) -> None:
+    """Replace the quality rows of ``image_id`` by ``rows``, in one commit.
+
+    Why the image may be gone: quality is measured in the background after an
+    upload or ingest, and its owner may delete the image before the measure
+    ends. The rows then break the foreign key to ``images`` (SQLite and
+    PostgreSQL both refuse them); that is no fault, there is simply nothing
+    left to describe, so it is a DEBUG line and nothing stored. Any other
+    refusal (the image still exists: two rows for one scene, a broken
+    database) is raised as before.
+    """
+    try:
+        session.execute(delete(ImageQuality).where(ImageQuality.image_id == image_id))
+        session.add_all(rows)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        if session.scalar(select(Image.id).where(Image.id == image_id)) is not None:
+            raise
+        logger.debug("quality of image %s not stored: the image was deleted meanwhile", image_id)
 
 
 def get_quality(session: Session, image_id: uuid.UUID, scene: int) -> ImageQuality | None:

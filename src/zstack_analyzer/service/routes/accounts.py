@@ -99,6 +99,7 @@ def _me(principal: Principal) -> MePublic:
         read_only=principal.read_only,
         auth=principal.via,
         csrf_token=principal.csrf_token,
+        password_changeable=principal.user_id is not None and principal.auth_source == "local",
     )
 
 
@@ -486,20 +487,22 @@ def admin_update_user(
     session: SessionDep,
     principal: PrincipalDep,
 ) -> UserPublic:
-    """Disabling a user ends their sessions; their tokens stop working.
+    """Disabling a user ends their sessions and revokes their API tokens for good.
 
-    A new password ends every session of the user at once, in every server
-    process, and revokes their API tokens (a reset presumes the account
-    compromised). An admin changing their own password keeps their tokens and
-    the session making the change, which gets a new id (a new cookie in this
-    answer; the CSRF token stays).
+    Enabling the user again brings neither back: the person logs in and makes
+    new tokens. A new password ends every session of the user at once, in
+    every server process, and revokes their API tokens (a reset presumes the
+    account compromised). An admin changing their own password keeps their
+    tokens and the session making the change, which gets a new id (a new
+    cookie in this answer; the CSRF token stays). Each revoked token is a
+    ``token_revoke`` event in the audit trail.
     """
-    from zstack_analyzer.service.auth.accounts import update_user
+    from zstack_analyzer.service.auth.accounts import change_user
 
     own = principal.user_id is not None and principal.username == username
     cookie = request.cookies.get(COOKIE_NAME) if own and principal.via == "session" else None
     with account_errors():
-        user = update_user(
+        change = change_user(
             session,
             username,
             password=body.password,
@@ -521,7 +524,9 @@ def admin_update_user(
         changed=changed,
         password=body.password is not None,
     )
-    return _user_public(session, user)
+    for token_id in change.revoked_tokens:
+        events.emit("token_revoke", principal, request, token_id=token_id, username=username)
+    return _user_public(session, change.user)
 
 
 def _group_public(session: Any, group: Group) -> GroupPublic:

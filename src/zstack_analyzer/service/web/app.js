@@ -36,7 +36,7 @@ function route() {
     closeViewer();
     only("tokens-view");
     showTokens();
-  } else if (users && location.hash.startsWith("#/password")) {
+  } else if (users && location.hash.startsWith("#/password") && session.me.password_changeable) {
     closeViewer();
     only("password-view");
     showPasswordPage();

@@ -16,6 +16,8 @@ function render() {
   $("user-name").textContent = me.username;
   $("user-button").setAttribute("aria-label", `User menu of ${me.username}`);
   $("menu-admin").hidden = !me.is_admin;
+  // A directory (LDAP) account's password is changed in the directory: the server answers 409.
+  $("menu-password").hidden = !me.password_changeable;
   const groups = me.groups.map((g) => `${g.name} (${g.permissions}${g.role === "owner" ? ", owner" : ""})`);
   $("user-groups").textContent = groups.length ? `Groups: ${groups.join(", ")}` : "No group yet";
 }
