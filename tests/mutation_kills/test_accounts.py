@@ -540,3 +540,26 @@ def test_token_times_are_utc_on_any_host(session: Session, monkeypatch: pytest.M
     stored = session.get(ApiToken, row.id)
     assert stored.expires_at.replace(tzinfo=UTC) == fixed + timedelta(days=1)
     assert stored.revoked_at.replace(tzinfo=UTC) == fixed
+
+
+def test_without_any_admin_a_plain_user_may_still_be_changed(session: Session) -> None:
+    """Only an admin can be the last active admin: before the first admin, changes go on."""
+    accounts.create_user(session, "plain")
+    assert accounts.update_user(session, "plain", active=False).is_active is False
+    assert accounts.update_user(session, "plain", admin=False, active=True).is_admin is False
+
+
+@pytest.mark.usefixtures("tokyo")
+def test_a_password_reset_dates_the_revocation_in_utc_on_a_host_east_of_utc(
+    session: Session,
+) -> None:
+    """The revoked tokens' ``revoked_at`` is UTC whatever the host's zone (here UTC+9)."""
+    accounts.create_user(session, "alice", password="old password")  # noqa: S106
+    token, _ = accounts.create_token(session, "alice")
+    before = datetime.now(UTC)
+    accounts.update_user(session, "alice", password=PASSWORD)
+    after = datetime.now(UTC)
+    session.expire_all()
+    revoked_at = session.get(ApiToken, token.id).revoked_at
+    assert revoked_at is not None
+    assert before <= revoked_at.replace(tzinfo=UTC) <= after
