@@ -145,4 +145,24 @@ def test_a_marker_that_cannot_be_written_is_logged_with_its_path_and_reason(
 
     with pytest.raises(OSError) as reason:  # what the file system says, not a mock
         touch_marker(blocked)
-    assert f"({reason.value})" in message
+    assert message == (
+        f"account change committed, but the accounts-changed marker {blocked} cannot be "
+        f"written ({reason.value}): other server processes honour it only when their cached "
+        "credentials expire (ZSTACK_ACCOUNTS__CACHE_SECONDS); make the data dir writable"
+    )
+
+
+def test_a_rollback_forgets_the_change_and_a_read_only_rollback_is_quiet(watched: Watched) -> None:
+    """A rolled-back change never marks, not even at the session's next (empty) commit."""
+    from zstack_analyzer.service.auth.models import Group
+
+    def roll_back_then_commit_nothing(session: Session) -> None:
+        session.scalars(select(User)).all()
+        session.rollback()  # nothing flagged: a rollback with no flag must not fail
+        group = session.scalars(select(Group).where(Group.name == "default")).one()
+        group.permissions = "private"
+        session.flush()
+        session.rollback()
+        session.commit()
+
+    assert not watched.marks(roll_back_then_commit_nothing)

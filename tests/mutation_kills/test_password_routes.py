@@ -172,3 +172,48 @@ def test_ones_own_change_gives_the_cookie_the_sessions_remaining_lifetime(
     assert "Secure" not in changed.headers["set-cookie"]  # plain HTTP, cookie_secure unset
     assert "samesite=lax" in changed.headers["set-cookie"].lower()
     assert "Path=/" in changed.headers["set-cookie"]
+
+
+def test_a_token_cannot_change_the_password_even_beside_a_session_cookie(people: People) -> None:
+    """The 403 says how to do it instead; a session cookie sent along does not help a token."""
+    cookie, csrf = people.login("eve")
+    people.client.cookies.set(COOKIE_NAME, cookie)
+    refused = people.client.post(
+        "/api/auth/password",
+        json={"current_password": PASSWORD, "new_password": NEW},
+        headers={"Authorization": f"Bearer {people.tokens['eve']}", CSRF_HEADER: csrf},
+    )
+    people.client.cookies.clear()
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["detail"] == (
+        "change your password in a logged-in session (the viewer, or POST /api/auth/login); "
+        "an API token cannot change it"
+    )
+    assert (
+        people.client.post(
+            "/api/auth/login", json={"username": people.p + "eve", "password": PASSWORD}
+        ).status_code
+        == 200
+    )  # unchanged
+    people.client.cookies.clear()
+
+
+def test_a_throttled_password_change_says_what_was_throttled(
+    people: People,
+    server: tuple[TestClient, str],  # noqa: F811
+) -> None:
+    from zstack_analyzer.service.auth.login import ClientThrottle
+
+    cookie, csrf = people.login("eve")
+    app: Any = server[0].app
+    app.state.login_throttle = ClientThrottle(max_failures=1, window_s=3600)
+    people.client.cookies.set(COOKIE_NAME, cookie)
+    for expected in (403, 429):
+        answer = people.client.post(
+            "/api/auth/password",
+            json={"current_password": "not it at all", "new_password": NEW},
+            headers={CSRF_HEADER: csrf},
+        )
+        assert answer.status_code == expected, answer.text
+    people.client.cookies.clear()
+    assert answer.json()["detail"].startswith("too many failed password attempts from ")
