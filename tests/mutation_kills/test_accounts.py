@@ -540,3 +540,89 @@ def test_token_times_are_utc_on_any_host(session: Session, monkeypatch: pytest.M
     stored = session.get(ApiToken, row.id)
     assert stored.expires_at.replace(tzinfo=UTC) == fixed + timedelta(days=1)
     assert stored.revoked_at.replace(tzinfo=UTC) == fixed
+
+
+def test_without_any_admin_a_plain_user_may_still_be_changed(session: Session) -> None:
+    """Only an admin can be the last active admin: before the first admin, changes go on."""
+    accounts.create_user(session, "plain")
+    assert accounts.update_user(session, "plain", active=False).is_active is False
+    assert accounts.update_user(session, "plain", admin=False, active=True).is_admin is False
+
+
+@pytest.mark.usefixtures("tokyo")
+def test_a_password_reset_dates_the_revocation_in_utc_on_a_host_east_of_utc(
+    session: Session,
+) -> None:
+    """The revoked tokens' ``revoked_at`` is UTC whatever the host's zone (here UTC+9)."""
+    accounts.create_user(session, "alice", password="old password")  # noqa: S106
+    token, _ = accounts.create_token(session, "alice")
+    before = datetime.now(UTC)
+    accounts.update_user(session, "alice", password=PASSWORD)
+    after = datetime.now(UTC)
+    session.expire_all()
+    revoked_at = session.get(ApiToken, token.id).revoked_at
+    assert revoked_at is not None
+    assert before <= revoked_at.replace(tzinfo=UTC) <= after
+
+
+def test_ones_own_change_checks_the_current_password_like_a_login(session: Session) -> None:
+    """``change_own_password``: right current password, or a failure counted toward the lock.
+
+    The session making the change stays, the others end, the user's tokens stay; a wrong
+    current password counts like a failed login (the policy passed in), a locked account is
+    refused before any check with the seconds left, a directory account is refused.
+    """
+    from zstack_analyzer.service.auth.accounts import AccountLockedError, WrongPasswordError
+    from zstack_analyzer.service.auth.login import LoginPolicy
+
+    alice = accounts.create_user(session, "alice", password=PASSWORD)
+    mine, _ = start_session(session, alice.id, hours=1, client="t", previous=None)
+    start_session(session, alice.id, hours=1, client="t", previous=None)
+    token, _ = accounts.create_token(session, "alice")
+    policy = LoginPolicy(max_failures=2, lockout=timedelta(minutes=10))
+
+    def change(current: str, new: str = "the next password") -> Any:
+        return accounts.change_own_password(
+            session, "alice", current, new, client="c", policy=policy, keep_session=mine
+        )
+
+    changed = change(PASSWORD)
+    assert changed.username == "alice"
+    session.expire_all()
+    assert passwords.verify_password(session.get(User, alice.id).password_hash, "the next password")
+    assert _live_sessions(session) == {hash_secret(mine): alice.id}
+    assert _live_tokens(session) == [token.id]
+    with pytest.raises(WrongPasswordError) as wrong:
+        change(PASSWORD)  # the old one is wrong now
+    assert str(wrong.value) == "the current password is wrong"
+    assert type(wrong.value) is WrongPasswordError and isinstance(wrong.value, AccountError)
+    session.expire_all()
+    assert session.get(User, alice.id).failed_logins == 1
+    with pytest.raises(WrongPasswordError):
+        change("another guess")  # the second failure locks (policy: 2)
+    session.expire_all()
+    assert session.get(User, alice.id).locked_until is not None
+    with pytest.raises(AccountLockedError) as locked:
+        change("the next password")  # even the right one, while locked
+    assert 590 <= locked.value.retry_after <= 600
+    assert str(locked.value) == (
+        "too many wrong passwords: this account is locked; "
+        f"try again in {locked.value.retry_after} s"
+    )
+    session.expire_all()
+    assert passwords.verify_password(session.get(User, alice.id).password_hash, "the next password")
+    assert _live_sessions(session) == {hash_secret(mine): alice.id}
+    # A directory account's password is not kept here.
+    accounts.create_user(session, "dora", auth_source="ldap")
+    with pytest.raises(AccountConflictError) as conflict:
+        accounts.change_own_password(
+            session, "dora", "x", "the next password", client="c", policy=policy, keep_session=None
+        )
+    assert str(conflict.value) == (
+        "the password of 'dora' is kept by the directory (ldap): "
+        "change it there; this server never stores it"
+    )
+    with pytest.raises(AccountNotFoundError):
+        accounts.change_own_password(
+            session, "ghost", "x", "the next password", client="c", policy=policy, keep_session=None
+        )

@@ -236,3 +236,49 @@ def test_a_lock_ends_at_its_instant(session: Session, monkeypatch: pytest.Monkey
     assert authenticate_password(session, "alice", PASSWORD, "c") is None
     later = fixed.astimezone(timezone(timedelta(hours=-5))) + timedelta(seconds=1)
     assert login._aware(later) is later
+
+
+def test_a_directory_account_is_found_under_any_spelling_and_its_failures_count(
+    session: Session,
+) -> None:
+    """``ALICE`` is alice's directory account (a directory compares names case-blind).
+
+    Her failures under another spelling count toward her lockout, and once locked every
+    spelling is refused before any check. A local account is its own spelling only, and
+    two directory accounts spelled alike but for case name nobody.
+    """
+    from sqlalchemy import select
+
+    accounts.create_user(session, "alice", auth_source="ldap")
+    _user(session, "bob")  # local
+    accounts.create_user(session, "dora", auth_source="ldap")
+    accounts.create_user(session, "Dora", auth_source="ldap")
+    policy = LoginPolicy(max_failures=2, lockout=timedelta(minutes=5))
+    assert authenticate_password(session, "ALICE", "guess", "c", policy=policy) is None
+    assert _row(session, "alice").failed_logins == 1
+    assert authenticate_password(session, "Alice", "guess", "c", policy=policy) is None
+    locked = _row(session, "alice")
+    assert (locked.failed_logins, locked.locked_until is not None) == (0, True)
+    assert login.locked_for(locked) > 0
+    # A local account under another spelling is nobody's: bob's count stays.
+    assert authenticate_password(session, "BOB", PASSWORD, "c", policy=policy) is None
+    assert _row(session, "bob").failed_logins == 0
+    # Two directory accounts alike but for case: nobody's failures are counted.
+    assert authenticate_password(session, "DORA", "guess", "c", policy=policy) is None
+    counts = session.execute(select(User.username, User.failed_logins)).all()
+    assert {name: n for name, n in counts if name.lower() == "dora"} == {"dora": 0, "Dora": 0}
+
+
+def test_locked_for_rounds_up_and_is_zero_when_not_locked(session: Session) -> None:
+    user = _user(session)
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    assert login.locked_for(user, now) == 0
+    user.locked_until = now + timedelta(seconds=1, microseconds=1)
+    assert login.locked_for(user, now) == 2
+    user.locked_until = now - timedelta(seconds=30)  # over: zero, never negative
+    assert login.locked_for(user, now) == 0
+    user.locked_until = now.replace(tzinfo=None)  # SQLite's naive UTC, at the instant
+    assert login.locked_for(user, now) == 0
+    # Without ``now``: the wall clock in UTC (a lock that ends in an hour).
+    user.locked_until = datetime.now(UTC) + timedelta(hours=1)
+    assert 3500 < login.locked_for(user) <= 3600
