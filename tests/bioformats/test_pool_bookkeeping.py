@@ -139,6 +139,8 @@ def test_answers_payloads_and_errors_of_a_warm_worker(own_pool: WorkerPool, tmp_
     answer = bf_pool.request(path, {"op": "ping"})
     assert answer.header == {"ok": True, "result": pid} and answer.payload is None
     assert bf_pool.pids() == [pid]  # released, healthy, reused
+    # Its worker is known to have the file open (its next request goes there first).
+    assert [w.opened for w in bf_pool._idle] == [{str(path)}]
     bf_pool.request(path, {"op": "open", "path": str(path)})
     read = {"op": "read", "path": str(path), "series": 0, "t": 0, "c": 0, "z": 0}
     answer = bf_pool.request(path, {**read, "region": [1, 1, 2, 2]})
@@ -516,6 +518,10 @@ pool = get_pool()
 assert isinstance(pool, WorkerPool) and pool.options == PoolOptions() and get_pool() is pool
 pool.warm(1)
 (pid,) = pool.pids()
+# Not this process's stdin, stdout or stderr (pipes here): a worker holding a pipe of the
+# server's would keep its reader from ever seeing the end of it.
+fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in (0, 1, 2)]
+assert fds == ["/dev/null"] * 3, fds
 os.kill(pid, signal.SIGSTOP)  # a worker that would not notice its parent went away
 print(pid, flush=True)
 """
@@ -524,7 +530,8 @@ print(pid, flush=True)
 def test_a_process_starts_with_the_default_options_and_ends_its_workers_at_exit(
     bf_runtime: None,
 ) -> None:
-    """In a process of its own: the options it starts with, and its workers killed at exit.
+    """In a process of its own: the options it starts with, its workers' stdio (/dev/null,
+    whatever the process's own is), and its workers killed at exit.
 
     The worker is stopped before the exit: one that would notice that its parent went
     away (its socket's end) ends by itself, but one hung or stopped would stay forever.
@@ -532,7 +539,12 @@ def test_a_process_starts_with_the_default_options_and_ends_its_workers_at_exit(
     import psutil
 
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-c", _CHILD],
+        input="",  # its stdin a pipe too, as stdout and stderr: none may reach the worker
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # nothing failed at exit either

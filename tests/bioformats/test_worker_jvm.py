@@ -271,7 +271,12 @@ def test_a_plane_larger_than_the_heap_ends_the_worker_not_the_pool(
     # Its input and output are nobody's: the JVM's "Terminating due to
     # java.lang.OutOfMemoryError" below is not written into the server's log.
     assert [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in (0, 1, 2)] == ["/dev/null"] * 3
-    with pytest.raises(LimitExceededError, match=r"exhausted the Bio-Formats worker's heap"):
+    with pytest.raises(LimitExceededError) as info:
         _read(worker, big, region=[0, 0, 12000, 12000])
+    assert str(info.value) == (
+        f"{big.name}: reading it exhausted the Bio-Formats worker's heap (128 MiB); "
+        "the worker was restarted"
+    )
+    assert info.value.path == big
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
     assert len(_read(worker, big, region=[0, 0, 256, 128])) == 256 * 128 * 2
