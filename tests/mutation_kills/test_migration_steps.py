@@ -58,6 +58,7 @@ REVISIONS = [
     "0016",
     "0017",
     "0018",
+    "0019",
 ]
 BELOW = dict(zip(REVISIONS, [None, *REVISIONS[:-1]], strict=True))
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -860,6 +861,200 @@ def _kept(step: Step) -> set[tuple[Any, ...]]:
     )
     with step.engine.connect() as connection:
         return {tuple(r) for r in connection.execute(sa.select(table))}
+
+
+# -- 0019: the search text of records 0004 filled in without their scene names (fix-searchtext) --
+
+#: A plate stored before 0004: its scene names are in ``images.scenes``, not in the metadata.
+PLATE_METADATA = {"file_format": "CZI", "channels": [{"name": "DAPI"}]}
+PLATE_SCENES = [{"name": "Well B2"}, {"name": "Well C3"}, {"name": "Overview"}]
+
+
+def _first_0004_text(metadata: dict[str, Any], filename: str) -> str:
+    """The search text 0004 wrote before it was corrected: file name and metadata, no scene names."""
+    from zstack_analyzer.service.db.search_fields import derive_fields
+
+    return derive_fields(metadata, filename).search_text
+
+
+def _add_record(
+    connection: Connection,
+    filename: str,
+    metadata: dict[str, Any],
+    scenes: list[Any],
+    search_text: str,
+    **values: Any,
+) -> uuid.UUID:
+    """An image with its metadata row (0006 on) and the search text given (indexed by the triggers)."""
+    image = _add_image(
+        connection, filename=filename, scenes=scenes, search_text=search_text, **values
+    )
+    connection.execute(
+        sa.text("INSERT INTO image_metadata (image_id, metadata) VALUES (:i, :m)").bindparams(
+            sa.bindparam("i", type_=sa.Uuid()), sa.bindparam("m", type_=JSON)
+        ),
+        {"i": image, "m": metadata},
+    )
+    return image
+
+
+def _indexed(step: Step) -> list[tuple[str, str]]:
+    """Each record's indexed text by file name: SQLite's stored text, PostgreSQL's vector."""
+    column = "search_vector::text" if step.postgres else "search_text"
+    with step.engine.connect() as connection:
+        return [
+            tuple(r)
+            for r in connection.exec_driver_sql(
+                f"SELECT filename, {column} FROM images ORDER BY filename"  # noqa: S608 (constant)
+            )
+        ]
+
+
+def _row_versions(step: Step) -> dict[str, str]:
+    """PostgreSQL's row version of each record (``xmin``: a write makes a new one)."""
+    with step.engine.connect() as connection:
+        return dict(connection.exec_driver_sql("SELECT filename, xmin::text FROM images").all())
+
+
+def _fts_intact(step: Step) -> None:
+    """SQLite's FTS5 index agrees with the texts in ``images`` (raises if not)."""
+    with step.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO images_fts (images_fts, rank) VALUES ('integrity-check', 1)"
+        )
+
+
+@_steps("0019")
+def _search_text_with_scenes(step: Step) -> None:
+    from zstack_analyzer.service.db.search_fields import derive_record_fields
+
+    right_metadata, right_scenes = {"channels": [{"name": "GFP"}]}, [{"name": "Well D4"}]
+    with step.engine.begin() as connection:
+        plate = _add_record(
+            connection,
+            "plate.czi",
+            PLATE_METADATA,
+            PLATE_SCENES,
+            _first_0004_text(PLATE_METADATA, "plate.czi"),
+        )
+        _add_record(
+            connection,
+            "right.czi",
+            right_metadata,
+            right_scenes,
+            derive_record_fields(right_metadata, right_scenes, "right.czi").search_text,
+        )
+        # No metadata row, no file name: its text derives to nothing.
+        _add_image(connection, filename="", search_text="stale words")
+    assert (_found(step, "c3"), _found(step, "stale")) == (
+        set(),
+        {str(_column(step.engine, "id")[0])},
+    )
+    if step.postgres:
+        versions = _row_versions(step)
+    step.up()
+    assert _found(step, "c3") == _found(step, "overview") == {str(plate)}
+    assert _found(step, "stale") == set()
+    if step.postgres:
+        expected = [
+            ("", ""),
+            ("plate.czi", "'b2' 'c3' 'czi' 'dapi' 'overview' 'plate' 'well'"),
+            ("right.czi", "'czi' 'd4' 'gfp' 'right' 'well'"),
+        ]
+        # Only the records whose index held another text were written.
+        assert _row_versions(step)["right.czi"] == versions["right.czi"]
+        assert _row_versions(step)["plate.czi"] != versions["plate.czi"]
+        assert _column(step.engine, "search_text") == [None, None, None]
+    else:
+        expected = [
+            ("", ""),
+            ("plate.czi", "plate czi dapi czi well b2 well c3 overview"),
+            ("right.czi", "right czi gfp well d4"),
+        ]
+        _fts_intact(step)
+    assert _indexed(step) == expected
+    step.down()  # nothing to undo: the schema of 0018, the texts valid there
+    assert _indexed(step) == expected
+    assert _found(step, "c3") == {str(plate)}
+    # Idempotent: up again derives the same texts and writes no record.
+    written = _row_versions(step) if step.postgres else None
+    step.up()
+    assert _indexed(step) == expected
+    if step.postgres:
+        assert _row_versions(step) == written
+    else:
+        _fts_intact(step)
+
+
+@pytest.fixture
+def at_0018(clean: _Clean, tmp_path: Path) -> Iterator[Engine]:
+    """A database of this test's own at revision 0018 (a copy of the session's template)."""
+    url = clean.copy("0018", tmp_path / "at-0018.db")
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        if clean.admin is not None:
+            drop_pg_database(clean.admin, url)
+
+
+def test_a_plate_0004_indexed_without_its_scenes_is_found_by_a_scene_name_at_head(
+    at_0018: Engine,
+) -> None:
+    """A database that ran the first 0004 finds a multi-scene image by a scene name after the upgrade.
+
+    Through the search the service answers with (``search_rows``, as ``GET /api/images/search``).
+    """
+    from zstack_analyzer.service.db.models import Image
+    from zstack_analyzer.service.db.search import SearchFilters, search_rows
+    from zstack_analyzer.service.db.session import Database
+
+    with at_0018.begin() as connection:
+        _add_record(
+            connection,
+            "plate.czi",
+            PLATE_METADATA,
+            PLATE_SCENES,
+            _first_0004_text(PLATE_METADATA, "plate.czi"),
+        )
+    database = Database(at_0018)
+
+    def search(q: str) -> tuple[list[tuple[Any, ...]], int]:
+        rows, total = database.call(search_rows, SearchFilters(q=q), [Image.filename])
+        return [tuple(r[:-1]) for r in rows], total
+
+    assert search("well c3") == ([], 0)  # what such a database answered
+    assert search("dapi") == ([("plate.czi",)], 1)
+    upgrade_database(at_0018)
+    assert search("well c3") == ([("plate.czi",)], 1)
+    assert search("overview") == ([("plate.czi",)], 1)
+    assert search("dapi") == ([("plate.czi",)], 1)
+
+
+def test_0019_reads_and_writes_the_records_in_batches(clean: _Clean, at_0018: Engine) -> None:
+    """Batches of two over five records (keyset pages of ids): every record gets its scene names."""
+    import importlib
+
+    revision = importlib.import_module(
+        "zstack_analyzer.service.db.migrations.versions.0019_search_text_with_scenes"
+    )
+    with at_0018.begin() as connection:
+        for n in (5, 1, 4, 2, 3):
+            _add_record(
+                connection,
+                f"p{n}.czi",
+                {},
+                [{"name": f"Scene S{n}"}],
+                f"p{n} czi",
+                id=uuid.UUID(int=n),
+            )
+    with at_0018.begin() as connection:
+        revision.rederive_search_text(connection, batch=2)
+    step = Step(clean, "0019", at_0018)
+    for n in range(1, 6):
+        assert _found(step, f"s{n}") == {str(uuid.UUID(int=n))}
+    assert len(_found(step, "czi")) == 5
 
 
 # -- ninth round (helper mut-mig10): 0004's backfill beside its step test -------------------------

@@ -14,6 +14,7 @@ from zstack_analyzer.service.db.search_fields import (
     MAX_SEARCH_TEXT,
     MAX_VENDOR_VALUE,
     derive_fields,
+    derive_record_fields,
     parse_datetime,
     words,
 )
@@ -154,3 +155,15 @@ def test_the_text_is_cut_at_its_limit() -> None:
     text = derive_fields({"vendor_metadata": vendor}, "f").search_text
     assert len(text) == MAX_SEARCH_TEXT
     assert text.startswith("f word00000 word00001")
+
+
+def test_a_stored_record_adds_its_scene_column_to_its_metadata() -> None:
+    """The insert hook's and migration 0019's derivation: the scene names come from their column."""
+    metadata = {"channels": [{"name": "GFP"}], "scenes": [{"name": "Stale Copy"}]}
+    derived = derive_record_fields(metadata, [{"name": "Well A1"}, "plain"], "plate.czi")
+    assert derived.search_text == "plate czi gfp well a1"
+    assert derived.channels == [(0, "gfp", None)]
+    assert metadata["scenes"] == [{"name": "Stale Copy"}]  # the record's JSON is left as it is
+    # A record without a metadata row, a scene list or a file name derives to nothing.
+    assert derive_record_fields(None, None, None).search_text == ""
+    assert derive_record_fields({"channels": [{"name": "DAPI"}]}, None, None).search_text == "dapi"

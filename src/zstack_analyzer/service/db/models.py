@@ -213,12 +213,12 @@ def _fill_search_columns(_mapper: Any, _connection: Any, image: Image) -> None:
     (upload, register, ingest) gets indexed without remembering to; the
     database itself then keeps the full-text index in step (FTS5 triggers on
     SQLite, a trigger that derives the vector on PostgreSQL; migrations 0004, 0017).
+    Migration 0019 derives the text of stored records again with the same function.
     """
-    from zstack_analyzer.service.db.search_fields import derive_fields
+    from zstack_analyzer.service.db.search_fields import derive_record_fields
 
     # The scene list lives in its own column (stored once), not in the metadata JSON.
-    metadata = {**(image.image_metadata or {}), "scenes": image.scenes or []}
-    derived = derive_fields(metadata, image.filename or "")
+    derived = derive_record_fields(image.image_metadata, image.scenes, image.filename)
     image.search_text = derived.search_text
     image.objective = derived.objective
     image.magnification = derived.magnification

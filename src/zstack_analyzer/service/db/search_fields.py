@@ -1,8 +1,8 @@
 """What the search indexes hold for one record, derived from its metadata JSON.
 
-Why one pure function: the insert hook in ``models.py``, the backfill in
-migration 0004 and the benchmark all derive the same fields the same way, and
-both engines index the same words. Words are runs of letters and digits,
+Why one pure function: the insert hook in ``models.py``, the backfills of
+migrations 0004 and 0019 and the benchmark all derive the same fields the same
+way, and both engines index the same words. Words are runs of letters and digits,
 lower-cased (``"Plan-Apochromat 63x/1.40 Oil"`` -> ``plan apochromat 63x 1 40
 oil``), so SQLite's FTS5 tokenizer and PostgreSQL's ``simple`` parser see
 identical tokens and a query behaves the same on both.
@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator, Mapping, Sequence
 
-__all__ = ["DerivedFields", "derive_fields", "parse_datetime", "words"]
+__all__ = ["DerivedFields", "derive_fields", "derive_record_fields", "parse_datetime", "words"]
 
 #: Longest indexed text per record (characters); vendor metadata can be huge.
 MAX_SEARCH_TEXT = 32 * 1024
@@ -127,3 +127,17 @@ def derive_fields(metadata: Mapping[str, Any], filename: str) -> DerivedFields:
         or parse_datetime(metadata.get("acquired_at_local")),
         channels=channels,
     )
+
+
+def derive_record_fields(
+    metadata: Mapping[str, Any] | None, scenes: Sequence[Any] | None, filename: str | None
+) -> DerivedFields:
+    """The search fields of one stored record: its metadata JSON, its scene list and its file name.
+
+    Why a function of its own: a record keeps its scene list in a column of its own
+    (``images.scenes``), not in the metadata JSON, and every writer of the search
+    text (the insert hook, migration 0019) must add the scene names the same way;
+    migration 0004 once left them out, and those records could not be found by a
+    scene name until 0019 derived their text again with this function.
+    """
+    return derive_fields({**(metadata or {}), "scenes": scenes or []}, filename or "")
