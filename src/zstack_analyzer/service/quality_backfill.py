@@ -137,13 +137,17 @@ def measure_and_store(
             # (a reader's error no longer holds it: renamed above).
             error = error.replace(str(source), image.filename)
         try:
-            database.call(store_quality_error, image.id, error)
+            kept = database.call(store_quality_error, image.id, error)
         except IntegrityError:
+            kept = False
+        if not kept:
             logger.info("%s was deleted while it was measured", image.id)
         return error
     try:
-        database.call(store_quality, image.id, qualities)
-    except IntegrityError:  # deleted, or stored by an upload's job at the same moment
+        stored = database.call(store_quality, image.id, qualities)
+    except IntegrityError:  # stored by an upload's job at the same moment
+        stored = False
+    if not stored:  # deleted meanwhile (store_quality stores nothing, quietly)
         return "not stored: the image changed while it was measured"
     return None
 

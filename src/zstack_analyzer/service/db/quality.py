@@ -79,12 +79,13 @@ class ImageQuality(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSONVariant)
 
 
-def store_quality(session: Session, image_id: uuid.UUID, qualities: list[SceneQuality]) -> None:
+def store_quality(session: Session, image_id: uuid.UUID, qualities: list[SceneQuality]) -> bool:
     """Replace the quality rows of ``image_id`` by ``qualities`` (one per scene).
 
-    An image deleted meanwhile stores nothing, quietly (:func:`_replace_rows`).
+    An image deleted meanwhile stores nothing, quietly, and answers ``False``
+    (:func:`_replace_rows`).
     """
-    _replace_rows(
+    return _replace_rows(
         session,
         image_id,
         [
@@ -103,14 +104,14 @@ def store_quality(session: Session, image_id: uuid.UUID, qualities: list[SceneQu
     )
 
 
-def store_quality_error(session: Session, image_id: uuid.UUID, error: str) -> None:
-    """Record that measuring ``image_id`` failed (``--missing`` then skips it)."""
-    _replace_rows(
+def store_quality_error(session: Session, image_id: uuid.UUID, error: str) -> bool:
+    """Record that measuring ``image_id`` failed (``--missing`` then skips it); ``False``: deleted."""
+    return _replace_rows(
         session, image_id, [ImageQuality(image_id=image_id, scene=0, error=error[:1000], data={})]
     )
 
 
-def _replace_rows(session: Session, image_id: uuid.UUID, rows: list[ImageQuality]) -> None:
+def _replace_rows(session: Session, image_id: uuid.UUID, rows: list[ImageQuality]) -> bool:
     """Replace the quality rows of ``image_id`` by ``rows``, in one commit.
 
     Why the image may be gone: quality is measured in the background after an
@@ -130,6 +131,8 @@ def _replace_rows(session: Session, image_id: uuid.UUID, rows: list[ImageQuality
         if session.scalar(select(Image.id).where(Image.id == image_id)) is not None:
             raise
         logger.debug("quality of image %s not stored: the image was deleted meanwhile", image_id)
+        return False
+    return True
 
 
 def get_quality(session: Session, image_id: uuid.UUID, scene: int) -> ImageQuality | None:
