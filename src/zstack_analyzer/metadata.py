@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from operator import itemgetter
-from types import UnionType
-from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from zstack_analyzer.limits import itemsize
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 __all__ = [
     "MAX_TEXT_CHARS",
@@ -361,39 +356,6 @@ def _vendor_json_small(value: Any, budget: int) -> bool:
 _SCALARS = frozenset({int, float, bool, type(None), datetime})
 
 
-def _holds_no_text(annotation: Any) -> bool:
-    """Whether a field of this annotation holds no string once validated.
-
-    Numbers, booleans, datetimes and None, and lists, tuples and unions of
-    them, or a model none of whose fields holds text.
-    """
-    if annotation in _SCALARS:
-        return True
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return not _text_fields(annotation)
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin in (list, tuple, Union, UnionType) and args:
-        return all(arg is Ellipsis or _holds_no_text(arg) for arg in args)
-    return False
-
-
-def _text_fields(cls: type[BaseModel]) -> tuple[str, ...]:
-    """The fields of ``cls`` that may hold text (every field whose annotation is not text-free)."""
-    return tuple(
-        name for name, info in cls.model_fields.items() if not _holds_no_text(info.annotation)
-    )
-
-
-def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
-    """A C-level ``lambda values: tuple(values[n] for n in names)``."""
-    if len(names) > 1:
-        return itemgetter(*names)
-    if names:
-        one = itemgetter(names[0])
-        return lambda values: (one(values),)
-    return lambda values: ()
-
-
 def _all_text_short(model: BaseModel) -> bool:
     """Whether no string of ``model`` (vendor_metadata aside) is over :data:`MAX_TEXT_CHARS`.
 
@@ -401,43 +363,30 @@ def _all_text_short(model: BaseModel) -> bool:
     formatted path per item), which made it the largest cost of reading a
     small file's metadata; this walk only looks, and the naming walk runs only
     when something must be cut. Unknown containers (subclasses) answer
-    ``False``, so the naming walk decides for them. The models of this module
-    are entered by their fields that may hold text (:data:`_TEXT_VALUES`,
-    found once at import from the annotations: sizes, indices, numbers and
-    dates are never visited); any other model by every field.
+    ``False``, so the naming walk decides for them. Fields go on the stack by
+    C-level copies and extends, not comprehensions (issue 22: reading
+    metadata is timed in a fresh process).
     """
-    top = _TOP_TEXT_VALUES.get(type(model))
-    if top is not None:
-        stack: list[Any] = list(top(model.__dict__))
-    else:
-        fields = dict(model.__dict__)
-        fields.pop("vendor_metadata", None)
-        stack = list(fields.values())
-    # Names the loop uses, as locals: a global is a dictionary lookup (two for a builtin) each
-    # time until the interpreter specialises it, and the loop runs a few dozen times.
-    pop, push_all = stack.pop, stack.extend
-    kind_of, length, longest = type, len, MAX_TEXT_CHARS
-    scalars, text_values, any_model = _SCALARS, _TEXT_VALUES, BaseModel
-    text, sequence, pair, mapping = str, list, tuple, dict
+    fields = dict(model.__dict__)
+    fields.pop("vendor_metadata", None)
+    stack: list[Any] = list(fields.values())
     while stack:
-        item = pop()
-        kind = kind_of(item)
-        if kind in scalars:  # most values: before any isinstance (pydantic's is slow)
+        item = stack.pop()
+        kind = type(item)
+        if kind in _SCALARS:  # most values: before any isinstance (pydantic's is slow)
             continue
-        if kind is text:
-            if length(item) > longest:
+        if kind is str:
+            if len(item) > MAX_TEXT_CHARS:
                 return False
-        elif kind is sequence or kind is pair:
-            push_all(item)
-        elif kind is mapping:
-            push_all(item)
-            push_all(item.values())
-        elif kind in text_values:
-            push_all(text_values[kind](item.__dict__))
-        elif isinstance(item, any_model):
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        elif kind is dict:
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, BaseModel):
             # Every field, even one named vendor_metadata (no nested model has one): a long
             # string there answers False, and the naming walk, which skips it, cuts nothing.
-            push_all(item.__dict__.values())
+            stack.extend(item.__dict__.values())
         elif isinstance(item, str | list | tuple | dict):
             return False
     return True
@@ -477,14 +426,3 @@ def _vendor_too_big(value: Any, budget: int) -> bool:
         if total > budget:
             return True
     return False
-
-
-#: Model -> its values that may hold text (:func:`_all_text_short`), for this module's models.
-_TEXT_VALUES: dict[type[BaseModel], Callable[[dict[str, Any]], tuple[Any, ...]]] = {
-    cls: _getter(_text_fields(cls))
-    for cls in (PhysicalSize, ChannelInfo, ObjectiveInfo, MicroscopeInfo, SceneInfo, ImageMetadata)
-}
-#: The same for a record itself: vendor_metadata has a budget of its own.
-_TOP_TEXT_VALUES: dict[type[BaseModel], Callable[[dict[str, Any]], tuple[Any, ...]]] = {
-    ImageMetadata: _getter(tuple(n for n in _text_fields(ImageMetadata) if n != "vendor_metadata"))
-}

@@ -140,18 +140,3 @@ def test_text_of_the_limit_is_kept_whole_wherever_it_is(place: str) -> None:
     md = _metadata(**build(AT_LIMIT))
     assert read(md) == AT_LIMIT
     assert not any("truncated" in w for w in md.warnings)
-
-
-def test_the_quick_check_knows_which_fields_hold_text() -> None:
-    """Sizes, numbers and dates are never visited; every field that can hold a string is."""
-    from zstack_analyzer.metadata import PhysicalSize, _getter, _text_fields
-
-    assert _text_fields(PhysicalSize) == ()
-    assert _text_fields(SceneInfo) == ("name", "dtype", "extra_dims")
-    assert set(_text_fields(ImageMetadata)) == {
-        "filename", "file_format", "scene_name", "dtype", "channels", "objective",
-        "microscope", "extra_dims", "scenes", "provenance", "warnings", "vendor_metadata",
-    }  # fmt: skip
-    assert _getter(())({"a": 1}) == ()
-    assert _getter(("a",))({"a": 1, "b": 2}) == (1,)
-    assert _getter(("b", "a"))({"a": 1, "b": 2}) == (2, 1)

@@ -644,19 +644,18 @@ _LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Directory | None:
-    """The directory as a table, one row per entry, or ``None`` unless all entries share one layout.
+    """The directory read column by column, or ``None`` unless all entries share one layout.
 
-    An entry of one layout is ``stride`` bytes, so the directory is an
-    ``entries x stride/4`` table of int32 words, and a second one shifted by
-    two bytes holds the fields at offsets ``2 + 4 k``. Three reductions over
-    the table (every field's "one value in every entry", minimum and maximum)
-    answer every check and bound opening needs, with no Python per entry or
-    per column; only the columns kept (positions, channels, pixel types)
-    become lists. Why: a column-by-column parse made an int per entry and
-    compared them one by one, a quarter of a first open in a fresh process
-    (issue 22).
+    An entry of one layout is ``stride`` bytes, so a field is every ``stride``-th
+    word of the directory: ``memoryview.cast`` and a stepped slice give that
+    column, ``tolist`` its values (C loops, no per-entry Python at open), and
+    ``count``/``min``/``max`` check it. Only the columns opening needs become
+    Python ints; what only reads need (coordinates, the largest block) is
+    derived on first use. Why not ``struct.iter_unpack``: its rows and their
+    transposition made more objects than the parse needs, which cost most of
+    a first open in a fresh process (issue 22).
     The layout (which dimension is X or Y) comes from the first entry; every
-    entry must carry the same labels.
+    entry must carry the same labels, checked column by column.
 
     Fields at their byte offsets: SchemaType 0 (2 bytes), PixelType 2,
     FilePosition 6 (8 bytes), FilePart 14, DimensionCount 28; per dimension,
@@ -669,72 +668,61 @@ def _parse_uniform(path: Path, raw: bytes, file_size: int, entries: int) -> _Dir
     size = entries * stride
     if not 0 <= count <= 64 or size > len(raw):
         return None
+    view = memoryview(raw)[:size]
+    words = view.cast("i")  # 4-byte fields at offsets 4 k: DimensionCount, dimensions
     step = stride // 4
-    rows = np.frombuffer(raw, dtype="<i4", count=entries * step).reshape(entries, step)
-    # PixelType, FilePosition's low and high halves, FilePart: the words at 2 + 4 k.
-    shifted = np.ndarray((entries, 4), dtype="<u4", buffer=raw, offset=2, strides=(stride, 4))
-    if np.count_nonzero(shifted[:, 2:]):
-        return None  # a file over 4 GB (64-bit positions) or a multi-part document: the walk
-    low, high = rows.min(axis=0).tolist(), rows.max(axis=0).tolist()
-    # Word 7 is DimensionCount, 8 + 5 k dimension k's label; the schema is word 0's low half.
-    if low[7] != high[7] or low[8 : 8 + 5 * count : 5] != high[8 : 8 + 5 * count : 5]:
-        return None  # another layout: the walk names a malformed entry
-    if raw[:2] != b"DV" or (low[0] != high[0] and ((rows[:, 0] & 0xFFFF) != _DV).any()):
-        return None
-    names = [
-        raw[32 + 20 * k : 36 + 20 * k].rstrip(b"\0").decode("ascii", "replace")
-        for k in range(count)
-    ]
+    # 4-byte fields at offsets 2 + 4 k: PixelType, FilePosition's low and high halves, FilePart.
+    shifted = view[2 : size - 2].cast("i")
+    if (
+        words[7::step].tolist().count(count) != entries
+        or view.cast("H")[:: stride // 2].tolist().count(_DV) != entries
+    ):
+        return None  # another layout or a malformed entry: the walk names it
+    if shifted[3::step].tolist().count(0) != entries:
+        return None  # a multi-part document: the walk skips the other parts' entries
+    high = shifted[2::step].tolist()
+    if high.count(0) != entries:
+        return None  # a file over 4 GB: the walk reads the 64-bit positions
+    raw_labels = [raw[32 + 20 * k : 36 + 20 * k] for k in range(count)]
+    stripped = [label.rstrip(b"\0") for label in raw_labels]
+    names = [label.decode("ascii", "replace") for label in stripped]
+    for k in range(count):
+        label = int.from_bytes(raw_labels[k], "little", signed=True)
+        if words[8 + 5 * k :: step].tolist().count(label) != entries:
+            return None  # dimensions in another order
     if "X" not in names or "Y" not in names:
         raise _no_extent_error(path, 0)
-    x, y = 8 + 5 * names.index("X"), 8 + 5 * names.index("Y")
-    for axis, at in (("X", x), ("Y", y)):
-        if low[at + 2] < 1 or low[at + 4] < 1:
-            sizes, stored = rows[:, at + 2].tolist(), rows[:, at + 4].tolist()
+
+    def column(axis: str, offset: int) -> list[int]:
+        """Dimension ``axis``'s column ``offset`` after its label (1 start, 2 size, 4 stored)."""
+        return words[8 + 5 * names.index(axis) + offset :: step].tolist()
+
+    for axis in ("X", "Y"):
+        sizes, stored = column(axis, 2), column(axis, 4)
+        if min(sizes) < 1 or min(stored) < 1:
             i = next(i for i in range(entries) if sizes[i] < 1 or stored[i] < 1)
             raise _dimension_error(path, i, axis, sizes[i], stored[i])
-    positions = shifted[:, 1].tolist()
+    positions = view[2 : size - 2].cast("I")[1::step].tolist()
 
     def coords() -> list[dict[str, int]]:
-        columns = [rows[:, 9 + 5 * k].tolist() for k in range(count)]
+        columns = [words[8 + 5 * k + 1 :: step].tolist() for k in range(count)]
         return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
     def block() -> tuple[int, int]:
-        xs, xst = rows[:, x + 2].tolist(), rows[:, x + 4].tolist()
-        ys, yst = rows[:, y + 2].tolist(), rows[:, y + 4].tolist()
+        xs, xst = column("X", 2), column("X", 4)
+        ys, yst = column("Y", 2), column("Y", 4)
         full = [i for i in range(len(xs)) if xs[i] == xst[i] and ys[i] == yst[i]]
         out = [max((yst[i] for i in full), default=1), max((xst[i] for i in full), default=1)]
         return out[0], out[1]
 
-    dims: dict[str, int] = {}
-    for k, name in enumerate(names):
-        if name in _LIBCZI_DIMS:
-            dims.setdefault(name, 9 + 5 * k)  # a repeated label: its first column, as before
-    channel_of = rows[:, dims["C"]].tolist() if "C" in dims else None
-    codes = shifted[:, 0].view("<i4").tolist()
-    if "S" in dims and low[dims["S"]] != high[dims["S"]]:
-        # Several scenes: each one's rectangle from its own entries (the columns as lists).
-        statistics = _statistics(
-            rows[:, x + 1].tolist(),
-            rows[:, y + 1].tolist(),
-            rows[:, x + 2].tolist(),
-            rows[:, y + 2].tolist(),
-            {name: rows[:, at].tolist() for name, at in dims.items()},
-            codes,
-        )
-    else:
-        if low[x + 1] == high[x + 1] and low[x + 2] == high[x + 2]:
-            right = high[x + 1] + high[x + 2]
-        else:
-            right = int((rows[:, x + 1].astype(np.int64) + rows[:, x + 2]).max())
-        if low[y + 1] == high[y + 1] and low[y + 2] == high[y + 2]:
-            bottom = high[y + 1] + high[y + 2]
-        else:
-            bottom = int((rows[:, y + 1].astype(np.int64) + rows[:, y + 2]).max())
-        box = (low[x + 1], low[y + 1], right - low[x + 1], bottom - low[y + 1])
-        bounds = {name: (low[at], high[at] - low[at] + 1) for name, at in dims.items()}
-        scenes = {bounds["S"][0]: box} if "S" in bounds else {}
-        statistics = _Statistics(bounds, box, scenes, channel_of, codes)
+    statistics = _statistics(
+        column("X", 1),
+        column("Y", 1),
+        column("X", 2),
+        column("Y", 2),
+        {axis: column(axis, 1) for axis in dict.fromkeys(names) if axis in _LIBCZI_DIMS},
+        shifted[::step].tolist(),
+    )
     header = max(256, 16 + stride)
     return _Directory(
         path, file_size, entries, positions, coords, [header] * entries, block, statistics
